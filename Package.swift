@@ -1,0 +1,48 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Layering (never bypassed): C shims -> SwitchboardIO -> SwitchboardHTTP -> Switchboard -> executable.
+// SwitchboardHTTP is pure parsing/formatting and depends on nothing; SwitchboardIO knows nothing of HTTP.
+let package = Package(
+    name: "Switchboard",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Switchboard", targets: ["Switchboard"]),
+        .library(name: "SwitchboardIO", targets: ["SwitchboardIO"]),
+        .library(name: "SwitchboardHTTP", targets: ["SwitchboardHTTP"]),
+        .executable(name: "switchboard", targets: ["switchboard"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+    ],
+    targets: [
+        .target(
+            name: "CLiburing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
+        .target(
+            name: "COpenSSL",
+            linkerSettings: [.linkedLibrary("crypto")]
+        ),
+        .target(
+            name: "SwitchboardIO",
+            dependencies: [
+                "CLiburing",
+                .product(name: "Atomics", package: "swift-atomics"),
+            ]
+        ),
+        .target(name: "SwitchboardHTTP"),
+        .target(
+            name: "Switchboard",
+            dependencies: ["SwitchboardIO", "SwitchboardHTTP", "COpenSSL"]
+        ),
+        .executableTarget(
+            name: "switchboard",
+            dependencies: ["Switchboard"]
+        ),
+        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO"]),
+        .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
+        .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

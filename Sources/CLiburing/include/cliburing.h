@@ -1,0 +1,105 @@
+#ifndef SWITCHBOARD_CLIBURING_H
+#define SWITCHBOARD_CLIBURING_H
+
+// Order matters: liburing.h defines _XOPEN_SOURCE 500; when it comes first, glibc's types
+// clash with Swift's Glibc module (fd_set errors). Pull the system headers in first.
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <signal.h>
+#include <sched.h>
+#include <stdint.h>
+#include <stdbool.h>
+#include <netinet/in.h>
+#include <liburing.h>
+
+// IOSQE_* are `1U << enum` and do not import; re-export them as plain constants.
+static const uint8_t SB_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
+static const uint8_t SB_IOSQE_IO_LINK = IOSQE_IO_LINK;
+static const uint8_t SB_IOSQE_BUFFER_SELECT = IOSQE_BUFFER_SELECT;
+static const uint8_t SB_IOSQE_CQE_SKIP_SUCCESS = IOSQE_CQE_SKIP_SUCCESS;
+
+static const uint32_t SB_CQE_F_BUFFER = IORING_CQE_F_BUFFER;
+static const uint32_t SB_CQE_F_MORE = IORING_CQE_F_MORE;
+static const uint32_t SB_CQE_BUFFER_SHIFT = IORING_CQE_BUFFER_SHIFT;
+
+static const uint32_t SB_SETUP_SINGLE_ISSUER = IORING_SETUP_SINGLE_ISSUER;
+static const uint32_t SB_SETUP_DEFER_TASKRUN = IORING_SETUP_DEFER_TASKRUN;
+static const uint32_t SB_SETUP_COOP_TASKRUN = IORING_SETUP_COOP_TASKRUN;
+static const uint32_t SB_SETUP_R_DISABLED = IORING_SETUP_R_DISABLED;
+static const uint32_t SB_SETUP_SUBMIT_ALL = IORING_SETUP_SUBMIT_ALL;
+static const uint32_t SB_ASYNC_CANCEL_ALL = IORING_ASYNC_CANCEL_ALL;
+
+/// Creates a ring. Tries `flags`, then falls back to fewer setup flags on -EINVAL (older
+/// kernels). Returns 0 or -errno; `*applied_flags` receives the flags that worked.
+int sb_ring_init(struct io_uring *ring, unsigned entries, uint32_t flags, uint32_t *applied_flags);
+
+/// Enables a ring created with IORING_SETUP_R_DISABLED. liburing 2.3 on Debian does not export
+/// io_uring_enable_rings, so this goes through io_uring_register directly.
+int sb_ring_enable(struct io_uring *ring);
+
+/// Sets up a provided-buffer ring (missing in liburing 2.3): mmap + register + init.
+/// Returns NULL and sets *err to -errno on failure.
+struct io_uring_buf_ring *sb_setup_buf_ring(struct io_uring *ring, unsigned nentries, int bgid, int *err);
+void sb_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned nentries, int bgid);
+
+/// Adds one buffer and publishes it immediately (add + advance by one).
+void sb_buf_ring_recycle(struct io_uring_buf_ring *br, void *addr, unsigned len, unsigned short bid, unsigned mask);
+
+/// Drains up to `max` completions into caller-owned arrays and advances the CQ.
+/// io_uring_for_each_cqe is a macro Swift cannot call.
+unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, unsigned max);
+
+/// Submits and waits for at least `wait_nr` completions, or until `timeout_ns` passes
+/// (timeout_ns < 0 waits forever). Returns submitted count or -errno (-ETIME on timeout).
+int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns);
+
+/// Returns an SQE, submitting first if the SQ is full. NULL only if submission fails.
+struct io_uring_sqe *sb_get_sqe(struct io_uring *ring);
+
+// Thread helpers (GNU extensions are not visible from Swift's Glibc).
+int sb_set_thread_name(const char *name);
+int sb_set_thread_affinity(int cpu);
+int sb_gettid(void);
+int sb_accept4(int fd);
+int sb_eventfd(void);
+int sb_eventfd_signal(int fd);
+int sb_eventfd_drain(int fd);
+
+// Signals: block SIGTERM/SIGINT/SIGPIPE in the calling thread (inherited by threads it
+// creates), and wait for SIGTERM/SIGINT synchronously.
+int sb_block_signals(void);
+int sb_wait_termination_signal(void);
+int sb_ignore_sigpipe(void);
+
+// epoll, wrapped because struct epoll_event is packed on x86-64.
+int sb_epoll_create(void);
+int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms);
+
+static const int SB_EPOLL_CTL_ADD = 1;
+static const int SB_EPOLL_CTL_DEL = 2;
+static const int SB_EPOLL_CTL_MOD = 3;
+static const uint32_t SB_EPOLLIN = 0x001;
+static const uint32_t SB_EPOLLOUT = 0x004;
+static const uint32_t SB_EPOLLERR = 0x008;
+static const uint32_t SB_EPOLLHUP = 0x010;
+static const uint32_t SB_EPOLLRDHUP = 0x2000;
+static const uint32_t SB_EPOLLET = 1u << 31;
+
+// Sockets.
+/// Creates a listening TCP socket (SO_REUSEADDR, non-blocking as asked). host is an IPv4 or
+/// IPv6 literal. Returns fd or -errno.
+int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking);
+/// Local port a socket is bound to, or -errno.
+int sb_local_port(int fd);
+int sb_set_nonblocking(int fd);
+int sb_set_nodelay(int fd);
+
+/// Monotonic clock in nanoseconds.
+int64_t sb_monotonic_ns(void);
+/// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
+long sb_raise_nofile_limit(void);
+
+#endif

@@ -1,0 +1,237 @@
+#define _GNU_SOURCE
+#include "cliburing.h"
+#include <errno.h>
+#include <string.h>
+#include <pthread.h>
+#include <unistd.h>
+#include <fcntl.h>
+#include <time.h>
+#include <sys/mman.h>
+#include <sys/eventfd.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+
+int sb_ring_init(struct io_uring *ring, unsigned entries, uint32_t flags, uint32_t *applied_flags) {
+    // Newest first; drop flags one group at a time while the kernel says EINVAL.
+    uint32_t attempts[4] = {
+        flags,
+        flags & ~(IORING_SETUP_DEFER_TASKRUN),
+        flags & ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER),
+        flags & ~(IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SUBMIT_ALL),
+    };
+    int ret = -EINVAL;
+    for (int i = 0; i < 4; i++) {
+        if (i > 0 && attempts[i] == attempts[i - 1]) continue;
+        ret = io_uring_queue_init(entries, ring, attempts[i]);
+        if (ret == 0) { if (applied_flags) *applied_flags = attempts[i]; return 0; }
+        if (ret != -EINVAL) return ret;
+    }
+    return ret;
+}
+
+int sb_ring_enable(struct io_uring *ring) {
+    int ret = io_uring_register(ring->ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0);
+    return ret < 0 ? ret : 0;
+}
+
+struct io_uring_buf_ring *sb_setup_buf_ring(struct io_uring *ring, unsigned nentries, int bgid, int *err) {
+    size_t size = (size_t)nentries * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+    if (mem == MAP_FAILED) { *err = -errno; return NULL; }
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (unsigned long)mem;
+    reg.ring_entries = nentries;
+    reg.bgid = (unsigned short)bgid;
+    int ret = io_uring_register_buf_ring(ring, &reg, 0);
+    if (ret) { munmap(mem, size); *err = ret; return NULL; }
+    struct io_uring_buf_ring *br = (struct io_uring_buf_ring *)mem;
+    io_uring_buf_ring_init(br);
+    *err = 0;
+    return br;
+}
+
+void sb_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned nentries, int bgid) {
+    io_uring_unregister_buf_ring(ring, bgid);
+    munmap(br, (size_t)nentries * sizeof(struct io_uring_buf));
+}
+
+void sb_buf_ring_recycle(struct io_uring_buf_ring *br, void *addr, unsigned len, unsigned short bid, unsigned mask) {
+    io_uring_buf_ring_add(br, addr, len, bid, mask, 0);
+    io_uring_buf_ring_advance(br, 1);
+}
+
+unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, unsigned max) {
+    struct io_uring_cqe *cqe;
+    unsigned head;
+    unsigned count = 0;
+    io_uring_for_each_cqe(ring, head, cqe) {
+        if (count == max) break;
+        user_data[count] = cqe->user_data;
+        res[count] = cqe->res;
+        flags[count] = cqe->flags;
+        count++;
+    }
+    if (count) io_uring_cq_advance(ring, count);
+    return count;
+}
+
+int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
+    if (wait_nr == 0) return io_uring_submit(ring);
+    struct io_uring_cqe *cqe = NULL;
+    if (timeout_ns < 0) return io_uring_submit_and_wait(ring, wait_nr);
+    struct __kernel_timespec ts;
+    ts.tv_sec = timeout_ns / 1000000000LL;
+    ts.tv_nsec = timeout_ns % 1000000000LL;
+    return io_uring_submit_and_wait_timeout(ring, &cqe, wait_nr, &ts, NULL);
+}
+
+struct io_uring_sqe *sb_get_sqe(struct io_uring *ring) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (sqe) return sqe;
+    if (io_uring_submit(ring) < 0) return NULL;
+    return io_uring_get_sqe(ring);
+}
+
+int sb_set_thread_name(const char *name) {
+    char buf[16];
+    strncpy(buf, name, sizeof(buf) - 1);
+    buf[sizeof(buf) - 1] = 0;
+    return pthread_setname_np(pthread_self(), buf);
+}
+
+int sb_set_thread_affinity(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return pthread_setaffinity_np(pthread_self(), sizeof(set), &set);
+}
+
+int sb_gettid(void) { return (int)gettid(); }
+
+int sb_accept4(int fd) {
+    int r = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int sb_eventfd(void) {
+    int r = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int sb_eventfd_signal(int fd) {
+    uint64_t one = 1;
+    ssize_t r = write(fd, &one, sizeof(one));
+    return r < 0 ? -errno : 0;
+}
+
+int sb_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t r = read(fd, &value, sizeof(value));
+    return r < 0 ? -errno : 0;
+}
+
+int sb_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGPIPE);
+    return pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+int sb_wait_termination_signal(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    int r = sigwait(&set, &sig);
+    return r == 0 ? sig : -r;
+}
+
+int sb_ignore_sigpipe(void) {
+    return signal(SIGPIPE, SIG_IGN) == SIG_ERR ? -errno : 0;
+}
+
+int sb_epoll_create(void) {
+    int r = epoll_create1(EPOLL_CLOEXEC);
+    return r < 0 ? -errno : r;
+}
+
+int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev;
+    ev.events = events;
+    ev.data.u64 = data;
+    int r = epoll_ctl(epfd, op, fd, &ev);
+    return r < 0 ? -errno : 0;
+}
+
+int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n;
+    do { n = epoll_wait(epfd, evs, max, timeout_ms); } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    for (int i = 0; i < n; i++) { data[i] = evs[i].data.u64; events[i] = evs[i].events; }
+    return n;
+}
+
+int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof(ss));
+    int family;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        family = AF_INET; v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        family = AF_INET6; v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); len = sizeof(*v6);
+    } else {
+        return -EINVAL;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0) { int e = -errno; close(fd); return e; }
+    if (listen(fd, backlog) < 0) { int e = -errno; close(fd); return e; }
+    return fd;
+}
+
+int sb_local_port(int fd) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) return -errno;
+    if (ss.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    if (ss.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return -EAFNOSUPPORT;
+}
+
+int sb_set_nonblocking(int fd) {
+    int flags = fcntl(fd, F_GETFL, 0);
+    if (flags < 0) return -errno;
+    return fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+int sb_set_nodelay(int fd) {
+    int one = 1;
+    return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ? -errno : 0;
+}
+
+int64_t sb_monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+long sb_raise_nofile_limit(void) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
+    return (long)rl.rlim_cur;
+}

@@ -1,0 +1,2 @@
+import SwitchboardIO
+import SwitchboardHTTP

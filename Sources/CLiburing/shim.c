@@ -235,3 +235,56 @@ long sb_raise_nofile_limit(void) {
     if (setrlimit(RLIMIT_NOFILE, &rl) < 0) return -errno;
     return (long)rl.rlim_cur;
 }
+
+void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = bgid;
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data) {
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data) {
+    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_t user_data) {
+    io_uring_prep_cancel64(sqe, target_user_data, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+    sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void sb_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len, uint64_t user_data) {
+    io_uring_prep_read(sqe, fd, buf, len, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_multishot_accept(struct io_uring_sqe *sqe, int fd, uint64_t user_data) {
+    io_uring_prep_multishot_accept(sqe, fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, uint32_t len, uint64_t data, uint64_t user_data) {
+    io_uring_prep_msg_ring(sqe, ring_fd, len, data, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uint64_t user_data) {
+    io_uring_prep_timeout(sqe, ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+int sb_ring_fd(struct io_uring *ring) { return ring->ring_fd; }
+
+int sb_submit_and_get_events(struct io_uring *ring) { return io_uring_submit_and_get_events(ring); }
+
+void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
+    memset(msg, 0, sizeof(*msg));
+    msg->msg_iov = iov;
+    msg->msg_iovlen = iovlen;
+}

@@ -103,3 +103,19 @@ int64_t sb_monotonic_ns(void);
 long sb_raise_nofile_limit(void);
 
 #endif
+
+// SQE preparation with user_data in one call (sqe unions import awkwardly into Swift).
+void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data);
+void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data);
+void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data);
+void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_t user_data);
+void sb_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len, uint64_t user_data);
+void sb_prep_multishot_accept(struct io_uring_sqe *sqe, int fd, uint64_t user_data);
+void sb_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, uint32_t len, uint64_t data, uint64_t user_data);
+void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uint64_t user_data);
+int sb_ring_fd(struct io_uring *ring);
+/// Submits without waiting, and (with DEFER_TASKRUN) runs pending task work so completions
+/// are posted.
+int sb_submit_and_get_events(struct io_uring *ring);
+/// Fills an msghdr for a vectored send.
+void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen);

@@ -1,0 +1,58 @@
+import Atomics
+import CLiburing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Wakes a shard that is about to sleep, and only then: a producer that finds the shard awake
+/// pays one load, not a syscall.
+///
+/// Protocol: the consumer calls `prepareToSleep()`, re-checks its queues, then blocks (or calls
+/// `cancelSleep()` if it found work). A producer publishes its item, then calls `ring()`.
+/// Both sides use sequentially consistent operations, so either the consumer sees the item in
+/// its re-check or the producer sees the sleeping flag.
+public final class Doorbell: @unchecked Sendable {
+    /// An eventfd: non-blocking, written to wake the shard.
+    public let eventFD: Int32
+    private let sleeping = ManagedAtomic<Bool>(false)
+    /// Times a producer actually had to write the eventfd.
+    public let wakeups = ManagedAtomic<Int>(0)
+
+    public init() throws(IOError) {
+        let fd = sb_eventfd()
+        if fd < 0 { throw IOError.system("eventfd", -fd) }
+        eventFD = fd
+    }
+
+    deinit { close(eventFD) }
+
+    public func prepareToSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
+    public func cancelSleep() { sleeping.store(false, ordering: .sequentiallyConsistent) }
+
+    /// Any thread, after publishing work.
+    @inline(__always) public func ring() {
+        guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
+        if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+            wakeups.wrappingIncrement(ordering: .relaxed)
+            _ = sb_eventfd_signal(eventFD)
+        }
+    }
+
+    /// Consumer, after waking: clears the eventfd counter.
+    public func drain() { _ = sb_eventfd_drain(eventFD) }
+}
+
+/// An error from the I/O layer, with the failing call and errno.
+public enum IOError: Error, CustomStringConvertible, Sendable, Equatable {
+    case system(String, Int32)
+    case unavailable(String)
+    case invalidConfiguration(String)
+
+    public var description: String {
+        switch self {
+        case .system(let call, let errno): return "\(call) failed: \(String(cString: strerror(errno))) (errno \(errno))"
+        case .unavailable(let why): return why
+        case .invalidConfiguration(let why): return "invalid configuration: \(why)"
+        }
+    }
+}

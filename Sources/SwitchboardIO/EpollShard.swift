@@ -1,0 +1,145 @@
+import CLiburing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A shard on epoll (edge-triggered), for kernels or sandboxes where io_uring is unavailable.
+final class EpollShard: Shard {
+    private let epollFD: Int32
+    /// One receive buffer for the whole shard: an idle connection holds none.
+    private let scratch: UnsafeMutableRawPointer
+    private let scratchBytes: Int
+    private var eventData: UnsafeMutablePointer<UInt64>
+    private var eventFlags: UnsafeMutablePointer<UInt32>
+    private let maxEvents = 256
+    /// Connections that still had input when their read budget for the turn ran out.
+    private var readAgain: [Int32] = []
+    private var iovecs: UnsafeMutablePointer<iovec>
+    private static let doorbellToken: UInt64 = .max
+    /// Reads per connection per turn before others get a go (edge-triggered fairness).
+    private let readBudget = 8
+
+    override var backendName: String { "epoll" }
+
+    override init(index: Int, configuration: IOConfiguration) throws(IOError) {
+        let fd = sb_epoll_create()
+        if fd < 0 { throw IOError.system("epoll_create1", -fd) }
+        epollFD = fd
+        scratchBytes = max(configuration.recvBufferBytes, 65_536)
+        scratch = .allocate(byteCount: scratchBytes, alignment: 64)
+        eventData = .allocate(capacity: maxEvents)
+        eventFlags = .allocate(capacity: maxEvents)
+        iovecs = .allocate(capacity: configuration.maxIOVecsPerSend)
+        try super.init(index: index, configuration: configuration)
+        let rc = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, doorbell.eventFD, SB_EPOLLIN | SB_EPOLLET, Self.doorbellToken)
+        if rc < 0 { throw IOError.system("epoll_ctl(eventfd)", -rc) }
+    }
+
+    deinit {
+        Glibc.close(epollFD)
+        scratch.deallocate()
+        eventData.deallocate()
+        eventFlags.deallocate()
+        iovecs.deallocate()
+    }
+
+    @inline(__always) private func token(_ slot: Int) -> UInt64 {
+        UInt64(connections[slot].generation) << 32 | UInt64(slot)
+    }
+
+    override func registerConnection(_ slot: Int) -> Bool {
+        let fd = connections[slot].fd
+        if sb_set_nonblocking(fd) < 0 { return false }
+        let events = SB_EPOLLIN | SB_EPOLLOUT | SB_EPOLLRDHUP | SB_EPOLLET
+        return sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, fd, events, token(slot)) == 0
+    }
+
+    override func submitSend(_ slot: Int) {
+        guard !connections[slot].writeBlocked else { return }
+        let fd = connections[slot].fd
+        while !connections[slot].queue.isEmpty {
+            var n = 0
+            var total = 0
+            connections[slot].queue.forEachPending(max: configuration.maxIOVecsPerSend) { b in
+                iovecs[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)
+                n += 1
+                total += b.count
+            }
+            let written = writev(fd, iovecs, Int32(n))
+            if written < 0 {
+                let e = errno
+                if e == EAGAIN || e == EWOULDBLOCK { connections[slot].writeBlocked = true; return }
+                if e == EINTR { continue }
+                beginClose(slot)
+                return
+            }
+            metrics.bytesSent.increment(by: written)
+            connections[slot].queue.consume(written)
+            if written < total { connections[slot].writeBlocked = true; return }
+        }
+        sendQueueEmptied(slot)
+    }
+
+    override func cancelOperations(_ slot: Int) {
+        // Nothing is in flight with epoll; close(2) in finalize also removes the fd from epoll.
+    }
+
+    /// Reads until EAGAIN or the budget runs out. Returns true if input may remain.
+    private func readAvailable(_ slot: Int) -> Bool {
+        let fd = connections[slot].fd
+        var reads = 0
+        while reads < readBudget {
+            let st = connections[slot].state
+            if st == .closing || st == .free { return false }
+            let n = read(fd, scratch, scratchBytes)
+            if n > 0 {
+                deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n))
+                reads += 1
+                if n < scratchBytes { return false }
+                continue
+            }
+            if n == 0 { beginClose(slot); return false }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK { return false }
+            beginClose(slot)
+            return false
+        }
+        return true
+    }
+
+    override func waitAndDispatch(timeoutMilliseconds: Int64) {
+        var timeout = Int32(clamping: timeoutMilliseconds)
+        if !readAgain.isEmpty || !mayBlock() { timeout = 0 }
+        let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
+        doorbell.cancelSleep()
+        refreshClock()
+        let again = readAgain
+        readAgain.removeAll(keepingCapacity: true)
+        for s in again {
+            let slot = Int(s)
+            if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot) {
+                readAgain.append(s)
+            }
+        }
+        guard count > 0 else { return }
+        for i in 0..<Int(count) {
+            let data = eventData[i]
+            if data == Self.doorbellToken {
+                doorbell.drain()
+                continue
+            }
+            let slot = Int(data & 0xFFFF_FFFF)
+            let generation = UInt32(data >> 32)
+            guard connections[slot].generation == generation, connections[slot].state != .free, connections[slot].state != .closing else { continue }
+            let ev = eventFlags[i]
+            if ev & SB_EPOLLOUT != 0 && connections[slot].writeBlocked {
+                connections[slot].writeBlocked = false
+                if !connections[slot].queue.isEmpty { scheduleFlush(slot) }
+            }
+            if ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
+                if readAvailable(slot) { readAgain.append(Int32(slot)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/// Which kernel interface the shards use for I/O.
+public enum IOBackendKind: String, Sendable, CaseIterable {
+    /// io_uring when it can be set up, epoll otherwise (logged at start-up).
+    case auto
+    case uring
+    case epoll
+}
+
+/// Bounds and knobs of the I/O layer. Every one is a limit with a sane default.
+public struct IOConfiguration: Sendable {
+    /// Number of shard threads; 0 means one per online CPU.
+    public var shardCount: Int = 0
+    public var backend: IOBackendKind = .auto
+    /// Connections one shard holds at most; beyond it new sockets are closed at once and
+    /// `connections_rejected_total` counts them.
+    public var maxConnectionsPerShard: Int = 65_536
+    /// io_uring submission queue entries per shard.
+    public var ringEntries: Int = 4096
+    /// Provided receive buffers per shard (io_uring) and their size. An idle connection holds
+    /// none; a shard holds `recvBufferCount * recvBufferBytes` in total.
+    public var recvBufferCount: Int = 1024
+    public var recvBufferBytes: Int = 16_384
+    /// Bytes a connection may have queued for sending; beyond it `send` reports
+    /// `.overLimit` and the protocol layer applies its slow-consumer policy.
+    public var maxSendQueueBytes: Int = 4 << 20
+    /// Chunks gathered into one vectored send.
+    public var maxIOVecsPerSend: Int = 64
+    /// A connection that receives nothing for this long is reported as idle.
+    public var idleTimeoutMilliseconds: Int = 60_000
+    /// Duration of the per-connection phase timer a protocol arms (HTTP: the time to receive a
+    /// whole request once its first byte arrived).
+    public var requestTimeoutMilliseconds: Int = 10_000
+    /// After a final response with `Connection: close` or an error, how long input is read and
+    /// discarded before the socket is closed, so the client sees the response rather than a reset.
+    public var lingerTimeoutMilliseconds: Int = 2_000
+    /// Granularity of the timers.
+    public var tickMilliseconds: Int = 100
+    /// Capacity of each shard's inbox for work posted from other threads.
+    public var inboxCapacity: Int = 65_536
+    /// Listen backlog.
+    public var listenBacklog: Int = 4096
+    /// Pin shard i to CPU i % cores.
+    public var pinThreads: Bool = false
+
+    public init() {}
+
+    public var resolvedShardCount: Int {
+        if shardCount > 0 { return min(shardCount, 255) }
+        return max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 255))
+    }
+
+    /// Checks the limits against each other; returns a message naming the first bad one.
+    public func validate() -> String? {
+        if shardCount < 0 || shardCount > 255 { return "shardCount must be 0...255" }
+        if maxConnectionsPerShard < 1 || maxConnectionsPerShard >= SocketID.maxSlots { return "maxConnectionsPerShard must be 1..<\(SocketID.maxSlots)" }
+        if ringEntries < 8 || ringEntries > 32768 { return "ringEntries must be 8...32768" }
+        if recvBufferCount < 1 || recvBufferCount > 32768 || recvBufferCount & (recvBufferCount - 1) != 0 { return "recvBufferCount must be a power of two, 1...32768" }
+        if recvBufferBytes < 512 || recvBufferBytes > (1 << 20) { return "recvBufferBytes must be 512...1048576" }
+        if maxSendQueueBytes < 1024 { return "maxSendQueueBytes must be >= 1024" }
+        if maxIOVecsPerSend < 1 || maxIOVecsPerSend > 1024 { return "maxIOVecsPerSend must be 1...1024" }
+        if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
+        if tickMilliseconds < 1 || tickMilliseconds > 1000 { return "tickMilliseconds must be 1...1000" }
+        if inboxCapacity < 2 { return "inboxCapacity must be >= 2" }
+        return nil
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,435 @@
+import Atomics
+import CLiburing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Work posted to a shard from another thread.
+public enum ShardTask: @unchecked Sendable {
+    /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
+    case accepted(Int32)
+    /// A closure to run on the shard thread.
+    case run(@Sendable (Shard) -> Void)
+    /// Begin graceful shutdown; force-close what is left at the deadline (monotonic ms).
+    case drain(deadlineMilliseconds: Int64)
+}
+
+/// Per-shard I/O counters (readable from any thread).
+public final class IOMetrics: Sendable {
+    public let connectionsAccepted = Counter("switchboard_connections_accepted_total", help: "Connections accepted by the shard")
+    public let connectionsClosed = Counter("switchboard_connections_closed_total", help: "Connections closed")
+    public let connectionsRejected = Counter("switchboard_connections_rejected_total", help: "Sockets closed at once because the shard was at maxConnectionsPerShard")
+    public let connectionsOpen = Counter("switchboard_connections_open", help: "Connections currently open")
+    public let bytesReceived = Counter("switchboard_bytes_received_total", help: "Bytes received")
+    public let bytesSent = Counter("switchboard_bytes_sent_total", help: "Bytes sent")
+    public let sendQueueLimitHits = Counter("switchboard_send_queue_limit_hits_total", help: "Sends refused because a connection's queue was at maxSendQueueBytes")
+    public let recvBuffersExhausted = Counter("switchboard_recv_buffers_exhausted_total", help: "Times the provided receive buffers ran out (io_uring ENOBUFS)")
+    public let idleTimeouts = Counter("switchboard_idle_timeouts_total", help: "Idle timers that ran out")
+    public let requestTimeouts = Counter("switchboard_request_timeouts_total", help: "Request timers that ran out")
+    public let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
+    public let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
+    public let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
+
+    public var all: [Counter] {
+        [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
+         sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns]
+    }
+}
+
+/// Connection slot states.
+enum ConnectionState: UInt8 {
+    case free
+    /// Reading and writing.
+    case open
+    /// Close requested after the queue is sent; input is discarded.
+    case draining
+    /// Write side shut down; input discarded until EOF or the linger timeout.
+    case lingering
+    /// Waiting for in-flight kernel operations before the fd is closed and the slot freed.
+    case closing
+}
+
+struct Connection {
+    var fd: Int32 = -1
+    var generation: UInt32 = 0
+    var state: ConnectionState = .free
+    /// io_uring: a multishot receive is armed.
+    var recvArmed = false
+    /// io_uring: a send is in flight; epoll: unused.
+    var sendInFlight = false
+    /// io_uring: a cancel for the receive was submitted.
+    var cancelSubmitted = false
+    /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
+    var writeBlocked = false
+    /// In `flushList` this turn.
+    var flushQueued = false
+    /// In `finalizeList` this turn.
+    var finalizeQueued = false
+    /// Bytes handed to the kernel by the in-flight send.
+    var sendSubmittedBytes = 0
+    /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
+    var sendContext: Int32 = -1
+    var queue = SendQueue()
+}
+
+/// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
+/// runs an event loop on io_uring or epoll. Nothing here is locked: every method except those
+/// marked "any thread" must be called on the shard's own thread.
+public class Shard: @unchecked Sendable {
+    public let index: Int
+    public let configuration: IOConfiguration
+    public let metrics = IOMetrics()
+    /// Any thread: connections this shard has released (for the acceptor's load balance).
+    let releasedTotal = ManagedAtomic<Int>(0)
+    let inbox: MPSCQueue<ShardTask>
+    public var backendName: String { "none" }
+
+    var handler: ShardEventHandler!
+    var connections: UnsafeMutablePointer<Connection>
+    private var highWater = 0
+    private var freeSlots: [Int32] = []
+    private(set) public var openConnections = 0
+    var idleTimers: TimerList
+    var requestTimers: TimerList
+    var lingerTimers: TimerList
+    var flushList: [Int32] = []
+    var finalizeList: [Int32] = []
+    public private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
+    private var nextTickMilliseconds: Int64 = 0
+    var draining = false
+    private var drainDeadline: Int64 = .max
+    var stopped = false
+    let doorbell: Doorbell
+
+    init(index: Int, configuration: IOConfiguration) throws(IOError) {
+        self.index = index
+        self.configuration = configuration
+        let capacity = configuration.maxConnectionsPerShard
+        // malloc of this size maps fresh pages: only slots actually used become resident.
+        connections = .allocate(capacity: capacity)
+        idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds)
+        requestTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.requestTimeoutMilliseconds)
+        lingerTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.lingerTimeoutMilliseconds)
+        inbox = MPSCQueue(capacity: configuration.inboxCapacity)
+        doorbell = try Doorbell()
+    }
+
+    deinit {
+        for i in 0..<highWater { (connections + i).deinitialize(count: 1) }
+        connections.deallocate()
+        idleTimers.deallocate(); requestTimers.deallocate(); lingerTimers.deallocate()
+    }
+
+    // MARK: - Any thread
+
+    /// Posts a task; false when the inbox is full (counted in `inboxFull`). Any thread.
+    @discardableResult
+    public func post(_ task: ShardTask) -> Bool {
+        guard inbox.tryPush(task) else {
+            metrics.inboxFull.increment()
+            return false
+        }
+        wake()
+        return true
+    }
+
+    /// Runs `body` on the shard thread. Any thread.
+    @discardableResult
+    public func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool { post(.run(body)) }
+
+    /// Wakes the loop if it sleeps. Any thread.
+    public func wake() { doorbell.ring() }
+
+    // MARK: - Shard thread: connection API for protocol layers
+
+    /// The connection's slot if `id` is current and not yet closing.
+    @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
+        let slot = id.slot
+        guard id.shard == index, slot < highWater else { return nil }
+        let c = connections[slot]
+        guard c.generation == id.generation, c.state != .free else { return nil }
+        return slot
+    }
+
+    /// Whether `id` names an open connection of this shard (not closing).
+    public func isOpen(_ id: SocketID) -> Bool {
+        guard let s = liveSlot(id) else { return false }
+        return connections[s].state == .open
+    }
+
+    /// Queues bytes; they are written in one vectored send per connection at the end of the turn.
+    @discardableResult
+    public func send(_ id: SocketID, _ bytes: OutboundBytes) -> SendResult {
+        guard let slot = liveSlot(id), connections[slot].state == .open || connections[slot].state == .draining else { return .notOpen }
+        if connections[slot].queue.queuedBytes + bytes.count > configuration.maxSendQueueBytes {
+            metrics.sendQueueLimitHits.increment()
+            return .overLimit
+        }
+        connections[slot].queue.append(bytes)
+        scheduleFlush(slot)
+        return .queued
+    }
+
+    /// Bytes queued and not yet sent on a connection (0 for a stale id).
+    public func queuedBytes(_ id: SocketID) -> Int {
+        guard let slot = liveSlot(id) else { return 0 }
+        return connections[slot].queue.queuedBytes
+    }
+
+    public func close(_ id: SocketID, mode: CloseMode) {
+        guard let slot = liveSlot(id) else { return }
+        switch (mode, connections[slot].state) {
+        case (_, .closing), (.afterFlush, .lingering), (.afterFlush, .draining):
+            return
+        case (.afterFlush, _):
+            connections[slot].state = .draining
+            requestTimers.cancel(slot)
+            if connections[slot].queue.isEmpty && !connections[slot].sendInFlight { beginLinger(slot) }
+        case (.immediately, _):
+            beginClose(slot)
+        }
+    }
+
+    /// Arms (or re-arms) the connection's request timer.
+    public func armRequestTimer(_ id: SocketID) {
+        guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        requestTimers.arm(slot, now: nowMilliseconds)
+    }
+
+    public func cancelRequestTimer(_ id: SocketID) {
+        guard let slot = liveSlot(id) else { return }
+        requestTimers.cancel(slot)
+    }
+
+    /// Restarts the idle timer (e.g. after the protocol sent a keep-alive ping).
+    public func touch(_ id: SocketID) {
+        guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        idleTimers.arm(slot, now: nowMilliseconds)
+    }
+
+    public var isDraining: Bool { draining }
+
+    // MARK: - Internals shared by the backends
+
+    func socketID(_ slot: Int) -> SocketID {
+        SocketID(shard: index, slot: slot, generation: connections[slot].generation)
+    }
+
+    @inline(__always) func scheduleFlush(_ slot: Int) {
+        if !connections[slot].flushQueued {
+            connections[slot].flushQueued = true
+            flushList.append(Int32(slot))
+        }
+    }
+
+    /// Takes a new socket. Closes it at once when the shard is full or draining.
+    func adopt(fd: Int32) {
+        if draining || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
+            Glibc.close(fd)
+            metrics.connectionsRejected.increment()
+            releasedTotal.wrappingIncrement(ordering: .relaxed)
+            return
+        }
+        let slot: Int
+        if let s = freeSlots.popLast() {
+            slot = Int(s)
+        } else {
+            slot = highWater
+            (connections + slot).initialize(to: Connection())
+            highWater += 1
+        }
+        idleTimers.prepare(slot: slot)
+        requestTimers.prepare(slot: slot)
+        lingerTimers.prepare(slot: slot)
+        connections[slot].fd = fd
+        connections[slot].state = .open
+        _ = sb_set_nodelay(fd)
+        openConnections += 1
+        metrics.connectionsAccepted.increment()
+        metrics.connectionsOpen.set(openConnections)
+        idleTimers.arm(slot, now: nowMilliseconds)
+        guard registerConnection(slot) else {
+            beginClose(slot)
+            handler.connectionOpened(socketID(slot))
+            return
+        }
+        handler.connectionOpened(socketID(slot))
+    }
+
+    /// Delivers received bytes according to the connection's state.
+    @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+        metrics.bytesReceived.increment(by: bytes.count)
+        guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        idleTimers.arm(slot, now: nowMilliseconds)
+        handler.connectionReceived(socketID(slot), bytes)
+    }
+
+    /// The queue became empty after a send.
+    func sendQueueEmptied(_ slot: Int) {
+        if connections[slot].state == .draining { beginLinger(slot) }
+    }
+
+    func beginLinger(_ slot: Int) {
+        connections[slot].state = .lingering
+        idleTimers.cancel(slot)
+        requestTimers.cancel(slot)
+        _ = shutdown(connections[slot].fd, Int32(SHUT_WR))
+        lingerTimers.arm(slot, now: nowMilliseconds)
+    }
+
+    /// Starts closing: no more delivery; the backend finishes when its operations are done.
+    func beginClose(_ slot: Int) {
+        guard connections[slot].state != .closing && connections[slot].state != .free else { return }
+        connections[slot].state = .closing
+        idleTimers.cancel(slot)
+        requestTimers.cancel(slot)
+        lingerTimers.cancel(slot)
+        connections[slot].queue.removeAll()
+        cancelOperations(slot)
+        queueFinalizeIfQuiescent(slot)
+    }
+
+    func queueFinalizeIfQuiescent(_ slot: Int) {
+        let c = connections[slot]
+        guard c.state == .closing, !c.recvArmed, !c.sendInFlight, !c.finalizeQueued else { return }
+        connections[slot].finalizeQueued = true
+        finalizeList.append(Int32(slot))
+    }
+
+    /// Closes the fd, tells the handler, frees the slot (new generation).
+    private func finalize(_ slot: Int) {
+        let id = socketID(slot)
+        Glibc.close(connections[slot].fd)
+        let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
+        connections[slot] = Connection()
+        connections[slot].generation = generation
+        freeSlots.append(Int32(slot))
+        openConnections -= 1
+        metrics.connectionsClosed.increment()
+        metrics.connectionsOpen.set(openConnections)
+        releasedTotal.wrappingIncrement(ordering: .relaxed)
+        handler.connectionClosed(id)
+    }
+
+    func processInbox() {
+        inbox.drain(max: 4096) { task in
+            switch task {
+            case .accepted(let fd): adopt(fd: fd)
+            case .run(let body): body(self)
+            case .drain(let deadline): startDraining(deadline: deadline)
+            }
+        }
+    }
+
+    func startDraining(deadline: Int64) {
+        guard !draining else { return }
+        draining = true
+        drainDeadline = deadline
+        handler.shardDraining(self)
+    }
+
+    /// End-of-turn work: handler hook, flushes, finalizes, timers. Returns the wait budget.
+    func endOfTurn() -> Int64 {
+        handler.loopTurn(self)
+        flushPending()
+        while !finalizeList.isEmpty {
+            let list = finalizeList
+            finalizeList.removeAll(keepingCapacity: true)
+            for s in list { finalize(Int(s)) }
+            flushPending()
+        }
+        nowMilliseconds = monotonicMilliseconds()
+        if nowMilliseconds >= nextTickMilliseconds {
+            runTimers()
+            handler.tick(self, nowMilliseconds: nowMilliseconds)
+            nextTickMilliseconds = nowMilliseconds + Int64(configuration.tickMilliseconds)
+            flushPending()
+            while !finalizeList.isEmpty {
+                let list = finalizeList
+                finalizeList.removeAll(keepingCapacity: true)
+                for s in list { finalize(Int(s)) }
+            }
+        }
+        if draining {
+            if nowMilliseconds >= drainDeadline {
+                for slot in 0..<highWater where connections[slot].state != .free && connections[slot].state != .closing {
+                    beginClose(slot)
+                }
+                drainDeadline = .max
+            }
+            if openConnections == 0 { stopped = true }
+        }
+        metrics.loopTurns.increment()
+        return max(0, nextTickMilliseconds - nowMilliseconds)
+    }
+
+    private func runTimers() {
+        let now = nowMilliseconds
+        while let slot = lingerTimers.popExpired(now: now) {
+            metrics.lingerTimeouts.increment()
+            beginClose(slot)
+        }
+        while let slot = requestTimers.popExpired(now: now) {
+            metrics.requestTimeouts.increment()
+            handler.connectionTimedOut(socketID(slot), .request)
+        }
+        while let slot = idleTimers.popExpired(now: now) {
+            metrics.idleTimeouts.increment()
+            handler.connectionTimedOut(socketID(slot), .idle)
+        }
+    }
+
+    func flushPending() {
+        guard !flushList.isEmpty else { return }
+        let list = flushList
+        flushList.removeAll(keepingCapacity: true)
+        for s in list {
+            let slot = Int(s)
+            connections[slot].flushQueued = false
+            let st = connections[slot].state
+            if (st == .open || st == .draining) && !connections[slot].queue.isEmpty {
+                submitSend(slot)
+            }
+        }
+    }
+
+    /// Runs the loop on the calling thread until drained and stopped.
+    func runLoop() {
+        handler.shardStarted(self)
+        while !stopped {
+            processInbox()
+            let budget = endOfTurn()
+            if stopped { break }
+            waitAndDispatch(timeoutMilliseconds: budget)
+        }
+        handler.shardStopped(self)
+        tearDown()
+    }
+
+    func refreshClock() { nowMilliseconds = monotonicMilliseconds() }
+
+    /// Arms the doorbell and re-checks for work; true when the loop may block.
+    func mayBlock() -> Bool {
+        if !flushList.isEmpty || !finalizeList.isEmpty { return false }
+        doorbell.prepareToSleep()
+        if inbox.approximateCount > 0 || handler.hasPendingWork(self) {
+            doorbell.cancelSleep()
+            return false
+        }
+        return true
+    }
+
+    // MARK: - Backend hooks
+
+    /// Starts reading a newly adopted connection. false closes it.
+    func registerConnection(_ slot: Int) -> Bool { fatalError("abstract") }
+    /// Writes (or submits) what is queued for the connection.
+    func submitSend(_ slot: Int) { fatalError("abstract") }
+    /// Cancels reads and in-flight writes of a closing connection.
+    func cancelOperations(_ slot: Int) { fatalError("abstract") }
+    /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
+    func waitAndDispatch(timeoutMilliseconds: Int64) { fatalError("abstract") }
+    /// Prepares thread-confined resources; called on the shard thread before the loop.
+    func setUpOnThread() throws(IOError) {}
+    func tearDown() {}
+}

@@ -1,0 +1,252 @@
+import CLiburing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Kinds of operation, in the top byte of a completion's user_data.
+enum UringOp: UInt64 {
+    case recv = 1
+    case send = 2
+    case cancel = 3
+    /// A socket handed over by the acceptor with MSG_RING: res is the fd.
+    case acceptedFD = 4
+    case doorbell = 5
+    case acceptorAccept = 6
+    case acceptorHandoff = 7
+    case acceptorStop = 8
+}
+
+@inline(__always) func userData(_ op: UringOp, slot: Int, generation: UInt32) -> UInt64 {
+    op.rawValue << 56 | UInt64(generation & SocketID.generationMask) << 32 | UInt64(slot)
+}
+
+/// A shard on io_uring: multishot receive into a provided-buffer ring (an idle connection holds
+/// no buffer), one send or vectored sendmsg in flight per connection, completions routed by
+/// user_data.
+final class UringShard: Shard {
+    let ring: UnsafeMutablePointer<io_uring>
+    let appliedFlags: UInt32
+    private var bufferRing: OpaquePointer? = nil
+    private var bufRing: UnsafeMutablePointer<io_uring_buf_ring>? = nil
+    private let buffers: UnsafeMutableRawPointer
+    private let bufferBytes: Int
+    private let bufferCount: Int
+    private let bufferGroup: UInt16 = 0
+    private let doorbellValue: UnsafeMutablePointer<UInt64>
+    // Completion batch arrays.
+    private let batch = 512
+    private let cqUserData: UnsafeMutablePointer<UInt64>
+    private let cqRes: UnsafeMutablePointer<Int32>
+    private let cqFlags: UnsafeMutablePointer<UInt32>
+    // Vectored-send contexts: msghdr followed by iovecs, kept until the send completes.
+    private var contexts: [UnsafeMutableRawPointer] = []
+    private var freeContexts: [Int32] = []
+    private let contextBytes: Int
+
+    override var backendName: String { "io_uring" }
+    var ringFD: Int32 { sb_ring_fd(ring) }
+
+    /// Creates the ring disabled (R_DISABLED): a SINGLE_ISSUER ring belongs to the thread that
+    /// enables it, and that must be the shard thread.
+    override init(index: Int, configuration: IOConfiguration) throws(IOError) {
+        ring = .allocate(capacity: 1)
+        var applied: UInt32 = 0
+        let flags = SB_SETUP_SINGLE_ISSUER | SB_SETUP_DEFER_TASKRUN | SB_SETUP_SUBMIT_ALL | SB_SETUP_R_DISABLED
+        let rc = sb_ring_init(ring, UInt32(configuration.ringEntries), flags, &applied)
+        if rc < 0 {
+            ring.deallocate()
+            throw IOError.system("io_uring_queue_init", -rc)
+        }
+        appliedFlags = applied
+        bufferBytes = configuration.recvBufferBytes
+        bufferCount = configuration.recvBufferCount
+        buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
+        doorbellValue = .allocate(capacity: 1)
+        cqUserData = .allocate(capacity: batch)
+        cqRes = .allocate(capacity: batch)
+        cqFlags = .allocate(capacity: batch)
+        contextBytes = MemoryLayout<msghdr>.stride + MemoryLayout<iovec>.stride * configuration.maxIOVecsPerSend
+        try super.init(index: index, configuration: configuration)
+    }
+
+    deinit {
+        if let br = bufRing { sb_free_buf_ring(ring, br, UInt32(bufferCount), Int32(bufferGroup)) }
+        io_uring_queue_exit(ring)
+        ring.deallocate()
+        buffers.deallocate()
+        doorbellValue.deallocate()
+        cqUserData.deallocate(); cqRes.deallocate(); cqFlags.deallocate()
+        for c in contexts { c.deallocate() }
+    }
+
+    override func setUpOnThread() throws(IOError) {
+        if appliedFlags & SB_SETUP_R_DISABLED != 0 {
+            let rc = sb_ring_enable(ring)
+            if rc < 0 { throw IOError.system("IORING_REGISTER_ENABLE_RINGS", -rc) }
+        }
+        var err: Int32 = 0
+        guard let br = sb_setup_buf_ring(ring, UInt32(bufferCount), Int32(bufferGroup), &err) else {
+            throw IOError.system("io_uring_register_buf_ring", -err)
+        }
+        bufRing = br
+        let mask = Int32(bufferCount - 1)
+        for i in 0..<bufferCount {
+            io_uring_buf_ring_add(br, buffers + i * bufferBytes, UInt32(bufferBytes), UInt16(i), mask, Int32(i))
+        }
+        io_uring_buf_ring_advance(br, Int32(bufferCount))
+        armDoorbell()
+    }
+
+    private func sqe() -> UnsafeMutablePointer<io_uring_sqe> {
+        // sb_get_sqe submits when the SQ is full; it fails only if the ring is broken.
+        guard let s = sb_get_sqe(ring) else { fatalError("io_uring: no SQE available after submit") }
+        return s
+    }
+
+    private func armDoorbell() {
+        sb_prep_read(sqe(), doorbell.eventFD, doorbellValue, 8, userData(.doorbell, slot: 0, generation: 0))
+    }
+
+    private func armReceive(_ slot: Int) {
+        let c = connections[slot]
+        sb_prep_recv_multishot(sqe(), c.fd, bufferGroup, userData(.recv, slot: slot, generation: c.generation))
+        connections[slot].recvArmed = true
+    }
+
+    override func registerConnection(_ slot: Int) -> Bool {
+        armReceive(slot)
+        return true
+    }
+
+    override func submitSend(_ slot: Int) {
+        guard !connections[slot].sendInFlight else { return }
+        let c = connections[slot]
+        let ud = userData(.send, slot: slot, generation: c.generation)
+        if c.queue.chunkCount == 1, let first = c.queue.first {
+            let b = first.bytes.bytes
+            sb_prep_send(sqe(), c.fd, b.baseAddress! + first.offset, b.count - first.offset, ud)
+            connections[slot].sendSubmittedBytes = b.count - first.offset
+        } else {
+            let ctxIndex: Int32
+            if let i = freeContexts.popLast() { ctxIndex = i } else {
+                contexts.append(.allocate(byteCount: contextBytes, alignment: 16))
+                ctxIndex = Int32(contexts.count - 1)
+            }
+            let base = contexts[Int(ctxIndex)]
+            let msg = base.assumingMemoryBound(to: msghdr.self)
+            let iov = (base + MemoryLayout<msghdr>.stride).assumingMemoryBound(to: iovec.self)
+            var n = 0
+            var total = 0
+            c.queue.forEachPending(max: configuration.maxIOVecsPerSend) { b in
+                iov[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)
+                n += 1
+                total += b.count
+            }
+            sb_msghdr_set(msg, iov, n)
+            sb_prep_sendmsg(sqe(), c.fd, msg, ud)
+            connections[slot].sendContext = ctxIndex
+            connections[slot].sendSubmittedBytes = total
+        }
+        connections[slot].sendInFlight = true
+    }
+
+    override func cancelOperations(_ slot: Int) {
+        let c = connections[slot]
+        if c.recvArmed && !c.cancelSubmitted {
+            sb_prep_cancel(sqe(), userData(.recv, slot: slot, generation: c.generation), userData(.cancel, slot: slot, generation: c.generation))
+            connections[slot].cancelSubmitted = true
+        }
+        // Makes an in-flight send finish now instead of waiting for a peer that does not read.
+        _ = shutdown(c.fd, Int32(SHUT_RDWR))
+    }
+
+    override func waitAndDispatch(timeoutMilliseconds: Int64) {
+        if mayBlock() {
+            _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+        } else {
+            _ = sb_submit_and_get_events(ring)
+        }
+        doorbell.cancelSleep()
+        refreshClock()
+        while true {
+            let n = Int(sb_drain_cqes(ring, cqUserData, cqRes, cqFlags, UInt32(batch)))
+            if n == 0 { break }
+            for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i]) }
+            if n < batch { break }
+        }
+    }
+
+    @inline(__always) private func dispatch(_ ud: UInt64, _ res: Int32, _ flags: UInt32) {
+        let op = UringOp(rawValue: ud >> 56)
+        let slot = Int(ud & 0xFFFF_FFFF)
+        let generation = UInt32((ud >> 32) & 0xFF_FFFF)
+        switch op {
+        case .recv:
+            completeReceive(slot, generation, res, flags)
+        case .send:
+            completeSend(slot, res)
+        case .acceptedFD:
+            if res >= 0 { adopt(fd: res) }
+        case .doorbell:
+            armDoorbell()
+        case .cancel, .none, .acceptorAccept, .acceptorHandoff, .acceptorStop:
+            break
+        }
+    }
+
+    private func completeReceive(_ slot: Int, _ generation: UInt32, _ res: Int32, _ flags: UInt32) {
+        if flags & SB_CQE_F_BUFFER != 0 {
+            let bid = Int(flags >> SB_CQE_BUFFER_SHIFT)
+            let start = buffers + bid * bufferBytes
+            if res > 0 && connections[slot].generation == generation {
+                deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)))
+            }
+            sb_buf_ring_recycle(bufRing, start, UInt32(bufferBytes), UInt16(bid), UInt32(bufferCount - 1))
+        }
+        guard connections[slot].generation == generation else { return }
+        if flags & SB_CQE_F_MORE != 0 { return }
+        connections[slot].recvArmed = false
+        let state = connections[slot].state
+        if state == .closing {
+            queueFinalizeIfQuiescent(slot)
+            return
+        }
+        if res == 0 {
+            beginClose(slot)  // peer closed
+        } else if res > 0 || res == -ENOBUFS {
+            if res == -ENOBUFS { metrics.recvBuffersExhausted.increment() }
+            armReceive(slot)
+        } else {
+            beginClose(slot)
+        }
+    }
+
+    private func completeSend(_ slot: Int, _ res: Int32) {
+        connections[slot].sendInFlight = false
+        let ctx = connections[slot].sendContext
+        if ctx >= 0 {
+            freeContexts.append(ctx)
+            connections[slot].sendContext = -1
+        }
+        let state = connections[slot].state
+        if state == .closing {
+            queueFinalizeIfQuiescent(slot)
+            return
+        }
+        guard res > 0 else {
+            beginClose(slot)
+            return
+        }
+        metrics.bytesSent.increment(by: Int(res))
+        connections[slot].queue.consume(Int(res))
+        if connections[slot].queue.isEmpty {
+            sendQueueEmptied(slot)
+        } else {
+            scheduleFlush(slot)
+        }
+    }
+
+    override func tearDown() {
+        _ = sb_submit_and_get_events(ring)
+    }
+}

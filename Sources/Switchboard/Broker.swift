@@ -1,0 +1,112 @@
+import CLiburing
+import SwitchboardIO
+
+/// A running Switchboard: an acceptor, N shards, and one `WorkerHandler` per shard.
+///
+/// ```swift
+/// var config = BrokerConfiguration()
+/// config.port = 3004
+/// let broker = Broker(configuration: config) { _ in MyHandler() }
+/// try broker.run()   // until SIGTERM or SIGINT, then a graceful shutdown
+/// ```
+public final class Broker: @unchecked Sendable {
+    public let configuration: BrokerConfiguration
+    private let group: ShardGroup
+    private let httpMetrics: [HTTPMetrics]
+    private let log: @Sendable (String) -> Void
+
+    /// - Parameters:
+    ///   - handlerFactory: called once per shard, on that shard's thread.
+    ///   - log: receives start-up and shutdown lines (default: standard error).
+    public init(configuration: BrokerConfiguration,
+                log: @escaping @Sendable (String) -> Void = { Broker.standardErrorLog($0) },
+                handlerFactory: @escaping @Sendable (ShardContext) -> WorkerHandler) {
+        self.configuration = configuration
+        self.log = log
+        let shardCount = configuration.io.resolvedShardCount
+        let metrics = (0..<shardCount).map { _ in HTTPMetrics() }
+        httpMetrics = metrics
+        let box = MetricsRendererBox()
+        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
+            let worker = handlerFactory(ShardContext(shardIndex: shard.index, shardCount: shardCount))
+            return HTTPServerHandler(configuration: configuration, worker: worker, metrics: metrics[shard.index],
+                                     renderMetrics: { box.render?() ?? "" })
+        }
+        box.render = { [unowned self] in self.metricsText() }
+    }
+
+    /// The bound port (useful when the configuration asked for port 0). Valid after `start()`.
+    public var port: Int { group.port }
+    /// The I/O backend in use. Valid after `start()`.
+    public var backend: IOBackendKind { group.backend }
+    public var shardCount: Int { group.shards.count }
+    /// Open connections over all shards (approximate).
+    public var openConnections: Int { group.openConnections }
+
+    /// Binds and starts accepting. Throws on a bad configuration, a port in use, or an
+    /// unavailable backend.
+    public func start() throws {
+        if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
+        try group.start()
+        log("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, close connections, and
+    /// cut whatever is left after `graceMilliseconds`. Returns when every thread has exited.
+    public func shutdown(graceMilliseconds: Int? = nil) {
+        group.shutdown(graceMilliseconds: graceMilliseconds ?? configuration.shutdownGraceMilliseconds)
+    }
+
+    /// Starts, blocks until SIGTERM or SIGINT, then shuts down gracefully.
+    public func run() throws {
+        // Threads inherit the mask: only this thread ever sees the signals, in sigwait.
+        _ = sb_block_signals()
+        try start()
+        let signal = sb_wait_termination_signal()
+        log("switchboard: signal \(signal), shutting down (grace \(configuration.shutdownGraceMilliseconds) ms)")
+        shutdown()
+        log("switchboard: stopped")
+    }
+
+    /// Prometheus text exposition of every counter, per shard.
+    public func metricsText() -> String {
+        var out = ""
+        var families: [(name: String, help: String, gauge: Bool, samples: [(String, Int)])] = []
+        func add(_ counters: [Counter], label: String) {
+            for c in counters {
+                if let i = families.firstIndex(where: { $0.name == c.name }) {
+                    families[i].samples.append((label, c.value))
+                } else {
+                    families.append((c.name, c.help, c.name.hasSuffix("_open"), [(label, c.value)]))
+                }
+            }
+        }
+        for s in group.shards {
+            add(s.metrics.all, label: "shard=\"\(s.index)\"")
+            add(httpMetrics[s.index].all, label: "shard=\"\(s.index)\"")
+        }
+        if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], label: "") }
+        for f in families {
+            out += "# HELP \(f.name) \(f.help)\n# TYPE \(f.name) \(f.gauge ? "gauge" : "counter")\n"
+            for (label, value) in f.samples {
+                out += label.isEmpty ? "\(f.name) \(value)\n" : "\(f.name){\(label)} \(value)\n"
+            }
+        }
+        return out
+    }
+
+    public static func standardErrorLog(_ line: String) {
+        var l = line
+        l.append("\n")
+        l.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
+    }
+}
+
+/// Breaks the init-order cycle between the broker and the handlers that render its metrics.
+private final class MetricsRendererBox: @unchecked Sendable {
+    var render: (@Sendable () -> String)?
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,148 @@
+import SwitchboardIO
+
+/// Everything a broker is started with. Every size, count and time is a limit with a default.
+public struct BrokerConfiguration: Sendable {
+    /// Address to listen on (IPv4 or IPv6 literal).
+    public var host: String = "0.0.0.0"
+    /// TCP port; 0 picks an ephemeral port (see `Broker.port`).
+    public var port: Int = 3004
+    public var io = IOConfiguration()
+    public var http = HTTPLimits()
+    /// Path answering `200 {"status":"ok"}`; empty disables it.
+    public var healthPath: String = "/health"
+    /// Path serving Prometheus text metrics; empty disables it.
+    public var metricsPath: String = "/metrics"
+    /// On SIGTERM/SIGINT: how long in-flight requests get before connections are cut.
+    public var shutdownGraceMilliseconds: Int = 5_000
+    /// Add a `Date` header to responses.
+    public var sendDateHeader: Bool = true
+
+    public init() {}
+
+    /// A problem with the values, or nil.
+    public func validate() -> String? {
+        if port < 0 || port > 65_535 { return "port must be 0...65535" }
+        if let p = io.validate() { return p }
+        if http.maxRequestLineBytes < 16 || http.maxHeaderBytes < http.maxRequestLineBytes { return "maxHeaderBytes must be >= maxRequestLineBytes >= 16" }
+        if http.maxHeaderCount < 1 { return "maxHeaderCount must be >= 1" }
+        if http.maxBodyBytes < 0 { return "maxBodyBytes must be >= 0" }
+        if shutdownGraceMilliseconds < 0 { return "shutdownGraceMilliseconds must be >= 0" }
+        if !healthPath.isEmpty && !healthPath.hasPrefix("/") { return "healthPath must start with /" }
+        if !metricsPath.isEmpty && !metricsPath.hasPrefix("/") { return "metricsPath must start with /" }
+        return nil
+    }
+
+    /// Every key the configuration file accepts, with its documentation (also the source of
+    /// `Config/switchboard.example.conf`).
+    public static let keys: [(key: String, help: String)] = [
+        ("host", "address to listen on (IPv4 or IPv6 literal)"),
+        ("port", "TCP port, 0 for an ephemeral port"),
+        ("io_backend", "auto | uring | epoll (auto: io_uring when it can be set up, else epoll; logged)"),
+        ("shards", "shard threads, 0 = one per CPU"),
+        ("pin_threads", "true | false: pin shard i to CPU i"),
+        ("max_connections_per_shard", "connections one shard holds; beyond, new sockets are closed (metric switchboard_connections_rejected_total)"),
+        ("ring_entries", "io_uring submission queue entries per shard"),
+        ("recv_buffer_count", "provided receive buffers per shard (power of two)"),
+        ("recv_buffer_bytes", "size of each receive buffer"),
+        ("max_send_queue_bytes", "bytes queued for sending per connection before the slow-consumer policy applies"),
+        ("max_iovecs_per_send", "chunks gathered into one vectored send"),
+        ("idle_timeout_ms", "close a connection that received nothing for this long"),
+        ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408)"),
+        ("linger_timeout_ms", "after a final response, how long input is drained before the socket is closed"),
+        ("tick_ms", "timer granularity"),
+        ("inbox_capacity", "tasks a shard's inbox holds (work posted from other threads)"),
+        ("listen_backlog", "listen(2) backlog"),
+        ("max_request_line_bytes", "longest HTTP request line (414)"),
+        ("max_header_bytes", "largest HTTP head: request line and headers (431)"),
+        ("max_header_count", "most HTTP headers (431)"),
+        ("max_body_bytes", "largest HTTP request body (413)"),
+        ("max_chunk_line_bytes", "longest chunk-size line of a chunked body (400)"),
+        ("health_path", "path of the health endpoint, empty to disable"),
+        ("metrics_path", "path of the Prometheus metrics endpoint, empty to disable"),
+        ("shutdown_grace_ms", "on SIGTERM/SIGINT, time given to in-flight requests"),
+        ("send_date_header", "true | false"),
+    ]
+
+    /// Applies `key = value` lines (`#` starts a comment). Unknown keys and bad values are errors
+    /// that name the line.
+    public mutating func apply(configurationText text: String) throws(ConfigurationError) {
+        var lineNumber = 0
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let trimmed = line.trimmingWhitespace()
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else {
+                throw ConfigurationError(line: lineNumber, message: "expected key = value")
+            }
+            let key = String(trimmed[..<eq].trimmingWhitespace())
+            var value = String(trimmed[trimmed.index(after: eq)...].trimmingWhitespace())
+            if value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            do {
+                try set(key, value)
+            } catch {
+                throw ConfigurationError(line: lineNumber, message: error.message)
+            }
+        }
+    }
+
+    /// Sets one option by its configuration-file key.
+    public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
+        func int() throws(ConfigurationError) -> Int {
+            guard let v = Int(value) else { throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not an integer") }
+            return v
+        }
+        func bool() throws(ConfigurationError) -> Bool {
+            switch value { case "true", "yes", "1": return true; case "false", "no", "0": return false
+            default: throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not true or false") }
+        }
+        switch key {
+        case "host": host = value
+        case "port": port = try int()
+        case "io_backend":
+            guard let b = IOBackendKind(rawValue: value) else { throw ConfigurationError(line: 0, message: "io_backend: '\(value)' is not auto, uring or epoll") }
+            io.backend = b
+        case "shards": io.shardCount = try int()
+        case "pin_threads": io.pinThreads = try bool()
+        case "max_connections_per_shard": io.maxConnectionsPerShard = try int()
+        case "ring_entries": io.ringEntries = try int()
+        case "recv_buffer_count": io.recvBufferCount = try int()
+        case "recv_buffer_bytes": io.recvBufferBytes = try int()
+        case "max_send_queue_bytes": io.maxSendQueueBytes = try int()
+        case "max_iovecs_per_send": io.maxIOVecsPerSend = try int()
+        case "idle_timeout_ms": io.idleTimeoutMilliseconds = try int()
+        case "request_timeout_ms": io.requestTimeoutMilliseconds = try int()
+        case "linger_timeout_ms": io.lingerTimeoutMilliseconds = try int()
+        case "tick_ms": io.tickMilliseconds = try int()
+        case "inbox_capacity": io.inboxCapacity = try int()
+        case "listen_backlog": io.listenBacklog = try int()
+        case "max_request_line_bytes": http.maxRequestLineBytes = try int()
+        case "max_header_bytes": http.maxHeaderBytes = try int()
+        case "max_header_count": http.maxHeaderCount = try int()
+        case "max_body_bytes": http.maxBodyBytes = try int()
+        case "max_chunk_line_bytes": http.maxChunkLineBytes = try int()
+        case "health_path": healthPath = value
+        case "metrics_path": metricsPath = value
+        case "shutdown_grace_ms": shutdownGraceMilliseconds = try int()
+        case "send_date_header": sendDateHeader = try bool()
+        default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
+        }
+    }
+}
+
+/// A configuration file or option problem.
+public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
+    public let line: Int
+    public let message: String
+    public var description: String { line > 0 ? "line \(line): \(message)" : message }
+}
+
+extension Substring {
+    func trimmingWhitespace() -> Substring {
+        var s = self
+        while let f = s.first, f == " " || f == "\t" || f == "\r" { s = s.dropFirst() }
+        while let l = s.last, l == " " || l == "\t" || l == "\r" { s = s.dropLast() }
+        return s
+    }
+}

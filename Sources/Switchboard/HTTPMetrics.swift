@@ -1,0 +1,44 @@
+import SwitchboardIO
+
+/// Per-shard HTTP counters.
+final class HTTPMetrics: Sendable {
+    let requests = Counter("switchboard_http_requests_total", help: "Complete HTTP requests received")
+    let responses2xx = Counter("switchboard_http_responses_2xx_total", help: "2xx responses")
+    let responses4xx = Counter("switchboard_http_responses_4xx_total", help: "4xx responses")
+    let responses5xx = Counter("switchboard_http_responses_5xx_total", help: "5xx responses")
+    let badRequest = Counter("switchboard_http_bad_request_total", help: "Requests refused with 400 (malformed)")
+    let requestTimeout = Counter("switchboard_http_request_timeout_total", help: "Requests cut off with 408 (too slow)")
+    let bodyTooLarge = Counter("switchboard_http_body_too_large_total", help: "Requests refused with 413 (body over maxBodyBytes)")
+    let uriTooLong = Counter("switchboard_http_uri_too_long_total", help: "Requests refused with 414 (request line over maxRequestLineBytes)")
+    let headersTooLarge = Counter("switchboard_http_headers_too_large_total", help: "Requests refused with 431 (head over maxHeaderBytes or maxHeaderCount)")
+    let notImplemented = Counter("switchboard_http_not_implemented_total", help: "Requests refused with 501 (unsupported transfer coding)")
+    let versionNotSupported = Counter("switchboard_http_version_not_supported_total", help: "Requests refused with 505")
+    let responseTooLarge = Counter("switchboard_http_response_over_send_limit_total", help: "Responses dropped because the connection's send queue was full (connection closed)")
+
+    var all: [Counter] {
+        [requests, responses2xx, responses4xx, responses5xx, badRequest, requestTimeout, bodyTooLarge, uriTooLong,
+         headersTooLarge, notImplemented, versionNotSupported, responseTooLarge]
+    }
+
+    func countParseError(status: Int) {
+        switch status {
+        case 400: badRequest.increment()
+        case 408: requestTimeout.increment()
+        case 413: bodyTooLarge.increment()
+        case 414: uriTooLong.increment()
+        case 431: headersTooLarge.increment()
+        case 501: notImplemented.increment()
+        case 505: versionNotSupported.increment()
+        default: break
+        }
+    }
+
+    func countResponse(status: Int) {
+        switch status {
+        case 200..<300: responses2xx.increment()
+        case 400..<500: responses4xx.increment()
+        case 500..<600: responses5xx.increment()
+        default: break
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import SwitchboardIO
-import SwitchboardHTTP

@@ -1,0 +1,147 @@
+import Atomics
+import CLiburing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The running I/O engine: one listening socket, an acceptor thread and N shard threads.
+///
+/// Start-up order matters: shard rings are created disabled, each shard thread enables its own
+/// ring (SINGLE_ISSUER makes the enabling thread the owner), and only when every shard reports
+/// ready does the acceptor start handing sockets over (MSG_RING to a disabled ring fails).
+public final class ShardGroup: @unchecked Sendable {
+    public let configuration: IOConfiguration
+    public let host: String
+    public let requestedPort: Int
+    public private(set) var port: Int = 0
+    public private(set) var backend: IOBackendKind = .auto
+    public private(set) var shards: [Shard] = []
+    private var threads: [OSThread] = []
+    private var acceptor: Acceptor?
+    private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
+    private let log: @Sendable (String) -> Void
+    private let stoppedFlag = ManagedAtomic<Bool>(false)
+
+    public var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
+
+    public init(configuration: IOConfiguration, host: String, port: Int,
+                log: @escaping @Sendable (String) -> Void = { _ in },
+                handlerFactory: @escaping @Sendable (Shard) -> ShardEventHandler) {
+        self.configuration = configuration
+        self.host = host
+        self.requestedPort = port
+        self.log = log
+        self.handlerFactory = handlerFactory
+    }
+
+    /// Whether io_uring with the features the shards need can be set up here.
+    public static func probeUring() -> Result<Void, IOError> {
+        let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
+        defer { ring.deallocate() }
+        var applied: UInt32 = 0
+        let rc = sb_ring_init(ring, 8, 0, &applied)
+        if rc < 0 { return .failure(.system("io_uring_queue_init", -rc)) }
+        defer { io_uring_queue_exit(ring) }
+        var err: Int32 = 0
+        guard let br = sb_setup_buf_ring(ring, 1, 0, &err) else { return .failure(.system("io_uring_register_buf_ring", -err)) }
+        sb_free_buf_ring(ring, br, 1, 0)
+        return .success(())
+    }
+
+    /// Binds, starts the shards and the acceptor. Returns once connections are being accepted.
+    public func start() throws(IOError) {
+        if let problem = configuration.validate() { throw .invalidConfiguration(problem) }
+        _ = sb_ignore_sigpipe()
+        switch configuration.backend {
+        case .epoll:
+            backend = .epoll
+        case .uring:
+            if case .failure(let e) = Self.probeUring() { throw .unavailable("io_uring requested but unavailable: \(e)") }
+            backend = .uring
+        case .auto:
+            if case .failure(let e) = Self.probeUring() {
+                log("io backend: epoll (io_uring unavailable: \(e))")
+                backend = .epoll
+            } else {
+                log("io backend: io_uring")
+                backend = .uring
+            }
+        }
+        let listenFD = host.withCString { sb_listen_tcp($0, Int32(requestedPort), Int32(configuration.listenBacklog), false) }
+        if listenFD < 0 { throw .system("listen on \(host):\(requestedPort)", -listenFD) }
+        port = Int(sb_local_port(listenFD))
+
+        let count = configuration.resolvedShardCount
+        do {
+            for i in 0..<count {
+                shards.append(backend == .uring
+                    ? try UringShard(index: i, configuration: configuration)
+                    : try EpollShard(index: i, configuration: configuration))
+            }
+        } catch {
+            Glibc.close(listenFD)
+            shards = []
+            throw error
+        }
+
+        let ready = ManagedAtomic<Int>(0)
+        let failure = ManagedAtomic<Int>(0)
+        let factory = handlerFactory
+        let pin = configuration.pinThreads
+        let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        for shard in shards {
+            guard let t = OSThread.spawn(name: "sb-shard-\(shard.index)", {
+                if pin { _ = sb_set_thread_affinity(Int32(shard.index % cpus)) }
+                do {
+                    try shard.setUpOnThread()
+                } catch {
+                    failure.wrappingIncrement(ordering: .sequentiallyConsistent)
+                    ready.wrappingIncrement(ordering: .sequentiallyConsistent)
+                    return
+                }
+                shard.handler = factory(shard)
+                ready.wrappingIncrement(ordering: .sequentiallyConsistent)
+                shard.runLoop()
+            }) else {
+                throw .system("pthread_create", EAGAIN)
+            }
+            threads.append(t)
+        }
+        while ready.load(ordering: .sequentiallyConsistent) < shards.count { usleep(200) }
+        if failure.load(ordering: .sequentiallyConsistent) > 0 {
+            Glibc.close(listenFD)
+            for s in shards { s.post(.drain(deadlineMilliseconds: 0)) }
+            for t in threads { t.join() }
+            throw .unavailable("a shard failed to set up its \(backend.rawValue) loop")
+        }
+        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring)
+        try a.start()
+        acceptor = a
+    }
+
+    /// Stops accepting, asks every shard to drain, and force-closes what is left after
+    /// `graceMilliseconds`. Returns at once; `wait()` joins the threads.
+    public func beginShutdown(graceMilliseconds: Int) {
+        acceptor?.stop()
+        let deadline = monotonicMilliseconds() + Int64(graceMilliseconds)
+        for s in shards {
+            // The inbox may be momentarily full; a drain must not be lost.
+            while !s.post(.drain(deadlineMilliseconds: deadline)) { usleep(1000) }
+        }
+    }
+
+    /// Joins every shard thread (after `beginShutdown`).
+    public func wait() {
+        for t in threads { t.join() }
+        threads = []
+        stoppedFlag.store(true, ordering: .sequentiallyConsistent)
+    }
+
+    public func shutdown(graceMilliseconds: Int) {
+        beginShutdown(graceMilliseconds: graceMilliseconds)
+        wait()
+    }
+
+    /// Total open connections (approximate, any thread).
+    public var openConnections: Int { shards.reduce(0) { $0 + $1.metrics.connectionsOpen.value } }
+}

@@ -1,0 +1,110 @@
+// Byte-level character classes and comparisons shared by the parser, headers and writer.
+// Bitmasks instead of lookup tables: no lazy global initialisation on the hot path.
+
+enum ASCII {
+    static let cr: UInt8 = 0x0D
+    static let lf: UInt8 = 0x0A
+    static let sp: UInt8 = 0x20
+    static let htab: UInt8 = 0x09
+    static let colon: UInt8 = 0x3A
+    static let comma: UInt8 = 0x2C
+    static let semicolon: UInt8 = 0x3B
+    static let slash: UInt8 = 0x2F
+    static let question: UInt8 = 0x3F
+    static let star: UInt8 = 0x2A
+
+    // RFC 9110 tchar, as bits over 0..<64 and 64..<128.
+    private static let tcharLow: UInt64 = 0x03ff_6cfa_0000_0000
+    private static let tcharHigh: UInt64 = 0x57ff_ffff_c7ff_fffe
+
+    /// RFC 9110 `tchar`: the characters allowed in methods, header names and codings.
+    @inline(__always)
+    static func isTChar(_ b: UInt8) -> Bool {
+        if b < 64 { return (tcharLow >> UInt64(b)) & 1 == 1 }
+        if b < 128 { return (tcharHigh >> UInt64(b &- 64)) & 1 == 1 }
+        return false
+    }
+
+    /// Bytes allowed in a field value: HTAB, visible ASCII, SP and obs-text.
+    @inline(__always)
+    static func isFieldValueByte(_ b: UInt8) -> Bool {
+        (b >= 0x20 && b != 0x7F) || b == htab
+    }
+
+    @inline(__always)
+    static func isOWS(_ b: UInt8) -> Bool { b == sp || b == htab }
+
+    @inline(__always)
+    static func lower(_ b: UInt8) -> UInt8 { (b >= 0x41 && b <= 0x5A) ? b | 0x20 : b }
+
+    @inline(__always)
+    static func hexValue(_ b: UInt8) -> UInt64? {
+        switch b {
+        case 0x30...0x39: return UInt64(b &- 0x30)
+        case 0x41...0x46: return UInt64(b &- 0x41 &+ 10)
+        case 0x61...0x66: return UInt64(b &- 0x61 &+ 10)
+        default: return nil
+        }
+    }
+
+    /// Case-insensitive equality of `bytes[range]` with `lowercased`, which must be lowercase ASCII.
+    @inline(__always)
+    static func equalsLowercased(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ lowercased: StaticString) -> Bool {
+        guard range.count == lowercased.utf8CodeUnitCount else { return false }
+        let literal = lowercased.utf8Start
+        var i = 0
+        for index in range {
+            if lower(bytes[index]) != literal[i] { return false }
+            i &+= 1
+        }
+        return true
+    }
+
+    /// Case-sensitive equality of `bytes[range]` with `literal`.
+    @inline(__always)
+    static func equalsExactly(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+        guard range.count == literal.utf8CodeUnitCount else { return false }
+        let start = literal.utf8Start
+        var i = 0
+        for index in range {
+            if bytes[index] != start[i] { return false }
+            i &+= 1
+        }
+        return true
+    }
+
+    /// Trims SP/HTAB from both ends of `range`.
+    @inline(__always)
+    static func trimOWS(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Range<Int> {
+        var lo = range.lowerBound
+        var hi = range.upperBound
+        while lo < hi, isOWS(bytes[lo]) { lo &+= 1 }
+        while hi > lo, isOWS(bytes[hi &- 1]) { hi &-= 1 }
+        return lo..<hi
+    }
+
+    /// Calls `body` with each trimmed element of a comma-separated list, skipping empty elements
+    /// (RFC 9110 §5.6.1 tells recipients to ignore them). Stops early when `body` returns false.
+    @inline(__always)
+    static func forEachListElement(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ body: (Range<Int>) -> Bool) {
+        var start = range.lowerBound
+        var i = range.lowerBound
+        while i <= range.upperBound {
+            if i == range.upperBound || bytes[i] == comma {
+                let element = trimOWS(bytes, start..<i)
+                if !element.isEmpty, !body(element) { return }
+                start = i &+ 1
+            }
+            i &+= 1
+        }
+    }
+
+    /// ASCII case-insensitive string equality without allocating.
+    static func caseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
+        let au = a.utf8
+        let bu = b.utf8
+        guard au.count == bu.count else { return false }
+        for (x, y) in zip(au, bu) where lower(x) != lower(y) { return false }
+        return true
+    }
+}

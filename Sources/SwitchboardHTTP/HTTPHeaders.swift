@@ -1,0 +1,115 @@
+/// An ordered list of header fields with case-insensitive lookup.
+///
+/// Names are kept exactly as received or added; duplicates are kept in order, because
+/// folding them would lose information (e.g. `Set-Cookie`).
+public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionaryLiteral {
+    fileprivate struct Field: Sendable, Equatable {
+        var name: String
+        var value: String
+    }
+
+    private var fields: [Field]
+
+    /// Creates an empty header list.
+    public init() { fields = [] }
+
+    /// Creates a header list from `(name, value)` pairs, in order.
+    public init(_ pairs: [(String, String)]) {
+        fields = pairs.map { Field(name: $0.0, value: $0.1) }
+    }
+
+    /// Creates a header list from a dictionary literal, in source order.
+    public init(dictionaryLiteral elements: (String, String)...) {
+        fields = elements.map { Field(name: $0.0, value: $0.1) }
+    }
+
+    init(reservingCapacity capacity: Int) {
+        fields = []
+        fields.reserveCapacity(capacity)
+    }
+
+    /// Appends a field, keeping any existing fields with the same name.
+    public mutating func add(name: String, value: String) {
+        fields.append(Field(name: name, value: value))
+    }
+
+    /// Replaces the first field named `name` (case-insensitive) and removes the others, or appends one.
+    public mutating func replaceOrAdd(name: String, value: String) {
+        guard let first = fields.firstIndex(where: { ASCII.caseInsensitiveEquals($0.name, name) }) else {
+            add(name: name, value: value)
+            return
+        }
+        fields[first] = Field(name: name, value: value)
+        var index = fields.index(after: first)
+        while index < fields.endIndex {
+            if ASCII.caseInsensitiveEquals(fields[index].name, name) {
+                fields.remove(at: index)
+            } else {
+                index = fields.index(after: index)
+            }
+        }
+    }
+
+    /// Removes every field named `name` (case-insensitive).
+    public mutating func remove(name: String) {
+        fields.removeAll { ASCII.caseInsensitiveEquals($0.name, name) }
+    }
+
+    /// The value of the first field named `name` (case-insensitive), or nil.
+    public subscript(name: String) -> String? {
+        fields.first { ASCII.caseInsensitiveEquals($0.name, name) }?.value
+    }
+
+    /// The values of all fields named `name` (case-insensitive), in order.
+    public func values(for name: String) -> [String] {
+        fields.compactMap { ASCII.caseInsensitiveEquals($0.name, name) ? $0.value : nil }
+    }
+
+    /// Whether a field named `name` (case-insensitive) is present.
+    public func contains(name: String) -> Bool {
+        fields.contains { ASCII.caseInsensitiveEquals($0.name, name) }
+    }
+
+    /// Whether any field named `name` holds a comma-separated token list containing `token`
+    /// (case-insensitive, surrounding whitespace ignored), e.g. `containsToken("upgrade", in: "Connection")`.
+    public func containsToken(_ token: String, in name: String) -> Bool {
+        for field in fields where ASCII.caseInsensitiveEquals(field.name, name) {
+            var value = field.value
+            let found = value.withUTF8 { bytes -> Bool in
+                var hit = false
+                ASCII.forEachListElement(bytes, 0..<bytes.count) { element in
+                    hit = Self.equalsIgnoringCase(bytes, element, token)
+                    return !hit
+                }
+                return hit
+            }
+            if found { return true }
+        }
+        return false
+    }
+
+    private static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ token: String) -> Bool {
+        let tokenBytes = token.utf8
+        guard range.count == tokenBytes.count else { return false }
+        for (index, t) in zip(range, tokenBytes) where ASCII.lower(bytes[index]) != ASCII.lower(t) {
+            return false
+        }
+        return true
+    }
+
+    /// Number of fields, duplicates included.
+    public var count: Int { fields.count }
+
+    /// Iterates `(name, value)` pairs in order.
+    public struct Iterator: IteratorProtocol {
+        private var base: IndexingIterator<[Field]>
+        fileprivate init(_ fields: [Field]) { base = fields.makeIterator() }
+        public mutating func next() -> (name: String, value: String)? {
+            guard let field = base.next() else { return nil }
+            return (field.name, field.value)
+        }
+    }
+
+    /// Returns an iterator over `(name, value)` pairs in order.
+    public func makeIterator() -> Iterator { Iterator(fields) }
+}

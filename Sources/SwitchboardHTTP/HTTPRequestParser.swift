@@ -1,0 +1,384 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Incremental, strict HTTP/1.1 request parser (RFC 9112).
+///
+/// Feed any split of the byte stream, down to one byte at a time. With pipelining, ``parse(_:)``
+/// stops right after the end of one complete request and reports how many bytes it consumed;
+/// call it again with the rest.
+///
+/// Anything ambiguous about message framing (conflicting `Content-Length`, `Transfer-Encoding`
+/// together with `Content-Length`, bare LF, obs-fold, …) is rejected rather than repaired,
+/// because a proxy in front of us might repair it differently (request smuggling).
+///
+/// Memory held per parser is bounded by `maxHeaderBytes + maxBodyBytes` (see ``HTTPLimits``).
+public struct HTTPRequestParser: Sendable {
+    enum State: Sendable, Equatable {
+        /// Before or inside the request line (leading empty lines are skipped here).
+        case requestLine
+        case headers
+        case body(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataCR
+        case chunkDataLF
+        case trailers
+        /// Terminal: framing is lost after an error, so the connection cannot be reused.
+        case poisoned(HTTPParseError)
+    }
+
+    /// RFC 9112 §2.2 lets servers skip some empty lines before a request; bound it.
+    static let maxLeadingEmptyLines = 8
+    /// Larger head buffers are released between requests so idle keep-alive connections stay small.
+    static let retainedBufferCapacity = 4096
+    /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
+    static let maxBodyReservation = 64 * 1024
+
+    private let limits: HTTPLimits
+    private(set) var state: State = .requestLine
+    /// The head received so far; after the head, the current chunk-size line or the trailers.
+    private var buffer: [UInt8] = []
+    /// Start in `buffer` of the line being received.
+    private var lineStart = 0
+    private var leadingEmptyLines = 0
+    private var facts = HeadFacts()
+    private var fields: [FieldRange] = []
+    /// Size of the completed head; trailers are charged against what remains of maxHeaderBytes.
+    private var headBytes = 0
+    private var pending: HTTPRequest?
+    private var body: [UInt8] = []
+    private var continueDue = false
+
+    /// Creates a parser enforcing `limits`.
+    public init(limits: HTTPLimits = HTTPLimits()) {
+        self.limits = limits
+    }
+
+    /// True while part of a request has been received but it is not complete. Lets the caller tell
+    /// an idle keep-alive connection (close silently) from a slow request (answer 408).
+    public var hasPartialRequest: Bool {
+        switch state {
+        case .requestLine: return !buffer.isEmpty
+        case .poisoned: return false
+        default: return true
+        }
+    }
+
+    /// True once the head of the current request is complete, so a header timeout no longer applies.
+    public var isReceivingBody: Bool {
+        switch state {
+        case .body, .chunkSize, .chunkData, .chunkDataCR, .chunkDataLF, .trailers: return true
+        case .requestLine, .headers, .poisoned: return false
+        }
+    }
+
+    /// Bytes currently buffered for the request in progress (for tests and accounting).
+    var bufferedByteCount: Int { buffer.count + body.count }
+
+    /// Parses as much of `bytes` as belongs to the current request.
+    ///
+    /// - Returns: how many bytes were consumed and what happened. After `.request`, unconsumed
+    ///   bytes belong to the next request. After `.error`, the parser stays poisoned.
+    public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, result: HTTPParseResult) {
+        if case .poisoned(let error) = state { return (0, .error(error)) }
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return needMore(0) }
+        let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
+        var offset = 0
+        while offset < input.count {
+            switch state {
+            case .poisoned(let error):
+                return (offset, .error(error))
+
+            case .requestLine:
+                switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore: return needMore(offset)
+                case .failure(let error): return fail(error, offset)
+                case .line(let line):
+                    if line.isEmpty {
+                        leadingEmptyLines &+= 1
+                        if leadingEmptyLines > Self.maxLeadingEmptyLines { return fail(.badRequest("too many empty lines"), offset) }
+                        buffer.removeAll(keepingCapacity: true)
+                        lineStart = 0
+                        continue
+                    }
+                    if let error = requestLine(line) { return fail(error, offset) }
+                    state = .headers
+                }
+
+            case .headers:
+                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore: return needMore(offset)
+                case .failure(let error): return fail(error, offset)
+                case .line(let line):
+                    if !line.isEmpty {
+                        if let error = field(line) { return fail(error, offset) }
+                        continue
+                    }
+                    if let error = headComplete() { return fail(error, offset) }
+                    if case .requestLine = state, let request = finish() { return (offset, .request(request)) }
+                }
+
+            case .body(let remaining):
+                let n = min(remaining, input.count &- offset)
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
+                offset &+= n
+                if n == remaining, let request = finish() { return (offset, .request(request)) }
+                state = .body(remaining: remaining &- n)
+
+            case .chunkSize:
+                switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
+                case .needMore: return needMore(offset)
+                case .failure(let error): return fail(error, offset)
+                case .line(let line):
+                    if let error = chunkSizeLine(line) { return fail(error, offset) }
+                }
+
+            case .chunkData(let remaining):
+                let n = min(remaining, input.count &- offset)
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
+                offset &+= n
+                state = n == remaining ? .chunkDataCR : .chunkData(remaining: remaining &- n)
+
+            case .chunkDataCR:
+                guard input[offset] == ASCII.cr else { return fail(.badRequest("chunk data not followed by CRLF"), offset) }
+                offset &+= 1
+                state = .chunkDataLF
+
+            case .chunkDataLF:
+                guard input[offset] == ASCII.lf else { return fail(.badRequest("chunk data not followed by CRLF"), offset) }
+                offset &+= 1
+                state = .chunkSize
+
+            case .trailers:
+                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes &- headBytes) {
+                case .needMore: return needMore(offset)
+                case .failure(let error): return fail(error, offset)
+                case .line(let line):
+                    if !line.isEmpty {
+                        if let error = trailerField(line) { return fail(error, offset) }
+                        continue
+                    }
+                    if let request = finish() { return (offset, .request(request)) }
+                }
+            }
+        }
+        return needMore(offset)
+    }
+
+    // MARK: - Results
+
+    private mutating func needMore(_ consumed: Int) -> (consumed: Int, result: HTTPParseResult) {
+        if continueDue, isReceivingBody {
+            continueDue = false
+            return (consumed, .expectContinue)
+        }
+        return (consumed, .needMore)
+    }
+
+    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, result: HTTPParseResult) {
+        state = .poisoned(error)
+        // Nothing buffered can be used any more; give the memory back now.
+        buffer = []
+        body = []
+        fields = []
+        pending = nil
+        return (consumed, .error(error))
+    }
+
+    /// Hands out the completed request and resets for the next one on the same connection.
+    private mutating func finish() -> HTTPRequest? {
+        guard var request = pending else {
+            state = .poisoned(.badRequest("internal: no pending request"))
+            return nil
+        }
+        pending = nil
+        swap(&request.body, &body)
+        state = .requestLine
+        if buffer.capacity > Self.retainedBufferCapacity {
+            buffer = []
+        } else {
+            buffer.removeAll(keepingCapacity: true)
+        }
+        fields.removeAll(keepingCapacity: true)
+        lineStart = 0
+        leadingEmptyLines = 0
+        headBytes = 0
+        facts = HeadFacts()
+        continueDue = false
+        return request
+    }
+
+    // MARK: - Lines
+
+    private enum LineResult {
+        case line(Range<Int>)
+        case needMore
+        case failure(HTTPParseError)
+    }
+
+    /// Moves input up to and including the next LF into `buffer`, enforcing limits before
+    /// buffering anything. Returns the completed line's range in `buffer` without its CRLF.
+    ///
+    /// - Parameters:
+    ///   - maxContent: longest line content allowed (CRLF excluded); longer fails with `tooLong`.
+    ///   - maxBuffer: most bytes `buffer` may hold; more fails with `headersTooLarge`.
+    private mutating func takeLine(
+        _ input: UnsafeBufferPointer<UInt8>, _ offset: inout Int,
+        maxContent: Int, tooLong: HTTPParseError, maxBuffer: Int?
+    ) -> LineResult {
+        let start = offset
+        let available = input.count &- start
+        let base = UnsafeRawPointer(input.baseAddress!)
+        let lfPointer = memchr(base + start, Int32(ASCII.lf), available)
+        let complete = lfPointer != nil
+        var end = input.count
+        if let lfPointer {
+            end = base.distance(to: UnsafeRawPointer(lfPointer)) &+ 1
+        }
+        let newCount = buffer.count &+ (end &- start)
+        let lineLength = newCount &- lineStart
+
+        // The byte before the LF (or the last byte, for a partial line) may be the CR of the CRLF.
+        var content = lineLength
+        if complete {
+            content &-= 1
+            var beforeLF: UInt8 = 0
+            if end &- start >= 2 {
+                beforeLF = input[end &- 2]
+            } else if buffer.count > lineStart {
+                beforeLF = buffer[buffer.count &- 1]
+            }
+            if beforeLF == ASCII.cr { content &-= 1 }
+        } else if input[end &- 1] == ASCII.cr {
+            content &-= 1
+        }
+        if content > maxContent { return .failure(tooLong) }
+        if let maxBuffer, newCount > maxBuffer { return .failure(.headersTooLarge) }
+
+        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<end]))
+        offset = end
+        guard complete else { return .needMore }
+        guard content == lineLength &- 2 else { return .failure(.badRequest("bare LF")) }
+        let line = lineStart..<(lineStart &+ content)
+        lineStart = newCount
+        return .line(line)
+    }
+
+    private mutating func requestLine(_ line: Range<Int>) -> HTTPParseError? {
+        let bytes = buffer // shares storage; lets the closure mutate self without overlapping access
+        let parsed = bytes.withUnsafeBufferPointer { LineSyntax.requestLine($0, line) }
+        switch parsed {
+        case .failure(let error):
+            return error
+        case .success(let requestLine):
+            facts.method = requestLine.method
+            facts.target = requestLine.target
+            facts.path = requestLine.path
+            facts.query = requestLine.query
+            facts.version = requestLine.version
+            return nil
+        }
+    }
+
+    private mutating func field(_ line: Range<Int>) -> HTTPParseError? {
+        facts.fieldCount &+= 1
+        if facts.fieldCount > limits.maxHeaderCount { return .headersTooLarge }
+        let bytes = buffer
+        return bytes.withUnsafeBufferPointer { b -> HTTPParseError? in
+            switch LineSyntax.field(b, line) {
+            case .failure(let error):
+                return error
+            case .success(let field):
+                fields.append(field)
+                return facts.note(b, name: field.name, value: field.value)
+            }
+        }
+    }
+
+    private mutating func trailerField(_ line: Range<Int>) -> HTTPParseError? {
+        facts.fieldCount &+= 1
+        if facts.fieldCount > limits.maxHeaderCount { return .headersTooLarge }
+        let bytes = buffer
+        switch bytes.withUnsafeBufferPointer({ LineSyntax.field($0, line) }) {
+        case .failure(let error): return error
+        case .success: return nil // validated, then discarded: trailers must not alter the request
+        }
+    }
+
+    private mutating func chunkSizeLine(_ line: Range<Int>) -> HTTPParseError? {
+        let bytes = buffer
+        let parsed = bytes.withUnsafeBufferPointer { LineSyntax.chunkSize($0, line) }
+        buffer.removeAll(keepingCapacity: true)
+        lineStart = 0
+        switch parsed {
+        case .failure(let error):
+            return error
+        case .success(let size):
+            if size > UInt64(limits.maxBodyBytes &- body.count) { return .bodyTooLarge }
+            state = size == 0 ? .trailers : .chunkData(remaining: Int(size))
+            return nil
+        }
+    }
+
+    // MARK: - Head
+
+    /// Validates the framing of a complete head, builds the request and picks the body state.
+    private mutating func headComplete() -> HTTPParseError? {
+        if facts.version == .http1_1, facts.hostCount == 0 { return .badRequest("missing Host") }
+        var chunked = false
+        if facts.hasTransferEncoding {
+            if facts.version == .http1_0 { return .badRequest("Transfer-Encoding in HTTP/1.0") }
+            if facts.contentLength != nil { return .badRequest("Transfer-Encoding with Content-Length") }
+            if facts.transferCodingCount == 0 || facts.chunkedNotLast { return .badRequest("chunked is not the final coding") }
+            if !facts.lastCodingIsChunked || facts.hasOtherCoding { return .notImplemented("transfer coding") }
+            chunked = true
+        }
+        let length = facts.contentLength ?? 0
+        if length > limits.maxBodyBytes { return .bodyTooLarge }
+
+        pending = buildRequest()
+        headBytes = buffer.count
+        buffer.removeAll(keepingCapacity: true)
+        lineStart = 0
+        if chunked {
+            state = .chunkSize
+        } else if length > 0 {
+            body.reserveCapacity(min(length, Self.maxBodyReservation))
+            state = .body(remaining: length)
+        } else {
+            state = .requestLine
+        }
+        continueDue = facts.expectsContinue && facts.version == .http1_1 && state != .requestLine
+        return nil
+    }
+
+    private func buildRequest() -> HTTPRequest {
+        buffer.withUnsafeBufferPointer { b in
+            func string(_ r: Range<Int>) -> String {
+                String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
+            }
+            var headers = HTTPHeaders(reservingCapacity: fields.count)
+            for field in fields {
+                headers.add(name: string(field.name), value: string(field.value))
+            }
+            let keepAlive: Bool
+            switch facts.version {
+            case .http1_1: keepAlive = !facts.connectionClose
+            case .http1_0: keepAlive = facts.connectionKeepAlive && !facts.connectionClose
+            }
+            return HTTPRequest(
+                method: string(facts.method),
+                url: string(facts.target),
+                path: facts.path.isEmpty ? "/" : string(facts.path),
+                query: facts.query.map(string) ?? "",
+                version: facts.version,
+                headers: headers,
+                keepAlive: keepAlive,
+                isUpgrade: facts.connectionUpgrade && facts.hasUpgrade
+            )
+        }
+    }
+}

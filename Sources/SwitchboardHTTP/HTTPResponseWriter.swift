@@ -1,0 +1,152 @@
+/// Serializes responses into a caller-owned byte buffer.
+///
+/// The writer owns message framing (`Content-Length`, `Transfer-Encoding`, `Connection`) so that
+/// the declared length can never disagree with the bytes sent.
+public enum HTTPResponseWriter {
+    /// Appends the serialized `response` to `buffer`.
+    ///
+    /// Writes the status line with its reason phrase; the user headers except `Content-Length`,
+    /// `Transfer-Encoding` and `Connection`, and except any header whose name is not a valid token
+    /// or whose name or value contains CR, LF or NUL (dropped, so no response splitting); then
+    /// `Content-Length` (omitted for 1xx, 204 and 304), `Connection: close` when `keepAlive` is false,
+    /// `Date` when `date` is given; then the body unless `headOnly` or the status forbids one.
+    ///
+    /// - Parameters:
+    ///   - keepAlive: whether the connection stays open after this response.
+    ///   - headOnly: the request was `HEAD`: headers (including the real `Content-Length`) but no body.
+    ///   - date: a preformatted ``httpDate(unixSeconds:)`` value, usually cached per second.
+    public static func write(_ response: HTTPResponse, keepAlive: Bool, headOnly: Bool = false, date: String? = nil, into buffer: inout [UInt8]) {
+        let status = response.status
+        let bodyForbidden = (100...199).contains(status) || status == 204 || status == 304
+        buffer.reserveCapacity(buffer.count + 128 + (headOnly || bodyForbidden ? 0 : response.body.count))
+
+        append("HTTP/1.1 ", to: &buffer)
+        appendDecimal(status, to: &buffer)
+        buffer.append(ASCII.sp)
+        buffer.append(contentsOf: reasonPhrase(for: status).utf8)
+        append("\r\n", to: &buffer)
+
+        for (name, value) in response.headers where isSafe(name: name, value: value) && !isFramingHeader(name) {
+            buffer.append(contentsOf: name.utf8)
+            append(": ", to: &buffer)
+            buffer.append(contentsOf: value.utf8)
+            append("\r\n", to: &buffer)
+        }
+        if !bodyForbidden {
+            append("Content-Length: ", to: &buffer)
+            appendDecimal(response.body.count, to: &buffer)
+            append("\r\n", to: &buffer)
+        }
+        if !keepAlive {
+            append("Connection: close\r\n", to: &buffer)
+        }
+        if let date, isSafe(name: "Date", value: date) {
+            append("Date: ", to: &buffer)
+            buffer.append(contentsOf: date.utf8)
+            append("\r\n", to: &buffer)
+        }
+        append("\r\n", to: &buffer)
+        if !headOnly, !bodyForbidden {
+            buffer.append(contentsOf: response.body)
+        }
+    }
+
+    /// Standard reason phrase for `status`, or `Unknown` for codes without one.
+    public static func reasonPhrase(for status: Int) -> String {
+        switch status {
+        case 100: return "Continue"
+        case 101: return "Switching Protocols"
+        case 200: return "OK"
+        case 201: return "Created"
+        case 202: return "Accepted"
+        case 204: return "No Content"
+        case 206: return "Partial Content"
+        case 301: return "Moved Permanently"
+        case 302: return "Found"
+        case 303: return "See Other"
+        case 304: return "Not Modified"
+        case 307: return "Temporary Redirect"
+        case 308: return "Permanent Redirect"
+        case 400: return "Bad Request"
+        case 401: return "Unauthorized"
+        case 403: return "Forbidden"
+        case 404: return "Not Found"
+        case 405: return "Method Not Allowed"
+        case 406: return "Not Acceptable"
+        case 408: return "Request Timeout"
+        case 409: return "Conflict"
+        case 410: return "Gone"
+        case 411: return "Length Required"
+        case 412: return "Precondition Failed"
+        case 413: return "Content Too Large"
+        case 414: return "URI Too Long"
+        case 415: return "Unsupported Media Type"
+        case 417: return "Expectation Failed"
+        case 421: return "Misdirected Request"
+        case 422: return "Unprocessable Content"
+        case 426: return "Upgrade Required"
+        case 428: return "Precondition Required"
+        case 429: return "Too Many Requests"
+        case 431: return "Request Header Fields Too Large"
+        case 500: return "Internal Server Error"
+        case 501: return "Not Implemented"
+        case 502: return "Bad Gateway"
+        case 503: return "Service Unavailable"
+        case 504: return "Gateway Timeout"
+        case 505: return "HTTP Version Not Supported"
+        default: return "Unknown"
+        }
+    }
+
+    /// Minimal response for a parse error: its status, `Content-Type: text/plain` and the reason
+    /// phrase as body. The parser's detail string is deliberately not sent to the peer.
+    /// Write it with `keepAlive: false`: the connection cannot be reused after a parse error.
+    public static func errorResponse(for error: HTTPParseError) -> HTTPResponse {
+        let status = error.status
+        return HTTPResponse(
+            status: status,
+            headers: ["Content-Type": "text/plain"],
+            body: reasonPhrase(for: status) + "\n"
+        )
+    }
+
+    // MARK: - Helpers
+
+    private static func append(_ s: StaticString, to buffer: inout [UInt8]) {
+        buffer.append(contentsOf: UnsafeBufferPointer(start: s.utf8Start, count: s.utf8CodeUnitCount))
+    }
+
+    private static func appendDecimal(_ value: Int, to buffer: inout [UInt8]) {
+        guard value != 0 else {
+            buffer.append(0x30)
+            return
+        }
+        if value < 0 { buffer.append(0x2D) }
+        // 20 digits hold any Int magnitude; fill from the right, then copy once.
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
+        let count = withUnsafeMutableBytes(of: &digits) { raw -> Int in
+            var n = value.magnitude
+            var i = raw.count
+            while n > 0 {
+                i -= 1
+                raw[i] = UInt8(truncatingIfNeeded: 0x30 &+ n % 10)
+                n /= 10
+            }
+            buffer.append(contentsOf: raw[i...])
+            return raw.count - i
+        }
+        _ = count
+    }
+
+    private static func isFramingHeader(_ name: String) -> Bool {
+        ASCII.caseInsensitiveEquals(name, "Content-Length")
+            || ASCII.caseInsensitiveEquals(name, "Transfer-Encoding")
+            || ASCII.caseInsensitiveEquals(name, "Connection")
+    }
+
+    /// A header is emitted only if it cannot break the message framing.
+    private static func isSafe(name: String, value: String) -> Bool {
+        guard !name.isEmpty, name.utf8.allSatisfy(ASCII.isTChar) else { return false }
+        return !value.utf8.contains { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 }
+    }
+}

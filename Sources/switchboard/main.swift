@@ -1,1 +1,79 @@
 import Switchboard
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `switchboard [--port N] [--host H] [--config FILE] [--io-backend auto|uring|epoll] [--shards N]`
+///
+/// Options are applied in order: defaults, then the configuration file, then flags.
+
+let usage = """
+usage: switchboard [options]
+  --port N                TCP port (default 3004; 0 = ephemeral)
+  --host ADDR             address to listen on (default 0.0.0.0)
+  --config FILE           key = value configuration file (see Config/switchboard.example.conf)
+  --io-backend KIND       auto | uring | epoll (default auto)
+  --shards N              shard threads (default: one per CPU)
+  --print-config-keys     list every configuration key with its meaning
+  --version               print the version
+  -h, --help              this text
+"""
+
+func fail(_ message: String) -> Never {
+    Broker.standardErrorLog("switchboard: \(message)")
+    exit(2)
+}
+
+func readFile(_ path: String) -> String? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
+        if n < chunk.count { break }
+        if bytes.count > 1 << 20 { return nil }  // a configuration file is small
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
+
+var configuration = BrokerConfiguration()
+var flags: [(String, String)] = []
+var configPath: String?
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let arg = arguments.next() {
+    func value() -> String {
+        guard let v = arguments.next() else { fail("\(arg) needs a value\n\(usage)") }
+        return v
+    }
+    switch arg {
+    case "--port": flags.append(("port", value()))
+    case "--host": flags.append(("host", value()))
+    case "--io-backend": flags.append(("io_backend", value()))
+    case "--shards": flags.append(("shards", value()))
+    case "--config": configPath = value()
+    case "--print-config-keys":
+        for (key, help) in BrokerConfiguration.keys { print("\(key)\t\(help)") }
+        exit(0)
+    case "--version": print("switchboard 0.1.0"); exit(0)
+    case "-h", "--help": print(usage); exit(0)
+    default: fail("unknown argument '\(arg)'\n\(usage)")
+    }
+}
+
+if let path = configPath {
+    guard let text = readFile(path) else { fail("cannot read configuration file \(path)") }
+    do { try configuration.apply(configurationText: text) } catch { fail("\(path): \(error)") }
+}
+for (key, value) in flags {
+    do { try configuration.set(key, value) } catch { fail("\(error)") }
+}
+if let problem = configuration.validate() { fail("invalid configuration: \(problem)") }
+
+let broker = Broker(configuration: configuration) { _ in DefaultWorkerHandler() }
+do {
+    try broker.run()
+} catch {
+    fail("\(error)")
+}

@@ -40,9 +40,10 @@ let package = Package(
             name: "switchboard",
             dependencies: ["Switchboard"]
         ),
-        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO"]),
+        .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
+        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
-        .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP"]),
+        .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -135,6 +135,10 @@ public struct BrokerConfiguration: Sendable {
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
     public let line: Int
     public let message: String
+    public init(line: Int, message: String) {
+        self.line = line
+        self.message = message
+    }
     public var description: String { line > 0 ? "line \(line): \(message)" : message }
 }
 

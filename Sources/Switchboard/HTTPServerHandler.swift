@@ -150,11 +150,13 @@ final class HTTPServerHandler: ShardEventHandler {
     }
 
     func shardDraining(_ shard: Shard) {
-        // Idle keep-alive connections go now; those mid-request get their response with
-        // `Connection: close` (respond() checks isDraining).
+        // Idle keep-alive connections go now (as nginx does: no lingering, nothing is owed to
+        // them); those mid-request get their response with `Connection: close` (respond()
+        // checks isDraining); those with a response still queued close after it is sent.
         for slot in 0..<states.count where states[slot].inUse && !states[slot].finished && !states[slot].parser.hasPartialRequest {
             states[slot].finished = true
-            shard.close(states[slot].id, mode: .afterFlush)
+            let id = states[slot].id
+            shard.close(id, mode: shard.queuedBytes(id) == 0 ? .immediately : .afterFlush)
         }
     }
 

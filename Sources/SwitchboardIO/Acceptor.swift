@@ -18,7 +18,7 @@ final class Acceptor: @unchecked Sendable {
     let listenFD: Int32
     let shards: [Shard]
     let metrics = AcceptorMetrics()
-    private let stopFD: Int32
+    private var stopFD: Int32
     private var assigned: [Int]
     private var nextTieBreak = 0
     private let useUring: Bool
@@ -45,13 +45,16 @@ final class Acceptor: @unchecked Sendable {
 
     /// Stops accepting and closes the listening socket. Any thread; returns when stopped.
     func stop() {
+        guard stopFD >= 0 else { return }
         _ = sb_eventfd_signal(stopFD)
         thread?.join()
         thread = nil
+        Glibc.close(stopFD)
+        stopFD = -1
     }
 
     deinit {
-        Glibc.close(stopFD)
+        if stopFD >= 0 { Glibc.close(stopFD) }
     }
 
     private func pickShard() -> Int {

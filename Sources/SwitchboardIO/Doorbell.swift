@@ -13,7 +13,7 @@ import Glibc
 /// its re-check or the producer sees the sleeping flag.
 public final class Doorbell: @unchecked Sendable {
     /// An eventfd: non-blocking, written to wake the shard.
-    public let eventFD: Int32
+    public private(set) var eventFD: Int32
     private let sleeping = ManagedAtomic<Bool>(false)
     /// Times a producer actually had to write the eventfd.
     public let wakeups = ManagedAtomic<Int>(0)
@@ -24,7 +24,12 @@ public final class Doorbell: @unchecked Sendable {
         eventFD = fd
     }
 
-    deinit { close(eventFD) }
+    deinit { closeDescriptor() }
+
+    /// Closes the eventfd once the consumer has exited; further rings are no-ops.
+    func closeDescriptor() {
+        if eventFD >= 0 { close(eventFD); eventFD = -1 }
+    }
 
     public func prepareToSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
     public func cancelSleep() { sleeping.store(false, ordering: .sequentiallyConsistent) }
@@ -32,7 +37,7 @@ public final class Doorbell: @unchecked Sendable {
     /// Any thread, after publishing work.
     @inline(__always) public func ring() {
         guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
-        if sleeping.exchange(false, ordering: .sequentiallyConsistent) {
+        if sleeping.exchange(false, ordering: .sequentiallyConsistent) && eventFD >= 0 {
             wakeups.wrappingIncrement(ordering: .relaxed)
             _ = sb_eventfd_signal(eventFD)
         }

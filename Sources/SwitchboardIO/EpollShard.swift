@@ -5,7 +5,7 @@ import Glibc
 
 /// A shard on epoll (edge-triggered), for kernels or sandboxes where io_uring is unavailable.
 final class EpollShard: Shard {
-    private let epollFD: Int32
+    private var epollFD: Int32
     /// One receive buffer for the whole shard: an idle connection holds none.
     private let scratch: UnsafeMutableRawPointer
     private let scratchBytes: Int
@@ -35,8 +35,13 @@ final class EpollShard: Shard {
         if rc < 0 { throw IOError.system("epoll_ctl(eventfd)", -rc) }
     }
 
+    override func releaseResources() {
+        super.releaseResources()
+        if epollFD >= 0 { Glibc.close(epollFD); epollFD = -1 }
+    }
+
     deinit {
-        Glibc.close(epollFD)
+        releaseResources()
         scratch.deallocate()
         eventData.deallocate()
         eventFlags.deallocate()

@@ -225,9 +225,10 @@ public class Shard: @unchecked Sendable {
     /// Takes a new socket. Closes it at once when the shard is full or draining.
     func adopt(fd: Int32) {
         if draining || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
-            Glibc.close(fd)
+            // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
+            Glibc.close(fd)
             return
         }
         let slot: Int
@@ -432,4 +433,7 @@ public class Shard: @unchecked Sendable {
     /// Prepares thread-confined resources; called on the shard thread before the loop.
     func setUpOnThread() throws(IOError) {}
     func tearDown() {}
+    /// Releases kernel resources (ring, epoll fd, eventfd) after the thread exited, so a
+    /// stopped broker holds no descriptor even while its metrics are still readable.
+    func releaseResources() { doorbell.closeDescriptor() }
 }

@@ -134,6 +134,7 @@ public final class ShardGroup: @unchecked Sendable {
     public func wait() {
         for t in threads { t.join() }
         threads = []
+        for s in shards { s.releaseResources() }
         stoppedFlag.store(true, ordering: .sequentiallyConsistent)
     }
 

@@ -69,9 +69,19 @@ final class UringShard: Shard {
         try super.init(index: index, configuration: configuration)
     }
 
-    deinit {
+    private var ringOpen = true
+
+    override func releaseResources() {
+        super.releaseResources()
+        guard ringOpen else { return }
+        ringOpen = false
         if let br = bufRing { sb_free_buf_ring(ring, br, UInt32(bufferCount), Int32(bufferGroup)) }
+        bufRing = nil
         io_uring_queue_exit(ring)
+    }
+
+    deinit {
+        releaseResources()
         ring.deallocate()
         buffers.deallocate()
         doorbellValue.deallocate()

@@ -1,0 +1,131 @@
+import Switchboard
+import SwitchboardIO
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite("HTTP server over real sockets", .serialized)
+struct HTTPServerTests {
+    @Test("health endpoint: exact bytes", arguments: backends)
+    func health(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(get("/health"))
+        let r = try c.readResponse()
+        #expect(r.text == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}")
+        try c.send("HEAD /health HTTP/1.1\r\nHost: t\r\n\r\n")
+        let h = try c.readResponse(headOnly: true)
+        #expect(h.text == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n")
+    }
+
+    @Test("handler routes, 404 default, request fields", arguments: backends)
+    func handlerRoutes(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send("POST /echo?a=1&b=2 HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nhello")
+        let r = try c.readResponse()
+        #expect(r.status == 200)
+        #expect(r.bodyText == "POST /echo?a=1&b=2 q=a=1&b=2\nhello")
+        try c.send(get("/missing"))
+        let m = try c.readResponse()
+        #expect(m.text == "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nNot Found\n")
+        try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nTrailer: 1\r\n\r\n")
+        #expect(try c.readResponse().bodyText == "POST /echo q=\nabcde")
+    }
+
+    @Test("keep-alive: 200 requests on one connection", arguments: backends)
+    func keepAlive(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        for i in 0..<200 {
+            try c.send(get("/n/\(i)"))
+            #expect(try c.readResponse().bodyText == "\(i)")
+        }
+        #expect(server.metric("switchboard_connections_accepted_total") == 1)
+    }
+
+    @Test("pipelining: 100 requests in one write are answered in order", arguments: backends)
+    func pipelining(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        var batch = ""
+        for i in 0..<100 { batch += get("/n/\(i)") }
+        try c.send(batch)
+        for i in 0..<100 {
+            let r = try c.readResponse()
+            #expect(r.bodyText == "\(i)")
+        }
+        // Split at awkward places: one byte at a time for a few requests.
+        let bytes = Array((get("/n/a") + get("/n/b")).utf8)
+        for b in bytes { try c.send([b]) }
+        #expect(try c.readResponse().bodyText == "a")
+        #expect(try c.readResponse().bodyText == "b")
+    }
+
+    @Test("300 concurrent keep-alive clients × 20 requests", arguments: backends)
+    func manyClients(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let clients = try (0..<300).map { _ in try server.client() }
+        for round in 0..<20 {
+            for (i, c) in clients.enumerated() { try c.send(get("/n/\(i)-\(round)")) }
+            for (i, c) in clients.enumerated() {
+                #expect(try c.readResponse().bodyText == "\(i)-\(round)")
+            }
+        }
+        let perShard = server.broker.metricsText().split(separator: "\n").filter { $0.hasPrefix("switchboard_connections_open{") }
+        #expect(perShard.count == 2)
+        // Least-loaded placement spreads the 300 connections evenly.
+        for line in perShard { #expect(line.hasSuffix(" 150")) }
+    }
+
+    @Test("large responses are written completely (partial sends)", arguments: backends)
+    func largeResponse(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(get("/big?n=3000000") + get("/big?n=10") + get("/big?n=1000000"))
+        let a = try c.readResponse()
+        #expect(a.body.count == 3_000_000 && a.body.allSatisfy { $0 == UInt8(ascii: "x") })
+        #expect(try c.readResponse().body.count == 10)
+        #expect(try c.readResponse().body.count == 1_000_000)
+    }
+
+    @Test("Expect: 100-continue", arguments: backends)
+    func expectContinue(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\n")
+        try c.fill()
+        #expect(String(decoding: c.buffered, as: UTF8.self) == "HTTP/1.1 100 Continue\r\n\r\n")
+        _ = try c.readResponse(headOnly: true)  // drop the interim response
+        try c.send("abc")
+        #expect(try c.readResponse().bodyText == "POST /echo q=\nabc")
+    }
+
+    @Test("Connection: close and HTTP/1.0 close after the response", arguments: backends)
+    func connectionClose(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(get("/hello", "Connection: close\r\n") + get("/hello"))
+        let bytes = try c.readToEnd()
+        #expect(String(decoding: bytes, as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        let d = try server.client()
+        try d.send("GET /hello HTTP/1.0\r\n\r\n")
+        #expect(String(decoding: try d.readToEnd(), as: UTF8.self) == "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
+        let e = try server.client()
+        try e.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        #expect(try e.readResponse().bodyText == "hello")
+        try e.send(get("/hello"))
+        #expect(try e.readResponse().bodyText == "hello")
+    }
+}
+

@@ -1,0 +1,81 @@
+import Switchboard
+import SwitchboardIO
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Both io backends: every integration test runs on each.
+let backends: [IOBackendKind] = [.uring, .epoll]
+
+/// A handler for tests: routes by path.
+final class TestWorker: WorkerHandler {
+    func handleHttpRequest(_ request: HTTPRequest) -> HTTPResponse? {
+        switch request.path {
+        case "/hello":
+            return HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: "hello")
+        case "/echo":
+            var body = Array("\(request.method) \(request.url) q=\(request.query)\n".utf8)
+            body += request.body
+            return HTTPResponse(status: 200, body: body)
+        case "/big":
+            let n = Int(request.query.split(separator: "=").last ?? "") ?? 65_536
+            return HTTPResponse(status: 200, body: [UInt8](repeating: UInt8(ascii: "x"), count: n))
+        case "/shard":
+            return HTTPResponse(status: 200, body: "ok")
+        default:
+            if request.path.hasPrefix("/n/") {
+                return HTTPResponse(status: 200, body: String(request.path.dropFirst(3)))
+            }
+            return nil
+        }
+    }
+}
+
+/// A running broker on 127.0.0.1 with an ephemeral port.
+final class ServerFixture {
+    let broker: Broker
+    var port: Int { broker.port }
+
+    init(backend: IOBackendKind, shards: Int = 2, configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
+        raiseFileLimit()
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.backend = backend
+        c.io.shardCount = shards
+        c.io.recvBufferCount = 256
+        c.io.tickMilliseconds = 10
+        c.sendDateHeader = false
+        configure(&c)
+        broker = Broker(configuration: c, log: { _ in }) { _ in TestWorker() }
+        try broker.start()
+        #expect(broker.backend == backend)
+    }
+
+    func client(timeoutMilliseconds: Int = 5000) throws -> TestClient {
+        try TestClient(port: port, receiveTimeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// Waits until the broker holds no connection.
+    func waitForNoConnections() -> Bool {
+        waitUntil(timeoutMilliseconds: 10_000) { broker.openConnections == 0 }
+    }
+
+    func stop() { broker.shutdown(graceMilliseconds: 1000) }
+
+    func metric(_ name: String) -> Int {
+        var total = 0
+        for line in broker.metricsText().split(separator: "\n") where !line.hasPrefix("#") {
+            let parts = line.split(separator: " ")
+            let key = parts[0].split(separator: "{")[0]
+            if key == name { total += Int(parts[1]) ?? 0 }
+        }
+        return total
+    }
+}
+
+func get(_ path: String, _ extra: String = "") -> String {
+    "GET \(path) HTTP/1.1\r\nHost: t\r\n\(extra)\r\n"
+}

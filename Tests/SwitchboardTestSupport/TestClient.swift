@@ -4,7 +4,7 @@ import Glibc
 
 /// A blocking TCP client on 127.0.0.1 for tests: real sockets, real bytes, with receive
 /// timeouts so a broken server fails a test instead of hanging it.
-public final class TestClient {
+public final class TestClient: @unchecked Sendable {
     public let fd: Int32
     public private(set) var buffered: [UInt8] = []
 
@@ -122,6 +122,8 @@ public final class TestClient {
         }
         return nil
     }
+
+    public func clearBuffer() { buffered.removeAll(keepingCapacity: true) }
 
     /// Half-closes the write side.
     public func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }

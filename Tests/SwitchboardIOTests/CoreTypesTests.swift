@@ -1,0 +1,86 @@
+@testable import SwitchboardIO
+import Testing
+
+@Suite("SocketID, SendQueue, TimerList")
+struct CoreTypesTests {
+    @Test func socketIDRoundTripsItsFields() {
+        let id = SocketID(node: 3, shard: 200, slot: 0xABCDEF, generation: 0x123456)
+        #expect(id.node == 3)
+        #expect(id.shard == 200)
+        #expect(id.slot == 0xABCDEF)
+        #expect(id.generation == 0x123456)
+        #expect(id.rawValue == 0x03C8_1234_56AB_CDEF)
+        // Generations wrap within 24 bits.
+        let wrapped = SocketID(shard: 0, slot: 1, generation: 0x0100_0001)
+        #expect(wrapped.generation == 1)
+        #expect(SocketID(rawValue: id.rawValue) == id)
+    }
+
+    @Test func sendQueueConsumesAcrossChunks() {
+        var q = SendQueue()
+        #expect(q.isEmpty)
+        q.append(OutboundBytes(Array("hello".utf8)))
+        q.append(OutboundBytes([]))  // empty chunks are ignored
+        q.append(OutboundBytes(Array(" world".utf8)))
+        q.append(OutboundBytes(Array("!".utf8)))
+        #expect(q.queuedBytes == 12)
+        #expect(q.chunkCount == 3)
+        q.consume(3)
+        var seen: [String] = []
+        q.forEachPending(max: 8) { seen.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(seen == ["lo", " world", "!"])
+        q.consume(5)  // "lo" + " wo"
+        seen = []
+        q.forEachPending(max: 1) { seen.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(seen == ["rld"])
+        #expect(q.queuedBytes == 4)
+        q.consume(4)
+        #expect(q.isEmpty && q.queuedBytes == 0 && q.chunkCount == 0)
+    }
+
+    @Test func sendQueueStaysCompactUnderLongUse() {
+        var q = SendQueue()
+        var expected = 0
+        for i in 0..<10_000 {
+            q.append(OutboundBytes([UInt8](repeating: UInt8(i & 0xFF), count: 3)))
+            expected += 3
+            if i % 3 == 0 { q.consume(5); expected -= 5 }
+            #expect(q.queuedBytes == expected)
+        }
+        var total = 0
+        q.forEachPending(max: Int.max) { total += $0.count }
+        #expect(total == expected)
+    }
+
+    @Test func timerListExpiresInOrderAndRearms() {
+        var t = TimerList(capacity: 8, durationMilliseconds: 100)
+        defer { t.deallocate() }
+        for s in 0..<8 { t.prepare(slot: s) }
+        t.arm(1, now: 0)
+        t.arm(2, now: 10)
+        t.arm(3, now: 20)
+        t.arm(1, now: 30)  // re-arm moves slot 1 to the back
+        t.cancel(2)
+        #expect(t.count == 2)
+        #expect(t.popExpired(now: 119) == nil)
+        #expect(t.popExpired(now: 120) == 3)
+        #expect(t.popExpired(now: 129) == nil)
+        #expect(t.popExpired(now: 130) == 1)
+        #expect(t.popExpired(now: 10_000) == nil)
+        #expect(t.count == 0)
+        #expect(!t.contains(1))
+    }
+
+    @Test func configurationValidation() {
+        var c = IOConfiguration()
+        #expect(c.validate() == nil)
+        c.recvBufferCount = 100
+        #expect(c.validate() != nil)
+        c = IOConfiguration()
+        c.maxConnectionsPerShard = SocketID.maxSlots
+        #expect(c.validate() != nil)
+        c = IOConfiguration()
+        c.tickMilliseconds = 0
+        #expect(c.validate() != nil)
+    }
+}

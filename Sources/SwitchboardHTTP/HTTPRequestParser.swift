@@ -14,7 +14,8 @@ import Darwin
 /// together with `Content-Length`, bare LF, obs-fold, …) is rejected rather than repaired,
 /// because a proxy in front of us might repair it differently (request smuggling).
 ///
-/// Memory held per parser is bounded by `maxHeaderBytes + maxBodyBytes` (see ``HTTPLimits``).
+/// Memory held per parser is bounded by `max(maxHeaderBytes, maxChunkLineBytes + 2) + maxBodyBytes`
+/// (see ``HTTPLimits``): limits are checked before input is buffered, not after.
 public struct HTTPRequestParser: Sendable {
     enum State: Sendable, Equatable {
         /// Before or inside the request line (leading empty lines are skipped here).
@@ -125,8 +126,11 @@ public struct HTTPRequestParser: Sendable {
                 let n = min(remaining, input.count &- offset)
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
                 offset &+= n
-                if n == remaining, let request = finish() { return (offset, .request(request)) }
-                state = .body(remaining: remaining &- n)
+                guard n == remaining else {
+                    state = .body(remaining: remaining &- n)
+                    continue
+                }
+                if let request = finish() { return (offset, .request(request)) }
 
             case .chunkSize:
                 switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {

@@ -35,6 +35,8 @@ public struct HTTPRequestParser: Sendable {
     static let maxLeadingEmptyLines = 8
     /// Larger head buffers are released between requests so idle keep-alive connections stay small.
     static let retainedBufferCapacity = 4096
+    /// Typical browser and API-client heads fit in this.
+    static let initialBufferCapacity = 1024
     /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
     static let maxBodyReservation = 64 * 1024
 
@@ -94,6 +96,10 @@ public struct HTTPRequestParser: Sendable {
                 return (offset, .error(error))
 
             case .requestLine:
+                if buffer.capacity == 0 {
+                    // One allocation covers typical heads instead of several doublings.
+                    buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                }
                 switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)

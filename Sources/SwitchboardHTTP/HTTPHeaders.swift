@@ -104,6 +104,7 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
     public struct Iterator: IteratorProtocol {
         private var base: IndexingIterator<[Field]>
         fileprivate init(_ fields: [Field]) { base = fields.makeIterator() }
+        /// The next `(name, value)` pair, or nil at the end.
         public mutating func next() -> (name: String, value: String)? {
             guard let field = base.next() else { return nil }
             return (field.name, field.value)

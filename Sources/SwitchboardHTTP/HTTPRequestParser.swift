@@ -14,7 +14,8 @@ import Darwin
 /// together with `Content-Length`, bare LF, obs-fold, …) is rejected rather than repaired,
 /// because a proxy in front of us might repair it differently (request smuggling).
 ///
-/// Memory held per parser is bounded by `maxHeaderBytes + maxBodyBytes` (see ``HTTPLimits``).
+/// Memory held per parser is bounded by `max(maxHeaderBytes, maxChunkLineBytes + 2) + maxBodyBytes`
+/// (see ``HTTPLimits``): limits are checked before input is buffered, not after.
 public struct HTTPRequestParser: Sendable {
     enum State: Sendable, Equatable {
         /// Before or inside the request line (leading empty lines are skipped here).
@@ -34,6 +35,8 @@ public struct HTTPRequestParser: Sendable {
     static let maxLeadingEmptyLines = 8
     /// Larger head buffers are released between requests so idle keep-alive connections stay small.
     static let retainedBufferCapacity = 4096
+    /// Typical browser and API-client heads fit in this.
+    static let initialBufferCapacity = 1024
     /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
     static let maxBodyReservation = 64 * 1024
 
@@ -93,6 +96,10 @@ public struct HTTPRequestParser: Sendable {
                 return (offset, .error(error))
 
             case .requestLine:
+                if buffer.capacity == 0 {
+                    // One allocation covers typical heads instead of several doublings.
+                    buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                }
                 switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)
@@ -125,8 +132,11 @@ public struct HTTPRequestParser: Sendable {
                 let n = min(remaining, input.count &- offset)
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
                 offset &+= n
-                if n == remaining, let request = finish() { return (offset, .request(request)) }
-                state = .body(remaining: remaining &- n)
+                guard n == remaining else {
+                    state = .body(remaining: remaining &- n)
+                    continue
+                }
+                if let request = finish() { return (offset, .request(request)) }
 
             case .chunkSize:
                 switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {

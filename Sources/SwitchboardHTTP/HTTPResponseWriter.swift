@@ -124,7 +124,7 @@ public enum HTTPResponseWriter {
         if value < 0 { buffer.append(0x2D) }
         // 20 digits hold any Int magnitude; fill from the right, then copy once.
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)
-        let count = withUnsafeMutableBytes(of: &digits) { raw -> Int in
+        withUnsafeMutableBytes(of: &digits) { raw in
             var n = value.magnitude
             var i = raw.count
             while n > 0 {
@@ -133,9 +133,7 @@ public enum HTTPResponseWriter {
                 n /= 10
             }
             buffer.append(contentsOf: raw[i...])
-            return raw.count - i
         }
-        _ = count
     }
 
     private static func isFramingHeader(_ name: String) -> Bool {

@@ -1,0 +1,133 @@
+import Testing
+@testable import SwitchboardHTTP
+
+/// SplitMix64: tiny, fast and deterministic, so failures reproduce from the iteration number.
+private struct SplitMix64 {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
+}
+
+@Suite struct FuzzTests {
+    // Small limits so that mutated inputs actually reach every limit.
+    private static let limits = HTTPLimits(maxRequestLineBytes: 128, maxHeaderBytes: 384, maxHeaderCount: 8, maxBodyBytes: 256, maxChunkLineBytes: 24)
+
+    private static let seeds: [[UInt8]] = [
+        "GET /a/b?c=d HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+        "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n4;x=y\r\nwiki\r\n5\r\npedia\r\n0\r\nT: v\r\n\r\n",
+        "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n",
+        "\r\nOPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://example.com/x?y HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    ].map { Array($0.utf8) }
+
+    private static let tokens: [[UInt8]] = [
+        "\r\n", "\r", "\n", " ", "\t", ":", ";", ",", "0", "f", "ffffffff", "HTTP/1.1", "HTTP/2.0",
+        "Content-Length: 3\r\n", "Transfer-Encoding: chunked\r\n", "Host: x\r\n", " folded\r\n", "\r\n\r\n",
+        "\u{0}", "\u{7F}", "\u{FF}",
+    ].map { Array($0.utf8) }
+
+    private func mutate(_ input: [UInt8], _ rng: inout SplitMix64) -> [UInt8] {
+        var out = input
+        for _ in 0..<(1 + rng.below(4)) {
+            switch rng.below(6) {
+            case 0 where !out.isEmpty: // flip a byte
+                out[rng.below(out.count)] = UInt8(truncatingIfNeeded: rng.next())
+            case 1 where !out.isEmpty: // delete a range
+                let start = rng.below(out.count)
+                out.removeSubrange(start..<min(out.count, start + 1 + rng.below(8)))
+            case 2: // insert a token
+                out.insert(contentsOf: Self.tokens[rng.below(Self.tokens.count)], at: rng.below(out.count + 1))
+            case 3 where !out.isEmpty: // duplicate a range (repeats headers, grows lines)
+                let start = rng.below(out.count)
+                let slice = out[start..<min(out.count, start + 1 + rng.below(64))]
+                out.insert(contentsOf: slice, at: rng.below(out.count + 1))
+            case 4: // append another seed (pipelining)
+                out += Self.seeds[rng.below(Self.seeds.count)]
+            default: // insert random bytes
+                for _ in 0..<(1 + rng.below(16)) {
+                    out.insert(UInt8(truncatingIfNeeded: rng.next()), at: rng.below(out.count + 1))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Feeds `input` in the given chunk sizes; checks the invariants after every call.
+    private func run(_ input: [UInt8], chunks: [Int]) -> (events: [Event], ok: Bool) {
+        var parser = HTTPRequestParser(limits: Self.limits)
+        var events: [Event] = []
+        var ok = true
+        let bound = Self.limits.maxHeaderBytes + Self.limits.maxBodyBytes
+        input.withUnsafeBytes { raw in
+            var position = 0
+            var chunkIndex = 0
+            while position < raw.count {
+                let end = min(raw.count, position + chunks[chunkIndex % chunks.count])
+                chunkIndex += 1
+                var offset = position
+                while offset < end {
+                    let slice = UnsafeRawBufferPointer(rebasing: raw[offset..<end])
+                    let (consumed, result) = parser.parse(slice)
+                    if consumed < 0 || consumed > slice.count { ok = false }
+                    if parser.bufferedByteCount > bound { ok = false }
+                    offset += consumed
+                    switch result {
+                    case .needMore, .expectContinue:
+                        if offset != end { ok = false }
+                    case .request(let r):
+                        events.append(.request(RequestSummary(r)))
+                        if consumed == 0 && r.body.isEmpty && offset == position { ok = false }
+                    case .error(let e):
+                        events.append(.error(e))
+                        return
+                    }
+                    if case .error = result { return }
+                }
+                position = end
+            }
+        }
+        return (events, ok)
+    }
+
+    @Test func mutatedAndRandomInputs() {
+        var rng = SplitMix64(state: 0x5EED_CAFE)
+        let corpus = Self.seeds + badInputs.map(\.raw).filter { $0.count < 600 }
+        var requests = 0
+        var errors = 0
+        for iteration in 0..<20_000 {
+            let input: [UInt8]
+            if iteration % 10 == 0 {
+                input = (0..<rng.below(300)).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            } else {
+                // Half valid seeds (deep paths), half rejected rows (edges of each rule).
+                let base = rng.below(2) == 0 ? Self.seeds[rng.below(Self.seeds.count)] : corpus[rng.below(corpus.count)]
+                input = mutate(base, &rng)
+            }
+            let whole = run(input, chunks: [input.count + 1])
+            let chunks = (0..<4).map { _ in 1 + rng.below(24) }
+            let split = run(input, chunks: chunks)
+            if !whole.ok || !split.ok {
+                Issue.record("invariant broken at iteration \(iteration): \(input)")
+                return
+            }
+            // Splitting the stream differently must never change what is parsed.
+            if whole.events != split.events {
+                Issue.record("split-dependent result at iteration \(iteration) chunks \(chunks): \(input)\n\(whole.events)\n\(split.events)")
+                return
+            }
+            for e in whole.events {
+                if case .error = e { errors += 1 } else { requests += 1 }
+            }
+        }
+        // The fuzzer must exercise both outcomes to mean anything.
+        #expect(requests > 2_000, "requests: \(requests)")
+        #expect(errors > 5_000, "errors: \(errors)")
+    }
+}

@@ -31,7 +31,7 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
-        .target(name: "SwitchboardHTTP"),
+        .target(name: "SwitchboardHTTP", exclude: ["BAD_INPUTS.md"]),
         .target(
             name: "Switchboard",
             dependencies: ["SwitchboardIO", "SwitchboardHTTP", "COpenSSL"]

@@ -102,17 +102,17 @@ final class HTTPServerHandler: ShardEventHandler {
             response = HTTPResponse(status: 404, headers: ["Content-Type": "text/plain"], body: "Not Found\n")
         }
         let keepAlive = request.keepAlive && !shard.isDraining
-        write(response, keepAlive: keepAlive, headOnly: request.method == "HEAD", on: id)
+        write(response, keepAlive: keepAlive, headOnly: request.method == "HEAD", version: request.version, on: id)
         if !keepAlive {
             states[id.slot].finished = true
             shard.close(id, mode: .afterFlush)
         }
     }
 
-    private func write(_ response: HTTPResponse, keepAlive: Bool, headOnly: Bool, on id: SocketID) {
+    private func write(_ response: HTTPResponse, keepAlive: Bool, headOnly: Bool, version: HTTPVersion = .http1_1, on id: SocketID) {
         metrics.countResponse(status: response.status)
         scratch.removeAll(keepingCapacity: true)
-        HTTPResponseWriter.write(response, keepAlive: keepAlive, headOnly: headOnly, date: dateHeader, into: &scratch)
+        HTTPResponseWriter.write(response, keepAlive: keepAlive, headOnly: headOnly, date: dateHeader, requestVersion: version, into: &scratch)
         let bytes = OutboundBytes(scratch)
         if scratch.capacity > 1 << 20 { scratch = []; scratch.reserveCapacity(4096) }
         if shard.send(id, bytes) == .overLimit {

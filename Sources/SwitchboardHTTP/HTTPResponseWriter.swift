@@ -15,7 +15,11 @@ public enum HTTPResponseWriter {
     ///   - keepAlive: whether the connection stays open after this response.
     ///   - headOnly: the request was `HEAD`: headers (including the real `Content-Length`) but no body.
     ///   - date: a preformatted ``httpDate(unixSeconds:)`` value, usually cached per second.
-    public static func write(_ response: HTTPResponse, keepAlive: Bool, headOnly: Bool = false, date: String? = nil, into buffer: inout [UInt8]) {
+    ///
+    /// `requestVersion`: an HTTP/1.0 client keeps the connection only when told so, so a
+    /// keep-alive answer to it carries `Connection: keep-alive`.
+    public static func write(_ response: HTTPResponse, keepAlive: Bool, headOnly: Bool = false, date: String? = nil,
+                             requestVersion: HTTPVersion = .http1_1, into buffer: inout [UInt8]) {
         let status = response.status
         let bodyForbidden = (100...199).contains(status) || status == 204 || status == 304
         buffer.reserveCapacity(buffer.count + 128 + (headOnly || bodyForbidden ? 0 : response.body.count))
@@ -39,6 +43,8 @@ public enum HTTPResponseWriter {
         }
         if !keepAlive {
             append("Connection: close\r\n", to: &buffer)
+        } else if requestVersion == .http1_0 {
+            append("Connection: keep-alive\r\n", to: &buffer)
         }
         if let date, isSafe(name: "Date", value: date) {
             append("Date: ", to: &buffer)

@@ -76,6 +76,13 @@ public final class TestClient: @unchecked Sendable {
         }
     }
 
+    /// Reads until at least `count` bytes are buffered; throws if the server closes first.
+    public func fill(atLeast count: Int) throws {
+        while buffered.count < count {
+            guard try fill() else { throw Failure.closed }
+        }
+    }
+
     /// Reads everything until the server closes. Returns the bytes.
     public func readToEnd() throws -> [UInt8] {
         while try fill() {}

@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# HTTP /health throughput: Switchboard (io_uring and epoll, 1 shard) vs the Hummingbird peer
+# (1 event-loop thread). Builds both, runs wrk, prints a Markdown fragment on stdout.
+# Progress goes to stderr. See Benchmarks/README.md.
+#
+# Environment overrides (defaults are the documented protocol):
+#   RUNS=3 DURATION=10s CONNS="100 1000" WARMUP=2s SERVER_CPU=0 WRK_CPU=1
+#   BASE_PORT=18400 SKIP_BUILD=0
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"
+CONNS="${CONNS:-100 1000}"
+WARMUP="${WARMUP:-2s}"
+SERVER_CPU="${SERVER_CPU:-0}"
+WRK_CPU="${WRK_CPU:-1}"
+BASE_PORT="${BASE_PORT:-18400}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+
+log() { echo "[http-bench] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in wrk taskset curl awk; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+
+# wrk -c1000 needs > 1000 fds.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- build
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    log "building switchboard (release) in $MAIN_DIR"
+    (cd "$MAIN_DIR" && swift build -c release >&2)
+    log "building peer-hummingbird (release) in $BENCH_DIR"
+    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
+fi
+SWITCHBOARD_BIN="$MAIN_DIR/.build/release/switchboard"
+PEER_BIN="$BENCH_DIR/.build/release/peer-hummingbird"
+[[ -x "$SWITCHBOARD_BIN" ]] || die "missing $SWITCHBOARD_BIN"
+[[ -x "$PEER_BIN" ]] || die "missing $PEER_BIN"
+
+WORK="$(mktemp -d /tmp/http-bench.XXXXXX)"
+CLK_TCK="$(getconf CLK_TCK)"
+SERVER_PID=""
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+# utime+stime of a process (all threads), in clock ticks. Fields 14/15 of /proc/PID/stat;
+# parsed after the last ')' because comm may contain spaces.
+cpu_ticks() {
+    local stat rest
+    stat="$(cat "/proc/$1/stat")"
+    rest="${stat##*) }"
+    awk '{ print $12 + $13 }' <<<"$rest"
+}
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU, waits for /health == 200.
+start_server() {
+    local name="$1" port="$2"; shift 2
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    local i code
+    for i in $(seq 1 200); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
+            return 1
+        fi
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/health" || true)"
+        [[ "$code" == 200 ]] && return 0
+        sleep 0.05
+    done
+    log "$name did not answer /health with 200 within 10 s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "pid $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+wrk_cmd() { # conns port [duration]
+    echo "taskset -c $WRK_CPU wrk -t1 -c$1 -d${3:-$DURATION} http://127.0.0.1:$2/health"
+}
+
+# ---------------------------------------------------------------- servers
+# name | port offset | command (port substituted for @PORT@)
+SERVERS=(
+    "switchboard-uring|0|$SWITCHBOARD_BIN --port @PORT@ --shards 1 --io-backend uring"
+    "switchboard-epoll|1|$SWITCHBOARD_BIN --port @PORT@ --shards 1 --io-backend epoll"
+    "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
+)
+
+declare -A RPS CPU_US
+RAW_ROWS=()
+
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset cmd_template <<<"$entry"
+    port=$((BASE_PORT + offset))
+    cmd="${cmd_template//@PORT@/$port}"
+    for conns in $CONNS; do
+        log "$name c=$conns: starting: taskset -c $SERVER_CPU $cmd"
+        # shellcheck disable=SC2086
+        if ! start_server "$name" "$port" $cmd; then
+            RPS["$name|$conns"]="failed"; CPU_US["$name|$conns"]="failed"
+            continue
+        fi
+        if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
+            # shellcheck disable=SC2046
+            $(wrk_cmd "$conns" "$port" "$WARMUP") >/dev/null 2>&1 || true
+        fi
+        rps_list=(); cpu_list=()
+        for run in $(seq 1 "$RUNS"); do
+            out="$WORK/$name-c$conns-run$run.txt"
+            before="$(cpu_ticks "$SERVER_PID")"
+            # shellcheck disable=SC2046
+            timeout 60 $(wrk_cmd "$conns" "$port") >"$out" 2>&1 || log "wrk exited non-zero (see $out)"
+            after="$(cpu_ticks "$SERVER_PID")"
+            rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
+            reqs="$(awk '/ requests in / { print $1 }' "$out")"
+            lat="$(awk '/^    Latency/ { print $2 }' "$out")"
+            sockerr="$(awk '/Socket errors:/ { sub(/^ *Socket errors: */, ""); print }' "$out")"
+            non2xx="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
+            cpu_s="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / t }')"
+            us_per_req="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" -v n="${reqs:-0}" \
+                'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "nan" }')"
+            rps="${rps:-0}"
+            rps_list+=("$rps"); cpu_list+=("$us_per_req")
+            RAW_ROWS+=("| $name | $conns | $run | $rps | ${reqs:-0} | ${lat:-?} | $cpu_s | $us_per_req | ${sockerr:-none} | ${non2xx:-0} |")
+            log "  run $run: $rps req/s, $reqs requests, server CPU ${cpu_s}s, ${us_per_req} µs/req"
+        done
+        RPS["$name|$conns"]="$(printf '%s\n' "${rps_list[@]}" | median)"
+        CPU_US["$name|$conns"]="$(printf '%s\n' "${cpu_list[@]}" | median)"
+        stop_server
+    done
+done
+
+# ---------------------------------------------------------------- report
+fmt_int() { awk -v v="$1" 'BEGIN { if (v == "failed" || v == "nan") print v; else printf "%.0f", v }'; }
+
+WARMUP_TEXT=""
+if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
+    WARMUP_TEXT="warmed up with one ${WARMUP} wrk run at the same connection count (not counted), "
+fi
+echo "### HTTP \`GET /health\` throughput (wrk)"
+echo
+echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "- Host: \`nproc\` = $(nproc), kernel \`$(uname -r)\`, CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
+echo "- Switchboard: \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD 2>/dev/null || echo '?')\`$(cd "$MAIN_DIR" && [[ -n "$(git --no-optional-locks status --porcelain -- Sources Package.swift 2>/dev/null)" ]] && echo ' (+ uncommitted changes)' || true), peer: Hummingbird $(awk '/"identity" : "hummingbird"/ { f = 1 } f && /"version"/ { gsub(/[",]/, ""); print $3; exit }' "$BENCH_DIR/Package.resolved" 2>/dev/null || echo '?')"
+echo "- Protocol: each server started pinned to CPU $SERVER_CPU, waited for (\`curl /health\` until 200), ${WARMUP_TEXT}then measured $RUNS times, then SIGTERM + wait; restarted for each connection count. wrk pinned to CPU $WRK_CPU. Server CPU = utime+stime from \`/proc/PID/stat\` (all threads) before/after each run; µs CPU per request = that delta / requests completed in the run. Table values are medians of the $RUNS runs."
+echo "- Commands:"
+echo
+echo '```'
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset cmd_template <<<"$entry"
+    port=$((BASE_PORT + offset))
+    echo "taskset -c $SERVER_CPU ${cmd_template//@PORT@/$port}"
+done
+for conns in $CONNS; do
+    echo "$(wrk_cmd "$conns" PORT)"
+done
+echo '```'
+echo
+echo "| server | conns | req/s median ($RUNS runs) | µs CPU per request | ratio vs peer |"
+echo "|---|---:|---:|---:|---:|"
+for conns in $CONNS; do
+    peer="${RPS["peer-hummingbird|$conns"]:-failed}"
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r name _ _ <<<"$entry"
+        rps="${RPS["$name|$conns"]:-failed}"
+        cpu="${CPU_US["$name|$conns"]:-failed}"
+        ratio="$(awk -v a="$rps" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
+        echo "| $name | $conns | $(fmt_int "$rps") | $cpu | $ratio |"
+    done
+done
+echo
+echo "<details><summary>Individual runs</summary>"
+echo
+echo "| server | conns | run | req/s | requests | latency avg | server CPU s | µs CPU/req | wrk socket errors | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+printf '%s\n' "${RAW_ROWS[@]}"
+echo
+echo "</details>"
+rm -rf "$WORK"

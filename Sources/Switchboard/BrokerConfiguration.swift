@@ -63,6 +63,48 @@ public struct BrokerConfiguration: Sendable {
         ("send_date_header", "true | false"),
     ]
 
+    /// The current value of an option, as the configuration file writes it.
+    public func value(forKey key: String) -> String? {
+        switch key {
+        case "host": return host
+        case "port": return String(port)
+        case "io_backend": return io.backend.rawValue
+        case "shards": return String(io.shardCount)
+        case "pin_threads": return String(io.pinThreads)
+        case "max_connections_per_shard": return String(io.maxConnectionsPerShard)
+        case "ring_entries": return String(io.ringEntries)
+        case "recv_buffer_count": return String(io.recvBufferCount)
+        case "recv_buffer_bytes": return String(io.recvBufferBytes)
+        case "max_send_queue_bytes": return String(io.maxSendQueueBytes)
+        case "max_iovecs_per_send": return String(io.maxIOVecsPerSend)
+        case "idle_timeout_ms": return String(io.idleTimeoutMilliseconds)
+        case "request_timeout_ms": return String(io.requestTimeoutMilliseconds)
+        case "linger_timeout_ms": return String(io.lingerTimeoutMilliseconds)
+        case "tick_ms": return String(io.tickMilliseconds)
+        case "inbox_capacity": return String(io.inboxCapacity)
+        case "listen_backlog": return String(io.listenBacklog)
+        case "max_request_line_bytes": return String(http.maxRequestLineBytes)
+        case "max_header_bytes": return String(http.maxHeaderBytes)
+        case "max_header_count": return String(http.maxHeaderCount)
+        case "max_body_bytes": return String(http.maxBodyBytes)
+        case "max_chunk_line_bytes": return String(http.maxChunkLineBytes)
+        case "health_path": return "\"\(healthPath)\""
+        case "metrics_path": return "\"\(metricsPath)\""
+        case "shutdown_grace_ms": return String(shutdownGraceMilliseconds)
+        case "send_date_header": return String(sendDateHeader)
+        default: return nil
+        }
+    }
+
+    /// A configuration file documenting every option at its current value.
+    public func exampleFile() -> String {
+        var out = ""
+        for (key, help) in Self.keys {
+            out += "# \(help)\n\(key) = \(value(forKey: key) ?? "")\n\n"
+        }
+        return out
+    }
+
     /// Applies `key = value` lines (`#` starts a comment). Unknown keys and bad values are errors
     /// that name the line.
     public mutating func apply(configurationText text: String) throws(ConfigurationError) {

@@ -15,6 +15,7 @@ usage: switchboard [options]
   --io-backend KIND       auto | uring | epoll (default auto)
   --shards N              shard threads (default: one per CPU)
   --print-config-keys     list every configuration key with its meaning
+  --print-default-config  print a configuration file with every option at its default
   --version               print the version
   -h, --help              this text
 """
@@ -55,6 +56,9 @@ while let arg = arguments.next() {
     case "--config": configPath = value()
     case "--print-config-keys":
         for (key, help) in BrokerConfiguration.keys { print("\(key)\t\(help)") }
+        exit(0)
+    case "--print-default-config":
+        print(BrokerConfiguration().exampleFile(), terminator: "")
         exit(0)
     case "--version": print("switchboard 0.1.0"); exit(0)
     case "-h", "--help": print(usage); exit(0)

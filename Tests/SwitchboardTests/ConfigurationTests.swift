@@ -1,5 +1,21 @@
 import Switchboard
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+func readText(_ path: String) -> String? {
+    guard let f = fopen(path, "rb") else { return nil }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var buf = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let n = fread(&buf, 1, buf.count, f)
+        bytes += buf[0..<n]
+        if n < buf.count { break }
+    }
+    return String(decoding: bytes, as: UTF8.self)
+}
 
 @Suite("Configuration file")
 struct ConfigurationTests {
@@ -38,6 +54,23 @@ struct ConfigurationTests {
             }
             try c.set(key, value)
         }
+    }
+
+    @Test func exampleFileInTheRepoDocumentsEveryDefault() throws {
+        let here = #filePath
+        // <root>/Tests/SwitchboardTests/ConfigurationTests.swift
+        let root = String(here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
+        let text = try #require(readText(root + "/Config/switchboard.example.conf"))
+        #expect(text.hasSuffix(BrokerConfiguration().exampleFile()))
+        var parsed = BrokerConfiguration()
+        try parsed.apply(configurationText: text)
+        for (key, _) in BrokerConfiguration.keys {
+            #expect(parsed.value(forKey: key) == BrokerConfiguration().value(forKey: key), "\(key)")
+        }
+        var dflt = BrokerConfiguration()
+        try dflt.apply(configurationText: try #require(readText(root + "/Config/switchboard.conf")))
+        #expect(dflt.port == 3004)
+        #expect(dflt.validate() == nil)
     }
 
     @Test func errorsNameTheLine() {

@@ -31,10 +31,18 @@ let package = Package(
                 .product(name: "Atomics", package: "swift-atomics"),
             ]
         ),
+        .target(
+            name: "CZlib",
+            linkerSettings: [.linkedLibrary("z")]
+        ),
         .target(name: "SwitchboardHTTP", exclude: ["BAD_INPUTS.md"]),
         .target(
+            name: "SwitchboardWebSocket",
+            dependencies: ["SwitchboardHTTP", "COpenSSL", "CZlib"]
+        ),
+        .target(
             name: "Switchboard",
-            dependencies: ["SwitchboardIO", "SwitchboardHTTP", "COpenSSL"]
+            dependencies: ["SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL"]
         ),
         .executableTarget(
             name: "switchboard",
@@ -43,6 +51,7 @@ let package = Package(
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
+        .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -4,6 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
-ensure_packages liburing-dev libssl-dev
+ensure_packages liburing-dev libssl-dev zlib1g-dev
 swift build -c release --product switchboard
 exec .build/release/switchboard --config Config/switchboard.conf "$@"

@@ -30,7 +30,11 @@ public enum HTTPResponseWriter {
         buffer.append(contentsOf: reasonPhrase(for: status).utf8)
         append("\r\n", to: &buffer)
 
-        for (name, value) in response.headers where isSafe(name: name, value: value) && !isFramingHeader(name) {
+        // A 101 switches protocols: its `Connection: Upgrade` is the caller's, and no
+        // `Connection: close` may follow it.
+        let switching = status == 101
+        for (name, value) in response.headers where isSafe(name: name, value: value)
+            && (!isFramingHeader(name) || (switching && ASCII.caseInsensitiveEquals(name, "Connection"))) {
             buffer.append(contentsOf: name.utf8)
             append(": ", to: &buffer)
             buffer.append(contentsOf: value.utf8)
@@ -41,7 +45,9 @@ public enum HTTPResponseWriter {
             appendDecimal(response.body.count, to: &buffer)
             append("\r\n", to: &buffer)
         }
-        if !keepAlive {
+        if switching {
+            // Connection header came from the caller.
+        } else if !keepAlive {
             append("Connection: close\r\n", to: &buffer)
         } else if requestVersion == .http1_0 {
             append("Connection: keep-alive\r\n", to: &buffer)

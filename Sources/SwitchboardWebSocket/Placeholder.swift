@@ -1,0 +1,1 @@
+// Placeholder: the WebSocket codec lands here.

@@ -63,6 +63,9 @@ cpu_ticks() {
     awk '{ print $12 + $13 }' <<<"$rest"
 }
 
+# Steal ticks of the server and wrk CPUs (hypervisor took the vCPU away): "server/wrk".
+steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
+
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU, waits for /health == 200.
@@ -115,6 +118,7 @@ SERVERS=(
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
 
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 declare -A RPS CPU_US
 RAW_ROWS=()
 
@@ -136,10 +140,11 @@ for entry in "${SERVERS[@]}"; do
         rps_list=(); cpu_list=()
         for run in $(seq 1 "$RUNS"); do
             out="$WORK/$name-c$conns-run$run.txt"
-            before="$(cpu_ticks "$SERVER_PID")"
+            before="$(cpu_ticks "$SERVER_PID")"; steal_before="$(steal_ticks)"
             # shellcheck disable=SC2046
             timeout 60 $(wrk_cmd "$conns" "$port") >"$out" 2>&1 || log "wrk exited non-zero (see $out)"
-            after="$(cpu_ticks "$SERVER_PID")"
+            after="$(cpu_ticks "$SERVER_PID")"; steal_after="$(steal_ticks)"
+            steal="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
             rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
             reqs="$(awk '/ requests in / { print $1 }' "$out")"
             lat="$(awk '/^    Latency/ { print $2 }' "$out")"
@@ -150,8 +155,8 @@ for entry in "${SERVERS[@]}"; do
                 'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "nan" }')"
             rps="${rps:-0}"
             rps_list+=("$rps"); cpu_list+=("$us_per_req")
-            RAW_ROWS+=("| $name | $conns | $run | $rps | ${reqs:-0} | ${lat:-?} | $cpu_s | $us_per_req | ${sockerr:-none} | ${non2xx:-0} |")
-            log "  run $run: $rps req/s, $reqs requests, server CPU ${cpu_s}s, ${us_per_req} µs/req"
+            RAW_ROWS+=("| $name | $conns | $run | $rps | ${reqs:-0} | ${lat:-?} | $cpu_s | $us_per_req | $steal | ${sockerr:-none} | ${non2xx:-0} |")
+            log "  run $run: $rps req/s, $reqs requests, server CPU ${cpu_s}s, ${us_per_req} µs/req, steal $steal s"
         done
         RPS["$name|$conns"]="$(printf '%s\n' "${rps_list[@]}" | median)"
         CPU_US["$name|$conns"]="$(printf '%s\n' "${cpu_list[@]}" | median)"
@@ -170,6 +175,7 @@ echo "### HTTP \`GET /health\` throughput (wrk)"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 echo "- Host: \`nproc\` = $(nproc), kernel \`$(uname -r)\`, CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "- Load average (1/5/15 min) before the first run: $LOAD_START"
 echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
 echo "- Switchboard: \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD 2>/dev/null || echo '?')\`$(cd "$MAIN_DIR" && [[ -n "$(git --no-optional-locks status --porcelain -- Sources Package.swift 2>/dev/null)" ]] && echo ' (+ uncommitted changes)' || true), peer: Hummingbird $(awk '/"identity" : "hummingbird"/ { f = 1 } f && /"version"/ { gsub(/[",]/, ""); print $3; exit }' "$BENCH_DIR/Package.resolved" 2>/dev/null || echo '?')"
 echo "- Protocol: each server started pinned to CPU $SERVER_CPU, waited for (\`curl /health\` until 200), ${WARMUP_TEXT}then measured $RUNS times, then SIGTERM + wait; restarted for each connection count. wrk pinned to CPU $WRK_CPU. Server CPU = utime+stime from \`/proc/PID/stat\` (all threads) before/after each run; µs CPU per request = that delta / requests completed in the run. Table values are medians of the $RUNS runs."
@@ -201,8 +207,8 @@ done
 echo
 echo "<details><summary>Individual runs</summary>"
 echo
-echo "| server | conns | run | req/s | requests | latency avg | server CPU s | µs CPU/req | wrk socket errors | non-2xx |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"
+echo "| server | conns | run | req/s | requests | latency avg | server CPU s | µs CPU/req | steal s (server/wrk CPU) | wrk socket errors | non-2xx |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 printf '%s\n' "${RAW_ROWS[@]}"
 echo
 echo "</details>"

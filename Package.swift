@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "SwitchboardIO", targets: ["SwitchboardIO"]),
         .library(name: "SwitchboardHTTP", targets: ["SwitchboardHTTP"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
+        .executable(name: "switchboard-echo", targets: ["switchboard-echo"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -49,6 +50,10 @@ let package = Package(
             dependencies: ["Switchboard"]
         ),
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
+        .executableTarget(
+            name: "switchboard-echo",
+            dependencies: ["Switchboard"]
+        ),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
@@ -56,3 +61,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// Fuzz targets (libFuzzer), only when asked: `SWITCHBOARD_FUZZ=1 swift build -c release
+// --scratch-path .build-fuzz -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library
+// --product FuzzHTTP` (see deploy/fuzz.sh). Their entry points are @_cdecl functions; libFuzzer
+// provides main, so they cannot build as ordinary executables.
+if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
+    package.products += [
+        .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
+        .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
+    ]
+    package.targets += [
+        .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
+        .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
+    ]
+}

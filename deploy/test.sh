@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. Installs the Debian packages it needs when they are missing.
 #   bash deploy/test.sh
+# 1. swift test: unit and integration tests (real sockets, both io backends)
+# 2. interop: Python `websockets` client against switchboard-echo, both backends
+# 3. RFC 6455 conformance: Autobahn cases 1-7, 9, 10 on both backends (deploy/autobahn.sh runs all)
+# 4. fuzzing: libFuzzer on the HTTP parser and the WebSocket decoder, bounded time
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -9,3 +13,12 @@ swift build --build-tests
 # The integration tests count this process's file descriptors: run tests one at a time.
 # The outer timeout turns a hang into a failure instead of a stuck CI.
 timeout 1800 swift test --skip-build --no-parallel
+
+QUICK='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*"]'
+for backend in uring epoll; do
+    timeout 900 bash deploy/autobahn.sh "$backend" "$QUICK" release
+done
+for backend in uring epoll; do
+    timeout 300 bash deploy/interop.sh "$backend" release
+done
+timeout 900 bash deploy/fuzz.sh "${FUZZ_SECONDS:-20}"

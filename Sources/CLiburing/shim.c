@@ -288,3 +288,7 @@ void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
     msg->msg_iov = iov;
     msg->msg_iovlen = iovlen;
 }
+
+static __thread void *sb_tls_shard = NULL;
+void sb_set_current_shard(void *shard) { sb_tls_shard = shard; }
+void *sb_current_shard(void) { return sb_tls_shard; }

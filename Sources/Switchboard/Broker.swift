@@ -12,7 +12,7 @@ import SwitchboardIO
 public final class Broker: @unchecked Sendable {
     public let configuration: BrokerConfiguration
     private let group: ShardGroup
-    private let httpMetrics: [HTTPMetrics]
+    private let protocolMetrics: [ProtocolMetrics]
     private let log: @Sendable (String) -> Void
 
     /// - Parameters:
@@ -24,15 +24,16 @@ public final class Broker: @unchecked Sendable {
         self.configuration = configuration
         self.log = log
         let shardCount = configuration.io.resolvedShardCount
-        let metrics = (0..<shardCount).map { _ in HTTPMetrics() }
-        httpMetrics = metrics
+        let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
+        protocolMetrics = metrics
         let box = MetricsRendererBox()
         group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
-            let worker = handlerFactory(ShardContext(shardIndex: shard.index, shardCount: shardCount))
-            return HTTPServerHandler(configuration: configuration, worker: worker, metrics: metrics[shard.index],
+            let worker = handlerFactory(ShardContext(shardIndex: shard.index, shardCount: shardCount, broker: box.broker!))
+            return ShardProtocolHandler(configuration: configuration, worker: worker, metrics: metrics[shard.index],
                                      renderMetrics: { box.render?() ?? "" })
         }
         box.render = { [unowned self] in self.metricsText() }
+        box.broker = self
     }
 
     /// The bound port (useful when the configuration asked for port 0). Valid after `start()`.
@@ -68,6 +69,45 @@ public final class Broker: @unchecked Sendable {
         log("switchboard: stopped")
     }
 
+    // MARK: - Broker API (any thread)
+
+    /// Runs `body` with the protocol handler owning `socketId`: directly when called on that
+    /// shard's thread (a handler answering a message), otherwise through the shard's inbox, in
+    /// call order per calling thread. Returns false for an id of another broker or when the
+    /// shard's inbox is full (counted in `switchboard_inbox_full_total`).
+    @discardableResult
+    private func onOwner(_ socketId: SocketID, _ body: @escaping @Sendable (ShardProtocolHandler) -> Void) -> Bool {
+        guard socketId.shard < group.shards.count else { return false }
+        let shard = group.shards[socketId.shard]
+        guard let handler = shard.eventHandler as? ShardProtocolHandler else { return false }
+        if shard.isCurrent {
+            body(handler)
+            return true
+        }
+        return shard.execute { _ in body(handler) }
+    }
+
+    /// Sends a message to one WebSocket. On the socket's own shard the frame is queued before
+    /// this returns; from elsewhere it is queued when the shard next runs. A stale id (closed
+    /// socket) is ignored.
+    @discardableResult
+    public func send(_ socketId: SocketID, _ message: SocketMessage) -> Bool {
+        onOwner(socketId) { $0.sendMessage(socketId, message) }
+    }
+
+    public func send(_ socketId: SocketID, text: String) { send(socketId, .text(text)) }
+    public func send(_ socketId: SocketID, binary: [UInt8]) { send(socketId, .binary(binary)) }
+
+    /// Starts a close handshake with the client.
+    public func close(_ socketId: SocketID, code: UInt16 = 1000, reason: String = "") {
+        onOwner(socketId) { $0.closeWebSocket(socketId, code: code, reason: reason) }
+    }
+
+    /// Attaches a token to a socket (passed back with each message and the close).
+    public func setToken(_ socketId: SocketID, _ token: [UInt8]?) {
+        onOwner(socketId) { $0.setToken(socketId, token) }
+    }
+
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {
         var out = ""
@@ -83,7 +123,7 @@ public final class Broker: @unchecked Sendable {
         }
         for s in group.shards {
             add(s.metrics.all, label: "shard=\"\(s.index)\"")
-            add(httpMetrics[s.index].all, label: "shard=\"\(s.index)\"")
+            add(protocolMetrics[s.index].all, label: "shard=\"\(s.index)\"")
         }
         if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], label: "") }
         for f in families {
@@ -105,6 +145,7 @@ public final class Broker: @unchecked Sendable {
 /// Breaks the init-order cycle between the broker and the handlers that render its metrics.
 private final class MetricsRendererBox: @unchecked Sendable {
     var render: (@Sendable () -> String)?
+    weak var broker: Broker?
 }
 
 #if canImport(Glibc)

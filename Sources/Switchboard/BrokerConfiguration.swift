@@ -16,6 +16,7 @@ public struct BrokerConfiguration: Sendable {
     public var shutdownGraceMilliseconds: Int = 5_000
     /// Add a `Date` header to responses.
     public var sendDateHeader: Bool = true
+    public var webSocket = WebSocketSettings()
 
     public init() {}
 
@@ -29,6 +30,8 @@ public struct BrokerConfiguration: Sendable {
         if shutdownGraceMilliseconds < 0 { return "shutdownGraceMilliseconds must be >= 0" }
         if !healthPath.isEmpty && !healthPath.hasPrefix("/") { return "healthPath must start with /" }
         if !metricsPath.isEmpty && !metricsPath.hasPrefix("/") { return "metricsPath must start with /" }
+        if webSocket.maxFrameBytes < 125 || webSocket.maxMessageBytes < 125 { return "ws_max_frame_bytes and ws_max_message_bytes must be >= 125" }
+        if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         return nil
     }
 
@@ -47,7 +50,7 @@ public struct BrokerConfiguration: Sendable {
         ("max_send_queue_bytes", "bytes queued for sending per connection before the slow-consumer policy applies"),
         ("max_iovecs_per_send", "chunks gathered into one vectored send"),
         ("idle_timeout_ms", "close a connection that received nothing for this long"),
-        ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408)"),
+        ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408); also how long a WebSocket close handshake the server started may take"),
         ("linger_timeout_ms", "after a final response, how long input is drained before the socket is closed"),
         ("tick_ms", "timer granularity"),
         ("inbox_capacity", "tasks a shard's inbox holds (work posted from other threads)"),
@@ -61,6 +64,13 @@ public struct BrokerConfiguration: Sendable {
         ("metrics_path", "path of the Prometheus metrics endpoint, empty to disable"),
         ("shutdown_grace_ms", "on SIGTERM/SIGINT, time given to in-flight requests"),
         ("send_date_header", "true | false"),
+        ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
+        ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
+        ("ws_max_message_bytes", "largest WebSocket message, after decompression (close 1009)"),
+        ("ws_max_fragments", "most frames in one WebSocket message (close 1009)"),
+        ("ws_permessage_deflate", "true | false: negotiate permessage-deflate (RFC 7692)"),
+        ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
+        ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
     ]
 
     /// The current value of an option, as the configuration file writes it.
@@ -92,6 +102,13 @@ public struct BrokerConfiguration: Sendable {
         case "metrics_path": return "\"\(metricsPath)\""
         case "shutdown_grace_ms": return String(shutdownGraceMilliseconds)
         case "send_date_header": return String(sendDateHeader)
+        case "websocket_paths": return webSocket.paths.joined(separator: ",")
+        case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
+        case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
+        case "ws_max_fragments": return String(webSocket.maxFragments)
+        case "ws_permessage_deflate": return String(webSocket.perMessageDeflate)
+        case "ws_allowed_origins": return "\"\((webSocket.allowedOrigins ?? []).joined(separator: ","))\""
+        case "ws_slow_consumer": return webSocket.slowConsumerPolicy.rawValue
         default: return nil
         }
     }
@@ -135,6 +152,9 @@ public struct BrokerConfiguration: Sendable {
             guard let v = Int(value) else { throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not an integer") }
             return v
         }
+        func list() -> [String] {
+            value.split(separator: ",").map { String(Substring($0).trimmingWhitespace()) }.filter { !$0.isEmpty }
+        }
         func bool() throws(ConfigurationError) -> Bool {
             switch value { case "true", "yes", "1": return true; case "false", "no", "0": return false
             default: throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not true or false") }
@@ -168,9 +188,44 @@ public struct BrokerConfiguration: Sendable {
         case "metrics_path": metricsPath = value
         case "shutdown_grace_ms": shutdownGraceMilliseconds = try int()
         case "send_date_header": sendDateHeader = try bool()
+        case "websocket_paths": webSocket.paths = list()
+        case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
+        case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()
+        case "ws_max_fragments": webSocket.maxFragments = try int()
+        case "ws_permessage_deflate": webSocket.perMessageDeflate = try bool()
+        case "ws_allowed_origins":
+            let origins = list()
+            webSocket.allowedOrigins = origins.isEmpty ? nil : origins
+        case "ws_slow_consumer":
+            guard let p = SlowConsumerPolicy(rawValue: value) else { throw ConfigurationError(line: 0, message: "ws_slow_consumer: '\(value)' is not close or drop") }
+            webSocket.slowConsumerPolicy = p
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }
+}
+
+/// What happens when a WebSocket's send queue is full.
+public enum SlowConsumerPolicy: String, Sendable {
+    /// Close the socket with 1013 (try again later).
+    case close
+    /// Drop the message and count it (`switchboard_ws_messages_dropped_total`).
+    case drop
+}
+
+/// WebSocket options.
+public struct WebSocketSettings: Sendable {
+    /// Paths where upgrades are accepted; "*" accepts every path.
+    public var paths: [String] = ["*"]
+    public var maxFrameBytes: Int = 16 << 20
+    public var maxMessageBytes: Int = 16 << 20
+    public var maxFragments: Int = 1 << 20
+    public var perMessageDeflate: Bool = true
+    /// nil allows any Origin.
+    public var allowedOrigins: [String]? = nil
+    public var slowConsumerPolicy: SlowConsumerPolicy = .close
+    public init() {}
+
+    func routes(_ path: String) -> Bool { paths.contains("*") || paths.contains(path) }
 }
 
 /// A configuration file or option problem.

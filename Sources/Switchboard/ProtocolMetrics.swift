@@ -1,7 +1,7 @@
 import SwitchboardIO
 
-/// Per-shard HTTP counters.
-final class HTTPMetrics: Sendable {
+/// Per-shard HTTP and WebSocket counters.
+final class ProtocolMetrics: Sendable {
     let requests = Counter("switchboard_http_requests_total", help: "Complete HTTP requests received")
     let responses2xx = Counter("switchboard_http_responses_2xx_total", help: "2xx responses")
     let responses4xx = Counter("switchboard_http_responses_4xx_total", help: "4xx responses")
@@ -14,10 +14,22 @@ final class HTTPMetrics: Sendable {
     let notImplemented = Counter("switchboard_http_not_implemented_total", help: "Requests refused with 501 (unsupported transfer coding)")
     let versionNotSupported = Counter("switchboard_http_version_not_supported_total", help: "Requests refused with 505")
     let responseTooLarge = Counter("switchboard_http_response_over_send_limit_total", help: "Responses dropped because the connection's send queue was full (connection closed)")
+    let upgrades = Counter("switchboard_ws_upgrades_total", help: "WebSocket upgrades accepted")
+    let upgradesRefused = Counter("switchboard_ws_upgrades_refused_total", help: "WebSocket upgrades refused (bad handshake, origin, handler, draining)")
+    let webSocketsOpen = Counter("switchboard_ws_open", help: "WebSockets currently open")
+    let webSocketMessagesIn = Counter("switchboard_ws_messages_received_total", help: "WebSocket messages received")
+    let webSocketMessagesOut = Counter("switchboard_ws_messages_sent_total", help: "WebSocket messages queued for sending")
+    let webSocketMessagesDropped = Counter("switchboard_ws_messages_dropped_total", help: "Messages dropped by the drop slow-consumer policy")
+    let webSocketSlowConsumersClosed = Counter("switchboard_ws_slow_consumers_closed_total", help: "WebSockets closed by the close slow-consumer policy")
+    let webSocketProtocolErrors = Counter("switchboard_ws_protocol_errors_total", help: "WebSockets failed for a protocol violation or a limit (1002, 1007, 1009)")
+    let webSocketTooBig = Counter("switchboard_ws_too_big_total", help: "WebSockets closed with 1009 (frame, message or inflated size over the limit)")
+    let webSocketPingTimeouts = Counter("switchboard_ws_ping_timeouts_total", help: "WebSockets closed because a keep-alive ping got no answer")
 
     var all: [Counter] {
         [requests, responses2xx, responses4xx, responses5xx, badRequest, requestTimeout, bodyTooLarge, uriTooLong,
-         headersTooLarge, notImplemented, versionNotSupported, responseTooLarge]
+         headersTooLarge, notImplemented, versionNotSupported, responseTooLarge, upgrades, upgradesRefused, webSocketsOpen,
+         webSocketMessagesIn, webSocketMessagesOut, webSocketMessagesDropped, webSocketSlowConsumersClosed,
+         webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts]
     }
 
     func countParseError(status: Int) {

@@ -1,35 +1,48 @@
 import SwitchboardIO
+import SwitchboardWebSocket
 
 /// Per-connection protocol state, indexed by the connection's slot.
-struct HTTPConnectionState {
+struct ConnectionProtocolState {
     var parser: HTTPRequestParser
     var requestTimerArmed = false
-    /// No further request will be read (error answered, `Connection: close`, or draining).
+    /// No further HTTP request will be read (error answered, `Connection: close`, draining).
     var finished = false
     var inUse = false
     var id = SocketID(rawValue: 0)
+    /// Non-nil once the connection switched to WebSocket.
+    var webSocket: WebSocketConnection? = nil
+    var token: [UInt8]? = nil
+    /// A keep-alive ping was sent and nothing came back yet.
+    var pingOutstanding = false
+    /// The server sent a close frame and waits for the client's.
+    var closeSent = false
 }
 
-/// The shard's protocol layer: turns bytes into HTTP requests, calls the worker, writes
-/// responses in order (pipelining), enforces the request timeout (408) and the parse limits.
-final class HTTPServerHandler: ShardEventHandler {
+/// The shard's protocol layer: HTTP/1.1 (requests in order, pipelining, 408, parse limits),
+/// the WebSocket upgrade, and WebSocket sessions (messages to the worker, pings, close).
+final class ShardProtocolHandler: ShardEventHandler {
     let configuration: BrokerConfiguration
     let worker: WorkerHandler
-    let metrics: HTTPMetrics
+    let metrics: ProtocolMetrics
     let renderMetrics: @Sendable () -> String
     unowned(unsafe) var shard: Shard!
-    private var states: [HTTPConnectionState] = []
+    private var states: [ConnectionProtocolState] = []
     private var scratch: [UInt8] = []
+    private var events: [WebSocketEvent] = []
     private var dateHeader: String? = nil
     private var dateSecond = -1
+    private let webSocketLimits: WebSocketLimits
+    private let handshakeOptions: WebSocketHandshakeOptions
     private static let continueBytes = OutboundBytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
 
-    init(configuration: BrokerConfiguration, worker: WorkerHandler, metrics: HTTPMetrics, renderMetrics: @escaping @Sendable () -> String) {
+    init(configuration: BrokerConfiguration, worker: WorkerHandler, metrics: ProtocolMetrics, renderMetrics: @escaping @Sendable () -> String) {
         self.configuration = configuration
         self.worker = worker
         self.metrics = metrics
         self.renderMetrics = renderMetrics
-        scratch.reserveCapacity(4096)
+        let ws = configuration.webSocket
+        webSocketLimits = WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments)
+        handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate, allowedOrigins: ws.allowedOrigins)
     }
 
     func shardStarted(_ shard: Shard) {
@@ -49,20 +62,34 @@ final class HTTPServerHandler: ShardEventHandler {
     func connectionOpened(_ id: SocketID) {
         let slot = id.slot
         while states.count <= slot {
-            states.append(HTTPConnectionState(parser: HTTPRequestParser(limits: configuration.http)))
+            states.append(ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http)))
         }
-        states[slot] = HTTPConnectionState(parser: HTTPRequestParser(limits: configuration.http), inUse: true, id: id)
+        states[slot] = ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http), inUse: true, id: id)
     }
 
     func connectionClosed(_ id: SocketID) {
-        // Drop the parser's buffers now: a closed slot must not hold memory.
-        states[id.slot] = HTTPConnectionState(parser: HTTPRequestParser(limits: configuration.http))
+        let slot = id.slot
+        let wasWebSocket = states[slot].webSocket != nil
+        let token = states[slot].token
+        // Drop parser and codec state now: a closed slot must not hold memory.
+        states[slot] = ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http))
+        if wasWebSocket {
+            metrics.webSocketsOpen.set(metrics.webSocketsOpen.value - 1)
+            worker.handleSocketClose(socketId: id, token: token)
+        }
     }
+
+    // MARK: - Receive
 
     func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
         let slot = id.slot
         var offset = 0
-        while offset < bytes.count && !states[slot].finished {
+        while offset < bytes.count {
+            if states[slot].webSocket != nil {
+                receiveWebSocket(id, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+                return
+            }
+            if states[slot].finished { return }
             let (consumed, result) = states[slot].parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             offset += consumed
             switch result {
@@ -80,7 +107,11 @@ final class HTTPServerHandler: ShardEventHandler {
                     shard.cancelRequestTimer(id)
                 }
                 metrics.requests.increment()
-                respond(to: request, on: id)
+                if request.isUpgrade && request.headers.containsToken("websocket", in: "Upgrade") && configuration.webSocket.routes(request.path) {
+                    upgrade(request, on: id)
+                } else {
+                    respond(to: request, on: id)
+                }
             case .error(let error):
                 metrics.countParseError(status: error.status)
                 fail(id, HTTPResponseWriter.errorResponse(for: error))
@@ -113,9 +144,7 @@ final class HTTPServerHandler: ShardEventHandler {
         metrics.countResponse(status: response.status)
         scratch.removeAll(keepingCapacity: true)
         HTTPResponseWriter.write(response, keepAlive: keepAlive, headOnly: headOnly, date: dateHeader, requestVersion: version, into: &scratch)
-        let bytes = OutboundBytes(scratch)
-        if scratch.capacity > 1 << 20 { scratch = []; scratch.reserveCapacity(4096) }
-        if shard.send(id, bytes) == .overLimit {
+        if shard.send(id, OutboundBytes(adopting: scratch)) == .overLimit {
             // The client is not reading its responses: a pipelining client that never reads
             // would otherwise grow the queue without bound.
             metrics.responseTooLarge.increment()
@@ -131,8 +160,156 @@ final class HTTPServerHandler: ShardEventHandler {
         shard.close(id, mode: .afterFlush)
     }
 
+    // MARK: - WebSocket
+
+    private func upgrade(_ request: HTTPRequest, on id: SocketID) {
+        let slot = id.slot
+        guard !shard.isDraining else {
+            metrics.upgradesRefused.increment()
+            fail(id, HTTPResponse(status: 503, headers: ["Content-Type": "text/plain"], body: "Shutting down\n"))
+            return
+        }
+        switch WebSocketHandshake.negotiate(request, options: handshakeOptions, subprotocol: nil) {
+        case .reject(let response):
+            metrics.upgradesRefused.increment()
+            fail(id, response)
+        case .accept(var response, let deflate):
+            switch worker.handleUpgrade(request, socketId: id) {
+            case .reject(let refusal):
+                metrics.upgradesRefused.increment()
+                fail(id, refusal)
+            case .accept(let token, let subprotocol):
+                if let sp = subprotocol, WebSocketHandshake.offeredSubprotocols(request).contains(sp) {
+                    response.headers.add(name: "Sec-WebSocket-Protocol", value: sp)
+                }
+                write(response, keepAlive: true, headOnly: false, on: id)
+                states[slot].webSocket = WebSocketConnection(limits: webSocketLimits, deflate: deflate)
+                states[slot].token = token
+                states[slot].finished = true
+                metrics.upgrades.increment()
+                metrics.webSocketsOpen.set(metrics.webSocketsOpen.value + 1)
+            }
+        }
+    }
+
+    private func receiveWebSocket(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
+        let slot = id.slot
+        // Events are collected first and acted on after the codec is back in its slot: the
+        // worker may answer (send on this socket) from inside handleSocketMessage.
+        events.removeAll(keepingCapacity: true)
+        states[slot].webSocket!.receive(bytes) { events.append($0) }
+        states[slot].pingOutstanding = false
+        let batch = events
+        events.removeAll(keepingCapacity: true)
+        for event in batch {
+            guard states[slot].inUse, states[slot].id == id else { return }
+            switch event {
+            case .text(let payload):
+                metrics.webSocketMessagesIn.increment()
+                worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: states[slot].token)
+            case .binary(let payload):
+                metrics.webSocketMessagesIn.increment()
+                worker.handleSocketMessage(.binary(payload), socketId: id, token: states[slot].token)
+            case .write(let frame):
+                if shard.send(id, OutboundBytes(adopting: frame)) == .overLimit { shard.close(id, mode: .immediately) }
+            case .pong:
+                break
+            case .closed:
+                shard.close(id, mode: .afterFlush)
+            case .failed(let code, _):
+                metrics.webSocketProtocolErrors.increment()
+                if code == WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
+                shard.close(id, mode: .afterFlush)
+            }
+        }
+    }
+
+    /// Sends a message on a WebSocket of this shard. Returns false if the id is stale, not a
+    /// WebSocket, or the message was dropped by the slow-consumer policy.
+    @discardableResult
+    func sendMessage(_ id: SocketID, _ message: SocketMessage) -> Bool {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket?.isOpen == true, shard.isOpen(id) else {
+            return false
+        }
+        let frame: [UInt8]
+        switch message {
+        case .text(var s):
+            frame = s.withUTF8 { states[slot].webSocket!.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
+        case .binary(let b):
+            frame = b.withUnsafeBytes { states[slot].webSocket!.encodeMessage($0, opcode: .binary) }
+        }
+        return queue(frame, on: id)
+    }
+
+    /// Queues an encoded frame, applying the slow-consumer policy at the limit.
+    private func queue(_ frame: [UInt8], on id: SocketID) -> Bool {
+        switch shard.send(id, OutboundBytes(adopting: frame)) {
+        case .queued:
+            metrics.webSocketMessagesOut.increment()
+            return true
+        case .notOpen:
+            return false
+        case .overLimit:
+            switch configuration.webSocket.slowConsumerPolicy {
+            case .drop:
+                metrics.webSocketMessagesDropped.increment()
+            case .close:
+                metrics.webSocketSlowConsumersClosed.increment()
+                closeWebSocket(id, code: WebSocketCloseCode.tryAgainLater, reason: "slow consumer", force: true)
+            }
+            return false
+        }
+    }
+
+    /// Server-initiated close: a close frame, then the client's close (or the request timeout).
+    /// `force` drops what is queued first (the queue is full: the close frame could not follow).
+    func closeWebSocket(_ id: SocketID, code: UInt16, reason: String, force: Bool = false) {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket != nil else { return }
+        if force {
+            // The queue is full of what the client will not read; a close frame behind it would
+            // never arrive. Cut the connection.
+            shard.close(id, mode: .immediately)
+            return
+        }
+        guard states[slot].webSocket!.isOpen else { return }
+        let frame = states[slot].webSocket!.initiateClose(code: code, reason: reason)
+        states[slot].closeSent = true
+        if shard.send(id, OutboundBytes(adopting: frame)) != .queued {
+            shard.close(id, mode: .immediately)
+            return
+        }
+        shard.armRequestTimer(id)
+    }
+
+    func setToken(_ id: SocketID, _ token: [UInt8]?) {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id else { return }
+        states[slot].token = token
+    }
+
+    // MARK: - Timers and shutdown
+
     func connectionTimedOut(_ id: SocketID, _ timer: ConnectionTimer) {
         let slot = id.slot
+        if states[slot].webSocket != nil {
+            switch timer {
+            case .request:
+                // The client did not answer our close frame in time.
+                shard.close(id, mode: .immediately)
+            case .idle:
+                if states[slot].pingOutstanding || states[slot].closeSent {
+                    metrics.webSocketPingTimeouts.increment()
+                    shard.close(id, mode: .immediately)
+                } else {
+                    states[slot].pingOutstanding = true
+                    _ = shard.send(id, OutboundBytes(adopting: WebSocketConnection.pingFrame([])))
+                    shard.touch(id)
+                }
+            }
+            return
+        }
         switch timer {
         case .request:
             states[slot].requestTimerArmed = false
@@ -150,13 +327,17 @@ final class HTTPServerHandler: ShardEventHandler {
     }
 
     func shardDraining(_ shard: Shard) {
-        // Idle keep-alive connections go now (as nginx does: no lingering, nothing is owed to
-        // them); those mid-request get their response with `Connection: close` (respond()
-        // checks isDraining); those with a response still queued close after it is sent.
-        for slot in 0..<states.count where states[slot].inUse && !states[slot].finished && !states[slot].parser.hasPartialRequest {
-            states[slot].finished = true
+        for slot in 0..<states.count where states[slot].inUse {
             let id = states[slot].id
-            shard.close(id, mode: shard.queuedBytes(id) == 0 ? .immediately : .afterFlush)
+            if states[slot].webSocket != nil {
+                // WebSockets get a 1001 close handshake; the grace deadline cuts the rest.
+                closeWebSocket(id, code: WebSocketCloseCode.goingAway, reason: "server shutting down")
+            } else if !states[slot].finished && !states[slot].parser.hasPartialRequest {
+                // Idle keep-alive connections go now (as nginx does: nothing is owed to them);
+                // those mid-request get their response with `Connection: close`.
+                states[slot].finished = true
+                shard.close(id, mode: shard.queuedBytes(id) == 0 ? .immediately : .afterFlush)
+            }
         }
     }
 

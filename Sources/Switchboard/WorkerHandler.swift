@@ -24,6 +24,9 @@ public struct ShardContext: Sendable {
     /// The shard's index, 0..<shardCount.
     public let shardIndex: Int
     public let shardCount: Int
+    /// The broker, for `send`, `close`, `setToken` from the handler (not retained: the broker
+    /// owns its handlers).
+    public unowned let broker: Broker
 }
 
 /// Your application's code, as in WSBroker's worker interface: HTTP requests, WebSocket

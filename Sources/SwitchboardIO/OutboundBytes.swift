@@ -1,30 +1,39 @@
 /// An immutable, reference-counted run of bytes queued for sending.
 ///
-/// One allocation holds the header and the bytes, whose address never moves, so the kernel can
-/// read them while a send is in flight. The same instance may sit in many connections' send
-/// queues at once (a fan-out writes one encoded frame to every subscriber); the last queue to
-/// finish with it releases it.
+/// The bytes' address never moves while the instance lives, so the kernel can read them while a
+/// send is in flight. The same instance may sit in many connections' send queues at once (a
+/// fan-out writes one encoded frame to every subscriber); the last queue to finish with it
+/// releases it.
 public final class OutboundBytes: @unchecked Sendable {
     public let count: Int
-    @usableFromInline let base: UnsafeMutableRawPointer
+    @usableFromInline let base: UnsafeRawPointer
+    /// Either the array whose storage `base` points into, or nil when `base` was allocated here.
+    private let owner: [UInt8]?
 
-    /// Allocates `count` bytes and lets `fill` write all of them, exactly once, before the
-    /// buffer is shared. Returns how many bytes were written (may be fewer than `count`).
+    /// Allocates `capacity` bytes and lets `fill` write them before the buffer is shared.
+    /// `fill` returns how many bytes it wrote (at most `capacity`).
     public init(capacity: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) {
         precondition(capacity >= 0)
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
         let written = fill(UnsafeMutableRawBufferPointer(start: storage, count: capacity))
         precondition(written >= 0 && written <= capacity)
-        base = storage
+        base = UnsafeRawPointer(storage)
         count = written
+        owner = nil
     }
 
-    public convenience init(_ bytes: [UInt8]) {
-        self.init(capacity: bytes.count) { out in
-            bytes.withUnsafeBytes { out.copyMemory(from: $0) }
-            return bytes.count
-        }
+    /// Takes over an array without copying. The array's contiguous storage is a heap object
+    /// that does not move while this instance holds the only (immutable) reference to it.
+    public init(adopting bytes: [UInt8]) {
+        var array = bytes
+        if array.isEmpty { array = [0]; count = 0 } else { count = array.count }
+        // Force unique, native contiguous storage before taking its address.
+        array.reserveCapacity(array.count)
+        base = array.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }
+        owner = array
     }
+
+    public convenience init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
 
     public convenience init(_ bytes: UnsafeRawBufferPointer) {
         self.init(capacity: bytes.count) { out in
@@ -33,12 +42,11 @@ public final class OutboundBytes: @unchecked Sendable {
         }
     }
 
-    public convenience init(_ string: String) {
-        var s = string
-        self.init(s.withUTF8 { Array($0) })
-    }
+    public convenience init(_ string: String) { self.init(adopting: Array(string.utf8)) }
 
-    deinit { base.deallocate() }
+    deinit {
+        if owner == nil { UnsafeMutableRawPointer(mutating: base).deallocate() }
+    }
 
     @inlinable public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 

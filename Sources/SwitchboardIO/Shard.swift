@@ -85,6 +85,9 @@ public class Shard: @unchecked Sendable {
     public var backendName: String { "none" }
 
     var handler: ShardEventHandler!
+    /// The protocol layer of this shard. Set on the shard thread before the shard reports ready,
+    /// so any thread may read it once `ShardGroup.start()` returned.
+    public var eventHandler: ShardEventHandler { handler }
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []
@@ -136,6 +139,11 @@ public class Shard: @unchecked Sendable {
     /// Runs `body` on the shard thread. Any thread.
     @discardableResult
     public func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool { post(.run(body)) }
+
+    /// Whether the calling thread is this shard's own thread. Any thread.
+    @inline(__always) public var isCurrent: Bool {
+        sb_current_shard() == Unmanaged.passUnretained(self).toOpaque()
+    }
 
     /// Wakes the loop if it sleeps. Any thread.
     public func wake() { doorbell.ring() }
@@ -396,6 +404,8 @@ public class Shard: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until drained and stopped.
     func runLoop() {
+        sb_set_current_shard(Unmanaged.passUnretained(self).toOpaque())
+        defer { sb_set_current_shard(nil) }
         handler.shardStarted(self)
         while !stopped {
             processInbox()

@@ -131,6 +131,7 @@ public final class TestClient: @unchecked Sendable {
     }
 
     public func clearBuffer() { buffered.removeAll(keepingCapacity: true) }
+    public func removeBuffered(_ count: Int) { buffered.removeFirst(count) }
 
     /// Half-closes the write side.
     public func shutdownWrite() { Glibc.shutdown(fd, Int32(SHUT_WR)) }

@@ -38,7 +38,9 @@ final class ServerFixture {
     let broker: Broker
     var port: Int { broker.port }
 
-    init(backend: IOBackendKind, shards: Int = 2, configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
+    init(backend: IOBackendKind, shards: Int = 2,
+         worker: @escaping @Sendable (ShardContext) -> WorkerHandler = { _ in TestWorker() },
+         configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
         raiseFileLimit()
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
@@ -49,7 +51,7 @@ final class ServerFixture {
         c.io.tickMilliseconds = 10
         c.sendDateHeader = false
         configure(&c)
-        broker = Broker(configuration: c, log: { _ in }) { _ in TestWorker() }
+        broker = Broker(configuration: c, log: { _ in }, handlerFactory: worker)
         try broker.start()
         #expect(broker.backend == backend)
     }

@@ -119,3 +119,8 @@ int sb_ring_fd(struct io_uring *ring);
 int sb_submit_and_get_events(struct io_uring *ring);
 /// Fills an msghdr for a vectored send.
 void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen);
+
+/// Thread-local pointer naming the shard that runs on this thread (NULL elsewhere): lets the
+/// broker API take the direct path when called on the owning shard.
+void sb_set_current_shard(void *shard);
+void *sb_current_shard(void);

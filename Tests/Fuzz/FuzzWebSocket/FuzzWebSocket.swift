@@ -1,0 +1,37 @@
+import SwitchboardWebSocket
+
+/// libFuzzer entry for the WebSocket frame decoder (with and without permessage-deflate):
+/// the input is a client byte stream fed in two pieces. Checks: text is valid UTF-8, no event
+/// follows .closed/.failed, delivered messages respect the limits.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    guard size > 1 else { return 0 }
+    let limits = WebSocketLimits(maxFrameBytes: 4096, maxMessageBytes: 8192, maxFragments: 64)
+    let deflate: PerMessageDeflateParameters? = data[0] & 1 == 1
+        ? PerMessageDeflateParameters(serverNoContextTakeover: false, clientNoContextTakeover: data[0] & 2 == 2,
+                                      serverMaxWindowBits: 15, clientMaxWindowBits: 15)
+        : nil
+    var connection = WebSocketConnection(limits: limits, deflate: deflate)
+    let split = 2 + Int(data[1]) % max(1, size - 2)
+    let input = UnsafeRawBufferPointer(start: data, count: size)
+    var ended = false
+    for piece in [input[2..<min(split, size)], input[min(split, size)...]] {
+        connection.receive(UnsafeRawBufferPointer(rebasing: piece)) { event in
+            precondition(!ended, "event after the connection ended")
+            switch event {
+            case .text(let bytes):
+                precondition(bytes.count <= limits.maxMessageBytes)
+                var validator = UTF8Validator()
+                let ok = bytes.withUnsafeBytes { validator.validate($0) }
+                precondition(ok && validator.isComplete, "invalid UTF-8 delivered as text")
+            case .binary(let bytes):
+                precondition(bytes.count <= limits.maxMessageBytes)
+            case .closed, .failed:
+                ended = true
+            case .write, .pong:
+                break
+            }
+        }
+    }
+    return 0
+}

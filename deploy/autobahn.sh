@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# RFC 6455 conformance: runs the Autobahn|Testsuite fuzzing client (Python 3 port in
+# ../shared/conformance/autobahn) against switchboard-echo, and fails on any case that is
+# not OK (FAILED or NON-STRICT; INFORMATIONAL and UNIMPLEMENTED are allowed).
+#   bash deploy/autobahn.sh [uring|epoll] [CASES_JSON] [debug|release]
+#   e.g. bash deploy/autobahn.sh epoll '["1.*","2.*"]'
+# Default cases: 1-7, 9, 10, 12, 13 (about 8 minutes). Reports: .build/autobahn/<backend>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BACKEND="${1:-uring}"
+CASES="${2:-[\"1.*\",\"2.*\",\"3.*\",\"4.*\",\"5.*\",\"6.*\",\"7.*\",\"9.*\",\"10.*\",\"12.*\",\"13.*\"]}"
+CONFIG="${3:-release}"
+AB="${AUTOBAHN_DIR:-$ROOT/../shared/conformance/autobahn}"
+VENV="$ROOT/.build/autobahn-venv"
+OUT="$ROOT/.build/autobahn/$BACKEND"
+source deploy/lib.sh
+
+if ! python3 -c 'import lib2to3, venv, ensurepip' 2>/dev/null; then
+    ensure_packages python3-venv python3-lib2to3
+fi
+if [ ! -x "$VENV/bin/wstest" ]; then
+    bash "$AB/setup.sh" "$VENV" >/dev/null
+fi
+swift build -c "$CONFIG" --product switchboard-echo >/dev/null
+BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
+
+LOG="$(mktemp)"
+"$BIN" --host 127.0.0.1 --port 0 --io-backend "$BACKEND" --shards 2 2>"$LOG" &
+PID=$!
+trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
+PORT=""
+for _ in $(seq 1 100); do
+    PORT="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$LOG")"
+    [ -n "$PORT" ] && break
+    sleep 0.1
+done
+[ -n "$PORT" ] || { cat "$LOG"; echo "switchboard-echo did not start" >&2; exit 1; }
+
+rm -rf "$OUT"
+VENV="$VENV" AGENT="switchboard-$BACKEND" bash "$AB/run_wstest.sh" "ws://127.0.0.1:$PORT" "$CASES" "$OUT" || true
+"$VENV/bin/python" - "$OUT/servers/index.json" "$BACKEND" <<'PY'
+import collections, json, sys
+data = json.load(open(sys.argv[1]))
+counts = collections.Counter()
+bad = []
+for agent, cases in data.items():
+    for cid, r in cases.items():
+        counts[r["behavior"]] += 1
+        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
+            bad.append((cid, r["behavior"], r["behaviorClose"]))
+print("autobahn %s: %d cases: %s" % (sys.argv[2], sum(counts.values()), dict(sorted(counts.items()))))
+for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
+    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
+sys.exit(1 if bad else 0)
+PY

@@ -1,0 +1,34 @@
+/// XOR-unmasking of client payloads (RFC 6455 §5.3), eight bytes per step.
+enum Masking {
+    /// Builds the mask as a number whose low byte is the first mask byte on the wire.
+    @inline(__always)
+    static func key(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) -> UInt32 {
+        UInt32(b0) | UInt32(b1) << 8 | UInt32(b2) << 16 | UInt32(b3) << 24
+    }
+
+    /// Unmasks `count` bytes from `source` into `destination` (which may be the same memory).
+    /// `phase` is how many payload bytes of this frame came before, modulo 4; returns the next phase.
+    @inline(__always)
+    static func apply(
+        key: UInt32, phase: Int, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
+    ) -> Int {
+        // Rotate so that the key's low byte lines up with the first byte we process.
+        let shift = UInt32(phase & 3) &* 8
+        let rotated = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+        let wide = UInt64(rotated) | UInt64(rotated) << 32
+        var index = 0
+        while index &+ 8 <= count {
+            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+            destination.storeBytes(of: (word ^ wide).littleEndian, toByteOffset: index, as: UInt64.self)
+            index &+= 8
+        }
+        var keyBytes = rotated
+        while index < count {
+            let byte = source.load(fromByteOffset: index, as: UInt8.self) ^ UInt8(truncatingIfNeeded: keyBytes)
+            destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
+            keyBytes = (keyBytes >> 8) | (keyBytes << 24)
+            index &+= 1
+        }
+        return (phase &+ count) & 3
+    }
+}

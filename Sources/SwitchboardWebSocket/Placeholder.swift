@@ -1,1 +1,0 @@
-// Placeholder: the WebSocket codec lands here.

@@ -1,0 +1,455 @@
+/// Server side of one WebSocket: incremental frame decoding straight from receive buffers, message
+/// assembly, control frames, the close handshake, UTF-8 validation and permessage-deflate.
+///
+/// A struct holding two reference-typed zlib streams when deflate is negotiated: copying a
+/// connection shares those streams, so keep exactly one value per socket. It is not `Sendable`;
+/// it belongs to the thread that owns the socket.
+///
+/// Events are reported through the closure passed to ``receive(_:_:)``; that closure must not call
+/// back into the same connection (collect the events, then act on them).
+///
+/// Non-minimal length encodings (a 16-bit length below 126, a 64-bit length below 65536) are
+/// accepted: RFC 6455 only obliges senders to use the minimal form, and rejecting them buys nothing.
+public struct WebSocketConnection {
+    /// Where the decoder is in the byte stream.
+    enum ReceiveState {
+        /// Reading a frame header (possibly split across calls).
+        case header
+        /// Reading the payload of the current frame.
+        case payload
+        /// Closed or failed: all further input is ignored.
+        case done
+    }
+
+    /// The close handshake (RFC 6455 §7).
+    enum CloseState {
+        case open
+        /// We sent a close and wait for the peer's; data frames are dropped meanwhile.
+        case closeSent
+        /// Both sides are done, or the connection failed.
+        case finished
+    }
+
+    /// Where the current frame's payload goes.
+    enum PayloadSink {
+        case control
+        case data
+        case compressed
+        case discard
+    }
+
+    let limits: WebSocketLimits
+    let deflate: PerMessageDeflateParameters?
+    let inflater: Inflater?
+    let deflater: Deflater?
+    /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
+    /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
+    let compressedLimit: Int
+
+    var receiveState: ReceiveState = .header
+    var closeState: CloseState = .open
+
+    // Header bytes split across reads: at most 14 (2 + 8 length + 4 mask), kept inline.
+    var headerStorage: (UInt64, UInt64) = (0, 0)
+    var headerFilled = 0
+
+    // Current frame.
+    var frameOpcode: WebSocketOpcode = .continuation
+    var frameFin = false
+    var frameRemaining = 0
+    var frameKey: UInt32 = 0
+    var framePhase = 0
+    var sink: PayloadSink = .discard
+
+    // Current message: `messageOpcode` is .text or .binary while one is in progress.
+    var messageOpcode: WebSocketOpcode?
+    var messageCompressed = false
+    var messageFragments = 0
+    var compressedBytes = 0
+    var messageBuffer: [UInt8] = []
+    var validator = UTF8Validator()
+    var controlBuffer: [UInt8] = []
+
+    /// Messages shorter than this are sent uncompressed: deflate cannot gain anything meaningful
+    /// on them and RFC 7692 lets every message choose (RSV1 clear = not compressed).
+    public static let compressionThreshold = 32
+
+    /// Creates a connection in the open state. `deflate` comes from the handshake result.
+    public init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) {
+        self.limits = limits
+        self.deflate = deflate
+        if let deflate {
+            inflater = Inflater(windowBits: deflate.clientMaxWindowBits)
+            deflater = Deflater(windowBits: deflate.serverMaxWindowBits)
+        } else {
+            inflater = nil
+            deflater = nil
+        }
+        let slack = limits.maxMessageBytes / 3000 + 1024
+        let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
+        compressedLimit = overflow ? Int.max : sum
+        controlBuffer.reserveCapacity(125)
+    }
+
+    /// False after a close was sent or received, or after a failure.
+    public var isOpen: Bool { closeState == .open && receiveState != .done }
+
+    // MARK: - Receiving
+
+    /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
+    /// event in order. After `.closed` or `.failed`, further input is ignored.
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
+        guard let base = bytes.baseAddress else { return }
+        let end = bytes.count
+        var offset = 0
+        while offset < end {
+            switch receiveState {
+            case .done:
+                return
+            case .header:
+                // Fast path: the whole header is in this buffer, parse it in place.
+                if headerFilled == 0 && end - offset >= 2 {
+                    let need = Self.headerLength(base.load(fromByteOffset: offset + 1, as: UInt8.self))
+                    if end - offset >= need {
+                        offset += need
+                        if !beginFrame(base + (offset - need), handle) { return }
+                        continue
+                    }
+                }
+                offset += accumulateHeader(base + offset, count: end - offset, handle)
+            case .payload:
+                let count = min(frameRemaining, end - offset)
+                if !consume(base + offset, count: count, handle) { return }
+                offset += count
+                frameRemaining -= count
+                if frameRemaining == 0 && !finishFrame(handle) { return }
+            }
+        }
+    }
+
+    /// Header length implied by the second byte: 2, plus the extended length, plus the 4-byte mask.
+    @inline(__always)
+    static func headerLength(_ byte1: UInt8) -> Int {
+        switch byte1 & 0x7F {
+        case 126: return 8
+        case 127: return 14
+        default: return 6
+        }
+    }
+
+    /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
+    mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Int {
+        var storage = headerStorage
+        var filled = headerFilled
+        var used = 0
+        let complete: Bool = withUnsafeMutableBytes(of: &storage) { buffer in
+            if filled < 2 {
+                let take = min(2 - filled, count)
+                buffer.baseAddress!.advanced(by: filled).copyMemory(from: pointer, byteCount: take)
+                filled += take
+                used += take
+                if filled < 2 { return false }
+            }
+            let need = Self.headerLength(buffer[1])
+            let take = min(need - filled, count - used)
+            buffer.baseAddress!.advanced(by: filled).copyMemory(from: pointer + used, byteCount: take)
+            filled += take
+            used += take
+            return filled == need
+        }
+        if complete {
+            headerFilled = 0
+            _ = withUnsafeBytes(of: storage) { beginFrame($0.baseAddress!, handle) }
+            return used
+        }
+        headerStorage = storage
+        headerFilled = filled
+        // Fail as soon as the first two bytes are known to be wrong, without waiting for the rest.
+        if filled >= 2 {
+            let (byte0, byte1) = withUnsafeBytes(of: storage) { ($0[0], $0[1]) }
+            if let (code, reason) = checkPrefix(byte0, byte1) {
+                _ = fail(code, reason, handle)
+            }
+        }
+        return used
+    }
+
+    /// The rules decidable from the first two header bytes. Returns the failure, or nil.
+    func checkPrefix(_ byte0: UInt8, _ byte1: UInt8) -> (UInt16, String)? {
+        if byte0 & 0x30 != 0 { return (WebSocketCloseCode.protocolError, "RSV2/RSV3 set") }
+        guard let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F) else {
+            return (WebSocketCloseCode.protocolError, "reserved opcode")
+        }
+        if byte1 & 0x80 == 0 { return (WebSocketCloseCode.protocolError, "client frame not masked") }
+        let rsv1 = byte0 & 0x40 != 0
+        if opcode.isControl {
+            if byte0 & 0x80 == 0 { return (WebSocketCloseCode.protocolError, "fragmented control frame") }
+            if byte1 & 0x7F > 125 { return (WebSocketCloseCode.protocolError, "control frame over 125 bytes") }
+            if rsv1 { return (WebSocketCloseCode.protocolError, "RSV1 on a control frame") }
+        } else if opcode == .continuation {
+            if messageOpcode == nil { return (WebSocketCloseCode.protocolError, "continuation without a message") }
+            if rsv1 { return (WebSocketCloseCode.protocolError, "RSV1 on a continuation frame") }
+        } else {
+            if messageOpcode != nil { return (WebSocketCloseCode.protocolError, "new message inside a fragmented message") }
+            if rsv1 && inflater == nil { return (WebSocketCloseCode.protocolError, "RSV1 without permessage-deflate") }
+        }
+        return nil
+    }
+
+    /// Validates a complete header at `pointer` and sets up the frame. Returns false if the connection failed.
+    mutating func beginFrame(_ pointer: UnsafeRawPointer, _ handle: (WebSocketEvent) -> Void) -> Bool {
+        let byte0 = pointer.load(as: UInt8.self)
+        let byte1 = pointer.load(fromByteOffset: 1, as: UInt8.self)
+        if let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
+        let length: UInt64
+        let keyOffset: Int
+        switch byte1 & 0x7F {
+        case 126:
+            length = UInt64(UInt16(bigEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+            keyOffset = 4
+        case 127:
+            length = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
+            keyOffset = 10
+            if length >> 63 != 0 { return fail(WebSocketCloseCode.protocolError, "64-bit length with the top bit set", handle) }
+        default:
+            length = UInt64(byte1 & 0x7F)
+            keyOffset = 2
+        }
+        if length > UInt64(limits.maxFrameBytes) {
+            return fail(WebSocketCloseCode.messageTooBig, "frame too big", handle)
+        }
+        let count = Int(length)
+        let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F)!  // checkPrefix accepted it
+        frameKey = Masking.key(
+            pointer.load(fromByteOffset: keyOffset, as: UInt8.self),
+            pointer.load(fromByteOffset: keyOffset + 1, as: UInt8.self),
+            pointer.load(fromByteOffset: keyOffset + 2, as: UInt8.self),
+            pointer.load(fromByteOffset: keyOffset + 3, as: UInt8.self))
+        framePhase = 0
+        frameOpcode = opcode
+        frameFin = byte0 & 0x80 != 0
+        frameRemaining = count
+
+        if opcode.isControl {
+            sink = .control
+            controlBuffer.removeAll(keepingCapacity: true)
+        } else {
+            if opcode != .continuation {
+                messageOpcode = opcode
+                messageCompressed = byte0 & 0x40 != 0
+                messageFragments = 0
+                compressedBytes = 0
+                validator.reset()
+            }
+            messageFragments += 1
+            if messageFragments > limits.maxFragments {
+                return fail(WebSocketCloseCode.messageTooBig, "too many fragments", handle)
+            }
+            if closeState != .open {
+                sink = .discard
+            } else if messageCompressed {
+                compressedBytes += count
+                if compressedBytes > compressedLimit {
+                    return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
+                }
+                sink = .compressed
+            } else {
+                if count > limits.maxMessageBytes - messageBuffer.count {
+                    return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
+                }
+                // Only the first frame reserves: per-fragment exact reserves would defeat geometric growth.
+                if opcode != .continuation { messageBuffer.reserveCapacity(count) }
+                sink = .data
+            }
+        }
+        receiveState = .payload
+        if count == 0 { return finishFrame(handle) }
+        return true
+    }
+
+    /// Unmasks and routes `count` payload bytes. Returns false if the connection failed.
+    mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
+        guard count > 0 else { return true }
+        let key = frameKey
+        let phase = framePhase
+        switch sink {
+        case .discard:
+            framePhase = (phase + count) & 3
+        case .control:
+            let start = controlBuffer.count
+            controlBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+            framePhase = controlBuffer.withUnsafeMutableBytes {
+                let tail = $0.baseAddress! + start
+                return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
+            }
+        case .data:
+            let start = messageBuffer.count
+            messageBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+            framePhase = messageBuffer.withUnsafeMutableBytes {
+                let tail = $0.baseAddress! + start
+                return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
+            }
+            // Validate as bytes arrive so invalid text fails before the rest of the frame comes in.
+            if messageOpcode == .text && !validateTail(from: start) {
+                return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
+            }
+        case .compressed:
+            var checker: UTF8Validator? = messageOpcode == .text ? validator : nil
+            let (outcome, nextPhase) = inflater!.inflateMasked(
+                pointer, count: count, key: key, phase: phase,
+                into: &messageBuffer, limit: limits.maxMessageBytes, textValidator: &checker)
+            framePhase = nextPhase
+            if let checker { validator = checker }
+            if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
+        }
+        return true
+    }
+
+    /// Maps an inflate outcome to the close code and reason, or nil when it succeeded.
+    /// Corrupt compressed data is a protocol error (1002), as in the `websockets` library: the
+    /// extension's framing is broken, not the message's content.
+    static func failure(for outcome: Inflater.Outcome) -> (UInt16, String)? {
+        switch outcome {
+        case .ok: return nil
+        case .tooBig: return (WebSocketCloseCode.messageTooBig, "message too big")
+        case .corrupt: return (WebSocketCloseCode.protocolError, "invalid compressed data")
+        case .invalidText: return (WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message")
+        }
+    }
+
+    /// Runs the UTF-8 validator over `messageBuffer[start...]`.
+    mutating func validateTail(from start: Int) -> Bool {
+        var checker = validator
+        let valid = messageBuffer.withUnsafeBytes { checker.validate($0.baseAddress! + start, count: $0.count - start) }
+        validator = checker
+        return valid
+    }
+
+    /// Called when the current frame's payload is complete. Returns false if the connection ended.
+    mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
+        receiveState = .header
+        if frameOpcode.isControl { return handleControl(handle) }
+        guard frameFin else { return true }
+        let opcode = messageOpcode
+        messageOpcode = nil
+        if sink == .discard { return true }
+        if messageCompressed {
+            let start = messageBuffer.count
+            // RFC 7692 §7.2.2: the sender removed this empty stored block's tail; put it back.
+            let tail: (UInt8, UInt8, UInt8, UInt8) = (0x00, 0x00, 0xFF, 0xFF)
+            let outcome = withUnsafeBytes(of: tail) {
+                inflater!.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
+            }
+            if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
+            if deflate?.clientNoContextTakeover == true { inflater!.reset() }
+            if opcode == .text && !validateTail(from: start) {
+                return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
+            }
+        }
+        if opcode == .text && !validator.isComplete {
+            return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
+        }
+        let message = messageBuffer
+        messageBuffer = []
+        handle(opcode == .text ? .text(message) : .binary(message))
+        return true
+    }
+
+    /// Acts on a complete ping, pong or close. Returns false if the connection ended.
+    mutating func handleControl(_ handle: (WebSocketEvent) -> Void) -> Bool {
+        switch frameOpcode {
+        case .ping:
+            // After our close, RFC 6455 §5.5.1 forbids sending anything more, pongs included.
+            if closeState == .open {
+                handle(.write(controlBuffer.withUnsafeBytes { WebSocketFrame.encode(opcode: .pong, payload: $0) }))
+            }
+            return true
+        case .pong:
+            handle(.pong(controlBuffer))
+            return true
+        default:
+            return handleClose(handle)
+        }
+    }
+
+    mutating func handleClose(_ handle: (WebSocketEvent) -> Void) -> Bool {
+        let payload = controlBuffer
+        var code = WebSocketCloseCode.noStatusReceived
+        var reason = ""
+        if payload.count == 1 {
+            return fail(WebSocketCloseCode.protocolError, "close payload of one byte", handle)
+        }
+        if payload.count >= 2 {
+            code = UInt16(payload[0]) << 8 | UInt16(payload[1])
+            if !WebSocketCloseCode.isValidReceived(code) {
+                return fail(WebSocketCloseCode.protocolError, "invalid close code", handle)
+            }
+            var checker = UTF8Validator()
+            let valid = payload.withUnsafeBytes { checker.validate($0.baseAddress! + 2, count: $0.count - 2) }
+            if !valid || !checker.isComplete {
+                return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in close reason", handle)
+            }
+            reason = String(decoding: payload[2...], as: UTF8.self)
+        }
+        receiveState = .done
+        if closeState == .open {
+            // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered with an empty close.
+            let reply: [UInt8] = payload.count >= 2
+                ? WebSocketFrame.close(code: code, reason: "")
+                : WebSocketFrame.encode(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+            handle(.write(reply))
+        }
+        closeState = .finished
+        messageBuffer = []
+        handle(.closed(code: code, reason: reason))
+        return false
+    }
+
+    /// Ends the connection with `code`: a close frame (unless we already sent one), then `.failed`.
+    mutating func fail(_ code: UInt16, _ reason: String, _ handle: (WebSocketEvent) -> Void) -> Bool {
+        receiveState = .done
+        if closeState == .open {
+            handle(.write(WebSocketFrame.close(code: code, reason: reason)))
+        }
+        closeState = .finished
+        messageBuffer = []
+        handle(.failed(code: code, reason: reason))
+        return false
+    }
+
+    // MARK: - Sending
+
+    /// Encodes one outgoing data message as a single unmasked frame.
+    ///
+    /// With permessage-deflate negotiated, messages of at least ``compressionThreshold`` bytes are
+    /// compressed (RSV1 set). Under server_no_context_takeover a message that would not shrink is
+    /// sent uncompressed instead; with context takeover it cannot be, because the compressor's
+    /// window already holds it and the peer's must match.
+    public mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
+        guard let deflater, !opcode.isControl, opcode != .continuation,
+              payload.count >= Self.compressionThreshold else {
+            return WebSocketFrame.encode(opcode: opcode, payload: payload)
+        }
+        let compressed = deflater.compress(payload)
+        if deflate?.serverNoContextTakeover == true {
+            deflater.reset()
+            if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload) }
+        }
+        return WebSocketFrame.encode(
+            opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true)
+    }
+
+    /// Starts a server-initiated close: returns the close frame bytes (empty if a close was already
+    /// sent or the connection is finished). Data frames received afterwards are dropped; the peer's
+    /// close completes the handshake with `.closed`.
+    public mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
+        guard closeState == .open, receiveState != .done else { return [] }
+        closeState = .closeSent
+        return WebSocketFrame.close(code: code, reason: reason)
+    }
+
+    /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
+    public static func pingFrame(_ payload: [UInt8]) -> [UInt8] {
+        payload.prefix(125).withUnsafeBytes { WebSocketFrame.encode(opcode: .ping, payload: $0) }
+    }
+}

@@ -84,7 +84,10 @@ public final class Broker: @unchecked Sendable {
             body(handler)
             return true
         }
-        return shard.execute { _ in body(handler) }
+        // Re-read on the shard thread: the handler is confined to it.
+        return shard.execute { s in
+            if let h = s.eventHandler as? ShardProtocolHandler { body(h) }
+        }
     }
 
     /// Sends a message to one WebSocket. On the socket's own shard the frame is queued before

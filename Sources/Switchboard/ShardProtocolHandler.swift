@@ -215,7 +215,8 @@ final class ShardProtocolHandler: ShardEventHandler {
             case .pong:
                 break
             case .closed:
-                shard.close(id, mode: .afterFlush)
+                // The close handshake is complete: nothing more is expected from the client.
+                shard.close(id, mode: .afterFlushNoLinger)
             case .failed(let code, _):
                 metrics.webSocketProtocolErrors.increment()
                 if code == WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }

@@ -63,6 +63,8 @@ struct Connection {
     var writeBlocked = false
     /// In `flushList` this turn.
     var flushQueued = false
+    /// Draining ends with a lingering close (true) or an immediate one.
+    var lingerAfterFlush = true
     /// In `finalizeList` this turn.
     var finalizeQueued = false
     /// Bytes handed to the kernel by the in-flight send.
@@ -187,12 +189,14 @@ public class Shard: @unchecked Sendable {
     public func close(_ id: SocketID, mode: CloseMode) {
         guard let slot = liveSlot(id) else { return }
         switch (mode, connections[slot].state) {
-        case (_, .closing), (.afterFlush, .lingering), (.afterFlush, .draining):
+        case (_, .closing), (.afterFlush, .lingering), (.afterFlush, .draining),
+             (.afterFlushNoLinger, .lingering), (.afterFlushNoLinger, .draining):
             return
-        case (.afterFlush, _):
+        case (.afterFlush, _), (.afterFlushNoLinger, _):
             connections[slot].state = .draining
+            connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
-            if connections[slot].queue.isEmpty && !connections[slot].sendInFlight { beginLinger(slot) }
+            if connections[slot].queue.isEmpty && !connections[slot].sendInFlight { sendQueueEmptied(slot) }
         case (.immediately, _):
             beginClose(slot)
         }
@@ -275,7 +279,8 @@ public class Shard: @unchecked Sendable {
 
     /// The queue became empty after a send.
     func sendQueueEmptied(_ slot: Int) {
-        if connections[slot].state == .draining { beginLinger(slot) }
+        guard connections[slot].state == .draining else { return }
+        if connections[slot].lingerAfterFlush { beginLinger(slot) } else { beginClose(slot) }
     }
 
     func beginLinger(_ slot: Int) {

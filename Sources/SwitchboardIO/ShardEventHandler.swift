@@ -51,6 +51,9 @@ public enum CloseMode: Sendable {
     /// Send what is queued, shut down the write side, read and discard until the peer closes
     /// or the linger timeout passes.
     case afterFlush
+    /// Send what is queued, then close at once (no lingering): for protocols whose own close
+    /// handshake already finished, so no more input is expected.
+    case afterFlushNoLinger
     /// Drop what is queued and close now.
     case immediately
 }

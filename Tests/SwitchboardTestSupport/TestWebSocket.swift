@@ -8,6 +8,12 @@ public struct TestFrame: Equatable, CustomStringConvertible {
     /// For close frames: the code, or nil when the payload is empty.
     public var closeCode: UInt16? { payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
     public var description: String { "frame(op \(opcode), fin \(fin), \(payload.count) bytes)" }
+    public init(fin: Bool, rsv1: Bool, opcode: UInt8, payload: [UInt8]) {
+        self.fin = fin
+        self.rsv1 = rsv1
+        self.opcode = opcode
+        self.payload = payload
+    }
 }
 
 extension TestClient {

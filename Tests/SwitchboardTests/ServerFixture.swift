@@ -39,8 +39,8 @@ final class ServerFixture {
     var port: Int { broker.port }
 
     init(backend: IOBackendKind, shards: Int = 2,
-         worker: @escaping @Sendable (ShardContext) -> WorkerHandler = { _ in TestWorker() },
-         configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
+         configure: (inout BrokerConfiguration) -> Void = { _ in },
+         worker: @escaping @Sendable (ShardContext) -> WorkerHandler = { _ in TestWorker() }) throws {
         raiseFileLimit()
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"

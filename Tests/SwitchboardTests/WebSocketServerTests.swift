@@ -55,10 +55,10 @@ final class WSTestWorker: WorkerHandler {
 }
 
 func wsServer(_ backend: IOBackendKind, _ recorder: WSRecorder, configure: (inout BrokerConfiguration) -> Void = { _ in }) throws -> ServerFixture {
-    try ServerFixture(backend: backend, worker: { WSTestWorker($0, recorder) }) { c in
+    try ServerFixture(backend: backend, configure: { c in
         c.webSocket.perMessageDeflate = false
         configure(&c)
-    }
+    }, worker: { WSTestWorker($0, recorder) })
 }
 
 @Suite("WebSocket over real sockets", .serialized)
@@ -227,7 +227,8 @@ struct WebSocketServerTests {
         let c = try server.client()
         _ = try c.upgrade()
         #expect(waitUntil { recorder.ids.count == 1 })
-        let stopper = OSThread.spawn(name: "stopper") { server.broker.shutdown(graceMilliseconds: 2000) }!
+        let broker = server.broker
+        let stopper = OSThread.spawn(name: "stopper") { broker.shutdown(graceMilliseconds: 2000) }!
         let f = try c.readFrame()
         #expect(f.opcode == 8 && f.closeCode == 1001)
         try c.sendFrame(opcode: 8, payload: [0x03, 0xE9])

@@ -16,6 +16,8 @@ struct ConnectionProtocolState {
     var pingOutstanding = false
     /// The server sent a close frame and waits for the client's.
     var closeSent = false
+    /// A close frame is queued: nothing may be sent after it.
+    var closeQueued = false
 }
 
 /// The shard's protocol layer: HTTP/1.1 (requests in order, pipelining, 408, parse limits),
@@ -211,6 +213,7 @@ final class ShardProtocolHandler: ShardEventHandler {
                 metrics.webSocketMessagesIn.increment()
                 worker.handleSocketMessage(.binary(payload), socketId: id, token: states[slot].token)
             case .write(let frame):
+                if frame.first == 0x88 { states[slot].closeQueued = true }
                 if shard.send(id, OutboundBytes(adopting: frame)) == .overLimit { shard.close(id, mode: .immediately) }
             case .pong:
                 break
@@ -230,7 +233,10 @@ final class ShardProtocolHandler: ShardEventHandler {
     @discardableResult
     func sendMessage(_ id: SocketID, _ message: SocketMessage) -> Bool {
         let slot = id.slot
-        guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket?.isOpen == true, shard.isOpen(id) else {
+        // Not `webSocket.isOpen`: the codec may already have failed on input that arrived in
+        // the same read as the message being answered; the answer still goes before the close.
+        guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket != nil,
+              !states[slot].closeQueued, shard.isOpen(id) else {
             return false
         }
         let frame: [UInt8]
@@ -276,7 +282,9 @@ final class ShardProtocolHandler: ShardEventHandler {
         }
         guard states[slot].webSocket!.isOpen else { return }
         let frame = states[slot].webSocket!.initiateClose(code: code, reason: reason)
+        guard !frame.isEmpty else { return }
         states[slot].closeSent = true
+        states[slot].closeQueued = true
         if shard.send(id, OutboundBytes(adopting: frame)) != .queued {
             shard.close(id, mode: .immediately)
             return

@@ -20,8 +20,9 @@ public struct IOConfiguration: Sendable {
     /// none; a shard holds `recvBufferCount * recvBufferBytes` in total.
     public var recvBufferCount: Int = 1024
     public var recvBufferBytes: Int = 16_384
-    /// Bytes a connection may have queued for sending; beyond it `send` reports
-    /// `.overLimit` and the protocol layer applies its slow-consumer policy.
+    /// Bytes a connection may have queued for sending; a send that would go beyond it (while
+    /// the queue is not empty) reports `.overLimit` and the protocol layer applies its
+    /// slow-consumer policy. An empty queue accepts any one message.
     public var maxSendQueueBytes: Int = 4 << 20
     /// Chunks gathered into one vectored send.
     public var maxIOVecsPerSend: Int = 64

@@ -171,7 +171,11 @@ public class Shard: @unchecked Sendable {
     @discardableResult
     public func send(_ id: SocketID, _ bytes: OutboundBytes) -> SendResult {
         guard let slot = liveSlot(id), connections[slot].state == .open || connections[slot].state == .draining else { return .notOpen }
-        if connections[slot].queue.queuedBytes + bytes.count > configuration.maxSendQueueBytes {
+        // The limit bounds what is already waiting: an empty queue takes any one message (its
+        // size is bounded by the protocol's own limits), so memory stays under the limit plus
+        // one message, and a large message is never refused to a reader that keeps up.
+        let queued = connections[slot].queue.queuedBytes
+        if queued > 0 && queued + bytes.count > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
             return .overLimit
         }

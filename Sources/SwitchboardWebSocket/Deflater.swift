@@ -65,7 +65,7 @@ final class Deflater {
             input += step
             pending -= step
         } while pending > 0
-        if used >= 4 && output.load(fromByteOffset: used - 4, as: UInt32.self) == UInt32(bigEndian: 0x0000_FFFF) {
+        if used >= 4 && output.loadUnaligned(fromByteOffset: used - 4, as: UInt32.self) == UInt32(bigEndian: 0x0000_FFFF) {
             used -= 4
         }
         return used

@@ -257,8 +257,9 @@ public struct WebSocketConnection {
                 if count > limits.maxMessageBytes - messageBuffer.count {
                     return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
                 }
-                // Only the first frame reserves: per-fragment exact reserves would defeat geometric growth.
-                if opcode != .continuation { messageBuffer.reserveCapacity(count) }
+                // Only the first frame reserves (per-fragment exact reserves would defeat geometric growth),
+                // and at most 1 MiB: a header alone must not commit 16 MiB per connection.
+                if opcode != .continuation { messageBuffer.reserveCapacity(min(count, 1 << 20)) }
                 sink = .data
             }
         }

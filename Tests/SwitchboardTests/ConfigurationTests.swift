@@ -40,20 +40,22 @@ struct ConfigurationTests {
         #expect(c.sendDateHeader == false)
     }
 
-    @Test func everyDocumentedKeyIsAccepted() throws {
+    @Test func everyDocumentedKeyRoundTrips() throws {
+        let defaults = BrokerConfiguration()
         for (key, _) in BrokerConfiguration.keys {
             var c = BrokerConfiguration()
-            let value: String
-            switch key {
-            case "host": value = "127.0.0.1"
-            case "io_backend": value = "uring"
-            case "pin_threads", "send_date_header": value = "true"
-            case "health_path", "metrics_path": value = "/x"
-            case "recv_buffer_count": value = "512"
-            default: value = "4096"
-            }
+            var value = try #require(defaults.value(forKey: key), "\(key) has no value")
+            if value.hasPrefix("\"") { value = String(value.dropFirst().dropLast()) }
             try c.set(key, value)
+            #expect(c.value(forKey: key) == defaults.value(forKey: key), "\(key)")
         }
+        var c = BrokerConfiguration()
+        try c.set("ws_allowed_origins", "https://a.example, https://b.example")
+        #expect(c.webSocket.allowedOrigins == ["https://a.example", "https://b.example"])
+        try c.set("websocket_paths", "/ws,/chat")
+        #expect(c.webSocket.paths == ["/ws", "/chat"])
+        try c.set("ws_slow_consumer", "drop")
+        #expect(c.webSocket.slowConsumerPolicy == .drop)
     }
 
     @Test func exampleFileInTheRepoDocumentsEveryDefault() throws {

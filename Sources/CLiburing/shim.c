@@ -292,3 +292,6 @@ void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
 static __thread void *sb_tls_shard = NULL;
 void sb_set_current_shard(void *shard) { sb_tls_shard = shard; }
 void *sb_current_shard(void) { return sb_tls_shard; }
+
+#include <malloc.h>
+size_t sb_malloc_in_use(void) { return mallinfo2().uordblks; }

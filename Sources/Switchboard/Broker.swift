@@ -1,5 +1,6 @@
 import CLiburing
 import SwitchboardIO
+import SwitchboardWebSocket
 
 /// A running Switchboard: an acceptor, N shards, and one `WorkerHandler` per shard.
 ///
@@ -14,6 +15,7 @@ public final class Broker: @unchecked Sendable {
     private let group: ShardGroup
     private let protocolMetrics: [ProtocolMetrics]
     private let log: @Sendable (String) -> Void
+    private let fabric: ChannelFabric
 
     /// - Parameters:
     ///   - handlerFactory: called once per shard, on that shard's thread.
@@ -27,11 +29,14 @@ public final class Broker: @unchecked Sendable {
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics
         let box = MetricsRendererBox()
+        let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
+        self.fabric = fabric
         group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
             let worker = handlerFactory(ShardContext(shardIndex: shard.index, shardCount: shardCount, broker: box.broker!))
             return ShardProtocolHandler(configuration: configuration, worker: worker, metrics: metrics[shard.index],
-                                     renderMetrics: { box.render?() ?? "" })
+                                        fabric: fabric, renderMetrics: { box.render?() ?? "" })
         }
+        group.prepare = { shards in fabric.shards = shards }
         box.render = { [unowned self] in self.metricsText() }
         box.broker = self
     }
@@ -111,6 +116,118 @@ public final class Broker: @unchecked Sendable {
         onOwner(socketId) { $0.setToken(socketId, token) }
     }
 
+    // MARK: - Channels (any thread)
+
+    /// The shard of this broker running on the calling thread, if any.
+    private var currentShard: Shard? {
+        for s in group.shards where s.isCurrent { return s }
+        return nil
+    }
+
+    /// Subscribes a socket to a channel.
+    ///
+    /// On the socket's own shard (a handler reacting to that socket's message) this is
+    /// synchronous: it returns false when the socket was already subscribed (or a limit or a
+    /// stale id refused it), and every message the channel's owner orders after this call is
+    /// delivered to the socket. From any other thread the subscribe is queued to the socket's
+    /// shard and this returns whether it could be queued; use `subscribeResult` to wait for
+    /// the exact answer.
+    @discardableResult
+    public func subscribe(_ socketId: SocketID, _ channel: ChannelName) -> Bool {
+        guard socketId.shard < group.shards.count else { return false }
+        let shard = group.shards[socketId.shard]
+        if shard.isCurrent, let h = shard.eventHandler as? ShardProtocolHandler {
+            return h.subscribe(socketId, to: channel) == .subscribed
+        }
+        return onOwner(socketId) { _ = $0.subscribe(socketId, to: channel) }
+    }
+
+    /// Subscribes and waits for the exact result, from any context.
+    public func subscribeResult(_ socketId: SocketID, _ channel: ChannelName) async -> SubscribeResult {
+        await onOwnerAsync(socketId, fallback: .notFound) { $0.subscribe(socketId, to: channel) }
+    }
+
+    /// Unsubscribes; synchronous and exact on the socket's shard (false when not subscribed),
+    /// queued from elsewhere (returns whether it could be queued).
+    @discardableResult
+    public func unsubscribe(_ socketId: SocketID, _ channel: ChannelName) -> Bool {
+        guard socketId.shard < group.shards.count else { return false }
+        let shard = group.shards[socketId.shard]
+        if shard.isCurrent, let h = shard.eventHandler as? ShardProtocolHandler {
+            return h.unsubscribe(socketId, from: channel)
+        }
+        return onOwner(socketId) { _ = $0.unsubscribe(socketId, from: channel) }
+    }
+
+    public func unsubscribeResult(_ socketId: SocketID, _ channel: ChannelName) async -> Bool {
+        await onOwnerAsync(socketId, fallback: false) { $0.unsubscribe(socketId, from: channel) }
+    }
+
+    /// The channels a socket is subscribed to (exact, any context).
+    public func subscriptions(of socketId: SocketID) async -> Set<ChannelName> {
+        await onOwnerAsync(socketId, fallback: []) { $0.subscriptions(of: socketId) }
+    }
+
+    /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
+    /// all of them. Every subscriber sees the channel's messages in the same order (the owner
+    /// shard's). Returns false when the publish was refused: the ring to the channel's owner
+    /// (or its inbox, from a thread that is not a shard) was full (counted).
+    @discardableResult
+    public func sendToChannel(_ channel: ChannelName, _ message: SocketMessage) -> Bool {
+        let frame: [UInt8]
+        switch message {
+        case .text(var s): frame = s.withUTF8 { WebSocketFrame.encode(opcode: .text, payload: UnsafeRawBufferPointer($0)) }
+        case .binary(let b): frame = b.withUnsafeBytes { WebSocketFrame.encode(opcode: .binary, payload: $0) }
+        }
+        return publish(channel, OutboundBytes(adopting: frame))
+    }
+
+    public func sendToChannel(_ channel: ChannelName, text: String) { sendToChannel(channel, .text(text)) }
+
+    func publish(_ channel: ChannelName, _ frame: OutboundBytes) -> Bool {
+        if let shard = currentShard, let h = shard.eventHandler as? ShardProtocolHandler {
+            return h.publish(channel, frame)
+        }
+        let owner = group.shards[channel.owner(shardCount: group.shards.count)]
+        return owner.execute { s in (s.eventHandler as? ShardProtocolHandler)?.order(channel, frame) }
+    }
+
+    /// Copies every subscriber of `from` to `to` (WSBroker's copySubscriptions). Each shard
+    /// copies its own subscribers when it next runs.
+    public func copySubscriptions(from: ChannelName, to: ChannelName) {
+        for shard in group.shards {
+            if shard.isCurrent, let h = shard.eventHandler as? ShardProtocolHandler {
+                h.copyLocalSubscriptions(from: from, to: to)
+            } else {
+                shard.execute { s in (s.eventHandler as? ShardProtocolHandler)?.copyLocalSubscriptions(from: from, to: to) }
+            }
+        }
+    }
+
+    /// Subscribers of a channel over all shards (exact at some instant per shard).
+    public func subscriberCount(_ channel: ChannelName) async -> Int {
+        var total = 0
+        for shard in group.shards {
+            total += await withCheckedContinuation { (c: CheckedContinuation<Int, Never>) in
+                let posted = shard.execute { s in c.resume(returning: (s.eventHandler as? ShardProtocolHandler)?.localSubscriberCount(channel) ?? 0) }
+                if !posted { c.resume(returning: 0) }
+            }
+        }
+        return total
+    }
+
+    private func onOwnerAsync<T: Sendable>(_ socketId: SocketID, fallback: T, _ body: @escaping @Sendable (ShardProtocolHandler) -> T) async -> T {
+        guard socketId.shard < group.shards.count else { return fallback }
+        let shard = group.shards[socketId.shard]
+        if shard.isCurrent, let h = shard.eventHandler as? ShardProtocolHandler { return body(h) }
+        return await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+            let posted = shard.execute { s in
+                if let h = s.eventHandler as? ShardProtocolHandler { c.resume(returning: body(h)) } else { c.resume(returning: fallback) }
+            }
+            if !posted { c.resume(returning: fallback) }
+        }
+    }
+
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {
         var out = ""
@@ -120,7 +237,7 @@ public final class Broker: @unchecked Sendable {
                 if let i = families.firstIndex(where: { $0.name == c.name }) {
                     families[i].samples.append((label, c.value))
                 } else {
-                    families.append((c.name, c.help, c.name.hasSuffix("_open"), [(label, c.value)]))
+                    families.append((c.name, c.help, !c.name.hasSuffix("_total"), [(label, c.value)]))
                 }
             }
         }

@@ -17,6 +17,14 @@ public struct BrokerConfiguration: Sendable {
     /// Add a `Date` header to responses.
     public var sendDateHeader: Bool = true
     public var webSocket = WebSocketSettings()
+    /// Channels one socket may be subscribed to.
+    public var maxSubscriptionsPerSocket: Int = 4096
+    /// Channels with local subscribers one shard may hold (and channel offsets it keeps as owner).
+    public var maxChannelsPerShard: Int = 1_000_000
+    /// Capacity of each cross-shard ring (one per ordered pair of shards, for publishes and for
+    /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
+    /// hold its deliveries and stop taking publishes until there is room.
+    public var crossShardRingCapacity: Int = 16_384
 
     public init() {}
 
@@ -32,6 +40,8 @@ public struct BrokerConfiguration: Sendable {
         if !metricsPath.isEmpty && !metricsPath.hasPrefix("/") { return "metricsPath must start with /" }
         if webSocket.maxFrameBytes < 125 || webSocket.maxMessageBytes < 125 { return "ws_max_frame_bytes and ws_max_message_bytes must be >= 125" }
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
+        if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
+        if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
         return nil
     }
 
@@ -64,6 +74,9 @@ public struct BrokerConfiguration: Sendable {
         ("metrics_path", "path of the Prometheus metrics endpoint, empty to disable"),
         ("shutdown_grace_ms", "on SIGTERM/SIGINT, time given to in-flight requests"),
         ("send_date_header", "true | false"),
+        ("max_subscriptions_per_socket", "channels one socket may be subscribed to"),
+        ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
+        ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
         ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
         ("ws_max_message_bytes", "largest WebSocket message, after decompression (close 1009)"),
@@ -102,6 +115,9 @@ public struct BrokerConfiguration: Sendable {
         case "metrics_path": return "\"\(metricsPath)\""
         case "shutdown_grace_ms": return String(shutdownGraceMilliseconds)
         case "send_date_header": return String(sendDateHeader)
+        case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
+        case "max_channels_per_shard": return String(maxChannelsPerShard)
+        case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
         case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
@@ -188,6 +204,9 @@ public struct BrokerConfiguration: Sendable {
         case "metrics_path": metricsPath = value
         case "shutdown_grace_ms": shutdownGraceMilliseconds = try int()
         case "send_date_header": sendDateHeader = try bool()
+        case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
+        case "max_channels_per_shard": maxChannelsPerShard = try int()
+        case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
         case "websocket_paths": webSocket.paths = list()
         case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
         case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()

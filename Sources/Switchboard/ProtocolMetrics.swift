@@ -23,13 +23,25 @@ final class ProtocolMetrics: Sendable {
     let webSocketSlowConsumersClosed = Counter("switchboard_ws_slow_consumers_closed_total", help: "WebSockets closed by the close slow-consumer policy")
     let webSocketProtocolErrors = Counter("switchboard_ws_protocol_errors_total", help: "WebSockets failed for a protocol violation or a limit (1002, 1007, 1009)")
     let webSocketTooBig = Counter("switchboard_ws_too_big_total", help: "WebSockets closed with 1009 (frame, message or inflated size over the limit)")
+    let channels = Counter("switchboard_channels_local", help: "Channels with at least one subscriber on this shard")
+    let subscriptions = Counter("switchboard_subscriptions", help: "Subscriptions held by this shard's sockets")
+    let publishes = Counter("switchboard_publishes_total", help: "Messages ordered by this shard as a channel owner")
+    let publishesRefused = Counter("switchboard_publishes_refused_total", help: "Publishes refused because the ring to the channel's owner was full")
+    let fanoutDeliveries = Counter("switchboard_fanout_deliveries_total", help: "Channel messages queued to subscribers")
+    let crossShardBackpressure = Counter("switchboard_cross_shard_backpressure_total", help: "Deliveries that waited because a ring to another shard was full")
+    let crossShardPending = Counter("switchboard_cross_shard_pending", help: "Deliveries waiting for room in a ring to another shard")
+    let subscriptionLimitHits = Counter("switchboard_subscription_limit_hits_total", help: "Subscribes refused at max_subscriptions_per_socket")
+    let channelLimitHits = Counter("switchboard_channel_limit_hits_total", help: "Subscribes refused at max_channels_per_shard")
+    let channelOffsetsEvicted = Counter("switchboard_channel_offsets_evicted_total", help: "Owned channel offsets forgotten at max_channels_per_shard")
     let webSocketPingTimeouts = Counter("switchboard_ws_ping_timeouts_total", help: "WebSockets closed because a keep-alive ping got no answer")
 
     var all: [Counter] {
         [requests, responses2xx, responses4xx, responses5xx, badRequest, requestTimeout, bodyTooLarge, uriTooLong,
          headersTooLarge, notImplemented, versionNotSupported, responseTooLarge, upgrades, upgradesRefused, webSocketsOpen,
          webSocketMessagesIn, webSocketMessagesOut, webSocketMessagesDropped, webSocketSlowConsumersClosed,
-         webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts]
+         webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts, channels, subscriptions, publishes,
+         publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,
+         channelLimitHits, channelOffsetsEvicted]
     }
 
     func countParseError(status: Int) {

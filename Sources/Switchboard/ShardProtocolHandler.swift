@@ -18,6 +18,8 @@ struct ConnectionProtocolState {
     var closeSent = false
     /// A close frame is queued: nothing may be sent after it.
     var closeQueued = false
+    /// Channels this socket is subscribed to (bounded by max_subscriptions_per_socket).
+    var subscriptions: Set<ChannelName> = []
 }
 
 /// The shard's protocol layer: HTTP/1.1 (requests in order, pipelining, 408, parse limits),
@@ -35,10 +37,26 @@ final class ShardProtocolHandler: ShardEventHandler {
     private var dateSecond = -1
     private let webSocketLimits: WebSocketLimits
     private let handshakeOptions: WebSocketHandshakeOptions
+    // Channels.
+    let fabric: ChannelFabric
+    private(set) var index = 0
+    private var channels = LocalChannelIndex()
+    /// Channels this shard owns: the last offset given out. New entries start at
+    /// `offsetBase`, which only grows, so a channel's offsets keep increasing even if its entry
+    /// was evicted at the `maxChannelsPerShard` bound.
+    private var ownedOffsets: [ChannelName: UInt64] = [:]
+    private var offsetBase: UInt64 = 0
+    /// Deliveries that did not fit their ring, per target shard, oldest first. While any is
+    /// waiting this shard takes no new publishes (backpressure reaches the publishers).
+    private var pendingDeliveries: [[ChannelMessage]] = []
+    private var pendingDeliveryCount = 0
     private static let continueBytes = OutboundBytes(Array("HTTP/1.1 100 Continue\r\n\r\n".utf8))
 
-    init(configuration: BrokerConfiguration, worker: WorkerHandler, metrics: ProtocolMetrics, renderMetrics: @escaping @Sendable () -> String) {
+    init(configuration: BrokerConfiguration, worker: WorkerHandler, metrics: ProtocolMetrics, fabric: ChannelFabric,
+         renderMetrics: @escaping @Sendable () -> String) {
         self.configuration = configuration
+        self.fabric = fabric
+        pendingDeliveries = Array(repeating: [], count: fabric.shardCount)
         self.worker = worker
         self.metrics = metrics
         self.renderMetrics = renderMetrics
@@ -49,6 +67,7 @@ final class ShardProtocolHandler: ShardEventHandler {
 
     func shardStarted(_ shard: Shard) {
         self.shard = shard
+        index = shard.index
         refreshDate()
     }
 
@@ -73,6 +92,9 @@ final class ShardProtocolHandler: ShardEventHandler {
         let slot = id.slot
         let wasWebSocket = states[slot].webSocket != nil
         let token = states[slot].token
+        // Closed sockets leave every channel.
+        for channel in states[slot].subscriptions { _ = channels.remove(id, from: channel) }
+        if !states[slot].subscriptions.isEmpty { publishChannelGauges() }
         // Drop parser and codec state now: a closed slot must not hold memory.
         states[slot] = ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http))
         if wasWebSocket {
@@ -296,6 +318,171 @@ final class ShardProtocolHandler: ShardEventHandler {
         let slot = id.slot
         guard slot < states.count, states[slot].inUse, states[slot].id == id else { return }
         states[slot].token = token
+    }
+
+    // MARK: - Channels
+
+    /// Subscribes a socket of this shard. Synchronous and exact.
+    func subscribe(_ id: SocketID, to channel: ChannelName) -> SubscribeResult {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id, shard.isOpen(id) else { return .notFound }
+        if states[slot].subscriptions.contains(channel) { return .alreadySubscribed }
+        guard states[slot].subscriptions.count < configuration.maxSubscriptionsPerSocket else {
+            metrics.subscriptionLimitHits.increment()
+            return .tooManySubscriptions
+        }
+        let result = channels.add(id, to: channel, mayCreate: channels.channelCount < configuration.maxChannelsPerShard)
+        switch result {
+        case .subscribed:
+            states[slot].subscriptions.insert(channel)
+            publishChannelGauges()
+        case .tooManyChannels:
+            metrics.channelLimitHits.increment()
+        default:
+            break
+        }
+        return result
+    }
+
+    func unsubscribe(_ id: SocketID, from channel: ChannelName) -> Bool {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id,
+              states[slot].subscriptions.remove(channel) != nil else { return false }
+        _ = channels.remove(id, from: channel)
+        publishChannelGauges()
+        return true
+    }
+
+    /// Subscribes every local subscriber of `from` to `to` (this shard's share of
+    /// copySubscriptions). Returns how many were added.
+    @discardableResult
+    func copyLocalSubscriptions(from: ChannelName, to: ChannelName) -> Int {
+        guard let source = channels.subscribers(of: from) else { return 0 }
+        var added = 0
+        for id in source.subscribers where subscribe(id, to: to) == .subscribed { added += 1 }
+        return added
+    }
+
+    func subscriptions(of id: SocketID) -> Set<ChannelName> {
+        let slot = id.slot
+        guard slot < states.count, states[slot].inUse, states[slot].id == id else { return [] }
+        return states[slot].subscriptions
+    }
+
+    func localSubscriberCount(_ channel: ChannelName) -> Int { channels.subscribers(of: channel)?.subscribers.count ?? 0 }
+
+    private func publishChannelGauges() {
+        metrics.channels.set(channels.channelCount)
+        metrics.subscriptions.set(channels.subscriptionCount)
+    }
+
+    /// Publishes from this shard's thread: the frame goes to the channel's owner (this shard,
+    /// or through the publish ring). False when the ring to the owner is full (refused, counted).
+    func publish(_ channel: ChannelName, _ frame: OutboundBytes) -> Bool {
+        let owner = channel.owner(shardCount: fabric.shardCount)
+        if owner == index {
+            order(channel, frame)
+            return true
+        }
+        guard fabric.publishRing(from: index, to: owner).tryPush(.publish(channel, frame)) else {
+            metrics.publishesRefused.increment()
+            return false
+        }
+        fabric.shards[owner].wake()
+        return true
+    }
+
+    /// Owner side: gives the message the channel's next offset and fans it out to every shard.
+    /// Every shard gets it (not only those with subscribers): a subscribe is then complete the
+    /// moment it returns on the socket's shard, with no registration round trip that a publish
+    /// from a third shard could overtake.
+    func order(_ channel: ChannelName, _ frame: OutboundBytes) {
+        metrics.publishes.increment()
+        let offset: UInt64
+        if let last = ownedOffsets[channel] {
+            offset = last &+ 1
+        } else {
+            if ownedOffsets.count >= configuration.maxChannelsPerShard, let victim = ownedOffsets.first?.key {
+                ownedOffsets.removeValue(forKey: victim)
+                metrics.channelOffsetsEvicted.increment()
+            }
+            offset = offsetBase &+ 1
+        }
+        ownedOffsets[channel] = offset
+        offsetBase = max(offsetBase, offset)
+        for target in 0..<fabric.shardCount where target != index {
+            if pendingDeliveries[target].isEmpty && fabric.deliverRing(from: index, to: target).tryPush(.deliver(channel, frame, offset)) {
+                fabric.shards[target].wake()
+            } else {
+                pendingDeliveries[target].append(.deliver(channel, frame, offset))
+                pendingDeliveryCount += 1
+                metrics.crossShardBackpressure.increment()
+            }
+        }
+        deliverLocally(channel, frame, offset)
+    }
+
+    /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference).
+    func deliverLocally(_ channel: ChannelName, _ frame: OutboundBytes, _ offset: UInt64) {
+        guard let local = channels.subscribers(of: channel) else { return }
+        local.lastOffset = offset
+        // Iterate a copy: the slow-consumer policy may close (and unsubscribe) a socket.
+        let subscribers = local.subscribers
+        for id in subscribers {
+            switch shard.send(id, frame) {
+            case .queued:
+                metrics.fanoutDeliveries.increment()
+            case .notOpen:
+                break
+            case .overLimit:
+                switch configuration.webSocket.slowConsumerPolicy {
+                case .drop:
+                    metrics.webSocketMessagesDropped.increment()
+                case .close:
+                    metrics.webSocketSlowConsumersClosed.increment()
+                    closeWebSocket(id, code: WebSocketCloseCode.tryAgainLater, reason: "slow consumer", force: true)
+                }
+            }
+        }
+    }
+
+    private func flushPendingDeliveries() {
+        guard pendingDeliveryCount > 0 else { return }
+        for target in 0..<fabric.shardCount where !pendingDeliveries[target].isEmpty {
+            let ring = fabric.deliverRing(from: index, to: target)
+            var sent = 0
+            for message in pendingDeliveries[target] {
+                guard ring.tryPush(message) else { break }
+                sent += 1
+            }
+            if sent > 0 {
+                pendingDeliveries[target].removeFirst(sent)
+                pendingDeliveryCount -= sent
+                fabric.shards[target].wake()
+            }
+        }
+        metrics.crossShardPending.set(pendingDeliveryCount)
+    }
+
+    /// Drains the cross-shard rings: deliveries always, publishes only without backpressure.
+    func loopTurn(_ shard: Shard) {
+        guard fabric.shardCount > 1 else { return }
+        flushPendingDeliveries()
+        for from in 0..<fabric.shardCount where from != index {
+            fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
+                if case .deliver(let channel, let frame, let offset) = message { deliverLocally(channel, frame, offset) }
+            }
+        }
+        for from in 0..<fabric.shardCount where from != index {
+            guard pendingDeliveryCount == 0 else { break }
+            fabric.publishRing(from: from, to: index).drain(max: 1024) { message in
+                if case .publish(let channel, let frame) = message { order(channel, frame) }
+            }
+        }
+    }
+
+    func hasPendingWork(_ shard: Shard) -> Bool {
+        pendingDeliveryCount > 0 || fabric.hasInbound(index, includingPublishes: true)
     }
 
     // MARK: - Timers and shutdown

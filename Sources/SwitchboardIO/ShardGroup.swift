@@ -21,6 +21,9 @@ public final class ShardGroup: @unchecked Sendable {
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
     private let log: @Sendable (String) -> Void
     private let stoppedFlag = ManagedAtomic<Bool>(false)
+    /// Called once in `start()` with every shard, after they exist and before any shard thread
+    /// runs (a place to wire shared structures that handlers use).
+    public var prepare: (@Sendable ([Shard]) -> Void)?
 
     public var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
 
@@ -84,6 +87,7 @@ public final class ShardGroup: @unchecked Sendable {
             throw error
         }
 
+        prepare?(shards)
         let ready = ManagedAtomic<Int>(0)
         let failure = ManagedAtomic<Int>(0)
         let factory = handlerFactory

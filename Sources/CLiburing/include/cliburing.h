@@ -124,3 +124,7 @@ void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen);
 /// broker API take the direct path when called on the owning shard.
 void sb_set_current_shard(void *shard);
 void *sb_current_shard(void);
+
+/// Bytes the C heap has handed out and not yet taken back (mallinfo2().uordblks); tests use it
+/// to show a fan-out shares one buffer.
+size_t sb_malloc_in_use(void);

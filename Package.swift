@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "Switchboard", targets: ["Switchboard"]),
         .library(name: "SwitchboardIO", targets: ["SwitchboardIO"]),
         .library(name: "SwitchboardHTTP", targets: ["SwitchboardHTTP"]),
+        .library(name: "SwitchboardProtocols", targets: ["SwitchboardProtocols"]),
+        .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "switchboard-echo", targets: ["switchboard-echo"]),
     ],
@@ -45,9 +47,17 @@ let package = Package(
             name: "Switchboard",
             dependencies: ["SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL"]
         ),
+        .target(
+            name: "SwitchboardProtocols",
+            dependencies: ["Switchboard"]
+        ),
+        .target(
+            name: "SwitchboardClient",
+            dependencies: ["COpenSSL"]
+        ),
         .executableTarget(
             name: "switchboard",
-            dependencies: ["Switchboard"]
+            dependencies: ["Switchboard", "SwitchboardProtocols"]
         ),
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .executableTarget(
@@ -56,6 +66,8 @@ let package = Package(
         ),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
+        .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
     ],

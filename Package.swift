@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SwitchboardClient", targets: ["SwitchboardClient"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "switchboard-echo", targets: ["switchboard-echo"]),
+        .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -60,6 +61,10 @@ let package = Package(
             dependencies: ["Switchboard", "SwitchboardProtocols"]
         ),
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
+        .executableTarget(
+            name: "switchboard-chat",
+            dependencies: ["Switchboard"]
+        ),
         .executableTarget(
             name: "switchboard-echo",
             dependencies: ["Switchboard"]

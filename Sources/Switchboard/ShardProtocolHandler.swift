@@ -296,22 +296,23 @@ final class ShardProtocolHandler: ShardEventHandler {
     func closeWebSocket(_ id: SocketID, code: UInt16, reason: String, force: Bool = false) {
         let slot = id.slot
         guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket != nil else { return }
-        if force {
-            // The queue is full of what the client will not read; a close frame behind it would
-            // never arrive. Cut the connection.
-            shard.close(id, mode: .immediately)
-            return
-        }
-        guard states[slot].webSocket!.isOpen else { return }
+        guard states[slot].webSocket!.isOpen, !states[slot].closeQueued else { return }
         let frame = states[slot].webSocket!.initiateClose(code: code, reason: reason)
         guard !frame.isEmpty else { return }
         states[slot].closeSent = true
         states[slot].closeQueued = true
-        if shard.send(id, OutboundBytes(adopting: frame)) != .queued {
+        // `force`: the queue is at its limit (slow consumer). The close frame still goes behind
+        // what is queued; the connection then has the linger timeout to drain, after which it
+        // is cut.
+        if shard.send(id, OutboundBytes(adopting: frame), overLimit: force) != .queued {
             shard.close(id, mode: .immediately)
             return
         }
-        shard.armRequestTimer(id)
+        if force {
+            shard.close(id, mode: .afterFlush)
+        } else {
+            shard.armRequestTimer(id)
+        }
     }
 
     func setToken(_ id: SocketID, _ token: [UInt8]?) {
@@ -428,7 +429,7 @@ final class ShardProtocolHandler: ShardEventHandler {
         local.lastOffset = offset
         // Iterate a copy: the slow-consumer policy may close (and unsubscribe) a socket.
         let subscribers = local.subscribers
-        for id in subscribers {
+        for id in subscribers where !states[id.slot].closeQueued {
             switch shard.send(id, frame) {
             case .queued:
                 metrics.fanoutDeliveries.increment()

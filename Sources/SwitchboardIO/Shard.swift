@@ -169,8 +169,17 @@ public class Shard: @unchecked Sendable {
 
     /// Queues bytes; they are written in one vectored send per connection at the end of the turn.
     @discardableResult
-    public func send(_ id: SocketID, _ bytes: OutboundBytes) -> SendResult {
-        guard let slot = liveSlot(id), connections[slot].state == .open || connections[slot].state == .draining else { return .notOpen }
+    ///
+    /// `overLimit: true` queues even past `maxSendQueueBytes`: for a final small control
+    /// message (a close frame) that must follow what is queued.
+    public func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
+        // Nothing follows a close: once draining, the queue only empties.
+        guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
+        if allowed {
+            connections[slot].queue.append(bytes)
+            scheduleFlush(slot)
+            return .queued
+        }
         // The limit bounds what is already waiting: an empty queue takes any one message (its
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
@@ -200,6 +209,10 @@ public class Shard: @unchecked Sendable {
             connections[slot].state = .draining
             connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
+            idleTimers.cancel(slot)
+            // A peer that never reads must not hold the slot: flushing and lingering together
+            // get at most the linger timeout.
+            lingerTimers.arm(slot, now: nowMilliseconds)
             if connections[slot].queue.isEmpty && !connections[slot].sendInFlight { sendQueueEmptied(slot) }
         case (.immediately, _):
             beginClose(slot)
@@ -292,7 +305,8 @@ public class Shard: @unchecked Sendable {
         idleTimers.cancel(slot)
         requestTimers.cancel(slot)
         _ = shutdown(connections[slot].fd, Int32(SHUT_WR))
-        lingerTimers.arm(slot, now: nowMilliseconds)
+        // The linger timer armed when draining began keeps running: it bounds both phases.
+        if !lingerTimers.contains(slot) { lingerTimers.arm(slot, now: nowMilliseconds) }
     }
 
     /// Starts closing: no more delivery; the backend finishes when its operations are done.

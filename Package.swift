@@ -11,9 +11,11 @@ let package = Package(
         .library(name: "SwitchboardIO", targets: ["SwitchboardIO"]),
         .library(name: "SwitchboardHTTP", targets: ["SwitchboardHTTP"]),
         .executable(name: "switchboard", targets: ["switchboard"]),
+        .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
         .target(
@@ -49,6 +51,19 @@ let package = Package(
             dependencies: ["Switchboard"]
         ),
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
+        // The load generator lives under Benchmarks/ but builds with the main package, so CI
+        // tests it without building the hummingbird peer (Benchmarks/Package.swift).
+        .target(
+            name: "SwitchboardBenchCore",
+            dependencies: ["SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/SwitchboardBenchCore"
+        ),
+        .executableTarget(
+            name: "switchboard-bench",
+            dependencies: ["SwitchboardBenchCore"],
+            path: "Benchmarks/Sources/switchboard-bench"
+        ),
+        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),

@@ -326,7 +326,13 @@ final class Worker: @unchecked Sendable {
             if ev & (SB_EPOLLOUT | SB_EPOLLERR | SB_EPOLLHUP) != 0 { completeConnect(c) }
         case .handshaking, .open:
             if ev & SB_EPOLLOUT != 0 && c.writeBlocked { flush(c) }
-            if c.state != .closed && ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 { readConn(c) }
+            if c.state != .closed && ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
+                readConn(c)
+                // Answer right away (still one send for everything this read produced) so the
+                // server gets work while this loop goes on with the other connections, instead
+                // of idling until the end of the turn.
+                if c.dirty && !c.writeBlocked && c.state == .open { flush(c) }
+            }
         }
     }
 

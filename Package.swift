@@ -15,9 +15,11 @@ let package = Package(
         .executable(name: "switchboard", targets: ["switchboard"]),
         .executable(name: "switchboard-echo", targets: ["switchboard-echo"]),
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
+        .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
     ],
     targets: [
         .target(
@@ -69,6 +71,19 @@ let package = Package(
             name: "switchboard-echo",
             dependencies: ["Switchboard"]
         ),
+        // The load generator lives under Benchmarks/ but builds with the main package, so CI
+        // tests it without building the hummingbird peer (Benchmarks/Package.swift).
+        .target(
+            name: "SwitchboardBenchCore",
+            dependencies: ["SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/SwitchboardBenchCore"
+        ),
+        .executableTarget(
+            name: "switchboard-bench",
+            dependencies: ["SwitchboardBenchCore"],
+            path: "Benchmarks/Sources/switchboard-bench"
+        ),
+        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),

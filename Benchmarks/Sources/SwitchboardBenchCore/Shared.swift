@@ -1,0 +1,42 @@
+import Synchronization
+
+/// One atomic counter in its own object (so arrays of them are easy to share).
+final class AtomicCounter: Sendable {
+    let value = Atomic<Int64>(0)
+    init(_ v: Int64 = 0) { value.store(v, ordering: .relaxed) }
+    @inline(__always) func load() -> Int64 { value.load(ordering: .acquiring) }
+    @inline(__always) func store(_ v: Int64) { value.store(v, ordering: .releasing) }
+}
+
+/// Counters a worker publishes once per loop turn for the progress line and the main
+/// thread's stop decisions.
+final class WorkerCounters: Sendable {
+    /// Messages completed, warm-up included (echo/latency: round trips; fanout: deliveries to subscribers).
+    let completed = AtomicCounter()
+    let bytesIn = AtomicCounter()
+    let open = AtomicCounter()
+    let failed = AtomicCounter()
+    /// Measured messages sent (echo/latency) or published (fanout).
+    let sentMeasured = AtomicCounter()
+    /// Measured messages received (echo/latency responses; fanout deliveries to subscribers).
+    let receivedMeasured = AtomicCounter()
+    /// 1 once every connection of the worker is open or has failed.
+    let ready = AtomicCounter()
+    /// 1 once the worker will send no more measured messages.
+    let sendingDone = AtomicCounter()
+}
+
+/// State shared by the main thread and every worker.
+final class SharedState: Sendable {
+    /// Monotonic ns at which load starts (0 = not yet). Measurement starts after the warm-up.
+    let startNanos = AtomicCounter()
+    let stop = AtomicCounter()
+    let counters: [WorkerCounters]
+    /// fanout: highest sequence number subscriber 0 has seen from each publisher.
+    let acks: [AtomicCounter]
+
+    init(workers: Int, publishers: Int) {
+        counters = (0..<workers).map { _ in WorkerCounters() }
+        acks = (0..<publishers).map { _ in AtomicCounter(-1) }
+    }
+}

@@ -1,0 +1,788 @@
+import CLiburing
+import Histogram
+import SwitchboardIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Role: UInt8 { case echo, latency, subscriber, publisher, idle }
+enum ConnState: UInt8 { case pending, connecting, handshaking, open, closed }
+
+/// One client connection. Owned by exactly one worker thread.
+final class Conn {
+    let slot: Int
+    let role: Role
+    /// Index among all connections of the run (subscriber 0 is the fanout ack tracker).
+    let globalIndex: Int
+    /// fanout publishers: 0..<P; -1 otherwise.
+    let publisherIndex: Int
+    var fd: Int32 = -1
+    var state = ConnState.pending
+    var out = ByteBuffer()
+    /// An incomplete frame (or handshake head) carried over to the next read.
+    var pendingIn = ByteBuffer()
+    var writeBlocked = false
+    var dirty = false
+    var deadline: Int64 = 0
+    var handshake: ClientHandshake? = nil
+    /// Send (echo) or intended-send (latency) times of messages awaiting their echo.
+    var inflight = TimeRing()
+    var messageBytes = 0
+    var markerFound = false
+    var markerPublisher = 0
+    var markerSeq: Int64 = 0
+    var markerNanos: Int64 = 0
+    var closeSent = false
+    var pubSeq: Int64 = 0
+
+    init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int) {
+        self.slot = slot
+        self.role = role
+        self.globalIndex = globalIndex
+        self.publisherIndex = publisherIndex
+    }
+
+    deinit {
+        out.free()
+        pendingIn.free()
+        inflight.free()
+    }
+}
+
+/// What one worker is asked to do.
+struct WorkerPlan: @unchecked Sendable {
+    var index: Int
+    var cpu: Int?
+    var specs: [(role: Role, globalIndex: Int, publisherIndex: Int)]
+    /// Measured messages this worker sends (echo/latency) or publishes (fanout); nil = duration.
+    var quota: Int?
+    /// Scheduled messages/s for this worker (latency, fanout publishers), 0 = none/window-bound.
+    var rate: Double
+    /// Connections opened per second by this worker (0 = as fast as possible).
+    var openRate: Double
+}
+
+/// Immutable, run-wide inputs shared by the workers.
+final class RunContext: @unchecked Sendable {
+    let options: BenchOptions
+    let address: [UInt8]
+    let family: Int32
+    let shared: SharedState
+    let subscribeMessage: [UInt8]?
+    let publishPrefix: [UInt8]
+    let publishSuffix: [UInt8]
+    let dataOpcode: UInt8
+
+    init(options: BenchOptions, address: [UInt8], family: Int32, shared: SharedState) {
+        self.options = options
+        self.address = address
+        self.family = family
+        self.shared = shared
+        subscribeMessage = options.subscribeTemplate.map { Array($0.utf8) }
+        if let t = options.publishTemplate, let (pre, suf) = splitTemplate(Array(t.utf8)) {
+            publishPrefix = pre
+            publishSuffix = suf
+        } else {
+            publishPrefix = []
+            publishSuffix = []
+        }
+        dataOpcode = options.binary && options.publishTemplate == nil ? Opcode.binary.rawValue : Opcode.text.rawValue
+    }
+}
+
+/// Splits a publish template at its first "{{payload}}".
+func splitTemplate(_ t: [UInt8]) -> ([UInt8], [UInt8])? {
+    let needle = Array("{{payload}}".utf8)
+    guard t.count >= needle.count else { return nil }
+    for i in 0...(t.count - needle.count) where t[i..<(i + needle.count)].elementsEqual(needle) {
+        return (Array(t[..<i]), Array(t[(i + needle.count)...]))
+    }
+    return nil
+}
+
+/// Highest latency the histograms track (60 s in ns); larger values are clamped.
+let histogramHighest: UInt64 = 60_000_000_000
+
+func makeHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(highestTrackableValue: histogramHighest, numberOfSignificantValueDigits: .three)
+}
+
+/// One client thread: its own epoll loop over its share of the connections.
+final class Worker: @unchecked Sendable {
+    let plan: WorkerPlan
+    let ctx: RunContext
+    let options: BenchOptions
+    let counters: WorkerCounters
+    var conns: [Conn] = []
+
+    // Loop resources.
+    private var epfd: Int32 = -1
+    private var timerFD: Int32 = -1
+    private var armedTimer: Int64 = 0
+    private var scratch: UnsafeMutableRawPointer
+    private var scratchCapacity: Int
+    private let maxEvents = 256
+    private let eventData: UnsafeMutablePointer<UInt64>
+    private let eventFlags: UnsafeMutablePointer<UInt32>
+    private var dirtyList: [Int] = []
+    private var rng = FastRandom()
+    private let payload: UnsafeMutableRawPointer
+    private var publishTemplate: UnsafeMutableRawPointer
+    private var publishTemplateDirty = false
+    private static let timerToken: UInt64 = .max
+    private let maxConnecting = 256
+    private let outLimit = 64 << 20
+
+    // Connection bookkeeping.
+    private var nextToOpen = 0
+    private var connecting = 0
+    private var resolved = 0
+    private var openStart: Int64 = 0
+    private var nextOpenDue: Int64 = 0
+    private var lastTimeoutScan: Int64 = 0
+    private(set) var ready = false
+    private var stopping = false
+
+    // Phases.
+    private var started = false
+    private var loadBegun = false
+    private var startNanos: Int64 = 0
+    private(set) var measureStart: Int64 = .max
+    private(set) var measureEnd: Int64 = .max
+    private let durationMode: Bool
+    private var quotaLeft: Int
+    private var sendingStopped = false
+    private var sendingDoneReported = false
+
+    // Schedule (latency, fanout publishers at a fixed rate).
+    private var scheduleConns: [Conn] = []
+    private var scheduleK: Int64 = 0
+    private var nextDue: Int64 = .max
+    private var intervalNanos: Double = 0
+    private var publisherConns: [Conn] = []
+    private var needsAckPolling = false
+
+    // Results (read by the main thread after join).
+    var histogram = makeHistogram()
+    private(set) var sentMeasured = 0
+    private(set) var receivedMeasured = 0
+    private(set) var lostMeasured = 0
+    private(set) var bytesInMeasured = 0
+    private(set) var bytesOutMeasured = 0
+    private(set) var completedAll = 0
+    private(set) var bytesInAll = 0
+    private(set) var lastReceive: Int64 = 0
+    private(set) var lastSend: Int64 = 0
+    private(set) var established = 0
+    private(set) var openNow = 0
+    private(set) var failedConnects = 0
+    private(set) var closedByServer = 0
+    private(set) var unmatched = 0
+    private(set) var unexpected = 0
+    private(set) var publisherReceived = 0
+    private(set) var skipped = 0
+    private(set) var overflow = 0
+    private(set) var lastOpened: Int64 = 0
+    private(set) var errors: [String] = []
+
+    init(plan: WorkerPlan, context: RunContext) {
+        self.plan = plan
+        ctx = context
+        options = context.options
+        counters = context.shared.counters[plan.index]
+        durationMode = context.options.messages == nil
+        quotaLeft = plan.quota ?? Int.max
+        scratchCapacity = 256 * 1024
+        scratch = .allocate(byteCount: scratchCapacity, alignment: 64)
+        eventData = .allocate(capacity: maxEvents)
+        eventFlags = .allocate(capacity: maxEvents)
+        let size = context.options.size
+        payload = .allocate(byteCount: max(size, 1), alignment: 16)
+        for i in 0..<size { payload.storeBytes(of: UInt8(97 + i % 26), toByteOffset: i, as: UInt8.self) }
+        let templateBytes = context.publishPrefix.count + max(size, 64) + context.publishSuffix.count
+        publishTemplate = .allocate(byteCount: templateBytes, alignment: 16)
+        resetPublishTemplate()
+        for (i, s) in plan.specs.enumerated() {
+            let c = Conn(slot: i, role: s.role, globalIndex: s.globalIndex, publisherIndex: s.publisherIndex)
+            conns.append(c)
+            if s.role == .latency { scheduleConns.append(c) }
+            if s.role == .publisher { publisherConns.append(c); if plan.rate > 0 { scheduleConns.append(c) } }
+        }
+        if plan.rate > 0 { intervalNanos = 1e9 / plan.rate }
+        dirtyList.reserveCapacity(conns.count)
+    }
+
+    deinit {
+        scratch.deallocate()
+        eventData.deallocate()
+        eventFlags.deallocate()
+        payload.deallocate()
+        publishTemplate.deallocate()
+        if epfd >= 0 { close(epfd) }
+        if timerFD >= 0 { close(timerFD) }
+    }
+
+    private func resetPublishTemplate() {
+        let pre = ctx.publishPrefix, suf = ctx.publishSuffix, size = options.size
+        pre.withUnsafeBytes { if $0.count > 0 { publishTemplate.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        memset(publishTemplate + pre.count, 120, size)  // 'x'
+        suf.withUnsafeBytes { if $0.count > 0 { (publishTemplate + pre.count + size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+        publishTemplateDirty = false
+    }
+
+    // MARK: Errors
+
+    private func note(_ error: String) {
+        if errors.count < 8 && !errors.contains(error) { errors.append(error) }
+    }
+
+    private func errnoText(_ what: String, _ e: Int32) -> String {
+        "\(what): \(String(cString: strerror(e)))"
+    }
+
+    // MARK: Loop
+
+    func run() {
+        if let cpu = plan.cpu { _ = sb_set_thread_affinity(Int32(cpu)) }
+        epfd = sb_epoll_create()
+        guard epfd >= 0 else {
+            note(errnoText("epoll_create", -epfd))
+            failAllUnopened()
+            counters.ready.store(1)
+            counters.sendingDone.store(1)
+            return
+        }
+        timerFD = TimerFD.create()
+        if timerFD >= 0 { _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_ADD, timerFD, SB_EPOLLIN, Self.timerToken) }
+        openStart = sb_monotonic_ns()
+        let openInterval = plan.openRate > 0 ? 1e9 / plan.openRate : 0
+
+        while ctx.shared.stop.load() == 0 {
+            var timeout: Int32 = 10
+            var wake: Int64 = .max
+            if !ready && nextOpenDue > 0 { wake = nextOpenDue }
+            if started {
+                if !loadBegun { wake = min(wake, startNanos) }
+                else if !sendingStopped && nextDue != .max { wake = min(wake, nextDue) }
+                if needsAckPolling && !sendingStopped { timeout = 1 }
+            }
+            if wake != .max { armTimer(wake) }
+            let n = sb_epoll_wait(epfd, eventData, eventFlags, Int32(maxEvents), timeout)
+            if n > 0 {
+                for i in 0..<Int(n) { dispatch(eventData[i], eventFlags[i]) }
+            }
+            let now = sb_monotonic_ns()
+            if !ready {
+                openMore(now, interval: openInterval)
+                if now - lastTimeoutScan > 10_000_000 { scanTimeouts(now); lastTimeoutScan = now }
+                if resolved == conns.count {
+                    ready = true
+                    counters.ready.store(1)
+                }
+            }
+            if ready && !started {
+                let s = ctx.shared.startNanos.load()
+                if s != 0 { begin(s) }
+            }
+            if started { tick(now) }
+            flushDirty()
+            publishCounters()
+        }
+        shutdownConnections()
+        publishCounters()
+    }
+
+    private func publishCounters() {
+        counters.completed.store(Int64(completedAll))
+        counters.bytesIn.store(Int64(bytesInAll))
+        counters.open.store(Int64(openNow))
+        counters.failed.store(Int64(failedConnects))
+        counters.sentMeasured.store(Int64(sentMeasured))
+        counters.receivedMeasured.store(Int64(receivedMeasured + lostMeasured))
+        if sendingStopped && !sendingDoneReported {
+            sendingDoneReported = true
+            counters.sendingDone.store(1)
+        }
+    }
+
+    private func armTimer(_ at: Int64) {
+        guard timerFD >= 0, at != armedTimer else { return }
+        armedTimer = at
+        TimerFD.arm(timerFD, absoluteNanos: at)
+    }
+
+    @inline(__always) private func dispatch(_ token: UInt64, _ ev: UInt32) {
+        if token == Self.timerToken {
+            var buf: UInt64 = 0
+            _ = read(timerFD, &buf, 8)
+            armedTimer = 0
+            return
+        }
+        let c = conns[Int(token)]
+        switch c.state {
+        case .closed, .pending:
+            return
+        case .connecting:
+            if ev & (SB_EPOLLOUT | SB_EPOLLERR | SB_EPOLLHUP) != 0 { completeConnect(c) }
+        case .handshaking, .open:
+            if ev & SB_EPOLLOUT != 0 && c.writeBlocked { flush(c) }
+            if c.state != .closed && ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
+                readConn(c)
+                // Answer right away (still one send for everything this read produced) so the
+                // server gets work while this loop goes on with the other connections, instead
+                // of idling until the end of the turn.
+                if c.dirty && !c.writeBlocked && c.state == .open { flush(c) }
+            }
+        }
+    }
+
+    // MARK: Opening
+
+    private func openMore(_ now: Int64, interval: Double) {
+        while nextToOpen < conns.count && connecting < maxConnecting {
+            if interval > 0 {
+                let due = openStart + Int64(Double(nextToOpen) * interval)
+                if due > now { nextOpenDue = due; return }
+            }
+            startConnect(conns[nextToOpen], now)
+            nextToOpen += 1
+        }
+        nextOpenDue = 0
+    }
+
+    private func startConnect(_ c: Conn, _ now: Int64) {
+        connecting += 1
+        c.deadline = now + options.connectTimeoutNanos
+        let fd = socket(ctx.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { c.state = .connecting; fail(c, errnoText("socket", errno)); return }
+        c.fd = fd
+        _ = sb_set_nodelay(fd)
+        let rc = ctx.address.withUnsafeBytes { connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
+        if rc == 0 {
+            c.state = .connecting
+            guard sb_epoll_ctl(epfd, SB_EPOLL_CTL_ADD, fd, SB_EPOLLIN | SB_EPOLLOUT | SB_EPOLLRDHUP, UInt64(c.slot)) == 0 else {
+                fail(c, "epoll_ctl add"); return
+            }
+            completeConnect(c)
+            return
+        }
+        let e = errno
+        c.state = .connecting
+        guard e == EINPROGRESS || e == EINTR else { fail(c, errnoText("connect", e)); return }
+        guard sb_epoll_ctl(epfd, SB_EPOLL_CTL_ADD, fd, SB_EPOLLIN | SB_EPOLLOUT | SB_EPOLLRDHUP, UInt64(c.slot)) == 0 else {
+            fail(c, "epoll_ctl add"); return
+        }
+    }
+
+    private func completeConnect(_ c: Conn) {
+        var err: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        if getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+        if err != 0 { fail(c, errnoText("connect", err)); return }
+        c.state = .handshaking
+        _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLRDHUP, UInt64(c.slot))
+        let hs = ClientHandshake(url: options.url, extraHeaders: options.headers)
+        c.handshake = hs
+        hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+        markDirty(c)
+    }
+
+    private func scanTimeouts(_ now: Int64) {
+        for i in 0..<nextToOpen {
+            let c = conns[i]
+            if (c.state == .connecting || c.state == .handshaking) && c.deadline < now {
+                fail(c, c.state == .connecting ? "connect timed out" : "handshake timed out")
+            }
+        }
+    }
+
+    private func failAllUnopened() {
+        for c in conns where c.state == .pending {
+            c.state = .closed
+            failedConnects += 1
+            resolved += 1
+        }
+    }
+
+    private func becameOpen(_ c: Conn, _ now: Int64) {
+        c.state = .open
+        c.handshake = nil
+        connecting -= 1
+        resolved += 1
+        established += 1
+        openNow += 1
+        lastOpened = now
+        if c.role == .subscriber, let m = ctx.subscribeMessage {
+            let mask = UInt32(truncatingIfNeeded: rng.next())
+            m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: Opcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
+            markDirty(c)
+        }
+        if loadBegun && c.role == .echo { fillEcho(c, now) }
+    }
+
+    /// Closes the socket and does the bookkeeping. `reason` nil = orderly (shutdown).
+    private func fail(_ c: Conn, _ reason: String?, byServer: Bool = false) {
+        let previous = c.state
+        if c.fd >= 0 { close(c.fd); c.fd = -1 }
+        c.state = .closed
+        if previous == .connecting || previous == .handshaking {
+            connecting -= 1
+            resolved += 1
+            failedConnects += 1
+        } else if previous == .open {
+            openNow -= 1
+            if byServer && !stopping { closedByServer += 1 }
+        }
+        if let r = reason, !stopping { note(r) }
+        // Messages still in flight at shutdown are not lost, just unanswered when time ran out.
+        while let ts = c.inflight.pop() { if ts >= measureStart && !stopping { lostMeasured += 1 } }
+        c.out.free()
+        c.pendingIn.free()
+    }
+
+    // MARK: Writing
+
+    @inline(__always) private func markDirty(_ c: Conn) {
+        if !c.dirty { c.dirty = true; dirtyList.append(c.slot) }
+    }
+
+    private func flushDirty() {
+        guard !dirtyList.isEmpty else { return }
+        for slot in dirtyList {
+            let c = conns[slot]
+            c.dirty = false
+            if c.state != .closed && c.state != .connecting && !c.writeBlocked { flush(c) }
+        }
+        dirtyList.removeAll(keepingCapacity: true)
+    }
+
+    /// One send(2) of everything queued for the connection (more only after a partial write).
+    private func flush(_ c: Conn) {
+        while !c.out.isEmpty {
+            let n = send(c.fd, c.out.readPointer, c.out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if n > 0 { c.out.consume(n); continue }
+            let e = errno
+            if n < 0 && e == EINTR { continue }
+            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
+                if !c.writeBlocked {
+                    c.writeBlocked = true
+                    _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLOUT | SB_EPOLLRDHUP, UInt64(c.slot))
+                }
+                return
+            }
+            fail(c, errnoText("send", e), byServer: true)
+            return
+        }
+        if c.writeBlocked {
+            c.writeBlocked = false
+            _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLRDHUP, UInt64(c.slot))
+        }
+    }
+
+    @inline(__always) private func nextMask() -> UInt32 { UInt32(truncatingIfNeeded: rng.next()) }
+
+    /// Queues one data message carrying the fixed payload; `stamp` goes to the in-flight FIFO.
+    @inline(__always) private func sendPayload(_ c: Conn, stamp: Int64) -> Bool {
+        if c.out.count > outLimit { overflow += 1; return false }
+        appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: payload, count: options.size, mask: nextMask())
+        c.inflight.push(stamp)
+        markDirty(c)
+        return true
+    }
+
+    /// Queues one published message whose marker carries `stamp`.
+    @inline(__always) private func publish(_ c: Conn, stamp: Int64) -> Bool {
+        if c.out.count > outLimit { overflow += 1; return false }
+        let pre = ctx.publishPrefix.count
+        let size = options.size
+        let markerLength = writeMarker(publishTemplate + pre, publisher: c.publisherIndex, seq: c.pubSeq, nanos: stamp)
+        var payloadLength = size
+        if markerLength > size {
+            payloadLength = markerLength
+            ctx.publishSuffix.withUnsafeBytes { if $0.count > 0 { (publishTemplate + pre + markerLength).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            publishTemplateDirty = true
+        } else if publishTemplateDirty {
+            memset(publishTemplate + pre + markerLength, 120, size - markerLength)
+            ctx.publishSuffix.withUnsafeBytes { if $0.count > 0 { (publishTemplate + pre + size).copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+            publishTemplateDirty = false
+        }
+        let total = pre + payloadLength + ctx.publishSuffix.count
+        appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: publishTemplate, count: total, mask: nextMask())
+        c.pubSeq += 1
+        markDirty(c)
+        return true
+    }
+
+    // MARK: Reading
+
+    private func readConn(_ c: Conn) {
+        let carried = c.pendingIn.count
+        if scratchCapacity - carried < 65_536 {
+            let newCapacity = carried + 256 * 1024
+            scratch.deallocate()
+            scratch = .allocate(byteCount: newCapacity, alignment: 64)
+            scratchCapacity = newCapacity
+        }
+        if carried > 0 { scratch.copyMemory(from: c.pendingIn.readPointer, byteCount: carried) }
+        let n = recv(c.fd, scratch + carried, scratchCapacity - carried, 0)
+        if n == 0 {
+            fail(c, c.state == .handshaking ? "server closed during the handshake" : "server closed the connection", byServer: true)
+            return
+        }
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+            fail(c, errnoText("recv", e), byServer: true)
+            return
+        }
+        c.pendingIn.clear()
+        process(c, carried + n, now: sb_monotonic_ns())
+    }
+
+    private func process(_ c: Conn, _ total: Int, now: Int64) {
+        var off = 0
+        if c.state == .handshaking {
+            switch c.handshake!.validate(UnsafeRawBufferPointer(start: scratch, count: total)) {
+            case .incomplete:
+                c.pendingIn.append(scratch, total)
+                return
+            case .rejected(let why):
+                fail(c, "handshake rejected: " + why)
+                return
+            case .accepted(let headerBytes):
+                off = headerBytes
+                becameOpen(c, now)
+            }
+        }
+        while c.state == .open {
+            guard let h = parseFrameHeader(scratch + off, total - off) else { break }
+            if h.payloadLength < 0 { fail(c, "frame length out of range"); return }
+            let frameLength = h.headerLength + h.payloadLength
+            if total - off < frameLength { break }
+            let p = scratch + off + h.headerLength
+            if h.masked { maskCopy(p, p, h.payloadLength, mask: h.mask) }
+            handleFrame(c, h, p, now)
+            off += frameLength
+        }
+        if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
+    }
+
+    @inline(__always) private func handleFrame(_ c: Conn, _ h: FrameHeader, _ p: UnsafeMutableRawPointer, _ now: Int64) {
+        switch h.opcode {
+        case 1, 2:
+            c.messageBytes = h.payloadLength
+            c.markerFound = false
+            scanMarker(c, p, h.payloadLength)
+            if h.fin { messageDone(c, now) }
+        case 0:
+            c.messageBytes += h.payloadLength
+            scanMarker(c, p, h.payloadLength)
+            if h.fin { messageDone(c, now) }
+        case 8:
+            if !c.closeSent {
+                c.closeSent = true
+                appendMaskedFrame(&c.out, opcode: Opcode.close.rawValue, payload: p, count: min(h.payloadLength, 2), mask: nextMask())
+                flush(c)
+            }
+            if c.state != .closed { fail(c, "server sent a close frame", byServer: true) }
+        case 9:
+            appendMaskedFrame(&c.out, opcode: Opcode.pong.rawValue, payload: p, count: min(h.payloadLength, 125), mask: nextMask())
+            markDirty(c)
+        case 10:
+            break
+        default:
+            fail(c, "unknown opcode \(h.opcode)")
+        }
+    }
+
+    @inline(__always) private func scanMarker(_ c: Conn, _ p: UnsafeRawPointer, _ n: Int) {
+        guard c.role == .subscriber, !c.markerFound, n >= 10 else { return }
+        if let m = findMarker(p, n) {
+            c.markerFound = true
+            c.markerPublisher = m.publisher
+            c.markerSeq = m.seq
+            c.markerNanos = m.nanos
+        }
+    }
+
+    @inline(__always) private func record(_ latency: Int64) {
+        histogram.record(UInt64(clamping: min(max(latency, 0), Int64(histogramHighest))))
+    }
+
+    @inline(__always) private func messageDone(_ c: Conn, _ now: Int64) {
+        switch c.role {
+        case .echo, .latency:
+            completedAll += 1
+            bytesInAll += c.messageBytes
+            guard let ts = c.inflight.pop() else { unexpected += 1; return }
+            if ts >= measureStart && (!durationMode || now <= measureEnd) {
+                receivedMeasured += 1
+                bytesInMeasured += c.messageBytes
+                record(now - ts)
+                lastReceive = now
+            }
+            if c.role == .echo { fillEcho(c, now) }
+        case .subscriber:
+            completedAll += 1
+            bytesInAll += c.messageBytes
+            guard c.markerFound else { unmatched += 1; return }
+            if c.globalIndex == 0, c.markerPublisher >= 0, c.markerPublisher < ctx.shared.acks.count {
+                let a = ctx.shared.acks[c.markerPublisher]
+                if c.markerSeq > a.load() { a.store(c.markerSeq) }
+            }
+            if c.markerNanos >= measureStart {
+                receivedMeasured += 1
+                bytesInMeasured += c.messageBytes
+                record(now - c.markerNanos)
+                lastReceive = now
+            }
+        case .publisher:
+            publisherReceived += 1
+        case .idle:
+            unexpected += 1
+        }
+    }
+
+    // MARK: Load generation
+
+    private func begin(_ start: Int64) {
+        started = true
+        startNanos = start
+        measureStart = start + options.warmupNanos
+        measureEnd = durationMode ? measureStart + options.durationNanos : .max
+        if !scheduleConns.isEmpty { nextDue = start }
+        needsAckPolling = options.scenario == .fanout && plan.rate == 0 && !publisherConns.isEmpty
+            && !(conns.first?.globalIndex == 0 && conns.first?.role == .subscriber)
+        let sends: Bool
+        switch options.scenario {
+        case .echo, .latency: sends = !conns.isEmpty
+        case .fanout: sends = !publisherConns.isEmpty
+        case .connect: sends = false
+        }
+        if !sends || (plan.quota ?? 1) == 0 { sendingStopped = true }
+    }
+
+    /// May a message stamped `stamp` be sent? Counts it as measured when it is.
+    @inline(__always) private func admit(_ stamp: Int64) -> Bool {
+        if sendingStopped { return false }
+        if stamp < measureStart { return true }
+        if durationMode {
+            if stamp >= measureEnd { sendingStopped = true; return false }
+            return true
+        }
+        if quotaLeft <= 0 { sendingStopped = true; return false }
+        return true
+    }
+
+    @inline(__always) private func countSent(_ stamp: Int64, bytes: Int) {
+        lastSend = stamp
+        if stamp >= measureStart {
+            sentMeasured += 1
+            bytesOutMeasured += bytes
+            if !durationMode {
+                quotaLeft -= 1
+                if quotaLeft == 0 { sendingStopped = true }
+            }
+        }
+    }
+
+    private func fillEcho(_ c: Conn, _ now: Int64) {
+        guard loadBegun, c.state == .open else { return }
+        while c.inflight.count < options.window && admit(now) {
+            guard sendPayload(c, stamp: now) else { return }
+            countSent(now, bytes: options.size)
+        }
+    }
+
+    private func tick(_ now: Int64) {
+        if !loadBegun {
+            if now < startNanos { return }
+            loadBegun = true
+            if options.scenario == .echo { for c in conns where c.role == .echo { fillEcho(c, now) } }
+        }
+        switch options.scenario {
+        case .echo:
+            if durationMode && now >= measureEnd { sendingStopped = true }
+            if openNow == 0 { sendingStopped = true }
+        case .latency, .fanout:
+            if !scheduleConns.isEmpty {
+                runSchedule(now)
+            } else if !publisherConns.isEmpty {
+                fillPublishers(now)
+            }
+            if options.scenario == .fanout && durationMode && now >= measureEnd { sendingStopped = true }
+            if openNow == 0 { sendingStopped = true }
+        case .connect:
+            break
+        }
+    }
+
+    /// Open loop: message k is due at start + k * interval, round-robin over the connections.
+    /// Latency is taken from the due time, so a late send (or a stalled loop) is charged.
+    private func runSchedule(_ now: Int64) {
+        while nextDue <= now && admit(nextDue) {
+            let c = scheduleConns[Int(scheduleK % Int64(scheduleConns.count))]
+            let stamp = nextDue
+            scheduleK += 1
+            nextDue = startNanos + Int64(Double(scheduleK) * intervalNanos)
+            if c.state == .open {
+                let ok = c.role == .publisher ? publish(c, stamp: stamp) : sendPayload(c, stamp: stamp)
+                if ok { countSent(stamp, bytes: options.size) } else if stamp >= measureStart { skipped += 1 }
+            } else if stamp >= measureStart {
+                skipped += 1
+            }
+        }
+        if sendingStopped { nextDue = .max }
+    }
+
+    /// Closed loop for publishers at rate 0: at most `window` messages per publisher that
+    /// subscriber 0 has not yet received.
+    private func fillPublishers(_ now: Int64) {
+        for c in publisherConns where c.state == .open {
+            let acks = ctx.shared.acks[c.publisherIndex]
+            while c.pubSeq - 1 - acks.load() < Int64(options.window) && admit(now) {
+                guard publish(c, stamp: now) else { break }
+                countSent(now, bytes: options.size)
+            }
+        }
+    }
+
+    // MARK: Shutdown
+
+    private func shutdownConnections() {
+        stopping = true
+        for c in conns where c.state != .closed && c.state != .pending {
+            if c.state == .open && !c.closeSent {
+                c.closeSent = true
+                var code = UInt16(1000).bigEndian
+                appendMaskedFrame(&c.out, opcode: Opcode.close.rawValue, payload: &code, count: 2, mask: nextMask())
+                if !c.writeBlocked { _ = send(c.fd, c.out.readPointer, c.out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+            }
+            fail(c, nil)
+        }
+    }
+}
+
+/// timerfd through dlsym: Swift's Glibc module does not export <sys/timerfd.h>.
+enum TimerFD {
+    typealias Create = @convention(c) (Int32, Int32) -> Int32
+    typealias SetTime = @convention(c) (Int32, Int32, UnsafePointer<itimerspec>?, UnsafeMutablePointer<itimerspec>?) -> Int32
+    static let functions: (Create, SetTime)? = {
+        guard let h = dlopen(nil, RTLD_NOW), let c = dlsym(h, "timerfd_create"), let s = dlsym(h, "timerfd_settime") else { return nil }
+        return (unsafeBitCast(c, to: Create.self), unsafeBitCast(s, to: SetTime.self))
+    }()
+
+    /// A non-blocking CLOCK_MONOTONIC timerfd, or -1.
+    static func create() -> Int32 {
+        guard let f = functions else { return -1 }
+        return f.0(CLOCK_MONOTONIC, 0o4000 | 0o2000000)  // TFD_NONBLOCK | TFD_CLOEXEC
+    }
+
+    static func arm(_ fd: Int32, absoluteNanos: Int64) {
+        guard let f = functions else { return }
+        var spec = itimerspec()
+        spec.it_value.tv_sec = Int(max(absoluteNanos, 1) / 1_000_000_000)
+        spec.it_value.tv_nsec = Int(max(absoluteNanos, 1) % 1_000_000_000)
+        _ = f.1(fd, 1, &spec, nil)  // TFD_TIMER_ABSTIME
+    }
+}

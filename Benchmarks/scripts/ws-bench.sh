@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# WebSocket echo throughput: Switchboard's switchboard-echo (io_uring and epoll, 1 shard) vs the
+# Hummingbird peer's /ws (1 event-loop thread), driven by switchboard-bench. Prints a Markdown
+# fragment on stdout; progress on stderr. See Benchmarks/README.md.
+#
+# Environment overrides (defaults are the documented protocol):
+#   RUNS=3 DURATION=10s WARMUP=2s CONNS="100 1000" SIZES="20 1024" SERVER_CPU=0 BENCH_CPU=1
+#   BASE_PORT=18500 SKIP_BUILD=0 ONLY="" (space-separated server names to run, e.g. "peer-hummingbird")
+#   ECHO_BIN, PEER_BIN, BENCH_BIN (prebuilt binaries; default: the release builds below)
+set -euo pipefail
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+
+RUNS="${RUNS:-3}"
+DURATION="${DURATION:-10s}"
+WARMUP="${WARMUP:-2s}"
+CONNS="${CONNS:-100 1000}"
+SIZES="${SIZES:-20 1024}"
+SERVER_CPU="${SERVER_CPU:-0}"
+BENCH_CPU="${BENCH_CPU:-1}"
+BASE_PORT="${BASE_PORT:-18500}"
+SKIP_BUILD="${SKIP_BUILD:-0}"
+ONLY="${ONLY:-}"
+
+log() { echo "[ws-bench] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in taskset awk; do
+    command -v "$tool" >/dev/null || die "$tool not found"
+done
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+# ---------------------------------------------------------------- build
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    log "building switchboard-echo and switchboard-bench (release) in $MAIN_DIR"
+    (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo >&2)
+    (cd "$MAIN_DIR" && swift build -c release --product switchboard-bench >&2)
+    log "building peer-hummingbird (release) in $BENCH_DIR"
+    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
+fi
+ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/release/switchboard-echo}"
+PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/release/peer-hummingbird}"
+BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
+[[ -x "$BENCH_BIN" ]] || die "missing $BENCH_BIN"
+
+WORK="$(mktemp -d /tmp/ws-bench.XXXXXX)"
+SERVER_PID=""
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+}
+trap cleanup EXIT
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+# start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU and waits until a
+# WebSocket echo round trip on /ws works.
+start_server() {
+    local name="$1" port="$2"; shift 2
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    local i
+    for i in $(seq 1 200); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
+            return 1
+        fi
+        if "$BENCH_BIN" echo "ws://127.0.0.1:$port/ws" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.05
+    done
+    log "$name did not answer a WebSocket echo within 10 s"
+    stop_server
+    return 1
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    local i
+    for i in $(seq 1 100); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "pid $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+bench_cmd() { # conns size port
+    echo "$BENCH_BIN echo ws://127.0.0.1:$3/ws --connections $1 --size $2 --duration $DURATION --warmup $WARMUP --cpu $BENCH_CPU --quiet"
+}
+
+# ---------------------------------------------------------------- servers
+# name | port offset | command (port substituted for @PORT@)
+ALL_SERVERS=(
+    "switchboard-uring|0|$ECHO_BIN --port @PORT@ --io-backend uring --shards 1"
+    "switchboard-epoll|1|$ECHO_BIN --port @PORT@ --io-backend epoll --shards 1"
+    "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
+)
+SERVERS=()
+for entry in "${ALL_SERVERS[@]}"; do
+    name="${entry%%|*}"
+    if [[ -z "$ONLY" || " $ONLY " == *" $name "* ]]; then
+        bin="$(awk '{ print $1 }' <<<"${entry#*|*|}")"
+        [[ -x "$bin" ]] || die "missing $bin (needed for $name)"
+        SERVERS+=("$entry")
+    fi
+done
+[[ ${#SERVERS[@]} -gt 0 ]] || die "no server selected (ONLY=$ONLY)"
+
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+declare -A RATE P50 P99 SCPU BCPU
+RAW_ROWS=()
+
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset cmd_template <<<"$entry"
+    port=$((BASE_PORT + offset))
+    cmd="${cmd_template//@PORT@/$port}"
+    for conns in $CONNS; do
+        log "$name c=$conns: starting: taskset -c $SERVER_CPU $cmd"
+        # shellcheck disable=SC2086
+        if ! start_server "$name" "$port" $cmd; then
+            for size in $SIZES; do RATE["$name|$conns|$size"]="failed"; done
+            continue
+        fi
+        for size in $SIZES; do
+            rates=(); p50s=(); p99s=(); scpus=(); bcpus=()
+            for run in $(seq 1 "$RUNS"); do
+                out="$WORK/$name-c$conns-s$size-run$run.txt"
+                # shellcheck disable=SC2046
+                timeout 120 $(bench_cmd "$conns" "$size" "$port") --server-pid "$SERVER_PID" --json "$out.json" >"$out" 2>&1 \
+                    || log "switchboard-bench exited non-zero (see $out)"
+                rate="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "msg/s,") print $(i - 1) }' "$out")"
+                p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
+                p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
+                scpu="$(awk '/server CPU:/ { sub(/.*server CPU: [0-9.]+ s \(/, ""); sub(/%\).*/, ""); print }' "$out")"
+                bcpu="$(awk '/client CPU:/ { sub(/.*client CPU: [0-9.]+ s \(/, ""); sub(/% of one core.*/, ""); print }' "$out")"
+                failed="$(awk '/connections:/ && /established/ { print $4 }' "$out")"
+                rate="${rate:-0}"
+                rates+=("$rate"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}"); bcpus+=("${bcpu:-nan}")
+                RAW_ROWS+=("| $name | $conns | $size | $run | $rate | ${p50:-?} | ${p99:-?} | ${scpu:-?} | ${bcpu:-?} | ${failed:-?} |")
+                log "  size $size run $run: $rate msg/s, p50 ${p50:-?} µs, p99 ${p99:-?} µs, server CPU ${scpu:-?}%, bench CPU ${bcpu:-?}%"
+            done
+            key="$name|$conns|$size"
+            RATE["$key"]="$(printf '%s\n' "${rates[@]}" | median)"
+            P50["$key"]="$(printf '%s\n' "${p50s[@]}" | median)"
+            P99["$key"]="$(printf '%s\n' "${p99s[@]}" | median)"
+            SCPU["$key"]="$(printf '%s\n' "${scpus[@]}" | median)"
+            BCPU["$key"]="$(printf '%s\n' "${bcpus[@]}" | median)"
+        done
+        stop_server
+    done
+done
+
+# ---------------------------------------------------------------- report
+fmt_int() { awk -v v="$1" 'BEGIN { if (v == "failed" || v == "nan" || v == "") print (v == "" ? "n/a" : v); else printf "%.0f", v }'; }
+
+echo "### WebSocket echo throughput (switchboard-bench)"
+echo
+echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "- Host: \`nproc\` = $(nproc), kernel \`$(uname -r)\`, CPU: $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+echo "- Load average (1/5/15 min) before the first run: $LOAD_START"
+echo "- Toolchain: $(swift --version 2>/dev/null | head -1)"
+echo "- Switchboard: \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD 2>/dev/null || echo '?')\`"
+echo "- Protocol: each server started pinned to CPU $SERVER_CPU and restarted for each connection count; readiness = one echo round trip on /ws. switchboard-bench pinned to CPU $BENCH_CPU (\`--cpu $BENCH_CPU\`, one client thread), closed loop with one message in flight per connection, ${WARMUP} warm-up (not counted) then ${DURATION} measured, $RUNS runs per cell; table values are medians. Server CPU % = utime+stime of the server (\`/proc/PID/stat\`) over the measured window; bench CPU % = the harness's own getrusage over the same window (100% = one core)."
+echo "- Commands:"
+echo
+echo '```'
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset cmd_template <<<"$entry"
+    echo "taskset -c $SERVER_CPU ${cmd_template//@PORT@/$((BASE_PORT + offset))}"
+done
+for conns in $CONNS; do for size in $SIZES; do
+    echo "$(bench_cmd "$conns" "$size" PORT) --server-pid SERVER_PID"
+done; done
+echo '```'
+echo
+echo "| server | conns | size B | msg/s (median of $RUNS) | p50 µs | p99 µs | server CPU % | bench CPU % | ratio vs peer |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+for conns in $CONNS; do
+    for size in $SIZES; do
+        peer="${RATE["peer-hummingbird|$conns|$size"]:-n/a}"
+        for entry in "${SERVERS[@]}"; do
+            IFS='|' read -r name _ _ <<<"$entry"
+            key="$name|$conns|$size"
+            rate="${RATE["$key"]:-failed}"
+            ratio="$(awk -v a="$rate" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b == "n/a" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
+            echo "| $name | $conns | $size | $(fmt_int "$rate") | ${P50["$key"]:-n/a} | ${P99["$key"]:-n/a} | ${SCPU["$key"]:-n/a} | ${BCPU["$key"]:-n/a} | $ratio |"
+        done
+    done
+done
+echo
+echo "<details><summary>Individual runs</summary>"
+echo
+echo "| server | conns | size B | run | msg/s | p50 µs | p99 µs | server CPU % | bench CPU % | failed conns |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+printf '%s\n' "${RAW_ROWS[@]}"
+echo
+echo "</details>"
+rm -rf "$WORK"

@@ -1,0 +1,426 @@
+import Foundation
+import Synchronization
+import SwitchboardBenchCore
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - A tiny WebSocket server for the tests
+
+/// Blocking sockets, one thread per connection. Does the handshake, unmasks frames, records
+/// what it saw, and either echoes each message or broadcasts it to every connection.
+final class TestWebSocketServer: @unchecked Sendable {
+    enum Mode { case echo, broadcast }
+
+    struct FrameRecord {
+        var opcode: UInt8
+        var masked: Bool
+        /// 7, 16 or 64: the length form used.
+        var lengthForm: Int
+        var length: Int
+        var mask: UInt32
+        /// Payload matched the harness's fixed pattern (byte i == 'a' + i % 26).
+        var patternOK: Bool
+    }
+
+    struct State {
+        var requests: [String] = []
+        var handshakeProblems: [String] = []
+        var frames: [FrameRecord] = []
+        var dataMessages = 0
+        var pongs: [[UInt8]] = []
+        var clients: [Int32] = []
+    }
+
+    let mode: Mode
+    let wrongAccept: Bool
+    let pingFirst: Bool
+    let listenFD: Int32
+    let port: Int
+    let state = Mutex(State())
+    private let writeLock = NSLock()
+
+    init(mode: Mode = .echo, wrongAccept: Bool = false, pingFirst: Bool = false) throws {
+        self.mode = mode
+        self.wrongAccept = wrongAccept
+        self.pingFirst = pingFirst
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard rc == 0, listen(s, 512) == 0 else { throw POSIXError(.EADDRINUSE) }
+        var bound = sockaddr_in()
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &bound) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
+        }
+        listenFD = s
+        port = Int(UInt16(bigEndian: bound.sin_port))
+        let t = Thread { [self] in acceptLoop() }
+        t.start()
+    }
+
+    func stop() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        close(listenFD)
+    }
+
+    private func acceptLoop() {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return
+            }
+            let t = Thread { [self] in serve(fd) }
+            t.start()
+        }
+    }
+
+    private func readExactly(_ fd: Int32, _ n: Int, into buf: inout [UInt8]) -> Bool {
+        buf = [UInt8](repeating: 0, count: n)
+        var off = 0
+        while off < n {
+            let r = buf.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + off, n - off, 0) }
+            if r <= 0 { if r < 0 && errno == EINTR { continue }; return false }
+            off += r
+        }
+        return true
+    }
+
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+        writeLock.lock()
+        defer { writeLock.unlock() }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + off, bytes.count - off, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
+            off += n
+        }
+    }
+
+    static func serverFrame(opcode: UInt8, _ payload: [UInt8]) -> [UInt8] {
+        var f: [UInt8] = [0x80 | opcode]
+        if payload.count < 126 {
+            f.append(UInt8(payload.count))
+        } else if payload.count < 65_536 {
+            f.append(126)
+            f += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            f.append(127)
+            for i in (0..<8).reversed() { f.append(UInt8((payload.count >> (i * 8)) & 0xFF)) }
+        }
+        return f + payload
+    }
+
+    private func serve(_ fd: Int32) {
+        defer { close(fd) }
+        // Handshake.
+        var head: [UInt8] = []
+        var byte: [UInt8] = []
+        while !(head.count >= 4 && head.suffix(4) == [13, 10, 13, 10]) {
+            guard readExactly(fd, 1, into: &byte) else { return }
+            head += byte
+            if head.count > 16_384 { return }
+        }
+        let request = String(decoding: head, as: UTF8.self)
+        var problems: [String] = []
+        let lines = request.components(separatedBy: "\r\n").filter { !$0.isEmpty }
+        if lines.first.map({ $0.hasPrefix("GET ") && $0.hasSuffix(" HTTP/1.1") }) != true { problems.append("request line: \(lines.first ?? "")") }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { problems.append("bad header \(line)"); continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        if headers["upgrade"]?.lowercased() != "websocket" { problems.append("upgrade") }
+        if headers["connection"]?.lowercased().contains("upgrade") != true { problems.append("connection") }
+        if headers["sec-websocket-version"] != "13" { problems.append("version") }
+        if headers["host"] == nil { problems.append("host") }
+        let key = headers["sec-websocket-key"] ?? ""
+        if Data(base64Encoded: key)?.count != 16 { problems.append("key '\(key)' is not base64 of 16 bytes") }
+        state.withLock {
+            $0.requests.append(request)
+            $0.handshakeProblems += problems
+        }
+        let accept = wrongAccept ? webSocketAccept(forKey: "not-the-key") : webSocketAccept(forKey: key)
+        writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
+        if wrongAccept {
+            // A client that accepts the bad value would send frames now; count them.
+        }
+        state.withLock { $0.clients.append(fd) }
+        defer { state.withLock { $0.clients.removeAll { $0 == fd } } }
+        if pingFirst { writeAll(fd, Self.serverFrame(opcode: 9, Array("hello".utf8))) }
+
+        var hdr: [UInt8] = []
+        while true {
+            guard readExactly(fd, 2, into: &hdr) else { return }
+            let opcode = hdr[0] & 0x0F
+            let masked = hdr[1] & 0x80 != 0
+            var length = Int(hdr[1] & 0x7F)
+            var form = 7
+            var ext: [UInt8] = []
+            if length == 126 {
+                guard readExactly(fd, 2, into: &ext) else { return }
+                length = Int(ext[0]) << 8 | Int(ext[1]); form = 16
+            } else if length == 127 {
+                guard readExactly(fd, 8, into: &ext) else { return }
+                length = ext.reduce(0) { $0 << 8 | Int($1) }; form = 64
+            }
+            var maskBytes: [UInt8] = [0, 0, 0, 0]
+            if masked { guard readExactly(fd, 4, into: &maskBytes) else { return } }
+            var payload: [UInt8] = []
+            guard readExactly(fd, length, into: &payload) else { return }
+            for i in 0..<payload.count { payload[i] ^= maskBytes[i & 3] }
+            let maskValue = maskBytes.withUnsafeBytes { $0.load(as: UInt32.self) }
+            let patternOK = payload.enumerated().allSatisfy { $0.element == UInt8(97 + $0.offset % 26) }
+            state.withLock {
+                $0.frames.append(FrameRecord(opcode: opcode, masked: masked, lengthForm: form, length: length, mask: maskValue, patternOK: patternOK))
+            }
+            switch opcode {
+            case 1, 2:
+                state.withLock { $0.dataMessages += 1 }
+                let frame = Self.serverFrame(opcode: opcode, payload)
+                if mode == .echo {
+                    writeAll(fd, frame)
+                } else {
+                    for c in state.withLock({ $0.clients }) { writeAll(c, frame) }
+                }
+            case 8:
+                writeAll(fd, Self.serverFrame(opcode: 8, Array(payload.prefix(2))))
+                return
+            case 10:
+                state.withLock { $0.pongs.append(payload) }
+            default:
+                break
+            }
+        }
+    }
+
+    var snapshot: State { state.withLock { $0 } }
+}
+
+func options(_ args: [String]) throws -> BenchOptions {
+    do {
+        return try parseArguments(args + ["--quiet"])
+    } catch {
+        Issue.record("unexpected usage error: \(error.message)")
+        throw error
+    }
+}
+
+/// Waits (briefly) for the server threads to catch up with what the client already saw.
+func eventually(_ condition: () -> Bool) {
+    for _ in 0..<200 where !condition() { usleep(10_000) }
+}
+
+// MARK: - Tests
+
+@Suite struct HandshakeTests {
+    @Test func acceptMatchesRFC6455Example() {
+        #expect(webSocketAccept(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    }
+
+    @Test func validateChecksTheAcceptValue() {
+        let url = WebSocketURL.parse("ws://127.0.0.1:9/chat")!
+        let hs = ClientHandshake(url: url, key: "dGhlIHNhbXBsZSBub25jZQ==")
+        let request = String(decoding: hs.request, as: UTF8.self)
+        #expect(request.hasPrefix("GET /chat HTTP/1.1\r\n"))
+        #expect(request.contains("\r\nHost: 127.0.0.1:9\r\n"))
+        #expect(request.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"))
+        #expect(request.contains("\r\nSec-WebSocket-Version: 13\r\n"))
+        #expect(request.hasSuffix("\r\n\r\n"))
+        func check(_ text: String) -> ClientHandshake.Outcome {
+            let bytes = Array(text.utf8)
+            return bytes.withUnsafeBytes { hs.validate($0) }
+        }
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+        #expect(check(good) == .accepted(headerBytes: good.utf8.count))
+        #expect(check(String(good.dropLast(2))) == .incomplete)
+        let bad = good.replacingOccurrences(of: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", with: "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        guard case .rejected(let why) = check(bad) else { Issue.record("wrong accept value was accepted"); return }
+        #expect(why.contains("Sec-WebSocket-Accept"))
+        guard case .rejected = check(good.replacingOccurrences(of: "101", with: "200")) else { Issue.record("200 accepted"); return }
+    }
+
+    @Test func clientSendsACorrectHandshake() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/ws?x=1", "-c", "3", "-n", "3",
+                                               "--header", "X-Test: yes"]), progress: false)
+        #expect(result.established == 3)
+        #expect(result.received == 3)
+        let s = server.snapshot
+        #expect(s.requests.count == 3)
+        #expect(s.handshakeProblems.isEmpty, "\(s.handshakeProblems)")
+        #expect(s.requests.allSatisfy { $0.hasPrefix("GET /ws?x=1 HTTP/1.1\r\n") && $0.contains("\r\nX-Test: yes\r\n") })
+        let keys = Set(s.requests.compactMap { r in r.components(separatedBy: "\r\n").first { $0.hasPrefix("Sec-WebSocket-Key: ") } })
+        #expect(keys.count == 3, "each connection uses a fresh random key")
+    }
+
+    @Test func clientRejectsAWrongAcceptValue() throws {
+        let server = try TestWebSocketServer(wrongAccept: true)
+        defer { server.stop() }
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-n", "10",
+                                               "--connect-timeout", "3s"]), progress: false)
+        #expect(result.established == 0)
+        #expect(result.failedConnections == 2)
+        #expect(result.errors.contains { $0.contains("Sec-WebSocket-Accept") }, "\(result.errors)")
+        #expect(result.received == 0)
+        usleep(50_000)
+        #expect(server.snapshot.dataMessages == 0, "no frames after a rejected handshake")
+    }
+}
+
+@Suite struct FrameTests {
+    @Test(arguments: [(10, 7), (300, 16), (70_000, 64)])
+    func clientFramesAreMaskedInEveryLengthForm(size: Int, form: Int) throws {
+        let server = try TestWebSocketServer(pingFirst: true)
+        defer { server.stop() }
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-n", "5", "-s", "\(size)", "--binary"]), progress: false)
+        #expect(result.received == 5)
+        #expect(result.bytesInPerSecond > 0)
+        eventually { server.snapshot.pongs.count == 1 }
+        let s = server.snapshot
+        let data = s.frames.filter { $0.opcode == 2 }
+        #expect(data.count == 5)
+        #expect(data.allSatisfy { $0.masked && $0.lengthForm == form && $0.length == size && $0.patternOK })
+        #expect(Set(data.map(\.mask)).count > 1, "a fresh mask per frame")
+        #expect(s.frames.allSatisfy { $0.masked })
+        #expect(s.pongs == [Array("hello".utf8)], "ping answered with a pong carrying the same payload")
+    }
+
+    @Test func encodeClientFrameLayout() {
+        let f = encodeClientFrame(opcode: .text, payload: Array("Hello".utf8), mask: 0x7DE1_3D37)
+        // RFC 6455 5.7 example: mask 37 fa 21 3d in memory order.
+        #expect(f == [0x81, 0x85, 0x37, 0x3D, 0xE1, 0x7D] + zip(Array("Hello".utf8), [0x37, 0x3D, 0xE1, 0x7D, 0x37]).map { $0 ^ $1 })
+        #expect(encodeClientFrame(opcode: .binary, payload: [UInt8](repeating: 1, count: 300), mask: 1)[1] == 0x80 | 126)
+        #expect(encodeClientFrame(opcode: .binary, payload: [UInt8](repeating: 1, count: 70_000), mask: 1)[1] == 0x80 | 127)
+    }
+}
+
+@Suite struct ScenarioTests {
+    @Test func echoWithAMessageCountIsExact() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-c", "4", "-w", "4",
+                                               "-n", "1000", "-s", "64"]), progress: false)
+        #expect(result.sent == 1000)
+        #expect(result.received == 1000)
+        #expect(result.expected == 1000)
+        #expect(result.lost == 0)
+        eventually { server.snapshot.dataMessages == 1000 }
+        #expect(server.snapshot.dataMessages == 1000)
+        let l = try #require(result.latency)
+        #expect(l.count == 1000)
+        #expect(l.p50 <= l.p99)
+        #expect(l.p99 <= l.max)
+        #expect(l.max > 0)
+        #expect(result.messagesPerSecond > 0)
+        #expect(result.json.contains("\"received\":1000"))
+    }
+
+    @Test func fanoutRawDeliversEverything() throws {
+        let server = try TestWebSocketServer(mode: .broadcast)
+        defer { server.stop() }
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/broadcast", "--subscribers", "3",
+                                               "--publishers", "2", "-n", "200", "-w", "8", "--settle", "50ms"]), progress: false)
+        #expect(result.sent == 200)
+        #expect(result.expected == 600)
+        #expect(result.received == result.expected)
+        #expect(result.unmatched == 0)
+        #expect(result.latency?.count == 600)
+    }
+
+    @Test func fanoutWithTemplates() throws {
+        let server = try TestWebSocketServer(mode: .broadcast)
+        defer { server.stop() }
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/", "--subscribers", "2",
+                                               "-n", "50", "-r", "2000", "-s", "40", "--settle", "50ms",
+                                               "--subscribe-template", "{\"type\":\"subscribe\",\"channel\":\"c\"}",
+                                               "--publish-template", "{\"type\":\"publish\",\"channel\":\"c\",\"data\":\"{{payload}}\"}"]),
+                                      progress: false)
+        #expect(result.expected == 100)
+        #expect(result.received == 100)
+        #expect(server.snapshot.requests.count == 3)
+    }
+
+    @Test func latencyOpenLoopSendsOnSchedule() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        let result = try runBenchmark(options(["latency", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "1000", "-n", "200"]), progress: false)
+        #expect(result.received == 200)
+        #expect(result.latency?.count == 200)
+        // 200 messages at 1000/s take about 0.2 s of schedule.
+        #expect(result.measuredSeconds > 0.15)
+    }
+
+    @Test func connectHoldsConnections() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        let result = try runBenchmark(options(["connect", "ws://127.0.0.1:\(server.port)/", "-c", "20", "-d", "200ms",
+                                               "--server-pid", "\(getpid())"]), progress: false)
+        #expect(result.established == 20)
+        #expect(result.failedConnections == 0)
+        #expect(result.serverRSSBeforeKiB != nil && result.serverRSSAfterKiB != nil)
+    }
+}
+
+@Suite struct ArgumentTests {
+    func usageError(_ args: [String]) -> UsageError? {
+        do { _ = try parseArguments(args); return nil } catch { return error }
+    }
+
+    @Test func nonLoopbackTargetsNeedAllowRemote() throws {
+        for target in ["ws://10.1.2.3:80/", "ws://example.com:8080/ws", "ws://[2001:db8::1]:80/", "ws://128.0.0.1/"] {
+            let e = try #require(usageError(["echo", target]), "\(target) accepted")
+            #expect(e.message.contains("--allow-remote"))
+            #expect(usageError(["echo", target, "--allow-remote"]) == nil)
+        }
+        for target in ["ws://127.0.0.1:80/", "ws://127.9.8.7:1/x", "ws://localhost:9000", "ws://[::1]:80/ws"] {
+            #expect(usageError(["echo", target]) == nil, "\(target) refused")
+        }
+    }
+
+    @Test func badArgumentsGiveUsage() throws {
+        let cases: [[String]] = [
+            [],
+            ["bogus", "ws://127.0.0.1:1/"],
+            ["echo"],
+            ["echo", "http://127.0.0.1:1/"],
+            ["echo", "wss://127.0.0.1:1/"],
+            ["echo", "ws://127.0.0.1:1/", "--nope"],
+            ["echo", "ws://127.0.0.1:1/", "-c"],
+            ["echo", "ws://127.0.0.1:1/", "-c", "0"],
+            ["echo", "ws://127.0.0.1:1/", "-d", "ten"],
+            ["echo", "ws://127.0.0.1:1/", "-s", "huge"],
+            ["latency", "ws://127.0.0.1:1/"],
+            ["fanout", "ws://127.0.0.1:1/", "--publish-template", "no placeholder"],
+            ["connect", "ws://127.0.0.1:1/", "-n", "5"],
+            ["echo", "ws://127.0.0.1:1/", "ws://127.0.0.1:2/"],
+        ]
+        for args in cases {
+            let e = try #require(usageError(args), "\(args) parsed")
+            #expect(e.description.contains("usage: switchboard-bench"), "\(args)")
+            #expect(!e.helpRequested)
+        }
+        #expect(usageError(["--help"])?.helpRequested == true)
+    }
+
+    @Test func valuesParse() throws {
+        let o = try parseArguments(["fanout", "--url=ws://127.0.0.1:8080/b", "--subscribers", "7", "--publishers=2", "-r", "500",
+                                    "-s", "1KiB", "--warmup", "2s", "-d", "1500ms", "-t", "3", "--cpu", "1,2", "--raw"])
+        #expect(o.scenario == .fanout && o.url.port == 8080 && o.url.path == "/b")
+        #expect(o.subscribers == 7 && o.publishers == 2 && o.rate == 500 && o.size == 1024)
+        #expect(o.warmupNanos == 2_000_000_000 && o.durationNanos == 1_500_000_000)
+        #expect(o.threads == 3 && o.cpus == [1, 2] && o.rawFanout)
+        #expect(parseSize("20") == 20 && parseSize("1k") == 1024 && parseSize("2MiB") == 2 << 20)
+        #expect(parseDuration("10s") == 10_000_000_000 && parseDuration("2m") == 120_000_000_000 && parseDuration("3") == 3_000_000_000)
+    }
+}

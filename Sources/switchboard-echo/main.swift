@@ -3,16 +3,34 @@ import Switchboard
 import Glibc
 #endif
 
-/// An echo server on the public API: every WebSocket message goes back to its sender. Used by
-/// the Autobahn conformance run and the echo benchmarks.
+/// An echo server on the public API, for the Autobahn conformance run and the benchmarks.
 ///
 /// `switchboard-echo [--port N] [--host ADDR] [--io-backend auto|uring|epoll] [--shards N] [--config FILE]`
+///
+/// - Any path except those under `/broadcast`: every message goes back to its sender.
+/// - `/broadcast` and `/broadcast/NAME`: the socket joins the channel named by the path on
+///   upgrade, and every message it sends goes to every member of that channel (itself
+///   included), like the hummingbird peer's `/broadcast`.
 
 final class EchoHandler: WorkerHandler {
     let broker: Broker
     init(_ context: ShardContext) { broker = context.broker }
+
+    func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
+        if request.path == "/broadcast" || request.path.hasPrefix("/broadcast/") {
+            let channel = Array(request.path.utf8)
+            broker.subscribe(socketId, ChannelName(channel))
+            return .accept(token: channel)
+        }
+        return .accept()
+    }
+
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        broker.send(socketId, message)
+        if let channel = token {
+            broker.sendToChannel(ChannelName(channel), message)
+        } else {
+            broker.send(socketId, message)
+        }
     }
 }
 

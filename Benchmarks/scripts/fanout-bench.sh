@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Fan-out (broadcast) throughput and latency, and RSS per idle subscribed connection:
+# switchboard-echo's /broadcast (io_uring and epoll, 1 shard) vs the Hummingbird peer's
+# /broadcast (1 event-loop thread), both "every message goes to every connected client of
+# /broadcast", driven by switchboard-bench in raw fanout mode. Markdown on stdout.
+#
+#   RUNS=3 DURATION=10s WARMUP=2s SUBSCRIBERS="100 1000 10000" SIZE=20 SERVER_CPU=0 BENCH_CPU=1
+#   IDLE_CONNS=10000 SKIP_BUILD=0 BASE_PORT=18600
+set -euo pipefail
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
+SUBSCRIBERS="${SUBSCRIBERS:-100 1000 10000}"; SIZE="${SIZE:-20}"
+SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; IDLE_CONNS="${IDLE_CONNS:-10000}"
+SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18600}"
+log() { echo "[fanout-bench] $*" >&2; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo >&2 && swift build -c release --product switchboard-bench >&2)
+    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
+fi
+ECHO_BIN="$MAIN_DIR/.build/release/switchboard-echo"
+PEER_BIN="$BENCH_DIR/.build/release/peer-hummingbird"
+BENCH_BIN="$MAIN_DIR/.build/release/switchboard-bench"
+WORK="$(mktemp -d /tmp/fanout-bench.XXXXXX)"
+SERVER_PID=""
+trap '[[ -n "$SERVER_PID" ]] && kill -KILL "$SERVER_PID" 2>/dev/null; true' EXIT
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+start_server() { # name port cmd...
+    local name="$1" port="$2"; shift 2
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 200); do
+        "$BENCH_BIN" echo "ws://127.0.0.1:$port/ws" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    return 1
+}
+stop_server() {
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
+
+SERVERS=(
+    "switchboard-uring|0|$ECHO_BIN --port @PORT@ --io-backend uring --shards 1"
+    "switchboard-epoll|1|$ECHO_BIN --port @PORT@ --io-backend epoll --shards 1"
+    "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
+)
+declare -A RATE P50 P99 SCPU IDLE
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset tmpl <<<"$entry"
+    port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
+    for subs in $SUBSCRIBERS; do
+        # shellcheck disable=SC2086
+        start_server "$name" "$port" $cmd || { log "$name failed to start"; continue; }
+        rates=(); p50s=(); p99s=(); scpus=()
+        for run in $(seq 1 "$RUNS"); do
+            out="$WORK/$name-$subs-$run.txt"
+            timeout 180 "$BENCH_BIN" fanout --raw --subscribers "$subs" --publishers 1 -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" \
+                --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/broadcast" >"$out" 2>&1 || log "bench non-zero: $out"
+            rate="$(awk '/^  deliveries:/ { print $2 }' "$out")"
+            p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
+            p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
+            scpu="$(awk '/server CPU:/ { sub(/.*server CPU: [0-9.]+ s \(/, ""); sub(/%\).*/, ""); print }' "$out")"
+            got="$(awk '/expected deliveries/ { print $0 }' "$out")"
+            log "$name subs=$subs run $run: ${rate:-?} deliveries/s p50 ${p50:-?} p99 ${p99:-?} server CPU ${scpu:-?}% ($got)"
+            rates+=("${rate:-0}"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}")
+        done
+        k="$name|$subs"
+        RATE[$k]="$(printf '%s\n' "${rates[@]}" | median)"; P50[$k]="$(printf '%s\n' "${p50s[@]}" | median)"
+        P99[$k]="$(printf '%s\n' "${p99s[@]}" | median)"; SCPU[$k]="$(printf '%s\n' "${scpus[@]}" | median)"
+        stop_server
+    done
+    # RSS per idle subscribed connection: hold IDLE_CONNS sockets on /broadcast.
+    # shellcheck disable=SC2086
+    start_server "$name" "$port" $cmd || continue
+    sleep 0.5
+    before="$(rss_kib "$SERVER_PID")"
+    "$BENCH_BIN" connect -c "$IDLE_CONNS" -d 5s --cpu "$BENCH_CPU" --quiet "ws://127.0.0.1:$port/broadcast" >"$WORK/$name-idle.txt" 2>&1 &
+    bpid=$!
+    sleep 4
+    during="$(rss_kib "$SERVER_PID")"
+    wait "$bpid" || true
+    IDLE[$name]="$(awk -v a="$before" -v b="$during" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')"
+    log "$name idle: RSS $before KiB -> $during KiB with $IDLE_CONNS subscribed connections"
+    stop_server
+done
+
+echo "### Fan-out: every message to every subscriber of one channel (switchboard-bench fanout --raw)"
+echo
+echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\`"
+echo "- Servers pinned to CPU $SERVER_CPU, switchboard-bench to CPU $BENCH_CPU; 1 publisher (window 16), ${SIZE} B messages, ${WARMUP} warm-up + ${DURATION}, $RUNS runs, medians. Latency = publish→receive, HdrHistogram."
+echo
+echo '```'
+for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; echo "taskset -c $SERVER_CPU ${tmpl//@PORT@/$((BASE_PORT + offset))}"; done
+echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s $SIZE -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --cpu $BENCH_CPU ws://127.0.0.1:PORT/broadcast   # RSS sampled from /proc/PID/status while held"
+echo '```'
+echo
+echo "| server | subscribers | delivered msg/s | p50 µs | p99 µs | server CPU % | ratio vs peer |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for subs in $SUBSCRIBERS; do
+    peer="${RATE["peer-hummingbird|$subs"]:-0}"
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r name _ _ <<<"$entry"; k="$name|$subs"
+        ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
+        echo "| $name | $subs | $(printf '%.0f' "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
+    done
+done
+echo
+echo "| server | RSS per idle subscribed connection ($IDLE_CONNS held) |"
+echo "|---|---:|"
+for entry in "${SERVERS[@]}"; do IFS='|' read -r name _ _ <<<"$entry"; echo "| $name | ${IDLE[$name]:-n/a} B |"; done

@@ -1,16 +1,30 @@
 import SwitchboardIO
 import SwitchboardWebSocket
 
-/// Per-connection protocol state, indexed by the connection's slot.
-struct ConnectionProtocolState {
+/// The HTTP parser of a connection still speaking HTTP. Boxed so the per-slot array stays
+/// small (an idle WebSocket holds no parser at all).
+final class HTTPSession {
     var parser: HTTPRequestParser
+    init(limits: HTTPLimits) { parser = HTTPRequestParser(limits: limits) }
+}
+
+/// The codec of a connection that switched to WebSocket, boxed for the same reason.
+final class WebSocketSession {
+    var connection: WebSocketConnection
+    init(_ connection: WebSocketConnection) { self.connection = connection }
+}
+
+/// Per-connection protocol state, indexed by the connection's slot. Kept small: it exists for
+/// every slot ever used.
+struct ConnectionProtocolState {
+    var http: HTTPSession?
     var requestTimerArmed = false
     /// No further HTTP request will be read (error answered, `Connection: close`, draining).
     var finished = false
     var inUse = false
     var id = SocketID(rawValue: 0)
     /// Non-nil once the connection switched to WebSocket.
-    var webSocket: WebSocketConnection? = nil
+    var webSocket: WebSocketSession? = nil
     var token: [UInt8]? = nil
     /// A keep-alive ping was sent and nothing came back yet.
     var pingOutstanding = false
@@ -83,9 +97,9 @@ final class ShardProtocolHandler: ShardEventHandler {
     func connectionOpened(_ id: SocketID) {
         let slot = id.slot
         while states.count <= slot {
-            states.append(ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http)))
+            states.append(ConnectionProtocolState(http: nil))
         }
-        states[slot] = ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http), inUse: true, id: id)
+        states[slot] = ConnectionProtocolState(http: HTTPSession(limits: configuration.http), inUse: true, id: id)
     }
 
     func connectionClosed(_ id: SocketID) {
@@ -96,7 +110,7 @@ final class ShardProtocolHandler: ShardEventHandler {
         for channel in states[slot].subscriptions { _ = channels.remove(id, from: channel) }
         if !states[slot].subscriptions.isEmpty { publishChannelGauges() }
         // Drop parser and codec state now: a closed slot must not hold memory.
-        states[slot] = ConnectionProtocolState(parser: HTTPRequestParser(limits: configuration.http))
+        states[slot] = ConnectionProtocolState(http: nil)
         if wasWebSocket {
             metrics.webSocketsOpen.set(metrics.webSocketsOpen.value - 1)
             worker.handleSocketClose(socketId: id, token: token)
@@ -114,11 +128,12 @@ final class ShardProtocolHandler: ShardEventHandler {
                 return
             }
             if states[slot].finished { return }
-            let (consumed, result) = states[slot].parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            guard let http = states[slot].http else { return }
+            let (consumed, result) = http.parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             offset += consumed
             switch result {
             case .needMore:
-                if states[slot].parser.hasPartialRequest && !states[slot].requestTimerArmed {
+                if http.parser.hasPartialRequest && !states[slot].requestTimerArmed {
                     states[slot].requestTimerArmed = true
                     shard.armRequestTimer(id)
                 }
@@ -207,7 +222,9 @@ final class ShardProtocolHandler: ShardEventHandler {
                     response.headers.add(name: "Sec-WebSocket-Protocol", value: sp)
                 }
                 write(response, keepAlive: true, headOnly: false, on: id)
-                states[slot].webSocket = WebSocketConnection(limits: webSocketLimits, deflate: deflate)
+                states[slot].webSocket = WebSocketSession(WebSocketConnection(limits: webSocketLimits, deflate: deflate))
+                // The HTTP parser is no longer needed: an idle socket should hold nothing.
+                states[slot].http = nil
                 states[slot].token = token
                 states[slot].finished = true
                 metrics.upgrades.increment()
@@ -221,7 +238,7 @@ final class ShardProtocolHandler: ShardEventHandler {
         // Events are collected first and acted on after the codec is back in its slot: the
         // worker may answer (send on this socket) from inside handleSocketMessage.
         events.removeAll(keepingCapacity: true)
-        states[slot].webSocket!.receive(bytes) { events.append($0) }
+        states[slot].webSocket!.connection.receive(bytes) { events.append($0) }
         states[slot].pingOutstanding = false
         let batch = events
         events.removeAll(keepingCapacity: true)
@@ -264,9 +281,9 @@ final class ShardProtocolHandler: ShardEventHandler {
         let frame: [UInt8]
         switch message {
         case .text(var s):
-            frame = s.withUTF8 { states[slot].webSocket!.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
+            frame = s.withUTF8 { states[slot].webSocket!.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
         case .binary(let b):
-            frame = b.withUnsafeBytes { states[slot].webSocket!.encodeMessage($0, opcode: .binary) }
+            frame = b.withUnsafeBytes { states[slot].webSocket!.connection.encodeMessage($0, opcode: .binary) }
         }
         return queue(frame, on: id)
     }
@@ -296,8 +313,8 @@ final class ShardProtocolHandler: ShardEventHandler {
     func closeWebSocket(_ id: SocketID, code: UInt16, reason: String, force: Bool = false) {
         let slot = id.slot
         guard slot < states.count, states[slot].inUse, states[slot].id == id, states[slot].webSocket != nil else { return }
-        guard states[slot].webSocket!.isOpen, !states[slot].closeQueued else { return }
-        let frame = states[slot].webSocket!.initiateClose(code: code, reason: reason)
+        guard states[slot].webSocket!.connection.isOpen, !states[slot].closeQueued else { return }
+        let frame = states[slot].webSocket!.connection.initiateClose(code: code, reason: reason)
         guard !frame.isEmpty else { return }
         states[slot].closeSent = true
         states[slot].closeQueued = true
@@ -510,11 +527,11 @@ final class ShardProtocolHandler: ShardEventHandler {
         switch timer {
         case .request:
             states[slot].requestTimerArmed = false
-            guard states[slot].parser.hasPartialRequest, !states[slot].finished else { return }
+            guard (states[slot].http?.parser.hasPartialRequest ?? false), !states[slot].finished else { return }
             metrics.countParseError(status: 408)
             fail(id, HTTPResponse(status: 408, headers: ["Content-Type": "text/plain"], body: "Request Timeout\n"))
         case .idle:
-            if states[slot].parser.hasPartialRequest && !states[slot].finished {
+            if (states[slot].http?.parser.hasPartialRequest ?? false) && !states[slot].finished {
                 metrics.countParseError(status: 408)
                 fail(id, HTTPResponse(status: 408, headers: ["Content-Type": "text/plain"], body: "Request Timeout\n"))
             } else {
@@ -529,7 +546,7 @@ final class ShardProtocolHandler: ShardEventHandler {
             if states[slot].webSocket != nil {
                 // WebSockets get a 1001 close handshake; the grace deadline cuts the rest.
                 closeWebSocket(id, code: WebSocketCloseCode.goingAway, reason: "server shutting down")
-            } else if !states[slot].finished && !states[slot].parser.hasPartialRequest {
+            } else if !states[slot].finished && !(states[slot].http?.parser.hasPartialRequest ?? false) {
                 // Idle keep-alive connections go now (as nginx does: nothing is owed to them);
                 // those mid-request get their response with `Connection: close`.
                 states[slot].finished = true

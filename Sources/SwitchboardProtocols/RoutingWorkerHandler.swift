@@ -1,0 +1,77 @@
+import Switchboard
+
+/// Mounts several handlers on one broker, by WebSocket subprotocol or by path.
+///
+/// An upgrade goes to the first route whose subprotocol the client offered, else to the
+/// first route whose path matches (exact, or a prefix ending in `/`, or `*`). The socket stays
+/// with that handler for its whole life; its messages and its close go there. HTTP requests
+/// go to the routes in order until one answers. One instance per shard, like every handler.
+public final class RoutingWorkerHandler: WorkerHandler {
+    public struct Route {
+        public var paths: [String]
+        public var subprotocol: String?
+        public var handler: WorkerHandler
+        public init(paths: [String], subprotocol: String? = nil, handler: WorkerHandler) {
+            self.paths = paths
+            self.subprotocol = subprotocol
+            self.handler = handler
+        }
+
+        func matches(path: String) -> Bool {
+            paths.contains { $0 == "*" || $0 == path || ($0.hasSuffix("/") && path.hasPrefix($0)) }
+        }
+    }
+
+    public let routes: [Route]
+    /// Which route owns each upgraded socket (entries leave on close, so this is bounded by the
+    /// shard's connections).
+    private var owners: [SocketID: Int] = [:]
+
+    public init(routes: [Route]) {
+        self.routes = routes
+    }
+
+    public func handleHttpRequest(_ request: HTTPRequest) -> HTTPResponse? {
+        for route in routes where route.matches(path: request.path) {
+            if let response = route.handler.handleHttpRequest(request) { return response }
+        }
+        return nil
+    }
+
+    public func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
+        let offered = request.headers.values(for: "Sec-WebSocket-Protocol")
+            .flatMap { $0.split(separator: ",").map { String($0).trimmingSpaces() } }
+        let index = routes.firstIndex { r in r.subprotocol.map { offered.contains($0) } ?? false }
+            ?? routes.firstIndex { $0.matches(path: request.path) }
+        guard let i = index else {
+            return .reject(HTTPResponse(status: 404, headers: ["Content-Type": "text/plain"], body: "No WebSocket service at this path\n"))
+        }
+        let decision = routes[i].handler.handleUpgrade(request, socketId: socketId)
+        if case .accept(let token, let subprotocol) = decision {
+            owners[socketId] = i
+            if subprotocol == nil, let sp = routes[i].subprotocol, offered.contains(sp) {
+                return .accept(token: token, subprotocol: sp)
+            }
+        }
+        return decision
+    }
+
+    public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        guard let i = owners[socketId] else { return }
+        routes[i].handler.handleSocketMessage(message, socketId: socketId, token: token)
+    }
+
+    public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
+        guard let i = owners.removeValue(forKey: socketId) else { return }
+        routes[i].handler.handleSocketClose(socketId: socketId, token: token)
+    }
+}
+
+extension String {
+    func trimmingSpaces() -> String {
+        var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
+        while s.last == " " || s.last == "\t" { s = s.dropLast() }
+        return String(s)
+    }
+}

@@ -62,7 +62,8 @@ final class CBServer: @unchecked Sendable {
 
 typealias JSON = [String: Any]
 
-final class CBClient {
+/// Used by one thread at a time.
+final class CBClient: @unchecked Sendable {
     let socket: TestClient
     unowned let server: CBServer
     var nextId = 1

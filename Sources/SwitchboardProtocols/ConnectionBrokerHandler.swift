@@ -7,8 +7,23 @@ import Synchronization
 /// protocol and the semantics chosen where the reference leaves them open.
 ///
 /// ```swift
-/// let broker = Broker(configuration: config, handlerFactory: ConnectionBroker.handlerFactory(options: .init()))
+/// let cb = ConnectionBroker(options: ConnectionBrokerOptions())   // keep it for cb.metrics
+/// let broker = Broker(configuration: config, handlerFactory: cb.handlerFactory())
 /// ```
+///
+/// Semantics chosen where the reference is silent (summary; README has the full table):
+/// - every broker message has a fresh `id` from one broker-wide counter starting at 1;
+///   answers carry `replyTo` = the request's `id` when that is an integer (absent otherwise);
+/// - anything but `register` before registering -> the matching `*_failed` "Not registered";
+///   a second `register` -> `register_failed` "Already registered";
+/// - malformed JSON -> `error` "Invalid JSON"; unknown `type` -> `error` "Unknown message type: X";
+///   binary frames -> `error`; missing or ill-typed fields -> the matching `*_failed`;
+/// - `open` to oneself is refused (configurable); unknown or unregistered targets -> "Target
+///   connection not found"; `message`/`close` on an unknown channel or by a non-party ->
+///   "Channel not found" (the same text, so channel ids cannot be probed);
+/// - a disconnect closes all the connection's channels; each peer gets
+///   `channel_closed_notification`;
+/// - `payload` is forwarded as the exact JSON text received (never re-serialized).
 public final class ConnectionBroker: Sendable {
     public let options: ConnectionBrokerOptions
     public let metrics = ConnectionBrokerMetrics()

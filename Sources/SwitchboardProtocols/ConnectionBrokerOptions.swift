@@ -1,0 +1,109 @@
+import Synchronization
+
+/// Limits of the connection-broker protocol. Every limit that a client can hit answers with the
+/// matching `*_failed` (or `error`) message and is counted in `ConnectionBrokerMetrics`.
+/// The WebSocket layer's own limits (`webSocket.maxMessageBytes`, frame size) apply first.
+public struct ConnectionBrokerOptions: Sendable {
+    /// Largest accepted text message, in bytes (`error` "Message too large" above it).
+    public var maxMessageBytes: Int = 16 << 20
+    /// Deepest accepted JSON nesting; the message object itself is depth 1, so a payload
+    /// `{"a":[1]}` is depths 2 and 3 (`error` "JSON nesting too deep" above it).
+    public var maxJSONDepth: Int = 64
+    /// Longest role, in UTF-8 bytes, for `register` and `list_by_role` ("Role too long").
+    public var maxRoleBytes: Int = 256
+    /// Registered connections per role (`register_failed` "Too many connections for role").
+    public var maxConnectionsPerRole: Int = 100_000
+    /// Most ids in one `connections` answer; longer lists are cut (oldest registrations first)
+    /// and the cut is counted.
+    public var maxListResults: Int = 10_000
+    /// Open channels per connection, as opener or target (`channel_open_failed`
+    /// "Too many open channels" / "Target has too many open channels").
+    public var maxChannelsPerConnection: Int = 4096
+    /// Whether a connection may open a channel to itself (default: no, `channel_open_failed`
+    /// "Cannot open a channel to yourself").
+    public var allowSelfChannels: Bool = false
+
+    public init() {}
+}
+
+/// Counters of the connection-broker protocol: plain atomics, readable from any thread (the
+/// integrator exports them under /metrics; `all` lists them with names and help texts).
+public final class ConnectionBrokerMetrics: Sendable {
+    /// Registered connections now (gauge).
+    public let registeredConnections = Atomic<Int>(0)
+    /// Open channels now (gauge).
+    public let openChannels = Atomic<Int>(0)
+    public let registrations = Atomic<Int>(0)
+    public let channelsOpened = Atomic<Int>(0)
+    public let channelsClosed = Atomic<Int>(0)
+    /// Channels closed because one party disconnected.
+    public let channelsClosedByDisconnect = Atomic<Int>(0)
+    public let messagesRouted = Atomic<Int>(0)
+    public let payloadBytesRouted = Atomic<Int>(0)
+    /// Every message the broker sent (requests answered and notifications).
+    public let messagesSent = Atomic<Int>(0)
+    /// `broker.send` refused a message (stale socket or full shard inbox).
+    public let sendFailures = Atomic<Int>(0)
+    // Rejections, one counter per cause.
+    public let invalidJSON = Atomic<Int>(0)
+    public let notAnObject = Atomic<Int>(0)
+    public let missingType = Atomic<Int>(0)
+    public let unknownType = Atomic<Int>(0)
+    public let binaryRejected = Atomic<Int>(0)
+    public let messageTooLarge = Atomic<Int>(0)
+    public let jsonTooDeep = Atomic<Int>(0)
+    public let invalidField = Atomic<Int>(0)
+    public let notRegistered = Atomic<Int>(0)
+    public let alreadyRegistered = Atomic<Int>(0)
+    public let roleTooLong = Atomic<Int>(0)
+    public let roleFull = Atomic<Int>(0)
+    public let listTruncated = Atomic<Int>(0)
+    public let targetNotFound = Atomic<Int>(0)
+    public let selfChannelRejected = Atomic<Int>(0)
+    public let tooManyChannels = Atomic<Int>(0)
+    public let channelNotFound = Atomic<Int>(0)
+    public let deliveryFailed = Atomic<Int>(0)
+
+    public init() {}
+
+    /// Every counter as (Prometheus-style name, help, value); names ending in `_total` are
+    /// counters, the others gauges.
+    public var all: [(name: String, help: String, value: Int)] {
+        func v(_ a: borrowing Atomic<Int>) -> Int { a.load(ordering: .relaxed) }
+        return [
+            ("cb_registered_connections", "Registered connections", v(registeredConnections)),
+            ("cb_open_channels", "Open channels", v(openChannels)),
+            ("cb_registrations_total", "Successful register requests", v(registrations)),
+            ("cb_channels_opened_total", "Channels opened", v(channelsOpened)),
+            ("cb_channels_closed_total", "Channels closed by a close request", v(channelsClosed)),
+            ("cb_channels_closed_by_disconnect_total", "Channels closed because a party disconnected", v(channelsClosedByDisconnect)),
+            ("cb_messages_routed_total", "Channel messages forwarded", v(messagesRouted)),
+            ("cb_payload_bytes_routed_total", "Payload bytes forwarded", v(payloadBytesRouted)),
+            ("cb_messages_sent_total", "Messages the broker sent", v(messagesSent)),
+            ("cb_send_failures_total", "Messages the broker could not hand to a socket", v(sendFailures)),
+            ("cb_invalid_json_total", "Messages that were not well-formed JSON", v(invalidJSON)),
+            ("cb_not_an_object_total", "JSON messages that were not an object", v(notAnObject)),
+            ("cb_missing_type_total", "Messages without a string type", v(missingType)),
+            ("cb_unknown_type_total", "Messages of an unknown type", v(unknownType)),
+            ("cb_binary_rejected_total", "Binary messages rejected", v(binaryRejected)),
+            ("cb_message_too_large_total", "Messages over max_message_bytes", v(messageTooLarge)),
+            ("cb_json_too_deep_total", "Messages nested deeper than max_json_depth", v(jsonTooDeep)),
+            ("cb_invalid_field_total", "Requests with a missing or ill-typed field", v(invalidField)),
+            ("cb_not_registered_total", "Requests before register", v(notRegistered)),
+            ("cb_already_registered_total", "Second register on a connection", v(alreadyRegistered)),
+            ("cb_role_too_long_total", "Roles over max_role_bytes", v(roleTooLong)),
+            ("cb_role_full_total", "Registrations refused by max_connections_per_role", v(roleFull)),
+            ("cb_list_truncated_total", "list_by_role answers cut at max_list_results", v(listTruncated)),
+            ("cb_target_not_found_total", "open to an unknown connection", v(targetNotFound)),
+            ("cb_self_channel_rejected_total", "open to oneself refused", v(selfChannelRejected)),
+            ("cb_too_many_channels_total", "open refused by max_channels_per_connection", v(tooManyChannels)),
+            ("cb_channel_not_found_total", "message/close on an unknown channel or by a non-party", v(channelNotFound)),
+            ("cb_delivery_failed_total", "Channel messages that could not be handed to the peer", v(deliveryFailed)),
+        ]
+    }
+}
+
+extension Atomic where Value == Int {
+    @inline(__always) func increment() { wrappingAdd(1, ordering: .relaxed) }
+    @inline(__always) func decrement() { wrappingSubtract(1, ordering: .relaxed) }
+}

@@ -1,0 +1,52 @@
+import Foundation
+import Switchboard
+import SwitchboardProtocols
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Python with `websockets` (>= 13, asyncio client): $CB_PYTHON, or the repository's venv.
+private let python = ProcessInfo.processInfo.environment["CB_PYTHON"] ?? "/work/main/.build/autobahn-venv/bin/python"
+private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("interop/connection_broker_test.py").path
+
+@Suite("Connection broker: interop", .serialized)
+struct ConnectionBrokerInteropTests {
+    /// Runs Tests/interop/connection_broker_test.py against a real broker (2 shards, default
+    /// WebSocket settings: permessage-deflate on). Skipped when the Python is absent.
+    @Test("Python websockets client: full protocol, every field", .enabled(if: FileManager.default.isExecutableFile(atPath: python)))
+    func pythonClient() throws {
+        let server = try CBServer(shards: 2, configure: { $0.webSocket.perMessageDeflate = true })
+        defer { server.stop() }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [script, "ws://127.0.0.1:\(server.port)/"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        print(text)
+        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(text.contains(" passed, 0 failed"))
+    }
+
+    /// Manual mode: `CB_SERVE_SECONDS=60 CB_PORT=3004 swift test ... --filter serve` keeps a
+    /// broker running for an external client.
+    @Test("serve for an external client", .enabled(if: ProcessInfo.processInfo.environment["CB_SERVE_SECONDS"] != nil))
+    func serve() throws {
+        let env = ProcessInfo.processInfo.environment
+        let seconds = Int(env["CB_SERVE_SECONDS"] ?? "") ?? 60
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = Int(env["CB_PORT"] ?? "") ?? 3004
+        let broker = Broker(configuration: c, log: { print($0) }, handlerFactory: ConnectionBroker.handlerFactory())
+        try broker.start()
+        print("connection broker on ws://127.0.0.1:\(broker.port)/ for \(seconds) s")
+        sleep(UInt32(seconds))
+        broker.shutdown(graceMilliseconds: 1000)
+    }
+}

@@ -16,12 +16,7 @@ VENV="$ROOT/.build/autobahn-venv"
 OUT="$ROOT/.build/autobahn/$BACKEND"
 source deploy/lib.sh
 
-if ! python3 -c 'import lib2to3, venv, ensurepip' 2>/dev/null; then
-    ensure_packages python3-venv python3-lib2to3
-fi
-if [ ! -x "$VENV/bin/wstest" ]; then
-    bash "$AB/setup.sh" "$VENV" >/dev/null
-fi
+ensure_python_venv "$ROOT"
 swift build -c "$CONFIG" --product switchboard-echo >/dev/null
 BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
 

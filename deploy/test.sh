@@ -9,6 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
 ensure_packages liburing-dev libssl-dev zlib1g-dev
+# Python websockets + Autobahn (wstest) venv, used by interop tests inside swift test too.
+ensure_python_venv "$PWD"
 swift build --build-tests
 # The integration tests count this process's file descriptors: run tests one at a time.
 # The outer timeout turns a hang into a failure instead of a stuck CI.

@@ -228,6 +228,9 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
+    public var additionalMetrics: (@Sendable () -> String)?
+
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {
         var out = ""
@@ -252,6 +255,7 @@ public final class Broker: @unchecked Sendable {
                 out += label.isEmpty ? "\(f.name) \(value)\n" : "\(f.name){\(label)} \(value)\n"
             }
         }
+        if let extra = additionalMetrics { out += extra() }
         return out
     }
 

@@ -25,6 +25,19 @@ public struct BrokerConfiguration: Sendable {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
+    /// Options of the built-in protocols mounted by the `switchboard` executable
+    /// (`connection_broker_paths` and the `cb_*` keys), kept as text and checked by the
+    /// protocol that reads them.
+    public var protocolOptions: [String: String] = BrokerConfiguration.protocolDefaults
+    public static let protocolDefaults: [String: String] = [
+        "connection_broker_paths": "*",
+        "cb_max_role_bytes": "256",
+        "cb_max_connections_per_role": "100000",
+        "cb_max_list_results": "10000",
+        "cb_max_channels_per_connection": "4096",
+        "cb_max_json_depth": "64",
+        "cb_allow_self_channels": "false",
+    ]
 
     public init() {}
 
@@ -78,6 +91,13 @@ public struct BrokerConfiguration: Sendable {
         ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
         ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
+        ("connection_broker_paths", "switchboard executable: paths (comma-separated, * = all, prefix ending in /) served by the connection-broker protocol; also chosen by subprotocol connection-broker"),
+        ("cb_max_role_bytes", "connection-broker: longest role (register_failed \"Role too long\")"),
+        ("cb_max_connections_per_role", "connection-broker: connections one role may have"),
+        ("cb_max_list_results", "connection-broker: most ids in one list_by_role answer"),
+        ("cb_max_channels_per_connection", "connection-broker: open channels per connection"),
+        ("cb_max_json_depth", "connection-broker: deepest JSON nesting accepted"),
+        ("cb_allow_self_channels", "connection-broker: true | false, allow opening a channel to oneself"),
         ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
         ("ws_max_message_bytes", "largest WebSocket message, after decompression (close 1009)"),
         ("ws_max_fragments", "most frames in one WebSocket message (close 1009)"),
@@ -118,6 +138,7 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
+        case _ where BrokerConfiguration.protocolDefaults[key] != nil: return protocolOptions[key]
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
         case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
@@ -207,6 +228,10 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
+        case _ where BrokerConfiguration.protocolDefaults[key] != nil:
+            if key.hasPrefix("cb_max_") { _ = try int() }
+            if key == "cb_allow_self_channels" { _ = try bool() }
+            protocolOptions[key] = value
         case "websocket_paths": webSocket.paths = list()
         case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
         case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()

@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardProtocols
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -75,9 +76,46 @@ for (key, value) in flags {
 }
 if let problem = configuration.validate() { fail("invalid configuration: \(problem)") }
 
-let broker = Broker(configuration: configuration) { _ in DefaultWorkerHandler() }
+// The built-in protocols, mounted by path (and by subprotocol): the connection-broker
+// protocol on every path by default, as `connection-broker --port 3004` serves it.
+let protocolOptions = configuration.protocolOptions
+func option(_ key: String) -> String { protocolOptions[key] ?? BrokerConfiguration.protocolDefaults[key]! }
+var cbOptions = ConnectionBrokerOptions()
+cbOptions.maxRoleBytes = Int(option("cb_max_role_bytes"))!
+cbOptions.maxConnectionsPerRole = Int(option("cb_max_connections_per_role"))!
+cbOptions.maxListResults = Int(option("cb_max_list_results"))!
+cbOptions.maxChannelsPerConnection = Int(option("cb_max_channels_per_connection"))!
+cbOptions.maxJSONDepth = Int(option("cb_max_json_depth"))!
+cbOptions.allowSelfChannels = ["true", "yes", "1"].contains(option("cb_allow_self_channels"))
+cbOptions.maxMessageBytes = configuration.webSocket.maxMessageBytes
+let connectionBroker = ConnectionBroker(options: cbOptions)
+let cbFactory = connectionBroker.handlerFactory()
+let cbPaths = option("connection_broker_paths").split(separator: ",").map { String($0).trimmingCharacters() }
+
+let finalConfiguration = configuration
+let broker = Broker(configuration: finalConfiguration) { context in
+    RoutingWorkerHandler(routes: [
+        .init(paths: cbPaths, subprotocol: "connection-broker", handler: cbFactory(context)),
+    ])
+}
+broker.additionalMetrics = {
+    var out = ""
+    for m in connectionBroker.metrics.all {
+        out += "# HELP switchboard_\(m.name) \(m.help)\n# TYPE switchboard_\(m.name) \(m.name.hasSuffix("_total") ? "counter" : "gauge")\nswitchboard_\(m.name) \(m.value)\n"
+    }
+    return out
+}
 do {
     try broker.run()
 } catch {
     fail("\(error)")
+}
+
+extension StringProtocol {
+    func trimmingCharacters() -> String {
+        var t = Substring(self)
+        while t.first == " " { t = t.dropFirst() }
+        while t.last == " " { t = t.dropLast() }
+        return String(t)
+    }
 }

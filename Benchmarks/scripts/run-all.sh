@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the standard benchmark matrix against Switchboard and the Hummingbird peer in one go and
+# writes Benchmarks/RESULTS.md (the previous file is kept as RESULTS.md.prev).
+#   bash Benchmarks/scripts/run-all.sh
+# Each script builds what it needs (release) unless SKIP_BUILD=1, pins servers to CPU 0 and the
+# load generators to CPU 1, and reports medians of RUNS (default 3) runs.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+OUT="$HERE/../RESULTS.md"
+TMP="$(mktemp)"
+{
+    echo "# Benchmark results"
+    echo
+    echo "Written by \`bash Benchmarks/scripts/run-all.sh\` on $(date -u +%Y-%m-%d). Servers pinned to CPU 0,"
+    echo "load generators to CPU 1 (\`taskset\`), peer measured in the same run. On this machine kind"
+    echo "the two vCPUs share roughly one physical core's worth of time, so server and load generator"
+    echo "compete: read every rate with the CPU columns. Benchmarks never run as tests."
+    echo
+    bash "$HERE/http-bench.sh"
+    echo
+    bash "$HERE/ws-bench.sh"
+    echo
+    bash "$HERE/fanout-bench.sh"
+} >"$TMP"
+[ -f "$OUT" ] && cp "$OUT" "$OUT.prev"
+mv "$TMP" "$OUT"
+echo "wrote $OUT" >&2

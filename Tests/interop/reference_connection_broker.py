@@ -14,6 +14,8 @@ channels are closed and each peer gets channel_closed_notification.
 import asyncio
 import itertools
 import json
+import os
+import signal
 import sys
 import uuid
 
@@ -139,6 +141,8 @@ async def handler(ws):
 
 
 async def main():
+    # Exit at once on SIGTERM (test harnesses stop the broker this way).
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 0
     host = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     async with serve(handler, host, port, max_size=16 << 20, compression=None) as server:

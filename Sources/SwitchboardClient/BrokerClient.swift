@@ -14,6 +14,7 @@ public final class BrokerClient: Sendable {
 
     enum PendingKind: Sendable {
         case plain(expect: String)
+        case register(role: String, isReconnect: Bool)
         case open(targetId: String)
         case close(channelId: String)
     }
@@ -111,7 +112,7 @@ public final class BrokerClient: Sendable {
             s.reconnectCount = 0
         }
         do {
-            _ = try await establish(target, role: role)
+            _ = try await establish(target, role: role, isReconnect: false)
         } catch {
             state.withLock { s in if s.phase == .connecting { s.phase = .idle } }
             throw error
@@ -187,7 +188,7 @@ public final class BrokerClient: Sendable {
 
     /// Opens a connection, starts its reader and registers. On success the client is
     /// `.connected` with the returned id; on failure the connection is torn down.
-    private func establish(_ target: WebSocketURL, role: String) async throws -> String {
+    private func establish(_ target: WebSocketURL, role: String, isReconnect: Bool) async throws -> String {
         log(.debug, "connecting to \(url)")
         let connection = try await Self.openConnection(target, options: options)
         let superseded = state.withLock { s -> Bool in
@@ -201,22 +202,14 @@ public final class BrokerClient: Sendable {
         }
         connection.start { [self] event in handle(event, from: connection) }
         do {
+            // The reply handler (on the reader thread) switches the client to `.connected`, so
+            // the state change is ordered with the messages that follow the reply.
             guard case .message(let reply) = try await request("register", ["role": .string(role)],
-                                                               kind: .plain(expect: "registered"), on: connection) else {
+                                                               kind: .register(role: role, isReconnect: isReconnect),
+                                                               on: connection),
+                  let id = reply["connectionId"]?.stringValue else {
                 throw BrokerClientError.protocolError("unexpected reply to register")
             }
-            guard let id = reply["connectionId"]?.stringValue else {
-                throw BrokerClientError.protocolError("registered response without a connectionId")
-            }
-            let live = state.withLock { s -> Bool in
-                guard s.connection === connection, !s.userClosed else { return false }
-                s.myId = id
-                s.phase = .connected
-                return true
-            }
-            guard live else { throw BrokerClientError.disconnected }
-            log(.info, "registered as \(id) with role \(role)")
-            notify { $0.onConnected?() }
             return id
         } catch {
             state.withLock { s in if s.connection === connection { s.connection = nil } }
@@ -270,12 +263,7 @@ public final class BrokerClient: Sendable {
                 try? await Task.sleep(for: delay)
                 if Task.isCancelled || state.withLock({ $0.userClosed }) { return }
                 do {
-                    let id = try await establish(target, role: role)
-                    state.withLock { s in
-                        s.reconnectCount += 1
-                        s.reconnectTask = nil
-                    }
-                    notify { $0.onReconnected?(id) }
+                    _ = try await establish(target, role: role, isReconnect: true)
                     return
                 } catch {
                     log(.warning, "reconnect attempt \(attempt) failed: \(error)")
@@ -431,6 +419,7 @@ public final class BrokerClient: Sendable {
         let type = message["type"]?.stringValue ?? ""
         let expected: String = switch pending.kind {
         case .plain(let expect): expect
+        case .register: "registered"
         case .open: "channel_opened"
         case .close: "channel_closed"
         }
@@ -447,6 +436,26 @@ public final class BrokerClient: Sendable {
         }
         switch pending.kind {
         case .plain:
+            pending.continuation.resume(returning: .message(message))
+        case .register(let role, let isReconnect):
+            guard let connectionId = message["connectionId"]?.stringValue else {
+                pending.continuation.resume(throwing: BrokerClientError.protocolError("registered without a connectionId"))
+                return
+            }
+            let live = state.withLock { s -> Bool in
+                guard s.connection === connection, !s.userClosed else { return false }
+                s.myId = connectionId
+                s.phase = .connected
+                if isReconnect { s.reconnectCount += 1 }
+                return true
+            }
+            guard live else {
+                pending.continuation.resume(throwing: BrokerClientError.disconnected)
+                return
+            }
+            log(.info, "registered as \(connectionId) with role \(role)")
+            notify { $0.onConnected?() }
+            if isReconnect { notify { $0.onReconnected?(connectionId) } }
             pending.continuation.resume(returning: .message(message))
         case .open(let targetId):
             guard let channelId = message["channelId"]?.stringValue else {

@@ -168,6 +168,24 @@ struct BrokerClientReferenceTests {
         await a.disconnect()
     }
 
+    @Test func manyMessagesArriveInOrder() async throws {
+        let broker = try ReferenceBroker()
+        let a = BrokerClient(url: broker.url, options: fastOptions)
+        let b = BrokerClient(url: broker.url, options: fastOptions)
+        try await a.connect(role: "a")
+        try await b.connect(role: "b")
+        let received = Recorder<Int>()
+        b.onIncomingChannel = { $0.onMessage = { received.append($0["seq"]?.intValue ?? -1) } }
+        let channel = try await a.openChannel(b.myId!)
+        let start = ContinuousClock.now
+        for i in 0..<1_000 { try await channel.send(["seq": .number(Double(i)), "pad": "0123456789abcdef"]) }
+        #expect(await eventually { received.count == 1_000 })
+        #expect(received.all == Array(0..<1_000))
+        #expect(ContinuousClock.now - start < .seconds(20))
+        await a.disconnect()
+        await b.disconnect()
+    }
+
     @Test func brokerFailuresSurfaceAsFailed() async throws {
         let broker = try ReferenceBroker()
         let a = BrokerClient(url: broker.url, options: fastOptions)

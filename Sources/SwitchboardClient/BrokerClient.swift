@@ -9,6 +9,23 @@ import Synchronization
 /// channels' `onMessage` / `onClosed`) run one at a time, in protocol order, on a private serial
 /// queue owned by the client. A connected client keeps itself alive until `disconnect()` or
 /// until the connection ends.
+///
+/// ```swift
+/// let client = BrokerClient(url: "ws://localhost:3004")
+/// client.onIncomingChannel = { channel in
+///     channel.onMessage = { payload in print("from \(channel.peerId): \(payload)") }
+/// }
+/// try await client.connect(role: "my-role")
+/// for id in try await client.listByRole("other-role") {
+///     let channel = try await client.openChannel(id)
+///     try await channel.send(["type": "greeting", "message": "Hello!"])  // awaits the broker's confirmation
+///     try await channel.close()
+/// }
+/// await client.disconnect()
+/// ```
+///
+/// Messages on the wire are JSON text frames; requests carry `id` (1, 2, 3... per client, never
+/// reused across reconnects) and are matched to replies by `replyTo`. Only `ws://` URLs.
 public final class BrokerClient: Sendable {
     enum Phase: Sendable, Equatable { case idle, connecting, connected, reconnecting }
 
@@ -69,6 +86,9 @@ public final class BrokerClient: Sendable {
     /// The connection id the broker assigned at registration (a new one after each reconnect);
     /// nil while not connected.
     public var myId: String? { state.withLock { $0.myId } }
+
+    /// TS-SDK style accessor for `myId`.
+    public func getMyId() -> String? { myId }
 
     /// True while registered with the broker.
     public var isConnected: Bool { state.withLock { $0.phase == .connected } }

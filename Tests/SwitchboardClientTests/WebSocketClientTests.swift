@@ -1,0 +1,270 @@
+import Foundation
+import Synchronization
+import Testing
+@testable import SwitchboardClient
+
+@Suite("WebSocket client")
+struct WebSocketClientTests {
+    @Test func urlParsing() throws {
+        #expect(try WebSocketURL.parse("ws://localhost:3004") == WebSocketURL(host: "localhost", port: 3004, resource: "/"))
+        #expect(try WebSocketURL.parse("ws://127.0.0.1:8080/broker?x=1#frag")
+            == WebSocketURL(host: "127.0.0.1", port: 8080, resource: "/broker?x=1"))
+        #expect(try WebSocketURL.parse("WS://example.com") == WebSocketURL(host: "example.com", port: 80, resource: "/"))
+        #expect(try WebSocketURL.parse("ws://h?q").resource == "/?q")
+        let v6 = try WebSocketURL.parse("ws://[::1]:9000/p")
+        #expect(v6 == WebSocketURL(host: "::1", port: 9000, resource: "/p"))
+        #expect(v6.hostHeader == "[::1]:9000")
+        for bad in ["http://x/", "wss://x/", "ws://", "ws://:80/", "ws://h:0/", "ws://h:99999/", "ws://[::1/", "ws://u@h/"] {
+            #expect(throws: BrokerClientError.self, "\(bad)") { try WebSocketURL.parse(bad) }
+        }
+    }
+
+    @Test func acceptValueMatchesRFCExample() {
+        #expect(WebSocketHandshake.acceptValue(for: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        let a = WebSocketHandshake.makeKey(), b = WebSocketHandshake.makeKey()
+        #expect(a != b)
+        #expect(Data(base64Encoded: a)?.count == 16)
+    }
+
+    @Test func handshakeValidation() throws {
+        let key = "dGhlIHNhbXBsZSBub25jZQ=="
+        let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        try WebSocketHandshake.validate(responseHead: good, key: key)
+        let cases: [(String, String)] = [
+            ("HTTP/1.1 200 OK\r\nUpgrade: websocket", "200"),
+            ("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Upgrade"),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "Connection"),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade", "Accept"),
+            ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: AAAAAAAAAAAAAAAAAAAAAAAAAAA=", "mismatch"),
+            (good + "\r\nSec-WebSocket-Extensions: permessage-deflate", "extension"),
+        ]
+        for (head, fragment) in cases {
+            do {
+                try WebSocketHandshake.validate(responseHead: head, key: key)
+                Issue.record("accepted: \(head)")
+            } catch {
+                guard case .handshakeFailed(let text) = error else { Issue.record("wrong error \(error)"); continue }
+                #expect(text.contains(fragment), "\(text)")
+            }
+        }
+    }
+
+    @Test func wrongAcceptFailsTheHandshake() async throws {
+        let server = RawServer { peer in try peer.handshake(accept: "AAAAAAAAAAAAAAAAAAAAAAAAAAA=") }
+        let client = BrokerClient(url: server.url, options: .init(requestTimeout: .seconds(2), connectTimeout: .seconds(2)))
+        let error = await brokerError { try await client.connect(role: "x") }
+        guard case .handshakeFailed(let text) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(text.contains("Sec-WebSocket-Accept"))
+        #expect(client.myId == nil)
+        #expect(!client.isConnected)
+    }
+
+    @Test func refusedUpgradeFailsTheHandshake() async throws {
+        let server = RawServer { peer in try peer.handshake(status: "403 Forbidden") }
+        let client = BrokerClient(url: server.url)
+        let error = await brokerError { try await client.connect(role: "x") }
+        guard case .handshakeFailed(let text) = error else { Issue.record("got \(String(describing: error))"); return }
+        #expect(text.contains("403"))
+    }
+
+    @Test func requestHeadIsWellFormed() async throws {
+        let head = Mutex("")
+        let server = RawServer { peer in
+            try peer.handshake()
+            head.withLock { $0 = peer.requestHead }
+        }
+        let connection = try WebSocketConnection.open(url: WebSocketURL.parse("ws://127.0.0.1:\(server.port)/chat?a=b"),
+                                                      timeout: .seconds(2), maxMessageBytes: 1 << 20)
+        connection.abort()
+        connection.start { _ in }
+        await connection.waitUntilFinished()
+        let text = head.withLock { $0 }
+        #expect(text.hasPrefix("GET /chat?a=b HTTP/1.1\r\n"))
+        #expect(text.contains("Host: 127.0.0.1:\(server.port)\r\n"))
+        #expect(text.contains("Upgrade: websocket\r\n"))
+        #expect(text.contains("Connection: Upgrade\r\n"))
+        #expect(text.contains("Sec-WebSocket-Version: 13\r\n"))
+    }
+
+    @Test func connectionRefusedAndTimeouts() async throws {
+        // A port nobody listens on: take one from a listener, then close it.
+        var port = 0
+        do { let s = RawServer { _ in }; port = s.port }
+        try await Task.sleep(for: .milliseconds(150))
+        let client = BrokerClient(url: "ws://127.0.0.1:\(port)/")
+        let error = await brokerError { try await client.connect(role: "x") }
+        guard case .connectionFailed = error else { Issue.record("got \(String(describing: error))"); return }
+
+        // A server that accepts TCP but never answers the upgrade: connectTimeout applies.
+        let silent = RawServer { _ in Thread.sleep(forTimeInterval: 3) }
+        let slow = BrokerClient(url: silent.url, options: .init(connectTimeout: .milliseconds(300)))
+        let start = ContinuousClock.now
+        #expect(await brokerError { try await slow.connect(role: "x") } == .timeout)
+        #expect(ContinuousClock.now - start < .seconds(2))
+
+        let bad = BrokerClient(url: "http://127.0.0.1/")
+        guard case .invalidURL = await brokerError({ try await bad.connect(role: "x") }) else {
+            Issue.record("expected invalidURL"); return
+        }
+    }
+
+    /// Frames the client sends are masked with fresh random keys; payloads unmask correctly.
+    @Test func clientFramesAreMasked() async throws {
+        let frames = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            for _ in 0..<4 { frames.append(try peer.readFrame()) }
+            peer.sendFrame(opcode: 8, payload: [0x03, 0xE8])
+        }
+        let connection = try WebSocketConnection.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+                                                      maxMessageBytes: 1 << 20, recordMasks: true)
+        let events = Recorder<String>()
+        connection.start { event in
+            if case .closed(let code, _, let clean) = event { events.append("closed \(code ?? 0) \(clean)") }
+        }
+        let big = String(repeating: "m", count: 70_000)
+        try connection.sendText("hello")
+        try connection.sendText("")
+        try connection.sendText(big)
+        await connection.close()
+        #expect(await eventually { frames.count == 4 })
+        let got = frames.all
+        #expect(got.allSatisfy { $0.masked && $0.fin })
+        #expect(got.map(\.opcode) == [1, 1, 1, 8])
+        #expect(got[0].text == "hello")
+        #expect(got[1].payload.isEmpty)
+        #expect(got[2].text == big)
+        #expect(got[3].payload == [0x03, 0xE8])
+        #expect(got.map(\.mask) == connection.sentMasks)
+        #expect(Set(got.map(\.mask)).count == 4, "masks should be fresh per frame")
+        #expect(events.all == ["closed 1000 true"])
+    }
+
+    /// Fragmented and large server messages are reassembled; pings interleaved in a fragmented
+    /// message are answered with pongs carrying the same payload.
+    @Test func fragmentedAndLargeServerMessages() async throws {
+        let big = String(repeating: "0123456789", count: 7_000)  // 70 KB
+        let pongs = Recorder<[UInt8]>()
+        let closeFrames = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.sendFrame(opcode: 1, payload: Array("frag".utf8), fin: false)
+            peer.sendFrame(opcode: 9, payload: Array("ping!".utf8))
+            peer.sendFrame(opcode: 0, payload: Array("men".utf8), fin: false)
+            peer.sendFrame(opcode: 0, payload: Array("ted ✓".utf8), fin: true)
+            peer.sendFrame(opcode: 1, payload: Array(big.utf8))
+            // 70 KB in three fragments, 64-bit length on the largest.
+            let bytes = Array(big.utf8)
+            peer.sendFrame(opcode: 1, payload: Array(bytes[0..<10]), fin: false)
+            peer.sendFrame(opcode: 0, payload: Array(bytes[10..<66_000]), fin: false)
+            peer.sendFrame(opcode: 0, payload: Array(bytes[66_000...]), fin: true)
+            // Byte-at-a-time delivery of a small frame.
+            for b in RawPeer.frame(opcode: 1, payload: Array("slow".utf8)) {
+                peer.send([b])
+                Thread.sleep(forTimeInterval: 0.002)
+            }
+            peer.sendFrame(opcode: 2, payload: [0, 1, 2])
+            while true {
+                let frame = try peer.readFrame()
+                if frame.opcode == 10 { pongs.append(frame.payload) }
+                if frame.opcode == 1 { break }
+            }
+            peer.sendFrame(opcode: 8, payload: [0x03, 0xE9] + Array("bye".utf8))
+            closeFrames.append(try peer.readFrame())
+        }
+        let connection = try WebSocketConnection.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+                                                      maxMessageBytes: 1 << 20)
+        let texts = Recorder<String>()
+        let others = Recorder<String>()
+        connection.start { event in
+            switch event {
+            case .text(let t): texts.append(t)
+            case .binary(let b): others.append("binary \(b)")
+            case .closed(let code, let reason, let clean): others.append("closed \(code ?? 0) \(reason) \(clean)")
+            }
+        }
+        #expect(await eventually { texts.count == 4 })
+        try connection.sendText("done")
+        await connection.waitUntilFinished()
+        let got = texts.all
+        #expect(got.count == 4)
+        if got.count == 4 {
+            #expect(got[0] == "fragmented ✓")
+            #expect(got[1] == big)
+            #expect(got[2] == big)
+            #expect(got[3] == "slow")
+        }
+        #expect(pongs.all == [Array("ping!".utf8)])
+        #expect(others.all == ["binary [0, 1, 2]", "closed 1001 bye true"])
+        // The client echoed the server's close code, masked.
+        #expect(await eventually { closeFrames.count == 1 })
+        #expect(closeFrames.all.first?.opcode == 8)
+        #expect(closeFrames.all.first?.masked == true)
+        #expect(closeFrames.all.first?.payload == [0x03, 0xE9])
+    }
+
+    @Test(arguments: [
+        ("masked server frame", RawPeer.frame(opcode: 1, payload: Array("x".utf8), masked: true), UInt16(1002)),
+        ("reserved bit", [0xC1, 0x01, 0x78], UInt16(1002)),
+        ("reserved opcode", [0x83, 0x00], UInt16(1002)),
+        ("continuation without start", RawPeer.frame(opcode: 0, payload: [1]), UInt16(1002)),
+        ("fragmented ping", RawPeer.frame(opcode: 9, payload: [1], fin: false), UInt16(1002)),
+        ("invalid UTF-8", RawPeer.frame(opcode: 1, payload: [0xFF, 0xFE]), UInt16(1007)),
+        ("too big", RawPeer.frame(opcode: 1, payload: [UInt8](repeating: 65, count: 2_000)), UInt16(1009)),
+    ] as [(String, [UInt8], UInt16)])
+    func protocolViolationsCloseTheConnection(name: String, bytes: [UInt8], expectedCode: UInt16) async throws {
+        let closes = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.send(bytes)
+            while let frame = try? peer.readFrame() {
+                if frame.opcode == 8 { closes.append(frame); break }
+            }
+        }
+        let connection = try WebSocketConnection.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+                                                      maxMessageBytes: 1_000)
+        let reasons = Recorder<String>()
+        connection.start { event in
+            if case .closed(_, let reason, let clean) = event { reasons.append("\(clean) \(reason)") }
+            if case .text(let t) = event { reasons.append("text \(t)") }
+        }
+        await connection.waitUntilFinished()
+        #expect(reasons.all.count == 1)
+        #expect(reasons.all.first?.hasPrefix("false protocol error") == true, "\(name): \(reasons.all)")
+        #expect(await eventually { closes.count == 1 })
+        let code = closes.all.first.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) }
+        #expect(code == expectedCode, "\(name)")
+    }
+
+    @Test func frameParserIsIncremental() throws {
+        let big = [UInt8](repeating: 7, count: 70_000)
+        let stream = RawPeer.frame(opcode: 1, payload: Array("a".utf8)) + RawPeer.frame(opcode: 2, payload: big, fin: false)
+            + RawPeer.frame(opcode: 9, payload: []) + RawPeer.frame(opcode: 0, payload: Array(repeating: 1, count: 200))
+        var parser = WebSocketFrameParser(maxFrameBytes: 1 << 20)
+        var frames: [WebSocketFrame] = []
+        var i = 0
+        while i < stream.count {
+            let step = min(997, stream.count - i)
+            parser.append(Array(stream[i..<(i + step)]))
+            i += step
+            while let f = try parser.next() { frames.append(f) }
+        }
+        #expect(frames.map(\.opcode) == [.text, .binary, .ping, .continuation])
+        #expect(frames.map(\.fin) == [true, false, true, true])
+        #expect(frames[1].payload == big)
+        #expect(frames[3].payload.count == 200)
+        #expect(parser.bufferedCount == 0)
+    }
+
+    @Test func encoderLengths() {
+        for n in [0, 125, 126, 65_535, 65_536, 70_000] {
+            let payload = [UInt8](repeating: 0xAB, count: n)
+            let frame = WebSocketFrameEncoder.encode(opcode: .binary, payload: payload, mask: [9, 8, 7, 6])
+            let header = n < 126 ? 2 : (n <= 65_535 ? 4 : 10)
+            #expect(frame.count == header + 4 + n)
+            #expect(frame[1] & 0x80 != 0)
+            #expect(Array(frame[header..<(header + 4)]) == [9, 8, 7, 6])
+            if n > 0 { #expect(frame[header + 4] == 0xAB ^ 9) }
+        }
+    }
+}

@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "switchboard-echo", targets: ["switchboard-echo"]),
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
+        .executable(name: "cb-bench", targets: ["cb-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -82,6 +83,11 @@ let package = Package(
             name: "switchboard-bench",
             dependencies: ["SwitchboardBenchCore"],
             path: "Benchmarks/Sources/switchboard-bench"
+        ),
+        .executableTarget(
+            name: "cb-bench",
+            dependencies: ["SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),

@@ -3,17 +3,25 @@
 # switchboard-echo's /broadcast (io_uring and epoll, 1 shard) vs the Hummingbird peer's
 # /broadcast (1 event-loop thread), both "every message goes to every connected client of
 # /broadcast", driven by switchboard-bench in raw fanout mode. Markdown on stdout.
+# CHANNEL_CASE="KxS" (default 1000x10; "" or 0 = off) adds K channels x S subscribers each:
+# switchboard-bench --channels K puts subscriber i on /broadcast/<i % K> with one publisher
+# per channel. Only the switchboard servers run it: the peer's /broadcast is one channel.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SUBSCRIBERS="100 1000 10000" SIZE=20 SERVER_CPU=0 BENCH_CPU=1
-#   IDLE_CONNS=10000 SKIP_BUILD=0 BASE_PORT=18600
+#   IDLE_CONNS=10000 CHANNEL_CASE=1000x10 SKIP_BUILD=0 BASE_PORT=18600
 set -euo pipefail
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SUBSCRIBERS="${SUBSCRIBERS:-100 1000 10000}"; SIZE="${SIZE:-20}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; IDLE_CONNS="${IDLE_CONNS:-10000}"
-SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18600}"
+SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18600}"; CHANNEL_CASE="${CHANNEL_CASE-1000x10}"
 log() { echo "[fanout-bench] $*" >&2; }
+CH_K=""; CH_PER=""
+if [[ -n "$CHANNEL_CASE" && "$CHANNEL_CASE" != 0 ]]; then
+    [[ "$CHANNEL_CASE" =~ ^([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { log "CHANNEL_CASE must look like 1000x10 (channels x subscribers per channel), got '$CHANNEL_CASE'"; exit 2; }
+    CH_K="${BASH_REMATCH[1]}"; CH_PER="${BASH_REMATCH[2]}"
+fi
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [[ "$SKIP_BUILD" != 1 ]]; then
     (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo >&2 && swift build -c release --product switchboard-bench >&2)
@@ -52,30 +60,48 @@ SERVERS=(
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
 declare -A RATE P50 P99 SCPU IDLE
+# RUNS fanout runs against the running server; medians into RATE/P50/P99/SCPU[key].
+fanout_runs() { # key label port bench-args...
+    local key="$1" label="$2" port="$3"; shift 3
+    local rates=() p50s=() p99s=() scpus=() run out rate p50 p99 scpu got
+    for run in $(seq 1 "$RUNS"); do
+        out="$WORK/${key//|/-}-$run.txt"
+        timeout 180 "$BENCH_BIN" fanout --raw "$@" -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" \
+            --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/broadcast" >"$out" 2>&1 || log "bench non-zero: $out"
+        rate="$(awk '/^  deliveries:/ { print $2 }' "$out")"
+        p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
+        p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
+        scpu="$(awk '/server CPU:/ { sub(/.*server CPU: [0-9.]+ s \(/, ""); sub(/%\).*/, ""); print }' "$out")"
+        got="$(awk '/expected deliveries/ { print $0 }' "$out")"
+        log "$label run $run: ${rate:-?} deliveries/s p50 ${p50:-?} p99 ${p99:-?} server CPU ${scpu:-?}% ($got)"
+        rates+=("${rate:-0}"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}")
+    done
+    RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"; P50[$key]="$(printf '%s\n' "${p50s[@]}" | median)"
+    P99[$key]="$(printf '%s\n' "${p99s[@]}" | median)"; SCPU[$key]="$(printf '%s\n' "${scpus[@]}" | median)"
+}
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name offset tmpl <<<"$entry"
     port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
     for subs in $SUBSCRIBERS; do
         # shellcheck disable=SC2086
         start_server "$name" "$port" $cmd || { log "$name failed to start"; continue; }
-        rates=(); p50s=(); p99s=(); scpus=()
-        for run in $(seq 1 "$RUNS"); do
-            out="$WORK/$name-$subs-$run.txt"
-            timeout 180 "$BENCH_BIN" fanout --raw --subscribers "$subs" --publishers 1 -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" \
-                --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/broadcast" >"$out" 2>&1 || log "bench non-zero: $out"
-            rate="$(awk '/^  deliveries:/ { print $2 }' "$out")"
-            p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
-            p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
-            scpu="$(awk '/server CPU:/ { sub(/.*server CPU: [0-9.]+ s \(/, ""); sub(/%\).*/, ""); print }' "$out")"
-            got="$(awk '/expected deliveries/ { print $0 }' "$out")"
-            log "$name subs=$subs run $run: ${rate:-?} deliveries/s p50 ${p50:-?} p99 ${p99:-?} server CPU ${scpu:-?}% ($got)"
-            rates+=("${rate:-0}"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}")
-        done
-        k="$name|$subs"
-        RATE[$k]="$(printf '%s\n' "${rates[@]}" | median)"; P50[$k]="$(printf '%s\n' "${p50s[@]}" | median)"
-        P99[$k]="$(printf '%s\n' "${p99s[@]}" | median)"; SCPU[$k]="$(printf '%s\n' "${scpus[@]}" | median)"
+        fanout_runs "$name|$subs" "$name subs=$subs" "$port" --subscribers "$subs" --publishers 1
         stop_server
     done
+    # K channels x S subscribers (/broadcast/<channel>, one publisher per channel).
+    if [[ -n "$CH_K" ]]; then
+        if [[ "$name" == peer-hummingbird ]]; then
+            log "$name: skipping the ${CH_K}x${CH_PER} channel case (its /broadcast is a single channel)"
+        else
+            # shellcheck disable=SC2086
+            if start_server "$name" "$port" $cmd; then
+                fanout_runs "$name|ch" "$name channels=$CH_K x $CH_PER" "$port" --channels "$CH_K" --subscribers "$((CH_K * CH_PER))"
+                stop_server
+            else
+                log "$name failed to start"
+            fi
+        fi
+    fi
     # RSS per idle subscribed connection: hold IDLE_CONNS sockets on /broadcast.
     # shellcheck disable=SC2086
     start_server "$name" "$port" $cmd || continue
@@ -112,6 +138,25 @@ for subs in $SUBSCRIBERS; do
         echo "| $name | $subs | $(printf '%.0f' "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
     done
 done
+if [[ -n "$CH_K" ]]; then
+    echo
+    echo "### Fan-out: $CH_K channels × $CH_PER subscribers (switchboard-bench fanout --raw --channels $CH_K)"
+    echo
+    echo "- Subscriber i on /broadcast/<i % $CH_K>, $CH_K publishers (publisher j on /broadcast/<j % $CH_K>, window 16 each), $((CH_K * CH_PER)) subscribers; expected deliveries counted per channel. Same pinning, size, durations and runs as above."
+    echo "- peer-hummingbird: not run — its /broadcast is a single channel (no /broadcast/NAME)."
+    echo
+    echo '```'
+    echo "$BENCH_BIN fanout --raw --channels $CH_K --subscribers $((CH_K * CH_PER)) -s $SIZE -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+    echo '```'
+    echo
+    echo "| server | channels × subscribers | delivered msg/s | p50 µs | p99 µs | server CPU % |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r name _ _ <<<"$entry"; k="$name|ch"
+        [[ "$name" == peer-hummingbird ]] && { echo "| $name | $CH_K × $CH_PER | n/a (single-channel /broadcast) | n/a | n/a | n/a |"; continue; }
+        echo "| $name | $CH_K × $CH_PER | $(printf '%.0f' "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} |"
+    done
+fi
 echo
 echo "| server | RSS per idle subscribed connection ($IDLE_CONNS held) |"
 echo "|---|---:|"

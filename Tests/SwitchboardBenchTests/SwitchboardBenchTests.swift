@@ -9,7 +9,9 @@ import Glibc
 // MARK: - A tiny WebSocket server for the tests
 
 /// Blocking sockets, one thread per connection. Does the handshake, unmasks frames, records
-/// what it saw, and either echoes each message or broadcasts it to every connection.
+/// what it saw, and either echoes each message or broadcasts it to every connection of the
+/// same request path (one channel per path, sender included, like switchboard-echo's
+/// `/broadcast/NAME`).
 final class TestWebSocketServer: @unchecked Sendable {
     enum Mode { case echo, broadcast }
 
@@ -30,7 +32,8 @@ final class TestWebSocketServer: @unchecked Sendable {
         var frames: [FrameRecord] = []
         var dataMessages = 0
         var pongs: [[UInt8]] = []
-        var clients: [Int32] = []
+        /// Open connections and the request path each one upgraded on.
+        var clients: [(fd: Int32, path: String)] = []
     }
 
     let mode: Mode
@@ -154,8 +157,9 @@ final class TestWebSocketServer: @unchecked Sendable {
         if wrongAccept {
             // A client that accepts the bad value would send frames now; count them.
         }
-        state.withLock { $0.clients.append(fd) }
-        defer { state.withLock { $0.clients.removeAll { $0 == fd } } }
+        let path = lines.first.map { $0.split(separator: " ").dropFirst().first.map(String.init) ?? "" } ?? ""
+        state.withLock { $0.clients.append((fd, path)) }
+        defer { state.withLock { $0.clients.removeAll { $0.fd == fd } } }
         if pingFirst { writeAll(fd, Self.serverFrame(opcode: 9, Array("hello".utf8))) }
 
         var hdr: [UInt8] = []
@@ -190,7 +194,7 @@ final class TestWebSocketServer: @unchecked Sendable {
                 if mode == .echo {
                     writeAll(fd, frame)
                 } else {
-                    for c in state.withLock({ $0.clients }) { writeAll(c, frame) }
+                    for c in state.withLock({ $0.clients }) where c.path == path { writeAll(c.fd, frame) }
                 }
             case 8:
                 writeAll(fd, Self.serverFrame(opcode: 8, Array(payload.prefix(2))))
@@ -338,6 +342,51 @@ func eventually(_ condition: () -> Bool) {
         #expect(result.latency?.count == 600)
     }
 
+    @Test func fanoutChannelsCountsExpectedPerChannel() throws {
+        let server = try TestWebSocketServer(mode: .broadcast)
+        defer { server.stop() }
+        // 20 subscribers over 4 channels (5 each), publishers default to 4 (one per channel).
+        let result = try runBenchmark(options(["fanout", "--raw", "ws://127.0.0.1:\(server.port)/broadcast", "--subscribers", "20",
+                                               "--channels", "4", "-n", "400", "-w", "8", "--settle", "50ms"]), progress: false)
+        #expect(result.options.publishers == 4)
+        #expect(result.established == 24)
+        #expect(result.sent == 400)
+        #expect(result.expected == 400 * 5)
+        #expect(result.received == result.expected)
+        #expect(result.unmatched == 0)
+        #expect(result.latency?.count == 2000)
+        #expect(result.summary.contains("channels 4"))
+        #expect(result.json.contains("\"channels\":4"))
+        // Each channel path saw its 5 subscribers and its publisher; nothing used the bare path.
+        let targets = server.snapshot.requests.compactMap { $0.components(separatedBy: "\r\n").first }
+        for ch in 0..<4 {
+            #expect(targets.filter { $0 == "GET /broadcast/\(ch) HTTP/1.1" }.count == 6, "\(targets)")
+        }
+        #expect(targets.count == 24)
+        // Publishers get their own copies back (sender included) and those are not counted.
+        eventually { server.snapshot.dataMessages == 400 }
+        #expect(result.publisherReceived <= 400)
+    }
+
+    @Test func fanoutChannelsUnevenSplit() throws {
+        let server = try TestWebSocketServer(mode: .broadcast)
+        defer { server.stop() }
+        // 10 subscribers over 4 channels: 3, 3, 2, 2. 6 publishers on channels 0, 1, 2, 3, 0, 1,
+        // 100 messages each: expected 100 * (3 + 3 + 2 + 2 + 3 + 3) = 1600. Six threads put one
+        // publisher on each worker (so each gets exactly its 100-message share of -n), most of
+        // them away from their channel's ack tracker (acks by polling).
+        let result = try runBenchmark(options(["fanout", "--raw", "ws://127.0.0.1:\(server.port)/b/", "--subscribers", "10",
+                                               "--channels", "4", "--publishers", "6", "-n", "600", "-w", "4", "-t", "6",
+                                               "--settle", "50ms"]),
+                                      progress: false)
+        #expect(result.sent == 600)
+        #expect(result.expected == 1600)
+        #expect(result.received == result.expected)
+        let targets = server.snapshot.requests.compactMap { $0.components(separatedBy: "\r\n").first }
+        #expect(targets.filter { $0 == "GET /b/0 HTTP/1.1" }.count == 5)
+        #expect(targets.filter { $0 == "GET /b/3 HTTP/1.1" }.count == 3)
+    }
+
     @Test func fanoutWithTemplates() throws {
         let server = try TestWebSocketServer(mode: .broadcast)
         defer { server.stop() }
@@ -404,6 +453,12 @@ func eventually(_ condition: () -> Bool) {
             ["fanout", "ws://127.0.0.1:1/", "--publish-template", "no placeholder"],
             ["connect", "ws://127.0.0.1:1/", "-n", "5"],
             ["echo", "ws://127.0.0.1:1/", "ws://127.0.0.1:2/"],
+            ["fanout", "ws://127.0.0.1:1/", "--channels", "0"],
+            ["fanout", "ws://127.0.0.1:1/", "--channels", "x"],
+            ["fanout", "ws://127.0.0.1:1/", "--channels", "11"],
+            ["fanout", "ws://127.0.0.1:1/", "--subscribers", "20", "--channels", "21"],
+            ["fanout", "ws://127.0.0.1:1/", "--channels", "2", "--publish-template", "{{payload}}"],
+            ["echo", "ws://127.0.0.1:1/", "--channels", "2"],
         ]
         for args in cases {
             let e = try #require(usageError(args), "\(args) parsed")
@@ -420,6 +475,13 @@ func eventually(_ condition: () -> Bool) {
         #expect(o.subscribers == 7 && o.publishers == 2 && o.rate == 500 && o.size == 1024)
         #expect(o.warmupNanos == 2_000_000_000 && o.durationNanos == 1_500_000_000)
         #expect(o.threads == 3 && o.cpus == [1, 2] && o.rawFanout)
+        let c = try parseArguments(["fanout", "--raw", "ws://127.0.0.1:1/broadcast?x=1", "--subscribers", "10000", "--channels", "1000"])
+        #expect(c.channels == 1000 && c.publishers == 1000 && c.totalConnections == 11_000)
+        #expect(c.path(forChannel: 17) == "/broadcast/17?x=1" && c.subscribers(onChannel: 999) == 10)
+        let d = try parseArguments(["fanout", "ws://127.0.0.1:1/b", "--subscribers", "10", "--channels", "4", "--publishers", "2"])
+        #expect(d.publishers == 2 && d.subscribers(onChannel: 1) == 3 && d.subscribers(onChannel: 2) == 2)
+        let e = try parseArguments(["fanout", "ws://127.0.0.1:1/b"])
+        #expect(e.channels == 1 && e.publishers == 1 && e.path(forChannel: 0) == "/b" && e.subscribers(onChannel: 0) == 10)
         #expect(parseSize("20") == 20 && parseSize("1k") == 1024 && parseSize("2MiB") == 2 << 20)
         #expect(parseDuration("10s") == 10_000_000_000 && parseDuration("2m") == 120_000_000_000 && parseDuration("3") == 3_000_000_000)
     }

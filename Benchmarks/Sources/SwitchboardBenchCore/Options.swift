@@ -96,6 +96,9 @@ public struct BenchOptions: Sendable {
     public var rate: Double = 0
     public var subscribers = 10
     public var publishers = 1
+    /// fanout --raw: K channels. With K > 1, subscriber i connects to `<path>/<i % K>` and
+    /// publisher j to `<path>/<j % K>`; --publishers defaults to K.
+    public var channels = 1
     public var subscribeTemplate: String? = nil
     public var publishTemplate: String? = nil
     public var drainNanos: Int64 = 5_000_000_000
@@ -115,6 +118,32 @@ public struct BenchOptions: Sendable {
 
     /// True when the published message is the bare payload (no template).
     public var rawFanout: Bool { publishTemplate == nil }
+
+    /// Channel (0..<channels) of subscriber `i`.
+    public func channel(ofSubscriber i: Int) -> Int { i % channels }
+
+    /// Channel (0..<channels) of publisher `j`.
+    public func channel(ofPublisher j: Int) -> Int { j % channels }
+
+    /// Subscribers on `channel`: every subscriber when there is one channel, else those with
+    /// index i where i % channels == channel.
+    public func subscribers(onChannel channel: Int) -> Int {
+        channels <= 1 ? subscribers : subscribers / channels + (channel < subscribers % channels ? 1 : 0)
+    }
+
+    /// Request target of a channel's connections: the URL path itself with one channel, else
+    /// the path with "/<channel>" appended (before any query string).
+    public func path(forChannel channel: Int) -> String {
+        guard channels > 1 else { return url.path }
+        var base = Substring(url.path)
+        var query: Substring = ""
+        if let q = base.firstIndex(of: "?") {
+            query = base[q...]
+            base = base[..<q]
+        }
+        while base.hasSuffix("/") { base = base.dropLast() }
+        return "\(base)/\(channel)\(query)"
+    }
 
     /// Number of WebSocket connections the run opens.
     public var totalConnections: Int {
@@ -143,8 +172,9 @@ Scenarios:
   echo      N connections each keep --window messages in flight; every message must come back.
             Reports round trips/s, payload bytes/s, latency percentiles (send -> echo).
   fanout    --subscribers M + --publishers P connections. Each publisher sends its payload
-            (wrapped in --publish-template, or raw); every subscriber should receive every
-            published message. Reports deliveries/s, expected vs received, publish->receive latency.
+            (wrapped in --publish-template, or raw); every subscriber (of the publisher's channel,
+            see --channels) should receive every published message. Reports deliveries/s,
+            expected vs received, publish->receive latency.
   connect   opens --connections N at --rate conn/s and holds them idle for --duration.
             Reports connection rate, failures, server RSS (--server-pid) and RSS per connection.
   latency   open loop at a fixed --rate msgs/s over N connections (echo server). Latency is
@@ -173,9 +203,14 @@ latency:
   -r, --rate R              total messages per second (required), spread over the connections
 fanout:
       --subscribers M       subscriber connections (default 10)
-      --publishers P        publisher connections (default 1)
+      --publishers P        publisher connections (default 1; with --channels K > 1: K)
+      --channels K          raw mode: K channels (default 1). Subscriber i connects to PATH/<i % K>,
+                            publisher j to PATH/<j % K>; expected deliveries are counted per
+                            channel (each publisher's messages x the subscribers on its channel).
+                            1 <= K <= --subscribers
   -r, --rate R              total publish rate in msgs/s; 0 = as fast as the window allows (default 0)
-  -w, --window N            rate 0: messages per publisher not yet seen by subscriber 0 (default 16)
+  -w, --window N            rate 0: messages per publisher not yet seen by the first subscriber
+                            of its channel (default 16)
       --subscribe-template T  text each subscriber sends once connected
       --publish-template T  published text; {{payload}} is replaced by the payload, which carries
                             an ASCII marker #sb:PUB:SEQ:NANOS# padded with 'x' to --size
@@ -232,7 +267,7 @@ public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOpt
                                    "-s": "--size", "-w": "--window", "-r": "--rate", "-q": "--quiet"]
     let valueNames: Set<String> = ["--connections", "--threads", "--cpu", "--duration", "--messages", "--warmup", "--size",
                                    "--window", "--rate", "--subscribers", "--publishers", "--subscribe-template",
-                                   "--publish-template", "--drain", "--settle", "--server-pid", "--json",
+                                   "--publish-template", "--channels", "--drain", "--settle", "--server-pid", "--json",
                                    "--connect-timeout", "--header", "--url"]
     var i = 1
     while i < arguments.count {
@@ -287,6 +322,8 @@ public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOpt
         return d
     }
     var sawWindow = false
+    var sawPublishers = false
+    var sawChannels = false
     for (name, v) in values {
         switch name {
         case "--connections": o.connections = try int(name, v, min: 1)
@@ -310,7 +347,8 @@ public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOpt
             guard let r = Double(v), r >= 0, r.isFinite else { throw UsageError("--rate expects a number >= 0, got '\(v)'") }
             o.rate = r
         case "--subscribers": o.subscribers = try int(name, v, min: 1)
-        case "--publishers": o.publishers = try int(name, v, min: 1)
+        case "--publishers": o.publishers = try int(name, v, min: 1); sawPublishers = true
+        case "--channels": o.channels = try int(name, v, min: 1); sawChannels = true
         case "--subscribe-template": o.subscribeTemplate = v
         case "--publish-template":
             guard v.contains("{{payload}}") else { throw UsageError("--publish-template must contain {{payload}}") }
@@ -334,6 +372,16 @@ public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOpt
     if o.scenario == .connect && o.messages != nil { throw UsageError("connect does not take --messages") }
     if sawWindow && (o.scenario == .latency || o.scenario == .connect) {
         throw UsageError("--window applies to echo and fanout only")
+    }
+    if sawChannels {
+        guard o.scenario == .fanout else { throw UsageError("--channels applies to fanout only") }
+        if o.channels > 1 && !o.rawFanout {
+            throw UsageError("--channels applies to fanout --raw only (the channel is the URL path; no --publish-template)")
+        }
+        if o.channels > o.subscribers {
+            throw UsageError("--channels expects at most --subscribers (\(o.subscribers)) channels, got \(o.channels)")
+        }
+        if o.channels > 1 && !sawPublishers { o.publishers = o.channels }
     }
     if o.threads > o.totalConnections { o.threads = o.totalConnections }
     if !o.allowRemote && !url.isLoopback {

@@ -236,7 +236,8 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         lastCompleted = completed
         lastBytes = bytes
         let elapsed = Double(now - runStart) / 1e9
-        writeStderr("[\(fixed(elapsed, 1))s] \(phase)  msgs/s \(fixed(rate, 0))  in \(fixed(mbps, 2)) MB/s  open \(sum { $0.open })  failed \(sum { $0.failed })\n")
+        let channels = options.scenario == .fanout ? "  channels \(options.channels)" : ""
+        writeStderr("[\(fixed(elapsed, 1))s] \(phase)  msgs/s \(fixed(rate, 0))  in \(fixed(mbps, 2)) MB/s  open \(sum { $0.open })  failed \(sum { $0.failed })\(channels)\n")
     }
 
     // Phase 1: connect everything.
@@ -290,9 +291,8 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
             } else if drainDeadline == 0 {
                 if counters.allSatisfy({ $0.sendingDone.load() != 0 }) { drainDeadline = now + options.drainNanos }
             } else {
-                let sent = sum { $0.sentMeasured }
                 let received = sum { $0.receivedMeasured }
-                let expected = options.scenario == .fanout ? sent * Int64(options.subscribers) : sent
+                let expected = sum { $0.expectedMeasured }
                 if received >= expected || now >= drainDeadline { break }
             }
             let phase = now < start ? "settling" : (now < measureStart ? "warm-up" : (drainDeadline != 0 ? "draining" : "measuring"))
@@ -317,6 +317,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     var lastSend: Int64 = 0
     var lastOpened: Int64 = 0
     var bytesIn = 0, bytesOut = 0
+    var expected = 0
     for w in workers {
         histogram.add(w.histogram)
         result.established += w.established
@@ -324,6 +325,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.closedByServer += w.closedByServer
         for e in w.errors where !result.errors.contains(e) && result.errors.count < 8 { result.errors.append(e) }
         result.sent += w.sentMeasured
+        expected += w.expectedMeasured
         result.received += w.receivedMeasured
         result.lost += w.lostMeasured
         result.unmatched += w.unmatched
@@ -336,7 +338,8 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         lastSend = max(lastSend, w.lastSend)
         lastOpened = max(lastOpened, w.lastOpened)
     }
-    result.expected = options.scenario == .fanout ? result.sent * options.subscribers : result.sent
+    // fanout: per publisher, its measured messages x the subscribers on its channel.
+    result.expected = options.scenario == .fanout ? expected : result.sent
     result.connectSeconds = Double(max(lastOpened, runStart) - runStart) / 1e9
     if result.established > 0 && result.connectSeconds > 0 {
         result.connectionsPerSecond = Double(result.established) / result.connectSeconds
@@ -397,7 +400,7 @@ extension BenchResult {
         case .latency:
             s += "  connections \(o.connections), threads \(o.threads), size \(o.size) B, rate \(fixed(o.rate, 0)) msg/s (open loop)"
         case .fanout:
-            s += "  subscribers \(o.subscribers), publishers \(o.publishers), threads \(o.threads), size \(o.size) B, "
+            s += "  subscribers \(o.subscribers), publishers \(o.publishers), channels \(o.channels), threads \(o.threads), size \(o.size) B, "
             s += o.rate > 0 ? "rate \(fixed(o.rate, 0)) msg/s" : "window \(o.window)"
             s += o.rawFanout ? ", raw" : ", template"
         case .connect:
@@ -449,7 +452,8 @@ extension BenchResult {
         if let m = o.messages { j.field("messages", m) } else { j.null("messages") }
         j.field("binary", o.binary)
         if o.scenario == .fanout {
-            j.field("subscribers", o.subscribers); j.field("publishers", o.publishers); j.field("raw", o.rawFanout)
+            j.field("subscribers", o.subscribers); j.field("publishers", o.publishers); j.field("channels", o.channels)
+            j.field("raw", o.rawFanout)
             if let t = o.subscribeTemplate { j.field("subscribeTemplate", t) }
             if let t = o.publishTemplate { j.field("publishTemplate", t) }
         }

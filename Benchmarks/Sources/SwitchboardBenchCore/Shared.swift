@@ -18,6 +18,8 @@ final class WorkerCounters: Sendable {
     let failed = AtomicCounter()
     /// Measured messages sent (echo/latency) or published (fanout).
     let sentMeasured = AtomicCounter()
+    /// Deliveries due for those (fanout: per publisher, its channel's subscriber count).
+    let expectedMeasured = AtomicCounter()
     /// Measured messages received (echo/latency responses; fanout deliveries to subscribers).
     let receivedMeasured = AtomicCounter()
     /// 1 once every connection of the worker is open or has failed.
@@ -32,7 +34,8 @@ final class SharedState: Sendable {
     let startNanos = AtomicCounter()
     let stop = AtomicCounter()
     let counters: [WorkerCounters]
-    /// fanout: highest sequence number subscriber 0 has seen from each publisher.
+    /// fanout: highest sequence number each publisher's ack tracker has seen from it (the
+    /// tracker of channel ch is subscriber ch; with one channel, subscriber 0).
     let acks: [AtomicCounter]
 
     init(workers: Int, publishers: Int) {

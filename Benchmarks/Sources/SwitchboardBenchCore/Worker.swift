@@ -12,10 +12,12 @@ enum ConnState: UInt8 { case pending, connecting, handshaking, open, closed }
 final class Conn {
     let slot: Int
     let role: Role
-    /// Index among all connections of the run (subscriber 0 is the fanout ack tracker).
+    /// Index among all connections of the run (subscriber ch < K is the fanout ack tracker of channel ch).
     let globalIndex: Int
     /// fanout publishers: 0..<P; -1 otherwise.
     let publisherIndex: Int
+    /// fanout: the channel (0..<K) of a subscriber or publisher; 0 otherwise.
+    let channel: Int
     var fd: Int32 = -1
     var state = ConnState.pending
     var out = ByteBuffer()
@@ -35,11 +37,12 @@ final class Conn {
     var closeSent = false
     var pubSeq: Int64 = 0
 
-    init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int) {
+    init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int, channel: Int) {
         self.slot = slot
         self.role = role
         self.globalIndex = globalIndex
         self.publisherIndex = publisherIndex
+        self.channel = channel
     }
 
     deinit {
@@ -72,6 +75,10 @@ final class RunContext: @unchecked Sendable {
     let publishPrefix: [UInt8]
     let publishSuffix: [UInt8]
     let dataOpcode: UInt8
+    /// Handshake target per channel (one entry unless fanout --channels K > 1).
+    let channelURLs: [WebSocketURL]
+    /// fanout: subscribers on each channel (a publisher's message is due to that many).
+    let subscribersPerChannel: [Int]
 
     init(options: BenchOptions, address: [UInt8], family: Int32, shared: SharedState) {
         self.options = options
@@ -87,6 +94,13 @@ final class RunContext: @unchecked Sendable {
             publishSuffix = []
         }
         dataOpcode = options.binary && options.publishTemplate == nil ? Opcode.binary.rawValue : Opcode.text.rawValue
+        let k = options.scenario == .fanout ? max(options.channels, 1) : 1
+        channelURLs = (0..<k).map { ch in
+            var u = options.url
+            u.path = options.path(forChannel: ch)
+            return u
+        }
+        subscribersPerChannel = (0..<k).map { options.subscribers(onChannel: $0) }
     }
 }
 
@@ -165,6 +179,9 @@ final class Worker: @unchecked Sendable {
     // Results (read by the main thread after join).
     var histogram = makeHistogram()
     private(set) var sentMeasured = 0
+    /// Deliveries due for the measured messages sent (echo/latency: 1 each; fanout: the
+    /// subscriber count of the publisher's channel each).
+    private(set) var expectedMeasured = 0
     private(set) var receivedMeasured = 0
     private(set) var lostMeasured = 0
     private(set) var bytesInMeasured = 0
@@ -203,7 +220,13 @@ final class Worker: @unchecked Sendable {
         publishTemplate = .allocate(byteCount: templateBytes, alignment: 16)
         resetPublishTemplate()
         for (i, s) in plan.specs.enumerated() {
-            let c = Conn(slot: i, role: s.role, globalIndex: s.globalIndex, publisherIndex: s.publisherIndex)
+            let channel: Int
+            switch s.role {
+            case .subscriber: channel = context.options.channel(ofSubscriber: s.globalIndex)
+            case .publisher: channel = context.options.channel(ofPublisher: s.publisherIndex)
+            default: channel = 0
+            }
+            let c = Conn(slot: i, role: s.role, globalIndex: s.globalIndex, publisherIndex: s.publisherIndex, channel: channel)
             conns.append(c)
             if s.role == .latency { scheduleConns.append(c) }
             if s.role == .publisher { publisherConns.append(c); if plan.rate > 0 { scheduleConns.append(c) } }
@@ -298,6 +321,7 @@ final class Worker: @unchecked Sendable {
         counters.open.store(Int64(openNow))
         counters.failed.store(Int64(failedConnects))
         counters.sentMeasured.store(Int64(sentMeasured))
+        counters.expectedMeasured.store(Int64(expectedMeasured))
         counters.receivedMeasured.store(Int64(receivedMeasured + lostMeasured))
         if sendingStopped && !sendingDoneReported {
             sendingDoneReported = true
@@ -381,7 +405,7 @@ final class Worker: @unchecked Sendable {
         if err != 0 { fail(c, errnoText("connect", err)); return }
         c.state = .handshaking
         _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLRDHUP, UInt64(c.slot))
-        let hs = ClientHandshake(url: options.url, extraHeaders: options.headers)
+        let hs = ClientHandshake(url: ctx.channelURLs[c.channel], extraHeaders: options.headers)
         c.handshake = hs
         hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
         markDirty(c)
@@ -626,7 +650,8 @@ final class Worker: @unchecked Sendable {
             completedAll += 1
             bytesInAll += c.messageBytes
             guard c.markerFound else { unmatched += 1; return }
-            if c.globalIndex == 0, c.markerPublisher >= 0, c.markerPublisher < ctx.shared.acks.count {
+            // Subscriber ch (< K) is on channel ch: it acks for that channel's publishers.
+            if c.globalIndex < ctx.subscribersPerChannel.count, c.markerPublisher >= 0, c.markerPublisher < ctx.shared.acks.count {
                 let a = ctx.shared.acks[c.markerPublisher]
                 if c.markerSeq > a.load() { a.store(c.markerSeq) }
             }
@@ -651,8 +676,12 @@ final class Worker: @unchecked Sendable {
         measureStart = start + options.warmupNanos
         measureEnd = durationMode ? measureStart + options.durationNanos : .max
         if !scheduleConns.isEmpty { nextDue = start }
-        needsAckPolling = options.scenario == .fanout && plan.rate == 0 && !publisherConns.isEmpty
-            && !(conns.first?.globalIndex == 0 && conns.first?.role == .subscriber)
+        // Publishers whose channel's ack tracker (subscriber `channel`) lives on another
+        // worker learn about acks only by polling.
+        var localTrackers = Set<Int>()
+        for c in conns where c.role == .subscriber && c.globalIndex < ctx.subscribersPerChannel.count { localTrackers.insert(c.globalIndex) }
+        needsAckPolling = options.scenario == .fanout && plan.rate == 0
+            && publisherConns.contains { !localTrackers.contains($0.channel) }
         let sends: Bool
         switch options.scenario {
         case .echo, .latency: sends = !conns.isEmpty
@@ -674,10 +703,11 @@ final class Worker: @unchecked Sendable {
         return true
     }
 
-    @inline(__always) private func countSent(_ stamp: Int64, bytes: Int) {
+    @inline(__always) private func countSent(_ stamp: Int64, bytes: Int, deliveries: Int = 1) {
         lastSend = stamp
         if stamp >= measureStart {
             sentMeasured += 1
+            expectedMeasured += deliveries
             bytesOutMeasured += bytes
             if !durationMode {
                 quotaLeft -= 1
@@ -727,7 +757,9 @@ final class Worker: @unchecked Sendable {
             nextDue = startNanos + Int64(Double(scheduleK) * intervalNanos)
             if c.state == .open {
                 let ok = c.role == .publisher ? publish(c, stamp: stamp) : sendPayload(c, stamp: stamp)
-                if ok { countSent(stamp, bytes: options.size) } else if stamp >= measureStart { skipped += 1 }
+                if ok {
+                    countSent(stamp, bytes: options.size, deliveries: c.role == .publisher ? ctx.subscribersPerChannel[c.channel] : 1)
+                } else if stamp >= measureStart { skipped += 1 }
             } else if stamp >= measureStart {
                 skipped += 1
             }
@@ -736,13 +768,14 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Closed loop for publishers at rate 0: at most `window` messages per publisher that
-    /// subscriber 0 has not yet received.
+    /// its channel's ack tracker (subscriber `channel`; subscriber 0 with one channel) has
+    /// not yet received.
     private func fillPublishers(_ now: Int64) {
         for c in publisherConns where c.state == .open {
             let acks = ctx.shared.acks[c.publisherIndex]
             while c.pubSeq - 1 - acks.load() < Int64(options.window) && admit(now) {
                 guard publish(c, stamp: now) else { break }
-                countSent(now, bytes: options.size)
+                countSent(now, bytes: options.size, deliveries: ctx.subscribersPerChannel[c.channel])
             }
         }
     }

@@ -57,24 +57,30 @@ final class Stats: Sendable {
     }
 }
 
-/// Delivers echoes to the waiting sender.
+/// Delivers echoes to the waiting sender. One lock for both fields: an echo arriving between
+/// the waiter's check and its park must not be lost.
 final class EchoWaiter: Sendable {
-    let pending = Mutex<CheckedContinuation<Void, Never>?>(nil)
-    let early = Mutex(0)
+    struct State {
+        var pending: CheckedContinuation<Void, Never>?
+        var early = 0
+    }
+    let state = Mutex(State())
     func arrived() {
-        let c: CheckedContinuation<Void, Never>? = pending.withLock { p in
-            defer { p = nil }
-            return p
+        let c: CheckedContinuation<Void, Never>? = state.withLock { s in
+            if let p = s.pending { s.pending = nil; return p }
+            s.early += 1
+            return nil
         }
-        if let c { c.resume() } else { early.withLock { $0 += 1 } }
+        c?.resume()
     }
     func wait() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let ready = early.withLock { e -> Bool in
-                if e > 0 { e -= 1; return true }
+            let ready = state.withLock { s -> Bool in
+                if s.early > 0 { s.early -= 1; return true }
+                s.pending = c
                 return false
             }
-            if ready { c.resume() } else { pending.withLock { $0 = c } }
+            if ready { c.resume() }
         }
     }
 }

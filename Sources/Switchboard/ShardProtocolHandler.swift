@@ -297,14 +297,19 @@ final class ShardProtocolHandler: ShardEventHandler {
         case .notOpen:
             return false
         case .overLimit:
-            switch configuration.webSocket.slowConsumerPolicy {
-            case .drop:
-                metrics.webSocketMessagesDropped.increment()
-            case .close:
-                metrics.webSocketSlowConsumersClosed.increment()
-                closeWebSocket(id, code: WebSocketCloseCode.tryAgainLater, reason: "slow consumer", force: true)
-            }
+            applySlowConsumerPolicy(id)
             return false
+        }
+    }
+
+    /// A socket's send queue is at its limit: drop the message (counted) or close with 1013.
+    private func applySlowConsumerPolicy(_ id: SocketID) {
+        switch configuration.webSocket.slowConsumerPolicy {
+        case .drop:
+            metrics.webSocketMessagesDropped.increment()
+        case .close:
+            metrics.webSocketSlowConsumersClosed.increment()
+            closeWebSocket(id, code: WebSocketCloseCode.tryAgainLater, reason: "slow consumer", force: true)
         }
     }
 
@@ -453,13 +458,7 @@ final class ShardProtocolHandler: ShardEventHandler {
             case .notOpen:
                 break
             case .overLimit:
-                switch configuration.webSocket.slowConsumerPolicy {
-                case .drop:
-                    metrics.webSocketMessagesDropped.increment()
-                case .close:
-                    metrics.webSocketSlowConsumersClosed.increment()
-                    closeWebSocket(id, code: WebSocketCloseCode.tryAgainLater, reason: "slow consumer", force: true)
-                }
+                applySlowConsumerPolicy(id)
             }
         }
     }

@@ -36,6 +36,11 @@ public final class Doorbell: @unchecked Sendable {
 
     /// Any thread, after publishing work.
     @inline(__always) public func ring() {
+        // The producer's publishing store (often a release store into a ring) must not be
+        // reordered after this load, or producer and consumer could each miss the other's
+        // write (x86 reorders a store before a later load): a full fence, matching the
+        // consumer's sequentially consistent store in prepareToSleep.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
         guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) && eventFD >= 0 {
             wakeups.wrappingIncrement(ordering: .relaxed)

@@ -204,9 +204,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     private func register(_ r: Request) {
-        let fail = { (error: String) -> Void in
-            _ = self.send(r.socket, "register_failed", replyTo: r.replyTo) { $0.string("error", error) }
-        }
+        let fail = failure(r, "register_failed")
         guard let me = sender(r, requireRegistered: false, fail: fail) else { return }
         if me != nil {
             metrics.alreadyRegistered.increment()
@@ -233,9 +231,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     private func listByRole(_ r: Request) {
-        let fail = { (error: String) -> Void in
-            _ = self.send(r.socket, "list_by_role_failed", replyTo: r.replyTo) { $0.string("error", error) }
-        }
+        let fail = failure(r, "list_by_role_failed")
         guard sender(r, fail: fail) != nil else { return }
         guard let role = r.string("role") else {
             metrics.invalidField.increment()
@@ -250,14 +246,20 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         send(r.socket, "connections", replyTo: r.replyTo) { $0.stringArray("ids", ids.map(\.description)) }
     }
 
-    private func open(_ r: Request) {
-        let targetText = r.string("targetId")
-        let fail = { (error: String) -> Void in
-            _ = self.send(r.socket, "channel_open_failed", replyTo: r.replyTo) { w in
-                if let targetText { w.string("targetId", targetText) }
+    /// The `*_failed` reply of a request: `error`, after the request's own `key` field when it
+    /// was a string (the spec's failures repeat `targetId` / `channelId`).
+    private func failure(_ r: Request, _ type: String, echoing key: StaticString? = nil, _ value: String? = nil) -> (String) -> Void {
+        { error in
+            _ = self.send(r.socket, type, replyTo: r.replyTo) { w in
+                if let key, let value { w.string(key, value) }
                 w.string("error", error)
             }
         }
+    }
+
+    private func open(_ r: Request) {
+        let targetText = r.string("targetId")
+        let fail = failure(r, "channel_open_failed", echoing: "targetId", targetText)
         guard let me = sender(r, fail: fail), let me else { return }
         guard let targetText else {
             metrics.invalidField.increment()
@@ -304,12 +306,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     private func message(_ r: Request) {
         let channelText = r.string("channelId")
-        let fail = { (error: String) -> Void in
-            _ = self.send(r.socket, "channel_message_failed", replyTo: r.replyTo) { w in
-                if let channelText { w.string("channelId", channelText) }
-                w.string("error", error)
-            }
-        }
+        let fail = failure(r, "channel_message_failed", echoing: "channelId", channelText)
         guard let me = sender(r, fail: fail), let me else { return }
         guard let channelText else {
             metrics.invalidField.increment()
@@ -339,12 +336,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     private func close(_ r: Request) {
         let channelText = r.string("channelId")
-        let fail = { (error: String) -> Void in
-            _ = self.send(r.socket, "channel_close_failed", replyTo: r.replyTo) { w in
-                if let channelText { w.string("channelId", channelText) }
-                w.string("error", error)
-            }
-        }
+        let fail = failure(r, "channel_close_failed", echoing: "channelId", channelText)
         guard let me = sender(r, fail: fail), let me else { return }
         guard let channelText else {
             metrics.invalidField.increment()

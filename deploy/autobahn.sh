@@ -20,17 +20,9 @@ ensure_python_venv "$ROOT"
 swift build -c "$CONFIG" --product switchboard-echo >/dev/null
 BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
 
-LOG="$(mktemp)"
-"$BIN" --host 127.0.0.1 --port 0 --io-backend "$BACKEND" --shards 2 2>"$LOG" &
-PID=$!
-trap 'kill -TERM $PID 2>/dev/null; wait $PID 2>/dev/null; rm -f "$LOG"' EXIT
-PORT=""
-for _ in $(seq 1 100); do
-    PORT="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$LOG")"
-    [ -n "$PORT" ] && break
-    sleep 0.1
-done
-[ -n "$PORT" ] || { cat "$LOG"; echo "switchboard-echo did not start" >&2; exit 1; }
+trap 'stop_server' EXIT
+start_server "$BIN" --io-backend "$BACKEND" --shards 2
+PORT="$SERVER_PORT"
 
 rm -rf "$OUT"
 VENV="$VENV" AGENT="switchboard-$BACKEND" bash "$AB/run_wstest.sh" "ws://127.0.0.1:$PORT" "$CASES" "$OUT" || true

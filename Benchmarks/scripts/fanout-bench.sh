@@ -10,6 +10,7 @@
 #   RUNS=3 DURATION=10s WARMUP=2s SUBSCRIBERS="100 1000 10000" SIZE=20 SERVER_CPU=0 BENCH_CPU=1
 #   IDLE_CONNS=10000 CHANNEL_CASE=1000x10 SKIP_BUILD=0 BASE_PORT=18600
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
@@ -32,8 +33,7 @@ PEER_BIN="$BENCH_DIR/.build/release/peer-hummingbird"
 BENCH_BIN="$MAIN_DIR/.build/release/switchboard-bench"
 WORK="$(mktemp -d /tmp/fanout-bench.XXXXXX)"
 SERVER_PID=""
-trap '[[ -n "$SERVER_PID" ]] && kill -KILL "$SERVER_PID" 2>/dev/null; true' EXIT
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+trap cleanup EXIT
 
 start_server() { # name port cmd...
     local name="$1" port="$2"; shift 2
@@ -44,13 +44,6 @@ start_server() { # name port cmd...
         sleep 0.05
     done
     return 1
-}
-stop_server() {
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.05; done
-    kill -KILL "$SERVER_PID" 2>/dev/null || true
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
 }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 

@@ -7,6 +7,7 @@
 #   RUNS=3 DURATION=10s CONNS="100 1000" WARMUP=2s SERVER_CPU=0 WRK_CPU=1
 #   BASE_PORT=18400 SKIP_BUILD=0
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
@@ -46,12 +47,6 @@ WORK="$(mktemp -d /tmp/http-bench.XXXXXX)"
 CLK_TCK="$(getconf CLK_TCK)"
 SERVER_PID=""
 
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
 trap cleanup EXIT
 
 # utime+stime of a process (all threads), in clock ticks. Fields 14/15 of /proc/PID/stat;
@@ -66,7 +61,6 @@ cpu_ticks() {
 # Steal ticks of the server and wrk CPUs (hypervisor took the vCPU away): "server/wrk".
 steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU, waits for /health == 200.
 start_server() {
@@ -90,21 +84,6 @@ start_server() {
     return 1
 }
 
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "pid $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
 
 wrk_cmd() { # conns port [duration]
     echo "taskset -c $WRK_CPU wrk -t1 -c$1 -d${3:-$DURATION} http://127.0.0.1:$2/health"

@@ -8,6 +8,7 @@
 #   BASE_PORT=18500 SKIP_BUILD=0 ONLY="" (space-separated server names to run, e.g. "peer-hummingbird")
 #   ECHO_BIN, PEER_BIN, BENCH_BIN (prebuilt binaries; default: the release builds below)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
@@ -47,15 +48,8 @@ BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
 WORK="$(mktemp -d /tmp/ws-bench.XXXXXX)"
 SERVER_PID=""
 
-cleanup() {
-    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-    fi
-}
 trap cleanup EXIT
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU and waits until a
 # WebSocket echo round trip on /ws works.
@@ -81,21 +75,6 @@ start_server() {
     return 1
 }
 
-stop_server() {
-    [[ -n "$SERVER_PID" ]] || return 0
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-        log "pid $SERVER_PID ignored SIGTERM for 5 s, sending SIGKILL"
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-    SERVER_PID=""
-}
 
 bench_cmd() { # conns size port
     echo "$BENCH_BIN echo ws://127.0.0.1:$3/ws --connections $1 --size $2 --duration $DURATION --warmup $WARMUP --cpu $BENCH_CPU --quiet"

@@ -1,4 +1,5 @@
 import CLiburing
+import Logging
 import SwitchboardIO
 import SwitchboardWebSocket
 
@@ -7,31 +8,36 @@ import SwitchboardWebSocket
 /// ```swift
 /// var config = BrokerConfiguration()
 /// config.port = 3004
-/// let broker = Broker(configuration: config) { _ in MyHandler() }
-/// try broker.run()   // until SIGTERM or SIGINT, then a graceful shutdown
+/// let broker = Broker(configuration: config, logger: Logger(label: "chat")) { _ in MyHandler() }
+/// // A `Service`: run it in a `ServiceGroup` (graceful shutdown on SIGTERM/SIGINT), or call
+/// // `start()` and `shutdown()` yourself.
+/// try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint],
+///                        logger: logger).run()
 /// ```
 public final class Broker: @unchecked Sendable {
     public let configuration: BrokerConfiguration
-    private let group: ShardGroup
-    private let protocolMetrics: [ProtocolMetrics]
-    private let log: @Sendable (String) -> Void
+    let group: ShardGroup
+    let protocolMetrics: [ProtocolMetrics]
+    /// The host's logger; shards and handlers log through it with a `shard` metadata key.
+    public let logger: Logger
     private let fabric: ChannelFabric
 
     /// - Parameters:
     ///   - handlerFactory: called once per shard, on that shard's thread.
-    ///   - log: receives start-up and shutdown lines (default: standard error).
+    ///   - logger: start-up, shutdown and per-shard events (default: the `LoggingSystem`'s
+    ///     handler, standard error unless the host bootstrapped another).
     public init(configuration: BrokerConfiguration,
-                log: @escaping @Sendable (String) -> Void = { Broker.standardErrorLog($0) },
+                logger: Logger = Logger(label: "switchboard"),
                 handlerFactory: @escaping @Sendable (ShardContext) -> WorkerHandler) {
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         let shardCount = configuration.io.resolvedShardCount
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics
         let box = MetricsRendererBox()
         let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
         self.fabric = fabric
-        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
+        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, logger: logger) { shard in
             let worker = handlerFactory(ShardContext(shardIndex: shard.index, shardCount: shardCount, broker: box.broker!))
             return ShardProtocolHandler(configuration: configuration, worker: worker, metrics: metrics[shard.index],
                                         fabric: fabric, renderMetrics: { box.render?() ?? "" })
@@ -54,24 +60,14 @@ public final class Broker: @unchecked Sendable {
     public func start() throws {
         if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
         try group.start()
-        log("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
+        // deploy/lib.sh and the benchmark scripts read the port from this line.
+        logger.notice("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, close connections, and
     /// cut whatever is left after `graceMilliseconds`. Returns when every thread has exited.
     public func shutdown(graceMilliseconds: Int? = nil) {
         group.shutdown(graceMilliseconds: graceMilliseconds ?? configuration.shutdownGraceMilliseconds)
-    }
-
-    /// Starts, blocks until SIGTERM or SIGINT, then shuts down gracefully.
-    public func run() throws {
-        // Threads inherit the mask: only this thread ever sees the signals, in sigwait.
-        _ = sb_block_signals()
-        try start()
-        let signal = sb_wait_termination_signal()
-        log("switchboard: signal \(signal), shutting down (grace \(configuration.shutdownGraceMilliseconds) ms)")
-        shutdown()
-        log("switchboard: stopped")
     }
 
     // MARK: - Broker API (any thread)
@@ -228,41 +224,19 @@ public final class Broker: @unchecked Sendable {
         }
     }
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before
+    /// `start()`. Text is not visible to swift-metrics: prefer `additionalMetricSamples`.
     public var additionalMetrics: (@Sendable () -> String)?
+
+    /// A protocol's own counters and gauges, included in `/metrics` and in what
+    /// `MetricsExporter` reports to swift-metrics. Set before `start()`; called from any thread.
+    public var additionalMetricSamples: (@Sendable () -> [MetricSample])?
 
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {
-        var out = ""
-        var families: [(name: String, help: String, gauge: Bool, samples: [(String, Int)])] = []
-        func add(_ counters: [Counter], label: String) {
-            for c in counters {
-                if let i = families.firstIndex(where: { $0.name == c.name }) {
-                    families[i].samples.append((label, c.value))
-                } else {
-                    families.append((c.name, c.help, !c.name.hasSuffix("_total"), [(label, c.value)]))
-                }
-            }
-        }
-        for s in group.shards {
-            add(s.metrics.all, label: "shard=\"\(s.index)\"")
-            add(protocolMetrics[s.index].all, label: "shard=\"\(s.index)\"")
-        }
-        if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], label: "") }
-        for f in families {
-            out += "# HELP \(f.name) \(f.help)\n# TYPE \(f.name) \(f.gauge ? "gauge" : "counter")\n"
-            for (label, value) in f.samples {
-                out += label.isEmpty ? "\(f.name) \(value)\n" : "\(f.name){\(label)} \(value)\n"
-            }
-        }
+        var out = PrometheusText.render(metricSamples())
         if let extra = additionalMetrics { out += extra() }
         return out
-    }
-
-    public static func standardErrorLog(_ line: String) {
-        var l = line
-        l.append("\n")
-        l.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
     }
 }
 

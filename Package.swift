@@ -23,6 +23,11 @@ let package = Package(
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
         .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        // The Swift server ecosystem at the host boundary: logging, metrics, lifecycle, CLI.
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         .target(
@@ -38,6 +43,7 @@ let package = Package(
             dependencies: [
                 "CLiburing",
                 .product(name: "Atomics", package: "swift-atomics"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -55,6 +61,9 @@ let package = Package(
                 "SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL",
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
@@ -67,16 +76,32 @@ let package = Package(
         ),
         .executableTarget(
             name: "switchboard",
-            dependencies: ["Switchboard", "SwitchboardProtocols"]
+            dependencies: [
+                "Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // What the executables share: layered configuration (defaults < file < environment <
+        // flags) and the common server options, on swift-argument-parser.
+        .target(
+            name: "SwitchboardCommandLine",
+            dependencies: [
+                "Switchboard", "SwitchboardProtocols",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .executableTarget(
             name: "switchboard-chat",
-            dependencies: ["Switchboard"]
+            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "switchboard-echo",
-            dependencies: ["Switchboard"]
+            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // The load generator lives under Benchmarks/ but builds with the main package, so CI
         // tests it without building the hummingbird peer (Benchmarks/Package.swift).
@@ -102,6 +127,15 @@ let package = Package(
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
+        .testTarget(
+            name: "SwitchboardEcosystemTests",
+            dependencies: [
+                "Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", "SwitchboardTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -2,7 +2,10 @@ import SwitchboardIO
 import SwitchboardHTTP
 
 /// Everything a broker is started with. Every size, count and time is a limit with a default.
-public struct BrokerConfiguration: Sendable {
+///
+/// The core's `ConfigurationSection`: a protocol's options are its own section (e.g.
+/// `ConnectionBrokerOptions`), composed with this one by the executable.
+public struct BrokerConfiguration: ConfigurationSection {
     /// Address to listen on (IPv4 or IPv6 literal).
     public var host: String = "0.0.0.0"
     /// TCP port; 0 picks an ephemeral port (see `Broker.port`).
@@ -26,20 +29,6 @@ public struct BrokerConfiguration: Sendable {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
-    /// Options of the built-in protocols mounted by the `switchboard` executable
-    /// (`connection_broker_paths` and the `cb_*` keys), kept as text and checked by the
-    /// protocol that reads them.
-    public var protocolOptions: [String: String] = BrokerConfiguration.protocolDefaults
-    public static let protocolDefaults: [String: String] = [
-        "connection_broker_paths": "*",
-        "cb_max_role_bytes": "256",
-        "cb_max_connections_per_role": "100000",
-        "cb_max_list_results": "10000",
-        "cb_max_channels_per_connection": "4096",
-        "cb_max_json_depth": "64",
-        "cb_allow_self_channels": "false",
-    ]
-
     public init() {}
 
     /// A problem with the values, or nil.
@@ -92,13 +81,6 @@ public struct BrokerConfiguration: Sendable {
         ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
         ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
-        ("connection_broker_paths", "switchboard executable: paths (comma-separated, * = all, prefix ending in /) served by the connection-broker protocol; also chosen by subprotocol connection-broker"),
-        ("cb_max_role_bytes", "connection-broker: longest role (register_failed \"Role too long\")"),
-        ("cb_max_connections_per_role", "connection-broker: connections one role may have"),
-        ("cb_max_list_results", "connection-broker: most ids in one list_by_role answer"),
-        ("cb_max_channels_per_connection", "connection-broker: open channels per connection"),
-        ("cb_max_json_depth", "connection-broker: deepest JSON nesting accepted"),
-        ("cb_allow_self_channels", "connection-broker: true | false, allow opening a channel to oneself"),
         ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
         ("ws_max_message_bytes", "largest WebSocket message, after decompression (close 1009)"),
         ("ws_max_fragments", "most frames in one WebSocket message (close 1009)"),
@@ -139,7 +121,6 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
-        case _ where BrokerConfiguration.protocolDefaults[key] != nil: return protocolOptions[key]
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
         case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
@@ -151,37 +132,12 @@ public struct BrokerConfiguration: Sendable {
         }
     }
 
-    /// A configuration file documenting every option at its current value.
-    public func exampleFile() -> String {
-        var out = ""
-        for (key, help) in Self.keys {
-            out += "# \(help)\n\(key) = \(value(forKey: key) ?? "")\n\n"
-        }
-        return out
-    }
-
     /// Applies `key = value` lines (`#` starts a comment). Unknown keys and bad values are errors
-    /// that name the line.
+    /// that name the line. (An executable composing several sections uses `LayeredConfiguration`.)
     public mutating func apply(configurationText text: String) throws(ConfigurationError) {
-        var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let trimmed = line.trimmingWhitespace()
-            if trimmed.isEmpty { continue }
-            guard let eq = trimmed.firstIndex(of: "=") else {
-                throw ConfigurationError(line: lineNumber, message: "expected key = value")
-            }
-            let key = String(trimmed[..<eq].trimmingWhitespace())
-            var value = String(trimmed[trimmed.index(after: eq)...].trimmingWhitespace())
-            if value.count >= 2 && value.hasPrefix("\"") && value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
-            do {
-                try set(key, value)
-            } catch {
-                throw ConfigurationError(line: lineNumber, message: error.message)
-            }
-        }
+        var layers = LayeredConfiguration(sections: [BrokerConfiguration.self])
+        try layers.addFile(text)
+        try layers.apply(to: &self)
     }
 
     /// Sets one option by its configuration-file key.
@@ -229,10 +185,6 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
-        case _ where BrokerConfiguration.protocolDefaults[key] != nil:
-            if key.hasPrefix("cb_max_") { _ = try int() }
-            if key == "cb_allow_self_channels" { _ = try bool() }
-            protocolOptions[key] = value
         case "websocket_paths": webSocket.paths = list()
         case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
         case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()
@@ -273,15 +225,30 @@ public struct WebSocketSettings: Sendable {
     func routes(_ path: String) -> Bool { paths.contains("*") || paths.contains(path) }
 }
 
-/// A configuration file or option problem.
+/// A configuration problem: a file line, an environment variable, a flag or a value.
 public struct ConfigurationError: Error, CustomStringConvertible, Equatable {
-    public let line: Int
+    /// Where the bad setting came from; nil for a problem between values (validation) or a
+    /// value checked outside a layer.
+    public let origin: ConfigurationOrigin?
     public let message: String
+
+    /// The file line, or 0 when the problem is not on a line.
+    public var line: Int {
+        if case .file(_, let line) = origin { return line }
+        return 0
+    }
+
+    /// `line` 0: no line (a value checked outside a file).
     public init(line: Int, message: String) {
-        self.line = line
+        self.init(origin: line > 0 ? .file(path: nil, line: line) : nil, message: message)
+    }
+
+    public init(origin: ConfigurationOrigin?, message: String) {
+        self.origin = origin
         self.message = message
     }
-    public var description: String { line > 0 ? "line \(line): \(message)" : message }
+
+    public var description: String { origin.map { "\($0): \(message)" } ?? message }
 }
 
 extension Substring {

@@ -1,5 +1,6 @@
 import Atomics
 import CLiburing
+import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,7 +20,7 @@ public final class ShardGroup: @unchecked Sendable {
     private var threads: [OSThread] = []
     private var acceptor: Acceptor?
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
-    private let log: @Sendable (String) -> Void
+    private let logger: Logger
     private let stoppedFlag = ManagedAtomic<Bool>(false)
     /// Called once in `start()` with every shard, after they exist and before any shard thread
     /// runs (a place to wire shared structures that handlers use).
@@ -28,12 +29,12 @@ public final class ShardGroup: @unchecked Sendable {
     public var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
 
     public init(configuration: IOConfiguration, host: String, port: Int,
-                log: @escaping @Sendable (String) -> Void = { _ in },
+                logger: Logger = Logger(label: "switchboard", factory: { _ in SwiftLogNoOpLogHandler() }),
                 handlerFactory: @escaping @Sendable (Shard) -> ShardEventHandler) {
         self.configuration = configuration
         self.host = host
         self.requestedPort = port
-        self.log = log
+        self.logger = logger
         self.handlerFactory = handlerFactory
     }
 
@@ -63,10 +64,10 @@ public final class ShardGroup: @unchecked Sendable {
             backend = .uring
         case .auto:
             if case .failure(let e) = Self.probeUring() {
-                log("io backend: epoll (io_uring unavailable: \(e))")
+                logger.notice("io backend: epoll (io_uring unavailable: \(e))")
                 backend = .epoll
             } else {
-                log("io backend: io_uring")
+                logger.info("io backend: io_uring")
                 backend = .uring
             }
         }
@@ -118,7 +119,7 @@ public final class ShardGroup: @unchecked Sendable {
             for t in threads { t.join() }
             throw .unavailable("a shard failed to set up its \(backend.rawValue) loop")
         }
-        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring)
+        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring, logger: logger)
         try a.start()
         acceptor = a
     }

@@ -1,9 +1,17 @@
+import Switchboard
 import Synchronization
 
 /// Limits of the connection-broker protocol. Every limit that a client can hit answers with the
 /// matching `*_failed` (or `error`) message and is counted in `ConnectionBrokerMetrics`.
 /// The WebSocket layer's own limits (`webSocket.maxMessageBytes`, frame size) apply first.
+///
+/// Its own `ConfigurationSection`: the `connection_broker_paths` and `cb_*` keys are declared,
+/// parsed and validated here, not in the core.
 public struct ConnectionBrokerOptions: Sendable {
+    /// Where an executable mounts the protocol: exact paths, prefixes ending in `/`, or `*` for
+    /// every path (it is also chosen by the subprotocol `connection-broker`). Not used by the
+    /// handler itself.
+    public var paths: [String] = ["*"]
     /// Largest accepted text message, in bytes (`error` "Message too large" above it).
     public var maxMessageBytes: Int = 16 << 20
     /// Deepest accepted JSON nesting; the message object itself is depth 1, so a payload
@@ -24,6 +32,74 @@ public struct ConnectionBrokerOptions: Sendable {
     public var allowSelfChannels: Bool = false
 
     public init() {}
+}
+
+extension ConnectionBrokerOptions: ConfigurationSection {
+    public static let keys: [(key: String, help: String)] = [
+        ("connection_broker_paths", "switchboard executable: paths (comma-separated, * = all, prefix ending in /) served by the connection-broker protocol; also chosen by subprotocol connection-broker"),
+        ("cb_max_role_bytes", "connection-broker: longest role (register_failed \"Role too long\")"),
+        ("cb_max_connections_per_role", "connection-broker: connections one role may have"),
+        ("cb_max_list_results", "connection-broker: most ids in one list_by_role answer"),
+        ("cb_max_channels_per_connection", "connection-broker: open channels per connection"),
+        ("cb_max_json_depth", "connection-broker: deepest JSON nesting accepted"),
+        ("cb_allow_self_channels", "connection-broker: true | false, allow opening a channel to oneself"),
+    ]
+
+    public func value(forKey key: String) -> String? {
+        switch key {
+        case "connection_broker_paths": return paths.joined(separator: ",")
+        case "cb_max_role_bytes": return String(maxRoleBytes)
+        case "cb_max_connections_per_role": return String(maxConnectionsPerRole)
+        case "cb_max_list_results": return String(maxListResults)
+        case "cb_max_channels_per_connection": return String(maxChannelsPerConnection)
+        case "cb_max_json_depth": return String(maxJSONDepth)
+        case "cb_allow_self_channels": return String(allowSelfChannels)
+        default: return nil
+        }
+    }
+
+    public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
+        func int() throws(ConfigurationError) -> Int {
+            guard let v = Int(value) else { throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not an integer") }
+            return v
+        }
+        switch key {
+        case "connection_broker_paths":
+            paths = value.split(separator: ",").map { String(Self.trimmed($0)) }.filter { !$0.isEmpty }
+        case "cb_max_role_bytes": maxRoleBytes = try int()
+        case "cb_max_connections_per_role": maxConnectionsPerRole = try int()
+        case "cb_max_list_results": maxListResults = try int()
+        case "cb_max_channels_per_connection": maxChannelsPerConnection = try int()
+        case "cb_max_json_depth": maxJSONDepth = try int()
+        case "cb_allow_self_channels":
+            switch value {
+            case "true", "yes", "1": allowSelfChannels = true
+            case "false", "no", "0": allowSelfChannels = false
+            default: throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not true or false")
+            }
+        default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
+        }
+    }
+
+    public func validate() -> String? {
+        if let bad = paths.first(where: { $0 != "*" && !$0.hasPrefix("/") }) {
+            return "connection_broker_paths: '\(bad)' is neither * nor a path starting with /"
+        }
+        if maxRoleBytes < 1 { return "cb_max_role_bytes must be >= 1" }
+        if maxConnectionsPerRole < 1 { return "cb_max_connections_per_role must be >= 1" }
+        if maxListResults < 1 { return "cb_max_list_results must be >= 1" }
+        if maxChannelsPerConnection < 1 { return "cb_max_channels_per_connection must be >= 1" }
+        if maxJSONDepth < 1 { return "cb_max_json_depth must be >= 1" }
+        if maxMessageBytes < 1 { return "connection-broker maxMessageBytes must be >= 1" }
+        return nil
+    }
+
+    private static func trimmed(_ s: Substring) -> Substring {
+        var t = s
+        while let f = t.first, f == " " || f == "\t" { t = t.dropFirst() }
+        while let l = t.last, l == " " || l == "\t" { t = t.dropLast() }
+        return t
+    }
 }
 
 /// Counters of the connection-broker protocol: plain atomics, readable from any thread (the

@@ -3,7 +3,10 @@
 //   swift run switchboard-chat --port 3005
 //   then send text messages: "join lobby", "say lobby hello", "leave lobby"
 //
+import ArgumentParser
+import Logging
 import Switchboard
+import SwitchboardCommandLine
 
 final class ChatHandler: WorkerHandler {
     let context: ShardContext
@@ -42,10 +45,25 @@ final class ChatHandler: WorkerHandler {
     }
 }
 
-var configuration = BrokerConfiguration()
-configuration.port = 3005
-if let i = CommandLine.arguments.firstIndex(of: "--port"), i + 1 < CommandLine.arguments.count, let p = Int(CommandLine.arguments[i + 1]) {
-    configuration.port = p
+struct ChatCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard-chat",
+        abstract: "The README's example chat server: rooms are channels.",
+        version: "switchboard-chat 0.1.0")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        var defaults = BrokerConfiguration()
+        defaults.port = 3005
+        if options.printConfigKeys { print(ConfigurationFile.keyList([BrokerConfiguration.self]), terminator: ""); return }
+        if options.printDefaultConfig { print(ConfigurationFile.example([("broker", defaults)]), terminator: ""); return }
+        options.bootstrapLogging()
+        let logger = Logger(label: "switchboard-chat")
+        let configuration = try ServerRunner.brokerConfiguration(options, defaults: defaults, name: "switchboard-chat", logger: logger)
+        let broker = Broker(configuration: configuration, logger: logger) { ChatHandler($0) }
+        try await ServerRunner.run([broker], name: "switchboard-chat", logger: logger)
+    }
 }
-let broker = Broker(configuration: configuration) { ChatHandler($0) }
-try broker.run()
+
+await ServerRunner.main(ChatCommand.self)

@@ -1,11 +1,12 @@
+import ArgumentParser
+import Logging
 import Switchboard
-#if canImport(Glibc)
-import Glibc
-#endif
+import SwitchboardCommandLine
 
 /// An echo server on the public API, for the Autobahn conformance run and the benchmarks.
 ///
-/// `switchboard-echo [--port N] [--host ADDR] [--io-backend auto|uring|epoll] [--shards N] [--config FILE]`
+/// `switchboard-echo [--port N] [--host ADDR] [--io-backend auto|uring|epoll] [--shards N] [--config FILE]
+/// [--set key=value]...` (`--help` lists every option; default port 9001)
 ///
 /// - Any path except those under `/broadcast`: every message goes back to its sender.
 /// - `/broadcast` and `/broadcast/NAME`: the socket joins the channel named by the path on
@@ -34,43 +35,25 @@ final class EchoHandler: WorkerHandler {
     }
 }
 
-var configuration = BrokerConfiguration()
-configuration.port = 9001
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let arg = arguments.next() {
-    guard let value = arguments.next() else {
-        Broker.standardErrorLog("switchboard-echo: \(arg) needs a value")
-        exit(2)
-    }
-    do {
-        switch arg {
-        case "--port": try configuration.set("port", value)
-        case "--host": try configuration.set("host", value)
-        case "--io-backend": try configuration.set("io_backend", value)
-        case "--shards": try configuration.set("shards", value)
-        case "--config":
-            guard let f = fopen(value, "rb") else { throw ConfigurationError(line: 0, message: "cannot read \(value)") }
-            var bytes: [UInt8] = []
-            var buf = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = fread(&buf, 1, buf.count, f)
-                bytes += buf[0..<n]
-                if n < buf.count { break }
-            }
-            fclose(f)
-            try configuration.apply(configurationText: String(decoding: bytes, as: UTF8.self))
-        default: throw ConfigurationError(line: 0, message: "unknown argument \(arg)")
-        }
-    } catch {
-        Broker.standardErrorLog("switchboard-echo: \(error)")
-        exit(2)
+struct EchoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard-echo",
+        abstract: "WebSocket echo and /broadcast server (Autobahn, interop and benchmark peer).",
+        version: "switchboard-echo 0.1.0")
+
+    @OptionGroup var options: ServerOptions
+
+    func run() async throws {
+        var defaults = BrokerConfiguration()
+        defaults.port = 9001
+        if options.printConfigKeys { print(ConfigurationFile.keyList([BrokerConfiguration.self]), terminator: ""); return }
+        if options.printDefaultConfig { print(ConfigurationFile.example([("broker", defaults)]), terminator: ""); return }
+        options.bootstrapLogging()
+        let logger = Logger(label: "switchboard-echo")
+        let configuration = try ServerRunner.brokerConfiguration(options, defaults: defaults, name: "switchboard-echo", logger: logger)
+        let broker = Broker(configuration: configuration, logger: logger) { EchoHandler($0) }
+        try await ServerRunner.run([broker], name: "switchboard-echo", logger: logger)
     }
 }
 
-let broker = Broker(configuration: configuration) { EchoHandler($0) }
-do {
-    try broker.run()
-} catch {
-    Broker.standardErrorLog("switchboard-echo: \(error)")
-    exit(1)
-}
+await ServerRunner.main(EchoCommand.self)

@@ -1,121 +1,49 @@
+import ArgumentParser
+import Logging
 import Switchboard
-import SwitchboardProtocols
-#if canImport(Glibc)
-import Glibc
-#endif
+import SwitchboardCommandLine
 
-/// `switchboard [--port N] [--host H] [--config FILE] [--io-backend auto|uring|epoll] [--shards N]`
+/// The Switchboard server with its built-in protocols (the connection-broker protocol on every
+/// path by default, as `connection-broker --port 3004` serves it).
 ///
-/// Options are applied in order: defaults, then the configuration file, then flags.
+/// Configuration layers, lowest first: defaults, `--config FILE`, `SWITCHBOARD_<KEY>`
+/// environment variables, flags. SIGTERM/SIGINT shut down gracefully (a `ServiceGroup`).
+struct SwitchboardCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard",
+        abstract: "A WebSocket and HTTP message broker.",
+        discussion: """
+        Every configuration key can be set in the file (--config), as an environment variable \
+        SWITCHBOARD_<KEY IN UPPER CASE> (e.g. SWITCHBOARD_CB_MAX_ROLE_BYTES=512), or with \
+        --set key=value; later layers override earlier ones. Keys: --print-config-keys.
+        """,
+        version: "switchboard 0.1.0")
 
-let usage = """
-usage: switchboard [options]
-  --port N                TCP port (default 3004; 0 = ephemeral)
-  --host ADDR             address to listen on (default 0.0.0.0)
-  --config FILE           key = value configuration file (see Config/switchboard.example.conf)
-  --io-backend KIND       auto | uring | epoll (default auto)
-  --shards N              shard threads (default: one per CPU)
-  --print-config-keys     list every configuration key with its meaning
-  --print-default-config  print a configuration file with every option at its default
-  --version               print the version
-  -h, --help              this text
-"""
+    @OptionGroup var options: ServerOptions
 
-func fail(_ message: String) -> Never {
-    Broker.standardErrorLog("switchboard: \(message)")
-    exit(2)
-}
-
-func readFile(_ path: String) -> String? {
-    guard let f = fopen(path, "rb") else { return nil }
-    defer { fclose(f) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 65_536)
-    while true {
-        let n = fread(&chunk, 1, chunk.count, f)
-        if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-        if n < chunk.count { break }
-        if bytes.count > 1 << 20 { return nil }  // a configuration file is small
-    }
-    return String(decoding: bytes, as: UTF8.self)
-}
-
-var configuration = BrokerConfiguration()
-var flags: [(String, String)] = []
-var configPath: String?
-var arguments = CommandLine.arguments.dropFirst().makeIterator()
-while let arg = arguments.next() {
-    func value() -> String {
-        guard let v = arguments.next() else { fail("\(arg) needs a value\n\(usage)") }
-        return v
-    }
-    switch arg {
-    case "--port": flags.append(("port", value()))
-    case "--host": flags.append(("host", value()))
-    case "--io-backend": flags.append(("io_backend", value()))
-    case "--shards": flags.append(("shards", value()))
-    case "--config": configPath = value()
-    case "--print-config-keys":
-        for (key, help) in BrokerConfiguration.keys { print("\(key)\t\(help)") }
-        exit(0)
-    case "--print-default-config":
-        print(BrokerConfiguration().exampleFile(), terminator: "")
-        exit(0)
-    case "--version": print("switchboard 0.1.0"); exit(0)
-    case "-h", "--help": print(usage); exit(0)
-    default: fail("unknown argument '\(arg)'\n\(usage)")
+    func run() async throws {
+        if options.printConfigKeys {
+            print(ConfigurationFile.keyList(SwitchboardServerConfiguration.sections), terminator: "")
+            return
+        }
+        if options.printDefaultConfig {
+            print(SwitchboardServerConfiguration().exampleFile(), terminator: "")
+            return
+        }
+        options.bootstrapLogging()
+        let logger = Logger(label: "switchboard")
+        let configuration: SwitchboardServerConfiguration
+        do {
+            let layers = try options.layers(sections: SwitchboardServerConfiguration.sections,
+                                            environment: ConfigurationFile.processEnvironment())
+            ServerRunner.warnIgnored(layers, logger: logger)
+            configuration = try SwitchboardServerConfiguration(layers: layers)
+        } catch {
+            throw ServerRunner.fail("switchboard", "\(error)")
+        }
+        let broker = configuration.makeBroker(logger: logger)
+        try await ServerRunner.run([broker], name: "switchboard", logger: logger)
     }
 }
 
-if let path = configPath {
-    guard let text = readFile(path) else { fail("cannot read configuration file \(path)") }
-    do { try configuration.apply(configurationText: text) } catch { fail("\(path): \(error)") }
-}
-for (key, value) in flags {
-    do { try configuration.set(key, value) } catch { fail("\(error)") }
-}
-if let problem = configuration.validate() { fail("invalid configuration: \(problem)") }
-
-// The built-in protocols, mounted by path (and by subprotocol): the connection-broker
-// protocol on every path by default, as `connection-broker --port 3004` serves it.
-let protocolOptions = configuration.protocolOptions
-func option(_ key: String) -> String { protocolOptions[key] ?? BrokerConfiguration.protocolDefaults[key]! }
-var cbOptions = ConnectionBrokerOptions()
-cbOptions.maxRoleBytes = Int(option("cb_max_role_bytes"))!
-cbOptions.maxConnectionsPerRole = Int(option("cb_max_connections_per_role"))!
-cbOptions.maxListResults = Int(option("cb_max_list_results"))!
-cbOptions.maxChannelsPerConnection = Int(option("cb_max_channels_per_connection"))!
-cbOptions.maxJSONDepth = Int(option("cb_max_json_depth"))!
-cbOptions.allowSelfChannels = ["true", "yes", "1"].contains(option("cb_allow_self_channels"))
-cbOptions.maxMessageBytes = configuration.webSocket.maxMessageBytes
-let connectionBroker = ConnectionBroker(options: cbOptions)
-let cbFactory = connectionBroker.handlerFactory()
-let cbPaths = option("connection_broker_paths").split(separator: ",").map { String($0).trimmingCharacters() }
-
-let finalConfiguration = configuration
-let broker = Broker(configuration: finalConfiguration) { context in
-    RoutingWorkerHandler(routes: [
-        .init(paths: cbPaths, subprotocol: "connection-broker", handler: cbFactory(context)),
-    ])
-}
-broker.additionalMetrics = {
-    var out = ""
-    for m in connectionBroker.metrics.all {
-        out += "# HELP switchboard_\(m.name) \(m.help)\n# TYPE switchboard_\(m.name) \(m.name.hasSuffix("_total") ? "counter" : "gauge")\nswitchboard_\(m.name) \(m.value)\n"
-    }
-    return out
-}
-do {
-    try broker.run()
-} catch {
-    fail("\(error)")
-}
-
-extension StringProtocol {
-    func trimmingCharacters() -> String {
-        var t = Substring(self)
-        while t.first == " " { t = t.dropFirst() }
-        while t.last == " " { t = t.dropLast() }
-        return String(t)
-    }
-}
+await ServerRunner.main(SwitchboardCommand.self)

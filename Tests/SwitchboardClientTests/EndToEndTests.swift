@@ -25,7 +25,7 @@ func startConnectionBroker(_ backend: IOBackendKind) throws -> (Broker, Connecti
     c.io.shardCount = 2
     c.io.recvBufferCount = 256
     let cb = ConnectionBroker()
-    let broker = Broker(configuration: c, log: { _ in }, handlerFactory: cb.handlerFactory())
+    let broker = Broker(configuration: c, logger: .discarding, handlerFactory: cb.handlerFactory())
     try broker.start()
     return (broker, cb)
 }

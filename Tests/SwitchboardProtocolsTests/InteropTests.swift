@@ -43,7 +43,7 @@ struct ConnectionBrokerInteropTests {
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
         c.port = Int(env["CB_PORT"] ?? "") ?? 3004
-        let broker = Broker(configuration: c, log: { print($0) }, handlerFactory: ConnectionBroker.handlerFactory())
+        let broker = Broker(configuration: c, handlerFactory: ConnectionBroker.handlerFactory())
         try broker.start()
         print("connection broker on ws://127.0.0.1:\(broker.port)/ for \(seconds) s")
         sleep(UInt32(seconds))

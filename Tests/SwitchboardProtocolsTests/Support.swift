@@ -30,7 +30,7 @@ final class CBServer: @unchecked Sendable {
         configure(&c)
         let cb = ConnectionBroker(options: options)
         self.cb = cb
-        broker = Broker(configuration: c, log: { _ in }, handlerFactory: cb.handlerFactory())
+        broker = Broker(configuration: c, logger: .discarding, handlerFactory: cb.handlerFactory())
         try broker.start()
     }
 

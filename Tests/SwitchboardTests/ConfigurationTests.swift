@@ -58,22 +58,8 @@ struct ConfigurationTests {
         #expect(c.webSocket.slowConsumerPolicy == .drop)
     }
 
-    @Test func exampleFileInTheRepoDocumentsEveryDefault() throws {
-        let here = #filePath
-        // <root>/Tests/SwitchboardTests/ConfigurationTests.swift
-        let root = String(here.split(separator: "/", omittingEmptySubsequences: false).dropLast(3).joined(separator: "/"))
-        let text = try #require(readText(root + "/Config/switchboard.example.conf"))
-        #expect(text.hasSuffix(BrokerConfiguration().exampleFile()))
-        var parsed = BrokerConfiguration()
-        try parsed.apply(configurationText: text)
-        for (key, _) in BrokerConfiguration.keys {
-            #expect(parsed.value(forKey: key) == BrokerConfiguration().value(forKey: key), "\(key)")
-        }
-        var dflt = BrokerConfiguration()
-        try dflt.apply(configurationText: try #require(readText(root + "/Config/switchboard.conf")))
-        #expect(dflt.port == 3004)
-        #expect(dflt.validate() == nil)
-    }
+    // The example file's test moved to Tests/SwitchboardEcosystemTests/ConfigurationLayeringTests.swift:
+    // the file now composes the core's section with the connection-broker protocol's.
 
     @Test func errorsNameTheLine() {
         var c = BrokerConfiguration()

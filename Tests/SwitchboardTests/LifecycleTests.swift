@@ -75,7 +75,7 @@ struct LifecycleTests {
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
         c.port = server.port
-        let second = Broker(configuration: c, log: { _ in }) { _ in TestWorker() }
+        let second = Broker(configuration: c, logger: .discarding) { _ in TestWorker() }
         #expect(throws: IOError.self) { try second.start() }
     }
 }

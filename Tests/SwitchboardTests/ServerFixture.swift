@@ -51,7 +51,7 @@ final class ServerFixture {
         c.io.tickMilliseconds = 10
         c.sendDateHeader = false
         configure(&c)
-        broker = Broker(configuration: c, log: { _ in }, handlerFactory: worker)
+        broker = Broker(configuration: c, logger: .discarding, handlerFactory: worker)
         try broker.start()
         #expect(broker.backend == backend)
     }

@@ -1,4 +1,5 @@
 import CLiburing
+import Logging
 import SwitchboardIO
 import Synchronization
 #if canImport(Glibc)
@@ -10,8 +11,11 @@ import Glibc
 /// ```swift
 /// var config = BrokerConfiguration()
 /// config.port = 3004
-/// let broker = Broker(configuration: config) { context in MyHandler(context) }
-/// try broker.run()   // until SIGTERM or SIGINT, then a graceful shutdown
+/// let broker = Broker(configuration: config, logger: Logger(label: "chat")) { context in MyHandler(context) }
+/// // A `Service`: run it in a `ServiceGroup` (graceful shutdown on SIGTERM/SIGINT), or call
+/// // `start()` and `shutdown()` yourself.
+/// try await ServiceGroup(services: [broker], gracefulShutdownSignals: [.sigterm, .sigint],
+///                        logger: logger).run()
 /// ```
 ///
 /// The broker is the any-thread room: every method may be called from any thread or task.
@@ -21,9 +25,10 @@ import Glibc
 /// instead: synchronous and exact.
 public final class Broker: @unchecked Sendable {
     public let configuration: BrokerConfiguration
-    private let group: ShardGroup
-    private let protocolMetrics: [ProtocolMetrics]
-    private let log: @Sendable (String) -> Void
+    let group: ShardGroup
+    let protocolMetrics: [ProtocolMetrics]
+    /// The host's logger; shards and handlers log through it with a `shard` metadata key.
+    public let logger: Logger
     private let fabric: ChannelFabric
     private let dispatchers: DispatcherTable
     /// Set when shutdown begins: from then on every call is refused with `.stopped`.
@@ -32,12 +37,13 @@ public final class Broker: @unchecked Sendable {
     /// - Parameters:
     ///   - handlerFactory: called once per shard, on that shard's thread, with that shard's
     ///     context (keep it: it is the handler's way to act on its shard).
-    ///   - log: receives start-up and shutdown lines (default: standard error).
+    ///   - logger: start-up, shutdown and per-shard events (default: the `LoggingSystem`'s
+    ///     handler, standard error unless the host bootstrapped another).
     public init(configuration: BrokerConfiguration,
-                log: @escaping @Sendable (String) -> Void = { Broker.standardErrorLog($0) },
+                logger: Logger = Logger(label: "switchboard"),
                 handlerFactory: @escaping @Sendable (ShardContext) -> WorkerHandler) {
         self.configuration = configuration
-        self.log = log
+        self.logger = logger
         let shardCount = configuration.io.resolvedShardCount
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics
@@ -48,7 +54,7 @@ public final class Broker: @unchecked Sendable {
         self.dispatchers = dispatchers
         let routes = BuiltinRoutes(healthPath: configuration.healthPath, metricsPath: configuration.metricsPath,
                                    renderMetrics: { box.broker?.metricsText() ?? "" })
-        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
+        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, logger: logger) { shard in
             // The factory runs on the shard's thread just before its loop marks the thread as
             // the shard's; mark it now so the handler factory may already use its context
             // (e.g. `PerShard`), whose operations assert they run on their shard.
@@ -76,7 +82,8 @@ public final class Broker: @unchecked Sendable {
     public func start() throws {
         if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
         try group.start()
-        log("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
+        // deploy/lib.sh and the benchmark scripts read the port from this line.
+        logger.notice("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, close connections, and
@@ -84,17 +91,6 @@ public final class Broker: @unchecked Sendable {
     public func shutdown(graceMilliseconds: Int? = nil) {
         stopping.store(true, ordering: .sequentiallyConsistent)
         group.shutdown(graceMilliseconds: graceMilliseconds ?? configuration.shutdownGraceMilliseconds)
-    }
-
-    /// Starts, blocks until SIGTERM or SIGINT, then shuts down gracefully.
-    public func run() throws {
-        // Threads inherit the mask: only this thread ever sees the signals, in sigwait.
-        _ = sb_block_signals()
-        try start()
-        let signal = sb_wait_termination_signal()
-        log("switchboard: signal \(signal), shutting down (grace \(configuration.shutdownGraceMilliseconds) ms)")
-        shutdown()
-        log("switchboard: stopped")
     }
 
     // MARK: - Reaching a shard
@@ -234,41 +230,19 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: - Metrics
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before
+    /// `start()`. Text is not visible to swift-metrics: prefer `additionalMetricSamples`.
     public var additionalMetrics: (@Sendable () -> String)?
+
+    /// A protocol's own counters and gauges, included in `/metrics` and in what
+    /// `MetricsExporter` reports to swift-metrics. Set before `start()`; called from any thread.
+    public var additionalMetricSamples: (@Sendable () -> [MetricSample])?
 
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {
-        var out = ""
-        var families: [(name: String, help: String, gauge: Bool, samples: [(String, Int)])] = []
-        func add(_ counters: [Counter], label: String) {
-            for c in counters {
-                if let i = families.firstIndex(where: { $0.name == c.name }) {
-                    families[i].samples.append((label, c.value))
-                } else {
-                    families.append((c.name, c.help, !c.name.hasSuffix("_total"), [(label, c.value)]))
-                }
-            }
-        }
-        for s in group.shards {
-            add(s.metrics.all, label: "shard=\"\(s.index)\"")
-            add(protocolMetrics[s.index].all, label: "shard=\"\(s.index)\"")
-        }
-        if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], label: "") }
-        for f in families {
-            out += "# HELP \(f.name) \(f.help)\n# TYPE \(f.name) \(f.gauge ? "gauge" : "counter")\n"
-            for (label, value) in f.samples {
-                out += label.isEmpty ? "\(f.name) \(value)\n" : "\(f.name){\(label)} \(value)\n"
-            }
-        }
+        var out = PrometheusText.render(metricSamples())
         if let extra = additionalMetrics { out += extra() }
         return out
-    }
-
-    public static func standardErrorLog(_ line: String) {
-        var l = line
-        l.append("\n")
-        l.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
     }
 }
 

@@ -1,0 +1,26 @@
+import SwitchboardIO
+
+extension Broker {
+    /// Every counter and gauge of the broker, read now: per shard (I/O and protocol counters,
+    /// dimension `shard`), the acceptor's, and `additionalMetricSamples` (a protocol's).
+    ///
+    /// Any thread. Each value is one relaxed load of a counter its shard writes without locks,
+    /// so a list is not one consistent snapshot across counters; each value is exact at the
+    /// instant it was read.
+    public func metricSamples() -> [MetricSample] {
+        var out: [MetricSample] = []
+        func add(_ counters: [SwitchboardIO.Counter], shard: Int?) {
+            let dimensions = shard.map { [MetricSample.Dimension("shard", String($0))] } ?? []
+            for c in counters {
+                out.append(MetricSample(name: c.name, help: c.help, dimensions: dimensions, value: c.value))
+            }
+        }
+        for s in group.shards {
+            add(s.metrics.all, shard: s.index)
+            add(protocolMetrics[s.index].all, shard: s.index)
+        }
+        if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], shard: nil) }
+        if let extra = additionalMetricSamples { out += extra() }
+        return out
+    }
+}

@@ -1,0 +1,168 @@
+import Logging
+import ServiceLifecycle
+import Switchboard
+import SwitchboardCommandLine
+import SwitchboardTestSupport
+import Synchronization
+import Testing
+
+/// A handler with every default: health and metrics routes, WebSocket upgrades accepted.
+final class DefaultsWorker: WorkerHandler {}
+
+@Suite("swift-metrics export", .serialized)
+struct MetricsExportTests {
+    func startBroker(shards: Int) throws -> Broker {
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.shardCount = shards
+        let broker = Broker(configuration: c, logger: .discarding) { _ in DefaultsWorker() }
+        try broker.start()
+        return broker
+    }
+
+    /// Sends `count` requests for /health, one connection each, and reads every answer.
+    func health(_ broker: Broker, count: Int) throws {
+        for _ in 0..<count {
+            let client = try TestClient(port: broker.port)
+            try client.send("GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            #expect(try client.readResponse().status == 200)
+        }
+    }
+
+    func sampleValue(_ broker: Broker, _ name: String, shard: Int?) -> Int? {
+        let dimensions = shard.map { [MetricSample.Dimension("shard", String($0))] } ?? []
+        return broker.metricSamples().first { $0.name == name && $0.dimensions == dimensions }?.value
+    }
+
+    @Test func countersAndGaugesReachTheBackendWithShardLabels() throws {
+        let broker = try startBroker(shards: 2)
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        let factory = TestMetricsFactory()
+        let exporter = MetricsExporter(broker: broker, factory: factory)
+
+        try health(broker, count: 5)
+        exporter.export()
+        // Each request was answered before its count was read; the counters are exact.
+        let requests0 = try #require(factory.counter("switchboard_http_requests_total", [("shard", "0")]))
+        let requests1 = try #require(factory.counter("switchboard_http_requests_total", [("shard", "1")]))
+        #expect(requests0 + requests1 == 5)
+        #expect(Int(requests0) == sampleValue(broker, "switchboard_http_requests_total", shard: 0))
+        // Process-wide acceptor counter: no dimension.
+        #expect(factory.counter("switchboard_accepted_total") == 5)
+        // Gauges carry the shard too.
+        #expect(factory.gauge("switchboard_connections_open", [("shard", "0")]) != nil)
+        #expect(factory.gauge("switchboard_ws_open", [("shard", "1")]) == 0)
+
+        // A second export reports only the increase: totals match the broker's counters again.
+        try health(broker, count: 3)
+        exporter.export()
+        let again0 = try #require(factory.counter("switchboard_http_requests_total", [("shard", "0")]))
+        let again1 = try #require(factory.counter("switchboard_http_requests_total", [("shard", "1")]))
+        #expect(again0 + again1 == 8)
+        #expect(Int(again0) == sampleValue(broker, "switchboard_http_requests_total", shard: 0))
+        #expect(Int(again1) == sampleValue(broker, "switchboard_http_requests_total", shard: 1))
+        #expect(factory.counter("switchboard_accepted_total") == 8)
+        exporter.export()
+        #expect(factory.counter("switchboard_accepted_total") == 8, "an export without new events adds nothing")
+    }
+
+    @Test func everyBrokerCounterIsExportedForEveryShard() throws {
+        let broker = try startBroker(shards: 2)
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        let factory = TestMetricsFactory()
+        MetricsExporter(broker: broker, factory: factory).export()
+        // Every name /metrics prints per shard is a counter or a gauge in the backend.
+        let text = broker.metricsText()
+        for shard in 0..<2 {
+            let printed = text.split(separator: "\n").filter { $0.contains("{shard=\"\(shard)\"}") }
+            #expect(printed.count > 40, "the per-shard families")
+            for line in printed {
+                let name = String(line.prefix { $0 != "{" })
+                let found = name.hasSuffix("_total")
+                    ? factory.counter(name, [("shard", String(shard))]) != nil
+                    : factory.gauge(name, [("shard", String(shard))]) != nil
+                #expect(found, "\(name) shard \(shard)")
+            }
+        }
+    }
+
+    @Test func prometheusTextKeepsItsFormat() throws {
+        let broker = try startBroker(shards: 2)
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        try health(broker, count: 1)
+        let text = broker.metricsText()
+        let lines = text.split(separator: "\n").map(String.init)
+        // One HELP and one TYPE per family, followed by one sample per shard.
+        let i = try #require(lines.firstIndex(of: "# TYPE switchboard_http_requests_total counter"))
+        #expect(lines[i - 1] == "# HELP switchboard_http_requests_total Complete HTTP requests received")
+        #expect(lines[i + 1].hasPrefix("switchboard_http_requests_total{shard=\"0\"} "))
+        #expect(lines[i + 2].hasPrefix("switchboard_http_requests_total{shard=\"1\"} "))
+        #expect(lines.contains("# TYPE switchboard_connections_open gauge"))
+        #expect(lines.contains("switchboard_accepted_total 1"))
+        #expect(lines.filter { $0 == "# TYPE switchboard_http_requests_total counter" }.count == 1)
+    }
+
+    @Test func protocolSamplesAreExportedAndPrinted() throws {
+        var configuration = SwitchboardServerConfiguration()
+        configuration.broker.host = "127.0.0.1"
+        configuration.broker.port = 0
+        configuration.broker.io.shardCount = 1
+        let broker = configuration.makeBroker(logger: .discarding)
+        try broker.start()
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        // A connection-broker client registers: counted by the protocol, not per shard.
+        let client = try TestClient(port: broker.port)
+        #expect(try client.upgrade(path: "/").status == 101)
+        try client.sendText(#"{"type":"register","id":1,"role":"worker"}"#)
+        let reply = try client.readFrame()
+        #expect(reply.text.contains("registered"), "\(reply.text)")
+
+        let factory = TestMetricsFactory()
+        MetricsExporter(broker: broker, factory: factory).export()
+        #expect(factory.counter("switchboard_cb_registrations_total") == 1)
+        #expect(factory.gauge("switchboard_cb_registered_connections") == 1)
+        let text = broker.metricsText()
+        #expect(text.contains("# TYPE switchboard_cb_registrations_total counter\nswitchboard_cb_registrations_total 1\n"))
+    }
+
+    @Test func exporterServiceExportsOnItsIntervalAndOnceMoreAtShutdown() async throws {
+        let factory = TestMetricsFactory()
+        let value = SourceValue()
+        let exporter = MetricsExporter(intervalMilliseconds: 5, factory: factory) {
+            [MetricSample(name: "demo_events_total", help: "demo", value: value.value)]
+        }
+        let group = ServiceGroup(services: [exporter], gracefulShutdownSignals: [], logger: .discarding)
+        let run = Task { try await group.run() }
+        value.increment(by: 7)
+        // Wait for a periodic export to carry the value (bounded).
+        let deadline = ContinuousClock.now + .seconds(10)
+        while factory.counter("demo_events_total") != 7 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        #expect(factory.counter("demo_events_total") == 7)
+        value.increment(by: 2)
+        await group.triggerGracefulShutdown()
+        try await run.value
+        #expect(factory.counter("demo_events_total") == 9, "the last export at shutdown")
+    }
+
+    @Test func aCounterThatWentBackIsReadAsARestart() {
+        let factory = TestMetricsFactory()
+        let source = SourceValue()
+        let exporter = MetricsExporter(factory: factory) { [MetricSample(name: "restarts_total", help: "demo", value: source.value)] }
+        source.set(10)
+        exporter.export()
+        source.set(4)
+        exporter.export()
+        #expect(factory.counter("restarts_total") == 14)
+    }
+}
+
+/// A value a test changes and an exporter's source reads.
+final class SourceValue: Sendable {
+    private let storage = Atomic<Int>(0)
+    var value: Int { storage.load(ordering: .relaxed) }
+    func increment(by amount: Int) { storage.add(amount, ordering: .relaxed) }
+    func set(_ value: Int) { storage.store(value, ordering: .relaxed) }
+}

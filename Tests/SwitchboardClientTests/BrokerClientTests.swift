@@ -13,7 +13,9 @@ let allKindsOfPayloads: [JSONValue] = [
     .string(String(repeating: "x", count: 100_000)),
 ]
 
-@Suite("BrokerClient against the reference broker", .enabled(if: ReferenceBroker.available, ReferenceBroker.skipReason))
+/// Needs the Python venv (RepositoryTools.python()); without it every test here fails, saying how
+/// to create it.
+@Suite("BrokerClient against the reference broker")
 struct BrokerClientReferenceTests {
     @Test func connectRegisterAndListByRole() async throws {
         let broker = try ReferenceBroker()

@@ -21,6 +21,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
         .target(
@@ -76,7 +77,10 @@ let package = Package(
         // tests it without building the hummingbird peer (Benchmarks/Package.swift).
         .target(
             name: "SwitchboardBenchCore",
-            dependencies: ["SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: [
+                "SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/Sources/SwitchboardBenchCore"
         ),
         .executableTarget(
@@ -86,7 +90,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "cb-bench",
-            dependencies: ["SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: [
+                "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),

@@ -144,7 +144,7 @@ struct BrokerClientReferenceTests {
         #expect(await brokerError { try await channel.send("late") } == .channelClosed)
         #expect(await brokerError { try await other.send("late") } == .channelClosed)
         try await channel.close()  // idempotent
-        try await Task.sleep(for: .milliseconds(50))
+        try await settled(a, b)  // every notification due so far has reached its callback
         #expect(closedAtA.count == 1 && closedAtB.count == 1, "onClosed fires once")
         #expect(incoming.count == 1)
 
@@ -155,7 +155,7 @@ struct BrokerClientReferenceTests {
         third.onClosed = { late.append(true) }
         #expect(await eventually { late.count == 1 })
         third.onClosed = { late.append(true) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await settled(a)
         #expect(late.count == 1)
         #expect(await eventually { incoming.count == 2 })
 
@@ -205,7 +205,8 @@ struct BrokerClientReferenceTests {
         options.autoReconnect = true
         options.reconnectDelay = .milliseconds(50)
         options.maxReconnectDelay = .milliseconds(200)
-        let a = BrokerClient(url: broker.url, options: options)
+        let logged = RecordingLogger()
+        let a = BrokerClient(url: broker.url, logger: logged, options: options)
         let b = BrokerClient(url: broker.url, options: fastOptions)
         let reconnected = Recorder<String>()
         let disconnected = Recorder<Bool>()
@@ -226,7 +227,8 @@ struct BrokerClientReferenceTests {
         #expect(await eventually { b.myId == nil })
         // While down, requests fail fast.
         #expect(await brokerError { _ = try await a.listByRole("survivor") } == .notConnected)
-        try await Task.sleep(for: .milliseconds(400))  // a few failed attempts against a dead port
+        // A few failed attempts against the dead port (counted in the client's log), then restart.
+        #expect(await eventually { logged.lines.filter { $0.contains("reconnect attempt") && $0.contains("failed") }.count >= 2 })
 
         try broker.start()  // same port
         #expect(await eventually(timeout: .seconds(10)) { reconnected.count == 1 })
@@ -365,7 +367,9 @@ struct BrokerClientScriptedTests {
     }
 
     @Test func disconnectFailsPendingRequestsAndClosesChannels() async throws {
+        let seen = Recorder<String>()
         let server = registeringBroker { peer, request in
+            seen.append(request["type"] as? String ?? "?")
             if request["type"] as? String == "open" {
                 peer.sendJSON(["type": "channel_opened", "id": 3, "replyTo": request["id"]!, "channelId": "ch1", "targetId": "t"])
             }
@@ -379,7 +383,8 @@ struct BrokerClientScriptedTests {
         channel.onClosed = { closed.append(true) }
         let pending = Task { await brokerError { _ = try await client.listByRole("never") } }
         let pendingSend = Task { await brokerError { try await channel.send("never confirmed") } }
-        try await Task.sleep(for: .milliseconds(200))
+        // Both requests are pending once the broker has them (it never answers them).
+        #expect(await eventually { Set(seen.all).isSuperset(of: ["list_by_role", "message"]) }, "\(seen.all)")
         let start = ContinuousClock.now
         await client.disconnect()
         #expect(await pending.value == .disconnected)
@@ -434,11 +439,13 @@ struct BrokerClientScriptedTests {
     }
 
     @Test func cancellationFailsTheRequest() async throws {
-        let server = registeringBroker()
+        let seen = Recorder<String>()
+        let server = registeringBroker { _, request in seen.append(request["type"] as? String ?? "?") }
         let client = BrokerClient(url: server.url, options: .init(requestTimeout: .seconds(30)))
         try await client.connect(role: "r")
         let task = Task { try await client.listByRole("x") }
-        try await Task.sleep(for: .milliseconds(100))
+        // Cancel while the request is in flight: the broker has it and never answers.
+        #expect(await eventually { seen.all.contains("list_by_role") })
         task.cancel()
         do {
             _ = try await task.value

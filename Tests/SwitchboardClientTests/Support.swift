@@ -28,6 +28,26 @@ func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bo
     return condition()
 }
 
+/// Keeps every line the client logs (thread-safe), so a test can wait for a logged event.
+final class RecordingLogger: BrokerClientLogger {
+    private let recorded = Recorder<String>()
+    func log(_ level: BrokerLogLevel, _ message: String) { recorded.append(message) }
+    var lines: [String] { recorded.all }
+}
+
+/// Waits until everything the broker sent each client so far has reached the client's
+/// callbacks, instead of sleeping and hoping: a request round trip (the broker's reply comes
+/// after any notification it sent before it, and the reader queues callbacks in arrival
+/// order), then a no-op queued behind every callback already on the client's serial queue.
+func settled(_ clients: BrokerClient...) async throws {
+    for client in clients {
+        _ = try await client.listByRole("settled-barrier")
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            client.callbackQueue.async { done.resume() }
+        }
+    }
+}
+
 /// Runs `body` and returns the BrokerClientError it throws (nil if it did not throw one).
 func brokerError(_ body: () async throws -> Void) async -> BrokerClientError? {
     do {

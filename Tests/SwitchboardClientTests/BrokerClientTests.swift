@@ -400,10 +400,10 @@ struct BrokerClientScriptedTests {
         let server = registeringBroker { peer, request in
             switch request["type"] as? String {
             case "list_by_role":
-                // Announce an incoming channel with a message, then drop the TCP connection.
+                // Announce an incoming channel with a message, then drop the TCP connection. No
+                // pause needed: TCP delivers both frames before the FIN (shutdown, not a reset).
                 peer.sendJSON(["type": "incoming_channel", "id": 2, "from": "peer", "channelId": "in1"])
                 peer.sendJSON(["type": "channel_message", "id": 3, "channelId": "in1", "payload": ["hi": true]])
-                Thread.sleep(forTimeInterval: 0.1)
                 peer.shutdown()
             default: break
             }
@@ -467,8 +467,8 @@ struct BrokerClientScriptedTests {
                 let n = attempts.withLock { $0 += 1; return $0 }
                 let id = request["id"]!
                 if n == 1 {
+                    // The reply arrives before the FIN (TCP order), so connect() completes first.
                     peer.sendJSON(["type": "registered", "id": 1, "replyTo": id, "connectionId": "first"])
-                    Thread.sleep(forTimeInterval: 0.05)
                     peer.shutdown()
                 } else if n < 4 {
                     peer.sendJSON(["type": "register_failed", "id": 1, "replyTo": id, "error": "busy"])

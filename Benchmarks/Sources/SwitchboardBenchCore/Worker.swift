@@ -658,9 +658,11 @@ final class Worker: @unchecked Sendable {
             completedAll += 1
             bytesInAll += c.messageBytes
             guard c.markerFound else { unmatched += 1; return }
-            // Publisher j is on channel j % K and is the (j / K)-th publisher of that channel.
+            // Publisher j is on channel j % K and is the (j / K)-th publisher of that channel
+            // (one channel, the common case, skips the division on this per-delivery path).
             let k = ctx.subscribersPerChannel.count
-            c.sequence?.record(publisher: c.markerPublisher % k == c.channel ? c.markerPublisher / k : -1, seq: c.markerSeq)
+            let local = k == 1 ? c.markerPublisher : (c.markerPublisher % k == c.channel ? c.markerPublisher / k : -1)
+            c.sequence?.record(publisher: local, seq: c.markerSeq)
             // Subscriber ch (< K) is on channel ch: it acks for that channel's publishers.
             if c.globalIndex < ctx.subscribersPerChannel.count, c.markerPublisher >= 0, c.markerPublisher < ctx.shared.acks.count {
                 let a = ctx.shared.acks[c.markerPublisher]

@@ -591,6 +591,15 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         #expect(tolerated.failures.first?.hasPrefix("no connection was established") == true)
     }
 
+    @Test func echoAgainstARefusingPortFails() throws {
+        let refusing = try RefusingPort()
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(refusing.port)/", "-c", "5", "-n", "10",
+                                               "--max-failed-connections", "100%"]), progress: false)
+        #expect(result.failedConnections == 5)
+        #expect(result.errors.contains { $0.contains("Connection refused") }, "\(result.errors)")
+        #expect(result.failures == ["no connection was established (5 of 5 failed)"], "even with every failure tolerated")
+    }
+
     @Test func connectionToleranceCountsAndPercentages() throws {
         let server = try TestWebSocketServer(upgradeLimit: 7)
         defer { server.stop() }

@@ -107,7 +107,10 @@ let package = Package(
         // tests it without building the hummingbird peer (Benchmarks/Package.swift).
         .target(
             name: "SwitchboardBenchCore",
-            dependencies: ["SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: [
+                "SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/Sources/SwitchboardBenchCore"
         ),
         .executableTarget(
@@ -117,7 +120,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "cb-bench",
-            dependencies: ["SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            dependencies: [
+                "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),

@@ -56,11 +56,18 @@ declare -A RATE P50 P99 SCPU IDLE
 # RUNS fanout runs against the running server; medians into RATE/P50/P99/SCPU[key].
 fanout_runs() { # key label port bench-args...
     local key="$1" label="$2" port="$3"; shift 3
-    local rates=() p50s=() p99s=() scpus=() run out rate p50 p99 scpu got
+    local rates=() p50s=() p99s=() scpus=() run out rate p50 p99 scpu got status failed=0
     for run in $(seq 1 "$RUNS"); do
         out="$WORK/${key//|/-}-$run.txt"
+        status=0
         timeout 180 "$BENCH_BIN" fanout --raw "$@" -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" \
-            --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/broadcast" >"$out" 2>&1 || log "bench non-zero: $out"
+            --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/broadcast" >"$out" 2>&1 || status=$?
+        if [[ "$status" != 0 ]]; then
+            # Missing or reordered deliveries, lost connections, nothing published: no figure.
+            failed=1
+            note_failure "$label run $run: $(run_failure_reason "$out" "$status")"
+            continue
+        fi
         rate="$(awk '/^  deliveries:/ { print $2 }' "$out")"
         p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
         p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
@@ -69,15 +76,21 @@ fanout_runs() { # key label port bench-args...
         log "$label run $run: ${rate:-?} deliveries/s p50 ${p50:-?} p99 ${p99:-?} server CPU ${scpu:-?}% ($got)"
         rates+=("${rate:-0}"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}")
     done
+    if [[ "$failed" == 1 ]]; then
+        RATE[$key]="failed"; P50[$key]="n/a"; P99[$key]="n/a"; SCPU[$key]="n/a"
+        return 0
+    fi
     RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"; P50[$key]="$(printf '%s\n' "${p50s[@]}" | median)"
     P99[$key]="$(printf '%s\n' "${p99s[@]}" | median)"; SCPU[$key]="$(printf '%s\n' "${scpus[@]}" | median)"
 }
+# A rate cell: the number, or FAILED (never a figure from a failed run).
+fmt_rate() { awk -v v="${1:-0}" 'BEGIN { if (v == "failed") print "FAILED"; else printf "%.0f", v }'; }
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name offset tmpl <<<"$entry"
     port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
     for subs in $SUBSCRIBERS; do
         # shellcheck disable=SC2086
-        start_server "$name" "$port" $cmd || { log "$name failed to start"; continue; }
+        start_server "$name" "$port" $cmd || { note_failure "$name subs=$subs: the server did not start"; RATE["$name|$subs"]="failed"; continue; }
         fanout_runs "$name|$subs" "$name subs=$subs" "$port" --subscribers "$subs" --publishers 1
         stop_server
     done
@@ -91,21 +104,29 @@ for entry in "${SERVERS[@]}"; do
                 fanout_runs "$name|ch" "$name channels=$CH_K x $CH_PER" "$port" --channels "$CH_K" --subscribers "$((CH_K * CH_PER))"
                 stop_server
             else
-                log "$name failed to start"
+                note_failure "$name channels=$CH_K x $CH_PER: the server did not start"
+                RATE["$name|ch"]="failed"
             fi
         fi
     fi
     # RSS per idle subscribed connection: hold IDLE_CONNS sockets on /broadcast.
     # shellcheck disable=SC2086
-    start_server "$name" "$port" $cmd || continue
+    start_server "$name" "$port" $cmd || { note_failure "$name idle: the server did not start"; IDLE[$name]="FAILED"; continue; }
     sleep 0.5
     before="$(rss_kib "$SERVER_PID")"
     "$BENCH_BIN" connect -c "$IDLE_CONNS" -d 5s --cpu "$BENCH_CPU" --quiet "ws://127.0.0.1:$port/broadcast" >"$WORK/$name-idle.txt" 2>&1 &
     bpid=$!
     sleep 4
     during="$(rss_kib "$SERVER_PID")"
-    wait "$bpid" || true
-    IDLE[$name]="$(awk -v a="$before" -v b="$during" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')"
+    status=0
+    wait "$bpid" || status=$?
+    if [[ "$status" != 0 ]]; then
+        # Some of the connections never opened: an RSS per connection from them means nothing.
+        IDLE[$name]="FAILED"
+        note_failure "$name idle $IDLE_CONNS: $(run_failure_reason "$WORK/$name-idle.txt" "$status")"
+    else
+        IDLE[$name]="$(awk -v a="$before" -v b="$during" -v n="$IDLE_CONNS" 'BEGIN { printf "%.0f", (b - a) * 1024 / n }')"
+    fi
     log "$name idle: RSS $before KiB -> $during KiB with $IDLE_CONNS subscribed connections"
     stop_server
 done
@@ -127,8 +148,8 @@ for subs in $SUBSCRIBERS; do
     peer="${RATE["peer-hummingbird|$subs"]:-0}"
     for entry in "${SERVERS[@]}"; do
         IFS='|' read -r name _ _ <<<"$entry"; k="$name|$subs"
-        ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
-        echo "| $name | $subs | $(printf '%.0f' "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
+        ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
+        echo "| $name | $subs | $(fmt_rate "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
     done
 done
 if [[ -n "$CH_K" ]]; then
@@ -147,10 +168,15 @@ if [[ -n "$CH_K" ]]; then
     for entry in "${SERVERS[@]}"; do
         IFS='|' read -r name _ _ <<<"$entry"; k="$name|ch"
         [[ "$name" == peer-hummingbird ]] && { echo "| $name | $CH_K × $CH_PER | n/a (single-channel /broadcast) | n/a | n/a | n/a |"; continue; }
-        echo "| $name | $CH_K × $CH_PER | $(printf '%.0f' "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} |"
+        echo "| $name | $CH_K × $CH_PER | $(fmt_rate "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} |"
     done
 fi
 echo
 echo "| server | RSS per idle subscribed connection ($IDLE_CONNS held) |"
 echo "|---|---:|"
-for entry in "${SERVERS[@]}"; do IFS='|' read -r name _ _ <<<"$entry"; echo "| $name | ${IDLE[$name]:-n/a} B |"; done
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name _ _ <<<"$entry"; v="${IDLE[$name]:-n/a}"
+    [[ "$v" =~ ^-?[0-9]+$ ]] && v="$v B"
+    echo "| $name | $v |"
+done
+report_failures

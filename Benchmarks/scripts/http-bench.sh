@@ -110,18 +110,20 @@ for entry in "${SERVERS[@]}"; do
         # shellcheck disable=SC2086
         if ! start_server "$name" "$port" $cmd; then
             RPS["$name|$conns"]="failed"; CPU_US["$name|$conns"]="failed"
+            note_failure "$name c=$conns: the server did not start"
             continue
         fi
         if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
             # shellcheck disable=SC2046
             $(wrk_cmd "$conns" "$port" "$WARMUP") >/dev/null 2>&1 || true
         fi
-        rps_list=(); cpu_list=()
+        rps_list=(); cpu_list=(); cell_failed=0
         for run in $(seq 1 "$RUNS"); do
             out="$WORK/$name-c$conns-run$run.txt"
             before="$(cpu_ticks "$SERVER_PID")"; steal_before="$(steal_ticks)"
             # shellcheck disable=SC2046
-            timeout 60 $(wrk_cmd "$conns" "$port") >"$out" 2>&1 || log "wrk exited non-zero (see $out)"
+            status=0
+            timeout 60 $(wrk_cmd "$conns" "$port") >"$out" 2>&1 || status=$?
             after="$(cpu_ticks "$SERVER_PID")"; steal_after="$(steal_ticks)"
             steal="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
             rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
@@ -133,12 +135,18 @@ for entry in "${SERVERS[@]}"; do
             us_per_req="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" -v n="${reqs:-0}" \
                 'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "nan" }')"
             rps="${rps:-0}"
+            if [[ "$status" != 0 || -n "$non2xx" ]]; then
+                # wrk failed, or some answers were errors: the run gives no figure.
+                cell_failed=1
+                note_failure "$name c=$conns run $run: wrk exit status $status, non-2xx/3xx responses ${non2xx:-0} (see $out)"
+            fi
             rps_list+=("$rps"); cpu_list+=("$us_per_req")
             RAW_ROWS+=("| $name | $conns | $run | $rps | ${reqs:-0} | ${lat:-?} | $cpu_s | $us_per_req | $steal | ${sockerr:-none} | ${non2xx:-0} |")
             log "  run $run: $rps req/s, $reqs requests, server CPU ${cpu_s}s, ${us_per_req} µs/req, steal $steal s"
         done
         RPS["$name|$conns"]="$(printf '%s\n' "${rps_list[@]}" | median)"
         CPU_US["$name|$conns"]="$(printf '%s\n' "${cpu_list[@]}" | median)"
+        if [[ "$cell_failed" == 1 ]]; then RPS["$name|$conns"]="failed"; CPU_US["$name|$conns"]="failed"; fi
         stop_server
     done
 done
@@ -191,4 +199,5 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"
 printf '%s\n' "${RAW_ROWS[@]}"
 echo
 echo "</details>"
+report_failures
 rm -rf "$WORK"

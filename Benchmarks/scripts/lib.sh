@@ -26,3 +26,27 @@ cleanup() {
         wait "$SERVER_PID" 2>/dev/null || true
     fi
 }
+
+# Failed runs. A run that fails (non-zero exit: switchboard-bench's verdict, a timeout, wrk's
+# error) is never turned into a figure: its cell reads FAILED, the reason is logged, and the
+# script ends with report_failures, which lists them in the report and exits 1 (so run-all.sh
+# and any caller see the failure).
+FAILURES=()
+note_failure() { FAILURES+=("$*"); log "FAILED: $*"; }
+# run_failure_reason OUTPUT_FILE STATUS: switchboard-bench's "failed:" lines, else the status.
+run_failure_reason() {
+    local reason
+    reason="$(sed -n 's/^  failed: //p' "$1" | paste -sd ';' - || true)"
+    [[ "$2" == 124 ]] && reason="timed out${reason:+; $reason}"
+    echo "${reason:-exit status $2 (see $1)}"
+}
+# Call last: prints the failures (Markdown) and exits 1 when there were any; keeps $WORK for them.
+report_failures() {
+    [[ ${#FAILURES[@]} -eq 0 ]] && return 0
+    echo
+    echo "**${#FAILURES[@]} run(s) FAILED: their cells read FAILED, not a figure** (outputs kept in \`$WORK\`):"
+    echo
+    printf -- '- %s\n' "${FAILURES[@]}"
+    log "${#FAILURES[@]} run(s) failed; outputs kept in $WORK"
+    exit 1
+}

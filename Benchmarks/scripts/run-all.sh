@@ -8,6 +8,7 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="$HERE/../RESULTS.md"
 TMP="$(mktemp)"
+FAILED=()
 {
     echo "# Benchmark results"
     echo
@@ -16,12 +17,24 @@ TMP="$(mktemp)"
     echo "the two vCPUs share roughly one physical core's worth of time, so server and load generator"
     echo "compete: read every rate with the CPU columns. Benchmarks never run as tests."
     echo
-    bash "$HERE/http-bench.sh"
+    bash "$HERE/http-bench.sh" || FAILED+=(http-bench.sh)
     echo
-    bash "$HERE/ws-bench.sh"
+    bash "$HERE/ws-bench.sh" || FAILED+=(ws-bench.sh)
     echo
-    bash "$HERE/fanout-bench.sh"
+    bash "$HERE/fanout-bench.sh" || FAILED+=(fanout-bench.sh)
+    # The list of failed scripts leaves the group through a file (the group's output is the report).
+    : >"$TMP.failed"
+    for f in "${FAILED[@]}"; do echo "$f" >>"$TMP.failed"; done
 } >"$TMP"
+# A failed run (its script exits 1 and lists why) never becomes RESULTS.md: the report is kept
+# next to it as RESULTS.md.failed and this script exits 1.
+if [[ -s "$TMP.failed" ]]; then
+    mv "$TMP" "$OUT.failed"
+    echo "benchmark runs FAILED in: $(paste -sd ' ' "$TMP.failed"); $OUT left as it was, the report is in $OUT.failed" >&2
+    rm -f "$TMP.failed"
+    exit 1
+fi
+rm -f "$TMP.failed"
 [ -f "$OUT" ] && cp "$OUT" "$OUT.prev"
 mv "$TMP" "$OUT"
 echo "wrote $OUT" >&2

@@ -111,15 +111,23 @@ for entry in "${SERVERS[@]}"; do
         # shellcheck disable=SC2086
         if ! start_server "$name" "$port" $cmd; then
             for size in $SIZES; do RATE["$name|$conns|$size"]="failed"; done
+            note_failure "$name c=$conns: the server did not start"
             continue
         fi
         for size in $SIZES; do
-            rates=(); p50s=(); p99s=(); scpus=(); bcpus=()
+            rates=(); p50s=(); p99s=(); scpus=(); bcpus=(); cell_failed=0
             for run in $(seq 1 "$RUNS"); do
                 out="$WORK/$name-c$conns-s$size-run$run.txt"
+                status=0
                 # shellcheck disable=SC2046
-                timeout 120 $(bench_cmd "$conns" "$size" "$port") --server-pid "$SERVER_PID" --json "$out.json" >"$out" 2>&1 \
-                    || log "switchboard-bench exited non-zero (see $out)"
+                timeout 120 $(bench_cmd "$conns" "$size" "$port") --server-pid "$SERVER_PID" --json "$out.json" >"$out" 2>&1 || status=$?
+                if [[ "$status" != 0 ]]; then
+                    # Never a figure from a failed run (lost connections, no round trips, timeout).
+                    cell_failed=1
+                    note_failure "$name c=$conns size=$size run $run: $(run_failure_reason "$out" "$status")"
+                    RAW_ROWS+=("| $name | $conns | $size | $run | FAILED | | | | | $(awk '/connections:/ && /established/ { print $4 }' "$out") |")
+                    continue
+                fi
                 rate="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "msg/s,") print $(i - 1) }' "$out")"
                 p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
                 p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
@@ -132,6 +140,10 @@ for entry in "${SERVERS[@]}"; do
                 log "  size $size run $run: $rate msg/s, p50 ${p50:-?} µs, p99 ${p99:-?} µs, server CPU ${scpu:-?}%, bench CPU ${bcpu:-?}%"
             done
             key="$name|$conns|$size"
+            if [[ "$cell_failed" == 1 ]]; then
+                RATE["$key"]="failed"; P50["$key"]="n/a"; P99["$key"]="n/a"; SCPU["$key"]="n/a"; BCPU["$key"]="n/a"
+                continue
+            fi
             RATE["$key"]="$(printf '%s\n' "${rates[@]}" | median)"
             P50["$key"]="$(printf '%s\n' "${p50s[@]}" | median)"
             P99["$key"]="$(printf '%s\n' "${p99s[@]}" | median)"
@@ -143,7 +155,7 @@ for entry in "${SERVERS[@]}"; do
 done
 
 # ---------------------------------------------------------------- report
-fmt_int() { awk -v v="$1" 'BEGIN { if (v == "failed" || v == "nan" || v == "") print (v == "" ? "n/a" : v); else printf "%.0f", v }'; }
+fmt_int() { awk -v v="$1" 'BEGIN { if (v == "failed") print "FAILED"; else if (v == "nan" || v == "") print (v == "" ? "n/a" : v); else printf "%.0f", v }'; }
 
 echo "### WebSocket echo throughput (switchboard-bench)"
 echo
@@ -187,4 +199,5 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${RAW_ROWS[@]}"
 echo
 echo "</details>"
+report_failures
 rm -rf "$WORK"

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import SwitchboardBenchCore
+import SwitchboardTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -11,9 +12,9 @@ import Glibc
 /// Blocking sockets, one thread per connection. Does the handshake, unmasks frames, records
 /// what it saw, and either echoes each message or broadcasts it to every connection of the
 /// same request path (one channel per path, sender included, like switchboard-echo's
-/// `/broadcast/NAME`).
+/// `/broadcast/NAME`), or (`silent`) reads everything and answers nothing.
 final class TestWebSocketServer: @unchecked Sendable {
-    enum Mode { case echo, broadcast }
+    enum Mode { case echo, broadcast, silent }
 
     struct FrameRecord {
         var opcode: UInt8
@@ -39,15 +40,19 @@ final class TestWebSocketServer: @unchecked Sendable {
     let mode: Mode
     let wrongAccept: Bool
     let pingFirst: Bool
+    /// Upgrades this many connections; every later one gets 503 and is closed.
+    let upgradeLimit: Int
     let listenFD: Int32
     let port: Int
     let state = Mutex(State())
     private let writeLock = NSLock()
+    private let upgraded = Mutex(0)
 
-    init(mode: Mode = .echo, wrongAccept: Bool = false, pingFirst: Bool = false) throws {
+    init(mode: Mode = .echo, wrongAccept: Bool = false, pingFirst: Bool = false, upgradeLimit: Int = .max) throws {
         self.mode = mode
         self.wrongAccept = wrongAccept
         self.pingFirst = pingFirst
+        self.upgradeLimit = upgradeLimit
         let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         var one: Int32 = 1
         setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -152,6 +157,15 @@ final class TestWebSocketServer: @unchecked Sendable {
             $0.requests.append(request)
             $0.handshakeProblems += problems
         }
+        let admitted = upgraded.withLock { n -> Bool in
+            guard n < upgradeLimit else { return false }
+            n += 1
+            return true
+        }
+        guard admitted else {
+            writeAll(fd, Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
+            return
+        }
         let accept = wrongAccept ? webSocketAccept(forKey: "not-the-key") : webSocketAccept(forKey: key)
         writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
         if wrongAccept {
@@ -191,10 +205,10 @@ final class TestWebSocketServer: @unchecked Sendable {
             case 1, 2:
                 state.withLock { $0.dataMessages += 1 }
                 let frame = Self.serverFrame(opcode: opcode, payload)
-                if mode == .echo {
-                    writeAll(fd, frame)
-                } else {
-                    for c in state.withLock({ $0.clients }) where c.path == path { writeAll(c.fd, frame) }
+                switch mode {
+                case .echo: writeAll(fd, frame)
+                case .broadcast: for c in state.withLock({ $0.clients }) where c.path == path { writeAll(c.fd, frame) }
+                case .silent: break
                 }
             case 8:
                 writeAll(fd, Self.serverFrame(opcode: 8, Array(payload.prefix(2))))
@@ -219,9 +233,10 @@ func options(_ args: [String]) throws -> BenchOptions {
     }
 }
 
-/// Waits (briefly) for the server threads to catch up with what the client already saw.
-func eventually(_ condition: () -> Bool) {
-    for _ in 0..<200 where !condition() { usleep(10_000) }
+/// Waits for the server threads to catch up with what the client already saw: polls with a
+/// deadline (SwitchboardTestSupport's waitUntil) and records an issue when it never happens.
+func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocation, _ condition: () -> Bool) {
+    if !waitUntil(timeoutMilliseconds: 5000, condition) { Issue.record("never happened: \(what)", sourceLocation: sourceLocation) }
 }
 
 // MARK: - Tests
@@ -277,7 +292,12 @@ func eventually(_ condition: () -> Bool) {
         #expect(result.failedConnections == 2)
         #expect(result.errors.contains { $0.contains("Sec-WebSocket-Accept") }, "\(result.errors)")
         #expect(result.received == 0)
-        usleep(50_000)
+        // Both connections are over on the server side (its reader saw the client close), so
+        // every frame the client could have sent has been counted.
+        eventually("the server saw both handshakes and both connections end") {
+            let s = server.snapshot
+            return s.requests.count == 2 && s.clients.isEmpty
+        }
         #expect(server.snapshot.dataMessages == 0, "no frames after a rejected handshake")
     }
 }
@@ -290,7 +310,7 @@ func eventually(_ condition: () -> Bool) {
         let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-n", "5", "-s", "\(size)", "--binary"]), progress: false)
         #expect(result.received == 5)
         #expect(result.bytesInPerSecond > 0)
-        eventually { server.snapshot.pongs.count == 1 }
+        eventually("the server got the pong") { server.snapshot.pongs.count == 1 }
         let s = server.snapshot
         let data = s.frames.filter { $0.opcode == 2 }
         #expect(data.count == 5)
@@ -319,7 +339,7 @@ func eventually(_ condition: () -> Bool) {
         #expect(result.received == 1000)
         #expect(result.expected == 1000)
         #expect(result.lost == 0)
-        eventually { server.snapshot.dataMessages == 1000 }
+        eventually("the server saw 1000 messages") { server.snapshot.dataMessages == 1000 }
         #expect(server.snapshot.dataMessages == 1000)
         let l = try #require(result.latency)
         #expect(l.count == 1000)
@@ -364,7 +384,7 @@ func eventually(_ condition: () -> Bool) {
         }
         #expect(targets.count == 24)
         // Publishers get their own copies back (sender included) and those are not counted.
-        eventually { server.snapshot.dataMessages == 400 }
+        eventually("the server saw 400 published messages") { server.snapshot.dataMessages == 400 }
         #expect(result.publisherReceived <= 400)
     }
 
@@ -462,10 +482,30 @@ func eventually(_ condition: () -> Bool) {
         ]
         for args in cases {
             let e = try #require(usageError(args), "\(args) parsed")
-            #expect(e.description.contains("usage: switchboard-bench"), "\(args)")
+            #expect(e.description.contains("switchboard-bench <echo|fanout|connect|latency> [options] ws://HOST:PORT/path"), "\(args)")
             #expect(!e.helpRequested)
         }
         #expect(usageError(["--help"])?.helpRequested == true)
+        #expect(usageError(["fanout", "-h"])?.helpRequested == true)
+    }
+
+    /// `--help` lists every option the benchmark scripts and the README use.
+    @Test func helpListsEveryOption() throws {
+        let help = try #require(usageError(["--help"])).description
+        for option in ["-c, --connections", "-t, --threads", "--cpu", "-d, --duration", "-n, --messages", "--warmup",
+                       "-s, --size", "--binary", "--connect-timeout", "--header", "--json", "--server-pid",
+                       "--max-failed-connections", "-q, --quiet", "--allow-remote", "--url", "-w, --window", "-r, --rate",
+                       "--drain", "--subscribers", "--publishers", "--channels", "--subscribe-template",
+                       "--publish-template", "--raw", "--settle", "echo", "fanout", "connect", "latency", "Exit status"] {
+            #expect(help.contains(option), "--help does not mention \(option)")
+        }
+    }
+
+    @Test func toleranceParses() throws {
+        #expect(try parseArguments(["echo", "ws://127.0.0.1:1/"]).maxFailedConnections == .count(0))
+        #expect(try parseArguments(["echo", "ws://127.0.0.1:1/", "--max-failed-connections", "5"]).maxFailedConnections == .count(5))
+        #expect(try parseArguments(["echo", "ws://127.0.0.1:1/", "--max-failed-connections=2.5%"]).maxFailedConnections == .percent(2.5))
+        #expect(usageError(["echo", "ws://127.0.0.1:1/", "--max-failed-connections", "lots"])?.message.contains("N or N%") == true)
     }
 
     @Test func valuesParse() throws {
@@ -484,5 +524,145 @@ func eventually(_ condition: () -> Bool) {
         #expect(e.channels == 1 && e.publishers == 1 && e.path(forChannel: 0) == "/b" && e.subscribers(onChannel: 0) == 10)
         #expect(parseSize("20") == 20 && parseSize("1k") == 1024 && parseSize("2MiB") == 2 << 20)
         #expect(parseDuration("10s") == 10_000_000_000 && parseDuration("2m") == 120_000_000_000 && parseDuration("3") == 3_000_000_000)
+    }
+}
+
+// MARK: - A failed run is reported as failed
+
+@Suite struct VerdictTests {
+    @Test func fanoutAgainstAServerThatDeliversNothingFails() throws {
+        let server = try TestWebSocketServer(mode: .silent)
+        defer { server.stop() }
+        // One publisher, window 16: it publishes 16 messages and waits for acks that never come.
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/broadcast", "--subscribers", "3",
+                                               "-d", "300ms", "--drain", "200ms", "--settle", "20ms"]), progress: false)
+        #expect(result.established == 4)
+        #expect(result.sent == 16)
+        #expect(result.expected == 48)
+        #expect(result.received == 0)
+        #expect(!result.passed)
+        #expect(result.failures.contains("48 of 48 deliveries missing (received 0)"), "\(result.failures)")
+        // Every subscriber is missing all 16 sequence numbers of the publisher.
+        #expect(result.verifiedSubscribers == 3)
+        #expect(result.sequenceMissing == 48)
+        #expect(result.summary.contains("result: FAILED"))
+        #expect(result.summary.contains("failed: 48 of 48 deliveries missing"))
+        #expect(result.json.contains("\"passed\":false"))
+    }
+
+    @Test func fanoutThatPublishedNothingMeasuredFails() throws {
+        let server = try TestWebSocketServer(mode: .silent)
+        defer { server.stop() }
+        // The window fills during the warm-up and is never acked: 0 measured publishes (the
+        // "published 0, expected deliveries 0, received 0" run that used to exit 0).
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/broadcast", "--subscribers", "2",
+                                               "--warmup", "100ms", "-d", "200ms", "--drain", "100ms", "--settle", "20ms"]),
+                                      progress: false)
+        #expect(result.sent == 0 && result.expected == 0 && result.received == 0)
+        #expect(result.failures.contains("nothing was published in the measured window"), "\(result.failures)")
+        #expect(result.sequenceMissing == 32, "the 16 warm-up messages never reached either subscriber")
+    }
+
+    @Test func fanoutWithAMessageCountStopsWhenTheServerStalls() throws {
+        let server = try TestWebSocketServer(mode: .silent)
+        defer { server.stop() }
+        // -n 100 can never complete (the window is never acked): the stall guard ends the run.
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/b", "--subscribers", "1",
+                                               "-n", "100", "--drain", "300ms", "--settle", "20ms"]), progress: false)
+        #expect(result.stalledNanos != nil)
+        #expect(result.failures.contains { $0.hasPrefix("stopped early: nothing was sent or received") }, "\(result.failures)")
+    }
+
+    @Test func echoWithMostConnectionsRefusedFails() throws {
+        let server = try TestWebSocketServer(upgradeLimit: 2)
+        defer { server.stop() }
+        let args = ["echo", "ws://127.0.0.1:\(server.port)/", "-c", "10", "-n", "100", "--connect-timeout", "3s"]
+        let result = try runBenchmark(options(args), progress: false)
+        #expect(result.established == 2)
+        #expect(result.failedConnections == 8)
+        #expect(result.received == 100, "the two upgraded connections did all the work")
+        #expect(!result.passed)
+        #expect(result.failures == ["8 of 10 connections failed to open and 0 were closed by the server: 8 lost, more than the 0 allowed (--max-failed-connections 0)"])
+        #expect(result.errors.contains { $0.contains("503") }, "\(result.errors)")
+        // A stated tolerance is honoured both ways.
+        let tolerated = try runBenchmark(options(args + ["--max-failed-connections", "80%"]), progress: false)
+        #expect(tolerated.failedConnections == 10, "the server upgrades 2 connections in all, the first run had them")
+        #expect(!tolerated.passed, "no connection at all is never tolerated: \(tolerated.failures)")
+        #expect(tolerated.failures.first?.hasPrefix("no connection was established") == true)
+    }
+
+    @Test func echoAgainstARefusingPortFails() throws {
+        let refusing = try RefusingPort()
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(refusing.port)/", "-c", "5", "-n", "10",
+                                               "--max-failed-connections", "100%"]), progress: false)
+        #expect(result.failedConnections == 5)
+        #expect(result.errors.contains { $0.contains("Connection refused") }, "\(result.errors)")
+        #expect(result.failures == ["no connection was established (5 of 5 failed)"], "even with every failure tolerated")
+    }
+
+    @Test func connectionToleranceCountsAndPercentages() throws {
+        let server = try TestWebSocketServer(upgradeLimit: 7)
+        defer { server.stop() }
+        let base = ["echo", "ws://127.0.0.1:\(server.port)/", "-c", "10", "-n", "20"]
+        let within = try runBenchmark(options(base + ["--max-failed-connections", "3"]), progress: false)
+        #expect(within.established == 7 && within.failedConnections == 3)
+        #expect(within.passed, "\(within.failures)")
+        #expect(ConnectionTolerance.parse("30%")?.allowedFailures(of: 10) == 3)
+        #expect(ConnectionTolerance.parse("29%")?.allowedFailures(of: 10) == 2)
+        #expect(ConnectionTolerance.parse("2")?.allowedFailures(of: 10) == 2)
+        for bad in ["-1", "101%", "x", "%", "1.5"] { #expect(ConnectionTolerance.parse(bad) == nil, "\(bad)") }
+    }
+
+    @Test func passingRunsSayPassed() throws {
+        let server = try TestWebSocketServer(mode: .broadcast)
+        defer { server.stop() }
+        let result = try runBenchmark(options(["fanout", "ws://127.0.0.1:\(server.port)/b", "--subscribers", "4",
+                                               "--publishers", "2", "-n", "100", "--settle", "20ms"]), progress: false)
+        #expect(result.passed, "\(result.failures)")
+        #expect(result.verifiedSubscribers == 4)
+        #expect(result.sequenceMissing == 0 && result.reordered == 0 && result.misrouted == 0)
+        #expect(result.summary.contains("order per subscriber (4 checked): 0 missing, 0 reordered, 0 from another channel"))
+        #expect(result.summary.hasSuffix("result: PASSED\n"))
+    }
+}
+
+@Suite struct SequenceCheckerTests {
+    @Test func inOrderRunsPass() {
+        var c = SequenceChecker(publishers: 2)
+        for seq in 0..<5 { c.record(publisher: 0, seq: Int64(seq)); c.record(publisher: 1, seq: Int64(seq)) }
+        c.finish(published: [5, 5])
+        #expect(c.inOrder == 10 && c.missing == 0 && c.reordered == 0 && c.foreign == 0)
+    }
+
+    @Test func aGapIsCounted() {
+        var c = SequenceChecker(publishers: 1)
+        for seq: Int64 in [0, 1, 4, 5] { c.record(publisher: 0, seq: seq) }
+        #expect(c.missing == 2, "2 and 3 never came")
+        #expect(c.reordered == 0)
+        c.finish(published: [6])
+        #expect(c.missing == 2)
+        #expect(c.inOrder == 3)
+    }
+
+    @Test func aReorderAndADuplicateAreCounted() {
+        var c = SequenceChecker(publishers: 1)
+        for seq: Int64 in [0, 2, 1, 3, 3] { c.record(publisher: 0, seq: seq) }
+        #expect(c.missing == 1, "1 was skipped over when 2 came")
+        #expect(c.reordered == 2, "1 came late, the second 3 is a duplicate")
+    }
+
+    @Test func aLostTailAndAMissingStartAreCounted() {
+        var c = SequenceChecker(publishers: 2)
+        c.record(publisher: 0, seq: 0)
+        c.record(publisher: 1, seq: 3)  // 0, 1, 2 never came
+        c.finish(published: [4, 4])
+        #expect(c.missing == 3 + 3, "publisher 0: 1, 2, 3 lost at the end; publisher 1: 0, 1, 2")
+    }
+
+    @Test func aPublisherOfAnotherChannelIsForeign() {
+        var c = SequenceChecker(publishers: 1)
+        c.record(publisher: 1, seq: 0)
+        c.record(publisher: -1, seq: 0)
+        #expect(c.foreign == 2 && c.inOrder == 0)
     }
 }

@@ -13,7 +13,9 @@ let allKindsOfPayloads: [JSONValue] = [
     .string(String(repeating: "x", count: 100_000)),
 ]
 
-@Suite("BrokerClient against the reference broker", .enabled(if: ReferenceBroker.available, ReferenceBroker.skipReason))
+/// Needs the Python venv (RepositoryTools.python()); without it every test here fails, saying how
+/// to create it.
+@Suite("BrokerClient against the reference broker")
 struct BrokerClientReferenceTests {
     @Test func connectRegisterAndListByRole() async throws {
         let broker = try ReferenceBroker()
@@ -142,7 +144,7 @@ struct BrokerClientReferenceTests {
         #expect(await brokerError { try await channel.send("late") } == .channelClosed)
         #expect(await brokerError { try await other.send("late") } == .channelClosed)
         try await channel.close()  // idempotent
-        try await Task.sleep(for: .milliseconds(50))
+        try await settled(a, b)  // every notification due so far has reached its callback
         #expect(closedAtA.count == 1 && closedAtB.count == 1, "onClosed fires once")
         #expect(incoming.count == 1)
 
@@ -153,7 +155,7 @@ struct BrokerClientReferenceTests {
         third.onClosed = { late.append(true) }
         #expect(await eventually { late.count == 1 })
         third.onClosed = { late.append(true) }
-        try await Task.sleep(for: .milliseconds(50))
+        try await settled(a)
         #expect(late.count == 1)
         #expect(await eventually { incoming.count == 2 })
 
@@ -203,7 +205,8 @@ struct BrokerClientReferenceTests {
         options.autoReconnect = true
         options.reconnectDelay = .milliseconds(50)
         options.maxReconnectDelay = .milliseconds(200)
-        let a = BrokerClient(url: broker.url, options: options)
+        let logged = RecordingLogger()
+        let a = BrokerClient(url: broker.url, logger: logged, options: options)
         let b = BrokerClient(url: broker.url, options: fastOptions)
         let reconnected = Recorder<String>()
         let disconnected = Recorder<Bool>()
@@ -224,7 +227,8 @@ struct BrokerClientReferenceTests {
         #expect(await eventually { b.myId == nil })
         // While down, requests fail fast.
         #expect(await brokerError { _ = try await a.listByRole("survivor") } == .notConnected)
-        try await Task.sleep(for: .milliseconds(400))  // a few failed attempts against a dead port
+        // A few failed attempts against the dead port (counted in the client's log), then restart.
+        #expect(await eventually { logged.lines.filter { $0.contains("reconnect attempt") && $0.contains("failed") }.count >= 2 })
 
         try broker.start()  // same port
         #expect(await eventually(timeout: .seconds(10)) { reconnected.count == 1 })
@@ -363,7 +367,9 @@ struct BrokerClientScriptedTests {
     }
 
     @Test func disconnectFailsPendingRequestsAndClosesChannels() async throws {
+        let seen = Recorder<String>()
         let server = registeringBroker { peer, request in
+            seen.append(request["type"] as? String ?? "?")
             if request["type"] as? String == "open" {
                 peer.sendJSON(["type": "channel_opened", "id": 3, "replyTo": request["id"]!, "channelId": "ch1", "targetId": "t"])
             }
@@ -377,7 +383,8 @@ struct BrokerClientScriptedTests {
         channel.onClosed = { closed.append(true) }
         let pending = Task { await brokerError { _ = try await client.listByRole("never") } }
         let pendingSend = Task { await brokerError { try await channel.send("never confirmed") } }
-        try await Task.sleep(for: .milliseconds(200))
+        // Both requests are pending once the broker has them (it never answers them).
+        #expect(await eventually { Set(seen.all).isSuperset(of: ["list_by_role", "message"]) }, "\(seen.all)")
         let start = ContinuousClock.now
         await client.disconnect()
         #expect(await pending.value == .disconnected)
@@ -393,10 +400,10 @@ struct BrokerClientScriptedTests {
         let server = registeringBroker { peer, request in
             switch request["type"] as? String {
             case "list_by_role":
-                // Announce an incoming channel with a message, then drop the TCP connection.
+                // Announce an incoming channel with a message, then drop the TCP connection. No
+                // pause needed: TCP delivers both frames before the FIN (shutdown, not a reset).
                 peer.sendJSON(["type": "incoming_channel", "id": 2, "from": "peer", "channelId": "in1"])
                 peer.sendJSON(["type": "channel_message", "id": 3, "channelId": "in1", "payload": ["hi": true]])
-                Thread.sleep(forTimeInterval: 0.1)
                 peer.shutdown()
             default: break
             }
@@ -432,11 +439,13 @@ struct BrokerClientScriptedTests {
     }
 
     @Test func cancellationFailsTheRequest() async throws {
-        let server = registeringBroker()
+        let seen = Recorder<String>()
+        let server = registeringBroker { _, request in seen.append(request["type"] as? String ?? "?") }
         let client = BrokerClient(url: server.url, options: .init(requestTimeout: .seconds(30)))
         try await client.connect(role: "r")
         let task = Task { try await client.listByRole("x") }
-        try await Task.sleep(for: .milliseconds(100))
+        // Cancel while the request is in flight: the broker has it and never answers.
+        #expect(await eventually { seen.all.contains("list_by_role") })
         task.cancel()
         do {
             _ = try await task.value
@@ -458,8 +467,8 @@ struct BrokerClientScriptedTests {
                 let n = attempts.withLock { $0 += 1; return $0 }
                 let id = request["id"]!
                 if n == 1 {
+                    // The reply arrives before the FIN (TCP order), so connect() completes first.
                     peer.sendJSON(["type": "registered", "id": 1, "replyTo": id, "connectionId": "first"])
-                    Thread.sleep(forTimeInterval: 0.05)
                     peer.shutdown()
                 } else if n < 4 {
                     peer.sendJSON(["type": "register_failed", "id": 1, "replyTo": id, "error": "busy"])

@@ -5,6 +5,7 @@ import Testing
 import Glibc
 #endif
 @testable import SwitchboardClient
+import SwitchboardTestSupport
 
 // MARK: - Small async helpers
 
@@ -27,6 +28,26 @@ func eventually(timeout: Duration = .seconds(5), _ condition: @Sendable () -> Bo
     return condition()
 }
 
+/// Keeps every line the client logs (thread-safe), so a test can wait for a logged event.
+final class RecordingLogger: BrokerClientLogger {
+    private let recorded = Recorder<String>()
+    func log(_ level: BrokerLogLevel, _ message: String) { recorded.append(message) }
+    var lines: [String] { recorded.all }
+}
+
+/// Waits until everything the broker sent each client so far has reached the client's
+/// callbacks, instead of sleeping and hoping: a request round trip (the broker's reply comes
+/// after any notification it sent before it, and the reader queues callbacks in arrival
+/// order), then a no-op queued behind every callback already on the client's serial queue.
+func settled(_ clients: BrokerClient...) async throws {
+    for client in clients {
+        _ = try await client.listByRole("settled-barrier")
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            client.callbackQueue.async { done.resume() }
+        }
+    }
+}
+
 /// Runs `body` and returns the BrokerClientError it throws (nil if it did not throw one).
 func brokerError(_ body: () async throws -> Void) async -> BrokerClientError? {
     do {
@@ -44,30 +65,7 @@ func brokerError(_ body: () async throws -> Void) async -> BrokerClientError? {
 
 /// The reference broker (Tests/interop/reference_connection_broker.py) in a child process.
 final class ReferenceBroker: @unchecked Sendable {
-    static let repoRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
-    static var script: String { repoRoot.appendingPathComponent("Tests/interop/reference_connection_broker.py").path }
-
-    /// The venv interpreter with `websockets`: $SWITCHBOARD_PYTHON, else `.build/autobahn-venv`
-    /// under this checkout, else under the main checkout when this is a git worktree.
-    static let python: String? = {
-        var candidates: [String] = []
-        if let env = ProcessInfo.processInfo.environment["SWITCHBOARD_PYTHON"] { candidates.append(env) }
-        candidates.append(repoRoot.appendingPathComponent(".build/autobahn-venv/bin/python").path)
-        // In a worktree, .git is a file "gitdir: <main>/.git/worktrees/<name>".
-        if let gitFile = try? String(contentsOf: repoRoot.appendingPathComponent(".git"), encoding: .utf8),
-           gitFile.hasPrefix("gitdir:") {
-            let gitdir = gitFile.dropFirst("gitdir:".count).trimmingCharacters(in: .whitespacesAndNewlines)
-            if let range = gitdir.range(of: "/.git/worktrees/") {
-                candidates.append(String(gitdir[..<range.lowerBound]) + "/.build/autobahn-venv/bin/python")
-            }
-        }
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0) }
-    }()
-
-    static let available = python != nil
-    static let skipReason: Comment = "no Python venv with websockets (.build/autobahn-venv/bin/python); set SWITCHBOARD_PYTHON"
+    static var script: String { RepositoryTools.interopScript("reference_connection_broker.py") }
 
     private var process: Process?
     private(set) var port: Int
@@ -80,7 +78,8 @@ final class ReferenceBroker: @unchecked Sendable {
     var url: String { "ws://127.0.0.1:\(port)/" }
 
     func start() throws {
-        guard let python = Self.python else { throw Failure("python not available") }
+        // A missing venv fails the test with how to create it (RepositoryTools), never skips.
+        let python = try RepositoryTools.python()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: python)
         process.arguments = [Self.script, String(port)]

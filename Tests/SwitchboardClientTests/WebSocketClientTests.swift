@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SwitchboardTestSupport
 import Testing
 @testable import SwitchboardClient
 
@@ -87,11 +88,9 @@ struct WebSocketClientTests {
     }
 
     @Test func connectionRefusedAndTimeouts() async throws {
-        // A port nobody listens on: take one from a listener, then close it.
-        var port = 0
-        do { let s = RawServer { _ in }; port = s.port }
-        try await Task.sleep(for: .milliseconds(150))
-        let client = BrokerClient(url: "ws://127.0.0.1:\(port)/")
+        // A port that is bound but never listens refuses at once (no listener to wait out).
+        let refusing = try RefusingPort()
+        let client = BrokerClient(url: "ws://127.0.0.1:\(refusing.port)/")
         let error = await brokerError { try await client.connect(role: "x") }
         guard case .connectionFailed = error else { Issue.record("got \(String(describing: error))"); return }
 

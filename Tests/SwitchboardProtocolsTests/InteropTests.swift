@@ -1,22 +1,24 @@
 import Foundation
 import Switchboard
 import SwitchboardProtocols
+import SwitchboardTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Python with `websockets` (>= 13, asyncio client): $CB_PYTHON, or the repository's venv.
-private let python = ProcessInfo.processInfo.environment["CB_PYTHON"] ?? "/work/main/.build/autobahn-venv/bin/python"
-private let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("interop/connection_broker_test.py").path
+/// The interop client, found relative to the package (never a hard-coded checkout path).
+private let script = RepositoryTools.interopScript("connection_broker_test.py")
 
 @Suite("Connection broker: interop", .serialized)
 struct ConnectionBrokerInteropTests {
     /// Runs Tests/interop/connection_broker_test.py against a real broker (2 shards, default
-    /// WebSocket settings: permessage-deflate on). Skipped when the Python is absent.
-    @Test("Python websockets client: full protocol, every field", .enabled(if: FileManager.default.isExecutableFile(atPath: python)))
+    /// WebSocket settings: permessage-deflate on). Python with `websockets` (>= 13) comes from
+    /// `RepositoryTools.python()`; when it is missing the test FAILS with how to create it.
+    @Test("Python websockets client: full protocol, every field")
     func pythonClient() throws {
+        let python = try RepositoryTools.python()
+        try #require(FileManager.default.fileExists(atPath: script), "missing \(script)")
         let server = try CBServer(shards: 2, configure: { $0.webSocket.perMessageDeflate = true })
         defer { server.stop() }
         let p = Process()

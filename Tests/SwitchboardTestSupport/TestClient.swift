@@ -196,13 +196,20 @@ public func fileLimit() -> Int {
     return Int(rl.rlim_cur)
 }
 
-/// Polls `condition` every millisecond until true or the timeout passes.
+/// Polls `condition` every millisecond until true or the deadline passes (monotonic clock, so
+/// a slow condition does not stretch the timeout). Use it instead of a fixed sleep: it waits
+/// for the event, no longer. Returns whether the condition held.
 public func waitUntil(timeoutMilliseconds: Int = 5000, _ condition: () -> Bool) -> Bool {
-    var waited = 0
-    while waited < timeoutMilliseconds {
+    let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
+    while monotonicMilliseconds() < deadline {
         if condition() { return true }
         usleep(1000)
-        waited += 1
     }
     return condition()
+}
+
+func monotonicMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
 }

@@ -109,6 +109,8 @@ public struct BenchOptions: Sendable {
     public var quiet = false
     public var allowRemote = false
     public var headers: [String] = []
+    /// Connections that may fail (to open, or closed by the server) before the run fails.
+    public var maxFailedConnections = ConnectionTolerance.count(0)
 
     public init(scenario: Scenario, url: WebSocketURL) {
         self.scenario = scenario
@@ -131,6 +133,12 @@ public struct BenchOptions: Sendable {
         channels <= 1 ? subscribers : subscribers / channels + (channel < subscribers % channels ? 1 : 0)
     }
 
+    /// Publishers on `channel` (publisher j is on channel j % channels and is that channel's
+    /// (j / channels)-th publisher).
+    public func publishers(onChannel channel: Int) -> Int {
+        channels <= 1 ? publishers : publishers / channels + (channel < publishers % channels ? 1 : 0)
+    }
+
     /// Request target of a channel's connections: the URL path itself with one channel, else
     /// the path with "/<channel>" appended (before any query string).
     public func path(forChannel channel: Int) -> String {
@@ -150,79 +158,6 @@ public struct BenchOptions: Sendable {
         scenario == .fanout ? subscribers + publishers : connections
     }
 }
-
-/// A command-line problem. `description` carries the message and the usage text.
-public struct UsageError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    /// `--help` was asked for: print the usage on stdout and exit 0.
-    public let helpRequested: Bool
-    public init(_ message: String, helpRequested: Bool = false) {
-        self.message = message
-        self.helpRequested = helpRequested
-    }
-    public var description: String {
-        helpRequested ? benchUsage : "switchboard-bench: \(message)\n\n\(benchUsage)"
-    }
-}
-
-public let benchUsage = """
-usage: switchboard-bench <echo|fanout|connect|latency> [options] ws://HOST:PORT/path
-
-Scenarios:
-  echo      N connections each keep --window messages in flight; every message must come back.
-            Reports round trips/s, payload bytes/s, latency percentiles (send -> echo).
-  fanout    --subscribers M + --publishers P connections. Each publisher sends its payload
-            (wrapped in --publish-template, or raw); every subscriber (of the publisher's channel,
-            see --channels) should receive every published message. Reports deliveries/s,
-            expected vs received, publish->receive latency.
-  connect   opens --connections N at --rate conn/s and holds them idle for --duration.
-            Reports connection rate, failures, server RSS (--server-pid) and RSS per connection.
-  latency   open loop at a fixed --rate msgs/s over N connections (echo server). Latency is
-            measured from each message's INTENDED send time (coordinated-omission aware).
-
-Common options:
-  -c, --connections N       connections (echo, latency, connect; default 1)
-  -t, --threads T           client threads, each with its own epoll loop (default 1)
-      --cpu LIST            pin the harness: "1" or "1,3" (thread i -> LIST[i % count])
-  -d, --duration D          measured time, e.g. 10s, 500ms, 2m (default 10s; connect: hold time)
-  -n, --messages N          stop after N measured messages in total instead of a duration
-                            (echo/latency: round trips; fanout: published messages)
-      --warmup D            load before measuring, excluded from the figures (default 0s)
-  -s, --size BYTES          payload size, e.g. 20, 1k, 1KiB (default 32)
-      --binary              binary frames (default text)
-      --connect-timeout D   per-connection connect + handshake limit (default 10s)
-      --header 'N: V'       extra handshake request header (repeatable)
-      --json FILE           write every figure as JSON to FILE
-      --server-pid PID      read the server's CPU time and VmRSS from /proc/PID
-      --quiet               no progress line on stderr
-      --allow-remote        allow a target outside 127.0.0.0/8, ::1, localhost
-      --url URL             the target (or give it as a positional argument)
-echo:
-  -w, --window N            messages in flight per connection (default 1)
-latency:
-  -r, --rate R              total messages per second (required), spread over the connections
-fanout:
-      --subscribers M       subscriber connections (default 10)
-      --publishers P        publisher connections (default 1; with --channels K > 1: K)
-      --channels K          raw mode: K channels (default 1). Subscriber i connects to PATH/<i % K>,
-                            publisher j to PATH/<j % K>; expected deliveries are counted per
-                            channel (each publisher's messages x the subscribers on its channel).
-                            1 <= K <= --subscribers
-  -r, --rate R              total publish rate in msgs/s; 0 = as fast as the window allows (default 0)
-  -w, --window N            rate 0: messages per publisher not yet seen by the first subscriber
-                            of its channel (default 16)
-      --subscribe-template T  text each subscriber sends once connected
-      --publish-template T  published text; {{payload}} is replaced by the payload, which carries
-                            an ASCII marker #sb:PUB:SEQ:NANOS# padded with 'x' to --size
-      --raw                 publish the bare payload (default when no --publish-template)
-      --settle D            pause between subscribing and the first publish (default 200ms)
-      --drain D             after publishing stops, wait this long for deliveries (default 5s)
-connect:
-  -r, --rate R              connections per second (0 = as fast as possible)
-
-Output: a progress line per second on stderr, the summary on stdout, --json for machines.
-Exit status: 0 ok, 1 the run failed (no connection established), 2 usage error.
-"""
 
 /// "10s", "500ms", "250us", "2m", "1h", or a bare number of seconds -> nanoseconds.
 public func parseDuration(_ text: String) -> Int64? {
@@ -247,145 +182,4 @@ public func parseSize(_ text: String) -> Int? {
         return v * scale
     }
     return Int(lower).flatMap { $0 >= 0 ? $0 : nil }
-}
-
-/// Parses the arguments after the program name. Performs no I/O (and resolves no names):
-/// the loopback rule is checked on the host text.
-public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOptions {
-    if arguments.contains("-h") || arguments.contains("--help") {
-        throw UsageError("", helpRequested: true)
-    }
-    guard let first = arguments.first else { throw UsageError("missing scenario") }
-    guard let scenario = Scenario(rawValue: first) else {
-        throw UsageError("unknown scenario '\(first)' (expected echo, fanout, connect or latency)")
-    }
-    var urlText: String? = nil
-    var values: [(String, String)] = []
-    var flags: Set<String> = []
-    let flagNames: Set<String> = ["--binary", "--quiet", "--allow-remote", "--raw"]
-    let short: [String: String] = ["-c": "--connections", "-t": "--threads", "-d": "--duration", "-n": "--messages",
-                                   "-s": "--size", "-w": "--window", "-r": "--rate", "-q": "--quiet"]
-    let valueNames: Set<String> = ["--connections", "--threads", "--cpu", "--duration", "--messages", "--warmup", "--size",
-                                   "--window", "--rate", "--subscribers", "--publishers", "--subscribe-template",
-                                   "--publish-template", "--channels", "--drain", "--settle", "--server-pid", "--json",
-                                   "--connect-timeout", "--header", "--url"]
-    var i = 1
-    while i < arguments.count {
-        var arg = arguments[i]
-        i += 1
-        if let long = short[arg] { arg = long }
-        if !arg.hasPrefix("-") || arg == "-" {
-            if urlText != nil { throw UsageError("unexpected argument '\(arg)'") }
-            urlText = arg
-            continue
-        }
-        var inline: String? = nil
-        if arg.hasPrefix("--"), let eq = arg.firstIndex(of: "=") {
-            inline = String(arg[arg.index(after: eq)...])
-            arg = String(arg[..<eq])
-        }
-        if flagNames.contains(arg) {
-            if inline != nil { throw UsageError("\(arg) takes no value") }
-            flags.insert(arg)
-        } else if valueNames.contains(arg) {
-            if let v = inline {
-                values.append((arg, v))
-            } else {
-                guard i < arguments.count else { throw UsageError("\(arg) needs a value") }
-                values.append((arg, arguments[i]))
-                i += 1
-            }
-        } else {
-            throw UsageError("unknown option '\(arg)'")
-        }
-    }
-    for (name, value) in values where name == "--url" {
-        if urlText != nil && urlText != value { throw UsageError("two targets given") }
-        urlText = value
-    }
-    guard let text = urlText else { throw UsageError("missing target URL (ws://HOST:PORT/path)") }
-    guard let url = WebSocketURL.parse(text) else {
-        throw UsageError("bad target '\(text)': expected ws://HOST:PORT/path (wss is not supported)")
-    }
-    var o = BenchOptions(scenario: scenario, url: url)
-    o.binary = flags.contains("--binary")
-    o.quiet = flags.contains("--quiet")
-    o.allowRemote = flags.contains("--allow-remote")
-    let raw = flags.contains("--raw")
-
-    func int(_ name: String, _ v: String, min: Int) throws(UsageError) -> Int {
-        guard let n = Int(v), n >= min else { throw UsageError("\(name) expects an integer >= \(min), got '\(v)'") }
-        return n
-    }
-    func duration(_ name: String, _ v: String) throws(UsageError) -> Int64 {
-        guard let d = parseDuration(v) else { throw UsageError("\(name) expects a duration like 10s or 500ms, got '\(v)'") }
-        return d
-    }
-    var sawWindow = false
-    var sawPublishers = false
-    var sawChannels = false
-    for (name, v) in values {
-        switch name {
-        case "--connections": o.connections = try int(name, v, min: 1)
-        case "--threads": o.threads = try int(name, v, min: 1)
-        case "--cpu":
-            var cpus: [Int] = []
-            for part in v.split(separator: ",") {
-                guard let c = Int(part), c >= 0 else { throw UsageError("--cpu expects a list like 1 or 1,3, got '\(v)'") }
-                cpus.append(c)
-            }
-            if cpus.isEmpty { throw UsageError("--cpu expects a list like 1 or 1,3") }
-            o.cpus = cpus
-        case "--duration": o.durationNanos = try duration(name, v)
-        case "--messages": o.messages = try int(name, v, min: 1)
-        case "--warmup": o.warmupNanos = try duration(name, v)
-        case "--size":
-            guard let s = parseSize(v), s >= 1, s <= 64 << 20 else { throw UsageError("--size expects 1 B to 64 MiB, got '\(v)'") }
-            o.size = s
-        case "--window": o.window = try int(name, v, min: 1); sawWindow = true
-        case "--rate":
-            guard let r = Double(v), r >= 0, r.isFinite else { throw UsageError("--rate expects a number >= 0, got '\(v)'") }
-            o.rate = r
-        case "--subscribers": o.subscribers = try int(name, v, min: 1)
-        case "--publishers": o.publishers = try int(name, v, min: 1); sawPublishers = true
-        case "--channels": o.channels = try int(name, v, min: 1); sawChannels = true
-        case "--subscribe-template": o.subscribeTemplate = v
-        case "--publish-template":
-            guard v.contains("{{payload}}") else { throw UsageError("--publish-template must contain {{payload}}") }
-            o.publishTemplate = v
-        case "--drain": o.drainNanos = try duration(name, v)
-        case "--settle": o.settleNanos = try duration(name, v)
-        case "--connect-timeout": o.connectTimeoutNanos = try duration(name, v)
-        case "--server-pid": o.serverPID = Int32(try int(name, v, min: 1))
-        case "--json": o.jsonPath = v
-        case "--header":
-            guard let colon = v.firstIndex(of: ":"), colon != v.startIndex, !v.contains("\r"), !v.contains("\n") else {
-                throw UsageError("--header expects 'Name: value', got '\(v)'")
-            }
-            o.headers.append(v)
-        default: break
-        }
-    }
-    if raw { o.publishTemplate = nil }
-    if o.durationNanos <= 0 && o.messages == nil { throw UsageError("--duration must be > 0") }
-    if o.scenario == .latency && o.rate <= 0 { throw UsageError("latency needs --rate R (messages per second, > 0)") }
-    if o.scenario == .connect && o.messages != nil { throw UsageError("connect does not take --messages") }
-    if sawWindow && (o.scenario == .latency || o.scenario == .connect) {
-        throw UsageError("--window applies to echo and fanout only")
-    }
-    if sawChannels {
-        guard o.scenario == .fanout else { throw UsageError("--channels applies to fanout only") }
-        if o.channels > 1 && !o.rawFanout {
-            throw UsageError("--channels applies to fanout --raw only (the channel is the URL path; no --publish-template)")
-        }
-        if o.channels > o.subscribers {
-            throw UsageError("--channels expects at most --subscribers (\(o.subscribers)) channels, got \(o.channels)")
-        }
-        if o.channels > 1 && !sawPublishers { o.publishers = o.channels }
-    }
-    if o.threads > o.totalConnections { o.threads = o.totalConnections }
-    if !o.allowRemote && !url.isLoopback {
-        throw UsageError("refusing non-loopback target '\(url.host)' (only 127.0.0.0/8, ::1, localhost); pass --allow-remote to override")
-    }
-    return o
 }

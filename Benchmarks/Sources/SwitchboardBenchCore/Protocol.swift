@@ -19,7 +19,9 @@ public func webSocketAccept(forKey key: String) -> String {
 /// A fresh random Sec-WebSocket-Key: base64 of 16 random bytes (24 characters).
 public func makeWebSocketKey() -> String {
     var raw = [UInt8](repeating: 0, count: 16)
-    precondition(sb_random_bytes(&raw, 16) == 0, "sb_random_bytes failed")
+    // The call stays outside the precondition: a check must never carry the work it checks.
+    let status = sb_random_bytes(&raw, 16)
+    precondition(status == 0, "sb_random_bytes failed")
     return base64(raw)
 }
 
@@ -233,7 +235,8 @@ struct FastRandom {
     var state: UInt64
     init() {
         var seed: UInt64 = 0
-        _ = withUnsafeMutableBytes(of: &seed) { sb_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
+        let status = withUnsafeMutableBytes(of: &seed) { sb_random_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), 8) }
+        precondition(status == 0, "sb_random_bytes failed")
         state = seed
     }
     @inline(__always) mutating func next() -> UInt64 {

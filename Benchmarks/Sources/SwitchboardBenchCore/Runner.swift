@@ -41,6 +41,18 @@ public struct BenchResult: Sendable {
     public var publisherReceived = 0
     public var skipped = 0
     public var overflow = 0
+    /// fanout, per-subscriber check (`SequenceChecker`), summed over the subscribers that
+    /// connected: sequence numbers skipped or never delivered,
+    public var sequenceMissing: Int64 = 0
+    /// deliveries that came after a higher number from the same publisher (late or duplicate),
+    public var reordered = 0
+    /// deliveries from a publisher of another channel,
+    public var misrouted = 0
+    /// and how many subscribers were checked.
+    public var verifiedSubscribers = 0
+    /// The run stopped early: nothing was sent or received for `--drain` (a -n run whose
+    /// server stopped answering would otherwise wait forever).
+    public var stalledNanos: Int64? = nil
     public var messagesPerSecond = 0.0
     public var bytesInPerSecond = 0.0
     public var bytesOutPerSecond = 0.0
@@ -56,7 +68,8 @@ public struct BenchResult: Sendable {
     }
 
     /// Harness CPU as a fraction of the measured wall time (1.0 = one core busy).
-    public var clientCPUUtilization: Double { measuredSeconds > 0 ? clientCPUSeconds / measuredSeconds : 0 }
+    /// 0 when less than a millisecond was measured (a run that never started has nothing to divide by).
+    public var clientCPUUtilization: Double { measuredSeconds >= 1e-3 ? clientCPUSeconds / measuredSeconds : 0 }
 }
 
 public enum BenchError: Error, CustomStringConvertible, Sendable {
@@ -189,7 +202,8 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         }
     }
     let rateDriven = scheduled.reduce(0, +)
-    let shared = SharedState(workers: threads, publishers: options.scenario == .fanout ? options.publishers : 0)
+    let shared = SharedState(workers: threads, publishers: options.scenario == .fanout ? options.publishers : 0,
+                             channels: options.scenario == .fanout ? max(options.channels, 1) : 0)
     let context = RunContext(options: options, address: address, family: family, shared: shared)
     var workers: [Worker] = []
     for w in 0..<threads {
@@ -277,8 +291,22 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         shared.startNanos.store(start)
         var sampled = false
         var drainDeadline: Int64 = 0
+        // Stall guard for -n runs (a duration run ends on its own): no message sent or
+        // received for --drain ends the run, and the verdict says so.
+        var lastActivity: Int64 = -1
+        var lastActivityAt = start
         while true {
             let now = sb_monotonic_ns()
+            if options.messages != nil && now >= start {
+                let activity = sum { $0.completed } + sum { $0.sentMeasured } + sum { $0.receivedMeasured }
+                if activity != lastActivity {
+                    lastActivity = activity
+                    lastActivityAt = now
+                } else if now - lastActivityAt >= options.drainNanos {
+                    result.stalledNanos = now - lastActivityAt
+                    break
+                }
+            }
             if !sampled && now >= measureStart {
                 sampled = true
                 clientCPUStart = processCPUSeconds()
@@ -340,6 +368,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     }
     // fanout: per publisher, its measured messages x the subscribers on its channel.
     result.expected = options.scenario == .fanout ? expected : result.sent
+    if options.scenario == .fanout { verifySequences(workers, into: &result) }
     result.connectSeconds = Double(max(lastOpened, runStart) - runStart) / 1e9
     if result.established > 0 && result.connectSeconds > 0 {
         result.connectionsPerSecond = Double(result.established) / result.connectSeconds
@@ -371,6 +400,29 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
     if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPUSeconds = b - a }
     return result
+}
+
+/// Finishes every connected subscriber's `SequenceChecker` against what each publisher of its
+/// channel published in all, and sums the counts into `result`. Runs after the workers were
+/// joined (their connections are no longer touched by any other thread).
+func verifySequences(_ workers: [Worker], into result: inout BenchResult) {
+    let options = result.options
+    let k = max(options.channels, 1)
+    var published = [Int64](repeating: 0, count: options.publishers)
+    for w in workers {
+        for c in w.conns where c.role == .publisher { published[c.publisherIndex] = c.pubSeq }
+    }
+    for w in workers {
+        for c in w.conns where c.role == .subscriber && c.wasEstablished {
+            guard var check = c.sequence else { continue }
+            // Publishers of channel ch are ch, ch + K, ch + 2K, ...: local index j / K.
+            check.finish(published: stride(from: c.channel, to: options.publishers, by: k).map { published[$0] })
+            result.sequenceMissing += check.missing
+            result.reordered += check.reordered
+            result.misrouted += check.foreign
+            result.verifiedSubscribers += 1
+        }
+    }
 }
 
 // MARK: - Formatting
@@ -422,6 +474,7 @@ extension BenchResult {
             s += " (\(expected > 0 ? fixed(Double(received) * 100 / Double(expected), 2) : "0")%)\n"
             s += "  deliveries: \(fixed(messagesPerSecond, 0)) msg/s over \(fixed(measuredSeconds, 3)) s, \(fixed(bytesInPerSecond / 1e6, 2)) MB/s; published \(fixed(Double(sent) / measuredSeconds, 0)) msg/s\n"
             if unmatched > 0 || publisherReceived > 0 { s += "  messages without a marker \(unmatched), received by publishers \(publisherReceived)\n" }
+            s += "  order per subscriber (\(verifiedSubscribers) checked): \(sequenceMissing) missing, \(reordered) reordered, \(misrouted) from another channel\n"
         case .connect:
             if let b = serverRSSBeforeKiB, let a = serverRSSAfterKiB {
                 s += "  server RSS: \(b) KiB before, \(a) KiB after"
@@ -435,6 +488,8 @@ extension BenchResult {
         s += "  client CPU: \(fixed(clientCPUSeconds, 2)) s (\(fixed(clientCPUUtilization * 100, 0))% of one core)"
         if let sc = serverCPUSeconds { s += ", server CPU: \(fixed(sc, 2)) s (\(fixed(measuredSeconds > 0 ? sc / measuredSeconds * 100 : 0, 0))%)" }
         s += "\n"
+        let f = failures
+        s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
         return s
     }
 
@@ -462,14 +517,21 @@ extension BenchResult {
         j.key("connections"); j.open()
         j.field("requested", connectionsRequested); j.field("established", established)
         j.field("failed", failedConnections); j.field("closedByServer", closedByServer)
+        j.field("maxFailed", options.maxFailedConnections.allowedFailures(of: connectionsRequested))
         j.field("connectSeconds", connectSeconds); j.field("perSecond", connectionsPerSecond)
         j.close()
         j.key("errors"); j.array(errors)
+        j.field("passed", failures.isEmpty)
+        j.key("failures"); j.array(failures)
         j.field("measuredSeconds", measuredSeconds)
         j.key("messages"); j.open()
         j.field("sent", sent); j.field("received", received); j.field("expected", expected)
         j.field("lost", lost); j.field("unmatched", unmatched); j.field("publisherReceived", publisherReceived)
         j.field("skipped", skipped); j.field("notSentBufferFull", overflow)
+        if o.scenario == .fanout {
+            j.field("sequenceMissing", Int(sequenceMissing)); j.field("reordered", reordered); j.field("misrouted", misrouted)
+            j.field("verifiedSubscribers", verifiedSubscribers)
+        }
         j.field("perSecond", messagesPerSecond); j.field("bytesInPerSecond", bytesInPerSecond); j.field("bytesOutPerSecond", bytesOutPerSecond)
         j.close()
         if let l = latency {

@@ -6,6 +6,8 @@ final class AtomicCounter: Sendable {
     init(_ v: Int64 = 0) { value.store(v, ordering: .relaxed) }
     @inline(__always) func load() -> Int64 { value.load(ordering: .acquiring) }
     @inline(__always) func store(_ v: Int64) { value.store(v, ordering: .releasing) }
+    /// Adds `delta`; releasing, so a reader that acquires the sum sees what came before.
+    @inline(__always) func add(_ delta: Int64) { value.add(delta, ordering: .releasing) }
 }
 
 /// Counters a worker publishes once per loop turn for the progress line and the main
@@ -37,9 +39,15 @@ final class SharedState: Sendable {
     /// fanout: highest sequence number each publisher's ack tracker has seen from it (the
     /// tracker of channel ch is subscriber ch; with one channel, subscriber 0).
     let acks: [AtomicCounter]
+    /// fanout: subscribers of each channel whose handshake succeeded. Final before the first
+    /// publish (load starts after every worker is ready), so each published message is due to
+    /// that many subscribers: a subscriber that never connected (within the tolerance) is not
+    /// counted as a missing delivery.
+    let establishedSubscribers: [AtomicCounter]
 
-    init(workers: Int, publishers: Int) {
+    init(workers: Int, publishers: Int, channels: Int) {
         counters = (0..<workers).map { _ in WorkerCounters() }
         acks = (0..<publishers).map { _ in AtomicCounter(-1) }
+        establishedSubscribers = (0..<channels).map { _ in AtomicCounter() }
     }
 }

@@ -35,7 +35,12 @@ final class Conn {
     var markerSeq: Int64 = 0
     var markerNanos: Int64 = 0
     var closeSent = false
+    /// fanout publishers: messages published so far (the next marker's SEQ).
     var pubSeq: Int64 = 0
+    /// The handshake succeeded at some point (the connection may have closed since).
+    var wasEstablished = false
+    /// fanout subscribers: per-publisher order and gap check of what arrived.
+    var sequence: SequenceChecker? = nil
 
     init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int, channel: Int) {
         self.slot = slot
@@ -227,6 +232,7 @@ final class Worker: @unchecked Sendable {
             default: channel = 0
             }
             let c = Conn(slot: i, role: s.role, globalIndex: s.globalIndex, publisherIndex: s.publisherIndex, channel: channel)
+            if s.role == .subscriber { c.sequence = SequenceChecker(publishers: context.options.publishers(onChannel: channel)) }
             conns.append(c)
             if s.role == .latency { scheduleConns.append(c) }
             if s.role == .publisher { publisherConns.append(c); if plan.rate > 0 { scheduleConns.append(c) } }
@@ -436,6 +442,8 @@ final class Worker: @unchecked Sendable {
         established += 1
         openNow += 1
         lastOpened = now
+        c.wasEstablished = true
+        if c.role == .subscriber { ctx.shared.establishedSubscribers[c.channel].add(1) }
         if c.role == .subscriber, let m = ctx.subscribeMessage {
             let mask = UInt32(truncatingIfNeeded: rng.next())
             m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: Opcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
@@ -650,6 +658,11 @@ final class Worker: @unchecked Sendable {
             completedAll += 1
             bytesInAll += c.messageBytes
             guard c.markerFound else { unmatched += 1; return }
+            // Publisher j is on channel j % K and is the (j / K)-th publisher of that channel
+            // (one channel, the common case, skips the division on this per-delivery path).
+            let k = ctx.subscribersPerChannel.count
+            let local = k == 1 ? c.markerPublisher : (c.markerPublisher % k == c.channel ? c.markerPublisher / k : -1)
+            c.sequence?.record(publisher: local, seq: c.markerSeq)
             // Subscriber ch (< K) is on channel ch: it acks for that channel's publishers.
             if c.globalIndex < ctx.subscribersPerChannel.count, c.markerPublisher >= 0, c.markerPublisher < ctx.shared.acks.count {
                 let a = ctx.shared.acks[c.markerPublisher]
@@ -758,13 +771,19 @@ final class Worker: @unchecked Sendable {
             if c.state == .open {
                 let ok = c.role == .publisher ? publish(c, stamp: stamp) : sendPayload(c, stamp: stamp)
                 if ok {
-                    countSent(stamp, bytes: options.size, deliveries: c.role == .publisher ? ctx.subscribersPerChannel[c.channel] : 1)
+                    countSent(stamp, bytes: options.size, deliveries: c.role == .publisher ? deliveries(c) : 1)
                 } else if stamp >= measureStart { skipped += 1 }
             } else if stamp >= measureStart {
                 skipped += 1
             }
         }
         if sendingStopped { nextDue = .max }
+    }
+
+    /// Deliveries due for one message of publisher `c`: the subscribers of its channel that
+    /// connected (final once load has begun).
+    @inline(__always) private func deliveries(_ c: Conn) -> Int {
+        Int(ctx.shared.establishedSubscribers[c.channel].load())
     }
 
     /// Closed loop for publishers at rate 0: at most `window` messages per publisher that
@@ -775,7 +794,7 @@ final class Worker: @unchecked Sendable {
             let acks = ctx.shared.acks[c.publisherIndex]
             while c.pubSeq - 1 - acks.load() < Int64(options.window) && admit(now) {
                 guard publish(c, stamp: now) else { break }
-                countSent(now, bytes: options.size, deliveries: ctx.subscribersPerChannel[c.channel])
+                countSent(now, bytes: options.size, deliveries: deliveries(c))
             }
         }
     }

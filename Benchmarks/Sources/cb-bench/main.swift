@@ -6,39 +6,76 @@
 // every message back on the channel. Each A runs a closed loop: send (resolves on the broker's
 // channel_message_sent), then wait for the echo. Reports confirmed sends per second (both
 // directions) and the round trip A -> B -> A (p50/p90/p99/max, HdrHistogram).
+import ArgumentParser
 import Foundation
 import Histogram
 import SwitchboardClient
 import Synchronization
 
-struct Config {
-    var url = ""
+struct CBBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cb-bench",
+        abstract: "connection-broker channel benchmark on the Swift SDK (SwitchboardClient).",
+        discussion: """
+            Each pair is two SDK clients (roles "bench-a"/"bench-b"); A opens a channel to B; B echoes every \
+            message back on the channel. Each A runs a closed loop: send (resolves on the broker's \
+            channel_message_sent), then wait for the echo. Reports confirmed sends per second (both directions) \
+            and the round trip A -> B -> A (p50/p90/p99/max).
+
+            The run FAILS (exit 1) when a pair fails (connect, open, send) or nothing was confirmed in the \
+            measured window. Exit status: 0 passed, 1 failed, 2 usage error.
+            """
+    )
+
+    @Option(help: "Client pairs.")
     var pairs = 1
+    @Option(help: ArgumentHelp("Measured time in seconds.", valueName: "seconds"))
     var duration = 10.0
+    @Option(help: ArgumentHelp("Warm-up in seconds, not measured.", valueName: "seconds"))
     var warmup = 2.0
+    @Option(help: ArgumentHelp("Payload: a JSON string of this many bytes.", valueName: "bytes"))
     var size = 64
+    @Argument(help: ArgumentHelp("The broker, ws://127.0.0.1:PORT/ (loopback targets only).", valueName: "url"))
+    var url: String
+
+    func validate() throws {
+        guard url.hasPrefix("ws://127.0.0.1") || url.hasPrefix("ws://localhost") else {
+            throw ValidationError("loopback targets only (ws://127.0.0.1:PORT/), got '\(url)'")
+        }
+        guard pairs >= 1 else { throw ValidationError("--pairs expects at least 1, got \(pairs)") }
+        guard duration > 0, duration.isFinite else { throw ValidationError("--duration expects seconds > 0") }
+        guard warmup >= 0, warmup.isFinite else { throw ValidationError("--warmup expects seconds >= 0") }
+        guard size >= 0 else { throw ValidationError("--size expects bytes >= 0") }
+    }
+}
+
+/// The parsed values, plain and Sendable, for the pair tasks.
+struct Config: Sendable {
+    var url: String
+    var pairs: Int
+    var duration: Double
+    var warmup: Double
+    var size: Int
 }
 
 func parse() -> Config {
-    var c = Config()
-    var args = CommandLine.arguments.dropFirst().makeIterator()
-    while let a = args.next() {
-        switch a {
-        case "--pairs": c.pairs = Int(args.next() ?? "") ?? 1
-        case "--duration": c.duration = Double(args.next() ?? "") ?? 10
-        case "--warmup": c.warmup = Double(args.next() ?? "") ?? 2
-        case "--size": c.size = Int(args.next() ?? "") ?? 64
-        case "-h", "--help":
-            print("usage: cb-bench [--pairs N] [--duration S] [--warmup S] [--size BYTES] ws://127.0.0.1:3004/")
+    let c = parseCommand()
+    return Config(url: c.url, pairs: c.pairs, duration: c.duration, warmup: c.warmup, size: c.size)
+}
+
+func parseCommand() -> CBBench {
+    do {
+        return try CBBench.parse(Array(CommandLine.arguments.dropFirst()))
+    } catch {
+        // --help: the help text on stdout, exit 0. A usage error: message and usage on stderr,
+        // exit 2 (not ArgumentParser's 64: the scripts and docs say 2).
+        if CBBench.exitCode(for: error) == .success {
+            print(CBBench.fullMessage(for: error))
             exit(0)
-        default: c.url = a
         }
-    }
-    guard c.url.hasPrefix("ws://127.0.0.1") || c.url.hasPrefix("ws://localhost") else {
-        FileHandle.standardError.write("cb-bench: loopback targets only (ws://127.0.0.1:PORT/)\n".data(using: .utf8)!)
+        FileHandle.standardError.write(Data((CBBench.fullMessage(for: error) + "\n").utf8))
         exit(2)
     }
-    return c
 }
 
 final class Stats: Sendable {
@@ -122,9 +159,16 @@ let measureTask = Task {
     stats.state.withLock { $0.measuring = false }
     return Double(now() - t0) / 1e9
 }
-try await withThrowingTaskGroup(of: Void.self) { group in
-    for i in 0..<config.pairs { group.addTask { try await runPair(i) } }
-    try await group.waitForAll()
+// Every pair runs to the end; a pair that fails is counted, not a crash of the whole run.
+let pairFailures = await withTaskGroup(of: String?.self) { group in
+    for i in 0..<config.pairs {
+        group.addTask {
+            do { try await runPair(i); return nil } catch { return "pair \(i): \(error)" }
+        }
+    }
+    var failed: [String] = []
+    for await f in group { if let f { failed.append(f) } }
+    return failed
 }
 let seconds = try await measureTask.value
 let s = stats.state.withLock { $0 }
@@ -132,3 +176,15 @@ let h = s.histogram
 print("cb-bench \(config.url) pairs \(config.pairs) size \(config.size) B duration \(config.duration) s (warm-up \(config.warmup) s)")
 print(String(format: "  confirmed sends: %.0f msg/s (%d in %.2f s)", Double(s.confirmed) / seconds, s.confirmed, seconds))
 print("  round trip µs: p50 \(h.valueAtPercentile(50)) p90 \(h.valueAtPercentile(90)) p99 \(h.valueAtPercentile(99)) max \(h.max) (n=\(h.totalCount))")
+var failures = pairFailures.sorted()
+if s.confirmed == 0 { failures.append("nothing was confirmed in the measured window") }
+if failures.isEmpty {
+    print("  result: PASSED")
+} else {
+    print("  result: FAILED")
+    for f in failures {
+        print("  failed: \(f)")
+        FileHandle.standardError.write(Data("cb-bench: FAILED: \(f)\n".utf8))
+    }
+    exit(1)
+}

@@ -4,17 +4,22 @@ import Glibc
 #endif
 
 // switchboard-bench: WebSocket load generator. See `switchboard-bench --help`.
-let arguments = Array(CommandLine.arguments.dropFirst())
+// Exit status: 0 the run passed, 1 it failed (the reasons on stderr and in the summary),
+// 2 usage error.
+func writeStderr(_ s: String) {
+    var text = s
+    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
+
 let options: BenchOptions
 do {
-    options = try parseArguments(arguments)
+    options = try parseArguments(Array(CommandLine.arguments.dropFirst()))
 } catch {
     if error.helpRequested {
         print(error.description)
         exit(0)
     }
-    var text = error.description + "\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    writeStderr(error.description + "\n")
     exit(2)
 }
 
@@ -22,13 +27,17 @@ do {
     let result = try runBenchmark(options, progress: !options.quiet)
     print(result.summary, terminator: "")
     if let path = options.jsonPath, !writeFile(path, result.json) {
-        var text = "switchboard-bench: cannot write \(path)\n"
-        text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+        writeStderr("switchboard-bench: cannot write \(path)\n")
         exit(1)
     }
-    exit(result.established > 0 ? 0 : 1)
+    let failures = result.failures
+    if !failures.isEmpty {
+        // A failed run must never be read as a figure: say why on stderr too, exit 1.
+        for f in failures { writeStderr("switchboard-bench: FAILED: \(f)\n") }
+        exit(1)
+    }
+    exit(0)
 } catch {
-    var text = "switchboard-bench: \(error)\n"
-    text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+    writeStderr("switchboard-bench: \(error)\n")
     exit(1)
 }

@@ -102,8 +102,6 @@ int64_t sb_monotonic_ns(void);
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 long sb_raise_nofile_limit(void);
 
-#endif
-
 // SQE preparation with user_data in one call (sqe unions import awkwardly into Swift).
 void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data);
 void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data);
@@ -128,3 +126,5 @@ void *sb_current_shard(void);
 /// Bytes the C heap has handed out and not yet taken back (mallinfo2().uordblks); tests use it
 /// to show a fan-out shares one buffer.
 size_t sb_malloc_in_use(void);
+
+#endif // SWITCHBOARD_CLIBURING_H

@@ -1,0 +1,278 @@
+import ArgumentParser
+
+extension Scenario: ExpressibleByArgument {}
+
+/// The `switchboard-bench` command line (swift-argument-parser): one positional scenario, the
+/// target, and the options grouped as `--help` shows them. `makeOptions()` turns it into
+/// `BenchOptions`, checking what the parser cannot (ranges, units, combinations).
+/// Performs no I/O and resolves no names: the loopback rule is checked on the host text.
+public struct BenchCommand: ParsableCommand {
+    // The discussion keeps its lines under 76 columns: the help generator keeps line breaks
+    // and re-wraps only lines wider than the terminal.
+    public static let configuration = CommandConfiguration(
+        commandName: "switchboard-bench",
+        abstract: "WebSocket load generator: echo, fan-out, connection-count and open-loop latency runs.",
+        usage: "switchboard-bench <echo|fanout|connect|latency> [options] ws://HOST:PORT/path",
+        discussion: """
+            SCENARIOS
+              echo     N connections each keep --window messages in flight; every
+                       message must come back. Reports round trips/s, payload
+                       bytes/s, latency percentiles (send -> echo).
+              fanout   --subscribers M + --publishers P connections. Each publisher
+                       sends its payload (wrapped in --publish-template, or raw);
+                       every subscriber of the publisher's channel (--channels)
+                       must receive every published message, in order: each one
+                       carries the marker #sb:PUB:SEQ:NANOS#, and each subscriber
+                       checks that every publisher's SEQ arrives as one gap-free
+                       increasing run (missing and reordered counts reported).
+                       Reports deliveries/s, expected vs received, latency.
+              connect  opens --connections N at --rate conn/s and holds them idle
+                       for --duration. Reports connection rate, failures, server
+                       RSS (--server-pid) and RSS per connection.
+              latency  open loop at a fixed --rate msgs/s over N connections (echo
+                       server), latency from each message's INTENDED send time
+                       (coordinated-omission aware).
+
+            A RUN FAILS (exit 1, "result: FAILED" and a "failed:" line per reason)
+            when no connection was established; more connections failed to open
+            or were closed by the server than --max-failed-connections allows
+            (default 0); an -n run stalled (nothing sent or received for
+            --drain); echo/latency completed no round trip; fanout published
+            nothing in the measured window, delivered fewer messages than
+            expected, or broke a subscriber's per-publisher order.
+
+            Output: a progress line per second on stderr, the summary on stdout,
+            --json for machines. Exit status: 0 the run passed, 1 it failed,
+            2 usage error.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("echo, fanout, connect or latency (see SCENARIOS below).", valueName: "scenario"))
+    public var scenario: Scenario
+
+    @Argument(help: ArgumentHelp("The target, ws://HOST:PORT/path (or --url). wss is not supported.", valueName: "url"))
+    public var target: String?
+
+    @OptionGroup(title: "Common options")
+    public var common: CommonOptions
+
+    @OptionGroup(title: "Load shape (the scenarios that use each option are named)")
+    public var load: LoadOptions
+
+    @OptionGroup(title: "fanout")
+    public var fanout: FanoutOptions
+
+    public init() {}
+
+    public struct CommonOptions: ParsableArguments {
+        @Option(name: [.customShort("c"), .long], help: "Connections (echo, latency, connect; default 1).")
+        public var connections: Int?
+        @Option(name: [.customShort("t"), .long], help: "Client threads, each with its own epoll loop (default 1).")
+        public var threads: Int?
+        @Option(help: ArgumentHelp("Pin the harness: \"1\" or \"1,3\" (thread i -> LIST[i % count]).", valueName: "list"))
+        public var cpu: String?
+        @Option(name: [.customShort("d"), .long],
+                help: ArgumentHelp("Measured time, e.g. 10s, 500ms, 2m (default 10s; connect: hold time).", valueName: "duration"))
+        public var duration: String?
+        @Option(name: [.customShort("n"), .long],
+                help: "Stop after N measured messages in total instead of a duration (echo/latency: round trips; fanout: published messages).")
+        public var messages: Int?
+        @Option(help: ArgumentHelp("Load before measuring, excluded from the figures (default 0s).", valueName: "duration"))
+        public var warmup: String?
+        @Option(name: [.customShort("s"), .long], help: ArgumentHelp("Payload size, e.g. 20, 1k, 1KiB (default 32).", valueName: "bytes"))
+        public var size: String?
+        @Flag(help: "Binary frames (default text).")
+        public var binary = false
+        @Option(help: ArgumentHelp("Per-connection connect + handshake limit (default 10s).", valueName: "duration"))
+        public var connectTimeout: String?
+        @Option(help: ArgumentHelp("Extra handshake request header 'Name: value' (repeatable).", valueName: "header"))
+        public var header: [String] = []
+        @Option(help: ArgumentHelp("Write every figure as JSON to FILE.", valueName: "file"))
+        public var json: String?
+        @Option(help: ArgumentHelp("Read the server's CPU time and VmRSS from /proc/PID.", valueName: "pid"))
+        public var serverPid: Int?
+        @Option(help: ArgumentHelp(
+            "Connections that may fail to open or be closed by the server before the run fails: N, or N% of the connections requested (default 0).",
+            valueName: "n|n%"))
+        public var maxFailedConnections: String?
+        @Flag(name: [.customShort("q"), .long], help: "No progress line on stderr.")
+        public var quiet = false
+        @Flag(help: "Allow a target outside 127.0.0.0/8, ::1, localhost.")
+        public var allowRemote = false
+        @Option(help: ArgumentHelp("The target (or give it as the positional argument).", valueName: "url"))
+        public var url: String?
+
+        public init() {}
+    }
+
+    public struct LoadOptions: ParsableArguments {
+        @Option(name: [.customShort("w"), .long], help: """
+            echo: messages in flight per connection (default 1). fanout at rate 0: messages per publisher not yet \
+            seen by the first subscriber of its channel (default 16).
+            """)
+        public var window: Int?
+        @Option(name: [.customShort("r"), .long], help: """
+            latency: total messages/s, required. fanout: total publish rate in msgs/s, 0 = as fast as the window \
+            allows (default 0). connect: connections/s, 0 = as fast as possible.
+            """)
+        public var rate: String?
+        @Option(help: ArgumentHelp("After sending stops, wait this long for what is still due (default 5s). An -n run that makes no progress for this long stops and fails.", valueName: "duration"))
+        public var drain: String?
+
+        public init() {}
+    }
+
+    public struct FanoutOptions: ParsableArguments {
+        @Option(help: "Subscriber connections (default 10).")
+        public var subscribers: Int?
+        @Option(help: "Publisher connections (default 1; with --channels K > 1: K).")
+        public var publishers: Int?
+        @Option(help: """
+            Raw mode: K channels (default 1). Subscriber i connects to PATH/<i % K>, publisher j to PATH/<j % K>; \
+            expected deliveries are counted per channel. 1 <= K <= --subscribers.
+            """)
+        public var channels: Int?
+        @Option(help: ArgumentHelp("Text each subscriber sends once connected.", valueName: "text"))
+        public var subscribeTemplate: String?
+        @Option(help: ArgumentHelp("""
+            Published text; {{payload}} is replaced by the payload, which carries an ASCII marker \
+            #sb:PUB:SEQ:NANOS# padded with 'x' to --size.
+            """, valueName: "text"))
+        public var publishTemplate: String?
+        @Flag(help: "Publish the bare payload (default when no --publish-template).")
+        public var raw = false
+        @Option(help: ArgumentHelp("Pause between subscribing and the first publish (default 200ms).", valueName: "duration"))
+        public var settle: String?
+
+        public init() {}
+    }
+
+    /// Checks and converts the parsed command line.
+    public func makeOptions() throws(UsageError) -> BenchOptions {
+        let c = common
+        if let a = target, let b = c.url, a != b { throw UsageError("two targets given") }
+        guard let text = target ?? c.url else { throw UsageError("missing target URL (ws://HOST:PORT/path)") }
+        guard let url = WebSocketURL.parse(text) else {
+            throw UsageError("bad target '\(text)': expected ws://HOST:PORT/path (wss is not supported)")
+        }
+        var o = BenchOptions(scenario: scenario, url: url)
+        o.binary = c.binary
+        o.quiet = c.quiet
+        o.allowRemote = c.allowRemote
+
+        func atLeast(_ name: String, _ v: Int?, _ min: Int) throws(UsageError) -> Int? {
+            guard let v else { return nil }
+            guard v >= min else { throw UsageError("\(name) expects an integer >= \(min), got '\(v)'") }
+            return v
+        }
+        func duration(_ name: String, _ v: String?) throws(UsageError) -> Int64? {
+            guard let v else { return nil }
+            guard let d = parseDuration(v) else { throw UsageError("\(name) expects a duration like 10s or 500ms, got '\(v)'") }
+            return d
+        }
+        if let n = try atLeast("--connections", c.connections, 1) { o.connections = n }
+        if let n = try atLeast("--threads", c.threads, 1) { o.threads = n }
+        if let v = c.cpu {
+            var cpus: [Int] = []
+            for part in v.split(separator: ",") {
+                guard let cpu = Int(part), cpu >= 0 else { throw UsageError("--cpu expects a list like 1 or 1,3, got '\(v)'") }
+                cpus.append(cpu)
+            }
+            if cpus.isEmpty { throw UsageError("--cpu expects a list like 1 or 1,3") }
+            o.cpus = cpus
+        }
+        if let d = try duration("--duration", c.duration) { o.durationNanos = d }
+        o.messages = try atLeast("--messages", c.messages, 1)
+        if let d = try duration("--warmup", c.warmup) { o.warmupNanos = d }
+        if let v = c.size {
+            guard let s = parseSize(v), s >= 1, s <= 64 << 20 else { throw UsageError("--size expects 1 B to 64 MiB, got '\(v)'") }
+            o.size = s
+        }
+        if let d = try duration("--connect-timeout", c.connectTimeout) { o.connectTimeoutNanos = d }
+        for h in c.header {
+            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex, !h.contains("\r"), !h.contains("\n") else {
+                throw UsageError("--header expects 'Name: value', got '\(h)'")
+            }
+            o.headers.append(h)
+        }
+        o.jsonPath = c.json
+        if let p = try atLeast("--server-pid", c.serverPid, 1) {
+            guard let pid = Int32(exactly: p) else { throw UsageError("--server-pid out of range: \(p)") }
+            o.serverPID = pid
+        }
+        if let v = c.maxFailedConnections {
+            guard let t = ConnectionTolerance.parse(v) else {
+                throw UsageError("--max-failed-connections expects N or N% (0 to 100%), got '\(v)'")
+            }
+            o.maxFailedConnections = t
+        }
+
+        if let w = try atLeast("--window", load.window, 1) { o.window = w }
+        if let v = load.rate {
+            guard let r = Double(v), r >= 0, r.isFinite else { throw UsageError("--rate expects a number >= 0, got '\(v)'") }
+            o.rate = r
+        }
+        if let d = try duration("--drain", load.drain) { o.drainNanos = d }
+
+        let f = fanout
+        if let n = try atLeast("--subscribers", f.subscribers, 1) { o.subscribers = n }
+        if let n = try atLeast("--publishers", f.publishers, 1) { o.publishers = n }
+        if let n = try atLeast("--channels", f.channels, 1) { o.channels = n }
+        o.subscribeTemplate = f.subscribeTemplate
+        if let t = f.publishTemplate {
+            guard t.contains("{{payload}}") else { throw UsageError("--publish-template must contain {{payload}}") }
+            o.publishTemplate = t
+        }
+        if f.raw { o.publishTemplate = nil }
+        if let d = try duration("--settle", f.settle) { o.settleNanos = d }
+
+        if o.durationNanos <= 0 && o.messages == nil { throw UsageError("--duration must be > 0") }
+        if o.scenario == .latency && o.rate <= 0 { throw UsageError("latency needs --rate R (messages per second, > 0)") }
+        if o.scenario == .connect && o.messages != nil { throw UsageError("connect does not take --messages") }
+        if load.window != nil && (o.scenario == .latency || o.scenario == .connect) {
+            throw UsageError("--window applies to echo and fanout only")
+        }
+        if f.channels != nil {
+            guard o.scenario == .fanout else { throw UsageError("--channels applies to fanout only") }
+            if o.channels > 1 && !o.rawFanout {
+                throw UsageError("--channels applies to fanout --raw only (the channel is the URL path; no --publish-template)")
+            }
+            if o.channels > o.subscribers {
+                throw UsageError("--channels expects at most --subscribers (\(o.subscribers)) channels, got \(o.channels)")
+            }
+            if o.channels > 1 && f.publishers == nil { o.publishers = o.channels }
+        }
+        if o.threads > o.totalConnections { o.threads = o.totalConnections }
+        if !o.allowRemote && !url.isLoopback {
+            throw UsageError("refusing non-loopback target '\(url.host)' (only 127.0.0.0/8, ::1, localhost); pass --allow-remote to override")
+        }
+        return o
+    }
+}
+
+/// A command-line problem. `description` carries the message and the usage line.
+public struct UsageError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    /// `--help` was asked for: print `BenchCommand.helpMessage()` on stdout and exit 0.
+    public let helpRequested: Bool
+    public init(_ message: String, helpRequested: Bool = false) {
+        self.message = message
+        self.helpRequested = helpRequested
+    }
+    public var description: String {
+        if helpRequested { return BenchCommand.helpMessage() }
+        return "switchboard-bench: \(message)\n\(BenchCommand.usageString())\n  See 'switchboard-bench --help'."
+    }
+}
+
+/// Parses the arguments after the program name into checked `BenchOptions`.
+public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOptions {
+    let command: BenchCommand
+    do {
+        command = try BenchCommand.parse(arguments)
+    } catch {
+        if BenchCommand.exitCode(for: error) == .success { throw UsageError("", helpRequested: true) }
+        throw UsageError(BenchCommand.message(for: error))
+    }
+    return try command.makeOptions()
+}

@@ -170,6 +170,11 @@ public final class Broker: @unchecked Sendable {
         onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
     }
 
+    /// A deferred response arrives (``ResponseSlot/respond(_:)``).
+    func completeDeferred(_ socketId: SocketID, _ sequence: UInt64, _ response: WireResponse) -> Enqueued {
+        onShard(socketId.shard) { $0.http.complete(socketId, sequence, response) }
+    }
+
     // MARK: - Channels (any thread)
 
     /// The shard of this broker running on the calling thread, if any.

@@ -106,9 +106,12 @@ public final class Broker: @unchecked Sendable {
     /// Runs `body` with shard `index`'s dispatcher: directly when called on that shard's thread
     /// (a handler of that shard: keeps its order with the context's own operations), otherwise
     /// through the shard's inbox, in call order per calling thread.
-    private func onShard(_ index: Int, _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
+    /// `duringShutdown`: taken while the shards drain (answers owed to clients still go out in
+    /// the grace period); refused once the shard itself refuses work.
+    private func onShard(_ index: Int, duringShutdown: Bool = false,
+                         _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
         guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
-        guard !isStopping else { return .refused(.stopped) }
+        guard duringShutdown || !isStopping else { return .refused(.stopped) }
         let shard = group.shards[index]
         if shard.isCurrent {
             body(dispatchers[index])
@@ -172,7 +175,7 @@ public final class Broker: @unchecked Sendable {
 
     /// A deferred response arrives (``ResponseSlot/respond(_:)``).
     func completeDeferred(_ socketId: SocketID, _ sequence: UInt64, _ response: WireResponse) -> Enqueued {
-        onShard(socketId.shard) { $0.http.complete(socketId, sequence, response) }
+        onShard(socketId.shard, duringShutdown: true) { $0.http.complete(socketId, sequence, response) }
     }
 
     // MARK: - Channels (any thread)

@@ -19,7 +19,7 @@ import Glibc
 /// need an exact answer are `async throws` and throw ``BrokerError/stopped`` once the broker
 /// stops, never hang. A handler acting on its own shard's sockets uses its ``ShardContext``
 /// instead: synchronous and exact.
-public final class Broker: @unchecked Sendable {
+public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     private let group: ShardGroup
     private let protocolMetrics: [ProtocolMetrics]
@@ -242,8 +242,13 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: - Metrics
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
-    public var additionalMetrics: (@Sendable () -> String)?
+    private let extraMetrics = Mutex<(@Sendable () -> String)?>(nil)
+
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters).
+    public var additionalMetrics: (@Sendable () -> String)? {
+        get { extraMetrics.withLock { $0 } }
+        set { extraMetrics.withLock { $0 = newValue } }
+    }
 
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {

@@ -149,7 +149,15 @@ struct DeferredResponseTests {
             b.shutdownWrite()
             _ = b.isClosedByServer()
         }
+        // 200 more, each owing three answers when it leaves: no state grows.
+        for k in 0..<200 {
+            let v = try server.client()
+            try v.send(get("/defer/\(1000 + 3 * k)") + get("/defer/\(1001 + 3 * k)") + get("/defer/\(1002 + 3 * k)"))
+            #expect(waitUntil { box.count == 1 + 3 * (k + 1) })
+        }
         #expect(server.waitForNoConnections())
+        #expect(waitUntil { server.metric("switchboard_http_deferred_pending") == 0 })
+        #expect(server.metric("switchboard_http_deferred_abandoned_total") == 601)
         #expect(openFileDescriptorCount() == baseline)
     }
 

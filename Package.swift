@@ -94,7 +94,7 @@ let package = Package(
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
-        .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP"]),
+        .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),

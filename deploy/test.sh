@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
-ensure_packages liburing-dev libssl-dev zlib1g-dev
+ensure_packages liburing-dev libssl-dev zlib1g-dev redis-server
 # Python websockets + Autobahn (wstest) venv, used by interop tests inside swift test too.
 ensure_python_venv "$PWD"
 swift build --build-tests

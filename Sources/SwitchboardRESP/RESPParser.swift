@@ -128,6 +128,10 @@ public struct RESPParser: Sendable {
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var offset = 0
         while offset < input.count {
+            // What is held never exceeds the limits, whatever was fed.
+            assert(line.count <= limits.maxLineBytes &+ 2, "line buffer over its limit")
+            assert(payload.count <= limits.maxBulkBytes, "payload buffer over its limit")
+            assert(valueBytes <= limits.maxValueBytes, "value budget overspent")
             switch state {
             case .poisoned(let error):
                 return (offset, .error(error))
@@ -224,6 +228,7 @@ public struct RESPParser: Sendable {
                 return nil
             }
             let frame = stack.removeLast()
+            assert(frame.remaining == 0 && frame.items.count >= 1)
             switch frame.kind {
             case .array: value = .array(frame.items)
             case .set: value = .set(frame.items)
@@ -352,7 +357,8 @@ public struct RESPParser: Sendable {
         guard let count = RESPSyntax.length(text) else { return .failure(.invalidLength) }
         if count > limits.maxAggregateCount { return .failure(.aggregateTooLarge) }
         let keyed = type == .map || type == .attribute
-        let elements = keyed ? count &* 2 : count  // no overflow: count <= maxAggregateCount, an Int
+        let (elements, overflow) = count.multipliedReportingOverflow(by: keyed ? 2 : 1)
+        if overflow { return .failure(.aggregateTooLarge) }
         if elements == 0 && type != .attribute {
             switch type {
             case .array: return .value(.array([]))

@@ -38,9 +38,12 @@ public indirect enum RESPValue: Sendable, Hashable {
 
 /// One key/value pair of a ``RESPValue/map(_:)`` or ``RESPValue/attribute(_:_:)``.
 public struct RESPMapEntry: Sendable, Hashable {
+    /// The key: any value (Redis sends bulk strings, integers and simple strings).
     public var key: RESPValue
+    /// The value stored under ``key``.
     public var value: RESPValue
 
+    /// Creates a pair.
     public init(key: RESPValue, value: RESPValue) {
         self.key = key
         self.value = value

@@ -32,6 +32,15 @@ import Testing
         #expect(single("|0\r\n*1\r\n*1\r\n*1\r\n:1\r\n", limits: limits) == .attribute([], .array([.array([.array([.integer(1)])])])))
     }
 
+    /// A map's pair count doubled overflows Int: refused, never wrapped to a small count.
+    @Test func hugeMapCountDoesNotWrap() {
+        let unbounded = RESPLimits(maxAggregateCount: .max, maxValueBytes: .max)
+        #expect(errorOf(Array("%4611686018427387904\r\n".utf8), limits: unbounded) == (.aggregateTooLarge, .aggregateTooLarge))
+        #expect(errorOf(Array("|9223372036854775807\r\n".utf8), limits: unbounded) == (.aggregateTooLarge, .aggregateTooLarge))
+        // Without the overflow, the same count is refused by the value budget (3 bytes per element at least).
+        #expect(errorOf(Array("*4611686018427387904\r\n".utf8), limits: RESPLimits(maxAggregateCount: .max)) == (.valueTooLarge, .valueTooLarge))
+    }
+
     @Test func valueBudgetIsExact() {
         // "*12\r\n" (5 bytes) + 11 × "$10\r\n0123456789\r\n" (17 bytes each) + "+zzzzzz\r\n" (9 bytes) = 201 bytes.
         let element = "$10\r\n0123456789\r\n"

@@ -157,8 +157,14 @@ public struct RESPParser: Sendable {
                     // The type byte and the line, CRLF included, now count toward the value.
                     valueBytes &+= 1 &+ count &+ 2
                     if valueBytes > limits.maxValueBytes { return fail(.valueTooLarge, offset) }
-                    let outcome = line.withUnsafeBufferPointer { b in
-                        lineValue(type, UnsafeBufferPointer(rebasing: b[0..<count]))
+                    let outcome: LineOutcome
+                    do {
+                        // A second reference to the storage lets lineValue mutate self without an
+                        // overlapping access; it ends with this block, before the line is cleared.
+                        let bytes = line
+                        outcome = bytes.withUnsafeBufferPointer { b in
+                            lineValue(type, UnsafeBufferPointer(rebasing: b[0..<count]))
+                        }
                     }
                     line.removeAll(keepingCapacity: line.capacity <= 256)
                     switch outcome {
@@ -246,7 +252,6 @@ public struct RESPParser: Sendable {
         }
         state = .typeByte
         valueBytes = 0
-        if payload.capacity > Self.maxPayloadReservation { payload = [] }
         return value
     }
 

@@ -18,7 +18,8 @@ public indirect enum RESPValue: Sendable, Hashable {
     case null
     /// `#t\r\n` / `#f\r\n`
     case boolean(Bool)
-    /// `,1.5\r\n`, also `,inf`, `,-inf` and `,nan`.
+    /// `,1.5\r\n`, also `,inf`, `,-inf` and `,nan` (NaN never equals itself, so neither does
+    /// `.double(.nan)`).
     case double(Double)
     /// `(3492890328409238509324850943850943825024385\r\n`: sign and decimal digits, unbounded.
     case bigNumber(String)

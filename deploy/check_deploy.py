@@ -301,6 +301,10 @@ pod = deployment["spec"]["template"]
 labels = pod["metadata"]["labels"]
 check(deployment["spec"]["selector"]["matchLabels"].items() <= labels.items(), "k8s: Deployment selector matches its pod labels")
 check(service["spec"]["selector"].items() <= labels.items(), "k8s: Service selector matches the pod labels")
+budget_selector = docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"]
+check(budget_selector.items() <= labels.items(), "k8s: PodDisruptionBudget selector matches the pod labels")
+check(docs["PodDisruptionBudget"]["spec"].get("maxUnavailable") == 1 and deployment["spec"]["replicas"] >= 2,
+      "k8s: at most one broker down at a time, with at least two replicas")
 containers = pod["spec"]["containers"]
 check(len(containers) == 1, "k8s: one container")
 c = containers[0]

@@ -3,8 +3,9 @@
 /// Each limit is checked when the length or count is declared, before anything is buffered for
 /// it: a peer that announces `$1000000000` is refused at once, not after a gigabyte arrived.
 /// The bytes the parser holds for one value are bounded by ``maxValueBytes`` on the wire; the
-/// decoded ``RESPValue`` takes at most a small constant factor more (one enum slot per element,
-/// every element costing at least 3 bytes on the wire).
+/// decoded ``RESPValue`` adds a few tens of bytes of bookkeeping per element (an array slot and a
+/// box), and every element costs at least 3 bytes on the wire, so memory stays within a small
+/// constant factor of ``maxValueBytes``.
 public struct RESPLimits: Sendable, Equatable {
     /// Largest payload of a bulk string, bulk error or verbatim string. Larger → ``RESPParseError/bulkTooLong``.
     public var maxBulkBytes: Int

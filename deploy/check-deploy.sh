@@ -2,7 +2,7 @@
 # Checks the deployment files with what this machine can run. There is no container engine and
 # no systemd running as PID 1 here, so the image is not built and the unit is not started; what
 # is checked instead:
-#   1. bash -n on every deploy script (and the image's health check script);
+#   1. bash -n on every shell script (deploy/, the image's health check, Benchmarks/scripts/);
 #   2. deploy/check_deploy.py: the Dockerfile's structure, the manifests parsed as YAML (PyYAML),
 #      and the values that must agree across files (ports, paths, time budgets, limits, uid);
 #   3. systemd-analyze verify and systemd-analyze security --offline on the unit;
@@ -16,9 +16,11 @@ source deploy/lib.sh
 ensure_packages systemd python3-venv
 
 echo "check-deploy: bash -n"
-for script in deploy/*.sh deploy/container/*.sh; do
+scripts=(deploy/*.sh deploy/container/*.sh Benchmarks/scripts/*.sh)
+for script in "${scripts[@]}"; do
     bash -n "$script"
 done
+echo "  ${#scripts[@]} scripts parse"
 
 echo "check-deploy: static checks"
 venv=.build/deploy-venv

@@ -51,6 +51,8 @@ let package = Package(
             linkerSettings: [.linkedLibrary("z")]
         ),
         .target(name: "SwitchboardHTTP", exclude: ["BAD_INPUTS.md"]),
+        // RESP3 codec (Redis protocol): pure parsing/writing like SwitchboardHTTP, depends on nothing.
+        .target(name: "SwitchboardRESP", exclude: ["BAD_INPUTS.md"]),
         .target(
             name: "SwitchboardWebSocket",
             dependencies: ["SwitchboardHTTP", "COpenSSL", "CZlib"]
@@ -129,6 +131,7 @@ let package = Package(
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
+        .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
@@ -153,10 +156,12 @@ let package = Package(
 if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
     package.products += [
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
+        .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
     ]
     package.targets += [
         .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
+        .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
         .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
     ]
 }

@@ -8,10 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
-ensure_packages liburing-dev libssl-dev zlib1g-dev
+ensure_packages liburing-dev libssl-dev zlib1g-dev redis-server
 # Python websockets + Autobahn (wstest) venv, used by interop tests inside swift test too.
 ensure_python_venv "$PWD"
 swift build --build-tests
+timeout 300 bash deploy/check-deploy.sh  # container, systemd, sysctl and Kubernetes files
 # The integration tests count this process's file descriptors: run tests one at a time.
 # The outer timeout turns a hang into a failure instead of a stuck CI.
 timeout 1800 swift test --skip-build --no-parallel

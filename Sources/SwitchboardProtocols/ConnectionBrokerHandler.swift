@@ -554,8 +554,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// On the role's owner.
     private func listMembers(of role: String, limit: Int) -> (ids: [UUID4], total: Int) {
-        let answer = registry.members(of: role, limit: limit)
-        metrics.listEntriesVisited.wrappingAdd(answer.ids.count, ordering: .relaxed)
+        var visited = 0
+        let answer = registry.members(of: role, limit: limit, visited: &visited)
+        metrics.listEntriesVisited.wrappingAdd(visited, ordering: .relaxed)
         return answer
     }
 

@@ -62,18 +62,19 @@ struct RoleMembers {
         return true
     }
 
-    /// The `limit` oldest members, oldest first. Visits exactly the entries it returns.
-    func first(_ limit: Int) -> [UUID4] {
-        let k = min(max(0, limit), count)
+    /// The `limit` oldest members, oldest first. Visits exactly the entries it returns, and
+    /// adds each visit to `visited` (the cost a test and a metric can check).
+    func first(_ limit: Int, visited: inout Int) -> [UUID4] {
         var out: [UUID4] = []
-        out.reserveCapacity(k)
+        out.reserveCapacity(min(max(0, limit), count))
         var slot = head
-        while out.count < k {
-            assert(slot != Self.none, "list shorter than its index")
+        while out.count < limit && slot != Self.none {
             let node = nodes[Int(slot)]
+            visited += 1
             out.append(node.id)
             slot = node.next
         }
+        assert(out.count == min(max(0, limit), count), "list and index disagree")
         return out
     }
 }

@@ -132,10 +132,11 @@ struct ConnectionRegistry {
         return true
     }
 
-    /// The `limit` oldest members of `role` and the role's size.
-    func members(of role: String, limit: Int) -> (ids: [UUID4], total: Int) {
+    /// The `limit` oldest members of `role` and the role's size; adds the entries read to
+    /// `visited`.
+    func members(of role: String, limit: Int, visited: inout Int) -> (ids: [UUID4], total: Int) {
         guard let members = roles[role] else { return ([], 0) }
-        return (members.first(limit), members.count)
+        return (members.first(limit, visited: &visited), members.count)
     }
 
     mutating func removeMember(_ id: UUID4, from role: String) {

@@ -198,6 +198,18 @@ struct ConnectionBrokerShardingTests {
         #expect(server.cb.metrics.crossShardRefused.load(ordering: .relaxed) == refused)
         #expect(server.cb.metrics.deliveryFailed.load(ordering: .relaxed) == refused)
 
+        // Every request whose first hop is refused fails and changes nothing: list_by_role (the
+        // role is owned by shard 1), close (the peer's home), open (the target's home).
+        let busyRole = roleName(ownedBy: 1, shardCount: 2, prefix: "busy")
+        var r = try a.request("list_by_role", "\"role\":\(jsonString(busyRole))")
+        try a.expectFailure("list_by_role_failed", replyTo: r, "Server busy")
+        r = try a.request("close", "\"channelId\":\"\(channel)\"")
+        try a.expectFailure("channel_close_failed", replyTo: r, "Delivery failed", ["channelId": channel])
+        r = try a.request("open", "\"targetId\":\"\(b.connectionId!)\"")
+        try a.expectFailure("channel_open_failed", replyTo: r, "Delivery failed", ["targetId": b.connectionId!])
+        #expect(server.cb.metrics.crossShardRefused.load(ordering: .relaxed) == refused + 3)
+        #expect(server.cb.counts.channels == 2)
+
         // A disconnect on shard 0 must tell b: its post is refused now, kept, and sent later.
         leaver.socket.shutdownWrite()
         #expect(waitUntil { server.cb.metrics.crossShardRetried.load(ordering: .relaxed) >= 1 })
@@ -259,5 +271,55 @@ struct ConnectionBrokerShardingTests {
         }
         #expect(exercised, "no socket landed on shard 0")
         #expect(target.receivesNothing(milliseconds: 50))
+    }
+
+    @Test("requests behind one that waits for another shard are answered in order; too many close the socket with 1013")
+    func parkedRequests() throws {
+        var o = ConnectionBrokerOptions()
+        o.maxQueuedRequestBytes = 2_000
+        let server = try CBServer(shards: 2, options: o)
+        defer { server.stop() }
+        let localRole = roleName(ownedBy: 0, shardCount: 2, prefix: "park")
+        let (picked, _) = try clients(on: [0, 1, 0], role: localRole, server: server)
+        let a = picked[0], b = picked[1], c = picked[2]
+        let local = try a.open(to: c)  // both ends on shard 0
+        func stallShard1() -> DispatchSemaphore {
+            let started = DispatchSemaphore(value: 0), release = DispatchSemaphore(value: 0)
+            #expect(server.broker.execute(onShard: 1) { _ in started.signal(); release.wait() }.isQueued)
+            started.wait()
+            return release
+        }
+
+        // a's open to b waits for shard 1; a's next requests are all local but wait behind it.
+        var release = stallShard1()
+        let openId = try a.request("open", "\"targetId\":\"\(b.connectionId!)\"")
+        let listId = try a.request("list_by_role", "\"role\":\(jsonString(localRole))")
+        let messageId = try a.request("message", "\"channelId\":\"\(local)\",\"payload\":1")
+        try a.sendRaw("not json")
+        #expect(c.receivesNothing(milliseconds: 100), "the message waits behind the open")
+        release.signal()
+        let opened = try a.expect("channel_opened", replyTo: openId, ["channelId": nil, "targetId": b.connectionId!])
+        try b.expect("incoming_channel", replyTo: nil, ["from": a.connectionId!, "channelId": opened["channelId"] as? String])
+        a.check(try a.read(), "connections", replyTo: listId, extraKeys: ["ids"])
+        c.check(try c.read(), "channel_message", replyTo: nil, ["channelId": local], extraKeys: ["payload"])
+        try a.expect("channel_message_sent", replyTo: messageId, ["channelId": local])
+        try a.expectFailure("error", replyTo: nil, "Invalid JSON")
+
+        // Over maxQueuedRequestBytes while waiting: the socket is closed with 1013.
+        release = stallShard1()
+        try a.request("open", "\"targetId\":\"\(b.connectionId!)\"")
+        for _ in 0..<40 { try a.request("message", "\"channelId\":\"\(local)\",\"payload\":\"\(String(repeating: "x", count: 100))\"") }
+        var close: TestFrame? = nil
+        while close == nil {
+            let f = try a.socket.readFrame()
+            if f.opcode == 8 { close = f }
+        }
+        #expect(close?.closeCode == 1013)
+        a.socket.shutdownWrite()  // instead of the close reply: the connection ends now
+        release.signal()
+        #expect(server.cb.metrics.requestQueueFull.load(ordering: .relaxed) == 1)
+        // No parked message ran after the close: c's next message is the disconnect's.
+        try c.expect("channel_closed_notification", replyTo: nil, ["channelId": local])
+        #expect(c.receivesNothing(milliseconds: 100))
     }
 }

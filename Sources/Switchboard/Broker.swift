@@ -74,14 +74,6 @@ public final class Broker: @unchecked Sendable {
         log("switchboard: stopped")
     }
 
-    // TEMPORARY shim (seams phase 1 provides it)
-    @discardableResult
-    public func execute(onShard i: Int, _ body: @escaping @Sendable (ShardContext) -> Void) -> Enqueued {
-        guard i >= 0, i < group.shards.count else { return .refused(.unknownShard) }
-        let count = group.shards.count
-        return group.shards[i].execute { [unowned self] _ in body(ShardContext(shardIndex: i, shardCount: count, broker: self)) } ? .queued : .refused(.full)
-    }
-
     // MARK: - Broker API (any thread)
 
     /// Runs `body` with the protocol handler owning `socketId`: directly when called on that

@@ -482,7 +482,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.roleTooLong.increment()
             return fail("Role too long")
         }
-        let id = UUID4.random(home: shardIndex, shardCount: shardCount)
+        var fresh = UUID4.random(home: shardIndex, shardCount: shardCount)
+        while registry.connections[fresh] != nil { fresh = UUID4.random(home: shardIndex, shardCount: shardCount) }
+        let id = fresh
         let owner = roleOwner(role, shardCount: shardCount)
         let maxPerRole = options.maxConnectionsPerRole
         if owner == shardIndex {
@@ -671,9 +673,12 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.deliveryFailed.increment()
             fail("Delivery failed")
         case .opened(let channel, let targetSocket):
-            if target != me {  // a self channel has one end, the target's
-                let added = registry.addEnd(channel, to: me, .init(peer: target, peerSocket: targetSocket, isTarget: false))
-                assert(added, "the opener is registered while its open is in flight")
+            // A self channel has one end, the target's. The opener is registered (a socket that
+            // left never gets here); only an id already among its ends (2^-122) is refused.
+            if target != me, !registry.addEnd(channel, to: me, .init(peer: target, peerSocket: targetSocket, isTarget: false)) {
+                postReliable(to: targetSocket.shard) { $0.peersGone(me, [(channel, target)]) }
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
             }
             metrics.channelsOpened.increment()
             send(socket, "channel_opened", replyTo: replyTo) { w in

@@ -322,4 +322,39 @@ struct ConnectionBrokerShardingTests {
         try c.expect("channel_closed_notification", replyTo: nil, ["channelId": local])
         #expect(c.receivesNothing(milliseconds: 100))
     }
+
+    @Test("a connection id names its home shard and stays a canonical version-4 UUID")
+    func idsNameTheirHome() {
+        for shardCount in [1, 2, 3, 4, 7, 64, 256] {
+            var seen = Set<UUID4>()
+            for home in 0..<shardCount {
+                for _ in 0..<20 {
+                    let id = UUID4.random(home: home, shardCount: shardCount)
+                    #expect(id.home(shardCount: shardCount) == home)
+                    #expect(isUUIDv4(id.description), "\(id)")
+                    #expect(UUID4(id.description) == id)
+                    seen.insert(id)
+                }
+            }
+            #expect(seen.count == shardCount * 20)
+        }
+    }
+
+    @Test("role members: removal anywhere, slot reuse, and order by arrival")
+    func roleMembersOrder() {
+        var members = RoleMembers()
+        let ids = (0..<6).map { _ in UUID4.random() }
+        var visited = 0
+        for id in ids.prefix(4) { members.append(id) }
+        #expect(members.remove(ids[1]) && !members.remove(ids[1]))
+        members.append(ids[4])  // reuses ids[1]'s slot, still the newest
+        #expect(members.first(10, visited: &visited) == [ids[0], ids[2], ids[3], ids[4]])
+        #expect(members.remove(ids[0]) && members.remove(ids[4]))
+        #expect(members.first(10, visited: &visited) == [ids[2], ids[3]])
+        #expect(members.first(1, visited: &visited) == [ids[2]])
+        #expect(members.remove(ids[2]) && members.remove(ids[3]) && members.isEmpty)
+        members.append(ids[5])
+        #expect(members.first(10, visited: &visited) == [ids[5]] && members.count == 1)
+        #expect(visited == 4 + 2 + 1 + 1)
+    }
 }

@@ -33,9 +33,10 @@ struct ConnectionBrokerShardingTests {
         (0...).lazy.map { "\(prefix)-\($0)" }.first { roleOwner($0, shardCount: shardCount) == shard }!
     }
 
-    @Test("open, messages, close and list_by_role with opener, target and role on three different shards")
-    func threeOwners() throws {
-        let server = try CBServer(shards: 3)
+    @Test("open, messages, close and list_by_role with opener, target and role on three different shards",
+          arguments: [IOBackendKind.uring, .epoll])
+    func threeOwners(backend: IOBackendKind) throws {
+        let server = try CBServer(shards: 3, configure: { $0.io.backend = backend })
         defer { server.stop() }
         let role = roleName(ownedBy: 2, shardCount: 3, prefix: "tri")
         let (picked, pool) = try clients(on: [0, 1], role: role, server: server)
@@ -124,9 +125,10 @@ struct ConnectionBrokerShardingTests {
         #expect(list("big", 10).visited == 0 && registry.roleCount == 1)
     }
 
-    @Test("a disconnect closes channels on three other shards and leaves the role on a fourth")
-    func disconnectAcrossShards() throws {
-        let server = try CBServer(shards: 4)
+    @Test("a disconnect closes channels on three other shards and leaves the role on a fourth",
+          arguments: [IOBackendKind.uring, .epoll])
+    func disconnectAcrossShards(backend: IOBackendKind) throws {
+        let server = try CBServer(shards: 4, configure: { $0.io.backend = backend })
         defer { server.stop() }
         // The role is owned by shard 3; the leaver sits on 0, its peers on 1, 2 and 3.
         let role = roleName(ownedBy: 3, shardCount: 4, prefix: "leave")
@@ -162,9 +164,10 @@ struct ConnectionBrokerShardingTests {
         for p in peers { #expect(p.receivesNothing(milliseconds: 50)) }
     }
 
-    @Test("a full inbox refuses cross-shard messages with Delivery failed, counted; clean-ups wait and arrive")
-    func refusedPostUnderFullInbox() throws {
-        let server = try CBServer(shards: 2, configure: { $0.io.inboxCapacity = 16 })
+    @Test("a full inbox refuses cross-shard messages with Delivery failed, counted; clean-ups wait and arrive",
+          arguments: [IOBackendKind.uring, .epoll])
+    func refusedPostUnderFullInbox(backend: IOBackendKind) throws {
+        let server = try CBServer(shards: 2, configure: { $0.io.inboxCapacity = 16; $0.io.backend = backend })
         defer { server.stop() }
         let role = roleName(ownedBy: 0, shardCount: 2, prefix: "full")
         let (picked, _) = try clients(on: [0, 1, 0], role: role, server: server)

@@ -360,4 +360,78 @@ struct ConnectionBrokerShardingTests {
         #expect(members.first(10, visited: &visited) == [ids[5]] && members.count == 1)
         #expect(visited == 4 + 2 + 1 + 1)
     }
+
+    @Test("random traffic on 4 shards: every batch answered in request order, everything cleaned up")
+    func randomTraffic() throws {
+        let server = try CBServer(shards: 4)
+        defer { server.stop() }
+        let roles = ["r0", "r1", "r2"]
+        let clients = try (0..<12).map { i in try server.registered(roles[i % 3]) }
+        let ids = clients.map { $0.connectionId! }
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: clients.count) { k in
+            let me = clients[k]
+            var rng = SystemRandomNumberGenerator()
+            var mine: [String] = []  // channels this client knows are open at its end
+            do {
+                for round in 0..<40 {
+                    // A batch of up to 4 pipelined requests.
+                    var batch: [(id: Int, type: String)] = []
+                    for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                        switch Int.random(in: 0..<10, using: &rng) {
+                        case 0..<3:
+                            let target = ids[Int.random(in: 0..<ids.count, using: &rng)]
+                            batch.append((try me.request("open", "\"targetId\":\"\(target)\""), "open"))
+                        case 3..<6 where !mine.isEmpty:
+                            let ch = mine.randomElement(using: &rng)!
+                            batch.append((try me.request("message", "\"channelId\":\"\(ch)\",\"payload\":{\"r\":\(round)}"), "message"))
+                        case 6..<8 where !mine.isEmpty:
+                            let ch = mine.randomElement(using: &rng)!
+                            batch.append((try me.request("close", "\"channelId\":\"\(ch)\""), "close"))
+                        default:
+                            batch.append((try me.request("list_by_role", "\"role\":\"\(roles.randomElement(using: &rng)!)\""), "list"))
+                        }
+                    }
+                    var next = 0
+                    while next < batch.count {
+                        let m = try me.read()
+                        let type = m["type"] as? String ?? ""
+                        switch type {
+                        case "incoming_channel": mine.append(m["channelId"] as! String)
+                        case "channel_closed_notification": mine.removeAll { $0 == m["channelId"] as? String }
+                        case "channel_message": break
+                        default:
+                            guard m["replyTo"] as? Int == batch[next].id else {
+                                throw Failure("client \(k): expected reply to \(batch[next]), got \(m)")
+                            }
+                            if type == "channel_opened" { mine.append(m["channelId"] as! String) }
+                            if type == "channel_closed" { mine.removeAll { $0 == m["channelId"] as? String } }
+                            if type == "error" || (type.hasSuffix("_failed") && ![
+                                "Channel not found", "Cannot open a channel to yourself", "Too many open channels",
+                                "Target has too many open channels", "Target connection not found",
+                            ].contains(m["error"] as? String ?? "")) {
+                                throw Failure("client \(k): unexpected \(m)")
+                            }
+                            next += 1
+                        }
+                    }
+                    // A third of the clients leave halfway.
+                    if round == 20 && k % 3 == 2 {
+                        me.socket.shutdownWrite()
+                        return
+                    }
+                }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 } == [])
+        for c in clients { c.socket.shutdownWrite() }
+        #expect(waitUntil { server.cb.counts == (0, 0) })
+        #expect(server.cb.metrics.crossShardRefused.load(ordering: .relaxed) == 0)
+        // Not vacuous: channels were opened, used and closed by both causes.
+        let m = server.cb.metrics
+        #expect(m.channelsOpened.load(ordering: .relaxed) > 50 && m.messagesRouted.load(ordering: .relaxed) > 50)
+        #expect(m.channelsClosed.load(ordering: .relaxed) > 10 && m.channelsClosedByDisconnect.load(ordering: .relaxed) > 10)
+    }
 }

@@ -76,6 +76,8 @@ import Switchboard
 //   so nothing overtakes). The outbox is retried on every handler entry and by the handler's
 //   retry post to its own shard; counted (`cb_cross_shard_retried_total`). It is bounded by the
 //   state it reports on: one answer per connection in flight, one clean-up per channel end.
+//   Cost: while a destination stays full, the retry post keeps this shard's loop turning (it
+//   still serves its sockets); the handler API has no timer to wait with instead.
 //
 // ## list_by_role cost
 //

@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardJSON
 import Synchronization
 
 /// The connection-broker protocol (@sitnikov/connection-broker, v0.1.1) on Switchboard: clients

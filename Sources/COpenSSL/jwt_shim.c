@@ -19,6 +19,12 @@ int sb_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size
     return out_len == 32 ? 0 : -1;
 }
 
+int sb_sha256(const uint8_t *data, size_t len, uint8_t out[32]) {
+    unsigned int out_len = 0;
+    if (EVP_Digest(data, len, out, &out_len, EVP_sha256(), NULL) != 1) return -1;
+    return out_len == 32 ? 0 : -1;
+}
+
 void *sb_public_key_from_pem(const char *pem, size_t len, int *kind, int *bits) {
     if (len > 0x7fffffff) return NULL;
     BIO *bio = BIO_new_mem_buf(pem, (int)len);

@@ -80,3 +80,27 @@ struct JWTVerifierTests {
 import CJWTTestSupport
 private func sbtGenerateRSA(_ bits: UInt32) -> UnsafeMutableRawPointer { sbt_generate_rsa(bits)! }
 private func sbtGenerateEC(_ curve: String) -> UnsafeMutableRawPointer { sbt_generate_ec(curve)! }
+
+@Suite("API keys")
+struct APIKeySetTests {
+    @Test func membership() {
+        let keys = APIKeySet(["test-api-key", "", "second|key"])
+        #expect(keys.count == 2)
+        #expect(keys.contains(Array("test-api-key".utf8)))
+        #expect(keys.contains(Array("second|key".utf8)))
+        for bad in ["", "test-api-ke", "test-api-key ", "TEST-API-KEY", "second"] {
+            #expect(!keys.contains(Array(bad.utf8)), "\(bad)")
+        }
+        #expect(APIKeySet([]).isEmpty)
+        #expect(!APIKeySet([""]).contains([]))
+    }
+
+    @Test func authorizationHeader() {
+        func c(_ s: String) -> String { String(decoding: APIKeySet.credential(fromAuthorization: Array(s.utf8)), as: UTF8.self) }
+        #expect(c("Bearer k1") == "k1")
+        #expect(c("k1") == "k1")
+        #expect(c("bearer k1") == "bearer k1")
+        #expect(c("Bearer ") == "")
+        #expect(c("Bearer  k") == " k")
+    }
+}

@@ -12,6 +12,9 @@ int sb_memcmp_consttime(const void *a, const void *b, size_t len);
 /// HMAC-SHA-256 of `data` under `key` into `out` (32 bytes). Returns 0 or -1.
 int sb_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *data, size_t data_len, uint8_t out[32]);
 
+/// SHA-256 of `data` into `out` (32 bytes). Returns 0 or -1.
+int sb_sha256(const uint8_t *data, size_t len, uint8_t out[32]);
+
 /// Kinds of public key `sb_public_key_from_pem` recognizes.
 enum {
     SB_KEY_OTHER = 0,  ///< any key type JWT verification here does not accept

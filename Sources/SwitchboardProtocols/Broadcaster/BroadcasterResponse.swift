@@ -22,22 +22,24 @@ public enum BroadcasterResponse {
     }
 
     /// The message fields the reference returns for `publish` (its whole message with `seq` 0),
-    /// plus `offset` and `epoch`.
-    public static func writeMessage(_ w: inout JSONWriter, _ m: BroadcasterMessage) {
+    /// plus `offset` and `epoch` when `includePosition`.
+    public static func writeMessage(_ w: inout JSONWriter, _ m: BroadcasterMessage, includePosition: Bool = true) {
         w.string("id", m.id)
         w.int("seq", 0)
         w.string("createTime", BroadcasterTimestamp.format(unixNanoseconds: m.createTimeNanoseconds))
         w.string("channel", m.channel)
         w.string("event", m.event)
         m.payload.withUnsafeBufferPointer { w.raw("payload", $0) }
-        w.int("offset", m.offset)
-        w.string("epoch", m.epoch)
+        if includePosition {
+            w.int("offset", m.offset)
+            w.string("epoch", m.epoch)
+        }
     }
 
     /// A REST publish response body: the message object (single publish).
-    public static func restMessage(_ m: BroadcasterMessage) -> [UInt8] {
+    public static func restMessage(_ m: BroadcasterMessage, includePosition: Bool = true) -> [UInt8] {
         var w = JSONWriter()
-        writeMessage(&w, m)
+        writeMessage(&w, m, includePosition: includePosition)
         return w.finishBytes()
     }
 

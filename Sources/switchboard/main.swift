@@ -67,13 +67,25 @@ while let arg = arguments.next() {
     }
 }
 
+var broadcasterFileValues: [String: String] = [:]  // broadcaster_* keys (BroadcasterSetup)
 if let path = configPath {
     guard let text = readFile(path) else { fail("cannot read configuration file \(path)") }
-    do { try configuration.apply(configurationText: text) } catch { fail("\(path): \(error)") }
+    let (bcValues, rest) = BroadcasterSetup.extract(configurationText: text)
+    broadcasterFileValues = bcValues
+    do { try configuration.apply(configurationText: rest) } catch { fail("\(path): \(error)") }
 }
 for (key, value) in flags {
     do { try configuration.set(key, value) } catch { fail("\(error)") }
 }
+// The broadcaster protocol (docs-pending/broadcaster.md): config keys, SWITCHBOARD_BROADCASTER_*
+// environment, or the reference's environment when started as `broadcaster`.
+let bc: BroadcasterSetup.Resolved
+do {
+    bc = try BroadcasterSetup.resolve(fileValues: broadcasterFileValues, environment: BroadcasterSetup.processEnvironment(),
+                                      executablePath: CommandLine.arguments[0], readFile: readFile)
+} catch { fail("\(error)") }
+if let port = bc.port, !flags.contains(where: { $0.0 == "port" }) { configuration.port = port }
+let broadcaster = bc.enabled ? Broadcaster(options: bc.options) : nil
 if let problem = configuration.validate() { fail("invalid configuration: \(problem)") }
 
 // The built-in protocols, mounted by path (and by subprotocol): the connection-broker
@@ -94,7 +106,7 @@ let cbPaths = option("connection_broker_paths").split(separator: ",").map { Stri
 
 let finalConfiguration = configuration
 let broker = Broker(configuration: finalConfiguration) { context in
-    RoutingWorkerHandler(routes: [
+    RoutingWorkerHandler(routes: (broadcaster.map { [.init(paths: [$0.options.basePath + "/"], handler: $0.makeHandler(context))] } ?? []) + [
         .init(paths: cbPaths, subprotocol: "connection-broker", handler: cbFactory(context)),
     ])
 }
@@ -103,7 +115,7 @@ broker.additionalMetrics = {
     for m in connectionBroker.metrics.all {
         out += "# HELP switchboard_\(m.name) \(m.help)\n# TYPE switchboard_\(m.name) \(m.name.hasSuffix("_total") ? "counter" : "gauge")\nswitchboard_\(m.name) \(m.value)\n"
     }
-    return out
+    return out + (broadcaster?.metrics.render() ?? "")
 }
 do {
     try broker.run()

@@ -113,3 +113,33 @@ extension BroadcasterChannelLog {
         return m
     }
 }
+
+@Suite("Broadcaster: executable setup")
+struct BroadcasterSetupTests {
+    @Test func extractKeepsLineNumbers() {
+        let text = "port = 1\n# broadcaster_enabled = true\nbroadcaster_enabled = true # on\n  broadcaster_base_path = \"/bc\"\nshards = 2"
+        let (values, rest) = BroadcasterSetup.extract(configurationText: text)
+        #expect(values == ["broadcaster_enabled": "true", "broadcaster_base_path": "/bc"])
+        #expect(rest == "port = 1\n# broadcaster_enabled = true\n\n\nshards = 2")
+    }
+
+    @Test func resolvePrecedenceAndCompatibility() throws {
+        let secret = String(repeating: "k", count: 32)
+        let r = try BroadcasterSetup.resolve(
+            fileValues: ["broadcaster_enabled": "true", "broadcaster_jwt_secret": secret, "broadcaster_base_path": "/file"],
+            environment: ["SWITCHBOARD_BROADCASTER_BASE_PATH": "/env", "JWT_SECRET": "ignored"],
+            executablePath: "/usr/bin/switchboard", readFile: { _ in nil })
+        #expect(r.enabled && r.options.basePath == "/env" && r.port == nil)
+        let off = try BroadcasterSetup.resolve(fileValues: [:], environment: [:], executablePath: "switchboard", readFile: { _ in nil })
+        #expect(!off.enabled)
+        let compat = try BroadcasterSetup.resolve(fileValues: [:], environment: ["JWT_SECRET": "s", "API_KEYS": "a|b", "PORT": "8123"],
+                                                  executablePath: "/opt/bin/broadcaster", readFile: { _ in nil })
+        #expect(compat.enabled && compat.port == 8123 && compat.options.apiKeys.count == 2)
+        let byVariable = try BroadcasterSetup.resolve(fileValues: [:], environment: ["JWT_SECRET": "s", "API_KEYS": "a", "SWITCHBOARD_BROADCASTER_COMPAT": "1"],
+                                                      executablePath: "switchboard", readFile: { _ in nil })
+        #expect(byVariable.enabled && byVariable.port == 8000)
+        #expect(throws: BroadcasterConfigurationError("JWT_SECRET is required")) {
+            try BroadcasterSetup.resolve(fileValues: [:], environment: [:], executablePath: "broadcaster", readFile: { _ in nil })
+        }
+    }
+}

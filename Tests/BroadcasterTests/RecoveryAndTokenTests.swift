@@ -4,6 +4,9 @@ import SwitchboardProtocols
 import SwitchboardTestSupport
 import Synchronization
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 @Suite("Broadcaster: recovery, token refresh and expiry, fan-out at scale", .serialized)
 struct RecoveryAndTokenTests {
@@ -162,5 +165,30 @@ struct RecoveryAndTokenTests {
         }
         #expect(received == 1000)
         #expect(server.broadcaster.metrics.deliveries.current == 1000)
+    }
+
+    @Test("a subscriber that does not read is cut by the slow-consumer policy; the others get everything", arguments: backends)
+    func slowSubscriber(_ backend: IOBackendKind) throws {
+        let server = try BCServer(backend: backend, broker: { $0.io.maxSendQueueBytes = 256 * 1024; $0.http.maxBodyBytes = 1 << 20 })
+        let slow = try server.authed()
+        var rcv: Int32 = 4096
+        setsockopt(slow.socket.fd, SOL_SOCKET, SO_RCVBUF, &rcv, socklen_t(MemoryLayout<Int32>.size))
+        try slow.expectResult(try slow.call("subscribe", #"{"channel":"test-channel"}"#))
+        let fast = try server.authed()
+        try fast.expectResult(try fast.call("subscribe", #"{"channel":"test-channel"}"#))
+        let payload = String(repeating: "p", count: 60_000)
+        let rest = try TestClient(port: server.port)
+        // 24 MB toward a reader that reads nothing: beyond what kernel buffers absorb.
+        for i in 0..<400 {
+            let body = #"{"channel":"test-channel","event":"\#(i)","payload":"\#(payload)"}"#
+            try rest.send("POST /broadcaster/publish HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer test-api-key\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body)
+            #expect(try rest.readResponse().status == 200)
+            #expect(try fast.expectBroadcast()["seq"] as? Int == i + 1)
+        }
+        #expect(server.broadcaster.metrics.deliveriesDropped.current >= 1)
+        // The slow socket is closed by the policy (1013 when its close frame still fits); its
+        // handler close runs, so only the fast subscriber remains.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { server.broadcaster.metrics.connections.current == 1 })
+        #expect(server.broadcaster.metrics.subscriptions.current == 1)
     }
 }

@@ -26,7 +26,8 @@ final class BCServer: @unchecked Sendable {
     var port: Int { broker.port }
 
     init(backend: IOBackendKind, shards: Int = 2, leewaySeconds: Int = 30,
-         configure: (inout BroadcasterOptions) -> Void = { _ in }) throws {
+         configure: (inout BroadcasterOptions) -> Void = { _ in },
+         broker configureBroker: (inout BrokerConfiguration) -> Void = { _ in }) throws {
         raiseFileLimit()
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
@@ -37,6 +38,7 @@ final class BCServer: @unchecked Sendable {
         c.io.tickMilliseconds = 10
         c.sendDateHeader = false
         c.webSocket.perMessageDeflate = false
+        configureBroker(&c)
         var o = BroadcasterOptions()
         o.verifier = JWTVerifier(keys: [try JWTKey(hmacSecret: Array(testSecret.utf8))],
                                  configuration: .init(leewaySeconds: leewaySeconds))

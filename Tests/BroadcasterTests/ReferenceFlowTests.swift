@@ -28,7 +28,8 @@ struct ReferenceFlowTests {
         #expect(r.header("Content-Type") == "application/json")
         #expect(r.header("Access-Control-Allow-Origin") == "*")
         let published = try JSONSerialization.jsonObject(with: Data(r.body)) as? JSON ?? [:]
-        #expect(Set(published.keys) == ["id", "seq", "createTime", "channel", "event", "payload"])
+        #expect(Set(published.keys) == ["id", "seq", "createTime", "channel", "event", "payload", "offset", "epoch"])
+        #expect(published["seq"] as? Int == 0 && published["offset"] as? Int == 1)
         #expect(r.bodyText.hasSuffix("\n"))
 
         let b = try c.expectBroadcast()

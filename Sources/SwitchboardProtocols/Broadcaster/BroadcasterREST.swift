@@ -1,6 +1,7 @@
 import Switchboard
 import SwitchboardJSON
 import SwitchboardJWT
+import Synchronization
 
 /// REST routes: `GET {base}/health`, `POST`/`OPTIONS {base}/publish`.
 extension BroadcasterShardHandler {
@@ -16,11 +17,7 @@ extension BroadcasterShardHandler {
         }
     }
 
-    private var corsFields: HTTPFields {
-        [.accessControlAllowOrigin: options.corsAllowOrigin,
-         .accessControlAllowHeaders: "Content-Type, Authorization",
-         .accessControlAllowMethods: "POST, OPTIONS"]
-    }
+    private var corsFields: HTTPFields { RESTRenderer(corsAllowOrigin: options.corsAllowOrigin).corsFields }
 
     private func methodNotAllowed(_ allow: String) -> WorkerResponse {
         var r = WorkerResponse.text("method not allowed\n", status: .methodNotAllowed)
@@ -37,9 +34,7 @@ extension BroadcasterShardHandler {
     }
 
     private func json(_ body: [UInt8], _ status: HTTPResponse.Status = .ok) -> WorkerResponse {
-        var fields = corsFields
-        fields[.contentType] = "application/json"
-        return WorkerResponse(status: status, headerFields: fields, body: body + [0x0A])
+        RESTRenderer(corsAllowOrigin: options.corsAllowOrigin).json(body, status)
     }
 
     private func publishRoute(_ request: WorkerRequest, _ context: ShardContext) -> HTTPReply {
@@ -83,19 +78,48 @@ extension BroadcasterShardHandler {
             metrics.restBadBody.increment()
             return .response(json(BroadcasterResponse.errorObject(e), .badRequest))
         }
-        // Answered once each owner's inbox took its message (the reference answers once its
-        // registry took it): id and createTime are fixed here, the offset is the owner's and is
-        // not in the REST answer (it is in every broadcast).
+        if toSubmit.isEmpty { return .response(render(results.map { $0! }, batch: body.batch)) }
+        // Answered once every owner has ordered its message, so the answer carries the offset
+        // and epoch (the owners answer on their own threads; the collector gathers them).
+        let slot = context.deferResponse()
+        let collector = RESTCollector(results: results, pending: toSubmit.count)
+        let batch = body.batch
+        let renderer = RESTRenderer(corsAllowOrigin: options.corsAllowOrigin)
         for (i, p) in toSubmit {
-            if let draft = submit(p) {
+            let accepted = submit(p) { result in
+                if let done = collector.complete(i, result) { slot.respond(renderer.render(done, batch: batch)) }
+            }
+            if accepted != nil {
                 metrics.publishesREST.increment()
-                results[i] = .success(draft)
             } else {
                 metrics.publishesRefused.increment()
-                results[i] = .failure(BroadcasterError(.internal, "the channel's owner is overloaded, try again"))
+                if let done = collector.complete(i, .failure(BroadcasterError(.internal, "the channel's owner is overloaded, try again"))) {
+                    slot.respond(renderer.render(done, batch: batch))
+                }
             }
         }
-        return .response(render(results.map { $0! }, batch: body.batch))
+        return .deferred(slot)
+    }
+
+    func render(_ results: [Result<BroadcasterMessage, BroadcasterError>], batch: Bool) -> WorkerResponse {
+        RESTRenderer(corsAllowOrigin: options.corsAllowOrigin).render(results, batch: batch)
+    }
+}
+
+/// Builds REST answers; Sendable, so owners' threads can render the answer they complete.
+struct RESTRenderer: Sendable {
+    let corsAllowOrigin: String
+
+    var corsFields: HTTPFields {
+        [.accessControlAllowOrigin: corsAllowOrigin,
+         .accessControlAllowHeaders: "Content-Type, Authorization",
+         .accessControlAllowMethods: "POST, OPTIONS"]
+    }
+
+    func json(_ body: [UInt8], _ status: HTTPResponse.Status = .ok) -> WorkerResponse {
+        var fields = corsFields
+        fields[.contentType] = "application/json"
+        return WorkerResponse(status: status, headerFields: fields, body: body + [0x0A])
     }
 
     /// The response for finished results: the message (single) or an array of messages and
@@ -103,7 +127,7 @@ extension BroadcasterShardHandler {
     func render(_ results: [Result<BroadcasterMessage, BroadcasterError>], batch: Bool) -> WorkerResponse {
         if !batch {
             switch results[0] {
-            case .success(let m): return json(BroadcasterResponse.restMessage(m, includePosition: false))
+            case .success(let m): return json(BroadcasterResponse.restMessage(m))
             case .failure(let e): return json(BroadcasterResponse.errorObject(e), e.code == .internal ? .serviceUnavailable : .badRequest)
             }
         }
@@ -111,11 +135,31 @@ extension BroadcasterShardHandler {
         for (i, r) in results.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             switch r {
-            case .success(let m): out += BroadcasterResponse.restMessage(m, includePosition: false)
+            case .success(let m): out += BroadcasterResponse.restMessage(m)
             case .failure(let e): out += BroadcasterResponse.errorObject(e)
             }
         }
         out.append(UInt8(ascii: "]"))
         return json(out)
+    }
+}
+
+/// Gathers the owners' answers to one REST request (they arrive on several shards' threads).
+final class RESTCollector: Sendable {
+    private let state: Mutex<(results: [Result<BroadcasterMessage, BroadcasterError>?], pending: Int)>
+
+    init(results: [Result<BroadcasterMessage, BroadcasterError>?], pending: Int) {
+        precondition(pending > 0)
+        state = Mutex((results, pending))
+    }
+
+    /// Records item `index`; returns every result when this was the last one.
+    func complete(_ index: Int, _ result: Result<BroadcasterMessage, BroadcasterError>) -> [Result<BroadcasterMessage, BroadcasterError>]? {
+        state.withLock { s in
+            precondition(s.results[index] == nil, "item answered twice")
+            s.results[index] = result
+            s.pending -= 1
+            return s.pending == 0 ? s.results.map { $0! } : nil
+        }
     }
 }

@@ -177,3 +177,46 @@ struct ReferenceFlowTests {
         try d.expectResult(id, #"{"success":true}"#)
     }
 }
+
+import CJWTTestSupport
+import SwitchboardJWT
+
+@Suite("Broadcaster: RS256 and ES256 keys from PEM files", .serialized)
+struct PublicKeyAuthTests {
+    private func pem(_ key: UnsafeMutableRawPointer) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = sbt_public_pem(key, &buf, buf.count)
+        precondition(n > 0)
+        return String(decoding: buf[0..<Int(n)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    private func sign(_ header: String, _ claims: String, _ key: UnsafeMutableRawPointer) -> String {
+        let input = Base64URL.encode(Array(header.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
+        var sig = [UInt8](repeating: 0, count: 1024)
+        let bytes = Array(input.utf8)
+        let n = sbt_sign_sha256(key, bytes, bytes.count, &sig, sig.count)
+        precondition(n > 0)
+        return input + "." + Base64URL.encode(sig[0..<Int(n)])
+    }
+
+    @Test("tokens signed with RS256 and ES256 authenticate; HS256 is refused when not configured", arguments: backends)
+    func publicKeys(_ backend: IOBackendKind) throws {
+        let rsa = sbt_generate_rsa(2048)!, ec = sbt_generate_ec("P-256")!
+        defer { sbt_key_free(rsa); sbt_key_free(ec) }
+        let files = ["/keys/rs.pem": pem(rsa), "/keys/es.pem": pem(ec)]
+        let (options, enabled) = try BroadcasterOptions.parse([
+            "broadcaster_enabled": "true", "broadcaster_api_keys": "test-api-key",
+            "broadcaster_jwt_rs256_public_key_file": "/keys/rs.pem", "broadcaster_jwt_es256_public_key_file": "/keys/es.pem",
+        ], readFile: { files[$0] })
+        #expect(enabled && options.verifier?.keys.count == 2)
+        let server = try BCServer(backend: backend) { $0 = options; $0.expiryCheckIntervalMilliseconds = 50 }
+        let now = server.clock.seconds
+        let claims = #"{"sub":"u","aud":"broadcaster","exp":\#(now + 600),"authorizedChannels":["test-channel"],"scope":["subscribe"]}"#
+        for (header, key) in [(#"{"alg":"RS256","typ":"JWT"}"#, rsa), (#"{"alg":"ES256","typ":"JWT"}"#, ec)] {
+            let c = try server.client()
+            try c.expectResult(try c.call("auth", #"{"token":"\#(sign(header, claims, key))"}"#), #"{"success":true}"#)
+        }
+        let c = try server.client()
+        try c.expectError(try c.call("auth", #"{"token":"\#(server.token())"}"#), "Unauthenticated", "signing method HS256 is not allowed")
+    }
+}

@@ -14,14 +14,20 @@ final class BroadcasterSession {
     }
 }
 
-/// One subscription: its id, its `seq` counter, and, while a `since` recovery is in flight,
-/// the live messages held back until the owner's answer arrives.
+/// One subscription: its id, its `seq` counter, and its phase.
 struct BroadcasterSubscription {
+    enum Phase {
+        /// Waiting for the owner's answer to `since`: live messages received meanwhile are held
+        /// back, in owner order.
+        case recovering(heldBack: [BroadcasterMessage])
+        /// Every message is delivered as it arrives.
+        case live
+    }
+
     let id: String
     /// The last `seq` sent (the first broadcast carries 1).
     var seq = 0
-    /// Non-nil while recovering: live messages received meanwhile, in owner order.
-    var heldBack: [BroadcasterMessage]?
+    var phase: Phase
     /// Distinguishes this subscription from an earlier one to the same channel (an answer
     /// for an unsubscribed-then-resubscribed channel must be ignored).
     let generation: Int
@@ -29,7 +35,13 @@ struct BroadcasterSubscription {
     init(id: String, generation: Int, recovering: Bool) {
         self.id = id
         self.generation = generation
-        self.heldBack = recovering ? [] : nil
+        self.phase = recovering ? .recovering(heldBack: []) : .live
+    }
+
+    /// The next `seq`.
+    mutating func nextSeq() -> Int {
+        seq += 1
+        return seq
     }
 
     /// What to deliver when the owner's recovery answer arrives: the missed messages, then the

@@ -206,13 +206,12 @@ final class BroadcasterShardHandler: WorkerHandler {
     func finishRecovery(_ socketId: SocketID, _ channel: String, _ generation: Int, _ id: Int,
                         _ answer: (recovery: BroadcasterRecovery, epoch: String)) {
         guard let session = sessions[socketId], var subscription = session.subscriptions[channel],
-              subscription.generation == generation, let heldBack = subscription.heldBack else { return }
+              subscription.generation == generation, case .recovering(let heldBack) = subscription.phase else { return }
         if answer.recovery.isRecovered { metrics.recoveriesHit.increment() } else { metrics.recoveriesMiss.increment() }
         if id != 0 { reply(socketId, subscribeResult(id, subscription.id, recovery: answer)) }
-        subscription.heldBack = nil
+        subscription.phase = .live
         for m in BroadcasterSubscription.merge(answer.recovery, heldBack: heldBack) {
-            subscription.seq += 1
-            deliver(socketId, BroadcastFrame(m).text(seq: subscription.seq))
+            deliver(socketId, BroadcastFrame(m).text(seq: subscription.nextSeq()))
         }
         session.subscriptions[channel] = subscription
     }
@@ -331,11 +330,12 @@ final class BroadcasterShardHandler: WorkerHandler {
         let frame = BroadcastFrame(message)
         for socketId in sockets {
             guard let session = sessions[socketId], var subscription = session.subscriptions[message.channel] else { continue }
-            if subscription.heldBack != nil {
-                subscription.heldBack!.append(message)
-            } else {
-                subscription.seq += 1
-                deliver(socketId, frame.text(seq: subscription.seq))
+            switch subscription.phase {
+            case .recovering(var heldBack):
+                heldBack.append(message)
+                subscription.phase = .recovering(heldBack: heldBack)
+            case .live:
+                deliver(socketId, frame.text(seq: subscription.nextSeq()))
             }
             session.subscriptions[message.channel] = subscription
         }

@@ -70,8 +70,12 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardProtocols",
-            dependencies: ["Switchboard"]
+            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT"]
         ),
+        // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
+        // and JWT verification on libcrypto.
+        .target(name: "SwitchboardJSON"),
+        .target(name: "SwitchboardJWT", dependencies: ["SwitchboardJSON", "COpenSSL"], exclude: ["BAD_TOKENS.md"]),
         .target(
             name: "SwitchboardClient",
             dependencies: ["COpenSSL"]
@@ -132,6 +136,13 @@ let package = Package(
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardJSONTests", dependencies: ["SwitchboardJSON"]),
+        .testTarget(
+            name: "BroadcasterTests",
+            dependencies: ["SwitchboardProtocols", "SwitchboardJSON", "SwitchboardJWT", "CJWTTestSupport", "Switchboard", "SwitchboardTestSupport"]
+        ),
+        .target(name: "CJWTTestSupport", path: "Tests/CJWTTestSupport", linkerSettings: [.linkedLibrary("crypto")]),
+        .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
@@ -158,10 +169,12 @@ if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
         .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
+        .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
     ]
     package.targets += [
         .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
         .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
         .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
+        .executableTarget(name: "FuzzJSON", dependencies: ["SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
     ]
 }

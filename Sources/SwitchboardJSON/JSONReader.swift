@@ -1,9 +1,10 @@
-/// A small, strict JSON reader and writer for the connection-broker protocol (no Foundation).
+/// A small, strict JSON reader for network-facing protocols (no Foundation, no dependencies).
 ///
-/// The reader validates a whole message against RFC 8259 but materializes only the top-level
-/// object's members: each member's kind and the byte range of its RAW value text. The broker
-/// decodes the few fields it needs (`type`, `id`, `role`, `targetId`, `channelId`) and forwards
-/// `payload` as the exact bytes the client sent, never re-serialized.
+/// The reader validates a whole message against RFC 8259 but materializes only one level: an
+/// object's members (or an array's elements), each with its kind and the byte range of its RAW
+/// value text. Protocols decode the few fields they need and forward payloads as the exact
+/// bytes the client sent, never re-serialized. Nested values are read by parsing their range
+/// again (`parseObject(_:in:maxDepth:)`, `parseArray(_:in:maxDepth:)`).
 ///
 /// Strictness (all rejected as invalid JSON): anything other than one value surrounded by
 /// JSON whitespace (space, tab, LF, CR); trailing commas; single quotes; comments; leading
@@ -12,11 +13,11 @@
 /// message including the payload. Nesting deeper than `maxDepth` (the top-level object is depth
 /// 1) is reported separately. Validation is iterative, so no input can exhaust the stack.
 /// Duplicate keys are allowed; the last one wins (as JavaScript's `JSON.parse`).
-enum JSONKind: Equatable, Sendable {
+public enum JSONKind: Equatable, Sendable {
     case object, array, string, number, bool, null
 }
 
-enum JSONError: Error, Equatable {
+public enum JSONError: Error, Equatable, Sendable {
     /// Not well-formed JSON.
     case invalid
     /// Well-formed so far, but nested deeper than allowed.
@@ -25,33 +26,52 @@ enum JSONError: Error, Equatable {
     case notAnObject
 }
 
-/// One member of the top-level object: its kind and the raw value's byte range in the input.
-struct JSONMember {
-    var key: String
-    var kind: JSONKind
-    var range: Range<Int>
+/// One member of an object: its kind and the raw value's byte range in the input.
+public struct JSONMember: Sendable {
+    public var key: String
+    public var kind: JSONKind
+    public var range: Range<Int>
 }
 
-struct JSONReader {
+/// One element of an array: its kind and the raw value's byte range in the input.
+public struct JSONElement: Sendable {
+    public var kind: JSONKind
+    public var range: Range<Int>
+}
+
+public struct JSONReader {
     private let bytes: UnsafeBufferPointer<UInt8>
     private var pos = 0
     private let maxDepth: Int
 
-    private init(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    /// Reads `bytes[range]`; positions stay absolute (relative to `bytes`), so ranges found in a
+    /// nested parse index the same buffer as the outer one.
+    private let end: Int
+
+    private init(_ bytes: UnsafeBufferPointer<UInt8>, range: Range<Int>, maxDepth: Int) {
+        precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "range outside the buffer")
         self.bytes = bytes
+        self.pos = range.lowerBound
+        self.end = range.upperBound
         self.maxDepth = max(1, maxDepth)
     }
 
     /// Parses `bytes` as one JSON object and returns its members (last duplicate wins).
-    static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONError) -> [String: JSONMember] {
-        var r = JSONReader(bytes, maxDepth: maxDepth)
+    public static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) throws(JSONError) -> [String: JSONMember] {
+        try parseObject(bytes, in: 0..<bytes.count, maxDepth: maxDepth)
+    }
+
+    /// Parses `bytes[range]` (for example a member's range from an outer parse) as one JSON
+    /// object. Member ranges index `bytes`. `maxDepth` counts from this object (depth 1).
+    public static func parseObject(_ bytes: UnsafeBufferPointer<UInt8>, in range: Range<Int>, maxDepth: Int) throws(JSONError) -> [String: JSONMember] {
+        var r = JSONReader(bytes, range: range, maxDepth: maxDepth)
         r.skipWhitespace()
-        guard r.pos < bytes.count else { throw .invalid }
+        guard r.pos < r.end else { throw .invalid }
         if bytes[r.pos] != UInt8(ascii: "{") {
             // Validate anyway, so that malformed input is reported as such.
             _ = try r.skipValue(baseDepth: 0)
             r.skipWhitespace()
-            guard r.pos == bytes.count else { throw .invalid }
+            guard r.pos == r.end else { throw .invalid }
             throw .notAnObject
         }
         r.pos += 1
@@ -66,6 +86,7 @@ struct JSONReader {
                 let keyStart = r.pos
                 try r.skipString()
                 let key = try JSONReader.decodeString(bytes, keyStart..<r.pos)
+                assert(r.pos <= r.end)
                 r.skipWhitespace()
                 guard r.peek() == UInt8(ascii: ":") else { throw .invalid }
                 r.pos += 1
@@ -82,14 +103,50 @@ struct JSONReader {
             }
         }
         r.skipWhitespace()
-        guard r.pos == bytes.count else { throw .invalid }
+        guard r.pos == r.end else { throw .invalid }
         return members
     }
 
-    private func peek() -> UInt8? { pos < bytes.count ? bytes[pos] : nil }
+    /// Parses `bytes[range]` as one JSON array and returns its elements in order. Throws
+    /// `.notAnObject` when the (well-formed) value is not an array.
+    public static func parseArray(_ bytes: UnsafeBufferPointer<UInt8>, in range: Range<Int>, maxDepth: Int) throws(JSONError) -> [JSONElement] {
+        var r = JSONReader(bytes, range: range, maxDepth: maxDepth)
+        r.skipWhitespace()
+        guard r.pos < r.end else { throw .invalid }
+        if bytes[r.pos] != UInt8(ascii: "[") {
+            _ = try r.skipValue(baseDepth: 0)
+            r.skipWhitespace()
+            guard r.pos == r.end else { throw .invalid }
+            throw .notAnObject
+        }
+        r.pos += 1
+        var elements: [JSONElement] = []
+        r.skipWhitespace()
+        if r.peek() == UInt8(ascii: "]") {
+            r.pos += 1
+        } else {
+            while true {
+                r.skipWhitespace()
+                let start = r.pos
+                let kind = try r.skipValue(baseDepth: 1)
+                elements.append(JSONElement(kind: kind, range: start..<r.pos))
+                r.skipWhitespace()
+                guard let c = r.peek() else { throw .invalid }
+                r.pos += 1
+                if c == UInt8(ascii: ",") { continue }
+                if c == UInt8(ascii: "]") { break }
+                throw .invalid
+            }
+        }
+        r.skipWhitespace()
+        guard r.pos == r.end else { throw .invalid }
+        return elements
+    }
+
+    private func peek() -> UInt8? { pos < end ? bytes[pos] : nil }
 
     private mutating func skipWhitespace() {
-        while pos < bytes.count {
+        while pos < end {
             switch bytes[pos] {
             case 0x20, 0x09, 0x0A, 0x0D: pos += 1
             default: return
@@ -172,7 +229,7 @@ struct JSONReader {
 
     private mutating func skipLiteral(_ literal: StaticString) throws(JSONError) {
         let n = literal.utf8CodeUnitCount
-        guard pos + n <= bytes.count else { throw .invalid }
+        guard pos + n <= end else { throw .invalid }
         let p = literal.utf8Start
         for i in 0..<n where bytes[pos + i] != p[i] { throw .invalid }
         pos += n
@@ -215,8 +272,8 @@ struct JSONReader {
         }
     }
 
-    private static func hex4(_ bytes: UnsafeBufferPointer<UInt8>, _ at: Int) throws(JSONError) -> UInt32 {
-        guard at + 4 <= bytes.count else { throw .invalid }
+    private static func hex4(_ bytes: UnsafeBufferPointer<UInt8>, _ at: Int, end: Int) throws(JSONError) -> UInt32 {
+        guard at + 4 <= end else { throw .invalid }
         var v: UInt32 = 0
         for i in 0..<4 {
             guard let h = hexValue(bytes[at + i]) else { throw .invalid }
@@ -229,7 +286,7 @@ struct JSONReader {
     /// UTF-8 already validated by the WebSocket layer (text frames).
     private mutating func skipString() throws(JSONError) {
         pos += 1
-        while pos < bytes.count {
+        while pos < end {
             let c = bytes[pos]
             if c == UInt8(ascii: "\"") { pos += 1; return }
             if c < 0x20 { throw .invalid }
@@ -241,11 +298,11 @@ struct JSONReader {
                      UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
                     pos += 1
                 case UInt8(ascii: "u"):
-                    let v = try JSONReader.hex4(bytes, pos + 1)
+                    let v = try JSONReader.hex4(bytes, pos + 1, end: end)
                     pos += 5
                     if v >= 0xD800 && v <= 0xDBFF {
-                        guard pos + 1 < bytes.count, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else { throw .invalid }
-                        let low = try JSONReader.hex4(bytes, pos + 2)
+                        guard pos + 1 < end, bytes[pos] == UInt8(ascii: "\\"), bytes[pos + 1] == UInt8(ascii: "u") else { throw .invalid }
+                        let low = try JSONReader.hex4(bytes, pos + 2, end: end)
                         guard low >= 0xDC00 && low <= 0xDFFF else { throw .invalid }
                         pos += 6
                     } else if v >= 0xDC00 && v <= 0xDFFF {
@@ -262,7 +319,7 @@ struct JSONReader {
     }
 
     /// Decodes a validated string value (range includes the quotes).
-    static func decodeString(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) throws(JSONError) -> String {
+    public static func decodeString(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) throws(JSONError) -> String {
         let inner = (range.lowerBound + 1)..<(range.upperBound - 1)
         // Fast path: no escapes.
         var hasEscape = false
@@ -285,10 +342,10 @@ struct JSONReader {
             case UInt8(ascii: "r"): out.append(0x0D)
             case UInt8(ascii: "t"): out.append(0x09)
             case UInt8(ascii: "u"):
-                var scalar = try hex4(bytes, i)
+                var scalar = try hex4(bytes, i, end: inner.upperBound)
                 i += 4
                 if scalar >= 0xD800 && scalar <= 0xDBFF {
-                    let low = try hex4(bytes, i + 2)
+                    let low = try hex4(bytes, i + 2, end: inner.upperBound)
                     i += 6
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 }
@@ -302,7 +359,7 @@ struct JSONReader {
 
     /// The value of a validated number if it is an integer literal (no fraction or exponent)
     /// within JavaScript's safe-integer range, ±(2^53 - 1).
-    static func safeInteger(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int? {
+    public static func safeInteger(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int? {
         var i = range.lowerBound
         var negative = false
         if bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
@@ -317,79 +374,17 @@ struct JSONReader {
         guard v <= 9_007_199_254_740_991 else { return nil }
         return negative ? -v : v
     }
-}
 
-/// Builds one JSON object as UTF-8 bytes, members in call order.
-struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
-    private var first = true
-
-    init(capacity: Int = 128) {
-        bytes.reserveCapacity(capacity)
-        bytes.append(UInt8(ascii: "{"))
-    }
-
-    private mutating func key(_ k: StaticString) {
-        if !first { bytes.append(UInt8(ascii: ",")) }
-        first = false
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-        bytes.append(UInt8(ascii: "\""))
-        bytes.append(UInt8(ascii: ":"))
-    }
-
-    mutating func string(_ k: StaticString, _ value: String) {
-        key(k)
-        JSONWriter.appendString(&bytes, value)
-    }
-
-    mutating func int(_ k: StaticString, _ value: Int) {
-        key(k)
-        bytes.append(contentsOf: String(value).utf8)
-    }
-
-    /// A value that is already valid JSON text (the payload, forwarded as received).
-    mutating func raw(_ k: StaticString, _ json: UnsafeBufferPointer<UInt8>) {
-        key(k)
-        bytes.append(contentsOf: json)
-    }
-
-    mutating func stringArray(_ k: StaticString, _ values: [String]) {
-        key(k)
-        bytes.append(UInt8(ascii: "["))
-        for (i, v) in values.enumerated() {
-            if i > 0 { bytes.append(UInt8(ascii: ",")) }
-            JSONWriter.appendString(&bytes, v)
-        }
-        bytes.append(UInt8(ascii: "]"))
-    }
-
-    mutating func finish() -> String {
-        bytes.append(UInt8(ascii: "}"))
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
-
-    /// Appends `value` as a JSON string: `"` and `\` escaped, control characters as short
-    /// escapes or `\u00XX`; everything else (including non-ASCII) as UTF-8.
-    static func appendString(_ out: inout [UInt8], _ value: String) {
-        out.append(UInt8(ascii: "\""))
-        for c in value.utf8 {
-            switch c {
-            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(c)
-            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(c)
-            case 0x0A: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
-            case 0x0D: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
-            case 0x09: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
-            case 0x08: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "b"))
-            case 0x0C: out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "f"))
-            case 0..<0x20:
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                        hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
-            default: out.append(c)
-            }
-        }
-        out.append(UInt8(ascii: "\""))
+    /// The integer part of a validated number (fraction truncated toward zero, exponent
+    /// applied) if it lies within JavaScript's safe-integer range; for NumericDate claims such
+    /// as JWT `exp`, which RFC 7519 allows to be non-integer. Nil when out of range.
+    public static func truncatedInteger(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Int? {
+        if let exact = safeInteger(bytes, range) { return exact }
+        // Rare path: the literal has a fraction or exponent. The text is a validated JSON number,
+        // which Swift's Double parser accepts as is.
+        guard range.count <= 64 else { return nil }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+        guard let value = Double(text), value.isFinite, abs(value) <= 9_007_199_254_740_991 else { return nil }
+        return Int(value.rounded(.towardZero))
     }
 }

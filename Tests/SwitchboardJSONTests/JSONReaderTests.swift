@@ -1,7 +1,7 @@
-@testable import SwitchboardProtocols
+@testable import SwitchboardJSON
 import Testing
 
-@Suite("Connection broker: strict JSON reader and writer")
+@Suite("Strict JSON reader and writer")
 struct JSONReaderTests {
     func parse(_ text: String, maxDepth: Int = 64) -> Result<[String: JSONMember], JSONError> {
         var t = text
@@ -69,5 +69,64 @@ struct JSONReaderTests {
             let m = try JSONReader.parseObject(buf, maxDepth: 2)
             #expect(try JSONReader.decodeString(buf, m["type"]!.range) == nasty)
         }
+    }
+
+    @Test("nested objects and arrays re-parse in place, ranges stay absolute")
+    func nested() throws {
+        var t = #"{"p":{"a":[1,"x",{"b":null}],"s":"é"},"arr":[ ],"n":[[1],[2]]}"#
+        try t.withUTF8 { buf in
+            let top = try JSONReader.parseObject(buf, maxDepth: 8)
+            let p = try JSONReader.parseObject(buf, in: top["p"]!.range, maxDepth: 7)
+            #expect(try JSONReader.decodeString(buf, p["s"]!.range) == "é")
+            let a = try JSONReader.parseArray(buf, in: p["a"]!.range, maxDepth: 6)
+            #expect(a.map(\.kind) == [.number, .string, .object])
+            #expect(JSONReader.safeInteger(buf, a[0].range) == 1)
+            #expect(try JSONReader.decodeString(buf, a[1].range) == "x")
+            #expect(try JSONReader.parseObject(buf, in: a[2].range, maxDepth: 1)["b"]?.kind == .null)
+            #expect(try JSONReader.parseArray(buf, in: top["arr"]!.range, maxDepth: 1).isEmpty)
+            #expect(throws: JSONError.tooDeep) { try JSONReader.parseArray(buf, in: top["n"]!.range, maxDepth: 1) }
+            #expect(throws: JSONError.notAnObject) { try JSONReader.parseArray(buf, in: top["p"]!.range, maxDepth: 8) }
+            #expect(throws: JSONError.notAnObject) { try JSONReader.parseObject(buf, in: top["arr"]!.range, maxDepth: 8) }
+            // A range that cuts a value is invalid, never read past.
+            let cut = top["p"]!.range.lowerBound..<(top["p"]!.range.upperBound - 1)
+            #expect(throws: JSONError.invalid) { try JSONReader.parseObject(buf, in: cut, maxDepth: 8) }
+        }
+        for bad in ["[1,]", "[,1]", "[1 2]", "[", "]", "[1]x"] {
+            var b = bad
+            b.withUTF8 { buf in
+                #expect(throws: JSONError.invalid) { try JSONReader.parseArray(buf, in: 0..<buf.count, maxDepth: 4) }
+            }
+        }
+    }
+
+    @Test("truncated integers for NumericDate claims")
+    func truncated() throws {
+        var t = #"{"a":12,"b":12.9,"c":-12.9,"d":1.5e3,"e":1e300,"f":9007199254740991.5,"g":1E-400}"#
+        try t.withUTF8 { buf in
+            let m = try JSONReader.parseObject(buf, maxDepth: 2)
+            #expect(JSONReader.truncatedInteger(buf, m["a"]!.range) == 12)
+            #expect(JSONReader.truncatedInteger(buf, m["b"]!.range) == 12)
+            #expect(JSONReader.truncatedInteger(buf, m["c"]!.range) == -12)
+            #expect(JSONReader.truncatedInteger(buf, m["d"]!.range) == 1500)
+            #expect(JSONReader.truncatedInteger(buf, m["e"]!.range) == nil)
+            #expect(JSONReader.truncatedInteger(buf, m["g"]!.range) == 0)
+        }
+    }
+
+    @Test("writer: nested objects, booleans, raw bytes")
+    func writerNesting() {
+        var w = JSONWriter()
+        w.int("requestId", 1)
+        w.object("result") { r in
+            r.bool("success", true)
+            r.object("inner") { $0.bool("no", false) }
+            r.raw("payload", Array("[1]".utf8))
+        }
+        w.string("after", "x")
+        #expect(String(decoding: w.finishBytes(), as: UTF8.self)
+                == #"{"requestId":1,"result":{"success":true,"inner":{"no":false},"payload":[1]},"after":"x"}"#)
+        var empty = JSONWriter()
+        empty.object("e") { _ in }
+        #expect(empty.finish() == #"{"e":{}}"#)
     }
 }

@@ -17,7 +17,7 @@ func temporaryFile(_ text: String) throws -> String {
     let bytes = Array(text.utf8)
     #expect(write(fd, bytes, bytes.count) == bytes.count)
     close(fd)
-    return String(cString: template)
+    return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 @Suite("Configuration layers: defaults < file < environment < flags")

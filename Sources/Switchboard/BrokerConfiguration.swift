@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardHTTP
 
 /// Everything a broker is started with. Every size, count and time is a limit with a default.
 ///
@@ -28,6 +29,14 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
+    /// How long a deferred HTTP response (`HTTPReply.deferred`) may take before the broker
+    /// answers 504 in its place (`switchboard_http_deferred_timeouts_total`).
+    public var deferredResponseTimeoutMilliseconds: Int = 30_000
+    /// Responses one HTTP connection may owe at once (deferred ones, and ready ones waiting
+    /// behind them for their turn). The request beyond gets 503 in its turn and the connection
+    /// closes after it (`switchboard_http_pending_limit_hits_total`).
+    public var maxPendingResponsesPerConnection: Int = 1024
+
     public init() {}
 
     /// A problem with the values, or nil.
@@ -44,6 +53,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
+        if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
+        if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
         return nil
     }
 
@@ -86,6 +97,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_permessage_deflate", "true | false: negotiate permessage-deflate (RFC 7692)"),
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
+        ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
+        ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
     ]
 
     /// The current value of an option, as the configuration file writes it.
@@ -120,6 +133,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
+        case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
+        case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
         case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
@@ -184,6 +199,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
+        case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
+        case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()
         case "websocket_paths": webSocket.paths = list()
         case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
         case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()

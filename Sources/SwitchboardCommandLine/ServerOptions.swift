@@ -61,10 +61,7 @@ public struct ServerOptions: ParsableArguments, Sendable {
                        environment: [String: String]) throws(ConfigurationError) -> LayeredConfiguration {
         var layers = LayeredConfiguration(sections: sections)
         if let path = configFile {
-            guard let text = ConfigurationFile.read(path) else {
-                throw ConfigurationError(origin: nil, message: "cannot read configuration file \(path)")
-            }
-            try layers.addFile(text, path: path)
+            try layers.addFile(try ConfigurationFile.contents(path), path: path)
         }
         layers.addEnvironment(environment)
         try addCommandLineLayer(to: &layers)

@@ -151,3 +151,19 @@ struct ConfigurationLayeringTests {
         }
     }
 }
+
+@Suite("Configuration file reading")
+struct ConfigurationFileTests {
+    @Test func aMissingOrOversizedFileIsAnErrorNamingIt() throws {
+        let missing = #expect(throws: ConfigurationError.self) {
+            _ = try ServerOptions.parse(["--config", "/nonexistent/switchboard.conf"])
+                .layers(sections: SwitchboardServerConfiguration.sections, environment: [:])
+        }
+        #expect(missing?.description == "cannot read configuration file /nonexistent/switchboard.conf: No such file or directory")
+        let big = try temporaryFile(String(repeating: "# padding\n", count: ConfigurationFile.maxBytes / 10 + 1))
+        defer { unlink(big) }
+        #expect(throws: ConfigurationError(origin: nil, message: "configuration file \(big) is larger than \(ConfigurationFile.maxBytes) bytes")) {
+            _ = try ConfigurationFile.contents(big)
+        }
+    }
+}

@@ -9,7 +9,7 @@ final class OneThreadExecutor: TaskExecutor, @unchecked Sendable {
     private let ready = DispatchSemaphore(value: 0)
 
     init() {
-        let thread = Thread { [unowned self] in
+        let thread = Thread { [self] in
             while true {
                 ready.wait()
                 let job = jobs.withLock { $0.removeFirst() }

@@ -149,7 +149,15 @@ struct DeferredResponseTests {
             b.shutdownWrite()
             _ = b.isClosedByServer()
         }
+        // 200 more, each owing three answers when it leaves: no state grows.
+        for k in 0..<200 {
+            let v = try server.client()
+            try v.send(get("/defer/\(1000 + 3 * k)") + get("/defer/\(1001 + 3 * k)") + get("/defer/\(1002 + 3 * k)"))
+            #expect(waitUntil { box.count == 1 + 3 * (k + 1) })
+        }
         #expect(server.waitForNoConnections())
+        #expect(waitUntil { server.metric("switchboard_http_deferred_pending") == 0 })
+        #expect(server.metric("switchboard_http_deferred_abandoned_total") == 601)
         #expect(openFileDescriptorCount() == baseline)
     }
 
@@ -187,5 +195,25 @@ struct DeferredResponseTests {
         #expect(refusal.status == 503 && refusal.header("Connection") == "close")
         #expect(c.isClosedByServer())
         #expect(box.count == 4, "the request after the refusal is never read")
+    }
+
+    @Test("shutdown: an answer owed when draining begins still goes out, then the connection closes", arguments: backends)
+    func answeredWhileDraining(backend: IOBackendKind) throws {
+        let box = SlotBox()
+        let server = try server(backend, box)
+        let broker = server.broker
+        var stopper: OSThread? = nil
+        defer { if let stopper { stopper.join() } else { server.stop() } }
+        do {
+            let c = try server.client()
+            try c.send(get("/defer/1"))
+            #expect(waitUntil { box.count == 1 })
+            stopper = OSThread.spawn(name: "stopper") { broker.shutdown(graceMilliseconds: 5000) }
+            #expect(waitUntil { broker.send(SocketID(shard: 0, slot: 0, generation: 0), .text("")) == .refused(.stopped) })
+            #expect(box[1]!.respond(deferredAnswer(1)) == .queued)
+            let r = try c.readResponse()
+            #expect(r.status == 200 && r.bodyText == "d1")
+            #expect(c.isClosedByServer())
+        }
     }
 }

@@ -17,7 +17,8 @@ public struct ResponseSlot: Sendable {
     /// Answers the request. `.queued` means the answer reached the connection's shard (or was
     /// written, when called on it); it is still ignored there if the request was answered
     /// already, timed out, or its client left. `.refused(.full)`: the shard's inbox is full;
-    /// retry, or let the timeout answer.
+    /// retry, or let the timeout answer. Taken during a graceful shutdown (the owed answers go
+    /// out in the grace period); `.refused(.stopped)` once the shard stopped.
     @discardableResult
     public func respond(_ response: WorkerResponse) -> Enqueued {
         let wire = response.wire

@@ -23,7 +23,7 @@ import Glibc
 /// need an exact answer are `async throws` and throw ``BrokerError/stopped`` once the broker
 /// stops, never hang. A handler acting on its own shard's sockets uses its ``ShardContext``
 /// instead: synchronous and exact.
-public final class Broker: @unchecked Sendable {
+public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let group: ShardGroup
     let protocolMetrics: [ProtocolMetrics]
@@ -102,9 +102,12 @@ public final class Broker: @unchecked Sendable {
     /// Runs `body` with shard `index`'s dispatcher: directly when called on that shard's thread
     /// (a handler of that shard: keeps its order with the context's own operations), otherwise
     /// through the shard's inbox, in call order per calling thread.
-    private func onShard(_ index: Int, _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
+    /// `duringShutdown`: taken while the shards drain (answers owed to clients still go out in
+    /// the grace period); refused once the shard itself refuses work.
+    private func onShard(_ index: Int, duringShutdown: Bool = false,
+                         _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
         guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
-        guard !isStopping else { return .refused(.stopped) }
+        guard duringShutdown || !isStopping else { return .refused(.stopped) }
         let shard = group.shards[index]
         if shard.isCurrent {
             body(dispatchers[index])
@@ -168,7 +171,7 @@ public final class Broker: @unchecked Sendable {
 
     /// A deferred response arrives (``ResponseSlot/respond(_:)``).
     func completeDeferred(_ socketId: SocketID, _ sequence: UInt64, _ response: WireResponse) -> Enqueued {
-        onShard(socketId.shard) { $0.http.complete(socketId, sequence, response) }
+        onShard(socketId.shard, duringShutdown: true) { $0.http.complete(socketId, sequence, response) }
     }
 
     // MARK: - Channels (any thread)
@@ -235,13 +238,23 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: - Metrics
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before
-    /// `start()`. Text is not visible to swift-metrics: prefer `additionalMetricSamples`.
-    public var additionalMetrics: (@Sendable () -> String)?
+    private let extraMetrics = Mutex<(@Sendable () -> String)?>(nil)
+    private let extraMetricSamples = Mutex<(@Sendable () -> [MetricSample])?>(nil)
+
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Text is not
+    /// visible to swift-metrics: prefer `additionalMetricSamples`.
+    public var additionalMetrics: (@Sendable () -> String)? {
+        get { extraMetrics.withLock { $0 } }
+        set { extraMetrics.withLock { $0 = newValue } }
+    }
 
     /// A protocol's own counters and gauges, included in `/metrics` and in what
-    /// `MetricsExporter` reports to swift-metrics. Set before `start()`; called from any thread.
-    public var additionalMetricSamples: (@Sendable () -> [MetricSample])?
+    /// `MetricsExporter` reports to swift-metrics (read when either renders). Called from any
+    /// thread.
+    public var additionalMetricSamples: (@Sendable () -> [MetricSample])? {
+        get { extraMetricSamples.withLock { $0 } }
+        set { extraMetricSamples.withLock { $0 = newValue } }
+    }
 
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {

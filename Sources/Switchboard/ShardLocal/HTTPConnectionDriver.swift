@@ -69,7 +69,9 @@ final class HTTPConnectionDriver {
                 assert(offset == bytes.count, "needMore means the parser took (and keeps) every byte")
                 return bytes.count
             case .expectContinue:
-                _ = shard.send(id, Self.continueBytes)
+                // An interim response may not overtake the final ones still owed before it;
+                // the client then sends its body after its own wait (RFC 9110 §10.1.1).
+                if session.pending.isEmpty { _ = shard.send(id, Self.continueBytes) }
             case .request(let request):
                 if session.lifecycle == .receiving {
                     session.lifecycle = .idle

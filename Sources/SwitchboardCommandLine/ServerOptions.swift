@@ -26,7 +26,7 @@ public struct ServerOptions: ParsableArguments, Sendable {
         valueName: "key=value"))
     public var assignments: [String] = []
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace | debug | info | notice | warning | error | critical.", valueName: "level"))
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace | debug | info | notice | warning | error | critical (the 'listening on' line is a notice).", valueName: "level"))
     public var logLevel: String = "info"
 
     @Flag(name: .customLong("print-config-keys"), help: "List every configuration key with its meaning, and exit.")

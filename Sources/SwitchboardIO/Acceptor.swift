@@ -1,6 +1,5 @@
 import Atomics
 import CLiburing
-import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -24,12 +23,10 @@ final class Acceptor: @unchecked Sendable {
     private var nextTieBreak = 0
     private let useUring: Bool
     private var thread: OSThread?
-    private let logger: Logger
     /// Back-off after accept fails for lack of descriptors, so the loop does not spin.
     private let errorBackoffMilliseconds = 10
 
-    init(listenFD: Int32, shards: [Shard], useUring: Bool, logger: Logger) throws(IOError) {
-        self.logger = logger
+    init(listenFD: Int32, shards: [Shard], useUring: Bool) throws(IOError) {
         self.listenFD = listenFD
         self.shards = shards
         self.useUring = useUring
@@ -81,7 +78,6 @@ final class Acceptor: @unchecked Sendable {
         var applied: UInt32 = 0
         if sb_ring_init(ring, 256, SB_SETUP_SINGLE_ISSUER | SB_SETUP_DEFER_TASKRUN, &applied) < 0 {
             // The shards run io_uring, so this should not happen; fall back to epoll accepting.
-            logger.warning("acceptor: io_uring setup failed, accepting with epoll")
             runEpoll()
             return
         }

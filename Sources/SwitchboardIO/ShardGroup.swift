@@ -119,7 +119,7 @@ public final class ShardGroup: @unchecked Sendable {
             for t in threads { t.join() }
             throw .unavailable("a shard failed to set up its \(backend.rawValue) loop")
         }
-        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring, logger: logger)
+        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring)
         try a.start()
         acceptor = a
     }

@@ -239,17 +239,18 @@ public final class Broker: Sendable {
     // MARK: - Metrics
 
     private let extraMetrics = Mutex<(@Sendable () -> String)?>(nil)
+    private let extraMetricSamples = Mutex<(@Sendable () -> [MetricSample])?>(nil)
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters).
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Text is not
+    /// visible to swift-metrics: prefer `additionalMetricSamples`.
     public var additionalMetrics: (@Sendable () -> String)? {
         get { extraMetrics.withLock { $0 } }
         set { extraMetrics.withLock { $0 = newValue } }
     }
 
-    private let extraMetricSamples = Mutex<(@Sendable () -> [MetricSample])?>(nil)
-
     /// A protocol's own counters and gauges, included in `/metrics` and in what
-    /// `MetricsExporter` reports to swift-metrics. Set before `start()`; called from any thread.
+    /// `MetricsExporter` reports to swift-metrics (read when either renders). Called from any
+    /// thread.
     public var additionalMetricSamples: (@Sendable () -> [MetricSample])? {
         get { extraMetricSamples.withLock { $0 } }
         set { extraMetricSamples.withLock { $0 = newValue } }

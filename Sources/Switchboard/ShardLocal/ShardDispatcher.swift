@@ -18,7 +18,8 @@ final class ShardDispatcher: ShardEventHandler {
         assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
         self.metrics = metrics
         webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
-                                               slowConsumerPolicy: configuration.webSocket.slowConsumerPolicy)
+                                               slowConsumerPolicy: configuration.webSocket.slowConsumerPolicy,
+                                               logger: broker.logger.forShard(shard.index))
         channels = ChannelEngine(shard: shard, fabric: fabric, table: table, metrics: metrics,
                                  webSockets: webSockets, configuration: configuration)
         http = HTTPConnectionDriver(shard: shard, table: table, metrics: metrics, configuration: configuration,

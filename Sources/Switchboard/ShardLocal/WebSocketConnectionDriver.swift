@@ -1,3 +1,4 @@
+import Logging
 import SwitchboardIO
 import SwitchboardWebSocket
 
@@ -9,11 +10,17 @@ final class WebSocketConnectionDriver {
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let slowConsumerPolicy: SlowConsumerPolicy
+    /// The broker's logger with this shard's `shard` metadata. Client-caused closes log at
+    /// debug (they are counted in metrics; a hostile client must not flood the log), with the
+    /// socket id as `socket` metadata (built only when the level is enabled).
+    let logger: Logger
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
     private var events: [WebSocketEvent] = []
 
-    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, slowConsumerPolicy: SlowConsumerPolicy) {
+    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, slowConsumerPolicy: SlowConsumerPolicy,
+         logger: Logger) {
+        self.logger = logger
         self.shard = shard
         self.table = table
         self.metrics = metrics
@@ -66,9 +73,10 @@ final class WebSocketConnectionDriver {
                 // and nothing may follow the close frame the codec queued.
                 session.lifecycle = .closeQueued
                 shard.close(id, mode: .afterFlushNoLinger)
-            case .failed(let code, _):
+            case .failed(let code, let reason):
                 session.lifecycle = .closeQueued
                 metrics.webSocketProtocolErrors.increment()
+                logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
                 if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
                 shard.close(id, mode: .afterFlush)
             }
@@ -128,6 +136,7 @@ final class WebSocketConnectionDriver {
             metrics.webSocketMessagesDropped.increment()
         case .close:
             metrics.webSocketSlowConsumersClosed.increment()
+            logger.debug("websocket closed: slow consumer (1013)", metadata: [SwitchboardLogKey.socket: "\(id)"])
             close(id, code: .tryAgainLater, reason: "slow consumer", force: true)
         }
     }
@@ -171,6 +180,7 @@ final class WebSocketConnectionDriver {
             shard.touch(id)
         case (.idle, .awaitingPong), (.idle, .closeSent):
             metrics.webSocketPingTimeouts.increment()
+            logger.debug("websocket closed: no pong to the keep-alive ping", metadata: [SwitchboardLogKey.socket: "\(id)"])
             shard.close(id, mode: .immediately)
         case (.idle, .closeQueued):
             shard.close(id, mode: .immediately)

@@ -96,6 +96,8 @@ let package = Package(
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
+        // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
+        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -49,7 +49,7 @@ public enum RPCErrorSubtype: String, Sendable, Equatable {
 }
 
 /// The fields of an `error` message other than `type` and `correlationId`.
-public struct RPCErrorPayload: Sendable, Equatable {
+public struct RPCErrorPayload: Error, Sendable, Equatable {
     public var errorType: RPCErrorType
     /// nil is written as JSON `null`. A subtype the peer sent that is neither `timeout` nor
     /// `unhandled` is kept in `otherSubtype`.

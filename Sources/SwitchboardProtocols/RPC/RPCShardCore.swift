@@ -89,6 +89,7 @@ final class RPCShardCore {
     /// Nodes on this shard (tests, diagnostics).
     var nodeCount: Int { nodes.count }
     var pendingCount: Int { pending.count }
+    var inboundCount: Int { inbound.count }
     /// Directory entries this shard owns for `id` (tests).
     func directoryCount(_ id: String) -> Int { directory[id]?.count ?? 0 }
     func node(_ socket: SocketID) -> RPCNode? { nodes[socket]?.node }

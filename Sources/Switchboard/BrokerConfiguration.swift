@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardHTTP
 
 /// Everything a broker is started with. Every size, count and time is a limit with a default.
 public struct BrokerConfiguration: Sendable {
@@ -25,6 +26,13 @@ public struct BrokerConfiguration: Sendable {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
+    /// How long a deferred HTTP response (`HTTPReply.deferred`) may take before the broker
+    /// answers 504 in its place (`switchboard_http_deferred_timeouts_total`).
+    public var deferredResponseTimeoutMilliseconds: Int = 30_000
+    /// Responses one HTTP connection may owe at once (deferred ones, and ready ones waiting
+    /// behind them for their turn). The request beyond gets 503 in its turn and the connection
+    /// closes after it (`switchboard_http_pending_limit_hits_total`).
+    public var maxPendingResponsesPerConnection: Int = 1024
     /// Options of the built-in protocols mounted by the `switchboard` executable
     /// (`connection_broker_paths` and the `cb_*` keys), kept as text and checked by the
     /// protocol that reads them.
@@ -55,6 +63,8 @@ public struct BrokerConfiguration: Sendable {
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
+        if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
+        if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
         return nil
     }
 
@@ -104,6 +114,8 @@ public struct BrokerConfiguration: Sendable {
         ("ws_permessage_deflate", "true | false: negotiate permessage-deflate (RFC 7692)"),
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
+        ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
+        ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
     ]
 
     /// The current value of an option, as the configuration file writes it.
@@ -138,6 +150,8 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
+        case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
+        case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
         case _ where BrokerConfiguration.protocolDefaults[key] != nil: return protocolOptions[key]
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
@@ -228,6 +242,8 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
+        case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
+        case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()
         case _ where BrokerConfiguration.protocolDefaults[key] != nil:
             if key.hasPrefix("cb_max_") { _ = try int() }
             if key == "cb_allow_self_channels" { _ = try bool() }

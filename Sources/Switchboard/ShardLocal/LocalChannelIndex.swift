@@ -15,6 +15,7 @@ final class LocalChannel {
         guard position[id] == nil else { return false }
         position[id] = subscribers.count
         subscribers.append(id)
+        assert(position.count == subscribers.count, "every subscriber has exactly one position")
         return true
     }
 
@@ -25,6 +26,7 @@ final class LocalChannel {
             subscribers[i] = last
             position[last] = i
         }
+        assert(position.count == subscribers.count, "every subscriber has exactly one position")
         return true
     }
 }
@@ -54,6 +56,7 @@ struct LocalChannelIndex {
     mutating func remove(_ id: SocketID, from channel: ChannelName) -> Bool {
         guard let c = channels[channel], c.remove(id) else { return false }
         subscriptionCount -= 1
+        assert(subscriptionCount >= 0)
         if c.subscribers.isEmpty { channels.removeValue(forKey: channel) }
         return true
     }

@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
         .executable(name: "cb-bench", targets: ["cb-bench"]),
+        .executable(name: "switchboard-rpc-example", targets: ["switchboard-rpc-example"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -103,6 +104,7 @@ let package = Package(
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
         // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
+        .executableTarget(name: "switchboard-rpc-example", dependencies: ["Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -53,7 +53,7 @@ final class FakeShards: RPCShardExecutor, @unchecked Sendable {
         let socket = SocketID(shard: shard, slot: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue, generation: 1)
         let client = FakeClient(socket: socket, shards: self)
         ios[shard].attach(socket, client)
-        let node = sync(shard) { $0.createNode(socket, id: id) }
+        let node = sync(shard) { $0.createNode(socket, id: id) }!
         client.node = node
         if expectInit {
             let first = try await client.nextUntilInit()

@@ -37,6 +37,10 @@ final class RPCTestServer: @unchecked Sendable {
                 sequence.withLock { $0.append(Int(args[0].numberValue!)) }
                 return nil
             }
+            node.client.on("drop") { ctx, _ in
+                ctx.node.close(final: false)
+                return nil
+            }
             node.client.on("shard") { ctx, _ in .number(Double(ctx.node.shardIndex)) }
             node.client.on("call") { ctx, args in
                 try await ctx.node.server.send(to: args[0].stringValue!, args[1].stringValue!, Array(args.dropFirst(2)))
@@ -205,6 +209,20 @@ struct RPCServerTests {
         }
         #expect(results.count == 1000)
         #expect(results.allSatisfy { $0.value == [.number(Double($0.key))] })
+        await c.close()
+    }
+
+    @Test("the client reconnects after a drop; requests made meanwhile wait and succeed", arguments: backends)
+    func reconnects(_ backend: IOBackendKind) async throws {
+        let server = try RPCTestServer(backend: backend)
+        defer { server.stop() }
+        var o = RPCClientOptions()
+        o.reconnectBaseDelay = .milliseconds(20)
+        let c = try await server.client("re", options: o)
+        _ = try? await c.send("drop", [], timeout: .milliseconds(300))
+        // Sent while the connection is down or being re-established: queued, then answered.
+        #expect(try await c.send("echo", ["after"], timeout: .seconds(5)) == ["after"])
+        #expect(server.rpc.metrics.nodes.value == 1)
         await c.close()
     }
 

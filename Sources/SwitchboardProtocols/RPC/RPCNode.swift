@@ -46,11 +46,15 @@ public final class RPCNode: Sendable {
     /// Requests to another node's client, through that node.
     public var remoteClient: RemoteClient { RemoteClient(node: self) }
 
-    /// Sends `{"type":"close"}` (the reference client then stops for good) and closes the
-    /// socket; pending requests fail with `disconnected` at once.
-    public func close() {
+    /// Closes the node: pending requests fail with `disconnected` at once. With
+    /// `final` (the default) the client is first sent `{"type":"close"}`, which stops a
+    /// reference client for good; without it the socket just closes (1001) and the client
+    /// reconnects.
+    public func close(final: Bool = true) {
         let socket = socketId
-        executor.execute(onShard: shardIndex) { $0.closeNode(socket, sendCloseMessage: true, code: 1000, reason: "") }
+        executor.execute(onShard: shardIndex) {
+            $0.closeNode(socket, sendCloseMessage: final, code: final ? 1000 : 1001, reason: "")
+        }
     }
 
     /// Runs `body` once when the node closes (on its shard; keep it short).

@@ -61,7 +61,9 @@ final class RPCWorkerHandler: WorkerHandler {
         guard !id.isEmpty, id.utf8.count <= server.options.maxNodeIdBytes else {
             return .reject(.text("node id must be 1...\(server.options.maxNodeIdBytes) bytes\n", status: .badRequest))
         }
-        core.createNode(socketId, id: id)
+        guard core.createNode(socketId, id: id) != nil else {
+            return .reject(.text("RPC service overloaded, retry later\n", status: .serviceUnavailable))
+        }
         return .accept()
     }
 

@@ -104,20 +104,20 @@ final class RPCShardCore {
     // MARK: - Node lifecycle
 
     /// A socket was accepted on the RPC route: it becomes a node. `init` follows once the
-    /// directory took the id and `initDelayMilliseconds` passed.
-    @discardableResult
-    func createNode(_ socket: SocketID, id: String) -> RPCNode {
+    /// directory took the id and `initDelayMilliseconds` passed. nil when the directory's shard
+    /// could not be reached (its inbox is full or the broker is stopping): refuse the upgrade.
+    func createNode(_ socket: SocketID, id: String) -> RPCNode? {
         assert(nodes[socket] == nil, "socket already a node")
+        let me = shardIndex, policy = options.duplicateNodes
+        guard executor.execute(onShard: ownerShard(id), { $0.register(id, socket: socket, policy: policy, replyShard: me) }) == .queued else {
+            metrics.overloaded.increment()
+            return nil
+        }
         let node = RPCNode(id: id, socketId: socket, executor: executor, requestTimeoutMilliseconds: options.requestTimeoutMilliseconds)
         let due = clock.now.advanced(by: .milliseconds(options.initDelayMilliseconds))
         nodes[socket] = NodeState(node: node, phase: .starting(initDue: due, registered: false))
         starting.insert(socket)
         metrics.nodes.increment()
-        let me = shardIndex, policy = options.duplicateNodes
-        if executor.execute(onShard: ownerShard(id), { $0.register(id, socket: socket, policy: policy, replyShard: me) }) != .queued {
-            closeNode(socket, sendCloseMessage: false, code: 1013, reason: "overloaded")
-            return node
-        }
         shared.onNode(node)
         return node
     }

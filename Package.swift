@@ -18,6 +18,7 @@ let package = Package(
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
         .executable(name: "cb-bench", targets: ["cb-bench"]),
         .executable(name: "switchboard-rpc-example", targets: ["switchboard-rpc-example"]),
+        .executable(name: "rpc-bench", targets: ["rpc-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -105,6 +106,11 @@ let package = Package(
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
         // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
         .executableTarget(name: "switchboard-rpc-example", dependencies: ["Switchboard", "SwitchboardProtocols"]),
+        .executableTarget(
+            name: "rpc-bench",
+            dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/rpc-bench"
+        ),
         .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,3 +1,9 @@
+// The strict JSON reader/writer lives in SwitchboardProtocols today and moves to the
+// SwitchboardJSON target (branch broadcaster); this import makes both layouts build.
+#if canImport(SwitchboardJSON)
+import SwitchboardJSON
+#endif
+
 /// A `correlationId` as it appeared on the wire: the exact JSON text of a string or a number,
 /// echoed back byte for byte in the answer. The reference generates UUID v4 strings; the seed's
 /// example session uses short strings (`"foo"`); raw clients sometimes use numbers.

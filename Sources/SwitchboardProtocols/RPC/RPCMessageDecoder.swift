@@ -1,3 +1,9 @@
+// The strict JSON reader/writer lives in SwitchboardProtocols today and moves to the
+// SwitchboardJSON target (branch broadcaster); this import makes both layouts build.
+#if canImport(SwitchboardJSON)
+import SwitchboardJSON
+#endif
+
 /// Why a message could not be read. Each one is answered with a `protocol` error whose
 /// `data.reason` is the raw value (docs-pending/rpc.md lists them; a test keeps the list and
 /// this enum in sync).

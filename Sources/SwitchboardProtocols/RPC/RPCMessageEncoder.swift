@@ -1,3 +1,9 @@
+// The strict JSON reader/writer lives in SwitchboardProtocols today and moves to the
+// SwitchboardJSON target (branch broadcaster); this import makes both layouts build.
+#if canImport(SwitchboardJSON)
+import SwitchboardJSON
+#endif
+
 /// Writes RPC messages byte for byte as the reference does: `JSON.stringify` of the object
 /// literals in `lib/server.js` and `lib/client.js`, so members appear in the reference's
 /// order. An error is `{...error.decode(err), type: 'error', correlationId}`, hence

@@ -1,3 +1,9 @@
+// The strict JSON reader/writer lives in SwitchboardProtocols today and moves to the
+// SwitchboardJSON target (branch broadcaster); this import makes both layouts build.
+#if canImport(SwitchboardJSON)
+import SwitchboardJSON
+#endif
+
 /// A JSON value as an RPC handler sees it: the arguments of a request, its result, an error's
 /// data.
 ///

@@ -23,6 +23,8 @@ public enum RPCClientError: Error, Equatable, Sendable {
 public struct RPCClientOptions: Sendable {
     /// Per-request timeout (the reference client uses 1 s).
     public var requestTimeout: Duration = .seconds(5)
+    /// TCP connect + handshake, and again the wait for `init` after it (then the connection is
+    /// dropped and retried).
     public var connectTimeout: Duration = .seconds(5)
     /// The client pings its node this often; a pong later than `pingTimeout` drops the
     /// connection and reconnects (as the reference client does, with 1 s / 1 s).
@@ -75,6 +77,8 @@ public final class RPCClient: Sendable {
         var failedAttempts = 0
         var pings: [String: ContinuousClock.Instant] = [:]
         var nextPing: ContinuousClock.Instant = .now
+        /// When the current connection opened (for the wait for `init`).
+        var openedAt: ContinuousClock.Instant = .now
     }
     private let state = Mutex(State())
 
@@ -187,6 +191,7 @@ public final class RPCClient: Sendable {
                     s.phase = .open
                     s.connection = conn
                     s.pings = [:]
+                    s.openedAt = .now
                     return true
                 }
                 guard keep else { conn.abort(); return }
@@ -338,7 +343,9 @@ public final class RPCClient: Sendable {
                 }
                 var ping: (WebSocketConnection, String)? = nil
                 var drop: WebSocketConnection? = nil
-                if s.phase == .ready, let conn = s.connection {
+                if s.phase == .open, let conn = s.connection, now - s.openedAt > options.connectTimeout {
+                    drop = conn  // no init in time: drop and reconnect
+                } else if s.phase == .ready, let conn = s.connection {
                     if s.pings.values.contains(where: { $0 <= now }) {
                         drop = conn
                         s.pings = [:]

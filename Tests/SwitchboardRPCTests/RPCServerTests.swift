@@ -135,6 +135,11 @@ struct RPCServerTests {
             Issue.record("no error")
         } catch { #expect(error == .timeout) }
         #expect(try await c.send("echo", [1]) == [1])
+        // A name the Swift client has no handler for: its unhandled error reaches the node.
+        do {
+            _ = try await c.send("ask", ["no-handler", 1000])
+            Issue.record("no error")
+        } catch { #expect(error == .unhandled(name: "no-handler")) }
         await c.close()
     }
 

@@ -244,3 +244,49 @@ struct RPCTestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }
+
+@Suite("RPC: codec under random input")
+struct RPCCodecFuzzTests {
+    /// xorshift64*: deterministic, so a failure reproduces.
+    struct Rng {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state ^= state >> 12
+            state ^= state << 25
+            state ^= state >> 27
+            return state &* 2_685_821_657_736_338_717
+        }
+        mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    }
+
+    @Test("mutated messages never crash; whatever decodes re-encodes to an equal message")
+    func mutations() {
+        let seeds = [
+            #"{"type":"request","name":"what about","args":["attack",{"by":"droids","on":"wookies"}],"correlationId":"53f5"}"#,
+            #"{"type":"response","correlationId":"c","result":[1,2.5,-3e-7,true,null,{"a":"\u00e9\n"}]}"#,
+            #"{"errorType":"endpoint","errorSubtype":null,"message":"m","data":{"x":[1]},"type":"error","correlationId":"c"}"#,
+            #"{"type":"ping","correlationId":"foo"}"#, #"{"type":"x-app","v":{"w":[[]]}}"#, #"{"type":"init"}"#,
+        ].map { Array($0.utf8) }
+        let alphabet = Array(#"{}[]",:\"0123456789.eE+-truefalsenull xyz\u00"#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xFF]
+        var rng = Rng(state: 0x9E37_79B9_7F4A_7C15)
+        let decoder = RPCMessageDecoder()
+        var decoded = 0
+        for _ in 0..<20_000 {
+            var bytes = seeds[rng.below(seeds.count)]
+            for _ in 0...rng.below(4) {
+                let i = rng.below(bytes.count + 1)
+                switch rng.below(3) {
+                case 0: if i < bytes.count { bytes.remove(at: i) }
+                case 1: bytes.insert(alphabet[rng.below(alphabet.count)], at: i)
+                default: if i < bytes.count { bytes[i] = alphabet[rng.below(alphabet.count)] }
+                }
+            }
+            let result = bytes.withUnsafeBufferPointer { decoder.decode(binary: $0) }
+            if case .success(let m) = result {
+                decoded += 1
+                #expect(decoder.decode(text: RPCMessageEncoder.text(m)) == .success(m), "\(String(decoding: bytes, as: UTF8.self))")
+            }
+        }
+        #expect(decoded > 100)  // the mutations are mild enough that some stay valid
+    }
+}

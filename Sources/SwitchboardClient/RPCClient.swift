@@ -258,14 +258,26 @@ public final class RPCClient: Sendable {
         let cid = message["correlationId"]
         switch type {
         case "init":
-            let (queued, waiters) = state.withLock { s -> ([(id: String, text: String)], [CheckedContinuation<Result<Void, RPCClientError>, Never>]) in
-                s.phase = .ready
-                s.failedAttempts = 0
-                defer { s.queue = []; s.readyWaiters = [] }
-                return (s.queue, s.readyWaiters)
+            // Flush the offline queue in FIFO order before going ready; requests made during the
+            // flush queue behind it (the loop drains them too), so none overtakes an older one.
+            while true {
+                let batch = state.withLock { s -> [(id: String, text: String)]? in
+                    guard !s.queue.isEmpty else {
+                        s.phase = .ready
+                        s.failedAttempts = 0
+                        return nil
+                    }
+                    defer { s.queue = [] }
+                    return s.queue
+                }
+                guard let batch else { break }
+                for q in batch {
+                    do { try conn.sendText(q.text) } catch { complete(q.id, .failure(.disconnected)) }
+                }
             }
-            for q in queued {
-                do { try conn.sendText(q.text) } catch { complete(q.id, .failure(.disconnected)) }
+            let waiters = state.withLock { s in
+                defer { s.readyWaiters = [] }
+                return s.readyWaiters
             }
             for w in waiters { w.resume(returning: .success(())) }
         case "ping":

@@ -150,11 +150,11 @@ public struct RPCMessageDecoder: Sendable {
             guard name.utf8.count <= limits.maxNameBytes else { throw fail(.nameTooLong) }
             guard let argsMember = members["args"], argsMember.kind == .array else { throw fail(.argsNotArray) }
             guard argsMember.range.count <= limits.maxArgsBytes else { throw fail(.argsTooLarge) }
-            guard case .array(let args) = try value(bytes, argsMember) else { throw fail(.argsNotArray) }
+            guard case .array(let args) = try value(bytes, argsMember.range) else { throw fail(.argsNotArray) }
             return .request(RPCRequest(name: name, args: args, correlationId: id))
         case "response":
             let id = try requireCorrelationId()
-            let result = try members["result"].map { (m) throws(RPCMalformedMessage) in try value(bytes, m) } ?? .null
+            let result = try members["result"].map { (m) throws(RPCMalformedMessage) in try value(bytes, m.range) } ?? .null
             return .response(correlationId: id, result: result)
         case "error":
             // As lib/received-error.js: an unknown errorType reads as protocol; a falsy subtype
@@ -167,11 +167,11 @@ public struct RPCMessageDecoder: Sendable {
                 if let known = RPCErrorSubtype(rawValue: s) { payload.errorSubtype = known } else if !s.isEmpty { payload.otherSubtype = s }
             }
             if let m = members["message"], m.kind == .string { payload.message = string(bytes, m) }
-            if let m = members["data"] { payload.data = try value(bytes, m) }
+            if let m = members["data"] { payload.data = try value(bytes, m.range) }
             return .error(correlationId: correlationId, payload)
         default:
             if type.hasPrefix("x-") {
-                guard case .object(let body) = try value(bytes, JSONMember(key: "", kind: .object, range: 0..<bytes.count)) else {
+                guard case .object(let body) = try value(bytes, 0..<bytes.count) else {
                     throw fail(.notAnObject)
                 }
                 return .application(type: type, body: body)
@@ -186,9 +186,10 @@ public struct RPCMessageDecoder: Sendable {
         return (try? JSONReader.decodeString(bytes, m.range)) ?? ""
     }
 
-    private func value(_ bytes: UnsafeBufferPointer<UInt8>, _ m: JSONMember) throws(RPCMalformedMessage) -> RPCValue {
+    /// The value in `range` (validated by the reader already).
+    private func value(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) throws(RPCMalformedMessage) -> RPCValue {
         do {
-            return try RPCValue.build(bytes, m.range)
+            return try RPCValue.build(bytes, range)
         } catch {
             throw RPCMalformedMessage(.notJSON)
         }

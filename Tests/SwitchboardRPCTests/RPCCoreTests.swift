@@ -255,6 +255,21 @@ struct RPCCoreTests {
         await #expect(throws: RPCError.disconnected) { try await first.value }
     }
 
+    @Test("the deadline heap stays bounded when answered requests leave stale entries")
+    func deadlineHeapBounded() async throws {
+        let shards = FakeShards(options: Self.options { $0.requestTimeoutMilliseconds = 600_000 })
+        let c = try await shards.connect(shard: 0, id: "a")
+        let node = c.node!
+        for i in 0..<3000 {
+            let t = Task { try await node.client.send("x", [.number(Double(i))]) }
+            let r = try await c.nextJSON()
+            c.send(#"{"type":"response","correlationId":""# + (r["correlationId"] as! String) + #"","result":1}"#)
+            #expect(try await t.value == 1)
+        }
+        #expect(shards.sync(0) { $0.pendingCount } == 0)
+        #expect(shards.sync(0) { $0.deadlineCount } <= 1025)
+    }
+
     @Test("a client that does not answer pings is closed with 1001")
     func pingTimeout() async throws {
         let shards = FakeShards(options: Self.options { $0.pingIntervalMilliseconds = 20; $0.pingTimeoutMilliseconds = 60 })

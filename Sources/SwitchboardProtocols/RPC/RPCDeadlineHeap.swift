@@ -1,7 +1,7 @@
 /// A binary min-heap of (deadline, key) for request timeouts. Entries are never removed early:
 /// an answered request leaves its entry, which is skipped when it surfaces (the pending table
-/// is the truth), so answering stays O(1). The heap is bounded by the pending tables' bounds
-/// plus answered-but-not-yet-expired entries, which leave within one timeout.
+/// is the truth), so answering stays O(1). The core rebuilds it from its pending table when
+/// stale entries outnumber live ones, which keeps it bounded.
 struct RPCDeadlineHeap {
     private(set) var items: [(deadline: ContinuousClock.Instant, key: UInt64)] = []
 

@@ -90,6 +90,7 @@ final class RPCShardCore {
     var nodeCount: Int { nodes.count }
     var pendingCount: Int { pending.count }
     var inboundCount: Int { inbound.count }
+    var deadlineCount: Int { deadlines.count }
     /// Directory entries this shard owns for `id` (tests).
     func directoryCount(_ id: String) -> Int { directory[id]?.count ?? 0 }
     func node(_ socket: SocketID) -> RPCNode? { nodes[socket]?.node }
@@ -370,6 +371,14 @@ final class RPCShardCore {
         let key = newKey()
         let deadline = clock.now.advanced(by: .milliseconds(timeoutMilliseconds))
         pending[key] = Pending(socket: socket, deadline: deadline, completion: completion)
+        // Answered requests leave their heap entries behind until they surface; rebuild the
+        // heap from the pending table when those outnumber the live ones, so it stays bounded
+        // by 2 × pending + 1024 (amortized O(log n) per request).
+        if deadlines.count > 2 * pending.count + 1024 {
+            var fresh = RPCDeadlineHeap()
+            for (k, p) in pending where k != key { fresh.push(p.deadline, k) }
+            deadlines = fresh
+        }
         deadlines.push(deadline, key)
         state.pendingKeys.insert(key)
         nodes[socket] = state

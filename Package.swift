@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
         .executable(name: "cb-bench", targets: ["cb-bench"]),
+        .executable(name: "switchboard-rpc-example", targets: ["switchboard-rpc-example"]),
+        .executable(name: "rpc-bench", targets: ["rpc-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -156,6 +158,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
+        .executableTarget(name: "switchboard-rpc-example", dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "rpc-bench",
+            dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/rpc-bench"
+        ),
+        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -21,6 +21,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
     ],
     targets: [
         .target(
@@ -49,7 +51,11 @@ let package = Package(
         ),
         .target(
             name: "Switchboard",
-            dependencies: ["SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL"]
+            dependencies: [
+                "SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL",
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
         ),
         .target(
             name: "SwitchboardProtocols",

@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardHTTP
 
 /// Everything a broker is started with. Every size, count and time is a limit with a default.
 public struct BrokerConfiguration: Sendable {

@@ -6,12 +6,13 @@
 /// releases it.
 public final class OutboundBytes: @unchecked Sendable {
     public let count: Int
+    /// Allocated here and owned by this instance: a pointer that is valid for the instance's
+    /// whole life (an array's `withUnsafeBytes` pointer is only valid inside its closure).
     @usableFromInline let base: UnsafeRawPointer
-    /// Either the array whose storage `base` points into, or nil when `base` was allocated here.
-    private let owner: [UInt8]?
 
     /// Allocates `capacity` bytes and lets `fill` write them before the buffer is shared.
-    /// `fill` returns how many bytes it wrote (at most `capacity`).
+    /// `fill` returns how many bytes it wrote (at most `capacity`). The way to build bytes
+    /// without an intermediate array (one allocation, bytes written in place).
     public init(capacity: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) {
         precondition(capacity >= 0)
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
@@ -19,20 +20,19 @@ public final class OutboundBytes: @unchecked Sendable {
         precondition(written >= 0 && written <= capacity)
         base = UnsafeRawPointer(storage)
         count = written
-        owner = nil
     }
 
-    /// Takes over an array without copying. The array's contiguous storage is a heap object
-    /// that does not move while this instance holds the only (immutable) reference to it.
-    public init(adopting bytes: [UInt8]) {
-        var array = bytes
-        if array.isEmpty { array = [0]; count = 0 } else { count = array.count }
-        // Force unique, native contiguous storage before taking its address.
-        array.reserveCapacity(array.count)
-        base = array.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }
-        owner = array
+    /// Copies an array's bytes. (It used to keep the array and the address `withUnsafeBytes`
+    /// gave, past that closure: undefined behaviour. One memcpy is the price of a stable
+    /// address; callers on a hot path build their bytes in place with `init(capacity:fill:)`.)
+    public convenience init(adopting bytes: [UInt8]) {
+        self.init(capacity: bytes.count) { out in
+            bytes.withUnsafeBytes { out.copyMemory(from: $0) }
+            return bytes.count
+        }
     }
 
+    /// Copies an array's bytes.
     public convenience init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
 
     public convenience init(_ bytes: UnsafeRawBufferPointer) {
@@ -42,10 +42,16 @@ public final class OutboundBytes: @unchecked Sendable {
         }
     }
 
-    public convenience init(_ string: String) { self.init(adopting: Array(string.utf8)) }
+    public convenience init(_ string: String) {
+        var string = string
+        self.init(capacity: string.utf8.count) { out in
+            string.withUTF8 { out.copyMemory(from: UnsafeRawBufferPointer($0)) }
+            return string.utf8.count
+        }
+    }
 
     deinit {
-        if owner == nil { UnsafeMutableRawPointer(mutating: base).deallocate() }
+        UnsafeMutableRawPointer(mutating: base).deallocate()
     }
 
     @inlinable public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }

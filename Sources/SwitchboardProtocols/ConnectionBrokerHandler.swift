@@ -62,7 +62,7 @@ public final class ConnectionBroker: Sendable {
 /// sockets of this shard are registered (socket -> connection id) is shard-local and needs no
 /// lock; everything cross-connection goes through the shared `ConnectionRegistry`.
 public final class ConnectionBrokerHandler: WorkerHandler {
-    private unowned let broker: Broker
+    private let context: ShardContext
     private let shared: ConnectionBroker
     private let options: ConnectionBrokerOptions
     private let metrics: ConnectionBrokerMetrics
@@ -71,7 +71,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private var registered: [SocketID: UUID4] = [:]
 
     public init(context: ShardContext, shared: ConnectionBroker) {
-        broker = context.broker
+        self.context = context
         self.shared = shared
         options = shared.options
         metrics = shared.metrics
@@ -110,7 +110,11 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         w.int("id", shared.nextMessageId())
         if let replyTo { w.int("replyTo", replyTo) }
         fields(&w)
-        let ok = broker.send(socket, .text(w.finish()))
+        // Exact on this shard's sockets; for another shard's, whether it could be queued.
+        let message = SocketMessage.text(w.finish())
+        let ok = context.isLocal(socket)
+            ? context.send(socket, message) == .queued
+            : context.broker.send(socket, message) == .queued
         if ok { metrics.messagesSent.increment() } else { metrics.sendFailures.increment() }
         return ok
     }

@@ -31,20 +31,22 @@ public final class RoutingWorkerHandler: WorkerHandler {
         self.routes = routes
     }
 
-    public func handleHttpRequest(_ request: HTTPRequest) -> HTTPResponse? {
+    public func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
         for route in routes where route.matches(path: request.path) {
-            if let response = route.handler.handleHttpRequest(request) { return response }
+            let reply = route.handler.handleHttpRequest(request, context: context)
+            if case .notHandled = reply { continue }
+            return reply
         }
-        return nil
+        return .notHandled
     }
 
-    public func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
-        let offered = request.headers.values(for: "Sec-WebSocket-Protocol")
+    public func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
+        let offered = request.headerFields[values: .secWebSocketProtocol]
             .flatMap { $0.split(separator: ",").map { String($0).trimmingSpaces() } }
         let index = routes.firstIndex { r in r.subprotocol.map { offered.contains($0) } ?? false }
             ?? routes.firstIndex { $0.matches(path: request.path) }
         guard let i = index else {
-            return .reject(HTTPResponse(status: 404, headers: ["Content-Type": "text/plain"], body: "No WebSocket service at this path\n"))
+            return .reject(.text("No WebSocket service at this path\n", status: .notFound))
         }
         let decision = routes[i].handler.handleUpgrade(request, socketId: socketId)
         if case .accept(let token, let subprotocol) = decision {

@@ -6,10 +6,10 @@
 import Switchboard
 
 final class ChatHandler: WorkerHandler {
-    let broker: Broker
-    init(_ context: ShardContext) { broker = context.broker }
+    let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
 
-    func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         // The query string names the user: ws://host:3005/?name=ada
         let name = request.query.split(separator: "&").first { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
         return .accept(token: Array((name ?? "anonymous").utf8))
@@ -22,18 +22,18 @@ final class ChatHandler: WorkerHandler {
         switch (parts.first, parts.count) {
         case ("join", 2):
             let room = ChannelName(parts[1])
-            if broker.subscribe(socketId, room) {
-                broker.sendToChannel(room, .text("* \(name) joined \(parts[1])"))
+            if context.subscribe(socketId, room) == .subscribed {
+                context.publish(room, .text("* \(name) joined \(parts[1])"))
             }
         case ("leave", 2):
             let room = ChannelName(parts[1])
-            if broker.unsubscribe(socketId, room) {
-                broker.sendToChannel(room, .text("* \(name) left \(parts[1])"))
+            if context.unsubscribe(socketId, room) {
+                context.publish(room, .text("* \(name) left \(parts[1])"))
             }
         case ("say", 3):
-            broker.sendToChannel(ChannelName(parts[1]), .text("<\(name)> \(parts[2])"))
+            context.publish(ChannelName(parts[1]), .text("<\(name)> \(parts[2])"))
         default:
-            broker.send(socketId, .text("commands: join ROOM | leave ROOM | say ROOM TEXT"))
+            context.send(socketId, .text("commands: join ROOM | leave ROOM | say ROOM TEXT"))
         }
     }
 

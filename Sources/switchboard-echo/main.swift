@@ -13,13 +13,13 @@ import Glibc
 ///   included), like the hummingbird peer's `/broadcast`.
 
 final class EchoHandler: WorkerHandler {
-    let broker: Broker
-    init(_ context: ShardContext) { broker = context.broker }
+    let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
 
-    func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         if request.path == "/broadcast" || request.path.hasPrefix("/broadcast/") {
             let channel = Array(request.path.utf8)
-            broker.subscribe(socketId, ChannelName(channel))
+            context.subscribe(socketId, ChannelName(channel))
             return .accept(token: channel)
         }
         return .accept()
@@ -27,9 +27,9 @@ final class EchoHandler: WorkerHandler {
 
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
         if let channel = token {
-            broker.sendToChannel(ChannelName(channel), message)
+            context.publish(ChannelName(channel), message)
         } else {
-            broker.send(socketId, message)
+            context.send(socketId, message)
         }
     }
 }

@@ -11,24 +11,24 @@ let backends: [IOBackendKind] = [.uring, .epoll]
 
 /// A handler for tests: routes by path.
 final class TestWorker: WorkerHandler {
-    func handleHttpRequest(_ request: HTTPRequest) -> HTTPResponse? {
+    func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
         switch request.path {
         case "/hello":
-            return HTTPResponse(status: 200, headers: ["Content-Type": "text/plain"], body: "hello")
+            return .response(WorkerResponse(status: .ok, headerFields: [.contentType: "text/plain"], body: "hello"))
         case "/echo":
-            var body = Array("\(request.method) \(request.url) q=\(request.query)\n".utf8)
+            var body = Array("\(request.method) \(request.target) q=\(request.query)\n".utf8)
             body += request.body
-            return HTTPResponse(status: 200, body: body)
+            return .response(WorkerResponse(status: .ok, body: body))
         case "/big":
             let n = Int(request.query.split(separator: "=").last ?? "") ?? 65_536
-            return HTTPResponse(status: 200, body: [UInt8](repeating: UInt8(ascii: "x"), count: n))
+            return .response(WorkerResponse(status: .ok, body: [UInt8](repeating: UInt8(ascii: "x"), count: n)))
         case "/shard":
-            return HTTPResponse(status: 200, body: "ok")
+            return .response(WorkerResponse(status: .ok, body: "ok"))
         default:
             if request.path.hasPrefix("/n/") {
-                return HTTPResponse(status: 200, body: String(request.path.dropFirst(3)))
+                return .response(WorkerResponse(status: .ok, body: String(request.path.dropFirst(3))))
             }
-            return nil
+            return .notHandled
         }
     }
 }

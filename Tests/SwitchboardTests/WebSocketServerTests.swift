@@ -22,15 +22,15 @@ final class WSRecorder: @unchecked Sendable {
 }
 
 final class WSTestWorker: WorkerHandler {
-    let broker: Broker
+    let context: ShardContext
     let recorder: WSRecorder
     init(_ context: ShardContext, _ recorder: WSRecorder) {
-        broker = context.broker
+        self.context = context
         self.recorder = recorder
     }
-    func handleUpgrade(_ request: HTTPRequest, socketId: SocketID) -> UpgradeDecision {
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         if request.path == "/refuse" {
-            return .reject(HTTPResponse(status: 403, headers: ["Content-Type": "text/plain"], body: "no\n"))
+            return .reject(.text("no\n", status: .forbidden))
         }
         recorder.upgraded(socketId)
         return .accept(token: Array("tok\(request.path)".utf8), subprotocol: "chat")
@@ -38,16 +38,16 @@ final class WSTestWorker: WorkerHandler {
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
         recorder.message(socketId, message, token)
         if case .text(let t) = message {
-            if t == "close-me" { broker.close(socketId, code: 4000, reason: "bye"); return }
+            if t == "close-me" { context.close(socketId, code: .application(4000), reason: "bye"); return }
             if t.hasPrefix("flood:") {
                 let n = Int(t.dropFirst(6)) ?? 0
                 let chunk = [UInt8](repeating: 0x61, count: 65_536)
-                for _ in 0..<n { broker.send(socketId, .binary(chunk)) }
+                for _ in 0..<n { context.send(socketId, .binary(chunk)) }
                 return
             }
-            if t.hasPrefix("token:") { broker.setToken(socketId, Array(t.dropFirst(6).utf8)); return }
+            if t.hasPrefix("token:") { context.setToken(socketId, Array(t.dropFirst(6).utf8)); return }
         }
-        broker.send(socketId, message)
+        context.send(socketId, message)
     }
     func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
         recorder.close(socketId, token)
@@ -155,7 +155,7 @@ struct WebSocketServerTests {
         _ = try c.upgrade()
         #expect(waitUntil { recorder.ids.count == 1 })
         let id = recorder.ids[0]
-        #expect(server.broker.send(id, .text("from outside")))
+        #expect(server.broker.send(id, .text("from outside")) == .queued)
         #expect(try c.readFrame().text == "from outside")
         try c.sendText("token:new")
         try c.sendText("after")

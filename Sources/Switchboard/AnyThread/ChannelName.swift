@@ -24,17 +24,6 @@ public struct ChannelName: Hashable, Sendable, CustomStringConvertible, Expressi
 
     public var description: String { String(decoding: bytes, as: UTF8.self) }
 
+    /// The shard that orders this channel's messages.
     func owner(shardCount: Int) -> Int { Int(hash % UInt64(shardCount)) }
-}
-
-/// Result of a subscribe call made on the socket's own shard.
-public enum SubscribeResult: Sendable, Equatable {
-    case subscribed
-    case alreadySubscribed
-    /// The id is stale or not a WebSocket.
-    case notFound
-    /// `max_subscriptions_per_socket` reached (counted).
-    case tooManySubscriptions
-    /// `max_channels_per_shard` reached (counted).
-    case tooManyChannels
 }

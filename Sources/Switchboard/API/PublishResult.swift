@@ -1,0 +1,8 @@
+/// The result of `ShardContext.publish`.
+public enum PublishResult: Sendable, Equatable {
+    /// Accepted for ordering and fan-out. `offset` is the channel's message number when this
+    /// shard owns the channel (ordered before the call returned), nil when it went to the owner.
+    case accepted(offset: UInt64?)
+    /// The ring to the channel's owner was full (counted in `switchboard_publishes_refused_total`).
+    case refused
+}

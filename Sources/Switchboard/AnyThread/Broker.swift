@@ -1,0 +1,279 @@
+import CLiburing
+import SwitchboardIO
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A running Switchboard: an acceptor, N shards, and one ``WorkerHandler`` per shard.
+///
+/// ```swift
+/// var config = BrokerConfiguration()
+/// config.port = 3004
+/// let broker = Broker(configuration: config) { context in MyHandler(context) }
+/// try broker.run()   // until SIGTERM or SIGINT, then a graceful shutdown
+/// ```
+///
+/// The broker is the any-thread room: every method may be called from any thread or task.
+/// Fire-and-forget calls return ``Enqueued`` (queued to the shard, or refused now); calls that
+/// need an exact answer are `async throws` and throw ``BrokerError/stopped`` once the broker
+/// stops, never hang. A handler acting on its own shard's sockets uses its ``ShardContext``
+/// instead: synchronous and exact.
+public final class Broker: @unchecked Sendable {
+    public let configuration: BrokerConfiguration
+    private let group: ShardGroup
+    private let protocolMetrics: [ProtocolMetrics]
+    private let log: @Sendable (String) -> Void
+    private let fabric: ChannelFabric
+    private let dispatchers: DispatcherTable
+    /// Set when shutdown begins: from then on every call is refused with `.stopped`.
+    private let stopping = Atomic<Bool>(false)
+
+    /// - Parameters:
+    ///   - handlerFactory: called once per shard, on that shard's thread, with that shard's
+    ///     context (keep it: it is the handler's way to act on its shard).
+    ///   - log: receives start-up and shutdown lines (default: standard error).
+    public init(configuration: BrokerConfiguration,
+                log: @escaping @Sendable (String) -> Void = { Broker.standardErrorLog($0) },
+                handlerFactory: @escaping @Sendable (ShardContext) -> WorkerHandler) {
+        self.configuration = configuration
+        self.log = log
+        let shardCount = configuration.io.resolvedShardCount
+        let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
+        protocolMetrics = metrics
+        let box = BrokerBox()
+        let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
+        self.fabric = fabric
+        let dispatchers = DispatcherTable(count: shardCount)
+        self.dispatchers = dispatchers
+        let routes = BuiltinRoutes(healthPath: configuration.healthPath, metricsPath: configuration.metricsPath,
+                                   renderMetrics: { box.broker?.metricsText() ?? "" })
+        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, log: log) { shard in
+            // The factory runs on the shard's thread just before its loop marks the thread as
+            // the shard's; mark it now so the handler factory may already use its context
+            // (e.g. `PerShard`), whose operations assert they run on their shard.
+            sb_set_current_shard(Unmanaged.passUnretained(shard).toOpaque())
+            let dispatcher = ShardDispatcher(shard: shard, broker: box.broker!, configuration: configuration,
+                                             metrics: metrics[shard.index], fabric: fabric, routes: routes,
+                                             handlerFactory: handlerFactory)
+            dispatchers.set(shard.index, dispatcher)
+            return dispatcher
+        }
+        group.prepare = { shards in fabric.shards = shards }
+        box.broker = self
+    }
+
+    /// The bound port (useful when the configuration asked for port 0). Valid after `start()`.
+    public var port: Int { group.port }
+    /// The I/O backend in use. Valid after `start()`.
+    public var backend: IOBackendKind { group.backend }
+    public var shardCount: Int { group.shards.count }
+    /// Open connections over all shards (approximate).
+    public var openConnections: Int { group.openConnections }
+
+    /// Binds and starts accepting. Throws on a bad configuration, a port in use, or an
+    /// unavailable backend.
+    public func start() throws {
+        if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
+        try group.start()
+        log("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
+    }
+
+    /// Graceful shutdown: stop accepting, finish in-flight requests, close connections, and
+    /// cut whatever is left after `graceMilliseconds`. Returns when every thread has exited.
+    public func shutdown(graceMilliseconds: Int? = nil) {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        group.shutdown(graceMilliseconds: graceMilliseconds ?? configuration.shutdownGraceMilliseconds)
+    }
+
+    /// Starts, blocks until SIGTERM or SIGINT, then shuts down gracefully.
+    public func run() throws {
+        // Threads inherit the mask: only this thread ever sees the signals, in sigwait.
+        _ = sb_block_signals()
+        try start()
+        let signal = sb_wait_termination_signal()
+        log("switchboard: signal \(signal), shutting down (grace \(configuration.shutdownGraceMilliseconds) ms)")
+        shutdown()
+        log("switchboard: stopped")
+    }
+
+    // MARK: - Reaching a shard
+
+    private var isStopping: Bool { stopping.load(ordering: .relaxed) }
+
+    private func refusal() -> Enqueued { .refused(isStopping ? .stopped : .full) }
+
+    /// Runs `body` with shard `index`'s dispatcher: directly when called on that shard's thread
+    /// (a handler of that shard: keeps its order with the context's own operations), otherwise
+    /// through the shard's inbox, in call order per calling thread.
+    private func onShard(_ index: Int, _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
+        guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
+        guard !isStopping else { return .refused(.stopped) }
+        let shard = group.shards[index]
+        if shard.isCurrent {
+            body(dispatchers[index])
+            return .queued
+        }
+        let dispatchers = dispatchers
+        return shard.execute { _ in body(dispatchers[index]) } ? .queued : refusal()
+    }
+
+    /// Runs `body` on shard `index` and returns its result.
+    private func onShardExact<T: Sendable>(_ index: Int, _ body: @escaping @Sendable (ShardDispatcher) -> T) async throws(BrokerError) -> T {
+        guard index >= 0, index < group.shards.count else { throw .unknownShard }
+        guard !isStopping else { throw .stopped }
+        let shard = group.shards[index]
+        let dispatchers = dispatchers
+        let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
+            let posted = shard.execute { _ in continuation.resume(returning: .success(body(dispatchers[index]))) }
+            if !posted { continuation.resume(returning: .failure(isStopping ? .stopped : .inboxFull)) }
+        }
+        return try result.get()
+    }
+
+    /// Runs `body` on shard `shardIndex`'s thread with that shard's context: how code on
+    /// another thread, a task, or another shard's handler acts on that shard (e.g. a protocol's
+    /// cross-shard message, reaching its handler there through ``PerShard``). Always goes
+    /// through the shard's inbox, even from that shard itself (it runs later, never inside the
+    /// caller).
+    @discardableResult
+    public func execute(onShard shardIndex: Int, _ body: @escaping @Sendable (ShardContext) -> Void) -> Enqueued {
+        guard shardIndex >= 0, shardIndex < group.shards.count else { return .refused(.unknownShard) }
+        guard !isStopping else { return .refused(.stopped) }
+        let dispatchers = dispatchers
+        return group.shards[shardIndex].execute { _ in body(dispatchers[shardIndex].context) } ? .queued : refusal()
+    }
+
+    /// Runs `body` on shard `shardIndex` with its context and returns its result.
+    public func perform<T: Sendable>(onShard shardIndex: Int, _ body: @escaping @Sendable (ShardContext) -> T) async throws(BrokerError) -> T {
+        try await onShardExact(shardIndex) { body($0.context) }
+    }
+
+    // MARK: - Sockets (any thread)
+
+    /// Sends a message to one WebSocket. On the socket's own shard the frame is queued before
+    /// this returns; from elsewhere when the shard next runs. A stale id is ignored there.
+    @discardableResult
+    public func send(_ socketId: SocketID, _ message: SocketMessage) -> Enqueued {
+        onShard(socketId.shard) { _ = $0.webSockets.send(socketId, message) }
+    }
+
+    /// Starts a close handshake with the client.
+    @discardableResult
+    public func close(_ socketId: SocketID, code: WebSocketCloseCode = .normalClosure, reason: String = "") -> Enqueued {
+        onShard(socketId.shard) { $0.webSockets.close(socketId, code: code, reason: reason) }
+    }
+
+    /// Attaches a token to a socket (passed back with each message and the close).
+    @discardableResult
+    public func setToken(_ socketId: SocketID, _ token: [UInt8]?) -> Enqueued {
+        onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
+    }
+
+    // MARK: - Channels (any thread)
+
+    /// The shard of this broker running on the calling thread, if any.
+    private var currentShardIndex: Int? {
+        for s in group.shards where s.isCurrent { return s.index }
+        return nil
+    }
+
+    /// Subscribes a socket to a channel and returns the exact result. Every message the
+    /// channel's owner orders after the subscribe ran reaches the socket.
+    public func subscribe(_ socketId: SocketID, _ channel: ChannelName) async throws(BrokerError) -> SubscribeResult {
+        try await onShardExact(socketId.shard) { $0.channels.subscribe(socketId, to: channel) }
+    }
+
+    /// Unsubscribes; false when the socket was not subscribed.
+    public func unsubscribe(_ socketId: SocketID, _ channel: ChannelName) async throws(BrokerError) -> Bool {
+        try await onShardExact(socketId.shard) { $0.channels.unsubscribe(socketId, from: channel) }
+    }
+
+    /// The channels a socket is subscribed to.
+    public func subscriptions(of socketId: SocketID) async throws(BrokerError) -> Set<ChannelName> {
+        try await onShardExact(socketId.shard) { $0.channels.subscriptions(of: socketId) }
+    }
+
+    /// Subscribers of a channel over all shards (exact at some instant per shard).
+    public func subscriberCount(_ channel: ChannelName) async throws(BrokerError) -> Int {
+        var total = 0
+        for index in 0..<group.shards.count {
+            total += try await onShardExact(index) { $0.channels.localSubscriberCount(channel) }
+        }
+        return total
+    }
+
+    /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
+    /// all of them. Every subscriber sees the channel's messages in the same order (the owner
+    /// shard's). Refused when the ring to the channel's owner (from a shard thread) or the
+    /// owner's inbox (from any other thread) is full (counted).
+    @discardableResult
+    public func publish(_ channel: ChannelName, _ message: SocketMessage) -> Enqueued {
+        guard !isStopping else { return .refused(.stopped) }
+        let frame = OutboundBytes.webSocketFrame(message)
+        if let index = currentShardIndex {
+            switch dispatchers[index].channels.publish(channel, frame) {
+            case .accepted: return .queued
+            case .refused: return .refused(.full)
+            }
+        }
+        return onShard(channel.owner(shardCount: fabric.shardCount)) { $0.channels.order(channel, frame) }
+    }
+
+    /// Copies every subscriber of `from` to `to` (WSBroker's copySubscriptions). Each shard
+    /// copies its own subscribers when it next runs. Refused if any shard refused.
+    @discardableResult
+    public func copySubscriptions(from: ChannelName, to: ChannelName) -> Enqueued {
+        var result = Enqueued.queued
+        for index in 0..<group.shards.count {
+            let r = onShard(index) { $0.channels.copyLocalSubscriptions(from: from, to: to) }
+            if r != .queued { result = r }
+        }
+        return result
+    }
+
+    // MARK: - Metrics
+
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
+    public var additionalMetrics: (@Sendable () -> String)?
+
+    /// Prometheus text exposition of every counter, per shard.
+    public func metricsText() -> String {
+        var out = ""
+        var families: [(name: String, help: String, gauge: Bool, samples: [(String, Int)])] = []
+        func add(_ counters: [Counter], label: String) {
+            for c in counters {
+                if let i = families.firstIndex(where: { $0.name == c.name }) {
+                    families[i].samples.append((label, c.value))
+                } else {
+                    families.append((c.name, c.help, !c.name.hasSuffix("_total"), [(label, c.value)]))
+                }
+            }
+        }
+        for s in group.shards {
+            add(s.metrics.all, label: "shard=\"\(s.index)\"")
+            add(protocolMetrics[s.index].all, label: "shard=\"\(s.index)\"")
+        }
+        if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], label: "") }
+        for f in families {
+            out += "# HELP \(f.name) \(f.help)\n# TYPE \(f.name) \(f.gauge ? "gauge" : "counter")\n"
+            for (label, value) in f.samples {
+                out += label.isEmpty ? "\(f.name) \(value)\n" : "\(f.name){\(label)} \(value)\n"
+            }
+        }
+        if let extra = additionalMetrics { out += extra() }
+        return out
+    }
+
+    public static func standardErrorLog(_ line: String) {
+        var l = line
+        l.append("\n")
+        l.withUTF8 { buf in _ = write(2, buf.baseAddress, buf.count) }
+    }
+}
+
+/// Breaks the init-order cycle between the broker and the shards it makes (their handlers get
+/// the broker; the metrics route renders it).
+private final class BrokerBox: @unchecked Sendable {
+    weak var broker: Broker?
+}

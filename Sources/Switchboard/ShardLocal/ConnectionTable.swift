@@ -1,0 +1,79 @@
+import SwitchboardIO
+
+/// What a connection slot speaks right now.
+enum ConnectionPhase {
+    /// No connection (or it closed): the slot holds nothing.
+    case free
+    /// HTTP/1.1, requests read in order.
+    case http(HTTPSession)
+    /// Switched to WebSocket after a successful upgrade.
+    case webSocket(WebSocketSession)
+}
+
+/// Per-connection protocol state, indexed by the connection's slot. Kept small: it exists for
+/// every slot ever used, and a closed slot holds no parser, codec or subscription.
+struct ConnectionSlot {
+    /// The current tenant (meaningless while `.free`).
+    var id = SocketID(rawValue: 0)
+    var phase = ConnectionPhase.free
+    /// Channels this socket is subscribed to (bounded by max_subscriptions_per_socket). On the
+    /// slot, not the WebSocket session: a handler may subscribe in `handleUpgrade`, before the
+    /// session exists.
+    var subscriptions: Set<ChannelName> = []
+}
+
+/// One shard's connection slots, shared by its drivers. Shard thread only.
+final class ConnectionTable {
+    private(set) var slots: [ConnectionSlot] = []
+
+    func open(_ id: SocketID, _ session: HTTPSession) {
+        let slot = id.slot
+        while slots.count <= slot { slots.append(ConnectionSlot()) }
+        if case .free = slots[slot].phase {} else { assertionFailure("slot \(slot) opened twice") }
+        assert(slots[slot].subscriptions.isEmpty)
+        slots[slot] = ConnectionSlot(id: id, phase: .http(session))
+    }
+
+    /// Frees the slot; returns what it held.
+    func release(_ id: SocketID) -> ConnectionSlot {
+        assert(isCurrent(id), "release of a stale id")
+        let old = slots[id.slot]
+        // Drop parser, codec and subscriptions now: a closed slot must not hold memory.
+        slots[id.slot] = ConnectionSlot()
+        return old
+    }
+
+    /// Whether `id` is the slot's current tenant (not a stale id of an earlier one).
+    @inline(__always) func isCurrent(_ id: SocketID) -> Bool {
+        let slot = id.slot
+        guard slot < slots.count, slots[slot].id == id else { return false }
+        if case .free = slots[slot].phase { return false }
+        return true
+    }
+
+    @inline(__always) func webSocket(_ id: SocketID) -> WebSocketSession? {
+        guard isCurrent(id), case .webSocket(let session) = slots[id.slot].phase else { return nil }
+        return session
+    }
+
+    @inline(__always) func http(_ id: SocketID) -> HTTPSession? {
+        guard isCurrent(id), case .http(let session) = slots[id.slot].phase else { return nil }
+        return session
+    }
+
+    func setPhase(_ id: SocketID, _ phase: ConnectionPhase) {
+        assert(isCurrent(id))
+        slots[id.slot].phase = phase
+    }
+
+    func insertSubscription(_ id: SocketID, _ channel: ChannelName) { slots[id.slot].subscriptions.insert(channel) }
+    func removeSubscription(_ id: SocketID, _ channel: ChannelName) -> Bool { slots[id.slot].subscriptions.remove(channel) != nil }
+
+    /// Current tenants, for draining.
+    var currentIDs: [SocketID] {
+        slots.compactMap { slot in
+            if case .free = slot.phase { return nil }
+            return slot.id
+        }
+    }
+}

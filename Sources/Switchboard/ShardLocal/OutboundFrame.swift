@@ -1,0 +1,27 @@
+import SwitchboardIO
+import SwitchboardWebSocket
+
+extension OutboundBytes {
+    /// One unmasked frame, encoded straight into the buffer that is queued (one allocation,
+    /// one copy of the payload: no intermediate array).
+    static func webSocketFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> OutboundBytes {
+        let total = WebSocketFrame.headerSize(payloadCount: payload.count) + payload.count
+        return OutboundBytes(capacity: total) { out in
+            let header = WebSocketFrame.writeHeader(opcode: opcode, payloadCount: payload.count, fin: true, rsv1: false,
+                                                    into: out.baseAddress!)
+            assert(header == total - payload.count)
+            if let source = payload.baseAddress, payload.count > 0 {
+                (out.baseAddress! + header).copyMemory(from: source, byteCount: payload.count)
+            }
+            return total
+        }
+    }
+
+    /// The frame for a whole message, uncompressed.
+    static func webSocketFrame(_ message: SocketMessage) -> OutboundBytes {
+        switch message {
+        case .text(var s): return s.withUTF8 { webSocketFrame(.text, UnsafeRawBufferPointer($0)) }
+        case .binary(let b): return b.withUnsafeBytes { webSocketFrame(.binary, $0) }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+import SwitchboardIO
+
+/// A handler's view of its own shard: exact, synchronous operations on this shard's sockets
+/// and channels.
+///
+/// Given to the handler factory and kept by the handler. Not `Sendable`: it belongs to its
+/// shard's thread, and every operation asserts so in debug builds. From any other thread (or a
+/// task), use ``broker`` (``Broker``), or ``Broker/execute(onShard:_:)`` to get back here.
+public final class ShardContext {
+    /// The shard's index, 0..<shardCount.
+    public let shardIndex: Int
+    public let shardCount: Int
+    /// The any-thread API (not retained: the broker owns its shards and their handlers).
+    public unowned let broker: Broker
+    unowned(unsafe) let shard: Shard
+    unowned(unsafe) let webSockets: WebSocketConnectionDriver
+    unowned(unsafe) let channels: ChannelEngine
+
+    init(broker: Broker, shard: Shard, shardCount: Int, webSockets: WebSocketConnectionDriver, channels: ChannelEngine) {
+        self.broker = broker
+        self.shard = shard
+        shardIndex = shard.index
+        self.shardCount = shardCount
+        self.webSockets = webSockets
+        self.channels = channels
+    }
+
+    /// Whether the calling thread is this shard's thread.
+    public var isOnShard: Bool { shard.isCurrent }
+
+    /// Traps in debug builds when called off this shard's thread.
+    @inline(__always)
+    public func assertOnShard(file: StaticString = #fileID, line: UInt = #line) {
+        assert(shard.isCurrent, "ShardContext of shard \(shardIndex) used from another thread", file: file, line: line)
+    }
+
+    /// Whether `socketId` belongs to this shard (its sockets are the ones this context acts on).
+    public func isLocal(_ socketId: SocketID) -> Bool { socketId.shard == shardIndex }
+
+    // MARK: - Sockets
+
+    /// Sends a message to a WebSocket of this shard. Exact: the frame is in the socket's queue
+    /// when this returns `.queued`.
+    @discardableResult
+    public func send(_ socketId: SocketID, _ message: SocketMessage) -> LocalSendResult {
+        assertOnShard()
+        guard isLocal(socketId) else { return .notLocal }
+        return webSockets.send(socketId, message)
+    }
+
+    /// Starts a close handshake with the client (a close frame; the connection ends when the
+    /// client answers or the request timeout passes). False when the socket is stale, not a
+    /// WebSocket, not local, or already closing.
+    @discardableResult
+    public func close(_ socketId: SocketID, code: WebSocketCloseCode = .normalClosure, reason: String = "") -> Bool {
+        assertOnShard()
+        guard isLocal(socketId) else { return false }
+        return webSockets.close(socketId, code: code, reason: reason)
+    }
+
+    /// Attaches a token to a WebSocket (passed back with each message and the close). False
+    /// when the socket is stale, not a WebSocket, or not local.
+    @discardableResult
+    public func setToken(_ socketId: SocketID, _ token: [UInt8]?) -> Bool {
+        assertOnShard()
+        guard isLocal(socketId), let session = webSockets.table.webSocket(socketId) else { return false }
+        session.token = token
+        return true
+    }
+
+    // MARK: - Channels
+
+    /// Subscribes a socket of this shard. Exact: every message the channel's owner orders after
+    /// this returns reaches the socket. Allowed in `handleUpgrade` (before the 101 is sent).
+    public func subscribe(_ socketId: SocketID, _ channel: ChannelName) -> SubscribeResult {
+        assertOnShard()
+        guard isLocal(socketId) else { return .notLocal }
+        return channels.subscribe(socketId, to: channel)
+    }
+
+    /// Unsubscribes; false when the socket was not subscribed (or is stale or not local).
+    @discardableResult
+    public func unsubscribe(_ socketId: SocketID, _ channel: ChannelName) -> Bool {
+        assertOnShard()
+        guard isLocal(socketId) else { return false }
+        return channels.unsubscribe(socketId, from: channel)
+    }
+
+    /// The channels a socket of this shard is subscribed to (empty when stale or not local).
+    public func subscriptions(of socketId: SocketID) -> Set<ChannelName> {
+        assertOnShard()
+        guard isLocal(socketId) else { return [] }
+        return channels.subscriptions(of: socketId)
+    }
+
+    /// Subscribers of `channel` on this shard.
+    public func localSubscriberCount(_ channel: ChannelName) -> Int {
+        assertOnShard()
+        return channels.localSubscriberCount(channel)
+    }
+
+    /// Subscribes this shard's subscribers of `from` to `to`; returns how many were added
+    /// (``Broker/copySubscriptions(from:to:)`` does it on every shard).
+    @discardableResult
+    public func copyLocalSubscriptions(from: ChannelName, to: ChannelName) -> Int {
+        assertOnShard()
+        return channels.copyLocalSubscriptions(from: from, to: to)
+    }
+
+    /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
+    /// all of them. Every subscriber sees the channel's messages in the same order (its owner
+    /// shard's).
+    @discardableResult
+    public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
+        assertOnShard()
+        return channels.publish(channel, .webSocketFrame(message))
+    }
+}

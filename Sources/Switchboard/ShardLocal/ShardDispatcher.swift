@@ -1,0 +1,87 @@
+import SwitchboardIO
+
+/// The shard's protocol layer, as the I/O layer sees it: routes each event to the HTTP or
+/// WebSocket driver by the connection's phase, and the loop hooks to the channel engine.
+/// Thin on purpose: protocol work lives in the drivers. Shard thread only.
+final class ShardDispatcher: ShardEventHandler {
+    let table = ConnectionTable()
+    let http: HTTPConnectionDriver
+    let webSockets: WebSocketConnectionDriver
+    let channels: ChannelEngine
+    let context: ShardContext
+    let worker: WorkerHandler
+    private let metrics: ProtocolMetrics
+
+    /// Made on the shard's thread (the handler factory runs there).
+    init(shard: Shard, broker: Broker, configuration: BrokerConfiguration, metrics: ProtocolMetrics,
+         fabric: ChannelFabric, routes: BuiltinRoutes, handlerFactory: (ShardContext) -> WorkerHandler) {
+        assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
+        self.metrics = metrics
+        webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
+                                               slowConsumerPolicy: configuration.webSocket.slowConsumerPolicy)
+        channels = ChannelEngine(shard: shard, fabric: fabric, table: table, metrics: metrics,
+                                 webSockets: webSockets, configuration: configuration)
+        http = HTTPConnectionDriver(shard: shard, table: table, metrics: metrics, configuration: configuration,
+                                    routes: routes, webSockets: webSockets)
+        context = ShardContext(broker: broker, shard: shard, shardCount: fabric.shardCount,
+                               webSockets: webSockets, channels: channels)
+        worker = handlerFactory(context)
+        http.worker = worker
+        http.context = context
+        webSockets.worker = worker
+    }
+
+    func connectionOpened(_ id: SocketID) {
+        table.open(id, http.makeSession())
+    }
+
+    func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
+        assert(table.isCurrent(id), "bytes for a connection the dispatcher does not know")
+        switch table.slots[id.slot].phase {
+        case .webSocket(let session):
+            webSockets.receive(id, session, bytes)
+        case .http(let session):
+            let consumed = http.receive(id, session, bytes)
+            // An upgrade part-way: the rest of the read is the client's first WebSocket bytes.
+            if consumed < bytes.count, let ws = table.webSocket(id) {
+                webSockets.receive(id, ws, UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+            }
+        case .free:
+            assertionFailure("bytes for a free slot")
+        }
+    }
+
+    func connectionTimedOut(_ id: SocketID, _ timer: ConnectionTimer) {
+        switch table.slots[id.slot].phase {
+        case .webSocket(let session): webSockets.timedOut(id, session, timer)
+        case .http(let session): http.timedOut(id, session, timer)
+        case .free: assertionFailure("a timer for a free slot")
+        }
+    }
+
+    func connectionClosed(_ id: SocketID) {
+        let old = table.release(id)
+        channels.socketClosed(id, subscriptions: old.subscriptions)
+        if case .webSocket(let session) = old.phase { webSockets.closed(id, session) }
+    }
+
+    func shardDraining(_ shard: Shard) {
+        for id in table.currentIDs {
+            switch table.slots[id.slot].phase {
+            case .webSocket:
+                // WebSockets get a 1001 close handshake; the grace deadline cuts the rest.
+                webSockets.close(id, code: .goingAway, reason: "server shutting down")
+            case .http(let session):
+                http.drain(id, session)
+            case .free:
+                break
+            }
+        }
+    }
+
+    func loopTurn(_ shard: Shard) { channels.loopTurn() }
+
+    func hasPendingWork(_ shard: Shard) -> Bool { channels.hasPendingWork }
+
+    func tick(_ shard: Shard, nowMilliseconds: Int64) { http.refreshDate() }
+}

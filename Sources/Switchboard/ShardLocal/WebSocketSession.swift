@@ -1,0 +1,34 @@
+import SwitchboardWebSocket
+
+/// Where a WebSocket is in its life (the codec tracks the close handshake on the wire; this is
+/// what the server may still do with the socket).
+enum WebSocketLifecycle: Equatable {
+    /// Messages flow both ways.
+    case open
+    /// A keep-alive ping went out at the idle timeout; any input returns to `.open`.
+    case awaitingPong
+    /// We sent a close frame and wait for the client's (the request timer bounds the wait).
+    case closeSent
+    /// The codec queued the last frame (the answer to the client's close, or a failure's
+    /// close): nothing may be sent any more.
+    case closeQueued
+
+    /// Whether a data frame may still be queued.
+    var maySend: Bool { self == .open || self == .awaitingPong }
+}
+
+/// A connection that switched to WebSocket: its codec, token and lifecycle, boxed for the same
+/// reason as ``HTTPSession``.
+final class WebSocketSession {
+    var connection: WebSocketConnection
+    var token: [UInt8]?
+    var lifecycle = WebSocketLifecycle.open
+    /// permessage-deflate was negotiated: outgoing messages go through the codec's compressor.
+    let compresses: Bool
+
+    init(_ connection: WebSocketConnection, token: [UInt8]?, compresses: Bool) {
+        self.connection = connection
+        self.token = token
+        self.compresses = compresses
+    }
+}

@@ -124,9 +124,12 @@ public final class Broker: @unchecked Sendable {
         guard !isStopping else { throw .stopped }
         let shard = group.shards[index]
         let dispatchers = dispatchers
+        // Exactly one of the two closures runs: the body on the shard, or the refusal, at once
+        // (inbox full, shard stopped) or when the shard stops with the call still queued. So
+        // the continuation is resumed once, whatever shutdown does meanwhile.
         let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
-            let posted = shard.execute { _ in continuation.resume(returning: .success(body(dispatchers[index]))) }
-            if !posted { continuation.resume(returning: .failure(isStopping ? .stopped : .inboxFull)) }
+            shard.execute({ _ in continuation.resume(returning: .success(body(dispatchers[index]))) },
+                          orElse: { why in continuation.resume(returning: .failure(why == .stopped ? .stopped : .inboxFull)) })
         }
         return try result.get()
     }

@@ -26,6 +26,15 @@ public struct BrokerConfiguration: Sendable {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
+    /// Deliveries an owner shard may hold while rings to other shards are full. A publish is
+    /// ordered only if its fan-out (one delivery per other shard) fits: from another shard it
+    /// waits in its ring, on the owner or through its inbox it is refused
+    /// (`switchboard_publish_backlog_limit_hits_total`). Raised to `shards - 1` if lower.
+    public var maxPendingDeliveries: Int = 65_536
+    /// How long a channel's owner remembers its epoch and offset after its last publish; the
+    /// next publish after that starts a new epoch (see `ChannelPosition`). 0 forgets at the
+    /// next tick.
+    public var channelOffsetRetentionMilliseconds: Int = 60_000
     /// Options of the built-in protocols mounted by the `switchboard` executable
     /// (`connection_broker_paths` and the `cb_*` keys), kept as text and checked by the
     /// protocol that reads them.
@@ -56,6 +65,8 @@ public struct BrokerConfiguration: Sendable {
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
+        if maxPendingDeliveries < 1 { return "max_pending_deliveries must be >= 1" }
+        if channelOffsetRetentionMilliseconds < 0 { return "channel_offset_retention_ms must be >= 0" }
         return nil
     }
 
@@ -91,6 +102,8 @@ public struct BrokerConfiguration: Sendable {
         ("max_subscriptions_per_socket", "channels one socket may be subscribed to"),
         ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
         ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
+        ("max_pending_deliveries", "deliveries an owner shard may hold while rings are full; publishes beyond it wait or are refused (metric switchboard_publish_backlog_limit_hits_total)"),
+        ("channel_offset_retention_ms", "how long a channel's owner remembers its epoch and offset after its last publish (metric switchboard_channel_offsets_expired_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
         ("connection_broker_paths", "switchboard executable: paths (comma-separated, * = all, prefix ending in /) served by the connection-broker protocol; also chosen by subprotocol connection-broker"),
         ("cb_max_role_bytes", "connection-broker: longest role (register_failed \"Role too long\")"),
@@ -139,6 +152,8 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
+        case "max_pending_deliveries": return String(maxPendingDeliveries)
+        case "channel_offset_retention_ms": return String(channelOffsetRetentionMilliseconds)
         case _ where BrokerConfiguration.protocolDefaults[key] != nil: return protocolOptions[key]
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
@@ -229,6 +244,8 @@ public struct BrokerConfiguration: Sendable {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
+        case "max_pending_deliveries": maxPendingDeliveries = try int()
+        case "channel_offset_retention_ms": channelOffsetRetentionMilliseconds = try int()
         case _ where BrokerConfiguration.protocolDefaults[key] != nil:
             if key.hasPrefix("cb_max_") { _ = try int() }
             if key == "cb_allow_self_channels" { _ = try bool() }

@@ -220,7 +220,9 @@ public final class Broker: @unchecked Sendable {
             case .refused: return .refused(.full)
             }
         }
-        return onShard(channel.owner(shardCount: fabric.shardCount)) { $0.channels.order(channel, frame) }
+        // Through the owner's inbox: ordered there if its backpressure gate is open, refused
+        // and counted (`switchboard_publish_backlog_limit_hits_total`) otherwise.
+        return onShard(channel.owner(shardCount: fabric.shardCount)) { $0.channels.orderIfAdmitted(channel, frame) }
     }
 
     /// Copies every subscriber of `from` to `to` (WSBroker's copySubscriptions). Each shard

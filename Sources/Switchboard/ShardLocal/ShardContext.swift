@@ -107,6 +107,14 @@ public final class ShardContext {
         return channels.copyLocalSubscriptions(from: from, to: to)
     }
 
+    /// Position (epoch and offset) of the last message of `channel` delivered on this shard;
+    /// nil when no socket of this shard is subscribed to it, or nothing arrived since one did.
+    /// See ``ChannelPosition`` for what a change of epoch means.
+    public func lastPosition(of channel: ChannelName) -> ChannelPosition? {
+        assertOnShard()
+        return channels.lastPosition(of: channel)
+    }
+
     /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
     /// all of them. Every subscriber sees the channel's messages in the same order (its owner
     /// shard's).

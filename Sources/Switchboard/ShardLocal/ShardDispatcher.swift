@@ -83,5 +83,8 @@ final class ShardDispatcher: ShardEventHandler {
 
     func hasPendingWork(_ shard: Shard) -> Bool { channels.hasPendingWork }
 
-    func tick(_ shard: Shard, nowMilliseconds: Int64) { http.refreshDate() }
+    func tick(_ shard: Shard, nowMilliseconds: Int64) {
+        http.refreshDate()
+        channels.tick(nowMilliseconds: nowMilliseconds)
+    }
 }

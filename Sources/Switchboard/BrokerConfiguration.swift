@@ -35,6 +35,13 @@ public struct BrokerConfiguration: Sendable {
     /// next publish after that starts a new epoch (see `ChannelPosition`). 0 forgets at the
     /// next tick.
     public var channelOffsetRetentionMilliseconds: Int = 60_000
+    /// How long a deferred HTTP response (`HTTPReply.deferred`) may take before the broker
+    /// answers 504 in its place (`switchboard_http_deferred_timeouts_total`).
+    public var deferredResponseTimeoutMilliseconds: Int = 30_000
+    /// Responses one HTTP connection may owe at once (deferred ones, and ready ones waiting
+    /// behind them for their turn). The request beyond gets 503 in its turn and the connection
+    /// closes after it (`switchboard_http_pending_limit_hits_total`).
+    public var maxPendingResponsesPerConnection: Int = 1024
     /// Options of the built-in protocols mounted by the `switchboard` executable
     /// (`connection_broker_paths` and the `cb_*` keys), kept as text and checked by the
     /// protocol that reads them.
@@ -67,6 +74,8 @@ public struct BrokerConfiguration: Sendable {
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
         if maxPendingDeliveries < 1 { return "max_pending_deliveries must be >= 1" }
         if channelOffsetRetentionMilliseconds < 0 { return "channel_offset_retention_ms must be >= 0" }
+        if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
+        if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
         return nil
     }
 
@@ -118,6 +127,8 @@ public struct BrokerConfiguration: Sendable {
         ("ws_permessage_deflate", "true | false: negotiate permessage-deflate (RFC 7692)"),
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
+        ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
+        ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
     ]
 
     /// The current value of an option, as the configuration file writes it.
@@ -154,6 +165,8 @@ public struct BrokerConfiguration: Sendable {
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
         case "max_pending_deliveries": return String(maxPendingDeliveries)
         case "channel_offset_retention_ms": return String(channelOffsetRetentionMilliseconds)
+        case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
+        case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
         case _ where BrokerConfiguration.protocolDefaults[key] != nil: return protocolOptions[key]
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
@@ -246,6 +259,8 @@ public struct BrokerConfiguration: Sendable {
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
         case "max_pending_deliveries": maxPendingDeliveries = try int()
         case "channel_offset_retention_ms": channelOffsetRetentionMilliseconds = try int()
+        case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
+        case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()
         case _ where BrokerConfiguration.protocolDefaults[key] != nil:
             if key.hasPrefix("cb_max_") { _ = try int() }
             if key == "cb_allow_self_channels" { _ = try bool() }

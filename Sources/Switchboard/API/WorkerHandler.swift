@@ -10,7 +10,7 @@
 public protocol WorkerHandler: AnyObject {
     /// An HTTP request that no built-in route (health, metrics) took. Answer now
     /// (`.response`), later (`.deferred(context.deferResponse())`), or not at all
-    /// (`.notHandled`: 404, or the next route of a ``RoutingWorkerHandler``-like router).
+    /// (`.notHandled`: 404, or the next route of a router such as `RoutingWorkerHandler`).
     func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply
     /// A WebSocket upgrade request on a path routed to WebSocket. Default: accept.
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision

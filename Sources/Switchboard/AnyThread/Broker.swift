@@ -19,7 +19,7 @@ import Glibc
 /// need an exact answer are `async throws` and throw ``BrokerError/stopped`` once the broker
 /// stops, never hang. A handler acting on its own shard's sockets uses its ``ShardContext``
 /// instead: synchronous and exact.
-public final class Broker: @unchecked Sendable {
+public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     private let group: ShardGroup
     private let protocolMetrics: [ProtocolMetrics]
@@ -106,9 +106,12 @@ public final class Broker: @unchecked Sendable {
     /// Runs `body` with shard `index`'s dispatcher: directly when called on that shard's thread
     /// (a handler of that shard: keeps its order with the context's own operations), otherwise
     /// through the shard's inbox, in call order per calling thread.
-    private func onShard(_ index: Int, _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
+    /// `duringShutdown`: taken while the shards drain (answers owed to clients still go out in
+    /// the grace period); refused once the shard itself refuses work.
+    private func onShard(_ index: Int, duringShutdown: Bool = false,
+                         _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
         guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
-        guard !isStopping else { return .refused(.stopped) }
+        guard duringShutdown || !isStopping else { return .refused(.stopped) }
         let shard = group.shards[index]
         if shard.isCurrent {
             body(dispatchers[index])
@@ -171,6 +174,11 @@ public final class Broker: @unchecked Sendable {
     @discardableResult
     public func setToken(_ socketId: SocketID, _ token: [UInt8]?) -> Enqueued {
         onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
+    }
+
+    /// A deferred response arrives (``ResponseSlot/respond(_:)``).
+    func completeDeferred(_ socketId: SocketID, _ sequence: UInt64, _ response: WireResponse) -> Enqueued {
+        onShard(socketId.shard, duringShutdown: true) { $0.http.complete(socketId, sequence, response) }
     }
 
     // MARK: - Channels (any thread)
@@ -239,8 +247,13 @@ public final class Broker: @unchecked Sendable {
 
     // MARK: - Metrics
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Set before `start()`.
-    public var additionalMetrics: (@Sendable () -> String)?
+    private let extraMetrics = Mutex<(@Sendable () -> String)?>(nil)
+
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters).
+    public var additionalMetrics: (@Sendable () -> String)? {
+        get { extraMetrics.withLock { $0 } }
+        set { extraMetrics.withLock { $0 = newValue } }
+    }
 
     /// Prometheus text exposition of every counter, per shard.
     public func metricsText() -> String {

@@ -14,6 +14,11 @@ final class ProtocolMetrics: Sendable {
     let notImplemented = Counter("switchboard_http_not_implemented_total", help: "Requests refused with 501 (unsupported transfer coding)")
     let versionNotSupported = Counter("switchboard_http_version_not_supported_total", help: "Requests refused with 505")
     let responseTooLarge = Counter("switchboard_http_response_over_send_limit_total", help: "Responses dropped because the connection's send queue was full (connection closed)")
+    let deferredResponses = Counter("switchboard_http_deferred_total", help: "HTTP responses a handler deferred (HTTPReply.deferred)")
+    let deferredPending = Counter("switchboard_http_deferred_pending", help: "Deferred HTTP responses not answered yet")
+    let deferredTimeouts = Counter("switchboard_http_deferred_timeouts_total", help: "Deferred HTTP responses answered 504 at deferred_response_timeout_ms")
+    let deferredAbandoned = Counter("switchboard_http_deferred_abandoned_total", help: "Deferred HTTP responses dropped because the client's connection closed first")
+    let pendingLimitHits = Counter("switchboard_http_pending_limit_hits_total", help: "Requests answered 503 (then close) at max_pending_responses_per_connection")
     let upgrades = Counter("switchboard_ws_upgrades_total", help: "WebSocket upgrades accepted")
     let upgradesRefused = Counter("switchboard_ws_upgrades_refused_total", help: "WebSocket upgrades refused (bad handshake, origin, handler, draining)")
     let webSocketsOpen = Counter("switchboard_ws_open", help: "WebSockets currently open")
@@ -41,7 +46,8 @@ final class ProtocolMetrics: Sendable {
 
     var all: [Counter] {
         [requests, responses2xx, responses4xx, responses5xx, badRequest, requestTimeout, bodyTooLarge, uriTooLong,
-         headersTooLarge, notImplemented, versionNotSupported, responseTooLarge, upgrades, upgradesRefused, webSocketsOpen,
+         headersTooLarge, notImplemented, versionNotSupported, responseTooLarge, deferredResponses, deferredPending,
+         deferredTimeouts, deferredAbandoned, pendingLimitHits, upgrades, upgradesRefused, webSocketsOpen,
          webSocketMessagesIn, webSocketMessagesOut, webSocketMessagesDropped, webSocketSlowConsumersClosed,
          webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts, channels, subscriptions, publishes,
          publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,

@@ -3,8 +3,9 @@ import SwitchboardIO
 import SwitchboardWebSocket
 
 /// Drives the shard's HTTP/1.1 connections: requests parsed in order (pipelining), the
-/// built-in routes, the handler, responses in request order, 100-continue, 408, the parse
-/// limits, and the WebSocket upgrade. Shard thread only.
+/// built-in routes, the handler, responses in request order (deferred ones included, with
+/// their timeout and the per-connection bound), 100-continue, 408, the parse limits, and the
+/// WebSocket upgrade. Shard thread only.
 final class HTTPConnectionDriver {
     unowned(unsafe) let shard: Shard
     let table: ConnectionTable
@@ -15,6 +16,8 @@ final class HTTPConnectionDriver {
     /// The handler's context (to pass to `handleHttpRequest`); set with `worker`.
     unowned(unsafe) var context: ShardContext!
     var worker: WorkerHandler = DefaultWorkerHandler()
+    /// For the response slots (set with `worker`).
+    unowned(unsafe) var broker: Broker!
     private let webSocketLimits: WebSocketLimits
     private let handshakeOptions: WebSocketHandshakeOptions
     private var scratch: [UInt8] = []
@@ -66,7 +69,9 @@ final class HTTPConnectionDriver {
                 assert(offset == bytes.count, "needMore means the parser took (and keeps) every byte")
                 return bytes.count
             case .expectContinue:
-                _ = shard.send(id, Self.continueBytes)
+                // An interim response may not overtake the final ones still owed before it;
+                // the client then sends its body after its own wait (RFC 9110 §10.1.1).
+                if session.pending.isEmpty { _ = shard.send(id, Self.continueBytes) }
             case .request(let request):
                 if session.lifecycle == .receiving {
                     session.lifecycle = .idle
@@ -87,22 +92,71 @@ final class HTTPConnectionDriver {
         return bytes.count
     }
 
+    /// The request whose handler is running (what `deferResponse()` defers).
+    private struct Handling {
+        let id: SocketID
+        let session: HTTPSession
+        let keepAlive: Bool
+        let headOnly: Bool
+        let version: HTTPVersion
+        var deferredSequence: UInt64?
+    }
+    private var handling: Handling?
+    /// Connections owing at least one deferred response (scanned for timeouts each tick).
+    private var waiting: Set<SocketID> = []
+
     private func respond(to request: ParsedRequest, on id: SocketID, _ session: HTTPSession) {
-        let response: WireResponse
-        if let builtin = routes.response(for: request) {
-            response = builtin
-        } else {
-            switch worker.handleHttpRequest(WorkerRequest(parsed: request), context: context) {
-            case .response(let r): response = r.wire
-            case .notHandled: response = .plain(404, "Not Found\n")
-            }
-        }
         let keepAlive = request.keepAlive && !shard.isDraining
-        write(response, keepAlive: keepAlive, headOnly: request.method == "HEAD", version: request.version, on: id, session)
-        if !keepAlive {
-            session.lifecycle = .finished
-            shard.close(id, mode: .afterFlush)
+        // After a request without keep-alive nothing more is read; its response closes.
+        if !keepAlive { session.lifecycle = .finished }
+        let headOnly = request.method == "HEAD"
+        guard session.pending.count < configuration.maxPendingResponsesPerConnection else {
+            metrics.pendingLimitHits.increment()
+            fail(id, session, .plain(503, "Too many pending responses on this connection\n"))
+            return
         }
+        if let builtin = routes.response(for: request) {
+            answer(builtin, keepAlive: keepAlive, headOnly: headOnly, version: request.version, on: id, session)
+            return
+        }
+        assert(handling == nil, "handleHttpRequest re-entered")
+        handling = Handling(id: id, session: session, keepAlive: keepAlive, headOnly: headOnly, version: request.version)
+        let reply = worker.handleHttpRequest(WorkerRequest(parsed: request), context: context)
+        let deferred = handling?.deferredSequence
+        handling = nil
+        let response: WireResponse
+        switch reply {
+        case .response(let r):
+            response = r.wire
+        case .notHandled:
+            response = .plain(404, "Not Found\n")
+        case .deferred(let slot):
+            if let deferred, slot.socketId == id, slot.sequence == deferred { return }  // answered later (or already)
+            assertionFailure("HTTPReply.deferred with a slot that is not this request's: use context.deferResponse()")
+            response = .plain(500, "Internal Server Error\n")
+        }
+        if let deferred {
+            // The handler deferred, then answered at once: the answer takes the deferred place.
+            complete(id, deferred, response)
+        } else {
+            answer(response, keepAlive: keepAlive, headOnly: headOnly, version: request.version, on: id, session)
+        }
+    }
+
+    /// A response that is ready: written now when nothing is owed before it, else queued
+    /// behind what is owed.
+    private func answer(_ response: WireResponse, keepAlive: Bool, headOnly: Bool, version: HTTPVersion,
+                        on id: SocketID, _ session: HTTPSession) {
+        guard session.pending.isEmpty else {
+            // `flush` always writes the ready prefix: what is owed starts with a deferred one.
+            assert(session.pending.first?.response == nil, "a ready response was left at the head of the queue")
+            session.pending.append(PendingResponse(sequence: session.nextSequence, keepAlive: keepAlive, headOnly: headOnly,
+                                                   version: version, deadlineMilliseconds: 0, response: response))
+            session.nextSequence &+= 1
+            return
+        }
+        write(response, keepAlive: keepAlive, headOnly: headOnly, version: version, on: id, session)
+        if !keepAlive { closeAfterFlush(id, session) }
     }
 
     private func write(_ response: WireResponse, keepAlive: Bool, headOnly: Bool, version: HTTPVersion = .http1_1,
@@ -119,17 +173,132 @@ final class HTTPConnectionDriver {
         }
     }
 
-    /// Answers with an error status and closes after it is sent.
+    /// Answers with an error status (in its turn) and closes after it is sent.
     private func fail(_ id: SocketID, _ session: HTTPSession, _ response: WireResponse) {
         session.lifecycle = .finished
-        write(response, keepAlive: false, headOnly: false, on: id, session)
+        answer(response, keepAlive: false, headOnly: false, version: .http1_1, on: id, session)
+    }
+
+    /// The last response is queued: nothing more is read or owed.
+    private func closeAfterFlush(_ id: SocketID, _ session: HTTPSession) {
+        session.lifecycle = .finished
+        abandonDeferred(id, session)
+        session.pending.removeAll()
         shard.close(id, mode: .afterFlush)
+    }
+
+    // MARK: - Deferred responses
+
+    /// Called by `ShardContext.deferResponse()` inside `handleHttpRequest`.
+    func deferResponse() -> ResponseSlot {
+        guard var current = handling else {
+            preconditionFailure("deferResponse() is only valid inside handleHttpRequest")
+        }
+        if let sequence = current.deferredSequence {
+            return ResponseSlot(broker: broker, socketId: current.id, sequence: sequence)
+        }
+        let session = current.session
+        let sequence = session.nextSequence
+        session.nextSequence &+= 1
+        assert(session.pending.count < configuration.maxPendingResponsesPerConnection, "the pending limit is checked before the handler runs")
+        session.pending.append(PendingResponse(
+            sequence: sequence, keepAlive: current.keepAlive, headOnly: current.headOnly, version: current.version,
+            deadlineMilliseconds: shard.nowMilliseconds + Int64(configuration.deferredResponseTimeoutMilliseconds),
+            response: nil))
+        session.deferredCount += 1
+        waiting.insert(current.id)
+        metrics.deferredResponses.increment()
+        metrics.deferredPending.increment()
+        current.deferredSequence = sequence
+        handling = current
+        return ResponseSlot(broker: broker, socketId: current.id, sequence: sequence)
+    }
+
+    /// A deferred answer arrives. Ignored when the connection is gone (a stale id: another
+    /// generation of the slot), or the request was answered already (first answer wins, or
+    /// the timeout's 504).
+    func complete(_ id: SocketID, _ sequence: UInt64, _ response: WireResponse) {
+        guard let session = table.http(id), let first = session.pending.first, sequence >= first.sequence else { return }
+        let index = Int(sequence - first.sequence)
+        guard index < session.pending.count, session.pending[index].response == nil else { return }
+        assert(session.pending[index].sequence == sequence, "pending responses are numbered consecutively")
+        session.pending[index].response = response
+        answered(id, session)
+        flush(id, session)
+    }
+
+    /// One deferred response of `session` got its answer.
+    private func answered(_ id: SocketID, _ session: HTTPSession) {
+        session.deferredCount -= 1
+        assert(session.deferredCount >= 0)
+        metrics.deferredPending.increment(by: -1)
+        if session.deferredCount == 0 { waiting.remove(id) }
+    }
+
+    /// Writes the owed responses that are ready, in order, up to the first still deferred.
+    private func flush(_ id: SocketID, _ session: HTTPSession) {
+        while let first = session.pending.first, let response = first.response {
+            session.pending.removeFirst()
+            // Draining: the last response owed closes the connection.
+            let last = session.pending.isEmpty && session.lifecycle == .finished
+            let keepAlive = first.keepAlive && !(shard.isDraining && last)
+            write(response, keepAlive: keepAlive, headOnly: first.headOnly, version: first.version, on: id, session)
+            if !keepAlive {
+                closeAfterFlush(id, session)
+                return
+            }
+        }
+    }
+
+    /// Deferred responses past their deadline are answered 504 (each tick).
+    func expireDeferred(nowMilliseconds now: Int64) {
+        guard !waiting.isEmpty else { return }
+        for id in Array(waiting) {
+            guard let session = table.http(id) else {
+                assertionFailure("a closed connection stayed in the deferred set")
+                waiting.remove(id)
+                continue
+            }
+            var expired = false
+            for index in session.pending.indices where session.pending[index].response == nil {
+                // Deadlines increase along the queue: the first one in the future ends the scan.
+                guard session.pending[index].deadlineMilliseconds <= now else { break }
+                session.pending[index].response = Self.timeoutResponse
+                metrics.deferredTimeouts.increment()
+                answered(id, session)
+                expired = true
+            }
+            if expired { flush(id, session) }
+        }
+    }
+
+    private static let timeoutResponse = WireResponse.plain(
+        504, "Gateway Timeout: the handler gave no response within deferred_response_timeout_ms\n")
+
+    /// The connection is gone: what it was owed is dropped (never written to the slot's next
+    /// tenant: the slot's id carries the generation).
+    func closed(_ id: SocketID, _ session: HTTPSession) {
+        abandonDeferred(id, session)
+    }
+
+    private func abandonDeferred(_ id: SocketID, _ session: HTTPSession) {
+        guard session.deferredCount > 0 else { return }
+        metrics.deferredAbandoned.increment(by: session.deferredCount)
+        metrics.deferredPending.increment(by: -session.deferredCount)
+        session.deferredCount = 0
+        waiting.remove(id)
     }
 
     // MARK: - Upgrade
 
     /// Returns true when the connection is now a WebSocket.
     private func upgrade(_ request: ParsedRequest, on id: SocketID, _ session: HTTPSession) -> Bool {
+        guard session.pending.isEmpty else {
+            // The 101 and the WebSocket bytes after it cannot wait behind owed responses.
+            metrics.upgradesRefused.increment()
+            fail(id, session, .plain(503, "Upgrade while responses are pending\n"))
+            return false
+        }
         guard !shard.isDraining else {
             metrics.upgradesRefused.increment()
             fail(id, session, .plain(503, "Shutting down\n"))
@@ -170,6 +339,9 @@ final class HTTPConnectionDriver {
             guard midRequest else { return }
             metrics.countParseError(status: 408)
             fail(id, session, .plain(408, "Request Timeout\n"))
+        case .idle where !session.pending.isEmpty:
+            // Quiet, but owed responses: the deferred timeout bounds the wait, not the idle one.
+            shard.touch(id)
         case .idle:
             if midRequest {
                 metrics.countParseError(status: 408)
@@ -182,9 +354,11 @@ final class HTTPConnectionDriver {
 
     /// Idle keep-alive connections go now (as nginx does: nothing is owed to them); those
     /// mid-request get their response with `Connection: close`.
+    /// Those owing responses get them, the last one with `Connection: close`.
     func drain(_ id: SocketID, _ session: HTTPSession) {
         guard session.lifecycle != .finished, !session.parser.hasPartialRequest else { return }
         session.lifecycle = .finished
+        guard session.pending.isEmpty else { return }
         shard.close(id, mode: shard.queuedBytes(id) == 0 ? .immediately : .afterFlush)
     }
 }

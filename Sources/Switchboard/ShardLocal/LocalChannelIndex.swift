@@ -16,6 +16,7 @@ final class LocalChannel {
         guard position[id] == nil else { return false }
         position[id] = subscribers.count
         subscribers.append(id)
+        assert(position.count == subscribers.count, "every subscriber has exactly one position")
         return true
     }
 
@@ -26,6 +27,7 @@ final class LocalChannel {
             subscribers[i] = last
             position[last] = i
         }
+        assert(position.count == subscribers.count, "every subscriber has exactly one position")
         return true
     }
 }
@@ -55,6 +57,7 @@ struct LocalChannelIndex {
     mutating func remove(_ id: SocketID, from channel: ChannelName) -> Bool {
         guard let c = channels[channel], c.remove(id) else { return false }
         subscriptionCount -= 1
+        assert(subscriptionCount >= 0)
         if c.subscribers.isEmpty {
             channels.removeValue(forKey: channel)
             // A dictionary keeps its peak capacity: once no channel is left, give it back.

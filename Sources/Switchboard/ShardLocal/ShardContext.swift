@@ -15,14 +15,17 @@ public final class ShardContext {
     unowned(unsafe) let shard: Shard
     unowned(unsafe) let webSockets: WebSocketConnectionDriver
     unowned(unsafe) let channels: ChannelEngine
+    unowned(unsafe) let http: HTTPConnectionDriver
 
-    init(broker: Broker, shard: Shard, shardCount: Int, webSockets: WebSocketConnectionDriver, channels: ChannelEngine) {
+    init(broker: Broker, shard: Shard, shardCount: Int, webSockets: WebSocketConnectionDriver, channels: ChannelEngine,
+         http: HTTPConnectionDriver) {
         self.broker = broker
         self.shard = shard
         shardIndex = shard.index
         self.shardCount = shardCount
         self.webSockets = webSockets
         self.channels = channels
+        self.http = http
     }
 
     /// Whether the calling thread is this shard's thread.
@@ -66,6 +69,16 @@ public final class ShardContext {
         guard isLocal(socketId), let session = webSockets.table.webSocket(socketId) else { return false }
         session.token = token
         return true
+    }
+
+    // MARK: - HTTP
+
+    /// A slot to answer the HTTP request being handled later, from any thread or task: return
+    /// `.deferred(slot)` from `handleHttpRequest` and call `slot.respond(_:)` when the answer
+    /// is ready. Only inside `handleHttpRequest`; calling it twice gives the same slot.
+    public func deferResponse() -> ResponseSlot {
+        assertOnShard()
+        return http.deferResponse()
     }
 
     // MARK: - Channels

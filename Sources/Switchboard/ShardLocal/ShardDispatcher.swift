@@ -24,10 +24,11 @@ final class ShardDispatcher: ShardEventHandler {
         http = HTTPConnectionDriver(shard: shard, table: table, metrics: metrics, configuration: configuration,
                                     routes: routes, webSockets: webSockets)
         context = ShardContext(broker: broker, shard: shard, shardCount: fabric.shardCount,
-                               webSockets: webSockets, channels: channels)
+                               webSockets: webSockets, channels: channels, http: http)
         worker = handlerFactory(context)
         http.worker = worker
         http.context = context
+        http.broker = broker
         webSockets.worker = worker
     }
 
@@ -62,7 +63,11 @@ final class ShardDispatcher: ShardEventHandler {
     func connectionClosed(_ id: SocketID) {
         let old = table.release(id)
         channels.socketClosed(id, subscriptions: old.subscriptions)
-        if case .webSocket(let session) = old.phase { webSockets.closed(id, session) }
+        switch old.phase {
+        case .webSocket(let session): webSockets.closed(id, session)
+        case .http(let session): http.closed(id, session)
+        case .free: assertionFailure("a free slot closed")
+        }
     }
 
     func shardDraining(_ shard: Shard) {
@@ -86,5 +91,6 @@ final class ShardDispatcher: ShardEventHandler {
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
+        http.expireDeferred(nowMilliseconds: nowMilliseconds)
     }
 }

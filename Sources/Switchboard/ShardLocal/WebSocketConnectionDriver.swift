@@ -115,7 +115,9 @@ final class WebSocketConnectionDriver {
     /// Whether a channel frame may go to this subscriber: not once a close frame is queued
     /// (ours or the codec's). A socket still in its upgrade request has no session yet.
     @inline(__always) func mayDeliver(_ id: SocketID) -> Bool {
-        guard let session = table.webSocket(id) else { return true }
+        // Subscribers leave their channels when they close: every id here is current.
+        assert(table.isCurrent(id), "a closed socket is still subscribed")
+        guard case .webSocket(let session) = table.slots[id.slot].phase else { return true }
         return session.lifecycle.maySend
     }
 

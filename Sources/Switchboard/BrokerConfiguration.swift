@@ -30,7 +30,7 @@ public struct BrokerConfiguration: Sendable {
     /// ordered only if its fan-out (one delivery per other shard) fits: from another shard it
     /// waits in its ring, on the owner or through its inbox it is refused
     /// (`switchboard_publish_backlog_limit_hits_total`). Raised to `shards - 1` if lower.
-    public var maxPendingDeliveries: Int = 65_536
+    public var maxPendingDeliveries: Int = 262_144
     /// How long a channel's owner remembers its epoch and offset after its last publish; the
     /// next publish after that starts a new epoch (see `ChannelPosition`). 0 forgets at the
     /// next tick.

@@ -164,6 +164,8 @@ final class ChannelEngine {
         metrics.publishes.increment()
         let (position, evicted) = owned.next(channel, nowMilliseconds: shard.nowMilliseconds)
         if evicted { metrics.channelOffsetsEvicted.increment() }
+        // A new incarnation: the gauge follows at once (the tick only lowers it).
+        if position.offset == 1 { metrics.channelOffsets.set(owned.count) }
         for target in 0..<fabric.shardCount where target != index {
             // Behind waiting deliveries, never past them: per-channel order on every shard.
             if pendingDeliveries[target].isEmpty && fabric.deliverRing(from: index, to: target).tryPush(.deliver(channel, frame, position)) {

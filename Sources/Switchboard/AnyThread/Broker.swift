@@ -217,7 +217,10 @@ public final class Broker: Sendable {
     /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
     /// all of them. Every subscriber sees the channel's messages in the same order (the owner
     /// shard's). Refused when the ring to the channel's owner (from a shard thread) or the
-    /// owner's inbox (from any other thread) is full (counted).
+    /// owner's inbox (from any other thread) is full (counted). From a thread that is no shard,
+    /// `.queued` means it reached the owner's inbox: if the owner's delivery backlog is at
+    /// `max_pending_deliveries` when it runs, it is dropped there and counted
+    /// (`switchboard_publish_backlog_limit_hits_total`).
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> Enqueued {
         guard !isStopping else { return .refused(.stopped) }

@@ -130,7 +130,8 @@ public final class ShardContext {
 
     /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
     /// all of them. Every subscriber sees the channel's messages in the same order (its owner
-    /// shard's).
+    /// shard's). `.refused` when the ring to the owner is full or, on the owner, when its
+    /// delivery backlog is at `max_pending_deliveries` (backpressure: try again later).
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
         assertOnShard()

@@ -150,8 +150,9 @@ final class ChatHandler: WorkerHandler {
         // To the socket, from here: it may already have live messages from the channel; the
         // page puts them after this answer, dropping offsets it has.
         context.broker.send(socketId, .text(ChatJSON.history(name, messages: messages, reset: !covered,
-                                                             latest: room.latestOffset, members: room.memberNames)))
-        context.publish(room.channel, .text(ChatJSON.presence(name, room.memberNames)))
+                                                             latest: room.latestOffset, members: room.memberNames,
+                                                             membersVersion: room.membersVersion)))
+        context.publish(room.channel, .text(ChatJSON.presence(name, room.memberNames, version: room.membersVersion)))
     }
 
     private func say(_ name: String, name nickname: String, text: String, from socketId: SocketID) {
@@ -166,7 +167,7 @@ final class ChatHandler: WorkerHandler {
 
     private func leave(_ name: String, _ socketId: SocketID) {
         guard let room = rooms[name], room.removeMember(socketId) else { return }
-        context.publish(room.channel, .text(ChatJSON.presence(name, room.memberNames)))
+        context.publish(room.channel, .text(ChatJSON.presence(name, room.memberNames, version: room.membersVersion)))
     }
 
     // MARK: - Helpers

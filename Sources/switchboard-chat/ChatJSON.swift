@@ -39,15 +39,16 @@ enum ChatJSON {
         #"{"offset":\#(m.offset),"name":\#(quoted(m.name)),"text":\#(quoted(m.text)),"time":\#(m.timeMilliseconds)}"#
     }
 
-    static func presence(_ room: String, _ names: [String]) -> String {
-        #"{"type":"presence","room":\#(quoted(room)),"members":[\#(names.map(quoted).joined(separator: ","))]}"#
+    static func presence(_ room: String, _ names: [String], version: UInt64) -> String {
+        #"{"type":"presence","room":\#(quoted(room)),"version":\#(version),"members":[\#(names.map(quoted).joined(separator: ","))]}"#
     }
 
     /// The answer to a join: what the client missed (or, `reset`, everything held: reload),
     /// the latest offset, and who is in the room.
-    static func history(_ room: String, messages: [ChatMessage], reset: Bool, latest: UInt64, members: [String]) -> String {
+    static func history(_ room: String, messages: [ChatMessage], reset: Bool, latest: UInt64, members: [String],
+                        membersVersion: UInt64) -> String {
         #"{"type":"history","room":\#(quoted(room)),"reset":\#(reset),"latest":\#(latest),"#
-            + #""members":[\#(members.map(quoted).joined(separator: ","))],"#
+            + #""version":\#(membersVersion),"members":[\#(members.map(quoted).joined(separator: ","))],"#
             + #""messages":[\#(messages.map(messageFields).joined(separator: ","))]}"#
     }
 

@@ -67,9 +67,20 @@ final class ChatRoom {
         return (Array(missed), true)
     }
 
-    func addMember(_ socketId: SocketID, name: String) { members[socketId] = name }
+    /// Counts membership changes. The member list reaches a page by two paths (the join's
+    /// history answer, sent to the socket, and presence messages, through the channel) that
+    /// may overtake each other; the page keeps the list with the highest version.
+    private(set) var membersVersion: UInt64 = 0
+
+    func addMember(_ socketId: SocketID, name: String) {
+        if members.updateValue(name, forKey: socketId) != name { membersVersion += 1 }
+    }
     @discardableResult
-    func removeMember(_ socketId: SocketID) -> Bool { members.removeValue(forKey: socketId) != nil }
+    func removeMember(_ socketId: SocketID) -> Bool {
+        guard members.removeValue(forKey: socketId) != nil else { return false }
+        membersVersion += 1
+        return true
+    }
 
     /// Nicknames present, sorted, each once (two tabs of one person are one name).
     var memberNames: [String] { Set(members.values).sorted { $0.lowercased() < $1.lowercased() } }

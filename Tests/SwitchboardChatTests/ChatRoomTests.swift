@@ -43,8 +43,12 @@ struct ChatRoomTests {
         r.addMember(SocketID(rawValue: 2), name: "Ada")
         r.addMember(SocketID(rawValue: 3), name: "bob")
         #expect(r.memberNames == ["Ada", "bob"])
+        #expect(r.membersVersion == 3)
+        r.addMember(SocketID(rawValue: 3), name: "bob")
+        #expect(r.membersVersion == 3, "a rejoin with the same name changes nothing")
         #expect(r.removeMember(SocketID(rawValue: 3)))
         #expect(!r.removeMember(SocketID(rawValue: 3)))
+        #expect(r.membersVersion == 4)
         #expect(r.memberNames == ["Ada", "bob"])
     }
 

@@ -34,6 +34,7 @@
     reconnectTimer: null,
     offlineByHand: false,   // the test hook (or a person) took the page offline
     lastShown: null,        // {name, time} of the last message, to group a sender's run
+    membersVersion: 0,      // the version of the member list shown
     recentRooms: JSON.parse(localStorage.getItem('chat.rooms') || '[]').filter((r) => typeof r === 'string'),
   };
 
@@ -83,6 +84,7 @@
   function sendJoin() {
     state.syncing = true;
     state.held = [];
+    state.membersVersion = 0;  // a restarted server counts from 0 again; the answer sets it
     send(`join\n${state.room}\n${state.name}\n${state.lastOffset > 0 ? state.lastOffset : ''}`);
   }
 
@@ -96,7 +98,7 @@
         if (state.syncing) { state.held.push(message); return; }
         return showLive(message);
       case 'presence':
-        if (message.room === state.room) showMembers(message.members);
+        if (message.room === state.room) showMembers(message.members, message.version);
         return;
       case 'error':
         return showNotice(String(message.text));
@@ -123,7 +125,7 @@
       showNotice(`${recovered} message${recovered === 1 ? '' : 's'} while you were away (above)`);
     }
     if (history.latest > state.lastOffset && history.messages.length === 0) state.lastOffset = history.latest;
-    showMembers(history.members);
+    showMembers(history.members, history.version);
     state.syncing = false;
     const held = state.held.sort((a, b) => a.offset - b.offset);
     state.held = [];
@@ -213,7 +215,12 @@
     state.lastShown = null;
   }
 
-  function showMembers(members) {
+  function showMembers(members, version) {
+    // The list comes by two paths that may overtake each other: keep the newest.
+    if (typeof version === 'number') {
+      if (version < state.membersVersion) return;
+      state.membersVersion = version;
+    }
     const names = Array.isArray(members) ? members.map(String) : [];
     ui.memberList.replaceChildren(...names.map((name) => {
       const item = el('li');
@@ -256,6 +263,7 @@
     if (!room || room === state.room) return;
     state.room = room;
     state.lastOffset = 0;
+    state.membersVersion = 0;
     clearMessages();
     showMembers([]);
     state.recentRooms = [room, ...state.recentRooms.filter((r) => r !== room)].slice(0, 8);

@@ -45,7 +45,10 @@ struct RunningExample {
     let logs: LogLines
     let metrics: TestMetricsFactory
 
-    static func start(shards: Int = 2) async throws -> RunningExample {
+    /// - Parameter makeBroker: the broker to run (default: the example's).
+    static func start(shards: Int = 2,
+                      makeBroker: (BrokerConfiguration, Logger) -> Broker = { makeChatBroker(configuration: $0, logger: $1) })
+        async throws -> RunningExample {
         let logs = LogLines()
         let logger = Logger(label: "example-app") { _ in CapturingLogHandler(lines: logs) }
         var configuration = BrokerConfiguration()
@@ -53,7 +56,7 @@ struct RunningExample {
         configuration.port = 0
         configuration.io.shardCount = shards
         configuration.shutdownGraceMilliseconds = 2_000
-        let broker = makeChatBroker(configuration: configuration, logger: logger)
+        let broker = makeBroker(configuration, logger)
         let metrics = TestMetricsFactory()
         let exporter = MetricsExporter(broker: broker, intervalMilliseconds: 20, factory: metrics)
         let group = ServiceGroup(services: [broker, exporter], logger: logger)

@@ -322,6 +322,8 @@
     const open = ui.app.classList.toggle('menu-open');
     ui.menuToggle.setAttribute('aria-expanded', String(open));
   });
+  // On a phone the drawer closes when the conversation is touched.
+  document.querySelector('.main').addEventListener('click', () => { if (ui.app.classList.contains('menu-open')) closeMenu(); });
   window.addEventListener('online', () => { if (!state.offlineByHand) connect(); });
 
   // ---- Start --------------------------------------------------------------------------------

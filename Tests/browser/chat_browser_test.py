@@ -99,7 +99,21 @@ def sees(driver, text):
     return text in texts(driver)
 
 
+def check_served_files():
+    """The page's own files, each with the security headers, and nothing from elsewhere."""
+    import urllib.request
+    for path, kind in (("", "text/html"), ("chat.css", "text/css"), ("chat.js", "text/javascript")):
+        with urllib.request.urlopen(URL + path, timeout=10) as response:
+            body = response.read().decode()
+            assert response.headers["Content-Type"].startswith(kind), (path, response.headers["Content-Type"])
+            policy = response.headers["Content-Security-Policy"] or ""
+            assert "default-src 'none'" in policy and "script-src 'self'" in policy, policy
+            assert response.headers["X-Content-Type-Options"] == "nosniff"
+            assert "://" not in body, f"/{path} refers to another site"
+
+
 def main():
+    check_served_files()
     ada = browser(1100, 760)
     grace = browser(390, 760, phone=True)  # a phone's width
     try:

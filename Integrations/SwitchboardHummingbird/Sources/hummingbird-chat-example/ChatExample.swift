@@ -1,3 +1,4 @@
+import CoreMetrics
 import Hummingbird
 import Logging
 import NIOCore
@@ -50,13 +51,16 @@ final class ChatRoom: WorkerHandler {
     }
 }
 
-/// One port: the broker's shards serve the router and the WebSockets on `/ws`.
-func makeChatBroker(configuration: BrokerConfiguration, logger: Logger) -> Broker {
+/// One port: the broker's shards serve the router and the WebSockets on `/ws`; the broker and
+/// its metrics export run in the application's service group.
+func makeChatApplication(configuration: BrokerConfiguration, logger: Logger,
+                         metricsFactory: any MetricsFactory = MetricsSystem.factory) -> SwitchboardApplication {
     let router = Router(context: SwitchboardRequestContext.self)
     addChatRoutes(to: router)
     var configuration = configuration
     configuration.webSocket.paths = ["/ws"]
-    return Broker(router: router, configuration: configuration, logger: logger) { ChatRoom($0) }
+    return SwitchboardApplication(router: router, configuration: configuration, logger: logger,
+                                  metricsFactory: metricsFactory) { ChatRoom($0) }
 }
 
 /// Two ports: Hummingbird's own server answers HTTP on `httpPort`; the broker (a service of

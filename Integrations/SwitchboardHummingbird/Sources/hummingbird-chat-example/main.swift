@@ -9,7 +9,6 @@
 import Foundation
 import Hummingbird
 import Logging
-import ServiceLifecycle
 import Switchboard
 
 let logger = Logger(label: "hummingbird-chat-example")
@@ -22,9 +21,7 @@ if ProcessInfo.processInfo.environment["TWO_PORTS"] == "1" {
     try await app.runService()
 } else {
     configuration.port = port
-    let broker = makeChatBroker(configuration: configuration, logger: logger)
-    // The app's ServiceGroup: the broker, its metrics export to the swift-metrics backend, and
-    // whatever else the application runs; SIGTERM/SIGINT shut them all down gracefully.
-    try await ServiceGroup(services: [broker, MetricsExporter(broker: broker)],
-                           gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+    // One ServiceGroup: the broker, its metrics export to the swift-metrics backend, and
+    // whatever else the application adds (`app.addServices`); SIGTERM/SIGINT stop them all.
+    try await makeChatApplication(configuration: configuration, logger: logger).runService()
 }

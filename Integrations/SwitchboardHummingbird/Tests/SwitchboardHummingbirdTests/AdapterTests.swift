@@ -17,7 +17,7 @@ final class WhoAmI: WorkerHandler {
 struct Boom: Error {}
 
 /// The adapter's edges, on a router of its own.
-func adapterBroker(_ configuration: BrokerConfiguration, _ logger: Logger) -> Broker {
+func adapterApplication(_ configuration: BrokerConfiguration, _ logger: Logger, _ metrics: TestMetricsFactory) -> SwitchboardApplication {
     let router = Router(context: SwitchboardRequestContext.self)
     router.get("/slow/:ms") { _, context -> String in
         try await Task.sleep(for: .milliseconds(try context.parameters.require("ms", as: Int.self)))
@@ -40,13 +40,14 @@ func adapterBroker(_ configuration: BrokerConfiguration, _ logger: Logger) -> Br
     }
     var configuration = configuration
     configuration.webSocket.paths = ["/ws"]
-    return Broker(router: router, configuration: configuration, logger: logger, maxResponseBodyBytes: 1024) { WhoAmI($0) }
+    return SwitchboardApplication(router: router, configuration: configuration, logger: logger, maxResponseBodyBytes: 1024,
+                                  metricsFactory: metrics) { WhoAmI($0) }
 }
 
 @Suite("The one-port adapter's edges", .serialized)
 struct AdapterTests {
     @Test func aSlowRouteDoesNotLetTheNextAnswerOvertakeIt() async throws {
-        let app = try await RunningExample.start(makeBroker: adapterBroker)
+        let app = try await RunningExample.start(makeApplication: adapterApplication)
         let http = try TestClient(port: app.port)
         let bodies = try await io {
             try http.send("GET /slow/300 HTTP/1.1\r\nHost: t\r\n\r\nGET /fast HTTP/1.1\r\nHost: t\r\n\r\nGET /slow/50 HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -57,7 +58,7 @@ struct AdapterTests {
     }
 
     @Test func errorsAndOversizedResponsesAre500WithoutDetails() async throws {
-        let app = try await RunningExample.start(makeBroker: adapterBroker)
+        let app = try await RunningExample.start(makeApplication: adapterApplication)
         let http = try TestClient(port: app.port)
         let boom = try await io { try http.request("GET", "/boom") }
         #expect(boom.status == 500)
@@ -70,7 +71,7 @@ struct AdapterTests {
     }
 
     @Test func headerFieldsCrossTheBridgeBothWays() async throws {
-        let app = try await RunningExample.start(makeBroker: adapterBroker)
+        let app = try await RunningExample.start(makeApplication: adapterApplication)
         let http = try TestClient(port: app.port)
         let answer = try await io { try http.request("GET", "/echo-head", headers: "X-Test: forty two\r\n") }
         #expect(answer.status == 200)
@@ -81,7 +82,7 @@ struct AdapterTests {
     }
 
     @Test func aRouteSendsToOneSocket() async throws {
-        let app = try await RunningExample.start(makeBroker: adapterBroker)
+        let app = try await RunningExample.start(makeApplication: adapterApplication)
         let port = app.port
         let ws = try TestClient(port: port)
         let id = try await io { () -> String in

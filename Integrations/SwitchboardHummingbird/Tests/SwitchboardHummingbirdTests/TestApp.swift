@@ -1,8 +1,9 @@
+import Foundation
 import HBTestSupport
 import Logging
 import ServiceLifecycle
 import Switchboard
-import Foundation
+import SwitchboardHummingbird
 import Synchronization
 @testable import hummingbird_chat_example
 
@@ -45,10 +46,14 @@ struct RunningExample {
     let logs: LogLines
     let metrics: TestMetricsFactory
 
-    /// - Parameter makeBroker: the broker to run (default: the example's).
-    static func start(shards: Int = 2,
-                      makeBroker: (BrokerConfiguration, Logger) -> Broker = { makeChatBroker(configuration: $0, logger: $1) })
-        async throws -> RunningExample {
+    /// - Parameter makeApplication: the application to run (default: the example's), given the
+    ///   configuration, the capturing logger and the test metrics backend.
+    static func start(
+        shards: Int = 2,
+        makeApplication: (BrokerConfiguration, Logger, TestMetricsFactory) -> SwitchboardApplication = {
+            makeChatApplication(configuration: $0, logger: $1, metricsFactory: $2)
+        }
+    ) async throws -> RunningExample {
         let logs = LogLines()
         let logger = Logger(label: "example-app") { _ in CapturingLogHandler(lines: logs) }
         var configuration = BrokerConfiguration()
@@ -56,16 +61,16 @@ struct RunningExample {
         configuration.port = 0
         configuration.io.shardCount = shards
         configuration.shutdownGraceMilliseconds = 2_000
-        let broker = makeBroker(configuration, logger)
         let metrics = TestMetricsFactory()
-        let exporter = MetricsExporter(broker: broker, intervalMilliseconds: 20, factory: metrics)
-        let group = ServiceGroup(services: [broker, exporter], logger: logger)
+        let application = makeApplication(configuration, logger, metrics)
+        // The application inside the host's group, as a service among others would be.
+        let group = ServiceGroup(services: [application], logger: logger)
         let run = Task { try await group.run() }
         guard await eventually(timeoutMilliseconds: 20_000, { logs.listeningPort != nil }), let port = logs.listeningPort else {
             run.cancel()
             throw StartFailure(lines: logs.all)
         }
-        return RunningExample(broker: broker, group: group, run: run, port: port, logs: logs, metrics: metrics)
+        return RunningExample(broker: application.broker, group: group, run: run, port: port, logs: logs, metrics: metrics)
     }
 
     struct StartFailure: Error { let lines: [String] }

@@ -25,7 +25,8 @@ ensure_python_venv() {
     bash "$ab/setup.sh" "$venv" >/dev/null
 }
 
-# Selenium (PyPI) in the project venv, for the browser test (deploy/browser-test.sh).
+# Selenium (PyPI) in the project venv, for the browser test (deploy/browser-test.sh). Pinned:
+# 4.52 wants a certifi newer than the package mirror here holds.
 ensure_selenium() {
     local venv="$1/.build/autobahn-venv"
     "$venv/bin/python" -c 'import selenium' 2>/dev/null && return 0

@@ -130,7 +130,7 @@ let package = Package(
             ],
             path: "Benchmarks/Sources/cb-bench"
         ),
-        .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard"]),
+        .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),

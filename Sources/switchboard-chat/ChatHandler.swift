@@ -39,6 +39,16 @@ final class ChatHandler: WorkerHandler {
     /// The rooms whose home is this shard.
     private var rooms: [String: ChatRoom] = [:]
 
+    /// The chat's broker: one handler per shard, each reachable from the others through `PerShard`.
+    static func broker(configuration: BrokerConfiguration, limits: ChatLimits, logger: Logger) -> Broker {
+        let handlers = PerShard<ChatHandler>()
+        return Broker(configuration: configuration, logger: logger) { context in
+            let handler = ChatHandler(context, handlers: handlers, limits: limits)
+            handlers[context] = handler
+            return handler
+        }
+    }
+
     init(_ context: ShardContext, handlers: PerShard<ChatHandler>, limits: ChatLimits) {
         self.context = context
         self.handlers = handlers

@@ -39,13 +39,7 @@ struct ChatCommand: AsyncParsableCommand {
         var limits = ChatLimits()
         limits.historyMessages = historyMessages
         limits.maxRoomsPerShard = maxRoomsPerShard
-        let handlers = PerShard<ChatHandler>()
-        let chatLimits = limits
-        let broker = Broker(configuration: configuration, logger: logger) { context in
-            let handler = ChatHandler(context, handlers: handlers, limits: chatLimits)
-            handlers[context] = handler
-            return handler
-        }
+        let broker = ChatHandler.broker(configuration: configuration, limits: limits, logger: logger)
         try await ServerRunner.run([broker], name: "switchboard-chat", logger: logger)
     }
 }

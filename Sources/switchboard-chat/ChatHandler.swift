@@ -15,6 +15,9 @@ struct ChatLimits: Sendable {
     var maxRoomsPerShard = 10_000
     var maxTextCharacters = 2_000
     var maxNameCharacters = 32
+    /// Messages a socket may send per second on average, and in a burst (flood control).
+    var maxMessagesPerSecond = 5
+    var messageBurst = 20
 }
 
 /// The browser chat's server side, one instance per shard.
@@ -32,27 +35,37 @@ final class ChatHandler: WorkerHandler {
     let context: ShardContext
     let handlers: PerShard<ChatHandler>
     let limits: ChatLimits
+    let metrics: ChatMetrics
     let logger: Logger
 
-    /// This shard's sockets: their room and nickname.
-    private var seats: [SocketID: (room: String, name: String)] = [:]
+    /// This shard's sockets: their room, nickname and flood-control bucket.
+    private var seats: [SocketID: Seat] = [:]
+    private struct Seat {
+        var room: String
+        var name: String
+        var bucket: MessageBucket
+    }
     /// The rooms whose home is this shard.
     private var rooms: [String: ChatRoom] = [:]
 
     /// The chat's broker: one handler per shard, each reachable from the others through `PerShard`.
     static func broker(configuration: BrokerConfiguration, limits: ChatLimits, logger: Logger) -> Broker {
         let handlers = PerShard<ChatHandler>()
-        return Broker(configuration: configuration, logger: logger) { context in
-            let handler = ChatHandler(context, handlers: handlers, limits: limits)
+        let metrics = ChatMetrics()
+        let broker = Broker(configuration: configuration, logger: logger) { context in
+            let handler = ChatHandler(context, handlers: handlers, limits: limits, metrics: metrics)
             handlers[context] = handler
             return handler
         }
+        broker.additionalMetricSamples = { metrics.samples() }
+        return broker
     }
 
-    init(_ context: ShardContext, handlers: PerShard<ChatHandler>, limits: ChatLimits) {
+    init(_ context: ShardContext, handlers: PerShard<ChatHandler>, limits: ChatLimits, metrics: ChatMetrics) {
         self.context = context
         self.handlers = handlers
         self.limits = limits
+        self.metrics = metrics
         self.logger = context.logger
     }
 
@@ -83,28 +96,35 @@ final class ChatHandler: WorkerHandler {
             }
             join(socketId, room: room, name: name, since: since)
         case "say":
-            guard let seat = seats[socketId] else { return refuse(socketId, "join a room first") }
+            guard seats[socketId] != nil else { return refuse(socketId, "join a room first") }
             let body = String(rest).trimmingWhitespace
             guard !body.isEmpty else { return }
             guard body.count <= limits.maxTextCharacters else {
                 return refuse(socketId, "messages are limited to \(limits.maxTextCharacters) characters")
             }
-            atHome(of: seat.room, socketId) { home in home.say(seat.room, name: seat.name, text: body, from: socketId) }
+            guard seats[socketId]!.bucket.take(ratePerSecond: limits.maxMessagesPerSecond, burst: limits.messageBurst,
+                                               nowMilliseconds: Self.nowMilliseconds()) else {
+                metrics.rateLimited.add(1, ordering: .relaxed)
+                return refuse(socketId, "slow down: at most \(limits.maxMessagesPerSecond) messages a second")
+            }
+            let seat = seats[socketId]!
+            let (room, name) = (seat.room, seat.name)
+            atHome(of: room, socketId) { home in home.say(room, name: name, text: body, from: socketId) }
         default:
             refuse(socketId, "unknown command")
         }
     }
 
     func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
-        guard let seat = seats.removeValue(forKey: socketId) else { return }
+        guard let room = seats.removeValue(forKey: socketId)?.room else { return }
         // The socket left its channel by itself; its membership lives on the room's home.
-        atHome(of: seat.room, nil) { home in home.leave(seat.room, socketId) }
+        atHome(of: room, nil) { home in home.leave(room, socketId) }
     }
 
     private func join(_ socketId: SocketID, room: String, name: String, since: UInt64?) {
-        if let old = seats[socketId], old.room != room {
-            context.unsubscribe(socketId, ChatRoom.channel(old.room))
-            atHome(of: old.room, nil) { home in home.leave(old.room, socketId) }
+        if let oldRoom = seats[socketId]?.room, oldRoom != room {
+            context.unsubscribe(socketId, ChatRoom.channel(oldRoom))
+            atHome(of: oldRoom, nil) { home in home.leave(oldRoom, socketId) }
         }
         // Subscribe first, then ask for the history: every message is then either in the
         // history answer or arrives live after it was ordered (or both: the page drops
@@ -113,7 +133,9 @@ final class ChatHandler: WorkerHandler {
         case .subscribed, .alreadySubscribed: break
         case let refusal: return refuse(socketId, "cannot join: \(refusal)")
         }
-        seats[socketId] = (room, name)
+        // A rejoin keeps the socket's bucket: switching rooms does not refill it.
+        let bucket = seats[socketId]?.bucket ?? MessageBucket(burst: limits.messageBurst, nowMilliseconds: Self.nowMilliseconds())
+        seats[socketId] = Seat(room: room, name: name, bucket: bucket)
         atHome(of: room, socketId) { home in home.joined(room, socketId, name: name, since: since) }
     }
 
@@ -141,8 +163,12 @@ final class ChatHandler: WorkerHandler {
         if rooms.count >= limits.maxRoomsPerShard {
             // Forget a room nobody is in (its history goes with it: a client coming back to
             // it is told to reload). Rare, so a scan is fine.
-            guard let empty = rooms.first(where: { $0.value.members.isEmpty })?.key else { return nil }
+            guard let empty = rooms.first(where: { $0.value.members.isEmpty })?.key else {
+                metrics.joinsRefused.add(1, ordering: .relaxed)
+                return nil
+            }
             rooms[empty] = nil
+            metrics.roomsForgotten.add(1, ordering: .relaxed)
             logger.notice("chat: forgot empty room to make space (max_rooms_per_shard \(limits.maxRoomsPerShard))")
         }
         let room = ChatRoom(name: name, historyLimit: limits.historyMessages)

@@ -22,7 +22,15 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "Rooms each shard keeps (>= 1); past it an empty room is forgotten.")
     var maxRoomsPerShard: Int = ChatLimits().maxRoomsPerShard
 
+    @Option(help: "Messages a socket may send per second on average (>= 1); a burst of --message-burst is allowed.")
+    var maxMessagesPerSecond: Int = ChatLimits().maxMessagesPerSecond
+
+    @Option(help: "Messages a socket may send at once before --max-messages-per-second applies (>= 1).")
+    var messageBurst: Int = ChatLimits().messageBurst
+
     func validate() throws {
+        guard maxMessagesPerSecond >= 1 else { throw ValidationError("--max-messages-per-second must be >= 1") }
+        guard messageBurst >= 1 else { throw ValidationError("--message-burst must be >= 1") }
         guard historyMessages >= 1 else { throw ValidationError("--history-messages must be >= 1") }
         guard maxRoomsPerShard >= 1 else { throw ValidationError("--max-rooms-per-shard must be >= 1") }
     }
@@ -39,6 +47,8 @@ struct ChatCommand: AsyncParsableCommand {
         var limits = ChatLimits()
         limits.historyMessages = historyMessages
         limits.maxRoomsPerShard = maxRoomsPerShard
+        limits.maxMessagesPerSecond = maxMessagesPerSecond
+        limits.messageBurst = messageBurst
         let broker = ChatHandler.broker(configuration: configuration, limits: limits, logger: logger)
         try await ServerRunner.run([broker], name: "switchboard-chat", logger: logger)
     }

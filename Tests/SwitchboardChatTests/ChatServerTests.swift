@@ -8,7 +8,7 @@ import Testing
 /// channel's owner shard; clients land on either).
 @Suite("Browser chat: the WebSocket protocol", .serialized)
 struct ChatServerTests {
-    func startChat(historyMessages: Int) throws -> Broker {
+    func startChat(historyMessages: Int, adjust: (inout ChatLimits) -> Void = { _ in }) throws -> Broker {
         var configuration = BrokerConfiguration()
         configuration.host = "127.0.0.1"
         configuration.port = 0
@@ -16,6 +16,7 @@ struct ChatServerTests {
         configuration.webSocket.paths = ["/ws"]
         var limits = ChatLimits()
         limits.historyMessages = historyMessages
+        adjust(&limits)
         let broker = ChatHandler.broker(configuration: configuration, limits: limits, logger: .discarding)
         try broker.start()
         return broker
@@ -98,6 +99,32 @@ struct ChatServerTests {
         _ = try next(c, #"{"type":"history""#)
         try c.sendText("say\n" + String(repeating: "x", count: 2001))
         #expect(try next(c, #"{"type":"error""#).contains("limited to 2000 characters"))
+    }
+
+    /// A string member of the server's flat JSON (no escapes in the values these tests use).
+    func stringField(_ json: String, _ key: String) -> String {
+        guard let start = json.range(of: "\"\(key)\":\"") else { return "" }
+        return String(json[start.upperBound...].prefix { $0 != "\"" })
+    }
+
+    @Test func floodControlRefusesPastTheBurstAndCountsIt() throws {
+        // A burst of 3, then one a second: the 4th message in a row is refused.
+        let broker = try startChat(historyMessages: 10) { $0.messageBurst = 3; $0.maxMessagesPerSecond = 1 }
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        let c = try client(broker)
+        try c.sendText("join\nlobby\nFlood\n")
+        _ = try next(c, #"{"type":"history""#)
+        for i in 1...4 { try c.sendText("say\nm\(i)") }
+        // The refusal comes from the socket's shard, the messages through the room's: any order.
+        var frames: [String] = []
+        while frames.count < 4 {
+            let text = try c.readFrame().text
+            if !text.hasPrefix(#"{"type":"presence""#) { frames.append(text) }
+        }
+        #expect(frames.filter { $0 == #"{"type":"error","text":"slow down: at most 1 messages a second"}"# }.count == 1)
+        let texts = frames.filter { $0.hasPrefix(#"{"type":"message""#) }.map { stringField($0, "text") }
+        #expect(texts == ["m1", "m2", "m3"], "m4 was refused: \(frames)")
+        #expect(broker.metricsText().contains("switchboard_chat_rate_limited_total 1\n"))
     }
 
     @Test func thePageIsServedFromTheBinary() throws {

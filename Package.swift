@@ -105,7 +105,9 @@ let package = Package(
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .executableTarget(
             name: "switchboard-chat",
-            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            // The browser page, compiled into the binary (PackageResources.index_html...).
+            resources: [.embedInCode("Web/index.html"), .embedInCode("Web/chat.css"), .embedInCode("Web/chat.js")]
         ),
         .executableTarget(
             name: "switchboard-echo",
@@ -134,6 +136,7 @@ let package = Package(
             ],
             path: "Benchmarks/Sources/cb-bench"
         ),
+        .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),

@@ -13,9 +13,10 @@ import Glibc
 ///
 /// `@unchecked Sendable`: `start()`, `beginShutdown`, `wait()` and `shutdown` are called by one
 /// controlling thread (the owner, e.g. `Broker`), never concurrently; `shards`, `port` and
-/// `backend` are written only by `start()` and read by other threads after it returned (the
-/// caller's hand-off orders it). The shards themselves are reached only through their any-thread
-/// API.
+/// `backend` are written only by `start()` and meant to be read by other threads after it
+/// returned (the caller's hand-off orders it; a reader polling `port` during `start()`, as
+/// `Broker.port` under a ServiceGroup allows, races with that write). The shards themselves are
+/// reached only through their any-thread API.
 package final class ShardGroup: @unchecked Sendable {
     package let configuration: IOConfiguration
     package let host: String

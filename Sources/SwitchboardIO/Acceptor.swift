@@ -5,10 +5,10 @@ import Glibc
 #endif
 
 /// Acceptor counters (readable from any thread).
-public final class AcceptorMetrics: Sendable {
-    public let accepted = Counter("switchboard_accepted_total", help: "Sockets accepted by the acceptor")
-    public let acceptErrors = Counter("switchboard_accept_errors_total", help: "accept failures (EMFILE, ENFILE, ...)")
-    public let handoffFailures = Counter("switchboard_handoff_failures_total", help: "Accepted sockets that could not be handed to a shard and were closed")
+package final class AcceptorMetrics: Sendable {
+    package let accepted = Counter("switchboard_accepted_total", help: "Sockets accepted by the acceptor")
+    package let acceptErrors = Counter("switchboard_accept_errors_total", help: "accept failures (EMFILE, ENFILE, ...)")
+    package let handoffFailures = Counter("switchboard_handoff_failures_total", help: "Accepted sockets that could not be handed to a shard and were closed")
 }
 
 /// The thread that owns the listening socket. It never reads from a client socket: it picks the

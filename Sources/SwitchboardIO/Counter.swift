@@ -4,26 +4,26 @@ import Atomics
 ///
 /// The owner does a relaxed load and a relaxed store, which on x86-64 is two plain moves, not a
 /// locked read-modify-write: counting stays off the data path's critical cost.
-public final class Counter: @unchecked Sendable {
+package final class Counter: Sendable {
     private let storage = ManagedAtomic<Int>(0)
-    public let name: String
-    public let help: String
+    package let name: String
+    package let help: String
 
-    public init(_ name: String, help: String) {
+    package init(_ name: String, help: String) {
         self.name = name
         self.help = help
     }
 
     /// Owner thread only.
-    @inline(__always) public func increment(by amount: Int = 1) {
+    @inline(__always) package func increment(by amount: Int = 1) {
         storage.store(storage.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
     }
 
     /// Owner thread only.
-    @inline(__always) public func set(_ value: Int) {
+    @inline(__always) package func set(_ value: Int) {
         storage.store(value, ordering: .relaxed)
     }
 
     /// Any thread.
-    public var value: Int { storage.load(ordering: .relaxed) }
+    package var value: Int { storage.load(ordering: .relaxed) }
 }

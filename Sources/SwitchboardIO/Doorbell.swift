@@ -11,14 +11,17 @@ import Glibc
 /// `cancelSleep()` if it found work). A producer publishes its item, then calls `ring()`.
 /// Both sides use sequentially consistent operations, so either the consumer sees the item in
 /// its re-check or the producer sees the sleeping flag.
-public final class Doorbell: @unchecked Sendable {
+///
+/// `@unchecked Sendable`: `eventFD` is written only by `closeDescriptor()`, after the consumer's
+/// thread has been joined; until then producers only read it (through `ring()`).
+package final class Doorbell: @unchecked Sendable {
     /// An eventfd: non-blocking, written to wake the shard.
-    public private(set) var eventFD: Int32
+    package private(set) var eventFD: Int32
     private let sleeping = ManagedAtomic<Bool>(false)
     /// Times a producer actually had to write the eventfd.
-    public let wakeups = ManagedAtomic<Int>(0)
+    package let wakeups = ManagedAtomic<Int>(0)
 
-    public init() throws(IOError) {
+    package init() throws(IOError) {
         let fd = sb_eventfd()
         if fd < 0 { throw IOError.system("eventfd", -fd) }
         eventFD = fd
@@ -31,11 +34,11 @@ public final class Doorbell: @unchecked Sendable {
         if eventFD >= 0 { close(eventFD); eventFD = -1 }
     }
 
-    public func prepareToSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
-    public func cancelSleep() { sleeping.store(false, ordering: .sequentiallyConsistent) }
+    package func prepareToSleep() { sleeping.store(true, ordering: .sequentiallyConsistent) }
+    package func cancelSleep() { sleeping.store(false, ordering: .sequentiallyConsistent) }
 
     /// Any thread, after publishing work.
-    @inline(__always) public func ring() {
+    @inline(__always) package func ring() {
         // The producer's publishing store (often a release store into a ring) must not be
         // reordered after this load, or producer and consumer could each miss the other's
         // write (x86 reorders a store before a later load): a full fence, matching the
@@ -49,7 +52,7 @@ public final class Doorbell: @unchecked Sendable {
     }
 
     /// Consumer, after waking: clears the eventfd counter.
-    public func drain() { _ = sb_eventfd_drain(eventFD) }
+    package func drain() { _ = sb_eventfd_drain(eventFD) }
 }
 
 /// An error from the I/O layer, with the failing call and errno.

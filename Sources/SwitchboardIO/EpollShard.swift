@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A shard on epoll (edge-triggered), for kernels or sandboxes where io_uring is unavailable.
-final class EpollShard: Shard {
+final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (see there)
     private var epollFD: Int32
     /// One receive buffer for the whole shard: an idle connection holds none.
     private let scratch: UnsafeMutableRawPointer

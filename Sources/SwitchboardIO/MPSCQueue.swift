@@ -26,7 +26,7 @@ import Atomics
 /// producer descheduled between claiming a cell and publishing it delays the
 /// consumer from seeing *later* cells (FIFO is by claim order) until it resumes;
 /// ``tryPop()`` reports empty meanwhile rather than waiting.
-public final class MPSCQueue<Element>: @unchecked Sendable {
+package final class MPSCQueue<Element>: @unchecked Sendable {
     // Stored properties are `@usableFromInline` so the hot methods can be
     // `@inlinable` and specialised in the caller's module.
     //
@@ -51,13 +51,13 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     @usableFromInline internal let mask: Int
 
     /// The number of elements the queue holds when full (a power of two).
-    public let capacity: Int
+    package let capacity: Int
 
     /// Creates an empty queue.
     ///
     /// - Parameter capacity: Requested number of cells, rounded up to the next
     ///   power of two. Must be in `2 ... 1 << 30`.
-    public init(capacity: Int) {
+    package init(capacity: Int) {
         let rounded = _switchboardQueueCapacity(capacity)
         self.capacity = rounded
         self.mask = rounded - 1
@@ -106,7 +106,7 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     ///
     /// - Returns: `true` if the element was enqueued.
     @inlinable
-    public func tryPush(_ element: Element) -> Bool {
+    package func tryPush(_ element: Element) -> Bool {
         var position = enqueuePosition.load(ordering: .relaxed)
         var cell: Int
         while true {
@@ -141,7 +141,7 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     ///
     /// **Single consumer thread only.**
     @inlinable
-    public func tryPop() -> Element? {
+    package func tryPop() -> Element? {
         // Relaxed: only this thread stores `dequeuePosition`.
         let position = dequeuePosition.load(ordering: .relaxed)
         guard let element = _take(at: position) else { return nil }
@@ -161,7 +161,7 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     ///   - body: Receives each element.
     /// - Returns: The number of elements passed to `body`.
     @inlinable @discardableResult
-    public func drain(max: Int, _ body: (Element) -> Void) -> Int {
+    package func drain(max: Int, _ body: (Element) -> Void) -> Int {
         precondition(max >= 0, "drain max must be non-negative")
         let start = dequeuePosition.load(ordering: .relaxed)
         var taken = 0
@@ -201,7 +201,7 @@ public final class MPSCQueue<Element>: @unchecked Sendable {
     /// Any thread. Counts cells claimed by producers that may not be published yet,
     /// and may be stale in either direction; always within `0 ... capacity`.
     @inlinable
-    public var approximateCount: Int {
+    package var approximateCount: Int {
         let dequeued = dequeuePosition.load(ordering: .relaxed)
         let enqueued = enqueuePosition.load(ordering: .relaxed)
         return Swift.min(Swift.max(enqueued &- dequeued, 0), capacity)

@@ -4,8 +4,11 @@
 /// send is in flight. The same instance may sit in many connections' send queues at once (a
 /// fan-out writes one encoded frame to every subscriber); the last queue to finish with it
 /// releases it.
-public final class OutboundBytes: @unchecked Sendable {
-    public let count: Int
+///
+/// `@unchecked Sendable` only because `UnsafeRawPointer` is not: the bytes are written once,
+/// before `init` returns, and never again, so any thread may read them.
+package final class OutboundBytes: @unchecked Sendable {
+    package let count: Int
     /// Allocated here and owned by this instance: a pointer that is valid for the instance's
     /// whole life (an array's `withUnsafeBytes` pointer is only valid inside its closure).
     @usableFromInline let base: UnsafeRawPointer
@@ -13,7 +16,7 @@ public final class OutboundBytes: @unchecked Sendable {
     /// Allocates `capacity` bytes and lets `fill` write them before the buffer is shared.
     /// `fill` returns how many bytes it wrote (at most `capacity`). The way to build bytes
     /// without an intermediate array (one allocation, bytes written in place).
-    public init(capacity: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) {
+    package init(capacity: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) {
         precondition(capacity >= 0)
         let storage = UnsafeMutableRawPointer.allocate(byteCount: max(capacity, 1), alignment: 16)
         let written = fill(UnsafeMutableRawBufferPointer(start: storage, count: capacity))
@@ -25,7 +28,7 @@ public final class OutboundBytes: @unchecked Sendable {
     /// Copies an array's bytes. (It used to keep the array and the address `withUnsafeBytes`
     /// gave, past that closure: undefined behaviour. One memcpy is the price of a stable
     /// address; callers on a hot path build their bytes in place with `init(capacity:fill:)`.)
-    public convenience init(adopting bytes: [UInt8]) {
+    package convenience init(adopting bytes: [UInt8]) {
         self.init(capacity: bytes.count) { out in
             bytes.withUnsafeBytes { out.copyMemory(from: $0) }
             return bytes.count
@@ -33,16 +36,16 @@ public final class OutboundBytes: @unchecked Sendable {
     }
 
     /// Copies an array's bytes.
-    public convenience init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
+    package convenience init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
 
-    public convenience init(_ bytes: UnsafeRawBufferPointer) {
+    package convenience init(_ bytes: UnsafeRawBufferPointer) {
         self.init(capacity: bytes.count) { out in
             out.copyMemory(from: bytes)
             return bytes.count
         }
     }
 
-    public convenience init(_ string: String) {
+    package convenience init(_ string: String) {
         var string = string
         self.init(capacity: string.utf8.count) { out in
             string.withUTF8 { out.copyMemory(from: UnsafeRawBufferPointer($0)) }
@@ -54,7 +57,7 @@ public final class OutboundBytes: @unchecked Sendable {
         UnsafeMutableRawPointer(mutating: base).deallocate()
     }
 
-    @inlinable public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    @inlinable package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    public var array: [UInt8] { Array(bytes) }
+    package var array: [UInt8] { Array(bytes) }
 }

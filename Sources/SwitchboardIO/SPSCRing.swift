@@ -46,7 +46,7 @@ internal let _switchboardCacheLinePad = 128
 /// own cache line and only reloads the shared atomic when the cache says
 /// full/empty; in steady state neither side touches the other's line, which is
 /// what makes this fast (≈100M ops/s measured for this design on the target box).
-public final class SPSCRing<Element>: @unchecked Sendable {
+package final class SPSCRing<Element>: @unchecked Sendable {
     // Stored properties are `@usableFromInline` so the hot methods can be
     // `@inlinable`: the integrator's modules then specialise them for their element
     // types instead of going through unspecialised generic code per element.
@@ -69,13 +69,13 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     @usableFromInline internal let mask: Int
 
     /// The number of elements the ring holds when full (a power of two).
-    public let capacity: Int
+    package let capacity: Int
 
     /// Creates an empty ring.
     ///
     /// - Parameter capacity: Requested number of slots, rounded up to the next
     ///   power of two. Must be in `2 ... 1 << 30`.
-    public init(capacity: Int) {
+    package init(capacity: Int) {
         let rounded = _switchboardQueueCapacity(capacity)
         self.capacity = rounded
         self.mask = rounded - 1
@@ -128,7 +128,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     ///
     /// - Returns: `true` if the element was enqueued.
     @inlinable
-    public func tryPush(_ element: consuming Element) -> Bool {
+    package func tryPush(_ element: consuming Element) -> Bool {
         // Relaxed: only this thread ever stores `tail`.
         let t = tail.load(ordering: .relaxed)
         if t &- cachedHead.pointee == capacity {
@@ -150,7 +150,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     /// **Consumer thread only.** Must not be called from inside a ``drain(max:_:)``
     /// body on the same ring.
     @inlinable
-    public func tryPop() -> Element? {
+    package func tryPop() -> Element? {
         precondition(!draining.pointee, "SPSCRing.tryPop called from inside drain on the same ring")
         // Relaxed: only this thread ever stores `head`.
         let h = head.load(ordering: .relaxed)
@@ -184,7 +184,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     ///   - body: Receives ownership of each element.
     /// - Returns: The number of elements passed to `body`.
     @inlinable @discardableResult
-    public func drain(max: Int, _ body: (consuming Element) -> Void) -> Int {
+    package func drain(max: Int, _ body: (consuming Element) -> Void) -> Int {
         precondition(max >= 0, "drain max must be non-negative")
         precondition(!draining.pointee, "SPSCRing.drain called reentrantly on the same ring")
         let h = head.load(ordering: .relaxed)
@@ -211,7 +211,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
     /// Any thread. Exact only when neither side is active; otherwise it may be
     /// stale in either direction, but it is always within `0 ... capacity`.
     @inlinable
-    public var approximateCount: Int {
+    package var approximateCount: Int {
         let h = head.load(ordering: .relaxed)
         let t = tail.load(ordering: .relaxed)
         // The two loads are not one snapshot, so the raw difference can fall outside
@@ -221,7 +221,7 @@ public final class SPSCRing<Element>: @unchecked Sendable {
 
     /// Whether the ring looked empty at some recent instant. Any thread; a hint only.
     @inlinable
-    public var isEmptyApproximately: Bool {
+    package var isEmptyApproximately: Bool {
         approximateCount == 0
     }
 }

@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Work posted to a shard from another thread.
-public enum ShardTask: @unchecked Sendable {
+package enum ShardTask: Sendable {
     /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
     case accepted(Int32)
     /// A closure to run on the shard thread, or its refusal path if the shard never will.
@@ -20,18 +20,18 @@ public enum ShardTask: @unchecked Sendable {
 /// `post` refuses at once, or on the shard thread when the shard stops with the work still in
 /// its inbox) is called, once. Work that completes something another thread waits for (a
 /// continuation, a reply) must pass `refused`, or a stop can leave the waiter hanging.
-public struct ShardWork: @unchecked Sendable {
+package struct ShardWork: Sendable {
     let body: @Sendable (Shard) -> Void
     let refused: (@Sendable (ShardRefusal) -> Void)?
 
-    public init(_ body: @escaping @Sendable (Shard) -> Void, orElse refused: (@Sendable (ShardRefusal) -> Void)? = nil) {
+    package init(_ body: @escaping @Sendable (Shard) -> Void, orElse refused: (@Sendable (ShardRefusal) -> Void)? = nil) {
         self.body = body
         self.refused = refused
     }
 }
 
 /// Why a shard did not take, or will not run, posted work.
-public enum ShardRefusal: Error, Sendable, Equatable {
+package enum ShardRefusal: Error, Sendable, Equatable {
     /// The inbox was full at that moment (counted in `switchboard_inbox_full_total`); a later
     /// post may succeed.
     case inboxFull
@@ -40,14 +40,14 @@ public enum ShardRefusal: Error, Sendable, Equatable {
 }
 
 /// What `Shard.post` did with a task.
-public enum ShardPostResult: Sendable, Equatable {
+package enum ShardPostResult: Sendable, Equatable {
     /// In the inbox: it runs on the shard thread, or (work only) is refused if the shard stops
     /// first.
     case queued
     /// Not taken; a `ShardWork`'s `refused` has already been called.
     case refused(ShardRefusal)
 
-    public var isQueued: Bool { self == .queued }
+    package var isQueued: Bool { self == .queued }
 }
 
 /// Where a shard is in its life. It only moves forward:
@@ -56,7 +56,7 @@ public enum ShardPostResult: Sendable, Equatable {
 /// Posted work is taken in every state but `stopped` (a draining shard still runs the work
 /// that finishes its connections); once `stopped`, `post` refuses and whatever was left in
 /// the inbox has been refused (`ShardWork`) or closed (accepted sockets).
-public enum ShardLifecycle: UInt8, Sendable, Comparable {
+package enum ShardLifecycle: UInt8, Sendable, Comparable {
     /// Constructed; its thread has not entered the loop yet. Work posted now waits for it.
     case created
     /// The loop runs.
@@ -66,26 +66,26 @@ public enum ShardLifecycle: UInt8, Sendable, Comparable {
     /// The loop has exited (or never ran). Final.
     case stopped
 
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+    package static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Per-shard I/O counters (readable from any thread).
-public final class IOMetrics: Sendable {
-    public let connectionsAccepted = Counter("switchboard_connections_accepted_total", help: "Connections accepted by the shard")
-    public let connectionsClosed = Counter("switchboard_connections_closed_total", help: "Connections closed")
-    public let connectionsRejected = Counter("switchboard_connections_rejected_total", help: "Sockets closed at once because the shard was at maxConnectionsPerShard")
-    public let connectionsOpen = Counter("switchboard_connections_open", help: "Connections currently open")
-    public let bytesReceived = Counter("switchboard_bytes_received_total", help: "Bytes received")
-    public let bytesSent = Counter("switchboard_bytes_sent_total", help: "Bytes sent")
-    public let sendQueueLimitHits = Counter("switchboard_send_queue_limit_hits_total", help: "Sends refused because a connection's queue was at maxSendQueueBytes")
-    public let recvBuffersExhausted = Counter("switchboard_recv_buffers_exhausted_total", help: "Times the provided receive buffers ran out (io_uring ENOBUFS)")
-    public let idleTimeouts = Counter("switchboard_idle_timeouts_total", help: "Idle timers that ran out")
-    public let requestTimeouts = Counter("switchboard_request_timeouts_total", help: "Request timers that ran out")
-    public let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
-    public let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
-    public let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
+package final class IOMetrics: Sendable {
+    package let connectionsAccepted = Counter("switchboard_connections_accepted_total", help: "Connections accepted by the shard")
+    package let connectionsClosed = Counter("switchboard_connections_closed_total", help: "Connections closed")
+    package let connectionsRejected = Counter("switchboard_connections_rejected_total", help: "Sockets closed at once because the shard was at maxConnectionsPerShard")
+    package let connectionsOpen = Counter("switchboard_connections_open", help: "Connections currently open")
+    package let bytesReceived = Counter("switchboard_bytes_received_total", help: "Bytes received")
+    package let bytesSent = Counter("switchboard_bytes_sent_total", help: "Bytes sent")
+    package let sendQueueLimitHits = Counter("switchboard_send_queue_limit_hits_total", help: "Sends refused because a connection's queue was at maxSendQueueBytes")
+    package let recvBuffersExhausted = Counter("switchboard_recv_buffers_exhausted_total", help: "Times the provided receive buffers ran out (io_uring ENOBUFS)")
+    package let idleTimeouts = Counter("switchboard_idle_timeouts_total", help: "Idle timers that ran out")
+    package let requestTimeouts = Counter("switchboard_request_timeouts_total", help: "Request timers that ran out")
+    package let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
+    package let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
+    package let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
 
-    public var all: [Counter] {
+    package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns]
     }
@@ -132,29 +132,36 @@ struct Connection {
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
 /// runs an event loop on io_uring or epoll. Nothing here is locked: every method except those
 /// marked "any thread" must be called on the shard's own thread.
-public class Shard: @unchecked Sendable {
-    public let index: Int
-    public let configuration: IOConfiguration
-    public let metrics = IOMetrics()
+///
+/// `@unchecked Sendable` because the type is thread-confined by design, which the compiler
+/// cannot express: other threads hold a reference only to `post`/`execute`/`wake` and to read
+/// `lifecycle`, `metrics` and `isCurrent` (atomics and an MPSC queue behind them); everything
+/// else is the shard thread's, and its entry points `assertOnShardThread()` in debug builds.
+/// The group marks the thread as the shard's (`bindToCurrentThread`) before the handler
+/// factory runs, so handlers pass that check from their first line.
+package class Shard: @unchecked Sendable {
+    package let index: Int
+    package let configuration: IOConfiguration
+    package let metrics = IOMetrics()
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
-    public var backendName: String { "none" }
+    package var backendName: String { "none" }
 
     var handler: ShardEventHandler!
     /// The protocol layer of this shard. Set on the shard thread before the shard reports ready,
     /// so any thread may read it once `ShardGroup.start()` returned.
-    public var eventHandler: ShardEventHandler { handler }
+    package var eventHandler: ShardEventHandler { handler }
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []
-    private(set) public var openConnections = 0
+    private(set) package var openConnections = 0
     var idleTimers: TimerList
     var requestTimers: TimerList
     var lingerTimers: TimerList
     var flushList: [Int32] = []
     var finalizeList: [Int32] = []
-    public private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
+    package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
     private(set) var lifecycleState: ShardLifecycle = .created
@@ -192,7 +199,7 @@ public class Shard: @unchecked Sendable {
     // MARK: - Any thread
 
     /// Where the shard is in its life. Any thread (a snapshot: it only moves forward).
-    public var lifecycle: ShardLifecycle {
+    package var lifecycle: ShardLifecycle {
         ShardLifecycle(rawValue: publishedState.load(ordering: .acquiring))!
     }
 
@@ -202,7 +209,7 @@ public class Shard: @unchecked Sendable {
     /// refused `ShardWork` has had its `refused` called on this thread before this returns,
     /// and a refused `.accepted` socket is still the caller's to close.
     @discardableResult
-    public func post(_ task: ShardTask) -> ShardPostResult {
+    package func post(_ task: ShardTask) -> ShardPostResult {
         // Become a counted poster first, then look at the gate (see `admission`). The RMW reads
         // the latest value, so a poster either sees the closed bit or is waited for.
         let before = admission.loadThenWrappingIncrement(by: 2, ordering: .acquiringAndReleasing)
@@ -226,7 +233,7 @@ public class Shard: @unchecked Sendable {
     /// Any thread. For fire-and-forget work only: if the shard stops before running it, it
     /// is dropped. Work that someone waits for uses `execute(_:orElse:)`.
     @discardableResult
-    public func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool {
+    package func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool {
         post(.run(ShardWork(body))).isQueued
     }
 
@@ -234,18 +241,37 @@ public class Shard: @unchecked Sendable {
     /// never run it: at once on this thread when the post is refused, or on the shard thread
     /// when the shard stops with the work still queued. Any thread.
     @discardableResult
-    public func execute(_ body: @escaping @Sendable (Shard) -> Void,
+    package func execute(_ body: @escaping @Sendable (Shard) -> Void,
                         orElse refused: @escaping @Sendable (ShardRefusal) -> Void) -> ShardPostResult {
         post(.run(ShardWork(body, orElse: refused)))
     }
 
     /// Whether the calling thread is this shard's own thread. Any thread.
-    @inline(__always) public var isCurrent: Bool {
+    @inline(__always) package var isCurrent: Bool {
         sb_current_shard() == Unmanaged.passUnretained(self).toOpaque()
     }
 
     /// Wakes the loop if it sleeps. Any thread.
-    public func wake() { doorbell.ring() }
+    package func wake() { doorbell.ring() }
+
+    /// Debug builds: traps unless the caller runs on this shard's thread. Every shard-only entry
+    /// point starts with it; it costs nothing in release builds.
+    @inline(__always)
+    package func assertOnShardThread(_ function: StaticString = #function, file: StaticString = #fileID, line: UInt = #line) {
+        assert(isCurrent, "Shard.\(function) called off shard \(index)'s thread", file: file, line: line)
+    }
+
+    /// Marks the calling thread as this shard's (`isCurrent`). Called first thing on the
+    /// shard's thread, before set-up and the handler factory, so both already run "on the
+    /// shard"; `unbindFromCurrentThread` undoes it when the thread is done with the shard.
+    func bindToCurrentThread() {
+        sb_set_current_shard(Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    func unbindFromCurrentThread() {
+        assertOnShardThread()
+        sb_set_current_shard(nil)
+    }
 
     // MARK: - Shard thread: connection API for protocol layers
 
@@ -259,7 +285,8 @@ public class Shard: @unchecked Sendable {
     }
 
     /// Whether `id` names an open connection of this shard (not closing).
-    public func isOpen(_ id: SocketID) -> Bool {
+    package func isOpen(_ id: SocketID) -> Bool {
+        assertOnShardThread()
         guard let s = liveSlot(id) else { return false }
         return connections[s].state == .open
     }
@@ -269,7 +296,8 @@ public class Shard: @unchecked Sendable {
     ///
     /// `overLimit: true` queues even past `maxSendQueueBytes`: for a final small control
     /// message (a close frame) that must follow what is queued.
-    public func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
+    package func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
+        assertOnShardThread()
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
         if allowed {
@@ -291,12 +319,14 @@ public class Shard: @unchecked Sendable {
     }
 
     /// Bytes queued and not yet sent on a connection (0 for a stale id).
-    public func queuedBytes(_ id: SocketID) -> Int {
+    package func queuedBytes(_ id: SocketID) -> Int {
+        assertOnShardThread()
         guard let slot = liveSlot(id) else { return 0 }
         return connections[slot].queue.queuedBytes
     }
 
-    public func close(_ id: SocketID, mode: CloseMode) {
+    package func close(_ id: SocketID, mode: CloseMode) {
+        assertOnShardThread()
         guard let slot = liveSlot(id) else { return }
         switch (mode, connections[slot].state) {
         case (_, .closing), (.afterFlush, .lingering), (.afterFlush, .draining),
@@ -317,24 +347,30 @@ public class Shard: @unchecked Sendable {
     }
 
     /// Arms (or re-arms) the connection's request timer.
-    public func armRequestTimer(_ id: SocketID) {
+    package func armRequestTimer(_ id: SocketID) {
+        assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
         requestTimers.arm(slot, now: nowMilliseconds)
     }
 
-    public func cancelRequestTimer(_ id: SocketID) {
+    package func cancelRequestTimer(_ id: SocketID) {
+        assertOnShardThread()
         guard let slot = liveSlot(id) else { return }
         requestTimers.cancel(slot)
     }
 
     /// Restarts the idle timer (e.g. after the protocol sent a keep-alive ping).
-    public func touch(_ id: SocketID) {
+    package func touch(_ id: SocketID) {
+        assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
         idleTimers.arm(slot, now: nowMilliseconds)
     }
 
     /// Shard thread: graceful shutdown has begun (or the loop has stopped).
-    public var isDraining: Bool { lifecycleState >= .draining }
+    package var isDraining: Bool {
+        assertOnShardThread()
+        return lifecycleState >= .draining
+    }
 
     // MARK: - Internals shared by the backends
 
@@ -442,6 +478,7 @@ public class Shard: @unchecked Sendable {
     }
 
     func processInbox() {
+        assertOnShardThread()
         inbox.drain(max: 4096) { task in
             switch task {
             case .accepted(let fd): adopt(fd: fd)
@@ -561,8 +598,8 @@ public class Shard: @unchecked Sendable {
 
     /// Runs the loop on the calling thread until drained and stopped.
     func runLoop() {
-        sb_set_current_shard(Unmanaged.passUnretained(self).toOpaque())
-        defer { sb_set_current_shard(nil) }
+        assertOnShardThread()  // bound by the group before set-up (`bindToCurrentThread`)
+        defer { unbindFromCurrentThread() }
         transition(to: .running)
         handler.shardStarted(self)
         while lifecycleState != .stopped {

@@ -2,7 +2,7 @@
 ///
 /// The I/O layer knows nothing of HTTP or WebSocket: it hands over bytes and lifecycle events,
 /// and takes bytes to send back through `Shard.send`.
-public protocol ShardEventHandler: AnyObject {
+package protocol ShardEventHandler: AnyObject {
     /// Once, on the shard thread, before any connection.
     func shardStarted(_ shard: Shard)
     /// A socket was accepted and given a slot.
@@ -29,16 +29,16 @@ public protocol ShardEventHandler: AnyObject {
 }
 
 extension ShardEventHandler {
-    public func shardStarted(_ shard: Shard) {}
-    public func shardDraining(_ shard: Shard) {}
-    public func loopTurn(_ shard: Shard) {}
-    public func hasPendingWork(_ shard: Shard) -> Bool { false }
-    public func tick(_ shard: Shard, nowMilliseconds: Int64) {}
-    public func shardStopped(_ shard: Shard) {}
+    package func shardStarted(_ shard: Shard) {}
+    package func shardDraining(_ shard: Shard) {}
+    package func loopTurn(_ shard: Shard) {}
+    package func hasPendingWork(_ shard: Shard) -> Bool { false }
+    package func tick(_ shard: Shard, nowMilliseconds: Int64) {}
+    package func shardStopped(_ shard: Shard) {}
 }
 
 /// Result of queueing bytes on a connection.
-public enum SendResult: Sendable, Equatable {
+package enum SendResult: Sendable, Equatable {
     case queued
     /// Queueing would exceed `maxSendQueueBytes`; nothing was queued.
     case overLimit
@@ -47,7 +47,7 @@ public enum SendResult: Sendable, Equatable {
 }
 
 /// How to close a connection.
-public enum CloseMode: Sendable {
+package enum CloseMode: Sendable {
     /// Send what is queued, shut down the write side, read and discard until the peer closes
     /// or the linger timeout passes.
     case afterFlush

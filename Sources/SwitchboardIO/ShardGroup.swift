@@ -10,13 +10,20 @@ import Glibc
 /// Start-up order matters: shard rings are created disabled, each shard thread enables its own
 /// ring (SINGLE_ISSUER makes the enabling thread the owner), and only when every shard reports
 /// ready does the acceptor start handing sockets over (MSG_RING to a disabled ring fails).
-public final class ShardGroup: @unchecked Sendable {
-    public let configuration: IOConfiguration
-    public let host: String
-    public let requestedPort: Int
-    public private(set) var port: Int = 0
-    public private(set) var backend: IOBackendKind = .auto
-    public private(set) var shards: [Shard] = []
+///
+/// `@unchecked Sendable`: `start()`, `beginShutdown`, `wait()` and `shutdown` are called by one
+/// controlling thread (the owner, e.g. `Broker`), never concurrently; `shards`, `port` and
+/// `backend` are written only by `start()` and meant to be read by other threads after it
+/// returned (the caller's hand-off orders it; a reader polling `port` during `start()`, as
+/// `Broker.port` under a ServiceGroup allows, races with that write). The shards themselves are
+/// reached only through their any-thread API.
+package final class ShardGroup: @unchecked Sendable {
+    package let configuration: IOConfiguration
+    package let host: String
+    package let requestedPort: Int
+    package private(set) var port: Int = 0
+    package private(set) var backend: IOBackendKind = .auto
+    package private(set) var shards: [Shard] = []
     private var threads: [OSThread] = []
     private var acceptor: Acceptor?
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
@@ -24,14 +31,16 @@ public final class ShardGroup: @unchecked Sendable {
     private let stoppedFlag = ManagedAtomic<Bool>(false)
     /// Called once in `start()` with every shard, after they exist and before any shard thread
     /// runs (a place to wire shared structures that handlers use).
-    public var prepare: (@Sendable ([Shard]) -> Void)?
+    package var prepare: (@Sendable ([Shard]) -> Void)?
     /// Tests only: called on each shard thread after its set-up succeeded; an error returned
     /// makes that shard's set-up fail as if the kernel had refused it (io_uring refused).
     var setUpFaultForTesting: (@Sendable (Int) -> IOError?)?
 
-    public var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
+    package var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
 
-    public init(configuration: IOConfiguration, host: String, port: Int,
+    /// - Parameter handlerFactory: called once per shard, on that shard's thread (already
+    ///   marked as the shard's, so `shard.isCurrent` holds), before its loop starts.
+    package init(configuration: IOConfiguration, host: String, port: Int,
                 logger: Logger = Logger(label: "switchboard", factory: { _ in SwiftLogNoOpLogHandler() }),
                 handlerFactory: @escaping @Sendable (Shard) -> ShardEventHandler) {
         self.configuration = configuration
@@ -42,7 +51,7 @@ public final class ShardGroup: @unchecked Sendable {
     }
 
     /// Whether io_uring with the features the shards need can be set up here.
-    public static func probeUring() -> Result<Void, IOError> {
+    package static func probeUring() -> Result<Void, IOError> {
         let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
         defer { ring.deallocate() }
         var applied: UInt32 = 0
@@ -56,7 +65,7 @@ public final class ShardGroup: @unchecked Sendable {
     }
 
     /// Binds, starts the shards and the acceptor. Returns once connections are being accepted.
-    public func start() throws(IOError) {
+    package func start() throws(IOError) {
         precondition(shards.isEmpty && acceptor == nil, "ShardGroup.start() runs once")
         if let problem = configuration.validate() { throw .invalidConfiguration(problem) }
         _ = sb_ignore_sigpipe()
@@ -115,12 +124,16 @@ public final class ShardGroup: @unchecked Sendable {
         for shard in shards {
             guard let t = OSThread.spawn(name: "sb-shard-\(shard.index)", {
                 if pin { _ = sb_set_thread_affinity(Int32(shard.index % cpus)) }
+                // From here this thread is the shard's: set-up and the handler factory may
+                // already use shard-only API (and pass its debug assertions).
+                shard.bindToCurrentThread()
                 do {
                     try shard.setUpOnThread()
                     if let injected = fault?(shard.index) { throw injected }
                 } catch {
                     // This thread is the inbox's consumer: refuse what was posted meanwhile.
                     shard.abandon()
+                    shard.unbindFromCurrentThread()
                     failure.wrappingIncrement(ordering: .sequentiallyConsistent)
                     ready.wrappingIncrement(ordering: .sequentiallyConsistent)
                     return
@@ -177,7 +190,7 @@ public final class ShardGroup: @unchecked Sendable {
 
     /// Stops accepting, asks every shard to drain, and force-closes what is left after
     /// `graceMilliseconds`. Returns at once; `wait()` joins the threads.
-    public func beginShutdown(graceMilliseconds: Int) {
+    package func beginShutdown(graceMilliseconds: Int) {
         acceptor?.stop()
         let deadline = monotonicMilliseconds() + Int64(graceMilliseconds)
         for s in shards {
@@ -188,18 +201,18 @@ public final class ShardGroup: @unchecked Sendable {
     }
 
     /// Joins every shard thread (after `beginShutdown`).
-    public func wait() {
+    package func wait() {
         for t in threads { t.join() }
         threads = []
         for s in shards { s.releaseResources() }
         stoppedFlag.store(true, ordering: .sequentiallyConsistent)
     }
 
-    public func shutdown(graceMilliseconds: Int) {
+    package func shutdown(graceMilliseconds: Int) {
         beginShutdown(graceMilliseconds: graceMilliseconds)
         wait()
     }
 
     /// Total open connections (approximate, any thread).
-    public var openConnections: Int { shards.reduce(0) { $0 + $1.metrics.connectionsOpen.value } }
+    package var openConnections: Int { shards.reduce(0) { $0 + $1.metrics.connectionsOpen.value } }
 }

@@ -7,7 +7,7 @@ import Glibc
 ///
 /// Raw pthreads rather than Foundation keep Foundation out of the server's core; the body is
 /// passed through an Unmanaged box because a capturing closure cannot be a C function pointer.
-public struct OSThread: @unchecked Sendable {
+package struct OSThread: Sendable {
     private let handle: pthread_t
 
     private final class Box {
@@ -17,7 +17,7 @@ public struct OSThread: @unchecked Sendable {
     }
 
     /// Starts a thread running `body`. Fails only when the system is out of threads.
-    public static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> OSThread? {
+    package static func spawn(name: String, _ body: @escaping @Sendable () -> Void) -> OSThread? {
         let box = Unmanaged.passRetained(Box(name: name, body: body)).toOpaque()
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { raw in
@@ -33,13 +33,13 @@ public struct OSThread: @unchecked Sendable {
         return OSThread(handle: tid)
     }
 
-    public func join() {
+    package func join() {
         _ = pthread_join(handle, nil)
     }
 }
 
 /// Monotonic time in milliseconds.
-@inline(__always) public func monotonicMilliseconds() -> Int64 { sb_monotonic_ns() / 1_000_000 }
+@inline(__always) package func monotonicMilliseconds() -> Int64 { sb_monotonic_ns() / 1_000_000 }
 
 /// Wall-clock Unix time in seconds (for the HTTP Date header).
-@inline(__always) public func unixSeconds() -> Int { Int(time(nil)) }
+@inline(__always) package func unixSeconds() -> Int { Int(time(nil)) }

@@ -69,7 +69,7 @@ struct TimerList {
 }
 
 /// The per-connection timers a shard keeps.
-public enum ConnectionTimer: Sendable {
+package enum ConnectionTimer: Sendable {
     /// Nothing was received for `idleTimeoutMilliseconds`.
     case idle
     /// The protocol's phase timer (armed with `armRequestTimer`) ran out.

@@ -22,7 +22,7 @@ enum UringOp: UInt64 {
 /// A shard on io_uring: multishot receive into a provided-buffer ring (an idle connection holds
 /// no buffer), one send or vectored sendmsg in flight per connection, completions routed by
 /// user_data.
-final class UringShard: Shard {
+final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (see there)
     let ring: UnsafeMutablePointer<io_uring>
     let appliedFlags: UInt32
     private var bufferRing: OpaquePointer? = nil

@@ -3,7 +3,7 @@
 /// partial sequence carried across calls.
 ///
 /// ASCII runs are skipped eight bytes at a time; multibyte sequences go through a small state machine.
-public struct UTF8Validator: Sendable {
+package struct UTF8Validator: Sendable {
     /// Where we are inside a multibyte sequence. The restricted states exist because the second
     /// byte's range depends on the lead byte (RFC 3629 §4 table).
     @usableFromInline
@@ -23,24 +23,24 @@ public struct UTF8Validator: Sendable {
     var state: State = .ground
 
     /// Creates a validator at a character boundary.
-    public init() {}
+    package init() {}
 
     /// Whether the bytes so far end at a character boundary (and were all valid).
     @inlinable
-    public var isComplete: Bool { state == .ground }
+    package var isComplete: Bool { state == .ground }
 
     /// Forgets any partial sequence or earlier failure.
     @inlinable
-    public mutating func reset() { state = .ground }
+    package mutating func reset() { state = .ground }
 
     /// Validates the next bytes. Returns false at the first invalid byte; the failure is sticky.
-    public mutating func validate(_ bytes: UnsafeRawBufferPointer) -> Bool {
+    package mutating func validate(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard let base = bytes.baseAddress else { return state != .invalid }
         return validate(base, count: bytes.count)
     }
 
     /// Pointer form of ``validate(_:)``.
-    public mutating func validate(_ base: UnsafeRawPointer, count: Int) -> Bool {
+    package mutating func validate(_ base: UnsafeRawPointer, count: Int) -> Bool {
         var state = self.state
         defer { self.state = state }
         if state == .invalid { return false }

@@ -1,25 +1,25 @@
 /// Close status codes (RFC 6455 §7.4.1 and the IANA registry).
-public enum WebSocketCloseCode {
+package enum WebSocketCloseCode {
     /// Normal closure.
-    public static let normal: UInt16 = 1000
+    package static let normal: UInt16 = 1000
     /// The endpoint is going away (server shutdown, page navigation).
-    public static let goingAway: UInt16 = 1001
+    package static let goingAway: UInt16 = 1001
     /// The peer violated the protocol.
-    public static let protocolError: UInt16 = 1002
+    package static let protocolError: UInt16 = 1002
     /// The message type cannot be accepted.
-    public static let unsupportedData: UInt16 = 1003
+    package static let unsupportedData: UInt16 = 1003
     /// Never sent on the wire: "no status code was present".
-    public static let noStatusReceived: UInt16 = 1005
+    package static let noStatusReceived: UInt16 = 1005
     /// Message data not consistent with its type (e.g. invalid UTF-8 in text).
-    public static let invalidPayload: UInt16 = 1007
+    package static let invalidPayload: UInt16 = 1007
     /// Generic policy violation.
-    public static let policyViolation: UInt16 = 1008
+    package static let policyViolation: UInt16 = 1008
     /// A frame or message exceeded a limit.
-    public static let messageTooBig: UInt16 = 1009
+    package static let messageTooBig: UInt16 = 1009
     /// Unexpected server condition.
-    public static let internalError: UInt16 = 1011
+    package static let internalError: UInt16 = 1011
     /// Temporary overload; the client may retry.
-    public static let tryAgainLater: UInt16 = 1013
+    package static let tryAgainLater: UInt16 = 1013
 
     /// Whether a peer may send `code` in a close frame.
     ///
@@ -29,7 +29,7 @@ public enum WebSocketCloseCode {
     /// registered with IANA after RFC 6455; Autobahn 7.9.x does not test them and the
     /// `websockets` library accepts them, so we do too.
     @inlinable
-    public static func isValidReceived(_ code: UInt16) -> Bool {
+    package static func isValidReceived(_ code: UInt16) -> Bool {
         switch code {
         case 1000...1003, 1007...1014, 3000...4999: return true
         default: return false

@@ -10,7 +10,7 @@
 ///
 /// Non-minimal length encodings (a 16-bit length below 126, a 64-bit length below 65536) are
 /// accepted: RFC 6455 only obliges senders to use the minimal form, and rejecting them buys nothing.
-public struct WebSocketConnection {
+package struct WebSocketConnection {
     /// Where the decoder is in the byte stream.
     enum ReceiveState {
         /// Reading a frame header (possibly split across calls).
@@ -72,10 +72,10 @@ public struct WebSocketConnection {
 
     /// Messages shorter than this are sent uncompressed: deflate cannot gain anything meaningful
     /// on them and RFC 7692 lets every message choose (RSV1 clear = not compressed).
-    public static let compressionThreshold = 32
+    package static let compressionThreshold = 32
 
     /// Creates a connection in the open state. `deflate` comes from the handshake result.
-    public init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) {
+    package init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) {
         self.limits = limits
         self.deflate = deflate
         if let deflate {
@@ -92,13 +92,13 @@ public struct WebSocketConnection {
     }
 
     /// False after a close was sent or received, or after a failure.
-    public var isOpen: Bool { closeState == .open && receiveState != .done }
+    package var isOpen: Bool { closeState == .open && receiveState != .done }
 
     // MARK: - Receiving
 
     /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
     /// event in order. After `.closed` or `.failed`, further input is ignored.
-    public mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
         guard let base = bytes.baseAddress else { return }
         let end = bytes.count
         var offset = 0
@@ -426,7 +426,7 @@ public struct WebSocketConnection {
     /// compressed (RSV1 set). Under server_no_context_takeover a message that would not shrink is
     /// sent uncompressed instead; with context takeover it cannot be, because the compressor's
     /// window already holds it and the peer's must match.
-    public mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
+    package mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
         guard let deflater, !opcode.isControl, opcode != .continuation,
               payload.count >= Self.compressionThreshold else {
             return WebSocketFrame.encode(opcode: opcode, payload: payload)
@@ -443,14 +443,14 @@ public struct WebSocketConnection {
     /// Starts a server-initiated close: returns the close frame bytes (empty if a close was already
     /// sent or the connection is finished). Data frames received afterwards are dropped; the peer's
     /// close completes the handshake with `.closed`.
-    public mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
+    package mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
         guard closeState == .open, receiveState != .done else { return [] }
         closeState = .closeSent
         return WebSocketFrame.close(code: code, reason: reason)
     }
 
     /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
-    public static func pingFrame(_ payload: [UInt8]) -> [UInt8] {
+    package static func pingFrame(_ payload: [UInt8]) -> [UInt8] {
         payload.prefix(125).withUnsafeBytes { WebSocketFrame.encode(opcode: .ping, payload: $0) }
     }
 }

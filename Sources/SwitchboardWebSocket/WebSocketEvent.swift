@@ -1,5 +1,5 @@
 /// What ``WebSocketConnection`` tells its owner, in order.
-public enum WebSocketEvent {
+package enum WebSocketEvent {
     /// A complete, validated text message (valid UTF-8).
     case text([UInt8])
     /// A complete binary message.

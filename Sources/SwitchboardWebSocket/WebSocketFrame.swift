@@ -1,14 +1,14 @@
 /// Server-to-client frame encoding (unmasked, RFC 6455 §5.2).
-public enum WebSocketFrame {
+package enum WebSocketFrame {
     /// Size of the header for a payload of `payloadCount` bytes: 2, 4 or 10 (minimal length form).
     @inlinable
-    public static func headerSize(payloadCount: Int) -> Int {
+    package static func headerSize(payloadCount: Int) -> Int {
         payloadCount < 126 ? 2 : (payloadCount <= 0xFFFF ? 4 : 10)
     }
 
     /// Writes a header into `out` (at least 10 bytes), returns its length.
     @inlinable
-    public static func writeHeader(
+    package static func writeHeader(
         opcode: WebSocketOpcode, payloadCount: Int, fin: Bool, rsv1: Bool, into out: UnsafeMutableRawPointer
     ) -> Int {
         out.storeBytes(of: (fin ? 0x80 : 0) | (rsv1 ? 0x40 : 0) | opcode.rawValue, as: UInt8.self)
@@ -28,7 +28,7 @@ public enum WebSocketFrame {
 
     /// Encodes a single unmasked frame (server -> client): header + payload, in one allocation.
     /// Used for fan-out: encode once, send the same bytes to many connections.
-    public static func encode(
+    package static func encode(
         opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, fin: Bool = true, rsv1: Bool = false
     ) -> [UInt8] {
         let count = payload.count
@@ -45,7 +45,7 @@ public enum WebSocketFrame {
 
     /// A close frame carrying `code` and `reason` (the reason is truncated at a UTF-8 character
     /// boundary so the payload stays within the 125-byte control frame limit).
-    public static func close(code: UInt16, reason: String) -> [UInt8] {
+    package static func close(code: UInt16, reason: String) -> [UInt8] {
         var payload: [UInt8] = [UInt8(code >> 8), UInt8(code & 0xFF)]
         var utf8 = Array(reason.utf8)
         if utf8.count > 123 {

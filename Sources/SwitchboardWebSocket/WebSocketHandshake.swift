@@ -2,7 +2,7 @@ import COpenSSL
 import SwitchboardHTTP
 
 /// The server side of the opening handshake (RFC 6455 §4.2).
-public enum WebSocketHandshake {
+package enum WebSocketHandshake {
     /// Checks an upgrade request (RFC 6455 §4.2.1) and builds the response.
     ///
     /// Rejections: a malformed request (not GET, not HTTP/1.1, missing `Upgrade: websocket`,
@@ -14,7 +14,7 @@ public enum WebSocketHandshake {
     ///
     /// `subprotocol` is the application's choice; it is echoed only if the client offered it.
     /// permessage-deflate is accepted on the first acceptable offer (see ``PerMessageDeflateParameters``).
-    public static func negotiate(
+    package static func negotiate(
         _ request: HTTPRequest, options: WebSocketHandshakeOptions, subprotocol: String?
     ) -> WebSocketHandshakeResult {
         func reject(_ status: Int, _ why: String, _ extra: HTTPHeaders = [:]) -> WebSocketHandshakeResult {
@@ -65,7 +65,7 @@ public enum WebSocketHandshake {
     }
 
     /// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2).
-    public static func acceptValue(forKey key: String) -> String {
+    package static func acceptValue(forKey key: String) -> String {
         let input = Array((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8)
         var output = [CChar](repeating: 0, count: 32)
         let count = input.withUnsafeBufferPointer { bytes in
@@ -76,7 +76,7 @@ public enum WebSocketHandshake {
     }
 
     /// The client's offered subprotocols, in order (all `Sec-WebSocket-Protocol` fields, comma-split, trimmed).
-    public static func offeredSubprotocols(_ request: HTTPRequest) -> [String] {
+    package static func offeredSubprotocols(_ request: HTTPRequest) -> [String] {
         var result: [String] = []
         for value in request.headers.values(for: "Sec-WebSocket-Protocol") {
             for part in value.split(separator: ",") {

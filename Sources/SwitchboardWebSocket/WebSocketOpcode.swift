@@ -1,6 +1,6 @@
 /// Frame opcodes defined by RFC 6455 §5.2. The reserved values 3-7 and 11-15 have no case:
 /// receiving one fails the connection with 1002.
-public enum WebSocketOpcode: UInt8, Sendable {
+package enum WebSocketOpcode: UInt8, Sendable {
     /// Continues a fragmented data message.
     case continuation = 0
     /// First frame of a text (UTF-8) message.
@@ -16,5 +16,5 @@ public enum WebSocketOpcode: UInt8, Sendable {
 
     /// Control frames have the high opcode bit set (RFC 6455 §5.5).
     @inlinable
-    public var isControl: Bool { rawValue & 0x08 != 0 }
+    package var isControl: Bool { rawValue & 0x08 != 0 }
 }

@@ -98,7 +98,7 @@ struct RPCExampleCommand: AsyncParsableCommand {
         let configuration = try ServerRunner.brokerConfiguration(options, defaults: defaults, name: "switchboard-rpc-example", logger: logger)
         let rpc = makeRPCServer()
         let broker = Broker(configuration: configuration, logger: logger, handlerFactory: rpc.handlerFactory())
-        broker.additionalMetrics = { rpc.metrics.prometheusText }
+        broker.additionalMetricSamples = { rpc.metrics.samples }
         try await ServerRunner.run([broker], name: "switchboard-rpc-example", logger: logger)
     }
 }

@@ -1,4 +1,3 @@
-import CLiburing
 import Logging
 import SwitchboardIO
 import Synchronization
@@ -55,10 +54,6 @@ public final class Broker: Sendable {
         let routes = BuiltinRoutes(healthPath: configuration.healthPath, metricsPath: configuration.metricsPath,
                                    renderMetrics: { box.broker?.metricsText() ?? "" })
         group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, logger: logger) { shard in
-            // The factory runs on the shard's thread just before its loop marks the thread as
-            // the shard's; mark it now so the handler factory may already use its context
-            // (e.g. `PerShard`), whose operations assert they run on their shard.
-            sb_set_current_shard(Unmanaged.passUnretained(shard).toOpaque())
             let dispatcher = ShardDispatcher(shard: shard, broker: box.broker!, configuration: configuration,
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
                                              handlerFactory: handlerFactory)

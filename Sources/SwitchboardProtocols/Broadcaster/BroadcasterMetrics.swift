@@ -1,7 +1,8 @@
+import Switchboard
 import Synchronization
 
 /// Counters of the broadcaster protocol, shared by every shard: relaxed atomics, readable from
-/// any thread (`render()` gives Prometheus text for `/metrics`).
+/// any thread (`samples` for `broker.additionalMetricSamples`: `/metrics` and swift-metrics).
 public final class BroadcasterMetrics: Sendable {
     /// One relaxed atomic counter (a class, so that counters can live in arrays).
     public final class Count: Sendable {
@@ -52,23 +53,26 @@ public final class BroadcasterMetrics: Sendable {
         errors[method.index][code.index].increment()
     }
 
-    /// Every counter as Prometheus text, names prefixed `switchboard_broadcaster_`.
-    public func render() -> String {
-        var out = ""
-        func family(_ name: String, _ help: String, gauge: Bool = false, _ samples: [(labels: String, value: Int)]) {
-            let full = "switchboard_broadcaster_" + name
-            out += "# HELP \(full) \(help)\n# TYPE \(full) \(gauge ? "gauge" : "counter")\n"
-            for s in samples { out += "\(full)\(s.labels) \(s.value)\n" }
+    /// Every counter, read now, names prefixed `switchboard_broadcaster_`, process-wide (no
+    /// shard dimension): what `broker.additionalMetricSamples` takes, so the values reach
+    /// `/metrics` and swift-metrics alike. Any thread.
+    public var samples: [MetricSample] {
+        var out: [MetricSample] = []
+        func add(_ name: String, _ help: String, gauge: Bool = false, _ dimensions: [MetricSample.Dimension] = [], _ value: Int) {
+            out.append(MetricSample(name: "switchboard_broadcaster_" + name, help: help, kind: gauge ? .gauge : .counter,
+                                    dimensions: dimensions, value: value))
         }
-        family("calls_total", "WebSocket method calls", BroadcasterMethod.allCases.map { ("{method=\"\($0.rawValue)\"}", calls[$0.index].current) })
-        var errorSamples: [(String, Int)] = []
+        for m in BroadcasterMethod.allCases {
+            add("calls_total", "WebSocket method calls", [.init("method", m.rawValue)], calls[m.index].current)
+        }
         for m in BroadcasterMethod.allCases {
             for c in BroadcasterErrorCode.allCases {
-                errorSamples.append(("{method=\"\(m.rawValue)\",code=\"\(c.rawValue)\"}", errors[m.index][c.index].current))
+                add("errors_total", "Error replies by method and error code",
+                    [.init("method", m.rawValue), .init("code", c.rawValue)], errors[m.index][c.index].current)
             }
         }
-        errorSamples.append(("{method=\"unknown\",code=\"NotFound\"}", unknownMethod.current))
-        family("errors_total", "Error replies by method and error code", errorSamples)
+        add("errors_total", "Error replies by method and error code",
+            [.init("method", "unknown"), .init("code", "NotFound")], unknownMethod.current)
         let plain: [(String, String, Count, Bool)] = [
             ("connections", "Open broadcaster WebSockets", connections, true),
             ("subscriptions", "Subscriptions held", subscriptions, true),
@@ -91,9 +95,12 @@ public final class BroadcasterMetrics: Sendable {
             ("rest_bad_body_total", "REST publishes refused with 400 (body)", restBadBody, false),
             ("channel_logs_evicted_total", "Channel logs forgotten at broadcaster_max_channel_logs_per_shard", channelLogsEvicted, false),
         ]
-        for (name, help, count, gauge) in plain { family(name, help, gauge: gauge, [("", count.current)]) }
+        for (name, help, count, gauge) in plain { add(name, help, gauge: gauge, [], count.current) }
         return out
     }
+
+    /// Every counter as Prometheus text: `samples`, rendered (for hosts that mount text only).
+    public func render() -> String { PrometheusText.render(samples) }
 }
 
 extension BroadcasterMethod {

@@ -1,3 +1,4 @@
+import Switchboard
 import Synchronization
 
 /// One counter, readable from any thread.
@@ -16,8 +17,9 @@ public final class RPCCounter: Sendable {
     public var value: Int { storage.load(ordering: .relaxed) }
 }
 
-/// Counters of the RPC protocol, shared by every shard (relaxed atomics). `prometheusText`
-/// renders them for `/metrics` (`broker.additionalMetrics`).
+/// Counters of the RPC protocol, shared by every shard (relaxed atomics). `samples` gives them
+/// to the broker (`broker.additionalMetricSamples`), which prints them in `/metrics` and reports
+/// them to swift-metrics; `prometheusText` is the same values as text.
 public final class RPCMetrics: Sendable {
     public let nodes = RPCCounter("switchboard_rpc_nodes", "RPC nodes connected now (gauge)")
     public let requestsFromClients = RPCCounter("switchboard_rpc_client_requests_total", "Requests received from clients")
@@ -44,16 +46,18 @@ public final class RPCMetrics: Sendable {
          overloaded, strayAnswers, pingTimeouts, duplicateIds, applicationMessages, lostAnswers]
     }
 
-    /// Prometheus text exposition.
-    public var prometheusText: String {
-        var out = ""
-        for c in all {
-            out += "# HELP \(c.name) \(c.help)\n# TYPE \(c.name) \(c.name.hasSuffix("_total") ? "counter" : "gauge")\n\(c.name) \(c.value)\n"
-        }
-        out += "# HELP switchboard_rpc_malformed_total Malformed messages answered with a protocol error, by reason\n# TYPE switchboard_rpc_malformed_total counter\n"
+    /// Every counter, read now, process-wide (no shard dimension); the malformed counters carry
+    /// a `reason` dimension. Any thread.
+    public var samples: [MetricSample] {
+        var out = all.map { MetricSample(name: $0.name, help: $0.help, value: $0.value) }
         for r in RPCMalformedReason.allCases {
-            out += "switchboard_rpc_malformed_total{reason=\"\(r.rawValue)\"} \(malformed[r]!.value)\n"
+            let c = malformed[r]!
+            out.append(MetricSample(name: c.name, help: c.help, kind: .counter,
+                                    dimensions: [MetricSample.Dimension("reason", r.rawValue)], value: c.value))
         }
         return out
     }
+
+    /// Prometheus text exposition of `samples` (for hosts that mount text only).
+    public var prometheusText: String { PrometheusText.render(samples) }
 }

@@ -8,7 +8,7 @@ import Switchboard
 ///     node.client.on("hello there") { _, args in .string("general \(args.first?.stringValue ?? "")") }
 /// }
 /// let broker = Broker(configuration: config, handlerFactory: rpc.handlerFactory())
-/// broker.additionalMetrics = { rpc.metrics.prometheusText }
+/// broker.additionalMetricSamples = { rpc.metrics.samples }  // /metrics and swift-metrics
 /// ```
 ///
 /// Node ids come from `nodeId` (called in the upgrade, on the shard; nil: a random id, 16

@@ -7,7 +7,7 @@ import SwitchboardJWT
 /// ```swift
 /// let broadcaster = Broadcaster(options: options)
 /// let broker = Broker(configuration: config) { context in broadcaster.makeHandler(context) }
-/// broker.additionalMetrics = { broadcaster.metrics.render() }
+/// broker.additionalMetricSamples = { broadcaster.metrics.samples }
 /// ```
 ///
 /// Ordering: a channel's owner shard (`ChannelName` hash % shard count) assigns each message

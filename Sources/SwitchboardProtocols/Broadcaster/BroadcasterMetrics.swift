@@ -1,7 +1,8 @@
+import Switchboard
 import Synchronization
 
 /// Counters of the broadcaster protocol, shared by every shard: relaxed atomics, readable from
-/// any thread (`render()` gives Prometheus text for `/metrics`).
+/// any thread (`samples` for `Broker.additionalMetricSamples`).
 public final class BroadcasterMetrics: Sendable {
     /// One relaxed atomic counter (a class, so that counters can live in arrays).
     public final class Count: Sendable {
@@ -52,48 +53,53 @@ public final class BroadcasterMetrics: Sendable {
         errors[method.index][code.index].increment()
     }
 
-    /// Every counter as Prometheus text, names prefixed `switchboard_broadcaster_`.
-    public func render() -> String {
-        var out = ""
-        func family(_ name: String, _ help: String, gauge: Bool = false, _ samples: [(labels: String, value: Int)]) {
-            let full = "switchboard_broadcaster_" + name
-            out += "# HELP \(full) \(help)\n# TYPE \(full) \(gauge ? "gauge" : "counter")\n"
-            for s in samples { out += "\(full)\(s.labels) \(s.value)\n" }
+    /// Every counter as samples named `switchboard_broadcaster_...` (process-wide; per method
+    /// and per error code as dimensions), for `Broker.additionalMetricSamples`: `/metrics` and
+    /// swift-metrics both see them.
+    public var samples: [MetricSample] {
+        var out: [MetricSample] = []
+        func sample(_ name: String, _ help: String, _ dimensions: [MetricSample.Dimension], _ value: Int) {
+            out.append(MetricSample(name: "switchboard_broadcaster_" + name, help: help, dimensions: dimensions, value: value))
         }
-        family("calls_total", "WebSocket method calls", BroadcasterMethod.allCases.map { ("{method=\"\($0.rawValue)\"}", calls[$0.index].current) })
-        var errorSamples: [(String, Int)] = []
+        for m in BroadcasterMethod.allCases {
+            sample("calls_total", "WebSocket method calls", [.init("method", m.rawValue)], calls[m.index].current)
+        }
         for m in BroadcasterMethod.allCases {
             for c in BroadcasterErrorCode.allCases {
-                errorSamples.append(("{method=\"\(m.rawValue)\",code=\"\(c.rawValue)\"}", errors[m.index][c.index].current))
+                sample("errors_total", "Error replies by method and error code", [.init("method", m.rawValue), .init("code", c.rawValue)],
+                       errors[m.index][c.index].current)
             }
         }
-        errorSamples.append(("{method=\"unknown\",code=\"NotFound\"}", unknownMethod.current))
-        family("errors_total", "Error replies by method and error code", errorSamples)
-        let plain: [(String, String, Count, Bool)] = [
-            ("connections", "Open broadcaster WebSockets", connections, true),
-            ("subscriptions", "Subscriptions held", subscriptions, true),
-            ("publishes_websocket_total", "Messages published over WebSocket", publishesWebSocket, false),
-            ("publishes_rest_total", "Messages published over REST", publishesREST, false),
-            ("publishes_refused_total", "Publishes refused because the owner shard's inbox was full", publishesRefused, false),
-            ("deliveries_total", "Broadcast notifications queued to subscribers", deliveries, false),
-            ("deliveries_dropped_total", "Broadcasts dropped by the slow-consumer policy", deliveriesDropped, false),
-            ("forwards_refused_total", "Owner-to-shard forwards refused (inbox full)", forwardsRefused, false),
-            ("recoveries_hit_total", "Subscribes with since that recovered every missed message", recoveriesHit, false),
-            ("recoveries_miss_total", "Subscribes with since the history could not cover", recoveriesMiss, false),
-            ("auth_successes_total", "Successful auth calls (first auth or refresh)", authSuccesses, false),
-            ("auth_failures_total", "Refused auth calls", authFailures, false),
-            ("token_refreshes_total", "Second auth calls that refreshed the claims", tokenRefreshes, false),
-            ("subscriptions_ended_by_refresh_total", "Subscriptions ended because a refreshed token no longer allows them", subscriptionsEndedByRefresh, false),
-            ("closed_token_expired_total", "Connections closed with 4401 (token expired)", closedTokenExpired, false),
-            ("closed_message_too_big_total", "Connections closed with 1009 (message over broadcaster_max_message_bytes)", closedMessageTooBig, false),
-            ("closed_invalid_request_total", "Connections closed with 4400 (not a request)", closedInvalidRequest, false),
-            ("rest_unauthorized_total", "REST publishes refused with 401", restUnauthorized, false),
-            ("rest_bad_body_total", "REST publishes refused with 400 (body)", restBadBody, false),
-            ("channel_logs_evicted_total", "Channel logs forgotten at broadcaster_max_channel_logs_per_shard", channelLogsEvicted, false),
+        sample("errors_total", "Error replies by method and error code", [.init("method", "unknown"), .init("code", "NotFound")], unknownMethod.current)
+        let plain: [(String, String, Count)] = [
+            ("connections", "Open broadcaster WebSockets", connections),
+            ("subscriptions", "Subscriptions held", subscriptions),
+            ("publishes_websocket_total", "Messages published over WebSocket", publishesWebSocket),
+            ("publishes_rest_total", "Messages published over REST", publishesREST),
+            ("publishes_refused_total", "Publishes refused because the owner shard's inbox was full", publishesRefused),
+            ("deliveries_total", "Broadcast notifications queued to subscribers", deliveries),
+            ("deliveries_dropped_total", "Broadcasts dropped by the slow-consumer policy", deliveriesDropped),
+            ("forwards_refused_total", "Owner-to-shard forwards refused (inbox full)", forwardsRefused),
+            ("recoveries_hit_total", "Subscribes with since that recovered every missed message", recoveriesHit),
+            ("recoveries_miss_total", "Subscribes with since the history could not cover", recoveriesMiss),
+            ("auth_successes_total", "Successful auth calls (first auth or refresh)", authSuccesses),
+            ("auth_failures_total", "Refused auth calls", authFailures),
+            ("token_refreshes_total", "Second auth calls that refreshed the claims", tokenRefreshes),
+            ("subscriptions_ended_by_refresh_total", "Subscriptions ended because a refreshed token no longer allows them", subscriptionsEndedByRefresh),
+            ("closed_token_expired_total", "Connections closed with 4401 (token expired)", closedTokenExpired),
+            ("closed_message_too_big_total", "Connections closed with 1009 (message over broadcaster_max_message_bytes)", closedMessageTooBig),
+            ("closed_invalid_request_total", "Connections closed with 4400 (not a request)", closedInvalidRequest),
+            ("rest_unauthorized_total", "REST publishes refused with 401", restUnauthorized),
+            ("rest_bad_body_total", "REST publishes refused with 400 (body)", restBadBody),
+            ("channel_logs_evicted_total", "Channel logs forgotten at broadcaster_max_channel_logs_per_shard", channelLogsEvicted),
         ]
-        for (name, help, count, gauge) in plain { family(name, help, gauge: gauge, [("", count.current)]) }
+        // Gauges are the names without `_total` (MetricSample's convention).
+        for (name, help, count) in plain { sample(name, help, [], count.current) }
         return out
     }
+
+    /// Every counter as Prometheus text (`samples` rendered).
+    public func render() -> String { PrometheusText.render(samples) }
 }
 
 extension BroadcasterMethod {

@@ -25,6 +25,15 @@ ensure_python_venv() {
     bash "$ab/setup.sh" "$venv" >/dev/null
 }
 
+# Headless Chromium + chromedriver (Debian) and Selenium (PyPI, in the project venv made by
+# ensure_python_venv), for the browser tests run inside swift test (BroadcasterBrowserTests).
+ensure_browser_tools() {
+    local venv="$1/.build/autobahn-venv"
+    ensure_packages chromium chromium-driver
+    "$venv/bin/python" -c 'import selenium' 2>/dev/null && return 0
+    "$venv/bin/pip" install -q "selenium==${SELENIUM_VERSION:-4.50.0}"
+}
+
 # start_server BIN ARGS... : starts a server on an ephemeral port (it logs "listening on
 # 127.0.0.1:PORT"), sets SERVER_PID and SERVER_PORT.
 start_server() {

@@ -130,3 +130,48 @@ struct BroadcasterScaleTests {
         print("broadcaster scale (\(backend)): \(count) subscribed in \(subscribed - started), delivered in \(ContinuousClock.now - subscribed)")
     }
 }
+
+/// The broadcaster scenario of `switchboard-bench` (Benchmarks/scripts/broadcaster-bench.sh)
+/// against the real executable: it passes when every subscriber gets every message in order,
+/// and fails loudly when the subscriptions do not deliver.
+@Suite("Broadcaster: switchboard-bench fanout with auth + subscribe", .serialized)
+struct BroadcasterBenchScenarioTests {
+    private func bench(port: Int, channel: String) throws -> (status: Int32, output: String) {
+        let path = try switchboardExecutable().replacingOccurrences(of: "/switchboard", with: "/switchboard-bench",
+                                                                  options: .backwards)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = ["fanout", "ws://127.0.0.1:\(port)/broadcaster/websocket", "--subscribers", "200", "--publishers", "1",
+                       "-n", "100", "-s", "24", "--warmup", "0s", "--drain", "3s", "--quiet",
+                       "--subscribe-template", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"]))"}}"#,
+                       "--subscribe-template", #"{"id":2,"method":"subscribe","params":{"channel":"\#(channel)"}}"#,
+                       "--setup-replies", "2",
+                       "--publisher-setup", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"], scope: ["publish"]))"}}"#,
+                       "--publish-template", #"{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}"#]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test func everySubscriberGetsEveryPublishInOrder() throws {
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .uring))
+        let (status, output) = try bench(port: server.port, channel: "bench")
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("expected deliveries 20000, received 20000"), "\(output)")
+        #expect(output.contains("0 missing, 0 reordered, 0 from another channel"), "\(output)")
+        #expect(output.contains("setup replies received by subscribers: 400"), "\(output)")
+        #expect(output.contains("result: PASSED"), "\(output)")
+    }
+
+    @Test func subscriptionsThatDoNotDeliverFailTheRun() throws {
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .epoll))
+        // "other" is not in the token: subscribe is answered with an error, nothing is delivered.
+        let (status, output) = try bench(port: server.port, channel: "other")
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("result: FAILED"), "\(output)")
+    }
+}

@@ -41,6 +41,9 @@ final class Conn {
     var wasEstablished = false
     /// fanout subscribers: per-publisher order and gap check of what arrived.
     var sequence: SequenceChecker? = nil
+    /// fanout subscribers: setup replies (`--setup-replies`) still awaited; the connection
+    /// counts as resolved when this reaches 0.
+    var setupRepliesPending = 0
 
     init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int, channel: Int) {
         self.slot = slot
@@ -76,7 +79,9 @@ final class RunContext: @unchecked Sendable {
     let address: [UInt8]
     let family: Int32
     let shared: SharedState
-    let subscribeMessage: [UInt8]?
+    /// fanout: what a subscriber / a publisher sends once connected, in order.
+    let subscribeMessages: [[UInt8]]
+    let publisherSetupMessages: [[UInt8]]
     let publishPrefix: [UInt8]
     let publishSuffix: [UInt8]
     let dataOpcode: UInt8
@@ -90,7 +95,8 @@ final class RunContext: @unchecked Sendable {
         self.address = address
         self.family = family
         self.shared = shared
-        subscribeMessage = options.subscribeTemplate.map { Array($0.utf8) }
+        subscribeMessages = options.subscribeTemplates.map { Array($0.utf8) }
+        publisherSetupMessages = options.publisherSetupTemplates.map { Array($0.utf8) }
         if let t = options.publishTemplate, let (pre, suf) = splitTemplate(Array(t.utf8)) {
             publishPrefix = pre
             publishSuffix = suf
@@ -200,6 +206,8 @@ final class Worker: @unchecked Sendable {
     private(set) var failedConnects = 0
     private(set) var closedByServer = 0
     private(set) var unmatched = 0
+    /// fanout subscribers: setup replies received (`--setup-replies`), not counted in `unmatched`.
+    private(set) var setupRepliesReceived = 0
     private(set) var unexpected = 0
     private(set) var publisherReceived = 0
     private(set) var skipped = 0
@@ -438,17 +446,23 @@ final class Worker: @unchecked Sendable {
         c.state = .open
         c.handshake = nil
         connecting -= 1
-        resolved += 1
         established += 1
         openNow += 1
         lastOpened = now
         c.wasEstablished = true
         if c.role == .subscriber { ctx.shared.establishedSubscribers[c.channel].add(1) }
-        if c.role == .subscriber, let m = ctx.subscribeMessage {
+        // A subscriber awaiting setup replies resolves when the last one arrives (or it fails).
+        if c.role == .subscriber && ctx.options.setupReplies > 0 {
+            c.setupRepliesPending = ctx.options.setupReplies
+        } else {
+            resolved += 1
+        }
+        let setup = c.role == .subscriber ? ctx.subscribeMessages : c.role == .publisher ? ctx.publisherSetupMessages : []
+        for m in setup {
             let mask = UInt32(truncatingIfNeeded: rng.next())
             m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: Opcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
-            markDirty(c)
         }
+        if !setup.isEmpty { markDirty(c) }
         if loadBegun && c.role == .echo { fillEcho(c, now) }
     }
 
@@ -463,6 +477,12 @@ final class Worker: @unchecked Sendable {
             failedConnects += 1
         } else if previous == .open {
             openNow -= 1
+            if c.setupRepliesPending > 0 {
+                // Never subscribed: resolved (as failed), so the run does not wait for it.
+                c.setupRepliesPending = 0
+                resolved += 1
+                failedConnects += 1
+            }
             if byServer && !stopping { closedByServer += 1 }
         }
         if let r = reason, !stopping { note(r) }
@@ -657,7 +677,16 @@ final class Worker: @unchecked Sendable {
         case .subscriber:
             completedAll += 1
             bytesInAll += c.messageBytes
-            guard c.markerFound else { unmatched += 1; return }
+            guard c.markerFound else {
+                if c.setupRepliesPending > 0 {
+                    setupRepliesReceived += 1
+                    c.setupRepliesPending -= 1
+                    if c.setupRepliesPending == 0 { resolved += 1 }
+                } else {
+                    unmatched += 1
+                }
+                return
+            }
             // Publisher j is on channel j % K and is the (j / K)-th publisher of that channel
             // (one channel, the common case, skips the division on this per-delivery path).
             let k = ctx.subscribersPerChannel.count

@@ -27,7 +27,7 @@ public struct SwitchboardServerConfiguration: Sendable {
         connectionBroker.maxMessageBytes = broker.webSocket.maxMessageBytes
         broadcaster = try layers.resolve(BroadcasterConfiguration())
         if broadcaster.enabled {
-            broadcasterOptions = try broadcaster.options(readFile: ConfigurationFile.contents)
+            broadcasterOptions = try broadcaster.makeOptions(readFile: ConfigurationFile.contents)
         }
     }
 

@@ -71,7 +71,7 @@ struct HistoryAndOptionsTests {
             "broadcaster_api_keys": "k1|k2", "broadcaster_history": "chat:*|100|1048576|60000, news|5|100|0",
             "broadcaster_max_message_bytes": "4096",
         ])
-        let o = try c.options(readFile: noFiles)
+        let o = try c.makeOptions(readFile: noFiles)
         #expect(c.enabled)
         #expect(o.webSocketPath == "/bc/websocket" && o.publishPath == "/bc/publish" && o.healthPath == "/bc/health")
         #expect(o.apiKeys.count == 2 && o.apiKeys.contains(Array("k2".utf8)))
@@ -87,7 +87,7 @@ struct HistoryAndOptionsTests {
         for (key, _) in BroadcasterConfiguration.keys { #expect(again.value(forKey: key) == c.value(forKey: key), "\(key)") }
 
         func refused(_ values: [String: String]) -> String? {
-            do { _ = try broadcasterSection(values).options(readFile: noFiles); return nil } catch { return error.message }
+            do { _ = try broadcasterSection(values).makeOptions(readFile: noFiles); return nil } catch { return error.message }
         }
         #expect(refused(["broadcaster_jwt_secret": "short"])?.contains("shorter than 32") == true)
         #expect(refused(["broadcaster_bogus": "1"]) == "unknown option 'broadcaster_bogus'")

@@ -208,7 +208,7 @@ struct PublicKeyAuthTests {
             "broadcaster_enabled": "true", "broadcaster_api_keys": "test-api-key",
             "broadcaster_jwt_rs256_public_key_file": "/keys/rs.pem", "broadcaster_jwt_es256_public_key_file": "/keys/es.pem",
         ])
-        let options = try section.options { (path: String) throws(ConfigurationError) -> String in
+        let options = try section.makeOptions { (path: String) throws(ConfigurationError) -> String in
             guard let pem = files[path] else { throw ConfigurationError(origin: nil, message: "no file \(path)") }
             return pem
         }

@@ -2,7 +2,7 @@ import Switchboard
 import SwitchboardJWT
 
 /// The broadcaster protocol's `ConfigurationSection`: the `broadcaster_*` keys as an operator
-/// writes them (file, `SWITCHBOARD_BROADCASTER_*` environment, `--set`). `options(readFile:)`
+/// writes them (file, `SWITCHBOARD_BROADCASTER_*` environment, `--set`). `makeOptions(readFile:)`
 /// turns them into the `BroadcasterOptions` the protocol runs with (the JWT verifier needs the
 /// PEM files read, which a section's `set` does not do).
 ///
@@ -11,9 +11,9 @@ import SwitchboardJWT
 public struct BroadcasterConfiguration: Sendable {
     /// Whether the executable mounts the protocol.
     public var enabled = false
-    /// Every limit and path, as the protocol uses them (`verifier` and `apiKeys` are set by
-    /// `options(readFile:)` from the fields below).
-    public var limits = BroadcasterOptions()
+    /// Paths and limits, as the protocol uses them (`verifier` and `apiKeys` are set by
+    /// `makeOptions(readFile:)` from the fields below).
+    public var protocolOptions = BroadcasterOptions()
     /// HS256 secret; empty: no HS256 key.
     public var jwtSecret = ""
     /// Accept an HS256 secret shorter than `JWTKey.minimumSecretBytes`.
@@ -33,8 +33,8 @@ public struct BroadcasterConfiguration: Sendable {
 
     /// The options the protocol runs with: the limits plus the verifier (reading the PEM files
     /// with `readFile`, which throws naming the file) and the API keys. Call after `validate()` (the JWT configuration asserts its ranges).
-    public func options(readFile: (String) throws(ConfigurationError) -> String) throws(ConfigurationError) -> BroadcasterOptions {
-        var o = limits
+    public func makeOptions(readFile: (String) throws(ConfigurationError) -> String) throws(ConfigurationError) -> BroadcasterOptions {
+        var o = protocolOptions
         o.apiKeys = APIKeySet(apiKeys)
         let jwt = JWTVerifier.Configuration(leewaySeconds: jwtLeewaySeconds, maxTokenBytes: maxTokenBytes)
         var keys: [JWTKey] = []
@@ -82,7 +82,7 @@ extension BroadcasterConfiguration: ConfigurationSection {
     public func value(forKey key: String) -> String? {
         switch key {
         case "broadcaster_enabled": return String(enabled)
-        case "broadcaster_base_path": return "\"\(limits.basePath)\""
+        case "broadcaster_base_path": return "\"\(protocolOptions.basePath)\""
         case "broadcaster_jwt_secret": return "\"\(jwtSecret)\""
         case "broadcaster_allow_short_secret": return String(allowShortSecret)
         case "broadcaster_jwt_rs256_public_key_file": return "\"\(rs256PublicKeyFile)\""
@@ -90,20 +90,20 @@ extension BroadcasterConfiguration: ConfigurationSection {
         case "broadcaster_jwt_leeway_seconds": return String(jwtLeewaySeconds)
         case "broadcaster_max_token_bytes": return String(maxTokenBytes)
         case "broadcaster_api_keys": return "\"\(apiKeys.joined(separator: "|"))\""
-        case "broadcaster_max_message_bytes": return String(limits.maxMessageBytes)
-        case "broadcaster_max_json_depth": return String(limits.maxJSONDepth)
-        case "broadcaster_max_channel_bytes": return String(limits.maxChannelBytes)
-        case "broadcaster_max_subscriptions_per_connection": return String(limits.maxSubscriptionsPerConnection)
-        case "broadcaster_max_batch_messages": return String(limits.maxBatchMessages)
-        case "broadcaster_enforce_token_expiry": return String(limits.enforceTokenExpiry)
-        case "broadcaster_expiry_check_interval_ms": return String(limits.expiryCheckIntervalMilliseconds)
+        case "broadcaster_max_message_bytes": return String(protocolOptions.maxMessageBytes)
+        case "broadcaster_max_json_depth": return String(protocolOptions.maxJSONDepth)
+        case "broadcaster_max_channel_bytes": return String(protocolOptions.maxChannelBytes)
+        case "broadcaster_max_subscriptions_per_connection": return String(protocolOptions.maxSubscriptionsPerConnection)
+        case "broadcaster_max_batch_messages": return String(protocolOptions.maxBatchMessages)
+        case "broadcaster_enforce_token_expiry": return String(protocolOptions.enforceTokenExpiry)
+        case "broadcaster_expiry_check_interval_ms": return String(protocolOptions.expiryCheckIntervalMilliseconds)
         case "broadcaster_history":
-            let rules = limits.history.map { r in
+            let rules = protocolOptions.history.map { r in
                 "\(r.pattern)|\(r.limits.maxMessages)|\(r.limits.maxBytes)|\(r.limits.maxAgeMilliseconds)"
             }
             return "\"\(rules.joined(separator: ","))\""
-        case "broadcaster_max_channel_logs_per_shard": return String(limits.maxChannelLogsPerShard)
-        case "broadcaster_cors_allow_origin": return "\"\(limits.corsAllowOrigin)\""
+        case "broadcaster_max_channel_logs_per_shard": return String(protocolOptions.maxChannelLogsPerShard)
+        case "broadcaster_cors_allow_origin": return "\"\(protocolOptions.corsAllowOrigin)\""
         default: return nil
         }
     }
@@ -122,7 +122,7 @@ extension BroadcasterConfiguration: ConfigurationSection {
         }
         switch key {
         case "broadcaster_enabled": enabled = try bool()
-        case "broadcaster_base_path": limits.basePath = value
+        case "broadcaster_base_path": protocolOptions.basePath = value
         case "broadcaster_jwt_secret": jwtSecret = value
         case "broadcaster_allow_short_secret": allowShortSecret = try bool()
         case "broadcaster_jwt_rs256_public_key_file": rs256PublicKeyFile = value
@@ -130,22 +130,22 @@ extension BroadcasterConfiguration: ConfigurationSection {
         case "broadcaster_jwt_leeway_seconds": jwtLeewaySeconds = try int()
         case "broadcaster_max_token_bytes": maxTokenBytes = try int()
         case "broadcaster_api_keys": apiKeys = value.split(separator: "|", omittingEmptySubsequences: true).map(String.init)
-        case "broadcaster_max_message_bytes": limits.maxMessageBytes = try int()
-        case "broadcaster_max_json_depth": limits.maxJSONDepth = try int()
-        case "broadcaster_max_channel_bytes": limits.maxChannelBytes = try int()
-        case "broadcaster_max_subscriptions_per_connection": limits.maxSubscriptionsPerConnection = try int()
-        case "broadcaster_max_batch_messages": limits.maxBatchMessages = try int()
-        case "broadcaster_enforce_token_expiry": limits.enforceTokenExpiry = try bool()
-        case "broadcaster_expiry_check_interval_ms": limits.expiryCheckIntervalMilliseconds = try int()
-        case "broadcaster_history": limits.history = try Self.parseHistory(value)
-        case "broadcaster_max_channel_logs_per_shard": limits.maxChannelLogsPerShard = try int()
-        case "broadcaster_cors_allow_origin": limits.corsAllowOrigin = value
+        case "broadcaster_max_message_bytes": protocolOptions.maxMessageBytes = try int()
+        case "broadcaster_max_json_depth": protocolOptions.maxJSONDepth = try int()
+        case "broadcaster_max_channel_bytes": protocolOptions.maxChannelBytes = try int()
+        case "broadcaster_max_subscriptions_per_connection": protocolOptions.maxSubscriptionsPerConnection = try int()
+        case "broadcaster_max_batch_messages": protocolOptions.maxBatchMessages = try int()
+        case "broadcaster_enforce_token_expiry": protocolOptions.enforceTokenExpiry = try bool()
+        case "broadcaster_expiry_check_interval_ms": protocolOptions.expiryCheckIntervalMilliseconds = try int()
+        case "broadcaster_history": protocolOptions.history = try Self.parseHistory(value)
+        case "broadcaster_max_channel_logs_per_shard": protocolOptions.maxChannelLogsPerShard = try int()
+        case "broadcaster_cors_allow_origin": protocolOptions.corsAllowOrigin = value
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }
 
     public func validate() -> String? {
-        if let problem = limits.validate() { return problem }
+        if let problem = protocolOptions.validate() { return problem }
         if jwtLeewaySeconds < 0 || jwtLeewaySeconds > JWTVerifier.Configuration.maxLeewaySeconds {
             return "broadcaster_jwt_leeway_seconds must be 0...\(JWTVerifier.Configuration.maxLeewaySeconds)"
         }

@@ -27,7 +27,12 @@ public struct SwitchboardServerConfiguration: Sendable {
         connectionBroker.maxMessageBytes = broker.webSocket.maxMessageBytes
         broadcaster = try layers.resolve(BroadcasterConfiguration())
         if broadcaster.enabled {
-            broadcasterOptions = try broadcaster.makeOptions(readFile: ConfigurationFile.contents)
+            broadcasterOptions = try broadcaster.makeOptions { (path: String) throws(ConfigurationError) -> String in
+                guard let pem = ConfigurationFile.read(path) else {
+                    throw ConfigurationError(origin: nil, message: "cannot read \(path) (missing, unreadable or over \(ConfigurationFile.maxBytes) bytes)")
+                }
+                return pem
+            }
         }
     }
 

@@ -150,7 +150,7 @@ struct BroadcasterScaleTests {
 /// and fails loudly when the subscriptions do not deliver.
 @Suite("Broadcaster: switchboard-bench fanout with auth + subscribe", .serialized)
 struct BroadcasterBenchScenarioTests {
-    private func bench(port: Int, channel: String) throws -> (status: Int32, output: String) {
+    private func bench(port: Int, channel: String, rest: String? = nil) throws -> (status: Int32, output: String) {
         let path = try switchboardExecutable().replacingOccurrences(of: "/switchboard", with: "/switchboard-bench",
                                                                   options: .backwards)
         let p = Process()
@@ -159,9 +159,15 @@ struct BroadcasterBenchScenarioTests {
                        "-n", "100", "-s", "24", "--warmup", "0s", "--drain", "3s", "--quiet",
                        "--subscribe-template", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"]))"}}"#,
                        "--subscribe-template", #"{"id":2,"method":"subscribe","params":{"channel":"\#(channel)"}}"#,
-                       "--setup-replies", "2",
-                       "--publisher-setup", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"], scope: ["publish"]))"}}"#,
-                       "--publish-template", #"{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}"#]
+                       "--setup-replies", "2"]
+        if let rest {
+            // REST publish: POST {base}/publish with the API key, body {channel, event, payload}.
+            p.arguments! += ["--publish-http", "/broadcaster/publish", "--publish-http-header", "Authorization: Bearer \(rest)",
+                             "--publish-template", #"{"channel":"bench","event":"e","payload":"{{payload}}"}"#]
+        } else {
+            p.arguments! += ["--publisher-setup", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"], scope: ["publish"]))"}}"#,
+                             "--publish-template", #"{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}"#]
+        }
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
@@ -179,6 +185,22 @@ struct BroadcasterBenchScenarioTests {
         #expect(output.contains("0 missing, 0 reordered, 0 from another channel"), "\(output)")
         #expect(output.contains("setup replies received by subscribers: 400"), "\(output)")
         #expect(output.contains("result: PASSED"), "\(output)")
+    }
+
+    @Test func restPublishesReachEverySubscriberInOrder() throws {
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .epoll))
+        let (status, output) = try bench(port: server.port, channel: "bench", rest: "test-api-key")
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("expected deliveries 20000, received 20000"), "\(output)")
+        #expect(output.contains("0 missing, 0 reordered, 0 from another channel"), "\(output)")
+        #expect(output.contains("result: PASSED"), "\(output)")
+    }
+
+    @Test func aRefusedRestPublishFailsTheRun() throws {
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .uring))
+        let (status, output) = try bench(port: server.port, channel: "bench", rest: "wrong-key")
+        #expect(status == 1, "\(output)")
+        #expect(output.contains("HTTP publish answered 401"), "\(output)")
     }
 
     @Test func subscriptionsThatDoNotDeliverFailTheRun() throws {

@@ -108,6 +108,11 @@ public struct BenchOptions: Sendable {
     public var setupReplies = 0
     /// Texts each publisher sends once connected, before its first publish (e.g. an auth).
     public var publisherSetupTemplates: [String] = []
+    /// fanout: publishers send each message as the body of `POST <path>` (HTTP/1.1 keep-alive,
+    /// no WebSocket) instead of a WebSocket message; every answer must be 200.
+    public var publishHTTPPath: String? = nil
+    /// Header lines of every HTTP publish (e.g. `Authorization: Bearer KEY`).
+    public var publishHTTPHeaders: [String] = []
     public var publishTemplate: String? = nil
     public var drainNanos: Int64 = 5_000_000_000
     public var settleNanos: Int64 = 200_000_000

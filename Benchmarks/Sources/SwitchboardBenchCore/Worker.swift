@@ -82,6 +82,8 @@ final class RunContext: @unchecked Sendable {
     /// fanout: what a subscriber / a publisher sends once connected, in order.
     let subscribeMessages: [[UInt8]]
     let publisherSetupMessages: [[UInt8]]
+    /// fanout --publish-http: the request head up to (not including) Content-Length.
+    let httpPublishHead: [UInt8]?
     let publishPrefix: [UInt8]
     let publishSuffix: [UInt8]
     let dataOpcode: UInt8
@@ -97,6 +99,10 @@ final class RunContext: @unchecked Sendable {
         self.shared = shared
         subscribeMessages = options.subscribeTemplates.map { Array($0.utf8) }
         publisherSetupMessages = options.publisherSetupTemplates.map { Array($0.utf8) }
+        httpPublishHead = options.publishHTTPPath.map { path in
+            Array(("POST \(path) HTTP/1.1\r\nHost: \(options.url.hostHeader)\r\nContent-Type: application/json\r\n"
+                   + options.publishHTTPHeaders.map { $0 + "\r\n" }.joined()).utf8)
+        }
         if let t = options.publishTemplate, let (pre, suf) = splitTemplate(Array(t.utf8)) {
             publishPrefix = pre
             publishSuffix = suf
@@ -419,6 +425,11 @@ final class Worker: @unchecked Sendable {
         if err != 0 { fail(c, errnoText("connect", err)); return }
         c.state = .handshaking
         _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLRDHUP, UInt64(c.slot))
+        if c.role == .publisher && ctx.httpPublishHead != nil {
+            // An HTTP publisher has no handshake: open once connected.
+            becameOpen(c, sb_monotonic_ns())
+            return
+        }
         let hs = ClientHandshake(url: ctx.channelURLs[c.channel], extraHeaders: options.headers)
         c.handshake = hs
         hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
@@ -559,7 +570,14 @@ final class Worker: @unchecked Sendable {
             publishTemplateDirty = false
         }
         let total = pre + payloadLength + ctx.publishSuffix.count
-        appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: publishTemplate, count: total, mask: nextMask())
+        if let head = ctx.httpPublishHead {
+            let lengthLine = Array("Content-Length: \(total)\r\n\r\n".utf8)
+            head.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+            lengthLine.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+            c.out.append(publishTemplate, total)
+        } else {
+            appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: publishTemplate, count: total, mask: nextMask())
+        }
         c.pubSeq += 1
         markDirty(c)
         return true
@@ -592,6 +610,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func process(_ c: Conn, _ total: Int, now: Int64) {
+        if c.role == .publisher && ctx.httpPublishHead != nil { processHTTPResponses(c, total); return }
         var off = 0
         if c.state == .handshaking {
             switch c.handshake!.validate(UnsafeRawBufferPointer(start: scratch, count: total)) {
@@ -615,6 +634,43 @@ final class Worker: @unchecked Sendable {
             if h.masked { maskCopy(p, p, h.payloadLength, mask: h.mask) }
             handleFrame(c, h, p, now)
             off += frameLength
+        }
+        if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
+    }
+
+    /// fanout --publish-http: counts the complete responses in `scratch[0..<total]` (status line,
+    /// headers, a Content-Length body) and keeps the incomplete rest; anything but 200 fails
+    /// the connection (and so the run).
+    private func processHTTPResponses(_ c: Conn, _ total: Int) {
+        let bytes = UnsafeRawBufferPointer(start: scratch, count: total)
+        var off = 0
+        while off < total {
+            var headEnd = -1
+            var i = off
+            while i + 3 < total {
+                if bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 { headEnd = i + 4; break }
+                i += 1
+            }
+            guard headEnd > 0 else { break }
+            let head = String(decoding: bytes[off..<headEnd], as: UTF8.self)
+            let lines = head.split(separator: "\r\n")
+            let status = lines.first.map { $0.split(separator: " ") }.flatMap { $0.count >= 2 ? Int($0[1]) : nil }
+            var contentLength = 0
+            for line in lines.dropFirst() {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2 && parts[0].lowercased() == "content-length" {
+                    contentLength = Int(parts[1].drop { $0 == " " }) ?? -1
+                }
+            }
+            guard let status, contentLength >= 0 else { fail(c, "unparsable HTTP response: \(lines.first ?? "")"); return }
+            if total - headEnd < contentLength { break }
+            guard status == 200 else {
+                let body = String(decoding: bytes[headEnd..<(headEnd + contentLength)], as: UTF8.self)
+                fail(c, "HTTP publish answered \(status): \(body.prefix(200))", byServer: true)
+                return
+            }
+            publisherReceived += 1
+            off = headEnd + contentLength
         }
         if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
     }

@@ -5,15 +5,14 @@
 #
 # - switchboard (uring, epoll; --shards SHARDS) with broadcaster_enabled: every subscriber sends
 #   `auth` (an HS256 token made here) and `subscribe`, and counts as subscribed once both replies
-#   arrived (--setup-replies 2); the publisher sends `auth` (publish scope) once, then WebSocket
-#   `publish` calls (window 16). switchboard-bench's WebSocket publisher stands in for the REST
-#   publisher: both enter the same owner-shard path (BroadcasterShardHandler.publish), the REST
-#   one adds an HTTP request per message.
+#   arrived (--setup-replies 2). PUBLISH=rest (default): one publisher POSTs each message to
+#   {base}/publish with the API key on a keep-alive connection (window 16; every answer must be
+#   200). PUBLISH=ws: it sends `auth` (publish scope) once, then WebSocket `publish` calls.
 # - peer-hummingbird --threads THREADS: its /broadcast (every message to every client, the
 #   nearest it can do: no auth, no JSON envelope), with the same subscriber counts.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SUBSCRIBERS="1000 10000" SIZE=20 SHARDS=1 THREADS=1
-#   SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0 BASE_PORT=18700 ONLY=""
+#   SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0 BASE_PORT=18700 ONLY="" PUBLISH=rest
 #   SWITCHBOARD_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -22,8 +21,9 @@ MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"; SIZE="${SIZE:-20}"; SHARDS="${SHARDS:-1}"; THREADS="${THREADS:-1}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"
-SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"; ONLY="${ONLY:-}"
+SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"; ONLY="${ONLY:-}"; PUBLISH="${PUBLISH:-rest}"
 log() { echo "[broadcaster-bench] $*" >&2; }
+[[ "$PUBLISH" == rest || "$PUBLISH" == ws ]] || { log "PUBLISH must be rest or ws, got '$PUBLISH'"; exit 2; }
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 if [[ "$SKIP_BUILD" != 1 ]]; then
     (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard >&2 && swift build -c "$CONFIG" --product switchboard-bench >&2)
@@ -37,6 +37,7 @@ SERVER_PID=""
 trap cleanup EXIT
 
 SECRET="broadcaster-bench-secret-of-32-bytes!"
+API_KEY="broadcaster-bench-api-key"
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 token() { # scope JSON array
     local now header claims signature
@@ -63,8 +64,8 @@ start_server() { # name port cmd...
 }
 
 SERVERS=(
-    "switchboard-uring|0|$SWITCHBOARD_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards $SHARDS --log-level warning --set broadcaster_enabled=true --set broadcaster_jwt_secret=$SECRET --set ws_permessage_deflate=false"
-    "switchboard-epoll|1|$SWITCHBOARD_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards $SHARDS --log-level warning --set broadcaster_enabled=true --set broadcaster_jwt_secret=$SECRET --set ws_permessage_deflate=false"
+    "switchboard-uring|0|$SWITCHBOARD_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards $SHARDS --log-level warning --set broadcaster_enabled=true --set broadcaster_jwt_secret=$SECRET --set broadcaster_api_keys=$API_KEY --set ws_permessage_deflate=false"
+    "switchboard-epoll|1|$SWITCHBOARD_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards $SHARDS --log-level warning --set broadcaster_enabled=true --set broadcaster_jwt_secret=$SECRET --set broadcaster_api_keys=$API_KEY --set ws_permessage_deflate=false"
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads $THREADS"
 )
 bench_args() { # name -> the protocol part of the switchboard-bench command line
@@ -72,9 +73,14 @@ bench_args() { # name -> the protocol part of the switchboard-bench command line
         printf '%s\n' --raw
     else
         printf '%s\n' --subscribe-template "{\"id\":1,\"method\":\"auth\",\"params\":{\"token\":\"$SUB_TOKEN\"}}" \
-            --subscribe-template '{"id":2,"method":"subscribe","params":{"channel":"bench"}}' --setup-replies 2 \
-            --publisher-setup "{\"id\":1,\"method\":\"auth\",\"params\":{\"token\":\"$PUB_TOKEN\"}}" \
-            --publish-template '{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}'
+            --subscribe-template '{"id":2,"method":"subscribe","params":{"channel":"bench"}}' --setup-replies 2
+        if [[ "$PUBLISH" == rest ]]; then
+            printf '%s\n' --publish-http /broadcaster/publish --publish-http-header "Authorization: Bearer $API_KEY" \
+                --publish-template '{"channel":"bench","event":"e","payload":"{{payload}}"}'
+        else
+            printf '%s\n' --publisher-setup "{\"id\":1,\"method\":\"auth\",\"params\":{\"token\":\"$PUB_TOKEN\"}}" \
+                --publish-template '{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}'
+        fi
     fi
 }
 url() { [[ "$1" == peer-hummingbird ]] && echo "ws://127.0.0.1:$2/broadcast" || echo "ws://127.0.0.1:$2/broadcaster/websocket"; }
@@ -116,6 +122,7 @@ fmt_rate() { awk -v v="${1:-0}" 'BEGIN { if (v == "failed") print "FAILED"; else
 echo "### Broadcaster protocol fan-out: publish → every subscriber of one channel"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` ($CONFIG); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- Switchboard publisher: $([[ "$PUBLISH" == rest ]] && echo "REST (POST /broadcaster/publish, keep-alive)" || echo "WebSocket publish calls"); the peer's publisher sends raw WebSocket messages."
 echo "- Servers pinned to CPU $SERVER_CPU, switchboard-bench to CPU $BENCH_CPU; 1 publisher (window 16), ${SIZE} B payload markers, ${WARMUP} warm-up + ${DURATION}, $RUNS run(s), medians. Latency = publish→receive (HdrHistogram), counts and per-subscriber order verified."
 echo
 echo '```'

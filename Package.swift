@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
         .executable(name: "cb-bench", targets: ["cb-bench"]),
+        .executable(name: "switchboard-rpc-example", targets: ["switchboard-rpc-example"]),
+        .executable(name: "rpc-bench", targets: ["rpc-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -103,7 +105,9 @@ let package = Package(
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .executableTarget(
             name: "switchboard-chat",
-            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            // The browser page, compiled into the binary (PackageResources.index_html...).
+            resources: [.embedInCode("Web/index.html"), .embedInCode("Web/chat.css"), .embedInCode("Web/chat.js")]
         ),
         .executableTarget(
             name: "switchboard-echo",
@@ -132,6 +136,7 @@ let package = Package(
             ],
             path: "Benchmarks/Sources/cb-bench"
         ),
+        .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
@@ -156,6 +161,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
+        .executableTarget(name: "switchboard-rpc-example", dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "rpc-bench",
+            dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/rpc-bench"
+        ),
+        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

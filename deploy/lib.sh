@@ -25,13 +25,19 @@ ensure_python_venv() {
     bash "$ab/setup.sh" "$venv" >/dev/null
 }
 
-# Headless Chromium + chromedriver (Debian) and Selenium (PyPI, in the project venv made by
-# ensure_python_venv), for the browser tests run inside swift test (BroadcasterBrowserTests).
-ensure_browser_tools() {
+# Selenium (PyPI) in the project venv, for the browser test (deploy/browser-test.sh). Pinned:
+# 4.52 wants a certifi newer than the package mirror here holds.
+ensure_selenium() {
     local venv="$1/.build/autobahn-venv"
-    ensure_packages chromium chromium-driver
     "$venv/bin/python" -c 'import selenium' 2>/dev/null && return 0
     "$venv/bin/pip" install -q "selenium==${SELENIUM_VERSION:-4.50.0}"
+}
+
+# Headless Chromium + chromedriver (Debian) and Selenium (in the project venv made by
+# ensure_python_venv), for the browser tests run inside swift test (BroadcasterBrowserTests).
+ensure_browser_tools() {
+    ensure_packages chromium chromium-driver
+    ensure_selenium "$1"
 }
 
 # start_server BIN ARGS... : starts a server on an ephemeral port (it logs "listening on

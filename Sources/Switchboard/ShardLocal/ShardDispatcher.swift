@@ -91,6 +91,7 @@ final class ShardDispatcher: ShardEventHandler {
 
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
+        channels.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
     }
 }

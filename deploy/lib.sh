@@ -33,6 +33,13 @@ ensure_selenium() {
     "$venv/bin/pip" install -q "selenium==${SELENIUM_VERSION:-4.50.0}"
 }
 
+# Headless Chromium + chromedriver (Debian) and Selenium (in the project venv made by
+# ensure_python_venv), for the browser tests run inside swift test (BroadcasterBrowserTests).
+ensure_browser_tools() {
+    ensure_packages chromium chromium-driver
+    ensure_selenium "$1"
+}
+
 # start_server BIN ARGS... : starts a server on an ephemeral port (it logs "listening on
 # 127.0.0.1:PORT"), sets SERVER_PID and SERVER_PORT.
 start_server() {

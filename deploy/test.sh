@@ -12,6 +12,8 @@ source deploy/lib.sh
 ensure_packages liburing-dev libssl-dev zlib1g-dev redis-server
 # Python websockets + Autobahn (wstest) venv, used by interop tests inside swift test too.
 ensure_python_venv "$PWD"
+# Chromium, chromedriver and Selenium, for the browser tests inside swift test.
+ensure_browser_tools "$PWD"
 swift build --build-tests
 timeout 300 bash deploy/check-deploy.sh  # container, systemd, sysctl and Kubernetes files
 # The integration tests count this process's file descriptors: run tests one at a time.

@@ -4,10 +4,13 @@ import Switchboard
 import SwitchboardCommandLine
 
 /// The Switchboard server with its built-in protocols (the connection-broker protocol on every
-/// path by default, as `connection-broker --port 3004` serves it).
+/// path by default, as `connection-broker --port 3004` serves it; the broadcaster protocol
+/// under `broadcaster_base_path` when `broadcaster_enabled`).
 ///
-/// Configuration layers, lowest first: defaults, `--config FILE`, `SWITCHBOARD_<KEY>`
-/// environment variables, flags. SIGTERM/SIGINT shut down gracefully (a `ServiceGroup`).
+/// Configuration layers, lowest first: defaults, `--config FILE`, the reference broadcaster's
+/// environment (`PORT`, `JWT_SECRET`, `API_KEYS`, `BASE_PATH`) in compatibility mode (started
+/// as `broadcaster`, or `SWITCHBOARD_BROADCASTER_COMPAT=1`), `SWITCHBOARD_<KEY>` environment
+/// variables, flags. SIGTERM/SIGINT shut down gracefully (a `ServiceGroup`).
 struct SwitchboardCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
@@ -34,8 +37,8 @@ struct SwitchboardCommand: AsyncParsableCommand {
         let logger = Logger(label: "switchboard")
         let configuration: SwitchboardServerConfiguration
         do {
-            let layers = try options.layers(sections: SwitchboardServerConfiguration.sections,
-                                            environment: ConfigurationFile.processEnvironment())
+            let layers = try SwitchboardServerConfiguration.layers(options, environment: ConfigurationFile.processEnvironment(),
+                                                                   executablePath: CommandLine.arguments[0])
             ServerRunner.warnIgnored(layers, logger: logger)
             configuration = try SwitchboardServerConfiguration(layers: layers)
         } catch {

@@ -1,4 +1,5 @@
 import Testing
+import Switchboard
 import SwitchboardProtocols
 
 private func message(_ n: Int, bytes: Int = 1, at time: Int64 = 0) -> BroadcasterMessage {
@@ -65,43 +66,75 @@ struct HistoryAndOptionsTests {
     }
 
     @Test func parseOptions() throws {
-        let (o, enabled) = try BroadcasterOptions.parse([
+        let c = try broadcasterSection([
             "broadcaster_enabled": "true", "broadcaster_base_path": "/bc", "broadcaster_jwt_secret": String(repeating: "s", count: 32),
             "broadcaster_api_keys": "k1|k2", "broadcaster_history": "chat:*|100|1048576|60000, news|5|100|0",
             "broadcaster_max_message_bytes": "4096",
-        ], readFile: { _ in nil })
-        #expect(enabled)
+        ])
+        let o = try c.makeOptions(readFile: noFiles)
+        #expect(c.enabled)
         #expect(o.webSocketPath == "/bc/websocket" && o.publishPath == "/bc/publish" && o.healthPath == "/bc/health")
         #expect(o.apiKeys.count == 2 && o.apiKeys.contains(Array("k2".utf8)))
         #expect(o.history.count == 2 && o.history[1] == BroadcasterHistoryRule(pattern: "news", limits: .init(maxMessages: 5, maxBytes: 100)))
         #expect(o.maxMessageBytes == 4096 && o.verifier != nil)
+        // The section writes back what it read (the example file is made of these values).
+        var again = BroadcasterConfiguration()
+        for (key, _) in BroadcasterConfiguration.keys {
+            var v = try #require(c.value(forKey: key))
+            if v.count >= 2 && v.hasPrefix("\"") && v.hasSuffix("\"") { v = String(v.dropFirst().dropLast()) }
+            try again.set(key, v)
+        }
+        for (key, _) in BroadcasterConfiguration.keys { #expect(again.value(forKey: key) == c.value(forKey: key), "\(key)") }
 
         func refused(_ values: [String: String]) -> String? {
-            do { _ = try BroadcasterOptions.parse(values, readFile: { _ in nil }); return nil } catch { return error.message }
+            do { _ = try broadcasterSection(values).makeOptions(readFile: noFiles); return nil } catch { return error.message }
         }
         #expect(refused(["broadcaster_jwt_secret": "short"])?.contains("shorter than 32") == true)
         #expect(refused(["broadcaster_bogus": "1"]) == "unknown option 'broadcaster_bogus'")
-        #expect(refused(["broadcaster_history": "chat:*|x|1|1"]) != nil)
+        #expect(refused(["broadcaster_history": "chat:*|x|1|1"]) == "broadcaster_history: 'chat:*|x|1|1' is not PATTERN|MESSAGES|BYTES|AGE_MS")
         #expect(refused(["broadcaster_base_path": "bc"]) != nil)
         #expect(refused(["broadcaster_max_message_bytes": "12"]) != nil)
+        #expect(refused(["broadcaster_jwt_leeway_seconds": "-1"]) != nil)
+        #expect(refused(["broadcaster_max_token_bytes": "10"]) != nil)
+        #expect(refused(["broadcaster_enabled": "maybe"]) == "broadcaster_enabled: 'maybe' is not true or false")
         #expect(refused(["broadcaster_enabled": "true"])?.contains("configure a JWT key") == true)
-        #expect(refused(["broadcaster_jwt_rs256_public_key_file": "/nope"]) == "broadcaster_jwt_rs256_public_key_file: cannot read /nope")
+        #expect(refused(["broadcaster_jwt_rs256_public_key_file": "/nope"]) == "broadcaster_jwt_rs256_public_key_file: no file /nope")
     }
 
     @Test func referenceEnvironment() throws {
-        let (o, port) = try BroadcasterOptions.referenceCompatible(environment: [
+        let settings = try BroadcasterConfiguration.referenceEnvironment([
             "PORT": "9000", "JWT_SECRET": "test-secret", "API_KEYS": "a|b|c", "BASE_PATH": "/x",
-            "SWITCHBOARD_BROADCASTER_MAX_MESSAGE_BYTES": "2048",
         ])
-        #expect(port == 9000 && o.basePath == "/x" && o.apiKeys.count == 3 && o.verifier != nil && o.maxMessageBytes == 2048)
-        let (d, defaultPort) = try BroadcasterOptions.referenceCompatible(environment: ["JWT_SECRET": "s", "API_KEYS": "k"])
-        #expect(defaultPort == 8000 && d.basePath == "/broadcaster")
-        #expect(throws: BroadcasterConfigurationError("API_KEYS is required")) {
-            try BroadcasterOptions.referenceCompatible(environment: ["JWT_SECRET": "s"])
-        }
-        #expect(BroadcasterOptions.values(fromEnvironment: ["SWITCHBOARD_BROADCASTER_BASE_PATH": "/y", "BASE_PATH": "/z"])
-                == ["broadcaster_base_path": "/y"])
+        #expect(settings.map { "\($0.key)=\($0.value)" } == [
+            "broadcaster_enabled=true", "broadcaster_allow_short_secret=true", "broadcaster_jwt_secret=test-secret",
+            "broadcaster_api_keys=a|b|c", "broadcaster_base_path=/x", "port=9000",
+        ])
+        let defaults = try BroadcasterConfiguration.referenceEnvironment(["JWT_SECRET": "s", "API_KEYS": "k"])
+        #expect(defaults.last == .init(key: "port", value: "8000", variable: "compatibility mode"))
+        #expect(!defaults.contains { $0.key == "broadcaster_base_path" })
+        let missing = #expect(throws: ConfigurationError.self) { try BroadcasterConfiguration.referenceEnvironment(["JWT_SECRET": "s"]) }
+        #expect(missing?.description == "environment variable API_KEYS: required in compatibility mode")
+        #expect(BroadcasterConfiguration.compatibilityModeRequested(executablePath: "/opt/bin/broadcaster", environment: [:]))
+        #expect(BroadcasterConfiguration.compatibilityModeRequested(executablePath: "switchboard", environment: ["SWITCHBOARD_BROADCASTER_COMPAT": "1"]))
+        #expect(!BroadcasterConfiguration.compatibilityModeRequested(executablePath: "/usr/bin/switchboard", environment: ["JWT_SECRET": "s"]))
     }
+}
+
+/// The `broadcaster_*` section with `values` applied (as `--set` would) and validated.
+func broadcasterSection(_ values: [String: String]) throws(ConfigurationError) -> BroadcasterConfiguration {
+    var layers = LayeredConfiguration(sections: [BroadcasterConfiguration.self])
+    for (key, value) in values.sorted(by: { $0.key < $1.key }) {
+        try layers.add(key: key, value: value, origin: .commandLine(flag: "--set"))
+    }
+    var c = BroadcasterConfiguration()
+    try layers.apply(to: &c)
+    if let problem = c.validate() { throw ConfigurationError(origin: nil, message: problem) }
+    return c
+}
+
+/// A `readFile` for tests without key files.
+func noFiles(_ path: String) throws(ConfigurationError) -> String {
+    throw ConfigurationError(origin: nil, message: "no file \(path)")
 }
 
 extension BroadcasterChannelLog {
@@ -111,35 +144,5 @@ extension BroadcasterChannelLog {
         m.offset = offset
         m.epoch = epoch
         return m
-    }
-}
-
-@Suite("Broadcaster: executable setup")
-struct BroadcasterSetupTests {
-    @Test func extractKeepsLineNumbers() {
-        let text = "port = 1\n# broadcaster_enabled = true\nbroadcaster_enabled = true # on\n  broadcaster_base_path = \"/bc\"\nshards = 2"
-        let (values, rest) = BroadcasterSetup.extract(configurationText: text)
-        #expect(values == ["broadcaster_enabled": "true", "broadcaster_base_path": "/bc"])
-        #expect(rest == "port = 1\n# broadcaster_enabled = true\n\n\nshards = 2")
-    }
-
-    @Test func resolvePrecedenceAndCompatibility() throws {
-        let secret = String(repeating: "k", count: 32)
-        let r = try BroadcasterSetup.resolve(
-            fileValues: ["broadcaster_enabled": "true", "broadcaster_jwt_secret": secret, "broadcaster_base_path": "/file"],
-            environment: ["SWITCHBOARD_BROADCASTER_BASE_PATH": "/env", "JWT_SECRET": "ignored"],
-            executablePath: "/usr/bin/switchboard", readFile: { _ in nil })
-        #expect(r.enabled && r.options.basePath == "/env" && r.port == nil)
-        let off = try BroadcasterSetup.resolve(fileValues: [:], environment: [:], executablePath: "switchboard", readFile: { _ in nil })
-        #expect(!off.enabled)
-        let compat = try BroadcasterSetup.resolve(fileValues: [:], environment: ["JWT_SECRET": "s", "API_KEYS": "a|b", "PORT": "8123"],
-                                                  executablePath: "/opt/bin/broadcaster", readFile: { _ in nil })
-        #expect(compat.enabled && compat.port == 8123 && compat.options.apiKeys.count == 2)
-        let byVariable = try BroadcasterSetup.resolve(fileValues: [:], environment: ["JWT_SECRET": "s", "API_KEYS": "a", "SWITCHBOARD_BROADCASTER_COMPAT": "1"],
-                                                      executablePath: "switchboard", readFile: { _ in nil })
-        #expect(byVariable.enabled && byVariable.port == 8000)
-        #expect(throws: BroadcasterConfigurationError("JWT_SECRET is required")) {
-            try BroadcasterSetup.resolve(fileValues: [:], environment: [:], executablePath: "broadcaster", readFile: { _ in nil })
-        }
     }
 }

@@ -12,7 +12,7 @@ private let script = repositoryRoot.appendingPathComponent("Tests/interop/broadc
 
 @Suite("Broadcaster: interop with Python websockets", .serialized)
 struct BroadcasterInteropTests {
-    /// Runs Tests/interop/broadcaster_test.py against a real broker. A missing Python is a
+    /// Runs Tests/interop/broadcaster_test.py against the built `switchboard` executable. A missing Python is a
     /// failure, not a skip: the check must run wherever the suite runs.
     @Test("Python websockets client: the reference's flows", arguments: backends)
     func pythonClient(_ backend: IOBackendKind) throws {
@@ -20,9 +20,9 @@ struct BroadcasterInteropTests {
             Issue.record("no Python at \(python): run `source deploy/lib.sh; ensure_python_venv \"$PWD\"` (or set BROADCASTER_PYTHON)")
             return
         }
-        let server = try BCServer(backend: backend, shards: 2) {
-            $0.history = [BroadcasterHistoryRule(pattern: "test-channel", limits: .init(maxMessages: 100, maxBytes: 1 << 20))]
-        }
+        // The real executable, configured the way an operator would (`--set` keys).
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: backend,
+                                                                        extra: ["broadcaster_history=test-channel|100|1048576|0"]))
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
         p.arguments = [script, "ws://127.0.0.1:\(server.port)/broadcaster", "http://127.0.0.1:\(server.port)/broadcaster",
@@ -36,5 +36,35 @@ struct BroadcasterInteropTests {
         let text = String(decoding: data, as: UTF8.self)
         #expect(p.terminationStatus == 0, "\(text)")
         #expect(text.contains(" passed, 0 failed"), "\(text)")
+    }
+}
+
+@Suite("Broadcaster: interop with a real browser", .serialized)
+struct BroadcasterBrowserTests {
+    /// Runs Tests/browser/broadcaster_browser_test.py: headless Chromium (Debian `chromium` +
+    /// `chromium-driver`, Selenium in the venv; `source deploy/lib.sh; ensure_browser_tools "$PWD"`)
+    /// opens a page whose native WebSocket auths, subscribes (and is refused an unauthorized
+    /// channel); the script REST-publishes and checks what the page received. A missing tool is
+    /// a failure (the script exits 1 naming it), not a skip.
+    @Test("headless Chromium: auth, subscribe, REST publish shown on the page, unauthorized channel refused")
+    func chromium() throws {
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            Issue.record("no Python at \(python): run `source deploy/lib.sh; ensure_python_venv \"$PWD\"; ensure_browser_tools \"$PWD\"`")
+            return
+        }
+        let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .uring))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: python)
+        p.arguments = [repositoryRoot.appendingPathComponent("Tests/browser/broadcaster_browser_test.py").path,
+                       "http://127.0.0.1:\(server.port)/broadcaster", testSecret, "test-api-key"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(text.contains("8 passed, 0 failed"), "\(text)")
     }
 }

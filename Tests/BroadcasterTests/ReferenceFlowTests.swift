@@ -204,11 +204,15 @@ struct PublicKeyAuthTests {
         let rsa = sbt_generate_rsa(2048)!, ec = sbt_generate_ec("P-256")!
         defer { sbt_key_free(rsa); sbt_key_free(ec) }
         let files = ["/keys/rs.pem": pem(rsa), "/keys/es.pem": pem(ec)]
-        let (options, enabled) = try BroadcasterOptions.parse([
+        let section = try broadcasterSection([
             "broadcaster_enabled": "true", "broadcaster_api_keys": "test-api-key",
             "broadcaster_jwt_rs256_public_key_file": "/keys/rs.pem", "broadcaster_jwt_es256_public_key_file": "/keys/es.pem",
-        ], readFile: { files[$0] })
-        #expect(enabled && options.verifier?.keys.count == 2)
+        ])
+        let options = try section.makeOptions { (path: String) throws(ConfigurationError) -> String in
+            guard let pem = files[path] else { throw ConfigurationError(origin: nil, message: "no file \(path)") }
+            return pem
+        }
+        #expect(section.enabled && options.verifier?.keys.count == 2)
         let server = try BCServer(backend: backend) { $0 = options; $0.expiryCheckIntervalMilliseconds = 50 }
         let now = server.clock.seconds
         let claims = #"{"sub":"u","aud":"broadcaster","exp":\#(now + 600),"authorizedChannels":["test-channel"],"scope":["subscribe"]}"#

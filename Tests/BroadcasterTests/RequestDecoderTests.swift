@@ -24,7 +24,7 @@ private func refused(_ id: Int, _ code: BroadcasterErrorCode, _ message: String)
     .refused(id: id, BroadcasterError(code, message))
 }
 
-/// Every envelope and params rule, violated once. Mirrored in docs-pending/broadcaster.md
+/// Every envelope and params rule, violated once. Mirrored in README.md (Broadcaster protocol, Bad requests)
 /// (section "Bad requests"), checked by `docsMirrorTable`.
 let badRequests: [BadRequest] = [
     row("not JSON", "invalid-json", .malformed("invalid JSON")),
@@ -124,12 +124,12 @@ struct RequestDecoderTests {
         #expect(BroadcasterTimestamp.format(unixNanoseconds: 1_709_210_096_500_000_000) == "2024-02-29T12:34:56.5Z")
     }
 
-    /// docs-pending/broadcaster.md lists exactly the table above.
+    /// README.md lists exactly the table above.
     @Test func docsMirrorTable() throws {
         #if canImport(Foundation)
         let url = URL(fileURLWithPath: #filePath)
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("docs-pending/broadcaster.md")
+            .appendingPathComponent("README.md")
         var doc = try String(contentsOf: url, encoding: .utf8)
         let rendered = renderBadRequestsMarkdown()
         if ProcessInfo.processInfo.environment["REGENERATE_BAD_REQUESTS"] == "1",
@@ -138,7 +138,7 @@ struct RequestDecoderTests {
             try doc.write(to: url, atomically: true, encoding: .utf8)
         }
         #expect(doc.contains("<!-- bad-requests:begin -->\n" + rendered + "<!-- bad-requests:end -->"),
-                "run with REGENERATE_BAD_REQUESTS=1 to rewrite the table in docs-pending/broadcaster.md")
+                "run with REGENERATE_BAD_REQUESTS=1 to rewrite the table in README.md")
         #endif
     }
 }

@@ -91,7 +91,7 @@ struct ExecutableTests {
         let keys = try ServerProcess("switchboard", ["--print-config-keys"])
         #expect(try keys.waitForExit() == 0)
         let listed = keys.standardOutput.split(separator: "\n").map { String($0.prefix { $0 != "\t" }) }
-        #expect(listed == (BrokerConfiguration.keys + ConnectionBrokerOptions.keys).map(\.key))
+        #expect(listed == (BrokerConfiguration.keys + ConnectionBrokerOptions.keys + BroadcasterConfiguration.keys).map(\.key))
     }
 
     /// The path deploy/lib.sh takes: flags, the "listening on HOST:PORT" line on standard error,

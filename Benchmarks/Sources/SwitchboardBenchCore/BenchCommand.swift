@@ -132,8 +132,22 @@ public struct BenchCommand: ParsableCommand {
             expected deliveries are counted per channel. 1 <= K <= --subscribers.
             """)
         public var channels: Int?
-        @Option(help: ArgumentHelp("Text each subscriber sends once connected.", valueName: "text"))
-        public var subscribeTemplate: String?
+        @Option(help: ArgumentHelp("Text each subscriber sends once connected (repeatable: sent in order).", valueName: "text"))
+        public var subscribeTemplate: [String] = []
+        @Option(help: ArgumentHelp("""
+            Replies each subscriber waits for (messages without a marker, e.g. the answers to its auth and \
+            subscribe) before it counts as subscribed; publishing starts when every subscriber is (default 0).
+            """, valueName: "n"))
+        public var setupReplies: Int?
+        @Option(help: ArgumentHelp("Text each publisher sends once connected, before its first publish (repeatable).", valueName: "text"))
+        public var publisherSetup: [String] = []
+        @Option(help: ArgumentHelp("""
+            Publish over HTTP: each message (the --publish-template text) is the body of POST PATH on a \
+            keep-alive connection (no WebSocket); every answer must be 200.
+            """, valueName: "path"))
+        public var publishHttp: String?
+        @Option(help: ArgumentHelp("A header line of every HTTP publish, e.g. 'Authorization: Bearer KEY' (repeatable).", valueName: "line"))
+        public var publishHttpHeader: [String] = []
         @Option(help: ArgumentHelp("""
             Published text; {{payload}} is replaced by the payload, which carries an ASCII marker \
             #sb:PUB:SEQ:NANOS# padded with 'x' to --size.
@@ -218,7 +232,21 @@ public struct BenchCommand: ParsableCommand {
         if let n = try atLeast("--subscribers", f.subscribers, 1) { o.subscribers = n }
         if let n = try atLeast("--publishers", f.publishers, 1) { o.publishers = n }
         if let n = try atLeast("--channels", f.channels, 1) { o.channels = n }
-        o.subscribeTemplate = f.subscribeTemplate
+        o.subscribeTemplates = f.subscribeTemplate
+        o.publisherSetupTemplates = f.publisherSetup
+        if let n = try atLeast("--setup-replies", f.setupReplies, 0) { o.setupReplies = n }
+        if let path = f.publishHttp {
+            guard path.hasPrefix("/") else { throw UsageError("--publish-http expects a path starting with /") }
+            guard f.publishTemplate != nil && !f.raw else { throw UsageError("--publish-http needs --publish-template (the request body)") }
+            guard f.publisherSetup.isEmpty else { throw UsageError("--publisher-setup is for WebSocket publishers, not --publish-http") }
+            for h in f.publishHttpHeader where !h.contains(":") || h.contains("\r") || h.contains("\n") {
+                throw UsageError("--publish-http-header expects 'Name: value', got '\(h)'")
+            }
+            o.publishHTTPPath = path
+            o.publishHTTPHeaders = f.publishHttpHeader
+        } else if !f.publishHttpHeader.isEmpty {
+            throw UsageError("--publish-http-header applies to --publish-http only")
+        }
         if let t = f.publishTemplate {
             guard t.contains("{{payload}}") else { throw UsageError("--publish-template must contain {{payload}}") }
             o.publishTemplate = t

@@ -99,7 +99,20 @@ public struct BenchOptions: Sendable {
     /// fanout --raw: K channels. With K > 1, subscriber i connects to `<path>/<i % K>` and
     /// publisher j to `<path>/<j % K>`; --publishers defaults to K.
     public var channels = 1
-    public var subscribeTemplate: String? = nil
+    /// Texts each subscriber sends once connected, in order (e.g. a protocol's auth, then its
+    /// subscribe).
+    public var subscribeTemplates: [String] = []
+    /// Replies each subscriber waits for (messages without a marker) before it counts as
+    /// subscribed: publishing starts when every subscriber is, so no delivery is due before
+    /// its subscription exists. 0: subscribed once connected (plus `settleNanos`).
+    public var setupReplies = 0
+    /// Texts each publisher sends once connected, before its first publish (e.g. an auth).
+    public var publisherSetupTemplates: [String] = []
+    /// fanout: publishers send each message as the body of `POST <path>` (HTTP/1.1 keep-alive,
+    /// no WebSocket) instead of a WebSocket message; every answer must be 200.
+    public var publishHTTPPath: String? = nil
+    /// Header lines of every HTTP publish (e.g. `Authorization: Bearer KEY`).
+    public var publishHTTPHeaders: [String] = []
     public var publishTemplate: String? = nil
     public var drainNanos: Int64 = 5_000_000_000
     public var settleNanos: Int64 = 200_000_000

@@ -38,6 +38,8 @@ public struct BenchResult: Sendable {
     public var expected = 0
     public var lost = 0
     public var unmatched = 0
+    /// fanout: replies subscribers awaited before subscribing counted (`--setup-replies`).
+    public var setupReplies = 0
     public var publisherReceived = 0
     public var skipped = 0
     public var overflow = 0
@@ -357,6 +359,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.received += w.receivedMeasured
         result.lost += w.lostMeasured
         result.unmatched += w.unmatched
+        result.setupReplies += w.setupRepliesReceived
         result.publisherReceived += w.publisherReceived
         result.skipped += w.skipped
         result.overflow += w.overflow
@@ -474,6 +477,7 @@ extension BenchResult {
             s += " (\(expected > 0 ? fixed(Double(received) * 100 / Double(expected), 2) : "0")%)\n"
             s += "  deliveries: \(fixed(messagesPerSecond, 0)) msg/s over \(fixed(measuredSeconds, 3)) s, \(fixed(bytesInPerSecond / 1e6, 2)) MB/s; published \(fixed(Double(sent) / measuredSeconds, 0)) msg/s\n"
             if unmatched > 0 || publisherReceived > 0 { s += "  messages without a marker \(unmatched), received by publishers \(publisherReceived)\n" }
+            if setupReplies > 0 { s += "  setup replies received by subscribers: \(setupReplies)\n" }
             s += "  order per subscriber (\(verifiedSubscribers) checked): \(sequenceMissing) missing, \(reordered) reordered, \(misrouted) from another channel\n"
         case .connect:
             if let b = serverRSSBeforeKiB, let a = serverRSSAfterKiB {
@@ -509,7 +513,10 @@ extension BenchResult {
         if o.scenario == .fanout {
             j.field("subscribers", o.subscribers); j.field("publishers", o.publishers); j.field("channels", o.channels)
             j.field("raw", o.rawFanout)
-            if let t = o.subscribeTemplate { j.field("subscribeTemplate", t) }
+            // One field each (messages separated by newlines): a JSON object has unique keys.
+            if !o.subscribeTemplates.isEmpty { j.field("subscribeTemplates", o.subscribeTemplates.joined(separator: "\n")) }
+            if !o.publisherSetupTemplates.isEmpty { j.field("publisherSetupTemplates", o.publisherSetupTemplates.joined(separator: "\n")) }
+            if o.setupReplies > 0 { j.field("setupReplies", o.setupReplies) }
             if let t = o.publishTemplate { j.field("publishTemplate", t) }
         }
         if let p = o.serverPID { j.field("serverPid", Int(p)) }
@@ -526,7 +533,7 @@ extension BenchResult {
         j.field("measuredSeconds", measuredSeconds)
         j.key("messages"); j.open()
         j.field("sent", sent); j.field("received", received); j.field("expected", expected)
-        j.field("lost", lost); j.field("unmatched", unmatched); j.field("publisherReceived", publisherReceived)
+        j.field("lost", lost); j.field("unmatched", unmatched); j.field("setupReplies", setupReplies); j.field("publisherReceived", publisherReceived)
         j.field("skipped", skipped); j.field("notSentBufferFull", overflow)
         if o.scenario == .fanout {
             j.field("sequenceMissing", Int(sequenceMissing)); j.field("reordered", reordered); j.field("misrouted", misrouted)

@@ -41,6 +41,9 @@ final class Conn {
     var wasEstablished = false
     /// fanout subscribers: per-publisher order and gap check of what arrived.
     var sequence: SequenceChecker? = nil
+    /// fanout subscribers: setup replies (`--setup-replies`) still awaited; the connection
+    /// counts as resolved when this reaches 0.
+    var setupRepliesPending = 0
 
     init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int, channel: Int) {
         self.slot = slot
@@ -76,7 +79,11 @@ final class RunContext: @unchecked Sendable {
     let address: [UInt8]
     let family: Int32
     let shared: SharedState
-    let subscribeMessage: [UInt8]?
+    /// fanout: what a subscriber / a publisher sends once connected, in order.
+    let subscribeMessages: [[UInt8]]
+    let publisherSetupMessages: [[UInt8]]
+    /// fanout --publish-http: the request head up to (not including) Content-Length.
+    let httpPublishHead: [UInt8]?
     let publishPrefix: [UInt8]
     let publishSuffix: [UInt8]
     let dataOpcode: UInt8
@@ -90,7 +97,12 @@ final class RunContext: @unchecked Sendable {
         self.address = address
         self.family = family
         self.shared = shared
-        subscribeMessage = options.subscribeTemplate.map { Array($0.utf8) }
+        subscribeMessages = options.subscribeTemplates.map { Array($0.utf8) }
+        publisherSetupMessages = options.publisherSetupTemplates.map { Array($0.utf8) }
+        httpPublishHead = options.publishHTTPPath.map { path in
+            Array(("POST \(path) HTTP/1.1\r\nHost: \(options.url.hostHeader)\r\nContent-Type: application/json\r\n"
+                   + options.publishHTTPHeaders.map { $0 + "\r\n" }.joined()).utf8)
+        }
         if let t = options.publishTemplate, let (pre, suf) = splitTemplate(Array(t.utf8)) {
             publishPrefix = pre
             publishSuffix = suf
@@ -200,6 +212,8 @@ final class Worker: @unchecked Sendable {
     private(set) var failedConnects = 0
     private(set) var closedByServer = 0
     private(set) var unmatched = 0
+    /// fanout subscribers: setup replies received (`--setup-replies`), not counted in `unmatched`.
+    private(set) var setupRepliesReceived = 0
     private(set) var unexpected = 0
     private(set) var publisherReceived = 0
     private(set) var skipped = 0
@@ -411,6 +425,11 @@ final class Worker: @unchecked Sendable {
         if err != 0 { fail(c, errnoText("connect", err)); return }
         c.state = .handshaking
         _ = sb_epoll_ctl(epfd, SB_EPOLL_CTL_MOD, c.fd, SB_EPOLLIN | SB_EPOLLRDHUP, UInt64(c.slot))
+        if c.role == .publisher && ctx.httpPublishHead != nil {
+            // An HTTP publisher has no handshake: open once connected.
+            becameOpen(c, sb_monotonic_ns())
+            return
+        }
         let hs = ClientHandshake(url: ctx.channelURLs[c.channel], extraHeaders: options.headers)
         c.handshake = hs
         hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
@@ -438,17 +457,23 @@ final class Worker: @unchecked Sendable {
         c.state = .open
         c.handshake = nil
         connecting -= 1
-        resolved += 1
         established += 1
         openNow += 1
         lastOpened = now
         c.wasEstablished = true
         if c.role == .subscriber { ctx.shared.establishedSubscribers[c.channel].add(1) }
-        if c.role == .subscriber, let m = ctx.subscribeMessage {
+        // A subscriber awaiting setup replies resolves when the last one arrives (or it fails).
+        if c.role == .subscriber && ctx.options.setupReplies > 0 {
+            c.setupRepliesPending = ctx.options.setupReplies
+        } else {
+            resolved += 1
+        }
+        let setup = c.role == .subscriber ? ctx.subscribeMessages : c.role == .publisher ? ctx.publisherSetupMessages : []
+        for m in setup {
             let mask = UInt32(truncatingIfNeeded: rng.next())
             m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: Opcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
-            markDirty(c)
         }
+        if !setup.isEmpty { markDirty(c) }
         if loadBegun && c.role == .echo { fillEcho(c, now) }
     }
 
@@ -463,6 +488,12 @@ final class Worker: @unchecked Sendable {
             failedConnects += 1
         } else if previous == .open {
             openNow -= 1
+            if c.setupRepliesPending > 0 {
+                // Never subscribed: resolved (as failed), so the run does not wait for it.
+                c.setupRepliesPending = 0
+                resolved += 1
+                failedConnects += 1
+            }
             if byServer && !stopping { closedByServer += 1 }
         }
         if let r = reason, !stopping { note(r) }
@@ -539,7 +570,14 @@ final class Worker: @unchecked Sendable {
             publishTemplateDirty = false
         }
         let total = pre + payloadLength + ctx.publishSuffix.count
-        appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: publishTemplate, count: total, mask: nextMask())
+        if let head = ctx.httpPublishHead {
+            let lengthLine = Array("Content-Length: \(total)\r\n\r\n".utf8)
+            head.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+            lengthLine.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+            c.out.append(publishTemplate, total)
+        } else {
+            appendMaskedFrame(&c.out, opcode: ctx.dataOpcode, payload: publishTemplate, count: total, mask: nextMask())
+        }
         c.pubSeq += 1
         markDirty(c)
         return true
@@ -572,6 +610,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func process(_ c: Conn, _ total: Int, now: Int64) {
+        if c.role == .publisher && ctx.httpPublishHead != nil { processHTTPResponses(c, total); return }
         var off = 0
         if c.state == .handshaking {
             switch c.handshake!.validate(UnsafeRawBufferPointer(start: scratch, count: total)) {
@@ -595,6 +634,43 @@ final class Worker: @unchecked Sendable {
             if h.masked { maskCopy(p, p, h.payloadLength, mask: h.mask) }
             handleFrame(c, h, p, now)
             off += frameLength
+        }
+        if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
+    }
+
+    /// fanout --publish-http: counts the complete responses in `scratch[0..<total]` (status line,
+    /// headers, a Content-Length body) and keeps the incomplete rest; anything but 200 fails
+    /// the connection (and so the run).
+    private func processHTTPResponses(_ c: Conn, _ total: Int) {
+        let bytes = UnsafeRawBufferPointer(start: scratch, count: total)
+        var off = 0
+        while off < total {
+            var headEnd = -1
+            var i = off
+            while i + 3 < total {
+                if bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 { headEnd = i + 4; break }
+                i += 1
+            }
+            guard headEnd > 0 else { break }
+            let head = String(decoding: bytes[off..<headEnd], as: UTF8.self)
+            let lines = head.split(separator: "\r\n")
+            let status = lines.first.map { $0.split(separator: " ") }.flatMap { $0.count >= 2 ? Int($0[1]) : nil }
+            var contentLength = 0
+            for line in lines.dropFirst() {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                if parts.count == 2 && parts[0].lowercased() == "content-length" {
+                    contentLength = Int(parts[1].drop { $0 == " " }) ?? -1
+                }
+            }
+            guard let status, contentLength >= 0 else { fail(c, "unparsable HTTP response: \(lines.first ?? "")"); return }
+            if total - headEnd < contentLength { break }
+            guard status == 200 else {
+                let body = String(decoding: bytes[headEnd..<(headEnd + contentLength)], as: UTF8.self)
+                fail(c, "HTTP publish answered \(status): \(body.prefix(200))", byServer: true)
+                return
+            }
+            publisherReceived += 1
+            off = headEnd + contentLength
         }
         if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
     }
@@ -657,7 +733,16 @@ final class Worker: @unchecked Sendable {
         case .subscriber:
             completedAll += 1
             bytesInAll += c.messageBytes
-            guard c.markerFound else { unmatched += 1; return }
+            guard c.markerFound else {
+                if c.setupRepliesPending > 0 {
+                    setupRepliesReceived += 1
+                    c.setupRepliesPending -= 1
+                    if c.setupRepliesPending == 0 { resolved += 1 }
+                } else {
+                    unmatched += 1
+                }
+                return
+            }
             // Publisher j is on channel j % K and is the (j / K)-th publisher of that channel
             // (one channel, the common case, skips the division on this per-delivery path).
             let k = ctx.subscribersPerChannel.count

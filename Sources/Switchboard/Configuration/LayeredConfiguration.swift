@@ -122,6 +122,12 @@ public struct LayeredConfiguration: Sendable {
         try add(key, value, .commandLine(flag: flag))
     }
 
+    /// Adds one setting of a layer of the executable's own (e.g. the broadcaster's compatibility
+    /// mode, which reads another program's environment); `origin` names it in errors.
+    public mutating func add(key: String, value: String, origin: ConfigurationOrigin) throws(ConfigurationError) {
+        try add(key, value, origin)
+    }
+
     private mutating func add(_ key: String, _ value: String, _ origin: ConfigurationOrigin) throws(ConfigurationError) {
         guard knownKeys.contains(key) else { throw ConfigurationError(origin: origin, message: "unknown option '\(key)'") }
         settings.append(ConfigurationSetting(key: key, value: value, origin: origin))

@@ -21,6 +21,8 @@ echo "interop ($BACKEND): websockets client -> switchboard-echo"
 "$PY" Tests/interop/websockets_interop.py "ws://127.0.0.1:$SERVER_PORT/"
 stop_server
 
-start_server "$BIN/switchboard" --io-backend "$BACKEND" --shards 2
-echo "interop ($BACKEND): websockets client -> switchboard (connection-broker protocol)"
+# The script's expectations are the strict profile's (cb_profile = strict); the default
+# (reference) profile is covered by SwitchboardProtocolsTests' reference suite.
+start_server env SWITCHBOARD_CB_PROFILE=strict "$BIN/switchboard" --io-backend "$BACKEND" --shards 2
+echo "interop ($BACKEND): websockets client -> switchboard (connection-broker protocol, strict profile)"
 "$PY" Tests/interop/connection_broker_test.py "ws://127.0.0.1:$SERVER_PORT/"

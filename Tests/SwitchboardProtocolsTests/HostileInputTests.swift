@@ -76,7 +76,7 @@ let hostileCases: [HostileCase] = [
 struct ConnectionBrokerHostileTests {
     @Test("every hostile input gets its error reply; the connection stays usable; a bystander is unaffected")
     func hostileTable() throws {
-        var o = ConnectionBrokerOptions()
+        var o = ConnectionBrokerOptions.strictProfile()
         o.maxMessageBytes = 2 << 20
         o.maxJSONDepth = 64
         let server = try CBServer(options: o)

@@ -19,7 +19,8 @@ struct ConnectionBrokerInteropTests {
     func pythonClient() throws {
         let python = try RepositoryTools.python()
         try #require(FileManager.default.fileExists(atPath: script), "missing \(script)")
-        let server = try CBServer(shards: 2, configure: { $0.webSocket.perMessageDeflate = true })
+        // The script checks the strict profile's replies (the reference profile has its own suite).
+        let server = try CBServer(shards: 2, options: .strictProfile(), configure: { $0.webSocket.perMessageDeflate = true })
         defer { server.stop() }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)

@@ -16,7 +16,15 @@ import Glibc
 /// let broker = Broker(configuration: config, handlerFactory: cb.handlerFactory())
 /// ```
 ///
-/// Semantics chosen where the reference is silent (summary; README has the full table):
+/// Two reply profiles (`ConnectionBrokerOptions.profile`, README "Connection broker profiles"):
+/// `reference` (the default) answers as the implementation users run (yusitnikov/websocket-mcp
+/// `packages/connection-broker`): every failure `{"type":"error","error":T,"replyTo":N,"id":M}`
+/// with its texts in its check order, `list_by_role` before `register`, channels to oneself,
+/// the peer's notification queued before the requester's reply (across shards the reply waits
+/// for the peer's shard), close 1003 on bad JSON or a missing/unknown `type`; see the
+/// "reference profile" section at the end of this file. `strict` keeps the replies below.
+///
+/// Semantics of the `strict` profile (summary; README has the full table):
 /// - every broker message has a fresh `id` from one broker-wide counter starting at 1;
 ///   answers carry `replyTo` = the request's `id` when that is an integer (absent otherwise);
 /// - anything but `register` before registering -> the matching `*_failed` "Not registered";

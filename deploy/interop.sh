@@ -21,6 +21,10 @@ echo "interop ($BACKEND): websockets client -> switchboard-echo"
 "$PY" Tests/interop/websockets_interop.py "ws://127.0.0.1:$SERVER_PORT/"
 stop_server
 
-start_server "$BIN/switchboard" --io-backend "$BACKEND" --shards 2
-echo "interop ($BACKEND): websockets client -> switchboard (connection-broker protocol)"
-"$PY" Tests/interop/connection_broker_test.py "ws://127.0.0.1:$SERVER_PORT/"
+# Once per cb_profile: the script's second argument says which replies to expect.
+for PROFILE in reference strict; do
+    start_server env SWITCHBOARD_CB_PROFILE="$PROFILE" "$BIN/switchboard" --io-backend "$BACKEND" --shards 2
+    echo "interop ($BACKEND): websockets client -> switchboard (connection-broker protocol, $PROFILE profile)"
+    "$PY" Tests/interop/connection_broker_test.py "ws://127.0.0.1:$SERVER_PORT/" "$PROFILE"
+    stop_server
+done

@@ -443,7 +443,12 @@ public final class BrokerClient: Sendable {
         case .open: "channel_opened"
         case .close: "channel_closed"
         }
-        guard type == expected else {
+        // Two failure styles: `{"type":"error","error":T,"replyTo":N}` (the reference broker, and
+        // Switchboard's default profile) and the typed `*_failed` (Switchboard's strict
+        // profile). The reference broker's successes carry no `type` at all: a reply without
+        // `type` and without `error` is the expected success.
+        let untypedSuccess = message["type"] == nil && message["error"] == nil
+        guard type == expected || untypedSuccess else {
             if let error = message["error"]?.stringValue {
                 pending.continuation.resume(throwing: BrokerClientError.failed(error))
             } else if type.hasSuffix("_failed") {

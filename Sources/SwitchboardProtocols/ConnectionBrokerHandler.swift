@@ -16,7 +16,15 @@ import Glibc
 /// let broker = Broker(configuration: config, handlerFactory: cb.handlerFactory())
 /// ```
 ///
-/// Semantics chosen where the reference is silent (summary; README has the full table):
+/// Two reply profiles (`ConnectionBrokerOptions.profile`, README "Connection broker profiles"):
+/// `reference` (the default) answers as the implementation users run (yusitnikov/websocket-mcp
+/// `packages/connection-broker`): every failure `{"type":"error","error":T,"replyTo":N,"id":M}`
+/// with its texts in its check order, `list_by_role` before `register`, channels to oneself,
+/// the peer's notification queued before the requester's reply (across shards the reply waits
+/// for the peer's shard), close 1003 on bad JSON or a missing/unknown `type`; see the
+/// "reference profile" section at the end of this file. `strict` keeps the replies below.
+///
+/// Semantics of the `strict` profile (summary; README has the full table):
 /// - every broker message has a fresh `id` from one broker-wide counter starting at 1;
 ///   answers carry `replyTo` = the request's `id` when that is an integer (absent otherwise);
 /// - anything but `register` before registering -> the matching `*_failed` "Not registered";
@@ -120,6 +128,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private let metrics: ConnectionBrokerMetrics
     private let shardIndex: Int
     private let shardCount: Int
+    /// `options.profile == .reference`: replies as the reference implementation does.
+    private let reference: Bool
     /// This shard's records.
     fileprivate(set) var registry = ConnectionRegistry()
     /// Protocol state of this shard's sockets that sent something.
@@ -141,6 +151,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         metrics = shared.metrics
         shardIndex = context.shardIndex
         shardCount = context.shardCount
+        reference = shared.options.profile == .reference
         shared.handlers[context] = self
         shared.attach(context)
     }
@@ -156,15 +167,28 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
         /// A request that waits for another shard's answer. Later requests are parked.
         enum Waiting {
-            case register(ticket: UInt64, replyTo: Int?)
-            case list(ticket: UInt64, replyTo: Int?)
-            case open(ticket: UInt64, replyTo: Int?, targetText: String)
+            case register(ticket: UInt64, replyTo: [UInt8]?)
+            case list(ticket: UInt64, replyTo: [UInt8]?)
+            case open(ticket: UInt64, replyTo: [UInt8]?, targetText: String)
+            /// `reference` profile: an existence question to another shard, for a failure text.
+            case probe(ticket: UInt64, replyTo: [UInt8]?, kind: ProbeKind)
+            /// `reference` profile: a message or close whose reply waits until the peer's shard
+            /// queued the peer's notification (the reference sends it before the reply).
+            case routed(ticket: UInt64, replyTo: [UInt8]?, close: Bool, channelText: String)
 
             var ticket: UInt64 {
                 switch self {
-                case .register(let t, _), .list(let t, _), .open(let t, _, _): t
+                case .register(let t, _), .list(let t, _), .open(let t, _, _), .probe(let t, _, _), .routed(let t, _, _, _): t
                 }
             }
+        }
+
+        /// What a `reference` probe asks, and so which failure it answers.
+        enum ProbeKind {
+            /// `open` by an unregistered connection: does the target exist?
+            case target
+            /// `message`/`close` by a connection without an end: does the channel exist?
+            case channel(registered: Bool)
         }
 
         /// A request that arrived while another waited, copied.
@@ -233,6 +257,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     private func process(_ message: SocketMessage, _ socket: SocketID) {
         switch message {
+        case .binary(let bytes) where reference:
+            // The reference reads every frame as text (`data.toString()`).
+            bytes.withUnsafeBufferPointer { handle($0, from: socket) }
         case .binary:
             metrics.binaryRejected.increment()
             sendError(socket, replyTo: nil, "Binary messages are not supported")
@@ -335,11 +362,11 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// Builds `{"type":…,"id":N[,"replyTo":R]…}` (fields in the reference's order) and sends it
     /// to a socket of this shard; true when it is in the socket's send queue.
     @discardableResult
-    private func send(_ socket: SocketID, _ type: String, replyTo: Int?, _ fields: (inout JSONWriter) -> Void) -> Bool {
+    private func send(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, _ fields: (inout JSONWriter) -> Void) -> Bool {
         var w = JSONWriter()
         w.string("type", type)
         w.int("id", shared.nextMessageId())
-        if let replyTo { w.int("replyTo", replyTo) }
+        if let replyTo { w.raw("replyTo", replyTo) }
         fields(&w)
         return sendText(socket, w.finish())
     }
@@ -351,13 +378,37 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         return ok
     }
 
-    private func sendError(_ socket: SocketID, replyTo: Int?, _ error: String) {
+    private func sendError(_ socket: SocketID, replyTo: [UInt8]?, _ error: String) {
+        if reference { return sendReferenceError(socket, replyTo: replyTo, error) }
         send(socket, "error", replyTo: replyTo) { $0.string("error", error) }
+    }
+
+    /// The reference's only failure: `{"type":"error","error":T,"replyTo":R,"id":N}` (its field
+    /// order: the thrown error, then `replyTo`, then the message id).
+    private func sendReferenceError(_ socket: SocketID, replyTo: [UInt8]?, _ error: String) {
+        var w = JSONWriter()
+        w.string("type", "error")
+        w.string("error", error)
+        if let replyTo { w.raw("replyTo", replyTo) }
+        w.int("id", shared.nextMessageId())
+        _ = sendText(socket, w.finish())
+    }
+
+    /// `reference` profile: closes `socket` with 1003 as the reference does for bad JSON and an
+    /// unknown or missing `type`; its later messages are ignored.
+    private func closeUnsupported(_ socket: SocketID, _ reason: String) {
+        metrics.closedUnsupportedData.increment()
+        sessions[socket, default: Session()].closing = true
+        // The reference's `ws.close` throws on a reason over 123 bytes and its catch closes
+        // with this text instead.
+        let shown = reason.utf8.count > 123 ? "Invalid message format" : reason
+        context.close(socket, code: .unsupportedData, reason: shown)
     }
 
     /// The `*_failed` reply of a request: `error`, after the request's own `key` field when it
     /// was a string (the spec's failures repeat `targetId` / `channelId`).
-    private func sendFailure(_ socket: SocketID, _ type: String, replyTo: Int?, echoing key: StaticString? = nil, _ value: String? = nil, error: String) {
+    private func sendFailure(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, echoing key: StaticString? = nil, _ value: String? = nil, error: String) {
+        if reference { return sendReferenceError(socket, replyTo: replyTo, error) }
         send(socket, type, replyTo: replyTo) { w in
             if let key, let value { w.string(key, value) }
             w.string("error", error)
@@ -372,7 +423,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         let members: [String: JSONMember]
         let socket: SocketID
         /// The request's `id` when it is a safe integer (echoed as `replyTo`).
-        let replyTo: Int?
+        let replyTo: [UInt8]?
         /// `id` is present but not a safe integer.
         let badId: Bool
 
@@ -396,22 +447,50 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             switch error {
             case .invalid:
                 metrics.invalidJSON.increment()
+                if reference { return closeUnsupported(socket, "Invalid message format") }
                 sendError(socket, replyTo: nil, "Invalid JSON")
             case .tooDeep:
                 metrics.jsonTooDeep.increment()
                 sendError(socket, replyTo: nil, "JSON nesting too deep")
             case .notAnObject:
                 metrics.notAnObject.increment()
+                if reference {
+                    // `null.type` throws a TypeError (then `ws.close(1003, "Invalid message
+                    // format")`); arrays and scalars have no `type`.
+                    let first = bytes.first { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }
+                    return closeUnsupported(socket, first == UInt8(ascii: "n") ? "Invalid message format" : "Unknown request type: undefined")
+                }
                 sendError(socket, replyTo: nil, "Invalid message: expected a JSON object")
             }
             return
         }
-        var replyTo: Int? = nil
+        var replyTo: [UInt8]? = nil
         var badId = false
         if let m = members["id"] {
-            if m.kind == .number, let v = JSONReader.safeInteger(bytes, m.range) { replyTo = v } else { badId = true }
+            if m.kind == .number, let v = JSONReader.safeInteger(bytes, m.range) {
+                replyTo = Array(String(v).utf8)
+            } else if reference {
+                // The reference echoes any `id` as `replyTo`, whatever its kind.
+                replyTo = Array(UnsafeBufferPointer(rebasing: bytes[m.range]))
+            } else {
+                badId = true
+            }
         }
         let request = Request(bytes: bytes, members: members, socket: socket, replyTo: replyTo, badId: badId)
+        if reference {
+            switch request.string("type") {
+            case "register": return register(request)
+            case "list_by_role": return listByRole(request)
+            case "open": return openReference(request)
+            case "message": return messageReference(request)
+            case "close": return closeReference(request)
+            default:
+                // Also `toString` and other `Object.prototype` names, which the reference's
+                // lookup finds (a quirk not reproduced).
+                metrics.unknownType.increment()
+                return closeUnsupported(socket, "Unknown request type: \(Self.jsText(request, "type"))")
+            }
+        }
         guard let type = request.string("type") else {
             metrics.missingType.increment()
             sendError(socket, replyTo: replyTo, "Missing or invalid field: type")
@@ -431,16 +510,31 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
     }
 
+    /// How JavaScript's template string shows the member `key` (for the reference's close
+    /// reason "Unknown request type: X").
+    private static func jsText(_ r: Request, _ key: String) -> String {
+        guard let m = r.members[key] else { return "undefined" }
+        switch m.kind {
+        case .string: return r.string(key) ?? ""
+        case .object: return "[object Object]"
+        default:
+            // Numbers, booleans, null: their JSON text; arrays: their elements' text.
+            var text = String(decoding: UnsafeBufferPointer(rebasing: r.bytes[m.range]), as: UTF8.self)
+            if text.hasPrefix("[") { text = String(text.dropFirst().dropLast()) }
+            return text
+        }
+    }
+
     /// The checks every request shares, in order: a well-typed `id`, then registration.
     /// Returns the sender's connection id, or nil after sending the failure.
-    private func sender(_ r: Request, requireRegistered: Bool = true, fail: (String) -> Void) -> UUID4?? {
+    private func sender(_ r: Request, requireRegistered: Bool = true, listing: Bool = false, fail: (String) -> Void) -> UUID4?? {
         if r.badId {
             metrics.invalidField.increment()
             fail("Invalid field: id (expected an integer)")
             return nil
         }
         let me = sessions[r.socket]?.id
-        if requireRegistered && me == nil {
+        if requireRegistered && me == nil && !(reference && listing) {
             metrics.notRegistered.increment()
             fail("Not registered")
             return nil
@@ -511,7 +605,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         resume(socket)
     }
 
-    private func completeRegister(_ socket: SocketID, _ id: UUID4, _ role: String, _ admitted: Bool, replyTo: Int?) {
+    private func completeRegister(_ socket: SocketID, _ id: UUID4, _ role: String, _ admitted: Bool, replyTo: [UInt8]?) {
         guard admitted else {
             metrics.roleFull.increment()
             return sendFailure(socket, "register_failed", replyTo: replyTo, error: "Too many connections for role")
@@ -531,7 +625,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     private func listByRole(_ r: Request) {
         let fail = failure(r, "list_by_role_failed")
-        guard sender(r, fail: fail) != nil else { return }
+        // The reference lists for anyone, registered or not.
+        guard sender(r, listing: true, fail: fail) != nil else { return }
         guard let role = r.string("role") else {
             metrics.invalidField.increment()
             return fail("Missing or invalid field: role")
@@ -569,7 +664,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         resume(socket)
     }
 
-    private func completeList(_ socket: SocketID, _ ids: [UUID4], cut: Bool, replyTo: Int?) {
+    private func completeList(_ socket: SocketID, _ ids: [UUID4], cut: Bool, replyTo: [UInt8]?) {
         if cut { metrics.listTruncated.increment() }
         send(socket, "connections", replyTo: replyTo) { $0.stringArray("ids", ids.map(\.description)) }
     }
@@ -600,6 +695,11 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.selfChannelRejected.increment()
             return fail("Cannot open a channel to yourself")
         }
+        openRegistered(r, me: me, target: target, targetText: targetText, fail: fail)
+    }
+
+    /// An open by registered `me` (both profiles): the limits, then the target's home.
+    private func openRegistered(_ r: Request, me: UUID4, target: UUID4, targetText: String, fail: (String) -> Void) {
         guard let mine = registry.connections[me] else {
             preconditionFailure("registered session \(me) without a record")
         }
@@ -628,7 +728,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// On the target's home: creates the target's end and tells the target.
     private func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID) -> OpenAnswer {
-        switch registry.acceptChannel(target: target, opener: opener, openerSocket: openerSocket, maxChannels: options.maxChannelsPerConnection) {
+        switch registry.acceptChannel(target: target, opener: opener, openerSocket: openerSocket, maxChannels: options.maxChannelsPerConnection, home: shardIndex, shardCount: shardCount) {
         case .targetNotFound: return .targetNotFound
         case .targetTooMany: return .targetTooMany
         case .accepted(let channel, let targetSocket):
@@ -659,7 +759,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         resume(socket)
     }
 
-    private func completeOpen(_ socket: SocketID, _ me: UUID4, _ target: UUID4, _ targetText: String, _ answer: OpenAnswer, replyTo: Int?) {
+    private func completeOpen(_ socket: SocketID, _ me: UUID4, _ target: UUID4, _ targetText: String, _ answer: OpenAnswer, replyTo: [UInt8]?) {
         let fail = { (error: String) in
             self.sendFailure(socket, "channel_open_failed", replyTo: replyTo, echoing: "targetId", targetText, error: error)
         }
@@ -699,7 +799,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.invalidField.increment()
             return fail("Missing or invalid field: channelId")
         }
-        guard let payload = r.members["payload"] else {
+        guard r.members["payload"] != nil else {
             metrics.invalidField.increment()
             return fail("Missing field: payload")
         }
@@ -707,13 +807,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.channelNotFound.increment()
             return fail("Channel not found")
         }
-        let raw = UnsafeBufferPointer(rebasing: r.bytes[payload.range])
-        var w = JSONWriter(capacity: raw.count + 128)
-        w.string("type", "channel_message")
-        w.int("id", shared.nextMessageId())
-        w.string("channelId", channelText)
-        w.raw("payload", raw)
-        let text = w.finish()
+        let (text, payloadBytes) = channelMessage(r, channelText)
         let peer = end.peer
         let peerHome = end.peerSocket.shard
         if peerHome == shardIndex {
@@ -728,20 +822,46 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             }
         }
         metrics.messagesRouted.increment()
-        metrics.payloadBytesRouted.wrappingAdd(raw.count, ordering: .relaxed)
+        metrics.payloadBytesRouted.wrappingAdd(payloadBytes, ordering: .relaxed)
         send(r.socket, "channel_message_sent", replyTo: r.replyTo) { $0.string("channelId", channelText) }
+    }
+
+    /// The `channel_message` for request `r` and its payload's size. The payload is copied as
+    /// the exact JSON text received; without one (`reference` profile) the field is left out,
+    /// as the reference's `JSON.stringify` leaves out `undefined`.
+    private func channelMessage(_ r: Request, _ channelText: String) -> (text: String, payloadBytes: Int) {
+        let payload = r.members["payload"].map { UnsafeBufferPointer(rebasing: r.bytes[$0.range]) }
+        var w = JSONWriter(capacity: (payload?.count ?? 0) + 128)
+        w.string("type", "channel_message")
+        w.int("id", shared.nextMessageId())
+        w.string("channelId", channelText)
+        if let payload { w.raw("payload", payload) }
+        return (w.finish(), payload?.count ?? 0)
+    }
+
+    /// What became of a channel message on its recipient's home.
+    enum Delivery: Sendable {
+        case delivered
+        /// The recipient's end is gone (the message crossed a close or a disconnect).
+        case gone
+        /// The recipient's socket refused it (slow consumer or closing).
+        case refused
     }
 
     /// On the recipient's home: hands `text` to `party` if it still has its end of `channel`
     /// (to `sender`); a message that crossed a close or a disconnect is dropped, counted.
     @discardableResult
     private func deliver(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Bool {
+        deliverReporting(channel, from: sender, to: party, text) == .delivered
+    }
+
+    private func deliverReporting(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Delivery {
         guard let end = registry.end(of: channel, heldBy: party), end.peer == sender,
               let socket = registry.connections[party]?.socket else {
             metrics.messagesDropped.increment()
-            return false
+            return .gone
         }
-        return sendText(socket, text)
+        return sendText(socket, text) ? .delivered : .refused
     }
 
     // MARK: close
@@ -816,5 +936,153 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         for (home, ends) in byHome {
             postReliable(to: home) { $0.peersGone(me, ends) }
         }
+    }
+
+    // MARK: - The reference profile's open, message and close
+
+    /// `open`, checked in the reference's order: the target ("Target connection not found",
+    /// also for a missing or ill-typed `targetId`), then registration ("Connection not
+    /// registered"); a channel to oneself is allowed.
+    private func openReference(_ r: Request) {
+        let fail = failure(r, "channel_open_failed")
+        guard let targetText = r.string("targetId"), let target = UUID4(targetText) else {
+            metrics.targetNotFound.increment()
+            return fail("Target connection not found")
+        }
+        guard let me = sessions[r.socket]?.id else {
+            return probe(r, home: target.home(shardCount: shardCount), .target) { $0.registry.connections[target] != nil }
+        }
+        openRegistered(r, me: me, target: target, targetText: targetText, fail: fail)
+    }
+
+    /// `message`, checked in the reference's order: the channel ("Channel not found", also for
+    /// a missing or ill-typed `channelId`), registration, membership ("Not authorized for this
+    /// channel"). The reply leaves after the recipient's `channel_message` was queued.
+    private func messageReference(_ r: Request) {
+        let fail = failure(r, "channel_message_failed")
+        guard let channelText = r.string("channelId"), let channel = UUID4(channelText) else {
+            metrics.channelNotFound.increment()
+            return fail("Channel not found")
+        }
+        let me = sessions[r.socket]?.id
+        guard let me, let end = registry.end(of: channel, heldBy: me) else {
+            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil)) { $0.registry.channelExists(channel) }
+        }
+        let (text, payloadBytes) = channelMessage(r, channelText)
+        let peer = end.peer, peerHome = end.peerSocket.shard
+        if peerHome == shardIndex {
+            return completeRouted(r.socket, close: false, channelText, deliverReporting(channel, from: me, to: peer, text), payloadBytes: payloadBytes, replyTo: r.replyTo)
+        }
+        let socket = r.socket, ticket = newTicket(), home = shardIndex
+        let posted = post(to: peerHome) { peerHandler in
+            let delivery = peerHandler.deliverReporting(channel, from: me, to: peer, text)
+            peerHandler.postReliable(to: home) { $0.routedAnswered(socket, ticket, delivery, payloadBytes: payloadBytes) }
+        }
+        guard posted else {
+            metrics.deliveryFailed.increment()
+            return fail("Delivery failed")
+        }
+        wait(socket, .routed(ticket: ticket, replyTo: r.replyTo, close: false, channelText: channelText))
+    }
+
+    /// `close`, checked as `message` is. The peer's `channel_closed_notification` is queued
+    /// before the closer's `channel_closed` (also on a channel to oneself).
+    private func closeReference(_ r: Request) {
+        let fail = failure(r, "channel_close_failed")
+        guard let channelText = r.string("channelId"), let channel = UUID4(channelText) else {
+            metrics.channelNotFound.increment()
+            return fail("Channel not found")
+        }
+        let me = sessions[r.socket]?.id
+        guard let me, let end = registry.end(of: channel, heldBy: me) else {
+            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil)) { $0.registry.channelExists(channel) }
+        }
+        let peer = end.peer, peerHome = end.peerSocket.shard
+        if peerHome == shardIndex {
+            removeEnd(channel, of: me, peer: peer)
+            if peer == me {
+                send(r.socket, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channelText) }
+            } else {
+                peerClosed(channel, by: me, party: peer)
+            }
+            return completeRouted(r.socket, close: true, channelText, .delivered, payloadBytes: 0, replyTo: r.replyTo)
+        }
+        // The peer's home first: if it refuses, nothing changed and the client may retry.
+        let socket = r.socket, ticket = newTicket(), home = shardIndex
+        let posted = post(to: peerHome) { peerHandler in
+            peerHandler.peerClosed(channel, by: me, party: peer)
+            peerHandler.postReliable(to: home) { $0.routedAnswered(socket, ticket, .delivered, payloadBytes: 0) }
+        }
+        guard posted else {
+            metrics.deliveryFailed.increment()
+            return fail("Delivery failed")
+        }
+        removeEnd(channel, of: me, peer: peer)
+        wait(socket, .routed(ticket: ticket, replyTo: r.replyTo, close: true, channelText: channelText))
+    }
+
+    private func routedAnswered(_ socket: SocketID, _ ticket: UInt64, _ delivery: Delivery, payloadBytes: Int) {
+        guard case .routed(_, let replyTo, let close, let channelText)? = takeWaiting(socket, ticket) else { return }
+        completeRouted(socket, close: close, channelText, delivery, payloadBytes: payloadBytes, replyTo: replyTo)
+        resume(socket)
+    }
+
+    private func completeRouted(_ socket: SocketID, close: Bool, _ channelText: String, _ delivery: Delivery, payloadBytes: Int, replyTo: [UInt8]?) {
+        if close {
+            metrics.channelsClosed.increment()
+            send(socket, "channel_closed", replyTo: replyTo) { $0.string("channelId", channelText) }
+            return
+        }
+        switch delivery {
+        case .delivered:
+            metrics.messagesRouted.increment()
+            metrics.payloadBytesRouted.wrappingAdd(payloadBytes, ordering: .relaxed)
+            send(socket, "channel_message_sent", replyTo: replyTo) { $0.string("channelId", channelText) }
+        case .gone:
+            // The channel closed meanwhile: what the reference answers once it is deleted.
+            metrics.channelNotFound.increment()
+            sendReferenceError(socket, replyTo: replyTo, "Channel not found")
+        case .refused:
+            metrics.deliveryFailed.increment()
+            sendReferenceError(socket, replyTo: replyTo, "Delivery failed")
+        }
+    }
+
+    /// Asks `home` whether the target or channel of `r` exists, for the failure text the
+    /// reference's check order gives (locally when `home` is this shard).
+    private func probe(_ r: Request, home: Int, _ kind: Session.ProbeKind, _ query: @escaping @Sendable (ConnectionBrokerHandler) -> Bool) {
+        if home == shardIndex { return completeProbe(r.socket, kind, found: query(self), replyTo: r.replyTo) }
+        let socket = r.socket, ticket = newTicket(), origin = shardIndex
+        let posted = post(to: home) { handler in
+            let found = query(handler)
+            handler.postReliable(to: origin) { $0.probeAnswered(socket, ticket, found) }
+        }
+        guard posted else { return sendReferenceError(socket, replyTo: r.replyTo, "Server busy") }
+        wait(socket, .probe(ticket: ticket, replyTo: r.replyTo, kind: kind))
+    }
+
+    private func probeAnswered(_ socket: SocketID, _ ticket: UInt64, _ found: Bool) {
+        guard case .probe(_, let replyTo, let kind)? = takeWaiting(socket, ticket) else { return }
+        completeProbe(socket, kind, found: found, replyTo: replyTo)
+        resume(socket)
+    }
+
+    private func completeProbe(_ socket: SocketID, _ kind: Session.ProbeKind, found: Bool, replyTo: [UInt8]?) {
+        let error: String
+        switch (kind, found) {
+        case (.target, false):
+            metrics.targetNotFound.increment()
+            error = "Target connection not found"
+        case (.channel, false):
+            metrics.channelNotFound.increment()
+            error = "Channel not found"
+        case (.target, true), (.channel(registered: false), true):
+            metrics.notRegistered.increment()
+            error = "Connection not registered"
+        case (.channel(registered: true), true):
+            metrics.notAuthorized.increment()
+            error = "Not authorized for this channel"
+        }
+        sendReferenceError(socket, replyTo: replyTo, error)
     }
 }

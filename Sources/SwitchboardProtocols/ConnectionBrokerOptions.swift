@@ -8,6 +8,23 @@ import Synchronization
 /// Its own `ConfigurationSection`: the `connection_broker_paths` and `cb_*` keys are declared,
 /// parsed and validated here, not in the core.
 public struct ConnectionBrokerOptions: Sendable {
+    /// Which connection-broker implementation the replies follow (`cb_profile`).
+    public enum Profile: String, Sendable, CaseIterable {
+        /// The implementation users run (yusitnikov/websocket-mcp `packages/connection-broker`):
+        /// every failure is `{"type":"error","error":T,"replyTo":N,"id":M}` with its texts and
+        /// its check order, `list_by_role` before `register`, channels to oneself, the peer's
+        /// notification before the requester's reply, close 1003 on bad JSON or an unknown or
+        /// missing `type`. The default.
+        case reference
+        /// Switchboard's stricter choices: typed `*_failed` replies echoing `targetId` /
+        /// `channelId`, everything but `register` needs registration, no self channels unless
+        /// `allowSelfChannels`, an `error` reply (connection kept) for bad JSON, unknown types,
+        /// binary frames and ill-typed fields.
+        case strict
+    }
+
+    /// The reply profile (see `Profile`; README "Connection broker profiles").
+    public var profile: Profile = .reference
     /// Where an executable mounts the protocol: exact paths, prefixes ending in `/`, or `*` for
     /// every path (it is also chosen by the subprotocol `connection-broker`). Not used by the
     /// handler itself.
@@ -27,8 +44,9 @@ public struct ConnectionBrokerOptions: Sendable {
     /// Open channels per connection, as opener or target (`channel_open_failed`
     /// "Too many open channels" / "Target has too many open channels").
     public var maxChannelsPerConnection: Int = 4096
-    /// Whether a connection may open a channel to itself (default: no, `channel_open_failed`
-    /// "Cannot open a channel to yourself").
+    /// Whether a connection may open a channel to itself in the `strict` profile (default: no,
+    /// `channel_open_failed` "Cannot open a channel to yourself"). The `reference` profile always
+    /// allows it, as the reference does.
     public var allowSelfChannels: Bool = false
     /// Requests one connection may have waiting, in bytes (each counts its size plus 64), while
     /// an earlier request of it waits for another shard's answer (register, list_by_role, open
@@ -41,6 +59,7 @@ public struct ConnectionBrokerOptions: Sendable {
 
 extension ConnectionBrokerOptions: ConfigurationSection {
     public static let keys: [(key: String, help: String)] = [
+        ("cb_profile", "connection-broker: reference (default; replies as yusitnikov/websocket-mcp's broker: type error + replyTo, its texts and check order, close 1003 on bad JSON/type) | strict (typed *_failed replies, stricter checks)"),
         ("connection_broker_paths", "switchboard executable: paths (comma-separated, * = all, prefix ending in /) served by the connection-broker protocol; also chosen by subprotocol connection-broker"),
         ("cb_max_role_bytes", "connection-broker: longest role (register_failed \"Role too long\")"),
         ("cb_max_connections_per_role", "connection-broker: connections one role may have"),
@@ -53,6 +72,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
 
     public func value(forKey key: String) -> String? {
         switch key {
+        case "cb_profile": return profile.rawValue
         case "connection_broker_paths": return paths.joined(separator: ",")
         case "cb_max_role_bytes": return String(maxRoleBytes)
         case "cb_max_connections_per_role": return String(maxConnectionsPerRole)
@@ -71,6 +91,11 @@ extension ConnectionBrokerOptions: ConfigurationSection {
             return v
         }
         switch key {
+        case "cb_profile":
+            guard let p = Profile(rawValue: value) else {
+                throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not reference or strict")
+            }
+            profile = p
         case "connection_broker_paths":
             paths = value.split(separator: ",").map { String(Self.trimmed($0)) }.filter { !$0.isEmpty }
         case "cb_max_role_bytes": maxRoleBytes = try int()
@@ -148,6 +173,13 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let tooManyChannels = Atomic<Int>(0)
     public let channelNotFound = Atomic<Int>(0)
     public let deliveryFailed = Atomic<Int>(0)
+    /// `message`/`close` by a connection that is not a party of an existing channel
+    /// (`reference` profile: "Not authorized for this channel"; `strict` counts it as
+    /// `channelNotFound`).
+    public let notAuthorized = Atomic<Int>(0)
+    /// Sockets closed with 1003 (`reference` profile: bad JSON, not an object, missing or
+    /// unknown `type`); the cause is counted too.
+    public let closedUnsupportedData = Atomic<Int>(0)
     // The share-nothing registry (see ConnectionRegistry.swift).
     /// Requests refused because the other shard's inbox was full (answered with a failure).
     public let crossShardRefused = Atomic<Int>(0)
@@ -195,6 +227,8 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_too_many_channels_total", "open refused by max_channels_per_connection", v(tooManyChannels)),
             ("cb_channel_not_found_total", "message/close on an unknown channel or by a non-party", v(channelNotFound)),
             ("cb_delivery_failed_total", "Channel messages that could not be handed to the peer", v(deliveryFailed)),
+            ("cb_not_authorized_total", "message/close by a non-party of an existing channel (reference profile)", v(notAuthorized)),
+            ("cb_closed_unsupported_data_total", "Sockets closed 1003 for bad JSON or an unknown/missing type (reference profile)", v(closedUnsupportedData)),
             ("cb_cross_shard_refused_total", "Requests refused because another shard's inbox was full", v(crossShardRefused)),
             ("cb_cross_shard_retried_total", "Cross-shard answers and clean-ups kept for a retry (inbox full)", v(crossShardRetried)),
             ("cb_list_entries_visited_total", "Role entries read by list_by_role", v(listEntriesVisited)),

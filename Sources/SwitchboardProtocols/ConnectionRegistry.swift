@@ -123,6 +123,10 @@ struct ConnectionRegistry {
     }
 
     private(set) var connections: [UUID4: Connection] = [:]
+    /// The target of every channel whose target end lives here (a channel id's home is its
+    /// target's home): answers "does this channel exist" for the `reference` profile's
+    /// "Not authorized for this channel" without asking every shard.
+    private var channelTargets: [UUID4: UUID4] = [:]
     private var roles: [String: RoleMembers] = [:]
 
     // MARK: - Roles (this shard is their owner)
@@ -158,8 +162,13 @@ struct ConnectionRegistry {
     }
 
     mutating func removeConnection(_ id: UUID4) -> Connection? {
-        connections.removeValue(forKey: id)
+        guard let record = connections.removeValue(forKey: id) else { return nil }
+        for (channel, end) in record.channels where end.isTarget { channelTargets[channel] = nil }
+        return record
     }
+
+    /// Whether `channel` exists (its target end is here; call it on the channel id's home).
+    func channelExists(_ channel: UUID4) -> Bool { channelTargets[channel] != nil }
 
     /// The end of `channel` held by `party`, if `party` has one.
     func end(of channel: UUID4, heldBy party: UUID4) -> ChannelEnd? {
@@ -174,13 +183,16 @@ struct ConnectionRegistry {
     enum AcceptResult { case accepted(UUID4, targetSocket: SocketID), targetNotFound, targetTooMany }
 
     /// The target side of an open: creates `target`'s end of a new channel to `opener`.
-    mutating func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID, maxChannels: Int) -> AcceptResult {
+    /// The channel id's home is `home` (this shard, the target's home), so its existence can be
+    /// asked of one shard.
+    mutating func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID, maxChannels: Int, home: Int, shardCount: Int) -> AcceptResult {
         guard let t = connections[target] else { return .targetNotFound }
         if t.channelsAndOpens >= maxChannels { return .targetTooMany }
-        var channel = UUID4.random()
-        // Unique among the target's ends (2^-122 per pair elsewhere: ids are random).
-        while t.channels[channel] != nil { channel = UUID4.random() }
+        var channel = UUID4.random(home: home, shardCount: shardCount)
+        // Unique among this shard's channels (2^-122 per pair elsewhere: ids are random).
+        while channelTargets[channel] != nil { channel = UUID4.random(home: home, shardCount: shardCount) }
         connections[target]!.channels[channel] = ChannelEnd(peer: opener, peerSocket: openerSocket, isTarget: true)
+        channelTargets[channel] = target
         return .accepted(channel, targetSocket: t.socket)
     }
 
@@ -196,6 +208,7 @@ struct ConnectionRegistry {
     mutating func removeEnd(_ channel: UUID4, of party: UUID4, peer: UUID4) -> ChannelEnd? {
         guard let end = connections[party]?.channels[channel], end.peer == peer else { return nil }
         connections[party]!.channels[channel] = nil
+        if end.isTarget { channelTargets[channel] = nil }
         return end
     }
 }

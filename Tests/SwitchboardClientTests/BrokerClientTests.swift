@@ -301,24 +301,45 @@ struct BrokerClientScriptedTests {
         await client.disconnect()
     }
 
-    @Test func failureResponsesCarryTheServersErrorText() async throws {
+    /// How a scripted server words its replies.
+    enum ReplyStyle: CaseIterable {
+        /// Switchboard's strict profile: typed successes, typed `*_failed` failures.
+        case typedFailures
+        /// The reference broker (and Switchboard's default profile's failures):
+        /// `{"type":"error","error":T,"replyTo":N,"id":M}`; its successes carry no `type`.
+        case referenceErrors
+    }
+
+    @Test(arguments: ReplyStyle.allCases)
+    func failureResponsesCarryTheServersErrorText(style: ReplyStyle) async throws {
+        @Sendable func failure(_ type: String, _ id: Any, _ n: Int, _ error: String) -> [String: Any] {
+            switch style {
+            case .typedFailures: ["type": type, "id": n, "replyTo": id, "error": error]
+            case .referenceErrors: ["type": "error", "error": error, "replyTo": id, "id": n]
+            }
+        }
+        @Sendable func success(_ type: String, _ id: Any, _ n: Int, _ fields: [String: Any]) -> [String: Any] {
+            var reply: [String: Any] = ["id": n, "replyTo": id]
+            if style == .typedFailures { reply["type"] = type }
+            return reply.merging(fields) { a, _ in a }
+        }
         let server = scriptedBroker { peer, request in
             let id = request["id"]!
             switch request["type"] as? String {
             case "register":
                 if request["role"] as? String == "forbidden" {
-                    peer.sendJSON(["type": "register_failed", "id": 1, "replyTo": id, "error": "Role not allowed"])
+                    peer.sendJSON(failure("register_failed", id, 1, "Role not allowed"))
                 } else {
-                    peer.sendJSON(["type": "registered", "id": 1, "replyTo": id, "connectionId": "me"])
+                    peer.sendJSON(success("registered", id, 1, ["connectionId": "me"]))
                 }
             case "list_by_role":
-                peer.sendJSON(["type": "list_by_role_failed", "id": 2, "replyTo": id, "error": "No listing today"])
+                peer.sendJSON(failure("list_by_role_failed", id, 2, "No listing today"))
             case "open":
-                peer.sendJSON(["type": "channel_opened", "id": 3, "replyTo": id, "channelId": "ch", "targetId": "t"])
+                peer.sendJSON(success("channel_opened", id, 3, ["channelId": "ch"]))
             case "message":
-                peer.sendJSON(["type": "channel_message_failed", "id": 4, "replyTo": id, "channelId": "ch", "error": "Channel not found"])
+                peer.sendJSON(failure("channel_message_failed", id, 4, "Channel not found"))
             case "close":
-                peer.sendJSON(["type": "channel_close_failed", "id": 5, "replyTo": id, "channelId": "ch", "error": "Channel not found"])
+                peer.sendJSON(failure("channel_close_failed", id, 5, "Not authorized for this channel"))
             default: break
             }
         }
@@ -329,11 +350,13 @@ struct BrokerClientScriptedTests {
         let client = BrokerClient(url: server.url, options: fastOptions)
         try await client.connect(role: "ok")
         #expect(await brokerError { _ = try await client.listByRole("x") } == .failed("No listing today"))
+        #expect(client.myId == "me")
         let channel = try await client.openChannel("t")
+        #expect(channel.id == "ch" && channel.peerId == "t")
         #expect(await brokerError { try await channel.send("x") } == .failed("Channel not found"))
         let closed = Recorder<Bool>()
         channel.onClosed = { closed.append(true) }
-        #expect(await brokerError { try await channel.close() } == .failed("Channel not found"))
+        #expect(await brokerError { try await channel.close() } == .failed("Not authorized for this channel"))
         #expect(channel.isClosed)
         #expect(await eventually { closed.count == 1 })
         await client.disconnect()

@@ -278,7 +278,7 @@ struct ConnectionBrokerShardingTests {
 
     @Test("requests behind one that waits for another shard are answered in order; too many close the socket with 1013")
     func parkedRequests() throws {
-        var o = ConnectionBrokerOptions()
+        var o = ConnectionBrokerOptions.strictProfile()
         o.maxQueuedRequestBytes = 2_000
         let server = try CBServer(shards: 2, options: o)
         defer { server.stop() }

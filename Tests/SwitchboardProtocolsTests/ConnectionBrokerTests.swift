@@ -117,7 +117,7 @@ struct ConnectionBrokerTests {
 
     @Test("register failures: missing, ill-typed, too long role; bad id")
     func registerFailures() throws {
-        let server = try CBServer(options: { var o = ConnectionBrokerOptions(); o.maxRoleBytes = 16; return o }())
+        let server = try CBServer(options: { var o = ConnectionBrokerOptions.strictProfile(); o.maxRoleBytes = 16; return o }())
         defer { server.stop() }
         let x = try server.client()
         var id = try x.request("register")
@@ -212,7 +212,7 @@ struct ConnectionBrokerTests {
 
     @Test("self channels when allowed: messages come back to the sender")
     func selfChannelAllowed() throws {
-        let server = try CBServer(options: { var o = ConnectionBrokerOptions(); o.allowSelfChannels = true; return o }())
+        let server = try CBServer(options: { var o = ConnectionBrokerOptions.strictProfile(); o.allowSelfChannels = true; return o }())
         defer { server.stop() }
         let a = try server.registered("solo")
         let me = a.connectionId!
@@ -307,7 +307,7 @@ struct ConnectionBrokerTests {
 
     @Test("limits: channels per connection, connections per role, list size")
     func limits() throws {
-        var o = ConnectionBrokerOptions()
+        var o = ConnectionBrokerOptions.strictProfile()
         o.maxChannelsPerConnection = 2
         o.maxConnectionsPerRole = 3
         o.maxListResults = 2
@@ -333,7 +333,7 @@ struct ConnectionBrokerTests {
 
     @Test("the payload at exactly the depth limit is forwarded; one deeper is refused")
     func depthBoundary() throws {
-        var o = ConnectionBrokerOptions()
+        var o = ConnectionBrokerOptions.strictProfile()
         o.maxJSONDepth = 10
         let server = try CBServer(options: o)
         defer { server.stop() }

@@ -76,7 +76,7 @@ let hostileCases: [HostileCase] = [
 struct ConnectionBrokerHostileTests {
     @Test("every hostile input gets its error reply; the connection stays usable; a bystander is unaffected")
     func hostileTable() throws {
-        var o = ConnectionBrokerOptions()
+        var o = ConnectionBrokerOptions.strictProfile()
         o.maxMessageBytes = 2 << 20
         o.maxJSONDepth = 64
         let server = try CBServer(options: o)
@@ -128,5 +128,99 @@ struct ConnectionBrokerHostileTests {
         #expect(code == 1009)
         #expect(waitUntil { server.cb.counts.connections == 1 })
         #expect(try bystander.list("z") == [bystander.connectionId!])
+    }
+}
+
+/// What the `reference` profile answers to a hostile input (the table above holds the
+/// `strict` profile's replies).
+enum ReferenceOutcome: Sendable {
+    /// Close 1003 with this reason.
+    case close(String)
+    /// `{"type":"error","error":T[,"replyTo":R],"id":N}`; `replyToJSON` as it must appear.
+    case error(replyToJSON: String?, String)
+    /// A success reply of this type with this `replyTo` JSON text.
+    case reply(String, replyToJSON: String)
+}
+
+/// The reference profile's answer to each row of `hostileCases` (by name; every row has one).
+/// Deviations from the reference are marked: its `JSON.parse` accepts lone surrogates, and it
+/// has none of Switchboard's limits (depth, size, role length), which answer as errors first.
+func referenceOutcome(_ c: HostileCase) -> ReferenceOutcome {
+    let table: [String: ReferenceOutcome] = [
+        "array top level": .close("Unknown request type: undefined"),
+        "string top level": .close("Unknown request type: undefined"),
+        "null top level": .close("Invalid message format"),
+        "number top level": .close("Unknown request type: undefined"),
+        "deep nesting in payload": .error(replyToJSON: nil, "JSON nesting too deep"),
+        "100,000 unclosed brackets": .error(replyToJSON: nil, "JSON nesting too deep"),
+        "deep objects": .error(replyToJSON: nil, "JSON nesting too deep"),
+        "empty object": .close("Unknown request type: undefined"),
+        "numeric type": .close("Unknown request type: 5"),
+        "null type": .close("Unknown request type: null"),
+        "unknown type": .close("Unknown request type: bogus"),
+        "unknown type, registered": .close("Unknown request type: channel_message"),
+        "type with escapes": .close("Unknown request type: bö\"gus\n"),
+        "huge type is cut in the reply": .close("Invalid message format"),
+        "escaped key names count": .reply("connections", replyToJSON: "9"),
+        "string id": .reply("registered", replyToJSON: "\"7\""),
+        "fractional id": .error(replyToJSON: "1.5", "Target connection not found"),
+        "huge id": .error(replyToJSON: "123456789012345678901234567890", "Channel not found"),
+        "numeric role": .error(replyToJSON: "10", "Missing or invalid field: role"),
+        "object role": .error(replyToJSON: "11", "Missing or invalid field: role"),
+        "huge role": .error(replyToJSON: "12", "Role too long"),
+        "huge role in list": .error(replyToJSON: "13", "Role too long"),
+        "array targetId": .error(replyToJSON: "14", "Target connection not found"),
+        "huge targetId": .error(replyToJSON: "15", "Target connection not found"),
+        "bool channelId": .error(replyToJSON: "16", "Channel not found"),
+        "message without payload": .error(replyToJSON: "17", "Channel not found"),
+        "message too large": .error(replyToJSON: nil, "Message too large"),
+    ]
+    if let outcome = table[c.name] { return outcome }
+    precondition(c.error == "Invalid JSON", "no reference outcome for \(c.name)")
+    return .close("Invalid message format")
+}
+
+@Suite("Connection broker: hostile input, reference profile", .serialized)
+struct ConnectionBrokerHostileReferenceTests {
+    @Test("every hostile input gets the reference's answer (1003 or type error); a bystander is unaffected")
+    func hostileTable() throws {
+        var o = ConnectionBrokerOptions()
+        #expect(o.profile == .reference)
+        o.maxMessageBytes = 2 << 20
+        o.maxJSONDepth = 64
+        let server = try CBServer(options: o)
+        defer { server.stop() }
+        let a = try server.registered("bystander"), b = try server.registered("bystander")
+        let channel = try a.open(to: b)
+        var closes = 0
+        for c in hostileCases {
+            // A fresh client per row: a 1003 ends it, a success changes its state.
+            let who = c.registered ? try server.registered("h") : try server.client()
+            try who.sendRaw(c.input)
+            switch referenceOutcome(c) {
+            case .close(let reason):
+                closes += 1
+                let close = closeFrame(who)
+                #expect(close?.code == 1003 && close?.reason == reason, "\(c.name): \(String(describing: close))")
+            case .error(let replyTo, let error):
+                try expectReferenceError(who, replyToJSON: replyTo, error)
+            case .reply(let type, let replyTo):
+                let text = try who.readText()
+                #expect(text.hasPrefix("{\"type\":\"\(type)\",\"id\":") && text.contains(",\"replyTo\":\(replyTo),"), "\(c.name): \(text)")
+            }
+        }
+        // A binary frame is read as text.
+        let binary = try server.client()
+        try binary.socket.sendFrame(opcode: 2, payload: Array(#"{"type":"register","id":1,"role":"b"}"#.utf8))
+        try binary.expect("registered", replyTo: 1, ["connectionId": nil])
+        // The bystanders saw nothing and still talk.
+        #expect(a.receivesNothing(milliseconds: 50) && b.receivesNothing(milliseconds: 50))
+        let id = try a.request("message", "\"channelId\":\"\(channel)\",\"payload\":{\"ok\":true}")
+        #expect(try b.readText().hasSuffix(",\"channelId\":\"\(channel)\",\"payload\":{\"ok\":true}}"))
+        try a.expect("channel_message_sent", replyTo: id, ["channelId": channel])
+        let metrics = server.cb.metrics
+        #expect(metrics.closedUnsupportedData.load(ordering: .relaxed) == closes)
+        #expect(metrics.jsonTooDeep.load(ordering: .relaxed) == 3)
+        #expect(metrics.binaryRejected.load(ordering: .relaxed) == 0)
     }
 }

@@ -15,15 +15,16 @@ struct ConnectionBrokerInteropTests {
     /// Runs Tests/interop/connection_broker_test.py against a real broker (2 shards, default
     /// WebSocket settings: permessage-deflate on). Python with `websockets` (>= 13) comes from
     /// `RepositoryTools.python()`; when it is missing the test FAILS with how to create it.
-    @Test("Python websockets client: full protocol, every field")
-    func pythonClient() throws {
+    /// The script's second argument is the server's profile (its expectations differ).
+    @Test("Python websockets client: full protocol, every field", arguments: ConnectionBrokerOptions.Profile.allCases)
+    func pythonClient(_ profile: ConnectionBrokerOptions.Profile) throws {
         let python = try RepositoryTools.python()
         try #require(FileManager.default.fileExists(atPath: script), "missing \(script)")
-        let server = try CBServer(shards: 2, configure: { $0.webSocket.perMessageDeflate = true })
+        let server = try CBServer(shards: 2, options: .strictProfile(profile), configure: { $0.webSocket.perMessageDeflate = true })
         defer { server.stop() }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, "ws://127.0.0.1:\(server.port)/"]
+        p.arguments = [script, "ws://127.0.0.1:\(server.port)/", profile.rawValue]
         let out = Pipe()
         p.standardOutput = out
         p.standardError = out
@@ -33,7 +34,7 @@ struct ConnectionBrokerInteropTests {
         let text = String(decoding: data, as: UTF8.self)
         print(text)
         #expect(p.terminationStatus == 0, "\(text)")
-        #expect(text.contains(" passed, 0 failed"))
+        #expect(text.contains("profile \(profile.rawValue): ") && text.contains(" passed, 0 failed"), "\(text)")
     }
 
     /// Manual mode: `CB_SERVE_SECONDS=60 CB_PORT=3004 swift test ... --filter serve` keeps a

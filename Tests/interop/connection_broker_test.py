@@ -12,6 +12,7 @@ Prints one line per check and a closing 'N passed, N failed' line; exits 1 on fa
 """
 import asyncio
 import json
+import os
 import re
 import sys
 import uuid
@@ -19,6 +20,12 @@ import uuid
 from websockets.asyncio.client import connect
 
 URL = sys.argv[1]
+# The server's cb_profile: "reference" (the default; replies as yusitnikov/websocket-mcp's
+# broker) or "strict". Second argument, else $CB_PROFILE, else reference.
+PROFILE = sys.argv[2] if len(sys.argv) > 2 else os.environ.get("CB_PROFILE", "reference")
+if PROFILE not in ("reference", "strict"):
+    sys.exit(f"profile must be reference or strict, not {PROFILE!r}")
+REF = PROFILE == "reference"
 results = []
 seen_ids = set()
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -67,6 +74,28 @@ def expect(name, msg, mtype, reply_to=None, **fields):
             problems.append(f"{k} {msg.get(k)!r} != {v!r}")
     check(name, not problems, "; ".join(problems) + "  in " + json.dumps(msg)[:300])
     return msg
+
+
+def failure(name, msg, strict_type, reply_to, strict_error, ref_error=None, **echo):
+    """A failure: strict `<strict_type>` with the echoed fields and `strict_error`; reference
+    `{"type":"error","error":...,"replyTo":...,"id":...}` with `ref_error` (default the same)."""
+    if REF:
+        return expect(name, msg, "error", reply_to, error=ref_error or strict_error)
+    return expect(name, msg, strict_type, reply_to, **echo, error=strict_error)
+
+
+async def closed_1003(name, text, reason):
+    """reference profile: a fresh connection sends `text` and is closed 1003 with `reason`."""
+    async with connect(URL) as w:
+        await w.send(text)
+        try:
+            extra = await asyncio.wait_for(w.recv(), 5)
+            check(name, False, f"got a message instead of a close: {extra!r}")
+            return
+        except Exception:
+            pass
+        got = (w.close_code, w.close_reason)
+        check(name, got == (1003, reason), f"close {got!r}, expected (1003, {reason!r})")
 
 
 class Client:
@@ -130,32 +159,34 @@ async def main():
 
         # --- before register ---
         rid = await x.request("list_by_role", role=alpha)
-        expect("unregistered list_by_role -> list_by_role_failed", await x.recv(), "list_by_role_failed", rid,
-               error="Not registered")
+        if REF:
+            expect("unregistered list_by_role -> connections []", await x.recv(), "connections", rid, ids=[])
+        else:
+            expect("unregistered list_by_role -> list_by_role_failed", await x.recv(), "list_by_role_failed", rid,
+                   error="Not registered")
         ghost = str(uuid.uuid4())
         rid = await x.request("open", targetId=ghost)
-        expect("unregistered open -> channel_open_failed", await x.recv(), "channel_open_failed", rid,
-               targetId=ghost, error="Not registered")
+        failure("unregistered open -> failure", await x.recv(), "channel_open_failed", rid,
+                "Not registered", "Target connection not found", targetId=ghost)
         rid = await x.request("message", channelId=ghost, payload={"a": 1})
-        expect("unregistered message -> channel_message_failed", await x.recv(), "channel_message_failed", rid,
-               channelId=ghost, error="Not registered")
+        failure("unregistered message -> failure", await x.recv(), "channel_message_failed", rid,
+                "Not registered", "Channel not found", channelId=ghost)
         rid = await x.request("close", channelId=ghost)
-        expect("unregistered close -> channel_close_failed", await x.recv(), "channel_close_failed", rid,
-               channelId=ghost, error="Not registered")
+        failure("unregistered close -> failure", await x.recv(), "channel_close_failed", rid,
+                "Not registered", "Channel not found", channelId=ghost)
         rid = await x.request("register")
-        expect("register without role -> register_failed", await x.recv(), "register_failed", rid,
-               error="Missing or invalid field: role")
+        failure("register without role -> failure", await x.recv(), "register_failed", rid,
+                "Missing or invalid field: role")
         rid = await x.request("register", role=42)
-        expect("register with numeric role -> register_failed", await x.recv(), "register_failed", rid,
-               error="Missing or invalid field: role")
+        failure("register with numeric role -> failure", await x.recv(), "register_failed", rid,
+                "Missing or invalid field: role")
 
         # --- register / list ---
         await a.register(alpha)
         await b.register(alpha)
         await c.register(beta)
         rid = await a.request("register", role=alpha)
-        expect("second register -> register_failed", await a.recv(), "register_failed", rid,
-               error="Already registered")
+        failure("second register -> failure", await a.recv(), "register_failed", rid, "Already registered")
         rid = await a.request("list_by_role", role=alpha)
         expect("list_by_role alpha -> connections [a, b]", await a.recv(), "connections", rid, ids=[a.cid, b.cid])
         rid = await a.request("list_by_role", role=beta)
@@ -163,20 +194,36 @@ async def main():
         rid = await c.request("list_by_role", role=f"py-nobody-{RUN}")
         expect("list_by_role unknown role -> connections []", await c.recv(), "connections", rid, ids=[])
         rid = await c.request("list_by_role")
-        expect("list_by_role without role -> list_by_role_failed", await c.recv(), "list_by_role_failed", rid,
-               error="Missing or invalid field: role")
+        failure("list_by_role without role -> failure", await c.recv(), "list_by_role_failed", rid,
+                "Missing or invalid field: role")
 
         # --- open ---
         ch = await open_channel(a, b, "a->b")
         rid = await a.request("open", targetId=ghost)
-        expect("open unknown target -> channel_open_failed", await a.recv(), "channel_open_failed", rid,
-               targetId=ghost, error="Target connection not found")
+        failure("open unknown target -> failure", await a.recv(), "channel_open_failed", rid,
+                "Target connection not found", targetId=ghost)
         rid = await a.request("open", targetId=a.cid)
-        expect("open to self -> channel_open_failed", await a.recv(), "channel_open_failed", rid,
-               targetId=a.cid, error="Cannot open a channel to yourself")
+        if REF:
+            inc = expect("open to self: incoming_channel first", await a.recv(), "incoming_channel",
+                         **{"from": a.cid, "channelId": UUID})
+            own = inc and inc.get("channelId")
+            expect("open to self: then channel_opened", await a.recv(), "channel_opened", rid, channelId=own,
+                   targetId=a.cid)
+            rid = await a.request("message", channelId=own, payload="me")
+            expect("self channel: the message comes back", await a.recv(), "channel_message", channelId=own,
+                   payload="me")
+            expect("self channel: then channel_message_sent", await a.recv(), "channel_message_sent", rid,
+                   channelId=own)
+            rid = await a.request("close", channelId=own)
+            expect("self channel close: notification first", await a.recv(), "channel_closed_notification",
+                   channelId=own)
+            expect("self channel close: then channel_closed", await a.recv(), "channel_closed", rid, channelId=own)
+        else:
+            expect("open to self -> channel_open_failed", await a.recv(), "channel_open_failed", rid,
+                   targetId=a.cid, error="Cannot open a channel to yourself")
         rid = await a.request("open")
-        expect("open without targetId -> channel_open_failed", await a.recv(), "channel_open_failed", rid,
-               error="Missing or invalid field: targetId")
+        failure("open without targetId -> failure", await a.recv(), "channel_open_failed", rid,
+                "Missing or invalid field: targetId", "Target connection not found")
 
         # --- messages both ways ---
         payload = {"type": "greeting", "message": "Hello! ✓ 😀", "n": [1, 2.5, None, True], "o": {"k": "v"}}
@@ -204,43 +251,61 @@ async def main():
 
         # --- message / close failures ---
         rid = await c.request("message", channelId=ch, payload={"evil": True})
-        expect("non-party message -> channel_message_failed", await c.recv(), "channel_message_failed", rid,
-               channelId=ch, error="Channel not found")
+        failure("non-party message -> failure", await c.recv(), "channel_message_failed", rid,
+                "Channel not found", "Not authorized for this channel", channelId=ch)
         rid = await c.request("close", channelId=ch)
-        expect("non-party close -> channel_close_failed", await c.recv(), "channel_close_failed", rid,
-               channelId=ch, error="Channel not found")
+        failure("non-party close -> failure", await c.recv(), "channel_close_failed", rid,
+                "Channel not found", "Not authorized for this channel", channelId=ch)
         check("non-party actions reach neither party", await a.quiet() is None and await b.quiet() is None)
         rid = await a.request("message", channelId=ghost, payload=1)
-        expect("message on unknown channel -> channel_message_failed", await a.recv(), "channel_message_failed", rid,
-               channelId=ghost, error="Channel not found")
+        failure("message on unknown channel -> failure", await a.recv(), "channel_message_failed", rid,
+                "Channel not found", channelId=ghost)
         rid = await a.request("message", channelId=ch)
-        expect("message without payload -> channel_message_failed", await a.recv(), "channel_message_failed", rid,
-               channelId=ch, error="Missing field: payload")
+        if REF:
+            expect("message without payload: forwarded without payload", await b.recv(), "channel_message",
+                   channelId=ch)
+            expect("message without payload: channel_message_sent", await a.recv(), "channel_message_sent", rid,
+                   channelId=ch)
+        else:
+            expect("message without payload -> channel_message_failed", await a.recv(), "channel_message_failed",
+                   rid, channelId=ch, error="Missing field: payload")
         rid = await a.request("message", payload=1)
-        expect("message without channelId -> channel_message_failed", await a.recv(), "channel_message_failed", rid,
-               error="Missing or invalid field: channelId")
+        failure("message without channelId -> failure", await a.recv(), "channel_message_failed", rid,
+                "Missing or invalid field: channelId", "Channel not found")
         rid = await a.request("close")
-        expect("close without channelId -> channel_close_failed", await a.recv(), "channel_close_failed", rid,
-               error="Missing or invalid field: channelId")
+        failure("close without channelId -> failure", await a.recv(), "channel_close_failed", rid,
+                "Missing or invalid field: channelId", "Channel not found")
 
         # --- protocol errors ---
-        await x.raw("{not json")
-        expect("malformed JSON -> error", await x.recv(), "error", error="Invalid JSON")
-        await x.raw("[1,2,3]")
-        expect("JSON array -> error", await x.recv(), "error", error="Invalid message: expected a JSON object")
-        rid = await x.request("teleport")
-        expect("unknown type -> error with replyTo", await x.recv(), "error", rid,
-               error="Unknown message type: teleport")
-        await x.raw('{"id":99}')
-        expect("missing type -> error with replyTo", await x.recv(), "error", 99,
-               error="Missing or invalid field: type")
-        await x.raw(b'{"type":"register","id":1,"role":"bin"}')
-        expect("binary frame -> error", await x.recv(), "error", error="Binary messages are not supported")
-        await x.raw('{"type":"register","id":"1","role":"s"}')
-        expect("string id -> register_failed without replyTo", await x.recv(), "register_failed",
-               error="Invalid field: id (expected an integer)")
-        await x.raw('{"type":"message","payload":' + "[" * 200 + "]" * 200 + "}")
-        expect("deep nesting -> error", await x.recv(), "error", error="JSON nesting too deep")
+        if REF:
+            await closed_1003("malformed JSON -> close 1003", "{not json", "Invalid message format")
+            await closed_1003("JSON array -> close 1003", "[1,2,3]", "Unknown request type: undefined")
+            await closed_1003("unknown type -> close 1003", '{"type":"teleport","id":5}', "Unknown request type: teleport")
+            await closed_1003("missing type -> close 1003", '{"id":99}', "Unknown request type: undefined")
+            await x.raw(b'{"type":"register","id":1,"role":"bin"}')
+            expect("binary frame -> read as text", await x.recv(), "registered", 1, connectionId=UUID)
+            await x.raw('{"type":"list_by_role","id":"1","role":"s"}')
+            expect("string id -> echoed as replyTo", await x.recv(), "connections", "1", ids=[])
+            await x.raw('{"type":"message","payload":' + "[" * 200 + "]" * 200 + "}")
+            expect("deep nesting -> error", await x.recv(), "error", error="JSON nesting too deep")
+        if not REF:
+            await x.raw("{not json")
+            expect("malformed JSON -> error", await x.recv(), "error", error="Invalid JSON")
+            await x.raw("[1,2,3]")
+            expect("JSON array -> error", await x.recv(), "error", error="Invalid message: expected a JSON object")
+            rid = await x.request("teleport")
+            expect("unknown type -> error with replyTo", await x.recv(), "error", rid,
+                   error="Unknown message type: teleport")
+            await x.raw('{"id":99}')
+            expect("missing type -> error with replyTo", await x.recv(), "error", 99,
+                   error="Missing or invalid field: type")
+            await x.raw(b'{"type":"register","id":1,"role":"bin"}')
+            expect("binary frame -> error", await x.recv(), "error", error="Binary messages are not supported")
+            await x.raw('{"type":"register","id":"1","role":"s"}')
+            expect("string id -> register_failed without replyTo", await x.recv(), "register_failed",
+                   error="Invalid field: id (expected an integer)")
+            await x.raw('{"type":"message","payload":' + "[" * 200 + "]" * 200 + "}")
+            expect("deep nesting -> error", await x.recv(), "error", error="JSON nesting too deep")
 
         # --- close ---
         rid = await a.request("close", channelId=ch)
@@ -248,11 +313,11 @@ async def main():
         expect("other party gets channel_closed_notification", await b.recv(), "channel_closed_notification",
                channelId=ch)
         rid = await b.request("message", channelId=ch, payload=1)
-        expect("message on closed channel -> channel_message_failed", await b.recv(), "channel_message_failed", rid,
-               channelId=ch, error="Channel not found")
+        failure("message on closed channel -> failure", await b.recv(), "channel_message_failed", rid,
+                "Channel not found", channelId=ch)
         rid = await b.request("close", channelId=ch)
-        expect("close closed channel -> channel_close_failed", await b.recv(), "channel_close_failed", rid,
-               channelId=ch, error="Channel not found")
+        failure("close closed channel -> failure", await b.recv(), "channel_close_failed", rid,
+                "Channel not found", channelId=ch)
 
         # --- disconnect ---
         ch2 = await open_channel(c, a, "c->a")
@@ -263,12 +328,12 @@ async def main():
         rid = await a.request("list_by_role", role=beta)
         expect("c disconnected: list_by_role beta -> []", await a.recv(), "connections", rid, ids=[])
         rid = await a.request("open", targetId=c.cid)
-        expect("open to disconnected -> channel_open_failed", await a.recv(), "channel_open_failed", rid,
-               targetId=c.cid, error="Target connection not found")
+        failure("open to disconnected -> failure", await a.recv(), "channel_open_failed", rid,
+                "Target connection not found", targetId=c.cid)
 
     passed = sum(1 for r in results if r)
     failed = len(results) - passed
-    print(f"{passed} passed, {failed} failed")
+    print(f"profile {PROFILE}: {passed} passed, {failed} failed")
     return 1 if failed else 0
 
 

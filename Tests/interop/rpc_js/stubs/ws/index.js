@@ -160,4 +160,23 @@ for (const [name, value] of Object.entries({ CONNECTING, OPEN, CLOSING, CLOSED }
   WebSocket.prototype[name] = value
 }
 
+// The `onopen`/`onmessage`/`onerror`/`onclose` properties, as ws offers them (used by
+// @sitnikov/connection-broker's client, Tests/interop/cb_js): `onmessage` gets an event with
+// `data`, `onerror` one with `message`.
+for (const name of ['open', 'message', 'error', 'close']) {
+  Object.defineProperty(WebSocket.prototype, 'on' + name, {
+    set (handler) {
+      const key = '_on' + name
+      if (this[key]) this.removeListener(name, this[key])
+      this[key] = (arg) => handler(name === 'message' ? { type: name, data: arg, target: this }
+        : name === 'error' ? { type: name, message: arg && arg.message, error: arg, target: this }
+          : { type: name, target: this })
+      this.on(name, this[key])
+    },
+    get () { return this['_on' + name] }
+  })
+}
+
 module.exports = WebSocket
+// `const { WebSocket } = require('ws')`, as ws exports it too.
+module.exports.WebSocket = WebSocket

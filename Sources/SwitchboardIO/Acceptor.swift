@@ -18,6 +18,8 @@ public final class AcceptorMetrics: Sendable {
 final class Acceptor: @unchecked Sendable {
     let listenFD: Int32
     let shards: [Shard]
+    /// Sockets of this listener are TLS: the shard gives them a TLS session when it adopts them.
+    let tls: Bool
     let metrics = AcceptorMetrics()
     private var stopFD: Int32
     private var assigned: [Int]
@@ -28,7 +30,8 @@ final class Acceptor: @unchecked Sendable {
     /// Back-off after accept fails for lack of descriptors, so the loop does not spin.
     private let errorBackoffMilliseconds = 10
 
-    init(listenFD: Int32, shards: [Shard], useUring: Bool, logger: Logger) throws(IOError) {
+    init(listenFD: Int32, shards: [Shard], useUring: Bool, logger: Logger, tls: Bool = false) throws(IOError) {
+        self.tls = tls
         self.logger = logger
         self.listenFD = listenFD
         self.shards = shards
@@ -40,7 +43,7 @@ final class Acceptor: @unchecked Sendable {
     }
 
     func start() throws(IOError) {
-        guard let t = OSThread.spawn(name: "sb-acceptor", { [self] in
+        guard let t = OSThread.spawn(name: tls ? "sb-acceptor-tls" : "sb-acceptor", { [self] in
             if useUring { runUring() } else { runEpoll() }
         }) else { throw IOError.system("pthread_create", EAGAIN) }
         thread = t
@@ -120,7 +123,7 @@ final class Acceptor: @unchecked Sendable {
                         let target = pickShard()
                         assigned[target] += 1
                         sb_prep_msg_ring(sb_get_sqe(ring), ringFDs[target], UInt32(fd),
-                                         userData(.acceptedFD, slot: 0, generation: 0),
+                                         userData(.acceptedFD, slot: tls ? 1 : 0, generation: 0),
                                          userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
                     } else {
                         metrics.acceptErrors.increment()
@@ -180,7 +183,7 @@ final class Acceptor: @unchecked Sendable {
                 }
                 metrics.accepted.increment()
                 let target = pickShard()
-                if shards[target].post(.accepted(fd)) {
+                if shards[target].post(tls ? .acceptedTLS(fd) : .accepted(fd)) {
                     assigned[target] += 1
                 } else {
                     Glibc.close(fd)

@@ -8,6 +8,8 @@ import Glibc
 public enum ShardTask: @unchecked Sendable {
     /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
     case accepted(Int32)
+    /// A socket accepted on the TLS listener (epoll backend).
+    case acceptedTLS(Int32)
     /// A closure to run on the shard thread.
     case run(@Sendable (Shard) -> Void)
     /// Begin graceful shutdown; force-close what is left at the deadline (monotonic ms).
@@ -72,6 +74,8 @@ struct Connection {
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
     var queue = SendQueue()
+    /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
+    var tls: TLSSession? = nil
 }
 
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
@@ -81,6 +85,9 @@ public class Shard: @unchecked Sendable {
     public let index: Int
     public let configuration: IOConfiguration
     public let metrics = IOMetrics()
+    public let tlsMetrics = TLSMetrics()
+    /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
+    var tlsState: TLSShardState?
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
@@ -176,7 +183,7 @@ public class Shard: @unchecked Sendable {
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
         if allowed {
-            connections[slot].queue.append(bytes)
+            enqueue(slot, bytes)
             scheduleFlush(slot)
             return .queued
         }
@@ -188,9 +195,18 @@ public class Shard: @unchecked Sendable {
             metrics.sendQueueLimitHits.increment()
             return .overLimit
         }
+        enqueue(slot, bytes)
+        return .queued
+    }
+
+    /// Plain connections queue the bytes; TLS ones queue their ciphertext (Shard+TLS.swift).
+    @inline(__always) private func enqueue(_ slot: Int, _ bytes: OutboundBytes) {
+        if let session = connections[slot].tls {
+            tlsEnqueue(slot, session, bytes)
+            return
+        }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
-        return .queued
     }
 
     /// Bytes queued and not yet sent on a connection (0 for a stale id).
@@ -206,6 +222,7 @@ public class Shard: @unchecked Sendable {
              (.afterFlushNoLinger, .lingering), (.afterFlushNoLinger, .draining):
             return
         case (.afterFlush, _), (.afterFlushNoLinger, _):
+            if connections[slot].tls != nil { tlsWillClose(slot) }
             connections[slot].state = .draining
             connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
@@ -252,8 +269,8 @@ public class Shard: @unchecked Sendable {
     }
 
     /// Takes a new socket. Closes it at once when the shard is full or draining.
-    func adopt(fd: Int32) {
-        if draining || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
+    func adopt(fd: Int32, tls: Bool = false) {
+        if draining || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) || (tls && !tlsMayAdopt()) {
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
@@ -278,7 +295,7 @@ public class Shard: @unchecked Sendable {
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
         idleTimers.arm(slot, now: nowMilliseconds)
-        guard registerConnection(slot) else {
+        guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
             handler.connectionOpened(socketID(slot))
             return
@@ -291,6 +308,10 @@ public class Shard: @unchecked Sendable {
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
         idleTimers.arm(slot, now: nowMilliseconds)
+        if let session = connections[slot].tls {
+            tlsDeliver(slot, session, bytes)
+            return
+        }
         handler.connectionReceived(socketID(slot), bytes)
     }
 
@@ -332,6 +353,7 @@ public class Shard: @unchecked Sendable {
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
         Glibc.close(connections[slot].fd)
+        if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         connections[slot] = Connection()
         connections[slot].generation = generation
@@ -347,6 +369,7 @@ public class Shard: @unchecked Sendable {
         inbox.drain(max: 4096) { task in
             switch task {
             case .accepted(let fd): adopt(fd: fd)
+            case .acceptedTLS(let fd): adopt(fd: fd, tls: true)
             case .run(let body): body(self)
             case .drain(let deadline): startDraining(deadline: deadline)
             }
@@ -397,6 +420,7 @@ public class Shard: @unchecked Sendable {
 
     private func runTimers() {
         let now = nowMilliseconds
+        if tlsState != nil { tlsRunTimers(now: now) }
         while let slot = lingerTimers.popExpired(now: now) {
             metrics.lingerTimeouts.increment()
             beginClose(slot)

@@ -19,6 +19,11 @@ public final class ShardGroup: @unchecked Sendable {
     public private(set) var shards: [Shard] = []
     private var threads: [OSThread] = []
     private var acceptor: Acceptor?
+    private var tlsAcceptor: Acceptor?
+    /// The bound TLS port, 0 without a TLS listener. Valid after `start()`.
+    public private(set) var tlsPort: Int = 0
+    /// The TLS certificates in force (nil without a TLS listener); `reloadTLS()` swaps them.
+    public private(set) var tlsContexts: TLSContextStore?
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
     private let logger: Logger
     private let stoppedFlag = ManagedAtomic<Bool>(false)
@@ -71,9 +76,24 @@ public final class ShardGroup: @unchecked Sendable {
                 backend = .uring
             }
         }
+        // Certificates first: a bad one fails start-up with its reason before anything binds.
+        if let tls = configuration.tls {
+            do { tlsContexts = try TLSContextStore(configuration: tls) } catch {
+                throw .invalidConfiguration("TLS: \(error.message)")
+            }
+        }
         let listenFD = host.withCString { sb_listen_tcp($0, Int32(requestedPort), Int32(configuration.listenBacklog), false) }
         if listenFD < 0 { throw .system("listen on \(host):\(requestedPort)", -listenFD) }
         port = Int(sb_local_port(listenFD))
+        var tlsListenFD: Int32 = -1
+        if let tls = configuration.tls {
+            tlsListenFD = host.withCString { sb_listen_tcp($0, Int32(tls.port), Int32(configuration.listenBacklog), false) }
+            if tlsListenFD < 0 {
+                Glibc.close(listenFD)
+                throw .system("listen (TLS) on \(host):\(tls.port)", -tlsListenFD)
+            }
+            tlsPort = Int(sb_local_port(tlsListenFD))
+        }
 
         let count = configuration.resolvedShardCount
         do {
@@ -84,8 +104,12 @@ public final class ShardGroup: @unchecked Sendable {
             }
         } catch {
             Glibc.close(listenFD)
+            if tlsListenFD >= 0 { Glibc.close(tlsListenFD) }
             shards = []
             throw error
+        }
+        if let store = tlsContexts {
+            for s in shards { s.tlsState = TLSShardState(store: store, maxConnections: configuration.maxConnectionsPerShard) }
         }
 
         prepare?(shards)
@@ -115,6 +139,7 @@ public final class ShardGroup: @unchecked Sendable {
         while ready.load(ordering: .sequentiallyConsistent) < shards.count { usleep(200) }
         if failure.load(ordering: .sequentiallyConsistent) > 0 {
             Glibc.close(listenFD)
+            if tlsListenFD >= 0 { Glibc.close(tlsListenFD) }
             for s in shards { s.post(.drain(deadlineMilliseconds: 0)) }
             for t in threads { t.join() }
             throw .unavailable("a shard failed to set up its \(backend.rawValue) loop")
@@ -122,12 +147,37 @@ public final class ShardGroup: @unchecked Sendable {
         let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring, logger: logger)
         try a.start()
         acceptor = a
+        if tlsListenFD >= 0 {
+            let t = try Acceptor(listenFD: tlsListenFD, shards: shards, useUring: backend == .uring, logger: logger, tls: true)
+            try t.start()
+            tlsAcceptor = t
+        }
     }
+
+    /// Reads the TLS certificate and key files again (SIGHUP, or an operator's API call). New
+    /// handshakes use the new certificate; existing connections keep theirs. A bad new
+    /// certificate leaves the old one in force; the error is logged and returned. Any thread.
+    @discardableResult
+    public func reloadTLS() -> Result<Void, TLSError> {
+        guard let store = tlsContexts else { return .failure(TLSError("no TLS listener is configured")) }
+        let result = store.reload()
+        switch result {
+        case .success:
+            logger.notice("TLS certificates reloaded from \(store.configuration.certificate.chainPath)")
+        case .failure(let error):
+            logger.error("TLS reload refused, the previous certificate stays in force: \(error.message)")
+        }
+        return result
+    }
+
+    /// TLS acceptor counters (nil without a TLS listener).
+    public var tlsAcceptorMetrics: AcceptorMetrics? { tlsAcceptor?.metrics }
 
     /// Stops accepting, asks every shard to drain, and force-closes what is left after
     /// `graceMilliseconds`. Returns at once; `wait()` joins the threads.
     public func beginShutdown(graceMilliseconds: Int) {
         acceptor?.stop()
+        tlsAcceptor?.stop()
         let deadline = monotonicMilliseconds() + Int64(graceMilliseconds)
         for s in shards {
             // The inbox may be momentarily full; a drain must not be lost.

@@ -196,7 +196,8 @@ final class UringShard: Shard {
         case .send:
             completeSend(slot, res)
         case .acceptedFD:
-            if res >= 0 { adopt(fd: res) }
+            // The acceptor marks sockets of the TLS listener with slot 1 in the message.
+            if res >= 0 { adopt(fd: res, tls: slot == 1) }
         case .doorbell:
             armDoorbell()
         case .cancel, .none, .acceptorAccept, .acceptorHandoff, .acceptorStop:

@@ -2,6 +2,7 @@ import CLiburing
 import Logging
 import ServiceLifecycle
 import SwitchboardIO
+import UnixSignals
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -34,6 +35,11 @@ extension Broker: Service {
             _ = sb_block_signals()
             try start()
         }
+        // SIGHUP reloads the TLS certificates (a bad one keeps the old, logged in reloadTLS).
+        let reloader: Task<Void, Never>? = tlsPort == 0 ? nil : Task { [self] in
+            for await _ in await UnixSignalsSequence(trapping: .sighup) { reloadTLS() }
+        }
+        defer { reloader?.cancel() }
         let cancelled: Bool
         do {
             try await gracefulShutdown()

@@ -276,6 +276,26 @@ sb_tls_conn *sb_tls_conn_new(sb_tls_ctx *ctx) {
     return c;
 }
 
+sb_tls_ctx *sb_tls_bench_client_ctx_new(void) {
+    pthread_once(&g_index_once, init_indexes);
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+    static const unsigned char alpn[] = "\x08http/1.1";
+    SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+    return ctx;
+}
+
+sb_tls_conn *sb_tls_conn_new_client(sb_tls_ctx *ctx) {
+    sb_tls_conn *c = sb_tls_conn_new(ctx);
+    if (c) SSL_set_connect_state(c->ssl);
+    return c;
+}
+
 void sb_tls_conn_free(sb_tls_conn *c) {
     if (!c) return;
     SSL_free(c->ssl);

@@ -76,4 +76,13 @@ int sb_tls_client_write(sb_tls_client *c, const void *bytes, size_t len);
 int sb_tls_client_pending(sb_tls_client *c);
 /// Sends close_notify (best effort) and frees; does not close `fd`.
 void sb_tls_client_free(sb_tls_client *c);
+
+// ---- Client side through memory BIOs (the load generator: its own epoll loop, no blocking). ----
+
+/// A client context that does NOT verify the server (a benchmark against loopback only);
+/// TLS 1.2+, ALPN http/1.1, no session resumption (every connection is a full handshake).
+sb_tls_ctx *sb_tls_bench_client_ctx_new(void);
+/// A client connection using the sb_tls_conn calls above (feed, handshake, read, write,
+/// pending_out, take_out, free).
+sb_tls_conn *sb_tls_conn_new_client(sb_tls_ctx *ctx);
 #endif

@@ -30,14 +30,17 @@ extension Broker: Service {
     /// receive a close frame; on cancellation (the group gave up waiting, or another service
     /// failed) the grace is 0: connections are closed at once. Throws what `start()` throws.
     public func run() async throws {
+        // SIGHUP reloads the TLS certificates (a bad one keeps the old, logged in reloadTLS).
+        // Trapped before the listeners open: an early SIGHUP must not kill the process.
+        let tlsEnabled = configuration.io.tls != nil || configuration.tls.isEnabled
+        let hangups: UnixSignalsSequence? = tlsEnabled ? await UnixSignalsSequence(trapping: .sighup) : nil
         try await Self.onDedicatedThread(name: "sb-start") { [self] in
             // This thread exits right after; the mask only matters to the threads it spawns.
             _ = sb_block_signals()
             try start()
         }
-        // SIGHUP reloads the TLS certificates (a bad one keeps the old, logged in reloadTLS).
-        let reloader: Task<Void, Never>? = tlsPort == 0 ? nil : Task { [self] in
-            for await _ in await UnixSignalsSequence(trapping: .sighup) { reloadTLS() }
+        let reloader: Task<Void, Never>? = hangups.map { signals in
+            Task { [self] in for await _ in signals { reloadTLS() } }
         }
         defer { reloader?.cancel() }
         let cancelled: Bool

@@ -102,6 +102,18 @@ struct TLSTests {
         #expect(after.output == "full=False resumed=True\n", "\(after.output)")
     }
 
+    @Test("ticket key rotation: a ticket survives one rotation, not two (then a full handshake)")
+    func ticketKeyRotation() throws {
+        let files = try TLSFiles()
+        let server = try tlsServer(.epoll, files)
+        defer { server.stop() }
+        for (rotations, expected) in [(1, "full=False resumed=True\n"), (2, "full=False resumed=False\n")] {
+            let client = try HeldConnection(port: server.broker.tlsPort, ca: files.ca, mode: "resume-wait")
+            for _ in 0..<rotations { TLSContextStore.rotateTicketKey() }
+            #expect(try client.request() == expected, "after \(rotations) rotation(s)")
+        }
+    }
+
     @Test("plaintext HTTP to the TLS port gets a plaintext 400 and a close", arguments: backends)
     func plaintextOnTLSPort(backend: IOBackendKind) throws {
         let files = try TLSFiles()
@@ -241,9 +253,9 @@ final class HeldConnection {
     let input = Pipe()
     let output = Pipe()
 
-    init(port: Int, ca: String) throws {
+    init(port: Int, ca: String, mode: String = "hold") throws {
         process.executableURL = URL(fileURLWithPath: try RepositoryTools.python())
-        process.arguments = [RepositoryTools.interopScript("tls_client.py"), "hold", String(port), ca]
+        process.arguments = [RepositoryTools.interopScript("tls_client.py"), mode, String(port), ca]
         process.standardInput = input
         process.standardOutput = output
         try process.run()

@@ -6,6 +6,8 @@ Usage: tls_client.py MODE PORT CA_FILE [ARG]
                prints "full=<reused?> resumed=<reused?>"
   serial [HOST] prints the serial number of the certificate the server presents for SNI HOST
                (default localhost)
+  resume-wait  like resume, but prints "ready" after the first connection and waits for a line
+               on stdin before the second (the test rotates ticket keys in between)
   hold         completes a handshake, prints "ready", waits for a line on stdin, then sends a
                GET on the same connection and prints its status line (a reload must not drop it)
   wss          echo over wss://: text, binary, a fragmented message, and with permessage-deflate;
@@ -44,13 +46,16 @@ def https(port, ca, path):
             print(tls.version(), tls.selected_alpn_protocol(), status, body)
 
 
-def resume(port, ca):
+def resume(port, ca, wait=False):
     ctx = context(ca)
     with socket.create_connection(("127.0.0.1", port)) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
             get(tls, "/hello")  # TLS 1.3 tickets arrive after the handshake: read to the end
             session = tls.session
             first = tls.session_reused
+    if wait:
+        print("ready", flush=True)
+        sys.stdin.readline()
     with socket.create_connection(("127.0.0.1", port)) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
             get(tls, "/hello")
@@ -101,6 +106,8 @@ def main():
         https(port, ca, sys.argv[4])
     elif mode == "resume":
         resume(port, ca)
+    elif mode == "resume-wait":
+        resume(port, ca, wait=True)
     elif mode == "serial":
         serial(port, ca, sys.argv[4] if len(sys.argv) > 4 else "localhost")
     elif mode == "hold":

@@ -168,8 +168,15 @@ extension Shard {
         queueCiphertext(slot, session)
     }
 
+    /// A handshake that will not finish gives its place and its timer back now: the
+    /// connection may still be flushing or lingering, and must not be counted as a timeout too.
+    private func abandonHandshake(_ slot: Int, _ session: TLSSession) {
+        session.phase = .finished
+        if session.holdsHandshakePlace, let state = tlsState { endHandshake(state, slot, session) }
+    }
+
     private func rejectNotTLS(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
-        session(slot)?.phase = .finished
+        if let session = session(slot) { abandonHandshake(slot, session) }
         // An HTTP method starts with an upper-case letter: answer in plaintext, as nginx does.
         if let first = bytes.first, first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") {
             tlsMetrics.plaintextRejected.increment()
@@ -187,7 +194,7 @@ extension Shard {
     private func handshakeFailed(_ slot: Int, _ session: TLSSession) {
         tlsMetrics.handshakeFailures.increment()
         _ = TLSSession.lastError()  // clears this thread's OpenSSL error queue
-        session.phase = .finished
+        abandonHandshake(slot, session)
         // OpenSSL wrote an alert saying why: send it, then close without lingering.
         queueCiphertext(slot, session)
         close(socketID(slot), mode: .afterFlushNoLinger)

@@ -13,6 +13,7 @@
 // Nothing is logged per request; the logger runs at .warning.
 
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging

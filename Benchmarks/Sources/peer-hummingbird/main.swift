@@ -168,7 +168,9 @@ var server: HTTPServerBuilder = .http1WebSocketUpgrade(
 if let certificate = options.tlsCertificate, let key = options.tlsKey {
     do {
         let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
-        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .file(key))
+        // Read as PEM explicitly: `.file(path)` guesses the format from the extension (".key" is not ".pem").
+        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
         tls.minimumTLSVersion = .tlsv12
         tls.applicationProtocols = ["http/1.1"]
         server = try .tls(server, tlsConfiguration: tls)

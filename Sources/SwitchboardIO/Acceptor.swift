@@ -22,7 +22,6 @@ final class Acceptor: @unchecked Sendable {
     let tls: Bool
     let metrics = AcceptorMetrics()
     private var stopFD: Int32
-    private var assigned: [Int]
     private var nextTieBreak = 0
     private let useUring: Bool
     private var thread: OSThread?
@@ -36,7 +35,6 @@ final class Acceptor: @unchecked Sendable {
         self.listenFD = listenFD
         self.shards = shards
         self.useUring = useUring
-        assigned = Array(repeating: 0, count: shards.count)
         let fd = sb_eventfd()
         if fd < 0 { throw IOError.system("eventfd", -fd) }
         stopFD = fd
@@ -69,7 +67,8 @@ final class Acceptor: @unchecked Sendable {
         let n = shards.count
         for k in 0..<n {
             let i = (nextTieBreak + k) % n
-            let load = assigned[i] - shards[i].releasedTotal.load(ordering: .relaxed)
+            // Both counters live on the shard, so the plain and the TLS acceptor see the same load.
+            let load = shards[i].assignedTotal.load(ordering: .relaxed) - shards[i].releasedTotal.load(ordering: .relaxed)
             if load < bestLoad { bestLoad = load; best = i }
         }
         nextTieBreak = (nextTieBreak + 1) % n
@@ -121,7 +120,7 @@ final class Acceptor: @unchecked Sendable {
                         metrics.accepted.increment()
                         let fd = res[i]
                         let target = pickShard()
-                        assigned[target] += 1
+                        shards[target].assignedTotal.wrappingIncrement(ordering: .relaxed)
                         sb_prep_msg_ring(sb_get_sqe(ring), ringFDs[target], UInt32(fd),
                                          userData(.acceptedFD, slot: tls ? 1 : 0, generation: 0),
                                          userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
@@ -141,7 +140,7 @@ final class Acceptor: @unchecked Sendable {
                         let fd = Int32(uds[i] & 0xFFFF_FFFF)
                         let target = Int((uds[i] >> 32) & 0xFF_FFFF)
                         Glibc.close(fd)
-                        assigned[target] -= 1
+                        shards[target].assignedTotal.wrappingDecrement(ordering: .relaxed)
                         metrics.handoffFailures.increment()
                     }
                 default:
@@ -184,7 +183,7 @@ final class Acceptor: @unchecked Sendable {
                 metrics.accepted.increment()
                 let target = pickShard()
                 if shards[target].post(tls ? .acceptedTLS(fd) : .accepted(fd)) {
-                    assigned[target] += 1
+                    shards[target].assignedTotal.wrappingIncrement(ordering: .relaxed)
                 } else {
                     Glibc.close(fd)
                     metrics.handoffFailures.increment()

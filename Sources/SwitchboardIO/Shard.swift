@@ -90,6 +90,9 @@ public class Shard: @unchecked Sendable {
     var tlsState: TLSShardState?
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
+    /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
+    /// the balance is a heuristic, a stale read only makes one pick less even).
+    let assignedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
     public var backendName: String { "none" }
 

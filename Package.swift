@@ -38,12 +38,13 @@ let package = Package(
         ),
         .target(
             name: "COpenSSL",
-            linkerSettings: [.linkedLibrary("crypto")]
+            linkerSettings: [.linkedLibrary("crypto"), .linkedLibrary("ssl")]
         ),
         .target(
             name: "SwitchboardIO",
             dependencies: [
                 "CLiburing",
+                "COpenSSL",  // TLS on the shards (memory BIOs): Shard+TLS.swift
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -68,6 +69,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),  // SIGHUP: TLS reload
             ]
         ),
         .target(

@@ -11,6 +11,9 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// TCP port; 0 picks an ephemeral port (see `Broker.port`).
     public var port: Int = 3004
     public var io = IOConfiguration()
+    /// The TLS listener (keys `tls_*`); off until `tls_certificate` names a file. Copied into
+    /// `io.tls` when the broker starts (unless `io.tls` was set directly).
+    public var tls = TLSConfiguration()
     public var http = HTTPLimits()
     /// Path answering `200 {"status":"ok"}`; empty disables it.
     public var healthPath: String = "/health"
@@ -50,6 +53,7 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// A problem with the values, or nil.
     public func validate() -> String? {
         if port < 0 || port > 65_535 { return "port must be 0...65535" }
+        if tls.isEnabled, let problem = tls.validate() { return problem }
         if let p = io.validate() { return p }
         if http.maxRequestLineBytes < 16 || http.maxHeaderBytes < http.maxRequestLineBytes { return "maxHeaderBytes must be >= maxRequestLineBytes >= 16" }
         if http.maxHeaderCount < 1 { return "maxHeaderCount must be >= 1" }
@@ -111,6 +115,13 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
         ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
         ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
+        ("tls_port", "TCP port of the TLS listener (https/wss), next to the plain one; 0 for an ephemeral port"),
+        ("tls_certificate", "PEM certificate chain (leaf first); naming one turns the TLS listener on; reloaded on SIGHUP"),
+        ("tls_private_key", "PEM private key of tls_certificate"),
+        ("tls_sni_certificates", "extra certificates chosen by SNI: comma-separated chain.pem:key.pem pairs"),
+        ("tls_handshake_timeout_ms", "a TLS handshake not finished this long after accept is closed (metric switchboard_tls_handshake_timeouts_total)"),
+        ("tls_max_handshakes_per_shard", "TLS handshakes one shard runs at once; beyond, new TLS sockets are closed (metric switchboard_tls_handshakes_rejected_total)"),
+        ("tls_ticket_key_rotation_s", "seconds a session-ticket key encrypts new tickets before a fresh one replaces it"),
     ]
 
     /// The current value of an option, as the configuration file writes it.
@@ -156,6 +167,13 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "ws_permessage_deflate": return String(webSocket.perMessageDeflate)
         case "ws_allowed_origins": return "\"\((webSocket.allowedOrigins ?? []).joined(separator: ","))\""
         case "ws_slow_consumer": return webSocket.slowConsumerPolicy.rawValue
+        case "tls_port": return String(tls.port)
+        case "tls_certificate": return "\"\(tls.certificate.chainPath)\""
+        case "tls_private_key": return "\"\(tls.certificate.privateKeyPath)\""
+        case "tls_sni_certificates": return "\"\(tls.sniCertificates.map { "\($0.chainPath):\($0.privateKeyPath)" }.joined(separator: ","))\""
+        case "tls_handshake_timeout_ms": return String(tls.handshakeTimeoutMilliseconds)
+        case "tls_max_handshakes_per_shard": return String(tls.maxHandshakesInFlightPerShard)
+        case "tls_ticket_key_rotation_s": return String(tls.ticketKeyRotationSeconds)
         default: return nil
         }
     }
@@ -228,6 +246,22 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "ws_slow_consumer":
             guard let p = SlowConsumerPolicy(rawValue: value) else { throw ConfigurationError(line: 0, message: "ws_slow_consumer: '\(value)' is not close or drop") }
             webSocket.slowConsumerPolicy = p
+        case "tls_port": tls.port = try int()
+        case "tls_certificate": tls.certificate.chainPath = value
+        case "tls_private_key": tls.certificate.privateKeyPath = value
+        case "tls_sni_certificates":
+            var pairs: [TLSConfiguration.Certificate] = []
+            for item in list() {
+                let parts = item.split(separator: ":", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw ConfigurationError(line: 0, message: "tls_sni_certificates: '\(item)' is not chain.pem:key.pem")
+                }
+                pairs.append(TLSConfiguration.Certificate(chainPath: parts[0], privateKeyPath: parts[1]))
+            }
+            tls.sniCertificates = pairs
+        case "tls_handshake_timeout_ms": tls.handshakeTimeoutMilliseconds = try int()
+        case "tls_max_handshakes_per_shard": tls.maxHandshakesInFlightPerShard = try int()
+        case "tls_ticket_key_rotation_s": tls.ticketKeyRotationSeconds = try int()
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }

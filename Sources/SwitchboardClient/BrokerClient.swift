@@ -196,7 +196,8 @@ public final class BrokerClient: Sendable {
             let thread = Thread {
                 do {
                     c.resume(returning: try WebSocketConnection.open(url: url, timeout: options.connectTimeout,
-                                                                     maxMessageBytes: options.maxMessageBytes))
+                                                                     maxMessageBytes: options.maxMessageBytes,
+                                                                     caFile: options.tlsCAFile))
                 } catch {
                     c.resume(throwing: error)
                 }

@@ -55,6 +55,9 @@ public struct BrokerClientOptions: Sendable {
     public var maxMessageBytes: Int
     /// How long `disconnect` waits for the broker to answer the WebSocket close frame.
     public var closeTimeout: Duration
+    /// For wss:// URLs: a PEM file of the CA certificates to trust instead of the system trust
+    /// store (a private CA). The server's certificate and host name are always verified.
+    public var tlsCAFile: String? = nil
 
     public init(requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10),
                 autoReconnect: Bool = false, reconnectDelay: Duration = .seconds(1),

@@ -5,30 +5,32 @@ import Synchronization
 import Glibc
 #endif
 
-// A minimal RFC 6455 client over a blocking TCP socket: ws:// only (no TLS, no extensions,
-// no subprotocols). One reader thread per connection parses frames and reports events; writes
+// A minimal RFC 6455 client over a blocking TCP socket: ws://, or wss:// through OpenSSL with
+// certificate verification always on (ClientTransport.swift); no extensions, no subprotocols. One reader thread per connection parses frames and reports events; writes
 // are serialized by a lock. Every frame the client sends is masked with a fresh random key.
 
-/// A parsed `ws://host[:port][/path][?query]` URL.
+/// A parsed `ws://` or `wss://host[:port][/path][?query]` URL.
 struct WebSocketURL: Equatable, Sendable {
     var host: String
     var port: UInt16
+    /// wss://: TLS, default port 443.
+    var secure: Bool = false
     /// Request target: path plus query, at least "/".
     var resource: String
 
     /// The Host header value (brackets kept for IPv6, port omitted when 80).
     var hostHeader: String {
         let h = host.contains(":") ? "[\(host)]" : host
-        return port == 80 ? h : "\(h):\(port)"
+        return port == (secure ? 443 : 80) ? h : "\(h):\(port)"
     }
 
     static func parse(_ string: String) throws(BrokerClientError) -> WebSocketURL {
         let lower = string.lowercased()
-        guard lower.hasPrefix("ws://") else {
-            if lower.hasPrefix("wss://") { throw .invalidURL("wss:// (TLS) is not supported: \(string)") }
-            throw .invalidURL("expected a ws:// URL: \(string)")
+        let secure = lower.hasPrefix("wss://")
+        guard secure || lower.hasPrefix("ws://") else {
+            throw .invalidURL("expected a ws:// or wss:// URL: \(string)")
         }
-        let rest = string.dropFirst(5)
+        let rest = string.dropFirst(secure ? 6 : 5)
         let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
         let authority = rest[rest.startIndex..<authorityEnd]
         var resource = String(rest[authorityEnd...])
@@ -53,12 +55,12 @@ struct WebSocketURL: Equatable, Sendable {
             host = authority
         }
         guard !host.isEmpty else { throw .invalidURL("missing host: \(string)") }
-        var port: UInt16 = 80
+        var port: UInt16 = secure ? 443 : 80
         if let portText {
             guard let p = UInt16(portText), p > 0 else { throw .invalidURL("bad port: \(string)") }
             port = p
         }
-        return WebSocketURL(host: String(host), port: port, resource: resource)
+        return WebSocketURL(host: String(host), port: port, secure: secure, resource: resource)
     }
 }
 
@@ -266,6 +268,7 @@ final class WebSocketConnection: @unchecked Sendable {
     }
 
     let fd: Int32
+    private let transport: ClientTransport
     let maxMessageBytes: Int
     private let writeLock = Mutex(())
     private let fdState = Mutex(FDState())
@@ -276,8 +279,9 @@ final class WebSocketConnection: @unchecked Sendable {
     let recordMasks: Bool
     private let masks = Mutex<[[UInt8]]>([])
 
-    private init(fd: Int32, leftover: [UInt8], maxMessageBytes: Int, recordMasks: Bool) {
-        self.fd = fd
+    private init(transport: ClientTransport, leftover: [UInt8], maxMessageBytes: Int, recordMasks: Bool) {
+        self.transport = transport
+        self.fd = transport.fd
         self.leftover = leftover
         self.maxMessageBytes = maxMessageBytes
         self.recordMasks = recordMasks
@@ -287,25 +291,32 @@ final class WebSocketConnection: @unchecked Sendable {
 
     // MARK: Opening
 
-    /// Connects, performs the opening handshake and returns the open connection. Blocking.
+    /// Connects (TLS for wss://, verified against `caFile` or the system trust store), performs
+    /// the opening handshake and returns the open connection. Blocking.
     static func open(url: WebSocketURL, timeout: Duration, maxMessageBytes: Int,
-                     recordMasks: Bool = false) throws(BrokerClientError) -> WebSocketConnection {
+                     recordMasks: Bool = false, caFile: String? = nil) throws(BrokerClientError) -> WebSocketConnection {
         let deadline = ContinuousClock.now + timeout
         let fd = try connectTCP(host: url.host, port: url.port, deadline: deadline)
+        var transport: ClientTransport?
         do {
+            let t = url.secure ? try ClientTransport.tls(fd: fd, host: url.host, caFile: caFile, deadline: deadline)
+                               : ClientTransport.plain(fd: fd)
+            transport = t
             let key = WebSocketHandshake.makeKey()
-            try sendAll(fd: fd, Array(WebSocketHandshake.request(url: url, key: key).utf8))
+            try t.send(Array(WebSocketHandshake.request(url: url, key: key).utf8))
             var response: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 4096)
             var headEnd: Int?
             while headEnd == nil {
-                try waitReadable(fd: fd, deadline: deadline)
-                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                if n < 0 {
-                    if errno == EINTR || errno == EAGAIN { continue }
-                    throw BrokerClientError.handshakeFailed("recv: \(errnoText(errno))")
+                if !t.hasBufferedInput { try waitReadable(fd: fd, deadline: deadline) }
+                let received = chunk.withUnsafeMutableBytes { t.receive(into: $0) }
+                let n: Int
+                switch received {
+                case .bytes(let count): n = count
+                case .again: continue
+                case .closed: throw BrokerClientError.handshakeFailed("connection closed during the handshake")
+                case .failed(let why): throw BrokerClientError.handshakeFailed(why)
                 }
-                if n == 0 { throw BrokerClientError.handshakeFailed("connection closed during the handshake") }
                 let searchFrom = max(0, response.count - 3)
                 response.append(contentsOf: chunk[0..<n])
                 if let r = findHeadEnd(response, from: searchFrom) { headEnd = r }
@@ -313,12 +324,14 @@ final class WebSocketConnection: @unchecked Sendable {
             }
             let head = String(decoding: response[0..<headEnd!], as: UTF8.self)
             try WebSocketHandshake.validate(responseHead: head, key: key)
-            return WebSocketConnection(fd: fd, leftover: Array(response[(headEnd! + 4)...]),
+            return WebSocketConnection(transport: t, leftover: Array(response[(headEnd! + 4)...]),
                                        maxMessageBytes: maxMessageBytes, recordMasks: recordMasks)
         } catch let error as BrokerClientError {
+            transport?.release()
             Glibc.close(fd)
             throw error
         } catch {
+            transport?.release()
             Glibc.close(fd)
             throw .handshakeFailed("\(error)")
         }
@@ -405,18 +418,6 @@ final class WebSocketConnection: @unchecked Sendable {
         throw .connectionFailed(lastError)
     }
 
-    private static func sendAll(fd: Int32, _ bytes: [UInt8]) throws(BrokerClientError) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw .disconnected
-            }
-            offset += n
-        }
-    }
-
     // MARK: Writing
 
     func sendText(_ text: String) throws(BrokerClientError) {
@@ -431,7 +432,7 @@ final class WebSocketConnection: @unchecked Sendable {
             if fdState.withLock({ $0.closed || $0.shutDown }) { throw BrokerClientError.disconnected }
             if opcode != .close && opcode != .pong && state.withLock({ $0.closeSent }) { throw BrokerClientError.disconnected }
             do throws(BrokerClientError) {
-                try Self.sendAll(fd: fd, frame)
+                try transport.send(frame)
             } catch {
                 abort()
                 throw error
@@ -488,6 +489,7 @@ final class WebSocketConnection: @unchecked Sendable {
             writeLock.withLock { _ in
                 fdState.withLock { s in
                     s.closed = true
+                    transport.release()
                     Glibc.close(fd)
                 }
             }
@@ -583,7 +585,7 @@ final class WebSocketConnection: @unchecked Sendable {
 
             // Wait for more bytes, giving up on a close handshake the peer never completes.
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let rc = poll(&pfd, 1, 250)
+            let rc = transport.hasBufferedInput ? 1 : poll(&pfd, 1, 250)
             if rc == 0 {
                 let expired = state.withLock { s in s.closeDeadline.map { ContinuousClock.now >= $0 } ?? false }
                 if expired { return .closed(code: nil, reason: "close handshake timed out", clean: false) }
@@ -593,11 +595,12 @@ final class WebSocketConnection: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return .closed(code: nil, reason: "poll: \(errnoText(errno))", clean: false)
             }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { return .closed(code: nil, reason: "connection closed without a close frame", clean: false) }
-            if n < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                return .closed(code: nil, reason: "recv: \(errnoText(errno))", clean: false)
+            let n: Int
+            switch chunk.withUnsafeMutableBytes({ transport.receive(into: $0) }) {
+            case .bytes(let count): n = count
+            case .again: continue
+            case .closed: return .closed(code: nil, reason: "connection closed without a close frame", clean: false)
+            case .failed(let why): return .closed(code: nil, reason: why, clean: false)
             }
             chunk.withUnsafeBytes { parser.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }

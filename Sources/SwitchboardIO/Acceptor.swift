@@ -29,12 +29,13 @@ package final class AcceptorMetrics: Sendable {
 final class Acceptor: @unchecked Sendable {
     let listenFD: Int32
     let shards: [Shard]
+    /// Sockets of this listener are TLS: the shard gives them a TLS session when it adopts them.
+    let tls: Bool
     let metrics = AcceptorMetrics()
     private var stopFD: Int32
     private var epollFD: Int32
     /// io_uring only: the ring that carries MSG_RING handovers (nil on epoll).
     private var ring: UnsafeMutablePointer<io_uring>?
-    private var assigned: [Int]
     private var nextTieBreak = 0
     private var thread: OSThread?
     /// io_uring: MSG_RING handovers submitted whose completion was not reaped yet.
@@ -50,10 +51,10 @@ final class Acceptor: @unchecked Sendable {
     private let cqRes: UnsafeMutablePointer<Int32>
     private let cqFlags: UnsafeMutablePointer<UInt32>
 
-    init(listenFD: Int32, shards: [Shard], useUring: Bool) throws(IOError) {
+    init(listenFD: Int32, shards: [Shard], useUring: Bool, tls: Bool = false) throws(IOError) {
+        self.tls = tls
         self.listenFD = listenFD
         self.shards = shards
-        assigned = Array(repeating: 0, count: shards.count)
         let stop = sb_eventfd()
         if stop < 0 { throw IOError.system("eventfd", -stop) }
         let ep = sb_epoll_create()
@@ -94,7 +95,7 @@ final class Acceptor: @unchecked Sendable {
 
     /// Starts the accepting thread. On failure nothing runs and `stop()` still releases.
     func start() throws(IOError) {
-        guard let t = OSThread.spawn(name: "sb-acceptor", { [self] in run() }) else {
+        guard let t = OSThread.spawn(name: tls ? "sb-acceptor-tls" : "sb-acceptor", { [self] in run() }) else {
             throw IOError.system("pthread_create", EAGAIN)
         }
         thread = t
@@ -138,7 +139,8 @@ final class Acceptor: @unchecked Sendable {
         let n = shards.count
         for k in 0..<n {
             let i = (nextTieBreak + k) % n
-            let load = assigned[i] - shards[i].releasedTotal.load(ordering: .relaxed)
+            // Both counters live on the shard, so the plain and the TLS acceptor see the same load.
+            let load = shards[i].assignedTotal.load(ordering: .relaxed) - shards[i].releasedTotal.load(ordering: .relaxed)
             if load < bestLoad { bestLoad = load; best = i }
         }
         nextTieBreak = (nextTieBreak + 1) % n
@@ -176,14 +178,14 @@ final class Acceptor: @unchecked Sendable {
                 metrics.accepted.increment()
                 let target = pickShard()
                 if let r = ring {
-                    assigned[target] += 1
+                    shards[target].assignedTotal.wrappingIncrement(ordering: .relaxed)
                     handoffsInFlight += 1
                     // sb_get_sqe submits by itself when the submission queue is full.
                     sb_prep_msg_ring(sb_get_sqe(r), ringFDs[target], UInt32(fd),
-                                     userData(.acceptedFD, slot: 0, generation: 0),
+                                     userData(.acceptedFD, slot: tls ? 1 : 0, generation: 0),
                                      userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
-                } else if shards[target].post(.accepted(fd)).isQueued {
-                    assigned[target] += 1
+                } else if shards[target].post(tls ? .acceptedTLS(fd) : .accepted(fd)).isQueued {
+                    shards[target].assignedTotal.wrappingIncrement(ordering: .relaxed)
                 } else {
                     Glibc.close(fd)
                     metrics.handoffFailures.increment()
@@ -208,7 +210,7 @@ final class Acceptor: @unchecked Sendable {
                     let fd = Int32(cqUserData[i] & 0xFFFF_FFFF)
                     let target = Int((cqUserData[i] >> 32) & 0xFF_FFFF)
                     Glibc.close(fd)
-                    assigned[target] -= 1
+                    shards[target].assignedTotal.wrappingDecrement(ordering: .relaxed)
                     metrics.handoffFailures.increment()
                 }
             }

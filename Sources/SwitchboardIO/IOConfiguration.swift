@@ -42,6 +42,8 @@ public struct IOConfiguration: Sendable {
     public var listenBacklog: Int = 4096
     /// Pin shard i to CPU i % cores.
     public var pinThreads: Bool = false
+    /// A TLS listener next to the plain one (nil: plaintext only). See `TLSConfiguration`.
+    public var tls: TLSConfiguration? = nil
 
     public init() {}
 
@@ -62,6 +64,7 @@ public struct IOConfiguration: Sendable {
         if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
         if tickMilliseconds < 1 || tickMilliseconds > 1000 { return "tickMilliseconds must be 1...1000" }
         if inboxCapacity < 2 { return "inboxCapacity must be >= 2" }
+        if let problem = tls?.validate() { return problem }
         return nil
     }
 }

@@ -8,6 +8,8 @@ import Glibc
 package enum ShardTask: Sendable {
     /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
     case accepted(Int32)
+    /// A socket accepted on the TLS listener (epoll backend).
+    case acceptedTLS(Int32)
     /// A closure to run on the shard thread, or its refusal path if the shard never will.
     case run(ShardWork)
     /// Begin graceful shutdown; force-close what is left at the deadline (monotonic ms).
@@ -127,6 +129,8 @@ struct Connection {
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
     var queue = SendQueue()
+    /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
+    var tls: TLSSession? = nil
 }
 
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
@@ -143,8 +147,14 @@ package class Shard: @unchecked Sendable {
     package let index: Int
     package let configuration: IOConfiguration
     package let metrics = IOMetrics()
+    package let tlsMetrics = TLSMetrics()
+    /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
+    var tlsState: TLSShardState?
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
+    /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
+    /// the balance is a heuristic, a stale read only makes one pick less even).
+    let assignedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
     package var backendName: String { "none" }
 
@@ -301,7 +311,7 @@ package class Shard: @unchecked Sendable {
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
         if allowed {
-            connections[slot].queue.append(bytes)
+            enqueue(slot, bytes)
             scheduleFlush(slot)
             return .queued
         }
@@ -313,9 +323,18 @@ package class Shard: @unchecked Sendable {
             metrics.sendQueueLimitHits.increment()
             return .overLimit
         }
+        enqueue(slot, bytes)
+        return .queued
+    }
+
+    /// Plain connections queue the bytes; TLS ones queue their ciphertext (Shard+TLS.swift).
+    @inline(__always) private func enqueue(_ slot: Int, _ bytes: OutboundBytes) {
+        if let session = connections[slot].tls {
+            tlsEnqueue(slot, session, bytes)
+            return
+        }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
-        return .queued
     }
 
     /// Bytes queued and not yet sent on a connection (0 for a stale id).
@@ -333,6 +352,7 @@ package class Shard: @unchecked Sendable {
              (.afterFlushNoLinger, .lingering), (.afterFlushNoLinger, .draining):
             return
         case (.afterFlush, _), (.afterFlushNoLinger, _):
+            if connections[slot].tls != nil { tlsWillClose(slot) }
             connections[slot].state = .draining
             connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
@@ -386,8 +406,8 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Takes a new socket. Closes it at once when the shard is full or draining.
-    func adopt(fd: Int32) {
-        if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
+    func adopt(fd: Int32, tls: Bool = false) {
+        if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) || (tls && !tlsMayAdopt()) {
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
@@ -412,7 +432,7 @@ package class Shard: @unchecked Sendable {
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
         idleTimers.arm(slot, now: nowMilliseconds)
-        guard registerConnection(slot) else {
+        guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
             handler.connectionOpened(socketID(slot))
             return
@@ -425,6 +445,10 @@ package class Shard: @unchecked Sendable {
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
         idleTimers.arm(slot, now: nowMilliseconds)
+        if let session = connections[slot].tls {
+            tlsDeliver(slot, session, bytes)
+            return
+        }
         handler.connectionReceived(socketID(slot), bytes)
     }
 
@@ -466,6 +490,7 @@ package class Shard: @unchecked Sendable {
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
         Glibc.close(connections[slot].fd)
+        if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         connections[slot] = Connection()
         connections[slot].generation = generation
@@ -482,6 +507,7 @@ package class Shard: @unchecked Sendable {
         inbox.drain(max: 4096) { task in
             switch task {
             case .accepted(let fd): adopt(fd: fd)
+            case .acceptedTLS(let fd): adopt(fd: fd, tls: true)
             case .run(let work): work.body(self)
             case .drain(let deadline): startDraining(deadline: deadline)
             }
@@ -512,7 +538,7 @@ package class Shard: @unchecked Sendable {
         while admission.load(ordering: .acquiring) != Self.admissionClosed { sched_yield() }
         inbox.drain(max: .max) { task in
             switch task {
-            case .accepted(let fd):
+            case .accepted(let fd), .acceptedTLS(let fd):
                 metrics.connectionsRejected.increment()
                 releasedTotal.wrappingIncrement(ordering: .relaxed)
                 Glibc.close(fd)
@@ -568,6 +594,7 @@ package class Shard: @unchecked Sendable {
 
     private func runTimers() {
         let now = nowMilliseconds
+        if tlsState != nil { tlsRunTimers(now: now) }
         while let slot = lingerTimers.popExpired(now: now) {
             metrics.lingerTimeouts.increment()
             beginClose(slot)

@@ -26,6 +26,11 @@ package final class ShardGroup: @unchecked Sendable {
     package private(set) var shards: [Shard] = []
     private var threads: [OSThread] = []
     private var acceptor: Acceptor?
+    private var tlsAcceptor: Acceptor?
+    /// The bound TLS port, 0 without a TLS listener. Valid after `start()`.
+    package private(set) var tlsPort: Int = 0
+    /// The TLS certificates in force (nil without a TLS listener); `reloadTLS()` swaps them.
+    package private(set) var tlsContexts: TLSContextStore?
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
     private let logger: Logger
     private let stoppedFlag = ManagedAtomic<Bool>(false)
@@ -84,16 +89,33 @@ package final class ShardGroup: @unchecked Sendable {
                 backend = .uring
             }
         }
+        // Certificates first: a bad one fails start-up with its reason before anything binds.
+        if let tls = configuration.tls {
+            do { tlsContexts = try TLSContextStore(configuration: tls) } catch {
+                throw .invalidConfiguration("TLS: \(error.message)")
+            }
+        }
         let listenFD = host.withCString { sb_listen_tcp($0, Int32(requestedPort), Int32(configuration.listenBacklog), false) }
         if listenFD < 0 { throw .system("listen on \(host):\(requestedPort)", -listenFD) }
         port = Int(sb_local_port(listenFD))
+        var tlsListenFD: Int32 = -1
+        if let tls = configuration.tls {
+            tlsListenFD = host.withCString { sb_listen_tcp($0, Int32(tls.port), Int32(configuration.listenBacklog), false) }
+            if tlsListenFD < 0 {
+                Glibc.close(listenFD)
+                throw .system("listen (TLS) on \(host):\(tls.port)", -tlsListenFD)
+            }
+            tlsPort = Int(sb_local_port(tlsListenFD))
+        }
         do {
-            try startShardsAndAcceptor(listenFD: listenFD)
+            try startShardsAndAcceptor(listenFD: listenFD, tlsListenFD: tlsListenFD)
         } catch {
-            // `startShardsAndAcceptor` left nothing running; the listener is ours unless the
+            // `startShardsAndAcceptor` left nothing running; a listener is ours unless its
             // acceptor took it (then it is closed already).
             if acceptor == nil { Glibc.close(listenFD) }
+            if tlsListenFD >= 0 && tlsAcceptor == nil { Glibc.close(tlsListenFD) }
             acceptor = nil
+            tlsAcceptor = nil
             throw error
         }
     }
@@ -101,7 +123,7 @@ package final class ShardGroup: @unchecked Sendable {
     /// The part of `start()` after binding. On a throw, every thread it started has been
     /// joined and every shard's descriptors released; `acceptor` is nil unless it took the
     /// listener and then failed (its `stop()` already closed it).
-    private func startShardsAndAcceptor(listenFD: Int32) throws(IOError) {
+    private func startShardsAndAcceptor(listenFD: Int32, tlsListenFD: Int32) throws(IOError) {
         let count = configuration.resolvedShardCount
         do {
             for i in 0..<count {
@@ -112,6 +134,9 @@ package final class ShardGroup: @unchecked Sendable {
         } catch {
             unwindShards()
             throw error
+        }
+        if let store = tlsContexts {
+            for s in shards { s.tlsState = TLSShardState(store: store, maxConnections: configuration.maxConnectionsPerShard) }
         }
 
         prepare?(shards)
@@ -168,6 +193,19 @@ package final class ShardGroup: @unchecked Sendable {
             unwindShards()
             throw error
         }
+        if tlsListenFD >= 0 {
+            do {
+                let t = try Acceptor(listenFD: tlsListenFD, shards: shards, useUring: backend == .uring, tls: true)
+                // From here the TLS acceptor owns its listener.
+                tlsAcceptor = t
+                try t.start()
+            } catch {
+                tlsAcceptor?.stop()
+                a.stop()
+                unwindShards()
+                throw error
+            }
+        }
     }
 
     /// Undoes a partial start: shards whose thread runs are told to stop at once, shards whose
@@ -188,10 +226,30 @@ package final class ShardGroup: @unchecked Sendable {
         shards = []
     }
 
+    /// Reads the TLS certificate and key files again (SIGHUP, or an operator's API call). New
+    /// handshakes use the new certificate; existing connections keep theirs. A bad new
+    /// certificate leaves the old one in force; the error is logged and returned. Any thread.
+    @discardableResult
+    package func reloadTLS() -> Result<Void, TLSError> {
+        guard let store = tlsContexts else { return .failure(TLSError("no TLS listener is configured")) }
+        let result = store.reload()
+        switch result {
+        case .success:
+            logger.notice("TLS certificates reloaded from \(store.configuration.certificate.chainPath)")
+        case .failure(let error):
+            logger.error("TLS reload refused, the previous certificate stays in force: \(error.message)")
+        }
+        return result
+    }
+
+    /// TLS acceptor counters (nil without a TLS listener).
+    package var tlsAcceptorMetrics: AcceptorMetrics? { tlsAcceptor?.metrics }
+
     /// Stops accepting, asks every shard to drain, and force-closes what is left after
     /// `graceMilliseconds`. Returns at once; `wait()` joins the threads.
     package func beginShutdown(graceMilliseconds: Int) {
         acceptor?.stop()
+        tlsAcceptor?.stop()
         let deadline = monotonicMilliseconds() + Int64(graceMilliseconds)
         for s in shards {
             // The inbox may be momentarily full; a drain must not be lost. A stopped shard

@@ -195,7 +195,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         case .send:
             completeSend(slot, res)
         case .acceptedFD:
-            if res >= 0 { adopt(fd: res) }
+            // The acceptor marks sockets of the TLS listener with slot 1 in the message.
+            if res >= 0 { adopt(fd: res, tls: slot == 1) }
         case .doorbell:
             armDoorbell()
         case .cancel, .none, .acceptorHandoff:

@@ -452,7 +452,7 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
             #expect(e.message.contains("--allow-remote"))
             #expect(usageError(["echo", target, "--allow-remote"]) == nil)
         }
-        for target in ["ws://127.0.0.1:80/", "ws://127.9.8.7:1/x", "ws://localhost:9000", "ws://[::1]:80/ws"] {
+        for target in ["ws://127.0.0.1:80/", "ws://127.9.8.7:1/x", "ws://localhost:9000", "ws://[::1]:80/ws", "wss://127.0.0.1:443/"] {
             #expect(usageError(["echo", target]) == nil, "\(target) refused")
         }
     }
@@ -463,7 +463,7 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
             ["bogus", "ws://127.0.0.1:1/"],
             ["echo"],
             ["echo", "http://127.0.0.1:1/"],
-            ["echo", "wss://127.0.0.1:1/"],
+            ["echo", "wss://"],
             ["echo", "ws://127.0.0.1:1/", "--nope"],
             ["echo", "ws://127.0.0.1:1/", "-c"],
             ["echo", "ws://127.0.0.1:1/", "-c", "0"],

@@ -15,7 +15,10 @@ struct WebSocketClientTests {
         let v6 = try WebSocketURL.parse("ws://[::1]:9000/p")
         #expect(v6 == WebSocketURL(host: "::1", port: 9000, resource: "/p"))
         #expect(v6.hostHeader == "[::1]:9000")
-        for bad in ["http://x/", "wss://x/", "ws://", "ws://:80/", "ws://h:0/", "ws://h:99999/", "ws://[::1/", "ws://u@h/"] {
+        #expect(try WebSocketURL.parse("wss://example.com/x") == WebSocketURL(host: "example.com", port: 443, secure: true, resource: "/x"))
+        #expect(try WebSocketURL.parse("wss://example.com:8443").hostHeader == "example.com:8443")
+        #expect(try WebSocketURL.parse("wss://example.com").hostHeader == "example.com")
+        for bad in ["http://x/", "https://x/", "ws://", "ws://:80/", "ws://h:0/", "ws://h:99999/", "ws://[::1/", "ws://u@h/"] {
             #expect(throws: BrokerClientError.self, "\(bad)") { try WebSocketURL.parse(bad) }
         }
     }

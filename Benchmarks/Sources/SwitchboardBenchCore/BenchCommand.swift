@@ -50,7 +50,7 @@ public struct BenchCommand: ParsableCommand {
     @Argument(help: ArgumentHelp("echo, fanout, connect or latency (see SCENARIOS below).", valueName: "scenario"))
     public var scenario: Scenario
 
-    @Argument(help: ArgumentHelp("The target, ws://HOST:PORT/path (or --url). wss is not supported.", valueName: "url"))
+    @Argument(help: ArgumentHelp("The target, ws://HOST:PORT/path or wss:// (TLS, not verified; or --url).", valueName: "url"))
     public var target: String?
 
     @OptionGroup(title: "Common options")
@@ -167,7 +167,7 @@ public struct BenchCommand: ParsableCommand {
         if let a = target, let b = c.url, a != b { throw UsageError("two targets given") }
         guard let text = target ?? c.url else { throw UsageError("missing target URL (ws://HOST:PORT/path)") }
         guard let url = WebSocketURL.parse(text) else {
-            throw UsageError("bad target '\(text)': expected ws://HOST:PORT/path (wss is not supported)")
+            throw UsageError("bad target '\(text)': expected ws://HOST:PORT/path or wss://HOST:PORT/path")
         }
         var o = BenchOptions(scenario: scenario, url: url)
         o.binary = c.binary

@@ -16,11 +16,15 @@ public struct WebSocketURL: Sendable, Equatable {
     public var path: String
     /// Value for the Host header (`host:port`, brackets kept for IPv6).
     public var hostHeader: String
+    /// wss://: every connection runs a full TLS handshake (no resumption, no certificate
+    /// verification: a loopback benchmark) before its WebSocket handshake.
+    public var secure = false
 
-    /// Parses `ws://HOST[:PORT][/path]`. `wss://` is refused (no TLS in the harness).
+    /// Parses `ws://` or `wss://HOST[:PORT][/path]`.
     public static func parse(_ text: String) -> WebSocketURL? {
-        guard text.hasPrefix("ws://") else { return nil }
-        let rest = text.dropFirst(5)
+        let secure = text.hasPrefix("wss://")
+        guard secure || text.hasPrefix("ws://") else { return nil }
+        let rest = text.dropFirst(secure ? 6 : 5)
         let authority: Substring
         var path = "/"
         if let slash = rest.firstIndex(of: "/") {
@@ -47,14 +51,14 @@ public struct WebSocketURL: Sendable, Equatable {
             if parts.count == 2 { portText = parts[1] }
         }
         guard !host.isEmpty else { return nil }
-        var port = 80
+        var port = secure ? 443 : 80
         if let p = portText {
             guard let v = Int(p), v > 0, v < 65_536 else { return nil }
             port = v
         }
         let h = String(host)
         let header = h.contains(":") ? "[\(h)]:\(port)" : "\(h):\(port)"
-        return WebSocketURL(host: h, port: port, path: path, hostHeader: header)
+        return WebSocketURL(host: h, port: port, path: path, hostHeader: header, secure: secure)
     }
 
     /// True for "localhost", 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.

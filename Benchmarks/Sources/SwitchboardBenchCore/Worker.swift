@@ -1,4 +1,5 @@
 import CLiburing
+import COpenSSL
 import Histogram
 import SwitchboardIO
 #if canImport(Glibc)
@@ -44,6 +45,11 @@ final class Conn {
     /// fanout subscribers: setup replies (`--setup-replies`) still awaited; the connection
     /// counts as resolved when this reaches 0.
     var setupRepliesPending = 0
+    /// wss://: the TLS client (memory BIOs); `out` holds plaintext until `flush` seals it
+    /// into `cipherOut`, which is what goes to the socket.
+    var tls: OpaquePointer? = nil
+    var tlsReady = false
+    var cipherOut = ByteBuffer()
 
     init(slot: Int, role: Role, globalIndex: Int, publisherIndex: Int, channel: Int) {
         self.slot = slot
@@ -57,6 +63,8 @@ final class Conn {
         out.free()
         pendingIn.free()
         inflight.free()
+        cipherOut.free()
+        if let t = tls { sb_tls_conn_free(t) }
     }
 }
 
@@ -162,6 +170,11 @@ final class Worker: @unchecked Sendable {
     private var publishTemplateDirty = false
     private static let timerToken: UInt64 = .max
     private let maxConnecting = 256
+    /// wss://: one client context for the worker's connections; received ciphertext lands in
+    /// `tlsScratch` before it is decrypted into `scratch`.
+    private var tlsContext: OpaquePointer? = nil
+    private var tlsScratch: UnsafeMutableRawPointer? = nil
+    private let tlsScratchBytes = 65_536
     private let outLimit = 64 << 20
 
     // Connection bookkeeping.
@@ -253,6 +266,10 @@ final class Worker: @unchecked Sendable {
         }
         if plan.rate > 0 { intervalNanos = 1e9 / plan.rate }
         dirtyList.reserveCapacity(conns.count)
+        if context.options.url.secure {
+            tlsContext = sb_tls_bench_client_ctx_new()
+            tlsScratch = .allocate(byteCount: tlsScratchBytes, alignment: 64)
+        }
     }
 
     deinit {
@@ -261,6 +278,8 @@ final class Worker: @unchecked Sendable {
         eventFlags.deallocate()
         payload.deallocate()
         publishTemplate.deallocate()
+        tlsScratch?.deallocate()
+        if let t = tlsContext { sb_tls_ctx_free(t) }
         if epfd >= 0 { close(epfd) }
         if timerFD >= 0 { close(timerFD) }
     }
@@ -433,6 +452,13 @@ final class Worker: @unchecked Sendable {
         let hs = ClientHandshake(url: ctx.channelURLs[c.channel], extraHeaders: options.headers)
         c.handshake = hs
         hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
+        if let tctx = tlsContext {
+            // The upgrade request waits in `out` until the TLS handshake is done.
+            guard let t = sb_tls_conn_new_client(tctx) else { fail(c, "TLS: cannot create a session"); return }
+            c.tls = t
+            c.tlsReady = false
+            guard sb_tls_handshake(t) >= 0 else { fail(c, "TLS handshake failed"); return }
+        }
         markDirty(c)
     }
 
@@ -501,6 +527,8 @@ final class Worker: @unchecked Sendable {
         while let ts = c.inflight.pop() { if ts >= measureStart && !stopping { lostMeasured += 1 } }
         c.out.free()
         c.pendingIn.free()
+        c.cipherOut.free()
+        if let t = c.tls { sb_tls_conn_free(t); c.tls = nil }
     }
 
     // MARK: Writing
@@ -519,11 +547,33 @@ final class Worker: @unchecked Sendable {
         dirtyList.removeAll(keepingCapacity: true)
     }
 
+    /// Encrypts what `out` holds (once the TLS handshake is done) and moves the ciphertext
+    /// OpenSSL produced into `cipherOut`. false when the connection failed.
+    private func seal(_ c: Conn, _ t: OpaquePointer) -> Bool {
+        if c.tlsReady && !c.out.isEmpty {
+            guard sb_tls_write(t, c.out.readPointer, c.out.count) == Int32(c.out.count) else {
+                fail(c, "TLS write failed")
+                return false
+            }
+            c.out.clear()
+        }
+        let pending = sb_tls_pending_out(t)
+        if pending > 0 {
+            let p = c.cipherOut.reserve(pending)
+            c.cipherOut.commit(Int(sb_tls_take_out(t, p, pending)))
+        }
+        return true
+    }
+
     /// One send(2) of everything queued for the connection (more only after a partial write).
+    /// wss://: the queued plaintext is sealed first and the ciphertext is what is sent.
     private func flush(_ c: Conn) {
-        while !c.out.isEmpty {
-            let n = send(c.fd, c.out.readPointer, c.out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
-            if n > 0 { c.out.consume(n); continue }
+        let isTLS = c.tls != nil
+        if let t = c.tls, !seal(c, t) { return }
+        while !(isTLS ? c.cipherOut.isEmpty : c.out.isEmpty) {
+            let n = isTLS ? send(c.fd, c.cipherOut.readPointer, c.cipherOut.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+                          : send(c.fd, c.out.readPointer, c.out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if n > 0 { if isTLS { c.cipherOut.consume(n) } else { c.out.consume(n) }; continue }
             let e = errno
             if n < 0 && e == EINTR { continue }
             if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
@@ -594,6 +644,10 @@ final class Worker: @unchecked Sendable {
             scratchCapacity = newCapacity
         }
         if carried > 0 { scratch.copyMemory(from: c.pendingIn.readPointer, byteCount: carried) }
+        if let t = c.tls {
+            readTLS(c, t, carried: carried)
+            return
+        }
         let n = recv(c.fd, scratch + carried, scratchCapacity - carried, 0)
         if n == 0 {
             fail(c, c.state == .handshaking ? "server closed during the handshake" : "server closed the connection", byServer: true)
@@ -607,6 +661,50 @@ final class Worker: @unchecked Sendable {
         }
         c.pendingIn.clear()
         process(c, carried + n, now: sb_monotonic_ns())
+    }
+
+    /// wss:// reads: ciphertext into `tlsScratch`, the handshake advanced, plaintext decrypted
+    /// into `scratch` after the carried bytes, then the same `process` as plaintext.
+    private func readTLS(_ c: Conn, _ t: OpaquePointer, carried: Int) {
+        let n = recv(c.fd, tlsScratch!, tlsScratchBytes, 0)
+        if n == 0 {
+            fail(c, c.state == .handshaking ? "server closed during the handshake" : "server closed the connection", byServer: true)
+            return
+        }
+        if n < 0 {
+            let e = errno
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+            fail(c, errnoText("recv", e), byServer: true)
+            return
+        }
+        guard sb_tls_feed(t, tlsScratch!, n) == Int32(n) else { fail(c, "TLS feed failed"); return }
+        if !c.tlsReady {
+            let r = sb_tls_handshake(t)
+            if r < 0 { fail(c, "TLS handshake failed", byServer: true); return }
+            if r == 1 { c.tlsReady = true }
+            markDirty(c)  // handshake messages, or the upgrade request once ready
+            if !c.tlsReady { return }
+        }
+        var total = carried
+        while true {
+            if scratchCapacity - total < 17_408 {
+                let newCapacity = scratchCapacity * 2
+                let fresh = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 64)
+                fresh.copyMemory(from: scratch, byteCount: total)
+                scratch.deallocate()
+                scratch = fresh
+                scratchCapacity = newCapacity
+            }
+            let r = sb_tls_read(t, scratch + total, scratchCapacity - total)
+            if r > 0 { total += Int(r); continue }
+            if r == 0 { break }
+            fail(c, r == -1 ? "server closed the connection" : "TLS record error", byServer: true)
+            return
+        }
+        if sb_tls_pending_out(t) > 0 { markDirty(c) }
+        guard total > carried else { return }
+        c.pendingIn.clear()
+        process(c, total, now: sb_monotonic_ns())
     }
 
     private func process(_ c: Conn, _ total: Int, now: Int64) {

@@ -1,6 +1,9 @@
 // peer-hummingbird: the Hummingbird 2 benchmark peer for Switchboard.
 //
-//   peer-hummingbird [--port N] [--host ADDR] [--threads N]
+//   peer-hummingbird [--port N] [--host ADDR] [--threads N] [--tls-certificate PEM --tls-key PEM]
+//
+//   With --tls-certificate and --tls-key the port speaks TLS only (swift-nio-ssl, ALPN http/1.1):
+//   the TLS peer of Benchmarks/scripts/tls-bench.sh.
 //
 //   GET /health   -> 200 {"status":"ok"} (application/json), same body bytes as Switchboard
 //   WS  /ws       -> echoes every text/binary message back to its sender
@@ -10,10 +13,13 @@
 // Nothing is logged per request; the logger runs at .warning.
 
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 #if canImport(Glibc)
@@ -28,11 +34,13 @@ struct Options {
     var host = "127.0.0.1"
     var port = 8080
     var threads = 1
+    var tlsCertificate: String?
+    var tlsKey: String?
 }
 
 func usage(_ message: String? = nil) -> Never {
     if let message { writeStderr("peer-hummingbird: \(message)\n") }
-    writeStderr("usage: peer-hummingbird [--port N] [--host ADDR] [--threads N]\n")
+    writeStderr("usage: peer-hummingbird [--port N] [--host ADDR] [--threads N] [--tls-certificate PEM --tls-key PEM]\n")
     exit(message == nil ? 0 : 2)
 }
 
@@ -58,12 +66,15 @@ func parseOptions() -> Options {
         case "--port": options.port = int()
         case "--host": options.host = value()
         case "--threads": options.threads = int()
+        case "--tls-certificate": options.tlsCertificate = value()
+        case "--tls-key": options.tlsKey = value()
         case "-h", "--help": usage()
         default: usage("unknown argument \(arg)")
         }
     }
     guard (0...65535).contains(options.port) else { usage("--port out of range") }
     guard options.threads >= 1 else { usage("--threads must be >= 1") }
+    guard (options.tlsCertificate == nil) == (options.tlsKey == nil) else { usage("--tls-certificate and --tls-key go together") }
     return options
 }
 
@@ -150,12 +161,28 @@ wsRouter.ws("/broadcast") { inbound, outbound, _ in
 
 let eventLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: options.threads)
 
+var server: HTTPServerBuilder = .http1WebSocketUpgrade(
+    webSocketRouter: wsRouter,
+    configuration: .init(ws: .init(maxFrameSize: maxMessageSize))
+)
+if let certificate = options.tlsCertificate, let key = options.tlsKey {
+    do {
+        let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+        // Read as PEM explicitly: `.file(path)` guesses the format from the extension (".key" is not ".pem").
+        let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+        var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
+        tls.minimumTLSVersion = .tlsv12
+        tls.applicationProtocols = ["http/1.1"]
+        server = try .tls(server, tlsConfiguration: tls)
+    } catch {
+        writeStderr("peer-hummingbird: TLS: \(error)\n")
+        exit(1)
+    }
+}
+
 let app = Application(
     router: router,
-    server: .http1WebSocketUpgrade(
-        webSocketRouter: wsRouter,
-        configuration: .init(ws: .init(maxFrameSize: maxMessageSize))
-    ),
+    server: server,
     configuration: .init(
         address: .hostname(options.host, port: options.port),
         serverName: nil,

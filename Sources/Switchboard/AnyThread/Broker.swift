@@ -53,7 +53,9 @@ public final class Broker: Sendable {
         self.dispatchers = dispatchers
         let routes = BuiltinRoutes(healthPath: configuration.healthPath, metricsPath: configuration.metricsPath,
                                    renderMetrics: { box.broker?.metricsText() ?? "" })
-        group = ShardGroup(configuration: configuration.io, host: configuration.host, port: configuration.port, logger: logger) { shard in
+        var io = configuration.io
+        if io.tls == nil && configuration.tls.isEnabled { io.tls = configuration.tls }
+        group = ShardGroup(configuration: io, host: configuration.host, port: configuration.port, logger: logger) { shard in
             let dispatcher = ShardDispatcher(shard: shard, broker: box.broker!, configuration: configuration,
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
                                              handlerFactory: handlerFactory)
@@ -66,6 +68,13 @@ public final class Broker: Sendable {
 
     /// The bound port (useful when the configuration asked for port 0). Valid after `start()`.
     public var port: Int { group.port }
+    /// The bound TLS port, 0 without a TLS listener. Valid after `start()`.
+    public var tlsPort: Int { group.tlsPort }
+    /// Reads the TLS certificate and key files again (the executable calls it on SIGHUP). A bad
+    /// new certificate keeps the old one in force; the error says why (and is logged).
+    /// Existing connections are not touched. Any thread.
+    @discardableResult
+    public func reloadTLS() -> Result<Void, TLSError> { group.reloadTLS() }
     /// The I/O backend in use. Valid after `start()`.
     public var backend: IOBackendKind { group.backend }
     public var shardCount: Int { group.shards.count }
@@ -79,6 +88,7 @@ public final class Broker: Sendable {
         try group.start()
         // deploy/lib.sh and the benchmark scripts read the port from this line.
         logger.notice("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
+        if group.tlsPort != 0 { logger.notice("switchboard listening with TLS on \(configuration.host):\(group.tlsPort)") }
     }
 
     /// Graceful shutdown: stop accepting, finish in-flight requests, close connections, and

@@ -17,9 +17,11 @@ extension Broker {
         }
         for s in group.shards {
             add(s.metrics.all, shard: s.index)
+            if group.tlsContexts != nil { add(s.tlsMetrics.all, shard: s.index) }
             add(protocolMetrics[s.index].all, shard: s.index)
         }
         if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], shard: nil) }
+        if let t = group.tlsContexts { add([t.reloads, t.reloadFailures], shard: nil) }
         if let extra = additionalMetricSamples { out += extra() }
         return out
     }

@@ -2,6 +2,7 @@ import CLiburing
 import Logging
 import ServiceLifecycle
 import SwitchboardIO
+import UnixSignals
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -31,11 +32,19 @@ extension Broker: Service {
     ///
     /// A broker runs once: either as a service or through `start()` / `shutdown()`, not both.
     public func run() async throws {
+        // SIGHUP reloads the TLS certificates (a bad one keeps the old, logged in reloadTLS).
+        // Trapped before the listeners open: an early SIGHUP must not kill the process.
+        let tlsEnabled = configuration.io.tls != nil || configuration.tls.isEnabled
+        let hangups: UnixSignalsSequence? = tlsEnabled ? await UnixSignalsSequence(trapping: .sighup) : nil
         try await Self.onDedicatedThread(name: "sb-start") { [self] in
             // This thread exits right after; the mask only matters to the threads it spawns.
             _ = sb_block_signals()
             try start()
         }
+        let reloader: Task<Void, Never>? = hangups.map { signals in
+            Task { [self] in for await _ in signals { reloadTLS() } }
+        }
+        defer { reloader?.cancel() }
         let cancelled: Bool
         do {
             try await gracefulShutdown()

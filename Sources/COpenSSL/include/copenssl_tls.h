@@ -1,0 +1,88 @@
+#ifndef SWITCHBOARD_COPENSSL_TLS_H
+#define SWITCHBOARD_COPENSSL_TLS_H
+#include <stddef.h>
+#include <stdint.h>
+
+/// Server-side TLS for the shards, through memory BIOs: the shard owns the socket, this code
+/// only turns ciphertext into plaintext and back. Thread rules: a context (`sb_tls_ctx`) is
+/// immutable once built and may be used by every shard at once (OpenSSL reference-counts it);
+/// a connection (`sb_tls_conn`) belongs to one shard thread.
+
+typedef struct ssl_ctx_st sb_tls_ctx;
+typedef struct sb_tls_conn sb_tls_conn;
+
+/// Builds a server context from a PEM certificate chain and a PEM private key: TLS 1.2 and
+/// 1.3 only, forward-secret AEAD ciphers for 1.2, renegotiation refused, no compression,
+/// ALPN `http/1.1`, stateless session tickets with the process-wide rotating key ring.
+/// Refuses a key that does not match the certificate and a certificate that is expired or
+/// not yet valid. On failure returns NULL and writes a message to `err`.
+sb_tls_ctx *sb_tls_ctx_new(const char *chain_path, const char *key_path, char *err, size_t err_len);
+/// Adds a context whose certificate is chosen when the client's SNI name matches it
+/// (X509_check_host against its leaf). The main context keeps a reference. 0 or -1.
+int sb_tls_ctx_add_sni(sb_tls_ctx *main_ctx, sb_tls_ctx *extra);
+void sb_tls_ctx_free(sb_tls_ctx *ctx);
+/// Seconds after which a new ticket key replaces the current one (the previous one is still
+/// accepted, with a fresh ticket issued). Process-wide. Default 3600.
+void sb_tls_set_ticket_rotation_seconds(long seconds);
+/// Ticket keys generated so far (process-wide; for tests and metrics).
+long sb_tls_ticket_key_generations(void);
+/// Forces a rotation now (tests, or an operator after a suspected key leak).
+void sb_tls_rotate_ticket_key(void);
+
+sb_tls_conn *sb_tls_conn_new(sb_tls_ctx *ctx);
+void sb_tls_conn_free(sb_tls_conn *c);
+/// Hands received ciphertext over. Returns the bytes taken (all) or -1.
+int sb_tls_feed(sb_tls_conn *c, const void *bytes, size_t len);
+/// Advances the handshake: 1 done, 0 needs more input, -1 failed (see sb_tls_error).
+int sb_tls_handshake(sb_tls_conn *c);
+/// Decrypts into `out`: >0 bytes, 0 needs more input, -1 the peer sent close_notify,
+/// -2 failed (see sb_tls_error).
+int sb_tls_read(sb_tls_conn *c, void *out, size_t cap);
+/// Encrypts `len` bytes into the outgoing BIO. Returns `len` or -1 (see sb_tls_error).
+int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len);
+/// Queues a close_notify alert in the outgoing BIO.
+void sb_tls_close_notify(sb_tls_conn *c);
+/// Ciphertext waiting to be sent.
+size_t sb_tls_pending_out(sb_tls_conn *c);
+/// Moves up to `cap` bytes of waiting ciphertext into `out`; returns the count.
+int sb_tls_take_out(sb_tls_conn *c, void *out, size_t cap);
+/// Renegotiation attempts seen on this connection (a ClientHello after the handshake).
+int sb_tls_renegotiation_attempts(sb_tls_conn *c);
+/// 1 when the session was resumed (ticket).
+int sb_tls_session_reused(sb_tls_conn *c);
+/// "TLSv1.3", "TLSv1.2", ...
+const char *sb_tls_version(sb_tls_conn *c);
+/// The negotiated ALPN protocol into `out` (NUL-terminated); its length, 0 when none.
+int sb_tls_alpn(sb_tls_conn *c, char *out, size_t cap);
+/// The SNI name the client sent into `out`; its length, 0 when none.
+int sb_tls_server_name(sb_tls_conn *c, char *out, size_t cap);
+/// Why the last operation of this thread failed (OpenSSL's error queue, then cleared).
+void sb_tls_error(char *out, size_t cap);
+
+// ---- Client side (the Swift client SDK): a blocking socket the caller connected. ----
+
+typedef struct sb_tls_client sb_tls_client;
+/// TLS 1.2+ handshake on connected, blocking `fd`, verifying the server's certificate against
+/// `ca_file` (PEM; NULL: the system trust store) and `host` (DNS name or IP literal; also sent
+/// as SNI when it is a name). ALPN http/1.1. On failure returns NULL with a message in `err`
+/// (the verification error when that is why). The caller keeps owning `fd`.
+sb_tls_client *sb_tls_client_connect(int fd, const char *host, const char *ca_file, char *err, size_t err_len);
+/// >0 bytes; 0 nothing yet (a non-data record was processed, or the socket would block); -1 the
+/// peer closed (close_notify or EOF); -2 failed. Blocks only while a record is incomplete.
+int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap);
+/// Writes all `len` bytes (blocking). Returns `len` or -1.
+int sb_tls_client_write(sb_tls_client *c, const void *bytes, size_t len);
+/// Decrypted bytes OpenSSL holds that a read returns without touching the socket.
+int sb_tls_client_pending(sb_tls_client *c);
+/// Sends close_notify (best effort) and frees; does not close `fd`.
+void sb_tls_client_free(sb_tls_client *c);
+
+// ---- Client side through memory BIOs (the load generator: its own epoll loop, no blocking). ----
+
+/// A client context that does NOT verify the server (a benchmark against loopback only);
+/// TLS 1.2+, ALPN http/1.1, no session resumption (every connection is a full handshake).
+sb_tls_ctx *sb_tls_bench_client_ctx_new(void);
+/// A client connection using the sb_tls_conn calls above (feed, handshake, read, write,
+/// pending_out, take_out, free).
+sb_tls_conn *sb_tls_conn_new_client(sb_tls_ctx *ctx);
+#endif

@@ -1,0 +1,245 @@
+import COpenSSL
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a shard keeps for its TLS connections: the context store, the count of handshakes
+/// running (bounded) and one decryption buffer (plaintext is handed to the protocol layer
+/// during the call only, like received bytes on the plain path).
+final class TLSShardState {
+    let store: TLSContextStore
+    var handshakesInFlight = 0
+    let scratchBytes = 16_384 + 256
+    let scratch: UnsafeMutableRawPointer
+    /// The handshake deadlines (their own list: every entry has the handshake timeout).
+    var handshakeTimers: TimerList
+
+    init(store: TLSContextStore, maxConnections: Int) {
+        self.store = store
+        scratch = .allocate(byteCount: scratchBytes, alignment: 64)
+        handshakeTimers = TimerList(capacity: maxConnections, durationMilliseconds: store.configuration.handshakeTimeoutMilliseconds)
+    }
+
+    deinit {
+        scratch.deallocate()
+        handshakeTimers.deallocate()
+    }
+}
+
+/// The TLS layer between the shard's socket and its protocol handler. The plain path does not
+/// come here: each hook in `Shard` is one test of `connections[slot].tls` being nil.
+///
+/// Received ciphertext is fed to the connection's `TLSSession`; the handshake advances; once
+/// established, decrypted plaintext goes to `handler.connectionReceived`. `Shard.send` encrypts
+/// into the session's outgoing BIO and queues the ciphertext, so the send queue, its limit and
+/// the backends' vectored sends see ciphertext only.
+extension Shard {
+    /// The answer to plaintext HTTP sent to the TLS port (as nginx does), before closing.
+    static let plaintextOnTLSPortResponse: OutboundBytes = {
+        let body = "This port speaks TLS: use https:// or wss://.\n"
+        return OutboundBytes("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)")
+    }()
+
+    /// Whether a TLS socket may be adopted now (false: the handshake cap is reached, counted).
+    func tlsMayAdopt() -> Bool {
+        guard let state = tlsState else { return false }
+        if state.handshakesInFlight >= state.store.configuration.maxHandshakesInFlightPerShard {
+            tlsMetrics.handshakesRejected.increment()
+            return false
+        }
+        return true
+    }
+
+    /// Gives a freshly adopted slot its TLS session and starts the handshake clock. false when
+    /// OpenSSL could not make a session.
+    func tlsAttach(_ slot: Int) -> Bool {
+        guard let state = tlsState, let session = TLSSession(context: state.store.context) else { return false }
+        connections[slot].tls = session
+        session.holdsHandshakePlace = true
+        state.handshakesInFlight += 1
+        tlsMetrics.handshakesInFlight.set(state.handshakesInFlight)
+        state.handshakeTimers.prepare(slot: slot)
+        state.handshakeTimers.arm(slot, now: nowMilliseconds)
+        return true
+    }
+
+    /// The slot is being freed: a handshake that never finished gives its place back.
+    func tlsDetach(_ slot: Int) {
+        guard let session = connections[slot].tls, let state = tlsState else { return }
+        if session.holdsHandshakePlace { endHandshake(state, slot, session) }
+        connections[slot].tls = nil
+    }
+
+    private func endHandshake(_ state: TLSShardState, _ slot: Int, _ session: TLSSession) {
+        assert(session.holdsHandshakePlace)
+        session.holdsHandshakePlace = false
+        state.handshakeTimers.cancel(slot)
+        state.handshakesInFlight -= 1
+        assert(state.handshakesInFlight >= 0)
+        tlsMetrics.handshakesInFlight.set(state.handshakesInFlight)
+    }
+
+    /// Closes the connections whose handshake ran out of time (a client that stopped
+    /// mid-handshake or sent a truncated ClientHello).
+    func tlsRunTimers(now: Int64) {
+        guard let state = tlsState else { return }
+        while let slot = state.handshakeTimers.popExpired(now: now) {
+            tlsMetrics.handshakeTimeouts.increment()
+            beginClose(slot)
+        }
+    }
+
+    /// Received ciphertext of a TLS connection (state `.open`).
+    func tlsDeliver(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
+        if case .handshaking(let sawInput) = session.phase, !sawInput {
+            session.phase = .handshaking(sawInput: true)
+            // Every TLS connection begins with a handshake record (content type 22).
+            guard bytes.first == 0x16 else {
+                rejectNotTLS(slot, bytes)
+                return
+            }
+        }
+        guard case .handshaking = session.phase else {
+            if session.isEstablished { feedAndRead(slot, session, bytes) }
+            return
+        }
+        guard sb_tls_feed(session.connection, bytes.baseAddress, bytes.count) == Int32(bytes.count) else {
+            handshakeFailed(slot, session)
+            return
+        }
+        switch sb_tls_handshake(session.connection) {
+        case 1:
+            session.phase = .established
+            if let state = tlsState { endHandshake(state, slot, session) }
+            tlsMetrics.handshakes.increment()
+            if sb_tls_session_reused(session.connection) == 1 { tlsMetrics.resumed.increment() }
+            let early = session.pendingPlaintext
+            session.pendingPlaintext = []
+            for b in early where !session.write(b) {
+                tlsRecordFailed(slot)
+                return
+            }
+            // The client's first request may have come in the same segment as its Finished.
+            readPlaintext(slot, session)
+        case 0:
+            queueCiphertext(slot, session)
+        default:
+            handshakeFailed(slot, session)
+        }
+    }
+
+    private func feedAndRead(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
+        guard sb_tls_feed(session.connection, bytes.baseAddress, bytes.count) == Int32(bytes.count) else {
+            tlsRecordFailed(slot)
+            return
+        }
+        readPlaintext(slot, session)
+    }
+
+    /// Decrypts what the read BIO holds and hands it to the protocol layer, record by record.
+    private func readPlaintext(_ slot: Int, _ session: TLSSession) {
+        guard let state = tlsState else { return }
+        let id = socketID(slot)
+        while connections[slot].state == .open {
+            let n = sb_tls_read(session.connection, state.scratch, state.scratchBytes)
+            if n > 0 {
+                handler.connectionReceived(id, UnsafeRawBufferPointer(start: state.scratch, count: Int(n)))
+                continue
+            }
+            if n == 0 { break }
+            if n == -1 {
+                // close_notify: the peer is done, as EOF on the plain path.
+                session.phase = .finished
+                queueCiphertext(slot, session)
+                beginClose(slot)
+                return
+            }
+            tlsRecordFailed(slot)
+            return
+        }
+        if sb_tls_renegotiation_attempts(session.connection) > 0 {
+            tlsMetrics.renegotiationsRefused.increment()
+            session.phase = .finished
+            queueCiphertext(slot, session)  // OpenSSL's no_renegotiation alert
+            close(socketID(slot), mode: .afterFlushNoLinger)
+            return
+        }
+        // Reads can produce output too (TLS 1.3 tickets, key updates, alerts).
+        queueCiphertext(slot, session)
+    }
+
+    /// A handshake that will not finish gives its place and its timer back now: the
+    /// connection may still be flushing or lingering, and must not be counted as a timeout too.
+    private func abandonHandshake(_ slot: Int, _ session: TLSSession) {
+        session.phase = .finished
+        if session.holdsHandshakePlace, let state = tlsState { endHandshake(state, slot, session) }
+    }
+
+    private func rejectNotTLS(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+        if let session = session(slot) { abandonHandshake(slot, session) }
+        // An HTTP method starts with an upper-case letter: answer in plaintext, as nginx does.
+        if let first = bytes.first, first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") {
+            tlsMetrics.plaintextRejected.increment()
+            connections[slot].queue.append(Self.plaintextOnTLSPortResponse)
+            scheduleFlush(slot)
+            close(socketID(slot), mode: .afterFlush)
+        } else {
+            tlsMetrics.handshakeFailures.increment()
+            beginClose(slot)
+        }
+    }
+
+    private func session(_ slot: Int) -> TLSSession? { connections[slot].tls }
+
+    private func handshakeFailed(_ slot: Int, _ session: TLSSession) {
+        tlsMetrics.handshakeFailures.increment()
+        _ = TLSSession.lastError()  // clears this thread's OpenSSL error queue
+        abandonHandshake(slot, session)
+        // OpenSSL wrote an alert saying why: send it, then close without lingering.
+        queueCiphertext(slot, session)
+        close(socketID(slot), mode: .afterFlushNoLinger)
+    }
+
+    private func tlsRecordFailed(_ slot: Int) {
+        tlsMetrics.recordErrors.increment()
+        _ = TLSSession.lastError()
+        connections[slot].tls?.phase = .finished
+        if let s = connections[slot].tls { queueCiphertext(slot, s) }
+        close(socketID(slot), mode: .afterFlushNoLinger)
+    }
+
+    /// Moves the ciphertext OpenSSL produced into the send queue.
+    func queueCiphertext(_ slot: Int, _ session: TLSSession) {
+        let st = connections[slot].state
+        guard st == .open || st == .draining else { return }
+        if let out = session.takeCiphertext() {
+            connections[slot].queue.append(out)
+            scheduleFlush(slot)
+        }
+    }
+
+    /// `Shard.send` for a TLS connection: encrypts now (before the handshake ends: keeps the
+    /// plaintext until it does). The caller checked the queue limit.
+    func tlsEnqueue(_ slot: Int, _ session: TLSSession, _ bytes: OutboundBytes) {
+        switch session.phase {
+        case .handshaking:
+            session.pendingPlaintext.append(bytes)
+        case .established:
+            if session.write(bytes) {
+                queueCiphertext(slot, session)
+            } else {
+                tlsRecordFailed(slot)
+            }
+        case .finished:
+            break
+        }
+    }
+
+    /// Before a graceful close: tell the peer with a close_notify alert.
+    func tlsWillClose(_ slot: Int) {
+        guard let session = connections[slot].tls, session.isEstablished else { return }
+        sb_tls_close_notify(session.connection)
+        session.phase = .finished
+        queueCiphertext(slot, session)
+    }
+}

@@ -1,0 +1,81 @@
+import COpenSSL
+
+/// The TLS state of one connection, owned by its shard (never shared, never locked): OpenSSL's
+/// SSL object between two memory BIOs. Ciphertext the shard received goes in with `feed`;
+/// ciphertext to send comes out with `takeCiphertext` and joins the connection's send queue.
+final class TLSSession {
+    enum Phase {
+        /// Waiting for (more of) the ClientHello and the client's Finished. `sawInput` tells
+        /// whether the first bytes were already checked for being TLS at all.
+        case handshaking(sawInput: Bool)
+        case established
+        /// The handshake failed or the peer sent close_notify: nothing more is decrypted.
+        case finished
+    }
+
+    let connection: OpaquePointer
+    var phase: Phase = .handshaking(sawInput: false)
+    /// Plaintext the protocol layer sent before the handshake finished, written once it has.
+    var pendingPlaintext: [OutboundBytes] = []
+    /// Counted in the shard's handshakes in flight (from adoption until the handshake ends,
+    /// fails, or the slot is freed).
+    var holdsHandshakePlace = false
+
+    init?(context: TLSContext) {
+        guard let c = sb_tls_conn_new(context.pointer) else { return nil }
+        connection = c
+    }
+
+    deinit { sb_tls_conn_free(connection) }
+
+    var isHandshaking: Bool {
+        if case .handshaking = phase { return true }
+        return false
+    }
+
+    var isEstablished: Bool {
+        if case .established = phase { return true }
+        return false
+    }
+
+    /// The ciphertext OpenSSL produced since the last call, as one buffer for the send queue.
+    func takeCiphertext() -> OutboundBytes? {
+        let pending = sb_tls_pending_out(connection)
+        guard pending > 0 else { return nil }
+        let out = OutboundBytes(capacity: pending) { buffer in
+            Int(sb_tls_take_out(connection, buffer.baseAddress!, buffer.count))
+        }
+        assert(out.count == pending, "a memory BIO hands over all it holds")
+        return out
+    }
+
+    /// Encrypts `bytes` into the outgoing BIO. false when OpenSSL refused (the connection is broken).
+    func write(_ bytes: OutboundBytes) -> Bool {
+        guard bytes.count > 0 else { return true }
+        return sb_tls_write(connection, bytes.base, bytes.count) == Int32(bytes.count)
+    }
+
+    static func lastError() -> String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        sb_tls_error(&buffer, buffer.count)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// TLS counters of one shard (written by the shard, read by any thread).
+package final class TLSMetrics: Sendable {
+    package let handshakes = Counter("switchboard_tls_handshakes_total", help: "TLS handshakes completed")
+    package let resumed = Counter("switchboard_tls_resumed_total", help: "TLS handshakes that resumed a session (ticket)")
+    package let handshakeFailures = Counter("switchboard_tls_handshake_failures_total", help: "TLS handshakes that failed (garbage or truncated ClientHello, no shared cipher or version, ...)")
+    package let handshakeTimeouts = Counter("switchboard_tls_handshake_timeouts_total", help: "TLS connections closed because the handshake did not finish in handshakeTimeoutMilliseconds")
+    package let handshakesRejected = Counter("switchboard_tls_handshakes_rejected_total", help: "TLS sockets closed at once because the shard had maxHandshakesInFlightPerShard handshakes running")
+    package let handshakesInFlight = Counter("switchboard_tls_handshakes_in_flight", help: "TLS handshakes running now")
+    package let plaintextRejected = Counter("switchboard_tls_plaintext_rejected_total", help: "Plaintext HTTP sent to the TLS port (answered 400 and closed)")
+    package let renegotiationsRefused = Counter("switchboard_tls_renegotiations_refused_total", help: "TLS renegotiation attempts (the connection is closed)")
+    package let recordErrors = Counter("switchboard_tls_record_errors_total", help: "Established TLS connections closed because a record did not decrypt")
+
+    package var all: [Counter] {
+        [handshakes, resumed, handshakeFailures, handshakeTimeouts, handshakesRejected, handshakesInFlight,
+         plaintextRejected, renegotiationsRefused, recordErrors]
+    }
+}

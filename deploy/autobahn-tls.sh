@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# RFC 6455 conformance over TLS: the Autobahn|Testsuite fuzzing client (its Twisted client
+# speaks wss:// through pyOpenSSL) against switchboard-echo's TLS listener. A throwaway CA and
+# server certificate are made under .build/autobahn-tls/ with the openssl CLI (no key is
+# committed). Fails on any case that is FAILED or NON-STRICT, like deploy/autobahn.sh.
+#   bash deploy/autobahn-tls.sh [uring|epoll] [CASES_JSON] [debug|release]
+# Default cases: 1-7, 9, 10. Reports: .build/autobahn-tls/<backend>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BACKEND="${1:-uring}"
+CASES="${2:-[\"1.*\",\"2.*\",\"3.*\",\"4.*\",\"5.*\",\"6.*\",\"7.*\",\"9.*\",\"10.*\"]}"
+CONFIG="${3:-debug}"
+AB="${AUTOBAHN_DIR:-$ROOT/../shared/conformance/autobahn}"
+VENV="$ROOT/.build/autobahn-venv"
+OUT="$ROOT/.build/autobahn-tls/$BACKEND"
+CERTS="$ROOT/.build/autobahn-tls/certs"
+source deploy/lib.sh
+
+ensure_python_venv "$ROOT"
+command -v openssl >/dev/null || ensure_packages openssl
+mkdir -p "$CERTS"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=autobahn test CA" \
+    -keyout "$CERTS/ca.key" -out "$CERTS/ca.pem" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
+    -keyout "$CERTS/server.key" -out "$CERTS/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$CERTS/server.ext"
+openssl x509 -req -in "$CERTS/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" -set_serial 1 -days 2 \
+    -extfile "$CERTS/server.ext" -out "$CERTS/server.pem" 2>/dev/null
+
+swift build -c "$CONFIG" --product switchboard-echo >/dev/null
+BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
+
+trap 'stop_server' EXIT
+start_server "$BIN" --io-backend "$BACKEND" --shards 2 --set tls_port=0 \
+    --set "tls_certificate=$CERTS/server.pem" --set "tls_private_key=$CERTS/server.key"
+TLS_PORT=""
+for _ in $(seq 1 50); do
+    TLS_PORT="$(sed -n 's/.*listening with TLS on 127.0.0.1:\([0-9]*\).*/\1/p' "$SERVER_LOG")"
+    [ -n "$TLS_PORT" ] && break
+    sleep 0.1
+done
+[ -n "$TLS_PORT" ] || { cat "$SERVER_LOG" >&2; echo "no TLS listener" >&2; exit 1; }
+
+rm -rf "$OUT"
+VENV="$VENV" AGENT="switchboard-tls-$BACKEND" bash "$AB/run_wstest.sh" "wss://127.0.0.1:$TLS_PORT" "$CASES" "$OUT" || true
+"$VENV/bin/python" - "$OUT/servers/index.json" "$BACKEND" <<'PY'
+import collections, json, sys
+data = json.load(open(sys.argv[1]))
+counts = collections.Counter()
+bad = []
+for agent, cases in data.items():
+    for cid, r in cases.items():
+        counts[r["behavior"]] += 1
+        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
+            bad.append((cid, r["behavior"], r["behaviorClose"]))
+print("autobahn over wss %s: %d cases: %s" % (sys.argv[2], sum(counts.values()), dict(sorted(counts.items()))))
+for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
+    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
+sys.exit(1 if bad else 0)
+PY

@@ -29,10 +29,13 @@ public final class IOMetrics: Sendable {
     public let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
     public let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
     public let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
+    public let bufferedBytes = Counter("switchboard_shard_buffered_bytes", help: "Bytes the shard holds for its peers (send queues with per-frame overhead, WebSocket messages being assembled, compression state), against maxBufferedBytesPerShard")
+    public let memoryBudgetHits = Counter("switchboard_shard_memory_budget_hits_total", help: "Sends or allocations refused because the shard was at maxBufferedBytesPerShard (sends only to connections over their fair share)")
 
     public var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
-         sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns]
+         sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
+         bufferedBytes, memoryBudgetHits]
     }
 }
 
@@ -71,7 +74,9 @@ struct Connection {
     var sendSubmittedBytes = 0
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
-    var queue = SendQueue()
+    var queue: SendQueue
+
+    init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 }
 
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
@@ -81,6 +86,8 @@ public class Shard: @unchecked Sendable {
     public let index: Int
     public let configuration: IOConfiguration
     public let metrics = IOMetrics()
+    /// Bytes held for peers, against `maxBufferedBytesPerShard`. Shard thread only.
+    public let memory: ShardMemoryBudget
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
@@ -109,6 +116,8 @@ public class Shard: @unchecked Sendable {
     init(index: Int, configuration: IOConfiguration) throws(IOError) {
         self.index = index
         self.configuration = configuration
+        memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
+                                   gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits)
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         connections = .allocate(capacity: capacity)
@@ -168,10 +177,11 @@ public class Shard: @unchecked Sendable {
     }
 
     /// Queues bytes; they are written in one vectored send per connection at the end of the turn.
-    @discardableResult
     ///
-    /// `overLimit: true` queues even past `maxSendQueueBytes`: for a final small control
-    /// message (a close frame) that must follow what is queued.
+    /// The limits count what a queue costs: payload bytes plus `SendQueue.entryOverheadBytes`
+    /// per queued run. `overLimit: true` queues even past `maxSendQueueBytes` and the shard's
+    /// budget: for a final small control message (a close frame) that must follow what is queued.
+    @discardableResult
     public func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
@@ -183,9 +193,16 @@ public class Shard: @unchecked Sendable {
         // The limit bounds what is already waiting: an empty queue takes any one message (its
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
-        let queued = connections[slot].queue.queuedBytes
-        if queued > 0 && queued + bytes.count > configuration.maxSendQueueBytes {
+        let queuedCost = connections[slot].queue.costBytes
+        let cost = SendQueue.cost(of: bytes)
+        if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
+            return .overLimit
+        }
+        // The shard is at its budget: only connections within their fair share still queue
+        // (whoever holds more than limit / open connections is the one to shed).
+        if !memory.fits(cost) && queuedCost + cost > memory.fairShareBytes(connections: openConnections) {
+            memory.countHit()
             return .overLimit
         }
         connections[slot].queue.append(bytes)
@@ -197,6 +214,23 @@ public class Shard: @unchecked Sendable {
     public func queuedBytes(_ id: SocketID) -> Int {
         guard let slot = liveSlot(id) else { return 0 }
         return connections[slot].queue.queuedBytes
+    }
+
+    /// Payload bytes written to the connection so far (0 for a stale id). With `queuedBytes`
+    /// it tells whether a given queued frame has left: mark `sentBytes + queuedBytes` after
+    /// queueing it; it is gone once `sentBytes` reaches the mark.
+    public func sentBytes(_ id: SocketID) -> UInt64 {
+        guard let slot = liveSlot(id) else { return 0 }
+        return connections[slot].queue.sentBytesTotal
+    }
+
+    /// Drops queued runs nothing was written of yet (and that are not handed to the kernel),
+    /// so that a final frame queued next overtakes what a peer that stopped reading left
+    /// behind. A run already partly sent stays whole: the peer never sees half a frame.
+    public func dropUnsentQueue(_ id: SocketID) {
+        guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
+        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes))
     }
 
     public func close(_ id: SocketID, mode: CloseMode) {
@@ -265,7 +299,7 @@ public class Shard: @unchecked Sendable {
             slot = Int(s)
         } else {
             slot = highWater
-            (connections + slot).initialize(to: Connection())
+            (connections + slot).initialize(to: Connection(budget: memory))
             highWater += 1
         }
         idleTimers.prepare(slot: slot)
@@ -333,7 +367,8 @@ public class Shard: @unchecked Sendable {
         let id = socketID(slot)
         Glibc.close(connections[slot].fd)
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
-        connections[slot] = Connection()
+        assert(connections[slot].queue.isEmpty, "a finalized connection still holds queued bytes")
+        connections[slot] = Connection(budget: memory)
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
         openConnections -= 1

@@ -66,7 +66,15 @@ public struct WebSocketConnection {
     var messageCompressed = false
     var messageFragments = 0
     var compressedBytes = 0
-    var messageBuffer: [UInt8] = []
+    /// The message being assembled, charged to the owner's budget as it grows.
+    var messageBuffer: AssemblyBuffer
+    /// Frames completed so far (every kind).
+    public private(set) var framesCompleted = 0
+    /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
+    public private(set) var messagesCompleted = 0
+    /// Data messages begun so far: with ``isAssemblingMessage``, tells the owner whether the
+    /// message in progress is the one it started timing.
+    public private(set) var messagesStarted = 0
     var validator = UTF8Validator()
     var controlBuffer: [UInt8] = []
 
@@ -75,12 +83,17 @@ public struct WebSocketConnection {
     public static let compressionThreshold = 32
 
     /// Creates a connection in the open state. `deflate` comes from the handshake result.
-    public init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) {
+    /// `budget`, when given, is charged with the message being assembled as it grows (inflated
+    /// output included); a refused growth fails the connection with 1013 (try again later).
+    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor.
+    public init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil,
+                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8) {
         self.limits = limits
         self.deflate = deflate
+        messageBuffer = AssemblyBuffer(budget: budget)
         if let deflate {
             inflater = Inflater(windowBits: deflate.clientMaxWindowBits)
-            deflater = Deflater(windowBits: deflate.serverMaxWindowBits)
+            deflater = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
         } else {
             inflater = nil
             deflater = nil
@@ -94,37 +107,57 @@ public struct WebSocketConnection {
     /// False after a close was sent or received, or after a failure.
     public var isOpen: Bool { closeState == .open && receiveState != .done }
 
+    /// A data message has begun and not ended (its bytes, if any, are held).
+    public var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
+
+    /// Bytes held for the message being assembled (its storage, as charged to the budget).
+    public var assemblyBytes: Int { messageBuffer.chargedBytes }
+
     // MARK: - Receiving
 
     /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
     /// event in order. After `.closed` or `.failed`, further input is ignored.
     public mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
-        guard let base = bytes.baseAddress else { return }
+        _ = receive(bytes, maxMessages: .max, handle)
+    }
+
+    /// Like ``receive(_:_:)``, but stops once `maxMessages` data messages were delivered and
+    /// returns how many bytes it used: the owner keeps the rest and feeds it later, so one
+    /// peer's burst of requests cannot hold the thread (each message is work for the owner's
+    /// handler; control frames cost the codec alone and are bounded by the bytes given).
+    /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
+    public mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
+                                 _ handle: (WebSocketEvent) -> Void) -> Int {
+        precondition(maxMessages > 0)
+        guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
+        let stopAt = messagesCompleted &+ maxMessages
         var offset = 0
         while offset < end {
+            if messagesCompleted == stopAt && receiveState != .done { return offset }
             switch receiveState {
             case .done:
-                return
+                return end
             case .header:
                 // Fast path: the whole header is in this buffer, parse it in place.
                 if headerFilled == 0 && end - offset >= 2 {
                     let need = Self.headerLength(base.load(fromByteOffset: offset + 1, as: UInt8.self))
                     if end - offset >= need {
                         offset += need
-                        if !beginFrame(base + (offset - need), handle) { return }
+                        if !beginFrame(base + (offset - need), handle) { return end }
                         continue
                     }
                 }
                 offset += accumulateHeader(base + offset, count: end - offset, handle)
             case .payload:
                 let count = min(frameRemaining, end - offset)
-                if !consume(base + offset, count: count, handle) { return }
+                if !consume(base + offset, count: count, handle) { return end }
                 offset += count
                 frameRemaining -= count
-                if frameRemaining == 0 && !finishFrame(handle) { return }
+                if frameRemaining == 0 && !finishFrame(handle) { return end }
             }
         }
+        return end
     }
 
     /// Header length implied by the second byte: 2, plus the extended length, plus the 4-byte mask.
@@ -235,6 +268,7 @@ public struct WebSocketConnection {
             controlBuffer.removeAll(keepingCapacity: true)
         } else {
             if opcode != .continuation {
+                messageStarted()
                 messageOpcode = opcode
                 messageCompressed = byte0 & 0x40 != 0
                 messageFragments = 0
@@ -259,7 +293,10 @@ public struct WebSocketConnection {
                 }
                 // Only the first frame reserves (per-fragment exact reserves would defeat geometric growth),
                 // and at most 1 MiB: a header alone must not commit 16 MiB per connection.
-                if opcode != .continuation { messageBuffer.reserveCapacity(min(count, 1 << 20)) }
+                if opcode != .continuation
+                    && !messageBuffer.reserve(min(count, 1 << 20), ceiling: limits.maxMessageBytes) {
+                    return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+                }
                 sink = .data
             }
         }
@@ -285,7 +322,9 @@ public struct WebSocketConnection {
             }
         case .data:
             let start = messageBuffer.count
-            messageBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+            guard messageBuffer.append(UnsafeRawBufferPointer(start: pointer, count: count), ceiling: limits.maxMessageBytes) else {
+                return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+            }
             framePhase = messageBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
@@ -315,8 +354,15 @@ public struct WebSocketConnection {
         case .tooBig: return (WebSocketCloseCode.messageTooBig, "message too big")
         case .corrupt: return (WebSocketCloseCode.protocolError, "invalid compressed data")
         case .invalidText: return (WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message")
+        case .overBudget: return (WebSocketCloseCode.tryAgainLater, overBudgetReason)
         }
     }
+
+    /// The close reason when the owner's budget refuses a message's growth (1013).
+    public static let overBudgetReason = "server memory budget reached"
+
+    /// Counts a new data message (the owner's assembly timer keys on it).
+    private mutating func messageStarted() { messagesStarted &+= 1 }
 
     /// Runs the UTF-8 validator over `messageBuffer[start...]`.
     mutating func validateTail(from start: Int) -> Bool {
@@ -329,6 +375,7 @@ public struct WebSocketConnection {
     /// Called when the current frame's payload is complete. Returns false if the connection ended.
     mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
         receiveState = .header
+        framesCompleted &+= 1
         if frameOpcode.isControl { return handleControl(handle) }
         guard frameFin else { return true }
         let opcode = messageOpcode
@@ -350,8 +397,8 @@ public struct WebSocketConnection {
         if opcode == .text && !validator.isComplete {
             return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
         }
-        let message = messageBuffer
-        messageBuffer = []
+        let message = messageBuffer.take()
+        messagesCompleted &+= 1
         handle(opcode == .text ? .text(message) : .binary(message))
         return true
     }
@@ -401,7 +448,7 @@ public struct WebSocketConnection {
             handle(.write(reply))
         }
         closeState = .finished
-        messageBuffer = []
+        messageBuffer.clear()
         handle(.closed(code: code, reason: reason))
         return false
     }
@@ -413,7 +460,7 @@ public struct WebSocketConnection {
             handle(.write(WebSocketFrame.close(code: code, reason: reason)))
         }
         closeState = .finished
-        messageBuffer = []
+        messageBuffer.clear()
         handle(.failed(code: code, reason: reason))
         return false
     }
@@ -436,8 +483,10 @@ public struct WebSocketConnection {
             deflater.reset()
             if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload) }
         }
-        return WebSocketFrame.encode(
+        let frame = WebSocketFrame.encode(
             opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true)
+        deflater.trimOutput()
+        return frame
     }
 
     /// Starts a server-initiated close: returns the close frame bytes (empty if a close was already
@@ -446,8 +495,15 @@ public struct WebSocketConnection {
     public mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
         guard closeState == .open, receiveState != .done else { return [] }
         closeState = .closeSent
+        // The message in progress will never be delivered (data after our close is dropped):
+        // its memory goes now, not when the peer answers.
+        messageBuffer.clear()
         return WebSocketFrame.close(code: code, reason: reason)
     }
+
+    /// Drops the message being assembled, giving its bytes back to the budget (the owner calls
+    /// it when the socket goes away mid-message).
+    public mutating func discardMessage() { messageBuffer.clear() }
 
     /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
     public static func pingFrame(_ payload: [UInt8]) -> [UInt8] {

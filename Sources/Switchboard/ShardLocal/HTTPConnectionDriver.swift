@@ -322,8 +322,21 @@ final class HTTPConnectionDriver {
                 write(response, keepAlive: true, headOnly: false, on: id, session)
                 // The HTTP parser goes with the phase: an idle socket should hold nothing.
                 session.lifecycle = .finished
-                let connection = WebSocketConnection(limits: webSocketLimits, deflate: deflate)
-                webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
+                var parameters = deflate
+                // Our compressor may use a smaller window than negotiated: the client's
+                // decompressor reads it all the same.
+                if let p = parameters, p.serverMaxWindowBits > configuration.webSocket.deflateServerWindowBits {
+                    parameters!.serverMaxWindowBits = configuration.webSocket.deflateServerWindowBits
+                }
+                let connection = WebSocketConnection(limits: webSocketLimits, deflate: parameters, budget: shard.memory,
+                                                     deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel)
+                let ws = WebSocketSession(connection, token: token, compresses: deflate != nil)
+                if let p = parameters {
+                    // The zlib state is held for the socket's life: charged once, given back at close.
+                    ws.deflateCharge = DeflateMemory.bytes(p, memoryLevel: configuration.webSocket.deflateMemoryLevel)
+                    shard.memory.charge(ws.deflateCharge)
+                }
+                webSockets.adopt(id, ws)
                 return true
             }
         }

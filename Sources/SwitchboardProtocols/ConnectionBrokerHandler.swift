@@ -1,10 +1,14 @@
 import Switchboard
 import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The connection-broker protocol (@sitnikov/connection-broker, v0.1.1) on Switchboard: clients
 /// register with a role, list connections by role, open channels to each other, exchange
 /// opaque JSON payloads on them and close them. See README "Connection broker" for the wire
-/// protocol and the semantics chosen where the reference leaves them open.
+/// protocol and the semantics chosen where the reference leaves them open, and
+/// `ConnectionRegistry.swift` for how the state is split over the shards (share-nothing).
 ///
 /// ```swift
 /// let cb = ConnectionBroker(options: ConnectionBrokerOptions())   // keep it for cb.metrics
@@ -23,20 +27,30 @@ import Synchronization
 ///   "Channel not found" (the same text, so channel ids cannot be probed);
 /// - a disconnect closes all the connection's channels; each peer gets
 ///   `channel_closed_notification`;
-/// - `payload` is forwarded as the exact JSON text received (never re-serialized).
+/// - `payload` is forwarded as the exact JSON text received (never re-serialized);
+/// - one connection's requests are answered in the order they were sent.
 public final class ConnectionBroker: Sendable {
     public let options: ConnectionBrokerOptions
     public let metrics = ConnectionBrokerMetrics()
-    let registry = ConnectionRegistry()
+    /// Each shard's handler, for the cross-shard messages (set by the handler's init).
+    let handlers = PerShard<ConnectionBrokerHandler>()
     /// The `id` of every message the broker sends: one broker-wide counter, first id 1.
     private let messageIds = Atomic<Int>(0)
+    /// The broker running the handlers, for the diagnostics below only (never on a request's
+    /// path, so this lock is never taken by the protocol itself).
+    private let diagnostics = Mutex(DiagnosticsBroker())
+
+    private struct DiagnosticsBroker {
+        weak var broker: Broker?
+        var shardCount = 0
+    }
 
     public init(options: ConnectionBrokerOptions = ConnectionBrokerOptions()) {
         self.options = options
     }
 
     /// A handler factory for `Broker(configuration:handlerFactory:)`: one handler per shard,
-    /// all sharing this instance's registry, counters and message ids.
+    /// all sharing this instance's counters and message ids.
     public func handlerFactory() -> @Sendable (ShardContext) -> WorkerHandler {
         { context in ConnectionBrokerHandler(context: context, shared: self) }
     }
@@ -46,63 +60,279 @@ public final class ConnectionBroker: Sendable {
         ConnectionBroker(options: options).handlerFactory()
     }
 
-    /// The socket of a registered connection id (for tests and diagnostics).
-    public func socketId(forConnectionId id: String) -> SocketID? {
-        guard let uuid = UUID4(id) else { return nil }
-        return registry.socket(of: uuid)
+    /// The shard owning a connection id's record (its socket's shard), or nil for a text that
+    /// is not a canonical id or before the broker started. Pure: no shard is asked.
+    public func shard(ofConnectionId id: String) -> Int? {
+        let n = diagnostics.withLock { $0.shardCount }
+        guard n > 0, let uuid = UUID4(id) else { return nil }
+        return uuid.home(shardCount: n)
     }
 
-    /// Registered connections and open channels, exact at one instant.
-    public var counts: (connections: Int, channels: Int) { registry.counts }
+    /// The socket of a registered connection id (tests and diagnostics). Asks the id's home
+    /// shard and blocks the calling thread for the answer (at most 5 s): never call it from a
+    /// shard's thread.
+    public func socketId(forConnectionId id: String) -> SocketID? {
+        let (broker, n) = diagnostics.withLock { ($0.broker, $0.shardCount) }
+        guard let broker, n > 0, let uuid = UUID4(id) else { return nil }
+        let answer = DiagnosticsAnswer()
+        let handlers = handlers
+        let posted = broker.execute(onShard: uuid.home(shardCount: n)) { context in
+            let socket = handlers[context]?.registry.connections[uuid]?.socket
+            answer.value.withLock { $0 = .some(socket) }
+        }
+        guard posted.isQueued else { return nil }
+        for _ in 0..<50_000 {
+            if let socket = answer.value.withLock({ $0 }) { return socket }
+            usleep(100)
+        }
+        return nil
+    }
+
+    /// Registered connections and open channels: sums of the per-shard gauges, exact once the
+    /// cross-shard messages in flight are handled.
+    public var counts: (connections: Int, channels: Int) {
+        (metrics.registeredConnections.load(ordering: .relaxed), metrics.openChannels.load(ordering: .relaxed))
+    }
 
     func nextMessageId() -> Int { messageIds.wrappingAdd(1, ordering: .relaxed).newValue }
+
+    func attach(_ context: ShardContext) {
+        diagnostics.withLock {
+            $0.broker = context.broker
+            $0.shardCount = context.shardCount
+        }
+    }
 }
 
-/// The per-shard handler: one instance per shard, called only on that shard's thread. Which
-/// sockets of this shard are registered (socket -> connection id) is shard-local and needs no
-/// lock; everything cross-connection goes through the shared `ConnectionRegistry`.
+private final class DiagnosticsAnswer: Sendable {
+    let value = Mutex<SocketID??>(nil)
+}
+
+/// The per-shard handler: one instance per shard, called only on that shard's thread. It owns
+/// this shard's part of the registry (the connections whose home is this shard, the roles it
+/// owns) and talks to the other shards' handlers by posting closures (`post`, `postReliable`).
+/// See `ConnectionRegistry.swift` for the design and its ordering arguments.
 public final class ConnectionBrokerHandler: WorkerHandler {
     private let context: ShardContext
     private let shared: ConnectionBroker
     private let options: ConnectionBrokerOptions
     private let metrics: ConnectionBrokerMetrics
-    private var registry: ConnectionRegistry { shared.registry }
-    /// Registered sockets of this shard.
-    private var registered: [SocketID: UUID4] = [:]
+    private let shardIndex: Int
+    private let shardCount: Int
+    /// This shard's records.
+    fileprivate(set) var registry = ConnectionRegistry()
+    /// Protocol state of this shard's sockets that sent something.
+    private var sessions: [SocketID: Session] = [:]
+    /// Answers and clean-ups other shards refused for now, per destination shard, in order.
+    private var outbox: [Int: [CrossShardWork]] = [:]
+    /// A retry of the outbox is posted to this shard.
+    private var retryPosted = false
+    /// Tags the request a session waits for, so an answer is matched to its request.
+    private var nextTicket: UInt64 = 0
+
+    /// Work for a handler on another shard; runs there with that handler.
+    typealias CrossShardWork = @Sendable (ConnectionBrokerHandler) -> Void
 
     public init(context: ShardContext, shared: ConnectionBroker) {
         self.context = context
         self.shared = shared
         options = shared.options
         metrics = shared.metrics
+        shardIndex = context.shardIndex
+        shardCount = context.shardCount
+        shared.handlers[context] = self
+        shared.attach(context)
+    }
+
+    // MARK: - Sessions
+
+    /// A socket's protocol state on its shard.
+    private struct Session {
+        enum Registration {
+            case unregistered
+            case registered(UUID4)
+        }
+
+        /// A request that waits for another shard's answer. Later requests are parked.
+        enum Waiting {
+            case register(ticket: UInt64, replyTo: Int?)
+            case list(ticket: UInt64, replyTo: Int?)
+            case open(ticket: UInt64, replyTo: Int?, targetText: String)
+
+            var ticket: UInt64 {
+                switch self {
+                case .register(let t, _), .list(let t, _), .open(let t, _, _): t
+                }
+            }
+        }
+
+        /// A request that arrived while another waited, copied.
+        enum Parked {
+            case text([UInt8])
+            case binary
+        }
+
+        var registration = Registration.unregistered
+        var waiting: Waiting?
+        var parked: [Parked] = []
+        var parkedHead = 0
+        var parkedBytes = 0
+        /// Closed by the protocol (request queue over its limit): later messages are ignored.
+        var closing = false
+
+        var id: UUID4? {
+            if case .registered(let id) = registration { return id }
+            return nil
+        }
+
+        mutating func popParked() -> Parked? {
+            guard waiting == nil, !closing, parkedHead < parked.count else { return nil }
+            let next = parked[parkedHead]
+            parkedHead += 1
+            parkedBytes -= Session.cost(of: next)
+            if parkedHead == parked.count {
+                parked.removeAll(keepingCapacity: false)
+                parkedHead = 0
+                assert(parkedBytes == 0)
+            }
+            return next
+        }
+
+        /// What a parked request counts against `maxQueuedRequestBytes`: its bytes plus 64 (so
+        /// empty and binary ones are bounded too).
+        static func cost(of entry: Parked) -> Int {
+            switch entry {
+            case .binary: 64
+            case .text(let bytes): 64 + bytes.count
+            }
+        }
+    }
+
+    private func newTicket() -> UInt64 {
+        nextTicket &+= 1
+        return nextTicket
     }
 
     // MARK: - WorkerHandler
 
     public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        switch message {
-        case .binary:
-            metrics.binaryRejected.increment()
-            sendError(socketId, replyTo: nil, "Binary messages are not supported")
-        case .text(var text):
-            text.withUTF8 { handle($0, from: socketId) }
+        flushOutbox()
+        if let s = sessions[socketId], s.waiting != nil || s.closing {
+            park(message, socketId)
+            return
         }
+        process(message, socketId)
     }
 
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
-        guard let me = registered.removeValue(forKey: socketId) else { return }
-        metrics.registeredConnections.decrement()
-        let closed = registry.disconnect(me)
-        for (channel, peer) in closed {
-            metrics.openChannels.decrement()
-            metrics.channelsClosedByDisconnect.increment()
-            send(peer, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channel.description) }
+        flushOutbox()
+        guard let session = sessions.removeValue(forKey: socketId), let me = session.id else { return }
+        disconnect(me)
+    }
+
+    private func process(_ message: SocketMessage, _ socket: SocketID) {
+        switch message {
+        case .binary:
+            metrics.binaryRejected.increment()
+            sendError(socket, replyTo: nil, "Binary messages are not supported")
+        case .text(var text):
+            text.withUTF8 { handle($0, from: socket) }
         }
+    }
+
+    /// Keeps a request for when the one in flight is answered; closes the socket (1013) when
+    /// the queue is over `maxQueuedRequestBytes` (one request is always accepted).
+    private func park(_ message: SocketMessage, _ socket: SocketID) {
+        guard var s = sessions.removeValue(forKey: socket) else { return }
+        defer { sessions[socket] = s }
+        if s.closing { return }
+        let entry: Session.Parked
+        switch message {
+        case .binary: entry = .binary
+        case .text(let text): entry = .text(Array(text.utf8))
+        }
+        let cost = Session.cost(of: entry)
+        if s.parkedBytes > 0 && s.parkedBytes + cost > options.maxQueuedRequestBytes {
+            metrics.requestQueueFull.increment()
+            s.closing = true
+            s.parked.removeAll()
+            s.parkedHead = 0
+            s.parkedBytes = 0
+            context.close(socket, code: .tryAgainLater, reason: "Too many requests in flight")
+            return
+        }
+        s.parkedBytes += cost
+        s.parked.append(entry)
+    }
+
+    /// Runs the parked requests of `socket` until one waits again.
+    private func resume(_ socket: SocketID) {
+        while let next = sessions[socket]?.popParked() {
+            switch next {
+            case .binary: process(.binary([]), socket)
+            case .text(let bytes): bytes.withUnsafeBufferPointer { handle($0, from: socket) }
+            }
+        }
+    }
+
+    // MARK: - Cross-shard posts
+
+    /// Posts the first hop of a request to `shard`'s handler. False when it was refused (the
+    /// inbox is full, or earlier answers to that shard still wait in the outbox, which a request
+    /// must not overtake): the caller answers the request with its failure. Counted.
+    private func post(to shard: Int, _ work: @escaping CrossShardWork) -> Bool {
+        assert(shard != shardIndex, "local work is called directly")
+        if outbox[shard] == nil, execute(on: shard, work).isQueued { return true }
+        metrics.crossShardRefused.increment()
+        return false
+    }
+
+    /// Runs an answer or a clean-up on `shard`'s handler: directly when it is this shard,
+    /// otherwise posted, in order; a refused post waits in the outbox (never dropped).
+    private func postReliable(to shard: Int, _ work: @escaping CrossShardWork) {
+        if shard == shardIndex { return work(self) }
+        if outbox[shard] == nil, execute(on: shard, work).isQueued { return }
+        metrics.crossShardRetried.increment()
+        outbox[shard, default: []].append(work)
+        scheduleRetry()
+    }
+
+    private func execute(on shard: Int, _ work: @escaping CrossShardWork) -> Enqueued {
+        let handlers = shared.handlers
+        return context.broker.execute(onShard: shard) { context in
+            guard let handler = handlers[context] else { return }
+            handler.flushOutbox()
+            work(handler)
+        }
+    }
+
+    /// Posts what waits in the outbox, in order per destination, until a post is refused.
+    private func flushOutbox() {
+        guard !outbox.isEmpty else { return }
+        for (shard, pending) in outbox {
+            var sent = 0
+            while sent < pending.count, execute(on: shard, pending[sent]).isQueued { sent += 1 }
+            if sent == pending.count { outbox[shard] = nil } else if sent > 0 { outbox[shard]!.removeFirst(sent) }
+        }
+        if !outbox.isEmpty { scheduleRetry() }
+    }
+
+    /// Retries the outbox on this shard's next turn. If even this shard's inbox is full, the
+    /// next handler entry flushes it.
+    private func scheduleRetry() {
+        guard !retryPosted else { return }
+        let handlers = shared.handlers
+        retryPosted = context.broker.execute(onShard: shardIndex) { context in
+            guard let handler = handlers[context] else { return }
+            handler.retryPosted = false
+            handler.flushOutbox()
+        }.isQueued
     }
 
     // MARK: - Sending
 
-    /// Builds `{"type":…,"id":N[,"replyTo":R]…}` (fields in the reference's order) and sends it.
+    /// Builds `{"type":…,"id":N[,"replyTo":R]…}` (fields in the reference's order) and sends it
+    /// to a socket of this shard; true when it is in the socket's send queue.
     @discardableResult
     private func send(_ socket: SocketID, _ type: String, replyTo: Int?, _ fields: (inout JSONWriter) -> Void) -> Bool {
         var w = JSONWriter()
@@ -110,17 +340,27 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         w.int("id", shared.nextMessageId())
         if let replyTo { w.int("replyTo", replyTo) }
         fields(&w)
-        // Exact on this shard's sockets; for another shard's, whether it could be queued.
-        let message = SocketMessage.text(w.finish())
-        let ok = context.isLocal(socket)
-            ? context.send(socket, message) == .queued
-            : context.broker.send(socket, message) == .queued
+        return sendText(socket, w.finish())
+    }
+
+    private func sendText(_ socket: SocketID, _ text: String) -> Bool {
+        assert(socket.shard == shardIndex, "sockets are written by their own shard only")
+        let ok = context.send(socket, .text(text)) == .queued
         if ok { metrics.messagesSent.increment() } else { metrics.sendFailures.increment() }
         return ok
     }
 
     private func sendError(_ socket: SocketID, replyTo: Int?, _ error: String) {
         send(socket, "error", replyTo: replyTo) { $0.string("error", error) }
+    }
+
+    /// The `*_failed` reply of a request: `error`, after the request's own `key` field when it
+    /// was a string (the spec's failures repeat `targetId` / `channelId`).
+    private func sendFailure(_ socket: SocketID, _ type: String, replyTo: Int?, echoing key: StaticString? = nil, _ value: String? = nil, error: String) {
+        send(socket, type, replyTo: replyTo) { w in
+            if let key, let value { w.string(key, value) }
+            w.string("error", error)
+        }
     }
 
     // MARK: - Requests
@@ -198,7 +438,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             fail("Invalid field: id (expected an integer)")
             return nil
         }
-        let me = registered[r.socket]
+        let me = sessions[r.socket]?.id
         if requireRegistered && me == nil {
             metrics.notRegistered.increment()
             fail("Not registered")
@@ -206,6 +446,26 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
         return .some(me)
     }
+
+    private func failure(_ r: Request, _ type: String, echoing key: StaticString? = nil, _ value: String? = nil) -> (String) -> Void {
+        { error in self.sendFailure(r.socket, type, replyTo: r.replyTo, echoing: key, value, error: error) }
+    }
+
+    /// Marks `socket` as waiting for `waiting`'s answer (its later requests park).
+    private func wait(_ socket: SocketID, _ waiting: Session.Waiting) {
+        assert(sessions[socket]?.waiting == nil, "one request in flight per connection")
+        sessions[socket, default: Session()].waiting = waiting
+    }
+
+    /// The answer for `socket`'s request `ticket` arrived: true (and the session no longer
+    /// waits) when the socket is still there and waits for it.
+    private func takeWaiting(_ socket: SocketID, _ ticket: UInt64) -> Session.Waiting? {
+        guard let waiting = sessions[socket]?.waiting, waiting.ticket == ticket else { return nil }
+        sessions[socket]!.waiting = nil
+        return waiting
+    }
+
+    // MARK: register
 
     private func register(_ r: Request) {
         let fail = failure(r, "register_failed")
@@ -222,17 +482,51 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.roleTooLong.increment()
             return fail("Role too long")
         }
-        switch registry.register(socket: r.socket, role: role, maxPerRole: options.maxConnectionsPerRole) {
-        case .roleFull:
-            metrics.roleFull.increment()
-            fail("Too many connections for role")
-        case .registered(let id):
-            registered[r.socket] = id
-            metrics.registrations.increment()
-            metrics.registeredConnections.increment()
-            send(r.socket, "registered", replyTo: r.replyTo) { $0.string("connectionId", id.description) }
+        var fresh = UUID4.random(home: shardIndex, shardCount: shardCount)
+        while registry.connections[fresh] != nil { fresh = UUID4.random(home: shardIndex, shardCount: shardCount) }
+        let id = fresh
+        let owner = roleOwner(role, shardCount: shardCount)
+        let maxPerRole = options.maxConnectionsPerRole
+        if owner == shardIndex {
+            let admitted = registry.admit(id, to: role, maxPerRole: maxPerRole)
+            return completeRegister(r.socket, id, role, admitted, replyTo: r.replyTo)
         }
+        let socket = r.socket, ticket = newTicket(), home = shardIndex
+        let posted = post(to: owner) { owner in
+            let admitted = owner.registry.admit(id, to: role, maxPerRole: maxPerRole)
+            owner.postReliable(to: home) { $0.registerAnswered(socket, ticket, id, role, admitted) }
+        }
+        guard posted else { return fail("Server busy") }
+        wait(socket, .register(ticket: ticket, replyTo: r.replyTo))
     }
+
+    private func registerAnswered(_ socket: SocketID, _ ticket: UInt64, _ id: UUID4, _ role: String, _ admitted: Bool) {
+        guard case .register(_, let replyTo)? = takeWaiting(socket, ticket) else {
+            // The socket went away while its register was in flight: take the id back out.
+            if admitted { removeMember(id, from: role) }
+            return
+        }
+        completeRegister(socket, id, role, admitted, replyTo: replyTo)
+        resume(socket)
+    }
+
+    private func completeRegister(_ socket: SocketID, _ id: UUID4, _ role: String, _ admitted: Bool, replyTo: Int?) {
+        guard admitted else {
+            metrics.roleFull.increment()
+            return sendFailure(socket, "register_failed", replyTo: replyTo, error: "Too many connections for role")
+        }
+        registry.addConnection(id, socket: socket, role: role)
+        sessions[socket, default: Session()].registration = .registered(id)
+        metrics.registrations.increment()
+        metrics.registeredConnections.increment()
+        send(socket, "registered", replyTo: replyTo) { $0.string("connectionId", id.description) }
+    }
+
+    private func removeMember(_ id: UUID4, from role: String) {
+        postReliable(to: roleOwner(role, shardCount: shardCount)) { $0.registry.removeMember(id, from: role) }
+    }
+
+    // MARK: list_by_role
 
     private func listByRole(_ r: Request) {
         let fail = failure(r, "list_by_role_failed")
@@ -245,20 +539,48 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.roleTooLong.increment()
             return fail("Role too long")
         }
-        let (ids, cut) = registry.list(role: role, limit: options.maxListResults)
-        if cut { metrics.listTruncated.increment() }
-        send(r.socket, "connections", replyTo: r.replyTo) { $0.stringArray("ids", ids.map(\.description)) }
+        let owner = roleOwner(role, shardCount: shardCount)
+        let limit = options.maxListResults
+        if owner == shardIndex {
+            let (ids, total) = listMembers(of: role, limit: limit)
+            return completeList(r.socket, ids, cut: total > ids.count, replyTo: r.replyTo)
+        }
+        let socket = r.socket, ticket = newTicket(), home = shardIndex
+        let posted = post(to: owner) { owner in
+            let (ids, total) = owner.listMembers(of: role, limit: limit)
+            owner.postReliable(to: home) { $0.listAnswered(socket, ticket, ids, cut: total > ids.count) }
+        }
+        guard posted else { return fail("Server busy") }
+        wait(socket, .list(ticket: ticket, replyTo: r.replyTo))
     }
 
-    /// The `*_failed` reply of a request: `error`, after the request's own `key` field when it
-    /// was a string (the spec's failures repeat `targetId` / `channelId`).
-    private func failure(_ r: Request, _ type: String, echoing key: StaticString? = nil, _ value: String? = nil) -> (String) -> Void {
-        { error in
-            _ = self.send(r.socket, type, replyTo: r.replyTo) { w in
-                if let key, let value { w.string(key, value) }
-                w.string("error", error)
-            }
-        }
+    /// On the role's owner.
+    private func listMembers(of role: String, limit: Int) -> (ids: [UUID4], total: Int) {
+        var visited = 0
+        let answer = registry.members(of: role, limit: limit, visited: &visited)
+        metrics.listEntriesVisited.wrappingAdd(visited, ordering: .relaxed)
+        return answer
+    }
+
+    private func listAnswered(_ socket: SocketID, _ ticket: UInt64, _ ids: [UUID4], cut: Bool) {
+        guard case .list(_, let replyTo)? = takeWaiting(socket, ticket) else { return }
+        completeList(socket, ids, cut: cut, replyTo: replyTo)
+        resume(socket)
+    }
+
+    private func completeList(_ socket: SocketID, _ ids: [UUID4], cut: Bool, replyTo: Int?) {
+        if cut { metrics.listTruncated.increment() }
+        send(socket, "connections", replyTo: replyTo) { $0.stringArray("ids", ids.map(\.description)) }
+    }
+
+    // MARK: open
+
+    /// The target side's answer to an open.
+    enum OpenAnswer: Sendable {
+        case opened(UUID4, targetSocket: SocketID)
+        case targetNotFound
+        case targetTooMany
+        case deliveryFailed
     }
 
     private func open(_ r: Request) {
@@ -277,36 +599,96 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.selfChannelRejected.increment()
             return fail("Cannot open a channel to yourself")
         }
-        switch registry.open(from: me, to: target, maxChannels: options.maxChannelsPerConnection) {
+        guard let mine = registry.connections[me] else {
+            preconditionFailure("registered session \(me) without a record")
+        }
+        if mine.channelsAndOpens >= options.maxChannelsPerConnection {
+            metrics.tooManyChannels.increment()
+            return fail("Too many open channels")
+        }
+        let socket = r.socket
+        let targetHome = target.home(shardCount: shardCount)
+        if targetHome == shardIndex {
+            let answer = acceptChannel(target: target, opener: me, openerSocket: socket)
+            return completeOpen(socket, me, target, targetText, answer, replyTo: r.replyTo)
+        }
+        let ticket = newTicket(), home = shardIndex
+        let posted = post(to: targetHome) { targetHandler in
+            let answer = targetHandler.acceptChannel(target: target, opener: me, openerSocket: socket)
+            targetHandler.postReliable(to: home) { $0.openAnswered(socket, ticket, me, target, answer) }
+        }
+        guard posted else {
+            metrics.deliveryFailed.increment()
+            return fail("Delivery failed")
+        }
+        registry.setOpensInFlight(me, +1)
+        wait(socket, .open(ticket: ticket, replyTo: r.replyTo, targetText: targetText))
+    }
+
+    /// On the target's home: creates the target's end and tells the target.
+    private func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID) -> OpenAnswer {
+        switch registry.acceptChannel(target: target, opener: opener, openerSocket: openerSocket, maxChannels: options.maxChannelsPerConnection) {
+        case .targetNotFound: return .targetNotFound
+        case .targetTooMany: return .targetTooMany
+        case .accepted(let channel, let targetSocket):
+            // Before the answer leaves: anything the opener sends on the channel follows it.
+            let told = send(targetSocket, "incoming_channel", replyTo: nil) { w in
+                w.string("from", opener.description)
+                w.string("channelId", channel.description)
+            }
+            guard told else {
+                _ = registry.removeEnd(channel, of: target, peer: opener)
+                return .deliveryFailed
+            }
+            metrics.openChannels.increment()  // the target's end carries the channel in the gauge
+            return .opened(channel, targetSocket: targetSocket)
+        }
+    }
+
+    private func openAnswered(_ socket: SocketID, _ ticket: UInt64, _ me: UUID4, _ target: UUID4, _ answer: OpenAnswer) {
+        registry.setOpensInFlight(me, -1)
+        guard case .open(_, let replyTo, let targetText)? = takeWaiting(socket, ticket) else {
+            // The opener went away meanwhile: close the target's new end.
+            if case .opened(let channel, _) = answer {
+                postReliable(to: target.home(shardCount: shardCount)) { $0.peersGone(me, [(channel, target)]) }
+            }
+            return
+        }
+        completeOpen(socket, me, target, targetText, answer, replyTo: replyTo)
+        resume(socket)
+    }
+
+    private func completeOpen(_ socket: SocketID, _ me: UUID4, _ target: UUID4, _ targetText: String, _ answer: OpenAnswer, replyTo: Int?) {
+        let fail = { (error: String) in
+            self.sendFailure(socket, "channel_open_failed", replyTo: replyTo, echoing: "targetId", targetText, error: error)
+        }
+        switch answer {
         case .targetNotFound:
             metrics.targetNotFound.increment()
             fail("Target connection not found")
-        case .tooMany:
-            metrics.tooManyChannels.increment()
-            fail("Too many open channels")
         case .targetTooMany:
             metrics.tooManyChannels.increment()
             fail("Target has too many open channels")
+        case .deliveryFailed:
+            metrics.deliveryFailed.increment()
+            fail("Delivery failed")
         case .opened(let channel, let targetSocket):
-            let channelText = channel.description
-            // The target first: anything the opener sends after channel_opened is queued
-            // behind incoming_channel (same sending thread, same order).
-            let delivered = send(targetSocket, "incoming_channel", replyTo: nil) { w in
-                w.string("from", me.description)
-                w.string("channelId", channelText)
-            }
-            if !delivered, registry.close(channel: channel, by: me) != nil {
+            // A self channel has one end, the target's. The opener is registered (a socket that
+            // left never gets here); only an id already among its ends (2^-122) is refused.
+            if target != me, !registry.addEnd(channel, to: me, .init(peer: target, peerSocket: targetSocket, isTarget: false)) {
+                postReliable(to: targetSocket.shard) { $0.peersGone(me, [(channel, target)]) }
                 metrics.deliveryFailed.increment()
                 return fail("Delivery failed")
             }
             metrics.channelsOpened.increment()
-            metrics.openChannels.increment()
-            send(r.socket, "channel_opened", replyTo: r.replyTo) { w in
-                w.string("channelId", channelText)
+            send(socket, "channel_opened", replyTo: replyTo) { w in
+                w.string("channelId", channel.description)
                 w.string("targetId", targetText)
             }
         }
     }
+
+    // MARK: message
 
     private func message(_ r: Request) {
         let channelText = r.string("channelId")
@@ -320,23 +702,48 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.invalidField.increment()
             return fail("Missing field: payload")
         }
-        guard let channel = UUID4(channelText), let peer = registry.route(channel: channel, from: me) else {
+        guard let channel = UUID4(channelText), let end = registry.end(of: channel, heldBy: me) else {
             metrics.channelNotFound.increment()
             return fail("Channel not found")
         }
         let raw = UnsafeBufferPointer(rebasing: r.bytes[payload.range])
-        let delivered = send(peer, "channel_message", replyTo: nil) { w in
-            w.string("channelId", channelText)
-            w.raw("payload", raw)
-        }
-        guard delivered else {
-            metrics.deliveryFailed.increment()
-            return fail("Delivery failed")
+        var w = JSONWriter(capacity: raw.count + 128)
+        w.string("type", "channel_message")
+        w.int("id", shared.nextMessageId())
+        w.string("channelId", channelText)
+        w.raw("payload", raw)
+        let text = w.finish()
+        let peer = end.peer
+        let peerHome = end.peerSocket.shard
+        if peerHome == shardIndex {
+            guard deliver(channel, from: me, to: peer, text) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+        } else {
+            guard post(to: peerHome, { $0.deliver(channel, from: me, to: peer, text) }) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
         }
         metrics.messagesRouted.increment()
         metrics.payloadBytesRouted.wrappingAdd(raw.count, ordering: .relaxed)
         send(r.socket, "channel_message_sent", replyTo: r.replyTo) { $0.string("channelId", channelText) }
     }
+
+    /// On the recipient's home: hands `text` to `party` if it still has its end of `channel`
+    /// (to `sender`); a message that crossed a close or a disconnect is dropped, counted.
+    @discardableResult
+    private func deliver(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Bool {
+        guard let end = registry.end(of: channel, heldBy: party), end.peer == sender,
+              let socket = registry.connections[party]?.socket else {
+            metrics.messagesDropped.increment()
+            return false
+        }
+        return sendText(socket, text)
+    }
+
+    // MARK: close
 
     private func close(_ r: Request) {
         let channelText = r.string("channelId")
@@ -346,13 +753,67 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.invalidField.increment()
             return fail("Missing or invalid field: channelId")
         }
-        guard let channel = UUID4(channelText), let peer = registry.close(channel: channel, by: me) else {
+        guard let channel = UUID4(channelText), let end = registry.end(of: channel, heldBy: me) else {
             metrics.channelNotFound.increment()
             return fail("Channel not found")
         }
+        let peer = end.peer, peerHome = end.peerSocket.shard
+        if peerHome != shardIndex {
+            // The peer's home first: if it refuses, nothing changed and the client may retry.
+            guard post(to: peerHome, { $0.peerClosed(channel, by: me, party: peer) }) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+        }
+        removeEnd(channel, of: me, peer: peer)
         metrics.channelsClosed.increment()
-        metrics.openChannels.decrement()
         send(r.socket, "channel_closed", replyTo: r.replyTo) { $0.string("channelId", channelText) }
-        send(peer, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channelText) }
+        if peerHome == shardIndex {
+            if peer == me {
+                send(r.socket, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channelText) }
+            } else {
+                peerClosed(channel, by: me, party: peer)
+            }
+        }
+    }
+
+    @discardableResult
+    private func removeEnd(_ channel: UUID4, of party: UUID4, peer: UUID4) -> Bool {
+        guard let end = registry.removeEnd(channel, of: party, peer: peer) else { return false }
+        if end.isTarget { metrics.openChannels.decrement() }
+        return true
+    }
+
+    /// On `party`'s home: its peer `closer` closed `channel` (or went away).
+    private func peerClosed(_ channel: UUID4, by closer: UUID4, party: UUID4) {
+        // Absent when the party closed it too (both get channel_closed) or is gone itself.
+        guard removeEnd(channel, of: party, peer: closer), let socket = registry.connections[party]?.socket else { return }
+        send(socket, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channel.description) }
+    }
+
+    /// On the peers' home: `gone` disconnected; each listed party loses its end.
+    private func peersGone(_ gone: UUID4, _ ends: [(channel: UUID4, party: UUID4)]) {
+        for (channel, party) in ends { peerClosed(channel, by: gone, party: party) }
+    }
+
+    // MARK: disconnect
+
+    /// Forgets connection `me` (its socket closed): leaves its role first, then closes every
+    /// channel end, telling each peer's home (one post per home).
+    private func disconnect(_ me: UUID4) {
+        guard let record = registry.removeConnection(me) else {
+            preconditionFailure("registered session \(me) without a record")
+        }
+        metrics.registeredConnections.decrement()
+        removeMember(me, from: record.role)
+        var byHome: [Int: [(channel: UUID4, party: UUID4)]] = [:]
+        for (channel, end) in record.channels {
+            metrics.channelsClosedByDisconnect.increment()
+            if end.isTarget { metrics.openChannels.decrement() }
+            if end.peer != me { byHome[end.peerSocket.shard, default: []].append((channel, end.peer)) }
+        }
+        for (home, ends) in byHome {
+            postReliable(to: home) { $0.peersGone(me, ends) }
+        }
     }
 }

@@ -30,6 +30,11 @@ public struct ConnectionBrokerOptions: Sendable {
     /// Whether a connection may open a channel to itself (default: no, `channel_open_failed`
     /// "Cannot open a channel to yourself").
     public var allowSelfChannels: Bool = false
+    /// Requests one connection may have waiting, in bytes (each counts its size plus 64), while
+    /// an earlier request of it waits for another shard's answer (register, list_by_role, open
+    /// run one at a time per connection so their answers keep the request order). One request
+    /// is always accepted; beyond the limit the socket is closed with 1013 (counted).
+    public var maxQueuedRequestBytes: Int = 4 << 20
 
     public init() {}
 }
@@ -139,6 +144,17 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let tooManyChannels = Atomic<Int>(0)
     public let channelNotFound = Atomic<Int>(0)
     public let deliveryFailed = Atomic<Int>(0)
+    // The share-nothing registry (see ConnectionRegistry.swift).
+    /// Requests refused because the other shard's inbox was full (answered with a failure).
+    public let crossShardRefused = Atomic<Int>(0)
+    /// Answers and clean-ups that another shard's full inbox refused, kept and posted again.
+    public let crossShardRetried = Atomic<Int>(0)
+    /// Role entries `list_by_role` read (one per id returned: O(result), never the whole role).
+    public let listEntriesVisited = Atomic<Int>(0)
+    /// Channel messages that crossed their peer's close or disconnect and were dropped.
+    public let messagesDropped = Atomic<Int>(0)
+    /// Sockets closed (1013) because their queued requests passed `maxQueuedRequestBytes`.
+    public let requestQueueFull = Atomic<Int>(0)
 
     public init() {}
 
@@ -175,6 +191,11 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_too_many_channels_total", "open refused by max_channels_per_connection", v(tooManyChannels)),
             ("cb_channel_not_found_total", "message/close on an unknown channel or by a non-party", v(channelNotFound)),
             ("cb_delivery_failed_total", "Channel messages that could not be handed to the peer", v(deliveryFailed)),
+            ("cb_cross_shard_refused_total", "Requests refused because another shard's inbox was full", v(crossShardRefused)),
+            ("cb_cross_shard_retried_total", "Cross-shard answers and clean-ups kept for a retry (inbox full)", v(crossShardRetried)),
+            ("cb_list_entries_visited_total", "Role entries read by list_by_role", v(listEntriesVisited)),
+            ("cb_messages_dropped_total", "Channel messages that crossed their peer's close or disconnect", v(messagesDropped)),
+            ("cb_request_queue_full_total", "Sockets closed because their queued requests passed max_queued_request_bytes", v(requestQueueFull)),
         ]
     }
 }

@@ -1,190 +1,201 @@
 import Switchboard
-import Synchronization
 
-/// A random (version 4) UUID, the broker's connection and channel id. Its text form is the
-/// canonical lowercase 8-4-4-4-12; only that exact form is accepted from clients (ids are
-/// compared as strings in the protocol, so "ABC..." never names the same thing as "abc...").
-struct UUID4: Hashable, Sendable, CustomStringConvertible {
-    let high: UInt64
-    let low: UInt64
+// # The connection-broker registry, share-nothing
+//
+// Every record has exactly one owner shard and only that shard's thread reads or writes it:
+// there is no lock and nothing shared between shards but the broker-wide message-id counter
+// and the metrics (atomics). Shards talk by posting closures to each other's handler
+// (`broker.execute(onShard:)` to the `PerShard` handler). A shard's inbox is FIFO by push, and
+// a push is linearizable, so two posts to one shard run in the order they were made whenever
+// one was made after the other in real time (same sender or not). Every ordering argument
+// below rests on that.
+//
+// ## Who owns what
+//
+// | record                        | owner shard                                     | holds |
+// |-------------------------------|-------------------------------------------------|-------|
+// | connection `c`                | its socket's shard, c's *home*: `c.low % N`     | socket, role, c's channel ends, opens in flight |
+// | role `r`                      | `FNV-1a-64(r) % N` (the core channels' hash)    | members in registration order (`RoleMembers`) |
+// | channel `x` between `a`, `b`  | two *ends*: a's end on home(a), b's on home(b)  | peer id, peer socket, whether this end is the target |
+//
+// A connection id is drawn so that `id.low % N` is its socket's shard (`UUID4.random(home:)`),
+// so any shard finds a target's or a peer's home from the id alone, with no directory.
+// Why a channel is two ends and not one record on `hash(x) % N`: a channel has exactly two
+// parties and each direction one sender; a third owner would add a hop (and a refusal point)
+// to every message, whereas ordering already follows from FIFO home(a) -> home(b), and each
+// end lives where its party's requests and disconnect are handled. A request naming a channel
+// the sender has no end of fails at the sender's home ("Channel not found"), without a lookup.
+//
+// ## Requests
+//
+// A connection's requests are handled one at a time, in arrival order, on its home. Those that
+// need another shard's answer park the connection's later requests (copied, bounded by
+// `maxQueuedRequestBytes`; beyond it the socket is closed with 1013) until the answer is back,
+// so replies still leave in request order. A local owner is called directly, no post.
+//
+//     register    home --admit(r, id)--> owner(r) --admitted | full--> home: record, `registered`
+//     list        home --list(r, limit)--> owner(r) --ids--> home: `connections`
+//     open        home(a) --open(a, t)--> home(t): t's end, `incoming_channel` to t
+//                         --opened(x) | failure--> home(a): a's end, `channel_opened`
+//     message     home(a) --deliver(x, text)--> home(b): `channel_message` if b's end of x
+//                 exists; home(a) answers `channel_message_sent` once the post is accepted
+//     close       home(a) --peerClosed(x)--> home(b): b's end removed, `channel_closed_notification`;
+//                 home(a) removes a's end and answers `channel_closed`
+//     disconnect  home(a) --remove(r, a)--> owner(r), then --peersGone([x])--> each peer's home
+//
+// Only register, list_by_role and open wait for an answer; message and close are one post.
+// `maxChannelsPerConnection` counts ends plus opens in flight (so an incoming open cannot
+// overtake an outgoing one past the limit); `maxConnectionsPerRole` is checked by the role's
+// owner, exactly.
+//
+// ## Ordering (README "Order" row) and why it holds
+//
+// - Replies to one connection come in request order: its requests run one at a time.
+// - Per channel and direction, messages arrive in send order: one sender home, one receiver
+//   home, FIFO between them (or one thread when they are the same shard).
+// - `incoming_channel` before any `channel_message` on the channel: home(t) sends it before it
+//   answers `opened`; the opener learns the channel id only from that answer, and its messages
+//   are posted afterwards; the target's own messages follow it on its own socket.
+// - `channel_closed_notification` after the messages the closer sent before closing: the
+//   closer's `deliver` posts precede its `peerClosed` post on the same FIFO.
+// - A disconnect is visible to anyone who saw one of its notifications: the role removal is
+//   posted before the notifications and ends are removed before anything is posted, so a
+//   `list_by_role` or `open` made after a notification arrived finds the connection gone.
+// - `list_by_role` is in registration order: the order the role's owner admitted the members,
+//   which follows real time (a `registered` answered before another register was sent is
+//   admitted first).
+//
+// ## Refused posts (inboxes are bounded)
+//
+// - The first hop of a request (admit, list, open, deliver, peerClosed) may be refused: the
+//   request gets its failure ("Server busy" for register/list_by_role, "Delivery failed" for
+//   open/message/close), nothing changed, counted (`cb_cross_shard_refused_total`).
+// - Answers and clean-ups (admitted, ids, opened, remove, peersGone) cannot fail without losing
+//   state: a refused one is kept in a per-destination FIFO outbox on the sending shard, and every
+//   later post to that destination queues behind it (a request's first hop is refused instead,
+//   so nothing overtakes). The outbox is retried on every handler entry and by the handler's
+//   retry post to its own shard; counted (`cb_cross_shard_retried_total`). It is bounded by the
+//   state it reports on: one answer per connection in flight, one clean-up per channel end.
+//   Cost: while a destination stays full, the retry post keeps this shard's loop turning (it
+//   still serves its sockets); the handler API has no timer to wait with instead.
+//
+// ## list_by_role cost
+//
+// `RoleMembers` is an intrusive doubly linked list in a slab plus an id -> slot index: append
+// and remove O(1), the first k members in O(k). `maxListResults` caps k. Entries visited are
+// counted (`cb_list_entries_visited_total`).
+//
+// ## What changed for clients (the closest to the mutex version; README rows in docs-pending)
+//
+// - Both parties close one channel at the same moment: both get `channel_closed` and neither a
+//   notification (before: one `channel_closed`, one notification, one "Channel not found").
+// - A message that crosses its peer's close or disconnect is dropped at the peer's home
+//   (counted, `cb_messages_dropped_total`) after the sender got `channel_message_sent`, which
+//   means "handed to the recipient's shard"; the sender then gets the notification (the old
+//   registry had the same window for a peer disconnecting).
+// - `counts` and the gauges are sums of per-shard updates: exact once the posts in flight are
+//   handled, not at one instant.
 
-    /// 122 random bits from the system's CSPRNG (`getrandom` on Linux), version 4 and variant
-    /// 10xx set.
-    static func random() -> UUID4 {
-        var g = SystemRandomNumberGenerator()
-        let h = g.next() as UInt64, l = g.next() as UInt64
-        return UUID4(high: (h & ~0xF000) | 0x4000, low: (l & ~(0xC000_0000_0000_0000 as UInt64)) | 0x8000_0000_0000_0000)
+/// One shard's part of the registry: the connections whose home is this shard and the roles
+/// this shard owns. Plain data, no I/O, no messages: `ConnectionBrokerHandler` drives it.
+/// Not thread-safe: used only on its shard's thread.
+struct ConnectionRegistry {
+    /// One end of a channel, kept in its party's connection record.
+    struct ChannelEnd {
+        /// The other party (the connection itself for a self channel).
+        var peer: UUID4
+        var peerSocket: SocketID
+        /// Whether this end is the target's (the end created first; it carries the channel in
+        /// the `open_channels` gauge, so a channel counts once however its ends go).
+        var isTarget: Bool
     }
 
-    init(high: UInt64, low: UInt64) {
-        self.high = high
-        self.low = low
-    }
-
-    /// Parses the canonical lowercase text form (any version); nil for anything else.
-    init?(_ text: String) {
-        var h: UInt64 = 0, l: UInt64 = 0, n = 0, i = 0
-        for c in text.utf8 {
-            if i == 8 || i == 13 || i == 18 || i == 23 {
-                guard c == UInt8(ascii: "-") else { return nil }
-            } else {
-                let v: UInt64
-                switch c {
-                case 0x30...0x39: v = UInt64(c - 0x30)
-                case 0x61...0x66: v = UInt64(c - 0x61 + 10)
-                default: return nil
-                }
-                if n < 16 { h = h << 4 | v } else { l = l << 4 | v }
-                n += 1
-            }
-            i += 1
-            if i > 36 { return nil }
-        }
-        guard i == 36 else { return nil }
-        high = h
-        low = l
-    }
-
-    var description: String {
-        let digits: [UInt8] = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(36)
-        for k in 0..<32 {
-            if k == 8 || k == 12 || k == 16 || k == 20 { out.append(UInt8(ascii: "-")) }
-            let word = k < 16 ? high : low
-            let shift = UInt64(60 - 4 * (k % 16))
-            out.append(digits[Int((word >> shift) & 0xF)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
-}
-
-/// The broker-wide state of the protocol: registered connections, roles and channels.
-///
-/// Design choice: ONE registry for all shards, protected by a `Synchronization.Mutex`. Every
-/// critical section is a few dictionary operations (no I/O, no JSON, no allocation beyond the
-/// dictionaries' own; `list` copies ids out and sorts outside the lock); messages are built and
-/// sent after the lock is released. This is simple and correct under concurrent shards (open
-/// versus disconnect, close versus message) because each operation is atomic.
-///
-/// Long-term goal is share-nothing: each connection's record would live on its own shard (its
-/// socket's shard already handles it), channels would be owned by hash(channelId) % N like the
-/// core's pub/sub channels, and cross-shard operations would be messages between shards. Roles
-/// (a broker-wide index) would then be the only shared structure. Not done yet.
-final class ConnectionRegistry: Sendable {
+    /// A registered connection, on its home shard.
     struct Connection {
-        var socket: SocketID
-        var role: String
-        var seq: UInt64
-        var channels: Set<UUID4> = []
+        let socket: SocketID
+        let role: String
+        var channels: [UUID4: ChannelEnd] = [:]
+        /// Opens this connection sent that have not been answered (0 or 1: requests run one at
+        /// a time); counted against `maxChannelsPerConnection`.
+        var opensInFlight = 0
+
+        var channelsAndOpens: Int { channels.count + opensInFlight }
     }
 
-    struct Channel {
-        var opener: UUID4
-        var openerSocket: SocketID
-        var target: UUID4
-        var targetSocket: SocketID
+    private(set) var connections: [UUID4: Connection] = [:]
+    private var roles: [String: RoleMembers] = [:]
 
-        /// The other party's id and socket, or nil when `party` is not a party.
-        func peer(of party: UUID4) -> (UUID4, SocketID)? {
-            if party == opener { return (target, targetSocket) }
-            if party == target { return (opener, openerSocket) }
-            return nil
-        }
+    // MARK: - Roles (this shard is their owner)
+
+    /// Appends `id` to `role` unless the role has `maxPerRole` members.
+    mutating func admit(_ id: UUID4, to role: String, maxPerRole: Int) -> Bool {
+        if let members = roles[role], members.count >= maxPerRole { return false }
+        roles[role, default: RoleMembers()].append(id)
+        return true
     }
 
-    struct State {
-        var connections: [UUID4: Connection] = [:]
-        /// Role -> members, each with its registration sequence number (for ordered lists).
-        var roles: [String: [UUID4: UInt64]] = [:]
-        var channels: [UUID4: Channel] = [:]
-        var seq: UInt64 = 0
+    /// The `limit` oldest members of `role` and the role's size; adds the entries read to
+    /// `visited`.
+    func members(of role: String, limit: Int, visited: inout Int) -> (ids: [UUID4], total: Int) {
+        guard let members = roles[role] else { return ([], 0) }
+        return (members.first(limit, visited: &visited), members.count)
     }
 
-    private let state = Mutex(State())
-
-    enum RegisterResult { case registered(UUID4), roleFull }
-
-    func register(socket: SocketID, role: String, maxPerRole: Int) -> RegisterResult {
-        var id = UUID4.random()
-        return state.withLock { s in
-            if let members = s.roles[role], members.count >= maxPerRole { return .roleFull }
-            while s.connections[id] != nil { id = UUID4.random() }
-            s.seq += 1
-            s.connections[id] = Connection(socket: socket, role: role, seq: s.seq)
-            s.roles[role, default: [:]][id] = s.seq
-            return .registered(id)
-        }
+    mutating func removeMember(_ id: UUID4, from role: String) {
+        guard var members = roles.removeValue(forKey: role) else { return }
+        // Taken out of the dictionary while mutated: no copy of the member list.
+        members.remove(id)
+        if !members.isEmpty { roles[role] = members }
     }
 
-    /// The ids registered with `role`, oldest registration first, at most `limit`; and whether
-    /// the list was cut.
-    func list(role: String, limit: Int) -> ([UUID4], Bool) {
-        let members: [(UUID4, UInt64)] = state.withLock { s in
-            guard let m = s.roles[role] else { return [] }
-            return m.map { ($0.key, $0.value) }
-        }
-        let sorted = members.sorted { $0.1 < $1.1 }
-        return (sorted.prefix(max(0, limit)).map { $0.0 }, sorted.count > limit)
+    var roleCount: Int { roles.count }
+
+    // MARK: - Connections (this shard is their home)
+
+    mutating func addConnection(_ id: UUID4, socket: SocketID, role: String) {
+        precondition(connections[id] == nil, "connection \(id) registered twice")
+        connections[id] = Connection(socket: socket, role: role)
     }
 
-    func socket(of id: UUID4) -> SocketID? {
-        state.withLock { $0.connections[id]?.socket }
+    mutating func removeConnection(_ id: UUID4) -> Connection? {
+        connections.removeValue(forKey: id)
     }
 
-    enum OpenResult { case opened(UUID4, SocketID), targetNotFound, tooMany, targetTooMany }
-
-    func open(from opener: UUID4, to target: UUID4, maxChannels: Int) -> OpenResult {
-        var channelId = UUID4.random()
-        return state.withLock { s in
-            guard let o = s.connections[opener] else { return .targetNotFound }
-            guard let t = s.connections[target] else { return .targetNotFound }
-            if o.channels.count >= maxChannels { return .tooMany }
-            if t.channels.count >= maxChannels { return .targetTooMany }
-            while s.channels[channelId] != nil { channelId = UUID4.random() }
-            s.channels[channelId] = Channel(opener: opener, openerSocket: o.socket, target: target, targetSocket: t.socket)
-            s.connections[opener]!.channels.insert(channelId)
-            s.connections[target]!.channels.insert(channelId)
-            return .opened(channelId, t.socket)
-        }
+    /// The end of `channel` held by `party`, if `party` has one.
+    func end(of channel: UUID4, heldBy party: UUID4) -> ChannelEnd? {
+        connections[party]?.channels[channel]
     }
 
-    /// The peer's socket for a message on `channel` from `party`; nil when the channel does not
-    /// exist or `party` is not one of its two ends.
-    func route(channel: UUID4, from party: UUID4) -> SocketID? {
-        state.withLock { s in s.channels[channel]?.peer(of: party)?.1 }
+    mutating func setOpensInFlight(_ id: UUID4, _ delta: Int) {
+        connections[id]?.opensInFlight += delta
+        assert((connections[id]?.opensInFlight ?? 0) >= 0)
     }
 
-    /// Closes `channel` if `party` is one of its ends; returns the other end's socket.
-    func close(channel: UUID4, by party: UUID4) -> SocketID? {
-        state.withLock { s in
-            guard let c = s.channels[channel], let (peer, peerSocket) = c.peer(of: party) else { return nil }
-            s.channels[channel] = nil
-            s.connections[party]?.channels.remove(channel)
-            s.connections[peer]?.channels.remove(channel)
-            return peerSocket
-        }
+    enum AcceptResult { case accepted(UUID4, targetSocket: SocketID), targetNotFound, targetTooMany }
+
+    /// The target side of an open: creates `target`'s end of a new channel to `opener`.
+    mutating func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID, maxChannels: Int) -> AcceptResult {
+        guard let t = connections[target] else { return .targetNotFound }
+        if t.channelsAndOpens >= maxChannels { return .targetTooMany }
+        var channel = UUID4.random()
+        // Unique among the target's ends (2^-122 per pair elsewhere: ids are random).
+        while t.channels[channel] != nil { channel = UUID4.random() }
+        connections[target]!.channels[channel] = ChannelEnd(peer: opener, peerSocket: openerSocket, isTarget: true)
+        return .accepted(channel, targetSocket: t.socket)
     }
 
-    /// Forgets a connection and closes all its channels; returns (channel, peer socket) for
-    /// each, to notify.
-    func disconnect(_ id: UUID4) -> [(UUID4, SocketID)] {
-        state.withLock { s in
-            guard let c = s.connections.removeValue(forKey: id) else { return [] }
-            s.roles[c.role]?[id] = nil  // in place, no copy of the member list
-            if s.roles[c.role]?.isEmpty == true { s.roles[c.role] = nil }
-            var closed: [(UUID4, SocketID)] = []
-            closed.reserveCapacity(c.channels.count)
-            for ch in c.channels {
-                guard let entry = s.channels.removeValue(forKey: ch), let (peer, peerSocket) = entry.peer(of: id) else { continue }
-                if peer != id { s.connections[peer]?.channels.remove(ch) }
-                closed.append((ch, peerSocket))
-            }
-            return closed
-        }
+    /// Adds `party`'s end; false when `party` is gone (or, astronomically rarely, already holds
+    /// an end with this id).
+    mutating func addEnd(_ channel: UUID4, to party: UUID4, _ end: ChannelEnd) -> Bool {
+        guard connections[party] != nil, connections[party]!.channels[channel] == nil else { return false }
+        connections[party]!.channels[channel] = end
+        return true
     }
 
-    var counts: (connections: Int, channels: Int) {
-        state.withLock { ($0.connections.count, $0.channels.count) }
+    /// Removes `party`'s end of `channel` if its peer is `peer`; the removed end.
+    mutating func removeEnd(_ channel: UUID4, of party: UUID4, peer: UUID4) -> ChannelEnd? {
+        guard let end = connections[party]?.channels[channel], end.peer == peer else { return nil }
+        connections[party]!.channels[channel] = nil
+        return end
     }
 }

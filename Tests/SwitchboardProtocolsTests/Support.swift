@@ -56,7 +56,7 @@ final class CBServer: @unchecked Sendable {
 
     func shard(of client: CBClient) -> Int? {
         guard let id = client.connectionId else { return nil }
-        return cb.socketId(forConnectionId: id)?.shard
+        return cb.shard(ofConnectionId: id)
     }
 }
 

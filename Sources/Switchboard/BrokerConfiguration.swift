@@ -52,6 +52,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         if webSocket.assemblyTimeoutMilliseconds < 1 || webSocket.assemblyTimeoutMilliseconds > 86_400_000 { return "ws_assembly_timeout_ms must be 1...86400000" }
         if webSocket.maxMessagesPerTurn < 1 || webSocket.maxMessagesPerTurn > 1 << 20 { return "ws_max_messages_per_turn must be 1...1048576" }
+        if webSocket.maxTurnMicroseconds < 1 || webSocket.maxTurnMicroseconds > 1_000_000 { return "ws_max_turn_us must be 1...1000000" }
         if webSocket.maxInputBacklogBytes < io.recvBufferBytes { return "ws_max_input_backlog_bytes must be >= recv_buffer_bytes" }
         if !(1...9).contains(webSocket.deflateMemoryLevel) { return "ws_deflate_mem_level must be 1...9" }
         if !(9...15).contains(webSocket.deflateServerWindowBits) { return "ws_deflate_server_window_bits must be 9...15" }
@@ -103,6 +104,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
         ("ws_assembly_timeout_ms", "a WebSocket message still being assembled (fragmented or compressed) after this long fails with 1008 (metric switchboard_ws_assembly_timeouts_total)"),
         ("ws_max_messages_per_turn", "WebSocket messages of one socket decoded and handled per event-loop turn; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
+        ("ws_max_turn_us", "time one WebSocket's messages may take per event-loop turn once one message ran; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
         ("ws_max_input_backlog_bytes", "received bytes of one WebSocket waiting for their turn; beyond, the socket is closed with 1013 (metric switchboard_ws_input_backlog_closes_total)"),
         ("ws_deflate_mem_level", "zlib memLevel 1...9 of a permessage-deflate compressor (hash table and buffers take 2^(level+9) bytes)"),
         ("ws_deflate_server_window_bits", "LZ77 window 9...15 of our permessage-deflate compressor (2^(bits+1) bytes); a smaller window is always readable by the client"),
@@ -155,6 +157,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_buffered_bytes_per_shard": return String(io.maxBufferedBytesPerShard)
         case "ws_assembly_timeout_ms": return String(webSocket.assemblyTimeoutMilliseconds)
         case "ws_max_messages_per_turn": return String(webSocket.maxMessagesPerTurn)
+        case "ws_max_turn_us": return String(webSocket.maxTurnMicroseconds)
         case "ws_max_input_backlog_bytes": return String(webSocket.maxInputBacklogBytes)
         case "ws_deflate_mem_level": return String(webSocket.deflateMemoryLevel)
         case "ws_deflate_server_window_bits": return String(webSocket.deflateServerWindowBits)
@@ -228,6 +231,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_buffered_bytes_per_shard": io.maxBufferedBytesPerShard = try int()
         case "ws_assembly_timeout_ms": webSocket.assemblyTimeoutMilliseconds = try int()
         case "ws_max_messages_per_turn": webSocket.maxMessagesPerTurn = try int()
+        case "ws_max_turn_us": webSocket.maxTurnMicroseconds = try int()
         case "ws_max_input_backlog_bytes": webSocket.maxInputBacklogBytes = try int()
         case "ws_deflate_mem_level": webSocket.deflateMemoryLevel = try int()
         case "ws_deflate_server_window_bits": webSocket.deflateServerWindowBits = try int()
@@ -262,6 +266,8 @@ public struct WebSocketSettings: Sendable {
     public var assemblyTimeoutMilliseconds: Int = 30_000
     /// Messages of one socket decoded and handled per loop turn.
     public var maxMessagesPerTurn: Int = 64
+    /// Time one socket's messages may take per loop turn once one message ran.
+    public var maxTurnMicroseconds: Int = 1000
     /// Received bytes of one socket waiting for their turn; beyond, it is closed with 1013.
     public var maxInputBacklogBytes: Int = 1 << 20
     /// zlib memLevel of a compressor (1...9).

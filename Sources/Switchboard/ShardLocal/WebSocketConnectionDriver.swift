@@ -1,12 +1,16 @@
 import SwitchboardIO
 import SwitchboardWebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Drives the shard's WebSocket connections: received bytes through the codec to the handler,
 /// messages out (with the slow-consumer policy), keep-alive pings, and the close handshake.
 /// Shard thread only.
 ///
 /// Work and memory per peer are bounded here: at most `maxMessagesPerTurn` messages of one
-/// socket are decoded and handled per loop turn, the rest of its input waits in the session's
+/// socket, and no more after `maxTurnMicroseconds` spent on it, are decoded and handled per
+/// loop turn, the rest of its input waits in the session's
 /// backlog (at most `maxInputBacklogBytes`, charged to the shard budget; beyond it the socket
 /// is closed with 1013) and resumes next turn; input of a socket that closed meanwhile is
 /// dropped, not executed. Pongs coalesce: a
@@ -31,6 +35,7 @@ final class WebSocketConnectionDriver {
     /// Sockets whose message assembly spans reads (checked against the timeout each tick).
     private var assembling: Set<SocketID> = []
     private var expiredScratch: [SocketID] = []
+    private let turnSliceNanoseconds: UInt64
 
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings) {
         self.shard = shard
@@ -38,6 +43,7 @@ final class WebSocketConnectionDriver {
         self.metrics = metrics
         self.slowConsumerPolicy = settings.slowConsumerPolicy
         self.settings = settings
+        turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
     }
 
     /// The connection switched to WebSocket (the 101 is queued).
@@ -155,22 +161,38 @@ final class WebSocketConnectionDriver {
         }
     }
 
-    /// Decodes within the socket's frame allowance for this turn and acts on the events.
-    /// Returns the bytes the codec used.
+    /// Decodes and handles messages within the socket's slice of this turn: at most
+    /// `maxMessagesPerTurn` messages and, once one ran, `maxTurnMicroseconds` of time (a single
+    /// message always runs, so every socket progresses). Returns the bytes used; the caller
+    /// keeps the rest for the next turn.
     private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
         if session.turn != turn {
             session.turn = turn
             session.messagesThisTurn = 0
+            session.turnStartNanoseconds = monotonicNanoseconds()
         }
-        let allowance = settings.maxMessagesPerTurn - session.messagesThisTurn
-        guard allowance > 0 else { return 0 }
+        var offset = 0
+        while offset < bytes.count {
+            if session.messagesThisTurn >= settings.maxMessagesPerTurn
+                || (session.messagesThisTurn > 0
+                    && monotonicNanoseconds() &- session.turnStartNanoseconds >= turnSliceNanoseconds) {
+                metrics.webSocketBatchesDeferred.increment()
+                break
+            }
+            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
+        return offset
+    }
+
+    /// Decodes up to one message (and the control frames before it) and acts on the events.
+    private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
         // Events are collected first and acted on after the codec returned: the handler may
         // answer (send on this socket) from inside handleSocketMessage.
         events.removeAll(keepingCapacity: true)
         let before = session.connection.messagesCompleted
-        let used = session.connection.receive(bytes, maxMessages: allowance) { events.append($0) }
+        let used = session.connection.receive(bytes, maxMessages: 1) { events.append($0) }
         session.messagesThisTurn += session.connection.messagesCompleted &- before
-        if used < bytes.count { metrics.webSocketBatchesDeferred.increment() }
+        assert(used > 0 || bytes.isEmpty, "the codec made no progress")
         if used > 0 && session.lifecycle == .awaitingPong { session.lifecycle = .open }
         if session.connection.isAssemblingMessage && session.assemblyMessage != session.connection.messagesStarted {
             session.assemblyMessage = session.connection.messagesStarted
@@ -389,4 +411,11 @@ final class WebSocketConnectionDriver {
             shard.close(id, mode: .immediately)
         }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO: tens of nanoseconds, no system call).
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -25,6 +25,8 @@ final class Inflater {
     /// Unmasked input on its way in: the receive buffer is read-only, so masked bytes land here first.
     private let input: UnsafeMutableRawPointer
     private static let inputSize = 16 * 1024
+    /// The input and output scratch one stream holds.
+    static let scratchBytes = outputSize + inputSize
 
     init?(windowBits: Int) {
         stream = .allocate(capacity: 1)

@@ -40,8 +40,13 @@ public struct WebSocketConnection {
 
     let limits: WebSocketLimits
     let deflate: PerMessageDeflateParameters?
-    let inflater: Inflater?
-    let deflater: Deflater?
+    /// zlib streams, made on first use (an idle socket holds none) and charged to the budget.
+    var inflater: Inflater?
+    var deflater: Deflater?
+    let deflateMemoryLevel: Int
+    let budget: (any WebSocketMemoryBudget)?
+    /// Budget bytes charged for the zlib streams.
+    var compressionCharge = 0
     /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
     /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
     let compressedLimit: Int
@@ -91,13 +96,9 @@ public struct WebSocketConnection {
         self.limits = limits
         self.deflate = deflate
         messageBuffer = AssemblyBuffer(budget: budget)
-        if let deflate {
-            inflater = Inflater(windowBits: deflate.clientMaxWindowBits)
-            deflater = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
-        } else {
-            inflater = nil
-            deflater = nil
-        }
+        precondition((1...9).contains(deflateMemoryLevel))
+        self.deflateMemoryLevel = deflateMemoryLevel
+        self.budget = budget
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
         compressedLimit = overflow ? Int.max : sum
@@ -224,7 +225,7 @@ public struct WebSocketConnection {
             if rsv1 { return (WebSocketCloseCode.protocolError, "RSV1 on a continuation frame") }
         } else {
             if messageOpcode != nil { return (WebSocketCloseCode.protocolError, "new message inside a fragmented message") }
-            if rsv1 && inflater == nil { return (WebSocketCloseCode.protocolError, "RSV1 without permessage-deflate") }
+            if rsv1 && deflate == nil { return (WebSocketCloseCode.protocolError, "RSV1 without permessage-deflate") }
         }
         return nil
     }
@@ -282,6 +283,9 @@ public struct WebSocketConnection {
             if closeState != .open {
                 sink = .discard
             } else if messageCompressed {
+                if inflater == nil && !makeInflater() {
+                    return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+                }
                 compressedBytes += count
                 if compressedBytes > compressedLimit {
                     return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
@@ -474,8 +478,10 @@ public struct WebSocketConnection {
     /// sent uncompressed instead; with context takeover it cannot be, because the compressor's
     /// window already holds it and the peer's must match.
     public mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
-        guard let deflater, !opcode.isControl, opcode != .continuation,
-              payload.count >= Self.compressionThreshold else {
+        guard deflate != nil, !opcode.isControl, opcode != .continuation,
+              payload.count >= Self.compressionThreshold, deflater != nil || makeDeflater(), let deflater else {
+            // (Without a compressor, under a full budget, the message goes uncompressed: RFC
+            // 7692 lets every message choose.)
             return WebSocketFrame.encode(opcode: opcode, payload: payload)
         }
         let compressed = deflater.compress(payload)
@@ -501,9 +507,62 @@ public struct WebSocketConnection {
         return WebSocketFrame.close(code: code, reason: reason)
     }
 
-    /// Drops the message being assembled, giving its bytes back to the budget (the owner calls
-    /// it when the socket goes away mid-message).
+    /// Drops the message being assembled, giving its bytes back to the budget.
     public mutating func discardMessage() { messageBuffer.clear() }
+
+    /// Gives back everything charged to the budget (message, zlib streams): the owner calls it
+    /// when the socket goes away.
+    public mutating func releaseResources() {
+        messageBuffer.clear()
+        inflater = nil
+        deflater = nil
+        if compressionCharge > 0 {
+            budget?.release(compressionCharge)
+            compressionCharge = 0
+        }
+    }
+
+    /// Heap a compressor takes (zlib's deflateInit2: window 2^(bits+1) twice over with `prev`,
+    /// hash 2^(memLevel+8) twice, pending buffer 2^(memLevel+6) x 4, its ~6 KiB state) plus the
+    /// 4 KiB output kept between messages.
+    public static func deflaterBytes(windowBits: Int, memoryLevel: Int) -> Int {
+        let bits = max(windowBits, 9)
+        return (1 << (bits + 2)) + (1 << (memoryLevel + 9)) + 6 * 1024 + Deflater.keptOutputBytes
+    }
+
+    /// Heap a decompressor takes: its 2^bits window, ~7 KiB state and the 48 KiB of input and
+    /// output scratch.
+    public static func inflaterBytes(windowBits: Int) -> Int {
+        (1 << windowBits) + 7 * 1024 + Inflater.scratchBytes
+    }
+
+    /// Makes the decompressor on the first compressed message, if the budget allows it.
+    mutating func makeInflater() -> Bool {
+        guard let deflate else { return false }
+        let bytes = Self.inflaterBytes(windowBits: deflate.clientMaxWindowBits)
+        guard budget?.tryCharge(bytes) ?? true else { return false }
+        guard let made = Inflater(windowBits: deflate.clientMaxWindowBits) else {
+            budget?.release(bytes)
+            return false
+        }
+        if budget != nil { compressionCharge += bytes }
+        inflater = made
+        return true
+    }
+
+    /// Makes the compressor on the first message worth compressing, if the budget allows it.
+    mutating func makeDeflater() -> Bool {
+        guard let deflate else { return false }
+        let bytes = Self.deflaterBytes(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
+        guard budget?.tryCharge(bytes) ?? true else { return false }
+        guard let made = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel) else {
+            budget?.release(bytes)
+            return false
+        }
+        if budget != nil { compressionCharge += bytes }
+        deflater = made
+        return true
+    }
 
     /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
     public static func pingFrame(_ payload: [UInt8]) -> [UInt8] {

@@ -1,5 +1,6 @@
 import Switchboard
 import SwitchboardIO
+import SwitchboardWebSocket
 import SwitchboardTestSupport
 import CLiburing
 import Testing
@@ -283,5 +284,55 @@ struct BoundsTests {
         let total = handled.value
         #expect(total < 400, "all \(total) requests ran for a client that had left")
         #expect(server.metric("switchboard_ws_batches_deferred_total") > 0)
+    }
+}
+
+/// permessage-deflate's memory, measured: RSS per connection with 1,000 sockets, idle and after
+/// one message each way. The figures are printed (they go in the README) and bounded.
+@Suite("Bounds: permessage-deflate memory per connection", .serialized)
+struct DeflateMemoryTests {
+    /// 64 bytes as one raw-deflate stored block (RFC 1951 §3.2.4): a valid compressed message
+    /// without a compressor in the test.
+    static let storedMessage: [UInt8] = [0x00, 0x40, 0x00, 0xBF, 0xFF] + [UInt8](repeating: 0x61, count: 64)
+
+    func perConnection(_ backend: IOBackendKind, deflate: Bool) throws -> (idle: Int, active: Int) {
+        let server = try boundsServer(backend) { $0.webSocket.perMessageDeflate = deflate }
+        defer { server.stop() }
+        let count = 1000
+        var clients: [TestClient] = []
+        clients.reserveCapacity(count)
+        let before = residentBytes()
+        for _ in 0..<count {
+            let c = try server.client()
+            let r = try c.upgrade(headers: deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "")
+            #expect(r.status == 101)
+            #expect((r.header("Sec-WebSocket-Extensions") != nil) == deflate)
+            clients.append(c)
+        }
+        let idle = residentBytes()
+        for c in clients {
+            if deflate {
+                try c.sendFrame(opcode: 2, payload: Self.storedMessage, rsv1: true)
+            } else {
+                try c.sendFrame(opcode: 2, payload: [UInt8](repeating: 0x61, count: 64))
+            }
+            let f = try c.readFrame()
+            #expect(f.opcode == 2 && f.rsv1 == deflate)
+        }
+        let active = residentBytes()
+        return ((idle - before) / count, (active - before) / count)
+    }
+
+    @Test("idle sockets hold no zlib state; active ones hold what the budget is charged", arguments: backends)
+    func idleAndActiveCost(backend: IOBackendKind) throws {
+        let plain = try perConnection(backend, deflate: false)
+        let compressed = try perConnection(backend, deflate: true)
+        print("RSS per connection (\(backend), 1,000 sockets, client side included): plain idle \(plain.idle) B, active \(plain.active) B; deflate idle \(compressed.idle) B, active \(compressed.active) B")
+        // Lazily made streams: an idle compressed socket costs what a plain one does.
+        #expect(compressed.idle <= plain.idle + 4096, "deflate idle \(compressed.idle) vs plain \(plain.idle)")
+        let charged = WebSocketConnection.deflaterBytes(windowBits: 15, memoryLevel: 8)
+            + WebSocketConnection.inflaterBytes(windowBits: 15)
+        #expect(compressed.active - plain.active <= charged, "deflate active \(compressed.active) vs plain \(plain.active)")
+        #expect(compressed.active - plain.active > 16 * 1024, "zlib state was expected to be resident")
     }
 }

@@ -330,13 +330,8 @@ final class HTTPConnectionDriver {
                 }
                 let connection = WebSocketConnection(limits: webSocketLimits, deflate: parameters, budget: shard.memory,
                                                      deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel)
-                let ws = WebSocketSession(connection, token: token, compresses: deflate != nil)
-                if let p = parameters {
-                    // The zlib state is held for the socket's life: charged once, given back at close.
-                    ws.deflateCharge = DeflateMemory.bytes(p, memoryLevel: configuration.webSocket.deflateMemoryLevel)
-                    shard.memory.charge(ws.deflateCharge)
-                }
-                webSockets.adopt(id, ws)
+                // (The codec makes its zlib streams on first use and charges them to the budget.)
+                webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
                 return true
             }
         }

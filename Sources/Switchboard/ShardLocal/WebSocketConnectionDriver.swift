@@ -56,12 +56,8 @@ final class WebSocketConnectionDriver {
     /// The connection is gone: the handler hears of it once.
     func closed(_ id: SocketID, _ session: WebSocketSession) {
         // Everything the session held goes back to the shard's budget.
-        session.connection.discardMessage()
+        session.connection.releaseResources()
         dropBacklog(session)
-        if session.deflateCharge > 0 {
-            shard.memory.release(session.deflateCharge)
-            session.deflateCharge = 0
-        }
         session.pendingPong = nil
         assembling.remove(id)
         metrics.webSocketsOpen.set(metrics.webSocketsOpen.value - 1)

@@ -49,27 +49,12 @@ final class WebSocketSession {
     var assemblyMessage = -1
     var assemblyStartedMilliseconds: Int64 = 0
 
-    /// Shard-budget bytes charged for this session's compression state.
-    var deflateCharge = 0
-
     var backlogIsEmpty: Bool { backlogHead == backlog.count }
 
     init(_ connection: WebSocketConnection, token: [UInt8]?, compresses: Bool) {
         self.connection = connection
         self.token = token
         self.compresses = compresses
-    }
-}
-
-/// What permessage-deflate holds per socket, for the shard budget: zlib's documented
-/// allocations (zconf.h: deflate 2^(windowBits+2) + 2^(memLevel+9), inflate 2^windowBits plus
-/// about 7 KiB of state) and the codec's own buffers (inflate input 16 KiB and output 32 KiB,
-/// compressor output 4 KiB kept between messages).
-enum DeflateMemory {
-    static func bytes(_ p: PerMessageDeflateParameters, memoryLevel: Int) -> Int {
-        let deflate = (1 << (max(p.serverMaxWindowBits, 9) + 2)) + (1 << (memoryLevel + 9))
-        let inflate = (1 << p.clientMaxWindowBits) + 7 * 1024
-        return deflate + inflate + (16 + 32 + 4) * 1024
     }
 }
 

@@ -201,7 +201,7 @@ public class Shard: @unchecked Sendable {
         }
         // The shard is at its budget: only connections within their fair share still queue
         // (whoever holds more than limit / open connections is the one to shed).
-        if !memory.fits(cost) && queuedCost + cost > memory.fairShareBytes(connections: openConnections) {
+        if !memory.admits(cost, holding: queuedCost) {
             memory.countHit()
             return .overLimit
         }
@@ -309,6 +309,7 @@ public class Shard: @unchecked Sendable {
         connections[slot].state = .open
         _ = sb_set_nodelay(fd)
         openConnections += 1
+        memory.connections = openConnections
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
         idleTimers.arm(slot, now: nowMilliseconds)
@@ -372,6 +373,7 @@ public class Shard: @unchecked Sendable {
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
         openConnections -= 1
+        memory.connections = openConnections
         metrics.connectionsClosed.increment()
         metrics.connectionsOpen.set(openConnections)
         releasedTotal.wrappingIncrement(ordering: .relaxed)

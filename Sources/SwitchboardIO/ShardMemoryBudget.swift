@@ -4,10 +4,12 @@
 ///
 /// Per-connection limits bound one peer; this bounds them all together, so that many peers
 /// each just under their own limit cannot take the process's memory. Policy when the budget
-/// is reached: a send to a connection holding more than its fair share (limit / open
-/// connections) is refused like a full queue (the protocol's slow-consumer policy applies),
-/// and protocol charges that do not fit are refused (a WebSocket fails the message with 1013).
-/// Connections under their fair share keep being served, so one hog cannot starve the rest.
+/// is reached: whatever would take a connection past its fair share (limit / open
+/// connections) is refused: a send is refused like a full queue (the protocol's slow-consumer
+/// policy applies), a protocol charge fails (a WebSocket message being assembled: 1013).
+/// Connections within their fair share keep being served, so hogs cannot starve the rest;
+/// the price is that the total may pass the limit by up to the sum of fair shares: at most
+/// twice the limit.
 ///
 /// Shard thread only: plain integers, no atomics beyond the metric stores.
 public final class ShardMemoryBudget {
@@ -15,6 +17,8 @@ public final class ShardMemoryBudget {
     public let limitBytes: Int
     /// Bytes charged now.
     public private(set) var usedBytes = 0
+    /// Open connections (the shard keeps it current), for the fair share.
+    var connections = 0
     private let gauge: Counter
     private let hits: Counter
 
@@ -31,10 +35,17 @@ public final class ShardMemoryBudget {
     /// A connection's fair share of the budget when `connections` are open.
     @inline(__always) public func fairShareBytes(connections: Int) -> Int { limitBytes / max(1, connections) }
 
-    /// Charges `bytes` if they fit; otherwise counts a hit and charges nothing.
-    public func tryCharge(_ bytes: Int) -> Bool {
-        assert(bytes >= 0)
-        guard fits(bytes) else {
+    /// Whether a connection already holding `holding` bytes may take `bytes` more: they fit
+    /// under the limit, or keep it within its fair share.
+    @inline(__always) public func admits(_ bytes: Int, holding: Int) -> Bool {
+        fits(bytes) || holding + bytes <= fairShareBytes(connections: connections)
+    }
+
+    /// Charges `bytes` for a connection holding `holding` if ``admits(_:holding:)``;
+    /// otherwise counts a hit and charges nothing.
+    public func tryCharge(_ bytes: Int, holding: Int) -> Bool {
+        assert(bytes >= 0 && holding >= 0)
+        guard admits(bytes, holding: holding) else {
             hits.increment()
             return false
         }

@@ -2,8 +2,9 @@
 /// shard-wide budget, so that many connections each under their own message limit cannot
 /// together take the process's memory. The codec stays I/O-free: it only asks and gives back.
 public protocol WebSocketMemoryBudget: AnyObject {
-    /// Takes `bytes` from the budget; false (nothing taken) when they do not fit.
-    func tryCharge(_ bytes: Int) -> Bool
+    /// Takes `bytes` from the budget for a socket already holding `holding` bytes of it; false
+    /// (nothing taken) when they do not fit (the budget decides: e.g. by a fair share).
+    func tryCharge(_ bytes: Int, holding: Int) -> Bool
     /// Gives back bytes taken earlier.
     func release(_ bytes: Int)
 }
@@ -29,7 +30,7 @@ struct AssemblyBuffer {
         guard needed > bytes.capacity else { return true }
         let target = max(needed, min(bytes.capacity * 2, ceiling))
         if let budget {
-            guard budget.tryCharge(target - chargedBytes) else { return false }
+            guard budget.tryCharge(target - chargedBytes, holding: chargedBytes) else { return false }
             chargedBytes = target
         }
         bytes.reserveCapacity(target)

@@ -540,7 +540,7 @@ public struct WebSocketConnection {
     mutating func makeInflater() -> Bool {
         guard let deflate else { return false }
         let bytes = Self.inflaterBytes(windowBits: deflate.clientMaxWindowBits)
-        guard budget?.tryCharge(bytes) ?? true else { return false }
+        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
         guard let made = Inflater(windowBits: deflate.clientMaxWindowBits) else {
             budget?.release(bytes)
             return false
@@ -554,7 +554,7 @@ public struct WebSocketConnection {
     mutating func makeDeflater() -> Bool {
         guard let deflate else { return false }
         let bytes = Self.deflaterBytes(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
-        guard budget?.tryCharge(bytes) ?? true else { return false }
+        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
         guard let made = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel) else {
             budget?.release(bytes)
             return false

@@ -53,10 +53,21 @@ struct SendQueueCostTests {
     func budgetRefuses() {
         let hits = Counter("h", help: "")
         let b = ShardMemoryBudget(limitBytes: 1000, gauge: Counter("g", help: ""), hits: hits)
-        #expect(b.tryCharge(600))
-        #expect(!b.tryCharge(600))
+        b.connections = 4
+        #expect(b.tryCharge(600, holding: 0))
+        #expect(!b.tryCharge(600, holding: 0))
         #expect(hits.value == 1)
         #expect(b.fairShareBytes(connections: 4) == 250)
+        // Past the limit, a connection within its fair share (250) is still admitted; one
+        // that would go past it is not.
+        #expect(!b.tryCharge(500, holding: 0))
+        #expect(b.tryCharge(250, holding: 0))
+        #expect(b.usedBytes == 850)
+        #expect(b.tryCharge(250, holding: 0))
+        #expect(b.usedBytes == 1100)
+        #expect(!b.tryCharge(10, holding: 250))
+        #expect(hits.value == 3)
+        b.release(500)
         b.release(600)
         #expect(b.usedBytes == 0)
     }

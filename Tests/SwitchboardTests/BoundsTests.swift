@@ -285,6 +285,41 @@ struct BoundsTests {
         #expect(total < 400, "all \(total) requests ran for a client that had left")
         #expect(server.metric("switchboard_ws_batches_deferred_total") > 0)
     }
+
+    @Test("the shard budget sheds the subscribers over their fair share (slow-consumer policy); RSS bounded", arguments: backends)
+    func sendBudgetFairShare(backend: IOBackendKind) throws {
+        let budget = 4 << 20
+        let server = try boundsServer(backend) { c in
+            c.io.maxBufferedBytesPerShard = budget
+            c.io.maxSendQueueBytes = 2 << 20  // 8 such queues would be 16 MiB; the shard allows 4
+        }
+        defer { server.stop() }
+        var slow: [TestClient] = []
+        for _ in 0..<8 {
+            let c = try server.chatClient()
+            shrinkReceiveBuffer(c)
+            try c.sendText("join feed")
+            #expect(try c.readFrame().text == "joined feed")
+            slow.append(c)
+        }
+        let bystander = try server.chatClient()
+        let baseline = try worstRoundTrip(bystander, "before")
+        let rssBefore = residentBytes()
+        let publisher = try server.chatClient()
+        let payload = String(repeating: "p", count: 16_000)
+        for i in 0..<1500 {
+            try publisher.sendText("say feed \(payload)")
+            if i % 100 == 99 { _ = try roundTripMilliseconds(publisher, "sync\(i)") }
+        }
+        _ = try roundTripMilliseconds(publisher, "sync-end")
+        #expect(server.metric("switchboard_shard_memory_budget_hits_total") > 0)
+        #expect(server.metric("switchboard_ws_slow_consumers_closed_total") >= 1)
+        #expect(server.metric("switchboard_shard_buffered_bytes") <= 2 * budget)
+        let rssGrowth = residentBytes() - rssBefore
+        #expect(rssGrowth < 2 * budget + (16 << 20), "RSS grew \(rssGrowth) bytes")
+        let during = try worstRoundTrip(bystander, "during")
+        #expect(during <= baseline + bystanderToleranceMilliseconds, "bystander \(during) ms vs \(baseline) ms")
+    }
 }
 
 /// permessage-deflate's memory, measured: RSS per connection with 1,000 sockets, idle and after

@@ -133,7 +133,7 @@ final class WebSocketConnectionDriver {
         session.backlog.append(contentsOf: bytes)
         let capacity = session.backlog.capacity
         if capacity > session.backlogCharge {
-            guard shard.memory.tryCharge(capacity - session.backlogCharge) else {
+            guard shard.memory.tryCharge(capacity - session.backlogCharge, holding: session.backlogCharge) else {
                 metrics.webSocketOverBudget.increment()
                 dropBacklog(session)
                 close(id, code: .tryAgainLater, reason: WebSocketConnection.overBudgetReason, force: true)

@@ -17,6 +17,8 @@ let package = Package(
         .executable(name: "switchboard-chat", targets: ["switchboard-chat"]),
         .executable(name: "switchboard-bench", targets: ["switchboard-bench"]),
         .executable(name: "cb-bench", targets: ["cb-bench"]),
+        .executable(name: "switchboard-rpc-example", targets: ["switchboard-rpc-example"]),
+        .executable(name: "rpc-bench", targets: ["rpc-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-atomics.git", from: "1.2.0"),
@@ -70,8 +72,12 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardProtocols",
-            dependencies: ["Switchboard"]
+            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT"]
         ),
+        // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
+        // and JWT verification on libcrypto.
+        .target(name: "SwitchboardJSON"),
+        .target(name: "SwitchboardJWT", dependencies: ["SwitchboardJSON", "COpenSSL"], exclude: ["BAD_TOKENS.md"]),
         .target(
             name: "SwitchboardClient",
             dependencies: ["COpenSSL"]
@@ -99,7 +105,9 @@ let package = Package(
         .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
         .executableTarget(
             name: "switchboard-chat",
-            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            // The browser page, compiled into the binary (PackageResources.index_html...).
+            resources: [.embedInCode("Web/index.html"), .embedInCode("Web/chat.css"), .embedInCode("Web/chat.js")]
         ),
         .executableTarget(
             name: "switchboard-echo",
@@ -128,10 +136,18 @@ let package = Package(
             ],
             path: "Benchmarks/Sources/cb-bench"
         ),
+        .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardJSONTests", dependencies: ["SwitchboardJSON"]),
+        .testTarget(
+            name: "BroadcasterTests",
+            dependencies: ["SwitchboardProtocols", "SwitchboardJSON", "SwitchboardJWT", "CJWTTestSupport", "Switchboard", "SwitchboardTestSupport"]
+        ),
+        .target(name: "CJWTTestSupport", path: "Tests/CJWTTestSupport", linkerSettings: [.linkedLibrary("crypto")]),
+        .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
@@ -145,6 +161,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // RPC (amqp-swarm protocol, issue 12): codec + server in SwitchboardProtocols/RPC.
+        .executableTarget(name: "switchboard-rpc-example", dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")]),
+        .executableTarget(
+            name: "rpc-bench",
+            dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
+            path: "Benchmarks/Sources/rpc-bench"
+        ),
+        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
@@ -158,10 +182,12 @@ if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
         .executable(name: "FuzzHTTP", targets: ["FuzzHTTP"]),
         .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
+        .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
     ]
     package.targets += [
         .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
         .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
         .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
+        .executableTarget(name: "FuzzJSON", dependencies: ["SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
     ]
 }

@@ -25,6 +25,14 @@ ensure_python_venv() {
     bash "$ab/setup.sh" "$venv" >/dev/null
 }
 
+# Selenium (PyPI) in the project venv, for the browser test (deploy/browser-test.sh). Pinned:
+# 4.52 wants a certifi newer than the package mirror here holds.
+ensure_selenium() {
+    local venv="$1/.build/autobahn-venv"
+    "$venv/bin/python" -c 'import selenium' 2>/dev/null && return 0
+    "$venv/bin/pip" install -q "selenium==${SELENIUM_VERSION:-4.50.0}"
+}
+
 # start_server BIN ARGS... : starts a server on an ephemeral port (it logs "listening on
 # 127.0.0.1:PORT"), sets SERVER_PID and SERVER_PORT.
 start_server() {

@@ -5,6 +5,7 @@
 # 2. interop: Python `websockets` client against switchboard-echo, both backends
 # 3. RFC 6455 conformance: Autobahn cases 1-7, 9, 10 on both backends (deploy/autobahn.sh runs all)
 # 4. fuzzing: libFuzzer on the HTTP parser and the WebSocket decoder, bounded time
+# (after 1: the Hummingbird plug-in package's tests, and the browser chat in headless Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source deploy/lib.sh
@@ -16,6 +17,10 @@ timeout 300 bash deploy/check-deploy.sh  # container, systemd, sysctl and Kubern
 # The integration tests count this process's file descriptors: run tests one at a time.
 # The outer timeout turns a hang into a failure instead of a stuck CI.
 timeout 1800 swift test --skip-build --no-parallel
+# The Hummingbird plug-in: a separate package (builds Hummingbird), its own tests.
+(cd Integrations/SwitchboardHummingbird && timeout 2400 swift test --no-parallel)
+# The browser chat in headless Chromium (Selenium); screenshot in .build/chat-screenshot.png.
+timeout 1200 bash deploy/browser-test.sh
 
 QUICK='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*"]'
 for backend in uring epoll; do

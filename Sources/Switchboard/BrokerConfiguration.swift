@@ -29,6 +29,15 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// deliveries). A full publish ring refuses the publish; a full delivery ring makes the owner
     /// hold its deliveries and stop taking publishes until there is room.
     public var crossShardRingCapacity: Int = 16_384
+    /// Deliveries an owner shard may hold while rings to other shards are full. A publish is
+    /// ordered only if its fan-out (one delivery per other shard) fits: from another shard it
+    /// waits in its ring, on the owner or through its inbox it is refused
+    /// (`switchboard_publish_backlog_limit_hits_total`). Raised to `shards - 1` if lower.
+    public var maxPendingDeliveries: Int = 262_144
+    /// How long a channel's owner remembers its epoch and offset after its last publish; the
+    /// next publish after that starts a new epoch (see `ChannelPosition`). 0 forgets at the
+    /// next tick.
+    public var channelOffsetRetentionMilliseconds: Int = 60_000
     /// How long a deferred HTTP response (`HTTPReply.deferred`) may take before the broker
     /// answers 504 in its place (`switchboard_http_deferred_timeouts_total`).
     public var deferredResponseTimeoutMilliseconds: Int = 30_000
@@ -58,6 +67,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         if !(9...15).contains(webSocket.deflateServerWindowBits) { return "ws_deflate_server_window_bits must be 9...15" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
+        if maxPendingDeliveries < 1 { return "max_pending_deliveries must be >= 1" }
+        if channelOffsetRetentionMilliseconds < 0 { return "channel_offset_retention_ms must be >= 0" }
         if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
         if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
         return nil
@@ -96,6 +107,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("max_subscriptions_per_socket", "channels one socket may be subscribed to"),
         ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
         ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
+        ("max_pending_deliveries", "deliveries an owner shard may hold while rings are full; publishes beyond it wait or are refused (metric switchboard_publish_backlog_limit_hits_total)"),
+        ("channel_offset_retention_ms", "how long a channel's owner remembers its epoch and offset after its last publish (metric switchboard_channel_offsets_expired_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
         ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
         ("ws_max_message_bytes", "largest WebSocket message, after decompression (close 1009)"),
@@ -145,6 +158,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
+        case "max_pending_deliveries": return String(maxPendingDeliveries)
+        case "channel_offset_retention_ms": return String(channelOffsetRetentionMilliseconds)
         case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
         case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
@@ -218,6 +233,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
+        case "max_pending_deliveries": maxPendingDeliveries = try int()
+        case "channel_offset_retention_ms": channelOffsetRetentionMilliseconds = try int()
         case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
         case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()
         case "websocket_paths": webSocket.paths = list()

@@ -10,14 +10,23 @@ public enum ConfigurationFile {
 
     /// The file's text, or nil when it cannot be read or is over `maxBytes`.
     public static func read(_ path: String) -> String? {
-        guard let f = fopen(path, "rb") else { return nil }
+        try? contents(path)
+    }
+
+    /// The file's text; throws naming the file when it cannot be opened or is over `maxBytes`.
+    public static func contents(_ path: String) throws(ConfigurationError) -> String {
+        guard let f = fopen(path, "rb") else {
+            throw ConfigurationError(origin: nil, message: "cannot read configuration file \(path): \(String(cString: strerror(errno)))")
+        }
         defer { fclose(f) }
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65_536)
         while true {
             let n = fread(&chunk, 1, chunk.count, f)
             if n > 0 { bytes.append(contentsOf: chunk[0..<n]) }
-            if bytes.count > maxBytes { return nil }
+            if bytes.count > maxBytes {
+                throw ConfigurationError(origin: nil, message: "configuration file \(path) is larger than \(maxBytes) bytes")
+            }
             if n < chunk.count { break }
         }
         return String(decoding: bytes, as: UTF8.self)

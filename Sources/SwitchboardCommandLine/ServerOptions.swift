@@ -26,7 +26,7 @@ public struct ServerOptions: ParsableArguments, Sendable {
         valueName: "key=value"))
     public var assignments: [String] = []
 
-    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace | debug | info | notice | warning | error | critical.", valueName: "level"))
+    @Option(name: .customLong("log-level"), help: ArgumentHelp("trace | debug | info | notice | warning | error | critical (the 'listening on' line is a notice).", valueName: "level"))
     public var logLevel: String = "info"
 
     @Flag(name: .customLong("print-config-keys"), help: "List every configuration key with its meaning, and exit.")
@@ -61,10 +61,7 @@ public struct ServerOptions: ParsableArguments, Sendable {
                        environment: [String: String]) throws(ConfigurationError) -> LayeredConfiguration {
         var layers = LayeredConfiguration(sections: sections)
         if let path = configFile {
-            guard let text = ConfigurationFile.read(path) else {
-                throw ConfigurationError(origin: nil, message: "cannot read configuration file \(path)")
-            }
-            try layers.addFile(text, path: path)
+            try layers.addFile(try ConfigurationFile.contents(path), path: path)
         }
         layers.addEnvironment(environment)
         try addCommandLineLayer(to: &layers)

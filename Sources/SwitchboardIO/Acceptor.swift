@@ -1,6 +1,5 @@
 import Atomics
 import CLiburing
-import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,49 +14,122 @@ public final class AcceptorMetrics: Sendable {
 /// The thread that owns the listening socket. It never reads from a client socket: it picks the
 /// shard with the fewest connections (ties round-robin) and hands the fd over, with
 /// IORING_OP_MSG_RING on io_uring, or the shard's inbox and doorbell on epoll.
+///
+/// On both backends the listening socket is accepted from with `accept4` after epoll reports it
+/// readable, never with an io_uring accept: a pending io_uring request holds a reference to
+/// the listening socket's file, and when the process dies the ring is torn down by a kernel
+/// worker some milliseconds later, so the port stayed in LISTEN after a SIGKILL and an
+/// immediate restart failed with EADDRINUSE (issue 17, item 5). The acceptor's ring only
+/// carries MSG_RING handovers, which reference the shards' rings, not the listener.
+///
+/// ## Ownership
+/// Once `init` returns, the acceptor owns the listening socket (and its eventfd, epoll fd and
+/// ring) and `stop()` releases them all, whether or not `start()` ran. If `init` throws, the
+/// caller still owns the listening socket.
 final class Acceptor: @unchecked Sendable {
     let listenFD: Int32
     let shards: [Shard]
     let metrics = AcceptorMetrics()
     private var stopFD: Int32
+    private var epollFD: Int32
+    /// io_uring only: the ring that carries MSG_RING handovers (nil on epoll).
+    private var ring: UnsafeMutablePointer<io_uring>?
     private var assigned: [Int]
     private var nextTieBreak = 0
-    private let useUring: Bool
     private var thread: OSThread?
-    private let logger: Logger
+    /// io_uring: MSG_RING handovers submitted whose completion was not reaped yet.
+    private var handoffsInFlight = 0
     /// Back-off after accept fails for lack of descriptors, so the loop does not spin.
     private let errorBackoffMilliseconds = 10
+    private static let listenToken: UInt64 = 1
+    private static let stopToken: UInt64 = 2
+    private static let ringToken: UInt64 = 3
+    /// Completions reaped per `sb_drain_cqes` call (the arrays below hold one batch).
+    private static let completionBatch = 64
+    private let cqUserData: UnsafeMutablePointer<UInt64>
+    private let cqRes: UnsafeMutablePointer<Int32>
+    private let cqFlags: UnsafeMutablePointer<UInt32>
 
-    init(listenFD: Int32, shards: [Shard], useUring: Bool, logger: Logger) throws(IOError) {
-        self.logger = logger
+    init(listenFD: Int32, shards: [Shard], useUring: Bool) throws(IOError) {
         self.listenFD = listenFD
         self.shards = shards
-        self.useUring = useUring
         assigned = Array(repeating: 0, count: shards.count)
-        let fd = sb_eventfd()
-        if fd < 0 { throw IOError.system("eventfd", -fd) }
-        stopFD = fd
+        let stop = sb_eventfd()
+        if stop < 0 { throw IOError.system("eventfd", -stop) }
+        let ep = sb_epoll_create()
+        if ep < 0 { Glibc.close(stop); throw IOError.system("epoll_create1", -ep) }
+        var uring: UnsafeMutablePointer<io_uring>? = nil
+        // Every failure below undoes what this initializer opened, and nothing else.
+        func undo(_ call: String, _ rc: Int32) -> IOError {
+            if let r = uring { io_uring_queue_exit(r); r.deallocate() }
+            Glibc.close(ep)
+            Glibc.close(stop)
+            return IOError.system(call, -rc)
+        }
+        if useUring {
+            let r = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
+            var applied: UInt32 = 0
+            // No SINGLE_ISSUER: the ring is created here and used by the acceptor thread.
+            let rc = sb_ring_init(r, 256, 0, &applied)
+            if rc < 0 { r.deallocate(); throw undo("io_uring_queue_init (acceptor)", rc) }
+            uring = r
+            // The ring's fd is readable when completions are waiting (failed handovers).
+            let prc = sb_epoll_ctl(ep, SB_EPOLL_CTL_ADD, sb_ring_fd(r), SB_EPOLLIN, Self.ringToken)
+            if prc < 0 { throw undo("epoll_ctl(acceptor ring)", prc) }
+        }
+        var rc = sb_set_nonblocking(listenFD)
+        if rc < 0 { throw undo("fcntl(O_NONBLOCK)", rc) }
+        rc = sb_epoll_ctl(ep, SB_EPOLL_CTL_ADD, listenFD, SB_EPOLLIN, Self.listenToken)
+        if rc < 0 { throw undo("epoll_ctl(listen)", rc) }
+        rc = sb_epoll_ctl(ep, SB_EPOLL_CTL_ADD, stop, SB_EPOLLIN, Self.stopToken)
+        if rc < 0 { throw undo("epoll_ctl(eventfd)", rc) }
+        stopFD = stop
+        epollFD = ep
+        ring = uring
+        // Allocated last: nothing can fail after this point, so nothing leaks on a throw.
+        cqUserData = .allocate(capacity: Self.completionBatch)
+        cqRes = .allocate(capacity: Self.completionBatch)
+        cqFlags = .allocate(capacity: Self.completionBatch)
     }
 
+    /// Starts the accepting thread. On failure nothing runs and `stop()` still releases.
     func start() throws(IOError) {
-        guard let t = OSThread.spawn(name: "sb-acceptor", { [self] in
-            if useUring { runUring() } else { runEpoll() }
-        }) else { throw IOError.system("pthread_create", EAGAIN) }
+        guard let t = OSThread.spawn(name: "sb-acceptor", { [self] in run() }) else {
+            throw IOError.system("pthread_create", EAGAIN)
+        }
         thread = t
     }
 
-    /// Stops accepting and closes the listening socket. Any thread; returns when stopped.
+    /// Stops accepting and releases the listening socket, then the ring. Any thread (one at a
+    /// time); returns when the thread has exited. Idempotent.
     func stop() {
         guard stopFD >= 0 else { return }
-        _ = sb_eventfd_signal(stopFD)
-        thread?.join()
-        thread = nil
+        if let t = thread {
+            _ = sb_eventfd_signal(stopFD)
+            t.join()
+            thread = nil
+        }
+        // The listener first: nothing else refers to it, so the port is free when this returns.
+        Glibc.close(listenFD)
+        if let r = ring {
+            // Handovers still in flight complete into the target shard's ring or fail; a
+            // failed one's fd is closed here rather than leaked.
+            _ = sb_submit_and_get_events(r)
+            reapHandoffs(r)
+            io_uring_queue_exit(r)
+            r.deallocate()
+            ring = nil
+        }
+        Glibc.close(epollFD)
+        epollFD = -1
         Glibc.close(stopFD)
         stopFD = -1
     }
 
     deinit {
-        if stopFD >= 0 { Glibc.close(stopFD) }
+        // `stop()` is the owner's job; a start-up that failed before it still calls it.
+        assert(stopFD < 0, "Acceptor released without stop(): its listening socket would leak")
+        cqUserData.deallocate(); cqRes.deallocate(); cqFlags.deallocate()
     }
 
     private func pickShard() -> Int {
@@ -73,121 +145,74 @@ final class Acceptor: @unchecked Sendable {
         return best
     }
 
-    // MARK: io_uring
+    // MARK: - Acceptor thread
 
-    private func runUring() {
-        let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
-        defer { ring.deallocate() }
-        var applied: UInt32 = 0
-        if sb_ring_init(ring, 256, SB_SETUP_SINGLE_ISSUER | SB_SETUP_DEFER_TASKRUN, &applied) < 0 {
-            // The shards run io_uring, so this should not happen; fall back to epoll accepting.
-            logger.warning("acceptor: io_uring setup failed, accepting with epoll")
-            runEpoll()
-            return
-        }
-        defer {
-            io_uring_queue_exit(ring)
-            Glibc.close(listenFD)
-        }
-        let stopValue = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-        defer { stopValue.deallocate() }
-        sb_prep_read(sb_get_sqe(ring), stopFD, stopValue, 8, userData(.acceptorStop, slot: 0, generation: 0))
-        sb_prep_multishot_accept(sb_get_sqe(ring), listenFD, userData(.acceptorAccept, slot: 0, generation: 0))
-        let ringFDs = shards.map { ($0 as? UringShard)?.ringFD ?? -1 }
-        let batch = 256
-        let uds = UnsafeMutablePointer<UInt64>.allocate(capacity: batch)
-        let res = UnsafeMutablePointer<Int32>.allocate(capacity: batch)
-        let flags = UnsafeMutablePointer<UInt32>.allocate(capacity: batch)
-        defer { uds.deallocate(); res.deallocate(); flags.deallocate() }
-        var rearmAt: Int64 = 0
-        while true {
-            let timeout: Int64 = rearmAt > 0 ? Int64(errorBackoffMilliseconds) * 1_000_000 : -1
-            _ = sb_submit_and_wait(ring, 1, timeout)
-            if rearmAt > 0 && monotonicMilliseconds() >= rearmAt {
-                rearmAt = 0
-                sb_prep_multishot_accept(sb_get_sqe(ring), listenFD, userData(.acceptorAccept, slot: 0, generation: 0))
-            }
-            let n = Int(sb_drain_cqes(ring, uds, res, flags, UInt32(batch)))
-            for i in 0..<n {
-                let op = UringOp(rawValue: uds[i] >> 56)
-                switch op {
-                case .acceptorStop:
-                    return
-                case .acceptorAccept:
-                    if res[i] >= 0 {
-                        metrics.accepted.increment()
-                        let fd = res[i]
-                        let target = pickShard()
-                        assigned[target] += 1
-                        sb_prep_msg_ring(sb_get_sqe(ring), ringFDs[target], UInt32(fd),
-                                         userData(.acceptedFD, slot: 0, generation: 0),
-                                         userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
-                    } else {
-                        metrics.acceptErrors.increment()
-                    }
-                    if flags[i] & SB_CQE_F_MORE == 0 {
-                        if res[i] >= 0 {
-                            sb_prep_multishot_accept(sb_get_sqe(ring), listenFD, userData(.acceptorAccept, slot: 0, generation: 0))
-                        } else {
-                            rearmAt = monotonicMilliseconds() + Int64(errorBackoffMilliseconds)
-                        }
-                    }
-                case .acceptorHandoff:
-                    if res[i] < 0 {
-                        // The shard never saw it: close it here and undo the load.
-                        let fd = Int32(uds[i] & 0xFFFF_FFFF)
-                        let target = Int((uds[i] >> 32) & 0xFF_FFFF)
-                        Glibc.close(fd)
-                        assigned[target] -= 1
-                        metrics.handoffFailures.increment()
-                    }
-                default:
-                    break
-                }
-            }
-        }
-    }
-
-    // MARK: epoll
-
-    private func runEpoll() {
-        let ep = sb_epoll_create()
-        guard ep >= 0 else { return }
-        defer {
-            Glibc.close(ep)
-            Glibc.close(listenFD)
-        }
-        _ = sb_set_nonblocking(listenFD)
-        _ = sb_epoll_ctl(ep, SB_EPOLL_CTL_ADD, listenFD, SB_EPOLLIN, 1)
-        _ = sb_epoll_ctl(ep, SB_EPOLL_CTL_ADD, stopFD, SB_EPOLLIN, 2)
+    private func run() {
         let data = UnsafeMutablePointer<UInt64>.allocate(capacity: 4)
         let events = UnsafeMutablePointer<UInt32>.allocate(capacity: 4)
         defer { data.deallocate(); events.deallocate() }
+        let ringFDs = shards.map { ($0 as? UringShard)?.ringFD ?? -1 }
         var backoff = false
         while true {
-            let n = sb_epoll_wait(ep, data, events, 4, backoff ? Int32(errorBackoffMilliseconds) : -1)
+            // A handover's completion normally wakes us through the ring's fd; the bounded wait
+            // while some are in flight is a second line, so a failed one's fd never waits long.
+            let timeout: Int32 = backoff ? Int32(errorBackoffMilliseconds) : (handoffsInFlight > 0 ? 100 : -1)
+            let n = sb_epoll_wait(epollFD, data, events, 4, timeout)
+            if backoff { usleep(useconds_t(errorBackoffMilliseconds * 1000)) }
             backoff = false
-            for i in 0..<Int(max(n, 0)) where data[i] == 2 { return }
+            for i in 0..<Int(max(n, 0)) where data[i] == Self.stopToken { return }
+            if let r = ring { reapHandoffs(r) }
+            // Level-triggered: whatever is not accepted now wakes the next wait.
             while true {
                 let fd = sb_accept4(listenFD)
                 if fd < 0 {
                     if -fd == EAGAIN || -fd == EWOULDBLOCK { break }
                     if -fd == EINTR || -fd == ECONNABORTED { continue }
                     metrics.acceptErrors.increment()
+                    // Out of descriptors: sleep instead of spinning on a readable listener.
                     backoff = true
-                    // Level-triggered listen fd: sleep in epoll_wait with a timeout instead of spinning.
                     break
                 }
                 metrics.accepted.increment()
                 let target = pickShard()
-                if shards[target].post(.accepted(fd)) {
+                if let r = ring {
+                    assigned[target] += 1
+                    handoffsInFlight += 1
+                    // sb_get_sqe submits by itself when the submission queue is full.
+                    sb_prep_msg_ring(sb_get_sqe(r), ringFDs[target], UInt32(fd),
+                                     userData(.acceptedFD, slot: 0, generation: 0),
+                                     userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
+                } else if shards[target].post(.accepted(fd)).isQueued {
                     assigned[target] += 1
                 } else {
                     Glibc.close(fd)
                     metrics.handoffFailures.increment()
                 }
             }
-            if backoff { usleep(useconds_t(errorBackoffMilliseconds * 1000)) }
+            if let r = ring {
+                _ = sb_submit_and_get_events(r)
+                reapHandoffs(r)
+            }
+        }
+    }
+
+    /// io_uring: takes the completions of MSG_RING handovers; a failed one means the shard
+    /// never saw the fd, so it is closed here and the shard's load is given back.
+    private func reapHandoffs(_ r: UnsafeMutablePointer<io_uring>) {
+        let batch = Self.completionBatch
+        while true {
+            let n = Int(sb_drain_cqes(r, cqUserData, cqRes, cqFlags, UInt32(batch)))
+            for i in 0..<n where UringOp(rawValue: cqUserData[i] >> 56) == .acceptorHandoff {
+                handoffsInFlight -= 1
+                if cqRes[i] < 0 {
+                    let fd = Int32(cqUserData[i] & 0xFFFF_FFFF)
+                    let target = Int((cqUserData[i] >> 32) & 0xFF_FFFF)
+                    Glibc.close(fd)
+                    assigned[target] -= 1
+                    metrics.handoffFailures.increment()
+                }
+            }
+            if n < batch { return }
         }
     }
 }

@@ -90,7 +90,12 @@ final class EpollShard: Shard {
     }
 
     /// Reads until EAGAIN or the budget runs out. Returns true if input may remain.
-    private func readAvailable(_ slot: Int) -> Bool {
+    ///
+    /// `peerClosed`: the event said the peer shut down its side (EPOLLRDHUP/EPOLLHUP). Then a
+    /// short read is not the end: the EOF behind the data must be read now, because with
+    /// edge-triggered epoll no further event comes for it (the connection would wait for a
+    /// timer to notice the client is gone).
+    private func readAvailable(_ slot: Int, peerClosed: Bool = false) -> Bool {
         let fd = connections[slot].fd
         var reads = 0
         while reads < readBudget {
@@ -100,7 +105,7 @@ final class EpollShard: Shard {
             if n > 0 {
                 deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n))
                 reads += 1
-                if n < scratchBytes { return false }
+                if n < scratchBytes && !peerClosed { return false }
                 continue
             }
             if n == 0 { beginClose(slot); return false }
@@ -143,7 +148,8 @@ final class EpollShard: Shard {
                 if !connections[slot].queue.isEmpty { scheduleFlush(slot) }
             }
             if ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
-                if readAvailable(slot) { readAgain.append(Int32(slot)) }
+                let peerClosed = ev & (SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0
+                if readAvailable(slot, peerClosed: peerClosed) { readAgain.append(Int32(slot)) }
             }
         }
     }

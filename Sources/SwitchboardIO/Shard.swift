@@ -8,10 +8,65 @@ import Glibc
 public enum ShardTask: @unchecked Sendable {
     /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
     case accepted(Int32)
-    /// A closure to run on the shard thread.
-    case run(@Sendable (Shard) -> Void)
+    /// A closure to run on the shard thread, or its refusal path if the shard never will.
+    case run(ShardWork)
     /// Begin graceful shutdown; force-close what is left at the deadline (monotonic ms).
     case drain(deadlineMilliseconds: Int64)
+}
+
+/// A closure for a shard's thread, and what to do instead when the shard will never run it.
+///
+/// Exactly one of `body` (on the shard thread) and `refused` (on the posting thread when
+/// `post` refuses at once, or on the shard thread when the shard stops with the work still in
+/// its inbox) is called, once. Work that completes something another thread waits for (a
+/// continuation, a reply) must pass `refused`, or a stop can leave the waiter hanging.
+public struct ShardWork: @unchecked Sendable {
+    let body: @Sendable (Shard) -> Void
+    let refused: (@Sendable (ShardRefusal) -> Void)?
+
+    public init(_ body: @escaping @Sendable (Shard) -> Void, orElse refused: (@Sendable (ShardRefusal) -> Void)? = nil) {
+        self.body = body
+        self.refused = refused
+    }
+}
+
+/// Why a shard did not take, or will not run, posted work.
+public enum ShardRefusal: Error, Sendable, Equatable {
+    /// The inbox was full at that moment (counted in `switchboard_inbox_full_total`); a later
+    /// post may succeed.
+    case inboxFull
+    /// The shard has stopped, or never started: it will not run work again.
+    case stopped
+}
+
+/// What `Shard.post` did with a task.
+public enum ShardPostResult: Sendable, Equatable {
+    /// In the inbox: it runs on the shard thread, or (work only) is refused if the shard stops
+    /// first.
+    case queued
+    /// Not taken; a `ShardWork`'s `refused` has already been called.
+    case refused(ShardRefusal)
+
+    public var isQueued: Bool { self == .queued }
+}
+
+/// Where a shard is in its life. It only moves forward:
+/// `created → running → draining → stopped`, or `created → stopped` when start-up failed.
+///
+/// Posted work is taken in every state but `stopped` (a draining shard still runs the work
+/// that finishes its connections); once `stopped`, `post` refuses and whatever was left in
+/// the inbox has been refused (`ShardWork`) or closed (accepted sockets).
+public enum ShardLifecycle: UInt8, Sendable, Comparable {
+    /// Constructed; its thread has not entered the loop yet. Work posted now waits for it.
+    case created
+    /// The loop runs.
+    case running
+    /// Graceful shutdown: connections are finishing; new sockets are closed at once.
+    case draining
+    /// The loop has exited (or never ran). Final.
+    case stopped
+
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
 }
 
 /// Per-shard I/O counters (readable from any thread).
@@ -108,9 +163,18 @@ public class Shard: @unchecked Sendable {
     var finalizeList: [Int32] = []
     public private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
     private var nextTickMilliseconds: Int64 = 0
-    var draining = false
+    /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
+    private(set) var lifecycleState: ShardLifecycle = .created
+    /// Any thread: `lifecycleState`, published on each transition.
+    private let publishedState = ManagedAtomic<UInt8>(ShardLifecycle.created.rawValue)
+    /// Admission to the inbox. Bit 0 is set once the shard stopped taking work; the rest counts
+    /// posters between reading the gate and finishing their push, in units of 2. The shard sets
+    /// the bit, waits for the count to reach zero, and then drains the inbox a last time: any
+    /// push either happened before that drain or saw the bit and was refused, so no task is
+    /// left behind in a stopped shard's inbox.
+    private let admission = ManagedAtomic<Int>(0)
+    private static let admissionClosed = 1
     private var drainDeadline: Int64 = .max
-    var stopped = false
     let doorbell: Doorbell
 
     init(index: Int, configuration: IOConfiguration) throws(IOError) {
@@ -136,20 +200,53 @@ public class Shard: @unchecked Sendable {
 
     // MARK: - Any thread
 
-    /// Posts a task; false when the inbox is full (counted in `inboxFull`). Any thread.
-    @discardableResult
-    public func post(_ task: ShardTask) -> Bool {
-        guard inbox.tryPush(task) else {
-            metrics.inboxFull.increment()
-            return false
-        }
-        wake()
-        return true
+    /// Where the shard is in its life. Any thread (a snapshot: it only moves forward).
+    public var lifecycle: ShardLifecycle {
+        ShardLifecycle(rawValue: publishedState.load(ordering: .acquiring))!
     }
 
-    /// Runs `body` on the shard thread. Any thread.
+    /// Posts a task. Any thread.
+    ///
+    /// Refused when the inbox is full (counted in `inboxFull`) or the shard has stopped; a
+    /// refused `ShardWork` has had its `refused` called on this thread before this returns,
+    /// and a refused `.accepted` socket is still the caller's to close.
     @discardableResult
-    public func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool { post(.run(body)) }
+    public func post(_ task: ShardTask) -> ShardPostResult {
+        // Become a counted poster first, then look at the gate (see `admission`). The RMW reads
+        // the latest value, so a poster either sees the closed bit or is waited for.
+        let before = admission.loadThenWrappingIncrement(by: 2, ordering: .acquiringAndReleasing)
+        let outcome: ShardPostResult
+        if before & Self.admissionClosed != 0 {
+            outcome = .refused(.stopped)
+        } else if inbox.tryPush(task) {
+            wake()
+            outcome = .queued
+        } else {
+            metrics.inboxFull.increment()
+            outcome = .refused(.inboxFull)
+        }
+        // Release: the push happens-before the shard's acquiring load that sees the count drop.
+        admission.wrappingDecrement(by: 2, ordering: .releasing)
+        if case .refused(let why) = outcome, case .run(let work) = task { work.refused?(why) }
+        return outcome
+    }
+
+    /// Runs `body` on the shard thread; false when refused (inbox full or shard stopped).
+    /// Any thread. For fire-and-forget work only: if the shard stops before running it, it
+    /// is dropped. Work that someone waits for uses `execute(_:orElse:)`.
+    @discardableResult
+    public func execute(_ body: @escaping @Sendable (Shard) -> Void) -> Bool {
+        post(.run(ShardWork(body))).isQueued
+    }
+
+    /// Runs `body` on the shard thread, or `refused` exactly once instead when the shard will
+    /// never run it: at once on this thread when the post is refused, or on the shard thread
+    /// when the shard stops with the work still queued. Any thread.
+    @discardableResult
+    public func execute(_ body: @escaping @Sendable (Shard) -> Void,
+                        orElse refused: @escaping @Sendable (ShardRefusal) -> Void) -> ShardPostResult {
+        post(.run(ShardWork(body, orElse: refused)))
+    }
 
     /// Whether the calling thread is this shard's own thread. Any thread.
     @inline(__always) public var isCurrent: Bool {
@@ -270,7 +367,8 @@ public class Shard: @unchecked Sendable {
         idleTimers.arm(slot, now: nowMilliseconds)
     }
 
-    public var isDraining: Bool { draining }
+    /// Shard thread: graceful shutdown has begun (or the loop has stopped).
+    public var isDraining: Bool { lifecycleState >= .draining }
 
     // MARK: - Internals shared by the backends
 
@@ -287,7 +385,7 @@ public class Shard: @unchecked Sendable {
 
     /// Takes a new socket. Closes it at once when the shard is full or draining.
     func adopt(fd: Int32) {
-        if draining || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
+        if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) {
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
@@ -384,17 +482,53 @@ public class Shard: @unchecked Sendable {
         inbox.drain(max: 4096) { task in
             switch task {
             case .accepted(let fd): adopt(fd: fd)
-            case .run(let body): body(self)
+            case .run(let work): work.body(self)
             case .drain(let deadline): startDraining(deadline: deadline)
             }
         }
     }
 
+    /// Shard thread: moves the lifecycle forward and publishes it.
+    private func transition(to next: ShardLifecycle) {
+        assert(next > lifecycleState, "shard lifecycle moves forward only: \(lifecycleState) -> \(next)")
+        lifecycleState = next
+        publishedState.store(next.rawValue, ordering: .releasing)
+    }
+
     func startDraining(deadline: Int64) {
-        guard !draining else { return }
-        draining = true
+        guard lifecycleState == .running else { return }
+        transition(to: .draining)
         drainDeadline = deadline
         handler.shardDraining(self)
+    }
+
+    /// Stops taking work and refuses what is still queued: `ShardWork` gets `.stopped`,
+    /// accepted sockets are closed. The inbox's consumer only: the shard thread as its loop
+    /// ends, or the thread that started the group for a shard whose thread never ran.
+    func closeInbox() {
+        admission.loadThenBitwiseOr(with: Self.admissionClosed, ordering: .acquiringAndReleasing)
+        // Posters that passed the gate before it closed are finishing a push of a few
+        // instructions; wait for them so their task is in the inbox for the drain below.
+        while admission.load(ordering: .acquiring) != Self.admissionClosed { sched_yield() }
+        inbox.drain(max: .max) { task in
+            switch task {
+            case .accepted(let fd):
+                metrics.connectionsRejected.increment()
+                releasedTotal.wrappingIncrement(ordering: .relaxed)
+                Glibc.close(fd)
+            case .run(let work): work.refused?(.stopped)
+            case .drain: break
+            }
+        }
+        assert(inbox.approximateCount == 0, "a task entered a closed inbox")
+    }
+
+    /// A shard whose start-up failed (its thread never reached the loop): stopped, its inbox
+    /// refused. Called by whichever thread is its inbox's consumer (see `closeInbox`).
+    func abandon() {
+        assert(lifecycleState == .created, "only a shard that never ran is abandoned")
+        transition(to: .stopped)
+        closeInbox()
     }
 
     /// End-of-turn work: handler hook, flushes, finalizes, timers. Returns the wait budget.
@@ -419,14 +553,14 @@ public class Shard: @unchecked Sendable {
                 for s in list { finalize(Int(s)) }
             }
         }
-        if draining {
+        if lifecycleState == .draining {
             if nowMilliseconds >= drainDeadline {
                 for slot in 0..<highWater where connections[slot].state != .free && connections[slot].state != .closing {
                     beginClose(slot)
                 }
                 drainDeadline = .max
             }
-            if openConnections == 0 { stopped = true }
+            if openConnections == 0 { transition(to: .stopped) }
         }
         metrics.loopTurns.increment()
         return max(0, nextTickMilliseconds - nowMilliseconds)
@@ -466,13 +600,16 @@ public class Shard: @unchecked Sendable {
     func runLoop() {
         sb_set_current_shard(Unmanaged.passUnretained(self).toOpaque())
         defer { sb_set_current_shard(nil) }
+        transition(to: .running)
         handler.shardStarted(self)
-        while !stopped {
+        while lifecycleState != .stopped {
             processInbox()
             let budget = endOfTurn()
-            if stopped { break }
+            if lifecycleState == .stopped { break }
             waitAndDispatch(timeoutMilliseconds: budget)
         }
+        // Nothing posted from now on runs: refuse it rather than leave it in the inbox.
+        closeInbox()
         handler.shardStopped(self)
         tearDown()
     }

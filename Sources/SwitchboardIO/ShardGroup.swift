@@ -25,6 +25,9 @@ public final class ShardGroup: @unchecked Sendable {
     /// Called once in `start()` with every shard, after they exist and before any shard thread
     /// runs (a place to wire shared structures that handlers use).
     public var prepare: (@Sendable ([Shard]) -> Void)?
+    /// Tests only: called on each shard thread after its set-up succeeded; an error returned
+    /// makes that shard's set-up fail as if the kernel had refused it (io_uring refused).
+    var setUpFaultForTesting: (@Sendable (Int) -> IOError?)?
 
     public var acceptorMetrics: AcceptorMetrics? { acceptor?.metrics }
 
@@ -54,6 +57,7 @@ public final class ShardGroup: @unchecked Sendable {
 
     /// Binds, starts the shards and the acceptor. Returns once connections are being accepted.
     public func start() throws(IOError) {
+        precondition(shards.isEmpty && acceptor == nil, "ShardGroup.start() runs once")
         if let problem = configuration.validate() { throw .invalidConfiguration(problem) }
         _ = sb_ignore_sigpipe()
         switch configuration.backend {
@@ -74,7 +78,21 @@ public final class ShardGroup: @unchecked Sendable {
         let listenFD = host.withCString { sb_listen_tcp($0, Int32(requestedPort), Int32(configuration.listenBacklog), false) }
         if listenFD < 0 { throw .system("listen on \(host):\(requestedPort)", -listenFD) }
         port = Int(sb_local_port(listenFD))
+        do {
+            try startShardsAndAcceptor(listenFD: listenFD)
+        } catch {
+            // `startShardsAndAcceptor` left nothing running; the listener is ours unless the
+            // acceptor took it (then it is closed already).
+            if acceptor == nil { Glibc.close(listenFD) }
+            acceptor = nil
+            throw error
+        }
+    }
 
+    /// The part of `start()` after binding. On a throw, every thread it started has been
+    /// joined and every shard's descriptors released; `acceptor` is nil unless it took the
+    /// listener and then failed (its `stop()` already closed it).
+    private func startShardsAndAcceptor(listenFD: Int32) throws(IOError) {
         let count = configuration.resolvedShardCount
         do {
             for i in 0..<count {
@@ -83,8 +101,7 @@ public final class ShardGroup: @unchecked Sendable {
                     : try EpollShard(index: i, configuration: configuration))
             }
         } catch {
-            Glibc.close(listenFD)
-            shards = []
+            unwindShards()
             throw error
         }
 
@@ -92,6 +109,7 @@ public final class ShardGroup: @unchecked Sendable {
         let ready = ManagedAtomic<Int>(0)
         let failure = ManagedAtomic<Int>(0)
         let factory = handlerFactory
+        let fault = setUpFaultForTesting
         let pin = configuration.pinThreads
         let cpus = max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
         for shard in shards {
@@ -99,7 +117,10 @@ public final class ShardGroup: @unchecked Sendable {
                 if pin { _ = sb_set_thread_affinity(Int32(shard.index % cpus)) }
                 do {
                     try shard.setUpOnThread()
+                    if let injected = fault?(shard.index) { throw injected }
                 } catch {
+                    // This thread is the inbox's consumer: refuse what was posted meanwhile.
+                    shard.abandon()
                     failure.wrappingIncrement(ordering: .sequentiallyConsistent)
                     ready.wrappingIncrement(ordering: .sequentiallyConsistent)
                     return
@@ -108,20 +129,50 @@ public final class ShardGroup: @unchecked Sendable {
                 ready.wrappingIncrement(ordering: .sequentiallyConsistent)
                 shard.runLoop()
             }) else {
+                unwindShards()
                 throw .system("pthread_create", EAGAIN)
             }
             threads.append(t)
         }
         while ready.load(ordering: .sequentiallyConsistent) < shards.count { usleep(200) }
         if failure.load(ordering: .sequentiallyConsistent) > 0 {
-            Glibc.close(listenFD)
-            for s in shards { s.post(.drain(deadlineMilliseconds: 0)) }
-            for t in threads { t.join() }
+            unwindShards()
             throw .unavailable("a shard failed to set up its \(backend.rawValue) loop")
         }
-        let a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring, logger: logger)
-        try a.start()
+        let a: Acceptor
+        do {
+            a = try Acceptor(listenFD: listenFD, shards: shards, useUring: backend == .uring)
+        } catch {
+            unwindShards()
+            throw error
+        }
+        // From here the acceptor owns the listener.
         acceptor = a
+        do {
+            try a.start()
+        } catch {
+            a.stop()
+            unwindShards()
+            throw error
+        }
+    }
+
+    /// Undoes a partial start: shards whose thread runs are told to stop at once, shards whose
+    /// thread never started are stopped here, every thread is joined and every shard's
+    /// descriptors are released.
+    private func unwindShards() {
+        for (i, shard) in shards.enumerated() {
+            if i < threads.count {
+                // A shard whose set-up failed already refuses (.stopped): nothing to do.
+                while shard.post(.drain(deadlineMilliseconds: 0)) == .refused(.inboxFull) { usleep(1000) }
+            } else {
+                shard.abandon()
+            }
+        }
+        for t in threads { t.join() }
+        threads = []
+        for shard in shards { shard.releaseResources() }
+        shards = []
     }
 
     /// Stops accepting, asks every shard to drain, and force-closes what is left after
@@ -130,8 +181,9 @@ public final class ShardGroup: @unchecked Sendable {
         acceptor?.stop()
         let deadline = monotonicMilliseconds() + Int64(graceMilliseconds)
         for s in shards {
-            // The inbox may be momentarily full; a drain must not be lost.
-            while !s.post(.drain(deadlineMilliseconds: deadline)) { usleep(1000) }
+            // The inbox may be momentarily full; a drain must not be lost. A stopped shard
+            // refuses it, and needs none.
+            while s.post(.drain(deadlineMilliseconds: deadline)) == .refused(.inboxFull) { usleep(1000) }
         }
     }
 

@@ -11,9 +11,8 @@ enum UringOp: UInt64 {
     /// A socket handed over by the acceptor with MSG_RING: res is the fd.
     case acceptedFD = 4
     case doorbell = 5
-    case acceptorAccept = 6
+    /// The acceptor's MSG_RING handover, completing in the acceptor's own ring.
     case acceptorHandoff = 7
-    case acceptorStop = 8
 }
 
 @inline(__always) func userData(_ op: UringOp, slot: Int, generation: UInt32) -> UInt64 {
@@ -199,7 +198,7 @@ final class UringShard: Shard {
             if res >= 0 { adopt(fd: res) }
         case .doorbell:
             armDoorbell()
-        case .cancel, .none, .acceptorAccept, .acceptorHandoff, .acceptorStop:
+        case .cancel, .none, .acceptorHandoff:
             break
         }
     }
@@ -258,5 +257,16 @@ final class UringShard: Shard {
 
     override func tearDown() {
         _ = sb_submit_and_get_events(ring)
+        // A socket handed over after the last turn would never be adopted: close it rather
+        // than keep it open until the process exits.
+        while true {
+            let n = Int(sb_drain_cqes(ring, cqUserData, cqRes, cqFlags, UInt32(batch)))
+            for i in 0..<n where UringOp(rawValue: cqUserData[i] >> 56) == .acceptedFD && cqRes[i] >= 0 {
+                metrics.connectionsRejected.increment()
+                releasedTotal.wrappingIncrement(ordering: .relaxed)
+                Glibc.close(cqRes[i])
+            }
+            if n < batch { break }
+        }
     }
 }

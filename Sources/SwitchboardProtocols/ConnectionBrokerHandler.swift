@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardJSON
 import Synchronization
 #if canImport(Glibc)
 import Glibc

@@ -48,6 +48,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         ("cb_max_channels_per_connection", "connection-broker: open channels per connection"),
         ("cb_max_json_depth", "connection-broker: deepest JSON nesting accepted"),
         ("cb_allow_self_channels", "connection-broker: true | false, allow opening a channel to oneself"),
+        ("cb_max_queued_request_bytes", "connection-broker: bytes of requests one connection may have waiting behind a cross-shard request (each counts its size + 64); beyond, close 1013"),
     ]
 
     public func value(forKey key: String) -> String? {
@@ -59,6 +60,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         case "cb_max_channels_per_connection": return String(maxChannelsPerConnection)
         case "cb_max_json_depth": return String(maxJSONDepth)
         case "cb_allow_self_channels": return String(allowSelfChannels)
+        case "cb_max_queued_request_bytes": return String(maxQueuedRequestBytes)
         default: return nil
         }
     }
@@ -76,6 +78,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         case "cb_max_list_results": maxListResults = try int()
         case "cb_max_channels_per_connection": maxChannelsPerConnection = try int()
         case "cb_max_json_depth": maxJSONDepth = try int()
+        case "cb_max_queued_request_bytes": maxQueuedRequestBytes = try int()
         case "cb_allow_self_channels":
             switch value {
             case "true", "yes", "1": allowSelfChannels = true
@@ -95,6 +98,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         if maxListResults < 1 { return "cb_max_list_results must be >= 1" }
         if maxChannelsPerConnection < 1 { return "cb_max_channels_per_connection must be >= 1" }
         if maxJSONDepth < 1 { return "cb_max_json_depth must be >= 1" }
+        if maxQueuedRequestBytes < 1 { return "cb_max_queued_request_bytes must be >= 1" }
         if maxMessageBytes < 1 { return "connection-broker maxMessageBytes must be >= 1" }
         return nil
     }

@@ -1,67 +1,55 @@
-// The README's example chat server, built only on Switchboard's public API: rooms are channels.
+// The browser chat: a page at `/` (rooms, a nickname, who is here, reconnect with what was
+// missed) over Switchboard's WebSockets at `/ws`.
 //
-//   swift run switchboard-chat --port 3005
-//   then send text messages: "join lobby", "say lobby hello", "leave lobby"
+//   swift run switchboard-chat --port 3005      then open http://127.0.0.1:3005/
 //
 import ArgumentParser
 import Logging
 import Switchboard
 import SwitchboardCommandLine
 
-final class ChatHandler: WorkerHandler {
-    let context: ShardContext
-    init(_ context: ShardContext) { self.context = context }
-
-    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
-        // The query string names the user: ws://host:3005/?name=ada
-        let name = request.query.split(separator: "&").first { $0.hasPrefix("name=") }.map { String($0.dropFirst(5)) }
-        return .accept(token: Array((name ?? "anonymous").utf8))
-    }
-
-    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        guard case .text(let text) = message else { return }
-        let name = String(decoding: token ?? [], as: UTF8.self)
-        let parts = text.split(separator: " ", maxSplits: 2).map(String.init)
-        switch (parts.first, parts.count) {
-        case ("join", 2):
-            let room = ChannelName(parts[1])
-            if context.subscribe(socketId, room) == .subscribed {
-                context.publish(room, .text("* \(name) joined \(parts[1])"))
-            }
-        case ("leave", 2):
-            let room = ChannelName(parts[1])
-            if context.unsubscribe(socketId, room) {
-                context.publish(room, .text("* \(name) left \(parts[1])"))
-            }
-        case ("say", 3):
-            context.publish(ChannelName(parts[1]), .text("<\(name)> \(parts[2])"))
-        default:
-            context.send(socketId, .text("commands: join ROOM | leave ROOM | say ROOM TEXT"))
-        }
-    }
-
-    func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
-        // Nothing to do: a closed socket leaves all its rooms by itself.
-    }
-}
-
 struct ChatCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard-chat",
-        abstract: "The README's example chat server: rooms are channels.",
+        abstract: "A browser chat on Switchboard: rooms are channels; a page at / and WebSockets at /ws.",
         version: "switchboard-chat 0.1.0")
 
     @OptionGroup var options: ServerOptions
 
+    @Option(help: "Messages each room keeps for clients that reconnect (>= 1).")
+    var historyMessages: Int = ChatLimits().historyMessages
+
+    @Option(help: "Rooms each shard keeps (>= 1); past it an empty room is forgotten.")
+    var maxRoomsPerShard: Int = ChatLimits().maxRoomsPerShard
+
+    @Option(help: "Messages a socket may send per second on average (>= 1); a burst of --message-burst is allowed.")
+    var maxMessagesPerSecond: Int = ChatLimits().maxMessagesPerSecond
+
+    @Option(help: "Messages a socket may send at once before --max-messages-per-second applies (>= 1).")
+    var messageBurst: Int = ChatLimits().messageBurst
+
+    func validate() throws {
+        guard maxMessagesPerSecond >= 1 else { throw ValidationError("--max-messages-per-second must be >= 1") }
+        guard messageBurst >= 1 else { throw ValidationError("--message-burst must be >= 1") }
+        guard historyMessages >= 1 else { throw ValidationError("--history-messages must be >= 1") }
+        guard maxRoomsPerShard >= 1 else { throw ValidationError("--max-rooms-per-shard must be >= 1") }
+    }
+
     func run() async throws {
         var defaults = BrokerConfiguration()
         defaults.port = 3005
+        defaults.webSocket.paths = ["/ws"]
         if options.printConfigKeys { print(ConfigurationFile.keyList([BrokerConfiguration.self]), terminator: ""); return }
         if options.printDefaultConfig { print(ConfigurationFile.example([("broker", defaults)]), terminator: ""); return }
         options.bootstrapLogging()
         let logger = Logger(label: "switchboard-chat")
         let configuration = try ServerRunner.brokerConfiguration(options, defaults: defaults, name: "switchboard-chat", logger: logger)
-        let broker = Broker(configuration: configuration, logger: logger) { ChatHandler($0) }
+        var limits = ChatLimits()
+        limits.historyMessages = historyMessages
+        limits.maxRoomsPerShard = maxRoomsPerShard
+        limits.maxMessagesPerSecond = maxMessagesPerSecond
+        limits.messageBurst = messageBurst
+        let broker = ChatHandler.broker(configuration: configuration, limits: limits, logger: logger)
         try await ServerRunner.run([broker], name: "switchboard-chat", logger: logger)
     }
 }

@@ -17,7 +17,7 @@ func temporaryFile(_ text: String) throws -> String {
     let bytes = Array(text.utf8)
     #expect(write(fd, bytes, bytes.count) == bytes.count)
     close(fd)
-    return String(cString: template)
+    return String(decoding: template.dropLast().map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 @Suite("Configuration layers: defaults < file < environment < flags")
@@ -148,6 +148,22 @@ struct ConfigurationLayeringTests {
         for option in ["--port", "--host", "--config", "--io-backend", "--shards", "--set", "--log-level",
                        "--print-config-keys", "--print-default-config"] {
             #expect(help.contains(option), "\(option)")
+        }
+    }
+}
+
+@Suite("Configuration file reading")
+struct ConfigurationFileTests {
+    @Test func aMissingOrOversizedFileIsAnErrorNamingIt() throws {
+        let missing = #expect(throws: ConfigurationError.self) {
+            _ = try ServerOptions.parse(["--config", "/nonexistent/switchboard.conf"])
+                .layers(sections: SwitchboardServerConfiguration.sections, environment: [:])
+        }
+        #expect(missing?.description == "cannot read configuration file /nonexistent/switchboard.conf: No such file or directory")
+        let big = try temporaryFile(String(repeating: "# padding\n", count: ConfigurationFile.maxBytes / 10 + 1))
+        defer { unlink(big) }
+        #expect(throws: ConfigurationError(origin: nil, message: "configuration file \(big) is larger than \(ConfigurationFile.maxBytes) bytes")) {
+            _ = try ConfigurationFile.contents(big)
         }
     }
 }

@@ -166,3 +166,37 @@ final class SourceValue: Sendable {
     func increment(by amount: Int) { storage.add(amount, ordering: .relaxed) }
     func set(_ value: Int) { storage.store(value, ordering: .relaxed) }
 }
+
+@Suite("swift-metrics export in a ServiceGroup", .serialized)
+struct MetricsExportServiceTests {
+    /// Exporter before broker: the broker drains first, and the exporter's last export carries
+    /// the closes of the drain.
+    @Test func theLastExportSeesTheDrainedBroker() async throws {
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.shardCount = 1
+        let broker = Broker(configuration: c, logger: .discarding) { _ in DefaultsWorker() }
+        let factory = TestMetricsFactory()
+        // An interval far beyond the test: only the first export and the last one happen.
+        let exporter = MetricsExporter(broker: broker, intervalMilliseconds: 600_000, factory: factory)
+        let group = ServiceGroup(services: [exporter, broker], gracefulShutdownSignals: [], logger: .discarding)
+        let run = Task { try await group.run() }
+        var port = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
+            port = broker.port
+        }
+        let client = try TestClient(port: port)
+        #expect(try client.upgrade(path: "/").status == 101)
+        await group.triggerGracefulShutdown()
+        #expect(try client.readFrame().closeCode == 1001)
+        try client.sendFrame(opcode: 8, payload: [0x03, 0xE9])
+        #expect(client.isClosedByServer())
+        try await run.value
+        #expect(factory.counter("switchboard_ws_upgrades_total", [("shard", "0")]) == 1)
+        #expect(factory.counter("switchboard_connections_closed_total", [("shard", "0")]) == 1)
+        #expect(factory.gauge("switchboard_ws_open", [("shard", "0")]) == 0)
+    }
+}

@@ -90,3 +90,54 @@ struct ServiceLifecycleTests {
         #expect(other.stopped)
     }
 }
+
+@Suite("Broker as a Service: no blocked executor thread", .serialized)
+struct ServiceExecutorTests {
+    /// The broker's service runs on an executor with a single thread, next to a ticking task on
+    /// the same thread. During the shutdown grace (the client never answers the close frame),
+    /// the ticker keeps ticking: start and shutdown block a dedicated thread, not the executor's.
+    @Test func shutdownGraceDoesNotBlockTheServiceExecutor() async throws {
+        let executor = OneThreadExecutor()
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.shardCount = 1
+        c.shutdownGraceMilliseconds = 3_000
+        let broker = Broker(configuration: c, logger: .discarding) { _ in DefaultsWorker() }
+        let group = ServiceGroup(services: [broker], gracefulShutdownSignals: [], logger: .discarding)
+        let finished = SourceValue()
+        let run = Task(executorPreference: executor) {
+            defer { finished.set(1) }
+            try await group.run()
+        }
+        let ticks = SourceValue()
+        let ticker = Task(executorPreference: executor) {
+            while !Task.isCancelled {
+                ticks.increment(by: 1)
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+        defer { ticker.cancel() }
+
+        var port = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while port == 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(1))
+            port = broker.port
+        }
+        let client = try TestClient(port: port)
+        #expect(try client.upgrade(path: "/").status == 101)
+        await group.triggerGracefulShutdown()
+        #expect(try client.readFrame().closeCode == 1001)
+        // The broker now waits up to 3 s for our close frame, which we withhold.
+        let before = ticks.value
+        let tickDeadline = ContinuousClock.now + .milliseconds(2_000)
+        while ticks.value < before + 20 && ContinuousClock.now < tickDeadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(ticks.value >= before + 20, "the executor's thread was blocked")
+        #expect(finished.value == 0, "still inside the grace period")
+        try client.sendFrame(opcode: 8, payload: [0x03, 0xE8])
+        try await run.value
+    }
+}

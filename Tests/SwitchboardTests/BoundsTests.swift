@@ -56,18 +56,8 @@ func monotonicNanoseconds() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-/// The server's resident set (the tests run it in-process), from /proc/self/statm.
-func residentBytes() -> Int {
-    guard let f = fopen("/proc/self/statm", "r") else { return 0 }
-    defer { fclose(f) }
-    var size = 0, resident = 0
-    _ = withUnsafeMutablePointer(to: &size) { s in
-        withUnsafeMutablePointer(to: &resident) { r in
-            withVaList([s, r]) { vfscanf(f, "%ld %ld", $0) }
-        }
-    }
-    return resident * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
+// residentBytes(): the server's resident set (the tests run it in-process), from
+// /proc/self/statm; defined in ChannelStateLifetimeTests.swift.
 
 /// A bystander's echo round trip, in milliseconds.
 func roundTripMilliseconds(_ c: TestClient, _ tag: String) throws -> Double {
@@ -85,10 +75,11 @@ func worstRoundTrip(_ c: TestClient, _ tag: String, count: Int = 5) throws -> Do
     return worst
 }
 
-/// Tolerance on a bystander's round trip while an attacker works next to it: debug build, two
-/// cores shared with other test processes. Unbounded work (the attacks below without their
-/// limits) costs seconds.
-let bystanderToleranceMilliseconds = 250.0
+/// Tolerance on a bystander's worst round trip while an attacker works next to it: debug
+/// build, two cores shared with other test processes (load average 12 seen: a thread may wait
+/// a few hundred milliseconds for a core). Unbounded work (the attacks below without their
+/// limits) costs seconds: 2 s for `batchPerTurn`, 3-4 s for the list_by_role flood.
+let bystanderToleranceMilliseconds = 500.0
 
 func boundsServer(_ backend: IOBackendKind, handled: BoundsCounter = BoundsCounter(), shards: Int = 1,
                   configure: (inout BrokerConfiguration) -> Void = { _ in }) throws -> ServerFixture {

@@ -110,7 +110,12 @@ struct HostileInputTests {
 
     @Test("clients that vanish mid-request leave nothing behind", arguments: backends)
     func vanishingClients(backend: IOBackendKind) throws {
-        let server = try ServerFixture(backend: backend)
+        // Timers far beyond the wait below: the server must notice each client's EOF or reset
+        // itself, not let a request or idle timer clean up after it.
+        let server = try ServerFixture(backend: backend) {
+            $0.io.requestTimeoutMilliseconds = 60_000
+            $0.io.idleTimeoutMilliseconds = 60_000
+        }
         defer { server.stop() }
         let partials = [
             "GET / HTTP/1.1\r\nHo",

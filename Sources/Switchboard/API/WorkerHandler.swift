@@ -1,7 +1,7 @@
 /// Your application's code, as in WSBroker's worker interface: HTTP requests, WebSocket
 /// messages and closes. Every method has a default, so implement only what you need.
 ///
-/// One instance exists per shard, made by the factory given to ``Broker/init(configuration:log:handlerFactory:)``
+/// One instance exists per shard, made by the factory given to ``Broker/init(configuration:logger:handlerFactory:)``
 /// on that shard's thread, and every method is called on that thread: per-shard handler state
 /// needs no lock. Keep the ``ShardContext`` the factory receives; it is how the handler acts on
 /// its own shard's sockets, synchronously and exactly. A handler must not block: work that

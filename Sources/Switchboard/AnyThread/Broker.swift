@@ -123,9 +123,12 @@ public final class Broker: Sendable {
         guard !isStopping else { throw .stopped }
         let shard = group.shards[index]
         let dispatchers = dispatchers
+        // Exactly one of the two closures runs: the body on the shard, or the refusal, at once
+        // (inbox full, shard stopped) or when the shard stops with the call still queued. So
+        // the continuation is resumed once, whatever shutdown does meanwhile.
         let result: Result<T, BrokerError> = await withCheckedContinuation { continuation in
-            let posted = shard.execute { _ in continuation.resume(returning: .success(body(dispatchers[index]))) }
-            if !posted { continuation.resume(returning: .failure(isStopping ? .stopped : .inboxFull)) }
+            shard.execute({ _ in continuation.resume(returning: .success(body(dispatchers[index]))) },
+                          orElse: { why in continuation.resume(returning: .failure(why == .stopped ? .stopped : .inboxFull)) })
         }
         return try result.get()
     }
@@ -210,7 +213,10 @@ public final class Broker: Sendable {
     /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
     /// all of them. Every subscriber sees the channel's messages in the same order (the owner
     /// shard's). Refused when the ring to the channel's owner (from a shard thread) or the
-    /// owner's inbox (from any other thread) is full (counted).
+    /// owner's inbox (from any other thread) is full (counted). From a thread that is no shard,
+    /// `.queued` means it reached the owner's inbox: if the owner's delivery backlog is at
+    /// `max_pending_deliveries` when it runs, it is dropped there and counted
+    /// (`switchboard_publish_backlog_limit_hits_total`).
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> Enqueued {
         guard !isStopping else { return .refused(.stopped) }
@@ -221,7 +227,9 @@ public final class Broker: Sendable {
             case .refused: return .refused(.full)
             }
         }
-        return onShard(channel.owner(shardCount: fabric.shardCount)) { $0.channels.order(channel, frame) }
+        // Through the owner's inbox: ordered there if its backpressure gate is open, refused
+        // and counted (`switchboard_publish_backlog_limit_hits_total`) otherwise.
+        return onShard(channel.owner(shardCount: fabric.shardCount)) { $0.channels.orderIfAdmitted(channel, frame) }
     }
 
     /// Copies every subscriber of `from` to `to` (WSBroker's copySubscriptions). Each shard
@@ -239,17 +247,18 @@ public final class Broker: Sendable {
     // MARK: - Metrics
 
     private let extraMetrics = Mutex<(@Sendable () -> String)?>(nil)
+    private let extraMetricSamples = Mutex<(@Sendable () -> [MetricSample])?>(nil)
 
-    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters).
+    /// Extra metrics text appended to `/metrics` (e.g. a protocol's counters). Text is not
+    /// visible to swift-metrics: prefer `additionalMetricSamples`.
     public var additionalMetrics: (@Sendable () -> String)? {
         get { extraMetrics.withLock { $0 } }
         set { extraMetrics.withLock { $0 = newValue } }
     }
 
-    private let extraMetricSamples = Mutex<(@Sendable () -> [MetricSample])?>(nil)
-
     /// A protocol's own counters and gauges, included in `/metrics` and in what
-    /// `MetricsExporter` reports to swift-metrics. Set before `start()`; called from any thread.
+    /// `MetricsExporter` reports to swift-metrics (read when either renders). Called from any
+    /// thread.
     public var additionalMetricSamples: (@Sendable () -> [MetricSample])? {
         get { extraMetricSamples.withLock { $0 } }
         set { extraMetricSamples.withLock { $0 = newValue } }

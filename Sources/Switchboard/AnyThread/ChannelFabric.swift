@@ -4,8 +4,8 @@ import SwitchboardIO
 enum ChannelMessage {
     /// To the channel's owner: order this frame and fan it out.
     case publish(ChannelName, OutboundBytes)
-    /// From the owner to every shard: deliver this frame, the channel's message number `offset`.
-    case deliver(ChannelName, OutboundBytes, UInt64)
+    /// From the owner to every shard: deliver this frame, at this position in the channel.
+    case deliver(ChannelName, OutboundBytes, ChannelPosition)
 }
 
 /// The cross-shard rings: one single-producer/single-consumer ring per ordered pair of shards

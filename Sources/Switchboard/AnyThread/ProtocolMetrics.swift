@@ -31,13 +31,17 @@ final class ProtocolMetrics: Sendable {
     let channels = Counter("switchboard_channels_local", help: "Channels with at least one subscriber on this shard")
     let subscriptions = Counter("switchboard_subscriptions", help: "Subscriptions held by this shard's sockets")
     let publishes = Counter("switchboard_publishes_total", help: "Messages ordered by this shard as a channel owner")
-    let publishesRefused = Counter("switchboard_publishes_refused_total", help: "Publishes refused because the ring to the channel's owner was full")
+    let publishesRefused = Counter("switchboard_publishes_refused_total", help: "Publishes refused: the ring to the channel's owner was full, or the owner's delivery backlog was at its bound")
     let fanoutDeliveries = Counter("switchboard_fanout_deliveries_total", help: "Channel messages queued to subscribers")
     let crossShardBackpressure = Counter("switchboard_cross_shard_backpressure_total", help: "Deliveries that waited because a ring to another shard was full")
     let crossShardPending = Counter("switchboard_cross_shard_pending", help: "Deliveries waiting for room in a ring to another shard")
     let subscriptionLimitHits = Counter("switchboard_subscription_limit_hits_total", help: "Subscribes refused at max_subscriptions_per_socket")
     let channelLimitHits = Counter("switchboard_channel_limit_hits_total", help: "Subscribes refused at max_channels_per_shard")
     let channelOffsetsEvicted = Counter("switchboard_channel_offsets_evicted_total", help: "Owned channel offsets forgotten at max_channels_per_shard")
+    let channelOffsetsExpired = Counter("switchboard_channel_offsets_expired_total", help: "Owned channel offsets forgotten after channel_offset_retention_ms without a publish")
+    let channelOffsets = Counter("switchboard_channel_offsets", help: "Channels this shard owns and remembers (epoch and offset)")
+    let publishBacklogLimitHits = Counter("switchboard_publish_backlog_limit_hits_total", help: "Publishes on the owner shard or through its inbox refused because the delivery backlog was at max_pending_deliveries")
+    let crossShardPendingPeak = Counter("switchboard_cross_shard_pending_peak", help: "Highest number of deliveries that waited for room in a ring to another shard")
     let webSocketPingTimeouts = Counter("switchboard_ws_ping_timeouts_total", help: "WebSockets closed because a keep-alive ping got no answer")
     let webSocketAssemblyTimeouts = Counter("switchboard_ws_assembly_timeouts_total", help: "WebSockets closed with 1008 because a message was still being assembled at ws_assembly_timeout_ms")
     let webSocketOverBudget = Counter("switchboard_ws_over_budget_total", help: "WebSockets closed with 1013 because the shard's memory budget (max_buffered_bytes_per_shard) refused a message's or input backlog's growth")
@@ -53,7 +57,8 @@ final class ProtocolMetrics: Sendable {
          webSocketMessagesIn, webSocketMessagesOut, webSocketMessagesDropped, webSocketSlowConsumersClosed,
          webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts, channels, subscriptions, publishes,
          publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,
-         channelLimitHits, channelOffsetsEvicted, webSocketAssemblyTimeouts, webSocketOverBudget, webSocketBacklogCloses,
+         channelLimitHits, channelOffsetsEvicted, channelOffsetsExpired, channelOffsets, publishBacklogLimitHits,
+         crossShardPendingPeak, webSocketAssemblyTimeouts, webSocketOverBudget, webSocketBacklogCloses,
          webSocketBatchesDeferred, webSocketMessagesDiscarded, webSocketPongsCoalesced]
     }
 

@@ -28,6 +28,8 @@ extension Broker: Service {
     /// On graceful shutdown, in-flight requests get `shutdownGraceMilliseconds` and WebSockets
     /// receive a close frame; on cancellation (the group gave up waiting, or another service
     /// failed) the grace is 0: connections are closed at once. Throws what `start()` throws.
+    ///
+    /// A broker runs once: either as a service or through `start()` / `shutdown()`, not both.
     public func run() async throws {
         try await Self.onDedicatedThread(name: "sb-start") { [self] in
             // This thread exits right after; the mask only matters to the threads it spawns.

@@ -13,7 +13,9 @@ import Synchronization
 /// `/metrics` prints (`switchboard_bytes_sent_total`...).
 ///
 /// Run it as a `Service` next to the broker (one export every `intervalMilliseconds`, and a
-/// last one at shutdown), or call `export()` yourself when the backend pulls.
+/// last one at shutdown), or call `export()` yourself when the backend pulls. List it before
+/// the broker in the `ServiceGroup`: graceful shutdown runs in reverse order, so the broker
+/// drains first and the last export includes the drain.
 ///
 /// Thread rules: `export()` may be called from any thread; calls are serialized by a mutex
 /// that only exporters take (never a shard).

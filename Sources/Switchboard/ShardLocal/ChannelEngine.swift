@@ -14,16 +14,18 @@ final class ChannelEngine {
     let maxSubscriptionsPerSocket: Int
     let maxChannelsPerShard: Int
     private var channels = LocalChannelIndex()
-    /// Channels this shard owns: the last offset given out. New entries start at
-    /// `offsetBase`, which only grows, so a channel's offsets keep increasing even if its entry
-    /// was evicted at the `maxChannelsPerShard` bound.
-    private var ownedOffsets: [ChannelName: UInt64] = [:]
-    private var offsetBase: UInt64 = 0
-    /// Deliveries that did not fit their ring, per target shard, oldest first. While any is
-    /// waiting this shard takes no new publishes from its rings (backpressure reaches the
-    /// publishers). A deque: the flush takes from the front in O(1).
+    /// Channels this shard owns and that are in use: epoch and last offset of each.
+    private var owned: OwnedChannels
+    /// Deliveries that did not fit their ring, per target shard, oldest first. A deque: the
+    /// flush takes from the front in O(1).
     private var pendingDeliveries: [Deque<ChannelMessage>]
     private var pendingDeliveryCount = 0
+    /// Highest `pendingDeliveryCount` seen (exported as a gauge; tests check it).
+    private var pendingDeliveryPeak = 0
+    /// The backlog bound, `max_pending_deliveries` (at least one fan-out's worth).
+    let maxPendingDeliveries: Int
+    /// Deliveries one ordered message adds at most: one per other shard.
+    private let fanOutWidth: Int
 
     init(shard: Shard, fabric: ChannelFabric, table: ConnectionTable, metrics: ProtocolMetrics,
          webSockets: WebSocketConnectionDriver, configuration: BrokerConfiguration) {
@@ -36,6 +38,11 @@ final class ChannelEngine {
         maxSubscriptionsPerSocket = configuration.maxSubscriptionsPerSocket
         maxChannelsPerShard = configuration.maxChannelsPerShard
         pendingDeliveries = Array(repeating: Deque(), count: fabric.shardCount)
+        fanOutWidth = fabric.shardCount - 1
+        maxPendingDeliveries = max(configuration.maxPendingDeliveries, fanOutWidth)
+        owned = OwnedChannels(epochBase: UInt64.random(in: .min ... .max),
+                              retentionMilliseconds: configuration.channelOffsetRetentionMilliseconds,
+                              capacity: maxChannelsPerShard)
     }
 
     // MARK: - Local subscriptions
@@ -103,14 +110,28 @@ final class ChannelEngine {
         metrics.subscriptions.set(channels.subscriptionCount)
     }
 
+    /// Position of the last message of `channel` delivered on this shard; nil when no socket
+    /// of this shard is subscribed (the shard keeps nothing about the channel then) or nothing
+    /// was delivered since the first one subscribed.
+    func lastPosition(of channel: ChannelName) -> ChannelPosition? {
+        channels.subscribers(of: channel)?.lastPosition
+    }
+
     // MARK: - Publish, order, deliver
+
+    /// The backpressure gate, the same for every publish path: a message is ordered only if
+    /// its fan-out fits in the delivery backlog (`max_pending_deliveries`). Publishes from
+    /// other shards wait in their rings while it is closed (their publishers are refused when
+    /// a ring fills); publishes made on this shard or through its inbox are refused.
+    private var admitsPublish: Bool { pendingDeliveryCount + fanOutWidth <= maxPendingDeliveries }
 
     /// Publishes from this shard's thread: the frame goes to the channel's owner (this shard,
     /// or through the publish ring).
     func publish(_ channel: ChannelName, _ frame: OutboundBytes) -> PublishResult {
         let owner = channel.owner(shardCount: fabric.shardCount)
         if owner == index {
-            return .accepted(offset: order(channel, frame))
+            guard let position = orderIfAdmitted(channel, frame) else { return .refused }
+            return .accepted(offset: position.offset)
         }
         guard fabric.publishRing(from: index, to: owner).tryPush(.publish(channel, frame)) else {
             metrics.publishesRefused.increment()
@@ -120,44 +141,54 @@ final class ChannelEngine {
         return .accepted(offset: nil)
     }
 
-    /// Owner side: gives the message the channel's next offset and fans it out to every shard.
-    /// Every shard gets it (not only those with subscribers): a subscribe is then complete the
-    /// moment it returns on the socket's shard, with no registration round trip that a publish
-    /// from a third shard could overtake. Returns the offset.
+    /// Owner side, for a publish made on this shard or arriving through its inbox: ordered if
+    /// the backpressure gate is open, refused and counted otherwise (nil).
     @discardableResult
-    func order(_ channel: ChannelName, _ frame: OutboundBytes) -> UInt64 {
-        assert(channel.owner(shardCount: fabric.shardCount) == index, "ordered by a shard that does not own \(channel)")
-        metrics.publishes.increment()
-        let offset: UInt64
-        if let last = ownedOffsets[channel] {
-            offset = last &+ 1
-        } else {
-            if ownedOffsets.count >= maxChannelsPerShard, let victim = ownedOffsets.first?.key {
-                ownedOffsets.removeValue(forKey: victim)
-                metrics.channelOffsetsEvicted.increment()
-            }
-            offset = offsetBase &+ 1
+    func orderIfAdmitted(_ channel: ChannelName, _ frame: OutboundBytes) -> ChannelPosition? {
+        guard admitsPublish else {
+            metrics.publishesRefused.increment()
+            metrics.publishBacklogLimitHits.increment()
+            return nil
         }
-        ownedOffsets[channel] = offset
-        offsetBase = max(offsetBase, offset)
+        return order(channel, frame)
+    }
+
+    /// Owner side: gives the message the channel's next position and fans it out to every
+    /// shard. Every shard gets it (not only those with subscribers): a subscribe is then
+    /// complete the moment it returns on the socket's shard, with no registration round trip
+    /// that a publish from a third shard could overtake. Callers have checked the gate.
+    @discardableResult
+    private func order(_ channel: ChannelName, _ frame: OutboundBytes) -> ChannelPosition {
+        assert(channel.owner(shardCount: fabric.shardCount) == index, "ordered by a shard that does not own \(channel)")
+        assert(admitsPublish, "ordered past the backpressure gate")
+        metrics.publishes.increment()
+        let (position, evicted) = owned.next(channel, nowMilliseconds: shard.nowMilliseconds)
+        if evicted { metrics.channelOffsetsEvicted.increment() }
+        // A new incarnation: the gauge follows at once (the tick only lowers it).
+        if position.offset == 1 { metrics.channelOffsets.set(owned.count) }
         for target in 0..<fabric.shardCount where target != index {
             // Behind waiting deliveries, never past them: per-channel order on every shard.
-            if pendingDeliveries[target].isEmpty && fabric.deliverRing(from: index, to: target).tryPush(.deliver(channel, frame, offset)) {
+            if pendingDeliveries[target].isEmpty && fabric.deliverRing(from: index, to: target).tryPush(.deliver(channel, frame, position)) {
                 fabric.shards[target].wake()
             } else {
-                pendingDeliveries[target].append(.deliver(channel, frame, offset))
+                pendingDeliveries[target].append(.deliver(channel, frame, position))
                 pendingDeliveryCount += 1
                 metrics.crossShardBackpressure.increment()
             }
         }
-        deliverLocally(channel, frame, offset)
-        return offset
+        if pendingDeliveryCount > pendingDeliveryPeak {
+            pendingDeliveryPeak = pendingDeliveryCount
+            metrics.crossShardPendingPeak.set(pendingDeliveryPeak)
+        }
+        assert(pendingDeliveryCount <= maxPendingDeliveries, "delivery backlog over its bound")
+        deliverLocally(channel, frame, position)
+        return position
     }
 
     /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference).
-    func deliverLocally(_ channel: ChannelName, _ frame: OutboundBytes, _ offset: UInt64) {
+    func deliverLocally(_ channel: ChannelName, _ frame: OutboundBytes, _ position: ChannelPosition) {
         guard let local = channels.subscribers(of: channel) else { return }
-        local.lastOffset = offset
+        local.lastPosition = position
         // Iterate a copy: the slow-consumer policy may close (and unsubscribe) a socket.
         let subscribers = local.subscribers
         for id in subscribers where webSockets.mayDeliver(id) {
@@ -170,6 +201,13 @@ final class ChannelEngine {
                 webSockets.applySlowConsumerPolicy(id)
             }
         }
+    }
+
+    /// On the shard's tick: forgets owned channels that went quiet (see `OwnedChannels`).
+    func tick(nowMilliseconds: Int64) {
+        let forgotten = owned.forgetIdle(nowMilliseconds: nowMilliseconds)
+        if forgotten > 0 { metrics.channelOffsetsExpired.increment(by: forgotten) }
+        metrics.channelOffsets.set(owned.count)
     }
 
     private func flushPendingDeliveries() {
@@ -196,15 +234,18 @@ final class ChannelEngine {
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
             fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
-                guard case .deliver(let channel, let frame, let offset) = message else {
+                guard case .deliver(let channel, let frame, let position) = message else {
                     return assertionFailure("a publish on a delivery ring")
                 }
-                deliverLocally(channel, frame, offset)
+                deliverLocally(channel, frame, position)
             }
         }
         for from in 0..<fabric.shardCount where from != index {
-            guard pendingDeliveryCount == 0 else { break }
-            fabric.publishRing(from: from, to: index).drain(max: 1024) { message in
+            // As many as the gate admits: each adds at most `fanOutWidth` deliveries. The rest
+            // wait in the ring (its publisher is refused once it fills).
+            let admitted = min(1024, (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth)
+            guard admitted > 0 else { break }
+            fabric.publishRing(from: from, to: index).drain(max: admitted) { message in
                 guard case .publish(let channel, let frame) = message else {
                     return assertionFailure("a delivery on a publish ring")
                 }

@@ -8,8 +8,9 @@ import SwitchboardIO
 final class LocalChannel {
     var subscribers: [SocketID] = []
     var position: [SocketID: Int] = [:]
-    /// Offset of the last message of this channel delivered on this shard.
-    var lastOffset: UInt64 = 0
+    /// Position of the last message of this channel delivered on this shard (nil: none since
+    /// the entry was created).
+    var lastPosition: ChannelPosition? = nil
 
     func add(_ id: SocketID) -> Bool {
         guard position[id] == nil else { return false }
@@ -57,7 +58,11 @@ struct LocalChannelIndex {
         guard let c = channels[channel], c.remove(id) else { return false }
         subscriptionCount -= 1
         assert(subscriptionCount >= 0)
-        if c.subscribers.isEmpty { channels.removeValue(forKey: channel) }
+        if c.subscribers.isEmpty {
+            channels.removeValue(forKey: channel)
+            // A dictionary keeps its peak capacity: once no channel is left, give it back.
+            if channels.isEmpty && channels.capacity > 1024 { channels = [:] }
+        }
         return true
     }
 }

@@ -120,9 +120,18 @@ public final class ShardContext {
         return channels.copyLocalSubscriptions(from: from, to: to)
     }
 
+    /// Position (epoch and offset) of the last message of `channel` delivered on this shard;
+    /// nil when no socket of this shard is subscribed to it, or nothing arrived since one did.
+    /// See ``ChannelPosition`` for what a change of epoch means.
+    public func lastPosition(of channel: ChannelName) -> ChannelPosition? {
+        assertOnShard()
+        return channels.lastPosition(of: channel)
+    }
+
     /// Sends a message to every subscriber of a channel, encoded once as one frame shared by
     /// all of them. Every subscriber sees the channel's messages in the same order (its owner
-    /// shard's).
+    /// shard's). `.refused` when the ring to the owner is full or, on the owner, when its
+    /// delivery backlog is at `max_pending_deliveries` (backpressure: try again later).
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
         assertOnShard()

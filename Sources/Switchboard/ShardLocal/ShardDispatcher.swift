@@ -18,7 +18,8 @@ final class ShardDispatcher: ShardEventHandler {
         assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
         self.metrics = metrics
         webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
-                                               settings: configuration.webSocket)
+                                               settings: configuration.webSocket,
+                                               logger: broker.logger.forShard(shard.index))
         channels = ChannelEngine(shard: shard, fabric: fabric, table: table, metrics: metrics,
                                  webSockets: webSockets, configuration: configuration)
         http = HTTPConnectionDriver(shard: shard, table: table, metrics: metrics, configuration: configuration,
@@ -93,6 +94,7 @@ final class ShardDispatcher: ShardEventHandler {
 
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
+        channels.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
         webSockets.tick(nowMilliseconds: nowMilliseconds)
     }

@@ -1,3 +1,4 @@
+import Logging
 import SwitchboardIO
 import SwitchboardWebSocket
 #if canImport(Glibc)
@@ -22,6 +23,10 @@ final class WebSocketConnectionDriver {
     let metrics: ProtocolMetrics
     let slowConsumerPolicy: SlowConsumerPolicy
     let settings: WebSocketSettings
+    /// The broker's logger with this shard's `shard` metadata. Client-caused closes log at
+    /// debug (they are counted in metrics; a hostile client must not flood the log), with the
+    /// socket id as `socket` metadata (built only when the level is enabled).
+    let logger: Logger
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
     private var events: [WebSocketEvent] = []
@@ -37,7 +42,9 @@ final class WebSocketConnectionDriver {
     private var expiredScratch: [SocketID] = []
     private let turnSliceNanoseconds: UInt64
 
-    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings) {
+    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings,
+         logger: Logger) {
+        self.logger = logger
         self.shard = shard
         self.table = table
         self.metrics = metrics
@@ -224,13 +231,14 @@ final class WebSocketConnectionDriver {
                 // and nothing may follow the close frame the codec queued.
                 session.lifecycle = .closeQueued
                 shard.close(id, mode: .afterFlushNoLinger)
-            case .failed(let code, _):
+            case .failed(let code, let reason):
                 session.lifecycle = .closeQueued
                 if code == SwitchboardWebSocket.WebSocketCloseCode.tryAgainLater {
                     metrics.webSocketOverBudget.increment()
                 } else {
                     metrics.webSocketProtocolErrors.increment()
                 }
+                logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
                 if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
                 shard.close(id, mode: .afterFlush)
             }
@@ -337,6 +345,7 @@ final class WebSocketConnectionDriver {
             metrics.webSocketMessagesDropped.increment()
         case .close:
             metrics.webSocketSlowConsumersClosed.increment()
+            logger.debug("websocket closed: slow consumer (1013)", metadata: [SwitchboardLogKey.socket: "\(id)"])
             close(id, code: .tryAgainLater, reason: "slow consumer", force: true)
         }
     }
@@ -402,6 +411,7 @@ final class WebSocketConnectionDriver {
             shard.touch(id)
         case (.idle, .awaitingPong), (.idle, .closeSent):
             metrics.webSocketPingTimeouts.increment()
+            logger.debug("websocket closed: no pong to the keep-alive ping", metadata: [SwitchboardLogKey.socket: "\(id)"])
             shard.close(id, mode: .immediately)
         case (.idle, .closeQueued):
             shard.close(id, mode: .immediately)

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Before/after comparison of two switchboard-echo builds on the echo and fan-out rows, side by
+# side with the hummingbird peer, runs interleaved (A, B, peer, A, B, peer, ...) so that drift
+# in the machine's load hits every server alike. Prints a Markdown table on stdout.
+#
+#   A_BIN=/path/to/old/switchboard-echo B_BIN=.build/release/switchboard-echo \
+#   PEER_BIN=Benchmarks/.build/release/peer-hummingbird bash Benchmarks/scripts/ab-bench.sh
+#
+# Environment: RUNS=3 DURATION=5s WARMUP=1s BACKENDS="uring epoll" SERVER_CPU=0 BENCH_CPU=1
+# BENCH_BIN (default .build/release/switchboard-bench), PEER_BIN (empty: no peer),
+# CASES (default: "echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:10000").
+# Server CPU per message = (utime + stime of the server, from /proc/PID/stat, over the measured
+# run) / messages; reported split into user and system. A failed run (switchboard-bench exit
+# status != 0) is printed as FAILED and makes the script exit 1.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+MAIN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RUNS="${RUNS:-3}"; DURATION="${DURATION:-5s}"; WARMUP="${WARMUP:-1s}"
+BACKENDS="${BACKENDS:-uring epoll}"; SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"
+BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
+PEER_BIN="${PEER_BIN:-}"
+CASES="${CASES:-echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:10000}"
+: "${A_BIN:?A_BIN (the before build of switchboard-echo) is required}"
+: "${B_BIN:?B_BIN (the after build of switchboard-echo) is required}"
+for b in "$A_BIN" "$B_BIN" "$BENCH_BIN"; do [[ -x "$b" ]] || { echo "missing $b" >&2; exit 2; }; done
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+log() { echo "[ab-bench] $*" >&2; }
+TICKS="$(getconf CLK_TCK)"
+WORK="$(mktemp -d /tmp/ab-bench.XXXXXX)"
+SERVER_PID=""
+trap cleanup EXIT
+FAILED=0
+
+# cpu_ticks PID -> "utime stime" in clock ticks (all threads).
+cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
+
+start() { # name port cmd...
+    local name="$1"; PORT="$2"; shift 2
+    taskset -c "$SERVER_CPU" "$@" --host 127.0.0.1 --port "$PORT" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 400); do
+        (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "server $name did not start" >&2; cat "$WORK/$name.log" >&2; return 1
+}
+
+# run_case NAME CASE -> appends "rate user_us sys_us" to $WORK/NAME.CASE (or FAILED)
+run_case() {
+    local name="$1" kase="$2" kind conns size url args
+    IFS=: read -r kind conns size <<<"$kase"
+    if [[ "$kind" == echo ]]; then
+        url="ws://127.0.0.1:$PORT/ws"
+        args=(echo -c "$conns" -s "$size" -w 1)
+    else
+        url="ws://127.0.0.1:$PORT/broadcast"
+        args=(fanout --raw --subscribers "$conns" --publishers 1 -s 20 --max-failed-connections 0)
+    fi
+    # Warm-up run, not counted (also lets the server touch its buffers).
+    taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$WARMUP" -q "$url" >/dev/null 2>&1 || true
+    local before after out rc=0
+    before="$(cpu_ticks "$SERVER_PID")"
+    out="$(taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$DURATION" -q --json "$WORK/r.json" "$url" 2>&1)" || rc=$?
+    after="$(cpu_ticks "$SERVER_PID")"
+    if [[ $rc -ne 0 ]]; then
+        echo "FAILED" >>"$WORK/$name.$kase"; FAILED=1
+        echo "[$name $kase] FAILED: $(grep 'failed:' <<<"$out" | head -3)" >&2
+        return
+    fi
+    python3 - "$WORK/r.json" "$before" "$after" "$TICKS" >>"$WORK/$name.$kase" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1])); b = sys.argv[2].split(); a = sys.argv[3].split(); hz = float(sys.argv[4])
+msgs = d["messages"]["received"]
+rate = d["messages"]["perSecond"]
+user = (int(a[0]) - int(b[0])) / hz * 1e6 / max(msgs, 1)
+sysc = (int(a[1]) - int(b[1])) / hz * 1e6 / max(msgs, 1)
+print(f"{rate:.0f} {user:.3f} {sysc:.3f}")
+EOF
+}
+
+SERVERS=()
+for backend in $BACKENDS; do
+    SERVERS+=("before-$backend|$A_BIN --shards 1 --io-backend $backend")
+    SERVERS+=("after-$backend|$B_BIN --shards 1 --io-backend $backend")
+done
+[[ -n "$PEER_BIN" ]] && SERVERS+=("peer-hummingbird|$PEER_BIN --threads 1")
+
+BASE_PORT="${BASE_PORT:-18700}"
+for run in $(seq 1 "$RUNS"); do
+    index=0
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r name cmd <<<"$entry"
+        index=$((index + 1))
+        # shellcheck disable=SC2086
+        start "$name" "$((BASE_PORT + index))" $cmd
+        for kase in $CASES; do
+            echo "[ab-bench] run $run $name $kase" >&2
+            run_case "$name" "$kase"
+        done
+        stop_server
+    done
+done
+
+median() { sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
+echo "| case | server | msgs/s (median of $RUNS) | server µs/msg user | server µs/msg system | after/before |"
+echo "|---|---|---:|---:|---:|---:|"
+for kase in $CASES; do
+    for entry in "${SERVERS[@]}"; do
+        IFS='|' read -r name _ <<<"$entry"
+        f="$WORK/$name.$kase"
+        if grep -q FAILED "$f" 2>/dev/null; then echo "| $kase | $name | FAILED | | | |"; continue; fi
+        rate="$(awk '{print $1}' "$f" | median)"; user="$(awk '{print $2}' "$f" | median)"; sysc="$(awk '{print $3}' "$f" | median)"
+        ratio=""
+        if [[ "$name" == after-* ]]; then
+            b="$WORK/before-${name#after-}.$kase"
+            if [[ -f "$b" ]] && ! grep -q FAILED "$b"; then
+                ratio="$(awk '{print $1}' "$b" | median | awk -v r="$rate" '{ printf "%.2fx", r / $1 }')"
+            fi
+        fi
+        echo "| $kase | $name | $rate | $user | $sysc | $ratio |"
+    done
+done
+exit "$FAILED"

@@ -1,0 +1,1 @@
+../../../../Tests/SwitchboardTestSupport/TestWebSocket.swift

@@ -1,0 +1,1 @@
+../../../../Tests/SwitchboardEcosystemTests/TestMetricsFactory.swift

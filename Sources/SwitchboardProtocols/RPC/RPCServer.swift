@@ -1,0 +1,154 @@
+import Switchboard
+
+/// The amqp-swarm RPC protocol as a Switchboard handler: every WebSocket accepted on its route
+/// becomes an `RPCNode`.
+///
+/// ```swift
+/// let rpc = RPCServer(nodeId: { request in request.query.isEmpty ? nil : request.query }) { node in
+///     node.client.on("hello there") { _, args in .string("general \(args.first?.stringValue ?? "")") }
+/// }
+/// let broker = Broker(configuration: config, handlerFactory: rpc.handlerFactory())
+/// broker.additionalMetrics = { rpc.metrics.prometheusText }
+/// ```
+///
+/// Node ids come from `nodeId` (called in the upgrade, on the shard; nil: a random id, 16
+/// bytes base64 like the reference). Each shard keeps its own nodes and its part of the id
+/// directory; requests between nodes cross shards with `Broker.execute(onShard:)`.
+public final class RPCServer: Sendable {
+    public let options: RPCServerOptions
+    public let metrics = RPCMetrics()
+    let shared: RPCShared
+    let cores = PerShard<RPCShardCore>()
+    let nodeId: @Sendable (WorkerRequest) -> String?
+
+    /// - Parameters:
+    ///   - nodeId: the id for an upgrade request (nil: generated). Ids longer than
+    ///     `options.maxNodeIdBytes` are refused with 400.
+    ///   - onNode: called on the node's shard when it is created, before `init` is sent: add
+    ///     handlers here; requests sent to the client now go out right after `init`.
+    public init(options: RPCServerOptions = RPCServerOptions(),
+                nodeId: @escaping @Sendable (WorkerRequest) -> String? = { _ in nil },
+                onNode: @escaping @Sendable (RPCNode) -> Void) {
+        precondition(options.validate() == nil, options.validate() ?? "")
+        self.options = options
+        self.nodeId = nodeId
+        shared = RPCShared(options: options, metrics: metrics, onNode: onNode)
+    }
+
+    /// The factory for `Broker(configuration:handlerFactory:)` (or one route of a router).
+    public func handlerFactory() -> @Sendable (ShardContext) -> WorkerHandler {
+        { context in RPCWorkerHandler(context: context, server: self) }
+    }
+}
+
+/// One shard's RPC handler: adapts `WorkerHandler` callbacks to its `RPCShardCore`.
+final class RPCWorkerHandler: WorkerHandler {
+    private let context: ShardContext
+    private let server: RPCServer
+    private let core: RPCShardCore
+
+    init(context: ShardContext, server: RPCServer) {
+        self.context = context
+        self.server = server
+        let executor = BrokerRPCExecutor(broker: context.broker, cores: server.cores, shardCount: context.shardCount)
+        core = RPCShardCore(io: ShardContextRPCIO(context), executor: executor, shared: server.shared)
+        server.cores[context] = core
+        RPCTicker.start(shard: context.shardIndex, executor: executor, tickMilliseconds: server.options.tickMilliseconds)
+    }
+
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
+        let id = server.nodeId(request) ?? RPCNodeIDs.random()
+        guard !id.isEmpty, id.utf8.count <= server.options.maxNodeIdBytes else {
+            return .reject(.text("node id must be 1...\(server.options.maxNodeIdBytes) bytes\n", status: .badRequest))
+        }
+        guard core.createNode(socketId, id: id) != nil else {
+            return .reject(.text("RPC service overloaded, retry later\n", status: .serviceUnavailable))
+        }
+        return .accept()
+    }
+
+    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        switch message {
+        case .text(let text): core.receive(socketId, text: text)
+        case .binary(let bytes): core.receive(socketId, binary: bytes)
+        }
+    }
+
+    func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
+        core.socketClosed(socketId)
+    }
+}
+
+/// The core's I/O through this shard's `ShardContext`.
+final class ShardContextRPCIO: RPCShardIO {
+    private let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
+
+    var shardIndex: Int { context.shardIndex }
+    var shardCount: Int { context.shardCount }
+
+    func sendText(_ socket: SocketID, _ text: String) -> RPCSendOutcome {
+        switch context.send(socket, .text(text)) {
+        case .queued: .queued
+        case .dropped: .dropped
+        case .closed, .notLocal: .gone
+        }
+    }
+
+    func closeSocket(_ socket: SocketID, code: UInt16, reason: String) {
+        context.close(socket, code: WebSocketCloseCode(rawValue: code) ?? .normalClosure, reason: reason)
+    }
+}
+
+/// Posts to a shard's RPC core through the broker. Weak: nodes and tasks may outlive the broker;
+/// then every post reports `stopped`.
+final class BrokerRPCExecutor: RPCShardExecutor {
+    private weak let broker: Broker?
+    private let cores: PerShard<RPCShardCore>
+    let shardCount: Int
+
+    init(broker: Broker, cores: PerShard<RPCShardCore>, shardCount: Int) {
+        self.broker = broker
+        self.cores = cores
+        self.shardCount = shardCount
+    }
+
+    @discardableResult
+    func execute(onShard index: Int, _ body: @escaping @Sendable (RPCShardCore) -> Void) -> RPCPosted {
+        guard let broker else { return .stopped }
+        let cores = cores
+        switch broker.execute(onShard: index, { context in if let core = cores[context] { body(core) } }) {
+        case .queued: return .queued
+        case .refused(.full): return .full
+        case .refused: return .stopped
+        }
+    }
+}
+
+/// Generated node ids: 16 random bytes in base64, as the reference's
+/// `crypto.randomBytes(16).toString('base64')`.
+enum RPCNodeIDs {
+    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    static func random() -> String {
+        var g = SystemRandomNumberGenerator()
+        let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
+        return base64(bytes)
+    }
+
+    static func base64(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = []
+        var i = 0
+        while i < bytes.count {
+            let n = min(3, bytes.count - i)
+            var v = UInt32(bytes[i]) << 16
+            if n > 1 { v |= UInt32(bytes[i + 1]) << 8 }
+            if n > 2 { v |= UInt32(bytes[i + 2]) }
+            for k in 0..<4 {
+                out.append(k <= n ? alphabet[Int((v >> (18 - 6 * UInt32(k))) & 63)] : UInt8(ascii: "="))
+            }
+            i += 3
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

@@ -1,0 +1,161 @@
+import Dispatch
+import Foundation
+@testable import SwitchboardProtocols
+import Switchboard
+import Synchronization
+import Testing
+
+/// In-memory shards for the RPC core: one serial queue per shard stands in for the shard
+/// thread, and each socket's outgoing frames go to an `AsyncStream` the test reads as the client.
+/// Lets the core's semantics (chains, patterns, pass, errors, routing, policies) be tested
+/// without I/O; the same flows run over real sockets in RPCServerTests.
+final class FakeShards: RPCShardExecutor, @unchecked Sendable {
+    let queues: [DispatchQueue]
+    let ios: [FakeIO]
+    private(set) var cores: [RPCShardCore] = []
+    let shared: RPCShared
+    var shardCount: Int { queues.count }
+    private let nextSlot = Atomic<Int>(1)
+
+    init(shards: Int = 2, options: RPCServerOptions = RPCServerOptions(), onNode: @escaping @Sendable (RPCNode) -> Void = { _ in }) {
+        queues = (0..<shards).map { DispatchQueue(label: "fake-shard-\($0)") }
+        ios = (0..<shards).map { FakeIO(index: $0, count: shards) }
+        shared = RPCShared(options: options, metrics: RPCMetrics(), onNode: onNode)
+        cores = (0..<shards).map { RPCShardCore(io: ios[$0], executor: self, shared: shared) }
+        // The shards' tick (init delays, timeouts, pings), as RPCTicker does in production;
+        // ends when the test drops the shards.
+        Task.detached { [weak self] in
+            while let s = self {
+                s.tick()
+                try? await Task.sleep(for: .milliseconds(2))
+            }
+        }
+    }
+
+    @discardableResult
+    func execute(onShard index: Int, _ body: @escaping @Sendable (RPCShardCore) -> Void) -> RPCPosted {
+        nonisolated(unsafe) let core = cores[index]
+        queues[index].async { body(core) }
+        return .queued
+    }
+
+    func sync<T>(_ shard: Int, _ body: (RPCShardCore) -> T) -> T {
+        queues[shard].sync { body(cores[shard]) }
+    }
+
+    /// Ticks every shard (init delays, timeouts, pings) — tests tick explicitly, no ticker task.
+    func tick() {
+        for i in 0..<shardCount { sync(i) { $0.tick() } }
+    }
+
+    /// Connects a client to shard `shard` as node `id` and waits for its `init`.
+    func connect(shard: Int, id: String, expectInit: Bool = true) async throws -> FakeClient {
+        let socket = SocketID(shard: shard, slot: nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue, generation: 1)
+        let client = FakeClient(socket: socket, shards: self)
+        ios[shard].attach(socket, client)
+        let node = sync(shard) { $0.createNode(socket, id: id) }!
+        client.node = node
+        if expectInit {
+            let first = try await client.nextUntilInit()
+            #expect(first == #"{"type":"init"}"#)
+        }
+        return client
+    }
+}
+
+final class FakeIO: RPCShardIO, @unchecked Sendable {
+    let shardIndex: Int
+    let shardCount: Int
+    private let clients = Mutex<[SocketID: FakeClient]>([:])
+
+    init(index: Int, count: Int) {
+        shardIndex = index
+        shardCount = count
+    }
+
+    func attach(_ socket: SocketID, _ client: FakeClient) { clients.withLock { $0[socket] = client } }
+
+    func sendText(_ socket: SocketID, _ text: String) -> RPCSendOutcome {
+        guard let c = clients.withLock({ $0[socket] }), !c.isClosed else { return .gone }
+        c.deliver(text)
+        return .queued
+    }
+
+    func closeSocket(_ socket: SocketID, code: UInt16, reason: String) {
+        clients.withLock { $0[socket] }?.serverClosed(code: code, reason: reason)
+    }
+}
+
+/// The test's side of one socket.
+final class FakeClient: @unchecked Sendable {
+    let socket: SocketID
+    unowned let shards: FakeShards
+    var node: RPCNode!
+    private let stream: AsyncStream<String>
+    private let continuation: AsyncStream<String>.Continuation
+    private var iterator: AsyncStream<String>.Iterator
+    private let closeState = Mutex<(code: UInt16, reason: String)?>(nil)
+
+    init(socket: SocketID, shards: FakeShards) {
+        self.socket = socket
+        self.shards = shards
+        (stream, continuation) = AsyncStream.makeStream()
+        iterator = stream.makeAsyncIterator()
+    }
+
+    var isClosed: Bool { closeState.withLock { $0 != nil } }
+    var closedWith: (code: UInt16, reason: String)? { closeState.withLock { $0 } }
+
+    func deliver(_ text: String) { continuation.yield(text) }
+
+    func serverClosed(code: UInt16, reason: String) {
+        closeState.withLock { if $0 == nil { $0 = (code, reason) } }
+        continuation.finish()
+    }
+
+    /// The client sends a message (on the node's shard, as the broker would deliver it).
+    func send(_ text: String) {
+        let socket = socket
+        shards.execute(onShard: socket.shard) { $0.receive(socket, text: text) }
+    }
+
+    /// The client's socket goes away.
+    func disconnect() {
+        let socket = socket
+        shards.sync(socket.shard) { $0.socketClosed(socket) }
+    }
+
+    /// The next message to this client; nil when the socket was closed.
+    func next(timeoutSeconds: Double = 5) async throws -> String? {
+        let deadline = Date().addingTimeInterval(timeoutSeconds)
+        let timeout = Task {
+            try? await Task.sleep(for: .seconds(timeoutSeconds))
+            guard !Task.isCancelled else { return }
+            continuation.yield("__timeout__")
+        }
+        defer { timeout.cancel() }
+        let m = await iterator.next()
+        if m == "__timeout__" || Date() > deadline { throw RPCTestFailure("no message within \(timeoutSeconds) s") }
+        return m
+    }
+
+    func nextUntilInit() async throws -> String? { try await next() }
+
+    /// The next message, skipping server pings (answered only when `answerPings`).
+    func nextNonPing(answerPings: Bool = true) async throws -> String? {
+        while let m = try await next() {
+            if m.hasPrefix(#"{"type":"ping""#) {
+                if answerPings { send(m.replacingOccurrences(of: #""type":"ping""#, with: #""type":"pong""#)) }
+                continue
+            }
+            return m
+        }
+        return nil
+    }
+
+    /// The next message decoded as JSON (for fields with generated values).
+    func nextJSON() async throws -> [String: Any] {
+        guard let m = try await nextNonPing() else { throw RPCTestFailure("closed") }
+        return try JSONSerialization.jsonObject(with: Data(m.utf8)) as! [String: Any]
+    }
+}

@@ -63,6 +63,12 @@ public struct BrokerConfiguration: ConfigurationSection {
         if !metricsPath.isEmpty && !metricsPath.hasPrefix("/") { return "metricsPath must start with /" }
         if webSocket.maxFrameBytes < 125 || webSocket.maxMessageBytes < 125 { return "ws_max_frame_bytes and ws_max_message_bytes must be >= 125" }
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
+        if webSocket.assemblyTimeoutMilliseconds < 1 || webSocket.assemblyTimeoutMilliseconds > 86_400_000 { return "ws_assembly_timeout_ms must be 1...86400000" }
+        if webSocket.maxMessagesPerTurn < 1 || webSocket.maxMessagesPerTurn > 1 << 20 { return "ws_max_messages_per_turn must be 1...1048576" }
+        if webSocket.maxTurnMicroseconds < 1 || webSocket.maxTurnMicroseconds > 1_000_000 { return "ws_max_turn_us must be 1...1000000" }
+        if webSocket.maxInputBacklogBytes < io.recvBufferBytes { return "ws_max_input_backlog_bytes must be >= recv_buffer_bytes" }
+        if !(1...9).contains(webSocket.deflateMemoryLevel) { return "ws_deflate_mem_level must be 1...9" }
+        if !(9...15).contains(webSocket.deflateServerWindowBits) { return "ws_deflate_server_window_bits must be 9...15" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }
         if crossShardRingCapacity < 2 || crossShardRingCapacity > (1 << 24) { return "cross_shard_ring_capacity must be 2...16777216" }
         if maxPendingDeliveries < 1 { return "max_pending_deliveries must be >= 1" }
@@ -84,7 +90,8 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ring_entries", "io_uring submission queue entries per shard"),
         ("recv_buffer_count", "provided receive buffers per shard (power of two)"),
         ("recv_buffer_bytes", "size of each receive buffer"),
-        ("max_send_queue_bytes", "bytes queued for sending per connection before the slow-consumer policy applies"),
+        ("max_send_queue_bytes", "bytes queued for sending per connection before the slow-consumer policy applies, counted with 112 bytes of overhead per queued frame"),
+        ("max_buffered_bytes_per_shard", "bytes one shard holds for all its peers (send queues with overhead, WebSocket messages being assembled and input backlogs, compression state); at the limit sends to connections over their fair share get the slow-consumer policy and new allocations are refused with 1013 (metric switchboard_shard_memory_budget_hits_total, gauge switchboard_shard_buffered_bytes)"),
         ("max_iovecs_per_send", "chunks gathered into one vectored send"),
         ("idle_timeout_ms", "close a connection that received nothing for this long"),
         ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408); also how long a WebSocket close handshake the server started may take"),
@@ -112,6 +119,12 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_max_fragments", "most frames in one WebSocket message (close 1009)"),
         ("ws_permessage_deflate", "true | false: negotiate permessage-deflate (RFC 7692)"),
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
+        ("ws_assembly_timeout_ms", "a WebSocket message still being assembled (fragmented or compressed) after this long fails with 1008 (metric switchboard_ws_assembly_timeouts_total)"),
+        ("ws_max_messages_per_turn", "WebSocket messages of one socket decoded and handled per event-loop turn; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
+        ("ws_max_turn_us", "time one WebSocket's messages may take per event-loop turn once one message ran; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
+        ("ws_max_input_backlog_bytes", "received bytes of one WebSocket waiting for their turn; beyond, the socket is closed with 1013 (metric switchboard_ws_input_backlog_closes_total)"),
+        ("ws_deflate_mem_level", "zlib memLevel 1...9 of a permessage-deflate compressor (hash table and buffers take 2^(level+9) bytes)"),
+        ("ws_deflate_server_window_bits", "LZ77 window 9...15 of our permessage-deflate compressor (2^(bits+1) bytes); a smaller window is always readable by the client"),
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
         ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
         ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
@@ -174,6 +187,13 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "tls_handshake_timeout_ms": return String(tls.handshakeTimeoutMilliseconds)
         case "tls_max_handshakes_per_shard": return String(tls.maxHandshakesInFlightPerShard)
         case "tls_ticket_key_rotation_s": return String(tls.ticketKeyRotationSeconds)
+        case "max_buffered_bytes_per_shard": return String(io.maxBufferedBytesPerShard)
+        case "ws_assembly_timeout_ms": return String(webSocket.assemblyTimeoutMilliseconds)
+        case "ws_max_messages_per_turn": return String(webSocket.maxMessagesPerTurn)
+        case "ws_max_turn_us": return String(webSocket.maxTurnMicroseconds)
+        case "ws_max_input_backlog_bytes": return String(webSocket.maxInputBacklogBytes)
+        case "ws_deflate_mem_level": return String(webSocket.deflateMemoryLevel)
+        case "ws_deflate_server_window_bits": return String(webSocket.deflateServerWindowBits)
         default: return nil
         }
     }
@@ -243,6 +263,13 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "ws_allowed_origins":
             let origins = list()
             webSocket.allowedOrigins = origins.isEmpty ? nil : origins
+        case "max_buffered_bytes_per_shard": io.maxBufferedBytesPerShard = try int()
+        case "ws_assembly_timeout_ms": webSocket.assemblyTimeoutMilliseconds = try int()
+        case "ws_max_messages_per_turn": webSocket.maxMessagesPerTurn = try int()
+        case "ws_max_turn_us": webSocket.maxTurnMicroseconds = try int()
+        case "ws_max_input_backlog_bytes": webSocket.maxInputBacklogBytes = try int()
+        case "ws_deflate_mem_level": webSocket.deflateMemoryLevel = try int()
+        case "ws_deflate_server_window_bits": webSocket.deflateServerWindowBits = try int()
         case "ws_slow_consumer":
             guard let p = SlowConsumerPolicy(rawValue: value) else { throw ConfigurationError(line: 0, message: "ws_slow_consumer: '\(value)' is not close or drop") }
             webSocket.slowConsumerPolicy = p
@@ -286,6 +313,18 @@ public struct WebSocketSettings: Sendable {
     /// nil allows any Origin.
     public var allowedOrigins: [String]? = nil
     public var slowConsumerPolicy: SlowConsumerPolicy = .close
+    /// A message still being assembled after this long fails with 1008.
+    public var assemblyTimeoutMilliseconds: Int = 30_000
+    /// Messages of one socket decoded and handled per loop turn.
+    public var maxMessagesPerTurn: Int = 64
+    /// Time one socket's messages may take per loop turn once one message ran.
+    public var maxTurnMicroseconds: Int = 1000
+    /// Received bytes of one socket waiting for their turn; beyond, it is closed with 1013.
+    public var maxInputBacklogBytes: Int = 1 << 20
+    /// zlib memLevel of a compressor (1...9).
+    public var deflateMemoryLevel: Int = 8
+    /// LZ77 window of our compressor, 9...15 bits (the negotiated one if smaller).
+    public var deflateServerWindowBits: Int = 15
     public init() {}
 
     func routes(_ path: String) -> Bool { paths.contains("*") || paths.contains(path) }

@@ -100,6 +100,15 @@ public struct HTTPRequestParser: Sendable {
                     // One allocation covers typical heads instead of several doublings.
                     buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
                 }
+                // A request line starts with its method (a token) or is one of the tolerated
+                // empty lines: any other first byte (a flood of NULs, TLS on a plain port) is
+                // refused at once with 400 instead of being buffered until the 414 limit.
+                if buffer.count == lineStart {
+                    let first = input[offset]
+                    if !ASCII.isTChar(first) && first != ASCII.cr && first != ASCII.lf {
+                        return fail(.badRequest("request line starts with a non-token byte"), offset)
+                    }
+                }
                 switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)

@@ -20,10 +20,16 @@ public struct IOConfiguration: Sendable {
     /// none; a shard holds `recvBufferCount * recvBufferBytes` in total.
     public var recvBufferCount: Int = 1024
     public var recvBufferBytes: Int = 16_384
-    /// Bytes a connection may have queued for sending; a send that would go beyond it (while
-    /// the queue is not empty) reports `.overLimit` and the protocol layer applies its
-    /// slow-consumer policy. An empty queue accepts any one message.
+    /// Bytes a connection may have queued for sending, counted with a per-frame overhead
+    /// (`SendQueue.entryOverheadBytes`, 112) next to the payload; a send that would go beyond
+    /// it (while the queue is not empty) reports `.overLimit` and the protocol layer applies
+    /// its slow-consumer policy. An empty queue accepts any one message.
     public var maxSendQueueBytes: Int = 4 << 20
+    /// Bytes one shard may hold for all its peers together: send queues (with their overhead)
+    /// and what the protocol layer charges (WebSocket assembly and compression state). At the
+    /// limit, sends to connections over their fair share are refused as over-limit, and new
+    /// charges are refused (`switchboard_shard_memory_budget_hits_total`).
+    public var maxBufferedBytesPerShard: Int = 1 << 30
     /// Chunks gathered into one vectored send.
     public var maxIOVecsPerSend: Int = 64
     /// A connection that receives nothing for this long is reported as idle.
@@ -60,6 +66,7 @@ public struct IOConfiguration: Sendable {
         if recvBufferCount < 1 || recvBufferCount > 32768 || recvBufferCount & (recvBufferCount - 1) != 0 { return "recvBufferCount must be a power of two, 1...32768" }
         if recvBufferBytes < 512 || recvBufferBytes > (1 << 20) { return "recvBufferBytes must be 512...1048576" }
         if maxSendQueueBytes < 1024 { return "maxSendQueueBytes must be >= 1024" }
+        if maxBufferedBytesPerShard < maxSendQueueBytes { return "maxBufferedBytesPerShard must be >= maxSendQueueBytes" }
         if maxIOVecsPerSend < 1 || maxIOVecsPerSend > 1024 { return "maxIOVecsPerSend must be 1...1024" }
         if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
         if tickMilliseconds < 1 || tickMilliseconds > 1000 { return "tickMilliseconds must be 1...1000" }

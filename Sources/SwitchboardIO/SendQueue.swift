@@ -1,7 +1,11 @@
-/// A connection's queue of byte runs waiting to be written, bounded by `queuedBytes`.
+/// A connection's queue of byte runs waiting to be written, bounded by what it really costs.
 ///
 /// The first chunk is stored inline: most connections have zero or one response in flight,
 /// and an idle connection must cost no allocation.
+///
+/// `costBytes` is what the limits count: the unsent payload bytes plus
+/// ``entryOverheadBytes`` per queued chunk. Payload bytes alone let a peer that never reads
+/// queue millions of 2-byte pongs "within" a 4 MiB limit while each cost ~100 bytes of heap.
 struct SendQueue {
     struct Chunk {
         let bytes: OutboundBytes
@@ -9,17 +13,41 @@ struct SendQueue {
         var remaining: Int { bytes.count - offset }
     }
 
+    /// Heap bytes one queued chunk costs beyond its payload, measured with glibc malloc on
+    /// x86_64 (`SendQueueCostTests` re-measures it with `mallinfo2` and fails if it is low):
+    /// the `OutboundBytes` object (16-byte header + count + base = 32 bytes, a 48-byte malloc
+    /// chunk), the payload's own malloc header and rounding (up to 24 bytes; 32 for a 1-byte
+    /// payload), and the `Chunk` in `rest` (16 bytes, up to 32 with the array's geometric
+    /// growth). Rounded up to cover all three: 112. A frame shared by many queues (fan-out)
+    /// is counted in full by each, which over-counts the object and payload: conservative.
+    static let entryOverheadBytes = 112
+
+    /// The shard's budget, charged with `costBytes` as it changes. Unowned: the shard owns
+    /// both the budget and every queue.
+    unowned(unsafe) let budget: ShardMemoryBudget
+
+    init(budget: ShardMemoryBudget) { self.budget = budget }
+
     private(set) var first: Chunk?
     private var rest: [Chunk] = []
     private var restHead = 0
+    /// Unsent payload bytes.
     private(set) var queuedBytes = 0
+    /// Payload bytes sent since the queue was made (for "has this byte left yet?" marks).
+    private(set) var sentBytesTotal: UInt64 = 0
 
     var isEmpty: Bool { first == nil }
     var chunkCount: Int { first == nil ? 0 : 1 + rest.count - restHead }
+    /// What the queue costs: unsent payload plus the per-chunk overhead.
+    var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }
+
+    /// What appending `bytes` adds to `costBytes`.
+    @inline(__always) static func cost(of bytes: OutboundBytes) -> Int { bytes.count + entryOverheadBytes }
 
     mutating func append(_ bytes: OutboundBytes) {
         guard bytes.count > 0 else { return }
         queuedBytes += bytes.count
+        budget.charge(Self.cost(of: bytes))
         if first == nil {
             first = Chunk(bytes: bytes, offset: 0)
         } else {
@@ -46,16 +74,44 @@ struct SendQueue {
         precondition(count <= queuedBytes)
         var left = count
         queuedBytes -= count
+        sentBytesTotal &+= UInt64(count)
+        var popped = 0
         while left > 0, var f = first {
             let r = f.remaining
             if left < r {
                 f.offset += left
                 first = f
-                return
+                break
             }
             left -= r
             popFirst()
+            popped += 1
         }
+        budget.release(count + popped * Self.entryOverheadBytes)
+    }
+
+    /// Drops every chunk that is not (partly) written or handed to the kernel: the front
+    /// `keepingBytes` unsent bytes stay (an in-flight send's range), and so does a chunk already
+    /// partly sent, so the peer never sees a frame cut in the middle. For a close that must
+    /// overtake what a peer that stopped reading left queued.
+    mutating func dropUnstarted(keepingBytes: Int) {
+        guard let f = first else { return }
+        precondition(keepingBytes <= queuedBytes)
+        let before = costBytes
+        var kept = f.remaining
+        var keepCount = 0  // chunks of `rest` kept
+        var i = restHead
+        // The first chunk always stays (it is in flight or partly sent, or it is simply next:
+        // keeping one more frame costs nothing against a peer that does not read).
+        while i < rest.count && kept < keepingBytes {
+            kept += rest[i].remaining
+            keepCount += 1
+            i += 1
+        }
+        rest.removeSubrange((restHead + keepCount)...)
+        queuedBytes = kept
+        assert(queuedBytes >= keepingBytes)
+        budget.release(before - costBytes)
     }
 
     private mutating func popFirst() {
@@ -75,6 +131,7 @@ struct SendQueue {
     }
 
     mutating func removeAll() {
+        budget.release(costBytes)
         first = nil
         rest = []
         restHead = 0

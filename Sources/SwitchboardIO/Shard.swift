@@ -86,10 +86,13 @@ package final class IOMetrics: Sendable {
     package let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
     package let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
     package let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
+    package let bufferedBytes = Counter("switchboard_shard_buffered_bytes", help: "Bytes the shard holds for its peers (send queues with per-frame overhead, WebSocket messages being assembled, compression state), against maxBufferedBytesPerShard")
+    package let memoryBudgetHits = Counter("switchboard_shard_memory_budget_hits_total", help: "Sends or allocations refused because the shard was at maxBufferedBytesPerShard (sends only to connections over their fair share)")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
-         sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns]
+         sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
+         bufferedBytes, memoryBudgetHits]
     }
 }
 
@@ -128,9 +131,11 @@ struct Connection {
     var sendSubmittedBytes = 0
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
-    var queue = SendQueue()
+    var queue: SendQueue
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? = nil
+
+    init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 }
 
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
@@ -150,6 +155,8 @@ package class Shard: @unchecked Sendable {
     package let tlsMetrics = TLSMetrics()
     /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
     var tlsState: TLSShardState?
+    /// Bytes held for peers, against `maxBufferedBytesPerShard`. Shard thread only.
+    package let memory: ShardMemoryBudget
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
@@ -190,6 +197,8 @@ package class Shard: @unchecked Sendable {
     init(index: Int, configuration: IOConfiguration) throws(IOError) {
         self.index = index
         self.configuration = configuration
+        memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
+                                   gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits)
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         connections = .allocate(capacity: capacity)
@@ -302,25 +311,32 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Queues bytes; they are written in one vectored send per connection at the end of the turn.
-    @discardableResult
     ///
-    /// `overLimit: true` queues even past `maxSendQueueBytes`: for a final small control
-    /// message (a close frame) that must follow what is queued.
+    /// The limits count what a queue costs: payload bytes plus `SendQueue.entryOverheadBytes`
+    /// per queued run. `overLimit: true` queues even past `maxSendQueueBytes` and the shard's
+    /// budget: for a final small control message (a close frame) that must follow what is queued.
+    @discardableResult
     package func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
         assertOnShardThread()
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
         if allowed {
             enqueue(slot, bytes)
-            scheduleFlush(slot)
             return .queued
         }
         // The limit bounds what is already waiting: an empty queue takes any one message (its
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
-        let queued = connections[slot].queue.queuedBytes
-        if queued > 0 && queued + bytes.count > configuration.maxSendQueueBytes {
+        let queuedCost = connections[slot].queue.costBytes
+        let cost = SendQueue.cost(of: bytes)
+        if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
+            return .overLimit
+        }
+        // The shard is at its budget: only connections within their fair share still queue
+        // (whoever holds more than limit / open connections is the one to shed).
+        if !memory.admits(cost, holding: queuedCost) {
+            memory.countHit()
             return .overLimit
         }
         enqueue(slot, bytes)
@@ -342,6 +358,25 @@ package class Shard: @unchecked Sendable {
         assertOnShardThread()
         guard let slot = liveSlot(id) else { return 0 }
         return connections[slot].queue.queuedBytes
+    }
+
+    /// Payload bytes written to the connection so far (0 for a stale id). With `queuedBytes`
+    /// it tells whether a given queued frame has left: mark `sentBytes + queuedBytes` after
+    /// queueing it; it is gone once `sentBytes` reaches the mark.
+    package func sentBytes(_ id: SocketID) -> UInt64 {
+        assertOnShardThread()
+        guard let slot = liveSlot(id) else { return 0 }
+        return connections[slot].queue.sentBytesTotal
+    }
+
+    /// Drops queued runs nothing was written of yet (and that are not handed to the kernel),
+    /// so that a final frame queued next overtakes what a peer that stopped reading left
+    /// behind. A run already partly sent stays whole: the peer never sees half a frame.
+    package func dropUnsentQueue(_ id: SocketID) {
+        assertOnShardThread()
+        guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
+        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes))
     }
 
     package func close(_ id: SocketID, mode: CloseMode) {
@@ -419,7 +454,7 @@ package class Shard: @unchecked Sendable {
             slot = Int(s)
         } else {
             slot = highWater
-            (connections + slot).initialize(to: Connection())
+            (connections + slot).initialize(to: Connection(budget: memory))
             highWater += 1
         }
         idleTimers.prepare(slot: slot)
@@ -429,6 +464,7 @@ package class Shard: @unchecked Sendable {
         connections[slot].state = .open
         _ = sb_set_nodelay(fd)
         openConnections += 1
+        memory.connections = openConnections
         metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
         idleTimers.arm(slot, now: nowMilliseconds)
@@ -492,10 +528,12 @@ package class Shard: @unchecked Sendable {
         Glibc.close(connections[slot].fd)
         if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
-        connections[slot] = Connection()
+        assert(connections[slot].queue.isEmpty, "a finalized connection still holds queued bytes")
+        connections[slot] = Connection(budget: memory)
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
         openConnections -= 1
+        memory.connections = openConnections
         metrics.connectionsClosed.increment()
         metrics.connectionsOpen.set(openConnections)
         releasedTotal.wrappingIncrement(ordering: .relaxed)

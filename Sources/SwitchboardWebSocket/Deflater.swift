@@ -4,27 +4,33 @@ import CZlib
 /// zlib needs the `z_stream` at a fixed address.
 final class Deflater {
     private let stream: UnsafeMutablePointer<z_stream>
-    /// Reused output buffer; grows to the largest compressed message seen.
+    /// Reused output buffer; grows for a large message and shrinks back after it (``trimOutput()``).
     private(set) var output: UnsafeMutableRawPointer
     private var capacity: Int
 
     /// zlib level 1: for a broker the CPU per message matters more than the last few percent of ratio.
     static let level: Int32 = 1
 
-    init?(windowBits: Int) {
+    /// The output buffer kept between messages; a larger one is given back after its message.
+    static let keptOutputBytes = 4096
+
+    /// `memoryLevel` is zlib's memLevel (1...9): the hash table and pending buffer take
+    /// 2^(memoryLevel + 9) bytes together, the window 2^(windowBits + 1).
+    init?(windowBits: Int, memoryLevel: Int = 8) {
+        precondition((1...9).contains(memoryLevel))
         stream = .allocate(capacity: 1)
         stream.initialize(to: z_stream())
         // zlib refuses raw deflate with an 8-bit window; 9 bits with Huffman-only coding never emits a
         // back-reference, so the output is valid for a peer that only keeps 256 bytes of window.
         let bits = max(windowBits, 9)
-        guard sb_deflate_init(stream, Self.level, Int32(-bits), 8) == Z_OK else {
+        guard sb_deflate_init(stream, Self.level, Int32(-bits), Int32(memoryLevel)) == Z_OK else {
             stream.deallocate()
             return nil
         }
         if windowBits < 9 {
             deflateParams(stream, Self.level, Z_HUFFMAN_ONLY)
         }
-        capacity = 4096
+        capacity = Self.keptOutputBytes
         output = .allocate(byteCount: capacity, alignment: 16)
     }
 
@@ -69,6 +75,15 @@ final class Deflater {
             used -= 4
         }
         return used
+    }
+
+    /// Gives back an output buffer a large message grew (once its bytes were copied out), so
+    /// an idle connection holds ``keptOutputBytes``, not its largest message ever.
+    func trimOutput() {
+        guard capacity > Self.keptOutputBytes * 16 else { return }
+        output.deallocate()
+        capacity = Self.keptOutputBytes
+        output = .allocate(byteCount: capacity, alignment: 16)
     }
 
     private func grow(to size: Int) {

@@ -14,6 +14,8 @@ final class Inflater {
         case corrupt
         /// The validator passed to ``inflateMasked`` rejected the output.
         case invalidText
+        /// The message buffer's budget refused to grow (counted as it grows, 32 KiB at a time).
+        case overBudget
     }
 
     private let stream: UnsafeMutablePointer<z_stream>
@@ -23,6 +25,8 @@ final class Inflater {
     /// Unmasked input on its way in: the receive buffer is read-only, so masked bytes land here first.
     private let input: UnsafeMutableRawPointer
     private static let inputSize = 16 * 1024
+    /// The input and output scratch one stream holds.
+    static let scratchBytes = outputSize + inputSize
 
     init?(windowBits: Int) {
         stream = .allocate(capacity: 1)
@@ -53,7 +57,7 @@ final class Inflater {
     /// Returns the outcome and the new mask phase.
     func inflateMasked(
         _ source: UnsafeRawPointer, count: Int, key: UInt32, phase: Int,
-        into message: inout [UInt8], limit: Int, textValidator: inout UTF8Validator?
+        into message: inout AssemblyBuffer, limit: Int, textValidator: inout UTF8Validator?
     ) -> (Outcome, Int) {
         var phase = phase
         var done = 0
@@ -75,7 +79,7 @@ final class Inflater {
     /// Inflates `count` bytes at `input`, appending the output to `message` while it stays within `limit`.
     /// Output is produced in 32 KiB steps and the limit is checked after each, so a bomb costs at
     /// most `limit` + 32 KiB of memory and the work to produce it.
-    func inflate(_ input: UnsafeRawPointer, count: Int, into message: inout [UInt8], limit: Int) -> Outcome {
+    func inflate(_ input: UnsafeRawPointer, count: Int, into message: inout AssemblyBuffer, limit: Int) -> Outcome {
         var input = input
         var pending = count
         // avail_in is 32-bit; feed at most 1 GiB per round so huge limits cannot truncate it.
@@ -90,7 +94,7 @@ final class Inflater {
                 let produced = Self.outputSize - Int(stream.pointee.avail_out)
                 if produced > 0 {
                     if produced > limit - message.count { return .tooBig }
-                    message.append(contentsOf: UnsafeRawBufferPointer(start: output, count: produced))
+                    if !message.append(UnsafeRawBufferPointer(start: output, count: produced), ceiling: limit) { return .overBudget }
                 }
                 switch status {
                 case Z_OK:

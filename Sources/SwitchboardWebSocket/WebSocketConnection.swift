@@ -40,8 +40,13 @@ package struct WebSocketConnection {
 
     let limits: WebSocketLimits
     let deflate: PerMessageDeflateParameters?
-    let inflater: Inflater?
-    let deflater: Deflater?
+    /// zlib streams, made on first use (an idle socket holds none) and charged to the budget.
+    var inflater: Inflater?
+    var deflater: Deflater?
+    let deflateMemoryLevel: Int
+    let budget: (any WebSocketMemoryBudget)?
+    /// Budget bytes charged for the zlib streams.
+    var compressionCharge = 0
     /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
     /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
     let compressedLimit: Int
@@ -66,7 +71,15 @@ package struct WebSocketConnection {
     var messageCompressed = false
     var messageFragments = 0
     var compressedBytes = 0
-    var messageBuffer: [UInt8] = []
+    /// The message being assembled, charged to the owner's budget as it grows.
+    var messageBuffer: AssemblyBuffer
+    /// Frames completed so far (every kind).
+    package private(set) var framesCompleted = 0
+    /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
+    package private(set) var messagesCompleted = 0
+    /// Data messages begun so far: with ``isAssemblingMessage``, tells the owner whether the
+    /// message in progress is the one it started timing.
+    package private(set) var messagesStarted = 0
     var validator = UTF8Validator()
     var controlBuffer: [UInt8] = []
 
@@ -75,16 +88,17 @@ package struct WebSocketConnection {
     package static let compressionThreshold = 32
 
     /// Creates a connection in the open state. `deflate` comes from the handshake result.
-    package init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) {
+    /// `budget`, when given, is charged with the message being assembled as it grows (inflated
+    /// output included); a refused growth fails the connection with 1013 (try again later).
+    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor.
+    package init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil,
+                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8) {
         self.limits = limits
         self.deflate = deflate
-        if let deflate {
-            inflater = Inflater(windowBits: deflate.clientMaxWindowBits)
-            deflater = Deflater(windowBits: deflate.serverMaxWindowBits)
-        } else {
-            inflater = nil
-            deflater = nil
-        }
+        messageBuffer = AssemblyBuffer(budget: budget)
+        precondition((1...9).contains(deflateMemoryLevel))
+        self.deflateMemoryLevel = deflateMemoryLevel
+        self.budget = budget
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
         compressedLimit = overflow ? Int.max : sum
@@ -94,37 +108,57 @@ package struct WebSocketConnection {
     /// False after a close was sent or received, or after a failure.
     package var isOpen: Bool { closeState == .open && receiveState != .done }
 
+    /// A data message has begun and not ended (its bytes, if any, are held).
+    package var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
+
+    /// Bytes held for the message being assembled (its storage, as charged to the budget).
+    package var assemblyBytes: Int { messageBuffer.chargedBytes }
+
     // MARK: - Receiving
 
     /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
     /// event in order. After `.closed` or `.failed`, further input is ignored.
     package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
-        guard let base = bytes.baseAddress else { return }
+        _ = receive(bytes, maxMessages: .max, handle)
+    }
+
+    /// Like ``receive(_:_:)``, but stops once `maxMessages` data messages were delivered and
+    /// returns how many bytes it used: the owner keeps the rest and feeds it later, so one
+    /// peer's burst of requests cannot hold the thread (each message is work for the owner's
+    /// handler; control frames cost the codec alone and are bounded by the bytes given).
+    /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
+                                 _ handle: (WebSocketEvent) -> Void) -> Int {
+        precondition(maxMessages > 0)
+        guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
+        let stopAt = messagesCompleted &+ maxMessages
         var offset = 0
         while offset < end {
+            if messagesCompleted == stopAt && receiveState != .done { return offset }
             switch receiveState {
             case .done:
-                return
+                return end
             case .header:
                 // Fast path: the whole header is in this buffer, parse it in place.
                 if headerFilled == 0 && end - offset >= 2 {
                     let need = Self.headerLength(base.load(fromByteOffset: offset + 1, as: UInt8.self))
                     if end - offset >= need {
                         offset += need
-                        if !beginFrame(base + (offset - need), handle) { return }
+                        if !beginFrame(base + (offset - need), handle) { return end }
                         continue
                     }
                 }
                 offset += accumulateHeader(base + offset, count: end - offset, handle)
             case .payload:
                 let count = min(frameRemaining, end - offset)
-                if !consume(base + offset, count: count, handle) { return }
+                if !consume(base + offset, count: count, handle) { return end }
                 offset += count
                 frameRemaining -= count
-                if frameRemaining == 0 && !finishFrame(handle) { return }
+                if frameRemaining == 0 && !finishFrame(handle) { return end }
             }
         }
+        return end
     }
 
     /// Header length implied by the second byte: 2, plus the extended length, plus the 4-byte mask.
@@ -191,7 +225,7 @@ package struct WebSocketConnection {
             if rsv1 { return (WebSocketCloseCode.protocolError, "RSV1 on a continuation frame") }
         } else {
             if messageOpcode != nil { return (WebSocketCloseCode.protocolError, "new message inside a fragmented message") }
-            if rsv1 && inflater == nil { return (WebSocketCloseCode.protocolError, "RSV1 without permessage-deflate") }
+            if rsv1 && deflate == nil { return (WebSocketCloseCode.protocolError, "RSV1 without permessage-deflate") }
         }
         return nil
     }
@@ -235,6 +269,7 @@ package struct WebSocketConnection {
             controlBuffer.removeAll(keepingCapacity: true)
         } else {
             if opcode != .continuation {
+                messageStarted()
                 messageOpcode = opcode
                 messageCompressed = byte0 & 0x40 != 0
                 messageFragments = 0
@@ -248,6 +283,9 @@ package struct WebSocketConnection {
             if closeState != .open {
                 sink = .discard
             } else if messageCompressed {
+                if inflater == nil && !makeInflater() {
+                    return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+                }
                 compressedBytes += count
                 if compressedBytes > compressedLimit {
                     return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
@@ -259,7 +297,10 @@ package struct WebSocketConnection {
                 }
                 // Only the first frame reserves (per-fragment exact reserves would defeat geometric growth),
                 // and at most 1 MiB: a header alone must not commit 16 MiB per connection.
-                if opcode != .continuation { messageBuffer.reserveCapacity(min(count, 1 << 20)) }
+                if opcode != .continuation
+                    && !messageBuffer.reserve(min(count, 1 << 20), ceiling: limits.maxMessageBytes) {
+                    return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+                }
                 sink = .data
             }
         }
@@ -285,7 +326,9 @@ package struct WebSocketConnection {
             }
         case .data:
             let start = messageBuffer.count
-            messageBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+            guard messageBuffer.append(UnsafeRawBufferPointer(start: pointer, count: count), ceiling: limits.maxMessageBytes) else {
+                return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
+            }
             framePhase = messageBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
@@ -315,8 +358,15 @@ package struct WebSocketConnection {
         case .tooBig: return (WebSocketCloseCode.messageTooBig, "message too big")
         case .corrupt: return (WebSocketCloseCode.protocolError, "invalid compressed data")
         case .invalidText: return (WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message")
+        case .overBudget: return (WebSocketCloseCode.tryAgainLater, overBudgetReason)
         }
     }
+
+    /// The close reason when the owner's budget refuses a message's growth (1013).
+    package static let overBudgetReason = "server memory budget reached"
+
+    /// Counts a new data message (the owner's assembly timer keys on it).
+    private mutating func messageStarted() { messagesStarted &+= 1 }
 
     /// Runs the UTF-8 validator over `messageBuffer[start...]`.
     mutating func validateTail(from start: Int) -> Bool {
@@ -329,6 +379,7 @@ package struct WebSocketConnection {
     /// Called when the current frame's payload is complete. Returns false if the connection ended.
     mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
         receiveState = .header
+        framesCompleted &+= 1
         if frameOpcode.isControl { return handleControl(handle) }
         guard frameFin else { return true }
         let opcode = messageOpcode
@@ -350,8 +401,8 @@ package struct WebSocketConnection {
         if opcode == .text && !validator.isComplete {
             return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
         }
-        let message = messageBuffer
-        messageBuffer = []
+        let message = messageBuffer.take()
+        messagesCompleted &+= 1
         handle(opcode == .text ? .text(message) : .binary(message))
         return true
     }
@@ -401,7 +452,7 @@ package struct WebSocketConnection {
             handle(.write(reply))
         }
         closeState = .finished
-        messageBuffer = []
+        messageBuffer.clear()
         handle(.closed(code: code, reason: reason))
         return false
     }
@@ -413,7 +464,7 @@ package struct WebSocketConnection {
             handle(.write(WebSocketFrame.close(code: code, reason: reason)))
         }
         closeState = .finished
-        messageBuffer = []
+        messageBuffer.clear()
         handle(.failed(code: code, reason: reason))
         return false
     }
@@ -427,8 +478,10 @@ package struct WebSocketConnection {
     /// sent uncompressed instead; with context takeover it cannot be, because the compressor's
     /// window already holds it and the peer's must match.
     package mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
-        guard let deflater, !opcode.isControl, opcode != .continuation,
-              payload.count >= Self.compressionThreshold else {
+        guard deflate != nil, !opcode.isControl, opcode != .continuation,
+              payload.count >= Self.compressionThreshold, deflater != nil || makeDeflater(), let deflater else {
+            // (Without a compressor, under a full budget, the message goes uncompressed: RFC
+            // 7692 lets every message choose.)
             return WebSocketFrame.encode(opcode: opcode, payload: payload)
         }
         let compressed = deflater.compress(payload)
@@ -436,8 +489,10 @@ package struct WebSocketConnection {
             deflater.reset()
             if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload) }
         }
-        return WebSocketFrame.encode(
+        let frame = WebSocketFrame.encode(
             opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true)
+        deflater.trimOutput()
+        return frame
     }
 
     /// Starts a server-initiated close: returns the close frame bytes (empty if a close was already
@@ -446,7 +501,67 @@ package struct WebSocketConnection {
     package mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
         guard closeState == .open, receiveState != .done else { return [] }
         closeState = .closeSent
+        // The message in progress will never be delivered (data after our close is dropped):
+        // its memory goes now, not when the peer answers.
+        messageBuffer.clear()
         return WebSocketFrame.close(code: code, reason: reason)
+    }
+
+    /// Drops the message being assembled, giving its bytes back to the budget.
+    package mutating func discardMessage() { messageBuffer.clear() }
+
+    /// Gives back everything charged to the budget (message, zlib streams): the owner calls it
+    /// when the socket goes away.
+    package mutating func releaseResources() {
+        messageBuffer.clear()
+        inflater = nil
+        deflater = nil
+        if compressionCharge > 0 {
+            budget?.release(compressionCharge)
+            compressionCharge = 0
+        }
+    }
+
+    /// Heap a compressor takes (zlib's deflateInit2: window 2^(bits+1) twice over with `prev`,
+    /// hash 2^(memLevel+8) twice, pending buffer 2^(memLevel+6) x 4, its ~6 KiB state) plus the
+    /// 4 KiB output kept between messages.
+    package static func deflaterBytes(windowBits: Int, memoryLevel: Int) -> Int {
+        let bits = max(windowBits, 9)
+        return (1 << (bits + 2)) + (1 << (memoryLevel + 9)) + 6 * 1024 + Deflater.keptOutputBytes
+    }
+
+    /// Heap a decompressor takes: its 2^bits window, ~7 KiB state and the 48 KiB of input and
+    /// output scratch.
+    package static func inflaterBytes(windowBits: Int) -> Int {
+        (1 << windowBits) + 7 * 1024 + Inflater.scratchBytes
+    }
+
+    /// Makes the decompressor on the first compressed message, if the budget allows it.
+    mutating func makeInflater() -> Bool {
+        guard let deflate else { return false }
+        let bytes = Self.inflaterBytes(windowBits: deflate.clientMaxWindowBits)
+        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
+        guard let made = Inflater(windowBits: deflate.clientMaxWindowBits) else {
+            budget?.release(bytes)
+            return false
+        }
+        if budget != nil { compressionCharge += bytes }
+        inflater = made
+        return true
+    }
+
+    /// Makes the compressor on the first message worth compressing, if the budget allows it.
+    mutating func makeDeflater() -> Bool {
+        guard let deflate else { return false }
+        let bytes = Self.deflaterBytes(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
+        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
+        guard let made = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel) else {
+            budget?.release(bytes)
+            return false
+        }
+        if budget != nil { compressionCharge += bytes }
+        deflater = made
+        return true
     }
 
     /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).

@@ -45,6 +45,10 @@ package enum WebSocketFrame {
 
     /// A close frame carrying `code` and `reason` (the reason is truncated at a UTF-8 character
     /// boundary so the payload stays within the 125-byte control frame limit).
+    /// Whether an encoded server frame is a pong (how an owner tells the codec's pong replies
+    /// from its close frame among `.write` events, to coalesce them).
+    package static func isPong(_ frame: [UInt8]) -> Bool { frame.first == 0x80 | WebSocketOpcode.pong.rawValue }
+
     package static func close(code: UInt16, reason: String) -> [UInt8] {
         var payload: [UInt8] = [UInt8(code >> 8), UInt8(code & 0xFF)]
         var utf8 = Array(reason.utf8)

@@ -24,6 +24,7 @@ let badInputs: [BadInput] = [
     // Request line
     row("method with non-token byte", "G@T / HTTP/1.1\r\n\(host)\r\n", bad),
     row("empty method", " / HTTP/1.1\r\n\(host)\r\n", bad),
+    row("NUL bytes instead of a request line", "\u{00}\u{00}\u{00}\u{00}", bad),
     row("method longer than 32 bytes", String(repeating: "M", count: 33) + " / HTTP/1.1\r\n\(host)\r\n", bad),
     row("double space after method", "GET  / HTTP/1.1\r\n\(host)\r\n", bad),
     row("double space before version", "GET /  HTTP/1.1\r\n\(host)\r\n", bad),

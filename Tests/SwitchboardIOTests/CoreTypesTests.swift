@@ -1,6 +1,9 @@
 @testable import SwitchboardIO
 import Testing
 
+/// Queues keep an unowned reference to their budget: this one lives as long as the process.
+nonisolated(unsafe) let coreTypesBudget = ShardMemoryBudget(limitBytes: 1 << 40, gauge: Counter("g", help: ""), hits: Counter("h", help: ""))
+
 @Suite("SocketID, SendQueue, TimerList")
 struct CoreTypesTests {
     @Test func socketIDRoundTripsItsFields() {
@@ -17,7 +20,7 @@ struct CoreTypesTests {
     }
 
     @Test func sendQueueConsumesAcrossChunks() {
-        var q = SendQueue()
+        var q = SendQueue(budget: coreTypesBudget)
         #expect(q.isEmpty)
         q.append(OutboundBytes(Array("hello".utf8)))
         q.append(OutboundBytes([]))  // empty chunks are ignored
@@ -39,7 +42,7 @@ struct CoreTypesTests {
     }
 
     @Test func sendQueueStaysCompactUnderLongUse() {
-        var q = SendQueue()
+        var q = SendQueue(budget: coreTypesBudget)
         var expected = 0
         for i in 0..<10_000 {
             q.append(OutboundBytes([UInt8](repeating: UInt8(i & 0xFF), count: 3)))

@@ -15,6 +15,8 @@ let badRequests: [(name: String, raw: String, status: Int)] = [
     ("two spaces", "GET  / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
     ("bare LF", "GET / HTTP/1.1\nHost: t\n\n", 400),
     ("control byte in target", "GET /a\u{01}b HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    // Refused at the first byte (a request line starts with a method token), not buffered to 414.
+    ("1 MB of NUL bytes", String(repeating: "\u{00}", count: 1 << 20), 400),
     ("missing Host on 1.1", "GET / HTTP/1.1\r\n\r\n", 400),
     ("two Host headers", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
     ("space before colon", "GET / HTTP/1.1\r\nHost : t\r\n\r\n", 400),

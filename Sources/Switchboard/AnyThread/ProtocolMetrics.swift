@@ -43,6 +43,12 @@ final class ProtocolMetrics: Sendable {
     let publishBacklogLimitHits = Counter("switchboard_publish_backlog_limit_hits_total", help: "Publishes on the owner shard or through its inbox refused because the delivery backlog was at max_pending_deliveries")
     let crossShardPendingPeak = Counter("switchboard_cross_shard_pending_peak", help: "Highest number of deliveries that waited for room in a ring to another shard")
     let webSocketPingTimeouts = Counter("switchboard_ws_ping_timeouts_total", help: "WebSockets closed because a keep-alive ping got no answer")
+    let webSocketAssemblyTimeouts = Counter("switchboard_ws_assembly_timeouts_total", help: "WebSockets closed with 1008 because a message was still being assembled at ws_assembly_timeout_ms")
+    let webSocketOverBudget = Counter("switchboard_ws_over_budget_total", help: "WebSockets closed with 1013 because the shard's memory budget (max_buffered_bytes_per_shard) refused a message's or input backlog's growth")
+    let webSocketBacklogCloses = Counter("switchboard_ws_input_backlog_closes_total", help: "WebSockets closed with 1013 because their unprocessed input went over ws_max_input_backlog_bytes")
+    let webSocketBatchesDeferred = Counter("switchboard_ws_batches_deferred_total", help: "Times decoding a socket's input stopped at ws_max_messages_per_turn and resumed next turn")
+    let webSocketMessagesDiscarded = Counter("switchboard_ws_messages_discarded_total", help: "Decoded messages not handed to the handler because their socket was closing")
+    let webSocketPongsCoalesced = Counter("switchboard_ws_pongs_coalesced_total", help: "Pongs replaced by a later one before they could be queued (the peer was not reading)")
 
     var all: [Counter] {
         [requests, responses2xx, responses4xx, responses5xx, badRequest, requestTimeout, bodyTooLarge, uriTooLong,
@@ -52,7 +58,8 @@ final class ProtocolMetrics: Sendable {
          webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts, channels, subscriptions, publishes,
          publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,
          channelLimitHits, channelOffsetsEvicted, channelOffsetsExpired, channelOffsets, publishBacklogLimitHits,
-         crossShardPendingPeak]
+         crossShardPendingPeak, webSocketAssemblyTimeouts, webSocketOverBudget, webSocketBacklogCloses,
+         webSocketBatchesDeferred, webSocketMessagesDiscarded, webSocketPongsCoalesced]
     }
 
     func countParseError(status: Int) {

@@ -322,7 +322,15 @@ final class HTTPConnectionDriver {
                 write(response, keepAlive: true, headOnly: false, on: id, session)
                 // The HTTP parser goes with the phase: an idle socket should hold nothing.
                 session.lifecycle = .finished
-                let connection = WebSocketConnection(limits: webSocketLimits, deflate: deflate)
+                var parameters = deflate
+                // Our compressor may use a smaller window than negotiated: the client's
+                // decompressor reads it all the same.
+                if let p = parameters, p.serverMaxWindowBits > configuration.webSocket.deflateServerWindowBits {
+                    parameters!.serverMaxWindowBits = configuration.webSocket.deflateServerWindowBits
+                }
+                let connection = WebSocketConnection(limits: webSocketLimits, deflate: parameters, budget: shard.memory,
+                                                     deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel)
+                // (The codec makes its zlib streams on first use and charges them to the budget.)
                 webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
                 return true
             }

@@ -18,7 +18,7 @@ final class ShardDispatcher: ShardEventHandler {
         assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
         self.metrics = metrics
         webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
-                                               slowConsumerPolicy: configuration.webSocket.slowConsumerPolicy,
+                                               settings: configuration.webSocket,
                                                logger: broker.logger.forShard(shard.index))
         channels = ChannelEngine(shard: shard, fabric: fabric, table: table, metrics: metrics,
                                  webSockets: webSockets, configuration: configuration)
@@ -85,13 +85,17 @@ final class ShardDispatcher: ShardEventHandler {
         }
     }
 
-    func loopTurn(_ shard: Shard) { channels.loopTurn() }
+    func loopTurn(_ shard: Shard) {
+        webSockets.loopTurn()
+        channels.loopTurn()
+    }
 
-    func hasPendingWork(_ shard: Shard) -> Bool { channels.hasPendingWork }
+    func hasPendingWork(_ shard: Shard) -> Bool { webSockets.hasPendingWork || channels.hasPendingWork }
 
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
+        webSockets.tick(nowMilliseconds: nowMilliseconds)
     }
 }

@@ -1,15 +1,28 @@
 import Logging
 import SwitchboardIO
 import SwitchboardWebSocket
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Drives the shard's WebSocket connections: received bytes through the codec to the handler,
 /// messages out (with the slow-consumer policy), keep-alive pings, and the close handshake.
 /// Shard thread only.
+///
+/// Work and memory per peer are bounded here: at most `maxMessagesPerTurn` messages of one
+/// socket, and no more after `maxTurnMicroseconds` spent on it, are decoded and handled per
+/// loop turn, the rest of its input waits in the session's
+/// backlog (at most `maxInputBacklogBytes`, charged to the shard budget; beyond it the socket
+/// is closed with 1013) and resumes next turn; input of a socket that closed meanwhile is
+/// dropped, not executed. Pongs coalesce: a
+/// socket has at most one pong queued and one waiting. A message still being assembled after
+/// `assemblyTimeoutMilliseconds` fails with 1008.
 final class WebSocketConnectionDriver {
     unowned(unsafe) let shard: Shard
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let slowConsumerPolicy: SlowConsumerPolicy
+    let settings: WebSocketSettings
     /// The broker's logger with this shard's `shard` metadata. Client-caused closes log at
     /// debug (they are counted in metrics; a hostile client must not flood the log), with the
     /// socket id as `socket` metadata (built only when the level is enabled).
@@ -17,14 +30,27 @@ final class WebSocketConnectionDriver {
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
     private var events: [WebSocketEvent] = []
+    /// Counts loop turns: a session's frame allowance is per turn.
+    private var turn: UInt64 = 1
+    /// Sockets with a backlog to resume next turn.
+    private var resumeList: [SocketID] = []
+    private var resumeScratch: [SocketID] = []
+    /// Sockets with a pong waiting for the previous one to leave.
+    private var pongWaiters: [SocketID] = []
+    /// Sockets whose message assembly spans reads (checked against the timeout each tick).
+    private var assembling: Set<SocketID> = []
+    private var expiredScratch: [SocketID] = []
+    private let turnSliceNanoseconds: UInt64
 
-    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, slowConsumerPolicy: SlowConsumerPolicy,
+    init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings,
          logger: Logger) {
         self.logger = logger
         self.shard = shard
         self.table = table
         self.metrics = metrics
-        self.slowConsumerPolicy = slowConsumerPolicy
+        self.slowConsumerPolicy = settings.slowConsumerPolicy
+        self.settings = settings
+        turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
     }
 
     /// The connection switched to WebSocket (the 101 is queued).
@@ -36,6 +62,11 @@ final class WebSocketConnectionDriver {
 
     /// The connection is gone: the handler hears of it once.
     func closed(_ id: SocketID, _ session: WebSocketSession) {
+        // Everything the session held goes back to the shard's budget.
+        session.connection.releaseResources()
+        dropBacklog(session)
+        session.pendingPong = nil
+        assembling.remove(id)
         metrics.webSocketsOpen.set(metrics.webSocketsOpen.value - 1)
         assert(metrics.webSocketsOpen.value >= 0)
         worker.handleSocketClose(socketId: id, token: session.token)
@@ -44,11 +75,133 @@ final class WebSocketConnectionDriver {
     // MARK: - Receive
 
     func receive(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) {
+        guard session.backlogIsEmpty else {
+            // Earlier input still waits for its turn: this goes behind it, in order.
+            keep(id, session, bytes)
+            return
+        }
+        let used = decode(id, session, bytes)
+        if used < bytes.count { keep(id, session, UnsafeRawBufferPointer(rebasing: bytes[used...])) }
+    }
+
+    /// Whether a socket has input waiting for the next turn, or a waiting pong may go now
+    /// (its predecessor left in this turn's sends): the loop must not sleep.
+    var hasPendingWork: Bool {
+        if !resumeList.isEmpty { return true }
+        for id in pongWaiters {
+            if let session = table.webSocket(id), shard.sentBytes(id) >= session.pongLeavesAt { return true }
+        }
+        return false
+    }
+
+    /// Start of a loop turn's end: resumes backlogs within this turn's allowance, and sends
+    /// pongs whose predecessor has left.
+    func loopTurn() {
+        turn &+= 1
+        if !pongWaiters.isEmpty { sendWaitingPongs() }
+        guard !resumeList.isEmpty else { return }
+        swap(&resumeList, &resumeScratch)
+        for id in resumeScratch {
+            guard table.isCurrent(id), let session = table.webSocket(id) else { continue }
+            session.resumeQueued = false
+            // A socket that closed (or is closing) meanwhile: its requests are dropped.
+            guard shard.isOpen(id), session.lifecycle != .closeQueued else {
+                dropBacklog(session)
+                continue
+            }
+            let start = session.backlogHead
+            let used = session.backlog.withUnsafeBytes { decode(id, session, UnsafeRawBufferPointer(rebasing: $0[start...])) }
+            session.backlogHead += used
+            if session.backlogIsEmpty {
+                dropBacklog(session)
+            } else if !session.resumeQueued {
+                session.resumeQueued = true
+                resumeList.append(id)
+            }
+        }
+        resumeScratch.removeAll(keepingCapacity: true)
+    }
+
+    /// Keeps input the codec did not take this turn (charged to the shard's budget).
+    private func keep(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) {
+        let held = session.backlog.count - session.backlogHead
+        guard held + bytes.count <= settings.maxInputBacklogBytes else {
+            // The peer sends more than its turns allow it to be served: it may try again later.
+            metrics.webSocketBacklogCloses.increment()
+            dropBacklog(session)
+            close(id, code: .tryAgainLater, reason: "input backlog over limit", force: true)
+            shard.close(id, mode: .afterFlush)
+            return
+        }
+        if session.backlogHead > 0 {
+            session.backlog.removeFirst(session.backlogHead)
+            session.backlogHead = 0
+        }
+        session.backlog.append(contentsOf: bytes)
+        let capacity = session.backlog.capacity
+        if capacity > session.backlogCharge {
+            guard shard.memory.tryCharge(capacity - session.backlogCharge, holding: session.backlogCharge) else {
+                metrics.webSocketOverBudget.increment()
+                dropBacklog(session)
+                close(id, code: .tryAgainLater, reason: WebSocketConnection.overBudgetReason, force: true)
+                shard.close(id, mode: .afterFlush)
+                return
+            }
+            session.backlogCharge = capacity
+        }
+        if !session.resumeQueued {
+            session.resumeQueued = true
+            resumeList.append(id)
+        }
+    }
+
+    private func dropBacklog(_ session: WebSocketSession) {
+        session.backlog = []
+        session.backlogHead = 0
+        if session.backlogCharge > 0 {
+            shard.memory.release(session.backlogCharge)
+            session.backlogCharge = 0
+        }
+    }
+
+    /// Decodes and handles messages within the socket's slice of this turn: at most
+    /// `maxMessagesPerTurn` messages and, once one ran, `maxTurnMicroseconds` of time (a single
+    /// message always runs, so every socket progresses). Returns the bytes used; the caller
+    /// keeps the rest for the next turn.
+    private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
+        if session.turn != turn {
+            session.turn = turn
+            session.messagesThisTurn = 0
+            session.turnStartNanoseconds = monotonicNanoseconds()
+        }
+        var offset = 0
+        while offset < bytes.count {
+            if session.messagesThisTurn >= settings.maxMessagesPerTurn
+                || (session.messagesThisTurn > 0
+                    && monotonicNanoseconds() &- session.turnStartNanoseconds >= turnSliceNanoseconds) {
+                metrics.webSocketBatchesDeferred.increment()
+                break
+            }
+            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+        }
+        return offset
+    }
+
+    /// Decodes up to one message (and the control frames before it) and acts on the events.
+    private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
         // Events are collected first and acted on after the codec returned: the handler may
         // answer (send on this socket) from inside handleSocketMessage.
         events.removeAll(keepingCapacity: true)
-        session.connection.receive(bytes) { events.append($0) }
-        if session.lifecycle == .awaitingPong { session.lifecycle = .open }
+        let before = session.connection.messagesCompleted
+        let used = session.connection.receive(bytes, maxMessages: 1) { events.append($0) }
+        session.messagesThisTurn += session.connection.messagesCompleted &- before
+        assert(used > 0 || bytes.isEmpty, "the codec made no progress")
+        if used > 0 && session.lifecycle == .awaitingPong { session.lifecycle = .open }
+        if session.connection.isAssemblingMessage && session.assemblyMessage != session.connection.messagesStarted {
+            session.assemblyMessage = session.connection.messagesStarted
+            session.assemblyStartedMilliseconds = shard.nowMilliseconds
+            assembling.insert(id)
+        }
         let batch = events
         events.removeAll(keepingCapacity: true)
         for event in batch {
@@ -57,11 +210,16 @@ final class WebSocketConnectionDriver {
             assert(table.isCurrent(id))
             switch event {
             case .text(let payload):
+                // Requests behind a close (the handler's, or the shard's) are not executed.
+                guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); continue }
                 metrics.webSocketMessagesIn.increment()
                 worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: session.token)
             case .binary(let payload):
+                guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); continue }
                 metrics.webSocketMessagesIn.increment()
                 worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
+            case .write(let frame) where WebSocketFrame.isPong(frame):
+                queuePong(id, session, frame)
             case .write(let frame):
                 // A pong, or the close frame that ends the connection (then `.closed` or
                 // `.failed` follows at once, with no handler call in between).
@@ -75,12 +233,63 @@ final class WebSocketConnectionDriver {
                 shard.close(id, mode: .afterFlushNoLinger)
             case .failed(let code, let reason):
                 session.lifecycle = .closeQueued
-                metrics.webSocketProtocolErrors.increment()
+                if code == SwitchboardWebSocket.WebSocketCloseCode.tryAgainLater {
+                    metrics.webSocketOverBudget.increment()
+                } else {
+                    metrics.webSocketProtocolErrors.increment()
+                }
                 logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
                 if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
                 shard.close(id, mode: .afterFlush)
             }
         }
+        return used
+    }
+
+    // MARK: - Pongs
+
+    /// Queues a pong, or keeps it waiting while the previous one has not left (a peer that
+    /// pings without reading holds one pong, not one per ping).
+    private func queuePong(_ id: SocketID, _ session: WebSocketSession, _ frame: [UInt8]) {
+        if shard.sentBytes(id) < session.pongLeavesAt {
+            if session.pendingPong == nil {
+                pongWaiters.append(id)
+            } else {
+                metrics.webSocketPongsCoalesced.increment()
+            }
+            session.pendingPong = frame
+            return
+        }
+        sendPong(id, session, frame)
+    }
+
+    private func sendPong(_ id: SocketID, _ session: WebSocketSession, _ frame: [UInt8]) {
+        if shard.send(id, OutboundBytes(frame)) == .overLimit {
+            shard.close(id, mode: .immediately)
+            return
+        }
+        session.pongLeavesAt = shard.sentBytes(id) &+ UInt64(shard.queuedBytes(id))
+    }
+
+    private func sendWaitingPongs() {
+        var kept = 0
+        for i in pongWaiters.indices {
+            let id = pongWaiters[i]
+            guard table.isCurrent(id), let session = table.webSocket(id), let pong = session.pendingPong else { continue }
+            // After a close nothing more may be sent (RFC 6455 §5.5.1).
+            guard session.lifecycle.maySend, shard.isOpen(id) else {
+                session.pendingPong = nil
+                continue
+            }
+            if shard.sentBytes(id) < session.pongLeavesAt {
+                pongWaiters[kept] = id
+                kept += 1
+                continue
+            }
+            session.pendingPong = nil
+            sendPong(id, session, pong)
+        }
+        pongWaiters.removeSubrange(kept...)
     }
 
     // MARK: - Send
@@ -152,9 +361,11 @@ final class WebSocketConnectionDriver {
         let frame = session.connection.initiateClose(code: code.rawValue, reason: reason)
         assert(!frame.isEmpty, "an open codec always makes a close frame")
         session.lifecycle = .closeSent
-        // `force`: the queue is at its limit (slow consumer). The close frame still goes behind
-        // what is queued; the connection then has the linger timeout to drain, after which it
-        // is cut.
+        // `force`: the queue is at its limit (slow consumer). Frames nothing was written of yet
+        // are dropped so the close frame comes next (a peer that stopped reading still learns
+        // why, 1013, as soon as it reads again); the connection then has the linger timeout to
+        // take it, after which it is cut.
+        if force { shard.dropUnsentQueue(id) }
         if shard.send(id, OutboundBytes(frame), overLimit: force) != .queued {
             shard.close(id, mode: .immediately)
             return true
@@ -168,6 +379,26 @@ final class WebSocketConnectionDriver {
     }
 
     // MARK: - Timers
+
+    /// Fails messages whose assembly took longer than `assemblyTimeoutMilliseconds` (1008):
+    /// an unfinished message must not pin its bytes for as long as the socket stays open.
+    func tick(nowMilliseconds now: Int64) {
+        guard !assembling.isEmpty else { return }
+        for id in assembling {
+            guard let session = table.webSocket(id), session.connection.isAssemblingMessage,
+                  session.assemblyMessage == session.connection.messagesStarted else {
+                expiredScratch.append(id)  // finished or gone: stop watching
+                continue
+            }
+            if now - session.assemblyStartedMilliseconds >= Int64(settings.assemblyTimeoutMilliseconds) {
+                expiredScratch.append(id)
+                metrics.webSocketAssemblyTimeouts.increment()
+                close(id, code: .policyViolation, reason: "message assembly timed out")
+            }
+        }
+        for id in expiredScratch { assembling.remove(id) }
+        expiredScratch.removeAll(keepingCapacity: true)
+    }
 
     func timedOut(_ id: SocketID, _ session: WebSocketSession, _ timer: ConnectionTimer) {
         switch (timer, session.lifecycle) {
@@ -186,4 +417,11 @@ final class WebSocketConnectionDriver {
             shard.close(id, mode: .immediately)
         }
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (vDSO: tens of nanoseconds, no system call).
+@inline(__always) func monotonicNanoseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }

@@ -248,10 +248,17 @@ final class WebSocketConnectionDriver {
 
     // MARK: - Pongs
 
-    /// Queues a pong, or keeps it waiting while the previous one has not left (a peer that
-    /// pings without reading holds one pong, not one per ping).
+    /// Below this many unsent bytes on the socket every ping gets its own pong: a client that
+    /// reads (Autobahn 2.10/2.11 send 10 pings in one burst and expect 10 pongs) sees one answer
+    /// per ping. Above it the socket is not draining, and pongs coalesce.
+    static let pongCoalesceQueuedBytes = 4096
+
+    /// Queues a pong, or keeps it waiting while the previous one has not left and the socket's
+    /// queue is not draining (a peer that pings without reading holds one pong, not one per
+    /// ping; RFC 6455 §5.5.3 allows answering only the latest ping).
     private func queuePong(_ id: SocketID, _ session: WebSocketSession, _ frame: [UInt8]) {
-        if shard.sentBytes(id) < session.pongLeavesAt {
+        if shard.sentBytes(id) < session.pongLeavesAt
+            && (session.pendingPong != nil || shard.queuedBytes(id) >= Self.pongCoalesceQueuedBytes) {
             if session.pendingPong == nil {
                 pongWaiters.append(id)
             } else {

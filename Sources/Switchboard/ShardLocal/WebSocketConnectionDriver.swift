@@ -14,8 +14,8 @@ import Glibc
 /// loop turn, the rest of its input waits in the session's
 /// backlog (at most `maxInputBacklogBytes`, charged to the shard budget; beyond it the socket
 /// is closed with 1013) and resumes next turn; input of a socket that closed meanwhile is
-/// dropped, not executed. Pongs coalesce: a
-/// socket has at most one pong queued and one waiting. A message still being assembled after
+/// dropped, not executed. Pongs coalesce once `pongCoalesceQueuedBytes` are unsent: a socket
+/// that does not drain has at most one pong queued and one waiting. A message still being assembled after
 /// `assemblyTimeoutMilliseconds` fails with 1008.
 final class WebSocketConnectionDriver {
     unowned(unsafe) let shard: Shard

@@ -318,7 +318,10 @@ public struct WebSocketSettings: Sendable {
     /// Messages of one socket decoded and handled per loop turn.
     public var maxMessagesPerTurn: Int = 64
     /// Time one socket's messages may take per loop turn once one message ran.
-    public var maxTurnMicroseconds: Int = 1000
+    // 20 ms, not less: a publish's fan-out to local subscribers runs inside the publisher's
+    // slice, and a shorter slice cuts the frames batched per subscriber per turn (1 ms halved
+    // 1 -> 1,000 fan-out and cut 1 -> 10,000 to a tenth; Benchmarks/RESULTS.md).
+    public var maxTurnMicroseconds: Int = 20_000
     /// Received bytes of one socket waiting for their turn; beyond, it is closed with 1013.
     public var maxInputBacklogBytes: Int = 1 << 20
     /// zlib memLevel of a compressor (1...9).

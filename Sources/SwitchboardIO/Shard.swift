@@ -166,9 +166,6 @@ package class Shard: @unchecked Sendable {
     package var backendName: String { "none" }
 
     var handler: ShardEventHandler!
-    /// The protocol layer of this shard. Set on the shard thread before the shard reports ready,
-    /// so any thread may read it once `ShardGroup.start()` returned.
-    package var eventHandler: ShardEventHandler { handler }
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []

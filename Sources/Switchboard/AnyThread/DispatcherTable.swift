@@ -1,5 +1,5 @@
 /// Each shard's dispatcher, typed: how the any-thread ``Broker`` reaches a shard's protocol
-/// layer without downcasting `Shard.eventHandler`.
+/// layer without a downcast (shards know their handler only as a `ShardEventHandler`).
 ///
 /// Element `i` is written once, on shard `i`'s thread, before the shard reports ready (so
 /// before `Broker.start()` returns), and read only on shard `i`'s thread afterwards (inside

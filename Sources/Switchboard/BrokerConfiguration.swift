@@ -48,6 +48,10 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// behind them for their turn). The request beyond gets 503 in its turn and the connection
     /// closes after it (`switchboard_http_pending_limit_hits_total`).
     public var maxPendingResponsesPerConnection: Int = 1024
+    /// Bytes of one connection's streamed request bodies (``BodyDelivery/streamed``) that may
+    /// wait for their consumer; at this many the shard stops reading the socket until the
+    /// consumer took half (`switchboard_http_body_stream_pauses_total`).
+    public var httpBodyStreamBufferBytes: Int = 262_144
     public init() {}
 
     /// A problem with the values, or nil.
@@ -74,6 +78,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         if maxPendingDeliveries < 1 { return "max_pending_deliveries must be >= 1" }
         if channelOffsetRetentionMilliseconds < 0 { return "channel_offset_retention_ms must be >= 0" }
         if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
+        if httpBodyStreamBufferBytes < 1024 || httpBodyStreamBufferBytes > (1 << 30) { return "http_body_stream_buffer_bytes must be 1024...1073741824" }
         if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
         return nil
     }
@@ -128,6 +133,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_slow_consumer", "close | drop: a socket whose send queue is full is closed with 1013, or the message is dropped and counted"),
         ("deferred_response_timeout_ms", "a deferred HTTP response not given within this time is answered 504 (metric switchboard_http_deferred_timeouts_total)"),
         ("max_pending_responses_per_connection", "responses one HTTP connection may owe (deferred, or ready and waiting their turn); the request beyond gets 503 and the connection closes (metric switchboard_http_pending_limit_hits_total)"),
+        ("http_body_stream_buffer_bytes", "bytes of one connection's streamed request bodies waiting for their consumer; at the limit the socket is not read until the consumer took half (metric switchboard_http_body_stream_pauses_total)"),
         ("tls_port", "TCP port of the TLS listener (https/wss), next to the plain one; 0 for an ephemeral port"),
         ("tls_certificate", "PEM certificate chain (leaf first); naming one turns the TLS listener on; reloaded on SIGHUP"),
         ("tls_private_key", "PEM private key of tls_certificate"),
@@ -173,6 +179,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "channel_offset_retention_ms": return String(channelOffsetRetentionMilliseconds)
         case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
         case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
+        case "http_body_stream_buffer_bytes": return String(httpBodyStreamBufferBytes)
         case "websocket_paths": return webSocket.paths.joined(separator: ",")
         case "ws_max_frame_bytes": return String(webSocket.maxFrameBytes)
         case "ws_max_message_bytes": return String(webSocket.maxMessageBytes)
@@ -255,6 +262,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "channel_offset_retention_ms": channelOffsetRetentionMilliseconds = try int()
         case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
         case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()
+        case "http_body_stream_buffer_bytes": httpBodyStreamBufferBytes = try int()
         case "websocket_paths": webSocket.paths = list()
         case "ws_max_frame_bytes": webSocket.maxFrameBytes = try int()
         case "ws_max_message_bytes": webSocket.maxMessageBytes = try int()

@@ -16,6 +16,11 @@ import Darwin
 ///
 /// Memory held per parser is bounded by `max(maxHeaderBytes, maxChunkLineBytes + 2) + maxBodyBytes`
 /// (see ``HTTPLimits``): limits are checked before input is buffered, not after.
+///
+/// Streaming: ``parseEvents(_:)`` reports a request's head before its body; after
+/// ``streamBody()`` the body comes out in parts (ranges of the caller's buffer) and the parser
+/// buffers none of it, so it holds at most the head. Framing, limits and errors are the same
+/// on both paths (`maxBodyBytes` counts the parts handed out).
 public struct HTTPRequestParser: Sendable {
     enum State: Sendable, Equatable {
         /// Before or inside the request line (leading empty lines are skipped here).
@@ -27,6 +32,9 @@ public struct HTTPRequestParser: Sendable {
         case chunkDataCR
         case chunkDataLF
         case trailers
+        /// A streamed body was handed out to its last byte: the next call reports `.bodyEnd`,
+        /// even with no input (the bytes that complete a body may be the last of a read).
+        case bodyEnd
         /// Terminal: framing is lost after an error, so the connection cannot be reused.
         case poisoned(HTTPParseError)
     }
@@ -54,6 +62,12 @@ public struct HTTPRequestParser: Sendable {
     private var pending: HTTPRequest?
     private var body: [UInt8] = []
     private var continueDue = false
+    /// Body bytes of the current request so far (buffered or handed out), for `maxBodyBytes`.
+    private var receivedBodyBytes = 0
+    /// The current request's body goes to the caller in parts (``streamBody()``).
+    private var streaming = false
+    /// The call in progress is `parseEvents` (heads are reported before bodies).
+    private var reportsHeads = false
 
     /// Creates a parser enforcing `limits`.
     public init(limits: HTTPLimits = HTTPLimits()) {
@@ -73,9 +87,25 @@ public struct HTTPRequestParser: Sendable {
     /// True once the head of the current request is complete, so a header timeout no longer applies.
     public var isReceivingBody: Bool {
         switch state {
-        case .body, .chunkSize, .chunkData, .chunkDataCR, .chunkDataLF, .trailers: return true
+        case .body, .chunkSize, .chunkData, .chunkDataCR, .chunkDataLF, .trailers, .bodyEnd: return true
         case .requestLine, .headers, .poisoned: return false
         }
+    }
+
+    /// True when the next ``parseEvents(_:)`` call has an event to report even with no input
+    /// (`.bodyEnd` of a streamed body, or `.expectContinue` after a `.head`): call it again
+    /// before waiting for more bytes.
+    public var hasEventPending: Bool {
+        if case .bodyEnd = state { return true }
+        return continueDue && isReceivingBody
+    }
+
+    /// After a `.head` from ``parseEvents(_:)``: hand the body out in parts (`.bodyPart`,
+    /// then `.bodyEnd`) instead of buffering it into a `.request`.
+    public mutating func streamBody() {
+        precondition(isReceivingBody && pending != nil && receivedBodyBytes == 0 && !streaming,
+                     "streamBody() is only valid right after .head")
+        streaming = true
     }
 
     /// Bytes currently buffered for the request in progress (for tests and accounting).
@@ -86,7 +116,33 @@ public struct HTTPRequestParser: Sendable {
     /// - Returns: how many bytes were consumed and what happened. After `.request`, unconsumed
     ///   bytes belong to the next request. After `.error`, the parser stays poisoned.
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, result: HTTPParseResult) {
+        reportsHeads = false
+        let (consumed, event) = step(bytes)
+        switch event {
+        case .needMore: return (consumed, .needMore)
+        case .expectContinue: return (consumed, .expectContinue)
+        case .request(let request): return (consumed, .request(request))
+        case .error(let error): return (consumed, .error(error))
+        case .head, .bodyPart, .bodyEnd:
+            // Heads are reported by `parseEvents` only, and only it can start streaming.
+            preconditionFailure("parse(_:) used on a request that parseEvents(_:) is streaming")
+        }
+    }
+
+    /// Parses as much of `bytes` as belongs to the current request, reporting the head of a
+    /// request with a body before the body (see ``HTTPParseEvent``). Call it again while
+    /// ``hasEventPending`` is true, even with no bytes left.
+    public mutating func parseEvents(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
+        reportsHeads = true
+        return step(bytes)
+    }
+
+    private mutating func step(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
         if case .poisoned(let error) = state { return (0, .error(error)) }
+        if case .bodyEnd = state {
+            finish()
+            return (0, .bodyEnd)
+        }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return needMore(0) }
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var offset = 0
@@ -135,12 +191,19 @@ public struct HTTPRequestParser: Sendable {
                     }
                     if let error = headComplete() { return fail(error, offset) }
                     if case .requestLine = state, let request = finish() { return (offset, .request(request)) }
+                    if reportsHeads, let head = pending { return (offset, .head(head)) }
                 }
 
             case .body(let remaining):
                 let n = min(remaining, input.count &- offset)
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
+                let start = offset
                 offset &+= n
+                receivedBodyBytes &+= n
+                if streaming {
+                    state = n == remaining ? .bodyEnd : .body(remaining: remaining &- n)
+                    return (offset, .bodyPart(start..<offset))
+                }
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
                 guard n == remaining else {
                     state = .body(remaining: remaining &- n)
                     continue
@@ -157,9 +220,12 @@ public struct HTTPRequestParser: Sendable {
 
             case .chunkData(let remaining):
                 let n = min(remaining, input.count &- offset)
-                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[offset..<(offset &+ n)]))
+                let start = offset
                 offset &+= n
+                receivedBodyBytes &+= n
                 state = n == remaining ? .chunkDataCR : .chunkData(remaining: remaining &- n)
+                if streaming { return (offset, .bodyPart(start..<offset)) }
+                body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
 
             case .chunkDataCR:
                 guard input[offset] == ASCII.cr else { return fail(.badRequest("chunk data not followed by CRLF"), offset) }
@@ -180,8 +246,16 @@ public struct HTTPRequestParser: Sendable {
                         if let error = trailerField(line) { return fail(error, offset) }
                         continue
                     }
+                    if streaming {
+                        finish()
+                        return (offset, .bodyEnd)
+                    }
                     if let request = finish() { return (offset, .request(request)) }
                 }
+
+            case .bodyEnd:
+                // Reported at the top of `step` before any input is taken.
+                preconditionFailure("unreachable: .bodyEnd is reported before reading input")
             }
         }
         return needMore(offset)
@@ -189,7 +263,7 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Results
 
-    private mutating func needMore(_ consumed: Int) -> (consumed: Int, result: HTTPParseResult) {
+    private mutating func needMore(_ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
         if continueDue, isReceivingBody {
             continueDue = false
             return (consumed, .expectContinue)
@@ -197,17 +271,19 @@ public struct HTTPRequestParser: Sendable {
         return (consumed, .needMore)
     }
 
-    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, result: HTTPParseResult) {
+    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
         state = .poisoned(error)
         // Nothing buffered can be used any more; give the memory back now.
         buffer = []
         body = []
         fields = []
         pending = nil
+        streaming = false
         return (consumed, .error(error))
     }
 
     /// Hands out the completed request and resets for the next one on the same connection.
+    @discardableResult
     private mutating func finish() -> HTTPRequest? {
         guard var request = pending else {
             state = .poisoned(.badRequest("internal: no pending request"))
@@ -227,6 +303,8 @@ public struct HTTPRequestParser: Sendable {
         headBytes = 0
         facts = HeadFacts()
         continueDue = false
+        receivedBodyBytes = 0
+        streaming = false
         return request
     }
 
@@ -336,7 +414,7 @@ public struct HTTPRequestParser: Sendable {
         case .failure(let error):
             return error
         case .success(let size):
-            if size > UInt64(limits.maxBodyBytes &- body.count) { return .bodyTooLarge }
+            if size > UInt64(limits.maxBodyBytes &- receivedBodyBytes) { return .bodyTooLarge }
             state = size == 0 ? .trailers : .chunkData(remaining: Int(size))
             return nil
         }

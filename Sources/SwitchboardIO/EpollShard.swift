@@ -89,6 +89,15 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         // Nothing is in flight with epoll; close(2) in finalize also removes the fd from epoll.
     }
 
+    override func pauseReceive(_ slot: Int) {
+        // `readAvailable` checks the flag before each read; edge-triggered, so no event is
+        // lost meanwhile: `resumeReceive` reads again without waiting for one.
+    }
+
+    override func resumeReceive(_ slot: Int) {
+        readAgain.append(Int32(slot))
+    }
+
     /// Reads until EAGAIN or the budget runs out. Returns true if input may remain.
     ///
     /// `peerClosed`: the event said the peer shut down its side (EPOLLRDHUP/EPOLLHUP). Then a
@@ -100,7 +109,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         var reads = 0
         while reads < readBudget {
             let st = connections[slot].state
-            if st == .closing || st == .free { return false }
+            if st == .closing || st == .free || connections[slot].readPaused { return false }
             let n = read(fd, scratch, scratchBytes)
             if n > 0 {
                 deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n))

@@ -134,6 +134,14 @@ struct Connection {
     var queue: SendQueue
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? = nil
+    /// Reading is paused (`Shard.pauseReading`): nothing is delivered until it resumes.
+    var readPaused = false
+    /// Bytes the kernel had already received when reading paused (io_uring completions in
+    /// flight), delivered in order on resume. Charged to the shard's memory budget.
+    var held: [UInt8] = []
+    /// The peer's end (EOF or an error) came while paused: the connection closes once the
+    /// held bytes are delivered on resume.
+    var heldEnd = false
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 }
@@ -175,6 +183,8 @@ package class Shard: @unchecked Sendable {
     var lingerTimers: TimerList
     var flushList: [Int32] = []
     var finalizeList: [Int32] = []
+    /// Connections whose reading resumed this turn (see `resumeReading`).
+    var resumeList: [Int32] = []
     package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
@@ -411,6 +421,35 @@ package class Shard: @unchecked Sendable {
         requestTimers.cancel(slot)
     }
 
+    /// Stops delivering the connection's input until `resumeReading`: the backend stops
+    /// reading the socket (epoll: no more reads; io_uring: the multishot receive is cancelled),
+    /// so the kernel's receive window fills and TCP flow control stops the peer. Bytes the
+    /// kernel had already completed are held (at most the provided-buffer pool, io_uring) and
+    /// delivered first on resume. Timers keep running: the protocol decides what a pause means
+    /// for them. Called from `connectionReceived`, it takes effect after that delivery.
+    package func pauseReading(_ id: SocketID) {
+        assertOnShardThread()
+        guard let slot = liveSlot(id), connections[slot].state == .open, !connections[slot].readPaused else { return }
+        connections[slot].readPaused = true
+        pauseReceive(slot)
+    }
+
+    /// Undoes `pauseReading`: held bytes are delivered (in receive-buffer-sized pieces, each
+    /// checking for a new pause) at the end of this turn, then the socket is read again.
+    package func resumeReading(_ id: SocketID) {
+        assertOnShardThread()
+        guard let slot = liveSlot(id), connections[slot].readPaused else { return }
+        connections[slot].readPaused = false
+        resumeList.append(Int32(slot))
+    }
+
+    /// Whether reading is paused (false for a stale id).
+    package func isReadingPaused(_ id: SocketID) -> Bool {
+        assertOnShardThread()
+        guard let slot = liveSlot(id) else { return false }
+        return connections[slot].readPaused
+    }
+
     /// Restarts the idle timer (e.g. after the protocol sent a keep-alive ping).
     package func touch(_ id: SocketID) {
         assertOnShardThread()
@@ -477,6 +516,13 @@ package class Shard: @unchecked Sendable {
     @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        if connections[slot].readPaused {
+            // Completed by the kernel before the pause took effect: kept for the resume.
+            // (Before TLS: ciphertext is held, so decryption waits for the resume too.)
+            memory.charge(bytes.count)
+            connections[slot].held.append(contentsOf: bytes)
+            return
+        }
         idleTimers.arm(slot, now: nowMilliseconds)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
@@ -508,8 +554,58 @@ package class Shard: @unchecked Sendable {
         requestTimers.cancel(slot)
         lingerTimers.cancel(slot)
         connections[slot].queue.removeAll()
+        if !connections[slot].held.isEmpty {
+            memory.release(connections[slot].held.count)
+            connections[slot].held = []
+        }
         cancelOperations(slot)
         queueFinalizeIfQuiescent(slot)
+    }
+
+    /// The peer's end while reading is paused: noted, acted on at resume (after what it sent).
+    func holdEnd(_ slot: Int) {
+        assert(connections[slot].readPaused)
+        connections[slot].heldEnd = true
+    }
+
+    /// Delivers what was held while paused, piece by piece (a piece may pause again), then
+    /// restarts the backend's reading, or closes when the peer's end was held too.
+    private func processResumes() {
+        guard !resumeList.isEmpty else { return }
+        let list = resumeList
+        resumeList.removeAll(keepingCapacity: true)
+        let pieceBytes = max(configuration.recvBufferBytes, 512)
+        for s in list {
+            let slot = Int(s)
+            var delivered = 0
+            while connections[slot].state == .open, !connections[slot].readPaused, delivered < connections[slot].held.count {
+                let n = min(pieceBytes, connections[slot].held.count - delivered)
+                let piece = Array(connections[slot].held[delivered..<(delivered + n)])
+                delivered += n
+                piece.withUnsafeBytes { deliverResumed(slot, $0) }
+            }
+            guard connections[slot].state == .open else { continue }  // closed meanwhile: beginClose released `held`
+            if delivered > 0 {
+                memory.release(delivered)
+                connections[slot].held.removeFirst(delivered)
+            }
+            if connections[slot].readPaused { continue }  // paused again: the rest waits for the next resume
+            if connections[slot].heldEnd {
+                beginClose(slot)
+            } else {
+                resumeReceive(slot)
+            }
+        }
+    }
+
+    /// `deliver` without the byte count (counted when received) and the pause check.
+    private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+        idleTimers.arm(slot, now: nowMilliseconds)
+        if let session = connections[slot].tls {
+            tlsDeliver(slot, session, bytes)
+            return
+        }
+        handler.connectionReceived(socketID(slot), bytes)
     }
 
     func queueFinalizeIfQuiescent(_ slot: Int) {
@@ -594,6 +690,7 @@ package class Shard: @unchecked Sendable {
 
     /// End-of-turn work: handler hook, flushes, finalizes, timers. Returns the wait budget.
     func endOfTurn() -> Int64 {
+        processResumes()
         handler.loopTurn(self)
         flushPending()
         while !finalizeList.isEmpty {
@@ -680,7 +777,7 @@ package class Shard: @unchecked Sendable {
 
     /// Arms the doorbell and re-checks for work; true when the loop may block.
     func mayBlock() -> Bool {
-        if !flushList.isEmpty || !finalizeList.isEmpty { return false }
+        if !flushList.isEmpty || !finalizeList.isEmpty || !resumeList.isEmpty { return false }
         doorbell.prepareToSleep()
         if inbox.approximateCount > 0 || handler.hasPendingWork(self) {
             doorbell.cancelSleep()
@@ -697,6 +794,10 @@ package class Shard: @unchecked Sendable {
     func submitSend(_ slot: Int) { fatalError("abstract") }
     /// Cancels reads and in-flight writes of a closing connection.
     func cancelOperations(_ slot: Int) { fatalError("abstract") }
+    /// Stops reading an open connection (`pauseReading`).
+    func pauseReceive(_ slot: Int) { fatalError("abstract") }
+    /// Starts reading it again (`resumeReading`, after the held bytes were delivered).
+    func resumeReceive(_ slot: Int) { fatalError("abstract") }
     /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
     func waitAndDispatch(timeoutMilliseconds: Int64) { fatalError("abstract") }
     /// Prepares thread-confined resources; called on the shard thread before the loop.

@@ -169,6 +169,20 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         _ = shutdown(c.fd, Int32(SHUT_RDWR))
     }
 
+    override func pauseReceive(_ slot: Int) {
+        let c = connections[slot]
+        // Completions the kernel already posted still arrive; `deliver` holds them.
+        if c.recvArmed && !c.cancelSubmitted {
+            sb_prep_cancel(sqe(), userData(.recv, slot: slot, generation: c.generation), userData(.cancel, slot: slot, generation: c.generation))
+            connections[slot].cancelSubmitted = true
+        }
+    }
+
+    override func resumeReceive(_ slot: Int) {
+        // Still armed: the cancel has not completed; its final completion re-arms (below).
+        if !connections[slot].recvArmed { armReceive(slot) }
+    }
+
     override func waitAndDispatch(timeoutMilliseconds: Int64) {
         if mayBlock() {
             _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
@@ -216,12 +230,20 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         guard connections[slot].generation == generation else { return }
         if flags & SB_CQE_F_MORE != 0 { return }
         connections[slot].recvArmed = false
+        connections[slot].cancelSubmitted = false
         let state = connections[slot].state
         if state == .closing {
             queueFinalizeIfQuiescent(slot)
             return
         }
-        if res == 0 {
+        if connections[slot].readPaused {
+            // Not re-armed while paused; the peer's end waits behind the held bytes.
+            if res == 0 || (res < 0 && res != -ECANCELED && res != -ENOBUFS) { holdEnd(slot) }
+            return
+        }
+        if res == -ECANCELED {
+            armReceive(slot)  // a pause's cancel, completing after the resume
+        } else if res == 0 {
             beginClose(slot)  // peer closed
         } else if res > 0 || res == -ENOBUFS {
             if res == -ENOBUFS { metrics.recvBuffersExhausted.increment() }

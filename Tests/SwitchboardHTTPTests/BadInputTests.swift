@@ -127,6 +127,18 @@ let badInputs: [BadInput] = [
         #expect(whole?.status == input.expected.status)
     }
 
+    @Test(arguments: badInputs)
+    func rejectedWhenStreamed(_ input: BadInput) {
+        for step in [input.raw.count, 1] {
+            let events = streamEvents(input.raw, step: step)
+            guard case .error(let error)? = events.last else {
+                Issue.record("streamed, \(step) bytes per call: no error, got \(events)")
+                continue
+            }
+            #expect(error.status == input.expected.status, "streamed, \(step) bytes per call")
+        }
+    }
+
     /// The Markdown copy for the docs must list exactly the table above.
     @Test func markdownMirrorsTable() throws {
         let rendered = renderBadInputsMarkdown()
@@ -148,7 +160,7 @@ func renderBadInputsMarkdown() -> String {
     # Rejected inputs
 
     Every request below is rejected by `HTTPRequestParser` with the given status, whether fed
-    whole or one byte at a time. Generated from `Tests/SwitchboardHTTPTests/BadInputTests.swift`
+    whole or one byte at a time, and whether its body is buffered or streamed (`parseEvents`). Generated from `Tests/SwitchboardHTTPTests/BadInputTests.swift`
     (`markdownMirrorsTable` fails when they drift apart).
 
     | Rule | Input | Status |

@@ -114,3 +114,52 @@ func sameKind(_ a: HTTPParseError?, _ b: HTTPParseError) -> Bool {
     default: return a == b
     }
 }
+
+/// What the streaming path (`parseEvents` with `streamBody()` after every head) reports, with
+/// body parts concatenated per request: `head(summary)`, `body(bytes)` at `.bodyEnd`,
+/// `request(summary)` for requests without a body, `error` last.
+enum StreamEvent: Equatable {
+    case head(RequestSummary)
+    case body([UInt8])
+    case request(RequestSummary)
+    case error(HTTPParseError)
+}
+
+/// Feeds `bytes` `step` bytes per call to `parseEvents`, streaming every body.
+func streamEvents(_ bytes: [UInt8], step: Int, limits: HTTPLimits = HTTPLimits()) -> [StreamEvent] {
+    var parser = HTTPRequestParser(limits: limits)
+    var events: [StreamEvent] = []
+    var body: [UInt8] = []
+    var start = 0
+    while start < bytes.count || parser.hasEventPending {
+        let end = min(bytes.count, start + max(step, 1))
+        let piece = Array(bytes[start..<end])
+        var offset = 0
+        var stop = false
+        piece.withUnsafeBytes { raw in
+            repeat {
+                let slice = UnsafeRawBufferPointer(rebasing: raw[offset...])
+                let (consumed, event) = parser.parseEvents(slice)
+                switch event {
+                case .needMore, .expectContinue: break
+                case .head(let h):
+                    events.append(.head(RequestSummary(h)))
+                    parser.streamBody()
+                case .bodyPart(let range):
+                    #expect(range.upperBound == consumed)
+                    body += slice[range]
+                case .bodyEnd:
+                    events.append(.body(body)); body = []
+                case .request(let r):
+                    events.append(.request(RequestSummary(r)))
+                case .error(let e):
+                    events.append(.error(e)); stop = true
+                }
+                offset += consumed
+            } while !stop && (offset < raw.count || parser.hasEventPending)
+        }
+        if stop { break }
+        start = end
+    }
+    return events
+}

@@ -12,6 +12,11 @@ public protocol WorkerHandler: AnyObject {
     /// (`.response`), later (`.deferred(context.deferResponse())`), or not at all
     /// (`.notHandled`: 404, or the next route of a router such as `RoutingWorkerHandler`).
     func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply
+    /// Asked once a request's head is in, for requests with a body (before any built-in
+    /// route): `.streamed` calls `handleHttpRequest` now, with the body to come through
+    /// ``WorkerRequest/bodyStream`` (answer deferred; an answer written before the body was read
+    /// closes the connection after it). Default `.buffered`: the whole body, as before.
+    func bodyDelivery(for head: WorkerRequest, context: ShardContext) -> BodyDelivery
     /// A WebSocket upgrade request on a path routed to WebSocket. Default: accept.
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision
     /// A complete text or binary message from a WebSocket client.
@@ -22,6 +27,7 @@ public protocol WorkerHandler: AnyObject {
 
 extension WorkerHandler {
     public func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply { .notHandled }
+    public func bodyDelivery(for head: WorkerRequest, context: ShardContext) -> BodyDelivery { .buffered }
     public func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision { .accept() }
     public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {}
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}

@@ -13,8 +13,11 @@ public struct WorkerRequest: Sendable {
     public var query: String
     /// Header fields in received order.
     public var headerFields: HTTPFields
-    /// The body bytes.
+    /// The body bytes (empty when the body is streamed).
     public var body: [UInt8]
+    /// The body in parts as they arrive, when the handler chose ``BodyDelivery/streamed`` for
+    /// this request in ``WorkerHandler/bodyDelivery(for:context:)``; nil otherwise.
+    public var bodyStream: RequestBodyStream? = nil
 
     public init(method: HTTPRequest.Method, target: String, path: String? = nil, query: String? = nil,
                 headerFields: HTTPFields = [:], body: [UInt8] = []) {

@@ -182,6 +182,16 @@ public final class Broker: Sendable {
         onShard(socketId.shard, duringShutdown: true) { $0.http.complete(socketId, sequence, response) }
     }
 
+    /// A streamed body's consumer took enough: the connection's shard reads it again. Always
+    /// posted, never run inline: the release may come on the shard from inside its HTTP driver.
+    /// Refused (inbox full), the shard's tick notices the drained buffer instead.
+    func resumeBodyStream(_ socketId: SocketID) {
+        let index = socketId.shard
+        guard index >= 0, index < group.shards.count else { return }
+        let dispatchers = dispatchers
+        _ = group.shards[index].execute { _ in dispatchers[index].http.resumeStream(socketId) }
+    }
+
     // MARK: - Channels (any thread)
 
     /// The shard of this broker running on the calling thread, if any.

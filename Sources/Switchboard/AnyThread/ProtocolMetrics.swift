@@ -48,6 +48,10 @@ final class ProtocolMetrics: Sendable {
     let webSocketBacklogCloses = Counter("switchboard_ws_input_backlog_closes_total", help: "WebSockets closed with 1013 because their unprocessed input went over ws_max_input_backlog_bytes")
     let webSocketBatchesDeferred = Counter("switchboard_ws_batches_deferred_total", help: "Times decoding a socket's input stopped at ws_max_messages_per_turn and resumed next turn")
     let webSocketMessagesDiscarded = Counter("switchboard_ws_messages_discarded_total", help: "Decoded messages not handed to the handler because their socket was closing")
+    let bodyStreams = Counter("switchboard_http_body_streams_total", help: "HTTP request bodies delivered as streams (BodyDelivery.streamed)")
+    let bodyStreamPauses = Counter("switchboard_http_body_stream_pauses_total", help: "Times a connection stopped being read because its streamed bodies held http_body_stream_buffer_bytes not taken by their consumers")
+    let bodyStreamErrors = Counter("switchboard_http_body_stream_errors_total", help: "Streamed bodies ended early (client gone, 408, 413, bad framing, answered before read)")
+    let bodyStreamBufferedBytes = Counter("switchboard_http_body_stream_buffered_bytes", help: "Bytes of streamed request bodies received and not yet taken by their consumers (sampled each tick)")
     let webSocketPongsCoalesced = Counter("switchboard_ws_pongs_coalesced_total", help: "Pongs replaced by a later one before they could be queued (the peer was not reading)")
 
     var all: [Counter] {
@@ -59,7 +63,8 @@ final class ProtocolMetrics: Sendable {
          publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,
          channelLimitHits, channelOffsetsEvicted, channelOffsetsExpired, channelOffsets, publishBacklogLimitHits,
          crossShardPendingPeak, webSocketAssemblyTimeouts, webSocketOverBudget, webSocketBacklogCloses,
-         webSocketBatchesDeferred, webSocketMessagesDiscarded, webSocketPongsCoalesced]
+         webSocketBatchesDeferred, webSocketMessagesDiscarded, webSocketPongsCoalesced,
+         bodyStreams, bodyStreamPauses, bodyStreamErrors, bodyStreamBufferedBytes]
     }
 
     func countParseError(status: Int) {

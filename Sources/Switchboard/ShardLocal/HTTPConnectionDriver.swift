@@ -4,8 +4,9 @@ import SwitchboardWebSocket
 
 /// Drives the shard's HTTP/1.1 connections: requests parsed in order (pipelining), the
 /// built-in routes, the handler, responses in request order (deferred ones included, with
-/// their timeout and the per-connection bound), 100-continue, 408, the parse limits, and the
-/// WebSocket upgrade. Shard thread only.
+/// their timeout and the per-connection bound), 100-continue, 408, the parse limits, the
+/// WebSocket upgrade, and streamed request bodies (`HTTPConnectionDriver+BodyStream.swift`).
+/// Shard thread only.
 final class HTTPConnectionDriver {
     unowned(unsafe) let shard: Shard
     let table: ConnectionTable
@@ -56,9 +57,11 @@ final class HTTPConnectionDriver {
     /// them, unless the connection upgraded to WebSocket part-way (the rest is WebSocket input).
     func receive(_ id: SocketID, _ session: HTTPSession, _ bytes: UnsafeRawBufferPointer) -> Int {
         var offset = 0
-        while offset < bytes.count {
+        // A streamed body's end (or a 100-continue after a head) may be due with no input left.
+        while offset < bytes.count || session.parser.hasEventPending {
             guard session.lifecycle != .finished else { return bytes.count }
-            let (consumed, result) = session.parser.parse(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            let start = offset
+            let (consumed, result) = session.parser.parseEvents(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             offset += consumed
             switch result {
             case .needMore:
@@ -71,7 +74,15 @@ final class HTTPConnectionDriver {
             case .expectContinue:
                 // An interim response may not overtake the final ones still owed before it;
                 // the client then sends its body after its own wait (RFC 9110 §10.1.1).
-                if session.pending.isEmpty { _ = shard.send(id, Self.continueBytes) }
+                if owesNothingBeforeCurrent(session) { _ = shard.send(id, Self.continueBytes) }
+            case .head(let head):
+                // The buffered path (as before) unless the handler streams this body.
+                if !startStream(head, on: id, session) { continue }
+                if session.stream == nil { return bytes.count }  // answered at once: the body is not read
+            case .bodyPart(let range):
+                bodyPart(UnsafeRawBufferPointer(rebasing: bytes[(start + range.lowerBound)..<(start + range.upperBound)]), on: id, session)
+            case .bodyEnd:
+                bodyEnd(on: id, session)
             case .request(let request):
                 if session.lifecycle == .receiving {
                     session.lifecycle = .idle
@@ -85,7 +96,12 @@ final class HTTPConnectionDriver {
                 }
             case .error(let error):
                 metrics.countParseError(status: error.status)
-                fail(id, session, HTTPResponseWriter.errorResponse(for: error))
+                if let active = session.stream {
+                    let reason: RequestBodyError = error == .bodyTooLarge ? .tooLarge : .invalid(status: error.status)
+                    abortStream(active, reason, HTTPResponseWriter.errorResponse(for: error), on: id, session)
+                } else {
+                    fail(id, session, HTTPResponseWriter.errorResponse(for: error))
+                }
                 return bytes.count
             }
         }
@@ -104,24 +120,34 @@ final class HTTPConnectionDriver {
     private var handling: Handling?
     /// Connections owing at least one deferred response (scanned for timeouts each tick).
     private var waiting: Set<SocketID> = []
+    /// Connections with a streamed-body budget (scanned each tick: the gauge, and resuming a
+    /// paused one whose consumer's post was refused).
+    var streamingConnections: Set<SocketID> = []
 
-    private func respond(to request: ParsedRequest, on id: SocketID, _ session: HTTPSession) {
+    /// Answers `request` (built-in route or handler). Returns the sequence of its deferred
+    /// response when it is still owed (the handler deferred and has not answered yet).
+    /// `prepared`: the handler's view, already made (a streamed request's, with its stream):
+    /// its body is still to come, so reading goes on even without keep-alive.
+    @discardableResult
+    func respond(to request: ParsedRequest, prepared: WorkerRequest? = nil, on id: SocketID, _ session: HTTPSession) -> UInt64? {
         let keepAlive = request.keepAlive && !shard.isDraining
         // After a request without keep-alive nothing more is read; its response closes.
-        if !keepAlive { session.lifecycle = .finished }
+        if !keepAlive && prepared == nil { session.lifecycle = .finished }
         let headOnly = request.method == "HEAD"
         guard session.pending.count < configuration.maxPendingResponsesPerConnection else {
             metrics.pendingLimitHits.increment()
             fail(id, session, .plain(503, "Too many pending responses on this connection\n"))
-            return
+            return nil
         }
+        // A streamed request answered at once leaves its body unread: the connection closes.
+        let keepAliveIfAtOnce = keepAlive && prepared == nil
         if let builtin = routes.response(for: request) {
-            answer(builtin, keepAlive: keepAlive, headOnly: headOnly, version: request.version, on: id, session)
-            return
+            answer(builtin, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
+            return nil
         }
         assert(handling == nil, "handleHttpRequest re-entered")
         handling = Handling(id: id, session: session, keepAlive: keepAlive, headOnly: headOnly, version: request.version)
-        let reply = worker.handleHttpRequest(WorkerRequest(parsed: request), context: context)
+        let reply = worker.handleHttpRequest(prepared ?? WorkerRequest(parsed: request), context: context)
         let deferred = handling?.deferredSequence
         handling = nil
         let response: WireResponse
@@ -131,7 +157,10 @@ final class HTTPConnectionDriver {
         case .notHandled:
             response = .plain(404, "Not Found\n")
         case .deferred(let slot):
-            if let deferred, slot.socketId == id, slot.sequence == deferred { return }  // answered later (or already)
+            if let deferred, slot.socketId == id, slot.sequence == deferred {
+                // Answered later, or already (then it is no longer owed).
+                return isOwed(deferred, session) ? deferred : nil
+            }
             assertionFailure("HTTPReply.deferred with a slot that is not this request's: use context.deferResponse()")
             response = .plain(500, "Internal Server Error\n")
         }
@@ -139,8 +168,16 @@ final class HTTPConnectionDriver {
             // The handler deferred, then answered at once: the answer takes the deferred place.
             complete(id, deferred, response)
         } else {
-            answer(response, keepAlive: keepAlive, headOnly: headOnly, version: request.version, on: id, session)
+            answer(response, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
         }
+        return nil
+    }
+
+    /// Whether the deferred response `sequence` is still waiting for its answer.
+    func isOwed(_ sequence: UInt64, _ session: HTTPSession) -> Bool {
+        guard let first = session.pending.first, sequence >= first.sequence else { return false }
+        let index = Int(sequence - first.sequence)
+        return index < session.pending.count && session.pending[index].response == nil
     }
 
     /// A response that is ready: written now when nothing is owed before it, else queued
@@ -174,7 +211,7 @@ final class HTTPConnectionDriver {
     }
 
     /// Answers with an error status (in its turn) and closes after it is sent.
-    private func fail(_ id: SocketID, _ session: HTTPSession, _ response: WireResponse) {
+    func fail(_ id: SocketID, _ session: HTTPSession, _ response: WireResponse) {
         session.lifecycle = .finished
         answer(response, keepAlive: false, headOnly: false, version: .http1_1, on: id, session)
     }
@@ -182,6 +219,8 @@ final class HTTPConnectionDriver {
     /// The last response is queued: nothing more is read or owed.
     private func closeAfterFlush(_ id: SocketID, _ session: HTTPSession) {
         session.lifecycle = .finished
+        // Lingering reads (and discards) what the client still sends.
+        resumeIfPaused(id, session)
         abandonDeferred(id, session)
         session.pending.removeAll()
         shard.close(id, mode: .afterFlush)
@@ -228,7 +267,7 @@ final class HTTPConnectionDriver {
     }
 
     /// One deferred response of `session` got its answer.
-    private func answered(_ id: SocketID, _ session: HTTPSession) {
+    func answered(_ id: SocketID, _ session: HTTPSession) {
         session.deferredCount -= 1
         assert(session.deferredCount >= 0)
         metrics.deferredPending.increment(by: -1)
@@ -236,12 +275,14 @@ final class HTTPConnectionDriver {
     }
 
     /// Writes the owed responses that are ready, in order, up to the first still deferred.
-    private func flush(_ id: SocketID, _ session: HTTPSession) {
+    func flush(_ id: SocketID, _ session: HTTPSession) {
         while let first = session.pending.first, let response = first.response {
             session.pending.removeFirst()
+            // A streamed request answered before its body was read: the rest is not read.
+            let cutShort = answeredBeforeBody(first.sequence, on: id, session)
             // Draining: the last response owed closes the connection.
             let last = session.pending.isEmpty && session.lifecycle == .finished
-            let keepAlive = first.keepAlive && !(shard.isDraining && last)
+            let keepAlive = first.keepAlive && !cutShort && !(shard.isDraining && last)
             write(response, keepAlive: keepAlive, headOnly: first.headOnly, version: first.version, on: id, session)
             if !keepAlive {
                 closeAfterFlush(id, session)
@@ -278,6 +319,7 @@ final class HTTPConnectionDriver {
     /// The connection is gone: what it was owed is dropped (never written to the slot's next
     /// tenant: the slot's id carries the generation).
     func closed(_ id: SocketID, _ session: HTTPSession) {
+        streamClosed(id, session)
         abandonDeferred(id, session)
     }
 
@@ -342,6 +384,10 @@ final class HTTPConnectionDriver {
     func timedOut(_ id: SocketID, _ session: HTTPSession, _ timer: ConnectionTimer) {
         let midRequest = session.parser.hasPartialRequest && session.lifecycle != .finished
         switch timer {
+        case .request where session.stream != nil:
+            // No body bytes for request_timeout_ms while reading (the timer stops while paused).
+            metrics.countParseError(status: 408)
+            abortStream(session.stream!, .timedOut, .plain(408, "Request Timeout\n"), on: id, session)
         case .request:
             if session.lifecycle == .receiving { session.lifecycle = .idle }
             guard midRequest else { return }

@@ -17,7 +17,8 @@ enum HTTPLifecycle: Equatable {
 struct PendingResponse {
     /// The request's number on this connection (consecutive along the queue).
     let sequence: UInt64
-    let keepAlive: Bool
+    /// Cleared when the connection must close after this response (a streamed body cut short).
+    var keepAlive: Bool
     let headOnly: Bool
     let version: HTTPVersion
     /// When the broker answers 504 in the handler's place (deferred responses only;
@@ -25,6 +26,15 @@ struct PendingResponse {
     let deadlineMilliseconds: Int64
     /// nil while deferred and not answered yet.
     var response: WireResponse?
+}
+
+/// A streamed request body in progress on a connection.
+struct ActiveBodyStream {
+    let stream: RequestBodyStream
+    /// The sequence of its deferred response.
+    let sequence: UInt64?
+    /// The request allows another after it (read once the body is complete).
+    let keepAlive: Bool
 }
 
 /// An HTTP connection's parser, lifecycle, and the responses it owes. Boxed so the per-slot
@@ -39,6 +49,12 @@ final class HTTPSession {
     var nextSequence: UInt64 = 0
     /// Entries of `pending` still waiting for their deferred answer.
     var deferredCount = 0
+    /// The request whose body is being streamed to its handler (between `.head` and `.bodyEnd`).
+    var stream: ActiveBodyStream? = nil
+    /// This connection's streamed bytes not yet taken (made with its first streamed body).
+    var streamBudget: BodyStreamBudget? = nil
+    /// The driver paused reading for the consumers (`streamBudget` at its limit).
+    var readPaused = false
 
     init(limits: HTTPLimits) { parser = HTTPRequestParser(limits: limits) }
 }

@@ -96,6 +96,7 @@ final class ShardDispatcher: ShardEventHandler {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
+        http.tickStreams()
         webSockets.tick(nowMilliseconds: nowMilliseconds)
     }
 }

@@ -10,9 +10,11 @@ enum HTTPTypesBridge {
     /// swift-http-types marks `.host` unavailable (HTTP/2 thinking); HTTP/1.1 still sends it.
     static let hostField = HTTPField.Name("Host")!
 
-    /// Hummingbird's request for a request Switchboard parsed. The body was read whole by the
-    /// shard, within `BrokerConfiguration.http.maxBodyBytes` (a larger one was refused with 413
-    /// before the handler saw it), so it becomes one buffer.
+    /// Hummingbird's request for a request Switchboard parsed. A buffered body was read whole by
+    /// the shard, within `BrokerConfiguration.http.maxBodyBytes` (a larger one was refused with
+    /// 413 before the handler saw it), so it becomes one buffer; a streamed one
+    /// (``WorkerRequest/bodyStream``) becomes Hummingbird's streamed `RequestBody`, one
+    /// `ByteBuffer` per part as the shard receives it (the same limit cuts it with 413).
     static func request(from request: WorkerRequest) -> Request {
         var fields = request.headerFields
         // HTTP/1.1's Host is HTTP/2's :authority: swift-http-types keeps it in the head, as
@@ -21,8 +23,12 @@ enum HTTPTypesBridge {
         fields[hostField] = nil
         let head = HTTPRequest(method: request.method, scheme: nil, authority: authority,
                                path: request.target, headerFields: fields)
-        let body = request.body.isEmpty ? RequestBody(buffer: ByteBuffer())
-                                        : RequestBody(buffer: ByteBuffer(bytes: request.body))
+        let body: RequestBody
+        if let stream = request.bodyStream {
+            body = RequestBody(asyncSequence: StreamedBody(stream: stream))
+        } else {
+            body = request.body.isEmpty ? RequestBody(buffer: ByteBuffer()) : RequestBody(buffer: ByteBuffer(bytes: request.body))
+        }
         return Request(head: head, body: body)
     }
 
@@ -33,6 +39,22 @@ enum HTTPTypesBridge {
         let collector = BodyCollector(maxBodyBytes: maxBodyBytes)
         try await response.body.write(CollectingBodyWriter(collector: collector))
         return WorkerResponse(status: response.status, headerFields: response.headers, body: collector.bytes)
+    }
+
+    /// A streamed request body as Hummingbird's body sequence. Its errors are Switchboard's
+    /// `RequestBodyError` (the client already got 408/413, or left).
+    struct StreamedBody: AsyncSequence, Sendable {
+        typealias Element = ByteBuffer
+        let stream: RequestBodyStream
+
+        struct AsyncIterator: AsyncIteratorProtocol {
+            let stream: RequestBodyStream
+            mutating func next() async throws -> ByteBuffer? {
+                try await stream.next().map { ByteBuffer(bytes: $0) }
+            }
+        }
+
+        func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: stream) }
     }
 
     /// A response body went past the adapter's `maxResponseBodyBytes`.

@@ -12,11 +12,17 @@ import Switchboard
 /// (which may await anything) and answers through `slot.respond(_:)` from wherever it ends.
 /// Pipelined requests still leave in request order (the broker holds answers that come early);
 /// a responder slower than `deferredResponseTimeoutMilliseconds` is answered 504 in its place.
+///
+/// Request bodies over `streamRequestBodiesOverBytes` (and chunked ones, whose length is not
+/// known) are streamed: the route runs once the head is in and reads the body as it arrives
+/// (`for try await buffer in request.body`), with the shard's backpressure
+/// (`BrokerConfiguration.httpBodyStreamBufferBytes`). Smaller ones come whole, in one buffer.
 public final class HummingbirdWorkerHandler<Responder: HTTPResponder>: WorkerHandler
 where Responder.Context: InitializableFromSource<SwitchboardRequestContextSource> {
     let context: ShardContext
     let responder: Responder
     let maxResponseBodyBytes: Int
+    let streamRequestBodiesOverBytes: Int?
     let webSocket: WorkerHandler?
     let logger: Logger
 
@@ -25,13 +31,25 @@ where Responder.Context: InitializableFromSource<SwitchboardRequestContextSource
     ///     WebSocket paths; nil refuses every upgrade with 404.
     ///   - maxResponseBodyBytes: a response body past this is replaced by a 500 (the shard
     ///     holds a deferred answer whole before writing it).
-    public init(context: ShardContext, responder: Responder, maxResponseBodyBytes: Int, webSocket: WorkerHandler?) {
+    ///   - streamRequestBodiesOverBytes: request bodies declared larger than this, and chunked
+    ///     ones, reach the route as a stream; nil buffers every body whole.
+    public init(context: ShardContext, responder: Responder, maxResponseBodyBytes: Int,
+                streamRequestBodiesOverBytes: Int? = 65_536, webSocket: WorkerHandler?) {
         precondition(maxResponseBodyBytes >= 0, "maxResponseBodyBytes must be >= 0")
+        precondition((streamRequestBodiesOverBytes ?? 0) >= 0, "streamRequestBodiesOverBytes must be >= 0")
         self.context = context
         self.responder = responder
         self.maxResponseBodyBytes = maxResponseBodyBytes
+        self.streamRequestBodiesOverBytes = streamRequestBodiesOverBytes
         self.webSocket = webSocket
         self.logger = context.logger
+    }
+
+    public func bodyDelivery(for head: WorkerRequest, context: ShardContext) -> BodyDelivery {
+        guard let threshold = streamRequestBodiesOverBytes else { return .buffered }
+        // No Content-Length: a chunked body, of unknown size.
+        guard let length = head.headerFields[.contentLength].flatMap({ Int($0) }) else { return .streamed }
+        return length > threshold ? .streamed : .buffered
     }
 
     public func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {

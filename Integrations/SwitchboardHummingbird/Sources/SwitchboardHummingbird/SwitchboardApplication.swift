@@ -25,6 +25,8 @@ public struct SwitchboardApplication: Service {
     ///   - metricsExportIntervalMilliseconds: how often the broker's counters reach the
     ///     swift-metrics backend bootstrapped in `MetricsSystem` (`metricsFactory` otherwise);
     ///     nil: no export (the `/metrics` route still answers).
+    ///   - streamRequestBodiesOverBytes: request bodies declared larger (and chunked ones) reach
+    ///     the routes as a stream (`for try await buffer in request.body`); nil buffers all.
     ///   - webSocket: makes each shard's WebSocket handler; nil refuses every upgrade (404).
     public init<Builder: HTTPResponderBuilder>(
         router: Builder,
@@ -32,12 +34,14 @@ public struct SwitchboardApplication: Service {
         services: [any Service] = [],
         logger: Logger,
         maxResponseBodyBytes: Int = 16 << 20,
+        streamRequestBodiesOverBytes: Int? = 65_536,
         metricsExportIntervalMilliseconds: Int? = 10_000,
         metricsFactory: any MetricsFactory = MetricsSystem.factory,
         webSocket: (@Sendable (ShardContext) -> WorkerHandler)? = nil
     ) where Builder.Responder.Context: InitializableFromSource<SwitchboardRequestContextSource> {
         let broker = Broker(router: router, configuration: configuration, logger: logger,
-                            maxResponseBodyBytes: maxResponseBodyBytes, webSocket: webSocket)
+                            maxResponseBodyBytes: maxResponseBodyBytes,
+                            streamRequestBodiesOverBytes: streamRequestBodiesOverBytes, webSocket: webSocket)
         self.broker = broker
         self.logger = logger
         var all: [any Service] = [broker]

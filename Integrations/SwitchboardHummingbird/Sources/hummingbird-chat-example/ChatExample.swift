@@ -19,6 +19,18 @@ func addChatRoutes<Context: BrokerRequestContext>(to router: Router<Context>) {
         return Response(status: .accepted, headers: [.contentType: "application/json"],
                         body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"room":"\#(room)","bytes":\#(body.readableBytes)}"#)))
     }
+    // An upload read as it arrives (large and chunked bodies are streamed by the shard, with
+    // backpressure): only its size is kept.
+    router.post("/uploads") { request, _ -> Response in
+        var bytes = 0
+        var parts = 0
+        for try await buffer in request.body {
+            bytes += buffer.readableBytes
+            parts += 1
+        }
+        return Response(status: .ok, headers: [.contentType: "application/json"],
+                        body: ResponseBody(byteBuffer: ByteBuffer(string: #"{"bytes":\#(bytes),"parts":\#(parts)}"#)))
+    }
     // How many sockets are in a room now (exact, over every shard).
     router.get("/rooms/:room/members") { _, context -> String in
         let room = try context.parameters.require("room")

@@ -91,6 +91,55 @@ struct OnePortTests {
         try await app.stop()
     }
 
+    @Test func streamedUploadRoute() async throws {
+        // A 64 KiB stream buffer: an 8 MiB upload must arrive in many parts, read as it comes.
+        let app = try await RunningExample.start { configuration, logger, metrics in
+            var configuration = configuration
+            configuration.httpBodyStreamBufferBytes = 65_536
+            configuration.http.maxBodyBytes = 16 << 20
+            return makeChatApplication(configuration: configuration, logger: logger, metricsFactory: metrics)
+        }
+        let port = app.port
+        let eight = 8 << 20
+        let fixed = try await io {
+            try TestClient(port: port, receiveTimeoutMilliseconds: 30_000).request("POST", "/uploads", body: [UInt8](repeating: 0x75, count: eight))
+        }
+        #expect(fixed.status == 200)
+        #expect(fixed.header("Content-Type") == "application/json")
+        let parts = Int(fixed.bodyText.split(separator: ":").last?.dropLast() ?? "") ?? 0
+        #expect(fixed.bodyText == #"{"bytes":\#(eight),"parts":\#(parts)}"#, "\(fixed)")
+        #expect(parts > 8, "streamed in parts, not one buffer: \(fixed.bodyText)")
+
+        // Chunked (no declared length: always streamed), a request pipelined behind it, and a
+        // small upload that goes the buffered way: answers in request order.
+        var batch = Array("POST /uploads HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+        for _ in 0..<3 { batch += Array("4000\r\n".utf8) + [UInt8](repeating: 0x63, count: 0x4000) + Array("\r\n".utf8) }
+        batch += Array("0\r\n\r\n".utf8)
+        batch += Array("GET /rooms/up/members HTTP/1.1\r\nHost: t\r\n\r\n".utf8)
+        batch += Array("POST /uploads HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\n\r\nsmall".utf8)
+        let request = batch
+        let http = try TestClient(port: port, receiveTimeoutMilliseconds: 10_000)
+        let answers = try await io { try http.send(request); return try (0..<3).map { _ in try http.readResponse() } }
+        #expect(answers[0].status == 200 && answers[0].bodyText.hasPrefix(#"{"bytes":49152,"parts":"#), "\(answers[0])")
+        #expect(answers[1].status == 200 && answers[1].bodyText == "0\n", "\(answers[1])")
+        #expect(answers[2].bodyText == #"{"bytes":5,"parts":1}"#, "\(answers[2])")
+
+        // A chunked upload past http.max_body_bytes: 413 in its place, the connection closes.
+        let tooBig = try await io {
+            let c = try TestClient(port: port, receiveTimeoutMilliseconds: 10_000)
+            var head = Array("POST /uploads HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".utf8)
+            head += Array("1000001\r\n".utf8)  // one chunk of 16 MiB + 1
+            try c.send(head)
+            return try c.readResponse()
+        }
+        #expect(tooBig.status == 413)
+        let streams = app.broker.metricsText().split(separator: "\n")
+            .filter { $0.hasPrefix("switchboard_http_body_streams_total") }
+            .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        #expect(streams == 3, "the 8 MiB, the chunked and the refused upload were streamed; the small one was not")
+        try await app.stop()
+    }
+
     @Test func brokerLogsAndCountsThroughTheApplication() async throws {
         let app = try await RunningExample.start()
         let http = try TestClient(port: app.port)

@@ -49,45 +49,7 @@ SERVER_PID=""
 
 trap cleanup EXIT
 
-# utime+stime of a process (all threads), in clock ticks. Fields 14/15 of /proc/PID/stat;
-# parsed after the last ')' because comm may contain spaces.
-cpu_ticks() {
-    local stat rest
-    stat="$(cat "/proc/$1/stat")"
-    rest="${stat##*) }"
-    awk '{ print $12 + $13 }' <<<"$rest"
-}
-
-# Steal ticks of the server and wrk CPUs (hypervisor took the vCPU away): "server/wrk".
-steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
-
-
-# start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU, waits for /health == 200.
-start_server() {
-    local name="$1" port="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    local i code
-    for i in $(seq 1 200); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
-            return 1
-        fi
-        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port/health" || true)"
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.05
-    done
-    log "$name did not answer /health with 200 within 10 s"
-    stop_server
-    return 1
-}
-
-
-wrk_cmd() { # conns port [duration]
-    echo "taskset -c $WRK_CPU wrk -t1 -c$1 -d${3:-$DURATION} http://127.0.0.1:$2/health"
-}
+wrk_health() { wrk_cmd "$1" "$2" /health "${3:-}"; }
 
 # ---------------------------------------------------------------- servers
 # name | port offset | command (port substituted for @PORT@)
@@ -108,41 +70,27 @@ for entry in "${SERVERS[@]}"; do
     for conns in $CONNS; do
         log "$name c=$conns: starting: taskset -c $SERVER_CPU $cmd"
         # shellcheck disable=SC2086
-        if ! start_server "$name" "$port" $cmd; then
+        if ! http_start_server "$name" "$port" /health $cmd; then
             RPS["$name|$conns"]="failed"; CPU_US["$name|$conns"]="failed"
             note_failure "$name c=$conns: the server did not start"
             continue
         fi
         if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
             # shellcheck disable=SC2046
-            $(wrk_cmd "$conns" "$port" "$WARMUP") >/dev/null 2>&1 || true
+            $(wrk_health "$conns" "$port" "$WARMUP") >/dev/null 2>&1 || true
         fi
         rps_list=(); cpu_list=(); cell_failed=0
         for run in $(seq 1 "$RUNS"); do
             out="$WORK/$name-c$conns-run$run.txt"
-            before="$(cpu_ticks "$SERVER_PID")"; steal_before="$(steal_ticks)"
-            # shellcheck disable=SC2046
-            status=0
-            timeout 60 $(wrk_cmd "$conns" "$port") >"$out" 2>&1 || status=$?
-            after="$(cpu_ticks "$SERVER_PID")"; steal_after="$(steal_ticks)"
-            steal="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
-            rps="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"
-            reqs="$(awk '/ requests in / { print $1 }' "$out")"
-            lat="$(awk '/^    Latency/ { print $2 }' "$out")"
-            sockerr="$(awk '/Socket errors:/ { sub(/^ *Socket errors: */, ""); print }' "$out")"
-            non2xx="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
-            cpu_s="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" 'BEGIN { printf "%.2f", (a - b) / t }')"
-            us_per_req="$(awk -v a="$after" -v b="$before" -v t="$CLK_TCK" -v n="${reqs:-0}" \
-                'BEGIN { if (n > 0) printf "%.2f", (a - b) / t * 1e6 / n; else print "nan" }')"
-            rps="${rps:-0}"
-            if [[ "$status" != 0 || -n "$non2xx" ]]; then
+            wrk_measure "$conns" "$port" /health "$out"
+            if [[ "$RUN_STATUS" != 0 || -n "$RUN_NON2XX" ]]; then
                 # wrk failed, or some answers were errors: the run gives no figure.
                 cell_failed=1
-                note_failure "$name c=$conns run $run: wrk exit status $status, non-2xx/3xx responses ${non2xx:-0} (see $out)"
+                note_failure "$name c=$conns run $run: wrk exit status $RUN_STATUS, non-2xx/3xx responses ${RUN_NON2XX:-0} (see $out)"
             fi
-            rps_list+=("$rps"); cpu_list+=("$us_per_req")
-            RAW_ROWS+=("| $name | $conns | $run | $rps | ${reqs:-0} | ${lat:-?} | $cpu_s | $us_per_req | $steal | ${sockerr:-none} | ${non2xx:-0} |")
-            log "  run $run: $rps req/s, $reqs requests, server CPU ${cpu_s}s, ${us_per_req} µs/req, steal $steal s"
+            rps_list+=("$RUN_RPS"); cpu_list+=("$RUN_CPU_US")
+            RAW_ROWS+=("| $name | $conns | $run | $RUN_RPS | $RUN_REQS | $RUN_LAT | $RUN_CPU_S | $RUN_CPU_US | $RUN_STEAL | $RUN_SOCKERR | ${RUN_NON2XX:-0} |")
+            log "  run $run: $RUN_RPS req/s, $RUN_REQS requests, server CPU ${RUN_CPU_S}s, ${RUN_CPU_US} µs/req, steal $RUN_STEAL s"
         done
         RPS["$name|$conns"]="$(printf '%s\n' "${rps_list[@]}" | median)"
         CPU_US["$name|$conns"]="$(printf '%s\n' "${cpu_list[@]}" | median)"
@@ -175,7 +123,7 @@ for entry in "${SERVERS[@]}"; do
     echo "taskset -c $SERVER_CPU ${cmd_template//@PORT@/$port}"
 done
 for conns in $CONNS; do
-    echo "$(wrk_cmd "$conns" PORT)"
+    echo "$(wrk_health "$conns" PORT)"
 done
 echo '```'
 echo

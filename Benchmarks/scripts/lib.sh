@@ -50,3 +50,68 @@ report_failures() {
     log "${#FAILURES[@]} run(s) failed; outputs kept in $WORK"
     exit 1
 }
+
+# ---------------------------------------------------------------- HTTP servers under wrk
+# (http-bench.sh, hummingbird-router-bench.sh.) The caller sets WORK, SERVER_CPU, WRK_CPU,
+# CLK_TCK (getconf CLK_TCK) and DURATION, and defines log().
+
+# proc_cpu_ticks PID: "USER SYSTEM" clock ticks of a process, all threads (fields 14 and 15 of
+# /proc/PID/stat, parsed after the last ')' because comm may contain spaces).
+proc_cpu_ticks() {
+    local stat rest
+    stat="$(cat "/proc/$1/stat")"
+    rest="${stat##*) }"
+    awk '{ print $12, $13 }' <<<"$rest"
+}
+
+# Steal ticks of the server's and wrk's CPUs (the hypervisor took the vCPU away): "SERVER WRK".
+steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
+
+# http_start_server NAME PORT PATH CMD...: starts CMD pinned to SERVER_CPU (output in
+# $WORK/NAME.log), sets SERVER_PID, and waits up to 20 s for `GET PATH` to answer 200.
+http_start_server() {
+    local name="$1" port="$2" path="$3"; shift 3
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    local i code
+    for i in $(seq 1 400); do
+        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            wait "$SERVER_PID" 2>/dev/null || true
+            SERVER_PID=""
+            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
+            return 1
+        fi
+        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true)"
+        [[ "$code" == 200 ]] && return 0
+        sleep 0.05
+    done
+    log "$name did not answer $path with 200 within 20 s"
+    stop_server
+    return 1
+}
+
+# wrk_cmd CONNS PORT PATH [DURATION]: the pinned wrk command line (one thread).
+wrk_cmd() { echo "taskset -c $WRK_CPU wrk -t1 -c$1 -d${4:-$DURATION} http://127.0.0.1:$2$3"; }
+
+# wrk_measure CONNS PORT PATH OUT: one wrk run against SERVER_PID, output kept in OUT. Sets
+# RUN_STATUS (wrk's exit status), RUN_RPS, RUN_REQS, RUN_LAT (average), RUN_SOCKERR, RUN_NON2XX,
+# RUN_CPU_S (server user+system seconds), RUN_USER_US / RUN_SYS_US / RUN_CPU_US (server CPU
+# µs per request: user, system, both) and RUN_STEAL ("SERVER/WRK" steal seconds).
+wrk_measure() {
+    local conns="$1" port="$2" path="$3" out="$4" before after steal_before steal_after
+    before="$(proc_cpu_ticks "$SERVER_PID")"; steal_before="$(steal_ticks)"
+    RUN_STATUS=0
+    # shellcheck disable=SC2046
+    timeout 60 $(wrk_cmd "$conns" "$port" "$path") >"$out" 2>&1 || RUN_STATUS=$?
+    after="$(proc_cpu_ticks "$SERVER_PID")"; steal_after="$(steal_ticks)"
+    RUN_RPS="$(awk '/^Requests\/sec:/ { print $2 }' "$out")"; RUN_RPS="${RUN_RPS:-0}"
+    RUN_REQS="$(awk '/ requests in / { print $1 }' "$out")"; RUN_REQS="${RUN_REQS:-0}"
+    RUN_LAT="$(awk '/^    Latency/ { print $2 }' "$out")"; RUN_LAT="${RUN_LAT:-?}"
+    RUN_SOCKERR="$(awk '/Socket errors:/ { sub(/^ *Socket errors: */, ""); print }' "$out")"; RUN_SOCKERR="${RUN_SOCKERR:-none}"
+    RUN_NON2XX="$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$out")"
+    read -r RUN_CPU_S RUN_USER_US RUN_SYS_US RUN_CPU_US < <(awk -v b="$before" -v a="$after" -v t="$CLK_TCK" -v n="$RUN_REQS" 'BEGIN {
+        split(b, x, " "); split(a, y, " "); u = (y[1] - x[1]) / t; s = (y[2] - x[2]) / t
+        if (n > 0) printf "%.2f %.2f %.2f %.2f\n", u + s, u * 1e6 / n, s * 1e6 / n, (u + s) * 1e6 / n
+        else printf "%.2f nan nan nan\n", u + s }')
+    RUN_STEAL="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
+}

@@ -33,7 +33,8 @@ func fnv(_ bytes: some Sequence<UInt8>, _ seed: UInt32 = 2_166_136_261) -> UInt3
 }
 
 /// `/upload/NAME` streams its body to a task that counts it and answers `n=BYTES h=FNV`;
-/// `/upload/gated…` waits for the log's gate first. The rest: `TestWorker`.
+/// `/upload/gated…` waits for the log's gate first; `/upload/early…` answers 401 at once
+/// without reading (its stream is ended by the broker). The rest: `TestWorker`.
 final class StreamingWorker: WorkerHandler {
     let log: StreamLog
     let plain = TestWorker()
@@ -48,6 +49,16 @@ final class StreamingWorker: WorkerHandler {
             return plain.handleHttpRequest(request, context: context)
         }
         let name = String(request.path.dropFirst(8))
+        if name.hasPrefix("early") {
+            Task(executorPreference: consumerExecutor) { [log] in
+                do {
+                    _ = try await stream.collect()
+                } catch let error as RequestBodyError {
+                    log.update(name) { $0.error = error }
+                } catch {}
+            }
+            return .response(WorkerResponse(status: .unauthorized, body: "no"))
+        }
         let slot = context.deferResponse()
         let log = log
         // On a thread of its own: these tests block their cooperative threads on sockets.
@@ -253,6 +264,35 @@ struct BodyStreamTests {
         #expect(r.status == 408)
         #expect(waitUntil { log["stall"]?.error == .timedOut })
         #expect(server.metric("switchboard_http_request_timeout_total") == 1)
+    }
+
+    @Test("a streamed request answered before its body is read: the answer says Connection: close, the stream ends with answeredEarly", arguments: backends)
+    func answeredEarly(backend: IOBackendKind) throws {
+        let log = StreamLog()
+        let server = try server(backend, log)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(post("/upload/early", length: 1 << 20) + String(repeating: "e", count: 1000))
+        let r = try c.readResponse()
+        #expect(r.status == 401)
+        #expect(r.header("Connection") == "close")
+        #expect(waitUntil { log["early"]?.error == .answeredEarly })
+        #expect(try c.readToEnd().isEmpty, "nothing after the answer; the server closes")
+    }
+
+    @Test("Expect: 100-continue on a streamed request: 100 first, then the body is streamed", arguments: backends)
+    func expectContinue(backend: IOBackendKind) throws {
+        let log = StreamLog()
+        let server = try server(backend, log)
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(post("/upload/continue", length: 5, "Expect: 100-continue\r\n"))
+        let interim = Array("HTTP/1.1 100 Continue\r\n\r\n".utf8)
+        try c.fill(atLeast: interim.count)
+        #expect(Array(c.buffered.prefix(interim.count)) == interim)
+        c.removeBuffered(interim.count)
+        try c.send("hello")
+        #expect(try c.readResponse().raw == Array(expectedPlainBytes("n=5 h=\(fnv(Array("hello".utf8)))").utf8))
     }
 
     @Test("pipelined after streamed bodies (fixed and chunked): every response in order, exact bytes", arguments: backends)

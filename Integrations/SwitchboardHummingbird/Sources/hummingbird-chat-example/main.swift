@@ -4,6 +4,7 @@
 //   websocat 'ws://127.0.0.1:8080/ws?room=lobby&name=ada'
 //   curl -d 'hello from curl' http://127.0.0.1:8080/rooms/lobby/messages
 //   curl http://127.0.0.1:8080/rooms/lobby/members
+//   head -c 1000000 /dev/zero | curl -X POST -T - http://127.0.0.1:8080/uploads   (a streamed upload)
 //
 //   TWO_PORTS=1 swift run hummingbird-chat-example (Hummingbird's server on $PORT, WebSockets on $PORT+1)
 import Foundation

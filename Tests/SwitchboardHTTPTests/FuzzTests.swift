@@ -130,4 +130,39 @@ private struct SplitMix64 {
         #expect(requests > 2_000, "requests: \(requests)")
         #expect(errors > 5_000, "errors: \(errors)")
     }
+    /// The streamed path (`parseEvents`, every body streamed) must parse exactly what the
+    /// buffered one does: the same requests with the same bodies, the same errors, for any split.
+    @Test func streamedPathAgreesWithBuffered() {
+        var rng = SplitMix64(state: 0x57EA_4ED0)
+        let corpus = Self.seeds + badInputs.map(\.raw).filter { $0.count < 600 }
+        var bodies = 0
+        for iteration in 0..<20_000 {
+            let base = rng.below(2) == 0 ? Self.seeds[rng.below(Self.seeds.count)] : corpus[rng.below(corpus.count)]
+            let input = mutate(base, &rng)
+            let buffered = run(input, chunks: [input.count + 1]).events
+            let step = rng.below(3) == 0 ? input.count + 1 : 1 + rng.below(24)
+            // A head followed by its body is the buffered path's request; a head whose body
+            // never completed (cut off, or an error) is nothing there.
+            var streamed: [Event] = []
+            var head: RequestSummary? = nil
+            for event in streamEvents(input, step: step, limits: Self.limits) {
+                switch event {
+                case .head(let h): head = h
+                case .body(let b):
+                    guard var h = head else { Issue.record("a body without a head at iteration \(iteration)"); return }
+                    h.body = b
+                    streamed.append(.request(h))
+                    head = nil
+                    bodies += 1
+                case .request(let r): streamed.append(.request(r))
+                case .error(let e): streamed.append(.error(e))
+                }
+            }
+            if streamed != buffered {
+                Issue.record("streamed differs at iteration \(iteration), step \(step): \(input)\n\(buffered)\n\(streamed)")
+                return
+            }
+        }
+        #expect(bodies > 400, "streamed bodies: \(bodies)")
+    }
 }

@@ -295,6 +295,27 @@ struct BodyStreamTests {
         #expect(try c.readResponse().raw == Array(expectedPlainBytes("n=5 h=\(fnv(Array("hello".utf8)))").utf8))
     }
 
+    @Test("over TLS (curl, https): 16 MiB streamed with a 64 KiB buffer, whole and bounded", arguments: backends)
+    func overTLS(backend: IOBackendKind) throws {
+        let files = try TLSFiles()
+        let log = StreamLog()
+        let server = try server(backend, log) { $0.tls = files.configuration() }
+        defer { server.stop() }
+        var body = [UInt8](repeating: 0, count: 16 << 20)
+        for i in body.indices { body[i] = UInt8(truncatingIfNeeded: i &* 7 &+ i >> 12) }
+        let path = files.directory + "/upload.bin"
+        guard let f = fopen(path, "w") else { throw TestClient.Failure.closed }
+        let written = body.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        fclose(f)
+        #expect(written == body.count)
+        let curl = try runTool("/usr/bin/curl", ["-sS", "--cacert", files.ca, "-H", "Expect:", "--data-binary", "@" + path,
+                                                 "https://localhost:\(server.broker.tlsPort)/upload/tls"])
+        #expect(curl.status == 0 && curl.output == "n=\(body.count) h=\(fnv(body))", "\(curl.output)")
+        let entry = try #require(log["tls"])
+        #expect(entry.parts > 1)
+        #expect(entry.peakBufferedBytes <= Self.limit + 65_536, "peak \(entry.peakBufferedBytes)")
+    }
+
     @Test("pipelined after streamed bodies (fixed and chunked): every response in order, exact bytes", arguments: backends)
     func pipelining(backend: IOBackendKind) throws {
         let log = StreamLog()

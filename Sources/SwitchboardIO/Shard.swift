@@ -183,8 +183,9 @@ package class Shard: @unchecked Sendable {
     var lingerTimers: TimerList
     var flushList: [Int32] = []
     var finalizeList: [Int32] = []
-    /// Connections whose reading resumed this turn (see `resumeReading`).
-    var resumeList: [Int32] = []
+    /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
+    /// closed meanwhile is skipped.
+    var resumeList: [SocketID] = []
     package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
@@ -440,7 +441,7 @@ package class Shard: @unchecked Sendable {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].readPaused else { return }
         connections[slot].readPaused = false
-        resumeList.append(Int32(slot))
+        resumeList.append(id)
     }
 
     /// Whether reading is paused (false for a stale id).
@@ -575,8 +576,8 @@ package class Shard: @unchecked Sendable {
         let list = resumeList
         resumeList.removeAll(keepingCapacity: true)
         let pieceBytes = max(configuration.recvBufferBytes, 512)
-        for s in list {
-            let slot = Int(s)
+        for id in list {
+            guard let slot = liveSlot(id) else { continue }  // finalized meanwhile
             var delivered = 0
             while connections[slot].state == .open, !connections[slot].readPaused, delivered < connections[slot].held.count {
                 let n = min(pieceBytes, connections[slot].held.count - delivered)
@@ -584,10 +585,14 @@ package class Shard: @unchecked Sendable {
                 delivered += n
                 piece.withUnsafeBytes { deliverResumed(slot, $0) }
             }
-            guard connections[slot].state == .open else { continue }  // closed meanwhile: beginClose released `held`
-            if delivered > 0 {
-                memory.release(delivered)
-                connections[slot].held.removeFirst(delivered)
+            let state = connections[slot].state
+            guard state != .closing else { continue }  // `beginClose` released `held`
+            // Draining or lingering: input is discarded (as `deliver` does), what was held too;
+            // reading resumes so that lingering drains the socket.
+            let done = state == .open ? delivered : connections[slot].held.count
+            if done > 0 {
+                memory.release(done)
+                connections[slot].held.removeFirst(done)
             }
             if connections[slot].readPaused { continue }  // paused again: the rest waits for the next resume
             if connections[slot].heldEnd {

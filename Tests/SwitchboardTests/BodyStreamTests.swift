@@ -313,7 +313,9 @@ struct BodyStreamTests {
         #expect(curl.status == 0 && curl.output == "n=\(body.count) h=\(fnv(body))", "\(curl.output)")
         let entry = try #require(log["tls"])
         #expect(entry.parts > 1)
-        #expect(entry.peakBufferedBytes <= Self.limit + 65_536, "peak \(entry.peakBufferedBytes)")
+        // One delivery's plaintext: a read of ciphertext plus the rest of a record begun in the
+        // read before (TLS records carry at most 16 KiB).
+        #expect(entry.peakBufferedBytes <= Self.limit + 65_536 + 16_384, "peak \(entry.peakBufferedBytes)")
     }
 
     @Test("pipelined after streamed bodies (fixed and chunked): every response in order, exact bytes", arguments: backends)

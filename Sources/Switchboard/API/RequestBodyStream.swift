@@ -121,7 +121,8 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
 
     /// The most bytes of this connection's streamed bodies held at once (received, not yet
-    /// taken by a consumer): at most `http_body_stream_buffer_bytes` plus one read.
+    /// taken by a consumer): at most `http_body_stream_buffer_bytes` plus one read (on TLS, the
+    /// plaintext of one read: up to one 16 KiB record more).
     public var peakBufferedBytes: Int { budget.peakBytes }
 
     // MARK: - Producer (the shard)

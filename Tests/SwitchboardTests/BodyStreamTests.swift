@@ -152,7 +152,6 @@ struct BodyStreamTests {
         var piece = [UInt8](repeating: 0, count: 65_536)
         for i in piece.indices { piece[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
         var h: UInt32 = 2_166_136_261
-        let rssBefore = residentBytes()
         try c.send(post("/upload/big", length: total))
         for _ in 0..<(total / piece.count) {
             try c.send(piece)
@@ -167,8 +166,6 @@ struct BodyStreamTests {
         #expect(entry.peakBufferedBytes <= Self.limit + 65_536, "peak \(entry.peakBufferedBytes)")
         #expect(entry.peakBufferedBytes > 0)
         #expect(server.metric("switchboard_http_body_streams_total") == 1)
-        // Growing 64 MiB would show; bounded buffering keeps the whole process far below it.
-        #expect(residentBytes() - rssBefore < 32 << 20, "RSS grew by \(residentBytes() - rssBefore)")
         // The connection is still good for the next request.
         try c.send(get("/n/next"))
         #expect(try c.readResponse().raw == Array(expectedPlainBytes("next").utf8))

@@ -143,9 +143,12 @@ extension HTTPConnectionDriver {
         if session.streamBudget?.markPaused() == false { resume(id, session) }
     }
 
-    /// Posted by the budget when a consumer drained the buffer to its low-water mark.
+    /// Posted by the budget when a consumer drained the buffer to its low-water mark. The post
+    /// may be stale: the tick resumed the connection meanwhile, it read and paused again at the
+    /// limit. Then the buffer is above the mark and this pause stays (its own drain will post).
     func resumeStream(_ id: SocketID) {
-        guard let session = table.http(id), session.readPaused else { return }  // closed, or resumed by the tick
+        guard let session = table.http(id), session.readPaused, let budget = session.streamBudget,
+              budget.bufferedBytes <= budget.lowWaterBytes else { return }
         resume(id, session)
     }
 

@@ -33,6 +33,10 @@ public struct BenchCommand: ParsableCommand {
                        server), latency from each message's INTENDED send time
                        (coordinated-omission aware).
 
+            PROTOCOL TEMPLATES (their own options: 'switchboard-bench broker --help')
+              broker, broadcaster, rpc  load-test a deployment of a protocol,
+                       every reply verified.
+
             A RUN FAILS (exit 1, "result: FAILED" and a "failed:" line per reason)
             when no connection was established; more connections failed to open
             or were closed by the server than --max-failed-connections allows

@@ -1,0 +1,196 @@
+import CJWTTestSupport
+import Foundation
+import Switchboard
+import SwitchboardBenchCore
+import SwitchboardJWT
+import SwitchboardProtocols
+import SwitchboardTestSupport
+import Testing
+
+// The protocol templates (issue 16 item 8) run briefly against real servers in this process
+// (both I/O backends) and must pass; against servers that answer wrongly they must fail.
+
+private let templateBackends: [IOBackendKind] = [.uring, .epoll]
+
+private func brokerConfiguration(_ backend: IOBackendKind) -> BrokerConfiguration {
+    raiseFileLimit()
+    var c = BrokerConfiguration()
+    c.host = "127.0.0.1"
+    c.port = 0
+    c.io.backend = backend
+    c.io.shardCount = 2
+    c.io.recvBufferCount = 256
+    c.io.tickMilliseconds = 10
+    c.sendDateHeader = false
+    c.webSocket.perMessageDeflate = false
+    return c
+}
+
+private func templateOptions(_ args: [String]) throws -> TemplateOptions {
+    do {
+        return try parseTemplateArguments(args)
+    } catch {
+        Issue.record("usage error: \(error.description)")
+        throw error
+    }
+}
+
+/// Runs a template on its own thread: the template blocks its thread for the whole run, and
+/// the RPC server's handlers are tasks that need the cooperative pool (2 threads on 2 cores).
+private func run(_ args: [String]) async throws -> TemplateRun {
+    let options = try templateOptions(args)
+    let outcome: Result<TemplateRun, BenchError> = await withCheckedContinuation { c in
+        let t = Thread {
+            do throws(BenchError) { c.resume(returning: .success(try runTemplate(options))) } catch { c.resume(returning: .failure(error)) }
+        }
+        t.start()
+    }
+    return try outcome.get()
+}
+
+/// An RPC server with switchboard-rpc-example's handlers (echo, node-id, call, relay); with
+/// `wrong`, `echo` answers its arguments reversed.
+private func rpcServer(_ backend: IOBackendKind, wrong: Bool = false) throws -> Broker {
+    var options = RPCServerOptions()
+    options.requestTimeoutMilliseconds = 5000
+    let rpc = RPCServer(options: options) { node in
+        let echo: RPCHandler = { _, args in .array(wrong ? args.reversed() : args) }
+        node.client.on("echo", echo)
+        node.server.on("echo", echo)
+        node.client.on("node-id") { ctx, _ in .string(ctx.node.id) }
+        node.client.on("call") { ctx, args in
+            guard let target = args.first?.stringValue, let name = args.dropFirst().first?.stringValue else { try ctx.throw("call needs a node id and a name", nil) }
+            return try await ctx.node.server.send(to: target, name, Array(args.dropFirst(2)))
+        }
+        node.client.on("relay") { ctx, args in
+            guard let target = args.first?.stringValue, let name = args.dropFirst().first?.stringValue else { try ctx.throw("relay needs a node id and a name", nil) }
+            return try await ctx.node.remoteClient.send(to: target, name, Array(args.dropFirst(2)))
+        }
+    }
+    let broker = Broker(configuration: brokerConfiguration(backend), logger: .discarding, handlerFactory: rpc.handlerFactory())
+    try broker.start()
+    return broker
+}
+
+private let templateSecret = "bench-template-secret-of-32-bytes!!"
+
+private func templateToken(scope: String) -> String {
+    let now = Int(BroadcasterTimestamp.nowNanoseconds() / 1_000_000_000)
+    let claims = #"{"sub":"bench","aud":"broadcaster","exp":\#(now + 3600),"iat":\#(now),"authorizedChannels":["bench"],"scope":["\#(scope)"]}"#
+    let input = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
+    var mac = [UInt8](repeating: 0, count: 64)
+    let key = Array(templateSecret.utf8), bytes = Array(input.utf8)
+    let n = sbt_hmac("SHA256", key, key.count, bytes, bytes.count, &mac)
+    precondition(n == 32, "HMAC-SHA256 failed")
+    return input + "." + Base64URL.encode(mac[0..<32])
+}
+
+private func broadcasterServer(_ backend: IOBackendKind) throws -> Broker {
+    var o = BroadcasterOptions()
+    o.verifier = JWTVerifier(keys: [try JWTKey(hmacSecret: Array(templateSecret.utf8))], configuration: .init(leewaySeconds: 30))
+    o.apiKeys = APIKeySet(["bench-api-key"])
+    let broadcaster = Broadcaster(options: o)
+    let broker = Broker(configuration: brokerConfiguration(backend), logger: .discarding) { broadcaster.makeHandler($0) }
+    try broker.start()
+    return broker
+}
+
+@Suite(.serialized) struct ProtocolTemplateTests {
+    @Test(arguments: templateBackends)
+    func brokerPairsPassAgainstTheConnectionBroker(backend: IOBackendKind) async throws {
+        let broker = Broker(configuration: brokerConfiguration(backend), logger: .discarding,
+                            handlerFactory: ConnectionBroker.handlerFactory())
+        try broker.start()
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let r = try await run(["broker", "--pairs", "4", "-w", "4", "-n", "2000", "-s", "40", "ws://127.0.0.1:\(broker.port)/"])
+        #expect(r.passed, "\(r.summary)")
+        guard case .protocolRun(let result) = r, let phase = result.phases.first else { Issue.record("no phase"); return }
+        #expect(phase.sent == 2000)
+        #expect(phase.completed == 2000)
+        #expect(phase.acknowledged >= 2000)
+        #expect(phase.missing == 0 && phase.wrong == 0 && phase.errors == 0)
+        #expect(phase.latency != nil)
+    }
+
+    @Test func brokerFailsAgainstAServerThatAnswersWrongly() async throws {
+        // An echo server: `register` comes back as itself instead of `registered`.
+        let server = try TestWebSocketServer(mode: .echo)
+        defer { server.stop() }
+        let r = try await run(["broker", "--pairs", "1", "-n", "10", "--connect-timeout", "2s", "ws://127.0.0.1:\(server.port)/"])
+        #expect(!r.passed)
+        #expect(r.failures.contains { $0.contains("register") }, "\(r.failures)")
+    }
+
+    @Test(arguments: templateBackends)
+    func rpcFormsPassAgainstTheRPCServer(backend: IOBackendKind) async throws {
+        let broker = try rpcServer(backend)
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let r = try await run(["rpc", "--pairs", "2", "-w", "4", "-n", "400", "ws://127.0.0.1:\(broker.port)/"])
+        #expect(r.passed, "\(r.summary)")
+        guard case .protocolRun(let result) = r else { Issue.record("not a protocol run"); return }
+        #expect(result.phases.map(\.name) == ["client", "server", "remote-client"])
+        for p in result.phases {
+            #expect(p.sent == 400 && p.completed == 400, "\(p.name): \(p.sent) sent, \(p.completed) completed")
+        }
+        // The remote-client form's requests were answered by the harness's peer clients.
+        #expect((result.phases.last?.acknowledged ?? 0) >= 400)
+    }
+
+    @Test func rpcFailsWhenTheResultsAreWrong() async throws {
+        let broker = try rpcServer(.epoll, wrong: true)
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let r = try await run(["rpc", "--forms", "client", "-n", "50", "ws://127.0.0.1:\(broker.port)/"])
+        #expect(!r.passed)
+        #expect(r.failures.contains { $0.contains("wrong replies") }, "\(r.failures)")
+    }
+
+    @Test func rpcFailsAgainstAServerThatNeverSendsInit() async throws {
+        let server = try TestWebSocketServer(mode: .silent)
+        defer { server.stop() }
+        let r = try await run(["rpc", "--forms", "client", "-n", "5", "--connect-timeout", "1s", "ws://127.0.0.1:\(server.port)/"])
+        #expect(!r.passed)
+        #expect(r.failures.contains { $0.contains("init") }, "\(r.failures)")
+    }
+
+    @Test(arguments: templateBackends)
+    func broadcasterRESTAndWebSocketPublishPass(backend: IOBackendKind) async throws {
+        let broker = try broadcasterServer(backend)
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let rest = try await run(["broadcaster", "--subscribers", "20", "-n", "200", "--token", templateToken(scope: "subscribe"),
+                            "--api-key", "bench-api-key", "-q", "--port", "\(broker.port)", "--host", "127.0.0.1"])
+        #expect(rest.passed, "\(rest.summary)")
+        guard case .fanout(let r) = rest else { Issue.record("not a fan-out run"); return }
+        #expect(r.sent == 200 && r.received == 200 * 20 && r.sequenceMissing == 0)
+        let ws = try await run(["broadcaster", "--subscribers", "5", "-n", "100", "--token", templateToken(scope: "subscribe"),
+                          "--publish", "ws", "--publish-token", templateToken(scope: "publish"), "-q",
+                          "ws://127.0.0.1:\(broker.port)/broadcaster/websocket"])
+        #expect(ws.passed, "\(ws.summary)")
+    }
+
+    @Test func broadcasterFailsWhenNothingIsDelivered() async throws {
+        // An echo server: the subscribers' set-up replies come back, no publish is delivered.
+        let server = try TestWebSocketServer(mode: .echo)
+        defer { server.stop() }
+        let r = try await run(["broadcaster", "--subscribers", "3", "-n", "20", "--publish", "ws", "--drain", "500ms", "-q",
+                         "ws://127.0.0.1:\(server.port)/broadcaster/websocket"])
+        #expect(!r.passed)
+        #expect(r.failures.contains { $0.contains("deliveries missing") }, "\(r.failures)")
+    }
+
+    @Test func templateArgumentsAreChecked() {
+        func problem(_ args: [String]) -> String? {
+            do { _ = try parseTemplateArguments(args); return nil } catch { return error.message }
+        }
+        #expect(problem(["broker"])?.contains("missing target") == true)
+        #expect(problem(["broker", "ws://10.0.0.1:80/"])?.contains("non-loopback") == true)
+        #expect(problem(["broker", "--forms", "client", "ws://127.0.0.1:1/"])?.contains("rpc only") == true)
+        #expect(problem(["rpc", "--forms", "nope", "ws://127.0.0.1:1/"])?.contains("--forms") == true)
+        #expect(problem(["broadcaster", "--publish", "ws", "--api-key", "k", "ws://127.0.0.1:1/"]) != nil)
+        #expect(problem(["broker", "--host", "127.0.0.1", "--port", "9", "--path", "/cb"]) == nil)
+        #expect(isTemplateCommandLine(["rpc"]) && !isTemplateCommandLine(["echo"]))
+        let help = TemplateCommand.helpMessage()
+        for option in ["--pairs", "--forms", "--token", "--api-key", "--publish-token", "--role-prefix", "--host", "--port", "--path"] {
+            #expect(help.contains(option), "help lacks \(option)")
+        }
+    }
+}

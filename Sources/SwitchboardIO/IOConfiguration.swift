@@ -17,7 +17,9 @@ public struct IOConfiguration: Sendable {
     /// io_uring submission queue entries per shard.
     public var ringEntries: Int = 4096
     /// Provided receive buffers per shard (io_uring) and their size. An idle connection holds
-    /// none; a shard holds `recvBufferCount * recvBufferBytes` in total.
+    /// none; a shard reserves `recvBufferCount * recvBufferBytes` of address space, provides 64
+    /// buffers at start and doubles that whenever a receive finds none (ENOBUFS, metric
+    /// `switchboard_recv_buffers_exhausted_total`), so RSS follows the load, up to this count.
     public var recvBufferCount: Int = 1024
     public var recvBufferBytes: Int = 16_384
     /// Bytes a connection may have queued for sending, counted with a per-frame overhead

@@ -29,7 +29,17 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var bufRing: UnsafeMutablePointer<io_uring_buf_ring>? = nil
     private let buffers: UnsafeMutableRawPointer
     private let bufferBytes: Int
+    /// The ring's capacity: at most this many buffers are ever provided (`recvBufferCount`).
     private let bufferCount: Int
+    /// Buffers provided to the kernel so far, ids 0..<providedBuffers: starts at
+    /// `initialProvidedBuffers` and doubles whenever a receive finds none (ENOBUFS), up to
+    /// `bufferCount`. The pool is sized by load, not by the configured maximum: a buffer's pages
+    /// count in RSS once the kernel wrote into them, and the ring hands out every provided
+    /// buffer in turn, so 1,024 provided 16 KiB buffers cost 4-16 MiB of RSS per shard after
+    /// the first thousand requests even when a few would do. Never shrinks.
+    private(set) var providedBuffers = 0
+    /// Provided at start: enough for a burst of this many sockets receiving in one turn.
+    static let initialProvidedBuffers = 64
     private let bufferGroup: UInt16 = 0
     private let doorbellValue: UnsafeMutablePointer<UInt64>
     // Completion batch arrays.
@@ -98,12 +108,21 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             throw IOError.system("io_uring_register_buf_ring", -err)
         }
         bufRing = br
-        let mask = Int32(bufferCount - 1)
-        for i in 0..<bufferCount {
-            io_uring_buf_ring_add(br, buffers + i * bufferBytes, UInt32(bufferBytes), UInt16(i), mask, Int32(i))
-        }
-        io_uring_buf_ring_advance(br, Int32(bufferCount))
+        provideBuffers(upTo: min(Self.initialProvidedBuffers, bufferCount))
         armDoorbell()
+    }
+
+    /// Adds buffers providedBuffers..<count to the ring (shard thread; the ring's capacity
+    /// is `bufferCount`, so ids and ring slots never wrap over a provided buffer).
+    private func provideBuffers(upTo count: Int) {
+        precondition(count <= bufferCount, "more buffers than the ring holds")
+        guard let br = bufRing, count > providedBuffers else { return }
+        let mask = Int32(bufferCount - 1)
+        for (offset, id) in (providedBuffers..<count).enumerated() {
+            io_uring_buf_ring_add(br, buffers + id * bufferBytes, UInt32(bufferBytes), UInt16(id), mask, Int32(offset))
+        }
+        io_uring_buf_ring_advance(br, Int32(count - providedBuffers))
+        providedBuffers = count
     }
 
     private func sqe() -> UnsafeMutablePointer<io_uring_sqe> {
@@ -224,7 +243,11 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if res == 0 {
             beginClose(slot)  // peer closed
         } else if res > 0 || res == -ENOBUFS {
-            if res == -ENOBUFS { metrics.recvBuffersExhausted.increment() }
+            if res == -ENOBUFS {
+                metrics.recvBuffersExhausted.increment()
+                // More sockets received in one turn than there were buffers: double the pool.
+                provideBuffers(upTo: min(max(providedBuffers * 2, 1), bufferCount))
+            }
             armReceive(slot)
         } else {
             beginClose(slot)

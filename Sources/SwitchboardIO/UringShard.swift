@@ -38,8 +38,20 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// buffer in turn, so 1,024 provided 16 KiB buffers cost 4-16 MiB of RSS per shard after
     /// the first thousand requests even when a few would do. Never shrinks.
     private(set) var providedBuffers = 0
-    /// Provided at start: enough for a burst of this many sockets receiving in one turn.
-    static let initialProvidedBuffers = 64
+    /// Provided at start (`recvBufferInitialCount`, 64 by default, at most `bufferCount`):
+    /// enough for a burst of that many sockets receiving in one turn. With DEFER_TASKRUN the
+    /// kernel runs a few dozen receives per io_uring_enter at most, and the shard recycles
+    /// their buffers before the next batch, so 64 rarely run out.
+    let initialProvidedBuffers: Int
+    /// Receives since the pool's pages were last returned to the kernel, and when the last
+    /// one completed: a pool left untouched for `idleTrimMilliseconds` is trimmed (see
+    /// `trimIdlePool`), so a burst (10,000 handshakes grow the pool to its maximum) does not
+    /// leave its pages resident under connections that then sit idle.
+    private var receivesSinceTrim = 0
+    private var lastReceiveMilliseconds: Int64 = 0
+    static let idleTrimMilliseconds: Int64 = 1000
+    /// Times the idle pool was trimmed (tests).
+    private(set) var poolTrims = 0
     private let bufferGroup: UInt16 = 0
     private let doorbellValue: UnsafeMutablePointer<UInt64>
     // Completion batch arrays.
@@ -69,6 +81,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         appliedFlags = applied
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
+        initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
         buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
         doorbellValue = .allocate(capacity: 1)
         cqUserData = .allocate(capacity: batch)
@@ -108,7 +121,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             throw IOError.system("io_uring_register_buf_ring", -err)
         }
         bufRing = br
-        provideBuffers(upTo: min(Self.initialProvidedBuffers, bufferCount))
+        provideBuffers(upTo: initialProvidedBuffers)
         armDoorbell()
     }
 
@@ -202,6 +215,23 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i]) }
             if n < batch { break }
         }
+        trimIdlePool()
+    }
+
+    /// Returns the provided buffers' pages to the kernel (MADV_DONTNEED) once no receive used
+    /// one for `idleTrimMilliseconds`; the next receive faults in the page it writes.
+    ///
+    /// Safe only with DEFER_TASKRUN: then the kernel writes into a provided buffer only inside
+    /// this thread's io_uring_enter, so right after the completion queue was drained no buffer
+    /// holds data the shard has not seen, and nothing can be written during the madvise.
+    /// Without it (older kernels), a receive could land between the drain and the madvise and
+    /// be zeroed: the pool is then never trimmed.
+    private func trimIdlePool() {
+        guard receivesSinceTrim > 0, appliedFlags & SB_SETUP_DEFER_TASKRUN != 0,
+              nowMilliseconds - lastReceiveMilliseconds >= Self.idleTrimMilliseconds else { return }
+        receivesSinceTrim = 0
+        poolTrims += 1
+        _ = madvise(buffers, providedBuffers * bufferBytes, MADV_DONTNEED)
     }
 
     @inline(__always) private func dispatch(_ ud: UInt64, _ res: Int32, _ flags: UInt32) {
@@ -227,6 +257,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if flags & SB_CQE_F_BUFFER != 0 {
             let bid = Int(flags >> SB_CQE_BUFFER_SHIFT)
             let start = buffers + bid * bufferBytes
+            receivesSinceTrim &+= 1
+            lastReceiveMilliseconds = nowMilliseconds
             if res > 0 && connections[slot].generation == generation {
                 deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)))
             }

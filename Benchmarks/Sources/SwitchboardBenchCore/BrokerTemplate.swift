@@ -170,7 +170,7 @@ final class BrokerTemplate {
         quotaLeft = o.messages ?? Int.max
         sending = true
         let cpuStart = processCPUSeconds()
-        let serverStart = o.serverPID.flatMap { readCPUSeconds(pid: $0) }
+        let serverStart = o.serverPID.flatMap { readCPUSplit(pid: $0) }
         engine.onMessage = { [self] i, raw, now in received(i, raw, now) }
         for k in sides.indices { fill(k, start) }
         // Measured phase: send until the end (or the quota), then drain what is due.
@@ -188,7 +188,10 @@ final class BrokerTemplate {
         }
         let end = sb_monotonic_ns()
         phase.clientCPUSeconds = processCPUSeconds() - cpuStart
-        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSeconds(pid: $0) }) { phase.serverCPUSeconds = b - a }
+        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSplit(pid: $0) }) {
+            phase.serverUserSeconds = b.user - a.user
+            phase.serverSystemSeconds = b.system - a.system
+        }
         for s in sides {
             phase.missing += Int(s.nextSeq - s.delivered) + s.pendingAcks.count
         }
@@ -275,6 +278,8 @@ final class BrokerTemplate {
                 phase.completed += 1
                 histogram.record(UInt64(clamping: max(now - mark.nanos, 0)))
                 lastDelivery = now
+            } else {
+                phase.warmupCompleted += 1
             }
             fill(from, now)
         case let type?:

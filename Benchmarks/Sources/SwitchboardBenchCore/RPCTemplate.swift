@@ -173,7 +173,7 @@ final class RPCTemplate {
         quotaLeft = o.messages ?? Int.max
         sending = true
         let cpuStart = processCPUSeconds()
-        let serverStart = o.serverPID.flatMap { readCPUSeconds(pid: $0) }
+        let serverStart = o.serverPID.flatMap { readCPUSplit(pid: $0) }
         engine.onMessage = { [self] i, raw, now in received(i, raw, now) }
         for k in clients.indices { fill(k, start) }
         var stalledSince = sb_monotonic_ns()
@@ -189,7 +189,10 @@ final class RPCTemplate {
         }
         let end = sb_monotonic_ns()
         phase.clientCPUSeconds = processCPUSeconds() - cpuStart
-        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSeconds(pid: $0) }) { phase.serverCPUSeconds = b - a }
+        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSplit(pid: $0) }) {
+            phase.serverUserSeconds = b.user - a.user
+            phase.serverSystemSeconds = b.system - a.system
+        }
         for k in clients.indices {
             phase.missing += clients[k].inflight.count
             clients[k].inflight.removeAll()
@@ -248,6 +251,8 @@ final class RPCTemplate {
                 phase.completed += 1
                 histogram.record(UInt64(clamping: max(now - sentAt, 0)))
                 lastAnswer = now
+            } else {
+                phase.warmupCompleted += 1
             }
             fill(i, now)
         case "error":

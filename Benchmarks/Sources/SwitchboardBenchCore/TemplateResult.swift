@@ -23,13 +23,22 @@ public struct TemplatePhase: Sendable {
     /// rpc: answers that came after one of a later request of the same client (reported, not
     /// a failure: the protocol does not order answers).
     public var outOfOrder = 0
+    /// Messages answered during the warm-up and the drain (outside the measured figures), so
+    /// that the phase's server CPU is divided by everything it served.
+    public var warmupCompleted = 0
     /// First few wrong answers and error replies, verbatim (truncated).
     public var samples: [String] = []
     /// Send -> answer (broker: send -> delivery to the peer).
     public var latency: LatencySummary? = nil
     /// broker: send -> acknowledgement.
     public var ackLatency: LatencySummary? = nil
-    public var serverCPUSeconds: Double? = nil
+    /// Server CPU over the phase (warm-up and drain included), user and system.
+    public var serverUserSeconds: Double? = nil
+    public var serverSystemSeconds: Double? = nil
+    public var serverCPUSeconds: Double? {
+        guard let u = serverUserSeconds, let s = serverSystemSeconds else { return nil }
+        return u + s
+    }
     public var clientCPUSeconds = 0.0
 
     public init(name: String) { self.name = name }
@@ -96,9 +105,11 @@ public struct TemplateResult: Sendable {
                 s += "    ack latency µs: p50 \(micros(l.p50))  p99 \(micros(l.p99))  max \(micros(l.max))\n"
             }
             s += "    client CPU \(fixed(p.clientCPUSeconds, 2)) s"
-            if let c = p.serverCPUSeconds {
-                s += ", server CPU \(fixed(c, 2)) s"
-                if p.completed > 0 { s += " = \(fixed(c * 1e6 / Double(p.completed), 2)) µs per message" }
+            if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds {
+                s += ", server CPU user \(fixed(u, 2)) s + system \(fixed(sy, 2)) s"
+                // The phase's messages, warm-up included, divide the phase's CPU.
+                let all = p.completed + p.warmupCompleted
+                if all > 0 { s += " = \(fixed(u * 1e6 / Double(all), 3)) + \(fixed(sy * 1e6 / Double(all), 3)) µs per message" }
             }
             s += "\n"
             for sample in p.samples { s += "    sample: \(sample)\n" }
@@ -133,7 +144,7 @@ public struct TemplateResult: Sendable {
                 q.field("p50Micros", Double(l.p50) / 1000); q.field("p99Micros", Double(l.p99) / 1000); q.field("p999Micros", Double(l.p999) / 1000)
             }
             q.field("clientCpuSeconds", p.clientCPUSeconds)
-            if let c = p.serverCPUSeconds { q.field("serverCpuSeconds", c) } else { q.null("serverCpuSeconds") }
+            if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
             q.close()
             j.text += q.text
         }

@@ -6,7 +6,7 @@
 # the hold. RSS per connection = (after - before) / established; the base RSS (before) is
 # reported too. A run where any connection failed is FAILED, never a figure.
 #
-#   CONNS="10000 100000" HOLD=5s PATH_WS=/ws SERVER_CPU=0 BENCH_CPU=1 CONFIG=debug SKIP_BUILD=1
+#   CONNS="10000 100000" HOLD=5s PATH_WS=/ws SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
 #   BASE_PORT=18800 SOURCES=127.0.0.1-8 SET="" (extra --set key=value for the server, space-separated)
 #   ECHO_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 #
@@ -17,7 +17,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 CONNS="${CONNS:-10000 100000}"; HOLD="${HOLD:-5s}"; PATH_WS="${PATH_WS:-/ws}"
-SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-debug}"; SKIP_BUILD="${SKIP_BUILD:-1}"
+SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18800}"; SOURCES="${SOURCES:-127.0.0.1-8}"; SET="${SET:-}"
 log() { echo "[memory-bench] $*" >&2; }
 want=$(( $(echo "$CONNS" | tr ' ' '\n' | sort -n | tail -1) + 1024 ))
@@ -39,6 +39,10 @@ for backend in uring epoll; do
     for n in $CONNS; do
         port=$BASE_PORT; [[ "$backend" == epoll ]] && port=$((BASE_PORT + 1))
         key="$backend|$n"
+        if (( $(ulimit -n) < n + 1024 )); then
+            # Not a failed run: this machine cannot hold that many descriptors in one process.
+            PER[$key]="not measured (ulimit -n $(ulimit -n))"; log "$key: skipped, ulimit -n $(ulimit -n) < $((n + 1024))"; continue
+        fi
         taskset -c "$SERVER_CPU" "$ECHO_BIN" --host 127.0.0.1 --port "$port" --io-backend "$backend" --shards 1 \
             --set max_connections_per_shard=$((want * 2)) --set idle_timeout_ms=600000 "${set_args[@]}" >"$WORK/$key.log" 2>&1 &
         SERVER_PID=$!

@@ -177,6 +177,21 @@ private func broadcasterServer(_ backend: IOBackendKind) throws -> Broker {
         #expect(r.failures.contains { $0.contains("deliveries missing") }, "\(r.failures)")
     }
 
+    @Test func durationRunsWithAWarmUpLongerThanTheDrainPass() async throws {
+        // The stall guard (nothing answered for --drain) counts warm-up answers as progress.
+        let cb = Broker(configuration: brokerConfiguration(.epoll), logger: .discarding, handlerFactory: ConnectionBroker.handlerFactory())
+        try cb.start()
+        defer { cb.shutdown(graceMilliseconds: 500) }
+        let broker = try await run(["broker", "--pairs", "2", "-d", "500ms", "--warmup", "1500ms", "--drain", "1s", "ws://127.0.0.1:\(cb.port)/"])
+        #expect(broker.passed, "\(broker.summary)")
+        let rpc = try rpcServer(.epoll)
+        defer { rpc.shutdown(graceMilliseconds: 500) }
+        let r = try await run(["rpc", "--forms", "client", "-d", "500ms", "--warmup", "1500ms", "--drain", "1s", "ws://127.0.0.1:\(rpc.port)/"])
+        #expect(r.passed, "\(r.summary)")
+        guard case .protocolRun(let result) = r, let phase = result.phases.first else { Issue.record("no phase"); return }
+        #expect(phase.completed > 0 && phase.warmupCompleted > 0)
+    }
+
     @Test func templateArgumentsAreChecked() {
         func problem(_ args: [String]) -> String? {
             do { _ = try parseTemplateArguments(args); return nil } catch { return error.message }

@@ -178,7 +178,7 @@ final class BrokerTemplate {
         var lastProgress: Int64 = -1
         engine.pump(until: .max, tick: { [self] now in
             if sending && now >= measureEnd { sending = false }
-            let progress = Int64(phase.completed + phase.acknowledged)
+            let progress = Int64(phase.completed + phase.warmupCompleted + phase.acknowledged + phase.wrong + phase.errors)
             if progress != lastProgress { lastProgress = progress; stalledSince = now }
         }) { [self] in
             if engine.closedCount > 0 { return true }

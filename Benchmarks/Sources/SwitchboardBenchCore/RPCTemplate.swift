@@ -180,7 +180,7 @@ final class RPCTemplate {
         var lastProgress = -1
         engine.pump(until: .max, tick: { [self] now in
             if sending && now >= measureEnd { sending = false }
-            let progress = phase.completed + phase.wrong + phase.errors + phase.acknowledged
+            let progress = phase.completed + phase.warmupCompleted + phase.wrong + phase.errors + phase.acknowledged
             if progress != lastProgress { lastProgress = progress; stalledSince = now }
         }) { [self] in
             if engine.closedCount > 0 { return true }

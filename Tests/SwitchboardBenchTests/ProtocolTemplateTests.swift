@@ -1,5 +1,6 @@
 import CJWTTestSupport
 import Foundation
+import Synchronization
 import Switchboard
 import SwitchboardBenchCore
 import SwitchboardJWT
@@ -95,7 +96,85 @@ private func broadcasterServer(_ backend: IOBackendKind) throws -> Broker {
     return broker
 }
 
+/// A scripted connection broker (strict-profile replies) with one deliberate fault, to show the
+/// broker template catches each kind of wrong answer.
+final class FaultyConnectionBroker: Sendable {
+    enum Fault: Sendable { case none, dropsTheFifthDelivery, acksTheFifthWithTheWrongId, corruptsTheFifthPayload, reordersTwoDeliveries }
+    struct State {
+        var ids: [Int32: String] = [:]
+        var fds: [String: Int32] = [:]
+        var channels: [String: (Int32, Int32)] = [:]
+        var messages = 0
+        var nextId = 100
+        var held: (Int32, String)? = nil
+    }
+    let fault: Fault
+    let state = Mutex(State())
+    init(_ fault: Fault) { self.fault = fault }
+
+    func handle(_ server: TestWebSocketServer, _ fd: Int32, _ payload: [UInt8]) {
+        guard let m = (try? JSONSerialization.jsonObject(with: Data(payload))) as? [String: Any], let type = m["type"] as? String else { return }
+        let replyTo = m["id"] as? Int ?? 0
+        func quoted(_ s: String) -> String { String(decoding: try! JSONSerialization.data(withJSONObject: s, options: .fragmentsAllowed), as: UTF8.self) }
+        var out: [(Int32, String)] = []
+        state.withLock { st in
+            st.nextId += 1
+            let id = st.nextId
+            switch type {
+            case "register":
+                let cid = "conn-\(fd)"
+                st.ids[fd] = cid; st.fds[cid] = fd
+                out.append((fd, #"{"type":"registered","id":\#(id),"replyTo":\#(replyTo),"connectionId":"\#(cid)"}"#))
+            case "open":
+                guard let target = m["targetId"] as? String, let tfd = st.fds[target], let me = st.ids[fd] else { return }
+                let ch = "chan-\(id)"
+                st.channels[ch] = (fd, tfd)
+                out.append((tfd, #"{"type":"incoming_channel","id":\#(id),"from":"\#(me)","channelId":"\#(ch)"}"#))
+                out.append((fd, #"{"type":"channel_opened","id":\#(id),"replyTo":\#(replyTo),"channelId":"\#(ch)","targetId":"\#(target)"}"#))
+            case "message":
+                guard let ch = m["channelId"] as? String, let ends = st.channels[ch], var text = m["payload"] as? String else { return }
+                st.messages += 1
+                let fifth = st.messages == 5
+                let peer = ends.0 == fd ? ends.1 : ends.0
+                if fifth && fault == .corruptsTheFifthPayload { text += "!" }
+                let delivery = #"{"type":"channel_message","id":\#(id),"channelId":"\#(ch)","payload":\#(quoted(text))}"#
+                if fifth && fault == .reordersTwoDeliveries {
+                    st.held = (peer, delivery)
+                } else if !(fifth && fault == .dropsTheFifthDelivery) {
+                    out.append((peer, delivery))
+                    if let h = st.held, h.0 == peer { out.append(h); st.held = nil }  // after a later one: reordered
+                }
+                let ackId = fifth && fault == .acksTheFifthWithTheWrongId ? replyTo + 1 : replyTo
+                out.append((fd, #"{"type":"channel_message_sent","id":\#(id),"replyTo":\#(ackId),"channelId":"\#(ch)"}"#))
+            default:
+                out.append((fd, #"{"type":"error","error":"Unknown message type","replyTo":\#(replyTo),"id":\#(id)}"#))
+            }
+            // Written under the lock, so the order above is the order on the wire.
+            for (to, text) in out { server.sendText(to, text) }
+        }
+    }
+}
+
 @Suite(.serialized) struct ProtocolTemplateTests {
+    @Test(arguments: [FaultyConnectionBroker.Fault.dropsTheFifthDelivery, .acksTheFifthWithTheWrongId, .corruptsTheFifthPayload, .reordersTwoDeliveries])
+    func brokerCatchesEachKindOfWrongAnswer(fault: FaultyConnectionBroker.Fault) async throws {
+        let fake = FaultyConnectionBroker(fault)
+        let server = try TestWebSocketServer(mode: .script { s, fd, payload in fake.handle(s, fd, payload) })
+        defer { server.stop() }
+        let r = try await run(["broker", "--pairs", "1", "-w", "4", "-n", "20", "--drain", "1s", "ws://127.0.0.1:\(server.port)/"])
+        #expect(!r.passed, "\(fault): \(r.summary)")
+        #expect(r.failures.contains { $0.contains("wrong replies") || $0.contains("replies missing") }, "\(fault): \(r.failures)")
+    }
+
+    @Test func brokerPassesAgainstTheScriptedBrokerWithoutAFault() async throws {
+        // The control for the test above: the same scripted server, no fault, passes.
+        let fake = FaultyConnectionBroker(.none)
+        let server = try TestWebSocketServer(mode: .script { s, fd, payload in fake.handle(s, fd, payload) })
+        defer { server.stop() }
+        let r = try await run(["broker", "--pairs", "1", "-w", "4", "-n", "20", "--drain", "1s", "ws://127.0.0.1:\(server.port)/"])
+        #expect(r.passed, "\(r.summary)")
+    }
+
     @Test(arguments: templateBackends)
     func brokerPairsPassAgainstTheConnectionBroker(backend: IOBackendKind) async throws {
         let broker = Broker(configuration: brokerConfiguration(backend), logger: .discarding,

@@ -222,13 +222,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// one for `idleTrimMilliseconds`; the next receive faults in the page it writes.
     ///
     /// Safe only with DEFER_TASKRUN: then the kernel writes into a provided buffer only inside
-    /// this thread's io_uring_enter, so right after the completion queue was drained no buffer
-    /// holds data the shard has not seen, and nothing can be written during the madvise.
-    /// Without it (older kernels), a receive could land between the drain and the madvise and
-    /// be zeroed: the pool is then never trimmed.
+    /// this thread's io_uring_enter, so with the completion queue empty no buffer holds data
+    /// the shard has not seen, and nothing can be written during the madvise. The queue is
+    /// checked, not assumed: a submit forced by a full SQ during dispatch (sb_get_sqe) enters
+    /// the ring and may post a receive after the last drain. Without DEFER_TASKRUN (older
+    /// kernels) a receive could land at any syscall: the pool is then never trimmed.
     private func trimIdlePool() {
         guard receivesSinceTrim > 0, appliedFlags & SB_SETUP_DEFER_TASKRUN != 0,
-              nowMilliseconds - lastReceiveMilliseconds >= Self.idleTrimMilliseconds else { return }
+              nowMilliseconds - lastReceiveMilliseconds >= Self.idleTrimMilliseconds,
+              io_uring_cq_ready(ring) == 0 else { return }
         receivesSinceTrim = 0
         poolTrims += 1
         _ = madvise(buffers, providedBuffers * bufferBytes, MADV_DONTNEED)

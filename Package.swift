@@ -122,6 +122,7 @@ let package = Package(
             dependencies: [
                 "SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "SwitchboardJSON",  // the protocol templates read every reply (issue 16 item 8)
             ],
             path: "Benchmarks/Sources/SwitchboardBenchCore"
         ),
@@ -139,7 +140,8 @@ let package = Package(
             path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport",
+                                                         "Switchboard", "SwitchboardProtocols", "SwitchboardJWT", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),

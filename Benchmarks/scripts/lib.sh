@@ -114,4 +114,34 @@ wrk_measure() {
         if (n > 0) printf "%.2f %.2f %.2f %.2f\n", u + s, u * 1e6 / n, s * 1e6 / n, (u + s) * 1e6 / n
         else printf "%.2f nan nan nan\n", u + s }')
     RUN_STEAL="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
+
+# --- bench16 (issue 16 rows, memory, protocol templates): server CPU per message -------------
+# cpu_ticks PID: "utime stime" of the process (all threads), in clock ticks, from /proc/PID/stat.
+cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+# cpu_per_message "U0 S0" "U1 S1" MESSAGES: "user system" µs of server CPU per message between
+# two cpu_ticks samples (n/a when nothing was counted).
+cpu_per_message() {
+    local hz; hz="$(getconf CLK_TCK)"
+    awk -v a="$1" -v b="$2" -v n="$3" -v hz="$hz" 'BEGIN {
+        split(a, x, " "); split(b, y, " ");
+        if (n + 0 <= 0) { print "n/a n/a"; exit }
+        printf "%.3f %.3f\n", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n }'
+}
+# wait_for_ws PORT PATH BENCH_BIN: until one echo round trip works (5 s), or fail.
+wait_for_ws() {
+    local i
+    for i in $(seq 1 100); do
+        "$3" echo "ws://127.0.0.1:$1$2" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1 && return 0
+        sleep 0.05
+    done
+    return 1
+}
+# wait_for_port PORT: until something accepts TCP connections on 127.0.0.1:PORT (5 s).
+wait_for_port() {
+    local i
+    for i in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    return 1
 }

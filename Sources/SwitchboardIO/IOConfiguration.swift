@@ -17,9 +17,14 @@ public struct IOConfiguration: Sendable {
     /// io_uring submission queue entries per shard.
     public var ringEntries: Int = 4096
     /// Provided receive buffers per shard (io_uring) and their size. An idle connection holds
-    /// none; a shard holds `recvBufferCount * recvBufferBytes` in total.
+    /// none; a shard reserves `recvBufferCount * recvBufferBytes` of address space, provides 64
+    /// buffers at start and doubles that whenever a receive finds none (ENOBUFS, metric
+    /// `switchboard_recv_buffers_exhausted_total`), so RSS follows the load, up to this count.
     public var recvBufferCount: Int = 1024
     public var recvBufferBytes: Int = 16_384
+    /// io_uring: buffers provided at start (capped at `recvBufferCount`); the pool doubles from
+    /// here on ENOBUFS. Package-level: tests lower it to make a burst run out.
+    package var recvBufferInitialCount: Int = 64
     /// Bytes a connection may have queued for sending, counted with a per-frame overhead
     /// (`SendQueue.entryOverheadBytes`, 112) next to the payload; a send that would go beyond
     /// it (while the queue is not empty) reports `.overLimit` and the protocol layer applies
@@ -65,6 +70,7 @@ public struct IOConfiguration: Sendable {
         if ringEntries < 8 || ringEntries > 32768 { return "ringEntries must be 8...32768" }
         if recvBufferCount < 1 || recvBufferCount > 32768 || recvBufferCount & (recvBufferCount - 1) != 0 { return "recvBufferCount must be a power of two, 1...32768" }
         if recvBufferBytes < 512 || recvBufferBytes > (1 << 20) { return "recvBufferBytes must be 512...1048576" }
+        if recvBufferInitialCount < 1 { return "recvBufferInitialCount must be >= 1" }
         if maxSendQueueBytes < 1024 { return "maxSendQueueBytes must be >= 1024" }
         if maxBufferedBytesPerShard < maxSendQueueBytes { return "maxBufferedBytesPerShard must be >= maxSendQueueBytes" }
         if maxIOVecsPerSend < 1 || maxIOVecsPerSend > 1024 { return "maxIOVecsPerSend must be 1...1024" }

@@ -29,7 +29,29 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var bufRing: UnsafeMutablePointer<io_uring_buf_ring>? = nil
     private let buffers: UnsafeMutableRawPointer
     private let bufferBytes: Int
+    /// The ring's capacity: at most this many buffers are ever provided (`recvBufferCount`).
     private let bufferCount: Int
+    /// Buffers provided to the kernel so far, ids 0..<providedBuffers: starts at
+    /// `initialProvidedBuffers` and doubles whenever a receive finds none (ENOBUFS), up to
+    /// `bufferCount`. The pool is sized by load, not by the configured maximum: a buffer's pages
+    /// count in RSS once the kernel wrote into them, and the ring hands out every provided
+    /// buffer in turn, so 1,024 provided 16 KiB buffers cost 4-16 MiB of RSS per shard after
+    /// the first thousand requests even when a few would do. Never shrinks.
+    private(set) var providedBuffers = 0
+    /// Provided at start (`recvBufferInitialCount`, 64 by default, at most `bufferCount`):
+    /// enough for a burst of that many sockets receiving in one turn. With DEFER_TASKRUN the
+    /// kernel runs a few dozen receives per io_uring_enter at most, and the shard recycles
+    /// their buffers before the next batch, so 64 rarely run out.
+    let initialProvidedBuffers: Int
+    /// Receives since the pool's pages were last returned to the kernel, and when the last
+    /// one completed: a pool left untouched for `idleTrimMilliseconds` is trimmed (see
+    /// `trimIdlePool`), so a burst (10,000 handshakes grow the pool to its maximum) does not
+    /// leave its pages resident under connections that then sit idle.
+    private var receivesSinceTrim = 0
+    private var lastReceiveMilliseconds: Int64 = 0
+    static let idleTrimMilliseconds: Int64 = 1000
+    /// Times the idle pool was trimmed (tests).
+    private(set) var poolTrims = 0
     private let bufferGroup: UInt16 = 0
     private let doorbellValue: UnsafeMutablePointer<UInt64>
     // Completion batch arrays.
@@ -59,6 +81,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         appliedFlags = applied
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
+        initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
         buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
         doorbellValue = .allocate(capacity: 1)
         cqUserData = .allocate(capacity: batch)
@@ -98,12 +121,21 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             throw IOError.system("io_uring_register_buf_ring", -err)
         }
         bufRing = br
-        let mask = Int32(bufferCount - 1)
-        for i in 0..<bufferCount {
-            io_uring_buf_ring_add(br, buffers + i * bufferBytes, UInt32(bufferBytes), UInt16(i), mask, Int32(i))
-        }
-        io_uring_buf_ring_advance(br, Int32(bufferCount))
+        provideBuffers(upTo: initialProvidedBuffers)
         armDoorbell()
+    }
+
+    /// Adds buffers providedBuffers..<count to the ring (shard thread; the ring's capacity
+    /// is `bufferCount`, so ids and ring slots never wrap over a provided buffer).
+    private func provideBuffers(upTo count: Int) {
+        precondition(count <= bufferCount, "more buffers than the ring holds")
+        guard let br = bufRing, count > providedBuffers else { return }
+        let mask = Int32(bufferCount - 1)
+        for (offset, id) in (providedBuffers..<count).enumerated() {
+            io_uring_buf_ring_add(br, buffers + id * bufferBytes, UInt32(bufferBytes), UInt16(id), mask, Int32(offset))
+        }
+        io_uring_buf_ring_advance(br, Int32(count - providedBuffers))
+        providedBuffers = count
     }
 
     private func sqe() -> UnsafeMutablePointer<io_uring_sqe> {
@@ -197,6 +229,25 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i]) }
             if n < batch { break }
         }
+        trimIdlePool()
+    }
+
+    /// Returns the provided buffers' pages to the kernel (MADV_DONTNEED) once no receive used
+    /// one for `idleTrimMilliseconds`; the next receive faults in the page it writes.
+    ///
+    /// Safe only with DEFER_TASKRUN: then the kernel writes into a provided buffer only inside
+    /// this thread's io_uring_enter, so with the completion queue empty no buffer holds data
+    /// the shard has not seen, and nothing can be written during the madvise. The queue is
+    /// checked, not assumed: a submit forced by a full SQ during dispatch (sb_get_sqe) enters
+    /// the ring and may post a receive after the last drain. Without DEFER_TASKRUN (older
+    /// kernels) a receive could land at any syscall: the pool is then never trimmed.
+    private func trimIdlePool() {
+        guard receivesSinceTrim > 0, appliedFlags & SB_SETUP_DEFER_TASKRUN != 0,
+              nowMilliseconds - lastReceiveMilliseconds >= Self.idleTrimMilliseconds,
+              io_uring_cq_ready(ring) == 0 else { return }
+        receivesSinceTrim = 0
+        poolTrims += 1
+        _ = madvise(buffers, providedBuffers * bufferBytes, MADV_DONTNEED)
     }
 
     @inline(__always) private func dispatch(_ ud: UInt64, _ res: Int32, _ flags: UInt32) {
@@ -222,6 +273,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if flags & SB_CQE_F_BUFFER != 0 {
             let bid = Int(flags >> SB_CQE_BUFFER_SHIFT)
             let start = buffers + bid * bufferBytes
+            receivesSinceTrim &+= 1
+            lastReceiveMilliseconds = nowMilliseconds
             if res > 0 && connections[slot].generation == generation {
                 deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)))
             }
@@ -246,7 +299,11 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         } else if res == 0 {
             beginClose(slot)  // peer closed
         } else if res > 0 || res == -ENOBUFS {
-            if res == -ENOBUFS { metrics.recvBuffersExhausted.increment() }
+            if res == -ENOBUFS {
+                metrics.recvBuffersExhausted.increment()
+                // More sockets received in one turn than there were buffers: double the pool.
+                provideBuffers(upTo: min(max(providedBuffers * 2, 1), bufferCount))
+            }
             armReceive(slot)
         } else {
             beginClose(slot)

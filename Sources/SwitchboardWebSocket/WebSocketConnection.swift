@@ -102,7 +102,8 @@ package struct WebSocketConnection {
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
         compressedLimit = overflow ? Int.max : sum
-        controlBuffer.reserveCapacity(125)
+        // controlBuffer is allocated by the first control frame, not here: an idle connection
+        // would otherwise hold ~160 bytes of heap for a ping it may never get (issue 16 item 2).
     }
 
     /// False after a close was sent or received, or after a failure.

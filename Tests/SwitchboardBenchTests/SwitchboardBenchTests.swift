@@ -14,7 +14,12 @@ import Glibc
 /// same request path (one channel per path, sender included, like switchboard-echo's
 /// `/broadcast/NAME`), or (`silent`) reads everything and answers nothing.
 final class TestWebSocketServer: @unchecked Sendable {
-    enum Mode { case echo, broadcast, silent }
+    enum Mode {
+        case echo, broadcast, silent
+        /// Each text message goes to this closure (connection fd, payload); it answers with
+        /// `sendText` (a scripted protocol server for the template tests).
+        case script(@Sendable (TestWebSocketServer, Int32, [UInt8]) -> Void)
+    }
 
     struct FrameRecord {
         var opcode: UInt8
@@ -209,6 +214,7 @@ final class TestWebSocketServer: @unchecked Sendable {
                 case .echo: writeAll(fd, frame)
                 case .broadcast: for c in state.withLock({ $0.clients }) where c.path == path { writeAll(c.fd, frame) }
                 case .silent: break
+                case .script(let answer): answer(self, fd, payload)
                 }
             case 8:
                 writeAll(fd, Self.serverFrame(opcode: 8, Array(payload.prefix(2))))
@@ -222,6 +228,11 @@ final class TestWebSocketServer: @unchecked Sendable {
     }
 
     var snapshot: State { state.withLock { $0 } }
+
+    /// Sends one text frame to connection `fd` (serialized with every other write).
+    func sendText(_ fd: Int32, _ text: String) {
+        writeAll(fd, Self.serverFrame(opcode: 1, Array(text.utf8)))
+    }
 }
 
 func options(_ args: [String]) throws -> BenchOptions {

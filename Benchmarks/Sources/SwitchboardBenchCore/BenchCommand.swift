@@ -33,6 +33,10 @@ public struct BenchCommand: ParsableCommand {
                        server), latency from each message's INTENDED send time
                        (coordinated-omission aware).
 
+            PROTOCOL TEMPLATES (their own options: 'switchboard-bench broker --help')
+              broker, broadcaster, rpc  load-test a deployment of a protocol,
+                       every reply verified.
+
             A RUN FAILS (exit 1, "result: FAILED" and a "failed:" line per reason)
             when no connection was established; more connections failed to open
             or were closed by the server than --max-failed-connections allows
@@ -101,6 +105,10 @@ public struct BenchCommand: ParsableCommand {
         public var allowRemote = false
         @Option(help: ArgumentHelp("The target (or give it as the positional argument).", valueName: "url"))
         public var url: String?
+        @Option(help: ArgumentHelp(
+            "Bind connections to these IPv4 sources, round-robin: 'A,B' or '127.0.0.1-4' (beyond one source's ~28k ephemeral ports).",
+            valueName: "list"))
+        public var sourceAddresses: String?
 
         public init() {}
     }
@@ -221,6 +229,12 @@ public struct BenchCommand: ParsableCommand {
             o.maxFailedConnections = t
         }
 
+        if let v = c.sourceAddresses {
+            guard let list = SourceAddresses.parse(v) else {
+                throw UsageError("--source-addresses expects IPv4 addresses 'A,B' or a range '127.0.0.1-4', got '\(v)'")
+            }
+            o.sourceAddresses = list
+        }
         if let w = try atLeast("--window", load.window, 1) { o.window = w }
         if let v = load.rate {
             guard let r = Double(v), r >= 0, r.isFinite else { throw UsageError("--rate expects a number >= 0, got '\(v)'") }

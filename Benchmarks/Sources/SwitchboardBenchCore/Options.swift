@@ -128,6 +128,9 @@ public struct BenchOptions: Sendable {
     public var headers: [String] = []
     /// Connections that may fail (to open, or closed by the server) before the run fails.
     public var maxFailedConnections = ConnectionTolerance.count(0)
+    /// IPv4 addresses the connections are bound to, round-robin (`--source-addresses`);
+    /// empty: the kernel picks.
+    public var sourceAddresses: [String] = []
 
     public init(scenario: Scenario, url: WebSocketURL) {
         self.scenario = scenario

@@ -61,6 +61,9 @@ public struct BenchResult: Sendable {
     public var latency: LatencySummary? = nil
     public var clientCPUSeconds = 0.0
     public var serverCPUSeconds: Double? = nil
+    /// The same split into user and system time (issue 16: CPU per message, both parts).
+    public var serverUserSeconds: Double? = nil
+    public var serverSystemSeconds: Double? = nil
     public var serverRSSBeforeKiB: Int? = nil
     public var serverRSSAfterKiB: Int? = nil
 
@@ -127,6 +130,15 @@ public func readCPUSeconds(pid: Int32) -> Double? {
     // After ')' : state(0) ppid(1) ... utime(11) stime(12)
     guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
     return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
+/// utime and stime of a process (all threads) in seconds, from /proc/PID/stat.
+public func readCPUSplit(pid: Int32) -> (user: Double, system: Double)? {
+    guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return (u / hz, s / hz)
 }
 
 func readSmallFile(_ path: String) -> String? {
@@ -266,6 +278,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
 
     var clientCPUStart = 0.0
     var serverCPUStart: Double? = nil
+    var serverSplitStart: (user: Double, system: Double)? = nil
     var measureStartWall: Int64 = 0
     var measureStop: Int64 = 0
 
@@ -274,6 +287,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     } else if options.scenario == .connect {
         clientCPUStart = processCPUSeconds()
         serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+        serverSplitStart = options.serverPID.flatMap { readCPUSplit(pid: $0) }
         measureStartWall = connectedAt
         shared.startNanos.store(connectedAt)
         let end = connectedAt + options.durationNanos
@@ -313,6 +327,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
                 sampled = true
                 clientCPUStart = processCPUSeconds()
                 serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+                serverSplitStart = options.serverPID.flatMap { readCPUSplit(pid: $0) }
                 measureStartWall = now
             }
             if sum({ $0.open }) == 0 { break }
@@ -339,6 +354,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     }
     let clientCPUEnd = processCPUSeconds()
     let serverCPUEnd = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+    let serverSplitEnd = options.serverPID.flatMap { readCPUSplit(pid: $0) }
     for h in handles { h.join() }
 
     // Merge.
@@ -402,6 +418,10 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     // CPU over the measured window (scaled if the run ran on a bit: the join is quick).
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
     if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPUSeconds = b - a }
+    if let a = serverSplitStart, let b = serverSplitEnd {
+        result.serverUserSeconds = b.user - a.user
+        result.serverSystemSeconds = b.system - a.system
+    }
     return result
 }
 
@@ -492,6 +512,11 @@ extension BenchResult {
         s += "  client CPU: \(fixed(clientCPUSeconds, 2)) s (\(fixed(clientCPUUtilization * 100, 0))% of one core)"
         if let sc = serverCPUSeconds { s += ", server CPU: \(fixed(sc, 2)) s (\(fixed(measuredSeconds > 0 ? sc / measuredSeconds * 100 : 0, 0))%)" }
         s += "\n"
+        // On its own line (scripts parse the line above): CPU per received message, both parts.
+        if let u = serverUserSeconds, let sy = serverSystemSeconds {
+            let perMessage = received > 0 ? ", per message µs: user \(fixed(u * 1e6 / Double(received), 3)) system \(fixed(sy * 1e6 / Double(received), 3))" : ""
+            s += "  server CPU split: user \(fixed(u, 2)) s, system \(fixed(sy, 2)) s\(perMessage)\n"
+        }
         let f = failures
         s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
         return s
@@ -554,6 +579,7 @@ extension BenchResult {
         j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
         j.close()
         if let s = serverCPUSeconds { j.field("serverCpuSeconds", s) } else { j.null("serverCpuSeconds") }
+        if let u = serverUserSeconds, let sy = serverSystemSeconds { j.field("serverUserSeconds", u); j.field("serverSystemSeconds", sy) }
         if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
         if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
         if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }

@@ -99,6 +99,8 @@ final class RunContext: @unchecked Sendable {
     let channelURLs: [WebSocketURL]
     /// fanout: subscribers on each channel (a publisher's message is due to that many).
     let subscribersPerChannel: [Int]
+    /// `--source-addresses` as sockaddr_in bytes; connection j binds to entry j % count.
+    let sourceAddresses: [[UInt8]]
 
     init(options: BenchOptions, address: [UInt8], family: Int32, shared: SharedState) {
         self.options = options
@@ -126,6 +128,7 @@ final class RunContext: @unchecked Sendable {
             return u
         }
         subscribersPerChannel = (0..<k).map { options.subscribers(onChannel: $0) }
+        sourceAddresses = options.sourceAddresses.map(SourceAddresses.socketAddress)
     }
 }
 
@@ -420,6 +423,10 @@ final class Worker: @unchecked Sendable {
         guard fd >= 0 else { c.state = .connecting; fail(c, errnoText("socket", errno)); return }
         c.fd = fd
         _ = sb_set_nodelay(fd)
+        if !ctx.sourceAddresses.isEmpty {
+            let e = SourceAddresses.bind(fd, ctx.sourceAddresses[c.globalIndex % ctx.sourceAddresses.count])
+            guard e == 0 else { c.state = .connecting; fail(c, errnoText("bind source address", e)); return }
+        }
         let rc = ctx.address.withUnsafeBytes { connect(fd, $0.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t($0.count)) }
         if rc == 0 {
             c.state = .connecting

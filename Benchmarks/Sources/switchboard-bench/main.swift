@@ -11,9 +11,13 @@ func writeStderr(_ s: String) {
     text.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
 }
 
+// The protocol templates (broker, broadcaster, rpc) have their own command line.
+let arguments = Array(CommandLine.arguments.dropFirst())
+if isTemplateCommandLine(arguments) { runTemplateCommandLine(arguments) }
+
 let options: BenchOptions
 do {
-    options = try parseArguments(Array(CommandLine.arguments.dropFirst()))
+    options = try parseArguments(arguments)
 } catch {
     if error.helpRequested {
         print(error.description)
@@ -40,4 +44,33 @@ do {
 } catch {
     writeStderr("switchboard-bench: \(error)\n")
     exit(1)
+}
+
+/// `switchboard-bench broker|broadcaster|rpc ...`: runs the template, prints its summary, and
+/// exits 0 (passed), 1 (failed) or 2 (usage).
+func runTemplateCommandLine(_ arguments: [String]) -> Never {
+    let options: TemplateOptions
+    do {
+        options = try parseTemplateArguments(arguments)
+    } catch {
+        if error.helpRequested {
+            print(error.description)
+            exit(0)
+        }
+        writeStderr(error.description + "\n")
+        exit(2)
+    }
+    do {
+        let run = try runTemplate(options)
+        print(run.summary, terminator: "")
+        if let path = options.jsonPath, !writeFile(path, run.json) {
+            writeStderr("switchboard-bench: cannot write \(path)\n")
+            exit(1)
+        }
+        for f in run.failures { writeStderr("switchboard-bench: FAILED: \(f)\n") }
+        exit(run.passed ? 0 : 1)
+    } catch {
+        writeStderr("switchboard-bench: \(error)\n")
+        exit(1)
+    }
 }

@@ -1,0 +1,350 @@
+import ArgumentParser
+
+/// The protocol templates: load tests of a deployment speaking one of Switchboard's protocols,
+/// with every reply verified (see `TemplateCommand`'s discussion).
+public enum ProtocolTemplate: String, Sendable, CaseIterable, ExpressibleByArgument {
+    /// connection-broker: pairs register, open a channel and exchange acknowledged messages.
+    case broker
+    /// broadcaster: REST or WebSocket publish to N subscribers of one channel.
+    case broadcaster
+    /// RPC (amqp-swarm): request/response in the three request forms.
+    case rpc
+}
+
+/// The RPC request forms (README "RPC"), as the `switchboard-rpc-example` handlers expose them.
+public enum RPCForm: String, Sendable, CaseIterable {
+    /// client -> its node: `echo(args)`.
+    case client
+    /// client -> its node -> a server request to another node: `call(node, "echo", args)`.
+    case server
+    /// client -> its node -> another node -> that node's client: `relay(node, "echo", args)`,
+    /// answered by the harness's other connection.
+    case remoteClient = "remote-client"
+}
+
+/// Everything a template run is given. Times are nanoseconds.
+public struct TemplateOptions: Sendable {
+    public var template: ProtocolTemplate
+    public var url: WebSocketURL
+    public var headers: [String] = []
+    public var allowRemote = false
+    public var cpu: Int? = nil
+    public var connectTimeoutNanos: Int64 = 10_000_000_000
+    /// broker: client pairs; rpc: client pairs (each client's peer is the other of its pair).
+    public var pairs = 1
+    /// Messages (broker: per direction of a pair; rpc: per client) sent and not yet answered.
+    public var window = 8
+    public var size = 32
+    public var durationNanos: Int64 = 10_000_000_000
+    /// Total measured messages instead of a duration (broker: sent over all pairs and
+    /// directions; rpc: requests per form over all clients).
+    public var messages: Int? = nil
+    public var warmupNanos: Int64 = 0
+    /// After sending stops, how long the run waits for what is still due.
+    public var drainNanos: Int64 = 5_000_000_000
+    /// How long registering, opening channels or waiting for `init` may take.
+    public var setupTimeoutNanos: Int64 = 10_000_000_000
+    public var jsonPath: String? = nil
+    public var quiet = false
+    public var serverPID: Int32? = nil
+    /// broker: roles are PREFIX-a and PREFIX-b.
+    public var rolePrefix = "switchboard-bench"
+    /// rpc: the forms to run, one after the other on the same connections.
+    public var forms: [RPCForm] = RPCForm.allCases
+    /// rpc: the name of the handler that returns its arguments (client and server requests).
+    public var method = "echo"
+    /// broadcaster: the channel, subscribers, the tokens and the publish path.
+    public var channel = "bench"
+    public var subscribers = 10
+    public var token: String? = nil
+    public var publishToken: String? = nil
+    public var apiKey: String? = nil
+    public var publishOverREST = true
+    public var publishPath = "/broadcaster/publish"
+    /// The run's failures beyond which connections may be lost (broadcaster only; the broker and
+    /// RPC templates allow none).
+    public var maxFailedConnections = ConnectionTolerance.count(0)
+
+    public init(template: ProtocolTemplate, url: WebSocketURL) {
+        self.template = template
+        self.url = url
+    }
+}
+
+/// `switchboard-bench broker|broadcaster|rpc [options] URL`: the protocol templates' command line.
+public struct TemplateCommand: ParsableCommand {
+    public static let configuration = CommandConfiguration(
+        commandName: "switchboard-bench",
+        abstract: "Protocol load tests: connection-broker pairs, broadcaster fan-out, RPC requests; every reply verified.",
+        usage: "switchboard-bench <broker|broadcaster|rpc> [options] ws://HOST:PORT/path",
+        discussion: """
+            TEMPLATES (raw WebSocket clients: the server is what is measured)
+              broker       --pairs P pairs of clients register (roles PREFIX-a,
+                           PREFIX-b), A opens a channel to B, then both send
+                           `message`s on it, --window each way in flight. Every
+                           message must be acknowledged (channel_message_sent,
+                           replyTo in order) and delivered to the peer
+                           (channel_message, in order, exact payload).
+              broadcaster  --subscribers N `auth` (--token) and `subscribe` to
+                           --channel; one publisher POSTs to --publish-path with
+                           --api-key (REST, default) or sends WebSocket `publish`
+                           calls (--publish ws, --publish-token). Every subscriber
+                           must receive every message, in order.
+              rpc          --pairs P pairs of clients (amqp-swarm protocol, against
+                           switchboard-rpc-example's handlers: echo, node-id, call,
+                           relay). --forms client,server,remote-client run one after
+                           the other; each answer must carry the exact arguments.
+                           A remote-client request is answered by the peer client.
+
+            A RUN FAILS (exit 1, "result: FAILED" and a "failed:" line per reason)
+            when a connection fails or is closed, a set-up reply is missing or
+            wrong, any reply is an error, or a reply is missing, duplicated,
+            out of order (broker) or carries the wrong content.
+            Exit status: 0 passed, 1 failed, 2 usage error.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("broker, broadcaster or rpc.", valueName: "template"))
+    public var template: ProtocolTemplate
+
+    @Argument(help: ArgumentHelp("The target, ws://HOST:PORT/path (or --host/--port/--path).", valueName: "url"))
+    public var target: String?
+
+    @Option(help: "Target host (with --port; instead of the URL).")
+    public var host: String?
+    @Option(help: "Target port.")
+    public var port: Int?
+    @Option(help: ArgumentHelp("Target path (default: broker /, rpc /, broadcaster /broadcaster/websocket).", valueName: "path"))
+    public var path: String?
+    @Flag(help: "Allow a target outside 127.0.0.0/8, ::1, localhost.")
+    public var allowRemote = false
+    @Option(help: ArgumentHelp("Extra handshake request header 'Name: value' (repeatable).", valueName: "header"))
+    public var header: [String] = []
+
+    @Option(help: "broker, rpc: client pairs (default 1).")
+    public var pairs: Int?
+    @Option(name: [.customShort("w"), .long], help: "broker: messages in flight per direction; rpc: requests in flight per client; broadcaster: messages per publisher ahead of the first subscriber (default 8; broadcaster 16).")
+    public var window: Int?
+    @Option(name: [.customShort("s"), .long], help: ArgumentHelp("Payload size, e.g. 20, 1k (default 32).", valueName: "bytes"))
+    public var size: String?
+    @Option(name: [.customShort("d"), .long], help: ArgumentHelp("Measured time per form (default 10s).", valueName: "duration"))
+    public var duration: String?
+    @Option(name: [.customShort("n"), .long], help: "Stop after N measured messages in total (rpc: per form) instead of a duration.")
+    public var messages: Int?
+    @Option(help: ArgumentHelp("Load before measuring, excluded from the figures (default 0s).", valueName: "duration"))
+    public var warmup: String?
+    @Option(help: ArgumentHelp("After sending stops, wait this long for what is still due (default 5s).", valueName: "duration"))
+    public var drain: String?
+    @Option(help: ArgumentHelp("Per-connection connect + handshake limit, and the set-up phases' limit (default 10s).", valueName: "duration"))
+    public var connectTimeout: String?
+    @Option(help: ArgumentHelp("Pin the client thread to this CPU.", valueName: "cpu"))
+    public var cpu: Int?
+    @Option(help: ArgumentHelp("Read the server's CPU time and VmRSS from /proc/PID.", valueName: "pid"))
+    public var serverPid: Int?
+    @Option(help: ArgumentHelp("Write every figure as JSON to FILE.", valueName: "file"))
+    public var json: String?
+    @Flag(name: [.customShort("q"), .long], help: "No progress line on stderr (broadcaster).")
+    public var quiet = false
+
+    @Option(help: ArgumentHelp("broker: roles are PREFIX-a and PREFIX-b (default switchboard-bench).", valueName: "prefix"))
+    public var rolePrefix: String?
+    @Option(help: ArgumentHelp("rpc: forms to run, comma-separated: client, server, remote-client (default all three).", valueName: "list"))
+    public var forms: String?
+    @Option(help: ArgumentHelp("rpc: the handler that returns its arguments (default echo).", valueName: "name"))
+    public var method: String?
+
+    @Option(help: ArgumentHelp("broadcaster: the channel (default bench).", valueName: "name"))
+    public var channel: String?
+    @Option(help: "broadcaster: subscriber connections (default 10).")
+    public var subscribers: Int?
+    @Option(help: ArgumentHelp("broadcaster: the subscribers' JWT (`auth`; omit when the server needs none).", valueName: "jwt"))
+    public var token: String?
+    @Option(help: ArgumentHelp("broadcaster: publish over rest (default) or ws.", valueName: "rest|ws"))
+    public var publish: String?
+    @Option(help: ArgumentHelp("broadcaster --publish rest: the API key (Authorization: Bearer KEY).", valueName: "key"))
+    public var apiKey: String?
+    @Option(help: ArgumentHelp("broadcaster --publish rest: the publish path (default /broadcaster/publish).", valueName: "path"))
+    public var publishPath: String?
+    @Option(help: ArgumentHelp("broadcaster --publish ws: the publisher's JWT (publish scope).", valueName: "jwt"))
+    public var publishToken: String?
+    @Option(help: ArgumentHelp("broadcaster: connections that may fail, N or N% (default 0).", valueName: "n|n%"))
+    public var maxFailedConnections: String?
+
+    public init() {}
+
+    /// Checks and converts the parsed command line.
+    public func makeOptions() throws(TemplateUsageError) -> TemplateOptions {
+        let defaultPath: String
+        switch template {
+        case .broker, .rpc: defaultPath = "/"
+        case .broadcaster: defaultPath = "/broadcaster/websocket"
+        }
+        let url: WebSocketURL
+        if let text = target {
+            guard host == nil && port == nil else { throw TemplateUsageError("give the target as a URL or as --host/--port, not both") }
+            guard let u = WebSocketURL.parse(text), !u.secure else {
+                throw TemplateUsageError("bad target '\(text)': expected ws://HOST:PORT/path (the templates speak plain ws://)")
+            }
+            url = u
+        } else {
+            guard let host, let port else { throw TemplateUsageError("missing target: ws://HOST:PORT/path, or --host and --port") }
+            guard port > 0 && port < 65_536 else { throw TemplateUsageError("--port expects 1 to 65535, got \(port)") }
+            let bracketed = host.contains(":") ? "[\(host)]" : host
+            guard let u = WebSocketURL.parse("ws://\(bracketed):\(port)\(path ?? defaultPath)") else {
+                throw TemplateUsageError("bad --host '\(host)'")
+            }
+            url = u
+        }
+        var o = TemplateOptions(template: template, url: url)
+        if target != nil, let path {
+            guard path.hasPrefix("/") else { throw TemplateUsageError("--path expects a path starting with /") }
+            o.url.path = path
+        }
+        o.allowRemote = allowRemote
+        guard url.isLoopback || allowRemote else {
+            throw TemplateUsageError("refusing non-loopback target '\(url.host)' (only 127.0.0.0/8, ::1, localhost); pass --allow-remote to override")
+        }
+        for h in header {
+            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex, !h.contains("\r"), !h.contains("\n") else {
+                throw TemplateUsageError("--header expects 'Name: value', got '\(h)'")
+            }
+            o.headers.append(h)
+        }
+        func atLeast(_ name: String, _ v: Int?, _ min: Int) throws(TemplateUsageError) -> Int? {
+            guard let v else { return nil }
+            guard v >= min else { throw TemplateUsageError("\(name) expects an integer >= \(min), got '\(v)'") }
+            return v
+        }
+        func nanos(_ name: String, _ v: String?) throws(TemplateUsageError) -> Int64? {
+            guard let v else { return nil }
+            guard let d = parseDuration(v) else { throw TemplateUsageError("\(name) expects a duration like 10s or 500ms, got '\(v)'") }
+            return d
+        }
+        if let n = try atLeast("--pairs", pairs, 1) { o.pairs = n }
+        if template == .broadcaster { o.window = 16 }
+        if let n = try atLeast("--window", window, 1) { o.window = n }
+        if let v = size {
+            guard let s = parseSize(v), s >= 1, s <= 1 << 20 else { throw TemplateUsageError("--size expects 1 B to 1 MiB, got '\(v)'") }
+            o.size = s
+        }
+        if let d = try nanos("--duration", duration) { o.durationNanos = d }
+        o.messages = try atLeast("--messages", messages, 1)
+        if o.messages == nil && o.durationNanos <= 0 { throw TemplateUsageError("--duration must be > 0") }
+        if let d = try nanos("--warmup", warmup) { o.warmupNanos = d }
+        if let d = try nanos("--drain", drain) { o.drainNanos = d }
+        if let d = try nanos("--connect-timeout", connectTimeout) {
+            guard d > 0 else { throw TemplateUsageError("--connect-timeout must be > 0") }
+            o.connectTimeoutNanos = d
+            o.setupTimeoutNanos = d
+        }
+        o.cpu = try atLeast("--cpu", cpu, 0)
+        if let p = try atLeast("--server-pid", serverPid, 1) {
+            guard let pid = Int32(exactly: p) else { throw TemplateUsageError("--server-pid out of range: \(p)") }
+            o.serverPID = pid
+        }
+        o.jsonPath = json
+        o.quiet = quiet
+
+        func only(_ name: String, _ given: Bool, _ templates: [ProtocolTemplate]) throws(TemplateUsageError) {
+            if given && !templates.contains(template) {
+                throw TemplateUsageError("\(name) applies to \(templates.map(\.rawValue).joined(separator: ", ")) only")
+            }
+        }
+        try only("--pairs", pairs != nil, [.broker, .rpc])
+        try only("--role-prefix", rolePrefix != nil, [.broker])
+        try only("--forms", forms != nil, [.rpc])
+        try only("--method", method != nil, [.rpc])
+        for (name, given) in [("--channel", channel != nil), ("--subscribers", subscribers != nil), ("--token", token != nil),
+                              ("--publish", publish != nil), ("--api-key", apiKey != nil), ("--publish-path", publishPath != nil),
+                              ("--publish-token", publishToken != nil), ("--max-failed-connections", maxFailedConnections != nil)] {
+            try only(name, given, [.broadcaster])
+        }
+        if let p = rolePrefix {
+            guard !p.isEmpty, p.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
+                throw TemplateUsageError("--role-prefix expects printable ASCII without quotes or backslashes")
+            }
+            o.rolePrefix = p
+        }
+        if let list = forms {
+            var chosen: [RPCForm] = []
+            for part in list.split(separator: ",") {
+                guard let f = RPCForm(rawValue: String(part)) else {
+                    throw TemplateUsageError("--forms expects client, server, remote-client (comma-separated), got '\(part)'")
+                }
+                if !chosen.contains(f) { chosen.append(f) }
+            }
+            guard !chosen.isEmpty else { throw TemplateUsageError("--forms expects at least one form") }
+            o.forms = chosen
+        }
+        if let m = method {
+            guard !m.isEmpty, m.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
+                throw TemplateUsageError("--method expects printable ASCII without quotes or backslashes")
+            }
+            o.method = m
+        }
+        if let c = channel {
+            guard !c.isEmpty, c.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
+                throw TemplateUsageError("--channel expects printable ASCII without quotes or backslashes")
+            }
+            o.channel = c
+        }
+        if let n = try atLeast("--subscribers", subscribers, 1) { o.subscribers = n }
+        for (name, value) in [("--token", token), ("--publish-token", publishToken), ("--api-key", apiKey)] {
+            if let v = value, v.isEmpty || !v.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) {
+                throw TemplateUsageError("\(name) expects printable ASCII without quotes or backslashes")
+            }
+        }
+        o.token = token
+        o.publishToken = publishToken
+        o.apiKey = apiKey
+        if let p = publish {
+            guard p == "rest" || p == "ws" else { throw TemplateUsageError("--publish expects rest or ws, got '\(p)'") }
+            o.publishOverREST = p == "rest"
+        }
+        if !o.publishOverREST && (apiKey != nil || publishPath != nil) { throw TemplateUsageError("--api-key and --publish-path are for --publish rest") }
+        if o.publishOverREST && publishToken != nil { throw TemplateUsageError("--publish-token is for --publish ws") }
+        if let p = publishPath {
+            guard p.hasPrefix("/") else { throw TemplateUsageError("--publish-path expects a path starting with /") }
+            o.publishPath = p
+        }
+        if let v = maxFailedConnections {
+            guard let t = ConnectionTolerance.parse(v) else { throw TemplateUsageError("--max-failed-connections expects N or N% (0 to 100%), got '\(v)'") }
+            o.maxFailedConnections = t
+        }
+        return o
+    }
+}
+
+/// True when `arguments` (after the program name) start with a template's name: the command
+/// line is then a `TemplateCommand`, otherwise a `BenchCommand`.
+public func isTemplateCommandLine(_ arguments: [String]) -> Bool {
+    guard let first = arguments.first else { return false }
+    return ProtocolTemplate(rawValue: first) != nil
+}
+
+/// Parses a template command line into checked `TemplateOptions`.
+public func parseTemplateArguments(_ arguments: [String]) throws(TemplateUsageError) -> TemplateOptions {
+    let command: TemplateCommand
+    do {
+        command = try TemplateCommand.parse(arguments)
+    } catch {
+        if TemplateCommand.exitCode(for: error) == .success { throw TemplateUsageError("", helpRequested: true) }
+        throw TemplateUsageError(TemplateCommand.message(for: error))
+    }
+    return try command.makeOptions()
+}
+
+/// A template command-line problem; `description` carries the message and the usage line, or
+/// the full help when `--help` was asked for (print it on stdout, exit 0).
+public struct TemplateUsageError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public let helpRequested: Bool
+    public init(_ message: String, helpRequested: Bool = false) {
+        self.message = message
+        self.helpRequested = helpRequested
+    }
+    public var description: String {
+        if helpRequested { return TemplateCommand.helpMessage() }
+        return "switchboard-bench: \(message)\n\(TemplateCommand.usageString())\n  See 'switchboard-bench broker --help'."
+    }
+}

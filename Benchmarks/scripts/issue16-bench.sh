@@ -1,0 +1,149 @@
+#!/usr/bin/env bash
+# Issue 16's table, every row the in-repo harness can measure, for Switchboard (io_uring, epoll;
+# switchboard-echo, 1 shard) and the Hummingbird peer (1 thread) in the same run, with the
+# server's CPU per message split into user and system time (the figure that carries across
+# machines and peers). Every load run is switchboard-bench (counts verified: a failed run is
+# FAILED, never a figure) except HTTP /health (wrk). Medians of RUNS.
+#
+#   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
+#   BASE_PORT=18900 ONLY="" (server names) IDLE_CONNS=10000 LATENCY_RATE=20000
+#   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
+SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
+BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
+log() { echo "[issue16-bench] $*" >&2; }
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ "$SKIP_BUILD" != 1 ]]; then
+    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2 && swift build -c "$CONFIG" --product switchboard-bench >&2)
+    (cd "$BENCH_DIR" && swift build -c "$CONFIG" --product peer-hummingbird >&2)
+fi
+ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
+PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/$CONFIG/peer-hummingbird}"
+BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
+WORK="$(mktemp -d /tmp/issue16-bench.XXXXXX)"
+SERVER_PID=""
+trap cleanup EXIT
+
+SERVERS=(
+    "switchboard-uring|0|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards 1 --log-level warning"
+    "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning"
+    "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
+)
+# row id|label|kind|args — kind: echo C S, fanout N, http C, idle N, latency C RATE, half C (p99 at half the echo peak)
+ROWS=(
+    "echo100x20|echo 100×20 B, msg/s|echo 100 20"
+    "echo100x1k|echo 100×1 KiB, msg/s|echo 100 1024"
+    "echo1000x1k|echo 1000×1 KiB, msg/s|echo 1000 1024"
+    "fan100|fan-out 1 → 100, deliveries/s|fanout 100"
+    "fan1000|fan-out 1 → 1,000, deliveries/s|fanout 1000"
+    "fan10000|fan-out 1 → 10,000, deliveries/s|fanout 10000"
+    "health|HTTP GET /health, 100 conns, requests/s|http 100"
+    "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS)|idle $IDLE_CONNS"
+    "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
+    "half|echo p99 at 50% of the server's own 100×20 B peak, µs|half 100"
+)
+
+start() { # name port cmd...
+    local name="$1" port="$2"; shift 2
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+    if [[ "$name" == peer-* ]]; then wait_for_port "$port" && wait_for_ws "$port" /ws "$BENCH_BIN"; else wait_for_ws "$port" /ws "$BENCH_BIN"; fi
+}
+field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) { v = $(i + 1); gsub(/[,;]/, "", v); print v; exit } }' "$1"; }
+# run_bench OUT args...: switchboard-bench with the server's CPU split on its own line.
+run_bench() { local out="$1"; shift; timeout 600 "$BENCH_BIN" "$@" --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" >"$out" 2>&1; }
+
+declare -A VAL USR SYS PEAK
+for entry in "${SERVERS[@]}"; do
+    IFS='|' read -r name offset tmpl <<<"$entry"
+    [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
+    port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r id label spec <<<"$row"
+        read -r kind a b <<<"$spec"
+        key="$name|$id"
+        vals=(); users=(); systems=(); failed=0
+        for run in $(seq 1 "$RUNS"); do
+            # shellcheck disable=SC2086
+            if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
+            out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
+            case "$kind" in
+            echo)
+                run_bench "$out" echo -c "$a" -s "$b" -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+                v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
+            fanout)
+                run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
+                v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
+            http)
+                t0="$(cpu_ticks "$SERVER_PID")"
+                timeout 600 taskset -c "$BENCH_CPU" wrk -t1 -c "$a" -d "$DURATION" "http://127.0.0.1:$port/health" >"$out" 2>&1 || status=$?
+                t1="$(cpu_ticks "$SERVER_PID")"
+                n="$(awk '/requests in/ { print $1 }' "$out")"
+                if grep -q "Non-2xx\|Socket errors" "$out"; then status=1; echo "  failed: wrk reported errors: $(grep -h 'Non-2xx\|Socket errors' "$out")" >>"$out"; fi
+                v="$(awk '/Requests\/sec/ { printf "%.0f", $2 }' "$out")"
+                read -r u s <<<"$(cpu_per_message "$t0" "$t1" "${n:-0}")" ;;
+            idle)
+                run_bench "$out" connect -c "$a" -d 5s --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/ws" || status=$?
+                v="$(awk '/server RSS:/ { for (i = 1; i <= NF; i++) if ($i == "per") print $(i - 2) }' "$out") B ($(awk '/server RSS:/ { printf "%.1f MB", $3 / 1024 }' "$out"))" ;;
+            latency)
+                run_bench "$out" latency -c "$a" -r "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+                v="$(field "$out" p50) / $(field "$out" p99)" ;;
+            half)
+                peak="${VAL["$name|echo100x20"]:-0}"; rate="$(awk -v p="$peak" 'BEGIN { printf "%.0f", p / 2 }')"
+                if [[ "$rate" == 0 ]]; then echo "  failed: no 100×20 B peak to halve" >"$out"; status=1
+                else
+                    run_bench "$out" latency -c "$a" -r "$rate" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+                    v="$(field "$out" p99)"
+                fi ;;
+            esac
+            stop_server
+            if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; failed=1; break; fi
+            if [[ "$kind" != http ]]; then
+                u="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "user" && $(i + 1) ~ /^[0-9.]+$/ && $(i + 2) == "system") print $(i + 1) }' "$out")"
+                s="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "system" && $(i - 2) == "user") print $(i + 1) }' "$out")"
+            fi
+            vals+=("$v"); users+=("${u:-n/a}"); systems+=("${s:-n/a}")
+            log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a})"
+        done
+        if [[ "$failed" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
+        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == http ]]; then
+            VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
+        else
+            VAL[$key]="${vals[$(( ${#vals[@]} / 2 ))]}"  # text figures: the middle run
+        fi
+        USR[$key]="$(printf '%s\n' "${users[@]}" | { grep -v n/a || true; } | median)"; SYS[$key]="$(printf '%s\n' "${systems[@]}" | { grep -v n/a || true; } | median)"
+    done
+done
+
+echo "### Issue 16's table (switchboard-bench, wrk for /health)"
+echo
+echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` ($CONFIG); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "- Servers pinned to CPU $SERVER_CPU, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s), medians. Cells: figure, then server CPU per message in µs as user + system (from /proc/PID/stat over the measured window; /health over the whole wrk run)."
+echo
+echo '```'
+for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; echo "taskset -c $SERVER_CPU ${tmpl//@PORT@/$((BASE_PORT + offset))}"; done
+echo "$BENCH_BIN echo -c C -s S -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
+echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION http://127.0.0.1:PORT/health"
+echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
+echo "$BENCH_BIN latency -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
+echo '```'
+echo
+names=(); for entry in "${SERVERS[@]}"; do n="${entry%%|*}"; [[ -n "$ONLY" && " $ONLY " != *" $n "* ]] || names+=("$n"); done
+printf '| scenario |'; for n in "${names[@]}"; do printf ' %s |' "$n"; done; echo
+printf '|---|'; for _ in "${names[@]}"; do printf -- '---:|'; done; echo
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label _ <<<"$row"
+    printf '| %s |' "$label"
+    for n in "${names[@]}"; do
+        k="$n|$id"; cell="${VAL[$k]:-n/a}"
+        if [[ "$cell" != FAILED && -n "${USR[$k]:-}" && "${USR[$k]}" != nan ]]; then cell="$cell ($(awk -v u="${USR[$k]}" -v s="${SYS[$k]}" 'BEGIN { printf "%.2f + %.2f µs", u, s }'))"; fi
+        printf ' %s |' "$cell"
+    done
+    echo
+done
+report_failures

@@ -114,10 +114,11 @@ wrk_measure() {
         if (n > 0) printf "%.2f %.2f %.2f %.2f\n", u + s, u * 1e6 / n, s * 1e6 / n, (u + s) * 1e6 / n
         else printf "%.2f nan nan nan\n", u + s }')
     RUN_STEAL="$(awk -v b="$steal_before" -v a="$steal_after" -v t="$CLK_TCK" 'BEGIN { split(b, x, " "); split(a, y, " "); printf "%.2f/%.2f", (y[1] - x[1]) / t, (y[2] - x[2]) / t }')"
+}
 
 # --- bench16 (issue 16 rows, memory, protocol templates): server CPU per message -------------
-# cpu_ticks PID: "utime stime" of the process (all threads), in clock ticks, from /proc/PID/stat.
-cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$1/stat"; }
+# cpu_ticks PID: "utime stime" of the process (all threads), in clock ticks (proc_cpu_ticks above).
+cpu_ticks() { proc_cpu_ticks "$1"; }
 # cpu_per_message "U0 S0" "U1 S1" MESSAGES: "user system" µs of server CPU per message between
 # two cpu_ticks samples (n/a when nothing was counted).
 cpu_per_message() {

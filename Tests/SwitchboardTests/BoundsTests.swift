@@ -173,6 +173,38 @@ struct BoundsTests {
         #expect(during <= baseline + bystanderToleranceMilliseconds, "bystander \(during) ms vs \(baseline) ms")
     }
 
+    @Test("a publish's fan-out is not charged to its publisher's turn slice: one write of 64 publishes runs in one turn", arguments: backends)
+    func fanOutOutsideSlice(backend: IOBackendKind) throws {
+        // 64 publishes (ws_max_messages_per_turn) to 1,000 subscribers: 64,000 deliveries, a
+        // few milliseconds per message in a debug build, far past the 20 ms slice if it were
+        // charged to the publisher (it then stops after a few messages per turn, and each
+        // subscriber gets a send per few frames: the fan-out regression of issue 17's bounds).
+        // What the slice does count (decoding and handling 64 short messages) is well under it.
+        let server = try boundsServer(backend) { $0.webSocket.maxTurnMicroseconds = 20_000 }
+        defer { server.stop() }
+        let count = 1000
+        var subscribers: [TestClient] = []
+        for _ in 0..<count {
+            let c = try server.chatClient()
+            try c.sendText("join feed")
+            subscribers.append(c)
+        }
+        for c in subscribers { #expect(try c.readFrame().text == "joined feed") }
+        let publisher = try server.chatClient()
+        let deferredBefore = server.metric("switchboard_ws_batches_deferred_total")
+        var burst: [UInt8] = []
+        for i in 0..<64 { burst += TestClient.frame(opcode: 1, payload: Array("say feed m\(i)".utf8)) }
+        try publisher.send(burst)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { server.metric("switchboard_fanout_deliveries_total") == 64 * count })
+        let deferred = server.metric("switchboard_ws_batches_deferred_total") - deferredBefore
+        // Charged to the slice, the burst is deferred at least once per 20 ms of fan-out (6 or
+        // more times here); not charged, at most a preemption of the test's thread can do it.
+        #expect(deferred <= 2, "the publisher was deferred \(deferred) times")
+        for c in [subscribers[0], subscribers[count / 2], subscribers[count - 1]] {
+            for i in 0..<64 { #expect(try c.readFrame().text == "m\(i)") }
+        }
+    }
+
     @Test("a subscriber that stopped reading gets the 1013 close frame, not just EOF", arguments: backends)
     func slowConsumerCloseFrame(backend: IOBackendKind) throws {
         let server = try boundsServer(backend) { c in

@@ -246,12 +246,14 @@ final class ChannelEngine {
         guard fabric.shardCount > 1 else { return }
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
-            fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
+            let drained = fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
                 guard case .deliver(let channel, let frame, let position) = message else {
                     return assertionFailure("a publish on a delivery ring")
                 }
                 deliverLocally(channel, frame, position)
             }
+            // Room for an owner whose deliveries wait for it (it may sleep meanwhile).
+            if drained > 0 { fabric.madeRoom(from: from, to: index) }
         }
         for from in 0..<fabric.shardCount where from != index {
             // As many as the gate admits: each adds at most `fanOutWidth` deliveries. The rest
@@ -267,7 +269,21 @@ final class ChannelEngine {
         }
     }
 
+    /// Whether there is channel work to do now (the loop must not sleep): deliveries in, a
+    /// publish in while the gate admits one, or waiting deliveries with room in their ring.
+    /// Deliveries waiting for a full ring are no reason to stay awake: the consumer wakes this
+    /// shard once it drained some (`ChannelFabric.wantsRoom`). Called before the loop sleeps.
     var hasPendingWork: Bool {
-        pendingDeliveryCount > 0 || fabric.hasInbound(index, includingPublishes: true)
+        guard fabric.shardCount > 1 else { return false }
+        let admitsPublishes = (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth > 0
+        if fabric.hasInbound(index, includingPublishes: admitsPublishes) { return true }
+        guard pendingDeliveryCount > 0 else { return false }
+        var hasRoom = false
+        for target in 0..<fabric.shardCount where !pendingDeliveries[target].isEmpty {
+            // Every waiting target is asked (not only up to the first with room): each must
+            // wake this shard if it sleeps after all.
+            if fabric.wantsRoom(from: index, to: target) { hasRoom = true }
+        }
+        return hasRoom
     }
 }

@@ -186,8 +186,8 @@ final class ChannelEngine {
     }
 
     /// Channels with at least this many local subscribers have their fan-out time measured and
-    /// left out of the publishing socket's turn slice (`WebSocketConnectionDriver.fanOutNanoseconds`);
-    /// two clock reads are then under a nanosecond per delivery. Smaller fan-outs count in it.
+    /// charged to the publishing socket's turn slice at a tenth (`WebSocketConnectionDriver.fanOutNanoseconds`);
+    /// two clock reads are then under a nanosecond per delivery. Smaller fan-outs count in full.
     static let fanOutTimedSubscribers = 64
 
     /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference).

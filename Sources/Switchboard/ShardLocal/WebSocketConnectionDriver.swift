@@ -10,8 +10,8 @@ import Glibc
 /// Shard thread only.
 ///
 /// Work and memory per peer are bounded here: at most `maxMessagesPerTurn` messages of one
-/// socket, and no more after `maxTurnMicroseconds` spent on it (not counting the fan-out of
-/// its publishes to large channels, see `fanOutNanoseconds`), are decoded and handled per
+/// socket, and no more after `maxTurnMicroseconds` spent on it (the fan-out of its publishes
+/// to large channels counted at a tenth, see `fanOutNanoseconds`), are decoded and handled per
 /// loop turn, the rest of its input waits in the session's
 /// backlog (at most `maxInputBacklogBytes`, charged to the shard budget; beyond it the socket
 /// is closed with 1013) and resumes next turn; input of a socket that closed meanwhile is
@@ -43,12 +43,14 @@ final class WebSocketConnectionDriver {
     private var expiredScratch: [SocketID] = []
     private let turnSliceNanoseconds: UInt64
     /// Time spent writing channel frames to the queues of large channels' subscribers (see
-    /// `ChannelEngine.deliverLocally`), a running total. A socket's slice does not count it: a
-    /// publish's fan-out is delivery work for its subscribers, bounded by the channel's size
-    /// per message and by `maxMessagesPerTurn` messages per socket per turn, and charging it to
-    /// the publisher cut the frames batched per subscriber per turn (one send per subscriber
-    /// per turn: fewer frames per turn, more system calls per delivery).
+    /// `ChannelEngine.deliverLocally`) that no socket's slice is charged, a running total: all
+    /// of it but `1 / fanOutChargeDivisor`. Charged in full to the publisher, the fan-out cut
+    /// the publishes handled per turn, so the frames each subscriber gets per send (one send
+    /// per subscriber per turn: more system calls per delivery). Charged at a tenth, it still
+    /// has a time bound: at most `fanOutChargeDivisor` slices of fan-out per socket per turn.
     private(set) var fanOutNanoseconds: UInt64 = 0
+    /// The share of fan-out time a publisher's slice is charged: 1 / this.
+    static let fanOutChargeDivisor: UInt64 = 10
 
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings,
          logger: Logger) {
@@ -195,7 +197,8 @@ final class WebSocketConnectionDriver {
         return offset
     }
 
-    /// The time this socket's slice has used this turn: since it began, less the fan-out time.
+    /// The time this socket's slice has used this turn: since it began, less the exempt part
+    /// of the fan-out time.
     @inline(__always) private func sliceUsedNanoseconds(_ session: WebSocketSession) -> UInt64 {
         let elapsed = monotonicNanoseconds() &- session.turnStartNanoseconds
         let fanOut = fanOutNanoseconds &- session.turnFanOutStartNanoseconds
@@ -203,9 +206,10 @@ final class WebSocketConnectionDriver {
         return elapsed > fanOut ? elapsed - fanOut : 0
     }
 
-    /// Records fan-out time, which no socket's slice is charged (see `fanOutNanoseconds`).
+    /// Records fan-out time: all but a tenth of it is left out of the publisher's slice (see
+    /// `fanOutNanoseconds`).
     @inline(__always) func exemptFanOut(nanoseconds: UInt64) {
-        fanOutNanoseconds &+= nanoseconds
+        fanOutNanoseconds &+= nanoseconds - nanoseconds / Self.fanOutChargeDivisor
     }
 
     /// Decodes up to one message (and the control frames before it) and acts on the events.

@@ -126,7 +126,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("ws_allowed_origins", "comma-separated Origin values allowed to upgrade (403 otherwise); empty allows any"),
         ("ws_assembly_timeout_ms", "a WebSocket message still being assembled (fragmented or compressed) after this long fails with 1008 (metric switchboard_ws_assembly_timeouts_total)"),
         ("ws_max_messages_per_turn", "WebSocket messages of one socket decoded and handled per event-loop turn; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
-        ("ws_max_turn_us", "time one WebSocket's messages may take per event-loop turn once one message ran; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
+        ("ws_max_turn_us", "time one WebSocket's messages may take per event-loop turn once one message ran, a publish's fan-out to 64 or more local subscribers counted at a tenth; the rest of its input waits for the next turn (metric switchboard_ws_batches_deferred_total)"),
         ("ws_max_input_backlog_bytes", "received bytes of one WebSocket waiting for their turn; beyond, the socket is closed with 1013 (metric switchboard_ws_input_backlog_closes_total)"),
         ("ws_deflate_mem_level", "zlib memLevel 1...9 of a permessage-deflate compressor (hash table and buffers take 2^(level+9) bytes)"),
         ("ws_deflate_server_window_bits", "LZ77 window 9...15 of our permessage-deflate compressor (2^(bits+1) bytes); a smaller window is always readable by the client"),
@@ -325,10 +325,12 @@ public struct WebSocketSettings: Sendable {
     public var assemblyTimeoutMilliseconds: Int = 30_000
     /// Messages of one socket decoded and handled per loop turn.
     public var maxMessagesPerTurn: Int = 64
-    /// Time one socket's messages may take per loop turn once one message ran.
-    // 20 ms, not less: a publish's fan-out to local subscribers runs inside the publisher's
-    // slice, and a shorter slice cuts the frames batched per subscriber per turn (1 ms halved
-    // 1 -> 1,000 fan-out and cut 1 -> 10,000 to a tenth; Benchmarks/RESULTS.md).
+    /// Time one socket's messages may take per loop turn once one message ran. A publish's
+    /// fan-out to a channel with 64 or more local subscribers counts at a tenth of its time:
+    /// it is delivery work for the subscribers (at most ten slices of it per socket per turn).
+    // Counted, the fan-out cut the frames batched per subscriber per turn (one send per
+    // subscriber per turn: more system calls per delivery); at 20 ms 1 -> 10,000 fan-out ran
+    // at 0.23-0.40x of its speed before the bounds on a loaded machine (docs-pending/fanout.md).
     public var maxTurnMicroseconds: Int = 20_000
     /// Received bytes of one socket waiting for their turn; beyond, it is closed with 1013.
     public var maxInputBacklogBytes: Int = 1 << 20

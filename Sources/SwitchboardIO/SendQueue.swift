@@ -22,11 +22,20 @@ struct SendQueue {
     /// is counted in full by each, which over-counts the object and payload: conservative.
     static let entryOverheadBytes = 112
 
-    /// The shard's budget, charged with `costBytes` as it changes. Unowned: the shard owns
-    /// both the budget and every queue.
-    unowned(unsafe) let budget: ShardMemoryBudget
+    /// The shard's budget, charged with `costBytes` as it changes. Unmanaged: the shard owns
+    /// both the budget and every queue, and each charge (once per queued frame: per subscriber
+    /// in a fan-out) then costs no retain and release.
+    private let budgetReference: Unmanaged<ShardMemoryBudget>
 
-    init(budget: ShardMemoryBudget) { self.budget = budget }
+    init(budget: ShardMemoryBudget) { budgetReference = .passUnretained(budget) }
+
+    @inline(__always) private func charge(_ bytes: Int) {
+        budgetReference._withUnsafeGuaranteedRef { $0.charge(bytes) }
+    }
+
+    @inline(__always) private func release(_ bytes: Int) {
+        budgetReference._withUnsafeGuaranteedRef { $0.release(bytes) }
+    }
 
     private(set) var first: Chunk?
     private var rest: [Chunk] = []
@@ -47,7 +56,7 @@ struct SendQueue {
     mutating func append(_ bytes: OutboundBytes) {
         guard bytes.count > 0 else { return }
         queuedBytes += bytes.count
-        budget.charge(Self.cost(of: bytes))
+        charge(Self.cost(of: bytes))
         if first == nil {
             first = Chunk(bytes: bytes, offset: 0)
         } else {
@@ -87,7 +96,7 @@ struct SendQueue {
             popFirst()
             popped += 1
         }
-        budget.release(count + popped * Self.entryOverheadBytes)
+        release(count + popped * Self.entryOverheadBytes)
     }
 
     /// Drops every chunk that is not (partly) written or handed to the kernel: the front
@@ -111,7 +120,7 @@ struct SendQueue {
         rest.removeSubrange((restHead + keepCount)...)
         queuedBytes = kept
         assert(queuedBytes >= keepingBytes)
-        budget.release(before - costBytes)
+        release(before - costBytes)
     }
 
     private mutating func popFirst() {
@@ -131,7 +140,7 @@ struct SendQueue {
     }
 
     mutating func removeAll() {
-        budget.release(costBytes)
+        release(costBytes)
         first = nil
         rest = []
         restHead = 0

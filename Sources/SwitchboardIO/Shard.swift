@@ -306,8 +306,10 @@ package class Shard: @unchecked Sendable {
     @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
         let slot = id.slot
         guard id.shard == index, slot < highWater else { return nil }
-        let c = connections[slot]
-        guard c.generation == id.generation, c.state != .free else { return nil }
+        // Field by field through the pointer: `let c = connections[slot]` copies the whole
+        // `Connection` (retain and release of its queue's chunks and TLS session), once per
+        // send, which a fan-out pays once per subscriber.
+        guard connections[slot].generation == id.generation, connections[slot].state != .free else { return nil }
         return slot
     }
 
@@ -323,8 +325,9 @@ package class Shard: @unchecked Sendable {
     /// The limits count what a queue costs: payload bytes plus `SendQueue.entryOverheadBytes`
     /// per queued run. `overLimit: true` queues even past `maxSendQueueBytes` and the shard's
     /// budget: for a final small control message (a close frame) that must follow what is queued.
+    /// `final`: a fan-out calls it once per subscriber, statically dispatched.
     @discardableResult
-    package func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
+    package final func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
         assertOnShardThread()
         // Nothing follows a close: once draining, the queue only empties.
         guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
@@ -614,8 +617,8 @@ package class Shard: @unchecked Sendable {
     }
 
     func queueFinalizeIfQuiescent(_ slot: Int) {
-        let c = connections[slot]
-        guard c.state == .closing, !c.recvArmed, !c.sendInFlight, !c.finalizeQueued else { return }
+        let c = UnsafePointer(connections + slot)  // no copy of the connection (see `liveSlot`)
+        guard c.pointee.state == .closing, !c.pointee.recvArmed, !c.pointee.sendInFlight, !c.pointee.finalizeQueued else { return }
         connections[slot].finalizeQueued = true
         finalizeList.append(Int32(slot))
     }
@@ -726,6 +729,7 @@ package class Shard: @unchecked Sendable {
             if openConnections == 0 { transition(to: .stopped) }
         }
         metrics.loopTurns.increment()
+        memory.publishGauge()
         return max(0, nextTickMilliseconds - nowMilliseconds)
     }
 

@@ -12,23 +12,29 @@ import Glibc
 /// ready does the acceptor start handing sockets over (MSG_RING to a disabled ring fails).
 ///
 /// `@unchecked Sendable`: `start()`, `beginShutdown`, `wait()` and `shutdown` are called by one
-/// controlling thread (the owner, e.g. `Broker`), never concurrently; `shards`, `port` and
-/// `backend` are written only by `start()` and meant to be read by other threads after it
-/// returned (the caller's hand-off orders it; a reader polling `port` during `start()`, as
-/// `Broker.port` under a ServiceGroup allows, races with that write). The shards themselves are
-/// reached only through their any-thread API.
+/// controlling thread (the owner, e.g. `Broker`), never concurrently; `shards` and `backend`
+/// are written only by `start()` and meant to be read by other threads after it returned (the
+/// caller's hand-off orders it). `port` and `tlsPort` are atomics: any thread may poll them
+/// while `start()` runs (as `Broker.port` under a ServiceGroup allows) and reads 0 until the
+/// listener is bound. The shards themselves are reached only through their any-thread API.
 package final class ShardGroup: @unchecked Sendable {
     package let configuration: IOConfiguration
     package let host: String
     package let requestedPort: Int
-    package private(set) var port: Int = 0
+    /// The bound port, 0 until `start()` has bound the listener. Any thread.
+    package var port: Int { boundPort.load(ordering: .acquiring) }
+    /// Stored once by `start()` (releasing), loaded by any thread (acquiring): a reader that
+    /// sees the port also sees the listener set up before it.
+    private let boundPort = ManagedAtomic<Int>(0)
     package private(set) var backend: IOBackendKind = .auto
     package private(set) var shards: [Shard] = []
     private var threads: [OSThread] = []
     private var acceptor: Acceptor?
     private var tlsAcceptor: Acceptor?
-    /// The bound TLS port, 0 without a TLS listener. Valid after `start()`.
-    package private(set) var tlsPort: Int = 0
+    /// The bound TLS port, 0 without a TLS listener or until `start()` has bound it. Any thread.
+    package var tlsPort: Int { boundTLSPort.load(ordering: .acquiring) }
+    /// Like `boundPort`, for the TLS listener.
+    private let boundTLSPort = ManagedAtomic<Int>(0)
     /// The TLS certificates in force (nil without a TLS listener); `reloadTLS()` swaps them.
     package private(set) var tlsContexts: TLSContextStore?
     private let handlerFactory: @Sendable (Shard) -> ShardEventHandler
@@ -97,7 +103,7 @@ package final class ShardGroup: @unchecked Sendable {
         }
         let listenFD = host.withCString { sb_listen_tcp($0, Int32(requestedPort), Int32(configuration.listenBacklog), false) }
         if listenFD < 0 { throw .system("listen on \(host):\(requestedPort)", -listenFD) }
-        port = Int(sb_local_port(listenFD))
+        boundPort.store(Int(sb_local_port(listenFD)), ordering: .releasing)
         var tlsListenFD: Int32 = -1
         if let tls = configuration.tls {
             tlsListenFD = host.withCString { sb_listen_tcp($0, Int32(tls.port), Int32(configuration.listenBacklog), false) }
@@ -105,7 +111,7 @@ package final class ShardGroup: @unchecked Sendable {
                 Glibc.close(listenFD)
                 throw .system("listen (TLS) on \(host):\(tls.port)", -tlsListenFD)
             }
-            tlsPort = Int(sb_local_port(tlsListenFD))
+            boundTLSPort.store(Int(sb_local_port(tlsListenFD)), ordering: .releasing)
         }
         do {
             try startShardsAndAcceptor(listenFD: listenFD, tlsListenFD: tlsListenFD)

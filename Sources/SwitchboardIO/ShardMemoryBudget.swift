@@ -12,11 +12,16 @@
 /// twice the limit.
 ///
 /// Shard thread only: plain integers, no atomics beyond the metric stores.
+///
+/// Every queued frame is charged and every sent one released, so a fan-out comes here twice
+/// per subscriber and message: `charge` and `release` are a plain add each. The gauge is
+/// stored once per loop turn (`publishGauge`), and `usedBytes` is exempt from the dynamic
+/// exclusivity check (one thread, no overlapping access: it is never passed `inout`).
 package final class ShardMemoryBudget {
     /// The limit (`IOConfiguration.maxBufferedBytesPerShard`).
     package let limitBytes: Int
     /// Bytes charged now.
-    package private(set) var usedBytes = 0
+    @exclusivity(unchecked) package private(set) var usedBytes = 0
     /// Open connections (the shard keeps it current), for the fair share.
     var connections = 0
     private let gauge: Counter
@@ -57,15 +62,18 @@ package final class ShardMemoryBudget {
     @inline(__always) public func charge(_ bytes: Int) {
         assert(bytes >= 0)
         usedBytes += bytes
-        gauge.set(usedBytes)
     }
 
     /// Gives back bytes charged earlier.
     @inline(__always) public func release(_ bytes: Int) {
         assert(bytes >= 0 && bytes <= usedBytes, "released more than was charged")
         usedBytes -= bytes
-        gauge.set(usedBytes)
     }
+
+    /// Stores `usedBytes` in the gauge (`switchboard_shard_buffered_bytes`). The shard calls
+    /// it at the end of every loop turn, before it may sleep: the gauge is never more than
+    /// one turn behind, and exact whenever the shard waits.
+    func publishGauge() { gauge.set(usedBytes) }
 
     /// Counts a refusal decided by the caller (e.g. a send over its fair share).
     func countHit() { hits.increment() }

@@ -161,11 +161,12 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     override func submitSend(_ slot: Int) {
         guard !connections[slot].sendInFlight else { return }
-        let c = connections[slot]
-        let ud = userData(.send, slot: slot, generation: c.generation)
-        if c.queue.chunkCount == 1, let first = c.queue.first {
+        // Through the pointer, not a copy of the connection (see `Shard.liveSlot`).
+        let c = UnsafePointer(connections + slot)
+        let ud = userData(.send, slot: slot, generation: c.pointee.generation)
+        if c.pointee.queue.chunkCount == 1, let first = c.pointee.queue.first {
             let b = first.bytes.bytes
-            sb_prep_send(sqe(), c.fd, b.baseAddress! + first.offset, b.count - first.offset, ud)
+            sb_prep_send(sqe(), c.pointee.fd, b.baseAddress! + first.offset, b.count - first.offset, ud)
             connections[slot].sendSubmittedBytes = b.count - first.offset
         } else {
             let ctxIndex: Int32
@@ -178,13 +179,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             let iov = (base + MemoryLayout<msghdr>.stride).assumingMemoryBound(to: iovec.self)
             var n = 0
             var total = 0
-            c.queue.forEachPending(max: configuration.maxIOVecsPerSend) { b in
+            c.pointee.queue.forEachPending(max: configuration.maxIOVecsPerSend) { b in
                 iov[n] = iovec(iov_base: UnsafeMutableRawPointer(mutating: b.baseAddress), iov_len: b.count)
                 n += 1
                 total += b.count
             }
             sb_msghdr_set(msg, iov, n)
-            sb_prep_sendmsg(sqe(), c.fd, msg, ud)
+            sb_prep_sendmsg(sqe(), c.pointee.fd, msg, ud)
             connections[slot].sendContext = ctxIndex
             connections[slot].sendSubmittedBytes = total
         }

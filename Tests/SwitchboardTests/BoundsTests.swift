@@ -173,6 +173,47 @@ struct BoundsTests {
         #expect(during <= baseline + bystanderToleranceMilliseconds, "bystander \(during) ms vs \(baseline) ms")
     }
 
+    /// 64 publishes (ws_max_messages_per_turn) in one write to 1,000 subscribers: 64,000
+    /// deliveries, ~6 ms of fan-out per message in a debug build (~400 ms in all). Returns how
+    /// often the publisher was deferred to the next turn; checks every message arrived in order.
+    func deferralsOfFanOutBurst(_ backend: IOBackendKind, sliceMicroseconds: Int) throws -> Int {
+        let server = try boundsServer(backend) { $0.webSocket.maxTurnMicroseconds = sliceMicroseconds }
+        defer { server.stop() }
+        let count = 1000
+        var subscribers: [TestClient] = []
+        for _ in 0..<count {
+            let c = try server.chatClient()
+            try c.sendText("join feed")
+            subscribers.append(c)
+        }
+        for c in subscribers { #expect(try c.readFrame().text == "joined feed") }
+        let publisher = try server.chatClient()
+        let deferredBefore = server.metric("switchboard_ws_batches_deferred_total")
+        var burst: [UInt8] = []
+        for i in 0..<64 { burst += TestClient.frame(opcode: 1, payload: Array("say feed m\(i)".utf8)) }
+        try publisher.send(burst)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { server.metric("switchboard_fanout_deliveries_total") == 64 * count })
+        for c in [subscribers[0], subscribers[count / 2], subscribers[count - 1]] {
+            for i in 0..<64 { #expect(try c.readFrame().text == "m\(i)") }
+        }
+        return server.metric("switchboard_ws_batches_deferred_total") - deferredBefore
+    }
+
+    @Test("a publish's fan-out is charged to its publisher's turn slice at a tenth: batched, and still bounded", arguments: backends)
+    func fanOutChargedAtATenth(backend: IOBackendKind) throws {
+        // A 50 ms slice: charged in full, the ~400 ms of fan-out defer the burst 6 or more
+        // times, a few publishes per turn, and each subscriber gets a send per few frames (the
+        // fan-out regression of issue 17's bounds). At a tenth (~40 ms), with decoding and
+        // handling 64 short messages, it fits: a slow or preempted run may be deferred once or
+        // twice.
+        let wide = try deferralsOfFanOutBurst(backend, sliceMicroseconds: 50_000)
+        #expect(wide <= 2, "the publisher was deferred \(wide) times with a 50 ms slice")
+        // A 1 ms slice: the tenth (~40 ms) still counts, ~2 publishes per turn (~30 deferrals);
+        // not counted at all, only the handling would (~3 ms: a few deferrals).
+        let narrow = try deferralsOfFanOutBurst(backend, sliceMicroseconds: 1_000)
+        #expect(narrow >= 10, "the publisher was deferred only \(narrow) times with a 1 ms slice: fan-out is not bounded")
+    }
+
     @Test("a subscriber that stopped reading gets the 1013 close frame, not just EOF", arguments: backends)
     func slowConsumerCloseFrame(backend: IOBackendKind) throws {
         let server = try boundsServer(backend) { c in

@@ -105,3 +105,43 @@ struct PublishBackpressureTests {
         #expect(waitUntil { fixture.metric("switchboard_publishes_total") == ordered + 1 })
     }
 }
+
+@Suite("Delivery backlog: an owner waiting for room sleeps", .serialized)
+struct DeliveryBacklogSleepTests {
+    @Test("deliveries waiting for a stalled shard: the owner sleeps (no spin), and is woken as soon as there is room",
+          arguments: backends)
+    func ownerSleepsUntilRoom(backend: IOBackendKind) async throws {
+        let fixture = try ServerFixture(backend: backend, shards: 2) { c in
+            c.crossShardRingCapacity = 4
+            c.maxPendingDeliveries = 64
+            // One tick a second: an owner that only noticed room on its tick would take 16 s
+            // (64 deliveries, 4 per ring's worth) to drain what the wake-ups drain at once.
+            c.io.tickMilliseconds = 1000
+        }
+        defer { fixture.stop() }
+        let broker = fixture.broker
+        let (owner, stalled) = (0, 1)
+        let channel = channelOwned(by: owner, of: 2, prefix: "sleep")
+        let stall = ShardStall()
+        defer { stall.release() }
+        try #require(stall.hold(broker, shard: stalled))
+        let refused = try await broker.perform(onShard: owner) { context in
+            var refused = 0
+            for i in 0..<200 where context.publish(channel, .text("m\(i)")) == .refused { refused += 1 }
+            return refused
+        }
+        #expect(refused > 0, "the backlog never filled up: the test did not stall deliveries")
+        #expect(waitUntil { fixture.metricMax("switchboard_cross_shard_pending") >= 60 })
+        // The stalled shard makes no turn; the owner's turns are its ticks and little else.
+        // (A measuring window, not a wait for an event: nothing is expected to happen in it.)
+        let turnsBefore = fixture.metric("switchboard_loop_turns_total")
+        usleep(500_000)
+        let turns = fixture.metric("switchboard_loop_turns_total") - turnsBefore
+        #expect(turns < 100, "the owner made \(turns) loop turns in 500 ms with nothing to do: it spins")
+        stall.release()
+        let start = monotonicMilliseconds()
+        #expect(waitUntil(timeoutMilliseconds: 20_000) { fixture.metricMax("switchboard_cross_shard_pending") == 0 })
+        let drainedMilliseconds = monotonicMilliseconds() - start
+        #expect(drainedMilliseconds < 5_000, "the backlog took \(drainedMilliseconds) ms to drain: the owner was not woken")
+    }
+}

@@ -1,3 +1,4 @@
+import Atomics
 import SwitchboardIO
 
 /// What shards send each other about channels.
@@ -16,6 +17,12 @@ final class ChannelFabric: @unchecked Sendable {
     let shardCount: Int
     private let publishRings: [SPSCRing<ChannelMessage>]
     private let deliverRings: [SPSCRing<ChannelMessage>]
+    /// Per delivery ring (from an owner to a shard): the owner is about to sleep with
+    /// deliveries for that shard waiting for room in the ring, and wants a wake-up once the
+    /// consumer drained some. Set by the owner (`wantsRoom`), cleared by the consumer that wakes
+    /// it (`madeRoom`). Without it an owner with a backlog cannot sleep: it would spin until
+    /// the consumer catches up (a stalled consumer: a core spent on nothing).
+    private let roomWanted: [ManagedAtomic<Bool>]
     /// Set once the shards exist (before any shard thread runs).
     var shards: [Shard] = []
 
@@ -23,10 +30,42 @@ final class ChannelFabric: @unchecked Sendable {
         self.shardCount = shardCount
         publishRings = (0..<(shardCount * shardCount)).map { _ in SPSCRing(capacity: ringCapacity) }
         deliverRings = (0..<(shardCount * shardCount)).map { _ in SPSCRing(capacity: ringCapacity) }
+        roomWanted = (0..<(shardCount * shardCount)).map { _ in ManagedAtomic(false) }
     }
 
     @inline(__always) func publishRing(from: Int, to: Int) -> SPSCRing<ChannelMessage> { publishRings[from * shardCount + to] }
     @inline(__always) func deliverRing(from: Int, to: Int) -> SPSCRing<ChannelMessage> { deliverRings[from * shardCount + to] }
+
+    /// Owner `from`, before it sleeps with deliveries for `to` waiting: asks `to` for a wake-up
+    /// once it drains the ring, and returns whether the ring has room already (then there is
+    /// work now, and the owner must not sleep). Shard `from`'s thread only.
+    ///
+    /// The handshake with `madeRoom` is store-fence-load on both sides: the owner stores the
+    /// flag and then reads the ring's head, the consumer stores the head (its drain) and then
+    /// reads the flag, each with a sequentially consistent fence between. Of the two fences
+    /// one comes first, so at least one side sees the other's store: either the owner sees
+    /// the room and stays awake, or the consumer sees the flag and wakes it. Never both miss.
+    func wantsRoom(from: Int, to: Int) -> Bool {
+        let ring = deliverRing(from: from, to: to)
+        // Relaxed: the fence below orders it before the head load.
+        roomWanted[from * shardCount + to].store(true, ordering: .relaxed)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        return ring.approximateCount < ring.capacity
+    }
+
+    /// Consumer `to`, after its drain of the ring from `from` took at least one message: wakes
+    /// the owner if it waits for room (see `wantsRoom`). Shard `to`'s thread only.
+    @inline(__always) func madeRoom(from: Int, to: Int) {
+        // Orders the drain's head store (releasing) before the flag load: the store-load
+        // pair that a releasing store and a later load alone do not order.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let flag = roomWanted[from * shardCount + to]
+        // Relaxed load first: the common case (nobody waits) costs no read-modify-write.
+        // The exchange makes one wake per request, whichever consumer drain sees it.
+        if flag.load(ordering: .relaxed) && flag.exchange(false, ordering: .relaxed) {
+            shards[from].wake()
+        }
+    }
 
     /// Whether any ring into `shard` holds work (doorbell re-check).
     func hasInbound(_ shard: Int, includingPublishes: Bool) -> Bool {

@@ -185,22 +185,35 @@ final class ChannelEngine {
         return position
     }
 
+    /// Channels with at least this many local subscribers have their fan-out time measured and
+    /// charged to the publishing socket's turn slice at a tenth (`WebSocketConnectionDriver.fanOutNanoseconds`);
+    /// two clock reads are then under a nanosecond per delivery. Smaller fan-outs count in full.
+    static let fanOutTimedSubscribers = 64
+
     /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference).
     func deliverLocally(_ channel: ChannelName, _ frame: OutboundBytes, _ position: ChannelPosition) {
         guard let local = channels.subscribers(of: channel) else { return }
         local.lastPosition = position
         // Iterate a copy: the slow-consumer policy may close (and unsubscribe) a socket.
         let subscribers = local.subscribers
+        let timed = subscribers.count >= Self.fanOutTimedSubscribers
+        let start = timed ? monotonicNanoseconds() : 0
+        // Strong locals for the loop: one retain each per message, not per subscriber.
+        let shard = self.shard, webSockets = self.webSockets
+        var delivered = 0
         for id in subscribers where webSockets.mayDeliver(id) {
             switch shard.send(id, frame) {
             case .queued:
-                metrics.fanoutDeliveries.increment()
+                delivered += 1
             case .notOpen:
                 break
             case .overLimit:
                 webSockets.applySlowConsumerPolicy(id)
             }
         }
+        // Once per message, not per delivery.
+        metrics.fanoutDeliveries.increment(by: delivered)
+        if timed { webSockets.exemptFanOut(nanoseconds: monotonicNanoseconds() &- start) }
     }
 
     /// On the shard's tick: forgets owned channels that went quiet (see `OwnedChannels`).
@@ -233,12 +246,14 @@ final class ChannelEngine {
         guard fabric.shardCount > 1 else { return }
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
-            fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
+            let drained = fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
                 guard case .deliver(let channel, let frame, let position) = message else {
                     return assertionFailure("a publish on a delivery ring")
                 }
                 deliverLocally(channel, frame, position)
             }
+            // Room for an owner whose deliveries wait for it (it may sleep meanwhile).
+            if drained > 0 { fabric.madeRoom(from: from, to: index) }
         }
         for from in 0..<fabric.shardCount where from != index {
             // As many as the gate admits: each adds at most `fanOutWidth` deliveries. The rest
@@ -254,7 +269,21 @@ final class ChannelEngine {
         }
     }
 
+    /// Whether there is channel work to do now (the loop must not sleep): deliveries in, a
+    /// publish in while the gate admits one, or waiting deliveries with room in their ring.
+    /// Deliveries waiting for a full ring are no reason to stay awake: the consumer wakes this
+    /// shard once it drained some (`ChannelFabric.wantsRoom`). Called before the loop sleeps.
     var hasPendingWork: Bool {
-        pendingDeliveryCount > 0 || fabric.hasInbound(index, includingPublishes: true)
+        guard fabric.shardCount > 1 else { return false }
+        let admitsPublishes = (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth > 0
+        if fabric.hasInbound(index, includingPublishes: admitsPublishes) { return true }
+        guard pendingDeliveryCount > 0 else { return false }
+        var hasRoom = false
+        for target in 0..<fabric.shardCount where !pendingDeliveries[target].isEmpty {
+            // Every waiting target is asked (not only up to the first with room): each must
+            // wake this shard if it sleeps after all.
+            if fabric.wantsRoom(from: index, to: target) { hasRoom = true }
+        }
+        return hasRoom
     }
 }

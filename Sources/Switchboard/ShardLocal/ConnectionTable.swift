@@ -25,13 +25,34 @@ struct ConnectionSlot {
 /// One shard's connection slots, shared by its drivers. Shard thread only.
 final class ConnectionTable {
     private(set) var slots: [ConnectionSlot] = []
+    /// Per slot: channel frames may be queued (true from open until a close frame is queued on
+    /// the WebSocket, i.e. while its lifecycle `maySend`). Outside `slots` on purpose: the
+    /// fan-out reads it once per subscriber and per message, and a `let` pointer is read with
+    /// no exclusivity check and no retain of the array's buffer or of the session.
+    private let acceptsFrames: UnsafeMutablePointer<Bool>
+    let capacity: Int
+
+    /// - Parameter capacity: slots at most (the shard's `maxConnectionsPerShard`).
+    init(capacity: Int) {
+        precondition(capacity >= 1)
+        self.capacity = capacity
+        acceptsFrames = .allocate(capacity: capacity)
+        acceptsFrames.initialize(repeating: false, count: capacity)
+    }
+
+    deinit {
+        acceptsFrames.deinitialize(count: capacity)
+        acceptsFrames.deallocate()
+    }
 
     func open(_ id: SocketID, _ session: HTTPSession) {
         let slot = id.slot
+        precondition(slot < capacity, "slot \(slot) beyond the shard's connection capacity")
         while slots.count <= slot { slots.append(ConnectionSlot()) }
         if case .free = slots[slot].phase {} else { assertionFailure("slot \(slot) opened twice") }
         assert(slots[slot].subscriptions.isEmpty)
         slots[slot] = ConnectionSlot(id: id, phase: .http(session))
+        acceptsFrames[slot] = true
     }
 
     /// Frees the slot; returns what it held.
@@ -40,6 +61,7 @@ final class ConnectionTable {
         let old = slots[id.slot]
         // Drop parser, codec and subscriptions now: a closed slot must not hold memory.
         slots[id.slot] = ConnectionSlot()
+        acceptsFrames[id.slot] = false
         return old
     }
 
@@ -64,6 +86,18 @@ final class ConnectionTable {
     func setPhase(_ id: SocketID, _ phase: ConnectionPhase) {
         assert(isCurrent(id))
         slots[id.slot].phase = phase
+    }
+
+    /// Channel frames stop for good (a close frame is queued; see `acceptsChannelFrames`).
+    func stopChannelFrames(_ id: SocketID) {
+        assert(isCurrent(id))
+        acceptsFrames[id.slot] = false
+    }
+
+    /// Whether channel frames may be queued on a current socket (see `acceptsFrames`).
+    @inline(__always) func acceptsChannelFrames(_ id: SocketID) -> Bool {
+        assert(id.slot < capacity)
+        return acceptsFrames[id.slot]
     }
 
     func insertSubscription(_ id: SocketID, _ channel: ChannelName) { slots[id.slot].subscriptions.insert(channel) }

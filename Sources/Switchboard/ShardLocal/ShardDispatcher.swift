@@ -4,7 +4,7 @@ import SwitchboardIO
 /// WebSocket driver by the connection's phase, and the loop hooks to the channel engine.
 /// Thin on purpose: protocol work lives in the drivers. Shard thread only.
 final class ShardDispatcher: ShardEventHandler {
-    let table = ConnectionTable()
+    let table: ConnectionTable
     let http: HTTPConnectionDriver
     let webSockets: WebSocketConnectionDriver
     let channels: ChannelEngine
@@ -17,6 +17,7 @@ final class ShardDispatcher: ShardEventHandler {
          fabric: ChannelFabric, routes: BuiltinRoutes, handlerFactory: (ShardContext) -> WorkerHandler) {
         assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
         self.metrics = metrics
+        table = ConnectionTable(capacity: shard.configuration.maxConnectionsPerShard)
         webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
                                                settings: configuration.webSocket,
                                                logger: broker.logger.forShard(shard.index))

@@ -10,7 +10,8 @@ import Glibc
 /// Shard thread only.
 ///
 /// Work and memory per peer are bounded here: at most `maxMessagesPerTurn` messages of one
-/// socket, and no more after `maxTurnMicroseconds` spent on it, are decoded and handled per
+/// socket, and no more after `maxTurnMicroseconds` spent on it (the fan-out of its publishes
+/// to large channels counted at a tenth, see `fanOutNanoseconds`), are decoded and handled per
 /// loop turn, the rest of its input waits in the session's
 /// backlog (at most `maxInputBacklogBytes`, charged to the shard budget; beyond it the socket
 /// is closed with 1013) and resumes next turn; input of a socket that closed meanwhile is
@@ -41,6 +42,15 @@ final class WebSocketConnectionDriver {
     private var assembling: Set<SocketID> = []
     private var expiredScratch: [SocketID] = []
     private let turnSliceNanoseconds: UInt64
+    /// Time spent writing channel frames to the queues of large channels' subscribers (see
+    /// `ChannelEngine.deliverLocally`) that no socket's slice is charged, a running total: all
+    /// of it but `1 / fanOutChargeDivisor`. Charged in full to the publisher, the fan-out cut
+    /// the publishes handled per turn, so the frames each subscriber gets per send (one send
+    /// per subscriber per turn: more system calls per delivery). Charged at a tenth, it still
+    /// has a time bound: at most `fanOutChargeDivisor` slices of fan-out per socket per turn.
+    private(set) var fanOutNanoseconds: UInt64 = 0
+    /// The share of fan-out time a publisher's slice is charged: 1 / this.
+    static let fanOutChargeDivisor: UInt64 = 10
 
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, settings: WebSocketSettings,
          logger: Logger) {
@@ -173,18 +183,33 @@ final class WebSocketConnectionDriver {
             session.turn = turn
             session.messagesThisTurn = 0
             session.turnStartNanoseconds = monotonicNanoseconds()
+            session.turnFanOutStartNanoseconds = fanOutNanoseconds
         }
         var offset = 0
         while offset < bytes.count {
             if session.messagesThisTurn >= settings.maxMessagesPerTurn
-                || (session.messagesThisTurn > 0
-                    && monotonicNanoseconds() &- session.turnStartNanoseconds >= turnSliceNanoseconds) {
+                || (session.messagesThisTurn > 0 && sliceUsedNanoseconds(session) >= turnSliceNanoseconds) {
                 metrics.webSocketBatchesDeferred.increment()
                 break
             }
             offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
         }
         return offset
+    }
+
+    /// The time this socket's slice has used this turn: since it began, less the exempt part
+    /// of the fan-out time.
+    @inline(__always) private func sliceUsedNanoseconds(_ session: WebSocketSession) -> UInt64 {
+        let elapsed = monotonicNanoseconds() &- session.turnStartNanoseconds
+        let fanOut = fanOutNanoseconds &- session.turnFanOutStartNanoseconds
+        assert(fanOut <= elapsed &+ 1_000, "more fan-out time than time")  // clock reads differ by a few ns
+        return elapsed > fanOut ? elapsed - fanOut : 0
+    }
+
+    /// Records fan-out time: all but a tenth of it is left out of the publisher's slice (see
+    /// `fanOutNanoseconds`).
+    @inline(__always) func exemptFanOut(nanoseconds: UInt64) {
+        fanOutNanoseconds &+= nanoseconds - nanoseconds / Self.fanOutChargeDivisor
     }
 
     /// Decodes up to one message (and the control frames before it) and acts on the events.
@@ -229,10 +254,10 @@ final class WebSocketConnectionDriver {
             case .closed:
                 // The close handshake is complete: nothing more is expected from the client,
                 // and nothing may follow the close frame the codec queued.
-                session.lifecycle = .closeQueued
+                endSending(id, session, .closeQueued)
                 shard.close(id, mode: .afterFlushNoLinger)
             case .failed(let code, let reason):
-                session.lifecycle = .closeQueued
+                endSending(id, session, .closeQueued)
                 if code == SwitchboardWebSocket.WebSocketCloseCode.tryAgainLater {
                     metrics.webSocketOverBudget.increment()
                 } else {
@@ -341,8 +366,17 @@ final class WebSocketConnectionDriver {
     @inline(__always) func mayDeliver(_ id: SocketID) -> Bool {
         // Subscribers leave their channels when they close: every id here is current.
         assert(table.isCurrent(id), "a closed socket is still subscribed")
-        guard case .webSocket(let session) = table.slots[id.slot].phase else { return true }
-        return session.lifecycle.maySend
+        let accepts = table.acceptsChannelFrames(id)
+        assert(accepts == (table.webSocket(id)?.lifecycle.maySend ?? true), "the slot's flag and the lifecycle disagree")
+        return accepts
+    }
+
+    /// A close frame is queued (ours or the codec's): nothing more may be sent, channel frames
+    /// included. The one place the lifecycle leaves `maySend`, so the slot's flag follows it.
+    private func endSending(_ id: SocketID, _ session: WebSocketSession, _ lifecycle: WebSocketLifecycle) {
+        assert(!lifecycle.maySend)
+        session.lifecycle = lifecycle
+        table.stopChannelFrames(id)
     }
 
     /// A socket's send queue is at its limit: drop the message (counted) or close with 1013.
@@ -367,7 +401,7 @@ final class WebSocketConnectionDriver {
         guard let session = table.webSocket(id), session.lifecycle.maySend, session.connection.isOpen else { return false }
         let frame = session.connection.initiateClose(code: code.rawValue, reason: reason)
         assert(!frame.isEmpty, "an open codec always makes a close frame")
-        session.lifecycle = .closeSent
+        endSending(id, session, .closeSent)
         // `force`: the queue is at its limit (slow consumer). Frames nothing was written of yet
         // are dropped so the close frame comes next (a peer that stopped reading still learns
         // why, 1013, as soon as it reads again); the connection then has the linger timeout to

@@ -39,6 +39,8 @@ final class WebSocketSession {
     var messagesThisTurn = 0
     /// When this socket's slice of the turn began.
     var turnStartNanoseconds: UInt64 = 0
+    /// The driver's `fanOutNanoseconds` then: fan-out time since is not charged to the slice.
+    var turnFanOutStartNanoseconds: UInt64 = 0
 
     // Pong coalescing: the sent-bytes mark at which the last queued pong has left, and the
     // latest pong waiting for it (RFC 6455 §5.5.3 allows answering only the latest ping).

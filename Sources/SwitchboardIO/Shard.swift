@@ -88,11 +88,14 @@ package final class IOMetrics: Sendable {
     package let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
     package let bufferedBytes = Counter("switchboard_shard_buffered_bytes", help: "Bytes the shard holds for its peers (send queues with per-frame overhead, WebSocket messages being assembled, compression state), against maxBufferedBytesPerShard")
     package let memoryBudgetHits = Counter("switchboard_shard_memory_budget_hits_total", help: "Sends or allocations refused because the shard was at maxBufferedBytesPerShard (sends only to connections over their fair share)")
+    package let outboundConnects = Counter("switchboard_outbound_connects_total", help: "Outbound connections established (OutboundConnection)")
+    package let outboundFailures = Counter("switchboard_outbound_failures_total", help: "Outbound connect attempts that failed or connections that ended (each followed by a backoff)")
+    package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
-         bufferedBytes, memoryBudgetHits]
+         bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts]
     }
 }
 
@@ -134,6 +137,8 @@ struct Connection {
     var queue: SendQueue
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? = nil
+    /// An outbound connection's owner: its events go there instead of to the handler.
+    var outbound: OutboundConnection? = nil
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 }
@@ -166,6 +171,8 @@ package class Shard: @unchecked Sendable {
     package var backendName: String { "none" }
 
     var handler: ShardEventHandler!
+    /// Client connections this shard owns (OutboundConnection.swift). Shard thread only.
+    var outbound: [OutboundConnection] = []
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []
@@ -438,12 +445,15 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Takes a new socket. Closes it at once when the shard is full or draining.
-    func adopt(fd: Int32, tls: Bool = false) {
+    /// `outbound`: a connected client socket of that owner (never assigned by the acceptor, so
+    /// it stays out of the accepted/released counts the acceptor balances with).
+    func adopt(fd: Int32, tls: Bool = false, outbound: OutboundConnection? = nil) {
         if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) || (tls && !tlsMayAdopt()) {
+            Glibc.close(fd)
+            if let outbound { return outbound.adoptRefused() }
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
-            Glibc.close(fd)
             return
         }
         let slot: Int
@@ -459,24 +469,29 @@ package class Shard: @unchecked Sendable {
         lingerTimers.prepare(slot: slot)
         connections[slot].fd = fd
         connections[slot].state = .open
+        connections[slot].outbound = outbound
         _ = sb_set_nodelay(fd)
         openConnections += 1
         memory.connections = openConnections
-        metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
-        idleTimers.arm(slot, now: nowMilliseconds)
+        if outbound == nil {
+            metrics.connectionsAccepted.increment()
+            // An outbound connection's owner times its reads itself (OutboundConnection).
+            idleTimers.arm(slot, now: nowMilliseconds)
+        }
         guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
-            handler.connectionOpened(socketID(slot))
+            if outbound == nil { handler.connectionOpened(socketID(slot)) }  // the close follows
             return
         }
-        handler.connectionOpened(socketID(slot))
+        if let outbound { outbound.adopted(socketID(slot)) } else { handler.connectionOpened(socketID(slot)) }
     }
 
     /// Delivers received bytes according to the connection's state.
     @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        if let outbound = connections[slot].outbound { return outbound.received(bytes) }
         idleTimers.arm(slot, now: nowMilliseconds)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
@@ -522,6 +537,7 @@ package class Shard: @unchecked Sendable {
     /// Closes the fd, tells the handler, frees the slot (new generation).
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
+        let outbound = connections[slot].outbound
         Glibc.close(connections[slot].fd)
         if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
@@ -531,8 +547,9 @@ package class Shard: @unchecked Sendable {
         freeSlots.append(Int32(slot))
         openConnections -= 1
         memory.connections = openConnections
-        metrics.connectionsClosed.increment()
         metrics.connectionsOpen.set(openConnections)
+        if let outbound { return outbound.slotClosed() }
+        metrics.connectionsClosed.increment()
         releasedTotal.wrappingIncrement(ordering: .relaxed)
         handler.connectionClosed(id)
     }
@@ -561,6 +578,7 @@ package class Shard: @unchecked Sendable {
         transition(to: .draining)
         drainDeadline = deadline
         handler.shardDraining(self)
+        closeOutbound()  // they would keep the shard from stopping
     }
 
     /// Stops taking work and refuses what is still queued: `ShardWork` gets `.stopped`,
@@ -630,6 +648,7 @@ package class Shard: @unchecked Sendable {
     private func runTimers() {
         let now = nowMilliseconds
         if tlsState != nil { tlsRunTimers(now: now) }
+        if !outbound.isEmpty { runOutboundTimers(now: now) }
         while let slot = lingerTimers.popExpired(now: now) {
             metrics.lingerTimeouts.increment()
             beginClose(slot)
@@ -699,6 +718,11 @@ package class Shard: @unchecked Sendable {
     func cancelOperations(_ slot: Int) { fatalError("abstract") }
     /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
     func waitAndDispatch(timeoutMilliseconds: Int64) { fatalError("abstract") }
+    /// Waits for an outbound connect on `fd` to finish (writable or failed), then calls
+    /// `outboundConnectReady(index:attempt:)`.
+    func watchConnect(fd: Int32, index: Int, attempt: UInt32) { fatalError("abstract") }
+    /// Stops waiting (`completed`: the wait already ended with its event).
+    func unwatchConnect(fd: Int32, index: Int, attempt: UInt32, completed: Bool = false) { fatalError("abstract") }
     /// Prepares thread-confined resources; called on the shard thread before the loop.
     func setUpOnThread() throws(IOError) {}
     func tearDown() {}

@@ -12,10 +12,19 @@ import SwitchboardCommandLine
 /// - `/broadcast` and `/broadcast/NAME`: the socket joins the channel named by the path on
 ///   upgrade, and every message it sends goes to every member of that channel (itself
 ///   included), like the hummingbird peer's `/broadcast`.
+/// - `GET /position/broadcast/NAME`: the epoch and offset (`EPOCH:OFFSET`, or `none`) of the
+///   last message of channel `/broadcast/NAME` delivered on the shard that answers (run with
+///   `--shards 1` to ask the node): the cluster tests compare nodes with it.
 
 final class EchoHandler: WorkerHandler {
     let context: ShardContext
     init(_ context: ShardContext) { self.context = context }
+
+    func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
+        guard request.path.hasPrefix("/position/") else { return .notHandled }
+        let channel = ChannelName(String(request.path.dropFirst("/position".count)))
+        return .response(.text(context.lastPosition(of: channel).map { "\($0.epoch):\($0.offset)" } ?? "none"))
+    }
 
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         if request.path == "/broadcast" || request.path.hasPrefix("/broadcast/") {

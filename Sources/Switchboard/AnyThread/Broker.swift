@@ -1,4 +1,5 @@
 import Logging
+import SwitchboardCluster
 import SwitchboardIO
 import Synchronization
 #if canImport(Glibc)
@@ -26,6 +27,10 @@ public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let group: ShardGroup
     let protocolMetrics: [ProtocolMetrics]
+    /// Per shard, in use with `cluster_engine = redis` (Broker+Cluster.swift).
+    let clusterMetrics: [ClusterMetrics]
+    /// The Redis endpoint, resolved by `start()` before the shards run.
+    let clusterEndpoint = ClusterEndpoint()
     /// The host's logger; shards and handlers log through it with a `shard` metadata key.
     public let logger: Logger
     private let fabric: ChannelFabric
@@ -46,6 +51,9 @@ public final class Broker: Sendable {
         let shardCount = configuration.io.resolvedShardCount
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics
+        let clusterMetrics = (0..<shardCount).map { _ in ClusterMetrics() }
+        self.clusterMetrics = clusterMetrics
+        let clusterEndpoint = clusterEndpoint
         let box = BrokerBox()
         let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
         self.fabric = fabric
@@ -60,6 +68,7 @@ public final class Broker: Sendable {
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
                                              handlerFactory: handlerFactory)
             dispatchers.set(shard.index, dispatcher)
+            Broker.attachCluster(configuration, clusterEndpoint, clusterMetrics[shard.index], dispatcher, logger: logger)
             return dispatcher
         }
         group.prepare = { shards in fabric.shards = shards }
@@ -85,6 +94,7 @@ public final class Broker: Sendable {
     /// unavailable backend.
     public func start() throws {
         if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
+        try resolveCluster()
         try group.start()
         // deploy/lib.sh and the benchmark scripts read the port from this line.
         logger.notice("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
@@ -227,10 +237,15 @@ public final class Broker: Sendable {
         guard !isStopping else { return .refused(.stopped) }
         let frame = OutboundBytes.webSocketFrame(message)
         if let index = currentShardIndex {
-            switch dispatchers[index].channels.publish(channel, frame) {
+            switch dispatchers[index].channels.publish(channel, message: message) {
             case .accepted: return .queued
             case .refused: return .refused(.full)
             }
+        }
+        if configuration.cluster.engine != .memory {
+            // Through Redis, from the owner shard (one connection: this thread's publishes to
+            // a channel keep their order).
+            return onShard(channel.owner(shardCount: fabric.shardCount)) { _ = $0.channels.publish(channel, message: message) }
         }
         // Through the owner's inbox: ordered there if its backpressure gate is open, refused
         // and counted (`switchboard_publish_backlog_limit_hits_total`) otherwise.

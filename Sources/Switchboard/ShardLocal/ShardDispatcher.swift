@@ -85,6 +85,10 @@ final class ShardDispatcher: ShardEventHandler {
         }
     }
 
+    func shardStarted(_ shard: Shard) {
+        channels.startCluster(on: shard)
+    }
+
     func loopTurn(_ shard: Shard) {
         webSockets.loopTurn()
         channels.loopTurn()

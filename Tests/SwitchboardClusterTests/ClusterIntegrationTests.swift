@@ -1,0 +1,93 @@
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Three `switchboard-echo` processes over one real redis-server (both started here, on
+/// ephemeral ports, stopped at the end): `/broadcast/room` sockets subscribe on upgrade and
+/// publish what they send, so the channel spans the three nodes.
+@Suite("Cluster over Redis: three nodes", .serialized)
+struct ClusterIntegrationTests {
+    static let channel = "/broadcast/room"
+    static let redisChannel = "switchboard:ch:/broadcast/room"
+
+    func startNode(_ id: Int, redisPort: Int) throws -> NodeProcess {
+        try NodeProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", "1",
+            "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
+            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
+            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
+        ])
+    }
+
+    func subscriber(_ node: NodeProcess) throws -> TestClient {
+        let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try ws.upgrade(path: Self.channel).status == 101)
+        return ws
+    }
+
+    func readTexts(_ ws: TestClient, count: Int) throws -> [String] {
+        var texts: [String] = []
+        while texts.count < count {
+            let frame = try ws.readFrame()
+            #expect(frame.opcode == 1, "a text frame")
+            texts.append(frame.text)
+        }
+        return texts
+    }
+
+    @Test("a publish on any node reaches every node in one order with the same offsets; Redis restarted: fail fast, reconnect, resubscribe")
+    func threeNodes() throws {
+        var redis = try RedisServer()
+        defer { redis.stop() }
+        let redisPort = redis.port
+        let nodes = try (1...3).map { try startNode($0, redisPort: redisPort) }
+        defer { for n in nodes { n.stop() } }
+        let (a, b, c) = (nodes[0], nodes[1], nodes[2])
+        let clients = try [a, a, b, b, c, c].map { try subscriber($0) }
+        let probe = try RedisProbe(port: redisPort)
+        // Interest: each node (one shard) subscribed once in Redis, whatever its local count.
+        #expect(waitUntil { (try? probe.subscriberCount(Self.redisChannel)) == 3 }, "three nodes subscribed")
+
+        // Two publishers on two nodes, interleaved: 200 messages.
+        for i in 0..<100 {
+            try clients[0].sendText("A-\(i)")
+            try clients[2].sendText("B-\(i)")
+        }
+        var sequences: [[String]] = []
+        for ws in clients { sequences.append(try readTexts(ws, count: 200)) }
+        for s in sequences { #expect(s == sequences[0], "one order on every node and every socket") }
+        #expect(sequences[0].filter { $0.hasPrefix("A-") } == (0..<100).map { "A-\($0)" }, "a publisher's order kept")
+        #expect(sequences[0].filter { $0.hasPrefix("B-") } == (0..<100).map { "B-\($0)" })
+        let positions = try nodes.map { try $0.get("/position" + Self.channel) }
+        #expect(positions.allSatisfy { $0 == positions[0] } && positions[0].hasSuffix(":200"), "\(positions)")
+        let firstEpoch = positions[0].split(separator: ":").first.map(String.init)
+
+        // Redis dies mid-traffic.
+        redis.stop()
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connected")) == 0 } },
+                "every node noticed the outage")
+        for i in 0..<10 { try clients[0].sendText("X-\(i)") }
+        // Fail fast: refused on the publishing node and counted, with one clear log line.
+        #expect(waitUntil { (try? a.metric("switchboard_cluster_publishes_unavailable_total")) == 10 })
+        #expect(try a.metric("switchboard_publishes_refused_total") == 10)
+        try a.readError { $0.contains("cluster publish refused: not connected to Redis") }
+
+        // Redis is back (empty: it persisted nothing): nodes reconnect and subscribe again.
+        redis = try RedisServer(port: redisPort)
+        let probe2 = try RedisProbe(port: redisPort)
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? probe2.subscriberCount(Self.redisChannel)) == 3 }, "resubscribed")
+        #expect(nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connected")) == 1 })
+        #expect(nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connects_total")) == 2 })
+        for i in 0..<20 { try clients[4].sendText("Y-\(i)") }
+        for ws in clients {
+            // Nothing of the outage arrives: the next messages are the new ones.
+            #expect(try readTexts(ws, count: 20) == (0..<20).map { "Y-\($0)" })
+        }
+        let after = try nodes.map { try $0.get("/position" + Self.channel) }
+        #expect(after.allSatisfy { $0 == after[0] } && after[0].hasSuffix(":20"), "\(after)")
+        // Redis lost the stream: a new epoch, so nobody mistakes offsets 1...20 for 201...
+        #expect(after[0].split(separator: ":").first.map(String.init) != firstEpoch)
+    }
+}

@@ -64,6 +64,15 @@ struct ClusterIntegrationTests {
         #expect(positions.allSatisfy { $0 == positions[0] } && positions[0].hasSuffix(":200"), "\(positions)")
         let firstEpoch = positions[0].split(separator: ":").first.map(String.init)
 
+        // Redis forgets its scripts (SCRIPT FLUSH): EVALSHA gets NOSCRIPT and the engine falls
+        // back to EVAL for the same message; nothing is lost, the offsets go on.
+        #expect(try probe.call(["SCRIPT", "FLUSH"]) == .simpleString("OK"))
+        for i in 0..<5 { try clients[1].sendText("S-\(i)") }
+        for ws in clients { #expect(try readTexts(ws, count: 5) == (0..<5).map { "S-\($0)" }) }
+        let flushed = try nodes.map { try $0.get("/position" + Self.channel) }
+        #expect(flushed == Array(repeating: "\(firstEpoch ?? ""):205", count: 3), "\(flushed)")
+        #expect(try a.metric("switchboard_cluster_publish_errors_total") == 0)
+
         // Redis dies mid-traffic.
         redis.stop()
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connected")) == 0 } },
@@ -89,5 +98,14 @@ struct ClusterIntegrationTests {
         #expect(after.allSatisfy { $0 == after[0] } && after[0].hasSuffix(":20"), "\(after)")
         // Redis lost the stream: a new epoch, so nobody mistakes offsets 1...20 for 201...
         #expect(after[0].split(separator: ":").first.map(String.init) != firstEpoch)
+
+        // Interest: when node C's last subscriber leaves, C unsubscribes in Redis; the others
+        // still get the channel's messages.
+        for ws in clients[4...] { try ws.sendFrame(opcode: 8, payload: [0x03, 0xE8]) }
+        #expect(waitUntil { (try? probe2.subscriberCount(Self.redisChannel)) == 2 }, "C unsubscribed")
+        try clients[0].sendText("Z")
+        for ws in clients[..<4] { #expect(try readTexts(ws, count: 1) == ["Z"]) }
+        #expect(try c.get("/position" + Self.channel) == "none", "C keeps nothing about the channel")
+        #expect(try b.get("/position" + Self.channel).hasSuffix(":21"))
     }
 }

@@ -12,9 +12,9 @@ struct ClusterIntegrationTests {
     static let channel = "/broadcast/room"
     static let redisChannel = "switchboard:ch:/broadcast/room"
 
-    func startNode(_ id: Int, redisPort: Int) throws -> NodeProcess {
+    func startNode(_ id: Int, redisPort: Int, shards: Int) throws -> NodeProcess {
         try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", "1",
+            "--host", "127.0.0.1", "--port", "0", "--shards", String(shards),
             "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
             "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
             "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
@@ -42,13 +42,16 @@ struct ClusterIntegrationTests {
         var redis = try RedisServer()
         defer { redis.stop() }
         let redisPort = redis.port
-        let nodes = try (1...3).map { try startNode($0, redisPort: redisPort) }
+        // Node A runs two shards, each with its own Redis connection: its two sockets land one
+        // on each (fewest connections first), so A subscribes twice, B and C once.
+        let shards = [2, 1, 1]
+        let nodes = try (0..<3).map { try startNode($0 + 1, redisPort: redisPort, shards: shards[$0]) }
         defer { for n in nodes { n.stop() } }
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
         let clients = try [a, a, b, b, c, c].map { try subscriber($0) }
         let probe = try RedisProbe(port: redisPort)
-        // Interest: each node (one shard) subscribed once in Redis, whatever its local count.
-        #expect(waitUntil { (try? probe.subscriberCount(Self.redisChannel)) == 3 }, "three nodes subscribed")
+        // Interest: each shard with local subscribers subscribed once in Redis.
+        #expect(waitUntil { (try? probe.subscriberCount(Self.redisChannel)) == 4 }, "four shards subscribed")
 
         // Two publishers on two nodes, interleaved: 200 messages.
         for i in 0..<100 {
@@ -86,9 +89,9 @@ struct ClusterIntegrationTests {
         // Redis is back (empty: it persisted nothing): nodes reconnect and subscribe again.
         redis = try RedisServer(port: redisPort)
         let probe2 = try RedisProbe(port: redisPort)
-        #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? probe2.subscriberCount(Self.redisChannel)) == 3 }, "resubscribed")
-        #expect(nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connected")) == 1 })
-        #expect(nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connects_total")) == 2 })
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? probe2.subscriberCount(Self.redisChannel)) == 4 }, "resubscribed")
+        for (node, count) in zip(nodes, shards) { #expect(try node.metric("switchboard_cluster_redis_connected") == count) }
+        for (node, count) in zip(nodes, shards) { #expect(try node.metric("switchboard_cluster_redis_connects_total") == 2 * count) }
         for i in 0..<20 { try clients[4].sendText("Y-\(i)") }
         for ws in clients {
             // Nothing of the outage arrives: the next messages are the new ones.
@@ -102,7 +105,7 @@ struct ClusterIntegrationTests {
         // Interest: when node C's last subscriber leaves, C unsubscribes in Redis; the others
         // still get the channel's messages.
         for ws in clients[4...] { try ws.sendFrame(opcode: 8, payload: [0x03, 0xE8]) }
-        #expect(waitUntil { (try? probe2.subscriberCount(Self.redisChannel)) == 2 }, "C unsubscribed")
+        #expect(waitUntil { (try? probe2.subscriberCount(Self.redisChannel)) == 3 }, "C unsubscribed")
         try clients[0].sendText("Z")
         for ws in clients[..<4] { #expect(try readTexts(ws, count: 1) == ["Z"]) }
         #expect(try c.get("/position" + Self.channel) == "none", "C keeps nothing about the channel")

@@ -89,13 +89,18 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         let command: [[UInt8]]
         if let sha = scriptSHA {
             command = [Array("EVALSHA".utf8), sha, Array("2".utf8)] + arguments
-            pending.append(.publish(retry: arguments))
         } else {
             command = [Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + arguments
-            pending.append(.publish(retry: nil))
         }
+        // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
+        // a burst Redis does not take fast enough is refused here, not queued without end.
+        guard write(command, control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.publish(retry: scriptSHA == nil ? nil : arguments))
         pendingPublishes += 1
-        write(command)
+        connection.setAwaitingInput(true)
         metrics.publishes.increment()
         return .sent
     }
@@ -114,13 +119,16 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     // MARK: - Connection
 
-    private func write(_ command: [[UInt8]]) {
+    /// Queues one command. Control commands (handshake, (un)subscribe: small, and needed for
+    /// correctness) pass the send-queue limit; publishes are refused at it.
+    @discardableResult
+    private func write(_ command: [[UInt8]], control: Bool = true) -> SendResult {
+        guard let connection else { return .notOpen }
         var out: [UInt8] = []
         RESPWriter.writeCommand(command, into: &out)
-        // Over the send-queue limit means Redis stopped reading: drop and reconnect rather
-        // than grow (the publishes in flight are counted as unconfirmed).
-        if connection?.send(OutboundBytes(adopting: out)) == .overLimit { connection?.reconnect() }
-        connection?.setAwaitingInput(!pending.isEmpty)
+        let result = connection.send(OutboundBytes(adopting: out), overLimit: control)
+        connection.setAwaitingInput(!pending.isEmpty)
+        return result
     }
 
     package func outboundConnected(_ connection: OutboundConnection) {

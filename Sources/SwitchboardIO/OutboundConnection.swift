@@ -128,12 +128,14 @@ package final class OutboundConnection {
         return false
     }
 
-    /// Queues bytes (written at the end of the turn). `.notOpen` while not connected.
+    /// Queues bytes (written at the end of the turn). `.notOpen` while not connected;
+    /// `.overLimit` at `maxSendQueueBytes` or the shard's budget, unless `overLimit` (as in
+    /// `Shard.send`: for small control messages that must go).
     @discardableResult
-    package func send(_ bytes: OutboundBytes) -> SendResult {
+    package func send(_ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
         shard.assertOnShardThread()
         guard case .connected(let id) = state else { return .notOpen }
-        return shard.send(id, bytes)
+        return shard.send(id, bytes, overLimit: allowed)
     }
 
     /// Whether the owner awaits input (a reply): then the read timeout runs, restarted by

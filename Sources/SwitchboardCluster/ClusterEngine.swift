@@ -62,4 +62,11 @@ package protocol ClusterShardEngine: AnyObject {
     func interestAdded(_ channel: [UInt8])
     /// The last local subscriber of `channel` left this shard.
     func interestRemoved(_ channel: [UInt8])
+    /// Sends an addressed message (a `send` or `close` for one of its sockets) to node `node`'s
+    /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
+    /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
+    func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
+    /// Makes this shard receive its node's inbox (one shard per node does), handing each
+    /// message to `handler`.
+    func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
 }

@@ -12,12 +12,15 @@ package final class ClusterMetrics: Sendable {
     package let connects = Counter("switchboard_cluster_redis_connects_total", help: "Redis connections established (reconnects included)")
     package let disconnects = Counter("switchboard_cluster_redis_disconnects_total", help: "Redis connect failures and lost connections")
     package let protocolErrors = Counter("switchboard_cluster_redis_protocol_errors_total", help: "Redis replies that broke the protocol or a limit (the connection is dropped)")
+    package let addressedSent = Counter("switchboard_cluster_addressed_sent_total", help: "Addressed messages (send or close to a socket of another node) this shard sent to that node's inbox")
+    package let addressedUndelivered = Counter("switchboard_cluster_addressed_undelivered_total", help: "Addressed messages no node received (the target node was not subscribed to its inbox)")
+    package let addressedReceived = Counter("switchboard_cluster_addressed_received_total", help: "Addressed messages this node's inbox received")
     package let subscribedChannels = Counter("switchboard_cluster_subscribed_channels", help: "Channels this shard is subscribed to in Redis (channels with local subscribers)")
 
     package init() {}
 
     package var all: [Counter] {
         [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
-         connected, connects, disconnects, protocolErrors, subscribedChannels]
+         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels]
     }
 }

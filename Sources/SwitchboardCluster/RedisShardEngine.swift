@@ -20,6 +20,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case hello, select, setName, scriptLoad
         /// A publish, with what to send again with EVAL if the server lost the script.
         case publish(retry: [[UInt8]]?)
+        /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
+        case addressed
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -41,6 +43,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let channelPrefix: [UInt8]
     private let keyPrefix: [UInt8]
     private let shardName: String
+    /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
+    private var inbox: (channel: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
+    private let inboxPrefix: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
                  metrics: ClusterMetrics, logger: Logger) {
@@ -52,6 +57,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         parser = RESPParser(limits: RESPLimits())
         channelPrefix = Array((configuration.keyPrefix + ":ch:").utf8)
         keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
+        inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
         shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
     }
 
@@ -117,6 +123,29 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         if isConnected { write([Array("UNSUBSCRIBE".utf8), channelPrefix + channel]) }
     }
 
+    package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
+        guard pendingPublishes < configuration.maxPendingPublishes,
+              write([Array("PUBLISH".utf8), inboxPrefix + Array(String(node).utf8), message], control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.addressed)
+        pendingPublishes += 1
+        connection.setAwaitingInput(true)
+        metrics.addressedSent.increment()
+        return .sent
+    }
+
+    package func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void) {
+        let channel = inboxPrefix + Array(String(node).utf8)
+        inbox = (channel, handler)
+        if isConnected { write([Array("SUBSCRIBE".utf8), channel]) }
+    }
+
     // MARK: - Connection
 
     /// Queues one command. Control commands (handshake, (un)subscribe: small, and needed for
@@ -148,6 +177,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.append(.scriptLoad)
         write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(RedisChannelScript.source.utf8)])
         var batch: [[UInt8]] = []
+        if let inbox { batch.append(inbox.channel) }
         for channel in interest {
             batch.append(channelPrefix + channel)
             if batch.count == 512 {
@@ -206,6 +236,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
         case .scriptLoad:
             if case .bulkString(let sha) = value { scriptSHA = sha }
+        case .addressed:
+            pendingPublishes -= 1
+            if value == .integer(0) { metrics.addressedUndelivered.increment() }
+            if case .simpleError(let e) = value {
+                metrics.publishErrors.increment()
+                logger.error("cluster: Redis refused an addressed message: \(e)")
+            }
         case .publish(let retry):
             pendingPublishes -= 1
             if case .simpleError(let e) = value {
@@ -227,6 +264,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array("message".utf8),
               case .bulkString(let redisChannel) = items[1], case .bulkString(let framed) = items[2] else {
             return  // subscribe/unsubscribe confirmations and other pushes
+        }
+        if let inbox, redisChannel == inbox.channel {
+            metrics.addressedReceived.increment()
+            return framed.withUnsafeBytes { inbox.handler($0) }
         }
         guard redisChannel.starts(with: channelPrefix), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
             metrics.protocolErrors.increment()

@@ -301,7 +301,7 @@ package class Shard: @unchecked Sendable {
     /// The connection's slot if `id` is current and not yet closing.
     @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
         let slot = id.slot
-        guard id.shard == index, slot < highWater else { return nil }
+        guard id.shard == index, id.node == configuration.nodeID, slot < highWater else { return nil }
         let c = connections[slot]
         guard c.generation == id.generation, c.state != .free else { return nil }
         return slot
@@ -434,7 +434,7 @@ package class Shard: @unchecked Sendable {
     // MARK: - Internals shared by the backends
 
     func socketID(_ slot: Int) -> SocketID {
-        SocketID(shard: index, slot: slot, generation: connections[slot].generation)
+        SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation)
     }
 
     @inline(__always) func scheduleFlush(_ slot: Int) {

@@ -15,6 +15,9 @@ import SwitchboardCommandLine
 /// - `GET /position/broadcast/NAME`: the epoch and offset (`EPOCH:OFFSET`, or `none`) of the
 ///   last message of channel `/broadcast/NAME` delivered on the shard that answers (run with
 ///   `--shards 1` to ask the node): the cluster tests compare nodes with it.
+/// - `/direct`: addressed messages through the broker API (across nodes in a cluster):
+///   `whoami` answers `id:N` (the socket id), `to:N:TEXT` sends TEXT to socket N, `close:N`
+///   closes socket N (1000, reason `addressed`).
 
 final class EchoHandler: WorkerHandler {
     let context: ShardContext
@@ -32,11 +35,22 @@ final class EchoHandler: WorkerHandler {
             context.subscribe(socketId, ChannelName(channel))
             return .accept(token: channel)
         }
+        if request.path == "/direct" { return .accept(token: Self.direct) }
         return .accept()
     }
 
+    static let direct = Array("direct".utf8)
+
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        if let channel = token {
+        if token == Self.direct, case .text(let text) = message {
+            let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            switch (parts.first, parts.count > 1 ? UInt64(parts[1]) : nil) {
+            case ("whoami", _): context.send(socketId, .text("id:\(socketId.rawValue)"))
+            case ("to", let raw?) where parts.count == 3: context.broker.send(SocketID(rawValue: raw), .text(String(parts[2])))
+            case ("close", let raw?): context.broker.close(SocketID(rawValue: raw), code: .normalClosure, reason: "addressed")
+            default: context.send(socketId, .text("error: whoami | to:ID:TEXT | close:ID"))
+            }
+        } else if let channel = token {
             context.publish(ChannelName(channel), message)
         } else {
             context.send(socketId, message)

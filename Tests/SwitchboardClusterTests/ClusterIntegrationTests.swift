@@ -37,6 +37,47 @@ struct ClusterIntegrationTests {
         return texts
     }
 
+    @Test("send and close to a socket of another node go through its node's inbox")
+    func addressedAcrossNodes() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try (0..<2).map { try startNode($0 + 1, redisPort: redis.port, shards: 2) }
+        defer { for n in nodes { n.stop() } }
+        let probe = try RedisProbe(port: redis.port)
+        // Each node's shard 0 receives its inbox.
+        #expect(waitUntil { (try? probe.subscriberCount("switchboard:node:1")) == 1 && (try? probe.subscriberCount("switchboard:node:2")) == 1 })
+        func direct(_ node: NodeProcess) throws -> (TestClient, UInt64) {
+            let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
+            #expect(try ws.upgrade(path: "/direct").status == 101)
+            try ws.sendText("whoami")
+            let answer = try ws.readFrame().text
+            let raw = try #require(UInt64(answer.dropFirst("id:".count)), "\(answer)")
+            return (ws, raw)
+        }
+        // Two sockets on node 2 (one per shard), one on node 1.
+        let (sender, senderID) = try direct(nodes[0])
+        let targets = try [direct(nodes[1]), direct(nodes[1])]
+        #expect(senderID >> 56 == 1, "socket ids carry the node")
+        #expect(targets.allSatisfy { $0.1 >> 56 == 2 })
+        #expect(Set(targets.map { ($0.1 >> 48) & 0xFF }) == [0, 1], "one target on each shard of node 2")
+        for (ws, id) in targets {
+            for i in 0..<50 { try sender.sendText("to:\(id):m\(i)") }
+            // In order: one sender shard, one Redis connection, one inbox.
+            for i in 0..<50 { #expect(try ws.readFrame().text == "m\(i)") }
+        }
+        #expect(try nodes[1].metric("switchboard_cluster_addressed_received_total") == 100)
+        // A socket of a node that does not exist: counted as undelivered on the sender's node.
+        try sender.sendText("to:\(UInt64(9) << 56):lost")
+        #expect(waitUntil { (try? nodes[0].metric("switchboard_cluster_addressed_undelivered_total")) == 1 })
+        // Close across nodes: the target gets a close frame with the code and reason.
+        try sender.sendText("close:\(targets[0].1)")
+        let close = try targets[0].0.readFrame()
+        #expect(close.opcode == 8 && close.closeCode == 1000 && close.payload.dropFirst(2).elementsEqual("addressed".utf8))
+        // And back: node 2 to node 1.
+        try targets[1].0.sendText("to:\(senderID):back")
+        #expect(try sender.readFrame().text == "back")
+    }
+
     @Test("a publish on any node reaches every node in one order with the same offsets; Redis restarted: fail fast, reconnect, resubscribe")
     func threeNodes() throws {
         var redis = try RedisServer()

@@ -36,5 +36,84 @@ extension Broker {
                                       shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                       logger: logger.forShard(dispatcher.context.shardIndex))
         dispatcher.channels.attachCluster(engine)
+        if dispatcher.context.shardIndex == 0 {
+            receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker)
+        }
+    }
+}
+
+/// A `send` or `close` for a socket of another node, as it travels to that node's inbox:
+/// one operation byte (`t` text, `b` binary, `c` close), the socket id (8 bytes, big-endian),
+/// then the payload, or for a close the code (2 bytes, big-endian) and the reason (UTF-8).
+enum AddressedMessage: Equatable {
+    case send(SocketMessage)
+    case close(WebSocketCloseCode, String)
+
+    func encode(to socketId: SocketID) -> [UInt8] {
+        var out: [UInt8] = []
+        func id() { for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: socketId.rawValue >> UInt64(shift))) } }
+        switch self {
+        case .send(.text(let text)):
+            out.append(UInt8(ascii: "t")); id(); out += Array(text.utf8)
+        case .send(.binary(let bytes)):
+            out.append(UInt8(ascii: "b")); id(); out += bytes
+        case .close(let code, let reason):
+            out.append(UInt8(ascii: "c")); id()
+            out += [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)] + Array(reason.utf8)
+        }
+        return out
+    }
+
+    /// nil for bytes that are not an addressed message (counted by the caller, never trusted).
+    static func decode(_ bytes: UnsafeRawBufferPointer) -> (SocketID, AddressedMessage)? {
+        guard bytes.count >= 9 else { return nil }
+        var raw: UInt64 = 0
+        for i in 1...8 { raw = raw << 8 | UInt64(bytes[i]) }
+        let id = SocketID(rawValue: raw)
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[9...])
+        switch bytes[0] {
+        case UInt8(ascii: "t"): return (id, .send(.text(String(decoding: rest, as: UTF8.self))))
+        case UInt8(ascii: "b"): return (id, .send(.binary(Array(rest))))
+        case UInt8(ascii: "c"):
+            guard rest.count >= 2, let code = WebSocketCloseCode(rawValue: UInt16(rest[0]) << 8 | UInt16(rest[1])) else { return nil }
+            return (id, .close(code, String(decoding: UnsafeRawBufferPointer(rebasing: rest[2...]), as: UTF8.self)))
+        default: return nil
+        }
+    }
+}
+
+extension Broker {
+    /// A socket id of another node (only in a cluster; on one node every id is local).
+    func isRemote(_ socketId: SocketID) -> Bool {
+        configuration.cluster.engine == .redis && socketId.node != configuration.cluster.nodeID
+    }
+
+    /// Sends an addressed message to the socket's node through Redis: from the calling shard
+    /// (its own connection, so its messages to one socket keep their order) or, from any
+    /// other thread, from the shard the id hashes to. Fail-fast: refused (`.full`) while Redis
+    /// is unreachable; a message to a node that is gone is counted there and lost.
+    func sendAddressed(_ socketId: SocketID, _ message: AddressedMessage) -> Enqueued {
+        let bytes = message.encode(to: socketId)
+        let node = socketId.node
+        if let index = currentShardIndex {
+            // On a shard: exact, from its own connection.
+            let sent = dispatchers[index].channels.cluster?.sendToNode(node, bytes) ?? .unavailable
+            return sent == .sent ? .queued : .refused(.full)
+        }
+        return onShard(Int(socketId.rawValue % UInt64(shardCount))) { _ = $0.channels.cluster?.sendToNode(node, bytes) }
+    }
+
+    /// Shard 0's engine receives the node's inbox and hands each message to its socket's shard.
+    static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker) {
+        engine.receiveNodeInbox(nodeID) { [unowned broker] bytes in
+            guard let (id, message) = AddressedMessage.decode(bytes), id.node == nodeID else {
+                broker.logger.warning("cluster: a malformed addressed message in node \(nodeID)'s inbox was dropped")
+                return
+            }
+            switch message {
+            case .send(let m): broker.send(id, m)
+            case .close(let code, let reason): broker.close(id, code: code, reason: reason)
+            }
+        }
     }
 }

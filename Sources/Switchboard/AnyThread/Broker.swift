@@ -34,7 +34,7 @@ public final class Broker: Sendable {
     /// The host's logger; shards and handlers log through it with a `shard` metadata key.
     public let logger: Logger
     private let fabric: ChannelFabric
-    private let dispatchers: DispatcherTable
+    let dispatchers: DispatcherTable
     /// Set when shutdown begins: from then on every call is refused with `.stopped`.
     private let stopping = Atomic<Bool>(false)
 
@@ -63,6 +63,8 @@ public final class Broker: Sendable {
                                    renderMetrics: { box.broker?.metricsText() ?? "" })
         var io = configuration.io
         if io.tls == nil && configuration.tls.isEnabled { io.tls = configuration.tls }
+        // In a cluster, socket ids carry the node: an id names its node, shard and slot.
+        if configuration.cluster.engine == .redis { io.nodeID = configuration.cluster.nodeID }
         group = ShardGroup(configuration: io, host: configuration.host, port: configuration.port, logger: logger) { shard in
             let dispatcher = ShardDispatcher(shard: shard, broker: box.broker!, configuration: configuration,
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
@@ -119,7 +121,7 @@ public final class Broker: Sendable {
     /// through the shard's inbox, in call order per calling thread.
     /// `duringShutdown`: taken while the shards drain (answers owed to clients still go out in
     /// the grace period); refused once the shard itself refuses work.
-    private func onShard(_ index: Int, duringShutdown: Bool = false,
+    func onShard(_ index: Int, duringShutdown: Bool = false,
                          _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
         guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
         guard duringShutdown || !isStopping else { return .refused(.stopped) }
@@ -172,13 +174,15 @@ public final class Broker: Sendable {
     /// this returns; from elsewhere when the shard next runs. A stale id is ignored there.
     @discardableResult
     public func send(_ socketId: SocketID, _ message: SocketMessage) -> Enqueued {
-        onShard(socketId.shard) { _ = $0.webSockets.send(socketId, message) }
+        if isRemote(socketId) { return sendAddressed(socketId, .send(message)) }
+        return onShard(socketId.shard) { _ = $0.webSockets.send(socketId, message) }
     }
 
     /// Starts a close handshake with the client.
     @discardableResult
     public func close(_ socketId: SocketID, code: WebSocketCloseCode = .normalClosure, reason: String = "") -> Enqueued {
-        onShard(socketId.shard) { $0.webSockets.close(socketId, code: code, reason: reason) }
+        if isRemote(socketId) { return sendAddressed(socketId, .close(code, reason)) }
+        return onShard(socketId.shard) { $0.webSockets.close(socketId, code: code, reason: reason) }
     }
 
     /// Attaches a token to a socket (passed back with each message and the close).
@@ -195,7 +199,7 @@ public final class Broker: Sendable {
     // MARK: - Channels (any thread)
 
     /// The shard of this broker running on the calling thread, if any.
-    private var currentShardIndex: Int? {
+    var currentShardIndex: Int? {
         for s in group.shards where s.isCurrent { return s.index }
         return nil
     }

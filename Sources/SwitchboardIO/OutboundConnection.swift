@@ -106,7 +106,8 @@ package final class OutboundConnection {
     /// Position in the shard's list (the token of connect completions).
     let index: Int
     package private(set) var state: State
-    /// Bumped by every attempt: a completion of an abandoned attempt is recognised and ignored.
+    /// This connection's current attempt, numbered shard-wide (`Shard.outboundAttempts`): a
+    /// completion of an abandoned attempt is recognised and ignored.
     private(set) var attempt: UInt32 = 0
     /// Consecutive failed attempts (0 once connected): the backoff's exponent.
     package private(set) var consecutiveFailures = 0
@@ -175,7 +176,8 @@ package final class OutboundConnection {
 
     /// Starts an attempt now (the shard calls it when the backoff has passed).
     func startAttempt() {
-        attempt = (attempt &+ 1) & SocketID.generationMask
+        shard.outboundAttempts = (shard.outboundAttempts &+ 1) & SocketID.generationMask
+        attempt = shard.outboundAttempts
         var inProgress: Int32 = 0
         let fd = sb_connect_tcp(options.host, Int32(options.port), &inProgress)
         if fd < 0 {

@@ -173,6 +173,9 @@ package class Shard: @unchecked Sendable {
     var handler: ShardEventHandler!
     /// Client connections this shard owns (OutboundConnection.swift). Shard thread only.
     var outbound: [OutboundConnection] = []
+    /// Numbers outbound connect attempts shard-wide, so a late completion of an abandoned
+    /// attempt never matches a newer one, even of a connection that took over its index.
+    var outboundAttempts: UInt32 = 0
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []

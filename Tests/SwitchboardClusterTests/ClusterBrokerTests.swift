@@ -1,0 +1,86 @@
+import Switchboard
+import SwitchboardIO
+import SwitchboardTestSupport
+import Synchronization
+import Testing
+
+/// Subscribes every WebSocket to `news` on upgrade; a message `pub:TEXT` publishes TEXT to
+/// `news` from the socket's shard and records what `ShardContext.publish` answered.
+final class NewsLog: Sendable {
+    let results = Mutex<[PublishResult]>([])
+    let ids = Mutex<[SocketID]>([])
+}
+
+final class NewsHandler: WorkerHandler {
+    let context: ShardContext
+    let log: NewsLog
+    init(_ context: ShardContext, log: NewsLog) {
+        self.context = context
+        self.log = log
+    }
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
+        #expect(context.subscribe(socketId, "news") == .subscribed)
+        log.ids.withLock { $0.append(socketId) }
+        return .accept()
+    }
+    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        guard case .text(let text) = message, text.hasPrefix("pub:") else { return }
+        let result = context.publish("news", .text(String(text.dropFirst(4))))
+        log.results.withLock { $0.append(result) }
+    }
+}
+
+@Suite("Cluster engine behind the broker API (one process, real redis-server)", .serialized)
+struct ClusterBrokerTests {
+    func metric(_ broker: Broker, _ name: String) -> Int {
+        broker.metricSamples().filter { $0.name == name }.reduce(0) { $0 + Int($1.value) }
+    }
+
+    @Test("publish from a shard and from any thread goes through Redis; refused at once while Redis is down",
+          arguments: [IOBackendKind.uring, .epoll])
+    func publishPaths(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        var configuration = BrokerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.io.shardCount = 2
+        configuration.io.backend = backend
+        configuration.io.tickMilliseconds = 10
+        configuration.cluster.engine = .redis
+        configuration.cluster.redisURL = "redis://localhost:\(redis.port)"  // a name, resolved at start
+        configuration.cluster.nodeID = 7
+        configuration.cluster.initialBackoffMilliseconds = 20
+        let log = NewsLog()
+        let broker = Broker(configuration: configuration) { NewsHandler($0, log: log) }
+        try broker.start()
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        #expect(broker.backend == backend)
+        #expect(waitUntil { metric(broker, "switchboard_cluster_redis_connected") == 2 }, "one connection per shard")
+
+        let clients = try (0..<2).map { _ in try TestClient(port: broker.port, receiveTimeoutMilliseconds: 10_000) }
+        for c in clients { #expect(try c.upgrade(path: "/").status == 101) }
+        #expect(Set(log.ids.withLock { $0 }.map(\.shard)) == [0, 1], "one subscriber per shard")
+        #expect(log.ids.withLock { $0 }.allSatisfy { $0.node == 7 }, "socket ids carry cluster_node_id")
+        let probe = try RedisProbe(port: redis.port)
+        #expect(waitUntil { (try? probe.subscriberCount("switchboard:ch:news")) == 2 })
+
+        #expect(broker.publish(ChannelName("news"), SocketMessage.text("from any thread")) == .queued)
+        for c in clients { #expect(try c.readFrame().text == "from any thread") }
+        try clients[0].sendText("pub:from a shard")
+        for c in clients { #expect(try c.readFrame().text == "from a shard") }
+        #expect(log.results.withLock { $0 } == [.accepted(offset: nil)])
+        #expect(metric(broker, "switchboard_cluster_publishes_total") == 2)
+        #expect(metric(broker, "switchboard_cluster_deliveries_total") == 4, "two messages, each to both shards")
+
+        redis.stop()
+        #expect(waitUntil { metric(broker, "switchboard_cluster_redis_connected") == 0 })
+        try clients[1].sendText("pub:during the outage")
+        #expect(waitUntil { log.results.withLock { $0.count } == 2 })
+        #expect(log.results.withLock { $0.last } == .refused, "the handler learns it at once")
+        #expect(broker.publish(ChannelName("news"), SocketMessage.text("any thread, outage")) == .queued, "reached a shard; refused and counted there")
+        #expect(waitUntil { metric(broker, "switchboard_cluster_publishes_unavailable_total") == 2 })
+        // Counted by the channel engine right after the engine refused: wait for it too.
+        #expect(waitUntil { metric(broker, "switchboard_publishes_refused_total") == 2 })
+    }
+}

@@ -26,6 +26,11 @@ public struct ClusterConfiguration: Sendable, Equatable {
     public var readTimeoutMilliseconds: Int = 5_000
     public var initialBackoffMilliseconds: Int = 100
     public var maxBackoffMilliseconds: Int = 5_000
+    /// How often a node renews its membership in Redis.
+    public var heartbeatMilliseconds: Int = 1_000
+    /// How long a membership lasts without a renewal: a node that stopped (crash, partition)
+    /// drops out of `Broker.clusterMembers()` within this.
+    public var nodeTTLMilliseconds: Int = 5_000
 
     public init() {}
 
@@ -66,6 +71,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if maxPendingPublishes < 1 || maxPendingPublishes > 1 << 20 { return "cluster_max_pending_publishes must be 1...1048576" }
         if connectTimeoutMilliseconds < 1 || readTimeoutMilliseconds < 1 { return "cluster_redis_connect_timeout_ms and cluster_redis_read_timeout_ms must be >= 1" }
         if initialBackoffMilliseconds < 1 || maxBackoffMilliseconds < initialBackoffMilliseconds { return "cluster_redis_backoff_ms must be >= 1 and <= cluster_redis_max_backoff_ms" }
+        if heartbeatMilliseconds < 10 || nodeTTLMilliseconds < 2 * heartbeatMilliseconds { return "cluster_heartbeat_ms must be >= 10 and cluster_node_ttl_ms >= 2 x cluster_heartbeat_ms" }
         return nil
     }
 

@@ -69,4 +69,12 @@ package protocol ClusterShardEngine: AnyObject {
     /// Makes this shard receive its node's inbox (one shard per node does), handing each
     /// message to `handler`.
     func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
+    /// Makes this shard announce node `node` as a member (one shard per node does): a
+    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`.
+    func announceMembership(_ node: Int)
+    /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
+    /// `completion` runs on the shard's thread, exactly once.
+    func members(_ completion: @escaping ([Int]?) -> Void)
+    /// The shard's tick (heartbeats).
+    func tick(nowMilliseconds: Int64)
 }

@@ -32,6 +32,23 @@ enum RedisChannelScript {
         return {epoch, offset}
         """
 
+    /// Membership (one sorted set, `KEYS[1]`, member: node id, score: expiry on Redis's own
+    /// clock, so nodes' clocks never disagree): renews `ARGV[1]` for `ARGV[2]` milliseconds.
+    static let heartbeat = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        return now
+        """
+
+    /// Drops expired members and returns the live ones.
+    static let members = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        return redis.call('ZRANGE', KEYS[1], 0, -1)
+        """
+
     /// A published message taken apart; nil when it is not one this script wrote.
     static func decode(_ framed: [UInt8]) -> (position: ClusterPosition, kind: ClusterMessageKind, payloadStart: Int)? {
         var i = 0

@@ -22,6 +22,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case publish(retry: [[UInt8]]?)
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
+        case heartbeat
+        case members(([Int]?) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -46,6 +48,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
     private var inbox: (channel: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
     private let inboxPrefix: [UInt8]
+    /// The node this shard announces (shard 0 of each node), and when it last did.
+    private var membership: Int?
+    private var lastHeartbeatMilliseconds: Int64 = .min
+    private let membersKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
                  metrics: ClusterMetrics, logger: Logger) {
@@ -58,6 +64,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         channelPrefix = Array((configuration.keyPrefix + ":ch:").utf8)
         keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
         inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
+        membersKey = Array((configuration.keyPrefix + ":members").utf8)
         shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
     }
 
@@ -146,6 +153,31 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         if isConnected { write([Array("SUBSCRIBE".utf8), channel]) }
     }
 
+    package func announceMembership(_ node: Int) {
+        membership = node
+        if isConnected { heartbeat() }
+    }
+
+    package func members(_ completion: @escaping ([Int]?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        pending.append(.members(completion))
+        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("1".utf8), membersKey])
+    }
+
+    package func tick(nowMilliseconds: Int64) {
+        guard membership != nil, isConnected,
+              nowMilliseconds - lastHeartbeatMilliseconds >= Int64(configuration.heartbeatMilliseconds) else { return }
+        heartbeat()
+    }
+
+    private func heartbeat() {
+        guard let node = membership, let connection else { return }
+        lastHeartbeatMilliseconds = connection.shard.nowMilliseconds
+        pending.append(.heartbeat)
+        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("1".utf8), membersKey,
+               Array(String(node).utf8), Array(String(configuration.nodeTTLMilliseconds).utf8)])
+    }
+
     // MARK: - Connection
 
     /// Queues one command. Control commands (handshake, (un)subscribe: small, and needed for
@@ -186,6 +218,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             }
         }
         if !batch.isEmpty { write([Array("SUBSCRIBE".utf8)] + batch) }
+        heartbeat()
     }
 
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
@@ -193,7 +226,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         metrics.connected.set(0)
         metrics.disconnects.increment()
         if pendingPublishes > 0 { metrics.publishesUnconfirmed.increment(by: pendingPublishes) }
+        let owed = pending
         pending.removeAll()
+        // Every waiter hears back exactly once: nil, Redis is gone.
+        for case .members(let completion) in owed { completion(nil) }
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
@@ -236,6 +272,14 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
         case .scriptLoad:
             if case .bulkString(let sha) = value { scriptSHA = sha }
+        case .heartbeat:
+            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the heartbeat: \(e)") }
+        case .members(let completion):
+            guard case .array(let items) = value else {
+                logger.error("cluster: Redis answered the membership query with \(value)")
+                return completion(nil)
+            }
+            completion(items.compactMap { if case .bulkString(let b) = $0 { Int(String(decoding: b, as: UTF8.self)) } else { nil } }.sorted())
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }

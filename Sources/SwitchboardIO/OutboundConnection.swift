@@ -100,7 +100,7 @@ package final class OutboundConnection {
     }
 
     package let options: OutboundOptions
-    unowned(unsafe) let shard: Shard
+    unowned(unsafe) package let shard: Shard
     /// Not retained: the owner holds the connection.
     package weak var delegate: OutboundConnectionDelegate?
     /// Position in the shard's list (the token of connect completions).

@@ -84,3 +84,63 @@ struct ClusterBrokerTests {
         #expect(waitUntil { metric(broker, "switchboard_publishes_refused_total") == 2 })
     }
 }
+
+@Suite("Cluster membership (heartbeats in Redis)", .serialized)
+struct ClusterMembershipTests {
+    func node(_ id: Int, redisPort: Int) throws -> Broker {
+        var configuration = BrokerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.io.shardCount = 1
+        configuration.io.tickMilliseconds = 10
+        configuration.cluster.engine = .redis
+        configuration.cluster.redisURL = "redis://127.0.0.1:\(redisPort)"
+        configuration.cluster.nodeID = id
+        configuration.cluster.heartbeatMilliseconds = 50
+        configuration.cluster.nodeTTLMilliseconds = 300
+        configuration.cluster.initialBackoffMilliseconds = 20
+        let broker = Broker(configuration: configuration) { _ in DefaultWorkerHandler() }
+        try broker.start()
+        return broker
+    }
+
+    /// Polls an async question until it has the expected answer (bounded).
+    func eventually(_ expected: [Int], timeoutMilliseconds: Int = 5_000, _ ask: () async throws -> [Int]) async -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(timeoutMilliseconds)
+        while ContinuousClock.now < deadline {
+            if (try? await ask()) == expected { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return false
+    }
+
+    @Test("nodes announce themselves; a stopped node drops out within the TTL; no Redis, no answer")
+    func heartbeats() async throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let one = try node(1, redisPort: redis.port)
+        defer { one.shutdown(graceMilliseconds: 200) }
+        let two = try node(2, redisPort: redis.port)
+        #expect(await eventually([1, 2]) { try await one.clusterMembers() })
+        #expect(await eventually([1, 2]) { try await two.clusterMembers() }, "the same view from both")
+
+        two.shutdown(graceMilliseconds: 200)  // its heartbeats stop
+        let stopped = ContinuousClock.now
+        #expect(await eventually([1]) { try await one.clusterMembers() })
+        let gone = ContinuousClock.now - stopped
+        // Expired at most one TTL (300 ms) after its last heartbeat; generous for a loaded machine.
+        #expect(gone < .milliseconds(2_000), "\(gone)")
+        // Node 1 keeps renewing: a member at every look over more than three TTLs.
+        let watch = ContinuousClock.now
+        while ContinuousClock.now - watch < .milliseconds(1_000) {
+            #expect(try await one.clusterMembers() == [1])
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let probe = try RedisProbe(port: redis.port)
+        #expect(try probe.call(["ZCARD", "switchboard:members"]) == .integer(1))
+
+        redis.stop()
+        #expect(waitUntil { one.metricSamples().first { $0.name == "switchboard_cluster_redis_connected" }?.value == 0 })
+        await #expect(throws: BrokerError.clusterUnavailable) { try await one.clusterMembers() }
+    }
+}

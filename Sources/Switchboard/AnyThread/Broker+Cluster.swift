@@ -38,6 +38,7 @@ extension Broker {
         dispatcher.channels.attachCluster(engine)
         if dispatcher.context.shardIndex == 0 {
             receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker)
+            engine.announceMembership(configuration.cluster.nodeID)
         }
     }
 }
@@ -115,5 +116,27 @@ extension Broker {
             case .close(let code, let reason): broker.close(id, code: code, reason: reason)
             }
         }
+    }
+}
+
+extension Broker {
+    /// The cluster's nodes whose membership heartbeat has not expired (`cluster_node_ttl_ms`),
+    /// ascending, asked of Redis through shard 0's connection. On one node (`cluster_engine =
+    /// memory`): this node alone. Throws `.stopped` once the broker stops, `.inboxFull` when
+    /// shard 0 refused the call, and `.clusterUnavailable` while Redis is unreachable.
+    public func clusterMembers() async throws(BrokerError) -> [Int] {
+        guard configuration.cluster.engine == .redis else { return [configuration.cluster.nodeID] }
+        let dispatchers = dispatchers
+        let result: Result<[Int], BrokerError> = await withCheckedContinuation { continuation in
+            // Exactly one of: the engine's completion (it answers every query once, nil when
+            // the connection is lost), or the refusal.
+            group.shards[0].execute({ _ in
+                guard let engine = dispatchers[0].channels.cluster else { return continuation.resume(returning: .failure(.clusterUnavailable)) }
+                engine.members { members in
+                    continuation.resume(returning: members.map { .success($0) } ?? .failure(.clusterUnavailable))
+                }
+            }, orElse: { why in continuation.resume(returning: .failure(why == .stopped ? .stopped : .inboxFull)) })
+        }
+        return try result.get()
     }
 }

@@ -14,6 +14,8 @@ extension BrokerConfiguration {
         ("cluster_redis_read_timeout_ms", "a Redis connection that owes replies and sends nothing for this long is dropped and reconnected (metric switchboard_outbound_read_timeouts_total)"),
         ("cluster_redis_backoff_ms", "first delay before reconnecting to Redis; doubles per failure, with up to 50% jitter"),
         ("cluster_redis_max_backoff_ms", "longest delay between reconnect attempts"),
+        ("cluster_heartbeat_ms", "how often a node renews its membership in Redis"),
+        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers); at least 2 x cluster_heartbeat_ms"),
     ]
 
     func clusterValue(forKey key: String) -> String? {
@@ -29,6 +31,8 @@ extension BrokerConfiguration {
         case "cluster_redis_read_timeout_ms": return String(cluster.readTimeoutMilliseconds)
         case "cluster_redis_backoff_ms": return String(cluster.initialBackoffMilliseconds)
         case "cluster_redis_max_backoff_ms": return String(cluster.maxBackoffMilliseconds)
+        case "cluster_heartbeat_ms": return String(cluster.heartbeatMilliseconds)
+        case "cluster_node_ttl_ms": return String(cluster.nodeTTLMilliseconds)
         default: return nil
         }
     }
@@ -52,6 +56,8 @@ extension BrokerConfiguration {
         case "cluster_redis_read_timeout_ms": cluster.readTimeoutMilliseconds = try int()
         case "cluster_redis_backoff_ms": cluster.initialBackoffMilliseconds = try int()
         case "cluster_redis_max_backoff_ms": cluster.maxBackoffMilliseconds = try int()
+        case "cluster_heartbeat_ms": cluster.heartbeatMilliseconds = try int()
+        case "cluster_node_ttl_ms": cluster.nodeTTLMilliseconds = try int()
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }

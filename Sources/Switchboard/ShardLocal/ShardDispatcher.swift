@@ -99,6 +99,7 @@ final class ShardDispatcher: ShardEventHandler {
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
+        channels.cluster?.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
         webSockets.tick(nowMilliseconds: nowMilliseconds)
     }

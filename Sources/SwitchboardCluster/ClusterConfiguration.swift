@@ -112,7 +112,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         default:
             ok = false
         }
-        return ok ? String(cString: text) : nil
+        return ok ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }
 }
 

@@ -124,8 +124,10 @@ package final class OutboundConnection {
         state = .waiting(retryAtMilliseconds: shard.nowMilliseconds)
     }
 
+    /// Connected and not being dropped (after `reconnect()` or a read timeout the slot may
+    /// take a moment to close; it no longer counts as connected meanwhile).
     package var isConnected: Bool {
-        if case .connected = state { return true }
+        if case .connected = state { return closeReason == nil }
         return false
     }
 

@@ -12,13 +12,15 @@ struct ClusterIntegrationTests {
     static let channel = "/broadcast/room"
     static let redisChannel = "switchboard:ch:/broadcast/room"
 
-    func startNode(_ id: Int, redisPort: Int, shards: Int) throws -> NodeProcess {
-        try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", String(shards),
+    func startNode(_ id: Int, redisPort: Int, shards: Int, backend: String) throws -> NodeProcess {
+        let node = try NodeProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", String(shards), "--io-backend", backend,
             "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
             "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
             "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
         ])
+        #expect(node.errorText.contains("shards (\(backend))"), "runs on \(backend)")
+        return node
     }
 
     func subscriber(_ node: NodeProcess) throws -> TestClient {
@@ -41,7 +43,7 @@ struct ClusterIntegrationTests {
     func addressedAcrossNodes() throws {
         let redis = try RedisServer()
         defer { redis.stop() }
-        let nodes = try (0..<2).map { try startNode($0 + 1, redisPort: redis.port, shards: 2) }
+        let nodes = try (0..<2).map { try startNode($0 + 1, redisPort: redis.port, shards: 2, backend: ["epoll", "uring"][$0]) }
         defer { for n in nodes { n.stop() } }
         let probe = try RedisProbe(port: redis.port)
         // Each node's shard 0 receives its inbox.
@@ -84,9 +86,11 @@ struct ClusterIntegrationTests {
         defer { redis.stop() }
         let redisPort = redis.port
         // Node A runs two shards, each with its own Redis connection: its two sockets land one
-        // on each (fewest connections first), so A subscribes twice, B and C once.
+        // on each (fewest connections first), so A subscribes twice, B and C once. B runs on
+        // epoll, A and C on io_uring: the backends mix in one cluster.
         let shards = [2, 1, 1]
-        let nodes = try (0..<3).map { try startNode($0 + 1, redisPort: redisPort, shards: shards[$0]) }
+        let backends = ["uring", "epoll", "uring"]
+        let nodes = try (0..<3).map { try startNode($0 + 1, redisPort: redisPort, shards: shards[$0], backend: backends[$0]) }
         defer { for n in nodes { n.stop() } }
         let (a, b, c) = (nodes[0], nodes[1], nodes[2])
         let clients = try [a, a, b, b, c, c].map { try subscriber($0) }

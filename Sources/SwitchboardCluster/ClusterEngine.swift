@@ -66,8 +66,10 @@ package protocol ClusterShardEngine: AnyObject {
     /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
     /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
     func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
-    /// Makes this shard receive its node's inbox (one shard per node does), handing each
-    /// message to `handler`.
+    /// Sends a message to every node's inbox (this one included), e.g. a `copySubscriptions`.
+    func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult
+    /// Makes this shard receive its node's inbox and the all-nodes inbox (one shard per node
+    /// does), handing each message to `handler`.
     func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
     /// Makes this shard announce node `node` as a member (one shard per node does): a
     /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`.

@@ -46,7 +46,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let keyPrefix: [UInt8]
     private let shardName: String
     /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
-    private var inbox: (channel: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
+    private var inbox: (channel: [UInt8], all: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
     private let inboxPrefix: [UInt8]
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
@@ -131,12 +131,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
+        send(to: inboxPrefix + Array(String(node).utf8), message)
+    }
+
+    package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
+        send(to: inboxPrefix + Array("all".utf8), message)
+    }
+
+    private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
         guard pendingPublishes < configuration.maxPendingPublishes,
-              write([Array("PUBLISH".utf8), inboxPrefix + Array(String(node).utf8), message], control: false) == .queued else {
+              write([Array("PUBLISH".utf8), inboxChannel, message], control: false) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
@@ -149,8 +157,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void) {
         let channel = inboxPrefix + Array(String(node).utf8)
-        inbox = (channel, handler)
-        if isConnected { write([Array("SUBSCRIBE".utf8), channel]) }
+        let all = inboxPrefix + Array("all".utf8)
+        inbox = (channel, all, handler)
+        if isConnected { write([Array("SUBSCRIBE".utf8), channel, all]) }
     }
 
     package func announceMembership(_ node: Int) {
@@ -209,7 +218,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.append(.scriptLoad)
         write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(RedisChannelScript.source.utf8)])
         var batch: [[UInt8]] = []
-        if let inbox { batch.append(inbox.channel) }
+        if let inbox { batch += [inbox.channel, inbox.all] }
         for channel in interest {
             batch.append(channelPrefix + channel)
             if batch.count == 512 {
@@ -309,7 +318,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
               case .bulkString(let redisChannel) = items[1], case .bulkString(let framed) = items[2] else {
             return  // subscribe/unsubscribe confirmations and other pushes
         }
-        if let inbox, redisChannel == inbox.channel {
+        if let inbox, redisChannel == inbox.channel || redisChannel == inbox.all {
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }

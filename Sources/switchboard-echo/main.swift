@@ -17,7 +17,8 @@ import SwitchboardCommandLine
 ///   `--shards 1` to ask the node): the cluster tests compare nodes with it.
 /// - `/direct`: addressed messages through the broker API (across nodes in a cluster):
 ///   `whoami` answers `id:N` (the socket id), `to:N:TEXT` sends TEXT to socket N, `close:N`
-///   closes socket N (1000, reason `addressed`).
+///   closes socket N (1000, reason `addressed`), `copy:FROM:TO` copies the subscribers of
+///   channel FROM to TO (on every node in a cluster).
 
 final class EchoHandler: WorkerHandler {
     let context: ShardContext
@@ -48,6 +49,8 @@ final class EchoHandler: WorkerHandler {
             case ("whoami", _): context.send(socketId, .text("id:\(socketId.rawValue)"))
             case ("to", let raw?) where parts.count == 3: context.broker.send(SocketID(rawValue: raw), .text(String(parts[2])))
             case ("close", let raw?): context.broker.close(SocketID(rawValue: raw), code: .normalClosure, reason: "addressed")
+            case ("copy", _) where parts.count == 3:
+                context.broker.copySubscriptions(from: ChannelName(String(parts[1])), to: ChannelName(String(parts[2])))
             default: context.send(socketId, .text("error: whoami | to:ID:TEXT | close:ID"))
             }
         } else if let channel = token {

@@ -155,5 +155,17 @@ struct ClusterIntegrationTests {
         for ws in clients[..<4] { #expect(try readTexts(ws, count: 1) == ["Z"]) }
         #expect(try c.get("/position" + Self.channel) == "none", "C keeps nothing about the channel")
         #expect(try b.get("/position" + Self.channel).hasSuffix(":21"))
+
+        // copySubscriptions reaches every node: the room's subscribers on A and B join
+        // /broadcast/other, which a new socket on C then publishes to.
+        let control = try TestClient(port: c.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try control.upgrade(path: "/direct").status == 101)
+        try control.sendText("copy:\(Self.channel):/broadcast/other")
+        #expect(waitUntil { (try? probe2.subscriberCount("switchboard:ch:/broadcast/other")) == 3 }, "A's two shards and B")
+        let other = try TestClient(port: c.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try other.upgrade(path: "/broadcast/other").status == 101)
+        #expect(waitUntil { (try? probe2.subscriberCount("switchboard:ch:/broadcast/other")) == 4 })
+        try other.sendText("copied")
+        for ws in clients[..<4] + [other] { #expect(try readTexts(ws, count: 1) == ["copied"]) }
     }
 }

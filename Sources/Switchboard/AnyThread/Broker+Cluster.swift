@@ -46,9 +46,19 @@ extension Broker {
 /// A `send` or `close` for a socket of another node, as it travels to that node's inbox:
 /// one operation byte (`t` text, `b` binary, `c` close), the socket id (8 bytes, big-endian),
 /// then the payload, or for a close the code (2 bytes, big-endian) and the reason (UTF-8).
+/// A `copySubscriptions` for every node (`p`) carries no socket: the 8 bytes are the length
+/// of `from`, then `from`, then `to`.
 enum AddressedMessage: Equatable {
     case send(SocketMessage)
     case close(WebSocketCloseCode, String)
+    case copySubscriptions(from: ChannelName, to: ChannelName)
+
+    static func encodeCopy(from: ChannelName, to: ChannelName) -> [UInt8] {
+        let length = UInt64(from.bytes.count)
+        var out: [UInt8] = [UInt8(ascii: "p")]
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: length >> UInt64(shift))) }
+        return out + from.bytes + to.bytes
+    }
 
     func encode(to socketId: SocketID) -> [UInt8] {
         var out: [UInt8] = []
@@ -61,6 +71,8 @@ enum AddressedMessage: Equatable {
         case .close(let code, let reason):
             out.append(UInt8(ascii: "c")); id()
             out += [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)] + Array(reason.utf8)
+        case .copySubscriptions(let from, let to):
+            return Self.encodeCopy(from: from, to: to)
         }
         return out
     }
@@ -75,6 +87,10 @@ enum AddressedMessage: Equatable {
         switch bytes[0] {
         case UInt8(ascii: "t"): return (id, .send(.text(String(decoding: rest, as: UTF8.self))))
         case UInt8(ascii: "b"): return (id, .send(.binary(Array(rest))))
+        case UInt8(ascii: "p"):
+            guard raw <= UInt64(rest.count) else { return nil }
+            let split = Int(raw)
+            return (SocketID(rawValue: 0), .copySubscriptions(from: ChannelName(Array(rest[..<split])), to: ChannelName(Array(rest[split...]))))
         case UInt8(ascii: "c"):
             guard rest.count >= 2, let code = WebSocketCloseCode(rawValue: UInt16(rest[0]) << 8 | UInt16(rest[1])) else { return nil }
             return (id, .close(code, String(decoding: UnsafeRawBufferPointer(rebasing: rest[2...]), as: UTF8.self)))
@@ -107,13 +123,19 @@ extension Broker {
     /// Shard 0's engine receives the node's inbox and hands each message to its socket's shard.
     static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker) {
         engine.receiveNodeInbox(nodeID) { [unowned broker] bytes in
-            guard let (id, message) = AddressedMessage.decode(bytes), id.node == nodeID else {
+            guard let (id, message) = AddressedMessage.decode(bytes) else {
                 broker.logger.warning("cluster: a malformed addressed message in node \(nodeID)'s inbox was dropped")
+                return
+            }
+            if case .copySubscriptions(let from, let to) = message { _ = broker.copyLocalSubscriptions(from: from, to: to); return }
+            guard id.node == nodeID else {
+                broker.logger.warning("cluster: an addressed message for node \(id.node) in node \(nodeID)'s inbox was dropped")
                 return
             }
             switch message {
             case .send(let m): broker.send(id, m)
             case .close(let code, let reason): broker.close(id, code: code, reason: reason)
+            case .copySubscriptions: break
             }
         }
     }
@@ -138,5 +160,19 @@ extension Broker {
             }, orElse: { why in continuation.resume(returning: .failure(why == .stopped ? .stopped : .inboxFull)) })
         }
         return try result.get()
+    }
+}
+
+extension Broker {
+    /// `copySubscriptions` in a cluster: one message to every node's inbox (through the
+    /// calling shard's connection, or shard 0's from any other thread); each node then copies
+    /// its own subscribers. Refused (`.full`) from a shard while Redis is unreachable.
+    func copySubscriptionsOnEveryNode(from: ChannelName, to: ChannelName) -> Enqueued {
+        let bytes = AddressedMessage.encodeCopy(from: from, to: to)
+        if let index = currentShardIndex {
+            let sent = dispatchers[index].channels.cluster?.sendToAllNodes(bytes) ?? .unavailable
+            return sent == .sent ? .queued : .refused(.full)
+        }
+        return onShard(0) { _ = $0.channels.cluster?.sendToAllNodes(bytes) }
     }
 }

@@ -260,6 +260,13 @@ public final class Broker: Sendable {
     /// copies its own subscribers when it next runs. Refused if any shard refused.
     @discardableResult
     public func copySubscriptions(from: ChannelName, to: ChannelName) -> Enqueued {
+        // In a cluster: every node (this one too) copies its own, told through Redis.
+        if configuration.cluster.engine == .redis { return copySubscriptionsOnEveryNode(from: from, to: to) }
+        return copyLocalSubscriptions(from: from, to: to)
+    }
+
+    /// This node's part of `copySubscriptions`: each shard copies its own subscribers.
+    func copyLocalSubscriptions(from: ChannelName, to: ChannelName) -> Enqueued {
         var result = Enqueued.queued
         for index in 0..<group.shards.count {
             let r = onShard(index) { $0.channels.copyLocalSubscriptions(from: from, to: to) }

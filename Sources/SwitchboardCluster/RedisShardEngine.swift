@@ -14,6 +14,9 @@ import SwitchboardRESP
 ///
 /// Replies come back in command order; pushes (pub/sub messages and (un)subscribe
 /// confirmations) are told apart by their RESP3 type, so one connection carries both.
+///
+/// Shard 0's engine also receives its node's inbox and the all-nodes inbox (addressed
+/// `send`/`close`, `copySubscriptions`) and renews the node's membership on its tick.
 package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDelegate {
     /// What each reply owed on the connection answers, oldest first.
     private enum Pending {
@@ -50,7 +53,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let inboxPrefix: [UInt8]
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
-    private var lastHeartbeatMilliseconds: Int64 = .min
+    /// Far enough in the past for "due now", not so far that the difference overflows.
+    private var lastHeartbeatMilliseconds: Int64 = .min / 2
     private let membersKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,

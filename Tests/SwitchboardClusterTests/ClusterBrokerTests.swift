@@ -144,3 +144,71 @@ struct ClusterMembershipTests {
         await #expect(throws: BrokerError.clusterUnavailable) { try await one.clusterMembers() }
     }
 }
+
+/// Records each message with the token it came with, and the socket ids.
+final class TokenLog: Sendable {
+    let seen = Mutex<[(String, [UInt8]?)]>([])
+    let ids = Mutex<[SocketID]>([])
+}
+
+final class TokenHandler: WorkerHandler {
+    let log: TokenLog
+    init(_ log: TokenLog) { self.log = log }
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
+        log.ids.withLock { $0.append(socketId) }
+        return .accept()
+    }
+    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        if case .text(let text) = message { log.seen.withLock { $0.append((text, token)) } }
+    }
+}
+
+@Suite("Cluster: addressed calls between in-process nodes", .serialized)
+struct ClusterAddressedTests {
+    @Test("setToken, send and close on a socket of another node")
+    func tokenAcrossNodes() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        func node(_ id: Int, _ log: TokenLog) throws -> Broker {
+            var configuration = BrokerConfiguration()
+            configuration.host = "127.0.0.1"
+            configuration.port = 0
+            configuration.io.shardCount = 1
+            configuration.cluster.engine = .redis
+            configuration.cluster.redisURL = "redis://127.0.0.1:\(redis.port)"
+            configuration.cluster.nodeID = id
+            let broker = Broker(configuration: configuration) { _ in TokenHandler(log) }
+            try broker.start()
+            return broker
+        }
+        let (log1, log2) = (TokenLog(), TokenLog())
+        let one = try node(1, log1)
+        defer { one.shutdown(graceMilliseconds: 200) }
+        let two = try node(2, log2)
+        defer { two.shutdown(graceMilliseconds: 200) }
+        let probe = try RedisProbe(port: redis.port)
+        #expect(waitUntil { (try? probe.subscriberCount("switchboard:node:2")) == 1 })
+
+        let client = try TestClient(port: two.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try client.upgrade(path: "/").status == 101)
+        let id = try #require(log2.ids.withLock { $0.first })
+        #expect(id.node == 2)
+
+        // From node 1's any-thread API: token, then a message, in that order through one shard.
+        #expect(one.setToken(id, Array("tok".utf8)) == .queued)
+        #expect(one.send(id, .text("hello")) == .queued)
+        #expect(try client.readFrame().text == "hello")
+        try client.sendText("ping")
+        #expect(waitUntil { log2.seen.withLock { $0.count } == 1 })
+        #expect(log2.seen.withLock { $0.first.map { $0.0 == "ping" && $0.1 == Array("tok".utf8) } } == true, "the token set from node 1")
+        #expect(one.setToken(id, nil) == .queued)
+        #expect(one.send(id, .text("cleared")) == .queued)
+        #expect(try client.readFrame().text == "cleared")
+        try client.sendText("pong")
+        #expect(waitUntil { log2.seen.withLock { $0.count } == 2 })
+        #expect(log2.seen.withLock { $0.last.map { $0.1 == nil } } == true)
+        #expect(one.close(id, code: .goingAway, reason: "bye") == .queued)
+        let close = try client.readFrame()
+        #expect(close.opcode == 8 && close.closeCode == 1001)
+    }
+}

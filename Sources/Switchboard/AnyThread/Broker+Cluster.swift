@@ -46,12 +46,14 @@ extension Broker {
 /// A `send` or `close` for a socket of another node, as it travels to that node's inbox:
 /// one operation byte (`t` text, `b` binary, `c` close), the socket id (8 bytes, big-endian),
 /// then the payload, or for a close the code (2 bytes, big-endian) and the reason (UTF-8).
+/// A `setToken` (`k`) carries a flag byte (0: no token, 1: the token follows) and the token.
 /// A `copySubscriptions` for every node (`p`) carries no socket: the 8 bytes are the length
 /// of `from`, then `from`, then `to`.
 enum AddressedMessage: Equatable {
     case send(SocketMessage)
     case close(WebSocketCloseCode, String)
     case copySubscriptions(from: ChannelName, to: ChannelName)
+    case setToken([UInt8]?)
 
     static func encodeCopy(from: ChannelName, to: ChannelName) -> [UInt8] {
         let length = UInt64(from.bytes.count)
@@ -73,6 +75,9 @@ enum AddressedMessage: Equatable {
             out += [UInt8(code.rawValue >> 8), UInt8(code.rawValue & 0xFF)] + Array(reason.utf8)
         case .copySubscriptions(let from, let to):
             return Self.encodeCopy(from: from, to: to)
+        case .setToken(let token):
+            out.append(UInt8(ascii: "k")); id()
+            out += token.map { [1] + $0 } ?? [0]
         }
         return out
     }
@@ -87,6 +92,9 @@ enum AddressedMessage: Equatable {
         switch bytes[0] {
         case UInt8(ascii: "t"): return (id, .send(.text(String(decoding: rest, as: UTF8.self))))
         case UInt8(ascii: "b"): return (id, .send(.binary(Array(rest))))
+        case UInt8(ascii: "k"):
+            guard let flag = rest.first, flag <= 1, flag == 1 || rest.count == 1 else { return nil }
+            return (id, .setToken(flag == 1 ? Array(rest.dropFirst()) : nil))
         case UInt8(ascii: "p"):
             guard raw <= UInt64(rest.count) else { return nil }
             let split = Int(raw)
@@ -135,6 +143,7 @@ extension Broker {
             switch message {
             case .send(let m): broker.send(id, m)
             case .close(let code, let reason): broker.close(id, code: code, reason: reason)
+            case .setToken(let token): broker.setToken(id, token)
             case .copySubscriptions: break
             }
         }

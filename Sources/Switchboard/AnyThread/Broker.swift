@@ -188,7 +188,8 @@ public final class Broker: Sendable {
     /// Attaches a token to a socket (passed back with each message and the close).
     @discardableResult
     public func setToken(_ socketId: SocketID, _ token: [UInt8]?) -> Enqueued {
-        onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
+        if isRemote(socketId) { return sendAddressed(socketId, .setToken(token)) }
+        return onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
     }
 
     /// A deferred response arrives (``ResponseSlot/respond(_:)``).

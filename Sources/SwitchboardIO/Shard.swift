@@ -452,11 +452,14 @@ package class Shard: @unchecked Sendable {
     /// it stays out of the accepted/released counts the acceptor balances with).
     func adopt(fd: Int32, tls: Bool = false, outbound: OutboundConnection? = nil) {
         if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) || (tls && !tlsMayAdopt()) {
-            Glibc.close(fd)
-            if let outbound { return outbound.adoptRefused() }
+            if let outbound {
+                Glibc.close(fd)
+                return outbound.adoptRefused()
+            }
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
+            Glibc.close(fd)
             return
         }
         let slot: Int

@@ -246,8 +246,12 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
+        guard let retry = retryInMilliseconds else {
+            return logger.notice("cluster: Redis connection closed (the shard is stopping)")
+        }
+        // One line per outage (the first failure, or the loss of a live connection), not one per retry.
         if wasConnected || metrics.disconnects.value == 1 {
-            logger.warning("cluster: Redis at \(options.host):\(options.port) unavailable (\(reason)); retrying in \(retryInMilliseconds.map { "\($0) ms" } ?? "never")")
+            logger.warning("cluster: Redis at \(options.host):\(options.port) unavailable (\(reason)); retrying in \(retry) ms, then with backoff")
         }
     }
 

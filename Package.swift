@@ -56,6 +56,15 @@ let package = Package(
         .target(name: "SwitchboardHTTP", exclude: ["BAD_INPUTS.md"]),
         // RESP3 codec (Redis protocol): pure parsing/writing like SwitchboardHTTP, depends on nothing.
         .target(name: "SwitchboardRESP", exclude: ["BAD_INPUTS.md"]),
+        // Cluster engine (issue 13): channels across nodes over Redis, per-shard connections.
+        .target(
+            name: "SwitchboardCluster",
+            dependencies: [
+                "SwitchboardIO", "SwitchboardRESP",
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "SwitchboardWebSocket",
             dependencies: ["SwitchboardHTTP", "COpenSSL", "CZlib"]
@@ -64,6 +73,7 @@ let package = Package(
             name: "Switchboard",
             dependencies: [
                 "SwitchboardIO", "SwitchboardHTTP", "SwitchboardWebSocket", "COpenSSL",
+                "SwitchboardCluster",  // issue 13: the cluster engine behind channels
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
@@ -145,6 +155,7 @@ let package = Package(
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardJSONTests", dependencies: ["SwitchboardJSON"]),
         .testTarget(
             name: "BroadcasterTests",

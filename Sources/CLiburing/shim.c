@@ -202,6 +202,37 @@ int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking) {
     return fd;
 }
 
+int sb_connect_tcp(const char *host, int port, int *in_progress) {
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof(ss));
+    int family;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        family = AF_INET; v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        family = AF_INET6; v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); len = sizeof(*v6);
+    } else {
+        return -EINVAL;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    *in_progress = 0;
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        if (errno == EINPROGRESS) { *in_progress = 1; return fd; }
+        int e = -errno; close(fd); return e;
+    }
+    return fd;
+}
+
+int sb_socket_error(int fd) {
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0) return -errno;
+    return err;
+}
+
 int sb_local_port(int fd) {
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
@@ -257,6 +288,11 @@ void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_
     io_uring_prep_cancel64(sqe, target_user_data, 0);
     io_uring_sqe_set_data64(sqe, user_data);
     sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+}
+
+void sb_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned mask, uint64_t user_data) {
+    io_uring_prep_poll_add(sqe, fd, mask);
+    io_uring_sqe_set_data64(sqe, user_data);
 }
 
 void sb_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len, uint64_t user_data) {

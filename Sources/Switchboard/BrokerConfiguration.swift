@@ -1,5 +1,6 @@
 import SwitchboardIO
 import SwitchboardHTTP
+import SwitchboardCluster
 
 /// Everything a broker is started with. Every size, count and time is a limit with a default.
 ///
@@ -52,6 +53,8 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// wait for their consumer; at this many the shard stops reading the socket until the
     /// consumer took half (`switchboard_http_body_stream_pauses_total`).
     public var httpBodyStreamBufferBytes: Int = 262_144
+    /// Several nodes as one broker (keys `cluster_*`, BrokerConfiguration+Cluster.swift).
+    public var cluster = ClusterConfiguration()
     public init() {}
 
     /// A problem with the values, or nil.
@@ -80,6 +83,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         if deferredResponseTimeoutMilliseconds < 1 || deferredResponseTimeoutMilliseconds > 86_400_000 { return "deferred_response_timeout_ms must be 1...86400000" }
         if httpBodyStreamBufferBytes < 1024 || httpBodyStreamBufferBytes > (1 << 30) { return "http_body_stream_buffer_bytes must be 1024...1073741824" }
         if maxPendingResponsesPerConnection < 1 || maxPendingResponsesPerConnection > (1 << 20) { return "max_pending_responses_per_connection must be 1...1048576" }
+        if let problem = cluster.validate() { return problem }
         return nil
     }
 
@@ -141,7 +145,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("tls_handshake_timeout_ms", "a TLS handshake not finished this long after accept is closed (metric switchboard_tls_handshake_timeouts_total)"),
         ("tls_max_handshakes_per_shard", "TLS handshakes one shard runs at once; beyond, new TLS sockets are closed (metric switchboard_tls_handshakes_rejected_total)"),
         ("tls_ticket_key_rotation_s", "seconds a session-ticket key encrypts new tickets before a fresh one replaces it"),
-    ]
+    ] + clusterKeys
 
     /// The current value of an option, as the configuration file writes it.
     public func value(forKey key: String) -> String? {
@@ -201,7 +205,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "ws_max_input_backlog_bytes": return String(webSocket.maxInputBacklogBytes)
         case "ws_deflate_mem_level": return String(webSocket.deflateMemoryLevel)
         case "ws_deflate_server_window_bits": return String(webSocket.deflateServerWindowBits)
-        default: return nil
+        default: return clusterValue(forKey: key)
         }
     }
 
@@ -297,7 +301,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "tls_handshake_timeout_ms": tls.handshakeTimeoutMilliseconds = try int()
         case "tls_max_handshakes_per_shard": tls.maxHandshakesInFlightPerShard = try int()
         case "tls_ticket_key_rotation_s": tls.ticketKeyRotationSeconds = try int()
-        default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
+        default: try setCluster(key, value)
         }
     }
 }

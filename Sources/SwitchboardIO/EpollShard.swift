@@ -16,6 +16,9 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var readAgain: [Int32] = []
     private var iovecs: UnsafeMutablePointer<iovec>
     private static let doorbellToken: UInt64 = .max
+    /// Set in the token of an outbound connect being watched (connection tokens never have it:
+    /// their generation has 24 bits): the rest is attempt << 32 | index.
+    private static let connectTokenBit: UInt64 = 1 << 63
     /// Reads per connection per turn before others get a go (edge-triggered fairness).
     private let readBudget = 8
 
@@ -85,6 +88,18 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         sendQueueEmptied(slot)
     }
 
+    override func watchConnect(fd: Int32, index: Int, attempt: UInt32) {
+        let token = Self.connectTokenBit | UInt64(attempt) << 32 | UInt64(index)
+        // A failed registration leaves the attempt to its connect timeout.
+        _ = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, fd, SB_EPOLLOUT | SB_EPOLLET, token)
+    }
+
+    override func unwatchConnect(fd: Int32, index: Int, attempt: UInt32, completed: Bool) {
+        // Always: the registration outlives its event, and the connected socket is registered
+        // again as a connection (registerConnection).
+        _ = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_DEL, fd, 0, 0)
+    }
+
     override func cancelOperations(_ slot: Int) {
         // Nothing is in flight with epoll; close(2) in finalize also removes the fd from epoll.
     }
@@ -146,6 +161,10 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             let data = eventData[i]
             if data == Self.doorbellToken {
                 doorbell.drain()
+                continue
+            }
+            if data & Self.connectTokenBit != 0 {
+                outboundConnectReady(index: Int(data & 0xFFFF_FFFF), attempt: UInt32((data >> 32) & 0x7FFF_FFFF))
                 continue
             }
             let slot = Int(data & 0xFFFF_FFFF)

@@ -53,6 +53,9 @@ public struct IOConfiguration: Sendable {
     public var listenBacklog: Int = 4096
     /// Pin shard i to CPU i % cores.
     public var pinThreads: Bool = false
+    /// The node number socket ids carry (0...255; a cluster gives each node its own, set from
+    /// `cluster_node_id` by the broker).
+    package var nodeID: Int = 0
     /// A TLS listener next to the plain one (nil: plaintext only). See `TLSConfiguration`.
     public var tls: TLSConfiguration? = nil
 
@@ -66,6 +69,7 @@ public struct IOConfiguration: Sendable {
     /// Checks the limits against each other; returns a message naming the first bad one.
     public func validate() -> String? {
         if shardCount < 0 || shardCount > 255 { return "shardCount must be 0...255" }
+        if nodeID < 0 || nodeID > 255 { return "nodeID must be 0...255" }
         if maxConnectionsPerShard < 1 || maxConnectionsPerShard >= SocketID.maxSlots { return "maxConnectionsPerShard must be 1..<\(SocketID.maxSlots)" }
         if ringEntries < 8 || ringEntries > 32768 { return "ringEntries must be 8...32768" }
         if recvBufferCount < 1 || recvBufferCount > 32768 || recvBufferCount & (recvBufferCount - 1) != 0 { return "recvBufferCount must be a power of two, 1...32768" }

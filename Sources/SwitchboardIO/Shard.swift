@@ -88,11 +88,14 @@ package final class IOMetrics: Sendable {
     package let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
     package let bufferedBytes = Counter("switchboard_shard_buffered_bytes", help: "Bytes the shard holds for its peers (send queues with per-frame overhead, WebSocket messages being assembled, compression state), against maxBufferedBytesPerShard")
     package let memoryBudgetHits = Counter("switchboard_shard_memory_budget_hits_total", help: "Sends or allocations refused because the shard was at maxBufferedBytesPerShard (sends only to connections over their fair share)")
+    package let outboundConnects = Counter("switchboard_outbound_connects_total", help: "Outbound connections established (OutboundConnection)")
+    package let outboundFailures = Counter("switchboard_outbound_failures_total", help: "Outbound connect attempts that failed or connections that ended (each followed by a backoff)")
+    package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
-         bufferedBytes, memoryBudgetHits]
+         bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts]
     }
 }
 
@@ -142,6 +145,8 @@ struct Connection {
     /// The peer's end (EOF or an error) came while paused: the connection closes once the
     /// held bytes are delivered on resume.
     var heldEnd = false
+    /// An outbound connection's owner: its events go there instead of to the handler.
+    var outbound: OutboundConnection? = nil
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 }
@@ -174,6 +179,11 @@ package class Shard: @unchecked Sendable {
     package var backendName: String { "none" }
 
     var handler: ShardEventHandler!
+    /// Client connections this shard owns (OutboundConnection.swift). Shard thread only.
+    var outbound: [OutboundConnection] = []
+    /// Numbers outbound connect attempts shard-wide, so a late completion of an abandoned
+    /// attempt never matches a newer one, even of a connection that took over its index.
+    var outboundAttempts: UInt32 = 0
     var connections: UnsafeMutablePointer<Connection>
     private var highWater = 0
     private var freeSlots: [Int32] = []
@@ -305,7 +315,7 @@ package class Shard: @unchecked Sendable {
     /// The connection's slot if `id` is current and not yet closing.
     @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
         let slot = id.slot
-        guard id.shard == index, slot < highWater else { return nil }
+        guard id.shard == index, id.node == configuration.nodeID, slot < highWater else { return nil }
         // Field by field through the pointer: `let c = connections[slot]` copies the whole
         // `Connection` (retain and release of its queue's chunks and TLS session), once per
         // send, which a fan-out pays once per subscriber.
@@ -470,7 +480,7 @@ package class Shard: @unchecked Sendable {
     // MARK: - Internals shared by the backends
 
     func socketID(_ slot: Int) -> SocketID {
-        SocketID(shard: index, slot: slot, generation: connections[slot].generation)
+        SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation)
     }
 
     @inline(__always) func scheduleFlush(_ slot: Int) {
@@ -481,8 +491,14 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Takes a new socket. Closes it at once when the shard is full or draining.
-    func adopt(fd: Int32, tls: Bool = false) {
+    /// `outbound`: a connected client socket of that owner (never assigned by the acceptor, so
+    /// it stays out of the accepted/released counts the acceptor balances with).
+    func adopt(fd: Int32, tls: Bool = false, outbound: OutboundConnection? = nil) {
         if lifecycleState != .running || (freeSlots.isEmpty && highWater == configuration.maxConnectionsPerShard) || (tls && !tlsMayAdopt()) {
+            if let outbound {
+                Glibc.close(fd)
+                return outbound.adoptRefused()
+            }
             // Count before closing: whoever sees the close may read the metric at once.
             metrics.connectionsRejected.increment()
             releasedTotal.wrappingIncrement(ordering: .relaxed)
@@ -502,24 +518,29 @@ package class Shard: @unchecked Sendable {
         lingerTimers.prepare(slot: slot)
         connections[slot].fd = fd
         connections[slot].state = .open
+        connections[slot].outbound = outbound
         _ = sb_set_nodelay(fd)
         openConnections += 1
         memory.connections = openConnections
-        metrics.connectionsAccepted.increment()
         metrics.connectionsOpen.set(openConnections)
-        idleTimers.arm(slot, now: nowMilliseconds)
+        if outbound == nil {
+            metrics.connectionsAccepted.increment()
+            // An outbound connection's owner times its reads itself (OutboundConnection).
+            idleTimers.arm(slot, now: nowMilliseconds)
+        }
         guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
-            handler.connectionOpened(socketID(slot))
+            if outbound == nil { handler.connectionOpened(socketID(slot)) }  // the close follows
             return
         }
-        handler.connectionOpened(socketID(slot))
+        if let outbound { outbound.adopted(socketID(slot)) } else { handler.connectionOpened(socketID(slot)) }
     }
 
     /// Delivers received bytes according to the connection's state.
     @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        if let outbound = connections[slot].outbound { return outbound.received(bytes) }
         if connections[slot].readPaused {
             // Completed by the kernel before the pause took effect: kept for the resume.
             // (Before TLS: ciphertext is held, so decryption waits for the resume too.)
@@ -626,6 +647,7 @@ package class Shard: @unchecked Sendable {
     /// Closes the fd, tells the handler, frees the slot (new generation).
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
+        let outbound = connections[slot].outbound
         Glibc.close(connections[slot].fd)
         if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
@@ -635,8 +657,9 @@ package class Shard: @unchecked Sendable {
         freeSlots.append(Int32(slot))
         openConnections -= 1
         memory.connections = openConnections
-        metrics.connectionsClosed.increment()
         metrics.connectionsOpen.set(openConnections)
+        if let outbound { return outbound.slotClosed() }
+        metrics.connectionsClosed.increment()
         releasedTotal.wrappingIncrement(ordering: .relaxed)
         handler.connectionClosed(id)
     }
@@ -665,6 +688,7 @@ package class Shard: @unchecked Sendable {
         transition(to: .draining)
         drainDeadline = deadline
         handler.shardDraining(self)
+        closeOutbound()  // they would keep the shard from stopping
     }
 
     /// Stops taking work and refuses what is still queued: `ShardWork` gets `.stopped`,
@@ -736,6 +760,7 @@ package class Shard: @unchecked Sendable {
     private func runTimers() {
         let now = nowMilliseconds
         if tlsState != nil { tlsRunTimers(now: now) }
+        if !outbound.isEmpty { runOutboundTimers(now: now) }
         while let slot = lingerTimers.popExpired(now: now) {
             metrics.lingerTimeouts.increment()
             beginClose(slot)
@@ -809,6 +834,11 @@ package class Shard: @unchecked Sendable {
     func resumeReceive(_ slot: Int) { fatalError("abstract") }
     /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
     func waitAndDispatch(timeoutMilliseconds: Int64) { fatalError("abstract") }
+    /// Waits for an outbound connect on `fd` to finish (writable or failed), then calls
+    /// `outboundConnectReady(index:attempt:)`.
+    func watchConnect(fd: Int32, index: Int, attempt: UInt32) { fatalError("abstract") }
+    /// Stops waiting (`completed`: the wait already ended with its event).
+    func unwatchConnect(fd: Int32, index: Int, attempt: UInt32, completed: Bool = false) { fatalError("abstract") }
     /// Prepares thread-confined resources; called on the shard thread before the loop.
     func setUpOnThread() throws(IOError) {}
     func tearDown() {}

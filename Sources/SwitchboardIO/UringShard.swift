@@ -13,6 +13,9 @@ enum UringOp: UInt64 {
     case doorbell = 5
     /// The acceptor's MSG_RING handover, completing in the acceptor's own ring.
     case acceptorHandoff = 7
+    /// An outbound connect finished (one-shot POLLOUT); slot: the connection's index in
+    /// `Shard.outbound`, generation: its attempt.
+    case connectPoll = 8
 }
 
 @inline(__always) func userData(_ op: UringOp, slot: Int, generation: UInt32) -> UInt64 {
@@ -192,6 +195,17 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         connections[slot].sendInFlight = true
     }
 
+    override func watchConnect(fd: Int32, index: Int, attempt: UInt32) {
+        sb_prep_poll_add(sqe(), fd, UInt32(POLLOUT), userData(.connectPoll, slot: index, generation: attempt))
+    }
+
+    override func unwatchConnect(fd: Int32, index: Int, attempt: UInt32, completed: Bool) {
+        guard !completed else { return }  // one-shot: nothing left in the ring
+        // The kernel holds the file until the poll ends: cancel it (its -ECANCELED completion
+        // names an abandoned attempt and is ignored).
+        sb_prep_cancel(sqe(), userData(.connectPoll, slot: index, generation: attempt), userData(.cancel, slot: 0, generation: 0))
+    }
+
     override func cancelOperations(_ slot: Int) {
         let c = connections[slot]
         if c.recvArmed && !c.cancelSubmitted {
@@ -265,6 +279,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             if res >= 0 { adopt(fd: res, tls: slot == 1) }
         case .doorbell:
             armDoorbell()
+        case .connectPoll:
+            outboundConnectReady(index: slot, attempt: generation)
         case .cancel, .none, .acceptorHandoff:
             break
         }

@@ -12,10 +12,23 @@ import SwitchboardCommandLine
 /// - `/broadcast` and `/broadcast/NAME`: the socket joins the channel named by the path on
 ///   upgrade, and every message it sends goes to every member of that channel (itself
 ///   included), like the hummingbird peer's `/broadcast`.
+/// - `GET /position/broadcast/NAME`: the epoch and offset (`EPOCH:OFFSET`, or `none`) of the
+///   last message of channel `/broadcast/NAME` delivered on the shard that answers (run with
+///   `--shards 1` to ask the node): the cluster tests compare nodes with it.
+/// - `/direct`: addressed messages through the broker API (across nodes in a cluster):
+///   `whoami` answers `id:N` (the socket id), `to:N:TEXT` sends TEXT to socket N, `close:N`
+///   closes socket N (1000, reason `addressed`), `copy:FROM:TO` copies the subscribers of
+///   channel FROM to TO (on every node in a cluster).
 
 final class EchoHandler: WorkerHandler {
     let context: ShardContext
     init(_ context: ShardContext) { self.context = context }
+
+    func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
+        guard request.path.hasPrefix("/position/") else { return .notHandled }
+        let channel = ChannelName(String(request.path.dropFirst("/position".count)))
+        return .response(.text(context.lastPosition(of: channel).map { "\($0.epoch):\($0.offset)" } ?? "none"))
+    }
 
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         if request.path == "/broadcast" || request.path.hasPrefix("/broadcast/") {
@@ -23,11 +36,24 @@ final class EchoHandler: WorkerHandler {
             context.subscribe(socketId, ChannelName(channel))
             return .accept(token: channel)
         }
+        if request.path == "/direct" { return .accept(token: Self.direct) }
         return .accept()
     }
 
+    static let direct = Array("direct".utf8)
+
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        if let channel = token {
+        if token == Self.direct, case .text(let text) = message {
+            let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            switch (parts.first, parts.count > 1 ? UInt64(parts[1]) : nil) {
+            case ("whoami", _): context.send(socketId, .text("id:\(socketId.rawValue)"))
+            case ("to", let raw?) where parts.count == 3: context.broker.send(SocketID(rawValue: raw), .text(String(parts[2])))
+            case ("close", let raw?): context.broker.close(SocketID(rawValue: raw), code: .normalClosure, reason: "addressed")
+            case ("copy", _) where parts.count == 3:
+                context.broker.copySubscriptions(from: ChannelName(String(parts[1])), to: ChannelName(String(parts[2])))
+            default: context.send(socketId, .text("error: whoami | to:ID:TEXT | close:ID"))
+            }
+        } else if let channel = token {
             context.publish(ChannelName(channel), message)
         } else {
             context.send(socketId, message)

@@ -96,6 +96,12 @@ int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking);
 int sb_local_port(int fd);
 int sb_set_nonblocking(int fd);
 int sb_set_nodelay(int fd);
+/// Outbound connections (OutboundConnection.swift): a non-blocking TCP socket connecting to an
+/// IPv4 or IPv6 literal. Returns the fd (*in_progress = 1 while the connect is still on its
+/// way: wait for writability, then read sb_socket_error) or -errno.
+int sb_connect_tcp(const char *host, int port, int *in_progress);
+/// The socket's pending error (SO_ERROR), 0 when none, or -errno when it cannot be read.
+int sb_socket_error(int fd);
 
 /// Monotonic clock in nanoseconds.
 int64_t sb_monotonic_ns(void);
@@ -110,6 +116,8 @@ void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_
 void sb_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len, uint64_t user_data);
 void sb_prep_multishot_accept(struct io_uring_sqe *sqe, int fd, uint64_t user_data);
 void sb_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, uint32_t len, uint64_t data, uint64_t user_data);
+/// One-shot poll for `mask` (POLLOUT: an outbound connect finished).
+void sb_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned mask, uint64_t user_data);
 void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uint64_t user_data);
 int sb_ring_fd(struct io_uring *ring);
 /// Submits without waiting, and (with DEFER_TASKRUN) runs pending task work so completions

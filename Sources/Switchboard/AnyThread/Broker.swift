@@ -1,4 +1,5 @@
 import Logging
+import SwitchboardCluster
 import SwitchboardIO
 import Synchronization
 #if canImport(Glibc)
@@ -26,10 +27,14 @@ public final class Broker: Sendable {
     public let configuration: BrokerConfiguration
     let group: ShardGroup
     let protocolMetrics: [ProtocolMetrics]
+    /// Per shard, in use with `cluster_engine = redis` (Broker+Cluster.swift).
+    let clusterMetrics: [ClusterMetrics]
+    /// The Redis endpoint, resolved by `start()` before the shards run.
+    let clusterEndpoint = ClusterEndpoint()
     /// The host's logger; shards and handlers log through it with a `shard` metadata key.
     public let logger: Logger
     private let fabric: ChannelFabric
-    private let dispatchers: DispatcherTable
+    let dispatchers: DispatcherTable
     /// Set when shutdown begins: from then on every call is refused with `.stopped`.
     private let stopping = Atomic<Bool>(false)
 
@@ -46,6 +51,9 @@ public final class Broker: Sendable {
         let shardCount = configuration.io.resolvedShardCount
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics
+        let clusterMetrics = (0..<shardCount).map { _ in ClusterMetrics() }
+        self.clusterMetrics = clusterMetrics
+        let clusterEndpoint = clusterEndpoint
         let box = BrokerBox()
         let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
         self.fabric = fabric
@@ -55,11 +63,14 @@ public final class Broker: Sendable {
                                    renderMetrics: { box.broker?.metricsText() ?? "" })
         var io = configuration.io
         if io.tls == nil && configuration.tls.isEnabled { io.tls = configuration.tls }
+        // In a cluster, socket ids carry the node: an id names its node, shard and slot.
+        if configuration.cluster.engine == .redis { io.nodeID = configuration.cluster.nodeID }
         group = ShardGroup(configuration: io, host: configuration.host, port: configuration.port, logger: logger) { shard in
             let dispatcher = ShardDispatcher(shard: shard, broker: box.broker!, configuration: configuration,
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
                                              handlerFactory: handlerFactory)
             dispatchers.set(shard.index, dispatcher)
+            Broker.attachCluster(configuration, clusterEndpoint, clusterMetrics[shard.index], dispatcher, logger: logger)
             return dispatcher
         }
         group.prepare = { shards in fabric.shards = shards }
@@ -85,6 +96,7 @@ public final class Broker: Sendable {
     /// unavailable backend.
     public func start() throws {
         if let problem = configuration.validate() { throw ConfigurationError(line: 0, message: problem) }
+        try resolveCluster()
         try group.start()
         // deploy/lib.sh and the benchmark scripts read the port from this line.
         logger.notice("switchboard listening on \(configuration.host):\(port) with \(group.shards.count) shards (\(group.backend.rawValue))")
@@ -109,7 +121,7 @@ public final class Broker: Sendable {
     /// through the shard's inbox, in call order per calling thread.
     /// `duringShutdown`: taken while the shards drain (answers owed to clients still go out in
     /// the grace period); refused once the shard itself refuses work.
-    private func onShard(_ index: Int, duringShutdown: Bool = false,
+    func onShard(_ index: Int, duringShutdown: Bool = false,
                          _ body: @escaping @Sendable (ShardDispatcher) -> Void) -> Enqueued {
         guard index >= 0, index < group.shards.count else { return .refused(.unknownShard) }
         guard duringShutdown || !isStopping else { return .refused(.stopped) }
@@ -162,19 +174,22 @@ public final class Broker: Sendable {
     /// this returns; from elsewhere when the shard next runs. A stale id is ignored there.
     @discardableResult
     public func send(_ socketId: SocketID, _ message: SocketMessage) -> Enqueued {
-        onShard(socketId.shard) { _ = $0.webSockets.send(socketId, message) }
+        if isRemote(socketId) { return sendAddressed(socketId, .send(message)) }
+        return onShard(socketId.shard) { _ = $0.webSockets.send(socketId, message) }
     }
 
     /// Starts a close handshake with the client.
     @discardableResult
     public func close(_ socketId: SocketID, code: WebSocketCloseCode = .normalClosure, reason: String = "") -> Enqueued {
-        onShard(socketId.shard) { $0.webSockets.close(socketId, code: code, reason: reason) }
+        if isRemote(socketId) { return sendAddressed(socketId, .close(code, reason)) }
+        return onShard(socketId.shard) { $0.webSockets.close(socketId, code: code, reason: reason) }
     }
 
     /// Attaches a token to a socket (passed back with each message and the close).
     @discardableResult
     public func setToken(_ socketId: SocketID, _ token: [UInt8]?) -> Enqueued {
-        onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
+        if isRemote(socketId) { return sendAddressed(socketId, .setToken(token)) }
+        return onShard(socketId.shard) { _ = $0.context.setToken(socketId, token) }
     }
 
     /// A deferred response arrives (``ResponseSlot/respond(_:)``).
@@ -195,7 +210,7 @@ public final class Broker: Sendable {
     // MARK: - Channels (any thread)
 
     /// The shard of this broker running on the calling thread, if any.
-    private var currentShardIndex: Int? {
+    var currentShardIndex: Int? {
         for s in group.shards where s.isCurrent { return s.index }
         return nil
     }
@@ -237,10 +252,15 @@ public final class Broker: Sendable {
         guard !isStopping else { return .refused(.stopped) }
         let frame = OutboundBytes.webSocketFrame(message)
         if let index = currentShardIndex {
-            switch dispatchers[index].channels.publish(channel, frame) {
+            switch dispatchers[index].channels.publish(channel, message: message) {
             case .accepted: return .queued
             case .refused: return .refused(.full)
             }
+        }
+        if configuration.cluster.engine != .memory {
+            // Through Redis, from the owner shard (one connection: this thread's publishes to
+            // a channel keep their order).
+            return onShard(channel.owner(shardCount: fabric.shardCount)) { _ = $0.channels.publish(channel, message: message) }
         }
         // Through the owner's inbox: ordered there if its backpressure gate is open, refused
         // and counted (`switchboard_publish_backlog_limit_hits_total`) otherwise.
@@ -251,6 +271,13 @@ public final class Broker: Sendable {
     /// copies its own subscribers when it next runs. Refused if any shard refused.
     @discardableResult
     public func copySubscriptions(from: ChannelName, to: ChannelName) -> Enqueued {
+        // In a cluster: every node (this one too) copies its own, told through Redis.
+        if configuration.cluster.engine == .redis { return copySubscriptionsOnEveryNode(from: from, to: to) }
+        return copyLocalSubscriptions(from: from, to: to)
+    }
+
+    /// This node's part of `copySubscriptions`: each shard copies its own subscribers.
+    func copyLocalSubscriptions(from: ChannelName, to: ChannelName) -> Enqueued {
         var result = Enqueued.queued
         for index in 0..<group.shards.count {
             let r = onShard(index) { $0.channels.copyLocalSubscriptions(from: from, to: to) }

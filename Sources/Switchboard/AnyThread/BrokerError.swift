@@ -6,4 +6,7 @@ public enum BrokerError: Error, Sendable, Equatable {
     case inboxFull
     /// The id or shard index does not belong to this broker.
     case unknownShard
+    /// `cluster_engine = redis` and this node is not connected to Redis now (a cluster-wide
+    /// question has no answer); retry later.
+    case clusterUnavailable
 }

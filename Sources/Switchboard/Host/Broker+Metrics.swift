@@ -19,6 +19,7 @@ extension Broker {
             add(s.metrics.all, shard: s.index)
             if group.tlsContexts != nil { add(s.tlsMetrics.all, shard: s.index) }
             add(protocolMetrics[s.index].all, shard: s.index)
+            if configuration.cluster.engine != .memory { add(clusterMetrics[s.index].all, shard: s.index) }
         }
         if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], shard: nil) }
         if let t = group.tlsContexts { add([t.reloads, t.reloadFailures], shard: nil) }

@@ -1,4 +1,5 @@
 import DequeModule
+import SwitchboardCluster
 import SwitchboardIO
 
 /// One shard's part of the channels: its local index (which of its sockets are subscribed to
@@ -26,6 +27,8 @@ final class ChannelEngine {
     let maxPendingDeliveries: Int
     /// Deliveries one ordered message adds at most: one per other shard.
     private let fanOutWidth: Int
+    /// The multi-node engine, nil on a single node (ChannelEngine+Cluster.swift).
+    var cluster: ClusterShardEngine?
 
     init(shard: Shard, fabric: ChannelFabric, table: ConnectionTable, metrics: ProtocolMetrics,
          webSockets: WebSocketConnectionDriver, configuration: BrokerConfiguration) {
@@ -62,6 +65,7 @@ final class ChannelEngine {
         case .subscribed:
             table.insertSubscription(id, channel)
             publishGauges()
+            clusterInterestMayHaveStarted(channel)
         case .tooManyChannels:
             metrics.channelLimitHits.increment()
         default:
@@ -75,6 +79,7 @@ final class ChannelEngine {
         let removed = channels.remove(id, from: channel)
         assert(removed, "the index and the slot disagree about \(id) in \(channel)")
         publishGauges()
+        clusterInterestMayHaveEnded(channel)
         return true
     }
 
@@ -84,6 +89,7 @@ final class ChannelEngine {
         for channel in subscriptions {
             let removed = channels.remove(id, from: channel)
             assert(removed)
+            clusterInterestMayHaveEnded(channel)
         }
         publishGauges()
     }

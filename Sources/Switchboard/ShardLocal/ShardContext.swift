@@ -135,6 +135,6 @@ public final class ShardContext {
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
         assertOnShard()
-        return channels.publish(channel, .webSocketFrame(message))
+        return channels.publish(channel, message: message)
     }
 }

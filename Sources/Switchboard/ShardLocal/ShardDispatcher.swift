@@ -86,6 +86,10 @@ final class ShardDispatcher: ShardEventHandler {
         }
     }
 
+    func shardStarted(_ shard: Shard) {
+        channels.startCluster(on: shard)
+    }
+
     func loopTurn(_ shard: Shard) {
         webSockets.loopTurn()
         channels.loopTurn()
@@ -96,6 +100,7 @@ final class ShardDispatcher: ShardEventHandler {
     func tick(_ shard: Shard, nowMilliseconds: Int64) {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
+        channels.cluster?.tick(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
         http.tickStreams()
         webSockets.tick(nowMilliseconds: nowMilliseconds)

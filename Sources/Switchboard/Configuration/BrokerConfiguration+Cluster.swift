@@ -1,0 +1,64 @@
+import SwitchboardCluster
+
+/// The `cluster_*` keys of `BrokerConfiguration` (issue 13), kept apart from the core's.
+extension BrokerConfiguration {
+    static let clusterKeys: [(key: String, help: String)] = [
+        ("cluster_engine", "memory | redis: memory is one node (no Redis); redis carries channels between nodes through cluster_redis_url"),
+        ("cluster_redis_url", "redis://HOST:PORT or redis://HOST:PORT/DB (HOST: an IP literal, or a name resolved once at start-up); no password or TLS yet"),
+        ("cluster_node_id", "this node's number 0...255, unique in the cluster"),
+        ("cluster_key_prefix", "prefix of every Redis key and pub/sub channel of the cluster"),
+        ("cluster_history_size", "messages of each channel Redis keeps (bounded history, trimmed by the publish script); 0 keeps none"),
+        ("cluster_history_ttl_ms", "how long Redis keeps a channel's offset and history after its last publish; the next publish starts a new epoch"),
+        ("cluster_max_pending_publishes", "publishes one shard may have waiting for Redis's answer; beyond, publishes are refused (metric switchboard_cluster_publishes_over_limit_total)"),
+        ("cluster_redis_connect_timeout_ms", "a Redis connect not finished within this time is abandoned and retried"),
+        ("cluster_redis_read_timeout_ms", "a Redis connection that owes replies and sends nothing for this long is dropped and reconnected (metric switchboard_outbound_read_timeouts_total)"),
+        ("cluster_redis_backoff_ms", "first delay before reconnecting to Redis; doubles per failure, with up to 50% jitter"),
+        ("cluster_redis_max_backoff_ms", "longest delay between reconnect attempts"),
+        ("cluster_heartbeat_ms", "how often a node renews its membership in Redis"),
+        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers); at least 2 x cluster_heartbeat_ms"),
+    ]
+
+    func clusterValue(forKey key: String) -> String? {
+        switch key {
+        case "cluster_engine": return cluster.engine.rawValue
+        case "cluster_redis_url": return "\"\(cluster.redisURL)\""
+        case "cluster_node_id": return String(cluster.nodeID)
+        case "cluster_key_prefix": return "\"\(cluster.keyPrefix)\""
+        case "cluster_history_size": return String(cluster.historySize)
+        case "cluster_history_ttl_ms": return String(cluster.historyTTLMilliseconds)
+        case "cluster_max_pending_publishes": return String(cluster.maxPendingPublishes)
+        case "cluster_redis_connect_timeout_ms": return String(cluster.connectTimeoutMilliseconds)
+        case "cluster_redis_read_timeout_ms": return String(cluster.readTimeoutMilliseconds)
+        case "cluster_redis_backoff_ms": return String(cluster.initialBackoffMilliseconds)
+        case "cluster_redis_max_backoff_ms": return String(cluster.maxBackoffMilliseconds)
+        case "cluster_heartbeat_ms": return String(cluster.heartbeatMilliseconds)
+        case "cluster_node_ttl_ms": return String(cluster.nodeTTLMilliseconds)
+        default: return nil
+        }
+    }
+
+    mutating func setCluster(_ key: String, _ value: String) throws(ConfigurationError) {
+        func int() throws(ConfigurationError) -> Int {
+            guard let v = Int(value) else { throw ConfigurationError(line: 0, message: "\(key): '\(value)' is not an integer") }
+            return v
+        }
+        switch key {
+        case "cluster_engine":
+            guard let kind = ClusterEngineKind(rawValue: value) else { throw ConfigurationError(line: 0, message: "cluster_engine: '\(value)' is not memory or redis") }
+            cluster.engine = kind
+        case "cluster_redis_url": cluster.redisURL = value
+        case "cluster_node_id": cluster.nodeID = try int()
+        case "cluster_key_prefix": cluster.keyPrefix = value
+        case "cluster_history_size": cluster.historySize = try int()
+        case "cluster_history_ttl_ms": cluster.historyTTLMilliseconds = try int()
+        case "cluster_max_pending_publishes": cluster.maxPendingPublishes = try int()
+        case "cluster_redis_connect_timeout_ms": cluster.connectTimeoutMilliseconds = try int()
+        case "cluster_redis_read_timeout_ms": cluster.readTimeoutMilliseconds = try int()
+        case "cluster_redis_backoff_ms": cluster.initialBackoffMilliseconds = try int()
+        case "cluster_redis_max_backoff_ms": cluster.maxBackoffMilliseconds = try int()
+        case "cluster_heartbeat_ms": cluster.heartbeatMilliseconds = try int()
+        case "cluster_node_ttl_ms": cluster.nodeTTLMilliseconds = try int()
+        default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import SwitchboardIO
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The cluster's settings (keys `cluster_*`, declared by `BrokerConfiguration`). The default
+/// is one node in memory: no Redis.
+public struct ClusterConfiguration: Sendable, Equatable {
+    public var engine: ClusterEngineKind = .memory
+    /// `redis://HOST:PORT` or `redis://HOST:PORT/DB`. HOST is an IP literal or a name resolved
+    /// once at start-up (never on a shard). No password or TLS yet.
+    public var redisURL: String = "redis://127.0.0.1:6379"
+    /// This node's number, 0...255 (socket ids carry it); unique in the cluster.
+    public var nodeID: Int = 0
+    /// Prefix of every Redis key and pub/sub channel the cluster uses.
+    public var keyPrefix: String = "switchboard"
+    /// Messages of each channel Redis keeps (its bounded history); 0 keeps none.
+    public var historySize: Int = 100
+    /// How long Redis keeps a channel's offset and history after its last publish; the next
+    /// publish after that starts a new epoch.
+    public var historyTTLMilliseconds: Int = 300_000
+    /// Publishes one shard may have waiting for Redis's answer; beyond, publishes are refused.
+    public var maxPendingPublishes: Int = 4_096
+    public var connectTimeoutMilliseconds: Int = 2_000
+    /// A Redis connection with replies owed and nothing received for this long is dropped.
+    public var readTimeoutMilliseconds: Int = 5_000
+    public var initialBackoffMilliseconds: Int = 100
+    public var maxBackoffMilliseconds: Int = 5_000
+    /// How often a node renews its membership in Redis.
+    public var heartbeatMilliseconds: Int = 1_000
+    /// How long a membership lasts without a renewal: a node that stopped (crash, partition)
+    /// drops out of `Broker.clusterMembers()` within this.
+    public var nodeTTLMilliseconds: Int = 5_000
+
+    public init() {}
+
+    /// `redis://HOST:PORT[/DB]` taken apart; nil when malformed.
+    package static func parseRedisURL(_ url: String) -> (host: String, port: Int, database: Int)? {
+        guard url.hasPrefix("redis://") else { return nil }
+        var rest = Substring(url.dropFirst("redis://".count))
+        var database = 0
+        if let slash = rest.firstIndex(of: "/") {
+            guard let db = Int(rest[rest.index(after: slash)...]), db >= 0, db < 1 << 16 else { return nil }
+            database = db
+            rest = rest[..<slash]
+        }
+        let host: Substring
+        let portText: Substring
+        if rest.hasPrefix("[") {  // [IPv6]:port
+            guard let close = rest.firstIndex(of: "]"), rest[rest.index(after: close)...].hasPrefix(":") else { return nil }
+            host = rest[rest.index(after: rest.startIndex)..<close]
+            portText = rest[rest.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = rest.lastIndex(of: ":") else { return nil }
+            host = rest[..<colon]
+            portText = rest[rest.index(after: colon)...]
+        }
+        guard !host.isEmpty, !host.contains("@"), let port = Int(portText), (1...65_535).contains(port) else { return nil }
+        return (String(host), port, database)
+    }
+
+    /// A problem with the values, or nil.
+    public func validate() -> String? {
+        if Self.parseRedisURL(redisURL) == nil { return "cluster_redis_url must be redis://HOST:PORT or redis://HOST:PORT/DB" }
+        if !(0...255).contains(nodeID) { return "cluster_node_id must be 0...255" }
+        if keyPrefix.isEmpty || keyPrefix.utf8.count > 64 || keyPrefix.contains(where: { $0 == "{" || $0 == "}" || $0 == " " }) {
+            return "cluster_key_prefix must be 1...64 bytes without spaces or braces"
+        }
+        if historySize < 0 || historySize > 1_000_000 { return "cluster_history_size must be 0...1000000" }
+        if historyTTLMilliseconds < 1_000 || historyTTLMilliseconds > 86_400_000 * 30 { return "cluster_history_ttl_ms must be 1000...2592000000" }
+        if maxPendingPublishes < 1 || maxPendingPublishes > 1 << 20 { return "cluster_max_pending_publishes must be 1...1048576" }
+        if connectTimeoutMilliseconds < 1 || readTimeoutMilliseconds < 1 { return "cluster_redis_connect_timeout_ms and cluster_redis_read_timeout_ms must be >= 1" }
+        if initialBackoffMilliseconds < 1 || maxBackoffMilliseconds < initialBackoffMilliseconds { return "cluster_redis_backoff_ms must be >= 1 and <= cluster_redis_max_backoff_ms" }
+        if heartbeatMilliseconds < 10 || nodeTTLMilliseconds < 2 * heartbeatMilliseconds { return "cluster_heartbeat_ms must be >= 10 and cluster_node_ttl_ms >= 2 x cluster_heartbeat_ms" }
+        return nil
+    }
+
+    /// The outbound options of a shard's Redis connection, its host resolved to an address.
+    /// Blocking (name resolution): call it at start-up, never on a shard.
+    package func resolvedOutboundOptions() -> Result<(options: OutboundOptions, database: Int), ClusterStartError> {
+        guard let (host, port, database) = Self.parseRedisURL(redisURL) else { return .failure(.badURL(redisURL)) }
+        guard let address = Self.resolve(host) else { return .failure(.unresolvable(host)) }
+        var options = OutboundOptions(host: address, port: port)
+        options.connectTimeoutMilliseconds = connectTimeoutMilliseconds
+        options.readTimeoutMilliseconds = readTimeoutMilliseconds
+        options.initialBackoffMilliseconds = initialBackoffMilliseconds
+        options.maxBackoffMilliseconds = maxBackoffMilliseconds
+        return .success((options, database))
+    }
+
+    private static func resolve(_ host: String) -> String? {
+        var probe = in6_addr()
+        if inet_pton(AF_INET, host, &probe) == 1 || inet_pton(AF_INET6, host, &probe) == 1 { return host }
+        var hints = addrinfo()
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var result: UnsafeMutablePointer<addrinfo>?
+        guard getaddrinfo(host, nil, &hints, &result) == 0, let first = result else { return nil }
+        defer { freeaddrinfo(result) }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        let ok: Bool
+        switch first.pointee.ai_family {
+        case AF_INET:
+            ok = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                var a = sin.pointee.sin_addr
+                return inet_ntop(AF_INET, &a, &text, socklen_t(text.count)) != nil
+            }
+        case AF_INET6:
+            ok = first.pointee.ai_addr.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                var a = sin.pointee.sin6_addr
+                return inet_ntop(AF_INET6, &a, &text, socklen_t(text.count)) != nil
+            }
+        default:
+            ok = false
+        }
+        return ok ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
+    }
+}
+
+/// Why the cluster engine cannot start.
+public enum ClusterStartError: Error, Sendable, Equatable, CustomStringConvertible {
+    case badURL(String)
+    case unresolvable(String)
+
+    public var description: String {
+        switch self {
+        case .badURL(let url): return "cluster_redis_url '\(url)' is not redis://HOST:PORT[/DB]"
+        case .unresolvable(let host): return "cluster_redis_url: cannot resolve '\(host)'"
+        }
+    }
+}

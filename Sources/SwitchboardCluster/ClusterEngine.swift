@@ -1,0 +1,82 @@
+import SwitchboardIO
+
+/// Where a cluster-wide channel message stands: the channel stream's incarnation (`epoch`)
+/// and the message's number in it (`offset`, from 1), assigned by Redis, the same on every node.
+package struct ClusterPosition: Sendable, Hashable {
+    package let epoch: UInt64
+    package let offset: UInt64
+
+    package init(epoch: UInt64, offset: UInt64) {
+        self.epoch = epoch
+        self.offset = offset
+    }
+}
+
+/// A WebSocket message's kind, carried with it through the cluster (one byte on the wire).
+package enum ClusterMessageKind: UInt8, Sendable {
+    case text = 0x74    // "t"
+    case binary = 0x62  // "b"
+}
+
+/// What a cluster publish did. Fail-fast: nothing waits in an unbounded queue.
+package enum ClusterPublishResult: Sendable, Equatable {
+    /// Written to Redis (its script orders and fans it out).
+    case sent
+    /// Not connected to Redis (the outage is counted in
+    /// `switchboard_cluster_publishes_unavailable_total`).
+    case unavailable
+    /// `cluster_max_pending_publishes` publishes of this shard await Redis's answer
+    /// (`switchboard_cluster_publishes_over_limit_total`).
+    case overLimit
+}
+
+/// Which engine carries channels between nodes.
+public enum ClusterEngineKind: String, Sendable {
+    /// One node: channels live in the process (the cross-shard fabric), no Redis.
+    case memory
+    /// Several nodes over one Redis server: every shard keeps its own Redis connection.
+    case redis
+}
+
+/// What a shard's cluster engine hands back. Shard thread only.
+package protocol ClusterEngineDelegate: AnyObject {
+    /// A channel message from the cluster, to deliver to this shard's subscribers. `payload` is
+    /// valid only during the call.
+    func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition)
+}
+
+/// One shard's part of a multi-node engine: the shard publishes through it, tells it which
+/// channels have local subscribers (interest), and gets every message of those channels back
+/// through its delegate, in the cluster-wide order. Shard thread only.
+///
+/// The in-memory engine (`ClusterEngineKind.memory`) has no object: a single node orders
+/// channels with its cross-shard fabric, as before clusters existed.
+package protocol ClusterShardEngine: AnyObject {
+    var delegate: ClusterEngineDelegate? { get set }
+    /// Starts the engine on its shard's thread (opens connections).
+    func start(on shard: Shard)
+    /// Publishes a message to every subscriber of `channel` on every node (this one included:
+    /// local subscribers get it back through the delegate, in the same order as everyone).
+    func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult
+    /// The first local subscriber of `channel` arrived on this shard.
+    func interestAdded(_ channel: [UInt8])
+    /// The last local subscriber of `channel` left this shard.
+    func interestRemoved(_ channel: [UInt8])
+    /// Sends an addressed message (a `send` or `close` for one of its sockets) to node `node`'s
+    /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
+    /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
+    func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
+    /// Sends a message to every node's inbox (this one included), e.g. a `copySubscriptions`.
+    func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult
+    /// Makes this shard receive its node's inbox and the all-nodes inbox (one shard per node
+    /// does), handing each message to `handler`.
+    func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
+    /// Makes this shard announce node `node` as a member (one shard per node does): a
+    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`.
+    func announceMembership(_ node: Int)
+    /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
+    /// `completion` runs on the shard's thread, exactly once.
+    func members(_ completion: @escaping ([Int]?) -> Void)
+    /// The shard's tick (heartbeats).
+    func tick(nowMilliseconds: Int64)
+}

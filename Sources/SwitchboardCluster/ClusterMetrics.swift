@@ -1,0 +1,26 @@
+import SwitchboardIO
+
+/// One shard's cluster counters (written by the shard, read from any thread).
+package final class ClusterMetrics: Sendable {
+    package let publishes = Counter("switchboard_cluster_publishes_total", help: "Channel messages this shard sent to Redis to order and fan out")
+    package let publishesUnavailable = Counter("switchboard_cluster_publishes_unavailable_total", help: "Publishes refused at once because the shard was not connected to Redis")
+    package let publishesOverLimit = Counter("switchboard_cluster_publishes_over_limit_total", help: "Publishes refused because cluster_max_pending_publishes awaited Redis's answer")
+    package let publishErrors = Counter("switchboard_cluster_publish_errors_total", help: "Publishes Redis answered with an error")
+    package let publishesUnconfirmed = Counter("switchboard_cluster_publishes_unconfirmed_total", help: "Publishes in flight when the Redis connection was lost (delivered or not: unknown)")
+    package let deliveries = Counter("switchboard_cluster_deliveries_total", help: "Channel messages received from Redis for local subscribers")
+    package let connected = Counter("switchboard_cluster_redis_connected", help: "1 while this shard's Redis connection is up")
+    package let connects = Counter("switchboard_cluster_redis_connects_total", help: "Redis connections established (reconnects included)")
+    package let disconnects = Counter("switchboard_cluster_redis_disconnects_total", help: "Redis connect failures and lost connections")
+    package let protocolErrors = Counter("switchboard_cluster_redis_protocol_errors_total", help: "Redis replies that broke the protocol or a limit (the connection is dropped)")
+    package let addressedSent = Counter("switchboard_cluster_addressed_sent_total", help: "Addressed messages (send or close to a socket of another node) this shard sent to that node's inbox")
+    package let addressedUndelivered = Counter("switchboard_cluster_addressed_undelivered_total", help: "Addressed messages no node received (the target node was not subscribed to its inbox)")
+    package let addressedReceived = Counter("switchboard_cluster_addressed_received_total", help: "Addressed messages this node's inbox received")
+    package let subscribedChannels = Counter("switchboard_cluster_subscribed_channels", help: "Channels this shard is subscribed to in Redis (channels with local subscribers)")
+
+    package init() {}
+
+    package var all: [Counter] {
+        [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
+         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels]
+    }
+}

@@ -1,0 +1,73 @@
+/// The one Lua script a cluster publish runs: it gives the message its channel's next offset,
+/// appends it to the channel's bounded history and publishes it, atomically (Redis runs a
+/// script to its end before any other command), so every node sees one order and one offset.
+///
+/// Keys: `KEYS[1]` the channel's meta hash (`epoch`, `offset`), `KEYS[2]` its history list.
+/// Arguments: `ARGV[1]` the pub/sub channel, `ARGV[2]` an epoch candidate (a random 64-bit
+/// number in decimal, used only when the stream has none: it is new, or Redis lost it),
+/// `ARGV[3]` the history length (0: none), `ARGV[4]` the TTL of both keys in milliseconds,
+/// `ARGV[5]` the message (kind byte, payload).
+///
+/// The published (and stored) message is `<epoch>:<offset>:<kind><payload>`, epoch and offset
+/// in decimal; the script returns `{epoch, offset}`. The epoch stays a string: Lua numbers are
+/// doubles and would round a 64-bit epoch.
+enum RedisChannelScript {
+    static let source = """
+        local epoch = redis.call('HGET', KEYS[1], 'epoch')
+        if not epoch then
+          epoch = ARGV[2]
+          redis.call('HSET', KEYS[1], 'epoch', epoch)
+          redis.call('DEL', KEYS[2])
+        end
+        local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+        local framed = epoch .. ':' .. string.format('%d', offset) .. ':' .. ARGV[5]
+        local size = tonumber(ARGV[3])
+        if size > 0 then
+          redis.call('RPUSH', KEYS[2], framed)
+          redis.call('LTRIM', KEYS[2], -size, -1)
+          redis.call('PEXPIRE', KEYS[2], ARGV[4])
+        end
+        redis.call('PEXPIRE', KEYS[1], ARGV[4])
+        redis.call('PUBLISH', ARGV[1], framed)
+        return {epoch, offset}
+        """
+
+    /// Membership (one sorted set, `KEYS[1]`, member: node id, score: expiry on Redis's own
+    /// clock, so nodes' clocks never disagree): renews `ARGV[1]` for `ARGV[2]` milliseconds.
+    static let heartbeat = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+        return now
+        """
+
+    /// Drops expired members and returns the live ones.
+    static let members = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        return redis.call('ZRANGE', KEYS[1], 0, -1)
+        """
+
+    /// A published message taken apart; nil when it is not one this script wrote.
+    static func decode(_ framed: [UInt8]) -> (position: ClusterPosition, kind: ClusterMessageKind, payloadStart: Int)? {
+        var i = 0
+        func number() -> UInt64? {
+            var value: UInt64 = 0
+            let start = i
+            while i < framed.count, framed[i] >= 0x30, framed[i] <= 0x39 {
+                let (m, o1) = value.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(framed[i] - 0x30))
+                guard !o1, !o2 else { return nil }
+                value = a
+                i += 1
+            }
+            guard i > start, i < framed.count, framed[i] == UInt8(ascii: ":") else { return nil }
+            i += 1
+            return value
+        }
+        guard let epoch = number(), let offset = number(), i < framed.count,
+              let kind = ClusterMessageKind(rawValue: framed[i]) else { return nil }
+        return (ClusterPosition(epoch: epoch, offset: offset), kind, i + 1)
+    }
+}

@@ -1,0 +1,343 @@
+import DequeModule
+import Logging
+import SwitchboardIO
+import SwitchboardRESP
+
+/// One shard's Redis engine: its own Redis connection (RESP3, on the shard's ring or epoll
+/// set), used both to publish (one script per message, `RedisChannelScript`) and to receive the
+/// channels this shard has subscribers for (pub/sub pushes on the same connection). Nothing is
+/// shared with other shards, so Redis traffic takes no lock. Shard thread only.
+///
+/// Interest: the shard is SUBSCRIBEd to a channel exactly while it has local subscribers; on
+/// every (re)connect it subscribes again to all of them. Publishing is fail-fast: while the
+/// connection is down a publish is refused at once and counted, never queued.
+///
+/// Replies come back in command order; pushes (pub/sub messages and (un)subscribe
+/// confirmations) are told apart by their RESP3 type, so one connection carries both.
+///
+/// Shard 0's engine also receives its node's inbox and the all-nodes inbox (addressed
+/// `send`/`close`, `copySubscriptions`) and renews the node's membership on its tick.
+package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDelegate {
+    /// What each reply owed on the connection answers, oldest first.
+    private enum Pending {
+        case hello, select, setName, scriptLoad
+        /// A publish, with what to send again with EVAL if the server lost the script.
+        case publish(retry: [[UInt8]]?)
+        /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
+        case addressed
+        case heartbeat
+        case members(([Int]?) -> Void)
+    }
+
+    package weak var delegate: ClusterEngineDelegate?
+    package let metrics: ClusterMetrics
+    private let configuration: ClusterConfiguration
+    private let options: OutboundOptions
+    private let database: Int
+    private let logger: Logger
+    private var connection: OutboundConnection?
+    private var parser: RESPParser
+    private var pending = Deque<Pending>()
+    private var pendingPublishes = 0
+    /// Channels with local subscribers (the SUBSCRIBE set), by their raw name.
+    private var interest = Set<[UInt8]>()
+    /// The script's SHA-1 once SCRIPT LOAD answered on this connection; EVAL until then.
+    private var scriptSHA: [UInt8]?
+    /// Whether the refusal of this outage was logged (one line per outage, not per publish).
+    private var outageLogged = false
+    private let channelPrefix: [UInt8]
+    private let keyPrefix: [UInt8]
+    private let shardName: String
+    /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
+    private var inbox: (channel: [UInt8], all: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
+    private let inboxPrefix: [UInt8]
+    /// The node this shard announces (shard 0 of each node), and when it last did.
+    private var membership: Int?
+    /// Far enough in the past for "due now", not so far that the difference overflows.
+    private var lastHeartbeatMilliseconds: Int64 = .min / 2
+    private let membersKey: [UInt8]
+
+    package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
+                 metrics: ClusterMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.options = options
+        self.database = database
+        self.metrics = metrics
+        self.logger = logger
+        parser = RESPParser(limits: RESPLimits())
+        channelPrefix = Array((configuration.keyPrefix + ":ch:").utf8)
+        keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
+        inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
+        membersKey = Array((configuration.keyPrefix + ":members").utf8)
+        shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
+    }
+
+    package func start(on shard: Shard) {
+        connection = shard.openOutbound(options, delegate: self)
+    }
+
+    package var isConnected: Bool { connection?.isConnected ?? false }
+
+    // MARK: - Engine
+
+    package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            if !outageLogged {
+                outageLogged = true
+                logger.error("cluster publish refused: not connected to Redis at \(options.host):\(options.port) (counted in switchboard_cluster_publishes_unavailable_total until it is back)")
+            }
+            return .unavailable
+        }
+        guard pendingPublishes < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        var message = [UInt8]()
+        message.reserveCapacity(payload.count + 1)
+        message.append(kind.rawValue)
+        message.append(contentsOf: payload)
+        let arguments: [[UInt8]] = [
+            keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
+            channelPrefix + channel, Array(String(UInt64.random(in: 1 ... .max)).utf8),
+            Array(String(configuration.historySize).utf8), Array(String(configuration.historyTTLMilliseconds).utf8),
+            message,
+        ]
+        let command: [[UInt8]]
+        if let sha = scriptSHA {
+            command = [Array("EVALSHA".utf8), sha, Array("2".utf8)] + arguments
+        } else {
+            command = [Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + arguments
+        }
+        // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
+        // a burst Redis does not take fast enough is refused here, not queued without end.
+        guard write(command, control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.publish(retry: scriptSHA == nil ? nil : arguments))
+        pendingPublishes += 1
+        connection.setAwaitingInput(true)
+        metrics.publishes.increment()
+        return .sent
+    }
+
+    package func interestAdded(_ channel: [UInt8]) {
+        guard interest.insert(channel).inserted else { return }
+        metrics.subscribedChannels.set(interest.count)
+        if isConnected { write([Array("SUBSCRIBE".utf8), channelPrefix + channel]) }
+    }
+
+    package func interestRemoved(_ channel: [UInt8]) {
+        guard interest.remove(channel) != nil else { return }
+        metrics.subscribedChannels.set(interest.count)
+        if isConnected { write([Array("UNSUBSCRIBE".utf8), channelPrefix + channel]) }
+    }
+
+    package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
+        send(to: inboxPrefix + Array(String(node).utf8), message)
+    }
+
+    package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
+        send(to: inboxPrefix + Array("all".utf8), message)
+    }
+
+    private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
+        guard pendingPublishes < configuration.maxPendingPublishes,
+              write([Array("PUBLISH".utf8), inboxChannel, message], control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.addressed)
+        pendingPublishes += 1
+        connection.setAwaitingInput(true)
+        metrics.addressedSent.increment()
+        return .sent
+    }
+
+    package func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void) {
+        let channel = inboxPrefix + Array(String(node).utf8)
+        let all = inboxPrefix + Array("all".utf8)
+        inbox = (channel, all, handler)
+        if isConnected { write([Array("SUBSCRIBE".utf8), channel, all]) }
+    }
+
+    package func announceMembership(_ node: Int) {
+        membership = node
+        if isConnected { heartbeat() }
+    }
+
+    package func members(_ completion: @escaping ([Int]?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        pending.append(.members(completion))
+        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("1".utf8), membersKey])
+    }
+
+    package func tick(nowMilliseconds: Int64) {
+        guard membership != nil, isConnected,
+              nowMilliseconds - lastHeartbeatMilliseconds >= Int64(configuration.heartbeatMilliseconds) else { return }
+        heartbeat()
+    }
+
+    private func heartbeat() {
+        guard let node = membership, let connection else { return }
+        lastHeartbeatMilliseconds = connection.shard.nowMilliseconds
+        pending.append(.heartbeat)
+        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("1".utf8), membersKey,
+               Array(String(node).utf8), Array(String(configuration.nodeTTLMilliseconds).utf8)])
+    }
+
+    // MARK: - Connection
+
+    /// Queues one command. Control commands (handshake, (un)subscribe: small, and needed for
+    /// correctness) pass the send-queue limit; publishes are refused at it.
+    @discardableResult
+    private func write(_ command: [[UInt8]], control: Bool = true) -> SendResult {
+        guard let connection else { return .notOpen }
+        var out: [UInt8] = []
+        RESPWriter.writeCommand(command, into: &out)
+        let result = connection.send(OutboundBytes(adopting: out), overLimit: control)
+        connection.setAwaitingInput(!pending.isEmpty)
+        return result
+    }
+
+    package func outboundConnected(_ connection: OutboundConnection) {
+        metrics.connects.increment()
+        metrics.connected.set(1)
+        outageLogged = false
+        logger.notice("cluster: connected to Redis at \(options.host):\(options.port); subscribing to \(interest.count) channels")
+        // One pipeline: protocol 3, database, name, script, then every channel of interest.
+        pending.append(.hello)
+        write([Array("HELLO".utf8), Array("3".utf8)])
+        if database != 0 {
+            pending.append(.select)
+            write([Array("SELECT".utf8), Array(String(database).utf8)])
+        }
+        pending.append(.setName)
+        write([Array("CLIENT".utf8), Array("SETNAME".utf8), Array(shardName.utf8)])
+        pending.append(.scriptLoad)
+        write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(RedisChannelScript.source.utf8)])
+        var batch: [[UInt8]] = []
+        if let inbox { batch += [inbox.channel, inbox.all] }
+        for channel in interest {
+            batch.append(channelPrefix + channel)
+            if batch.count == 512 {
+                write([Array("SUBSCRIBE".utf8)] + batch)
+                batch.removeAll(keepingCapacity: true)
+            }
+        }
+        if !batch.isEmpty { write([Array("SUBSCRIBE".utf8)] + batch) }
+        heartbeat()
+    }
+
+    package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
+        let wasConnected = metrics.connected.value == 1
+        metrics.connected.set(0)
+        metrics.disconnects.increment()
+        if pendingPublishes > 0 { metrics.publishesUnconfirmed.increment(by: pendingPublishes) }
+        let owed = pending
+        pending.removeAll()
+        // Every waiter hears back exactly once: nil, Redis is gone.
+        for case .members(let completion) in owed { completion(nil) }
+        pendingPublishes = 0
+        scriptSHA = nil
+        parser = RESPParser(limits: RESPLimits())
+        guard let retry = retryInMilliseconds else {
+            return logger.notice("cluster: Redis connection closed (the shard is stopping)")
+        }
+        // One line per outage (the first failure, or the loss of a live connection), not one per retry.
+        if wasConnected || metrics.disconnects.value == 1 {
+            logger.warning("cluster: Redis at \(options.host):\(options.port) unavailable (\(reason)); retrying in \(retry) ms, then with backoff")
+        }
+    }
+
+    package func outboundReceived(_ connection: OutboundConnection, _ bytes: UnsafeRawBufferPointer) {
+        var rest = bytes
+        while !rest.isEmpty {
+            let (consumed, result) = parser.parse(rest)
+            rest = UnsafeRawBufferPointer(rebasing: rest[consumed...])
+            switch result {
+            case .needMore:
+                assert(rest.isEmpty, "the parser stopped short without a value")
+                return
+            case .value(let value):
+                handle(value)
+                if !isConnected { return }  // a handler dropped the connection
+            case .error(let error):
+                metrics.protocolErrors.increment()
+                logger.error("cluster: bad reply from Redis (\(error)); reconnecting")
+                connection.reconnect()
+                return
+            }
+        }
+        connection.setAwaitingInput(!pending.isEmpty)
+    }
+
+    private func handle(_ value: RESPValue) {
+        if case .push(let items) = value { return handlePush(items) }
+        guard let owed = pending.popFirst() else {
+            metrics.protocolErrors.increment()
+            logger.error("cluster: a Redis reply nobody asked for; reconnecting")
+            return connection?.reconnect() ?? ()
+        }
+        switch owed {
+        case .hello, .select, .setName:
+            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
+        case .scriptLoad:
+            if case .bulkString(let sha) = value { scriptSHA = sha }
+        case .heartbeat:
+            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the heartbeat: \(e)") }
+        case .members(let completion):
+            guard case .array(let items) = value else {
+                logger.error("cluster: Redis answered the membership query with \(value)")
+                return completion(nil)
+            }
+            completion(items.compactMap { if case .bulkString(let b) = $0 { Int(String(decoding: b, as: UTF8.self)) } else { nil } }.sorted())
+        case .addressed:
+            pendingPublishes -= 1
+            if value == .integer(0) { metrics.addressedUndelivered.increment() }
+            if case .simpleError(let e) = value {
+                metrics.publishErrors.increment()
+                logger.error("cluster: Redis refused an addressed message: \(e)")
+            }
+        case .publish(let retry):
+            pendingPublishes -= 1
+            if case .simpleError(let e) = value {
+                if e.hasPrefix("NOSCRIPT"), let retry {
+                    // The server lost its script cache (SCRIPT FLUSH): send the script itself.
+                    scriptSHA = nil
+                    pending.append(.publish(retry: nil))
+                    pendingPublishes += 1
+                    write([Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + retry)
+                    return
+                }
+                metrics.publishErrors.increment()
+                logger.error("cluster: Redis refused a publish: \(e)")
+            }
+        }
+    }
+
+    private func handlePush(_ items: [RESPValue]) {
+        guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array("message".utf8),
+              case .bulkString(let redisChannel) = items[1], case .bulkString(let framed) = items[2] else {
+            return  // subscribe/unsubscribe confirmations and other pushes
+        }
+        if let inbox, redisChannel == inbox.channel || redisChannel == inbox.all {
+            metrics.addressedReceived.increment()
+            return framed.withUnsafeBytes { inbox.handler($0) }
+        }
+        guard redisChannel.starts(with: channelPrefix), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
+            metrics.protocolErrors.increment()
+            return
+        }
+        metrics.deliveries.increment()
+        let channel = Array(redisChannel[channelPrefix.count...])
+        framed.withUnsafeBytes { all in
+            delegate?.clusterDeliver(channel: channel, kind: messageKind, payload: UnsafeRawBufferPointer(rebasing: all[start...]), position: position)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Foundation  // tests only: Process for redis-server and the switchboard nodes
+import SwitchboardRESP
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Copies of the RESP tests' redis-server runner and the ecosystem tests' process runner (test
+// targets cannot share code outside SwitchboardTestSupport; moving them there is a follow-up).
+
+/// A redis-server of the test's own on 127.0.0.1 without persistence. Missing redis-server is a
+/// failure, not a skip: install Debian's `redis-server` (deploy/test.sh does).
+final class RedisServer {
+    static let candidates = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+    let port: Int
+    private let process: Process
+    private let directory: String
+
+    struct Failure: Error, CustomStringConvertible { var description: String }
+
+    /// On a free port, or on `port` (a restart of a server that was stopped).
+    init(port fixedPort: Int? = nil) throws {
+        guard let executable = Self.candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw Failure(description: "redis-server not found (\(Self.candidates)); install Debian's redis-server")
+        }
+        directory = NSTemporaryDirectory() + "switchboard-cluster-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        var lastError: Failure?
+        for _ in 0..<(fixedPort == nil ? 5 : 50) {
+            let candidate = try fixedPort ?? Self.freePort()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = ["--port", String(candidate), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                 "--daemonize", "no", "--logfile", "", "--dir", directory]
+            let out = Pipe()
+            process.standardOutput = out
+            process.standardError = out
+            try process.run()
+            do {
+                try Self.waitForReady(out.fileHandleForReading.fileDescriptor)
+                self.process = process
+                self.port = candidate
+                return
+            } catch let error as Failure {
+                if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                process.waitUntilExit()
+                lastError = error
+                if fixedPort != nil { usleep(100_000) }  // the old server's socket may linger briefly
+            }
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+        throw lastError ?? Failure(description: "redis-server did not start")
+    }
+
+    /// SIGKILL (the child may have SIGTERM blocked, see the RESP tests) and wait.
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    private static func freePort() throws -> Int {
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard s >= 0 else { throw Failure(description: "socket: errno \(errno)") }
+        defer { close(s) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(s, $0, length) == 0 && getsockname(s, $0, &length) == 0 }
+        }
+        guard bound else { throw Failure(description: "bind 127.0.0.1:0: errno \(errno)") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    private static func waitForReady(_ fd: Int32) throws {
+        var log = ""
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 100) <= 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { throw Failure(description: "redis-server exited: \(log)") }
+            log += String(decoding: chunk[0..<n], as: UTF8.self)
+            if log.contains("Ready to accept connections") { return }
+        }
+        throw Failure(description: "redis-server not ready within 15 s: \(log)")
+    }
+}
+
+/// A blocking RESP connection for the test's own questions to Redis.
+final class RedisProbe {
+    private let client: TestClient
+    private var parser = RESPParser()
+
+    init(port: Int) throws { client = try TestClient(port: port, receiveTimeoutMilliseconds: 5_000) }
+
+    func call(_ arguments: [String]) throws -> RESPValue {
+        var out: [UInt8] = []
+        RESPWriter.writeCommand(arguments, into: &out)
+        try client.send(out)
+        while true {
+            if !client.buffered.isEmpty {
+                let (consumed, result) = client.buffered.withUnsafeBytes { parser.parse($0) }
+                client.removeBuffered(consumed)
+                switch result {
+                case .value(let v): return v
+                case .error(let e): throw RedisServer.Failure(description: "parse error \(e)")
+                case .needMore: break
+                }
+            }
+            guard try client.fill() else { throw TestClient.Failure.closed }
+        }
+    }
+
+    /// Subscribers Redis counts for one pub/sub channel (PUBSUB NUMSUB).
+    func subscriberCount(_ channel: String) throws -> Int64 {
+        guard case .array(let items) = try call(["PUBSUB", "NUMSUB", channel]), items.count == 2,
+              case .integer(let n) = items[1] else { throw RedisServer.Failure(description: "PUBSUB NUMSUB") }
+        return n
+    }
+}
+
+/// The built executables, next to the test binary (a missing one fails the test).
+func executablePath(_ name: String) throws -> String {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    try #require(n > 0)
+    let me = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let path = me.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/" + name
+    try #require(FileManager.default.isExecutableFile(atPath: path), "\(path) not built (swift build --build-tests builds it)")
+    return path
+}
+
+/// A switchboard node: a child process whose standard error is read as it comes.
+final class NodeProcess {
+    let process = Process()
+    private let stderrPipe = Pipe()
+    private(set) var errorText = ""
+    private(set) var port = 0
+
+    init(_ name: String, _ arguments: [String]) throws {
+        process.executableURL = URL(fileURLWithPath: try executablePath(name))
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("SWITCHBOARD_") }
+        process.standardError = stderrPipe
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        let log = try readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
+        guard let after = log.range(of: "listening on 127.0.0.1:"), let p = Int(log[after.upperBound...].prefix { $0.isNumber }) else {
+            throw RedisServer.Failure(description: "no port in: \(log)")
+        }
+        port = p
+    }
+
+    /// Reads standard error until `predicate` holds for all of it (bounded).
+    @discardableResult
+    func readError(timeoutSeconds: Int = 20, until predicate: (String) -> Bool) throws -> String {
+        let fd = stderrPipe.fileHandleForReading.fileDescriptor
+        let deadline = ContinuousClock.now + .seconds(timeoutSeconds)
+        while !predicate(errorText) {
+            guard ContinuousClock.now < deadline else { throw TestClient.Failure.timeout }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&pfd, 1, 50) <= 0 { continue }
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            let n = read(fd, &chunk, chunk.count)
+            if n <= 0 { break }
+            errorText += String(decoding: chunk[0..<n], as: UTF8.self)
+        }
+        return errorText
+    }
+
+    /// SIGKILL and wait: nothing is left running, whatever the test did.
+    func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// One HTTP GET's body.
+    func get(_ path: String) throws -> String {
+        let c = try TestClient(port: port)
+        try c.send("GET \(path) HTTP/1.1\r\nHost: t\r\n\r\n")
+        return String(decoding: try c.readResponse().body, as: UTF8.self)
+    }
+
+    /// The sum of a metric over its shards, from /metrics.
+    func metric(_ name: String) throws -> Int {
+        try get("/metrics").split(separator: "\n").filter { $0.hasPrefix(name + "{") || $0.hasPrefix(name + " ") }
+            .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
+    }
+}

@@ -74,7 +74,7 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardProtocols",
-            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT"]
+            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT", "SwitchboardWebSocket"]
         ),
         // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
         // and JWT verification on libcrypto.
@@ -82,7 +82,7 @@ let package = Package(
         .target(name: "SwitchboardJWT", dependencies: ["SwitchboardJSON", "COpenSSL"], exclude: ["BAD_TOKENS.md"]),
         .target(
             name: "SwitchboardClient",
-            dependencies: ["COpenSSL"]
+            dependencies: ["COpenSSL", "SwitchboardWebSocket"]
         ),
         .executableTarget(
             name: "switchboard",
@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "SwitchboardBenchCore",
             dependencies: [
-                "SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "SwitchboardIO", "COpenSSL", "SwitchboardWebSocket", .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/Sources/SwitchboardBenchCore"
@@ -139,7 +139,7 @@ let package = Package(
             path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport", "SwitchboardWebSocket"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
@@ -151,7 +151,7 @@ let package = Package(
         .target(name: "CJWTTestSupport", path: "Tests/CJWTTestSupport", linkerSettings: [.linkedLibrary("crypto")]),
         .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
+        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols", "SwitchboardWebSocket"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
         .testTarget(

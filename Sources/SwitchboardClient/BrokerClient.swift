@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 import Synchronization
+import SwitchboardWebSocket
 
 /// Client SDK for the connection broker: connect with a role, discover peers by role, open
 /// channels and exchange confirmed JSON messages over them.
@@ -57,7 +58,7 @@ public final class BrokerClient: Sendable {
 
     struct State: Sendable {
         var phase: Phase = .idle
-        var connection: WebSocketConnection?
+        var connection: ClientWebSocket?
         var nextId = 1
         var pending: [Int: Pending] = [:]
         var myId: String?
@@ -123,7 +124,7 @@ public final class BrokerClient: Sendable {
 
     /// Opens the WebSocket, registers with `role` and stores the assigned id (`myId`).
     public func connect(role: String) async throws {
-        let target = try WebSocketURL.parse(url)
+        let target = try WebSocketURL.client(url)
         try state.withLock { (s: inout State) throws(BrokerClientError) in
             guard s.phase == .idle else { throw .alreadyConnected }
             s.phase = .connecting
@@ -191,11 +192,11 @@ public final class BrokerClient: Sendable {
 
     // MARK: Connection lifecycle
 
-    private static func openConnection(_ url: WebSocketURL, options: BrokerClientOptions) async throws -> WebSocketConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
+    private static func openConnection(_ url: WebSocketURL, options: BrokerClientOptions) async throws -> ClientWebSocket {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ClientWebSocket, any Error>) in
             let thread = Thread {
                 do {
-                    c.resume(returning: try WebSocketConnection.open(url: url, timeout: options.connectTimeout,
+                    c.resume(returning: try ClientWebSocket.open(url: url, timeout: options.connectTimeout,
                                                                      maxMessageBytes: options.maxMessageBytes,
                                                                      caFile: options.tlsCAFile))
                 } catch {
@@ -240,7 +241,7 @@ public final class BrokerClient: Sendable {
     }
 
     /// The reader thread's end of a connection.
-    private func connectionEnded(_ connection: WebSocketConnection, reason: String) {
+    private func connectionEnded(_ connection: ClientWebSocket, reason: String) {
         let id = ObjectIdentifier(connection)
         let (pending, channels, wasConnected, reconnectRole) = state.withLock { s in
             let pending = s.pending.filter { $0.value.connection == id }
@@ -274,7 +275,7 @@ public final class BrokerClient: Sendable {
     }
 
     private func startReconnecting(role: String) {
-        guard let target = try? WebSocketURL.parse(url) else { return }
+        guard let target = try? WebSocketURL.client(url) else { return }
         let task = Task { [self] in
             var attempt = 0
             while !Task.isCancelled {
@@ -302,9 +303,9 @@ public final class BrokerClient: Sendable {
     // MARK: Requests
 
     func request(_ type: String, _ fields: [String: JSONValue], kind: PendingKind,
-                 on explicitConnection: WebSocketConnection? = nil) async throws -> Reply {
-        let (connection, id) = try state.withLock { (s: inout State) throws(BrokerClientError) -> (WebSocketConnection, Int) in
-            let connection: WebSocketConnection
+                 on explicitConnection: ClientWebSocket? = nil) async throws -> Reply {
+        let (connection, id) = try state.withLock { (s: inout State) throws(BrokerClientError) -> (ClientWebSocket, Int) in
+            let connection: ClientWebSocket
             if let explicitConnection {
                 guard s.connection === explicitConnection else { throw .disconnected }
                 connection = explicitConnection
@@ -365,7 +366,7 @@ public final class BrokerClient: Sendable {
 
     // MARK: Incoming
 
-    private func handle(_ event: WebSocketConnection.Event, from connection: WebSocketConnection) {
+    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) {
         switch event {
         case .text(let text):
             handleText(text, from: connection)
@@ -377,7 +378,7 @@ public final class BrokerClient: Sendable {
         }
     }
 
-    private func handleText(_ text: String, from connection: WebSocketConnection) {
+    private func handleText(_ text: String, from connection: ClientWebSocket) {
         log(.debug, "<- \(text)")
         guard let value = try? JSONValue(jsonString: text), let message = value.objectValue else {
             log(.error, "ignoring a message that is not a JSON object: \(text.prefix(200))")
@@ -431,7 +432,7 @@ public final class BrokerClient: Sendable {
         }
     }
 
-    private func handleReply(_ id: Int, _ message: [String: JSONValue], from connection: WebSocketConnection) {
+    private func handleReply(_ id: Int, _ message: [String: JSONValue], from connection: ClientWebSocket) {
         guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else {
             log(.warning, "reply to unknown or expired request \(id)")
             return

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SwitchboardWebSocket
 
 /// Why an `RPCClient.send` did not produce a result.
 public enum RPCClientError: Error, Equatable, Sendable {
@@ -67,7 +68,7 @@ public final class RPCClient: Sendable {
     }
     private struct State {
         var phase: Phase = .idle
-        var connection: WebSocketConnection?
+        var connection: ClientWebSocket?
         var pending: [String: Pending] = [:]
         /// Requests made while not ready: (correlation id, text), FIFO.
         var queue: [(id: String, text: String)] = []
@@ -135,7 +136,7 @@ public final class RPCClient: Sendable {
         let deadline = ContinuousClock.now + (timeout ?? options.requestTimeout)
         let result: Result<JSONValue, RPCClientError> = await withCheckedContinuation { c in
             let done: @Sendable (Result<JSONValue, RPCClientError>) -> Void = { c.resume(returning: $0) }
-            let action = state.withLock { s -> (WebSocketConnection, String, String)?? in
+            let action = state.withLock { s -> (ClientWebSocket, String, String)?? in
                 if s.phase == .closed { return .some(nil) }
                 guard s.pending.count < options.maxPendingRequests else { return .some(nil) }
                 s.nextId += 1
@@ -167,7 +168,7 @@ public final class RPCClient: Sendable {
 
     /// Closes for good: pending and queued requests fail with `closed`.
     public func close() async {
-        let conn = state.withLock { s -> WebSocketConnection? in
+        let conn = state.withLock { s -> ClientWebSocket? in
             s.phase = .closed
             return s.connection
         }
@@ -178,7 +179,7 @@ public final class RPCClient: Sendable {
     // MARK: - Connection
 
     private func connectLoop() async {
-        guard let target = try? WebSocketURL.parse(url) else {
+        guard let target = try? WebSocketURL.client(url) else {
             state.withLock { $0.phase = .closed }
             failAll(.closed, includingQueued: true)
             return
@@ -216,11 +217,11 @@ public final class RPCClient: Sendable {
         return capped + capped * Double.random(in: 0..<0.5)
     }
 
-    private static func open(_ url: WebSocketURL, _ options: RPCClientOptions) async throws -> WebSocketConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
+    private static func open(_ url: WebSocketURL, _ options: RPCClientOptions) async throws -> ClientWebSocket {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ClientWebSocket, any Error>) in
             let thread = Thread {
                 do {
-                    c.resume(returning: try WebSocketConnection.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes))
+                    c.resume(returning: try ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes))
                 } catch {
                     c.resume(throwing: error)
                 }
@@ -230,7 +231,7 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func handle(_ event: WebSocketConnection.Event, from conn: WebSocketConnection) {
+    private func handle(_ event: ClientWebSocket.Event, from conn: ClientWebSocket) {
         switch event {
         case .text(let text): receive(text, conn)
         case .binary(let bytes): receive(String(decoding: bytes, as: UTF8.self), conn)
@@ -253,7 +254,7 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func receive(_ text: String, _ conn: WebSocketConnection) {
+    private func receive(_ text: String, _ conn: ClientWebSocket) {
         guard let message = try? JSONValue(jsonString: text), let type = message["type"]?.stringValue else { return }
         let cid = message["correlationId"]
         switch type {
@@ -346,15 +347,15 @@ public final class RPCClient: Sendable {
         while true {
             try? await Task.sleep(for: .milliseconds(20))
             let now = ContinuousClock.now
-            let (expired, ping, drop, closed) = state.withLock { s -> ([Pending], (WebSocketConnection, String)?, WebSocketConnection?, Bool) in
+            let (expired, ping, drop, closed) = state.withLock { s -> ([Pending], (ClientWebSocket, String)?, ClientWebSocket?, Bool) in
                 var expired: [Pending] = []
                 for (id, p) in s.pending where p.deadline <= now {
                     expired.append(p)
                     s.pending[id] = nil
                     s.queue.removeAll { $0.id == id }
                 }
-                var ping: (WebSocketConnection, String)? = nil
-                var drop: WebSocketConnection? = nil
+                var ping: (ClientWebSocket, String)? = nil
+                var drop: ClientWebSocket? = nil
                 if s.phase == .open, let conn = s.connection, now - s.openedAt > options.connectTimeout {
                     drop = conn  // no init in time: drop and reconnect
                 } else if s.phase == .ready, let conn = s.connection {

@@ -1,252 +1,27 @@
 import COpenSSL
 import Foundation
 import Synchronization
+import SwitchboardWebSocket
 #if canImport(Glibc)
 import Glibc
 #endif
 
-// A minimal RFC 6455 client over a blocking TCP socket: ws://, or wss:// through OpenSSL with
-// certificate verification always on (ClientTransport.swift); no extensions, no subprotocols. One reader thread per connection parses frames and reports events; writes
-// are serialized by a lock. Every frame the client sends is masked with a fresh random key.
+// The SDK's WebSocket over a blocking TCP socket: ws://, or wss:// through OpenSSL with
+// certificate verification always on (ClientTransport.swift). Framing, masking, the handshake
+// and the URL are SwitchboardWebSocket's client role (the same codec the server runs): this
+// file only moves bytes. One reader thread per connection feeds the codec and reports events;
+// writes are serialized by a lock (encoding included, so permessage-deflate's shared window
+// sees the frames in the order they go out).
 
-/// A parsed `ws://` or `wss://host[:port][/path][?query]` URL.
-struct WebSocketURL: Equatable, Sendable {
-    var host: String
-    var port: UInt16
-    /// wss://: TLS, default port 443.
-    var secure: Bool = false
-    /// Request target: path plus query, at least "/".
-    var resource: String
-
-    /// The Host header value (brackets kept for IPv6, port omitted when 80).
-    var hostHeader: String {
-        let h = host.contains(":") ? "[\(host)]" : host
-        return port == (secure ? 443 : 80) ? h : "\(h):\(port)"
-    }
-
-    static func parse(_ string: String) throws(BrokerClientError) -> WebSocketURL {
-        let lower = string.lowercased()
-        let secure = lower.hasPrefix("wss://")
-        guard secure || lower.hasPrefix("ws://") else {
-            throw .invalidURL("expected a ws:// or wss:// URL: \(string)")
-        }
-        let rest = string.dropFirst(secure ? 6 : 5)
-        let authorityEnd = rest.firstIndex(where: { $0 == "/" || $0 == "?" || $0 == "#" }) ?? rest.endIndex
-        let authority = rest[rest.startIndex..<authorityEnd]
-        var resource = String(rest[authorityEnd...])
-        if let hash = resource.firstIndex(of: "#") { resource = String(resource[..<hash]) }
-        if resource.isEmpty || resource.first == "?" { resource = "/" + resource }
-        if authority.contains("@") { throw .invalidURL("user info is not supported: \(string)") }
-
-        var host: Substring
-        var portText: Substring?
-        if authority.first == "[" {
-            guard let close = authority.firstIndex(of: "]") else { throw .invalidURL("bad IPv6 literal: \(string)") }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.first == ":" else { throw .invalidURL("bad authority: \(string)") }
-                portText = after.dropFirst()
-            }
-        } else if let colon = authority.lastIndex(of: ":") {
-            host = authority[..<colon]
-            portText = authority[authority.index(after: colon)...]
-        } else {
-            host = authority
-        }
-        guard !host.isEmpty else { throw .invalidURL("missing host: \(string)") }
-        var port: UInt16 = secure ? 443 : 80
-        if let portText {
-            guard let p = UInt16(portText), p > 0 else { throw .invalidURL("bad port: \(string)") }
-            port = p
-        }
-        return WebSocketURL(host: String(host), port: port, secure: secure, resource: resource)
-    }
-}
-
-enum WebSocketHandshake {
-    static let guid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-
-    /// 16 random bytes, base64: a fresh Sec-WebSocket-Key.
-    static func makeKey() -> String {
-        Data(randomBytes(16)).base64EncodedString()
-    }
-
-    /// The Sec-WebSocket-Accept a server must answer for `key`.
-    static func acceptValue(for key: String) -> String {
-        let input = Array((key + guid).utf8)
-        var out = [CChar](repeating: 0, count: 32)
-        let n = input.withUnsafeBufferPointer { sb_sha1_base64($0.baseAddress, $0.count, &out) }
-        precondition(n == 28, "sb_sha1_base64 failed")
-        return String(decoding: out.prefix(28).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func request(url: WebSocketURL, key: String) -> String {
-        "GET \(url.resource) HTTP/1.1\r\n" +
-            "Host: \(url.hostHeader)\r\n" +
-            "Upgrade: websocket\r\n" +
-            "Connection: Upgrade\r\n" +
-            "Sec-WebSocket-Key: \(key)\r\n" +
-            "Sec-WebSocket-Version: 13\r\n" +
-            "User-Agent: SwitchboardClient\r\n" +
-            "\r\n"
-    }
-
-    /// Checks a server's response head (status line and headers, without the final blank line).
-    static func validate(responseHead: String, key: String) throws(BrokerClientError) {
-        var lines = responseHead.components(separatedBy: "\r\n")
-        guard !lines.isEmpty else { throw .handshakeFailed("empty response") }
-        let statusLine = lines.removeFirst()
-        let parts = statusLine.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1.") else {
-            throw .handshakeFailed("bad status line: \(statusLine)")
-        }
-        guard parts[1] == "101" else { throw .handshakeFailed("server answered \(statusLine)") }
-        var headers: [String: [String]] = [:]
-        for line in lines where !line.isEmpty {
-            guard let colon = line.firstIndex(of: ":") else { throw .handshakeFailed("bad header line: \(line)") }
-            let name = line[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
-            let value = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-            headers[name, default: []].append(value)
-        }
-        func tokens(_ name: String) -> [String] {
-            (headers[name] ?? []).flatMap { $0.split(separator: ",") }
-                .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        }
-        guard tokens("upgrade").contains("websocket") else { throw .handshakeFailed("missing Upgrade: websocket") }
-        guard tokens("connection").contains("upgrade") else { throw .handshakeFailed("missing Connection: Upgrade") }
-        guard let accept = headers["sec-websocket-accept"], accept.count == 1 else {
-            throw .handshakeFailed("missing Sec-WebSocket-Accept")
-        }
-        let expected = acceptValue(for: key)
-        guard accept[0] == expected else {
-            throw .handshakeFailed("Sec-WebSocket-Accept mismatch: got \(accept[0]), expected \(expected)")
-        }
-        if let ext = headers["sec-websocket-extensions"], !ext.joined().isEmpty {
-            throw .handshakeFailed("server selected an extension that was not offered: \(ext.joined(separator: ", "))")
-        }
-        if let proto = headers["sec-websocket-protocol"], !proto.joined().isEmpty {
-            throw .handshakeFailed("server selected a subprotocol that was not offered: \(proto.joined(separator: ", "))")
-        }
-    }
-}
-
-func randomBytes(_ count: Int) -> [UInt8] {
-    var bytes = [UInt8](repeating: 0, count: count)
-    if sb_random_bytes(&bytes, count) != 0 {
-        var rng = SystemRandomNumberGenerator()
-        for i in bytes.indices { bytes[i] = UInt8.random(in: 0...255, using: &rng) }
-    }
-    return bytes
-}
-
-enum WebSocketOpcode: UInt8, Sendable {
-    case continuation = 0, text = 1, binary = 2, close = 8, ping = 9, pong = 10
-}
-
-struct WebSocketFrame: Equatable, Sendable {
-    var fin: Bool
-    var opcode: WebSocketOpcode
-    var payload: [UInt8]
-}
-
-/// A violation by the peer; `closeCode` is what we send back before dropping the connection.
-struct WebSocketProtocolViolation: Error, Equatable {
-    var message: String
-    var closeCode: UInt16
-}
-
-enum WebSocketFrameEncoder {
-    /// A client frame: FIN set, masked with `mask` (4 bytes).
-    static func encode(opcode: WebSocketOpcode, payload: [UInt8], mask: [UInt8], fin: Bool = true) -> [UInt8] {
-        precondition(mask.count == 4)
-        var out: [UInt8] = []
-        out.reserveCapacity(payload.count + 14)
-        out.append((fin ? 0x80 : 0) | opcode.rawValue)
-        if payload.count < 126 {
-            out.append(0x80 | UInt8(payload.count))
-        } else if payload.count <= 0xFFFF {
-            out.append(0x80 | 126)
-            out.append(UInt8(payload.count >> 8))
-            out.append(UInt8(payload.count & 0xFF))
-        } else {
-            out.append(0x80 | 127)
-            for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((UInt64(payload.count) >> UInt64(shift)) & 0xFF)) }
-        }
-        out.append(contentsOf: mask)
-        let base = out.count
-        out.append(contentsOf: payload)
-        out.withUnsafeMutableBufferPointer { buf in
-            for i in 0..<payload.count { buf[base + i] ^= mask[i & 3] }
-        }
-        return out
-    }
-}
-
-/// Incremental parser for server frames (which are never masked).
-struct WebSocketFrameParser {
-    private(set) var buffer: [UInt8] = []
-    private var start = 0
-    /// Largest frame payload accepted.
-    let maxFrameBytes: Int
-
-    init(maxFrameBytes: Int) { self.maxFrameBytes = maxFrameBytes }
-
-    var bufferedCount: Int { buffer.count - start }
-
-    mutating func append(_ bytes: UnsafeRawBufferPointer) {
-        buffer.append(contentsOf: bytes)
-    }
-
-    mutating func append(_ bytes: [UInt8]) { buffer.append(contentsOf: bytes) }
-
-    mutating func next() throws(WebSocketProtocolViolation) -> WebSocketFrame? {
-        let available = buffer.count - start
-        guard available >= 2 else { return nil }
-        let b0 = buffer[start], b1 = buffer[start + 1]
-        if b0 & 0x70 != 0 { throw WebSocketProtocolViolation(message: "reserved bits set without an extension", closeCode: 1002) }
-        guard let opcode = WebSocketOpcode(rawValue: b0 & 0x0F) else {
-            throw WebSocketProtocolViolation(message: "reserved opcode \(b0 & 0x0F)", closeCode: 1002)
-        }
-        let fin = b0 & 0x80 != 0
-        if b1 & 0x80 != 0 { throw WebSocketProtocolViolation(message: "server frame is masked", closeCode: 1002) }
-        var header = 2
-        var length = UInt64(b1 & 0x7F)
-        if length == 126 {
-            guard available >= 4 else { return nil }
-            length = UInt64(buffer[start + 2]) << 8 | UInt64(buffer[start + 3])
-            header = 4
-        } else if length == 127 {
-            guard available >= 10 else { return nil }
-            length = 0
-            for i in 2..<10 { length = length << 8 | UInt64(buffer[start + i]) }
-            if length >> 63 != 0 { throw WebSocketProtocolViolation(message: "64-bit length has its top bit set", closeCode: 1002) }
-            header = 10
-        }
-        if opcode.rawValue >= 8 {
-            if !fin { throw WebSocketProtocolViolation(message: "fragmented control frame", closeCode: 1002) }
-            if length > 125 { throw WebSocketProtocolViolation(message: "control frame longer than 125 bytes", closeCode: 1002) }
-        }
-        if length > UInt64(maxFrameBytes) {
-            throw WebSocketProtocolViolation(message: "frame of \(length) bytes exceeds the limit of \(maxFrameBytes)", closeCode: 1009)
-        }
-        let total = header + Int(length)
-        guard available >= total else { return nil }
-        let payload = Array(buffer[(start + header)..<(start + total)])
-        start += total
-        if start == buffer.count {
-            buffer.removeAll(keepingCapacity: buffer.capacity <= 1 << 20)
-            start = 0
-        } else if start >= 65_536 && start * 2 >= buffer.count {
-            buffer.removeFirst(start)
-            start = 0
-        }
-        return WebSocketFrame(fin: fin, opcode: opcode, payload: payload)
+extension WebSocketURL {
+    /// Parses `text`, reporting a refusal as the SDK's error.
+    static func client(_ text: String) throws(BrokerClientError) -> WebSocketURL {
+        do { return try WebSocketURL.parse(text) } catch { throw .invalidURL(error.description) }
     }
 }
 
 /// One client WebSocket connection. Create with `open` (blocking), then `start` the reader.
-final class WebSocketConnection: @unchecked Sendable {
+final class ClientWebSocket: @unchecked Sendable {
     enum Event: Sendable {
         case text(String)
         case binary([UInt8])
@@ -269,32 +44,33 @@ final class WebSocketConnection: @unchecked Sendable {
 
     let fd: Int32
     private let transport: ClientTransport
-    let maxMessageBytes: Int
+    /// The client-role codec. Lock order: `writeLock` before `codec`; the reader takes `codec`
+    /// alone while it decodes and sends the codec's replies (pongs, close) after letting go.
+    private let codec: Mutex<WebSocketConnection>
     private let writeLock = Mutex(())
     private let fdState = Mutex(FDState())
     private let state = Mutex(State())
     /// Bytes read past the handshake response: the start of the first frames.
     private let leftover: [UInt8]
-    /// Every frame's mask, for tests (only when `recordMasks`).
-    let recordMasks: Bool
-    private let masks = Mutex<[[UInt8]]>([])
+    /// What the handshake agreed on permessage-deflate (nil: not in use).
+    let deflate: PerMessageDeflateParameters?
 
-    private init(transport: ClientTransport, leftover: [UInt8], maxMessageBytes: Int, recordMasks: Bool) {
+    private init(transport: ClientTransport, leftover: [UInt8], maxMessageBytes: Int, deflate: PerMessageDeflateParameters?) {
         self.transport = transport
         self.fd = transport.fd
         self.leftover = leftover
-        self.maxMessageBytes = maxMessageBytes
-        self.recordMasks = recordMasks
+        self.deflate = deflate
+        codec = Mutex(WebSocketConnection(
+            role: .client, limits: WebSocketLimits(maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes),
+            deflate: deflate))
     }
-
-    var sentMasks: [[UInt8]] { masks.withLock { $0 } }
 
     // MARK: Opening
 
     /// Connects (TLS for wss://, verified against `caFile` or the system trust store), performs
     /// the opening handshake and returns the open connection. Blocking.
     static func open(url: WebSocketURL, timeout: Duration, maxMessageBytes: Int,
-                     recordMasks: Bool = false, caFile: String? = nil) throws(BrokerClientError) -> WebSocketConnection {
+                     perMessageDeflate: Bool = false, caFile: String? = nil) throws(BrokerClientError) -> ClientWebSocket {
         let deadline = ContinuousClock.now + timeout
         let fd = try connectTCP(host: url.host, port: url.port, deadline: deadline)
         var transport: ClientTransport?
@@ -302,30 +78,30 @@ final class WebSocketConnection: @unchecked Sendable {
             let t = url.secure ? try ClientTransport.tls(fd: fd, host: url.host, caFile: caFile, deadline: deadline)
                                : ClientTransport.plain(fd: fd)
             transport = t
-            let key = WebSocketHandshake.makeKey()
-            try t.send(Array(WebSocketHandshake.request(url: url, key: key).utf8))
+            let handshake = WebSocketClientHandshake(url: url, perMessageDeflate: perMessageDeflate,
+                                                     headers: ["User-Agent: SwitchboardClient"])
+            try t.send(handshake.request)
             var response: [UInt8] = []
             var chunk = [UInt8](repeating: 0, count: 4096)
-            var headEnd: Int?
-            while headEnd == nil {
+            while true {
                 if !t.hasBufferedInput { try waitReadable(fd: fd, deadline: deadline) }
                 let received = chunk.withUnsafeMutableBytes { t.receive(into: $0) }
-                let n: Int
                 switch received {
-                case .bytes(let count): n = count
+                case .bytes(let count): response.append(contentsOf: chunk[0..<count])
                 case .again: continue
                 case .closed: throw BrokerClientError.handshakeFailed("connection closed during the handshake")
                 case .failed(let why): throw BrokerClientError.handshakeFailed(why)
                 }
-                let searchFrom = max(0, response.count - 3)
-                response.append(contentsOf: chunk[0..<n])
-                if let r = findHeadEnd(response, from: searchFrom) { headEnd = r }
-                else if response.count > 16_384 { throw BrokerClientError.handshakeFailed("response head too large") }
+                switch response.withUnsafeBytes({ handshake.validate($0) }) {
+                case .incomplete:
+                    continue
+                case .rejected(let why):
+                    throw BrokerClientError.handshakeFailed(why)
+                case .accepted(let headBytes, let deflate, _):
+                    return ClientWebSocket(transport: t, leftover: Array(response[headBytes...]),
+                                           maxMessageBytes: maxMessageBytes, deflate: deflate)
+                }
             }
-            let head = String(decoding: response[0..<headEnd!], as: UTF8.self)
-            try WebSocketHandshake.validate(responseHead: head, key: key)
-            return WebSocketConnection(transport: t, leftover: Array(response[(headEnd! + 4)...]),
-                                       maxMessageBytes: maxMessageBytes, recordMasks: recordMasks)
         } catch let error as BrokerClientError {
             transport?.release()
             Glibc.close(fd)
@@ -335,16 +111,6 @@ final class WebSocketConnection: @unchecked Sendable {
             Glibc.close(fd)
             throw .handshakeFailed("\(error)")
         }
-    }
-
-    private static func findHeadEnd(_ bytes: [UInt8], from: Int) -> Int? {
-        guard bytes.count >= 4 else { return nil }
-        var i = from
-        while i + 3 < bytes.count {
-            if bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 { return i }
-            i += 1
-        }
-        return nil
     }
 
     private static func remainingMilliseconds(_ deadline: ContinuousClock.Instant) -> Int32 {
@@ -421,22 +187,33 @@ final class WebSocketConnection: @unchecked Sendable {
     // MARK: Writing
 
     func sendText(_ text: String) throws(BrokerClientError) {
-        try sendFrame(.text, Array(text.utf8))
+        var bytes = Array(text.utf8)
+        try send { codec in bytes.withUnsafeMutableBytes { codec.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) } }
     }
 
-    func sendFrame(_ opcode: WebSocketOpcode, _ payload: [UInt8]) throws(BrokerClientError) {
-        let mask = randomBytes(4)
-        if recordMasks { masks.withLock { $0.append(mask) } }
-        let frame = WebSocketFrameEncoder.encode(opcode: opcode, payload: payload, mask: mask)
+    /// Encodes a frame with the codec and sends it, both under the write lock (see `codec`).
+    /// `encode` returns nil when there is nothing to send (a close already went out).
+    private func send(_ encode: (inout WebSocketConnection) -> [UInt8]?) throws(BrokerClientError) {
         try writeLock.withLock { _ throws(BrokerClientError) in
             if fdState.withLock({ $0.closed || $0.shutDown }) { throw BrokerClientError.disconnected }
-            if opcode != .close && opcode != .pong && state.withLock({ $0.closeSent }) { throw BrokerClientError.disconnected }
+            let frame = codec.withLock { (codec: inout WebSocketConnection) -> [UInt8]? in
+                codec.isOpen ? encode(&codec) : nil
+            }
+            guard let frame, !frame.isEmpty else { throw BrokerClientError.disconnected }
             do throws(BrokerClientError) {
                 try transport.send(frame)
             } catch {
                 abort()
                 throw error
             }
+        }
+    }
+
+    /// Sends bytes the codec produced on its own (pong replies, the close reply).
+    private func sendReply(_ frame: [UInt8]) {
+        writeLock.withLock { _ in
+            if fdState.withLock({ $0.closed || $0.shutDown }) { return }
+            do { try transport.send(frame) } catch { abort() }
         }
     }
 
@@ -450,9 +227,7 @@ final class WebSocketConnection: @unchecked Sendable {
             return true
         }
         if first {
-            var payload = [UInt8(code >> 8), UInt8(code & 0xFF)]
-            payload += Array(reason.utf8.prefix(123))
-            do { try sendFrame(.close, payload) } catch { abort() }
+            do { try send { $0.initiateClose(code: code, reason: reason) } } catch { abort() }
         }
         await waitUntilFinished()
     }
@@ -506,82 +281,32 @@ final class WebSocketConnection: @unchecked Sendable {
     }
 
     private func readLoop(handler: @Sendable (Event) -> Void) -> Event {
-        var parser = WebSocketFrameParser(maxFrameBytes: maxMessageBytes)
-        parser.append(leftover)
         var chunk = [UInt8](repeating: 0, count: 65_536)
-        var messageOpcode: WebSocketOpcode?
-        var message: [UInt8] = []
-
-        func violation(_ v: WebSocketProtocolViolation) -> Event {
-            let alreadySent = state.withLock { s -> Bool in
-                defer { s.closeSent = true }
-                return s.closeSent
-            }
-            if !alreadySent {
-                var payload = [UInt8(v.closeCode >> 8), UInt8(v.closeCode & 0xFF)]
-                payload += Array(v.message.utf8.prefix(123))
-                try? sendFrame(.close, payload)
-            }
-            return .closed(code: nil, reason: "protocol error: \(v.message)", clean: false)
-        }
-
+        var events: [WebSocketEvent] = []
+        var pending = leftover
         while true {
-            // Drain every complete frame in the buffer.
-            do {
-                while let frame = try parser.next() {
-                    switch frame.opcode {
-                    case .ping:
-                        try? sendFrame(.pong, frame.payload)
-                    case .pong:
-                        break
-                    case .close:
-                        var code: UInt16?
-                        var reason = ""
-                        if frame.payload.count == 1 {
-                            return violation(WebSocketProtocolViolation(message: "close payload of 1 byte", closeCode: 1002))
-                        }
-                        if frame.payload.count >= 2 {
-                            code = UInt16(frame.payload[0]) << 8 | UInt16(frame.payload[1])
-                            reason = String(decoding: frame.payload[2...], as: UTF8.self)
-                        }
-                        let alreadySent = state.withLock { s -> Bool in
-                            defer { s.closeSent = true }
-                            return s.closeSent
-                        }
-                        if !alreadySent {
-                            let echo: [UInt8] = code.map { [UInt8($0 >> 8), UInt8($0 & 0xFF)] } ?? []
-                            try? sendFrame(.close, echo)
-                        }
-                        return .closed(code: code, reason: reason, clean: true)
-                    case .text, .binary:
-                        if messageOpcode != nil {
-                            throw WebSocketProtocolViolation(message: "new data frame inside a fragmented message", closeCode: 1002)
-                        }
-                        if frame.fin {
-                            if let event = try deliverable(frame.opcode, frame.payload) { handler(event) }
-                        } else {
-                            messageOpcode = frame.opcode
-                            message = frame.payload
-                        }
-                    case .continuation:
-                        guard let opcode = messageOpcode else {
-                            throw WebSocketProtocolViolation(message: "continuation frame without a message", closeCode: 1002)
-                        }
-                        if message.count + frame.payload.count > maxMessageBytes {
-                            throw WebSocketProtocolViolation(message: "message exceeds the limit of \(maxMessageBytes) bytes", closeCode: 1009)
-                        }
-                        message += frame.payload
-                        if frame.fin {
-                            let payload = message
-                            message = []
-                            messageOpcode = nil
-                            if let event = try deliverable(opcode, payload) { handler(event) }
-                        }
-                    }
-                }
-            } catch {
-                return violation(error as? WebSocketProtocolViolation ?? WebSocketProtocolViolation(message: "\(error)", closeCode: 1002))
+            // Decode under the codec's lock, act on the events after letting go of it.
+            if !pending.isEmpty {
+                codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
+                pending.removeAll(keepingCapacity: true)
             }
+            for event in events {
+                switch event {
+                case .text(let bytes):
+                    handler(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
+                case .binary(let bytes):
+                    handler(.binary(bytes))
+                case .write(let frame):
+                    sendReply(frame)
+                case .pong:
+                    break
+                case .closed(let code, let reason):
+                    return .closed(code: code == WebSocketCloseCode.noStatusReceived ? nil : code, reason: reason, clean: true)
+                case .failed(_, let reason):
+                    return .closed(code: nil, reason: "protocol error: \(reason)", clean: false)
+                }
+            }
+            events.removeAll(keepingCapacity: true)
 
             // Wait for more bytes, giving up on a close handshake the peer never completes.
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
@@ -595,23 +320,13 @@ final class WebSocketConnection: @unchecked Sendable {
                 if errno == EINTR { continue }
                 return .closed(code: nil, reason: "poll: \(errnoText(errno))", clean: false)
             }
-            let n: Int
             switch chunk.withUnsafeMutableBytes({ transport.receive(into: $0) }) {
-            case .bytes(let count): n = count
+            case .bytes(let count): pending.append(contentsOf: chunk[0..<count])
             case .again: continue
             case .closed: return .closed(code: nil, reason: "connection closed without a close frame", clean: false)
             case .failed(let why): return .closed(code: nil, reason: why, clean: false)
             }
-            chunk.withUnsafeBytes { parser.append(UnsafeRawBufferPointer(rebasing: $0[0..<n])) }
         }
-    }
-
-    private func deliverable(_ opcode: WebSocketOpcode, _ payload: [UInt8]) throws(WebSocketProtocolViolation) -> Event? {
-        if opcode == .binary { return .binary(payload) }
-        guard let text = String(validating: payload, as: UTF8.self) else {
-            throw WebSocketProtocolViolation(message: "text message is not valid UTF-8", closeCode: 1007)
-        }
-        return .text(text)
     }
 }
 

@@ -193,19 +193,8 @@ public final class BrokerClient: Sendable {
     // MARK: Connection lifecycle
 
     private static func openConnection(_ url: WebSocketURL, options: BrokerClientOptions) async throws -> ClientWebSocket {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ClientWebSocket, any Error>) in
-            let thread = Thread {
-                do {
-                    c.resume(returning: try ClientWebSocket.open(url: url, timeout: options.connectTimeout,
-                                                                     maxMessageBytes: options.maxMessageBytes,
-                                                                     caFile: options.tlsCAFile))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-            thread.name = "SwitchboardClient.connect"
-            thread.start()
-        }
+        try await ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
+                                       caFile: options.tlsCAFile)
     }
 
     /// Opens a connection, starts its reader and registers. On success the client is

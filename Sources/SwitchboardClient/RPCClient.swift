@@ -218,17 +218,7 @@ public final class RPCClient: Sendable {
     }
 
     private static func open(_ url: WebSocketURL, _ options: RPCClientOptions) async throws -> ClientWebSocket {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<ClientWebSocket, any Error>) in
-            let thread = Thread {
-                do {
-                    c.resume(returning: try ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-            thread.name = "SwitchboardClient.RPC.connect"
-            thread.start()
-        }
+        try await ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes)
     }
 
     private func handle(_ event: ClientWebSocket.Event, from conn: ClientWebSocket) {

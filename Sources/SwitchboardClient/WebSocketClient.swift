@@ -1,17 +1,10 @@
-import COpenSSL
+import DequeModule
 import Foundation
 import Synchronization
 import SwitchboardWebSocket
 #if canImport(Glibc)
 import Glibc
 #endif
-
-// The SDK's WebSocket over a blocking TCP socket: ws://, or wss:// through OpenSSL with
-// certificate verification always on (ClientTransport.swift). Framing, masking, the handshake
-// and the URL are SwitchboardWebSocket's client role (the same codec the server runs): this
-// file only moves bytes. One reader thread per connection feeds the codec and reports events;
-// writes are serialized by a lock (encoding included, so permessage-deflate's shared window
-// sees the frames in the order they go out).
 
 extension WebSocketURL {
     /// Parses `text`, reporting a refusal as the SDK's error.
@@ -20,8 +13,35 @@ extension WebSocketURL {
     }
 }
 
-/// One client WebSocket connection. Create with `open` (blocking), then `start` the reader.
-final class ClientWebSocket: @unchecked Sendable {
+/// Runs `operation`, cancelling it after `timeout` and then throwing ``BrokerClientError/timeout``.
+/// The operation must end promptly when cancelled (everything in the SDK does: its waits are
+/// cancellable).
+func withTimeout<T: Sendable>(_ timeout: Duration, _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
+    try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask { try await operation() }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        defer { group.cancelAll() }
+        // The first child to finish decides: a value, the timeout (nil), or an error.
+        guard let first = try await group.next(), let value = first else { throw BrokerClientError.timeout }
+        return value
+    }
+}
+
+/// One client WebSocket connection (ws:// or wss://), driven by tasks: a reader task feeds the
+/// socket to SwitchboardWebSocket's client-role codec and the messages into a bounded
+/// ``ClientMessages`` sequence; a writer task drains a queue of encoded frames as the socket
+/// becomes writable. Neither ever blocks a thread: both await readiness from ``ClientReactor``.
+/// The two run as children of one driver task, so ending the connection (``abort()``, the
+/// peer's close, a failure) ends both, and ``waitUntilFinished()`` returns after the socket
+/// is closed.
+///
+/// Lock order: `codec` before the outbox (encoding and queueing happen together, so
+/// permessage-deflate's shared window sees frames in the order they go out).
+public final class ClientWebSocket: Sendable {
+    /// Compatibility events for ``start(handler:)``.
     enum Event: Sendable {
         case text(String)
         case binary([UInt8])
@@ -30,301 +50,422 @@ final class ClientWebSocket: @unchecked Sendable {
         case closed(code: UInt16?, reason: String, clean: Bool)
     }
 
-    private struct FDState {
-        var closed = false
-        var shutDown = false
+    /// How a connection ended.
+    public struct CloseReason: Sendable, Equatable {
+        /// The peer's close code; nil when the connection dropped or failed without one.
+        public var code: UInt16?
+        public var reason: String
+        /// Both close frames were exchanged.
+        public var clean: Bool
     }
 
-    private struct State {
+    /// Settings of one connection.
+    public struct Options: Sendable {
+        /// Bound on connect + TLS + WebSocket handshake.
+        public var connectTimeout: Duration = .seconds(10)
+        /// Bound on the close handshake before the socket is dropped.
+        public var closeTimeout: Duration = .seconds(2)
+        /// Largest message (and frame) accepted; larger fails the connection with 1009.
+        public var maxMessageBytes = 16 << 20
+        /// Offer permessage-deflate.
+        public var perMessageDeflate = false
+        /// PEM file of the CA to trust for wss:// (nil: the system trust store).
+        public var tlsCAFile: String?
+        /// Messages buffered between the reader and the application.
+        public var inboundCapacity = 1024
+        /// What happens when that buffer is full.
+        public var inboundOverflow = InboundOverflowPolicy.suspendReading
+
+        public init() {}
+    }
+
+    private struct Outbox {
+        var frames = Deque<[UInt8]>()
+        var queuedBytes = 0
+        /// The writer, waiting for a frame.
+        var writer: CheckedContinuation<[UInt8]?, Never>?
+        /// No frames are accepted any more; the writer ends once the queue is empty.
+        var closing = false
+    }
+
+    private struct Lifecycle {
         var closeSent = false
-        var closeDeadline: ContinuousClock.Instant?
-        var finished = false
+        var finished: CloseReason?
         var waiters: [CheckedContinuation<Void, Never>] = []
+        var driver: Task<Void, Never>?
+        /// The compatibility handler's task (``start(handler:)``): finished includes it.
+        var handler: Task<Void, Never>?
     }
 
-    let fd: Int32
-    private let transport: ClientTransport
-    /// The client-role codec. Lock order: `writeLock` before `codec`; the reader takes `codec`
-    /// alone while it decodes and sends the codec's replies (pongs, close) after letting go.
+    let transport: ClientTransport
     private let codec: Mutex<WebSocketConnection>
-    private let writeLock = Mutex(())
-    private let fdState = Mutex(FDState())
-    private let state = Mutex(State())
+    private let outbox = Mutex(Outbox())
+    private let lifecycle = Mutex(Lifecycle())
+    private let inbox: MessageInbox
     /// Bytes read past the handshake response: the start of the first frames.
     private let leftover: [UInt8]
     /// What the handshake agreed on permessage-deflate (nil: not in use).
     let deflate: PerMessageDeflateParameters?
+    /// The subprotocol the server selected, if any.
+    let options: Options
 
-    private init(transport: ClientTransport, leftover: [UInt8], maxMessageBytes: Int, deflate: PerMessageDeflateParameters?) {
+    var fd: Int32 { transport.fd }
+
+    private init(transport: ClientTransport, leftover: [UInt8], deflate: PerMessageDeflateParameters?, options: Options) {
         self.transport = transport
-        self.fd = transport.fd
         self.leftover = leftover
         self.deflate = deflate
+        self.options = options
+        inbox = MessageInbox(capacity: options.inboundCapacity, policy: options.inboundOverflow)
         codec = Mutex(WebSocketConnection(
-            role: .client, limits: WebSocketLimits(maxFrameBytes: maxMessageBytes, maxMessageBytes: maxMessageBytes),
+            role: .client,
+            limits: WebSocketLimits(maxFrameBytes: options.maxMessageBytes, maxMessageBytes: options.maxMessageBytes),
             deflate: deflate))
     }
 
     // MARK: Opening
 
-    /// Connects (TLS for wss://, verified against `caFile` or the system trust store), performs
-    /// the opening handshake and returns the open connection. Blocking.
-    static func open(url: WebSocketURL, timeout: Duration, maxMessageBytes: Int,
-                     perMessageDeflate: Bool = false, caFile: String? = nil) throws(BrokerClientError) -> ClientWebSocket {
-        let deadline = ContinuousClock.now + timeout
-        let fd = try connectTCP(host: url.host, port: url.port, deadline: deadline)
-        var transport: ClientTransport?
-        do {
-            let t = url.secure ? try ClientTransport.tls(fd: fd, host: url.host, caFile: caFile, deadline: deadline)
-                               : ClientTransport.plain(fd: fd)
-            transport = t
-            let handshake = WebSocketClientHandshake(url: url, perMessageDeflate: perMessageDeflate,
-                                                     headers: ["User-Agent: SwitchboardClient"])
-            try t.send(handshake.request)
-            var response: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                if !t.hasBufferedInput { try waitReadable(fd: fd, deadline: deadline) }
-                let received = chunk.withUnsafeMutableBytes { t.receive(into: $0) }
-                switch received {
-                case .bytes(let count): response.append(contentsOf: chunk[0..<count])
-                case .again: continue
-                case .closed: throw BrokerClientError.handshakeFailed("connection closed during the handshake")
-                case .failed(let why): throw BrokerClientError.handshakeFailed(why)
-                }
-                switch response.withUnsafeBytes({ handshake.validate($0) }) {
-                case .incomplete:
-                    continue
-                case .rejected(let why):
-                    throw BrokerClientError.handshakeFailed(why)
-                case .accepted(let headBytes, let deflate, _):
-                    return ClientWebSocket(transport: t, leftover: Array(response[headBytes...]),
-                                           maxMessageBytes: maxMessageBytes, deflate: deflate)
-                }
-            }
-        } catch let error as BrokerClientError {
-            transport?.release()
-            Glibc.close(fd)
-            throw error
-        } catch {
-            transport?.release()
-            Glibc.close(fd)
-            throw .handshakeFailed("\(error)")
-        }
+    /// Connects to `url` (TLS for wss://), performs the opening handshake within
+    /// `options.connectTimeout` and starts the connection's tasks. Cancelling the calling task
+    /// abandons the attempt (its socket is closed).
+    public static func connect(to url: String, options: Options = Options()) async throws -> ClientWebSocket {
+        try await open(url: WebSocketURL.client(url), options: options)
     }
 
-    private static func remainingMilliseconds(_ deadline: ContinuousClock.Instant) -> Int32 {
-        let left = deadline - ContinuousClock.now
-        if left <= .zero { return 0 }
-        let ms = left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000
-        return Int32(clamping: max(1, ms))
-    }
-
-    private static func waitReadable(fd: Int32, deadline: ContinuousClock.Instant) throws(BrokerClientError) {
-        while true {
-            let ms = remainingMilliseconds(deadline)
-            if ms == 0 { throw .timeout }
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let rc = poll(&pfd, 1, ms)
-            if rc > 0 { return }
-            if rc == 0 { throw .timeout }
-            if errno != EINTR { throw .handshakeFailed("poll: \(errnoText(errno))") }
-        }
-    }
-
-    private static func connectTCP(host: String, port: UInt16, deadline: ContinuousClock.Instant) throws(BrokerClientError) -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        let gai = getaddrinfo(host, String(port), &hints, &list)
-        guard gai == 0, let first = list else {
-            throw .connectionFailed("cannot resolve \(host): \(String(cString: gai_strerror(gai)))")
-        }
-        defer { freeaddrinfo(list) }
-        var lastError = "no addresses for \(host)"
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let ai = cursor {
-            cursor = ai.pointee.ai_next
-            let fd = socket(ai.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-            if fd < 0 { lastError = "socket: \(errnoText(errno))"; continue }
-            let flags = fcntl(fd, F_GETFL, 0)
-            _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
-            var rc = Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen)
-            if rc != 0 && errno == EINPROGRESS {
-                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                var prc: Int32
-                repeat {
-                    let ms = remainingMilliseconds(deadline)
-                    prc = ms == 0 ? 0 : poll(&pfd, 1, ms)
-                } while prc < 0 && errno == EINTR
-                if prc == 0 {
-                    Glibc.close(fd)
-                    throw .timeout
-                }
-                var soError: Int32 = 0
-                var len = socklen_t(MemoryLayout<Int32>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &len)
-                if soError == 0 { rc = 0 } else { errno = soError }
-            }
-            if rc != 0 {
-                lastError = "connect to \(host):\(port): \(errnoText(errno))"
-                Glibc.close(fd)
-                continue
-            }
-            _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK)
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            // Bound every blocking write so a stalled peer cannot wedge the write lock forever.
-            var tv = timeval(tv_sec: 30, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-            return fd
-        }
-        throw .connectionFailed(lastError)
-    }
-
-    // MARK: Writing
-
-    func sendText(_ text: String) throws(BrokerClientError) {
-        var bytes = Array(text.utf8)
-        try send { codec in bytes.withUnsafeMutableBytes { codec.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) } }
-    }
-
-    /// Encodes a frame with the codec and sends it, both under the write lock (see `codec`).
-    /// `encode` returns nil when there is nothing to send (a close already went out).
-    private func send(_ encode: (inout WebSocketConnection) -> [UInt8]?) throws(BrokerClientError) {
-        try writeLock.withLock { _ throws(BrokerClientError) in
-            if fdState.withLock({ $0.closed || $0.shutDown }) { throw BrokerClientError.disconnected }
-            let frame = codec.withLock { (codec: inout WebSocketConnection) -> [UInt8]? in
-                codec.isOpen ? encode(&codec) : nil
-            }
-            guard let frame, !frame.isEmpty else { throw BrokerClientError.disconnected }
-            do throws(BrokerClientError) {
-                try transport.send(frame)
+    static func open(url: WebSocketURL, options: Options) async throws -> ClientWebSocket {
+        let connection = try await withTimeout(options.connectTimeout) {
+            let transport = try await ClientTransport.connect(url, caFile: options.tlsCAFile)
+            do {
+                return try await handshake(url, transport, options)
             } catch {
-                abort()
+                transport.release()
                 throw error
             }
         }
+        connection.startDriver()
+        return connection
     }
 
-    /// Sends bytes the codec produced on its own (pong replies, the close reply).
-    private func sendReply(_ frame: [UInt8]) {
-        writeLock.withLock { _ in
-            if fdState.withLock({ $0.closed || $0.shutDown }) { return }
-            do { try transport.send(frame) } catch { abort() }
+    /// The compatibility form the broker and RPC clients use.
+    static func open(url: WebSocketURL, timeout: Duration, maxMessageBytes: Int,
+                     perMessageDeflate: Bool = false, caFile: String? = nil) async throws -> ClientWebSocket {
+        var options = Options()
+        options.connectTimeout = timeout
+        options.maxMessageBytes = maxMessageBytes
+        options.perMessageDeflate = perMessageDeflate
+        options.tlsCAFile = caFile
+        return try await open(url: url, options: options)
+    }
+
+    private static func handshake(_ url: WebSocketURL, _ transport: ClientTransport, _ options: Options) async throws -> ClientWebSocket {
+        let handshake = WebSocketClientHandshake(url: url, perMessageDeflate: options.perMessageDeflate,
+                                                 headers: ["User-Agent: SwitchboardClient"])
+        try await writeAll(handshake.request, to: transport)
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let progress = chunk.withUnsafeMutableBytes { transport.read(into: $0) }
+            switch progress {
+            case .bytes(let count): response.append(contentsOf: chunk[0..<count])
+            case .wait(let interest):
+                if !transport.hasBufferedInput { try await ClientReactor.shared.wait(transport.fd, for: interest) }
+                continue
+            case .closed: throw BrokerClientError.handshakeFailed("connection closed during the handshake")
+            case .failed(let why): throw BrokerClientError.handshakeFailed(why)
+            }
+            switch response.withUnsafeBytes({ handshake.validate($0) }) {
+            case .incomplete:
+                continue
+            case .rejected(let why):
+                throw BrokerClientError.handshakeFailed(why)
+            case .accepted(let headBytes, let deflate, _):
+                return ClientWebSocket(transport: transport, leftover: Array(response[headBytes...]),
+                                       deflate: deflate, options: options)
+            }
         }
     }
 
-    /// Starts the close handshake (if not started); the reader finishes it or gives up after
-    /// `timeout`. Returns once the connection is fully closed.
-    func close(code: UInt16 = 1000, reason: String = "", timeout: Duration = .seconds(2)) async {
-        let first = state.withLock { s -> Bool in
-            if s.closeSent || s.finished { return false }
-            s.closeSent = true
-            s.closeDeadline = ContinuousClock.now + timeout
+    /// Writes every byte, awaiting writability as needed.
+    private static func writeAll(_ bytes: [UInt8], to transport: ClientTransport) async throws {
+        var offset = 0
+        while offset < bytes.count {
+            let progress = bytes.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            switch progress {
+            case .bytes(let count): offset += count
+            case .wait(let interest): try await ClientReactor.shared.wait(transport.fd, for: interest)
+            case .closed: throw BrokerClientError.disconnected
+            case .failed(let why): throw BrokerClientError.connectionFailed(why)
+            }
+        }
+    }
+
+    // MARK: Receiving
+
+    /// The messages received, in order, through a buffer of `options.inboundCapacity`.
+    public var messages: ClientMessages { ClientMessages(inbox: inbox) }
+
+    /// How the connection ended; nil while it is open.
+    public var closeReason: CloseReason? { lifecycle.withLock { $0.finished } }
+
+    /// Compatibility: calls `handler` for each message, in order, then once with `.closed`, from
+    /// a task that iterates ``messages``.
+    func start(handler: @escaping @Sendable (Event) -> Void) {
+        let task = Task { [self] in
+            for await message in messages {
+                switch message {
+                case .text(let text): handler(.text(text))
+                case .binary(let bytes): handler(.binary(bytes))
+                }
+            }
+            await waitForDriver()
+            let reason = closeReason ?? CloseReason(code: nil, reason: "connection ended", clean: false)
+            handler(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
+        }
+        lifecycle.withLock { $0.handler = task }
+    }
+
+    // MARK: Sending
+
+    /// Queues a text message for sending. Never blocks: the writer task sends it when the socket
+    /// takes it. Throws ``BrokerClientError/disconnected`` once the connection is closing.
+    public func sendText(_ text: String) throws(BrokerClientError) {
+        var bytes = Array(text.utf8)
+        try enqueue { codec in bytes.withUnsafeMutableBytes { codec.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) } }
+    }
+
+    /// Queues a binary message (see ``sendText(_:)``).
+    public func sendBinary(_ bytes: [UInt8]) throws(BrokerClientError) {
+        try enqueue { codec in bytes.withUnsafeBytes { codec.encodeMessage($0, opcode: .binary) } }
+    }
+
+    /// Bytes queued and not yet taken by the socket.
+    public var queuedBytes: Int { outbox.withLock { $0.queuedBytes } }
+
+    /// Encodes a frame and queues it, atomically with respect to other senders.
+    private func enqueue(closing: Bool = false, _ encode: (inout WebSocketConnection) -> [UInt8]) throws(BrokerClientError) {
+        let writer = try codec.withLock { (codec: inout WebSocketConnection) throws(BrokerClientError) -> CheckedContinuation<[UInt8]?, Never>? in
+            guard codec.isOpen else { throw .disconnected }
+            let frame = encode(&codec)
+            return try outbox.withLock { (o: inout Outbox) throws(BrokerClientError) -> CheckedContinuation<[UInt8]?, Never>? in
+                guard !o.closing else { throw .disconnected }
+                if closing { o.closing = true }
+                if let writer = o.writer {
+                    o.writer = nil
+                    writer.resume(returning: frame)
+                    return nil
+                }
+                o.frames.append(frame)
+                o.queuedBytes += frame.count
+                return nil
+            }
+        }
+        _ = writer
+    }
+
+    /// Queues frames the codec produced on its own (pong replies, the close reply or failure
+    /// close frame); after a close frame nothing more is accepted.
+    private func enqueueReply(_ frame: [UInt8]) {
+        let isClose = frame.first == 0x80 | WebSocketOpcode.close.rawValue
+        let writer = outbox.withLock { o -> CheckedContinuation<[UInt8]?, Never>? in
+            guard !o.closing else { return nil }
+            if isClose { o.closing = true }
+            if let writer = o.writer {
+                o.writer = nil
+                return writer
+            }
+            o.frames.append(frame)
+            o.queuedBytes += frame.count
+            return nil
+        }
+        writer?.resume(returning: frame)
+    }
+
+    /// The writer's next frame: nil once closing and drained (or cancelled).
+    private func nextFrame() async -> [UInt8]? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (writer: CheckedContinuation<[UInt8]?, Never>) in
+                enum Step { case frame([UInt8]), end, wait }
+                let step = outbox.withLock { o -> Step in
+                    if let frame = o.frames.popFirst() {
+                        o.queuedBytes -= frame.count
+                        return .frame(frame)
+                    }
+                    if o.closing || Task.isCancelled { return .end }
+                    o.writer = writer
+                    return .wait
+                }
+                switch step {
+                case .frame(let frame): writer.resume(returning: frame)
+                case .end: writer.resume(returning: nil)
+                case .wait: break
+                }
+            }
+        } onCancel: {
+            let writer = outbox.withLock { o -> CheckedContinuation<[UInt8]?, Never>? in
+                defer { o.writer = nil }
+                return o.writer
+            }
+            writer?.resume(returning: nil)
+        }
+    }
+
+    // MARK: Closing
+
+    /// Starts the close handshake (if not started) and returns once the connection is fully
+    /// closed: the peer answered, or `timeout` passed and the socket was dropped.
+    public func close(code: UInt16 = 1000, reason: String = "", timeout: Duration? = nil) async {
+        let first = lifecycle.withLock { l -> Bool in
+            if l.closeSent || l.finished != nil { return false }
+            l.closeSent = true
             return true
         }
         if first {
-            do { try send { $0.initiateClose(code: code, reason: reason) } } catch { abort() }
+            do { try enqueue(closing: true) { $0.initiateClose(code: code, reason: reason) } } catch { abort() }
         }
-        await waitUntilFinished()
+        let limit = timeout ?? options.closeTimeout
+        let finished: Bool = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await self.waitUntilFinished(); return true }
+            group.addTask { try? await Task.sleep(for: limit); return false }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        if !finished {
+            abort()
+            await waitUntilFinished()
+        }
     }
 
-    /// Drops the TCP connection without a close handshake; the reader then ends.
-    func abort() {
-        fdState.withLock { s in
-            if !s.closed && !s.shutDown {
-                s.shutDown = true
-                Glibc.shutdown(fd, Int32(SHUT_RDWR))
-            }
-        }
+    /// Drops the connection without a close handshake; its tasks end and the socket closes.
+    public func abort() {
+        transport.shutdown()
+        inbox.finish()  // a reader waiting for room in the buffer must not hold the end up
+        lifecycle.withLock { $0.driver }?.cancel()
     }
 
-    func waitUntilFinished() async {
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let done = state.withLock { s -> Bool in
-                if s.finished { return true }
-                s.waiters.append(c)
+    /// Returns once the connection ended and its socket is closed (and, with ``start(handler:)``,
+    /// once the handler saw `.closed`).
+    public func waitUntilFinished() async {
+        await waitForDriver()
+        await lifecycle.withLock { $0.handler }?.value
+    }
+
+    private func waitForDriver() async {
+        await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+            let done = lifecycle.withLock { l -> Bool in
+                if l.finished != nil { return true }
+                l.waiters.append(waiter)
                 return false
             }
-            if done { c.resume() }
+            if done { waiter.resume() }
         }
     }
 
-    var isFinished: Bool { state.withLock { $0.finished } }
+    var isFinished: Bool { lifecycle.withLock { $0.finished != nil } }
 
-    // MARK: Reading
+    // MARK: The driver
 
-    /// Starts the reader thread. `handler` runs on it, in order; `.closed` comes last.
-    func start(handler: @escaping @Sendable (Event) -> Void) {
-        let thread = Thread { [self] in
-            let final = readLoop(handler: handler)
-            writeLock.withLock { _ in
-                fdState.withLock { s in
-                    s.closed = true
-                    transport.release()
-                    Glibc.close(fd)
-                }
+    /// Starts the driver: the reader runs in it, the writer as its child. When the reader
+    /// decides the connection ended, the writer gets `closeTimeout` to send what is queued (the
+    /// close reply), then everything stops and the socket closes.
+    private func startDriver() {
+        let driver = Task { [self] in
+            let reason = await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.writeLoop() }
+                let reason = await readLoop()
+                endOutbox()
+                inbox.finish()
+                group.addTask { [options] in try? await Task.sleep(for: options.closeTimeout) }
+                _ = await group.next()  // the writer drained, or the flush timed out
+                group.cancelAll()
+                return reason
             }
-            let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
-                s.finished = true
-                defer { s.waiters = [] }
-                return s.waiters
+            transport.release()
+            let waiters = lifecycle.withLock { l -> [CheckedContinuation<Void, Never>] in
+                l.finished = reason
+                defer { l.waiters = [] }
+                return l.waiters
             }
-            handler(final)
-            for w in waiters { w.resume() }
+            for waiter in waiters { waiter.resume() }
         }
-        thread.name = "SwitchboardClient.ws-reader"
-        thread.start()
+        lifecycle.withLock { $0.driver = driver }
     }
 
-    private func readLoop(handler: @Sendable (Event) -> Void) -> Event {
+    /// No more frames: the writer sends what is queued, then ends.
+    private func endOutbox() {
+        let writer = outbox.withLock { o -> CheckedContinuation<[UInt8]?, Never>? in
+            o.closing = true
+            defer { o.writer = nil }
+            return o.writer
+        }
+        writer?.resume(returning: nil)
+    }
+
+    /// Reads, decodes and delivers until the connection ends; returns how it ended.
+    private func readLoop() async -> CloseReason {
         var chunk = [UInt8](repeating: 0, count: 65_536)
         var events: [WebSocketEvent] = []
         var pending = leftover
         while true {
-            // Decode under the codec's lock, act on the events after letting go of it.
             if !pending.isEmpty {
                 codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
-                pending.removeAll(keepingCapacity: true)
+                pending.removeAll(keepingCapacity: false)
             }
             for event in events {
                 switch event {
                 case .text(let bytes):
-                    handler(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
+                    await inbox.push(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
                 case .binary(let bytes):
-                    handler(.binary(bytes))
+                    await inbox.push(.binary(bytes))
                 case .write(let frame):
-                    sendReply(frame)
+                    enqueueReply(frame)
                 case .pong:
                     break
                 case .closed(let code, let reason):
-                    return .closed(code: code == WebSocketCloseCode.noStatusReceived ? nil : code, reason: reason, clean: true)
+                    return CloseReason(code: code == WebSocketCloseCode.noStatusReceived ? nil : code, reason: reason, clean: true)
                 case .failed(_, let reason):
-                    return .closed(code: nil, reason: "protocol error: \(reason)", clean: false)
+                    return CloseReason(code: nil, reason: "protocol error: \(reason)", clean: false)
                 }
             }
             events.removeAll(keepingCapacity: true)
+            if Task.isCancelled { return CloseReason(code: nil, reason: "connection aborted", clean: false) }
 
-            // Wait for more bytes, giving up on a close handshake the peer never completes.
-            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let rc = transport.hasBufferedInput ? 1 : poll(&pfd, 1, 250)
-            if rc == 0 {
-                let expired = state.withLock { s in s.closeDeadline.map { ContinuousClock.now >= $0 } ?? false }
-                if expired { return .closed(code: nil, reason: "close handshake timed out", clean: false) }
-                continue
+            let progress = chunk.withUnsafeMutableBytes { transport.read(into: $0) }
+            switch progress {
+            case .bytes(let count):
+                codec.withLock { codec in
+                    chunk.withUnsafeBytes { codec.receive(UnsafeRawBufferPointer(rebasing: $0[0..<count])) { events.append($0) } }
+                }
+            case .wait(let interest):
+                if transport.hasBufferedInput { continue }
+                do {
+                    try await ClientReactor.shared.wait(transport.fd, for: interest)
+                } catch {
+                    return CloseReason(code: nil, reason: "connection aborted", clean: false)
+                }
+            case .closed:
+                return CloseReason(code: nil, reason: "connection closed without a close frame", clean: false)
+            case .failed(let why):
+                return CloseReason(code: nil, reason: why, clean: false)
             }
-            if rc < 0 {
-                if errno == EINTR { continue }
-                return .closed(code: nil, reason: "poll: \(errnoText(errno))", clean: false)
-            }
-            switch chunk.withUnsafeMutableBytes({ transport.receive(into: $0) }) {
-            case .bytes(let count): pending.append(contentsOf: chunk[0..<count])
-            case .again: continue
-            case .closed: return .closed(code: nil, reason: "connection closed without a close frame", clean: false)
-            case .failed(let why): return .closed(code: nil, reason: why, clean: false)
+        }
+    }
+
+    /// Sends queued frames as the socket takes them, until the outbox ends and is drained.
+    private func writeLoop() async {
+        while let frame = await nextFrame() {
+            var offset = 0
+            while offset < frame.count {
+                let progress = frame.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+                switch progress {
+                case .bytes(let count):
+                    offset += count
+                case .wait(let interest):
+                    do { try await ClientReactor.shared.wait(transport.fd, for: interest) } catch { return }
+                case .closed, .failed:
+                    // The reader sees the same end on its side and reports it.
+                    transport.shutdown()
+                    return
+                }
             }
         }
     }

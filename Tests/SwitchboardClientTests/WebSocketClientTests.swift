@@ -76,7 +76,7 @@ struct WebSocketClientTests {
             try peer.handshake()
             head.withLock { $0 = peer.requestHead }
         }
-        let connection = try ClientWebSocket.open(url: WebSocketURL.parse("ws://127.0.0.1:\(server.port)/chat?a=b"),
+        let connection = try await ClientWebSocket.open(url: WebSocketURL.parse("ws://127.0.0.1:\(server.port)/chat?a=b"),
                                                       timeout: .seconds(2), maxMessageBytes: 1 << 20)
         connection.abort()
         connection.start { _ in }
@@ -117,7 +117,7 @@ struct WebSocketClientTests {
             for _ in 0..<4 { frames.append(try peer.readFrame()) }
             peer.sendFrame(opcode: 8, payload: [0x03, 0xE8])
         }
-        let connection = try ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+        let connection = try await ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
                                                       maxMessageBytes: 1 << 20)
         let events = Recorder<String>()
         connection.start { event in
@@ -172,7 +172,7 @@ struct WebSocketClientTests {
             peer.sendFrame(opcode: 8, payload: [0x03, 0xE9] + Array("bye".utf8))
             closeFrames.append(try peer.readFrame())
         }
-        let connection = try ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+        let connection = try await ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
                                                       maxMessageBytes: 1 << 20)
         let texts = Recorder<String>()
         let others = Recorder<String>()
@@ -221,7 +221,7 @@ struct WebSocketClientTests {
                 if frame.opcode == 8 { closes.append(frame); break }
             }
         }
-        let connection = try ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
+        let connection = try await ClientWebSocket.open(url: WebSocketURL.parse(server.url), timeout: .seconds(2),
                                                       maxMessageBytes: 1_000)
         let reasons = Recorder<String>()
         connection.start { event in

@@ -268,7 +268,7 @@ public final class BrokerClient: Sendable {
         let task = Task { [self] in
             var attempt = 0
             while !Task.isCancelled {
-                let delay = options.reconnectDelay(attempt: attempt)
+                let delay = options.jitteredReconnectDelay(attempt: attempt)
                 attempt += 1
                 log(.info, "reconnecting in \(delay) (attempt \(attempt))")
                 try? await Task.sleep(for: delay)

@@ -81,6 +81,13 @@ public struct BrokerClientOptions: Sendable {
         }
         return min(delay, maxReconnectDelay)
     }
+
+    /// The delay actually waited before attempt `attempt`: ``reconnectDelay(attempt:)`` scaled by
+    /// a random factor in 0.5...1 ("equal jitter"), so that many clients dropped by the same
+    /// restart do not come back in lockstep.
+    public func jitteredReconnectDelay(attempt: Int) -> Duration {
+        reconnectDelay(attempt: attempt) * Double.random(in: 0.5...1.0)
+    }
 }
 
 public enum BrokerLogLevel: Int, Sendable, Comparable, CustomStringConvertible {

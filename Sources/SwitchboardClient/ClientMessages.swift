@@ -21,7 +21,7 @@ public enum InboundOverflowPolicy: Sendable, Equatable {
 /// The messages of one connection, in order, as an `AsyncSequence` with a bounded buffer.
 ///
 /// The sequence ends when the connection ends (after the messages received before the end);
-/// `ClientWebSocket/closeReason` then says why. One task iterates it: a second concurrent
+/// `ClientWebSocket/closeReason` says why once `ClientWebSocket/waitUntilFinished()` returned. One task iterates it: a second concurrent
 /// iterator is a programming error (checked). Cancelling the iterating task ends its
 /// iteration (`next()` returns nil) without closing the connection.
 public struct ClientMessages: AsyncSequence, Sendable {

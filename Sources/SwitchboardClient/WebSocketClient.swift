@@ -111,7 +111,18 @@ public final class ClientWebSocket: Sendable {
 
     var fd: Int32 { transport.fd }
 
+    /// Connections alive in this process (created and not yet deinitialized): a connection is
+    /// released only after its driver, reader and writer tasks ended, so a count that returns to
+    /// its earlier value shows that no connection task leaked.
+    static let liveCount = Atomic<Int>(0)
+
+    deinit {
+        // relaxed: a statistic read by tests after the fact; orders nothing.
+        ClientWebSocket.liveCount.subtract(1, ordering: .relaxed)
+    }
+
     private init(transport: ClientTransport, leftover: [UInt8], deflate: PerMessageDeflateParameters?, options: Options) {
+        ClientWebSocket.liveCount.add(1, ordering: .relaxed)
         self.transport = transport
         self.leftover = leftover
         self.deflate = deflate
@@ -323,15 +334,13 @@ public final class ClientWebSocket: Sendable {
             do { try enqueue(closing: true) { $0.initiateClose(code: code, reason: reason) } } catch { abort() }
         }
         let limit = timeout ?? options.closeTimeout
-        let finished: Bool = await withTaskGroup(of: Bool.self) { group in
-            group.addTask { await self.waitUntilFinished(); return true }
-            group.addTask { try? await Task.sleep(for: limit); return false }
-            defer { group.cancelAll() }
-            return await group.next() ?? false
-        }
-        if !finished {
-            abort()
-            await waitUntilFinished()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.waitUntilFinished() }
+            // Only a sleep that ran its course drops the connection; a cancelled one (the peer
+            // answered first) does nothing.
+            group.addTask { if (try? await Task.sleep(for: limit)) != nil { self.abort() } }
+            _ = await group.next()
+            group.cancelAll()
         }
     }
 

@@ -1,4 +1,3 @@
-import Dispatch
 import Foundation
 import Synchronization
 import SwitchboardWebSocket
@@ -8,7 +7,7 @@ import SwitchboardWebSocket
 ///
 /// All callbacks (`onIncomingChannel`, `onConnected`, `onDisconnected`, `onReconnected` and the
 /// channels' `onMessage` / `onClosed`) run one at a time, in protocol order, on a private serial
-/// queue owned by the client. A connected client keeps itself alive until `disconnect()` or
+/// task owned by the client (a serial callback queue built on an `AsyncStream`). A connected client keeps itself alive until `disconnect()` or
 /// until the connection ends.
 ///
 /// ```swift
@@ -72,7 +71,7 @@ public final class BrokerClient: Sendable {
     public let url: String
     public let options: BrokerClientOptions
     let logger: (any BrokerClientLogger)?
-    let callbackQueue = DispatchQueue(label: "SwitchboardClient.callbacks")
+    let callbackQueue = CallbackQueue()
     private let state = Mutex(State())
     private let callbacks = Mutex(Callbacks())
 
@@ -535,6 +534,8 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
         var onMessage: (@Sendable (JSONValue) -> Void)?
         var onClosed: (@Sendable () -> Void)?
         var buffered: [JSONValue] = []
+        /// Payloads dropped because `buffered` was full (no `onMessage` yet).
+        var dropped = 0
         var closed = false
         var closedFired = false
     }
@@ -556,8 +557,12 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Payloads dropped because they arrived while no `onMessage` was set and the buffer was full.
+    public var droppedMessageCount: Int { state.withLock { $0.dropped } }
+
     /// Called with each payload the peer sends, in order. Payloads that arrive before a handler
-    /// is set are buffered and delivered once it is.
+    /// is set are buffered (up to `BrokerClientOptions.maxBufferedChannelMessages`; later ones
+    /// are dropped and counted in ``droppedMessageCount``) and delivered once it is.
     public var onMessage: (@Sendable (JSONValue) -> Void)? {
         get { state.withLock { $0.onMessage } }
         set {
@@ -608,12 +613,22 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
     }
 
     private func drain(adding payload: JSONValue?) {
-        let (handler, items) = state.withLock { s -> ((@Sendable (JSONValue) -> Void)?, [JSONValue]) in
-            if let payload { s.buffered.append(payload) }
-            guard let handler = s.onMessage, !s.buffered.isEmpty else { return (nil, []) }
+        let limit = client.options.maxBufferedChannelMessages
+        let (handler, items, droppedNow) = state.withLock { s -> ((@Sendable (JSONValue) -> Void)?, [JSONValue], Bool) in
+            var droppedNow = false
+            if let payload {
+                if s.onMessage == nil && s.buffered.count >= limit {
+                    s.dropped += 1
+                    droppedNow = true
+                } else {
+                    s.buffered.append(payload)
+                }
+            }
+            guard let handler = s.onMessage, !s.buffered.isEmpty else { return (nil, [], droppedNow) }
             defer { s.buffered = [] }
-            return (handler, s.buffered)
+            return (handler, s.buffered, droppedNow)
         }
+        if droppedNow { client.log(.warning, "channel \(id): no onMessage and \(limit) payloads buffered; dropping") }
         if let handler { for item in items { handler(item) } }
     }
 

@@ -58,6 +58,11 @@ public struct BrokerClientOptions: Sendable {
     /// For wss:// URLs: a PEM file of the CA certificates to trust instead of the system trust
     /// store (a private CA). The server's certificate and host name are always verified.
     public var tlsCAFile: String? = nil
+    /// Payloads a channel buffers while it has no `onMessage` handler; later ones are dropped
+    /// and counted (`BrokerChannel.droppedMessageCount`). Default 1024.
+    public var maxBufferedChannelMessages = 1024 {
+        willSet { precondition(newValue >= 0, "maxBufferedChannelMessages must not be negative") }
+    }
 
     public init(requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10),
                 autoReconnect: Bool = false, reconnectDelay: Duration = .seconds(1),

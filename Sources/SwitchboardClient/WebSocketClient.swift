@@ -111,18 +111,25 @@ public final class ClientWebSocket: Sendable {
 
     var fd: Int32 { transport.fd }
 
-    /// Connections alive in this process (created and not yet deinitialized): a connection is
-    /// released only after its driver, reader and writer tasks ended, so a count that returns to
-    /// its earlier value shows that no connection task leaked.
-    static let liveCount = Atomic<Int>(0)
+    /// Connections alive in this process (created and not yet deinitialized) by server port: a
+    /// connection is released only after its driver, reader and writer tasks ended, so a count
+    /// that returns to zero shows that no connection task leaked.
+    private static let live = Mutex<[UInt16: Int]>([:])
+
+    /// Live connections to servers on `port` (see `live`).
+    static func liveCount(port: UInt16) -> Int { live.withLock { $0[port] ?? 0 } }
+
+    /// The server's port, the key of `live`.
+    private let port: UInt16
 
     deinit {
-        // relaxed: a statistic read by tests after the fact; orders nothing.
-        ClientWebSocket.liveCount.subtract(1, ordering: .relaxed)
+        ClientWebSocket.live.withLock { $0[port, default: 0] -= 1 }
     }
 
-    private init(transport: ClientTransport, leftover: [UInt8], deflate: PerMessageDeflateParameters?, options: Options) {
-        ClientWebSocket.liveCount.add(1, ordering: .relaxed)
+    private init(transport: ClientTransport, port: UInt16, leftover: [UInt8], deflate: PerMessageDeflateParameters?,
+                 options: Options) {
+        self.port = port
+        ClientWebSocket.live.withLock { $0[port, default: 0] += 1 }
         self.transport = transport
         self.leftover = leftover
         self.deflate = deflate
@@ -190,7 +197,7 @@ public final class ClientWebSocket: Sendable {
             case .rejected(let why):
                 throw BrokerClientError.handshakeFailed(why)
             case .accepted(let headBytes, let deflate, _):
-                return ClientWebSocket(transport: transport, leftover: Array(response[headBytes...]),
+                return ClientWebSocket(transport: transport, port: url.port, leftover: Array(response[headBytes...]),
                                        deflate: deflate, options: options)
             }
         }

@@ -84,6 +84,8 @@ public final class ClientWebSocket: Sendable {
         var queuedBytes = 0
         /// The writer, waiting for a frame.
         var writer: CheckedContinuation<[UInt8]?, Never>?
+        /// The writer holds a frame it has not finished writing: nobody else may write.
+        var writerBusy = false
         /// No frames are accepted any more; the writer ends once the queue is empty.
         var closing = false
     }
@@ -260,24 +262,46 @@ public final class ClientWebSocket: Sendable {
     public var queuedBytes: Int { outbox.withLock { $0.queuedBytes } }
 
     /// Encodes a frame and queues it, atomically with respect to other senders.
+    ///
+    /// Fast path: when nothing is queued and the writer holds no frame, the caller writes the
+    /// frame itself, non-blocking, under the outbox lock (one `send`, no task switch); only
+    /// what the socket does not take at once goes to the writer task.
     private func enqueue(closing: Bool = false, _ encode: (inout WebSocketConnection) -> [UInt8]) throws(BrokerClientError) {
-        let writer = try codec.withLock { (codec: inout WebSocketConnection) throws(BrokerClientError) -> CheckedContinuation<[UInt8]?, Never>? in
+        try codec.withLock { (codec: inout WebSocketConnection) throws(BrokerClientError) in
             guard codec.isOpen else { throw .disconnected }
             let frame = encode(&codec)
-            return try outbox.withLock { (o: inout Outbox) throws(BrokerClientError) -> CheckedContinuation<[UInt8]?, Never>? in
+            let handOff = try outbox.withLock { (o: inout Outbox) throws(BrokerClientError) -> (CheckedContinuation<[UInt8]?, Never>, [UInt8])? in
                 guard !o.closing else { throw .disconnected }
                 if closing { o.closing = true }
+                var remainder = frame
+                if o.frames.isEmpty && !o.writerBusy {
+                    let written = writeNow(frame)
+                    if written == frame.count { return nil }
+                    remainder = Array(frame[written...])
+                }
                 if let writer = o.writer {
                     o.writer = nil
-                    writer.resume(returning: frame)
-                    return nil
+                    o.writerBusy = true
+                    return (writer, remainder)
                 }
-                o.frames.append(frame)
-                o.queuedBytes += frame.count
+                o.frames.append(remainder)
+                o.queuedBytes += remainder.count
                 return nil
             }
+            if let (writer, remainder) = handOff { writer.resume(returning: remainder) }
         }
-        _ = writer
+    }
+
+    /// Writes what the socket takes now (no waiting); returns the bytes written. A failure
+    /// writes nothing here: the writer task meets it again and the reader reports the end.
+    private func writeNow(_ frame: [UInt8]) -> Int {
+        var offset = 0
+        while offset < frame.count {
+            let progress = frame.withUnsafeBytes { transport.write(UnsafeRawBufferPointer(rebasing: $0[offset...])) }
+            guard case .bytes(let count) = progress else { break }
+            offset += count
+        }
+        return offset
     }
 
     /// Queues frames the codec produced on its own (pong replies, the close reply or failure
@@ -289,6 +313,7 @@ public final class ClientWebSocket: Sendable {
             if isClose { o.closing = true }
             if let writer = o.writer {
                 o.writer = nil
+                o.writerBusy = true
                 return writer
             }
             o.frames.append(frame)
@@ -304,8 +329,10 @@ public final class ClientWebSocket: Sendable {
             await withCheckedContinuation { (writer: CheckedContinuation<[UInt8]?, Never>) in
                 enum Step { case frame([UInt8]), end, wait }
                 let step = outbox.withLock { o -> Step in
+                    o.writerBusy = false  // the previous frame, if any, is fully written
                     if let frame = o.frames.popFirst() {
                         o.queuedBytes -= frame.count
+                        o.writerBusy = true
                         return .frame(frame)
                     }
                     if o.closing || Task.isCancelled { return .end }

@@ -170,6 +170,8 @@ let package = Package(
             dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Benchmarks/Sources/rpc-bench"
         ),
+        // The SDK's WebSocket client against Autobahn's fuzzing server (deploy/autobahn-client.sh).
+        .executableTarget(name: "sdk-autobahn-client", dependencies: ["SwitchboardClient"], path: "Tests/interop/autobahn_client"),
         .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -65,6 +65,9 @@ public final class RPCClient: Sendable {
     private struct Pending {
         let deadline: ContinuousClock.Instant
         let completion: @Sendable (Result<JSONValue, RPCClientError>) -> Void
+        /// Sleeps until `deadline`, then fails the request with `.timeout`; cancelled when the
+        /// request completes first.
+        let timer: Task<Void, Never>
     }
     private struct State {
         var phase: Phase = .idle
@@ -143,11 +146,11 @@ public final class RPCClient: Sendable {
                 let id = "c\(s.nextId)"
                 let text = #"{"type":"request","name":"# + Self.quote(name) + #","args":"# + argsText + #","correlationId":""# + id + #""}"#
                 if s.phase == .ready, let conn = s.connection {
-                    s.pending[id] = Pending(deadline: deadline, completion: done)
+                    s.pending[id] = Pending(deadline: deadline, completion: done, timer: timeoutTimer(id, deadline))
                     return .some((conn, id, text))
                 }
                 guard s.queue.count < options.maxQueuedRequests else { return .some(nil) }
-                s.pending[id] = Pending(deadline: deadline, completion: done)
+                s.pending[id] = Pending(deadline: deadline, completion: done, timer: timeoutTimer(id, deadline))
                 s.queue.append((id, text))
                 return .none
             }
@@ -311,7 +314,17 @@ public final class RPCClient: Sendable {
 
     private func complete(_ id: String, _ result: Result<JSONValue, RPCClientError>) {
         guard let p = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+        p.timer.cancel()
         p.completion(result)
+    }
+
+    /// The request's own timeout: one sleeping task, not a scan of every request on a timer.
+    private func timeoutTimer(_ id: String, _ deadline: ContinuousClock.Instant) -> Task<Void, Never> {
+        Task { [weak self] in
+            guard (try? await Task.sleep(until: deadline)) != nil, let self else { return }
+            state.withLock { $0.queue.removeAll { $0.id == id } }
+            complete(id, .failure(.timeout))
+        }
     }
 
     private func failAll(_ error: RPCClientError, includingQueued: Bool) {
@@ -325,25 +338,25 @@ public final class RPCClient: Sendable {
             if includingQueued { s.queue = [] }
             return out
         }
-        for v in victims { v.completion(.failure(error)) }
+        for v in victims {
+            v.timer.cancel()
+            v.completion(.failure(error))
+        }
         if includingQueued {
             let waiters = state.withLock { s in defer { s.readyWaiters = [] }; return s.readyWaiters }
             for w in waiters { w.resume(returning: .failure(error)) }
         }
     }
 
-    /// Request timeouts, pings and pong deadlines, every 20 ms until closed.
+    /// Pings, pong deadlines and the init deadline of a fresh connection, until closed. It
+    /// sleeps until the earliest of them (at most `pingInterval`), not on a fixed tick; request
+    /// timeouts are each request's own timer.
     private func timerLoop() async {
+        var wake = ContinuousClock.now + options.pingInterval
         while true {
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(until: wake)
             let now = ContinuousClock.now
-            let (expired, ping, drop, closed) = state.withLock { s -> ([Pending], (ClientWebSocket, String)?, ClientWebSocket?, Bool) in
-                var expired: [Pending] = []
-                for (id, p) in s.pending where p.deadline <= now {
-                    expired.append(p)
-                    s.pending[id] = nil
-                    s.queue.removeAll { $0.id == id }
-                }
+            let (ping, drop, closed) = state.withLock { s -> ((ClientWebSocket, String)?, ClientWebSocket?, Bool) in
                 var ping: (ClientWebSocket, String)? = nil
                 var drop: ClientWebSocket? = nil
                 if s.phase == .open, let conn = s.connection, now - s.openedAt > options.connectTimeout {
@@ -360,9 +373,13 @@ public final class RPCClient: Sendable {
                         ping = (conn, id)
                     }
                 }
-                return (expired, ping, drop, s.phase == .closed)
+                // The next moment something is due: a ping, a pong deadline, the init deadline.
+                var next = s.nextPing
+                if let earliest = s.pings.values.min() { next = min(next, earliest) }
+                if s.phase == .open { next = min(next, s.openedAt + options.connectTimeout) }
+                wake = max(min(next, now + options.pingInterval), now + .milliseconds(1))
+                return (ping, drop, s.phase == .closed)
             }
-            for e in expired { e.completion(.failure(.timeout)) }
             if let (conn, id) = ping { try? conn.sendText(#"{"type":"ping","correlationId":""# + id + #""}"#) }
             if let drop { drop.abort() }
             if closed { return }

@@ -123,18 +123,12 @@ public final class BroadcasterClient: Sendable {
 
     private func establish() async throws {
         let target = try WebSocketURL.client(url)
-        let connection = try await ClientWebSocket.open(url: target, timeout: options.connectTimeout,
-                                                       maxMessageBytes: options.maxMessageBytes, caFile: options.tlsCAFile)
-        let superseded = state.withLock { s -> Bool in
-            if s.userClosed { return true }
-            s.connection = connection
-            return false
-        }
-        if superseded {
-            connection.abort()
-            throw BrokerClientError.disconnected
-        }
-        connection.start { [self] event in handle(event, from: connection) }
+        let connection = try await ClientWebSocket.open(url: target, options: options, adopt: { connection in
+            state.withLock { s in
+                if !s.userClosed { s.connection = connection }
+                return !s.userClosed
+            }
+        }, handler: { [self] connection, event in handle(event, from: connection) })
         do {
             _ = try await request("auth", ["token": .string(try await tokenProvider())], on: connection)
             // Recovery: every channel again, after the last offset received on it.

@@ -191,26 +191,17 @@ public final class BrokerClient: Sendable {
 
     // MARK: Connection lifecycle
 
-    private static func openConnection(_ url: WebSocketURL, options: BrokerClientOptions) async throws -> ClientWebSocket {
-        try await ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
-                                       caFile: options.tlsCAFile)
-    }
-
     /// Opens a connection, starts its reader and registers. On success the client is
     /// `.connected` with the returned id; on failure the connection is torn down.
     private func establish(_ target: WebSocketURL, role: String, isReconnect: Bool) async throws -> String {
         log(.debug, "connecting to \(url)")
-        let connection = try await Self.openConnection(target, options: options)
-        let superseded = state.withLock { s -> Bool in
-            if s.userClosed { return true }
-            s.connection = connection
-            return false
-        }
-        if superseded {
-            connection.abort()
-            throw BrokerClientError.disconnected
-        }
-        connection.start { [self] event in handle(event, from: connection) }
+        let connection = try await ClientWebSocket.open(url: target, options: options, adopt: { connection in
+            state.withLock { s -> Bool in
+                if s.userClosed { return false }
+                s.connection = connection
+                return true
+            }
+        }, handler: { [self] connection, event in handle(event, from: connection) })
         do {
             // The reply handler (on the reader thread) switches the client to `.connected`, so
             // the state change is ordered with the messages that follow the reply.

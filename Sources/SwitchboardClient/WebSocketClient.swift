@@ -177,6 +177,22 @@ public final class ClientWebSocket: Sendable {
         return try await open(url: url, options: options)
     }
 
+    /// The protocol clients' connect step: opens with `options`, lets `adopt` store the
+    /// connection (under the client's own lock; false when the client was closed meanwhile, in
+    /// which case the connection is dropped and `.disconnected` thrown), then starts reading
+    /// into `handler`.
+    static func open(url: WebSocketURL, options: BrokerClientOptions, adopt: (ClientWebSocket) -> Bool,
+                     handler: @escaping @Sendable (ClientWebSocket, Event) -> Void) async throws -> ClientWebSocket {
+        let connection = try await open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
+                                        caFile: options.tlsCAFile)
+        guard adopt(connection) else {
+            connection.abort()
+            throw BrokerClientError.disconnected
+        }
+        connection.start { event in handler(connection, event) }
+        return connection
+    }
+
     private static func handshake(_ url: WebSocketURL, _ transport: ClientTransport, _ options: Options) async throws -> ClientWebSocket {
         let handshake = WebSocketClientHandshake(url: url, perMessageDeflate: options.perMessageDeflate,
                                                  headers: ["User-Agent: SwitchboardClient"])

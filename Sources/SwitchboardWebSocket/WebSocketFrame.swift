@@ -38,7 +38,8 @@ package enum WebSocketFrame {
     /// Writes one complete frame (header, then the payload, masked when `maskKey` is given) at
     /// `out`, which has room for ``headerSize(payloadCount:masked:)`` + `payload.count` bytes.
     /// Returns the bytes written. The one place a frame is laid out: `encode` and the load
-    /// generator's in-place writer both call it.
+    /// generator's in-place writer both call it. Inlinable: it is the load generator's hot path.
+    @inlinable
     package static func write(
         opcode: WebSocketOpcode, payload: UnsafeRawBufferPointer, fin: Bool = true, rsv1: Bool = false,
         maskKey: UInt32? = nil, into out: UnsafeMutableRawPointer

@@ -14,13 +14,22 @@ package struct WebSocketFrameHeader {
     /// Bytes the header takes: 2 to 14.
     package var headerLength: Int
 
+    @usableFromInline
+    init(byte0: UInt8, byte1: UInt8, payloadLength: UInt64, maskKey: UInt32, headerLength: Int) {
+        self.byte0 = byte0
+        self.byte1 = byte1
+        self.payloadLength = payloadLength
+        self.maskKey = maskKey
+        self.headerLength = headerLength
+    }
+
     package var fin: Bool { byte0 & 0x80 != 0 }
     package var rsv1: Bool { byte0 & 0x40 != 0 }
     package var opcodeBits: UInt8 { byte0 & 0x0F }
     package var isMasked: Bool { byte1 & 0x80 != 0 }
 
     /// Header length implied by the second byte: 2, plus the extended length, plus the 4-byte mask.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func length(secondByte byte1: UInt8) -> Int {
         let base: Int
         switch byte1 & 0x7F {
@@ -32,7 +41,7 @@ package struct WebSocketFrameHeader {
     }
 
     /// Parses the header at `pointer`, or returns nil when fewer than its length are available.
-    @inline(__always)
+    @inlinable @inline(__always)
     package static func parse(_ pointer: UnsafeRawPointer, available: Int) -> WebSocketFrameHeader? {
         guard available >= 2 else { return nil }
         let byte0 = pointer.load(as: UInt8.self)

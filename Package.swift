@@ -84,7 +84,7 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardProtocols",
-            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT"]
+            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT", "SwitchboardWebSocket"]
         ),
         // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
         // and JWT verification on libcrypto.
@@ -92,7 +92,7 @@ let package = Package(
         .target(name: "SwitchboardJWT", dependencies: ["SwitchboardJSON", "COpenSSL"], exclude: ["BAD_TOKENS.md"]),
         .target(
             name: "SwitchboardClient",
-            dependencies: ["COpenSSL"]
+            dependencies: ["COpenSSL", "CLiburing", "SwitchboardWebSocket", .product(name: "DequeModule", package: "swift-collections")]
         ),
         .executableTarget(
             name: "switchboard",
@@ -130,7 +130,7 @@ let package = Package(
         .target(
             name: "SwitchboardBenchCore",
             dependencies: [
-                "SwitchboardIO", "COpenSSL", .product(name: "Histogram", package: "hdrhistogram-swift"),
+                "SwitchboardIO", "COpenSSL", "SwitchboardWebSocket", .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 "SwitchboardJSON",  // the protocol templates read every reply (issue 16 item 8)
             ],
@@ -150,7 +150,7 @@ let package = Package(
             path: "Benchmarks/Sources/cb-bench"
         ),
         .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport",
+        .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport", "SwitchboardWebSocket",
                                                          "Switchboard", "SwitchboardProtocols", "SwitchboardJWT", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
@@ -164,7 +164,7 @@ let package = Package(
         .target(name: "CJWTTestSupport", path: "Tests/CJWTTestSupport", linkerSettings: [.linkedLibrary("crypto")]),
         .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols"]),
+        .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols", "SwitchboardWebSocket", "SwitchboardJWT", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardTests", dependencies: ["Switchboard", "SwitchboardIO", "SwitchboardHTTP", "SwitchboardTestSupport"]),
         .testTarget(
@@ -183,6 +183,8 @@ let package = Package(
             dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardClient", .product(name: "Histogram", package: "hdrhistogram-swift")],
             path: "Benchmarks/Sources/rpc-bench"
         ),
+        // The SDK's WebSocket client against Autobahn's fuzzing server (deploy/autobahn-client.sh).
+        .executableTarget(name: "sdk-autobahn-client", dependencies: ["SwitchboardClient"], path: "Tests/interop/autobahn_client"),
         .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

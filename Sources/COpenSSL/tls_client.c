@@ -69,7 +69,7 @@ static int is_ip_literal(const char *host) {
     return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
-sb_tls_client *sb_tls_client_connect(int fd, const char *host, const char *ca_file, char *err, size_t err_len) {
+sb_tls_client *sb_tls_client_new(int fd, const char *host, const char *ca_file, char *err, size_t err_len) {
     ERR_clear_error();
     sb_tls_client *c = OPENSSL_zalloc(sizeof *c);
     if (!c) { client_error(err, err_len, "out of memory", NULL); return NULL; }
@@ -98,15 +98,26 @@ sb_tls_client *sb_tls_client_connect(int fd, const char *host, const char *ca_fi
         X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
         SSL_set1_host(c->ssl, host);
     }
-    if (SSL_connect(c->ssl) != 1) {
-        client_error(err, err_len, "TLS handshake failed", c->ssl);
-        sb_tls_client_free(c); return NULL;
-    }
-    /* From here a read that processed only a non-data record (a TLS 1.3 ticket) returns
-     * instead of blocking for more: the reader then polls again, without holding the lock
-     * writers need. */
-    SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+    /* A non-blocking socket: a write that would block is retried later with the rest of the
+     * bytes, possibly from another buffer address; progress is reported record by record. */
+    SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
     return c;
+}
+
+int sb_tls_client_handshake(sb_tls_client *c, char *err, size_t err_len) {
+    ERR_clear_error();
+    int rc = SSL_connect(c->ssl);
+    if (rc == 1) {
+        /* From here a read that processed only a non-data record (a TLS 1.3 ticket) returns
+         * instead of waiting for more: the reader then waits for readiness again. */
+        SSL_clear_mode(c->ssl, SSL_MODE_AUTO_RETRY);
+        return 1;
+    }
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ) return 0;
+    if (e == SSL_ERROR_WANT_WRITE) return 2;
+    client_error(err, err_len, "TLS handshake failed", c->ssl);
+    return -1;
 }
 
 int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap) {
@@ -120,19 +131,14 @@ int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap) {
     return -2;
 }
 
-int sb_tls_client_write(sb_tls_client *c, const void *bytes, size_t len) {
+int sb_tls_client_write_some(sb_tls_client *c, const void *bytes, size_t len) {
     ERR_clear_error();
-    size_t done = 0;
-    while (done < len) {
-        size_t written = 0;
-        if (SSL_write_ex(c->ssl, (const unsigned char *)bytes + done, len - done, &written) != 1) {
-            int e = SSL_get_error(c->ssl, 0);
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) continue;
-            return -1;
-        }
-        done += written;
-    }
-    return (int)len;
+    size_t written = 0;
+    if (SSL_write_ex(c->ssl, bytes, len, &written) == 1) return (int)written;
+    int e = SSL_get_error(c->ssl, 0);
+    if (e == SSL_ERROR_WANT_WRITE) return 0;
+    if (e == SSL_ERROR_WANT_READ) return -3;
+    return -1;
 }
 
 int sb_tls_client_pending(sb_tls_client *c) { return SSL_pending(c->ssl) + (SSL_has_pending(c->ssl) ? 1 : 0); }

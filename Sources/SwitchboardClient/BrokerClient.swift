@@ -1,13 +1,13 @@
-import Dispatch
 import Foundation
 import Synchronization
+import SwitchboardWebSocket
 
 /// Client SDK for the connection broker: connect with a role, discover peers by role, open
 /// channels and exchange confirmed JSON messages over them.
 ///
 /// All callbacks (`onIncomingChannel`, `onConnected`, `onDisconnected`, `onReconnected` and the
 /// channels' `onMessage` / `onClosed`) run one at a time, in protocol order, on a private serial
-/// queue owned by the client. A connected client keeps itself alive until `disconnect()` or
+/// task owned by the client (a serial callback queue built on an `AsyncStream`). A connected client keeps itself alive until `disconnect()` or
 /// until the connection ends.
 ///
 /// ```swift
@@ -57,7 +57,7 @@ public final class BrokerClient: Sendable {
 
     struct State: Sendable {
         var phase: Phase = .idle
-        var connection: WebSocketConnection?
+        var connection: ClientWebSocket?
         var nextId = 1
         var pending: [Int: Pending] = [:]
         var myId: String?
@@ -71,7 +71,7 @@ public final class BrokerClient: Sendable {
     public let url: String
     public let options: BrokerClientOptions
     let logger: (any BrokerClientLogger)?
-    let callbackQueue = DispatchQueue(label: "SwitchboardClient.callbacks")
+    let callbackQueue = CallbackQueue()
     private let state = Mutex(State())
     private let callbacks = Mutex(Callbacks())
 
@@ -123,7 +123,7 @@ public final class BrokerClient: Sendable {
 
     /// Opens the WebSocket, registers with `role` and stores the assigned id (`myId`).
     public func connect(role: String) async throws {
-        let target = try WebSocketURL.parse(url)
+        let target = try WebSocketURL.client(url)
         try state.withLock { (s: inout State) throws(BrokerClientError) in
             guard s.phase == .idle else { throw .alreadyConnected }
             s.phase = .connecting
@@ -191,37 +191,17 @@ public final class BrokerClient: Sendable {
 
     // MARK: Connection lifecycle
 
-    private static func openConnection(_ url: WebSocketURL, options: BrokerClientOptions) async throws -> WebSocketConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
-            let thread = Thread {
-                do {
-                    c.resume(returning: try WebSocketConnection.open(url: url, timeout: options.connectTimeout,
-                                                                     maxMessageBytes: options.maxMessageBytes,
-                                                                     caFile: options.tlsCAFile))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-            thread.name = "SwitchboardClient.connect"
-            thread.start()
-        }
-    }
-
     /// Opens a connection, starts its reader and registers. On success the client is
     /// `.connected` with the returned id; on failure the connection is torn down.
     private func establish(_ target: WebSocketURL, role: String, isReconnect: Bool) async throws -> String {
         log(.debug, "connecting to \(url)")
-        let connection = try await Self.openConnection(target, options: options)
-        let superseded = state.withLock { s -> Bool in
-            if s.userClosed { return true }
-            s.connection = connection
-            return false
-        }
-        if superseded {
-            connection.abort()
-            throw BrokerClientError.disconnected
-        }
-        connection.start { [self] event in handle(event, from: connection) }
+        let connection = try await ClientWebSocket.open(url: target, options: options, adopt: { connection in
+            state.withLock { s -> Bool in
+                if s.userClosed { return false }
+                s.connection = connection
+                return true
+            }
+        }, handler: { [self] connection, event in handle(event, from: connection) })
         do {
             // The reply handler (on the reader thread) switches the client to `.connected`, so
             // the state change is ordered with the messages that follow the reply.
@@ -240,7 +220,7 @@ public final class BrokerClient: Sendable {
     }
 
     /// The reader thread's end of a connection.
-    private func connectionEnded(_ connection: WebSocketConnection, reason: String) {
+    private func connectionEnded(_ connection: ClientWebSocket, reason: String) {
         let id = ObjectIdentifier(connection)
         let (pending, channels, wasConnected, reconnectRole) = state.withLock { s in
             let pending = s.pending.filter { $0.value.connection == id }
@@ -274,11 +254,11 @@ public final class BrokerClient: Sendable {
     }
 
     private func startReconnecting(role: String) {
-        guard let target = try? WebSocketURL.parse(url) else { return }
+        guard let target = try? WebSocketURL.client(url) else { return }
         let task = Task { [self] in
             var attempt = 0
             while !Task.isCancelled {
-                let delay = options.reconnectDelay(attempt: attempt)
+                let delay = options.jitteredReconnectDelay(attempt: attempt)
                 attempt += 1
                 log(.info, "reconnecting in \(delay) (attempt \(attempt))")
                 try? await Task.sleep(for: delay)
@@ -302,9 +282,9 @@ public final class BrokerClient: Sendable {
     // MARK: Requests
 
     func request(_ type: String, _ fields: [String: JSONValue], kind: PendingKind,
-                 on explicitConnection: WebSocketConnection? = nil) async throws -> Reply {
-        let (connection, id) = try state.withLock { (s: inout State) throws(BrokerClientError) -> (WebSocketConnection, Int) in
-            let connection: WebSocketConnection
+                 on explicitConnection: ClientWebSocket? = nil) async throws -> Reply {
+        let (connection, id) = try state.withLock { (s: inout State) throws(BrokerClientError) -> (ClientWebSocket, Int) in
+            let connection: ClientWebSocket
             if let explicitConnection {
                 guard s.connection === explicitConnection else { throw .disconnected }
                 connection = explicitConnection
@@ -365,7 +345,7 @@ public final class BrokerClient: Sendable {
 
     // MARK: Incoming
 
-    private func handle(_ event: WebSocketConnection.Event, from connection: WebSocketConnection) {
+    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) {
         switch event {
         case .text(let text):
             handleText(text, from: connection)
@@ -377,7 +357,7 @@ public final class BrokerClient: Sendable {
         }
     }
 
-    private func handleText(_ text: String, from connection: WebSocketConnection) {
+    private func handleText(_ text: String, from connection: ClientWebSocket) {
         log(.debug, "<- \(text)")
         guard let value = try? JSONValue(jsonString: text), let message = value.objectValue else {
             log(.error, "ignoring a message that is not a JSON object: \(text.prefix(200))")
@@ -431,7 +411,7 @@ public final class BrokerClient: Sendable {
         }
     }
 
-    private func handleReply(_ id: Int, _ message: [String: JSONValue], from connection: WebSocketConnection) {
+    private func handleReply(_ id: Int, _ message: [String: JSONValue], from connection: ClientWebSocket) {
         guard let pending = state.withLock({ $0.pending.removeValue(forKey: id) }) else {
             log(.warning, "reply to unknown or expired request \(id)")
             return
@@ -545,6 +525,8 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
         var onMessage: (@Sendable (JSONValue) -> Void)?
         var onClosed: (@Sendable () -> Void)?
         var buffered: [JSONValue] = []
+        /// Payloads dropped because `buffered` was full (no `onMessage` yet).
+        var dropped = 0
         var closed = false
         var closedFired = false
     }
@@ -566,8 +548,12 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Payloads dropped because they arrived while no `onMessage` was set and the buffer was full.
+    public var droppedMessageCount: Int { state.withLock { $0.dropped } }
+
     /// Called with each payload the peer sends, in order. Payloads that arrive before a handler
-    /// is set are buffered and delivered once it is.
+    /// is set are buffered (up to `BrokerClientOptions.maxBufferedChannelMessages`; later ones
+    /// are dropped and counted in ``droppedMessageCount``) and delivered once it is.
     public var onMessage: (@Sendable (JSONValue) -> Void)? {
         get { state.withLock { $0.onMessage } }
         set {
@@ -618,12 +604,22 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
     }
 
     private func drain(adding payload: JSONValue?) {
-        let (handler, items) = state.withLock { s -> ((@Sendable (JSONValue) -> Void)?, [JSONValue]) in
-            if let payload { s.buffered.append(payload) }
-            guard let handler = s.onMessage, !s.buffered.isEmpty else { return (nil, []) }
+        let limit = client.options.maxBufferedChannelMessages
+        let (handler, items, droppedNow) = state.withLock { s -> ((@Sendable (JSONValue) -> Void)?, [JSONValue], Bool) in
+            var droppedNow = false
+            if let payload {
+                if s.onMessage == nil && s.buffered.count >= limit {
+                    s.dropped += 1
+                    droppedNow = true
+                } else {
+                    s.buffered.append(payload)
+                }
+            }
+            guard let handler = s.onMessage, !s.buffered.isEmpty else { return (nil, [], droppedNow) }
             defer { s.buffered = [] }
-            return (handler, s.buffered)
+            return (handler, s.buffered, droppedNow)
         }
+        if droppedNow { client.log(.warning, "channel \(id): no onMessage and \(limit) payloads buffered; dropping") }
         if let handler { for item in items { handler(item) } }
     }
 

@@ -58,6 +58,11 @@ public struct BrokerClientOptions: Sendable {
     /// For wss:// URLs: a PEM file of the CA certificates to trust instead of the system trust
     /// store (a private CA). The server's certificate and host name are always verified.
     public var tlsCAFile: String? = nil
+    /// Payloads a channel buffers while it has no `onMessage` handler; later ones are dropped
+    /// and counted (`BrokerChannel.droppedMessageCount`). Default 1024.
+    public var maxBufferedChannelMessages = 1024 {
+        willSet { precondition(newValue >= 0, "maxBufferedChannelMessages must not be negative") }
+    }
 
     public init(requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10),
                 autoReconnect: Bool = false, reconnectDelay: Duration = .seconds(1),
@@ -80,6 +85,13 @@ public struct BrokerClientOptions: Sendable {
             if delay >= maxReconnectDelay { return maxReconnectDelay }
         }
         return min(delay, maxReconnectDelay)
+    }
+
+    /// The delay actually waited before attempt `attempt`: ``reconnectDelay(attempt:)`` scaled by
+    /// a random factor in 0.5...1 ("equal jitter"), so that many clients dropped by the same
+    /// restart do not come back in lockstep.
+    public func jitteredReconnectDelay(attempt: Int) -> Duration {
+        reconnectDelay(attempt: attempt) * Double.random(in: 0.5...1.0)
     }
 }
 

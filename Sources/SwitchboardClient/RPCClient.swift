@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import SwitchboardWebSocket
 
 /// Why an `RPCClient.send` did not produce a result.
 public enum RPCClientError: Error, Equatable, Sendable {
@@ -64,10 +65,13 @@ public final class RPCClient: Sendable {
     private struct Pending {
         let deadline: ContinuousClock.Instant
         let completion: @Sendable (Result<JSONValue, RPCClientError>) -> Void
+        /// Sleeps until `deadline`, then fails the request with `.timeout`; cancelled when the
+        /// request completes first.
+        let timer: Task<Void, Never>
     }
     private struct State {
         var phase: Phase = .idle
-        var connection: WebSocketConnection?
+        var connection: ClientWebSocket?
         var pending: [String: Pending] = [:]
         /// Requests made while not ready: (correlation id, text), FIFO.
         var queue: [(id: String, text: String)] = []
@@ -135,18 +139,18 @@ public final class RPCClient: Sendable {
         let deadline = ContinuousClock.now + (timeout ?? options.requestTimeout)
         let result: Result<JSONValue, RPCClientError> = await withCheckedContinuation { c in
             let done: @Sendable (Result<JSONValue, RPCClientError>) -> Void = { c.resume(returning: $0) }
-            let action = state.withLock { s -> (WebSocketConnection, String, String)?? in
+            let action = state.withLock { s -> (ClientWebSocket, String, String)?? in
                 if s.phase == .closed { return .some(nil) }
                 guard s.pending.count < options.maxPendingRequests else { return .some(nil) }
                 s.nextId += 1
                 let id = "c\(s.nextId)"
                 let text = #"{"type":"request","name":"# + Self.quote(name) + #","args":"# + argsText + #","correlationId":""# + id + #""}"#
                 if s.phase == .ready, let conn = s.connection {
-                    s.pending[id] = Pending(deadline: deadline, completion: done)
+                    s.pending[id] = Pending(deadline: deadline, completion: done, timer: timeoutTimer(id, deadline))
                     return .some((conn, id, text))
                 }
                 guard s.queue.count < options.maxQueuedRequests else { return .some(nil) }
-                s.pending[id] = Pending(deadline: deadline, completion: done)
+                s.pending[id] = Pending(deadline: deadline, completion: done, timer: timeoutTimer(id, deadline))
                 s.queue.append((id, text))
                 return .none
             }
@@ -167,7 +171,7 @@ public final class RPCClient: Sendable {
 
     /// Closes for good: pending and queued requests fail with `closed`.
     public func close() async {
-        let conn = state.withLock { s -> WebSocketConnection? in
+        let conn = state.withLock { s -> ClientWebSocket? in
             s.phase = .closed
             return s.connection
         }
@@ -178,7 +182,7 @@ public final class RPCClient: Sendable {
     // MARK: - Connection
 
     private func connectLoop() async {
-        guard let target = try? WebSocketURL.parse(url) else {
+        guard let target = try? WebSocketURL.client(url) else {
             state.withLock { $0.phase = .closed }
             failAll(.closed, includingQueued: true)
             return
@@ -216,21 +220,11 @@ public final class RPCClient: Sendable {
         return capped + capped * Double.random(in: 0..<0.5)
     }
 
-    private static func open(_ url: WebSocketURL, _ options: RPCClientOptions) async throws -> WebSocketConnection {
-        try await withCheckedThrowingContinuation { (c: CheckedContinuation<WebSocketConnection, any Error>) in
-            let thread = Thread {
-                do {
-                    c.resume(returning: try WebSocketConnection.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes))
-                } catch {
-                    c.resume(throwing: error)
-                }
-            }
-            thread.name = "SwitchboardClient.RPC.connect"
-            thread.start()
-        }
+    private static func open(_ url: WebSocketURL, _ options: RPCClientOptions) async throws -> ClientWebSocket {
+        try await ClientWebSocket.open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes)
     }
 
-    private func handle(_ event: WebSocketConnection.Event, from conn: WebSocketConnection) {
+    private func handle(_ event: ClientWebSocket.Event, from conn: ClientWebSocket) {
         switch event {
         case .text(let text): receive(text, conn)
         case .binary(let bytes): receive(String(decoding: bytes, as: UTF8.self), conn)
@@ -253,7 +247,7 @@ public final class RPCClient: Sendable {
         }
     }
 
-    private func receive(_ text: String, _ conn: WebSocketConnection) {
+    private func receive(_ text: String, _ conn: ClientWebSocket) {
         guard let message = try? JSONValue(jsonString: text), let type = message["type"]?.stringValue else { return }
         let cid = message["correlationId"]
         switch type {
@@ -320,7 +314,17 @@ public final class RPCClient: Sendable {
 
     private func complete(_ id: String, _ result: Result<JSONValue, RPCClientError>) {
         guard let p = state.withLock({ $0.pending.removeValue(forKey: id) }) else { return }
+        p.timer.cancel()
         p.completion(result)
+    }
+
+    /// The request's own timeout: one sleeping task, not a scan of every request on a timer.
+    private func timeoutTimer(_ id: String, _ deadline: ContinuousClock.Instant) -> Task<Void, Never> {
+        Task { [weak self] in
+            guard (try? await Task.sleep(until: deadline)) != nil, let self else { return }
+            state.withLock { $0.queue.removeAll { $0.id == id } }
+            complete(id, .failure(.timeout))
+        }
     }
 
     private func failAll(_ error: RPCClientError, includingQueued: Bool) {
@@ -334,27 +338,27 @@ public final class RPCClient: Sendable {
             if includingQueued { s.queue = [] }
             return out
         }
-        for v in victims { v.completion(.failure(error)) }
+        for v in victims {
+            v.timer.cancel()
+            v.completion(.failure(error))
+        }
         if includingQueued {
             let waiters = state.withLock { s in defer { s.readyWaiters = [] }; return s.readyWaiters }
             for w in waiters { w.resume(returning: .failure(error)) }
         }
     }
 
-    /// Request timeouts, pings and pong deadlines, every 20 ms until closed.
+    /// Pings, pong deadlines and the init deadline of a fresh connection, until closed. It
+    /// sleeps until the earliest of them (at most `pingInterval`), not on a fixed tick; request
+    /// timeouts are each request's own timer.
     private func timerLoop() async {
+        var wake = ContinuousClock.now + options.pingInterval
         while true {
-            try? await Task.sleep(for: .milliseconds(20))
+            try? await Task.sleep(until: wake)
             let now = ContinuousClock.now
-            let (expired, ping, drop, closed) = state.withLock { s -> ([Pending], (WebSocketConnection, String)?, WebSocketConnection?, Bool) in
-                var expired: [Pending] = []
-                for (id, p) in s.pending where p.deadline <= now {
-                    expired.append(p)
-                    s.pending[id] = nil
-                    s.queue.removeAll { $0.id == id }
-                }
-                var ping: (WebSocketConnection, String)? = nil
-                var drop: WebSocketConnection? = nil
+            let (ping, drop, closed) = state.withLock { s -> ((ClientWebSocket, String)?, ClientWebSocket?, Bool) in
+                var ping: (ClientWebSocket, String)? = nil
+                var drop: ClientWebSocket? = nil
                 if s.phase == .open, let conn = s.connection, now - s.openedAt > options.connectTimeout {
                     drop = conn  // no init in time: drop and reconnect
                 } else if s.phase == .ready, let conn = s.connection {
@@ -369,9 +373,13 @@ public final class RPCClient: Sendable {
                         ping = (conn, id)
                     }
                 }
-                return (expired, ping, drop, s.phase == .closed)
+                // The next moment something is due: a ping, a pong deadline, the init deadline.
+                var next = s.nextPing
+                if let earliest = s.pings.values.min() { next = min(next, earliest) }
+                if s.phase == .open { next = min(next, s.openedAt + options.connectTimeout) }
+                wake = max(min(next, now + options.pingInterval), now + .milliseconds(1))
+                return (ping, drop, s.phase == .closed)
             }
-            for e in expired { e.completion(.failure(.timeout)) }
             if let (conn, id) = ping { try? conn.sendText(#"{"type":"ping","correlationId":""# + id + #""}"#) }
             if let drop { drop.abort() }
             if closed { return }

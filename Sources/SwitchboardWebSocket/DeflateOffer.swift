@@ -116,7 +116,8 @@ struct DeflateOffer: Equatable {
         return result
     }
 
-    private static func trim(_ text: String) -> String {
+    /// `text` without leading and trailing spaces and tabs (HTTP's optional white space).
+    static func trim<Text: StringProtocol>(_ text: Text) -> String {
         var scalars = Substring(text)
         while let first = scalars.first, first == " " || first == "\t" { scalars.removeFirst() }
         while let last = scalars.last, last == " " || last == "\t" { scalars.removeLast() }

@@ -1,15 +1,17 @@
-/// XOR-unmasking of client payloads (RFC 6455 §5.3), eight bytes per step.
-enum Masking {
+/// XOR masking (RFC 6455 §5.3), eight bytes per step: the server role unmasks with it, the
+/// client role masks what it sends, and the load generator does both. The operation is its own
+/// inverse, so one function serves every direction.
+package enum Masking {
     /// Builds the mask as a number whose low byte is the first mask byte on the wire.
-    @inline(__always)
-    static func key(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) -> UInt32 {
+    @inlinable @inline(__always)
+    package static func key(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) -> UInt32 {
         UInt32(b0) | UInt32(b1) << 8 | UInt32(b2) << 16 | UInt32(b3) << 24
     }
 
-    /// Unmasks `count` bytes from `source` into `destination` (which may be the same memory).
+    /// Masks (or unmasks) `count` bytes from `source` into `destination` (which may be the same memory).
     /// `phase` is how many payload bytes of this frame came before, modulo 4; returns the next phase.
-    @inline(__always)
-    static func apply(
+    @inlinable @inline(__always)
+    package static func apply(
         key: UInt32, phase: Int, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
     ) -> Int {
         // Rotate so that the key's low byte lines up with the first byte we process.

@@ -1,5 +1,7 @@
-/// Server side of one WebSocket: incremental frame decoding straight from receive buffers, message
-/// assembly, control frames, the close handshake, UTF-8 validation and permessage-deflate.
+/// One end of a WebSocket, server or client (``WebSocketRole``): incremental frame decoding
+/// straight from receive buffers, message assembly, control frames, the close handshake, UTF-8
+/// validation, permessage-deflate, and masking as the role requires (a server refuses unmasked
+/// frames, a client refuses masked ones and masks everything it sends).
 ///
 /// A struct holding two reference-typed zlib streams when deflate is negotiated: copying a
 /// connection shares those streams, so keep exactly one value per socket. It is not `Sendable`;
@@ -38,8 +40,11 @@ package struct WebSocketConnection {
         case discard
     }
 
+    let role: WebSocketRole
     let limits: WebSocketLimits
     let deflate: PerMessageDeflateParameters?
+    /// Keys for the frames a client sends; nil in the server role (its frames are not masked).
+    var maskKeys: WebSocketMaskKeys?
     /// zlib streams, made on first use (an idle socket holds none) and charged to the budget.
     var inflater: Inflater?
     var deflater: Deflater?
@@ -87,12 +92,17 @@ package struct WebSocketConnection {
     /// on them and RFC 7692 lets every message choose (RSV1 clear = not compressed).
     package static let compressionThreshold = 32
 
-    /// Creates a connection in the open state. `deflate` comes from the handshake result.
+    /// Creates a connection in the open state, speaking for `role`'s end. `deflate` comes from
+    /// the handshake result (``WebSocketHandshake`` on a server, ``WebSocketClientHandshake`` on
+    /// a client).
     /// `budget`, when given, is charged with the message being assembled as it grows (inflated
     /// output included); a refused growth fails the connection with 1013 (try again later).
     /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor.
-    package init(limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil,
+    package init(role: WebSocketRole = .server, limits: WebSocketLimits = WebSocketLimits(),
+                deflate: PerMessageDeflateParameters? = nil,
                 budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8) {
+        self.role = role
+        maskKeys = role == .client ? WebSocketMaskKeys() : nil
         self.limits = limits
         self.deflate = deflate
         messageBuffer = AssemblyBuffer(budget: budget)
@@ -143,7 +153,7 @@ package struct WebSocketConnection {
             case .header:
                 // Fast path: the whole header is in this buffer, parse it in place.
                 if headerFilled == 0 && end - offset >= 2 {
-                    let need = Self.headerLength(base.load(fromByteOffset: offset + 1, as: UInt8.self))
+                    let need = WebSocketFrameHeader.length(secondByte: base.load(fromByteOffset: offset + 1, as: UInt8.self))
                     if end - offset >= need {
                         offset += need
                         if !beginFrame(base + (offset - need), handle) { return end }
@@ -162,16 +172,6 @@ package struct WebSocketConnection {
         return end
     }
 
-    /// Header length implied by the second byte: 2, plus the extended length, plus the 4-byte mask.
-    @inline(__always)
-    static func headerLength(_ byte1: UInt8) -> Int {
-        switch byte1 & 0x7F {
-        case 126: return 8
-        case 127: return 14
-        default: return 6
-        }
-    }
-
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
     mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Int {
         var storage = headerStorage
@@ -185,7 +185,7 @@ package struct WebSocketConnection {
                 used += take
                 if filled < 2 { return false }
             }
-            let need = Self.headerLength(buffer[1])
+            let need = WebSocketFrameHeader.length(secondByte: buffer[1])
             let take = min(need - filled, count - used)
             buffer.baseAddress!.advanced(by: filled).copyMemory(from: pointer + used, byteCount: take)
             filled += take
@@ -215,7 +215,7 @@ package struct WebSocketConnection {
         guard let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F) else {
             return (WebSocketCloseCode.protocolError, "reserved opcode")
         }
-        if byte1 & 0x80 == 0 { return (WebSocketCloseCode.protocolError, "client frame not masked") }
+        if (byte1 & 0x80 != 0) != role.expectsMaskedFrames { return (WebSocketCloseCode.protocolError, role.maskingViolation) }
         let rsv1 = byte0 & 0x40 != 0
         if opcode.isControl {
             if byte0 & 0x80 == 0 { return (WebSocketCloseCode.protocolError, "fragmented control frame") }
@@ -236,30 +236,19 @@ package struct WebSocketConnection {
         let byte0 = pointer.load(as: UInt8.self)
         let byte1 = pointer.load(fromByteOffset: 1, as: UInt8.self)
         if let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
-        let length: UInt64
-        let keyOffset: Int
-        switch byte1 & 0x7F {
-        case 126:
-            length = UInt64(UInt16(bigEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-            keyOffset = 4
-        case 127:
-            length = UInt64(bigEndian: pointer.loadUnaligned(fromByteOffset: 2, as: UInt64.self))
-            keyOffset = 10
-            if length >> 63 != 0 { return fail(WebSocketCloseCode.protocolError, "64-bit length with the top bit set", handle) }
-        default:
-            length = UInt64(byte1 & 0x7F)
-            keyOffset = 2
+        // Both callers hold the whole header (its length comes from byte1), so parsing cannot fall short.
+        guard let header = WebSocketFrameHeader.parse(pointer, available: WebSocketFrameHeader.length(secondByte: byte1)) else {
+            preconditionFailure("beginFrame called with a partial header")
         }
+        let length = header.payloadLength
+        if length >> 63 != 0 { return fail(WebSocketCloseCode.protocolError, "64-bit length with the top bit set", handle) }
         if length > UInt64(limits.maxFrameBytes) {
             return fail(WebSocketCloseCode.messageTooBig, "frame too big", handle)
         }
         let count = Int(length)
         let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F)!  // checkPrefix accepted it
-        frameKey = Masking.key(
-            pointer.load(fromByteOffset: keyOffset, as: UInt8.self),
-            pointer.load(fromByteOffset: keyOffset + 1, as: UInt8.self),
-            pointer.load(fromByteOffset: keyOffset + 2, as: UInt8.self),
-            pointer.load(fromByteOffset: keyOffset + 3, as: UInt8.self))
+        // 0 for an unmasked (server-sent) frame: XOR with 0 is the identity, so consume skips it.
+        frameKey = header.maskKey
         framePhase = 0
         frameOpcode = opcode
         frameFin = byte0 & 0x80 != 0
@@ -321,7 +310,7 @@ package struct WebSocketConnection {
         case .control:
             let start = controlBuffer.count
             controlBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
-            framePhase = controlBuffer.withUnsafeMutableBytes {
+            framePhase = key == 0 ? (phase + count) & 3 : controlBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
             }
@@ -330,7 +319,7 @@ package struct WebSocketConnection {
             guard messageBuffer.append(UnsafeRawBufferPointer(start: pointer, count: count), ceiling: limits.maxMessageBytes) else {
                 return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
             }
-            framePhase = messageBuffer.withUnsafeMutableBytes {
+            framePhase = key == 0 ? (phase + count) & 3 : messageBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
             }
@@ -394,7 +383,7 @@ package struct WebSocketConnection {
                 inflater!.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
             }
             if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
-            if deflate?.clientNoContextTakeover == true { inflater!.reset() }
+            if receiveNoContextTakeover { inflater!.reset() }
             if opcode == .text && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
             }
@@ -414,7 +403,8 @@ package struct WebSocketConnection {
         case .ping:
             // After our close, RFC 6455 §5.5.1 forbids sending anything more, pongs included.
             if closeState == .open {
-                handle(.write(controlBuffer.withUnsafeBytes { WebSocketFrame.encode(opcode: .pong, payload: $0) }))
+                let key = nextMaskKey()
+                handle(.write(controlBuffer.withUnsafeBytes { WebSocketFrame.encode(opcode: .pong, payload: $0, maskKey: key) }))
             }
             return true
         case .pong:
@@ -447,9 +437,10 @@ package struct WebSocketConnection {
         receiveState = .done
         if closeState == .open {
             // Echo the peer's code (RFC 6455 §5.5.1); an empty close is answered with an empty close.
+            let key = nextMaskKey()
             let reply: [UInt8] = payload.count >= 2
-                ? WebSocketFrame.close(code: code, reason: "")
-                : WebSocketFrame.encode(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0))
+                ? WebSocketFrame.close(code: code, reason: "", maskKey: key)
+                : WebSocketFrame.encode(opcode: .close, payload: UnsafeRawBufferPointer(start: nil, count: 0), maskKey: key)
             handle(.write(reply))
         }
         closeState = .finished
@@ -462,7 +453,7 @@ package struct WebSocketConnection {
     mutating func fail(_ code: UInt16, _ reason: String, _ handle: (WebSocketEvent) -> Void) -> Bool {
         receiveState = .done
         if closeState == .open {
-            handle(.write(WebSocketFrame.close(code: code, reason: reason)))
+            handle(.write(WebSocketFrame.close(code: code, reason: reason, maskKey: nextMaskKey())))
         }
         closeState = .finished
         messageBuffer.clear()
@@ -472,10 +463,32 @@ package struct WebSocketConnection {
 
     // MARK: - Sending
 
-    /// Encodes one outgoing data message as a single unmasked frame.
+    /// The key for the next frame this end sends: a fresh one in the client role, nil (no mask)
+    /// in the server role.
+    mutating func nextMaskKey() -> UInt32? {
+        guard maskKeys != nil else { return nil }
+        return maskKeys!.nextKey()
+    }
+
+    /// Which deflate parameters govern each direction: a server inflates what the client
+    /// compressed and deflates under the server's parameters; a client the other way round.
+    var receiveWindowBits: Int {
+        role == .server ? deflate?.clientMaxWindowBits ?? 15 : deflate?.serverMaxWindowBits ?? 15
+    }
+    var receiveNoContextTakeover: Bool {
+        (role == .server ? deflate?.clientNoContextTakeover : deflate?.serverNoContextTakeover) == true
+    }
+    var sendWindowBits: Int {
+        role == .server ? deflate?.serverMaxWindowBits ?? 15 : deflate?.clientMaxWindowBits ?? 15
+    }
+    var sendNoContextTakeover: Bool {
+        (role == .server ? deflate?.serverNoContextTakeover : deflate?.clientNoContextTakeover) == true
+    }
+
+    /// Encodes one outgoing data message as a single frame (masked in the client role).
     ///
     /// With permessage-deflate negotiated, messages of at least ``compressionThreshold`` bytes are
-    /// compressed (RSV1 set). Under server_no_context_takeover a message that would not shrink is
+    /// compressed (RSV1 set). Under our side's no_context_takeover a message that would not shrink is
     /// sent uncompressed instead; with context takeover it cannot be, because the compressor's
     /// window already holds it and the peer's must match.
     package mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
@@ -483,20 +496,21 @@ package struct WebSocketConnection {
               payload.count >= Self.compressionThreshold, deflater != nil || makeDeflater(), let deflater else {
             // (Without a compressor, under a full budget, the message goes uncompressed: RFC
             // 7692 lets every message choose.)
-            return WebSocketFrame.encode(opcode: opcode, payload: payload)
+            return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
         }
         let compressed = deflater.compress(payload)
-        if deflate?.serverNoContextTakeover == true {
+        if sendNoContextTakeover {
             deflater.reset()
-            if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload) }
+            if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey()) }
         }
         let frame = WebSocketFrame.encode(
-            opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true)
+            opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
+            maskKey: nextMaskKey())
         deflater.trimOutput()
         return frame
     }
 
-    /// Starts a server-initiated close: returns the close frame bytes (empty if a close was already
+    /// Starts a close from this end: returns the close frame bytes (empty if a close was already
     /// sent or the connection is finished). Data frames received afterwards are dropped; the peer's
     /// close completes the handshake with `.closed`.
     package mutating func initiateClose(code: UInt16, reason: String) -> [UInt8] {
@@ -505,7 +519,7 @@ package struct WebSocketConnection {
         // The message in progress will never be delivered (data after our close is dropped):
         // its memory goes now, not when the peer answers.
         messageBuffer.clear()
-        return WebSocketFrame.close(code: code, reason: reason)
+        return WebSocketFrame.close(code: code, reason: reason, maskKey: nextMaskKey())
     }
 
     /// Drops the message being assembled, giving its bytes back to the budget.
@@ -539,10 +553,11 @@ package struct WebSocketConnection {
 
     /// Makes the decompressor on the first compressed message, if the budget allows it.
     mutating func makeInflater() -> Bool {
-        guard let deflate else { return false }
-        let bytes = Self.inflaterBytes(windowBits: deflate.clientMaxWindowBits)
+        guard deflate != nil else { return false }
+        let bits = receiveWindowBits
+        let bytes = Self.inflaterBytes(windowBits: bits)
         guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
-        guard let made = Inflater(windowBits: deflate.clientMaxWindowBits) else {
+        guard let made = Inflater(windowBits: bits) else {
             budget?.release(bytes)
             return false
         }
@@ -553,10 +568,11 @@ package struct WebSocketConnection {
 
     /// Makes the compressor on the first message worth compressing, if the budget allows it.
     mutating func makeDeflater() -> Bool {
-        guard let deflate else { return false }
-        let bytes = Self.deflaterBytes(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel)
+        guard deflate != nil else { return false }
+        let bits = sendWindowBits
+        let bytes = Self.deflaterBytes(windowBits: bits, memoryLevel: deflateMemoryLevel)
         guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
-        guard let made = Deflater(windowBits: deflate.serverMaxWindowBits, memoryLevel: deflateMemoryLevel) else {
+        guard let made = Deflater(windowBits: bits, memoryLevel: deflateMemoryLevel) else {
             budget?.release(bytes)
             return false
         }
@@ -565,8 +581,16 @@ package struct WebSocketConnection {
         return true
     }
 
-    /// A ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
+    /// A server's ping frame for keep-alive (payload truncated to the 125-byte control frame limit).
     package static func pingFrame(_ payload: [UInt8]) -> [UInt8] {
         payload.prefix(125).withUnsafeBytes { WebSocketFrame.encode(opcode: .ping, payload: $0) }
+    }
+
+    /// A ping from this end (masked in the client role; payload truncated to 125 bytes), or
+    /// nil once a close was sent (RFC 6455 §5.5.1: nothing follows our close).
+    package mutating func encodePing(_ payload: [UInt8]) -> [UInt8]? {
+        guard closeState == .open, receiveState != .done else { return nil }
+        let key = nextMaskKey()
+        return payload.prefix(125).withUnsafeBytes { WebSocketFrame.encode(opcode: .ping, payload: $0, maskKey: key) }
     }
 }

@@ -1,5 +1,5 @@
 /// What ``WebSocketConnection`` tells its owner, in order.
-package enum WebSocketEvent {
+package enum WebSocketEvent: Sendable {
     /// A complete, validated text message (valid UTF-8).
     case text([UInt8])
     /// A complete binary message.

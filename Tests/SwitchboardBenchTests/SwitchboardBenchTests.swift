@@ -2,6 +2,7 @@ import Foundation
 import Synchronization
 import SwitchboardBenchCore
 import SwitchboardTestSupport
+import SwitchboardWebSocket
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -171,7 +172,7 @@ final class TestWebSocketServer: @unchecked Sendable {
             writeAll(fd, Array("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8))
             return
         }
-        let accept = wrongAccept ? webSocketAccept(forKey: "not-the-key") : webSocketAccept(forKey: key)
+        let accept = wrongAccept ? WebSocketHandshake.acceptValue(forKey: "not-the-key") : WebSocketHandshake.acceptValue(forKey: key)
         writeAll(fd, Array("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: \(accept)\r\n\r\n".utf8))
         if wrongAccept {
             // A client that accepts the bad value would send frames now; count them.
@@ -254,24 +255,24 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
 
 @Suite struct HandshakeTests {
     @Test func acceptMatchesRFC6455Example() {
-        #expect(webSocketAccept(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        #expect(WebSocketHandshake.acceptValue(forKey: "dGhlIHNhbXBsZSBub25jZQ==") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     }
 
     @Test func validateChecksTheAcceptValue() {
-        let url = WebSocketURL.parse("ws://127.0.0.1:9/chat")!
-        let hs = ClientHandshake(url: url, key: "dGhlIHNhbXBsZSBub25jZQ==")
+        let url = try! WebSocketURL.parse("ws://127.0.0.1:9/chat")
+        let hs = WebSocketClientHandshake(url: url, key: "dGhlIHNhbXBsZSBub25jZQ==")
         let request = String(decoding: hs.request, as: UTF8.self)
         #expect(request.hasPrefix("GET /chat HTTP/1.1\r\n"))
         #expect(request.contains("\r\nHost: 127.0.0.1:9\r\n"))
         #expect(request.contains("\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"))
         #expect(request.contains("\r\nSec-WebSocket-Version: 13\r\n"))
         #expect(request.hasSuffix("\r\n\r\n"))
-        func check(_ text: String) -> ClientHandshake.Outcome {
+        func check(_ text: String) -> WebSocketClientHandshake.Outcome {
             let bytes = Array(text.utf8)
             return bytes.withUnsafeBytes { hs.validate($0) }
         }
         let good = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-        #expect(check(good) == .accepted(headerBytes: good.utf8.count))
+        #expect(check(good) == .accepted(headBytes: good.utf8.count, deflate: nil, subprotocol: nil))
         #expect(check(String(good.dropLast(2))) == .incomplete)
         let bad = good.replacingOccurrences(of: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", with: "AAAAAAAAAAAAAAAAAAAAAAAAAAA=")
         guard case .rejected(let why) = check(bad) else { Issue.record("wrong accept value was accepted"); return }
@@ -522,7 +523,7 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
     @Test func valuesParse() throws {
         let o = try parseArguments(["fanout", "--url=ws://127.0.0.1:8080/b", "--subscribers", "7", "--publishers=2", "-r", "500",
                                     "-s", "1KiB", "--warmup", "2s", "-d", "1500ms", "-t", "3", "--cpu", "1,2", "--raw"])
-        #expect(o.scenario == .fanout && o.url.port == 8080 && o.url.path == "/b")
+        #expect(o.scenario == .fanout && o.url.port == 8080 && o.url.resource == "/b")
         #expect(o.subscribers == 7 && o.publishers == 2 && o.rate == 500 && o.size == 1024)
         #expect(o.warmupNanos == 2_000_000_000 && o.durationNanos == 1_500_000_000)
         #expect(o.threads == 3 && o.cpus == [1, 2] && o.rawFanout)

@@ -419,6 +419,31 @@ struct BrokerClientScriptedTests {
         await client.disconnect()  // idempotent
     }
 
+    /// A channel without `onMessage` buffers at most `maxBufferedChannelMessages` payloads and
+    /// counts the rest; setting the handler delivers the buffered ones in order.
+    @Test func channelBufferIsBoundedUntilOnMessageIsSet() async throws {
+        let server = registeringBroker { peer, request in
+            guard request["type"] as? String == "list_by_role" else { return }
+            peer.sendJSON(["type": "incoming_channel", "id": 2, "from": "peer", "channelId": "in1"])
+            for i in 0..<5 { peer.sendJSON(["type": "channel_message", "id": 3 + i, "channelId": "in1", "payload": i]) }
+            peer.sendJSON(["type": "connections", "id": 9, "replyTo": request["id"] ?? 0, "ids": []])
+        }
+        var options = BrokerClientOptions(requestTimeout: .seconds(5))
+        options.maxBufferedChannelMessages = 2
+        let client = BrokerClient(url: server.url, options: options)
+        let incoming = Recorder<BrokerChannel>()
+        client.onIncomingChannel = { incoming.append($0) }
+        try await client.connect(role: "r")
+        try await settled(client)  // the five payloads reached the channel before anyone listened
+        let channel = try #require(incoming.all.first)
+        #expect(channel.droppedMessageCount == 3)
+        let got = Recorder<JSONValue>()
+        channel.onMessage = { got.append($0) }
+        #expect(await eventually { got.count == 2 })
+        #expect(got.all == [.number(0), .number(1)])
+        await client.disconnect()
+    }
+
     @Test func serverDropFailsPendingRequestsAndClosesChannels() async throws {
         let server = registeringBroker { peer, request in
             switch request["type"] as? String {

@@ -5,6 +5,7 @@ import Testing
 import Glibc
 #endif
 @testable import SwitchboardClient
+import SwitchboardWebSocket
 import SwitchboardTestSupport
 
 // MARK: - Small async helpers
@@ -184,7 +185,7 @@ final class RawPeer: @unchecked Sendable {
         let key = requestHead.components(separatedBy: "\r\n")
             .first { $0.lowercased().hasPrefix("sec-websocket-key:") }
             .map { String($0.dropFirst("sec-websocket-key:".count)).trimmingCharacters(in: .whitespaces) } ?? ""
-        let acceptValue = accept ?? WebSocketHandshake.acceptValue(for: key)
+        let acceptValue = accept ?? WebSocketHandshake.acceptValue(forKey: key)
         send(Array(("HTTP/1.1 \(status)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
                     "Sec-WebSocket-Accept: \(acceptValue)\r\n\(extraHeaders)\r\n").utf8))
         return key

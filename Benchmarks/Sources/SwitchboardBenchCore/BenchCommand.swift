@@ -1,3 +1,4 @@
+import SwitchboardWebSocket
 import ArgumentParser
 
 extension Scenario: ExpressibleByArgument {}
@@ -174,7 +175,7 @@ public struct BenchCommand: ParsableCommand {
         let c = common
         if let a = target, let b = c.url, a != b { throw UsageError("two targets given") }
         guard let text = target ?? c.url else { throw UsageError("missing target URL (ws://HOST:PORT/path)") }
-        guard let url = WebSocketURL.parse(text) else {
+        guard let url = try? WebSocketURL.parse(text) else {
             throw UsageError("bad target '\(text)': expected ws://HOST:PORT/path or wss://HOST:PORT/path")
         }
         var o = BenchOptions(scenario: scenario, url: url)

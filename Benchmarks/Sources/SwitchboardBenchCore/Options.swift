@@ -1,3 +1,4 @@
+import SwitchboardWebSocket
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,64 +8,14 @@ public enum Scenario: String, Sendable, CaseIterable {
     case echo, fanout, connect, latency
 }
 
-/// A parsed `ws://HOST:PORT/path` target.
-public struct WebSocketURL: Sendable, Equatable {
-    /// The host as written (without IPv6 brackets).
-    public var host: String
-    public var port: Int
-    /// Request target, always starting with "/".
-    public var path: String
-    /// Value for the Host header (`host:port`, brackets kept for IPv6).
-    public var hostHeader: String
-    /// wss://: every connection runs a full TLS handshake (no resumption, no certificate
-    /// verification: a loopback benchmark) before its WebSocket handshake.
-    public var secure = false
-
-    /// Parses `ws://` or `wss://HOST[:PORT][/path]`.
-    public static func parse(_ text: String) -> WebSocketURL? {
-        let secure = text.hasPrefix("wss://")
-        guard secure || text.hasPrefix("ws://") else { return nil }
-        let rest = text.dropFirst(secure ? 6 : 5)
-        let authority: Substring
-        var path = "/"
-        if let slash = rest.firstIndex(of: "/") {
-            authority = rest[..<slash]
-            path = String(rest[slash...])
-        } else {
-            authority = rest
-        }
-        guard !authority.isEmpty, !authority.contains("@") else { return nil }
-        var host: Substring
-        var portText: Substring? = nil
-        if authority.hasPrefix("[") {
-            guard let close = authority.firstIndex(of: "]") else { return nil }
-            host = authority[authority.index(after: authority.startIndex)..<close]
-            let after = authority[authority.index(after: close)...]
-            if !after.isEmpty {
-                guard after.hasPrefix(":") else { return nil }
-                portText = after.dropFirst()
-            }
-        } else {
-            let parts = authority.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count <= 2 else { return nil }  // a bare IPv6 literal needs brackets
-            host = parts[0]
-            if parts.count == 2 { portText = parts[1] }
-        }
-        guard !host.isEmpty else { return nil }
-        var port = secure ? 443 : 80
-        if let p = portText {
-            guard let v = Int(p), v > 0, v < 65_536 else { return nil }
-            port = v
-        }
-        let h = String(host)
-        let header = h.contains(":") ? "[\(h)]:\(port)" : "\(h):\(port)"
-        return WebSocketURL(host: h, port: port, path: path, hostHeader: header, secure: secure)
-    }
-
+/// The target: SwitchboardWebSocket's URL (the parser the SDK and the server's tests use too).
+/// wss://: every connection runs a full TLS handshake (no resumption, no certificate
+/// verification: a loopback benchmark) before its WebSocket handshake.
+extension WebSocketURL {
     /// True for "localhost", 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104.
-    public var isLoopback: Bool { Self.isLoopbackHost(host) }
+    package var isLoopback: Bool { Self.isLoopbackHost(host) }
 
-    public static func isLoopbackHost(_ host: String) -> Bool {
+    package static func isLoopbackHost(_ host: String) -> Bool {
         if host.lowercased() == "localhost" { return true }
         var v4 = in_addr()
         if inet_pton(AF_INET, host, &v4) == 1 {
@@ -83,7 +34,7 @@ public struct WebSocketURL: Sendable, Equatable {
 /// Everything the command line can set. Times are nanoseconds.
 public struct BenchOptions: Sendable {
     public var scenario: Scenario
-    public var url: WebSocketURL
+    package var url: WebSocketURL
     public var connections = 1
     public var threads = 1
     public var cpus: [Int] = []
@@ -132,7 +83,7 @@ public struct BenchOptions: Sendable {
     /// empty: the kernel picks.
     public var sourceAddresses: [String] = []
 
-    public init(scenario: Scenario, url: WebSocketURL) {
+    package init(scenario: Scenario, url: WebSocketURL) {
         self.scenario = scenario
         self.url = url
         self.window = scenario == .fanout ? 16 : 1
@@ -162,8 +113,8 @@ public struct BenchOptions: Sendable {
     /// Request target of a channel's connections: the URL path itself with one channel, else
     /// the path with "/<channel>" appended (before any query string).
     public func path(forChannel channel: Int) -> String {
-        guard channels > 1 else { return url.path }
-        var base = Substring(url.path)
+        guard channels > 1 else { return url.resource }
+        var base = Substring(url.resource)
         var query: Substring = ""
         if let q = base.firstIndex(of: "?") {
             query = base[q...]

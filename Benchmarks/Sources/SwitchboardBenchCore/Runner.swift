@@ -1,3 +1,4 @@
+import SwitchboardWebSocket
 import CLiburing
 import Histogram
 import SwitchboardIO
@@ -468,7 +469,7 @@ extension BenchResult {
     /// The human summary printed on stdout.
     public var summary: String {
         let o = options
-        var s = "switchboard-bench \(o.scenario.rawValue) \(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.path)\n"
+        var s = "switchboard-bench \(o.scenario.rawValue) \(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.resource)\n"
         switch o.scenario {
         case .echo:
             s += "  connections \(o.connections), threads \(o.threads), size \(o.size) B, window \(o.window)"
@@ -528,7 +529,7 @@ extension BenchResult {
         var j = JSONWriter()
         j.open()
         j.field("scenario", o.scenario.rawValue)
-        j.field("url", "\(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.path)")
+        j.field("url", "\(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.resource)")
         j.key("options"); j.open()
         j.field("connections", o.connections); j.field("threads", o.threads); j.field("cpus", o.cpus.map(String.init).joined(separator: ","))
         j.field("size", o.size); j.field("window", o.window); j.field("rate", o.rate)

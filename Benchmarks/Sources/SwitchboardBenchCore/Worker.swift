@@ -1,3 +1,4 @@
+import SwitchboardWebSocket
 import CLiburing
 import COpenSSL
 import Histogram
@@ -27,7 +28,7 @@ final class Conn {
     var writeBlocked = false
     var dirty = false
     var deadline: Int64 = 0
-    var handshake: ClientHandshake? = nil
+    var handshake: WebSocketClientHandshake? = nil
     /// Send (echo) or intended-send (latency) times of messages awaiting their echo.
     var inflight = TimeRing()
     var messageBytes = 0
@@ -120,11 +121,11 @@ final class RunContext: @unchecked Sendable {
             publishPrefix = []
             publishSuffix = []
         }
-        dataOpcode = options.binary && options.publishTemplate == nil ? Opcode.binary.rawValue : Opcode.text.rawValue
+        dataOpcode = options.binary && options.publishTemplate == nil ? WebSocketOpcode.binary.rawValue : WebSocketOpcode.text.rawValue
         let k = options.scenario == .fanout ? max(options.channels, 1) : 1
         channelURLs = (0..<k).map { ch in
             var u = options.url
-            u.path = options.path(forChannel: ch)
+            u.resource = options.path(forChannel: ch)
             return u
         }
         subscribersPerChannel = (0..<k).map { options.subscribers(onChannel: $0) }
@@ -167,7 +168,8 @@ final class Worker: @unchecked Sendable {
     private let eventData: UnsafeMutablePointer<UInt64>
     private let eventFlags: UnsafeMutablePointer<UInt32>
     private var dirtyList: [Int] = []
-    private var rng = FastRandom()
+    /// Masking keys: batched from the CSPRNG (SwitchboardWebSocket), no system call per frame.
+    private var maskKeys = WebSocketMaskKeys()
     private let payload: UnsafeMutableRawPointer
     private var publishTemplate: UnsafeMutableRawPointer
     private var publishTemplateDirty = false
@@ -456,7 +458,7 @@ final class Worker: @unchecked Sendable {
             becameOpen(c, sb_monotonic_ns())
             return
         }
-        let hs = ClientHandshake(url: ctx.channelURLs[c.channel], extraHeaders: options.headers)
+        let hs = WebSocketClientHandshake(url: ctx.channelURLs[c.channel], headers: options.headers)
         c.handshake = hs
         hs.request.withUnsafeBytes { c.out.append($0.baseAddress!, $0.count) }
         if let tctx = tlsContext {
@@ -503,8 +505,8 @@ final class Worker: @unchecked Sendable {
         }
         let setup = c.role == .subscriber ? ctx.subscribeMessages : c.role == .publisher ? ctx.publisherSetupMessages : []
         for m in setup {
-            let mask = UInt32(truncatingIfNeeded: rng.next())
-            m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: Opcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
+            let mask = nextMask()
+            m.withUnsafeBytes { appendMaskedFrame(&c.out, opcode: WebSocketOpcode.text.rawValue, payload: $0.baseAddress, count: $0.count, mask: mask) }
         }
         if !setup.isEmpty { markDirty(c) }
         if loadBegun && c.role == .echo { fillEcho(c, now) }
@@ -599,7 +601,7 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    @inline(__always) private func nextMask() -> UInt32 { UInt32(truncatingIfNeeded: rng.next()) }
+    @inline(__always) private func nextMask() -> UInt32 { maskKeys.nextKey() }
 
     /// Queues one data message carrying the fixed payload; `stamp` goes to the in-flight FIFO.
     @inline(__always) private func sendPayload(_ c: Conn, stamp: Int64) -> Bool {
@@ -725,19 +727,20 @@ final class Worker: @unchecked Sendable {
             case .rejected(let why):
                 fail(c, "handshake rejected: " + why)
                 return
-            case .accepted(let headerBytes):
-                off = headerBytes
+            case .accepted(let headBytes, _, _):
+                off = headBytes
                 becameOpen(c, now)
             }
         }
         while c.state == .open {
-            guard let h = parseFrameHeader(scratch + off, total - off) else { break }
-            if h.payloadLength < 0 { fail(c, "frame length out of range"); return }
-            let frameLength = h.headerLength + h.payloadLength
+            guard let h = WebSocketFrameHeader.parse(scratch + off, available: total - off) else { break }
+            if h.payloadLength > 1 << 62 { fail(c, "frame length out of range"); return }
+            let length = Int(h.payloadLength)
+            let frameLength = h.headerLength + length
             if total - off < frameLength { break }
             let p = scratch + off + h.headerLength
-            if h.masked { maskCopy(p, p, h.payloadLength, mask: h.mask) }
-            handleFrame(c, h, p, now)
+            if h.isMasked { _ = Masking.apply(key: h.maskKey, phase: 0, source: p, destination: p, count: length) }
+            handleFrame(c, h, length, p, now)
             off += frameLength
         }
         if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
@@ -780,31 +783,31 @@ final class Worker: @unchecked Sendable {
         if c.state != .closed && off < total { c.pendingIn.append(scratch + off, total - off) }
     }
 
-    @inline(__always) private func handleFrame(_ c: Conn, _ h: FrameHeader, _ p: UnsafeMutableRawPointer, _ now: Int64) {
-        switch h.opcode {
+    @inline(__always) private func handleFrame(_ c: Conn, _ h: WebSocketFrameHeader, _ length: Int, _ p: UnsafeMutableRawPointer, _ now: Int64) {
+        switch h.opcodeBits {
         case 1, 2:
-            c.messageBytes = h.payloadLength
+            c.messageBytes = length
             c.markerFound = false
-            scanMarker(c, p, h.payloadLength)
+            scanMarker(c, p, length)
             if h.fin { messageDone(c, now) }
         case 0:
-            c.messageBytes += h.payloadLength
-            scanMarker(c, p, h.payloadLength)
+            c.messageBytes += length
+            scanMarker(c, p, length)
             if h.fin { messageDone(c, now) }
         case 8:
             if !c.closeSent {
                 c.closeSent = true
-                appendMaskedFrame(&c.out, opcode: Opcode.close.rawValue, payload: p, count: min(h.payloadLength, 2), mask: nextMask())
+                appendMaskedFrame(&c.out, opcode: WebSocketOpcode.close.rawValue, payload: p, count: min(length, 2), mask: nextMask())
                 flush(c)
             }
             if c.state != .closed { fail(c, "server sent a close frame", byServer: true) }
         case 9:
-            appendMaskedFrame(&c.out, opcode: Opcode.pong.rawValue, payload: p, count: min(h.payloadLength, 125), mask: nextMask())
+            appendMaskedFrame(&c.out, opcode: WebSocketOpcode.pong.rawValue, payload: p, count: min(length, 125), mask: nextMask())
             markDirty(c)
         case 10:
             break
         default:
-            fail(c, "unknown opcode \(h.opcode)")
+            fail(c, "unknown opcode \(h.opcodeBits)")
         }
     }
 
@@ -997,7 +1000,7 @@ final class Worker: @unchecked Sendable {
             if c.state == .open && !c.closeSent {
                 c.closeSent = true
                 var code = UInt16(1000).bigEndian
-                appendMaskedFrame(&c.out, opcode: Opcode.close.rawValue, payload: &code, count: 2, mask: nextMask())
+                appendMaskedFrame(&c.out, opcode: WebSocketOpcode.close.rawValue, payload: &code, count: 2, mask: nextMask())
                 if !c.writeBlocked { _ = send(c.fd, c.out.readPointer, c.out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
             }
             fail(c, nil)

@@ -59,19 +59,23 @@ int sb_tls_server_name(sb_tls_conn *c, char *out, size_t cap);
 /// Why the last operation of this thread failed (OpenSSL's error queue, then cleared).
 void sb_tls_error(char *out, size_t cap);
 
-// ---- Client side (the Swift client SDK): a blocking socket the caller connected. ----
+// ---- Client side (the Swift client SDK): a non-blocking socket the caller connected. ----
 
 typedef struct sb_tls_client sb_tls_client;
-/// TLS 1.2+ handshake on connected, blocking `fd`, verifying the server's certificate against
-/// `ca_file` (PEM; NULL: the system trust store) and `host` (DNS name or IP literal; also sent
-/// as SNI when it is a name). ALPN http/1.1. On failure returns NULL with a message in `err`
-/// (the verification error when that is why). The caller keeps owning `fd`.
-sb_tls_client *sb_tls_client_connect(int fd, const char *host, const char *ca_file, char *err, size_t err_len);
+/// TLS 1.2+ client state on connected, non-blocking `fd`, verifying the server's certificate
+/// against `ca_file` (PEM; NULL: the system trust store) and `host` (DNS name or IP literal;
+/// also sent as SNI when it is a name). ALPN http/1.1. Drive the handshake with
+/// sb_tls_client_handshake. On failure returns NULL with a message in `err`. The caller keeps
+/// owning `fd`.
+sb_tls_client *sb_tls_client_new(int fd, const char *host, const char *ca_file, char *err, size_t err_len);
+/// One handshake step: 1 done, 0 wait until readable, 2 wait until writable, -1 failed (message in `err`).
+int sb_tls_client_handshake(sb_tls_client *c, char *err, size_t err_len);
+/// Writes what the socket takes now: >0 bytes written, 0 wait until writable, -3 wait until
+/// readable, -1 failed. Retry with the remaining bytes (the buffer may move).
+int sb_tls_client_write_some(sb_tls_client *c, const void *bytes, size_t len);
 /// >0 bytes; 0 nothing yet (a non-data record was processed, or the socket would block); -1 the
-/// peer closed (close_notify or EOF); -2 failed. Blocks only while a record is incomplete.
+/// peer closed (close_notify or EOF); -2 failed.
 int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap);
-/// Writes all `len` bytes (blocking). Returns `len` or -1.
-int sb_tls_client_write(sb_tls_client *c, const void *bytes, size_t len);
 /// Decrypted bytes OpenSSL holds that a read returns without touching the socket.
 int sb_tls_client_pending(sb_tls_client *c);
 /// Sends close_notify (best effort) and frees; does not close `fd`.

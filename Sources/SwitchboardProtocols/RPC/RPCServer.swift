@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardWebSocket
 
 /// The amqp-swarm RPC protocol as a Switchboard handler: every WebSocket accepted on its route
 /// becomes an `RPCNode`.
@@ -128,27 +129,11 @@ final class BrokerRPCExecutor: RPCShardExecutor {
 /// Generated node ids: 16 random bytes in base64, as the reference's
 /// `crypto.randomBytes(16).toString('base64')`.
 enum RPCNodeIDs {
-    private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
-
     static func random() -> String {
         var g = SystemRandomNumberGenerator()
         let bytes = (0..<16).map { _ in UInt8.random(in: 0...255, using: &g) }
         return base64(bytes)
     }
 
-    static func base64(_ bytes: [UInt8]) -> String {
-        var out: [UInt8] = []
-        var i = 0
-        while i < bytes.count {
-            let n = min(3, bytes.count - i)
-            var v = UInt32(bytes[i]) << 16
-            if n > 1 { v |= UInt32(bytes[i + 1]) << 8 }
-            if n > 2 { v |= UInt32(bytes[i + 2]) }
-            for k in 0..<4 {
-                out.append(k <= n ? alphabet[Int((v >> (18 - 6 * UInt32(k))) & 63)] : UInt8(ascii: "="))
-            }
-            i += 3
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    static func base64(_ bytes: [UInt8]) -> String { Base64.encode(bytes) }
 }

@@ -1,0 +1,161 @@
+import DequeModule
+import Synchronization
+
+/// One message received on a client WebSocket.
+public enum ClientMessage: Sendable, Equatable {
+    case text(String)
+    case binary([UInt8])
+}
+
+/// What a connection does when its inbound buffer is full (the application reads slower than
+/// the peer sends).
+public enum InboundOverflowPolicy: Sendable, Equatable {
+    /// Stop reading the socket until the application takes a message: TCP flow control then
+    /// slows the peer down. Nothing is lost; memory stays at the buffer's capacity.
+    case suspendReading
+    /// Keep reading and drop each message that does not fit, counting it
+    /// (``ClientMessages/droppedCount``). For feeds where fresh data beats complete data.
+    case dropNewest
+}
+
+/// The messages of one connection, in order, as an `AsyncSequence` with a bounded buffer.
+///
+/// The sequence ends when the connection ends (after the messages received before the end);
+/// `ClientWebSocket/closeReason` says why once `ClientWebSocket/waitUntilFinished()` returned. One task iterates it: a second concurrent
+/// iterator is a programming error (checked). Cancelling the iterating task ends its
+/// iteration (`next()` returns nil) without closing the connection.
+public struct ClientMessages: AsyncSequence, Sendable {
+    public typealias Element = ClientMessage
+    let inbox: MessageInbox
+
+    /// Messages dropped so far under ``InboundOverflowPolicy/dropNewest``.
+    public var droppedCount: Int { inbox.droppedCount }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let inbox: MessageInbox
+        public mutating func next() async -> ClientMessage? { await inbox.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: inbox) }
+}
+
+/// The bounded buffer between a connection's reader task (the only producer) and the
+/// application (the only consumer).
+///
+/// Thread rules: `push` is called by the reader task only, `next` by one consumer task; both
+/// may run on any thread of the cooperative pool. All state is under one mutex, and
+/// continuations are resumed after it is released.
+final class MessageInbox: Sendable {
+    private struct State {
+        var buffer = Deque<ClientMessage>()
+        var dropped = 0
+        var ended = false
+        /// The consumer, waiting for a message.
+        var consumer: CheckedContinuation<ClientMessage?, Never>?
+        /// The reader, waiting for room (suspendReading).
+        var producer: CheckedContinuation<Void, Never>?
+    }
+
+    let capacity: Int
+    let policy: InboundOverflowPolicy
+    private let state = Mutex(State())
+
+    init(capacity: Int, policy: InboundOverflowPolicy) {
+        precondition(capacity > 0, "the inbound buffer holds at least one message")
+        self.capacity = capacity
+        self.policy = policy
+    }
+
+    var droppedCount: Int { state.withLock { $0.dropped } }
+    var bufferedCount: Int { state.withLock { $0.buffer.count } }
+
+    /// Hands `message` to the consumer or buffers it. With ``InboundOverflowPolicy/suspendReading``
+    /// and a full buffer it suspends the reader until there is room (or the inbox ends).
+    func push(_ message: ClientMessage) async {
+        while true {
+            enum Step { case delivered(CheckedContinuation<ClientMessage?, Never>), done, full }
+            let step = state.withLock { s -> Step in
+                if s.ended { return .done }
+                if let consumer = s.consumer {
+                    s.consumer = nil
+                    return .delivered(consumer)
+                }
+                if s.buffer.count < capacity {
+                    s.buffer.append(message)
+                    return .done
+                }
+                if policy == .dropNewest {
+                    s.dropped += 1
+                    return .done
+                }
+                return .full
+            }
+            switch step {
+            case .delivered(let consumer):
+                consumer.resume(returning: message)
+                return
+            case .done:
+                return
+            case .full:
+                await withCheckedContinuation { (producer: CheckedContinuation<Void, Never>) in
+                    let resumeNow = state.withLock { s -> Bool in
+                        if s.ended || s.buffer.count < capacity { return true }
+                        s.producer = producer
+                        return false
+                    }
+                    if resumeNow { producer.resume() }
+                }
+            }
+        }
+    }
+
+    /// The next message, or nil once the inbox ended and is empty (or the calling task was cancelled).
+    func next() async -> ClientMessage? {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (consumer: CheckedContinuation<ClientMessage?, Never>) in
+                enum Step { case message(ClientMessage, CheckedContinuation<Void, Never>?), end, wait }
+                let step = state.withLock { s -> Step in
+                    if let message = s.buffer.popFirst() {
+                        let producer = s.producer
+                        s.producer = nil
+                        return .message(message, producer)
+                    }
+                    if s.ended || Task.isCancelled { return .end }
+                    precondition(s.consumer == nil, "two tasks iterate the same connection's messages")
+                    s.consumer = consumer
+                    return .wait
+                }
+                switch step {
+                case .message(let message, let producer):
+                    producer?.resume()
+                    consumer.resume(returning: message)
+                case .end:
+                    consumer.resume(returning: nil)
+                case .wait:
+                    break
+                }
+            }
+        } onCancel: {
+            let consumer = state.withLock { s -> CheckedContinuation<ClientMessage?, Never>? in
+                defer { s.consumer = nil }
+                return s.consumer
+            }
+            consumer?.resume(returning: nil)
+        }
+    }
+
+    /// No more messages will come: the consumer gets what is buffered, then nil; a suspended
+    /// reader is released.
+    func finish() {
+        let (consumer, producer) = state.withLock { s in
+            s.ended = true
+            defer { s.producer = nil }
+            // A waiting consumer implies an empty buffer.
+            let consumer = s.consumer
+            s.consumer = nil
+            return (consumer, s.producer)
+        }
+        consumer?.resume(returning: nil)
+        producer?.resume()
+    }
+}

@@ -1,0 +1,90 @@
+import CJWTTestSupport
+import Foundation
+import Switchboard
+import SwitchboardIO
+import SwitchboardJWT
+import SwitchboardProtocols
+import SwitchboardTestSupport
+import Synchronization
+import Testing
+@testable import SwitchboardClient
+
+private let secret = "sdk-broadcaster-test-secret-32-bytes!"
+private let apiKey = "sdk-test-api-key"
+
+/// An HS256 token for `channels` with `scope`, valid for an hour from now.
+private func token(channels: [String], scope: [String]) -> String {
+    let now = Int(Date().timeIntervalSince1970)
+    let channelList = channels.map { "\"\($0)\"" }.joined(separator: ",")
+    let scopeList = scope.map { "\"\($0)\"" }.joined(separator: ",")
+    let claims = #"{"sub":"sdk","aud":"broadcaster","exp":\#(now + 3600),"iat":\#(now),"authorizedChannels":[\#(channelList)],"scope":[\#(scopeList)]}"#
+    let input = Base64URL.encode(Array(#"{"alg":"HS256","typ":"JWT"}"#.utf8)) + "." + Base64URL.encode(Array(claims.utf8))
+    var mac = [UInt8](repeating: 0, count: 64)
+    let key = Array(secret.utf8), bytes = Array(input.utf8)
+    let length = sbt_hmac("SHA256", key, key.count, bytes, bytes.count, &mac)
+    precondition(length == 32)
+    return input + "." + Base64URL.encode(mac[0..<32])
+}
+
+@Suite("BroadcasterClient against Switchboard's broadcaster", .serialized)
+struct BroadcasterClientTests {
+    /// auth, subscribe, REST publish, broadcasts in order; the connection drops, messages are
+    /// published meanwhile, and the client comes back (new token from the provider) and
+    /// recovers exactly the missed ones from its last offset; refreshToken re-authenticates.
+    @Test func subscribeRecoverAfterReconnectRefreshAndRESTPublish() async throws {
+        raiseFileLimit()
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.backend = .epoll
+        c.io.shardCount = 1
+        var o = BroadcasterOptions()
+        o.verifier = JWTVerifier(keys: [try JWTKey(hmacSecret: Array(secret.utf8))], configuration: .init(leewaySeconds: 30))
+        o.apiKeys = APIKeySet([apiKey])
+        o.history = [BroadcasterHistoryRule(pattern: "news*", limits: .init(maxMessages: 1000, maxBytes: 1 << 20))]
+        let broadcaster = Broadcaster(options: o)
+        let broker = Broker(configuration: c, logger: .discarding) { broadcaster.makeHandler($0) }
+        try broker.start()
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let base = "127.0.0.1:\(broker.port)\(o.basePath)"
+
+        let tokens = Atomic<Int>(0)
+        let client = BroadcasterClient(
+            url: "ws://\(base)/websocket",
+            options: BrokerClientOptions(requestTimeout: .seconds(5), autoReconnect: true,
+                                         reconnectDelay: .milliseconds(10), maxReconnectDelay: .milliseconds(100)),
+            tokenProvider: {
+                tokens.add(1, ordering: .relaxed)
+                return token(channels: ["news"], scope: ["subscribe"])
+            })
+        let received = Recorder<BroadcastMessage>()
+        client.onBroadcast = { received.append($0) }
+        try await client.connect()
+        try await client.subscribe("news")
+        for i in 1...2 {
+            try await BroadcasterClient.publish(restURL: "http://\(base)", apiKey: apiKey, channel: "news", event: "e", payload: .number(Double(i)))
+        }
+        #expect(await eventually { received.count == 2 })
+
+        client.dropConnection()
+        // Published while the client is away: kept in the channel's history.
+        for i in 3...4 {
+            try await BroadcasterClient.publish(restURL: "http://\(base)", apiKey: apiKey, channel: "news", event: "e", payload: .number(Double(i)))
+        }
+        #expect(await eventually { client.reconnectCount == 1 && received.count == 4 })
+        try await BroadcasterClient.publish(restURL: "http://\(base)", apiKey: apiKey, channel: "news", event: "e", payload: .number(5))
+        #expect(await eventually { received.count == 5 })
+        #expect(received.all.map(\.payload) == [1, 2, 3, 4, 5], "each broadcast once, in order, the missed ones recovered")
+        #expect(received.all.map(\.offset) == [1, 2, 3, 4, 5])
+        #expect(tokens.load(ordering: .relaxed) == 2, "a fresh token at connect and at the reconnect")
+
+        try await client.refreshToken()
+        #expect(tokens.load(ordering: .relaxed) == 3)
+        // Failures come back as errors: a channel the token does not authorize, a wrong API key.
+        await #expect(throws: BrokerClientError.self) { try await client.subscribe("sports") }
+        await #expect(throws: BrokerClientError.self) {
+            try await BroadcasterClient.publish(restURL: "http://\(base)", apiKey: "wrong", channel: "news", event: "e", payload: .null)
+        }
+        await client.disconnect()
+    }
+}

@@ -1,4 +1,5 @@
 import ArgumentParser
+import SwitchboardWebSocket
 
 /// The protocol templates: load tests of a deployment speaking one of Switchboard's protocols,
 /// with every reply verified (see `TemplateCommand`'s discussion).
@@ -25,7 +26,7 @@ public enum RPCForm: String, Sendable, CaseIterable {
 /// Everything a template run is given. Times are nanoseconds.
 public struct TemplateOptions: Sendable {
     public var template: ProtocolTemplate
-    public var url: WebSocketURL
+    package var url: WebSocketURL
     public var headers: [String] = []
     public var allowRemote = false
     public var cpu: Int? = nil
@@ -65,7 +66,7 @@ public struct TemplateOptions: Sendable {
     /// RPC templates allow none).
     public var maxFailedConnections = ConnectionTolerance.count(0)
 
-    public init(template: ProtocolTemplate, url: WebSocketURL) {
+    package init(template: ProtocolTemplate, url: WebSocketURL) {
         self.template = template
         self.url = url
     }
@@ -182,7 +183,7 @@ public struct TemplateCommand: ParsableCommand {
         let url: WebSocketURL
         if let text = target {
             guard host == nil && port == nil else { throw TemplateUsageError("give the target as a URL or as --host/--port, not both") }
-            guard let u = WebSocketURL.parse(text), !u.secure else {
+            guard let u = try? WebSocketURL.parse(text), !u.secure else {
                 throw TemplateUsageError("bad target '\(text)': expected ws://HOST:PORT/path (the templates speak plain ws://)")
             }
             url = u
@@ -190,7 +191,7 @@ public struct TemplateCommand: ParsableCommand {
             guard let host, let port else { throw TemplateUsageError("missing target: ws://HOST:PORT/path, or --host and --port") }
             guard port > 0 && port < 65_536 else { throw TemplateUsageError("--port expects 1 to 65535, got \(port)") }
             let bracketed = host.contains(":") ? "[\(host)]" : host
-            guard let u = WebSocketURL.parse("ws://\(bracketed):\(port)\(path ?? defaultPath)") else {
+            guard let u = try? WebSocketURL.parse("ws://\(bracketed):\(port)\(path ?? defaultPath)") else {
                 throw TemplateUsageError("bad --host '\(host)'")
             }
             url = u
@@ -198,7 +199,7 @@ public struct TemplateCommand: ParsableCommand {
         var o = TemplateOptions(template: template, url: url)
         if target != nil, let path {
             guard path.hasPrefix("/") else { throw TemplateUsageError("--path expects a path starting with /") }
-            o.url.path = path
+            o.url.resource = path
         }
         o.allowRemote = allowRemote
         guard url.isLoopback || allowRemote else {

@@ -50,7 +50,7 @@ final class TemplateEngine {
     /// Opens one connection to `path` (the target's path when nil) and returns its index.
     func connect(path: String? = nil) throws(BenchError) -> Int {
         var url = options.url
-        if let path { url.path = path }
+        if let path { url.resource = path }
         let s = try TemplateSocket.connect(address: address, family: family, url: url, headers: options.headers,
                                            timeoutNanos: options.connectTimeoutNanos)
         let index = sockets.count

@@ -87,7 +87,7 @@ public struct TemplateResult: Sendable {
 
     public var summary: String {
         let o = options
-        var s = "switchboard-bench \(o.template.rawValue) ws://\(o.url.hostHeader)\(o.url.path)\n"
+        var s = "switchboard-bench \(o.template.rawValue) ws://\(o.url.hostHeader)\(o.url.resource)\n"
         s += "  pairs \(o.pairs), window \(o.window), size \(o.size) B"
         if let n = o.messages { s += ", messages \(n)" } else { s += ", duration \(fixed(Double(o.durationNanos) / 1e9, 1)) s" }
         if o.warmupNanos > 0 { s += ", warm-up \(fixed(Double(o.warmupNanos) / 1e9, 1)) s" }
@@ -125,7 +125,7 @@ public struct TemplateResult: Sendable {
         var j = JSONWriter()
         j.open()
         j.field("template", o.template.rawValue)
-        j.field("url", "ws://\(o.url.hostHeader)\(o.url.path)")
+        j.field("url", "ws://\(o.url.hostHeader)\(o.url.resource)")
         j.field("pairs", o.pairs); j.field("window", o.window); j.field("size", o.size)
         j.field("connectionsRequested", connectionsRequested); j.field("established", established); j.field("closed", closed)
         j.field("setupSeconds", setupSeconds)

@@ -1,4 +1,5 @@
 import CLiburing
+import SwitchboardWebSocket
 import SwitchboardIO
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +32,8 @@ final class TemplateSocket {
     private var fragmented = false
     /// True while `out` holds bytes the kernel refused: the engine then waits for EPOLLOUT.
     private(set) var writeBlocked = false
-    private var rng = FastRandom()
+    /// Masking keys: batched from the CSPRNG (SwitchboardWebSocket).
+    private var maskKeys = WebSocketMaskKeys()
 
     /// Largest message the harness accepts from a server (a protocol reply is far smaller;
     /// a bigger one is a broken server, and buffering it would hide that).
@@ -66,7 +68,7 @@ final class TemplateSocket {
             throw .setup("connect \(url.hostHeader): \(String(cString: strerror(e)))")
         }
         let s = TemplateSocket(fd: fd)
-        let handshake = ClientHandshake(url: url, extraHeaders: headers)
+        let handshake = WebSocketClientHandshake(url: url, headers: headers)
         guard s.writeBlocking(handshake.request) else { throw .setup("handshake: cannot send the upgrade request") }
         var head: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 4096)
@@ -80,7 +82,7 @@ final class TemplateSocket {
             switch outcome {
             case .incomplete: continue
             case .rejected(let why): throw .setup("handshake rejected: \(why)")
-            case .accepted(let headerBytes):
+            case .accepted(let headerBytes, _, _):
                 if head.count > headerBytes { head[headerBytes...].withUnsafeBytes { s.inbox.append($0.baseAddress!, $0.count) } }
                 let flags = fcntl(fd, F_GETFL)
                 _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
@@ -104,7 +106,7 @@ final class TemplateSocket {
     @discardableResult
     func sendText(_ bytes: UnsafeRawBufferPointer) -> Bool {
         guard state == .open else { return false }
-        appendMaskedFrame(&out, opcode: Opcode.text.rawValue, payload: bytes.baseAddress, count: bytes.count, mask: UInt32(truncatingIfNeeded: rng.next()))
+        appendMaskedFrame(&out, opcode: WebSocketOpcode.text.rawValue, payload: bytes.baseAddress, count: bytes.count, mask: maskKeys.nextKey())
         if !writeBlocked { flush() }
         return state == .open
     }
@@ -164,12 +166,13 @@ final class TemplateSocket {
 
     private func parseFrames(_ message: (UnsafeRawBufferPointer) -> Void) {
         while state == .open {
-            guard let h = parseFrameHeader(inbox.readPointer, inbox.count) else { return }
-            guard h.payloadLength >= 0, h.payloadLength <= Self.maxMessageBytes else { fail("frame length out of range"); return }
-            if h.masked { fail("the server masked a frame"); return }
-            guard inbox.count >= h.headerLength + h.payloadLength else { return }
-            let payload = UnsafeRawBufferPointer(start: inbox.readPointer + h.headerLength, count: h.payloadLength)
-            switch h.opcode {
+            guard let h = WebSocketFrameHeader.parse(inbox.readPointer, available: inbox.count) else { return }
+            guard h.payloadLength <= UInt64(Self.maxMessageBytes) else { fail("frame length out of range"); return }
+            if h.isMasked { fail("the server masked a frame"); return }
+            let length = Int(h.payloadLength)
+            guard inbox.count >= h.headerLength + length else { return }
+            let payload = UnsafeRawBufferPointer(start: inbox.readPointer + h.headerLength, count: length)
+            switch h.opcodeBits {
             case 1, 2:
                 if fragmented { fail("a new message inside a fragmented one"); return }
                 if h.fin {
@@ -194,16 +197,16 @@ final class TemplateSocket {
                 fail("the server closed the WebSocket (\(code)\(text.isEmpty ? "" : " " + text))")
                 return
             case 9:
-                appendMaskedFrame(&out, opcode: Opcode.pong.rawValue, payload: payload.baseAddress, count: min(payload.count, 125),
-                                  mask: UInt32(truncatingIfNeeded: rng.next()))
+                appendMaskedFrame(&out, opcode: WebSocketOpcode.pong.rawValue, payload: payload.baseAddress, count: min(payload.count, 125),
+                                  mask: maskKeys.nextKey())
                 if !writeBlocked { flush() }
             case 10:
                 break
             default:
-                fail("unknown opcode \(h.opcode)")
+                fail("unknown opcode \(h.opcodeBits)")
                 return
             }
-            inbox.consume(h.headerLength + h.payloadLength)
+            inbox.consume(h.headerLength + length)
         }
     }
 
@@ -218,7 +221,7 @@ final class TemplateSocket {
     func close() {
         guard state == .open else { return }
         var code = UInt16(1000).bigEndian
-        appendMaskedFrame(&out, opcode: Opcode.close.rawValue, payload: &code, count: 2, mask: UInt32(truncatingIfNeeded: rng.next()))
+        appendMaskedFrame(&out, opcode: WebSocketOpcode.close.rawValue, payload: &code, count: 2, mask: maskKeys.nextKey())
         _ = send(fd, out.readPointer, out.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
         state = .closed
         Glibc.close(fd)

@@ -176,10 +176,9 @@ struct BoundsTests {
     /// 64 publishes (ws_max_messages_per_turn) in one write to 1,000 subscribers: 64,000
     /// deliveries, ~6 ms of fan-out per message in a debug build (~400 ms in all). Returns how
     /// often the publisher was deferred to the next turn; checks every message arrived in order.
-    func deferralsOfFanOutBurst(_ backend: IOBackendKind, sliceMicroseconds: Int) throws -> Int {
+    func deferralsOfFanOutBurst(_ backend: IOBackendKind, sliceMicroseconds: Int, subscribers count: Int = 1000) throws -> Int {
         let server = try boundsServer(backend) { $0.webSocket.maxTurnMicroseconds = sliceMicroseconds }
         defer { server.stop() }
-        let count = 1000
         var subscribers: [TestClient] = []
         for _ in 0..<count {
             let c = try server.chatClient()
@@ -208,9 +207,12 @@ struct BoundsTests {
         // twice.
         let wide = try deferralsOfFanOutBurst(backend, sliceMicroseconds: 50_000)
         #expect(wide <= 2, "the publisher was deferred \(wide) times with a 50 ms slice")
-        // A 1 ms slice: the tenth (~40 ms) still counts, ~2 publishes per turn (~30 deferrals);
-        // not counted at all, only the handling would (~3 ms: a few deferrals).
-        let narrow = try deferralsOfFanOutBurst(backend, sliceMicroseconds: 1_000)
+        // A 1 ms slice and 2,000 subscribers: the tenth (~80 ms) still counts, about one publish
+        // per turn (~60 deferrals; 18 or more seen on a loaded machine, where a burst may arrive
+        // in several reads); not counted at all, only the handling would (~3 ms: a few
+        // deferrals, whatever the subscriber count). 1,000 subscribers left too small a gap
+        // under load (9 seen).
+        let narrow = try deferralsOfFanOutBurst(backend, sliceMicroseconds: 1_000, subscribers: 2000)
         #expect(narrow >= 10, "the publisher was deferred only \(narrow) times with a 1 ms slice: fan-out is not bounded")
     }
 

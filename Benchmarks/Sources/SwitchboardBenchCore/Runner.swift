@@ -60,7 +60,10 @@ public struct BenchResult: Sendable {
     public var bytesOutPerSecond = 0.0
     public var latency: LatencySummary? = nil
     public var clientCPUSeconds = 0.0
-    public var serverCPUSeconds: Double? = nil
+    /// Server CPU over the measured window (`--server-pid`), user and system apart: a TLS
+    /// figure is mostly user time (crypto), a plaintext one mostly system time (syscalls).
+    public var serverCPU: CPUTimes? = nil
+    public var serverCPUSeconds: Double? { serverCPU?.totalSeconds }
     public var serverRSSBeforeKiB: Int? = nil
     public var serverRSSAfterKiB: Int? = nil
 
@@ -120,13 +123,31 @@ public func readRSSKiB(pid: Int32) -> Int? {
     return nil
 }
 
-/// utime + stime of a process (all threads) in seconds, from /proc/PID/stat.
-public func readCPUSeconds(pid: Int32) -> Double? {
+/// CPU time of a process (all threads), user and system, in seconds.
+public struct CPUTimes: Sendable, Equatable {
+    public var userSeconds: Double
+    public var systemSeconds: Double
+    public var totalSeconds: Double { userSeconds + systemSeconds }
+
+    public init(userSeconds: Double, systemSeconds: Double) {
+        self.userSeconds = userSeconds
+        self.systemSeconds = systemSeconds
+    }
+
+    /// The time spent between two readings of the same process.
+    public static func - (end: CPUTimes, start: CPUTimes) -> CPUTimes {
+        CPUTimes(userSeconds: end.userSeconds - start.userSeconds, systemSeconds: end.systemSeconds - start.systemSeconds)
+    }
+}
+
+/// utime and stime of a process (all threads), from /proc/PID/stat.
+public func readCPUTimes(pid: Int32) -> CPUTimes? {
     guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
     let fields = text[text.index(after: close)...].split(separator: " ")
     // After ')' : state(0) ppid(1) ... utime(11) stime(12)
     guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
-    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return CPUTimes(userSeconds: u / ticksPerSecond, systemSeconds: s / ticksPerSecond)
 }
 
 func readSmallFile(_ path: String) -> String? {
@@ -265,7 +286,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     let opened = sum { $0.open }
 
     var clientCPUStart = 0.0
-    var serverCPUStart: Double? = nil
+    var serverCPUStart: CPUTimes? = nil
     var measureStartWall: Int64 = 0
     var measureStop: Int64 = 0
 
@@ -273,7 +294,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         shared.stop.store(1)
     } else if options.scenario == .connect {
         clientCPUStart = processCPUSeconds()
-        serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+        serverCPUStart = options.serverPID.flatMap { readCPUTimes(pid: $0) }
         measureStartWall = connectedAt
         shared.startNanos.store(connectedAt)
         let end = connectedAt + options.durationNanos
@@ -312,7 +333,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
             if !sampled && now >= measureStart {
                 sampled = true
                 clientCPUStart = processCPUSeconds()
-                serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+                serverCPUStart = options.serverPID.flatMap { readCPUTimes(pid: $0) }
                 measureStartWall = now
             }
             if sum({ $0.open }) == 0 { break }
@@ -338,7 +359,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         shared.stop.store(1)
     }
     let clientCPUEnd = processCPUSeconds()
-    let serverCPUEnd = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
+    let serverCPUEnd = options.serverPID.flatMap { readCPUTimes(pid: $0) }
     for h in handles { h.join() }
 
     // Merge.
@@ -401,7 +422,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     }
     // CPU over the measured window (scaled if the run ran on a bit: the join is quick).
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
-    if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPUSeconds = b - a }
+    if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPU = b - a }
     return result
 }
 
@@ -490,7 +511,11 @@ extension BenchResult {
             s += "  latency µs: p50 \(micros(l.p50))  p90 \(micros(l.p90))  p99 \(micros(l.p99))  p99.9 \(micros(l.p999))  max \(micros(l.max))  (mean \(fixed(l.mean / 1000, 1)), n=\(l.count))\n"
         }
         s += "  client CPU: \(fixed(clientCPUSeconds, 2)) s (\(fixed(clientCPUUtilization * 100, 0))% of one core)"
-        if let sc = serverCPUSeconds { s += ", server CPU: \(fixed(sc, 2)) s (\(fixed(measuredSeconds > 0 ? sc / measuredSeconds * 100 : 0, 0))%)" }
+        if let c = serverCPU {
+            // "(N%)" stays right after the total: the bench scripts parse it.
+            s += ", server CPU: \(fixed(c.totalSeconds, 2)) s (\(fixed(measuredSeconds > 0 ? c.totalSeconds / measuredSeconds * 100 : 0, 0))%)"
+            s += ", user \(fixed(c.userSeconds, 2)) s, system \(fixed(c.systemSeconds, 2)) s"
+        }
         s += "\n"
         let f = failures
         s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
@@ -553,7 +578,12 @@ extension BenchResult {
         j.key("clientCpu"); j.open()
         j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
         j.close()
-        if let s = serverCPUSeconds { j.field("serverCpuSeconds", s) } else { j.null("serverCpuSeconds") }
+        if let c = serverCPU {
+            j.field("serverCpuSeconds", c.totalSeconds)
+            j.field("serverCpuUserSeconds", c.userSeconds); j.field("serverCpuSystemSeconds", c.systemSeconds)
+        } else {
+            j.null("serverCpuSeconds"); j.null("serverCpuUserSeconds"); j.null("serverCpuSystemSeconds")
+        }
         if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
         if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
         if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }

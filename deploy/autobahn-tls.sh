@@ -4,6 +4,7 @@
 # server certificate are made under .build/autobahn-tls/ with the openssl CLI (no key is
 # committed). Fails on any case that is FAILED or NON-STRICT, like deploy/autobahn.sh.
 #   bash deploy/autobahn-tls.sh [uring|epoll] [CASES_JSON] [debug|release]
+#   (ECHO_BIN=/path/to/switchboard-echo: use that binary, build nothing)
 # Default cases: 1-7, 9, 10. Reports: .build/autobahn-tls/<backend>/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,8 +29,7 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$CERTS/server.ext"
 openssl x509 -req -in "$CERTS/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" -set_serial 1 -days 2 \
     -extfile "$CERTS/server.ext" -out "$CERTS/server.pem" 2>/dev/null
 
-swift build -c "$CONFIG" --product switchboard-echo >/dev/null
-BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
+BIN="$(echo_server_binary "$CONFIG")"
 
 trap 'stop_server' EXIT
 start_server "$BIN" --io-backend "$BACKEND" --shards 2 --set tls_port=0 \
@@ -44,18 +44,4 @@ done
 
 rm -rf "$OUT"
 VENV="$VENV" AGENT="switchboard-tls-$BACKEND" bash "$AB/run_wstest.sh" "wss://127.0.0.1:$TLS_PORT" "$CASES" "$OUT" || true
-"$VENV/bin/python" - "$OUT/servers/index.json" "$BACKEND" <<'PY'
-import collections, json, sys
-data = json.load(open(sys.argv[1]))
-counts = collections.Counter()
-bad = []
-for agent, cases in data.items():
-    for cid, r in cases.items():
-        counts[r["behavior"]] += 1
-        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
-            bad.append((cid, r["behavior"], r["behaviorClose"]))
-print("autobahn over wss %s: %d cases: %s" % (sys.argv[2], sum(counts.values()), dict(sorted(counts.items()))))
-for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
-    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
-sys.exit(1 if bad else 0)
-PY
+autobahn_verdict "$ROOT" "$OUT/servers/index.json" "over wss $BACKEND"

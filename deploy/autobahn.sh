@@ -3,6 +3,7 @@
 # ../shared/conformance/autobahn) against switchboard-echo, and fails on any case that is
 # not OK (FAILED or NON-STRICT; INFORMATIONAL and UNIMPLEMENTED are allowed).
 #   bash deploy/autobahn.sh [uring|epoll] [CASES_JSON] [debug|release]
+#   (ECHO_BIN=/path/to/switchboard-echo: use that binary, build nothing)
 #   e.g. bash deploy/autobahn.sh epoll '["1.*","2.*"]'
 # Default cases: 1-7, 9, 10, 12, 13 (about 8 minutes). Reports: .build/autobahn/<backend>/.
 set -euo pipefail
@@ -17,8 +18,7 @@ OUT="$ROOT/.build/autobahn/$BACKEND"
 source deploy/lib.sh
 
 ensure_python_venv "$ROOT"
-swift build -c "$CONFIG" --product switchboard-echo >/dev/null
-BIN="$(swift build -c "$CONFIG" --show-bin-path)/switchboard-echo"
+BIN="$(echo_server_binary "$CONFIG")"
 
 trap 'stop_server' EXIT
 start_server "$BIN" --io-backend "$BACKEND" --shards 2
@@ -26,18 +26,4 @@ PORT="$SERVER_PORT"
 
 rm -rf "$OUT"
 VENV="$VENV" AGENT="switchboard-$BACKEND" bash "$AB/run_wstest.sh" "ws://127.0.0.1:$PORT" "$CASES" "$OUT" || true
-"$VENV/bin/python" - "$OUT/servers/index.json" "$BACKEND" <<'PY'
-import collections, json, sys
-data = json.load(open(sys.argv[1]))
-counts = collections.Counter()
-bad = []
-for agent, cases in data.items():
-    for cid, r in cases.items():
-        counts[r["behavior"]] += 1
-        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
-            bad.append((cid, r["behavior"], r["behaviorClose"]))
-print("autobahn %s: %d cases: %s" % (sys.argv[2], sum(counts.values()), dict(sorted(counts.items()))))
-for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
-    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
-sys.exit(1 if bad else 0)
-PY
+autobahn_verdict "$ROOT" "$OUT/servers/index.json" "$BACKEND"

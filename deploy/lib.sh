@@ -25,6 +25,39 @@ ensure_python_venv() {
     bash "$ab/setup.sh" "$venv" >/dev/null
 }
 
+# echo_server_binary CONFIG: builds switchboard-echo (debug or release) and prints its path. With
+# ECHO_BIN set, prints that and builds nothing (a prebuilt binary, or a copy kept apart while
+# the tree is being rebuilt).
+echo_server_binary() {
+    if [ -n "${ECHO_BIN:-}" ]; then echo "$ECHO_BIN"; return 0; fi
+    swift build -c "$1" --product switchboard-echo >/dev/null
+    echo "$(swift build -c "$1" --show-bin-path)/switchboard-echo"
+}
+
+# autobahn_verdict ROOT INDEX_JSON LABEL: reads an Autobahn report (servers/index.json, written by
+# run_wstest.sh), prints the count of each behaviour and every case that is not OK, and fails
+# when a case is FAILED or NON-STRICT or closed other than OK/INFORMATIONAL (INFORMATIONAL and
+# UNIMPLEMENTED are allowed). A missing or unreadable report fails too: a cut run is no verdict.
+# Used by deploy/autobahn.sh (ws://) and deploy/autobahn-tls.sh (wss://).
+autobahn_verdict() {
+    "$1/.build/autobahn-venv/bin/python" - "$2" "$3" <<'PY'
+import collections, json, sys
+data = json.load(open(sys.argv[1]))
+counts = collections.Counter()
+bad = []
+for agent, cases in data.items():
+    for cid, r in cases.items():
+        counts[r["behavior"]] += 1
+        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
+            bad.append((cid, r["behavior"], r["behaviorClose"]))
+total = sum(counts.values())
+print("autobahn %s: %d cases: %s" % (sys.argv[2], total, dict(sorted(counts.items()))))
+for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
+    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
+sys.exit(1 if bad or total == 0 else 0)
+PY
+}
+
 # Selenium (PyPI) in the project venv, for the browser test (deploy/browser-test.sh). Pinned:
 # 4.52 wants a certifi newer than the package mirror here holds.
 ensure_selenium() {

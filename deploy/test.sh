@@ -27,6 +27,8 @@ timeout 1200 bash deploy/browser-test.sh
 QUICK='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*"]'
 for backend in uring epoll; do
     timeout 900 bash deploy/autobahn.sh "$backend" "$QUICK" release
+    # The same cases over wss:// (the TLS listener, throwaway certificates made at run time).
+    timeout 600 bash deploy/autobahn-tls.sh "$backend" "$QUICK" release
 done
 for backend in uring epoll; do
     timeout 300 bash deploy/interop.sh "$backend" release

@@ -4,13 +4,15 @@
 # Hummingbird peer with swift-nio-ssl (BoringSSL), plus Switchboard's own plaintext echo from the
 # same run so the TLS cost is visible. Driven by switchboard-bench (its wss:// client: a full
 # handshake per connection, no resumption, no certificate verification; loopback only).
+# Server CPU per message and per handshake is given as user and system time apart: TLS adds
+# user time (crypto), the socket calls are system time.
 # Prints a Markdown fragment on stdout; progress on stderr.
 #
 # Environment overrides:
-#   RUNS=3 DURATION=10s WARMUP=2s CONNS="100 1000" SIZE=32 HANDSHAKES=2000 SHARDS=1
+#   RUNS=3 DURATION=10s WARMUP=2s CONNS="100 1000" SIZE=32 HANDSHAKES=2000 SHARDS=1 IO_BACKEND=uring
 #   SERVER_CPU=0 BENCH_CPU=1 BASE_PORT=18600 CONFIG=release SKIP_BUILD=0 ONLY="" (e.g. "switchboard")
 #   ECHO_BIN, PEER_BIN, BENCH_BIN (prebuilt binaries)
-# A smoke run on a loaded machine: RUNS=1 DURATION=3s WARMUP=1s CONFIG=debug
+# A smoke run on a loaded machine: RUNS=1 DURATION=3s WARMUP=1s
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -24,12 +26,15 @@ CONNS="${CONNS:-100 1000}"
 SIZE="${SIZE:-32}"
 HANDSHAKES="${HANDSHAKES:-2000}"
 SHARDS="${SHARDS:-1}"
+IO_BACKEND="${IO_BACKEND:-uring}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BENCH_CPU="${BENCH_CPU:-1}"
 BASE_PORT="${BASE_PORT:-18600}"
 CONFIG="${CONFIG:-release}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 ONLY="${ONLY:-}"
+# 1,000 TLS handshakes come before the warm-up of a run: give a debug build time for them.
+ECHO_TIMEOUT_S=300
 
 log() { echo "[tls-bench] $*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -56,6 +61,8 @@ BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
 WORK="$(mktemp -d /tmp/tls-bench.XXXXXX)"
 SERVER_PID=""
 trap cleanup EXIT
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+TICKS_PER_SECOND="$(getconf CLK_TCK)"
 
 # A throwaway CA and a certificate for 127.0.0.1 (no key is committed).
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=tls-bench CA" \
@@ -66,83 +73,117 @@ printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$WORK/server.ext"
 openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -set_serial 1 -days 2 \
     -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
 
-# start_server NAME URL CMD... : starts the server pinned to SERVER_CPU and waits until one
-# echo round trip on URL works.
-start_server() {
-    local name="$1" url="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    local i
-    for i in $(seq 1 200); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
-            return 1
-        fi
-        if "$BENCH_BIN" echo "$url" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    log "$name did not answer an echo on $url within 10 s"
-    stop_server
-    return 1
-}
-
-# measure LABEL KIND(echo|handshake) URL [CONNS]: RUNS runs, prints the median figure.
-measure() {
-    local label="$1" kind="$2" url="$3" conns="${4:-}" run out status figures=()
-    for run in $(seq 1 "$RUNS"); do
-        out="$WORK/$label-$run.txt"
-        status=0
-        if [[ "$kind" == echo ]]; then
-            timeout 300 taskset -c "$BENCH_CPU" "$BENCH_BIN" echo "$url" --connections "$conns" --size "$SIZE" \
-                --duration "$DURATION" --warmup "$WARMUP" --quiet >"$out" 2>&1 || status=$?
-            [[ $status == 0 ]] && figures+=("$(sed -n 's/.*= \([0-9.]*\) msg\/s.*/\1/p' "$out")")
-        else
-            timeout 300 taskset -c "$BENCH_CPU" "$BENCH_BIN" connect "$url" --connections "$HANDSHAKES" \
-                --duration 1s --quiet >"$out" 2>&1 || status=$?
-            [[ $status == 0 ]] && figures+=("$(sed -n 's/.*opened in [0-9.]* s (\([0-9.]*\) conn\/s).*/\1/p' "$out")")
-        fi
-        if [[ $status != 0 ]]; then note_failure "$label run $run: $(run_failure_reason "$out" "$status")"; echo FAILED; return; fi
-    done
-    printf '%s\n' "${figures[@]}" | median
-}
-
+# Cells: RESULT[KEY] is the median figure or FAILED, KEY = row|column.
 declare -A RESULT
+
+# measure_echo ROW URL CONNS: RUNS echo runs (run_echo), medians into RESULT[ROW|CONNS|...].
+measure_echo() {
+    local row="$1" url="$2" conns="$3" run out status rates=() scpus=() users=() systems=() p99s=()
+    for run in $(seq 1 "$RUNS"); do
+        out="$WORK/$row-c$conns-run$run.txt"
+        status=0
+        run_echo "$out" "$url" "$conns" "$SIZE" || status=$?
+        if [[ $status != 0 ]]; then
+            note_failure "$row c=$conns run $run: $(run_failure_reason "$out" "$status")"
+            RESULT[$row|$conns|rate]=FAILED
+            return
+        fi
+        log "  $row c=$conns run $run: $ECHO_RATE msg/s, server CPU $ECHO_SCPU% ($ECHO_SUSER_US µs user + $ECHO_SSYS_US µs system per message), p99 $ECHO_P99 µs, bench CPU $ECHO_BCPU%"
+        rates+=("$ECHO_RATE"); scpus+=("${ECHO_SCPU:-nan}"); users+=("$ECHO_SUSER_US"); systems+=("$ECHO_SSYS_US"); p99s+=("${ECHO_P99:-nan}")
+    done
+    RESULT[$row|$conns|rate]="$(printf '%s\n' "${rates[@]}" | median)"
+    RESULT[$row|$conns|scpu]="$(printf '%s\n' "${scpus[@]}" | median)"
+    RESULT[$row|$conns|user]="$(printf '%s\n' "${users[@]}" | median)"
+    RESULT[$row|$conns|system]="$(printf '%s\n' "${systems[@]}" | median)"
+    RESULT[$row|$conns|p99]="$(printf '%s\n' "${p99s[@]}" | median)"
+}
+
+# measure_handshakes ROW URL: RUNS runs of HANDSHAKES connections opened as fast as the client
+# can (each a TCP connect, a full TLS handshake and the WebSocket upgrade), then closed. The
+# rate is switchboard-bench's (established / time to open them all); the server's CPU is read
+# from /proc around the whole run, so per handshake it includes the connection's teardown.
+measure_handshakes() {
+    local row="$1" url="$2" run out status before after u s rates=() users=() systems=() clients=()
+    for run in $(seq 1 "$RUNS"); do
+        out="$WORK/$row-handshakes-run$run.txt"
+        status=0
+        before="$(proc_cpu_ticks "$SERVER_PID")"
+        { /usr/bin/time -f '%U %S' -o "$out.time" timeout 300 "$BENCH_BIN" connect "$url" --connections "$HANDSHAKES" \
+            --duration 200ms --cpu "$BENCH_CPU" --quiet >"$out" 2>&1; } || status=$?
+        after="$(proc_cpu_ticks "$SERVER_PID")"
+        if [[ $status != 0 ]]; then
+            note_failure "$row handshakes run $run: $(run_failure_reason "$out" "$status")"
+            RESULT[$row|hs|rate]=FAILED
+            return
+        fi
+        rates+=("$(sed -n 's/.*opened in [0-9.]* s (\([0-9.]*\) conn\/s).*/\1/p' "$out")")
+        read -r u s < <(awk -v b="$before" -v a="$after" -v n="$HANDSHAKES" -v hz="$TICKS_PER_SECOND" 'BEGIN {
+            split(b, x, " "); split(a, y, " "); printf "%.0f %.0f\n", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n }')
+        users+=("$u"); systems+=("$s")
+        clients+=("$(awk '{ printf "%.0f", ($1 + $2) * 1e6 / n }' n="$HANDSHAKES" "$out.time")")
+        log "  $row handshakes run $run: ${rates[-1]} conn/s, server $u µs user + $s µs system per connection, client ${clients[-1]} µs"
+    done
+    RESULT[$row|hs|rate]="$(printf '%s\n' "${rates[@]}" | median)"
+    RESULT[$row|hs|user]="$(printf '%s\n' "${users[@]}" | median)"
+    RESULT[$row|hs|system]="$(printf '%s\n' "${systems[@]}" | median)"
+    RESULT[$row|hs|client]="$(printf '%s\n' "${clients[@]}" | median)"
+}
+
+SB_CMD=("$ECHO_BIN" --host 127.0.0.1 --port "$BASE_PORT" --io-backend "$IO_BACKEND" --shards "$SHARDS"
+    --set "tls_port=$((BASE_PORT + 1))" --set "tls_certificate=$WORK/server.pem" --set "tls_private_key=$WORK/server.key"
+    --set "tls_max_handshakes_per_shard=4096")
+PEER_CMD=("$PEER_BIN" --host 127.0.0.1 --port "$((BASE_PORT + 2))" --threads 1
+    --tls-certificate "$WORK/server.pem" --tls-key "$WORK/server.key")
 if [[ -z "$ONLY" || " $ONLY " == *" switchboard "* ]]; then
-    PLAIN=$BASE_PORT TLS=$((BASE_PORT + 1))
-    log "switchboard-echo: plain :$PLAIN, TLS :$TLS, $SHARDS shard(s)"
-    if start_server switchboard "wss://127.0.0.1:$TLS/ws" "$ECHO_BIN" --host 127.0.0.1 --port "$PLAIN" --shards "$SHARDS" \
-            --set "tls_port=$TLS" --set "tls_certificate=$WORK/server.pem" --set "tls_private_key=$WORK/server.key" \
-            --set "tls_max_handshakes_per_shard=4096"; then
+    log "switchboard-echo ($IO_BACKEND, $SHARDS shard(s)): plain :$BASE_PORT, TLS :$((BASE_PORT + 1))"
+    if start_ws_server switchboard "wss://127.0.0.1:$((BASE_PORT + 1))/ws" "${SB_CMD[@]}"; then
         for c in $CONNS; do
-            RESULT[sb-plain-$c]="$(measure "switchboard-plain-$c" echo "ws://127.0.0.1:$PLAIN/ws" "$c")"
-            RESULT[sb-tls-$c]="$(measure "switchboard-tls-$c" echo "wss://127.0.0.1:$TLS/ws" "$c")"
+            measure_echo sb-plain "ws://127.0.0.1:$BASE_PORT/ws" "$c"
+            measure_echo sb-tls "wss://127.0.0.1:$((BASE_PORT + 1))/ws" "$c"
         done
-        RESULT[sb-hs]="$(measure switchboard-handshakes handshake "wss://127.0.0.1:$TLS/ws")"
+        measure_handshakes sb-tls "wss://127.0.0.1:$((BASE_PORT + 1))/ws"
         stop_server
     else
         note_failure "switchboard-echo did not start"
     fi
 fi
 if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then
-    PEER=$((BASE_PORT + 2))
-    if [[ -x "$PEER_BIN" ]] && start_server peer-hummingbird "wss://127.0.0.1:$PEER/ws" "$PEER_BIN" --host 127.0.0.1 --port "$PEER" \
-            --threads 1 --tls-certificate "$WORK/server.pem" --tls-key "$WORK/server.key"; then
-        for c in $CONNS; do RESULT[hb-tls-$c]="$(measure "hummingbird-tls-$c" echo "wss://127.0.0.1:$PEER/ws" "$c")"; done
-        RESULT[hb-hs]="$(measure hummingbird-handshakes handshake "wss://127.0.0.1:$PEER/ws")"
+    log "peer-hummingbird (1 event-loop thread): TLS :$((BASE_PORT + 2))"
+    if [[ -x "$PEER_BIN" ]] && start_ws_server peer-hummingbird "wss://127.0.0.1:$((BASE_PORT + 2))/ws" "${PEER_CMD[@]}"; then
+        for c in $CONNS; do measure_echo hb-tls "wss://127.0.0.1:$((BASE_PORT + 2))/ws" "$c"; done
+        measure_handshakes hb-tls "wss://127.0.0.1:$((BASE_PORT + 2))/ws"
         stop_server
     else
         note_failure "peer-hummingbird ($PEER_BIN) did not start"
     fi
 fi
 
-echo "TLS echo ($SIZE B messages, window 1) and full handshakes (TCP + TLS + WebSocket upgrade, $HANDSHAKES connections), median of $RUNS run(s) of $DURATION, $CONFIG build, server on CPU $SERVER_CPU, client on CPU $BENCH_CPU:"
+cell() { local v="${RESULT[$1]:-}"; [[ -z "$v" || "$v" == nan ]] && v="–"; printf '%s' "$v"; }
+fmt_rate() { local v="${RESULT[$1]:-}"; case "$v" in ""|nan) printf '–' ;; FAILED) printf 'FAILED' ;; *) printf '%.0f' "$v" ;; esac; }
+declare -A NAMES=([sb-plain]="Switchboard plaintext (ws://)" [sb-tls]="Switchboard TLS (wss://, OpenSSL 3)" [hb-tls]="Hummingbird TLS (swift-nio-ssl)")
+
+echo "### TLS (wss://) echo and handshakes (tls-bench.sh)"
 echo
-echo "| server | $(for c in $CONNS; do printf 'echo msg/s @%s conns | ' "$c"; done)handshakes/s |"
-echo "|---|$(for c in $CONNS; do printf -- '---|'; done)---|"
-echo "| Switchboard plaintext (ws://) | $(for c in $CONNS; do printf '%s | ' "${RESULT[sb-plain-$c]:-}"; done)– |"
-echo "| Switchboard TLS (wss://, OpenSSL 3) | $(for c in $CONNS; do printf '%s | ' "${RESULT[sb-tls-$c]:-}"; done)${RESULT[sb-hs]:-} |"
-echo "| Hummingbird TLS (swift-nio-ssl) | $(for c in $CONNS; do printf '%s | ' "${RESULT[hb-tls-$c]:-}"; done)${RESULT[hb-hs]:-} |"
+echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); load average (1/5/15 min) before the first run: $LOAD_START"
+echo "- Host: \`nproc\` = $(nproc), kernel \`$(uname -r)\`, OpenSSL $(openssl version | awk '{ print $2 }'); Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD 2>/dev/null || echo '?')\`, $CONFIG builds"
+echo "- Servers pinned to CPU $SERVER_CPU (Switchboard: $IO_BACKEND, $SHARDS shard; Hummingbird: 1 event-loop thread), switchboard-bench to CPU $BENCH_CPU. Echo: $SIZE B messages, one in flight per connection, $WARMUP warm-up then $DURATION measured; handshakes: $HANDSHAKES connections opened as fast as the client goes (TCP + full TLS handshake, no resumption + WebSocket upgrade), then closed. Medians of $RUNS run(s)."
+echo "- Server CPU per message = the server's user and system time over the measured window / round trips; per handshake = its time over the whole connect run (teardown included) / connections."
+echo "- Commands: \`taskset -c $SERVER_CPU ${SB_CMD[*]}\`, \`taskset -c $SERVER_CPU ${PEER_CMD[*]}\`, \`$(echo_cmd "URL" CONNS "$SIZE") --server-pid PID\`, \`$BENCH_BIN connect URL --connections $HANDSHAKES --duration 200ms --cpu $BENCH_CPU\`"
+echo
+echo "| server | conns | echo msg/s | server CPU % | server µs user / msg | server µs system / msg | p99 µs |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
+for c in $CONNS; do
+    for row in sb-plain sb-tls hb-tls; do
+        [[ -n "${RESULT[$row|$c|rate]:-}" ]] || continue
+        echo "| ${NAMES[$row]} | $c | $(fmt_rate "$row|$c|rate") | $(cell "$row|$c|scpu") | $(cell "$row|$c|user") | $(cell "$row|$c|system") | $(cell "$row|$c|p99") |"
+    done
+done
+echo
+echo "| server | full handshakes/s | server µs user / handshake | server µs system / handshake | client µs CPU / handshake |"
+echo "|---|---:|---:|---:|---:|"
+for row in sb-tls hb-tls; do
+    [[ -n "${RESULT[$row|hs|rate]:-}" ]] || continue
+    echo "| ${NAMES[$row]} | $(fmt_rate "$row|hs|rate") | $(cell "$row|hs|user") | $(cell "$row|hs|system") | $(cell "$row|hs|client") |"
+done
 report_failures
 rm -rf "$WORK"

@@ -50,36 +50,6 @@ SERVER_PID=""
 
 trap cleanup EXIT
 
-
-# start_server NAME PORT CMD... : starts the server pinned to SERVER_CPU and waits until a
-# WebSocket echo round trip on /ws works.
-start_server() {
-    local name="$1" port="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    local i
-    for i in $(seq 1 200); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
-            return 1
-        fi
-        if "$BENCH_BIN" echo "ws://127.0.0.1:$port/ws" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.05
-    done
-    log "$name did not answer a WebSocket echo within 10 s"
-    stop_server
-    return 1
-}
-
-
-bench_cmd() { # conns size port
-    echo "$BENCH_BIN echo ws://127.0.0.1:$3/ws --connections $1 --size $2 --duration $DURATION --warmup $WARMUP --cpu $BENCH_CPU --quiet"
-}
-
 # ---------------------------------------------------------------- servers
 # name | port offset | command (port substituted for @PORT@)
 ALL_SERVERS=(
@@ -109,7 +79,7 @@ for entry in "${SERVERS[@]}"; do
     for conns in $CONNS; do
         log "$name c=$conns: starting: taskset -c $SERVER_CPU $cmd"
         # shellcheck disable=SC2086
-        if ! start_server "$name" "$port" $cmd; then
+        if ! start_ws_server "$name" "ws://127.0.0.1:$port/ws" $cmd; then
             for size in $SIZES; do RATE["$name|$conns|$size"]="failed"; done
             note_failure "$name c=$conns: the server did not start"
             continue
@@ -119,8 +89,7 @@ for entry in "${SERVERS[@]}"; do
             for run in $(seq 1 "$RUNS"); do
                 out="$WORK/$name-c$conns-s$size-run$run.txt"
                 status=0
-                # shellcheck disable=SC2046
-                timeout 120 $(bench_cmd "$conns" "$size" "$port") --server-pid "$SERVER_PID" --json "$out.json" >"$out" 2>&1 || status=$?
+                run_echo "$out" "ws://127.0.0.1:$port/ws" "$conns" "$size" || status=$?
                 if [[ "$status" != 0 ]]; then
                     # Never a figure from a failed run (lost connections, no round trips, timeout).
                     cell_failed=1
@@ -128,13 +97,8 @@ for entry in "${SERVERS[@]}"; do
                     RAW_ROWS+=("| $name | $conns | $size | $run | FAILED | | | | | $(awk '/connections:/ && /established/ { print $4 }' "$out") |")
                     continue
                 fi
-                rate="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "msg/s,") print $(i - 1) }' "$out")"
-                p50="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p50") print $(i + 1) }' "$out")"
-                p99="$(awk '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == "p99") print $(i + 1) }' "$out")"
-                scpu="$(awk '/server CPU:/ { sub(/.*server CPU: [0-9.]+ s \(/, ""); sub(/%\).*/, ""); print }' "$out")"
-                bcpu="$(awk '/client CPU:/ { sub(/.*client CPU: [0-9.]+ s \(/, ""); sub(/% of one core.*/, ""); print }' "$out")"
+                rate="$ECHO_RATE" p50="$ECHO_P50" p99="$ECHO_P99" scpu="$ECHO_SCPU" bcpu="$ECHO_BCPU"
                 failed="$(awk '/connections:/ && /established/ { print $4 }' "$out")"
-                rate="${rate:-0}"
                 rates+=("$rate"); p50s+=("${p50:-nan}"); p99s+=("${p99:-nan}"); scpus+=("${scpu:-nan}"); bcpus+=("${bcpu:-nan}")
                 RAW_ROWS+=("| $name | $conns | $size | $run | $rate | ${p50:-?} | ${p99:-?} | ${scpu:-?} | ${bcpu:-?} | ${failed:-?} |")
                 log "  size $size run $run: $rate msg/s, p50 ${p50:-?} µs, p99 ${p99:-?} µs, server CPU ${scpu:-?}%, bench CPU ${bcpu:-?}%"
@@ -173,7 +137,7 @@ for entry in "${SERVERS[@]}"; do
     echo "taskset -c $SERVER_CPU ${cmd_template//@PORT@/$((BASE_PORT + offset))}"
 done
 for conns in $CONNS; do for size in $SIZES; do
-    echo "$(bench_cmd "$conns" "$size" PORT) --server-pid SERVER_PID"
+    echo "$(echo_cmd "ws://127.0.0.1:PORT/ws" "$conns" "$size") --server-pid SERVER_PID --json OUT.json"
 done; done
 echo '```'
 echo

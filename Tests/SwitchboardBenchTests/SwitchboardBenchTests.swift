@@ -451,6 +451,41 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         #expect(result.failedConnections == 0)
         #expect(result.serverRSSBeforeKiB != nil && result.serverRSSAfterKiB != nil)
     }
+
+    /// tls-bench.sh divides the server's user and system time by the round trips: both are
+    /// reported apart, and they add up to the total the other scripts read.
+    @Test func serverCPUIsReportedAsUserAndSystem() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        // The "server" is this process (the test server's threads), so the window has work in it.
+        let result = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-c", "4", "-n", "4000",
+                                               "--server-pid", "\(getpid())"]), progress: false)
+        #expect(result.received == 4000)
+        let cpu = try #require(result.serverCPU)
+        #expect(cpu.userSeconds >= 0 && cpu.systemSeconds >= 0)
+        #expect(cpu.totalSeconds > 0)
+        #expect(result.serverCPUSeconds == cpu.totalSeconds)
+        let line = try #require(result.summary.split(separator: "\n").first { $0.contains("server CPU:") })
+        #expect(line.contains("%), user ") && line.hasSuffix(" s") && line.contains(" s, system "))
+        #expect(result.json.contains("\"serverCpuUserSeconds\":") && result.json.contains("\"serverCpuSystemSeconds\":"))
+    }
+
+    @Test func cpuTimesSubtractPerField() throws {
+        let start = try #require(readCPUTimes(pid: getpid()))
+        // Spin until user time moves (a clock tick, 10 ms at the usual 100 Hz): on a loaded
+        // machine a fixed wall-clock spin may not get a whole tick of CPU.
+        let deadline = DispatchTime.now().uptimeNanoseconds + 10_000_000_000
+        var x: UInt64 = 1
+        var spent = CPUTimes(userSeconds: 0, systemSeconds: 0)
+        while spent.userSeconds == 0 && DispatchTime.now().uptimeNanoseconds < deadline {
+            for _ in 0..<100_000 { x = x &* 6364136223846793005 &+ 1 }
+            spent = try #require(readCPUTimes(pid: getpid())) - start
+        }
+        #expect(x != 0)
+        #expect(spent.userSeconds > 0)
+        #expect(spent.systemSeconds >= 0)
+        #expect(spent.totalSeconds == spent.userSeconds + spent.systemSeconds)
+    }
 }
 
 @Suite struct ArgumentTests {

@@ -61,10 +61,10 @@ public struct BenchResult: Sendable {
     public var bytesOutPerSecond = 0.0
     public var latency: LatencySummary? = nil
     public var clientCPUSeconds = 0.0
-    public var serverCPUSeconds: Double? = nil
-    /// The same split into user and system time (issue 16: CPU per message, both parts).
-    public var serverUserSeconds: Double? = nil
-    public var serverSystemSeconds: Double? = nil
+    /// Server CPU over the measured window (`--server-pid`), user and system apart: a TLS
+    /// figure is mostly user time (crypto), a plaintext one mostly system time (syscalls).
+    public var serverCPU: CPUTimes? = nil
+    public var serverCPUSeconds: Double? { serverCPU?.totalSeconds }
     public var serverRSSBeforeKiB: Int? = nil
     public var serverRSSAfterKiB: Int? = nil
 
@@ -124,22 +124,36 @@ public func readRSSKiB(pid: Int32) -> Int? {
     return nil
 }
 
-/// utime + stime of a process (all threads) in seconds, from /proc/PID/stat.
-public func readCPUSeconds(pid: Int32) -> Double? {
+/// CPU time of a process (all threads), user and system, in seconds.
+public struct CPUTimes: Sendable, Equatable {
+    public var userSeconds: Double
+    public var systemSeconds: Double
+    public var totalSeconds: Double { userSeconds + systemSeconds }
+
+    public init(userSeconds: Double, systemSeconds: Double) {
+        self.userSeconds = userSeconds
+        self.systemSeconds = systemSeconds
+    }
+
+    /// The time spent between two readings of the same process.
+    public static func - (end: CPUTimes, start: CPUTimes) -> CPUTimes {
+        CPUTimes(userSeconds: end.userSeconds - start.userSeconds, systemSeconds: end.systemSeconds - start.systemSeconds)
+    }
+}
+
+/// utime and stime of a process (all threads), from /proc/PID/stat.
+public func readCPUTimes(pid: Int32) -> CPUTimes? {
     guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
     let fields = text[text.index(after: close)...].split(separator: " ")
     // After ')' : state(0) ppid(1) ... utime(11) stime(12)
     guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
-    return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return CPUTimes(userSeconds: u / ticksPerSecond, systemSeconds: s / ticksPerSecond)
 }
 
 /// utime and stime of a process (all threads) in seconds, from /proc/PID/stat.
 public func readCPUSplit(pid: Int32) -> (user: Double, system: Double)? {
-    guard let text = readSmallFile("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
-    let hz = Double(sysconf(Int32(_SC_CLK_TCK)))
-    return (u / hz, s / hz)
+    readCPUTimes(pid: pid).map { ($0.userSeconds, $0.systemSeconds) }
 }
 
 func readSmallFile(_ path: String) -> String? {
@@ -278,8 +292,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     let opened = sum { $0.open }
 
     var clientCPUStart = 0.0
-    var serverCPUStart: Double? = nil
-    var serverSplitStart: (user: Double, system: Double)? = nil
+    var serverCPUStart: CPUTimes? = nil
     var measureStartWall: Int64 = 0
     var measureStop: Int64 = 0
 
@@ -287,8 +300,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         shared.stop.store(1)
     } else if options.scenario == .connect {
         clientCPUStart = processCPUSeconds()
-        serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
-        serverSplitStart = options.serverPID.flatMap { readCPUSplit(pid: $0) }
+        serverCPUStart = options.serverPID.flatMap { readCPUTimes(pid: $0) }
         measureStartWall = connectedAt
         shared.startNanos.store(connectedAt)
         let end = connectedAt + options.durationNanos
@@ -327,8 +339,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
             if !sampled && now >= measureStart {
                 sampled = true
                 clientCPUStart = processCPUSeconds()
-                serverCPUStart = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
-                serverSplitStart = options.serverPID.flatMap { readCPUSplit(pid: $0) }
+                serverCPUStart = options.serverPID.flatMap { readCPUTimes(pid: $0) }
                 measureStartWall = now
             }
             if sum({ $0.open }) == 0 { break }
@@ -354,8 +365,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         shared.stop.store(1)
     }
     let clientCPUEnd = processCPUSeconds()
-    let serverCPUEnd = options.serverPID.flatMap { readCPUSeconds(pid: $0) }
-    let serverSplitEnd = options.serverPID.flatMap { readCPUSplit(pid: $0) }
+    let serverCPUEnd = options.serverPID.flatMap { readCPUTimes(pid: $0) }
     for h in handles { h.join() }
 
     // Merge.
@@ -418,11 +428,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
     }
     // CPU over the measured window (scaled if the run ran on a bit: the join is quick).
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
-    if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPUSeconds = b - a }
-    if let a = serverSplitStart, let b = serverSplitEnd {
-        result.serverUserSeconds = b.user - a.user
-        result.serverSystemSeconds = b.system - a.system
-    }
+    if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPU = b - a }
     return result
 }
 
@@ -511,10 +517,15 @@ extension BenchResult {
             s += "  latency µs: p50 \(micros(l.p50))  p90 \(micros(l.p90))  p99 \(micros(l.p99))  p99.9 \(micros(l.p999))  max \(micros(l.max))  (mean \(fixed(l.mean / 1000, 1)), n=\(l.count))\n"
         }
         s += "  client CPU: \(fixed(clientCPUSeconds, 2)) s (\(fixed(clientCPUUtilization * 100, 0))% of one core)"
-        if let sc = serverCPUSeconds { s += ", server CPU: \(fixed(sc, 2)) s (\(fixed(measuredSeconds > 0 ? sc / measuredSeconds * 100 : 0, 0))%)" }
+        if let c = serverCPU {
+            // "(N%)" stays right after the total: the bench scripts parse it.
+            s += ", server CPU: \(fixed(c.totalSeconds, 2)) s (\(fixed(measuredSeconds > 0 ? c.totalSeconds / measuredSeconds * 100 : 0, 0))%)"
+            s += ", user \(fixed(c.userSeconds, 2)) s, system \(fixed(c.systemSeconds, 2)) s"
+        }
         s += "\n"
         // On its own line (scripts parse the line above): CPU per received message, both parts.
-        if let u = serverUserSeconds, let sy = serverSystemSeconds {
+        if let c = serverCPU {
+            let u = c.userSeconds, sy = c.systemSeconds
             let perMessage = received > 0 ? ", per message µs: user \(fixed(u * 1e6 / Double(received), 3)) system \(fixed(sy * 1e6 / Double(received), 3))" : ""
             s += "  server CPU split: user \(fixed(u, 2)) s, system \(fixed(sy, 2)) s\(perMessage)\n"
         }
@@ -579,8 +590,12 @@ extension BenchResult {
         j.key("clientCpu"); j.open()
         j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
         j.close()
-        if let s = serverCPUSeconds { j.field("serverCpuSeconds", s) } else { j.null("serverCpuSeconds") }
-        if let u = serverUserSeconds, let sy = serverSystemSeconds { j.field("serverUserSeconds", u); j.field("serverSystemSeconds", sy) }
+        if let c = serverCPU {
+            j.field("serverCpuSeconds", c.totalSeconds)
+            j.field("serverCpuUserSeconds", c.userSeconds); j.field("serverCpuSystemSeconds", c.systemSeconds)
+        } else {
+            j.null("serverCpuSeconds"); j.null("serverCpuUserSeconds"); j.null("serverCpuSystemSeconds")
+        }
         if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
         if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
         if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }

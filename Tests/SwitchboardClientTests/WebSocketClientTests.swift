@@ -81,6 +81,8 @@ struct WebSocketClientTests {
         connection.abort()
         connection.start { _ in }
         await connection.waitUntilFinished()
+        // The server thread stores the head after its 101 went out: the client may be done first.
+        #expect(waitUntil { head.withLock { !$0.isEmpty } })
         let text = head.withLock { $0 }
         #expect(text.hasPrefix("GET /chat?a=b HTTP/1.1\r\n"))
         #expect(text.contains("Host: 127.0.0.1:\(server.port)\r\n"))

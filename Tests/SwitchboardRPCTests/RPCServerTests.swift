@@ -11,14 +11,10 @@ import Testing
 final class RPCTestServer: @unchecked Sendable {
     let broker: Broker
     let rpc: RPCServer
-    /// Arguments of every `seq` request, in arrival order.
-    let sequence: Locked<[Int]>
     var port: Int { broker.port }
 
     init(backend: IOBackendKind, policy: RPCDuplicateNodePolicy = .replaceOld, shards: Int = 2) throws {
         raiseFileLimit()
-        let sequence = Locked<[Int]>([])
-        self.sequence = sequence
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
         c.port = 0
@@ -33,10 +29,6 @@ final class RPCTestServer: @unchecked Sendable {
             request.query.hasPrefix("id=") ? String(request.query.dropFirst(3)) : nil
         }) { node in
             node.client.on("echo") { _, args in .array(args) }
-            node.client.on("seq") { _, args in
-                sequence.withLock { $0.append(Int(args[0].numberValue!)) }
-                return nil
-            }
             node.client.on("drop") { ctx, _ in
                 ctx.node.close(final: false)
                 return nil
@@ -231,22 +223,4 @@ struct RPCServerTests {
         await c.close()
     }
 
-    @Test("requests made before init wait and go out in FIFO order")
-    func offlineQueueFIFO() async throws {
-        let server = try RPCTestServer(backend: .auto)
-        defer { server.stop() }
-        var o = RPCClientOptions()
-        o.reconnectBaseDelay = .milliseconds(300)
-        // Not started yet: every send queues (start() is deferred until all 20 are queued).
-        let c = RPCClient(url: "ws://127.0.0.1:\(server.port)/?id=fifo", options: o)
-        var tasks: [Task<Void, Never>] = []
-        for i in 0..<20 {
-            tasks.append(Task { _ = try? await c.send("seq", [.number(Double(i))], startIfNeeded: false) })
-            try await waitUntil { c.queuedRequestCount == i + 1 }
-        }
-        c.start()
-        for t in tasks { await t.value }
-        #expect(server.sequence.withLock { $0 } == Array(0..<20))
-        await c.close()
-    }
 }

@@ -3,7 +3,8 @@
 # no systemd running as PID 1 here, so the image is not built and the unit is not started; what
 # is checked instead:
 #   1. bash -n on every shell script (deploy/, the image's health check, Benchmarks/scripts/);
-#   2. deploy/check_deploy.py: the Dockerfile's structure, the manifests parsed as YAML (PyYAML),
+#   2. deploy/check_deploy.py: the Dockerfile's structure, the manifests and deploy/compose/compose.yaml
+#      (3 cluster nodes + Redis) parsed as YAML (PyYAML),
 #      and the values that must agree across files (ports, paths, time budgets, limits, uid);
 #   3. systemd-analyze verify and systemd-analyze security --offline on the unit;
 #   4. the server started with the ConfigMap's configuration and with the image's default one:

@@ -49,7 +49,8 @@ struct ClusterSlowNodeTests {
         #expect(waitUntil { (try? probe.subscriberCount(Self.redisChannel)) == 3 })
 
         kill(nodes[2].process.processIdentifier, SIGSTOP)
-        // 2,000 messages of 4 KB (8 MB): more than the paused node's socket buffers and
+        // 2,000 messages of 4 KB (8 MB): more than the paused node's socket buffers (2.4 MB
+        // still fit in them: Redis's send buffer grows up to net.ipv4.tcp_wmem's 4 MB) and
         // Redis's limit together. The healthy nodes' subscribers read all the while.
         let count = 2_000
         let padding = String(repeating: "x", count: 4_096)
@@ -98,6 +99,7 @@ struct ClusterSlowNodeTests {
             if text == "after" { break }
             prefix.append(try #require(Int(text.prefix { $0 != ":" })))
         }
+        print("the paused node delivered \(prefix.count) of \(count) messages, then the gap")
         #expect(prefix == Array(0..<prefix.count) && prefix.count < count, "a prefix, then the gap: \(prefix.count) of \(count)")
         let positions = try nodes.map { try $0.get("/position" + Self.channel) }
         #expect(positions.allSatisfy { $0 == positions[0] } && positions[0].hasSuffix(":\(count + 1)"), "\(positions)")

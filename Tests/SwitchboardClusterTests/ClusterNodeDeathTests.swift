@@ -64,9 +64,10 @@ struct ClusterNodeDeathTests {
             #expect(try watcher.ws.readFrame().text == "died:3")
             let elapsed = nowMilliseconds() - killedAt
             print("node 3 seen dead after \(elapsed) ms (bound \(bound) ms)")
-            // Not before its membership could expire (its last renewal was at most one
-            // heartbeat before the kill), and within the bound (plus slack for a loaded machine).
-            #expect(elapsed >= Int64(Self.nodeTTLMilliseconds - Self.heartbeatMilliseconds) - 20, "\(elapsed) ms")
+            // Not before its membership could expire (its last renewal was one heartbeat
+            // before the kill, or a few when a loaded machine ran its ticks late: half the TTL
+            // leaves room for that), and within the bound (plus slack for a loaded machine).
+            #expect(elapsed >= Int64(Self.nodeTTLMilliseconds / 2), "\(elapsed) ms")
             #expect(elapsed <= bound + 1_500, "\(elapsed) ms, bound \(bound) ms")
         }
         #expect(everyoneSees(Array(nodes[..<2]), members: 2))

@@ -28,6 +28,8 @@ final class TemplateEngine {
     /// First reasons connections closed (at most 8 distinct), for the summary.
     private(set) var closeReasons: [String] = []
     private(set) var closedCount = 0
+    /// The measured phase in progress, or the last one (`runMeasuredPhase`, MeasuredPhase.swift).
+    var measured = MeasuredPhase.idle
 
     init(options: TemplateOptions) throws(BenchError) {
         self.options = options

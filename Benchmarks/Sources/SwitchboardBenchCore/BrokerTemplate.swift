@@ -54,38 +54,19 @@ final class BrokerTemplate {
     }
 
     func run() -> TemplateResult {
-        let o = options
-        result.connectionsRequested = 2 * o.pairs
-        let setupStart = sb_monotonic_ns()
-        do throws(BenchError) {
-            for p in 0..<o.pairs {
-                let a = try engine.connect()
-                let b = try engine.connect()
-                sides.append(Side(socket: a, peer: b, sender: 2 * p))
-                sides.append(Side(socket: b, peer: a, sender: 2 * p + 1))
-                result.established += 2
-            }
-        } catch {
-            result.setupFailure = error.description
-            finish()
-            return result
+        result.connectionsRequested = 2 * options.pairs
+        let opened = engine.setUpPairs(options.pairs, connected: { [self] a, b, p in
+            sides.append(Side(socket: a, peer: b, sender: 2 * p))
+            sides.append(Side(socket: b, peer: a, sender: 2 * p + 1))
+        }, setUp: setUp)
+        result.established = opened.established
+        result.setupFailure = opened.failure
+        if let seconds = opened.seconds {
+            result.setupSeconds = seconds
+            load()
         }
-        if let why = setUp() {
-            result.setupFailure = why
-            finish()
-            return result
-        }
-        result.setupSeconds = Double(sb_monotonic_ns() - setupStart) / 1e9
-        load()
-        finish()
+        engine.finish(into: &result)
         return result
-    }
-
-    private func finish() {
-        result.closed = engine.closedCount
-        result.closeReasons = engine.closeReasons
-        if let pid = options.serverPID { result.serverRSSKiB = readRSSKiB(pid: pid) }
-        engine.closeAll()
     }
 
     // MARK: Set-up

@@ -54,39 +54,21 @@ final class RPCTemplate {
     }
 
     func run() -> TemplateResult {
-        let o = options
-        result.connectionsRequested = 2 * o.pairs
-        let setupStart = sb_monotonic_ns()
-        do throws(BenchError) {
-            for p in 0..<o.pairs {
-                let a = try engine.connect()
-                let b = try engine.connect()
-                clients.append(Client(socket: a, peer: b))
-                clients.append(Client(socket: b, peer: a))
-                _ = p
-                result.established += 2
+        result.connectionsRequested = 2 * options.pairs
+        let opened = engine.setUpPairs(options.pairs, connected: { [self] a, b, _ in
+            clients.append(Client(socket: a, peer: b))
+            clients.append(Client(socket: b, peer: a))
+        }, setUp: setUp)
+        result.established = opened.established
+        result.setupFailure = opened.failure
+        if let seconds = opened.seconds {
+            result.setupSeconds = seconds
+            for f in options.forms {
+                runForm(f)
+                if engine.closedCount > 0 { break }
             }
-        } catch {
-            result.setupFailure = error.description
-            return finish()
         }
-        if let why = setUp() {
-            result.setupFailure = why
-            return finish()
-        }
-        result.setupSeconds = Double(sb_monotonic_ns() - setupStart) / 1e9
-        for f in o.forms {
-            runForm(f)
-            if engine.closedCount > 0 { break }
-        }
-        return finish()
-    }
-
-    private func finish() -> TemplateResult {
-        result.closed = engine.closedCount
-        result.closeReasons = engine.closeReasons
-        if let pid = options.serverPID { result.serverRSSKiB = readRSSKiB(pid: pid) }
-        engine.closeAll()
+        engine.finish(into: &result)
         return result
     }
 

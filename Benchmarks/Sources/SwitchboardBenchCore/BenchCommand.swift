@@ -266,29 +266,14 @@ public struct BenchCommand: ParsableCommand {
     }
 }
 
-/// A command-line problem. `description` carries the message and the usage line.
-public struct UsageError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    /// `--help` was asked for: print `BenchCommand.helpMessage()` on stdout and exit 0.
-    public let helpRequested: Bool
-    public init(_ message: String, helpRequested: Bool = false) {
-        self.message = message
-        self.helpRequested = helpRequested
-    }
-    public var description: String {
-        if helpRequested { return BenchCommand.helpMessage() }
-        return "switchboard-bench: \(message)\n\(BenchCommand.usageString())\n  See 'switchboard-bench --help'."
-    }
+/// A scenario command-line problem (`CommandUsageError`, CommandUsage.swift).
+public typealias UsageError = CommandUsageError<BenchCommand>
+
+extension BenchCommand: BenchCommandLine {
+    public static let helpHint = "See 'switchboard-bench --help'."
 }
 
 /// Parses the arguments after the program name into checked `BenchOptions`.
 public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOptions {
-    let command: BenchCommand
-    do {
-        command = try BenchCommand.parse(arguments)
-    } catch {
-        if BenchCommand.exitCode(for: error) == .success { throw UsageError("", helpRequested: true) }
-        throw UsageError(BenchCommand.message(for: error))
-    }
-    return try command.makeOptions()
+    try BenchCommand.parseOptions(arguments)
 }

@@ -278,29 +278,14 @@ public func isTemplateCommandLine(_ arguments: [String]) -> Bool {
     return ProtocolTemplate(rawValue: first) != nil
 }
 
-/// Parses a template command line into checked `TemplateOptions`.
-public func parseTemplateArguments(_ arguments: [String]) throws(TemplateUsageError) -> TemplateOptions {
-    let command: TemplateCommand
-    do {
-        command = try TemplateCommand.parse(arguments)
-    } catch {
-        if TemplateCommand.exitCode(for: error) == .success { throw TemplateUsageError("", helpRequested: true) }
-        throw TemplateUsageError(TemplateCommand.message(for: error))
-    }
-    return try command.makeOptions()
+/// A template command-line problem (`CommandUsageError`, CommandUsage.swift).
+public typealias TemplateUsageError = CommandUsageError<TemplateCommand>
+
+extension TemplateCommand: BenchCommandLine {
+    public static let helpHint = "See 'switchboard-bench broker --help'."
 }
 
-/// A template command-line problem; `description` carries the message and the usage line, or
-/// the full help when `--help` was asked for (print it on stdout, exit 0).
-public struct TemplateUsageError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let helpRequested: Bool
-    public init(_ message: String, helpRequested: Bool = false) {
-        self.message = message
-        self.helpRequested = helpRequested
-    }
-    public var description: String {
-        if helpRequested { return TemplateCommand.helpMessage() }
-        return "switchboard-bench: \(message)\n\(TemplateCommand.usageString())\n  See 'switchboard-bench broker --help'."
-    }
+/// Parses a template command line into checked `TemplateOptions`.
+public func parseTemplateArguments(_ arguments: [String]) throws(TemplateUsageError) -> TemplateOptions {
+    try TemplateCommand.parseOptions(arguments)
 }

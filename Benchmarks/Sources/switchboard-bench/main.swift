@@ -24,8 +24,7 @@ extension TemplateRun: RunReport {}
 protocol CommandLineProblem: Error, CustomStringConvertible {
     var helpRequested: Bool { get }
 }
-extension UsageError: CommandLineProblem {}
-extension TemplateUsageError: CommandLineProblem {}
+extension CommandUsageError: CommandLineProblem {}
 
 /// The subcommands: the first row whose `matches` takes the arguments parses and runs them
 /// (parse errors are `CommandLineProblem`s, anything else thrown is a run that could not be

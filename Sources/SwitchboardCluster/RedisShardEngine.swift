@@ -86,11 +86,22 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         connection = shard.openOutbound(options, delegate: self)
     }
 
-    package var isConnected: Bool { connection?.isConnected ?? false }
+    /// Every entry point asks this (or `assertOnShard`) first, so each checks its thread.
+    package var isConnected: Bool {
+        assertOnShard()
+        return connection?.isConnected ?? false
+    }
+
+    /// Debug builds: traps unless called on the engine's shard thread (once `start` gave it
+    /// one), at every entry point, refusals included. In release builds: one load.
+    private func assertOnShard(_ function: StaticString = #function) {
+        connection?.shard.assertOnShardThread(function)
+    }
 
     // MARK: - Engine
 
     package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             if !outageLogged {
@@ -153,6 +164,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable

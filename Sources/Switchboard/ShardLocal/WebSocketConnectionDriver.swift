@@ -179,8 +179,8 @@ final class WebSocketConnectionDriver {
     /// message always runs, so every socket progresses). Returns the bytes used; the caller
     /// keeps the rest for the next turn.
     private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
-        if session.turn != turn {
-            session.turn = turn
+        if !session.isTurn(turn) {
+            session.enterTurn(turn)
             session.messagesThisTurn = 0
             session.turnStartNanoseconds = monotonicNanoseconds()
             session.turnFanOutStartNanoseconds = fanOutNanoseconds

@@ -14,6 +14,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private let maxEvents = 256
     /// Connections that still had input when their read budget for the turn ran out.
     private var readAgain: [Int32] = []
+    /// The `readAgain` of the previous turn, being read (swapped, not copied: see `flushPending`).
+    private var readAgainScratch: [Int32] = []
     private var iovecs: UnsafeMutablePointer<iovec>
     private static let doorbellToken: UInt64 = .max
     /// Set in the token of an outbound connect being watched (connection tokens never have it:
@@ -155,9 +157,9 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         doorbell.cancelSleep()
         refreshClock()
-        let again = readAgain
-        readAgain.removeAll(keepingCapacity: true)
-        for s in again {
+        swap(&readAgain, &readAgainScratch)
+        defer { readAgainScratch.removeAll(keepingCapacity: true) }
+        for s in readAgainScratch {
             let slot = Int(s)
             if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot) {
                 readAgain.append(s)

@@ -228,6 +228,8 @@ package class Shard: @unchecked Sendable {
     var requestTimers: TimerList
     var lingerTimers: TimerList
     var flushList: [Int32] = []
+    /// The list `flushPending` works through, swapped with `flushList` (see there).
+    private var flushScratch: [Int32] = []
     var finalizeList: [Int32] = []
     /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
     /// closed meanwhile is skipped.
@@ -813,9 +815,11 @@ package class Shard: @unchecked Sendable {
 
     func flushPending() {
         guard !flushList.isEmpty else { return }
-        let list = flushList
-        flushList.removeAll(keepingCapacity: true)
-        for s in list {
+        // Swapped, not copied: a copy made `removeAll(keepingCapacity:)` allocate a new buffer
+        // (the old one was shared), a malloc per flush (per turn, per message at low rates).
+        swap(&flushList, &flushScratch)
+        defer { flushScratch.removeAll(keepingCapacity: true) }
+        for s in flushScratch {
             let slot = Int(s)
             connections[slot].flushQueued = false
             let st = connections[slot].state

@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardRESP
 
 /// Where a cluster-wide channel message stands: the channel stream's incarnation (`epoch`)
 /// and the message's number in it (`offset`, from 1), assigned by Redis, the same on every node.
@@ -79,4 +80,9 @@ package protocol ClusterShardEngine: AnyObject {
     func members(_ completion: @escaping ([Int]?) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
+    /// Runs one Redis command for a protocol's cluster-wide state (connection-broker roles:
+    /// `ClusterProtocolHooks.swift` in Switchboard). `completion` runs on the shard's thread
+    /// exactly once: the reply, or nil when Redis is unreachable or the connection was lost.
+    /// Bounded like publishes (`cluster_max_pending_publishes`): nil at once beyond it.
+    func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void)
 }

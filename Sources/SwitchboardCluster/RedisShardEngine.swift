@@ -27,6 +27,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case addressed
         case heartbeat
         case members(([Int]?) -> Void)
+        /// A protocol's command (`command(_:completion:)`), counted with the publishes.
+        case command((RESPValue?) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -177,6 +179,17 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("1".utf8), membersKey])
     }
 
+    package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        guard pendingPublishes < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return completion(nil)
+        }
+        pending.append(.command(completion))
+        pendingPublishes += 1
+        write(arguments)
+    }
+
     package func tick(nowMilliseconds: Int64) {
         guard membership != nil, isConnected,
               nowMilliseconds - lastHeartbeatMilliseconds >= Int64(configuration.heartbeatMilliseconds) else { return }
@@ -243,6 +256,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.removeAll()
         // Every waiter hears back exactly once: nil, Redis is gone.
         for case .members(let completion) in owed { completion(nil) }
+        for case .command(let completion) in owed { completion(nil) }
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
@@ -297,6 +311,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                 return completion(nil)
             }
             completion(items.compactMap { if case .bulkString(let b) = $0 { Int(String(decoding: b, as: UTF8.self)) } else { nil } }.sorted())
+        case .command(let completion):
+            pendingPublishes -= 1
+            completion(value)
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }

@@ -77,3 +77,10 @@ extension String {
         return String(s)
     }
 }
+
+/// Cluster messages (issue 13) go to the first route whose handler takes their protocol tag.
+extension RoutingWorkerHandler: ClusterMessageReceiver {
+    package func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        routes.contains { ($0.handler as? ClusterMessageReceiver)?.receiveClusterMessage(tag: tag, bytes) == true }
+    }
+}

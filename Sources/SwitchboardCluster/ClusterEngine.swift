@@ -67,6 +67,11 @@ package protocol ClusterShardEngine: AnyObject {
     /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
     /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
     func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
+    /// `sendToNode` for a message whose sender waits for an answer: `.sent`, then `receivers`
+    /// runs later on this shard with the number of nodes that took it (0: node `node` is not
+    /// up), or nil when the connection was lost first. Refused at once like `sendToNode`
+    /// (`receivers` then never runs). Same connection as `sendToNode`: one order.
+    func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult
     /// Sends a message to every node's inbox (this one included), e.g. a `copySubscriptions`.
     func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult
     /// Makes this shard receive its node's inbox and the all-nodes inbox (one shard per node

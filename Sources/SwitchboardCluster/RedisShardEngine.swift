@@ -140,6 +140,26 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         send(to: inboxPrefix + Array(String(node).utf8), message)
     }
 
+    package func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult {
+        guard isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
+        guard pendingPublishes < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.command { [metrics] reply in
+            guard case .integer(let n)? = reply else { return receivers(nil) }
+            if n == 0 { metrics.addressedUndelivered.increment() }
+            receivers(Int(n))
+        })
+        pendingPublishes += 1
+        metrics.addressedSent.increment()
+        write([Array("PUBLISH".utf8), inboxPrefix + Array(String(node).utf8), message])
+        return .sent
+    }
+
     package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
         send(to: inboxPrefix + Array("all".utf8), message)
     }

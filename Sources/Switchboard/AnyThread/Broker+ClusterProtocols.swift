@@ -78,16 +78,6 @@ extension ShardContext {
     package func sendToClusterNode(_ node: Int, tag: UInt8, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool {
         assertOnShard()
         guard let cluster = channels.cluster else { return false }
-        // The inbox channel the engine subscribes each node to (RedisShardEngine.inboxPrefix).
-        let inbox = Array((broker.configuration.cluster.keyPrefix + ":node:\(node)").utf8)
-        var refusedAtOnce = false
-        var returned = false
-        cluster.command([Array("PUBLISH".utf8), inbox, [protocolMessageOperation, tag] + message]) { reply in
-            // The engine answers nil inside the call when it cannot send: a refusal.
-            guard returned else { refusedAtOnce = true; return }
-            if case .integer(let n)? = reply { receivers(Int(n)) } else { receivers(nil) }
-        }
-        returned = true
-        return !refusedAtOnce
+        return cluster.sendToNode(node, [protocolMessageOperation, tag] + message, receivers: receivers) == .sent
     }
 }

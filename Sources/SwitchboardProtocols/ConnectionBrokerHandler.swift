@@ -260,6 +260,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
         flushOutbox()
+        remoteWaits[socketId] = nil  // an answer from another node now finds no wait, as here
         guard let session = sessions.removeValue(forKey: socketId), let me = session.id else { return }
         disconnect(me)
     }

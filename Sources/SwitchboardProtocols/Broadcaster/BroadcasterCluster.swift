@@ -32,9 +32,8 @@ import SwitchboardRESP
 // Not interest-routed: every node receives every broadcaster message (one inbox publish per
 // message, whatever the subscribers); channels whose subscribers are on few of many nodes pay
 // for the others. Fail-fast: with Redis unreachable a publish or a recovering subscribe fails
-// at once ("the channel's owner is overloaded, try again"), counted in
-// `switchboard_cluster_publishes_unavailable_total`-like counters of the engine and in the
-// broadcaster's own `publishes_refused_total`.
+// at once ("the channel's owner is overloaded, try again"; a publish is counted in the
+// broadcaster's `publishes_refused_total`).
 
 /// A broadcaster message as the cluster carries and stores it: `offset:epoch:` then the
 /// message (id, create time, channel, event, each length-prefixed, then the payload).

@@ -505,6 +505,8 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
 
     // MARK: - A node died
 
+    package func clusterNodeDied(_ node: Int) { shared.nodeDied(node) }
+
     func peerNodeDied(_ node: Int) {
         guard let clusterNode, node != clusterNode else { return }
         var lost: [(channel: UUID4, closer: UUID4, party: UUID4)] = []

@@ -83,4 +83,8 @@ extension RoutingWorkerHandler: ClusterMessageReceiver {
     package func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
         routes.contains { ($0.handler as? ClusterMessageReceiver)?.receiveClusterMessage(tag: tag, bytes) == true }
     }
+
+    package func clusterNodeDied(_ node: Int) {
+        for route in routes { (route.handler as? ClusterMessageReceiver)?.clusterNodeDied(node) }
+    }
 }

@@ -224,7 +224,8 @@ struct ClusterConnectionBrokerTests {
         try a.expect("connections", replyTo: parked)
 
         // Node 2 declared dead (here while still running: what its peers do is under test).
-        #expect(nodes[0].cb.nodeDied(2) && nodes[2].cb.nodeDied(2))
+        // Node 3 hears it through the broker's hook (what the membership code calls).
+        #expect(nodes[0].cb.nodeDied(2) && nodes[2].broker.protocolsNodeDied(2) == .queued)
         try a.expect("channel_closed_notification", ["channelId": ab])
         try c.expect("channel_closed_notification", ["channelId": cb])
         #expect(nodes[0].metric("cb_channels_closed_by_node_death_total") == 1)

@@ -91,6 +91,8 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
         core.receiveFromCluster(bytes)
         return true
     }
+
+    func clusterNodeDied(_ node: Int) { server.nodeDied(node) }
 }
 
 extension RPCServer {

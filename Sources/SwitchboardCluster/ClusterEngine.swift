@@ -44,6 +44,14 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// A channel message from the cluster, to deliver to this shard's subscribers. `payload` is
     /// valid only during the call.
     func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition)
+    /// Node `node` died: its heartbeat expired (crash, SIGKILL, partition) or it restarted (a
+    /// new incarnation), so everything it owned (its sockets, their registrations) is gone.
+    /// Delivered once per death on every shard of every live node (the announcing shard's
+    /// engine detects it through `announceMembership`'s `onNodeDied`, the broker hands it to
+    /// each shard), within `cluster_node_ttl_ms + cluster_heartbeat_ms` of the death. `node`
+    /// is this node's own id when the others declared it dead while it lived (paused, or cut off
+    /// from Redis, longer than its TTL): they have dropped its sockets.
+    func clusterNodeDied(_ node: Int)
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which
@@ -78,8 +86,10 @@ package protocol ClusterShardEngine: AnyObject {
     /// does), handing each message to `handler`.
     func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
     /// Makes this shard announce node `node` as a member (one shard per node does): a
-    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`.
-    func announceMembership(_ node: Int)
+    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`. Each
+    /// heartbeat's answer lists the live members; `onNodeDied` runs on this shard for each node
+    /// that died since (see `ClusterEngineDelegate.clusterNodeDied`).
+    func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void)
     /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
     /// `completion` runs on the shard's thread, exactly once.
     func members(_ completion: @escaping ([Int]?) -> Void)

@@ -16,11 +16,15 @@ package final class ClusterMetrics: Sendable {
     package let addressedUndelivered = Counter("switchboard_cluster_addressed_undelivered_total", help: "Addressed messages no node received (the target node was not subscribed to its inbox)")
     package let addressedReceived = Counter("switchboard_cluster_addressed_received_total", help: "Addressed messages this node's inbox received")
     package let subscribedChannels = Counter("switchboard_cluster_subscribed_channels", help: "Channels this shard is subscribed to in Redis (channels with local subscribers)")
+    package let members = Counter("switchboard_cluster_members", help: "Live nodes in the last membership answer, this one included (the announcing shard only)")
+    package let nodeDeaths = Counter("switchboard_cluster_node_deaths_total", help: "Other nodes seen dead (heartbeat expired, or restarted) by this node")
+    package let declaredDead = Counter("switchboard_cluster_declared_dead_total", help: "Times the other nodes declared this node dead while it lived (paused or cut off longer than cluster_node_ttl_ms)")
 
     package init() {}
 
     package var all: [Counter] {
         [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
-         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels]
+         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
+         members, nodeDeaths, declaredDead]
     }
 }

@@ -55,9 +55,17 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let inboxPrefix: [UInt8]
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
+    /// This process's incarnation of the node: random, so a node restarted within its TTL is
+    /// a new member to the others; renewed when the others declared this one dead.
+    private var incarnation = UInt64.random(in: 1 ... .max)
+    /// The other nodes as the heartbeats show them (the announcing shard only).
+    private var view: ClusterMembershipView?
+    private var onNodeDied: ((Int) -> Void)?
     /// Far enough in the past for "due now", not so far that the difference overflows.
     private var lastHeartbeatMilliseconds: Int64 = .min / 2
     private let membersKey: [UInt8]
+    private let incarnationsKey: [UInt8]
+    private let declaredDeadKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
                  metrics: ClusterMetrics, logger: Logger) {
@@ -71,6 +79,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
         inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
         membersKey = Array((configuration.keyPrefix + ":members").utf8)
+        incarnationsKey = Array((configuration.keyPrefix + ":incarnations").utf8)
+        declaredDeadKey = Array((configuration.keyPrefix + ":declared-dead").utf8)
         shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
     }
 
@@ -78,11 +88,22 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         connection = shard.openOutbound(options, delegate: self)
     }
 
-    package var isConnected: Bool { connection?.isConnected ?? false }
+    /// Every entry point asks this (or `assertOnShard`) first, so each checks its thread.
+    package var isConnected: Bool {
+        assertOnShard()
+        return connection?.isConnected ?? false
+    }
+
+    /// Debug builds: traps unless called on the engine's shard thread (once `start` gave it
+    /// one), at every entry point, refusals included. In release builds: one load.
+    private func assertOnShard(_ function: StaticString = #function) {
+        connection?.shard.assertOnShardThread(function)
+    }
 
     // MARK: - Engine
 
     package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             if !outageLogged {
@@ -165,6 +186,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
@@ -188,15 +210,23 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         if isConnected { write([Array("SUBSCRIBE".utf8), channel, all]) }
     }
 
-    package func announceMembership(_ node: Int) {
+    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
         membership = node
-        if isConnected { heartbeat() }
+        self.onNodeDied = onNodeDied
+        // Absence is death only once every live node had time to reconnect and renew after
+        // this one did: Redis restarted empty lists nobody until then.
+        view = ClusterMembershipView(ownNode: node, graceMilliseconds: Int64(configuration.nodeTTLMilliseconds)
+                                     + Int64(configuration.maxBackoffMilliseconds) + Int64(configuration.connectTimeoutMilliseconds))
+        if isConnected {
+            view?.connected(atMilliseconds: connection?.shard.nowMilliseconds ?? 0)
+            heartbeat()
+        }
     }
 
     package func members(_ completion: @escaping ([Int]?) -> Void) {
         guard isConnected else { return completion(nil) }
         pending.append(.members(completion))
-        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("1".utf8), membersKey])
+        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey])
     }
 
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
@@ -220,8 +250,44 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard let node = membership, let connection else { return }
         lastHeartbeatMilliseconds = connection.shard.nowMilliseconds
         pending.append(.heartbeat)
-        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("1".utf8), membersKey,
-               Array(String(node).utf8), Array(String(configuration.nodeTTLMilliseconds).utf8)])
+        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("3".utf8), membersKey, incarnationsKey,
+               declaredDeadKey, Array(String(node).utf8), Array(String(incarnation).utf8),
+               Array(String(configuration.nodeTTLMilliseconds).utf8)])
+    }
+
+    /// A heartbeat's answer: `{declared, {node, incarnation, ...}}` (`RedisChannelScript.heartbeat`).
+    private func heartbeatAnswered(_ value: RESPValue) {
+        guard let node = membership, let connection else { return }
+        guard case .array(let answer) = value, answer.count == 2, case .integer(let declared) = answer[0],
+              case .array(let pairs) = answer[1], pairs.count % 2 == 0 else {
+            if case .simpleError(let e) = value { return logger.error("cluster: Redis refused the heartbeat: \(e)") }
+            metrics.protocolErrors.increment()
+            return logger.error("cluster: Redis answered the heartbeat with \(value)")
+        }
+        var live: [Int: UInt64] = [:]
+        for i in stride(from: 0, to: pairs.count, by: 2) {
+            guard case .bulkString(let n) = pairs[i], case .bulkString(let inc) = pairs[i + 1],
+                  let member = Int(String(decoding: n, as: UTF8.self)),
+                  let memberIncarnation = UInt64(String(decoding: inc, as: UTF8.self)) else { continue }
+            live[member] = memberIncarnation
+        }
+        metrics.members.set(live.count)
+        if declared == 1 {
+            // The others dropped this node's sockets: tell this node's shards, and come back
+            // as a new incarnation, so that a node that missed the absence sees a restart.
+            metrics.declaredDead.increment()
+            incarnation = UInt64.random(in: 1 ... .max)
+            logger.error("cluster: the other nodes declared node \(node) (this one) dead: it was paused or cut off from Redis longer than cluster_node_ttl_ms (\(configuration.nodeTTLMilliseconds) ms); rejoining as a new incarnation")
+            onNodeDied?(node)
+        }
+        guard var view else { return }
+        let died = view.update(live: live, nowMilliseconds: connection.shard.nowMilliseconds)
+        self.view = view
+        for dead in died {
+            metrics.nodeDeaths.increment()
+            logger.warning("cluster: node \(dead) died (membership expired or restarted); its sockets are gone")
+            onNodeDied?(dead)
+        }
     }
 
     // MARK: - Connection
@@ -242,6 +308,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         metrics.connects.increment()
         metrics.connected.set(1)
         outageLogged = false
+        view?.connected(atMilliseconds: connection.shard.nowMilliseconds)
         logger.notice("cluster: connected to Redis at \(options.host):\(options.port); subscribing to \(interest.count) channels")
         // One pipeline: protocol 3, database, name, script, then every channel of interest.
         pending.append(.hello)
@@ -270,6 +337,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
         let wasConnected = metrics.connected.value == 1
         metrics.connected.set(0)
+        view?.disconnected()
         metrics.disconnects.increment()
         if pendingPublishes > 0 { metrics.publishesUnconfirmed.increment(by: pendingPublishes) }
         let owed = pending
@@ -324,7 +392,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case .scriptLoad:
             if case .bulkString(let sha) = value { scriptSHA = sha }
         case .heartbeat:
-            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the heartbeat: \(e)") }
+            heartbeatAnswered(value)
         case .members(let completion):
             guard case .array(let items) = value else {
                 logger.error("cluster: Redis answered the membership query with \(value)")

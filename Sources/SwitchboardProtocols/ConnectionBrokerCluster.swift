@@ -505,7 +505,9 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
 
     // MARK: - A node died
 
-    package func clusterNodeDied(_ node: Int) { shared.nodeDied(node) }
+    /// The membership code's event (on every shard, cluster_node_ttl_ms after the node's
+    /// last heartbeat at most): this shard's part of `ConnectionBroker.nodeDied`.
+    public func handleClusterNodeDied(_ node: Int) { peerNodeDied(node) }
 
     func peerNodeDied(_ node: Int) {
         guard let clusterNode, node != clusterNode else { return }

@@ -1,5 +1,5 @@
 import Foundation  // JSONSerialization: the test reads the broker's JSON independently of SwitchboardJSON
-import Switchboard
+@testable import Switchboard  // deliverNodeDeath: the membership code's event
 import SwitchboardProtocols
 import SwitchboardTestSupport
 import Testing
@@ -224,8 +224,9 @@ struct ClusterConnectionBrokerTests {
         try a.expect("connections", replyTo: parked)
 
         // Node 2 declared dead (here while still running: what its peers do is under test).
-        // Node 3 hears it through the broker's hook (what the membership code calls).
-        #expect(nodes[0].cb.nodeDied(2) && nodes[2].broker.protocolsNodeDied(2) == .queued)
+        // Node 3 hears it as the membership code delivers it (every shard's handler).
+        #expect(nodes[0].cb.nodeDied(2))
+        nodes[2].broker.deliverNodeDeath(2)
         try a.expect("channel_closed_notification", ["channelId": ab])
         try c.expect("channel_closed_notification", ["channelId": cb])
         #expect(nodes[0].metric("cb_channels_closed_by_node_death_total") == 1)

@@ -151,11 +151,6 @@ public func readCPUTimes(pid: Int32) -> CPUTimes? {
     return CPUTimes(userSeconds: u / ticksPerSecond, systemSeconds: s / ticksPerSecond)
 }
 
-/// utime and stime of a process (all threads) in seconds, from /proc/PID/stat.
-public func readCPUSplit(pid: Int32) -> (user: Double, system: Double)? {
-    readCPUTimes(pid: pid).map { ($0.userSeconds, $0.systemSeconds) }
-}
-
 func readSmallFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }

@@ -38,7 +38,31 @@ extension Broker {
         dispatcher.channels.attachCluster(engine)
         if dispatcher.context.shardIndex == 0 {
             receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)
-            engine.announceMembership(configuration.cluster.nodeID)
+            let broker = dispatcher.context.broker
+            engine.announceMembership(configuration.cluster.nodeID) { [unowned broker] node in
+                broker.deliverNodeDeath(node)
+            }
+        }
+    }
+
+    /// Hands a node's death (seen by shard 0's engine) to every shard: its channel engine,
+    /// then its handler's `handleClusterNodeDied`. A shard whose inbox is full gets it on a
+    /// later try (a task through shard 0's inbox, so never inside this call); only if shard 0's
+    /// inbox is full too is it lost, with an error line.
+    func deliverNodeDeath(_ node: Int, toShards shards: [Int]? = nil) {
+        var refused: [Int] = []
+        for index in shards ?? Array(0..<shardCount) {
+            switch onShard(index, { $0.channels.clusterNodeDied(node) }) {
+            case .queued: break
+            case .refused(.stopped): return
+            case .refused: refused.append(index)
+            }
+        }
+        guard !refused.isEmpty else { return }
+        logger.warning("cluster: node \(node)'s death waits for room in the inbox of shards \(refused)")
+        let retry = refused
+        if execute(onShard: 0, { $0.broker.deliverNodeDeath(node, toShards: retry) }) != .queued {
+            logger.error("cluster: node \(node)'s death was not delivered to shards \(refused) (inboxes full)")
         }
     }
 }

@@ -23,23 +23,6 @@ package protocol ClusterMessageReceiver: AnyObject {
     /// A message sent with `ShardContext.sendToClusterNode(_:tag:_:)`; false when `tag` is
     /// not this receiver's (a router asks its routes in turn).
     func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool
-    /// Node `node` of the cluster died (its heartbeat expired): clean up what depended on it.
-    /// Called on shard 0 of this node by `Broker.protocolsNodeDied`.
-    func clusterNodeDied(_ node: Int)
-}
-
-extension ClusterMessageReceiver {
-    package func clusterNodeDied(_ node: Int) {}
-}
-
-extension Broker {
-    /// For the membership code (cluster only): node `node` died, so every protocol of this
-    /// node cleans up after it (connection broker: `ConnectionBroker.nodeDied`; RPC:
-    /// `RPCServer.nodeDied`). Shard 0's worker hears it. Any thread; refused when shard 0's
-    /// inbox is full or the broker stops (call it again).
-    package func protocolsNodeDied(_ node: Int) -> Enqueued {
-        onShard(0) { dispatcher in (dispatcher.worker as? ClusterMessageReceiver)?.clusterNodeDied(node) }
-    }
 }
 
 /// The first byte of a protocol message in a node inbox (the addressed messages use t, b, c,

@@ -15,7 +15,7 @@ extension BrokerConfiguration {
         ("cluster_redis_backoff_ms", "first delay before reconnecting to Redis; doubles per failure, with up to 50% jitter"),
         ("cluster_redis_max_backoff_ms", "longest delay between reconnect attempts"),
         ("cluster_heartbeat_ms", "how often a node renews its membership in Redis"),
-        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers); at least 2 x cluster_heartbeat_ms"),
+        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers) and is declared dead: every other node hears it (WorkerHandler.handleClusterNodeDied) within cluster_node_ttl_ms + cluster_heartbeat_ms (metric switchboard_cluster_node_deaths_total); at least 2 x cluster_heartbeat_ms"),
     ]
 
     func clusterValue(forKey key: String) -> String? {

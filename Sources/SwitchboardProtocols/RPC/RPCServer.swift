@@ -92,7 +92,8 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
         return true
     }
 
-    func clusterNodeDied(_ node: Int) { server.nodeDied(node) }
+    /// The membership code's event, on every shard: this shard's part of `RPCServer.nodeDied`.
+    func handleClusterNodeDied(_ node: Int) { core.peerNodeDied(node) }
 }
 
 extension RPCServer {

@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardRESP
 
 /// Where a cluster-wide channel message stands: the channel stream's incarnation (`epoch`)
 /// and the message's number in it (`offset`, from 1), assigned by Redis, the same on every node.
@@ -74,6 +75,11 @@ package protocol ClusterShardEngine: AnyObject {
     /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
     /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
     func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
+    /// `sendToNode` for a message whose sender waits for an answer: `.sent`, then `receivers`
+    /// runs later on this shard with the number of nodes that took it (0: node `node` is not
+    /// up), or nil when the connection was lost first. Refused at once like `sendToNode`
+    /// (`receivers` then never runs). Same connection as `sendToNode`: one order.
+    func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult
     /// Sends a message to every node's inbox (this one included), e.g. a `copySubscriptions`.
     func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult
     /// Makes this shard receive its node's inbox and the all-nodes inbox (one shard per node
@@ -89,4 +95,9 @@ package protocol ClusterShardEngine: AnyObject {
     func members(_ completion: @escaping ([Int]?) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
+    /// Runs one Redis command for a protocol's cluster-wide state (connection-broker roles:
+    /// `ClusterProtocolHooks.swift` in Switchboard). `completion` runs on the shard's thread
+    /// exactly once: the reply, or nil when Redis is unreachable or the connection was lost.
+    /// Bounded like publishes (`cluster_max_pending_publishes`): nil at once beyond it.
+    func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void)
 }

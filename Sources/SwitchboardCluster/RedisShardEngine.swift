@@ -27,6 +27,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case addressed
         case heartbeat
         case members(([Int]?) -> Void)
+        /// A protocol's command (`command(_:completion:)`), counted with the publishes.
+        case command((RESPValue?) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -159,6 +161,26 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         send(to: inboxPrefix + Array(String(node).utf8), message)
     }
 
+    package func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult {
+        guard isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
+        guard pendingPublishes < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.command { [metrics] reply in
+            guard case .integer(let n)? = reply else { return receivers(nil) }
+            if n == 0 { metrics.addressedUndelivered.increment() }
+            receivers(Int(n))
+        })
+        pendingPublishes += 1
+        metrics.addressedSent.increment()
+        write([Array("PUBLISH".utf8), inboxPrefix + Array(String(node).utf8), message])
+        return .sent
+    }
+
     package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
         send(to: inboxPrefix + Array("all".utf8), message)
     }
@@ -205,6 +227,17 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard isConnected else { return completion(nil) }
         pending.append(.members(completion))
         write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey])
+    }
+
+    package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        guard pendingPublishes < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return completion(nil)
+        }
+        pending.append(.command(completion))
+        pendingPublishes += 1
+        write(arguments)
     }
 
     package func tick(nowMilliseconds: Int64) {
@@ -311,6 +344,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.removeAll()
         // Every waiter hears back exactly once: nil, Redis is gone.
         for case .members(let completion) in owed { completion(nil) }
+        for case .command(let completion) in owed { completion(nil) }
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
@@ -365,6 +399,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                 return completion(nil)
             }
             completion(items.compactMap { if case .bulkString(let b) = $0 { Int(String(decoding: b, as: UTF8.self)) } else { nil } }.sorted())
+        case .command(let completion):
+            pendingPublishes -= 1
+            completion(value)
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }

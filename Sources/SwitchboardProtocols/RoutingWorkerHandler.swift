@@ -85,3 +85,15 @@ extension String {
         return String(s)
     }
 }
+
+/// Cluster messages (issue 13) go to the first route whose handler takes their protocol tag.
+extension RoutingWorkerHandler: ClusterMessageReceiver {
+    package func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        routes.contains { ($0.handler as? ClusterMessageReceiver)?.receiveClusterMessage(tag: tag, bytes) == true }
+    }
+
+    /// Every route hears of a node's death (each protocol cleans up what it owned there).
+    public func handleClusterNodeDied(_ node: Int) {
+        for route in routes { route.handler.handleClusterNodeDied(node) }
+    }
+}

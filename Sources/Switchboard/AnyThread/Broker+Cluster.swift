@@ -37,7 +37,7 @@ extension Broker {
                                       logger: logger.forShard(dispatcher.context.shardIndex))
         dispatcher.channels.attachCluster(engine)
         if dispatcher.context.shardIndex == 0 {
-            receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker)
+            receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)
             let broker = dispatcher.context.broker
             engine.announceMembership(configuration.cluster.nodeID) { [unowned broker] node in
                 broker.deliverNodeDeath(node)
@@ -153,8 +153,9 @@ extension Broker {
     }
 
     /// Shard 0's engine receives the node's inbox and hands each message to its socket's shard.
-    static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker) {
-        engine.receiveNodeInbox(nodeID) { [unowned broker] bytes in
+    static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker, worker: WorkerHandler) {
+        engine.receiveNodeInbox(nodeID) { [unowned broker, weak worker] bytes in
+            if bytes.first == protocolMessageOperation { return receiveProtocolMessage(bytes, worker: worker, broker: broker) }
             guard let (id, message) = AddressedMessage.decode(bytes) else {
                 broker.logger.warning("cluster: a malformed addressed message in node \(nodeID)'s inbox was dropped")
                 return

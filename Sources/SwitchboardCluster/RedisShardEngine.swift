@@ -21,8 +21,16 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// What each reply owed on the connection answers, oldest first.
     private enum Pending {
         case hello, select, setName, scriptLoad
-        /// A publish, with what to send again with EVAL if the server lost the script.
-        case publish(retry: [[UInt8]]?)
+        /// A publish: its script arguments (to send again with EVAL if the server lost the
+        /// script, or to another master after a redirection), whether it went by SHA, and how
+        /// many redirections it followed already.
+        case publish(arguments: [[UInt8]], viaSHA: Bool, redirects: Int)
+        /// The ASKING before a publish redirected by ASK (its `+OK`).
+        case asking
+        /// An SSUBSCRIBE or SUNSUBSCRIBE of one channel (Redis Cluster mode): answered by its
+        /// confirmation push, or by an error (MOVED while a slot changes hands).
+        case shardSubscription
+        case slots(([ClusterSlotRange]?) -> Void)
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
         case heartbeat
@@ -51,6 +59,17 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
     private var inbox: (channel: [UInt8], all: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
     private let inboxPrefix: [UInt8]
+    /// Redis Cluster mode (`cluster_redis_mode = cluster`): sharded pub/sub (SPUBLISH,
+    /// SSUBSCRIBE, one channel per command since channels of one master lie in different
+    /// slots) and hash-tagged names (`ClusterSlots`), so that a channel's keys and its shard
+    /// channel share a slot.
+    private let sharded: Bool
+    private let scriptSource: String
+    /// Redis Cluster mode: a publish answered MOVED or ASK goes back to the engine that owns
+    /// the slot map (`RedisClusterShardEngine`), with its arguments.
+    package var onRedirect: ((_ redirection: ClusterRedirection, _ arguments: [[UInt8]], _ redirects: Int) -> Void)?
+    /// Redis Cluster mode: the connection is up (the slot map is read on the first link's).
+    package var onConnected: (() -> Void)?
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
     /// This process's incarnation of the node: random, so a node restarted within its TTL is
@@ -73,12 +92,18 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         self.metrics = metrics
         self.logger = logger
         parser = RESPParser(limits: RESPLimits())
-        channelPrefix = Array((configuration.keyPrefix + ":ch:").utf8)
-        keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
-        inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
-        membersKey = Array((configuration.keyPrefix + ":members").utf8)
-        incarnationsKey = Array((configuration.keyPrefix + ":incarnations").utf8)
-        declaredDeadKey = Array((configuration.keyPrefix + ":declared-dead").utf8)
+        sharded = configuration.redisMode == .cluster
+        // Standalone names stay as they were; in cluster mode the channel's tag starts with
+        // "c:" (never empty, so never the whole key), and membership and inboxes share the
+        // fixed tag `{nodes}` (one master carries them).
+        channelPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":ch:")).utf8)
+        keyPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":{")).utf8)
+        let nodes = configuration.keyPrefix + (sharded ? ":{nodes}" : "")
+        inboxPrefix = Array((nodes + ":node:").utf8)
+        membersKey = Array((nodes + ":members").utf8)
+        incarnationsKey = Array((nodes + ":incarnations").utf8)
+        declaredDeadKey = Array((nodes + ":declared-dead").utf8)
+        scriptSource = RedisChannelScript.source(publishCommand: sharded ? "SPUBLISH" : "PUBLISH")
         shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
     }
 
@@ -109,39 +134,88 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         message.append(contentsOf: payload)
         let arguments: [[UInt8]] = [
             keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
-            channelPrefix + channel, Array(String(UInt64.random(in: 1 ... .max)).utf8),
+            pubSubChannel(channel), Array(String(UInt64.random(in: 1 ... .max)).utf8),
             Array(String(configuration.historySize).utf8), Array(String(configuration.historyTTLMilliseconds).utf8),
             message,
         ]
+        let result = publish(arguments: arguments, redirects: 0, asking: false)
+        if result == .sent { metrics.publishes.increment() }
+        return result
+    }
+
+    /// Sends one publish script (a new one, or one redirected here by MOVED or ASK).
+    package func publish(arguments: [[UInt8]], redirects: Int, asking: Bool) -> ClusterPublishResult {
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
         let command: [[UInt8]]
         if let sha = scriptSHA {
             command = [Array("EVALSHA".utf8), sha, Array("2".utf8)] + arguments
         } else {
-            command = [Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + arguments
+            command = [Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments
+        }
+        if asking {
+            pending.append(.asking)
+            write([Array("ASKING".utf8)])
         }
         // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
         // a burst Redis does not take fast enough is refused here, not queued without end.
-        guard write(command, control: false) == .queued else {
+        // A redirected publish was already admitted once: it passes, like a control command.
+        guard write(command, control: redirects > 0) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
-        pending.append(.publish(retry: scriptSHA == nil ? nil : arguments))
+        pending.append(.publish(arguments: arguments, viaSHA: scriptSHA != nil, redirects: redirects))
         pendingPublishes += 1
         connection.setAwaitingInput(true)
-        metrics.publishes.increment()
         return .sent
+    }
+
+    /// The pub/sub channel of a Switchboard channel.
+    private func pubSubChannel(_ channel: [UInt8]) -> [UInt8] {
+        sharded ? channelPrefix + channel + Array("}:pub".utf8) : channelPrefix + channel
+    }
+
+    /// The Switchboard channel of a pub/sub channel of this engine's, or nil.
+    private func channel(ofPubSub name: [UInt8]) -> [UInt8]? {
+        guard name.starts(with: channelPrefix) else { return nil }
+        guard sharded else { return Array(name[channelPrefix.count...]) }
+        let suffix = Array("}:pub".utf8)
+        guard name.count >= channelPrefix.count + suffix.count, name.suffix(suffix.count).elementsEqual(suffix) else { return nil }
+        return Array(name[channelPrefix.count..<(name.count - suffix.count)])
+    }
+
+    /// (Un)subscribes pub/sub channels: one command in standalone mode, one per channel in
+    /// cluster mode (each with its owed confirmation).
+    private func subscription(_ subscribe: Bool, _ channels: [[UInt8]]) {
+        guard sharded else {
+            write([Array((subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE").utf8)] + channels)
+            return
+        }
+        for channel in channels {
+            pending.append(.shardSubscription)
+            write([Array((subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE").utf8), channel])
+        }
+    }
+
+    /// Redis Cluster mode: the slot map (`CLUSTER SLOTS`); nil when not connected or refused.
+    package func clusterSlots(_ completion: @escaping ([ClusterSlotRange]?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        pending.append(.slots(completion))
+        write([Array("CLUSTER".utf8), Array("SLOTS".utf8)])
     }
 
     package func interestAdded(_ channel: [UInt8]) {
         guard interest.insert(channel).inserted else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { write([Array("SUBSCRIBE".utf8), channelPrefix + channel]) }
+        if isConnected { subscription(true, [pubSubChannel(channel)]) }
     }
 
     package func interestRemoved(_ channel: [UInt8]) {
         guard interest.remove(channel) != nil else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { write([Array("UNSUBSCRIBE".utf8), channelPrefix + channel]) }
+        if isConnected { subscription(false, [pubSubChannel(channel)]) }
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
@@ -158,7 +232,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             return .unavailable
         }
         guard pendingPublishes < configuration.maxPendingPublishes,
-              write([Array("PUBLISH".utf8), inboxChannel, message], control: false) == .queued else {
+              write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxChannel, message], control: false) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
@@ -173,7 +247,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         let channel = inboxPrefix + Array(String(node).utf8)
         let all = inboxPrefix + Array("all".utf8)
         inbox = (channel, all, handler)
-        if isConnected { write([Array("SUBSCRIBE".utf8), channel, all]) }
+        if isConnected { subscription(true, [channel, all]) }
     }
 
     package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
@@ -275,18 +349,19 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.append(.setName)
         write([Array("CLIENT".utf8), Array("SETNAME".utf8), Array(shardName.utf8)])
         pending.append(.scriptLoad)
-        write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(RedisChannelScript.source.utf8)])
+        write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(scriptSource.utf8)])
         var batch: [[UInt8]] = []
         if let inbox { batch += [inbox.channel, inbox.all] }
         for channel in interest {
-            batch.append(channelPrefix + channel)
+            batch.append(pubSubChannel(channel))
             if batch.count == 512 {
-                write([Array("SUBSCRIBE".utf8)] + batch)
+                subscription(true, batch)
                 batch.removeAll(keepingCapacity: true)
             }
         }
-        if !batch.isEmpty { write([Array("SUBSCRIBE".utf8)] + batch) }
+        if !batch.isEmpty { subscription(true, batch) }
         heartbeat()
+        onConnected?()
     }
 
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
@@ -298,7 +373,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         let owed = pending
         pending.removeAll()
         // Every waiter hears back exactly once: nil, Redis is gone.
-        for case .members(let completion) in owed { completion(nil) }
+        for entry in owed {
+            if case .members(let completion) = entry { completion(nil) }
+            if case .slots(let completion) = entry { completion(nil) }
+        }
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
@@ -334,15 +412,31 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func handle(_ value: RESPValue) {
-        if case .push(let items) = value { return handlePush(items) }
+        if case .push(let items) = value {
+            // A shard channel's (un)subscription confirmation answers the owed command;
+            // one Redis sends unasked (a slot moved away) finds none and is only counted.
+            if sharded, let kind = items.first, kind == .bulkString(Array("ssubscribe".utf8)) || kind == .bulkString(Array("sunsubscribe".utf8)) {
+                if case .shardSubscription = pending.first { pending.removeFirst() }
+                return
+            }
+            return handlePush(items)
+        }
         guard let owed = pending.popFirst() else {
             metrics.protocolErrors.increment()
             logger.error("cluster: a Redis reply nobody asked for; reconnecting")
             return connection?.reconnect() ?? ()
         }
         switch owed {
-        case .hello, .select, .setName:
+        case .hello, .select, .setName, .asking:
             if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
+        case .shardSubscription:
+            // Only an error answers here (a confirmation is a push): the slot is elsewhere now.
+            if case .simpleError(let e) = value {
+                logger.warning("cluster: Redis refused a shard subscription: \(e)")
+                if let redirection = ClusterRedirection(e) { onRedirect?(redirection, [], 0) }
+            }
+        case .slots(let completion):
+            completion(ClusterSlotRange.parse(value))
         case .scriptLoad:
             if case .bulkString(let sha) = value { scriptSHA = sha }
         case .heartbeat:
@@ -360,16 +454,19 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused an addressed message: \(e)")
             }
-        case .publish(let retry):
+        case .publish(let arguments, let viaSHA, let redirects):
             pendingPublishes -= 1
             if case .simpleError(let e) = value {
-                if e.hasPrefix("NOSCRIPT"), let retry {
+                if e.hasPrefix("NOSCRIPT"), viaSHA {
                     // The server lost its script cache (SCRIPT FLUSH): send the script itself.
                     scriptSHA = nil
-                    pending.append(.publish(retry: nil))
+                    pending.append(.publish(arguments: arguments, viaSHA: false, redirects: redirects))
                     pendingPublishes += 1
-                    write([Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + retry)
+                    write([Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments)
                     return
+                }
+                if sharded, let onRedirect, let redirection = ClusterRedirection(e) {
+                    return onRedirect(redirection, arguments, redirects)
                 }
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused a publish: \(e)")
@@ -378,7 +475,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func handlePush(_ items: [RESPValue]) {
-        guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array("message".utf8),
+        guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array((sharded ? "smessage" : "message").utf8),
               case .bulkString(let redisChannel) = items[1], case .bulkString(let framed) = items[2] else {
             return  // subscribe/unsubscribe confirmations and other pushes
         }
@@ -386,12 +483,11 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }
-        guard redisChannel.starts(with: channelPrefix), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
+        guard let channel = channel(ofPubSub: redisChannel), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
             metrics.protocolErrors.increment()
             return
         }
         metrics.deliveries.increment()
-        let channel = Array(redisChannel[channelPrefix.count...])
         framed.withUnsafeBytes { all in
             delegate?.clusterDeliver(channel: channel, kind: messageKind, payload: UnsafeRawBufferPointer(rebasing: all[start...]), position: position)
         }

@@ -1,0 +1,153 @@
+import Foundation  // Process: redis-cli --cluster create
+import SwitchboardCluster
+import SwitchboardRESP
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Three `switchboard-echo` nodes over a real Redis Cluster of three masters (no replicas),
+/// all started here on 127.0.0.1 and stopped at the end (`cluster_redis_mode = cluster`).
+@Suite("Cluster over a Redis Cluster: three masters, three nodes", .serialized)
+struct ClusterRedisClusterTests {
+    /// Three masters, their slots spread by `redis-cli --cluster create`, `cluster_state:ok`.
+    /// Ports below 55536: each master's cluster bus listens on its port + 10000. Full
+    /// coverage is not required, so the slots of a dead master fail alone (without it the
+    /// whole cluster refuses every command once the dead master is marked failed).
+    static func startCluster() throws -> [RedisServer] {
+        let servers = try (0..<3).map { _ in
+            try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                                             "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"],
+                            maxPort: 55_535)
+        }
+        let cli = "/usr/bin/redis-cli"
+        try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: cli)
+        create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"]
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        create.waitUntilExit()
+        try #require(create.terminationStatus == 0, "redis-cli --cluster create failed")
+        for server in servers {
+            let probe = try RedisProbe(port: server.port)
+            try #require(waitUntil(timeoutMilliseconds: 20_000) { Self.text(try? probe.call(["CLUSTER", "INFO"])).contains("cluster_state:ok") },
+                         "cluster_state:ok on \(server.port)")
+        }
+        return servers
+    }
+
+    static func text(_ value: RESPValue?) -> String {
+        switch value {
+        case .bulkString(let b)?: return String(decoding: b, as: UTF8.self)
+        case .verbatimString(_, let b)?: return String(decoding: b, as: UTF8.self)
+        case .simpleString(let s)?: return s
+        default: return ""
+        }
+    }
+
+    func startNode(_ id: Int, seedPort: Int, backend: String) throws -> NodeProcess {
+        try NodeProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", "1", "--io-backend", backend,
+            "--set", "cluster_engine=redis", "--set", "cluster_redis_mode=cluster",
+            "--set", "cluster_redis_url=redis://127.0.0.1:\(seedPort)",
+            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
+            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
+        ])
+    }
+
+    func readTexts(_ ws: TestClient, count: Int) throws -> [String] {
+        var texts: [String] = []
+        while texts.count < count {
+            let frame = try ws.readFrame()
+            #expect(frame.opcode == 1, "a text frame")
+            texts.append(frame.text)
+        }
+        return texts
+    }
+
+    @Test("channels on three masters: one order and offset per channel on every node; a master killed: its channels fail fast, the others go on")
+    func threeMasters() throws {
+        let servers = try Self.startCluster()
+        defer { for s in servers { s.stop() } }
+        let probes = try servers.map { try RedisProbe(port: $0.port) }
+
+        // The engine's slot function agrees with Redis's.
+        for key in ["switchboard:{c:/broadcast/a}:meta", "{nodes}", "abc", "{}x", "x{}{y}", "{user1000}.following"] {
+            guard case .integer(let slot) = try probes[0].call(["CLUSTER", "KEYSLOT", key]) else { throw TestClient.Failure.closed }
+            #expect(ClusterSlots.slot(of: Array(key.utf8)) == Int(slot), "\(key)")
+        }
+        // Who owns what.
+        let ranges = try #require(ClusterSlotRange.parse(try probes[0].call(["CLUSTER", "SLOTS"])))
+        func ownerPort(_ key: String) -> Int? {
+            let slot = ClusterSlots.slot(of: Array(key.utf8))
+            return ranges.first { $0.slots.contains(slot) }?.port
+        }
+        let nodesMaster = try #require(ownerPort("switchboard:{nodes}:members"))
+        // One channel on each master.
+        var channels: [Int: String] = [:]
+        for i in 0..<200 where channels.count < 3 {
+            let name = "/broadcast/room\(i)"
+            if let port = ownerPort("switchboard:{c:\(name)}:meta"), channels[port] == nil { channels[port] = name }
+        }
+        try #require(channels.count == 3, "a channel on each master")
+        let ports = servers.map(\.port)
+        let names = ports.map { channels[$0]! }
+
+        let nodes = try ["uring", "epoll", "uring"].enumerated().map { try startNode($0.offset + 1, seedPort: ports[0], backend: $0.element) }
+        defer { for n in nodes { n.stop() } }
+        // sockets[node][channel]
+        let sockets = try nodes.map { node in
+            try names.map { name -> TestClient in
+                let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
+                #expect(try ws.upgrade(path: name).status == 101)
+                return ws
+            }
+        }
+        // Interest: each node SSUBSCRIBEd each channel on its slot's master.
+        for (m, name) in names.enumerated() {
+            #expect(waitUntil(timeoutMilliseconds: 10_000) {
+                guard case .array(let a)? = try? probes[m].call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2 else { return false }
+                return a[1] == .integer(3)
+            }, "three nodes subscribed to \(name) on master \(ports[m])")
+        }
+
+        // Every node publishes on every channel, interleaved: 3 x 30 messages per channel.
+        let perNode = 30
+        for i in 0..<perNode {
+            for n in 0..<3 {
+                for c in 0..<3 { try sockets[n][c].sendText("n\(n)-\(i)") }
+            }
+        }
+        for c in 0..<3 {
+            let sequences = try (0..<3).map { n in try readTexts(sockets[n][c], count: 3 * perNode) }
+            for s in sequences { #expect(s == sequences[0], "one order for \(names[c]) on every node") }
+            for n in 0..<3 { #expect(sequences[0].filter { $0.hasPrefix("n\(n)-") } == (0..<perNode).map { "n\(n)-\($0)" }) }
+            let positions = try nodes.map { try $0.get("/position" + names[c]) }
+            #expect(positions.allSatisfy { $0 == positions[0] } && positions[0].hasSuffix(":\(3 * perNode)"), "\(names[c]): \(positions)")
+        }
+        #expect(try nodes.map { try $0.metric("switchboard_cluster_publish_errors_total") } == [0, 0, 0])
+        // Membership lives on the `{nodes}` slot's master.
+        #expect(waitUntil { (try? nodes[0].metric("switchboard_cluster_members")) == 3 })
+
+        // Kill a master (no replicas) that carries neither membership nor the seed.
+        let victim = try #require((1..<3).first { ports[$0] != nodesMaster })
+        servers[victim].stop()
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { ((try? $0.metric("switchboard_cluster_redis_disconnects_total")) ?? 0) >= 1 } },
+                "every node lost its link to the killed master")
+        // Publishes to its channel: refused at once, counted, one log line naming the master.
+        let unavailableBefore = try nodes[0].metric("switchboard_cluster_publishes_unavailable_total")
+        for i in 0..<5 { try sockets[0][victim].sendText("lost-\(i)") }
+        #expect(waitUntil { (try? nodes[0].metric("switchboard_cluster_publishes_unavailable_total")) == unavailableBefore + 5 })
+        try nodes[0].readError { $0.contains("cluster publish refused: not connected to Redis at 127.0.0.1:\(ports[victim])") }
+        // The other masters' channels keep working, in order, offsets going on.
+        for c in 0..<3 where c != victim {
+            try sockets[1][c].sendText("after")
+            for n in 0..<3 { #expect(try readTexts(sockets[n][c], count: 1) == ["after"]) }
+            let positions = try nodes.map { try $0.get("/position" + names[c]) }
+            #expect(positions.allSatisfy { $0.hasSuffix(":\(3 * perNode + 1)") }, "\(names[c]): \(positions)")
+        }
+    }
+}

@@ -7,7 +7,8 @@ import SwitchboardRESP
 /// hash slot. Shard thread only, like the links; nothing is shared with other shards.
 ///
 /// - Slot map: read with `CLUSTER SLOTS` from the configured master once it connects, again
-///   after a `MOVED`, and on every tick while no map is known. (Not yet: a periodic refresh,
+///   after a `MOVED`, when a master drops a shard subscription unasked (`sunsubscribe`: the
+///   slot moved away), and on every tick while no map is known. (Not yet: a periodic refresh,
 ///   or one when a master's connection is lost: without replicas nothing would change.)
 /// - Publish: the channel script (`SPUBLISH` inside it: the channel's keys and its shard
 ///   channel share the tag `{c:NAME}`, so one slot, one master, one order) on the slot's
@@ -81,6 +82,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         link.onConnected = { [unowned self] in
             if owners.isEmpty || name == key(seed.host, seed.port) { refreshSlotMap(via: name) }
         }
+        link.onSlotLost = { [unowned self] in refreshSlotMap() }
         link.onRedirect = { [unowned self] redirection, arguments, redirects in
             redirected(redirection, arguments: arguments, redirects: redirects)
         }

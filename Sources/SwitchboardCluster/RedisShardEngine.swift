@@ -28,8 +28,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         /// The ASKING before a publish redirected by ASK (its `+OK`).
         case asking
         /// An SSUBSCRIBE or SUNSUBSCRIBE of one channel (Redis Cluster mode): answered by its
-        /// confirmation push, or by an error (MOVED while a slot changes hands).
-        case shardSubscription
+        /// confirmation push (`ssubscribe`/`sunsubscribe` and the channel), or by an error
+        /// (MOVED while a slot changes hands).
+        case shardSubscription(kind: [UInt8], channel: [UInt8])
         case slots(([ClusterSlotRange]?) -> Void)
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
@@ -70,6 +71,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     package var onRedirect: ((_ redirection: ClusterRedirection, _ arguments: [[UInt8]], _ redirects: Int) -> Void)?
     /// Redis Cluster mode: the connection is up (the slot map is read on the first link's).
     package var onConnected: (() -> Void)?
+    /// Redis Cluster mode: the master dropped a shard subscription nobody asked to drop (its
+    /// slot moved to another master): the slot map is stale.
+    package var onSlotLost: (() -> Void)?
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
     /// This process's incarnation of the node: random, so a node restarted within its TTL is
@@ -193,9 +197,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             write([Array((subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE").utf8)] + channels)
             return
         }
+        let kind = subscribe ? "ssubscribe" : "sunsubscribe"
         for channel in channels {
-            pending.append(.shardSubscription)
-            write([Array((subscribe ? "SSUBSCRIBE" : "SUNSUBSCRIBE").utf8), channel])
+            pending.append(.shardSubscription(kind: Array(kind.utf8), channel: channel))
+            write([Array(kind.uppercased().utf8), channel])
         }
     }
 
@@ -415,8 +420,14 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         if case .push(let items) = value {
             // A shard channel's (un)subscription confirmation answers the owed command;
             // one Redis sends unasked (a slot moved away) finds none and is only counted.
-            if sharded, let kind = items.first, kind == .bulkString(Array("ssubscribe".utf8)) || kind == .bulkString(Array("sunsubscribe".utf8)) {
-                if case .shardSubscription = pending.first { pending.removeFirst() }
+            if sharded, items.count >= 2, case .bulkString(let kind) = items[0], case .bulkString(let channel) = items[1],
+               kind == Array("ssubscribe".utf8) || kind == Array("sunsubscribe".utf8) {
+                if case .shardSubscription(kind, channel) = pending.first {
+                    pending.removeFirst()
+                } else if kind == Array("sunsubscribe".utf8) {
+                    logger.notice("cluster: Redis at \(options.host):\(options.port) dropped the subscription of \(String(decoding: channel, as: UTF8.self)) (its slot moved); reading the slot map again")
+                    onSlotLost?()
+                }
                 return
             }
             return handlePush(items)

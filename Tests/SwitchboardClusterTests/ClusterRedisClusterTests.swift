@@ -68,7 +68,7 @@ struct ClusterRedisClusterTests {
         return texts
     }
 
-    @Test("channels on three masters: one order and offset per channel on every node; a master killed: its channels fail fast, the others go on")
+    @Test("channels on three masters: one order and offset per channel on every node; a slot resharded (unasked sunsubscribe, MOVED); a master killed: its channels fail fast, the others go on")
     func threeMasters() throws {
         let servers = try Self.startCluster()
         defer { for s in servers { s.stop() } }
@@ -99,7 +99,7 @@ struct ClusterRedisClusterTests {
         let nodes = try ["uring", "epoll", "uring"].enumerated().map { try startNode($0.offset + 1, seedPort: ports[0], backend: $0.element) }
         defer { for n in nodes { n.stop() } }
         // sockets[node][channel]
-        let sockets = try nodes.map { node in
+        var sockets = try nodes.map { node in
             try names.map { name -> TestClient in
                 let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
                 #expect(try ws.upgrade(path: name).status == 101)
@@ -132,8 +132,55 @@ struct ClusterRedisClusterTests {
         // Membership lives on the `{nodes}` slot's master.
         #expect(waitUntil { (try? nodes[0].metric("switchboard_cluster_members")) == 3 })
 
-        // Kill a master (no replicas) that carries neither membership nor the seed.
+        var offsets = [3 * perNode, 3 * perNode, 3 * perNode]
         let victim = try #require((1..<3).first { ports[$0] != nodesMaster })
+
+        // Resharding: the slot of the seed master's channel moves, keys and all, to the master
+        // that stays up (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE on every master, the
+        // source last). The source drops its shard subscribers (an unasked `sunsubscribe`):
+        // every node reads the slot map again and subscribes on the new master. Node 3 leaves
+        // the channel first, so it hears nothing and keeps the stale map (see below).
+        let target = 3 - victim
+        func shardSubscribers(_ m: Int) -> Int64? {
+            guard case .array(let a)? = try? probes[m].call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(names[0])}:pub"]), a.count == 2,
+                  case .integer(let count) = a[1] else { return nil }
+            return count
+        }
+        try sockets[2][0].sendFrame(opcode: 8, payload: [0x03, 0xE8])  // close 1000: the node unsubscribes
+        #expect(waitUntil { shardSubscribers(0) == 2 }, "node 3 left \(names[0])")
+        let slot = ClusterSlots.slot(of: Array("switchboard:{c:\(names[0])}:meta".utf8))
+        let ids = try probes.map { Self.text(try $0.call(["CLUSTER", "MYID"])) }
+        let refreshesBefore = try nodes.map { try $0.metric("switchboard_cluster_slot_map_refreshes_total") }
+        #expect(Self.text(try probes[target].call(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", ids[0]])) == "OK")
+        #expect(Self.text(try probes[0].call(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", ids[target]])) == "OK")
+        guard case .array(let keys) = try probes[0].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"]) else { throw TestClient.Failure.closed }
+        #expect(keys.count == 2, "the channel's meta and history")
+        #expect(Self.text(try probes[0].call(["MIGRATE", "127.0.0.1", String(ports[target]), "", "0", "5000", "KEYS"] + keys.map { Self.text($0) })) == "OK")
+        for m in [target, victim, 0] { #expect(Self.text(try probes[m].call(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[target]])) == "OK") }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(target) == 2 }, "nodes 1 and 2 subscribed to \(names[0]) on its new master")
+        for n in 0..<2 { #expect(try nodes[n].metric("switchboard_cluster_slot_map_refreshes_total") > refreshesBefore[n]) }
+        #expect(try nodes[2].metric("switchboard_cluster_slot_map_refreshes_total") == refreshesBefore[2], "node 3 has the stale map")
+        // Node 3 joins again with the upgrade and a message in one write: its SSUBSCRIBE and its
+        // publish both go to the old master, both are answered MOVED: the map is updated, the
+        // subscription made on the new master, the publish sent there (one redirection).
+        let rejoined = try TestClient(port: nodes[2].port, receiveTimeoutMilliseconds: 10_000)
+        try rejoined.send(Array("GET \(names[0]) HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".utf8)
+                          + TestClient.frame(opcode: 1, payload: Array("moved-2".utf8)))
+        #expect(try rejoined.readResponse(headOnly: true).status == 101)
+        sockets[2][0] = rejoined
+        for n in 0..<3 { #expect(try readTexts(sockets[n][0], count: 1) == ["moved-2"]) }
+        #expect(try nodes[2].metric("switchboard_cluster_redirects_total") == 1, "the publish followed MOVED once")
+        #expect(shardSubscribers(target) == 3)
+        for n in 0..<2 { try sockets[n][0].sendText("moved-\(n)") }
+        let moved = try (0..<3).map { n in try readTexts(sockets[n][0], count: 2) }
+        #expect(moved.allSatisfy { $0 == moved[0] } && Set(moved[0]) == ["moved-0", "moved-1"], "\(moved)")
+        offsets[0] += 3
+        let movedPositions = try nodes.map { try $0.get("/position" + names[0]) }
+        #expect(movedPositions.allSatisfy { $0 == movedPositions[0] } && movedPositions[0].hasSuffix(":\(offsets[0])"),
+                "the offsets go on on the new master: \(movedPositions)")
+        #expect(try nodes.map { try $0.metric("switchboard_cluster_publish_errors_total") } == [0, 0, 0])
+
+        // Kill a master (no replicas) that carries neither membership nor the seed.
         servers[victim].stop()
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { ((try? $0.metric("switchboard_cluster_redis_disconnects_total")) ?? 0) >= 1 } },
                 "every node lost its link to the killed master")
@@ -147,7 +194,7 @@ struct ClusterRedisClusterTests {
             try sockets[1][c].sendText("after")
             for n in 0..<3 { #expect(try readTexts(sockets[n][c], count: 1) == ["after"]) }
             let positions = try nodes.map { try $0.get("/position" + names[c]) }
-            #expect(positions.allSatisfy { $0.hasSuffix(":\(3 * perNode + 1)") }, "\(names[c]): \(positions)")
+            #expect(positions.allSatisfy { $0.hasSuffix(":\(offsets[c] + 1)") }, "\(names[c]): \(positions)")
         }
     }
 }

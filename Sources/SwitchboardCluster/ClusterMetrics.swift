@@ -8,7 +8,7 @@ package final class ClusterMetrics: Sendable {
     package let publishErrors = Counter("switchboard_cluster_publish_errors_total", help: "Publishes Redis answered with an error")
     package let publishesUnconfirmed = Counter("switchboard_cluster_publishes_unconfirmed_total", help: "Publishes in flight when the Redis connection was lost (delivered or not: unknown)")
     package let deliveries = Counter("switchboard_cluster_deliveries_total", help: "Channel messages received from Redis for local subscribers")
-    package let connected = Counter("switchboard_cluster_redis_connected", help: "1 while this shard's Redis connection is up")
+    package let connected = Counter("switchboard_cluster_redis_connected", help: "This shard's Redis connections that are up: 1 with one Redis, one per master of a Redis Cluster")
     package let connects = Counter("switchboard_cluster_redis_connects_total", help: "Redis connections established (reconnects included)")
     package let disconnects = Counter("switchboard_cluster_redis_disconnects_total", help: "Redis connect failures and lost connections")
     package let protocolErrors = Counter("switchboard_cluster_redis_protocol_errors_total", help: "Redis replies that broke the protocol or a limit (the connection is dropped)")

@@ -54,6 +54,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private var scriptSHA: [UInt8]?
     /// Whether the refusal of this outage was logged (one line per outage, not per publish).
     private var outageLogged = false
+    /// Whether this connection counts in `metrics.connected` (between connect and loss).
+    private var linkUp = false
     private let channelPrefix: [UInt8]
     private let keyPrefix: [UInt8]
     private let shardName: String
@@ -340,7 +342,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func outboundConnected(_ connection: OutboundConnection) {
         metrics.connects.increment()
-        metrics.connected.set(1)
+        // A count, not a flag: in cluster mode a shard has one link per master on one gauge.
+        if !linkUp { metrics.connected.increment() }
+        linkUp = true
         outageLogged = false
         view?.connected(atMilliseconds: connection.shard.nowMilliseconds)
         logger.notice("cluster: connected to Redis at \(options.host):\(options.port); subscribing to \(interest.count) channels")
@@ -370,8 +374,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
-        let wasConnected = metrics.connected.value == 1
-        metrics.connected.set(0)
+        let wasConnected = linkUp
+        if linkUp { metrics.connected.increment(by: -1) }
+        linkUp = false
         view?.disconnected()
         metrics.disconnects.increment()
         if pendingPublishes > 0 { metrics.publishesUnconfirmed.increment(by: pendingPublishes) }

@@ -181,9 +181,10 @@ struct ClusterRedisClusterTests {
         #expect(try nodes.map { try $0.metric("switchboard_cluster_publish_errors_total") } == [0, 0, 0])
 
         // Kill a master (no replicas) that carries neither membership nor the seed.
+        #expect(try nodes.map { try $0.metric("switchboard_cluster_redis_connected") } == [3, 3, 3], "one link per master")
         servers[victim].stop()
-        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { ((try? $0.metric("switchboard_cluster_redis_disconnects_total")) ?? 0) >= 1 } },
-                "every node lost its link to the killed master")
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { (try? $0.metric("switchboard_cluster_redis_connected")) == 2 } },
+                "every node lost its link to the killed master, and only that one")
         // Publishes to its channel: refused at once, counted, one log line naming the master.
         let unavailableBefore = try nodes[0].metric("switchboard_cluster_publishes_unavailable_total")
         for i in 0..<5 { try sockets[0][victim].sendText("lost-\(i)") }

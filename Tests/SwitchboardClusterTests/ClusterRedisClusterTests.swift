@@ -199,3 +199,55 @@ struct ClusterRedisClusterTests {
         }
     }
 }
+
+@Suite("Redis Cluster mode: slots, redirections, slot map, configuration")
+struct ClusterRedisClusterUnitTests {
+    @Test("CRC16 slots of the Redis Cluster specification's examples and hash tags")
+    func slots() {
+        #expect(ClusterSlots.slot(of: Array("123456789".utf8)) == 0x31C3 % 16_384, "the specification's CRC16 check value")
+        #expect(ClusterSlots.slot(of: Array("{user1000}.following".utf8)) == ClusterSlots.slot(of: Array("user1000".utf8)))
+        // An empty tag hashes the whole key: checked against CLUSTER KEYSLOT in `threeMasters`.
+        #expect(ClusterSlots.slot(of: Array("foo{{bar}}zap".utf8)) == ClusterSlots.slot(of: Array("{bar".utf8)))
+        // A channel whose name holds a brace still keeps its keys and shard channel in one slot.
+        let name = "a}b{c"
+        let keys = [":meta", ":history", ":pub"].map { ClusterSlots.slot(of: Array("switchboard:{c:\(name)}\($0)".utf8)) }
+        #expect(Set(keys).count == 1)
+    }
+
+    @Test("MOVED and ASK taken apart; anything else is no redirection")
+    func redirections() {
+        #expect(ClusterRedirection("MOVED 3999 127.0.0.1:6381").map { [$0.ask ? 1 : 0, $0.slot, $0.port] } == [0, 3999, 6381])
+        #expect(ClusterRedirection("MOVED 3999 127.0.0.1:6381")?.host == "127.0.0.1")
+        #expect(ClusterRedirection("ASK 3999 ::1:6381").map { ($0.ask, $0.host) } ?? (false, "") == (true, "::1"))
+        for bad in ["MOVED", "MOVED 16384 h:1", "MOVED 1 h:0", "MOVED 1 h", "ERR unknown", "NOSCRIPT No matching script", "MOVED -1 h:1", "ASK 1 h:1 x"] {
+            #expect(ClusterRedirection(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test("CLUSTER SLOTS answers parsed; an error or a malformed range is no map")
+    func slotMap() {
+        let answer = RESPValue.array([
+            .array([.integer(0), .integer(5460), .array([.bulkString(Array("127.0.0.1".utf8)), .integer(7000), .bulkString(Array("id".utf8))])]),
+            .array([.integer(5461), .integer(16383), .array([.bulkString(Array("10.0.0.2".utf8)), .integer(7001)]),
+                    .array([.bulkString(Array("10.0.0.3".utf8)), .integer(7002)])]),
+        ])
+        #expect(ClusterSlotRange.parse(answer) == [ClusterSlotRange(slots: 0...5460, host: "127.0.0.1", port: 7000),
+                                                   ClusterSlotRange(slots: 5461...16383, host: "10.0.0.2", port: 7001)])
+        #expect(ClusterSlotRange.parse(.simpleError("ERR This instance has cluster support disabled")) == nil)
+        #expect(ClusterSlotRange.parse(.array([.array([.integer(10), .integer(5), .array([.bulkString([0x61]), .integer(1)])])])) == nil)
+        #expect(ClusterSlotRange.parse(.array([.array([.integer(0), .integer(16384), .array([.bulkString([0x61]), .integer(1)])])])) == nil)
+    }
+
+    @Test("cluster_redis_mode: standalone by default; cluster needs database 0")
+    func configuration() {
+        var c = ClusterConfiguration()
+        #expect(c.redisMode == .standalone)
+        c.redisMode = .cluster
+        #expect(c.validate() == nil)
+        c.redisURL = "redis://127.0.0.1:7000/1"
+        #expect(c.validate() == "cluster_redis_url: a Redis Cluster has database 0 only (cluster_redis_mode = cluster)")
+        c.redisMode = .standalone
+        #expect(c.validate() == nil)
+        #expect(ClusterRedisMode(rawValue: "sentinel") == nil)
+    }
+}

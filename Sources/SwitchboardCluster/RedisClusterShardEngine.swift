@@ -8,8 +8,9 @@ import SwitchboardRESP
 ///
 /// - Slot map: read with `CLUSTER SLOTS` from the configured master once it connects, again
 ///   after a `MOVED`, when a master drops a shard subscription unasked (`sunsubscribe`: the
-///   slot moved away), and on every tick while no map is known. (Not yet: a periodic refresh,
-///   or one when a master's connection is lost: without replicas nothing would change.)
+///   slot moved away), on every tick while no map is known, and every `cluster_heartbeat_ms`
+///   while a master of the map is unreachable (its replica may have been promoted: the new
+///   map moves its channels' subscriptions and publishes there).
 /// - Publish: the channel script (`SPUBLISH` inside it: the channel's keys and its shard
 ///   channel share the tag `{c:NAME}`, so one slot, one master, one order) on the slot's
 ///   master. `MOVED`: the map is updated at once, read again, and the publish sent to the new
@@ -44,6 +45,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// Channels with local subscribers, and the link each is subscribed on.
     private var interest: [[UInt8]: String] = [:]
     private var slotMapRequested = false
+    /// The masters of the current map, and when it was last asked for: while one of them is
+    /// down the map is read again every `cluster_heartbeat_ms` (a replica may have taken its
+    /// slots: failover sends no MOVED to a shard that cannot reach the old master).
+    private var masters: Set<String> = []
+    private var lastRefreshMilliseconds: Int64 = .min / 2
     /// The tag of membership and inboxes, and what was asked of it before a map was known.
     private let nodesSlot: Int
     private var nodesLink: String?
@@ -110,6 +116,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
             return  // no master reachable: the next link to connect asks (`onConnected`)
         }
         slotMapRequested = true
+        lastRefreshMilliseconds = shard?.nowMilliseconds ?? 0
         via.clusterSlots { [unowned self] ranges in
             slotMapRequested = false
             guard let ranges, !ranges.isEmpty else {
@@ -134,6 +141,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     private func setOwners(_ map: [String]) {
         let first = owners.isEmpty
         owners = map
+        masters = Set(map.filter { !$0.isEmpty })
         if first { logger.notice("cluster: Redis Cluster slot map read: \(Set(map.filter { !$0.isEmpty }).count) masters") }
         for (channel, on) in interest {
             let name = owners[slot(of: channel)]
@@ -223,6 +231,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     package func tick(nowMilliseconds: Int64) {
         for link in links.values { link.tick(nowMilliseconds: nowMilliseconds) }
-        if owners.isEmpty { refreshSlotMap() }
+        if owners.isEmpty {
+            refreshSlotMap()
+        } else if nowMilliseconds - lastRefreshMilliseconds >= Int64(configuration.heartbeatMilliseconds),
+                  masters.contains(where: { links[$0]?.isConnected != true }) {
+            refreshSlotMap()
+        }
     }
 }

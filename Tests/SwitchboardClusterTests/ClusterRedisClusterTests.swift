@@ -15,8 +15,8 @@ struct ClusterRedisClusterTests {
     /// Ports below 55536: each master's cluster bus listens on its port + 10000. Full
     /// coverage is not required, so the slots of a dead master fail alone (without it the
     /// whole cluster refuses every command once the dead master is marked failed).
-    static func startCluster() throws -> [RedisServer] {
-        let servers = try (0..<3).map { _ in
+    static func startCluster(replicas: Int = 0) throws -> [RedisServer] {
+        let servers = try (0..<(3 * (1 + replicas))).map { _ in
             try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                                              "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"],
                             maxPort: 55_535)
@@ -25,7 +25,7 @@ struct ClusterRedisClusterTests {
         try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
         let create = Process()
         create.executableURL = URL(fileURLWithPath: cli)
-        create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"]
+        create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", String(replicas), "--cluster-yes"]
         create.standardOutput = FileHandle.nullDevice
         create.standardError = FileHandle.nullDevice
         try create.run()
@@ -35,6 +35,10 @@ struct ClusterRedisClusterTests {
             let probe = try RedisProbe(port: server.port)
             try #require(waitUntil(timeoutMilliseconds: 20_000) { Self.text(try? probe.call(["CLUSTER", "INFO"])).contains("cluster_state:ok") },
                          "cluster_state:ok on \(server.port)")
+            if replicas > 0, Self.text(try probe.call(["INFO", "replication"])).contains("role:slave") {
+                try #require(waitUntil(timeoutMilliseconds: 20_000) { Self.text(try? probe.call(["INFO", "replication"])).contains("master_link_status:up") },
+                             "replica \(server.port) in sync")
+            }
         }
         return servers
     }
@@ -197,6 +201,64 @@ struct ClusterRedisClusterTests {
             let positions = try nodes.map { try $0.get("/position" + names[c]) }
             #expect(positions.allSatisfy { $0.hasSuffix(":\(offsets[c] + 1)") }, "\(names[c]): \(positions)")
         }
+    }
+}
+
+extension ClusterRedisClusterTests {
+    @Test("a master killed, its replica promoted: the nodes read the new map, subscribe and publish there, offsets go on")
+    func failover() throws {
+        let servers = try Self.startCluster(replicas: 1)
+        defer { for s in servers { s.stop() } }
+        let probes = try servers.map { try RedisProbe(port: $0.port) }
+        let ranges = try #require(ClusterSlotRange.parse(try probes[0].call(["CLUSTER", "SLOTS"])))
+        let seed = try #require(servers.first { server in ranges.contains { $0.port == server.port } }, "a master to name in cluster_redis_url")
+        func owner(_ key: String, in ranges: [ClusterSlotRange]) -> Int? {
+            let slot = ClusterSlots.slot(of: Array(key.utf8))
+            return ranges.first { $0.slots.contains(slot) }?.port
+        }
+        let nodesMaster = try #require(owner("switchboard:{nodes}:members", in: ranges))
+        let victim = try #require(Set(ranges.map(\.port)).first { $0 != nodesMaster && $0 != seed.port })
+        let name = try #require((0..<200).map { "/broadcast/room\($0)" }.first { owner("switchboard:{c:\($0)}:meta", in: ranges) == victim })
+        let key = "switchboard:{c:\(name)}:meta"
+
+        let nodes = try ["uring", "epoll"].enumerated().map { try startNode($0.offset + 1, seedPort: seed.port, backend: $0.element) }
+        defer { for n in nodes { n.stop() } }
+        let sockets = try nodes.map { node -> TestClient in
+            let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 15_000)
+            #expect(try ws.upgrade(path: name).status == 101)
+            return ws
+        }
+        let victimProbe = try #require(servers.firstIndex { $0.port == victim }.map { probes[$0] })
+        func shardSubscribers(_ probe: RedisProbe) -> Int64? {
+            guard case .array(let a)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2,
+                  case .integer(let count) = a[1] else { return nil }
+            return count
+        }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(victimProbe) == 2 })
+        for i in 0..<10 { try sockets[i % 2].sendText("before-\(i)") }
+        for ws in sockets { #expect(try readTexts(ws, count: 10).count == 10) }
+        let before = try nodes.map { try $0.get("/position" + name) }
+        #expect(before[0] == before[1] && before[0].hasSuffix(":10"), "\(before)")
+        // The replica has the channel's offset before the master dies (replication is
+        // asynchronous: without this a promoted replica may start from an older offset).
+        #expect(try victimProbe.call(["WAIT", "1", "5000"]) == .integer(1))
+
+        servers.first { $0.port == victim }?.stop()
+        // Redis promotes the replica (cluster-node-timeout 1 s).
+        let seedProbe = try RedisProbe(port: seed.port)
+        #expect(waitUntil(timeoutMilliseconds: 20_000) {
+            guard let now = try? seedProbe.call(["CLUSTER", "SLOTS"]), let map = ClusterSlotRange.parse(now) else { return false }
+            return owner(key, in: map).map { $0 != victim } ?? false
+        }, "the replica took the slots")
+        let promoted = try #require(ClusterSlotRange.parse(try seedProbe.call(["CLUSTER", "SLOTS"])).flatMap { owner(key, in: $0) })
+        let promotedProbe = try RedisProbe(port: promoted)
+        // The nodes read the map again (every cluster_heartbeat_ms while a master is down).
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(promotedProbe) == 2 }, "both nodes subscribed on the promoted replica")
+        try sockets[1].sendText("after")
+        for ws in sockets { #expect(try readTexts(ws, count: 1) == ["after"]) }
+        let after = try nodes.map { try $0.get("/position" + name) }
+        let epoch = before[0].split(separator: ":").first.map(String.init) ?? "?"
+        #expect(after == ["\(epoch):11", "\(epoch):11"], "same epoch, offsets go on: \(after)")
     }
 }
 

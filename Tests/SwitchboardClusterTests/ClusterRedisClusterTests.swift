@@ -72,7 +72,7 @@ struct ClusterRedisClusterTests {
         return texts
     }
 
-    @Test("channels on three masters: one order and offset per channel on every node; a slot resharded (unasked sunsubscribe, MOVED); a master killed: its channels fail fast, the others go on")
+    @Test("channels on three masters: one order and offset per channel on every node; a slot resharded (ASK mid-migration, unasked sunsubscribe, MOVED); a master killed: its channels fail fast, the others go on")
     func threeMasters() throws {
         let servers = try Self.startCluster()
         defer { for s in servers { s.stop() } }
@@ -160,6 +160,17 @@ struct ClusterRedisClusterTests {
         guard case .array(let keys) = try probes[0].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "100"]) else { throw TestClient.Failure.closed }
         #expect(keys.count == 2, "the channel's meta and history")
         #expect(Self.text(try probes[0].call(["MIGRATE", "127.0.0.1", String(ports[target]), "", "0", "5000", "KEYS"] + keys.map { Self.text($0) })) == "OK")
+        // Mid-migration (keys gone from the source, the slot not yet handed over) a publish is
+        // answered ASK: it runs on the importing master after ASKING, and gets its offset there;
+        // the subscribers are still on the source's shard channel, so it reaches nobody.
+        try sockets[0][0].sendText("asked")
+        #expect(waitUntil { (try? nodes[0].metric("switchboard_cluster_redirects_total")) == 1 }, "one ASK followed")
+        #expect(try nodes[0].metric("switchboard_cluster_publish_errors_total") == 0)
+        let metaKey = try #require(keys.map { Self.text($0) }.first { $0.hasSuffix(":meta") })
+        #expect(Self.text(try probes[target].call(["ASKING"])) == "OK")
+        #expect(try probes[target].call(["HGET", metaKey, "offset"]) == .bulkString(Array(String(3 * perNode + 1).utf8)),
+                "the ASKed publish took the next offset on the importing master")
+        offsets[0] += 1  // delivered to nobody: the subscribers see a gap of one
         for m in [target, victim, 0] { #expect(Self.text(try probes[m].call(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[target]])) == "OK") }
         #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(target) == 2 }, "nodes 1 and 2 subscribed to \(names[0]) on its new master")
         for n in 0..<2 { #expect(try nodes[n].metric("switchboard_cluster_slot_map_refreshes_total") > refreshesBefore[n]) }

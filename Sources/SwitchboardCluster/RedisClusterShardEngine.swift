@@ -56,6 +56,8 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     private var inbox: (node: Int, handler: (UnsafeRawBufferPointer) -> Void)?
     private var membership: (node: Int, onNodeDied: (Int) -> Void)?
     private let keyPrefix: [UInt8]
+    /// `cluster_max_pending_publishes` is per shard: every link counts into this one.
+    private let shardPending = PendingPublishCount()
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, shardIndex: Int, metrics: ClusterMetrics, logger: Logger) {
         assert(configuration.redisMode == .cluster)
@@ -83,7 +85,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         options.host = host
         options.port = port
         let link = RedisShardEngine(configuration: configuration, options: options, database: 0, shardIndex: shardIndex,
-                                    metrics: metrics, logger: logger)
+                                    metrics: metrics, logger: logger, shardPending: shardPending)
         link.delegate = delegate
         link.onConnected = { [unowned self] in
             if owners.isEmpty || name == key(seed.host, seed.port) { refreshSlotMap(via: name) }

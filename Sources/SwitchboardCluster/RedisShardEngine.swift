@@ -47,7 +47,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private var connection: OutboundConnection?
     private var parser: RESPParser
     private var pending = Deque<Pending>()
-    private var pendingPublishes = 0
+    /// Publishes (and addressed messages) awaiting this connection's answer; every change is
+    /// carried into `shardPending`, which the limit checks: in Redis Cluster mode the shard's
+    /// links share it, so `cluster_max_pending_publishes` bounds the shard, not each link.
+    private var pendingPublishes = 0 {
+        didSet { shardPending.count += pendingPublishes - oldValue }
+    }
+    private let shardPending: PendingPublishCount
     /// Channels with local subscribers (the SUBSCRIBE set), by their raw name.
     private var interest = Set<[UInt8]>()
     /// The script's SHA-1 once SCRIPT LOAD answered on this connection; EVAL until then.
@@ -91,8 +97,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let declaredDeadKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
-                 metrics: ClusterMetrics, logger: Logger) {
+                 metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount()) {
         self.configuration = configuration
+        self.shardPending = shardPending
         self.options = options
         self.database = database
         self.metrics = metrics
@@ -130,7 +137,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             }
             return .unavailable
         }
-        guard pendingPublishes < configuration.maxPendingPublishes else {
+        guard shardPending.count < configuration.maxPendingPublishes else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
@@ -238,7 +245,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
-        guard pendingPublishes < configuration.maxPendingPublishes,
+        guard shardPending.count < configuration.maxPendingPublishes,
               write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxChannel, message], control: false) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
@@ -508,4 +515,11 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             delegate?.clusterDeliver(channel: channel, kind: messageKind, payload: UnsafeRawBufferPointer(rebasing: all[start...]), position: position)
         }
     }
+}
+
+/// The publishes one shard has awaiting Redis's answer, over all its Redis connections (one in
+/// standalone mode, one per master in cluster mode). Shard thread only.
+package final class PendingPublishCount {
+    package var count = 0
+    package init() {}
 }

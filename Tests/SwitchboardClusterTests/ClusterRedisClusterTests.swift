@@ -273,6 +273,49 @@ extension ClusterRedisClusterTests {
     }
 }
 
+extension ClusterRedisClusterTests {
+    @Test("cluster_max_pending_publishes bounds the shard over all its masters: a stalled master's backlog refuses publishes to the others")
+    func pendingLimitPerShard() throws {
+        let servers = try Self.startCluster()
+        defer { for s in servers { s.stop() } }
+        let probe = try RedisProbe(port: servers[0].port)
+        let ranges = try #require(ClusterSlotRange.parse(try probe.call(["CLUSTER", "SLOTS"])))
+        func owner(_ name: String) -> Int? {
+            let slot = ClusterSlots.slot(of: Array("switchboard:{c:\(name)}:meta".utf8))
+            return ranges.first { $0.slots.contains(slot) }?.port
+        }
+        let names = (0..<200).map { "/broadcast/room\($0)" }
+        let stalledName = try #require(names.first { owner($0) == servers[1].port })
+        let otherName = try #require(names.first { owner($0) == servers[2].port })
+        let node = try NodeProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", "1",
+            "--set", "cluster_engine=redis", "--set", "cluster_redis_mode=cluster",
+            "--set", "cluster_redis_url=redis://127.0.0.1:\(servers[0].port)", "--set", "tick_ms=10",
+            "--set", "cluster_max_pending_publishes=3", "--set", "cluster_redis_read_timeout_ms=20000",
+        ])
+        defer { node.stop() }
+        let stalled = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try stalled.upgrade(path: stalledName).status == 101)
+        let other = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try other.upgrade(path: otherName).status == 101)
+        try stalled.sendText("warm")
+        #expect(try readTexts(stalled, count: 1) == ["warm"])
+        // The master of `stalledName` sleeps 2 s (DEBUG SLEEP, sent without waiting for it).
+        let sleeper = try TestClient(port: servers[1].port)
+        var command: [UInt8] = []
+        RESPWriter.writeCommand(["DEBUG", "SLEEP", "2"], into: &command)
+        try sleeper.send(command)
+        for i in 0..<3 { try stalled.sendText("s\(i)") }
+        #expect(waitUntil { (try? node.metric("switchboard_cluster_publishes_total")) == 4 }, "three publishes wait on the sleeping master")
+        try other.sendText("o")
+        #expect(waitUntil { (try? node.metric("switchboard_cluster_publishes_over_limit_total")) == 1 }, "refused: the shard's limit is reached")
+        // The master wakes: the three arrive, and the other channel works again.
+        #expect(try readTexts(stalled, count: 3) == ["s0", "s1", "s2"])
+        try other.sendText("o2")
+        #expect(try readTexts(other, count: 1) == ["o2"])
+    }
+}
+
 @Suite("Redis Cluster mode: slots, redirections, slot map, configuration")
 struct ClusterRedisClusterUnitTests {
     @Test("CRC16 slots of the Redis Cluster specification's examples and hash tags")

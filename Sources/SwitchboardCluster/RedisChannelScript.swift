@@ -12,7 +12,9 @@
 /// in decimal; the script returns `{epoch, offset}`. The epoch stays a string: Lua numbers are
 /// doubles and would round a 64-bit epoch.
 enum RedisChannelScript {
-    static let source = """
+    /// The script for `PUBLISH` (one Redis) or `SPUBLISH` (Redis Cluster: sharded pub/sub,
+    /// allowed in scripts since Redis 7.0; its channel shares the keys' hash tag, so one slot).
+    static func source(publishCommand: String) -> String { """
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         if not epoch then
           epoch = ARGV[2]
@@ -28,9 +30,10 @@ enum RedisChannelScript {
           redis.call('PEXPIRE', KEYS[2], ARGV[4])
         end
         redis.call('PEXPIRE', KEYS[1], ARGV[4])
-        redis.call('PUBLISH', ARGV[1], framed)
+        redis.call('\(publishCommand)', ARGV[1], framed)
         return {epoch, offset}
         """
+    }
 
     /// Membership, one round trip per heartbeat of each node. Keys: `KEYS[1]` a sorted set
     /// (member: node id, score: expiry on Redis's own clock, so nodes' clocks never disagree),

@@ -32,9 +32,17 @@ extension Broker {
         guard let (options, database) = endpoint.value else {
             return assertionFailure("the cluster endpoint is resolved before the shards start")
         }
-        let engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database,
+        let engine: ClusterShardEngine
+        switch configuration.cluster.redisMode {
+        case .standalone:
+            engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database,
                                       shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                       logger: logger.forShard(dispatcher.context.shardIndex))
+        case .cluster:
+            engine = RedisClusterShardEngine(configuration: configuration.cluster, options: options,
+                                             shardIndex: dispatcher.context.shardIndex, metrics: metrics,
+                                             logger: logger.forShard(dispatcher.context.shardIndex))
+        }
         dispatcher.channels.attachCluster(engine)
         if dispatcher.context.shardIndex == 0 {
             receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)

@@ -54,6 +54,8 @@ final class MessageInbox: Sendable {
         var consumer: CheckedContinuation<ClientMessage?, Never>?
         /// The reader, waiting for room (suspendReading).
         var producer: CheckedContinuation<Void, Never>?
+        /// The reader, waiting until the consumer handled everything (``waitUntilIdle()``).
+        var idleWaiter: CheckedContinuation<Void, Never>?
     }
 
     let capacity: Int
@@ -113,7 +115,7 @@ final class MessageInbox: Sendable {
     func next() async -> ClientMessage? {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (consumer: CheckedContinuation<ClientMessage?, Never>) in
-                enum Step { case message(ClientMessage, CheckedContinuation<Void, Never>?), end, wait }
+                enum Step { case message(ClientMessage, CheckedContinuation<Void, Never>?), end, wait(idle: CheckedContinuation<Void, Never>?) }
                 let step = state.withLock { s -> Step in
                     if let message = s.buffer.popFirst() {
                         let producer = s.producer
@@ -123,7 +125,10 @@ final class MessageInbox: Sendable {
                     if s.ended || Task.isCancelled { return .end }
                     precondition(s.consumer == nil, "two tasks iterate the same connection's messages")
                     s.consumer = consumer
-                    return .wait
+                    // Asking again with an empty buffer: the consumer is done with every
+                    // message it took (it handles them one at a time).
+                    defer { s.idleWaiter = nil }
+                    return .wait(idle: s.idleWaiter)
                 }
                 switch step {
                 case .message(let message, let producer):
@@ -131,8 +136,8 @@ final class MessageInbox: Sendable {
                     consumer.resume(returning: message)
                 case .end:
                     consumer.resume(returning: nil)
-                case .wait:
-                    break
+                case .wait(let idle):
+                    idle?.resume()
                 }
             }
         } onCancel: {
@@ -144,18 +149,44 @@ final class MessageInbox: Sendable {
         }
     }
 
+    /// Returns once the consumer took every buffered message and came back for more (so it
+    /// finished handling them, replies included), or the inbox ended, or the calling task was
+    /// cancelled. The reader uses it before a protocol-error close: the replies to the
+    /// messages that arrived before the error go out first (Autobahn's client cases 3.2-5.15
+    /// check that order). Called by the reader task only; the caller bounds the wait.
+    func waitUntilIdle() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (waiter: CheckedContinuation<Void, Never>) in
+                let idle = state.withLock { s -> Bool in
+                    if s.ended || (s.buffer.isEmpty && s.consumer != nil) || Task.isCancelled { return true }
+                    precondition(s.idleWaiter == nil, "only the reader waits for the consumer")
+                    s.idleWaiter = waiter
+                    return false
+                }
+                if idle { waiter.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+                defer { s.idleWaiter = nil }
+                return s.idleWaiter
+            }
+            waiter?.resume()
+        }
+    }
+
     /// No more messages will come: the consumer gets what is buffered, then nil; a suspended
     /// reader is released.
     func finish() {
-        let (consumer, producer) = state.withLock { s in
+        let (consumer, producer, idle) = state.withLock { s in
             s.ended = true
-            defer { s.producer = nil }
+            defer { s.producer = nil; s.idleWaiter = nil }
             // A waiting consumer implies an empty buffer.
             let consumer = s.consumer
             s.consumer = nil
-            return (consumer, s.producer)
+            return (consumer, s.producer, s.idleWaiter)
         }
         consumer?.resume(returning: nil)
         producer?.resume()
+        idle?.resume()
     }
 }

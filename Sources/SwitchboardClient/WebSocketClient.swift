@@ -88,6 +88,9 @@ public final class ClientWebSocket: Sendable {
         var writerBusy = false
         /// No frames are accepted any more; the writer ends once the queue is empty.
         var closing = false
+        /// The codec failed (protocol error) and its close frame waits until the application
+        /// handled the messages that arrived before the error: its replies are still accepted.
+        var lingering = false
     }
 
     private struct Lifecycle {
@@ -284,7 +287,12 @@ public final class ClientWebSocket: Sendable {
     /// what the socket does not take at once goes to the writer task.
     private func enqueue(closing: Bool = false, _ encode: (inout WebSocketConnection) -> [UInt8]) throws(BrokerClientError) {
         try codec.withLock { (codec: inout WebSocketConnection) throws(BrokerClientError) in
-            guard codec.isOpen else { throw .disconnected }
+            if !codec.isOpen {
+                guard outbox.withLock({ $0.lingering }) else { throw .disconnected }
+                // The failure's close frame goes out shortly (a close from here has nothing
+                // to add); replies to the messages before the error still go first.
+                if closing { return }
+            }
             let frame = encode(&codec)
             let handOff = try outbox.withLock { (o: inout Outbox) throws(BrokerClientError) -> (CheckedContinuation<[UInt8]?, Never>, [UInt8])? in
                 guard !o.closing else { throw .disconnected }
@@ -469,13 +477,16 @@ public final class ClientWebSocket: Sendable {
                 codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
                 pending.removeAll(keepingCapacity: false)
             }
-            for event in events {
+            for (index, event) in events.enumerated() {
                 switch event {
                 case .text(let bytes):
                     await inbox.push(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
                 case .binary(let bytes):
                     await inbox.push(.binary(bytes))
                 case .write(let frame):
+                    if index + 1 < events.count, case .failed = events[index + 1] {
+                        await lingerBeforeFailing()
+                    }
                     enqueueReply(frame)
                 case .pong:
                     break
@@ -507,6 +518,23 @@ public final class ClientWebSocket: Sendable {
                 return CloseReason(code: nil, reason: why, clean: false)
             }
         }
+    }
+
+    /// Before the close frame of a protocol error (the codec's `.write` just before `.failed`):
+    /// lets the application handle the messages that arrived before the error and send its
+    /// replies, as the server does when its handlers run inline, so a peer sees the echo of
+    /// the last good message before the 1002. Bounded by `closeTimeout` (an application that
+    /// stops reading must not hold the failure up); sends are accepted meanwhile although the
+    /// codec already failed.
+    private func lingerBeforeFailing() async {
+        outbox.withLock { $0.lingering = true }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.inbox.waitUntilIdle() }
+            group.addTask { [options] in try? await Task.sleep(for: options.closeTimeout) }
+            _ = await group.next()
+            group.cancelAll()
+        }
+        outbox.withLock { $0.lingering = false }
     }
 
     /// Sends queued frames as the socket takes them, until the outbox ends and is drained.

@@ -205,6 +205,42 @@ struct WebSocketClientTests {
         #expect(closeFrames.all.first?.payload == [0x03, 0xE9])
     }
 
+    /// Messages that arrive in the same read as a protocol error are delivered, and the
+    /// application's replies to them go out before the 1002 close (Autobahn client cases 3.2,
+    /// 4.1.3, 5.15 check this order).
+    @Test func repliesBeforeAProtocolErrorGoOutFirst() async throws {
+        let frames = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            // Two messages, then a frame with RSV2 set: one write, so one read on the client.
+            peer.send(RawPeer.frame(opcode: 1, payload: Array("one".utf8)) + RawPeer.frame(opcode: 1, payload: Array("two".utf8))
+                      + [0xA1, 0x01, 0x78])
+            while let frame = try? peer.readFrame() {
+                frames.append(frame)
+                if frame.opcode == 8 { break }
+            }
+        }
+        var options = ClientWebSocket.Options()
+        options.closeTimeout = .seconds(5)
+        let connection = try await ClientWebSocket.connect(to: server.url, options: options)
+        var received: [String] = []
+        for await message in connection.messages {
+            guard case .text(let text) = message else { continue }
+            received.append(text)
+            // A slow handler: the close must still wait for its reply.
+            try await Task.sleep(for: .milliseconds(50))
+            try connection.sendText("echo \(text)")
+        }
+        await connection.waitUntilFinished()
+        #expect(received == ["one", "two"])
+        #expect(await eventually { frames.count == 3 })
+        let got = frames.all
+        #expect(got.map(\.opcode) == [1, 1, 8])
+        #expect(got.prefix(2).map(\.text) == ["echo one", "echo two"])
+        #expect(got.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
+    }
+
     @Test(arguments: [
         ("masked server frame", RawPeer.frame(opcode: 1, payload: Array("x".utf8), masked: true), UInt16(1002)),
         ("reserved bit", [0xC1, 0x01, 0x78], UInt16(1002)),

@@ -111,6 +111,36 @@ struct WebSocketClientTests {
         }
     }
 
+    /// A DNS name resolves (off the cooperative pool) and connects; a name that does not
+    /// resolve fails with an error naming it, within the connect timeout.
+    @Test func hostNamesResolve() async throws {
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.sendText("hello over a name")
+            if (try? peer.readFrame())?.opcode == 8 { peer.sendFrame(opcode: 8, payload: [0x03, 0xE8]) }
+        }
+        var options = ClientWebSocket.Options()
+        options.connectTimeout = .seconds(5)
+        let connection = try await ClientWebSocket.connect(to: "ws://localhost:\(server.port)/", options: options)
+        var iterator = connection.messages.makeAsyncIterator()
+        #expect(await iterator.next() == .text("hello over a name"))
+        await connection.close()
+        #expect(connection.closeReason == .init(code: 1000, reason: "", clean: true))
+
+        options.connectTimeout = .seconds(2)
+        let start = ContinuousClock.now
+        do {
+            _ = try await ClientWebSocket.connect(to: "ws://no-such-host.invalid:80/", options: options)
+            Issue.record("an unresolvable name connected")
+        } catch BrokerClientError.connectionFailed(let text) {
+            #expect(text == "cannot resolve no-such-host.invalid: Name or service not known"
+                    || text.hasPrefix("cannot resolve no-such-host.invalid: "), "\(text)")
+        } catch BrokerClientError.timeout {
+            // A resolver that does not answer: the connect timeout ends the wait.
+        }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
     /// Frames the client sends are masked with fresh random keys; payloads unmask correctly.
     @Test func clientFramesAreMasked() async throws {
         let frames = Recorder<RawFrame>()

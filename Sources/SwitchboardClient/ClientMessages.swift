@@ -18,6 +18,21 @@ public enum InboundOverflowPolicy: Sendable, Equatable {
     case dropNewest
 }
 
+/// The broadcasts a ``BroadcasterClient`` received, in order, as an `AsyncSequence` with a
+/// bounded buffer (``BrokerClientOptions/eventCapacity``, ``BrokerClientOptions/eventOverflow``).
+/// It spans reconnects and ends at ``BroadcasterClient/disconnect()``. One task iterates it.
+public struct BroadcastMessages: AsyncSequence, Sendable {
+    public typealias Element = BroadcastMessage
+    let inbox: MessageInbox<BroadcastMessage>
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let inbox: MessageInbox<BroadcastMessage>
+        public mutating func next() async -> BroadcastMessage? { await inbox.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: inbox) }
+}
+
 /// The messages of one connection, in order, as an `AsyncSequence` with a bounded buffer.
 ///
 /// The sequence ends when the connection ends (after the messages received before the end);
@@ -26,13 +41,13 @@ public enum InboundOverflowPolicy: Sendable, Equatable {
 /// iteration (`next()` returns nil) without closing the connection.
 public struct ClientMessages: AsyncSequence, Sendable {
     public typealias Element = ClientMessage
-    let inbox: MessageInbox
+    let inbox: MessageInbox<ClientMessage>
 
     /// Messages dropped so far under ``InboundOverflowPolicy/dropNewest``.
     public var droppedCount: Int { inbox.droppedCount }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let inbox: MessageInbox
+        let inbox: MessageInbox<ClientMessage>
         public mutating func next() async -> ClientMessage? { await inbox.next() }
     }
 
@@ -40,18 +55,19 @@ public struct ClientMessages: AsyncSequence, Sendable {
 }
 
 /// The bounded buffer between a connection's reader task (the only producer) and the
-/// application (the only consumer).
+/// application (the only consumer). Generic so that the protocol clients' event sequences
+/// (``BroadcasterClient/broadcasts``) share its policy and its code.
 ///
 /// Thread rules: `push` is called by the reader task only, `next` by one consumer task; both
 /// may run on any thread of the cooperative pool. All state is under one mutex, and
 /// continuations are resumed after it is released.
-final class MessageInbox: Sendable {
+final class MessageInbox<Element: Sendable>: Sendable {
     private struct State {
-        var buffer = Deque<ClientMessage>()
+        var buffer = Deque<Element>()
         var dropped = 0
         var ended = false
         /// The consumer, waiting for a message.
-        var consumer: CheckedContinuation<ClientMessage?, Never>?
+        var consumer: CheckedContinuation<Element?, Never>?
         /// The reader, waiting for room (suspendReading).
         var producer: CheckedContinuation<Void, Never>?
         /// The reader, waiting until the consumer handled everything (``waitUntilIdle()``).
@@ -60,6 +76,11 @@ final class MessageInbox: Sendable {
 
     let capacity: Int
     let policy: InboundOverflowPolicy
+
+    /// What ``push(_:)`` does after looking at the state (acted on outside the lock).
+    private enum PushStep { case delivered(CheckedContinuation<Element?, Never>), done, full }
+    /// What ``next()`` does after looking at the state (acted on outside the lock).
+    private enum NextStep { case message(Element, CheckedContinuation<Void, Never>?), end, wait(idle: CheckedContinuation<Void, Never>?) }
     private let state = Mutex(State())
 
     init(capacity: Int, policy: InboundOverflowPolicy) {
@@ -70,13 +91,14 @@ final class MessageInbox: Sendable {
 
     var droppedCount: Int { state.withLock { $0.dropped } }
     var bufferedCount: Int { state.withLock { $0.buffer.count } }
+    /// ``finish()`` was called.
+    var isFinished: Bool { state.withLock { $0.ended } }
 
     /// Hands `message` to the consumer or buffers it. With ``InboundOverflowPolicy/suspendReading``
     /// and a full buffer it suspends the reader until there is room (or the inbox ends).
-    func push(_ message: ClientMessage) async {
+    func push(_ message: Element) async {
         while true {
-            enum Step { case delivered(CheckedContinuation<ClientMessage?, Never>), done, full }
-            let step = state.withLock { s -> Step in
+            let step = state.withLock { s -> PushStep in
                 if s.ended { return .done }
                 if let consumer = s.consumer {
                     s.consumer = nil
@@ -112,11 +134,10 @@ final class MessageInbox: Sendable {
     }
 
     /// The next message, or nil once the inbox ended and is empty (or the calling task was cancelled).
-    func next() async -> ClientMessage? {
+    func next() async -> Element? {
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (consumer: CheckedContinuation<ClientMessage?, Never>) in
-                enum Step { case message(ClientMessage, CheckedContinuation<Void, Never>?), end, wait(idle: CheckedContinuation<Void, Never>?) }
-                let step = state.withLock { s -> Step in
+            await withCheckedContinuation { (consumer: CheckedContinuation<Element?, Never>) in
+                let step = state.withLock { s -> NextStep in
                     if let message = s.buffer.popFirst() {
                         let producer = s.producer
                         s.producer = nil
@@ -141,7 +162,7 @@ final class MessageInbox: Sendable {
                 }
             }
         } onCancel: {
-            let consumer = state.withLock { s -> CheckedContinuation<ClientMessage?, Never>? in
+            let consumer = state.withLock { s -> CheckedContinuation<Element?, Never>? in
                 defer { s.consumer = nil }
                 return s.consumer
             }

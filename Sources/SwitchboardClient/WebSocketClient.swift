@@ -106,7 +106,7 @@ public final class ClientWebSocket: Sendable {
     private let codec: Mutex<WebSocketConnection>
     private let outbox = Mutex(Outbox())
     private let lifecycle = Mutex(Lifecycle())
-    private let inbox: MessageInbox
+    private let inbox: MessageInbox<ClientMessage>
     /// Bytes read past the handshake response: the start of the first frames.
     private let leftover: [UInt8]
     /// What the handshake agreed on permessage-deflate (nil: not in use).
@@ -185,14 +185,14 @@ public final class ClientWebSocket: Sendable {
     /// which case the connection is dropped and `.disconnected` thrown), then starts reading
     /// into `handler`.
     static func open(url: WebSocketURL, options: BrokerClientOptions, adopt: (ClientWebSocket) -> Bool,
-                     handler: @escaping @Sendable (ClientWebSocket, Event) -> Void) async throws -> ClientWebSocket {
+                     handler: @escaping @Sendable (ClientWebSocket, Event) async -> Void) async throws -> ClientWebSocket {
         let connection = try await open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
                                         caFile: options.tlsCAFile)
         guard adopt(connection) else {
             connection.abort()
             throw BrokerClientError.disconnected
         }
-        connection.start { event in handler(connection, event) }
+        connection.start { event in await handler(connection, event) }
         return connection
     }
 
@@ -247,18 +247,19 @@ public final class ClientWebSocket: Sendable {
     public var closeReason: CloseReason? { lifecycle.withLock { $0.finished } }
 
     /// Compatibility: calls `handler` for each message, in order, then once with `.closed`, from
-    /// a task that iterates ``messages``.
-    func start(handler: @escaping @Sendable (Event) -> Void) {
+    /// a task that iterates ``messages``. A handler that suspends holds the next message back
+    /// (the protocol clients' bounded event buffers push back through it).
+    func start(handler: @escaping @Sendable (Event) async -> Void) {
         let task = Task { [self] in
             for await message in messages {
                 switch message {
-                case .text(let text): handler(.text(text))
-                case .binary(let bytes): handler(.binary(bytes))
+                case .text(let text): await handler(.text(text))
+                case .binary(let bytes): await handler(.binary(bytes))
                 }
             }
             await waitForDriver()
             let reason = closeReason ?? CloseReason(code: nil, reason: "connection ended", clean: false)
-            handler(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
+            await handler(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
         }
         lifecycle.withLock { $0.handler = task }
     }

@@ -2,7 +2,9 @@
 # RFC 6455 conformance of the SDK's WebSocket *client*: Autobahn|Testsuite's fuzzing server
 # (Python 3 port in ../shared/conformance/autobahn) against sdk-autobahn-client.
 #   bash deploy/autobahn-client.sh [CASES_JSON] [debug|release]
-# Default cases: 1-7, 9, 10. Reports: .build/autobahn/sdk-client/. Fails on FAILED / NON-STRICT.
+# Default cases: 1-7, 9, 10 (12.* and 13.*, permessage-deflate, on request). Reports:
+# .build/autobahn/sdk-client/. The verdict is autobahn_verdict (deploy/lib.sh), as for the server:
+# fails on FAILED / NON-STRICT / a close other than OK or INFORMATIONAL, or an empty report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -30,18 +32,4 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 "$BIN" "ws://127.0.0.1:$PORT" switchboard-sdk
-"$VENV/bin/python" - "$OUT/clients/index.json" <<'PY'
-import collections, json, sys
-data = json.load(open(sys.argv[1]))
-counts = collections.Counter()
-bad = []
-for agent, cases in data.items():
-    for cid, r in cases.items():
-        counts[r["behavior"]] += 1
-        if r["behavior"] in ("FAILED", "NON-STRICT") or r["behaviorClose"] not in ("OK", "INFORMATIONAL"):
-            bad.append((cid, r["behavior"], r["behaviorClose"]))
-print("autobahn sdk client: %d cases: %s" % (sum(counts.values()), dict(sorted(counts.items()))))
-for cid, b, c in sorted(bad, key=lambda x: [int(p) for p in x[0].split(".")]):
-    print("  not OK: %s behavior=%s close=%s" % (cid, b, c))
-sys.exit(1 if bad else 0)
-PY
+autobahn_verdict "$ROOT" "$OUT/clients/index.json" "sdk client"

@@ -37,4 +37,7 @@ done
 for backend in uring epoll; do
     timeout 300 bash deploy/interop.sh "$backend" release
 done
+# The SDK's WebSocket client against Autobahn's fuzzing server: the same cases, 9.* included
+# (its client-side performance cases take about 35 s of the run); debug, already built above.
+timeout 900 bash deploy/autobahn-client.sh "$QUICK" debug
 timeout 900 bash deploy/fuzz.sh "${FUZZ_SECONDS:-20}"

@@ -43,14 +43,21 @@ public final class BroadcasterClient: Sendable {
         var userClosed = false
         var reconnectTask: Task<Void, Never>?
         var reconnectCount = 0
+        /// Where broadcasts go: one per connect...disconnect session, across reconnects.
+        var inbox: MessageInbox<BroadcastMessage>
+        /// Someone consumes broadcasts (``broadcasts`` was read or ``onBroadcast`` set): until
+        /// then they are dropped, as the callback-only client did, so that a client used for
+        /// requests alone never fills the buffer and stalls its replies.
+        var attached = false
+        /// The task calling ``onBroadcast`` for each element of ``broadcasts``.
+        var pump: Task<Void, Never>?
     }
 
     public let url: String
     public let options: BrokerClientOptions
     private let tokenProvider: @Sendable () async throws -> String
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let callbacks = Mutex<(@Sendable (BroadcastMessage) -> Void)?>(nil)
-    let callbackQueue = CallbackQueue()
 
     /// `options.autoReconnect`, the delays, `requestTimeout`, `connectTimeout`, `maxMessageBytes`
     /// and `tlsCAFile` apply as for ``BrokerClient``.
@@ -59,12 +66,44 @@ public final class BroadcasterClient: Sendable {
         self.url = url
         self.options = options
         self.tokenProvider = tokenProvider
+        state = Mutex(State(inbox: MessageInbox(capacity: options.eventCapacity, policy: options.eventOverflow)))
     }
 
-    /// Called for each broadcast, in order, one at a time.
+    /// The broadcasts received, in order, through a bounded buffer (``BrokerClientOptions/eventCapacity``
+    /// and ``BrokerClientOptions/eventOverflow``). The sequence spans reconnects and ends at
+    /// ``disconnect()``; after a new ``connect()`` read this property again. One consumer: iterate
+    /// it or set ``onBroadcast``, not both.
+    public var broadcasts: BroadcastMessages {
+        state.withLock { s in
+            s.attached = true
+            return BroadcastMessages(inbox: s.inbox)
+        }
+    }
+
+    /// Broadcasts dropped so far under ``InboundOverflowPolicy/dropNewest`` (this session).
+    public var droppedBroadcastCount: Int { state.withLock { $0.inbox.droppedCount } }
+
+    /// Called for each broadcast, in order, one at a time: a task iterating ``broadcasts``.
     public var onBroadcast: (@Sendable (BroadcastMessage) -> Void)? {
         get { callbacks.withLock { $0 } }
-        set { callbacks.withLock { $0 = newValue } }
+        set {
+            callbacks.withLock { $0 = newValue }
+            if newValue != nil { startPump() }
+        }
+    }
+
+    /// Starts the task behind ``onBroadcast`` for the current session, once.
+    private func startPump() {
+        state.withLock { s in
+            guard s.pump == nil, !s.inbox.isFinished else { return }
+            s.attached = true
+            let inbox = s.inbox
+            s.pump = Task { [weak self] in
+                for await broadcast in BroadcastMessages(inbox: inbox) {
+                    self?.callbacks.withLock { $0 }?(broadcast)
+                }
+            }
+        }
     }
 
     /// How many times the client reconnected (and recovered its subscriptions).
@@ -72,7 +111,15 @@ public final class BroadcasterClient: Sendable {
 
     /// Opens the connection and authenticates with a token from `tokenProvider`.
     public func connect() async throws {
-        state.withLock { $0.userClosed = false }
+        let restartPump = state.withLock { s -> Bool in
+            s.userClosed = false
+            guard s.inbox.isFinished else { return false }
+            // A new session after disconnect(): a new sequence (the old one ended).
+            s.inbox = MessageInbox(capacity: options.eventCapacity, policy: options.eventOverflow)
+            s.pump = nil
+            return true
+        }
+        if restartPump && onBroadcast != nil { startPump() }
         try await establish()
     }
 
@@ -103,12 +150,13 @@ public final class BroadcasterClient: Sendable {
 
     /// Closes the connection and stops reconnecting; pending requests fail with `.disconnected`.
     public func disconnect() async {
-        let (connection, task, pending) = state.withLock { s in
+        let (connection, task, pending, inbox) = state.withLock { s in
             s.userClosed = true
             defer { s.connection = nil; s.reconnectTask = nil; s.pending = [:] }
-            return (s.connection, s.reconnectTask, s.pending)
+            return (s.connection, s.reconnectTask, s.pending, s.inbox)
         }
         task?.cancel()
+        inbox.finish()  // broadcasts buffered so far are still delivered, then the sequence ends
         for continuation in pending.values { continuation.resume(throwing: BrokerClientError.disconnected) }
         await connection?.close(timeout: options.closeTimeout)
     }
@@ -128,7 +176,7 @@ public final class BroadcasterClient: Sendable {
                 if !s.userClosed { s.connection = connection }
                 return !s.userClosed
             }
-        }, handler: { [self] connection, event in handle(event, from: connection) })
+        }, handler: { [self] connection, event in await handle(event, from: connection) })
         do {
             _ = try await request("auth", ["token": .string(try await tokenProvider())], on: connection)
             // Recovery: every channel again, after the last offset received on it.
@@ -207,7 +255,7 @@ public final class BroadcasterClient: Sendable {
 
     // MARK: Incoming
 
-    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) {
+    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) async {
         switch event {
         case .text(let text):
             guard let message = (try? JSONValue(jsonString: text))?.objectValue else { return }
@@ -227,7 +275,9 @@ public final class BroadcasterClient: Sendable {
                 if let offset = broadcast.offset, let epoch = broadcast.epoch {
                     state.withLock { s in if s.positions[broadcast.channel] != nil { s.positions[broadcast.channel] = (offset, epoch) } }
                 }
-                callbackQueue.async { [self] in onBroadcast?(broadcast) }
+                let (attached, inbox) = state.withLock { ($0.attached, $0.inbox) }
+                // suspendReading: a full buffer holds this connection's reading up here.
+                if attached { await inbox.push(broadcast) }
             }
         case .binary:
             break

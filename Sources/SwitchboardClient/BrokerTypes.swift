@@ -64,6 +64,16 @@ public struct BrokerClientOptions: Sendable {
         willSet { precondition(newValue >= 0, "maxBufferedChannelMessages must not be negative") }
     }
 
+    /// Events buffered between the connection and the application in the protocol clients'
+    /// event sequences (``BroadcasterClient/broadcasts``). Default 1024.
+    public var eventCapacity = 1024 {
+        willSet { precondition(newValue > 0, "eventCapacity must be positive") }
+    }
+    /// What happens when that buffer is full: `.suspendReading` (default: the connection stops
+    /// reading, so TCP slows the server; replies to requests wait too) or `.dropNewest`
+    /// (dropped and counted, ``BroadcasterClient/droppedBroadcastCount``).
+    public var eventOverflow = InboundOverflowPolicy.suspendReading
+
     public init(requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10),
                 autoReconnect: Bool = false, reconnectDelay: Duration = .seconds(1),
                 maxReconnectDelay: Duration = .seconds(30), maxMessageBytes: Int = 16 << 20,

@@ -128,29 +128,20 @@ final class ClientTransport: @unchecked Sendable {
         Glibc.close(fd)
     }
 
-    /// A non-blocking TCP connection to the first address of `host` that accepts.
+    /// A non-blocking TCP connection to the first address of `host` that accepts. The name is
+    /// resolved off the cooperative pool (``HostResolver``); the caller's timeout covers it.
     private static func connectTCP(host: String, port: UInt16) async throws -> Int32 {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        hints.ai_flags = AI_NUMERICSERV
-        var list: UnsafeMutablePointer<addrinfo>?
-        // getaddrinfo blocks for a DNS name (an IP literal resolves at once); see the README.
-        let gai = getaddrinfo(host, String(port), &hints, &list)
-        guard gai == 0, let first = list else {
-            throw BrokerClientError.connectionFailed("cannot resolve \(host): \(String(cString: gai_strerror(gai)))")
-        }
-        defer { freeaddrinfo(list) }
+        let addresses = try await HostResolver.resolve(host: host, port: port)
         var lastError = "no addresses for \(host)"
-        var cursor: UnsafeMutablePointer<addrinfo>? = first
-        while let address = cursor {
-            cursor = address.pointee.ai_next
-            let fd = socket(address.pointee.ai_family,
+        for address in addresses {
+            let fd = socket(address.family,
                             Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             if fd < 0 { lastError = "socket: \(errnoText(errno))"; continue }
             var one: Int32 = 1
             setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            var rc = Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen)
+            var rc = withUnsafePointer(to: address.storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, address.length) }
+            }
             if rc != 0 && errno == EINPROGRESS {
                 do {
                     try await ClientReactor.shared.wait(fd, for: .writable)

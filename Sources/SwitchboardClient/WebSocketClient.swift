@@ -88,6 +88,9 @@ public final class ClientWebSocket: Sendable {
         var writerBusy = false
         /// No frames are accepted any more; the writer ends once the queue is empty.
         var closing = false
+        /// The codec failed (protocol error) and its close frame waits until the application
+        /// handled the messages that arrived before the error: its replies are still accepted.
+        var lingering = false
     }
 
     private struct Lifecycle {
@@ -103,7 +106,7 @@ public final class ClientWebSocket: Sendable {
     private let codec: Mutex<WebSocketConnection>
     private let outbox = Mutex(Outbox())
     private let lifecycle = Mutex(Lifecycle())
-    private let inbox: MessageInbox
+    private let inbox: MessageInbox<ClientMessage>
     /// Bytes read past the handshake response: the start of the first frames.
     private let leftover: [UInt8]
     /// What the handshake agreed on permessage-deflate (nil: not in use).
@@ -182,14 +185,14 @@ public final class ClientWebSocket: Sendable {
     /// which case the connection is dropped and `.disconnected` thrown), then starts reading
     /// into `handler`.
     static func open(url: WebSocketURL, options: BrokerClientOptions, adopt: (ClientWebSocket) -> Bool,
-                     handler: @escaping @Sendable (ClientWebSocket, Event) -> Void) async throws -> ClientWebSocket {
+                     handler: @escaping @Sendable (ClientWebSocket, Event) async -> Void) async throws -> ClientWebSocket {
         let connection = try await open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
                                         caFile: options.tlsCAFile)
         guard adopt(connection) else {
             connection.abort()
             throw BrokerClientError.disconnected
         }
-        connection.start { event in handler(connection, event) }
+        connection.start { event in await handler(connection, event) }
         return connection
     }
 
@@ -244,18 +247,19 @@ public final class ClientWebSocket: Sendable {
     public var closeReason: CloseReason? { lifecycle.withLock { $0.finished } }
 
     /// Compatibility: calls `handler` for each message, in order, then once with `.closed`, from
-    /// a task that iterates ``messages``.
-    func start(handler: @escaping @Sendable (Event) -> Void) {
+    /// a task that iterates ``messages``. A handler that suspends holds the next message back
+    /// (the protocol clients' bounded event buffers push back through it).
+    func start(handler: @escaping @Sendable (Event) async -> Void) {
         let task = Task { [self] in
             for await message in messages {
                 switch message {
-                case .text(let text): handler(.text(text))
-                case .binary(let bytes): handler(.binary(bytes))
+                case .text(let text): await handler(.text(text))
+                case .binary(let bytes): await handler(.binary(bytes))
                 }
             }
             await waitForDriver()
             let reason = closeReason ?? CloseReason(code: nil, reason: "connection ended", clean: false)
-            handler(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
+            await handler(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
         }
         lifecycle.withLock { $0.handler = task }
     }
@@ -284,7 +288,12 @@ public final class ClientWebSocket: Sendable {
     /// what the socket does not take at once goes to the writer task.
     private func enqueue(closing: Bool = false, _ encode: (inout WebSocketConnection) -> [UInt8]) throws(BrokerClientError) {
         try codec.withLock { (codec: inout WebSocketConnection) throws(BrokerClientError) in
-            guard codec.isOpen else { throw .disconnected }
+            if !codec.isOpen {
+                guard outbox.withLock({ $0.lingering }) else { throw .disconnected }
+                // The failure's close frame goes out shortly (a close from here has nothing
+                // to add); replies to the messages before the error still go first.
+                if closing { return }
+            }
             let frame = encode(&codec)
             let handOff = try outbox.withLock { (o: inout Outbox) throws(BrokerClientError) -> (CheckedContinuation<[UInt8]?, Never>, [UInt8])? in
                 guard !o.closing else { throw .disconnected }
@@ -469,13 +478,16 @@ public final class ClientWebSocket: Sendable {
                 codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
                 pending.removeAll(keepingCapacity: false)
             }
-            for event in events {
+            for (index, event) in events.enumerated() {
                 switch event {
                 case .text(let bytes):
                     await inbox.push(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
                 case .binary(let bytes):
                     await inbox.push(.binary(bytes))
                 case .write(let frame):
+                    if index + 1 < events.count, case .failed = events[index + 1] {
+                        await lingerBeforeFailing()
+                    }
                     enqueueReply(frame)
                 case .pong:
                     break
@@ -507,6 +519,23 @@ public final class ClientWebSocket: Sendable {
                 return CloseReason(code: nil, reason: why, clean: false)
             }
         }
+    }
+
+    /// Before the close frame of a protocol error (the codec's `.write` just before `.failed`):
+    /// lets the application handle the messages that arrived before the error and send its
+    /// replies, as the server does when its handlers run inline, so a peer sees the echo of
+    /// the last good message before the 1002. Bounded by `closeTimeout` (an application that
+    /// stops reading must not hold the failure up); sends are accepted meanwhile although the
+    /// codec already failed.
+    private func lingerBeforeFailing() async {
+        outbox.withLock { $0.lingering = true }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.inbox.waitUntilIdle() }
+            group.addTask { [options] in try? await Task.sleep(for: options.closeTimeout) }
+            _ = await group.next()
+            group.cancelAll()
+        }
+        outbox.withLock { $0.lingering = false }
     }
 
     /// Sends queued frames as the socket takes them, until the outbox ends and is drained.

@@ -88,3 +88,81 @@ struct BroadcasterClientTests {
         await client.disconnect()
     }
 }
+
+@Suite("BroadcasterClient.broadcasts: the bounded event sequence", .serialized)
+struct BroadcasterSequenceTests {
+    /// A broadcaster on an ephemeral port with history on `news*`; the caller shuts it down.
+    private func startBroadcaster() throws -> (Broker, String) {
+        raiseFileLimit()
+        var c = BrokerConfiguration()
+        c.host = "127.0.0.1"
+        c.port = 0
+        c.io.backend = .epoll
+        c.io.shardCount = 1
+        var o = BroadcasterOptions()
+        o.verifier = JWTVerifier(keys: [try JWTKey(hmacSecret: Array(secret.utf8))], configuration: .init(leewaySeconds: 30))
+        o.apiKeys = APIKeySet([apiKey])
+        o.history = [BroadcasterHistoryRule(pattern: "news*", limits: .init(maxMessages: 1000, maxBytes: 1 << 20))]
+        let broadcaster = Broadcaster(options: o)
+        let broker = Broker(configuration: c, logger: .discarding) { broadcaster.makeHandler($0) }
+        try broker.start()
+        return (broker, "127.0.0.1:\(broker.port)\(o.basePath)")
+    }
+
+    private func client(_ base: String, capacity: Int, overflow: InboundOverflowPolicy) -> BroadcasterClient {
+        var options = BrokerClientOptions(requestTimeout: .seconds(5))
+        options.eventCapacity = capacity
+        options.eventOverflow = overflow
+        return BroadcasterClient(url: "ws://\(base)/websocket", options: options,
+                                 tokenProvider: { token(channels: ["news"], scope: ["subscribe"]) })
+    }
+
+    private func publish(_ base: String, _ values: ClosedRange<Int>) async throws {
+        for i in values {
+            try await BroadcasterClient.publish(restURL: "http://\(base)", apiKey: apiKey, channel: "news", event: "e",
+                                                payload: .number(Double(i)))
+        }
+    }
+
+    /// suspendReading with room for one: five broadcasts published while nobody reads all
+    /// arrive, in order, once the application reads (the connection waited instead of
+    /// dropping); disconnect() ends the sequence.
+    @Test func suspendReadingLosesNothingAndDisconnectEndsTheSequence() async throws {
+        let (broker, base) = try startBroadcaster()
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let client = client(base, capacity: 1, overflow: .suspendReading)
+        let sequence = client.broadcasts
+        try await client.connect()
+        try await client.subscribe("news")
+        try await publish(base, 1...5)
+        var received: [JSONValue] = []
+        for await broadcast in sequence {
+            received.append(broadcast.payload)
+            if received.count == 5 { break }
+        }
+        #expect(received == [1, 2, 3, 4, 5])
+        #expect(client.droppedBroadcastCount == 0)
+        await client.disconnect()
+        var iterator = sequence.makeAsyncIterator()
+        #expect(await iterator.next() == nil, "the sequence ends at disconnect()")
+    }
+
+    /// dropNewest with room for two: of five unread broadcasts the first two are kept and three
+    /// are dropped and counted; requests still get their replies meanwhile.
+    @Test func dropNewestKeepsTheFirstAndCountsTheRest() async throws {
+        let (broker, base) = try startBroadcaster()
+        defer { broker.shutdown(graceMilliseconds: 500) }
+        let client = client(base, capacity: 2, overflow: .dropNewest)
+        let sequence = client.broadcasts
+        try await client.connect()
+        try await client.subscribe("news")
+        try await publish(base, 1...5)
+        #expect(await eventually { client.droppedBroadcastCount == 3 })
+        try await client.refreshToken()  // the connection keeps reading: replies come through
+        var iterator = sequence.makeAsyncIterator()
+        #expect(await iterator.next()?.payload == 1)
+        #expect(await iterator.next()?.payload == 2)
+        await client.disconnect()
+        #expect(await iterator.next() == nil)
+    }
+}

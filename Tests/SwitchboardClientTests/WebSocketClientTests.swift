@@ -111,6 +111,36 @@ struct WebSocketClientTests {
         }
     }
 
+    /// A DNS name resolves (off the cooperative pool) and connects; a name that does not
+    /// resolve fails with an error naming it, within the connect timeout.
+    @Test func hostNamesResolve() async throws {
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.sendText("hello over a name")
+            if (try? peer.readFrame())?.opcode == 8 { peer.sendFrame(opcode: 8, payload: [0x03, 0xE8]) }
+        }
+        var options = ClientWebSocket.Options()
+        options.connectTimeout = .seconds(5)
+        let connection = try await ClientWebSocket.connect(to: "ws://localhost:\(server.port)/", options: options)
+        var iterator = connection.messages.makeAsyncIterator()
+        #expect(await iterator.next() == .text("hello over a name"))
+        await connection.close()
+        #expect(connection.closeReason == .init(code: 1000, reason: "", clean: true))
+
+        options.connectTimeout = .seconds(2)
+        let start = ContinuousClock.now
+        do {
+            _ = try await ClientWebSocket.connect(to: "ws://no-such-host.invalid:80/", options: options)
+            Issue.record("an unresolvable name connected")
+        } catch BrokerClientError.connectionFailed(let text) {
+            #expect(text == "cannot resolve no-such-host.invalid: Name or service not known"
+                    || text.hasPrefix("cannot resolve no-such-host.invalid: "), "\(text)")
+        } catch BrokerClientError.timeout {
+            // A resolver that does not answer: the connect timeout ends the wait.
+        }
+        #expect(ContinuousClock.now - start < .seconds(3))
+    }
+
     /// Frames the client sends are masked with fresh random keys; payloads unmask correctly.
     @Test func clientFramesAreMasked() async throws {
         let frames = Recorder<RawFrame>()
@@ -203,6 +233,42 @@ struct WebSocketClientTests {
         #expect(closeFrames.all.first?.opcode == 8)
         #expect(closeFrames.all.first?.masked == true)
         #expect(closeFrames.all.first?.payload == [0x03, 0xE9])
+    }
+
+    /// Messages that arrive in the same read as a protocol error are delivered, and the
+    /// application's replies to them go out before the 1002 close (Autobahn client cases 3.2,
+    /// 4.1.3, 5.15 check this order).
+    @Test func repliesBeforeAProtocolErrorGoOutFirst() async throws {
+        let frames = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            // Two messages, then a frame with RSV2 set: one write, so one read on the client.
+            peer.send(RawPeer.frame(opcode: 1, payload: Array("one".utf8)) + RawPeer.frame(opcode: 1, payload: Array("two".utf8))
+                      + [0xA1, 0x01, 0x78])
+            while let frame = try? peer.readFrame() {
+                frames.append(frame)
+                if frame.opcode == 8 { break }
+            }
+        }
+        var options = ClientWebSocket.Options()
+        options.closeTimeout = .seconds(5)
+        let connection = try await ClientWebSocket.connect(to: server.url, options: options)
+        var received: [String] = []
+        for await message in connection.messages {
+            guard case .text(let text) = message else { continue }
+            received.append(text)
+            // A slow handler: the close must still wait for its reply.
+            try await Task.sleep(for: .milliseconds(50))
+            try connection.sendText("echo \(text)")
+        }
+        await connection.waitUntilFinished()
+        #expect(received == ["one", "two"])
+        #expect(await eventually { frames.count == 3 })
+        let got = frames.all
+        #expect(got.map(\.opcode) == [1, 1, 8])
+        #expect(got.prefix(2).map(\.text) == ["echo one", "echo two"])
+        #expect(got.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
     }
 
     @Test(arguments: [

@@ -23,6 +23,9 @@ struct AutobahnClient {
         options.maxMessageBytes = 64 << 20  // case 9.* sends up to 16 MiB; 10.* asks for no limit
         options.connectTimeout = .seconds(30)
         options.closeTimeout = .seconds(5)
+        // Offered on every case: 12.* and 13.* accept it with their own parameters (window bits,
+        // no_context_takeover); the fuzzing server declines it for the other cases.
+        options.perMessageDeflate = true
         do {
             let counter = try await ClientWebSocket.connect(to: "\(base)/getCaseCount", options: options)
             var count = 0

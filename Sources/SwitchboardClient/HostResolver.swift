@@ -1,0 +1,109 @@
+import Foundation
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Turns a URL's host into socket addresses without blocking a thread of Swift's cooperative
+/// pool: `getaddrinfo` on a DNS name may wait seconds for a resolver (it has no non-blocking
+/// form in glibc that the SDK could await), so the lookup runs on a thread of its own and the
+/// calling task awaits a continuation. An IP literal is parsed in place (`AI_NUMERICHOST`
+/// never touches the network), so the common `ws://127.0.0.1:...` case starts no thread.
+///
+/// Thread rules: the lookup thread owns the `addrinfo` list and frees it; it hands back
+/// copies (``Address``). Exactly one of the lookup thread and the cancellation handler resumes
+/// the continuation (`Lookup.take()`). A cancelled lookup returns at once (the caller's
+/// connect timeout cancels it); its thread finishes in the background and its result is
+/// dropped, since glibc cannot abandon a lookup in progress.
+enum HostResolver {
+    /// One resolved address, copied out of the `addrinfo` list.
+    struct Address: Sendable {
+        var family: Int32
+        var storage: sockaddr_storage
+        var length: socklen_t
+    }
+
+    /// The addresses of `host` (an IP literal or a DNS name) for TCP `port`, in the order
+    /// `getaddrinfo` gave them. Throws ``BrokerClientError/connectionFailed(_:)`` naming the
+    /// host when it does not resolve, or `CancellationError` when the task was cancelled first.
+    static func resolve(host: String, port: UInt16) async throws -> [Address] {
+        if case .success(let numeric) = lookup(host: host, port: port, flags: AI_NUMERICHOST) { return numeric }
+        let pending = Lookup()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Address], any Error>) in
+                guard pending.store(continuation) else {
+                    continuation.resume(throwing: CancellationError())
+                    return
+                }
+                let thread = Thread {
+                    let result = lookup(host: host, port: port, flags: 0)
+                    pending.take()?.resume(with: result.mapError { $0 as any Error })
+                }
+                thread.name = "switchboard-resolve"
+                thread.start()
+            }
+        } onCancel: {
+            pending.cancel()?.resume(throwing: CancellationError())
+        }
+    }
+
+    /// The continuation of one lookup, resumed exactly once: by the lookup thread or by the
+    /// cancellation handler, whichever takes it first.
+    private final class Lookup: Sendable {
+        private struct State {
+            var continuation: CheckedContinuation<[Address], any Error>?
+            var cancelled = false
+        }
+        private let state = Mutex(State())
+
+        /// Stores the continuation; false when the task was cancelled before it got here.
+        func store(_ continuation: CheckedContinuation<[Address], any Error>) -> Bool {
+            state.withLock { s in
+                if s.cancelled { return false }
+                s.continuation = continuation
+                return true
+            }
+        }
+
+        func take() -> CheckedContinuation<[Address], any Error>? {
+            state.withLock { s in
+                defer { s.continuation = nil }
+                return s.continuation
+            }
+        }
+
+        func cancel() -> CheckedContinuation<[Address], any Error>? {
+            state.withLock { s in
+                s.cancelled = true
+                defer { s.continuation = nil }
+                return s.continuation
+            }
+        }
+    }
+
+    /// `getaddrinfo` for a TCP stream; blocks for a DNS name unless `flags` has AI_NUMERICHOST.
+    private static func lookup(host: String, port: UInt16, flags: Int32) -> Result<[Address], BrokerClientError> {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_flags = AI_NUMERICSERV | flags
+        var list: UnsafeMutablePointer<addrinfo>?
+        let gai = getaddrinfo(host, String(port), &hints, &list)
+        guard gai == 0, let first = list else {
+            return .failure(.connectionFailed("cannot resolve \(host): \(String(cString: gai_strerror(gai)))"))
+        }
+        defer { freeaddrinfo(list) }
+        var addresses: [Address] = []
+        var cursor: UnsafeMutablePointer<addrinfo>? = first
+        while let entry = cursor {
+            cursor = entry.pointee.ai_next
+            let length = Int(entry.pointee.ai_addrlen)
+            guard let source = entry.pointee.ai_addr, length <= MemoryLayout<sockaddr_storage>.size else { continue }
+            var storage = sockaddr_storage()
+            withUnsafeMutableBytes(of: &storage) { $0.baseAddress!.copyMemory(from: source, byteCount: length) }
+            addresses.append(Address(family: entry.pointee.ai_family, storage: storage, length: entry.pointee.ai_addrlen))
+        }
+        guard !addresses.isEmpty else { return .failure(.connectionFailed("no addresses for \(host)")) }
+        return .success(addresses)
+    }
+}

@@ -1,3 +1,4 @@
+import CLiburing  // as ClientTransport.swift: this file did not see SOCK_STREAM through Glibc alone on the merged tree
 import Foundation
 import Synchronization
 #if canImport(Glibc)

@@ -300,16 +300,22 @@ extension ClusterRedisClusterTests {
         #expect(try other.upgrade(path: otherName).status == 101)
         try stalled.sendText("warm")
         #expect(try readTexts(stalled, count: 1) == ["warm"])
-        // The master of `stalledName` sleeps 2 s (DEBUG SLEEP, sent without waiting for it).
+        // The master of `stalledName` holds every script until told otherwise (CLIENT PAUSE
+        // WRITE blocks EVAL/EVALSHA): an event, not a sleep that a loaded machine outlasts.
         let sleeper = try TestClient(port: servers[1].port)
         var command: [UInt8] = []
-        RESPWriter.writeCommand(["DEBUG", "SLEEP", "2"], into: &command)
+        RESPWriter.writeCommand(["CLIENT", "PAUSE", "30000", "WRITE"], into: &command)
         try sleeper.send(command)
+        try sleeper.fill(atLeast: 5)
+        #expect(sleeper.buffered == Array("+OK\r\n".utf8))
         for i in 0..<3 { try stalled.sendText("s\(i)") }
         #expect(waitUntil { (try? node.metric("switchboard_cluster_publishes_total")) == 4 }, "three publishes wait on the sleeping master")
         try other.sendText("o")
         #expect(waitUntil { (try? node.metric("switchboard_cluster_publishes_over_limit_total")) == 1 }, "refused: the shard's limit is reached")
         // The master wakes: the three arrive, and the other channel works again.
+        var unpause: [UInt8] = []
+        RESPWriter.writeCommand(["CLIENT", "UNPAUSE"], into: &unpause)
+        try sleeper.send(unpause)
         #expect(try readTexts(stalled, count: 3) == ["s0", "s1", "s2"])
         try other.sendText("o2")
         #expect(try readTexts(other, count: 1) == ["o2"])

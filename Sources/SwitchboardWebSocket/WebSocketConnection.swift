@@ -49,6 +49,10 @@ package struct WebSocketConnection {
     var inflater: Inflater?
     var deflater: Deflater?
     let deflateMemoryLevel: Int
+    /// Free a stream after each message when its direction has no context takeover (nothing in
+    /// it is needed by the next message), instead of resetting it: an idle socket then holds no
+    /// zlib state in that direction, at the price of making the stream again per message.
+    let releasesIdleStreams: Bool
     let budget: (any WebSocketMemoryBudget)?
     /// Budget bytes charged for the zlib streams.
     var compressionCharge = 0
@@ -97,10 +101,13 @@ package struct WebSocketConnection {
     /// a client).
     /// `budget`, when given, is charged with the message being assembled as it grows (inflated
     /// output included); a refused growth fails the connection with 1013 (try again later).
-    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor.
+    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor. `releasesIdleStreams`
+    /// frees the compressor (decompressor) after each message when our (the peer's) side
+    /// negotiated no context takeover, rather than keeping it reset for the next message.
     package init(role: WebSocketRole = .server, limits: WebSocketLimits = WebSocketLimits(),
                 deflate: PerMessageDeflateParameters? = nil,
-                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8) {
+                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8,
+                releasesIdleStreams: Bool = false) {
         self.role = role
         maskKeys = role == .client ? WebSocketMaskKeys() : nil
         self.limits = limits
@@ -108,6 +115,7 @@ package struct WebSocketConnection {
         messageBuffer = AssemblyBuffer(budget: budget)
         precondition((1...9).contains(deflateMemoryLevel))
         self.deflateMemoryLevel = deflateMemoryLevel
+        self.releasesIdleStreams = releasesIdleStreams
         self.budget = budget
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
@@ -383,7 +391,10 @@ package struct WebSocketConnection {
                 inflater!.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
             }
             if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
-            if receiveNoContextTakeover { inflater!.reset() }
+            if receiveNoContextTakeover {
+                // The peer starts its next message from an empty window: ours may go too.
+                if releasesIdleStreams { releaseInflater() } else { inflater!.reset() }
+            }
             if opcode == .text && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
             }
@@ -499,14 +510,18 @@ package struct WebSocketConnection {
             return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
         }
         let compressed = deflater.compress(payload)
-        if sendNoContextTakeover {
-            deflater.reset()
-            if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey()) }
+        let frame = sendNoContextTakeover && compressed >= payload.count
+            ? WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
+            : WebSocketFrame.encode(
+                opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
+                maskKey: nextMaskKey())
+        // (The frame is a copy: the compressor's output buffer may go now.)
+        if sendNoContextTakeover && releasesIdleStreams {
+            releaseDeflater()
+        } else {
+            if sendNoContextTakeover { deflater.reset() }
+            deflater.trimOutput()
         }
-        let frame = WebSocketFrame.encode(
-            opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
-            maskKey: nextMaskKey())
-        deflater.trimOutput()
         return frame
     }
 
@@ -549,6 +564,32 @@ package struct WebSocketConnection {
     /// output scratch.
     package static func inflaterBytes(windowBits: Int) -> Int {
         (1 << windowBits) + 7 * 1024 + Inflater.scratchBytes
+    }
+
+    /// Frees the compressor between messages (no context takeover on our side) and gives its
+    /// charge back: the next compressed message makes a fresh one.
+    mutating func releaseDeflater() {
+        assert(deflater != nil && sendNoContextTakeover)
+        deflater = nil
+        if budget != nil {
+            let bytes = Self.deflaterBytes(windowBits: sendWindowBits, memoryLevel: deflateMemoryLevel)
+            assert(compressionCharge >= bytes)
+            budget!.release(bytes)
+            compressionCharge -= bytes
+        }
+    }
+
+    /// Frees the decompressor between messages (the peer has no context takeover) and gives
+    /// its charge back.
+    mutating func releaseInflater() {
+        assert(inflater != nil && receiveNoContextTakeover)
+        inflater = nil
+        if budget != nil {
+            let bytes = Self.inflaterBytes(windowBits: receiveWindowBits)
+            assert(compressionCharge >= bytes)
+            budget!.release(bytes)
+            compressionCharge -= bytes
+        }
     }
 
     /// Makes the decompressor on the first compressed message, if the budget allows it.

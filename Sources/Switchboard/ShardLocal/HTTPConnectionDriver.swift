@@ -36,7 +36,9 @@ final class HTTPConnectionDriver {
         self.webSockets = webSockets
         let ws = configuration.webSocket
         webSocketLimits = WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments)
-        handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate, allowedOrigins: ws.allowedOrigins)
+        handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
+                                                     serverContextTakeover: ws.deflateContextTakeover,
+                                                     allowedOrigins: ws.allowedOrigins)
         refreshDate()
     }
 
@@ -371,8 +373,10 @@ final class HTTPConnectionDriver {
                     parameters!.serverMaxWindowBits = configuration.webSocket.deflateServerWindowBits
                 }
                 let connection = WebSocketConnection(limits: webSocketLimits, deflate: parameters, budget: shard.memory,
-                                                     deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel)
-                // (The codec makes its zlib streams on first use and charges them to the budget.)
+                                                     deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel,
+                                                     releasesIdleStreams: true)
+                // (The codec makes its zlib streams on first use and charges them to the budget;
+                // a direction without context takeover frees its stream after each message.)
                 webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
                 return true
             }

@@ -84,7 +84,8 @@ let package = Package(
         ),
         .target(
             name: "SwitchboardProtocols",
-            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT", "SwitchboardWebSocket"]
+            dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT", "SwitchboardWebSocket",
+                           "SwitchboardRESP"]  // issue 13: Redis replies of the cluster-wide roles
         ),
         // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
         // and JWT verification on libcrypto.
@@ -155,7 +156,8 @@ let package = Package(
         .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport",
+                                                             "SwitchboardProtocols"]),  // cl13proto: protocols across nodes
         .testTarget(name: "SwitchboardJSONTests", dependencies: ["SwitchboardJSON"]),
         .testTarget(
             name: "BroadcasterTests",

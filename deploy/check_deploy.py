@@ -341,5 +341,48 @@ security = c.get("securityContext", {})
 check(security.get("allowPrivilegeEscalation") is False and security.get("readOnlyRootFilesystem") is True
       and security.get("capabilities", {}).get("drop") == ["ALL"], "k8s: no privilege escalation, read-only root, no capabilities")
 
+# --- Compose: 3 nodes + Redis (issue 13) ---------------------------------------------------------
+compose = yaml.safe_load(read("deploy/compose/compose.yaml"))
+services = compose["services"]
+redis_services = [n for n, s in services.items() if str(s.get("image", "")).startswith("redis:")]
+check(len(redis_services) == 1, f"compose: one Redis service ({redis_services})")
+redis_name = redis_services[0] if redis_services else None
+redis = services.get(redis_name, {})
+check(re.fullmatch(r"redis:7(\.\d+)*(-\w+)?", str(redis.get("image"))) is not None, f"compose: Redis 7 ({redis.get('image')})")
+redis_cmd = redis.get("command", [])
+redis_port = redis_cmd[redis_cmd.index("--port") + 1] if "--port" in redis_cmd else "6379"
+check("CMD" in redis.get("healthcheck", {}).get("test", []) and redis_port in redis["healthcheck"]["test"],
+      "compose: Redis health check pings its port")
+nodes = {n: s for n, s in services.items() if n != redis_name}
+check(len(nodes) >= 3, f"compose: at least 3 nodes ({sorted(nodes)})")
+node_ids, host_ports = [], []
+for name, svc in nodes.items():
+    env = {k: str(v) for k, v in svc.get("environment", {}).items()}
+    check(all(k.startswith("SWITCHBOARD_") and k[len("SWITCHBOARD_"):].lower() in KNOWN_KEYS for k in env),
+          f"compose {name}: environment variables are SWITCHBOARD_<known key>")
+    node_conf = effective({**image_conf, **{k[len("SWITCHBOARD_"):].lower(): v for k, v in env.items()}})
+    check(node_conf.get("cluster_engine") == "redis", f"compose {name}: cluster_engine = redis")
+    url = re.fullmatch(r"redis://([^:/]+):(\d+)(/\d+)?", node_conf.get("cluster_redis_url", ""))
+    check(url is not None and url.group(1) == redis_name and url.group(2) == redis_port,
+          f"compose {name}: cluster_redis_url names the Redis service and its port ({node_conf.get('cluster_redis_url')})")
+    node_id = node_conf.get("cluster_node_id", "")
+    check(node_id.isdigit() and 0 <= int(node_id) <= 255, f"compose {name}: cluster_node_id 0...255 ({node_id})")
+    node_ids.append(node_id)
+    heartbeat, ttl = int(node_conf["cluster_heartbeat_ms"]), int(node_conf["cluster_node_ttl_ms"])
+    check(heartbeat >= 10 and ttl >= 2 * heartbeat, f"compose {name}: cluster_node_ttl_ms >= 2 x cluster_heartbeat_ms")
+    build = svc.get("build", {})
+    check(os.path.normpath(os.path.join("deploy/compose", build.get("context", ""), build.get("dockerfile", "")))
+          == "deploy/container/Dockerfile", f"compose {name}: built from deploy/container/Dockerfile")
+    check(svc.get("depends_on", {}).get(redis_name, {}).get("condition") == "service_healthy",
+          f"compose {name}: starts once Redis is healthy")
+    check(svc.get("stop_signal") == "SIGTERM", f"compose {name}: stop_signal SIGTERM (graceful shutdown)")
+    grace = seconds(str(svc.get("stop_grace_period", "10s")))
+    check(grace > int(image_conf["shutdown_grace_ms"]) / 1000 + 5, f"compose {name}: stop_grace_period > shutdown_grace_ms + 5 s")
+    ports = [str(p).split(":") for p in svc.get("ports", [])]
+    check(len(ports) == 1 and ports[0][-1] == image_conf["port"], f"compose {name}: publishes the configured port {image_conf['port']}")
+    host_ports += [p[0] for p in ports]
+check(len(set(node_ids)) == len(node_ids), f"compose: node ids distinct ({node_ids})")
+check(len(set(host_ports)) == len(host_ports), f"compose: host ports distinct ({host_ports})")
+
 print(f"{passed} checks passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -24,6 +24,10 @@ timeout 1800 swift test --skip-build --no-parallel
 # The browser chat in headless Chromium (Selenium); screenshot in .build/chat-screenshot.png.
 timeout 1200 bash deploy/browser-test.sh
 
+# Release binaries for the conformance and interop runs, built once and outside their
+# timeouts: a cold release build takes minutes, and the timeouts below bound the runs.
+swift build -c release --product switchboard-echo
+swift build -c release --product switchboard
 QUICK='["1.*","2.*","3.*","4.*","5.*","6.*","7.*","9.*","10.*"]'
 for backend in uring epoll; do
     timeout 900 bash deploy/autobahn.sh "$backend" "$QUICK" release

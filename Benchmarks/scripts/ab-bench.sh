@@ -31,9 +31,6 @@ SERVER_PID=""
 trap cleanup EXIT
 FAILED=0
 
-# cpu_ticks PID -> "utime stime" in clock ticks (all threads).
-cpu_ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
-
 start() { # name port cmd...
     local name="$1"; PORT="$2"; shift 2
     taskset -c "$SERVER_CPU" "$@" --host 127.0.0.1 --port "$PORT" >"$WORK/$name.log" 2>&1 &

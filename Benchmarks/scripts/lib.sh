@@ -150,6 +150,43 @@ wait_for_port() {
 # ---------------------------------------------------------------- WebSocket echo (ws-bench.sh, tls-bench.sh)
 # These use BENCH_BIN, WORK, SERVER_CPU, BENCH_CPU, DURATION and WARMUP from the caller.
 
+# echo_bench_start NAME TOOL...: the start the echo scripts share. Defines log() and die()
+# (prefixed [NAME]), needs each TOOL (and taskset, awk), raises the open-file limit, sets
+# BENCH_DIR (Benchmarks/) and MAIN_DIR (the repository), builds switchboard-echo and
+# switchboard-bench there and peer-hummingbird in BENCH_DIR with `swift build -c $CONFIG`
+# (unless SKIP_BUILD=1; the peer only when ONLY is empty or names peer-hummingbird), sets
+# ECHO_BIN, PEER_BIN and BENCH_BIN (the caller's values win: prebuilt binaries), makes WORK
+# (/tmp/NAME.XXXXXX), SERVER_PID="" and the cleanup trap. The caller sets CONFIG, SKIP_BUILD, ONLY.
+echo_bench_start() {
+    local name="$1"; shift
+    BENCH_SCRIPT_NAME="$name"
+    log() { echo "[$BENCH_SCRIPT_NAME] $*" >&2; }
+    die() { log "error: $*"; exit 1; }
+    local tool
+    for tool in taskset awk "$@"; do
+        command -v "$tool" >/dev/null || die "$tool not found"
+    done
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+    if [[ "$SKIP_BUILD" != 1 ]]; then
+        log "building switchboard-echo and switchboard-bench ($CONFIG) in $MAIN_DIR"
+        (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2)
+        (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-bench >&2)
+        if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then
+            log "building peer-hummingbird ($CONFIG) in $BENCH_DIR"
+            (cd "$BENCH_DIR" && swift build -c "$CONFIG" --product peer-hummingbird >&2)
+        fi
+    fi
+    ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
+    PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/$CONFIG/peer-hummingbird}"
+    BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
+    [[ -x "$BENCH_BIN" ]] || die "missing $BENCH_BIN"
+    WORK="$(mktemp -d "/tmp/$name.XXXXXX")"
+    SERVER_PID=""
+    trap cleanup EXIT
+}
+
 # start_ws_server NAME URL CMD... : starts CMD pinned to SERVER_CPU (output in $WORK/NAME.log),
 # sets SERVER_PID and waits up to 10 s until one WebSocket echo round trip on URL (ws:// or
 # wss://) works. Returns 1, with no server left running, when it exits or never answers.

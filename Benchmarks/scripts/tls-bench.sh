@@ -16,9 +16,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-10s}"
 WARMUP="${WARMUP:-2s}"
@@ -36,31 +33,7 @@ ONLY="${ONLY:-}"
 # 1,000 TLS handshakes come before the warm-up of a run: give a debug build time for them.
 ECHO_TIMEOUT_S=300
 
-log() { echo "[tls-bench] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in taskset awk openssl; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    log "building switchboard-echo and switchboard-bench ($CONFIG) in $MAIN_DIR"
-    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2)
-    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-bench >&2)
-    if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then
-        log "building peer-hummingbird ($CONFIG) in $BENCH_DIR"
-        (cd "$BENCH_DIR" && swift build -c "$CONFIG" --product peer-hummingbird >&2)
-    fi
-fi
-ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
-PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/$CONFIG/peer-hummingbird}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
-[[ -x "$BENCH_BIN" ]] || die "missing $BENCH_BIN"
-
-WORK="$(mktemp -d /tmp/tls-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
+echo_bench_start tls-bench openssl
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 TICKS_PER_SECOND="$(getconf CLK_TCK)"
 

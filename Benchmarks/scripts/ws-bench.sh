@@ -5,13 +5,10 @@
 #
 # Environment overrides (defaults are the documented protocol):
 #   RUNS=3 DURATION=10s WARMUP=2s CONNS="100 1000" SIZES="20 1024" SERVER_CPU=0 BENCH_CPU=1
-#   BASE_PORT=18500 SKIP_BUILD=0 ONLY="" (space-separated server names to run, e.g. "peer-hummingbird")
-#   ECHO_BIN, PEER_BIN, BENCH_BIN (prebuilt binaries; default: the release builds below)
+#   BASE_PORT=18500 CONFIG=release SKIP_BUILD=0 ONLY="" (space-separated server names to run, e.g. "peer-hummingbird")
+#   ECHO_BIN, PEER_BIN, BENCH_BIN (prebuilt binaries; default: the CONFIG builds, echo_bench_start in lib.sh)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-10s}"
@@ -21,34 +18,11 @@ SIZES="${SIZES:-20 1024}"
 SERVER_CPU="${SERVER_CPU:-0}"
 BENCH_CPU="${BENCH_CPU:-1}"
 BASE_PORT="${BASE_PORT:-18500}"
+CONFIG="${CONFIG:-release}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 ONLY="${ONLY:-}"
 
-log() { echo "[ws-bench] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in taskset awk; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# ---------------------------------------------------------------- build
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    log "building switchboard-echo and switchboard-bench (release) in $MAIN_DIR"
-    (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo >&2)
-    (cd "$MAIN_DIR" && swift build -c release --product switchboard-bench >&2)
-    log "building peer-hummingbird (release) in $BENCH_DIR"
-    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
-fi
-ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/release/switchboard-echo}"
-PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/release/peer-hummingbird}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
-[[ -x "$BENCH_BIN" ]] || die "missing $BENCH_BIN"
-
-WORK="$(mktemp -d /tmp/ws-bench.XXXXXX)"
-SERVER_PID=""
-
-trap cleanup EXIT
+echo_bench_start ws-bench
 
 # ---------------------------------------------------------------- servers
 # name | port offset | command (port substituted for @PORT@)

@@ -179,20 +179,29 @@ int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeo
     return n;
 }
 
+// The socket address of a numeric IPv4 or IPv6 `host` and `port` (no name lookup: callers
+// resolve first), shared by sb_listen_tcp and sb_connect_tcp. Returns the family, or -EINVAL
+// when `host` is neither form; `*len` is the address's length for bind/connect.
+static int sb_sockaddr_numeric(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); *len = sizeof(*v4);
+        return AF_INET;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); *len = sizeof(*v6);
+        return AF_INET6;
+    }
+    return -EINVAL;
+}
+
 int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking) {
     struct sockaddr_storage ss;
     socklen_t len;
-    memset(&ss, 0, sizeof(ss));
-    int family;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        family = AF_INET; v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        family = AF_INET6; v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); len = sizeof(*v6);
-    } else {
-        return -EINVAL;
-    }
+    int family = sb_sockaddr_numeric(host, port, &ss, &len);
+    if (family < 0) return family;
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | (nonblocking ? SOCK_NONBLOCK : 0), 0);
     if (fd < 0) return -errno;
     int one = 1;
@@ -205,17 +214,8 @@ int sb_listen_tcp(const char *host, int port, int backlog, bool nonblocking) {
 int sb_connect_tcp(const char *host, int port, int *in_progress) {
     struct sockaddr_storage ss;
     socklen_t len;
-    memset(&ss, 0, sizeof(ss));
-    int family;
-    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-        family = AF_INET; v4->sin_family = AF_INET; v4->sin_port = htons((uint16_t)port); len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-        family = AF_INET6; v6->sin6_family = AF_INET6; v6->sin6_port = htons((uint16_t)port); len = sizeof(*v6);
-    } else {
-        return -EINVAL;
-    }
+    int family = sb_sockaddr_numeric(host, port, &ss, &len);
+    if (family < 0) return family;
     int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) return -errno;
     *in_progress = 0;

@@ -7,6 +7,9 @@ import Glibc
 /// is one node in memory: no Redis.
 public struct ClusterConfiguration: Sendable, Equatable {
     public var engine: ClusterEngineKind = .memory
+    /// One Redis server (`standalone`) or a Redis Cluster (`cluster`: `cluster_redis_url` is any
+    /// one of its masters, the slot map is read from it).
+    public var redisMode: ClusterRedisMode = .standalone
     /// `redis://HOST:PORT` or `redis://HOST:PORT/DB`. HOST is an IP literal or a name resolved
     /// once at start-up (never on a shard). No password or TLS yet.
     public var redisURL: String = "redis://127.0.0.1:6379"
@@ -62,6 +65,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// A problem with the values, or nil.
     public func validate() -> String? {
         if Self.parseRedisURL(redisURL) == nil { return "cluster_redis_url must be redis://HOST:PORT or redis://HOST:PORT/DB" }
+        if redisMode == .cluster, let (_, _, database) = Self.parseRedisURL(redisURL), database != 0 {
+            return "cluster_redis_url: a Redis Cluster has database 0 only (cluster_redis_mode = cluster)"
+        }
         if !(0...255).contains(nodeID) { return "cluster_node_id must be 0...255" }
         if keyPrefix.isEmpty || keyPrefix.utf8.count > 64 || keyPrefix.contains(where: { $0 == "{" || $0 == "}" || $0 == " " }) {
             return "cluster_key_prefix must be 1...64 bytes without spaces or braces"
@@ -114,6 +120,15 @@ public struct ClusterConfiguration: Sendable, Equatable {
         }
         return ok ? String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }
+}
+
+/// Which kind of Redis deployment `cluster_engine = redis` talks to.
+public enum ClusterRedisMode: String, Sendable {
+    /// One Redis server (PUBLISH/SUBSCRIBE).
+    case standalone
+    /// A Redis Cluster (7.0+): channels map to hash slots, sharded pub/sub (SPUBLISH/SSUBSCRIBE)
+    /// on each slot's master, MOVED and ASK followed.
+    case cluster
 }
 
 /// Why the cluster engine cannot start.

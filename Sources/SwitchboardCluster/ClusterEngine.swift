@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardRESP
 
 /// Where a cluster-wide channel message stands: the channel stream's incarnation (`epoch`)
 /// and the message's number in it (`offset`, from 1), assigned by Redis, the same on every node.
@@ -43,6 +44,14 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// A channel message from the cluster, to deliver to this shard's subscribers. `payload` is
     /// valid only during the call.
     func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition)
+    /// Node `node` died: its heartbeat expired (crash, SIGKILL, partition) or it restarted (a
+    /// new incarnation), so everything it owned (its sockets, their registrations) is gone.
+    /// Delivered once per death on every shard of every live node (the announcing shard's
+    /// engine detects it through `announceMembership`'s `onNodeDied`, the broker hands it to
+    /// each shard), within `cluster_node_ttl_ms + cluster_heartbeat_ms` of the death. `node`
+    /// is this node's own id when the others declared it dead while it lived (paused, or cut off
+    /// from Redis, longer than its TTL): they have dropped its sockets.
+    func clusterNodeDied(_ node: Int)
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which
@@ -66,17 +75,29 @@ package protocol ClusterShardEngine: AnyObject {
     /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
     /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
     func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult
+    /// `sendToNode` for a message whose sender waits for an answer: `.sent`, then `receivers`
+    /// runs later on this shard with the number of nodes that took it (0: node `node` is not
+    /// up), or nil when the connection was lost first. Refused at once like `sendToNode`
+    /// (`receivers` then never runs). Same connection as `sendToNode`: one order.
+    func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult
     /// Sends a message to every node's inbox (this one included), e.g. a `copySubscriptions`.
     func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult
     /// Makes this shard receive its node's inbox and the all-nodes inbox (one shard per node
     /// does), handing each message to `handler`.
     func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void)
     /// Makes this shard announce node `node` as a member (one shard per node does): a
-    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`.
-    func announceMembership(_ node: Int)
+    /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`. Each
+    /// heartbeat's answer lists the live members; `onNodeDied` runs on this shard for each node
+    /// that died since (see `ClusterEngineDelegate.clusterNodeDied`).
+    func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void)
     /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
     /// `completion` runs on the shard's thread, exactly once.
     func members(_ completion: @escaping ([Int]?) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
+    /// Runs one Redis command for a protocol's cluster-wide state (connection-broker roles:
+    /// `ClusterProtocolHooks.swift` in Switchboard). `completion` runs on the shard's thread
+    /// exactly once: the reply, or nil when Redis is unreachable or the connection was lost.
+    /// Bounded like publishes (`cluster_max_pending_publishes`): nil at once beyond it.
+    func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void)
 }

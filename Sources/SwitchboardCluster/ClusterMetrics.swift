@@ -8,7 +8,7 @@ package final class ClusterMetrics: Sendable {
     package let publishErrors = Counter("switchboard_cluster_publish_errors_total", help: "Publishes Redis answered with an error")
     package let publishesUnconfirmed = Counter("switchboard_cluster_publishes_unconfirmed_total", help: "Publishes in flight when the Redis connection was lost (delivered or not: unknown)")
     package let deliveries = Counter("switchboard_cluster_deliveries_total", help: "Channel messages received from Redis for local subscribers")
-    package let connected = Counter("switchboard_cluster_redis_connected", help: "1 while this shard's Redis connection is up")
+    package let connected = Counter("switchboard_cluster_redis_connected", help: "This shard's Redis connections that are up: 1 with one Redis, one per master of a Redis Cluster")
     package let connects = Counter("switchboard_cluster_redis_connects_total", help: "Redis connections established (reconnects included)")
     package let disconnects = Counter("switchboard_cluster_redis_disconnects_total", help: "Redis connect failures and lost connections")
     package let protocolErrors = Counter("switchboard_cluster_redis_protocol_errors_total", help: "Redis replies that broke the protocol or a limit (the connection is dropped)")
@@ -16,11 +16,18 @@ package final class ClusterMetrics: Sendable {
     package let addressedUndelivered = Counter("switchboard_cluster_addressed_undelivered_total", help: "Addressed messages no node received (the target node was not subscribed to its inbox)")
     package let addressedReceived = Counter("switchboard_cluster_addressed_received_total", help: "Addressed messages this node's inbox received")
     package let subscribedChannels = Counter("switchboard_cluster_subscribed_channels", help: "Channels this shard is subscribed to in Redis (channels with local subscribers)")
+    package let members = Counter("switchboard_cluster_members", help: "Live nodes in the last membership answer, this one included (the announcing shard only)")
+    package let nodeDeaths = Counter("switchboard_cluster_node_deaths_total", help: "Other nodes seen dead (heartbeat expired, or restarted) by this node")
+    package let declaredDead = Counter("switchboard_cluster_declared_dead_total", help: "Times the other nodes declared this node dead while it lived (paused or cut off longer than cluster_node_ttl_ms)")
+    package let redirects = Counter("switchboard_cluster_redirects_total", help: "Redis Cluster mode: publishes answered MOVED or ASK and sent again to the slot's new master")
+    package let redirectsExhausted = Counter("switchboard_cluster_redirects_exhausted_total", help: "Redis Cluster mode: publishes dropped after too many redirections (or to a master not in the slot map)")
+    package let slotMapRefreshes = Counter("switchboard_cluster_slot_map_refreshes_total", help: "Redis Cluster mode: slot maps read (CLUSTER SLOTS) at start, after MOVED and after a lost master")
 
     package init() {}
 
     package var all: [Counter] {
         [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
-         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels]
+         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
+         members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes]
     }
 }

@@ -12,7 +12,9 @@
 /// in decimal; the script returns `{epoch, offset}`. The epoch stays a string: Lua numbers are
 /// doubles and would round a 64-bit epoch.
 enum RedisChannelScript {
-    static let source = """
+    /// The script for `PUBLISH` (one Redis) or `SPUBLISH` (Redis Cluster: sharded pub/sub,
+    /// allowed in scripts since Redis 7.0; its channel shares the keys' hash tag, so one slot).
+    static func source(publishCommand: String) -> String { """
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         if not epoch then
           epoch = ARGV[2]
@@ -28,23 +30,52 @@ enum RedisChannelScript {
           redis.call('PEXPIRE', KEYS[2], ARGV[4])
         end
         redis.call('PEXPIRE', KEYS[1], ARGV[4])
-        redis.call('PUBLISH', ARGV[1], framed)
+        redis.call('\(publishCommand)', ARGV[1], framed)
         return {epoch, offset}
         """
+    }
 
-    /// Membership (one sorted set, `KEYS[1]`, member: node id, score: expiry on Redis's own
-    /// clock, so nodes' clocks never disagree): renews `ARGV[1]` for `ARGV[2]` milliseconds.
+    /// Membership, one round trip per heartbeat of each node. Keys: `KEYS[1]` a sorted set
+    /// (member: node id, score: expiry on Redis's own clock, so nodes' clocks never disagree),
+    /// `KEYS[2]` a hash node -> incarnation (a random number each process start picks, so a
+    /// node restarted within its TTL is still seen as a new one), `KEYS[3]` a hash node ->
+    /// the incarnation last declared dead. Arguments: `ARGV[1]` this node, `ARGV[2]` its
+    /// incarnation, `ARGV[3]` its TTL in milliseconds.
+    ///
+    /// Sweeps the expired members (recording each as declared dead, so the node itself learns
+    /// it if it was only paused or cut off), tells whether this very incarnation was declared
+    /// dead (`1`), renews it, and returns `{declared, {node, incarnation, ...}}` of the live
+    /// members. Redis that lost its data (restarted empty) has no record: nobody is declared
+    /// dead by the script then; the nodes' own grace period covers that case.
     static let heartbeat = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-        return now
+        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+        for _, node in ipairs(expired) do
+          local incarnation = redis.call('HGET', KEYS[2], node)
+          if incarnation then redis.call('HSET', KEYS[3], node, incarnation) end
+          redis.call('HDEL', KEYS[2], node)
+        end
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+        local declared = 0
+        if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[2] then declared = 1 end
+        redis.call('HDEL', KEYS[3], ARGV[1])
+        redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+        redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+        return {declared, redis.call('HGETALL', KEYS[2])}
         """
 
-    /// Drops expired members and returns the live ones.
+    /// Drops expired members and returns the live ones (expired ones are recorded as declared
+    /// dead, as the heartbeat does, so the two never disagree). Keys as `heartbeat`'s.
     static let members = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+        for _, node in ipairs(expired) do
+          local incarnation = redis.call('HGET', KEYS[2], node)
+          if incarnation then redis.call('HSET', KEYS[3], node, incarnation) end
+          redis.call('HDEL', KEYS[2], node)
+        end
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
         return redis.call('ZRANGE', KEYS[1], 0, -1)
         """

@@ -21,12 +21,23 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// What each reply owed on the connection answers, oldest first.
     private enum Pending {
         case hello, select, setName, scriptLoad
-        /// A publish, with what to send again with EVAL if the server lost the script.
-        case publish(retry: [[UInt8]]?)
+        /// A publish: its script arguments (to send again with EVAL if the server lost the
+        /// script, or to another master after a redirection), whether it went by SHA, and how
+        /// many redirections it followed already.
+        case publish(arguments: [[UInt8]], viaSHA: Bool, redirects: Int)
+        /// The ASKING before a publish redirected by ASK (its `+OK`).
+        case asking
+        /// An SSUBSCRIBE or SUNSUBSCRIBE of one channel (Redis Cluster mode): answered by its
+        /// confirmation push (`ssubscribe`/`sunsubscribe` and the channel), or by an error
+        /// (MOVED while a slot changes hands).
+        case shardSubscription(kind: [UInt8], channel: [UInt8])
+        case slots(([ClusterSlotRange]?) -> Void)
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
         case heartbeat
         case members(([Int]?) -> Void)
+        /// A protocol's command (`command(_:completion:)`), counted with the publishes.
+        case command((RESPValue?) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -38,37 +49,76 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private var connection: OutboundConnection?
     private var parser: RESPParser
     private var pending = Deque<Pending>()
-    private var pendingPublishes = 0
+    /// Publishes (and addressed messages) awaiting this connection's answer; every change is
+    /// carried into `shardPending`, which the limit checks: in Redis Cluster mode the shard's
+    /// links share it, so `cluster_max_pending_publishes` bounds the shard, not each link.
+    private var pendingPublishes = 0 {
+        didSet { shardPending.count += pendingPublishes - oldValue }
+    }
+    private let shardPending: PendingPublishCount
     /// Channels with local subscribers (the SUBSCRIBE set), by their raw name.
     private var interest = Set<[UInt8]>()
     /// The script's SHA-1 once SCRIPT LOAD answered on this connection; EVAL until then.
     private var scriptSHA: [UInt8]?
     /// Whether the refusal of this outage was logged (one line per outage, not per publish).
     private var outageLogged = false
+    /// Whether this connection counts in `metrics.connected` (between connect and loss).
+    private var linkUp = false
     private let channelPrefix: [UInt8]
     private let keyPrefix: [UInt8]
     private let shardName: String
     /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
     private var inbox: (channel: [UInt8], all: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
     private let inboxPrefix: [UInt8]
+    /// Redis Cluster mode (`cluster_redis_mode = cluster`): sharded pub/sub (SPUBLISH,
+    /// SSUBSCRIBE, one channel per command since channels of one master lie in different
+    /// slots) and hash-tagged names (`ClusterSlots`), so that a channel's keys and its shard
+    /// channel share a slot.
+    private let sharded: Bool
+    private let scriptSource: String
+    /// Redis Cluster mode: a publish answered MOVED or ASK goes back to the engine that owns
+    /// the slot map (`RedisClusterShardEngine`), with its arguments.
+    package var onRedirect: ((_ redirection: ClusterRedirection, _ arguments: [[UInt8]], _ redirects: Int) -> Void)?
+    /// Redis Cluster mode: the connection is up (the slot map is read on the first link's).
+    package var onConnected: (() -> Void)?
+    /// Redis Cluster mode: the master dropped a shard subscription nobody asked to drop (its
+    /// slot moved to another master): the slot map is stale.
+    package var onSlotLost: (() -> Void)?
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
+    /// This process's incarnation of the node: random, so a node restarted within its TTL is
+    /// a new member to the others; renewed when the others declared this one dead.
+    private var incarnation = UInt64.random(in: 1 ... .max)
+    /// The other nodes as the heartbeats show them (the announcing shard only).
+    private var view: ClusterMembershipView?
+    private var onNodeDied: ((Int) -> Void)?
     /// Far enough in the past for "due now", not so far that the difference overflows.
     private var lastHeartbeatMilliseconds: Int64 = .min / 2
     private let membersKey: [UInt8]
+    private let incarnationsKey: [UInt8]
+    private let declaredDeadKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
-                 metrics: ClusterMetrics, logger: Logger) {
+                 metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount()) {
         self.configuration = configuration
+        self.shardPending = shardPending
         self.options = options
         self.database = database
         self.metrics = metrics
         self.logger = logger
         parser = RESPParser(limits: RESPLimits())
-        channelPrefix = Array((configuration.keyPrefix + ":ch:").utf8)
-        keyPrefix = Array((configuration.keyPrefix + ":{").utf8)
-        inboxPrefix = Array((configuration.keyPrefix + ":node:").utf8)
-        membersKey = Array((configuration.keyPrefix + ":members").utf8)
+        sharded = configuration.redisMode == .cluster
+        // Standalone names stay as they were; in cluster mode the channel's tag starts with
+        // "c:" (never empty, so never the whole key), and membership and inboxes share the
+        // fixed tag `{nodes}` (one master carries them).
+        channelPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":ch:")).utf8)
+        keyPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":{")).utf8)
+        let nodes = configuration.keyPrefix + (sharded ? ":{nodes}" : "")
+        inboxPrefix = Array((nodes + ":node:").utf8)
+        membersKey = Array((nodes + ":members").utf8)
+        incarnationsKey = Array((nodes + ":incarnations").utf8)
+        declaredDeadKey = Array((nodes + ":declared-dead").utf8)
+        scriptSource = RedisChannelScript.source(publishCommand: sharded ? "SPUBLISH" : "PUBLISH")
         shardName = "switchboard-node\(configuration.nodeID)-shard\(shardIndex)"
     }
 
@@ -76,11 +126,22 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         connection = shard.openOutbound(options, delegate: self)
     }
 
-    package var isConnected: Bool { connection?.isConnected ?? false }
+    /// Every entry point asks this (or `assertOnShard`) first, so each checks its thread.
+    package var isConnected: Bool {
+        assertOnShard()
+        return connection?.isConnected ?? false
+    }
+
+    /// Debug builds: traps unless called on the engine's shard thread (once `start` gave it
+    /// one), at every entry point, refusals included. In release builds: one load.
+    private func assertOnShard(_ function: StaticString = #function) {
+        connection?.shard.assertOnShardThread(function)
+    }
 
     // MARK: - Engine
 
     package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             if !outageLogged {
@@ -89,7 +150,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             }
             return .unavailable
         }
-        guard pendingPublishes < configuration.maxPendingPublishes else {
+        guard shardPending.count < configuration.maxPendingPublishes else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
@@ -99,43 +160,116 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         message.append(contentsOf: payload)
         let arguments: [[UInt8]] = [
             keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
-            channelPrefix + channel, Array(String(UInt64.random(in: 1 ... .max)).utf8),
+            pubSubChannel(channel), Array(String(UInt64.random(in: 1 ... .max)).utf8),
             Array(String(configuration.historySize).utf8), Array(String(configuration.historyTTLMilliseconds).utf8),
             message,
         ]
+        let result = publish(arguments: arguments, redirects: 0, asking: false)
+        if result == .sent { metrics.publishes.increment() }
+        return result
+    }
+
+    /// Sends one publish script (a new one, or one redirected here by MOVED or ASK).
+    package func publish(arguments: [[UInt8]], redirects: Int, asking: Bool) -> ClusterPublishResult {
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
         let command: [[UInt8]]
         if let sha = scriptSHA {
             command = [Array("EVALSHA".utf8), sha, Array("2".utf8)] + arguments
         } else {
-            command = [Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + arguments
+            command = [Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments
+        }
+        if asking {
+            pending.append(.asking)
+            write([Array("ASKING".utf8)])
         }
         // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
         // a burst Redis does not take fast enough is refused here, not queued without end.
-        guard write(command, control: false) == .queued else {
+        // A redirected publish was already admitted once: it passes, like a control command.
+        guard write(command, control: redirects > 0) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
-        pending.append(.publish(retry: scriptSHA == nil ? nil : arguments))
+        pending.append(.publish(arguments: arguments, viaSHA: scriptSHA != nil, redirects: redirects))
         pendingPublishes += 1
         connection.setAwaitingInput(true)
-        metrics.publishes.increment()
         return .sent
+    }
+
+    /// The pub/sub channel of a Switchboard channel.
+    private func pubSubChannel(_ channel: [UInt8]) -> [UInt8] {
+        sharded ? channelPrefix + channel + Array("}:pub".utf8) : channelPrefix + channel
+    }
+
+    /// The Switchboard channel of a pub/sub channel of this engine's, or nil.
+    private func channel(ofPubSub name: [UInt8]) -> [UInt8]? {
+        guard name.starts(with: channelPrefix) else { return nil }
+        guard sharded else { return Array(name[channelPrefix.count...]) }
+        let suffix = Array("}:pub".utf8)
+        guard name.count >= channelPrefix.count + suffix.count, name.suffix(suffix.count).elementsEqual(suffix) else { return nil }
+        return Array(name[channelPrefix.count..<(name.count - suffix.count)])
+    }
+
+    /// (Un)subscribes pub/sub channels: one command in standalone mode, one per channel in
+    /// cluster mode (each with its owed confirmation).
+    private func subscription(_ subscribe: Bool, _ channels: [[UInt8]]) {
+        guard sharded else {
+            write([Array((subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE").utf8)] + channels)
+            return
+        }
+        let kind = subscribe ? "ssubscribe" : "sunsubscribe"
+        for channel in channels {
+            pending.append(.shardSubscription(kind: Array(kind.utf8), channel: channel))
+            write([Array(kind.uppercased().utf8), channel])
+        }
+    }
+
+    /// Redis Cluster mode: the slot map (`CLUSTER SLOTS`); nil when not connected or refused.
+    package func clusterSlots(_ completion: @escaping ([ClusterSlotRange]?) -> Void) {
+        guard isConnected else { return completion(nil) }
+        pending.append(.slots(completion))
+        write([Array("CLUSTER".utf8), Array("SLOTS".utf8)])
     }
 
     package func interestAdded(_ channel: [UInt8]) {
         guard interest.insert(channel).inserted else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { write([Array("SUBSCRIBE".utf8), channelPrefix + channel]) }
+        if isConnected { subscription(true, [pubSubChannel(channel)]) }
     }
 
     package func interestRemoved(_ channel: [UInt8]) {
         guard interest.remove(channel) != nil else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { write([Array("UNSUBSCRIBE".utf8), channelPrefix + channel]) }
+        if isConnected { subscription(false, [pubSubChannel(channel)]) }
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
         send(to: inboxPrefix + Array(String(node).utf8), message)
+    }
+
+    package func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult {
+        assertOnShard()
+        guard let connection, connection.isConnected else {
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        }
+        guard shardPending.count < configuration.maxPendingPublishes,
+              write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxPrefix + Array(String(node).utf8), message],
+                    control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return .overLimit
+        }
+        pending.append(.command { [metrics] reply in
+            guard case .integer(let n)? = reply else { return receivers(nil) }
+            if n == 0 { metrics.addressedUndelivered.increment() }
+            receivers(Int(n))
+        })
+        pendingPublishes += 1
+        connection.setAwaitingInput(true)
+        metrics.addressedSent.increment()
+        return .sent
     }
 
     package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
@@ -143,12 +277,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
+        assertOnShard()
         guard let connection, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
-        guard pendingPublishes < configuration.maxPendingPublishes,
-              write([Array("PUBLISH".utf8), inboxChannel, message], control: false) == .queued else {
+        guard shardPending.count < configuration.maxPendingPublishes,
+              write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxChannel, message], control: false) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
@@ -163,18 +298,38 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         let channel = inboxPrefix + Array(String(node).utf8)
         let all = inboxPrefix + Array("all".utf8)
         inbox = (channel, all, handler)
-        if isConnected { write([Array("SUBSCRIBE".utf8), channel, all]) }
+        if isConnected { subscription(true, [channel, all]) }
     }
 
-    package func announceMembership(_ node: Int) {
+    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
         membership = node
-        if isConnected { heartbeat() }
+        self.onNodeDied = onNodeDied
+        // Absence is death only once every live node had time to reconnect and renew after
+        // this one did: Redis restarted empty lists nobody until then.
+        view = ClusterMembershipView(ownNode: node, graceMilliseconds: Int64(configuration.nodeTTLMilliseconds)
+                                     + Int64(configuration.maxBackoffMilliseconds) + Int64(configuration.connectTimeoutMilliseconds))
+        if isConnected {
+            view?.connected(atMilliseconds: connection?.shard.nowMilliseconds ?? 0)
+            heartbeat()
+        }
     }
 
     package func members(_ completion: @escaping ([Int]?) -> Void) {
         guard isConnected else { return completion(nil) }
         pending.append(.members(completion))
-        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("1".utf8), membersKey])
+        write([Array("EVAL".utf8), Array(RedisChannelScript.members.utf8), Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey])
+    }
+
+    package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
+        assertOnShard()
+        guard let connection, connection.isConnected else { return completion(nil) }
+        guard shardPending.count < configuration.maxPendingPublishes, write(arguments, control: false) == .queued else {
+            metrics.publishesOverLimit.increment()
+            return completion(nil)
+        }
+        pending.append(.command(completion))
+        pendingPublishes += 1
+        connection.setAwaitingInput(true)
     }
 
     package func tick(nowMilliseconds: Int64) {
@@ -187,8 +342,44 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard let node = membership, let connection else { return }
         lastHeartbeatMilliseconds = connection.shard.nowMilliseconds
         pending.append(.heartbeat)
-        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("1".utf8), membersKey,
-               Array(String(node).utf8), Array(String(configuration.nodeTTLMilliseconds).utf8)])
+        write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("3".utf8), membersKey, incarnationsKey,
+               declaredDeadKey, Array(String(node).utf8), Array(String(incarnation).utf8),
+               Array(String(configuration.nodeTTLMilliseconds).utf8)])
+    }
+
+    /// A heartbeat's answer: `{declared, {node, incarnation, ...}}` (`RedisChannelScript.heartbeat`).
+    private func heartbeatAnswered(_ value: RESPValue) {
+        guard let node = membership, let connection else { return }
+        guard case .array(let answer) = value, answer.count == 2, case .integer(let declared) = answer[0],
+              case .array(let pairs) = answer[1], pairs.count % 2 == 0 else {
+            if case .simpleError(let e) = value { return logger.error("cluster: Redis refused the heartbeat: \(e)") }
+            metrics.protocolErrors.increment()
+            return logger.error("cluster: Redis answered the heartbeat with \(value)")
+        }
+        var live: [Int: UInt64] = [:]
+        for i in stride(from: 0, to: pairs.count, by: 2) {
+            guard case .bulkString(let n) = pairs[i], case .bulkString(let inc) = pairs[i + 1],
+                  let member = Int(String(decoding: n, as: UTF8.self)),
+                  let memberIncarnation = UInt64(String(decoding: inc, as: UTF8.self)) else { continue }
+            live[member] = memberIncarnation
+        }
+        metrics.members.set(live.count)
+        if declared == 1 {
+            // The others dropped this node's sockets: tell this node's shards, and come back
+            // as a new incarnation, so that a node that missed the absence sees a restart.
+            metrics.declaredDead.increment()
+            incarnation = UInt64.random(in: 1 ... .max)
+            logger.error("cluster: the other nodes declared node \(node) (this one) dead: it was paused or cut off from Redis longer than cluster_node_ttl_ms (\(configuration.nodeTTLMilliseconds) ms); rejoining as a new incarnation")
+            onNodeDied?(node)
+        }
+        guard var view else { return }
+        let died = view.update(live: live, nowMilliseconds: connection.shard.nowMilliseconds)
+        self.view = view
+        for dead in died {
+            metrics.nodeDeaths.increment()
+            logger.warning("cluster: node \(dead) died (membership expired or restarted); its sockets are gone")
+            onNodeDied?(dead)
+        }
     }
 
     // MARK: - Connection
@@ -207,8 +398,11 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func outboundConnected(_ connection: OutboundConnection) {
         metrics.connects.increment()
-        metrics.connected.set(1)
+        // A count, not a flag: in cluster mode a shard has one link per master on one gauge.
+        if !linkUp { metrics.connected.increment() }
+        linkUp = true
         outageLogged = false
+        view?.connected(atMilliseconds: connection.shard.nowMilliseconds)
         logger.notice("cluster: connected to Redis at \(options.host):\(options.port); subscribing to \(interest.count) channels")
         // One pipeline: protocol 3, database, name, script, then every channel of interest.
         pending.append(.hello)
@@ -220,29 +414,36 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.append(.setName)
         write([Array("CLIENT".utf8), Array("SETNAME".utf8), Array(shardName.utf8)])
         pending.append(.scriptLoad)
-        write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(RedisChannelScript.source.utf8)])
+        write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(scriptSource.utf8)])
         var batch: [[UInt8]] = []
         if let inbox { batch += [inbox.channel, inbox.all] }
         for channel in interest {
-            batch.append(channelPrefix + channel)
+            batch.append(pubSubChannel(channel))
             if batch.count == 512 {
-                write([Array("SUBSCRIBE".utf8)] + batch)
+                subscription(true, batch)
                 batch.removeAll(keepingCapacity: true)
             }
         }
-        if !batch.isEmpty { write([Array("SUBSCRIBE".utf8)] + batch) }
+        if !batch.isEmpty { subscription(true, batch) }
         heartbeat()
+        onConnected?()
     }
 
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
-        let wasConnected = metrics.connected.value == 1
-        metrics.connected.set(0)
+        let wasConnected = linkUp
+        if linkUp { metrics.connected.increment(by: -1) }
+        linkUp = false
+        view?.disconnected()
         metrics.disconnects.increment()
         if pendingPublishes > 0 { metrics.publishesUnconfirmed.increment(by: pendingPublishes) }
         let owed = pending
         pending.removeAll()
         // Every waiter hears back exactly once: nil, Redis is gone.
-        for case .members(let completion) in owed { completion(nil) }
+        for entry in owed {
+            if case .members(let completion) = entry { completion(nil) }
+            if case .command(let completion) = entry { completion(nil) }
+            if case .slots(let completion) = entry { completion(nil) }
+        }
         pendingPublishes = 0
         scriptSHA = nil
         parser = RESPParser(limits: RESPLimits())
@@ -278,25 +479,50 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func handle(_ value: RESPValue) {
-        if case .push(let items) = value { return handlePush(items) }
+        if case .push(let items) = value {
+            // A shard channel's (un)subscription confirmation answers the owed command;
+            // one Redis sends unasked (a slot moved away) finds none and is only counted.
+            if sharded, items.count >= 2, case .bulkString(let kind) = items[0], case .bulkString(let channel) = items[1],
+               kind == Array("ssubscribe".utf8) || kind == Array("sunsubscribe".utf8) {
+                if case .shardSubscription(kind, channel) = pending.first {
+                    pending.removeFirst()
+                } else if kind == Array("sunsubscribe".utf8) {
+                    logger.notice("cluster: Redis at \(options.host):\(options.port) dropped the subscription of \(String(decoding: channel, as: UTF8.self)) (its slot moved); reading the slot map again")
+                    onSlotLost?()
+                }
+                return
+            }
+            return handlePush(items)
+        }
         guard let owed = pending.popFirst() else {
             metrics.protocolErrors.increment()
             logger.error("cluster: a Redis reply nobody asked for; reconnecting")
             return connection?.reconnect() ?? ()
         }
         switch owed {
-        case .hello, .select, .setName:
+        case .hello, .select, .setName, .asking:
             if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
+        case .shardSubscription:
+            // Only an error answers here (a confirmation is a push): the slot is elsewhere now.
+            if case .simpleError(let e) = value {
+                logger.warning("cluster: Redis refused a shard subscription: \(e)")
+                if let redirection = ClusterRedirection(e) { onRedirect?(redirection, [], 0) }
+            }
+        case .slots(let completion):
+            completion(ClusterSlotRange.parse(value))
         case .scriptLoad:
             if case .bulkString(let sha) = value { scriptSHA = sha }
         case .heartbeat:
-            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the heartbeat: \(e)") }
+            heartbeatAnswered(value)
         case .members(let completion):
             guard case .array(let items) = value else {
                 logger.error("cluster: Redis answered the membership query with \(value)")
                 return completion(nil)
             }
             completion(items.compactMap { if case .bulkString(let b) = $0 { Int(String(decoding: b, as: UTF8.self)) } else { nil } }.sorted())
+        case .command(let completion):
+            pendingPublishes -= 1
+            completion(value)
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }
@@ -304,16 +530,19 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused an addressed message: \(e)")
             }
-        case .publish(let retry):
+        case .publish(let arguments, let viaSHA, let redirects):
             pendingPublishes -= 1
             if case .simpleError(let e) = value {
-                if e.hasPrefix("NOSCRIPT"), let retry {
+                if e.hasPrefix("NOSCRIPT"), viaSHA {
                     // The server lost its script cache (SCRIPT FLUSH): send the script itself.
                     scriptSHA = nil
-                    pending.append(.publish(retry: nil))
+                    pending.append(.publish(arguments: arguments, viaSHA: false, redirects: redirects))
                     pendingPublishes += 1
-                    write([Array("EVAL".utf8), Array(RedisChannelScript.source.utf8), Array("2".utf8)] + retry)
+                    write([Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments)
                     return
+                }
+                if sharded, let onRedirect, let redirection = ClusterRedirection(e) {
+                    return onRedirect(redirection, arguments, redirects)
                 }
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused a publish: \(e)")
@@ -322,7 +551,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     private func handlePush(_ items: [RESPValue]) {
-        guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array("message".utf8),
+        guard items.count == 3, case .bulkString(let kind) = items[0], kind == Array((sharded ? "smessage" : "message").utf8),
               case .bulkString(let redisChannel) = items[1], case .bulkString(let framed) = items[2] else {
             return  // subscribe/unsubscribe confirmations and other pushes
         }
@@ -330,14 +559,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }
-        guard redisChannel.starts(with: channelPrefix), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
+        guard let channel = channel(ofPubSub: redisChannel), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
             metrics.protocolErrors.increment()
             return
         }
         metrics.deliveries.increment()
-        let channel = Array(redisChannel[channelPrefix.count...])
         framed.withUnsafeBytes { all in
             delegate?.clusterDeliver(channel: channel, kind: messageKind, payload: UnsafeRawBufferPointer(rebasing: all[start...]), position: position)
         }
     }
+}
+
+/// The publishes one shard has awaiting Redis's answer, over all its Redis connections (one in
+/// standalone mode, one per master in cluster mode). Shard thread only.
+package final class PendingPublishCount {
+    package var count = 0
+    package init() {}
 }

@@ -14,6 +14,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private let maxEvents = 256
     /// Connections that still had input when their read budget for the turn ran out.
     private var readAgain: [Int32] = []
+    /// The `readAgain` of the previous turn, being read (swapped, not copied: see `flushPending`).
+    private var readAgainScratch: [Int32] = []
     private var iovecs: UnsafeMutablePointer<iovec>
     private static let doorbellToken: UInt64 = .max
     /// Set in the token of an outbound connect being watched (connection tokens never have it:
@@ -21,6 +23,13 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private static let connectTokenBit: UInt64 = 1 << 63
     /// Reads per connection per turn before others get a go (edge-triggered fairness).
     private let readBudget = 8
+    /// Sockets read between two flushes within a turn. Replies are written at the end of the
+    /// turn (one vectored write per socket for all it was sent in the turn), but with epoll the
+    /// turn also makes every socket's read system call: at `maxEvents` sockets a reply would wait
+    /// for 256 reads and their handling (~1 ms), the epoll tail at 1,000 connections. Flushing
+    /// every this many bounds that wait to 32 reads; below it (a few busy sockets, a fan-out
+    /// from one publisher) the turn writes exactly as before, once at its end.
+    private let readsPerFlush = 32
 
     override var backendName: String { "epoll" }
 
@@ -148,15 +157,16 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         doorbell.cancelSleep()
         refreshClock()
-        let again = readAgain
-        readAgain.removeAll(keepingCapacity: true)
-        for s in again {
+        swap(&readAgain, &readAgainScratch)
+        defer { readAgainScratch.removeAll(keepingCapacity: true) }
+        for s in readAgainScratch {
             let slot = Int(s)
             if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot) {
                 readAgain.append(s)
             }
         }
         guard count > 0 else { return }
+        var readsSinceFlush = 0
         for i in 0..<Int(count) {
             let data = eventData[i]
             if data == Self.doorbellToken {
@@ -178,6 +188,11 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             if ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
                 let peerClosed = ev & (SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0
                 if readAvailable(slot, peerClosed: peerClosed) { readAgain.append(Int32(slot)) }
+                readsSinceFlush += 1
+                if readsSinceFlush == readsPerFlush {
+                    readsSinceFlush = 0
+                    flushPending()
+                }
             }
         }
     }

@@ -39,11 +39,21 @@ struct SendQueue {
 
     private(set) var first: Chunk?
     private var rest: [Chunk] = []
-    private var restHead = 0
     /// Unsent payload bytes.
     private(set) var queuedBytes = 0
     /// Payload bytes sent since the queue was made (for "has this byte left yet?" marks).
     private(set) var sentBytesTotal: UInt64 = 0
+    /// `restHead`'s storage, declared last: a connection packs its state and flags into the
+    /// four bytes after it (issue 16 item 2). `rest` is compacted long before 2^31 entries.
+    private var restHeadIndex: Int32 = 0
+    /// Entries of `rest` already moved to `first`.
+    private var restHead: Int {
+        get { Int(restHeadIndex) }
+        set {
+            assert(newValue >= 0 && newValue <= Int(Int32.max))
+            restHeadIndex = Int32(truncatingIfNeeded: newValue)
+        }
+    }
 
     var isEmpty: Bool { first == nil }
     var chunkCount: Int { first == nil ? 0 : 1 + rest.count - restHead }

@@ -112,43 +112,79 @@ enum ConnectionState: UInt8 {
     case closing
 }
 
+///
+/// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept to 96
+/// bytes (`ConnectionLayoutTests` checks it): the send queue first (its last field is 4 bytes,
+/// which the state and flags share), the flags as bits, the in-flight send size in 32 bits.
+/// Swift lays stored properties out in declaration order, so the order below is the layout.
 struct Connection {
+    var queue: SendQueue
+    var state: ConnectionState = .free
+    /// The booleans below, one bit each.
+    private var flags: ConnectionFlags = [.lingerAfterFlush]
     var fd: Int32 = -1
     var generation: UInt32 = 0
-    var state: ConnectionState = .free
-    /// io_uring: a multishot receive is armed.
-    var recvArmed = false
-    /// io_uring: a send is in flight; epoll: unused.
-    var sendInFlight = false
-    /// io_uring: a cancel for the receive was submitted.
-    var cancelSubmitted = false
-    /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
-    var writeBlocked = false
-    /// In `flushList` this turn.
-    var flushQueued = false
-    /// Draining ends with a lingering close (true) or an immediate one.
-    var lingerAfterFlush = true
-    /// In `finalizeList` this turn.
-    var finalizeQueued = false
-    /// Bytes handed to the kernel by the in-flight send.
-    var sendSubmittedBytes = 0
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
-    var queue: SendQueue
+    /// `sendSubmittedBytes`' storage. One send moves at most 2^31 - 4096 bytes on Linux
+    /// (MAX_RW_COUNT), so 32 bits hold any submitted size.
+    private var sendSubmittedCount: UInt32 = 0
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? = nil
-    /// Reading is paused (`Shard.pauseReading`): nothing is delivered until it resumes.
-    var readPaused = false
     /// Bytes the kernel had already received when reading paused (io_uring completions in
     /// flight), delivered in order on resume. Charged to the shard's memory budget.
     var held: [UInt8] = []
-    /// The peer's end (EOF or an error) came while paused: the connection closes once the
-    /// held bytes are delivered on resume.
-    var heldEnd = false
     /// An outbound connection's owner: its events go there instead of to the handler.
     var outbound: OutboundConnection? = nil
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
+
+    /// Bytes handed to the kernel by the in-flight send.
+    var sendSubmittedBytes: Int {
+        get { Int(sendSubmittedCount) }
+        set {
+            assert(newValue >= 0 && newValue <= Int(UInt32.max), "a send larger than the kernel moves at once")
+            sendSubmittedCount = UInt32(truncatingIfNeeded: newValue)
+        }
+    }
+
+    /// io_uring: a multishot receive is armed.
+    var recvArmed: Bool { get { flags.contains(.recvArmed) } set { flags.set(.recvArmed, newValue) } }
+    /// io_uring: a send is in flight; epoll: unused.
+    var sendInFlight: Bool { get { flags.contains(.sendInFlight) } set { flags.set(.sendInFlight, newValue) } }
+    /// io_uring: a cancel for the receive was submitted.
+    var cancelSubmitted: Bool { get { flags.contains(.cancelSubmitted) } set { flags.set(.cancelSubmitted, newValue) } }
+    /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
+    var writeBlocked: Bool { get { flags.contains(.writeBlocked) } set { flags.set(.writeBlocked, newValue) } }
+    /// In `flushList` this turn.
+    var flushQueued: Bool { get { flags.contains(.flushQueued) } set { flags.set(.flushQueued, newValue) } }
+    /// Draining ends with a lingering close (true) or an immediate one.
+    var lingerAfterFlush: Bool { get { flags.contains(.lingerAfterFlush) } set { flags.set(.lingerAfterFlush, newValue) } }
+    /// In `finalizeList` this turn.
+    var finalizeQueued: Bool { get { flags.contains(.finalizeQueued) } set { flags.set(.finalizeQueued, newValue) } }
+    /// Reading is paused (`Shard.pauseReading`): nothing is delivered until it resumes.
+    var readPaused: Bool { get { flags.contains(.readPaused) } set { flags.set(.readPaused, newValue) } }
+    /// The peer's end (EOF or an error) came while paused: the connection closes once the
+    /// held bytes are delivered on resume.
+    var heldEnd: Bool { get { flags.contains(.heldEnd) } set { flags.set(.heldEnd, newValue) } }
+}
+
+/// `Connection`'s booleans as bits (see the properties of the same names there).
+struct ConnectionFlags: OptionSet {
+    let rawValue: UInt16
+    static let recvArmed = ConnectionFlags(rawValue: 1 << 0)
+    static let sendInFlight = ConnectionFlags(rawValue: 1 << 1)
+    static let cancelSubmitted = ConnectionFlags(rawValue: 1 << 2)
+    static let writeBlocked = ConnectionFlags(rawValue: 1 << 3)
+    static let flushQueued = ConnectionFlags(rawValue: 1 << 4)
+    static let lingerAfterFlush = ConnectionFlags(rawValue: 1 << 5)
+    static let finalizeQueued = ConnectionFlags(rawValue: 1 << 6)
+    static let readPaused = ConnectionFlags(rawValue: 1 << 7)
+    static let heldEnd = ConnectionFlags(rawValue: 1 << 8)
+
+    @inline(__always) mutating func set(_ flag: ConnectionFlags, _ on: Bool) {
+        if on { insert(flag) } else { remove(flag) }
+    }
 }
 
 /// One shard: a thread that owns its connections outright (sockets, send queues, timers) and
@@ -192,6 +228,8 @@ package class Shard: @unchecked Sendable {
     var requestTimers: TimerList
     var lingerTimers: TimerList
     var flushList: [Int32] = []
+    /// The list `flushPending` works through, swapped with `flushList` (see there).
+    private var flushScratch: [Int32] = []
     var finalizeList: [Int32] = []
     /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
     /// closed meanwhile is skipped.
@@ -777,9 +815,11 @@ package class Shard: @unchecked Sendable {
 
     func flushPending() {
         guard !flushList.isEmpty else { return }
-        let list = flushList
-        flushList.removeAll(keepingCapacity: true)
-        for s in list {
+        // Swapped, not copied: a copy made `removeAll(keepingCapacity:)` allocate a new buffer
+        // (the old one was shared), a malloc per flush (per turn, per message at low rates).
+        swap(&flushList, &flushScratch)
+        defer { flushScratch.removeAll(keepingCapacity: true) }
+        for s in flushScratch {
             let slot = Int(s)
             connections[slot].flushQueued = false
             let st = connections[slot].state

@@ -47,9 +47,9 @@ public final class ConnectionBroker: Sendable {
     private let messageIds = Atomic<Int>(0)
     /// The broker running the handlers, for the diagnostics below only (never on a request's
     /// path, so this lock is never taken by the protocol itself).
-    private let diagnostics = Mutex(DiagnosticsBroker())
+    let diagnostics = Mutex(DiagnosticsBroker())
 
-    private struct DiagnosticsBroker {
+    struct DiagnosticsBroker {
         weak var broker: Broker?
         var shardCount = 0
     }
@@ -122,24 +122,31 @@ private final class DiagnosticsAnswer: Sendable {
 /// owns) and talks to the other shards' handlers by posting closures (`post`, `postReliable`).
 /// See `ConnectionRegistry.swift` for the design and its ordering arguments.
 public final class ConnectionBrokerHandler: WorkerHandler {
-    private let context: ShardContext
-    private let shared: ConnectionBroker
-    private let options: ConnectionBrokerOptions
-    private let metrics: ConnectionBrokerMetrics
-    private let shardIndex: Int
-    private let shardCount: Int
+    let context: ShardContext
+    let shared: ConnectionBroker
+    let options: ConnectionBrokerOptions
+    let metrics: ConnectionBrokerMetrics
+    let shardIndex: Int
+    let shardCount: Int
     /// `options.profile == .reference`: replies as the reference implementation does.
     private let reference: Bool
     /// This shard's records.
-    fileprivate(set) var registry = ConnectionRegistry()
+    var registry = ConnectionRegistry()
     /// Protocol state of this shard's sockets that sent something.
-    private var sessions: [SocketID: Session] = [:]
+    var sessions: [SocketID: Session] = [:]
     /// Answers and clean-ups other shards refused for now, per destination shard, in order.
     private var outbox: [Int: [CrossShardWork]] = [:]
     /// A retry of the outbox is posted to this shard.
     private var retryPosted = false
     /// Tags the request a session waits for, so an answer is matched to its request.
     private var nextTicket: UInt64 = 0
+    /// This node's number in a cluster (`cluster_engine = redis`), nil on one node.
+    let clusterNode: Int?
+    /// The Redis keys of the cluster-wide roles (cluster only).
+    let roleKeys: ConnectionBrokerRoleKeys?
+    /// Sockets waiting for another node's answer: that node, and the failure to answer with
+    /// if it is declared dead first (`peerNodeDied`).
+    var remoteWaits: [SocketID: (node: Int, fail: () -> Void)] = [:]
 
     /// Work for a handler on another shard; runs there with that handler.
     typealias CrossShardWork = @Sendable (ConnectionBrokerHandler) -> Void
@@ -152,6 +159,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         shardIndex = context.shardIndex
         shardCount = context.shardCount
         reference = shared.options.profile == .reference
+        clusterNode = context.clusterNodeID
+        roleKeys = clusterNode == nil ? nil : ConnectionBrokerRoleKeys(keyPrefix: context.broker.configuration.cluster.keyPrefix)
         shared.handlers[context] = self
         shared.attach(context)
     }
@@ -159,7 +168,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     // MARK: - Sessions
 
     /// A socket's protocol state on its shard.
-    private struct Session {
+    struct Session {
         enum Registration {
             case unregistered
             case registered(UUID4)
@@ -233,7 +242,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
     }
 
-    private func newTicket() -> UInt64 {
+    func newTicket() -> UInt64 {
         nextTicket &+= 1
         return nextTicket
     }
@@ -251,6 +260,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {
         flushOutbox()
+        remoteWaits[socketId] = nil  // an answer from another node now finds no wait, as here
         guard let session = sessions.removeValue(forKey: socketId), let me = session.id else { return }
         disconnect(me)
     }
@@ -294,7 +304,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     /// Runs the parked requests of `socket` until one waits again.
-    private func resume(_ socket: SocketID) {
+    func resume(_ socket: SocketID) {
         while let next = sessions[socket]?.popParked() {
             switch next {
             case .binary: process(.binary([]), socket)
@@ -317,7 +327,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// Runs an answer or a clean-up on `shard`'s handler: directly when it is this shard,
     /// otherwise posted, in order; a refused post waits in the outbox (never dropped).
-    private func postReliable(to shard: Int, _ work: @escaping CrossShardWork) {
+    func postReliable(to shard: Int, _ work: @escaping CrossShardWork) {
         if shard == shardIndex { return work(self) }
         if outbox[shard] == nil, execute(on: shard, work).isQueued { return }
         metrics.crossShardRetried.increment()
@@ -325,7 +335,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         scheduleRetry()
     }
 
-    private func execute(on shard: Int, _ work: @escaping CrossShardWork) -> Enqueued {
+    func execute(on shard: Int, _ work: @escaping CrossShardWork) -> Enqueued {
         let handlers = shared.handlers
         return context.broker.execute(onShard: shard) { context in
             guard let handler = handlers[context] else { return }
@@ -362,7 +372,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// Builds `{"type":…,"id":N[,"replyTo":R]…}` (fields in the reference's order) and sends it
     /// to a socket of this shard; true when it is in the socket's send queue.
     @discardableResult
-    private func send(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, _ fields: (inout JSONWriter) -> Void) -> Bool {
+    func send(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, _ fields: (inout JSONWriter) -> Void) -> Bool {
         var w = JSONWriter()
         w.string("type", type)
         w.int("id", shared.nextMessageId())
@@ -385,7 +395,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// The reference's only failure: `{"type":"error","error":T,"replyTo":R,"id":N}` (its field
     /// order: the thrown error, then `replyTo`, then the message id).
-    private func sendReferenceError(_ socket: SocketID, replyTo: [UInt8]?, _ error: String) {
+    func sendReferenceError(_ socket: SocketID, replyTo: [UInt8]?, _ error: String) {
         var w = JSONWriter()
         w.string("type", "error")
         w.string("error", error)
@@ -407,7 +417,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// The `*_failed` reply of a request: `error`, after the request's own `key` field when it
     /// was a string (the spec's failures repeat `targetId` / `channelId`).
-    private func sendFailure(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, echoing key: StaticString? = nil, _ value: String? = nil, error: String) {
+    func sendFailure(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, echoing key: StaticString? = nil, _ value: String? = nil, error: String) {
         if reference { return sendReferenceError(socket, replyTo: replyTo, error) }
         send(socket, type, replyTo: replyTo) { w in
             if let key, let value { w.string(key, value) }
@@ -547,16 +557,17 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     /// Marks `socket` as waiting for `waiting`'s answer (its later requests park).
-    private func wait(_ socket: SocketID, _ waiting: Session.Waiting) {
+    func wait(_ socket: SocketID, _ waiting: Session.Waiting) {
         assert(sessions[socket]?.waiting == nil, "one request in flight per connection")
         sessions[socket, default: Session()].waiting = waiting
     }
 
     /// The answer for `socket`'s request `ticket` arrived: true (and the session no longer
     /// waits) when the socket is still there and waits for it.
-    private func takeWaiting(_ socket: SocketID, _ ticket: UInt64) -> Session.Waiting? {
+    func takeWaiting(_ socket: SocketID, _ ticket: UInt64) -> Session.Waiting? {
         guard let waiting = sessions[socket]?.waiting, waiting.ticket == ticket else { return nil }
         sessions[socket]!.waiting = nil
+        remoteWaits[socket] = nil
         return waiting
     }
 
@@ -577,11 +588,12 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.roleTooLong.increment()
             return fail("Role too long")
         }
-        var fresh = UUID4.random(home: shardIndex, shardCount: shardCount)
-        while registry.connections[fresh] != nil { fresh = UUID4.random(home: shardIndex, shardCount: shardCount) }
+        var fresh = UUID4.random(home: shardIndex, shardCount: shardCount, node: clusterNode)
+        while registry.connections[fresh] != nil { fresh = UUID4.random(home: shardIndex, shardCount: shardCount, node: clusterNode) }
         let id = fresh
-        let owner = roleOwner(role, shardCount: shardCount)
         let maxPerRole = options.maxConnectionsPerRole
+        if roleKeys != nil { return registerInCluster(r.socket, r.replyTo, id, role, maxPerRole: maxPerRole) }
+        let owner = roleOwner(role, shardCount: shardCount)
         if owner == shardIndex {
             let admitted = registry.admit(id, to: role, maxPerRole: maxPerRole)
             return completeRegister(r.socket, id, role, admitted, replyTo: r.replyTo)
@@ -595,7 +607,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         wait(socket, .register(ticket: ticket, replyTo: r.replyTo))
     }
 
-    private func registerAnswered(_ socket: SocketID, _ ticket: UInt64, _ id: UUID4, _ role: String, _ admitted: Bool) {
+    func registerAnswered(_ socket: SocketID, _ ticket: UInt64, _ id: UUID4, _ role: String, _ admitted: Bool) {
         guard case .register(_, let replyTo)? = takeWaiting(socket, ticket) else {
             // The socket went away while its register was in flight: take the id back out.
             if admitted { removeMember(id, from: role) }
@@ -617,7 +629,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         send(socket, "registered", replyTo: replyTo) { $0.string("connectionId", id.description) }
     }
 
-    private func removeMember(_ id: UUID4, from role: String) {
+    func removeMember(_ id: UUID4, from role: String) {
+        if roleKeys != nil { return removeMemberInCluster(id, from: role) {} }
         postReliable(to: roleOwner(role, shardCount: shardCount)) { $0.registry.removeMember(id, from: role) }
     }
 
@@ -635,8 +648,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.roleTooLong.increment()
             return fail("Role too long")
         }
-        let owner = roleOwner(role, shardCount: shardCount)
         let limit = options.maxListResults
+        if roleKeys != nil { return listInCluster(r.socket, r.replyTo, role, limit: limit) }
+        let owner = roleOwner(role, shardCount: shardCount)
         if owner == shardIndex {
             let (ids, total) = listMembers(of: role, limit: limit)
             return completeList(r.socket, ids, cut: total > ids.count, replyTo: r.replyTo)
@@ -658,7 +672,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         return answer
     }
 
-    private func listAnswered(_ socket: SocketID, _ ticket: UInt64, _ ids: [UUID4], cut: Bool) {
+    func listAnswered(_ socket: SocketID, _ ticket: UInt64, _ ids: [UUID4], cut: Bool) {
         guard case .list(_, let replyTo)? = takeWaiting(socket, ticket) else { return }
         completeList(socket, ids, cut: cut, replyTo: replyTo)
         resume(socket)
@@ -708,6 +722,13 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             return fail("Too many open channels")
         }
         let socket = r.socket
+        if let node = remoteNode(of: target) {
+            guard openOnNode(node, socket, r.replyTo, me: me, target: target, targetText: targetText) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+            return
+        }
         let targetHome = target.home(shardCount: shardCount)
         if targetHome == shardIndex {
             let answer = acceptChannel(target: target, opener: me, openerSocket: socket)
@@ -727,8 +748,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     /// On the target's home: creates the target's end and tells the target.
-    private func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID) -> OpenAnswer {
-        switch registry.acceptChannel(target: target, opener: opener, openerSocket: openerSocket, maxChannels: options.maxChannelsPerConnection, home: shardIndex, shardCount: shardCount) {
+    func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID) -> OpenAnswer {
+        switch registry.acceptChannel(target: target, opener: opener, openerSocket: openerSocket, maxChannels: options.maxChannelsPerConnection, home: shardIndex, shardCount: shardCount, node: clusterNode) {
         case .targetNotFound: return .targetNotFound
         case .targetTooMany: return .targetTooMany
         case .accepted(let channel, let targetSocket):
@@ -746,15 +767,22 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
     }
 
-    private func openAnswered(_ socket: SocketID, _ ticket: UInt64, _ me: UUID4, _ target: UUID4, _ answer: OpenAnswer) {
-        registry.setOpensInFlight(me, -1)
+    func openAnswered(_ socket: SocketID, _ ticket: UInt64, _ me: UUID4, _ target: UUID4, _ answer: OpenAnswer) {
         guard case .open(_, let replyTo, let targetText)? = takeWaiting(socket, ticket) else {
-            // The opener went away meanwhile: close the target's new end.
-            if case .opened(let channel, _) = answer {
-                postReliable(to: target.home(shardCount: shardCount)) { $0.peersGone(me, [(channel, target)]) }
+            // The opener went away meanwhile (its record, and so its count of opens in flight,
+            // went with it), or in a cluster a failure was answered first: close the target's
+            // new end.
+            if case .opened(let channel, let targetSocket) = answer {
+                if let node = remoteNode(of: targetSocket) {
+                    sendRemoteReliable(node, .peersGone(gone: me, ends: [(channel, target)]))
+                } else {
+                    postReliable(to: target.home(shardCount: shardCount)) { $0.peersGone(me, [(channel, target)]) }
+                }
             }
             return
         }
+        // Exactly one answer takes the wait, so the open in flight is counted down once.
+        registry.setOpensInFlight(me, -1)
         completeOpen(socket, me, target, targetText, answer, replyTo: replyTo)
         resume(socket)
     }
@@ -777,7 +805,11 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             // A self channel has one end, the target's. The opener is registered (a socket that
             // left never gets here); only an id already among its ends (2^-122) is refused.
             if target != me, !registry.addEnd(channel, to: me, .init(peer: target, peerSocket: targetSocket, isTarget: false)) {
-                postReliable(to: targetSocket.shard) { $0.peersGone(me, [(channel, target)]) }
+                if let node = remoteNode(of: targetSocket) {
+                    sendRemoteReliable(node, .peersGone(gone: me, ends: [(channel, target)]))
+                } else {
+                    postReliable(to: targetSocket.shard) { $0.peersGone(me, [(channel, target)]) }
+                }
                 metrics.deliveryFailed.increment()
                 return fail("Delivery failed")
             }
@@ -810,7 +842,12 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         let (text, payloadBytes) = channelMessage(r, channelText)
         let peer = end.peer
         let peerHome = end.peerSocket.shard
-        if peerHome == shardIndex {
+        if let node = remoteNode(of: end.peerSocket) {
+            guard sendRemote(node, .deliver(channel: channel, sender: me, party: peer, text: text)) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+        } else if peerHome == shardIndex {
             guard deliver(channel, from: me, to: peer, text) else {
                 metrics.deliveryFailed.increment()
                 return fail("Delivery failed")
@@ -851,11 +888,11 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// On the recipient's home: hands `text` to `party` if it still has its end of `channel`
     /// (to `sender`); a message that crossed a close or a disconnect is dropped, counted.
     @discardableResult
-    private func deliver(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Bool {
+    func deliver(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Bool {
         deliverReporting(channel, from: sender, to: party, text) == .delivered
     }
 
-    private func deliverReporting(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Delivery {
+    func deliverReporting(_ channel: UUID4, from sender: UUID4, to party: UUID4, _ text: String) -> Delivery {
         guard let end = registry.end(of: channel, heldBy: party), end.peer == sender,
               let socket = registry.connections[party]?.socket else {
             metrics.messagesDropped.increment()
@@ -878,8 +915,15 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.channelNotFound.increment()
             return fail("Channel not found")
         }
-        let peer = end.peer, peerHome = end.peerSocket.shard
-        if peerHome != shardIndex {
+        let peer = end.peer, remote = remoteNode(of: end.peerSocket)
+        // Another node's peer has no local home (never `shardIndex` below).
+        let peerHome = remote == nil ? end.peerSocket.shard : -1
+        if let remote {
+            guard sendRemote(remote, .peerClosed(channel: channel, closer: me, party: peer)) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+        } else if peerHome != shardIndex {
             // The peer's home first: if it refuses, nothing changed and the client may retry.
             guard post(to: peerHome, { $0.peerClosed(channel, by: me, party: peer) }) else {
                 metrics.deliveryFailed.increment()
@@ -899,21 +943,21 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     }
 
     @discardableResult
-    private func removeEnd(_ channel: UUID4, of party: UUID4, peer: UUID4) -> Bool {
+    func removeEnd(_ channel: UUID4, of party: UUID4, peer: UUID4) -> Bool {
         guard let end = registry.removeEnd(channel, of: party, peer: peer) else { return false }
         if end.isTarget { metrics.openChannels.decrement() }
         return true
     }
 
     /// On `party`'s home: its peer `closer` closed `channel` (or went away).
-    private func peerClosed(_ channel: UUID4, by closer: UUID4, party: UUID4) {
+    func peerClosed(_ channel: UUID4, by closer: UUID4, party: UUID4) {
         // Absent when the party closed it too (both get channel_closed) or is gone itself.
         guard removeEnd(channel, of: party, peer: closer), let socket = registry.connections[party]?.socket else { return }
         send(socket, "channel_closed_notification", replyTo: nil) { $0.string("channelId", channel.description) }
     }
 
     /// On the peers' home: `gone` disconnected; each listed party loses its end.
-    private func peersGone(_ gone: UUID4, _ ends: [(channel: UUID4, party: UUID4)]) {
+    func peersGone(_ gone: UUID4, _ ends: [(channel: UUID4, party: UUID4)]) {
         for (channel, party) in ends { peerClosed(channel, by: gone, party: party) }
     }
 
@@ -926,16 +970,30 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             preconditionFailure("registered session \(me) without a record")
         }
         metrics.registeredConnections.decrement()
-        removeMember(me, from: record.role)
-        var byHome: [Int: [(channel: UUID4, party: UUID4)]] = [:]
+        // Keyed by the peer socket's node and shard (its top 16 bits): one post per home.
+        var byHome: [UInt64: [(channel: UUID4, party: UUID4)]] = [:]
         for (channel, end) in record.channels {
             metrics.channelsClosedByDisconnect.increment()
             if end.isTarget { metrics.openChannels.decrement() }
-            if end.peer != me { byHome[end.peerSocket.shard, default: []].append((channel, end.peer)) }
+            if end.peer != me { byHome[end.peerSocket.rawValue >> 48, default: []].append((channel, end.peer)) }
         }
-        for (home, ends) in byHome {
-            postReliable(to: home) { $0.peersGone(me, ends) }
+        let notify = { [unowned self] in
+            for (home, ends) in byHome {
+                let node = Int(home >> 8), shard = Int(home & 0xFF)
+                if let clusterNode, node != clusterNode {
+                    sendRemoteReliable(node, .peersGone(gone: me, ends: ends))
+                } else {
+                    postReliable(to: shard) { $0.peersGone(me, ends) }
+                }
+            }
         }
+        guard roleKeys != nil else {
+            removeMember(me, from: record.role)
+            return notify()
+        }
+        // In a cluster the peers hear of it once Redis removed the member: whoever saw the
+        // notification then lists the role without it, on any node.
+        removeMemberInCluster(me, from: record.role, then: notify)
     }
 
     // MARK: - The reference profile's open, message and close
@@ -950,7 +1008,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             return fail("Target connection not found")
         }
         guard let me = sessions[r.socket]?.id else {
-            return probe(r, home: target.home(shardCount: shardCount), .target) { $0.registry.connections[target] != nil }
+            return probe(r, home: target.home(shardCount: shardCount), .target, remote: (.target, target)) { $0.registry.connections[target] != nil }
         }
         openRegistered(r, me: me, target: target, targetText: targetText, fail: fail)
     }
@@ -966,10 +1024,17 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
         let me = sessions[r.socket]?.id
         guard let me, let end = registry.end(of: channel, heldBy: me) else {
-            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil)) { $0.registry.channelExists(channel) }
+            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil), remote: (.channel, channel)) { $0.registry.channelExists(channel) }
         }
         let (text, payloadBytes) = channelMessage(r, channelText)
         let peer = end.peer, peerHome = end.peerSocket.shard
+        if let node = remoteNode(of: end.peerSocket) {
+            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: false, channel: channel, me: me, peer: peer, text: text, payloadBytes: payloadBytes) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+            return
+        }
         if peerHome == shardIndex {
             return completeRouted(r.socket, close: false, channelText, deliverReporting(channel, from: me, to: peer, text), payloadBytes: payloadBytes, replyTo: r.replyTo)
         }
@@ -995,9 +1060,17 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
         let me = sessions[r.socket]?.id
         guard let me, let end = registry.end(of: channel, heldBy: me) else {
-            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil)) { $0.registry.channelExists(channel) }
+            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil), remote: (.channel, channel)) { $0.registry.channelExists(channel) }
         }
         let peer = end.peer, peerHome = end.peerSocket.shard
+        if let node = remoteNode(of: end.peerSocket) {
+            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: true, channel: channel, me: me, peer: peer, text: "", payloadBytes: 0) else {
+                metrics.deliveryFailed.increment()
+                return fail("Delivery failed")
+            }
+            removeEnd(channel, of: me, peer: peer)
+            return
+        }
         if peerHome == shardIndex {
             removeEnd(channel, of: me, peer: peer)
             if peer == me {
@@ -1021,7 +1094,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         wait(socket, .routed(ticket: ticket, replyTo: r.replyTo, close: true, channelText: channelText))
     }
 
-    private func routedAnswered(_ socket: SocketID, _ ticket: UInt64, _ delivery: Delivery, payloadBytes: Int) {
+    func routedAnswered(_ socket: SocketID, _ ticket: UInt64, _ delivery: Delivery, payloadBytes: Int) {
         guard case .routed(_, let replyTo, let close, let channelText)? = takeWaiting(socket, ticket) else { return }
         completeRouted(socket, close: close, channelText, delivery, payloadBytes: payloadBytes, replyTo: replyTo)
         resume(socket)
@@ -1050,7 +1123,14 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     /// Asks `home` whether the target or channel of `r` exists, for the failure text the
     /// reference's check order gives (locally when `home` is this shard).
-    private func probe(_ r: Request, home: Int, _ kind: Session.ProbeKind, _ query: @escaping @Sendable (ConnectionBrokerHandler) -> Bool) {
+    private func probe(_ r: Request, home: Int, _ kind: Session.ProbeKind, remote: (ConnectionBrokerRemote.ProbeQuery, UUID4),
+                       _ query: @escaping @Sendable (ConnectionBrokerHandler) -> Bool) {
+        if let node = remoteNode(of: remote.1) {
+            guard probeOnNode(node, r.socket, r.replyTo, kind, remote.0, remote.1) else {
+                return sendReferenceError(r.socket, replyTo: r.replyTo, "Server busy")
+            }
+            return
+        }
         if home == shardIndex { return completeProbe(r.socket, kind, found: query(self), replyTo: r.replyTo) }
         let socket = r.socket, ticket = newTicket(), origin = shardIndex
         let posted = post(to: home) { handler in
@@ -1061,7 +1141,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         wait(socket, .probe(ticket: ticket, replyTo: r.replyTo, kind: kind))
     }
 
-    private func probeAnswered(_ socket: SocketID, _ ticket: UInt64, _ found: Bool) {
+    func probeAnswered(_ socket: SocketID, _ ticket: UInt64, _ found: Bool) {
         guard case .probe(_, let replyTo, let kind)? = takeWaiting(socket, ticket) else { return }
         completeProbe(socket, kind, found: found, replyTo: replyTo)
         resume(socket)

@@ -25,14 +25,20 @@ struct UUID4: Hashable, Sendable, CustomStringConvertible {
     /// `shardCount`, plus `home`. Each id of that residue class is equally likely (the map is
     /// `shardCount`-to-one onto it); the rare draw (about `shardCount` in 2^62) whose result
     /// leaves the variant bits draws again.
-    static func random(home: Int, shardCount: Int) -> UUID4 {
+    ///
+    /// In a cluster (`node` not nil) the top byte of `high` is the node's number (0...255),
+    /// so any node finds an id's node from the id alone, as it finds its shard; 114 bits stay
+    /// random.
+    static func random(home: Int, shardCount: Int, node: Int? = nil) -> UUID4 {
         precondition(shardCount > 0 && home >= 0 && home < shardCount, "home \(home) outside 0..<\(shardCount)")
+        precondition(node.map { (0...255).contains($0) } ?? true, "node \(node ?? -1) outside 0...255")
         let n = UInt64(shardCount)
         while true {
             let u = random()
             let (low, overflow) = (u.low - u.low % n).addingReportingOverflow(UInt64(home))
             guard !overflow, low & variantMask == variantBits else { continue }
-            let id = UUID4(high: u.high, low: low)
+            let high = node.map { u.high & 0x00FF_FFFF_FFFF_FFFF | UInt64($0) << 56 } ?? u.high
+            let id = UUID4(high: high, low: low)
             assert(id.home(shardCount: shardCount) == home)
             return id
         }
@@ -42,6 +48,9 @@ struct UUID4: Hashable, Sendable, CustomStringConvertible {
         self.high = high
         self.low = low
     }
+
+    /// The node of an id drawn with `random(home:shardCount:node:)` (cluster only).
+    @inline(__always) var node: Int { Int(high >> 56) }
 
     /// The shard owning this connection id's record.
     @inline(__always) func home(shardCount: Int) -> Int { Int(low % UInt64(shardCount)) }

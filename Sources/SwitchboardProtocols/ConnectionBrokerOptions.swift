@@ -191,6 +191,14 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let messagesDropped = Atomic<Int>(0)
     /// Sockets closed (1013) because their queued requests passed `maxQueuedRequestBytes`.
     public let requestQueueFull = Atomic<Int>(0)
+    // Across nodes (ConnectionBrokerCluster.swift).
+    /// Requests failed at once because Redis was unreachable (or its answer was lost).
+    public let clusterUnavailable = Atomic<Int>(0)
+    /// Answers, clean-ups and role removals for another node (or arriving from one) that
+    /// could not be sent or handed to their shard: lost.
+    public let crossNodeLost = Atomic<Int>(0)
+    /// Channel ends closed because their peer's node was declared dead.
+    public let channelsClosedByNodeDeath = Atomic<Int>(0)
 
     public init() {}
 
@@ -234,6 +242,9 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_list_entries_visited_total", "Role entries read by list_by_role", v(listEntriesVisited)),
             ("cb_messages_dropped_total", "Channel messages that crossed their peer's close or disconnect", v(messagesDropped)),
             ("cb_request_queue_full_total", "Sockets closed because their queued requests passed max_queued_request_bytes", v(requestQueueFull)),
+            ("cb_cluster_unavailable_total", "Requests failed because Redis was unreachable (cluster)", v(clusterUnavailable)),
+            ("cb_cross_node_lost_total", "Answers and clean-ups to or from another node that were lost (cluster)", v(crossNodeLost)),
+            ("cb_channels_closed_by_node_death_total", "Channel ends closed because the peer's node died (cluster)", v(channelsClosedByNodeDeath)),
         ]
     }
 }

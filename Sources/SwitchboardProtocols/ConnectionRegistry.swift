@@ -185,12 +185,12 @@ struct ConnectionRegistry {
     /// The target side of an open: creates `target`'s end of a new channel to `opener`.
     /// The channel id's home is `home` (this shard, the target's home), so its existence can be
     /// asked of one shard.
-    mutating func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID, maxChannels: Int, home: Int, shardCount: Int) -> AcceptResult {
+    mutating func acceptChannel(target: UUID4, opener: UUID4, openerSocket: SocketID, maxChannels: Int, home: Int, shardCount: Int, node: Int? = nil) -> AcceptResult {
         guard let t = connections[target] else { return .targetNotFound }
         if t.channelsAndOpens >= maxChannels { return .targetTooMany }
-        var channel = UUID4.random(home: home, shardCount: shardCount)
+        var channel = UUID4.random(home: home, shardCount: shardCount, node: node)
         // Unique among this shard's channels (2^-122 per pair elsewhere: ids are random).
-        while channelTargets[channel] != nil { channel = UUID4.random(home: home, shardCount: shardCount) }
+        while channelTargets[channel] != nil { channel = UUID4.random(home: home, shardCount: shardCount, node: node) }
         connections[target]!.channels[channel] = ChannelEnd(peer: opener, peerSocket: openerSocket, isTarget: true)
         channelTargets[channel] = target
         return .accepted(channel, targetSocket: t.socket)

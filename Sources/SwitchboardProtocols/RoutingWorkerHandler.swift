@@ -5,7 +5,9 @@ import Switchboard
 /// An upgrade goes to the first route whose subprotocol the client offered, else to the
 /// first route whose path matches (exact, or a prefix ending in `/`, or `*`). The socket stays
 /// with that handler for its whole life; its messages and its close go there. HTTP requests
-/// go to the routes in order until one answers. One instance per shard, like every handler.
+/// go to the routes in order until one answers. A request's body comes as the first route
+/// matching its path asks (`bodyDelivery`); a streamed one then goes only to the routes that
+/// stream it (the others would see an empty `body`). One instance per shard, like every handler.
 public final class RoutingWorkerHandler: WorkerHandler {
     public struct Route {
         public var paths: [String]
@@ -31,8 +33,14 @@ public final class RoutingWorkerHandler: WorkerHandler {
         self.routes = routes
     }
 
+    public func bodyDelivery(for head: WorkerRequest, context: ShardContext) -> BodyDelivery {
+        guard let route = routes.first(where: { $0.matches(path: head.path) }) else { return .buffered }
+        return route.handler.bodyDelivery(for: head, context: context)
+    }
+
     public func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
         for route in routes where route.matches(path: request.path) {
+            if request.bodyStream != nil && route.handler.bodyDelivery(for: request, context: context) != .streamed { continue }
             let reply = route.handler.handleHttpRequest(request, context: context)
             if case .notHandled = reply { continue }
             return reply
@@ -75,5 +83,17 @@ extension String {
         while s.first == " " || s.first == "\t" { s = s.dropFirst() }
         while s.last == " " || s.last == "\t" { s = s.dropLast() }
         return String(s)
+    }
+}
+
+/// Cluster messages (issue 13) go to the first route whose handler takes their protocol tag.
+extension RoutingWorkerHandler: ClusterMessageReceiver {
+    package func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        routes.contains { ($0.handler as? ClusterMessageReceiver)?.receiveClusterMessage(tag: tag, bytes) == true }
+    }
+
+    /// Every route hears of a node's death (each protocol cleans up what it owned there).
+    public func handleClusterNodeDied(_ node: Int) {
+        for route in routes { route.handler.handleClusterNodeDied(node) }
     }
 }

@@ -14,13 +14,19 @@ package protocol WebSocketMemoryBudget: AnyObject {
 ///
 /// Growth is geometric and done here (not by `Array.append`), so that the amount charged is
 /// decided before the memory is taken.
+///
+/// It reaches the budget through the owner's shared ``WebSocketCodecSettings`` (one reference,
+/// 8 bytes, where the budget's existential would take 16 per socket).
 struct AssemblyBuffer {
     private(set) var bytes: [UInt8] = []
     /// Bytes charged to `budget` for `bytes`' storage.
     private(set) var chargedBytes = 0
-    let budget: (any WebSocketMemoryBudget)?
+    /// The owner's settings: the budget, and the codec's limits (the codec reads them here).
+    let settings: WebSocketCodecSettings
 
-    init(budget: (any WebSocketMemoryBudget)?) { self.budget = budget }
+    init(settings: WebSocketCodecSettings) { self.settings = settings }
+
+    var budget: (any WebSocketMemoryBudget)? { settings.budget }
 
     var count: Int { bytes.count }
 

@@ -12,9 +12,16 @@
 ///
 /// Non-minimal length encodings (a 16-bit length below 126, a 64-bit length below 65536) are
 /// accepted: RFC 6455 only obliges senders to use the minimal form, and rejecting them buys nothing.
+///
+/// Memory (issue 16 item 2): a server owns one per WebSocket, idle ones included, so the value
+/// is kept to 75 bytes (`WebSocketMemoryTests` checks the size). What every connection of an
+/// owner shares is one reference to ``WebSocketCodecSettings``; what most connections never use
+/// (deflate, masking keys, split headers, control payloads) is out of line in
+/// `WebSocketConnectionExtras`; counters are 32-bit where their range allows it, and the
+/// fields are declared widest first (Swift lays a struct out in declaration order).
 package struct WebSocketConnection {
     /// Where the decoder is in the byte stream.
-    enum ReceiveState {
+    enum ReceiveState: UInt8 {
         /// Reading a frame header (possibly split across calls).
         case header
         /// Reading the payload of the current frame.
@@ -24,7 +31,7 @@ package struct WebSocketConnection {
     }
 
     /// The close handshake (RFC 6455 §7).
-    enum CloseState {
+    enum CloseState: UInt8 {
         case open
         /// We sent a close and wait for the peer's; data frames are dropped meanwhile.
         case closeSent
@@ -33,64 +40,61 @@ package struct WebSocketConnection {
     }
 
     /// Where the current frame's payload goes.
-    enum PayloadSink {
+    enum PayloadSink: UInt8 {
         case control
         case data
         case compressed
         case discard
     }
 
-    let role: WebSocketRole
-    let limits: WebSocketLimits
-    let deflate: PerMessageDeflateParameters?
-    /// Keys for the frames a client sends; nil in the server role (its frames are not masked).
-    var maskKeys: WebSocketMaskKeys?
-    /// zlib streams, made on first use (an idle socket holds none) and charged to the budget.
-    var inflater: Inflater?
-    var deflater: Deflater?
-    let deflateMemoryLevel: Int
-    /// Free a stream after each message when its direction has no context takeover (nothing in
-    /// it is needed by the next message), instead of resetting it: an idle socket then holds no
-    /// zlib state in that direction, at the price of making the stream again per message.
-    let releasesIdleStreams: Bool
-    let budget: (any WebSocketMemoryBudget)?
-    /// Budget bytes charged for the zlib streams.
-    var compressionCharge = 0
-    /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
-    /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
-    let compressedLimit: Int
-
+    /// Deflate state, masking keys, a split header or a control payload; nil on an idle plain
+    /// server socket (see `WebSocketConnectionExtras`).
+    var extras: WebSocketConnectionExtras?
+    /// The message being assembled, charged to the owner's budget as it grows. It holds the
+    /// reference to the shared settings (`settings`).
+    var messageBuffer: AssemblyBuffer
+    /// Payload bytes of the current frame still to come.
+    var frameRemaining = 0
+    /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
+    package private(set) var messagesCompleted = 0
+    // Current frame.
+    var frameKey: UInt32 = 0
+    /// Frames of the current message (at most `maxFragments` + 1, which
+    /// ``WebSocketCodecSettings`` keeps below `UInt32.max`).
+    var messageFragments: UInt32 = 0
+    var framesCompletedCount: UInt32 = 0
+    var messagesStartedCount: UInt32 = 0
     var receiveState: ReceiveState = .header
     var closeState: CloseState = .open
-
-    // Header bytes split across reads: at most 14 (2 + 8 length + 4 mask), kept inline.
-    var headerStorage: (UInt64, UInt64) = (0, 0)
-    var headerFilled = 0
-
-    // Current frame.
+    /// Header bytes held in `extras.headerStorage` (0...13).
+    var headerFilled: UInt8 = 0
     var frameOpcode: WebSocketOpcode = .continuation
     var frameFin = false
-    var frameRemaining = 0
-    var frameKey: UInt32 = 0
-    var framePhase = 0
+    /// Position in the 4-byte mask where the next payload byte falls (0...3).
+    var framePhase: UInt8 = 0
     var sink: PayloadSink = .discard
-
     // Current message: `messageOpcode` is .text or .binary while one is in progress.
     var messageOpcode: WebSocketOpcode?
     var messageCompressed = false
-    var messageFragments = 0
-    var compressedBytes = 0
-    /// The message being assembled, charged to the owner's budget as it grows.
-    var messageBuffer: AssemblyBuffer
-    /// Frames completed so far (every kind).
-    package private(set) var framesCompleted = 0
-    /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
-    package private(set) var messagesCompleted = 0
-    /// Data messages begun so far: with ``isAssemblingMessage``, tells the owner whether the
-    /// message in progress is the one it started timing.
-    package private(set) var messagesStarted = 0
     var validator = UTF8Validator()
-    var controlBuffer: [UInt8] = []
+    let role: WebSocketRole
+
+    /// The owner's shared limits, budget and zlib memory level.
+    var settings: WebSocketCodecSettings { messageBuffer.settings }
+    var limits: WebSocketLimits { settings.limits }
+    var budget: (any WebSocketMemoryBudget)? { settings.budget }
+    /// Negotiated permessage-deflate parameters, nil when off.
+    var deflate: PerMessageDeflateParameters? { extras?.deflate }
+    /// permessage-deflate was negotiated: outgoing messages may be compressed.
+    package var compresses: Bool { extras?.deflate != nil }
+
+    /// Frames completed so far (every kind; wraps at 2^32).
+    package var framesCompleted: Int { Int(framesCompletedCount) }
+    /// Data messages begun so far (wraps at 2^32): with ``isAssemblingMessage``, tells the owner
+    /// whether the message in progress is the one it started timing. (An owner comparing two
+    /// values 2^32 messages apart would take them for the same message: it only decides whether
+    /// a timer restarts.)
+    package var messagesStarted: Int { Int(messagesStartedCount) }
 
     /// Messages shorter than this are sent uncompressed: deflate cannot gain anything meaningful
     /// on them and RFC 7692 lets every message choose (RSV1 clear = not compressed).
@@ -108,20 +112,39 @@ package struct WebSocketConnection {
                 deflate: PerMessageDeflateParameters? = nil,
                 budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8,
                 releasesIdleStreams: Bool = false) {
+        self.init(role: role, settings: WebSocketCodecSettings(limits: limits, budget: budget,
+                                                               deflateMemoryLevel: deflateMemoryLevel,
+                                                               releasesIdleStreams: releasesIdleStreams),
+                  deflate: deflate)
+    }
+
+    /// Creates a connection in the open state with an owner's shared `settings` (a server shard
+    /// passes the same instance to all its sockets).
+    package init(role: WebSocketRole = .server, settings: WebSocketCodecSettings,
+                 deflate: PerMessageDeflateParameters? = nil) {
         self.role = role
-        maskKeys = role == .client ? WebSocketMaskKeys() : nil
-        self.limits = limits
-        self.deflate = deflate
-        messageBuffer = AssemblyBuffer(budget: budget)
-        precondition((1...9).contains(deflateMemoryLevel))
-        self.deflateMemoryLevel = deflateMemoryLevel
-        self.releasesIdleStreams = releasesIdleStreams
-        self.budget = budget
-        let slack = limits.maxMessageBytes / 3000 + 1024
-        let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
-        compressedLimit = overflow ? Int.max : sum
-        // controlBuffer is allocated by the first control frame, not here: an idle connection
-        // would otherwise hold ~160 bytes of heap for a ping it may never get (issue 16 item 2).
+        messageBuffer = AssemblyBuffer(settings: settings)
+        // The extras are made here only when the socket needs them for its whole life; the
+        // control buffer in them is allocated by the first control frame, not here.
+        let maskKeys = role == .client ? WebSocketMaskKeys() : nil
+        if deflate != nil || maskKeys != nil {
+            extras = WebSocketConnectionExtras(deflate: deflate, maskKeys: maskKeys)
+        }
+    }
+
+    /// The extras, made on first need (a split header, a control frame).
+    mutating func makeExtras() -> WebSocketConnectionExtras {
+        if let extras { return extras }
+        let made = WebSocketConnectionExtras(deflate: nil, maskKeys: nil)
+        extras = made
+        return made
+    }
+
+    /// Drops the extras when they only held a frame that is over (a plain server socket after a
+    /// split header or a control frame): an idle socket goes back to holding nothing.
+    mutating func dropExtrasIfUnused() {
+        guard let e = extras, !e.isPermanent, headerFilled == 0, receiveState != .payload || sink != .control else { return }
+        extras = nil
     }
 
     /// False after a close was sent or received, or after a failure.
@@ -182,8 +205,9 @@ package struct WebSocketConnection {
 
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
     mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Int {
-        var storage = headerStorage
-        var filled = headerFilled
+        let extras = makeExtras()
+        var storage = extras.headerStorage
+        var filled = Int(headerFilled)
         var used = 0
         let complete: Bool = withUnsafeMutableBytes(of: &storage) { buffer in
             if filled < 2 {
@@ -202,11 +226,12 @@ package struct WebSocketConnection {
         }
         if complete {
             headerFilled = 0
-            _ = withUnsafeBytes(of: storage) { beginFrame($0.baseAddress!, handle) }
+            if withUnsafeBytes(of: storage, { beginFrame($0.baseAddress!, handle) }) { dropExtrasIfUnused() }
             return used
         }
-        headerStorage = storage
-        headerFilled = filled
+        assert(filled < 14)
+        extras.headerStorage = storage
+        headerFilled = UInt8(filled)
         // Fail as soon as the first two bytes are known to be wrong, without waiting for the rest.
         if filled >= 2 {
             let (byte0, byte1) = withUnsafeBytes(of: storage) { ($0[0], $0[1]) }
@@ -264,28 +289,30 @@ package struct WebSocketConnection {
 
         if opcode.isControl {
             sink = .control
-            controlBuffer.removeAll(keepingCapacity: true)
+            makeExtras().controlBuffer.removeAll(keepingCapacity: true)
         } else {
             if opcode != .continuation {
                 messageStarted()
                 messageOpcode = opcode
                 messageCompressed = byte0 & 0x40 != 0
                 messageFragments = 0
-                compressedBytes = 0
+                extras?.compressedBytes = 0
                 validator.reset()
             }
             messageFragments += 1
-            if messageFragments > limits.maxFragments {
+            if Int(messageFragments) > limits.maxFragments {
                 return fail(WebSocketCloseCode.messageTooBig, "too many fragments", handle)
             }
             if closeState != .open {
                 sink = .discard
             } else if messageCompressed {
-                if inflater == nil && !makeInflater() {
+                // checkPrefix refused RSV1 without deflate, so the extras exist.
+                let extras = extras!
+                if extras.inflater == nil && !makeInflater() {
                     return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
                 }
-                compressedBytes += count
-                if compressedBytes > compressedLimit {
+                extras.compressedBytes += count
+                if extras.compressedBytes > settings.compressedLimit {
                     return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
                 }
                 sink = .compressed
@@ -311,36 +338,40 @@ package struct WebSocketConnection {
     mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
         guard count > 0 else { return true }
         let key = frameKey
-        let phase = framePhase
+        let phase = Int(framePhase)
         switch sink {
         case .discard:
-            framePhase = (phase + count) & 3
+            framePhase = UInt8((phase + count) & 3)
         case .control:
-            let start = controlBuffer.count
-            controlBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
-            framePhase = key == 0 ? (phase + count) & 3 : controlBuffer.withUnsafeMutableBytes {
+            // beginFrame made the extras for this frame.
+            let extras = extras!
+            let start = extras.controlBuffer.count
+            extras.controlBuffer.append(contentsOf: UnsafeRawBufferPointer(start: pointer, count: count))
+            let next = key == 0 ? (phase + count) & 3 : extras.controlBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
             }
+            framePhase = UInt8(next)
         case .data:
             let start = messageBuffer.count
             guard messageBuffer.append(UnsafeRawBufferPointer(start: pointer, count: count), ceiling: limits.maxMessageBytes) else {
                 return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
             }
-            framePhase = key == 0 ? (phase + count) & 3 : messageBuffer.withUnsafeMutableBytes {
+            let next = key == 0 ? (phase + count) & 3 : messageBuffer.withUnsafeMutableBytes {
                 let tail = $0.baseAddress! + start
                 return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
             }
+            framePhase = UInt8(next)
             // Validate as bytes arrive so invalid text fails before the rest of the frame comes in.
             if messageOpcode == .text && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
             }
         case .compressed:
             var checker: UTF8Validator? = messageOpcode == .text ? validator : nil
-            let (outcome, nextPhase) = inflater!.inflateMasked(
+            let (outcome, nextPhase) = extras!.inflater!.inflateMasked(
                 pointer, count: count, key: key, phase: phase,
                 into: &messageBuffer, limit: limits.maxMessageBytes, textValidator: &checker)
-            framePhase = nextPhase
+            framePhase = UInt8(nextPhase)
             if let checker { validator = checker }
             if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
         }
@@ -364,7 +395,7 @@ package struct WebSocketConnection {
     package static let overBudgetReason = "server memory budget reached"
 
     /// Counts a new data message (the owner's assembly timer keys on it).
-    private mutating func messageStarted() { messagesStarted &+= 1 }
+    private mutating func messageStarted() { messagesStartedCount &+= 1 }
 
     /// Runs the UTF-8 validator over `messageBuffer[start...]`.
     mutating func validateTail(from start: Int) -> Bool {
@@ -377,8 +408,12 @@ package struct WebSocketConnection {
     /// Called when the current frame's payload is complete. Returns false if the connection ended.
     mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
         receiveState = .header
-        framesCompleted &+= 1
-        if frameOpcode.isControl { return handleControl(handle) }
+        framesCompletedCount &+= 1
+        if frameOpcode.isControl {
+            let open = handleControl(handle)
+            if open { dropExtrasIfUnused() }
+            return open
+        }
         guard frameFin else { return true }
         let opcode = messageOpcode
         messageOpcode = nil
@@ -387,13 +422,14 @@ package struct WebSocketConnection {
             let start = messageBuffer.count
             // RFC 7692 §7.2.2: the sender removed this empty stored block's tail; put it back.
             let tail: (UInt8, UInt8, UInt8, UInt8) = (0x00, 0x00, 0xFF, 0xFF)
+            let inflater = extras!.inflater!
             let outcome = withUnsafeBytes(of: tail) {
-                inflater!.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
+                inflater.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
             }
             if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
             if receiveNoContextTakeover {
                 // The peer starts its next message from an empty window: ours may go too.
-                if releasesIdleStreams { releaseInflater() } else { inflater!.reset() }
+                if settings.releasesIdleStreams { releaseInflater() } else { inflater.reset() }
             }
             if opcode == .text && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
@@ -415,11 +451,11 @@ package struct WebSocketConnection {
             // After our close, RFC 6455 §5.5.1 forbids sending anything more, pongs included.
             if closeState == .open {
                 let key = nextMaskKey()
-                handle(.write(controlBuffer.withUnsafeBytes { WebSocketFrame.encode(opcode: .pong, payload: $0, maskKey: key) }))
+                handle(.write(extras!.controlBuffer.withUnsafeBytes { WebSocketFrame.encode(opcode: .pong, payload: $0, maskKey: key) }))
             }
             return true
         case .pong:
-            handle(.pong(controlBuffer))
+            handle(.pong(extras!.controlBuffer))
             return true
         default:
             return handleClose(handle)
@@ -427,7 +463,7 @@ package struct WebSocketConnection {
     }
 
     mutating func handleClose(_ handle: (WebSocketEvent) -> Void) -> Bool {
-        let payload = controlBuffer
+        let payload = extras!.controlBuffer
         var code = WebSocketCloseCode.noStatusReceived
         var reason = ""
         if payload.count == 1 {
@@ -477,8 +513,8 @@ package struct WebSocketConnection {
     /// The key for the next frame this end sends: a fresh one in the client role, nil (no mask)
     /// in the server role.
     mutating func nextMaskKey() -> UInt32? {
-        guard maskKeys != nil else { return nil }
-        return maskKeys!.nextKey()
+        guard let extras, extras.maskKeys != nil else { return nil }
+        return extras.maskKeys!.nextKey()
     }
 
     /// Which deflate parameters govern each direction: a server inflates what the client
@@ -504,7 +540,8 @@ package struct WebSocketConnection {
     /// window already holds it and the peer's must match.
     package mutating func encodeMessage(_ payload: UnsafeRawBufferPointer, opcode: WebSocketOpcode) -> [UInt8] {
         guard deflate != nil, !opcode.isControl, opcode != .continuation,
-              payload.count >= Self.compressionThreshold, deflater != nil || makeDeflater(), let deflater else {
+              payload.count >= Self.compressionThreshold, extras!.deflater != nil || makeDeflater(),
+              let deflater = extras!.deflater else {
             // (Without a compressor, under a full budget, the message goes uncompressed: RFC
             // 7692 lets every message choose.)
             return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
@@ -516,7 +553,7 @@ package struct WebSocketConnection {
                 opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
                 maskKey: nextMaskKey())
         // (The frame is a copy: the compressor's output buffer may go now.)
-        if sendNoContextTakeover && releasesIdleStreams {
+        if sendNoContextTakeover && settings.releasesIdleStreams {
             releaseDeflater()
         } else {
             if sendNoContextTakeover { deflater.reset() }
@@ -544,11 +581,12 @@ package struct WebSocketConnection {
     /// when the socket goes away.
     package mutating func releaseResources() {
         messageBuffer.clear()
-        inflater = nil
-        deflater = nil
-        if compressionCharge > 0 {
-            budget?.release(compressionCharge)
-            compressionCharge = 0
+        guard let extras else { return }
+        extras.inflater = nil
+        extras.deflater = nil
+        if extras.compressionCharge > 0 {
+            budget?.release(extras.compressionCharge)
+            extras.compressionCharge = 0
         }
     }
 
@@ -569,56 +607,61 @@ package struct WebSocketConnection {
     /// Frees the compressor between messages (no context takeover on our side) and gives its
     /// charge back: the next compressed message makes a fresh one.
     mutating func releaseDeflater() {
-        assert(deflater != nil && sendNoContextTakeover)
-        deflater = nil
-        if budget != nil {
-            let bytes = Self.deflaterBytes(windowBits: sendWindowBits, memoryLevel: deflateMemoryLevel)
-            assert(compressionCharge >= bytes)
-            budget!.release(bytes)
-            compressionCharge -= bytes
+        // Only a deflate connection compresses, so its extras exist.
+        let extras = extras!
+        assert(extras.deflater != nil && sendNoContextTakeover)
+        extras.deflater = nil
+        if let budget {
+            let bytes = Self.deflaterBytes(windowBits: sendWindowBits, memoryLevel: settings.deflateMemoryLevel)
+            assert(extras.compressionCharge >= bytes)
+            budget.release(bytes)
+            extras.compressionCharge -= bytes
         }
     }
 
     /// Frees the decompressor between messages (the peer has no context takeover) and gives
     /// its charge back.
     mutating func releaseInflater() {
-        assert(inflater != nil && receiveNoContextTakeover)
-        inflater = nil
-        if budget != nil {
+        // Only a deflate connection inflates, so its extras exist.
+        let extras = extras!
+        assert(extras.inflater != nil && receiveNoContextTakeover)
+        extras.inflater = nil
+        if let budget {
             let bytes = Self.inflaterBytes(windowBits: receiveWindowBits)
-            assert(compressionCharge >= bytes)
-            budget!.release(bytes)
-            compressionCharge -= bytes
+            assert(extras.compressionCharge >= bytes)
+            budget.release(bytes)
+            extras.compressionCharge -= bytes
         }
     }
 
     /// Makes the decompressor on the first compressed message, if the budget allows it.
     mutating func makeInflater() -> Bool {
-        guard deflate != nil else { return false }
+        guard let extras, extras.deflate != nil else { return false }
         let bits = receiveWindowBits
         let bytes = Self.inflaterBytes(windowBits: bits)
-        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
+        guard budget?.tryCharge(bytes, holding: extras.compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
         guard let made = Inflater(windowBits: bits) else {
             budget?.release(bytes)
             return false
         }
-        if budget != nil { compressionCharge += bytes }
-        inflater = made
+        if budget != nil { extras.compressionCharge += bytes }
+        extras.inflater = made
         return true
     }
 
     /// Makes the compressor on the first message worth compressing, if the budget allows it.
     mutating func makeDeflater() -> Bool {
-        guard deflate != nil else { return false }
+        guard let extras, extras.deflate != nil else { return false }
         let bits = sendWindowBits
-        let bytes = Self.deflaterBytes(windowBits: bits, memoryLevel: deflateMemoryLevel)
-        guard budget?.tryCharge(bytes, holding: compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
-        guard let made = Deflater(windowBits: bits, memoryLevel: deflateMemoryLevel) else {
+        let level = settings.deflateMemoryLevel
+        let bytes = Self.deflaterBytes(windowBits: bits, memoryLevel: level)
+        guard budget?.tryCharge(bytes, holding: extras.compressionCharge + messageBuffer.chargedBytes) ?? true else { return false }
+        guard let made = Deflater(windowBits: bits, memoryLevel: level) else {
             budget?.release(bytes)
             return false
         }
-        if budget != nil { compressionCharge += bytes }
-        deflater = made
+        if budget != nil { extras.compressionCharge += bytes }
+        extras.deflater = made
         return true
     }
 

@@ -18,10 +18,13 @@ import SwitchboardCommandLine
 /// - `/direct`: addressed messages through the broker API (across nodes in a cluster):
 ///   `whoami` answers `id:N` (the socket id), `to:N:TEXT` sends TEXT to socket N, `close:N`
 ///   closes socket N (1000, reason `addressed`), `copy:FROM:TO` copies the subscribers of
-///   channel FROM to TO (on every node in a cluster).
+///   channel FROM to TO (on every node in a cluster). In a cluster, every `/direct` socket gets
+///   `died:N` when node N dies (`handleClusterNodeDied`, on each shard).
 
 final class EchoHandler: WorkerHandler {
     let context: ShardContext
+    /// This shard's `/direct` sockets (shard thread only: no lock).
+    private var directSockets = Set<SocketID>()
     init(_ context: ShardContext) { self.context = context }
 
     func handleHttpRequest(_ request: WorkerRequest, context: ShardContext) -> HTTPReply {
@@ -36,11 +39,20 @@ final class EchoHandler: WorkerHandler {
             context.subscribe(socketId, ChannelName(channel))
             return .accept(token: channel)
         }
-        if request.path == "/direct" { return .accept(token: Self.direct) }
+        if request.path == "/direct" {
+            directSockets.insert(socketId)
+            return .accept(token: Self.direct)
+        }
         return .accept()
     }
 
     static let direct = Array("direct".utf8)
+
+    func handleSocketClose(socketId: SocketID, token: [UInt8]?) { directSockets.remove(socketId) }
+
+    func handleClusterNodeDied(_ node: Int) {
+        for id in directSockets { context.send(id, .text("died:\(node)")) }
+    }
 
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
         if token == Self.direct, case .text(let text) = message {

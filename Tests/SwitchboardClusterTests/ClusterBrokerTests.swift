@@ -128,8 +128,9 @@ struct ClusterMembershipTests {
         let stopped = ContinuousClock.now
         #expect(await eventually([1]) { try await one.clusterMembers() })
         let gone = ContinuousClock.now - stopped
-        // Expired at most one TTL (300 ms) after its last heartbeat; generous for a loaded machine.
-        #expect(gone < .milliseconds(2_000), "\(gone)")
+        // Expired at most one TTL (300 ms) after its last heartbeat; generous for a loaded machine
+        // (2.9 s seen with the other cluster suites running in parallel on 2 busy cores).
+        #expect(gone < .milliseconds(4_000), "\(gone)")
         // Node 1 keeps renewing: a member at every look over more than three TTLs.
         let watch = ContinuousClock.now
         while ContinuousClock.now - watch < .milliseconds(1_000) {

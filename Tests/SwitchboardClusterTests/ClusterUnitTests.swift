@@ -41,4 +41,31 @@ struct ClusterUnitTests {
             #expect(RedisChannelScript.decode(Array(bad.utf8)) == nil, "\(bad)")
         }
     }
+
+    @Test("membership view: a death is a changed incarnation at once, an absence only after the grace, each reported once")
+    func membershipView() {
+        var view = ClusterMembershipView(ownNode: 1, graceMilliseconds: 1_000)
+        #expect(view.update(live: [2: 20], nowMilliseconds: 0).isEmpty, "no answer counts before a connection")
+        view.connected(atMilliseconds: 0)
+        #expect(view.update(live: [1: 10, 2: 20, 3: 30], nowMilliseconds: 100).isEmpty)
+        #expect(view.known == [2: 20, 3: 30], "the others, not itself")
+        // Redis restarted empty: within the grace, absence is not death.
+        #expect(view.update(live: [1: 10], nowMilliseconds: 999).isEmpty)
+        #expect(view.known == [2: 20, 3: 30])
+        // Node 2 restarted (a new incarnation): dead at once, even within the grace.
+        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 999) == [2])
+        #expect(view.known == [2: 21, 3: 30])
+        // Past the grace, node 3's absence is its death, reported once.
+        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 1_000) == [3])
+        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 1_100).isEmpty)
+        // It comes back (a new process): a member again, no death.
+        #expect(view.update(live: [2: 21, 3: 31], nowMilliseconds: 1_200).isEmpty)
+        #expect(view.known == [2: 21, 3: 31])
+        // A reconnect starts a new grace; between, answers count for nothing.
+        view.disconnected()
+        #expect(view.update(live: [:], nowMilliseconds: 5_000).isEmpty)
+        view.connected(atMilliseconds: 5_000)
+        #expect(view.update(live: [:], nowMilliseconds: 5_999).isEmpty)
+        #expect(view.update(live: [:], nowMilliseconds: 6_000) == [2, 3], "ascending")
+    }
 }

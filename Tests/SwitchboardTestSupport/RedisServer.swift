@@ -20,7 +20,9 @@ public final class RedisServer {
     }
 
     /// On a free port, or on `port` (a restart of a server that was stopped).
-    public init(port fixedPort: Int? = nil) throws {
+    /// `extraArguments` go after the defaults (e.g. `--cluster-enabled yes`); a free port above
+    /// `maxPort` is not used (Redis Cluster's bus listens on port + 10000).
+    public init(port fixedPort: Int? = nil, extraArguments: [String] = [], maxPort: Int = 65_535) throws {
         guard let executable = Self.candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw Failure(description: "redis-server not found (\(Self.candidates)); install Debian's redis-server")
         }
@@ -30,12 +32,13 @@ public final class RedisServer {
         // it, and start on it. Another process may take it in between; then try a new one. On a
         // fixed port, retry longer: the stopped server's socket may linger briefly.
         var lastError: Failure?
-        for _ in 0..<(fixedPort == nil ? 5 : 50) {
+        for _ in 0..<(fixedPort == nil ? 50 : 50) {
             let candidate = try fixedPort ?? Self.freePort()
+            if candidate > maxPort { continue }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = ["--port", String(candidate), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                 "--enable-debug-command", "yes", "--daemonize", "no", "--logfile", "", "--dir", directory]
+                                 "--enable-debug-command", "yes", "--daemonize", "no", "--logfile", "", "--dir", directory] + extraArguments
             let out = Pipe()
             process.standardOutput = out
             process.standardError = out

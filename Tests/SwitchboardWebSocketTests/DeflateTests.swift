@@ -185,14 +185,14 @@ struct DeflateStreamReleaseTests {
             if p.clientNoContextTakeover { peerDeflater = TestZlib(deflateBits: 15) }
             let received = run(frame(2, peerDeflater.process(sample), rsv: 4), connection: &connection)
             #expect(received == [.binary(sample)], "round \(round)")
-            #expect((connection.inflater == nil) == p.clientNoContextTakeover, "round \(round)")
+            #expect((connection.extras?.inflater == nil) == p.clientNoContextTakeover, "round \(round)")
             // Send: our compressor goes after the message unless our window is taken over.
             let encoded = sample.withUnsafeBytes { connection.encodeMessage($0, opcode: .binary) }
             let (first, payload) = parseServerFrame(encoded)
             #expect(first == 0xC2)
             if p.serverNoContextTakeover { inflateReset(peerInflater.stream) }
             #expect(peerInflater.process(payload + [0, 0, 0xFF, 0xFF]) == sample, "round \(round)")
-            #expect((connection.deflater == nil) == p.serverNoContextTakeover, "round \(round)")
+            #expect((connection.extras?.deflater == nil) == p.serverNoContextTakeover, "round \(round)")
             let held = (p.serverNoContextTakeover ? 0 : deflaterBytes) + (p.clientNoContextTakeover ? 0 : inflaterBytes)
             #expect(budget.used == held, "round \(round)")
         }
@@ -210,7 +210,7 @@ struct DeflateStreamReleaseTests {
         var connection = WebSocketConnection(deflate: PerMessageDeflateParameters(serverNoContextTakeover: true))
         for _ in 0..<2 {
             _ = sample.withUnsafeBytes { connection.encodeMessage($0, opcode: .text) }
-            #expect(connection.deflater != nil)
+            #expect(connection.extras?.deflater != nil)
         }
     }
 }

@@ -183,18 +183,9 @@ public struct BenchCommand: ParsableCommand {
         o.quiet = c.quiet
         o.allowRemote = c.allowRemote
 
-        func atLeast(_ name: String, _ v: Int?, _ min: Int) throws(UsageError) -> Int? {
-            guard let v else { return nil }
-            guard v >= min else { throw UsageError("\(name) expects an integer >= \(min), got '\(v)'") }
-            return v
-        }
-        func duration(_ name: String, _ v: String?) throws(UsageError) -> Int64? {
-            guard let v else { return nil }
-            guard let d = parseDuration(v) else { throw UsageError("\(name) expects a duration like 10s or 500ms, got '\(v)'") }
-            return d
-        }
-        if let n = try atLeast("--connections", c.connections, 1) { o.connections = n }
-        if let n = try atLeast("--threads", c.threads, 1) { o.threads = n }
+        let check = OptionChecks { UsageError($0) }
+        if let n = try check.atLeast("--connections", c.connections, 1) { o.connections = n }
+        if let n = try check.atLeast("--threads", c.threads, 1) { o.threads = n }
         if let v = c.cpu {
             var cpus: [Int] = []
             for part in v.split(separator: ",") {
@@ -204,31 +195,15 @@ public struct BenchCommand: ParsableCommand {
             if cpus.isEmpty { throw UsageError("--cpu expects a list like 1 or 1,3") }
             o.cpus = cpus
         }
-        if let d = try duration("--duration", c.duration) { o.durationNanos = d }
-        o.messages = try atLeast("--messages", c.messages, 1)
-        if let d = try duration("--warmup", c.warmup) { o.warmupNanos = d }
-        if let v = c.size {
-            guard let s = parseSize(v), s >= 1, s <= 64 << 20 else { throw UsageError("--size expects 1 B to 64 MiB, got '\(v)'") }
-            o.size = s
-        }
-        if let d = try duration("--connect-timeout", c.connectTimeout) { o.connectTimeoutNanos = d }
-        for h in c.header {
-            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex, !h.contains("\r"), !h.contains("\n") else {
-                throw UsageError("--header expects 'Name: value', got '\(h)'")
-            }
-            o.headers.append(h)
-        }
+        if let d = try check.duration("--duration", c.duration) { o.durationNanos = d }
+        o.messages = try check.atLeast("--messages", c.messages, 1)
+        if let d = try check.duration("--warmup", c.warmup) { o.warmupNanos = d }
+        if let s = try check.size(c.size, maxBytes: 64 << 20, maxText: "64 MiB") { o.size = s }
+        if let d = try check.duration("--connect-timeout", c.connectTimeout) { o.connectTimeoutNanos = d }
+        o.headers += try check.headers(c.header)
         o.jsonPath = c.json
-        if let p = try atLeast("--server-pid", c.serverPid, 1) {
-            guard let pid = Int32(exactly: p) else { throw UsageError("--server-pid out of range: \(p)") }
-            o.serverPID = pid
-        }
-        if let v = c.maxFailedConnections {
-            guard let t = ConnectionTolerance.parse(v) else {
-                throw UsageError("--max-failed-connections expects N or N% (0 to 100%), got '\(v)'")
-            }
-            o.maxFailedConnections = t
-        }
+        o.serverPID = try check.serverPID(c.serverPid)
+        if let t = try check.tolerance(c.maxFailedConnections) { o.maxFailedConnections = t }
 
         if let v = c.sourceAddresses {
             guard let list = SourceAddresses.parse(v) else {
@@ -236,20 +211,20 @@ public struct BenchCommand: ParsableCommand {
             }
             o.sourceAddresses = list
         }
-        if let w = try atLeast("--window", load.window, 1) { o.window = w }
+        if let w = try check.atLeast("--window", load.window, 1) { o.window = w }
         if let v = load.rate {
             guard let r = Double(v), r >= 0, r.isFinite else { throw UsageError("--rate expects a number >= 0, got '\(v)'") }
             o.rate = r
         }
-        if let d = try duration("--drain", load.drain) { o.drainNanos = d }
+        if let d = try check.duration("--drain", load.drain) { o.drainNanos = d }
 
         let f = fanout
-        if let n = try atLeast("--subscribers", f.subscribers, 1) { o.subscribers = n }
-        if let n = try atLeast("--publishers", f.publishers, 1) { o.publishers = n }
-        if let n = try atLeast("--channels", f.channels, 1) { o.channels = n }
+        if let n = try check.atLeast("--subscribers", f.subscribers, 1) { o.subscribers = n }
+        if let n = try check.atLeast("--publishers", f.publishers, 1) { o.publishers = n }
+        if let n = try check.atLeast("--channels", f.channels, 1) { o.channels = n }
         o.subscribeTemplates = f.subscribeTemplate
         o.publisherSetupTemplates = f.publisherSetup
-        if let n = try atLeast("--setup-replies", f.setupReplies, 0) { o.setupReplies = n }
+        if let n = try check.atLeast("--setup-replies", f.setupReplies, 0) { o.setupReplies = n }
         if let path = f.publishHttp {
             guard path.hasPrefix("/") else { throw UsageError("--publish-http expects a path starting with /") }
             guard f.publishTemplate != nil && !f.raw else { throw UsageError("--publish-http needs --publish-template (the request body)") }
@@ -267,7 +242,7 @@ public struct BenchCommand: ParsableCommand {
             o.publishTemplate = t
         }
         if f.raw { o.publishTemplate = nil }
-        if let d = try duration("--settle", f.settle) { o.settleNanos = d }
+        if let d = try check.duration("--settle", f.settle) { o.settleNanos = d }
 
         if o.durationNanos <= 0 && o.messages == nil { throw UsageError("--duration must be > 0") }
         if o.scenario == .latency && o.rate <= 0 { throw UsageError("latency needs --rate R (messages per second, > 0)") }
@@ -286,36 +261,19 @@ public struct BenchCommand: ParsableCommand {
             if o.channels > 1 && f.publishers == nil { o.publishers = o.channels }
         }
         if o.threads > o.totalConnections { o.threads = o.totalConnections }
-        if !o.allowRemote && !url.isLoopback {
-            throw UsageError("refusing non-loopback target '\(url.host)' (only 127.0.0.0/8, ::1, localhost); pass --allow-remote to override")
-        }
+        try check.loopback(url, allowRemote: o.allowRemote)
         return o
     }
 }
 
-/// A command-line problem. `description` carries the message and the usage line.
-public struct UsageError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    /// `--help` was asked for: print `BenchCommand.helpMessage()` on stdout and exit 0.
-    public let helpRequested: Bool
-    public init(_ message: String, helpRequested: Bool = false) {
-        self.message = message
-        self.helpRequested = helpRequested
-    }
-    public var description: String {
-        if helpRequested { return BenchCommand.helpMessage() }
-        return "switchboard-bench: \(message)\n\(BenchCommand.usageString())\n  See 'switchboard-bench --help'."
-    }
+/// A scenario command-line problem (`CommandUsageError`, CommandUsage.swift).
+public typealias UsageError = CommandUsageError<BenchCommand>
+
+extension BenchCommand: BenchCommandLine {
+    public static let helpHint = "See 'switchboard-bench --help'."
 }
 
 /// Parses the arguments after the program name into checked `BenchOptions`.
 public func parseArguments(_ arguments: [String]) throws(UsageError) -> BenchOptions {
-    let command: BenchCommand
-    do {
-        command = try BenchCommand.parse(arguments)
-    } catch {
-        if BenchCommand.exitCode(for: error) == .success { throw UsageError("", helpRequested: true) }
-        throw UsageError(BenchCommand.message(for: error))
-    }
-    return try command.makeOptions()
+    try BenchCommand.parseOptions(arguments)
 }

@@ -43,10 +43,6 @@ final class BrokerTemplate {
     private var phase = TemplatePhase(name: "channel messages")
     private var histogram = makeHistogram()
     private var ackHistogram = makeHistogram()
-    private var measureStart: Int64 = .max
-    private var sending = false
-    private var quotaLeft = Int.max
-    private var lastDelivery: Int64 = 0
     /// Payload padding: 'x' up to `--size` after the marker.
     private let padding: [UInt8]
 
@@ -58,38 +54,19 @@ final class BrokerTemplate {
     }
 
     func run() -> TemplateResult {
-        let o = options
-        result.connectionsRequested = 2 * o.pairs
-        let setupStart = sb_monotonic_ns()
-        do throws(BenchError) {
-            for p in 0..<o.pairs {
-                let a = try engine.connect()
-                let b = try engine.connect()
-                sides.append(Side(socket: a, peer: b, sender: 2 * p))
-                sides.append(Side(socket: b, peer: a, sender: 2 * p + 1))
-                result.established += 2
-            }
-        } catch {
-            result.setupFailure = error.description
-            finish()
-            return result
+        result.connectionsRequested = 2 * options.pairs
+        let opened = engine.setUpPairs(options.pairs, connected: { [self] a, b, p in
+            sides.append(Side(socket: a, peer: b, sender: 2 * p))
+            sides.append(Side(socket: b, peer: a, sender: 2 * p + 1))
+        }, setUp: setUp)
+        result.established = opened.established
+        result.setupFailure = opened.failure
+        if let seconds = opened.seconds {
+            result.setupSeconds = seconds
+            load()
         }
-        if let why = setUp() {
-            result.setupFailure = why
-            finish()
-            return result
-        }
-        result.setupSeconds = Double(sb_monotonic_ns() - setupStart) / 1e9
-        load()
-        finish()
+        engine.finish(into: &result)
         return result
-    }
-
-    private func finish() {
-        result.closed = engine.closedCount
-        result.closeReasons = engine.closeReasons
-        if let pid = options.serverPID { result.serverRSSKiB = readRSSKiB(pid: pid) }
-        engine.closeAll()
     }
 
     // MARK: Set-up
@@ -163,41 +140,15 @@ final class BrokerTemplate {
     // MARK: Load
 
     private func load() {
-        let o = options
-        let start = sb_monotonic_ns()
-        measureStart = start + o.warmupNanos
-        let measureEnd = o.messages == nil ? measureStart + o.durationNanos : Int64.max
-        quotaLeft = o.messages ?? Int.max
-        sending = true
-        let cpuStart = processCPUSeconds()
-        let serverStart = o.serverPID.flatMap { readCPUSplit(pid: $0) }
         engine.onMessage = { [self] i, raw, now in received(i, raw, now) }
-        for k in sides.indices { fill(k, start) }
-        // Measured phase: send until the end (or the quota), then drain what is due.
-        var stalledSince = sb_monotonic_ns()
-        var lastProgress: Int64 = -1
-        engine.pump(until: .max, tick: { [self] now in
-            if sending && now >= measureEnd { sending = false }
-            let progress = Int64(phase.completed + phase.warmupCompleted + phase.acknowledged + phase.wrong + phase.errors)
-            if progress != lastProgress { lastProgress = progress; stalledSince = now }
-        }) { [self] in
-            if engine.closedCount > 0 { return true }
-            if !sending && outstanding() == 0 { return true }
-            // Nothing delivered or acknowledged for --drain: stop (what is due counts missing).
-            return sb_monotonic_ns() - stalledSince > o.drainNanos
-        }
-        let end = sb_monotonic_ns()
-        phase.clientCPUSeconds = processCPUSeconds() - cpuStart
-        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSplit(pid: $0) }) {
-            phase.serverUserSeconds = b.user - a.user
-            phase.serverSystemSeconds = b.system - a.system
-        }
+        let cost = engine.runMeasuredPhase(
+            start: { [self] now in for k in sides.indices { fill(k, now) } },
+            progress: { [self] in phase.completed + phase.warmupCompleted + phase.acknowledged + phase.wrong + phase.errors },
+            outstanding: { [self] in outstanding() })
+        cost.record(into: &phase)
         for s in sides {
             phase.missing += Int(s.nextSeq - s.delivered) + s.pendingAcks.count
         }
-        let measuredNanos = o.messages == nil ? min(o.durationNanos, max(end - measureStart, 1)) : max(lastDelivery - measureStart, 1)
-        phase.measuredSeconds = Double(measuredNanos) / 1e9
-        phase.perSecond = Double(phase.completed) / phase.measuredSeconds
         phase.latency = latencySummary(histogram)
         phase.ackLatency = latencySummary(ackHistogram)
         result.phases.append(phase)
@@ -211,11 +162,11 @@ final class BrokerTemplate {
 
     /// Sends side k's messages until `window` are undelivered (or sending stopped).
     private func fill(_ k: Int, _ now: Int64) {
-        while sending && sides[k].nextSeq - sides[k].delivered < Int64(options.window) {
-            if now >= measureStart {
-                if quotaLeft <= 0 { sending = false; return }
-                quotaLeft -= 1
-                phase.sent += 1
+        while sides[k].nextSeq - sides[k].delivered < Int64(options.window) {
+            switch engine.measured.admit(now) {
+            case .stop: return
+            case .warmup: break
+            case .measured: phase.sent += 1
             }
             sendMessage(k, now)
         }
@@ -256,7 +207,7 @@ final class BrokerTemplate {
             }
             sides[i].nextAckSeq += 1
             phase.acknowledged += 1
-            if sentAt >= measureStart { ackHistogram.record(UInt64(clamping: max(now - sentAt, 0))) }
+            if engine.measured.isMeasured(sentAt: sentAt) { ackHistogram.record(UInt64(clamping: max(now - sentAt, 0))) }
         case "channel_message":
             let from = sides[i].peer
             guard m.string("channelId") == sides[i].channelId, let payload = m.raw("payload"), payload.count >= 2 else {
@@ -274,10 +225,10 @@ final class BrokerTemplate {
             }
             sides[i].expectedFromPeer += 1
             sides[from].delivered += 1
-            if mark.nanos >= measureStart {
+            if engine.measured.isMeasured(sentAt: mark.nanos) {
                 phase.completed += 1
                 histogram.record(UInt64(clamping: max(now - mark.nanos, 0)))
-                lastDelivery = now
+                engine.measured.completed(now)
             } else {
                 phase.warmupCompleted += 1
             }

@@ -41,10 +41,6 @@ final class RPCTemplate {
     private var form = RPCForm.client
     private var phase = TemplatePhase(name: "")
     private var histogram = makeHistogram()
-    private var measureStart: Int64 = .max
-    private var sending = false
-    private var quotaLeft = Int.max
-    private var lastAnswer: Int64 = 0
     private let pad: String
     private let padJSON: [UInt8]
 
@@ -58,39 +54,21 @@ final class RPCTemplate {
     }
 
     func run() -> TemplateResult {
-        let o = options
-        result.connectionsRequested = 2 * o.pairs
-        let setupStart = sb_monotonic_ns()
-        do throws(BenchError) {
-            for p in 0..<o.pairs {
-                let a = try engine.connect()
-                let b = try engine.connect()
-                clients.append(Client(socket: a, peer: b))
-                clients.append(Client(socket: b, peer: a))
-                _ = p
-                result.established += 2
+        result.connectionsRequested = 2 * options.pairs
+        let opened = engine.setUpPairs(options.pairs, connected: { [self] a, b, _ in
+            clients.append(Client(socket: a, peer: b))
+            clients.append(Client(socket: b, peer: a))
+        }, setUp: setUp)
+        result.established = opened.established
+        result.setupFailure = opened.failure
+        if let seconds = opened.seconds {
+            result.setupSeconds = seconds
+            for f in options.forms {
+                runForm(f)
+                if engine.closedCount > 0 { break }
             }
-        } catch {
-            result.setupFailure = error.description
-            return finish()
         }
-        if let why = setUp() {
-            result.setupFailure = why
-            return finish()
-        }
-        result.setupSeconds = Double(sb_monotonic_ns() - setupStart) / 1e9
-        for f in o.forms {
-            runForm(f)
-            if engine.closedCount > 0 { break }
-        }
-        return finish()
-    }
-
-    private func finish() -> TemplateResult {
-        result.closed = engine.closedCount
-        result.closeReasons = engine.closeReasons
-        if let pid = options.serverPID { result.serverRSSKiB = readRSSKiB(pid: pid) }
-        engine.closeAll()
+        engine.finish(into: &result)
         return result
     }
 
@@ -162,54 +140,29 @@ final class RPCTemplate {
     // MARK: Load
 
     private func runForm(_ f: RPCForm) {
-        let o = options
         form = f
         phase = TemplatePhase(name: f.rawValue)
         histogram = makeHistogram()
-        lastAnswer = 0
-        let start = sb_monotonic_ns()
-        measureStart = start + o.warmupNanos
-        let measureEnd = o.messages == nil ? measureStart + o.durationNanos : Int64.max
-        quotaLeft = o.messages ?? Int.max
-        sending = true
-        let cpuStart = processCPUSeconds()
-        let serverStart = o.serverPID.flatMap { readCPUSplit(pid: $0) }
         engine.onMessage = { [self] i, raw, now in received(i, raw, now) }
-        for k in clients.indices { fill(k, start) }
-        var stalledSince = sb_monotonic_ns()
-        var lastProgress = -1
-        engine.pump(until: .max, tick: { [self] now in
-            if sending && now >= measureEnd { sending = false }
-            let progress = phase.completed + phase.warmupCompleted + phase.wrong + phase.errors + phase.acknowledged
-            if progress != lastProgress { lastProgress = progress; stalledSince = now }
-        }) { [self] in
-            if engine.closedCount > 0 { return true }
-            if !sending && clients.allSatisfy({ $0.inflight.isEmpty }) { return true }
-            return sb_monotonic_ns() - stalledSince > o.drainNanos
-        }
-        let end = sb_monotonic_ns()
-        phase.clientCPUSeconds = processCPUSeconds() - cpuStart
-        if let a = serverStart, let b = o.serverPID.flatMap({ readCPUSplit(pid: $0) }) {
-            phase.serverUserSeconds = b.user - a.user
-            phase.serverSystemSeconds = b.system - a.system
-        }
+        let cost = engine.runMeasuredPhase(
+            start: { [self] now in for k in clients.indices { fill(k, now) } },
+            progress: { [self] in phase.completed + phase.warmupCompleted + phase.wrong + phase.errors + phase.acknowledged },
+            outstanding: { [self] in clients.reduce(0) { $0 + $1.inflight.count } })
+        cost.record(into: &phase)
         for k in clients.indices {
             phase.missing += clients[k].inflight.count
             clients[k].inflight.removeAll()
         }
-        let measuredNanos = o.messages == nil ? min(o.durationNanos, max(end - measureStart, 1)) : max(lastAnswer - measureStart, 1)
-        phase.measuredSeconds = Double(measuredNanos) / 1e9
-        phase.perSecond = Double(phase.completed) / phase.measuredSeconds
         phase.latency = latencySummary(histogram)
         result.phases.append(phase)
     }
 
     private func fill(_ k: Int, _ now: Int64) {
-        while sending && clients[k].inflight.count < options.window {
-            if now >= measureStart {
-                if quotaLeft <= 0 { sending = false; return }
-                quotaLeft -= 1
-                phase.sent += 1
+        while clients[k].inflight.count < options.window {
+            switch engine.measured.admit(now) {
+            case .stop: return
+            case .warmup: break
+            case .measured: phase.sent += 1
             }
             let seq = clients[k].nextSeq
             clients[k].nextSeq += 1
@@ -247,10 +200,10 @@ final class RPCTemplate {
             }
             if seq < clients[i].highestAnswered { phase.outOfOrder += 1 }
             clients[i].highestAnswered = max(clients[i].highestAnswered, seq)
-            if sentAt >= measureStart {
+            if engine.measured.isMeasured(sentAt: sentAt) {
                 phase.completed += 1
                 histogram.record(UInt64(clamping: max(now - sentAt, 0)))
-                lastAnswer = now
+                engine.measured.completed(now)
             } else {
                 phase.warmupCompleted += 1
             }

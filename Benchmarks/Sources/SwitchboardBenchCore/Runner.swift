@@ -151,11 +151,6 @@ public func readCPUTimes(pid: Int32) -> CPUTimes? {
     return CPUTimes(userSeconds: u / ticksPerSecond, systemSeconds: s / ticksPerSecond)
 }
 
-/// utime and stime of a process (all threads) in seconds, from /proc/PID/stat.
-public func readCPUSplit(pid: Int32) -> (user: Double, system: Double)? {
-    readCPUTimes(pid: pid).map { ($0.userSeconds, $0.systemSeconds) }
-}
-
 func readSmallFile(_ path: String) -> String? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
@@ -197,6 +192,11 @@ func share(_ total: Int, _ parts: Int, _ index: Int) -> Int {
 public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(BenchError) -> BenchResult {
     let (address, family) = try resolveAddress(options.url, allowRemote: options.allowRemote)
     _ = sb_raise_nofile_limit()
+    if let reason = ConnectionCapacity.problem(
+        connections: options.totalConnections, sources: options.sourceAddresses.count,
+        descriptorLimit: ConnectionCapacity.descriptorLimit(), ephemeralPorts: ConnectionCapacity.ephemeralPorts()) {
+        throw .setup(reason)
+    }
     if let cpu = options.cpus.first { _ = sb_set_thread_affinity(Int32(cpu)) }
 
     // Connection layout: connection j goes to worker j % T.

@@ -201,48 +201,26 @@ public struct TemplateCommand: ParsableCommand {
             guard path.hasPrefix("/") else { throw TemplateUsageError("--path expects a path starting with /") }
             o.url.resource = path
         }
+        let check = OptionChecks { TemplateUsageError($0) }
         o.allowRemote = allowRemote
-        guard url.isLoopback || allowRemote else {
-            throw TemplateUsageError("refusing non-loopback target '\(url.host)' (only 127.0.0.0/8, ::1, localhost); pass --allow-remote to override")
-        }
-        for h in header {
-            guard let colon = h.firstIndex(of: ":"), colon != h.startIndex, !h.contains("\r"), !h.contains("\n") else {
-                throw TemplateUsageError("--header expects 'Name: value', got '\(h)'")
-            }
-            o.headers.append(h)
-        }
-        func atLeast(_ name: String, _ v: Int?, _ min: Int) throws(TemplateUsageError) -> Int? {
-            guard let v else { return nil }
-            guard v >= min else { throw TemplateUsageError("\(name) expects an integer >= \(min), got '\(v)'") }
-            return v
-        }
-        func nanos(_ name: String, _ v: String?) throws(TemplateUsageError) -> Int64? {
-            guard let v else { return nil }
-            guard let d = parseDuration(v) else { throw TemplateUsageError("\(name) expects a duration like 10s or 500ms, got '\(v)'") }
-            return d
-        }
-        if let n = try atLeast("--pairs", pairs, 1) { o.pairs = n }
+        try check.loopback(url, allowRemote: allowRemote)
+        o.headers = try check.headers(header)
+        if let n = try check.atLeast("--pairs", pairs, 1) { o.pairs = n }
         if template == .broadcaster { o.window = 16 }
-        if let n = try atLeast("--window", window, 1) { o.window = n }
-        if let v = size {
-            guard let s = parseSize(v), s >= 1, s <= 1 << 20 else { throw TemplateUsageError("--size expects 1 B to 1 MiB, got '\(v)'") }
-            o.size = s
-        }
-        if let d = try nanos("--duration", duration) { o.durationNanos = d }
-        o.messages = try atLeast("--messages", messages, 1)
+        if let n = try check.atLeast("--window", window, 1) { o.window = n }
+        if let s = try check.size(size, maxBytes: 1 << 20, maxText: "1 MiB") { o.size = s }
+        if let d = try check.duration("--duration", duration) { o.durationNanos = d }
+        o.messages = try check.atLeast("--messages", messages, 1)
         if o.messages == nil && o.durationNanos <= 0 { throw TemplateUsageError("--duration must be > 0") }
-        if let d = try nanos("--warmup", warmup) { o.warmupNanos = d }
-        if let d = try nanos("--drain", drain) { o.drainNanos = d }
-        if let d = try nanos("--connect-timeout", connectTimeout) {
+        if let d = try check.duration("--warmup", warmup) { o.warmupNanos = d }
+        if let d = try check.duration("--drain", drain) { o.drainNanos = d }
+        if let d = try check.duration("--connect-timeout", connectTimeout) {
             guard d > 0 else { throw TemplateUsageError("--connect-timeout must be > 0") }
             o.connectTimeoutNanos = d
             o.setupTimeoutNanos = d
         }
-        o.cpu = try atLeast("--cpu", cpu, 0)
-        if let p = try atLeast("--server-pid", serverPid, 1) {
-            guard let pid = Int32(exactly: p) else { throw TemplateUsageError("--server-pid out of range: \(p)") }
-            o.serverPID = pid
-        }
+        o.cpu = try check.atLeast("--cpu", cpu, 0)
+        o.serverPID = try check.serverPID(serverPid)
         o.jsonPath = json
         o.quiet = quiet
 
@@ -260,12 +238,7 @@ public struct TemplateCommand: ParsableCommand {
                               ("--publish-token", publishToken != nil), ("--max-failed-connections", maxFailedConnections != nil)] {
             try only(name, given, [.broadcaster])
         }
-        if let p = rolePrefix {
-            guard !p.isEmpty, p.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
-                throw TemplateUsageError("--role-prefix expects printable ASCII without quotes or backslashes")
-            }
-            o.rolePrefix = p
-        }
+        if let p = try check.jsonSafe("--role-prefix", rolePrefix) { o.rolePrefix = p }
         if let list = forms {
             var chosen: [RPCForm] = []
             for part in list.split(separator: ",") {
@@ -277,27 +250,12 @@ public struct TemplateCommand: ParsableCommand {
             guard !chosen.isEmpty else { throw TemplateUsageError("--forms expects at least one form") }
             o.forms = chosen
         }
-        if let m = method {
-            guard !m.isEmpty, m.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
-                throw TemplateUsageError("--method expects printable ASCII without quotes or backslashes")
-            }
-            o.method = m
-        }
-        if let c = channel {
-            guard !c.isEmpty, c.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) else {
-                throw TemplateUsageError("--channel expects printable ASCII without quotes or backslashes")
-            }
-            o.channel = c
-        }
-        if let n = try atLeast("--subscribers", subscribers, 1) { o.subscribers = n }
-        for (name, value) in [("--token", token), ("--publish-token", publishToken), ("--api-key", apiKey)] {
-            if let v = value, v.isEmpty || !v.utf8.allSatisfy({ $0 > 32 && $0 < 127 && $0 != 34 && $0 != 92 }) {
-                throw TemplateUsageError("\(name) expects printable ASCII without quotes or backslashes")
-            }
-        }
-        o.token = token
-        o.publishToken = publishToken
-        o.apiKey = apiKey
+        if let m = try check.jsonSafe("--method", method) { o.method = m }
+        if let c = try check.jsonSafe("--channel", channel) { o.channel = c }
+        if let n = try check.atLeast("--subscribers", subscribers, 1) { o.subscribers = n }
+        o.token = try check.jsonSafe("--token", token)
+        o.publishToken = try check.jsonSafe("--publish-token", publishToken)
+        o.apiKey = try check.jsonSafe("--api-key", apiKey)
         if let p = publish {
             guard p == "rest" || p == "ws" else { throw TemplateUsageError("--publish expects rest or ws, got '\(p)'") }
             o.publishOverREST = p == "rest"
@@ -308,10 +266,7 @@ public struct TemplateCommand: ParsableCommand {
             guard p.hasPrefix("/") else { throw TemplateUsageError("--publish-path expects a path starting with /") }
             o.publishPath = p
         }
-        if let v = maxFailedConnections {
-            guard let t = ConnectionTolerance.parse(v) else { throw TemplateUsageError("--max-failed-connections expects N or N% (0 to 100%), got '\(v)'") }
-            o.maxFailedConnections = t
-        }
+        if let t = try check.tolerance(maxFailedConnections) { o.maxFailedConnections = t }
         return o
     }
 }
@@ -323,29 +278,14 @@ public func isTemplateCommandLine(_ arguments: [String]) -> Bool {
     return ProtocolTemplate(rawValue: first) != nil
 }
 
-/// Parses a template command line into checked `TemplateOptions`.
-public func parseTemplateArguments(_ arguments: [String]) throws(TemplateUsageError) -> TemplateOptions {
-    let command: TemplateCommand
-    do {
-        command = try TemplateCommand.parse(arguments)
-    } catch {
-        if TemplateCommand.exitCode(for: error) == .success { throw TemplateUsageError("", helpRequested: true) }
-        throw TemplateUsageError(TemplateCommand.message(for: error))
-    }
-    return try command.makeOptions()
+/// A template command-line problem (`CommandUsageError`, CommandUsage.swift).
+public typealias TemplateUsageError = CommandUsageError<TemplateCommand>
+
+extension TemplateCommand: BenchCommandLine {
+    public static let helpHint = "See 'switchboard-bench broker --help'."
 }
 
-/// A template command-line problem; `description` carries the message and the usage line, or
-/// the full help when `--help` was asked for (print it on stdout, exit 0).
-public struct TemplateUsageError: Error, CustomStringConvertible, Sendable {
-    public let message: String
-    public let helpRequested: Bool
-    public init(_ message: String, helpRequested: Bool = false) {
-        self.message = message
-        self.helpRequested = helpRequested
-    }
-    public var description: String {
-        if helpRequested { return TemplateCommand.helpMessage() }
-        return "switchboard-bench: \(message)\n\(TemplateCommand.usageString())\n  See 'switchboard-bench broker --help'."
-    }
+/// Parses a template command line into checked `TemplateOptions`.
+public func parseTemplateArguments(_ arguments: [String]) throws(TemplateUsageError) -> TemplateOptions {
+    try TemplateCommand.parseOptions(arguments)
 }

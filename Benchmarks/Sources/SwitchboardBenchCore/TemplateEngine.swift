@@ -28,6 +28,8 @@ final class TemplateEngine {
     /// First reasons connections closed (at most 8 distinct), for the summary.
     private(set) var closeReasons: [String] = []
     private(set) var closedCount = 0
+    /// The measured phase in progress, or the last one (`runMeasuredPhase`, MeasuredPhase.swift).
+    var measured = MeasuredPhase.idle
 
     init(options: TemplateOptions) throws(BenchError) {
         self.options = options
@@ -129,6 +131,45 @@ final class TemplateEngine {
         reportedClosed.insert(i)
         closedCount += 1
         if let r = s.closeReason, closeReasons.count < 8, !closeReasons.contains(r) { closeReasons.append(r) }
+    }
+
+    /// What opening a pair template's connections and its set-up came to.
+    struct PairSetUp {
+        var established = 0
+        /// Why the connections or the set-up failed; nil when both worked.
+        var failure: String? = nil
+        /// Connections and set-up, when both worked.
+        var seconds: Double? = nil
+    }
+
+    /// Opens `pairs` pairs of connections (broker, rpc), hands each pair's socket indices to
+    /// `connected(a, b, pair)`, then runs the template's `setUp` (nil, or why it failed).
+    func setUpPairs(_ pairs: Int, connected: (Int, Int, Int) -> Void, setUp: () -> String?) -> PairSetUp {
+        var outcome = PairSetUp()
+        let start = sb_monotonic_ns()
+        do throws(BenchError) {
+            for p in 0..<pairs {
+                let a = try connect()
+                let b = try connect()
+                connected(a, b, p)
+                outcome.established += 2
+            }
+        } catch {
+            outcome.failure = error.description
+            return outcome
+        }
+        outcome.failure = setUp()
+        if outcome.failure == nil { outcome.seconds = Double(sb_monotonic_ns() - start) / 1e9 }
+        return outcome
+    }
+
+    /// The end of every run: the closes seen, the server's RSS (`--server-pid`), then every
+    /// socket closed.
+    func finish(into result: inout TemplateResult) {
+        result.closed = closedCount
+        result.closeReasons = closeReasons
+        if let pid = options.serverPID { result.serverRSSKiB = readRSSKiB(pid: pid) }
+        closeAll()
     }
 
     /// Closes every socket (close frame, best effort).

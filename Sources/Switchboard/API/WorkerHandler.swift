@@ -23,6 +23,13 @@ public protocol WorkerHandler: AnyObject {
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?)
     /// The WebSocket is closed, whatever the cause; called exactly once per accepted socket.
     func handleSocketClose(socketId: SocketID, token: [UInt8]?)
+    /// With `cluster_engine = redis`: cluster node `node` died (crash, SIGKILL, partition
+    /// longer than `cluster_node_ttl_ms`, or a restart), so its sockets are gone; called once
+    /// per death on every shard of every live node, within `cluster_node_ttl_ms +
+    /// cluster_heartbeat_ms` of it. Drop what refers to its sockets (`SocketID.node == node`).
+    /// `node` is this node's own id when the others declared it dead while it lived: they
+    /// dropped its sockets. Default: nothing.
+    func handleClusterNodeDied(_ node: Int)
 }
 
 extension WorkerHandler {
@@ -31,6 +38,7 @@ extension WorkerHandler {
     public func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision { .accept() }
     public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {}
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}
+    public func handleClusterNodeDied(_ node: Int) {}
 }
 
 /// A handler that answers every HTTP request with 404 (the built-in routes still work).

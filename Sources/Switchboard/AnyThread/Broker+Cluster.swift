@@ -32,13 +32,45 @@ extension Broker {
         guard let (options, database) = endpoint.value else {
             return assertionFailure("the cluster endpoint is resolved before the shards start")
         }
-        let engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database,
+        let engine: ClusterShardEngine
+        switch configuration.cluster.redisMode {
+        case .standalone:
+            engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database,
                                       shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                       logger: logger.forShard(dispatcher.context.shardIndex))
+        case .cluster:
+            engine = RedisClusterShardEngine(configuration: configuration.cluster, options: options,
+                                             shardIndex: dispatcher.context.shardIndex, metrics: metrics,
+                                             logger: logger.forShard(dispatcher.context.shardIndex))
+        }
         dispatcher.channels.attachCluster(engine)
         if dispatcher.context.shardIndex == 0 {
-            receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker)
-            engine.announceMembership(configuration.cluster.nodeID)
+            receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)
+            let broker = dispatcher.context.broker
+            engine.announceMembership(configuration.cluster.nodeID) { [unowned broker] node in
+                broker.deliverNodeDeath(node)
+            }
+        }
+    }
+
+    /// Hands a node's death (seen by shard 0's engine) to every shard: its channel engine,
+    /// then its handler's `handleClusterNodeDied`. A shard whose inbox is full gets it on a
+    /// later try (a task through shard 0's inbox, so never inside this call); only if shard 0's
+    /// inbox is full too is it lost, with an error line.
+    func deliverNodeDeath(_ node: Int, toShards shards: [Int]? = nil) {
+        var refused: [Int] = []
+        for index in shards ?? Array(0..<shardCount) {
+            switch onShard(index, { $0.channels.clusterNodeDied(node) }) {
+            case .queued: break
+            case .refused(.stopped): return
+            case .refused: refused.append(index)
+            }
+        }
+        guard !refused.isEmpty else { return }
+        logger.warning("cluster: node \(node)'s death waits for room in the inbox of shards \(refused)")
+        let retry = refused
+        if execute(onShard: 0, { $0.broker.deliverNodeDeath(node, toShards: retry) }) != .queued {
+            logger.error("cluster: node \(node)'s death was not delivered to shards \(refused) (inboxes full)")
         }
     }
 }
@@ -129,8 +161,9 @@ extension Broker {
     }
 
     /// Shard 0's engine receives the node's inbox and hands each message to its socket's shard.
-    static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker) {
-        engine.receiveNodeInbox(nodeID) { [unowned broker] bytes in
+    static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker, worker: WorkerHandler) {
+        engine.receiveNodeInbox(nodeID) { [unowned broker, weak worker] bytes in
+            if bytes.first == protocolMessageOperation { return receiveProtocolMessage(bytes, worker: worker, broker: broker) }
             guard let (id, message) = AddressedMessage.decode(bytes) else {
                 broker.logger.warning("cluster: a malformed addressed message in node \(nodeID)'s inbox was dropped")
                 return

@@ -4,6 +4,7 @@ import SwitchboardCluster
 extension BrokerConfiguration {
     static let clusterKeys: [(key: String, help: String)] = [
         ("cluster_engine", "memory | redis: memory is one node (no Redis); redis carries channels between nodes through cluster_redis_url"),
+        ("cluster_redis_mode", "standalone | cluster: one Redis server, or a Redis Cluster (7.0+; cluster_redis_url names one of its masters): channels map to hash slots, sharded pub/sub on each slot's master"),
         ("cluster_redis_url", "redis://HOST:PORT or redis://HOST:PORT/DB (HOST: an IP literal, or a name resolved once at start-up); no password or TLS yet"),
         ("cluster_node_id", "this node's number 0...255, unique in the cluster"),
         ("cluster_key_prefix", "prefix of every Redis key and pub/sub channel of the cluster"),
@@ -15,12 +16,13 @@ extension BrokerConfiguration {
         ("cluster_redis_backoff_ms", "first delay before reconnecting to Redis; doubles per failure, with up to 50% jitter"),
         ("cluster_redis_max_backoff_ms", "longest delay between reconnect attempts"),
         ("cluster_heartbeat_ms", "how often a node renews its membership in Redis"),
-        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers); at least 2 x cluster_heartbeat_ms"),
+        ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers) and is declared dead: every other node hears it (WorkerHandler.handleClusterNodeDied) within cluster_node_ttl_ms + cluster_heartbeat_ms (metric switchboard_cluster_node_deaths_total); at least 2 x cluster_heartbeat_ms"),
     ]
 
     func clusterValue(forKey key: String) -> String? {
         switch key {
         case "cluster_engine": return cluster.engine.rawValue
+        case "cluster_redis_mode": return cluster.redisMode.rawValue
         case "cluster_redis_url": return "\"\(cluster.redisURL)\""
         case "cluster_node_id": return String(cluster.nodeID)
         case "cluster_key_prefix": return "\"\(cluster.keyPrefix)\""
@@ -46,6 +48,9 @@ extension BrokerConfiguration {
         case "cluster_engine":
             guard let kind = ClusterEngineKind(rawValue: value) else { throw ConfigurationError(line: 0, message: "cluster_engine: '\(value)' is not memory or redis") }
             cluster.engine = kind
+        case "cluster_redis_mode":
+            guard let mode = ClusterRedisMode(rawValue: value) else { throw ConfigurationError(line: 0, message: "cluster_redis_mode: '\(value)' is not standalone or cluster") }
+            cluster.redisMode = mode
         case "cluster_redis_url": cluster.redisURL = value
         case "cluster_node_id": cluster.nodeID = try int()
         case "cluster_key_prefix": cluster.keyPrefix = value

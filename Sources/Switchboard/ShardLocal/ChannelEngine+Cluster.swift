@@ -46,6 +46,12 @@ extension ChannelEngine: ClusterEngineDelegate {
         cluster.interestRemoved(channel.bytes)
     }
 
+    /// A node died (issue 13's membership): this shard's sockets never belonged to it, so the
+    /// channel engine keeps nothing of it; the application's handler hears it.
+    func clusterNodeDied(_ node: Int) {
+        webSockets.worker.handleClusterNodeDied(node)
+    }
+
     func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition) {
         let frame = OutboundBytes.webSocketFrame(kind == .text ? .text : .binary, payload)
         deliverLocally(ChannelName(channel), frame, ChannelPosition(epoch: position.epoch, offset: position.offset))

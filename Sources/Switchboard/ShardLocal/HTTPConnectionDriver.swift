@@ -19,7 +19,9 @@ final class HTTPConnectionDriver {
     var worker: WorkerHandler = DefaultWorkerHandler()
     /// For the response slots (set with `worker`).
     unowned(unsafe) var broker: Broker!
-    private let webSocketLimits: WebSocketLimits
+    /// Limits, budget and zlib memory level of this shard's WebSockets, one instance for all
+    /// (a reference per socket instead of copies: issue 16 item 2).
+    private let webSocketSettings: WebSocketCodecSettings
     private let handshakeOptions: WebSocketHandshakeOptions
     private var scratch: [UInt8] = []
     private var dateHeader: String? = nil
@@ -35,7 +37,9 @@ final class HTTPConnectionDriver {
         self.routes = routes
         self.webSockets = webSockets
         let ws = configuration.webSocket
-        webSocketLimits = WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments)
+        webSocketSettings = WebSocketCodecSettings(
+            limits: WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments),
+            budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel, releasesIdleStreams: true)
         handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
                                                      serverContextTakeover: ws.deflateContextTakeover,
                                                      allowedOrigins: ws.allowedOrigins)
@@ -372,9 +376,7 @@ final class HTTPConnectionDriver {
                 if let p = parameters, p.serverMaxWindowBits > configuration.webSocket.deflateServerWindowBits {
                     parameters!.serverMaxWindowBits = configuration.webSocket.deflateServerWindowBits
                 }
-                let connection = WebSocketConnection(limits: webSocketLimits, deflate: parameters, budget: shard.memory,
-                                                     deflateMemoryLevel: configuration.webSocket.deflateMemoryLevel,
-                                                     releasesIdleStreams: true)
+                let connection = WebSocketConnection(settings: webSocketSettings, deflate: parameters)
                 // (The codec makes its zlib streams on first use and charges them to the budget;
                 // a direction without context takeover frees its stream after each message.)
                 webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))

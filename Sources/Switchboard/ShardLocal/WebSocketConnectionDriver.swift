@@ -31,6 +31,8 @@ final class WebSocketConnectionDriver {
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
     private var events: [WebSocketEvent] = []
+    /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
+    private var eventsActing: [WebSocketEvent] = []
     /// Counts loop turns: a session's frame allowance is per turn.
     private var turn: UInt64 = 1
     /// Sockets with a backlog to resume next turn.
@@ -179,8 +181,8 @@ final class WebSocketConnectionDriver {
     /// message always runs, so every socket progresses). Returns the bytes used; the caller
     /// keeps the rest for the next turn.
     private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
-        if session.turn != turn {
-            session.turn = turn
+        if !session.isTurn(turn) {
+            session.enterTurn(turn)
             session.messagesThisTurn = 0
             session.turnStartNanoseconds = monotonicNanoseconds()
             session.turnFanOutStartNanoseconds = fanOutNanoseconds
@@ -227,9 +229,12 @@ final class WebSocketConnectionDriver {
             session.assemblyStartedMilliseconds = shard.nowMilliseconds
             assembling.insert(id)
         }
-        let batch = events
-        events.removeAll(keepingCapacity: true)
-        for event in batch {
+        // Swapped, not copied: `let batch = events` then `events.removeAll(keepingCapacity:)`
+        // made the array non-unique, so the removal allocated a new buffer: one malloc per
+        // message. Both arrays keep their capacity from message to message.
+        swap(&events, &eventsActing)
+        defer { eventsActing.removeAll(keepingCapacity: true) }
+        for event in eventsActing {
             // The handler may have closed the socket (it stays current until the shard
             // finalizes it; a close only changes the lifecycle).
             assert(table.isCurrent(id))

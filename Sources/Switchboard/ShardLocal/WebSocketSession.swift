@@ -20,44 +20,127 @@ enum WebSocketLifecycle: Equatable {
 
 /// A connection that switched to WebSocket: its codec, token and lifecycle, boxed for the same
 /// reason as ``HTTPSession``.
+///
+/// Memory (issue 16 item 2): one exists per WebSocket, idle ones included, so the object is kept
+/// to 136 bytes with its 16-byte header (a 144-byte malloc chunk; `WebSocketMemoryTests` checks
+/// both): the codec's compact core, the per-turn work bounds in 32 bits where their range
+/// allows, and the state only some sockets need (an input backlog, a coalesced pong, the
+/// assembly timer) out of line in ``WebSocketSessionRareState``, made on first use. Stored
+/// properties are declared in layout order (Swift keeps declaration order).
 final class WebSocketSession {
     var connection: WebSocketConnection
-    var token: [UInt8]?
     var lifecycle = WebSocketLifecycle.open
-    /// permessage-deflate was negotiated: outgoing messages go through the codec's compressor.
-    let compresses: Bool
-
-    // Work bounds (see `WebSocketConnectionDriver`): input beyond this turn's frame budget
-    // waits here, charged to the shard's budget (`backlogCharge`).
-    var backlog: [UInt8] = []
-    var backlogHead = 0
-    var backlogCharge = 0
     /// In the driver's resume list.
     var resumeQueued = false
-    /// The driver turn `messagesThisTurn` counts for.
-    var turn: UInt64 = 0
-    var messagesThisTurn = 0
+    /// `messagesThisTurn`'s storage: at most `maxMessagesPerTurn` (an `Int` setting, checked here).
+    private var messagesThisTurnCount: UInt32 = 0
+    /// The driver turn `messagesThisTurn` counts for, the low 32 bits of the driver's counter
+    /// (`isTurn`): two turns 2^32 apart compare equal, which at worst gives one socket one
+    /// turn's allowance less, once in 2^32 turns.
+    private var turnLow: UInt32 = 0
     /// When this socket's slice of the turn began.
     var turnStartNanoseconds: UInt64 = 0
     /// The driver's `fanOutNanoseconds` then: fan-out time since is not charged to the slice.
     var turnFanOutStartNanoseconds: UInt64 = 0
+    var token: [UInt8]?
+    /// The rarely needed part; nil until first needed.
+    private var rare: WebSocketSessionRareState?
+
+    init(_ connection: WebSocketConnection, token: [UInt8]?, compresses: Bool) {
+        assert(compresses == connection.compresses, "the session's and the codec's deflate disagree")
+        self.connection = connection
+        self.token = token
+    }
+
+    /// permessage-deflate was negotiated: outgoing messages go through the codec's compressor.
+    var compresses: Bool { connection.compresses }
+
+    // Work bounds (see `WebSocketConnectionDriver`).
+
+    /// Whether `turn` (the driver's full counter) is the one this session counts for.
+    @inline(__always) func isTurn(_ turn: UInt64) -> Bool { turnLow == UInt32(truncatingIfNeeded: turn) }
+
+    /// Makes `turn` the one this session counts for (the caller resets the counts).
+    @inline(__always) func enterTurn(_ turn: UInt64) { turnLow = UInt32(truncatingIfNeeded: turn) }
+
+    var messagesThisTurn: Int {
+        get { Int(messagesThisTurnCount) }
+        set {
+            assert(newValue >= 0 && newValue <= Int(UInt32.max))
+            messagesThisTurnCount = UInt32(truncatingIfNeeded: newValue)
+        }
+    }
+
+    // Input beyond this turn's frame budget waits in `backlog`, charged to the shard's budget
+    // (`backlogCharge`). Reading or clearing an absent backlog allocates nothing.
+
+    var backlog: [UInt8] {
+        get { rare?.backlog ?? [] }
+        _modify {
+            if let rare {
+                yield &rare.backlog
+            } else {
+                var bytes: [UInt8] = []
+                yield &bytes
+                if bytes.capacity > 0 { makeRare().backlog = bytes }
+            }
+        }
+    }
+    var backlogHead: Int {
+        get { rare?.backlogHead ?? 0 }
+        set { if rare != nil || newValue != 0 { makeRare().backlogHead = newValue } }
+    }
+    var backlogCharge: Int {
+        get { rare?.backlogCharge ?? 0 }
+        set { if rare != nil || newValue != 0 { makeRare().backlogCharge = newValue } }
+    }
+    var backlogIsEmpty: Bool {
+        guard let rare else { return true }
+        return rare.backlogHead == rare.backlog.count
+    }
 
     // Pong coalescing: the sent-bytes mark at which the last queued pong has left, and the
     // latest pong waiting for it (RFC 6455 §5.5.3 allows answering only the latest ping).
-    var pongLeavesAt: UInt64 = 0
-    var pendingPong: [UInt8]? = nil
+
+    var pongLeavesAt: UInt64 {
+        get { rare?.pongLeavesAt ?? 0 }
+        set { if rare != nil || newValue != 0 { makeRare().pongLeavesAt = newValue } }
+    }
+    var pendingPong: [UInt8]? {
+        get { rare?.pendingPong }
+        set { if rare != nil || newValue != nil { makeRare().pendingPong = newValue } }
+    }
 
     // Assembly timer: when the message numbered `assemblyMessage` began.
+
+    var assemblyMessage: Int {
+        get { rare?.assemblyMessage ?? -1 }
+        set { if rare != nil || newValue != -1 { makeRare().assemblyMessage = newValue } }
+    }
+    var assemblyStartedMilliseconds: Int64 {
+        get { rare?.assemblyStartedMilliseconds ?? 0 }
+        set { if rare != nil || newValue != 0 { makeRare().assemblyStartedMilliseconds = newValue } }
+    }
+
+    private func makeRare() -> WebSocketSessionRareState {
+        if let rare { return rare }
+        let made = WebSocketSessionRareState()
+        rare = made
+        return made
+    }
+}
+
+/// The part of a ``WebSocketSession`` only some sockets need: made by the first input backlog,
+/// pong or message spanning reads, then kept for the session's life (80 bytes of heap; an idle
+/// socket that never needed it holds none).
+final class WebSocketSessionRareState {
+    var backlog: [UInt8] = []
+    var backlogHead = 0
+    var backlogCharge = 0
+    var pongLeavesAt: UInt64 = 0
+    var pendingPong: [UInt8]? = nil
     var assemblyMessage = -1
     var assemblyStartedMilliseconds: Int64 = 0
-
-    var backlogIsEmpty: Bool { backlogHead == backlog.count }
-
-    init(_ connection: WebSocketConnection, token: [UInt8]?, compresses: Bool) {
-        self.connection = connection
-        self.token = token
-        self.compresses = compresses
-    }
 }
 
 extension ShardMemoryBudget: WebSocketMemoryBudget {}

@@ -170,6 +170,19 @@ final class BroadcasterShardHandler: WorkerHandler {
             if id != 0 { reply(socketId, subscribeResult(id, subscription.id, recovery: nil)) }
             return
         }
+        if context.clusterNodeID != nil {
+            // In a cluster Redis is the owner (BroadcasterCluster.swift).
+            let gen = subscription.generation
+            let undo = { [unowned self] in
+                guard let s = sessions[socketId], s.subscriptions[channel]?.generation == gen else { return }
+                s.subscriptions[channel] = nil
+                removeSubscriber(socketId, channel)
+                metrics.subscriptions.decrement()
+                fail(socketId, .subscribe, id, BroadcasterError(.internal, "the channel's owner is overloaded, try again"))
+            }
+            if !recoverInCluster(socketId, id, channel, since, generation: gen, failed: undo) { undo() }
+            return
+        }
         // Ask the owner for the missed messages; live ones are held back meanwhile.
         let shard = context.shardIndex
         let gen = subscription.generation
@@ -272,6 +285,8 @@ final class BroadcasterShardHandler: WorkerHandler {
     /// create time; offset 0 until the owner assigns it), or nil when the owner's inbox refused it.
     func submit(_ publish: BroadcasterPublish,
                 completion: (@Sendable (Result<BroadcasterMessage, BroadcasterError>) -> Void)? = nil) -> BroadcasterMessage? {
+        // In a cluster Redis orders every channel (BroadcasterCluster.swift).
+        if context.clusterNodeID != nil { return submitInCluster(publish, completion: completion) }
         let owner = shared.owner(of: publish.channel, shardCount: context.shardCount)
         let shared = self.shared
         let draft = BroadcasterMessage(id: BroadcasterMessage.randomID(), channel: publish.channel, event: publish.event,

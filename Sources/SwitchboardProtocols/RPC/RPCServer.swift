@@ -1,4 +1,6 @@
 import Switchboard
+import SwitchboardRESP
+import Synchronization
 import SwitchboardWebSocket
 
 /// The amqp-swarm RPC protocol as a Switchboard handler: every WebSocket accepted on its route
@@ -20,6 +22,8 @@ public final class RPCServer: Sendable {
     public let metrics = RPCMetrics()
     let shared: RPCShared
     let cores = PerShard<RPCShardCore>()
+    /// The executor over this server's shards, for `nodeDied` (set by the first handler).
+    let clusterExecutor = Mutex<BrokerRPCExecutor?>(nil)
     let nodeId: @Sendable (WorkerRequest) -> String?
 
     /// - Parameters:
@@ -54,6 +58,7 @@ final class RPCWorkerHandler: WorkerHandler {
         let executor = BrokerRPCExecutor(broker: context.broker, cores: server.cores, shardCount: context.shardCount)
         core = RPCShardCore(io: ShardContextRPCIO(context), executor: executor, shared: server.shared)
         server.cores[context] = core
+        server.clusterExecutor.withLock { $0 = $0 ?? executor }
         RPCTicker.start(shard: context.shardIndex, executor: executor, tickMilliseconds: server.options.tickMilliseconds)
     }
 
@@ -80,6 +85,33 @@ final class RPCWorkerHandler: WorkerHandler {
     }
 }
 
+extension RPCWorkerHandler: ClusterMessageReceiver {
+    func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard tag == rpcClusterTag else { return false }
+        core.receiveFromCluster(bytes)
+        return true
+    }
+
+    /// The membership code's event, on every shard: this shard's part of `RPCServer.nodeDied`.
+    func handleClusterNodeDied(_ node: Int) { core.peerNodeDied(node) }
+}
+
+extension RPCServer {
+    /// Cleans up after node `node` of the cluster died (its heartbeat expired): requests of
+    /// this node's nodes that wait only on it fail with `.disconnected` (before their
+    /// timeout), and its node ids leave the cluster directory in Redis. Any thread. False
+    /// when a shard refused the post (inbox full) or the broker is not running: call again.
+    @discardableResult
+    public func nodeDied(_ node: Int) -> Bool {
+        guard let executor = clusterExecutor.withLock({ $0 }) else { return false }
+        var all = true
+        for shard in 0..<executor.shardCount {
+            all = executor.execute(onShard: shard) { $0.peerNodeDied(node) } == .queued && all
+        }
+        return all
+    }
+}
+
 /// The core's I/O through this shard's `ShardContext`.
 final class ShardContextRPCIO: RPCShardIO {
     private let context: ShardContext
@@ -99,6 +131,11 @@ final class ShardContextRPCIO: RPCShardIO {
     func closeSocket(_ socket: SocketID, code: UInt16, reason: String) {
         context.close(socket, code: WebSocketCloseCode(rawValue: code) ?? .normalClosure, reason: reason)
     }
+
+    var clusterNode: Int? { context.clusterNodeID }
+    var clusterKeyPrefix: String { context.broker.configuration.cluster.keyPrefix }
+    func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { context.clusterCommand(arguments, completion) }
+    func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { context.sendToClusterNode(node, tag: rpcClusterTag, message) }
 }
 
 /// Posts to a shard's RPC core through the broker. Weak: nodes and tasks may outlive the broker;

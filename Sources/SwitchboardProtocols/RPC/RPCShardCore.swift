@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardRESP
 
 /// A request between nodes, as it travels from the sender's shard to the directory owner of
 /// the target id and on to the target's shard. Answers travel back to `callerShard`, where
@@ -12,6 +13,8 @@ struct RPCNodeCall: Sendable {
     let target: String
     let callerShard: Int
     let callerKey: UInt64
+    /// The caller's cluster node when the call came from another node (RPCCluster.swift).
+    var callerNode: Int? = nil
 }
 
 /// The RPC protocol's state on one shard, touched only on that shard's thread (share-nothing):
@@ -62,6 +65,8 @@ final class RPCShardCore {
         let callerShard: Int
         let callerKey: UInt64
         let socket: SocketID
+        /// Another cluster node's caller (nil: this node's).
+        var callerNode: Int? = nil
     }
 
     private struct DirectoryEntry: Equatable {
@@ -76,6 +81,9 @@ final class RPCShardCore {
     private var directory: [String: [DirectoryEntry]] = [:]
     private var nextKey: UInt64 = 1
     private var nextPingSweep: ContinuousClock.Instant
+    /// Requests of this shard's nodes sent to other cluster nodes: the nodes that may answer
+    /// (a node declared dead leaves; none left fails the request with `.disconnected`).
+    private var remoteCalls: [UInt64: Set<Int>] = [:]
     private var pingCounter = 0
 
     init(io: any RPCShardIO, executor: any RPCShardExecutor, shared: RPCShared) {
@@ -151,7 +159,7 @@ final class RPCShardCore {
         for key in state.inboundKeys {
             if let ib = inbound.removeValue(forKey: key) {
                 metrics.disconnectedFailures.increment()
-                reply(ib.callerShard, ib.callerKey, .failure(.disconnected))
+                reply(ib.callerNode, ib.callerShard, ib.callerKey, .failure(.disconnected))
             }
         }
         let id = node.id
@@ -181,6 +189,7 @@ final class RPCShardCore {
             }
         }
         if accepted { list.append(DirectoryEntry(socket: socket)) }
+        if accepted && list.count == 1 { announceInCluster(id) }
         directory[id] = list.isEmpty ? nil : list
         let ok = accepted
         executor.execute(onShard: replyShard) { $0.registered(socket, accepted: ok) }
@@ -189,6 +198,7 @@ final class RPCShardCore {
     private func unregister(_ id: String, socket: SocketID) {
         guard var list = directory[id] else { return }
         list.removeAll { $0.socket == socket }
+        if list.isEmpty { withdrawFromCluster(id) }
         directory[id] = list.isEmpty ? nil : list
     }
 
@@ -388,6 +398,7 @@ final class RPCShardCore {
     /// Completes a pending request once; later answers for the same key are ignored.
     private func complete(_ key: UInt64, _ result: Result<RPCValue, RPCError>) {
         guard let p = pending.removeValue(forKey: key) else { return }
+        remoteCalls[key] = nil
         nodes[p.socket]?.pendingKeys.remove(key)
         p.completion(result)
     }
@@ -432,12 +443,18 @@ final class RPCShardCore {
         for e in entries where executor.execute(onShard: e.socket.shard, { $0.serve(call, socket: e.socket) }) == .queued {
             delivered += 1
         }
-        if entries.isEmpty {
+        if entries.isEmpty, io.clusterNode != nil, call.callerNode == nil {
+            // Not on this node: the caller's shard asks Redis which nodes have the id.
+            if executor.execute(onShard: call.callerShard, { $0.routeToNodes(call) }) != .queued {
+                metrics.overloaded.increment()
+                reply(nil, call.callerShard, call.callerKey, .failure(.overloaded))
+            }
+        } else if entries.isEmpty {
             metrics.disconnectedFailures.increment()
-            reply(call.callerShard, call.callerKey, .failure(.disconnected))
+            reply(call.callerNode, call.callerShard, call.callerKey, .failure(.disconnected))
         } else if delivered == 0 {
             metrics.overloaded.increment()
-            reply(call.callerShard, call.callerKey, .failure(.overloaded))
+            reply(call.callerNode, call.callerShard, call.callerKey, .failure(.overloaded))
         }
     }
 
@@ -445,23 +462,23 @@ final class RPCShardCore {
     private func serve(_ call: RPCNodeCall, socket: SocketID) {
         guard var state = nodes[socket] else {
             metrics.disconnectedFailures.increment()
-            reply(call.callerShard, call.callerKey, .failure(.disconnected))
+            reply(call.callerNode, call.callerShard, call.callerKey, .failure(.disconnected))
             return
         }
         let node = state.node
         let handlers = (call.kind == .server ? node.serverHandlers : node.remoteClientHandlers).handlers(for: call.name)
         if call.kind == .server && handlers.isEmpty {
             metrics.unhandled.increment()
-            reply(call.callerShard, call.callerKey, .failure(.unhandled(name: call.name)))
+            reply(call.callerNode, call.callerShard, call.callerKey, .failure(.unhandled(name: call.name)))
             return
         }
         guard state.inboundKeys.count < options.maxInflightPerNode else {
             metrics.overloaded.increment()
-            reply(call.callerShard, call.callerKey, .failure(.overloaded))
+            reply(call.callerNode, call.callerShard, call.callerKey, .failure(.overloaded))
             return
         }
         let key = newKey()
-        inbound[key] = Inbound(callerShard: call.callerShard, callerKey: call.callerKey, socket: socket)
+        inbound[key] = Inbound(callerShard: call.callerShard, callerKey: call.callerKey, socket: socket, callerNode: call.callerNode)
         state.inboundKeys.insert(key)
         nodes[socket] = state
         let me = shardIndex, executor = executor, metrics = metrics
@@ -494,10 +511,14 @@ final class RPCShardCore {
     private func finishInbound(_ key: UInt64, _ result: Result<RPCValue, RPCError>) {
         guard let ib = inbound.removeValue(forKey: key) else { return }  // its node closed first
         nodes[ib.socket]?.inboundKeys.remove(key)
-        reply(ib.callerShard, ib.callerKey, result)
+        reply(ib.callerNode, ib.callerShard, ib.callerKey, result)
     }
 
-    private func reply(_ shard: Int, _ key: UInt64, _ result: Result<RPCValue, RPCError>) {
+    private func reply(_ node: Int?, _ shard: Int, _ key: UInt64, _ result: Result<RPCValue, RPCError>) {
+        if let node, node != io.clusterNode {
+            if !io.sendToClusterNode(node, RPCClusterWire.answer(shard: shard, key: key, result)) { metrics.lostAnswers.increment() }
+            return
+        }
         if executor.execute(onShard: shard, { $0.complete(key, result) }) != .queued {
             metrics.lostAnswers.increment()  // the caller's timeout answers it
         }
@@ -515,5 +536,91 @@ extension RPCCorrelationID {
         let t = jsonText.utf8
         guard t.count > 2, t.first == UInt8(ascii: "\""), t.last == UInt8(ascii: "\"") else { return nil }
         return UInt64(jsonText.dropFirst().dropLast())
+    }
+}
+
+// MARK: - Across cluster nodes (RPCCluster.swift describes the design)
+
+extension RPCShardCore {
+    /// On the id's owner shard: the id has its first node here; Redis learns this node has it.
+    private func announceInCluster(_ id: String) {
+        guard let me = io.clusterNode else { return }
+        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.announce, keys: [keys.id(id), keys.node(me)], [Array(String(me).utf8), Array(id.utf8)])) { _ in }
+    }
+
+    /// On the id's owner shard: its last node here left.
+    private func withdrawFromCluster(_ id: String) {
+        guard let me = io.clusterNode else { return }
+        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.withdraw, keys: [keys.id(id), keys.node(me)], [Array(String(me).utf8), Array(id.utf8)])) { _ in }
+    }
+
+    /// On the caller's shard: no node of this process has the target id; ask Redis which
+    /// nodes do and send the call to each (the first answer completes the request, its
+    /// timeout still bounds it).
+    fileprivate func routeToNodes(_ call: RPCNodeCall) {
+        guard pending[call.callerKey] != nil, let me = io.clusterNode else { return }
+        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        io.clusterCommand([Array("SMEMBERS".utf8), keys.id(call.target)]) { [weak self] reply in
+            guard let self, self.pending[call.callerKey] != nil else { return }
+            // SMEMBERS answers a RESP3 set (an array from a RESP2 server).
+            let members: [RESPValue]? = switch reply {
+            case .set(let items)?, .array(let items)?: items
+            default: nil
+            }
+            guard let items = members else {
+                // Redis unreachable: as a full inbox, the request fails now.
+                self.metrics.overloaded.increment()
+                return self.complete(call.callerKey, .failure(.overloaded))
+            }
+            let nodes = items.compactMap { v -> Int? in
+                if case .bulkString(let b) = v { Int(String(decoding: b, as: UTF8.self)) } else { nil }
+            }.filter { $0 != me && (0...255).contains($0) }
+            var remote = call
+            remote.callerNode = me
+            let bytes = RPCClusterWire.call(remote)
+            let reached = Set(nodes.filter { self.io.sendToClusterNode($0, bytes) })
+            guard !reached.isEmpty else {
+                self.metrics.disconnectedFailures.increment()
+                return self.complete(call.callerKey, .failure(nodes.isEmpty ? .disconnected : .overloaded))
+            }
+            self.remoteCalls[call.callerKey] = reached
+        }
+    }
+
+    /// On shard 0: a call or an answer from another node.
+    func receiveFromCluster(_ bytes: UnsafeRawBufferPointer) {
+        switch RPCClusterWire.decode(bytes, decoder: shared.decoder) {
+        case .call(let call)?:
+            if executor.execute(onShard: ownerShard(call.target), { $0.route(call) }) != .queued {
+                metrics.overloaded.increment()
+                reply(call.callerNode, call.callerShard, call.callerKey, .failure(.overloaded))
+            }
+        case .answer(let shard, let key, let result)?:
+            guard shard < io.shardCount else { return metrics.strayAnswers.increment() }
+            if executor.execute(onShard: shard, { $0.complete(key, result) }) != .queued { metrics.lostAnswers.increment() }
+        case nil:
+            metrics.strayAnswers.increment()
+        }
+    }
+
+    /// Node `node` of the cluster died: requests that wait only on it fail (`.disconnected`);
+    /// shard 0 removes its ids from Redis.
+    func peerNodeDied(_ node: Int) {
+        for (key, nodes) in remoteCalls where nodes.contains(node) {
+            var left = nodes
+            left.remove(node)
+            if left.isEmpty {
+                metrics.disconnectedFailures.increment()
+                complete(key, .failure(.disconnected))
+            } else {
+                remoteCalls[key] = left
+            }
+        }
+        if shardIndex == 0, io.clusterNode != nil {
+            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+            io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.node(node)], [keys.idPrefix, Array(String(node).utf8)])) { _ in }
+        }
     }
 }

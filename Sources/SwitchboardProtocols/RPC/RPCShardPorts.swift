@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardRESP
 
 /// What the RPC core needs from the shard it runs on. `ShardContext` provides it in
 /// production (RPCServer.swift); unit tests provide an in-memory one. Called only on the
@@ -10,6 +11,21 @@ protocol RPCShardIO: AnyObject {
     func sendText(_ socket: SocketID, _ text: String) -> RPCSendOutcome
     /// Starts the close handshake.
     func closeSocket(_ socket: SocketID, code: UInt16, reason: String)
+    // Cluster (RPCCluster.swift); the defaults below are a single node's.
+    /// This node's number with `cluster_engine = redis`, else nil.
+    var clusterNode: Int? { get }
+    var clusterKeyPrefix: String { get }
+    /// One Redis command; `completion` exactly once on this shard (nil: Redis unreachable).
+    func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void)
+    /// A message to another node's RPC core; false when refused at once.
+    func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool
+}
+
+extension RPCShardIO {
+    var clusterNode: Int? { nil }
+    var clusterKeyPrefix: String { "switchboard" }
+    func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { completion(nil) }
+    func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { false }
 }
 
 enum RPCSendOutcome: Equatable {

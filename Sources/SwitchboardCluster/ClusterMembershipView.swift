@@ -1,0 +1,51 @@
+/// What one node knows of the other nodes, fed with each membership heartbeat's answer (the
+/// live nodes and their incarnations, read from Redis): it says which nodes died since the
+/// last answer. Pure state, no I/O; the shard that announces its node owns it. Shard thread only.
+///
+/// A node dies when its incarnation changes (it restarted, even within its TTL: its sockets
+/// are gone all the same), or when it is no longer a member (its heartbeat expired). Absence
+/// counts only once this node has been connected to Redis for `graceMilliseconds`: Redis
+/// restarted empty holds no member at all until each live node has reconnected (each after its
+/// own backoff) and renewed, and those nodes did not die.
+package struct ClusterMembershipView: Sendable {
+    package let ownNode: Int
+    /// How long after a (re)connect absence is not yet death.
+    package let graceMilliseconds: Int64
+    /// The other nodes believed alive, with the incarnation seen.
+    package private(set) var known: [Int: UInt64] = [:]
+    /// When the current Redis connection came up; nil while there is none.
+    private var connectedSinceMilliseconds: Int64?
+
+    package init(ownNode: Int, graceMilliseconds: Int64) {
+        precondition(graceMilliseconds >= 0, "a grace period is not negative")
+        self.ownNode = ownNode
+        self.graceMilliseconds = graceMilliseconds
+    }
+
+    package mutating func connected(atMilliseconds now: Int64) { connectedSinceMilliseconds = now }
+    package mutating func disconnected() { connectedSinceMilliseconds = nil }
+
+    /// Takes one answer (`live`: node -> incarnation, this node included or not) and returns
+    /// the nodes that died since the previous one, ascending; each death is reported once.
+    package mutating func update(live: [Int: UInt64], nowMilliseconds now: Int64) -> [Int] {
+        // An answer that raced a reconnect belongs to no connection: ignore it.
+        guard let since = connectedSinceMilliseconds else { return [] }
+        let absenceIsDeath = now - since >= graceMilliseconds
+        var died: [Int] = []
+        for (node, incarnation) in known {
+            if let current = live[node] {
+                if current != incarnation {
+                    died.append(node)        // restarted: the old one is gone
+                    known[node] = current
+                }
+            } else if absenceIsDeath {
+                died.append(node)
+                known[node] = nil
+            }
+        }
+        for (node, incarnation) in live where node != ownNode && known[node] == nil {
+            known[node] = incarnation
+        }
+        return died.sorted()
+    }
+}

@@ -1,0 +1,157 @@
+import Switchboard
+import SwitchboardRESP
+
+// # RPC across nodes (issue 13)
+//
+// With `cluster_engine = redis`, a node id is reachable from every process. The client form
+// (`node.client.send`) never leaves its node: the node object lives where its socket is. The
+// server and remote-client forms (`node.server.send(to:)`, `node.remoteClient.send(to:)`)
+// look the target id up as on one node (its owner shard's directory); when no node of this
+// process has it:
+//
+// 1. the caller's shard asks Redis which processes have the id (`P:{rpc}:id:ID`, a set of
+//    cluster node numbers, kept by each process's owner shard: added with the id's first
+//    local node, removed with its last);
+// 2. it sends the call to each of them through their node inboxes (the caller's shard, its
+//    own Redis connection);
+// 3. the receiving process's shard 0 hands it to the id's owner shard, which serves it
+//    exactly as a local call (server handlers, or remote-client handlers then the client);
+// 4. the answer travels back the same way to the caller's shard, which completes the request
+//    (the first answer wins, as with duplicate ids on one node).
+//
+// Every request keeps its timeout (`requestTimeoutMilliseconds` or the caller's), so an answer
+// lost between processes never leaves a caller waiting past it. When a process is declared
+// dead (`RPCServer.nodeDied`), requests waiting only on it fail at once with `.disconnected`,
+// and its ids leave the Redis directory (`P:{rpc}:node:N` lists them).
+//
+// Not cluster-wide: the duplicate-id policy (`duplicateNodes`) applies per process; ids
+// registered on two processes are both reachable. Not ordered: requests are independent, as on
+// one node.
+
+/// The protocol tag of RPC messages in a node inbox.
+let rpcClusterTag = UInt8(ascii: "R")
+
+/// RPC messages between processes: a call (op 1: kind, caller shard, caller key, caller node,
+/// sender, target, then the request as RPC JSON) or an answer (op 2: shard, key, then a
+/// response or error as RPC JSON).
+enum RPCClusterWire {
+    enum Decoded {
+        case call(RPCNodeCall)
+        case answer(shard: Int, key: UInt64, Result<RPCValue, RPCError>)
+    }
+
+    static func call(_ call: RPCNodeCall) -> [UInt8] {
+        precondition(call.callerShard < 256 && (call.callerNode ?? 0) < 256)
+        var out: [UInt8] = [1, call.kind == .server ? 0 : 1, UInt8(call.callerShard)]
+        u64(call.callerKey, &out)
+        out.append(UInt8(call.callerNode ?? 0))
+        text(call.sender, &out)
+        text(call.target, &out)
+        out += RPCMessageEncoder.encode(.request(RPCRequest(name: call.name, args: call.args, correlationId: RPCCorrelationID(requestKey: 0))))
+        return out
+    }
+
+    static func answer(shard: Int, key: UInt64, _ result: Result<RPCValue, RPCError>) -> [UInt8] {
+        precondition(shard < 256)
+        var out: [UInt8] = [2, UInt8(shard)]
+        u64(key, &out)
+        let id = RPCCorrelationID(requestKey: 0)
+        switch result {
+        case .success(let v): out += RPCMessageEncoder.encode(.response(correlationId: id, result: v))
+        case .failure(let e): out += RPCMessageEncoder.encode(.error(correlationId: id, e.payload))
+        }
+        return out
+    }
+
+    /// nil for anything malformed (counted by the caller).
+    static func decode(_ bytes: UnsafeRawBufferPointer, decoder: RPCMessageDecoder) -> Decoded? {
+        var i = 0
+        func byte() -> UInt8? {
+            guard i < bytes.count else { return nil }
+            defer { i += 1 }
+            return bytes[i]
+        }
+        func word() -> UInt64? {
+            guard bytes.count - i >= 8 else { return nil }
+            var v: UInt64 = 0
+            for k in 0..<8 { v = v << 8 | UInt64(bytes[i + k]) }
+            i += 8
+            return v
+        }
+        func string() -> String? {
+            guard bytes.count - i >= 4 else { return nil }
+            var n = 0
+            for k in 0..<4 { n = n << 8 | Int(bytes[i + k]) }
+            guard bytes.count - i - 4 >= n else { return nil }
+            defer { i += 4 + n }
+            return String(decoding: UnsafeRawBufferPointer(rebasing: bytes[(i + 4)..<(i + 4 + n)]), as: UTF8.self)
+        }
+        func message() -> RPCMessage? {
+            let rest = UnsafeRawBufferPointer(rebasing: bytes[i...])
+            return try? rest.withMemoryRebound(to: UInt8.self) { decoder.decode(binary: $0) }.get()
+        }
+        switch byte() {
+        case 1?:
+            guard let kind = byte(), kind <= 1, let shard = byte(), let key = word(), let node = byte(),
+                  let sender = string(), let target = string(), case .request(let r)? = message() else { return nil }
+            return .call(RPCNodeCall(kind: kind == 0 ? .server : .remoteClient, name: r.name, args: r.args, sender: sender, target: target,
+                                     callerShard: Int(shard), callerKey: key, callerNode: Int(node)))
+        case 2?:
+            guard let shard = byte(), let key = word() else { return nil }
+            switch message() {
+            case .response(_, let v)?: return .answer(shard: Int(shard), key: key, .success(v))
+            case .error(_, let payload)?: return .answer(shard: Int(shard), key: key, .failure(RPCError(received: payload)))
+            default: return nil
+            }
+        default:
+            return nil
+        }
+    }
+
+    private static func u64(_ v: UInt64, _ out: inout [UInt8]) {
+        for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: v >> UInt64(shift))) }
+    }
+
+    private static func text(_ s: String, _ out: inout [UInt8]) {
+        let u = Array(s.utf8)
+        for shift in stride(from: 24, through: 0, by: -8) { out.append(UInt8(truncatingIfNeeded: u.count >> shift)) }
+        out += u
+    }
+}
+
+/// The RPC directory's Redis keys (one hash tag, `{rpc}`, one Redis Cluster slot) and scripts.
+struct RPCClusterKeys {
+    let idPrefix: [UInt8]
+    let nodePrefix: [UInt8]
+
+    init(prefix: String) {
+        idPrefix = Array((prefix + ":{rpc}:id:").utf8)
+        nodePrefix = Array((prefix + ":{rpc}:node:").utf8)
+    }
+
+    func id(_ id: String) -> [UInt8] { idPrefix + Array(id.utf8) }
+    func node(_ node: Int) -> [UInt8] { nodePrefix + Array(String(node).utf8) }
+
+    static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
+        [Array("EVAL".utf8), Array(script.utf8), Array(String(keys.count).utf8)] + keys + arguments
+    }
+
+    /// KEYS: id set, node set. ARGV: node, id.
+    static let announce = """
+        redis.call('SADD', KEYS[1], ARGV[1])
+        redis.call('SADD', KEYS[2], ARGV[2])
+        return 1
+        """
+    static let withdraw = """
+        redis.call('SREM', KEYS[1], ARGV[1])
+        redis.call('SREM', KEYS[2], ARGV[2])
+        return 1
+        """
+    /// KEYS: node set. ARGV: id key prefix, node.
+    static let nodeDied = """
+        local ids = redis.call('SMEMBERS', KEYS[1])
+        for _, id in ipairs(ids) do redis.call('SREM', ARGV[1] .. id, ARGV[2]) end
+        redis.call('DEL', KEYS[1])
+        return #ids
+        """
+}

@@ -1,0 +1,240 @@
+import Foundation  // JSONSerialization: the test reads the broker's JSON independently of SwitchboardJSON
+@testable import Switchboard  // deliverNodeDeath: the membership code's event
+import SwitchboardProtocols
+import SwitchboardTestSupport
+import Testing
+
+/// A connection-broker client on one node: one thread at a time.
+final class CBNodeClient {
+    let socket: TestClient
+    var nextId = 1
+    var connectionId = ""
+
+    init(port: Int) throws {
+        socket = try TestClient(port: port, receiveTimeoutMilliseconds: 10_000)
+        #expect(try socket.upgrade().status == 101)
+    }
+
+    @discardableResult
+    func request(_ type: String, _ fields: String = "") throws -> Int {
+        let id = nextId
+        nextId += 1
+        try socket.sendText("{\"type\":\"\(type)\",\"id\":\(id)\(fields.isEmpty ? "" : "," + fields)}")
+        return id
+    }
+
+    func read() throws -> [String: Any] {
+        while true {
+            let frame = try socket.readFrame()
+            if frame.opcode == 9 || frame.opcode == 10 { continue }
+            #expect(frame.opcode == 1, "a text frame, got \(frame)")
+            return try #require(try JSONSerialization.jsonObject(with: Data(frame.text.utf8)) as? [String: Any], "\(frame.text)")
+        }
+    }
+
+    /// The next message, checked: its type, `replyTo`, and these string fields.
+    @discardableResult
+    func expect(_ type: String, replyTo: Int? = nil, _ fields: [String: String] = [:],
+                sourceLocation: SourceLocation = #_sourceLocation) throws -> [String: Any] {
+        let m = try read()
+        #expect(m["type"] as? String == type, "\(m)", sourceLocation: sourceLocation)
+        #expect(m["replyTo"] as? Int == replyTo, "\(m)", sourceLocation: sourceLocation)
+        for (k, v) in fields { #expect(m[k] as? String == v, "\(k) in \(m)", sourceLocation: sourceLocation) }
+        return m
+    }
+
+    /// A failure in either profile: strict `<type>` or reference `error`, with `error` = text.
+    func expectFailure(_ strictType: String, replyTo: Int, _ error: String, profile: ConnectionBrokerOptions.Profile,
+                       sourceLocation: SourceLocation = #_sourceLocation) throws {
+        try expect(profile == .strict ? strictType : "error", replyTo: replyTo, ["error": error], sourceLocation: sourceLocation)
+    }
+
+    /// True when no frame arrives within `milliseconds`.
+    func nothingArrives(milliseconds: Int) -> Bool {
+        socket.setReceiveTimeout(milliseconds: milliseconds)
+        defer { socket.setReceiveTimeout(milliseconds: 10_000) }
+        guard let frame = try? socket.readFrame() else { return true }
+        Issue.record("unexpected frame: \(frame.text)")
+        return false
+    }
+
+    func register(_ role: String) throws {
+        let id = try request("register", "\"role\":\"\(role)\"")
+        connectionId = try #require(try expect("registered", replyTo: id)["connectionId"] as? String)
+    }
+
+    func list(_ role: String) throws -> [String] {
+        let id = try request("list_by_role", "\"role\":\"\(role)\"")
+        return try expect("connections", replyTo: id)["ids"] as? [String] ?? ["<not a string array>"]
+    }
+
+    func open(to target: CBNodeClient) throws -> String {
+        let id = try request("open", "\"targetId\":\"\(target.connectionId)\"")
+        let channel = try #require(try expect("channel_opened", replyTo: id)["channelId"] as? String)
+        try target.expect("incoming_channel", ["from": connectionId, "channelId": channel])
+        return channel
+    }
+}
+
+/// Three connection-broker nodes (in-process brokers, two shards each, as the other in-process
+/// cluster tests) over one real redis-server started here.
+@Suite("Cluster: connection broker across three nodes", .serialized)
+struct ClusterConnectionBrokerTests {
+    final class Node {
+        let broker: Broker
+        let cb: ConnectionBroker
+        init(_ id: Int, redisPort: Int, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind) throws {
+            var configuration = BrokerConfiguration()
+            configuration.host = "127.0.0.1"
+            configuration.port = 0
+            configuration.io.shardCount = 2
+            configuration.io.backend = backend
+            configuration.io.tickMilliseconds = 10
+            configuration.webSocket.perMessageDeflate = false
+            configuration.cluster.engine = .redis
+            configuration.cluster.redisURL = "redis://127.0.0.1:\(redisPort)"
+            configuration.cluster.nodeID = id
+            configuration.cluster.initialBackoffMilliseconds = 20
+            var options = ConnectionBrokerOptions()
+            options.profile = profile
+            options.maxConnectionsPerRole = 5
+            cb = ConnectionBroker(options: options)
+            broker = Broker(configuration: configuration, logger: .discarding, handlerFactory: cb.handlerFactory())
+            try broker.start()
+        }
+        var port: Int { broker.port }
+        func metric(_ name: String) -> Int { cb.metrics.all.first { $0.name == name }?.value ?? -1 }
+    }
+
+    func nodes(_ redis: RedisServer, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind = .epoll) throws -> [Node] {
+        let nodes = try (1...3).map { try Node($0, redisPort: redis.port, profile: profile, backend: backend) }
+        let probe = try RedisProbe(port: redis.port)
+        for id in 1...3 { #expect(waitUntil { (try? probe.subscriberCount("switchboard:node:\(id)")) == 1 }, "node \(id)'s inbox") }
+        return nodes
+    }
+
+    /// A client of `node`, registered with `role`.
+    func client(on node: Node, registering role: String) throws -> CBNodeClient {
+        let c = try CBNodeClient(port: node.port)
+        try c.register(role)
+        return c
+    }
+
+    @Test("register, list_by_role in registration order, open/message/close and disconnects between nodes",
+          arguments: [ConnectionBrokerOptions.Profile.strict, .reference])
+    func acrossNodes(profile: ConnectionBrokerOptions.Profile) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: profile)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+
+        // Registration order across nodes: each register answered before the next is sent.
+        var workers: [CBNodeClient] = []
+        for i in 0..<5 { workers.append(try client(on: nodes[[0, 1, 2, 0, 1][i]], registering: "worker")) }
+        // Ids carry their node in the top byte.
+        #expect(workers.map { String($0.connectionId.prefix(2)) } == ["01", "02", "03", "01", "02"])
+        for n in 0..<3 {
+            let lister = try CBNodeClient(port: nodes[n].port)
+            if profile == .strict { try lister.register("lister") }
+            #expect(try lister.list("worker") == workers.map(\.connectionId), "the same order from node \(n + 1)")
+        }
+        // max_connections_per_role (5) holds for the whole cluster, checked in one script.
+        let sixth = try CBNodeClient(port: nodes[2].port)
+        let refused = try sixth.request("register", "\"role\":\"worker\"")
+        try sixth.expectFailure("register_failed", replyTo: refused, "Too many connections for role", profile: profile)
+
+        // open from node 1 to node 2; messages both ways keep their order; the target hears
+        // incoming_channel before the first message.
+        let (a, b, c) = (workers[0], workers[1], workers[2])
+        let ab = try a.open(to: b)
+        for i in 0..<50 { try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":{\"n\":\(i)}") }
+        for i in 0..<50 { try b.request("message", "\"channelId\":\"\(ab)\",\"payload\":[\(i)]") }
+        var toB: [Int] = [], toA: [Int] = [], sentA = 0, sentB = 0
+        while toB.count < 50 || sentB < 50 {
+            let m = try b.read()
+            switch m["type"] as? String {
+            case "channel_message": toB.append(try #require((m["payload"] as? [String: Any])?["n"] as? Int))
+            case "channel_message_sent": sentB += 1
+            default: Issue.record("unexpected \(m)")
+            }
+        }
+        while toA.count < 50 || sentA < 50 {
+            let m = try a.read()
+            switch m["type"] as? String {
+            case "channel_message": toA.append(try #require((m["payload"] as? [Int])?.first))
+            case "channel_message_sent": sentA += 1
+            default: Issue.record("unexpected \(m)")
+            }
+        }
+        #expect(toB == Array(0..<50) && toA == Array(0..<50), "per channel and direction, in send order")
+        // They went through Redis: node 2's inbox took at least the 50 messages for b.
+        let received = nodes[1].broker.metricSamples().filter { $0.name == "switchboard_cluster_addressed_received_total" }.reduce(0) { $0 + Int($1.value) }
+        #expect(received >= 50, "\(received)")
+
+        // The closer's earlier messages arrive before the notification.
+        let sends = try (0..<5).map { i in try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":\(i)") }
+        let close = try a.request("close", "\"channelId\":\"\(ab)\"")
+        for i in 0..<5 { #expect(try b.expect("channel_message", ["channelId": ab])["payload"] as? Int == i) }
+        try b.expect("channel_closed_notification", ["channelId": ab])
+        for id in sends { try a.expect("channel_message_sent", replyTo: id, ["channelId": ab]) }
+        try a.expect("channel_closed", replyTo: close, ["channelId": ab])
+        let stale = try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":1")
+        try a.expectFailure("channel_message_failed", replyTo: stale, "Channel not found", profile: profile)
+
+        // A disconnect on node 3: the peer on node 1 is notified, and whoever saw the
+        // notification lists the role without it.
+        let ca = try c.open(to: a)
+        try c.socket.sendFrame(opcode: 8, payload: [0x03, 0xE8])
+        try a.expect("channel_closed_notification", ["channelId": ca])
+        #expect(try a.list("worker") == [workers[0], workers[1], workers[3], workers[4]].map(\.connectionId))
+        #expect(nodes[0].cb.counts.channels == 0 && nodes[2].cb.counts.channels == 0)
+
+        // A target id naming a node that is not up: no node takes the open.
+        var ghost = Array(b.connectionId)
+        ghost[0] = "0"; ghost[1] = "9"
+        let toGhost = try a.request("open", "\"targetId\":\"\(String(ghost))\"")
+        try a.expectFailure("channel_open_failed", replyTo: toGhost, "Target connection not found", profile: profile)
+        for n in nodes { #expect(n.metric("cb_cross_node_lost_total") == 0) }
+    }
+
+    @Test("a node declared dead: peers get channel_closed_notification, waiting requests fail, its roles go")
+    func nodeDied() throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let profile = ConnectionBrokerOptions.Profile.strict
+        let nodes = try nodes(redis, profile: profile, backend: .uring)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let a = try client(on: nodes[0], registering: "r")
+        let b = try client(on: nodes[1], registering: "r")
+        let c = try client(on: nodes[2], registering: "r")
+        let ab = try a.open(to: b)
+        let cb = try c.open(to: b)
+
+        // Node 9 is "up" (a bare Redis client holds its inbox) but never answers: an open to
+        // one of its ids waits, until node 9 is declared dead.
+        let silent = try RedisProbe(port: redis.port)
+        _ = try silent.call(["SUBSCRIBE", "switchboard:node:9"])
+        var ghost = Array(b.connectionId)
+        ghost[0] = "0"; ghost[1] = "9"
+        let waiting = try a.request("open", "\"targetId\":\"\(String(ghost))\"")
+        let parked = try a.request("list_by_role", "\"role\":\"r\"")  // parked behind the open
+        #expect(a.nothingArrives(milliseconds: 300), "nothing answers for node 9")
+        #expect(nodes[0].cb.nodeDied(9))
+        try a.expectFailure("channel_open_failed", replyTo: waiting, "Delivery failed", profile: profile)
+        try a.expect("connections", replyTo: parked)
+
+        // Node 2 declared dead (here while still running: what its peers do is under test).
+        // Node 3 hears it as the membership code delivers it (every shard's handler).
+        #expect(nodes[0].cb.nodeDied(2))
+        nodes[2].broker.deliverNodeDeath(2)
+        try a.expect("channel_closed_notification", ["channelId": ab])
+        try c.expect("channel_closed_notification", ["channelId": cb])
+        #expect(nodes[0].metric("cb_channels_closed_by_node_death_total") == 1)
+        // Shard 0 removes node 2's members; a's list may go through another shard's connection.
+        let probe = try RedisProbe(port: redis.port)
+        #expect(waitUntil { (try? probe.call(["ZCARD", "switchboard:{cb}:role:r"])) == .integer(2) })
+        #expect(try a.list("r") == [a.connectionId, c.connectionId], "node 2's members removed in Redis")
+        let late = try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":1")
+        try a.expectFailure("channel_message_failed", replyTo: late, "Channel not found", profile: profile)
+    }
+}

@@ -1,8 +1,9 @@
 /// What every ``WebSocketConnection`` of one owner shares: its limits, the memory budget its
-/// messages are charged to, zlib's memory level and the bound on compressed bytes derived from
-/// the limits. One instance per owner (a server shard makes one for all its sockets), so a
-/// connection carries a single reference to it instead of ~60 bytes of copies (issue 16
-/// item 2: an idle WebSocket's memory is mostly this kind of per-socket duplication).
+/// messages are charged to, zlib's memory level, whether idle zlib streams are freed, and the
+/// bound on compressed bytes derived from the limits. One instance per owner (a server shard
+/// makes one for all its sockets), so a connection carries a single reference to it instead of
+/// ~60 bytes of copies (issue 16 item 2: an idle WebSocket's memory is mostly this kind of
+/// per-socket duplication).
 ///
 /// Immutable; not `Sendable`, because the budget belongs to the owner's thread.
 package final class WebSocketCodecSettings {
@@ -12,6 +13,11 @@ package final class WebSocketCodecSettings {
     package let budget: (any WebSocketMemoryBudget)?
     /// zlib's memLevel (1...9) for the compressor.
     package let deflateMemoryLevel: Int
+    /// Free a zlib stream after each message when its direction has no context takeover (nothing
+    /// in it is needed by the next message), giving its charge back, instead of resetting it: an
+    /// idle socket then holds no zlib state in that direction, at the price of making the stream
+    /// again per message. The broker sets it; the client role's default keeps the stream.
+    package let releasesIdleStreams: Bool
     /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
     /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
     let compressedLimit: Int
@@ -22,13 +28,14 @@ package final class WebSocketCodecSettings {
 
     /// - Precondition: `deflateMemoryLevel` in 1...9.
     package init(limits: WebSocketLimits = WebSocketLimits(), budget: (any WebSocketMemoryBudget)? = nil,
-                 deflateMemoryLevel: Int = 8) {
+                 deflateMemoryLevel: Int = 8, releasesIdleStreams: Bool = false) {
         precondition((1...9).contains(deflateMemoryLevel))
         var limits = limits
         limits.maxFragments = min(limits.maxFragments, Self.maxFragmentsCounted)
         self.limits = limits
         self.budget = budget
         self.deflateMemoryLevel = deflateMemoryLevel
+        self.releasesIdleStreams = releasesIdleStreams
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
         compressedLimit = overflow ? Int.max : sum

@@ -105,12 +105,16 @@ package struct WebSocketConnection {
     /// a client).
     /// `budget`, when given, is charged with the message being assembled as it grows (inflated
     /// output included); a refused growth fails the connection with 1013 (try again later).
-    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor.
+    /// `deflateMemoryLevel` is zlib's memLevel (1...9) for the compressor. `releasesIdleStreams`
+    /// frees the compressor (decompressor) after each message when our (the peer's) side
+    /// negotiated no context takeover, rather than keeping it reset for the next message.
     package init(role: WebSocketRole = .server, limits: WebSocketLimits = WebSocketLimits(),
                 deflate: PerMessageDeflateParameters? = nil,
-                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8) {
+                budget: (any WebSocketMemoryBudget)? = nil, deflateMemoryLevel: Int = 8,
+                releasesIdleStreams: Bool = false) {
         self.init(role: role, settings: WebSocketCodecSettings(limits: limits, budget: budget,
-                                                               deflateMemoryLevel: deflateMemoryLevel),
+                                                               deflateMemoryLevel: deflateMemoryLevel,
+                                                               releasesIdleStreams: releasesIdleStreams),
                   deflate: deflate)
     }
 
@@ -423,7 +427,10 @@ package struct WebSocketConnection {
                 inflater.inflate($0.baseAddress!, count: 4, into: &messageBuffer, limit: limits.maxMessageBytes)
             }
             if let failure = Self.failure(for: outcome) { return fail(failure.0, failure.1, handle) }
-            if receiveNoContextTakeover { inflater.reset() }
+            if receiveNoContextTakeover {
+                // The peer starts its next message from an empty window: ours may go too.
+                if settings.releasesIdleStreams { releaseInflater() } else { inflater.reset() }
+            }
             if opcode == .text && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
             }
@@ -540,14 +547,18 @@ package struct WebSocketConnection {
             return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
         }
         let compressed = deflater.compress(payload)
-        if sendNoContextTakeover {
-            deflater.reset()
-            if compressed >= payload.count { return WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey()) }
+        let frame = sendNoContextTakeover && compressed >= payload.count
+            ? WebSocketFrame.encode(opcode: opcode, payload: payload, maskKey: nextMaskKey())
+            : WebSocketFrame.encode(
+                opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
+                maskKey: nextMaskKey())
+        // (The frame is a copy: the compressor's output buffer may go now.)
+        if sendNoContextTakeover && settings.releasesIdleStreams {
+            releaseDeflater()
+        } else {
+            if sendNoContextTakeover { deflater.reset() }
+            deflater.trimOutput()
         }
-        let frame = WebSocketFrame.encode(
-            opcode: opcode, payload: UnsafeRawBufferPointer(start: deflater.output, count: compressed), rsv1: true,
-            maskKey: nextMaskKey())
-        deflater.trimOutput()
         return frame
     }
 
@@ -591,6 +602,36 @@ package struct WebSocketConnection {
     /// output scratch.
     package static func inflaterBytes(windowBits: Int) -> Int {
         (1 << windowBits) + 7 * 1024 + Inflater.scratchBytes
+    }
+
+    /// Frees the compressor between messages (no context takeover on our side) and gives its
+    /// charge back: the next compressed message makes a fresh one.
+    mutating func releaseDeflater() {
+        // Only a deflate connection compresses, so its extras exist.
+        let extras = extras!
+        assert(extras.deflater != nil && sendNoContextTakeover)
+        extras.deflater = nil
+        if let budget {
+            let bytes = Self.deflaterBytes(windowBits: sendWindowBits, memoryLevel: settings.deflateMemoryLevel)
+            assert(extras.compressionCharge >= bytes)
+            budget.release(bytes)
+            extras.compressionCharge -= bytes
+        }
+    }
+
+    /// Frees the decompressor between messages (the peer has no context takeover) and gives
+    /// its charge back.
+    mutating func releaseInflater() {
+        // Only a deflate connection inflates, so its extras exist.
+        let extras = extras!
+        assert(extras.inflater != nil && receiveNoContextTakeover)
+        extras.inflater = nil
+        if let budget {
+            let bytes = Self.inflaterBytes(windowBits: receiveWindowBits)
+            assert(extras.compressionCharge >= bytes)
+            budget.release(bytes)
+            extras.compressionCharge -= bytes
+        }
     }
 
     /// Makes the decompressor on the first compressed message, if the budget allows it.

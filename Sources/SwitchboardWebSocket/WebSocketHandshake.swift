@@ -13,7 +13,8 @@ package enum WebSocketHandshake {
     /// (§4.4). An `Origin` outside `options.allowedOrigins` gets 403 (§4.2.2).
     ///
     /// `subprotocol` is the application's choice; it is echoed only if the client offered it.
-    /// permessage-deflate is accepted on the first acceptable offer (see ``PerMessageDeflateParameters``).
+    /// permessage-deflate is accepted on the first acceptable offer (see ``PerMessageDeflateParameters``),
+    /// with `server_no_context_takeover` added when `options.serverContextTakeover` is false.
     package static func negotiate(
         _ request: HTTPRequest, options: WebSocketHandshakeOptions, subprotocol: String?
     ) -> WebSocketHandshakeResult {
@@ -57,7 +58,10 @@ package enum WebSocketHandshake {
         }
         var deflate: PerMessageDeflateParameters?
         if options.enablePerMessageDeflate,
-           let offer = DeflateOffer.firstAcceptable(headers.values(for: "Sec-WebSocket-Extensions")) {
+           var offer = DeflateOffer.firstAcceptable(headers.values(for: "Sec-WebSocket-Extensions")) {
+            // Without context takeover we tell the client so (it may not have asked): its
+            // decompressor then knows every message starts a fresh window.
+            if !options.serverContextTakeover { offer.serverNoContextTakeover = true }
             deflate = offer.parameters
             response.add(name: "Sec-WebSocket-Extensions", value: offer.responseValue)
         }

@@ -364,12 +364,18 @@ struct DeflateMemoryTests {
     /// without a compressor in the test.
     static let storedMessage: [UInt8] = [0x00, 0x40, 0x00, 0xBF, 0xFF] + [UInt8](repeating: 0x61, count: 64)
 
-    func perConnection(_ backend: IOBackendKind, deflate: Bool) throws -> (idle: Int, active: Int) {
-        let server = try boundsServer(backend) { $0.webSocket.perMessageDeflate = deflate }
+    func perConnection(_ backend: IOBackendKind, deflate: Bool, takeover: Bool = false) throws -> (idle: Int, active: Int) {
+        let server = try boundsServer(backend) {
+            $0.webSocket.perMessageDeflate = deflate
+            $0.webSocket.deflateContextTakeover = takeover
+        }
         defer { server.stop() }
         let count = 1000
         var clients: [TestClient] = []
         clients.reserveCapacity(count)
+        // What the previous measurement freed stays resident in malloc's free lists, and this
+        // one's zlib streams would land on those pages without growing RSS: give it back first.
+        _ = mallocTrim(0)
         let before = residentBytes()
         for _ in 0..<count {
             let c = try server.client()
@@ -395,13 +401,19 @@ struct DeflateMemoryTests {
     @Test("idle sockets hold no zlib state; active ones hold what the budget is charged", arguments: backends)
     func idleAndActiveCost(backend: IOBackendKind) throws {
         let plain = try perConnection(backend, deflate: false)
-        let compressed = try perConnection(backend, deflate: true)
-        print("RSS per connection (\(backend), 1,000 sockets, client side included): plain idle \(plain.idle) B, active \(plain.active) B; deflate idle \(compressed.idle) B, active \(compressed.active) B")
+        let compressed = try perConnection(backend, deflate: true)  // ws_deflate_context_takeover off (the default)
+        let takeover = try perConnection(backend, deflate: true, takeover: true)
+        print("RSS per connection (\(backend), 1,000 sockets, client side included): plain idle \(plain.idle) B, active \(plain.active) B; deflate idle \(compressed.idle) B, active \(compressed.active) B; deflate with context takeover idle \(takeover.idle) B, active \(takeover.active) B")
         // Lazily made streams: an idle compressed socket costs what a plain one does.
         #expect(compressed.idle <= plain.idle + 4096, "deflate idle \(compressed.idle) vs plain \(plain.idle)")
-        let charged = WebSocketConnection.deflaterBytes(windowBits: 15, memoryLevel: 8)
-            + WebSocketConnection.inflaterBytes(windowBits: 15)
-        #expect(compressed.active - plain.active <= charged, "deflate active \(compressed.active) vs plain \(plain.active)")
-        #expect(compressed.active - plain.active > 16 * 1024, "zlib state was expected to be resident")
+        #expect(takeover.idle <= plain.idle + 4096, "deflate (takeover) idle \(takeover.idle) vs plain \(plain.idle)")
+        let deflater = WebSocketConnection.deflaterBytes(windowBits: 15, memoryLevel: 8)
+        let inflater = WebSocketConnection.inflaterBytes(windowBits: 15)
+        // Without takeover only the decompressor stays (this client did not offer
+        // client_no_context_takeover); with it the compressor's touched pages stay too.
+        #expect(compressed.active - plain.active <= inflater, "deflate active \(compressed.active) vs plain \(plain.active)")
+        #expect(compressed.active - plain.active > 16 * 1024, "the decompressor was expected to be resident")
+        #expect(takeover.active - plain.active <= deflater + inflater, "deflate (takeover) active \(takeover.active) vs plain \(plain.active)")
+        #expect(takeover.active - compressed.active > 16 * 1024, "the compressor was expected to be resident with takeover")
     }
 }

@@ -149,3 +149,68 @@ private func parseServerFrame(_ bytes: [UInt8]) -> (UInt8, [UInt8]) {
         #expect(events.last == .failed(1002))
     }
 }
+
+/// Issue 17: without context takeover a stream holds nothing the next message needs, so the
+/// codec told to (`releasesIdleStreams`, as the broker is) frees it after each message and gives
+/// its charge back; with takeover the stream and its charge stay between messages.
+@Suite("Codec: zlib streams freed between messages without context takeover")
+struct DeflateStreamReleaseTests {
+    struct Row: Sendable, CustomTestStringConvertible {
+        var parameters: PerMessageDeflateParameters
+        var testDescription: String {
+            "server_no_context_takeover \(parameters.serverNoContextTakeover), client_no_context_takeover \(parameters.clientNoContextTakeover)"
+        }
+    }
+
+    static let rows = [
+        Row(parameters: PerMessageDeflateParameters()),
+        Row(parameters: PerMessageDeflateParameters(serverNoContextTakeover: true)),
+        Row(parameters: PerMessageDeflateParameters(clientNoContextTakeover: true)),
+        Row(parameters: PerMessageDeflateParameters(serverNoContextTakeover: true, clientNoContextTakeover: true)),
+    ]
+
+    @Test(arguments: rows)
+    func streamsBetweenMessages(_ row: Row) {
+        let p = row.parameters
+        let budget = RecordingBudget(limit: 1 << 30)
+        var connection = WebSocketConnection(deflate: p, budget: budget, releasesIdleStreams: true)
+        let deflaterBytes = WebSocketConnection.deflaterBytes(windowBits: 15, memoryLevel: 8)
+        let inflaterBytes = WebSocketConnection.inflaterBytes(windowBits: 15)
+        // The peer's compressor keeps its window unless client_no_context_takeover was agreed.
+        var peerDeflater = TestZlib(deflateBits: 15)
+        let peerInflater = TestZlib(inflateBits: 15)
+        for round in 0..<3 {
+            // Receive: a message compressed by the peer, then our side holds the inflater only
+            // if the peer may refer back into it.
+            if p.clientNoContextTakeover { peerDeflater = TestZlib(deflateBits: 15) }
+            let received = run(frame(2, peerDeflater.process(sample), rsv: 4), connection: &connection)
+            #expect(received == [.binary(sample)], "round \(round)")
+            #expect((connection.extras?.inflater == nil) == p.clientNoContextTakeover, "round \(round)")
+            // Send: our compressor goes after the message unless our window is taken over.
+            let encoded = sample.withUnsafeBytes { connection.encodeMessage($0, opcode: .binary) }
+            let (first, payload) = parseServerFrame(encoded)
+            #expect(first == 0xC2)
+            if p.serverNoContextTakeover { inflateReset(peerInflater.stream) }
+            #expect(peerInflater.process(payload + [0, 0, 0xFF, 0xFF]) == sample, "round \(round)")
+            #expect((connection.extras?.deflater == nil) == p.serverNoContextTakeover, "round \(round)")
+            let held = (p.serverNoContextTakeover ? 0 : deflaterBytes) + (p.clientNoContextTakeover ? 0 : inflaterBytes)
+            #expect(budget.used == held, "round \(round)")
+        }
+        // Both streams were held at once unless each went after its own message (the peak also
+        // holds the received message's storage, at most twice its size).
+        let both = p.serverNoContextTakeover && p.clientNoContextTakeover
+        let streams = both ? max(deflaterBytes, inflaterBytes) : deflaterBytes + inflaterBytes
+        #expect((streams...streams + 2 * sample.count).contains(budget.highest), "peak \(budget.highest), streams \(streams)")
+        connection.releaseResources()
+        #expect(budget.used == 0)
+    }
+
+    @Test("without releasesIdleStreams (the client role's default) a no-takeover stream is reset and kept")
+    func keptByDefault() {
+        var connection = WebSocketConnection(deflate: PerMessageDeflateParameters(serverNoContextTakeover: true))
+        for _ in 0..<2 {
+            _ = sample.withUnsafeBytes { connection.encodeMessage($0, opcode: .text) }
+            #expect(connection.extras?.deflater != nil)
+        }
+    }
+}

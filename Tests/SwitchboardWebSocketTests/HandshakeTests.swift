@@ -152,6 +152,29 @@ private func rejectedStatus(_ result: WebSocketHandshakeResult) -> Int? {
         #expect(deflate == row.parameters)
     }
 
+    /// Issue 17: with our context takeover off, every accepted offer is answered with
+    /// server_no_context_takeover (RFC 7692 §7.1.1.1 lets a server add it unasked); the rest of
+    /// the answer is what the client's offer asked for.
+    @Test(arguments: [
+        ("permessage-deflate", "permessage-deflate; server_no_context_takeover",
+         PerMessageDeflateParameters(serverNoContextTakeover: true)),
+        ("permessage-deflate; client_max_window_bits", "permessage-deflate; server_no_context_takeover",
+         PerMessageDeflateParameters(serverNoContextTakeover: true)),
+        ("permessage-deflate; client_no_context_takeover",
+         "permessage-deflate; server_no_context_takeover; client_no_context_takeover",
+         PerMessageDeflateParameters(serverNoContextTakeover: true, clientNoContextTakeover: true)),
+        ("permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+         "permessage-deflate; server_no_context_takeover; server_max_window_bits=10",
+         PerMessageDeflateParameters(serverNoContextTakeover: true, serverMaxWindowBits: 10)),
+    ])
+    func deflateWithoutServerContextTakeover(offer: String, answer: String, parameters: PerMessageDeflateParameters) throws {
+        let req = request(extra: [("Sec-WebSocket-Extensions", offer)])
+        let options = WebSocketHandshakeOptions(serverContextTakeover: false)
+        let (response, deflate) = try #require(accepted(WebSocketHandshake.negotiate(req, options: options, subprotocol: nil)))
+        #expect(response.headers["Sec-WebSocket-Extensions"] == answer)
+        #expect(deflate == parameters)
+    }
+
     @Test func deflateDisabled() throws {
         let req = request(extra: [("Sec-WebSocket-Extensions", "permessage-deflate")])
         let (response, deflate) = try #require(accepted(WebSocketHandshake.negotiate(req, options: .init(enablePerMessageDeflate: false), subprotocol: nil)))

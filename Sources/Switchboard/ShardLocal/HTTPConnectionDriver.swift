@@ -39,8 +39,10 @@ final class HTTPConnectionDriver {
         let ws = configuration.webSocket
         webSocketSettings = WebSocketCodecSettings(
             limits: WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments),
-            budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel)
-        handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate, allowedOrigins: ws.allowedOrigins)
+            budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel, releasesIdleStreams: true)
+        handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
+                                                     serverContextTakeover: ws.deflateContextTakeover,
+                                                     allowedOrigins: ws.allowedOrigins)
         refreshDate()
     }
 
@@ -375,7 +377,8 @@ final class HTTPConnectionDriver {
                     parameters!.serverMaxWindowBits = configuration.webSocket.deflateServerWindowBits
                 }
                 let connection = WebSocketConnection(settings: webSocketSettings, deflate: parameters)
-                // (The codec makes its zlib streams on first use and charges them to the budget.)
+                // (The codec makes its zlib streams on first use and charges them to the budget;
+                // a direction without context takeover frees its stream after each message.)
                 webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
                 return true
             }

@@ -127,6 +127,9 @@ def main():
         wait(grace, lambda d: sees(d, "Hi Grace! Did the benchmark finish?"), "Grace receives Ada's message")
         say(grace, "Yes: 1.2M messages/s on two shards.")
         wait(ada, lambda d: sees(d, "Yes: 1.2M messages/s on two shards."), "Ada receives Grace's message")
+        # Grace's own message comes back to her from the server too (it is not shown before):
+        # going offline earlier would make her recover it as a sixth missed message.
+        wait(grace, lambda d: sees(d, "Yes: 1.2M messages/s on two shards."), "Grace's message comes back to her")
 
         # Grace drops off; Ada's presence list shows it.
         js(grace, "window.__chat.goOffline(), true")

@@ -42,12 +42,10 @@ enum RedisChannelScript {
     /// the incarnation last declared dead. Arguments: `ARGV[1]` this node, `ARGV[2]` its
     /// incarnation, `ARGV[3]` its TTL in milliseconds.
     ///
-    /// Sweeps the expired members (recording each as declared dead, so the node itself learns
-    /// it if it was only paused or cut off), tells whether this very incarnation was declared
-    /// dead (`1`), renews it, and returns `{declared, {node, incarnation, ...}}` of the live
-    /// members. Redis that lost its data (restarted empty) has no record: nobody is declared
-    /// dead by the script then; the nodes' own grace period covers that case.
-    static let heartbeat = """
+    /// The start both membership scripts share, so they never disagree on who expired: `now`
+    /// from Redis's clock, every member past its deadline recorded as declared dead (with its
+    /// incarnation) and removed. Keys: members (sorted by deadline), incarnations, declared dead.
+    private static let sweepExpiredMembers = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -57,6 +55,15 @@ enum RedisChannelScript {
           redis.call('HDEL', KEYS[2], node)
         end
         redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+
+        """
+
+    /// Sweeps the expired members (recording each as declared dead, so the node itself learns
+    /// it if it was only paused or cut off), tells whether this very incarnation was declared
+    /// dead (`1`), renews it, and returns `{declared, {node, incarnation, ...}}` of the live
+    /// members. Redis that lost its data (restarted empty) has no record: nobody is declared
+    /// dead by the script then; the nodes' own grace period covers that case.
+    static let heartbeat = sweepExpiredMembers + """
         local declared = 0
         if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[2] then declared = 1 end
         redis.call('HDEL', KEYS[3], ARGV[1])
@@ -67,16 +74,7 @@ enum RedisChannelScript {
 
     /// Drops expired members and returns the live ones (expired ones are recorded as declared
     /// dead, as the heartbeat does, so the two never disagree). Keys as `heartbeat`'s.
-    static let members = """
-        local t = redis.call('TIME')
-        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-        local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
-        for _, node in ipairs(expired) do
-          local incarnation = redis.call('HGET', KEYS[2], node)
-          if incarnation then redis.call('HSET', KEYS[3], node, incarnation) end
-          redis.call('HDEL', KEYS[2], node)
-        end
-        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+    static let members = sweepExpiredMembers + """
         return redis.call('ZRANGE', KEYS[1], 0, -1)
         """
 

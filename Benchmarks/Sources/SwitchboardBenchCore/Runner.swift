@@ -420,12 +420,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.bytesInPerSecond = Double(bytesIn) / result.measuredSeconds
         result.bytesOutPerSecond = Double(bytesOut) / result.measuredSeconds
     }
-    if histogram.totalCount > 0 {
-        result.latency = LatencySummary(
-            count: histogram.totalCount, min: histogram.min, mean: histogram.mean,
-            p50: histogram.valueAtPercentile(50), p90: histogram.valueAtPercentile(90),
-            p99: histogram.valueAtPercentile(99), p999: histogram.valueAtPercentile(99.9), max: histogram.max)
-    }
+    result.latency = latencySummary(histogram)
     // CPU over the measured window (scaled if the run ran on a bit: the join is quick).
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
     if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPU = b - a }
@@ -529,8 +524,7 @@ extension BenchResult {
             let perMessage = received > 0 ? ", per message µs: user \(fixed(u * 1e6 / Double(received), 3)) system \(fixed(sy * 1e6 / Double(received), 3))" : ""
             s += "  server CPU split: user \(fixed(u, 2)) s, system \(fixed(sy, 2)) s\(perMessage)\n"
         }
-        let f = failures
-        s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
+        s += verdictLines(failures)
         return s
     }
 
@@ -618,6 +612,18 @@ struct JSONWriter {
     mutating func field(_ k: String, _ v: Double) { key(k); text += v.isFinite ? "\(v)" : "null"; needComma = true }
     mutating func null(_ k: String) { key(k); text += "null"; needComma = true }
     mutating func array(_ values: [String]) { text += "[" + values.map(quote).joined(separator: ",") + "]"; needComma = true }
+    /// An array of objects, each written by `body` between its braces.
+    mutating func objects<Element>(_ elements: [Element], _ body: (inout JSONWriter, Element) -> Void) {
+        text += "["
+        needComma = false
+        for element in elements {
+            open()
+            body(&self, element)
+            close()
+        }
+        text += "]"
+        needComma = true
+    }
 
     private mutating func comma() { if needComma { text += "," } }
 
@@ -641,6 +647,11 @@ struct JSONWriter {
         }
         return out + "\""
     }
+}
+
+/// How both summaries end: the verdict, and one `failed:` line per failure (scripts parse them).
+func verdictLines(_ failures: [String]) -> String {
+    failures.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + failures.map { "  failed: \($0)\n" }.joined()
 }
 
 /// Writes `text` to `path` (truncating). Returns false on failure.

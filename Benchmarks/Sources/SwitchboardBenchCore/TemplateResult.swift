@@ -115,8 +115,7 @@ public struct TemplateResult: Sendable {
             for sample in p.samples { s += "    sample: \(sample)\n" }
         }
         if let r = serverRSSKiB { s += "  server RSS \(r) KiB\n" }
-        let f = failures
-        s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
+        s += verdictLines(failures)
         return s
     }
 
@@ -131,11 +130,8 @@ public struct TemplateResult: Sendable {
         j.field("setupSeconds", setupSeconds)
         j.field("passed", passed)
         j.key("failures"); j.array(failures)
-        j.key("phases"); j.text += "["
-        for (k, p) in phases.enumerated() {
-            if k > 0 { j.text += "," }
-            var q = JSONWriter()
-            q.open()
+        j.key("phases")
+        j.objects(phases) { q, p in
             q.field("name", p.name); q.field("sent", p.sent); q.field("completed", p.completed)
             q.field("measuredSeconds", p.measuredSeconds); q.field("perSecond", p.perSecond)
             q.field("missing", p.missing); q.field("wrong", p.wrong); q.field("errors", p.errors)
@@ -145,10 +141,7 @@ public struct TemplateResult: Sendable {
             }
             q.field("clientCpuSeconds", p.clientCPUSeconds)
             if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
-            q.close()
-            j.text += q.text
         }
-        j.text += "]"
         j.close()
         return j.text + "\n"
     }

@@ -121,29 +121,27 @@ public struct TemplateResult: Sendable {
 
     public var json: String {
         let o = options
-        var j = JSONWriter()
-        j.open()
-        j.field("template", o.template.rawValue)
-        j.field("url", "ws://\(o.url.hostHeader)\(o.url.resource)")
-        j.field("pairs", o.pairs); j.field("window", o.window); j.field("size", o.size)
-        j.field("connectionsRequested", connectionsRequested); j.field("established", established); j.field("closed", closed)
-        j.field("setupSeconds", setupSeconds)
-        j.field("passed", passed)
-        j.key("failures"); j.array(failures)
-        j.key("phases")
-        j.objects(phases) { q, p in
-            q.field("name", p.name); q.field("sent", p.sent); q.field("completed", p.completed)
-            q.field("measuredSeconds", p.measuredSeconds); q.field("perSecond", p.perSecond)
-            q.field("missing", p.missing); q.field("wrong", p.wrong); q.field("errors", p.errors)
-            q.field("acknowledged", p.acknowledged); q.field("outOfOrder", p.outOfOrder)
-            if let l = p.latency {
-                q.field("p50Micros", Double(l.p50) / 1000); q.field("p99Micros", Double(l.p99) / 1000); q.field("p999Micros", Double(l.p999) / 1000)
+        return JSONWriter.document { j in
+            j.field("template", o.template.rawValue)
+            j.field("url", "ws://\(o.url.hostHeader)\(o.url.resource)")
+            j.field("pairs", o.pairs); j.field("window", o.window); j.field("size", o.size)
+            j.field("connectionsRequested", connectionsRequested); j.field("established", established); j.field("closed", closed)
+            j.field("setupSeconds", setupSeconds)
+            j.field("passed", passed)
+            j.key("failures"); j.array(failures)
+            j.key("phases")
+            j.objects(phases) { q, p in
+                q.field("name", p.name); q.field("sent", p.sent); q.field("completed", p.completed)
+                q.field("measuredSeconds", p.measuredSeconds); q.field("perSecond", p.perSecond)
+                q.field("missing", p.missing); q.field("wrong", p.wrong); q.field("errors", p.errors)
+                q.field("acknowledged", p.acknowledged); q.field("outOfOrder", p.outOfOrder)
+                if let l = p.latency {
+                    q.field("p50Micros", Double(l.p50) / 1000); q.field("p99Micros", Double(l.p99) / 1000); q.field("p999Micros", Double(l.p999) / 1000)
+                }
+                q.field("clientCpuSeconds", p.clientCPUSeconds)
+                if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
             }
-            q.field("clientCpuSeconds", p.clientCPUSeconds)
-            if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
         }
-        j.close()
-        return j.text + "\n"
     }
 }
 

@@ -1,4 +1,5 @@
 @testable import SwitchboardCluster  // RedisChannelScript's departure encoding
+import Foundation  // for ClusterRedisClusterTests.startCluster
 import SwitchboardRESP
 import SwitchboardTestSupport
 import Testing
@@ -133,6 +134,41 @@ struct ClusterGracefulLeaveTests {
             try watcher.send("whoami")
             #expect(try watcher.next() == "id:\(watcher.id)")
         }
+    }
+
+    @Test("Redis Cluster mode: SIGTERM on node 2 reaches node 1's handlers at once (the leave script and its SPUBLISH on the {nodes} master)")
+    func redisClusterMode() throws {
+        let servers = try ClusterRedisClusterTests.startCluster()
+        defer { for server in servers { server.stop() } }
+        let nodes = try [(1, "uring"), (2, "epoll")].map { id, backend in
+            try NodeProcess("switchboard-echo", [
+                "--host", "127.0.0.1", "--port", "0", "--shards", "2", "--io-backend", backend,
+                "--set", "cluster_engine=redis", "--set", "cluster_redis_mode=cluster",
+                "--set", "cluster_redis_url=redis://127.0.0.1:\(servers[0].port)",
+                "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
+                "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
+            ] + Self.settings.flatMap { ["--set", $0] })
+        }
+        defer { for node in nodes { node.stop() } }
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { nodes.allSatisfy { (try? $0.metric("switchboard_cluster_members")) == 2 } })
+        let watchers = try (0..<2).map { _ in
+            let ws = try TestClient(port: nodes[0].port, receiveTimeoutMilliseconds: 20_000)
+            #expect(try ws.upgrade(path: "/direct").status == 101)
+            return ws
+        }
+        for ws in watchers {
+            try ws.sendText("whoami")
+            #expect(try ws.readFrame().text.hasPrefix("id:"))
+        }
+        let stoppedAt = nowMilliseconds()
+        #expect(terminate(nodes[1]) == 0, "node 2 exits cleanly")
+        for ws in watchers { #expect(try ws.readFrame().text == "died:2", "on each shard of node 1") }
+        let elapsed = nowMilliseconds() - stoppedAt
+        print("Redis Cluster mode: node 2's death heard \(elapsed) ms after SIGTERM (TTL \(Self.ttlMilliseconds) ms)")
+        #expect(elapsed < Int64(Self.ttlMilliseconds / 3), "\(elapsed) ms: by the leave, not the expiry")
+        #expect(waitUntil(timeoutMilliseconds: 20_000) { (try? nodes[0].metric("switchboard_cluster_members")) == 1 })
+        #expect(try nodes[0].metric("switchboard_cluster_node_deaths_total") == 1)
+        try nodes[0].readError { $0.contains("cluster: node 2 left (graceful stop)") }
     }
 
     @Test("a departure is reported once, only for the incarnation that left")

@@ -95,6 +95,48 @@ struct ClusterGracefulLeaveTests {
         #expect(try again.list("r") == #""ids":["\#(a.connectionId)","\#(c.connectionId)","\#(again.connectionId)"]}"#)
     }
 
+    @Test("broadcaster: a subscriber of node 2 gets 1001 on SIGTERM, reconnects to node 3 and recovers what was published meanwhile")
+    func broadcasterReconnect() throws {
+        let cluster = try ProcessCluster("switchboard", settings: Self.settings + [
+            "broadcaster_enabled=true", "broadcaster_jwt_secret=\(ClusterProcessProtocolTests.secret)", "broadcaster_api_keys=test-key",
+            "broadcaster_history=room|10|1048576|600000",
+        ])
+        defer { cluster.stop() }
+        #expect(cluster.ready())
+        let nodes = cluster.nodes
+        let protocols = ClusterProcessProtocolTests()
+        let subscriber = try ClusterProcessProtocolTests.BroadcastClient(nodes[1], channels: ["room"])
+        let id = try subscriber.call("subscribe", #"{"channel":"room"}"#)
+        _ = try subscriber.result(id)
+        let probe = try RedisProbe(port: cluster.redis.port)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? probe.subscriberCount("switchboard:node:all")) == 3 })
+        var epoch = ""
+        for n in 1...2 {
+            let (status, object) = try protocols.restPublish(nodes[0], #"{"channel":"room","event":"e","payload":\#(n)}"#)
+            #expect(status == 200)
+            epoch = object["epoch"] as? String ?? ""
+        }
+        for n in 1...2 { #expect(try subscriber.broadcast()["offset"] as? Int == n) }
+
+        kill(nodes[1].process.processIdentifier, SIGTERM)
+        let close = try subscriber.socket.readFrame()
+        #expect(close.opcode == 8 && close.closeCode == 1001 && close.payload.dropFirst(2).elementsEqual("server shutting down".utf8), "\(close) \(close.text)")
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { !nodes[1].process.isRunning }, "node 2 stopped")
+        #expect(nodes[1].process.terminationStatus == 0)
+        // Published while the client is away, on the node that stays up.
+        #expect(try protocols.restPublish(nodes[2], #"{"channel":"room","event":"e","payload":3}"#).status == 200)
+        let back = try ClusterProcessProtocolTests.BroadcastClient(nodes[2], channels: ["room"])
+        let again = try back.call("subscribe", #"{"channel":"room","since":{"offset":2,"epoch":"\#(epoch)"}}"#)
+        let recovered = try back.result(again)
+        #expect(recovered["recovered"] as? Bool == true && recovered["offset"] as? Int == 3 && recovered["epoch"] as? String == epoch, "\(recovered)")
+        let missed = try back.broadcast()
+        #expect(missed["offset"] as? Int == 3 && missed["payload"] as? Int == 3, "\(missed)")
+        // Both survivors saw node 2 leave.
+        for node in [nodes[0], nodes[2]] {
+            #expect(waitUntil(timeoutMilliseconds: 20_000) { (try? node.metric("switchboard_cluster_members")) == 2 })
+        }
+    }
+
     @Test("RPC and handlers: SIGTERM on node 2 fails the requests waiting on it and reaches handleClusterNodeDied on every shard of the others, long before the TTL")
     func rpcCallersAndHandlers() throws {
         let cluster = try ProcessCluster("switchboard-cluster-testnode", settings: Self.settings)

@@ -104,6 +104,11 @@ struct ClusterRemoteSubscribeTests {
         let two = try Self.node(2, seedPort: servers[0].port, mode: .cluster, log2)
         defer { two.shutdown(graceMilliseconds: 200) }
         let probes = try servers.map { try RedisProbe(port: $0.port) }
+        // Every shard has read the slot map (it links to the other masters only from it): the
+        // socket's shard answers through the {nodes} master it names.
+        for node in [one, two] {
+            #expect(waitUntil(timeoutMilliseconds: 10_000) { Self.metric(node, "switchboard_cluster_redis_connected") == 6 }, "2 shards x 3 masters")
+        }
         // Sharded inbox: counted by PUBSUB SHARDNUMSUB on the master of the {nodes} slot.
         try await exercise(one: one, two: two, log: log2, inbox: { "switchboard:{nodes}:node:\($0)" }, channel: { "switchboard:{c:\($0)}:pub" }) { name in
             probes.compactMap { probe -> Int64? in

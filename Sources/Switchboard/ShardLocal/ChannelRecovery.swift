@@ -41,7 +41,8 @@ struct ChannelRecovery {
     /// Channels with a read in flight (at most one each).
     var count: Int { reading.count }
 
-    func isReading(_ channel: ChannelName) -> Bool { reading[channel] != nil }
+    /// On every delivered message: no lookup while nothing is being recovered (the usual case).
+    func isReading(_ channel: ChannelName) -> Bool { !reading.isEmpty && reading[channel] != nil }
 
     /// Starts a read of `channel`; returns its generation (the answer brings it back).
     mutating func begin(_ channel: ChannelName) -> UInt64 {

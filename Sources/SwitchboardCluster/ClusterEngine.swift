@@ -31,6 +31,43 @@ package enum ClusterPublishResult: Sendable, Equatable {
     case overLimit
 }
 
+/// One message of a channel's history in Redis, read back for recovery.
+package struct ClusterHistoryEntry: Sendable, Equatable {
+    package let position: ClusterPosition
+    package let kind: ClusterMessageKind
+    package let payload: [UInt8]
+
+    package init(position: ClusterPosition, kind: ClusterMessageKind, payload: [UInt8]) {
+        self.position = position
+        self.kind = kind
+        self.payload = payload
+    }
+}
+
+/// What a read of a channel's history after a position found (`ClusterShardEngine.readHistory`).
+package enum ClusterHistoryRead: Sendable, Equatable {
+    /// Every message after the position up to the stream's last, in offset order (empty: none
+    /// was missed). Same epoch: the stream is the one the position belongs to.
+    case messages([ClusterHistoryEntry])
+    /// The missed messages cannot be given back.
+    case lost(ClusterHistoryLoss)
+    /// Not connected to Redis, or the connection was lost before the answer.
+    case unavailable
+}
+
+/// Why a channel's missed messages cannot be recovered.
+package enum ClusterHistoryLoss: Sendable, Equatable {
+    /// Redis has another epoch for the channel, or none: the stream the position belongs to is
+    /// gone (Redis restarted empty, the keys expired, a flush).
+    case epochChanged
+    /// The history no longer reaches back to the first missed message (`cluster_history_size`).
+    case trimmed
+    /// More messages were missed than `cluster_recovery_max_messages`.
+    case overLimit
+    /// Redis refused the read or answered something else (logged).
+    case failed
+}
+
 /// Which engine carries channels between nodes.
 public enum ClusterEngineKind: String, Sendable {
     /// One node: channels live in the process (the cross-shard fabric), no Redis.
@@ -52,6 +89,12 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// is this node's own id when the others declared it dead while it lived (paused, or cut off
     /// from Redis, longer than its TTL): they have dropped its sockets.
     func clusterNodeDied(_ node: Int)
+    /// The connection carrying `channels`' subscriptions was (re)established and they were
+    /// subscribed again: messages published meanwhile were not received. The delegate may
+    /// `readHistory` of each: the read goes on the same connection after the subscriptions, so
+    /// its answer splits the stream exactly (every message delivered before the answer is in
+    /// it, every message after it is newer).
+    func clusterResubscribed(_ channels: [[UInt8]])
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which
@@ -62,6 +105,8 @@ package protocol ClusterEngineDelegate: AnyObject {
 /// channels with its cross-shard fabric, as before clusters existed.
 package protocol ClusterShardEngine: AnyObject {
     var delegate: ClusterEngineDelegate? { get set }
+    /// The shard's cluster counters (recovery and remote calls count there too).
+    var metrics: ClusterMetrics { get }
     /// Starts the engine on its shard's thread (opens connections).
     func start(on shard: Shard)
     /// Publishes a message to every subscriber of `channel` on every node (this one included:
@@ -90,9 +135,23 @@ package protocol ClusterShardEngine: AnyObject {
     /// heartbeat's answer lists the live members; `onNodeDied` runs on this shard for each node
     /// that died since (see `ClusterEngineDelegate.clusterNodeDied`).
     func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void)
+    /// Graceful stop (the shard drains; the announcing shard does it): the node leaves the
+    /// membership at once and the others hear its death (`onNodeDied`) as soon as Redis relays
+    /// the announcement, not after `cluster_node_ttl_ms`. The connection closes once that is
+    /// written; nothing more goes to Redis from this engine. No-op without a membership or
+    /// without a connection (the node then expires as after a crash).
+    func leaveMembership()
     /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
     /// `completion` runs on the shard's thread, exactly once.
     func members(_ completion: @escaping ([Int]?) -> Void)
+    /// Reads `channel`'s history after `position` (recovery): on the connection that carries
+    /// the channel's subscription, so the answer comes in order with its messages. At most
+    /// `maxMessages` are read (more missed: `.lost(.overLimit)`). `completion` runs on the
+    /// shard's thread exactly once (at once with `.unavailable` when not connected). Not bounded
+    /// by `cluster_max_pending_publishes`: at most one read per channel with local subscribers
+    /// is in flight (the caller's rule), so `max_channels_per_shard` bounds them.
+    func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+                     completion: @escaping (ClusterHistoryRead) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
     /// Runs one Redis command for a protocol's cluster-wide state (connection-broker roles:

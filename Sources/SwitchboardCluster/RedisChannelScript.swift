@@ -1,3 +1,5 @@
+import SwitchboardRESP
+
 /// The one Lua script a cluster publish runs: it gives the message its channel's next offset,
 /// appends it to the channel's bounded history and publishes it, atomically (Redis runs a
 /// script to its end before any other command), so every node sees one order and one offset.
@@ -34,6 +36,22 @@ enum RedisChannelScript {
         return {epoch, offset}
         """
     }
+
+    /// Recovery: what a subscriber that last saw `ARGV[1]` (an offset) missed. Keys as the
+    /// publish script's (meta hash, history list). Returns `{epoch, last, entries}`: `epoch`
+    /// the stream's (empty string: Redis has none), `last` its last offset, and `entries` the
+    /// stored messages after `ARGV[1]` (`LRANGE` of the list's tail, as published:
+    /// `<epoch>:<offset>:<kind><payload>`), or `-1` when more than `ARGV[2]` were missed (none
+    /// are read then). Read-only, one atomic step: the answer is one instant of the stream.
+    static let history = """
+        local epoch = redis.call('HGET', KEYS[1], 'epoch')
+        if not epoch then return {'', 0, {}} end
+        local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+        local missed = last - tonumber(ARGV[1])
+        if missed <= 0 then return {epoch, last, {}} end
+        if missed > tonumber(ARGV[2]) then return {epoch, last, -1} end
+        return {epoch, last, redis.call('LRANGE', KEYS[2], -missed, -1)}
+        """
 
     /// Membership, one round trip per heartbeat of each node. Keys: `KEYS[1]` a sorted set
     /// (member: node id, score: expiry on Redis's own clock, so nodes' clocks never disagree),
@@ -72,11 +90,67 @@ enum RedisChannelScript {
         return {declared, redis.call('HGETALL', KEYS[2])}
         """
 
+    /// A graceful stop: node `ARGV[1]` leaves the membership at once instead of expiring. Only
+    /// while it is still the incarnation `ARGV[2]` (a node the others declared dead, or one
+    /// already restarted as a new process, is not removed again): removes it from the members
+    /// and incarnations, then announces the departure `ARGV[4]` on the all-nodes inbox `ARGV[3]`
+    /// (with `publishCommand`; in Redis Cluster mode the inbox shares the keys' `{nodes}` tag,
+    /// so one slot), so the others report the death at once. Keys as `heartbeat`'s (the third
+    /// is unused: no death is recorded for a node that said goodbye). Returns 1 when it left.
+    static func leave(publishCommand: String) -> String { """
+        if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        redis.call('\(publishCommand)', ARGV[3], ARGV[4])
+        return 1
+        """
+    }
+
+    /// The departure a `leave` announces on the all-nodes inbox: `L<node>:<incarnation>` in
+    /// decimal. Its first byte is no addressed operation of the broker's (`t`, `b`, `c`, `k`,
+    /// `p`, `x`), so the engine that receives the inbox takes it before anyone else reads it.
+    static let leaveOperation = UInt8(ascii: "L")
+
+    static func encodeLeave(node: Int, incarnation: UInt64) -> [UInt8] {
+        [leaveOperation] + Array("\(node):\(incarnation)".utf8)
+    }
+
+    /// A departure taken apart; nil when the bytes are not one.
+    static func decodeLeave(_ bytes: UnsafeRawBufferPointer) -> (node: Int, incarnation: UInt64)? {
+        guard bytes.first == leaveOperation else { return nil }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes.dropFirst()), as: UTF8.self)
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let node = Int(parts[0]), (0...255).contains(node), let incarnation = UInt64(parts[1]) else { return nil }
+        return (node, incarnation)
+    }
+
     /// Drops expired members and returns the live ones (expired ones are recorded as declared
     /// dead, as the heartbeat does, so the two never disagree). Keys as `heartbeat`'s.
     static let members = sweepExpiredMembers + """
         return redis.call('ZRANGE', KEYS[1], 0, -1)
         """
+
+    /// The history script's answer, checked against the position it was read after: the
+    /// messages must carry that epoch and follow it with consecutive offsets up to the last.
+    static func decodeHistory(_ value: RESPValue, after position: ClusterPosition) -> ClusterHistoryRead? {
+        guard case .array(let answer) = value, answer.count == 3, case .bulkString(let epochText) = answer[0],
+              case .integer(let last) = answer[1], last >= 0 else { return nil }
+        guard let epoch = UInt64(String(decoding: epochText, as: UTF8.self)), epoch == position.epoch else {
+            return .lost(.epochChanged)
+        }
+        if case .integer(-1) = answer[2] { return .lost(.overLimit) }
+        guard case .array(let items) = answer[2] else { return nil }
+        // Fewer than missed (the list was trimmed), or not the offsets that follow: lost.
+        guard UInt64(last) >= position.offset, items.count == Int(UInt64(last) - position.offset) else { return .lost(.trimmed) }
+        var entries: [ClusterHistoryEntry] = []
+        entries.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard case .bulkString(let framed) = item, let (at, kind, start) = decode(framed) else { return nil }
+            guard at.epoch == epoch, at.offset == position.offset + UInt64(i) + 1 else { return .lost(.trimmed) }
+            entries.append(ClusterHistoryEntry(position: at, kind: kind, payload: Array(framed[start...])))
+        }
+        return .messages(entries)
+    }
 
     /// A published message taken apart; nil when it is not one this script wrote.
     static func decode(_ framed: [UInt8]) -> (position: ClusterPosition, kind: ClusterMessageKind, payloadStart: Int)? {

@@ -152,13 +152,18 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         owners = map
         masters = Set(map.filter { !$0.isEmpty })
         if first { logger.notice("cluster: Redis Cluster slot map read: \(Set(map.filter { !$0.isEmpty }).count) masters") }
+        var moved: [[UInt8]] = []
         for (channel, on) in interest {
             let name = owners[slot(of: channel)]
             guard !name.isEmpty, name != on, let now = links[name] else { continue }
             links[on]?.interestRemoved(channel)
             now.interestAdded(channel)
             interest[channel] = name
+            if !on.isEmpty, now.isConnected { moved.append(channel) }
         }
+        // Subscribed anew on another master (failover, reshard): what was published meanwhile
+        // may be missing; the delegate may read it back (after the SSUBSCRIBE, same link).
+        if !moved.isEmpty { delegate?.clusterResubscribed(moved) }
         let nodes = owners[nodesSlot]
         if !nodes.isEmpty, nodes != nodesLink, let link = links[nodes] {
             // The first map (or the `{nodes}` slot moved): membership and inboxes go there.
@@ -216,6 +221,14 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         links[on]?.interestRemoved(channel)
     }
 
+    /// On the link carrying the channel's subscription (so the answer splits its messages
+    /// exactly), else its slot's master.
+    package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+                             completion: @escaping (ClusterHistoryRead) -> Void) {
+        guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
+        link.readHistory(channel: channel, after: position, maxMessages: maxMessages, completion: completion)
+    }
+
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
         assertOnShard()
         guard let nodesLink, let link = links[nodesLink] else { metrics.publishesUnavailable.increment(); return .unavailable }
@@ -266,6 +279,12 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         assertOnShard()
         membership = (node, onNodeDied)
         if let nodesLink { links[nodesLink]?.announceMembership(node, onNodeDied: onNodeDied) }
+    }
+
+    package func leaveMembership() {
+        guard membership != nil else { return }
+        membership = nil
+        if let nodesLink { links[nodesLink]?.leaveMembership() }
     }
 
     package func members(_ completion: @escaping ([Int]?) -> Void) {

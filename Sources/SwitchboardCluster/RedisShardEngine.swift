@@ -35,9 +35,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
         case heartbeat
+        /// The graceful stop's leave script (the connection closes after it is written).
+        case leave
         case members(([Int]?) -> Void)
         /// A protocol's command (`command(_:completion:)`), counted with the publishes.
         case command((RESPValue?) -> Void)
+        /// A recovery read of a channel's history after a position (`readHistory`).
+        case history(after: ClusterPosition, completion: (ClusterHistoryRead) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -314,6 +318,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
     }
 
+    package func leaveMembership() {
+        guard let node = membership, let connection, isConnected else { return }
+        // No heartbeat after this one's departure: it would make the node a member again.
+        membership = nil
+        let all = inboxPrefix + Array("all".utf8)
+        pending.append(.leave)
+        write([Array("EVAL".utf8), Array(RedisChannelScript.leave(publishCommand: sharded ? "SPUBLISH" : "PUBLISH").utf8),
+               Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey, Array(String(node).utf8),
+               Array(String(incarnation).utf8), all, RedisChannelScript.encodeLeave(node: node, incarnation: incarnation)])
+        logger.notice("cluster: node \(node) leaves the membership (graceful stop)")
+        // Closing drops what is queued: this connection closes once the script is written.
+        connection.closeAfterFlush()
+    }
+
     package func members(_ completion: @escaping ([Int]?) -> Void) {
         guard isConnected else { return completion(nil) }
         pending.append(.members(completion))
@@ -329,6 +347,19 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
         pending.append(.command(completion))
         pendingPublishes += 1
+        connection.setAwaitingInput(true)
+    }
+
+    package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+                             completion: @escaping (ClusterHistoryRead) -> Void) {
+        assertOnShard()
+        guard let connection, connection.isConnected else { return completion(.unavailable) }
+        pending.append(.history(after: position, completion: completion))
+        // A control command: it must follow the subscription it splits, never be refused for
+        // room the publishes took (one read per recovering channel, bounded by the caller).
+        write([Array("EVAL".utf8), Array(RedisChannelScript.history.utf8), Array("2".utf8),
+               keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
+               Array(String(position.offset).utf8), Array(String(maxMessages).utf8)])
         connection.setAwaitingInput(true)
     }
 
@@ -382,6 +413,16 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
     }
 
+    /// Another node's departure (`leaveMembership` there), relayed by Redis: its death,
+    /// reported at once and once (the view forgets it, so later heartbeats add nothing).
+    private func nodeLeft(_ node: Int, incarnation leftIncarnation: UInt64) {
+        guard var view, view.left(node, incarnation: leftIncarnation) else { return }
+        self.view = view
+        metrics.nodeDeaths.increment()
+        logger.notice("cluster: node \(node) left (graceful stop); its sockets are gone")
+        onNodeDied?(node)
+    }
+
     // MARK: - Connection
 
     /// Queues one command. Control commands (handshake, (un)subscribe: small, and needed for
@@ -426,6 +467,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
         if !batch.isEmpty { subscription(true, batch) }
         heartbeat()
+        // After the SUBSCRIBEs in the pipeline: a history read the delegate sends now answers
+        // after them, in order with the channels' messages.
+        if !interest.isEmpty { delegate?.clusterResubscribed(Array(interest)) }
         onConnected?()
     }
 
@@ -443,6 +487,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             if case .members(let completion) = entry { completion(nil) }
             if case .command(let completion) = entry { completion(nil) }
             if case .slots(let completion) = entry { completion(nil) }
+            if case .history(_, let completion) = entry { completion(.unavailable) }
         }
         pendingPublishes = 0
         scriptSHA = nil
@@ -514,6 +559,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             if case .bulkString(let sha) = value { scriptSHA = sha }
         case .heartbeat:
             heartbeatAnswered(value)
+        case .leave:
+            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the leave: \(e)") }
         case .members(let completion):
             guard case .array(let items) = value else {
                 logger.error("cluster: Redis answered the membership query with \(value)")
@@ -523,6 +570,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case .command(let completion):
             pendingPublishes -= 1
             completion(value)
+        case .history(let position, let completion):
+            guard let read = RedisChannelScript.decodeHistory(value, after: position) else {
+                if case .simpleError = value {} else { metrics.protocolErrors.increment() }
+                logger.error("cluster: Redis answered a history read with \(value)")
+                return completion(.lost(.failed))
+            }
+            completion(read)
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }
@@ -556,6 +610,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             return  // subscribe/unsubscribe confirmations and other pushes
         }
         if let inbox, redisChannel == inbox.channel || redisChannel == inbox.all {
+            if redisChannel == inbox.all, let (node, leftIncarnation) = framed.withUnsafeBytes({ RedisChannelScript.decodeLeave($0) }) {
+                return nodeLeft(node, incarnation: leftIncarnation)
+            }
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }

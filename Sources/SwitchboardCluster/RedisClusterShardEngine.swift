@@ -225,6 +225,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// exactly), else its slot's master.
     package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
+        assertOnShard()
         guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
         link.readHistory(channel: channel, after: position, maxMessages: maxMessages, completion: completion)
     }
@@ -282,6 +283,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     package func leaveMembership() {
+        assertOnShard()
         guard membership != nil else { return }
         membership = nil
         if let nodesLink { links[nodesLink]?.leaveMembership() }

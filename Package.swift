@@ -115,7 +115,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .target(name: "SwitchboardTestSupport", path: "Tests/SwitchboardTestSupport"),
+        .target(name: "SwitchboardTestSupport", dependencies: ["Switchboard"], path: "Tests/SwitchboardTestSupport"),  // Switchboard: the cluster nodes fixture
         .executableTarget(
             name: "switchboard-chat",
             dependencies: ["Switchboard", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser")],

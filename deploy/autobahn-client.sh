@@ -27,9 +27,6 @@ JSON
 (cd "$OUT" && exec "$VENV/bin/wstest" -m fuzzingserver --webport 0 -s "$OUT/spec.json" > "$OUT/wstest.log" 2>&1) &
 WSTEST=$!
 trap 'kill $WSTEST 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-  sleep 0.1
-done
+poll_until 10 port_open "$PORT" || true
 "$BIN" "ws://127.0.0.1:$PORT" switchboard-sdk
 autobahn_verdict "$ROOT" "$OUT/clients/index.json" "sdk client"

@@ -21,13 +21,7 @@ source deploy/lib.sh
 ensure_python_venv "$ROOT"
 command -v openssl >/dev/null || ensure_packages openssl
 mkdir -p "$CERTS"
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=autobahn test CA" \
-    -keyout "$CERTS/ca.key" -out "$CERTS/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout "$CERTS/server.key" -out "$CERTS/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$CERTS/server.ext"
-openssl x509 -req -in "$CERTS/server.csr" -CA "$CERTS/ca.pem" -CAkey "$CERTS/ca.key" -set_serial 1 -days 2 \
-    -extfile "$CERTS/server.ext" -out "$CERTS/server.pem" 2>/dev/null
+make_test_certificate "$CERTS" "autobahn test CA"
 
 BIN="$(echo_server_binary "$CONFIG")"
 
@@ -35,12 +29,7 @@ trap 'stop_server' EXIT
 start_server "$BIN" --io-backend "$BACKEND" --shards 2 --set tls_port=0 \
     --set "tls_certificate=$CERTS/server.pem" --set "tls_private_key=$CERTS/server.key"
 TLS_PORT=""
-for _ in $(seq 1 50); do
-    TLS_PORT="$(sed -n 's/.*listening with TLS on 127.0.0.1:\([0-9]*\).*/\1/p' "$SERVER_LOG")"
-    [ -n "$TLS_PORT" ] && break
-    sleep 0.1
-done
-[ -n "$TLS_PORT" ] || { cat "$SERVER_LOG" >&2; echo "no TLS listener" >&2; exit 1; }
+poll_until 5 logged_port TLS_PORT "listening with TLS on" || { cat "$SERVER_LOG" >&2; echo "no TLS listener" >&2; exit 1; }
 
 rm -rf "$OUT"
 VENV="$VENV" AGENT="switchboard-tls-$BACKEND" bash "$AB/run_wstest.sh" "wss://127.0.0.1:$TLS_PORT" "$CASES" "$OUT" || true

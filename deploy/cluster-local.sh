@@ -24,10 +24,7 @@ trap cleanup EXIT INT TERM
 
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --logfile "" &
 pids+=("$!")
-for _ in $(seq 1 100); do
-    redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
-    sleep 0.1
-done
+poll_until 10 redis-cli -p "$redis_port" ping >/dev/null 2>&1 || true
 redis-cli -p "$redis_port" ping >/dev/null
 
 for i in $(seq 1 "$nodes"); do
@@ -39,10 +36,7 @@ for i in $(seq 1 "$nodes"); do
 done
 for i in $(seq 1 "$nodes"); do
     port=$((first_port + i - 1))
-    for _ in $(seq 1 100); do
-        curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
-        sleep 0.1
-    done
+    poll_until 10 curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1 || true
     curl -fsS "http://127.0.0.1:$port/health" >/dev/null
     echo "node $i: ws://127.0.0.1:$port/broadcast/NAME  (metrics: http://127.0.0.1:$port/metrics)"
 done

@@ -1,4 +1,6 @@
-# Shared by the deploy scripts.
+# Shared by the deploy scripts. poll_until and port_open: deploy/common.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 ensure_packages() {
     local missing=()
     for p in "$@"; do
@@ -73,18 +75,22 @@ ensure_browser_tools() {
     ensure_selenium "$1"
 }
 
+# logged_port VAR TEXT: sets VAR to PORT from SERVER_LOG's "TEXT 127.0.0.1:PORT" line; fails
+# (VAR empty) while there is none.
+logged_port() {
+    printf -v "$1" '%s' "$(sed -n "s/.*$2 127.0.0.1:\([0-9]*\).*/\1/p" "$SERVER_LOG")"
+    [ -n "${!1}" ]
+}
+
 # start_server BIN ARGS... : starts a server on an ephemeral port (it logs "listening on
-# 127.0.0.1:PORT"), sets SERVER_PID and SERVER_PORT.
+# 127.0.0.1:PORT"), sets SERVER_PID and SERVER_PORT (waits up to 10 s; fails at once if the
+# server exits).
 start_server() {
     SERVER_LOG="$(mktemp)"
     "$@" --host 127.0.0.1 --port 0 2>"$SERVER_LOG" &
     SERVER_PID=$!
     SERVER_PORT=""
-    for _ in $(seq 1 100); do
-        SERVER_PORT="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$SERVER_LOG")"
-        [ -n "$SERVER_PORT" ] && return 0
-        sleep 0.1
-    done
+    poll_until 10 --pid "$SERVER_PID" logged_port SERVER_PORT "listening on" && return 0
     cat "$SERVER_LOG" >&2
     echo "server did not start: $*" >&2
     return 1

@@ -14,7 +14,7 @@
 # status != 0) is printed as FAILED and makes the script exit 1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-MAIN_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+bench_start release ""  # builds nothing: the binaries to compare are given
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-5s}"; WARMUP="${WARMUP:-1s}"
 BACKENDS="${BACKENDS:-uring epoll}"; SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"
 BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
@@ -23,22 +23,13 @@ CASES="${CASES:-echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:1000
 : "${A_BIN:?A_BIN (the before build of switchboard-echo) is required}"
 : "${B_BIN:?B_BIN (the after build of switchboard-echo) is required}"
 for b in "$A_BIN" "$B_BIN" "$BENCH_BIN"; do [[ -x "$b" ]] || { echo "missing $b" >&2; exit 2; }; done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-log() { echo "[ab-bench] $*" >&2; }
 TICKS="$(getconf CLK_TCK)"
-WORK="$(mktemp -d /tmp/ab-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
 FAILED=0
 
 start() { # name port cmd...
     local name="$1"; PORT="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" --host 127.0.0.1 --port "$PORT" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 400); do
-        (echo >"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.05
-    done
+    start_pinned "$name" "$@" --host 127.0.0.1 --port "$PORT"
+    poll_until 20 port_open "$PORT" && return 0
     echo "server $name did not start" >&2; cat "$WORK/$name.log" >&2; return 1
 }
 

@@ -16,25 +16,12 @@
 #   SWITCHBOARD_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"; SIZE="${SIZE:-20}"; SHARDS="${SHARDS:-1}"; THREADS="${THREADS:-1}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"
 SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"; ONLY="${ONLY:-}"; PUBLISH="${PUBLISH:-rest}"
-log() { echo "[broadcaster-bench] $*" >&2; }
 [[ "$PUBLISH" == rest || "$PUBLISH" == ws ]] || { log "PUBLISH must be rest or ws, got '$PUBLISH'"; exit 2; }
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard >&2 && swift build -c "$CONFIG" --product switchboard-bench >&2)
-    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
-fi
-SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard}"
-PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/release/peer-hummingbird}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
-WORK="$(mktemp -d /tmp/broadcaster-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
+bench_start "$CONFIG" "switchboard switchboard-bench peer-hummingbird@release"
 
 SECRET="broadcaster-bench-secret-of-32-bytes!"
 API_KEY="broadcaster-bench-api-key"
@@ -53,14 +40,8 @@ PUB_TOKEN="$(token '["publish"]')"
 
 start_server() { # name port cmd...
     local name="$1" port="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 400); do
-        curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && return 0
-        kill -0 "$SERVER_PID" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
+    start_pinned "$name" "$@"
+    poll_until 20 --pid "$SERVER_PID" http_ok "http://127.0.0.1:$port/health"
 }
 
 SERVERS=(
@@ -118,7 +99,6 @@ for entry in "${SERVERS[@]}"; do
     done
 done
 
-fmt_rate() { awk -v v="${1:-0}" 'BEGIN { if (v == "failed") print "FAILED"; else printf "%.0f", v }'; }
 echo "### Broadcaster protocol fan-out: publish → every subscriber of one channel"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` ($CONFIG); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -131,15 +111,5 @@ echo "$BENCH_BIN fanout $(bench_args switchboard | sed "s/.*/'&'/" | paste -sd' 
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s $SIZE -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast   # peer"
 echo '```'
 echo
-echo "| server | subscribers | delivered msg/s | p50 µs | p99 µs | server CPU % | ratio vs peer |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for subs in $SUBSCRIBERS; do
-    peer="${RATE["peer-hummingbird|$subs"]:-0}"
-    for entry in "${SERVERS[@]}"; do
-        IFS='|' read -r name _ _ <<<"$entry"; k="$name|$subs"
-        [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
-        ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
-        echo "| $name | $subs | $(fmt_rate "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
-    done
-done
+fanout_table
 report_failures

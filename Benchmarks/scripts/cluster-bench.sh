@@ -19,26 +19,16 @@
 # Needs redis-server and redis-cli (Debian: redis-server, redis-tools).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 SUBSCRIBERS="${SUBSCRIBERS:-1000}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"; SIZE="${SIZE:-64}"
 SHARDS="${SHARDS:-1}"; BUILD="${BUILD:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"
-log() { echo "[cluster-bench] $*" >&2; }
 [[ "$SUBSCRIBERS" =~ ^[1-9][0-9]*$ ]] || { log "SUBSCRIBERS must be a positive integer, got '$SUBSCRIBERS'"; exit 2; }
 [[ "$BUILD" == release || "$BUILD" == debug ]] || { log "BUILD must be release or debug, got '$BUILD'"; exit 2; }
 for tool in redis-server redis-cli; do
     command -v "$tool" >/dev/null || { log "$tool is required (apt-get install redis-server redis-tools)"; exit 1; }
 done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && swift build -c "$BUILD" --product switchboard-echo >&2 && swift build -c "$BUILD" --product switchboard-bench >&2)
-fi
-ECHO_BIN="$MAIN_DIR/.build/$BUILD/switchboard-echo"
-BENCH_BIN="$MAIN_DIR/.build/$BUILD/switchboard-bench"
+bench_start "$BUILD" "switchboard-echo switchboard-bench"
 CLK_TCK="$(getconf CLK_TCK)"
-WORK="$(mktemp -d /tmp/cluster-bench.XXXXXX)"
 PIDS=()
-SERVER_PID=""
 stop_all() {
     local pid
     for pid in "${PIDS[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
@@ -58,9 +48,7 @@ script_calls() { # evalsha + eval calls Redis ran so far
         awk -F'[:=,]' '$1 == "cmdstat_evalsha" || $1 == "cmdstat_eval" { s += $3 } END { printf "%d\n", s }'
 }
 wait_health() { # port
-    local i
-    for i in $(seq 1 200); do curl -fsS "http://127.0.0.1:$1/health" >/dev/null 2>&1 && return 0; sleep 0.05; done
-    log "node on port $1 did not come up"; return 1
+    poll_until 10 http_ok "http://127.0.0.1:$1/health" || { log "node on port $1 did not come up"; return 1; }
 }
 start_node() { # name port extra-args...
     local name="$1" port="$2"; shift 2
@@ -94,7 +82,7 @@ stop_all
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --logfile "" >"$WORK/redis.log" 2>&1 &
 PIDS+=("$!")
 REDIS_PID=$!
-for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+poll_until 5 redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 || true
 redis-cli -p "$REDIS_PORT" ping >/dev/null
 ports=($((BASE_PORT + 1)) $((BASE_PORT + 2)) $((BASE_PORT + 3)))
 node_pids=()

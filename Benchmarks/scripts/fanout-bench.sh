@@ -11,39 +11,21 @@
 #   IDLE_CONNS=10000 CHANNEL_CASE=1000x10 SKIP_BUILD=0 BASE_PORT=18600
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SUBSCRIBERS="${SUBSCRIBERS:-100 1000 10000}"; SIZE="${SIZE:-20}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; IDLE_CONNS="${IDLE_CONNS:-10000}"
 SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18600}"; CHANNEL_CASE="${CHANNEL_CASE-1000x10}"
-log() { echo "[fanout-bench] $*" >&2; }
 CH_K=""; CH_PER=""
 if [[ -n "$CHANNEL_CASE" && "$CHANNEL_CASE" != 0 ]]; then
     [[ "$CHANNEL_CASE" =~ ^([1-9][0-9]*)x([1-9][0-9]*)$ ]] || { log "CHANNEL_CASE must look like 1000x10 (channels x subscribers per channel), got '$CHANNEL_CASE'"; exit 2; }
     CH_K="${BASH_REMATCH[1]}"; CH_PER="${BASH_REMATCH[2]}"
 fi
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo >&2 && swift build -c release --product switchboard-bench >&2)
-    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
-fi
-ECHO_BIN="$MAIN_DIR/.build/release/switchboard-echo"
-PEER_BIN="$BENCH_DIR/.build/release/peer-hummingbird"
-BENCH_BIN="$MAIN_DIR/.build/release/switchboard-bench"
-WORK="$(mktemp -d /tmp/fanout-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
+bench_start release "switchboard-echo switchboard-bench peer-hummingbird"
 
 start_server() { # name port cmd...
     local name="$1" port="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    for _ in $(seq 1 200); do
-        "$BENCH_BIN" echo "ws://127.0.0.1:$port/ws" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    return 1
+    start_pinned "$name" "$@"
+    poll_until 10 ws_echo_ok "ws://127.0.0.1:$port/ws"
 }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
@@ -83,8 +65,6 @@ fanout_runs() { # key label port bench-args...
     RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"; P50[$key]="$(printf '%s\n' "${p50s[@]}" | median)"
     P99[$key]="$(printf '%s\n' "${p99s[@]}" | median)"; SCPU[$key]="$(printf '%s\n' "${scpus[@]}" | median)"
 }
-# A rate cell: the number, or FAILED (never a figure from a failed run).
-fmt_rate() { awk -v v="${1:-0}" 'BEGIN { if (v == "failed") print "FAILED"; else printf "%.0f", v }'; }
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name offset tmpl <<<"$entry"
     port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
@@ -142,16 +122,7 @@ echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s $SIZE -d $DURATI
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --cpu $BENCH_CPU ws://127.0.0.1:PORT/broadcast   # RSS sampled from /proc/PID/status while held"
 echo '```'
 echo
-echo "| server | subscribers | delivered msg/s | p50 µs | p99 µs | server CPU % | ratio vs peer |"
-echo "|---|---:|---:|---:|---:|---:|---:|"
-for subs in $SUBSCRIBERS; do
-    peer="${RATE["peer-hummingbird|$subs"]:-0}"
-    for entry in "${SERVERS[@]}"; do
-        IFS='|' read -r name _ _ <<<"$entry"; k="$name|$subs"
-        ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
-        echo "| $name | $subs | $(fmt_rate "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
-    done
-done
+fanout_table
 if [[ -n "$CH_K" ]]; then
     echo
     echo "### Fan-out: $CH_K channels × $CH_PER subscribers (switchboard-bench fanout --raw --channels $CH_K)"
@@ -168,7 +139,7 @@ if [[ -n "$CH_K" ]]; then
     for entry in "${SERVERS[@]}"; do
         IFS='|' read -r name _ _ <<<"$entry"; k="$name|ch"
         [[ "$name" == peer-hummingbird ]] && { echo "| $name | $CH_K × $CH_PER | n/a (single-channel /broadcast) | n/a | n/a | n/a |"; continue; }
-        echo "| $name | $CH_K × $CH_PER | $(fmt_rate "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} |"
+        echo "| $name | $CH_K × $CH_PER | $(rate_cell "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} |"
     done
 fi
 echo

@@ -9,9 +9,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-100 1000}"
@@ -21,33 +18,11 @@ WRK_CPU="${WRK_CPU:-1}"
 BASE_PORT="${BASE_PORT:-18400}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 
-log() { echo "[http-bench] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in wrk taskset curl awk; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-
-# wrk -c1000 needs > 1000 fds.
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-# ---------------------------------------------------------------- build
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    log "building switchboard (release) in $MAIN_DIR"
-    (cd "$MAIN_DIR" && swift build -c release >&2)
-    log "building peer-hummingbird (release) in $BENCH_DIR"
-    (cd "$BENCH_DIR" && swift build -c release --product peer-hummingbird >&2)
-fi
-SWITCHBOARD_BIN="$MAIN_DIR/.build/release/switchboard"
-PEER_BIN="$BENCH_DIR/.build/release/peer-hummingbird"
+# Tools, the open-file limit (wrk -c1000 needs > 1000 fds), the release builds, WORK.
+bench_start release "switchboard peer-hummingbird" "wrk taskset curl awk"
 [[ -x "$SWITCHBOARD_BIN" ]] || die "missing $SWITCHBOARD_BIN"
 [[ -x "$PEER_BIN" ]] || die "missing $PEER_BIN"
-
-WORK="$(mktemp -d /tmp/http-bench.XXXXXX)"
 CLK_TCK="$(getconf CLK_TCK)"
-SERVER_PID=""
-
-trap cleanup EXIT
 
 wrk_health() { wrk_cmd "$1" "$2" /health "${3:-}"; }
 

@@ -11,9 +11,6 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PACKAGE_DIR="$(cd "$BENCH_DIR/../Integrations/SwitchboardHummingbird" && pwd)"
-
 RUNS="${RUNS:-3}"
 DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-100 1000}"
@@ -25,25 +22,11 @@ BASE_PORT="${BASE_PORT:-18500}"
 SKIP_BUILD="${SKIP_BUILD:-0}"
 CONFIG="${CONFIG:-release}"
 
-log() { echo "[hummingbird-router-bench] $*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-for tool in wrk taskset curl awk; do
-    command -v "$tool" >/dev/null || die "$tool not found"
-done
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    log "building hummingbird-router-bench ($CONFIG) in $PACKAGE_DIR"
-    (cd "$PACKAGE_DIR" && swift build -c "$CONFIG" --product hummingbird-router-bench >&2)
-fi
-BIN="$PACKAGE_DIR/.build/$CONFIG/hummingbird-router-bench"
+bench_start "$CONFIG" hummingbird-router-bench "wrk taskset curl awk"
+PACKAGE_DIR="$MAIN_DIR/Integrations/SwitchboardHummingbird"
+BIN="$ROUTER_BIN"
 [[ -x "$BIN" ]] || die "missing $BIN"
-
-WORK="$(mktemp -d /tmp/hummingbird-router-bench.XXXXXX)"
 CLK_TCK="$(getconf CLK_TCK)"
-SERVER_PID=""
-trap cleanup EXIT
 
 SERVERS=(
     "Hummingbird router served by Switchboard|0|$BIN --server switchboard --port @PORT@ --threads $THREADS"

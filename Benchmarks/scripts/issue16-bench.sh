@@ -10,23 +10,10 @@
 #   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
-log() { echo "[issue16-bench] $*" >&2; }
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2 && swift build -c "$CONFIG" --product switchboard-bench >&2)
-    (cd "$BENCH_DIR" && swift build -c "$CONFIG" --product peer-hummingbird >&2)
-fi
-ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
-PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/$CONFIG/peer-hummingbird}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
-WORK="$(mktemp -d /tmp/issue16-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
+bench_start "$CONFIG" "switchboard-echo switchboard-bench peer-hummingbird"
 
 SERVERS=(
     "switchboard-uring|0|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards 1 --log-level warning"

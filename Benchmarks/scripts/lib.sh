@@ -1,4 +1,52 @@
-# Shared by the benchmark scripts (sourced). The caller defines log() and sets SERVER_PID.
+# Shared by the benchmark scripts (sourced). Defines log() and die(), prefixed with the
+# script's name ([ws-bench] ...; stderr), and poll_until/port_open (deploy/common.sh). The
+# caller sets SERVER_PID (bench_start empties it).
+source "$(dirname "${BASH_SOURCE[0]}")/../../deploy/common.sh"
+BENCH_SCRIPT_NAME="$(basename "$0" .sh)"
+log() { echo "[$BENCH_SCRIPT_NAME] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# bench_start CONFIG "PRODUCT..." ["TOOL..."]: the start the benchmark scripts share.
+# - each TOOL must be on PATH (checked before anything is built);
+# - raises the open-file limit (65536, or the hard limit);
+# - sets BENCH_DIR (Benchmarks/) and MAIN_DIR (the repository);
+# - unless SKIP_BUILD=1, builds each PRODUCT with `swift build -c CONFIG` (PRODUCT@CONFIG2: in
+#   CONFIG2) in its package: peer-hummingbird in BENCH_DIR, hummingbird-router-bench in
+#   Integrations/SwitchboardHummingbird, the others in MAIN_DIR;
+# - sets each PRODUCT's path in its variable (switchboard SWITCHBOARD_BIN, switchboard-echo
+#   ECHO_BIN, switchboard-bench BENCH_BIN, switchboard-rpc-example RPC_BIN, peer-hummingbird
+#   PEER_BIN, hummingbird-router-bench ROUTER_BIN) unless the caller set it (prebuilt binaries);
+# - makes WORK (/tmp/NAME.XXXXXX), empties SERVER_PID and sets `trap cleanup EXIT`.
+bench_start() {
+    local config="$1" products="$2" tools="${3:-}" tool product name build_config dir var
+    for tool in $tools; do
+        command -v "$tool" >/dev/null || die "$tool not found"
+    done
+    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
+    for product in $products; do
+        name="${product%@*}"; build_config="$config"
+        [[ "$product" == *@* ]] && build_config="${product#*@}"
+        case "$name" in
+            peer-hummingbird) dir="$BENCH_DIR"; var=PEER_BIN ;;
+            hummingbird-router-bench) dir="$MAIN_DIR/Integrations/SwitchboardHummingbird"; var=ROUTER_BIN ;;
+            switchboard) dir="$MAIN_DIR"; var=SWITCHBOARD_BIN ;;
+            switchboard-echo) dir="$MAIN_DIR"; var=ECHO_BIN ;;
+            switchboard-bench) dir="$MAIN_DIR"; var=BENCH_BIN ;;
+            switchboard-rpc-example) dir="$MAIN_DIR"; var=RPC_BIN ;;
+            *) die "bench_start: unknown product $name" ;;
+        esac
+        if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+            log "building $name ($build_config) in $dir"
+            (cd "$dir" && swift build -c "$build_config" --product "$name" >&2)
+        fi
+        [[ -n "${!var:-}" ]] || printf -v "$var" '%s' "$dir/.build/$build_config/$name"
+    done
+    WORK="$(mktemp -d "/tmp/$BENCH_SCRIPT_NAME.XXXXXX")"
+    SERVER_PID=""
+    trap cleanup EXIT
+}
 
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
@@ -64,9 +112,32 @@ report_failures() {
     exit 1
 }
 
+# ---------------------------------------------------------------- fan-out tables
+# (broadcaster-bench.sh, fanout-bench.sh.)
+# rate_cell RATE: a rate cell: the number, or FAILED (never a figure from a failed run).
+rate_cell() { awk -v v="${1:-0}" 'BEGIN { if (v == "failed") print "FAILED"; else printf "%.0f", v }'; }
+
+# fanout_table: the Markdown table of the fan-out runs: a row per SUBSCRIBERS count and SERVERS
+# entry ("name|..."; one that ONLY leaves out is skipped), from RATE, P50, P99 and SCPU keyed
+# "name|subscribers", with the rate's ratio to peer-hummingbird's.
+fanout_table() {
+    local subs peer entry name k ratio
+    echo "| server | subscribers | delivered msg/s | p50 µs | p99 µs | server CPU % | ratio vs peer |"
+    echo "|---|---:|---:|---:|---:|---:|---:|"
+    for subs in $SUBSCRIBERS; do
+        peer="${RATE["peer-hummingbird|$subs"]:-0}"
+        for entry in "${SERVERS[@]}"; do
+            IFS='|' read -r name _ _ <<<"$entry"; k="$name|$subs"
+            [[ -n "${ONLY:-}" && " ${ONLY:-} " != *" $name "* ]] && continue
+            ratio="$(awk -v a="${RATE[$k]:-0}" -v b="$peer" 'BEGIN { if (a == "failed" || b == "failed" || b + 0 == 0) print "n/a"; else printf "%.2fx", a / b }')"
+            echo "| $name | $subs | $(rate_cell "${RATE[$k]:-0}") | ${P50[$k]:-n/a} | ${P99[$k]:-n/a} | ${SCPU[$k]:-n/a} | $ratio |"
+        done
+    done
+}
+
 # ---------------------------------------------------------------- HTTP servers under wrk
 # (http-bench.sh, hummingbird-router-bench.sh.) The caller sets WORK, SERVER_CPU, WRK_CPU,
-# CLK_TCK (getconf CLK_TCK) and DURATION, and defines log().
+# CLK_TCK (getconf CLK_TCK) and DURATION.
 
 # proc_cpu_ticks PID: "USER SYSTEM" clock ticks of a process, all threads (fields 14 and 15 of
 # /proc/PID/stat, parsed after the last ')' because comm may contain spaces).
@@ -80,27 +151,43 @@ proc_cpu_ticks() {
 # Steal ticks of the server's and wrk's CPUs (the hypervisor took the vCPU away): "SERVER WRK".
 steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
 
+# ---------------------------------------------------------------- starting a server
+# start_pinned NAME CMD...: starts CMD pinned to SERVER_CPU, output in $WORK/NAME.log; sets SERVER_PID.
+start_pinned() {
+    local name="$1"; shift
+    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
+    SERVER_PID=$!
+}
+
+# await_server NAME SECONDS WHAT PROBE...: waits until PROBE succeeds (poll_until) while
+# SERVER_PID, started as NAME (start_pinned), runs. Returns 1, with no server left running,
+# when it exits first (its log is shown) or never answers ("NAME did not answer WHAT").
+await_server() {
+    local name="$1" seconds="$2" what="$3"; shift 3
+    poll_until "$seconds" --pid "$SERVER_PID" "$@" && return 0
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "$name did not answer $what within $seconds s"
+        stop_server
+    else
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+        log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
+    fi
+    return 1
+}
+
+# http_ok URL: GET URL answers 200 (within 1 s).
+http_ok() { [[ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$1" || true)" == 200 ]]; }
+
+# ws_echo_ok URL: one WebSocket echo round trip on URL (ws:// or wss://) works (BENCH_BIN).
+ws_echo_ok() { "$BENCH_BIN" echo "$1" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1; }
+
 # http_start_server NAME PORT PATH CMD...: starts CMD pinned to SERVER_CPU (output in
 # $WORK/NAME.log), sets SERVER_PID, and waits up to 20 s for `GET PATH` to answer 200.
 http_start_server() {
     local name="$1" port="$2" path="$3"; shift 3
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    local i code
-    for i in $(seq 1 400); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
-            return 1
-        fi
-        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "http://127.0.0.1:$port$path" || true)"
-        [[ "$code" == 200 ]] && return 0
-        sleep 0.05
-    done
-    log "$name did not answer $path with 200 within 20 s"
-    stop_server
-    return 1
+    start_pinned "$name" "$@"
+    await_server "$name" 20 "$path with 200" http_ok "http://127.0.0.1:$port$path"
 }
 
 # wrk_cmd CONNS PORT PATH [DURATION]: the pinned wrk command line (one thread).
@@ -142,62 +229,24 @@ cpu_per_message() {
         printf "%.3f %.3f\n", (y[1] - x[1]) / hz * 1e6 / n, (y[2] - x[2]) / hz * 1e6 / n }'
 }
 # wait_for_ws PORT PATH BENCH_BIN: until one echo round trip works (5 s), or fail.
-wait_for_ws() {
-    local i
-    for i in $(seq 1 100); do
-        "$3" echo "ws://127.0.0.1:$1$2" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1 && return 0
-        sleep 0.05
-    done
-    return 1
-}
+wait_for_ws() { BENCH_BIN="$3" poll_until 5 ws_echo_ok "ws://127.0.0.1:$1$2"; }
 # wait_for_port PORT: until something accepts TCP connections on 127.0.0.1:PORT (5 s).
-wait_for_port() {
-    local i
-    for i in $(seq 1 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    return 1
-}
+wait_for_port() { poll_until 5 port_open "$1"; }
 
 # ---------------------------------------------------------------- WebSocket echo (ws-bench.sh, tls-bench.sh)
 # These use BENCH_BIN, WORK, SERVER_CPU, BENCH_CPU, DURATION and WARMUP from the caller.
 
-# echo_bench_start NAME TOOL...: the start the echo scripts share. Defines log() and die()
-# (prefixed [NAME]), needs each TOOL (and taskset, awk), raises the open-file limit, sets
-# BENCH_DIR (Benchmarks/) and MAIN_DIR (the repository), builds switchboard-echo and
-# switchboard-bench there and peer-hummingbird in BENCH_DIR with `swift build -c $CONFIG`
-# (unless SKIP_BUILD=1; the peer only when ONLY is empty or names peer-hummingbird), sets
-# ECHO_BIN, PEER_BIN and BENCH_BIN (the caller's values win: prebuilt binaries), makes WORK
-# (/tmp/NAME.XXXXXX), SERVER_PID="" and the cleanup trap. The caller sets CONFIG, SKIP_BUILD, ONLY.
+# echo_bench_start NAME TOOL...: bench_start for the echo scripts (NAME: log prefix and WORK's
+# name): switchboard-echo and switchboard-bench, and peer-hummingbird when ONLY is empty or
+# names it, in CONFIG; each TOOL (and taskset, awk) required. PEER_BIN is set even when the
+# peer is not built; BENCH_BIN must exist. The caller sets CONFIG, SKIP_BUILD, ONLY.
 echo_bench_start() {
-    local name="$1"; shift
-    BENCH_SCRIPT_NAME="$name"
-    log() { echo "[$BENCH_SCRIPT_NAME] $*" >&2; }
-    die() { log "error: $*"; exit 1; }
-    local tool
-    for tool in taskset awk "$@"; do
-        command -v "$tool" >/dev/null || die "$tool not found"
-    done
-    ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-    MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
-    if [[ "$SKIP_BUILD" != 1 ]]; then
-        log "building switchboard-echo and switchboard-bench ($CONFIG) in $MAIN_DIR"
-        (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2)
-        (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-bench >&2)
-        if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then
-            log "building peer-hummingbird ($CONFIG) in $BENCH_DIR"
-            (cd "$BENCH_DIR" && swift build -c "$CONFIG" --product peer-hummingbird >&2)
-        fi
-    fi
-    ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
+    BENCH_SCRIPT_NAME="$1"; shift
+    local products="switchboard-echo switchboard-bench"
+    if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then products+=" peer-hummingbird"; fi
+    bench_start "$CONFIG" "$products" "taskset awk $*"
     PEER_BIN="${PEER_BIN:-$BENCH_DIR/.build/$CONFIG/peer-hummingbird}"
-    BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
     [[ -x "$BENCH_BIN" ]] || die "missing $BENCH_BIN"
-    WORK="$(mktemp -d "/tmp/$name.XXXXXX")"
-    SERVER_PID=""
-    trap cleanup EXIT
 }
 
 # start_ws_server NAME URL CMD... : starts CMD pinned to SERVER_CPU (output in $WORK/NAME.log),
@@ -205,22 +254,8 @@ echo_bench_start() {
 # wss://) works. Returns 1, with no server left running, when it exits or never answers.
 start_ws_server() {
     local name="$1" url="$2"; shift 2
-    taskset -c "$SERVER_CPU" "$@" >"$WORK/$name.log" 2>&1 &
-    SERVER_PID=$!
-    local i
-    for i in $(seq 1 200); do
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID" 2>/dev/null || true
-            SERVER_PID=""
-            log "$name exited during startup; log:"; sed 's/^/    /' "$WORK/$name.log" >&2
-            return 1
-        fi
-        if "$BENCH_BIN" echo "$url" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1; then return 0; fi
-        sleep 0.05
-    done
-    log "$name did not answer a WebSocket echo on $url within 10 s"
-    stop_server
-    return 1
+    start_pinned "$name" "$@"
+    await_server "$name" 10 "a WebSocket echo on $url" ws_echo_ok "$url"
 }
 
 # echo_cmd URL CONNS SIZE: the command line of one measured echo run (closed loop, one message

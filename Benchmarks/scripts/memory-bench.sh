@@ -14,23 +14,13 @@
 # the hard limit; otherwise the run fails with the reason).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 CONNS="${CONNS:-10000 100000}"; HOLD="${HOLD:-5s}"; PATH_WS="${PATH_WS:-/ws}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18800}"; SOURCES="${SOURCES:-127.0.0.1-8}"; SET="${SET:-}"
-log() { echo "[memory-bench] $*" >&2; }
+bench_start "$CONFIG" "switchboard-echo switchboard-bench"
 want=$(( $(echo "$CONNS" | tr ' ' '\n' | sort -n | tail -1) + 1024 ))
 ulimit -Hn "$want" 2>/dev/null || true
 ulimit -n "$want" 2>/dev/null || log "cannot raise the file limit to $want (ulimit -n $(ulimit -n)): large runs will fail"
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && swift build -c "$CONFIG" --product switchboard-echo >&2 && swift build -c "$CONFIG" --product switchboard-bench >&2)
-fi
-ECHO_BIN="${ECHO_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-echo}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
-WORK="$(mktemp -d /tmp/memory-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
 
 declare -A PER BASE RATE SECS
 set_args=()
@@ -43,16 +33,9 @@ for backend in uring epoll; do
             # Not a failed run: this machine cannot hold that many descriptors in one process.
             PER[$key]="not measured (ulimit -n $(ulimit -n))"; log "$key: skipped, ulimit -n $(ulimit -n) < $((n + 1024))"; continue
         fi
-        taskset -c "$SERVER_CPU" "$ECHO_BIN" --host 127.0.0.1 --port "$port" --io-backend "$backend" --shards 1 \
-            --set max_connections_per_shard=$((want * 2)) --set idle_timeout_ms=600000 "${set_args[@]}" >"$WORK/$key.log" 2>&1 &
-        SERVER_PID=$!
-        up=0
-        for _ in $(seq 1 200); do
-            "$BENCH_BIN" echo "ws://127.0.0.1:$port$PATH_WS" -c 1 -n 1 --quiet --connect-timeout 1s >/dev/null 2>&1 && { up=1; break; }
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if [[ "$up" != 1 ]]; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$key.log"))"; PER[$key]=FAILED; stop_server; continue; fi
+        start_pinned "$key" "$ECHO_BIN" --host 127.0.0.1 --port "$port" --io-backend "$backend" --shards 1 \
+            --set max_connections_per_shard=$((want * 2)) --set idle_timeout_ms=600000 "${set_args[@]}"
+        if ! poll_until 10 --pid "$SERVER_PID" ws_echo_ok "ws://127.0.0.1:$port$PATH_WS"; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$key.log"))"; PER[$key]=FAILED; stop_server; continue; fi
         sleep 0.5
         out="$WORK/$backend-$n.txt"; status=0
         timeout 600 "$BENCH_BIN" connect -c "$n" -d "$HOLD" --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" \

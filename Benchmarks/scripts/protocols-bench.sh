@@ -9,21 +9,9 @@
 #   CONFIG=release SKIP_BUILD=0 BASE_PORT=18950. SWITCHBOARD_BIN, RPC_BIN, BENCH_BIN override.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-MAIN_DIR="$(cd "$BENCH_DIR/.." && pwd)"
 DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"; PAIRS="${PAIRS:-50}"; WINDOW="${WINDOW:-8}"; SUBSCRIBERS="${SUBSCRIBERS:-1000}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18950}"
-log() { echo "[protocols-bench] $*" >&2; }
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [[ "$SKIP_BUILD" != 1 ]]; then
-    (cd "$MAIN_DIR" && for p in switchboard switchboard-rpc-example switchboard-bench; do swift build -c "$CONFIG" --product "$p" >&2; done)
-fi
-SWITCHBOARD_BIN="${SWITCHBOARD_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard}"
-RPC_BIN="${RPC_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-rpc-example}"
-BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/$CONFIG/switchboard-bench}"
-WORK="$(mktemp -d /tmp/protocols-bench.XXXXXX)"
-SERVER_PID=""
-trap cleanup EXIT
+bench_start "$CONFIG" "switchboard switchboard-rpc-example switchboard-bench"
 
 SECRET="protocols-bench-secret-of-32-bytes!!"
 API_KEY="protocols-bench-api-key"

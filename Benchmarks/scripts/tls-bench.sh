@@ -38,13 +38,7 @@ LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 TICKS_PER_SECOND="$(getconf CLK_TCK)"
 
 # A throwaway CA and a certificate for 127.0.0.1 (no key is committed).
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj "/CN=tls-bench CA" \
-    -keyout "$WORK/ca.key" -out "$WORK/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout "$WORK/server.key" -out "$WORK/server.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' > "$WORK/server.ext"
-openssl x509 -req -in "$WORK/server.csr" -CA "$WORK/ca.pem" -CAkey "$WORK/ca.key" -set_serial 1 -days 2 \
-    -extfile "$WORK/server.ext" -out "$WORK/server.pem" 2>/dev/null
+make_test_certificate "$WORK" "tls-bench CA"
 
 # Cells: RESULT[KEY] is the median figure or FAILED, KEY = row|column.
 declare -A RESULT

@@ -1,4 +1,5 @@
 #include "copenssl_tls.h"
+#include "tls_read.h"
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -316,15 +317,7 @@ int sb_tls_handshake(sb_tls_conn *c) {
     return -1;
 }
 
-int sb_tls_read(sb_tls_conn *c, void *out, size_t cap) {
-    ERR_clear_error();
-    int rc = SSL_read(c->ssl, out, (int)cap);
-    if (rc > 0) return rc;
-    int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
-    if (e == SSL_ERROR_ZERO_RETURN) return -1;
-    return -2;
-}
+int sb_tls_read(sb_tls_conn *c, void *out, size_t cap) { return sb_tls_read_mapped(c->ssl, out, cap); }
 
 int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len) {
     ERR_clear_error();

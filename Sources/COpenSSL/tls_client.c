@@ -1,4 +1,5 @@
 #include "copenssl_tls.h"
+#include "tls_read.h"
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -120,16 +121,7 @@ int sb_tls_client_handshake(sb_tls_client *c, char *err, size_t err_len) {
     return -1;
 }
 
-int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap) {
-    ERR_clear_error();
-    int rc = SSL_read(c->ssl, out, (int)cap);
-    if (rc > 0) return rc;
-    int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
-    if (e == SSL_ERROR_ZERO_RETURN) return -1;
-    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) return -1;  /* EOF without close_notify */
-    return -2;
-}
+int sb_tls_client_read(sb_tls_client *c, void *out, size_t cap) { return sb_tls_read_mapped(c->ssl, out, cap); }
 
 int sb_tls_client_write_some(sb_tls_client *c, const void *bytes, size_t len) {
     ERR_clear_error();

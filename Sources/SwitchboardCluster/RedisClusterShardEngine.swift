@@ -75,6 +75,13 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         _ = link(host: seed.host, port: seed.port)
     }
 
+    /// Debug builds: traps unless called on the engine's shard thread (once `start` gave it
+    /// one), at every entry point, refusals and forwards included (the link it forwards to
+    /// checks again, but a refusal here never reaches a link). In release builds: one load.
+    private func assertOnShard(_ function: StaticString = #function) {
+        shard?.assertOnShardThread(function)
+    }
+
     private func key(_ host: String, _ port: Int) -> String { "\(host):\(port)" }
 
     /// The link to a master, opened on first use.
@@ -189,6 +196,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     // MARK: - Engine
 
     package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        assertOnShard()
         guard let link = owner(ofChannel: channel) else {
             metrics.publishesUnavailable.increment()
             refreshSlotMap()
@@ -198,6 +206,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     package func interestAdded(_ channel: [UInt8]) {
+        assertOnShard()
         guard interest[channel] == nil else { return }
         // Before the first map the channel waits (`setOwners` subscribes it); "" marks it.
         interest[channel] = ""
@@ -207,6 +216,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     package func interestRemoved(_ channel: [UInt8]) {
+        assertOnShard()
         guard let on = interest.removeValue(forKey: channel) else { return }
         links[on]?.interestRemoved(channel)
     }
@@ -215,16 +225,19 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// exactly), else its slot's master.
     package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
+        assertOnShard()
         guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
         link.readHistory(channel: channel, after: position, maxMessages: maxMessages, completion: completion)
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
+        assertOnShard()
         guard let nodesLink, let link = links[nodesLink] else { metrics.publishesUnavailable.increment(); return .unavailable }
         return link.sendToNode(node, message)
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult {
+        assertOnShard()
         guard let nodesLink, let link = links[nodesLink] else { metrics.publishesUnavailable.increment(); return .unavailable }
         return link.sendToNode(node, message, receivers: receivers)
     }
@@ -235,6 +248,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// here: a redirected reply is answered as is (nil-free error) and the slot map is
     /// refreshed on the next tick while a master is unreachable.
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
+        assertOnShard()
         guard !owners.isEmpty, let key = Self.firstKey(of: arguments) else { return completion(nil) }
         guard let link = links[owners[ClusterSlots.slot(of: key)]] else { return completion(nil) }
         link.command(arguments, completion: completion)
@@ -251,32 +265,38 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     package func sendToAllNodes(_ message: [UInt8]) -> ClusterPublishResult {
+        assertOnShard()
         guard let nodesLink, let link = links[nodesLink] else { metrics.publishesUnavailable.increment(); return .unavailable }
         return link.sendToAllNodes(message)
     }
 
     package func receiveNodeInbox(_ node: Int, handler: @escaping (UnsafeRawBufferPointer) -> Void) {
+        assertOnShard()
         inbox = (node, handler)
         if let nodesLink { links[nodesLink]?.receiveNodeInbox(node, handler: handler) }
     }
 
     package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
+        assertOnShard()
         membership = (node, onNodeDied)
         if let nodesLink { links[nodesLink]?.announceMembership(node, onNodeDied: onNodeDied) }
     }
 
     package func leaveMembership() {
+        assertOnShard()
         guard membership != nil else { return }
         membership = nil
         if let nodesLink { links[nodesLink]?.leaveMembership() }
     }
 
     package func members(_ completion: @escaping ([Int]?) -> Void) {
+        assertOnShard()
         guard let nodesLink, let link = links[nodesLink] else { return completion(nil) }
         link.members(completion)
     }
 
     package func tick(nowMilliseconds: Int64) {
+        assertOnShard()
         for link in links.values { link.tick(nowMilliseconds: nowMilliseconds) }
         if owners.isEmpty {
             refreshSlotMap()

@@ -25,12 +25,7 @@ struct ClusterBroadcasterTests {
         let nodes = try (1...3).map { id in
             try BCServer(backend: backend, configure: {
                 $0.history = [BroadcasterHistoryRule(pattern: "room", limits: .init(maxMessages: 5, maxBytes: 1 << 20))]
-            }, broker: {
-                $0.cluster.engine = .redis
-                $0.cluster.redisURL = "redis://127.0.0.1:\(redisServer.port)"
-                $0.cluster.nodeID = id
-                $0.cluster.initialBackoffMilliseconds = 20
-            })
+            }, broker: { $0.joinCluster(redisPort: redisServer.port, nodeID: id) })
         }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
         #expect(waitUntil { (try? redis(redisServer.port, "PUBSUB NUMSUB switchboard:node:all"))?.hasSuffix(":3\r\n") == true },

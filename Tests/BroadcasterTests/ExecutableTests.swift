@@ -153,28 +153,20 @@ struct BroadcasterBenchScenarioTests {
     private func bench(port: Int, channel: String, rest: String? = nil) throws -> (status: Int32, output: String) {
         let path = try switchboardExecutable().replacingOccurrences(of: "/switchboard", with: "/switchboard-bench",
                                                                   options: .backwards)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = ["fanout", "ws://127.0.0.1:\(port)/broadcaster/websocket", "--subscribers", "200", "--publishers", "1",
-                       "-n", "100", "-s", "24", "--warmup", "0s", "--drain", "3s", "--quiet",
-                       "--subscribe-template", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"]))"}}"#,
-                       "--subscribe-template", #"{"id":2,"method":"subscribe","params":{"channel":"\#(channel)"}}"#,
-                       "--setup-replies", "2"]
+        var arguments = ["fanout", "ws://127.0.0.1:\(port)/broadcaster/websocket", "--subscribers", "200", "--publishers", "1",
+                         "-n", "100", "-s", "24", "--warmup", "0s", "--drain", "3s", "--quiet",
+                         "--subscribe-template", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"]))"}}"#,
+                         "--subscribe-template", #"{"id":2,"method":"subscribe","params":{"channel":"\#(channel)"}}"#,
+                         "--setup-replies", "2"]
         if let rest {
             // REST publish: POST {base}/publish with the API key, body {channel, event, payload}.
-            p.arguments! += ["--publish-http", "/broadcaster/publish", "--publish-http-header", "Authorization: Bearer \(rest)",
-                             "--publish-template", #"{"channel":"bench","event":"e","payload":"{{payload}}"}"#]
+            arguments += ["--publish-http", "/broadcaster/publish", "--publish-http-header", "Authorization: Bearer \(rest)",
+                          "--publish-template", #"{"channel":"bench","event":"e","payload":"{{payload}}"}"#]
         } else {
-            p.arguments! += ["--publisher-setup", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"], scope: ["publish"]))"}}"#,
-                             "--publish-template", #"{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}"#]
+            arguments += ["--publisher-setup", #"{"id":1,"method":"auth","params":{"token":"\#(testToken(channels: ["bench"], scope: ["publish"]))"}}"#,
+                          "--publish-template", #"{"id":2,"method":"publish","params":{"channel":"bench","event":"e","payload":"{{payload}}"}}"#]
         }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+        return try runTool(path, arguments)
     }
 
     @Test func everySubscriberGetsEveryPublishInOrder() throws {

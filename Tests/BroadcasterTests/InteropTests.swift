@@ -1,6 +1,7 @@
-import Foundation  // tests only: Process, to run the Python client
+import Foundation  // tests only: the repository paths
 import Switchboard
 import SwitchboardProtocols
+import SwitchboardTestSupport  // runTool
 import Testing
 
 /// The repository's Python venv (made by `source deploy/lib.sh; ensure_python_venv "$PWD"`),
@@ -23,18 +24,9 @@ struct BroadcasterInteropTests {
         // The real executable, configured the way an operator would (`--set` keys).
         let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: backend,
                                                                         extra: ["broadcaster_history=test-channel|100|1048576|0"]))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, "ws://127.0.0.1:\(server.port)/broadcaster", "http://127.0.0.1:\(server.port)/broadcaster",
-                       testSecret, "test-api-key"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(text)")
+        let (status, text) = try runTool(python, [script, "ws://127.0.0.1:\(server.port)/broadcaster",
+                                                  "http://127.0.0.1:\(server.port)/broadcaster", testSecret, "test-api-key"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains(" passed, 0 failed"), "\(text)")
     }
 }
@@ -53,18 +45,9 @@ struct BroadcasterBrowserTests {
             return
         }
         let server = try BinaryServer(BinaryServer.broadcasterArguments(backend: .uring))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [repositoryRoot.appendingPathComponent("Tests/browser/broadcaster_browser_test.py").path,
-                       "http://127.0.0.1:\(server.port)/broadcaster", testSecret, "test-api-key"]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(text)")
+        let (status, text) = try runTool(python, [repositoryRoot.appendingPathComponent("Tests/browser/broadcaster_browser_test.py").path,
+                                                  "http://127.0.0.1:\(server.port)/broadcaster", testSecret, "test-api-key"])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("8 passed, 0 failed"), "\(text)")
     }
 }

@@ -93,12 +93,9 @@ struct ClusterMembershipTests {
         configuration.port = 0
         configuration.io.shardCount = 1
         configuration.io.tickMilliseconds = 10
-        configuration.cluster.engine = .redis
-        configuration.cluster.redisURL = "redis://127.0.0.1:\(redisPort)"
-        configuration.cluster.nodeID = id
+        configuration.joinCluster(redisPort: redisPort, nodeID: id)
         configuration.cluster.heartbeatMilliseconds = 50
         configuration.cluster.nodeTTLMilliseconds = 300
-        configuration.cluster.initialBackoffMilliseconds = 20
         let broker = Broker(configuration: configuration) { _ in DefaultWorkerHandler() }
         try broker.start()
         return broker

@@ -84,22 +84,12 @@ struct ClusterConnectionBrokerTests {
         let broker: Broker
         let cb: ConnectionBroker
         init(_ id: Int, redisPort: Int, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind) throws {
-            var configuration = BrokerConfiguration()
-            configuration.host = "127.0.0.1"
-            configuration.port = 0
-            configuration.io.shardCount = 2
-            configuration.io.backend = backend
-            configuration.io.tickMilliseconds = 10
-            configuration.webSocket.perMessageDeflate = false
-            configuration.cluster.engine = .redis
-            configuration.cluster.redisURL = "redis://127.0.0.1:\(redisPort)"
-            configuration.cluster.nodeID = id
-            configuration.cluster.initialBackoffMilliseconds = 20
             var options = ConnectionBrokerOptions()
             options.profile = profile
             options.maxConnectionsPerRole = 5
             cb = ConnectionBroker(options: options)
-            broker = Broker(configuration: configuration, logger: .discarding, handlerFactory: cb.handlerFactory())
+            broker = Broker(configuration: .clusterTestNode(id, redisPort: redisPort, backend: backend), logger: .discarding,
+                            handlerFactory: cb.handlerFactory())
             try broker.start()
         }
         var port: Int { broker.port }

@@ -14,12 +14,7 @@ struct ClusterIntegrationTests {
     static let redisChannel = "switchboard:ch:/broadcast/room"
 
     func startNode(_ id: Int, redisPort: Int, shards: Int, backend: String) throws -> NodeProcess {
-        let node = try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", String(shards), "--io-backend", backend,
-            "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
-            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
-            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
-        ])
+        let node = try startClusterEchoNode(id, redisPort: redisPort, shards: shards, backend: backend)
         #expect(node.errorText.contains("shards (\(backend))"), "runs on \(backend)")
         return node
     }
@@ -28,16 +23,6 @@ struct ClusterIntegrationTests {
         let ws = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
         #expect(try ws.upgrade(path: Self.channel).status == 101)
         return ws
-    }
-
-    func readTexts(_ ws: TestClient, count: Int) throws -> [String] {
-        var texts: [String] = []
-        while texts.count < count {
-            let frame = try ws.readFrame()
-            #expect(frame.opcode == 1, "a text frame")
-            texts.append(frame.text)
-        }
-        return texts
     }
 
     @Test("Redis killed and restarted under a steady publisher: one sequence everywhere, every publish accounted for")

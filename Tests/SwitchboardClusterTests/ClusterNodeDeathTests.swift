@@ -20,13 +20,8 @@ struct ClusterNodeDeathTests {
     static let nodeTTLMilliseconds = 600
 
     func startNode(_ id: Int, redisPort: Int, shards: Int, backend: String, ttl: Int = nodeTTLMilliseconds) throws -> NodeProcess {
-        try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", String(shards), "--io-backend", backend,
-            "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
-            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
-            "--set", "cluster_heartbeat_ms=\(Self.heartbeatMilliseconds)", "--set", "cluster_node_ttl_ms=\(ttl)",
-            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
-            "--set", "cluster_redis_connect_timeout_ms=200",
+        try startClusterEchoNode(id, redisPort: redisPort, shards: shards, backend: backend, settings: [
+            "cluster_heartbeat_ms=\(Self.heartbeatMilliseconds)", "cluster_node_ttl_ms=\(ttl)", "cluster_redis_connect_timeout_ms=200",
         ])
     }
 

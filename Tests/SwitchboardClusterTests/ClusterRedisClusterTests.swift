@@ -53,23 +53,7 @@ struct ClusterRedisClusterTests {
     }
 
     func startNode(_ id: Int, seedPort: Int, backend: String) throws -> NodeProcess {
-        try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", "1", "--io-backend", backend,
-            "--set", "cluster_engine=redis", "--set", "cluster_redis_mode=cluster",
-            "--set", "cluster_redis_url=redis://127.0.0.1:\(seedPort)",
-            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
-            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
-        ])
-    }
-
-    func readTexts(_ ws: TestClient, count: Int) throws -> [String] {
-        var texts: [String] = []
-        while texts.count < count {
-            let frame = try ws.readFrame()
-            #expect(frame.opcode == 1, "a text frame")
-            texts.append(frame.text)
-        }
-        return texts
+        try startClusterEchoNode(id, redisPort: seedPort, backend: backend, redisCluster: true)
     }
 
     @Test("channels on three masters: one order and offset per channel on every node; a slot resharded (ASK mid-migration, unasked sunsubscribe, MOVED); a master killed: its channels fail fast, the others go on")

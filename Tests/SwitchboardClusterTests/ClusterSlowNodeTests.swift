@@ -15,14 +15,8 @@ struct ClusterSlowNodeTests {
     static let redisChannel = "switchboard:ch:/broadcast/room"
 
     func startNode(_ id: Int, redisPort: Int, backend: String) throws -> NodeProcess {
-        try NodeProcess("switchboard-echo", [
-            "--host", "127.0.0.1", "--port", "0", "--shards", "1", "--io-backend", backend,
-            "--set", "cluster_engine=redis", "--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)",
-            "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
-            // Long: this test is about buffers, not death (ClusterNodeDeathTests).
-            "--set", "cluster_node_ttl_ms=60000",
-            "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
-        ])
+        // A long TTL: this test is about buffers, not death (ClusterNodeDeathTests).
+        try startClusterEchoNode(id, redisPort: redisPort, backend: backend, settings: ["cluster_node_ttl_ms=60000"])
     }
 
     func subscriber(_ node: NodeProcess) throws -> TestClient {

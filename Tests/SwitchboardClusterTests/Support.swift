@@ -110,3 +110,29 @@ final class NodeProcess {
             .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
     }
 }
+
+/// A `switchboard-echo` node of a process-level cluster test, over the test's Redis on
+/// 127.0.0.1:`redisPort` (a redis-server, or with `redisCluster` the seed master of a Redis
+/// Cluster), with what those tests share: a 10 ms tick and a 20-200 ms reconnect backoff (the
+/// tests restart and kill Redis). `settings` (`key=value`) are added as `--set` options.
+func startClusterEchoNode(_ id: Int, redisPort: Int, shards: Int = 1, backend: String, redisCluster: Bool = false,
+                          settings: [String] = []) throws -> NodeProcess {
+    var arguments = ["--host", "127.0.0.1", "--port", "0", "--shards", String(shards), "--io-backend", backend,
+                     "--set", "cluster_engine=redis"]
+    if redisCluster { arguments += ["--set", "cluster_redis_mode=cluster"] }
+    arguments += ["--set", "cluster_redis_url=redis://127.0.0.1:\(redisPort)", "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
+                  "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200"]
+    for setting in settings { arguments += ["--set", setting] }
+    return try NodeProcess("switchboard-echo", arguments)
+}
+
+/// The next `count` messages of a WebSocket, each expected to be a text frame.
+func readTexts(_ ws: TestClient, count: Int) throws -> [String] {
+    var texts: [String] = []
+    while texts.count < count {
+        let frame = try ws.readFrame()
+        #expect(frame.opcode == 1, "a text frame")
+        texts.append(frame.text)
+    }
+    return texts
+}

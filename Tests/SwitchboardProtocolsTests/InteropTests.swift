@@ -22,18 +22,9 @@ struct ConnectionBrokerInteropTests {
         try #require(FileManager.default.fileExists(atPath: script), "missing \(script)")
         let server = try CBServer(shards: 2, options: .strictProfile(profile), configure: { $0.webSocket.perMessageDeflate = true })
         defer { server.stop() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = [script, "ws://127.0.0.1:\(server.port)/", profile.rawValue]
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
+        let (status, text) = try runTool(python, [script, "ws://127.0.0.1:\(server.port)/", profile.rawValue])
         print(text)
-        #expect(p.terminationStatus == 0, "\(text)")
+        #expect(status == 0, "\(text)")
         #expect(text.contains("profile \(profile.rawValue): ") && text.contains(" passed, 0 failed"), "\(text)")
     }
 

@@ -65,19 +65,9 @@ struct ConnectionBrokerReferenceSDKTests {
         let node = try requiredTool("node", "Node 20 runs the reference client SDK")
         let server = try SwitchboardProcess(arguments: ["--io-backend", backend, "--shards", "2"])
         defer { server.stop() }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: node)
-        p.arguments = [RepositoryTools.interopScript("cb_js/interop.js"), "ws://127.0.0.1:\(server.port)/"]
-        p.environment = ProcessInfo.processInfo.environment.merging(
-            ["NODE_PATH": RepositoryTools.interopScript("rpc_js/stubs")]) { _, new in new }
-        let out = Pipe()
-        p.standardOutput = out
-        p.standardError = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        #expect(p.terminationStatus == 0, "\(text)")
+        let (status, text) = try runTool(node, [RepositoryTools.interopScript("cb_js/interop.js"), "ws://127.0.0.1:\(server.port)/"],
+                                         environment: ["NODE_PATH": RepositoryTools.interopScript("rpc_js/stubs")])
+        #expect(status == 0, "\(text)")
         #expect(text.contains("23 passed, 0 failed"), "\(text)")
     }
 }

@@ -13,17 +13,6 @@ struct ClusterRPCTests {
         let broker: Broker
         let rpc: RPCServer
         init(_ id: Int, redisPort: Int, backend: IOBackendKind) throws {
-            var c = BrokerConfiguration()
-            c.host = "127.0.0.1"
-            c.port = 0
-            c.io.shardCount = 2
-            c.io.backend = backend
-            c.io.tickMilliseconds = 10
-            c.webSocket.perMessageDeflate = false
-            c.cluster.engine = .redis
-            c.cluster.redisURL = "redis://127.0.0.1:\(redisPort)"
-            c.cluster.nodeID = id
-            c.cluster.initialBackoffMilliseconds = 20
             var o = RPCServerOptions()
             o.requestTimeoutMilliseconds = 20_000
             rpc = RPCServer(options: o, nodeId: { request in
@@ -38,7 +27,8 @@ struct ClusterRPCTests {
                 node.server.on("echo") { ctx, args in ["from": .string(ctx.sender ?? ""), "to": .string(ctx.node.id), "args": .array(args)] }
                 node.remoteClient.on("tagged") { ctx, _ in .array((ctx.result.arrayValue ?? []) + [.string("tag:\(ctx.node.id)")]) }
             }
-            broker = Broker(configuration: c, logger: .discarding, handlerFactory: rpc.handlerFactory())
+            broker = Broker(configuration: .clusterTestNode(id, redisPort: redisPort, backend: backend), logger: .discarding,
+                            handlerFactory: rpc.handlerFactory())
             try broker.start()
         }
 

@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardTestSupport  // runTool
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -51,21 +52,6 @@ final class ExampleServer {
     }
 }
 
-/// Runs a program to completion, returning its exit status and combined output.
-func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: executable)
-    p.arguments = arguments
-    p.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    try p.run()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
-}
-
 /// An executable on PATH, or nil.
 func which(_ name: String) -> String? {
     for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
@@ -85,7 +71,7 @@ struct RPCInteropTests {
         let server = try ExampleServer(backend: backend)
         defer { server.stop() }
         let dir = repositoryRoot.appendingPathComponent("Tests/interop/rpc_js")
-        let r = try run(node, [dir.appendingPathComponent("interop.js").path, "ws://127.0.0.1:\(server.port)/"],
+        let r = try runTool(node, [dir.appendingPathComponent("interop.js").path, "ws://127.0.0.1:\(server.port)/"],
                         environment: ["NODE_PATH": dir.appendingPathComponent("stubs").path])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains(" passed, 0 failed"), "\(r.output)")
@@ -100,7 +86,7 @@ struct RPCInteropTests {
         }
         let server = try ExampleServer(backend: backend)
         defer { server.stop() }
-        let r = try run(python, [repositoryRoot.appendingPathComponent("Tests/interop/rpc_raw_session.py").path, "ws://127.0.0.1:\(server.port)/"])
+        let r = try runTool(python, [repositoryRoot.appendingPathComponent("Tests/interop/rpc_raw_session.py").path, "ws://127.0.0.1:\(server.port)/"])
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains(" passed, 0 failed"), "\(r.output)")
     }

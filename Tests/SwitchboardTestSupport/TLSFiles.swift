@@ -39,15 +39,20 @@ public final class TLSFiles: @unchecked Sendable {
     }
 }
 
-/// Runs a tool to completion; its standard output and error, merged. A missing tool throws
+/// Runs a tool to completion; its standard output and error, merged. `input` is its standard
+/// input (then EOF); `environment` is added to this process's. A missing tool throws
 /// `MissingTool` (the test fails, it does not skip).
-public func runTool(_ path: String, _ arguments: [String], input: String? = nil) throws -> (status: Int32, output: String) {
+public func runTool(_ path: String, _ arguments: [String], input: String? = nil,
+                    environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
     guard FileManager.default.isExecutableFile(atPath: path) else {
         throw MissingTool("\(path) is missing (install it: apt-get install -y openssl curl)")
     }
     let process = Process()
     process.executableURL = URL(fileURLWithPath: path)
     process.arguments = arguments
+    if !environment.isEmpty {
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+    }
     let out = Pipe()
     process.standardOutput = out
     process.standardError = out

@@ -420,12 +420,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.bytesInPerSecond = Double(bytesIn) / result.measuredSeconds
         result.bytesOutPerSecond = Double(bytesOut) / result.measuredSeconds
     }
-    if histogram.totalCount > 0 {
-        result.latency = LatencySummary(
-            count: histogram.totalCount, min: histogram.min, mean: histogram.mean,
-            p50: histogram.valueAtPercentile(50), p90: histogram.valueAtPercentile(90),
-            p99: histogram.valueAtPercentile(99), p999: histogram.valueAtPercentile(99.9), max: histogram.max)
-    }
+    result.latency = latencySummary(histogram)
     // CPU over the measured window (scaled if the run ran on a bit: the join is quick).
     result.clientCPUSeconds = max(0, clientCPUEnd - clientCPUStart)
     if let a = serverCPUStart, let b = serverCPUEnd { result.serverCPU = b - a }
@@ -529,78 +524,75 @@ extension BenchResult {
             let perMessage = received > 0 ? ", per message µs: user \(fixed(u * 1e6 / Double(received), 3)) system \(fixed(sy * 1e6 / Double(received), 3))" : ""
             s += "  server CPU split: user \(fixed(u, 2)) s, system \(fixed(sy, 2)) s\(perMessage)\n"
         }
-        let f = failures
-        s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
+        s += verdictLines(failures)
         return s
     }
 
     /// Every figure as one JSON object.
     public var json: String {
         let o = options
-        var j = JSONWriter()
-        j.open()
-        j.field("scenario", o.scenario.rawValue)
-        j.field("url", "\(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.resource)")
-        j.key("options"); j.open()
-        j.field("connections", o.connections); j.field("threads", o.threads); j.field("cpus", o.cpus.map(String.init).joined(separator: ","))
-        j.field("size", o.size); j.field("window", o.window); j.field("rate", o.rate)
-        j.field("durationSeconds", Double(o.durationNanos) / 1e9); j.field("warmupSeconds", Double(o.warmupNanos) / 1e9)
-        if let m = o.messages { j.field("messages", m) } else { j.null("messages") }
-        j.field("binary", o.binary)
-        if o.scenario == .fanout {
-            j.field("subscribers", o.subscribers); j.field("publishers", o.publishers); j.field("channels", o.channels)
-            j.field("raw", o.rawFanout)
-            // One field each (messages separated by newlines): a JSON object has unique keys.
-            if !o.subscribeTemplates.isEmpty { j.field("subscribeTemplates", o.subscribeTemplates.joined(separator: "\n")) }
-            if !o.publisherSetupTemplates.isEmpty { j.field("publisherSetupTemplates", o.publisherSetupTemplates.joined(separator: "\n")) }
-            if o.setupReplies > 0 { j.field("setupReplies", o.setupReplies) }
-            if let t = o.publishTemplate { j.field("publishTemplate", t) }
-        }
-        if let p = o.serverPID { j.field("serverPid", Int(p)) }
-        j.close()
-        j.key("connections"); j.open()
-        j.field("requested", connectionsRequested); j.field("established", established)
-        j.field("failed", failedConnections); j.field("closedByServer", closedByServer)
-        j.field("maxFailed", options.maxFailedConnections.allowedFailures(of: connectionsRequested))
-        j.field("connectSeconds", connectSeconds); j.field("perSecond", connectionsPerSecond)
-        j.close()
-        j.key("errors"); j.array(errors)
-        j.field("passed", failures.isEmpty)
-        j.key("failures"); j.array(failures)
-        j.field("measuredSeconds", measuredSeconds)
-        j.key("messages"); j.open()
-        j.field("sent", sent); j.field("received", received); j.field("expected", expected)
-        j.field("lost", lost); j.field("unmatched", unmatched); j.field("setupReplies", setupReplies); j.field("publisherReceived", publisherReceived)
-        j.field("skipped", skipped); j.field("notSentBufferFull", overflow)
-        if o.scenario == .fanout {
-            j.field("sequenceMissing", Int(sequenceMissing)); j.field("reordered", reordered); j.field("misrouted", misrouted)
-            j.field("verifiedSubscribers", verifiedSubscribers)
-        }
-        j.field("perSecond", messagesPerSecond); j.field("bytesInPerSecond", bytesInPerSecond); j.field("bytesOutPerSecond", bytesOutPerSecond)
-        j.close()
-        if let l = latency {
-            j.key("latencyMicroseconds"); j.open()
-            j.field("count", Int(l.count)); j.field("min", Double(l.min) / 1000); j.field("mean", l.mean / 1000)
-            j.field("p50", Double(l.p50) / 1000); j.field("p90", Double(l.p90) / 1000); j.field("p99", Double(l.p99) / 1000)
-            j.field("p99_9", Double(l.p999) / 1000); j.field("max", Double(l.max) / 1000)
+        return JSONWriter.document { j in
+            j.field("scenario", o.scenario.rawValue)
+            j.field("url", "\(o.url.secure ? "wss" : "ws")://\(o.url.hostHeader)\(o.url.resource)")
+            j.key("options"); j.open()
+            j.field("connections", o.connections); j.field("threads", o.threads); j.field("cpus", o.cpus.map(String.init).joined(separator: ","))
+            j.field("size", o.size); j.field("window", o.window); j.field("rate", o.rate)
+            j.field("durationSeconds", Double(o.durationNanos) / 1e9); j.field("warmupSeconds", Double(o.warmupNanos) / 1e9)
+            if let m = o.messages { j.field("messages", m) } else { j.null("messages") }
+            j.field("binary", o.binary)
+            if o.scenario == .fanout {
+                j.field("subscribers", o.subscribers); j.field("publishers", o.publishers); j.field("channels", o.channels)
+                j.field("raw", o.rawFanout)
+                // One field each (messages separated by newlines): a JSON object has unique keys.
+                if !o.subscribeTemplates.isEmpty { j.field("subscribeTemplates", o.subscribeTemplates.joined(separator: "\n")) }
+                if !o.publisherSetupTemplates.isEmpty { j.field("publisherSetupTemplates", o.publisherSetupTemplates.joined(separator: "\n")) }
+                if o.setupReplies > 0 { j.field("setupReplies", o.setupReplies) }
+                if let t = o.publishTemplate { j.field("publishTemplate", t) }
+            }
+            if let p = o.serverPID { j.field("serverPid", Int(p)) }
             j.close()
-        } else {
-            j.null("latencyMicroseconds")
+            j.key("connections"); j.open()
+            j.field("requested", connectionsRequested); j.field("established", established)
+            j.field("failed", failedConnections); j.field("closedByServer", closedByServer)
+            j.field("maxFailed", options.maxFailedConnections.allowedFailures(of: connectionsRequested))
+            j.field("connectSeconds", connectSeconds); j.field("perSecond", connectionsPerSecond)
+            j.close()
+            j.key("errors"); j.array(errors)
+            j.field("passed", failures.isEmpty)
+            j.key("failures"); j.array(failures)
+            j.field("measuredSeconds", measuredSeconds)
+            j.key("messages"); j.open()
+            j.field("sent", sent); j.field("received", received); j.field("expected", expected)
+            j.field("lost", lost); j.field("unmatched", unmatched); j.field("setupReplies", setupReplies); j.field("publisherReceived", publisherReceived)
+            j.field("skipped", skipped); j.field("notSentBufferFull", overflow)
+            if o.scenario == .fanout {
+                j.field("sequenceMissing", Int(sequenceMissing)); j.field("reordered", reordered); j.field("misrouted", misrouted)
+                j.field("verifiedSubscribers", verifiedSubscribers)
+            }
+            j.field("perSecond", messagesPerSecond); j.field("bytesInPerSecond", bytesInPerSecond); j.field("bytesOutPerSecond", bytesOutPerSecond)
+            j.close()
+            if let l = latency {
+                j.key("latencyMicroseconds"); j.open()
+                j.field("count", Int(l.count)); j.field("min", Double(l.min) / 1000); j.field("mean", l.mean / 1000)
+                j.field("p50", Double(l.p50) / 1000); j.field("p90", Double(l.p90) / 1000); j.field("p99", Double(l.p99) / 1000)
+                j.field("p99_9", Double(l.p999) / 1000); j.field("max", Double(l.max) / 1000)
+                j.close()
+            } else {
+                j.null("latencyMicroseconds")
+            }
+            j.key("clientCpu"); j.open()
+            j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
+            j.close()
+            if let c = serverCPU {
+                j.field("serverCpuSeconds", c.totalSeconds)
+                j.field("serverCpuUserSeconds", c.userSeconds); j.field("serverCpuSystemSeconds", c.systemSeconds)
+            } else {
+                j.null("serverCpuSeconds"); j.null("serverCpuUserSeconds"); j.null("serverCpuSystemSeconds")
+            }
+            if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
+            if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
+            if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }
         }
-        j.key("clientCpu"); j.open()
-        j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
-        j.close()
-        if let c = serverCPU {
-            j.field("serverCpuSeconds", c.totalSeconds)
-            j.field("serverCpuUserSeconds", c.userSeconds); j.field("serverCpuSystemSeconds", c.systemSeconds)
-        } else {
-            j.null("serverCpuSeconds"); j.null("serverCpuUserSeconds"); j.null("serverCpuSystemSeconds")
-        }
-        if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
-        if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
-        if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }
-        j.close()
-        return j.text + "\n"
     }
 }
 
@@ -618,6 +610,27 @@ struct JSONWriter {
     mutating func field(_ k: String, _ v: Double) { key(k); text += v.isFinite ? "\(v)" : "null"; needComma = true }
     mutating func null(_ k: String) { key(k); text += "null"; needComma = true }
     mutating func array(_ values: [String]) { text += "[" + values.map(quote).joined(separator: ",") + "]"; needComma = true }
+    /// An array of objects, each written by `body` between its braces.
+    mutating func objects<Element>(_ elements: [Element], _ body: (inout JSONWriter, Element) -> Void) {
+        text += "["
+        needComma = false
+        for element in elements {
+            open()
+            body(&self, element)
+            close()
+        }
+        text += "]"
+        needComma = true
+    }
+
+    /// One object written by `body`, and a newline: the whole text of a `--json` file.
+    static func document(_ body: (inout JSONWriter) -> Void) -> String {
+        var j = JSONWriter()
+        j.open()
+        body(&j)
+        j.close()
+        return j.text + "\n"
+    }
 
     private mutating func comma() { if needComma { text += "," } }
 
@@ -641,6 +654,11 @@ struct JSONWriter {
         }
         return out + "\""
     }
+}
+
+/// How both summaries end: the verdict, and one `failed:` line per failure (scripts parse them).
+func verdictLines(_ failures: [String]) -> String {
+    failures.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + failures.map { "  failed: \($0)\n" }.joined()
 }
 
 /// Writes `text` to `path` (truncating). Returns false on failure.

@@ -115,42 +115,33 @@ public struct TemplateResult: Sendable {
             for sample in p.samples { s += "    sample: \(sample)\n" }
         }
         if let r = serverRSSKiB { s += "  server RSS \(r) KiB\n" }
-        let f = failures
-        s += f.isEmpty ? "  result: PASSED\n" : "  result: FAILED\n" + f.map { "  failed: \($0)\n" }.joined()
+        s += verdictLines(failures)
         return s
     }
 
     public var json: String {
         let o = options
-        var j = JSONWriter()
-        j.open()
-        j.field("template", o.template.rawValue)
-        j.field("url", "ws://\(o.url.hostHeader)\(o.url.resource)")
-        j.field("pairs", o.pairs); j.field("window", o.window); j.field("size", o.size)
-        j.field("connectionsRequested", connectionsRequested); j.field("established", established); j.field("closed", closed)
-        j.field("setupSeconds", setupSeconds)
-        j.field("passed", passed)
-        j.key("failures"); j.array(failures)
-        j.key("phases"); j.text += "["
-        for (k, p) in phases.enumerated() {
-            if k > 0 { j.text += "," }
-            var q = JSONWriter()
-            q.open()
-            q.field("name", p.name); q.field("sent", p.sent); q.field("completed", p.completed)
-            q.field("measuredSeconds", p.measuredSeconds); q.field("perSecond", p.perSecond)
-            q.field("missing", p.missing); q.field("wrong", p.wrong); q.field("errors", p.errors)
-            q.field("acknowledged", p.acknowledged); q.field("outOfOrder", p.outOfOrder)
-            if let l = p.latency {
-                q.field("p50Micros", Double(l.p50) / 1000); q.field("p99Micros", Double(l.p99) / 1000); q.field("p999Micros", Double(l.p999) / 1000)
+        return JSONWriter.document { j in
+            j.field("template", o.template.rawValue)
+            j.field("url", "ws://\(o.url.hostHeader)\(o.url.resource)")
+            j.field("pairs", o.pairs); j.field("window", o.window); j.field("size", o.size)
+            j.field("connectionsRequested", connectionsRequested); j.field("established", established); j.field("closed", closed)
+            j.field("setupSeconds", setupSeconds)
+            j.field("passed", passed)
+            j.key("failures"); j.array(failures)
+            j.key("phases")
+            j.objects(phases) { q, p in
+                q.field("name", p.name); q.field("sent", p.sent); q.field("completed", p.completed)
+                q.field("measuredSeconds", p.measuredSeconds); q.field("perSecond", p.perSecond)
+                q.field("missing", p.missing); q.field("wrong", p.wrong); q.field("errors", p.errors)
+                q.field("acknowledged", p.acknowledged); q.field("outOfOrder", p.outOfOrder)
+                if let l = p.latency {
+                    q.field("p50Micros", Double(l.p50) / 1000); q.field("p99Micros", Double(l.p99) / 1000); q.field("p999Micros", Double(l.p999) / 1000)
+                }
+                q.field("clientCpuSeconds", p.clientCPUSeconds)
+                if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
             }
-            q.field("clientCpuSeconds", p.clientCPUSeconds)
-            if let u = p.serverUserSeconds, let sy = p.serverSystemSeconds { q.field("serverUserSeconds", u); q.field("serverSystemSeconds", sy) } else { q.null("serverCpuSeconds") }
-            q.close()
-            j.text += q.text
         }
-        j.text += "]"
-        j.close()
-        return j.text + "\n"
     }
 }
 

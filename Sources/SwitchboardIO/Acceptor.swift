@@ -184,7 +184,7 @@ final class Acceptor: @unchecked Sendable {
                     sb_prep_msg_ring(sb_get_sqe(r), ringFDs[target], UInt32(fd),
                                      userData(.acceptedFD, slot: tls ? 1 : 0, generation: 0),
                                      userData(.acceptorHandoff, slot: Int(fd), generation: UInt32(target)))
-                } else if shards[target].post(tls ? .acceptedTLS(fd) : .accepted(fd)).isQueued {
+                } else if handOver(fd, to: shards[target]) {
                     shards[target].assignedTotal.wrappingIncrement(ordering: .relaxed)
                 } else {
                     Glibc.close(fd)
@@ -194,6 +194,20 @@ final class Acceptor: @unchecked Sendable {
             if let r = ring {
                 _ = sb_submit_and_get_events(r)
                 reapHandoffs(r)
+            }
+        }
+    }
+
+    /// epoll: queues the socket for the shard; false when the shard has stopped. A full queue
+    /// (the shard is behind by `listenBacklog` sockets) is waited out: meanwhile nothing is
+    /// accepted and the kernel's backlog holds the next connections, which is the backpressure
+    /// a client should see, rather than a socket closed right after its handshake.
+    private func handOver(_ fd: Int32, to shard: Shard) -> Bool {
+        while true {
+            switch shard.postAccepted(AcceptedSocket(fd: fd, tls: tls)) {
+            case .queued: return true
+            case .refused(.stopped): return false
+            case .refused(.inboxFull): usleep(200)  // the shard drains its queue every turn
             }
         }
     }

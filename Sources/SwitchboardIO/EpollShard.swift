@@ -33,7 +33,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     override var backendName: String { "epoll" }
 
-    override init(index: Int, configuration: IOConfiguration) throws(IOError) {
+    init(index: Int, configuration: IOConfiguration) throws(IOError) {
         let fd = sb_epoll_create()
         if fd < 0 { throw IOError.system("epoll_create1", -fd) }
         epollFD = fd
@@ -42,7 +42,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         eventData = .allocate(capacity: maxEvents)
         eventFlags = .allocate(capacity: maxEvents)
         iovecs = .allocate(capacity: configuration.maxIOVecsPerSend)
-        try super.init(index: index, configuration: configuration)
+        try super.init(index: index, configuration: configuration, acceptsQueued: true)
         let rc = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, doorbell.eventFD, SB_EPOLLIN | SB_EPOLLET, Self.doorbellToken)
         if rc < 0 { throw IOError.system("epoll_ctl(eventfd)", -rc) }
     }

@@ -79,6 +79,11 @@ public struct IOConfiguration: Sendable {
         if maxBufferedBytesPerShard < maxSendQueueBytes { return "maxBufferedBytesPerShard must be >= maxSendQueueBytes" }
         if maxIOVecsPerSend < 1 || maxIOVecsPerSend > 1024 { return "maxIOVecsPerSend must be 1...1024" }
         if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
+        // Timer deadlines are kept in 32 bits (TimerList): 2^30 ms is 12.4 days.
+        let maxTimeout = TimerList.maxDurationMilliseconds
+        if idleTimeoutMilliseconds > maxTimeout || requestTimeoutMilliseconds > maxTimeout || lingerTimeoutMilliseconds > maxTimeout {
+            return "timeouts must be at most \(maxTimeout) ms"
+        }
         if tickMilliseconds < 1 || tickMilliseconds > 1000 { return "tickMilliseconds must be 1...1000" }
         if inboxCapacity < 2 { return "inboxCapacity must be >= 2" }
         if let problem = tls?.validate() { return problem }

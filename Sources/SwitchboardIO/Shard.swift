@@ -4,12 +4,9 @@ import CLiburing
 import Glibc
 #endif
 
-/// Work posted to a shard from another thread.
+/// Work posted to a shard from another thread. (Accepted sockets have their own queue, see
+/// `Shard.acceptedSockets`.)
 package enum ShardTask: Sendable {
-    /// A socket accepted by the acceptor (epoll backend; io_uring hands fds over MSG_RING).
-    case accepted(Int32)
-    /// A socket accepted on the TLS listener (epoll backend).
-    case acceptedTLS(Int32)
     /// A closure to run on the shard thread, or its refusal path if the shard never will.
     case run(ShardWork)
     /// Begin graceful shutdown; force-close what is left at the deadline (monotonic ms).
@@ -30,6 +27,13 @@ package struct ShardWork: Sendable {
         self.body = body
         self.refused = refused
     }
+}
+
+/// A socket the acceptor hands to an epoll shard (io_uring shards get theirs by MSG_RING).
+struct AcceptedSocket {
+    let fd: Int32
+    /// Accepted on the TLS listener: the shard gives it a TLS session.
+    let tls: Bool
 }
 
 /// Why a shard did not take, or will not run, posted work.
@@ -112,10 +116,13 @@ enum ConnectionState: UInt8 {
     case closing
 }
 
+/// One slot of the shard's connection table.
 ///
-/// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept to 96
-/// bytes (`ConnectionLayoutTests` checks it): the send queue first (its last field is 4 bytes,
-/// which the state and flags share), the flags as bits, the in-flight send size in 32 bits.
+/// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept to 80
+/// bytes (`WebSocketIdleMemoryTests.layouts` checks it): the send queue first (its last field is
+/// 4 bytes, which the state and flags share), the flags as bits, the in-flight send size in 32
+/// bits, and what only some connections have (a TLS session, an outbound owner, bytes held while
+/// paused) behind one optional reference, `rare`.
 /// Swift lays stored properties out in declaration order, so the order below is the layout.
 struct Connection {
     var queue: SendQueue
@@ -129,15 +136,61 @@ struct Connection {
     /// `sendSubmittedBytes`' storage. One send moves at most 2^31 - 4096 bytes on Linux
     /// (MAX_RW_COUNT), so 32 bits hold any submitted size.
     private var sendSubmittedCount: UInt32 = 0
-    /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
-    var tls: TLSSession? = nil
-    /// Bytes the kernel had already received when reading paused (io_uring completions in
-    /// flight), delivered in order on resume. Charged to the shard's memory budget.
-    var held: [UInt8] = []
-    /// An outbound connection's owner: its events go there instead of to the handler.
-    var outbound: OutboundConnection? = nil
+    /// `tls`, `outbound` and `held`: nil on a plain accepted socket that never held input, so
+    /// its per-message checks of all three are one load and one nil test (what the two
+    /// references cost before), and an idle connection pays 8 bytes for them instead of 24.
+    private var rare: ConnectionRareState? = nil
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
+
+    /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
+    var tls: TLSSession? {
+        get { rare?.tls }
+        set {
+            guard newValue != nil || rare != nil else { return }
+            rareState().tls = newValue
+            dropRareIfUnused()
+        }
+    }
+
+    /// An outbound connection's owner: its events go there instead of to the handler.
+    var outbound: OutboundConnection? {
+        get { rare?.outbound }
+        set {
+            guard newValue != nil || rare != nil else { return }
+            rareState().outbound = newValue
+            dropRareIfUnused()
+        }
+    }
+
+    /// Bytes the kernel had already received when reading paused (io_uring completions in
+    /// flight), delivered in order on resume. Charged to the shard's memory budget. Appending
+    /// and removing go through `_modify`, in place (no copy of the bytes).
+    var held: [UInt8] {
+        get { rare?.held ?? [] }
+        _modify {
+            if let rare {
+                yield &rare.held
+            } else {
+                var bytes: [UInt8] = []
+                yield &bytes
+                if !bytes.isEmpty { rareState().held = bytes }
+            }
+            dropRareIfUnused()
+        }
+    }
+
+    private mutating func rareState() -> ConnectionRareState {
+        if let rare { return rare }
+        let made = ConnectionRareState()
+        rare = made
+        return made
+    }
+
+    /// A pause that ended, or a TLS session detached, leaves nothing behind.
+    private mutating func dropRareIfUnused() {
+        if let r = rare, r.tls == nil, r.outbound == nil, r.held.isEmpty { rare = nil }
+    }
 
     /// Bytes handed to the kernel by the in-flight send.
     var sendSubmittedBytes: Int {
@@ -167,6 +220,14 @@ struct Connection {
     /// The peer's end (EOF or an error) came while paused: the connection closes once the
     /// held bytes are delivered on resume.
     var heldEnd: Bool { get { flags.contains(.heldEnd) } set { flags.set(.heldEnd, newValue) } }
+}
+
+/// The part of a `Connection` only some have (see `Connection.rare`): 40 bytes of heap (a
+/// 48-byte chunk), made by the first of them a connection needs and dropped when none is left.
+final class ConnectionRareState {
+    var tls: TLSSession? = nil
+    var outbound: OutboundConnection? = nil
+    var held: [UInt8] = []
 }
 
 /// `Connection`'s booleans as bits (see the properties of the same names there).
@@ -212,6 +273,14 @@ package class Shard: @unchecked Sendable {
     /// the balance is a heuristic, a stale read only makes one pick less even).
     let assignedTotal = ManagedAtomic<Int>(0)
     let inbox: MPSCQueue<ShardTask>
+    /// epoll: sockets from the acceptor (nil on io_uring, whose acceptor hands sockets over with
+    /// MSG_RING). Apart from `inbox` for memory (issue 16 item 2): an inbox cell holds a
+    /// `ShardTask` (40 bytes) and the queue walks all `inboxCapacity` (65,536) cells in turn, so
+    /// every accepted socket made 40 bytes of fresh inbox pages resident, ~40 B per connection
+    /// up to 2.5 MiB per shard. Here a cell is 8 bytes and there are `listenBacklog` of them
+    /// (4,096: 32 KiB, plus their sequence numbers); when they are full the acceptor waits and
+    /// the kernel's backlog holds the next sockets.
+    let acceptedSockets: MPSCQueue<AcceptedSocket>?
     package var backendName: String { "none" }
 
     var handler: ShardEventHandler!
@@ -250,7 +319,9 @@ package class Shard: @unchecked Sendable {
     private var drainDeadline: Int64 = .max
     let doorbell: Doorbell
 
-    init(index: Int, configuration: IOConfiguration) throws(IOError) {
+    /// - Parameter acceptsQueued: the acceptor hands sockets over through `acceptedSockets`
+    ///   (epoll), not through the backend (io_uring).
+    init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool) throws(IOError) {
         self.index = index
         self.configuration = configuration
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
@@ -262,6 +333,7 @@ package class Shard: @unchecked Sendable {
         requestTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.requestTimeoutMilliseconds)
         lingerTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.lingerTimeoutMilliseconds)
         inbox = MPSCQueue(capacity: configuration.inboxCapacity)
+        acceptedSockets = acceptsQueued ? MPSCQueue(capacity: max(configuration.listenBacklog, 64)) : nil
         doorbell = try Doorbell()
     }
 
@@ -281,26 +353,40 @@ package class Shard: @unchecked Sendable {
     /// Posts a task. Any thread.
     ///
     /// Refused when the inbox is full (counted in `inboxFull`) or the shard has stopped; a
-    /// refused `ShardWork` has had its `refused` called on this thread before this returns,
-    /// and a refused `.accepted` socket is still the caller's to close.
+    /// refused `ShardWork` has had its `refused` called on this thread before this returns.
     @discardableResult
     package func post(_ task: ShardTask) -> ShardPostResult {
-        // Become a counted poster first, then look at the gate (see `admission`). The RMW reads
-        // the latest value, so a poster either sees the closed bit or is waited for.
+        let outcome = admit(countingFull: true) { inbox.tryPush(task) }
+        if case .refused(let why) = outcome, case .run(let work) = task { work.refused?(why) }
+        return outcome
+    }
+
+    /// Hands an accepted socket to an epoll shard (`acceptedSockets`). Any thread (the
+    /// acceptor). Refused when the queue is full (the caller keeps the socket and tries again;
+    /// not counted in `inboxFull`, which counts work refused for good) or the shard has stopped
+    /// (the socket is still the caller's to close).
+    func postAccepted(_ socket: AcceptedSocket) -> ShardPostResult {
+        guard let queue = acceptedSockets else { preconditionFailure("io_uring shards take sockets by MSG_RING") }
+        return admit(countingFull: false) { queue.tryPush(socket) }
+    }
+
+    /// Pushes through the admission gate (see `admission`), rings the doorbell on success.
+    @inline(__always) private func admit(countingFull: Bool, _ push: () -> Bool) -> ShardPostResult {
+        // Become a counted poster first, then look at the gate. The RMW reads the latest value,
+        // so a poster either sees the closed bit or is waited for.
         let before = admission.loadThenWrappingIncrement(by: 2, ordering: .acquiringAndReleasing)
         let outcome: ShardPostResult
         if before & Self.admissionClosed != 0 {
             outcome = .refused(.stopped)
-        } else if inbox.tryPush(task) {
+        } else if push() {
             wake()
             outcome = .queued
         } else {
-            metrics.inboxFull.increment()
+            if countingFull { metrics.inboxFull.increment() }
             outcome = .refused(.inboxFull)
         }
         // Release: the push happens-before the shard's acquiring load that sees the count drop.
         admission.wrappingDecrement(by: 2, ordering: .releasing)
-        if case .refused(let why) = outcome, case .run(let work) = task { work.refused?(why) }
         return outcome
     }
 
@@ -704,10 +790,9 @@ package class Shard: @unchecked Sendable {
 
     func processInbox() {
         assertOnShardThread()
+        acceptedSockets?.drain(max: 4096) { adopt(fd: $0.fd, tls: $0.tls) }
         inbox.drain(max: 4096) { task in
             switch task {
-            case .accepted(let fd): adopt(fd: fd)
-            case .acceptedTLS(let fd): adopt(fd: fd, tls: true)
             case .run(let work): work.body(self)
             case .drain(let deadline): startDraining(deadline: deadline)
             }
@@ -737,17 +822,18 @@ package class Shard: @unchecked Sendable {
         // Posters that passed the gate before it closed are finishing a push of a few
         // instructions; wait for them so their task is in the inbox for the drain below.
         while admission.load(ordering: .acquiring) != Self.admissionClosed { sched_yield() }
+        acceptedSockets?.drain(max: .max) { socket in
+            metrics.connectionsRejected.increment()
+            releasedTotal.wrappingIncrement(ordering: .relaxed)
+            Glibc.close(socket.fd)
+        }
         inbox.drain(max: .max) { task in
             switch task {
-            case .accepted(let fd), .acceptedTLS(let fd):
-                metrics.connectionsRejected.increment()
-                releasedTotal.wrappingIncrement(ordering: .relaxed)
-                Glibc.close(fd)
             case .run(let work): work.refused?(.stopped)
             case .drain: break
             }
         }
-        assert(inbox.approximateCount == 0, "a task entered a closed inbox")
+        assert(inbox.approximateCount == 0 && (acceptedSockets?.approximateCount ?? 0) == 0, "a task entered a closed inbox")
     }
 
     /// A shard whose start-up failed (its thread never reached the loop): stopped, its inbox
@@ -853,7 +939,7 @@ package class Shard: @unchecked Sendable {
     func mayBlock() -> Bool {
         if !flushList.isEmpty || !finalizeList.isEmpty || !resumeList.isEmpty { return false }
         doorbell.prepareToSleep()
-        if inbox.approximateCount > 0 || handler.hasPendingWork(self) {
+        if inbox.approximateCount > 0 || (acceptedSockets?.approximateCount ?? 0) > 0 || handler.hasPendingWork(self) {
             doorbell.cancelSleep()
             return false
         }

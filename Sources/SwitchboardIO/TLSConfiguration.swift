@@ -48,6 +48,7 @@ public struct TLSConfiguration: Sendable, Equatable {
     public func validate() -> String? {
         if port < 0 || port > 65_535 { return "tls port must be 0...65535" }
         if handshakeTimeoutMilliseconds < 1 { return "tls handshakeTimeoutMilliseconds must be positive" }
+        if handshakeTimeoutMilliseconds > TimerList.maxDurationMilliseconds { return "tls handshakeTimeoutMilliseconds must be at most \(TimerList.maxDurationMilliseconds)" }
         if maxHandshakesInFlightPerShard < 1 { return "tls maxHandshakesInFlightPerShard must be >= 1" }
         if ticketKeyRotationSeconds < 1 { return "tls ticketKeyRotationSeconds must be >= 1" }
         if certificate.chainPath.isEmpty || certificate.privateKeyPath.isEmpty { return "tls needs both a certificate chain and a private key file" }

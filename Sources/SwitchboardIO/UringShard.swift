@@ -72,7 +72,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     /// Creates the ring disabled (R_DISABLED): a SINGLE_ISSUER ring belongs to the thread that
     /// enables it, and that must be the shard thread.
-    override init(index: Int, configuration: IOConfiguration) throws(IOError) {
+    init(index: Int, configuration: IOConfiguration) throws(IOError) {
         ring = .allocate(capacity: 1)
         var applied: UInt32 = 0
         let flags = SB_SETUP_SINGLE_ISSUER | SB_SETUP_DEFER_TASKRUN | SB_SETUP_SUBMIT_ALL | SB_SETUP_R_DISABLED
@@ -91,7 +91,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         cqRes = .allocate(capacity: batch)
         cqFlags = .allocate(capacity: batch)
         contextBytes = MemoryLayout<msghdr>.stride + MemoryLayout<iovec>.stride * configuration.maxIOVecsPerSend
-        try super.init(index: index, configuration: configuration)
+        try super.init(index: index, configuration: configuration, acceptsQueued: false)
     }
 
     private var ringOpen = true

@@ -74,8 +74,31 @@ struct CoreTypesTests {
         #expect(!t.contains(1))
     }
 
+    /// Deadlines are 32-bit (issue 16 item 2): a list armed just before the low 32 bits of the
+    /// clock wrap still expires in order, at the right time, after the wrap.
+    @Test func timerListAcrossThe32BitWrap() {
+        var t = TimerList(capacity: 4, durationMilliseconds: 100)
+        defer { t.deallocate() }
+        for s in 0..<4 { t.prepare(slot: s) }
+        let wrap: Int64 = 1 << 32
+        t.arm(0, now: wrap - 150)  // deadline wrap - 50
+        t.arm(1, now: wrap - 20)   // deadline wrap + 80: its low bits are small
+        #expect(t.popExpired(now: wrap - 51) == nil)
+        #expect(t.popExpired(now: wrap - 50) == 0)
+        #expect(t.popExpired(now: wrap + 79) == nil)
+        #expect(t.popExpired(now: wrap + 80) == 1)
+        // And a clock far beyond 2^32 (days of uptime in milliseconds times many).
+        t.arm(2, now: 7 * wrap + 5)
+        #expect(t.popExpired(now: 7 * wrap + 104) == nil)
+        #expect(t.popExpired(now: 7 * wrap + 105) == 2)
+    }
+
     @Test func configurationValidation() {
         var c = IOConfiguration()
+        #expect(c.validate() == nil)
+        c.idleTimeoutMilliseconds = TimerList.maxDurationMilliseconds + 1
+        #expect(c.validate() != nil)  // deadlines are kept in 32 bits
+        c.idleTimeoutMilliseconds = TimerList.maxDurationMilliseconds
         #expect(c.validate() == nil)
         c.recvBufferCount = 100
         #expect(c.validate() != nil)

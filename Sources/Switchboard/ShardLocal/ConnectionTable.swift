@@ -12,9 +12,10 @@ enum ConnectionPhase {
 
 /// Per-connection protocol state, indexed by the connection's slot. Kept small: it exists for
 /// every slot ever used, and a closed slot holds no parser, codec or subscription.
+///
+/// Memory (issue 16 item 2): 16 bytes (`WebSocketIdleMemoryTests.layouts` checks it). The
+/// tenant's id is not stored here: `ConnectionTable.tenants` keeps its generation in 4 bytes.
 struct ConnectionSlot {
-    /// The current tenant (meaningless while `.free`).
-    var id = SocketID(rawValue: 0)
     var phase = ConnectionPhase.free
     /// Channels this socket is subscribed to (bounded by max_subscriptions_per_socket). On the
     /// slot, not the WebSocket session: a handler may subscribe in `handleUpgrade`, before the
@@ -23,36 +24,62 @@ struct ConnectionSlot {
 }
 
 /// One shard's connection slots, shared by its drivers. Shard thread only.
+///
+/// Both arrays are allocated once for the shard's `maxConnectionsPerShard` and initialized as
+/// slots are first used (the shard hands out slots from the bottom), so their pages become
+/// resident with use, as the shard's own `Connection` table does: no geometric growth (a Swift
+/// array kept up to twice the slots it needed, and copied them on every doubling).
 final class ConnectionTable {
-    private(set) var slots: [ConnectionSlot] = []
-    /// Per slot: channel frames may be queued (true from open until a close frame is queued on
-    /// the WebSocket, i.e. while its lifecycle `maySend`). Outside `slots` on purpose: the
-    /// fan-out reads it once per subscriber and per message, and a `let` pointer is read with
-    /// no exclusivity check and no retain of the array's buffer or of the session.
-    private let acceptsFrames: UnsafeMutablePointer<Bool>
+    /// Slots `0..<highWater` are initialized; a slot's contents are meaningful only while
+    /// `isCurrent` holds for its tenant.
+    let slots: UnsafeMutablePointer<ConnectionSlot>
+    /// Per slot: the tenant's generation (bits 8...31, the 24 bits of `SocketID.generation`),
+    /// `occupiedBit` from open until release, and `acceptsFramesBit` while channel frames may be
+    /// queued (from open until a close frame is queued on the WebSocket, i.e. while its
+    /// lifecycle `maySend`). Outside `slots` on purpose: the fan-out reads it once per
+    /// subscriber and per message, and a `let` pointer is read with no exclusivity check and no
+    /// retain of the session.
+    private let tenants: UnsafeMutablePointer<UInt32>
+    private static let occupiedBit: UInt32 = 1
+    private static let acceptsFramesBit: UInt32 = 2
+    /// Slots initialized so far.
+    private(set) var highWater = 0
+    /// Node and shard bits of this shard's ids (`SocketID.rawValue >> 48`).
+    private let ownerBits: UInt64
     let capacity: Int
 
-    /// - Parameter capacity: slots at most (the shard's `maxConnectionsPerShard`).
-    init(capacity: Int) {
-        precondition(capacity >= 1)
+    /// - Parameters:
+    ///   - capacity: slots at most (the shard's `maxConnectionsPerShard`).
+    ///   - shard, node: whose ids the table holds (any other id is not current).
+    init(capacity: Int, shard: Int, node: Int) {
+        precondition(capacity >= 1 && capacity <= SocketID.maxSlots)
         self.capacity = capacity
-        acceptsFrames = .allocate(capacity: capacity)
-        acceptsFrames.initialize(repeating: false, count: capacity)
+        ownerBits = SocketID(node: node, shard: shard, slot: 0, generation: 0).rawValue >> 48
+        slots = .allocate(capacity: capacity)
+        tenants = .allocate(capacity: capacity)
     }
 
     deinit {
-        acceptsFrames.deinitialize(count: capacity)
-        acceptsFrames.deallocate()
+        slots.deinitialize(count: highWater)
+        slots.deallocate()
+        tenants.deallocate()
     }
+
+    @inline(__always) private static func tenant(_ id: SocketID) -> UInt32 { id.generation << 8 | occupiedBit }
 
     func open(_ id: SocketID, _ session: HTTPSession) {
         let slot = id.slot
         precondition(slot < capacity, "slot \(slot) beyond the shard's connection capacity")
-        while slots.count <= slot { slots.append(ConnectionSlot()) }
-        if case .free = slots[slot].phase {} else { assertionFailure("slot \(slot) opened twice") }
+        precondition(id.rawValue >> 48 == ownerBits, "\(id) belongs to another shard")
+        while highWater <= slot {
+            (slots + highWater).initialize(to: ConnectionSlot())
+            tenants[highWater] = 0
+            highWater += 1
+        }
+        assert(tenants[slot] & Self.occupiedBit == 0, "slot \(slot) opened twice")
         assert(slots[slot].subscriptions.isEmpty)
-        slots[slot] = ConnectionSlot(id: id, phase: .http(session))
-        acceptsFrames[slot] = true
+        slots[slot] = ConnectionSlot(phase: .http(session))
+        tenants[slot] = Self.tenant(id) | Self.acceptsFramesBit
     }
 
     /// Frees the slot; returns what it held.
@@ -61,16 +88,15 @@ final class ConnectionTable {
         let old = slots[id.slot]
         // Drop parser, codec and subscriptions now: a closed slot must not hold memory.
         slots[id.slot] = ConnectionSlot()
-        acceptsFrames[id.slot] = false
+        tenants[id.slot] = 0
         return old
     }
 
     /// Whether `id` is the slot's current tenant (not a stale id of an earlier one).
     @inline(__always) func isCurrent(_ id: SocketID) -> Bool {
         let slot = id.slot
-        guard slot < slots.count, slots[slot].id == id else { return false }
-        if case .free = slots[slot].phase { return false }
-        return true
+        guard slot < highWater, id.rawValue >> 48 == ownerBits else { return false }
+        return tenants[slot] & ~Self.acceptsFramesBit == Self.tenant(id)
     }
 
     @inline(__always) func webSocket(_ id: SocketID) -> WebSocketSession? {
@@ -85,19 +111,20 @@ final class ConnectionTable {
 
     func setPhase(_ id: SocketID, _ phase: ConnectionPhase) {
         assert(isCurrent(id))
+        if case .free = phase { assertionFailure("a current slot is freed by release") }
         slots[id.slot].phase = phase
     }
 
     /// Channel frames stop for good (a close frame is queued; see `acceptsChannelFrames`).
     func stopChannelFrames(_ id: SocketID) {
         assert(isCurrent(id))
-        acceptsFrames[id.slot] = false
+        tenants[id.slot] &= ~Self.acceptsFramesBit
     }
 
-    /// Whether channel frames may be queued on a current socket (see `acceptsFrames`).
+    /// Whether channel frames may be queued on a current socket (see `tenants`).
     @inline(__always) func acceptsChannelFrames(_ id: SocketID) -> Bool {
-        assert(id.slot < capacity)
-        return acceptsFrames[id.slot]
+        assert(id.slot < highWater)
+        return tenants[id.slot] & Self.acceptsFramesBit != 0
     }
 
     func insertSubscription(_ id: SocketID, _ channel: ChannelName) { slots[id.slot].subscriptions.insert(channel) }
@@ -105,9 +132,10 @@ final class ConnectionTable {
 
     /// Current tenants, for draining.
     var currentIDs: [SocketID] {
-        slots.compactMap { slot in
-            if case .free = slot.phase { return nil }
-            return slot.id
+        var ids: [SocketID] = []
+        for slot in 0..<highWater where tenants[slot] & Self.occupiedBit != 0 {
+            ids.append(SocketID(rawValue: ownerBits << 48 | UInt64(tenants[slot] >> 8) << 24 | UInt64(slot)))
         }
+        return ids
     }
 }

@@ -17,7 +17,7 @@ final class ShardDispatcher: ShardEventHandler {
          fabric: ChannelFabric, routes: BuiltinRoutes, handlerFactory: (ShardContext) -> WorkerHandler) {
         assert(shard.isCurrent, "a dispatcher is made on its shard's thread")
         self.metrics = metrics
-        table = ConnectionTable(capacity: shard.configuration.maxConnectionsPerShard)
+        table = ConnectionTable(capacity: shard.configuration.maxConnectionsPerShard, shard: shard.index, node: shard.configuration.nodeID)
         webSockets = WebSocketConnectionDriver(shard: shard, table: table, metrics: metrics,
                                                settings: configuration.webSocket,
                                                logger: broker.logger.forShard(shard.index))

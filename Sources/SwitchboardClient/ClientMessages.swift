@@ -146,11 +146,7 @@ final class MessageInbox<Element: Sendable>: Sendable {
                     }
                 } onCancel: {
                     // Exactly one of this and the consumer's next() takes the producer.
-                    let producer = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                        defer { s.producer = nil }
-                        return s.producer
-                    }
-                    producer?.resume()
+                    take(\.producer)?.resume()
                 }
                 if Task.isCancelled { return false }
             }
@@ -211,11 +207,16 @@ final class MessageInbox<Element: Sendable>: Sendable {
                 if idle { waiter.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                defer { s.idleWaiter = nil }
-                return s.idleWaiter
-            }
-            waiter?.resume()
+            take(\.idleWaiter)?.resume()
+        }
+    }
+
+    /// Takes the reader's continuation stored in `field` (leaving nil), under the lock; the
+    /// caller resumes it after the lock is released.
+    private func take(_ field: WritableKeyPath<State, CheckedContinuation<Void, Never>?>) -> CheckedContinuation<Void, Never>? {
+        state.withLock { s in
+            defer { s[keyPath: field] = nil }
+            return s[keyPath: field]
         }
     }
 

@@ -41,6 +41,30 @@ struct JSONValueParsingTests {
         #expect(try JSONValue(jsonString: #"{"dup":1,"dup":2}"#) == ["dup": 2])
     }
 
+    /// The hand-written serializer writes what JSONEncoder (sorted keys, slashes unescaped)
+    /// wrote, up to number spelling, which is compared as parsed values.
+    @Test(arguments: valid.filter { !$0.hasPrefix("[[") })
+    func serializerAgreesWithJSONEncoder(_ text: String) throws {
+        let value = try JSONValue(jsonString: text)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        let reference = String(decoding: try encoder.encode(value), as: UTF8.self)
+        let ours = try value.jsonString()
+        #expect(try JSONValue(jsonString: ours) == value)
+        if !Self.hasFractionalOrHugeNumber(value) {
+            #expect(ours == reference, "\(text)")
+        }
+    }
+
+    private static func hasFractionalOrHugeNumber(_ value: JSONValue) -> Bool {
+        switch value {
+        case .number(let n): n != n.rounded() || abs(n) >= 9_007_199_254_740_992
+        case .array(let values): values.contains(where: hasFractionalOrHugeNumber)
+        case .object(let members): members.values.contains(where: hasFractionalOrHugeNumber)
+        default: false
+        }
+    }
+
     @Test func valuesRoundTripThroughText() throws {
         let value: JSONValue = ["n": 1.5, "s": "é\n\"", "a": [nil, true, ["k": []]], "o": [:]]
         #expect(try JSONValue(jsonString: value.jsonString()) == value)

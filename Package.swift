@@ -93,7 +93,7 @@ let package = Package(
         .target(name: "SwitchboardJWT", dependencies: ["SwitchboardJSON", "COpenSSL"], exclude: ["BAD_TOKENS.md"]),
         .target(
             name: "SwitchboardClient",
-            dependencies: ["COpenSSL", "CLiburing", "SwitchboardWebSocket", .product(name: "DequeModule", package: "swift-collections")]
+            dependencies: ["COpenSSL", "CLiburing", "SwitchboardWebSocket", "SwitchboardJSON", .product(name: "DequeModule", package: "swift-collections")]
         ),
         .executableTarget(
             name: "switchboard",

@@ -97,12 +97,7 @@ public final class BroadcasterClient: Sendable {
         state.withLock { s in
             guard s.pump == nil, !s.inbox.isFinished else { return }
             s.attached = true
-            let inbox = s.inbox
-            s.pump = Task { [weak self] in
-                for await broadcast in BroadcastMessages(inbox: inbox) {
-                    self?.callbacks.withLock { $0 }?(broadcast)
-                }
-            }
+            s.pump = s.inbox.pump(to: { [weak self] in self?.callbacks.withLock { $0 } })
         }
     }
 

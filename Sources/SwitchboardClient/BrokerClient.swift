@@ -5,10 +5,13 @@ import SwitchboardWebSocket
 /// Client SDK for the connection broker: connect with a role, discover peers by role, open
 /// channels and exchange confirmed JSON messages over them.
 ///
-/// All callbacks (`onIncomingChannel`, `onConnected`, `onDisconnected`, `onReconnected` and the
-/// channels' `onMessage` / `onClosed`) run one at a time, in protocol order, on a private serial
-/// task owned by the client (a serial callback queue built on an `AsyncStream`). A connected client keeps itself alive until `disconnect()` or
-/// until the connection ends.
+/// A channel's payloads arrive through its bounded ``BrokerChannel/messages`` sequence;
+/// `onMessage` is a task consuming it (one per channel: a channel's payloads reach it one at a
+/// time, in order). The connection-level callbacks (`onIncomingChannel`, `onConnected`,
+/// `onDisconnected`, `onReconnected`) run one at a time, in protocol order, on a private serial
+/// task owned by the client; a channel's `onClosed`, and every callback queued after it
+/// (`onDisconnected` included), follows that channel's last `onMessage`. A connected client
+/// keeps itself alive until `disconnect()` or until the connection ends.
 ///
 /// ```swift
 /// let client = BrokerClient(url: "ws://localhost:3004")
@@ -201,9 +204,9 @@ public final class BrokerClient: Sendable {
                 s.connection = connection
                 return true
             }
-        }, handler: { [self] connection, event in handle(event, from: connection) })
+        }, handler: { [self] connection, event in await handle(event, from: connection) })
         do {
-            // The reply handler (on the reader thread) switches the client to `.connected`, so
+            // The reply handler (the connection's reader) switches the client to `.connected`, so
             // the state change is ordered with the messages that follow the reply.
             guard case .message(let reply) = try await request("register", ["role": .string(role)],
                                                                kind: .register(role: role, isReconnect: isReconnect),
@@ -219,7 +222,7 @@ public final class BrokerClient: Sendable {
         }
     }
 
-    /// The reader thread's end of a connection.
+    /// The end of a connection, from its reader.
     private func connectionEnded(_ connection: ClientWebSocket, reason: String) {
         let id = ObjectIdentifier(connection)
         let (pending, channels, wasConnected, reconnectRole) = state.withLock { s in
@@ -345,19 +348,23 @@ public final class BrokerClient: Sendable {
 
     // MARK: Incoming
 
-    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) {
+    /// The connection's messages, one at a time in arrival order, called inline by the
+    /// connection's reader. It suspends only in ``BrokerChannel/receive(_:)`` (a consumed
+    /// channel's full buffer under `.suspendReading`), which holds the reading of the socket
+    /// up: that is the backpressure.
+    private func handle(_ event: ClientWebSocket.Event, from connection: ClientWebSocket) async {
         switch event {
         case .text(let text):
-            handleText(text, from: connection)
+            await handleText(text, from: connection)
         case .binary(let bytes):
             log(.warning, "binary message of \(bytes.count) bytes; treating it as UTF-8 JSON")
-            handleText(String(decoding: bytes, as: UTF8.self), from: connection)
+            await handleText(String(decoding: bytes, as: UTF8.self), from: connection)
         case .closed(let code, let reason, let clean):
             connectionEnded(connection, reason: clean ? "closed by the broker (code \(code.map(String.init) ?? "none"))" : reason)
         }
     }
 
-    private func handleText(_ text: String, from connection: ClientWebSocket) {
+    private func handleText(_ text: String, from connection: ClientWebSocket) async {
         log(.debug, "<- \(text)")
         guard let value = try? JSONValue(jsonString: text), let message = value.objectValue else {
             log(.error, "ignoring a message that is not a JSON object: \(text.prefix(200))")
@@ -393,7 +400,7 @@ public final class BrokerClient: Sendable {
                 return
             }
             if let channel = state.withLock({ $0.channels[channelId] }) {
-                channel.enqueue(message["payload"] ?? .null)
+                await channel.receive(message["payload"] ?? .null)
             } else {
                 log(.warning, "message for unknown channel \(channelId)")
             }
@@ -469,7 +476,7 @@ public final class BrokerClient: Sendable {
                 return
             }
             let channel = BrokerChannel(id: channelId, peerId: message["targetId"]?.stringValue ?? targetId, client: self)
-            // Registered here, on the reader thread, so messages that follow are not lost.
+            // Registered here, by the reader, so messages that follow are not lost.
             let live = state.withLock { s -> Bool in
                 guard s.connection === connection else { return false }
                 s.channels[channelId] = channel
@@ -515,6 +522,15 @@ extension BrokerClient.Pending {
 }
 
 /// One end of a channel between two broker connections.
+///
+/// What the peer sends arrives in ``messages``, a bounded ``ChannelMessages`` sequence
+/// (``BrokerClientOptions/maxBufferedChannelMessages`` payloads). Until someone consumes the
+/// channel (reads ``messages`` or sets ``onMessage``), a full buffer drops and counts
+/// (``droppedMessageCount``), so a channel nobody listens to never stalls its connection; after
+/// that, ``BrokerClientOptions/eventOverflow`` decides: `.suspendReading` stops reading the
+/// connection until the consumer takes a payload (TCP then slows the broker and the peer; the
+/// connection's other traffic, replies included, waits too), `.dropNewest` drops and counts.
+/// ``onMessage`` is a task iterating ``messages``: consume the channel one way, not both.
 public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
     public let id: String
     /// The connection id at the other end.
@@ -524,19 +540,26 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
     struct State: Sendable {
         var onMessage: (@Sendable (JSONValue) -> Void)?
         var onClosed: (@Sendable () -> Void)?
-        var buffered: [JSONValue] = []
-        /// Payloads dropped because `buffered` was full (no `onMessage` yet).
-        var dropped = 0
+        /// Someone consumes the channel (``messages`` read or ``onMessage`` set): from then on
+        /// the overflow policy applies instead of drop-when-full.
+        var attached = false
+        /// The task calling ``onMessage`` for each element of ``messages`` (then ``onClosed``).
+        var pump: Task<Void, Never>?
+        var pumpFinished = false
         var closed = false
         var closedFired = false
     }
 
     private let state = Mutex(State())
+    /// The payloads received and not yet consumed: never more than the buffer's capacity.
+    private let inbox: MessageInbox<JSONValue>
 
     init(id: String, peerId: String, client: BrokerClient) {
         self.id = id
         self.peerId = peerId
         self.client = client
+        inbox = MessageInbox(capacity: max(1, client.options.maxBufferedChannelMessages),
+                             policy: client.options.eventOverflow)
     }
 
     public var description: String { "BrokerChannel(\(id) to \(peerId))" }
@@ -548,30 +571,46 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
-    /// Payloads dropped because they arrived while no `onMessage` was set and the buffer was full.
-    public var droppedMessageCount: Int { state.withLock { $0.dropped } }
+    /// The payloads the peer sends, in order, through the channel's bounded buffer; the
+    /// sequence ends when the channel closes (after the payloads received before). Reading this
+    /// property attaches a consumer (see the type's discussion). One task iterates it;
+    /// cancelling that task ends its loop, not the channel.
+    public var messages: ChannelMessages {
+        state.withLock { $0.attached = true }
+        return ChannelMessages(inbox: inbox)
+    }
 
-    /// Called with each payload the peer sends, in order. Payloads that arrive before a handler
-    /// is set are buffered (up to `BrokerClientOptions.maxBufferedChannelMessages`; later ones
-    /// are dropped and counted in ``droppedMessageCount``) and delivered once it is.
+    /// Payloads dropped: while nobody consumed the channel and its buffer was full, or under
+    /// ``InboundOverflowPolicy/dropNewest``.
+    public var droppedMessageCount: Int { inbox.droppedCount }
+
+    /// Payloads received and not yet consumed (at most the buffer's capacity).
+    public var bufferedMessageCount: Int { inbox.bufferedCount }
+
+    /// Called with each payload the peer sends, in order, one at a time, from a task of this
+    /// channel that iterates ``messages`` (different channels' handlers may run concurrently).
+    /// Payloads buffered before a handler is set are delivered first. A payload taken while the
+    /// handler is nil (set back to nil) is not delivered.
     public var onMessage: (@Sendable (JSONValue) -> Void)? {
         get { state.withLock { $0.onMessage } }
         set {
             state.withLock { $0.onMessage = newValue }
-            if newValue != nil { client.callbackQueue.async { self.drain(adding: nil) } }
+            if newValue != nil { startPump() }
         }
     }
 
     /// Called once when the channel closes for any reason: closed by the peer, closed locally
-    /// with `close()`, or the connection ended. Fires even if set after the fact.
+    /// with `close()`, or the connection ended; after the last ``onMessage``. Fires even if set
+    /// after the fact.
     public var onClosed: (@Sendable () -> Void)? {
         get { state.withLock { $0.onClosed } }
         set {
-            let closed = state.withLock { s -> Bool in
+            let fireNow = state.withLock { s -> Bool in
                 s.onClosed = newValue
-                return s.closed
+                // A running pump fires it after the last payload; otherwise the callback queue.
+                return s.closed && (s.pump == nil || s.pumpFinished)
             }
-            if closed && newValue != nil { client.callbackQueue.async { self.fireClosed() } }
+            if fireNow && newValue != nil { client.callbackQueue.async { self.fireClosed() } }
         }
     }
 
@@ -597,38 +636,53 @@ public final class BrokerChannel: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
-    // MARK: Internal (reader thread / callback queue)
+    // MARK: Internal (the connection's reader, the callback queue)
 
-    func enqueue(_ payload: JSONValue) {
-        client.callbackQueue.async { self.drain(adding: payload) }
-    }
-
-    private func drain(adding payload: JSONValue?) {
-        let limit = client.options.maxBufferedChannelMessages
-        let (handler, items, droppedNow) = state.withLock { s -> ((@Sendable (JSONValue) -> Void)?, [JSONValue], Bool) in
-            var droppedNow = false
-            if let payload {
-                if s.onMessage == nil && s.buffered.count >= limit {
-                    s.dropped += 1
-                    droppedNow = true
-                } else {
-                    s.buffered.append(payload)
-                }
-            }
-            guard let handler = s.onMessage, !s.buffered.isEmpty else { return (nil, [], droppedNow) }
-            defer { s.buffered = [] }
-            return (handler, s.buffered, droppedNow)
+    /// Called by the connection's message handler, in arrival order. Under `.suspendReading`
+    /// with a consumer and a full buffer this suspends the handler, and with it the reading of
+    /// the connection, until the consumer takes a payload or the channel closes.
+    func receive(_ payload: JSONValue) async {
+        let attached = state.withLock { $0.attached }
+        let kept = await inbox.push(payload, overflow: attached ? nil : .dropNewest)
+        if !kept {
+            client.log(.warning, "channel \(id): \(attached ? "buffer full" : "no consumer and the buffer is full"); dropped a payload")
         }
-        if droppedNow { client.log(.warning, "channel \(id): no onMessage and \(limit) payloads buffered; dropping") }
-        if let handler { for item in items { handler(item) } }
     }
 
+    /// Starts the task behind ``onMessage``, once.
+    private func startPump() {
+        state.withLock { s in
+            guard s.pump == nil else { return }
+            s.attached = true
+            // Holds the channel until the sequence ends: the channel closing ends it.
+            s.pump = inbox.pump(to: { self.state.withLock { $0.onMessage } }, ended: {
+                self.state.withLock { $0.pumpFinished = true }
+                self.fireClosed()
+            })
+        }
+    }
+
+    /// Returns once ``onMessage`` was called for every payload received before the channel
+    /// closed (at once when nobody set it).
+    private func drained() async {
+        await state.withLock { $0.pump }?.value
+    }
+
+    /// The channel closed: its sequence ends after what is buffered. `onClosed` fires from the
+    /// pump after the last `onMessage`, or from the callback queue when there is no pump; the
+    /// callback queue waits for the pump either way, so the client's later callbacks
+    /// (`onDisconnected` included) follow this channel's last ones.
     func markClosed() {
         let first = state.withLock { s -> Bool in
             defer { s.closed = true }
             return !s.closed
         }
-        if first { client.callbackQueue.async { self.fireClosed() } }
+        guard first else { return }
+        inbox.finish()  // a reader suspended on the full buffer goes on
+        client.callbackQueue.async {
+            await self.drained()
+            self.fireClosed()
+        }
     }
 
     private func fireClosed() {

@@ -58,20 +58,26 @@ public struct BrokerClientOptions: Sendable {
     /// For wss:// URLs: a PEM file of the CA certificates to trust instead of the system trust
     /// store (a private CA). The server's certificate and host name are always verified.
     public var tlsCAFile: String? = nil
-    /// Payloads a channel buffers while it has no `onMessage` handler; later ones are dropped
-    /// and counted (`BrokerChannel.droppedMessageCount`). Default 1024.
+    /// Capacity of each channel's payload buffer (`BrokerChannel.messages`; 0 counts as 1).
+    /// While nobody consumes the channel (no `onMessage`, `messages` not read), payloads that
+    /// do not fit are dropped and counted (`BrokerChannel.droppedMessageCount`); once someone
+    /// does, `eventOverflow` decides. Default 1024.
     public var maxBufferedChannelMessages = 1024 {
         willSet { precondition(newValue >= 0, "maxBufferedChannelMessages must not be negative") }
     }
 
-    /// Events buffered between the connection and the application in the protocol clients'
-    /// event sequences (``BroadcasterClient/broadcasts``). Default 1024.
+    /// Events buffered between the connection and the application in the broadcaster's event
+    /// sequence (``BroadcasterClient/broadcasts``). Default 1024. (A broker channel's buffer is
+    /// `maxBufferedChannelMessages`.)
     public var eventCapacity = 1024 {
         willSet { precondition(newValue > 0, "eventCapacity must be positive") }
     }
-    /// What happens when that buffer is full: `.suspendReading` (default: the connection stops
-    /// reading, so TCP slows the server; replies to requests wait too) or `.dropNewest`
-    /// (dropped and counted, ``BroadcasterClient/droppedBroadcastCount``).
+    /// What happens when a consumed event buffer is full (``BroadcasterClient/broadcasts``, a
+    /// ``BrokerChannel``'s `messages` or `onMessage`): `.suspendReading` (default: the
+    /// connection stops reading, so TCP slows the server; replies to requests wait too, so a
+    /// consumer must not await a request of the same client while its buffer can fill) or
+    /// `.dropNewest` (dropped and counted, ``BroadcasterClient/droppedBroadcastCount``,
+    /// `BrokerChannel.droppedMessageCount`).
     public var eventOverflow = InboundOverflowPolicy.suspendReading
 
     public init(requestTimeout: Duration = .seconds(10), connectTimeout: Duration = .seconds(10),
@@ -119,7 +125,7 @@ public enum BrokerLogLevel: Int, Sendable, Comparable, CustomStringConvertible {
     }
 }
 
-/// Optional diagnostics sink. Called from the client's reader thread and from callers' tasks,
+/// Optional diagnostics sink. Called from the client's connection tasks and from callers' tasks,
 /// so implementations must be thread-safe.
 public protocol BrokerClientLogger: Sendable {
     func log(_ level: BrokerLogLevel, _ message: String)

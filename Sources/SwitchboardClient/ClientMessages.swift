@@ -18,48 +18,52 @@ public enum InboundOverflowPolicy: Sendable, Equatable {
     case dropNewest
 }
 
-/// The broadcasts a ``BroadcasterClient`` received, in order, as an `AsyncSequence` with a
-/// bounded buffer (``BrokerClientOptions/eventCapacity``, ``BrokerClientOptions/eventOverflow``).
-/// It spans reconnects and ends at ``BroadcasterClient/disconnect()``. One task iterates it.
-public struct BroadcastMessages: AsyncSequence, Sendable {
-    public typealias Element = BroadcastMessage
-    let inbox: MessageInbox<BroadcastMessage>
-
-    public struct AsyncIterator: AsyncIteratorProtocol {
-        let inbox: MessageInbox<BroadcastMessage>
-        public mutating func next() async -> BroadcastMessage? { await inbox.next() }
-    }
-
-    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: inbox) }
-}
-
-/// The messages of one connection, in order, as an `AsyncSequence` with a bounded buffer.
+/// Messages from one source, in order, as an `AsyncSequence` with a bounded buffer: the one
+/// sequence type of the SDK (a connection's frames, a broadcaster's broadcasts, a broker
+/// channel's payloads), so that all of them share one buffer, one overflow policy and one
+/// drop counter.
 ///
-/// The sequence ends when the connection ends (after the messages received before the end);
-/// `ClientWebSocket/closeReason` says why once `ClientWebSocket/waitUntilFinished()` returned. One task iterates it: a second concurrent
-/// iterator is a programming error (checked). Cancelling the iterating task ends its
-/// iteration (`next()` returns nil) without closing the connection.
-public struct ClientMessages: AsyncSequence, Sendable {
-    public typealias Element = ClientMessage
-    let inbox: MessageInbox<ClientMessage>
+/// The sequence ends after the messages received before its source ended (the connection
+/// closed, ``BroadcasterClient/disconnect()``, the channel closed). One task iterates it: a
+/// second concurrent iterator is a programming error (checked). Cancelling the iterating task
+/// ends its iteration (`next()` returns nil) without closing the source; a later iterator
+/// continues where it stopped.
+public struct InboundMessages<Element: Sendable>: AsyncSequence, Sendable {
+    let inbox: MessageInbox<Element>
 
-    /// Messages dropped so far under ``InboundOverflowPolicy/dropNewest``.
+    /// Messages dropped so far under ``InboundOverflowPolicy/dropNewest`` (or, for a broker
+    /// channel, while nobody consumed it).
     public var droppedCount: Int { inbox.droppedCount }
 
     public struct AsyncIterator: AsyncIteratorProtocol {
-        let inbox: MessageInbox<ClientMessage>
-        public mutating func next() async -> ClientMessage? { await inbox.next() }
+        let inbox: MessageInbox<Element>
+        public mutating func next() async -> Element? { await inbox.next() }
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: inbox) }
 }
+
+/// The messages of one ``ClientWebSocket``, through a buffer of `Options.inboundCapacity`;
+/// `ClientWebSocket/closeReason` says why it ended once `ClientWebSocket/waitUntilFinished()`
+/// returned.
+public typealias ClientMessages = InboundMessages<ClientMessage>
+
+/// The broadcasts a ``BroadcasterClient`` received (``BrokerClientOptions/eventCapacity``,
+/// ``BrokerClientOptions/eventOverflow``). It spans reconnects and ends at
+/// ``BroadcasterClient/disconnect()``.
+public typealias BroadcastMessages = InboundMessages<BroadcastMessage>
+
+/// The payloads a ``BrokerChannel`` received (``BrokerClientOptions/maxBufferedChannelMessages``,
+/// ``BrokerClientOptions/eventOverflow``). It ends when the channel closes.
+public typealias ChannelMessages = InboundMessages<JSONValue>
 
 /// The bounded buffer between a connection's reader task (the only producer) and the
 /// application (the only consumer). Generic so that the protocol clients' event sequences
 /// (``BroadcasterClient/broadcasts``) share its policy and its code.
 ///
-/// Thread rules: `push` is called by the reader task only, `next` by one consumer task; both
-/// may run on any thread of the cooperative pool. All state is under one mutex, and
+/// Thread rules: `push` is called by one producer task (a connection's reader), `next` by one
+/// consumer task; both may run on any thread of the cooperative pool, and both end their wait
+/// when their task is cancelled. All state is under one mutex, and
 /// continuations are resumed after it is released.
 final class MessageInbox<Element: Sendable>: Sendable {
     private struct State {
@@ -78,7 +82,7 @@ final class MessageInbox<Element: Sendable>: Sendable {
     let policy: InboundOverflowPolicy
 
     /// What ``push(_:)`` does after looking at the state (acted on outside the lock).
-    private enum PushStep { case delivered(CheckedContinuation<Element?, Never>), done, full }
+    private enum PushStep { case delivered(CheckedContinuation<Element?, Never>), done, dropped, full }
     /// What ``next()`` does after looking at the state (acted on outside the lock).
     private enum NextStep { case message(Element, CheckedContinuation<Void, Never>?), end, wait(idle: CheckedContinuation<Void, Never>?) }
     private let state = Mutex(State())
@@ -96,7 +100,13 @@ final class MessageInbox<Element: Sendable>: Sendable {
 
     /// Hands `message` to the consumer or buffers it. With ``InboundOverflowPolicy/suspendReading``
     /// and a full buffer it suspends the reader until there is room (or the inbox ends).
-    func push(_ message: Element) async {
+    /// `overflow` overrides the inbox's policy for this message (a broker channel nobody
+    /// consumes yet drops rather than stalling its connection). Returns false when the message
+    /// was dropped: counted when it did not fit under `.dropNewest`, not counted when the
+    /// calling task was cancelled while it waited for room (its connection is going away).
+    @discardableResult
+    func push(_ message: Element, overflow: InboundOverflowPolicy? = nil) async -> Bool {
+        let policy = overflow ?? self.policy
         while true {
             let step = state.withLock { s -> PushStep in
                 if s.ended { return .done }
@@ -110,25 +120,35 @@ final class MessageInbox<Element: Sendable>: Sendable {
                 }
                 if policy == .dropNewest {
                     s.dropped += 1
-                    return .done
+                    return .dropped
                 }
                 return .full
             }
             switch step {
             case .delivered(let consumer):
                 consumer.resume(returning: message)
-                return
+                return true
             case .done:
-                return
+                return true
+            case .dropped:
+                return false
             case .full:
-                await withCheckedContinuation { (producer: CheckedContinuation<Void, Never>) in
-                    let resumeNow = state.withLock { s -> Bool in
-                        if s.ended || s.buffer.count < capacity { return true }
-                        s.producer = producer
-                        return false
+                await withTaskCancellationHandler {
+                    await withCheckedContinuation { (producer: CheckedContinuation<Void, Never>) in
+                        let resumeNow = state.withLock { s -> Bool in
+                            // Under the lock: a cancellation handler that ran before this found
+                            // no producer to resume, and the flag it follows is already set.
+                            if s.ended || s.buffer.count < capacity || Task.isCancelled { return true }
+                            s.producer = producer
+                            return false
+                        }
+                        if resumeNow { producer.resume() }
                     }
-                    if resumeNow { producer.resume() }
+                } onCancel: {
+                    // Exactly one of this and the consumer's next() takes the producer.
+                    take(\.producer)?.resume()
                 }
+                if Task.isCancelled { return false }
             }
         }
     }
@@ -187,11 +207,16 @@ final class MessageInbox<Element: Sendable>: Sendable {
                 if idle { waiter.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
-                defer { s.idleWaiter = nil }
-                return s.idleWaiter
-            }
-            waiter?.resume()
+            take(\.idleWaiter)?.resume()
+        }
+    }
+
+    /// Takes the reader's continuation stored in `field` (leaving nil), under the lock; the
+    /// caller resumes it after the lock is released.
+    private func take(_ field: WritableKeyPath<State, CheckedContinuation<Void, Never>?>) -> CheckedContinuation<Void, Never>? {
+        state.withLock { s in
+            defer { s[keyPath: field] = nil }
+            return s[keyPath: field]
         }
     }
 
@@ -209,5 +234,19 @@ final class MessageInbox<Element: Sendable>: Sendable {
         consumer?.resume(returning: nil)
         producer?.resume()
         idle?.resume()
+    }
+}
+
+extension MessageInbox {
+    /// The task behind a compatibility callback (`onBroadcast`, a channel's `onMessage`): it
+    /// iterates the inbox and calls the handler `current()` returns for each element, one at a
+    /// time, in order (read per element, so a replaced handler takes over at the next one; an
+    /// element taken while it is nil is not delivered), then `ended()` once the inbox ended.
+    func pump(to current: @escaping @Sendable () -> (@Sendable (Element) -> Void)?,
+              ended: @escaping @Sendable () -> Void = {}) -> Task<Void, Never> {
+        Task {
+            for await element in InboundMessages(inbox: self) { current()?(element) }
+            ended()
+        }
     }
 }

@@ -16,7 +16,20 @@ import Glibc
 /// the continuation (`Lookup.take()`). A cancelled lookup returns at once (the caller's
 /// connect timeout cancels it); its thread finishes in the background and its result is
 /// dropped, since glibc cannot abandon a lookup in progress.
+///
+/// Lookup threads are capped process-wide (``lookups``, default
+/// ``defaultMaxConcurrentLookups``, `ClientWebSocket.maxConcurrentHostLookups`): a lookup
+/// beyond the cap waits for a running one to finish, bounded by the caller's connect timeout.
+/// A slot is held by the thread, not by the caller: a cancelled lookup whose thread still runs
+/// keeps its slot until `getaddrinfo` returns, so a hanging resolver can never cost more than
+/// the cap in threads.
 enum HostResolver {
+    /// Default cap on concurrent `getaddrinfo` threads.
+    static let defaultMaxConcurrentLookups = 4
+
+    /// The process-wide cap on lookup threads.
+    static let lookups = ConcurrencyLimit(limit: defaultMaxConcurrentLookups)
+
     /// One resolved address, copied out of the `addrinfo` list.
     struct Address: Sendable {
         var family: Int32
@@ -29,15 +42,25 @@ enum HostResolver {
     /// host when it does not resolve, or `CancellationError` when the task was cancelled first.
     static func resolve(host: String, port: UInt16) async throws -> [Address] {
         if case .success(let numeric) = lookup(host: host, port: port, flags: AI_NUMERICHOST) { return numeric }
+        return try await resolveOnThread(limit: lookups) { lookup(host: host, port: port, flags: 0) }
+    }
+
+    /// Runs the blocking `lookup` on a thread of its own once `limit` admits it (tests pass a
+    /// lookup that blocks until they let it go).
+    static func resolveOnThread(limit: ConcurrencyLimit,
+                                _ lookup: @escaping @Sendable () -> Result<[Address], BrokerClientError>) async throws -> [Address] {
+        try await limit.acquire()
         let pending = Lookup()
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[Address], any Error>) in
                 guard pending.store(continuation) else {
+                    limit.release()  // no thread was started: the slot goes back now
                     continuation.resume(throwing: CancellationError())
                     return
                 }
                 let thread = Thread {
-                    let result = lookup(host: host, port: port, flags: 0)
+                    let result = lookup()
+                    limit.release()  // the thread is done: the slot is free even if nobody waits for the result
                     pending.take()?.resume(with: result.mapError { $0 as any Error })
                 }
                 thread.name = "switchboard-resolve"
@@ -83,7 +106,7 @@ enum HostResolver {
     }
 
     /// `getaddrinfo` for a TCP stream; blocks for a DNS name unless `flags` has AI_NUMERICHOST.
-    private static func lookup(host: String, port: UInt16, flags: Int32) -> Result<[Address], BrokerClientError> {
+    static func lookup(host: String, port: UInt16, flags: Int32) -> Result<[Address], BrokerClientError> {
         var hints = addrinfo()
         hints.ai_family = AF_UNSPEC
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
@@ -107,4 +130,18 @@ enum HostResolver {
         guard !addresses.isEmpty else { return .failure(.connectionFailed("no addresses for \(host)")) }
         return .success(addresses)
     }
+}
+
+extension ClientWebSocket {
+    /// Process-wide cap on concurrent DNS lookups (each runs `getaddrinfo` on a thread of its
+    /// own; IP literals need none). Default 4. A connect beyond it waits for a lookup to finish,
+    /// within its connect timeout (then `.timeout`). Must be positive.
+    public static var maxConcurrentHostLookups: Int {
+        get { HostResolver.lookups.limit }
+        set { HostResolver.lookups.limit = newValue }
+    }
+
+    /// How many DNS lookups had to wait for a slot under ``maxConcurrentHostLookups`` (the
+    /// limit's metric: nonzero means connects queued behind slow or many lookups).
+    public static var hostLookupsQueued: Int { HostResolver.lookups.waitedCount }
 }

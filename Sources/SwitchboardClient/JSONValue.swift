@@ -1,4 +1,5 @@
 import Foundation
+import SwitchboardJSON
 
 /// An arbitrary JSON value: channel payloads are opaque JSON, so the SDK carries them as this.
 ///
@@ -67,15 +68,51 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
 
     // MARK: Serialization
 
-    /// Compact JSON text. Throws `BrokerClientError.protocolError` for non-finite numbers.
+    /// Compact JSON text, object keys sorted, `/` not escaped (as JSONEncoder with
+    /// `.sortedKeys` and `.withoutEscapingSlashes` wrote it, without its Encoder machinery:
+    /// 9% of cb-bench's CPU). Throws `BrokerClientError.protocolError` for non-finite numbers.
     public func jsonString() throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
-        do {
-            let data = try encoder.encode(self)
-            return String(decoding: data, as: UTF8.self)
-        } catch {
-            throw BrokerClientError.protocolError("payload is not representable as JSON: \(error)")
+        var out: [UInt8] = []
+        out.reserveCapacity(128)
+        try append(to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private func append(to out: inout [UInt8]) throws(BrokerClientError) {
+        switch self {
+        case .null:
+            out.append(contentsOf: "null".utf8)
+        case .bool(let value):
+            out.append(contentsOf: (value ? "true" : "false").utf8)
+        case .number(let value):
+            guard value.isFinite else {
+                throw .protocolError("payload is not representable as JSON: \(value) is not a finite number")
+            }
+            // Integers up to 2^53 as integers ("3", not "3.0"); others in Swift's shortest
+            // round-trip form ("0.1", "1e-07", "1e+20"), all valid JSON numbers.
+            if value == value.rounded(), abs(value) < 9_007_199_254_740_992 {
+                out.append(contentsOf: String(Int(value)).utf8)
+            } else {
+                out.append(contentsOf: "\(value)".utf8)
+            }
+        case .string(let value):
+            JSONWriter.appendString(&out, value)
+        case .array(let values):
+            out.append(UInt8(ascii: "["))
+            for (index, value) in values.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                try value.append(to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let members):
+            out.append(UInt8(ascii: "{"))
+            for (index, key) in members.keys.sorted().enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONWriter.appendString(&out, key)
+                out.append(UInt8(ascii: ":"))
+                try members[key]!.append(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
         }
     }
 
@@ -85,10 +122,69 @@ public enum JSONValue: Sendable, Equatable, Hashable, Codable {
     }
 
     public init(jsonData: Data) throws {
-        do {
-            self = try JSONDecoder().decode(JSONValue.self, from: jsonData)
-        } catch {
+        // Fast path: SwitchboardJSON's strict reader, which knows each value's kind before
+        // building it. `init(from:)` (Codable) finds a value's kind by trying Bool, Double,
+        // String, array, object in turn, and every failed try builds a DecodingError: that was
+        // a third of cb-bench's CPU. Input nested deeper than `fastPathMaxDepth` goes to
+        // JSONDecoder (its own limit is 512), so the reader's re-validation of nested ranges
+        // stays O(bytes × fastPathMaxDepth).
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(jsonData.count + 2)
+        bytes.append(UInt8(ascii: "["))  // any top-level value, as the only element of an array
+        bytes.append(contentsOf: jsonData)
+        bytes.append(UInt8(ascii: "]"))
+        let fast = bytes.withUnsafeBufferPointer { buffer -> Result<JSONValue, JSONError> in
+            do throws(JSONError) {
+                let elements = try JSONReader.parseArray(buffer, in: 0..<buffer.count, maxDepth: Self.fastPathMaxDepth + 1)
+                guard elements.count == 1 else { throw .invalid }
+                return .success(try Self.value(buffer, elements[0].kind, elements[0].range))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch fast {
+        case .success(let value):
+            self = value
+        case .failure(.tooDeep):
+            do {
+                self = try JSONDecoder().decode(JSONValue.self, from: jsonData)
+            } catch {
+                throw BrokerClientError.protocolError("invalid JSON: \(error)")
+            }
+        case .failure(let error):
             throw BrokerClientError.protocolError("invalid JSON: \(error)")
+        }
+    }
+
+    /// Nesting the fast parser handles (deeper goes to JSONDecoder).
+    static let fastPathMaxDepth = 32
+
+    /// Builds the value of kind `kind` at `buffer[range]` (already validated by the reader).
+    private static func value(_ buffer: UnsafeBufferPointer<UInt8>, _ kind: JSONKind, _ range: Range<Int>) throws(JSONError) -> JSONValue {
+        switch kind {
+        case .null:
+            return .null
+        case .bool:
+            return .bool(buffer[range.lowerBound] == UInt8(ascii: "t"))
+        case .number:
+            // The reader validated the RFC 8259 grammar; Double(String) (strtod) converts it.
+            guard let number = Double(String(decoding: UnsafeBufferPointer(rebasing: buffer[range]), as: UTF8.self)),
+                  number.isFinite else { throw .invalid }
+            return .number(number)
+        case .string:
+            return .string(try JSONReader.decodeString(buffer, range))
+        case .array:
+            var values: [JSONValue] = []
+            for element in try JSONReader.parseArray(buffer, in: range, maxDepth: fastPathMaxDepth) {
+                values.append(try value(buffer, element.kind, element.range))
+            }
+            return .array(values)
+        case .object:
+            var members: [String: JSONValue] = [:]
+            for (key, member) in try JSONReader.parseObject(buffer, in: range, maxDepth: fastPathMaxDepth, maxMembers: .max) {
+                members[key] = try value(buffer, member.kind, member.range)
+            }
+            return .object(members)
         }
     }
 }

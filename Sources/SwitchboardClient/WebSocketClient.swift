@@ -65,6 +65,14 @@ public final class ClientWebSocket: Sendable {
         public var connectTimeout: Duration = .seconds(10)
         /// Bound on the close handshake before the socket is dropped.
         public var closeTimeout: Duration = .seconds(2)
+        /// After a protocol error, how long the reader waits (at most; never longer than
+        /// `closeTimeout`) for the application to handle the messages received before the
+        /// error, so that its replies go out before the 1002 close. The wait ends as soon as
+        /// the application is idle; one that is slow or stopped reading costs at most this
+        /// much, and the connection reads nothing meanwhile. Default 250 ms.
+        public var protocolErrorLinger: Duration = .milliseconds(250) {
+            willSet { precondition(newValue >= .zero, "protocolErrorLinger must not be negative") }
+        }
         /// Largest message (and frame) accepted; larger fails the connection with 1009.
         public var maxMessageBytes = 16 << 20
         /// Offer permessage-deflate.
@@ -155,7 +163,8 @@ public final class ClientWebSocket: Sendable {
         try await open(url: WebSocketURL.client(url), options: options)
     }
 
-    static func open(url: WebSocketURL, options: Options) async throws -> ClientWebSocket {
+    /// Opens the connection; `start` false leaves the driver to the caller (``startDriver(handler:)``).
+    static func open(url: WebSocketURL, options: Options, start: Bool = true) async throws -> ClientWebSocket {
         let connection = try await withTimeout(options.connectTimeout) {
             let transport = try await ClientTransport.connect(url, caFile: options.tlsCAFile)
             do {
@@ -165,14 +174,21 @@ public final class ClientWebSocket: Sendable {
                 throw error
             }
         }
-        connection.startDriver()
+        if start { connection.startDriver(handler: nil) }
         return connection
     }
 
-    /// The compatibility form the broker and RPC clients use.
+    /// Messages buffered between the reader and the RPC client's message task
+    /// (``start(handler:)``). Small: that task only dispatches (replies, requests to handler
+    /// tasks), and a held-up dispatcher must stop the reading of the socket after a few
+    /// messages, not after 1024 of up to `maxMessageBytes` each.
+    static let protocolClientInboundCapacity = 16
+
+    /// The compatibility form the RPC client uses.
     static func open(url: WebSocketURL, timeout: Duration, maxMessageBytes: Int,
                      perMessageDeflate: Bool = false, caFile: String? = nil) async throws -> ClientWebSocket {
         var options = Options()
+        options.inboundCapacity = protocolClientInboundCapacity
         options.connectTimeout = timeout
         options.maxMessageBytes = maxMessageBytes
         options.perMessageDeflate = perMessageDeflate
@@ -183,16 +199,23 @@ public final class ClientWebSocket: Sendable {
     /// The protocol clients' connect step: opens with `options`, lets `adopt` store the
     /// connection (under the client's own lock; false when the client was closed meanwhile, in
     /// which case the connection is dropped and `.disconnected` thrown), then starts reading
-    /// into `handler`.
+    /// into `handler`, which the reader calls inline (no buffer, no task hand-off between
+    /// them): a handler that suspends holds the reading of the socket up, which is how the
+    /// protocol clients' bounded sequences push back on the server.
     static func open(url: WebSocketURL, options: BrokerClientOptions, adopt: (ClientWebSocket) -> Bool,
                      handler: @escaping @Sendable (ClientWebSocket, Event) async -> Void) async throws -> ClientWebSocket {
-        let connection = try await open(url: url, timeout: options.connectTimeout, maxMessageBytes: options.maxMessageBytes,
-                                        caFile: options.tlsCAFile)
+        var connectionOptions = Options()
+        connectionOptions.connectTimeout = options.connectTimeout
+        connectionOptions.maxMessageBytes = options.maxMessageBytes
+        connectionOptions.tlsCAFile = options.tlsCAFile
+        connectionOptions.closeTimeout = options.closeTimeout
+        let connection = try await open(url: url, options: connectionOptions, start: false)
         guard adopt(connection) else {
+            connection.startDriver(handler: nil)  // the driver owns the socket: it closes it
             connection.abort()
             throw BrokerClientError.disconnected
         }
-        connection.start { event in await handler(connection, event) }
+        connection.startDriver { event in await handler(connection, event) }
         return connection
     }
 
@@ -434,12 +457,15 @@ public final class ClientWebSocket: Sendable {
 
     /// Starts the driver: the reader runs in it, the writer as its child. When the reader
     /// decides the connection ended, the writer gets `closeTimeout` to send what is queued (the
-    /// close reply), then everything stops and the socket closes.
-    private func startDriver() {
+    /// close reply), then everything stops and the socket closes. With a `handler` (the
+    /// protocol clients), the reader hands it each message inline instead of buffering it in
+    /// ``messages``, and the driver hands it `.closed` last, before ``waitUntilFinished()``
+    /// returns.
+    private func startDriver(handler: (@Sendable (Event) async -> Void)?) {
         let driver = Task { [self] in
             let reason = await withTaskGroup(of: Void.self) { group in
                 group.addTask { await self.writeLoop() }
-                let reason = await readLoop()
+                let reason = await readLoop(handler: handler)
                 endOutbox()
                 inbox.finish()
                 group.addTask { [options] in try? await Task.sleep(for: options.closeTimeout) }
@@ -448,6 +474,7 @@ public final class ClientWebSocket: Sendable {
                 return reason
             }
             transport.release()
+            await handler?(.closed(code: reason.code, reason: reason.reason, clean: reason.clean))
             let waiters = lifecycle.withLock { l -> [CheckedContinuation<Void, Never>] in
                 l.finished = reason
                 defer { l.waiters = [] }
@@ -468,8 +495,9 @@ public final class ClientWebSocket: Sendable {
         writer?.resume(returning: nil)
     }
 
-    /// Reads, decodes and delivers until the connection ends; returns how it ended.
-    private func readLoop() async -> CloseReason {
+    /// Reads, decodes and delivers (to `handler`, or into ``messages``) until the connection
+    /// ends; returns how it ended.
+    private func readLoop(handler: (@Sendable (Event) async -> Void)?) async -> CloseReason {
         var chunk = [UInt8](repeating: 0, count: 65_536)
         var events: [WebSocketEvent] = []
         var pending = leftover
@@ -481,11 +509,13 @@ public final class ClientWebSocket: Sendable {
             for (index, event) in events.enumerated() {
                 switch event {
                 case .text(let bytes):
-                    await inbox.push(.text(String(decoding: bytes, as: UTF8.self)))  // validated by the codec
+                    let text = String(decoding: bytes, as: UTF8.self)  // validated by the codec
+                    if let handler { await handler(.text(text)) } else { await inbox.push(.text(text)) }
                 case .binary(let bytes):
-                    await inbox.push(.binary(bytes))
+                    if let handler { await handler(.binary(bytes)) } else { await inbox.push(.binary(bytes)) }
                 case .write(let frame):
-                    if index + 1 < events.count, case .failed = events[index + 1] {
+                    // An inline handler already handled every message before the error.
+                    if handler == nil, index + 1 < events.count, case .failed = events[index + 1] {
                         await lingerBeforeFailing()
                     }
                     enqueueReply(frame)
@@ -524,14 +554,15 @@ public final class ClientWebSocket: Sendable {
     /// Before the close frame of a protocol error (the codec's `.write` just before `.failed`):
     /// lets the application handle the messages that arrived before the error and send its
     /// replies, as the server does when its handlers run inline, so a peer sees the echo of
-    /// the last good message before the 1002. Bounded by `closeTimeout` (an application that
-    /// stops reading must not hold the failure up); sends are accepted meanwhile although the
-    /// codec already failed.
+    /// the last good message before the 1002. Bounded by `Options.protocolErrorLinger` (and
+    /// `closeTimeout`): an application that is slow or stopped reading must not hold the
+    /// failure up; sends are accepted meanwhile although the codec already failed.
     private func lingerBeforeFailing() async {
+        let limit = min(options.protocolErrorLinger, options.closeTimeout)
         outbox.withLock { $0.lingering = true }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.inbox.waitUntilIdle() }
-            group.addTask { [options] in try? await Task.sleep(for: options.closeTimeout) }
+            group.addTask { try? await Task.sleep(for: limit) }
             _ = await group.next()
             group.cancelAll()
         }

@@ -89,7 +89,12 @@ public struct ClusterConfiguration: Sendable, Equatable {
             user = userInfo
             password = nil
         }
-        guard let decodedUser = percentDecoded(user), let decodedPassword = password.map(percentDecoded) ?? .some(nil) else { return nil }
+        guard let decodedUser = percentDecoded(user) else { return nil }
+        var decodedPassword: String?
+        if let password {
+            guard let decoded = percentDecoded(password) else { return nil }
+            decodedPassword = decoded
+        }
         return (decodedUser.isEmpty ? nil : decodedUser, decodedPassword.flatMap { $0.isEmpty ? nil : $0 },
                 "redis://" + rest[rest.index(after: at)...])
     }

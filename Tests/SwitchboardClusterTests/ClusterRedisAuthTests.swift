@@ -119,6 +119,59 @@ struct ClusterRedisAuthTests {
         #expect(!texts.contains("before-fix"), "nothing reached the node while Redis refused it: \(texts)")
     }
 
+    @Test("Redis Cluster mode: three masters with requirepass; every master's link authenticates; a publish crosses")
+    func redisClusterWithPassword() throws {
+        let password = "cluster-pw"
+        let servers = try (0..<3).map { _ in
+            try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+                                             "--requirepass", password, "--masterauth", password], maxPort: 55_535)
+        }
+        defer { for s in servers { s.stop() } }
+        let cli = "/usr/bin/redis-cli"
+        try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
+        let create = Process()
+        create.executableURL = URL(fileURLWithPath: cli)
+        create.arguments = ["-a", password, "--no-auth-warning", "--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-yes"]
+        create.standardOutput = FileHandle.nullDevice
+        create.standardError = FileHandle.nullDevice
+        try create.run()
+        create.waitUntilExit()
+        try #require(create.terminationStatus == 0, "redis-cli --cluster create failed")
+        let probes = try servers.map { try RedisProbe(port: $0.port) }
+        for probe in probes {
+            #expect(try probe.call(["AUTH", password]) == .simpleString("OK"))
+            try #require(waitUntil(timeoutMilliseconds: 20_000) {
+                ClusterRedisClusterTests.text(try? probe.call(["CLUSTER", "INFO"])).contains("cluster_state:ok")
+            }, "cluster_state:ok")
+        }
+        let nodes = try (1...2).map { id in
+            try NodeProcess("switchboard-echo", [
+                "--host", "127.0.0.1", "--port", "0", "--shards", "1",
+                "--set", "cluster_engine=redis", "--set", "cluster_redis_mode=cluster",
+                "--set", "cluster_redis_url=redis://:\(password)@127.0.0.1:\(servers[0].port)",
+                "--set", "cluster_node_id=\(id)", "--set", "tick_ms=10",
+                "--set", "cluster_redis_backoff_ms=20", "--set", "cluster_redis_max_backoff_ms=200",
+            ])
+        }
+        defer { for n in nodes { n.stop() } }
+        for node in nodes {
+            #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? node.metric("switchboard_cluster_redis_connected")) == 3 }, "a link per master, authenticated")
+        }
+        let subscriber = try socket(nodes[1])
+        let publisher = try socket(nodes[0])
+        let shardChannel = "switchboard:{c:\(Self.channel)}:pub"
+        #expect(waitUntil(timeoutMilliseconds: 10_000) {
+            probes.map { probe -> Int64 in
+                guard case .array(let items)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", shardChannel]), items.count == 2,
+                      case .integer(let n) = items[1] else { return 0 }
+                return n
+            }.reduce(0, +) == 2
+        }, "both nodes subscribed on the channel's master")
+        try publisher.sendText("over-cluster-auth")
+        try read(subscriber, until: "over-cluster-auth")
+        for node in nodes { #expect(try node.metric("switchboard_cluster_redis_auth_failures_total") == 0) }
+    }
+
     @Test func credentialsInConfiguration() {
         #expect(ClusterConfiguration.splitRedisURL("redis://u:p%40ss@h:1/2")! == ("u", "p@ss", "redis://h:1/2"))
         #expect(ClusterConfiguration.splitRedisURL("redis://:pw@h:1")! == (nil, "pw", "redis://h:1"))

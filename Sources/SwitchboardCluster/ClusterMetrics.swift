@@ -2,6 +2,7 @@ import SwitchboardIO
 
 /// One shard's cluster counters (written by the shard, read from any thread).
 package final class ClusterMetrics: Sendable {
+    package let authFailures = Counter("switchboard_cluster_redis_auth_failures_total", help: "Redis connections whose handshake (HELLO 3 AUTH) Redis refused: wrong password or user, or AUTH missing (retried with the reconnect backoff)")
     package let publishes = Counter("switchboard_cluster_publishes_total", help: "Channel messages this shard sent to Redis to order and fan out")
     package let publishesUnavailable = Counter("switchboard_cluster_publishes_unavailable_total", help: "Publishes refused at once because the shard was not connected to Redis")
     package let publishesOverLimit = Counter("switchboard_cluster_publishes_over_limit_total", help: "Publishes refused because cluster_max_pending_publishes awaited Redis's answer")
@@ -11,7 +12,6 @@ package final class ClusterMetrics: Sendable {
     package let connected = Counter("switchboard_cluster_redis_connected", help: "This shard's Redis connections that are up: 1 with one Redis, one per master of a Redis Cluster")
     package let connects = Counter("switchboard_cluster_redis_connects_total", help: "Redis connections established (reconnects included)")
     package let disconnects = Counter("switchboard_cluster_redis_disconnects_total", help: "Redis connect failures and lost connections")
-    package let authFailures = Counter("switchboard_cluster_redis_auth_failures_total", help: "Redis connections whose handshake (HELLO 3 AUTH) Redis refused: wrong password or user, or AUTH missing (retried with the reconnect backoff)")
     package let protocolErrors = Counter("switchboard_cluster_redis_protocol_errors_total", help: "Redis replies that broke the protocol or a limit (the connection is dropped)")
     package let addressedSent = Counter("switchboard_cluster_addressed_sent_total", help: "Addressed messages (send or close to a socket of another node) this shard sent to that node's inbox")
     package let addressedUndelivered = Counter("switchboard_cluster_addressed_undelivered_total", help: "Addressed messages no node received (the target node was not subscribed to its inbox)")
@@ -27,8 +27,8 @@ package final class ClusterMetrics: Sendable {
     package init() {}
 
     package var all: [Counter] {
-        [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
-         connected, connects, disconnects, authFailures, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
+        [authFailures, publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
+         connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
          members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes]
     }
 }

@@ -10,9 +10,18 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// One Redis server (`standalone`) or a Redis Cluster (`cluster`: `cluster_redis_url` is any
     /// one of its masters, the slot map is read from it).
     public var redisMode: ClusterRedisMode = .standalone
-    /// `redis://HOST:PORT` or `redis://HOST:PORT/DB`. HOST is an IP literal or a name resolved
-    /// once at start-up (never on a shard). No password or TLS yet.
+    /// `redis://HOST:PORT` or `redis://HOST:PORT/DB`, optionally with credentials
+    /// (`redis://USER:PASSWORD@HOST:PORT`, `redis://:PASSWORD@HOST:PORT`, percent-encoded).
+    /// HOST is an IP literal or a name resolved once at start-up (never on a shard). No TLS.
     public var redisURL: String = "redis://127.0.0.1:6379"
+    /// The Redis ACL user (`HELLO 3 AUTH USER PASSWORD`); empty: `default` (the `requirepass`
+    /// user). Needs a password (from the URL, `redisPassword` or `redisPasswordFile`).
+    public var redisUsername: String = ""
+    /// The Redis password; empty: none. Never logged nor printed (prefer `redisPasswordFile`).
+    public var redisPassword: String = ""
+    /// A file whose content (one trailing newline dropped) is the Redis password, read once at
+    /// start-up: keeps the secret out of the configuration file and the process's arguments.
+    public var redisPasswordFile: String = ""
     /// This node's number, 0...255 (socket ids carry it); unique in the cluster.
     public var nodeID: Int = 0
     /// Prefix of every Redis key and pub/sub channel the cluster uses.
@@ -69,10 +78,62 @@ public struct ClusterConfiguration: Sendable, Equatable {
         return (String(host), port, database)
     }
 
+    /// `redis://[USER[:PASSWORD]@]REST` split into its credentials (percent-decoded; nil when
+    /// absent or empty) and `redis://REST`; nil when the user part is malformed.
+    package static func splitRedisURL(_ url: String) -> (username: String?, password: String?, url: String)? {
+        guard url.hasPrefix("redis://") else { return (nil, nil, url) }
+        let rest = url.dropFirst("redis://".count)
+        // The user part ends at the last '@' before the path (a password may hold '@' encoded only).
+        let authority = rest.prefix { $0 != "/" }
+        guard let at = authority.lastIndex(of: "@") else { return (nil, nil, url) }
+        let userInfo = authority[..<at]
+        let user: Substring
+        let password: Substring?
+        if let colon = userInfo.firstIndex(of: ":") {
+            user = userInfo[..<colon]
+            password = userInfo[userInfo.index(after: colon)...]
+        } else {
+            user = userInfo
+            password = nil
+        }
+        guard let decodedUser = percentDecoded(user) else { return nil }
+        var decodedPassword: String?
+        if let password {
+            guard let decoded = percentDecoded(password) else { return nil }
+            decodedPassword = decoded
+        }
+        return (decodedUser.isEmpty ? nil : decodedUser, decodedPassword.flatMap { $0.isEmpty ? nil : $0 },
+                "redis://" + rest[rest.index(after: at)...])
+    }
+
+    private static func percentDecoded(_ text: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var utf8 = text.utf8[...]
+        while let byte = utf8.popFirst() {
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard utf8.count >= 2, let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(value)
+            utf8 = utf8.dropFirst(2)
+        }
+        return String(validating: bytes, as: UTF8.self)
+    }
+
+    /// `redisURL` with its password replaced by `***` (for logs and printed configurations).
+    public var redactedRedisURL: String {
+        guard let split = Self.splitRedisURL(redisURL), split.password != nil else { return redisURL }
+        return "redis://" + (split.username ?? "") + ":***@" + split.url.dropFirst("redis://".count)
+    }
+
     /// A problem with the values, or nil.
     public func validate() -> String? {
-        if Self.parseRedisURL(redisURL) == nil { return "cluster_redis_url must be redis://HOST:PORT or redis://HOST:PORT/DB" }
-        if redisMode == .cluster, let (_, _, database) = Self.parseRedisURL(redisURL), database != 0 {
+        guard let split = Self.splitRedisURL(redisURL), Self.parseRedisURL(split.url) != nil else {
+            return "cluster_redis_url must be redis://[USER:PASSWORD@]HOST:PORT[/DB]"
+        }
+        let passwords = [split.password != nil, !redisPassword.isEmpty, !redisPasswordFile.isEmpty].filter { $0 }.count
+        if passwords > 1 { return "give the Redis password once: in cluster_redis_url, cluster_redis_password or cluster_redis_password_file" }
+        if split.username != nil, !redisUsername.isEmpty { return "give the Redis user once: in cluster_redis_url or cluster_redis_username" }
+        if passwords == 0, split.username != nil || !redisUsername.isEmpty { return "a Redis user (cluster_redis_username or in cluster_redis_url) needs a password" }
+        if redisMode == .cluster, let (_, _, database) = Self.parseRedisURL(split.url), database != 0 {
             return "cluster_redis_url: a Redis Cluster has database 0 only (cluster_redis_mode = cluster)"
         }
         if !(0...255).contains(nodeID) { return "cluster_node_id must be 0...255" }
@@ -92,15 +153,37 @@ public struct ClusterConfiguration: Sendable, Equatable {
 
     /// The outbound options of a shard's Redis connection, its host resolved to an address.
     /// Blocking (name resolution): call it at start-up, never on a shard.
-    package func resolvedOutboundOptions() -> Result<(options: OutboundOptions, database: Int), ClusterStartError> {
-        guard let (host, port, database) = Self.parseRedisURL(redisURL) else { return .failure(.badURL(redisURL)) }
+    /// Reads `redisPasswordFile` too: the credentials each connection authenticates with.
+    package func resolvedOutboundOptions() -> Result<(options: OutboundOptions, database: Int, credentials: RedisCredentials?), ClusterStartError> {
+        guard let split = Self.splitRedisURL(redisURL), let (host, port, database) = Self.parseRedisURL(split.url) else {
+            return .failure(.badURL(redactedRedisURL))
+        }
+        var password = split.password ?? (redisPassword.isEmpty ? nil : redisPassword)
+        if !redisPasswordFile.isEmpty {
+            guard let content = Self.readSmallFile(redisPasswordFile) else { return .failure(.unreadablePasswordFile(redisPasswordFile)) }
+            var text = Substring(content)
+            if text.hasSuffix("\r\n") { text = text.dropLast(2) } else if text.hasSuffix("\n") { text = text.dropLast() }
+            guard !text.isEmpty else { return .failure(.unreadablePasswordFile(redisPasswordFile)) }
+            password = String(text)
+        }
+        let credentials = password.map { RedisCredentials(username: split.username ?? (redisUsername.isEmpty ? "default" : redisUsername), password: $0) }
         guard let address = Self.resolve(host) else { return .failure(.unresolvable(host)) }
         var options = OutboundOptions(host: address, port: port)
         options.connectTimeoutMilliseconds = connectTimeoutMilliseconds
         options.readTimeoutMilliseconds = readTimeoutMilliseconds
         options.initialBackoffMilliseconds = initialBackoffMilliseconds
         options.maxBackoffMilliseconds = maxBackoffMilliseconds
-        return .success((options, database))
+        return .success((options, database, credentials))
+    }
+
+    /// A file of at most 64 KiB, or nil. Blocking: start-up only.
+    private static func readSmallFile(_ path: String) -> String? {
+        guard let file = fopen(path, "rb") else { return nil }
+        defer { fclose(file) }
+        var bytes = [UInt8](repeating: 0, count: 65_537)
+        let count = fread(&bytes, 1, bytes.count, file)
+        guard count <= 65_536, ferror(file) == 0 else { return nil }
+        return String(validating: bytes[..<count], as: UTF8.self)
     }
 
     private static func resolve(_ host: String) -> String? {
@@ -140,15 +223,26 @@ public enum ClusterRedisMode: String, Sendable {
     case cluster
 }
 
+/// What every Redis connection authenticates with (`HELLO 3 AUTH USERNAME PASSWORD`).
+/// `description` never shows the password.
+package struct RedisCredentials: Sendable, Equatable, CustomStringConvertible {
+    package var username: String
+    package var password: String
+
+    package var description: String { "user '\(username)' (password not shown)" }
+}
+
 /// Why the cluster engine cannot start.
 public enum ClusterStartError: Error, Sendable, Equatable, CustomStringConvertible {
     case badURL(String)
     case unresolvable(String)
+    case unreadablePasswordFile(String)
 
     public var description: String {
         switch self {
         case .badURL(let url): return "cluster_redis_url '\(url)' is not redis://HOST:PORT[/DB]"
         case .unresolvable(let host): return "cluster_redis_url: cannot resolve '\(host)'"
+        case .unreadablePasswordFile(let path): return "cluster_redis_password_file '\(path)' cannot be read, is empty or over 64 KiB"
         }
     }
 }

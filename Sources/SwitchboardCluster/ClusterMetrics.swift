@@ -2,6 +2,7 @@ import SwitchboardIO
 
 /// One shard's cluster counters (written by the shard, read from any thread).
 package final class ClusterMetrics: Sendable {
+    package let authFailures = Counter("switchboard_cluster_redis_auth_failures_total", help: "Redis connections whose handshake (HELLO 3 AUTH) Redis refused: wrong password or user, or AUTH missing (retried with the reconnect backoff)")
     package let publishes = Counter("switchboard_cluster_publishes_total", help: "Channel messages this shard sent to Redis to order and fan out")
     package let publishesUnavailable = Counter("switchboard_cluster_publishes_unavailable_total", help: "Publishes refused at once because the shard was not connected to Redis")
     package let publishesOverLimit = Counter("switchboard_cluster_publishes_over_limit_total", help: "Publishes refused because cluster_max_pending_publishes awaited Redis's answer")
@@ -33,7 +34,7 @@ package final class ClusterMetrics: Sendable {
     package init() {}
 
     package var all: [Counter] {
-        [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
+        [authFailures, publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
          connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
          members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes,
          gapsRecovered, gapsUnrecovered, recoveriesOverLimit, messagesRecovered, remoteCalls, remoteCallTimeouts, remoteCallsNodeDown]

@@ -34,6 +34,8 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     package let metrics: ClusterMetrics
     private let configuration: ClusterConfiguration
     private let seed: OutboundOptions
+    /// Every master's connection authenticates with these (one ACL for the whole cluster).
+    private let credentials: RedisCredentials?
     private let shardIndex: Int
     private let logger: Logger
     private var shard: Shard?
@@ -59,9 +61,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// `cluster_max_pending_publishes` is per shard: every link counts into this one.
     private let shardPending = PendingPublishCount()
 
-    package init(configuration: ClusterConfiguration, options: OutboundOptions, shardIndex: Int, metrics: ClusterMetrics, logger: Logger) {
+    package init(configuration: ClusterConfiguration, options: OutboundOptions, credentials: RedisCredentials? = nil,
+                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger) {
         assert(configuration.redisMode == .cluster)
         self.configuration = configuration
+        self.credentials = credentials
         seed = options
         self.shardIndex = shardIndex
         self.metrics = metrics
@@ -91,7 +95,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         var options = seed
         options.host = host
         options.port = port
-        let link = RedisShardEngine(configuration: configuration, options: options, database: 0, shardIndex: shardIndex,
+        let link = RedisShardEngine(configuration: configuration, options: options, database: 0, credentials: credentials, shardIndex: shardIndex,
                                     metrics: metrics, logger: logger, shardPending: shardPending)
         link.delegate = delegate
         link.onConnected = { [unowned self] in

@@ -49,6 +49,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let configuration: ClusterConfiguration
     private let options: OutboundOptions
     private let database: Int
+    /// What the handshake authenticates with (`HELLO 3 AUTH`); nil: no AUTH.
+    private let credentials: RedisCredentials?
+    /// Whether Redis accepted this connection's HELLO (and AUTH): until then nothing but the
+    /// handshake is sent, and the engine counts as not connected (publishes fail fast).
+    private var handshaken = false
+    /// Handshakes refused in a row (for the log: one line at 1, 2, 4, 8... refusals, not per retry).
+    private var refusedHandshakes = 0
     private let logger: Logger
     private var connection: OutboundConnection?
     private var parser: RESPParser
@@ -102,9 +109,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let incarnationsKey: [UInt8]
     private let declaredDeadKey: [UInt8]
 
-    package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, shardIndex: Int,
-                 metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount()) {
+    package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, credentials: RedisCredentials? = nil,
+                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount()) {
         self.configuration = configuration
+        self.credentials = credentials
         self.shardPending = shardPending
         self.options = options
         self.database = database
@@ -133,7 +141,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// Every entry point asks this (or `assertOnShard`) first, so each checks its thread.
     package var isConnected: Bool {
         assertOnShard()
-        return connection?.isConnected ?? false
+        return handshaken && connection?.isConnected ?? false
     }
 
     /// Debug builds: traps unless called on the engine's shard thread (once `start` gave it
@@ -146,7 +154,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
         assertOnShard()
-        guard let connection, connection.isConnected else {
+        guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             if !outageLogged {
                 outageLogged = true
@@ -175,7 +183,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     /// Sends one publish script (a new one, or one redirected here by MOVED or ASK).
     package func publish(arguments: [[UInt8]], redirects: Int, asking: Bool) -> ClusterPublishResult {
-        guard let connection, connection.isConnected else {
+        guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
@@ -255,7 +263,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func sendToNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> ClusterPublishResult {
         assertOnShard()
-        guard let connection, connection.isConnected else {
+        guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
@@ -282,7 +290,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     private func send(to inboxChannel: [UInt8], _ message: [UInt8]) -> ClusterPublishResult {
         assertOnShard()
-        guard let connection, connection.isConnected else {
+        guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
         }
@@ -340,7 +348,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
         assertOnShard()
-        guard let connection, connection.isConnected else { return completion(nil) }
+        guard let connection, handshaken, connection.isConnected else { return completion(nil) }
         guard shardPending.count < configuration.maxPendingPublishes, write(arguments, control: false) == .queued else {
             metrics.publishesOverLimit.increment()
             return completion(nil)
@@ -438,16 +446,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func outboundConnected(_ connection: OutboundConnection) {
-        metrics.connects.increment()
-        // A count, not a flag: in cluster mode a shard has one link per master on one gauge.
-        if !linkUp { metrics.connected.increment() }
-        linkUp = true
-        outageLogged = false
-        view?.connected(atMilliseconds: connection.shard.nowMilliseconds)
-        logger.notice("cluster: connected to Redis at \(options.host):\(options.port); subscribing to \(interest.count) channels")
-        // One pipeline: protocol 3, database, name, script, then every channel of interest.
+        // The handshake first, pipelined: protocol 3 with AUTH, database, name, script. Nothing
+        // else is sent before HELLO is answered (`handshakeAccepted`): with a refused AUTH,
+        // Redis answers NOAUTH to the rest, which the reconnect then discards.
+        var hello = [Array("HELLO".utf8), Array("3".utf8)]
+        if let credentials { hello += [Array("AUTH".utf8), Array(credentials.username.utf8), Array(credentials.password.utf8)] }
         pending.append(.hello)
-        write([Array("HELLO".utf8), Array("3".utf8)])
+        write(hello)
         if database != 0 {
             pending.append(.select)
             write([Array("SELECT".utf8), Array(String(database).utf8)])
@@ -456,6 +461,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         write([Array("CLIENT".utf8), Array("SETNAME".utf8), Array(shardName.utf8)])
         pending.append(.scriptLoad)
         write([Array("SCRIPT".utf8), Array("LOAD".utf8), Array(scriptSource.utf8)])
+    }
+
+    /// Redis accepted HELLO (and AUTH): the link is up; subscribe to every channel of interest.
+    private func handshakeAccepted() {
+        guard let connection else { return }
+        handshaken = true
+        refusedHandshakes = 0
+        metrics.connects.increment()
+        // A count, not a flag: in cluster mode a shard has one link per master on one gauge.
+        if !linkUp { metrics.connected.increment() }
+        linkUp = true
+        outageLogged = false
+        view?.connected(atMilliseconds: connection.shard.nowMilliseconds)
+        logger.notice("cluster: connected to Redis at \(options.host):\(options.port)\(credentials.map { " as \($0.username)" } ?? ""); subscribing to \(interest.count) channels")
         var batch: [[UInt8]] = []
         if let inbox { batch += [inbox.channel, inbox.all] }
         for channel in interest {
@@ -473,8 +492,24 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         onConnected?()
     }
 
+    /// Redis refused HELLO: a wrong password or user, AUTH missing, or no RESP3. The
+    /// connection is dropped and retried with the backoff (continued, not restarted), so a
+    /// wrong password costs one attempt per backoff step; the node is down meanwhile
+    /// (publishes refused as in an outage). Logged at 1, 2, 4, 8... refusals in a row.
+    private func handshakeRefused(_ error: String) {
+        refusedHandshakes += 1
+        let auth = error.hasPrefix("WRONGPASS") || error.hasPrefix("NOAUTH") || error.hasPrefix("NOPERM")
+        if auth { metrics.authFailures.increment() }
+        if refusedHandshakes & (refusedHandshakes - 1) == 0 {
+            let who = credentials.map { "the credentials of user '\($0.username)'" } ?? "a connection without AUTH (set cluster_redis_password or cluster_redis_password_file)"
+            logger.error("cluster: Redis at \(options.host):\(options.port) refused \(auth ? who : "the handshake"): \(error); retrying with backoff (\(refusedHandshakes) refusals in a row\(auth ? ", metric switchboard_cluster_redis_auth_failures_total" : ""))")
+        }
+        connection?.handshakeRefused()
+    }
+
     package func outboundDisconnected(_ connection: OutboundConnection, _ reason: OutboundDisconnect, retryInMilliseconds: Int64?) {
         let wasConnected = linkUp
+        handshaken = false
         if linkUp { metrics.connected.increment(by: -1) }
         linkUp = false
         view?.disconnected()
@@ -495,8 +530,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard let retry = retryInMilliseconds else {
             return logger.notice("cluster: Redis connection closed (the shard is stopping)")
         }
-        // One line per outage (the first failure, or the loss of a live connection), not one per retry.
-        if wasConnected || metrics.disconnects.value == 1 {
+        // One line per outage (the first failure, or the loss of a live connection), not one per
+        // retry; a refused handshake logged its own line.
+        if wasConnected || (metrics.disconnects.value == 1 && refusedHandshakes == 0) {
             logger.warning("cluster: Redis at \(options.host):\(options.port) unavailable (\(reason)); retrying in \(retry) ms, then with backoff")
         }
     }
@@ -545,7 +581,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             return connection?.reconnect() ?? ()
         }
         switch owed {
-        case .hello, .select, .setName, .asking:
+        case .hello:
+            if case .simpleError(let e) = value { return handshakeRefused(e) }
+            handshakeAccepted()
+        case .select, .setName, .asking:
             if case .simpleError(let e) = value { logger.error("cluster: Redis refused the handshake: \(e)") }
         case .shardSubscription:
             // Only an error answers here (a confirmation is a push): the slot is elsewhere now.

@@ -111,6 +111,9 @@ package final class OutboundConnection {
     private(set) var attempt: UInt32 = 0
     /// Consecutive failed attempts (0 once connected): the backoff's exponent.
     package private(set) var consecutiveFailures = 0
+    /// `consecutiveFailures` before the last connect: `handshakeRefused()` restores it, so a
+    /// peer that accepts the socket but refuses the handshake backs off like one that is down.
+    private var failuresBeforeConnect = 0
     /// Why the connected socket is being closed, when we close it (nil: the peer did).
     private var closeReason: OutboundDisconnect?
     private var awaitingInput = false
@@ -153,6 +156,15 @@ package final class OutboundConnection {
     /// Drops the connection (e.g. the peer broke the protocol) and reconnects after the backoff.
     package func reconnect() {
         shard.assertOnShardThread()
+        drop(.dropped)
+    }
+
+    /// Drops the connection because the peer refused the owner's handshake (e.g. Redis AUTH):
+    /// reconnects with the backoff continuing from before this connect, not from the start.
+    package func handshakeRefused() {
+        shard.assertOnShardThread()
+        guard isConnected else { return }
+        consecutiveFailures = failuresBeforeConnect
         drop(.dropped)
     }
 
@@ -224,6 +236,7 @@ package final class OutboundConnection {
 
     func adopted(_ id: SocketID) {
         state = .connected(id)
+        failuresBeforeConnect = consecutiveFailures
         consecutiveFailures = 0
         closeReason = nil
         awaitingInput = false

@@ -6,10 +6,10 @@ import Synchronization
 /// The Redis endpoint of a broker's cluster engine: resolved once by `Broker.start()` (name
 /// resolution blocks, so never on a shard), read by each shard as it starts.
 final class ClusterEndpoint: Sendable {
-    private let resolved = Mutex<(options: OutboundOptions, database: Int)?>(nil)
+    private let resolved = Mutex<(options: OutboundOptions, database: Int, credentials: RedisCredentials?)?>(nil)
 
-    func set(_ value: (options: OutboundOptions, database: Int)) { resolved.withLock { $0 = value } }
-    var value: (options: OutboundOptions, database: Int)? { resolved.withLock { $0 } }
+    func set(_ value: (options: OutboundOptions, database: Int, credentials: RedisCredentials?)) { resolved.withLock { $0 = value } }
+    var value: (options: OutboundOptions, database: Int, credentials: RedisCredentials?)? { resolved.withLock { $0 } }
 }
 
 extension Broker {
@@ -19,7 +19,7 @@ extension Broker {
         switch configuration.cluster.resolvedOutboundOptions() {
         case .success(let endpoint):
             clusterEndpoint.set(endpoint)
-            logger.notice("cluster: node \(configuration.cluster.nodeID), Redis engine at \(endpoint.options.host):\(endpoint.options.port)")
+            logger.notice("cluster: node \(configuration.cluster.nodeID), Redis engine at \(endpoint.options.host):\(endpoint.options.port), \(endpoint.credentials.map { "authenticating as \($0)" } ?? "no AUTH")")
         case .failure(let error):
             throw ConfigurationError(line: 0, message: error.description)
         }
@@ -29,17 +29,17 @@ extension Broker {
     static func attachCluster(_ configuration: BrokerConfiguration, _ endpoint: ClusterEndpoint, _ metrics: ClusterMetrics,
                               _ dispatcher: ShardDispatcher, logger: Logger) {
         guard configuration.cluster.engine == .redis else { return }
-        guard let (options, database) = endpoint.value else {
+        guard let (options, database, credentials) = endpoint.value else {
             return assertionFailure("the cluster endpoint is resolved before the shards start")
         }
         let engine: ClusterShardEngine
         switch configuration.cluster.redisMode {
         case .standalone:
-            engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database,
+            engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database, credentials: credentials,
                                       shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                       logger: logger.forShard(dispatcher.context.shardIndex))
         case .cluster:
-            engine = RedisClusterShardEngine(configuration: configuration.cluster, options: options,
+            engine = RedisClusterShardEngine(configuration: configuration.cluster, options: options, credentials: credentials,
                                              shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                              logger: logger.forShard(dispatcher.context.shardIndex))
         }

@@ -5,7 +5,10 @@ extension BrokerConfiguration {
     static let clusterKeys: [(key: String, help: String)] = [
         ("cluster_engine", "memory | redis: memory is one node (no Redis); redis carries channels between nodes through cluster_redis_url"),
         ("cluster_redis_mode", "standalone | cluster: one Redis server, or a Redis Cluster (7.0+; cluster_redis_url names one of its masters): channels map to hash slots, sharded pub/sub on each slot's master"),
-        ("cluster_redis_url", "redis://HOST:PORT or redis://HOST:PORT/DB (HOST: an IP literal, or a name resolved once at start-up); no password or TLS yet"),
+        ("cluster_redis_url", "redis://HOST:PORT or redis://HOST:PORT/DB (HOST: an IP literal, or a name resolved once at start-up); credentials may be given as redis://USER:PASSWORD@HOST:PORT or redis://:PASSWORD@HOST:PORT (percent-encoded; printed with the password as ***); no TLS"),
+        ("cluster_redis_username", "Redis ACL user every connection authenticates as (HELLO 3 AUTH); empty: default (the requirepass user); needs a password"),
+        ("cluster_redis_password", "Redis password (requirepass, or the ACL user's); empty: no AUTH; never logged nor printed (prefer cluster_redis_password_file); a refused password is retried with the reconnect backoff (metric switchboard_cluster_redis_auth_failures_total)"),
+        ("cluster_redis_password_file", "file holding the Redis password (one trailing newline ignored, at most 64 KiB), read once at start-up; give the password in one place only"),
         ("cluster_node_id", "this node's number 0...255, unique in the cluster"),
         ("cluster_key_prefix", "prefix of every Redis key and pub/sub channel of the cluster"),
         ("cluster_history_size", "messages of each channel Redis keeps (bounded history, trimmed by the publish script); 0 keeps none"),
@@ -25,7 +28,11 @@ extension BrokerConfiguration {
         switch key {
         case "cluster_engine": return cluster.engine.rawValue
         case "cluster_redis_mode": return cluster.redisMode.rawValue
-        case "cluster_redis_url": return "\"\(cluster.redisURL)\""
+        case "cluster_redis_url": return "\"\(cluster.redactedRedisURL)\""
+        case "cluster_redis_username": return "\"\(cluster.redisUsername)\""
+        // A secret is never printed: a set password shows as ***, which no file should carry back.
+        case "cluster_redis_password": return cluster.redisPassword.isEmpty ? "\"\"" : "\"***\""
+        case "cluster_redis_password_file": return "\"\(cluster.redisPasswordFile)\""
         case "cluster_node_id": return String(cluster.nodeID)
         case "cluster_key_prefix": return "\"\(cluster.keyPrefix)\""
         case "cluster_history_size": return String(cluster.historySize)
@@ -56,6 +63,9 @@ extension BrokerConfiguration {
             guard let mode = ClusterRedisMode(rawValue: value) else { throw ConfigurationError(line: 0, message: "cluster_redis_mode: '\(value)' is not standalone or cluster") }
             cluster.redisMode = mode
         case "cluster_redis_url": cluster.redisURL = value
+        case "cluster_redis_username": cluster.redisUsername = value
+        case "cluster_redis_password": cluster.redisPassword = value
+        case "cluster_redis_password_file": cluster.redisPasswordFile = value
         case "cluster_node_id": cluster.nodeID = try int()
         case "cluster_key_prefix": cluster.keyPrefix = value
         case "cluster_history_size": cluster.historySize = try int()

@@ -30,6 +30,11 @@ final class ConnectionTable {
     /// fan-out reads it once per subscriber and per message, and a `let` pointer is read with
     /// no exclusivity check and no retain of the array's buffer or of the session.
     private let acceptsFrames: UnsafeMutablePointer<Bool>
+    /// Per slot: the WebSocket negotiated permessage-deflate (its sends go through the codec's
+    /// compressor). Read per send, next to `acceptsFrames` for the same reason: asking the
+    /// session's codec copied the codec out of the session (retains, a dynamic exclusivity
+    /// check) once per message.
+    private let compressesFrames: UnsafeMutablePointer<Bool>
     let capacity: Int
 
     /// - Parameter capacity: slots at most (the shard's `maxConnectionsPerShard`).
@@ -38,11 +43,15 @@ final class ConnectionTable {
         self.capacity = capacity
         acceptsFrames = .allocate(capacity: capacity)
         acceptsFrames.initialize(repeating: false, count: capacity)
+        compressesFrames = .allocate(capacity: capacity)
+        compressesFrames.initialize(repeating: false, count: capacity)
     }
 
     deinit {
         acceptsFrames.deinitialize(count: capacity)
         acceptsFrames.deallocate()
+        compressesFrames.deinitialize(count: capacity)
+        compressesFrames.deallocate()
     }
 
     func open(_ id: SocketID, _ session: HTTPSession) {
@@ -53,6 +62,7 @@ final class ConnectionTable {
         assert(slots[slot].subscriptions.isEmpty)
         slots[slot] = ConnectionSlot(id: id, phase: .http(session))
         acceptsFrames[slot] = true
+        compressesFrames[slot] = false
     }
 
     /// Frees the slot; returns what it held.
@@ -62,6 +72,7 @@ final class ConnectionTable {
         // Drop parser, codec and subscriptions now: a closed slot must not hold memory.
         slots[id.slot] = ConnectionSlot()
         acceptsFrames[id.slot] = false
+        compressesFrames[id.slot] = false
         return old
     }
 
@@ -86,6 +97,13 @@ final class ConnectionTable {
     func setPhase(_ id: SocketID, _ phase: ConnectionPhase) {
         assert(isCurrent(id))
         slots[id.slot].phase = phase
+        if case .webSocket(let session) = phase { compressesFrames[id.slot] = session.compresses }
+    }
+
+    /// Whether the current WebSocket of `id`'s slot compresses its messages (see `compressesFrames`).
+    @inline(__always) func compresses(_ id: SocketID) -> Bool {
+        assert(id.slot < capacity)
+        return compressesFrames[id.slot]
     }
 
     /// Channel frames stop for good (a close frame is queued; see `acceptsChannelFrames`).

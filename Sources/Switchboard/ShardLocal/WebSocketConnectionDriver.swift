@@ -365,7 +365,8 @@ final class WebSocketConnectionDriver {
         // the same read as the message being answered; the answer still goes before the close.
         guard let session = table.webSocket(id), session.lifecycle.maySend, shard.isOpen(id) else { return .closed }
         let frame: OutboundBytes
-        if session.compresses {
+        assert(table.compresses(id) == session.compresses, "the slot's deflate flag and the codec disagree")
+        if table.compresses(id) {
             let bytes: [UInt8]
             switch message {
             case .text(var s):

@@ -89,6 +89,12 @@ final class ConnectionTable {
         return session
     }
 
+    /// Whether `id` is current and a WebSocket (without taking a reference to its session).
+    @inline(__always) func isWebSocket(_ id: SocketID) -> Bool {
+        guard isCurrent(id), case .webSocket = slots[id.slot].phase else { return false }
+        return true
+    }
+
     @inline(__always) func http(_ id: SocketID) -> HTTPSession? {
         guard isCurrent(id), case .http(let session) = slots[id.slot].phase else { return nil }
         return session

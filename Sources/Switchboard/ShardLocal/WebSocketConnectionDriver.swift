@@ -363,10 +363,16 @@ final class WebSocketConnectionDriver {
     func send(_ id: SocketID, _ message: SocketMessage) -> LocalSendResult {
         // Not `connection.isOpen`: the codec may already have failed on input that arrived in
         // the same read as the message being answered; the answer still goes before the close.
-        guard let session = table.webSocket(id), session.lifecycle.maySend, shard.isOpen(id) else { return .closed }
+        // The plain path reads the slot's flags, not the session (no retain of it, no dynamic
+        // exclusivity check): `acceptsChannelFrames` is `lifecycle.maySend` (see `endSending`),
+        // and `shard.send` refuses a connection that is not open.
+        guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
+        assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
+        assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
         let frame: OutboundBytes
-        assert(table.compresses(id) == session.compresses, "the slot's deflate flag and the codec disagree")
         if table.compresses(id) {
+            // The compressor's state advances with every message: only for one that is sent.
+            guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
             let bytes: [UInt8]
             switch message {
             case .text(var s):

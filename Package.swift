@@ -142,6 +142,12 @@ let package = Package(
             dependencies: ["SwitchboardBenchCore"],
             path: "Benchmarks/Sources/switchboard-bench"
         ),
+        // switchboard-echo's echo and fan-out with a synchronous main, for valgrind (issue 16).
+        .executableTarget(
+            name: "valgrind-echo",
+            dependencies: ["Switchboard", .product(name: "Logging", package: "swift-log")],
+            path: "Benchmarks/Sources/valgrind-echo"
+        ),
         .executableTarget(
             name: "cb-bench",
             dependencies: [

@@ -21,7 +21,7 @@
 /// fields are declared widest first (Swift lays a struct out in declaration order).
 package struct WebSocketConnection {
     /// Where the decoder is in the byte stream.
-    enum ReceiveState: UInt8 {
+    @usableFromInline enum ReceiveState: UInt8 {
         /// Reading a frame header (possibly split across calls).
         case header
         /// Reading the payload of the current frame.
@@ -31,7 +31,7 @@ package struct WebSocketConnection {
     }
 
     /// The close handshake (RFC 6455 §7).
-    enum CloseState: UInt8 {
+    @usableFromInline enum CloseState: UInt8 {
         case open
         /// We sent a close and wait for the peer's; data frames are dropped meanwhile.
         case closeSent
@@ -49,7 +49,7 @@ package struct WebSocketConnection {
 
     /// Deflate state, masking keys, a split header or a control payload; nil on an idle plain
     /// server socket (see `WebSocketConnectionExtras`).
-    var extras: WebSocketConnectionExtras?
+    @usableFromInline var extras: WebSocketConnectionExtras?
     /// The message being assembled, charged to the owner's budget as it grows. It holds the
     /// reference to the shared settings (`settings`).
     var messageBuffer: AssemblyBuffer
@@ -63,9 +63,9 @@ package struct WebSocketConnection {
     /// ``WebSocketCodecSettings`` keeps below `UInt32.max`).
     var messageFragments: UInt32 = 0
     var framesCompletedCount: UInt32 = 0
-    var messagesStartedCount: UInt32 = 0
-    var receiveState: ReceiveState = .header
-    var closeState: CloseState = .open
+    @usableFromInline var messagesStartedCount: UInt32 = 0
+    @usableFromInline var receiveState: ReceiveState = .header
+    @usableFromInline var closeState: CloseState = .open
     /// Header bytes held in `extras.headerStorage` (0...13).
     var headerFilled: UInt8 = 0
     var frameOpcode: WebSocketOpcode = .continuation
@@ -74,7 +74,7 @@ package struct WebSocketConnection {
     var framePhase: UInt8 = 0
     var sink: PayloadSink = .discard
     // Current message: `messageOpcode` is .text or .binary while one is in progress.
-    var messageOpcode: WebSocketOpcode?
+    @usableFromInline var messageOpcode: WebSocketOpcode?
     var messageCompressed = false
     var validator = UTF8Validator()
     let role: WebSocketRole
@@ -85,8 +85,9 @@ package struct WebSocketConnection {
     var budget: (any WebSocketMemoryBudget)? { settings.budget }
     /// Negotiated permessage-deflate parameters, nil when off.
     var deflate: PerMessageDeflateParameters? { extras?.deflate }
-    /// permessage-deflate was negotiated: outgoing messages may be compressed.
-    package var compresses: Bool { extras?.deflate != nil }
+    /// permessage-deflate was negotiated: outgoing messages may be compressed. (Inlinable, as
+    /// the accessors the server's driver reads per message: a call would copy the codec.)
+    @inlinable package var compresses: Bool { extras?.hasDeflate ?? false }
 
     /// Frames completed so far (every kind; wraps at 2^32).
     package var framesCompleted: Int { Int(framesCompletedCount) }
@@ -94,7 +95,7 @@ package struct WebSocketConnection {
     /// whether the message in progress is the one it started timing. (An owner comparing two
     /// values 2^32 messages apart would take them for the same message: it only decides whether
     /// a timer restarts.)
-    package var messagesStarted: Int { Int(messagesStartedCount) }
+    @inlinable package var messagesStarted: Int { Int(messagesStartedCount) }
 
     /// Messages shorter than this are sent uncompressed: deflate cannot gain anything meaningful
     /// on them and RFC 7692 lets every message choose (RSV1 clear = not compressed).
@@ -148,10 +149,10 @@ package struct WebSocketConnection {
     }
 
     /// False after a close was sent or received, or after a failure.
-    package var isOpen: Bool { closeState == .open && receiveState != .done }
+    @inlinable package var isOpen: Bool { closeState == .open && receiveState != .done }
 
     /// A data message has begun and not ended (its bytes, if any, are held).
-    package var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
+    @inlinable package var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
 
     /// Bytes held for the message being assembled (its storage, as charged to the budget).
     package var assemblyBytes: Int { messageBuffer.chargedBytes }

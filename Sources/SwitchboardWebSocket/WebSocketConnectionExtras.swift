@@ -7,9 +7,11 @@
 /// it for the socket's whole life); otherwise on the first split header or control frame, and
 /// dropped again once that frame is handled (``WebSocketConnection/dropExtrasIfUnused()``), so
 /// a plain server socket that pings now and then holds it only while a ping is in flight.
-final class WebSocketConnectionExtras {
+@usableFromInline final class WebSocketConnectionExtras {
     /// Negotiated parameters; nil when permessage-deflate is off.
     let deflate: PerMessageDeflateParameters?
+    /// `deflate != nil`, for the codec's inlinable `compresses`.
+    @usableFromInline var hasDeflate: Bool { deflate != nil }
     /// Keys for the frames a client sends; nil in the server role (its frames are not masked).
     var maskKeys: WebSocketMaskKeys?
     /// zlib streams, made on first use (an idle socket holds none) and charged to the budget.

@@ -42,6 +42,13 @@ final class ConnectionTable {
     private let tenants: UnsafeMutablePointer<UInt32>
     private static let occupiedBit: UInt32 = 1
     private static let acceptsFramesBit: UInt32 = 2
+    /// The WebSocket negotiated permessage-deflate (its sends go through the codec's
+    /// compressor). Read per send from here for the same reason as `acceptsFramesBit`: asking
+    /// the session's codec copied the codec out of the session (retains, a dynamic exclusivity
+    /// check) once per message.
+    private static let compressesFramesBit: UInt32 = 4
+    /// The bits that are flags, not the tenant's identity.
+    private static let flagBits: UInt32 = acceptsFramesBit | compressesFramesBit
     /// Slots initialized so far.
     private(set) var highWater = 0
     /// Node and shard bits of this shard's ids (`SocketID.rawValue >> 48`).
@@ -96,12 +103,18 @@ final class ConnectionTable {
     @inline(__always) func isCurrent(_ id: SocketID) -> Bool {
         let slot = id.slot
         guard slot < highWater, id.rawValue >> 48 == ownerBits else { return false }
-        return tenants[slot] & ~Self.acceptsFramesBit == Self.tenant(id)
+        return tenants[slot] & ~Self.flagBits == Self.tenant(id)
     }
 
     @inline(__always) func webSocket(_ id: SocketID) -> WebSocketSession? {
         guard isCurrent(id), case .webSocket(let session) = slots[id.slot].phase else { return nil }
         return session
+    }
+
+    /// Whether `id` is current and a WebSocket (without taking a reference to its session).
+    @inline(__always) func isWebSocket(_ id: SocketID) -> Bool {
+        guard isCurrent(id), case .webSocket = slots[id.slot].phase else { return false }
+        return true
     }
 
     @inline(__always) func http(_ id: SocketID) -> HTTPSession? {
@@ -113,6 +126,15 @@ final class ConnectionTable {
         assert(isCurrent(id))
         if case .free = phase { assertionFailure("a current slot is freed by release") }
         slots[id.slot].phase = phase
+        if case .webSocket(let session) = phase {
+            if session.compresses { tenants[id.slot] |= Self.compressesFramesBit } else { tenants[id.slot] &= ~Self.compressesFramesBit }
+        }
+    }
+
+    /// Whether the current WebSocket of `id`'s slot compresses its messages (see `compressesFramesBit`).
+    @inline(__always) func compresses(_ id: SocketID) -> Bool {
+        assert(id.slot < capacity)
+        return tenants[id.slot] & Self.compressesFramesBit != 0
     }
 
     /// Channel frames stop for good (a close frame is queued; see `acceptsChannelFrames`).

@@ -217,63 +217,91 @@ final class WebSocketConnectionDriver {
     /// Decodes up to one message (and the control frames before it) and acts on the events.
     private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
         // Events are collected first and acted on after the codec returned: the handler may
-        // answer (send on this socket) from inside handleSocketMessage.
-        events.removeAll(keepingCapacity: true)
-        let before = session.connection.messagesCompleted
-        let used = session.connection.receive(bytes, maxMessages: 1) { events.append($0) }
-        session.messagesThisTurn += session.connection.messagesCompleted &- before
+        // answer (send on this socket, close it) from inside handleSocketMessage, which uses
+        // the codec. The common call reports exactly one event (a whole message): it stays in
+        // a local, and only the events after it (control frames ahead of the message, a close
+        // behind it) go to `events`. Per message this saves the array's bookkeeping and the
+        // dynamic exclusivity checks of a class property appended to from the closure.
+        var first: WebSocketEvent? = nil
+        var message = false
+        let used = session.connection.receive(bytes, maxMessages: 1) { event in
+            switch event {
+            case .text, .binary: message = true
+            default: break
+            }
+            if first == nil { first = event } else { events.append(event) }
+        }
         assert(used > 0 || bytes.isEmpty, "the codec made no progress")
         if used > 0 && session.lifecycle == .awaitingPong { session.lifecycle = .open }
+        if !message { noteAssembly(id, session) }
+        guard let first else { return used }
+        if events.isEmpty {
+            act(on: first, id, session)
+        } else {
+            act(on: first, id, session)
+            // Swapped, not copied: `let batch = events` then `events.removeAll(keepingCapacity:)`
+            // made the array non-unique, so the removal allocated a new buffer. Both arrays keep
+            // their capacity from message to message.
+            swap(&events, &eventsActing)
+            for event in eventsActing { act(on: event, id, session) }
+            eventsActing.removeAll(keepingCapacity: true)
+        }
+        return used
+    }
+
+    /// After a decode that delivered no data message: a message whose bytes span reads is
+    /// timed (`assemblyTimeoutMilliseconds`). (A call that delivered one stopped right after
+    /// it, so then nothing is being assembled.)
+    private func noteAssembly(_ id: SocketID, _ session: WebSocketSession) {
         if session.connection.isAssemblingMessage && session.assemblyMessage != session.connection.messagesStarted {
             session.assemblyMessage = session.connection.messagesStarted
             session.assemblyStartedMilliseconds = shard.nowMilliseconds
             assembling.insert(id)
         }
-        // Swapped, not copied: `let batch = events` then `events.removeAll(keepingCapacity:)`
-        // made the array non-unique, so the removal allocated a new buffer: one malloc per
-        // message. Both arrays keep their capacity from message to message.
-        swap(&events, &eventsActing)
-        defer { eventsActing.removeAll(keepingCapacity: true) }
-        for event in eventsActing {
-            // The handler may have closed the socket (it stays current until the shard
-            // finalizes it; a close only changes the lifecycle).
-            assert(table.isCurrent(id))
-            switch event {
-            case .text(let payload):
-                // Requests behind a close (the handler's, or the shard's) are not executed.
-                guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); continue }
-                metrics.webSocketMessagesIn.increment()
-                worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: session.token)
-            case .binary(let payload):
-                guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); continue }
-                metrics.webSocketMessagesIn.increment()
-                worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
-            case .write(let frame) where WebSocketFrame.isPong(frame):
-                queuePong(id, session, frame)
-            case .write(let frame):
-                // A pong, or the close frame that ends the connection (then `.closed` or
-                // `.failed` follows at once, with no handler call in between).
-                if shard.send(id, OutboundBytes(frame)) == .overLimit { shard.close(id, mode: .immediately) }
-            case .pong:
-                break
-            case .closed:
-                // The close handshake is complete: nothing more is expected from the client,
-                // and nothing may follow the close frame the codec queued.
-                endSending(id, session, .closeQueued)
-                shard.close(id, mode: .afterFlushNoLinger)
-            case .failed(let code, let reason):
-                endSending(id, session, .closeQueued)
-                if code == SwitchboardWebSocket.WebSocketCloseCode.tryAgainLater {
-                    metrics.webSocketOverBudget.increment()
-                } else {
-                    metrics.webSocketProtocolErrors.increment()
-                }
-                logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
-                if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
-                shard.close(id, mode: .afterFlush)
+    }
+
+    /// Acts on one event of the codec, in order.
+    @inline(__always)
+    private func act(on event: WebSocketEvent, _ id: SocketID, _ session: WebSocketSession) {
+        // The handler may have closed the socket (it stays current until the shard finalizes
+        // it; a close only changes the lifecycle).
+        assert(table.isCurrent(id))
+        switch event {
+        case .text(let payload):
+            session.messagesThisTurn += 1
+            // Requests behind a close (the handler's, or the shard's) are not executed.
+            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            metrics.webSocketMessagesIn.increment()
+            worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: session.token)
+        case .binary(let payload):
+            session.messagesThisTurn += 1
+            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            metrics.webSocketMessagesIn.increment()
+            worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
+        case .write(let frame) where WebSocketFrame.isPong(frame):
+            queuePong(id, session, frame)
+        case .write(let frame):
+            // A pong, or the close frame that ends the connection (then `.closed` or
+            // `.failed` follows at once, with no handler call in between).
+            if shard.send(id, OutboundBytes(frame)) == .overLimit { shard.close(id, mode: .immediately) }
+        case .pong:
+            break
+        case .closed:
+            // The close handshake is complete: nothing more is expected from the client,
+            // and nothing may follow the close frame the codec queued.
+            endSending(id, session, .closeQueued)
+            shard.close(id, mode: .afterFlushNoLinger)
+        case .failed(let code, let reason):
+            endSending(id, session, .closeQueued)
+            if code == SwitchboardWebSocket.WebSocketCloseCode.tryAgainLater {
+                metrics.webSocketOverBudget.increment()
+            } else {
+                metrics.webSocketProtocolErrors.increment()
             }
+            logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
+            if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
+            shard.close(id, mode: .afterFlush)
         }
-        return used
     }
 
     // MARK: - Pongs
@@ -335,9 +363,16 @@ final class WebSocketConnectionDriver {
     func send(_ id: SocketID, _ message: SocketMessage) -> LocalSendResult {
         // Not `connection.isOpen`: the codec may already have failed on input that arrived in
         // the same read as the message being answered; the answer still goes before the close.
-        guard let session = table.webSocket(id), session.lifecycle.maySend, shard.isOpen(id) else { return .closed }
+        // The plain path reads the slot's flags, not the session (no retain of it, no dynamic
+        // exclusivity check): `acceptsChannelFrames` is `lifecycle.maySend` (see `endSending`),
+        // and `shard.send` refuses a connection that is not open.
+        guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
+        assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
+        assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
         let frame: OutboundBytes
-        if session.compresses {
+        if table.compresses(id) {
+            // The compressor's state advances with every message: only for one that is sent.
+            guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
             let bytes: [UInt8]
             switch message {
             case .text(var s):

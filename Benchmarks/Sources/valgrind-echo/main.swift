@@ -1,0 +1,57 @@
+import Logging
+import Switchboard
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// switchboard-echo's /ws echo and /broadcast fan-out on the same library code, with a
+// synchronous main: valgrind 3.19 dies (internal SIGSEGV) in the async main's parked main thread
+// (libdispatch `_dispatch_sig_thread`), so instruction counts are taken on this one
+// (Benchmarks/scripts/instructions-per-message.sh). No Foundation, which valgrind cannot run.
+//
+//   valgrind-echo PORT uring|epoll
+// Any path but /broadcast: every message goes back to its sender. /broadcast: the socket joins
+// the channel on upgrade, and every message it sends goes to every member (itself included).
+
+final class EchoHandler: WorkerHandler {
+    let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
+
+    // As switchboard-echo: the token is the channel's name, made into a `ChannelName` per publish.
+    func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
+        guard request.path == "/broadcast" else { return .accept() }
+        let channel = Array(request.path.utf8)
+        context.subscribe(socketId, ChannelName(channel))
+        return .accept(token: channel)
+    }
+
+    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        if let channel = token {
+            context.publish(ChannelName(channel), message)
+        } else {
+            context.send(socketId, message)
+        }
+    }
+}
+
+let arguments = CommandLine.arguments
+guard arguments.count == 3, let port = Int(arguments[1]), let backend = IOBackendKind(rawValue: arguments[2]) else {
+    print("usage: valgrind-echo PORT uring|epoll")
+    exit(2)
+}
+var configuration = BrokerConfiguration()
+configuration.host = "127.0.0.1"
+configuration.port = port
+configuration.io.shardCount = 1
+configuration.io.backend = backend
+var logger = Logger(label: "valgrind-echo")
+logger.logLevel = .warning
+let broker = Broker(configuration: configuration, logger: logger) { EchoHandler($0) }
+do {
+    try broker.start()
+} catch {
+    print("valgrind-echo: \(error)")
+    exit(1)
+}
+print("listening on \(port)")
+while true { sleep(3600) }

@@ -52,8 +52,12 @@ extension ChannelEngine: ClusterEngineDelegate {
         webSockets.worker.handleClusterNodeDied(node)
     }
 
-    func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition) {
+    func clusterDeliver(channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition) {
+        guard channel.space == nil else {
+            // A protocol's channel (the broadcaster's): its handler on this shard delivers it.
+            return Broker.receiveProtocolChannelMessage(channel, payload, position, worker: webSockets.worker)
+        }
         let frame = OutboundBytes.webSocketFrame(kind == .text ? .text : .binary, payload)
-        deliverLocally(ChannelName(channel), frame, ChannelPosition(epoch: position.epoch, offset: position.offset))
+        deliverLocally(ChannelName(channel.name), frame, ChannelPosition(epoch: position.epoch, offset: position.offset))
     }
 }

@@ -88,11 +88,11 @@ struct ClusterConnectionBrokerRedisClusterTests {
 
         // Node 3 to node 1, then a close: the messages before it, then the notification.
         let ca = try c.open(to: a)
-        for i in 0..<3 { try c.request("message", "\"channelId\":\"\(ca)\",\"payload\":\(i)") }
+        let sends = try (0..<3).map { i in try c.request("message", "\"channelId\":\"\(ca)\",\"payload\":\(i)") }
         let close = try c.request("close", "\"channelId\":\"\(ca)\"")
         for i in 0..<3 { #expect(try a.expect("channel_message", ["channelId": ca])["payload"] as? Int == i) }
         try a.expect("channel_closed_notification", ["channelId": ca])
-        for _ in 0..<3 { try c.expect("channel_message_sent", ["channelId": ca]) }
+        for id in sends { try c.expect("channel_message_sent", replyTo: id, ["channelId": ca]) }
         try c.expect("channel_closed", replyTo: close, ["channelId": ca])
         for n in nodes {
             #expect(n.cb.metrics.all.first { $0.name == "cb_cross_node_lost_total" }?.value == 0)

@@ -196,10 +196,24 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     /// On the channel's master: the link that carries its shard subscription, so the read
-    /// comes after it.
+    /// comes after it. `MOVED` (a stale map): the map is updated (the channel's subscription
+    /// moves to the new master first) and the read is sent there, at most `maxRedirects` times.
     package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: 0, completion: completion)
+    }
+
+    private func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, redirects: Int, completion: @escaping (ClusterStream?) -> Void) {
         guard let link = owner(ofChannel: channel) else { return completion(nil) }
-        link.readStream(channel, ttlMilliseconds: ttlMilliseconds, completion: completion)
+        link.readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: { [unowned self] redirection in
+            guard redirects < Self.maxRedirects else {
+                metrics.redirectsExhausted.increment()
+                logger.error("cluster: a stream read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
+                return completion(nil)
+            }
+            metrics.redirects.increment()
+            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects + 1, completion: completion)
+        }, completion: completion)
     }
 
     package func interestAdded(_ channel: ClusterChannel) {

@@ -239,11 +239,21 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: nil, completion: completion)
+    }
+
+    /// `readStream`; in Redis Cluster mode a `MOVED` answer (the channel's slot lives on another
+    /// master now) goes to `moved` instead of `completion`, to follow it there.
+    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, moved: ((ClusterRedirection) -> Void)?,
+                            completion: @escaping (ClusterStream?) -> Void) {
         // `command`'s bound and fail-fast; same connection as the channel's (un)subscribe, so
         // Redis runs it after them.
         command([Array("EVAL".utf8), Array(RedisChannelScript.read.utf8), Array("2".utf8), names.meta(channel), names.history(channel),
                  Array(String(UInt64.random(in: 1 ... .max)).utf8), Array(String(ttlMilliseconds).utf8)]) { [metrics, logger] reply in
             guard let reply else { return completion(nil) }
+            if let moved, case .simpleError(let e) = reply, let redirection = ClusterRedirection(e), !redirection.ask {
+                return moved(redirection)
+            }
             guard let stream = RedisChannelScript.stream(reply) else {
                 if case .simpleError(let e) = reply { logger.error("cluster: Redis refused a stream read: \(e)") } else { metrics.protocolErrors.increment() }
                 return completion(nil)

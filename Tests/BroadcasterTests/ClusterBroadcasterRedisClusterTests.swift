@@ -142,5 +142,38 @@ struct ClusterBroadcasterRedisClusterTests {
         let stale = try c.authed(channels: [channel])
         let missed = try stale.expectResult(try stale.call("subscribe", #"{"channel":"\#(channel)","since":{"offset":4,"epoch":"1"}}"#))
         #expect(missed["recovered"] as? Bool == false && missed["offset"] as? Int == 11, "\(missed)")
+
+        // The first channel's slot moves, keys and all, from master 0 to master 1 (IMPORTING,
+        // MIGRATING, MIGRATE, SETSLOT NODE everywhere). B and C follow master 0's unasked
+        // `sunsubscribe`; A, which never followed the channel, keeps a stale map: its recovering
+        // subscribe reads on master 0, is answered MOVED, moves its subscription and reads on
+        // master 1 (one redirection), and recovers.
+        let moved = channels[0]
+        let meta = "switchboard:p:{bc:\(moved)}:meta", history = "switchboard:p:{bc:\(moved)}:history"
+        let movedEpoch = try #require(epochs[moved]?.first)
+        let slotReply = redisInline(servers[0].port, "CLUSTER KEYSLOT \(meta)")
+        let slot = try #require(Int(slotReply.dropFirst().prefix { $0.isNumber }), "\(slotReply)")
+        let ids = servers.map { String(redisInline($0.port, "CLUSTER MYID").split(separator: "\r\n").last ?? "") }
+        #expect(ids.allSatisfy { $0.count == 40 }, "\(ids)")
+        #expect(redisInline(servers[1].port, "CLUSTER SETSLOT \(slot) IMPORTING \(ids[0])") == "+OK\r\n")
+        #expect(redisInline(servers[0].port, "CLUSTER SETSLOT \(slot) MIGRATING \(ids[1])") == "+OK\r\n")
+        #expect(redisInline(servers[0].port, #"MIGRATE 127.0.0.1 \#(servers[1].port) "" 0 5000 KEYS \#(meta) \#(history)"#) == "+OK\r\n")
+        for m in [1, 2, 0] { #expect(redisInline(servers[m].port, "CLUSTER SETSLOT \(slot) NODE \(ids[1])") == "+OK\r\n") }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) {
+            redisInline(servers[1].port, "PUBSUB SHARDNUMSUB switchboard:p:{bc:\(moved)}:pub").hasSuffix(":2\r\n")
+        }, "B and C follow the channel on its new master")
+        let redirectsBefore = metric(a, "switchboard_cluster_redirects_total")
+        let onA = try a.authed(channels: [moved])
+        let again = try onA.expectResult(try onA.call("subscribe", #"{"channel":"\#(moved)","since":{"offset":8,"epoch":"\#(movedEpoch)"}}"#))
+        #expect(again["recovered"] as? Bool == true && again["offset"] as? Int == 10 && again["epoch"] as? String == movedEpoch, "\(again)")
+        for n in 9...10 { #expect(try onA.expectBroadcast()["offset"] as? Int == n) }
+        #expect(metric(a, "switchboard_cluster_redirects_total") > redirectsBefore, "A followed MOVED")
+        #expect(redisInline(servers[1].port, "PUBSUB SHARDNUMSUB switchboard:p:{bc:\(moved)}:pub").hasSuffix(":3\r\n"))
+        let r = try a.restPublish(#"{"channel":"\#(moved)","payload":11}"#)
+        #expect(r.status == 200 && r.bodyText.contains(#""offset":11"#), "the offsets go on on the new master: \(r.bodyText)")
+        for client in [onA] + subscribers {
+            let m = try client.expectBroadcast()
+            #expect(m["channel"] as? String == moved && m["offset"] as? Int == 11 && m["epoch"] as? String == movedEpoch, "\(m)")
+        }
     }
 }

@@ -157,7 +157,11 @@ let package = Package(
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport",
-                                                             "SwitchboardProtocols"]),  // cl13proto: protocols across nodes
+                                                             "SwitchboardProtocols",  // cl13proto: protocols across nodes
+                                                             "CJWTTestSupport"]),  // cl13proc: broadcaster tokens (HS256) for the process tests
+        // cl13proc: the broker API and RPC over WebSockets, for the process-level cluster tests.
+        .executableTarget(name: "switchboard-cluster-testnode", dependencies: ["Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", .product(name: "ArgumentParser", package: "swift-argument-parser"), .product(name: "Logging", package: "swift-log")],
+                          path: "Tests/switchboard-cluster-testnode"),
         .testTarget(name: "SwitchboardJSONTests", dependencies: ["SwitchboardJSON"]),
         .testTarget(
             name: "BroadcasterTests",

@@ -31,8 +31,15 @@ cleanup() {
 # error) is never turned into a figure: its cell reads FAILED, the reason is logged, and the
 # script ends with report_failures, which lists them in the report and exits 1 (so run-all.sh
 # and any caller see the failure).
+# A peer's failed run (its name starts with "peer-": the peer lost deliveries, refused
+# connections) is the peer's result, not the harness's: its cell reads FAILED and it is listed
+# separately, but it does not fail the script (run-all.sh would otherwise throw away every
+# Switchboard figure of the run because the comparison server dropped messages).
 FAILURES=()
-note_failure() { FAILURES+=("$*"); log "FAILED: $*"; }
+PEER_FAILURES=()
+note_failure() {
+    if [[ "$1" == peer-* ]]; then PEER_FAILURES+=("$*"); log "peer FAILED: $*"; else FAILURES+=("$*"); log "FAILED: $*"; fi
+}
 # run_failure_reason OUTPUT_FILE STATUS: switchboard-bench's "failed:" lines, else the status.
 run_failure_reason() {
     local reason
@@ -42,6 +49,12 @@ run_failure_reason() {
 }
 # Call last: prints the failures (Markdown) and exits 1 when there were any; keeps $WORK for them.
 report_failures() {
+    if [[ ${#PEER_FAILURES[@]} -gt 0 ]]; then
+        echo
+        echo "**${#PEER_FAILURES[@]} run(s) of a peer FAILED (the peer's result: its cells read FAILED)** (outputs kept in \`$WORK\`):"
+        echo
+        printf -- '- %s\n' "${PEER_FAILURES[@]}"
+    fi
     [[ ${#FAILURES[@]} -eq 0 ]] && return 0
     echo
     echo "**${#FAILURES[@]} run(s) FAILED: their cells read FAILED, not a figure** (outputs kept in \`$WORK\`):"

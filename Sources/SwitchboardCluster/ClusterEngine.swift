@@ -106,6 +106,12 @@ package protocol ClusterShardEngine: AnyObject {
     /// heartbeat's answer lists the live members; `onNodeDied` runs on this shard for each node
     /// that died since (see `ClusterEngineDelegate.clusterNodeDied`).
     func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void)
+    /// Graceful stop (the shard drains; the announcing shard does it): the node leaves the
+    /// membership at once and the others hear its death (`onNodeDied`) as soon as Redis relays
+    /// the announcement, not after `cluster_node_ttl_ms`. The connection closes once that is
+    /// written; nothing more goes to Redis from this engine. No-op without a membership or
+    /// without a connection (the node then expires as after a crash).
+    func leaveMembership()
     /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
     /// `completion` runs on the shard's thread, exactly once.
     func members(_ completion: @escaping ([Int]?) -> Void)

@@ -25,6 +25,16 @@ package struct ClusterMembershipView: Sendable {
     package mutating func connected(atMilliseconds now: Int64) { connectedSinceMilliseconds = now }
     package mutating func disconnected() { connectedSinceMilliseconds = nil }
 
+    /// Node `node` left on its own (a graceful stop announced as incarnation `incarnation`):
+    /// true when this is its death to report now (it is forgotten, so the heartbeats that no
+    /// longer list it report nothing more); false when this view did not know it as that
+    /// incarnation (never seen, already reported dead, or restarted since).
+    package mutating func left(_ node: Int, incarnation: UInt64) -> Bool {
+        guard node != ownNode, known[node] == incarnation else { return false }
+        known[node] = nil
+        return true
+    }
+
     /// Takes one answer (`live`: node -> incarnation, this node included or not) and returns
     /// the nodes that died since the previous one, ascending; each death is reported once.
     package mutating func update(live: [Int: UInt64], nowMilliseconds now: Int64) -> [Int] {

@@ -107,6 +107,40 @@ enum RedisChannelScript {
         return {declared, redis.call('HGETALL', KEYS[2])}
         """
 
+    /// A graceful stop: node `ARGV[1]` leaves the membership at once instead of expiring. Only
+    /// while it is still the incarnation `ARGV[2]` (a node the others declared dead, or one
+    /// already restarted as a new process, is not removed again): removes it from the members
+    /// and incarnations, then announces the departure `ARGV[4]` on the all-nodes inbox `ARGV[3]`
+    /// (with `publishCommand`; in Redis Cluster mode the inbox shares the keys' `{nodes}` tag,
+    /// so one slot), so the others report the death at once. Keys as `heartbeat`'s (the third
+    /// is unused: no death is recorded for a node that said goodbye). Returns 1 when it left.
+    static func leave(publishCommand: String) -> String { """
+        if redis.call('HGET', KEYS[2], ARGV[1]) ~= ARGV[2] then return 0 end
+        redis.call('ZREM', KEYS[1], ARGV[1])
+        redis.call('HDEL', KEYS[2], ARGV[1])
+        redis.call('\(publishCommand)', ARGV[3], ARGV[4])
+        return 1
+        """
+    }
+
+    /// The departure a `leave` announces on the all-nodes inbox: `L<node>:<incarnation>` in
+    /// decimal. Its first byte is no addressed operation of the broker's (`t`, `b`, `c`, `k`,
+    /// `p`, `x`), so the engine that receives the inbox takes it before anyone else reads it.
+    static let leaveOperation = UInt8(ascii: "L")
+
+    static func encodeLeave(node: Int, incarnation: UInt64) -> [UInt8] {
+        [leaveOperation] + Array("\(node):\(incarnation)".utf8)
+    }
+
+    /// A departure taken apart; nil when the bytes are not one.
+    static func decodeLeave(_ bytes: UnsafeRawBufferPointer) -> (node: Int, incarnation: UInt64)? {
+        guard bytes.first == leaveOperation else { return nil }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes.dropFirst()), as: UTF8.self)
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let node = Int(parts[0]), (0...255).contains(node), let incarnation = UInt64(parts[1]) else { return nil }
+        return (node, incarnation)
+    }
+
     /// Drops expired members and returns the live ones (expired ones are recorded as declared
     /// dead, as the heartbeat does, so the two never disagree). Keys as `heartbeat`'s.
     static let members = sweepExpiredMembers + """

@@ -276,6 +276,12 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         if let nodesLink { links[nodesLink]?.announceMembership(node, onNodeDied: onNodeDied) }
     }
 
+    package func leaveMembership() {
+        guard membership != nil else { return }
+        membership = nil
+        if let nodesLink { links[nodesLink]?.leaveMembership() }
+    }
+
     package func members(_ completion: @escaping ([Int]?) -> Void) {
         guard let nodesLink, let link = links[nodesLink] else { return completion(nil) }
         link.members(completion)

@@ -35,6 +35,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         /// An addressed message (PUBLISH to a node's inbox): the reply counts its receivers.
         case addressed
         case heartbeat
+        /// The graceful stop's leave script (the connection closes after it is written).
+        case leave
         case members(([Int]?) -> Void)
         /// A protocol's command (`command(_:completion:)`), counted with the publishes.
         case command((RESPValue?) -> Void)
@@ -331,6 +333,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
     }
 
+    package func leaveMembership() {
+        guard let node = membership, let connection, isConnected else { return }
+        // No heartbeat after this one's departure: it would make the node a member again.
+        membership = nil
+        let all = inboxPrefix + Array("all".utf8)
+        pending.append(.leave)
+        write([Array("EVAL".utf8), Array(RedisChannelScript.leave(publishCommand: sharded ? "SPUBLISH" : "PUBLISH").utf8),
+               Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey, Array(String(node).utf8),
+               Array(String(incarnation).utf8), all, RedisChannelScript.encodeLeave(node: node, incarnation: incarnation)])
+        logger.notice("cluster: node \(node) leaves the membership (graceful stop)")
+        // Closing drops what is queued: this connection closes once the script is written.
+        connection.closeAfterFlush()
+    }
+
     package func members(_ completion: @escaping ([Int]?) -> Void) {
         guard isConnected else { return completion(nil) }
         pending.append(.members(completion))
@@ -397,6 +413,16 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             logger.warning("cluster: node \(dead) died (membership expired or restarted); its sockets are gone")
             onNodeDied?(dead)
         }
+    }
+
+    /// Another node's departure (`leaveMembership` there), relayed by Redis: its death,
+    /// reported at once and once (the view forgets it, so later heartbeats add nothing).
+    private func nodeLeft(_ node: Int, incarnation leftIncarnation: UInt64) {
+        guard var view, view.left(node, incarnation: leftIncarnation) else { return }
+        self.view = view
+        metrics.nodeDeaths.increment()
+        logger.notice("cluster: node \(node) left (graceful stop); its sockets are gone")
+        onNodeDied?(node)
     }
 
     // MARK: - Connection
@@ -535,6 +561,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             if case .bulkString(let sha) = value { scriptSHA = sha }
         case .heartbeat:
             heartbeatAnswered(value)
+        case .leave:
+            if case .simpleError(let e) = value { logger.error("cluster: Redis refused the leave: \(e)") }
         case .members(let completion):
             guard case .array(let items) = value else {
                 logger.error("cluster: Redis answered the membership query with \(value)")
@@ -583,6 +611,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             return  // subscribe/unsubscribe confirmations and other pushes
         }
         if let inbox, redisChannel == inbox.channel || redisChannel == inbox.all {
+            if redisChannel == inbox.all, let (node, leftIncarnation) = framed.withUnsafeBytes({ RedisChannelScript.decodeLeave($0) }) {
+                return nodeLeft(node, incarnation: leftIncarnation)
+            }
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }

@@ -174,6 +174,17 @@ package final class OutboundConnection {
         }
     }
 
+    /// Closes for good once what is queued is written (a last command the peer must get,
+    /// e.g. a cluster node's leave; `close()` drops it): no event follows but the last
+    /// `outboundDisconnected`. Not connected: `close()`.
+    package func closeAfterFlush() {
+        shard.assertOnShardThread()
+        guard case .connected(let id) = state else { return close() }
+        closeReason = .dropped
+        state = .closed
+        shard.close(id, mode: .afterFlushNoLinger)
+    }
+
     // MARK: - Shard side
 
     /// Starts an attempt now (the shard calls it when the backoff has passed).

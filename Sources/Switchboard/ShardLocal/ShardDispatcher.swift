@@ -73,6 +73,8 @@ final class ShardDispatcher: ShardEventHandler {
     }
 
     func shardDraining(_ shard: Shard) {
+        // First, so the other nodes drop this one's sockets before they are closed here.
+        channels.cluster?.leaveMembership()
         for id in table.currentIDs {
             switch table.slots[id.slot].phase {
             case .webSocket:

@@ -34,6 +34,13 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// How long a membership lasts without a renewal: a node that stopped (crash, partition)
     /// drops out of `Broker.clusterMembers()` within this.
     public var nodeTTLMilliseconds: Int = 5_000
+    /// Most messages of one channel a shard reads back from the history to recover what its
+    /// subscribers missed (after a reconnect, or a gap in offsets); more missed is reported
+    /// as not recovered. 0 turns recovery reads off (every gap is reported as not recovered).
+    public var recoveryMaxMessages: Int = 1_000
+    /// How long a `subscribe`, `unsubscribe` or `subscriptions(of:)` on a socket of another
+    /// node waits for that node's answer before it throws `BrokerError.timedOut`.
+    public var remoteCallTimeoutMilliseconds: Int = 2_000
 
     public init() {}
 
@@ -78,6 +85,8 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if connectTimeoutMilliseconds < 1 || readTimeoutMilliseconds < 1 { return "cluster_redis_connect_timeout_ms and cluster_redis_read_timeout_ms must be >= 1" }
         if initialBackoffMilliseconds < 1 || maxBackoffMilliseconds < initialBackoffMilliseconds { return "cluster_redis_backoff_ms must be >= 1 and <= cluster_redis_max_backoff_ms" }
         if heartbeatMilliseconds < 10 || nodeTTLMilliseconds < 2 * heartbeatMilliseconds { return "cluster_heartbeat_ms must be >= 10 and cluster_node_ttl_ms >= 2 x cluster_heartbeat_ms" }
+        if recoveryMaxMessages < 0 || recoveryMaxMessages > 100_000 { return "cluster_recovery_max_messages must be 0...100000" }
+        if remoteCallTimeoutMilliseconds < 1 || remoteCallTimeoutMilliseconds > 600_000 { return "cluster_remote_call_timeout_ms must be 1...600000" }
         return nil
     }
 

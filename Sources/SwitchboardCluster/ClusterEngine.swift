@@ -31,6 +31,43 @@ package enum ClusterPublishResult: Sendable, Equatable {
     case overLimit
 }
 
+/// One message of a channel's history in Redis, read back for recovery.
+package struct ClusterHistoryEntry: Sendable, Equatable {
+    package let position: ClusterPosition
+    package let kind: ClusterMessageKind
+    package let payload: [UInt8]
+
+    package init(position: ClusterPosition, kind: ClusterMessageKind, payload: [UInt8]) {
+        self.position = position
+        self.kind = kind
+        self.payload = payload
+    }
+}
+
+/// What a read of a channel's history after a position found (`ClusterShardEngine.readHistory`).
+package enum ClusterHistoryRead: Sendable, Equatable {
+    /// Every message after the position up to the stream's last, in offset order (empty: none
+    /// was missed). Same epoch: the stream is the one the position belongs to.
+    case messages([ClusterHistoryEntry])
+    /// The missed messages cannot be given back.
+    case lost(ClusterHistoryLoss)
+    /// Not connected to Redis, or the connection was lost before the answer.
+    case unavailable
+}
+
+/// Why a channel's missed messages cannot be recovered.
+package enum ClusterHistoryLoss: Sendable, Equatable {
+    /// Redis has another epoch for the channel, or none: the stream the position belongs to is
+    /// gone (Redis restarted empty, the keys expired, a flush).
+    case epochChanged
+    /// The history no longer reaches back to the first missed message (`cluster_history_size`).
+    case trimmed
+    /// More messages were missed than `cluster_recovery_max_messages`.
+    case overLimit
+    /// Redis refused the read or answered something else (logged).
+    case failed
+}
+
 /// Which engine carries channels between nodes.
 public enum ClusterEngineKind: String, Sendable {
     /// One node: channels live in the process (the cross-shard fabric), no Redis.
@@ -54,6 +91,13 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// is this node's own id when the others declared it dead while it lived (paused, or cut off
     /// from Redis, longer than its TTL): they have dropped its sockets.
     func clusterNodeDied(_ node: Int)
+    /// The connection carrying `channels`' subscriptions was (re)established and they were
+    /// subscribed again: messages published meanwhile were not received. The delegate may
+    /// `readHistory` of each: the read goes on the same connection after the subscriptions, so
+    /// its answer splits the stream exactly (every message delivered before the answer is in
+    /// it, every message after it is newer).
+    /// Protocol channels (`ClusterChannel.space`) are listed too; their protocol decides.
+    func clusterResubscribed(_ channels: [ClusterChannel])
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which
@@ -64,6 +108,8 @@ package protocol ClusterEngineDelegate: AnyObject {
 /// channels with its cross-shard fabric, as before clusters existed.
 package protocol ClusterShardEngine: AnyObject {
     var delegate: ClusterEngineDelegate? { get set }
+    /// The shard's cluster counters (recovery and remote calls count there too).
+    var metrics: ClusterMetrics { get }
     /// Starts the engine on its shard's thread (opens connections).
     func start(on shard: Shard)
     /// Publishes a message to every subscriber of `channel` on every node (this one included:
@@ -115,6 +161,16 @@ package protocol ClusterShardEngine: AnyObject {
     /// The nodes whose heartbeat has not expired, ascending; nil when Redis is unreachable.
     /// `completion` runs on the shard's thread, exactly once.
     func members(_ completion: @escaping ([Int]?) -> Void)
+    /// Reads `channel`'s history after `position` (recovery): on the connection that carries
+    /// the channel's subscription, so the answer comes in order with its messages. At most
+    /// `maxMessages` are read (more missed: `.lost(.overLimit)`). `completion` runs on the
+    /// shard's thread exactly once (at once with `.unavailable` when not connected). Not bounded
+    /// by `cluster_max_pending_publishes`: at most one read per channel with local subscribers
+    /// is in flight (the caller's rule), so `max_channels_per_shard` bounds them. For the
+    /// broker's channels (gap recovery, bounded and read-only); a protocol reads its channel's
+    /// whole stream with `readStream` instead.
+    func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
+                     completion: @escaping (ClusterHistoryRead) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
     /// Runs one Redis command for a protocol's cluster-wide state (connection-broker roles:

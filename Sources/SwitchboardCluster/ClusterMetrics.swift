@@ -22,12 +22,20 @@ package final class ClusterMetrics: Sendable {
     package let redirects = Counter("switchboard_cluster_redirects_total", help: "Redis Cluster mode: publishes answered MOVED or ASK and sent again to the slot's new master")
     package let redirectsExhausted = Counter("switchboard_cluster_redirects_exhausted_total", help: "Redis Cluster mode: publishes dropped after too many redirections (or to a master not in the slot map)")
     package let slotMapRefreshes = Counter("switchboard_cluster_slot_map_refreshes_total", help: "Redis Cluster mode: slot maps read (CLUSTER SLOTS) at start, after MOVED and after a lost master")
+    package let gapsRecovered = Counter("switchboard_cluster_channel_gaps_recovered_total", help: "Gaps in a channel's stream (after a reconnect, or missing offsets) whose messages were read back from Redis's history and delivered in order")
+    package let gapsUnrecovered = Counter("switchboard_cluster_channel_gaps_unrecovered_total", help: "Gaps in a channel's stream that could not be recovered (epoch changed, history trimmed, over cluster_recovery_max_messages, Redis unreachable): the handler heard recovered: false")
+    package let recoveriesOverLimit = Counter("switchboard_cluster_recoveries_over_limit_total", help: "Recoveries given up because more than cluster_recovery_max_messages were missed (or buffered while the read was in flight)")
+    package let messagesRecovered = Counter("switchboard_cluster_messages_recovered_total", help: "Channel messages delivered from Redis's history by recovery")
+    package let remoteCalls = Counter("switchboard_cluster_remote_calls_total", help: "subscribe, unsubscribe and subscriptions(of:) calls this shard sent to a socket's node")
+    package let remoteCallTimeouts = Counter("switchboard_cluster_remote_call_timeouts_total", help: "Remote socket calls that got no answer within cluster_remote_call_timeout_ms")
+    package let remoteCallsNodeDown = Counter("switchboard_cluster_remote_calls_node_down_total", help: "Remote socket calls refused because no node took the request (the target node is down)")
 
     package init() {}
 
     package var all: [Counter] {
         [publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
          connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
-         members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes]
+         members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes,
+         gapsRecovered, gapsUnrecovered, recoveriesOverLimit, messagesRecovered, remoteCalls, remoteCallTimeouts, remoteCallsNodeDown]
     }
 }

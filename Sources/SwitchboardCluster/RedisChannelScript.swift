@@ -70,6 +70,24 @@ enum RedisChannelScript {
         return ClusterStream(epoch: epoch, lastOffset: UInt64(last), history: history)
     }
 
+    /// Recovery: what a subscriber that last saw `ARGV[1]` (an offset) missed. Keys as the
+    /// publish script's (meta hash, history list). Returns `{epoch, last, entries}`: `epoch`
+    /// the stream's (empty string: Redis has none), `last` its last offset, and `entries` the
+    /// stored messages after `ARGV[1]` (`LRANGE` of the list's tail, as published:
+    /// `<epoch>:<offset>:<kind><payload>`), or `-1` when more than `ARGV[2]` were missed (none
+    /// are read then). Read-only, one atomic step: the answer is one instant of the stream.
+    /// Not `read`: a broker channel's gap read must not create a stream (a missing one is a
+    /// lost epoch) and reads only the tail it missed, bounded by `cluster_recovery_max_messages`.
+    static let history = """
+        local epoch = redis.call('HGET', KEYS[1], 'epoch')
+        if not epoch then return {'', 0, {}} end
+        local last = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+        local missed = last - tonumber(ARGV[1])
+        if missed <= 0 then return {epoch, last, {}} end
+        if missed > tonumber(ARGV[2]) then return {epoch, last, -1} end
+        return {epoch, last, redis.call('LRANGE', KEYS[2], -missed, -1)}
+        """
+
     /// Membership, one round trip per heartbeat of each node. Keys: `KEYS[1]` a sorted set
     /// (member: node id, score: expiry on Redis's own clock, so nodes' clocks never disagree),
     /// `KEYS[2]` a hash node -> incarnation (a random number each process start picks, so a
@@ -146,6 +164,28 @@ enum RedisChannelScript {
     static let members = sweepExpiredMembers + """
         return redis.call('ZRANGE', KEYS[1], 0, -1)
         """
+
+    /// The history script's answer, checked against the position it was read after: the
+    /// messages must carry that epoch and follow it with consecutive offsets up to the last.
+    static func decodeHistory(_ value: RESPValue, after position: ClusterPosition) -> ClusterHistoryRead? {
+        guard case .array(let answer) = value, answer.count == 3, case .bulkString(let epochText) = answer[0],
+              case .integer(let last) = answer[1], last >= 0 else { return nil }
+        guard let epoch = UInt64(String(decoding: epochText, as: UTF8.self)), epoch == position.epoch else {
+            return .lost(.epochChanged)
+        }
+        if case .integer(-1) = answer[2] { return .lost(.overLimit) }
+        guard case .array(let items) = answer[2] else { return nil }
+        // Fewer than missed (the list was trimmed), or not the offsets that follow: lost.
+        guard UInt64(last) >= position.offset, items.count == Int(UInt64(last) - position.offset) else { return .lost(.trimmed) }
+        var entries: [ClusterHistoryEntry] = []
+        entries.reserveCapacity(items.count)
+        for (i, item) in items.enumerated() {
+            guard case .bulkString(let framed) = item, let (at, kind, start) = decode(framed) else { return nil }
+            guard at.epoch == epoch, at.offset == position.offset + UInt64(i) + 1 else { return .lost(.trimmed) }
+            entries.append(ClusterHistoryEntry(position: at, kind: kind, payload: Array(framed[start...])))
+        }
+        return .messages(entries)
+    }
 
     /// A published message taken apart; nil when it is not one this script wrote.
     static func decode(_ framed: [UInt8]) -> (position: ClusterPosition, kind: ClusterMessageKind, payloadStart: Int)? {

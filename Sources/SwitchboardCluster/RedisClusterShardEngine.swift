@@ -145,13 +145,18 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         owners = map
         masters = Set(map.filter { !$0.isEmpty })
         if first { logger.notice("cluster: Redis Cluster slot map read: \(Set(map.filter { !$0.isEmpty }).count) masters") }
+        var moved: [ClusterChannel] = []
         for (channel, on) in interest {
             let name = owners[slot(of: channel)]
             guard !name.isEmpty, name != on, let now = links[name] else { continue }
             links[on]?.interestRemoved(channel)
             now.interestAdded(channel)
             interest[channel] = name
+            if !on.isEmpty, now.isConnected { moved.append(channel) }
         }
+        // Subscribed anew on another master (failover, reshard): what was published meanwhile
+        // may be missing; the delegate may read it back (after the SSUBSCRIBE, same link).
+        if !moved.isEmpty { delegate?.clusterResubscribed(moved) }
         let nodes = owners[nodesSlot]
         if !nodes.isEmpty, nodes != nodesLink, let link = links[nodes] {
             // The first map (or the `{nodes}` slot moved): membership and inboxes go there.
@@ -228,6 +233,14 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     package func interestRemoved(_ channel: ClusterChannel) {
         guard let on = interest.removeValue(forKey: channel) else { return }
         links[on]?.interestRemoved(channel)
+    }
+
+    /// On the link carrying the channel's subscription (so the answer splits its messages
+    /// exactly), else its slot's master.
+    package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
+                             completion: @escaping (ClusterHistoryRead) -> Void) {
+        guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
+        link.readHistory(channel, after: position, maxMessages: maxMessages, completion: completion)
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {

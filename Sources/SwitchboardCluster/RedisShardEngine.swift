@@ -40,6 +40,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case members(([Int]?) -> Void)
         /// A protocol's command (`command(_:completion:)`), counted with the publishes.
         case command((RESPValue?) -> Void)
+        /// A recovery read of a channel's history after a position (`readHistory`).
+        case history(after: ClusterPosition, completion: (ClusterHistoryRead) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -365,6 +367,19 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         connection.setAwaitingInput(true)
     }
 
+    package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
+                             completion: @escaping (ClusterHistoryRead) -> Void) {
+        assertOnShard()
+        guard let connection, connection.isConnected else { return completion(.unavailable) }
+        pending.append(.history(after: position, completion: completion))
+        // A control command: it must follow the subscription it splits, never be refused for
+        // room the publishes took (one read per recovering channel, bounded by the caller).
+        write([Array("EVAL".utf8), Array(RedisChannelScript.history.utf8), Array("2".utf8),
+               names.meta(channel), names.history(channel),
+               Array(String(position.offset).utf8), Array(String(maxMessages).utf8)])
+        connection.setAwaitingInput(true)
+    }
+
     package func tick(nowMilliseconds: Int64) {
         guard membership != nil, isConnected,
               nowMilliseconds - lastHeartbeatMilliseconds >= Int64(configuration.heartbeatMilliseconds) else { return }
@@ -469,6 +484,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
         if !batch.isEmpty { subscription(true, batch) }
         heartbeat()
+        // After the SUBSCRIBEs in the pipeline: a history read the delegate sends now answers
+        // after them, in order with the channels' messages.
+        if !interest.isEmpty { delegate?.clusterResubscribed(Array(interest)) }
         onConnected?()
     }
 
@@ -488,6 +506,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             case .command(let completion): completion(nil)
             case .slots(let completion): completion(nil)
             case .publish(_, _, _, let answer?): answer(nil)
+            case .history(_, let completion): completion(.unavailable)
             default: break
             }
         }
@@ -572,6 +591,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case .command(let completion):
             pendingPublishes -= 1
             completion(value)
+        case .history(let position, let completion):
+            guard let read = RedisChannelScript.decodeHistory(value, after: position) else {
+                if case .simpleError = value {} else { metrics.protocolErrors.increment() }
+                logger.error("cluster: Redis answered a history read with \(value)")
+                return completion(.lost(.failed))
+            }
+            completion(read)
         case .addressed:
             pendingPublishes -= 1
             if value == .integer(0) { metrics.addressedUndelivered.increment() }

@@ -102,4 +102,9 @@ extension RoutingWorkerHandler: ClusterMessageReceiver, ClusterChannelReceiver {
     public func handleClusterNodeDied(_ node: Int) {
         for route in routes { route.handler.handleClusterNodeDied(node) }
     }
+
+    /// Every route hears of a gap in a channel (each decides whether its sockets care).
+    public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {
+        for route in routes { route.handler.handleChannelGap(channel, recovered: recovered, subscribers: subscribers) }
+    }
 }

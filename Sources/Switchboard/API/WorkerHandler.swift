@@ -30,6 +30,23 @@ public protocol WorkerHandler: AnyObject {
     /// `node` is this node's own id when the others declared it dead while it lived: they
     /// dropped its sockets. Default: nothing.
     func handleClusterNodeDied(_ node: Int)
+    /// With `cluster_engine = redis`: this shard's subscribers of `channel` (`subscribers`)
+    /// did not receive some of its messages, because the shard's Redis connection was lost and
+    /// re-established (Redis restarted, a network cut, a slow shard dropped by Redis) or
+    /// because a gap showed in the channel's offsets.
+    ///
+    /// - `recovered: true`: the missed messages were read back from the channel's history in
+    ///   Redis and are delivered right after this call, in order, before any newer message,
+    ///   without duplicates. Nothing is lost; most handlers ignore it.
+    /// - `recovered: false`: they are lost for good: the channel's epoch changed (Redis lost
+    ///   the stream: restarted empty, the keys expired after `cluster_history_ttl_ms`, a
+    ///   flush), the history no longer reaches back (`cluster_history_size`), more were missed
+    ///   than `cluster_recovery_max_messages`, or Redis refused the read. Newer messages follow
+    ///   as usual. Tell the clients to reload their state (as a broadcaster answers
+    ///   `recovered: false`).
+    ///
+    /// Called on the subscribers' shard, once per gap and shard. Default: nothing.
+    func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID])
 }
 
 extension WorkerHandler {
@@ -39,6 +56,7 @@ extension WorkerHandler {
     public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {}
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}
     public func handleClusterNodeDied(_ node: Int) {}
+    public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {}
 }
 
 /// A handler that answers every HTTP request with 404 (the built-in routes still work).

@@ -43,7 +43,7 @@ extension Broker {
                                              shardIndex: dispatcher.context.shardIndex, metrics: metrics,
                                              logger: logger.forShard(dispatcher.context.shardIndex))
         }
-        dispatcher.channels.attachCluster(engine)
+        dispatcher.channels.attachCluster(engine, recoveryMaxMessages: configuration.cluster.recoveryMaxMessages)
         if dispatcher.context.shardIndex == 0 {
             receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)
             let broker = dispatcher.context.broker
@@ -164,6 +164,16 @@ extension Broker {
     static func receiveInbox(_ engine: ClusterShardEngine, nodeID: Int, broker: Broker, worker: WorkerHandler) {
         engine.receiveNodeInbox(nodeID) { [unowned broker, weak worker] bytes in
             if bytes.first == protocolMessageOperation { return receiveProtocolMessage(bytes, worker: worker, broker: broker) }
+            if bytes.first == RemoteSocketCall.requestOperation || bytes.first == RemoteSocketCall.answerOperation {
+                if let request = RemoteSocketCall.decodeRequest(bytes) {
+                    guard request.socket.node == nodeID else {
+                        return broker.logger.warning("cluster: a call for node \(request.socket.node) in node \(nodeID)'s inbox was dropped")
+                    }
+                    return broker.serveRemoteCall(request)
+                }
+                if let answer = RemoteSocketCall.decodeAnswer(bytes) { return broker.receiveRemoteAnswer(answer) }
+                return broker.logger.warning("cluster: a malformed remote call in node \(nodeID)'s inbox was dropped")
+            }
             guard let (id, message) = AddressedMessage.decode(bytes) else {
                 broker.logger.warning("cluster: a malformed addressed message in node \(nodeID)'s inbox was dropped")
                 return

@@ -112,7 +112,7 @@ public final class Broker: Sendable {
 
     // MARK: - Reaching a shard
 
-    private var isStopping: Bool { stopping.load(ordering: .relaxed) }
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     private func refusal() -> Enqueued { .refused(isStopping ? .stopped : .full) }
 
@@ -217,18 +217,36 @@ public final class Broker: Sendable {
 
     /// Subscribes a socket to a channel and returns the exact result. Every message the
     /// channel's owner orders after the subscribe ran reaches the socket.
+    ///
+    /// In a cluster, a socket of another node is subscribed there: the call goes to its node's
+    /// inbox and waits for the answer at most `cluster_remote_call_timeout_ms`. It then also
+    /// throws ``BrokerError/nodeUnavailable`` (that node is down), ``BrokerError/timedOut``
+    /// (no answer in time) or ``BrokerError/clusterUnavailable`` (no Redis connection). The
+    /// same holds for ``unsubscribe(_:_:)`` and ``subscriptions(of:)``.
     public func subscribe(_ socketId: SocketID, _ channel: ChannelName) async throws(BrokerError) -> SubscribeResult {
-        try await onShardExact(socketId.shard) { $0.channels.subscribe(socketId, to: channel) }
+        if isRemote(socketId) {
+            guard case .subscribe(let result) = try await remoteSocketCall(socketId, .subscribe, channel) else { throw .clusterUnavailable }
+            return result
+        }
+        return try await onShardExact(socketId.shard) { $0.channels.subscribe(socketId, to: channel) }
     }
 
     /// Unsubscribes; false when the socket was not subscribed.
     public func unsubscribe(_ socketId: SocketID, _ channel: ChannelName) async throws(BrokerError) -> Bool {
-        try await onShardExact(socketId.shard) { $0.channels.unsubscribe(socketId, from: channel) }
+        if isRemote(socketId) {
+            guard case .unsubscribe(let removed) = try await remoteSocketCall(socketId, .unsubscribe, channel) else { throw .clusterUnavailable }
+            return removed
+        }
+        return try await onShardExact(socketId.shard) { $0.channels.unsubscribe(socketId, from: channel) }
     }
 
     /// The channels a socket is subscribed to.
     public func subscriptions(of socketId: SocketID) async throws(BrokerError) -> Set<ChannelName> {
-        try await onShardExact(socketId.shard) { $0.channels.subscriptions(of: socketId) }
+        if isRemote(socketId) {
+            guard case .subscriptions(let channels) = try await remoteSocketCall(socketId, .subscriptions) else { throw .clusterUnavailable }
+            return channels
+        }
+        return try await onShardExact(socketId.shard) { $0.channels.subscriptions(of: socketId) }
     }
 
     /// Subscribers of a channel over all shards (exact at some instant per shard).

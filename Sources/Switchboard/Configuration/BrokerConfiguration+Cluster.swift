@@ -17,6 +17,8 @@ extension BrokerConfiguration {
         ("cluster_redis_max_backoff_ms", "longest delay between reconnect attempts"),
         ("cluster_heartbeat_ms", "how often a node renews its membership in Redis"),
         ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers) and is declared dead: every other node hears it (WorkerHandler.handleClusterNodeDied) within cluster_node_ttl_ms + cluster_heartbeat_ms (metric switchboard_cluster_node_deaths_total); at least 2 x cluster_heartbeat_ms"),
+        ("cluster_recovery_max_messages", "most messages of one channel a shard reads back from Redis's history to give its subscribers what they missed (after a reconnect, or a gap in offsets); more missed, or 0, is reported as not recovered (WorkerHandler.handleChannelGap; metric switchboard_cluster_recoveries_over_limit_total)"),
+        ("cluster_remote_call_timeout_ms", "how long subscribe, unsubscribe and subscriptions(of:) on a socket of another node wait for that node's answer (then BrokerError.timedOut; metric switchboard_cluster_remote_call_timeouts_total)"),
     ]
 
     func clusterValue(forKey key: String) -> String? {
@@ -35,6 +37,8 @@ extension BrokerConfiguration {
         case "cluster_redis_max_backoff_ms": return String(cluster.maxBackoffMilliseconds)
         case "cluster_heartbeat_ms": return String(cluster.heartbeatMilliseconds)
         case "cluster_node_ttl_ms": return String(cluster.nodeTTLMilliseconds)
+        case "cluster_recovery_max_messages": return String(cluster.recoveryMaxMessages)
+        case "cluster_remote_call_timeout_ms": return String(cluster.remoteCallTimeoutMilliseconds)
         default: return nil
         }
     }
@@ -63,6 +67,8 @@ extension BrokerConfiguration {
         case "cluster_redis_max_backoff_ms": cluster.maxBackoffMilliseconds = try int()
         case "cluster_heartbeat_ms": cluster.heartbeatMilliseconds = try int()
         case "cluster_node_ttl_ms": cluster.nodeTTLMilliseconds = try int()
+        case "cluster_recovery_max_messages": cluster.recoveryMaxMessages = try int()
+        case "cluster_remote_call_timeout_ms": cluster.remoteCallTimeoutMilliseconds = try int()
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }

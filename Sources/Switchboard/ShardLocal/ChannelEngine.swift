@@ -14,7 +14,7 @@ final class ChannelEngine {
     unowned(unsafe) let webSockets: WebSocketConnectionDriver
     let maxSubscriptionsPerSocket: Int
     let maxChannelsPerShard: Int
-    private var channels = LocalChannelIndex()
+    private(set) var channels = LocalChannelIndex()
     /// Channels this shard owns and that are in use: epoch and last offset of each.
     private var owned: OwnedChannels
     /// Deliveries that did not fit their ring, per target shard, oldest first. A deque: the
@@ -29,6 +29,10 @@ final class ChannelEngine {
     private let fanOutWidth: Int
     /// The multi-node engine, nil on a single node (ChannelEngine+Cluster.swift).
     var cluster: ClusterShardEngine?
+    /// Channels whose missed messages are being read back from Redis (ChannelRecovery.swift).
+    var recovery = ChannelRecovery(maxMessages: 0)
+    /// Remote socket calls this shard waits on (RemoteSocketCalls.swift); cluster only.
+    var remoteCalls = RemoteSocketCalls()
 
     init(shard: Shard, fabric: ChannelFabric, table: ConnectionTable, metrics: ProtocolMetrics,
          webSockets: WebSocketConnectionDriver, configuration: BrokerConfiguration) {

@@ -75,6 +75,8 @@ final class ShardDispatcher: ShardEventHandler {
     func shardDraining(_ shard: Shard) {
         // First, so the other nodes drop this one's sockets before they are closed here.
         channels.cluster?.leaveMembership()
+        // No remote call is left waiting on a shard that stops (its answer may never be read).
+        channels.remoteCalls.drain()
         for id in table.currentIDs {
             switch table.slots[id.slot].phase {
             case .webSocket:
@@ -103,6 +105,7 @@ final class ShardDispatcher: ShardEventHandler {
         http.refreshDate()
         channels.tick(nowMilliseconds: nowMilliseconds)
         channels.cluster?.tick(nowMilliseconds: nowMilliseconds)
+        channels.expireRemoteCalls(nowMilliseconds: nowMilliseconds)
         http.expireDeferred(nowMilliseconds: nowMilliseconds)
         http.tickStreams()
         webSockets.tick(nowMilliseconds: nowMilliseconds)

@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "SwitchboardProtocols",
             dependencies: ["Switchboard", "SwitchboardJSON", "SwitchboardJWT", "SwitchboardWebSocket",
-                           "SwitchboardRESP"]  // issue 13: Redis replies of the cluster-wide roles
+                           "SwitchboardRESP", "SwitchboardCluster"]  // issue 13: Redis replies of the cluster-wide roles; protocol channels
         ),
         // Broadcaster protocol support (issue 11): the strict JSON reader/writer (no dependencies)
         // and JWT verification on libcrypto.

@@ -80,7 +80,9 @@ public enum ClusterEngineKind: String, Sendable {
 package protocol ClusterEngineDelegate: AnyObject {
     /// A channel message from the cluster, to deliver to this shard's subscribers. `payload` is
     /// valid only during the call.
-    func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition)
+    /// A broker channel's message goes to the shard's subscribers; a protocol channel's
+    /// (`ClusterChannel.space`) to the protocol's handler on this shard.
+    func clusterDeliver(channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition)
     /// Node `node` died: its heartbeat expired (crash, SIGKILL, partition) or it restarted (a
     /// new incarnation), so everything it owned (its sockets, their registrations) is gone.
     /// Delivered once per death on every shard of every live node (the announcing shard's
@@ -94,7 +96,8 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// `readHistory` of each: the read goes on the same connection after the subscriptions, so
     /// its answer splits the stream exactly (every message delivered before the answer is in
     /// it, every message after it is newer).
-    func clusterResubscribed(_ channels: [[UInt8]])
+    /// Protocol channels (`ClusterChannel.space`) are listed too; their protocol decides.
+    func clusterResubscribed(_ channels: [ClusterChannel])
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which
@@ -111,11 +114,25 @@ package protocol ClusterShardEngine: AnyObject {
     func start(on shard: Shard)
     /// Publishes a message to every subscriber of `channel` on every node (this one included:
     /// local subscribers get it back through the delegate, in the same order as everyone).
-    func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult
-    /// The first local subscriber of `channel` arrived on this shard.
-    func interestAdded(_ channel: [UInt8])
-    /// The last local subscriber of `channel` left this shard.
-    func interestRemoved(_ channel: [UInt8])
+    /// `history`: what Redis keeps (nil: `cluster_history_size`, `cluster_history_ttl_ms`).
+    /// `answer` (when given) runs later on this shard, exactly once, with the position Redis
+    /// gave the message, or nil when Redis refused it or the connection was lost first; it
+    /// never runs when the publish is refused at once (the result says so).
+    func publish(_ channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer,
+                 history: ClusterHistoryLimits?, answer: ((ClusterPosition?) -> Void)?) -> ClusterPublishResult
+    /// The first local subscriber of `channel` arrived on this shard: the shard subscribes to
+    /// it in Redis (only while it has local subscribers, so traffic it does not need never
+    /// reaches it).
+    func interestAdded(_ channel: ClusterChannel)
+    /// The last local subscriber of `channel` left this shard: it unsubscribes in Redis.
+    func interestRemoved(_ channel: ClusterChannel)
+    /// Reads `channel`'s stream (epoch, last offset, history) in one script; a channel Redis
+    /// has no epoch for gets one now (offset 0, kept `ttlMilliseconds`), so the next publish
+    /// continues it. Sent on the connection that carries the channel's subscription, after any
+    /// (un)subscribe asked before: a message ordered after the read reaches a shard that was
+    /// interested when it asked. `completion` runs on this shard exactly once: nil when Redis
+    /// is unreachable (then inside this call), refused it, or the connection was lost.
+    func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void)
     /// Sends an addressed message (a `send` or `close` for one of its sockets) to node `node`'s
     /// inbox. Fail-fast like `publish`; a message to a node that is not up is counted
     /// (`switchboard_cluster_addressed_undelivered_total`) and lost.
@@ -149,8 +166,10 @@ package protocol ClusterShardEngine: AnyObject {
     /// `maxMessages` are read (more missed: `.lost(.overLimit)`). `completion` runs on the
     /// shard's thread exactly once (at once with `.unavailable` when not connected). Not bounded
     /// by `cluster_max_pending_publishes`: at most one read per channel with local subscribers
-    /// is in flight (the caller's rule), so `max_channels_per_shard` bounds them.
-    func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+    /// is in flight (the caller's rule), so `max_channels_per_shard` bounds them. For the
+    /// broker's channels (gap recovery, bounded and read-only); a protocol reads its channel's
+    /// whole stream with `readStream` instead.
+    func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
                      completion: @escaping (ClusterHistoryRead) -> Void)
     /// The shard's tick (heartbeats).
     func tick(nowMilliseconds: Int64)
@@ -159,4 +178,14 @@ package protocol ClusterShardEngine: AnyObject {
     /// exactly once: the reply, or nil when Redis is unreachable or the connection was lost.
     /// Bounded like publishes (`cluster_max_pending_publishes`): nil at once beyond it.
     func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void)
+}
+
+extension ClusterShardEngine {
+    /// A broker channel's publish, with the engine's history settings and no answer.
+    package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+        publish(.broker(channel), kind: kind, payload: payload, history: nil, answer: nil)
+    }
+
+    package func interestAdded(_ channel: [UInt8]) { interestAdded(.broker(channel)) }
+    package func interestRemoved(_ channel: [UInt8]) { interestRemoved(.broker(channel)) }
 }

@@ -7,7 +7,8 @@ import SwitchboardRESP
 /// Keys: `KEYS[1]` the channel's meta hash (`epoch`, `offset`), `KEYS[2]` its history list.
 /// Arguments: `ARGV[1]` the pub/sub channel, `ARGV[2]` an epoch candidate (a random 64-bit
 /// number in decimal, used only when the stream has none: it is new, or Redis lost it),
-/// `ARGV[3]` the history length (0: none), `ARGV[4]` the TTL of both keys in milliseconds,
+/// `ARGV[3]` the history length (0: none, and what was kept is dropped: a message not kept
+/// leaves a hole no later recovery may skip), `ARGV[4]` the TTL of both keys in milliseconds,
 /// `ARGV[5]` the message (kind byte, payload).
 ///
 /// The published (and stored) message is `<epoch>:<offset>:<kind><payload>`, epoch and offset
@@ -30,11 +31,43 @@ enum RedisChannelScript {
           redis.call('RPUSH', KEYS[2], framed)
           redis.call('LTRIM', KEYS[2], -size, -1)
           redis.call('PEXPIRE', KEYS[2], ARGV[4])
+        else
+          redis.call('DEL', KEYS[2])
         end
         redis.call('PEXPIRE', KEYS[1], ARGV[4])
         redis.call('\(publishCommand)', ARGV[1], framed)
         return {epoch, offset}
         """
+    }
+
+    /// Reads a channel's stream (`ClusterShardEngine.readStream`). Keys as the publish
+    /// script's; `ARGV[1]` an epoch candidate (used, with offset 0, when the stream has none),
+    /// `ARGV[2]` the TTL of a stream created here. Returns `{epoch, offset, {framed, ...}}`,
+    /// the history oldest first, each entry as the publish script stored it.
+    static let read = """
+        local epoch = redis.call('HGET', KEYS[1], 'epoch')
+        if not epoch then
+          epoch = ARGV[1]
+          redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+          redis.call('PEXPIRE', KEYS[1], ARGV[2])
+          redis.call('DEL', KEYS[2])
+        end
+        local offset = tonumber(redis.call('HGET', KEYS[1], 'offset') or '0')
+        return {epoch, offset, redis.call('LRANGE', KEYS[2], 0, -1)}
+        """
+
+    /// `read`'s answer taken apart; nil when it is not one (an error reply, a malformed entry).
+    static func stream(_ value: RESPValue) -> ClusterStream? {
+        guard case .array(let items) = value, items.count == 3, case .bulkString(let epochText) = items[0],
+              let epoch = UInt64(String(decoding: epochText, as: UTF8.self)), case .integer(let last) = items[1], last >= 0,
+              case .array(let stored) = items[2] else { return nil }
+        var history: [ClusterStream.Entry] = []
+        history.reserveCapacity(stored.count)
+        for value in stored {
+            guard case .bulkString(let framed) = value, let (position, kind, start) = decode(framed) else { return nil }
+            history.append(ClusterStream.Entry(position: position, kind: kind, payload: Array(framed[start...])))
+        }
+        return ClusterStream(epoch: epoch, lastOffset: UInt64(last), history: history)
     }
 
     /// Recovery: what a subscriber that last saw `ARGV[1]` (an offset) missed. Keys as the
@@ -43,6 +76,8 @@ enum RedisChannelScript {
     /// stored messages after `ARGV[1]` (`LRANGE` of the list's tail, as published:
     /// `<epoch>:<offset>:<kind><payload>`), or `-1` when more than `ARGV[2]` were missed (none
     /// are read then). Read-only, one atomic step: the answer is one instant of the stream.
+    /// Not `read`: a broker channel's gap read must not create a stream (a missing one is a
+    /// lost epoch) and reads only the tail it missed, bounded by `cluster_recovery_max_messages`.
     static let history = """
         local epoch = redis.call('HGET', KEYS[1], 'epoch')
         if not epoch then return {'', 0, {}} end

@@ -45,7 +45,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     /// Slot -> link key; empty until the first map.
     private var owners: [String] = []
     /// Channels with local subscribers, and the link each is subscribed on.
-    private var interest: [[UInt8]: String] = [:]
+    private var interest: [ClusterChannel: String] = [:]
     private var slotMapRequested = false
     /// The masters of the current map, and when it was last asked for: while one of them is
     /// down the map is read again every `cluster_heartbeat_ms` (a replica may have taken its
@@ -57,7 +57,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     private var nodesLink: String?
     private var inbox: (node: Int, handler: (UnsafeRawBufferPointer) -> Void)?
     private var membership: (node: Int, onNodeDied: (Int) -> Void)?
-    private let keyPrefix: [UInt8]
+    private let names: ClusterChannelNames
     /// `cluster_max_pending_publishes` is per shard: every link counts into this one.
     private let shardPending = PendingPublishCount()
 
@@ -70,7 +70,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         self.shardIndex = shardIndex
         self.metrics = metrics
         self.logger = logger
-        keyPrefix = Array((configuration.keyPrefix + ":{c:").utf8)
+        names = ClusterChannelNames(keyPrefix: configuration.keyPrefix, sharded: true)
         nodesSlot = ClusterSlots.slot(of: Array((configuration.keyPrefix + ":{nodes}:members").utf8))
     }
 
@@ -102,8 +102,8 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
             if owners.isEmpty || name == key(seed.host, seed.port) { refreshSlotMap(via: name) }
         }
         link.onSlotLost = { [unowned self] in refreshSlotMap() }
-        link.onRedirect = { [unowned self] redirection, arguments, redirects in
-            redirected(redirection, arguments: arguments, redirects: redirects)
+        link.onRedirect = { [unowned self] redirection, arguments, redirects, answer in
+            redirected(redirection, arguments: arguments, redirects: redirects, answer: answer)
         }
         links[name] = link
         if let shard { link.start(on: shard) }
@@ -111,11 +111,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     /// A channel's slot: that of its keys and its shard channel (same tag).
-    private func slot(of channel: [UInt8]) -> Int {
-        ClusterSlots.slot(of: keyPrefix + channel + Array("}:meta".utf8))
+    private func slot(of channel: ClusterChannel) -> Int {
+        ClusterSlots.slot(of: names.meta(channel))
     }
 
-    private func owner(ofChannel channel: [UInt8]) -> RedisShardEngine? {
+    private func owner(ofChannel channel: ClusterChannel) -> RedisShardEngine? {
         guard !owners.isEmpty else { return nil }
         return links[owners[slot(of: channel)]]
     }
@@ -156,7 +156,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         owners = map
         masters = Set(map.filter { !$0.isEmpty })
         if first { logger.notice("cluster: Redis Cluster slot map read: \(Set(map.filter { !$0.isEmpty }).count) masters") }
-        var moved: [[UInt8]] = []
+        var moved: [ClusterChannel] = []
         for (channel, on) in interest {
             let name = owners[slot(of: channel)]
             guard !name.isEmpty, name != on, let now = links[name] else { continue }
@@ -179,7 +179,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         }
     }
 
-    private func redirected(_ redirection: ClusterRedirection, arguments: [[UInt8]], redirects: Int) {
+    private func redirected(_ redirection: ClusterRedirection, arguments: [[UInt8]], redirects: Int, answer: ((ClusterPosition?) -> Void)?) {
         let target = link(host: redirection.host, port: redirection.port)
         if !redirection.ask, !owners.isEmpty {
             // MOVED: the slot lives there now; the rest of the map may have moved too.
@@ -189,9 +189,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
             refreshSlotMap()
         }
         guard !arguments.isEmpty else { return }  // a subscription: moved by setOwners
-        guard redirects < Self.maxRedirects, target.publish(arguments: arguments, redirects: redirects + 1, asking: redirection.ask) == .sent else {
+        guard redirects < Self.maxRedirects,
+              target.publish(arguments: arguments, redirects: redirects + 1, asking: redirection.ask, answer: answer) == .sent else {
             metrics.redirectsExhausted.increment()
             metrics.publishErrors.increment()
+            answer?(nil)
             return logger.error("cluster: a publish to slot \(redirection.slot) was dropped after \(redirects + 1) redirections (last to \(redirection.host):\(redirection.port), \(target.isConnected ? "connected" : "not connected"))")
         }
         metrics.redirects.increment()
@@ -199,17 +201,40 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     // MARK: - Engine
 
-    package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+    package func publish(_ channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer,
+                         history: ClusterHistoryLimits?, answer: ((ClusterPosition?) -> Void)?) -> ClusterPublishResult {
         assertOnShard()
         guard let link = owner(ofChannel: channel) else {
             metrics.publishesUnavailable.increment()
             refreshSlotMap()
             return .unavailable
         }
-        return link.publish(channel: channel, kind: kind, payload: payload)
+        return link.publish(channel, kind: kind, payload: payload, history: history, answer: answer)
     }
 
-    package func interestAdded(_ channel: [UInt8]) {
+    /// On the channel's master: the link that carries its shard subscription, so the read
+    /// comes after it. `MOVED` (a stale map): the map is updated (the channel's subscription
+    /// moves to the new master first) and the read is sent there, at most `maxRedirects` times.
+    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
+        assertOnShard()
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: 0, completion: completion)
+    }
+
+    private func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, redirects: Int, completion: @escaping (ClusterStream?) -> Void) {
+        guard let link = owner(ofChannel: channel) else { return completion(nil) }
+        link.readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: { [unowned self] redirection in
+            guard redirects < Self.maxRedirects else {
+                metrics.redirectsExhausted.increment()
+                logger.error("cluster: a stream read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
+                return completion(nil)
+            }
+            metrics.redirects.increment()
+            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects + 1, completion: completion)
+        }, completion: completion)
+    }
+
+    package func interestAdded(_ channel: ClusterChannel) {
         assertOnShard()
         guard interest[channel] == nil else { return }
         // Before the first map the channel waits (`setOwners` subscribes it); "" marks it.
@@ -219,7 +244,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         link.interestAdded(channel)
     }
 
-    package func interestRemoved(_ channel: [UInt8]) {
+    package func interestRemoved(_ channel: ClusterChannel) {
         assertOnShard()
         guard let on = interest.removeValue(forKey: channel) else { return }
         links[on]?.interestRemoved(channel)
@@ -227,11 +252,11 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     /// On the link carrying the channel's subscription (so the answer splits its messages
     /// exactly), else its slot's master.
-    package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+    package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
         assertOnShard()
         guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
-        link.readHistory(channel: channel, after: position, maxMessages: maxMessages, completion: completion)
+        link.readHistory(channel, after: position, maxMessages: maxMessages, completion: completion)
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
@@ -248,7 +273,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     /// Runs on the master owning the command's first key (EVAL/EVALSHA: the first of its
     /// KEYS; else the first argument). The protocols tag every key of one command alike
-    /// (`{cb}`, `{rpc}`, `{bc:CHANNEL}`), so one master holds them all. No MOVED/ASK retry
+    /// (`{cb}`, `{rpc}`), so one master holds them all. No MOVED/ASK retry
     /// here: a redirected reply is answered as is (nil-free error) and the slot map is
     /// refreshed on the next tick while a master is unreachable.
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {

@@ -22,9 +22,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private enum Pending {
         case hello, select, setName, scriptLoad
         /// A publish: its script arguments (to send again with EVAL if the server lost the
-        /// script, or to another master after a redirection), whether it went by SHA, and how
-        /// many redirections it followed already.
-        case publish(arguments: [[UInt8]], viaSHA: Bool, redirects: Int)
+        /// script, or to another master after a redirection), whether it went by SHA, how
+        /// many redirections it followed already, and who waits for its position.
+        case publish(arguments: [[UInt8]], viaSHA: Bool, redirects: Int, answer: ((ClusterPosition?) -> Void)?)
         /// The ASKING before a publish redirected by ASK (its `+OK`).
         case asking
         /// An SSUBSCRIBE or SUNSUBSCRIBE of one channel (Redis Cluster mode): answered by its
@@ -67,16 +67,16 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         didSet { shardPending.count += pendingPublishes - oldValue }
     }
     private let shardPending: PendingPublishCount
-    /// Channels with local subscribers (the SUBSCRIBE set), by their raw name.
-    private var interest = Set<[UInt8]>()
+    /// Channels with local subscribers (the SUBSCRIBE set).
+    private var interest = Set<ClusterChannel>()
     /// The script's SHA-1 once SCRIPT LOAD answered on this connection; EVAL until then.
     private var scriptSHA: [UInt8]?
     /// Whether the refusal of this outage was logged (one line per outage, not per publish).
     private var outageLogged = false
     /// Whether this connection counts in `metrics.connected` (between connect and loss).
     private var linkUp = false
-    private let channelPrefix: [UInt8]
-    private let keyPrefix: [UInt8]
+    /// Every channel's keys and pub/sub name.
+    private let names: ClusterChannelNames
     private let shardName: String
     /// The node inbox this shard receives (pub/sub channel), and what takes its messages.
     private var inbox: (channel: [UInt8], all: [UInt8], handler: (UnsafeRawBufferPointer) -> Void)?
@@ -89,7 +89,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let scriptSource: String
     /// Redis Cluster mode: a publish answered MOVED or ASK goes back to the engine that owns
     /// the slot map (`RedisClusterShardEngine`), with its arguments.
-    package var onRedirect: ((_ redirection: ClusterRedirection, _ arguments: [[UInt8]], _ redirects: Int) -> Void)?
+    package var onRedirect: ((_ redirection: ClusterRedirection, _ arguments: [[UInt8]], _ redirects: Int,
+                              _ answer: ((ClusterPosition?) -> Void)?) -> Void)?
     /// Redis Cluster mode: the connection is up (the slot map is read on the first link's).
     package var onConnected: (() -> Void)?
     /// Redis Cluster mode: the master dropped a shard subscription nobody asked to drop (its
@@ -120,11 +121,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         self.logger = logger
         parser = RESPParser(limits: RESPLimits())
         sharded = configuration.redisMode == .cluster
-        // Standalone names stay as they were; in cluster mode the channel's tag starts with
-        // "c:" (never empty, so never the whole key), and membership and inboxes share the
-        // fixed tag `{nodes}` (one master carries them).
-        channelPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":ch:")).utf8)
-        keyPrefix = Array((configuration.keyPrefix + (sharded ? ":{c:" : ":{")).utf8)
+        // Channels: `ClusterChannelNames`. Membership and inboxes share the fixed tag
+        // `{nodes}` in cluster mode (one master carries them).
+        names = ClusterChannelNames(keyPrefix: configuration.keyPrefix, sharded: sharded)
         let nodes = configuration.keyPrefix + (sharded ? ":{nodes}" : "")
         inboxPrefix = Array((nodes + ":node:").utf8)
         membersKey = Array((nodes + ":members").utf8)
@@ -152,7 +151,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     // MARK: - Engine
 
-    package func publish(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer) -> ClusterPublishResult {
+    package func publish(_ channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer,
+                         history: ClusterHistoryLimits?, answer: ((ClusterPosition?) -> Void)?) -> ClusterPublishResult {
         assertOnShard()
         guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
@@ -170,19 +170,18 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         message.reserveCapacity(payload.count + 1)
         message.append(kind.rawValue)
         message.append(contentsOf: payload)
+        let limits = history ?? ClusterHistoryLimits(messages: configuration.historySize, ttlMilliseconds: configuration.historyTTLMilliseconds)
         let arguments: [[UInt8]] = [
-            keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
-            pubSubChannel(channel), Array(String(UInt64.random(in: 1 ... .max)).utf8),
-            Array(String(configuration.historySize).utf8), Array(String(configuration.historyTTLMilliseconds).utf8),
-            message,
+            names.meta(channel), names.history(channel), names.pubSub(channel), Array(String(UInt64.random(in: 1 ... .max)).utf8),
+            Array(String(limits.messages).utf8), Array(String(limits.ttlMilliseconds).utf8), message,
         ]
-        let result = publish(arguments: arguments, redirects: 0, asking: false)
+        let result = publish(arguments: arguments, redirects: 0, asking: false, answer: answer)
         if result == .sent { metrics.publishes.increment() }
         return result
     }
 
     /// Sends one publish script (a new one, or one redirected here by MOVED or ASK).
-    package func publish(arguments: [[UInt8]], redirects: Int, asking: Bool) -> ClusterPublishResult {
+    package func publish(arguments: [[UInt8]], redirects: Int, asking: Bool, answer: ((ClusterPosition?) -> Void)?) -> ClusterPublishResult {
         guard let connection, handshaken, connection.isConnected else {
             metrics.publishesUnavailable.increment()
             return .unavailable
@@ -204,24 +203,18 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.publishesOverLimit.increment()
             return .overLimit
         }
-        pending.append(.publish(arguments: arguments, viaSHA: scriptSHA != nil, redirects: redirects))
+        pending.append(.publish(arguments: arguments, viaSHA: scriptSHA != nil, redirects: redirects, answer: answer))
         pendingPublishes += 1
         connection.setAwaitingInput(true)
         return .sent
     }
 
-    /// The pub/sub channel of a Switchboard channel.
-    private func pubSubChannel(_ channel: [UInt8]) -> [UInt8] {
-        sharded ? channelPrefix + channel + Array("}:pub".utf8) : channelPrefix + channel
-    }
-
-    /// The Switchboard channel of a pub/sub channel of this engine's, or nil.
-    private func channel(ofPubSub name: [UInt8]) -> [UInt8]? {
-        guard name.starts(with: channelPrefix) else { return nil }
-        guard sharded else { return Array(name[channelPrefix.count...]) }
-        let suffix = Array("}:pub".utf8)
-        guard name.count >= channelPrefix.count + suffix.count, name.suffix(suffix.count).elementsEqual(suffix) else { return nil }
-        return Array(name[channelPrefix.count..<(name.count - suffix.count)])
+    /// A publish script's answer, `{epoch, offset}` (the epoch a decimal string: Lua would
+    /// round it as a number); nil when it is not one.
+    private static func position(_ value: RESPValue) -> ClusterPosition? {
+        guard case .array(let items) = value, items.count == 2, case .bulkString(let epoch) = items[0],
+              let e = UInt64(String(decoding: epoch, as: UTF8.self)), case .integer(let offset) = items[1], offset > 0 else { return nil }
+        return ClusterPosition(epoch: e, offset: UInt64(offset))
     }
 
     /// (Un)subscribes pub/sub channels: one command in standalone mode, one per channel in
@@ -245,16 +238,40 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         write([Array("CLUSTER".utf8), Array("SLOTS".utf8)])
     }
 
-    package func interestAdded(_ channel: [UInt8]) {
+    package func interestAdded(_ channel: ClusterChannel) {
         guard interest.insert(channel).inserted else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { subscription(true, [pubSubChannel(channel)]) }
+        if isConnected { subscription(true, [names.pubSub(channel)]) }
     }
 
-    package func interestRemoved(_ channel: [UInt8]) {
+    package func interestRemoved(_ channel: ClusterChannel) {
         guard interest.remove(channel) != nil else { return }
         metrics.subscribedChannels.set(interest.count)
-        if isConnected { subscription(false, [pubSubChannel(channel)]) }
+        if isConnected { subscription(false, [names.pubSub(channel)]) }
+    }
+
+    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: nil, completion: completion)
+    }
+
+    /// `readStream`; in Redis Cluster mode a `MOVED` answer (the channel's slot lives on another
+    /// master now) goes to `moved` instead of `completion`, to follow it there.
+    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, moved: ((ClusterRedirection) -> Void)?,
+                            completion: @escaping (ClusterStream?) -> Void) {
+        // `command`'s bound and fail-fast; same connection as the channel's (un)subscribe, so
+        // Redis runs it after them.
+        command([Array("EVAL".utf8), Array(RedisChannelScript.read.utf8), Array("2".utf8), names.meta(channel), names.history(channel),
+                 Array(String(UInt64.random(in: 1 ... .max)).utf8), Array(String(ttlMilliseconds).utf8)]) { [metrics, logger] reply in
+            guard let reply else { return completion(nil) }
+            if let moved, case .simpleError(let e) = reply, let redirection = ClusterRedirection(e), !redirection.ask {
+                return moved(redirection)
+            }
+            guard let stream = RedisChannelScript.stream(reply) else {
+                if case .simpleError(let e) = reply { logger.error("cluster: Redis refused a stream read: \(e)") } else { metrics.protocolErrors.increment() }
+                return completion(nil)
+            }
+            completion(stream)
+        }
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
@@ -358,15 +375,15 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         connection.setAwaitingInput(true)
     }
 
-    package func readHistory(channel: [UInt8], after position: ClusterPosition, maxMessages: Int,
+    package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
         assertOnShard()
-        guard let connection, connection.isConnected else { return completion(.unavailable) }
+        guard let connection, handshaken, connection.isConnected else { return completion(.unavailable) }
         pending.append(.history(after: position, completion: completion))
         // A control command: it must follow the subscription it splits, never be refused for
         // room the publishes took (one read per recovering channel, bounded by the caller).
         write([Array("EVAL".utf8), Array(RedisChannelScript.history.utf8), Array("2".utf8),
-               keyPrefix + channel + Array("}:meta".utf8), keyPrefix + channel + Array("}:history".utf8),
+               names.meta(channel), names.history(channel),
                Array(String(position.offset).utf8), Array(String(maxMessages).utf8)])
         connection.setAwaitingInput(true)
     }
@@ -478,7 +495,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         var batch: [[UInt8]] = []
         if let inbox { batch += [inbox.channel, inbox.all] }
         for channel in interest {
-            batch.append(pubSubChannel(channel))
+            batch.append(names.pubSub(channel))
             if batch.count == 512 {
                 subscription(true, batch)
                 batch.removeAll(keepingCapacity: true)
@@ -519,10 +536,14 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.removeAll()
         // Every waiter hears back exactly once: nil, Redis is gone.
         for entry in owed {
-            if case .members(let completion) = entry { completion(nil) }
-            if case .command(let completion) = entry { completion(nil) }
-            if case .slots(let completion) = entry { completion(nil) }
-            if case .history(_, let completion) = entry { completion(.unavailable) }
+            switch entry {
+            case .members(let completion): completion(nil)
+            case .command(let completion): completion(nil)
+            case .slots(let completion): completion(nil)
+            case .publish(_, _, _, let answer?): answer(nil)
+            case .history(_, let completion): completion(.unavailable)
+            default: break
+            }
         }
         pendingPublishes = 0
         scriptSHA = nil
@@ -590,7 +611,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             // Only an error answers here (a confirmation is a push): the slot is elsewhere now.
             if case .simpleError(let e) = value {
                 logger.warning("cluster: Redis refused a shard subscription: \(e)")
-                if let redirection = ClusterRedirection(e) { onRedirect?(redirection, [], 0) }
+                if let redirection = ClusterRedirection(e) { onRedirect?(redirection, [], 0, nil) }
             }
         case .slots(let completion):
             completion(ClusterSlotRange.parse(value))
@@ -623,23 +644,29 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused an addressed message: \(e)")
             }
-        case .publish(let arguments, let viaSHA, let redirects):
+        case .publish(let arguments, let viaSHA, let redirects, let answer):
             pendingPublishes -= 1
             if case .simpleError(let e) = value {
                 if e.hasPrefix("NOSCRIPT"), viaSHA {
                     // The server lost its script cache (SCRIPT FLUSH): send the script itself.
                     scriptSHA = nil
-                    pending.append(.publish(arguments: arguments, viaSHA: false, redirects: redirects))
+                    pending.append(.publish(arguments: arguments, viaSHA: false, redirects: redirects, answer: answer))
                     pendingPublishes += 1
                     write([Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments)
                     return
                 }
                 if sharded, let onRedirect, let redirection = ClusterRedirection(e) {
-                    return onRedirect(redirection, arguments, redirects)
+                    return onRedirect(redirection, arguments, redirects, answer)
                 }
                 metrics.publishErrors.increment()
                 logger.error("cluster: Redis refused a publish: \(e)")
+                answer?(nil)
+                return
             }
+            guard let answer else { return }
+            let position = Self.position(value)
+            if position == nil { metrics.protocolErrors.increment() }
+            answer(position)
         }
     }
 
@@ -655,7 +682,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.addressedReceived.increment()
             return framed.withUnsafeBytes { inbox.handler($0) }
         }
-        guard let channel = channel(ofPubSub: redisChannel), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
+        guard let channel = names.channel(ofPubSub: redisChannel), let (position, messageKind, start) = RedisChannelScript.decode(framed) else {
             metrics.protocolErrors.increment()
             return
         }

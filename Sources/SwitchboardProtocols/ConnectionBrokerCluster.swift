@@ -268,21 +268,22 @@ enum ConnectionBrokerRoleScripts {
 
 /// The Redis keys of the connection broker's roles under `cluster_key_prefix`.
 struct ConnectionBrokerRoleKeys {
+    private let keys: ClusterKeys
+    /// `P:{cb}:role:` (the node-died script adds each role).
     let rolePrefix: [UInt8]
     let sequence: [UInt8]
-    let nodePrefix: [UInt8]
 
     init(keyPrefix: String) {
-        rolePrefix = Array((keyPrefix + ":{cb}:role:").utf8)
-        sequence = Array((keyPrefix + ":{cb}:seq").utf8)
-        nodePrefix = Array((keyPrefix + ":{cb}:node:").utf8)
+        keys = ClusterKeys(keyPrefix: keyPrefix, tag: "cb")
+        rolePrefix = keys.prefix("role")
+        sequence = keys.key("seq")
     }
 
-    func role(_ role: String) -> [UInt8] { rolePrefix + Array(role.utf8) }
-    func node(_ node: Int) -> [UInt8] { nodePrefix + Array(String(node).utf8) }
+    func role(_ role: String) -> [UInt8] { keys.key("role", role) }
+    func node(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
-        [Array("EVAL".utf8), Array(script.utf8), Array(String(keys.count).utf8)] + keys + arguments
+        ClusterKeys.eval(script, keys: keys, arguments)
     }
 }
 

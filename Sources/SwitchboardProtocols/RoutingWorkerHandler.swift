@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardCluster
 
 /// Mounts several handlers on one broker, by WebSocket subprotocol or by path.
 ///
@@ -87,9 +88,14 @@ extension String {
 }
 
 /// Cluster messages (issue 13) go to the first route whose handler takes their protocol tag.
-extension RoutingWorkerHandler: ClusterMessageReceiver {
+extension RoutingWorkerHandler: ClusterMessageReceiver, ClusterChannelReceiver {
     package func receiveClusterMessage(tag: UInt8, _ bytes: UnsafeRawBufferPointer) -> Bool {
         routes.contains { ($0.handler as? ClusterMessageReceiver)?.receiveClusterMessage(tag: tag, bytes) == true }
+    }
+
+    /// A protocol channel's message goes to the first route whose handler takes its space.
+    package func receiveClusterChannelMessage(_ channel: ClusterChannel, _ payload: UnsafeRawBufferPointer, position: ClusterPosition) -> Bool {
+        routes.contains { ($0.handler as? ClusterChannelReceiver)?.receiveClusterChannelMessage(channel, payload, position: position) == true }
     }
 
     /// Every route hears of a node's death (each protocol cleans up what it owned there).

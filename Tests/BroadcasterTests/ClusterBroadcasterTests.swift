@@ -70,7 +70,7 @@ struct ClusterBroadcasterTests {
         for n in 6...10 { #expect(try inTime.expectBroadcast()["offset"] as? Int == n) }
 
         // Redis loses the stream: a new epoch, and a client of the old one is told it missed out.
-        #expect(try redis(redisServer.port, "DEL switchboard:{bc:room}:meta switchboard:{bc:room}:history") == ":2\r\n")
+        #expect(try redis(redisServer.port, "DEL switchboard:p:{bc:room}:meta switchboard:p:{bc:room}:history") == ":2\r\n")
         let lost = try nodes[1].authed(channels: ["room"])
         let lostResult = try lost.expectResult(try lost.call("subscribe", #"{"channel":"room","since":{"offset":10,"epoch":"\#(epoch)"}}"#))
         #expect(lostResult["recovered"] as? Bool == false && lostResult["offset"] as? Int == 0, "\(lostResult)")

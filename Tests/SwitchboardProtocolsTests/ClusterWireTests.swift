@@ -50,20 +50,21 @@ struct ClusterWireTests {
     @Test func broadcasterMessages() {
         let m = BroadcasterMessage(id: "abc", channel: "room", event: "e", payload: Array(#"{"n":1}"#.utf8),
                                    createTimeNanoseconds: -5, offset: 0, epoch: "")
-        let framed = Array("17:EPOCH_1:".utf8) + BroadcasterClusterWire.body(m)
-        let decoded = framed.withUnsafeBytes { BroadcasterClusterWire.decode($0) }
+        let body = BroadcasterClusterWire.body(m)
+        let decoded = body.withUnsafeBytes { BroadcasterClusterWire.decode($0, offset: 17, epoch: "123") }
         var expected = m
         expected.offset = 17
-        expected.epoch = "EPOCH_1"
+        expected.epoch = "123"
         #expect(decoded == expected)
-        for bad in ["", ":E:", "x:E:", "1:E", "1:"] {
-            #expect(Array(bad.utf8).withUnsafeBytes { BroadcasterClusterWire.decode($0) } == nil, "\(bad)")
-        }
-        for n in 0..<(framed.count - m.payload.count) {
-            #expect(Array(framed[..<n]).withUnsafeBytes { BroadcasterClusterWire.decode($0) } == nil, "prefix \(n)")
+        // Every prefix that cuts into the header (id, time, channel, event) is refused; the
+        // payload is the rest, whatever its length.
+        for n in 0..<(body.count - m.payload.count) {
+            #expect(Array(body[..<n]).withUnsafeBytes { BroadcasterClusterWire.decode($0, offset: 1, epoch: "1") } == nil, "prefix \(n)")
         }
     }
 
+    /// Recovery in a cluster is the single-node log's (`BroadcasterChannelLog.recover`) over
+    /// what Redis holds; a history that is not consecutive up to the last offset is none.
     @Test func broadcasterRecoveryRules() {
         func msg(_ offset: Int, _ t: Int64 = 0) -> BroadcasterMessage {
             BroadcasterMessage(id: "\(offset)", channel: "c", event: "", payload: [0x31], createTimeNanoseconds: t, offset: offset, epoch: "E")
@@ -71,7 +72,8 @@ struct ClusterWireTests {
         let limits = BroadcasterHistoryLimits(maxMessages: 3, maxBytes: 100)
         let history = [msg(4), msg(5), msg(6)]
         func recover(_ offset: Int, _ epoch: String = "E", _ h: [BroadcasterMessage] = history, _ l: BroadcasterHistoryLimits = limits) -> BroadcasterRecovery {
-            BroadcasterClusterWire.recovery(epoch: "E", lastOffset: 6, history: h, since: .init(offset: offset, epoch: epoch), limits: l, nowNanoseconds: 0)
+            var log = BroadcasterChannelLog(epoch: "E", lastOffset: 6, history: h, limits: l)
+            return log.recover(since: .init(offset: offset, epoch: epoch), nowNanoseconds: 0)
         }
         #expect(recover(3) == .recovered([msg(4), msg(5), msg(6)], lastOffset: 6))
         #expect(recover(5) == .recovered([msg(6)], lastOffset: 6))
@@ -81,6 +83,8 @@ struct ClusterWireTests {
         #expect(recover(5, "other") == .notRecovered(lastOffset: 6), "another epoch")
         #expect(recover(5, "E", []) == .notRecovered(lastOffset: 6), "no history")
         #expect(recover(3, "E", history, .init(maxMessages: 2, maxBytes: 100)) == .notRecovered(lastOffset: 6), "trimmed to 2")
+        #expect(recover(3, "E", [msg(4), msg(6)]) == .notRecovered(lastOffset: 6), "a hole at 5")
+        #expect(recover(3, "E", [msg(3), msg(4), msg(5)]) == .notRecovered(lastOffset: 6), "not up to the last offset")
     }
 
     @Test func rpcMessages() {

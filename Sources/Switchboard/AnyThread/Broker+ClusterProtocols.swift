@@ -13,6 +13,10 @@ import SwitchboardRESP
 //   hands each message to its worker in arrival order. Fail-fast like every cluster publish.
 // - `ClusterMessageReceiver`: shard 0's worker gets those messages (tagged by protocol).
 // - `clusterCommand`: one Redis command for cluster-wide state (connection-broker roles).
+// - Protocol channels (`ClusterChannel` in a space of the protocol's, the broadcaster's): the
+//   engine's own channel mechanism (interest, one script for offset, history and fan-out, one
+//   order per channel), with the protocol's history limits and the position handed back to the
+//   publisher; each interested shard receives them itself (`ClusterChannelReceiver`).
 //
 // Not public: the handler API stays what it is on one node; only this package's protocols
 // use these.
@@ -79,5 +83,64 @@ extension ShardContext {
         assertOnShard()
         guard let cluster = channels.cluster else { return false }
         return cluster.sendToNode(node, [protocolMessageOperation, tag] + message, receivers: receivers) == .sent
+    }
+}
+
+/// A worker that takes the messages of its protocol's cluster channels. Called on every shard
+/// interested in the channel (`ShardContext.clusterInterest`), in the channel's cluster-wide
+/// order; `payload` is valid only during the call.
+package protocol ClusterChannelReceiver: AnyObject {
+    /// False when `channel`'s space is not this receiver's (a router asks its routes in turn).
+    func receiveClusterChannelMessage(_ channel: ClusterChannel, _ payload: UnsafeRawBufferPointer, position: ClusterPosition) -> Bool
+}
+
+extension ShardContext {
+    /// Whether this shard receives `channel` (a protocol's): say true with the channel's first
+    /// subscriber on this shard and false with its last leaving, so the shard is subscribed in
+    /// Redis only while it needs the traffic. Nothing on a single node.
+    package func clusterInterest(_ channel: ClusterChannel, _ interested: Bool) {
+        assertOnShard()
+        precondition(channel.space != nil, "the broker's channels follow their subscribers by themselves")
+        guard let cluster = channels.cluster else { return }
+        if interested { cluster.interestAdded(channel) } else { cluster.interestRemoved(channel) }
+    }
+
+    /// Publishes to a protocol channel through the engine (one script: next offset, history
+    /// kept as `history` says, fan-out to every interested shard of every node). False when
+    /// refused at once (`answer` then never runs); else `answer` runs later on this shard with
+    /// the message's position, or nil when Redis refused it or the connection was lost first.
+    package func clusterPublish(_ channel: ClusterChannel, _ payload: [UInt8], history: ClusterHistoryLimits,
+                                answer: @escaping (ClusterPosition?) -> Void) -> Bool {
+        assertOnShard()
+        precondition(channel.space != nil, "Broker.publish carries the broker's channels")
+        guard let cluster = channels.cluster else { return false }
+        return payload.withUnsafeBytes { cluster.publish(channel, kind: .binary, payload: $0, history: history, answer: answer) } == .sent
+    }
+
+    /// Reads a protocol channel's stream (`ClusterShardEngine.readStream`). False when refused
+    /// at once (`completion` then never runs); else `completion` runs later on this shard.
+    package func clusterReadStream(_ channel: ClusterChannel, ttlMilliseconds: Int, _ completion: @escaping (ClusterStream?) -> Void) -> Bool {
+        assertOnShard()
+        guard let cluster = channels.cluster else { return false }
+        var returned = false
+        var refusedAtOnce = false
+        cluster.readStream(channel, ttlMilliseconds: ttlMilliseconds) { stream in
+            // The engine answers nil inside the call when it cannot send: a refusal.
+            guard returned else { refusedAtOnce = true; return }
+            completion(stream)
+        }
+        returned = true
+        return !refusedAtOnce
+    }
+}
+
+extension Broker {
+    /// A protocol channel's message on an interested shard: its worker takes it, or it is
+    /// dropped (no handler of this space here: the interest came from elsewhere, which the
+    /// protocols never do).
+    static func receiveProtocolChannelMessage(_ channel: ClusterChannel, _ payload: UnsafeRawBufferPointer, _ position: ClusterPosition,
+                                              worker: WorkerHandler?) {
+        let taken = (worker as? ClusterChannelReceiver)?.receiveClusterChannelMessage(channel, payload, position: position) ?? false
+        assert(taken, "a protocol channel message nobody on this shard takes")
     }
 }

@@ -58,9 +58,13 @@ extension ChannelEngine: ClusterEngineDelegate {
     /// A message from Redis: delivered, unless its channel is being recovered (held until the
     /// read answers) or it shows a gap after the last delivered one (then the gap is read back
     /// first). A new epoch in live traffic means the stream the subscribers followed is gone:
-    /// reported as not recovered, then delivered.
-    func clusterDeliver(channel: [UInt8], kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition) {
-        let name = ChannelName(channel)
+    /// reported as not recovered, then delivered. A protocol's channel (`ClusterChannel.space`,
+    /// the broadcaster's) goes to its handler on this shard instead, which keeps its own log.
+    func clusterDeliver(channel: ClusterChannel, kind: ClusterMessageKind, payload: UnsafeRawBufferPointer, position: ClusterPosition) {
+        guard channel.space == nil else {
+            return Broker.receiveProtocolChannelMessage(channel, payload, position, worker: webSockets.worker)
+        }
+        let name = ChannelName(channel.name)
         guard let local = channels.subscribers(of: name) else { return }
         let frame = OutboundBytes.webSocketFrame(kind == .text ? .text : .binary, payload)
         let at = ChannelPosition(epoch: position.epoch, offset: position.offset)
@@ -78,10 +82,12 @@ extension ChannelEngine: ClusterEngineDelegate {
     }
 
     /// The subscriptions were made again (reconnect, or moved to another master): every
-    /// channel that delivered something reads what it missed.
-    func clusterResubscribed(_ subscribed: [[UInt8]]) {
-        for bytes in subscribed {
-            let name = ChannelName(bytes)
+    /// broker channel that delivered something reads what it missed. A protocol's channels are
+    /// not read here: the broadcaster recovers from the stream when a client subscribes with
+    /// `since` (`readStream`), not on the engine's reconnect.
+    func clusterResubscribed(_ subscribed: [ClusterChannel]) {
+        for channel in subscribed where channel.space == nil {
+            let name = ChannelName(channel.name)
             guard !recovery.isReading(name), let last = channels.subscribers(of: name)?.lastPosition else { continue }
             recover(name, after: last)
         }
@@ -94,7 +100,7 @@ extension ChannelEngine: ClusterEngineDelegate {
             return reportGap(channel, recovered: false)
         }
         let generation = recovery.begin(channel)
-        cluster.readHistory(channel: channel.bytes, after: ClusterPosition(epoch: last.epoch, offset: last.offset),
+        cluster.readHistory(.broker(channel.bytes), after: ClusterPosition(epoch: last.epoch, offset: last.offset),
                             maxMessages: recovery.maxMessages) { [unowned self] read in
             recovered(channel, generation: generation, after: last, read)
         }

@@ -75,6 +75,21 @@ public struct BroadcasterChannelLog {
         self.limits = limits
     }
 
+    /// The log as another owner holds it (Redis, in a cluster): its epoch, the last offset it
+    /// gave out and the messages it kept, oldest first. They are kept only when their offsets
+    /// are consecutive and end at `lastOffset` (else none: a history with a hole must not answer
+    /// a recovery); the limits apply at the next `recover` or `trim`.
+    init(epoch: String, lastOffset: Int, history: [BroadcasterMessage], limits: BroadcasterHistoryLimits) {
+        precondition(lastOffset >= 0)
+        self.epoch = epoch
+        self.limits = limits
+        self.lastOffset = lastOffset
+        let consecutive = zip(history, history.dropFirst()).allSatisfy { $0.offset + 1 == $1.offset }
+        guard consecutive, history.last?.offset == lastOffset else { return }
+        messages = history
+        retainedBytes = history.reduce(0) { $0 + $1.payload.count }
+    }
+
     public var retainedCount: Int { messages.count - head }
 
     /// Assigns the next offset to `message` (its `offset` and `epoch` are overwritten), keeps it

@@ -17,8 +17,9 @@ final class BroadcasterSession {
 /// One subscription: its id, its `seq` counter, and its phase.
 struct BroadcasterSubscription {
     enum Phase {
-        /// Waiting for the owner's answer to `since`: live messages received meanwhile are held
-        /// back, in owner order.
+        /// Waiting for the owner's answer to `since` (in a cluster, to every subscribe: Redis's
+        /// answer comes once the shard's subscription is in place): live messages received
+        /// meanwhile are held back, in owner order.
         case recovering(heldBack: [BroadcasterMessage])
         /// Every message is delivered as it arrives.
         case live

@@ -162,30 +162,33 @@ final class BroadcasterShardHandler: WorkerHandler {
             return fail(socketId, .subscribe, id, BroadcasterError(.failedPrecondition, "too many subscriptions"))
         }
         generation += 1
-        let subscription = BroadcasterSubscription(id: BroadcasterMessage.randomID(), generation: generation, recovering: since != nil)
+        // In a cluster every subscribe waits for Redis (BroadcasterCluster.swift), so that it
+        // is exact: answered once this shard's Redis subscription is in place.
+        let inCluster = context.clusterNodeID != nil
+        let subscription = BroadcasterSubscription(id: BroadcasterMessage.randomID(), generation: generation,
+                                                   recovering: since != nil || inCluster)
         session.subscriptions[channel] = subscription
-        subscribers[channel, default: []].insert(socketId)
+        addSubscriber(socketId, channel)
         metrics.subscriptions.increment()
-        guard let since else {
+        if !inCluster, since == nil {
             if id != 0 { reply(socketId, subscribeResult(id, subscription.id, recovery: nil)) }
             return
         }
-        if context.clusterNodeID != nil {
-            // In a cluster Redis is the owner (BroadcasterCluster.swift).
-            let gen = subscription.generation
-            let undo = { [unowned self] in
-                guard let s = sessions[socketId], s.subscriptions[channel]?.generation == gen else { return }
-                s.subscriptions[channel] = nil
-                removeSubscriber(socketId, channel)
-                metrics.subscriptions.decrement()
-                fail(socketId, .subscribe, id, BroadcasterError(.internal, "the channel's owner is overloaded, try again"))
-            }
+        // Ask the owner for the missed messages; live ones are held back meanwhile. The owner
+        // answers on this shard with `finishRecovery`, or the subscription is undone.
+        let gen = subscription.generation
+        let undo = { [weak self] in
+            guard let self, let s = sessions[socketId], s.subscriptions[channel]?.generation == gen else { return }
+            s.subscriptions[channel] = nil
+            removeSubscriber(socketId, channel)
+            metrics.subscriptions.decrement()
+            fail(socketId, .subscribe, id, BroadcasterError(.internal, "the channel's owner is overloaded, try again"))
+        }
+        guard let since, !inCluster else {
             if !recoverInCluster(socketId, id, channel, since, generation: gen, failed: undo) { undo() }
             return
         }
-        // Ask the owner for the missed messages; live ones are held back meanwhile.
         let shard = context.shardIndex
-        let gen = subscription.generation
         let owner = shared.owner(of: channel, shardCount: context.shardCount)
         let shared = self.shared
         let sent = context.broker.execute(onShard: owner) { ownerContext in
@@ -195,12 +198,7 @@ final class BroadcasterShardHandler: WorkerHandler {
                 shared.handlers[back]?.finishRecovery(socketId, channel, gen, id, recovery)
             }
         }
-        if sent != .queued {
-            session.subscriptions[channel] = nil
-            removeSubscriber(socketId, channel)
-            metrics.subscriptions.decrement()
-            fail(socketId, .subscribe, id, BroadcasterError(.internal, "the channel's owner is overloaded, try again"))
-        }
+        if sent != .queued { undo() }
     }
 
     private func subscribeResult(_ id: Int, _ subscriptionId: String, recovery: (BroadcasterRecovery, epoch: String)?) -> String {
@@ -215,13 +213,20 @@ final class BroadcasterShardHandler: WorkerHandler {
         }
     }
 
-    /// On the subscriber's shard: the owner's answer to a `since` subscribe.
+    /// On the subscriber's shard: the owner's answer to a `since` subscribe (`asked`), or in a
+    /// cluster Redis's answer to any subscribe (not `asked`: no recovery to report; held-back
+    /// messages up to the answer's offset were ordered before the subscribe and are dropped).
     func finishRecovery(_ socketId: SocketID, _ channel: String, _ generation: Int, _ id: Int,
-                        _ answer: (recovery: BroadcasterRecovery, epoch: String)) {
+                        _ answer: (recovery: BroadcasterRecovery, epoch: String), asked: Bool = true) {
         guard let session = sessions[socketId], var subscription = session.subscriptions[channel],
               subscription.generation == generation, case .recovering(let heldBack) = subscription.phase else { return }
-        if answer.recovery.isRecovered { metrics.recoveriesHit.increment() } else { metrics.recoveriesMiss.increment() }
-        if id != 0 { reply(socketId, subscribeResult(id, subscription.id, recovery: answer)) }
+        if asked {
+            if answer.recovery.isRecovered { metrics.recoveriesHit.increment() } else { metrics.recoveriesMiss.increment() }
+        }
+        if id != 0 {
+            let reported: (BroadcasterRecovery, epoch: String)? = asked ? (answer.recovery, answer.epoch) : nil
+            reply(socketId, subscribeResult(id, subscription.id, recovery: reported))
+        }
         subscription.phase = .live
         for m in BroadcasterSubscription.merge(answer.recovery, heldBack: heldBack) {
             deliver(socketId, BroadcastFrame(m).text(seq: subscription.nextSeq()))
@@ -240,9 +245,20 @@ final class BroadcasterShardHandler: WorkerHandler {
         if id != 0 { reply(socketId, BroadcasterResponse.result(requestId: id) { $0.bool("success", true) }) }
     }
 
+    /// Every change of `subscribers` goes through these two: the first subscriber of a channel
+    /// on this shard starts its cluster interest, the last one leaving ends it.
+    private func addSubscriber(_ socketId: SocketID, _ channel: String) {
+        let first = subscribers[channel] == nil
+        subscribers[channel, default: []].insert(socketId)
+        if first { clusterInterest(channel, true) }
+    }
+
     private func removeSubscriber(_ socketId: SocketID, _ channel: String) {
-        subscribers[channel]?.remove(socketId)
-        if subscribers[channel]?.isEmpty == true { subscribers[channel] = nil }
+        guard subscribers[channel]?.remove(socketId) != nil else { return }
+        if subscribers[channel]?.isEmpty == true {
+            subscribers[channel] = nil
+            clusterInterest(channel, false)
+        }
     }
 
     private func publishFromSocket(_ socketId: SocketID, _ session: BroadcasterSession, _ id: Int, _ p: BroadcasterPublish) {

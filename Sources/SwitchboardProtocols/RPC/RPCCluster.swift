@@ -121,19 +121,17 @@ enum RPCClusterWire {
 
 /// The RPC directory's Redis keys (one hash tag, `{rpc}`, one Redis Cluster slot) and scripts.
 struct RPCClusterKeys {
-    let idPrefix: [UInt8]
-    let nodePrefix: [UInt8]
+    private let keys: ClusterKeys
 
-    init(prefix: String) {
-        idPrefix = Array((prefix + ":{rpc}:id:").utf8)
-        nodePrefix = Array((prefix + ":{rpc}:node:").utf8)
-    }
+    init(prefix: String) { keys = ClusterKeys(keyPrefix: prefix, tag: "rpc") }
 
-    func id(_ id: String) -> [UInt8] { idPrefix + Array(id.utf8) }
-    func node(_ node: Int) -> [UInt8] { nodePrefix + Array(String(node).utf8) }
+    /// `P:{rpc}:id:` (the node-died script adds each id).
+    var idPrefix: [UInt8] { keys.prefix("id") }
+    func id(_ id: String) -> [UInt8] { keys.key("id", id) }
+    func node(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
-        [Array("EVAL".utf8), Array(script.utf8), Array(String(keys.count).utf8)] + keys + arguments
+        ClusterKeys.eval(script, keys: keys, arguments)
     }
 
     /// KEYS: id set, node set. ARGV: node, id.

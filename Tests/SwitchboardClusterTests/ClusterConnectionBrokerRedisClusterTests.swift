@@ -1,0 +1,102 @@
+import Foundation
+import Switchboard
+import SwitchboardProtocols
+import SwitchboardTestSupport
+import Testing
+
+/// The connection broker over a Redis Cluster (`cluster_redis_mode = cluster`): three
+/// in-process nodes (two shards each) on the three masters `ClusterRedisClusterTests` starts.
+/// The roles live on the `{cb}` slot's master, the node inboxes on the `{nodes}` slot's.
+@Suite("Cluster over a Redis Cluster: connection broker across three nodes", .serialized)
+struct ClusterConnectionBrokerRedisClusterTests {
+    func node(_ id: Int, seedPort: Int, backend: IOBackendKind) throws -> (broker: Broker, cb: ConnectionBroker) {
+        var configuration = BrokerConfiguration()
+        configuration.host = "127.0.0.1"
+        configuration.port = 0
+        configuration.io.shardCount = 2
+        configuration.io.backend = backend
+        configuration.io.tickMilliseconds = 10
+        configuration.webSocket.perMessageDeflate = false
+        configuration.cluster.engine = .redis
+        configuration.cluster.redisMode = .cluster
+        configuration.cluster.redisURL = "redis://127.0.0.1:\(seedPort)"
+        configuration.cluster.nodeID = id
+        configuration.cluster.initialBackoffMilliseconds = 20
+        configuration.cluster.maxBackoffMilliseconds = 200
+        configuration.cluster.heartbeatMilliseconds = 100
+        configuration.cluster.nodeTTLMilliseconds = 2_000
+        var options = ConnectionBrokerOptions()
+        options.profile = .strict
+        let cb = ConnectionBroker(options: options)
+        let broker = Broker(configuration: configuration, logger: .discarding, handlerFactory: cb.handlerFactory())
+        try broker.start()
+        return (broker, cb)
+    }
+
+    func metric(_ broker: Broker, _ name: String) -> Int {
+        broker.metricSamples().filter { $0.name == name }.reduce(0) { $0 + Int($1.value) }
+    }
+
+    @Test("register and list_by_role cluster-wide, open and messages both ways between nodes, close")
+    func openAndMessage() throws {
+        let servers = try ClusterRedisClusterTests.startCluster()
+        defer { for s in servers { s.stop() } }
+        let nodes = try zip(1...3, [IOBackendKind.uring, .epoll, .uring]).map { try node($0, seedPort: servers[0].port, backend: $1) }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        // Every node heartbeats on the `{nodes}` master, after subscribing its inbox there on
+        // the same connection: three members seen means every inbox is in place.
+        // Each of the two shards of a node holds a connection to each master.
+        #expect(waitUntil(timeoutMilliseconds: 15_000) {
+            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 3 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
+        })
+
+        var workers: [CBNodeClient] = []
+        for n in 0..<3 {
+            let c = try CBNodeClient(port: nodes[n].broker.port)
+            try c.register("worker")
+            workers.append(c)
+        }
+        #expect(workers.map { String($0.connectionId.prefix(2)) } == ["01", "02", "03"])
+        let lister = try CBNodeClient(port: nodes[2].broker.port)
+        try lister.register("lister")
+        #expect(try lister.list("worker") == workers.map(\.connectionId), "registration order, read on the {cb} master")
+
+        // open from node 1 to node 2; 20 messages each way, in order.
+        let (a, b, c) = (workers[0], workers[1], workers[2])
+        let ab = try a.open(to: b)
+        for i in 0..<20 { try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":{\"n\":\(i)}") }
+        for i in 0..<20 { try b.request("message", "\"channelId\":\"\(ab)\",\"payload\":[\(i)]") }
+        var toB: [Int] = [], toA: [Int] = [], sentA = 0, sentB = 0
+        while toB.count < 20 || sentB < 20 {
+            let m = try b.read()
+            switch m["type"] as? String {
+            case "channel_message": toB.append(try #require((m["payload"] as? [String: Any])?["n"] as? Int))
+            case "channel_message_sent": sentB += 1
+            default: Issue.record("unexpected \(m)")
+            }
+        }
+        while toA.count < 20 || sentA < 20 {
+            let m = try a.read()
+            switch m["type"] as? String {
+            case "channel_message": toA.append(try #require((m["payload"] as? [Int])?.first))
+            case "channel_message_sent": sentA += 1
+            default: Issue.record("unexpected \(m)")
+            }
+        }
+        #expect(toB == Array(0..<20) && toA == Array(0..<20), "per channel and direction, in send order")
+        #expect(metric(nodes[1].broker, "switchboard_cluster_addressed_received_total") >= 20, "through node 2's inbox")
+
+        // Node 3 to node 1, then a close: the messages before it, then the notification.
+        let ca = try c.open(to: a)
+        let sends = try (0..<3).map { i in try c.request("message", "\"channelId\":\"\(ca)\",\"payload\":\(i)") }
+        let close = try c.request("close", "\"channelId\":\"\(ca)\"")
+        for i in 0..<3 { #expect(try a.expect("channel_message", ["channelId": ca])["payload"] as? Int == i) }
+        try a.expect("channel_closed_notification", ["channelId": ca])
+        for id in sends { try c.expect("channel_message_sent", replyTo: id, ["channelId": ca]) }
+        try c.expect("channel_closed", replyTo: close, ["channelId": ca])
+        for n in nodes {
+            #expect(n.cb.metrics.all.first { $0.name == "cb_cross_node_lost_total" }?.value == 0)
+            #expect(n.cb.metrics.all.first { $0.name == "cb_cluster_unavailable_total" }?.value == 0)
+        }
+    }
+}

@@ -1,40 +1,8 @@
-import Foundation  // Process: redis-cli --cluster create; JSONSerialization, as in the other broadcaster tests
+import Foundation  // JSONSerialization, as in the other broadcaster tests
 import Switchboard
 import SwitchboardProtocols
 import SwitchboardTestSupport
 import Testing
-
-/// A Redis Cluster of three masters (no replicas) started here on 127.0.0.1, stopped by the
-/// caller; as `ClusterRedisClusterTests.startCluster` (another test target, so a small copy).
-/// Ports below 55536: each master's cluster bus listens on its port + 10000.
-func startRedisCluster() throws -> [RedisServer] {
-    let servers = try (0..<3).map { _ in
-        try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                         "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"],
-                        maxPort: 55_535)
-    }
-    let cli = "/usr/bin/redis-cli"
-    try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
-    let create = Process()
-    create.executableURL = URL(fileURLWithPath: cli)
-    create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"]
-    create.standardOutput = FileHandle.nullDevice
-    create.standardError = FileHandle.nullDevice
-    try create.run()
-    create.waitUntilExit()
-    try #require(create.terminationStatus == 0, "redis-cli --cluster create failed")
-    for server in servers {
-        try #require(waitUntil(timeoutMilliseconds: 20_000) { redisInline(server.port, "CLUSTER INFO").contains("cluster_state:ok") },
-                     "cluster_state:ok on \(server.port)")
-    }
-    return servers
-}
-
-/// One inline command to one Redis server; its raw reply ("" when it could not be asked).
-func redisInline(_ port: Int, _ command: String) -> String {
-    guard let c = try? TestClient(port: port), (try? c.send(command + "\r\n")) != nil, (try? c.fill()) == true else { return "" }
-    return String(decoding: c.buffered, as: UTF8.self)
-}
 
 /// The master that owns `key`: the one that answers a command on it instead of `-MOVED`.
 func owningMaster(_ key: String, among servers: [RedisServer]) -> Int? {
@@ -52,7 +20,7 @@ struct ClusterBroadcasterRedisClusterTests {
 
     @Test("REST publishes on A reach B and C on channels of three masters, in order with one epoch each; recovery on A; A receives nothing it does not need")
     func acrossMasters() throws {
-        let servers = try startRedisCluster()
+        let servers = try RedisServer.startCluster()
         defer { for s in servers { s.stop() } }
         // One channel on each master (its keys and shard channel share the tag {bc:NAME}).
         var channelOf: [Int: String] = [:]

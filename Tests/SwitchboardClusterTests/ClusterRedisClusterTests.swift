@@ -1,4 +1,4 @@
-import Foundation  // Process: redis-cli --cluster create
+import Foundation
 import SwitchboardCluster
 import SwitchboardRESP
 import SwitchboardTestSupport
@@ -11,31 +11,13 @@ import Glibc
 /// all started here on 127.0.0.1 and stopped at the end (`cluster_redis_mode = cluster`).
 @Suite("Cluster over a Redis Cluster: three masters, three nodes", .serialized)
 struct ClusterRedisClusterTests {
-    /// Three masters, their slots spread by `redis-cli --cluster create`, `cluster_state:ok`.
-    /// Ports below 55536: each master's cluster bus listens on its port + 10000. Full
-    /// coverage is not required, so the slots of a dead master fail alone (without it the
-    /// whole cluster refuses every command once the dead master is marked failed).
+    /// Three masters (`RedisServer.startCluster`), and with `replicas` each replica in sync
+    /// with its master.
     static func startCluster(replicas: Int = 0) throws -> [RedisServer] {
-        let servers = try (0..<(3 * (1 + replicas))).map { _ in
-            try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                             "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"],
-                            maxPort: 55_535)
-        }
-        let cli = "/usr/bin/redis-cli"
-        try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
-        let create = Process()
-        create.executableURL = URL(fileURLWithPath: cli)
-        create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", String(replicas), "--cluster-yes"]
-        create.standardOutput = FileHandle.nullDevice
-        create.standardError = FileHandle.nullDevice
-        try create.run()
-        create.waitUntilExit()
-        try #require(create.terminationStatus == 0, "redis-cli --cluster create failed")
-        for server in servers {
+        let servers = try RedisServer.startCluster(replicas: replicas)
+        for server in servers where replicas > 0 {
             let probe = try RedisProbe(port: server.port)
-            try #require(waitUntil(timeoutMilliseconds: 20_000) { Self.text(try? probe.call(["CLUSTER", "INFO"])).contains("cluster_state:ok") },
-                         "cluster_state:ok on \(server.port)")
-            if replicas > 0, Self.text(try probe.call(["INFO", "replication"])).contains("role:slave") {
+            if Self.text(try probe.call(["INFO", "replication"])).contains("role:slave") {
                 try #require(waitUntil(timeoutMilliseconds: 20_000) { Self.text(try? probe.call(["INFO", "replication"])).contains("master_link_status:up") },
                              "replica \(server.port) in sync")
             }

@@ -1,4 +1,3 @@
-import Foundation  // Process: redis-cli --cluster create
 import Switchboard
 import SwitchboardClient
 import SwitchboardProtocols
@@ -7,38 +6,9 @@ import Testing
 
 /// RPC over a Redis Cluster (`cluster_redis_mode = cluster`): three in-process nodes on three
 /// masters started here (the directory lives on the `{rpc}` slot's master, the node inboxes on
-/// the `{nodes}` slot's). The cluster start is a small copy of `ClusterRedisClusterTests`'
-/// (another test target).
+/// the `{nodes}` slot's), started by `RedisServer.startCluster` (SwitchboardTestSupport).
 @Suite("Cluster over a Redis Cluster: RPC across three nodes", .serialized)
 struct ClusterRPCRedisClusterTests {
-    /// One inline command; the raw reply ("" when it could not be asked).
-    static func inline(_ port: Int, _ command: String) -> String {
-        guard let c = try? TestClient(port: port), (try? c.send(command + "\r\n")) != nil, (try? c.fill()) == true else { return "" }
-        return String(decoding: c.buffered, as: UTF8.self)
-    }
-
-    static func startCluster() throws -> [RedisServer] {
-        let servers = try (0..<3).map { _ in
-            try RedisServer(extraArguments: ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
-                                             "--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"],
-                            maxPort: 55_535)
-        }
-        let cli = "/usr/bin/redis-cli"
-        try #require(FileManager.default.isExecutableFile(atPath: cli), "redis-cli missing: install Debian's redis-tools")
-        let create = Process()
-        create.executableURL = URL(fileURLWithPath: cli)
-        create.arguments = ["--cluster", "create"] + servers.map { "127.0.0.1:\($0.port)" } + ["--cluster-replicas", "0", "--cluster-yes"]
-        create.standardOutput = FileHandle.nullDevice
-        create.standardError = FileHandle.nullDevice
-        try create.run()
-        create.waitUntilExit()
-        try #require(create.terminationStatus == 0, "redis-cli --cluster create failed")
-        for server in servers {
-            try #require(waitUntil(timeoutMilliseconds: 20_000) { inline(server.port, "CLUSTER INFO").contains("cluster_state:ok") })
-        }
-        return servers
-    }
-
     final class Node {
         let broker: Broker
         let rpc: RPCServer
@@ -88,7 +58,7 @@ struct ClusterRPCRedisClusterTests {
 
     @Test("server and remote-client requests between nodes over three masters")
     func requests() async throws {
-        let servers = try Self.startCluster()
+        let servers = try RedisServer.startCluster()
         defer { for s in servers { s.stop() } }
         let nodes = try zip(1...3, [IOBackendKind.uring, .epoll, .uring]).map { try Node($0, seedPort: servers[0].port, backend: $1) }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
@@ -98,7 +68,7 @@ struct ClusterRPCRedisClusterTests {
         let c = try await nodes[2].client("gamma")
         // In the directory on the `{rpc}` master (the others answer MOVED).
         for id in ["alpha", "beta", "gamma"] {
-            try await waitUntil { servers.contains { Self.inline($0.port, "SCARD switchboard:{rpc}:id:\(id)") == ":1\r\n" } }
+            try await waitUntil { servers.contains { redisInline($0.port, "SCARD switchboard:{rpc}:id:\(id)") == ":1\r\n" } }
         }
         b.on("greet") { args in .string("beta's client got \(try JSONValue.array(args).jsonString())") }
 

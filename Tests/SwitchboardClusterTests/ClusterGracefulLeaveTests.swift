@@ -1,17 +1,13 @@
 @testable import SwitchboardCluster  // RedisChannelScript's departure encoding
-import Foundation  // for ClusterRedisClusterTests.startCluster
+import Foundation
 import SwitchboardRESP
+import SwitchboardIO  // monotonicMilliseconds
 import SwitchboardTestSupport
 import Testing
 #if canImport(Glibc)
 import Glibc
 #endif
 
-private func nowMilliseconds() -> Int64 {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Int64(t.tv_sec) * 1_000 + Int64(t.tv_nsec) / 1_000_000
-}
 
 /// Graceful stop = clean leave (issue 13): a node stopped with SIGTERM removes itself from the
 /// membership and announces its departure before its shards drain, so the others run their
@@ -62,14 +58,14 @@ struct ClusterGracefulLeaveTests {
         let all = #""ids":["\#(a.connectionId)","\#(b.connectionId)","\#(c.connectionId)"]}"#
         #expect(try c.list("r") == all)
 
-        let stoppedAt = nowMilliseconds()
+        let stoppedAt = monotonicMilliseconds()
         #expect(terminate(nodes[1]) == 0, "node 2 exits cleanly")
         // Its peers on nodes 1 and 3 hear that their channels closed (20 s wait, 60 s TTL).
         a.socket.setReceiveTimeout(milliseconds: 20_000)
         c.socket.setReceiveTimeout(milliseconds: 20_000)
         try a.expect(#"{"type":"channel_closed_notification","channelId":"\#(ab)"}"#)
         try c.expect(#"{"type":"channel_closed_notification","channelId":"\#(cb)"}"#)
-        let elapsed = nowMilliseconds() - stoppedAt
+        let elapsed = monotonicMilliseconds() - stoppedAt
         print("node 2's peers notified \(elapsed) ms after SIGTERM (TTL \(Self.ttlMilliseconds) ms)")
         #expect(elapsed < Int64(Self.ttlMilliseconds / 3), "\(elapsed) ms: by the leave, not the expiry")
         // Its role members are gone from Redis, its membership too, and every survivor counted
@@ -156,7 +152,7 @@ struct ClusterGracefulLeaveTests {
         let toBeta = try beta.read()
         #expect(toBeta.object["name"] as? String == "tagged", "\(toBeta.text)")
 
-        let stoppedAt = nowMilliseconds()
+        let stoppedAt = monotonicMilliseconds()
         #expect(terminate(nodes[1]) == 0, "node 2 exits cleanly")
         for watcher in watchers {
             watcher.socket.setReceiveTimeout(milliseconds: 20_000)
@@ -164,7 +160,7 @@ struct ClusterGracefulLeaveTests {
         }
         alpha.socket.setReceiveTimeout(milliseconds: 20_000)
         #expect(try alpha.read().text == "{" + ClusterProcessProtocolTests.disconnected + #","correlationId":"\#(waiting)"}"#)
-        let elapsed = nowMilliseconds() - stoppedAt
+        let elapsed = monotonicMilliseconds() - stoppedAt
         print("node 2's death heard \(elapsed) ms after SIGTERM (TTL \(Self.ttlMilliseconds) ms)")
         #expect(elapsed < Int64(Self.ttlMilliseconds / 3), "\(elapsed) ms: by the leave, not the expiry")
         // beta's id left the cluster directory; node 2 left the membership.
@@ -202,10 +198,10 @@ struct ClusterGracefulLeaveTests {
             try ws.sendText("whoami")
             #expect(try ws.readFrame().text.hasPrefix("id:"))
         }
-        let stoppedAt = nowMilliseconds()
+        let stoppedAt = monotonicMilliseconds()
         #expect(terminate(nodes[1]) == 0, "node 2 exits cleanly")
         for ws in watchers { #expect(try ws.readFrame().text == "died:2", "on each shard of node 1") }
-        let elapsed = nowMilliseconds() - stoppedAt
+        let elapsed = monotonicMilliseconds() - stoppedAt
         print("Redis Cluster mode: node 2's death heard \(elapsed) ms after SIGTERM (TTL \(Self.ttlMilliseconds) ms)")
         #expect(elapsed < Int64(Self.ttlMilliseconds / 3), "\(elapsed) ms: by the leave, not the expiry")
         #expect(waitUntil(timeoutMilliseconds: 20_000) { (try? nodes[0].metric("switchboard_cluster_members")) == 1 })

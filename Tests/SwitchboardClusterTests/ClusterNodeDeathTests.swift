@@ -1,3 +1,4 @@
+import SwitchboardIO  // monotonicMilliseconds
 import SwitchboardTestSupport
 import Testing
 #if canImport(Glibc)
@@ -8,11 +9,6 @@ import Glibc
 /// killed, restarted, paused. Every `/direct` socket gets `died:N` when its shard hears that
 /// node N died (`WorkerHandler.handleClusterNodeDied`), so the tests see the event itself,
 /// on each shard, and time it.
-private func nowMilliseconds() -> Int64 {
-    var t = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &t)
-    return Int64(t.tv_sec) * 1_000 + Int64(t.tv_nsec) / 1_000_000
-}
 
 @Suite("Cluster membership: node death", .serialized)
 struct ClusterNodeDeathTests {
@@ -51,13 +47,13 @@ struct ClusterNodeDeathTests {
         let watchers = try [direct(nodes[0]), direct(nodes[0]), direct(nodes[1])]
         #expect(Set(watchers[..<2].map { ($0.id >> 48) & 0xFF }) == [0, 1], "one watcher per shard of A")
 
-        let killedAt = nowMilliseconds()
+        let killedAt = monotonicMilliseconds()
         kill(nodes[2].process.processIdentifier, SIGKILL)
         nodes[2].process.waitUntilExit()
         let bound = Int64(Self.nodeTTLMilliseconds + Self.heartbeatMilliseconds)
         for watcher in watchers {
             #expect(try watcher.ws.readFrame().text == "died:3")
-            let elapsed = nowMilliseconds() - killedAt
+            let elapsed = monotonicMilliseconds() - killedAt
             print("node 3 seen dead after \(elapsed) ms (bound \(bound) ms)")
             // Not before its membership could expire (its last renewal was one heartbeat
             // before the kill, or a few when a loaded machine ran its ticks late: half the TTL
@@ -84,11 +80,11 @@ struct ClusterNodeDeathTests {
         defer { for n in nodes { n.stop() } }
         #expect(everyoneSees(nodes, members: 2))
         let watcher = try direct(nodes[0])
-        let start = nowMilliseconds()
+        let start = monotonicMilliseconds()
         nodes[1].stop()
         nodes[1] = try startNode(2, redisPort: redis.port, shards: 1, backend: "uring", ttl: ttl)
         #expect(try watcher.ws.readFrame().text == "died:2")
-        let elapsed = nowMilliseconds() - start
+        let elapsed = monotonicMilliseconds() - start
         #expect(elapsed < Int64(ttl / 2), "seen by its incarnation, not its expiry: \(elapsed) ms")
         #expect(everyoneSees(nodes, members: 2))
         #expect(try nodes[0].metric("switchboard_cluster_node_deaths_total") == 1)

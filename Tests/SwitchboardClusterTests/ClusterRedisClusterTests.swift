@@ -268,6 +268,17 @@ extension ClusterRedisClusterTests {
         #expect(try stalled.upgrade(path: stalledName).status == 101)
         let other = try TestClient(port: node.port, receiveTimeoutMilliseconds: 10_000)
         #expect(try other.upgrade(path: otherName).status == 101)
+        // Both masters' links are up and subscribed before the first publish: a publish to a
+        // master whose link is still connecting is refused at once (by design), so "warm"
+        // sent right after the upgrade would be lost on a slow start.
+        let stalledProbe = try RedisProbe(port: servers[1].port), otherProbe = try RedisProbe(port: servers[2].port)
+        func shardSubscribers(_ probe: RedisProbe, _ name: String) -> Int64? {
+            guard case .array(let a)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2,
+                  case .integer(let count) = a[1] else { return nil }
+            return count
+        }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(stalledProbe, stalledName) == 1 })
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(otherProbe, otherName) == 1 })
         try stalled.sendText("warm")
         #expect(try readTexts(stalled, count: 1) == ["warm"])
         // The master of `stalledName` holds every script until told otherwise (CLIENT PAUSE

@@ -20,7 +20,7 @@ package final class ClusterMetrics: Sendable {
     package let members = Counter("switchboard_cluster_members", help: "Live nodes in the last membership answer, this one included (the announcing shard only)")
     package let nodeDeaths = Counter("switchboard_cluster_node_deaths_total", help: "Other nodes seen dead (heartbeat expired, or restarted) by this node")
     package let declaredDead = Counter("switchboard_cluster_declared_dead_total", help: "Times the other nodes declared this node dead while it lived (paused or cut off longer than cluster_node_ttl_ms)")
-    package let redirects = Counter("switchboard_cluster_redirects_total", help: "Redis Cluster mode: publishes answered MOVED or ASK and sent again to the slot's new master")
+    package let redirects = Counter("switchboard_cluster_redirects_total", help: "Redis Cluster mode: publishes, commands and reads answered MOVED or ASK and sent again to the named master")
     package let redirectsExhausted = Counter("switchboard_cluster_redirects_exhausted_total", help: "Redis Cluster mode: publishes dropped after too many redirections (or to a master not in the slot map)")
     package let slotMapRefreshes = Counter("switchboard_cluster_slot_map_refreshes_total", help: "Redis Cluster mode: slot maps read (CLUSTER SLOTS) at start, after MOVED and after a lost master")
     package let gapsRecovered = Counter("switchboard_cluster_channel_gaps_recovered_total", help: "Gaps in a channel's stream (after a reconnect, or missing offsets) whose messages were read back from Redis's history and delivered in order")

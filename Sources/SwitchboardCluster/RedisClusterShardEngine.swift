@@ -214,15 +214,17 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     /// On the channel's master: the link that carries its shard subscription, so the read
     /// comes after it. `MOVED` (a stale map): the map is updated (the channel's subscription
-    /// moves to the new master first) and the read is sent there, at most `maxRedirects` times.
+    /// moves to the new master first) and the read is sent there; `ASK` (mid-migration): to
+    /// the named master after `ASKING`, the map unchanged. At most `maxRedirects` times.
     package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
         assertOnShard()
-        readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: 0, completion: completion)
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: 0, asked: nil, completion: completion)
     }
 
-    private func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, redirects: Int, completion: @escaping (ClusterStream?) -> Void) {
-        guard let link = owner(ofChannel: channel) else { return completion(nil) }
-        link.readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: { [unowned self] redirection in
+    private func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, redirects: Int, asked: RedisShardEngine?,
+                            completion: @escaping (ClusterStream?) -> Void) {
+        guard let link = asked ?? owner(ofChannel: channel) else { return completion(nil) }
+        link.readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects, asking: asked != nil, redirected: { [unowned self] redirection in
             guard redirects < Self.maxRedirects else {
                 metrics.redirectsExhausted.increment()
                 logger.error("cluster: a stream read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
@@ -230,7 +232,8 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
             }
             metrics.redirects.increment()
             redirected(redirection, arguments: [], redirects: redirects, answer: nil)
-            readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects + 1, completion: completion)
+            let asked = redirection.ask ? self.link(host: redirection.host, port: redirection.port) : nil
+            readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects + 1, asked: asked, completion: completion)
         }, completion: completion)
     }
 
@@ -251,12 +254,30 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     }
 
     /// On the link carrying the channel's subscription (so the answer splits its messages
-    /// exactly), else its slot's master.
+    /// exactly), else its slot's master. `MOVED`: the map is updated (the subscription moves
+    /// to the new master first) and the read is sent there; `ASK` (the slot is migrating): the
+    /// read goes to the named master after `ASKING`, the map unchanged. At most
+    /// `maxRedirects` times, then the missed messages count as lost (`.failed`).
     package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
         assertOnShard()
-        guard let link = interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
-        link.readHistory(channel, after: position, maxMessages: maxMessages, completion: completion)
+        readHistory(channel, after: position, maxMessages: maxMessages, redirects: 0, asked: nil, completion: completion)
+    }
+
+    private func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int, redirects: Int,
+                             asked: RedisShardEngine?, completion: @escaping (ClusterHistoryRead) -> Void) {
+        guard let link = asked ?? interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
+        link.readHistory(channel, after: position, maxMessages: maxMessages, asking: asked != nil, redirected: { [unowned self] redirection in
+            guard redirects < Self.maxRedirects else {
+                metrics.redirectsExhausted.increment()
+                logger.error("cluster: a history read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
+                return completion(.lost(.failed))
+            }
+            metrics.redirects.increment()
+            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            let asked = redirection.ask ? self.link(host: redirection.host, port: redirection.port) : nil
+            readHistory(channel, after: position, maxMessages: maxMessages, redirects: redirects + 1, asked: asked, completion: completion)
+        }, completion: completion)
     }
 
     package func sendToNode(_ node: Int, _ message: [UInt8]) -> ClusterPublishResult {
@@ -273,14 +294,32 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
 
     /// Runs on the master owning the command's first key (EVAL/EVALSHA: the first of its
     /// KEYS; else the first argument). The protocols tag every key of one command alike
-    /// (`{cb}`, `{rpc}`), so one master holds them all. No MOVED/ASK retry
-    /// here: a redirected reply is answered as is (nil-free error) and the slot map is
-    /// refreshed on the next tick while a master is unreachable.
+    /// (`{cb}`, `{rpc}`), so one master holds them all. `MOVED` (the slot moved: a reshard or
+    /// a failover this shard has not read yet): the map is updated and the command sent to
+    /// the new master; `ASK` (mid-migration): to the named master after `ASKING`. Redis
+    /// refuses a redirected command before running it, so it runs once. At most
+    /// `maxRedirects` times; then the last redirection is the answer.
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
         assertOnShard()
         guard !owners.isEmpty, let key = Self.firstKey(of: arguments) else { return completion(nil) }
         guard let link = links[owners[ClusterSlots.slot(of: key)]] else { return completion(nil) }
-        link.command(arguments, completion: completion)
+        command(arguments, on: link, redirects: 0, asking: false, completion: completion)
+    }
+
+    private func command(_ arguments: [[UInt8]], on link: RedisShardEngine, redirects: Int, asking: Bool,
+                         completion: @escaping (RESPValue?) -> Void) {
+        link.command(arguments, redirects: redirects, asking: asking) { [unowned self] reply in
+            guard case .simpleError(let e)? = reply, let redirection = ClusterRedirection(e) else { return completion(reply) }
+            guard redirects < Self.maxRedirects else {
+                metrics.redirectsExhausted.increment()
+                logger.error("cluster: a command on slot \(redirection.slot) was answered after \(redirects + 1) redirections (last: \(e))")
+                return completion(reply)
+            }
+            metrics.redirects.increment()
+            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            command(arguments, on: self.link(host: redirection.host, port: redirection.port), redirects: redirects + 1,
+                    asking: redirection.ask, completion: completion)
+        }
     }
 
     private static func firstKey(of arguments: [[UInt8]]) -> [UInt8]? {

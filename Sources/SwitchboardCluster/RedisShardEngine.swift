@@ -40,8 +40,9 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case members(([Int]?) -> Void)
         /// A protocol's command (`command(_:completion:)`), counted with the publishes.
         case command((RESPValue?) -> Void)
-        /// A recovery read of a channel's history after a position (`readHistory`).
-        case history(after: ClusterPosition, completion: (ClusterHistoryRead) -> Void)
+        /// A recovery read of a channel's history after a position (`readHistory`); in Redis
+        /// Cluster mode a MOVED or ASK answer goes to `redirected`, to follow it.
+        case history(after: ClusterPosition, redirected: ((ClusterRedirection) -> Void)?, completion: (ClusterHistoryRead) -> Void)
     }
 
     package weak var delegate: ClusterEngineDelegate?
@@ -251,20 +252,22 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, completion: @escaping (ClusterStream?) -> Void) {
-        readStream(channel, ttlMilliseconds: ttlMilliseconds, moved: nil, completion: completion)
+        readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: 0, asking: false, redirected: nil, completion: completion)
     }
 
-    /// `readStream`; in Redis Cluster mode a `MOVED` answer (the channel's slot lives on another
-    /// master now) goes to `moved` instead of `completion`, to follow it there.
-    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, moved: ((ClusterRedirection) -> Void)?,
-                            completion: @escaping (ClusterStream?) -> Void) {
+    /// `readStream`; in Redis Cluster mode a `MOVED` or `ASK` answer (the channel's slot lives
+    /// on another master now, or is migrating there) goes to `redirected` instead of
+    /// `completion`, to follow it (`redirects` > 0: sent here by one; `asking`: by ASK).
+    package func readStream(_ channel: ClusterChannel, ttlMilliseconds: Int, redirects: Int, asking: Bool,
+                            redirected: ((ClusterRedirection) -> Void)?, completion: @escaping (ClusterStream?) -> Void) {
         // `command`'s bound and fail-fast; same connection as the channel's (un)subscribe, so
         // Redis runs it after them.
         command([Array("EVAL".utf8), Array(RedisChannelScript.read.utf8), Array("2".utf8), names.meta(channel), names.history(channel),
-                 Array(String(UInt64.random(in: 1 ... .max)).utf8), Array(String(ttlMilliseconds).utf8)]) { [metrics, logger] reply in
+                 Array(String(UInt64.random(in: 1 ... .max)).utf8), Array(String(ttlMilliseconds).utf8)],
+                redirects: redirects, asking: asking) { [metrics, logger] reply in
             guard let reply else { return completion(nil) }
-            if let moved, case .simpleError(let e) = reply, let redirection = ClusterRedirection(e), !redirection.ask {
-                return moved(redirection)
+            if let redirected, case .simpleError(let e) = reply, let redirection = ClusterRedirection(e) {
+                return redirected(redirection)
             }
             guard let stream = RedisChannelScript.stream(reply) else {
                 if case .simpleError(let e) = reply { logger.error("cluster: Redis refused a stream read: \(e)") } else { metrics.protocolErrors.increment() }
@@ -364,9 +367,26 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     }
 
     package func command(_ arguments: [[UInt8]], completion: @escaping (RESPValue?) -> Void) {
+        command(arguments, redirects: 0, asking: false, completion: completion)
+    }
+
+    /// `command`, or one sent again here after a MOVED or ASK (Redis Cluster mode; Redis
+    /// refuses a redirected command before running it, so sending it again runs it once). A
+    /// redirected command was admitted against the pending bound once: it passes, like a
+    /// control command. `asking`: ASKING first (the slot is being imported here).
+    package func command(_ arguments: [[UInt8]], redirects: Int, asking: Bool, completion: @escaping (RESPValue?) -> Void) {
         assertOnShard()
+        assert(redirects >= 0 && (redirects > 0 || !asking), "ASK only ever answers a sent command")
         guard let connection, handshaken, connection.isConnected else { return completion(nil) }
-        guard shardPending.count < configuration.maxPendingPublishes, write(arguments, control: false) == .queued else {
+        guard redirects > 0 || shardPending.count < configuration.maxPendingPublishes else {
+            metrics.publishesOverLimit.increment()
+            return completion(nil)
+        }
+        if asking {
+            pending.append(.asking)
+            write([Array("ASKING".utf8)])
+        }
+        guard write(arguments, control: redirects > 0) == .queued else {
             metrics.publishesOverLimit.increment()
             return completion(nil)
         }
@@ -377,9 +397,20 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 
     package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
                              completion: @escaping (ClusterHistoryRead) -> Void) {
+        readHistory(channel, after: position, maxMessages: maxMessages, asking: false, redirected: nil, completion: completion)
+    }
+
+    /// `readHistory`; in Redis Cluster mode a MOVED or ASK answer goes to `redirected` instead
+    /// of `completion`, to follow it (`asking`: ASKING first, the read was sent here by ASK).
+    package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int, asking: Bool,
+                             redirected: ((ClusterRedirection) -> Void)?, completion: @escaping (ClusterHistoryRead) -> Void) {
         assertOnShard()
         guard let connection, handshaken, connection.isConnected else { return completion(.unavailable) }
-        pending.append(.history(after: position, completion: completion))
+        if asking {
+            pending.append(.asking)
+            write([Array("ASKING".utf8)])
+        }
+        pending.append(.history(after: position, redirected: redirected, completion: completion))
         // A control command: it must follow the subscription it splits, never be refused for
         // room the publishes took (one read per recovering channel, bounded by the caller).
         write([Array("EVAL".utf8), Array(RedisChannelScript.history.utf8), Array("2".utf8),
@@ -541,7 +572,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             case .command(let completion): completion(nil)
             case .slots(let completion): completion(nil)
             case .publish(_, _, _, let answer?): answer(nil)
-            case .history(_, let completion): completion(.unavailable)
+            case .history(_, _, let completion): completion(.unavailable)
             default: break
             }
         }
@@ -630,7 +661,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         case .command(let completion):
             pendingPublishes -= 1
             completion(value)
-        case .history(let position, let completion):
+        case .history(let position, let redirected, let completion):
+            if let redirected, case .simpleError(let e) = value, let redirection = ClusterRedirection(e) {
+                return redirected(redirection)
+            }
             guard let read = RedisChannelScript.decodeHistory(value, after: position) else {
                 if case .simpleError = value {} else { metrics.protocolErrors.increment() }
                 logger.error("cluster: Redis answered a history read with \(value)")

@@ -1,5 +1,6 @@
 import Foundation
 import Switchboard
+import SwitchboardCluster
 import SwitchboardProtocols
 import SwitchboardTestSupport
 import Testing
@@ -98,5 +99,72 @@ struct ClusterConnectionBrokerRedisClusterTests {
             #expect(n.cb.metrics.all.first { $0.name == "cb_cross_node_lost_total" }?.value == 0)
             #expect(n.cb.metrics.all.first { $0.name == "cb_cluster_unavailable_total" }?.value == 0)
         }
+    }
+
+    @Test("the {cb} slot resharded under the nodes: a command answered ASK mid-migration runs on the importing master after ASKING; answered MOVED after the hand-over, it follows the new map")
+    func rolesFollowReshard() throws {
+        let servers = try ClusterRedisClusterTests.startCluster()
+        defer { for s in servers { s.stop() } }
+        let probes = try servers.map { try RedisProbe(port: $0.port) }
+        let nodes = try zip(1...2, [IOBackendKind.uring, .epoll]).map { try node($0, seedPort: servers[0].port, backend: $1) }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        #expect(waitUntil(timeoutMilliseconds: 15_000) {
+            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 2 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
+        })
+        var workers = try (0..<2).map { n -> CBNodeClient in
+            let c = try CBNodeClient(port: nodes[n].broker.port)
+            try c.register("worker")
+            return c
+        }
+        // Where the roles live, and a master to move them to.
+        let ranges = try #require(ClusterSlotRange.parse(try probes[0].call(["CLUSTER", "SLOTS"])))
+        let slot = ClusterSlots.slot(of: Array("x:{cb}:y".utf8))
+        let source = try #require(servers.firstIndex { server in ranges.contains { $0.port == server.port && $0.slots.contains(slot) } })
+        let target = (source + 1) % 3
+        let ids = try probes.map { ClusterRedisClusterTests.text(try $0.call(["CLUSTER", "MYID"])) }
+        let redirectsBefore = nodes.map { metric($0.broker, "switchboard_cluster_redirects_total") }
+
+        // Mid-migration: every key of the slot moved to the target, the slot not handed over.
+        // The source answers ASK for each of them; the nodes' maps do not change.
+        #expect(ClusterRedisClusterTests.text(try probes[target].call(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", ids[source]])) == "OK")
+        #expect(ClusterRedisClusterTests.text(try probes[source].call(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", ids[target]])) == "OK")
+        guard case .array(let keys) = try probes[source].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "1000"]) else { throw TestClient.Failure.closed }
+        #expect(keys.count >= 2, "the role's sorted set and its sequence at least: \(keys)")
+        #expect(ClusterRedisClusterTests.text(try probes[source].call(["MIGRATE", "127.0.0.1", String(servers[target].port), "", "0", "5000", "KEYS"]
+                                                                       + keys.map { ClusterRedisClusterTests.text($0) })) == "OK")
+        let asked = try CBNodeClient(port: nodes[0].broker.port)
+        try asked.register("worker")
+        workers.append(asked)
+        #expect(try workers[1].list("worker") == workers.map(\.connectionId), "read on the importing master after ASK")
+        #expect(metric(nodes[0].broker, "switchboard_cluster_redirects_total") > redirectsBefore[0], "node 1's register followed ASK")
+        #expect(metric(nodes[1].broker, "switchboard_cluster_redirects_total") > redirectsBefore[1], "node 2's list followed ASK")
+        guard case .array(let left) = try probes[source].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "1000"]) else { throw TestClient.Failure.closed }
+        #expect(left.isEmpty, "nothing was written on the migrating master: \(left)")
+
+        // The hand-over: the slot is the target's on every master. The nodes' maps still name
+        // the source (no shard channel of theirs lives in this slot, so nothing tells them):
+        // the next command is answered MOVED, the map is updated and the command runs there.
+        let refreshesBefore = nodes.map { metric($0.broker, "switchboard_cluster_slot_map_refreshes_total") }
+        for m in [target, 3 - source - target, source] {
+            #expect(ClusterRedisClusterTests.text(try probes[m].call(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[target]])) == "OK")
+        }
+        let redirectsBeforeMoved = nodes.map { metric($0.broker, "switchboard_cluster_redirects_total") }
+        let moved = try CBNodeClient(port: nodes[1].broker.port)
+        try moved.register("worker")
+        workers.append(moved)
+        #expect(try workers[0].list("worker") == workers.map(\.connectionId), "registration order kept across the move")
+        for n in 0..<2 {
+            #expect(metric(nodes[n].broker, "switchboard_cluster_redirects_total") > redirectsBeforeMoved[n], "node \(n + 1) followed MOVED")
+            #expect(waitUntil { metric(nodes[n].broker, "switchboard_cluster_slot_map_refreshes_total") > refreshesBefore[n] }, "node \(n + 1) read the map again")
+        }
+        // Every shard that ran a command after the hand-over has the slot's new master (each
+        // shard keeps its own map): a second round of the same commands is not redirected.
+        for w in workers { #expect(try w.list("worker") == workers.map(\.connectionId)) }
+        let settled = nodes.map { metric($0.broker, "switchboard_cluster_redirects_total") }
+        for w in workers { #expect(try w.list("worker") == workers.map(\.connectionId)) }
+        #expect(nodes.map { metric($0.broker, "switchboard_cluster_redirects_total") } == settled, "the new map is used")
+        guard case .array(let onTarget) = try probes[target].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "1000"]) else { throw TestClient.Failure.closed }
+        #expect(onTarget.count >= keys.count, "the roles' keys live on the target")
+        for n in nodes { #expect(n.cb.metrics.all.first { $0.name == "cb_cluster_unavailable_total" }?.value == 0) }
     }
 }

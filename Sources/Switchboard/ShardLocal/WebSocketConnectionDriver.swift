@@ -267,12 +267,12 @@ final class WebSocketConnectionDriver {
         // it; a close only changes the lifecycle).
         assert(table.isCurrent(id))
         switch event {
-        case .text(let payload):
+        case .text(let text):
             session.messagesThisTurn += 1
             // Requests behind a close (the handler's, or the shard's) are not executed.
             guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: session.token)
+            worker.handleSocketMessage(.text(text), socketId: id, token: session.token)
         case .binary(let payload):
             session.messagesThisTurn += 1
             guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }

@@ -164,7 +164,7 @@ package struct WebSocketConnection {
 
     /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
     /// event in order. After `.closed` or `.failed`, further input is ignored.
-    package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (consuming WebSocketEvent) -> Void) {
         _ = receive(bytes, maxMessages: .max, handle)
     }
 
@@ -174,7 +174,7 @@ package struct WebSocketConnection {
     /// handler; control frames cost the codec alone and are bounded by the bytes given).
     /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
     package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
-                                 _ handle: (WebSocketEvent) -> Void) -> Int {
+                                 _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         precondition(maxMessages > 0)
         guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
@@ -214,7 +214,7 @@ package struct WebSocketConnection {
     }
 
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
-    mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Int {
+    mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         let extras = makeExtras()
         var storage = extras.headerStorage
         var filled = Int(headerFilled)
@@ -279,7 +279,7 @@ package struct WebSocketConnection {
     /// `payloadInBuffer`: payload bytes that follow the header in the caller's buffer; when the
     /// frame is a whole uncompressed message within them, the sink is `.whole` and the caller
     /// delivers it with `deliverWhole`.
-    mutating func beginFrame(_ pointer: UnsafeRawPointer, payloadInBuffer: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func beginFrame(_ pointer: UnsafeRawPointer, payloadInBuffer: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         let byte0 = pointer.load(as: UInt8.self)
         let byte1 = pointer.load(fromByteOffset: 1, as: UInt8.self)
         if let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
@@ -361,7 +361,7 @@ package struct WebSocketConnection {
     /// `.whole` sink): unmasked once, straight into the value handed over (a text message's
     /// `String` storage, a binary message's array), and validated there. Same events, close
     /// codes and reasons as the assembling path. Returns false if the connection failed.
-    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         assert(sink == .whole && receiveState == .payload && frameRemaining == count && count > 0)
         assert(messageBuffer.count == 0, "a whole message begins with nothing assembled")
         let key = frameKey
@@ -413,7 +413,7 @@ package struct WebSocketConnection {
     }
 
     /// Unmasks and routes `count` payload bytes. Returns false if the connection failed.
-    mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         guard count > 0 else { return true }
         let key = frameKey
         let phase = Int(framePhase)
@@ -487,7 +487,7 @@ package struct WebSocketConnection {
     }
 
     /// Called when the current frame's payload is complete. Returns false if the connection ended.
-    mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func finishFrame(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         receiveState = .header
         framesCompletedCount &+= 1
         if frameOpcode.isControl {
@@ -532,7 +532,7 @@ package struct WebSocketConnection {
     }
 
     /// Acts on a complete ping, pong or close. Returns false if the connection ended.
-    mutating func handleControl(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func handleControl(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         switch frameOpcode {
         case .ping:
             // After our close, RFC 6455 §5.5.1 forbids sending anything more, pongs included.
@@ -549,7 +549,7 @@ package struct WebSocketConnection {
         }
     }
 
-    mutating func handleClose(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func handleClose(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         let payload = extras!.controlBuffer
         var code = WebSocketCloseCode.noStatusReceived
         var reason = ""
@@ -584,7 +584,7 @@ package struct WebSocketConnection {
     }
 
     /// Ends the connection with `code`: a close frame (unless we already sent one), then `.failed`.
-    mutating func fail(_ code: UInt16, _ reason: String, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func fail(_ code: UInt16, _ reason: String, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         receiveState = .done
         if closeState == .open {
             handle(.write(WebSocketFrame.close(code: code, reason: reason, maskKey: nextMaskKey())))

@@ -224,18 +224,25 @@ final class WebSocketConnectionDriver {
         // dynamic exclusivity checks of a class property appended to from the closure.
         var first: WebSocketEvent? = nil
         var message = false
+        var more = false
         let used = session.connection.receive(bytes, maxMessages: 1) { event in
             switch event {
             case .text, .binary: message = true
             default: break
             }
-            if first == nil { first = event } else { events.append(event) }
+            if first == nil {
+                first = event
+            } else {
+                events.append(event)
+                more = true
+            }
         }
         assert(used > 0 || bytes.isEmpty, "the codec made no progress")
         if used > 0 && session.lifecycle == .awaitingPong { session.lifecycle = .open }
         if !message { noteAssembly(id, session) }
         guard let first else { return used }
-        if events.isEmpty {
+        // `more`, not `events.isEmpty`: a read of the class property is a dynamic exclusivity check.
+        if !more {
             act(on: first, id, session)
         } else {
             act(on: first, id, session)

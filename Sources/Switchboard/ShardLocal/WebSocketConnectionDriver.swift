@@ -20,6 +20,11 @@ import Glibc
 /// `assemblyTimeoutMilliseconds` fails with 1008.
 final class WebSocketConnectionDriver {
     unowned(unsafe) let shard: Shard
+    /// The same shard for the calls made once per message (`onShard`): through
+    /// `_withUnsafeGuaranteedRef` a call takes no retain and release of the shard, which an
+    /// `unowned(unsafe)` reference costs around each call (the shard owns this driver, through
+    /// its dispatcher, and outlives it).
+    private let shardReference: Unmanaged<Shard>
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let slowConsumerPolicy: SlowConsumerPolicy
@@ -58,11 +63,16 @@ final class WebSocketConnectionDriver {
          logger: Logger) {
         self.logger = logger
         self.shard = shard
+        shardReference = .passUnretained(shard)
         self.table = table
         self.metrics = metrics
         self.slowConsumerPolicy = settings.slowConsumerPolicy
         self.settings = settings
         turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
+    }
+
+    @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
+        shardReference._withUnsafeGuaranteedRef(body)
     }
 
     /// The connection switched to WebSocket (the 101 is queued).
@@ -277,12 +287,12 @@ final class WebSocketConnectionDriver {
         case .text(let text):
             session.messagesThisTurn += 1
             // Requests behind a close (the handler's, or the shard's) are not executed.
-            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
             worker.handleSocketMessage(.text(text), socketId: id, token: session.token)
         case .binary(let payload):
             session.messagesThisTurn += 1
-            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
             worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
         case .write(let frame) where WebSocketFrame.isPong(frame):
@@ -396,7 +406,7 @@ final class WebSocketConnectionDriver {
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.
     @inline(__always) func queue(_ frame: OutboundBytes, on id: SocketID) -> LocalSendResult {
-        switch shard.send(id, frame) {
+        switch onShard({ $0.send(id, frame) }) {
         case .queued:
             metrics.webSocketMessagesOut.increment()
             return .queued

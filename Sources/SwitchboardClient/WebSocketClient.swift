@@ -508,8 +508,7 @@ public final class ClientWebSocket: Sendable {
             }
             for (index, event) in events.enumerated() {
                 switch event {
-                case .text(let bytes):
-                    let text = String(decoding: bytes, as: UTF8.self)  // validated by the codec
+                case .text(let text):
                     if let handler { await handler(.text(text)) } else { await inbox.push(.text(text)) }
                 case .binary(let bytes):
                     if let handler { await handler(.binary(bytes)) } else { await inbox.push(.binary(bytes)) }

@@ -1,41 +1,44 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// An immutable, reference-counted run of bytes queued for sending.
 ///
-/// The bytes' address never moves while the instance lives, so the kernel can read them while a
-/// send is in flight. The same instance may sit in many connections' send queues at once (a
-/// fan-out writes one encoded frame to every subscriber); the last queue to finish with it
-/// releases it.
+/// The bytes' address never moves while any copy of the value lives, so the kernel can read
+/// them while a send is in flight. The same bytes may sit in many connections' send queues at
+/// once (a fan-out writes one encoded frame to every subscriber); the last queue to finish with
+/// them releases them.
 ///
-/// `@unchecked Sendable` only because `UnsafeRawPointer` is not: the bytes are written once,
+/// One allocation (issue 16 item 3): the bytes are tail-allocated in a `ManagedBuffer` whose
+/// header is their count, so a queued frame costs one malloc and one free, where an object
+/// holding a pointer to its own malloc'ed bytes cost two of each. The buffer never resizes.
+/// A struct around that one reference (8 bytes, copied with one retain, as the class it
+/// replaces): `ManagedBuffer` cannot be subclassed into a `Sendable` class.
+///
+/// `@unchecked Sendable` only because `ManagedBuffer` is not: the bytes are written once,
 /// before `init` returns, and never again, so any thread may read them.
-package final class OutboundBytes: @unchecked Sendable {
-    package let count: Int
-    /// Allocated here and owned by this instance: a pointer that is valid for the instance's
-    /// whole life (an array's `withUnsafeBytes` pointer is only valid inside its closure).
-    @usableFromInline let base: UnsafeRawPointer
+package struct OutboundBytes: @unchecked Sendable {
+    /// The count (header) and the bytes (elements), in one heap block.
+    @usableFromInline let storage: ManagedBuffer<Int, UInt8>
 
     /// Allocates `capacity` bytes and lets `fill` write them before the buffer is shared.
     /// `fill` returns how many bytes it wrote (at most `capacity`). The way to build bytes
     /// without an intermediate array (one allocation, bytes written in place).
+    @inlinable
     package init(capacity: Int, fill: (UnsafeMutableRawBufferPointer) -> Int) {
         precondition(capacity >= 0)
-        // malloc, not `UnsafeMutableRawPointer.allocate`: Swift's allocate takes the runtime's
-        // aligned path (posix_memalign) for every alignment up to 16, about twice malloc's
-        // instructions, once per queued frame. malloc's 16-byte alignment is all a send needs.
-        guard let storage = malloc(max(capacity, 1)) else { fatalError("OutboundBytes: out of memory (\(capacity) bytes)") }
-        let written = fill(UnsafeMutableRawBufferPointer(start: storage, count: capacity))
-        precondition(written >= 0 && written <= capacity)
-        base = UnsafeRawPointer(storage)
-        count = written
+        // One swift_allocObject (malloc: the object's alignment is 8) for the object header,
+        // the count and the bytes.
+        storage = ManagedBuffer<Int, UInt8>.create(minimumCapacity: capacity) { buffer in
+            let written = buffer.withUnsafeMutablePointerToElements {
+                fill(UnsafeMutableRawBufferPointer(start: $0, count: capacity))
+            }
+            precondition(written >= 0 && written <= capacity)
+            return written
+        }
     }
 
     /// Copies an array's bytes. (It used to keep the array and the address `withUnsafeBytes`
     /// gave, past that closure: undefined behaviour. One memcpy is the price of a stable
     /// address; callers on a hot path build their bytes in place with `init(capacity:fill:)`.)
-    package convenience init(adopting bytes: [UInt8]) {
+    @inlinable
+    package init(adopting bytes: [UInt8]) {
         self.init(capacity: bytes.count) { out in
             bytes.withUnsafeBytes { out.copyMemory(from: $0) }
             return bytes.count
@@ -43,27 +46,39 @@ package final class OutboundBytes: @unchecked Sendable {
     }
 
     /// Copies an array's bytes.
-    package convenience init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
+    @inlinable
+    package init(_ bytes: [UInt8]) { self.init(adopting: bytes) }
 
-    package convenience init(_ bytes: UnsafeRawBufferPointer) {
+    @inlinable
+    package init(_ bytes: UnsafeRawBufferPointer) {
         self.init(capacity: bytes.count) { out in
             out.copyMemory(from: bytes)
             return bytes.count
         }
     }
 
-    package convenience init(_ string: String) {
+    package init(_ string: String) {
         var string = string
-        self.init(capacity: string.utf8.count) { out in
+        let count = string.utf8.count
+        self.init(capacity: count) { out in
             string.withUTF8 { out.copyMemory(from: UnsafeRawBufferPointer($0)) }
-            return string.utf8.count
+            return count
         }
     }
 
-    deinit {
-        free(UnsafeMutableRawPointer(mutating: base))
+    // Header and elements are read through their pointers: `ManagedBuffer.header` is a class
+    // stored property, which would cost a dynamic exclusivity check per read.
+
+    /// The number of bytes.
+    @inlinable package var count: Int { storage.withUnsafeMutablePointerToHeader { $0.pointee } }
+
+    /// Where the bytes start, valid as long as a copy of this value lives (they are part of
+    /// its heap block).
+    @inlinable package var base: UnsafeRawPointer {
+        UnsafeRawPointer(storage.withUnsafeMutablePointerToElements { $0 })
     }
 
+    /// The bytes, valid as long as a copy of this value lives.
     @inlinable package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
     package var array: [UInt8] { Array(bytes) }

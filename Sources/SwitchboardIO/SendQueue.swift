@@ -15,12 +15,12 @@ struct SendQueue {
 
     /// Heap bytes one queued chunk costs beyond its payload, measured with glibc malloc on
     /// x86_64 (`SendQueueCostTests` re-measures it with `mallinfo2` and fails if it is low):
-    /// the `OutboundBytes` object (16-byte header + count + base = 32 bytes, a 48-byte malloc
-    /// chunk), the payload's own malloc header and rounding (up to 24 bytes; 32 for a 1-byte
-    /// payload), and the `Chunk` in `rest` (16 bytes, up to 32 with the array's geometric
-    /// growth). Rounded up to cover all three: 112. A frame shared by many queues (fan-out)
-    /// is counted in full by each, which over-counts the object and payload: conservative.
-    static let entryOverheadBytes = 112
+    /// the `OutboundBytes` block (one malloc: 16-byte object header + 8-byte count before the
+    /// payload, plus malloc's 8-byte header and rounding to 16: up to 47 bytes) and the `Chunk`
+    /// in `rest` (16 bytes, up to 32 with the array's geometric growth). Rounded up: 80. A
+    /// frame shared by many queues (fan-out) is counted in full by each, which over-counts the
+    /// block: conservative.
+    static let entryOverheadBytes = 80
 
     /// The shard's budget, charged with `costBytes` as it changes. Unmanaged: the shard owns
     /// both the budget and every queue, and each charge (once per queued frame: per subscriber

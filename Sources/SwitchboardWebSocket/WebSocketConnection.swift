@@ -45,6 +45,9 @@ package struct WebSocketConnection {
         case data
         case compressed
         case discard
+        /// The frame is a whole uncompressed message and its payload is in the buffer being
+        /// read: it goes from there to the owner (`deliverWhole`), never through `messageBuffer`.
+        case whole
     }
 
     /// Deflate state, masking keys, a split header or a control payload; nil on an idle plain
@@ -161,7 +164,7 @@ package struct WebSocketConnection {
 
     /// Feeds received bytes (any split works, down to one byte at a time) and calls `handle` for each
     /// event in order. After `.closed` or `.failed`, further input is ignored.
-    package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (WebSocketEvent) -> Void) {
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, _ handle: (consuming WebSocketEvent) -> Void) {
         _ = receive(bytes, maxMessages: .max, handle)
     }
 
@@ -171,7 +174,7 @@ package struct WebSocketConnection {
     /// handler; control frames cost the codec alone and are bounded by the bytes given).
     /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
     package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
-                                 _ handle: (WebSocketEvent) -> Void) -> Int {
+                                 _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         precondition(maxMessages > 0)
         guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
@@ -188,7 +191,13 @@ package struct WebSocketConnection {
                     let need = WebSocketFrameHeader.length(secondByte: base.load(fromByteOffset: offset + 1, as: UInt8.self))
                     if end - offset >= need {
                         offset += need
-                        if !beginFrame(base + (offset - need), handle) { return end }
+                        if !beginFrame(base + (offset - need), payloadInBuffer: end - offset, handle) { return end }
+                        if sink == .whole && receiveState == .payload {
+                            // The common message: one frame, whole in this buffer.
+                            let count = frameRemaining
+                            if !deliverWhole(base + offset, count: count, handle) { return end }
+                            offset += count
+                        }
                         continue
                     }
                 }
@@ -205,7 +214,7 @@ package struct WebSocketConnection {
     }
 
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
-    mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Int {
+    mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         let extras = makeExtras()
         var storage = extras.headerStorage
         var filled = Int(headerFilled)
@@ -227,7 +236,8 @@ package struct WebSocketConnection {
         }
         if complete {
             headerFilled = 0
-            if withUnsafeBytes(of: storage, { beginFrame($0.baseAddress!, handle) }) { dropExtrasIfUnused() }
+            // (No `payloadInBuffer`: a frame whose header came in pieces takes the assembling path.)
+            if withUnsafeBytes(of: storage, { beginFrame($0.baseAddress!, payloadInBuffer: 0, handle) }) { dropExtrasIfUnused() }
             return used
         }
         assert(filled < 14)
@@ -266,7 +276,10 @@ package struct WebSocketConnection {
     }
 
     /// Validates a complete header at `pointer` and sets up the frame. Returns false if the connection failed.
-    mutating func beginFrame(_ pointer: UnsafeRawPointer, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    /// `payloadInBuffer`: payload bytes that follow the header in the caller's buffer; when the
+    /// frame is a whole uncompressed message within them, the sink is `.whole` and the caller
+    /// delivers it with `deliverWhole`.
+    mutating func beginFrame(_ pointer: UnsafeRawPointer, payloadInBuffer: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         let byte0 = pointer.load(as: UInt8.self)
         let byte1 = pointer.load(fromByteOffset: 1, as: UInt8.self)
         if let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
@@ -321,6 +334,15 @@ package struct WebSocketConnection {
                 if count > limits.maxMessageBytes - messageBuffer.count {
                     return fail(WebSocketCloseCode.messageTooBig, "message too big", handle)
                 }
+                if opcode != .continuation && frameFin && count > 0 && count <= payloadInBuffer {
+                    // A whole message in the caller's buffer: `deliverWhole` hands it over from
+                    // there. Nothing is reserved or charged to the budget: the codec never holds
+                    // it (the budget bounds what it holds between reads; a message handed over
+                    // is the owner's, as after `take()`).
+                    sink = .whole
+                    receiveState = .payload
+                    return true
+                }
                 // Only the first frame reserves (per-fragment exact reserves would defeat geometric growth),
                 // and at most 1 MiB: a header alone must not commit 16 MiB per connection.
                 if opcode != .continuation
@@ -335,12 +357,70 @@ package struct WebSocketConnection {
         return true
     }
 
+    /// Delivers a message whose single frame is whole at `pointer` (`beginFrame` chose the
+    /// `.whole` sink): unmasked once, straight into the value handed over (a text message's
+    /// `String` storage, a binary message's array), and validated there. Same events, close
+    /// codes and reasons as the assembling path. Returns false if the connection failed.
+    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
+        assert(sink == .whole && receiveState == .payload && frameRemaining == count && count > 0)
+        assert(messageBuffer.count == 0, "a whole message begins with nothing assembled")
+        let key = frameKey
+        let isText = messageOpcode == .text
+        frameRemaining = 0
+        receiveState = .header
+        messageOpcode = nil
+        if isText {
+            // Validated here, in the string's own storage, before the string exists: invalid
+            // bytes make an empty string, never a repaired one. (String's initializer checks the
+            // bytes again: no public initializer skips that; on ASCII it is a word at a time.)
+            var checker = UTF8Validator()
+            var valid = true
+            var complete = true
+            let text = String(unsafeUninitializedCapacity: count) { out in
+                Self.unmask(pointer, into: out.baseAddress!, count: count, key: key)
+                valid = checker.validate(UnsafeRawPointer(out.baseAddress!), count: count)
+                complete = checker.isComplete
+                return valid && complete ? count : 0
+            }
+            if !valid { return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle) }
+            if !complete {
+                return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
+            }
+            assert(text.utf8.count == count)
+            framesCompletedCount &+= 1
+            messagesCompleted &+= 1
+            handle(.text(text))
+        } else {
+            let message = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+                Self.unmask(pointer, into: out.baseAddress!, count: count, key: key)
+                initialized = count
+            }
+            framesCompletedCount &+= 1
+            messagesCompleted &+= 1
+            handle(.binary(message))
+        }
+        return true
+    }
+
+    /// Copies a frame's payload, unmasking it (`key` 0: an unmasked frame, a plain copy).
+    @inline(__always)
+    static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<UInt8>, count: Int, key: UInt32) {
+        if key == 0 {
+            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
+        } else {
+            _ = Masking.apply(key: key, phase: 0, source: source, destination: destination, count: count)
+        }
+    }
+
     /// Unmasks and routes `count` payload bytes. Returns false if the connection failed.
-    mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func consume(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         guard count > 0 else { return true }
         let key = frameKey
         let phase = Int(framePhase)
         switch sink {
+        case .whole:
+            // `receive` delivers such a frame as soon as `beginFrame` chose this sink.
+            preconditionFailure("a whole message's payload is not consumed piecewise")
         case .discard:
             framePhase = UInt8((phase + count) & 3)
         case .control:
@@ -407,7 +487,7 @@ package struct WebSocketConnection {
     }
 
     /// Called when the current frame's payload is complete. Returns false if the connection ended.
-    mutating func finishFrame(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func finishFrame(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         receiveState = .header
         framesCompletedCount &+= 1
         if frameOpcode.isControl {
@@ -439,14 +519,20 @@ package struct WebSocketConnection {
         if opcode == .text && !validator.isComplete {
             return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
         }
-        let message = messageBuffer.take()
         messagesCompleted &+= 1
-        handle(opcode == .text ? .text(message) : .binary(message))
+        if opcode == .text {
+            // Validated as it arrived (above and in `consume`).
+            let text = messageBuffer.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+            messageBuffer.clear()
+            handle(.text(text))
+        } else {
+            handle(.binary(messageBuffer.take()))
+        }
         return true
     }
 
     /// Acts on a complete ping, pong or close. Returns false if the connection ended.
-    mutating func handleControl(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func handleControl(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         switch frameOpcode {
         case .ping:
             // After our close, RFC 6455 §5.5.1 forbids sending anything more, pongs included.
@@ -463,7 +549,7 @@ package struct WebSocketConnection {
         }
     }
 
-    mutating func handleClose(_ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func handleClose(_ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         let payload = extras!.controlBuffer
         var code = WebSocketCloseCode.noStatusReceived
         var reason = ""
@@ -498,7 +584,7 @@ package struct WebSocketConnection {
     }
 
     /// Ends the connection with `code`: a close frame (unless we already sent one), then `.failed`.
-    mutating func fail(_ code: UInt16, _ reason: String, _ handle: (WebSocketEvent) -> Void) -> Bool {
+    mutating func fail(_ code: UInt16, _ reason: String, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         receiveState = .done
         if closeState == .open {
             handle(.write(WebSocketFrame.close(code: code, reason: reason, maskKey: nextMaskKey())))

@@ -1,7 +1,9 @@
 /// What ``WebSocketConnection`` tells its owner, in order.
 package enum WebSocketEvent: Sendable {
-    /// A complete, validated text message (valid UTF-8).
-    case text([UInt8])
+    /// A complete text message, validated by the codec as it arrived (RFC 3629, fail-fast). A
+    /// `String` because that is what every owner hands on: a message whole in one receive
+    /// buffer is unmasked straight into the string's storage, with no array in between.
+    case text(String)
     /// A complete binary message.
     case binary([UInt8])
     /// Bytes the owner must send now, in order (pong replies, the close reply or the failure close frame).

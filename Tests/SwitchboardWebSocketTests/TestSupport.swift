@@ -7,7 +7,7 @@ enum Event: Equatable, CustomStringConvertible {
 
     init(_ event: WebSocketEvent) {
         switch event {
-        case .text(let b): self = .text(b)
+        case .text(let s): self = .text(Array(s.utf8))
         case .binary(let b): self = .binary(b)
         case .write(let b): self = .write(b)
         case .pong(let b): self = .pong(b)

@@ -20,7 +20,14 @@ extension OutboundBytes {
     /// The frame for a whole message, uncompressed.
     static func webSocketFrame(_ message: SocketMessage) -> OutboundBytes {
         switch message {
-        case .text(var s): return s.withUTF8 { webSocketFrame(.text, UnsafeRawBufferPointer($0)) }
+        case .text(let s):
+            // Non-mutating where the string is contiguous (always, for a native one): `var s` and
+            // `withUTF8` copied it, a retain and a release per message.
+            if let frame = s.utf8.withContiguousStorageIfAvailable({ webSocketFrame(.text, UnsafeRawBufferPointer($0)) }) {
+                return frame
+            }
+            var copy = s
+            return copy.withUTF8 { webSocketFrame(.text, UnsafeRawBufferPointer($0)) }
         case .binary(let b): return b.withUnsafeBytes { webSocketFrame(.binary, $0) }
         }
     }

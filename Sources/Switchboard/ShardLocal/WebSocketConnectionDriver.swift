@@ -20,6 +20,11 @@ import Glibc
 /// `assemblyTimeoutMilliseconds` fails with 1008.
 final class WebSocketConnectionDriver {
     unowned(unsafe) let shard: Shard
+    /// The same shard for the calls made once per message (`onShard`): through
+    /// `_withUnsafeGuaranteedRef` a call takes no retain and release of the shard, which an
+    /// `unowned(unsafe)` reference costs around each call (the shard owns this driver, through
+    /// its dispatcher, and outlives it).
+    private let shardReference: Unmanaged<Shard>
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let slowConsumerPolicy: SlowConsumerPolicy
@@ -58,11 +63,16 @@ final class WebSocketConnectionDriver {
          logger: Logger) {
         self.logger = logger
         self.shard = shard
+        shardReference = .passUnretained(shard)
         self.table = table
         self.metrics = metrics
         self.slowConsumerPolicy = settings.slowConsumerPolicy
         self.settings = settings
         turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
+    }
+
+    @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
+        shardReference._withUnsafeGuaranteedRef(body)
     }
 
     /// The connection switched to WebSocket (the 101 is queued).
@@ -224,18 +234,25 @@ final class WebSocketConnectionDriver {
         // dynamic exclusivity checks of a class property appended to from the closure.
         var first: WebSocketEvent? = nil
         var message = false
+        var more = false
         let used = session.connection.receive(bytes, maxMessages: 1) { event in
             switch event {
             case .text, .binary: message = true
             default: break
             }
-            if first == nil { first = event } else { events.append(event) }
+            if first == nil {
+                first = event
+            } else {
+                events.append(event)
+                more = true
+            }
         }
         assert(used > 0 || bytes.isEmpty, "the codec made no progress")
         if used > 0 && session.lifecycle == .awaitingPong { session.lifecycle = .open }
         if !message { noteAssembly(id, session) }
         guard let first else { return used }
-        if events.isEmpty {
+        // `more`, not `events.isEmpty`: a read of the class property is a dynamic exclusivity check.
+        if !more {
             act(on: first, id, session)
         } else {
             act(on: first, id, session)
@@ -267,15 +284,15 @@ final class WebSocketConnectionDriver {
         // it; a close only changes the lifecycle).
         assert(table.isCurrent(id))
         switch event {
-        case .text(let payload):
+        case .text(let text):
             session.messagesThisTurn += 1
             // Requests behind a close (the handler's, or the shard's) are not executed.
-            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.text(String(decoding: payload, as: UTF8.self)), socketId: id, token: session.token)
+            worker.handleSocketMessage(.text(text), socketId: id, token: session.token)
         case .binary(let payload):
             session.messagesThisTurn += 1
-            guard session.lifecycle.maySend, shard.isOpen(id) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
             worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
         case .write(let frame) where WebSocketFrame.isPong(frame):
@@ -389,7 +406,7 @@ final class WebSocketConnectionDriver {
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.
     @inline(__always) func queue(_ frame: OutboundBytes, on id: SocketID) -> LocalSendResult {
-        switch shard.send(id, frame) {
+        switch onShard({ $0.send(id, frame) }) {
         case .queued:
             metrics.webSocketMessagesOut.increment()
             return .queued

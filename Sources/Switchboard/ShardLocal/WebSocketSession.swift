@@ -28,7 +28,13 @@ enum WebSocketLifecycle: Equatable {
 /// assembly timer) out of line in ``WebSocketSessionRareState``, made on first use. Stored
 /// properties are declared in layout order (Swift keeps declaration order).
 final class WebSocketSession {
-    var connection: WebSocketConnection
+    /// The codec. Exempt from the dynamic exclusivity check (it cost a runtime call per
+    /// message, issue 16 item 3): a session belongs to its shard's thread, and no access to the
+    /// codec overlaps another. The one long access is `receive` in the driver's `decodeOne`,
+    /// whose closure only records events (acted on after `receive` returns, the codec's own
+    /// rule); every other use (send, close, timers, release) is a call of its own on the shard
+    /// thread, never made from inside a codec call.
+    @exclusivity(unchecked) var connection: WebSocketConnection
     var lifecycle = WebSocketLifecycle.open
     /// In the driver's resume list.
     var resumeQueued = false

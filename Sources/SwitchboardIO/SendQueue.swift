@@ -6,11 +6,34 @@
 /// `costBytes` is what the limits count: the unsent payload bytes plus
 /// ``entryOverheadBytes`` per queued chunk. Payload bytes alone let a peer that never reads
 /// queue millions of 2-byte pongs "within" a 4 MiB limit while each cost ~100 bytes of heap.
+///
+/// Ownership (issue 16 item 1): a chunk holds its bytes by an `Unmanaged` reference, retained
+/// once by `append` and released once when the chunk is sent (`consume`) or dropped
+/// (`dropUnstarted`, `removeAll`). A chunk is then a plain value: moving it from `rest` to
+/// `first` and clearing `rest` cost no reference counting and no destroy pass. Before, a
+/// fan-out delivery paid three to four retain/release pairs for that bookkeeping on top of
+/// the queue's own reference. The price of manual ownership: a queue that still holds chunks
+/// must be emptied before it is dropped, or its frames leak. The shard does (`beginClose`
+/// for a connection, `deinit` for the table); copies of a queue (a `Connection` read by value)
+/// own nothing and must not be mutated.
 struct SendQueue {
+    /// One queued run. Trivial (no reference counting when copied): see "Ownership" above.
     struct Chunk {
-        let bytes: OutboundBytes
+        /// +1, taken by `append`, given back when the chunk leaves the queue.
+        let bytes: Unmanaged<OutboundBytes>
         var offset: Int
-        var remaining: Int { bytes.count - offset }
+
+        @inline(__always) var count: Int { bytes._withUnsafeGuaranteedRef { $0.count } }
+        @inline(__always) var remaining: Int { count - offset }
+        /// The bytes not yet sent. Valid while the chunk is queued (the queue's reference
+        /// keeps them alive and they never move).
+        @inline(__always) var pending: UnsafeRawBufferPointer {
+            bytes._withUnsafeGuaranteedRef {
+                let all = $0.bytes
+                assert(offset < all.count, "a queued chunk with nothing left to send")
+                return UnsafeRawBufferPointer(start: all.baseAddress.unsafelyUnwrapped + offset, count: all.count - offset)
+            }
+        }
     }
 
     /// Heap bytes one queued chunk costs beyond its payload, measured with glibc malloc on
@@ -60,29 +83,38 @@ struct SendQueue {
     /// What the queue costs: unsent payload plus the per-chunk overhead.
     var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }
 
-    /// What appending `bytes` adds to `costBytes`.
-    @inline(__always) static func cost(of bytes: OutboundBytes) -> Int { bytes.count + entryOverheadBytes }
+    /// What appending a run of `payloadBytes` adds to `costBytes`.
+    @inline(__always) static func cost(payloadBytes: Int) -> Int { payloadBytes + entryOverheadBytes }
 
     mutating func append(_ bytes: OutboundBytes) {
         guard bytes.count > 0 else { return }
-        queuedBytes += bytes.count
-        charge(Self.cost(of: bytes))
+        append(retained: .passRetained(bytes))
+    }
+
+    /// Appends bytes whose +1 the caller already took for this queue. The queue owns that
+    /// reference from here on. Not empty (`append(_:)` filters empty runs).
+    @inline(__always) mutating func append(retained bytes: Unmanaged<OutboundBytes>) {
+        let chunk = Chunk(bytes: bytes, offset: 0)
+        let count = chunk.count
+        assert(count > 0, "an empty run in a send queue")
+        queuedBytes += count
+        charge(Self.cost(payloadBytes: count))
         if first == nil {
-            first = Chunk(bytes: bytes, offset: 0)
+            first = chunk
         } else {
-            rest.append(Chunk(bytes: bytes, offset: 0))
+            rest.append(chunk)
         }
     }
 
     /// Visits up to `max` chunks from the front, in order, with their unsent bytes.
-    func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+    @inline(__always) func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let f = first else { return }
-        body(UnsafeRawBufferPointer(rebasing: f.bytes.bytes[f.offset...]))
+        body(f.pending)
         var i = restHead
         var n = 1
-        while i < rest.count && n < max {
-            let c = rest[i]
-            body(UnsafeRawBufferPointer(rebasing: c.bytes.bytes[c.offset...]))
+        let end = rest.count
+        while i < end && n < max {
+            body(rest[i].pending)
             i += 1
             n += 1
         }
@@ -91,18 +123,32 @@ struct SendQueue {
     /// Drops `count` sent bytes from the front.
     mutating func consume(_ count: Int) {
         precondition(count <= queuedBytes)
+        if count == queuedBytes, let f = first {
+            // Everything was sent (the common case: a vectored send took the whole queue):
+            // the chunks go in one pass, `rest` is cleared once.
+            let chunks = chunkCount
+            f.bytes.release()
+            for i in restHead..<rest.count { rest[i].bytes.release() }
+            first = nil
+            if !rest.isEmpty { rest.removeAll(keepingCapacity: rest.capacity <= 64) }
+            restHead = 0
+            queuedBytes = 0
+            sentBytesTotal &+= UInt64(count)
+            release(count + chunks * Self.entryOverheadBytes)
+            return
+        }
         var left = count
         queuedBytes -= count
         sentBytesTotal &+= UInt64(count)
         var popped = 0
-        while left > 0, var f = first {
+        while left > 0, let f = first {
             let r = f.remaining
             if left < r {
-                f.offset += left
-                first = f
+                first!.offset += left
                 break
             }
             left -= r
+            f.bytes.release()  // the queue's reference; the frame lives on in other queues
             popFirst()
             popped += 1
         }
@@ -127,12 +173,14 @@ struct SendQueue {
             keepCount += 1
             i += 1
         }
+        for dropped in (restHead + keepCount)..<rest.count { rest[dropped].bytes.release() }
         rest.removeSubrange((restHead + keepCount)...)
         queuedBytes = kept
         assert(queuedBytes >= keepingBytes)
         release(before - costBytes)
     }
 
+    /// Moves the next chunk of `rest` to `first` (the caller released the old first).
     private mutating func popFirst() {
         if restHead < rest.count {
             first = rest[restHead]
@@ -149,8 +197,14 @@ struct SendQueue {
         }
     }
 
+    /// Drops everything queued and gives back the queue's references. Also what a queue must
+    /// go through before it is dropped (see "Ownership").
     mutating func removeAll() {
         release(costBytes)
+        first?.bytes.release()
+        if restHead < rest.count {
+            for i in restHead..<rest.count { rest[i].bytes.release() }
+        }
         first = nil
         rest = []
         restHead = 0

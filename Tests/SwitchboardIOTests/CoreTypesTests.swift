@@ -53,6 +53,41 @@ struct CoreTypesTests {
         var total = 0
         q.forEachPending(max: Int.max) { total += $0.count }
         #expect(total == expected)
+        q.removeAll()  // a queue's references are manual: emptied before it is dropped
+    }
+
+    /// Issue 16 item 1: a chunk holds its frame by a manual reference (one retain per queued
+    /// copy, no reference counting while chunks move). Each way out of the queue gives exactly
+    /// that reference back: the frame lives while any queue holds it and is freed after the last.
+    @Test func sendQueueGivesBackEachReferenceOnce() {
+        weak var shared: OutboundBytes?
+        weak var dropped: OutboundBytes?
+        var a = SendQueue(budget: coreTypesBudget)
+        var b = SendQueue(budget: coreTypesBudget)
+        do {
+            let frame = OutboundBytes(Array("frame".utf8))  // 5 bytes, in both queues (a fan-out)
+            shared = frame
+            a.append(frame)
+            b.append(frame)
+            let tail = OutboundBytes(Array("tail".utf8))
+            dropped = tail
+            b.append(OutboundBytes(Array("x".utf8)))
+            b.append(tail)
+        }
+        #expect(shared != nil && dropped != nil)
+        a.consume(2)  // partly sent: still held
+        #expect(shared != nil)
+        a.consume(3)
+        #expect(a.isEmpty && shared != nil, "b still holds the frame")
+        b.consume(5)  // b's copy of the frame, whole
+        #expect(shared == nil, "freed with its last queue")
+        var seen: [String] = []
+        b.forEachPending(max: 8) { seen.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(seen == ["x", "tail"])
+        b.dropUnstarted(keepingBytes: 0)  // "x" is next and stays; "tail" goes
+        #expect(dropped == nil && b.chunkCount == 1 && b.queuedBytes == 1)
+        b.removeAll()
+        #expect(b.isEmpty && b.costBytes == 0)
     }
 
     @Test func timerListExpiresInOrderAndRearms() {

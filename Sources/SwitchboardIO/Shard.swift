@@ -505,6 +505,25 @@ package class Shard: @unchecked Sendable {
         return .queued
     }
 
+    /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
+    /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
+    /// results; a TLS connection encrypts the frame and leaves its reference unused.
+    @discardableResult
+    package final func send(_ id: SocketID, _ frame: inout SharedFrame) -> SendResult {
+        var slot = 0
+        let count = frame.count
+        let verdict = admitSend(id, payloadBytes: count, allowed: false, slot: &slot)
+        guard verdict == .queued else { return verdict }
+        if let session = connections[slot].tls {
+            tlsEnqueue(slot, session, frame.bytes)
+            return .queued
+        }
+        guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
+        connections[slot].queue.append(retained: frame.take())
+        scheduleFlush(slot)
+        return .queued
+    }
+
     /// The checks of every send: `.queued` (and the connection's slot) when `payloadBytes`
     /// may be queued on `id`, or why not (counted).
     @inline(__always) private func admitSend(_ id: SocketID, payloadBytes: Int, allowed: Bool, slot: inout Int) -> SendResult {

@@ -9,13 +9,13 @@
 ///
 /// Ownership (issue 16 item 1): a chunk holds its bytes by an `Unmanaged` reference, retained
 /// once by `append` and released once when the chunk is sent (`consume`) or dropped
-/// (`dropUnstarted`, `removeAll`). A chunk is then a plain value: moving it from `rest` to
-/// `first` and clearing `rest` cost no reference counting and no destroy pass. Before, a
+/// (`dropUnstarted`, `removeAll`). A chunk is then a plain value: moving it from the ring to
+/// `first` and emptying the ring cost no reference counting and no destroy pass. Before, a
 /// fan-out delivery paid three to four retain/release pairs for that bookkeeping on top of
-/// the queue's own reference. The price of manual ownership: a queue that still holds chunks
-/// must be emptied before it is dropped, or its frames leak. The shard does (`beginClose`
-/// for a connection, `deinit` for the table); copies of a queue (a `Connection` read by value)
-/// own nothing and must not be mutated.
+/// the queue's own reference. The price of manual ownership: a queue must go through
+/// `removeAll` before it is dropped, or its frames (and its ring) leak. The shard does
+/// (`beginClose` for a connection, `deinit` for the table); copies of a queue (a `Connection`
+/// read by value) own nothing and must not be mutated.
 struct SendQueue {
     /// One queued run. Trivial (no reference counting when copied): see "Ownership" above.
     struct Chunk {
@@ -40,8 +40,7 @@ struct SendQueue {
     /// x86_64 (`SendQueueCostTests` re-measures it with `mallinfo2` and fails if it is low):
     /// the `OutboundBytes` object (16-byte header + count + base = 32 bytes, a 48-byte malloc
     /// chunk), the payload's own malloc header and rounding (up to 24 bytes; 32 for a 1-byte
-    /// payload), and the `Chunk` in `rest` (16 bytes, up to 32 with the array's geometric
-    /// growth). Rounded up to cover all three: 112. A frame shared by many queues (fan-out)
+    /// payload), and the `Chunk` in the ring (16 bytes, up to 32 with the ring's doubling). Rounded up to cover all three: 112. A frame shared by many queues (fan-out)
     /// is counted in full by each, which over-counts the object and payload: conservative.
     static let entryOverheadBytes = 112
 
@@ -61,25 +60,52 @@ struct SendQueue {
     }
 
     private(set) var first: Chunk?
-    private var rest: [Chunk] = []
+    /// The chunks behind `first`, oldest first: a ring of `Chunk`s behind a `RingHeader`, one
+    /// allocation, made when a second chunk is queued (an idle connection and one with a
+    /// single response in flight have none). Manual, like the chunks' references: no
+    /// uniqueness check per append (an array's), no destroy pass when it empties. Kept when
+    /// it empties up to `keptRingCapacity` chunks (a subscriber that gets a few frames per
+    /// turn reuses it), freed beyond, and always by `removeAll`.
+    private var ring: UnsafeMutableRawPointer?
     /// Unsent payload bytes.
     private(set) var queuedBytes = 0
     /// Payload bytes sent since the queue was made (for "has this byte left yet?" marks).
     private(set) var sentBytesTotal: UInt64 = 0
-    /// `restHead`'s storage, declared last: a connection packs its state and flags into the
-    /// four bytes after it (issue 16 item 2). `rest` is compacted long before 2^31 entries.
-    private var restHeadIndex: Int32 = 0
-    /// Entries of `rest` already moved to `first`.
-    private var restHead: Int {
-        get { Int(restHeadIndex) }
-        set {
-            assert(newValue >= 0 && newValue <= Int(Int32.max))
-            restHeadIndex = Int32(truncatingIfNeeded: newValue)
-        }
+    /// Chunks in `ring`. Declared last: a connection packs its state and flags into the four
+    /// bytes after it (issue 16 item 2). A queue holds far fewer than 2^32 chunks (its cost
+    /// limit counts `entryOverheadBytes` per chunk).
+    private var ringCountStorage: UInt32 = 0
+
+    /// The ring's capacity (a power of two) and where its oldest chunk is.
+    private struct RingHeader {
+        var capacity: Int
+        var head: Int
+    }
+
+    /// A ring this large or smaller stays allocated when it empties.
+    static let keptRingCapacity = 64
+    private static let ringChunksOffset = MemoryLayout<RingHeader>.stride
+
+    @inline(__always) private var ringCount: Int { Int(ringCountStorage) }
+
+    @inline(__always) private static func header(_ ring: UnsafeMutableRawPointer) -> UnsafeMutablePointer<RingHeader> {
+        ring.assumingMemoryBound(to: RingHeader.self)
+    }
+
+    @inline(__always) private static func chunks(_ ring: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Chunk> {
+        (ring + ringChunksOffset).assumingMemoryBound(to: Chunk.self)
+    }
+
+    /// The `index`th chunk behind `first` (0: the next one).
+    @inline(__always) private func ringChunk(_ index: Int) -> Chunk {
+        let r = ring.unsafelyUnwrapped
+        assert(index < ringCount)
+        let h = Self.header(r)
+        return Self.chunks(r)[(h.pointee.head + index) & (h.pointee.capacity - 1)]
     }
 
     var isEmpty: Bool { first == nil }
-    var chunkCount: Int { first == nil ? 0 : 1 + rest.count - restHead }
+    var chunkCount: Int { first == nil ? 0 : 1 + ringCount }
     /// What the queue costs: unsent payload plus the per-chunk overhead.
     var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }
 
@@ -100,9 +126,57 @@ struct SendQueue {
         queuedBytes += count
         charge(Self.cost(payloadBytes: count))
         if first == nil {
+            assert(ringCount == 0, "chunks behind an empty front")
             first = chunk
         } else {
-            rest.append(chunk)
+            ringPush(chunk)
+        }
+    }
+
+    @inline(__always) private mutating func ringPush(_ chunk: Chunk) {
+        let count = ringCount
+        if let r = ring {
+            let h = Self.header(r)
+            let capacity = h.pointee.capacity
+            if count < capacity {
+                (Self.chunks(r) + ((h.pointee.head + count) & (capacity - 1))).initialize(to: chunk)
+                ringCountStorage += 1
+                return
+            }
+        }
+        growRing()
+        let r = ring.unsafelyUnwrapped
+        assert(Self.header(r).pointee.head == 0 && count < Self.header(r).pointee.capacity)
+        (Self.chunks(r) + count).initialize(to: chunk)
+        ringCountStorage += 1
+    }
+
+    /// Doubles the ring (4 chunks at first), its chunks moved to the front in order.
+    private mutating func growRing() {
+        let count = ringCount
+        let old = ring
+        let capacity = max(4, (old.map { Self.header($0).pointee.capacity } ?? 0) * 2)
+        let made = UnsafeMutableRawPointer.allocate(byteCount: Self.ringChunksOffset + capacity * MemoryLayout<Chunk>.stride,
+                                                    alignment: max(MemoryLayout<RingHeader>.alignment, MemoryLayout<Chunk>.alignment))
+        made.bindMemory(to: RingHeader.self, capacity: 1).initialize(to: RingHeader(capacity: capacity, head: 0))
+        let slots = (made + Self.ringChunksOffset).bindMemory(to: Chunk.self, capacity: capacity)
+        if let old {
+            let h = Self.header(old).pointee
+            let from = Self.chunks(old)
+            for i in 0..<count { (slots + i).initialize(to: from[(h.head + i) & (h.capacity - 1)]) }
+            old.deallocate()
+        }
+        ring = made
+    }
+
+    /// Frees the ring if it is empty and large (or always, `force`).
+    private mutating func releaseRingIfEmpty(force: Bool) {
+        guard let r = ring, ringCount == 0 else { return }
+        if force || Self.header(r).pointee.capacity > Self.keptRingCapacity {
+            r.deallocate()
+            ring = nil
+        } else {
+            Self.header(r).pointee.head = 0
         }
     }
 
@@ -110,14 +184,12 @@ struct SendQueue {
     @inline(__always) func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let f = first else { return }
         body(f.pending)
-        var i = restHead
-        var n = 1
-        let end = rest.count
-        while i < end && n < max {
-            body(rest[i].pending)
-            i += 1
-            n += 1
-        }
+        let n = Swift.min(ringCount, max - 1)
+        guard n > 0 else { return }
+        let r = ring.unsafelyUnwrapped
+        let h = Self.header(r).pointee
+        let slots = Self.chunks(r)
+        for i in 0..<n { body(slots[(h.head + i) & (h.capacity - 1)].pending) }
     }
 
     /// Drops `count` sent bytes from the front.
@@ -125,13 +197,13 @@ struct SendQueue {
         precondition(count <= queuedBytes)
         if count == queuedBytes, let f = first {
             // Everything was sent (the common case: a vectored send took the whole queue):
-            // the chunks go in one pass, `rest` is cleared once.
+            // the chunks go in one pass.
             let chunks = chunkCount
             f.bytes.release()
-            for i in restHead..<rest.count { rest[i].bytes.release() }
+            for i in 0..<ringCount { ringChunk(i).bytes.release() }
             first = nil
-            if !rest.isEmpty { rest.removeAll(keepingCapacity: rest.capacity <= 64) }
-            restHead = 0
+            ringCountStorage = 0
+            releaseRingIfEmpty(force: false)
             queuedBytes = 0
             sentBytesTotal &+= UInt64(count)
             release(count + chunks * Self.entryOverheadBytes)
@@ -164,50 +236,44 @@ struct SendQueue {
         precondition(keepingBytes <= queuedBytes)
         let before = costBytes
         var kept = f.remaining
-        var keepCount = 0  // chunks of `rest` kept
-        var i = restHead
+        var keepCount = 0  // chunks of the ring kept
         // The first chunk always stays (it is in flight or partly sent, or it is simply next:
         // keeping one more frame costs nothing against a peer that does not read).
-        while i < rest.count && kept < keepingBytes {
-            kept += rest[i].remaining
+        while keepCount < ringCount && kept < keepingBytes {
+            kept += ringChunk(keepCount).remaining
             keepCount += 1
-            i += 1
         }
-        for dropped in (restHead + keepCount)..<rest.count { rest[dropped].bytes.release() }
-        rest.removeSubrange((restHead + keepCount)...)
+        for i in keepCount..<ringCount { ringChunk(i).bytes.release() }
+        ringCountStorage = UInt32(truncatingIfNeeded: keepCount)
+        releaseRingIfEmpty(force: false)
         queuedBytes = kept
         assert(queuedBytes >= keepingBytes)
         release(before - costBytes)
     }
 
-    /// Moves the next chunk of `rest` to `first` (the caller released the old first).
+    /// Moves the next chunk of the ring to `first` (the caller released the old first).
     private mutating func popFirst() {
-        if restHead < rest.count {
-            first = rest[restHead]
-            restHead += 1
-            if restHead == rest.count {
-                rest.removeAll(keepingCapacity: rest.capacity <= 64)
-                restHead = 0
-            } else if restHead >= 64 && restHead * 2 >= rest.count {
-                rest.removeFirst(restHead)
-                restHead = 0
-            }
-        } else {
+        guard ringCount > 0 else {
             first = nil
+            return
         }
+        let r = ring.unsafelyUnwrapped
+        let h = Self.header(r)
+        first = Self.chunks(r)[h.pointee.head]
+        h.pointee.head = (h.pointee.head + 1) & (h.pointee.capacity - 1)
+        ringCountStorage -= 1
+        releaseRingIfEmpty(force: false)
     }
 
-    /// Drops everything queued and gives back the queue's references. Also what a queue must
-    /// go through before it is dropped (see "Ownership").
+    /// Drops everything queued, gives back the queue's references and frees the ring. Also
+    /// what a queue must go through before it is dropped (see "Ownership").
     mutating func removeAll() {
         release(costBytes)
         first?.bytes.release()
-        if restHead < rest.count {
-            for i in restHead..<rest.count { rest[i].bytes.release() }
-        }
+        for i in 0..<ringCount { ringChunk(i).bytes.release() }
         first = nil
-        rest = []
-        restHead = 0
+        ringCountStorage = 0
+        releaseRingIfEmpty(force: true)
         queuedBytes = 0
     }
 }

@@ -152,10 +152,13 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     override func waitAndDispatch(timeoutMilliseconds: Int64) {
-        var timeout = Int32(clamping: timeoutMilliseconds)
-        if !readAgain.isEmpty || !mayBlock() { timeout = 0 }
+        // Only a turn that may sleep arms the doorbell (`mayBlock`), so only it disarms it after
+        // the wait: a busy turn (input left over, work queued) skips that sequentially consistent
+        // store, which every turn paid before.
+        let maySleep = readAgain.isEmpty && mayBlock()
+        let timeout = maySleep ? Int32(clamping: timeoutMilliseconds) : 0
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
-        doorbell.cancelSleep()
+        if maySleep { doorbell.cancelSleep() }
         refreshClock()
         swap(&readAgain, &readAgainScratch)
         defer { readAgainScratch.removeAll(keepingCapacity: true) }

@@ -78,6 +78,18 @@ package struct OutboundBytes: @unchecked Sendable {
         UnsafeRawPointer(storage.withUnsafeMutablePointerToElements { $0 })
     }
 
+    /// The heap block itself, for holders that count their references to it by hand (a send
+    /// queue's chunks, a fan-out's `SharedFrame`: `Unmanaged<Storage>`), and the way back.
+    package typealias Storage = ManagedBuffer<Int, UInt8>
+
+    @inlinable package init(storage: Storage) { self.storage = storage }
+
+    /// A block's bytes, read without copying the reference (valid while the caller holds one).
+    @inlinable package static func bytes(of storage: Storage) -> UnsafeRawBufferPointer {
+        let count = storage.withUnsafeMutablePointerToHeader { $0.pointee }
+        return UnsafeRawBufferPointer(start: storage.withUnsafeMutablePointerToElements { $0 }, count: count)
+    }
+
     /// The bytes, valid as long as a copy of this value lives.
     @inlinable package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 

@@ -6,19 +6,42 @@
 /// `costBytes` is what the limits count: the unsent payload bytes plus
 /// ``entryOverheadBytes`` per queued chunk. Payload bytes alone let a peer that never reads
 /// queue millions of 2-byte pongs "within" a 4 MiB limit while each cost ~100 bytes of heap.
+///
+/// Ownership (issue 16 item 1): a chunk holds its bytes by an `Unmanaged` reference, retained
+/// once by `append` and released once when the chunk is sent (`consume`) or dropped
+/// (`dropUnstarted`, `removeAll`). A chunk is then a plain value: moving it from the ring to
+/// `first` and emptying the ring cost no reference counting and no destroy pass. Before, a
+/// fan-out delivery paid three to four retain/release pairs for that bookkeeping on top of
+/// the queue's own reference. The price of manual ownership: a queue must go through
+/// `removeAll` before it is dropped, or its frames (and its ring) leak. The shard does
+/// (`beginClose` for a connection, `deinit` for the table); copies of a queue (a `Connection`
+/// read by value) own nothing and must not be mutated.
 struct SendQueue {
+    /// One queued run. Trivial (no reference counting when copied): see "Ownership" above.
     struct Chunk {
-        let bytes: OutboundBytes
+        /// +1, taken by `append`, given back when the chunk leaves the queue.
+        let bytes: Unmanaged<OutboundBytes.Storage>
         var offset: Int
-        var remaining: Int { bytes.count - offset }
+
+        @inline(__always) var count: Int { bytes._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0).count } }
+        @inline(__always) var remaining: Int { count - offset }
+        /// The bytes not yet sent. Valid while the chunk is queued (the queue's reference
+        /// keeps them alive and they never move).
+        @inline(__always) var pending: UnsafeRawBufferPointer {
+            bytes._withUnsafeGuaranteedRef {
+                let all = OutboundBytes.bytes(of: $0)
+                assert(offset < all.count, "a queued chunk with nothing left to send")
+                return UnsafeRawBufferPointer(start: all.baseAddress.unsafelyUnwrapped + offset, count: all.count - offset)
+            }
+        }
     }
 
     /// Heap bytes one queued chunk costs beyond its payload, measured with glibc malloc on
     /// x86_64 (`SendQueueCostTests` re-measures it with `mallinfo2` and fails if it is low):
     /// the `OutboundBytes` block (one malloc: 16-byte object header + 8-byte count before the
     /// payload, plus malloc's 8-byte header and rounding to 16: up to 47 bytes) and the `Chunk`
-    /// in `rest` (16 bytes, up to 32 with the array's geometric growth). Rounded up: 80. A
-    /// frame shared by many queues (fan-out) is counted in full by each, which over-counts the
+    /// in the ring (16 bytes, up to 32 with the ring's doubling). Rounded up: 80. A frame
+    /// shared by many queues (fan-out) is counted in full by each, which over-counts the
     /// block: conservative.
     static let entryOverheadBytes = 80
 
@@ -38,71 +61,167 @@ struct SendQueue {
     }
 
     private(set) var first: Chunk?
-    private var rest: [Chunk] = []
+    /// The chunks behind `first`, oldest first: a ring of `Chunk`s behind a `RingHeader`, one
+    /// allocation, made when a second chunk is queued (an idle connection and one with a
+    /// single response in flight have none). Manual, like the chunks' references: no
+    /// uniqueness check per append (an array's), no destroy pass when it empties. Kept when
+    /// it empties up to `keptRingCapacity` chunks (a subscriber that gets a few frames per
+    /// turn reuses it), freed beyond, and always by `removeAll`.
+    private var ring: UnsafeMutableRawPointer?
     /// Unsent payload bytes.
     private(set) var queuedBytes = 0
     /// Payload bytes sent since the queue was made (for "has this byte left yet?" marks).
     private(set) var sentBytesTotal: UInt64 = 0
-    /// `restHead`'s storage, declared last: a connection packs its state and flags into the
-    /// four bytes after it (issue 16 item 2). `rest` is compacted long before 2^31 entries.
-    private var restHeadIndex: Int32 = 0
-    /// Entries of `rest` already moved to `first`.
-    private var restHead: Int {
-        get { Int(restHeadIndex) }
-        set {
-            assert(newValue >= 0 && newValue <= Int(Int32.max))
-            restHeadIndex = Int32(truncatingIfNeeded: newValue)
-        }
+    /// Chunks in `ring`. Declared last: a connection packs its state and flags into the four
+    /// bytes after it (issue 16 item 2). A queue holds far fewer than 2^32 chunks (its cost
+    /// limit counts `entryOverheadBytes` per chunk).
+    private var ringCountStorage: UInt32 = 0
+
+    /// The ring's capacity (a power of two) and where its oldest chunk is.
+    private struct RingHeader {
+        var capacity: Int
+        var head: Int
+    }
+
+    /// A ring this large or smaller stays allocated when it empties.
+    static let keptRingCapacity = 64
+    private static let ringChunksOffset = MemoryLayout<RingHeader>.stride
+
+    @inline(__always) private var ringCount: Int { Int(ringCountStorage) }
+
+    @inline(__always) private static func header(_ ring: UnsafeMutableRawPointer) -> UnsafeMutablePointer<RingHeader> {
+        ring.assumingMemoryBound(to: RingHeader.self)
+    }
+
+    @inline(__always) private static func chunks(_ ring: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Chunk> {
+        (ring + ringChunksOffset).assumingMemoryBound(to: Chunk.self)
+    }
+
+    /// The `index`th chunk behind `first` (0: the next one).
+    @inline(__always) private func ringChunk(_ index: Int) -> Chunk {
+        let r = ring.unsafelyUnwrapped
+        assert(index < ringCount)
+        let h = Self.header(r)
+        return Self.chunks(r)[(h.pointee.head + index) & (h.pointee.capacity - 1)]
     }
 
     var isEmpty: Bool { first == nil }
-    var chunkCount: Int { first == nil ? 0 : 1 + rest.count - restHead }
+    var chunkCount: Int { first == nil ? 0 : 1 + ringCount }
     /// What the queue costs: unsent payload plus the per-chunk overhead.
     var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }
 
-    /// What appending `bytes` adds to `costBytes`.
-    @inline(__always) static func cost(of bytes: OutboundBytes) -> Int { bytes.count + entryOverheadBytes }
+    /// What appending a run of `payloadBytes` adds to `costBytes`.
+    @inline(__always) static func cost(payloadBytes: Int) -> Int { payloadBytes + entryOverheadBytes }
 
     mutating func append(_ bytes: OutboundBytes) {
         guard bytes.count > 0 else { return }
-        queuedBytes += bytes.count
-        charge(Self.cost(of: bytes))
+        append(retained: .passRetained(bytes.storage))
+    }
+
+    /// Appends bytes whose +1 the caller already took for this queue. The queue owns that
+    /// reference from here on. Not empty (`append(_:)` filters empty runs).
+    @inline(__always) mutating func append(retained bytes: Unmanaged<OutboundBytes.Storage>) {
+        let chunk = Chunk(bytes: bytes, offset: 0)
+        let count = chunk.count
+        assert(count > 0, "an empty run in a send queue")
+        queuedBytes += count
+        charge(Self.cost(payloadBytes: count))
         if first == nil {
-            first = Chunk(bytes: bytes, offset: 0)
+            assert(ringCount == 0, "chunks behind an empty front")
+            first = chunk
         } else {
-            rest.append(Chunk(bytes: bytes, offset: 0))
+            ringPush(chunk)
+        }
+    }
+
+    @inline(__always) private mutating func ringPush(_ chunk: Chunk) {
+        let count = ringCount
+        if let r = ring {
+            let h = Self.header(r)
+            let capacity = h.pointee.capacity
+            if count < capacity {
+                (Self.chunks(r) + ((h.pointee.head + count) & (capacity - 1))).initialize(to: chunk)
+                ringCountStorage += 1
+                return
+            }
+        }
+        growRing()
+        let r = ring.unsafelyUnwrapped
+        assert(Self.header(r).pointee.head == 0 && count < Self.header(r).pointee.capacity)
+        (Self.chunks(r) + count).initialize(to: chunk)
+        ringCountStorage += 1
+    }
+
+    /// Doubles the ring (4 chunks at first), its chunks moved to the front in order.
+    private mutating func growRing() {
+        let count = ringCount
+        let old = ring
+        let capacity = max(4, (old.map { Self.header($0).pointee.capacity } ?? 0) * 2)
+        let made = UnsafeMutableRawPointer.allocate(byteCount: Self.ringChunksOffset + capacity * MemoryLayout<Chunk>.stride,
+                                                    alignment: max(MemoryLayout<RingHeader>.alignment, MemoryLayout<Chunk>.alignment))
+        made.bindMemory(to: RingHeader.self, capacity: 1).initialize(to: RingHeader(capacity: capacity, head: 0))
+        let slots = (made + Self.ringChunksOffset).bindMemory(to: Chunk.self, capacity: capacity)
+        if let old {
+            let h = Self.header(old).pointee
+            let from = Self.chunks(old)
+            for i in 0..<count { (slots + i).initialize(to: from[(h.head + i) & (h.capacity - 1)]) }
+            old.deallocate()
+        }
+        ring = made
+    }
+
+    /// Frees the ring if it is empty and large (or always, `force`).
+    private mutating func releaseRingIfEmpty(force: Bool) {
+        guard let r = ring, ringCount == 0 else { return }
+        if force || Self.header(r).pointee.capacity > Self.keptRingCapacity {
+            r.deallocate()
+            ring = nil
+        } else {
+            Self.header(r).pointee.head = 0
         }
     }
 
     /// Visits up to `max` chunks from the front, in order, with their unsent bytes.
-    func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
+    @inline(__always) func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let f = first else { return }
-        body(UnsafeRawBufferPointer(rebasing: f.bytes.bytes[f.offset...]))
-        var i = restHead
-        var n = 1
-        while i < rest.count && n < max {
-            let c = rest[i]
-            body(UnsafeRawBufferPointer(rebasing: c.bytes.bytes[c.offset...]))
-            i += 1
-            n += 1
-        }
+        body(f.pending)
+        let n = Swift.min(ringCount, max - 1)
+        guard n > 0 else { return }
+        let r = ring.unsafelyUnwrapped
+        let h = Self.header(r).pointee
+        let slots = Self.chunks(r)
+        for i in 0..<n { body(slots[(h.head + i) & (h.capacity - 1)].pending) }
     }
 
     /// Drops `count` sent bytes from the front.
     mutating func consume(_ count: Int) {
         precondition(count <= queuedBytes)
+        if count == queuedBytes, let f = first {
+            // Everything was sent (the common case: a vectored send took the whole queue):
+            // the chunks go in one pass.
+            let chunks = chunkCount
+            f.bytes.release()
+            for i in 0..<ringCount { ringChunk(i).bytes.release() }
+            first = nil
+            ringCountStorage = 0
+            releaseRingIfEmpty(force: false)
+            queuedBytes = 0
+            sentBytesTotal &+= UInt64(count)
+            release(count + chunks * Self.entryOverheadBytes)
+            return
+        }
         var left = count
         queuedBytes -= count
         sentBytesTotal &+= UInt64(count)
         var popped = 0
-        while left > 0, var f = first {
+        while left > 0, let f = first {
             let r = f.remaining
             if left < r {
-                f.offset += left
-                first = f
+                first!.offset += left
                 break
             }
             left -= r
+            f.bytes.release()  // the queue's reference; the frame lives on in other queues
             popFirst()
             popped += 1
         }
@@ -118,42 +237,44 @@ struct SendQueue {
         precondition(keepingBytes <= queuedBytes)
         let before = costBytes
         var kept = f.remaining
-        var keepCount = 0  // chunks of `rest` kept
-        var i = restHead
+        var keepCount = 0  // chunks of the ring kept
         // The first chunk always stays (it is in flight or partly sent, or it is simply next:
         // keeping one more frame costs nothing against a peer that does not read).
-        while i < rest.count && kept < keepingBytes {
-            kept += rest[i].remaining
+        while keepCount < ringCount && kept < keepingBytes {
+            kept += ringChunk(keepCount).remaining
             keepCount += 1
-            i += 1
         }
-        rest.removeSubrange((restHead + keepCount)...)
+        for i in keepCount..<ringCount { ringChunk(i).bytes.release() }
+        ringCountStorage = UInt32(truncatingIfNeeded: keepCount)
+        releaseRingIfEmpty(force: false)
         queuedBytes = kept
         assert(queuedBytes >= keepingBytes)
         release(before - costBytes)
     }
 
+    /// Moves the next chunk of the ring to `first` (the caller released the old first).
     private mutating func popFirst() {
-        if restHead < rest.count {
-            first = rest[restHead]
-            restHead += 1
-            if restHead == rest.count {
-                rest.removeAll(keepingCapacity: rest.capacity <= 64)
-                restHead = 0
-            } else if restHead >= 64 && restHead * 2 >= rest.count {
-                rest.removeFirst(restHead)
-                restHead = 0
-            }
-        } else {
+        guard ringCount > 0 else {
             first = nil
+            return
         }
+        let r = ring.unsafelyUnwrapped
+        let h = Self.header(r)
+        first = Self.chunks(r)[h.pointee.head]
+        h.pointee.head = (h.pointee.head + 1) & (h.pointee.capacity - 1)
+        ringCountStorage -= 1
+        releaseRingIfEmpty(force: false)
     }
 
+    /// Drops everything queued, gives back the queue's references and frees the ring. Also
+    /// what a queue must go through before it is dropped (see "Ownership").
     mutating func removeAll() {
         release(costBytes)
+        first?.bytes.release()
+        for i in 0..<ringCount { ringChunk(i).bytes.release() }
         first = nil
-        rest = []
-        restHead = 0
+        ringCountStorage = 0
+        releaseRingIfEmpty(force: true)
         queuedBytes = 0
     }
 }

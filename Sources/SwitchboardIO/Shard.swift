@@ -209,7 +209,7 @@ struct Connection {
     var cancelSubmitted: Bool { get { flags.contains(.cancelSubmitted) } set { flags.set(.cancelSubmitted, newValue) } }
     /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
     var writeBlocked: Bool { get { flags.contains(.writeBlocked) } set { flags.set(.writeBlocked, newValue) } }
-    /// In `flushList` this turn.
+    /// In the flush table (`Shard.flushSlots`) this turn.
     var flushQueued: Bool { get { flags.contains(.flushQueued) } set { flags.set(.flushQueued, newValue) } }
     /// Draining ends with a lingering close (true) or an immediate one.
     var lingerAfterFlush: Bool { get { flags.contains(.lingerAfterFlush) } set { flags.set(.lingerAfterFlush, newValue) } }
@@ -296,9 +296,20 @@ package class Shard: @unchecked Sendable {
     var idleTimers: TimerList
     var requestTimers: TimerList
     var lingerTimers: TimerList
-    var flushList: [Int32] = []
-    /// The list `flushPending` works through, swapped with `flushList` (see there).
-    private var flushScratch: [Int32] = []
+    /// Slots with queued bytes to write at the end of the turn (`scheduleFlush`), each at most
+    /// once (`Connection.flushQueued`), so `maxConnectionsPerShard` entries always suffice: a
+    /// fixed table instead of a growing array, whose append paid a uniqueness check and a
+    /// dynamic exclusivity check once per connection and turn (per subscriber in a fan-out).
+    /// Allocated like `connections`: only the pages used become resident. The three flush
+    /// fields skip the dynamic exclusivity check: shard thread only, never passed `inout`.
+    @exclusivity(unchecked) private var flushSlots: UnsafeMutablePointer<Int32>
+    /// Entries of `flushSlots` in use.
+    @exclusivity(unchecked) private var flushCount = 0
+    /// The table `flushPending` works through, swapped with `flushSlots` (slots scheduled
+    /// while it flushes go to the other one, for the next flush).
+    @exclusivity(unchecked) private var flushScratch: UnsafeMutablePointer<Int32>
+    /// `flushPending` is running (debug check that it is not re-entered).
+    @exclusivity(unchecked) private var flushing = false
     var finalizeList: [Int32] = []
     /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
     /// closed meanwhile is skipped.
@@ -329,6 +340,8 @@ package class Shard: @unchecked Sendable {
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         connections = .allocate(capacity: capacity)
+        flushSlots = .allocate(capacity: capacity)
+        flushScratch = .allocate(capacity: capacity)
         idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds)
         requestTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.requestTimeoutMilliseconds)
         lingerTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.lingerTimeoutMilliseconds)
@@ -338,8 +351,14 @@ package class Shard: @unchecked Sendable {
     }
 
     deinit {
-        for i in 0..<highWater { (connections + i).deinitialize(count: 1) }
+        for i in 0..<highWater {
+            // A queue's chunks are manual references (`SendQueue`): give them back first.
+            connections[i].queue.removeAll()
+            (connections + i).deinitialize(count: 1)
+        }
         connections.deallocate()
+        flushSlots.deallocate()
+        flushScratch.deallocate()
         idleTimers.deallocate(); requestTimers.deallocate(); lingerTimers.deallocate()
     }
 
@@ -461,19 +480,63 @@ package class Shard: @unchecked Sendable {
     /// budget: for a final small control message (a close frame) that must follow what is queued.
     /// `final`: a fan-out calls it once per subscriber, statically dispatched.
     @discardableResult
-    package final func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool = false) -> SendResult {
-        assertOnShardThread()
-        // Nothing follows a close: once draining, the queue only empties.
-        guard let slot = liveSlot(id), connections[slot].state == .open else { return .notOpen }
-        if allowed {
-            enqueue(slot, bytes)
+    package final func send(_ id: SocketID, _ bytes: OutboundBytes, overLimit allowed: Bool) -> SendResult {
+        send(id, bytes, allowed: allowed)
+    }
+
+    /// `send(_:_:overLimit:)` within the limits. An overload rather than a default argument:
+    /// a default argument is a call of its own across modules, once per fan-out delivery.
+    @discardableResult
+    package final func send(_ id: SocketID, _ bytes: OutboundBytes) -> SendResult {
+        send(id, bytes, allowed: false)
+    }
+
+    @inline(__always) private func send(_ id: SocketID, _ bytes: OutboundBytes, allowed: Bool) -> SendResult {
+        var slot = 0
+        let verdict = admitSend(id, payloadBytes: bytes.count, allowed: allowed, slot: &slot)
+        guard verdict == .queued else { return verdict }
+        if let session = connections[slot].tls {
+            // Plain connections queue the bytes; TLS ones queue their ciphertext (Shard+TLS.swift).
+            tlsEnqueue(slot, session, bytes)
             return .queued
         }
+        connections[slot].queue.append(bytes)
+        scheduleFlush(slot)
+        return .queued
+    }
+
+    /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
+    /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
+    /// results; a TLS connection encrypts the frame and leaves its reference unused.
+    @discardableResult
+    package final func send(_ id: SocketID, _ frame: inout SharedFrame) -> SendResult {
+        var slot = 0
+        let count = frame.count
+        let verdict = admitSend(id, payloadBytes: count, allowed: false, slot: &slot)
+        guard verdict == .queued else { return verdict }
+        if let session = connections[slot].tls {
+            tlsEnqueue(slot, session, frame.bytes)
+            return .queued
+        }
+        guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
+        connections[slot].queue.append(retained: frame.take())
+        scheduleFlush(slot)
+        return .queued
+    }
+
+    /// The checks of every send: `.queued` (and the connection's slot) when `payloadBytes`
+    /// may be queued on `id`, or why not (counted).
+    @inline(__always) private func admitSend(_ id: SocketID, payloadBytes: Int, allowed: Bool, slot: inout Int) -> SendResult {
+        assertOnShardThread()
+        // Nothing follows a close: once draining, the queue only empties.
+        guard let s = liveSlot(id), connections[s].state == .open else { return .notOpen }
+        slot = s
+        if allowed { return .queued }
         // The limit bounds what is already waiting: an empty queue takes any one message (its
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
-        let queuedCost = connections[slot].queue.costBytes
-        let cost = SendQueue.cost(of: bytes)
+        let queuedCost = connections[s].queue.costBytes
+        let cost = SendQueue.cost(payloadBytes: payloadBytes)
         if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
             return .overLimit
@@ -484,18 +547,7 @@ package class Shard: @unchecked Sendable {
             memory.countHit()
             return .overLimit
         }
-        enqueue(slot, bytes)
         return .queued
-    }
-
-    /// Plain connections queue the bytes; TLS ones queue their ciphertext (Shard+TLS.swift).
-    @inline(__always) private func enqueue(_ slot: Int, _ bytes: OutboundBytes) {
-        if let session = connections[slot].tls {
-            tlsEnqueue(slot, session, bytes)
-            return
-        }
-        connections[slot].queue.append(bytes)
-        scheduleFlush(slot)
     }
 
     /// Bytes queued and not yet sent on a connection (0 for a stale id).
@@ -610,7 +662,9 @@ package class Shard: @unchecked Sendable {
     @inline(__always) func scheduleFlush(_ slot: Int) {
         if !connections[slot].flushQueued {
             connections[slot].flushQueued = true
-            flushList.append(Int32(slot))
+            assert(flushCount < configuration.maxConnectionsPerShard, "a slot in the flush table twice")
+            flushSlots[flushCount] = Int32(truncatingIfNeeded: slot)
+            flushCount += 1
         }
     }
 
@@ -900,13 +954,20 @@ package class Shard: @unchecked Sendable {
     }
 
     func flushPending() {
-        guard !flushList.isEmpty else { return }
-        // Swapped, not copied: a copy made `removeAll(keepingCapacity:)` allocate a new buffer
-        // (the old one was shared), a malloc per flush (per turn, per message at low rates).
-        swap(&flushList, &flushScratch)
-        defer { flushScratch.removeAll(keepingCapacity: true) }
-        for s in flushScratch {
-            let slot = Int(s)
+        let count = flushCount
+        guard count > 0 else { return }
+        // The tables swap: a slot scheduled while these are written (none today on either
+        // backend, but a send may close a connection) waits in the other one for the next flush.
+        // Not re-entered: a nested flush would swap the tables back and schedule into `list`.
+        assert(!flushing, "flushPending re-entered")
+        flushing = true
+        defer { flushing = false }
+        let list = flushSlots
+        flushSlots = flushScratch
+        flushScratch = list
+        flushCount = 0
+        for i in 0..<count {
+            let slot = Int(list[i])
             connections[slot].flushQueued = false
             let st = connections[slot].state
             if (st == .open || st == .draining) && !connections[slot].queue.isEmpty {
@@ -937,7 +998,7 @@ package class Shard: @unchecked Sendable {
 
     /// Arms the doorbell and re-checks for work; true when the loop may block.
     func mayBlock() -> Bool {
-        if !flushList.isEmpty || !finalizeList.isEmpty || !resumeList.isEmpty { return false }
+        if flushCount > 0 || !finalizeList.isEmpty || !resumeList.isEmpty { return false }
         doorbell.prepareToSleep()
         if inbox.approximateCount > 0 || (acceptedSockets?.approximateCount ?? 0) > 0 || handler.hasPendingWork(self) {
             doorbell.cancelSleep()

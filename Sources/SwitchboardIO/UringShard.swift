@@ -168,9 +168,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let c = UnsafePointer(connections + slot)
         let ud = userData(.send, slot: slot, generation: c.pointee.generation)
         if c.pointee.queue.chunkCount == 1, let first = c.pointee.queue.first {
-            let b = first.bytes.bytes
-            sb_prep_send(sqe(), c.pointee.fd, b.baseAddress! + first.offset, b.count - first.offset, ud)
-            connections[slot].sendSubmittedBytes = b.count - first.offset
+            let b = first.pending
+            sb_prep_send(sqe(), c.pointee.fd, b.baseAddress!, b.count, ud)
+            connections[slot].sendSubmittedBytes = b.count
         } else {
             let ctxIndex: Int32
             if let i = freeContexts.popLast() { ctxIndex = i } else {

@@ -53,6 +53,84 @@ struct CoreTypesTests {
         var total = 0
         q.forEachPending(max: Int.max) { total += $0.count }
         #expect(total == expected)
+        q.removeAll()  // a queue's references are manual: emptied before it is dropped
+    }
+
+    /// The chunks behind the first live in a ring that wraps and doubles: order survives a
+    /// growth while the ring's head is in its middle, a partial send, and a drop.
+    @Test func sendQueueRingKeepsOrderAcrossWrapAndGrowth() {
+        var q = SendQueue(budget: coreTypesBudget)
+        var expected: [UInt8] = []
+        var next: UInt8 = 0
+        func push(_ n: Int) {
+            for _ in 0..<n {
+                q.append(OutboundBytes([next, next]))  // 2 bytes each, both the chunk's number
+                expected += [next, next]
+                next &+= 1
+            }
+        }
+        func pending() -> [UInt8] {
+            var out: [UInt8] = []
+            q.forEachPending(max: Int.max) { out += Array($0) }
+            return out
+        }
+        push(5)  // first + 4 in the ring (its first size)
+        q.consume(6)  // 3 chunks sent: the ring's head moves to its middle
+        expected.removeFirst(6)
+        push(6)  // wraps, then grows with the head not at 0
+        #expect(pending() == expected)
+        #expect(q.chunkCount == 8 && q.queuedBytes == 16)
+        q.consume(3)  // one chunk and half the next
+        expected.removeFirst(3)
+        #expect(pending() == expected)
+        var limited: [UInt8] = []
+        q.forEachPending(max: 3) { limited += Array($0) }
+        #expect(limited == Array(expected.prefix(5)))  // the half chunk and two whole ones
+        q.dropUnstarted(keepingBytes: 3)  // the half chunk (1 byte) and the next (2) stay
+        #expect(pending() == Array(expected.prefix(3)) && q.chunkCount == 2)
+        expected = Array(expected.prefix(3))
+        push(100)  // grows past the size that is kept when empty
+        #expect(pending() == expected && q.chunkCount == 102)
+        q.consume(q.queuedBytes)
+        #expect(q.isEmpty && q.costBytes == 0)
+        push(3)
+        #expect(pending() == expected.suffix(6))
+        q.removeAll()
+        #expect(q.isEmpty && q.chunkCount == 0)
+    }
+
+    /// Issue 16 item 1: a chunk holds its frame by a manual reference (one retain per queued
+    /// copy, no reference counting while chunks move). Each way out of the queue gives exactly
+    /// that reference back: the frame lives while any queue holds it and is freed after the last.
+    @Test func sendQueueGivesBackEachReferenceOnce() {
+        weak var shared: OutboundBytes.Storage?
+        weak var dropped: OutboundBytes.Storage?
+        var a = SendQueue(budget: coreTypesBudget)
+        var b = SendQueue(budget: coreTypesBudget)
+        do {
+            let frame = OutboundBytes(Array("frame".utf8))  // 5 bytes, in both queues (a fan-out)
+            shared = frame.storage
+            a.append(frame)
+            b.append(frame)
+            let tail = OutboundBytes(Array("tail".utf8))
+            dropped = tail.storage
+            b.append(OutboundBytes(Array("x".utf8)))
+            b.append(tail)
+        }
+        #expect(shared != nil && dropped != nil)
+        a.consume(2)  // partly sent: still held
+        #expect(shared != nil)
+        a.consume(3)
+        #expect(a.isEmpty && shared != nil, "b still holds the frame")
+        b.consume(5)  // b's copy of the frame, whole
+        #expect(shared == nil, "freed with its last queue")
+        var seen: [String] = []
+        b.forEachPending(max: 8) { seen.append(String(decoding: $0, as: UTF8.self)) }
+        #expect(seen == ["x", "tail"])
+        b.dropUnstarted(keepingBytes: 0)  // "x" is next and stays; "tail" goes
+        #expect(dropped == nil && b.chunkCount == 1 && b.queuedBytes == 1)
+        b.removeAll()
+        #expect(b.isEmpty && b.costBytes == 0)
     }
 
     @Test func timerListExpiresInOrderAndRearms() {

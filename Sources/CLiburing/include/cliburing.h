@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <liburing.h>
+#include "sb_refcount.h"  // counted retain/release for a fan-out (SharedFrame.swift)
 
 // IOSQE_* are `1U << enum` and do not import; re-export them as plain constants.
 static const uint8_t SB_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;

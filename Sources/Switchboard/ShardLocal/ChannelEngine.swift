@@ -200,7 +200,8 @@ final class ChannelEngine {
     /// two clock reads are then under a nanosecond per delivery. Smaller fan-outs count in full.
     static let fanOutTimedSubscribers = 64
 
-    /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference).
+    /// Writes one shared frame to every local subscriber (no copy: each queue holds a reference,
+    /// all of them taken in one step by `SharedFrame` and the unused ones given back in one).
     func deliverLocally(_ channel: ChannelName, _ frame: OutboundBytes, _ position: ChannelPosition) {
         guard let local = channels.subscribers(of: channel) else { return }
         local.lastPosition = position
@@ -210,9 +211,10 @@ final class ChannelEngine {
         let start = timed ? monotonicNanoseconds() : 0
         // Strong locals for the loop: one retain each per message, not per subscriber.
         let shard = self.shard, webSockets = self.webSockets
+        var shared = SharedFrame(frame, references: subscribers.count)
         var delivered = 0
         for id in subscribers where webSockets.mayDeliver(id) {
-            switch shard.send(id, frame) {
+            switch shard.send(id, &shared) {
             case .queued:
                 delivered += 1
             case .notOpen:

@@ -131,6 +131,10 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
     /// connection's buffered bytes reached the limit: the caller pauses reading.
     func append(_ bytes: UnsafeRawBufferPointer) -> Bool {
         let part = [UInt8](bytes)
+        // Counted before the consumer can see it: once the part is in `parts` (or handed to the
+        // waiter), a consumer on another thread may take it and release its bytes at once;
+        // counted after, that release could come first and take the count below zero.
+        let full = budget.add(part.count)
         let waiter: CheckedContinuation<[UInt8]?, any Error>? = state.withLock { s in
             assert(s.end == .open, "a part after the end of a streamed body")
             s.receivedBytes += part.count
@@ -143,7 +147,6 @@ public final class RequestBodyStream: AsyncSequence, Sendable {
         }
         // Handed to a waiting consumer, the part is still counted until `next()` returns it
         // (it releases every part it returns).
-        let full = budget.add(part.count)
         waiter?.resume(returning: part)
         return full
     }

@@ -24,6 +24,9 @@ FAILED=()
     echo
     bash "$HERE/memory-bench.sh" || FAILED+=(memory-bench.sh)
     echo
+    # Items 4 and 5: fan-out with 1 and 2 shards (CPU per delivery ratio, latency at a fixed rate).
+    bash "$HERE/shards-bench.sh" || FAILED+=(shards-bench.sh)
+    echo
     bash "$HERE/protocols-bench.sh" || FAILED+=(protocols-bench.sh)
     echo
     bash "$HERE/http-bench.sh" || FAILED+=(http-bench.sh)

@@ -179,6 +179,20 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         }
     }
 
+    /// A read or command answered MOVED or ASK after `redirects` redirections: false (counted
+    /// in `_redirects_exhausted_total`, logged) at `maxRedirects`; else counted, a MOVED
+    /// applied to the map, and true: the caller sends it again.
+    private func follows(_ redirection: ClusterRedirection, after redirects: Int, _ what: String) -> Bool {
+        guard redirects < Self.maxRedirects else {
+            metrics.redirectsExhausted.increment()
+            logger.error("cluster: \(what) on slot \(redirection.slot) was given up after \(redirects + 1) redirections (last to \(redirection.host):\(redirection.port))")
+            return false
+        }
+        metrics.redirects.increment()
+        redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+        return true
+    }
+
     private func redirected(_ redirection: ClusterRedirection, arguments: [[UInt8]], redirects: Int, answer: ((ClusterPosition?) -> Void)?) {
         let target = link(host: redirection.host, port: redirection.port)
         if !redirection.ask, !owners.isEmpty {
@@ -225,13 +239,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
                             completion: @escaping (ClusterStream?) -> Void) {
         guard let link = asked ?? owner(ofChannel: channel) else { return completion(nil) }
         link.readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects, asking: asked != nil, redirected: { [unowned self] redirection in
-            guard redirects < Self.maxRedirects else {
-                metrics.redirectsExhausted.increment()
-                logger.error("cluster: a stream read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
-                return completion(nil)
-            }
-            metrics.redirects.increment()
-            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            guard follows(redirection, after: redirects, "a stream read") else { return completion(nil) }
             let asked = redirection.ask ? self.link(host: redirection.host, port: redirection.port) : nil
             readStream(channel, ttlMilliseconds: ttlMilliseconds, redirects: redirects + 1, asked: asked, completion: completion)
         }, completion: completion)
@@ -268,13 +276,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
                              asked: RedisShardEngine?, completion: @escaping (ClusterHistoryRead) -> Void) {
         guard let link = asked ?? interest[channel].flatMap({ links[$0] }) ?? owner(ofChannel: channel) else { return completion(.unavailable) }
         link.readHistory(channel, after: position, maxMessages: maxMessages, asking: asked != nil, redirected: { [unowned self] redirection in
-            guard redirects < Self.maxRedirects else {
-                metrics.redirectsExhausted.increment()
-                logger.error("cluster: a history read of slot \(redirection.slot) was dropped after \(redirects + 1) redirections")
-                return completion(.lost(.failed))
-            }
-            metrics.redirects.increment()
-            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            guard follows(redirection, after: redirects, "a history read") else { return completion(.lost(.failed)) }
             let asked = redirection.ask ? self.link(host: redirection.host, port: redirection.port) : nil
             readHistory(channel, after: position, maxMessages: maxMessages, redirects: redirects + 1, asked: asked, completion: completion)
         }, completion: completion)
@@ -310,13 +312,8 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
                          completion: @escaping (RESPValue?) -> Void) {
         link.command(arguments, redirects: redirects, asking: asking) { [unowned self] reply in
             guard case .simpleError(let e)? = reply, let redirection = ClusterRedirection(e) else { return completion(reply) }
-            guard redirects < Self.maxRedirects else {
-                metrics.redirectsExhausted.increment()
-                logger.error("cluster: a command on slot \(redirection.slot) was answered after \(redirects + 1) redirections (last: \(e))")
-                return completion(reply)
-            }
-            metrics.redirects.increment()
-            redirected(redirection, arguments: [], redirects: redirects, answer: nil)
+            // Given up: the last redirection is the command's answer.
+            guard follows(redirection, after: redirects, "a command") else { return completion(reply) }
             command(arguments, on: self.link(host: redirection.host, port: redirection.port), redirects: redirects + 1,
                     asking: redirection.ask, completion: completion)
         }

@@ -193,10 +193,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         } else {
             command = [Array("EVAL".utf8), Array(scriptSource.utf8), Array("2".utf8)] + arguments
         }
-        if asking {
-            pending.append(.asking)
-            write([Array("ASKING".utf8)])
-        }
+        if asking { sendAsking() }
         // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
         // a burst Redis does not take fast enough is refused here, not queued without end.
         // A redirected publish was already admitted once: it passes, like a control command.
@@ -382,10 +379,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             metrics.publishesOverLimit.increment()
             return completion(nil)
         }
-        if asking {
-            pending.append(.asking)
-            write([Array("ASKING".utf8)])
-        }
+        if asking { sendAsking() }
         guard write(arguments, control: redirects > 0) == .queued else {
             metrics.publishesOverLimit.increment()
             return completion(nil)
@@ -393,6 +387,13 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         pending.append(.command(completion))
         pendingPublishes += 1
         connection.setAwaitingInput(true)
+    }
+
+    /// ASKING, so the next command runs on this master while its slot is being imported here
+    /// (a command redirected by ASK). Its `+OK` answers `.asking`.
+    private func sendAsking() {
+        pending.append(.asking)
+        write([Array("ASKING".utf8)])
     }
 
     package func readHistory(_ channel: ClusterChannel, after position: ClusterPosition, maxMessages: Int,
@@ -406,10 +407,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
                              redirected: ((ClusterRedirection) -> Void)?, completion: @escaping (ClusterHistoryRead) -> Void) {
         assertOnShard()
         guard let connection, handshaken, connection.isConnected else { return completion(.unavailable) }
-        if asking {
-            pending.append(.asking)
-            write([Array("ASKING".utf8)])
-        }
+        if asking { sendAsking() }
         pending.append(.history(after: position, redirected: redirected, completion: completion))
         // A control command: it must follow the subscription it splits, never be refused for
         // room the publishes took (one read per recovering channel, bounded by the caller).

@@ -91,7 +91,7 @@ package struct OutboundBytes: @unchecked Sendable {
     }
 
     /// The bytes, valid as long as a copy of this value lives.
-    @inlinable package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+    @inlinable package var bytes: UnsafeRawBufferPointer { Self.bytes(of: storage) }
 
     package var array: [UInt8] { Array(bytes) }
 }

@@ -161,11 +161,7 @@ struct ClusterRedisAuthTests {
         let publisher = try socket(nodes[0])
         let shardChannel = "switchboard:{c:\(Self.channel)}:pub"
         #expect(waitUntil(timeoutMilliseconds: 10_000) {
-            probes.map { probe -> Int64 in
-                guard case .array(let items)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", shardChannel]), items.count == 2,
-                      case .integer(let n) = items[1] else { return 0 }
-                return n
-            }.reduce(0, +) == 2
+            probes.map { (try? $0.shardSubscriberCount(shardChannel)) ?? 0 }.reduce(0, +) == 2
         }, "both nodes subscribed on the channel's master")
         try publisher.sendText("over-cluster-auth")
         try read(subscriber, until: "over-cluster-auth")

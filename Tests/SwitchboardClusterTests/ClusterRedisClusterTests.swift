@@ -79,8 +79,7 @@ struct ClusterRedisClusterTests {
         // Interest: each node SSUBSCRIBEd each channel on its slot's master.
         for (m, name) in names.enumerated() {
             #expect(waitUntil(timeoutMilliseconds: 10_000) {
-                guard case .array(let a)? = try? probes[m].call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2 else { return false }
-                return a[1] == .integer(3)
+                (try? probes[m].shardSubscriberCount("switchboard:{c:\(name)}:pub")) == 3
             }, "three nodes subscribed to \(name) on master \(ports[m])")
         }
 
@@ -111,11 +110,7 @@ struct ClusterRedisClusterTests {
         // every node reads the slot map again and subscribes on the new master. Node 3 leaves
         // the channel first, so it hears nothing and keeps the stale map (see below).
         let target = 3 - victim
-        func shardSubscribers(_ m: Int) -> Int64? {
-            guard case .array(let a)? = try? probes[m].call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(names[0])}:pub"]), a.count == 2,
-                  case .integer(let count) = a[1] else { return nil }
-            return count
-        }
+        func shardSubscribers(_ m: Int) -> Int64? { try? probes[m].shardSubscriberCount("switchboard:{c:\(names[0])}:pub") }
         try sockets[2][0].sendFrame(opcode: 8, payload: [0x03, 0xE8])  // close 1000: the node unsubscribes
         #expect(waitUntil { shardSubscribers(0) == 2 }, "node 3 left \(names[0])")
         let slot = ClusterSlots.slot(of: Array("switchboard:{c:\(names[0])}:meta".utf8))
@@ -210,11 +205,7 @@ extension ClusterRedisClusterTests {
             return ws
         }
         let victimProbe = try #require(servers.firstIndex { $0.port == victim }.map { probes[$0] })
-        func shardSubscribers(_ probe: RedisProbe) -> Int64? {
-            guard case .array(let a)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2,
-                  case .integer(let count) = a[1] else { return nil }
-            return count
-        }
+        func shardSubscribers(_ probe: RedisProbe) -> Int64? { try? probe.shardSubscriberCount("switchboard:{c:\(name)}:pub") }
         #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(victimProbe) == 2 })
         for i in 0..<10 { try sockets[i % 2].sendText("before-\(i)") }
         for ws in sockets { #expect(try readTexts(ws, count: 10).count == 10) }
@@ -272,11 +263,7 @@ extension ClusterRedisClusterTests {
         // master whose link is still connecting is refused at once (by design), so "warm"
         // sent right after the upgrade would be lost on a slow start.
         let stalledProbe = try RedisProbe(port: servers[1].port), otherProbe = try RedisProbe(port: servers[2].port)
-        func shardSubscribers(_ probe: RedisProbe, _ name: String) -> Int64? {
-            guard case .array(let a)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", "switchboard:{c:\(name)}:pub"]), a.count == 2,
-                  case .integer(let count) = a[1] else { return nil }
-            return count
-        }
+        func shardSubscribers(_ probe: RedisProbe, _ name: String) -> Int64? { try? probe.shardSubscriberCount("switchboard:{c:\(name)}:pub") }
         #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(stalledProbe, stalledName) == 1 })
         #expect(waitUntil(timeoutMilliseconds: 10_000) { shardSubscribers(otherProbe, otherName) == 1 })
         try stalled.sendText("warm")

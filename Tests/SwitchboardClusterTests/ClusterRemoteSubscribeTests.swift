@@ -111,11 +111,7 @@ struct ClusterRemoteSubscribeTests {
         }
         // Sharded inbox: counted by PUBSUB SHARDNUMSUB on the master of the {nodes} slot.
         try await exercise(one: one, two: two, log: log2, inbox: { "switchboard:{nodes}:node:\($0)" }, channel: { "switchboard:{c:\($0)}:pub" }) { name in
-            probes.compactMap { probe -> Int64? in
-                guard case .array(let items)? = try? probe.call(["PUBSUB", "SHARDNUMSUB", name]),
-                      items.count == 2, case .integer(let n) = items[1] else { return nil }
-                return n
-            }.max()
+            probes.compactMap { try? $0.shardSubscriberCount(name) }.max()
         }
     }
 

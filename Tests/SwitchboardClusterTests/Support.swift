@@ -36,8 +36,18 @@ final class RedisProbe {
 
     /// Subscribers Redis counts for one pub/sub channel (PUBSUB NUMSUB).
     func subscriberCount(_ channel: String) throws -> Int64 {
-        guard case .array(let items) = try call(["PUBSUB", "NUMSUB", channel]), items.count == 2,
-              case .integer(let n) = items[1] else { throw RedisServer.Failure(description: "PUBSUB NUMSUB") }
+        try count(["PUBSUB", "NUMSUB", channel])
+    }
+
+    /// Subscribers Redis counts for one shard channel (PUBSUB SHARDNUMSUB; Redis Cluster mode).
+    func shardSubscriberCount(_ channel: String) throws -> Int64 {
+        try count(["PUBSUB", "SHARDNUMSUB", channel])
+    }
+
+    /// The count of a `[channel, count]` answer.
+    private func count(_ command: [String]) throws -> Int64 {
+        guard case .array(let items) = try call(command), items.count == 2,
+              case .integer(let n) = items[1] else { throw RedisServer.Failure(description: command.prefix(2).joined(separator: " ")) }
         return n
     }
 }

@@ -127,5 +127,52 @@ struct HTTPServerTests {
         try e.send(get("/hello"))
         #expect(try e.readResponse().bodyText == "hello")
     }
+
+    /// The keep-alive HTTP/1.1 GET is answered from the shard's shared bytes (`ResponseCache`);
+    /// every other framing goes through the writer. Both must give the writer's exact bytes.
+    @Test("health on every framing: shared bytes and written ones are the same", arguments: backends)
+    func healthFramings(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1)
+        defer { server.stop() }
+        let ok = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
+        let body = "{\"status\":\"ok\"}"
+        let c = try server.client()
+        // Pipelined, behind a handler's answer: shared bytes, twice in a row, in order.
+        try c.send(get("/n/1") + get("/health") + get("/health"))
+        #expect(try c.readResponse().bodyText == "1")
+        #expect(try c.readResponse().text == ok + "\r\n" + body)
+        #expect(try c.readResponse().text == ok + "\r\n" + body)
+        let d = try server.client()
+        try d.send("GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        #expect(try d.readResponse().text == ok + "Connection: keep-alive\r\n\r\n" + body)
+        try d.send(get("/health", "Connection: close\r\n"))
+        #expect(String(decoding: try d.readToEnd(), as: UTF8.self) == ok + "Connection: close\r\n\r\n" + body)
+        #expect(server.metric("switchboard_http_responses_2xx_total") == 5)
+    }
+
+    @Test("health with the Date header: the shared bytes carry the current date", arguments: backends)
+    func healthDate(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1) { $0.sendDateHeader = true }
+        defer { server.stop() }
+        let c = try server.client()
+        for _ in 0..<2 {
+            let before = time(nil)
+            try c.send(get("/health"))
+            let text = try c.readResponse().text
+            let after = time(nil)
+            // The date is the shard's second at the last tick: between these two, give or take the tick.
+            let dates = (before - 1...after).map { "Date: \(httpDateText($0))\r\n" }
+            #expect(dates.contains { text == "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\($0)\r\n{\"status\":\"ok\"}" }, "\(text)")
+        }
+    }
 }
 
+/// IMF-fixdate through Glibc's `strftime` (an implementation independent of `httpDate`).
+private func httpDateText(_ seconds: time_t) -> String {
+    var t = seconds
+    var parts = tm()
+    gmtime_r(&t, &parts)
+    var buffer = [CChar](repeating: 0, count: 64)
+    let n = strftime(&buffer, buffer.count, "%a, %d %b %Y %H:%M:%S GMT", &parts)
+    return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

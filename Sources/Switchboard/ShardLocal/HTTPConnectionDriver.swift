@@ -24,8 +24,8 @@ final class HTTPConnectionDriver {
     private let webSocketSettings: WebSocketCodecSettings
     private let handshakeOptions: WebSocketHandshakeOptions
     private var scratch: [UInt8] = []
-    private var dateHeader: String? = nil
-    private var dateSecond = -1
+    /// The `Date` value and the health answer serialized with it (renewed each second).
+    private var responses: ResponseCache
     private static let continueBytes = OutboundBytes("HTTP/1.1 100 Continue\r\n\r\n")
 
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, configuration: BrokerConfiguration,
@@ -43,6 +43,7 @@ final class HTTPConnectionDriver {
         handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
                                                      serverContextTakeover: ws.deflateContextTakeover,
                                                      allowedOrigins: ws.allowedOrigins)
+        responses = ResponseCache(sendsDate: configuration.sendDateHeader, health: BuiltinRoutes.health)
         refreshDate()
     }
 
@@ -50,11 +51,7 @@ final class HTTPConnectionDriver {
 
     func refreshDate() {
         guard configuration.sendDateHeader else { return }
-        let now = unixSeconds()
-        if now != dateSecond {
-            dateSecond = now
-            dateHeader = httpDate(unixSeconds: now)
-        }
+        responses.refresh(unixSeconds: unixSeconds())
     }
 
     // MARK: - Receive
@@ -147,8 +144,13 @@ final class HTTPConnectionDriver {
         }
         // A streamed request answered at once leaves its body unread: the connection closes.
         let keepAliveIfAtOnce = keepAlive && prepared == nil
-        if let builtin = routes.response(for: request) {
-            answer(builtin, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
+        if let route = routes.route(for: request) {
+            if route == .health, keepAliveIfAtOnce, !headOnly, request.version == .http1_1, session.pending.isEmpty {
+                // The usual health check: the shard's shared bytes, what `answer` would write.
+                send(responses.keepAliveHealthBytes(), status: 200, on: id, session)
+            } else {
+                answer(routes.response(route), keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
+            }
             return nil
         }
         assert(handling == nil, "handleHttpRequest re-entered")
@@ -204,10 +206,15 @@ final class HTTPConnectionDriver {
 
     private func write(_ response: WireResponse, keepAlive: Bool, headOnly: Bool, version: HTTPVersion = .http1_1,
                        on id: SocketID, _ session: HTTPSession) {
-        metrics.countResponse(status: response.status)
         scratch.removeAll(keepingCapacity: true)
-        HTTPResponseWriter.write(response, keepAlive: keepAlive, headOnly: headOnly, date: dateHeader, requestVersion: version, into: &scratch)
-        if shard.send(id, OutboundBytes(scratch)) == .overLimit {
+        HTTPResponseWriter.write(response, keepAlive: keepAlive, headOnly: headOnly, date: responses.date, requestVersion: version, into: &scratch)
+        send(OutboundBytes(scratch), status: response.status, on: id, session)
+    }
+
+    /// Queues a serialized response (with status `status`, for the metrics).
+    private func send(_ bytes: OutboundBytes, status: Int, on id: SocketID, _ session: HTTPSession) {
+        metrics.countResponse(status: status)
+        if shard.send(id, bytes) == .overLimit {
             // The client is not reading its responses: a pipelining client that never reads
             // would otherwise grow the queue without bound.
             metrics.responseTooLarge.increment()

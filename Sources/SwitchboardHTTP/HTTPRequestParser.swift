@@ -452,6 +452,14 @@ public struct HTTPRequestParser: Sendable {
         return nil
     }
 
+    /// The common methods as literals (no decoding per request); nil for the others.
+    private static func method(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String? {
+        if ASCII.equalsExactly(b, range, "GET") { return "GET" }
+        if ASCII.equalsExactly(b, range, "POST") { return "POST" }
+        if ASCII.equalsExactly(b, range, "HEAD") { return "HEAD" }
+        return nil
+    }
+
     private func buildRequest() -> HTTPRequest {
         buffer.withUnsafeBufferPointer { b in
             func string(_ r: Range<Int>) -> String {
@@ -459,17 +467,21 @@ public struct HTTPRequestParser: Sendable {
             }
             var headers = HTTPHeaders(reservingCapacity: fields.count)
             for field in fields {
-                headers.add(name: string(field.name), value: string(field.value))
+                // `Host` is in every HTTP/1.1 request: a literal costs no decoding.
+                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : string(field.name)
+                headers.add(name: name, value: string(field.value))
             }
             let keepAlive: Bool
             switch facts.version {
             case .http1_1: keepAlive = !facts.connectionClose
             case .http1_0: keepAlive = facts.connectionKeepAlive && !facts.connectionClose
             }
+            let url = string(facts.target)
             return HTTPRequest(
-                method: string(facts.method),
-                url: string(facts.target),
-                path: facts.path.isEmpty ? "/" : string(facts.path),
+                method: Self.method(b, facts.method) ?? string(facts.method),
+                url: url,
+                // Origin-form without a query (most requests): the path is the whole target.
+                path: facts.path.isEmpty ? "/" : facts.path == facts.target ? url : string(facts.path),
                 query: facts.query.map(string) ?? "",
                 version: facts.version,
                 headers: headers,

@@ -285,11 +285,13 @@ public struct HTTPRequestParser: Sendable {
     /// Hands out the completed request and resets for the next one on the same connection.
     @discardableResult
     private mutating func finish() -> HTTPRequest? {
-        guard var request = pending else {
+        // Moved out, not copied: a copy would retain each of its Strings and arrays once more.
+        var taken: HTTPRequest? = nil
+        swap(&taken, &pending)
+        guard var request = taken else {
             state = .poisoned(.badRequest("internal: no pending request"))
             return nil
         }
-        pending = nil
         swap(&request.body, &body)
         state = .requestLine
         if buffer.capacity > Self.retainedBufferCapacity {

@@ -66,7 +66,8 @@ final class HTTPConnectionDriver {
             let start = offset
             let (consumed, result) = session.parser.parseEvents(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
             offset += consumed
-            switch result {
+            // Consumed: the request is moved out of the event, not copied (a retain per String).
+            switch consume result {
             case .needMore:
                 if session.parser.hasPartialRequest && session.lifecycle == .idle {
                     session.lifecycle = .receiving

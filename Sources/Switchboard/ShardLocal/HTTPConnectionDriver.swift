@@ -25,7 +25,8 @@ final class HTTPConnectionDriver {
     private let handshakeOptions: WebSocketHandshakeOptions
     private var scratch: [UInt8] = []
     /// The `Date` value and the health answer serialized with it (renewed each second).
-    private var responses: ResponseCache
+    /// No dynamic exclusivity check: shard thread only, and its mutations call out to nothing.
+    @exclusivity(unchecked) private var responses: ResponseCache
     private static let continueBytes = OutboundBytes("HTTP/1.1 100 Continue\r\n\r\n")
 
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, configuration: BrokerConfiguration,

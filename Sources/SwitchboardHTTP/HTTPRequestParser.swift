@@ -288,7 +288,7 @@ public struct HTTPRequestParser: Sendable {
         // Moved out, not copied: a copy would retain each of its Strings and arrays once more.
         var taken: HTTPRequest? = nil
         swap(&taken, &pending)
-        guard var request = taken else {
+        guard var request = consume taken else {
             state = .poisoned(.badRequest("internal: no pending request"))
             return nil
         }

@@ -296,7 +296,9 @@ public struct HTTPRequestParser: Sendable {
         state = .requestLine
         if buffer.capacity > Self.retainedBufferCapacity {
             buffer = []
-        } else {
+        } else if !buffer.isEmpty {
+            // (Empty after a head without body: `headComplete` emptied it; removing nothing
+            // still costs a uniqueness check and a replaceSubrange.)
             buffer.removeAll(keepingCapacity: true)
         }
         fields.removeAll(keepingCapacity: true)

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # User-space instructions the server spends per echoed message, per fan-out delivery or per
-# HTTP request (issue 16 items 1, 3, 6 and the HTTP row), counted by valgrind's callgrind: the figure that holds on a shared or
-# loaded machine, where time does not. valgrind-echo (switchboard-echo's /ws echo and /broadcast
-# on the same library code, with a synchronous main: valgrind 3.19 dies in the async main of
-# switchboard-echo) runs under callgrind, its debug info stripped (valgrind 3.19 cannot read
+# HTTP request (issue 16 items 1, 3, 6 and the HTTP row), counted by valgrind's callgrind: the
+# figure that holds on a shared or loaded machine, where time does not. valgrind-echo
+# (switchboard-echo's /ws echo, /broadcast and built-in /health on the same library code, with
+# a synchronous main: valgrind 3.19 dies in the async main of switchboard-echo) runs under
+# callgrind, its debug info stripped (valgrind 3.19 cannot read
 # Swift 6's DWARF 5), with no Foundation (valgrind cannot run it); switchboard-bench (wrk for
-# http) drives a fixed number of messages from outside valgrind. The counters are zeroed after a warm-up and dumped after the measured
-# run, so start-up, handshakes and the warm-up are left out.
+# http) drives the messages from outside valgrind. The counters are zeroed after a warm-up and
+# dumped after the measured run, so start-up, handshakes and the warm-up are left out.
 #
 #   instructions-per-message.sh BACKEND KIND CONNS SIZE MESSAGES [OUT]
 #     BACKEND uring|epoll; KIND echo (MESSAGES round trips over CONNS connections) or fanout
@@ -18,8 +19,9 @@
 #     OUT: where the callgrind profile is kept (default: a temporary file, removed), for
 #     `callgrind_annotate --inclusive=yes OUT`.
 #   Needs release builds of valgrind-echo and switchboard-bench (ECHO_BIN, BENCH_BIN override)
-#   and valgrind; http needs wrk and curl instead of switchboard-bench. Under valgrind the server runs ~50x slower, so each loop turn handles more
-#   messages than at full speed: compare figures measured the same way, not with real runs.
+#   and valgrind; http needs wrk and curl instead of switchboard-bench. Under valgrind the server
+#   runs ~50x slower, so each loop turn handles more messages than at full speed: compare
+#   figures measured the same way, not with real runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 B="$1"; KIND="$2"; C="$3"; S="$4"; N="$5"; OUT="${6:-}"

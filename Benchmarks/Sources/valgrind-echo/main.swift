@@ -8,6 +8,7 @@ import Glibc
 // synchronous main: valgrind 3.19 dies (internal SIGSEGV) in the async main's parked main thread
 // (libdispatch `_dispatch_sig_thread`), so instruction counts are taken on this one
 // (Benchmarks/scripts/instructions-per-message.sh). No Foundation, which valgrind cannot run.
+// `GET /health` (and `/metrics`) are the broker's built-in routes, as in switchboard-echo (KIND http).
 //
 //   valgrind-echo PORT uring|epoll
 // Any path but /broadcast: every message goes back to its sender. /broadcast: the socket joins

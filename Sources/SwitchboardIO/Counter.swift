@@ -10,7 +10,7 @@ import Atomics
 /// count from another module (the protocol layer counts every message it receives and sends)
 /// was a retain and a release of the counter, two calls (one for the default argument) and
 /// the atomic's storage reached through its class's accessor. Inlined, it is the two moves.
-package final class Counter: Sendable {
+@usableFromInline package final class Counter: Sendable {
     /// Allocated in `init`, freed in `deinit`: it lives exactly as long as the counter.
     @usableFromInline let storage: UnsafeAtomic<Int>
     package let name: String

@@ -1,7 +1,7 @@
 /// XOR masking (RFC 6455 §5.3), eight bytes per step: the server role unmasks with it, the
 /// client role masks what it sends, and the load generator does both. The operation is its own
 /// inverse, so one function serves every direction.
-package enum Masking {
+@usableFromInline package enum Masking {
     /// Builds the mask as a number whose low byte is the first mask byte on the wire.
     @inlinable @inline(__always)
     package static func key(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) -> UInt32 {

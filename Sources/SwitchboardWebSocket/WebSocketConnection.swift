@@ -19,7 +19,7 @@
 /// (deflate, masking keys, split headers, control payloads) is out of line in
 /// `WebSocketConnectionExtras`; counters are 32-bit where their range allows it, and the
 /// fields are declared widest first (Swift lays a struct out in declaration order).
-package struct WebSocketConnection {
+@usableFromInline package struct WebSocketConnection {
     /// Where the decoder is in the byte stream.
     @usableFromInline enum ReceiveState: UInt8 {
         /// Reading a frame header (possibly split across calls).

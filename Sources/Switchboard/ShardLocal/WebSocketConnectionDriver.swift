@@ -35,6 +35,8 @@ final class WebSocketConnectionDriver {
     let logger: Logger
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
+    /// Recycled blocks for the frames `send` queues (see `OutboundFramePool`).
+    let framePool = OutboundFramePool()
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
@@ -399,7 +401,7 @@ final class WebSocketConnectionDriver {
             }
             frame = OutboundBytes(bytes)
         } else {
-            frame = .webSocketFrame(message)
+            frame = framePool.frame(message)
         }
         return queue(frame, on: id)
     }

@@ -60,6 +60,7 @@ final class OutboundFramePool {
     }
 
     /// One unmasked frame with `payload`, in a recycled block when it fits in one.
+    @inline(__always)
     func frame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> OutboundBytes {
         let total = WebSocketFrame.headerSize(payloadCount: payload.count) + payload.count
         guard total <= blockBytes else { return .webSocketFrame(opcode, payload) }

@@ -718,8 +718,11 @@ package class Shard: @unchecked Sendable {
         if let outbound { outbound.adopted(socketID(slot)) } else { handler.connectionOpened(socketID(slot)) }
     }
 
-    /// Delivers received bytes according to the connection's state.
-    @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+    /// Delivers received bytes according to the connection's state. `handler` is `self.handler`,
+    /// which the backend loads once per turn and passes down (issue 16 item 3: read from the
+    /// stored property here, the existential was retained and released around every read).
+    @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
+        assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
         if let outbound = connections[slot].outbound { return outbound.received(bytes) }

@@ -299,7 +299,8 @@
             return fail(WebSocketCloseCode.messageTooBig, "frame too big", handle)
         }
         let count = Int(length)
-        let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F)!  // checkPrefix accepted it
+        // checkPrefix accepted it; the common frame's without the (outlined) initializer's call.
+        let opcode: WebSocketOpcode = byte0 == 0x81 ? .text : byte0 == 0x82 ? .binary : WebSocketOpcode(rawValue: byte0 & 0x0F)!
         // 0 for an unmasked (server-sent) frame: XOR with 0 is the identity, so consume skips it.
         frameKey = header.maskKey
         framePhase = 0

@@ -388,22 +388,21 @@ final class WebSocketConnectionDriver {
         guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
         assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
         assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
-        let frame: OutboundBytes
-        if table.compresses(id) {
-            // The compressor's state advances with every message: only for one that is sent.
-            guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
-            let bytes: [UInt8]
-            switch message {
-            case .text(var s):
-                bytes = s.withUTF8 { session.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
-            case .binary(let b):
-                bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
-            }
-            frame = OutboundBytes(bytes)
-        } else {
-            frame = framePool.frame(message)
+        guard table.compresses(id) else {
+            // Queued from here, not after a merge with the deflate branch: a `let frame`
+            // assigned in both branches was copied (a retain and release per message).
+            return queue(framePool.frame(message), on: id)
         }
-        return queue(frame, on: id)
+        // The compressor's state advances with every message: only for one that is sent.
+        guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
+        let bytes: [UInt8]
+        switch message {
+        case .text(var s):
+            bytes = s.withUTF8 { session.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
+        case .binary(let b):
+            bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
+        }
+        return queue(OutboundBytes(bytes), on: id)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.

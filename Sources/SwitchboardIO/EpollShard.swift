@@ -128,7 +128,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// short read is not the end: the EOF behind the data must be read now, because with
     /// edge-triggered epoll no further event comes for it (the connection would wait for a
     /// timer to notice the client is gone).
-    private func readAvailable(_ slot: Int, peerClosed: Bool = false) -> Bool {
+    /// `handler`: the shard's, loaded once for the turn (see `Shard.deliver`).
+    private func readAvailable(_ slot: Int, peerClosed: Bool = false, handler: ShardEventHandler) -> Bool {
         let fd = connections[slot].fd
         var reads = 0
         while reads < readBudget {
@@ -136,7 +137,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             if st == .closing || st == .free || connections[slot].readPaused { return false }
             let n = read(fd, scratch, scratchBytes)
             if n > 0 {
-                deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n))
+                deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n), to: handler)
                 reads += 1
                 if n < scratchBytes && !peerClosed { return false }
                 continue
@@ -160,11 +161,13 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         if maySleep { doorbell.cancelSleep() }
         refreshClock()
+        // One retain of the handler per turn, not one per read (see `Shard.deliver`).
+        let handler: ShardEventHandler = self.handler
         swap(&readAgain, &readAgainScratch)
         defer { readAgainScratch.removeAll(keepingCapacity: true) }
         for s in readAgainScratch {
             let slot = Int(s)
-            if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot) {
+            if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot, handler: handler) {
                 readAgain.append(s)
             }
         }
@@ -190,7 +193,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             }
             if ev & (SB_EPOLLIN | SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0 {
                 let peerClosed = ev & (SB_EPOLLRDHUP | SB_EPOLLHUP | SB_EPOLLERR) != 0
-                if readAvailable(slot, peerClosed: peerClosed) { readAgain.append(Int32(slot)) }
+                if readAvailable(slot, peerClosed: peerClosed, handler: handler) { readAgain.append(Int32(slot)) }
                 readsSinceFlush += 1
                 if readsSinceFlush == readsPerFlush {
                     readsSinceFlush = 0

@@ -13,7 +13,7 @@
 ///
 /// `@unchecked Sendable` only because `ManagedBuffer` is not: the bytes are written once,
 /// before `init` returns, and never again, so any thread may read them.
-package struct OutboundBytes: @unchecked Sendable {
+@usableFromInline package struct OutboundBytes: @unchecked Sendable {
     /// The count (header) and the bytes (elements), in one heap block.
     @usableFromInline let storage: ManagedBuffer<Int, UInt8>
 
@@ -80,7 +80,7 @@ package struct OutboundBytes: @unchecked Sendable {
 
     /// The heap block itself, for holders that count their references to it by hand (a send
     /// queue's chunks, a fan-out's `SharedFrame`: `Unmanaged<Storage>`), and the way back.
-    package typealias Storage = ManagedBuffer<Int, UInt8>
+    @usableFromInline package typealias Storage = ManagedBuffer<Int, UInt8>
 
     @inlinable package init(storage: Storage) { self.storage = storage }
 

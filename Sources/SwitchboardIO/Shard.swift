@@ -314,7 +314,11 @@ package class Shard: @unchecked Sendable {
     /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
     /// closed meanwhile is skipped.
     var resumeList: [SocketID] = []
-    package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
+    /// The loop's clock, refreshed once per turn. No dynamic exclusivity check (it cost a
+    /// runtime call per read of a socket, issue 16 item 3: `deliver` arms the idle timer with
+    /// it): shard thread only, assigned in two places (`refreshClock`, `endOfTurn`) and never
+    /// passed `inout`, so no access to it can overlap another.
+    @exclusivity(unchecked) package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
     private(set) var lifecycleState: ShardLifecycle = .created
@@ -714,8 +718,11 @@ package class Shard: @unchecked Sendable {
         if let outbound { outbound.adopted(socketID(slot)) } else { handler.connectionOpened(socketID(slot)) }
     }
 
-    /// Delivers received bytes according to the connection's state.
-    @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+    /// Delivers received bytes according to the connection's state. `handler` is `self.handler`,
+    /// which the backend loads once per turn and passes down (issue 16 item 3: read from the
+    /// stored property here, the existential was retained and released around every read).
+    @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
+        assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
         if let outbound = connections[slot].outbound { return outbound.received(bytes) }

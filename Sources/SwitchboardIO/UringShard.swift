@@ -238,10 +238,12 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
         doorbell.cancelSleep()
         refreshClock()
+        // One retain of the handler per turn, not one per receive (see `Shard.deliver`).
+        let handler: ShardEventHandler = self.handler
         while true {
             let n = Int(sb_drain_cqes(ring, cqUserData, cqRes, cqFlags, UInt32(batch)))
             if n == 0 { break }
-            for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i]) }
+            for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i], handler) }
             if n < batch { break }
         }
         trimIdlePool()
@@ -265,13 +267,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         _ = madvise(buffers, providedBuffers * bufferBytes, MADV_DONTNEED)
     }
 
-    @inline(__always) private func dispatch(_ ud: UInt64, _ res: Int32, _ flags: UInt32) {
+    @inline(__always) private func dispatch(_ ud: UInt64, _ res: Int32, _ flags: UInt32, _ handler: ShardEventHandler) {
         let op = UringOp(rawValue: ud >> 56)
         let slot = Int(ud & 0xFFFF_FFFF)
         let generation = UInt32((ud >> 32) & 0xFF_FFFF)
         switch op {
         case .recv:
-            completeReceive(slot, generation, res, flags)
+            completeReceive(slot, generation, res, flags, handler)
         case .send:
             completeSend(slot, res)
         case .acceptedFD:
@@ -286,14 +288,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
     }
 
-    private func completeReceive(_ slot: Int, _ generation: UInt32, _ res: Int32, _ flags: UInt32) {
+    private func completeReceive(_ slot: Int, _ generation: UInt32, _ res: Int32, _ flags: UInt32,
+                                 _ handler: ShardEventHandler) {
         if flags & SB_CQE_F_BUFFER != 0 {
             let bid = Int(flags >> SB_CQE_BUFFER_SHIFT)
             let start = buffers + bid * bufferBytes
             receivesSinceTrim &+= 1
             lastReceiveMilliseconds = nowMilliseconds
             if res > 0 && connections[slot].generation == generation {
-                deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)))
+                deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)), to: handler)
             }
             sb_buf_ring_recycle(bufRing, start, UInt32(bufferBytes), UInt16(bid), UInt32(bufferCount - 1))
         }

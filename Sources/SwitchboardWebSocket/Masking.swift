@@ -1,7 +1,7 @@
 /// XOR masking (RFC 6455 §5.3), eight bytes per step: the server role unmasks with it, the
 /// client role masks what it sends, and the load generator does both. The operation is its own
 /// inverse, so one function serves every direction.
-package enum Masking {
+@usableFromInline package enum Masking {
     /// Builds the mask as a number whose low byte is the first mask byte on the wire.
     @inlinable @inline(__always)
     package static func key(_ b0: UInt8, _ b1: UInt8, _ b2: UInt8, _ b3: UInt8) -> UInt32 {
@@ -32,5 +32,34 @@ package enum Masking {
             index &+= 1
         }
         return (phase &+ count) & 3
+    }
+
+    /// ``apply(key:phase:source:destination:count:)`` from phase 0 that also tells whether every
+    /// byte it wrote is ASCII (below 0x80): the high bits of the words it writes are gathered
+    /// on the way, so a text message's ASCII payload (the common one) needs no separate UTF-8
+    /// pass over it (issue 16 item 3). `key` 0 copies.
+    @inlinable @inline(__always)
+    package static func applyReportingASCII(
+        key: UInt32, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
+    ) -> Bool {
+        let wide = UInt64(key) | UInt64(key) << 32
+        var highBits: UInt64 = 0
+        var index = 0
+        while index &+ 8 <= count {
+            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ wide
+            destination.storeBytes(of: word.littleEndian, toByteOffset: index, as: UInt64.self)
+            highBits |= word
+            index &+= 8
+        }
+        var keyBytes = key
+        var lastHighBits: UInt8 = 0
+        while index < count {
+            let byte = source.load(fromByteOffset: index, as: UInt8.self) ^ UInt8(truncatingIfNeeded: keyBytes)
+            destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
+            lastHighBits |= byte
+            keyBytes = (keyBytes >> 8) | (keyBytes << 24)
+            index &+= 1
+        }
+        return highBits & 0x8080_8080_8080_8080 == 0 && lastHighBits & 0x80 == 0
     }
 }

@@ -3,7 +3,7 @@
 /// partial sequence carried across calls.
 ///
 /// ASCII runs are skipped eight bytes at a time; multibyte sequences go through a small state machine.
-package struct UTF8Validator: Sendable {
+@usableFromInline package struct UTF8Validator: Sendable {
     /// Where we are inside a multibyte sequence. The restricted states exist because the second
     /// byte's range depends on the lead byte (RFC 3629 §4 table).
     @usableFromInline

@@ -1,5 +1,5 @@
 /// Close status codes (RFC 6455 §7.4.1 and the IANA registry).
-package enum WebSocketCloseCode {
+@usableFromInline package enum WebSocketCloseCode {
     /// Normal closure.
     package static let normal: UInt16 = 1000
     /// The endpoint is going away (server shutdown, page navigation).

@@ -19,7 +19,7 @@
 /// (deflate, masking keys, split headers, control payloads) is out of line in
 /// `WebSocketConnectionExtras`; counters are 32-bit where their range allows it, and the
 /// fields are declared widest first (Swift lays a struct out in declaration order).
-package struct WebSocketConnection {
+@usableFromInline package struct WebSocketConnection {
     /// Where the decoder is in the byte stream.
     @usableFromInline enum ReceiveState: UInt8 {
         /// Reading a frame header (possibly split across calls).
@@ -282,7 +282,13 @@ package struct WebSocketConnection {
     mutating func beginFrame(_ pointer: UnsafeRawPointer, payloadInBuffer: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         let byte0 = pointer.load(as: UInt8.self)
         let byte1 = pointer.load(fromByteOffset: 1, as: UInt8.self)
-        if let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
+        // The common frame, a whole text or binary message (FIN, no RSV bit) masked as the role
+        // requires, with no message in progress, keeps every rule of `checkPrefix`: it is not
+        // called for it (a call returning an optional tuple with a string, per message).
+        let common = (byte0 == 0x81 || byte0 == 0x82) && (byte1 & 0x80 != 0) == role.expectsMaskedFrames
+            && messageOpcode == nil
+        if !common, let (code, reason) = checkPrefix(byte0, byte1) { return fail(code, reason, handle) }
+        assert(checkPrefix(byte0, byte1) == nil, "a frame the fast path took breaks a rule")
         // Both callers hold the whole header (its length comes from byte1), so parsing cannot fall short.
         guard let header = WebSocketFrameHeader.parse(pointer, available: WebSocketFrameHeader.length(secondByte: byte1)) else {
             preconditionFailure("beginFrame called with a partial header")
@@ -293,7 +299,8 @@ package struct WebSocketConnection {
             return fail(WebSocketCloseCode.messageTooBig, "frame too big", handle)
         }
         let count = Int(length)
-        let opcode = WebSocketOpcode(rawValue: byte0 & 0x0F)!  // checkPrefix accepted it
+        // checkPrefix accepted it; the common frame's without the (outlined) initializer's call.
+        let opcode: WebSocketOpcode = byte0 == 0x81 ? .text : byte0 == 0x82 ? .binary : WebSocketOpcode(rawValue: byte0 & 0x0F)!
         // 0 for an unmasked (server-sent) frame: XOR with 0 is the identity, so consume skips it.
         frameKey = header.maskKey
         framePhase = 0
@@ -377,7 +384,10 @@ package struct WebSocketConnection {
             var valid = true
             var complete = true
             let text = String(unsafeUninitializedCapacity: count) { out in
-                Self.unmask(pointer, into: out.baseAddress!, count: count, key: key)
+                // All ASCII (seen while unmasking): valid and complete without the validator.
+                if Masking.applyReportingASCII(key: key, source: pointer, destination: out.baseAddress!, count: count) {
+                    return count
+                }
                 valid = checker.validate(UnsafeRawPointer(out.baseAddress!), count: count)
                 complete = checker.isComplete
                 return valid && complete ? count : 0

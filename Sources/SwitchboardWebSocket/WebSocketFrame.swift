@@ -1,5 +1,5 @@
 /// Frame encoding for both roles (RFC 6455 §5.2): unmasked from a server, masked from a client.
-package enum WebSocketFrame {
+@usableFromInline package enum WebSocketFrame {
     /// Size of the header for a payload of `payloadCount` bytes: 2, 4 or 10 (minimal length
     /// form), plus 4 for a mask.
     @inlinable

@@ -2,7 +2,7 @@
 ///
 /// Shared by the codec (both roles) and by the load generator, which reads headers straight
 /// out of its receive buffer: the one place that knows the three length forms and the mask bit.
-package struct WebSocketFrameHeader {
+@usableFromInline package struct WebSocketFrameHeader {
     /// The first byte: FIN, RSV1-3 and the opcode bits.
     package var byte0: UInt8
     /// The second byte: the mask bit and the 7-bit length.

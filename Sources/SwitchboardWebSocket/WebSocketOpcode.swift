@@ -1,6 +1,6 @@
 /// Frame opcodes defined by RFC 6455 §5.2. The reserved values 3-7 and 11-15 have no case:
 /// receiving one fails the connection with 1002.
-package enum WebSocketOpcode: UInt8, Sendable {
+@usableFromInline package enum WebSocketOpcode: UInt8, Sendable {
     /// Continues a fragmented data message.
     case continuation = 0
     /// First frame of a text (UTF-8) message.

@@ -226,4 +226,59 @@ let badFrames: [BadFrame] = [
             }
         }
     }
+
+    /// The unmask a whole text message takes: same bytes as `apply`, and "all ASCII" exactly
+    /// when no output byte has its high bit set, wherever the one such byte falls (in a word
+    /// or in the tail), and with key 0 (a plain copy).
+    @Test func unmaskReportingASCIIAllLengthsAndPositions() {
+        for keyBytes: [UInt8] in [[0x12, 0x34, 0x56, 0x78], [0x00, 0x00, 0x00, 0x00], [0x80, 0x01, 0xFF, 0x7F]] {
+            let key = Masking.key(keyBytes[0], keyBytes[1], keyBytes[2], keyBytes[3])
+            for count in 0..<40 {
+                for high in -1..<count {  // -1: every output byte ASCII; else the one that is not
+                    let plain = (0..<count).map { $0 == high ? UInt8(0x80 | ($0 & 0x7F)) : UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) & 0x7F }
+                    let masked = plain.enumerated().map { $0.element ^ keyBytes[$0.offset & 3] }
+                    var out = [UInt8](repeating: 0, count: count)
+                    let ascii = masked.withUnsafeBytes { src in
+                        out.withUnsafeMutableBytes { dst in
+                            Masking.applyReportingASCII(key: key, source: src.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!,
+                                                        destination: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, count: count)
+                        }
+                    }
+                    #expect(out == plain)
+                    #expect(ascii == (high < 0), "count \(count), high byte at \(high)")
+                }
+            }
+        }
+    }
+
+    /// A whole masked text frame with one non-ASCII byte at each position: valid UTF-8 (é) is
+    /// delivered, a stray continuation byte fails with 1007, so the ASCII shortcut of the
+    /// whole-message path never lets a byte skip validation.
+    @Test func wholeTextMessageValidatedPastASCIIShortcut() {
+        for count in 2..<30 {
+            for position in 0..<(count - 1) {
+                var good = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                good[position] = 0xC3; good[position + 1] = 0xA9  // é
+                var bad = [UInt8](repeating: UInt8(ascii: "a"), count: count)
+                bad[position] = 0xA9  // continuation byte without a lead
+                for (payload, valid) in [(good, true), (bad, false)] {
+                    var connection = WebSocketConnection()
+                    var events: [WebSocketEvent] = []
+                    let frame = payload.withUnsafeBytes { WebSocketFrame.encode(opcode: .text, payload: $0, maskKey: Masking.key(0x0F, 0xF0, 0x55, 0xAA)) }
+                    frame.withUnsafeBytes { connection.receive($0) { events.append($0) } }
+                    if valid {
+                        guard case .text(let text)? = events.first, events.count == 1 else {
+                            Issue.record("count \(count) position \(position): \(events)"); continue
+                        }
+                        #expect(Array(text.utf8) == payload)
+                    } else {
+                        guard case .failed(let code, _)? = events.last else {
+                            Issue.record("count \(count) position \(position): \(events)"); continue
+                        }
+                        #expect(code == WebSocketCloseCode.invalidPayload)
+                    }
+                }
+            }
+        }
+    }
 }

@@ -111,6 +111,14 @@ final class ConnectionTable {
         return session
     }
 
+    /// The WebSocket session in `slot`, without taking a reference to it: for a call that
+    /// finishes before the slot can change (the caller documents why), so that it costs no
+    /// retain and release of the session (issue 16 item 3).
+    @inline(__always) func unretainedWebSocket(slot: Int) -> Unmanaged<WebSocketSession>? {
+        guard case .webSocket(let session) = slots[slot].phase else { return nil }
+        return .passUnretained(session)
+    }
+
     /// Whether `id` is current and a WebSocket (without taking a reference to its session).
     @inline(__always) func isWebSocket(_ id: SocketID) -> Bool {
         guard isCurrent(id), case .webSocket = slots[id.slot].phase else { return false }

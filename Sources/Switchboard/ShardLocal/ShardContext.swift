@@ -14,6 +14,11 @@ public final class ShardContext {
     public unowned let broker: Broker
     unowned(unsafe) let shard: Shard
     unowned(unsafe) let webSockets: WebSocketConnectionDriver
+    /// The same driver for ``send(_:_:)``, called once per message a handler sends: through
+    /// `_withUnsafeGuaranteedRef` the call takes no retain and release of the driver, which the
+    /// `unowned(unsafe)` reference costs around each call (issue 16 item 3). The shard owns the
+    /// driver (through its dispatcher, which also owns this context) and outlives both.
+    private let webSocketsReference: Unmanaged<WebSocketConnectionDriver>
     unowned(unsafe) let channels: ChannelEngine
     unowned(unsafe) let http: HTTPConnectionDriver
 
@@ -24,6 +29,7 @@ public final class ShardContext {
         shardIndex = shard.index
         self.shardCount = shardCount
         self.webSockets = webSockets
+        webSocketsReference = .passUnretained(webSockets)
         self.channels = channels
         self.http = http
     }
@@ -48,7 +54,7 @@ public final class ShardContext {
     public func send(_ socketId: SocketID, _ message: SocketMessage) -> LocalSendResult {
         assertOnShard()
         guard isLocal(socketId) else { return .notLocal }
-        return webSockets.send(socketId, message)
+        return webSocketsReference._withUnsafeGuaranteedRef { $0.send(socketId, message) }
     }
 
     /// Starts a close handshake with the client (a close frame; the connection ends when the

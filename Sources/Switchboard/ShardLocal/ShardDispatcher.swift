@@ -41,13 +41,16 @@ final class ShardDispatcher: ShardEventHandler {
     func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
         assert(table.isCurrent(id), "bytes for a connection the dispatcher does not know")
         switch table.slots[id.slot].phase {
-        case .webSocket(let session):
-            webSockets.receive(id, session, bytes)
+        case .webSocket:
+            // The session is borrowed, not retained, for the call (once per read): the slot
+            // holds it until `connectionClosed`, which the shard calls only when it finalizes
+            // the connection at the end of a turn, never from within a delivery.
+            table.unretainedWebSocket(slot: id.slot)!._withUnsafeGuaranteedRef { webSockets.receive(id, $0, bytes, worker: worker) }
         case .http(let session):
             let consumed = http.receive(id, session, bytes)
             // An upgrade part-way: the rest of the read is the client's first WebSocket bytes.
             if consumed < bytes.count, let ws = table.webSocket(id) {
-                webSockets.receive(id, ws, UnsafeRawBufferPointer(rebasing: bytes[consumed...]))
+                webSockets.receive(id, ws, UnsafeRawBufferPointer(rebasing: bytes[consumed...]), worker: worker)
             }
         case .free:
             assertionFailure("bytes for a free slot")

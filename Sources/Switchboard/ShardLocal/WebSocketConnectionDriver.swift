@@ -35,6 +35,8 @@ final class WebSocketConnectionDriver {
     let logger: Logger
     /// Set once by the dispatcher, right after the handler is made.
     var worker: WorkerHandler = DefaultWorkerHandler()
+    /// Recycled blocks for the frames `send` queues (see `OutboundFramePool`).
+    let framePool = OutboundFramePool()
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
@@ -96,13 +98,17 @@ final class WebSocketConnectionDriver {
 
     // MARK: - Receive
 
-    func receive(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) {
+    /// `worker` is `self.worker`, passed by the dispatcher from its own `let` (issue 16 item 3:
+    /// read from this class's stored property, the existential was retained and released around
+    /// every message).
+    func receive(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer, worker: WorkerHandler) {
+        assert(worker === self.worker, "a worker other than the driver's")
         guard session.backlogIsEmpty else {
             // Earlier input still waits for its turn: this goes behind it, in order.
             keep(id, session, bytes)
             return
         }
-        let used = decode(id, session, bytes)
+        let used = decode(id, session, bytes, worker)
         if used < bytes.count { keep(id, session, UnsafeRawBufferPointer(rebasing: bytes[used...])) }
     }
 
@@ -122,6 +128,7 @@ final class WebSocketConnectionDriver {
         turn &+= 1
         if !pongWaiters.isEmpty { sendWaitingPongs() }
         guard !resumeList.isEmpty else { return }
+        let worker = self.worker  // one retain for the resumed sockets, not one per message
         swap(&resumeList, &resumeScratch)
         for id in resumeScratch {
             guard table.isCurrent(id), let session = table.webSocket(id) else { continue }
@@ -132,7 +139,7 @@ final class WebSocketConnectionDriver {
                 continue
             }
             let start = session.backlogHead
-            let used = session.backlog.withUnsafeBytes { decode(id, session, UnsafeRawBufferPointer(rebasing: $0[start...])) }
+            let used = session.backlog.withUnsafeBytes { decode(id, session, UnsafeRawBufferPointer(rebasing: $0[start...]), worker) }
             session.backlogHead += used
             if session.backlogIsEmpty {
                 dropBacklog(session)
@@ -190,7 +197,8 @@ final class WebSocketConnectionDriver {
     /// `maxMessagesPerTurn` messages and, once one ran, `maxTurnMicroseconds` of time (a single
     /// message always runs, so every socket progresses). Returns the bytes used; the caller
     /// keeps the rest for the next turn.
-    private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
+    private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer,
+                        _ worker: WorkerHandler) -> Int {
         if !session.isTurn(turn) {
             session.enterTurn(turn)
             session.messagesThisTurn = 0
@@ -204,7 +212,7 @@ final class WebSocketConnectionDriver {
                 metrics.webSocketBatchesDeferred.increment()
                 break
             }
-            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]), worker)
         }
         return offset
     }
@@ -225,7 +233,8 @@ final class WebSocketConnectionDriver {
     }
 
     /// Decodes up to one message (and the control frames before it) and acts on the events.
-    private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Int {
+    private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer,
+                           _ worker: WorkerHandler) -> Int {
         // Events are collected first and acted on after the codec returned: the handler may
         // answer (send on this socket, close it) from inside handleSocketMessage, which uses
         // the codec. The common call reports exactly one event (a whole message): it stays in
@@ -253,14 +262,14 @@ final class WebSocketConnectionDriver {
         guard let first else { return used }
         // `more`, not `events.isEmpty`: a read of the class property is a dynamic exclusivity check.
         if !more {
-            act(on: first, id, session)
+            act(on: first, id, session, worker)
         } else {
-            act(on: first, id, session)
+            act(on: first, id, session, worker)
             // Swapped, not copied: `let batch = events` then `events.removeAll(keepingCapacity:)`
             // made the array non-unique, so the removal allocated a new buffer. Both arrays keep
             // their capacity from message to message.
             swap(&events, &eventsActing)
-            for event in eventsActing { act(on: event, id, session) }
+            for event in eventsActing { act(on: event, id, session, worker) }
             eventsActing.removeAll(keepingCapacity: true)
         }
         return used
@@ -279,7 +288,7 @@ final class WebSocketConnectionDriver {
 
     /// Acts on one event of the codec, in order.
     @inline(__always)
-    private func act(on event: WebSocketEvent, _ id: SocketID, _ session: WebSocketSession) {
+    private func act(on event: WebSocketEvent, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
         // The handler may have closed the socket (it stays current until the shard finalizes
         // it; a close only changes the lifecycle).
         assert(table.isCurrent(id))
@@ -386,22 +395,21 @@ final class WebSocketConnectionDriver {
         guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
         assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
         assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
-        let frame: OutboundBytes
-        if table.compresses(id) {
-            // The compressor's state advances with every message: only for one that is sent.
-            guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
-            let bytes: [UInt8]
-            switch message {
-            case .text(var s):
-                bytes = s.withUTF8 { session.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
-            case .binary(let b):
-                bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
-            }
-            frame = OutboundBytes(bytes)
-        } else {
-            frame = .webSocketFrame(message)
+        guard table.compresses(id) else {
+            // Queued from here, not after a merge with the deflate branch: a `let frame`
+            // assigned in both branches was copied (a retain and release per message).
+            return queue(framePool.frame(message), on: id)
         }
-        return queue(frame, on: id)
+        // The compressor's state advances with every message: only for one that is sent.
+        guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
+        let bytes: [UInt8]
+        switch message {
+        case .text(var s):
+            bytes = s.withUTF8 { session.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
+        case .binary(let b):
+            bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
+        }
+        return queue(OutboundBytes(bytes), on: id)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.

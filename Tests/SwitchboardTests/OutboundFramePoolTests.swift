@@ -1,0 +1,74 @@
+@testable import Switchboard
+import SwitchboardIO
+import Testing
+
+/// `OutboundFramePool` (issue 16 item 3): exact frame bytes from new and recycled blocks, a
+/// block reused only once nothing else holds it, never more than `blockCount` blocks held, and
+/// frames over `blockBytes` outside the pool. (A block is told by its bytes' address, which is
+/// its heap block's.)
+@Suite("Outbound frame pool: reuse and bound")
+struct OutboundFramePoolTests {
+    private func frame(_ pool: OutboundFramePool, _ text: String) -> OutboundBytes { pool.frame(.text(text)) }
+
+    private func expected(_ text: String) -> [UInt8] { [0x81, UInt8(text.utf8.count)] + Array(text.utf8) }
+
+    @Test("a released block is reused, with the new frame's bytes and length")
+    func reuse() {
+        let pool = OutboundFramePool(blockCount: 2, blockBytes: 128)
+        var first: UnsafeRawPointer?
+        do {
+            let a = frame(pool, "a longer first message")
+            #expect(a.array == expected("a longer first message"))
+            first = a.base
+        }
+        do {
+            let b = frame(pool, "second")  // slot 1: a block of its own
+            #expect(b.array == expected("second"))
+            #expect(b.base != first)
+        }
+        let c = frame(pool, "third")  // slot 0 again, released: reused, shorter than before
+        #expect(c.base == first)
+        #expect(c.array == expected("third"))
+        #expect(c.count == 7)
+        #expect(pool.reusedCount == 1 && pool.heldCount == 0)
+        #expect(pool.heldBlocks == 2)
+    }
+
+    @Test("a block still held (a queue has it) is not rewritten: the frame gets its own")
+    func heldBlockSkipped() {
+        let pool = OutboundFramePool(blockCount: 1, blockBytes: 128)
+        let queued = frame(pool, "still queued")
+        let next = frame(pool, "next")
+        #expect(next.base != queued.base)
+        #expect(queued.array == expected("still queued"))
+        #expect(next.array == expected("next"))
+        #expect(pool.heldCount == 1 && pool.reusedCount == 0)
+        #expect(pool.heldBlocks == 1)
+    }
+
+    @Test("never more than blockCount blocks; frames over blockBytes bypass the pool")
+    func bound() {
+        let pool = OutboundFramePool(blockCount: 4, blockBytes: 64)
+        var kept: [OutboundBytes] = []
+        for i in 0..<20 { kept.append(frame(pool, "message \(i)")) }  // all held: 4 pooled, 16 own
+        #expect(pool.heldBlocks == 4)
+        #expect(pool.heldCount == 16)
+        for (i, f) in kept.enumerated() { #expect(f.array == expected("message \(i)")) }
+        kept.removeAll()
+        let large = String(repeating: "x", count: 63)  // 65 bytes with its header: over 64
+        let big = frame(pool, large)
+        #expect(big.array == expected(large))
+        #expect(pool.reusedCount == 0, "a large frame took a pooled block")
+        for i in 0..<8 { _ = frame(pool, "again \(i)") }
+        #expect(pool.reusedCount == 8)
+        #expect(pool.heldBlocks == 4)
+    }
+
+    @Test("binary messages and a 126-byte payload (16-bit length) from a pooled block")
+    func binaryAndExtendedLength() {
+        let pool = OutboundFramePool(blockCount: 2, blockBytes: 256)
+        let payload = (0..<126).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let f = pool.frame(.binary(payload))
+        #expect(f.array == [0x82, 126, 0, 126] + payload)
+    }
+}

@@ -122,9 +122,9 @@ package final class SendBlockPool {
         return block._withUnsafeGuaranteedRef { b in
             b.withUnsafeMutablePointers { count, elements in
                 let used = count.pointee
-                guard bytes.count <= blockBytes - used else { return false }
+                guard bytes.count <= blockBytes &- used else { return false }
                 if let from = bytes.baseAddress { UnsafeMutableRawPointer(elements + used).copyMemory(from: from, byteCount: bytes.count) }
-                count.pointee = used + bytes.count
+                count.pointee = used &+ bytes.count
                 return true
             }
         }

@@ -61,6 +61,9 @@ struct SendQueue {
 
     init(budget: ShardMemoryBudget) { budgetReference = .passUnretained(budget) }
 
+    /// The send blocks this queue's chunks come from (tests; the send path passes them).
+    var pool: SendBlockPool { budgetReference.takeUnretainedValue().blocks }
+
     @inline(__always) private func charge(_ bytes: Int) {
         budgetReference._withUnsafeGuaranteedRef { $0.charge(bytes) }
     }
@@ -168,34 +171,35 @@ struct SendQueue {
     /// is ever written or moved, and a started block holds only frames queued before it
     /// started: `dropUnstarted` keeps it whole (the peer never sees half a frame) and drops
     /// every frame queued after.
-    mutating func appendCoalescing(_ bytes: UnsafeRawBufferPointer, inFlightBytes: Int) -> Bool {
+    ///
+    /// `pool`: the shard's (`budget.blocks`), passed by the caller, which holds it anyway: no
+    /// closure around the budget's reference on this path.
+    @inline(__always)
+    mutating func appendCoalescing(_ bytes: UnsafeRawBufferPointer, inFlightBytes: Int, pool: SendBlockPool) -> Bool {
         let n = bytes.count
         guard n > 0, let front = first else { return false }
-        let budget = budgetReference  // a copy: the closure below mutates `self`
-        return budget._withUnsafeGuaranteedRef { budget in
-            let pool = budget.blocks
-            assert(n <= pool.maxFrameBytes, "a frame too large to copy into a send block")
-            let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
-            // Bytes queued before `last`: all in flight, or some of `last` is too.
-            let unstarted = last.offset == 0 && queuedBytes - last.remaining >= inFlightBytes
-            if pool.isBlock(last.bytes) {
-                if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }
-            } else if unstarted && ringCount == 0 && front.count <= pool.maxFrameBytes && front.count + n <= pool.blockBytes {
-                // The lone frame and the new one, together in a new block: same chunk count,
-                // `n` more bytes.
-                guard let block = pool.take() else { return false }
-                let copied = pool.append(front.pending, to: block) && pool.append(bytes, to: block)
-                assert(copied, "two frames that fit did not")
-                first = Chunk(bytes: block, offset: 0)
-                front.bytes.release()  // a frame (not a block, checked above)
-                return grew(by: n)
-            }
+        assert(pool === self.pool, "another shard's send blocks")
+        assert(n <= pool.maxFrameBytes, "a frame too large to copy into a send block")
+        let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
+        // Bytes queued before `last`: all in flight, or some of `last` is too.
+        let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
+        if pool.isBlock(last.bytes) {
+            if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }
+        } else if unstarted && ringCount == 0 && front.count <= pool.maxFrameBytes && front.count &+ n <= pool.blockBytes {
+            // The lone frame and the new one, together in a new block: same chunk count,
+            // `n` more bytes.
             guard let block = pool.take() else { return false }
-            let copied = pool.append(bytes, to: block)
-            assert(copied, "a frame of at most maxFrameBytes did not fit an empty block")
-            append(retained: block)  // a new chunk: `n` plus its overhead
-            return true
+            let copied = pool.append(front.pending, to: block) && pool.append(bytes, to: block)
+            assert(copied, "two frames that fit did not")
+            first = Chunk(bytes: block, offset: 0)
+            front.bytes.release()  // a frame (not a block, checked above)
+            return grew(by: n)
         }
+        guard let block = pool.take() else { return false }
+        let copied = pool.append(bytes, to: block)
+        assert(copied, "a frame of at most maxFrameBytes did not fit an empty block")
+        append(retained: block)  // a new chunk: `n` plus its overhead
+        return true
     }
 
     /// Counts `n` bytes appended to a chunk already queued (no new chunk, no overhead).

@@ -273,6 +273,8 @@ package class Shard: @unchecked Sendable {
     /// Frames up to this size queued behind others are copied into send blocks
     /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
     private let coalesceMaxFrameBytes: Int
+    /// `memory.blocks`, one load closer for the send path.
+    private let sendBlocks: SendBlockPool
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
@@ -347,6 +349,7 @@ package class Shard: @unchecked Sendable {
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
         coalesceMaxFrameBytes = blocks.maxFrameBytes
+        sendBlocks = blocks
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         connections = .allocate(capacity: capacity)
@@ -512,7 +515,9 @@ package class Shard: @unchecked Sendable {
             tlsEnqueue(slot, session, bytes)
             return .queued
         }
-        if bytes.count <= coalesceMaxFrameBytes && coalesce(slot, bytes.bytes) { return .queued }
+        // The first test inline (a reply alone in its queue, an echo's, goes no further), the
+        // copy out of line.
+        if !connections[slot].queue.isEmpty && bytes.count <= coalesceMaxFrameBytes && coalesce(slot, bytes.bytes) { return .queued }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
         return .queued
@@ -520,11 +525,11 @@ package class Shard: @unchecked Sendable {
 
     /// Copies a small frame into the connection's send blocks (`SendQueue.appendCoalescing`);
     /// false when it was not (empty queue, pool exhausted): the caller queues a reference.
-    @inline(__always) private func coalesce(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+    @inline(never) private func coalesce(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
         // Nothing queued is in the kernel's hands unless an io_uring send is in flight (epoll
         // writes synchronously and never sets the flag).
         let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
-        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight) else { return false }
+        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks) else { return false }
         scheduleFlush(slot)
         return true
     }
@@ -544,7 +549,7 @@ package class Shard: @unchecked Sendable {
         }
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
         // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
-        if count <= coalesceMaxFrameBytes && coalesce(slot, frame.payload) { return .queued }
+        if !connections[slot].queue.isEmpty && count <= coalesceMaxFrameBytes && coalesce(slot, frame.payload) { return .queued }
         connections[slot].queue.append(retained: frame.take())
         scheduleFlush(slot)
         return .queued

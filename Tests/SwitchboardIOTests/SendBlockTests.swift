@@ -30,7 +30,7 @@ struct SendBlockTests {
     }
 
     static func copy(_ q: inout SendQueue, _ bytes: [UInt8], inFlightBytes: Int = 0) -> Bool {
-        bytes.withUnsafeBytes { q.appendCoalescing($0, inFlightBytes: inFlightBytes) }
+        bytes.withUnsafeBytes { q.appendCoalescing($0, inFlightBytes: inFlightBytes, pool: q.pool) }
     }
 
     @Test("small frames behind another share one block: exact bytes, exact cost, the frame's reference given back")
@@ -41,7 +41,7 @@ struct SendBlockTests {
         do {
             let a = OutboundBytes([1, 2, 3])
             front = a.storage
-            let copied = q.appendCoalescing(a.bytes, inFlightBytes: 0)
+            let copied = q.appendCoalescing(a.bytes, inFlightBytes: 0, pool: p.blocks)
             #expect(!copied, "an empty queue takes a reference")
             q.append(a)
         }

@@ -181,7 +181,8 @@ struct SendQueue {
         assert(pool === self.pool, "another shard's send blocks")
         assert(n <= pool.maxFrameBytes, "a frame too large to copy into a send block")
         let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
-        // Bytes queued before `last`: all in flight, or some of `last` is too.
+        // Nothing of `last` is started: not partly written, and the bytes queued before it
+        // cover the whole in-flight range (the queue has only grown at its back since the submit).
         let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
         if pool.isBlock(last.bytes) {
             if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }

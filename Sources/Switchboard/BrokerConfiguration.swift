@@ -102,6 +102,10 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("max_send_queue_bytes", "bytes queued for sending per connection before the slow-consumer policy applies, counted with 112 bytes of overhead per queued frame"),
         ("max_buffered_bytes_per_shard", "bytes one shard holds for all its peers (send queues with overhead, WebSocket messages being assembled and input backlogs, compression state); at the limit sends to connections over their fair share get the slow-consumer policy and new allocations are refused with 1013 (metric switchboard_shard_memory_budget_hits_total, gauge switchboard_shard_buffered_bytes)"),
         ("max_iovecs_per_send", "chunks gathered into one vectored send"),
+        ("send_coalesce_max_frame_bytes", "a frame of at most this many bytes queued behind others on a plain connection is copied into a pooled send block, so a run of small frames is sent as one iovec; 0 turns it off; at most send_block_bytes"),
+        ("send_block_bytes", "size of one pooled send block (256...1048576)"),
+        ("max_send_blocks_per_shard", "send blocks one shard may have (queued and free); beyond, small frames are queued by reference (metric switchboard_send_blocks_exhausted_total, gauge switchboard_send_blocks); 0 turns coalescing off"),
+        ("send_blocks_kept_free", "free send blocks a shard keeps for reuse; all are freed after a tick in which none was used"),
         ("idle_timeout_ms", "close a connection that received nothing for this long"),
         ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408); also how long a WebSocket close handshake the server started may take"),
         ("linger_timeout_ms", "after a final response, how long input is drained before the socket is closed"),
@@ -162,6 +166,10 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "recv_buffer_bytes": return String(io.recvBufferBytes)
         case "max_send_queue_bytes": return String(io.maxSendQueueBytes)
         case "max_iovecs_per_send": return String(io.maxIOVecsPerSend)
+        case "send_coalesce_max_frame_bytes": return String(io.sendCoalesceMaxFrameBytes)
+        case "send_block_bytes": return String(io.sendBlockBytes)
+        case "max_send_blocks_per_shard": return String(io.maxSendBlocksPerShard)
+        case "send_blocks_kept_free": return String(io.sendBlocksKeptFree)
         case "idle_timeout_ms": return String(io.idleTimeoutMilliseconds)
         case "request_timeout_ms": return String(io.requestTimeoutMilliseconds)
         case "linger_timeout_ms": return String(io.lingerTimeoutMilliseconds)
@@ -246,6 +254,10 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "recv_buffer_bytes": io.recvBufferBytes = try int()
         case "max_send_queue_bytes": io.maxSendQueueBytes = try int()
         case "max_iovecs_per_send": io.maxIOVecsPerSend = try int()
+        case "send_coalesce_max_frame_bytes": io.sendCoalesceMaxFrameBytes = try int()
+        case "send_block_bytes": io.sendBlockBytes = try int()
+        case "max_send_blocks_per_shard": io.maxSendBlocksPerShard = try int()
+        case "send_blocks_kept_free": io.sendBlocksKeptFree = try int()
         case "idle_timeout_ms": io.idleTimeoutMilliseconds = try int()
         case "request_timeout_ms": io.requestTimeoutMilliseconds = try int()
         case "linger_timeout_ms": io.lingerTimeoutMilliseconds = try int()

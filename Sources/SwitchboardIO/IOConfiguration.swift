@@ -37,6 +37,25 @@ public struct IOConfiguration: Sendable {
     public var maxBufferedBytesPerShard: Int = 1 << 30
     /// Chunks gathered into one vectored send.
     public var maxIOVecsPerSend: Int = 64
+    /// Small-frame coalescing (issue 16 items 1 and 6, `SendBlockPool`): a frame of at most
+    /// this many bytes queued behind others on a plain connection is copied into a send block
+    /// of the shard's pool instead of being referenced, so a run of small frames leaves in one
+    /// iovec (the kernel's cost per iovec is well above a copy of a few hundred bytes). 0 turns
+    /// coalescing off. At most `sendBlockBytes`. TLS connections queue ciphertext and are
+    /// unaffected; a frame alone in its queue (an echo's reply) stays a reference.
+    public var sendCoalesceMaxFrameBytes: Int = 512
+    /// Size of one send block. A subscriber of a fan-out gets a block per loop turn in which it
+    /// is sent small frames (returned when they are written), so this times the subscribers
+    /// of a busy turn is what coalescing holds for a moment; 4 KiB holds 16 frames of 256 bytes.
+    public var sendBlockBytes: Int = 4096
+    /// Send blocks one shard may have (queued and free). Beyond, small frames are queued by
+    /// reference as without coalescing (`switchboard_send_blocks_exhausted_total`). Bounds the
+    /// pool's memory, including the unwritten tails of queued blocks, which no send-queue limit
+    /// counts: 16,384 blocks of 4 KiB are 64 MiB per shard. 0 turns coalescing off.
+    public var maxSendBlocksPerShard: Int = 16_384
+    /// Free send blocks a shard keeps for reuse; more are freed as they come back, and all of
+    /// them after a tick in which none was taken, so an idle shard holds none.
+    public var sendBlocksKeptFree: Int = 1024
     /// A connection that receives nothing for this long is reported as idle.
     public var idleTimeoutMilliseconds: Int = 60_000
     /// Duration of the per-connection phase timer a protocol arms (HTTP: the time to receive a
@@ -78,6 +97,10 @@ public struct IOConfiguration: Sendable {
         if maxSendQueueBytes < 1024 { return "maxSendQueueBytes must be >= 1024" }
         if maxBufferedBytesPerShard < maxSendQueueBytes { return "maxBufferedBytesPerShard must be >= maxSendQueueBytes" }
         if maxIOVecsPerSend < 1 || maxIOVecsPerSend > 1024 { return "maxIOVecsPerSend must be 1...1024" }
+        if sendBlockBytes < 256 || sendBlockBytes > (1 << 20) { return "sendBlockBytes must be 256...1048576" }
+        if sendCoalesceMaxFrameBytes < 0 || sendCoalesceMaxFrameBytes > sendBlockBytes { return "sendCoalesceMaxFrameBytes must be 0...sendBlockBytes" }
+        if maxSendBlocksPerShard < 0 || maxSendBlocksPerShard > (1 << 24) { return "maxSendBlocksPerShard must be 0...16777216" }
+        if sendBlocksKeptFree < 0 || sendBlocksKeptFree > maxSendBlocksPerShard { return "sendBlocksKeptFree must be 0...maxSendBlocksPerShard" }
         if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
         // Timer deadlines are kept in 32 bits (TimerList): 2^30 ms is 12.4 days.
         let maxTimeout = TimerList.maxDurationMilliseconds

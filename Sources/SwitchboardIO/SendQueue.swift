@@ -16,6 +16,15 @@
 /// `removeAll` before it is dropped, or its frames (and its ring) leak. The shard does
 /// (`beginClose` for a connection, `deinit` for the table); copies of a queue (a `Connection`
 /// read by value) own nothing and must not be mutated.
+///
+/// Send blocks (issue 16 items 1 and 6): a chunk holds either a frame (shared with other
+/// queues, released when the queue is done with it) or a send block of the shard's pool
+/// (`SendBlockPool`: this queue's alone, small frames copied into it by `appendCoalescing`,
+/// given back to the pool when the queue is done with it). Both are `OutboundBytes.Storage`,
+/// so sending and consuming treat them alike: a block's count grows as frames are appended
+/// behind what was already written, which stays where it is, so a send in flight that reads
+/// the front of a block is unaffected by appends. A block in a chunk costs like any chunk:
+/// the bytes written into it plus `entryOverheadBytes`.
 struct SendQueue {
     /// One queued run. Trivial (no reference counting when copied): see "Ownership" above.
     struct Chunk {
@@ -52,12 +61,24 @@ struct SendQueue {
 
     init(budget: ShardMemoryBudget) { budgetReference = .passUnretained(budget) }
 
+    /// The send blocks this queue's chunks come from (tests; the send path passes them).
+    var pool: SendBlockPool { budgetReference.takeUnretainedValue().blocks }
+
     @inline(__always) private func charge(_ bytes: Int) {
         budgetReference._withUnsafeGuaranteedRef { $0.charge(bytes) }
     }
 
     @inline(__always) private func release(_ bytes: Int) {
         budgetReference._withUnsafeGuaranteedRef { $0.release(bytes) }
+    }
+
+    /// Gives back a chunk's bytes the queue is done with: a send block to the pool, a frame's
+    /// reference to the frame.
+    @inline(__always) private func dispose(_ bytes: Unmanaged<OutboundBytes.Storage>) {
+        budgetReference._withUnsafeGuaranteedRef { budget in
+            let pool = budget.blocks
+            if pool.isBlock(bytes) { pool.recycle(bytes) } else { bytes.release() }
+        }
     }
 
     private(set) var first: Chunk?
@@ -134,6 +155,61 @@ struct SendQueue {
         }
     }
 
+    /// Copies a small run into the queue's last send block, or into a new block from the pool,
+    /// instead of holding a reference to it: a flush then gives the kernel one iovec for a run
+    /// of small frames (see `SendBlockPool`). Returns false, having queued nothing, when the
+    /// queue is empty (a lone frame is one iovec either way, and a reference is cheaper to
+    /// queue than a copy: an echo's reply stays as it was) or the pool has no block to give;
+    /// the caller then appends the bytes by reference. The caller checked the size
+    /// (`SendBlockPool.maxFrameBytes`) and the limits.
+    ///
+    /// `inFlightBytes`: the queue's front bytes handed to the kernel by a send that has not
+    /// completed (io_uring; 0 with epoll, whose writes are synchronous). Only a block none of
+    /// whose bytes are started (written, or in flight) takes more frames, and only a lone small
+    /// frame nothing of which is started moves into a new block (with the new frame: the queue
+    /// is then one iovec, and on io_uring one plain send). So no byte the kernel may be reading
+    /// is ever written or moved, and a started block holds only frames queued before it
+    /// started: `dropUnstarted` keeps it whole (the peer never sees half a frame) and drops
+    /// every frame queued after.
+    ///
+    /// `pool`: the shard's (`budget.blocks`), passed by the caller, which holds it anyway: no
+    /// closure around the budget's reference on this path.
+    @inline(__always)
+    mutating func appendCoalescing(_ bytes: UnsafeRawBufferPointer, inFlightBytes: Int, pool: SendBlockPool) -> Bool {
+        let n = bytes.count
+        guard n > 0, let front = first else { return false }
+        assert(pool === self.pool, "another shard's send blocks")
+        assert(n <= pool.maxFrameBytes, "a frame too large to copy into a send block")
+        let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
+        // Nothing of `last` is started: not partly written, and the bytes queued before it
+        // cover the whole in-flight range (the queue has only grown at its back since the submit).
+        let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
+        if pool.isBlock(last.bytes) {
+            if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }
+        } else if unstarted && ringCount == 0 && front.count <= pool.maxFrameBytes && front.count &+ n <= pool.blockBytes {
+            // The lone frame and the new one, together in a new block: same chunk count,
+            // `n` more bytes.
+            guard let block = pool.take() else { return false }
+            let copied = pool.append(front.pending, to: block) && pool.append(bytes, to: block)
+            assert(copied, "two frames that fit did not")
+            first = Chunk(bytes: block, offset: 0)
+            front.bytes.release()  // a frame (not a block, checked above)
+            return grew(by: n)
+        }
+        guard let block = pool.take() else { return false }
+        let copied = pool.append(bytes, to: block)
+        assert(copied, "a frame of at most maxFrameBytes did not fit an empty block")
+        append(retained: block)  // a new chunk: `n` plus its overhead
+        return true
+    }
+
+    /// Counts `n` bytes appended to a chunk already queued (no new chunk, no overhead).
+    @inline(__always) private mutating func grew(by n: Int) -> Bool {
+        queuedBytes += n
+        charge(n)
+        return true
+    }
+
     @inline(__always) private mutating func ringPush(_ chunk: Chunk) {
         let count = ringCount
         if let r = ring {
@@ -200,8 +276,8 @@ struct SendQueue {
             // Everything was sent (the common case: a vectored send took the whole queue):
             // the chunks go in one pass.
             let chunks = chunkCount
-            f.bytes.release()
-            for i in 0..<ringCount { ringChunk(i).bytes.release() }
+            dispose(f.bytes)
+            for i in 0..<ringCount { dispose(ringChunk(i).bytes) }
             first = nil
             ringCountStorage = 0
             releaseRingIfEmpty(force: false)
@@ -221,7 +297,7 @@ struct SendQueue {
                 break
             }
             left -= r
-            f.bytes.release()  // the queue's reference; the frame lives on in other queues
+            dispose(f.bytes)  // the queue's reference (a frame lives on in other queues), or its block
             popFirst()
             popped += 1
         }
@@ -244,7 +320,7 @@ struct SendQueue {
             kept += ringChunk(keepCount).remaining
             keepCount += 1
         }
-        for i in keepCount..<ringCount { ringChunk(i).bytes.release() }
+        for i in keepCount..<ringCount { dispose(ringChunk(i).bytes) }
         ringCountStorage = UInt32(truncatingIfNeeded: keepCount)
         releaseRingIfEmpty(force: false)
         queuedBytes = kept
@@ -270,8 +346,8 @@ struct SendQueue {
     /// what a queue must go through before it is dropped (see "Ownership").
     mutating func removeAll() {
         release(costBytes)
-        first?.bytes.release()
-        for i in 0..<ringCount { ringChunk(i).bytes.release() }
+        if let f = first { dispose(f.bytes) }
+        for i in 0..<ringCount { dispose(ringChunk(i).bytes) }
         first = nil
         ringCountStorage = 0
         releaseRingIfEmpty(force: true)

@@ -95,11 +95,13 @@ package final class IOMetrics: Sendable {
     package let outboundConnects = Counter("switchboard_outbound_connects_total", help: "Outbound connections established (OutboundConnection)")
     package let outboundFailures = Counter("switchboard_outbound_failures_total", help: "Outbound connect attempts that failed or connections that ended (each followed by a backoff)")
     package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
+    package let sendBlocksExhausted = Counter("switchboard_send_blocks_exhausted_total", help: "Small frames queued by reference instead of copied into a send block because the shard had maxSendBlocksPerShard blocks")
+    package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
-         bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts]
+         bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks]
     }
 }
 
@@ -265,8 +267,14 @@ package class Shard: @unchecked Sendable {
     package let tlsMetrics = TLSMetrics()
     /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
     var tlsState: TLSShardState?
-    /// Bytes held for peers, against `maxBufferedBytesPerShard`. Shard thread only.
+    /// Bytes held for peers, against `maxBufferedBytesPerShard`, and the send blocks
+    /// (`memory.blocks`). Shard thread only.
     package let memory: ShardMemoryBudget
+    /// Frames up to this size queued behind others are copied into send blocks
+    /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
+    private let coalesceMaxFrameBytes: Int
+    /// `memory.blocks`, one load closer for the send path.
+    private let sendBlocks: SendBlockPool
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
@@ -339,8 +347,13 @@ package class Shard: @unchecked Sendable {
     init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool) throws(IOError) {
         self.index = index
         self.configuration = configuration
+        let blocks = SendBlockPool(blockBytes: configuration.sendBlockBytes, maxFrameBytes: configuration.sendCoalesceMaxFrameBytes,
+                                   maxBlocks: configuration.maxSendBlocksPerShard, maxFreeBlocks: configuration.sendBlocksKeptFree,
+                                   exhausted: metrics.sendBlocksExhausted, gauge: metrics.sendBlocks)
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
-                                   gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits)
+                                   gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
+        coalesceMaxFrameBytes = blocks.maxFrameBytes
+        sendBlocks = blocks
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         connections = .allocate(capacity: capacity)
@@ -478,6 +491,8 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Queues bytes; they are written in one vectored send per connection at the end of the turn.
+    /// A small frame queued behind others is copied into a send block rather than referenced
+    /// (`SendQueue.appendCoalescing`), so a run of them is one iovec.
     ///
     /// The limits count what a queue costs: payload bytes plus `SendQueue.entryOverheadBytes`
     /// per queued run. `overLimit: true` queues even past `maxSendQueueBytes` and the shard's
@@ -504,9 +519,23 @@ package class Shard: @unchecked Sendable {
             tlsEnqueue(slot, session, bytes)
             return .queued
         }
+        // The first test inline (a reply alone in its queue, an echo's, goes no further), the
+        // copy out of line.
+        if !connections[slot].queue.isEmpty && bytes.count <= coalesceMaxFrameBytes && coalesce(slot, bytes.bytes) { return .queued }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
         return .queued
+    }
+
+    /// Copies a small frame into the connection's send blocks (`SendQueue.appendCoalescing`);
+    /// false when it was not (empty queue, pool exhausted): the caller queues a reference.
+    @inline(never) private func coalesce(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        // Nothing queued is in the kernel's hands unless an io_uring send is in flight (epoll
+        // writes synchronously and never sets the flag).
+        let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
+        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks) else { return false }
+        scheduleFlush(slot)
+        return true
     }
 
     /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
@@ -523,6 +552,8 @@ package class Shard: @unchecked Sendable {
             return .queued
         }
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
+        // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
+        if !connections[slot].queue.isEmpty && count <= coalesceMaxFrameBytes && coalesce(slot, frame.payload) { return .queued }
         connections[slot].queue.append(retained: frame.take())
         scheduleFlush(slot)
         return .queued
@@ -763,7 +794,10 @@ package class Shard: @unchecked Sendable {
         idleTimers.cancel(slot)
         requestTimers.cancel(slot)
         lingerTimers.cancel(slot)
-        connections[slot].queue.removeAll()
+        // An io_uring send in flight may still read the queue's front (a send block must not
+        // go back to the pool and be refilled under it): the queue is emptied when the send
+        // completes, in `finalize`. The shutdown in `cancelOperations` makes that prompt.
+        if !connections[slot].sendInFlight { connections[slot].queue.removeAll() }
         if !connections[slot].held.isEmpty {
             memory.release(connections[slot].held.count)
             connections[slot].held = []
@@ -836,7 +870,8 @@ package class Shard: @unchecked Sendable {
         Glibc.close(connections[slot].fd)
         if connections[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
-        assert(connections[slot].queue.isEmpty, "a finalized connection still holds queued bytes")
+        assert(!connections[slot].sendInFlight, "finalized with a send in flight")
+        connections[slot].queue.removeAll()  // what `beginClose` left for a send in flight
         connections[slot] = Connection(budget: memory)
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
@@ -919,6 +954,7 @@ package class Shard: @unchecked Sendable {
         nowMilliseconds = monotonicMilliseconds()
         if nowMilliseconds >= nextTickMilliseconds {
             runTimers()
+            memory.blocks.tick()
             handler.tick(self, nowMilliseconds: nowMilliseconds)
             nextTickMilliseconds = nowMilliseconds + Int64(configuration.tickMilliseconds)
             flushPending()

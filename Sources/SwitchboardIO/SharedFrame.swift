@@ -30,6 +30,10 @@ package struct SharedFrame: ~Copyable {
     /// The frame's payload size.
     var count: Int { frame._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0).count } }
 
+    /// The frame's bytes, valid while the fan-out's caller holds the frame (for a queue that
+    /// copies them into a send block instead of taking a reference).
+    var payload: UnsafeRawBufferPointer { frame._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0) } }
+
     /// The frame, borrowed (for a path that copies or encrypts it instead of queueing it).
     var bytes: OutboundBytes { OutboundBytes(storage: frame.takeUnretainedValue()) }
 

@@ -150,7 +150,7 @@ package final class OutboundConnection {
         shard.assertOnShardThread()
         guard awaiting != awaitingInput else { return }
         awaitingInput = awaiting
-        readDeadlineMilliseconds = awaiting ? shard.nowMilliseconds + Int64(options.readTimeoutMilliseconds) : .max
+        readDeadlineMilliseconds = awaiting ? readDeadline() : .max
     }
 
     /// Drops the connection (e.g. the peer broke the protocol) and reconnects after the backoff.
@@ -245,10 +245,16 @@ package final class OutboundConnection {
         delegate?.outboundConnected(self)
     }
 
+    /// The read deadline for input awaited from now. One millisecond is added because the
+    /// shard's clock is whole milliseconds read at the start of the turn: a deadline from it
+    /// alone could fire up to 1 ms before the timeout has really passed.
+    private func readDeadline() -> Int64 {
+        shard.nowMilliseconds + Int64(options.readTimeoutMilliseconds) + 1
+    }
     func adoptRefused() { failed(.noSlot) }
 
     func received(_ bytes: UnsafeRawBufferPointer) {
-        if awaitingInput { readDeadlineMilliseconds = shard.nowMilliseconds + Int64(options.readTimeoutMilliseconds) }
+        if awaitingInput { readDeadlineMilliseconds = readDeadline() }
         delegate?.outboundReceived(self, bytes)
     }
 

@@ -18,6 +18,8 @@
 #     in flight when wrk stops are counted too.
 #     OUT: where the callgrind profile is kept (default: a temporary file, removed), for
 #     `callgrind_annotate --inclusive=yes OUT`.
+#   SHARDS=2: the server runs 2 shards (fan-out subscribers spread over both: the cross-shard
+#   hop's cost per delivery; issue 16 item 5).
 #   Needs release builds of valgrind-echo and switchboard-bench (ECHO_BIN, BENCH_BIN override)
 #   and valgrind; http needs wrk and curl instead of switchboard-bench. Under valgrind the server
 #   runs ~50x slower, so each loop turn handles more messages than at full speed: compare
@@ -35,7 +37,7 @@ case $KIND in
 esac
 PORT=$((19900 + RANDOM % 400)); W=$(mktemp -d /tmp/instructions-per-message.XXXXXX)
 objcopy --strip-debug "$BIN" "$W/server"
-valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$W/cg.%p" "$W/server" $PORT "$B" >"$W/server.log" 2>&1 &
+valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$W/cg.%p" "$W/server" $PORT "$B" "${SHARDS:-1}" >"$W/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; rm -rf "$W"' EXIT
 warm=$((N / 5 > 2000 ? N / 5 : 2000))

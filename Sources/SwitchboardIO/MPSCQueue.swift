@@ -26,7 +26,7 @@ import Atomics
 /// producer descheduled between claiming a cell and publishing it delays the
 /// consumer from seeing *later* cells (FIFO is by claim order) until it resumes;
 /// ``tryPop()`` reports empty meanwhile rather than waiting.
-package final class MPSCQueue<Element>: @unchecked Sendable {
+@usableFromInline package final class MPSCQueue<Element>: @unchecked Sendable {
     // Stored properties are `@usableFromInline` so the hot methods can be
     // `@inlinable` and specialised in the caller's module.
     //
@@ -51,7 +51,7 @@ package final class MPSCQueue<Element>: @unchecked Sendable {
     @usableFromInline internal let mask: Int
 
     /// The number of elements the queue holds when full (a power of two).
-    package let capacity: Int
+    @usableFromInline package let capacity: Int
 
     /// Creates an empty queue.
     ///

@@ -46,7 +46,7 @@ internal let _switchboardCacheLinePad = 128
 /// own cache line and only reloads the shared atomic when the cache says
 /// full/empty; in steady state neither side touches the other's line, which is
 /// what makes this fast (≈100M ops/s measured for this design on the target box).
-package final class SPSCRing<Element>: @unchecked Sendable {
+@usableFromInline package final class SPSCRing<Element>: @unchecked Sendable {
     // Stored properties are `@usableFromInline` so the hot methods can be
     // `@inlinable`: the integrator's modules then specialise them for their element
     // types instead of going through unspecialised generic code per element.
@@ -69,7 +69,7 @@ package final class SPSCRing<Element>: @unchecked Sendable {
     @usableFromInline internal let mask: Int
 
     /// The number of elements the ring holds when full (a power of two).
-    package let capacity: Int
+    @usableFromInline package let capacity: Int
 
     /// Creates an empty ring.
     ///

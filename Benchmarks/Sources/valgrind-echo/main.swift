@@ -36,14 +36,19 @@ final class EchoHandler: WorkerHandler {
 }
 
 let arguments = CommandLine.arguments
-guard arguments.count == 3, let port = Int(arguments[1]), let backend = IOBackendKind(rawValue: arguments[2]) else {
-    print("usage: valgrind-echo PORT uring|epoll")
+// SHARDS (default 1): with 2, a fan-out's subscribers are spread over both shards, so the
+// cross-shard hop's instructions show in the count per delivery (issue 16 item 5).
+guard arguments.count == 3 || arguments.count == 4, let port = Int(arguments[1]),
+    let backend = IOBackendKind(rawValue: arguments[2]),
+    let shards = arguments.count == 4 ? Int(arguments[3]) : 1, (1...64).contains(shards)
+else {
+    print("usage: valgrind-echo PORT uring|epoll [SHARDS]")
     exit(2)
 }
 var configuration = BrokerConfiguration()
 configuration.host = "127.0.0.1"
 configuration.port = port
-configuration.io.shardCount = 1
+configuration.io.shardCount = shards
 configuration.io.backend = backend
 var logger = Logger(label: "valgrind-echo")
 logger.logLevel = .warning

@@ -27,6 +27,7 @@ ROWS=(
     "echo100x20|echo 100×20 B, msg/s|echo 100 20"
     "echo100x1k|echo 100×1 KiB, msg/s|echo 100 1024"
     "echo1000x1k|echo 1000×1 KiB, msg/s|echo 1000 1024"
+    "echo1000x20|echo 1000×20 B, msg/s (item 3's user CPU at 1,000 connections)|echo 1000 20"
     "fan100|fan-out 1 → 100, deliveries/s|fanout 100"
     "fan1000|fan-out 1 → 1,000, deliveries/s|fanout 1000"
     "fan10000|fan-out 1 → 10,000, deliveries/s|fanout 10000"

@@ -6,13 +6,14 @@
 # FAILED, never a figure) except HTTP /health (wrk). Medians of RUNS.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
-#   BASE_PORT=18900 ONLY="" (server names) IDLE_CONNS=10000 LATENCY_RATE=20000
+#   BASE_PORT=18900 ONLY="" (server names) ONLY_ROWS="" (row ids, e.g. "echo100x20 chan1000")
+#   IDLE_CONNS=10000 LATENCY_RATE=20000
 #   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
-BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
+BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; ONLY_ROWS="${ONLY_ROWS:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench peer-hummingbird"
 
 SERVERS=(
@@ -20,14 +21,17 @@ SERVERS=(
     "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning"
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
-# row id|label|kind|args — kind: echo C S, fanout N, http C, idle N, latency C RATE, half C (p99 at half the echo peak)
+# row id|label|kind|args — kind: echo C S, fanout N, channels CH N (N subscribers over CH channels,
+# one publisher per channel), http C, idle N, latency C RATE, half C (p99 at half the echo peak)
 ROWS=(
     "echo100x20|echo 100×20 B, msg/s|echo 100 20"
     "echo100x1k|echo 100×1 KiB, msg/s|echo 100 1024"
     "echo1000x1k|echo 1000×1 KiB, msg/s|echo 1000 1024"
+    "echo1000x20|echo 1000×20 B, msg/s (item 3's user CPU at 1,000 connections)|echo 1000 20"
     "fan100|fan-out 1 → 100, deliveries/s|fanout 100"
     "fan1000|fan-out 1 → 1,000, deliveries/s|fanout 1000"
     "fan10000|fan-out 1 → 10,000, deliveries/s|fanout 10000"
+    "chan1000|fan-out 1,000 channels × 10, deliveries/s|channels 1000 10000"
     "health|HTTP GET /health, 100 conns, requests/s|http 100"
     "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS)|idle $IDLE_CONNS"
     "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
@@ -52,8 +56,11 @@ for entry in "${SERVERS[@]}"; do
     for row in "${ROWS[@]}"; do
         IFS='|' read -r id label spec <<<"$row"
         read -r kind a b <<<"$spec"
+        [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
         key="$name|$id"
         vals=(); users=(); systems=(); failed=0
+        # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
+        if [[ "$kind" == channels && "$name" == peer-* ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
         for run in $(seq 1 "$RUNS"); do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
@@ -64,6 +71,9 @@ for entry in "${SERVERS[@]}"; do
                 v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
             fanout)
                 run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
+                v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
+            channels)
+                run_bench "$out" fanout --raw --channels "$a" --subscribers "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
                 v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
             http)
                 t0="$(cpu_ticks "$SERVER_PID")"
@@ -97,7 +107,7 @@ for entry in "${SERVERS[@]}"; do
             log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a})"
         done
         if [[ "$failed" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
-        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == http ]]; then
+        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
         else
             VAL[$key]="${vals[$(( ${#vals[@]} / 2 ))]}"  # text figures: the middle run
@@ -115,6 +125,7 @@ echo '```'
 for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; echo "taskset -c $SERVER_CPU ${tmpl//@PORT@/$((BASE_PORT + offset))}"; done
 echo "$BENCH_BIN echo -c C -s S -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "$BENCH_BIN fanout --raw --channels 1000 --subscribers 10000 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION http://127.0.0.1:PORT/health"
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo "$BENCH_BIN latency -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
@@ -125,6 +136,7 @@ printf '| scenario |'; for n in "${names[@]}"; do printf ' %s |' "$n"; done; ech
 printf '|---|'; for _ in "${names[@]}"; do printf -- '---:|'; done; echo
 for row in "${ROWS[@]}"; do
     IFS='|' read -r id label _ <<<"$row"
+    [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
     printf '| %s |' "$label"
     for n in "${names[@]}"; do
         k="$n|$id"; cell="${VAL[$k]:-n/a}"

@@ -34,6 +34,12 @@ FAILED=()
     bash "$HERE/ws-bench.sh" || FAILED+=(ws-bench.sh)
     echo
     bash "$HERE/fanout-bench.sh" || FAILED+=(fanout-bench.sh)
+    echo
+    # The targets' TLS row (server CPU per message against plaintext, from the same run) and
+    # cross-node fan-out through a real Redis (deliveries/s per node).
+    bash "$HERE/tls-bench.sh" || FAILED+=(tls-bench.sh)
+    echo
+    bash "$HERE/cluster-bench.sh" || FAILED+=(cluster-bench.sh)
     # The list of failed scripts leaves the group through a file (the group's output is the report).
     : >"$TMP.failed"
     for f in "${FAILED[@]}"; do echo "$f" >>"$TMP.failed"; done

@@ -172,11 +172,12 @@ static int alpn_cb(SSL *s, const unsigned char **out, unsigned char *outlen,
 /* A renegotiation attempt (a ClientHello after the handshake) is refused by
  * SSL_OP_NO_RENEGOTIATION, which answers with a no_renegotiation alert; OpenSSL reports the
  * refused ClientHello to no callback, so the alert we send is what is counted here. The shard
- * closes the connection when it sees the count. */
-static void msg_cb(int write_p, int version, int content_type, const void *buf, size_t len, SSL *s, void *arg) {
-    (void)version; (void)arg;
-    if (!write_p || content_type != SSL3_RT_ALERT || len < 2) return;
-    if (((const unsigned char *)buf)[1] != SSL_AD_NO_RENEGOTIATION) return;
+ * closes the connection when it sees the count. An info callback, not a message callback: a
+ * message callback runs for every record's header (and TLS 1.3's inner content type), four
+ * times per echoed message; the info callback runs on handshake steps and alerts only. */
+static void info_cb(const SSL *s, int where, int ret) {
+    if ((where & SSL_CB_WRITE_ALERT) != SSL_CB_WRITE_ALERT) return;
+    if ((ret & 0xff) != SSL_AD_NO_RENEGOTIATION) return;
     sb_tls_conn *c = SSL_get_ex_data(s, g_conn_index);
     if (c) c->renegotiations++;
 }
@@ -233,7 +234,7 @@ sb_tls_ctx *sb_tls_ctx_new(const char *chain_path, const char *key_path, char *e
     SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, ticket_key_cb);
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
-    SSL_CTX_set_msg_callback(ctx, msg_cb);
+    SSL_CTX_set_info_callback(ctx, info_cb);
     return ctx;
 }
 
@@ -309,7 +310,7 @@ int sb_tls_feed(sb_tls_conn *c, const void *bytes, size_t len) {
 }
 
 int sb_tls_handshake(sb_tls_conn *c) {
-    ERR_clear_error();
+    sb_tls_clear_stale_errors();
     int rc = SSL_do_handshake(c->ssl);
     if (rc == 1) return 1;
     int e = SSL_get_error(c->ssl, rc);
@@ -319,8 +320,16 @@ int sb_tls_handshake(sb_tls_conn *c) {
 
 int sb_tls_read(sb_tls_conn *c, void *out, size_t cap) { return sb_tls_read_mapped(c->ssl, out, cap); }
 
+/* Whether another sb_tls_read may return something: ciphertext not yet read from the read BIO,
+ * or a record (decrypted or not) buffered inside the SSL. When neither, SSL_read would answer
+ * "want read": the shard skips that call (one per received batch; with SSL_get_error and the
+ * error-queue check it cost about as much as the read that returned data). A partial record
+ * already moved into the SSL answers true here and "want read" from SSL_read: a wasted call,
+ * never a lost byte. */
+int sb_tls_has_input(sb_tls_conn *c) { return BIO_ctrl_pending(c->rbio) > 0 || SSL_has_pending(c->ssl); }
+
 int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len) {
-    ERR_clear_error();
+    sb_tls_clear_stale_errors();
     size_t done = 0;
     while (done < len) {
         size_t written = 0;

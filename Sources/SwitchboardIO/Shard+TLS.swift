@@ -144,6 +144,9 @@ extension Shard {
             let n = sb_tls_read(session.connection, state.scratch, state.scratchBytes)
             if n > 0 {
                 handler.connectionReceived(id, UnsafeRawBufferPointer(start: state.scratch, count: Int(n)))
+                // Usually one record came in and was read whole: the read that would only
+                // answer "needs more input" is skipped.
+                if sb_tls_has_input(session.connection) == 0 { break }
                 continue
             }
             if n == 0 { break }

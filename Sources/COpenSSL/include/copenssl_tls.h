@@ -38,6 +38,9 @@ int sb_tls_handshake(sb_tls_conn *c);
 /// Decrypts into `out`: >0 bytes, 0 needs more input, -1 the peer sent close_notify,
 /// -2 failed (see sb_tls_error).
 int sb_tls_read(sb_tls_conn *c, void *out, size_t cap);
+/// 1 when a further sb_tls_read may return data or an event (ciphertext left in the read BIO,
+/// or a record buffered in the SSL), 0 when it would only answer "needs more input".
+int sb_tls_has_input(sb_tls_conn *c);
 /// Encrypts `len` bytes into the outgoing BIO. Returns `len` or -1 (see sb_tls_error).
 int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len);
 /// Queues a close_notify alert in the outgoing BIO.

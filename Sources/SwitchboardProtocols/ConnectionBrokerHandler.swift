@@ -373,19 +373,30 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// to a socket of this shard; true when it is in the socket's send queue.
     @discardableResult
     func send(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, _ fields: (inout JSONWriter) -> Void) -> Bool {
+        sendReporting(socket, type, replyTo: replyTo, fields) == .queued
+    }
+
+    /// `send`, with why it failed (see `sendTextReporting`).
+    func sendReporting(_ socket: SocketID, _ type: String, replyTo: [UInt8]?, _ fields: (inout JSONWriter) -> Void) -> LocalSendResult {
         var w = JSONWriter()
         w.string("type", type)
         w.int("id", shared.nextMessageId())
         if let replyTo { w.raw("replyTo", replyTo) }
         fields(&w)
-        return sendText(socket, w.finish())
+        return sendTextReporting(socket, w.finish())
     }
 
     private func sendText(_ socket: SocketID, _ text: String) -> Bool {
+        sendTextReporting(socket, text) == .queued
+    }
+
+    /// `sendText`, with why it failed: `.closed` is a socket already closing (its close
+    /// callback, which removes its record, has not run yet), `.dropped` a full send queue.
+    private func sendTextReporting(_ socket: SocketID, _ text: String) -> LocalSendResult {
         assert(socket.shard == shardIndex, "sockets are written by their own shard only")
-        let ok = context.send(socket, .text(text)) == .queued
-        if ok { metrics.messagesSent.increment() } else { metrics.sendFailures.increment() }
-        return ok
+        let result = context.send(socket, .text(text))
+        if result == .queued { metrics.messagesSent.increment() } else { metrics.sendFailures.increment() }
+        return result
     }
 
     private func sendError(_ socket: SocketID, replyTo: [UInt8]?, _ error: String) {
@@ -754,13 +765,16 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         case .targetTooMany: return .targetTooMany
         case .accepted(let channel, let targetSocket):
             // Before the answer leaves: anything the opener sends on the channel follows it.
-            let told = send(targetSocket, "incoming_channel", replyTo: nil) { w in
+            let told = sendReporting(targetSocket, "incoming_channel", replyTo: nil) { w in
                 w.string("from", opener.description)
                 w.string("channelId", channel.description)
             }
-            guard told else {
+            guard told == .queued else {
                 _ = registry.removeEnd(channel, of: target, peer: opener)
-                return .deliveryFailed
+                // A target whose socket is closing is leaving: its record goes when its close
+                // callback runs, which on a single-threaded broker (the reference) would already
+                // have happened. Answer as the reference then does.
+                return told == .closed ? .targetNotFound : .deliveryFailed
             }
             metrics.openChannels.increment()  // the target's end carries the channel in the gauge
             return .opened(channel, targetSocket: targetSocket)
@@ -848,7 +862,14 @@ public final class ConnectionBrokerHandler: WorkerHandler {
                 return fail("Delivery failed")
             }
         } else if peerHome == shardIndex {
-            guard deliver(channel, from: me, to: peer, text) else {
+            switch deliverReporting(channel, from: me, to: peer, text) {
+            case .delivered: break
+            case .gone:
+                // The peer left or closed the channel in the same moment: what the answer is
+                // once its end is deleted.
+                metrics.channelNotFound.increment()
+                return fail("Channel not found")
+            case .refused:
                 metrics.deliveryFailed.increment()
                 return fail("Delivery failed")
             }
@@ -898,7 +919,12 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.messagesDropped.increment()
             return .gone
         }
-        return sendText(socket, text) ? .delivered : .refused
+        switch sendTextReporting(socket, text) {
+        case .queued: return .delivered
+        // Closing: its end goes with it (when its close callback runs), as on a close.
+        case .closed: return .gone
+        case .dropped, .notLocal: return .refused
+        }
     }
 
     // MARK: close

@@ -435,3 +435,73 @@ struct ConnectionBrokerShardingTests {
         #expect(m.channelsClosed.load(ordering: .relaxed) > 10 && m.channelsClosedByDisconnect.load(ordering: .relaxed) > 10)
     }
 }
+
+/// A peer whose socket is closing (the server closed it: it sent its Close frame and waits for
+/// the peer's, so the close callback, which removes the peer's record, has not run yet) is
+/// answered for as gone, as a single-threaded broker (the reference) would: the record would
+/// already be deleted there. Not "Delivery failed", which is kept for a peer that is there and
+/// cannot take the message.
+@Suite("Connection broker: a peer whose socket is closing counts as gone", .serialized)
+struct ClosingPeerTests {
+    /// `c` sends a text frame that is not UTF-8; the server closes it with 1007 and waits for
+    /// `c`'s Close frame, which does not come: `c`'s socket stays closing on the server.
+    private func startClosing(_ c: CBClient) throws {
+        try c.socket.sendFrame(opcode: 1, payload: [0xFF])
+        let close = closeFrame(c)
+        #expect(close?.code == 1007)
+    }
+
+    private func server() throws -> CBServer {
+        // One shard: the message goes to its peer on the sender's shard (the path that answers
+        // at once).
+        try CBServer(shards: 1)
+    }
+
+    @Test("open to a target whose socket is closing: channel_open_failed, Target connection not found")
+    func openToClosingTarget() throws {
+        let server = try server()
+        defer { server.stop() }
+        let a = try server.registered("a"), b = try server.registered("b")
+        try startClosing(b)
+        let target = b.connectionId!
+        let id = try a.request("open", "\"targetId\":\"\(target)\"")
+        try a.expectFailure("channel_open_failed", replyTo: id, "Target connection not found", ["targetId": target])
+        #expect(server.cb.metrics.deliveryFailed.load(ordering: .relaxed) == 0)
+        #expect(server.cb.metrics.targetNotFound.load(ordering: .relaxed) == 1)
+        // Nothing was left behind: b's end was removed with the refusal, a holds none.
+        b.socket.shutdownWrite()
+        #expect(waitUntil { server.cb.counts == (1, 0) })
+    }
+
+    @Test("message on a channel whose peer's socket is closing: channel_message_failed, Channel not found")
+    func messageToClosingPeer() throws {
+        let server = try server()
+        defer { server.stop() }
+        let a = try server.registered("a"), b = try server.registered("b")
+        let channel = try a.open(to: b)
+        try startClosing(b)
+        let id = try a.request("message", "\"channelId\":\"\(channel)\",\"payload\":{\"n\":1}")
+        try a.expectFailure("channel_message_failed", replyTo: id, "Channel not found", ["channelId": channel])
+        #expect(server.cb.metrics.deliveryFailed.load(ordering: .relaxed) == 0)
+        // When b's socket is finally closed, a hears that the channel closed, as after any disconnect.
+        b.socket.shutdownWrite()
+        let m = try a.read()
+        #expect(m["type"] as? String == "channel_closed_notification" && m["channelId"] as? String == channel, "\(m)")
+        #expect(waitUntil { server.cb.counts == (1, 0) })
+    }
+
+    @Test("reference profile: open to a closing target and a message to a closing peer get the reference's errors")
+    func referenceProfile() throws {
+        let server = try CBServer(shards: 1, options: ConnectionBrokerOptions())
+        defer { server.stop() }
+        let a = try server.registered("a"), b = try server.registered("b"), c = try server.registered("c")
+        let channel = try a.open(to: c)
+        try startClosing(b)
+        try startClosing(c)
+        var id = try a.request("open", "\"targetId\":\"\(b.connectionId!)\"")
+        try expectReferenceError(a, replyToJSON: "\(id)", "Target connection not found")
+        id = try a.request("message", "\"channelId\":\"\(channel)\",\"payload\":1")
+        try expectReferenceError(a, replyToJSON: "\(id)", "Channel not found")
+        #expect(server.cb.metrics.deliveryFailed.load(ordering: .relaxed) == 0)
+    }
+}

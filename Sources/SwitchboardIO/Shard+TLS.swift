@@ -11,17 +11,24 @@ final class TLSShardState {
     var handshakesInFlight = 0
     let scratchBytes = 16_384 + 256
     let scratch: UnsafeMutableRawPointer
+    /// Where corked messages are joined before one `SSL_write` (one full TLS record). Not
+    /// `scratch`: a handler may close a connection (and so flush its cork) while it still reads
+    /// the plaintext it was handed in `scratch`.
+    static let corkScratchBytes = 16_384
+    let corkScratch: UnsafeMutableRawPointer
     /// The handshake deadlines (their own list: every entry has the handshake timeout).
     var handshakeTimers: TimerList
 
     init(store: TLSContextStore, maxConnections: Int) {
         self.store = store
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
+        corkScratch = .allocate(byteCount: Self.corkScratchBytes, alignment: 64)
         handshakeTimers = TimerList(capacity: maxConnections, durationMilliseconds: store.configuration.handshakeTimeoutMilliseconds)
     }
 
     deinit {
         scratch.deallocate()
+        corkScratch.deallocate()
         handshakeTimers.deallocate()
     }
 }
@@ -91,6 +98,10 @@ extension Shard {
 
     /// Received ciphertext of a TLS connection (state `.open`).
     func tlsDeliver(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
+        // What the handler sent before this input is encrypted before reading it can write
+        // anything (an alert, a key update) or end the session (close_notify), as without the
+        // cork.
+        if !session.corked.isEmpty { tlsUncork(slot, session, scheduling: true) }
         if case .handshaking(let sawInput) = session.phase, !sawInput {
             session.phase = .handshaking(sawInput: true)
             // Every TLS connection begins with a handshake record (content type 22).
@@ -211,36 +222,75 @@ extension Shard {
         close(socketID(slot), mode: .afterFlushNoLinger)
     }
 
-    /// Moves the ciphertext OpenSSL produced into the send queue.
-    func queueCiphertext(_ slot: Int, _ session: TLSSession) {
+    /// Moves the ciphertext OpenSSL produced into the send queue (and schedules its flush
+    /// unless `scheduling` is false: the flush calling it submits the queue itself).
+    func queueCiphertext(_ slot: Int, _ session: TLSSession, scheduling: Bool = true) {
         let st = connections[slot].state
         guard st == .open || st == .draining else { return }
         if let out = session.takeCiphertext() {
             connections[slot].queue.append(out)
-            scheduleFlush(slot)
+            if scheduling { scheduleFlush(slot) }
         }
     }
 
-    /// `Shard.send` for a TLS connection: encrypts now (before the handshake ends: keeps the
-    /// plaintext until it does). The caller checked the queue limit.
+    /// `Shard.send` for a TLS connection: corks the plaintext until the flush (before the
+    /// handshake ends: keeps it until it does). The caller checked the limits, counting what is
+    /// corked (`admitSend`).
     func tlsEnqueue(_ slot: Int, _ session: TLSSession, _ bytes: OutboundBytes) {
         switch session.phase {
         case .handshaking:
             session.pendingPlaintext.append(bytes)
         case .established:
-            if session.write(bytes) {
-                queueCiphertext(slot, session)
-            } else {
-                tlsRecordFailed(slot)
-            }
+            session.cork(bytes)
+            scheduleFlush(slot)
         case .finished:
             break
         }
     }
 
-    /// Before a graceful close: tell the peer with a close_notify alert.
+    /// Encrypts what is corked, in send order, in as few records as fit (16 KiB each), and
+    /// queues the ciphertext. A session that ended meanwhile drops it (as a send after the end).
+    func tlsUncork(_ slot: Int, _ session: TLSSession, scheduling: Bool) {
+        guard !session.corked.isEmpty else { return }
+        guard session.isEstablished, let state = tlsState else {
+            session.clearCorked()
+            return
+        }
+        var written = true
+        if session.corked.count == 1 {
+            // An echo's reply, a lone message: encrypted where it is.
+            written = session.write(session.corked[0])
+        } else {
+            let room = TLSShardState.corkScratchBytes
+            let scratch = state.corkScratch
+            var used = 0
+            for bytes in session.corked where written {
+                var offset = 0
+                let count = bytes.count
+                while offset < count && written {
+                    let n = min(count - offset, room - used)
+                    (scratch + used).copyMemory(from: bytes.base + offset, byteCount: n)
+                    used += n
+                    offset += n
+                    if used == room {
+                        written = session.write(UnsafeRawPointer(scratch), count: used)
+                        used = 0
+                    }
+                }
+            }
+            if written && used > 0 { written = session.write(UnsafeRawPointer(scratch), count: used) }
+        }
+        session.clearCorked()
+        guard written else { return tlsRecordFailed(slot) }
+        queueCiphertext(slot, session, scheduling: scheduling)
+    }
+
+    /// Before a graceful close: what is corked, then a close_notify alert.
     func tlsWillClose(_ slot: Int) {
         guard let session = connections[slot].tls, session.isEstablished else { return }
+        tlsUncork(slot, session, scheduling: true)
+        // The uncork may have failed the session (closing the connection without a notify).
+        guard session.isEstablished else { return }
         sb_tls_close_notify(session.connection)
         session.phase = .finished
         queueCiphertext(slot, session)

@@ -570,7 +570,9 @@ package class Shard: @unchecked Sendable {
         // The limit bounds what is already waiting: an empty queue takes any one message (its
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
-        let queuedCost = connections[s].queue.costBytes
+        var queuedCost = connections[s].queue.costBytes
+        // A TLS connection's corked plaintext counts as queued (encrypted at the flush).
+        if let session = connections[s].tls { queuedCost += session.corkedCost }
         let cost = SendQueue.cost(payloadBytes: payloadBytes)
         if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
@@ -589,6 +591,8 @@ package class Shard: @unchecked Sendable {
     package func queuedBytes(_ id: SocketID) -> Int {
         assertOnShardThread()
         guard let slot = liveSlot(id) else { return 0 }
+        // Ciphertext, as `sentBytes` counts: what a TLS connection corked is encrypted now.
+        if let session = connections[slot].tls, !session.corked.isEmpty { tlsUncork(slot, session, scheduling: true) }
         return connections[slot].queue.queuedBytes
     }
 
@@ -607,6 +611,12 @@ package class Shard: @unchecked Sendable {
     package func dropUnsentQueue(_ id: SocketID) {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        if let session = connections[slot].tls {
+            // Only the plaintext not encrypted yet: a TLS stream with records taken out of it
+            // does not decrypt (each record's nonce is its sequence number).
+            session.clearCorked()
+            return
+        }
         let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
         connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes))
     }
@@ -791,6 +801,7 @@ package class Shard: @unchecked Sendable {
     func beginClose(_ slot: Int) {
         guard connections[slot].state != .closing && connections[slot].state != .free else { return }
         connections[slot].state = .closing
+        connections[slot].tls?.clearCorked()
         idleTimers.cancel(slot)
         requestTimers.cancel(slot)
         lingerTimers.cancel(slot)
@@ -1012,6 +1023,7 @@ package class Shard: @unchecked Sendable {
         for i in 0..<count {
             let slot = Int(list[i])
             connections[slot].flushQueued = false
+            if let session = connections[slot].tls, !session.corked.isEmpty { tlsUncork(slot, session, scheduling: false) }
             let st = connections[slot].state
             if (st == .open || st == .draining) && !connections[slot].queue.isEmpty {
                 submitSend(slot)

@@ -12,6 +12,9 @@ Usage: tls_client.py MODE PORT CA_FILE [ARG]
                GET on the same connection and prints its status line (a reload must not drop it)
   wss          echo over wss://: text, binary, a fragmented message, and with permessage-deflate;
                prints "ok" or raises
+  burst N BIG  over wss://, asks the server for N text messages "m0".."m<N-1>" sent in one
+               handler call, with one of BIG bytes ("x" * BIG) after the first N/2; checks every
+               message in order, then closes; prints "ok" or raises
 Exit status 0 on success. Certificate verification is ON (CA_FILE, host name localhost).
 """
 import asyncio
@@ -100,6 +103,18 @@ async def wss(port, ca):
     print("ok")
 
 
+async def burst(port, ca, n, big):
+    import websockets
+    ctx = context(ca)
+    async with websockets.connect(f"wss://localhost:{port}/echo", ssl=ctx, compression=None, max_size=None) as ws:
+        await ws.send(f"burst {n} {big}")
+        expected = [f"m{i}" for i in range(n // 2)] + ["x" * big] + [f"m{i}" for i in range(n // 2, n)]
+        for i, want in enumerate(expected):
+            got = await ws.recv()
+            assert got == want, f"message {i}: {got[:40]!r} instead of {want[:40]!r}"
+    print("ok")
+
+
 def main():
     mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if mode == "https":
@@ -114,6 +129,8 @@ def main():
         hold(port, ca)
     elif mode == "wss":
         asyncio.run(wss(port, ca))
+    elif mode == "burst":
+        asyncio.run(burst(port, ca, int(sys.argv[4]), int(sys.argv[5])))
     else:
         raise SystemExit(f"unknown mode {mode}")
 

@@ -173,9 +173,16 @@
     /// peer's burst of requests cannot hold the thread (each message is work for the owner's
     /// handler; control frames cost the codec alone and are bounded by the bytes given).
     /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
+    ///
+    /// With a `scratch` buffer, a message whole in `bytes` (one frame, uncompressed, not empty)
+    /// of at most `scratch.count` bytes is unmasked (and, if text, validated) into it and
+    /// reported as `.inScratch`; the owner must leave the buffer alone until it acted on the
+    /// event. Only with `maxMessages` 1: a second message would overwrite the first.
     package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
+                                 scratch: UnsafeMutableRawBufferPointer? = nil,
                                  _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         precondition(maxMessages > 0)
+        precondition(scratch == nil || maxMessages == 1, "a scratch buffer holds one message")
         guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
         let stopAt = messagesCompleted &+ maxMessages
@@ -195,7 +202,7 @@
                         if sink == .whole && receiveState == .payload {
                             // The common message: one frame, whole in this buffer.
                             let count = frameRemaining
-                            if !deliverWhole(base + offset, count: count, handle) { return end }
+                            if !deliverWhole(base + offset, count: count, scratch: scratch, handle) { return end }
                             offset += count
                         }
                         continue
@@ -368,7 +375,10 @@
     /// `.whole` sink): unmasked once, straight into the value handed over (a text message's
     /// `String` storage, a binary message's array), and validated there. Same events, close
     /// codes and reasons as the assembling path. Returns false if the connection failed.
-    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
+    /// With a `scratch` buffer it fits in, the message is unmasked there instead and reported as
+    /// `.inScratch` (see ``receive(_:maxMessages:scratch:_:)``).
+    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, scratch: UnsafeMutableRawBufferPointer?,
+                               _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         assert(sink == .whole && receiveState == .payload && frameRemaining == count && count > 0)
         assert(messageBuffer.count == 0, "a whole message begins with nothing assembled")
         let key = frameKey
@@ -376,6 +386,25 @@
         frameRemaining = 0
         receiveState = .header
         messageOpcode = nil
+        if let scratch, count <= scratch.count {
+            let out = scratch.baseAddress!
+            if !isText {
+                Self.unmask(pointer, into: out.assumingMemoryBound(to: UInt8.self), count: count, key: key)
+            } else if !Masking.applyReportingASCII(key: key, source: pointer, destination: out, count: count) {
+                // Not all ASCII: the validator decides, before the owner sees any of it.
+                var checker = UTF8Validator()
+                if !checker.validate(UnsafeRawPointer(out), count: count) {
+                    return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
+                }
+                if !checker.isComplete {
+                    return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
+                }
+            }
+            framesCompletedCount &+= 1
+            messagesCompleted &+= 1
+            handle(.inScratch(isText ? .text : .binary, count: count))
+            return true
+        }
         if isText {
             // Validated here, in the string's own storage, before the string exists: invalid
             // bytes make an empty string, never a repaired one. (String's initializer checks the

@@ -57,6 +57,18 @@ public final class ShardContext {
         return webSocketsReference._withUnsafeGuaranteedRef { $0.send(socketId, message) }
     }
 
+    /// Sends a message lent to the handler (the one it is handling, or any other view) to a
+    /// WebSocket of this shard: its bytes go straight into the frame, as they are (a text
+    /// message stays text, a binary one binary). Otherwise as ``send(_:_:)-(_,SocketMessage)``.
+    @discardableResult
+    public func send(_ socketId: SocketID, _ message: borrowing SocketMessageView) -> LocalSendResult {
+        assertOnShard()
+        guard isLocal(socketId) else { return .notLocal }
+        return webSocketsReference._withUnsafeGuaranteedRef { driver in
+            message.withFrameParts { driver.send(socketId, $0, $1) }
+        }
+    }
+
     /// Starts a close handshake with the client (a close frame; the connection ends when the
     /// client answers or the request timeout passes). False when the socket is stale, not a
     /// WebSocket, not local, or already closing.
@@ -142,5 +154,14 @@ public final class ShardContext {
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
         assertOnShard()
         return channels.publish(channel, message: message)
+    }
+
+    /// Publishes a message lent to the handler: its bytes are encoded into the channel's one
+    /// frame as they are, with no `String` or array made for them. Otherwise as
+    /// ``publish(_:_:)-(_,SocketMessage)``.
+    @discardableResult
+    public func publish(_ channel: ChannelName, _ message: borrowing SocketMessageView) -> PublishResult {
+        assertOnShard()
+        return message.withFrameParts { channels.publish(channel, $0, $1) }
     }
 }

@@ -37,6 +37,17 @@ final class WebSocketConnectionDriver {
     var worker: WorkerHandler = DefaultWorkerHandler()
     /// Recycled blocks for the frames `send` queues (see `OutboundFramePool`).
     let framePool = OutboundFramePool()
+    /// Where the codec unmasks a message whole in one read for the handler's
+    /// `SocketMessageView` (issue 16 item 3: no `String` or array per message): every
+    /// connection's, one message at a time (`decodeOne` acts on it before the next decode).
+    /// Messages over `lendingBytes` are made into values as before. Its pages are touched only
+    /// as far as messages reach.
+    let lendingBuffer: UnsafeMutableRawBufferPointer
+    static let lendingBytes = 65_536
+    #if DEBUG
+    /// A handler is using `lendingBuffer` (a decode meanwhile would overwrite its message).
+    private var lending = false
+    #endif
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
@@ -71,7 +82,10 @@ final class WebSocketConnectionDriver {
         self.slowConsumerPolicy = settings.slowConsumerPolicy
         self.settings = settings
         turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
+        lendingBuffer = .allocate(byteCount: Self.lendingBytes, alignment: 16)
     }
+
+    deinit { lendingBuffer.deallocate() }
 
     @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
         shardReference._withUnsafeGuaranteedRef(body)
@@ -241,12 +255,15 @@ final class WebSocketConnectionDriver {
         // a local, and only the events after it (control frames ahead of the message, a close
         // behind it) go to `events`. Per message this saves the array's bookkeeping and the
         // dynamic exclusivity checks of a class property appended to from the closure.
+        #if DEBUG
+        assert(!lending, "a decode while a handler holds a lent message")
+        #endif
         var first: WebSocketEvent? = nil
         var message = false
         var more = false
-        let used = session.connection.receive(bytes, maxMessages: 1) { event in
+        let used = session.connection.receive(bytes, maxMessages: 1, scratch: lendingBuffer) { event in
             switch event {
-            case .text, .binary: message = true
+            case .text, .binary, .inScratch: message = true
             default: break
             }
             if first == nil {
@@ -293,17 +310,31 @@ final class WebSocketConnectionDriver {
         // it; a close only changes the lifecycle).
         assert(table.isCurrent(id))
         switch event {
-        case .text(let text):
+        case .inScratch(let opcode, let count):
+            // The common message: whole in one read, unmasked into `lendingBuffer`, lent.
             session.messagesThisTurn += 1
             // Requests behind a close (the handler's, or the shard's) are not executed.
             guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.text(text), socketId: id, token: session.token)
+            assert(count <= lendingBuffer.count)
+            #if DEBUG
+            lending = true
+            defer { lending = false }
+            #endif
+            worker.handleSocketMessage(
+                SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count)),
+                socketId: id, token: session.token)
+        case .text(let text):
+            // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`.
+            session.messagesThisTurn += 1
+            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
+            metrics.webSocketMessagesIn.increment()
+            worker.handleSocketMessage(SocketMessageView(.text(text)), socketId: id, token: session.token)
         case .binary(let payload):
             session.messagesThisTurn += 1
             guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
+            worker.handleSocketMessage(SocketMessageView(.binary(payload)), socketId: id, token: session.token)
         case .write(let frame) where WebSocketFrame.isPong(frame):
             queuePong(id, session, frame)
         case .write(let frame):
@@ -410,6 +441,18 @@ final class WebSocketConnectionDriver {
             bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
         }
         return queue(OutboundBytes(bytes), on: id)
+    }
+
+    /// Sends a message given as its opcode (text or binary) and bytes (a handler's
+    /// `SocketMessageView`): as `send(_:_:)` for a `SocketMessage`, with no value made.
+    func send(_ id: SocketID, _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> LocalSendResult {
+        assert(opcode == .text || opcode == .binary)
+        guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
+        assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
+        assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
+        guard table.compresses(id) else { return queue(framePool.frame(opcode, payload), on: id) }
+        guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
+        return queue(OutboundBytes(session.connection.encodeMessage(payload, opcode: opcode)), on: id)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.

@@ -321,9 +321,15 @@ final class WebSocketConnectionDriver {
             lending = true
             defer { lending = false }
             #endif
-            worker.handleSocketMessage(
-                SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count)),
-                socketId: id, token: session.token)
+            let view = SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count))
+            // Without a token, a literal nil: the session's property passed as it is was retained
+            // and released around the call, a null reference included (the handler could
+            // change the token meanwhile, through `setToken`).
+            if session.token == nil {
+                worker.handleSocketMessage(view, socketId: id, token: nil)
+            } else {
+                worker.handleSocketMessage(view, socketId: id, token: session.token)
+            }
         case .text(let text):
             // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`.
             session.messagesThisTurn += 1

@@ -62,8 +62,15 @@ final class OutboundFramePool {
     /// One unmasked frame with `payload`, in a recycled block when it fits in one.
     @inline(__always)
     func frame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> OutboundBytes {
+        OutboundBytes(storage: retainedFrame(opcode, payload).takeRetainedValue())
+    }
+
+    /// ``frame(_:_:)`` as the +1 reference a send takes over (`Shard.send(_:retained:)`): no
+    /// value whose copy the queue retains and whose end releases.
+    @inline(__always)
+    func retainedFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> Unmanaged<OutboundBytes.Storage> {
         let total = WebSocketFrame.headerSize(payloadCount: payload.count) + payload.count
-        guard total <= blockBytes else { return .webSocketFrame(opcode, payload) }
+        guard total <= blockBytes else { return OutboundBytes.retainedWebSocketFrame(opcode, payload) }
         let slot = next
         next = slot + 1 == blockCount ? 0 : slot + 1
         // The block is reached unretained while the frame is written (the pool's reference
@@ -81,13 +88,13 @@ final class OutboundFramePool {
         } else {
             // Still queued (or in flight): this frame gets a block of its own.
             heldCount &+= 1
-            return .webSocketFrame(opcode, payload)
+            return OutboundBytes.retainedWebSocketFrame(opcode, payload)
         }
         let (count, bytes) = block._withUnsafeGuaranteedRef {
             ($0.withUnsafeMutablePointerToHeader { $0 }, $0.withUnsafeMutablePointerToElements { $0 })
         }
         count.pointee = OutboundBytes.writeWebSocketFrame(
             opcode, payload, into: UnsafeMutableRawBufferPointer(start: bytes, count: blockBytes))
-        return OutboundBytes(storage: block.retain().takeRetainedValue())
+        return block.retain()
     }
 }

@@ -435,7 +435,7 @@ final class WebSocketConnectionDriver {
         guard table.compresses(id) else {
             // Queued from here, not after a merge with the deflate branch: a `let frame`
             // assigned in both branches was copied (a retain and release per message).
-            return queue(framePool.frame(message), on: id)
+            return message.withFrameParts { queue(retained: framePool.retainedFrame($0, $1), on: id) }
         }
         // The compressor's state advances with every message: only for one that is sent.
         guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
@@ -456,14 +456,25 @@ final class WebSocketConnectionDriver {
         guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
         assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
         assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
-        guard table.compresses(id) else { return queue(framePool.frame(opcode, payload), on: id) }
+        guard table.compresses(id) else { return queue(retained: framePool.retainedFrame(opcode, payload), on: id) }
         guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
         return queue(OutboundBytes(session.connection.encodeMessage(payload, opcode: opcode)), on: id)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.
     @inline(__always) func queue(_ frame: OutboundBytes, on id: SocketID) -> LocalSendResult {
-        switch onShard({ $0.send(id, frame) }) {
+        result(of: onShard { $0.send(id, frame) }, id)
+    }
+
+    /// `queue(_:on:)` for a frame's +1 reference, which the shard takes over (the pool's
+    /// frames: no retain by the queue and release here per message).
+    @inline(__always) func queue(retained frame: Unmanaged<OutboundBytes.Storage>, on id: SocketID) -> LocalSendResult {
+        result(of: onShard { $0.send(id, retained: frame) }, id)
+    }
+
+    /// The handler's view of a send's result; counts it, applies the slow-consumer policy.
+    @inline(__always) private func result(of sent: SendResult, _ id: SocketID) -> LocalSendResult {
+        switch sent {
         case .queued:
             metrics.webSocketMessagesOut.increment()
             return .queued

@@ -220,6 +220,53 @@
         return end
     }
 
+    /// The common message, without the event closure or the frame-by-frame state machine
+    /// (issue 16 item 3): when `bytes` begins with a whole message in one frame (text or
+    /// binary, FIN, no RSV bit, masked as the role requires, not empty, within the limits, no
+    /// message in progress, nothing of a header held) that fits `scratch`, it is unmasked into
+    /// `scratch` (text validated: valid UTF-8, complete) and its opcode, length and the bytes
+    /// it took are returned, the connection left as
+    /// ``receive(_:maxMessages:scratch:_:)`` leaves it after the same message (`.inScratch`).
+    ///
+    /// Anything else returns nil with nothing changed (`scratch` may have been written): the
+    /// owner calls `receive`, which handles it, and fails the connection where it must
+    /// (invalid text, a frame over the limits). The fields of the current frame are not set:
+    /// no frame is in progress after a whole one, and the next header sets them.
+    package mutating func receiveWholeMessage(_ bytes: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer)
+        -> (opcode: WebSocketOpcode, count: Int, used: Int)? {
+        guard receiveState == .header, headerFilled == 0, closeState == .open, messageOpcode == nil,
+              bytes.count >= 2, let base = bytes.baseAddress else { return nil }
+        let byte0 = base.load(as: UInt8.self)
+        let byte1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        // The frame `beginFrame` calls common: every rule of `checkPrefix` holds for it.
+        guard byte0 == 0x81 || byte0 == 0x82, (byte1 & 0x80 != 0) == role.expectsMaskedFrames,
+              let header = WebSocketFrameHeader.parse(base, available: bytes.count) else { return nil }
+        let length = header.payloadLength
+        let available = bytes.count - header.headerLength
+        // (A length with the top bit set is over every limit: refused by the first test.)
+        guard length <= UInt64(limits.maxFrameBytes), length > 0, length <= UInt64(available), length <= UInt64(scratch.count)
+        else { return nil }
+        let count = Int(length)
+        assert(messageBuffer.count == 0, "no message in progress, yet bytes assembled")
+        guard count <= limits.maxMessageBytes, limits.maxFragments >= 1 else { return nil }
+        let out = scratch.baseAddress!
+        let source = base + header.headerLength
+        let isText = byte0 == 0x81
+        if !isText {
+            Self.unmask(source, into: out.assumingMemoryBound(to: UInt8.self), count: count, key: header.maskKey)
+        } else if !Masking.applyReportingASCII(key: header.maskKey, source: source, destination: out, count: count) {
+            var checker = UTF8Validator()
+            guard checker.validate(UnsafeRawPointer(out), count: count), checker.isComplete else { return nil }
+        }
+        // What `beginFrame` and `deliverWhole` count for it.
+        messagesStartedCount &+= 1
+        messageCompressed = false
+        messageFragments = 1
+        framesCompletedCount &+= 1
+        messagesCompleted &+= 1
+        return (isText ? .text : .binary, count, header.headerLength + count)
+    }
+
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
     mutating func accumulateHeader(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         let extras = makeExtras()

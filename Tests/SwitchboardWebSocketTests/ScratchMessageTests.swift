@@ -15,7 +15,77 @@ struct ScratchMessageTests {
         let expected = run(stream, limits: limits)
         for chunk in [1, 2, 3, 7, 64, stream.count] {
             #expect(runLending(stream, chunk: chunk, limits: limits).events == expected, "\(name), chunks of \(chunk)")
+            #expect(runLending(stream, chunk: chunk, limits: limits, wholeFirst: false).events == expected,
+                    "\(name), chunks of \(chunk), receive only")
         }
+    }
+
+    @Test("receiveWholeMessage takes the common message, leaving the counters as receive does")
+    func wholeMessageFastPath() {
+        let stream = text("first") + frame(2, [1, 2, 3]) + frame(1, WholeMessageTests.multibyte)
+        var fast = WebSocketConnection()
+        var slow = WebSocketConnection()
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
+        defer { scratch.deallocate() }
+        var offset = 0
+        var seen: [Event] = []
+        while offset < stream.count {
+            let taken = stream[offset...].withUnsafeBytes { fast.receiveWholeMessage($0, scratch: scratch) }
+            guard let taken else { Issue.record("declined at \(offset)"); return }
+            seen.append(Event(.inScratch(taken.opcode, count: taken.count), scratch: scratch))
+            let used = stream[offset...].withUnsafeBytes { slow.receive($0, maxMessages: 1) { _ in } }
+            #expect(taken.used == used)
+            #expect(fast.messagesCompleted == slow.messagesCompleted && fast.messagesStarted == slow.messagesStarted
+                    && fast.framesCompleted == slow.framesCompleted && fast.isAssemblingMessage == slow.isAssemblingMessage)
+            offset += used
+        }
+        #expect(seen == [.text(Array("first".utf8)), .binary([1, 2, 3]), .text(WholeMessageTests.multibyte)])
+        #expect(fast.messagesCompleted == 3 && fast.framesCompleted == 3 && fast.isOpen)
+    }
+
+    @Test("receiveWholeMessage declines anything else, changing nothing")
+    func wholeMessageDeclines() {
+        let limits = WebSocketLimits(maxFrameBytes: 1024, maxMessageBytes: 256, maxFragments: 8)
+        let big = [UInt8](repeating: 0x61, count: 300)
+        let rows: [(String, [UInt8])] = [
+            ("a fragment", text("frag", fin: false)),
+            ("a ping", frame(9, [1])),
+            ("a close", frame(8, [0x03, 0xE8])),
+            ("empty text", text("")),
+            ("empty binary", frame(2, [])),
+            ("invalid UTF-8", frame(1, [0x41, 0xFF])),
+            ("text ending inside a sequence", frame(1, [0x41, 0xE2, 0x82])),
+            ("unmasked", frame(1, Array("x".utf8), masked: false)),
+            ("RSV1", frame(1, Array("x".utf8), rsv: 4)),
+            ("over maxMessageBytes", frame(2, big)),
+            ("over maxFrameBytes", frame(2, [UInt8](repeating: 1, count: 1025))),
+            ("over the scratch buffer", frame(2, [UInt8](repeating: 1, count: 65))),
+            ("half a header", Array(text("hello").prefix(1))),
+            ("a header without all of its payload", Array(text("hello").dropLast())),
+            ("64-bit length with the top bit set", [0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0] + testMask),
+        ]
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64, alignment: 16)
+        defer { scratch.deallocate() }
+        for (name, bytes) in rows {
+            var connection = WebSocketConnection(limits: limits)
+            #expect(bytes.withUnsafeBytes { connection.receiveWholeMessage($0, scratch: scratch) } == nil, "\(name)")
+            #expect(connection.messagesStarted == 0 && connection.framesCompleted == 0 && connection.messagesCompleted == 0
+                    && connection.isOpen, "\(name)")
+            // And `receive` then handles it exactly as it does on a fresh connection.
+            var fresh = WebSocketConnection(limits: limits)
+            var after: [Event] = []
+            var expected: [Event] = []
+            _ = bytes.withUnsafeBytes { connection.receive($0, maxMessages: 1) { after.append(Event($0)) } }
+            _ = bytes.withUnsafeBytes { fresh.receive($0, maxMessages: 1) { expected.append(Event($0)) } }
+            #expect(after == expected, "\(name)")
+        }
+        // In the middle of a fragmented message, or after our close: declined too.
+        var assembling = WebSocketConnection()
+        _ = text("frag", fin: false).withUnsafeBytes { assembling.receive($0) { _ in } }
+        #expect(text("x").withUnsafeBytes { assembling.receiveWholeMessage($0, scratch: scratch) } == nil)
+        var closing = WebSocketConnection()
+        _ = closing.initiateClose(code: 1000, reason: "")
+        #expect(text("x").withUnsafeBytes { closing.receiveWholeMessage($0, scratch: scratch) } == nil)
     }
 
     @Test("which messages are lent: whole in the bytes given, one frame, not empty, fitting the buffer")

@@ -94,10 +94,12 @@ func run(_ input: [UInt8], byteByByte: Bool = false, chunk: Int? = nil,
     return run(input, byteByByte: byteByByte, chunk: chunk, connection: &connection)
 }
 
-/// As `run`, but as the server's driver reads: one message per call, with a scratch buffer of
-/// `scratchBytes` for the messages whole in a read. Also returns how many came `.inScratch`.
+/// As `run`, but as the server's driver reads: `receiveWholeMessage` first (unless
+/// `wholeFirst` is false), else one message per `receive` call, with a scratch buffer of
+/// `scratchBytes` for the messages whole in a read. Also returns how many were lent (by
+/// `receiveWholeMessage` or as `.inScratch`).
 func runLending(_ input: [UInt8], chunk: Int? = nil, scratchBytes: Int = 65_536, limits: WebSocketLimits = WebSocketLimits(),
-                deflate: PerMessageDeflateParameters? = nil) -> (events: [Event], lent: Int) {
+                deflate: PerMessageDeflateParameters? = nil, wholeFirst: Bool = true) -> (events: [Event], lent: Int) {
     var connection = WebSocketConnection(limits: limits, deflate: deflate)
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(scratchBytes, 1), alignment: 16)
     defer { scratch.deallocate() }
@@ -113,7 +115,12 @@ func runLending(_ input: [UInt8], chunk: Int? = nil, scratchBytes: Int = 65_536,
             // Overwritten between calls, as the driver's is by the next message.
             scratch.initializeMemory(as: UInt8.self, repeating: 0xEE)
             offset += input[offset..<end].withUnsafeBytes { bytes in
-                connection.receive(bytes, maxMessages: 1, scratch: lendable) { event in
+                if wholeFirst, let whole = connection.receiveWholeMessage(bytes, scratch: lendable) {
+                    lent += 1
+                    events.append(Event(.inScratch(whole.opcode, count: whole.count), scratch: lendable))
+                    return whole.used
+                }
+                return connection.receive(bytes, maxMessages: 1, scratch: lendable) { event in
                     if case .inScratch = event { lent += 1 }
                     events.append(Event(event, scratch: lendable))
                 }

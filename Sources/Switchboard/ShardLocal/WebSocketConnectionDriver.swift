@@ -258,6 +258,12 @@ final class WebSocketConnectionDriver {
         #if DEBUG
         assert(!lending, "a decode while a handler holds a lent message")
         #endif
+        // The common message first: whole at the front of the bytes, lent, with no events.
+        if let whole = session.connection.receiveWholeMessage(bytes, scratch: lendingBuffer) {
+            if session.lifecycle == .awaitingPong { session.lifecycle = .open }
+            lend(whole.opcode, count: whole.count, id, session, worker)
+            return whole.used
+        }
         var first: WebSocketEvent? = nil
         var message = false
         var more = false
@@ -311,25 +317,8 @@ final class WebSocketConnectionDriver {
         assert(table.isCurrent(id))
         switch event {
         case .inScratch(let opcode, let count):
-            // The common message: whole in one read, unmasked into `lendingBuffer`, lent.
-            session.messagesThisTurn += 1
-            // Requests behind a close (the handler's, or the shard's) are not executed.
-            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
-            metrics.webSocketMessagesIn.increment()
-            assert(count <= lendingBuffer.count)
-            #if DEBUG
-            lending = true
-            defer { lending = false }
-            #endif
-            let view = SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count))
-            // Without a token, a literal nil: the session's property passed as it is was retained
-            // and released around the call, a null reference included (the handler could
-            // change the token meanwhile, through `setToken`).
-            if session.token == nil {
-                worker.handleSocketMessage(view, socketId: id, token: nil)
-            } else {
-                worker.handleSocketMessage(view, socketId: id, token: session.token)
-            }
+            // A message whole in one read behind control frames, unmasked into `lendingBuffer`.
+            lend(opcode, count: count, id, session, worker)
         case .text(let text):
             // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`.
             session.messagesThisTurn += 1
@@ -364,6 +353,31 @@ final class WebSocketConnectionDriver {
             logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
             if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
             shard.close(id, mode: .afterFlush)
+        }
+    }
+
+    /// Hands the handler the message the codec unmasked into `lendingBuffer` (its first
+    /// `count` bytes), lent for the call.
+    @inline(__always)
+    private func lend(_ opcode: WebSocketOpcode, count: Int, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
+        assert(table.isCurrent(id))
+        assert(count <= lendingBuffer.count)
+        session.messagesThisTurn += 1
+        // Requests behind a close (the handler's, or the shard's) are not executed.
+        guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
+        metrics.webSocketMessagesIn.increment()
+        #if DEBUG
+        lending = true
+        defer { lending = false }
+        #endif
+        let view = SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count))
+        // Without a token, a literal nil: the session's property passed as it is was retained
+        // and released around the call, a null reference included (the handler could change
+        // the token meanwhile, through `setToken`).
+        if session.token == nil {
+            worker.handleSocketMessage(view, socketId: id, token: nil)
+        } else {
+            worker.handleSocketMessage(view, socketId: id, token: session.token)
         }
     }
 

@@ -1,5 +1,3 @@
-import SwitchboardWebSocket
-
 /// A complete WebSocket message lent to a handler for the duration of one call: its bytes are
 /// read where the broker unmasked them, with no `String` or array made for it (as uWebSockets
 /// hands its handlers a `string_view`).
@@ -39,6 +37,9 @@ public struct SocketMessageView: ~Copyable {
         owned = message
     }
 
+    /// Whether the bytes are lent (`lent`), not held by `owned`.
+    @inline(__always) var isLent: Bool { owned == nil }
+
     /// The message's length in bytes (a text message's UTF-8 code units).
     public var count: Int {
         switch owned {
@@ -74,12 +75,5 @@ public struct SocketMessageView: ~Copyable {
         guard isText else { return nil }
         if case .text(let text)? = owned { return text }
         return String(decoding: lent, as: UTF8.self)
-    }
-
-    /// The frame opcode and bytes, read in place (how a view is sent or published).
-    @inline(__always)
-    func withFrameParts<R>(_ body: (WebSocketOpcode, UnsafeRawBufferPointer) -> R) -> R {
-        guard let owned else { return body(isText ? .text : .binary, lent) }
-        return owned.withFrameParts(body)
     }
 }

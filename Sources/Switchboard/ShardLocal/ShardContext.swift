@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardWebSocket
 
 /// A handler's view of its own shard: exact, synchronous operations on this shard's sockets
 /// and channels.
@@ -64,9 +65,13 @@ public final class ShardContext {
     public func send(_ socketId: SocketID, _ message: borrowing SocketMessageView) -> LocalSendResult {
         assertOnShard()
         guard isLocal(socketId) else { return .notLocal }
-        return webSocketsReference._withUnsafeGuaranteedRef { driver in
-            message.withFrameParts { driver.send(socketId, $0, $1) }
-        }
+        // A view of a value (a message assembled from fragments, or made by a router) is sent
+        // as that value; a lent one from its bytes. Read here, outside the closure: with the
+        // value's branch inside it, the closure was a call of its own per message.
+        guard message.isLent else { return send(socketId, message.message) }
+        let opcode: WebSocketOpcode = message.isText ? .text : .binary
+        let payload = message.lent
+        return webSocketsReference._withUnsafeGuaranteedRef { $0.send(socketId, opcode, payload) }
     }
 
     /// Starts a close handshake with the client (a close frame; the connection ends when the
@@ -162,6 +167,7 @@ public final class ShardContext {
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: borrowing SocketMessageView) -> PublishResult {
         assertOnShard()
-        return message.withFrameParts { channels.publish(channel, $0, $1) }
+        guard message.isLent else { return publish(channel, message.message) }
+        return channels.publish(channel, message.isText ? .text : .binary, message.lent)
     }
 }

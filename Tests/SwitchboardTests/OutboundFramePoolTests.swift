@@ -68,6 +68,20 @@ struct OutboundFramePoolTests {
         #expect(pool.heldBlocks == 4)
     }
 
+    @Test("by default a 1 KiB message's frame comes from a pooled block, and the block is reused")
+    func kibibyteFramesPooled() {
+        let pool = OutboundFramePool(blockCount: 1)
+        let payload = (0..<1024).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let first = pool.frame(.binary(payload))
+        #expect(first.array == [0x82, 126, 0x04, 0x00] + payload)
+        let base = first.base
+        _ = consume first
+        let second = pool.frame(.binary(payload.reversed()))
+        #expect(second.base == base)
+        #expect(second.array == [0x82, 126, 0x04, 0x00] + payload.reversed())
+        #expect(pool.reusedCount == 1 && pool.heldCount == 0)
+    }
+
     @Test("binary messages and a 126-byte payload (16-bit length) from a pooled block")
     func binaryAndExtendedLength() {
         let pool = OutboundFramePool(blockCount: 2, blockBytes: 256)

@@ -14,9 +14,11 @@ import SwitchboardWebSocket
 /// frame larger than `blockBytes` does, and the pool stays at its bound.
 ///
 /// Memory: `blockCount` x (`blockBytes` + the 32-byte object header and count) per shard, held
-/// for the shard's life: 64 x 288 B = 18 KiB by default. Frames to many sockets (a channel's
-/// fan-out) do not come from here: one frame, shared by every subscriber's queue, is already
-/// one allocation per publish.
+/// for the shard's life: 64 x 1,312 B = 82 KiB by default (a block is made when its slot is
+/// first used). 1,280 bytes take a 1 KiB message's frame: with 256-byte blocks each echo of
+/// 1 KiB was a malloc and free (~430 instructions: glibc's tcache stops at 1,032 bytes). Frames
+/// to many sockets (a channel's fan-out) do not come from here: one frame, shared by every
+/// subscriber's queue, is already one allocation per publish.
 ///
 /// Shard thread only.
 final class OutboundFramePool {
@@ -34,7 +36,7 @@ final class OutboundFramePool {
     @exclusivity(unchecked) private(set) var heldCount = 0
 
     static let defaultBlockCount = 64
-    static let defaultBlockBytes = 256
+    static let defaultBlockBytes = 1_280
 
     init(blockCount: Int = OutboundFramePool.defaultBlockCount, blockBytes: Int = OutboundFramePool.defaultBlockBytes) {
         precondition(blockCount > 0 && blockBytes >= WebSocketFrame.headerSize(payloadCount: 125))

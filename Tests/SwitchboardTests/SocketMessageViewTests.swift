@@ -1,6 +1,7 @@
 import Switchboard
 import SwitchboardIO
 import SwitchboardTestSupport
+import SwitchboardWebSocket
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -228,6 +229,38 @@ struct SocketMessageViewTests {
                 == serverFrame(1, multibyte) + serverFrame(2, binary) + serverFrame(1, Array("fragment".utf8)))
         #expect(recorder.values == [.text(Self.multibyte), .binary(binary), .text("fragment")])
         #expect(recorder.seen.isEmpty)
+    }
+
+    @Test("with permessage-deflate, a view sent back is compressed, lent or a value", arguments: backends)
+    func deflateEcho(backend: IOBackendKind) throws {
+        let recorder = ViewRecorder()
+        let server = try ServerFixture(backend: backend, shards: 1, configure: { $0.webSocket.perMessageDeflate = true },
+                                       worker: { ViewWorker($0, recorder) })
+        defer { server.stop() }
+        let c = try server.client()
+        let r = try c.upgrade(path: "/echo", headers: "Sec-WebSocket-Extensions: permessage-deflate\r\n")
+        #expect(r.header("Sec-WebSocket-Extensions") == "permessage-deflate; server_no_context_takeover")
+        var client = WebSocketConnection(role: .client, deflate: PerMessageDeflateParameters(serverNoContextTakeover: true))
+        let sample = Array(String(repeating: "a view, compressed on the way back ", count: 8).utf8)
+        // Sent uncompressed (whole in one read: lent), then compressed (inflated: a value).
+        let plain = TestClient.frame(opcode: 1, payload: sample)
+        let compressed = sample.withUnsafeBytes { client.encodeMessage($0, opcode: .text) }
+        #expect(compressed[0] & 0x40 != 0, "the client compressed it")
+        for (name, frame) in [("uncompressed", plain), ("compressed", compressed)] {
+            try c.send(frame)
+            let echo = try c.readFrame()
+            #expect(echo.opcode == 1 && echo.rsv1, "\(name): \(echo)")
+            var events: [WebSocketEvent] = []
+            TestClient.frame(opcode: echo.opcode, payload: echo.payload, rsv1: echo.rsv1, masked: false).withUnsafeBytes {
+                client.receive($0) { events.append($0) }
+            }
+            guard events.count == 1, case .text(let text) = events[0] else {
+                Issue.record("\(name): \(events)")
+                continue
+            }
+            #expect(Array(text.utf8) == sample, "\(name)")
+        }
+        #expect(recorder.seen.map(\.bytes) == [sample, sample] && recorder.seen.allSatisfy(\.forwarded))
     }
 
     @Test("a view of a value: its bytes, count, text and value")

@@ -320,7 +320,8 @@ final class WebSocketConnectionDriver {
             // A message whole in one read behind control frames, unmasked into `lendingBuffer`.
             lend(opcode, count: count, id, session, worker)
         case .text(let text):
-            // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`.
+            // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`: lent
+            // as a view of the value. (Requests behind a close are not executed, as in `lend`.)
             session.messagesThisTurn += 1
             guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()

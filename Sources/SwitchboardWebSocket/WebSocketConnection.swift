@@ -253,7 +253,7 @@
         let source = base + header.headerLength
         let isText = byte0 == 0x81
         if !isText {
-            Self.unmask(source, into: out.assumingMemoryBound(to: UInt8.self), count: count, key: header.maskKey)
+            Self.unmask(source, into: out, count: count, key: header.maskKey)
         } else if !Masking.applyReportingASCII(key: header.maskKey, source: source, destination: out, count: count) {
             var checker = UTF8Validator()
             guard checker.validate(UnsafeRawPointer(out), count: count), checker.isComplete else { return nil }
@@ -436,7 +436,7 @@
         if let scratch, count <= scratch.count {
             let out = scratch.baseAddress!
             if !isText {
-                Self.unmask(pointer, into: out.assumingMemoryBound(to: UInt8.self), count: count, key: key)
+                Self.unmask(pointer, into: out, count: count, key: key)
             } else if !Masking.applyReportingASCII(key: key, source: pointer, destination: out, count: count) {
                 // Not all ASCII: the validator decides, before the owner sees any of it.
                 var checker = UTF8Validator()
@@ -490,9 +490,9 @@
 
     /// Copies a frame's payload, unmasking it (`key` 0: an unmasked frame, a plain copy).
     @inline(__always)
-    static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<UInt8>, count: Int, key: UInt32) {
+    static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, count: Int, key: UInt32) {
         if key == 0 {
-            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
+            destination.copyMemory(from: source, byteCount: count)
         } else {
             _ = Masking.apply(key: key, phase: 0, source: source, destination: destination, count: count)
         }

@@ -2,11 +2,13 @@
 /// read where the broker unmasked them, with no `String` or array made for it (as uWebSockets
 /// hands its handlers a `string_view`).
 ///
-/// A ``WorkerHandler`` receives it in `handleSocketMessage(_ message: borrowing SocketMessageView, socketId:token:)`.
-/// Read the bytes with ``withUnsafeBytes(_:)``, send them on with the ``ShardContext``'s
-/// `send(_:_:)` or `publish(_:_:)` for a view (no copy but into the frame), or make an owned
-/// ``SocketMessage`` with ``message`` when they must outlive the call. A text message's bytes are valid UTF-8: the broker validated them
-/// before the call (invalid text closed the socket with 1007 and no call was made).
+/// A ``WorkerHandler`` receives it in
+/// `handleSocketMessage(_ message: borrowing SocketMessageView, socketId:token:)`. Read the
+/// bytes with ``withUnsafeBytes(_:)``, send them on with the ``ShardContext``'s `send(_:_:)` or
+/// `publish(_:_:)` for a view (no copy but into the frame), or make an owned ``SocketMessage``
+/// with ``message`` when they must outlive the call. A text message's bytes are valid UTF-8:
+/// the broker validated them before the call (invalid text closed the socket with 1007 and no
+/// call was made).
 ///
 /// Not copyable, and passed `borrowing`: a handler cannot keep it. The pointer that
 /// ``withUnsafeBytes(_:)`` gives must not escape its closure either: the memory is the shard's

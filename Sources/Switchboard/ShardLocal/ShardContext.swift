@@ -60,7 +60,7 @@ public final class ShardContext {
 
     /// Sends a message lent to the handler (the one it is handling, or any other view) to a
     /// WebSocket of this shard: its bytes go straight into the frame, as they are (a text
-    /// message stays text, a binary one binary). Otherwise as ``send(_:_:)-(_,SocketMessage)``.
+    /// message stays text, a binary one binary). Otherwise as `send(_:_:)` for a ``SocketMessage``.
     @discardableResult
     public func send(_ socketId: SocketID, _ message: borrowing SocketMessageView) -> LocalSendResult {
         assertOnShard()
@@ -163,7 +163,7 @@ public final class ShardContext {
 
     /// Publishes a message lent to the handler: its bytes are encoded into the channel's one
     /// frame as they are, with no `String` or array made for them. Otherwise as
-    /// ``publish(_:_:)-(_,SocketMessage)``.
+    /// `publish(_:_:)` for a ``SocketMessage``.
     @discardableResult
     public func publish(_ channel: ChannelName, _ message: borrowing SocketMessageView) -> PublishResult {
         assertOnShard()

@@ -123,7 +123,7 @@ struct SocketMessageViewTests {
                           worker: { value ? ValueWorker($0, recorder) as WorkerHandler : ViewWorker($0, recorder) })
     }
 
-    @Test("a view sent back: the exact frame, for text, binary, multibyte, fragmented, empty and batched messages",
+    @Test("a view sent back: the exact frame, for text, binary, multibyte, fragmented, empty, batched messages and one behind a ping",
           arguments: backends)
     func echoExactBytes(backend: IOBackendKind) throws {
         let recorder = ViewRecorder()
@@ -150,11 +150,14 @@ struct SocketMessageViewTests {
         try c.send(TestClient.frame(opcode: 1, payload: Array("one".utf8)) + TestClient.frame(opcode: 2, payload: [1, 2])
                    + TestClient.frame(opcode: 1, payload: Array("three".utf8)))
         #expect(try c.readBytes(5 + 4 + 7) == serverFrame(1, Array("one".utf8)) + serverFrame(2, [1, 2]) + serverFrame(1, Array("three".utf8)))
+        // Behind a ping in the same write: the codec's `.inScratch` event, acted on after the pong.
+        try c.send(TestClient.frame(opcode: 9, payload: [7]) + TestClient.frame(opcode: 1, payload: Array("after a ping".utf8)))
+        #expect(try c.readBytes(3 + 14) == serverFrame(10, [7]) + serverFrame(1, Array("after a ping".utf8)))
 
         let seen = recorder.seen
         let expected: [(Bool, [UInt8])] = [
             (true, Array("hello".utf8)), (false, binary), (true, multibyte), (true, Array("fragment €".utf8)), (false, []),
-            (true, Array("one".utf8)), (false, [1, 2]), (true, Array("three".utf8)),
+            (true, Array("one".utf8)), (false, [1, 2]), (true, Array("three".utf8)), (true, Array("after a ping".utf8)),
         ]
         #expect(seen.count == expected.count)
         for (view, (isText, bytes)) in zip(seen, expected) {

@@ -12,6 +12,7 @@
 #include <sys/resource.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <sys/syscall.h>
 
 int sb_ring_init(struct io_uring *ring, unsigned entries, uint32_t flags, uint32_t *applied_flags) {
     // Newest first; drop flags one group at a time while the kernel says EINVAL.
@@ -169,11 +170,21 @@ int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     return r < 0 ? -errno : 0;
 }
 
+// read(2), write(2), writev(2) and epoll_wait(2) through syscall(2): glibc's own wrappers are
+// cancellation points, which in a threaded process wrap each system call in
+// __pthread_enable_asynccancel / __pthread_disable_asynccancel (~60 instructions per echoed
+// message, issue 16 item 3). Switchboard never cancels a thread. Same results: -1 and errno.
+ssize_t sb_read(int fd, void *buf, size_t count) { return syscall(SYS_read, fd, buf, count); }
+ssize_t sb_write(int fd, const void *buf, size_t count) { return syscall(SYS_write, fd, buf, count); }
+ssize_t sb_writev(int fd, const struct iovec *iov, int iovcnt) { return syscall(SYS_writev, fd, iov, iovcnt); }
+
 int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms) {
     struct epoll_event evs[256];
     if (max > 256) max = 256;
     int n;
-    do { n = epoll_wait(epfd, evs, max, timeout_ms); } while (n < 0 && errno == EINTR);
+    // epoll_pwait with no mask is epoll_wait (the one both x86-64 and arm64 have), without
+    // the cancellation wrapper (see sb_read).
+    do { n = (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout_ms, NULL, 8); } while (n < 0 && errno == EINTR);
     if (n < 0) return -errno;
     for (int i = 0; i < n; i++) { data[i] = evs[i].data.u64; events[i] = evs[i].events; }
     return n;

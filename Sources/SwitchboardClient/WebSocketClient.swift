@@ -520,6 +520,8 @@ public final class ClientWebSocket: Sendable {
                     enqueueReply(frame)
                 case .pong:
                     break
+                case .inScratch:
+                    preconditionFailure("the client's codec is given no scratch buffer")
                 case .closed(let code, let reason):
                     return CloseReason(code: code == WebSocketCloseCode.noStatusReceived ? nil : code, reason: reason, clean: true)
                 case .failed(_, let reason):

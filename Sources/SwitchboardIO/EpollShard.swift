@@ -85,7 +85,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // One run (an echo's reply, a subscriber's coalesced frames): write(2), which
             // spares the kernel importing an iovec array: ~30-70 ns of system time less per
             // call than a one-iovec writev on loopback (wv.c microbenchmark, 352 bytes).
-            let written = n == 1 ? write(fd, iovecs[0].iov_base, iovecs[0].iov_len) : writev(fd, iovecs, Int32(n))
+            // (sb_write/sb_writev: the system calls without glibc's cancellation wrappers.)
+            let written = n == 1 ? sb_write(fd, iovecs[0].iov_base, iovecs[0].iov_len) : sb_writev(fd, iovecs, Int32(n))
             if written < 0 {
                 let e = errno
                 if e == EAGAIN || e == EWOULDBLOCK { connections[slot].writeBlocked = true; return }
@@ -138,7 +139,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         while reads < readBudget {
             let st = connections[slot].state
             if st == .closing || st == .free || connections[slot].readPaused { return false }
-            let n = read(fd, scratch, scratchBytes)
+            let n = sb_read(fd, scratch, scratchBytes)  // read(2) without glibc's cancellation wrapper
             if n > 0 {
                 deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n), to: handler)
                 reads += 1

@@ -538,6 +538,36 @@ package class Shard: @unchecked Sendable {
         return true
     }
 
+    /// `send(_:_:)` for a frame whose +1 the caller took for this send (a WebSocket driver's
+    /// pooled frame): the queue keeps that reference instead of a retain of its own, and the
+    /// caller has no release to make (issue 16 item 3: a retain and a release per echo). Same
+    /// limits, same results; whatever the result, the reference is the shard's from here on
+    /// (queued, or given back: refused, copied into a send block, or encrypted).
+    @discardableResult
+    package final func send(_ id: SocketID, retained frame: Unmanaged<OutboundBytes.Storage>) -> SendResult {
+        let payload = frame._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0) }
+        var slot = 0
+        let verdict = admitSend(id, payloadBytes: payload.count, allowed: false, slot: &slot)
+        guard verdict == .queued else {
+            frame.release()
+            return verdict
+        }
+        if let session = connections[slot].tls {
+            tlsEnqueue(slot, session, OutboundBytes(storage: frame.takeRetainedValue()))
+            return .queued
+        }
+        // As `SendQueue.append` ignores an empty run, and as `send(_:_:)` copies a small frame
+        // behind others.
+        if payload.count == 0
+            || (!connections[slot].queue.isEmpty && payload.count <= coalesceMaxFrameBytes && coalesce(slot, payload)) {
+            frame.release()
+            return .queued
+        }
+        connections[slot].queue.append(retained: frame)
+        scheduleFlush(slot)
+        return .queued
+    }
+
     /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
     /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
     /// results; a TLS connection encrypts the frame and leaves its reference unused.

@@ -67,9 +67,16 @@ public final class RoutingWorkerHandler: WorkerHandler {
         return decision
     }
 
-    public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+    /// Forwards the view, so a route's handler gets the message through whichever method it
+    /// implements (its view method's default makes the value for the other).
+    public func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
         guard let i = owners[socketId] else { return }
         routes[i].handler.handleSocketMessage(message, socketId: socketId, token: token)
+    }
+
+    /// A message given as a value (the broker calls the view method): forwarded as a view of it.
+    public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        handleSocketMessage(SocketMessageView(message), socketId: socketId, token: token)
     }
 
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {

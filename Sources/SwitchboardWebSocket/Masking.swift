@@ -37,11 +37,14 @@
     /// ``apply(key:phase:source:destination:count:)`` from phase 0 that also tells whether every
     /// byte it wrote is ASCII (below 0x80): the high bits of the words it writes are gathered
     /// on the way, so a text message's ASCII payload (the common one) needs no separate UTF-8
-    /// pass over it (issue 16 item 3). `key` 0 copies.
+    /// pass over it (issue 16 item 3). `key` 0 copies. `destination` must not overlap `source`:
+    /// a count of at least 8 ends with one word over the last 8 bytes, partly written already,
+    /// read again from `source` (the same bytes again, not a loop over up to 7).
     @inlinable @inline(__always)
     package static func applyReportingASCII(
         key: UInt32, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
     ) -> Bool {
+        assert(destination + count <= source || source + count <= destination, "unmasking in place")
         let wide = UInt64(key) | UInt64(key) << 32
         var highBits: UInt64 = 0
         var index = 0
@@ -50,6 +53,16 @@
             destination.storeBytes(of: word.littleEndian, toByteOffset: index, as: UInt64.self)
             highBits |= word
             index &+= 8
+        }
+        if index < count && count >= 8 {
+            // The last 8 bytes as one word, the key rotated to their phase.
+            let start = count &- 8
+            let shift = UInt32(start & 3) &* 8
+            let rotated = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: start, as: UInt64.self))
+                ^ (UInt64(rotated) | UInt64(rotated) << 32)
+            destination.storeBytes(of: word.littleEndian, toByteOffset: start, as: UInt64.self)
+            return (highBits | word) & 0x8080_8080_8080_8080 == 0
         }
         var keyBytes = key
         var lastHighBits: UInt8 = 0

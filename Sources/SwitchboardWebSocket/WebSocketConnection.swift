@@ -173,9 +173,16 @@
     /// peer's burst of requests cannot hold the thread (each message is work for the owner's
     /// handler; control frames cost the codec alone and are bounded by the bytes given).
     /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
+    ///
+    /// With a `scratch` buffer, a message whole in `bytes` (one frame, uncompressed, not empty)
+    /// of at most `scratch.count` bytes is unmasked (and, if text, validated) into it and
+    /// reported as `.inScratch`; the owner must leave the buffer alone until it acted on the
+    /// event. Only with `maxMessages` 1: a second message would overwrite the first.
     package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
+                                 scratch: UnsafeMutableRawBufferPointer? = nil,
                                  _ handle: (consuming WebSocketEvent) -> Void) -> Int {
         precondition(maxMessages > 0)
+        precondition(scratch == nil || maxMessages == 1, "a scratch buffer holds one message")
         guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
         let stopAt = messagesCompleted &+ maxMessages
@@ -195,7 +202,7 @@
                         if sink == .whole && receiveState == .payload {
                             // The common message: one frame, whole in this buffer.
                             let count = frameRemaining
-                            if !deliverWhole(base + offset, count: count, handle) { return end }
+                            if !deliverWhole(base + offset, count: count, scratch: scratch, handle) { return end }
                             offset += count
                         }
                         continue
@@ -211,6 +218,53 @@
             }
         }
         return end
+    }
+
+    /// The common message, without the event closure or the frame-by-frame state machine
+    /// (issue 16 item 3): when `bytes` begins with a whole message in one frame (text or
+    /// binary, FIN, no RSV bit, masked as the role requires, not empty, within the limits, no
+    /// message in progress, nothing of a header held) that fits `scratch`, it is unmasked into
+    /// `scratch` (text validated: valid UTF-8, complete) and its opcode, length and the bytes
+    /// it took are returned, the connection left as
+    /// ``receive(_:maxMessages:scratch:_:)`` leaves it after the same message (`.inScratch`).
+    ///
+    /// Anything else returns nil with nothing changed (`scratch` may have been written): the
+    /// owner calls `receive`, which handles it, and fails the connection where it must
+    /// (invalid text, a frame over the limits). The fields of the current frame are not set:
+    /// no frame is in progress after a whole one, and the next header sets them.
+    package mutating func receiveWholeMessage(_ bytes: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer)
+        -> (opcode: WebSocketOpcode, count: Int, used: Int)? {
+        guard receiveState == .header, headerFilled == 0, closeState == .open, messageOpcode == nil,
+              bytes.count >= 2, let base = bytes.baseAddress else { return nil }
+        let byte0 = base.load(as: UInt8.self)
+        let byte1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        // The frame `beginFrame` calls common: every rule of `checkPrefix` holds for it.
+        guard byte0 == 0x81 || byte0 == 0x82, (byte1 & 0x80 != 0) == role.expectsMaskedFrames,
+              let header = WebSocketFrameHeader.parse(base, available: bytes.count) else { return nil }
+        let length = header.payloadLength
+        let available = bytes.count - header.headerLength
+        // (A length with the top bit set is over every limit: refused by the first test.)
+        guard length <= UInt64(limits.maxFrameBytes), length > 0, length <= UInt64(available), length <= UInt64(scratch.count)
+        else { return nil }
+        let count = Int(length)
+        assert(messageBuffer.count == 0, "no message in progress, yet bytes assembled")
+        guard count <= limits.maxMessageBytes, limits.maxFragments >= 1 else { return nil }
+        let out = scratch.baseAddress!
+        let source = base + header.headerLength
+        let isText = byte0 == 0x81
+        if !isText {
+            Self.unmask(source, into: out, count: count, key: header.maskKey)
+        } else if !Masking.applyReportingASCII(key: header.maskKey, source: source, destination: out, count: count) {
+            var checker = UTF8Validator()
+            guard checker.validate(UnsafeRawPointer(out), count: count), checker.isComplete else { return nil }
+        }
+        // What `beginFrame` and `deliverWhole` count for it.
+        messagesStartedCount &+= 1
+        messageCompressed = false
+        messageFragments = 1
+        framesCompletedCount &+= 1
+        messagesCompleted &+= 1
+        return (isText ? .text : .binary, count, header.headerLength + count)
     }
 
     /// Copies header bytes that arrived in pieces; begins the frame once complete. Returns bytes used.
@@ -368,7 +422,10 @@
     /// `.whole` sink): unmasked once, straight into the value handed over (a text message's
     /// `String` storage, a binary message's array), and validated there. Same events, close
     /// codes and reasons as the assembling path. Returns false if the connection failed.
-    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
+    /// With a `scratch` buffer it fits in, the message is unmasked there instead and reported as
+    /// `.inScratch` (see ``receive(_:maxMessages:scratch:_:)``).
+    mutating func deliverWhole(_ pointer: UnsafeRawPointer, count: Int, scratch: UnsafeMutableRawBufferPointer?,
+                               _ handle: (consuming WebSocketEvent) -> Void) -> Bool {
         assert(sink == .whole && receiveState == .payload && frameRemaining == count && count > 0)
         assert(messageBuffer.count == 0, "a whole message begins with nothing assembled")
         let key = frameKey
@@ -376,6 +433,25 @@
         frameRemaining = 0
         receiveState = .header
         messageOpcode = nil
+        if let scratch, count <= scratch.count {
+            let out = scratch.baseAddress!
+            if !isText {
+                Self.unmask(pointer, into: out, count: count, key: key)
+            } else if !Masking.applyReportingASCII(key: key, source: pointer, destination: out, count: count) {
+                // Not all ASCII: the validator decides, before the owner sees any of it.
+                var checker = UTF8Validator()
+                if !checker.validate(UnsafeRawPointer(out), count: count) {
+                    return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
+                }
+                if !checker.isComplete {
+                    return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
+                }
+            }
+            framesCompletedCount &+= 1
+            messagesCompleted &+= 1
+            handle(.inScratch(isText ? .text : .binary, count: count))
+            return true
+        }
         if isText {
             // Validated here, in the string's own storage, before the string exists: invalid
             // bytes make an empty string, never a repaired one. (String's initializer checks the
@@ -414,9 +490,9 @@
 
     /// Copies a frame's payload, unmasking it (`key` 0: an unmasked frame, a plain copy).
     @inline(__always)
-    static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutablePointer<UInt8>, count: Int, key: UInt32) {
+    static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, count: Int, key: UInt32) {
         if key == 0 {
-            UnsafeMutableRawPointer(destination).copyMemory(from: source, byteCount: count)
+            destination.copyMemory(from: source, byteCount: count)
         } else {
             _ = Masking.apply(key: key, phase: 0, source: source, destination: destination, count: count)
         }

@@ -6,6 +6,12 @@ package enum WebSocketEvent: Sendable {
     case text(String)
     /// A complete binary message.
     case binary([UInt8])
+    /// A complete text (validated as ``text(_:)``'s) or binary message, `count` bytes at the
+    /// start of the scratch buffer the owner passed to ``WebSocketConnection/receive(_:maxMessages:scratch:_:)``:
+    /// reported instead of ``text(_:)`` or ``binary(_:)`` for a message whole in the bytes given
+    /// that fits the scratch buffer, so the owner can lend the bytes without a `String` or an
+    /// array (issue 16 item 3). They stay there until the owner uses the buffer again.
+    case inScratch(WebSocketOpcode, count: Int)
     /// Bytes the owner must send now, in order (pong replies, the close reply or the failure close frame).
     case write([UInt8])
     /// A pong arrived (the owner may use it for keep-alive).

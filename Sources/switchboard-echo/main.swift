@@ -54,8 +54,10 @@ final class EchoHandler: WorkerHandler {
         for id in directSockets { context.send(id, .text("died:\(node)")) }
     }
 
-    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
-        if token == Self.direct, case .text(let text) = message {
+    /// The message lent (no `String` or array made for it): an echo or a publish sends its bytes
+    /// as they are; only `/direct`'s commands are read as text.
+    func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
+        if token == Self.direct, let text = message.text {
             let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             switch (parts.first, parts.count > 1 ? UInt64(parts[1]) : nil) {
             case ("whoami", _): context.send(socketId, .text("id:\(socketId.rawValue)"))

@@ -1,6 +1,10 @@
 @testable import Switchboard
 import SwitchboardIO
+import SwitchboardTestSupport
 import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// `OutboundFramePool` (issue 16 item 3): exact frame bytes from new and recycled blocks, a
 /// block reused only once nothing else holds it, never more than `blockCount` blocks held, and
@@ -64,11 +68,76 @@ struct OutboundFramePoolTests {
         #expect(pool.heldBlocks == 4)
     }
 
+    @Test("by default a 1 KiB message's frame comes from a pooled block, and the block is reused")
+    func kibibyteFramesPooled() {
+        let pool = OutboundFramePool(blockCount: 1)
+        let payload = (0..<1024).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        let first = pool.frame(.binary(payload))
+        #expect(first.array == [0x82, 126, 0x04, 0x00] + payload)
+        let base = first.base
+        _ = consume first
+        let second = pool.frame(.binary(payload.reversed()))
+        #expect(second.base == base)
+        #expect(second.array == [0x82, 126, 0x04, 0x00] + payload.reversed())
+        #expect(pool.reusedCount == 1 && pool.heldCount == 0)
+    }
+
     @Test("binary messages and a 126-byte payload (16-bit length) from a pooled block")
     func binaryAndExtendedLength() {
         let pool = OutboundFramePool(blockCount: 2, blockBytes: 256)
         let payload = (0..<126).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         let f = pool.frame(.binary(payload))
         #expect(f.array == [0x82, 126, 0, 126] + payload)
+    }
+}
+
+/// Sends each message it gets back twice: the second frame finds the first still queued, so
+/// the shard copies it into a send block (and, on the way, the first one too).
+private final class TwiceWorker: WorkerHandler {
+    let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
+    func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
+        context.send(socketId, message)
+        context.send(socketId, message)
+    }
+}
+
+/// A value set on a shard thread and read by the test.
+private final class ShardReading: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private var value: (reused: Int, held: Int)?
+    init() { pthread_mutex_init(&lock, nil) }
+    func set(_ v: (Int, Int)) { pthread_mutex_lock(&lock); value = (v.0, v.1); pthread_mutex_unlock(&lock) }
+    var read: (reused: Int, held: Int)? { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return value }
+}
+
+@Suite("Outbound frame pool: references over real sockets", .serialized)
+struct OutboundFramePoolSocketTests {
+    /// The driver hands the shard each pooled frame's +1 (`Shard.send(_:retained:)`): queued
+    /// then written, or copied into a send block and given back at once. Either way the block
+    /// is the pool's alone again by the time its slot comes round: every frame after the
+    /// first `blockCount` reuses one, none finds its block held.
+    @Test("every pooled frame's reference comes back: queued and written, or copied", arguments: backends)
+    func referencesComeBack(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1, configure: { $0.webSocket.perMessageDeflate = false },
+                                       worker: { TwiceWorker($0) })
+        defer { server.stop() }
+        let c = try server.client()
+        #expect(try c.upgrade(path: "/ws").status == 101)
+        let rounds = 100
+        for i in 0..<rounds {
+            let text = Array("message \(i)".utf8)
+            try c.sendFrame(opcode: 1, payload: text)
+            let frame = [0x81, UInt8(text.count)] + text
+            #expect(try c.readBytes(2 * frame.count) == frame + frame, "round \(i)")
+        }
+        let reading = ShardReading()
+        _ = server.broker.onShard(0) { dispatcher in
+            let pool = dispatcher.webSockets.framePool
+            reading.set((pool.reusedCount, pool.heldCount))
+        }
+        #expect(waitUntil { reading.read != nil })
+        #expect(reading.read?.reused == 2 * rounds - OutboundFramePool.defaultBlockCount)
+        #expect(reading.read?.held == 0)
     }
 }

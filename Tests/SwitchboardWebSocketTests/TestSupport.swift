@@ -5,10 +5,14 @@ enum Event: Equatable, CustomStringConvertible {
     case text([UInt8]), binary([UInt8]), write([UInt8]), pong([UInt8])
     case closed(UInt16, String), failed(UInt16)
 
-    init(_ event: WebSocketEvent) {
+    /// `scratch`: the buffer given to `receive(_:maxMessages:scratch:_:)`, for `.inScratch`.
+    init(_ event: WebSocketEvent, scratch: UnsafeMutableRawBufferPointer? = nil) {
         switch event {
         case .text(let s): self = .text(Array(s.utf8))
         case .binary(let b): self = .binary(b)
+        case .inScratch(let opcode, let count):
+            let bytes = Array(UnsafeRawBufferPointer(rebasing: scratch![..<count]))
+            self = opcode == .text ? .text(bytes) : .binary(bytes)
         case .write(let b): self = .write(b)
         case .pong(let b): self = .pong(b)
         case .closed(let code, let reason): self = .closed(code, reason)
@@ -88,4 +92,41 @@ func run(_ input: [UInt8], byteByByte: Bool = false, chunk: Int? = nil,
          limits: WebSocketLimits = WebSocketLimits(), deflate: PerMessageDeflateParameters? = nil) -> [Event] {
     var connection = WebSocketConnection(limits: limits, deflate: deflate)
     return run(input, byteByByte: byteByByte, chunk: chunk, connection: &connection)
+}
+
+/// As `run`, but as the server's driver reads: `receiveWholeMessage` first (unless
+/// `wholeFirst` is false), else one message per `receive` call, with a scratch buffer of
+/// `scratchBytes` for the messages whole in a read. Also returns how many were lent (by
+/// `receiveWholeMessage` or as `.inScratch`).
+func runLending(_ input: [UInt8], chunk: Int? = nil, scratchBytes: Int = 65_536, limits: WebSocketLimits = WebSocketLimits(),
+                deflate: PerMessageDeflateParameters? = nil, wholeFirst: Bool = true) -> (events: [Event], lent: Int) {
+    var connection = WebSocketConnection(limits: limits, deflate: deflate)
+    let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: max(scratchBytes, 1), alignment: 16)
+    defer { scratch.deallocate() }
+    let lendable = UnsafeMutableRawBufferPointer(rebasing: scratch[..<scratchBytes])
+    var events: [Event] = []
+    var lent = 0
+    let size = chunk ?? max(input.count, 1)
+    var index = 0
+    while index < input.count {
+        let end = min(index + size, input.count)
+        var offset = index
+        while offset < end {
+            // Overwritten between calls, as the driver's is by the next message.
+            scratch.initializeMemory(as: UInt8.self, repeating: 0xEE)
+            offset += input[offset..<end].withUnsafeBytes { bytes in
+                if wholeFirst, let whole = connection.receiveWholeMessage(bytes, scratch: lendable) {
+                    lent += 1
+                    events.append(Event(.inScratch(whole.opcode, count: whole.count), scratch: lendable))
+                    return whole.used
+                }
+                return connection.receive(bytes, maxMessages: 1, scratch: lendable) { event in
+                    if case .inScratch = event { lent += 1 }
+                    events.append(Event(event, scratch: lendable))
+                }
+            }
+        }
+        index = end
+    }
+    return (events, lent)
 }

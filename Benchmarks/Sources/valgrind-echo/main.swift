@@ -26,7 +26,9 @@ final class EchoHandler: WorkerHandler {
         return .accept(token: channel)
     }
 
-    func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+    // The message lent, as switchboard-echo takes it: its bytes go back (or to the channel)
+    // with no `String` or array made for them.
+    func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
         if let channel = token {
             context.publish(ChannelName(channel), message)
         } else {

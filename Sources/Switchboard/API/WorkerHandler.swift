@@ -20,7 +20,20 @@ public protocol WorkerHandler: AnyObject {
     /// A WebSocket upgrade request on a path routed to WebSocket. Default: accept.
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision
     /// A complete text or binary message from a WebSocket client.
+    ///
+    /// Called by the default of the view method below, with the message as a value; a handler
+    /// implements this one or that one.
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?)
+    /// A complete text or binary message from a WebSocket client, lent for the call: what the
+    /// broker calls for every message. Its bytes are read in place, with no `String` or array
+    /// made for it, and can be sent or published from there (``ShardContext``'s `send` and
+    /// `publish` for a view); ``SocketMessageView/message`` makes a value to keep.
+    ///
+    /// Default: makes the ``SocketMessage`` and calls the method above, so a handler written
+    /// against that one is unchanged. A handler that passes messages on to other handlers (a
+    /// router) implements this one and forwards the view, so that handlers implementing either
+    /// method receive them.
+    func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?)
     /// The WebSocket is closed, whatever the cause; called exactly once per accepted socket.
     func handleSocketClose(socketId: SocketID, token: [UInt8]?)
     /// With `cluster_engine = redis`: cluster node `node` died (crash, SIGKILL, partition
@@ -54,6 +67,9 @@ extension WorkerHandler {
     public func bodyDelivery(for head: WorkerRequest, context: ShardContext) -> BodyDelivery { .buffered }
     public func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision { .accept() }
     public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {}
+    public func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
+        handleSocketMessage(message.message, socketId: socketId, token: token)
+    }
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}
     public func handleClusterNodeDied(_ node: Int) {}
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {}

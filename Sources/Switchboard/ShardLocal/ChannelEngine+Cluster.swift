@@ -29,6 +29,18 @@ extension ChannelEngine: ClusterEngineDelegate {
         case .binary(let bytes):
             result = bytes.withUnsafeBytes { cluster.publish(channel: channel.bytes, kind: .binary, payload: $0) }
         }
+        return clusterPublished(result)
+    }
+
+    /// Publishes a message given as its opcode (text or binary) and bytes (a handler's
+    /// ``SocketMessageView``): the same paths as `publish(_:message:)`, with no value made.
+    func publish(_ channel: ChannelName, _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> PublishResult {
+        assert(opcode == .text || opcode == .binary)
+        guard let cluster else { return publish(channel, .webSocketFrame(opcode, payload)) }
+        return clusterPublished(cluster.publish(channel: channel.bytes, kind: opcode == .text ? .text : .binary, payload: payload))
+    }
+
+    private func clusterPublished(_ result: ClusterPublishResult) -> PublishResult {
         guard result == .sent else {
             metrics.publishesRefused.increment()
             return .refused

@@ -11,6 +11,17 @@ extension OutboundBytes {
         }
     }
 
+    /// ``webSocketFrame(_:_:)`` as the +1 reference a send takes over (`Shard.send(_:retained:)`).
+    static func retainedWebSocketFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> Unmanaged<Storage> {
+        let total = WebSocketFrame.headerSize(payloadCount: payload.count) + payload.count
+        let storage = Storage.create(minimumCapacity: total) { buffer in
+            buffer.withUnsafeMutablePointerToElements {
+                writeWebSocketFrame(opcode, payload, into: UnsafeMutableRawBufferPointer(start: $0, count: total))
+            }
+        }
+        return .passRetained(storage)
+    }
+
     /// Writes one unmasked frame with `payload` at the start of `out` (which has room for it);
     /// returns its length. (Also how `OutboundFramePool` rewrites a recycled block.)
     @inline(__always)

@@ -14,9 +14,11 @@ import SwitchboardWebSocket
 /// frame larger than `blockBytes` does, and the pool stays at its bound.
 ///
 /// Memory: `blockCount` x (`blockBytes` + the 32-byte object header and count) per shard, held
-/// for the shard's life: 64 x 288 B = 18 KiB by default. Frames to many sockets (a channel's
-/// fan-out) do not come from here: one frame, shared by every subscriber's queue, is already
-/// one allocation per publish.
+/// for the shard's life: 64 x 1,312 B = 82 KiB by default (a block is made when its slot is
+/// first used). 1,280 bytes take a 1 KiB message's frame: with 256-byte blocks each echo of
+/// 1 KiB was a malloc and free (~430 instructions: glibc's tcache stops at 1,032 bytes). Frames
+/// to many sockets (a channel's fan-out) do not come from here: one frame, shared by every
+/// subscriber's queue, is already one allocation per publish.
 ///
 /// Shard thread only.
 final class OutboundFramePool {
@@ -34,7 +36,7 @@ final class OutboundFramePool {
     @exclusivity(unchecked) private(set) var heldCount = 0
 
     static let defaultBlockCount = 64
-    static let defaultBlockBytes = 256
+    static let defaultBlockBytes = 1_280
 
     init(blockCount: Int = OutboundFramePool.defaultBlockCount, blockBytes: Int = OutboundFramePool.defaultBlockBytes) {
         precondition(blockCount > 0 && blockBytes >= WebSocketFrame.headerSize(payloadCount: 125))
@@ -62,8 +64,15 @@ final class OutboundFramePool {
     /// One unmasked frame with `payload`, in a recycled block when it fits in one.
     @inline(__always)
     func frame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> OutboundBytes {
+        OutboundBytes(storage: retainedFrame(opcode, payload).takeRetainedValue())
+    }
+
+    /// ``frame(_:_:)`` as the +1 reference a send takes over (`Shard.send(_:retained:)`): no
+    /// value whose copy the queue retains and whose end releases.
+    @inline(__always)
+    func retainedFrame(_ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> Unmanaged<OutboundBytes.Storage> {
         let total = WebSocketFrame.headerSize(payloadCount: payload.count) + payload.count
-        guard total <= blockBytes else { return .webSocketFrame(opcode, payload) }
+        guard total <= blockBytes else { return OutboundBytes.retainedWebSocketFrame(opcode, payload) }
         let slot = next
         next = slot + 1 == blockCount ? 0 : slot + 1
         // The block is reached unretained while the frame is written (the pool's reference
@@ -81,13 +90,13 @@ final class OutboundFramePool {
         } else {
             // Still queued (or in flight): this frame gets a block of its own.
             heldCount &+= 1
-            return .webSocketFrame(opcode, payload)
+            return OutboundBytes.retainedWebSocketFrame(opcode, payload)
         }
         let (count, bytes) = block._withUnsafeGuaranteedRef {
             ($0.withUnsafeMutablePointerToHeader { $0 }, $0.withUnsafeMutablePointerToElements { $0 })
         }
         count.pointee = OutboundBytes.writeWebSocketFrame(
             opcode, payload, into: UnsafeMutableRawBufferPointer(start: bytes, count: blockBytes))
-        return OutboundBytes(storage: block.retain().takeRetainedValue())
+        return block.retain()
     }
 }

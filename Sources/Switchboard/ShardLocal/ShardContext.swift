@@ -1,4 +1,5 @@
 import SwitchboardIO
+import SwitchboardWebSocket
 
 /// A handler's view of its own shard: exact, synchronous operations on this shard's sockets
 /// and channels.
@@ -55,6 +56,22 @@ public final class ShardContext {
         assertOnShard()
         guard isLocal(socketId) else { return .notLocal }
         return webSocketsReference._withUnsafeGuaranteedRef { $0.send(socketId, message) }
+    }
+
+    /// Sends a message lent to the handler (the one it is handling, or any other view) to a
+    /// WebSocket of this shard: its bytes go straight into the frame, as they are (a text
+    /// message stays text, a binary one binary). Otherwise as `send(_:_:)` for a ``SocketMessage``.
+    @discardableResult
+    public func send(_ socketId: SocketID, _ message: borrowing SocketMessageView) -> LocalSendResult {
+        assertOnShard()
+        guard isLocal(socketId) else { return .notLocal }
+        // A view of a value (a message assembled from fragments, or made by a router) is sent
+        // as that value; a lent one from its bytes. Read here, outside the closure: with the
+        // value's branch inside it, the closure was a call of its own per message.
+        guard message.isLent else { return send(socketId, message.message) }
+        let opcode: WebSocketOpcode = message.isText ? .text : .binary
+        let payload = message.lent
+        return webSocketsReference._withUnsafeGuaranteedRef { $0.send(socketId, opcode, payload) }
     }
 
     /// Starts a close handshake with the client (a close frame; the connection ends when the
@@ -142,5 +159,15 @@ public final class ShardContext {
     public func publish(_ channel: ChannelName, _ message: SocketMessage) -> PublishResult {
         assertOnShard()
         return channels.publish(channel, message: message)
+    }
+
+    /// Publishes a message lent to the handler: its bytes are encoded into the channel's one
+    /// frame as they are, with no `String` or array made for them. Otherwise as
+    /// `publish(_:_:)` for a ``SocketMessage``.
+    @discardableResult
+    public func publish(_ channel: ChannelName, _ message: borrowing SocketMessageView) -> PublishResult {
+        assertOnShard()
+        guard message.isLent else { return publish(channel, message.message) }
+        return channels.publish(channel, message.isText ? .text : .binary, message.lent)
     }
 }

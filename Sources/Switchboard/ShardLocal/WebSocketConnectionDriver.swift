@@ -37,6 +37,17 @@ final class WebSocketConnectionDriver {
     var worker: WorkerHandler = DefaultWorkerHandler()
     /// Recycled blocks for the frames `send` queues (see `OutboundFramePool`).
     let framePool = OutboundFramePool()
+    /// Where the codec unmasks a message whole in one read for the handler's
+    /// `SocketMessageView` (issue 16 item 3: no `String` or array per message): every
+    /// connection's, one message at a time (`decodeOne` acts on it before the next decode).
+    /// Messages over `lendingBytes` are made into values as before. Its pages are touched only
+    /// as far as messages reach.
+    let lendingBuffer: UnsafeMutableRawBufferPointer
+    static let lendingBytes = 65_536
+    #if DEBUG
+    /// A handler is using `lendingBuffer` (a decode meanwhile would overwrite its message).
+    private var lending = false
+    #endif
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
@@ -71,7 +82,10 @@ final class WebSocketConnectionDriver {
         self.slowConsumerPolicy = settings.slowConsumerPolicy
         self.settings = settings
         turnSliceNanoseconds = UInt64(settings.maxTurnMicroseconds) * 1000
+        lendingBuffer = .allocate(byteCount: Self.lendingBytes, alignment: 16)
     }
+
+    deinit { lendingBuffer.deallocate() }
 
     @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
         shardReference._withUnsafeGuaranteedRef(body)
@@ -241,12 +255,21 @@ final class WebSocketConnectionDriver {
         // a local, and only the events after it (control frames ahead of the message, a close
         // behind it) go to `events`. Per message this saves the array's bookkeeping and the
         // dynamic exclusivity checks of a class property appended to from the closure.
+        #if DEBUG
+        assert(!lending, "a decode while a handler holds a lent message")
+        #endif
+        // The common message first: whole at the front of the bytes, lent, with no events.
+        if let whole = session.connection.receiveWholeMessage(bytes, scratch: lendingBuffer) {
+            if session.lifecycle == .awaitingPong { session.lifecycle = .open }
+            lend(whole.opcode, count: whole.count, id, session, worker)
+            return whole.used
+        }
         var first: WebSocketEvent? = nil
         var message = false
         var more = false
-        let used = session.connection.receive(bytes, maxMessages: 1) { event in
+        let used = session.connection.receive(bytes, maxMessages: 1, scratch: lendingBuffer) { event in
             switch event {
-            case .text, .binary: message = true
+            case .text, .binary, .inScratch: message = true
             default: break
             }
             if first == nil {
@@ -293,17 +316,21 @@ final class WebSocketConnectionDriver {
         // it; a close only changes the lifecycle).
         assert(table.isCurrent(id))
         switch event {
+        case .inScratch(let opcode, let count):
+            // A message whole in one read behind control frames, unmasked into `lendingBuffer`.
+            lend(opcode, count: count, id, session, worker)
         case .text(let text):
+            // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`: lent
+            // as a view of the value. (Requests behind a close are not executed, as in `lend`.)
             session.messagesThisTurn += 1
-            // Requests behind a close (the handler's, or the shard's) are not executed.
             guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.text(text), socketId: id, token: session.token)
+            worker.handleSocketMessage(SocketMessageView(.text(text)), socketId: id, token: session.token)
         case .binary(let payload):
             session.messagesThisTurn += 1
             guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
             metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(.binary(payload), socketId: id, token: session.token)
+            worker.handleSocketMessage(SocketMessageView(.binary(payload)), socketId: id, token: session.token)
         case .write(let frame) where WebSocketFrame.isPong(frame):
             queuePong(id, session, frame)
         case .write(let frame):
@@ -327,6 +354,31 @@ final class WebSocketConnectionDriver {
             logger.debug("websocket failed: close \(code) \(reason)", metadata: [SwitchboardLogKey.socket: "\(id)"])
             if code == SwitchboardWebSocket.WebSocketCloseCode.messageTooBig { metrics.webSocketTooBig.increment() }
             shard.close(id, mode: .afterFlush)
+        }
+    }
+
+    /// Hands the handler the message the codec unmasked into `lendingBuffer` (its first
+    /// `count` bytes), lent for the call.
+    @inline(__always)
+    private func lend(_ opcode: WebSocketOpcode, count: Int, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
+        assert(table.isCurrent(id))
+        assert(count <= lendingBuffer.count)
+        session.messagesThisTurn += 1
+        // Requests behind a close (the handler's, or the shard's) are not executed.
+        guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
+        metrics.webSocketMessagesIn.increment()
+        #if DEBUG
+        lending = true
+        defer { lending = false }
+        #endif
+        let view = SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count))
+        // Without a token, a literal nil: the session's property passed as it is was retained
+        // and released around the call, a null reference included (the handler could change
+        // the token meanwhile, through `setToken`).
+        if session.token == nil {
+            worker.handleSocketMessage(view, socketId: id, token: nil)
+        } else {
+            worker.handleSocketMessage(view, socketId: id, token: session.token)
         }
     }
 
@@ -398,7 +450,7 @@ final class WebSocketConnectionDriver {
         guard table.compresses(id) else {
             // Queued from here, not after a merge with the deflate branch: a `let frame`
             // assigned in both branches was copied (a retain and release per message).
-            return queue(framePool.frame(message), on: id)
+            return message.withFrameParts { queue(retained: framePool.retainedFrame($0, $1), on: id) }
         }
         // The compressor's state advances with every message: only for one that is sent.
         guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
@@ -412,9 +464,32 @@ final class WebSocketConnectionDriver {
         return queue(OutboundBytes(bytes), on: id)
     }
 
+    /// Sends a message given as its opcode (text or binary) and bytes (a handler's
+    /// `SocketMessageView`): as `send(_:_:)` for a `SocketMessage`, with no value made.
+    func send(_ id: SocketID, _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> LocalSendResult {
+        assert(opcode == .text || opcode == .binary)
+        guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
+        assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
+        assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
+        guard table.compresses(id) else { return queue(retained: framePool.retainedFrame(opcode, payload), on: id) }
+        guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
+        return queue(OutboundBytes(session.connection.encodeMessage(payload, opcode: opcode)), on: id)
+    }
+
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.
     @inline(__always) func queue(_ frame: OutboundBytes, on id: SocketID) -> LocalSendResult {
-        switch onShard({ $0.send(id, frame) }) {
+        result(of: onShard { $0.send(id, frame) }, id)
+    }
+
+    /// `queue(_:on:)` for a frame's +1 reference, which the shard takes over (the pool's
+    /// frames: no retain by the queue and release here per message).
+    @inline(__always) func queue(retained frame: Unmanaged<OutboundBytes.Storage>, on id: SocketID) -> LocalSendResult {
+        result(of: onShard { $0.send(id, retained: frame) }, id)
+    }
+
+    /// The handler's view of a send's result; counts it, applies the slow-consumer policy.
+    @inline(__always) private func result(of sent: SendResult, _ id: SocketID) -> LocalSendResult {
+        switch sent {
         case .queued:
             metrics.webSocketMessagesOut.increment()
             return .queued

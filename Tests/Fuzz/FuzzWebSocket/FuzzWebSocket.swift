@@ -36,6 +36,8 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 ended = true
             case .write, .pong:
                 break
+            case .inScratch:
+                preconditionFailure("no scratch buffer was passed")
             }
         }
     }

@@ -72,8 +72,15 @@ where Responder.Context: InitializableFromSource<SwitchboardRequestContextSource
         return webSocket.handleUpgrade(request, socketId: socketId)
     }
 
-    public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+    /// Forwards the view, so the WebSocket handler gets the message through whichever method it
+    /// implements (its view method's default makes the value for the other).
+    public func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
         webSocket?.handleSocketMessage(message, socketId: socketId, token: token)
+    }
+
+    /// A message given as a value (the broker calls the view method): forwarded as a view of it.
+    public func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
+        handleSocketMessage(SocketMessageView(message), socketId: socketId, token: token)
     }
 
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {

@@ -14,6 +14,17 @@ final class WhoAmI: WorkerHandler {
     }
 }
 
+/// Implements only the lent-message method: echoes every message as it was lent, with a prefix
+/// sent first, so a test sees that the adapter forwarded the view (not just the value method).
+final class ViewEcho: WorkerHandler {
+    let context: ShardContext
+    init(_ context: ShardContext) { self.context = context }
+    func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
+        context.send(socketId, .text("view \(message.isText ? "text" : "binary") \(message.count)"))
+        context.send(socketId, message)
+    }
+}
+
 struct Boom: Error {}
 
 /// The adapter's edges, on a router of its own.
@@ -93,6 +104,26 @@ struct AdapterTests {
         let http = try TestClient(port: port)
         #expect(try await io { try http.request("POST", "/sockets/\(id)", body: Array("psst".utf8)) }.status == 202)
         #expect(try await io { try ws.readFrame() }.text == "psst")
+        try await app.stop()
+    }
+
+    @Test func aHandlerWithOnlyTheViewMethodGetsItsMessages() async throws {
+        let app = try await RunningExample.start { configuration, logger, metrics in
+            var configuration = configuration
+            configuration.webSocket.paths = ["/ws"]
+            return SwitchboardApplication(router: Router(context: SwitchboardRequestContext.self), configuration: configuration,
+                                          logger: logger, maxResponseBodyBytes: 1024, metricsFactory: metrics) { ViewEcho($0) }
+        }
+        let ws = try TestClient(port: app.port)
+        let frames = try await io { () -> [TestFrame] in
+            _ = try ws.upgrade(path: "/ws")
+            try ws.sendText("héllo")
+            try ws.sendFrame(opcode: 2, payload: [0, 1, 2])
+            return try (0..<4).map { _ in try ws.readFrame() }
+        }
+        #expect(frames.map(\.opcode) == [1, 1, 1, 2])
+        #expect(frames[0].text == "view text 6" && frames[1].text == "héllo")
+        #expect(frames[2].text == "view binary 3" && frames[3].payload == [0, 1, 2])
         try await app.stop()
     }
 }

@@ -33,12 +33,18 @@ public enum HTTPResponseWriter {
         // A 101 switches protocols: its `Connection: Upgrade` is the caller's, and no
         // `Connection: close` may follow it.
         let switching = status == 101
-        for (name, value) in response.headers where isSafe(name: name, value: value)
-            && (!isFramingHeader(name) || (switching && ASCII.caseInsensitiveEquals(name, "Connection"))) {
-            buffer.append(contentsOf: name.utf8)
-            append(": ", to: &buffer)
-            buffer.append(contentsOf: value.utf8)
-            append("\r\n", to: &buffer)
+        for (name, value) in response.headers {
+            ASCII.withBytes(name) { name in
+                ASCII.withBytes(value) { value in
+                    guard isSafe(name: name, value: value),
+                          !isFramingHeader(name) || (switching && ASCII.equalsLowercased(name, 0..<name.count, "connection"))
+                    else { return }
+                    buffer.append(contentsOf: name)
+                    append(": ", to: &buffer)
+                    buffer.append(contentsOf: value)
+                    append("\r\n", to: &buffer)
+                }
+            }
         }
         if !bodyForbidden {
             append("Content-Length: ", to: &buffer)
@@ -52,10 +58,13 @@ public enum HTTPResponseWriter {
         } else if requestVersion == .http1_0 {
             append("Connection: keep-alive\r\n", to: &buffer)
         }
-        if let date, isSafe(name: "Date", value: date) {
-            append("Date: ", to: &buffer)
-            buffer.append(contentsOf: date.utf8)
-            append("\r\n", to: &buffer)
+        if let date {
+            ASCII.withBytes(date) { date in
+                guard isSafe(value: date) else { return }
+                append("Date: ", to: &buffer)
+                buffer.append(contentsOf: date)
+                append("\r\n", to: &buffer)
+            }
         }
         append("\r\n", to: &buffer)
         if !headOnly, !bodyForbidden {
@@ -148,15 +157,26 @@ public enum HTTPResponseWriter {
         }
     }
 
-    private static func isFramingHeader(_ name: String) -> Bool {
-        ASCII.caseInsensitiveEquals(name, "Content-Length")
-            || ASCII.caseInsensitiveEquals(name, "Transfer-Encoding")
-            || ASCII.caseInsensitiveEquals(name, "Connection")
+    /// `Content-Length`, `Transfer-Encoding` or `Connection`, in any case (by length first).
+    private static func isFramingHeader(_ name: UnsafeBufferPointer<UInt8>) -> Bool {
+        switch name.count {
+        case 14: return ASCII.equalsLowercased(name, 0..<14, "content-length")
+        case 17: return ASCII.equalsLowercased(name, 0..<17, "transfer-encoding")
+        case 10: return ASCII.equalsLowercased(name, 0..<10, "connection")
+        default: return false
+        }
     }
 
-    /// A header is emitted only if it cannot break the message framing.
-    private static func isSafe(name: String, value: String) -> Bool {
-        guard !name.isEmpty, name.utf8.allSatisfy(ASCII.isTChar) else { return false }
-        return !value.utf8.contains { $0 == ASCII.cr || $0 == ASCII.lf || $0 == 0 }
+    /// A header is emitted only if it cannot break the message framing: its name is a
+    /// non-empty token and its value holds no CR, LF or NUL.
+    private static func isSafe(name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard !name.isEmpty else { return false }
+        for byte in name where !ASCII.isTChar(byte) { return false }
+        return isSafe(value: value)
+    }
+
+    private static func isSafe(value: UnsafeBufferPointer<UInt8>) -> Bool {
+        for byte in value where byte == ASCII.cr || byte == ASCII.lf || byte == 0 { return false }
+        return true
     }
 }

@@ -60,6 +60,9 @@ requests_total() { counter_total switchboard_http_requests_total; }
 # (the reads of /metrics after the dump are not counted).
 connect_round() {
     if [[ -n ${1:-} ]]; then callgrind_control -z $PID >/dev/null; fi
+    # Emptied here, not by the bench's redirection: that runs after the fork, and the wait
+    # below could see the last round's "holding" first.
+    : >"$W/progress"
     "$BENCH" connect -c "$C" -d 5s --connect-timeout 60s "ws://127.0.0.1:$PORT$S" >"$W/bench" 2>"$W/progress" &
     local bench=$!
     if [[ -n ${1:-} ]]; then

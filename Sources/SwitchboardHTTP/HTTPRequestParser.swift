@@ -471,8 +471,8 @@ public struct HTTPRequestParser: Sendable {
             }
             var headers = HTTPHeaders(reservingCapacity: fields.count)
             for field in fields {
-                // `Host` is in every HTTP/1.1 request: a literal costs no decoding.
-                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : string(field.name)
+                // `Host` and the other common names as literals: no decoding.
+                let name = CommonFieldNames.literal(b, field.name) ?? string(field.name)
                 headers.add(name: name, value: string(field.value))
             }
             let keepAlive: Bool

@@ -143,3 +143,52 @@ private let pieces = [
         #expect(String(decoding: buffer, as: UTF8.self) == "HTTP/1.1 204 No Content\r\n\r\n")
     }
 }
+
+/// The names the parser hands out as literals (`CommonFieldNames`), each in its exact spelling
+/// and in other spellings of the same length: every name comes out exactly as received.
+@Suite struct CommonFieldNameTests {
+    static let names = [
+        "Host", "Accept", "Origin", "Cookie", "Pragma", "Upgrade", "Connection", "User-Agent", "Content-Type",
+        "Cache-Control", "Authorization", "Content-Length", "Accept-Encoding", "Accept-Language", "Sec-WebSocket-Key",
+        "Sec-WebSocket-Version", "Sec-WebSocket-Protocol", "Sec-WebSocket-Extensions",
+    ]
+
+    /// The exact name, all lowercase, all uppercase, the last letter's case flipped, and
+    /// same-length names one byte off.
+    static func spellings(_ name: String) -> [String] {
+        let last = name.last!
+        let flipped = String(name.dropLast()) + (last.isUppercase ? last.lowercased() : last.uppercased())
+        return [name, name.lowercased(), name.uppercased(), flipped, String(name.dropLast()) + "x", "X" + String(name.dropFirst())]
+    }
+
+    @Test func literalOnlyForTheExactSpelling() {
+        let listed = Set(Self.names)
+        for name in Self.names {
+            for spelling in Self.spellings(name) {
+                let b = Array(spelling.utf8)
+                let literal = b.withUnsafeBufferPointer { CommonFieldNames.literal($0, 0..<$0.count) }
+                #expect(literal == (listed.contains(spelling) ? spelling : nil), "\(spelling)")
+            }
+        }
+        // A range inside a larger buffer: the bytes around it are not part of the name.
+        let b = Array("xHostx".utf8)
+        #expect(b.withUnsafeBufferPointer { CommonFieldNames.literal($0, 1..<5) } == "Host")
+        #expect(b.withUnsafeBufferPointer { CommonFieldNames.literal($0, 0..<4) } == nil)
+    }
+
+    @Test func parsedNamesAreAsReceived() throws {
+        var lines = ["GET / HTTP/1.1"]
+        var expected: [(String, String)] = []
+        for (index, name) in Self.names.enumerated() where name != "Content-Length" {
+            for (variant, spelling) in Self.spellings(name).enumerated() {
+                // One Host only (a second is a 400), and it must be there.
+                if name == "Host" && variant > 0 { continue }
+                lines.append("\(spelling): v\(index).\(variant)")
+                expected.append((spelling, "v\(index).\(variant)"))
+            }
+        }
+        let request = try #require(single((lines + ["", ""]).joined(separator: "\r\n"), limits: HTTPLimits(maxHeaderCount: 200)))
+        #expect(Array(request.headers.map(\.name)) == expected.map(\.0))
+        #expect(Array(request.headers.map(\.value)) == expected.map(\.1))
+    }
+}

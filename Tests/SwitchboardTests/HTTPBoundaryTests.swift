@@ -36,4 +36,20 @@ struct HTTPBoundaryTests {
         #expect(request.headerFields[values: .secWebSocketKey].first == "value of Sec-WebSocket-Key")
         #expect(request.headerFields[values: .upgrade] == ["value of Upgrade", "value of upgrade", "value of UPGRADE", "value of UpgradE"])
     }
+
+    @Test("path and query: derived from the target only when not given")
+    func pathAndQuery() {
+        let derived = WorkerRequest(method: .get, target: "/a/b?x=1?y")
+        #expect(derived.path == "/a/b" && derived.query == "x=1?y")
+        let bare = WorkerRequest(method: .get, target: "/a")
+        #expect(bare.path == "/a" && bare.query == "")
+        let pathOnly = WorkerRequest(method: .get, target: "/a?q", path: "/given")
+        #expect(pathOnly.path == "/given" && pathOnly.query == "q")
+        let queryOnly = WorkerRequest(method: .get, target: "/a?q", query: "given")
+        #expect(queryOnly.path == "/a" && queryOnly.query == "given")
+        let both = WorkerRequest(method: .get, target: "/a?q", path: "/p", query: "")
+        #expect(both.path == "/p" && both.query == "")
+        let parsed = WorkerRequest(parsed: ParsedRequest(method: "GET", url: "/room?id=7"))
+        #expect(parsed.target == "/room?id=7" && parsed.path == "/room" && parsed.query == "id=7")
+    }
 }

@@ -72,6 +72,15 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
         }
     }
 
+    /// How many fields are named `name` (case-insensitive), without collecting their values.
+    public func count(named name: String) -> Int {
+        ASCII.withBytes(name) { wanted in
+            var count = 0
+            for field in fields where Self.named(field, wanted) { count &+= 1 }
+            return count
+        }
+    }
+
     /// Whether a field named `name` (case-insensitive) is present.
     public func contains(name: String) -> Bool {
         ASCII.withBytes(name) { wanted in fields.contains { Self.named($0, wanted) } }

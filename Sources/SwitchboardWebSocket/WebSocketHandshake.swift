@@ -32,13 +32,13 @@ package enum WebSocketHandshake {
         guard headers.containsToken("upgrade", in: "Connection") else {
             return reject(400, "Connection header does not contain upgrade")
         }
-        let keys = headers.values(for: "Sec-WebSocket-Key")
-        guard keys.count == 1, let key = keys.first, isValidKey(key) else {
+        // Counted, then looked up: no array of values per header.
+        guard headers.count(named: "Sec-WebSocket-Key") == 1, let key = headers["Sec-WebSocket-Key"], isValidKey(key) else {
             return reject(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
         }
-        let versions = headers.values(for: "Sec-WebSocket-Version")
-        guard !versions.isEmpty else { return reject(400, "missing Sec-WebSocket-Version") }
-        guard versions.count == 1, versions[0] == "13" else {
+        let versionCount = headers.count(named: "Sec-WebSocket-Version")
+        guard versionCount > 0 else { return reject(400, "missing Sec-WebSocket-Version") }
+        guard versionCount == 1, headers["Sec-WebSocket-Version"] == "13" else {
             return reject(426, "unsupported WebSocket version", ["Sec-WebSocket-Version": "13", "Upgrade": "websocket"])
         }
         if let allowed = options.allowedOrigins {

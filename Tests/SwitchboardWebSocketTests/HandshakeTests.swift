@@ -64,6 +64,9 @@ private func rejectedStatus(_ result: WebSocketHandshakeResult) -> Int? {
         Rejection(name: "two keys", extra: [("Sec-WebSocket-Key", key)], status: 400),
         Rejection(name: "version 8", replace: ["Sec-WebSocket-Version": "8"], status: 426),
         Rejection(name: "missing version", drop: ["Sec-WebSocket-Version"], status: 400),
+        Rejection(name: "version 13 twice", extra: [("sec-websocket-version", "13")], status: 426),
+        Rejection(name: "second key in other case", extra: [("SEC-WEBSOCKET-KEY", key)], status: 400),
+        Rejection(name: "version and a lowercase empty one", extra: [("sec-websocket-version", "")], status: 426),
         Rejection(name: "missing Upgrade", drop: ["Upgrade"], status: 400),
         Rejection(name: "Upgrade not websocket", replace: ["Upgrade": "h2c"], status: 400),
         Rejection(name: "Connection without upgrade", replace: ["Connection": "keep-alive"], status: 400),
@@ -147,6 +150,14 @@ private func rejectedStatus(_ result: WebSocketHandshakeResult) -> Int? {
         #expect(!WebSocketHandshake.isValidKey(key + "="))
         #expect(!WebSocketHandshake.isValidKey(String(key.dropLast())))
         #expect(!WebSocketHandshake.isValidKey(""))
+    }
+
+    @Test func keyAndVersionUnderAnyCase() {
+        let result = WebSocketHandshake.negotiate(
+            request(drop: ["Sec-WebSocket-Key", "Sec-WebSocket-Version"],
+                    extra: [("sec-websocket-key", key), ("SEC-WEBSOCKET-VERSION", "13")]),
+            options: .init(), subprotocol: nil)
+        #expect(accepted(result)?.0.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     }
 
     @Test func upgradeTokenCaseInsensitive() {

@@ -4,6 +4,13 @@
 // and lowercasing it again. Exact spelling only: any other case is decoded as received.
 
 enum CommonFieldNames {
+    /// The name in `b[range]`: a literal when it is one of these names spelled exactly so,
+    /// else decoded.
+    @inline(never)
+    static func name(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String {
+        literal(b, range) ?? String(decoding: UnsafeBufferPointer(rebasing: b[range]), as: UTF8.self)
+    }
+
     /// The literal for `b[range]` when it is one of these names spelled exactly so, else nil.
     static func literal(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> String? {
         // By length first: one integer compare rejects most names.

@@ -23,9 +23,11 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
         fields = elements.map { Field(name: $0.0, value: $0.1) }
     }
 
-    init(reservingCapacity capacity: Int) {
+    /// Creates an empty header list with room for `minimumCapacity` fields: a list built
+    /// field by field then allocates once (a dictionary literal costs an array of tuples more).
+    public init(minimumCapacity: Int) {
         fields = []
-        fields.reserveCapacity(capacity)
+        fields.reserveCapacity(minimumCapacity)
     }
 
     /// Appends a field, keeping any existing fields with the same name.

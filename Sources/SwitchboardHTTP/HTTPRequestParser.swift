@@ -469,7 +469,7 @@ public struct HTTPRequestParser: Sendable {
             func string(_ r: Range<Int>) -> String {
                 String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
             }
-            var headers = HTTPHeaders(reservingCapacity: fields.count)
+            var headers = HTTPHeaders(minimumCapacity: fields.count)
             for field in fields {
                 // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
                 // common names are literals too (`CommonFieldNames`); this shape, `Host` checked

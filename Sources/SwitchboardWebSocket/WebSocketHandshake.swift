@@ -48,11 +48,11 @@ package enum WebSocketHandshake {
             }
         }
 
-        var response: HTTPHeaders = [
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Accept": acceptValue(forKey: key),
-        ]
+        // Room for the optional protocol and extensions: one allocation, no literal's array.
+        var response = HTTPHeaders(minimumCapacity: 5)
+        response.add(name: "Upgrade", value: "websocket")
+        response.add(name: "Connection", value: "Upgrade")
+        response.add(name: "Sec-WebSocket-Accept", value: acceptValue(forKey: key))
         if let subprotocol, offeredSubprotocols(request).contains(subprotocol) {
             response.add(name: "Sec-WebSocket-Protocol", value: subprotocol)
         }

@@ -9,7 +9,9 @@ typealias WireResponse = SwitchboardHTTP.HTTPResponse
 extension WorkerRequest {
     /// The handler's view of a parsed request. The parser validated method and field names
     /// as tokens, so the swift-http-types initializers cannot refuse them.
-    init(parsed request: ParsedRequest) {
+    /// Borrowed: an initializer takes its arguments owned, so the driver, which still needs
+    /// the request, had to copy it (a retain of every String and array in it) for this call.
+    init(parsed request: borrowing ParsedRequest) {
         var fields = HTTPFields()
         fields.reserveCapacity(request.headers.count)
         for (name, value) in request.headers {

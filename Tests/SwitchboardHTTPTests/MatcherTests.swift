@@ -138,6 +138,34 @@ private let pieces = [
         #expect(written(switching, status: 101) == "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\ncOnNeCtIoN: Upgrade\r\n\r\n")
     }
 
+    /// The head is written into room sized by a bound and trimmed: every decimal width, a
+    /// negative and an extreme status, long fields, many fields, an existing buffer before it.
+    @Test func writerHeadsOfEverySize() {
+        func written(_ r: HTTPResponse, prefix: [UInt8] = [], keepAlive: Bool = true, date: String? = nil) -> String {
+            var buffer = prefix
+            HTTPResponseWriter.write(r, keepAlive: keepAlive, date: date, into: &buffer)
+            return String(decoding: buffer, as: UTF8.self)
+        }
+        for (status, text) in [(0, "0"), (7, "7"), (-1, "-1"), (12_345, "12345"),
+                               (Int.max, "9223372036854775807"), (Int.min, "-9223372036854775808")] {
+            #expect(written(HTTPResponse(status: status)) == "HTTP/1.1 \(text) Unknown\r\nContent-Length: 0\r\n\r\n")
+        }
+        for length in [0, 1, 9, 10, 99, 100, 1_000, 65_536] {
+            let body = [UInt8](repeating: 0x61, count: length)
+            #expect(written(HTTPResponse(body: body)) == "HTTP/1.1 200 OK\r\nContent-Length: \(length)\r\n\r\n" + String(repeating: "a", count: length))
+        }
+        let long = String(repeating: "v", count: 5_000)
+        var many = HTTPHeaders()
+        var expected = "HTTP/1.1 200 OK\r\n"
+        for i in 0..<200 {
+            many.add(name: "X-\(i)", value: i % 2 == 0 ? long : "\(i)")
+            expected += "X-\(i): \(i % 2 == 0 ? long : "\(i)")\r\n"
+        }
+        expected += "Content-Length: 0\r\nConnection: close\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n"
+        #expect(written(HTTPResponse(headers: many), prefix: Array("before|".utf8), keepAlive: false,
+                        date: "Sun, 06 Nov 1994 08:49:37 GMT") == "before|" + expected)
+    }
+
     @Test func writerDropsAnUnsafeDate() {
         var buffer: [UInt8] = []
         HTTPResponseWriter.write(HTTPResponse(status: 204), keepAlive: true, date: "x\r\nSet-Cookie: a=b", into: &buffer)

@@ -27,11 +27,12 @@ extension WorkerRequest {
                   headerFields: fields, body: request.body)
     }
 
+    /// `Host` made once: swift-http-types marks its `.host` unavailable ("use authority").
+    private static let hostName = HTTPField.Name("Host")!
+
     /// swift-http-types' own name for a field name spelled exactly as its registered spelling
     /// (the parser hands these out as literals: see `CommonFieldNames`), without the
     /// validation and lowercasing of `HTTPField.Name(_:)`; nil for any other spelling.
-    private static let hostName = HTTPField.Name("Host")!  // (`.host` is unavailable: "use authority")
-
     private static func commonName(_ name: String) -> HTTPField.Name? {
         switch name.utf8.count {
         case 4: return name == "Host" ? hostName : nil

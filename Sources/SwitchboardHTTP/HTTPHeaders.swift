@@ -83,6 +83,19 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
         }
     }
 
+    /// The value of the field named `name` (case-insensitive) when exactly one field has that
+    /// name; nil when none or several do (``count(named:)`` tells which). One pass.
+    public func singleValue(for name: String) -> String? {
+        ASCII.withBytes(name) { wanted in
+            var found: String? = nil
+            for field in fields where Self.named(field, wanted) {
+                if found != nil { return nil }
+                found = field.value
+            }
+            return found
+        }
+    }
+
     /// Whether a field named `name` (case-insensitive) is present.
     public func contains(name: String) -> Bool {
         ASCII.withBytes(name) { wanted in fields.contains { Self.named($0, wanted) } }

@@ -32,13 +32,12 @@ package enum WebSocketHandshake {
         guard headers.containsToken("upgrade", in: "Connection") else {
             return reject(400, "Connection header does not contain upgrade")
         }
-        // Counted, then looked up: no array of values per header.
-        guard headers.count(named: "Sec-WebSocket-Key") == 1, let key = headers["Sec-WebSocket-Key"], isValidKey(key) else {
+        // One pass per name, no array of values; none and several are told apart only on failure.
+        guard let key = headers.singleValue(for: "Sec-WebSocket-Key"), isValidKey(key) else {
             return reject(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
         }
-        let versionCount = headers.count(named: "Sec-WebSocket-Version")
-        guard versionCount > 0 else { return reject(400, "missing Sec-WebSocket-Version") }
-        guard versionCount == 1, headers["Sec-WebSocket-Version"] == "13" else {
+        guard headers.singleValue(for: "Sec-WebSocket-Version") == "13" else {
+            guard headers.contains(name: "Sec-WebSocket-Version") else { return reject(400, "missing Sec-WebSocket-Version") }
             return reject(426, "unsupported WebSocket version", ["Sec-WebSocket-Version": "13", "Upgrade": "websocket"])
         }
         if let allowed = options.allowedOrigins {

@@ -74,17 +74,8 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
         }
     }
 
-    /// How many fields are named `name` (case-insensitive), without collecting their values.
-    public func count(named name: String) -> Int {
-        ASCII.withBytes(name) { wanted in
-            var count = 0
-            for field in fields where Self.named(field, wanted) { count &+= 1 }
-            return count
-        }
-    }
-
     /// The value of the field named `name` (case-insensitive) when exactly one field has that
-    /// name; nil when none or several do (``count(named:)`` tells which). One pass.
+    /// name; nil when none or several do (``contains(name:)`` tells which). One pass, no array.
     public func singleValue(for name: String) -> String? {
         ASCII.withBytes(name) { wanted in
             var found: String? = nil

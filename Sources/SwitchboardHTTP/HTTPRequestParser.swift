@@ -45,6 +45,9 @@ public struct HTTPRequestParser: Sendable {
     static let retainedBufferCapacity = 4096
     /// Typical browser and API-client heads fit in this.
     static let initialBufferCapacity = 1024
+    /// Field ranges reserved with the head buffer: a WebSocket upgrade has 5 to ~12 fields, and
+    /// growing from empty reallocated the list 4 times for 5 (kept across keep-alive requests).
+    static let initialFieldCapacity = 8
     /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
     static let maxBodyReservation = 64 * 1024
 
@@ -155,6 +158,7 @@ public struct HTTPRequestParser: Sendable {
                 if buffer.capacity == 0 {
                     // One allocation covers typical heads instead of several doublings.
                     buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                    fields.reserveCapacity(max(0, min(limits.maxHeaderCount, Self.initialFieldCapacity)))
                 }
                 // A request line starts with its method (a token) or is one of the tolerated
                 // empty lines: any other first byte (a flood of NULs, TLS on a plain port) is

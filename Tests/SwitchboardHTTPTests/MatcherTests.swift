@@ -220,4 +220,24 @@ private let pieces = [
         #expect(Array(request.headers.map(\.name)) == expected.map(\.0))
         #expect(Array(request.headers.map(\.value)) == expected.map(\.1))
     }
+
+    /// The field list is reserved with the head buffer (8 ranges): any header-count limit, and
+    /// more fields than the reservation, on one connection's parser request after request.
+    @Test func fieldListBeyondItsReservation() throws {
+        for limit in [-1, 0, 1, 8] {
+            let request = try #require(single("GET / HTTP/1.0\r\n\r\n", limits: HTTPLimits(maxHeaderCount: limit)))
+            #expect(request.headers.count == 0)
+        }
+        for count in [1, 7, 8, 9, 20] {
+            let names = (0..<count).map { "X-\($0)" }
+            let raw = "GET / HTTP/1.1\r\nHost: h\r\n" + names.map { "\($0): v\r\n" }.joined() + "\r\n"
+            // Twice on one parser: the second request reuses the list's capacity.
+            let events = parseWhole(bytes(raw + raw))
+            #expect(events.count == 2)
+            for event in events {
+                let request = try #require(event.request)
+                #expect(Array(request.headers.map(\.name)) == ["Host"] + names)
+            }
+        }
+    }
 }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# User-space instructions the server spends per echoed message, per fan-out delivery or per
-# HTTP request (issue 16 items 1, 3, 6 and the HTTP row), counted by valgrind's callgrind: the
-# figure that holds on a shared or loaded machine, where time does not. valgrind-echo
-# (switchboard-echo's /ws echo, /broadcast and built-in /health on the same library code, with
-# a synchronous main: valgrind 3.19 dies in the async main of switchboard-echo) runs under
-# callgrind, its debug info stripped (valgrind 3.19 cannot read
+# User-space instructions the server spends per echoed message, per fan-out delivery, per
+# HTTP request or per WebSocket opening handshake (issue 16 items 1, 3, 6 and the HTTP row),
+# counted by valgrind's callgrind: the figure that holds on a shared or loaded machine, where
+# time does not. valgrind-echo (switchboard-echo's /ws echo, /broadcast and built-in /health on
+# the same library code, with a synchronous main: valgrind 3.19 dies in the async main of
+# switchboard-echo) runs under callgrind, its debug info stripped (valgrind 3.19 cannot read
 # Swift 6's DWARF 5), with no Foundation (valgrind cannot run it); switchboard-bench (wrk for
 # http) drives the messages from outside valgrind. The counters are zeroed after a warm-up and
 # dumped after the measured run, so start-up, handshakes and the warm-up are left out.
@@ -15,15 +15,21 @@
 #     (keep-alive `GET SIZE` requests over CONNS connections for MESSAGES seconds, wrk -t1: SIZE
 #     is the path, e.g. /health). http counts the requests the server received (its
 #     switchboard_http_requests_total, read before and after), not wrk's, so the requests still
-#     in flight when wrk stops are counted too.
+#     in flight when wrk stops are counted too. connect: MESSAGES rounds, each opening CONNS
+#     WebSockets to SIZE (the path, e.g. /ws) with `switchboard-bench connect` (TCP accept, the
+#     upgrade request, the 101): the counters are zeroed before each round and dumped once the
+#     bench holds them all (its "holding" line), so their close frames and closes are not
+#     counted; the rounds' instructions are summed and divided by the upgrades the server
+#     counted (its switchboard_ws_upgrades_total, read around each round). The warm-up is one
+#     such round. OUT is the last round's profile (its upgrades are printed).
 #     OUT: where the callgrind profile is kept (default: a temporary file, removed), for
 #     `callgrind_annotate --inclusive=yes OUT`.
 #   SHARDS=2: the server runs 2 shards (fan-out subscribers spread over both: the cross-shard
 #   hop's cost per delivery; issue 16 item 5).
 #   Needs release builds of valgrind-echo and switchboard-bench (ECHO_BIN, BENCH_BIN override)
-#   and valgrind; http needs wrk and curl instead of switchboard-bench. Under valgrind the server
-#   runs ~50x slower, so each loop turn handles more messages than at full speed: compare
-#   figures measured the same way, not with real runs.
+#   and valgrind; http needs wrk and curl instead of switchboard-bench, connect needs curl.
+#   Under valgrind the server runs ~50x slower, so each loop turn handles more messages than at
+#   full speed: compare figures measured the same way, not with real runs.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 B="$1"; KIND="$2"; C="$3"; S="$4"; N="$5"; OUT="${6:-}"
@@ -32,8 +38,9 @@ BENCH="${BENCH_BIN:-$ROOT/.build/release/switchboard-bench}"
 command -v valgrind >/dev/null || { echo "valgrind is required" >&2; exit 1; }
 case $KIND in
     echo|fanout) ;;
+    connect) command -v curl >/dev/null || { echo "curl is required" >&2; exit 1; } ;;
     http) for tool in wrk curl; do command -v $tool >/dev/null || { echo "$tool is required" >&2; exit 1; }; done ;;
-    *) echo "KIND must be echo, fanout or http" >&2; exit 2 ;;
+    *) echo "KIND must be echo, fanout, http or connect" >&2; exit 2 ;;
 esac
 PORT=$((19900 + RANDOM % 400)); W=$(mktemp -d /tmp/instructions-per-message.XXXXXX)
 objcopy --strip-debug "$BIN" "$W/server"
@@ -43,8 +50,27 @@ trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; rm -rf "$W"' EXIT
 warm=$((N / 5 > 2000 ? N / 5 : 2000))
 # http: the server's own request counter (one request per read of /metrics) gives the exact
 # count, the requests wrk had in flight when it stopped included.
-requests_total() {
-    curl -sf "http://127.0.0.1:$PORT/metrics" | awk '/^switchboard_http_requests_total/ { s += $NF } END { print s + 0 }'
+counter_total() {
+    curl -sf "http://127.0.0.1:$PORT/metrics" | awk -v name="$1" '$1 ~ "^" name "([{]|$)" { s += $NF } END { print s + 0 }'
+}
+requests_total() { counter_total switchboard_http_requests_total; }
+# connect: one round of CONNS WebSockets held for 5 s (under valgrind, time enough to dump the
+# counters before the bench closes them); with an argument, the counters are zeroed first and
+# dumped as soon as the bench reports that it holds them all. Returns when the server holds none
+# (the reads of /metrics after the dump are not counted).
+connect_round() {
+    if [[ -n ${1:-} ]]; then callgrind_control -z $PID >/dev/null; fi
+    # Emptied here, not by the bench's redirection: that runs after the fork, and the wait
+    # below could see the last round's "holding" first.
+    : >"$W/progress"
+    "$BENCH" connect -c "$C" -d 5s --connect-timeout 60s "ws://127.0.0.1:$PORT$S" >"$W/bench" 2>"$W/progress" &
+    local bench=$!
+    if [[ -n ${1:-} ]]; then
+        for _ in $(seq 1 1200); do grep -q holding "$W/progress" && break; kill -0 $bench 2>/dev/null || break; sleep 0.1; done
+        callgrind_control -d $PID >/dev/null
+    fi
+    wait $bench || { cat "$W/bench"; exit 1; }
+    for _ in $(seq 1 600); do (( $(counter_total switchboard_ws_open) == 0 )) && break; sleep 0.1; done
 }
 run_wrk() { wrk -t1 -c "$C" -d "${1}s" --timeout 30s "http://127.0.0.1:$PORT$S"; }
 if [[ $KIND == http ]]; then
@@ -56,6 +82,25 @@ else
 fi
 if [[ $KIND == echo ]]; then
     "$BENCH" echo -c "$C" -s "$S" -n "$warm" --quiet --connect-timeout 60s "ws://127.0.0.1:$PORT/ws" >/dev/null 2>&1
+elif [[ $KIND == connect ]]; then
+    connect_round
+    before=$(counter_total switchboard_ws_upgrades_total)
+fi
+if [[ $KIND == connect ]]; then
+    IR=0; MSGS=0
+    for round in $(seq 1 "$N"); do
+        connect_round measured
+        sleep 1
+        PROFILE="$W/cg.$PID.$round"  # callgrind numbers its dumps from 1
+        ir=$(callgrind_annotate "$PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/ { v = $1; gsub(/,/, "", v); print v; exit }')
+        after=$(counter_total switchboard_ws_upgrades_total)
+        echo "  round $round: $((after - before)) upgrades, $ir instructions"
+        IR=$((IR + ir)); MSGS=$((MSGS + after - before)); before=$after
+    done
+    echo "backend=$B kind=$KIND conns=$C size=$S messages=$MSGS instructions=$IR"
+    awk -v ir="$IR" -v n="$MSGS" 'BEGIN { printf "  per handshake: %.0f instructions\n", ir / n }'
+    if [[ -n "$OUT" ]]; then cp "$PROFILE" "$OUT"; fi
+    exit 0
 fi
 callgrind_control -z $PID >/dev/null
 if [[ $KIND == http ]]; then

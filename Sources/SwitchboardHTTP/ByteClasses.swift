@@ -99,12 +99,33 @@ enum ASCII {
         }
     }
 
-    /// ASCII case-insensitive string equality without allocating.
+    /// ASCII case-insensitive string equality without allocating: only A-Z and a-z fold, every
+    /// other byte (non-ASCII included) must be equal. An index loop over the contiguous UTF-8
+    /// (a `zip` of the two UTF-8 views cost ~120 instructions per byte pair).
     static func caseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
-        let au = a.utf8
-        let bu = b.utf8
-        guard au.count == bu.count else { return false }
-        for (x, y) in zip(au, bu) where lower(x) != lower(y) { return false }
+        guard a.utf8.count == b.utf8.count else { return false }
+        return withBytes(a) { x in withBytes(b) { y in equalsIgnoringCase(x, y) } }
+    }
+
+    /// Case-insensitive equality of two byte runs of the same length (A-Z and a-z fold).
+    @inline(__always)
+    static func equalsIgnoringCase(_ x: UnsafeBufferPointer<UInt8>, _ y: UnsafeBufferPointer<UInt8>) -> Bool {
+        guard x.count == y.count else { return false }
+        var i = 0
+        while i < x.count {
+            let p = x[i], q = y[i]
+            if p != q && lower(p) != lower(q) { return false }
+            i &+= 1
+        }
         return true
+    }
+
+    /// Calls `body` with `string`'s UTF-8 bytes, without a copy when the string is native
+    /// (always, on Linux; a small string is copied to the stack by the standard library).
+    @inline(__always)
+    static func withBytes<R>(_ string: String, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let result = string.utf8.withContiguousStorageIfAvailable(body) { return result }
+        var copy = string
+        return copy.withUTF8(body)
     }
 }

@@ -23,9 +23,11 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
         fields = elements.map { Field(name: $0.0, value: $0.1) }
     }
 
-    init(reservingCapacity capacity: Int) {
+    /// Creates an empty header list with room for `minimumCapacity` fields: a list built
+    /// field by field then allocates once (a dictionary literal costs an array of tuples more).
+    public init(minimumCapacity: Int) {
         fields = []
-        fields.reserveCapacity(capacity)
+        fields.reserveCapacity(minimumCapacity)
     }
 
     /// Appends a field, keeping any existing fields with the same name.
@@ -57,44 +59,65 @@ public struct HTTPHeaders: Sendable, Sequence, Equatable, ExpressibleByDictionar
 
     /// The value of the first field named `name` (case-insensitive), or nil.
     public subscript(name: String) -> String? {
-        fields.first { ASCII.caseInsensitiveEquals($0.name, name) }?.value
+        ASCII.withBytes(name) { wanted in
+            for field in fields where Self.named(field, wanted) { return field.value }
+            return nil
+        }
     }
 
     /// The values of all fields named `name` (case-insensitive), in order.
     public func values(for name: String) -> [String] {
-        fields.compactMap { ASCII.caseInsensitiveEquals($0.name, name) ? $0.value : nil }
+        ASCII.withBytes(name) { wanted in
+            var values: [String] = []
+            for field in fields where Self.named(field, wanted) { values.append(field.value) }
+            return values
+        }
+    }
+
+    /// The value of the field named `name` (case-insensitive) when exactly one field has that
+    /// name; nil when none or several do (``contains(name:)`` tells which). One pass, no array.
+    public func singleValue(for name: String) -> String? {
+        ASCII.withBytes(name) { wanted in
+            var found: String? = nil
+            for field in fields where Self.named(field, wanted) {
+                if found != nil { return nil }
+                found = field.value
+            }
+            return found
+        }
     }
 
     /// Whether a field named `name` (case-insensitive) is present.
     public func contains(name: String) -> Bool {
-        fields.contains { ASCII.caseInsensitiveEquals($0.name, name) }
+        ASCII.withBytes(name) { wanted in fields.contains { Self.named($0, wanted) } }
     }
 
     /// Whether any field named `name` holds a comma-separated token list containing `token`
     /// (case-insensitive, surrounding whitespace ignored), e.g. `containsToken("upgrade", in: "Connection")`.
     public func containsToken(_ token: String, in name: String) -> Bool {
-        for field in fields where ASCII.caseInsensitiveEquals(field.name, name) {
-            var value = field.value
-            let found = value.withUTF8 { bytes -> Bool in
-                var hit = false
-                ASCII.forEachListElement(bytes, 0..<bytes.count) { element in
-                    hit = Self.equalsIgnoringCase(bytes, element, token)
-                    return !hit
+        ASCII.withBytes(name) { wanted in
+            ASCII.withBytes(token) { tokenBytes in
+                for field in fields where Self.named(field, wanted) {
+                    let found = ASCII.withBytes(field.value) { bytes -> Bool in
+                        var hit = false
+                        ASCII.forEachListElement(bytes, 0..<bytes.count) { element in
+                            hit = ASCII.equalsIgnoringCase(UnsafeBufferPointer(rebasing: bytes[element]), tokenBytes)
+                            return !hit
+                        }
+                        return hit
+                    }
+                    if found { return true }
                 }
-                return hit
+                return false
             }
-            if found { return true }
         }
-        return false
     }
 
-    private static func equalsIgnoringCase(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ token: String) -> Bool {
-        let tokenBytes = token.utf8
-        guard range.count == tokenBytes.count else { return false }
-        for (index, t) in zip(range, tokenBytes) where ASCII.lower(bytes[index]) != ASCII.lower(t) {
-            return false
-        }
-        return true
+    /// Whether `field`'s name is `wanted` (case-insensitive). The lengths first: most fields
+    /// are told apart by one compare, without touching their bytes.
+    @inline(__always)
+    private static func named(_ field: Field, _ wanted: UnsafeBufferPointer<UInt8>) -> Bool {
+        field.name.utf8.count == wanted.count && ASCII.withBytes(field.name) { ASCII.equalsIgnoringCase($0, wanted) }
     }
 
     /// Number of fields, duplicates included.

@@ -45,6 +45,9 @@ public struct HTTPRequestParser: Sendable {
     static let retainedBufferCapacity = 4096
     /// Typical browser and API-client heads fit in this.
     static let initialBufferCapacity = 1024
+    /// Field ranges reserved with the head buffer: a WebSocket upgrade has 5 to ~12 fields, and
+    /// growing from empty reallocated the list 4 times for 5 (kept across keep-alive requests).
+    static let initialFieldCapacity = 8
     /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
     static let maxBodyReservation = 64 * 1024
 
@@ -155,6 +158,7 @@ public struct HTTPRequestParser: Sendable {
                 if buffer.capacity == 0 {
                     // One allocation covers typical heads instead of several doublings.
                     buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                    fields.reserveCapacity(max(0, min(limits.maxHeaderCount, Self.initialFieldCapacity)))
                 }
                 // A request line starts with its method (a token) or is one of the tolerated
                 // empty lines: any other first byte (a flood of NULs, TLS on a plain port) is
@@ -469,10 +473,12 @@ public struct HTTPRequestParser: Sendable {
             func string(_ r: Range<Int>) -> String {
                 String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
             }
-            var headers = HTTPHeaders(reservingCapacity: fields.count)
+            var headers = HTTPHeaders(minimumCapacity: fields.count)
             for field in fields {
-                // `Host` is in every HTTP/1.1 request: a literal costs no decoding.
-                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : string(field.name)
+                // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
+                // common names are literals too (`CommonFieldNames`); this shape, `Host` checked
+                // here, keeps `GET /health` at its count (a `??` here cost a retain per request).
+                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
                 headers.add(name: name, value: string(field.value))
             }
             let keepAlive: Bool

@@ -32,13 +32,12 @@ package enum WebSocketHandshake {
         guard headers.containsToken("upgrade", in: "Connection") else {
             return reject(400, "Connection header does not contain upgrade")
         }
-        let keys = headers.values(for: "Sec-WebSocket-Key")
-        guard keys.count == 1, let key = keys.first, isValidKey(key) else {
+        // One pass per name, no array of values; none and several are told apart only on failure.
+        guard let key = headers.singleValue(for: "Sec-WebSocket-Key"), isValidKey(key) else {
             return reject(400, "Sec-WebSocket-Key must be base64 of 16 bytes")
         }
-        let versions = headers.values(for: "Sec-WebSocket-Version")
-        guard !versions.isEmpty else { return reject(400, "missing Sec-WebSocket-Version") }
-        guard versions.count == 1, versions[0] == "13" else {
+        guard headers.singleValue(for: "Sec-WebSocket-Version") == "13" else {
+            guard headers.contains(name: "Sec-WebSocket-Version") else { return reject(400, "missing Sec-WebSocket-Version") }
             return reject(426, "unsupported WebSocket version", ["Sec-WebSocket-Version": "13", "Upgrade": "websocket"])
         }
         if let allowed = options.allowedOrigins {
@@ -48,11 +47,11 @@ package enum WebSocketHandshake {
             }
         }
 
-        var response: HTTPHeaders = [
-            "Upgrade": "websocket",
-            "Connection": "Upgrade",
-            "Sec-WebSocket-Accept": acceptValue(forKey: key),
-        ]
+        // Room for the optional protocol and extensions: one allocation, no literal's array.
+        var response = HTTPHeaders(minimumCapacity: 5)
+        response.add(name: "Upgrade", value: "websocket")
+        response.add(name: "Connection", value: "Upgrade")
+        response.add(name: "Sec-WebSocket-Accept", value: acceptValue(forKey: key))
         if let subprotocol, offeredSubprotocols(request).contains(subprotocol) {
             response.add(name: "Sec-WebSocket-Protocol", value: subprotocol)
         }
@@ -69,14 +68,27 @@ package enum WebSocketHandshake {
     }
 
     /// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)) (RFC 6455 §4.2.2).
+    /// The digest's input and output live on the stack: the String it returns is the only
+    /// allocation (a key of 24 bytes makes a 28-byte answer, too long for a small string).
     package static func acceptValue(forKey key: String) -> String {
-        let input = Array((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8)
-        var output = [CChar](repeating: 0, count: 32)
-        let count = input.withUnsafeBufferPointer { bytes in
-            output.withUnsafeMutableBufferPointer { sb_sha1_base64(bytes.baseAddress, bytes.count, $0.baseAddress) }
+        var key = key
+        return key.withUTF8 { keyBytes in
+            let guid: StaticString = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+            let inputCount = keyBytes.count + guid.utf8CodeUnitCount
+            return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: inputCount) { input in
+                if let base = keyBytes.baseAddress { input.baseAddress!.update(from: base, count: keyBytes.count) }
+                (input.baseAddress! + keyBytes.count).update(from: guid.utf8Start, count: guid.utf8CodeUnitCount)
+                // EVP_EncodeBlock writes 28 characters and a NUL for a 20-byte digest.
+                return withUnsafeTemporaryAllocation(of: CChar.self, capacity: 32) { output in
+                    let count = sb_sha1_base64(input.baseAddress, inputCount, output.baseAddress)
+                    guard count == 28 else { return "" }
+                    return String(unsafeUninitializedCapacity: 28) { text in
+                        UnsafeMutableRawBufferPointer(text).copyMemory(from: UnsafeRawBufferPointer(start: output.baseAddress, count: 28))
+                        return 28
+                    }
+                }
+            }
         }
-        guard count == 28 else { return "" }
-        return String(decoding: output.prefix(28).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// The client's offered subprotocols, in order (all `Sec-WebSocket-Protocol` fields, comma-split, trimmed).
@@ -94,13 +106,16 @@ package enum WebSocketHandshake {
     /// Base64 of exactly 16 bytes: 22 alphabet characters then "==", canonical (the unused low
     /// 4 bits of the 22nd character are zero).
     static func isValidKey(_ key: String) -> Bool {
-        let bytes = Array(key.utf8)
-        guard bytes.count == 24, bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
-        for index in 0..<22 {
-            guard let value = base64Value(bytes[index]) else { return false }
-            if index == 21 && value & 0x0F != 0 { return false }
+        guard key.utf8.count == 24 else { return false }
+        var key = key
+        return key.withUTF8 { bytes in
+            guard bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
+            for index in 0..<22 {
+                guard let value = base64Value(bytes[index]) else { return false }
+                if index == 21 && value & 0x0F != 0 { return false }
+            }
+            return true
         }
-        return true
     }
 
     private static func base64Value(_ byte: UInt8) -> UInt8? {
@@ -114,10 +129,16 @@ package enum WebSocketHandshake {
         }
     }
 
+    /// ASCII case-insensitive equality (only A-Z and a-z fold; other bytes must be equal).
     private static func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
-        let x = a.utf8, y = b.utf8
-        guard x.count == y.count else { return false }
-        func lower(_ c: UInt8) -> UInt8 { c >= 65 && c <= 90 ? c | 0x20 : c }
-        return zip(x, y).allSatisfy { lower($0) == lower($1) }
+        guard a.utf8.count == b.utf8.count else { return false }
+        var a = a, b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                func lower(_ c: UInt8) -> UInt8 { c >= 65 && c <= 90 ? c | 0x20 : c }
+                for i in 0..<x.count where lower(x[i]) != lower(y[i]) { return false }
+                return true
+            }
+        }
     }
 }

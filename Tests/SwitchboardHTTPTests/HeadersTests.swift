@@ -26,6 +26,14 @@ import Testing
         #expect(h != HTTPHeaders([("C", "4"), ("A", "9")]), "order matters")
     }
 
+    @Test func minimumCapacityStartsEmpty() {
+        var h = HTTPHeaders(minimumCapacity: 5)
+        #expect(h.count == 0 && h == HTTPHeaders() && h["Upgrade"] == nil)
+        h.add(name: "Upgrade", value: "websocket")
+        h.add(name: "Connection", value: "Upgrade")
+        #expect(h == ["Upgrade": "websocket", "Connection": "Upgrade"])
+    }
+
     @Test func tokens() {
         let h: HTTPHeaders = ["Connection": "keep-alive,  Upgrade ,", "connection": "TE"]
         #expect(h.containsToken("upgrade", in: "CONNECTION"))

@@ -64,6 +64,9 @@ private func rejectedStatus(_ result: WebSocketHandshakeResult) -> Int? {
         Rejection(name: "two keys", extra: [("Sec-WebSocket-Key", key)], status: 400),
         Rejection(name: "version 8", replace: ["Sec-WebSocket-Version": "8"], status: 426),
         Rejection(name: "missing version", drop: ["Sec-WebSocket-Version"], status: 400),
+        Rejection(name: "version 13 twice", extra: [("sec-websocket-version", "13")], status: 426),
+        Rejection(name: "second key in other case", extra: [("SEC-WEBSOCKET-KEY", key)], status: 400),
+        Rejection(name: "version and a lowercase empty one", extra: [("sec-websocket-version", "")], status: 426),
         Rejection(name: "missing Upgrade", drop: ["Upgrade"], status: 400),
         Rejection(name: "Upgrade not websocket", replace: ["Upgrade": "h2c"], status: 400),
         Rejection(name: "Connection without upgrade", replace: ["Connection": "keep-alive"], status: 400),
@@ -89,6 +92,72 @@ private func rejectedStatus(_ result: WebSocketHandshakeResult) -> Int? {
         let result = WebSocketHandshake.negotiate(
             request(extra: [("Origin", "HTTPS://A.example")]), options: .init(allowedOrigins: ["https://a.example"]), subprotocol: nil)
         #expect(accepted(result) != nil)
+    }
+
+    @Test func originMatchFoldsOnlyASCII() {
+        func allowed(_ origin: String, _ list: [String]) -> Bool {
+            accepted(WebSocketHandshake.negotiate(
+                request(extra: [("Origin", origin)]), options: .init(allowedOrigins: list), subprotocol: nil)) != nil
+        }
+        #expect(allowed("HTTPS://A.EXAMPLE", ["https://a.example"]))
+        #expect(!allowed("https://\u{C9}.example", ["https://\u{E9}.example"]), "É and é differ by 0x20 in their last byte")
+        #expect(!allowed("https://a.example", ["https://a.exampl"]))
+        #expect(!allowed("https://a.exampl", ["https://a.example"]))
+        #expect(!allowed("https://a.example", []))
+        #expect(allowed("https://\u{E9}.example", ["https://x.example", "https://\u{E9}.EXAMPLE"]))
+    }
+
+    /// base64(SHA-1(key + GUID)), from Python's hashlib and base64 (the RFC's example is above).
+    @Test(arguments: [
+        ("AAAAAAAAAAAAAAAAAAAAAA==", "ICX+Yqv66kxgM0FcWaLWlFLwTAI="),
+        ("/////////////////////w==", "XXpj4jYzLM2yUE0C7TIgMwTQh2g="),
+        ("x3JJHMbDL1EzLkh9GBhXDw==", "HSmrc0sMlYUkAGmm5OPpG2HaGWk="),
+        ("", "Kfh9QIsMVZcl6xEPYxPHzW8SZ8w="),
+        ("abc", "zwKd5BnoWxQ6GxTxxSmBSHGHX9M="),
+    ])
+    func acceptValues(_ key: String, _ expected: String) {
+        #expect(WebSocketHandshake.acceptValue(forKey: key) == expected)
+    }
+
+    /// Every byte at every position of a valid key, against the definition: 24 bytes, 22 of the
+    /// base64 alphabet then "==", the 22nd character's low 4 bits zero.
+    @Test func keyValidityAtEveryPositionAndByte() {
+        let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+        func reference(_ bytes: [UInt8]) -> Bool {
+            guard bytes.count == 24, bytes[22] == UInt8(ascii: "="), bytes[23] == UInt8(ascii: "=") else { return false }
+            for index in 0..<22 {
+                guard let value = alphabet.firstIndex(of: bytes[index]) else { return false }
+                if index == 21 && value & 0x0F != 0 { return false }
+            }
+            return true
+        }
+        let valid = Array(key.utf8)
+        #expect(WebSocketHandshake.isValidKey(key))
+        var accepted = 0
+        for position in 0..<24 {
+            for byte in 0...255 {
+                var bytes = valid
+                bytes[position] = UInt8(byte)
+                let candidate = String(decoding: bytes, as: UTF8.self)  // a lone byte >= 0x80 becomes U+FFFD
+                let expected = reference(Array(candidate.utf8))
+                #expect(WebSocketHandshake.isValidKey(candidate) == expected, "byte \(byte) at \(position)")
+                if expected { accepted += 1 }
+            }
+        }
+        // 21 positions x 64 characters, 4 characters at position 21 (A, Q, g, w), and "=" itself
+        // at positions 22 and 23.
+        #expect(accepted == 21 * 64 + 4 + 2)
+        #expect(!WebSocketHandshake.isValidKey(key + "="))
+        #expect(!WebSocketHandshake.isValidKey(String(key.dropLast())))
+        #expect(!WebSocketHandshake.isValidKey(""))
+    }
+
+    @Test func keyAndVersionUnderAnyCase() {
+        let result = WebSocketHandshake.negotiate(
+            request(drop: ["Sec-WebSocket-Key", "Sec-WebSocket-Version"],
+                    extra: [("sec-websocket-key", key), ("SEC-WEBSOCKET-VERSION", "13")]),
+            options: .init(), subprotocol: nil)
+        #expect(accepted(result)?.0.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
     }
 
     @Test func upgradeTokenCaseInsensitive() {

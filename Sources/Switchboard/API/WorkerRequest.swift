@@ -23,7 +23,9 @@ public struct WorkerRequest: Sendable {
                 headerFields: HTTPFields = [:], body: [UInt8] = []) {
         self.method = method
         self.target = target
-        let question = target.firstIndex(of: "?")
+        // Searched only when needed: the broker passes both (a Character search is ~1,200
+        // instructions for a short target).
+        let question = path == nil || query == nil ? target.firstIndex(of: "?") : nil
         self.path = path ?? String(target[..<(question ?? target.endIndex)])
         self.query = query ?? question.map { String(target[target.index(after: $0)...]) } ?? ""
         self.headerFields = headerFields

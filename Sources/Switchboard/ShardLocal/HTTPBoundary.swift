@@ -9,11 +9,13 @@ typealias WireResponse = SwitchboardHTTP.HTTPResponse
 extension WorkerRequest {
     /// The handler's view of a parsed request. The parser validated method and field names
     /// as tokens, so the swift-http-types initializers cannot refuse them.
-    init(parsed request: ParsedRequest) {
+    /// Borrowed: an initializer takes its arguments owned, so the driver, which still needs
+    /// the request, had to copy it (a retain of every String and array in it) for this call.
+    init(parsed request: borrowing ParsedRequest) {
         var fields = HTTPFields()
         fields.reserveCapacity(request.headers.count)
         for (name, value) in request.headers {
-            guard let fieldName = HTTPField.Name(name) else {
+            guard let fieldName = Self.commonName(name) ?? HTTPField.Name(name) else {
                 assertionFailure("the parser let through an invalid field name")
                 continue
             }
@@ -23,6 +25,30 @@ extension WorkerRequest {
         assert(method != nil, "the parser let through an invalid method")
         self.init(method: method ?? .get, target: request.url, path: request.path, query: request.query,
                   headerFields: fields, body: request.body)
+    }
+
+    /// `Host` made once: swift-http-types marks its `.host` unavailable ("use authority").
+    private static let hostName = HTTPField.Name("Host")!
+
+    /// swift-http-types' own name for a field name spelled exactly as its registered spelling
+    /// (the parser hands these out as literals: see `CommonFieldNames`), without the
+    /// validation and lowercasing of `HTTPField.Name(_:)`; nil for any other spelling.
+    private static func commonName(_ name: String) -> HTTPField.Name? {
+        switch name.utf8.count {
+        case 4: return name == "Host" ? hostName : nil
+        case 6: return name == "Accept" ? .accept : name == "Origin" ? .origin : name == "Cookie" ? .cookie : nil
+        case 7: return name == "Upgrade" ? .upgrade : nil
+        case 10: return name == "Connection" ? .connection : name == "User-Agent" ? .userAgent : nil
+        case 12: return name == "Content-Type" ? .contentType : nil
+        case 13: return name == "Cache-Control" ? .cacheControl : name == "Authorization" ? .authorization : nil
+        case 14: return name == "Content-Length" ? .contentLength : nil
+        case 15: return name == "Accept-Encoding" ? .acceptEncoding : name == "Accept-Language" ? .acceptLanguage : nil
+        case 17: return name == "Sec-WebSocket-Key" ? .secWebSocketKey : nil
+        case 21: return name == "Sec-WebSocket-Version" ? .secWebSocketVersion : nil
+        case 22: return name == "Sec-WebSocket-Protocol" ? .secWebSocketProtocol : nil
+        case 24: return name == "Sec-WebSocket-Extensions" ? .secWebSocketExtensions : nil
+        default: return nil
+        }
     }
 }
 

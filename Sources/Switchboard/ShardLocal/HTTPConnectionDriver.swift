@@ -388,7 +388,7 @@ final class HTTPConnectionDriver {
                 let connection = WebSocketConnection(settings: webSocketSettings, deflate: parameters)
                 // (The codec makes its zlib streams on first use and charges them to the budget;
                 // a direction without context takeover frees its stream after each message.)
-                webSockets.adopt(id, WebSocketSession(connection, token: token, compresses: deflate != nil))
+                webSockets.adopt(id, WebSocketSession(consume connection, token: token, compresses: deflate != nil))
                 return true
             }
         }

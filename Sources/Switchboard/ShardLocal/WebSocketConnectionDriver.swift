@@ -321,16 +321,10 @@ final class WebSocketConnectionDriver {
             lend(opcode, count: count, id, session, worker)
         case .text(let text):
             // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`: lent
-            // as a view of the value. (Requests behind a close are not executed, as in `lend`.)
-            session.messagesThisTurn += 1
-            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
-            metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(SocketMessageView(.text(text)), socketId: id, token: session.token)
+            // as a view of the value.
+            handOver(SocketMessageView(.text(text)), id, session, worker)
         case .binary(let payload):
-            session.messagesThisTurn += 1
-            guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
-            metrics.webSocketMessagesIn.increment()
-            worker.handleSocketMessage(SocketMessageView(.binary(payload)), socketId: id, token: session.token)
+            handOver(SocketMessageView(.binary(payload)), id, session, worker)
         case .write(let frame) where WebSocketFrame.isPong(frame):
             queuePong(id, session, frame)
         case .write(let frame):
@@ -361,17 +355,24 @@ final class WebSocketConnectionDriver {
     /// `count` bytes), lent for the call.
     @inline(__always)
     private func lend(_ opcode: WebSocketOpcode, count: Int, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
-        assert(table.isCurrent(id))
         assert(count <= lendingBuffer.count)
-        session.messagesThisTurn += 1
-        // Requests behind a close (the handler's, or the shard's) are not executed.
-        guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
-        metrics.webSocketMessagesIn.increment()
         #if DEBUG
         lending = true
         defer { lending = false }
         #endif
-        let view = SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count))
+        handOver(SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count)),
+                 id, session, worker)
+    }
+
+    /// Every message's way to the handler: counted against the turn, then handed over unless
+    /// a close came first.
+    @inline(__always)
+    private func handOver(_ view: consuming SocketMessageView, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
+        assert(table.isCurrent(id))
+        session.messagesThisTurn += 1
+        // Requests behind a close (the handler's, or the shard's) are not executed.
+        guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
+        metrics.webSocketMessagesIn.increment()
         // Without a token, a literal nil: the session's property passed as it is was retained
         // and released around the call, a null reference included (the handler could change
         // the token meanwhile, through `setToken`).
@@ -437,8 +438,16 @@ final class WebSocketConnectionDriver {
 
     // MARK: - Send
 
-    /// Sends a message on a WebSocket of this shard: exact.
+    /// Sends a message on a WebSocket of this shard: exact. Its bytes go through
+    /// `send(_:_:_:)`, read in place (`withFrameParts`: no copy of the string or array).
     func send(_ id: SocketID, _ message: SocketMessage) -> LocalSendResult {
+        message.withFrameParts { send(id, $0, $1) }
+    }
+
+    /// Sends a message given as its opcode (text or binary) and bytes (a handler's
+    /// `SocketMessageView`, or a `SocketMessage`'s, above).
+    func send(_ id: SocketID, _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> LocalSendResult {
+        assert(opcode == .text || opcode == .binary)
         // Not `connection.isOpen`: the codec may already have failed on input that arrived in
         // the same read as the message being answered; the answer still goes before the close.
         // The plain path reads the slot's flags, not the session (no retain of it, no dynamic
@@ -447,31 +456,10 @@ final class WebSocketConnectionDriver {
         guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
         assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
         assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
-        guard table.compresses(id) else {
-            // Queued from here, not after a merge with the deflate branch: a `let frame`
-            // assigned in both branches was copied (a retain and release per message).
-            return message.withFrameParts { queue(retained: framePool.retainedFrame($0, $1), on: id) }
-        }
-        // The compressor's state advances with every message: only for one that is sent.
-        guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
-        let bytes: [UInt8]
-        switch message {
-        case .text(var s):
-            bytes = s.withUTF8 { session.connection.encodeMessage(UnsafeRawBufferPointer($0), opcode: .text) }
-        case .binary(let b):
-            bytes = b.withUnsafeBytes { session.connection.encodeMessage($0, opcode: .binary) }
-        }
-        return queue(OutboundBytes(bytes), on: id)
-    }
-
-    /// Sends a message given as its opcode (text or binary) and bytes (a handler's
-    /// `SocketMessageView`): as `send(_:_:)` for a `SocketMessage`, with no value made.
-    func send(_ id: SocketID, _ opcode: WebSocketOpcode, _ payload: UnsafeRawBufferPointer) -> LocalSendResult {
-        assert(opcode == .text || opcode == .binary)
-        guard table.isWebSocket(id), table.acceptsChannelFrames(id) else { return .closed }
-        assert(table.webSocket(id)!.lifecycle.maySend, "the slot's flag and the lifecycle disagree")
-        assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
+        // Queued from each branch, not after a merge: a `let frame` assigned in both branches
+        // was copied (a retain and release per message).
         guard table.compresses(id) else { return queue(retained: framePool.retainedFrame(opcode, payload), on: id) }
+        // The compressor's state advances with every message: only for one that is sent.
         guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
         return queue(OutboundBytes(session.connection.encodeMessage(payload, opcode: opcode)), on: id)
     }

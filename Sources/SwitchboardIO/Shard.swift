@@ -519,12 +519,17 @@ package class Shard: @unchecked Sendable {
             tlsEnqueue(slot, session, bytes)
             return .queued
         }
-        // The first test inline (a reply alone in its queue, an echo's, goes no further), the
-        // copy out of line.
-        if !connections[slot].queue.isEmpty && bytes.count <= coalesceMaxFrameBytes && coalesce(slot, bytes.bytes) { return .queued }
+        if coalescedBehindOthers(slot, bytes.bytes) { return .queued }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
         return .queued
+    }
+
+    /// Whether a small frame queued behind others was copied into the connection's send
+    /// blocks (`coalesce`); false: the caller queues it by reference. The first tests inline (a
+    /// reply alone in its queue, an echo's, goes no further), the copy out of line.
+    @inline(__always) private func coalescedBehindOthers(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        !connections[slot].queue.isEmpty && bytes.count <= coalesceMaxFrameBytes && coalesce(slot, bytes)
     }
 
     /// Copies a small frame into the connection's send blocks (`SendQueue.appendCoalescing`);
@@ -542,7 +547,7 @@ package class Shard: @unchecked Sendable {
     /// pooled frame): the queue keeps that reference instead of a retain of its own, and the
     /// caller has no release to make (issue 16 item 3: a retain and a release per echo). Same
     /// limits, same results; whatever the result, the reference is the shard's from here on
-    /// (queued, or given back: refused, copied into a send block, or encrypted).
+    /// (queued, corked on TLS, or given back: refused or copied into a send block).
     @discardableResult
     package final func send(_ id: SocketID, retained frame: Unmanaged<OutboundBytes.Storage>) -> SendResult {
         let payload = frame._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0) }
@@ -558,8 +563,7 @@ package class Shard: @unchecked Sendable {
         }
         // As `SendQueue.append` ignores an empty run, and as `send(_:_:)` copies a small frame
         // behind others.
-        if payload.count == 0
-            || (!connections[slot].queue.isEmpty && payload.count <= coalesceMaxFrameBytes && coalesce(slot, payload)) {
+        if payload.count == 0 || coalescedBehindOthers(slot, payload) {
             frame.release()
             return .queued
         }
@@ -570,7 +574,7 @@ package class Shard: @unchecked Sendable {
 
     /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
     /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
-    /// results; a TLS connection encrypts the frame and leaves its reference unused.
+    /// results; a TLS connection corks the frame (a retain of its own) and leaves the reference unused.
     @discardableResult
     package final func send(_ id: SocketID, _ frame: inout SharedFrame) -> SendResult {
         var slot = 0
@@ -583,7 +587,7 @@ package class Shard: @unchecked Sendable {
         }
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
         // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
-        if !connections[slot].queue.isEmpty && count <= coalesceMaxFrameBytes && coalesce(slot, frame.payload) { return .queued }
+        if coalescedBehindOthers(slot, frame.payload) { return .queued }
         connections[slot].queue.append(retained: frame.take())
         scheduleFlush(slot)
         return .queued

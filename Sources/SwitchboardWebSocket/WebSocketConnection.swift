@@ -254,9 +254,8 @@
         let isText = byte0 == 0x81
         if !isText {
             Self.unmask(source, into: out, count: count, key: header.maskKey)
-        } else if !Masking.applyReportingASCII(key: header.maskKey, source: source, destination: out, count: count) {
-            var checker = UTF8Validator()
-            guard checker.validate(UnsafeRawPointer(out), count: count), checker.isComplete else { return nil }
+        } else if Self.unmaskText(source, into: out, count: count, key: header.maskKey) != .valid {
+            return nil
         }
         // What `beginFrame` and `deliverWhole` count for it.
         messagesStartedCount &+= 1
@@ -437,15 +436,9 @@
             let out = scratch.baseAddress!
             if !isText {
                 Self.unmask(pointer, into: out, count: count, key: key)
-            } else if !Masking.applyReportingASCII(key: key, source: pointer, destination: out, count: count) {
-                // Not all ASCII: the validator decides, before the owner sees any of it.
-                var checker = UTF8Validator()
-                if !checker.validate(UnsafeRawPointer(out), count: count) {
-                    return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
-                }
-                if !checker.isComplete {
-                    return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
-                }
+            } else if let failure = Self.unmaskText(pointer, into: out, count: count, key: key).failure {
+                // Checked before the owner sees any of it.
+                return fail(failure.code, failure.reason, handle)
             }
             framesCompletedCount &+= 1
             messagesCompleted &+= 1
@@ -456,22 +449,12 @@
             // Validated here, in the string's own storage, before the string exists: invalid
             // bytes make an empty string, never a repaired one. (String's initializer checks the
             // bytes again: no public initializer skips that; on ASCII it is a word at a time.)
-            var checker = UTF8Validator()
-            var valid = true
-            var complete = true
+            var check = TextCheck.valid
             let text = String(unsafeUninitializedCapacity: count) { out in
-                // All ASCII (seen while unmasking): valid and complete without the validator.
-                if Masking.applyReportingASCII(key: key, source: pointer, destination: out.baseAddress!, count: count) {
-                    return count
-                }
-                valid = checker.validate(UnsafeRawPointer(out.baseAddress!), count: count)
-                complete = checker.isComplete
-                return valid && complete ? count : 0
+                check = Self.unmaskText(pointer, into: out.baseAddress!, count: count, key: key)
+                return check == .valid ? count : 0
             }
-            if !valid { return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle) }
-            if !complete {
-                return fail(WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence", handle)
-            }
+            if let failure = check.failure { return fail(failure.code, failure.reason, handle) }
             assert(text.utf8.count == count)
             framesCompletedCount &+= 1
             messagesCompleted &+= 1
@@ -486,6 +469,33 @@
             handle(.binary(message))
         }
         return true
+    }
+
+    /// What a whole text payload turned out to be (`unmaskText`).
+    enum TextCheck {
+        case valid
+        case invalid
+        /// Valid so far, but the message ends inside a UTF-8 sequence.
+        case incomplete
+
+        /// The close code and reason a failed check closes with (as the assembling path's).
+        var failure: (code: UInt16, reason: String)? {
+            switch self {
+            case .valid: return nil
+            case .invalid: return (WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message")
+            case .incomplete: return (WebSocketCloseCode.invalidPayload, "text message ends inside a UTF-8 sequence")
+            }
+        }
+    }
+
+    /// Unmasks a whole text payload into `destination` and checks it: all ASCII (seen while
+    /// unmasking, a word at a time) is valid and complete without the UTF-8 validator.
+    @inline(__always)
+    static func unmaskText(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, count: Int, key: UInt32) -> TextCheck {
+        if Masking.applyReportingASCII(key: key, source: source, destination: destination, count: count) { return .valid }
+        var checker = UTF8Validator()
+        guard checker.validate(UnsafeRawPointer(destination), count: count) else { return .invalid }
+        return checker.isComplete ? .valid : .incomplete
     }
 
     /// Copies a frame's payload, unmasking it (`key` 0: an unmasked frame, a plain copy).

@@ -1,7 +1,7 @@
 // Byte-level character classes and comparisons shared by the parser, headers and writer.
 // Bitmasks instead of lookup tables: no lazy global initialisation on the hot path.
 
-enum ASCII {
+package enum ASCII {
     static let cr: UInt8 = 0x0D
     static let lf: UInt8 = 0x0A
     static let sp: UInt8 = 0x20
@@ -102,7 +102,7 @@ enum ASCII {
     /// ASCII case-insensitive string equality without allocating: only A-Z and a-z fold, every
     /// other byte (non-ASCII included) must be equal. An index loop over the contiguous UTF-8
     /// (a `zip` of the two UTF-8 views cost ~120 instructions per byte pair).
-    static func caseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
+    package static func caseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
         guard a.utf8.count == b.utf8.count else { return false }
         return withBytes(a) { x in withBytes(b) { y in equalsIgnoringCase(x, y) } }
     }

@@ -42,7 +42,7 @@ package enum WebSocketHandshake {
         }
         if let allowed = options.allowedOrigins {
             guard let origin = headers["Origin"],
-                  allowed.contains(where: { equalsIgnoringASCIICase($0, origin) }) else {
+                  allowed.contains(where: { ASCII.caseInsensitiveEquals($0, origin) }) else {
                 return reject(403, "origin not allowed")
             }
         }
@@ -126,19 +126,6 @@ package enum WebSocketHandshake {
         case UInt8(ascii: "+"): return 62
         case UInt8(ascii: "/"): return 63
         default: return nil
-        }
-    }
-
-    /// ASCII case-insensitive equality (only A-Z and a-z fold; other bytes must be equal).
-    private static func equalsIgnoringASCIICase(_ a: String, _ b: String) -> Bool {
-        guard a.utf8.count == b.utf8.count else { return false }
-        var a = a, b = b
-        return a.withUTF8 { x in
-            b.withUTF8 { y in
-                func lower(_ c: UInt8) -> UInt8 { c >= 65 && c <= 90 ? c | 0x20 : c }
-                for i in 0..<x.count where lower(x[i]) != lower(y[i]) { return false }
-                return true
-            }
         }
     }
 }

@@ -32,13 +32,19 @@ private final class ValueRoute: WorkerHandler {
 /// the view, so a route implementing either method receives its sockets' messages.
 @Suite("RoutingWorkerHandler passes WebSocket messages to routes with either method (real sockets)")
 struct RoutingSocketMessageTests {
-    @Test("a view route and a value route behind one router: each gets its messages, exact bytes back")
-    func bothMethods() throws {
+    /// One shard on 127.0.0.1, an ephemeral port, no deflate (frames compared byte for byte).
+    static func configuration() -> BrokerConfiguration {
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
         c.port = 0
         c.io.shardCount = 1
         c.webSocket.perMessageDeflate = false
+        return c
+    }
+
+    @Test("a view route and a value route behind one router: each gets its messages, exact bytes back")
+    func bothMethods() throws {
+        let c = Self.configuration()
         let broker = Broker(configuration: c, logger: .discarding) { context in
             RoutingWorkerHandler(routes: [
                 .init(paths: ["/view"], handler: ViewRoute(context)),
@@ -61,11 +67,7 @@ struct RoutingSocketMessageTests {
 
     @Test("the router's value method, called directly, reaches a route that implements only the view one")
     func valueCallReachesViewRoute() throws {
-        var c = BrokerConfiguration()
-        c.host = "127.0.0.1"
-        c.port = 0
-        c.io.shardCount = 1
-        c.webSocket.perMessageDeflate = false
+        let c = Self.configuration()
         // The router's value method is called by a handler wrapping it, for each message it gets.
         final class Wrapper: WorkerHandler {
             let router: RoutingWorkerHandler

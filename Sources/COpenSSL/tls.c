@@ -1,5 +1,6 @@
 #include "copenssl_tls.h"
 #include "tls_read.h"
+#include "tls13_records.h"
 #include <openssl/ssl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -11,11 +12,53 @@
 #include <string.h>
 #include <time.h>
 
+/* Where a connection's records are made once its handshake is over. */
+enum record_layer {
+    RECORDS_OPENSSL = 0,  /* SSL_read / SSL_write through the memory BIOs (TLS 1.2, clients, ...) */
+    RECORDS_OWN = 1,      /* tls13_records.c, with the traffic secrets OpenSSL negotiated */
+};
+
+/* An own-record-layer session's end: nothing more is opened or sealed. */
+enum own_end {
+    OWN_RUNNING = 0,
+    OWN_PEER_CLOSED = 1,  /* close_notify received */
+    OWN_FAILED = 2,       /* a record failed, or the peer sent a fatal alert */
+    OWN_CLOSED = 3,       /* we sent close_notify */
+};
+
+/* Bytes of one direction's buffer kept for the next record once empty: a chat-sized message's
+ * record fits, so a busy connection does not allocate per record; larger buffers are freed
+ * when they empty (OpenSSL's SSL_MODE_RELEASE_BUFFERS policy), so an idle connection holds at
+ * most this much per direction. */
+#define OWN_KEPT_BUFFER_BYTES 1024
+/* Consecutive empty application-data records accepted (OpenSSL's MAX_EMPTY_RECORDS): a peer
+ * sending nothing but empty records would otherwise keep the shard decrypting for nothing. */
+#define OWN_MAX_EMPTY_RECORDS 32
+
+typedef struct {
+    unsigned char *bytes;
+    size_t start, end, capacity;
+} byte_buffer;
+
 struct sb_tls_conn {
     SSL *ssl;
     BIO *rbio;  /* ciphertext in: fed by the shard */
     BIO *wbio;  /* ciphertext out: taken by the shard into the send queue */
     int renegotiations;
+    /* ---- the own TLS 1.3 record layer (see sb_tls_set_own_records) ---- */
+    int own_wanted;     /* switch to it when a TLS 1.3 handshake completes */
+    int capture_secrets;
+    enum record_layer records;
+    /* The application traffic secrets from the keylog callback, held from the handshake
+     * until the switch (then wiped). */
+    unsigned char client_secret[EVP_MAX_MD_SIZE], server_secret[EVP_MAX_MD_SIZE];
+    size_t client_secret_bytes, server_secret_bytes;
+    sb_tls13_direction reading, writing;
+    byte_buffer in;     /* ciphertext received and not yet opened (at most one partial record left over) */
+    byte_buffer out;    /* sealed records not yet taken by the shard */
+    int empty_records;
+    enum own_end end;
+    long key_updates;
 };
 
 /* Mozilla "intermediate" TLS 1.2 list: ECDHE/DHE key exchange, AEAD only. TLS 1.3 keeps
@@ -182,6 +225,44 @@ static void info_cb(const SSL *s, int where, int ret) {
     if (c) c->renegotiations++;
 }
 
+/* TLS 1.3's application traffic secrets, for the own record layer (and, on a test's client, to
+ * forge records). OpenSSL reports every secret it derives as an NSS key-log line, "LABEL
+ * <client random, hex> <secret, hex>"; only the two generation-0 application secrets are kept,
+ * and only by a connection that asked for them. They never leave the process. */
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static void keylog_cb(const SSL *s, const char *line) {
+    sb_tls_conn *c = SSL_get_ex_data(s, g_conn_index);
+    if (!c || !c->capture_secrets) return;
+    static const char client_label[] = "CLIENT_TRAFFIC_SECRET_0 ";
+    static const char server_label[] = "SERVER_TRAFFIC_SECRET_0 ";
+    unsigned char *secret;
+    size_t *secret_bytes;
+    if (strncmp(line, client_label, sizeof client_label - 1) == 0) {
+        secret = c->client_secret; secret_bytes = &c->client_secret_bytes;
+    } else if (strncmp(line, server_label, sizeof server_label - 1) == 0) {
+        secret = c->server_secret; secret_bytes = &c->server_secret_bytes;
+    } else {
+        return;
+    }
+    const char *hex = strchr(line + sizeof client_label - 1, ' ');
+    if (!hex) return;
+    hex++;
+    size_t digits = strlen(hex);
+    if (digits % 2 != 0 || digits / 2 > EVP_MAX_MD_SIZE) return;
+    for (size_t i = 0; i < digits / 2; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) { OPENSSL_cleanse(secret, EVP_MAX_MD_SIZE); *secret_bytes = 0; return; }
+        secret[i] = (unsigned char)(hi << 4 | lo);
+    }
+    *secret_bytes = digits / 2;
+}
+
 static void put_error(char *err, size_t err_len, const char *what, const char *path) {
     if (!err || err_len == 0) return;
     char detail[256] = "";
@@ -235,6 +316,7 @@ sb_tls_ctx *sb_tls_ctx_new(const char *chain_path, const char *key_path, char *e
     SSL_CTX_set_alpn_select_cb(ctx, alpn_cb, NULL);
     SSL_CTX_set_tlsext_servername_callback(ctx, servername_cb);
     SSL_CTX_set_info_callback(ctx, info_cb);
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     return ctx;
 }
 
@@ -289,6 +371,7 @@ sb_tls_ctx *sb_tls_bench_client_ctx_new(void) {
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
     static const unsigned char alpn[] = "\x08http/1.1";
     SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn - 1);
+    SSL_CTX_set_keylog_callback(ctx, keylog_cb);  /* tests forge records with the client's secret */
     return ctx;
 }
 
@@ -298,37 +381,302 @@ sb_tls_conn *sb_tls_conn_new_client(sb_tls_ctx *ctx) {
     return c;
 }
 
+/* ---- the own TLS 1.3 record layer: buffers, errors, alerts ---- */
+
+/* Why the last own-record-layer failure on this thread happened, for sb_tls_error (OpenSSL's
+ * error queue says nothing about records it did not see). */
+static __thread char g_own_error[96];
+
+static void buffer_free(byte_buffer *b) {
+    if (b->bytes) OPENSSL_clear_free(b->bytes, b->capacity);
+    memset(b, 0, sizeof *b);
+}
+
+/* Room for `more` bytes after `end`: moves what is unread to the front, else grows. 0 or -1. */
+static int buffer_reserve(byte_buffer *b, size_t more) {
+    size_t used = b->end - b->start;
+    if (b->bytes && b->capacity - b->end >= more) return 0;
+    if (b->bytes && b->capacity - used >= more) {
+        memmove(b->bytes, b->bytes + b->start, used);
+        b->start = 0;
+        b->end = used;
+        return 0;
+    }
+    size_t capacity = used + more;
+    if (capacity < 256) capacity = 256;
+    unsigned char *grown = OPENSSL_malloc(capacity);
+    if (!grown) return -1;
+    if (used) memcpy(grown, b->bytes + b->start, used);
+    if (b->bytes) OPENSSL_clear_free(b->bytes, b->capacity);
+    b->bytes = grown;
+    b->capacity = capacity;
+    b->start = 0;
+    b->end = used;
+    return 0;
+}
+
+/* An emptied buffer starts over at its front; one larger than OWN_KEPT_BUFFER_BYTES is freed. */
+static void buffer_settle(byte_buffer *b) {
+    if (b->start != b->end) return;
+    if (b->capacity > OWN_KEPT_BUFFER_BYTES) { buffer_free(b); return; }
+    b->start = b->end = 0;
+}
+
+/* Seals one record into `out`. 0 or -1. */
+static int own_seal(sb_tls_conn *c, uint8_t type, const void *bytes, size_t len) {
+    if (buffer_reserve(&c->out, sb_tls13_sealed_bytes(len, 0)) != 0) return -1;
+    long n = sb_tls13_seal(&c->writing, type, bytes, len, 0, c->out.bytes + c->out.end);
+    if (n < 0) return -1;
+    c->out.end += (size_t)n;
+    return 0;
+}
+
+/* Ends the session for a record we refuse: a fatal alert saying why is sealed for the shard to
+ * send (as OpenSSL would), the reason kept for sb_tls_error. Returns -2 (sb_tls_read's "failed"). */
+static int own_fail(sb_tls_conn *c, unsigned char alert, const char *why) {
+    snprintf(g_own_error, sizeof g_own_error, "TLS 1.3 record: %s", why);
+    if (c->end == OWN_RUNNING) {
+        const unsigned char fatal[2] = {2, alert};
+        (void)own_seal(c, SB_TLS13_ALERT, fatal, sizeof fatal);
+    }
+    c->end = OWN_FAILED;
+    return -2;
+}
+
+/* The handshake messages of one record (post-handshake: only KeyUpdate is acceptable from a
+ * client; this server requests no client certificate). 0, or own_fail's -2. */
+static int own_handshake_messages(sb_tls_conn *c, const unsigned char *p, size_t n) {
+    if (n == 0) return own_fail(c, 10, "empty handshake record");  /* unexpected_message */
+    size_t offset = 0;
+    while (offset < n) {
+        /* A message split across records is legal TLS but no client splits a 5-byte
+         * KeyUpdate; refusing it keeps this parser free of reassembly state. */
+        if (n - offset < 4) return own_fail(c, 10, "handshake message split across records");
+        unsigned char message_type = p[offset];
+        size_t message_bytes = (size_t)p[offset + 1] << 16 | (size_t)p[offset + 2] << 8 | p[offset + 3];
+        if (n - offset - 4 < message_bytes) return own_fail(c, 10, "handshake message split across records");
+        if (message_type != 24) return own_fail(c, 10, "handshake message other than KeyUpdate after the handshake");
+        if (message_bytes != 1) return own_fail(c, 50, "KeyUpdate of the wrong length");  /* decode_error */
+        unsigned char request = p[offset + 4];
+        if (request > 1) return own_fail(c, 47, "KeyUpdate with an unknown request_update");  /* illegal_parameter */
+        /* Section 5.1: handshake messages MUST NOT span key changes, so a KeyUpdate ends its record. */
+        if (offset + 5 != n) return own_fail(c, 10, "data after a KeyUpdate in the same record");
+        if (sb_tls13_direction_update(&c->reading) != 0) return own_fail(c, 80, "key update failed");
+        if (request == 1) {
+            /* Section 4.6.3: answer with our own KeyUpdate (not requesting one) before our next
+             * application data, then seal with the next generation of keys. */
+            static const unsigned char answer[5] = {24, 0, 0, 1, 0};
+            if (own_seal(c, SB_TLS13_HANDSHAKE, answer, sizeof answer) != 0 ||
+                sb_tls13_direction_update(&c->writing) != 0) return own_fail(c, 80, "key update failed");
+        }
+        c->key_updates++;
+        offset += 5;
+    }
+    return 0;
+}
+
+/* sb_tls_read on the own record layer: the next record's application data (empty records and
+ * key updates are consumed on the way). */
+static int own_read(sb_tls_conn *c, unsigned char *out, size_t cap) {
+    if (c->end == OWN_PEER_CLOSED) return -1;
+    if (c->end != OWN_RUNNING) return -2;
+    for (;;) {
+        size_t available = c->in.end - c->in.start;
+        if (available < SB_TLS13_HEADER) { buffer_settle(&c->in); return 0; }
+        const unsigned char *header = c->in.bytes + c->in.start;
+        size_t body = (size_t)header[3] << 8 | header[4];
+        /* The header is checked before waiting for (and buffering) the body. Every record after
+         * the handshake is protected, so its outer type is application_data (section 5.2); a
+         * change_cipher_spec record is refused after the handshake too (section 5). */
+        if (header[0] != SB_TLS13_APPLICATION_DATA) return own_fail(c, 10, "unprotected record after the handshake");
+        if (body > SB_TLS13_MAX_CIPHERTEXT) return own_fail(c, 22, "record longer than 2^14 + 256 bytes");  /* record_overflow */
+        if (available < SB_TLS13_HEADER + body) return 0;
+        if (cap + SB_TLS13_TAG < body) return own_fail(c, 80, "read buffer smaller than a record");
+        uint8_t type = 0;
+        long n = sb_tls13_open(&c->reading, header, header + SB_TLS13_HEADER, body, out, &type);
+        c->in.start += SB_TLS13_HEADER + body;
+        if (n == SB_TLS13_RECORD_OVERFLOW) return own_fail(c, 22, "plaintext longer than 2^14 bytes");
+        if (n == SB_TLS13_NO_CONTENT_TYPE) return own_fail(c, 10, "record without a content type");
+        if (n == SB_TLS13_EXHAUSTED) return own_fail(c, 80, "sequence number exhausted");
+        if (n < 0) return own_fail(c, 20, "record did not authenticate");  /* bad_record_mac */
+        switch (type) {
+        case SB_TLS13_APPLICATION_DATA:
+            if (n == 0) {
+                if (++c->empty_records > OWN_MAX_EMPTY_RECORDS) return own_fail(c, 10, "too many empty records");
+                continue;
+            }
+            c->empty_records = 0;
+            buffer_settle(&c->in);
+            return (int)n;
+        case SB_TLS13_ALERT:
+            /* Section 5.1: an alert record holds exactly one alert. */
+            if (n != 2) return own_fail(c, 50, "alert record of the wrong length");
+            if (out[1] == 0) { c->end = OWN_PEER_CLOSED; return -1; }  /* close_notify */
+            if (out[1] == 90) continue;  /* user_canceled: a close_notify follows (section 6.1) */
+            /* Any other alert is fatal (section 6.2): the peer has ended the session; no alert
+             * goes back. */
+            snprintf(g_own_error, sizeof g_own_error, "TLS 1.3 record: the peer sent fatal alert %u", out[1]);
+            c->end = OWN_FAILED;
+            return -2;
+        case SB_TLS13_HANDSHAKE:
+            if (own_handshake_messages(c, out, (size_t)n) != 0) return -2;
+            continue;
+        default:
+            return own_fail(c, 10, "record of an unknown content type");
+        }
+    }
+}
+
+/* At the end of a TLS 1.3 server handshake: takes records over from OpenSSL when it can, and
+ * stays with OpenSSL otherwise (TLS 1.2, a CCM suite, secrets not seen, input OpenSSL already
+ * buffered). `written_before` is how much ciphertext waited in the write BIO before the
+ * SSL_do_handshake call that completed: what that call wrote (TLS 1.3 session tickets, sealed
+ * with the server's application key) fixes our first sequence number. */
+static void own_take_over(sb_tls_conn *c, size_t written_before) {
+    int ok = SSL_version(c->ssl) == TLS1_3_VERSION && SSL_is_server(c->ssl) &&
+             c->client_secret_bytes > 0 && c->server_secret_bytes > 0 && !SSL_has_pending(c->ssl);
+    uint64_t sealed = 0;
+    if (ok) {
+        char *data = NULL;
+        long held = BIO_get_mem_data(c->wbio, &data);
+        size_t at = written_before;
+        while (ok && held >= 0 && at + SB_TLS13_HEADER <= (size_t)held) {
+            const unsigned char *h = (const unsigned char *)data + at;
+            size_t body = (size_t)h[3] << 8 | h[4];
+            if (h[0] != SB_TLS13_APPLICATION_DATA || at + SB_TLS13_HEADER + body > (size_t)held) ok = 0;
+            at += SB_TLS13_HEADER + body;
+            sealed++;
+        }
+        if (held < 0 || at != (size_t)held) ok = 0;
+    }
+    if (ok) {
+        uint32_t suite = SSL_CIPHER_get_id(SSL_get_current_cipher(c->ssl));
+        if (sb_tls13_direction_init(&c->reading, suite, c->client_secret, c->client_secret_bytes, 0, 0) != 0) {
+            ok = 0;
+        } else if (sb_tls13_direction_init(&c->writing, suite, c->server_secret, c->server_secret_bytes, sealed, 1) != 0) {
+            sb_tls13_direction_free(&c->reading);
+            ok = 0;
+        }
+    }
+    if (ok) {
+        /* What the client sent after its Finished (its first request, often in the same
+         * segment) and the tickets move into our buffers; OpenSSL's are not used again. */
+        size_t pending_in = BIO_ctrl_pending(c->rbio), pending_out = BIO_ctrl_pending(c->wbio);
+        if (buffer_reserve(&c->in, pending_in ? pending_in : 1) != 0 ||
+            buffer_reserve(&c->out, pending_out ? pending_out : 1) != 0) {
+            sb_tls13_direction_free(&c->reading);
+            sb_tls13_direction_free(&c->writing);
+            buffer_free(&c->in);
+            buffer_free(&c->out);
+            ok = 0;
+        } else {
+            if (pending_in) c->in.end += (size_t)BIO_read(c->rbio, c->in.bytes, (int)pending_in);
+            if (pending_out) c->out.end += (size_t)BIO_read(c->wbio, c->out.bytes, (int)pending_out);
+            buffer_settle(&c->in);
+            buffer_settle(&c->out);
+            c->records = RECORDS_OWN;
+            (void)SSL_free_buffers(c->ssl);
+        }
+    }
+    OPENSSL_cleanse(c->client_secret, sizeof c->client_secret);
+    OPENSSL_cleanse(c->server_secret, sizeof c->server_secret);
+    c->client_secret_bytes = c->server_secret_bytes = 0;
+    c->capture_secrets = 0;
+}
+
+void sb_tls_set_own_records(sb_tls_conn *c, int enabled) {
+    c->own_wanted = enabled != 0;
+    c->capture_secrets = enabled != 0;
+}
+
+int sb_tls_uses_own_records(sb_tls_conn *c) { return c->records == RECORDS_OWN; }
+
+long sb_tls_key_updates(sb_tls_conn *c) { return c->key_updates; }
+
+/* ---- connection I/O: OpenSSL's records or ours ---- */
+
 void sb_tls_conn_free(sb_tls_conn *c) {
     if (!c) return;
     SSL_free(c->ssl);
-    OPENSSL_free(c);
+    if (c->records == RECORDS_OWN) {
+        sb_tls13_direction_free(&c->reading);
+        sb_tls13_direction_free(&c->writing);
+    }
+    buffer_free(&c->in);
+    buffer_free(&c->out);
+    OPENSSL_clear_free(c, sizeof *c);
 }
 
 int sb_tls_feed(sb_tls_conn *c, const void *bytes, size_t len) {
     if (len == 0) return 0;
+    if (c->records == RECORDS_OWN) {
+        /* Copied (a few dozen bytes for a chat message): the shard's receive buffer is reused
+         * as soon as this returns, and a partial record must outlive it. */
+        if (buffer_reserve(&c->in, len) != 0) return -1;
+        memcpy(c->in.bytes + c->in.end, bytes, len);
+        c->in.end += len;
+        return (int)len;
+    }
     return BIO_write(c->rbio, bytes, (int)len) == (int)len ? (int)len : -1;
 }
 
 int sb_tls_handshake(sb_tls_conn *c) {
+    if (c->records == RECORDS_OWN) return 1;
     sb_tls_clear_stale_errors();
+    size_t written_before = BIO_ctrl_pending(c->wbio);
     int rc = SSL_do_handshake(c->ssl);
-    if (rc == 1) return 1;
+    if (rc == 1) {
+        if (c->own_wanted) own_take_over(c, written_before);
+        return 1;
+    }
     int e = SSL_get_error(c->ssl, rc);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
     return -1;
 }
 
-int sb_tls_read(sb_tls_conn *c, void *out, size_t cap) { return sb_tls_read_mapped(c->ssl, out, cap); }
+int sb_tls_read(sb_tls_conn *c, void *out, size_t cap) {
+    if (c->records == RECORDS_OWN) return own_read(c, out, cap);
+    return sb_tls_read_mapped(c->ssl, out, cap);
+}
 
 /* Whether another sb_tls_read may return something: ciphertext not yet read from the read BIO,
  * or a record (decrypted or not) buffered inside the SSL. When neither, SSL_read would answer
  * "want read": the shard skips that call (one per received batch; with SSL_get_error and the
  * error-queue check it cost about as much as the read that returned data). A partial record
  * already moved into the SSL answers true here and "want read" from SSL_read: a wasted call,
- * never a lost byte. */
-int sb_tls_has_input(sb_tls_conn *c) { return BIO_ctrl_pending(c->rbio) > 0 || SSL_has_pending(c->ssl); }
+ * never a lost byte. On the own record layer: a whole record waits, or a header a read would
+ * refuse. */
+int sb_tls_has_input(sb_tls_conn *c) {
+    if (c->records == RECORDS_OWN) {
+        if (c->end != OWN_RUNNING) return 0;
+        size_t available = c->in.end - c->in.start;
+        if (available < SB_TLS13_HEADER) return 0;
+        const unsigned char *h = c->in.bytes + c->in.start;
+        size_t body = (size_t)h[3] << 8 | h[4];
+        return h[0] != SB_TLS13_APPLICATION_DATA || body > SB_TLS13_MAX_CIPHERTEXT ||
+               available >= SB_TLS13_HEADER + body;
+    }
+    return BIO_ctrl_pending(c->rbio) > 0 || SSL_has_pending(c->ssl);
+}
 
 int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len) {
+    if (c->records == RECORDS_OWN) {
+        if (c->end != OWN_RUNNING) return -1;
+        /* One record per 2^14 bytes, reserved at once: a cork flush is one allocation at most. */
+        size_t records = (len + SB_TLS13_MAX_PLAINTEXT - 1) / SB_TLS13_MAX_PLAINTEXT;
+        if (buffer_reserve(&c->out, len + records * (SB_TLS13_HEADER + 1 + SB_TLS13_TAG)) != 0) return -1;
+        size_t done = 0;
+        while (done < len) {
+            size_t n = len - done < SB_TLS13_MAX_PLAINTEXT ? len - done : SB_TLS13_MAX_PLAINTEXT;
+            if (own_seal(c, SB_TLS13_APPLICATION_DATA, (const unsigned char *)bytes + done, n) != 0) {
+                snprintf(g_own_error, sizeof g_own_error, "TLS 1.3 record: sealing failed");
+                c->end = OWN_FAILED;
+                return -1;
+            }
+            done += n;
+        }
+        return (int)len;
+    }
     sb_tls_clear_stale_errors();
     size_t done = 0;
     while (done < len) {
@@ -340,14 +688,33 @@ int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len) {
 }
 
 void sb_tls_close_notify(sb_tls_conn *c) {
+    if (c->records == RECORDS_OWN) {
+        if (c->end == OWN_RUNNING || c->end == OWN_PEER_CLOSED) {
+            static const unsigned char notify[2] = {1, 0};  /* warning, close_notify */
+            (void)own_seal(c, SB_TLS13_ALERT, notify, sizeof notify);
+            c->end = OWN_CLOSED;
+        }
+        return;
+    }
     ERR_clear_error();
     (void)SSL_shutdown(c->ssl);
     ERR_clear_error();
 }
 
-size_t sb_tls_pending_out(sb_tls_conn *c) { return BIO_ctrl_pending(c->wbio); }
+size_t sb_tls_pending_out(sb_tls_conn *c) {
+    if (c->records == RECORDS_OWN) return c->out.end - c->out.start;
+    return BIO_ctrl_pending(c->wbio);
+}
 
 int sb_tls_take_out(sb_tls_conn *c, void *out, size_t cap) {
+    if (c->records == RECORDS_OWN) {
+        size_t n = c->out.end - c->out.start;
+        if (n > cap) n = cap;
+        if (n) memcpy(out, c->out.bytes + c->out.start, n);
+        c->out.start += n;
+        buffer_settle(&c->out);
+        return (int)n;
+    }
     int n = BIO_read(c->wbio, out, (int)cap);
     return n > 0 ? n : 0;
 }
@@ -378,7 +745,53 @@ int sb_tls_server_name(sb_tls_conn *c, char *out, size_t cap) {
 
 void sb_tls_error(char *out, size_t cap) {
     if (cap == 0) return;
+    if (g_own_error[0]) {
+        snprintf(out, cap, "%s", g_own_error);
+        g_own_error[0] = 0;
+        ERR_clear_error();
+        return;
+    }
     unsigned long e = ERR_get_error();
     if (e) ERR_error_string_n(e, out, cap); else snprintf(out, cap, "unknown TLS error");
     ERR_clear_error();
+}
+
+/* ---- test support ---- */
+
+void sb_tls_test_client_accepts_tickets(sb_tls_ctx *ctx) { SSL_CTX_clear_options(ctx, SSL_OP_NO_TICKET); }
+
+int sb_tls_test_client_has_ticket(sb_tls_conn *c) {
+    SSL_SESSION *session = SSL_get0_session(c->ssl);
+    return session != NULL && SSL_SESSION_has_ticket(session);
+}
+
+void sb_tls_test_client_max_tls12(sb_tls_ctx *ctx) { SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION); }
+
+void sb_tls_test_capture_secrets(sb_tls_conn *c) { c->capture_secrets = 1; }
+
+long sb_tls_test_seal_client_record(sb_tls_conn *c, uint64_t sequence, uint8_t type, const void *bytes,
+                                    size_t len, size_t padding, void *out, size_t cap) {
+    if (c->client_secret_bytes == 0 || cap < sb_tls13_sealed_bytes(len, padding)) return -1;
+    sb_tls13_direction d;
+    uint32_t suite = SSL_CIPHER_get_id(SSL_get_current_cipher(c->ssl));
+    if (sb_tls13_direction_init(&d, suite, c->client_secret, c->client_secret_bytes, sequence, 1) != 0) return -1;
+    long n = sb_tls13_seal(&d, type, bytes, len, padding, out);
+    sb_tls13_direction_free(&d);
+    return n;
+}
+
+int sb_tls_test_key_update(sb_tls_conn *c, int request) {
+    ERR_clear_error();
+    if (SSL_key_update(c->ssl, request ? SSL_KEY_UPDATE_REQUESTED : SSL_KEY_UPDATE_NOT_REQUESTED) != 1) return -1;
+    /* The KeyUpdate goes out with the next write or handshake step. */
+    return SSL_do_handshake(c->ssl) == 1 ? 0 : -1;
+}
+
+int sb_tls_test_block_padding(sb_tls_conn *c, size_t block) {
+    return SSL_set_block_padding(c->ssl, block) == 1 ? 0 : -1;
+}
+
+int sb_tls_test_expand_label_sha256(const uint8_t *secret, size_t secret_len, const char *label,
+                                    uint8_t *out, size_t out_len) {
+    return sb_tls13_expand_label(EVP_sha256(), secret, secret_len, label, out, out_len);
 }

@@ -60,7 +60,9 @@ extension Shard {
     /// Gives a freshly adopted slot its TLS session and starts the handshake clock. false when
     /// OpenSSL could not make a session.
     func tlsAttach(_ slot: Int) -> Bool {
-        guard let state = tlsState, let session = TLSSession(context: state.store.context) else { return false }
+        guard let state = tlsState,
+              let session = TLSSession(context: state.store.context, recordLayer: state.store.configuration.recordLayer)
+        else { return false }
         connections[slot].tls = session
         session.holdsHandshakePlace = true
         state.handshakesInFlight += 1
@@ -74,6 +76,8 @@ extension Shard {
     func tlsDetach(_ slot: Int) {
         guard let session = connections[slot].tls, let state = tlsState else { return }
         if session.holdsHandshakePlace { endHandshake(state, slot, session) }
+        let keyUpdates = sb_tls_key_updates(session.connection)
+        if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
         connections[slot].tls = nil
     }
 
@@ -124,6 +128,7 @@ extension Shard {
             if let state = tlsState { endHandshake(state, slot, session) }
             tlsMetrics.handshakes.increment()
             if sb_tls_session_reused(session.connection) == 1 { tlsMetrics.resumed.increment() }
+            if sb_tls_uses_own_records(session.connection) == 1 { tlsMetrics.ownRecordSessions.increment() }
             let early = session.pendingPlaintext
             session.pendingPlaintext = []
             for b in early where !session.write(b) {

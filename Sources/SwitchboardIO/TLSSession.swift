@@ -29,9 +29,10 @@ final class TLSSession {
     /// if it were queued already.
     private(set) var corkedCost = 0
 
-    init?(context: TLSContext) {
+    init?(context: TLSContext, recordLayer: TLSConfiguration.RecordLayer) {
         guard let c = sb_tls_conn_new(context.pointer) else { return nil }
         connection = c
+        if recordLayer == .switchboard { sb_tls_set_own_records(c, 1) }
     }
 
     deinit { sb_tls_conn_free(connection) }
@@ -100,9 +101,11 @@ package final class TLSMetrics: Sendable {
     package let plaintextRejected = Counter("switchboard_tls_plaintext_rejected_total", help: "Plaintext HTTP sent to the TLS port (answered 400 and closed)")
     package let renegotiationsRefused = Counter("switchboard_tls_renegotiations_refused_total", help: "TLS renegotiation attempts (the connection is closed)")
     package let recordErrors = Counter("switchboard_tls_record_errors_total", help: "Established TLS connections closed because a record did not decrypt")
+    package let ownRecordSessions = Counter("switchboard_tls_own_record_sessions_total", help: "TLS 1.3 sessions whose records Switchboard made after the handshake (tls_record_layer = switchboard)")
+    package let keyUpdates = Counter("switchboard_tls_key_updates_total", help: "TLS 1.3 KeyUpdate messages received on Switchboard's record layer (counted when the connection ends)")
 
     package var all: [Counter] {
         [handshakes, resumed, handshakeFailures, handshakeTimeouts, handshakesRejected, handshakesInFlight,
-         plaintextRejected, renegotiationsRefused, recordErrors]
+         plaintextRejected, renegotiationsRefused, recordErrors, ownRecordSessions, keyUpdates]
     }
 }

@@ -3,95 +3,14 @@ import SwitchboardIO
 import SwitchboardTestSupport
 import Testing
 
-/// A server session and a client session joined by memory only (no sockets): the record calls
-/// the shard makes (`sb_tls_feed`, `sb_tls_read`, `sb_tls_has_input`, `sb_tls_write`), driven
-/// byte for byte. All on the test's thread, as a shard calls them on its own.
-private final class MemoryPair {
-    let serverContext: OpaquePointer
-    let clientContext: OpaquePointer
-    let server: OpaquePointer
-    let client: OpaquePointer
-
-    init(_ files: TLSFiles) throws {
-        var error = [CChar](repeating: 0, count: 256)
-        guard let s = sb_tls_ctx_new(files.chain, files.key, &error, error.count) else {
-            throw MissingTool("server context: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
-        }
-        guard let c = sb_tls_bench_client_ctx_new() else { throw MissingTool("client context") }
-        serverContext = s
-        clientContext = c
-        server = sb_tls_conn_new(s)!
-        client = sb_tls_conn_new_client(c)!
-        for _ in 0..<10 {
-            let clientDone = sb_tls_handshake(client)
-            try #require(clientDone >= 0)
-            move(from: client, to: server)
-            let serverDone = sb_tls_handshake(server)
-            try #require(serverDone >= 0)
-            move(from: server, to: client)
-            if clientDone == 1 && serverDone == 1 { break }
-        }
-        // The client takes the server's last flight (TLS 1.3 tickets are off for the bench client).
-        #expect(sb_tls_handshake(client) == 1 && sb_tls_handshake(server) == 1)
-    }
-
-    deinit {
-        sb_tls_conn_free(server)
-        sb_tls_conn_free(client)
-        sb_tls_ctx_free(serverContext)
-        sb_tls_ctx_free(clientContext)
-    }
-
-    /// Every ciphertext byte `from` produced, as one buffer.
-    func ciphertext(of from: OpaquePointer) -> [UInt8] {
-        let pending = sb_tls_pending_out(from)
-        guard pending > 0 else { return [] }
-        var bytes = [UInt8](repeating: 0, count: pending)
-        let n = bytes.withUnsafeMutableBytes { Int(sb_tls_take_out(from, $0.baseAddress!, $0.count)) }
-        return Array(bytes.prefix(n))
-    }
-
-    func move(from: OpaquePointer, to: OpaquePointer) {
-        let bytes = ciphertext(of: from)
-        if !bytes.isEmpty { feed(to, bytes[...]) }
-    }
-
-    func feed(_ to: OpaquePointer, _ bytes: ArraySlice<UInt8>) {
-        let n = bytes.withUnsafeBytes { sb_tls_feed(to, $0.baseAddress, $0.count) }
-        #expect(Int(n) == bytes.count)
-    }
-
-    /// One record from the client per message, all of their ciphertext concatenated.
-    func clientRecords(_ messages: [String]) -> [UInt8] {
-        var all: [UInt8] = []
-        for m in messages {
-            let utf8 = Array(m.utf8)
-            #expect(utf8.withUnsafeBytes { sb_tls_write(client, $0.baseAddress, $0.count) } == Int32(utf8.count))
-            all += ciphertext(of: client)
-        }
-        return all
-    }
-
-    /// Reads as `Shard.readPlaintext` does: until "needs more input", or until `sb_tls_has_input`
-    /// says a further read would only answer that. Returns the records' plaintexts and the last code.
-    func serverReadLoop() -> (plaintexts: [String], last: Int32) {
-        var out: [String] = []
-        var buffer = [UInt8](repeating: 0, count: 16_640)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { sb_tls_read(server, $0.baseAddress, $0.count) }
-            guard n > 0 else { return (out, n) }
-            out.append(String(decoding: buffer[..<Int(n)], as: UTF8.self))
-            if sb_tls_has_input(server) == 0 { return (out, n) }
-        }
-    }
-}
-
 @Suite("TLS record calls between memory BIOs (what a shard does per received batch)")
 struct TLSRecordTests {
-    @Test("several records in one batch are all read; the read after the last is skipped; a split record waits whole")
-    func recordsInOneBatch() throws {
+    @Test("several records in one batch are all read; the read after the last is skipped; a split record waits whole (OpenSSL's records, then Switchboard's)",
+          arguments: [false, true])
+    func recordsInOneBatch(ownRecords: Bool) throws {
         let files = try TLSFiles()
-        let pair = try MemoryPair(files)
+        let pair = try MemoryPair(files, ownRecords: ownRecords)
+        #expect(sb_tls_uses_own_records(pair.server) == (ownRecords ? 1 : 0))
         #expect(sb_tls_has_input(pair.server) == 0, "nothing received yet")
         let bytes = pair.clientRecords(["one", "two", "three", "four"])
         // Each record is 5 B header + 3-5 B data + 1 B content type + 16 B tag (TLS 1.3).
@@ -103,8 +22,10 @@ struct TLSRecordTests {
         #expect(sb_tls_has_input(pair.server) == 1)
         let first = pair.serverReadLoop()
         #expect(first.plaintexts == ["one", "two", "three"])
-        // The partial fourth record was pending, so the loop read on and got "needs more input".
-        #expect(first.last == 0)
+        // OpenSSL's records: the partial fourth record was pending in the read BIO, so the loop
+        // read on and got "needs more input". Switchboard's know a partial record from its
+        // header and skip that read too (the last read returned "three", 5 bytes).
+        #expect(first.last == (ownRecords ? 5 : 0))
         pair.feed(pair.server, bytes[(firstThree + 7)...])
         let second = pair.serverReadLoop()
         #expect(second.plaintexts == ["four"])
@@ -112,10 +33,11 @@ struct TLSRecordTests {
         #expect(sb_tls_has_input(pair.server) == 0)
     }
 
-    @Test("an OpenSSL error left on the thread (another connection's failed handshake) does not fail the next read or write")
-    func staleErrorOnTheThread() throws {
+    @Test("an OpenSSL error left on the thread (another connection's failed handshake) does not fail the next read or write",
+          arguments: [false, true])
+    func staleErrorOnTheThread(ownRecords: Bool) throws {
         let files = try TLSFiles()
-        let pair = try MemoryPair(files)
+        let pair = try MemoryPair(files, ownRecords: ownRecords)
         // Another connection on this thread fails its handshake and leaves OpenSSL's errors
         // behind (the shard clears them, but nothing may depend on it).
         var error = [CChar](repeating: 0, count: 256)

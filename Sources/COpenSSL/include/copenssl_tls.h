@@ -49,6 +49,16 @@ void sb_tls_close_notify(sb_tls_conn *c);
 size_t sb_tls_pending_out(sb_tls_conn *c);
 /// Moves up to `cap` bytes of waiting ciphertext into `out`; returns the count.
 int sb_tls_take_out(sb_tls_conn *c, void *out, size_t cap);
+/// Whether this server connection makes its own TLS 1.3 application-data records once the
+/// handshake completes (AES-GCM / ChaCha20-Poly1305 through EVP, keys from the negotiated
+/// traffic secrets, key updates answered) instead of OpenSSL's record layer, which costs ~1 µs
+/// of user time per record in OpenSSL 3.0. Set before the handshake; TLS 1.2 sessions and CCM
+/// suites stay with OpenSSL whatever this says. Off unless set.
+void sb_tls_set_own_records(sb_tls_conn *c, int enabled);
+/// 1 when the session's records are Switchboard's own (the switch happened), else 0.
+int sb_tls_uses_own_records(sb_tls_conn *c);
+/// KeyUpdate messages the peer sent on the own record layer.
+long sb_tls_key_updates(sb_tls_conn *c);
 /// Renegotiation attempts seen on this connection (a ClientHello after the handshake).
 int sb_tls_renegotiation_attempts(sb_tls_conn *c);
 /// 1 when the session was resumed (ticket).
@@ -92,4 +102,30 @@ sb_tls_ctx *sb_tls_bench_client_ctx_new(void);
 /// A client connection using the sb_tls_conn calls above (feed, handshake, read, write,
 /// pending_out, take_out, free).
 sb_tls_conn *sb_tls_conn_new_client(sb_tls_ctx *ctx);
+
+// ---- Test support: a client that misbehaves on purpose (memory-BIO client connections only). ----
+
+/// Lets a bench client context ask for session tickets (sb_tls_bench_client_ctx_new turns them
+/// off), so that a TLS 1.3 server sends its tickets after the handshake.
+void sb_tls_test_client_accepts_tickets(sb_tls_ctx *ctx);
+/// 1 when the client's session holds a ticket from the server (TLS 1.3 NewSessionTicket read).
+int sb_tls_test_client_has_ticket(sb_tls_conn *c);
+/// Caps a bench client context at TLS 1.2 (the server then keeps OpenSSL's record layer).
+void sb_tls_test_client_max_tls12(sb_tls_ctx *ctx);
+/// Keeps this client connection's TLS 1.3 client application traffic secret (call before its
+/// handshake), so that sb_tls_test_seal_client_record can forge records a real client's keys
+/// would make.
+void sb_tls_test_capture_secrets(sb_tls_conn *c);
+/// Seals one record as the client `c` would with sequence number `sequence`: content type
+/// `type`, `len` bytes, `padding` zero bytes, into `out`. The record's size, or -1.
+long sb_tls_test_seal_client_record(sb_tls_conn *c, uint64_t sequence, uint8_t type, const void *bytes,
+                                    size_t len, size_t padding, void *out, size_t cap);
+/// Queues a KeyUpdate from the client (`request`: 1 asks the server to update its keys too) and
+/// writes it into the outgoing BIO. 0 or -1.
+int sb_tls_test_key_update(sb_tls_conn *c, int request);
+/// Pads every record this connection writes to a multiple of `block` bytes (0 turns it off).
+int sb_tls_test_block_padding(sb_tls_conn *c, size_t block);
+/// HKDF-Expand-Label with SHA-256 (RFC 8446 section 7.1), for a known-answer test. 0 or -1.
+int sb_tls_test_expand_label_sha256(const uint8_t *secret, size_t secret_len, const char *label,
+                                    uint8_t *out, size_t out_len);
 #endif

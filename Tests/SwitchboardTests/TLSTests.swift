@@ -66,8 +66,12 @@ struct TLSTests {
 
         let curl = try runTool("/usr/bin/curl", ["-sS", "--cacert", files.ca, "https://localhost:\(port)/hello"])
         #expect(curl.status == 0 && curl.output == "hello", "\(curl.output)")
+        // TLS 1.3: the records after the handshake are Switchboard's own (the default).
+        #expect(server.metric("switchboard_tls_own_record_sessions_total") == 1)
         let curl12 = try runTool("/usr/bin/curl", ["-sS", "--tlsv1.2", "--tls-max", "1.2", "--cacert", files.ca, "https://localhost:\(port)/hello"])
         #expect(curl12.status == 0 && curl12.output == "hello", "\(curl12.output)")
+        // TLS 1.2 keeps OpenSSL's record layer.
+        #expect(server.metric("switchboard_tls_own_record_sessions_total") == 1)
 
         let sclient = try runTool("/usr/bin/openssl", ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost",
                                                        "-CAfile", files.ca, "-alpn", "http/1.1", "-verify_return_error", "-brief", "-ign_eof"],
@@ -89,13 +93,16 @@ struct TLSTests {
         #expect(server.metric("switchboard_tls_handshakes_in_flight") == 0)
     }
 
-    @Test("Python websockets over wss://: echo, a 100 KB binary, a fragmented message, permessage-deflate", arguments: backends)
-    func wss(backend: IOBackendKind) throws {
+    @Test("Python websockets over wss://: echo, a 100 KB binary, a fragmented message, permessage-deflate (both record layers)",
+          arguments: backends, TLSConfiguration.RecordLayer.allCases)
+    func wss(backend: IOBackendKind, recordLayer: TLSConfiguration.RecordLayer) throws {
         let files = try TLSFiles()
-        let server = try tlsServer(backend, files)
+        let server = try tlsServer(backend, files) { $0.recordLayer = recordLayer }
         defer { server.stop() }
         let py = try python(["wss", String(server.broker.tlsPort), files.ca])
         #expect(py.status == 0 && py.output == "ok\n", "\(py.output)")
+        #expect(server.metric("switchboard_tls_own_record_sessions_total") == (recordLayer == .switchboard ? 2 : 0),
+                "the script opens two connections")
     }
 
     @Test("a burst sent in one handler call goes out corked: every message in order, in one TLS record per 16 KiB", arguments: backends)

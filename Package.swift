@@ -213,11 +213,13 @@ if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
         .executable(name: "FuzzRESP", targets: ["FuzzRESP"]),
         .executable(name: "FuzzWebSocket", targets: ["FuzzWebSocket"]),
         .executable(name: "FuzzJSON", targets: ["FuzzJSON"]),
+        .executable(name: "FuzzTLSRecords", targets: ["FuzzTLSRecords"]),
     ]
     package.targets += [
         .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
         .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
         .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
         .executableTarget(name: "FuzzJSON", dependencies: ["SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
+        .executableTarget(name: "FuzzTLSRecords", dependencies: ["COpenSSL"], path: "Tests/Fuzz/FuzzTLSRecords"),
     ]
 }

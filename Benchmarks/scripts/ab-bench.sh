@@ -8,7 +8,11 @@
 #
 # Environment: RUNS=3 DURATION=5s WARMUP=1s BACKENDS="uring epoll" SERVER_CPU=0 BENCH_CPU=1
 # BENCH_BIN (default .build/release/switchboard-bench), PEER_BIN (empty: no peer),
-# CASES (default: "echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:10000").
+# CASES (default: "echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:10000"); a case
+# "wss-echo:C:S" or "wss-fanout:N" runs over the servers' TLS listener (a throwaway certificate
+# is made; port = the plain one + 50). A_ARGS / B_ARGS: extra switchboard-echo flags for each
+# side, so one binary can be compared with itself under two settings, e.g.
+#   A_BIN=$B A_ARGS="--set tls_record_layer=openssl" B_BIN=$B CASES="wss-echo:100:32 echo:100:32"
 # Server CPU per message = (utime + stime of the server, from /proc/PID/stat, over the measured
 # run) / messages; reported split into user and system. A failed run (switchboard-bench exit
 # status != 0) is printed as FAILED and makes the script exit 1.
@@ -25,9 +29,19 @@ CASES="${CASES:-echo:100:1024 echo:1000:1024 echo:100:20 fanout:1000 fanout:1000
 for b in "$A_BIN" "$B_BIN" "$BENCH_BIN"; do [[ -x "$b" ]] || { echo "missing $b" >&2; exit 2; }; done
 TICKS="$(getconf CLK_TCK)"
 FAILED=0
+A_ARGS="${A_ARGS:-}"; B_ARGS="${B_ARGS:-}"
+TLS_ARGS=""
+if [[ "$CASES" == *wss-* ]]; then
+    make_test_certificate "$WORK" "ab-bench CA"
+    TLS_ARGS="--set tls_certificate=$WORK/server.pem --set tls_private_key=$WORK/server.key --set tls_max_handshakes_per_shard=4096"
+fi
 
 start() { # name port cmd...
     local name="$1"; PORT="$2"; shift 2
+    if [[ -n "$TLS_ARGS" && "$name" != peer-* ]]; then
+        # shellcheck disable=SC2086
+        set -- "$@" $TLS_ARGS --set "tls_port=$((PORT + 50))"
+    fi
     start_pinned "$name" "$@" --host 127.0.0.1 --port "$PORT"
     poll_until 20 port_open "$PORT" && return 0
     echo "server $name did not start" >&2; cat "$WORK/$name.log" >&2; return 1
@@ -37,11 +51,16 @@ start() { # name port cmd...
 run_case() {
     local name="$1" kase="$2" kind conns size url args
     IFS=: read -r kind conns size <<<"$kase"
+    local base="ws://127.0.0.1:$PORT"
+    if [[ "$kind" == wss-* ]]; then
+        base="wss://127.0.0.1:$((PORT + 50))"
+        kind="${kind#wss-}"
+    fi
     if [[ "$kind" == echo ]]; then
-        url="ws://127.0.0.1:$PORT/ws"
+        url="$base/ws"
         args=(echo -c "$conns" -s "$size" -w 1)
     else
-        url="ws://127.0.0.1:$PORT/broadcast"
+        url="$base/broadcast"
         args=(fanout --raw --subscribers "$conns" --publishers 1 -s 20 --max-failed-connections 0)
     fi
     # Warm-up run, not counted (also lets the server touch its buffers).
@@ -68,8 +87,8 @@ EOF
 
 SERVERS=()
 for backend in $BACKENDS; do
-    SERVERS+=("before-$backend|$A_BIN --shards 1 --io-backend $backend")
-    SERVERS+=("after-$backend|$B_BIN --shards 1 --io-backend $backend")
+    SERVERS+=("before-$backend|$A_BIN --shards 1 --io-backend $backend $A_ARGS")
+    SERVERS+=("after-$backend|$B_BIN --shards 1 --io-backend $backend $B_ARGS")
 done
 [[ -n "$PEER_BIN" ]] && SERVERS+=("peer-hummingbird|$PEER_BIN --threads 1")
 

@@ -242,6 +242,7 @@ extension Shard {
     /// handshake ends: keeps it until it does). The caller checked the limits, counting what is
     /// corked (`admitSend`).
     func tlsEnqueue(_ slot: Int, _ session: TLSSession, _ bytes: OutboundBytes) {
+        assertOnShardThread()
         switch session.phase {
         case .handshaking:
             session.pendingPlaintext.append(bytes)
@@ -256,6 +257,7 @@ extension Shard {
     /// Encrypts what is corked, in send order, in as few records as fit (16 KiB each), and
     /// queues the ciphertext. A session that ended meanwhile drops it (as a send after the end).
     func tlsUncork(_ slot: Int, _ session: TLSSession, scheduling: Bool) {
+        assertOnShardThread()
         guard !session.corked.isEmpty else { return }
         guard session.isEstablished, let state = tlsState else {
             session.clearCorked()

@@ -795,3 +795,80 @@ int sb_tls_test_expand_label_sha256(const uint8_t *secret, size_t secret_len, co
                                     uint8_t *out, size_t out_len) {
     return sb_tls13_expand_label(EVP_sha256(), secret, secret_len, label, out, out_len);
 }
+
+void sb_tls_test_force_evp(int force) { sb_tls13_force_evp(force); }
+
+int sb_tls_gcm_small_available(void) { return sb_gcm_small_available(); }
+
+/* EVP AES-GCM, one shot, as the reference. 0 or -1. */
+static int evp_gcm(int encrypt, size_t key_bytes, const unsigned char *key, const unsigned char *nonce,
+                   const unsigned char *aad, size_t aad_len, const unsigned char *in, size_t len,
+                   unsigned char *out, unsigned char *tag) {
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int n = 0, ok = ctx != NULL &&
+        EVP_CipherInit_ex(ctx, key_bytes == 16 ? EVP_aes_128_gcm() : EVP_aes_256_gcm(), NULL, key, nonce, encrypt) == 1 &&
+        (aad_len == 0 || EVP_CipherUpdate(ctx, NULL, &n, aad, (int)aad_len) == 1) &&
+        (len == 0 || EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1) &&
+        (encrypt || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_SET_TAG, 16, tag) == 1) &&
+        EVP_CipherFinal_ex(ctx, out + (len ? n : 0), &n) == 1 &&
+        (!encrypt || EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1);
+    EVP_CIPHER_CTX_free(ctx);
+    return ok ? 0 : -1;
+}
+
+int sb_tls_test_gcm_small_matches_evp(size_t key_bytes, size_t max_len) {
+    if (!sb_gcm_small_available()) return -1;
+    int mismatches = 0;
+    /* McGrew & Viega, "The Galois/Counter Mode of Operation", test cases 1 and 2 (AES-128,
+     * zero key and IV): an empty message, then one zero block. */
+    {
+        static const unsigned char zero[16] = {0};
+        static const unsigned char tag1[16] = {0x58, 0xe2, 0xfc, 0xce, 0xfa, 0x7e, 0x30, 0x61, 0x36, 0x7f, 0x1d, 0x57, 0xa4, 0xe7, 0x45, 0x5a};
+        static const unsigned char c2[16] = {0x03, 0x88, 0xda, 0xce, 0x60, 0xb6, 0xa3, 0x92, 0xf3, 0x28, 0xc2, 0xb9, 0x71, 0xb2, 0xfe, 0x78};
+        static const unsigned char tag2[16] = {0xab, 0x6e, 0x47, 0xd4, 0x2c, 0xec, 0x13, 0xbd, 0xf5, 0x3a, 0x67, 0xb2, 0x12, 0x57, 0xbd, 0xdf};
+        sb_gcm_key k;
+        unsigned char out[16], tag[16];
+        if (sb_gcm_small_init(&k, zero, 16) != 0) return -1;
+        sb_gcm_small_seal(&k, zero, NULL, 0, NULL, out, 0, tag);
+        if (memcmp(tag, tag1, 16) != 0) mismatches++;
+        sb_gcm_small_seal(&k, zero, NULL, 0, zero, out, 16, tag);
+        if (memcmp(out, c2, 16) != 0 || memcmp(tag, tag2, 16) != 0) mismatches++;
+    }
+    uint64_t state = 0x9e3779b97f4a7c15ULL ^ key_bytes;
+    unsigned char key[32], nonce[12], aad[20], data[2048], mine[2048], theirs[2048], back[2048], tag_mine[16], tag_theirs[16];
+    if (max_len > sizeof data) max_len = sizeof data;
+    for (size_t len = 0; len <= max_len; len++) {
+        unsigned char *fill[] = {key, nonce, aad, data};
+        size_t sizes[] = {sizeof key, sizeof nonce, sizeof aad, len};
+        for (int f = 0; f < 4; f++) for (size_t i = 0; i < sizes[f]; i++) {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            fill[f][i] = (unsigned char)state;
+        }
+        size_t aad_len = len % 21;
+        sb_gcm_key k;
+        if (sb_gcm_small_init(&k, key, key_bytes) != 0) return -1;
+        sb_gcm_small_seal(&k, nonce, aad, aad_len, data, mine, len, tag_mine);
+        if (evp_gcm(1, key_bytes, key, nonce, aad, aad_len, data, len, theirs, tag_theirs) != 0) { mismatches++; continue; }
+        if (memcmp(mine, theirs, len) != 0 || memcmp(tag_mine, tag_theirs, 16) != 0) { mismatches++; continue; }
+        /* Each opens the other's record; in place too. */
+        if (sb_gcm_small_open(&k, nonce, aad, aad_len, theirs, back, len, tag_theirs) != 0 || memcmp(back, data, len) != 0) mismatches++;
+        if (evp_gcm(0, key_bytes, key, nonce, aad, aad_len, mine, len, back, tag_mine) != 0 || memcmp(back, data, len) != 0) mismatches++;
+        memcpy(back, mine, len);
+        if (sb_gcm_small_open(&k, nonce, aad, aad_len, back, back, len, tag_mine) != 0 || memcmp(back, data, len) != 0) mismatches++;
+        /* Tampering is refused: the tag, the ciphertext, the additional data. */
+        tag_mine[len % 16] ^= 1;
+        if (sb_gcm_small_open(&k, nonce, aad, aad_len, mine, back, len, tag_mine) == 0) mismatches++;
+        tag_mine[len % 16] ^= 1;
+        if (len > 0) {
+            mine[len / 2] ^= 0x80;
+            if (sb_gcm_small_open(&k, nonce, aad, aad_len, mine, back, len, tag_mine) == 0) mismatches++;
+            mine[len / 2] ^= 0x80;
+        }
+        if (aad_len > 0) {
+            aad[0] ^= 4;
+            if (sb_gcm_small_open(&k, nonce, aad, aad_len, mine, back, len, tag_mine) == 0) mismatches++;
+        }
+        sb_gcm_small_clear(&k);
+    }
+    return mismatches;
+}

@@ -35,13 +35,20 @@ int sb_tls13_expand_label(const EVP_MD *hash, const unsigned char *secret, size_
     return 0;
 }
 
-/* Key and IV from the current secret (section 7.3), keyed into the AEAD context. */
+static int g_force_evp;  /* tests only */
+
+void sb_tls13_force_evp(int force) { g_force_evp = force; }
+
+/* Key and IV from the current secret (section 7.3), keyed into the AEAD context (and, for
+ * AES-GCM, into the short-record path too: both compute the same function). */
 static int rekey(sb_tls13_direction *d) {
     unsigned char key[32];
     int ok = d->key_bytes <= sizeof key &&
              sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "key", key, d->key_bytes) == 0 &&
              sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "iv", d->iv, sizeof d->iv) == 0 &&
              EVP_CipherInit_ex(d->aead, d->cipher, NULL, key, NULL, d->encrypt) == 1;
+    d->small_records = ok && EVP_CIPHER_get_mode(d->cipher) == EVP_CIPH_GCM_MODE &&
+                       sb_gcm_small_init(&d->small, key, d->key_bytes) == 0;
     OPENSSL_cleanse(key, sizeof key);
     return ok ? 0 : -1;
 }
@@ -80,6 +87,7 @@ int sb_tls13_direction_update(sb_tls13_direction *d) {
 
 void sb_tls13_direction_free(sb_tls13_direction *d) {
     EVP_CIPHER_CTX_free(d->aead);  /* wipes the key schedule */
+    sb_gcm_small_clear(&d->small);
     OPENSSL_cleanse(d, sizeof *d);
 }
 
@@ -117,6 +125,12 @@ long sb_tls13_seal(sb_tls13_direction *d, uint8_t type, const void *in, size_t l
     if (padding) memset(p + len + 1, 0, padding);
     unsigned char nonce[12];
     make_nonce(d, nonce);
+    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !g_force_evp) {
+        if (len) memcpy(p, in, len);
+        sb_gcm_small_seal(&d->small, nonce, out, SB_TLS13_HEADER, p, p, inner, p + inner);
+        d->sequence++;
+        return (long)(SB_TLS13_HEADER + body);
+    }
     int n = 0, tail = 0, fin = 0;
     if (EVP_CipherInit_ex(d->aead, NULL, NULL, NULL, nonce, 1) != 1) return -1;
     if (EVP_EncryptUpdate(d->aead, NULL, &n, out, SB_TLS13_HEADER) != 1) return -1;
@@ -130,6 +144,17 @@ long sb_tls13_seal(sb_tls13_direction *d, uint8_t type, const void *in, size_t l
     return (long)(SB_TLS13_HEADER + body);
 }
 
+/* TLSInnerPlaintext: content, the content type (non-zero), then zeros. */
+static long strip_padding(const unsigned char *out, size_t inner, uint8_t *type) {
+    size_t i = inner;
+    while (i > 0 && out[i - 1] == 0) i--;
+    if (i == 0) return SB_TLS13_NO_CONTENT_TYPE;
+    *type = out[i - 1];
+    size_t content = i - 1;
+    if (content > SB_TLS13_MAX_PLAINTEXT) return SB_TLS13_RECORD_OVERFLOW;
+    return (long)content;
+}
+
 long sb_tls13_open(sb_tls13_direction *d, const unsigned char *header, const unsigned char *body,
                    size_t body_len, unsigned char *out, uint8_t *type) {
     if (d->encrypt) return SB_TLS13_BAD_RECORD_MAC;
@@ -138,6 +163,13 @@ long sb_tls13_open(sb_tls13_direction *d, const unsigned char *header, const uns
     size_t inner = body_len - SB_TLS13_TAG;
     unsigned char nonce[12];
     make_nonce(d, nonce);
+    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !g_force_evp) {
+        if (sb_gcm_small_open(&d->small, nonce, header, SB_TLS13_HEADER, body, out, inner, body + inner) != 0) {
+            return SB_TLS13_BAD_RECORD_MAC;
+        }
+        d->sequence++;
+        return strip_padding(out, inner, type);
+    }
     int n = 0, fin = 0;
     if (EVP_CipherInit_ex(d->aead, NULL, NULL, NULL, nonce, 0) != 1) return SB_TLS13_BAD_RECORD_MAC;
     if (EVP_DecryptUpdate(d->aead, NULL, &n, header, SB_TLS13_HEADER) != 1) return SB_TLS13_BAD_RECORD_MAC;
@@ -148,12 +180,5 @@ long sb_tls13_open(sb_tls13_direction *d, const unsigned char *header, const uns
     if (EVP_DecryptFinal_ex(d->aead, out + n, &fin) != 1) return SB_TLS13_BAD_RECORD_MAC;
     if ((size_t)(n + fin) != inner) return SB_TLS13_BAD_RECORD_MAC;
     d->sequence++;
-    /* TLSInnerPlaintext: content, the content type (non-zero), then zeros. */
-    size_t i = inner;
-    while (i > 0 && out[i - 1] == 0) i--;
-    if (i == 0) return SB_TLS13_NO_CONTENT_TYPE;
-    *type = out[i - 1];
-    size_t content = i - 1;
-    if (content > SB_TLS13_MAX_PLAINTEXT) return SB_TLS13_RECORD_OVERFLOW;
-    return (long)content;
+    return strip_padding(out, inner, type);
 }

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <openssl/evp.h>
+#include "gcm_small.h"
 
 /* Largest TLSInnerPlaintext content (2^14), and the largest ciphertext body a peer may send
  * (2^14 + 256, section 5.2: content, type byte, padding and the AEAD expansion). */
@@ -40,7 +41,13 @@ typedef struct {
     unsigned char iv[12];
     uint64_t sequence;           /* of the next record in this direction */
     int encrypt;                 /* 1 seal, 0 open */
+    /* AES-GCM suites on a CPU with AES-NI and PCLMULQDQ: short records skip EVP (gcm_small.h). */
+    int small_records;
+    sb_gcm_key small;
 } sb_tls13_direction;
+
+/* Tests: 1 makes every record go through EVP (to compare both paths). Process-wide. */
+void sb_tls13_force_evp(int force);
 
 /* Sets `d` up from a traffic secret for the suite `suite_id` (SSL_CIPHER_get_id: 0x03001301
  * AES-128-GCM-SHA256, 0x03001302 AES-256-GCM-SHA384, 0x03001303 CHACHA20-POLY1305-SHA256),

@@ -446,3 +446,29 @@ private func hex(_ s: String) -> [UInt8] {
     }
     return out
 }
+
+/// The short-record AES-GCM (`gcm_small.c`, AES-NI and PCLMULQDQ) against OpenSSL's EVP.
+@Suite("AES-GCM for short TLS records, against OpenSSL's", .serialized)
+struct SmallRecordGCMTests {
+    @Test("same ciphertext and tag as EVP on every length 0...1,100, each opens the other's, tampering refused", arguments: [16, 32])
+    func matchesEVP(keyBytes: Int) throws {
+        try #require(sb_tls_gcm_small_available() == 1, "this CPU has no AES-NI/PCLMULQDQ: the EVP path is the only one (tested by every other TLS test)")
+        #expect(sb_tls_test_gcm_small_matches_evp(keyBytes, 1_100) == 0)
+    }
+
+    @Test("records through EVP only (forced) and through the short-record path read the same on OpenSSL's client", arguments: [false, true])
+    func bothPaths(forceEVP: Bool) throws {
+        sb_tls_test_force_evp(forceEVP ? 1 : 0)
+        defer { sb_tls_test_force_evp(0) }
+        let pair = try MemoryPair(try TLSFiles(), ownRecords: true, tickets: true)
+        for size in [0, 1, 15, 16, 17, 100, 495, 496, 497, 511, 512, 513, 4_000] {
+            let text = String(repeating: "q", count: size)
+            if size > 0 {
+                pair.feed(pair.server, pair.clientRecords([text])[...])
+                #expect(pair.serverReadLoop().plaintexts == [text])
+            }
+            pair.serverWrite(text + "!")
+            #expect(pair.clientReadAll() == [text + "!"])
+        }
+    }
+}

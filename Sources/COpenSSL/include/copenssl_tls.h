@@ -125,6 +125,16 @@ long sb_tls_test_seal_client_record(sb_tls_conn *c, uint64_t sequence, uint8_t t
 int sb_tls_test_key_update(sb_tls_conn *c, int request);
 /// Pads every record this connection writes to a multiple of `block` bytes (0 turns it off).
 int sb_tls_test_block_padding(sb_tls_conn *c, size_t block);
+/// Compares the short-record AES-GCM (AES-NI + PCLMULQDQ, gcm_small.c) with OpenSSL's EVP
+/// AES-GCM on every plaintext length 0...max_len (pseudo-random keys, nonces, AAD of 0-20 bytes,
+/// data), for a 16- or 32-byte key: the same ciphertext and tag, each opens the other's, and a
+/// flipped tag or ciphertext bit is refused. Also checks McGrew and Viega's test cases 1 and 2.
+/// The number of mismatches, or -1 when this CPU lacks the instructions.
+int sb_tls_test_gcm_small_matches_evp(size_t key_bytes, size_t max_len);
+/// Makes every own-layer record go through EVP (1) or short ones through gcm_small (0). Tests.
+void sb_tls_test_force_evp(int force);
+/// 1 when this CPU runs the short-record AES-GCM.
+int sb_tls_gcm_small_available(void);
 /// HKDF-Expand-Label with SHA-256 (RFC 8446 section 7.1), for a known-answer test. 0 or -1.
 int sb_tls_test_expand_label_sha256(const uint8_t *secret, size_t secret_len, const char *label,
                                     uint8_t *out, size_t out_len);

@@ -12,7 +12,7 @@
  * CRYPTO_memcmp. It processes one block at a time (no pipelining, no stitching), so it is
  * slower than OpenSSL per byte: tls13_records.c uses it for records up to
  * SB_GCM_SMALL_MAX_BYTES and EVP above. Both produce identical records (a test compares them
- * on every length up to 1,100 bytes, for both key sizes).
+ * on every length up to 512 bytes, for both key sizes).
  *
  * Thread rules: a key is immutable once expanded; calls keep no state between them.
  */
@@ -34,11 +34,12 @@ typedef struct {
 int sb_gcm_small_available(void);
 /* Expands a 16- or 32-byte key. 0, or -1 (other length, or the CPU lacks the instructions). */
 int sb_gcm_small_init(sb_gcm_key *k, const unsigned char *key, size_t key_bytes);
-/* Encrypts `len` bytes (in == out allowed) and writes the 16-byte tag. */
-void sb_gcm_small_seal(const sb_gcm_key *k, const unsigned char nonce[12], const unsigned char *aad, size_t aad_len,
+/* Encrypts `len` bytes (at most SB_GCM_SMALL_MAX_BYTES; in == out allowed) and writes the
+ * 16-byte tag. 0, or -1 when `len` is over the maximum. */
+int sb_gcm_small_seal(const sb_gcm_key *k, const unsigned char nonce[12], const unsigned char *aad, size_t aad_len,
                        const unsigned char *in, unsigned char *out, size_t len, unsigned char tag[16]);
-/* Decrypts `len` bytes into `out` (in == out allowed) and checks `tag`: 0, or -1 when it does
- * not authenticate (then `out` holds garbage the caller must not use). */
+/* Decrypts `len` bytes (at most SB_GCM_SMALL_MAX_BYTES) into `out` (in == out allowed) and
+ * checks `tag`: 0, or -1 when it does not authenticate or is over the maximum (then `out` holds garbage the caller must not use). */
 int sb_gcm_small_open(const sb_gcm_key *k, const unsigned char nonce[12], const unsigned char *aad, size_t aad_len,
                       const unsigned char *in, unsigned char *out, size_t len, const unsigned char tag[16]);
 /* Wipes the key. */

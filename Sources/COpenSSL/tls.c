@@ -829,14 +829,17 @@ int sb_tls_test_gcm_small_matches_evp(size_t key_bytes, size_t max_len) {
         sb_gcm_key k;
         unsigned char out[16], tag[16];
         if (sb_gcm_small_init(&k, zero, 16) != 0) return -1;
-        sb_gcm_small_seal(&k, zero, NULL, 0, NULL, out, 0, tag);
-        if (memcmp(tag, tag1, 16) != 0) mismatches++;
-        sb_gcm_small_seal(&k, zero, NULL, 0, zero, out, 16, tag);
-        if (memcmp(out, c2, 16) != 0 || memcmp(tag, tag2, 16) != 0) mismatches++;
+        if (sb_gcm_small_seal(&k, zero, NULL, 0, NULL, out, 0, tag) != 0 || memcmp(tag, tag1, 16) != 0) mismatches++;
+        if (sb_gcm_small_seal(&k, zero, NULL, 0, zero, out, 16, tag) != 0 || memcmp(out, c2, 16) != 0 ||
+            memcmp(tag, tag2, 16) != 0) mismatches++;
+        /* Longer than its keystream buffer: refused, not overrun. */
+        static unsigned char big[SB_GCM_SMALL_MAX_BYTES + 1];
+        if (sb_gcm_small_seal(&k, zero, NULL, 0, big, big, sizeof big, tag) != -1) mismatches++;
+        if (sb_gcm_small_open(&k, zero, NULL, 0, big, big, sizeof big, tag) != -1) mismatches++;
     }
     uint64_t state = 0x9e3779b97f4a7c15ULL ^ key_bytes;
     unsigned char key[32], nonce[12], aad[20], data[2048], mine[2048], theirs[2048], back[2048], tag_mine[16], tag_theirs[16];
-    if (max_len > sizeof data) max_len = sizeof data;
+    if (max_len > SB_GCM_SMALL_MAX_BYTES) max_len = SB_GCM_SMALL_MAX_BYTES;
     for (size_t len = 0; len <= max_len; len++) {
         unsigned char *fill[] = {key, nonce, aad, data};
         size_t sizes[] = {sizeof key, sizeof nonce, sizeof aad, len};
@@ -847,7 +850,7 @@ int sb_tls_test_gcm_small_matches_evp(size_t key_bytes, size_t max_len) {
         size_t aad_len = len % 21;
         sb_gcm_key k;
         if (sb_gcm_small_init(&k, key, key_bytes) != 0) return -1;
-        sb_gcm_small_seal(&k, nonce, aad, aad_len, data, mine, len, tag_mine);
+        if (sb_gcm_small_seal(&k, nonce, aad, aad_len, data, mine, len, tag_mine) != 0) { mismatches++; continue; }
         if (evp_gcm(1, key_bytes, key, nonce, aad, aad_len, data, len, theirs, tag_theirs) != 0) { mismatches++; continue; }
         if (memcmp(mine, theirs, len) != 0 || memcmp(tag_mine, tag_theirs, 16) != 0) { mismatches++; continue; }
         /* Each opens the other's record; in place too. */

@@ -127,7 +127,7 @@ long sb_tls13_seal(sb_tls13_direction *d, uint8_t type, const void *in, size_t l
     make_nonce(d, nonce);
     if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !g_force_evp) {
         if (len) memcpy(p, in, len);
-        sb_gcm_small_seal(&d->small, nonce, out, SB_TLS13_HEADER, p, p, inner, p + inner);
+        if (sb_gcm_small_seal(&d->small, nonce, out, SB_TLS13_HEADER, p, p, inner, p + inner) != 0) return -1;
         d->sequence++;
         return (long)(SB_TLS13_HEADER + body);
     }

@@ -126,7 +126,7 @@ int sb_tls_test_key_update(sb_tls_conn *c, int request);
 /// Pads every record this connection writes to a multiple of `block` bytes (0 turns it off).
 int sb_tls_test_block_padding(sb_tls_conn *c, size_t block);
 /// Compares the short-record AES-GCM (AES-NI + PCLMULQDQ, gcm_small.c) with OpenSSL's EVP
-/// AES-GCM on every plaintext length 0...max_len (pseudo-random keys, nonces, AAD of 0-20 bytes,
+/// AES-GCM on every plaintext length 0...max_len (at most 512, its largest; pseudo-random keys, nonces, AAD of 0-20 bytes,
 /// data), for a 16- or 32-byte key: the same ciphertext and tag, each opens the other's, and a
 /// flipped tag or ciphertext bit is refused. Also checks McGrew and Viega's test cases 1 and 2.
 /// The number of mismatches, or -1 when this CPU lacks the instructions.

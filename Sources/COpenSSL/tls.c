@@ -455,6 +455,12 @@ static int own_handshake_messages(sb_tls_conn *c, const unsigned char *p, size_t
         unsigned char message_type = p[offset];
         size_t message_bytes = (size_t)p[offset + 1] << 16 | (size_t)p[offset + 2] << 8 | p[offset + 3];
         if (n - offset - 4 < message_bytes) return own_fail(c, 10, "handshake message split across records");
+        if (message_type == 4 && !SSL_is_server(c->ssl)) {
+            /* A client's own record layer (the load generator): the server's NewSessionTicket.
+             * Not kept: such a client does not resume. */
+            offset += 4 + message_bytes;
+            continue;
+        }
         if (message_type != 24) return own_fail(c, 10, "handshake message other than KeyUpdate after the handshake");
         if (message_bytes != 1) return own_fail(c, 50, "KeyUpdate of the wrong length");  /* decode_error */
         unsigned char request = p[offset + 4];
@@ -527,16 +533,20 @@ static int own_read(sb_tls_conn *c, unsigned char *out, size_t cap) {
     }
 }
 
-/* At the end of a TLS 1.3 server handshake: takes records over from OpenSSL when it can, and
+/* At the end of a TLS 1.3 handshake: takes records over from OpenSSL when it can, and
  * stays with OpenSSL otherwise (TLS 1.2, a CCM suite, secrets not seen, input OpenSSL already
  * buffered). `written_before` is how much ciphertext waited in the write BIO before the
  * SSL_do_handshake call that completed: what that call wrote (TLS 1.3 session tickets, sealed
  * with the server's application key) fixes our first sequence number. */
 static void own_take_over(sb_tls_conn *c, size_t written_before) {
-    int ok = SSL_version(c->ssl) == TLS1_3_VERSION && SSL_is_server(c->ssl) &&
+    int server = SSL_is_server(c->ssl);
+    int ok = SSL_version(c->ssl) == TLS1_3_VERSION &&
              c->client_secret_bytes > 0 && c->server_secret_bytes > 0 && !SSL_has_pending(c->ssl);
     uint64_t sealed = 0;
-    if (ok) {
+    /* A client (the load generator's, on request) completes when it writes its Finished, still
+     * under the handshake keys: nothing it wrote is sealed with its application key, and the
+     * server's tickets come later, through the own record layer. */
+    if (ok && server) {
         char *data = NULL;
         long held = BIO_get_mem_data(c->wbio, &data);
         size_t at = written_before;
@@ -551,9 +561,13 @@ static void own_take_over(sb_tls_conn *c, size_t written_before) {
     }
     if (ok) {
         uint32_t suite = SSL_CIPHER_get_id(SSL_get_current_cipher(c->ssl));
-        if (sb_tls13_direction_init(&c->reading, suite, c->client_secret, c->client_secret_bytes, 0, 0) != 0) {
+        const unsigned char *read_secret = server ? c->client_secret : c->server_secret;
+        const unsigned char *write_secret = server ? c->server_secret : c->client_secret;
+        size_t read_bytes = server ? c->client_secret_bytes : c->server_secret_bytes;
+        size_t write_bytes = server ? c->server_secret_bytes : c->client_secret_bytes;
+        if (sb_tls13_direction_init(&c->reading, suite, read_secret, read_bytes, 0, 0) != 0) {
             ok = 0;
-        } else if (sb_tls13_direction_init(&c->writing, suite, c->server_secret, c->server_secret_bytes, sealed, 1) != 0) {
+        } else if (sb_tls13_direction_init(&c->writing, suite, write_secret, write_bytes, sealed, 1) != 0) {
             sb_tls13_direction_free(&c->reading);
             ok = 0;
         }

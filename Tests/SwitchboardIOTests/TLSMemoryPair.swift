@@ -16,7 +16,8 @@ final class MemoryPair {
     /// (`sb_tls_set_own_records`). `tickets`: the client asks for session tickets, so the
     /// server seals its tickets before the first application record. `captureClientSecrets`:
     /// the client keeps its traffic secret, for `forgeClientRecord`.
-    init(_ files: TLSFiles, ownRecords: Bool = false, tickets: Bool = false, captureClientSecrets: Bool = false, clientMaxTLS12: Bool = false) throws {
+    init(_ files: TLSFiles, ownRecords: Bool = false, tickets: Bool = false, captureClientSecrets: Bool = false, clientMaxTLS12: Bool = false,
+         clientOwnRecords: Bool = false) throws {
         var error = [CChar](repeating: 0, count: 256)
         guard let s = sb_tls_ctx_new(files.chain, files.key, &error, error.count) else {
             throw MissingTool("server context: \(String(decoding: error.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
@@ -30,6 +31,7 @@ final class MemoryPair {
         client = sb_tls_conn_new_client(c)!
         if ownRecords { sb_tls_set_own_records(server, 1) }
         if captureClientSecrets { sb_tls_test_capture_secrets(client) }
+        if clientOwnRecords { sb_tls_set_own_records(client, 1) }
         for _ in 0..<10 {
             let clientDone = sb_tls_handshake(client)
             try #require(clientDone >= 0)

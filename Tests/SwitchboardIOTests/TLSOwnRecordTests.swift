@@ -36,6 +36,20 @@ struct TLSOwnRecordTests {
         }
     }
 
+    @Test("a client on the own record layer (the load generator's) against OpenSSL's server and against the own one, tickets read and dropped",
+          arguments: [false, true])
+    func ownClient(serverOwn: Bool) throws {
+        let pair = try MemoryPair(try TLSFiles(), ownRecords: serverOwn, tickets: true, clientOwnRecords: true)
+        #expect(sb_tls_uses_own_records(pair.client) == 1)
+        #expect(sb_tls_uses_own_records(pair.server) == (serverOwn ? 1 : 0))
+        for round in 0..<10 {
+            pair.serverWrite("from server \(round)")
+            #expect(pair.clientReadAll() == ["from server \(round)"])
+            pair.feed(pair.server, pair.clientRecords(["from client \(round)"])[...])
+            #expect(pair.serverReadLoop().plaintexts == ["from client \(round)"])
+        }
+    }
+
     @Test("the server's tickets are sealed before the switch when the client asks for them (the case the sequence number counts)")
     func ticketsAreSent() throws {
         let withTickets = try MemoryPair(try TLSFiles(), ownRecords: true, tickets: true)

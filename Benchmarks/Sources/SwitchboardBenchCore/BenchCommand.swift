@@ -90,6 +90,8 @@ public struct BenchCommand: ParsableCommand {
         public var binary = false
         @Option(help: ArgumentHelp("Per-connection connect + handshake limit (default 10s).", valueName: "duration"))
         public var connectTimeout: String?
+        @Flag(help: "wss://: OpenSSL's TLS record layer in the client (default: Switchboard's own for TLS 1.3, so the client's CPU does not limit a TLS run).")
+        public var opensslRecords = false
         @Option(help: ArgumentHelp("Extra handshake request header 'Name: value' (repeatable).", valueName: "header"))
         public var header: [String] = []
         @Option(help: ArgumentHelp("Write every figure as JSON to FILE.", valueName: "file"))
@@ -200,6 +202,7 @@ public struct BenchCommand: ParsableCommand {
         if let d = try check.duration("--warmup", c.warmup) { o.warmupNanos = d }
         if let s = try check.size(c.size, maxBytes: 64 << 20, maxText: "64 MiB") { o.size = s }
         if let d = try check.duration("--connect-timeout", c.connectTimeout) { o.connectTimeoutNanos = d }
+        o.opensslRecords = c.opensslRecords
         o.headers += try check.headers(c.header)
         o.jsonPath = c.json
         o.serverPID = try check.serverPID(c.serverPid)

@@ -72,6 +72,8 @@ public struct BenchOptions: Sendable {
     public var drainNanos: Int64 = 5_000_000_000
     public var settleNanos: Int64 = 200_000_000
     public var connectTimeoutNanos: Int64 = 10_000_000_000
+    /// wss://: OpenSSL's record layer in the client instead of Switchboard's own.
+    public var opensslRecords = false
     public var serverPID: Int32? = nil
     public var jsonPath: String? = nil
     public var quiet = false

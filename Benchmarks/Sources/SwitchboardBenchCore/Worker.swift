@@ -464,6 +464,10 @@ final class Worker: @unchecked Sendable {
         if let tctx = tlsContext {
             // The upgrade request waits in `out` until the TLS handshake is done.
             guard let t = sb_tls_conn_new_client(tctx) else { fail(c, "TLS: cannot create a session"); return }
+            // The client's records are Switchboard's own after a TLS 1.3 handshake (unless
+            // --openssl-records): OpenSSL's cost per record would make the client, not the
+            // server, the limit of a TLS run.
+            if !options.opensslRecords { sb_tls_set_own_records(t, 1) }
             c.tls = t
             c.tlsReady = false
             guard sb_tls_handshake(t) >= 0 else { fail(c, "TLS handshake failed"); return }

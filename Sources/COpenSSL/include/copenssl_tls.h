@@ -53,7 +53,9 @@ int sb_tls_take_out(sb_tls_conn *c, void *out, size_t cap);
 /// handshake completes (AES-GCM / ChaCha20-Poly1305 through EVP, keys from the negotiated
 /// traffic secrets, key updates answered) instead of OpenSSL's record layer, which costs ~1 µs
 /// of user time per record in OpenSSL 3.0. Set before the handshake; TLS 1.2 sessions and CCM
-/// suites stay with OpenSSL whatever this says. Off unless set.
+/// suites stay with OpenSSL whatever this says. Off unless set. On a client connection (the
+/// load generator's) the same switch happens when the client's handshake completes; the
+/// server's session tickets are then read and dropped.
 void sb_tls_set_own_records(sb_tls_conn *c, int enabled);
 /// 1 when the session's records are Switchboard's own (the switch happened), else 0.
 int sb_tls_uses_own_records(sb_tls_conn *c);

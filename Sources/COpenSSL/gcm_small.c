@@ -6,13 +6,15 @@
 #define TARGET __attribute__((target("aes,pclmul,ssse3,sse4.1")))
 
 int sb_gcm_small_available(void) {
-    static int available = -1;  /* benign race: every thread computes the same answer */
-    if (available < 0) {
+    /* Relaxed atomics: every thread that races here computes and stores the same answer. */
+    static int available = -1;
+    int known = __atomic_load_n(&available, __ATOMIC_RELAXED);
+    if (known < 0) {
         __builtin_cpu_init();
-        available = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") &&
-                    __builtin_cpu_supports("sse4.1");
+        known = __builtin_cpu_supports("aes") && __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+        __atomic_store_n(&available, known, __ATOMIC_RELAXED);
     }
-    return available;
+    return known;
 }
 
 /* ---- AES key expansion (Intel's AES-NI white paper, section 4) ---- */

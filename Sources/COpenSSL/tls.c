@@ -584,8 +584,9 @@ static void own_take_over(sb_tls_conn *c, size_t written_before) {
             buffer_free(&c->out);
             ok = 0;
         } else {
-            if (pending_in) c->in.end += (size_t)BIO_read(c->rbio, c->in.bytes, (int)pending_in);
-            if (pending_out) c->out.end += (size_t)BIO_read(c->wbio, c->out.bytes, (int)pending_out);
+            /* A memory BIO hands over everything it holds. */
+            if (pending_in && BIO_read(c->rbio, c->in.bytes, (int)pending_in) == (int)pending_in) c->in.end = pending_in;
+            if (pending_out && BIO_read(c->wbio, c->out.bytes, (int)pending_out) == (int)pending_out) c->out.end = pending_out;
             buffer_settle(&c->in);
             buffer_settle(&c->out);
             c->records = RECORDS_OWN;

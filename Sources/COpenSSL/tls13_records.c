@@ -35,9 +35,13 @@ int sb_tls13_expand_label(const EVP_MD *hash, const unsigned char *secret, size_
     return 0;
 }
 
-static int g_force_evp;  /* tests only */
+/* Tests only; read by every shard thread, so an atomic (relaxed: it only picks between two
+ * paths that compute the same records). */
+static int g_force_evp;
 
-void sb_tls13_force_evp(int force) { g_force_evp = force; }
+void sb_tls13_force_evp(int force) { __atomic_store_n(&g_force_evp, force, __ATOMIC_RELAXED); }
+
+static inline int force_evp(void) { return __atomic_load_n(&g_force_evp, __ATOMIC_RELAXED); }
 
 /* Key and IV from the current secret (section 7.3), keyed into the AEAD context (and, for
  * AES-GCM, into the short-record path too: both compute the same function). */
@@ -125,7 +129,7 @@ long sb_tls13_seal(sb_tls13_direction *d, uint8_t type, const void *in, size_t l
     if (padding) memset(p + len + 1, 0, padding);
     unsigned char nonce[12];
     make_nonce(d, nonce);
-    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !g_force_evp) {
+    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !force_evp()) {
         if (len) memcpy(p, in, len);
         if (sb_gcm_small_seal(&d->small, nonce, out, SB_TLS13_HEADER, p, p, inner, p + inner) != 0) return -1;
         d->sequence++;
@@ -163,7 +167,7 @@ long sb_tls13_open(sb_tls13_direction *d, const unsigned char *header, const uns
     size_t inner = body_len - SB_TLS13_TAG;
     unsigned char nonce[12];
     make_nonce(d, nonce);
-    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !g_force_evp) {
+    if (d->small_records && inner <= SB_GCM_SMALL_MAX_BYTES && !force_evp()) {
         if (sb_gcm_small_open(&d->small, nonce, header, SB_TLS13_HEADER, body, out, inner, body + inner) != 0) {
             return SB_TLS13_BAD_RECORD_MAC;
         }

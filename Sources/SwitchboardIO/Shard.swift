@@ -327,6 +327,10 @@ package class Shard: @unchecked Sendable {
     /// it): shard thread only, assigned in two places (`refreshClock`, `endOfTurn`) and never
     /// passed `inout`, so no access to it can overlap another.
     @exclusivity(unchecked) package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
+    /// The idle deadline a timer armed now gets (`idleTimers.deadline(armedAt: nowMilliseconds)`),
+    /// computed with the clock (`advanceClock`) instead of per read: its rounding to the tick
+    /// divides. Same exclusivity reasoning as `nowMilliseconds`.
+    @exclusivity(unchecked) private var idleDeadline: UInt32 = 0
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
     private(set) var lifecycleState: ShardLifecycle = .created
@@ -359,12 +363,17 @@ package class Shard: @unchecked Sendable {
         connections = .allocate(capacity: capacity)
         flushSlots = .allocate(capacity: capacity)
         flushScratch = .allocate(capacity: capacity)
-        idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds)
+        // Rounded to the tick (see TimerList, "Granularity"): a busy connection's idle timer is
+        // re-linked once per tick, not once per read. Ticks fall on the same grid (`endOfTurn`),
+        // so an idle timeout still fires at the first tick at or after its exact deadline.
+        idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds,
+                               granularityMilliseconds: configuration.tickMilliseconds)
         requestTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.requestTimeoutMilliseconds)
         lingerTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.lingerTimeoutMilliseconds)
         inbox = MPSCQueue(capacity: configuration.inboxCapacity)
         acceptedSockets = acceptsQueued ? MPSCQueue(capacity: max(configuration.listenBacklog, 64)) : nil
         doorbell = try Doorbell()
+        idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
     }
 
     deinit {
@@ -723,7 +732,7 @@ package class Shard: @unchecked Sendable {
     package func touch(_ id: SocketID) {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
-        idleTimers.arm(slot, now: nowMilliseconds)
+        armIdleTimer(slot)
     }
 
     /// Shard thread: graceful shutdown has begun (or the loop has stopped).
@@ -733,6 +742,14 @@ package class Shard: @unchecked Sendable {
     }
 
     // MARK: - Internals shared by the backends
+
+    /// (Re-)arms the connection's idle timer for the current clock: a timer already armed for
+    /// the same (tick-rounded) deadline stays as it is, so this is a load and a compare for a
+    /// connection that received earlier in the same tick.
+    @inline(__always) func armIdleTimer(_ slot: Int) {
+        assert(idleDeadline == idleTimers.deadline(armedAt: nowMilliseconds), "idleDeadline not updated with the clock")
+        idleTimers.arm(slot, deadline: idleDeadline)
+    }
 
     func socketID(_ slot: Int) -> SocketID {
         SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation)
@@ -783,7 +800,7 @@ package class Shard: @unchecked Sendable {
         if outbound == nil {
             metrics.connectionsAccepted.increment()
             // An outbound connection's owner times its reads itself (OutboundConnection).
-            idleTimers.arm(slot, now: nowMilliseconds)
+            armIdleTimer(slot)
         }
         guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
@@ -808,7 +825,7 @@ package class Shard: @unchecked Sendable {
             connections[slot].held.append(contentsOf: bytes)
             return
         }
-        idleTimers.arm(slot, now: nowMilliseconds)
+        armIdleTimer(slot)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
             return
@@ -893,7 +910,7 @@ package class Shard: @unchecked Sendable {
 
     /// `deliver` without the byte count (counted when received) and the pause check.
     private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
-        idleTimers.arm(slot, now: nowMilliseconds)
+        armIdleTimer(slot)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
             return
@@ -996,12 +1013,17 @@ package class Shard: @unchecked Sendable {
             for s in list { finalize(Int(s)) }
             flushPending()
         }
-        nowMilliseconds = monotonicMilliseconds()
+        advanceClock()
         if nowMilliseconds >= nextTickMilliseconds {
             runTimers()
             memory.blocks.tick()
             handler.tick(self, nowMilliseconds: nowMilliseconds)
-            nextTickMilliseconds = nowMilliseconds + Int64(configuration.tickMilliseconds)
+            // The next multiple of the tick, not now + tick: the idle list's deadlines are
+            // rounded to the same grid, so a tick is due exactly when a rounded deadline is, and
+            // an idle timeout fires at the first tick at or after its exact deadline (within one
+            // tick of it, as when deadlines were exact and ticks came every tick from the last).
+            let tick = Int64(configuration.tickMilliseconds)
+            nextTickMilliseconds = (nowMilliseconds / tick + 1) * tick
             flushPending()
             while !finalizeList.isEmpty {
                 let list = finalizeList
@@ -1083,7 +1105,14 @@ package class Shard: @unchecked Sendable {
         tearDown()
     }
 
-    func refreshClock() { nowMilliseconds = monotonicMilliseconds() }
+    func refreshClock() { advanceClock() }
+
+    /// Reads the clock, and derives what depends on it (`idleDeadline`). The one writer of
+    /// `nowMilliseconds` after init.
+    @inline(__always) private func advanceClock() {
+        nowMilliseconds = monotonicMilliseconds()
+        idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
+    }
 
     /// Arms the doorbell and re-checks for work; true when the loop may block.
     func mayBlock() -> Bool {

@@ -70,7 +70,7 @@
     @usableFromInline var receiveState: ReceiveState = .header
     @usableFromInline var closeState: CloseState = .open
     /// Header bytes held in `extras.headerStorage` (0...13).
-    var headerFilled: UInt8 = 0
+    @usableFromInline var headerFilled: UInt8 = 0
     var frameOpcode: WebSocketOpcode = .continuation
     var frameFin = false
     /// Position in the 4-byte mask where the next payload byte falls (0...3).
@@ -156,6 +156,12 @@
 
     /// A data message has begun and not ended (its bytes, if any, are held).
     @inlinable package var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
+    /// Whether the next byte received begins a frame (no header or payload in progress), so the
+    /// owner may read the frame's length from the input itself. `mutating` though it only reads:
+    /// the driver reaches the codec through its session's class property, and as a getter the
+    /// whole struct was copied for the call (a retain and release of each of its references,
+    /// ~150 instructions), where a mutating call accesses it in place.
+    @inlinable package mutating func isAtFrameStart() -> Bool { receiveState == .header && headerFilled == 0 }
 
     /// Bytes held for the message being assembled (its storage, as charged to the budget).
     package var assemblyBytes: Int { messageBuffer.chargedBytes }

@@ -270,6 +270,11 @@ package class Shard: @unchecked Sendable {
     /// Bytes held for peers, against `maxBufferedBytesPerShard`, and the send blocks
     /// (`memory.blocks`). Shard thread only.
     package let memory: ShardMemoryBudget
+    /// The node and shard bits of this shard's socket ids (`socketID`), made and range-checked
+    /// once, by `SocketID.init`.
+    private let socketIDBase: UInt64
+    /// The bits of a `SocketID` that name its node and shard.
+    private static let socketIDNodeAndShardBits: UInt64 = 0xFFFF << 48
     /// Frames up to this size queued behind others are copied into send blocks
     /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
     private let coalesceMaxFrameBytes: Int
@@ -351,6 +356,7 @@ package class Shard: @unchecked Sendable {
     init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool) throws(IOError) {
         self.index = index
         self.configuration = configuration
+        socketIDBase = SocketID(node: configuration.nodeID, shard: index, slot: 0, generation: 0).rawValue
         let blocks = SendBlockPool(blockBytes: configuration.sendBlockBytes, maxFrameBytes: configuration.sendCoalesceMaxFrameBytes,
                                    maxBlocks: configuration.maxSendBlocksPerShard, maxFreeBlocks: configuration.sendBlocksKeptFree,
                                    exhausted: metrics.sendBlocksExhausted, gauge: metrics.sendBlocks)
@@ -484,7 +490,9 @@ package class Shard: @unchecked Sendable {
     /// The connection's slot if `id` is current and not yet closing.
     @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
         let slot = id.slot
-        guard id.shard == index, id.node == configuration.nodeID, slot < highWater else { return nil }
+        // Node and shard in one compare (the id's top 16 bits against `socketIDBase`'s).
+        guard id.rawValue & Self.socketIDNodeAndShardBits == socketIDBase, slot < highWater else { return nil }
+        assert(id.shard == index && id.node == configuration.nodeID)
         // Field by field through the pointer: `let c = connections[slot]` copies the whole
         // `Connection` (retain and release of its queue's chunks and TLS session), once per
         // send, which a fan-out pays once per subscriber.
@@ -751,8 +759,13 @@ package class Shard: @unchecked Sendable {
         idleTimers.arm(slot, deadline: idleDeadline)
     }
 
-    func socketID(_ slot: Int) -> SocketID {
-        SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation)
+    /// The id of the connection in `slot`: `socketIDBase` and the slot's generation (issue 16
+    /// item 3: made field by field, with `SocketID.init`'s range checks, once per read).
+    @inline(__always) func socketID(_ slot: Int) -> SocketID {
+        assert(slot >= 0 && slot < SocketID.maxSlots, "slot \(slot) beyond what an id holds")
+        let id = SocketID(rawValue: socketIDBase | UInt64(connections[slot].generation & SocketID.generationMask) << 24 | UInt64(slot))
+        assert(id == SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation))
+        return id
     }
 
     @inline(__always) func scheduleFlush(_ slot: Int) {

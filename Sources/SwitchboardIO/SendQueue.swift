@@ -257,6 +257,12 @@ struct SendQueue {
         }
     }
 
+    /// The unsent bytes of the queue's only chunk; nil when it holds none or several.
+    @inline(__always) var soleRun: UnsafeRawBufferPointer? {
+        guard ringCountStorage == 0, let f = first else { return nil }
+        return f.pending
+    }
+
     /// Visits up to `max` chunks from the front, in order, with their unsent bytes.
     @inline(__always) func forEachPending(max: Int, _ body: (UnsafeRawBufferPointer) -> Void) {
         guard let f = first else { return }

@@ -145,6 +145,10 @@ struct Connection {
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 
+    /// Whether the connection has any of the rare state (a TLS session, an outbound owner, held
+    /// bytes): false for a plain accepted socket that never held input.
+    var hasRareState: Bool { rare != nil }
+
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? {
         get { rare?.tls }
@@ -830,20 +834,30 @@ package class Shard: @unchecked Sendable {
         assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        // An outbound connection, a TLS session or held bytes: one test for the three here.
+        guard !connections[slot].hasRareState else { return deliverRare(slot, bytes, to: handler) }
+        if connections[slot].readPaused { return hold(slot, bytes) }
+        armIdleTimer(slot)
+        handler.connectionReceived(socketID(slot), bytes)
+    }
+
+    /// `deliver` for a connection with rare state (`Connection.rare`), in the same order.
+    @inline(never) private func deliverRare(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         if let outbound = connections[slot].outbound { return outbound.received(bytes) }
-        if connections[slot].readPaused {
-            // Completed by the kernel before the pause took effect: kept for the resume.
-            // (Before TLS: ciphertext is held, so decryption waits for the resume too.)
-            memory.charge(bytes.count)
-            connections[slot].held.append(contentsOf: bytes)
-            return
-        }
+        if connections[slot].readPaused { return hold(slot, bytes) }
         armIdleTimer(slot)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
             return
         }
         handler.connectionReceived(socketID(slot), bytes)
+    }
+
+    /// Bytes the kernel completed before a pause took effect: kept for the resume. (Before
+    /// TLS: ciphertext is held, so decryption waits for the resume too.)
+    private func hold(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+        memory.charge(bytes.count)
+        connections[slot].held.append(contentsOf: bytes)
     }
 
     /// The queue became empty after a send.

@@ -170,13 +170,61 @@ int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     return r < 0 ? -errno : 0;
 }
 
-// read(2), write(2), writev(2) and epoll_wait(2) through syscall(2): glibc's own wrappers are
+// read(2), write(2), writev(2) and epoll_wait(2) as bare system calls: glibc's own wrappers are
 // cancellation points, which in a threaded process wrap each system call in
 // __pthread_enable_asynccancel / __pthread_disable_asynccancel (~60 instructions per echoed
-// message, issue 16 item 3). Switchboard never cancels a thread. Same results: -1 and errno.
-ssize_t sb_read(int fd, void *buf, size_t count) { return syscall(SYS_read, fd, buf, count); }
-ssize_t sb_write(int fd, const void *buf, size_t count) { return syscall(SYS_write, fd, buf, count); }
-ssize_t sb_writev(int fd, const struct iovec *iov, int iovcnt) { return syscall(SYS_writev, fd, iov, iovcnt); }
+// message, issue 16 item 3), and syscall(2) itself moves all six argument registers and sets
+// errno (~15 instructions a call, three calls per echo). Switchboard never cancels a thread.
+// `sb_syscall6` returns the kernel's result: -errno on failure. Elsewhere than x86-64 and arm64,
+// syscall(2) with the same convention.
+static inline long sb_syscall6(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = a4;
+    register long r8 __asm__("r8") = a5;
+    register long r9 __asm__("r9") = a6;
+    __asm__ volatile ("syscall"
+                      : "=a"(ret)
+                      : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+                      : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a1;
+    register long x1 __asm__("x1") = a2;
+    register long x2 __asm__("x2") = a3;
+    register long x3 __asm__("x3") = a4;
+    register long x4 __asm__("x4") = a5;
+    register long x5 __asm__("x5") = a6;
+    __asm__ volatile ("svc 0"
+                      : "+r"(x0)
+                      : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                      : "memory", "cc");
+    return x0;
+#else
+    long r = syscall(n, a1, a2, a3, a4, a5, a6);
+    return r < 0 ? -errno : r;
+#endif
+}
+
+// A bare system call's result as the libc functions give it: -1 and errno on failure.
+static inline ssize_t sb_errno_result(long r) {
+    if (r < 0) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
+ssize_t sb_read(int fd, void *buf, size_t count) {
+    return sb_errno_result(sb_syscall6(SYS_read, fd, (long)buf, (long)count, 0, 0, 0));
+}
+ssize_t sb_write(int fd, const void *buf, size_t count) {
+    return sb_errno_result(sb_syscall6(SYS_write, fd, (long)buf, (long)count, 0, 0, 0));
+}
+ssize_t sb_writev(int fd, const struct iovec *iov, int iovcnt) {
+    return sb_errno_result(sb_syscall6(SYS_writev, fd, (long)iov, iovcnt, 0, 0, 0));
+}
 
 int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms) {
     struct epoll_event evs[256];
@@ -184,8 +232,8 @@ int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeo
     int n;
     // epoll_pwait with no mask is epoll_wait (the one both x86-64 and arm64 have), without
     // the cancellation wrapper (see sb_read).
-    do { n = (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout_ms, NULL, 8); } while (n < 0 && errno == EINTR);
-    if (n < 0) return -errno;
+    do { n = (int)sb_syscall6(SYS_epoll_pwait, epfd, (long)evs, max, timeout_ms, 0, 8); } while (n == -EINTR);
+    if (n < 0) return n;
     for (int i = 0; i < n; i++) { data[i] = evs[i].data.u64; events[i] = evs[i].events; }
     return n;
 }

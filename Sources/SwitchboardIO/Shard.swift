@@ -145,6 +145,10 @@ struct Connection {
 
     init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 
+    /// Whether the connection has any of the rare state (a TLS session, an outbound owner, held
+    /// bytes): false for a plain accepted socket that never held input.
+    var hasRareState: Bool { rare != nil }
+
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
     var tls: TLSSession? {
         get { rare?.tls }
@@ -273,6 +277,11 @@ package class Shard: @unchecked Sendable {
     /// Bytes held for peers, against `maxBufferedBytesPerShard`, and the send blocks
     /// (`memory.blocks`). Shard thread only.
     package let memory: ShardMemoryBudget
+    /// The node and shard bits of this shard's socket ids (`socketID`), made and range-checked
+    /// once, by `SocketID.init`.
+    private let socketIDBase: UInt64
+    /// The bits of a `SocketID` that name its node and shard.
+    private static let socketIDNodeAndShardBits: UInt64 = 0xFFFF << 48
     /// Frames up to this size queued behind others are copied into send blocks
     /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
     private let coalesceMaxFrameBytes: Int
@@ -330,6 +339,10 @@ package class Shard: @unchecked Sendable {
     /// it): shard thread only, assigned in two places (`refreshClock`, `endOfTurn`) and never
     /// passed `inout`, so no access to it can overlap another.
     @exclusivity(unchecked) package private(set) var nowMilliseconds: Int64 = monotonicMilliseconds()
+    /// The idle deadline a timer armed now gets (`idleTimers.deadline(armedAt: nowMilliseconds)`),
+    /// computed with the clock (`advanceClock`) instead of per read: its rounding to the tick
+    /// divides. Same exclusivity reasoning as `nowMilliseconds`.
+    @exclusivity(unchecked) private var idleDeadline: UInt32 = 0
     private var nextTickMilliseconds: Int64 = 0
     /// Shard thread: the lifecycle (the owner's copy; `lifecycle` publishes it to any thread).
     private(set) var lifecycleState: ShardLifecycle = .created
@@ -350,6 +363,7 @@ package class Shard: @unchecked Sendable {
     init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool) throws(IOError) {
         self.index = index
         self.configuration = configuration
+        socketIDBase = SocketID(node: configuration.nodeID, shard: index, slot: 0, generation: 0).rawValue
         let blocks = SendBlockPool(blockBytes: configuration.sendBlockBytes, maxFrameBytes: configuration.sendCoalesceMaxFrameBytes,
                                    maxBlocks: configuration.maxSendBlocksPerShard, maxFreeBlocks: configuration.sendBlocksKeptFree,
                                    exhausted: metrics.sendBlocksExhausted, gauge: metrics.sendBlocks)
@@ -362,12 +376,17 @@ package class Shard: @unchecked Sendable {
         connections = .allocate(capacity: capacity)
         flushSlots = .allocate(capacity: capacity)
         flushScratch = .allocate(capacity: capacity)
-        idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds)
+        // Rounded to the tick (see TimerList, "Granularity"): a busy connection's idle timer is
+        // re-linked once per tick, not once per read. Ticks fall on the same grid (`endOfTurn`),
+        // so an idle timeout still fires at the first tick at or after its exact deadline.
+        idleTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.idleTimeoutMilliseconds,
+                               granularityMilliseconds: configuration.tickMilliseconds)
         requestTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.requestTimeoutMilliseconds)
         lingerTimers = TimerList(capacity: capacity, durationMilliseconds: configuration.lingerTimeoutMilliseconds)
         inbox = MPSCQueue(capacity: configuration.inboxCapacity)
         acceptedSockets = acceptsQueued ? MPSCQueue(capacity: max(configuration.listenBacklog, 64)) : nil
         doorbell = try Doorbell()
+        idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
     }
 
     deinit {
@@ -478,7 +497,9 @@ package class Shard: @unchecked Sendable {
     /// The connection's slot if `id` is current and not yet closing.
     @inline(__always) func liveSlot(_ id: SocketID) -> Int? {
         let slot = id.slot
-        guard id.shard == index, id.node == configuration.nodeID, slot < highWater else { return nil }
+        // Node and shard in one compare (the id's top 16 bits against `socketIDBase`'s).
+        guard id.rawValue & Self.socketIDNodeAndShardBits == socketIDBase, slot < highWater else { return nil }
+        assert(id.shard == index && id.node == configuration.nodeID)
         // Field by field through the pointer: `let c = connections[slot]` copies the whole
         // `Connection` (retain and release of its queue's chunks and TLS session), once per
         // send, which a fan-out pays once per subscriber.
@@ -726,7 +747,7 @@ package class Shard: @unchecked Sendable {
     package func touch(_ id: SocketID) {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
-        idleTimers.arm(slot, now: nowMilliseconds)
+        armIdleTimer(slot)
     }
 
     /// Shard thread: graceful shutdown has begun (or the loop has stopped).
@@ -737,8 +758,21 @@ package class Shard: @unchecked Sendable {
 
     // MARK: - Internals shared by the backends
 
-    func socketID(_ slot: Int) -> SocketID {
-        SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation)
+    /// (Re-)arms the connection's idle timer for the current clock: a timer already armed for
+    /// the same (tick-rounded) deadline stays as it is, so this is a load and a compare for a
+    /// connection that received earlier in the same tick.
+    @inline(__always) func armIdleTimer(_ slot: Int) {
+        assert(idleDeadline == idleTimers.deadline(armedAt: nowMilliseconds), "idleDeadline not updated with the clock")
+        idleTimers.arm(slot, deadline: idleDeadline)
+    }
+
+    /// The id of the connection in `slot`: `socketIDBase` and the slot's generation (issue 16
+    /// item 3: made field by field, with `SocketID.init`'s range checks, once per read).
+    @inline(__always) func socketID(_ slot: Int) -> SocketID {
+        assert(slot >= 0 && slot < SocketID.maxSlots, "slot \(slot) beyond what an id holds")
+        let id = SocketID(rawValue: socketIDBase | UInt64(connections[slot].generation & SocketID.generationMask) << 24 | UInt64(slot))
+        assert(id == SocketID(node: configuration.nodeID, shard: index, slot: slot, generation: connections[slot].generation))
+        return id
     }
 
     @inline(__always) func scheduleFlush(_ slot: Int) {
@@ -786,7 +820,7 @@ package class Shard: @unchecked Sendable {
         if outbound == nil {
             metrics.connectionsAccepted.increment()
             // An outbound connection's owner times its reads itself (OutboundConnection).
-            idleTimers.arm(slot, now: nowMilliseconds)
+            armIdleTimer(slot)
         }
         guard (!tls || tlsAttach(slot)), registerConnection(slot) else {
             beginClose(slot)
@@ -803,20 +837,30 @@ package class Shard: @unchecked Sendable {
         assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
+        // An outbound connection, a TLS session or held bytes: one test for the three here.
+        guard !connections[slot].hasRareState else { return deliverRare(slot, bytes, to: handler) }
+        if connections[slot].readPaused { return hold(slot, bytes) }
+        armIdleTimer(slot)
+        handler.connectionReceived(socketID(slot), bytes)
+    }
+
+    /// `deliver` for a connection with rare state (`Connection.rare`), in the same order.
+    @inline(never) private func deliverRare(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         if let outbound = connections[slot].outbound { return outbound.received(bytes) }
-        if connections[slot].readPaused {
-            // Completed by the kernel before the pause took effect: kept for the resume.
-            // (Before TLS: ciphertext is held, so decryption waits for the resume too.)
-            memory.charge(bytes.count)
-            connections[slot].held.append(contentsOf: bytes)
-            return
-        }
-        idleTimers.arm(slot, now: nowMilliseconds)
+        if connections[slot].readPaused { return hold(slot, bytes) }
+        armIdleTimer(slot)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
             return
         }
         handler.connectionReceived(socketID(slot), bytes)
+    }
+
+    /// Bytes the kernel completed before a pause took effect: kept for the resume. (Before
+    /// TLS: ciphertext is held, so decryption waits for the resume too.)
+    private func hold(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+        memory.charge(bytes.count)
+        connections[slot].held.append(contentsOf: bytes)
     }
 
     /// The queue became empty after a send.
@@ -896,7 +940,7 @@ package class Shard: @unchecked Sendable {
 
     /// `deliver` without the byte count (counted when received) and the pause check.
     private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
-        idleTimers.arm(slot, now: nowMilliseconds)
+        armIdleTimer(slot)
         if let session = connections[slot].tls {
             tlsDeliver(slot, session, bytes)
             return
@@ -999,12 +1043,17 @@ package class Shard: @unchecked Sendable {
             for s in list { finalize(Int(s)) }
             flushPending()
         }
-        nowMilliseconds = monotonicMilliseconds()
+        advanceClock()
         if nowMilliseconds >= nextTickMilliseconds {
             runTimers()
             memory.blocks.tick()
             handler.tick(self, nowMilliseconds: nowMilliseconds)
-            nextTickMilliseconds = nowMilliseconds + Int64(configuration.tickMilliseconds)
+            // The next multiple of the tick, not now + tick: the idle list's deadlines are
+            // rounded to the same grid, so a tick is due exactly when a rounded deadline is, and
+            // an idle timeout fires at the first tick at or after its exact deadline (within one
+            // tick of it, as when deadlines were exact and ticks came every tick from the last).
+            let tick = Int64(configuration.tickMilliseconds)
+            nextTickMilliseconds = (nowMilliseconds / tick + 1) * tick
             flushPending()
             while !finalizeList.isEmpty {
                 let list = finalizeList
@@ -1086,7 +1135,14 @@ package class Shard: @unchecked Sendable {
         tearDown()
     }
 
-    func refreshClock() { nowMilliseconds = monotonicMilliseconds() }
+    func refreshClock() { advanceClock() }
+
+    /// Reads the clock, and derives what depends on it (`idleDeadline`). The one writer of
+    /// `nowMilliseconds` after init.
+    @inline(__always) private func advanceClock() {
+        nowMilliseconds = monotonicMilliseconds()
+        idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
+    }
 
     /// Arms the doorbell and re-checks for work; true when the loop may block.
     func mayBlock() -> Bool {

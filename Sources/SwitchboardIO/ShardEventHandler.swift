@@ -8,6 +8,9 @@ package protocol ShardEventHandler: AnyObject {
     /// A socket was accepted and given a slot.
     func connectionOpened(_ id: SocketID)
     /// Bytes arrived. The buffer is valid only during the call: copy what must be kept.
+    /// Called only while the connection is open (not draining, lingering or closing: `deliver`,
+    /// the resume path and the TLS read loop check it right before each call), so a handler
+    /// may take the connection as open until it runs code of its own that could close it.
     func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer)
     /// A timer of the connection ran out. The connection stays open unless the handler closes it.
     func connectionTimedOut(_ id: SocketID, _ timer: ConnectionTimer)

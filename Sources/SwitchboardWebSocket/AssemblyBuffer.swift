@@ -17,18 +17,18 @@ package protocol WebSocketMemoryBudget: AnyObject {
 ///
 /// It reaches the budget through the owner's shared ``WebSocketCodecSettings`` (one reference,
 /// 8 bytes, where the budget's existential would take 16 per socket).
-struct AssemblyBuffer {
+@usableFromInline struct AssemblyBuffer {
     private(set) var bytes: [UInt8] = []
     /// Bytes charged to `budget` for `bytes`' storage.
     private(set) var chargedBytes = 0
     /// The owner's settings: the budget, and the codec's limits (the codec reads them here).
-    let settings: WebSocketCodecSettings
+    @usableFromInline let settings: WebSocketCodecSettings
 
     init(settings: WebSocketCodecSettings) { self.settings = settings }
 
     var budget: (any WebSocketMemoryBudget)? { settings.budget }
 
-    var count: Int { bytes.count }
+    @usableFromInline var count: Int { bytes.count }
 
     /// Makes room for `needed` bytes in total, growing at least geometrically up to `ceiling`
     /// (the message limit). False when the budget refuses the growth (nothing changes then).

@@ -6,8 +6,8 @@
 /// per-socket duplication).
 ///
 /// Immutable; not `Sendable`, because the budget belongs to the owner's thread.
-package final class WebSocketCodecSettings {
-    package let limits: WebSocketLimits
+@usableFromInline package final class WebSocketCodecSettings {
+    @usableFromInline package let limits: WebSocketLimits
     /// Charged with the message being assembled as it grows (inflated output included) and with
     /// the zlib streams; a refused growth fails the connection with 1013 (try again later).
     package let budget: (any WebSocketMemoryBudget)?

@@ -55,22 +55,24 @@
     @usableFromInline var extras: WebSocketConnectionExtras?
     /// The message being assembled, charged to the owner's budget as it grows. It holds the
     /// reference to the shared settings (`settings`).
-    var messageBuffer: AssemblyBuffer
+    @usableFromInline var messageBuffer: AssemblyBuffer
     /// Payload bytes of the current frame still to come.
     var frameRemaining = 0
     /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
-    package private(set) var messagesCompleted = 0
+    /// (Set within the module only; `internal(set)` rather than `private(set)` so that the
+    /// inlinable `receiveWholeMessage` may count.)
+    @usableFromInline package internal(set) var messagesCompleted = 0
     // Current frame.
     var frameKey: UInt32 = 0
     /// Frames of the current message (at most `maxFragments` + 1, which
     /// ``WebSocketCodecSettings`` keeps below `UInt32.max`).
-    var messageFragments: UInt32 = 0
-    var framesCompletedCount: UInt32 = 0
+    @usableFromInline var messageFragments: UInt32 = 0
+    @usableFromInline var framesCompletedCount: UInt32 = 0
     @usableFromInline var messagesStartedCount: UInt32 = 0
     @usableFromInline var receiveState: ReceiveState = .header
     @usableFromInline var closeState: CloseState = .open
     /// Header bytes held in `extras.headerStorage` (0...13).
-    var headerFilled: UInt8 = 0
+    @usableFromInline var headerFilled: UInt8 = 0
     var frameOpcode: WebSocketOpcode = .continuation
     var frameFin = false
     /// Position in the 4-byte mask where the next payload byte falls (0...3).
@@ -78,13 +80,13 @@
     var sink: PayloadSink = .discard
     // Current message: `messageOpcode` is .text or .binary while one is in progress.
     @usableFromInline var messageOpcode: WebSocketOpcode?
-    var messageCompressed = false
+    @usableFromInline var messageCompressed = false
     var validator = UTF8Validator()
-    let role: WebSocketRole
+    @usableFromInline let role: WebSocketRole
 
     /// The owner's shared limits, budget and zlib memory level.
-    var settings: WebSocketCodecSettings { messageBuffer.settings }
-    var limits: WebSocketLimits { settings.limits }
+    @inlinable var settings: WebSocketCodecSettings { messageBuffer.settings }
+    @inlinable var limits: WebSocketLimits { settings.limits }
     var budget: (any WebSocketMemoryBudget)? { settings.budget }
     /// Negotiated permessage-deflate parameters, nil when off.
     var deflate: PerMessageDeflateParameters? { extras?.deflate }
@@ -156,6 +158,12 @@
 
     /// A data message has begun and not ended (its bytes, if any, are held).
     @inlinable package var isAssemblingMessage: Bool { messageOpcode != nil && receiveState != .done }
+    /// Whether the next byte received begins a frame (no header or payload in progress), so the
+    /// owner may read the frame's length from the input itself. `mutating` though it only reads:
+    /// the driver reaches the codec through its session's class property, and as a getter the
+    /// whole struct was copied for the call (a retain and release of each of its references,
+    /// ~150 instructions), where a mutating call accesses it in place.
+    @inlinable package mutating func isAtFrameStart() -> Bool { receiveState == .header && headerFilled == 0 }
 
     /// Bytes held for the message being assembled (its storage, as charged to the budget).
     package var assemblyBytes: Int { messageBuffer.chargedBytes }
@@ -232,7 +240,12 @@
     /// owner calls `receive`, which handles it, and fails the connection where it must
     /// (invalid text, a frame over the limits). The fields of the current frame are not set:
     /// no frame is in progress after a whole one, and the next header sets them.
-    package mutating func receiveWholeMessage(_ bytes: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer)
+    ///
+    /// Inlinable, and inlined (issue 16 item 3): it runs once per echoed message, and as a call
+    /// from the driver (another module) its frame was ~35 instructions of ~1,020. What it reads
+    /// is `@usableFromInline` for that (the limits through the settings, the frame header's
+    /// fields, the counters); the non-ASCII text check stays a call (`checkText`).
+    @inlinable @inline(__always) package mutating func receiveWholeMessage(_ bytes: UnsafeRawBufferPointer, scratch: UnsafeMutableRawBufferPointer)
         -> (opcode: WebSocketOpcode, count: Int, used: Int)? {
         guard receiveState == .header, headerFilled == 0, closeState == .open, messageOpcode == nil,
               bytes.count >= 2, let base = bytes.baseAddress else { return nil }
@@ -472,7 +485,7 @@
     }
 
     /// What a whole text payload turned out to be (`unmaskText`).
-    enum TextCheck {
+    @usableFromInline enum TextCheck {
         case valid
         case invalid
         /// Valid so far, but the message ends inside a UTF-8 sequence.
@@ -490,16 +503,23 @@
 
     /// Unmasks a whole text payload into `destination` and checks it: all ASCII (seen while
     /// unmasking, a word at a time) is valid and complete without the UTF-8 validator.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func unmaskText(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, count: Int, key: UInt32) -> TextCheck {
         if Masking.applyReportingASCII(key: key, source: source, destination: destination, count: count) { return .valid }
+        return checkText(UnsafeRawPointer(destination), count: count)
+    }
+
+    /// `unmaskText`'s text that is not all ASCII, through the validator (out of line: the
+    /// inlinable part stays small where `receiveWholeMessage` is inlined).
+    @usableFromInline
+    static func checkText(_ bytes: UnsafeRawPointer, count: Int) -> TextCheck {
         var checker = UTF8Validator()
-        guard checker.validate(UnsafeRawPointer(destination), count: count) else { return .invalid }
+        guard checker.validate(bytes, count: count) else { return .invalid }
         return checker.isComplete ? .valid : .incomplete
     }
 
     /// Copies a frame's payload, unmasking it (`key` 0: an unmasked frame, a plain copy).
-    @inline(__always)
+    @inlinable @inline(__always)
     static func unmask(_ source: UnsafeRawPointer, into destination: UnsafeMutableRawPointer, count: Int, key: UInt32) {
         if key == 0 {
             destination.copyMemory(from: source, byteCount: count)

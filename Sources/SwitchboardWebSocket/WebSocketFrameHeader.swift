@@ -8,11 +8,11 @@
     /// The second byte: the mask bit and the 7-bit length.
     package var byte1: UInt8
     /// Declared payload length. The top bit may be set (a protocol error the caller checks).
-    package var payloadLength: UInt64
+    @usableFromInline package var payloadLength: UInt64
     /// The masking key (low byte = first mask byte on the wire), 0 when the frame is not masked.
-    package var maskKey: UInt32
+    @usableFromInline package var maskKey: UInt32
     /// Bytes the header takes: 2 to 14.
-    package var headerLength: Int
+    @usableFromInline package var headerLength: Int
 
     @usableFromInline
     init(byte0: UInt8, byte1: UInt8, payloadLength: UInt64, maskKey: UInt32, headerLength: Int) {

@@ -2,7 +2,7 @@
 ///
 /// The role decides the masking rules and which half of the permessage-deflate parameters
 /// applies to each direction; everything else in the codec is the same for both ends.
-package enum WebSocketRole: Sendable {
+@usableFromInline package enum WebSocketRole: Sendable {
     /// Accepts only masked frames; sends unmasked ones. Inflates with the client's window,
     /// deflates with the server's.
     case server
@@ -11,7 +11,7 @@ package enum WebSocketRole: Sendable {
     case client
 
     /// Whether frames arriving at this end must carry a mask (the server's) or must not (the client's).
-    var expectsMaskedFrames: Bool { self == .server }
+    @inlinable var expectsMaskedFrames: Bool { self == .server }
 
     /// The close reason when an incoming frame breaks this role's masking rule.
     var maskingViolation: String { self == .server ? "client frame not masked" : "server frame masked" }

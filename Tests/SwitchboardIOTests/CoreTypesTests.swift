@@ -171,6 +171,53 @@ struct CoreTypesTests {
         #expect(t.popExpired(now: 7 * wrap + 105) == 2)
     }
 
+    /// Issue 16 item 3: a list rounded to a granularity (the idle list: the tick) keeps a timer
+    /// re-armed within the same rounded deadline where it is, never fires one early, and stays
+    /// in deadline order.
+    @Test func timerListRoundedDeadlines() {
+        var t = TimerList(capacity: 4, durationMilliseconds: 300, granularityMilliseconds: 100)
+        defer { t.deallocate() }
+        for s in 0..<4 { t.prepare(slot: s) }
+        #expect(t.deadline(armedAt: 1_000) == 1_300)  // on the grid: exact
+        #expect(t.deadline(armedAt: 1_001) == 1_400)  // rounded up, never down
+        #expect(t.deadline(armedAt: 1_099) == 1_400)
+        t.arm(0, now: 1_001)  // 1,400
+        t.arm(1, now: 1_050)  // 1,400
+        t.arm(0, now: 1_099)  // still 1,400: stays in front of slot 1
+        t.arm(2, now: 1_100)  // 1,400 (on the grid)
+        t.arm(3, now: 1_120)  // 1,500
+        #expect(t.count == 4)
+        #expect(t.popExpired(now: 1_399) == nil)  // slot 0's exact deadline (1,399) is not a fire time
+        #expect(t.popExpired(now: 1_400) == 0)
+        #expect(t.popExpired(now: 1_400) == 1)
+        #expect(t.popExpired(now: 1_400) == 2)
+        #expect(t.popExpired(now: 1_400) == nil)
+        // Re-armed in a later grid step: moved to the back, behind slot 3.
+        t.arm(1, now: 1_450)  // 1,800
+        t.arm(0, now: 1_460)  // 1,800
+        #expect(t.popExpired(now: 1_500) == 3)
+        #expect(t.popExpired(now: 1_799) == nil)
+        #expect(t.popExpired(now: 1_800) == 1)
+        #expect(t.popExpired(now: 1_800) == 0)
+        #expect(t.count == 0)
+    }
+
+    /// The rounded deadline of a timer armed at any time `a` is the first grid point at or
+    /// after `a + duration`: never before it and less than one granularity after it. Checked
+    /// for every arrival time across a few grid steps and across the 32-bit wrap.
+    @Test func timerListRoundingBounds() {
+        let t = TimerList(capacity: 1, durationMilliseconds: 250, granularityMilliseconds: 100)
+        defer { t.deallocate() }
+        for base: Int64 in [0, (1 << 32) - 1_000, 5 * (1 << 32) + 17] {
+            for a in base..<(base + 1_000) {
+                let exact = a + 250
+                let rounded = Int64(t.deadline(armedAt: a))
+                let late = (rounded - Int64(UInt32(truncatingIfNeeded: exact)) + (1 << 32)) % (1 << 32)
+                #expect(late >= 0 && late < 100, "armed at \(a): \(late) ms late")
+            }
+        }
+    }
+
     @Test func configurationValidation() {
         var c = IOConfiguration()
         #expect(c.validate() == nil)

@@ -45,12 +45,16 @@ final class ShardDispatcher: ShardEventHandler {
             // The session is borrowed, not retained, for the call (once per read): the slot
             // holds it until `connectionClosed`, which the shard calls only when it finalizes
             // the connection at the end of a turn, never from within a delivery.
-            table.unretainedWebSocket(slot: id.slot)!._withUnsafeGuaranteedRef { webSockets.receive(id, $0, bytes, worker: worker) }
+            // `knownOpen`: the shard calls this only for an open connection (ShardEventHandler).
+            table.unretainedWebSocket(slot: id.slot)!._withUnsafeGuaranteedRef {
+                webSockets.receive(id, $0, bytes, worker: worker, knownOpen: true)
+            }
         case .http(let session):
             let consumed = http.receive(id, session, bytes)
             // An upgrade part-way: the rest of the read is the client's first WebSocket bytes.
             if consumed < bytes.count, let ws = table.webSocket(id) {
-                webSockets.receive(id, ws, UnsafeRawBufferPointer(rebasing: bytes[consumed...]), worker: worker)
+                // Not `knownOpen`: the upgrade ran the handler, which may have closed the socket.
+                webSockets.receive(id, ws, UnsafeRawBufferPointer(rebasing: bytes[consumed...]), worker: worker, knownOpen: false)
             }
         case .free:
             assertionFailure("bytes for a free slot")

@@ -115,14 +115,18 @@ final class WebSocketConnectionDriver {
     /// `worker` is `self.worker`, passed by the dispatcher from its own `let` (issue 16 item 3:
     /// read from this class's stored property, the existential was retained and released around
     /// every message).
-    func receive(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer, worker: WorkerHandler) {
+    /// `knownOpen`: the shard has just found the connection open and no handler code ran since
+    /// (the dispatcher's call straight from `connectionReceived`, see `ShardEventHandler`): the
+    /// first message then skips `handOver`'s check of it.
+    func receive(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer, worker: WorkerHandler,
+                 knownOpen: Bool) {
         assert(worker === self.worker, "a worker other than the driver's")
         guard session.backlogIsEmpty else {
             // Earlier input still waits for its turn: this goes behind it, in order.
             keep(id, session, bytes)
             return
         }
-        let used = decode(id, session, bytes, worker)
+        let used = decode(id, session, bytes, worker, knownOpen: knownOpen)
         if used < bytes.count { keep(id, session, UnsafeRawBufferPointer(rebasing: bytes[used...])) }
     }
 
@@ -153,7 +157,10 @@ final class WebSocketConnectionDriver {
                 continue
             }
             let start = session.backlogHead
-            let used = session.backlog.withUnsafeBytes { decode(id, session, UnsafeRawBufferPointer(rebasing: $0[start...]), worker) }
+            // Checked open just above, and nothing ran since.
+            let used = session.backlog.withUnsafeBytes {
+                decode(id, session, UnsafeRawBufferPointer(rebasing: $0[start...]), worker, knownOpen: true)
+            }
             session.backlogHead += used
             if session.backlogIsEmpty {
                 dropBacklog(session)
@@ -210,30 +217,74 @@ final class WebSocketConnectionDriver {
     /// Decodes and handles messages within the socket's slice of this turn: at most
     /// `maxMessagesPerTurn` messages and, once one ran, `maxTurnMicroseconds` of time (a single
     /// message always runs, so every socket progresses). Returns the bytes used; the caller
-    /// keeps the rest for the next turn.
+    /// keeps the rest for the next turn. `knownOpen`: see `receive`.
+    /// Inlined into `receive` and the resume loop: one frame less per read (issue 16 item 3).
+    /// (`receive` itself stays a call: inlined into the dispatcher, the optimizer outlined the
+    /// dispatcher's `_withUnsafeGuaranteedRef` closure instead, and the count rose.)
+    @inline(__always)
     private func decode(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer,
-                        _ worker: WorkerHandler) -> Int {
+                        _ worker: WorkerHandler, knownOpen: Bool) -> Int {
         if !session.isTurn(turn) {
             session.enterTurn(turn)
             session.messagesThisTurn = 0
-            session.turnStartNanoseconds = monotonicNanoseconds()
-            session.turnFanOutStartNanoseconds = fanOutNanoseconds
+            // The slice's clock is read now only if these bytes may hold a second message, the
+            // one thing it is needed for (issue 16 item 3: a clock_gettime per read, ~20 ns of
+            // user time per echo). Otherwise it starts when a second message of the turn comes
+            // (`sliceUsedNanoseconds`), which only happens when the same socket is delivered to
+            // again in this turn (a read that filled the shard's buffer, a second TLS record).
+            if Self.mayHoldSeveralFrames(session, bytes) {
+                startSlice(session)
+            } else {
+                session.turnStartNanoseconds = Self.sliceNotStarted
+            }
         }
         var offset = 0
+        var knownOpen = knownOpen
         while offset < bytes.count {
             if session.messagesThisTurn >= settings.maxMessagesPerTurn
                 || (session.messagesThisTurn > 0 && sliceUsedNanoseconds(session) >= turnSliceNanoseconds) {
                 metrics.webSocketBatchesDeferred.increment()
                 break
             }
-            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]), worker)
+            offset += decodeOne(id, session, UnsafeRawBufferPointer(rebasing: bytes[offset...]), worker, knownOpen: knownOpen)
+            knownOpen = false  // the handler ran (or a control frame was answered): it may have closed the socket
         }
         return offset
     }
 
+    /// `turnStartNanoseconds` of a session whose slice clock was not read yet this turn (the
+    /// monotonic clock never reaches it).
+    private static let sliceNotStarted = UInt64.max
+
+    /// Starts the socket's slice of this turn now. Out of line: inlined, its `timespec` gave
+    /// `decode` a stack protector, paid per message.
+    @inline(never) private func startSlice(_ session: WebSocketSession) {
+        session.turnStartNanoseconds = monotonicNanoseconds()
+        session.turnFanOutStartNanoseconds = fanOutNanoseconds
+    }
+
+    /// Whether `bytes`, a socket's first input of the turn, may hold more than one frame.
+    /// False only when the codec waits for a frame's first byte and the bytes are at most that
+    /// one frame (a 7-bit length: every echo- or chat-sized message). Mid-frame, or with an
+    /// extended length, true: the clock is read as before.
+    @inline(__always) private static func mayHoldSeveralFrames(_ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard session.connection.isAtFrameStart() else { return true }
+        // Under two bytes: a header in pieces, nothing behind it.
+        guard bytes.count >= 2, let base = bytes.baseAddress else { return false }
+        let byte1 = base.load(fromByteOffset: 1, as: UInt8.self)
+        let length = Int(byte1 & 0x7F)
+        guard length < 126 else { return true }
+        let frameBytes = 2 + (byte1 & 0x80 != 0 ? 4 : 0) + length
+        return bytes.count > frameBytes
+    }
+
     /// The time this socket's slice has used this turn: since it began, less the exempt part
-    /// of the fan-out time.
+    /// of the fan-out time. A slice not started yet (see `decode`) starts now, with nothing used.
     @inline(__always) private func sliceUsedNanoseconds(_ session: WebSocketSession) -> UInt64 {
+        if session.turnStartNanoseconds == Self.sliceNotStarted {
+            startSlice(session)
+            return 0
+        }
         let elapsed = monotonicNanoseconds() &- session.turnStartNanoseconds
         let fanOut = fanOutNanoseconds &- session.turnFanOutStartNanoseconds
         assert(fanOut <= elapsed &+ 1_000, "more fan-out time than time")  // clock reads differ by a few ns
@@ -247,23 +298,38 @@ final class WebSocketConnectionDriver {
     }
 
     /// Decodes up to one message (and the control frames before it) and acts on the events.
+    /// `knownOpen` (see `receive`) applies to the message of the fast path only: on the other
+    /// path control frames ahead of it are answered first, and an answer may close the socket.
+    ///
+    /// The common message (whole at the front of the bytes, lent, with no events) is decoded
+    /// here, inline in `decode`; everything else in `decodeEvents`, out of line (issue 16 item 3:
+    /// as one function, the common message paid the other path's large frame, ~30 instructions
+    /// of prologue and epilogue per message).
+    @inline(__always)
     private func decodeOne(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer,
-                           _ worker: WorkerHandler) -> Int {
+                           _ worker: WorkerHandler, knownOpen: Bool) -> Int {
+        #if DEBUG
+        assert(!lending, "a decode while a handler holds a lent message")
+        #endif
+        if let whole = session.connection.receiveWholeMessage(bytes, scratch: lendingBuffer) {
+            if session.lifecycle == .awaitingPong { session.lifecycle = .open }
+            lend(whole.opcode, count: whole.count, id, session, worker, knownOpen: knownOpen)
+            return whole.used
+        }
+        return decodeEvents(id, session, bytes, worker)
+    }
+
+    /// `decodeOne` for everything but the common message: control frames, fragments, large or
+    /// compressed messages, frames in pieces, failures.
+    @inline(never)
+    private func decodeEvents(_ id: SocketID, _ session: WebSocketSession, _ bytes: UnsafeRawBufferPointer,
+                              _ worker: WorkerHandler) -> Int {
         // Events are collected first and acted on after the codec returned: the handler may
         // answer (send on this socket, close it) from inside handleSocketMessage, which uses
         // the codec. The common call reports exactly one event (a whole message): it stays in
         // a local, and only the events after it (control frames ahead of the message, a close
         // behind it) go to `events`. Per message this saves the array's bookkeeping and the
         // dynamic exclusivity checks of a class property appended to from the closure.
-        #if DEBUG
-        assert(!lending, "a decode while a handler holds a lent message")
-        #endif
-        // The common message first: whole at the front of the bytes, lent, with no events.
-        if let whole = session.connection.receiveWholeMessage(bytes, scratch: lendingBuffer) {
-            if session.lifecycle == .awaitingPong { session.lifecycle = .open }
-            lend(whole.opcode, count: whole.count, id, session, worker)
-            return whole.used
-        }
         var first: WebSocketEvent? = nil
         var message = false
         var more = false
@@ -318,13 +384,13 @@ final class WebSocketConnectionDriver {
         switch event {
         case .inScratch(let opcode, let count):
             // A message whole in one read behind control frames, unmasked into `lendingBuffer`.
-            lend(opcode, count: count, id, session, worker)
+            lend(opcode, count: count, id, session, worker, knownOpen: false)
         case .text(let text):
             // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`: lent
             // as a view of the value.
-            handOver(SocketMessageView(.text(text)), id, session, worker)
+            handOver(SocketMessageView(.text(text)), id, session, worker, knownOpen: false)
         case .binary(let payload):
-            handOver(SocketMessageView(.binary(payload)), id, session, worker)
+            handOver(SocketMessageView(.binary(payload)), id, session, worker, knownOpen: false)
         case .write(let frame) where WebSocketFrame.isPong(frame):
             queuePong(id, session, frame)
         case .write(let frame):
@@ -354,24 +420,32 @@ final class WebSocketConnectionDriver {
     /// Hands the handler the message the codec unmasked into `lendingBuffer` (its first
     /// `count` bytes), lent for the call.
     @inline(__always)
-    private func lend(_ opcode: WebSocketOpcode, count: Int, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
+    private func lend(_ opcode: WebSocketOpcode, count: Int, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler,
+                      knownOpen: Bool) {
         assert(count <= lendingBuffer.count)
         #if DEBUG
         lending = true
         defer { lending = false }
         #endif
         handOver(SocketMessageView(isText: opcode == .text, lending: UnsafeRawBufferPointer(start: lendingBuffer.baseAddress, count: count)),
-                 id, session, worker)
+                 id, session, worker, knownOpen: knownOpen)
     }
 
     /// Every message's way to the handler: counted against the turn, then handed over unless
-    /// a close came first.
+    /// a close came first. `knownOpen`: the shard found the socket open and nothing ran since
+    /// (see `receive`), so its check is skipped (issue 16 item 3: a call of ~30 instructions per
+    /// message).
     @inline(__always)
-    private func handOver(_ view: consuming SocketMessageView, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler) {
+    private func handOver(_ view: consuming SocketMessageView, _ id: SocketID, _ session: WebSocketSession, _ worker: WorkerHandler,
+                          knownOpen: Bool) {
         assert(table.isCurrent(id))
+        assert(!knownOpen || shard.isOpen(id), "a socket said to be open is not")
         session.messagesThisTurn += 1
         // Requests behind a close (the handler's, or the shard's) are not executed.
-        guard session.lifecycle.maySend, onShard({ $0.isOpen(id) }) else { metrics.webSocketMessagesDiscarded.increment(); return }
+        guard session.lifecycle.maySend, knownOpen || onShard({ $0.isOpen(id) }) else {
+            metrics.webSocketMessagesDiscarded.increment()
+            return
+        }
         metrics.webSocketMessagesIn.increment()
         // Without a token, a literal nil: the session's property passed as it is was retained
         // and released around the call, a null reference included (the handler could change

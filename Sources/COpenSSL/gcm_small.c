@@ -19,27 +19,24 @@ int sb_gcm_small_available(void) {
 
 /* ---- AES key expansion (Intel's AES-NI white paper, section 4) ---- */
 
-TARGET static inline __m128i expand_128(__m128i key, __m128i assist) {
-    assist = _mm_shuffle_epi32(assist, 0xff);
+/* Each word of the previous round key XORed with all the words before it (w0, w0^w1,
+ * w0^w1^w2, ...): the running XOR both key schedules build their next round key from. */
+TARGET static inline __m128i running_xor(__m128i key) {
     __m128i t = _mm_slli_si128(key, 4);
     key = _mm_xor_si128(key, t);
     t = _mm_slli_si128(t, 4);
     key = _mm_xor_si128(key, t);
     t = _mm_slli_si128(t, 4);
-    key = _mm_xor_si128(key, t);
-    return _mm_xor_si128(key, assist);
+    return _mm_xor_si128(key, t);
+}
+
+TARGET static inline __m128i expand_128(__m128i key, __m128i assist) {
+    return _mm_xor_si128(running_xor(key), _mm_shuffle_epi32(assist, 0xff));
 }
 
 /* The odd round keys of AES-256: SubWord without RotWord or rcon (aeskeygenassist's word 2). */
 TARGET static inline __m128i expand_256_odd(__m128i even, __m128i odd) {
-    __m128i assist = _mm_shuffle_epi32(_mm_aeskeygenassist_si128(even, 0x00), 0xaa);
-    __m128i t = _mm_slli_si128(odd, 4);
-    odd = _mm_xor_si128(odd, t);
-    t = _mm_slli_si128(t, 4);
-    odd = _mm_xor_si128(odd, t);
-    t = _mm_slli_si128(t, 4);
-    odd = _mm_xor_si128(odd, t);
-    return _mm_xor_si128(odd, assist);
+    return _mm_xor_si128(running_xor(odd), _mm_shuffle_epi32(_mm_aeskeygenassist_si128(even, 0x00), 0xaa));
 }
 
 #define STORE(i, v) _mm_store_si128((__m128i *)k->round_keys[i], (v))

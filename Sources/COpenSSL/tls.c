@@ -490,7 +490,7 @@ static int own_read(sb_tls_conn *c, unsigned char *out, size_t cap) {
         size_t available = c->in.end - c->in.start;
         if (available < SB_TLS13_HEADER) { buffer_settle(&c->in); return 0; }
         const unsigned char *header = c->in.bytes + c->in.start;
-        size_t body = (size_t)header[3] << 8 | header[4];
+        size_t body = sb_tls13_body_bytes(header);
         /* The header is checked before waiting for (and buffering) the body. Every record after
          * the handshake is protected, so its outer type is application_data (section 5.2); a
          * change_cipher_spec record is refused after the handshake too (section 5). */
@@ -552,7 +552,7 @@ static void own_take_over(sb_tls_conn *c, size_t written_before) {
         size_t at = written_before;
         while (ok && held >= 0 && at + SB_TLS13_HEADER <= (size_t)held) {
             const unsigned char *h = (const unsigned char *)data + at;
-            size_t body = (size_t)h[3] << 8 | h[4];
+            size_t body = sb_tls13_body_bytes(h);
             if (h[0] != SB_TLS13_APPLICATION_DATA || at + SB_TLS13_HEADER + body > (size_t)held) ok = 0;
             at += SB_TLS13_HEADER + body;
             sealed++;
@@ -596,7 +596,9 @@ static void own_take_over(sb_tls_conn *c, size_t written_before) {
     OPENSSL_cleanse(c->client_secret, sizeof c->client_secret);
     OPENSSL_cleanse(c->server_secret, sizeof c->server_secret);
     c->client_secret_bytes = c->server_secret_bytes = 0;
+    /* Decided once: a session that stayed with OpenSSL does not try again on a later call. */
     c->capture_secrets = 0;
+    c->own_wanted = 0;
 }
 
 void sb_tls_set_own_records(sb_tls_conn *c, int enabled) {
@@ -667,7 +669,7 @@ int sb_tls_has_input(sb_tls_conn *c) {
         size_t available = c->in.end - c->in.start;
         if (available < SB_TLS13_HEADER) return 0;
         const unsigned char *h = c->in.bytes + c->in.start;
-        size_t body = (size_t)h[3] << 8 | h[4];
+        size_t body = sb_tls13_body_bytes(h);
         return h[0] != SB_TLS13_APPLICATION_DATA || body > SB_TLS13_MAX_CIPHERTEXT ||
                available >= SB_TLS13_HEADER + body;
     }

@@ -91,8 +91,7 @@ int sb_tls13_direction_update(sb_tls13_direction *d) {
 
 void sb_tls13_direction_free(sb_tls13_direction *d) {
     EVP_CIPHER_CTX_free(d->aead);  /* wipes the key schedule */
-    sb_gcm_small_clear(&d->small);
-    OPENSSL_cleanse(d, sizeof *d);
+    OPENSSL_cleanse(d, sizeof *d);   /* the secret, the IV and gcm_small's round keys with it */
 }
 
 /* The per-record nonce: the IV XORed with the sequence number, big-endian in its last 8

@@ -61,6 +61,11 @@ int sb_tls13_direction_update(sb_tls13_direction *d);
 /* Frees the AEAD context and wipes the secret and IV. Safe on a zeroed direction. */
 void sb_tls13_direction_free(sb_tls13_direction *d);
 
+/* The body length a record header (5 bytes) announces. */
+static inline size_t sb_tls13_body_bytes(const unsigned char *header) {
+    return (size_t)header[3] << 8 | header[4];
+}
+
 /* Bytes a record carrying `len` content bytes and `padding` zero bytes takes on the wire. */
 static inline size_t sb_tls13_sealed_bytes(size_t len, size_t padding) {
     return SB_TLS13_HEADER + len + 1 + padding + SB_TLS13_TAG;

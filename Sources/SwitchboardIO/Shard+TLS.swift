@@ -37,9 +37,11 @@ final class TLSShardState {
 /// come here: each hook in `Shard` is one test of `connections[slot].tls` being nil.
 ///
 /// Received ciphertext is fed to the connection's `TLSSession`; the handshake advances; once
-/// established, decrypted plaintext goes to `handler.connectionReceived`. `Shard.send` encrypts
-/// into the session's outgoing BIO and queues the ciphertext, so the send queue, its limit and
-/// the backends' vectored sends see ciphertext only.
+/// established, decrypted plaintext goes to `handler.connectionReceived`. `Shard.send` corks the
+/// plaintext; the flush (`tlsUncork`) encrypts it and queues the ciphertext, so the send queue,
+/// its limit and the backends' vectored sends see ciphertext only. (Who makes the records after
+/// a TLS 1.3 handshake, OpenSSL or Switchboard's own record layer, is `COpenSSL`'s business:
+/// the calls here are the same.)
 extension Shard {
     /// The answer to plaintext HTTP sent to the TLS port (as nginx does), before closing.
     static let plaintextOnTLSPortResponse: OutboundBytes = {

@@ -1,11 +1,14 @@
 import COpenSSL
 
 /// The TLS state of one connection, owned by its shard (never shared, never locked): OpenSSL's
-/// SSL object between two memory BIOs. Ciphertext the shard received goes in with `feed`;
-/// ciphertext to send comes out with `takeCiphertext` and joins the connection's send queue.
+/// SSL object between two memory BIOs for the handshake, then (TLS 1.3, `tls_record_layer =
+/// switchboard`) Switchboard's own record layer with its own buffers. Ciphertext the shard
+/// received goes in with `sb_tls_feed`; ciphertext to send comes out with `takeCiphertext` and
+/// joins the connection's send queue.
 ///
 /// Shard-confined, so its stored properties skip Swift's dynamic exclusivity checks
-/// (`@exclusivity(unchecked)`): they cost ~300 instructions per TLS echo, more than the AEAD.
+/// (`@exclusivity(unchecked)`; with `ConnectionRareState`'s and `TLSShardState`'s they cost
+/// ~500 instructions per TLS echo, more than the AEAD).
 final class TLSSession {
     enum Phase {
         /// Waiting for (more of) the ClientHello and the client's Finished. `sawInput` tells

@@ -224,9 +224,7 @@ struct TLSOwnRecordTests {
     /// The Markdown copy for the docs must list exactly the table above.
     @Test func markdownMirrorsTable() throws {
         let rendered = renderBadRecordsMarkdown()
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/SwitchboardIO/TLS_BAD_RECORDS.md")
+        let url = RepositoryTools.packageRoot.appendingPathComponent("Sources/SwitchboardIO/TLS_BAD_RECORDS.md")
         if ProcessInfo.processInfo.environment["REGENERATE_BAD_INPUTS"] == "1" {
             try rendered.write(to: url, atomically: true, encoding: .utf8)
         }

@@ -56,6 +56,8 @@ struct ConfigurationTests {
         #expect(c.webSocket.paths == ["/ws", "/chat"])
         try c.set("ws_slow_consumer", "drop")
         #expect(c.webSocket.slowConsumerPolicy == .drop)
+        try c.set("tls_record_layer", "openssl")
+        #expect(c.tls.recordLayer == .openssl)
     }
 
     // The example file's test moved to Tests/SwitchboardEcosystemTests/ConfigurationLayeringTests.swift:
@@ -74,6 +76,9 @@ struct ConfigurationTests {
         }
         #expect(throws: ConfigurationError(line: 1, message: "io_backend: 'kqueue' is not auto, uring or epoll")) {
             try c.apply(configurationText: "io_backend = kqueue")
+        }
+        #expect(throws: ConfigurationError(line: 1, message: "tls_record_layer: 'boringssl' is not switchboard or openssl")) {
+            try c.apply(configurationText: "tls_record_layer = boringssl")
         }
     }
 

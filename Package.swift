@@ -216,10 +216,12 @@ if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
         .executable(name: "FuzzTLSRecords", targets: ["FuzzTLSRecords"]),
     ]
     package.targets += [
-        .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
-        .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
-        .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
-        .executableTarget(name: "FuzzJSON", dependencies: ["SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
-        .executableTarget(name: "FuzzTLSRecords", dependencies: ["COpenSSL"], path: "Tests/Fuzz/FuzzTLSRecords"),
+        // What the targets share: running libFuzzer's driver from their renamed main.
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(name: "FuzzHTTP", dependencies: ["FuzzSupport", "SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
+        .executableTarget(name: "FuzzRESP", dependencies: ["FuzzSupport", "SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
+        .executableTarget(name: "FuzzWebSocket", dependencies: ["FuzzSupport", "SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
+        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
+        .executableTarget(name: "FuzzTLSRecords", dependencies: ["FuzzSupport", "COpenSSL"], path: "Tests/Fuzz/FuzzTLSRecords"),
     ]
 }

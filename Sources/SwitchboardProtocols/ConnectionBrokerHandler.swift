@@ -563,6 +563,19 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         return .some(me)
     }
 
+    /// What `open`, `message` and `close` check first: `sender`'s checks, then the request's id
+    /// field `key` (`text`, as read before the failure answer was made to echo it) is present
+    /// and a string. nil after sending the failure.
+    private func registeredSender(_ r: Request, _ text: String?, _ key: StaticString, fail: (String) -> Void) -> (me: UUID4, text: String)? {
+        guard let me = sender(r, fail: fail), let me else { return nil }
+        guard let text else {
+            metrics.invalidField.increment()
+            fail("Missing or invalid field: \(key)")
+            return nil
+        }
+        return (me, text)
+    }
+
     private func failure(_ r: Request, _ type: String, echoing key: StaticString? = nil, _ value: String? = nil) -> (String) -> Void {
         { error in self.sendFailure(r.socket, type, replyTo: r.replyTo, echoing: key, value, error: error) }
     }
@@ -709,11 +722,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func open(_ r: Request) {
         let targetText = r.string("targetId")
         let fail = failure(r, "channel_open_failed", echoing: "targetId", targetText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let targetText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: targetId")
-        }
+        guard case let (me, targetText)? = registeredSender(r, targetText, "targetId", fail: fail) else { return }
         guard let target = UUID4(targetText) else {
             metrics.targetNotFound.increment()
             return fail("Target connection not found")
@@ -841,11 +850,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func message(_ r: Request) {
         let channelText = r.string("channelId")
         let fail = failure(r, "channel_message_failed", echoing: "channelId", channelText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let channelText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: channelId")
-        }
+        guard case let (me, channelText)? = registeredSender(r, channelText, "channelId", fail: fail) else { return }
         guard r.members["payload"] != nil else {
             metrics.invalidField.increment()
             return fail("Missing field: payload")
@@ -926,11 +931,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func close(_ r: Request) {
         let channelText = r.string("channelId")
         let fail = failure(r, "channel_close_failed", echoing: "channelId", channelText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let channelText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: channelId")
-        }
+        guard case let (me, channelText)? = registeredSender(r, channelText, "channelId", fail: fail) else { return }
         guard let channel = UUID4(channelText), let end = registry.end(of: channel, heldBy: me) else {
             metrics.channelNotFound.increment()
             return fail("Channel not found")

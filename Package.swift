@@ -160,9 +160,11 @@ let package = Package(
         .testTarget(name: "SwitchboardChatTests", dependencies: ["switchboard-chat", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardBenchTests", dependencies: ["SwitchboardBenchCore", "SwitchboardTestSupport", "SwitchboardWebSocket",
                                                          "Switchboard", "SwitchboardProtocols", "SwitchboardJWT", "CJWTTestSupport"]),
-        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport"]),
-        .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP"]),
-        .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport"]),
+        // The generated docs' check (BAD_INPUTS.md and the like), free of the server: see DocMirror.swift.
+        .target(name: "SwitchboardDocMirror", path: "Tests/SwitchboardDocMirror"),
+        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport", "SwitchboardDocMirror"]),
+        .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP", "SwitchboardDocMirror"]),
+        .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport", "SwitchboardDocMirror"]),
         .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport",
                                                              "SwitchboardProtocols",  // cl13proto: protocols across nodes
                                                              "CJWTTestSupport"]),  // cl13proc: broadcaster tokens (HS256) for the process tests
@@ -175,7 +177,7 @@ let package = Package(
             dependencies: ["SwitchboardProtocols", "SwitchboardJSON", "SwitchboardJWT", "CJWTTestSupport", "Switchboard", "SwitchboardTestSupport"]
         ),
         .target(name: "CJWTTestSupport", path: "Tests/CJWTTestSupport", linkerSettings: [.linkedLibrary("crypto")]),
-        .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport"]),
+        .testTarget(name: "SwitchboardJWTTests", dependencies: ["SwitchboardJWT", "SwitchboardJSON", "CJWTTestSupport", "SwitchboardDocMirror"]),
         .testTarget(name: "SwitchboardProtocolsTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardTestSupport"]),
         .testTarget(name: "SwitchboardClientTests", dependencies: ["SwitchboardClient", "SwitchboardTestSupport", "Switchboard", "SwitchboardProtocols", "SwitchboardWebSocket", "SwitchboardJWT", "CJWTTestSupport"]),
         .testTarget(name: "SwitchboardWebSocketTests", dependencies: ["SwitchboardWebSocket", "SwitchboardHTTP"]),
@@ -216,10 +218,12 @@ if Context.environment["SWITCHBOARD_FUZZ"] == "1" {
         .executable(name: "FuzzTLSRecords", targets: ["FuzzTLSRecords"]),
     ]
     package.targets += [
-        .executableTarget(name: "FuzzHTTP", dependencies: ["SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
-        .executableTarget(name: "FuzzRESP", dependencies: ["SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
-        .executableTarget(name: "FuzzWebSocket", dependencies: ["SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
-        .executableTarget(name: "FuzzJSON", dependencies: ["SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
-        .executableTarget(name: "FuzzTLSRecords", dependencies: ["COpenSSL"], path: "Tests/Fuzz/FuzzTLSRecords"),
+        // What the targets share: running libFuzzer's driver from their renamed main.
+        .target(name: "FuzzSupport", path: "Tests/Fuzz/FuzzSupport"),
+        .executableTarget(name: "FuzzHTTP", dependencies: ["FuzzSupport", "SwitchboardHTTP"], path: "Tests/Fuzz/FuzzHTTP"),
+        .executableTarget(name: "FuzzRESP", dependencies: ["FuzzSupport", "SwitchboardRESP"], path: "Tests/Fuzz/FuzzRESP"),
+        .executableTarget(name: "FuzzWebSocket", dependencies: ["FuzzSupport", "SwitchboardWebSocket"], path: "Tests/Fuzz/FuzzWebSocket"),
+        .executableTarget(name: "FuzzJSON", dependencies: ["FuzzSupport", "SwitchboardJSON"], path: "Tests/Fuzz/FuzzJSON"),
+        .executableTarget(name: "FuzzTLSRecords", dependencies: ["FuzzSupport", "COpenSSL"], path: "Tests/Fuzz/FuzzTLSRecords"),
     ]
 }

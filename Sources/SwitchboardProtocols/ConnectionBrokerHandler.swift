@@ -563,6 +563,19 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         return .some(me)
     }
 
+    /// What `open`, `message` and `close` check first: `sender`'s checks, then the request's id
+    /// field `key` (`text`, as read before the failure answer was made to echo it) is present
+    /// and a string. nil after sending the failure.
+    private func registeredSender(_ r: Request, _ text: String?, _ key: StaticString, fail: (String) -> Void) -> (me: UUID4, text: String)? {
+        guard let me = sender(r, fail: fail), let me else { return nil }
+        guard let text else {
+            metrics.invalidField.increment()
+            fail("Missing or invalid field: \(key)")
+            return nil
+        }
+        return (me, text)
+    }
+
     private func failure(_ r: Request, _ type: String, echoing key: StaticString? = nil, _ value: String? = nil) -> (String) -> Void {
         { error in self.sendFailure(r.socket, type, replyTo: r.replyTo, echoing: key, value, error: error) }
     }
@@ -584,6 +597,22 @@ public final class ConnectionBrokerHandler: WorkerHandler {
 
     // MARK: register
 
+    /// The request's `role`, checked alike for `register` and `list_by_role`: present, a
+    /// string, and no longer than `maxRoleBytes`. nil when `r` was answered.
+    private func validRole(_ r: Request, fail: (String) -> Void) -> String? {
+        guard let role = r.string("role") else {
+            metrics.invalidField.increment()
+            fail("Missing or invalid field: role")
+            return nil
+        }
+        if role.utf8.count > options.maxRoleBytes {
+            metrics.roleTooLong.increment()
+            fail("Role too long")
+            return nil
+        }
+        return role
+    }
+
     private func register(_ r: Request) {
         let fail = failure(r, "register_failed")
         guard let me = sender(r, requireRegistered: false, fail: fail) else { return }
@@ -591,14 +620,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.alreadyRegistered.increment()
             return fail("Already registered")
         }
-        guard let role = r.string("role") else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: role")
-        }
-        if role.utf8.count > options.maxRoleBytes {
-            metrics.roleTooLong.increment()
-            return fail("Role too long")
-        }
+        guard let role = validRole(r, fail: fail) else { return }
         var fresh = UUID4.random(home: shardIndex, shardCount: shardCount, node: clusterNode)
         while registry.connections[fresh] != nil { fresh = UUID4.random(home: shardIndex, shardCount: shardCount, node: clusterNode) }
         let id = fresh
@@ -651,14 +673,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         let fail = failure(r, "list_by_role_failed")
         // The reference lists for anyone, registered or not.
         guard sender(r, listing: true, fail: fail) != nil else { return }
-        guard let role = r.string("role") else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: role")
-        }
-        if role.utf8.count > options.maxRoleBytes {
-            metrics.roleTooLong.increment()
-            return fail("Role too long")
-        }
+        guard let role = validRole(r, fail: fail) else { return }
         let limit = options.maxListResults
         if roleKeys != nil { return listInCluster(r.socket, r.replyTo, role, limit: limit) }
         let owner = roleOwner(role, shardCount: shardCount)
@@ -707,11 +722,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func open(_ r: Request) {
         let targetText = r.string("targetId")
         let fail = failure(r, "channel_open_failed", echoing: "targetId", targetText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let targetText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: targetId")
-        }
+        guard case let (me, targetText)? = registeredSender(r, targetText, "targetId", fail: fail) else { return }
         guard let target = UUID4(targetText) else {
             metrics.targetNotFound.increment()
             return fail("Target connection not found")
@@ -721,6 +732,13 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             return fail("Cannot open a channel to yourself")
         }
         openRegistered(r, me: me, target: target, targetText: targetText, fail: fail)
+    }
+
+    /// "Delivery failed", counted: a peer's shard or node did not take the work (its queue
+    /// refused it, or the cluster link is down), so nothing changed and the client may retry.
+    private func failDelivery(_ fail: (String) -> Void) {
+        metrics.deliveryFailed.increment()
+        fail("Delivery failed")
     }
 
     /// An open by registered `me` (both profiles): the limits, then the target's home.
@@ -734,10 +752,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         }
         let socket = r.socket
         if let node = remoteNode(of: target) {
-            guard openOnNode(node, socket, r.replyTo, me: me, target: target, targetText: targetText) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard openOnNode(node, socket, r.replyTo, me: me, target: target, targetText: targetText) else { return failDelivery(fail) }
             return
         }
         let targetHome = target.home(shardCount: shardCount)
@@ -750,10 +765,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             let answer = targetHandler.acceptChannel(target: target, opener: me, openerSocket: socket)
             targetHandler.postReliable(to: home) { $0.openAnswered(socket, ticket, me, target, answer) }
         }
-        guard posted else {
-            metrics.deliveryFailed.increment()
-            return fail("Delivery failed")
-        }
+        guard posted else { return failDelivery(fail) }
         registry.setOpensInFlight(me, +1)
         wait(socket, .open(ticket: ticket, replyTo: r.replyTo, targetText: targetText))
     }
@@ -813,8 +825,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             metrics.tooManyChannels.increment()
             fail("Target has too many open channels")
         case .deliveryFailed:
-            metrics.deliveryFailed.increment()
-            fail("Delivery failed")
+            failDelivery(fail)
         case .opened(let channel, let targetSocket):
             // A self channel has one end, the target's. The opener is registered (a socket that
             // left never gets here); only an id already among its ends (2^-122) is refused.
@@ -824,8 +835,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
                 } else {
                     postReliable(to: targetSocket.shard) { $0.peersGone(me, [(channel, target)]) }
                 }
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
+                return failDelivery(fail)
             }
             metrics.channelsOpened.increment()
             send(socket, "channel_opened", replyTo: replyTo) { w in
@@ -840,11 +850,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func message(_ r: Request) {
         let channelText = r.string("channelId")
         let fail = failure(r, "channel_message_failed", echoing: "channelId", channelText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let channelText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: channelId")
-        }
+        guard case let (me, channelText)? = registeredSender(r, channelText, "channelId", fail: fail) else { return }
         guard r.members["payload"] != nil else {
             metrics.invalidField.increment()
             return fail("Missing field: payload")
@@ -857,10 +863,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         let peer = end.peer
         let peerHome = end.peerSocket.shard
         if let node = remoteNode(of: end.peerSocket) {
-            guard sendRemote(node, .deliver(channel: channel, sender: me, party: peer, text: text)) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard sendRemote(node, .deliver(channel: channel, sender: me, party: peer, text: text)) else { return failDelivery(fail) }
         } else if peerHome == shardIndex {
             switch deliverReporting(channel, from: me, to: peer, text) {
             case .delivered: break
@@ -870,14 +873,10 @@ public final class ConnectionBrokerHandler: WorkerHandler {
                 metrics.channelNotFound.increment()
                 return fail("Channel not found")
             case .refused:
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
+                return failDelivery(fail)
             }
         } else {
-            guard post(to: peerHome, { $0.deliver(channel, from: me, to: peer, text) }) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard post(to: peerHome, { $0.deliver(channel, from: me, to: peer, text) }) else { return failDelivery(fail) }
         }
         metrics.messagesRouted.increment()
         metrics.payloadBytesRouted.wrappingAdd(payloadBytes, ordering: .relaxed)
@@ -932,11 +931,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     private func close(_ r: Request) {
         let channelText = r.string("channelId")
         let fail = failure(r, "channel_close_failed", echoing: "channelId", channelText)
-        guard let me = sender(r, fail: fail), let me else { return }
-        guard let channelText else {
-            metrics.invalidField.increment()
-            return fail("Missing or invalid field: channelId")
-        }
+        guard case let (me, channelText)? = registeredSender(r, channelText, "channelId", fail: fail) else { return }
         guard let channel = UUID4(channelText), let end = registry.end(of: channel, heldBy: me) else {
             metrics.channelNotFound.increment()
             return fail("Channel not found")
@@ -945,16 +940,10 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         // Another node's peer has no local home (never `shardIndex` below).
         let peerHome = remote == nil ? end.peerSocket.shard : -1
         if let remote {
-            guard sendRemote(remote, .peerClosed(channel: channel, closer: me, party: peer)) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard sendRemote(remote, .peerClosed(channel: channel, closer: me, party: peer)) else { return failDelivery(fail) }
         } else if peerHome != shardIndex {
             // The peer's home first: if it refuses, nothing changed and the client may retry.
-            guard post(to: peerHome, { $0.peerClosed(channel, by: me, party: peer) }) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard post(to: peerHome, { $0.peerClosed(channel, by: me, party: peer) }) else { return failDelivery(fail) }
         }
         removeEnd(channel, of: me, peer: peer)
         metrics.channelsClosed.increment()
@@ -1039,26 +1028,35 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         openRegistered(r, me: me, target: target, targetText: targetText, fail: fail)
     }
 
+    /// What `message` and `close` check first, in the reference's order: the channel ("Channel
+    /// not found", also for a missing or ill-typed `channelId`), then registration and
+    /// membership, which the probe answers from the channel's home (it may be on another shard
+    /// or node). nil when `r` was answered.
+    private func referenceEnd(_ r: Request, fail: (String) -> Void)
+        -> (channelText: String, channel: UUID4, me: UUID4, end: ConnectionRegistry.ChannelEnd)? {
+        guard let channelText = r.string("channelId"), let channel = UUID4(channelText) else {
+            metrics.channelNotFound.increment()
+            fail("Channel not found")
+            return nil
+        }
+        let me = sessions[r.socket]?.id
+        guard let me, let end = registry.end(of: channel, heldBy: me) else {
+            probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil), remote: (.channel, channel)) { $0.registry.channelExists(channel) }
+            return nil
+        }
+        return (channelText, channel, me, end)
+    }
+
     /// `message`, checked in the reference's order: the channel ("Channel not found", also for
     /// a missing or ill-typed `channelId`), registration, membership ("Not authorized for this
     /// channel"). The reply leaves after the recipient's `channel_message` was queued.
     private func messageReference(_ r: Request) {
         let fail = failure(r, "channel_message_failed")
-        guard let channelText = r.string("channelId"), let channel = UUID4(channelText) else {
-            metrics.channelNotFound.increment()
-            return fail("Channel not found")
-        }
-        let me = sessions[r.socket]?.id
-        guard let me, let end = registry.end(of: channel, heldBy: me) else {
-            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil), remote: (.channel, channel)) { $0.registry.channelExists(channel) }
-        }
+        guard case let (channelText, channel, me, end)? = referenceEnd(r, fail: fail) else { return }
         let (text, payloadBytes) = channelMessage(r, channelText)
         let peer = end.peer, peerHome = end.peerSocket.shard
         if let node = remoteNode(of: end.peerSocket) {
-            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: false, channel: channel, me: me, peer: peer, text: text, payloadBytes: payloadBytes) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: false, channel: channel, me: me, peer: peer, text: text, payloadBytes: payloadBytes) else { return failDelivery(fail) }
             return
         }
         if peerHome == shardIndex {
@@ -1069,10 +1067,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             let delivery = peerHandler.deliverReporting(channel, from: me, to: peer, text)
             peerHandler.postReliable(to: home) { $0.routedAnswered(socket, ticket, delivery, payloadBytes: payloadBytes) }
         }
-        guard posted else {
-            metrics.deliveryFailed.increment()
-            return fail("Delivery failed")
-        }
+        guard posted else { return failDelivery(fail) }
         wait(socket, .routed(ticket: ticket, replyTo: r.replyTo, close: false, channelText: channelText))
     }
 
@@ -1080,20 +1075,10 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// before the closer's `channel_closed` (also on a channel to oneself).
     private func closeReference(_ r: Request) {
         let fail = failure(r, "channel_close_failed")
-        guard let channelText = r.string("channelId"), let channel = UUID4(channelText) else {
-            metrics.channelNotFound.increment()
-            return fail("Channel not found")
-        }
-        let me = sessions[r.socket]?.id
-        guard let me, let end = registry.end(of: channel, heldBy: me) else {
-            return probe(r, home: channel.home(shardCount: shardCount), .channel(registered: me != nil), remote: (.channel, channel)) { $0.registry.channelExists(channel) }
-        }
+        guard case let (channelText, channel, me, end)? = referenceEnd(r, fail: fail) else { return }
         let peer = end.peer, peerHome = end.peerSocket.shard
         if let node = remoteNode(of: end.peerSocket) {
-            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: true, channel: channel, me: me, peer: peer, text: "", payloadBytes: 0) else {
-                metrics.deliveryFailed.increment()
-                return fail("Delivery failed")
-            }
+            guard routeOnNode(node, r.socket, r.replyTo, channelText, close: true, channel: channel, me: me, peer: peer, text: "", payloadBytes: 0) else { return failDelivery(fail) }
             removeEnd(channel, of: me, peer: peer)
             return
         }
@@ -1112,10 +1097,7 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             peerHandler.peerClosed(channel, by: me, party: peer)
             peerHandler.postReliable(to: home) { $0.routedAnswered(socket, ticket, .delivered, payloadBytes: 0) }
         }
-        guard posted else {
-            metrics.deliveryFailed.increment()
-            return fail("Delivery failed")
-        }
+        guard posted else { return failDelivery(fail) }
         removeEnd(channel, of: me, peer: peer)
         wait(socket, .routed(ticket: ticket, replyTo: r.replyTo, close: true, channelText: channelText))
     }

@@ -1,5 +1,6 @@
 import COpenSSL
 import Foundation  // tests only: reads TLS_BAD_RECORDS.md to keep it in sync with the table
+import SwitchboardDocMirror
 import SwitchboardIO
 import SwitchboardTestSupport
 import Testing
@@ -224,11 +225,7 @@ struct TLSOwnRecordTests {
     /// The Markdown copy for the docs must list exactly the table above.
     @Test func markdownMirrorsTable() throws {
         let rendered = renderBadRecordsMarkdown()
-        let url = RepositoryTools.packageRoot.appendingPathComponent("Sources/SwitchboardIO/TLS_BAD_RECORDS.md")
-        if ProcessInfo.processInfo.environment["REGENERATE_BAD_INPUTS"] == "1" {
-            try rendered.write(to: url, atomically: true, encoding: .utf8)
-        }
-        let onDisk = try String(contentsOf: url, encoding: .utf8)
+        let onDisk = try DocMirror.committed("Sources/SwitchboardIO/TLS_BAD_RECORDS.md", rendered: rendered, regenerate: "REGENERATE_BAD_INPUTS")
         #expect(onDisk == rendered, "run the tests with REGENERATE_BAD_INPUTS=1 to rewrite TLS_BAD_RECORDS.md")
     }
 }

@@ -1,8 +1,6 @@
 import Testing
 @testable import SwitchboardJWT
-#if canImport(Foundation)
-import Foundation // tests only: reads BAD_TOKENS.md to keep it in sync with the table
-#endif
+import SwitchboardDocMirror
 
 /// One refused token: how it is built, which verifier sees it, and the refusal.
 struct BadToken: CustomTestStringConvertible, Sendable {
@@ -144,16 +142,8 @@ struct BadTokenTests {
     /// The Markdown copy for the docs must list exactly the table above.
     @Test func markdownMirrorsTable() throws {
         let rendered = renderBadTokensMarkdown()
-        #if canImport(Foundation)
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/SwitchboardJWT/BAD_TOKENS.md")
-        if ProcessInfo.processInfo.environment["REGENERATE_BAD_TOKENS"] == "1" {
-            try rendered.write(to: url, atomically: true, encoding: .utf8)
-        }
-        let onDisk = try String(contentsOf: url, encoding: .utf8)
+        let onDisk = try DocMirror.committed("Sources/SwitchboardJWT/BAD_TOKENS.md", rendered: rendered, regenerate: "REGENERATE_BAD_TOKENS")
         #expect(onDisk == rendered, "run the tests with REGENERATE_BAD_TOKENS=1 to rewrite BAD_TOKENS.md")
-        #endif
     }
 }
 

@@ -1,8 +1,6 @@
 import Testing
 @testable import SwitchboardRESP
-#if canImport(Foundation)
-import Foundation // tests only: reads BAD_INPUTS.md to keep it in sync with the table
-#endif
+import SwitchboardDocMirror
 
 struct BadInput: CustomTestStringConvertible, Sendable {
     var name: String
@@ -120,16 +118,8 @@ let badInputs: [BadInput] = [
     /// The Markdown copy for the docs must list exactly the table above.
     @Test func markdownMirrorsTable() throws {
         let rendered = renderBadInputsMarkdown()
-        #if canImport(Foundation)
-        let url = URL(fileURLWithPath: #filePath)
-            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Sources/SwitchboardRESP/BAD_INPUTS.md")
-        if ProcessInfo.processInfo.environment["REGENERATE_BAD_INPUTS"] == "1" {
-            try rendered.write(to: url, atomically: true, encoding: .utf8)
-        }
-        let onDisk = try String(contentsOf: url, encoding: .utf8)
+        let onDisk = try DocMirror.committed("Sources/SwitchboardRESP/BAD_INPUTS.md", rendered: rendered, regenerate: "REGENERATE_BAD_INPUTS")
         #expect(onDisk == rendered, "run the tests with REGENERATE_BAD_INPUTS=1 to rewrite BAD_INPUTS.md")
-        #endif
     }
 }
 
@@ -149,34 +139,7 @@ func renderBadInputsMarkdown() -> String {
 
     """
     for input in badInputs {
-        out += "| \(input.name) | `\(escape(input.raw))` | \(input.expected) |\n"
+        out += "| \(input.name) | `\(DocMirror.markdownBytes(input.raw))` | \(input.expected) |\n"
     }
     return out
-}
-
-private func escape(_ raw: [UInt8]) -> String {
-    var s = ""
-    var i = 0
-    while i < raw.count {
-        // Collapse long runs so large rows stay readable.
-        var run = 1
-        while i + run < raw.count, raw[i + run] == raw[i] { run += 1 }
-        let piece: String
-        switch raw[i] {
-        case 0x0D: piece = "\\r"
-        case 0x0A: piece = "\\n"
-        case 0x7C: piece = "\\|"
-        case 0x60: piece = "'"
-        case 0x20...0x7E: piece = String(UnicodeScalar(raw[i]))
-        default: piece = "\\x" + String(raw[i], radix: 16, uppercase: true)
-        }
-        if run > 8 {
-            s += "\(piece)×\(run)"
-            i += run
-        } else {
-            s += piece
-            i += 1
-        }
-    }
-    return s
 }

@@ -661,35 +661,33 @@ final class Worker: @unchecked Sendable {
             readTLS(c, t, carried: carried)
             return
         }
-        let n = recv(c.fd, scratch + carried, scratchCapacity - carried, 0)
+        guard let n = receive(c, into: scratch + carried, scratchCapacity - carried) else { return }
+        c.pendingIn.clear()
+        process(c, carried + n, now: sb_monotonic_ns())
+    }
+
+    /// One recv(2) of `c`'s socket, for the plain and the TLS read alike. nil when there is
+    /// nothing to process: no bytes were ready, or the server closed or the socket failed (then
+    /// the connection is failed here, with the reason the run reports).
+    @inline(__always) private func receive(_ c: Conn, into buffer: UnsafeMutableRawPointer, _ capacity: Int) -> Int? {
+        let n = recv(c.fd, buffer, capacity, 0)
         if n == 0 {
             fail(c, c.state == .handshaking ? "server closed during the handshake" : "server closed the connection", byServer: true)
-            return
+            return nil
         }
         if n < 0 {
             let e = errno
-            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
+            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return nil }
             fail(c, errnoText("recv", e), byServer: true)
-            return
+            return nil
         }
-        c.pendingIn.clear()
-        process(c, carried + n, now: sb_monotonic_ns())
+        return n
     }
 
     /// wss:// reads: ciphertext into `tlsScratch`, the handshake advanced, plaintext decrypted
     /// into `scratch` after the carried bytes, then the same `process` as plaintext.
     private func readTLS(_ c: Conn, _ t: OpaquePointer, carried: Int) {
-        let n = recv(c.fd, tlsScratch!, tlsScratchBytes, 0)
-        if n == 0 {
-            fail(c, c.state == .handshaking ? "server closed during the handshake" : "server closed the connection", byServer: true)
-            return
-        }
-        if n < 0 {
-            let e = errno
-            if e == EAGAIN || e == EWOULDBLOCK || e == EINTR { return }
-            fail(c, errnoText("recv", e), byServer: true)
-            return
-        }
+        guard let n = receive(c, into: tlsScratch!, tlsScratchBytes) else { return }
         guard sb_tls_feed(t, tlsScratch!, n) == Int32(n) else { fail(c, "TLS feed failed"); return }
         if !c.tlsReady {
             let r = sb_tls_handshake(t)

@@ -1,3 +1,4 @@
+import FuzzSupport
 import SwitchboardHTTP
 
 /// libFuzzer entry for the HTTP/1.1 request parser. The input is fed in two pieces (split
@@ -36,17 +37,8 @@ public func fuzzHTTP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+// SwiftPM renames this target's main to FuzzHTTP_main; libFuzzer's driver runs from it (FuzzSupport).
 @_cdecl("FuzzHTTP_main")
 public func fuzzHTTPMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector, fuzzHTTP)
+    runFuzzDriver(argc, argv, fuzzHTTP)
 }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import SwitchboardJSON
 
 /// libFuzzer entry for the strict JSON reader (the network-facing half of SwitchboardJSON:
@@ -47,17 +48,8 @@ private func check(_ input: UnsafeBufferPointer<UInt8>, kind: JSONKind, range: R
     }
 }
 
-// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+// SwiftPM renames this target's main to FuzzJSON_main; libFuzzer's driver runs from it (FuzzSupport).
 @_cdecl("FuzzJSON_main")
 public func fuzzJSONMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector, fuzzJSON)
+    runFuzzDriver(argc, argv, fuzzJSON)
 }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import SwitchboardRESP
 
 /// Parses `input` in pieces, checking the parser's contract after every call. Returns what was
@@ -45,17 +46,8 @@ public func fuzzRESP(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+// SwiftPM renames this target's main to FuzzRESP_main; libFuzzer's driver runs from it (FuzzSupport).
 @_cdecl("FuzzRESP_main")
 public func fuzzRESPMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector, fuzzRESP)
+    runFuzzDriver(argc, argv, fuzzRESP)
 }

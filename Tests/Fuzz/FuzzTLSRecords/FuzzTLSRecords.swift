@@ -1,3 +1,4 @@
+import FuzzSupport
 import COpenSSL
 #if canImport(Glibc)
 import Glibc
@@ -183,17 +184,8 @@ private final class Contexts: @unchecked Sendable {
     }
 }
 
-// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+// SwiftPM renames this target's main to FuzzTLSRecords_main; libFuzzer's driver runs from it (FuzzSupport).
 @_cdecl("FuzzTLSRecords_main")
 public func fuzzTLSRecordsMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector, fuzzTLSRecords)
+    runFuzzDriver(argc, argv, fuzzTLSRecords)
 }

@@ -1,3 +1,4 @@
+import FuzzSupport
 import SwitchboardWebSocket
 
 /// One event as both decoding paths report it (a message's bytes, whichever form it came in).
@@ -110,17 +111,8 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-// SwiftPM links executables with main renamed to <Target>_main; run libFuzzer's driver from it.
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(
-    _ argc: UnsafeMutablePointer<CInt>,
-    _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-    _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt
-) -> CInt
-
+// SwiftPM renames this target's main to FuzzWebSocket_main; libFuzzer's driver runs from it (FuzzSupport).
 @_cdecl("FuzzWebSocket_main")
 public func fuzzWebSocketMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
-    var count = argc
-    var vector = argv
-    return LLVMFuzzerRunDriver(&count, &vector, fuzzWebSocket)
+    runFuzzDriver(argc, argv, fuzzWebSocket)
 }

@@ -24,9 +24,11 @@
 
 typedef struct {
     /* AES round keys (11 for AES-128, 15 for AES-256) and the hash key H = E(K, 0^128),
-     * byte-reversed for the reflected GHASH. 16-byte aligned for aligned loads. */
+     * byte-reversed for the reflected GHASH, with its powers H^2, H^3, H^4 for hashing four
+     * blocks with one reduction. 16-byte aligned for aligned loads. */
     _Alignas(16) unsigned char round_keys[15][16];
     _Alignas(16) unsigned char hash_key[16];
+    _Alignas(16) unsigned char hash_key_powers[3][16];  /* H^2, H^3, H^4 */
     int rounds;  /* 10 or 14 */
 } sb_gcm_key;
 

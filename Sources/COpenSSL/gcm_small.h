@@ -9,9 +9,10 @@
  * 30-100 bytes. This computes the same function directly: AES rounds with AESENC, GHASH with
  * carry-less multiplication (Intel's reflected-bit method), ~100 ns for such a record. Both
  * instructions run in constant time (no table lookups), and the tag is compared with
- * CRYPTO_memcmp. It processes one block at a time (no pipelining, no stitching), so it is
- * slower than OpenSSL per byte: tls13_records.c uses it for records up to
- * SB_GCM_SMALL_MAX_BYTES and EVP above. Both produce identical records (a test compares them
+ * CRYPTO_memcmp. AES runs four blocks at a time and GHASH reduces once per four blocks, but
+ * the two are separate passes (not stitched as OpenSSL's assembly is), so it is slower than
+ * OpenSSL per byte: tls13_records.c uses it for records up to SB_GCM_SMALL_MAX_BYTES and EVP
+ * above. Both produce identical records (a test compares them
  * on every length up to 512 bytes, for both key sizes).
  *
  * Thread rules: a key is immutable once expanded; calls keep no state between them.

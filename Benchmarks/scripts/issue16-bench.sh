@@ -15,14 +15,20 @@ RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; ONLY_ROWS="${ONLY_ROWS:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench peer-hummingbird"
+# The wss:// rows: Switchboard's TLS listener (port + 50) with a throwaway certificate (the
+# load generator does not verify it).
+make_test_certificate "$WORK" "issue16-bench CA" >/dev/null 2>&1
+TLS_SET="--set tls_certificate=$WORK/server.pem --set tls_private_key=$WORK/server.key --set tls_port=@TLSPORT@ --set tls_max_handshakes_per_shard=4096"
 
 SERVERS=(
-    "switchboard-uring|0|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards 1 --log-level warning"
-    "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning"
+    "switchboard-uring|0|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend uring --shards 1 --log-level warning $TLS_SET"
+    "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning $TLS_SET"
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
 # row id|label|kind|args — kind: echo C S, fanout N, channels CH N (N subscribers over CH channels,
-# one publisher per channel), http C, idle N, latency C RATE, half C (p99 at half the echo peak)
+# one publisher per channel), http C, idle N, latency C RATE, half C (p99 at half the echo peak),
+# wssecho C S and wssfanout N (echo and fanout over wss://; the targets' "TLS within 1.3× of
+# plaintext" compares them with echo100x32 and fan100)
 ROWS=(
     "echo100x20|echo 100×20 B, msg/s|echo 100 20"
     "echo100x1k|echo 100×1 KiB, msg/s|echo 100 1024"
@@ -36,6 +42,9 @@ ROWS=(
     "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS)|idle $IDLE_CONNS"
     "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
     "half|echo p99 at 50% of the server's own 100×20 B peak, µs|half 100"
+    "echo100x32|echo 100×32 B, msg/s (the plaintext of the wss:// echo row)|echo 100 32"
+    "wssecho100x32|echo 100×32 B over wss:// (TLS 1.3), msg/s|wssecho 100 32"
+    "wssfan100|fan-out 1 → 100 over wss:// (TLS 1.3), deliveries/s|wssfanout 100"
 )
 
 start() { # name port cmd...
@@ -52,7 +61,7 @@ declare -A VAL USR SYS PEAK
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name offset tmpl <<<"$entry"
     [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
-    port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"
+    port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"; cmd="${cmd//@TLSPORT@/$((port + 50))}"
     for row in "${ROWS[@]}"; do
         IFS='|' read -r id label spec <<<"$row"
         read -r kind a b <<<"$spec"
@@ -61,6 +70,7 @@ for entry in "${SERVERS[@]}"; do
         vals=(); users=(); systems=(); failed=0
         # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
         if [[ "$kind" == channels && "$name" == peer-* ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
+        if [[ "$kind" == wss* && "$name" == peer-* ]]; then VAL[$key]="n/a (no TLS listener)"; continue; fi
         for run in $(seq 1 "$RUNS"); do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
@@ -71,6 +81,12 @@ for entry in "${SERVERS[@]}"; do
                 v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
             fanout)
                 run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
+                v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
+            wssecho)
+                run_bench "$out" echo -c "$a" -s "$b" -d "$DURATION" --warmup "$WARMUP" "wss://127.0.0.1:$((port + 50))/ws" || status=$?
+                v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
+            wssfanout)
+                run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "wss://127.0.0.1:$((port + 50))/broadcast" || status=$?
                 v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
             channels)
                 run_bench "$out" fanout --raw --channels "$a" --subscribers "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
@@ -107,7 +123,7 @@ for entry in "${SERVERS[@]}"; do
             log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a})"
         done
         if [[ "$failed" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
-        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http ]]; then
+        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
         else
             VAL[$key]="${vals[$(( ${#vals[@]} / 2 ))]}"  # text figures: the middle run
@@ -122,9 +138,10 @@ echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(u
 echo "- Servers pinned to CPU $SERVER_CPU, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s), medians. Cells: figure, then server CPU per message in µs as user + system (from /proc/PID/stat over the measured window; /health over the whole wrk run)."
 echo
 echo '```'
-for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; echo "taskset -c $SERVER_CPU ${tmpl//@PORT@/$((BASE_PORT + offset))}"; done
+for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; t="${tmpl//@PORT@/$((BASE_PORT + offset))}"; echo "taskset -c $SERVER_CPU ${t//@TLSPORT@/$((BASE_PORT + offset + 50))}"; done
 echo "$BENCH_BIN echo -c C -s S -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "(wss:// rows: the same commands with wss://127.0.0.1:PORT+50, the servers' TLS listener)"
 echo "$BENCH_BIN fanout --raw --channels 1000 --subscribers 10000 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION http://127.0.0.1:PORT/health"
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
@@ -144,5 +161,19 @@ for row in "${ROWS[@]}"; do
         printf ' %s |' "$cell"
     done
     echo
+done
+# TLS against plaintext, server CPU per message (user + system), per Switchboard server.
+echo
+for n in "${names[@]}"; do
+    [[ "$n" == peer-* ]] && continue
+    ratio() { # tls-row plain-row
+        local t="$n|$1" p="$n|$2"
+        if [[ -n "${USR[$t]:-}" && -n "${USR[$p]:-}" && "${VAL[$t]}" != FAILED && "${VAL[$p]}" != FAILED ]]; then
+            awk -v tu="${USR[$t]}" -v ts="${SYS[$t]}" -v pu="${USR[$p]}" -v ps="${SYS[$p]}" 'BEGIN { if (pu + ps > 0) printf "%.2f×", (tu + ts) / (pu + ps); else printf "n/a" }'
+        else printf 'n/a'; fi
+    }
+    if [[ " $ONLY_ROWS " == "  " || " $ONLY_ROWS " == *" wssecho100x32 "* || " $ONLY_ROWS " == *" wssfan100 "* ]]; then
+        echo "- $n, TLS against plaintext, server CPU per message: echo $(ratio wssecho100x32 echo100x32), fan-out 1 → 100 $(ratio wssfan100 fan100) (target: within 1.3×)"
+    fi
 done
 report_failures

@@ -9,9 +9,10 @@
  * 30-100 bytes. This computes the same function directly: AES rounds with AESENC, GHASH with
  * carry-less multiplication (Intel's reflected-bit method), ~100 ns for such a record. Both
  * instructions run in constant time (no table lookups), and the tag is compared with
- * CRYPTO_memcmp. It processes one block at a time (no pipelining, no stitching), so it is
- * slower than OpenSSL per byte: tls13_records.c uses it for records up to
- * SB_GCM_SMALL_MAX_BYTES and EVP above. Both produce identical records (a test compares them
+ * CRYPTO_memcmp. AES runs four blocks at a time and GHASH reduces once per four blocks, but
+ * the two are separate passes (not stitched as OpenSSL's assembly is), so it is slower than
+ * OpenSSL per byte: tls13_records.c uses it for records up to SB_GCM_SMALL_MAX_BYTES and EVP
+ * above. Both produce identical records (a test compares them
  * on every length up to 512 bytes, for both key sizes).
  *
  * Thread rules: a key is immutable once expanded; calls keep no state between them.
@@ -24,9 +25,11 @@
 
 typedef struct {
     /* AES round keys (11 for AES-128, 15 for AES-256) and the hash key H = E(K, 0^128),
-     * byte-reversed for the reflected GHASH. 16-byte aligned for aligned loads. */
+     * byte-reversed for the reflected GHASH, with its powers H^2, H^3, H^4 for hashing four
+     * blocks with one reduction. 16-byte aligned for aligned loads. */
     _Alignas(16) unsigned char round_keys[15][16];
     _Alignas(16) unsigned char hash_key[16];
+    _Alignas(16) unsigned char hash_key_powers[3][16];  /* H^2, H^3, H^4 */
     int rounds;  /* 10 or 14 */
 } sb_gcm_key;
 

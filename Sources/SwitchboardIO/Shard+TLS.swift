@@ -11,34 +11,46 @@ final class TLSShardState {
     @exclusivity(unchecked) var handshakesInFlight = 0
     let scratchBytes = 16_384 + 256
     let scratch: UnsafeMutableRawPointer
-    /// Where corked messages are joined before one `SSL_write` (one full TLS record). Not
-    /// `scratch`: a handler may close a connection (and so flush its cork) while it still reads
-    /// the plaintext it was handed in `scratch`.
-    static let corkScratchBytes = 16_384
-    let corkScratch: UnsafeMutableRawPointer
+    /// The TLS session of each slot, unretained (nil: a plain connection or a free slot), for
+    /// the per-message paths (`Shard.tlsSessions`): the connection's rare state owns the
+    /// session (`Connection.tls`), this table only mirrors it (`tlsAttach` sets, `tlsDetach`
+    /// clears, both with the owner). A session is released only in `Shard.finalize`, at the end
+    /// of a turn, never during a delivery or a send, so no use of an entry outlives its session.
+    /// Why: a lookup through the rare state was two retains and two releases (the rare state,
+    /// then its session), atomic operations all, and a fan-out looked up every subscriber's
+    /// session two or three times. Allocated like `Shard.connections`: only the pages used
+    /// become resident.
+    let sessions: UnsafeMutablePointer<Unmanaged<TLSSession>?>
     /// The handshake deadlines (their own list: every entry has the handshake timeout).
     @exclusivity(unchecked) var handshakeTimers: TimerList
 
     init(store: TLSContextStore, maxConnections: Int) {
         self.store = store
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
-        corkScratch = .allocate(byteCount: Self.corkScratchBytes, alignment: 64)
+        // calloc: zeroed pages, mapped fresh at this size, resident only where a slot was used.
+        // A zero word is `nil` (the null pointer is Unmanaged's first extra inhabitant), so the
+        // table starts all-nil without being written.
+        precondition(MemoryLayout<Unmanaged<TLSSession>?>.stride == 8 &&
+                     withUnsafeBytes(of: Unmanaged<TLSSession>?.none) { $0.allSatisfy { $0 == 0 } },
+                     "nil is not a zero word")
+        sessions = calloc(max(maxConnections, 1), 8)!.bindMemory(to: Unmanaged<TLSSession>?.self, capacity: maxConnections)
         handshakeTimers = TimerList(capacity: maxConnections, durationMilliseconds: store.configuration.handshakeTimeoutMilliseconds)
     }
 
     deinit {
         scratch.deallocate()
-        corkScratch.deallocate()
+        free(sessions)  // unretained entries: nothing to release
         handshakeTimers.deallocate()
     }
 }
 
 /// The TLS layer between the shard's socket and its protocol handler. The plain path does not
-/// come here: each hook in `Shard` is one test of `connections[slot].tls` being nil.
+/// come here: each hook in `Shard` is one test (receiving: the connection's rare state being
+/// nil; sending and flushing: `tlsSessions?[slot]`, the unretained table, being nil).
 ///
 /// Received ciphertext is fed to the connection's `TLSSession`; the handshake advances; once
-/// established, decrypted plaintext goes to `handler.connectionReceived`. `Shard.send` corks the
-/// plaintext; the flush (`tlsUncork`) encrypts it and queues the ciphertext, so the send queue,
+/// established, decrypted plaintext goes to `handler.connectionReceived`. `Shard.send` corks a
+/// copy of the plaintext; the flush (`tlsUncork`) encrypts it and queues the ciphertext, so the send queue,
 /// its limit and the backends' vectored sends see ciphertext only. (Who makes the records after
 /// a TLS 1.3 handshake, OpenSSL or Switchboard's own record layer, is `COpenSSL`'s business:
 /// the calls here are the same.)
@@ -65,7 +77,9 @@ extension Shard {
         guard let state = tlsState,
               let session = TLSSession(context: state.store.context, recordLayer: state.store.configuration.recordLayer)
         else { return false }
+        assert(state.sessions[slot] == nil, "a session left on a free slot")
         connections[slot].tls = session
+        state.sessions[slot] = Unmanaged.passUnretained(session)
         session.holdsHandshakePlace = true
         state.handshakesInFlight += 1
         tlsMetrics.handshakesInFlight.set(state.handshakesInFlight)
@@ -75,11 +89,14 @@ extension Shard {
     }
 
     /// The slot is being freed: a handshake that never finished gives its place back.
+    /// Called from `finalize` only (see `TLSShardState.sessions`).
     func tlsDetach(_ slot: Int) {
         guard let session = connections[slot].tls, let state = tlsState else { return }
+        assert(state.sessions[slot]?.toOpaque() == Unmanaged.passUnretained(session).toOpaque(), "the session table disagrees with the owner")
         if session.holdsHandshakePlace { endHandshake(state, slot, session) }
         let keyUpdates = sb_tls_key_updates(session.connection)
         if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
+        state.sessions[slot] = nil
         connections[slot].tls = nil
     }
 
@@ -107,7 +124,7 @@ extension Shard {
         // What the handler sent before this input is encrypted before reading it can write
         // anything (an alert, a key update) or end the session (close_notify), as without the
         // cork.
-        if !session.corked.isEmpty { tlsUncork(slot, session, scheduling: true) }
+        if session.hasCorked { tlsUncork(slot, session, scheduling: true) }
         if case .handshaking(let sawInput) = session.phase, !sawInput {
             session.phase = .handshaking(sawInput: true)
             // Every TLS connection begins with a handshake record (content type 22).
@@ -197,7 +214,7 @@ extension Shard {
     }
 
     private func rejectNotTLS(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
-        if let session = session(slot) { abandonHandshake(slot, session) }
+        if let session = tlsSession(slot) { abandonHandshake(slot, session) }
         // An HTTP method starts with an upper-case letter: answer in plaintext, as nginx does.
         if let first = bytes.first, first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") {
             tlsMetrics.plaintextRejected.increment()
@@ -210,7 +227,6 @@ extension Shard {
         }
     }
 
-    private func session(_ slot: Int) -> TLSSession? { connections[slot].tls }
 
     private func handshakeFailed(_ slot: Int, _ session: TLSSession) {
         tlsMetrics.handshakeFailures.increment()
@@ -224,8 +240,10 @@ extension Shard {
     private func tlsRecordFailed(_ slot: Int) {
         tlsMetrics.recordErrors.increment()
         _ = TLSSession.lastError()
-        connections[slot].tls?.phase = .finished
-        if let s = connections[slot].tls { queueCiphertext(slot, s) }
+        if let s = tlsSession(slot) {
+            s.phase = .finished
+            queueCiphertext(slot, s)
+        }
         close(socketID(slot), mode: .afterFlushNoLinger)
     }
 
@@ -240,63 +258,59 @@ extension Shard {
         }
     }
 
-    /// `Shard.send` for a TLS connection: corks the plaintext until the flush (before the
-    /// handshake ends: keeps it until it does). The caller checked the limits, counting what is
-    /// corked (`admitSend`).
-    func tlsEnqueue(_ slot: Int, _ session: TLSSession, _ bytes: OutboundBytes) {
+    /// `Shard.send` for a TLS connection: corks a copy of the plaintext until the flush
+    /// (before the handshake ends: keeps one until it does). The caller checked the limits,
+    /// counting what is corked (`admitSend`), and keeps its frame: nothing here holds a reference.
+    func tlsEnqueue(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
         assertOnShardThread()
         switch session.phase {
         case .handshaking:
-            session.pendingPlaintext.append(bytes)
+            session.pendingPlaintext.append(OutboundBytes(bytes))
         case .established:
-            session.cork(bytes)
+            if bytes.count > TLSSession.corkCopyMaxBytes {
+                // Large: encrypted from where it is, after what was corked before it, rather
+                // than copied (and a large cork buffer kept for the turn). Its head first tops
+                // up the cork's last record, so the records stay as full as if it were corked.
+                var rest = bytes
+                if session.hasCorked {
+                    let record = TLSSession.recordPlaintextBytes
+                    let head = min(record - session.corkedBytes % record, rest.count)
+                    guard session.cork(UnsafeRawBufferPointer(rebasing: rest.prefix(head))), session.uncork() else {
+                        return tlsRecordFailed(slot)
+                    }
+                    rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(head))
+                }
+                guard rest.isEmpty || session.write(rest.baseAddress!, count: rest.count) else { return tlsRecordFailed(slot) }
+                queueCiphertext(slot, session)
+                return
+            }
+            guard session.cork(bytes) else { return tlsRecordFailed(slot) }
             scheduleFlush(slot)
         case .finished:
             break
         }
     }
 
-    /// Encrypts what is corked, in send order, in as few records as fit (16 KiB each), and
-    /// queues the ciphertext. A session that ended meanwhile drops it (as a send after the end).
+    /// Encrypts what is corked (`TLSSession.uncork`) and queues the ciphertext. A session that
+    /// ended meanwhile drops it (as a send after the end).
     func tlsUncork(_ slot: Int, _ session: TLSSession, scheduling: Bool) {
         assertOnShardThread()
-        guard !session.corked.isEmpty else { return }
-        guard session.isEstablished, let state = tlsState else {
+        guard session.hasCorked else { return }
+        guard session.isEstablished else {
             session.clearCorked()
             return
         }
-        var written = true
-        if session.corked.count == 1 {
-            // An echo's reply, a lone message: encrypted where it is.
-            written = session.write(session.corked[0])
-        } else {
-            let room = TLSShardState.corkScratchBytes
-            let scratch = state.corkScratch
-            var used = 0
-            for bytes in session.corked where written {
-                var offset = 0
-                let count = bytes.count
-                while offset < count && written {
-                    let n = min(count - offset, room - used)
-                    (scratch + used).copyMemory(from: bytes.base + offset, byteCount: n)
-                    used += n
-                    offset += n
-                    if used == room {
-                        written = session.write(UnsafeRawPointer(scratch), count: used)
-                        used = 0
-                    }
-                }
-            }
-            if written && used > 0 { written = session.write(UnsafeRawPointer(scratch), count: used) }
-        }
-        session.clearCorked()
-        guard written else { return tlsRecordFailed(slot) }
+        guard session.uncork() else { return tlsRecordFailed(slot) }
         queueCiphertext(slot, session, scheduling: scheduling)
     }
 
+    /// The session of `slot` (paths that are not per message: per-message ones use
+    /// `tlsSessions` unretained).
+    func tlsSession(_ slot: Int) -> TLSSession? { connections[slot].tls }
+
     /// Before a graceful close: what is corked, then a close_notify alert.
     func tlsWillClose(_ slot: Int) {
-        guard let session = connections[slot].tls, session.isEstablished else { return }
+        guard let session = tlsSession(slot), session.isEstablished else { return }
         tlsUncork(slot, session, scheduling: true)
         // The uncork may have failed the session (closing the connection without a notify).
         guard session.isEstablished else { return }

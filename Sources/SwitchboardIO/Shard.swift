@@ -273,7 +273,12 @@ package class Shard: @unchecked Sendable {
     package let metrics = IOMetrics()
     package let tlsMetrics = TLSMetrics()
     /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
-    @exclusivity(unchecked) var tlsState: TLSShardState?
+    @exclusivity(unchecked) var tlsState: TLSShardState? {
+        didSet { tlsSessions = tlsState?.sessions }
+    }
+    /// `tlsState.sessions` (nil without a TLS listener): the per-message paths' unretained
+    /// session lookup, a field of the shard so that reaching it retains nothing either.
+    @exclusivity(unchecked) private(set) var tlsSessions: UnsafeMutablePointer<Unmanaged<TLSSession>?>?
     /// Bytes held for peers, against `maxBufferedBytesPerShard`, and the send blocks
     /// (`memory.blocks`). Shard thread only.
     package let memory: ShardMemoryBudget
@@ -538,9 +543,9 @@ package class Shard: @unchecked Sendable {
         var slot = 0
         let verdict = admitSend(id, payloadBytes: bytes.count, allowed: allowed, slot: &slot)
         guard verdict == .queued else { return verdict }
-        if let session = connections[slot].tls {
+        if let session = tlsSessions?[slot] {
             // Plain connections queue the bytes; TLS ones queue their ciphertext (Shard+TLS.swift).
-            tlsEnqueue(slot, session, bytes)
+            session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, bytes.bytes) }
             return .queued
         }
         if coalescedBehindOthers(slot, bytes.bytes) { return .queued }
@@ -581,8 +586,9 @@ package class Shard: @unchecked Sendable {
             frame.release()
             return verdict
         }
-        if let session = connections[slot].tls {
-            tlsEnqueue(slot, session, OutboundBytes(storage: frame.takeRetainedValue()))
+        if let session = tlsSessions?[slot] {
+            session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, payload) }
+            frame.release()  // corked as a copy
             return .queued
         }
         // As `SendQueue.append` ignores an empty run, and as `send(_:_:)` copies a small frame
@@ -598,15 +604,15 @@ package class Shard: @unchecked Sendable {
 
     /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
     /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
-    /// results; a TLS connection corks the frame (a retain of its own) and leaves the reference unused.
+    /// results; a TLS connection corks a copy of the frame and leaves the reference unused.
     @discardableResult
     package final func send(_ id: SocketID, _ frame: inout SharedFrame) -> SendResult {
         var slot = 0
         let count = frame.count
         let verdict = admitSend(id, payloadBytes: count, allowed: false, slot: &slot)
         guard verdict == .queued else { return verdict }
-        if let session = connections[slot].tls {
-            tlsEnqueue(slot, session, frame.bytes)
+        if let session = tlsSessions?[slot] {
+            session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, frame.payload) }
             return .queued
         }
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
@@ -630,7 +636,7 @@ package class Shard: @unchecked Sendable {
         // one message, and a large message is never refused to a reader that keeps up.
         var queuedCost = connections[s].queue.costBytes
         // A TLS connection's corked plaintext counts as queued (encrypted at the flush).
-        if let session = connections[s].tls { queuedCost += session.corkedCost }
+        if let session = tlsSessions?[s] { queuedCost += session._withUnsafeGuaranteedRef { $0.corkedCost } }
         let cost = SendQueue.cost(payloadBytes: payloadBytes)
         if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
@@ -650,7 +656,7 @@ package class Shard: @unchecked Sendable {
         assertOnShardThread()
         guard let slot = liveSlot(id) else { return 0 }
         // Ciphertext, as `sentBytes` counts: what a TLS connection corked is encrypted now.
-        if let session = connections[slot].tls, !session.corked.isEmpty { tlsUncork(slot, session, scheduling: true) }
+        if let session = tlsSession(slot), session.hasCorked { tlsUncork(slot, session, scheduling: true) }
         return connections[slot].queue.queuedBytes
     }
 
@@ -938,8 +944,8 @@ package class Shard: @unchecked Sendable {
     /// `deliver` without the byte count (counted when received) and the pause check.
     private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         armIdleTimer(slot)
-        if let session = connections[slot].tls {
-            tlsDeliver(slot, session, bytes)
+        if let session = tlsSessions?[slot] {
+            session._withUnsafeGuaranteedRef { tlsDeliver(slot, $0, bytes) }
             return
         }
         handler.connectionReceived(socketID(slot), bytes)
@@ -1106,7 +1112,9 @@ package class Shard: @unchecked Sendable {
         for i in 0..<count {
             let slot = Int(list[i])
             connections[slot].flushQueued = false
-            if let session = connections[slot].tls, !session.corked.isEmpty { tlsUncork(slot, session, scheduling: false) }
+            if let session = tlsSessions?[slot] {
+                session._withUnsafeGuaranteedRef { if $0.hasCorked { tlsUncork(slot, $0, scheduling: false) } }
+            }
             let st = connections[slot].state
             if (st == .open || st == .draining) && !connections[slot].queue.isEmpty {
                 submitSend(slot)

@@ -26,13 +26,13 @@ final class TLSSession {
     /// Counted in the shard's handshakes in flight (from adoption until the handshake ends,
     /// fails, or the slot is freed).
     @exclusivity(unchecked) var holdsHandshakePlace = false
-    /// Plaintext the protocol layer sent since the last flush, by reference, encrypted together
-    /// when the shard flushes (`Shard.tlsUncork`): one `SSL_write` and one record per 16 KiB
-    /// instead of one per message (uWebSockets' cork). A fan-out's subscriber gets a turn's
-    /// messages in one record; OpenSSL's cost is per record (~2 µs of user time in 3.0).
-    @exclusivity(unchecked) private(set) var corked: [OutboundBytes] = []
-    /// The send-queue cost (`SendQueue.cost`) of `corked`, counted against the send limits as
-    /// if it were queued already.
+    /// The send-queue cost (`SendQueue.cost`) of the plaintext corked since the last flush,
+    /// counted against the send limits as if it were queued already; 0 when nothing is corked.
+    /// The plaintext itself is copied into the session's cork (`sb_tls_cork`), encrypted
+    /// together when the shard flushes (`Shard.tlsUncork`): one record per 16 KiB instead of one
+    /// per message (uWebSockets' cork), so a fan-out's subscriber gets a turn's messages in one
+    /// record, and the sender keeps no reference to the frames (a retain and a release per
+    /// delivery, each an atomic operation, were most of what TLS added to a fan-out).
     @exclusivity(unchecked) private(set) var corkedCost = 0
 
     init?(context: TLSContext, recordLayer: TLSConfiguration.RecordLayer) {
@@ -75,17 +75,42 @@ final class TLSSession {
         return sb_tls_write(connection, base, count) == Int32(count)
     }
 
-    /// Keeps `bytes` for the flush (established sessions only).
-    func cork(_ bytes: OutboundBytes) {
+    /// Messages up to this size are corked as copies; a larger one is encrypted from where it
+    /// is (after what was corked before it): its records cost the same whichever way, and the
+    /// copy would be a pass over it and a large cork buffer for the turn.
+    static let corkCopyMaxBytes = 4_096
+
+    /// The plaintext of one full TLS record (2^14 bytes): a write makes one record per this many bytes.
+    static let recordPlaintextBytes = 16_384
+
+    /// Whether plaintext waits in the cork.
+    var hasCorked: Bool { corkedCost > 0 }
+
+    /// Plaintext bytes in the cork.
+    var corkedBytes: Int { sb_tls_corked_bytes(connection) }
+
+    /// Copies `bytes` into the cork for the flush (established sessions only). false when
+    /// memory ran out (the caller fails the connection).
+    func cork(_ bytes: UnsafeRawBufferPointer) -> Bool {
         assert(isEstablished, "corked before the handshake or after the end")
-        guard bytes.count > 0 else { return }
-        corked.append(bytes)
+        guard bytes.count > 0 else { return true }
+        guard sb_tls_cork(connection, bytes.baseAddress, bytes.count) == 0 else { return false }
         corkedCost += SendQueue.cost(payloadBytes: bytes.count)
+        assert(sb_tls_corked_bytes(connection) > 0)
+        return true
     }
 
-    /// Forgets what is corked (written, or dropped with the connection); keeps the array's room.
+    /// Encrypts what is corked, in send order, in as few records as fit (16 KiB each), into the
+    /// outgoing buffer. false when the record layer refused (the connection is broken).
+    func uncork() -> Bool {
+        corkedCost = 0
+        return sb_tls_uncork(connection) == 0
+    }
+
+    /// Forgets what is corked (dropped with the connection, or by `dropUnsentQueue`).
     func clearCorked() {
-        corked.removeAll(keepingCapacity: true)
+        guard hasCorked else { return }
+        sb_tls_drop_corked(connection)
         corkedCost = 0
     }
 

@@ -43,6 +43,17 @@ int sb_tls_read(sb_tls_conn *c, void *out, size_t cap);
 int sb_tls_has_input(sb_tls_conn *c);
 /// Encrypts `len` bytes into the outgoing BIO. Returns `len` or -1 (see sb_tls_error).
 int sb_tls_write(sb_tls_conn *c, const void *bytes, size_t len);
+/// Keeps a copy of `len` bytes of plaintext for the next sb_tls_uncork (Switchboard's cork: a
+/// fan-out subscriber's messages of one loop turn become one record, and the sender keeps no
+/// reference to them). Either record layer. 0, or -1 when memory ran out.
+int sb_tls_cork(sb_tls_conn *c, const void *bytes, size_t len);
+/// Plaintext corked and not yet written.
+size_t sb_tls_corked_bytes(const sb_tls_conn *c);
+/// Encrypts what is corked (sb_tls_write: one record per 16 KiB) and empties the cork (a buffer
+/// of more than 1 KiB is freed). 0, or -1 when the write failed (the session is over).
+int sb_tls_uncork(sb_tls_conn *c);
+/// Forgets what is corked (the connection is closing).
+void sb_tls_drop_corked(sb_tls_conn *c);
 /// Queues a close_notify alert in the outgoing BIO.
 void sb_tls_close_notify(sb_tls_conn *c);
 /// Ciphertext waiting to be sent.

@@ -119,8 +119,10 @@ extension Shard {
         }
     }
 
-    /// Received ciphertext of a TLS connection (state `.open`).
-    func tlsDeliver(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
+    /// Received ciphertext of a TLS connection (state `.open`). `handler` is the shard's,
+    /// passed down as `deliver` does (read from the stored property per record, the existential
+    /// was retained and released each time).
+    func tlsDeliver(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         // What the handler sent before this input is encrypted before reading it can write
         // anything (an alert, a key update) or end the session (close_notify), as without the
         // cork.
@@ -134,7 +136,7 @@ extension Shard {
             }
         }
         guard case .handshaking = session.phase else {
-            if session.isEstablished { feedAndRead(slot, session, bytes) }
+            if session.isEstablished { feedAndRead(slot, session, bytes, to: handler) }
             return
         }
         guard sb_tls_feed(session.connection, bytes.baseAddress, bytes.count) == Int32(bytes.count) else {
@@ -155,7 +157,7 @@ extension Shard {
                 return
             }
             // The client's first request may have come in the same segment as its Finished.
-            readPlaintext(slot, session)
+            readPlaintext(slot, session, to: handler)
         case 0:
             queueCiphertext(slot, session)
         default:
@@ -163,22 +165,25 @@ extension Shard {
         }
     }
 
-    private func feedAndRead(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer) {
+    private func feedAndRead(_ slot: Int, _ session: TLSSession, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         guard sb_tls_feed(session.connection, bytes.baseAddress, bytes.count) == Int32(bytes.count) else {
             tlsRecordFailed(slot)
             return
         }
-        readPlaintext(slot, session)
+        readPlaintext(slot, session, to: handler)
     }
 
     /// Decrypts what the read BIO holds and hands it to the protocol layer, record by record.
-    private func readPlaintext(_ slot: Int, _ session: TLSSession) {
-        guard let state = tlsState else { return }
+    private func readPlaintext(_ slot: Int, _ session: TLSSession, to handler: ShardEventHandler) {
+        assert(handler === self.handler, "a handler other than the shard's")
+        // The shard's field, not `tlsState.scratch`: reaching it through the state object was a
+        // retain and a release per received batch.
+        guard let scratch = tlsScratch else { return }
         let id = socketID(slot)
         while connections[slot].state == .open {
-            let n = sb_tls_read(session.connection, state.scratch, state.scratchBytes)
+            let n = sb_tls_read(session.connection, scratch.baseAddress, scratch.count)
             if n > 0 {
-                handler.connectionReceived(id, UnsafeRawBufferPointer(start: state.scratch, count: Int(n)))
+                handler.connectionReceived(id, UnsafeRawBufferPointer(start: scratch.baseAddress, count: Int(n)))
                 // Usually one record came in and was read whole: the read that would only
                 // answer "needs more input" is skipped.
                 if sb_tls_has_input(session.connection) == 0 { break }

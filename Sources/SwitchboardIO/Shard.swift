@@ -274,8 +274,14 @@ package class Shard: @unchecked Sendable {
     package let tlsMetrics = TLSMetrics()
     /// Set by `ShardGroup` before the thread starts when a TLS listener is configured.
     @exclusivity(unchecked) var tlsState: TLSShardState? {
-        didSet { tlsSessions = tlsState?.sessions }
+        didSet {
+            tlsSessions = tlsState?.sessions
+            tlsScratch = tlsState.map { UnsafeMutableRawBufferPointer(start: $0.scratch, count: $0.scratchBytes) }
+        }
     }
+    /// `tlsState.scratch` (nil without a TLS listener), where received records are decrypted:
+    /// a field of the shard for the same reason as `tlsSessions`.
+    @exclusivity(unchecked) private(set) var tlsScratch: UnsafeMutableRawBufferPointer?
     /// `tlsState.sessions` (nil without a TLS listener): the per-message paths' unretained
     /// session lookup, a field of the shard so that reaching it retains nothing either.
     @exclusivity(unchecked) private(set) var tlsSessions: UnsafeMutablePointer<Unmanaged<TLSSession>?>?
@@ -856,7 +862,7 @@ package class Shard: @unchecked Sendable {
         if connections[slot].readPaused { return hold(slot, bytes) }
         // From here as for held bytes given back on resume (`handler` is the shard's: asserted
         // in `deliver`).
-        deliverResumed(slot, bytes)
+        deliverResumed(slot, bytes, to: handler)
     }
 
     /// Bytes the kernel completed before a pause took effect: kept for the resume. (Before
@@ -914,6 +920,7 @@ package class Shard: @unchecked Sendable {
         let list = resumeList
         resumeList.removeAll(keepingCapacity: true)
         let pieceBytes = max(configuration.recvBufferBytes, 512)
+        let handler: ShardEventHandler = self.handler  // loaded once, as the backends do per turn
         for id in list {
             guard let slot = liveSlot(id) else { continue }  // finalized meanwhile
             var delivered = 0
@@ -921,7 +928,7 @@ package class Shard: @unchecked Sendable {
                 let n = min(pieceBytes, connections[slot].held.count - delivered)
                 let piece = Array(connections[slot].held[delivered..<(delivered + n)])
                 delivered += n
-                piece.withUnsafeBytes { deliverResumed(slot, $0) }
+                piece.withUnsafeBytes { deliverResumed(slot, $0, to: handler) }
             }
             let state = connections[slot].state
             guard state != .closing else { continue }  // `beginClose` released `held`
@@ -942,10 +949,10 @@ package class Shard: @unchecked Sendable {
     }
 
     /// `deliver` without the byte count (counted when received) and the pause check.
-    private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
+    private func deliverResumed(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         armIdleTimer(slot)
         if let session = tlsSessions?[slot] {
-            session._withUnsafeGuaranteedRef { tlsDeliver(slot, $0, bytes) }
+            session._withUnsafeGuaranteedRef { tlsDeliver(slot, $0, bytes, to: handler) }
             return
         }
         handler.connectionReceived(socketID(slot), bytes)

@@ -43,17 +43,26 @@ void sb_tls13_force_evp(int force) { __atomic_store_n(&g_force_evp, force, __ATO
 
 static inline int force_evp(void) { return __atomic_load_n(&g_force_evp, __ATOMIC_RELAXED); }
 
-/* Key and IV from the current secret (section 7.3), keyed into the AEAD context (and, for
- * AES-GCM, into the short-record path too: both compute the same function). */
+/* The AEAD context, made and keyed with the current key if it is not yet. 0 or -1. */
+static int aead_ready(sb_tls13_direction *d) {
+    if (d->aead_keyed) return 0;
+    if (d->aead == NULL && (d->aead = EVP_CIPHER_CTX_new()) == NULL) return -1;
+    if (EVP_CipherInit_ex(d->aead, d->cipher, NULL, d->key, NULL, d->encrypt) != 1) return -1;
+    d->aead_keyed = 1;
+    return 0;
+}
+
+/* Key and IV from the current secret (section 7.3), for the short-record path (AES-GCM: both
+ * compute the same function) and for the AEAD context, which is keyed now only when every
+ * record needs it (ChaCha20-Poly1305, or a CPU without AES-NI), else when a long record comes. */
 static int rekey(sb_tls13_direction *d) {
-    unsigned char key[32];
-    int ok = d->key_bytes <= sizeof key &&
-             sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "key", key, d->key_bytes) == 0 &&
-             sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "iv", d->iv, sizeof d->iv) == 0 &&
-             EVP_CipherInit_ex(d->aead, d->cipher, NULL, key, NULL, d->encrypt) == 1;
+    int ok = d->key_bytes <= sizeof d->key &&
+             sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "key", d->key, d->key_bytes) == 0 &&
+             sb_tls13_expand_label(d->hash, d->secret, d->hash_bytes, "iv", d->iv, sizeof d->iv) == 0;
+    d->aead_keyed = 0;
     d->small_records = ok && EVP_CIPHER_get_mode(d->cipher) == EVP_CIPH_GCM_MODE &&
-                       sb_gcm_small_init(&d->small, key, d->key_bytes) == 0;
-    OPENSSL_cleanse(key, sizeof key);
+                       sb_gcm_small_init(&d->small, d->key, d->key_bytes) == 0;
+    if (ok && !d->small_records) ok = aead_ready(d) == 0;
     return ok ? 0 : -1;
 }
 
@@ -72,8 +81,7 @@ int sb_tls13_direction_init(sb_tls13_direction *d, uint32_t suite_id, const unsi
     memcpy(d->secret, secret, secret_bytes);
     d->sequence = sequence;
     d->encrypt = encrypt;
-    d->aead = EVP_CIPHER_CTX_new();
-    if (d->aead == NULL || rekey(d) != 0) {
+    if (rekey(d) != 0) {
         sb_tls13_direction_free(d);
         return -1;
     }
@@ -90,8 +98,8 @@ int sb_tls13_direction_update(sb_tls13_direction *d) {
 }
 
 void sb_tls13_direction_free(sb_tls13_direction *d) {
-    EVP_CIPHER_CTX_free(d->aead);  /* wipes the key schedule */
-    OPENSSL_cleanse(d, sizeof *d);   /* the secret, the IV and gcm_small's round keys with it */
+    EVP_CIPHER_CTX_free(d->aead);  /* wipes the key schedule (NULL: never made) */
+    OPENSSL_cleanse(d, sizeof *d);   /* the secret, the key, the IV and gcm_small's round keys with it */
 }
 
 /* The per-record nonce: the IV XORed with the sequence number, big-endian in its last 8
@@ -135,6 +143,7 @@ long sb_tls13_seal(sb_tls13_direction *d, uint8_t type, const void *in, size_t l
         return (long)(SB_TLS13_HEADER + body);
     }
     int n = 0, tail = 0, fin = 0;
+    if (aead_ready(d) != 0) return -1;
     if (EVP_CipherInit_ex(d->aead, NULL, NULL, NULL, nonce, 1) != 1) return -1;
     if (EVP_EncryptUpdate(d->aead, NULL, &n, out, SB_TLS13_HEADER) != 1) return -1;
     n = 0;
@@ -174,6 +183,7 @@ long sb_tls13_open(sb_tls13_direction *d, const unsigned char *header, const uns
         return strip_padding(out, inner, type);
     }
     int n = 0, fin = 0;
+    if (aead_ready(d) != 0) return SB_TLS13_BAD_RECORD_MAC;
     if (EVP_CipherInit_ex(d->aead, NULL, NULL, NULL, nonce, 0) != 1) return SB_TLS13_BAD_RECORD_MAC;
     if (EVP_DecryptUpdate(d->aead, NULL, &n, header, SB_TLS13_HEADER) != 1) return SB_TLS13_BAD_RECORD_MAC;
     n = 0;

@@ -32,7 +32,12 @@
 #define SB_TLS13_APPLICATION_DATA 23
 
 typedef struct {
+    /* OpenSSL's AEAD context, for records longer than gcm_small takes and for suites it does
+     * not do (ChaCha20-Poly1305). Made and keyed when first needed (`key` holds the key until
+     * then): a chat connection whose records are all short never makes one, ~1.4 KB each. */
     EVP_CIPHER_CTX *aead;
+    int aead_keyed;              /* `aead` holds the current key */
+    unsigned char key[32];       /* the current key (its round keys are in `small` anyway) */
     const EVP_MD *hash;          /* the suite's hash: HKDF for keys and key updates */
     const EVP_CIPHER *cipher;
     size_t key_bytes;

@@ -54,10 +54,18 @@ final class WebSocketConnectionDriver {
     /// Counts loop turns: a session's frame allowance is per turn.
     private var turn: UInt64 = 1
     /// Sockets with a backlog to resume next turn.
-    private var resumeList: [SocketID] = []
-    private var resumeScratch: [SocketID] = []
+    ///
+    /// The three lists below skip the dynamic exclusivity check: `loopTurn` and
+    /// `hasPendingWork` read them every loop turn, and each check was a runtime call of ~76
+    /// instructions, ~300 per turn for these three (issue 16 item 3; see `Shard.finalizeList`).
+    /// Shard thread only, and no access overlaps another: `swap` takes the two resume lists
+    /// for itself alone, the loop over `resumeScratch` only appends to `resumeList` (`keep`),
+    /// and `sendWaitingPongs` queues pongs through the shard, which never calls back into
+    /// `queuePong`.
+    @exclusivity(unchecked) private var resumeList: [SocketID] = []
+    @exclusivity(unchecked) private var resumeScratch: [SocketID] = []
     /// Sockets with a pong waiting for the previous one to leave.
-    private var pongWaiters: [SocketID] = []
+    @exclusivity(unchecked) private var pongWaiters: [SocketID] = []
     /// Sockets whose message assembly spans reads (checked against the timeout each tick).
     private var assembling: Set<SocketID> = []
     private var expiredScratch: [SocketID] = []

@@ -919,8 +919,7 @@ package class Shard: @unchecked Sendable {
 
     /// Delivers what was held while paused, piece by piece (a piece may pause again), then
     /// restarts the backend's reading, or closes when the peer's end was held too.
-    private func processResumes() {
-        guard !resumeList.isEmpty else { return }
+    @inline(never) private func processResumes() {
         let list = resumeList
         resumeList.removeAll(keepingCapacity: true)
         let pieceBytes = max(configuration.recvBufferBytes, 512)
@@ -1049,7 +1048,8 @@ package class Shard: @unchecked Sendable {
     /// `handler`: the shard's, loaded once by `runLoop` (see there).
     func endOfTurn(_ handler: ShardEventHandler) -> Int64 {
         assert(handler === self.handler, "a handler other than the shard's")
-        processResumes()
+        // Tested here, not in the call: a turn with nothing resumed pays no call.
+        if !resumeList.isEmpty { processResumes() }
         handler.loopTurn(self)
         flushPending()
         while !finalizeList.isEmpty {

@@ -29,6 +29,8 @@
 #   Switchboard's own): what TLS adds per message, with the plaintext run as the baseline.
 #   SHARDS=2: the server runs 2 shards (fan-out subscribers spread over both: the cross-shard
 #   hop's cost per delivery; issue 16 item 5).
+#   CALLGRIND_OPTS: more callgrind options, e.g. "--cache-sim=yes" (D1/LL misses per message,
+#   simulated) or "--dump-instr=yes" (costs per instruction address, for objdump).
 #   Needs release builds of valgrind-echo and switchboard-bench (ECHO_BIN, BENCH_BIN override)
 #   and valgrind; http needs wrk and curl instead of switchboard-bench, connect needs curl.
 #   Under valgrind the server runs ~50x slower, so each loop turn handles more messages than at
@@ -55,7 +57,7 @@ if [[ "${TLS:-0}" == 1 ]]; then
     export TLS_CERT="$W/server.pem" TLS_KEY="$W/server.key"
     SCHEME=wss; WS_PORT=$((PORT + 1))
 fi
-valgrind --tool=callgrind --dump-instr=no --callgrind-out-file="$W/cg.%p" "$W/server" $PORT "$B" "${SHARDS:-1}" >"$W/server.log" 2>&1 &
+valgrind --tool=callgrind --dump-instr=no ${CALLGRIND_OPTS:-} --callgrind-out-file="$W/cg.%p" "$W/server" $PORT "$B" "${SHARDS:-1}" >"$W/server.log" 2>&1 &
 PID=$!
 trap 'kill $PID 2>/dev/null; wait $PID 2>/dev/null || true; rm -rf "$W"' EXIT
 warm=$((N / 5 > 2000 ? N / 5 : 2000))

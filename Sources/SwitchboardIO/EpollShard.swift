@@ -13,9 +13,13 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var eventFlags: UnsafeMutablePointer<UInt32>
     private let maxEvents = 256
     /// Connections that still had input when their read budget for the turn ran out.
-    private var readAgain: [Int32] = []
+    /// This and `readAgainScratch` skip the dynamic exclusivity check (read every turn: a
+    /// runtime call each, see `Shard.finalizeList`): shard thread only, never passed `inout`
+    /// across a call (`swap` takes both for itself alone), and the loop over the scratch list
+    /// only appends to this one.
+    @exclusivity(unchecked) private var readAgain: [Int32] = []
     /// The `readAgain` of the previous turn, being read (swapped, not copied: see `flushPending`).
-    private var readAgainScratch: [Int32] = []
+    @exclusivity(unchecked) private var readAgainScratch: [Int32] = []
     private var iovecs: UnsafeMutablePointer<iovec>
     private static let doorbellToken: UInt64 = .max
     /// Set in the token of an outbound connect being watched (connection tokens never have it:
@@ -168,24 +172,32 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         return true
     }
 
-    override func waitAndDispatch(timeoutMilliseconds: Int64) {
+    override func waitAndDispatch(timeoutMilliseconds: Int64, handler: ShardEventHandler) {
         // Only a turn that may sleep arms the doorbell (`mayBlock`), so only it disarms it after
         // the wait: a busy turn (input left over, work queued) skips that sequentially consistent
         // store, which every turn paid before.
-        let maySleep = readAgain.isEmpty && mayBlock()
+        let maySleep = readAgain.isEmpty && mayBlock(handler)
         let timeout = maySleep ? Int32(clamping: timeoutMilliseconds) : 0
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         if maySleep { doorbell.cancelSleep() }
         refreshClock()
-        // One retain of the handler per turn, not one per read (see `Shard.deliver`).
-        let handler: ShardEventHandler = self.handler
-        swap(&readAgain, &readAgainScratch)
-        defer { readAgainScratch.removeAll(keepingCapacity: true) }
-        for s in readAgainScratch {
-            let slot = Int(s)
-            if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot, handler: handler) {
-                readAgain.append(s)
+        // Most turns have nothing to read again: they skip the swap and the emptying (a call
+        // into the array's runtime even for an empty one).
+        if !readAgain.isEmpty {
+            swap(&readAgain, &readAgainScratch)
+            // By index rather than `for in`, which retained and released the array's buffer.
+            // Nothing but this loop touches `readAgainScratch` during it (reads that run out
+            // of budget go to `readAgain`).
+            var i = 0
+            while i < readAgainScratch.count {
+                let s = readAgainScratch[i]
+                i += 1
+                let slot = Int(s)
+                if connections[slot].state != .free && connections[slot].state != .closing && readAvailable(slot, handler: handler) {
+                    readAgain.append(s)
+                }
             }
+            readAgainScratch.removeAll(keepingCapacity: true)
         }
         guard count > 0 else { return }
         var readsSinceFlush = 0

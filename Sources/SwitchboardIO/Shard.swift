@@ -316,7 +316,13 @@ package class Shard: @unchecked Sendable {
 
     var handler: ShardEventHandler!
     /// Client connections this shard owns (OutboundConnection.swift). Shard thread only.
-    var outbound: [OutboundConnection] = []
+    /// No dynamic exclusivity check: the optimizer hoisted the check of the rare accesses in
+    /// `processInbox` (`closeOutbound`, when draining) and in the epoll event loop
+    /// (`outboundConnectReady`) to once per loop turn each, a runtime call of ~76 instructions
+    /// a turn for a list most shards never use (issue 16 item 3). No access overlaps another:
+    /// the loops over it work on a copy (`for connection in outbound`), and the element a call
+    /// is made on (`outbound[index].connectReady`) is read before the call.
+    @exclusivity(unchecked) var outbound: [OutboundConnection] = []
     /// Numbers outbound connect attempts shard-wide, so a late completion of an abandoned
     /// attempt never matches a newer one, even of a connection that took over its index.
     var outboundAttempts: UInt32 = 0
@@ -341,10 +347,20 @@ package class Shard: @unchecked Sendable {
     @exclusivity(unchecked) private var flushScratch: UnsafeMutablePointer<Int32>
     /// `flushPending` is running (debug check that it is not re-entered).
     @exclusivity(unchecked) private var flushing = false
-    var finalizeList: [Int32] = []
+    /// Slots to finalize at the end of the turn (`queueFinalizeIfQuiescent`).
+    ///
+    /// This and `resumeList` skip the dynamic exclusivity check: `mayBlock`, `endOfTurn` and
+    /// `processResumes` read them every loop turn, and each check was a runtime call of ~76
+    /// instructions (a thread-local lookup and an access-set insert): with `EpollShard`'s and
+    /// the WebSocket driver's lists, ~1,000 instructions per turn, ~75 per echo at the ~13
+    /// echoes a turn a real 100-connection run handles (issue 16 item 3). Shard thread only,
+    /// and no access to either overlaps another: they are never passed `inout` across a call,
+    /// and the loops over them work on a copy (`let list = ...`) while appends go to the
+    /// property.
+    @exclusivity(unchecked) var finalizeList: [Int32] = []
     /// Connections whose reading resumed this turn (see `resumeReading`); ids, so that a slot
-    /// closed meanwhile is skipped.
-    var resumeList: [SocketID] = []
+    /// closed meanwhile is skipped. No dynamic exclusivity check: see `finalizeList`.
+    @exclusivity(unchecked) var resumeList: [SocketID] = []
     /// The loop's clock, refreshed once per turn. No dynamic exclusivity check (it cost a
     /// runtime call per read of a socket, issue 16 item 3: `deliver` arms the idle timer with
     /// it): shard thread only, assigned in two places (`refreshClock`, `endOfTurn`) and never
@@ -843,7 +859,7 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Delivers received bytes according to the connection's state. `handler` is `self.handler`,
-    /// which the backend loads once per turn and passes down (issue 16 item 3: read from the
+    /// which `runLoop` loads once and the backend passes down (issue 16 item 3: read from the
     /// stored property here, the existential was retained and released around every read).
     @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         assert(handler === self.handler, "a handler other than the shard's")
@@ -915,8 +931,7 @@ package class Shard: @unchecked Sendable {
 
     /// Delivers what was held while paused, piece by piece (a piece may pause again), then
     /// restarts the backend's reading, or closes when the peer's end was held too.
-    private func processResumes() {
-        guard !resumeList.isEmpty else { return }
+    @inline(never) private func processResumes() {
         let list = resumeList
         resumeList.removeAll(keepingCapacity: true)
         let pieceBytes = max(configuration.recvBufferBytes, 512)
@@ -1043,8 +1058,11 @@ package class Shard: @unchecked Sendable {
     }
 
     /// End-of-turn work: handler hook, flushes, finalizes, timers. Returns the wait budget.
-    func endOfTurn() -> Int64 {
-        processResumes()
+    /// `handler`: the shard's, loaded once by `runLoop` (see there).
+    func endOfTurn(_ handler: ShardEventHandler) -> Int64 {
+        assert(handler === self.handler, "a handler other than the shard's")
+        // Tested here, not in the call: a turn with nothing resumed pays no call.
+        if !resumeList.isEmpty { processResumes() }
         handler.loopTurn(self)
         flushPending()
         while !finalizeList.isEmpty {
@@ -1134,12 +1152,16 @@ package class Shard: @unchecked Sendable {
         assertOnShardThread()  // bound by the group before set-up (`bindToCurrentThread`)
         defer { unbindFromCurrentThread() }
         transition(to: .running)
+        // Loaded once for the loop's life and passed down (it is set before the thread starts
+        // and never replaced): each turn's calls through the stored property retained and
+        // released it, three times per turn (issue 16 item 3).
+        let handler: ShardEventHandler = self.handler
         handler.shardStarted(self)
         while lifecycleState != .stopped {
             processInbox()
-            let budget = endOfTurn()
+            let budget = endOfTurn(handler)
             if lifecycleState == .stopped { break }
-            waitAndDispatch(timeoutMilliseconds: budget)
+            waitAndDispatch(timeoutMilliseconds: budget, handler: handler)
         }
         // Nothing posted from now on runs: refuse it rather than leave it in the inbox.
         closeInbox()
@@ -1156,8 +1178,10 @@ package class Shard: @unchecked Sendable {
         idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
     }
 
-    /// Arms the doorbell and re-checks for work; true when the loop may block.
-    func mayBlock() -> Bool {
+    /// Arms the doorbell and re-checks for work; true when the loop may block. `handler`: the
+    /// shard's, as the backend got it from `runLoop`.
+    func mayBlock(_ handler: ShardEventHandler) -> Bool {
+        assert(handler === self.handler, "a handler other than the shard's")
         if flushCount > 0 || !finalizeList.isEmpty || !resumeList.isEmpty { return false }
         doorbell.prepareToSleep()
         if inbox.approximateCount > 0 || (acceptedSockets?.approximateCount ?? 0) > 0 || handler.hasPendingWork(self) {
@@ -1180,7 +1204,9 @@ package class Shard: @unchecked Sendable {
     /// Starts reading it again (`resumeReading`, after the held bytes were delivered).
     func resumeReceive(_ slot: Int) { fatalError("abstract") }
     /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
-    func waitAndDispatch(timeoutMilliseconds: Int64) { fatalError("abstract") }
+    /// `handler` is `self.handler`, loaded once by `runLoop`: delivered to with no retain per
+    /// turn or per read (see `deliver`).
+    func waitAndDispatch(timeoutMilliseconds: Int64, handler: ShardEventHandler) { fatalError("abstract") }
     /// Waits for an outbound connect on `fd` to finish (writable or failed), then calls
     /// `outboundConnectReady(index:attempt:)`.
     func watchConnect(fd: Int32, index: Int, attempt: UInt32) { fatalError("abstract") }

@@ -230,16 +230,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if !connections[slot].recvArmed { armReceive(slot) }
     }
 
-    override func waitAndDispatch(timeoutMilliseconds: Int64) {
-        if mayBlock() {
+    override func waitAndDispatch(timeoutMilliseconds: Int64, handler: ShardEventHandler) {
+        if mayBlock(handler) {
             _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
         } else {
             _ = sb_submit_and_get_events(ring)
         }
         doorbell.cancelSleep()
         refreshClock()
-        // One retain of the handler per turn, not one per receive (see `Shard.deliver`).
-        let handler: ShardEventHandler = self.handler
         while true {
             let n = Int(sb_drain_cqes(ring, cqUserData, cqRes, cqFlags, UInt32(batch)))
             if n == 0 { break }

@@ -53,11 +53,15 @@
     /// Deflate state, masking keys, a split header or a control payload; nil on an idle plain
     /// server socket (see `WebSocketConnectionExtras`).
     @usableFromInline var extras: WebSocketConnectionExtras?
-    /// The message being assembled, charged to the owner's budget as it grows. It holds the
-    /// reference to the shared settings (`settings`).
-    @usableFromInline var messageBuffer: AssemblyBuffer
     /// Payload bytes of the current frame still to come.
     var frameRemaining = 0
+    /// The message being assembled, charged to the owner's budget as it grows. It holds the
+    /// reference to the shared settings (`settings`, its last field). Declared after
+    /// `frameRemaining` so that what a whole message in one read touches (the settings, the
+    /// counters and the state bytes below) is one run of 43 bytes: with the session's own
+    /// per-message fields behind it, two cache lines per message wherever malloc puts the
+    /// session (`WebSocketSession`).
+    @usableFromInline var messageBuffer: AssemblyBuffer
     /// Data messages delivered so far: how ``receive(_:maxMessages:_:)`` bounds its work.
     /// (Set within the module only; `internal(set)` rather than `private(set)` so that the
     /// inlinable `receiveWholeMessage` may count.)

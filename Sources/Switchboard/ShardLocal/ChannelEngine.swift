@@ -254,8 +254,14 @@ final class ChannelEngine {
     }
 
     /// Drains the cross-shard rings: deliveries always, publishes only without backpressure.
-    func loopTurn() {
+    /// The single-shard test inline in the dispatcher's `loopTurn` (once per loop turn: as a
+    /// call, ~25 instructions for nothing on one shard, issue 16 item 3), the work out of line.
+    @inline(__always) func loopTurn() {
         guard fabric.shardCount > 1 else { return }
+        exchangeWithShards()
+    }
+
+    @inline(never) private func exchangeWithShards() {
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
             let drained = fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
@@ -285,8 +291,13 @@ final class ChannelEngine {
     /// publish in while the gate admits one, or waiting deliveries with room in their ring.
     /// Deliveries waiting for a full ring are no reason to stay awake: the consumer wakes this
     /// shard once it drained some (`ChannelFabric.wantsRoom`). Called before the loop sleeps.
-    var hasPendingWork: Bool {
+    /// As `loopTurn`, the single-shard test inline (`mayBlock` asks once per sleeping turn).
+    @inline(__always) var hasPendingWork: Bool {
         guard fabric.shardCount > 1 else { return false }
+        return hasCrossShardWork
+    }
+
+    @inline(never) private var hasCrossShardWork: Bool {
         let admitsPublishes = (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth > 0
         if fabric.hasInbound(index, includingPublishes: admitsPublishes) { return true }
         guard pendingDeliveryCount > 0 else { return false }

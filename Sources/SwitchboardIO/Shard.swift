@@ -930,12 +930,12 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Delivers what was held while paused, piece by piece (a piece may pause again), then
-    /// restarts the backend's reading, or closes when the peer's end was held too.
-    @inline(never) private func processResumes() {
+    /// restarts the backend's reading, or closes when the peer's end was held too. `handler`:
+    /// the shard's, as `endOfTurn` got it.
+    @inline(never) private func processResumes(_ handler: ShardEventHandler) {
         let list = resumeList
         resumeList.removeAll(keepingCapacity: true)
         let pieceBytes = max(configuration.recvBufferBytes, 512)
-        let handler: ShardEventHandler = self.handler  // loaded once, as the backends do per turn
         for id in list {
             guard let slot = liveSlot(id) else { continue }  // finalized meanwhile
             var delivered = 0
@@ -1062,7 +1062,7 @@ package class Shard: @unchecked Sendable {
     func endOfTurn(_ handler: ShardEventHandler) -> Int64 {
         assert(handler === self.handler, "a handler other than the shard's")
         // Tested here, not in the call: a turn with nothing resumed pays no call.
-        if !resumeList.isEmpty { processResumes() }
+        if !resumeList.isEmpty { processResumes(handler) }
         handler.loopTurn(self)
         flushPending()
         while !finalizeList.isEmpty {

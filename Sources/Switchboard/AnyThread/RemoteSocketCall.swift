@@ -211,7 +211,10 @@ extension ChannelEngine {
     func startRemoteCall(_ socket: SocketID, _ operation: RemoteSocketOperation, _ channel: ChannelName, fromNode: Int,
                          timeoutMilliseconds: Int64, _ completion: @escaping RemoteSocketCalls.Completion) {
         guard let cluster else { return completion(.failure(.clusterUnavailable)) }
-        guard let call = remoteCalls.add(deadlineMilliseconds: shard.nowMilliseconds + timeoutMilliseconds, completion) else { return }
+        // + 1: the shard's clock is whole milliseconds, truncated, and read when the turn
+        // began, so `now + timeout` could fall up to a millisecond before the timeout has
+        // really passed (a test saw 299.3 ms for 300); a call never ends before its timeout.
+        guard let call = remoteCalls.add(deadlineMilliseconds: shard.nowMilliseconds + timeoutMilliseconds + 1, completion) else { return }
         let request = RemoteSocketCall.Request(operation: operation, socket: socket, fromNode: fromNode, fromShard: index,
                                                call: call, channel: channel)
         let metrics = cluster.metrics

@@ -741,14 +741,28 @@ int sb_tls_cork(sb_tls_conn *c, const void *bytes, size_t len) {
 
 size_t sb_tls_corked_bytes(const sb_tls_conn *c) { return c->cork.end - c->cork.start; }
 
-int sb_tls_uncork(sb_tls_conn *c) {
+int sb_tls_uncork(sb_tls_conn *c, const void *then, size_t then_len) {
+    const unsigned char *rest = then;
     size_t n = c->cork.end - c->cork.start;
-    if (n == 0) return 0;
-    int written = sb_tls_write(c, c->cork.bytes + c->cork.start, n);
-    /* Emptied whatever happened: after a failed write the session is over. */
-    c->cork.start = c->cork.end;
-    buffer_settle(&c->cork);
-    return written == (int)n ? 0 : -1;
+    if (n > 0 && then_len > 0) {
+        /* The message's head tops up the cork's last record (sb_tls_write cuts every
+         * SB_TLS13_MAX_PLAINTEXT bytes), so the records are as full as if it had been corked. */
+        size_t head = SB_TLS13_MAX_PLAINTEXT - n % SB_TLS13_MAX_PLAINTEXT;
+        if (head > then_len) head = then_len;
+        if (sb_tls_cork(c, rest, head) != 0) return -1;
+        rest += head;
+        then_len -= head;
+        n += head;
+    }
+    int ok = 1;
+    if (n > 0) {
+        ok = sb_tls_write(c, c->cork.bytes + c->cork.start, n) == (int)n;
+        /* Emptied whatever happened: after a failed write the session is over. */
+        c->cork.start = c->cork.end;
+        buffer_settle(&c->cork);
+    }
+    if (ok && then_len > 0) ok = sb_tls_write(c, rest, then_len) == (int)then_len;
+    return ok ? 0 : -1;
 }
 
 void sb_tls_drop_corked(sb_tls_conn *c) {

@@ -274,18 +274,9 @@ extension Shard {
         case .established:
             if bytes.count > TLSSession.corkCopyMaxBytes {
                 // Large: encrypted from where it is, after what was corked before it, rather
-                // than copied (and a large cork buffer kept for the turn). Its head first tops
-                // up the cork's last record, so the records stay as full as if it were corked.
-                var rest = bytes
-                if session.hasCorked {
-                    let record = TLSSession.recordPlaintextBytes
-                    let head = min(record - session.corkedBytes % record, rest.count)
-                    guard session.cork(UnsafeRawBufferPointer(rebasing: rest.prefix(head))), session.uncork() else {
-                        return tlsRecordFailed(slot)
-                    }
-                    rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(head))
-                }
-                guard rest.isEmpty || session.write(rest.baseAddress!, count: rest.count) else { return tlsRecordFailed(slot) }
+                // than copied (and a large cork buffer kept for the turn); the record layer
+                // keeps the records as full as if it were corked (`sb_tls_uncork`).
+                guard session.uncork(then: bytes) else { return tlsRecordFailed(slot) }
                 queueCiphertext(slot, session)
                 return
             }

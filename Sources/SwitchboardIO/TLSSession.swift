@@ -80,14 +80,8 @@ final class TLSSession {
     /// copy would be a pass over it and a large cork buffer for the turn.
     static let corkCopyMaxBytes = 4_096
 
-    /// The plaintext of one full TLS record (2^14 bytes): a write makes one record per this many bytes.
-    static let recordPlaintextBytes = 16_384
-
     /// Whether plaintext waits in the cork.
     var hasCorked: Bool { corkedCost > 0 }
-
-    /// Plaintext bytes in the cork.
-    var corkedBytes: Int { sb_tls_corked_bytes(connection) }
 
     /// Copies `bytes` into the cork for the flush (established sessions only). false when
     /// memory ran out (the caller fails the connection).
@@ -101,10 +95,11 @@ final class TLSSession {
     }
 
     /// Encrypts what is corked, in send order, in as few records as fit (16 KiB each), into the
-    /// outgoing buffer. false when the record layer refused (the connection is broken).
-    func uncork() -> Bool {
+    /// outgoing buffer, then `then` (a message too large to copy) as if it had been corked too.
+    /// false when the record layer refused (the connection is broken).
+    func uncork(then: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0)) -> Bool {
         corkedCost = 0
-        return sb_tls_uncork(connection) == 0
+        return sb_tls_uncork(connection, then.baseAddress, then.count) == 0
     }
 
     /// Forgets what is corked (dropped with the connection, or by `dropUnsentQueue`).

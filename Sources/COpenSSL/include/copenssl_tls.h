@@ -50,8 +50,10 @@ int sb_tls_cork(sb_tls_conn *c, const void *bytes, size_t len);
 /// Plaintext corked and not yet written.
 size_t sb_tls_corked_bytes(const sb_tls_conn *c);
 /// Encrypts what is corked (sb_tls_write: one record per 16 KiB) and empties the cork (a buffer
-/// of more than 1 KiB is freed). 0, or -1 when the write failed (the session is over).
-int sb_tls_uncork(sb_tls_conn *c);
+/// of more than 1 KiB is freed), then `then_len` bytes at `then` (0: none) as if they had been
+/// corked too, without copying more of them than tops up the cork's last record: a large
+/// message sent after small ones. 0, or -1 when the write failed (the session is over).
+int sb_tls_uncork(sb_tls_conn *c, const void *then, size_t then_len);
 /// Forgets what is corked (the connection is closing).
 void sb_tls_drop_corked(sb_tls_conn *c);
 /// Queues a close_notify alert in the outgoing BIO.

@@ -75,18 +75,14 @@ for entry in "${SERVERS[@]}"; do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
             out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
+            # The wss* kinds are echo and fanout over the TLS listener.
+            base="ws://127.0.0.1:$port"; [[ "$kind" == wss* ]] && base="wss://127.0.0.1:$((port + 50))"
             case "$kind" in
-            echo)
-                run_bench "$out" echo -c "$a" -s "$b" -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+            echo|wssecho)
+                run_bench "$out" echo -c "$a" -s "$b" -d "$DURATION" --warmup "$WARMUP" "$base/ws" || status=$?
                 v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
-            fanout)
-                run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
-                v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
-            wssecho)
-                run_bench "$out" echo -c "$a" -s "$b" -d "$DURATION" --warmup "$WARMUP" "wss://127.0.0.1:$((port + 50))/ws" || status=$?
-                v="$(awk '/round trips:/ { for (i = 1; i <= NF; i++) if ($i == "=") print $(i + 1) }' "$out")" ;;
-            wssfanout)
-                run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "wss://127.0.0.1:$((port + 50))/broadcast" || status=$?
+            fanout|wssfanout)
+                run_bench "$out" fanout --raw --subscribers "$a" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" "$base/broadcast" || status=$?
                 v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
             channels)
                 run_bench "$out" fanout --raw --channels "$a" --subscribers "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
@@ -163,17 +159,17 @@ for row in "${ROWS[@]}"; do
     echo
 done
 # TLS against plaintext, server CPU per message (user + system), per Switchboard server.
+ratio() { # server tls-row plain-row
+    local t="$1|$2" p="$1|$3"
+    if [[ -n "${USR[$t]:-}" && -n "${USR[$p]:-}" && "${VAL[$t]}" != FAILED && "${VAL[$p]}" != FAILED ]]; then
+        awk -v tu="${USR[$t]}" -v ts="${SYS[$t]}" -v pu="${USR[$p]}" -v ps="${SYS[$p]}" 'BEGIN { if (pu + ps > 0) printf "%.2f×", (tu + ts) / (pu + ps); else printf "n/a" }'
+    else printf 'n/a'; fi
+}
 echo
-for n in "${names[@]}"; do
-    [[ "$n" == peer-* ]] && continue
-    ratio() { # tls-row plain-row
-        local t="$n|$1" p="$n|$2"
-        if [[ -n "${USR[$t]:-}" && -n "${USR[$p]:-}" && "${VAL[$t]}" != FAILED && "${VAL[$p]}" != FAILED ]]; then
-            awk -v tu="${USR[$t]}" -v ts="${SYS[$t]}" -v pu="${USR[$p]}" -v ps="${SYS[$p]}" 'BEGIN { if (pu + ps > 0) printf "%.2f×", (tu + ts) / (pu + ps); else printf "n/a" }'
-        else printf 'n/a'; fi
-    }
-    if [[ " $ONLY_ROWS " == "  " || " $ONLY_ROWS " == *" wssecho100x32 "* || " $ONLY_ROWS " == *" wssfan100 "* ]]; then
-        echo "- $n, TLS against plaintext, server CPU per message: echo $(ratio wssecho100x32 echo100x32), fan-out 1 → 100 $(ratio wssfan100 fan100) (target: within 1.3×)"
-    fi
-done
+if [[ -z "$ONLY_ROWS" || " $ONLY_ROWS " == *" wssecho100x32 "* || " $ONLY_ROWS " == *" wssfan100 "* ]]; then
+    for n in "${names[@]}"; do
+        [[ "$n" == peer-* ]] && continue
+        echo "- $n, TLS against plaintext, server CPU per message: echo $(ratio "$n" wssecho100x32 echo100x32), fan-out 1 → 100 $(ratio "$n" wssfan100 fan100) (target: within 1.3×)"
+    done
+fi
 report_failures

@@ -18,8 +18,6 @@ package final class Doorbell: @unchecked Sendable {
     /// An eventfd: non-blocking, written to wake the shard.
     package private(set) var eventFD: Int32
     private let sleeping = ManagedAtomic<Bool>(false)
-    /// Times a producer actually had to write the eventfd.
-    package let wakeups = ManagedAtomic<Int>(0)
 
     package init() throws(IOError) {
         let fd = sb_eventfd()
@@ -46,7 +44,8 @@ package final class Doorbell: @unchecked Sendable {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         guard sleeping.load(ordering: .sequentiallyConsistent) else { return }
         if sleeping.exchange(false, ordering: .sequentiallyConsistent) && eventFD >= 0 {
-            wakeups.wrappingIncrement(ordering: .relaxed)
+            // Counted by the consumer when the eventfd's event arrives
+            // (`switchboard_doorbell_wakeups_total`): one writer, no shared counter here.
             _ = sb_eventfd_signal(eventFD)
         }
     }

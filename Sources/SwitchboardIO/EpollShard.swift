@@ -204,6 +204,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         for i in 0..<Int(count) {
             let data = eventData[i]
             if data == Self.doorbellToken {
+                metrics.doorbellWakeups.increment()
                 doorbell.drain()
                 continue
             }

@@ -90,6 +90,7 @@ package final class IOMetrics: Sendable {
     package let lingerTimeouts = Counter("switchboard_linger_timeouts_total", help: "Lingering closes cut short by the linger timeout")
     package let inboxFull = Counter("switchboard_inbox_full_total", help: "Tasks refused because a shard inbox was full")
     package let loopTurns = Counter("switchboard_loop_turns_total", help: "Event loop iterations")
+    package let doorbellWakeups = Counter("switchboard_doorbell_wakeups_total", help: "Times another thread (a shard with work for this one, the acceptor, a post) woke the shard from its wait through the doorbell")
     package let bufferedBytes = Counter("switchboard_shard_buffered_bytes", help: "Bytes the shard holds for its peers (send queues with per-frame overhead, WebSocket messages being assembled, compression state), against maxBufferedBytesPerShard")
     package let memoryBudgetHits = Counter("switchboard_shard_memory_budget_hits_total", help: "Sends or allocations refused because the shard was at maxBufferedBytesPerShard (sends only to connections over their fair share)")
     package let outboundConnects = Counter("switchboard_outbound_connects_total", help: "Outbound connections established (OutboundConnection)")
@@ -101,7 +102,7 @@ package final class IOMetrics: Sendable {
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
-         bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks]
+         doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks]
     }
 }
 

@@ -278,6 +278,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // The acceptor marks sockets of the TLS listener with slot 1 in the message.
             if res >= 0 { adopt(fd: res, tls: slot == 1) }
         case .doorbell:
+            metrics.doorbellWakeups.increment()
             armDoorbell()
         case .connectPoll:
             outboundConnectReady(index: slot, attempt: generation)

@@ -27,6 +27,16 @@ final class ChannelEngine {
     let maxPendingDeliveries: Int
     /// Deliveries one ordered message adds at most: one per other shard.
     private let fanOutWidth: Int
+    /// Shards that were given a message through a ring since the last `loopTurn`, and have not
+    /// been woken for it: each is rung once, at the end of the turn (`ringDueShards`), not per
+    /// message. Ringing a sleeping shard at the first of a turn's publishes made it runnable with
+    /// one message in its ring; on a shared CPU it could then run a turn for that one message,
+    /// one send per subscriber per message, while this shard still had the rest of its batch
+    /// to order (issue 16 item 5). The wait this adds is the rest of this turn's dispatch, user
+    /// space only: the flush's sends come after the ring.
+    private var wakeDue: [Bool]
+    /// How many entries of `wakeDue` are set (the common test is one compare).
+    private var wakesDue = 0
     /// The multi-node engine, nil on a single node (ChannelEngine+Cluster.swift).
     var cluster: ClusterShardEngine?
     /// Channels whose missed messages are being read back from Redis (ChannelRecovery.swift).
@@ -45,6 +55,7 @@ final class ChannelEngine {
         maxSubscriptionsPerSocket = configuration.maxSubscriptionsPerSocket
         maxChannelsPerShard = configuration.maxChannelsPerShard
         pendingDeliveries = Array(repeating: Deque(), count: fabric.shardCount)
+        wakeDue = Array(repeating: false, count: fabric.shardCount)
         fanOutWidth = fabric.shardCount - 1
         maxPendingDeliveries = max(configuration.maxPendingDeliveries, fanOutWidth)
         owned = OwnedChannels(epochBase: UInt64.random(in: .min ... .max),
@@ -147,7 +158,7 @@ final class ChannelEngine {
             metrics.publishesRefused.increment()
             return .refused
         }
-        fabric.shards[owner].wake()
+        wakeAtEndOfTurn(owner)
         return .accepted(offset: nil)
     }
 
@@ -179,7 +190,7 @@ final class ChannelEngine {
         for target in 0..<fabric.shardCount where target != index {
             // Behind waiting deliveries, never past them: per-channel order on every shard.
             if pendingDeliveries[target].isEmpty && fabric.deliverRing(from: index, to: target).tryPush(.deliver(channel, frame, position)) {
-                fabric.shards[target].wake()
+                wakeAtEndOfTurn(target)
             } else {
                 pendingDeliveries[target].append(.deliver(channel, frame, position))
                 pendingDeliveryCount += 1
@@ -246,7 +257,7 @@ final class ChannelEngine {
             }
             if sent > 0 {
                 pendingDeliveryCount -= sent
-                fabric.shards[target].wake()
+                wakeAtEndOfTurn(target)
             }
         }
         assert(pendingDeliveryCount == pendingDeliveries.reduce(0) { $0 + $1.count })
@@ -259,6 +270,30 @@ final class ChannelEngine {
     @inline(__always) func loopTurn() {
         guard fabric.shardCount > 1 else { return }
         exchangeWithShards()
+    }
+
+    /// Marks `target` to be rung at the end of this turn (see `wakeDue`).
+    @inline(__always) private func wakeAtEndOfTurn(_ target: Int) {
+        assert(target != index, "a shard does not wake itself")
+        if !wakeDue[target] {
+            wakeDue[target] = true
+            wakesDue += 1
+        }
+    }
+
+    /// Rings every shard given a message since the last call, once each. Called last in
+    /// `exchangeWithShards` (after the drains, whose ordering pushes too), before the shard's
+    /// flush; a message pushed later in the turn (a close's publish in `finalize`) keeps the
+    /// loop from sleeping (`hasCrossShardWork`) until the next turn rings for it, and
+    /// `shardStopped` rings what the last turn left.
+    func ringDueShards() {
+        guard wakesDue > 0 else { return }
+        for target in 0..<fabric.shardCount where wakeDue[target] {
+            wakeDue[target] = false
+            fabric.shards[target].wake()
+        }
+        wakesDue = 0
+        assert(!wakeDue.contains(true), "a due wake left after ringing")
     }
 
     @inline(never) private func exchangeWithShards() {
@@ -285,6 +320,7 @@ final class ChannelEngine {
                 order(channel, frame)
             }
         }
+        ringDueShards()
     }
 
     /// Whether there is channel work to do now (the loop must not sleep): deliveries in, a
@@ -298,6 +334,8 @@ final class ChannelEngine {
     }
 
     @inline(never) private var hasCrossShardWork: Bool {
+        // A wake still owed (a message pushed after this turn's `loopTurn`): go round once more.
+        if wakesDue > 0 { return true }
         let admitsPublishes = (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth > 0
         if fabric.hasInbound(index, includingPublishes: admitsPublishes) { return true }
         guard pendingDeliveryCount > 0 else { return false }

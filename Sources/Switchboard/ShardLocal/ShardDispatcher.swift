@@ -101,6 +101,12 @@ final class ShardDispatcher: ShardEventHandler {
         channels.startCluster(on: shard)
     }
 
+    /// The last turn's `loopTurn` may precede a message pushed by that turn's finalizes: its
+    /// shard is still woken, now (`ChannelEngine.ringDueShards`).
+    func shardStopped(_ shard: Shard) {
+        channels.ringDueShards()
+    }
+
     func loopTurn(_ shard: Shard) {
         webSockets.loopTurn()
         channels.loopTurn()

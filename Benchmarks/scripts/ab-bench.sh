@@ -18,7 +18,9 @@
 # server's switchboard_loop_turns_total over the run (its /metrics; n/a for the peer): user CPU
 # per message follows how many messages a turn handles, which moves from run to run with the
 # timing, not with the build (a turn costs ~1 µs of user time in a real run), so read the user
-# column next to it. A failed run (switchboard-bench exit status != 0) is printed as FAILED and
+# column next to it. Messages per send = messages / switchboard_sends_total (socket writes):
+# how many frames a write carried, which is what a fan-out's system time per delivery follows.
+# A failed run (switchboard-bench exit status != 0) is printed as FAILED and
 # makes the script exit 1.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -51,14 +53,17 @@ start() { # name port cmd...
     echo "server $name did not start" >&2; cat "$WORK/$name.log" >&2; return 1
 }
 
-# The server's loop turns so far (switchboard_loop_turns_total, all shards), or nothing when it
-# has no /metrics (the peer).
-loop_turns() {
-    curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk '$1 ~ /^switchboard_loop_turns_total([{]|$)/ { s += $NF; n++ } END { if (n) printf "%.0f\n", s }' || true
+# metric_total NAME: the server's counter NAME so far, summed over shards, or "-" when it has no
+# such metric (the peer, an older build).
+metric_total() {
+    local v
+    v="$(curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
+        awk -v m="$1" '{ k = $1; sub(/[{].*/, "", k) } k == m { s += $NF; n++ } END { if (n) printf "%.0f\n", s }' || true)"
+    echo "${v:--}"
 }
 
-# run_case NAME CASE -> appends "rate user_us sys_us msgs_per_turn" to $WORK/NAME.CASE (or FAILED)
+# run_case NAME CASE -> appends "rate user_us sys_us msgs_per_turn msgs_per_send" to $WORK/NAME.CASE
+# (or FAILED)
 run_case() {
     local name="$1" kase="$2" kind conns size url args
     IFS=: read -r kind conns size <<<"$kase"
@@ -77,27 +82,27 @@ run_case() {
     # Warm-up run, not counted (also lets the server touch its buffers).
     taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$WARMUP" -q "$url" >/dev/null 2>&1 || true
     local before after out rc=0
-    local turns_before turns_after
-    turns_before="$(loop_turns)"
+    local turns_before turns_after sends_before sends_after
+    turns_before="$(metric_total switchboard_loop_turns_total)"; sends_before="$(metric_total switchboard_sends_total)"
     before="$(cpu_ticks "$SERVER_PID")"
     out="$(taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$DURATION" -q --json "$WORK/r.json" "$url" 2>&1)" || rc=$?
     after="$(cpu_ticks "$SERVER_PID")"
-    turns_after="$(loop_turns)"
+    turns_after="$(metric_total switchboard_loop_turns_total)"; sends_after="$(metric_total switchboard_sends_total)"
     if [[ $rc -ne 0 ]]; then
         echo "FAILED" >>"$WORK/$name.$kase"; FAILED=1
         echo "[$name $kase] FAILED: $(grep 'failed:' <<<"$out" | head -3)" >&2
         return
     fi
-    python3 - "$WORK/r.json" "$before" "$after" "$TICKS" "${turns_before:-}" "${turns_after:-}" >>"$WORK/$name.$kase" <<'EOF'
+    python3 - "$WORK/r.json" "$before" "$after" "$TICKS" "$turns_before" "$turns_after" "$sends_before" "$sends_after" >>"$WORK/$name.$kase" <<'EOF'
 import json, sys
 d = json.load(open(sys.argv[1])); b = sys.argv[2].split(); a = sys.argv[3].split(); hz = float(sys.argv[4])
 msgs = d["messages"]["received"]
 rate = d["messages"]["perSecond"]
 user = (int(a[0]) - int(b[0])) / hz * 1e6 / max(msgs, 1)
 sysc = (int(a[1]) - int(b[1])) / hz * 1e6 / max(msgs, 1)
-t0, t1 = sys.argv[5], sys.argv[6]
-per_turn = f"{msgs / (float(t1) - float(t0)):.1f}" if t0 and t1 and float(t1) > float(t0) else "n/a"
-print(f"{rate:.0f} {user:.3f} {sysc:.3f} {per_turn}")
+def per(c0, c1):  # messages per count of a server counter over the run, n/a without it
+    return f"{msgs / (float(c1) - float(c0)):.1f}" if "-" not in (c0, c1) and float(c1) > float(c0) else "n/a"
+print(f"{rate:.0f} {user:.3f} {sysc:.3f} {per(sys.argv[5], sys.argv[6])} {per(sys.argv[7], sys.argv[8])}")
 EOF
 }
 
@@ -125,15 +130,15 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 median() { grep -v '^n/a$' | sort -n | awk '{ a[NR] = $1 } END { if (NR == 0) print "n/a"; else print a[int((NR + 1) / 2)] }'; }
-echo "| case | server | msgs/s (median of $RUNS) | server µs/msg user | server µs/msg system | msgs per loop turn | after/before |"
-echo "|---|---|---:|---:|---:|---:|---:|"
+echo "| case | server | msgs/s (median of $RUNS) | server µs/msg user | server µs/msg system | msgs per loop turn | msgs per send | after/before |"
+echo "|---|---|---:|---:|---:|---:|---:|---:|"
 for kase in $CASES; do
     for entry in "${SERVERS[@]}"; do
         IFS='|' read -r name _ <<<"$entry"
         f="$WORK/$name.$kase"
-        if grep -q FAILED "$f" 2>/dev/null; then echo "| $kase | $name | FAILED | | | | |"; continue; fi
+        if grep -q FAILED "$f" 2>/dev/null; then echo "| $kase | $name | FAILED | | | | | |"; continue; fi
         rate="$(awk '{print $1}' "$f" | median)"; user="$(awk '{print $2}' "$f" | median)"; sysc="$(awk '{print $3}' "$f" | median)"
-        turn="$(awk '{print $4}' "$f" | median)"
+        turn="$(awk '{print $4}' "$f" | median)"; per_send="$(awk '{print $5}' "$f" | median)"
         ratio=""
         if [[ "$name" == after-* ]]; then
             b="$WORK/before-${name#after-}.$kase"
@@ -141,7 +146,7 @@ for kase in $CASES; do
                 ratio="$(awk '{print $1}' "$b" | median | awk -v r="$rate" '{ printf "%.2fx", r / $1 }')"
             fi
         fi
-        echo "| $kase | $name | $rate | $user | $sysc | $turn | $ratio |"
+        echo "| $kase | $name | $rate | $user | $sysc | $turn | $per_send | $ratio |"
     done
 done
 exit "$FAILED"

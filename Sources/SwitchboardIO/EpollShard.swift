@@ -108,6 +108,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
                 return
             }
             metrics.bytesSent.increment(by: written)
+            metrics.sends.increment()
             connections[slot].queue.consume(written)
             if written < total { connections[slot].writeBlocked = true; return }
         }

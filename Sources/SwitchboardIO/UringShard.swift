@@ -193,6 +193,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             connections[slot].sendSubmittedBytes = total
         }
         connections[slot].sendInFlight = true
+        metrics.sends.increment()
     }
 
     override func watchConnect(fd: Int32, index: Int, attempt: UInt32) {

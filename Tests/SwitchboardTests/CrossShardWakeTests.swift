@@ -43,7 +43,7 @@ private final class WakeWorker: WorkerHandler {
 /// Issue 16 item 5: a shard that hands messages to another through the rings wakes it once per
 /// turn, at the end of the turn, not at the first message (which, on a shared CPU, let the
 /// other shard run a turn for one message, one send per subscriber per message).
-@Suite("Cross-shard wakes: once per turn, and none lost", .serialized)
+@Suite("Cross-shard wakes: once per turn, and none lost; socket writes counted", .serialized)
 struct CrossShardWakeTests {
     /// A broker with 2 shards and a 1 s tick: a delivery that waited for the target's tick
     /// instead of a wake would take up to a second.
@@ -68,7 +68,12 @@ struct CrossShardWakeTests {
     }
 
     static func wakeups(_ fixture: ServerFixture, shard: Int) -> Int {
-        let key = "switchboard_doorbell_wakeups_total{shard=\"\(shard)\"}"
+        shardMetric(fixture, "switchboard_doorbell_wakeups_total", shard: shard)
+    }
+
+    /// One shard's value of a per-shard counter, -1 when it is not exported.
+    static func shardMetric(_ fixture: ServerFixture, _ name: String, shard: Int) -> Int {
+        let key = "\(name){shard=\"\(shard)\"}"
         for line in fixture.broker.metricsText().split(separator: "\n") where line.hasPrefix(key) {
             return Int(line.split(separator: " ").last ?? "") ?? -1
         }
@@ -85,12 +90,19 @@ struct CrossShardWakeTests {
         let channel = channelOwned(by: 0, of: 2, prefix: "burst")
         try subscriber.command("join \(channel.description)", expect: "joined true")
         let before = Self.wakeups(fixture, shard: 1)
+        let sendsBefore = Self.shardMetric(fixture, "switchboard_sends_total", shard: 1)
         #expect(before >= 0, "switchboard_doorbell_wakeups_total{shard=\"1\"} is not exported")
         try publisher.sendText("burst \(channel.description) 100")
         for i in 0..<100 { #expect(try subscriber.readFrame().text == "m\(i)") }
         let woken = Self.wakeups(fixture, shard: 1) - before
+        // epoll counts a write after it returns, which may be after the bytes were read here.
+        #expect(waitUntil { Self.shardMetric(fixture, "switchboard_sends_total", shard: 1) > sendsBefore })
+        let sends = Self.shardMetric(fixture, "switchboard_sends_total", shard: 1) - sendsBefore
         // 0 when shard 1 happened to be awake (its tick); never one per message.
         #expect(woken <= 1, "shard 1 was woken \(woken) times for one turn's 100 publishes")
+        // One turn of shard 1 takes all 100 from the ring: one write carries them (two if its
+        // tick happened to drain part of the ring mid-push). Immediate wakes made 2-6 writes.
+        #expect(sends >= 1 && sends <= 2, "shard 1 wrote the 100 messages in \(sends) sends")
     }
 
     @Test("a publish made by a close, after the turn's ring: the other shard still hears it at once",
@@ -112,6 +124,27 @@ struct CrossShardWakeTests {
             let elapsedMilliseconds = monotonicMilliseconds() - start
             #expect(elapsedMilliseconds < 500,
                     "round \(round): the farewell took \(elapsedMilliseconds) ms: it waited for a tick, not a wake")
+        }
+    }
+
+    @Test("switchboard_sends_total: one echo, one socket write", arguments: backends)
+    func sendsCounted(backend: IOBackendKind) throws {
+        let fixture = try ServerFixture(backend: backend, shards: 1, configure: { c in
+            c.webSocket.perMessageDeflate = false
+        }, worker: { WakeWorker($0) })
+        defer { fixture.stop() }
+        let client = try fixture.chatClient()
+        try client.command("where", expect: "shard 0")
+        // The 101 response and the first reply (each counted once written: wait for them).
+        #expect(waitUntil { fixture.metric("switchboard_sends_total") >= 2 })
+        let before = fixture.metric("switchboard_sends_total")
+        #expect(before == 2)
+        for round in 1...3 {
+            try client.command("where", expect: "shard 0")
+            // epoll counts a write after it returns, which may be after the reply was read:
+            // wait for the count; one more than expected never comes back down.
+            #expect(waitUntil { fixture.metric("switchboard_sends_total") - before >= round })
+            #expect(fixture.metric("switchboard_sends_total") - before == round)
         }
     }
 }

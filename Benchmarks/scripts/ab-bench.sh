@@ -53,14 +53,6 @@ start() { # name port cmd...
     echo "server $name did not start" >&2; cat "$WORK/$name.log" >&2; return 1
 }
 
-# metric_total NAME: the server's counter NAME so far, summed over shards, or "-" when it has no
-# such metric (the peer, an older build).
-metric_total() {
-    local v
-    v="$(curl -sf --max-time 2 "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk -v m="$1" '{ k = $1; sub(/[{].*/, "", k) } k == m { s += $NF; n++ } END { if (n) printf "%.0f\n", s }' || true)"
-    echo "${v:--}"
-}
 
 # run_case NAME CASE -> appends "rate user_us sys_us msgs_per_turn msgs_per_send" to $WORK/NAME.CASE
 # (or FAILED)
@@ -83,11 +75,11 @@ run_case() {
     taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$WARMUP" -q "$url" >/dev/null 2>&1 || true
     local before after out rc=0
     local turns_before turns_after sends_before sends_after
-    turns_before="$(metric_total switchboard_loop_turns_total)"; sends_before="$(metric_total switchboard_sends_total)"
+    turns_before="$(metric_total "$PORT" switchboard_loop_turns_total)"; sends_before="$(metric_total "$PORT" switchboard_sends_total)"
     before="$(cpu_ticks "$SERVER_PID")"
     out="$(taskset -c "$BENCH_CPU" "$BENCH_BIN" "${args[@]}" -d "$DURATION" -q --json "$WORK/r.json" "$url" 2>&1)" || rc=$?
     after="$(cpu_ticks "$SERVER_PID")"
-    turns_after="$(metric_total switchboard_loop_turns_total)"; sends_after="$(metric_total switchboard_sends_total)"
+    turns_after="$(metric_total "$PORT" switchboard_loop_turns_total)"; sends_after="$(metric_total "$PORT" switchboard_sends_total)"
     if [[ $rc -ne 0 ]]; then
         echo "FAILED" >>"$WORK/$name.$kase"; FAILED=1
         echo "[$name $kase] FAILED: $(grep 'failed:' <<<"$out" | head -3)" >&2

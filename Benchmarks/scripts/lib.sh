@@ -48,6 +48,15 @@ bench_start() {
     trap cleanup EXIT
 }
 
+# metric_total PORT NAME: the server's counter NAME so far, summed over shards, or "-" when it
+# has no such metric (the peer, an older build).
+metric_total() {
+    local v
+    v="$(curl -sf --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk -v m="$2" '{ k = $1; sub(/[{].*/, "", k) } k == m { s += $NF; n++ } END { if (n) printf "%.0f\n", s }' || true)"
+    echo "${v:--}"
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # SIGTERM, up to 5 s to exit, then SIGKILL.

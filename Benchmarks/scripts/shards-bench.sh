@@ -43,21 +43,31 @@ split() { # out -> "user system" µs per delivery
 }
 percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == k) print $(i + 1) }' "$1"; }
 
-declare -A RATE USR SYS LAT
+declare -A RATE USR SYS LAT PERSEND WAKES
 port="$BASE_PORT"
 for backend in $BACKENDS; do
     for shards in $SHARDS; do
         for n in $SUBSCRIBERS; do
             key="$backend|$shards|$n"
-            rates=(); users=(); systems=(); lats=(); failed=0
+            rates=(); users=(); systems=(); lats=(); sends=(); wakeups=(); failed=0
             for run in $(seq 1 "$RUNS"); do
                 port=$((port + 1))
                 if ! start "$port" "$backend" "$shards"; then note_failure "$key: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; failed=1; stop_server; break; fi
                 out="$WORK/$backend-$shards-$n-$run-peak.txt"; status=0
+                d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
+                w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
                 run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" \
                     --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
                 if [[ "$status" != 0 ]]; then stop_server; note_failure "$key run $run (peak): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
                 rates+=("$(awk '/^  deliveries:/ { print $2 }' "$out")")
+                # Frames per socket write and doorbell wake-ups per 1,000 deliveries, from the
+                # server's counters over the run (warm-up included): what system time follows.
+                read -r per_send wakes <<<"$(awk -v d0="$d0" -v d1="$(metric_total "$port" switchboard_fanout_deliveries_total)" \
+                    -v s0="$s0" -v s1="$(metric_total "$port" switchboard_sends_total)" \
+                    -v w0="$w0" -v w1="$(metric_total "$port" switchboard_doorbell_wakeups_total)" \
+                    'BEGIN { if (d0 == "-" || s0 == "-" || s1 <= s0) { print "n/a n/a"; exit }
+                             printf "%.1f %.2f\n", (d1 - d0) / (s1 - s0), (w0 == "-" ? 0 : (w1 - w0) * 1000 / (d1 - d0)) }')"
+                sends+=("$per_send"); wakeups+=("$wakes")
                 read -r u s <<<"$(split "$out")"; users+=("${u:-nan}"); systems+=("${s:-nan}")
                 out="$WORK/$backend-$shards-$n-$run-latency.txt"; status=0
                 run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
@@ -70,6 +80,7 @@ for backend in $BACKENDS; do
             if [[ "$failed" == 1 ]]; then RATE[$key]="FAILED"; continue; fi
             RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"
             USR[$key]="$(printf '%s\n' "${users[@]}" | median)"; SYS[$key]="$(printf '%s\n' "${systems[@]}" | median)"
+            PERSEND[$key]="$(printf '%s\n' "${sends[@]}" | { grep -v n/a || true; } | median)"; WAKES[$key]="$(printf '%s\n' "${wakeups[@]}" | { grep -v n/a || true; } | median)"
             # Latency triples: the run whose p99 is the median one.
             LAT[$key]="$(printf '%s\n' "${lats[@]}" | sort -t/ -k2 -g | sed -n "$(( (${#lats[@]} + 1) / 2 ))p")"
         done
@@ -87,14 +98,14 @@ echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION 
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'
 echo
-echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | publishes/s for latency | p50 / p99 / p99.9 µs |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | deliveries per socket write | doorbell wake-ups per 1,000 deliveries | publishes/s for latency | p50 / p99 / p99.9 µs |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
     for n in $SUBSCRIBERS; do
         for shards in $SHARDS; do
             key="$backend|$shards|$n"
             if [[ "${RATE[$key]:-}" == FAILED || -z "${RATE[$key]:-}" ]]; then
-                echo "| $backend | $n | $shards | FAILED | | | $(rate_for "$n") | |"; continue
+                echo "| $backend | $n | $shards | FAILED | | | | | $(rate_for "$n") | |"; continue
             fi
             cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
             ratio=""
@@ -102,7 +113,7 @@ for backend in $BACKENDS; do
             if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]}" != FAILED ]]; then
                 ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
             fi
-            echo "| $backend | $n | $shards | $(rate_cell "${RATE[$key]}") | $cpu | $ratio | $(rate_for "$n") | ${LAT[$key]} |"
+            echo "| $backend | $n | $shards | $(rate_cell "${RATE[$key]}") | $cpu | $ratio | ${PERSEND[$key]} | ${WAKES[$key]} | $(rate_for "$n") | ${LAT[$key]} |"
         done
     done
 done

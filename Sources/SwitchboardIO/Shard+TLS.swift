@@ -80,6 +80,7 @@ extension Shard {
         assert(state.sessions[slot] == nil, "a session left on a free slot")
         connections[slot].tls = session
         state.sessions[slot] = Unmanaged.passUnretained(session)
+        session.listedInShardTable = true
         session.holdsHandshakePlace = true
         state.handshakesInFlight += 1
         tlsMetrics.handshakesInFlight.set(state.handshakesInFlight)
@@ -97,6 +98,7 @@ extension Shard {
         let keyUpdates = sb_tls_key_updates(session.connection)
         if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
         state.sessions[slot] = nil
+        session.listedInShardTable = false
         connections[slot].tls = nil
     }
 

@@ -34,6 +34,11 @@ final class TLSSession {
     /// record, and the sender keeps no reference to the frames (a retain and a release per
     /// delivery, each an atomic operation, were most of what TLS added to a fan-out).
     @exclusivity(unchecked) private(set) var corkedCost = 0
+    /// Whether the shard's unretained session table (`TLSShardState.sessions`) lists this
+    /// session: set by `Shard.tlsAttach`, cleared by `Shard.tlsDetach`. The table holds no
+    /// reference, so a session freed while listed would leave it pointing at freed memory; the
+    /// check is at `deinit` (debug builds), where such a release would show first.
+    @exclusivity(unchecked) var listedInShardTable = false
 
     init?(context: TLSContext, recordLayer: TLSConfiguration.RecordLayer) {
         guard let c = sb_tls_conn_new(context.pointer) else { return nil }
@@ -41,7 +46,10 @@ final class TLSSession {
         if recordLayer == .switchboard { sb_tls_set_own_records(c, 1) }
     }
 
-    deinit { sb_tls_conn_free(connection) }
+    deinit {
+        assert(!listedInShardTable, "a TLS session freed while the shard's unretained table still lists it")
+        sb_tls_conn_free(connection)
+    }
 
     var isHandshaking: Bool {
         if case .handshaking = phase { return true }

@@ -624,6 +624,64 @@ package class Shard: @unchecked Sendable {
         return .queued
     }
 
+    /// `send(_:_:)` for a small frame given as its header (`headerBytes` of them, at most 8,
+    /// little-endian in `header`: the first byte in the low bits) and its payload, written
+    /// straight into a send block of the shard's pool (`SendBlockPool`) rather than into a frame
+    /// of the caller's (issue 16 item 3: a WebSocket echo's reply). A block is this queue's
+    /// alone and goes back to the pool when sent, with no atomic reference counting: a pooled
+    /// frame cost a uniqueness check, a retain and a release per message, and the pool's
+    /// ring of blocks, taken in turn, left the L1 cache at 1,000 connections; the free block
+    /// taken here is the one given back last. Same limits, same results as `send(_:_:)`.
+    ///
+    /// nil, having done nothing but checks: the frame is over `maxFrameBytes` (coalescing off
+    /// included) or the pool has no block (`maxSendBlocksPerShard`); the caller sends it
+    /// another way, which checks the limits again. A block holds its frame until it is
+    /// written like any queued frame would, bounded by `maxSendBlocksPerShard` (see there).
+    @discardableResult
+    package final func send(_ id: SocketID, header: UInt64, headerBytes: Int, copying payload: UnsafeRawBufferPointer) -> SendResult? {
+        assert(headerBytes > 0 && headerBytes <= MemoryLayout<UInt64>.size, "a header of 1 to 8 bytes")
+        let total = headerBytes &+ payload.count
+        guard total <= coalesceMaxFrameBytes else { return nil }
+        var slot = 0
+        let verdict = admitSend(id, payloadBytes: total, allowed: false, slot: &slot)
+        guard verdict == .queued else { return verdict }
+        guard let block = sendBlocks.take() else { return nil }
+        // A taken block is empty and `blockBytes` >= `maxFrameBytes` >= `total` (checked by
+        // `SendBlockPool.init`), so the frame fits, and 8 header bytes too: the header is one
+        // store, of which only `headerBytes` are counted.
+        assert(sendBlocks.blockBytes >= max(total, MemoryLayout<UInt64>.size))
+        let bytes = block._withUnsafeGuaranteedRef { b in
+            b.withUnsafeMutablePointers { count, elements in
+                assert(count.pointee == 0, "a taken send block that holds bytes")
+                let start = UnsafeMutableRawPointer(elements)
+                start.storeBytes(of: header.littleEndian, as: UInt64.self)
+                if let source = payload.baseAddress { (start + headerBytes).copyMemory(from: source, byteCount: payload.count) }
+                count.pointee = total
+                return UnsafeRawBufferPointer(start: start, count: total)
+            }
+        }
+        if let session = tlsSessions?[slot] {
+            // Corked as a copy: the block goes straight back.
+            session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, bytes) }
+            sendBlocks.recycle(block)
+            return .queued
+        }
+        if connections[slot].queue.isEmpty {
+            connections[slot].queue.append(retained: block)
+            scheduleFlush(slot)
+            return .queued
+        }
+        // Behind others: into the queue's last block when it has room, as `send(_:_:)` does
+        // (rare on the echo path: two replies in one turn).
+        if coalesce(slot, bytes) {
+            sendBlocks.recycle(block)
+        } else {
+            connections[slot].queue.append(retained: block)
+            scheduleFlush(slot)
+        }
+        return .queued
+    }
+
     /// `send(_:_:)` for one recipient of a fan-out: the queue takes one of the references the
     /// fan-out took at once (`SharedFrame`) instead of a retain of its own. Same limits, same
     /// results; a TLS connection corks a copy of the frame and leaves the reference unused.

@@ -961,7 +961,9 @@ package class Shard: @unchecked Sendable {
         assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
-        // An outbound connection, a TLS session or held bytes: one test for the three here.
+        // An outbound connection, a TLS session or held bytes: one test for the three here, of
+        // the slot's flag (the side table stays out of a plain connection's cache lines).
+        assert(connections[slot].hasRareState == sides[slot].hasRareState, "the slot's rare-state flag and its side disagree")
         guard !connections[slot].hasRareState else { return deliverRare(slot, bytes, to: handler) }
         if connections[slot].readPaused { return hold(slot, bytes) }
         armIdleTimer(slot)

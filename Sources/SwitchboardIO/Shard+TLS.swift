@@ -78,7 +78,8 @@ extension Shard {
               let session = TLSSession(context: state.store.context, recordLayer: state.store.configuration.recordLayer)
         else { return false }
         assert(state.sessions[slot] == nil, "a session left on a free slot")
-        connections[slot].tls = session
+        sides[slot].tls = session
+        noteRareState(slot)
         state.sessions[slot] = Unmanaged.passUnretained(session)
         session.listedInShardTable = true
         session.holdsHandshakePlace = true
@@ -92,14 +93,15 @@ extension Shard {
     /// The slot is being freed: a handshake that never finished gives its place back.
     /// Called from `finalize` only (see `TLSShardState.sessions`).
     func tlsDetach(_ slot: Int) {
-        guard let session = connections[slot].tls, let state = tlsState else { return }
+        guard let session = sides[slot].tls, let state = tlsState else { return }
         assert(state.sessions[slot]?.toOpaque() == Unmanaged.passUnretained(session).toOpaque(), "the session table disagrees with the owner")
         if session.holdsHandshakePlace { endHandshake(state, slot, session) }
         let keyUpdates = sb_tls_key_updates(session.connection)
         if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
         state.sessions[slot] = nil
         session.listedInShardTable = false
-        connections[slot].tls = nil
+        sides[slot].tls = nil
+        noteRareState(slot)
     }
 
     private func endHandshake(_ state: TLSShardState, _ slot: Int, _ session: TLSSession) {
@@ -304,7 +306,7 @@ extension Shard {
 
     /// The session of `slot` (paths that are not per message: per-message ones use
     /// `tlsSessions` unretained).
-    func tlsSession(_ slot: Int) -> TLSSession? { connections[slot].tls }
+    func tlsSession(_ slot: Int) -> TLSSession? { sides[slot].tls }
 
     /// Before a graceful close: what is corked, then a close_notify alert.
     func tlsWillClose(_ slot: Int) {

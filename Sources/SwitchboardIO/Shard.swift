@@ -120,13 +120,17 @@ enum ConnectionState: UInt8 {
     case closing
 }
 
-/// One slot of the shard's connection table.
+/// One slot of the shard's connection table: 64 bytes, one cache line, 64-byte aligned
+/// (`Shard.connections`).
 ///
-/// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept to 80
-/// bytes (`WebSocketIdleMemoryTests.layouts` checks it): the send queue first (its last field is
-/// 4 bytes, which the state and flags share), the flags as bits, the in-flight send size in 32
-/// bits, and what only some connections have (a TLS session, an outbound owner, bytes held while
-/// paused) behind one optional reference, `rare`.
+/// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept small
+/// (`WebSocketIdleMemoryTests.layouts` checks it): the send queue first (its last field is 4
+/// bytes, which the state and flags share), the flags as bits. Cache (issue 16 item 3): an
+/// echo touches every field here, so the slot is exactly one line; what only some connections
+/// or one backend use lives in `ConnectionSide`, a side table of the shard (at 80 bytes the
+/// slot spanned two lines, ~0.6 more D1 misses per echo at 1,000 connections). Whether the
+/// side has rare state is a flag here (`hasRareState`), so a plain connection's reads never
+/// touch the side table.
 /// Swift lays stored properties out in declaration order, so the order below is the layout.
 struct Connection {
     var queue: SendQueue
@@ -135,17 +139,48 @@ struct Connection {
     private var flags: ConnectionFlags = [.lingerAfterFlush]
     var fd: Int32 = -1
     var generation: UInt32 = 0
+
+    init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
+
+    /// Whether the connection's side has any of the rare state (a TLS session, an outbound
+    /// owner, held bytes): false for a plain accepted socket that never held input. Mirrors
+    /// `ConnectionSide.hasRareState`; the shard sets it after each change there
+    /// (`Shard.noteRareState`).
+    var hasRareState: Bool { get { flags.contains(.hasRare) } set { flags.set(.hasRare, newValue) } }
+
+    /// io_uring: a multishot receive is armed.
+    var recvArmed: Bool { get { flags.contains(.recvArmed) } set { flags.set(.recvArmed, newValue) } }
+    /// io_uring: a send is in flight; epoll: unused.
+    var sendInFlight: Bool { get { flags.contains(.sendInFlight) } set { flags.set(.sendInFlight, newValue) } }
+    /// io_uring: a cancel for the receive was submitted.
+    var cancelSubmitted: Bool { get { flags.contains(.cancelSubmitted) } set { flags.set(.cancelSubmitted, newValue) } }
+    /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
+    var writeBlocked: Bool { get { flags.contains(.writeBlocked) } set { flags.set(.writeBlocked, newValue) } }
+    /// In the flush table (`Shard.flushSlots`) this turn.
+    var flushQueued: Bool { get { flags.contains(.flushQueued) } set { flags.set(.flushQueued, newValue) } }
+    /// Draining ends with a lingering close (true) or an immediate one.
+    var lingerAfterFlush: Bool { get { flags.contains(.lingerAfterFlush) } set { flags.set(.lingerAfterFlush, newValue) } }
+    /// In `finalizeList` this turn.
+    var finalizeQueued: Bool { get { flags.contains(.finalizeQueued) } set { flags.set(.finalizeQueued, newValue) } }
+    /// Reading is paused (`Shard.pauseReading`): nothing is delivered until it resumes.
+    var readPaused: Bool { get { flags.contains(.readPaused) } set { flags.set(.readPaused, newValue) } }
+    /// The peer's end (EOF or an error) came while paused: the connection closes once the
+    /// held bytes are delivered on resume.
+    var heldEnd: Bool { get { flags.contains(.heldEnd) } set { flags.set(.heldEnd, newValue) } }
+}
+
+/// What a `Connection` slot does not hold because only some connections or one backend use it
+/// (see `Connection`): the shard's `sides[slot]`, 16 bytes, touched by a plain epoll
+/// connection only when it is made, closed and freed, never per message.
+struct ConnectionSide {
     /// io_uring: index of the msghdr+iovec block of the in-flight vectored send, or -1.
     var sendContext: Int32 = -1
     /// `sendSubmittedBytes`' storage. One send moves at most 2^31 - 4096 bytes on Linux
     /// (MAX_RW_COUNT), so 32 bits hold any submitted size.
     private var sendSubmittedCount: UInt32 = 0
-    /// `tls`, `outbound` and `held`: nil on a plain accepted socket that never held input, so
-    /// its per-message checks of all three are one load and one nil test (what the two
-    /// references cost before), and an idle connection pays 8 bytes for them instead of 24.
+    /// `tls`, `outbound` and `held`: nil on a plain accepted socket that never held input, and
+    /// an idle connection pays 8 bytes for them instead of 24.
     private var rare: ConnectionRareState? = nil
-
-    init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
 
     /// Whether the connection has any of the rare state (a TLS session, an outbound owner, held
     /// bytes): false for a plain accepted socket that never held input.
@@ -208,29 +243,9 @@ struct Connection {
             sendSubmittedCount = UInt32(truncatingIfNeeded: newValue)
         }
     }
-
-    /// io_uring: a multishot receive is armed.
-    var recvArmed: Bool { get { flags.contains(.recvArmed) } set { flags.set(.recvArmed, newValue) } }
-    /// io_uring: a send is in flight; epoll: unused.
-    var sendInFlight: Bool { get { flags.contains(.sendInFlight) } set { flags.set(.sendInFlight, newValue) } }
-    /// io_uring: a cancel for the receive was submitted.
-    var cancelSubmitted: Bool { get { flags.contains(.cancelSubmitted) } set { flags.set(.cancelSubmitted, newValue) } }
-    /// epoll: the socket said EAGAIN on write; wait for EPOLLOUT.
-    var writeBlocked: Bool { get { flags.contains(.writeBlocked) } set { flags.set(.writeBlocked, newValue) } }
-    /// In the flush table (`Shard.flushSlots`) this turn.
-    var flushQueued: Bool { get { flags.contains(.flushQueued) } set { flags.set(.flushQueued, newValue) } }
-    /// Draining ends with a lingering close (true) or an immediate one.
-    var lingerAfterFlush: Bool { get { flags.contains(.lingerAfterFlush) } set { flags.set(.lingerAfterFlush, newValue) } }
-    /// In `finalizeList` this turn.
-    var finalizeQueued: Bool { get { flags.contains(.finalizeQueued) } set { flags.set(.finalizeQueued, newValue) } }
-    /// Reading is paused (`Shard.pauseReading`): nothing is delivered until it resumes.
-    var readPaused: Bool { get { flags.contains(.readPaused) } set { flags.set(.readPaused, newValue) } }
-    /// The peer's end (EOF or an error) came while paused: the connection closes once the
-    /// held bytes are delivered on resume.
-    var heldEnd: Bool { get { flags.contains(.heldEnd) } set { flags.set(.heldEnd, newValue) } }
 }
 
-/// The part of a `Connection` only some have (see `Connection.rare`): 40 bytes of heap (a
+/// The part of a connection only some have (see `ConnectionSide.rare`): 40 bytes of heap (a
 /// 48-byte chunk), made by the first of them a connection needs and dropped when none is left.
 final class ConnectionRareState {
     // Shard-confined (never shared across threads, never accessed re-entrantly in place): the
@@ -253,6 +268,7 @@ struct ConnectionFlags: OptionSet {
     static let finalizeQueued = ConnectionFlags(rawValue: 1 << 6)
     static let readPaused = ConnectionFlags(rawValue: 1 << 7)
     static let heldEnd = ConnectionFlags(rawValue: 1 << 8)
+    static let hasRare = ConnectionFlags(rawValue: 1 << 9)
 
     @inline(__always) mutating func set(_ flag: ConnectionFlags, _ on: Bool) {
         if on { insert(flag) } else { remove(flag) }
@@ -328,7 +344,11 @@ package class Shard: @unchecked Sendable {
     /// Numbers outbound connect attempts shard-wide, so a late completion of an abandoned
     /// attempt never matches a newer one, even of a connection that took over its index.
     var outboundAttempts: UInt32 = 0
+    /// The slots, 64-byte aligned: each is one cache line (see `Connection`).
     var connections: UnsafeMutablePointer<Connection>
+    /// Each slot's `ConnectionSide` (io_uring's send fields, the rare state), initialized and
+    /// reset with the slot.
+    var sides: UnsafeMutablePointer<ConnectionSide>
     private var highWater = 0
     private var freeSlots: [Int32] = []
     private(set) package var openConnections = 0
@@ -402,7 +422,10 @@ package class Shard: @unchecked Sendable {
         sendBlocks = blocks
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
-        connections = .allocate(capacity: capacity)
+        assert(MemoryLayout<Connection>.stride == Self.connectionSlotBytes, "a connection slot is not one cache line")
+        connections = UnsafeMutableRawPointer.allocate(byteCount: capacity * MemoryLayout<Connection>.stride, alignment: Self.connectionSlotBytes)
+            .bindMemory(to: Connection.self, capacity: capacity)
+        sides = .allocate(capacity: capacity)
         flushSlots = .allocate(capacity: capacity)
         flushScratch = .allocate(capacity: capacity)
         // Rounded to the tick (see TimerList, "Granularity"): a busy connection's idle timer is
@@ -424,7 +447,9 @@ package class Shard: @unchecked Sendable {
             connections[i].queue.removeAll()
             (connections + i).deinitialize(count: 1)
         }
-        connections.deallocate()
+        sides.deinitialize(count: highWater)
+        UnsafeMutableRawPointer(connections).deallocate()
+        sides.deallocate()
         flushSlots.deallocate()
         flushScratch.deallocate()
         idleTimers.deallocate(); requestTimers.deallocate(); lingerTimers.deallocate()
@@ -536,6 +561,15 @@ package class Shard: @unchecked Sendable {
         return slot
     }
 
+    /// Bytes of a `Connection` slot: one cache line.
+    static let connectionSlotBytes = 64
+
+    /// Copies whether the slot's side has rare state into the slot's flag (`Connection.hasRareState`),
+    /// after any change of its TLS session, outbound owner or held bytes.
+    @inline(__always) func noteRareState(_ slot: Int) {
+        connections[slot].hasRareState = sides[slot].hasRareState
+    }
+
     /// Whether `id` names an open connection of this shard (not closing).
     package func isOpen(_ id: SocketID) -> Bool {
         assertOnShardThread()
@@ -590,7 +624,7 @@ package class Shard: @unchecked Sendable {
     @inline(never) private func coalesce(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
         // Nothing queued is in the kernel's hands unless an io_uring send is in flight (epoll
         // writes synchronously and never sets the flag).
-        let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
+        let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
         guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks) else { return false }
         scheduleFlush(slot)
         return true
@@ -623,6 +657,65 @@ package class Shard: @unchecked Sendable {
         }
         connections[slot].queue.append(retained: frame)
         scheduleFlush(slot)
+        return .queued
+    }
+
+    /// `send(_:_:)` for a small frame given as its header (`headerBytes` of them, at most 8,
+    /// little-endian in `header`: the first byte in the low bits) and its payload, written
+    /// straight into a send block of the shard's pool (`SendBlockPool`) rather than into a frame
+    /// of the caller's (issue 16 item 3: a WebSocket echo's reply). A block is this queue's
+    /// alone and goes back to the pool when sent, with no atomic reference counting: a pooled
+    /// frame cost a uniqueness check, a retain and a release per message (~55 instructions per
+    /// echo with the pool's bookkeeping), and the pool's ring of blocks is taken in turn (80 KB)
+    /// where the free block taken here is the one given back last. Same limits, same results
+    /// as `send(_:_:)`.
+    ///
+    /// nil, having done nothing but checks: the frame is over `maxFrameBytes` (coalescing off
+    /// included) or the pool has no block (`maxSendBlocksPerShard`); the caller sends it
+    /// another way, which checks the limits again. A block holds its frame until it is
+    /// written like any queued frame would, bounded by `maxSendBlocksPerShard` (see there).
+    @discardableResult
+    package final func send(_ id: SocketID, header: UInt64, headerBytes: Int, copying payload: UnsafeRawBufferPointer) -> SendResult? {
+        assert(headerBytes > 0 && headerBytes <= MemoryLayout<UInt64>.size, "a header of 1 to 8 bytes")
+        let total = headerBytes &+ payload.count
+        guard total <= coalesceMaxFrameBytes else { return nil }
+        var slot = 0
+        let verdict = admitSend(id, payloadBytes: total, allowed: false, slot: &slot)
+        guard verdict == .queued else { return verdict }
+        guard let block = sendBlocks.take() else { return nil }
+        // A taken block is empty and `blockBytes` >= `maxFrameBytes` >= `total` (checked by
+        // `SendBlockPool.init`), so the frame fits, and 8 header bytes too: the header is one
+        // store, of which only `headerBytes` are counted.
+        assert(sendBlocks.blockBytes >= max(total, MemoryLayout<UInt64>.size))
+        let bytes = block._withUnsafeGuaranteedRef { b in
+            b.withUnsafeMutablePointers { count, elements in
+                assert(count.pointee == 0, "a taken send block that holds bytes")
+                let start = UnsafeMutableRawPointer(elements)
+                start.storeBytes(of: header.littleEndian, as: UInt64.self)
+                if let source = payload.baseAddress { (start + headerBytes).copyMemory(from: source, byteCount: payload.count) }
+                count.pointee = total
+                return UnsafeRawBufferPointer(start: start, count: total)
+            }
+        }
+        if let session = tlsSessions?[slot] {
+            // Corked as a copy: the block goes straight back.
+            session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, bytes) }
+            sendBlocks.recycle(block)
+            return .queued
+        }
+        if connections[slot].queue.isEmpty {
+            connections[slot].queue.append(retained: block)
+            scheduleFlush(slot)
+            return .queued
+        }
+        // Behind others: into the queue's last block when it has room, as `send(_:_:)` does
+        // (rare on the echo path: two replies in one turn).
+        if coalesce(slot, bytes) {
+            sendBlocks.recycle(block)
+        } else {
+            connections[slot].queue.append(retained: block)
+            scheduleFlush(slot)
+        }
         return .queued
     }
 
@@ -699,13 +792,13 @@ package class Shard: @unchecked Sendable {
     package func dropUnsentQueue(_ id: SocketID) {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
-        if let session = connections[slot].tls {
+        if let session = sides[slot].tls {
             // Only the plaintext not encrypted yet: a TLS stream with records taken out of it
             // does not decrypt (each record's nonce is its sequence number).
             session.clearCorked()
             return
         }
-        let inFlight = connections[slot].sendInFlight ? connections[slot].sendSubmittedBytes : 0
+        let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
         connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes))
     }
 
@@ -717,7 +810,7 @@ package class Shard: @unchecked Sendable {
              (.afterFlushNoLinger, .lingering), (.afterFlushNoLinger, .draining):
             return
         case (.afterFlush, _), (.afterFlushNoLinger, _):
-            if connections[slot].tls != nil { tlsWillClose(slot) }
+            if sides[slot].tls != nil { tlsWillClose(slot) }
             connections[slot].state = .draining
             connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
@@ -835,6 +928,7 @@ package class Shard: @unchecked Sendable {
         } else {
             slot = highWater
             (connections + slot).initialize(to: Connection(budget: memory))
+            (sides + slot).initialize(to: ConnectionSide())
             highWater += 1
         }
         idleTimers.prepare(slot: slot)
@@ -842,7 +936,10 @@ package class Shard: @unchecked Sendable {
         lingerTimers.prepare(slot: slot)
         connections[slot].fd = fd
         connections[slot].state = .open
-        connections[slot].outbound = outbound
+        if let outbound {
+            sides[slot].outbound = outbound
+            noteRareState(slot)
+        }
         _ = sb_set_nodelay(fd)
         openConnections += 1
         memory.connections = openConnections
@@ -867,16 +964,18 @@ package class Shard: @unchecked Sendable {
         assert(handler === self.handler, "a handler other than the shard's")
         metrics.bytesReceived.increment(by: bytes.count)
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
-        // An outbound connection, a TLS session or held bytes: one test for the three here.
+        // An outbound connection, a TLS session or held bytes: one test for the three here, of
+        // the slot's flag (the side table stays out of a plain connection's cache lines).
+        assert(connections[slot].hasRareState == sides[slot].hasRareState, "the slot's rare-state flag and its side disagree")
         guard !connections[slot].hasRareState else { return deliverRare(slot, bytes, to: handler) }
         if connections[slot].readPaused { return hold(slot, bytes) }
         armIdleTimer(slot)
         handler.connectionReceived(socketID(slot), bytes)
     }
 
-    /// `deliver` for a connection with rare state (`Connection.rare`), in the same order.
+    /// `deliver` for a connection with rare state (`Connection.hasRareState`), in the same order.
     @inline(never) private func deliverRare(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
-        if let outbound = connections[slot].outbound { return outbound.received(bytes) }
+        if let outbound = sides[slot].outbound { return outbound.received(bytes) }
         if connections[slot].readPaused { return hold(slot, bytes) }
         // From here as for held bytes given back on resume (`handler` is the shard's: asserted
         // in `deliver`).
@@ -887,7 +986,8 @@ package class Shard: @unchecked Sendable {
     /// TLS: ciphertext is held, so decryption waits for the resume too.)
     private func hold(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         memory.charge(bytes.count)
-        connections[slot].held.append(contentsOf: bytes)
+        sides[slot].held.append(contentsOf: bytes)
+        noteRareState(slot)
     }
 
     /// The queue became empty after a send.
@@ -909,7 +1009,7 @@ package class Shard: @unchecked Sendable {
     func beginClose(_ slot: Int) {
         guard connections[slot].state != .closing && connections[slot].state != .free else { return }
         connections[slot].state = .closing
-        connections[slot].tls?.clearCorked()
+        sides[slot].tls?.clearCorked()
         idleTimers.cancel(slot)
         requestTimers.cancel(slot)
         lingerTimers.cancel(slot)
@@ -917,9 +1017,10 @@ package class Shard: @unchecked Sendable {
         // go back to the pool and be refilled under it): the queue is emptied when the send
         // completes, in `finalize`. The shutdown in `cancelOperations` makes that prompt.
         if !connections[slot].sendInFlight { connections[slot].queue.removeAll() }
-        if !connections[slot].held.isEmpty {
-            memory.release(connections[slot].held.count)
-            connections[slot].held = []
+        if !sides[slot].held.isEmpty {
+            memory.release(sides[slot].held.count)
+            sides[slot].held = []
+            noteRareState(slot)
         }
         cancelOperations(slot)
         queueFinalizeIfQuiescent(slot)
@@ -941,9 +1042,9 @@ package class Shard: @unchecked Sendable {
         for id in list {
             guard let slot = liveSlot(id) else { continue }  // finalized meanwhile
             var delivered = 0
-            while connections[slot].state == .open, !connections[slot].readPaused, delivered < connections[slot].held.count {
-                let n = min(pieceBytes, connections[slot].held.count - delivered)
-                let piece = Array(connections[slot].held[delivered..<(delivered + n)])
+            while connections[slot].state == .open, !connections[slot].readPaused, delivered < sides[slot].held.count {
+                let n = min(pieceBytes, sides[slot].held.count - delivered)
+                let piece = Array(sides[slot].held[delivered..<(delivered + n)])
                 delivered += n
                 piece.withUnsafeBytes { deliverResumed(slot, $0, to: handler) }
             }
@@ -951,10 +1052,11 @@ package class Shard: @unchecked Sendable {
             guard state != .closing else { continue }  // `beginClose` released `held`
             // Draining or lingering: input is discarded (as `deliver` does), what was held too;
             // reading resumes so that lingering drains the socket.
-            let done = state == .open ? delivered : connections[slot].held.count
+            let done = state == .open ? delivered : sides[slot].held.count
             if done > 0 {
                 memory.release(done)
-                connections[slot].held.removeFirst(done)
+                sides[slot].held.removeFirst(done)
+                noteRareState(slot)
             }
             if connections[slot].readPaused { continue }  // paused again: the rest waits for the next resume
             if connections[slot].heldEnd {
@@ -985,13 +1087,14 @@ package class Shard: @unchecked Sendable {
     /// Closes the fd, tells the handler, frees the slot (new generation).
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
-        let outbound = connections[slot].outbound
+        let outbound = sides[slot].outbound
         Glibc.close(connections[slot].fd)
-        if connections[slot].tls != nil { tlsDetach(slot) }
+        if sides[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         assert(!connections[slot].sendInFlight, "finalized with a send in flight")
         connections[slot].queue.removeAll()  // what `beginClose` left for a send in flight
         connections[slot] = Connection(budget: memory)
+        sides[slot] = ConnectionSide()
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
         openConnections -= 1

@@ -170,7 +170,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if c.pointee.queue.chunkCount == 1, let first = c.pointee.queue.first {
             let b = first.pending
             sb_prep_send(sqe(), c.pointee.fd, b.baseAddress!, b.count, ud)
-            connections[slot].sendSubmittedBytes = b.count
+            sides[slot].sendSubmittedBytes = b.count
         } else {
             let ctxIndex: Int32
             if let i = freeContexts.popLast() { ctxIndex = i } else {
@@ -189,8 +189,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             }
             sb_msghdr_set(msg, iov, n)
             sb_prep_sendmsg(sqe(), c.pointee.fd, msg, ud)
-            connections[slot].sendContext = ctxIndex
-            connections[slot].sendSubmittedBytes = total
+            sides[slot].sendContext = ctxIndex
+            sides[slot].sendSubmittedBytes = total
         }
         connections[slot].sendInFlight = true
         metrics.sends.increment()
@@ -332,10 +332,10 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     private func completeSend(_ slot: Int, _ res: Int32) {
         connections[slot].sendInFlight = false
-        let ctx = connections[slot].sendContext
+        let ctx = sides[slot].sendContext
         if ctx >= 0 {
             freeContexts.append(ctx)
-            connections[slot].sendContext = -1
+            sides[slot].sendContext = -1
         }
         let state = connections[slot].state
         if state == .closing {

@@ -1,5 +1,6 @@
 @testable import Switchboard
 import SwitchboardIO
+import SwitchboardWebSocket
 import SwitchboardTestSupport
 import Testing
 #if canImport(Glibc)
@@ -91,6 +92,28 @@ struct OutboundFramePoolTests {
     }
 }
 
+/// `WebSocketConnectionDriver.frameHeader`, the header a small reply's send block starts with.
+@Suite("Frame header for send blocks")
+struct FrameHeaderTests {
+    @Test("the header's bytes, low first, are WebSocketFrame.writeHeader's for every short length")
+    func matchesWriteHeader() {
+        for opcode in [WebSocketOpcode.text, .binary] {
+            for count in 0...WebSocketConnectionDriver.shortHeaderMaxPayload {
+                let (header, n) = WebSocketConnectionDriver.frameHeader(opcode, payloadCount: count)
+                var written = [UInt8](repeating: 0, count: 14)
+                let m = written.withUnsafeMutableBytes {
+                    WebSocketFrame.writeHeader(opcode: opcode, payloadCount: count, fin: true, rsv1: false, into: $0.baseAddress!)
+                }
+                let bytes = (0..<8).map { UInt8(truncatingIfNeeded: header >> (8 * UInt64($0))) }
+                guard n == m, Array(bytes[..<n]) == Array(written[..<m]), bytes[n...].allSatisfy({ $0 == 0 }) else {
+                    Issue.record("opcode \(opcode) length \(count): \(bytes) (\(n)) against \(written) (\(m))")
+                    return
+                }
+            }
+        }
+    }
+}
+
 /// Sends each message it gets back twice: the second frame finds the first still queued, so
 /// the shard copies it into a send block (and, on the way, the first one too).
 private final class TwiceWorker: WorkerHandler {
@@ -113,31 +136,67 @@ private final class ShardReading: @unchecked Sendable {
 
 @Suite("Outbound frame pool: references over real sockets", .serialized)
 struct OutboundFramePoolSocketTests {
-    /// The driver hands the shard each pooled frame's +1 (`Shard.send(_:retained:)`): queued
-    /// then written, or copied into a send block and given back at once. Either way the block
-    /// is the pool's alone again by the time its slot comes round: every frame after the
-    /// first `blockCount` reuses one, none finds its block held.
-    @Test("every pooled frame's reference comes back: queued and written, or copied", arguments: backends)
-    func referencesComeBack(backend: IOBackendKind) throws {
-        let server = try ServerFixture(backend: backend, shards: 1, configure: { $0.webSocket.perMessageDeflate = false },
-                                       worker: { TwiceWorker($0) })
-        defer { server.stop() }
-        let c = try server.client()
-        #expect(try c.upgrade(path: "/ws").status == 101)
-        let rounds = 100
-        for i in 0..<rounds {
-            let text = Array("message \(i)".utf8)
-            try c.sendFrame(opcode: 1, payload: text)
-            let frame = [0x81, UInt8(text.count)] + text
-            #expect(try c.readBytes(2 * frame.count) == frame + frame, "round \(i)")
-        }
+    /// The pool's counters, read on the shard's thread.
+    private func poolCounts(_ server: ServerFixture) -> (reused: Int, held: Int)? {
         let reading = ShardReading()
         _ = server.broker.onShard(0) { dispatcher in
             let pool = dispatcher.webSockets.framePool
             reading.set((pool.reusedCount, pool.heldCount))
         }
         #expect(waitUntil { reading.read != nil })
-        #expect(reading.read?.reused == 2 * rounds - OutboundFramePool.defaultBlockCount)
-        #expect(reading.read?.held == 0)
+        return reading.read
+    }
+
+    /// Sends `rounds` messages of `payloadBytes` to a `TwiceWorker` and checks both replies.
+    private func echoTwice(_ server: ServerFixture, rounds: Int, payloadBytes: Int) throws {
+        let c = try server.client()
+        #expect(try c.upgrade(path: "/ws").status == 101)
+        for i in 0..<rounds {
+            let text = Array(String(repeating: "\(i % 10)", count: payloadBytes).utf8)
+            try c.sendFrame(opcode: 1, payload: text)
+            let header: [UInt8] = text.count < 126 ? [0x81, UInt8(text.count)] : [0x81, 126, UInt8(text.count >> 8), UInt8(text.count & 0xFF)]
+            let frame = header + text
+            #expect(try c.readBytes(2 * frame.count) == frame + frame, "round \(i)")
+        }
+    }
+
+    /// Frames over the shard's send-block size (`sendCoalesceMaxFrameBytes`) take the pool:
+    /// the driver hands the shard each pooled frame's +1 (`Shard.send(_:retained:)`), queued
+    /// then written. Either way the block is the pool's alone again by the time its slot comes
+    /// round: every frame after the first `blockCount` reuses one, none finds its block held.
+    @Test("every pooled frame's reference comes back", arguments: backends)
+    func referencesComeBack(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1, configure: { $0.webSocket.perMessageDeflate = false },
+                                       worker: { TwiceWorker($0) })
+        defer { server.stop() }
+        let rounds = 100
+        // 600 + 4 header bytes: over the default 512 of a send block, within the pool's 1,280.
+        try echoTwice(server, rounds: rounds, payloadBytes: 600)
+        let counts = poolCounts(server)
+        #expect(counts?.reused == 2 * rounds - OutboundFramePool.defaultBlockCount)
+        #expect(counts?.held == 0)
+    }
+
+    /// Small frames go straight into the shard's send blocks
+    /// (`Shard.send(_:header:headerBytes:copying:)`, the second one copied behind the first):
+    /// the pool is not used. With coalescing off (no send blocks) they take the pool, as
+    /// above; the replies are the same bytes either way.
+    @Test("small frames go into send blocks, or to the pool without them", arguments: backends, [true, false])
+    func smallFramesUseSendBlocks(backend: IOBackendKind, blocks: Bool) throws {
+        let server = try ServerFixture(backend: backend, shards: 1, configure: {
+            $0.webSocket.perMessageDeflate = false
+            if !blocks { $0.io.sendCoalesceMaxFrameBytes = 0 }
+        }, worker: { TwiceWorker($0) })
+        defer { server.stop() }
+        let rounds = 100
+        try echoTwice(server, rounds: rounds / 2, payloadBytes: 20)
+        try echoTwice(server, rounds: rounds / 2, payloadBytes: 300)  // a 16-bit length
+        let counts = poolCounts(server)
+        if blocks {
+            #expect(counts?.reused == 0 && counts?.held == 0, "a small frame took the pool")
+        } else {
+            #expect(counts?.reused == 2 * rounds - OutboundFramePool.defaultBlockCount)
+            #expect(counts?.held == 0)
+        }
     }
 }

@@ -32,10 +32,12 @@ struct WebSocketIdleMemoryTests {
     /// Before issue 16 item 2 this measured ~450; with the slot array, ~190; now ~145.
     static let maxHeapBytesPerConnection = 165.0
 
-    @Test("layouts: codec 75 bytes, session object 136, shard slot 80, protocol slot 16")
+    @Test("layouts: codec 75 bytes, session object 136, shard slot 64 and its side 16, protocol slot 16")
     func layouts() {
         #expect(MemoryLayout<WebSocketConnection>.size <= 75, "codec \(MemoryLayout<WebSocketConnection>.size)")
-        #expect(MemoryLayout<Connection>.stride <= 80, "shard slot \(MemoryLayout<Connection>.stride)")
+        // Exactly one cache line (the table is 64-byte aligned: an echo touches one line of it).
+        #expect(MemoryLayout<Connection>.stride == 64, "shard slot \(MemoryLayout<Connection>.stride)")
+        #expect(MemoryLayout<ConnectionSide>.stride <= 16, "shard slot's side \(MemoryLayout<ConnectionSide>.stride)")
         #expect(MemoryLayout<ConnectionSlot>.stride <= 16, "protocol slot \(MemoryLayout<ConnectionSlot>.stride)")
         // The session's heap chunk, measured: 1,000 sessions and their codecs (no extras). The
         // counter is process-wide, so a thread left over from an earlier test can allocate

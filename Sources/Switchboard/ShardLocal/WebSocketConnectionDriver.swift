@@ -553,10 +553,52 @@ final class WebSocketConnectionDriver {
         assert(table.compresses(id) == table.webSocket(id)!.compresses, "the slot's deflate flag and the codec disagree")
         // Queued from each branch, not after a merge: a `let frame` assigned in both branches
         // was copied (a retain and release per message).
-        guard table.compresses(id) else { return queue(retained: framePool.retainedFrame(opcode, payload), on: id) }
+        guard table.compresses(id) else {
+            // A small frame straight into a send block of the shard (no atomic reference
+            // counting, see `Shard.send(_:header:headerBytes:copying:)`); the pooled frame when
+            // the shard takes none (too large for a block, no block left).
+            if payload.count <= Self.shortHeaderMaxPayload {
+                let (header, headerBytes) = Self.frameHeader(opcode, payloadCount: payload.count)
+                if let sent = onShard({ $0.send(id, header: header, headerBytes: headerBytes, copying: payload) }) {
+                    return result(of: sent, id)
+                }
+            }
+            return queue(retained: framePool.retainedFrame(opcode, payload), on: id)
+        }
         // The compressor's state advances with every message: only for one that is sent.
         guard let session = table.webSocket(id), shard.isOpen(id) else { return .closed }
         return queue(OutboundBytes(session.connection.encodeMessage(payload, opcode: opcode)), on: id)
+    }
+
+    /// Payloads whose unmasked frame header is at most 4 bytes (`frameHeader`).
+    static let shortHeaderMaxPayload = 0xFFFF
+
+    /// The header of an unmasked, final, uncompressed frame of `payloadCount` bytes (at most
+    /// `shortHeaderMaxPayload`), as `Shard.send(_:header:headerBytes:copying:)` takes it: its
+    /// bytes in order from the low bits, and how many there are (2, or 4 with a 16-bit length).
+    @inline(__always) static func frameHeader(_ opcode: WebSocketOpcode, payloadCount: Int) -> (UInt64, Int) {
+        assert(payloadCount >= 0 && payloadCount <= shortHeaderMaxPayload)
+        let first = UInt64(0x80 | opcode.rawValue)  // FIN, no RSV bits
+        let result: (UInt64, Int)
+        if payloadCount < 126 {
+            result = (first | UInt64(payloadCount) << 8, 2)
+        } else {
+            // 126, then the length in 16 bits, most significant byte first.
+            result = (first | 126 << 8 | UInt64(payloadCount >> 8) << 16 | UInt64(payloadCount & 0xFF) << 24, 4)
+        }
+        assert(result == Self.writtenHeader(opcode, payloadCount: payloadCount), "frameHeader differs from WebSocketFrame.writeHeader")
+        return result
+    }
+
+    /// `WebSocketFrame.writeHeader`'s header read back as `frameHeader` gives it (asserts).
+    private static func writtenHeader(_ opcode: WebSocketOpcode, payloadCount: Int) -> (UInt64, Int) {
+        var bytes = [UInt8](repeating: 0, count: 14)
+        let n = bytes.withUnsafeMutableBytes {
+            WebSocketFrame.writeHeader(opcode: opcode, payloadCount: payloadCount, fin: true, rsv1: false, into: $0.baseAddress!)
+        }
+        var header: UInt64 = 0
+        for i in 0..<min(n, 8) { header |= UInt64(bytes[i]) << (8 * UInt64(i)) }
+        return (header, n)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.

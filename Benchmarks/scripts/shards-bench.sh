@@ -10,6 +10,15 @@
 # socket, so every publish also crosses the shards' rings: the 2-shard CPU per delivery over the
 # 1-shard one is the cost of that hop (item 5: within 10%).
 #
+# At full speed the publisher is closed-loop (switchboard-bench's window: 16 messages its ack
+# subscriber has not received), and what a delivery costs follows how many frames each socket
+# write carries (column "deliveries per socket write", from the server's counters). With 2
+# shards the fan-out is a two-stage pipeline; when the ack subscriber sits on the second stage,
+# two batches share the window and each write carries 8 frames instead of 16, which doubles
+# the system time per delivery whatever the hop costs (seen at 1 → 10,000, and not in every
+# run: it follows where the connections land). So the table also gives the CPU per delivery at
+# the fixed latency rate, where both shard counts get the same publishes per turn.
+#
 # Placement: every server thread (acceptor and all shards) pinned to SERVER_CPUS (default "0":
 # the same CPU budget as the single shard, so the ratio compares work, not parallelism; the two
 # shards then take turns on one CPU), the load generator to BENCH_CPU. SERVER_CPUS=0,1 shows
@@ -43,13 +52,13 @@ split() { # out -> "user system" µs per delivery
 }
 percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == k) print $(i + 1) }' "$1"; }
 
-declare -A RATE USR SYS LAT PERSEND WAKES
+declare -A RATE USR SYS LAT PERSEND WAKES FIXED
 port="$BASE_PORT"
 for backend in $BACKENDS; do
     for shards in $SHARDS; do
         for n in $SUBSCRIBERS; do
             key="$backend|$shards|$n"
-            rates=(); users=(); systems=(); lats=(); sends=(); wakeups=(); failed=0
+            rates=(); users=(); systems=(); lats=(); sends=(); wakeups=(); fixed_cpu=(); failed=0
             for run in $(seq 1 "$RUNS"); do
                 port=$((port + 1))
                 if ! start "$port" "$backend" "$shards"; then note_failure "$key: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; failed=1; stop_server; break; fi
@@ -75,11 +84,15 @@ for backend in $BACKENDS; do
                 stop_server
                 if [[ "$status" != 0 ]]; then note_failure "$key run $run (latency): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
                 lats+=("$(percentile "$out" p50) / $(percentile "$out" p99) / $(percentile "$out" p99.9)")
+                # CPU per delivery at the fixed rate too: there both shard counts get the same
+                # publishes per turn, whatever the load generator's window does at full speed.
+                read -r fu fs <<<"$(split "$out")"; fixed_cpu+=("$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')")
                 log "$key run $run: ${rates[-1]} deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}); at $(rate_for "$n")/s p50/p99/p99.9 ${lats[-1]} µs"
             done
             if [[ "$failed" == 1 ]]; then RATE[$key]="FAILED"; continue; fi
             RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"
             USR[$key]="$(printf '%s\n' "${users[@]}" | median)"; SYS[$key]="$(printf '%s\n' "${systems[@]}" | median)"
+            FIXED[$key]="$(printf '%s\n' "${fixed_cpu[@]}" | median)"
             PERSEND[$key]="$(printf '%s\n' "${sends[@]}" | { grep -v n/a || true; } | median)"; WAKES[$key]="$(printf '%s\n' "${wakeups[@]}" | { grep -v n/a || true; } | median)"
             # Latency triples: the run whose p99 is the median one.
             LAT[$key]="$(printf '%s\n' "${lats[@]}" | sort -t/ -k2 -g | sed -n "$(( (${#lats[@]} + 1) / 2 ))p")"
@@ -98,14 +111,14 @@ echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION 
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'
 echo
-echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | deliveries per socket write | doorbell wake-ups per 1,000 deliveries | publishes/s for latency | p50 / p99 / p99.9 µs |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | deliveries per socket write | doorbell wake-ups per 1,000 deliveries | publishes/s for latency | p50 / p99 / p99.9 µs | server µs per delivery at that rate | 2 shards / 1 shard at that rate |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
     for n in $SUBSCRIBERS; do
         for shards in $SHARDS; do
             key="$backend|$shards|$n"
             if [[ "${RATE[$key]:-}" == FAILED || -z "${RATE[$key]:-}" ]]; then
-                echo "| $backend | $n | $shards | FAILED | | | | | $(rate_for "$n") | |"; continue
+                echo "| $backend | $n | $shards | FAILED | | | | | $(rate_for "$n") | | | |"; continue
             fi
             cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
             ratio=""
@@ -113,7 +126,11 @@ for backend in $BACKENDS; do
             if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]}" != FAILED ]]; then
                 ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
             fi
-            echo "| $backend | $n | $shards | $(rate_cell "${RATE[$key]}") | $cpu | $ratio | ${PERSEND[$key]} | ${WAKES[$key]} | $(rate_for "$n") | ${LAT[$key]} |"
+            fixed_ratio=""
+            if [[ "$shards" != 1 && -n "${FIXED[$one]:-}" && "${RATE[$one]}" != FAILED ]]; then
+                fixed_ratio="$(awk -v a="${FIXED[$key]}" -v b="${FIXED[$one]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+            fi
+            echo "| $backend | $n | $shards | $(rate_cell "${RATE[$key]}") | $cpu | $ratio | ${PERSEND[$key]} | ${WAKES[$key]} | $(rate_for "$n") | ${LAT[$key]} | ${FIXED[$key]} | $fixed_ratio |"
         done
     done
 done

@@ -28,13 +28,14 @@
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPUS=0 BENCH_CPU=1 SKIP_BUILD=0 BASE_PORT=18700
 #   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
+#   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPUS="${SERVER_CPUS:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18700}"; SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"
 RATE_1000="${RATE_1000:-500}"; RATE_10000="${RATE_10000:-50}"
-BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"
+BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"; PEAK_ARGS="${PEAK_ARGS:-}"
 bench_start release "switchboard-echo switchboard-bench"
 
 rate_for() { local v="RATE_$1"; echo "${!v:-}"; }
@@ -65,7 +66,8 @@ for backend in $BACKENDS; do
                 out="$WORK/$backend-$shards-$n-$run-peak.txt"; status=0
                 d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
                 w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
-                run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" \
+                # shellcheck disable=SC2086
+                run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
                     --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
                 if [[ "$status" != 0 ]]; then stop_server; note_failure "$key run $run (peak): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
                 rates+=("$(awk '/^  deliveries:/ { print $2 }' "$out")")
@@ -107,7 +109,7 @@ echo "- Server threads pinned to CPU(s) $SERVER_CPUS, load generator to CPU $BEN
 echo
 echo '```'
 echo "taskset -c $SERVER_CPUS $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1|2 --set max_connections_per_shard=30000"
-echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP${PEAK_ARGS:+ $PEAK_ARGS} --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'
 echo

@@ -1,6 +1,7 @@
 import Switchboard
 import SwitchboardIO
 import SwitchboardTestSupport
+import CLiburing  // SHUT_RDWR: Glibc's module leaves the <sys/socket.h> enum out of some builds
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -119,7 +120,7 @@ struct CrossShardWakeTests {
             try subscriber.command("join \(channel.description)", expect: "joined true")
             try leaving.command("farewell \(channel.description)", expect: "noted")
             let start = monotonicMilliseconds()
-            _ = shutdown(leaving.fd, Int32(SHUT_RDWR))
+            Glibc.shutdown(leaving.fd, Int32(SHUT_RDWR))
             #expect(try subscriber.readFrame().text == "bye")
             let elapsedMilliseconds = monotonicMilliseconds() - start
             #expect(elapsedMilliseconds < 500,

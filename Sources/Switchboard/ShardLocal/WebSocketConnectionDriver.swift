@@ -576,29 +576,17 @@ final class WebSocketConnectionDriver {
     /// The header of an unmasked, final, uncompressed frame of `payloadCount` bytes (at most
     /// `shortHeaderMaxPayload`), as `Shard.send(_:header:headerBytes:copying:)` takes it: its
     /// bytes in order from the low bits, and how many there are (2, or 4 with a 16-bit length).
+    /// Laid out by `WebSocketFrame.writeHeader`, the one place a frame header is, into a word:
+    /// unmasked and with at most a 16-bit length it stores 4 bytes at most.
     @inline(__always) static func frameHeader(_ opcode: WebSocketOpcode, payloadCount: Int) -> (UInt64, Int) {
         assert(payloadCount >= 0 && payloadCount <= shortHeaderMaxPayload)
-        let first = UInt64(0x80 | opcode.rawValue)  // FIN, no RSV bits
-        let result: (UInt64, Int)
-        if payloadCount < 126 {
-            result = (first | UInt64(payloadCount) << 8, 2)
-        } else {
-            // 126, then the length in 16 bits, most significant byte first.
-            result = (first | 126 << 8 | UInt64(payloadCount >> 8) << 16 | UInt64(payloadCount & 0xFF) << 24, 4)
-        }
-        assert(result == Self.writtenHeader(opcode, payloadCount: payloadCount), "frameHeader differs from WebSocketFrame.writeHeader")
-        return result
-    }
-
-    /// `WebSocketFrame.writeHeader`'s header read back as `frameHeader` gives it (asserts).
-    private static func writtenHeader(_ opcode: WebSocketOpcode, payloadCount: Int) -> (UInt64, Int) {
-        var bytes = [UInt8](repeating: 0, count: 14)
-        let n = bytes.withUnsafeMutableBytes {
+        var header: UInt64 = 0
+        let headerBytes = withUnsafeMutableBytes(of: &header) {
             WebSocketFrame.writeHeader(opcode: opcode, payloadCount: payloadCount, fin: true, rsv1: false, into: $0.baseAddress!)
         }
-        var header: UInt64 = 0
-        for i in 0..<min(n, 8) { header |= UInt64(bytes[i]) << (8 * UInt64(i)) }
-        return (header, n)
+        assert(headerBytes <= 4, "an unmasked header with a 16-bit length at most")
+        // The bytes as stored, first at the lowest address: read back as the little-endian word.
+        return (UInt64(littleEndian: header), headerBytes)
     }
 
     /// Queues an encoded frame, applying the slow-consumer policy at the limit.

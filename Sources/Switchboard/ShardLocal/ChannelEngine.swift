@@ -274,6 +274,7 @@ final class ChannelEngine {
 
     /// Marks `target` to be rung at the end of this turn (see `wakeDue`).
     @inline(__always) private func wakeAtEndOfTurn(_ target: Int) {
+        shard.assertOnShardThread()
         assert(target != index, "a shard does not wake itself")
         if !wakeDue[target] {
             wakeDue[target] = true
@@ -287,6 +288,7 @@ final class ChannelEngine {
     /// loop from sleeping (`hasCrossShardWork`) until the next turn rings for it, and
     /// `shardStopped` rings what the last turn left.
     func ringDueShards() {
+        shard.assertOnShardThread()
         guard wakesDue > 0 else { return }
         for target in 0..<fabric.shardCount where wakeDue[target] {
             wakeDue[target] = false

@@ -78,8 +78,7 @@ extension Shard {
               let session = TLSSession(context: state.store.context, recordLayer: state.store.configuration.recordLayer)
         else { return false }
         assert(state.sessions[slot] == nil, "a session left on a free slot")
-        sides[slot].tls = session
-        noteRareState(slot)
+        setTLSSession(slot, session)
         state.sessions[slot] = Unmanaged.passUnretained(session)
         session.listedInShardTable = true
         session.holdsHandshakePlace = true
@@ -100,8 +99,7 @@ extension Shard {
         if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
         state.sessions[slot] = nil
         session.listedInShardTable = false
-        sides[slot].tls = nil
-        noteRareState(slot)
+        setTLSSession(slot, nil)
     }
 
     private func endHandshake(_ state: TLSShardState, _ slot: Int, _ session: TLSSession) {

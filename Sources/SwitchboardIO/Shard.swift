@@ -144,9 +144,8 @@ struct Connection {
 
     /// Whether the connection's side has any of the rare state (a TLS session, an outbound
     /// owner, held bytes): false for a plain accepted socket that never held input. Mirrors
-    /// `ConnectionSide.hasRareState`; the shard sets it after each change there
-    /// (`Shard.noteRareState`).
-    var hasRareState: Bool { get { flags.contains(.hasRare) } set { flags.set(.hasRare, newValue) } }
+    /// `ConnectionSide.hasRareState`: set only by `Shard.changeRareState`, with the change.
+    fileprivate(set) var hasRareState: Bool { get { flags.contains(.hasRare) } set { flags.set(.hasRare, newValue) } }
 
     /// io_uring: a multishot receive is armed.
     var recvArmed: Bool { get { flags.contains(.recvArmed) } set { flags.set(.recvArmed, newValue) } }
@@ -187,7 +186,9 @@ struct ConnectionSide {
     var hasRareState: Bool { rare != nil }
 
     /// The TLS session of a connection accepted on the TLS listener; nil on the plain path.
-    var tls: TLSSession? {
+    /// Set only through `Shard.setTLSSession` (the setter is fileprivate: see
+    /// `Shard.changeRareState`).
+    fileprivate(set) var tls: TLSSession? {
         get { rare?.tls }
         set {
             guard newValue != nil || rare != nil else { return }
@@ -197,7 +198,7 @@ struct ConnectionSide {
     }
 
     /// An outbound connection's owner: its events go there instead of to the handler.
-    var outbound: OutboundConnection? {
+    fileprivate(set) var outbound: OutboundConnection? {
         get { rare?.outbound }
         set {
             guard newValue != nil || rare != nil else { return }
@@ -209,7 +210,7 @@ struct ConnectionSide {
     /// Bytes the kernel had already received when reading paused (io_uring completions in
     /// flight), delivered in order on resume. Charged to the shard's memory budget. Appending
     /// and removing go through `_modify`, in place (no copy of the bytes).
-    var held: [UInt8] {
+    fileprivate(set) var held: [UInt8] {
         get { rare?.held ?? [] }
         _modify {
             if let rare {
@@ -564,10 +565,19 @@ package class Shard: @unchecked Sendable {
     /// Bytes of a `Connection` slot: one cache line.
     static let connectionSlotBytes = 64
 
-    /// Copies whether the slot's side has rare state into the slot's flag (`Connection.hasRareState`),
-    /// after any change of its TLS session, outbound owner or held bytes.
-    @inline(__always) func noteRareState(_ slot: Int) {
+    /// The one way a slot's rare state (its TLS session, outbound owner or held bytes) changes:
+    /// `change` is applied to the slot's side, then the slot's flag (`Connection.hasRareState`)
+    /// is set from the result, so the two cannot disagree (`deliver` asserts that they do not).
+    /// `ConnectionSide`'s setters are fileprivate: code outside this file changes rare state
+    /// through `setTLSSession`, which comes here.
+    @inline(__always) private func changeRareState(_ slot: Int, _ change: (inout ConnectionSide) -> Void) {
+        change(&sides[slot])
         connections[slot].hasRareState = sides[slot].hasRareState
+    }
+
+    /// Gives the slot its TLS session, or takes it away (nil), with the slot's flag.
+    func setTLSSession(_ slot: Int, _ session: TLSSession?) {
+        changeRareState(slot) { $0.tls = session }
     }
 
     /// Whether `id` names an open connection of this shard (not closing).
@@ -937,8 +947,7 @@ package class Shard: @unchecked Sendable {
         connections[slot].fd = fd
         connections[slot].state = .open
         if let outbound {
-            sides[slot].outbound = outbound
-            noteRareState(slot)
+            changeRareState(slot) { $0.outbound = outbound }
         }
         _ = sb_set_nodelay(fd)
         openConnections += 1
@@ -986,8 +995,7 @@ package class Shard: @unchecked Sendable {
     /// TLS: ciphertext is held, so decryption waits for the resume too.)
     private func hold(_ slot: Int, _ bytes: UnsafeRawBufferPointer) {
         memory.charge(bytes.count)
-        sides[slot].held.append(contentsOf: bytes)
-        noteRareState(slot)
+        changeRareState(slot) { $0.held.append(contentsOf: bytes) }
     }
 
     /// The queue became empty after a send.
@@ -1019,8 +1027,7 @@ package class Shard: @unchecked Sendable {
         if !connections[slot].sendInFlight { connections[slot].queue.removeAll() }
         if !sides[slot].held.isEmpty {
             memory.release(sides[slot].held.count)
-            sides[slot].held = []
-            noteRareState(slot)
+            changeRareState(slot) { $0.held = [] }
         }
         cancelOperations(slot)
         queueFinalizeIfQuiescent(slot)
@@ -1055,8 +1062,7 @@ package class Shard: @unchecked Sendable {
             let done = state == .open ? delivered : sides[slot].held.count
             if done > 0 {
                 memory.release(done)
-                sides[slot].held.removeFirst(done)
-                noteRareState(slot)
+                changeRareState(slot) { $0.held.removeFirst(done) }
             }
             if connections[slot].readPaused { continue }  // paused again: the rest waits for the next resume
             if connections[slot].heldEnd {

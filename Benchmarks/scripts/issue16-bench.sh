@@ -9,6 +9,11 @@
 #   BASE_PORT=18900 ONLY="" (server names) ONLY_ROWS="" (row ids, e.g. "echo100x20 chan1000")
 #   IDLE_CONNS=10000 LATENCY_RATE=20000
 #   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
+#   CPP_PEER_BIN=/path/to/peer-uws adds a column for a C++ peer built outside the repository
+#   (uWebSockets on epoll, the issue's "C++ peer"; its code and build are not in this
+#   repository). It takes `--port N --threads 1` and serves /health, /ws (echo), /broadcast and
+#   /broadcast/NAME (every client of the path gets every message, the sender included), so it
+#   runs every plaintext row, the channels row too.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
@@ -25,6 +30,10 @@ SERVERS=(
     "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning $TLS_SET"
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
+if [[ -n "${CPP_PEER_BIN:-}" ]]; then
+    [[ -x "$CPP_PEER_BIN" ]] || die "CPP_PEER_BIN=$CPP_PEER_BIN is not an executable"
+    SERVERS+=("peer-cpp|3|$CPP_PEER_BIN --port @PORT@ --threads 1")
+fi
 # row id|label|kind|args — kind: echo C S, fanout N, channels CH N (N subscribers over CH channels,
 # one publisher per channel), http C, idle N, latency C RATE, half C (p99 at half the echo peak),
 # wssecho C S and wssfanout N (echo and fanout over wss://; the targets' "TLS within 1.3× of
@@ -69,7 +78,7 @@ for entry in "${SERVERS[@]}"; do
         key="$name|$id"
         vals=(); users=(); systems=(); failed=0
         # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
-        if [[ "$kind" == channels && "$name" == peer-* ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
+        if [[ "$kind" == channels && "$name" == peer-hummingbird ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
         if [[ "$kind" == wss* && "$name" == peer-* ]]; then VAL[$key]="n/a (no TLS listener)"; continue; fi
         for run in $(seq 1 "$RUNS"); do
             # shellcheck disable=SC2086
@@ -170,6 +179,24 @@ if [[ -z "$ONLY_ROWS" || " $ONLY_ROWS " == *" wssecho100x32 "* || " $ONLY_ROWS "
     for n in "${names[@]}"; do
         [[ "$n" == peer-* ]] && continue
         echo "- $n, TLS against plaintext, server CPU per message: echo $(ratio "$n" wssecho100x32 echo100x32), fan-out 1 → 100 $(ratio "$n" wssfan100 fan100) (target: within 1.3×)"
+    done
+fi
+# Against the C++ peer, row by row: rate and server CPU per message (user + system) as ratios.
+if [[ -n "${CPP_PEER_BIN:-}" && ( -z "$ONLY" || " $ONLY " == *" peer-cpp "* ) ]]; then
+    echo "- Against the C++ peer (peer-cpp) in the same run, Switchboard's rate / the peer's, and its server CPU per message / the peer's (lower is better):"
+    for row in "${ROWS[@]}"; do
+        IFS='|' read -r id label spec <<<"$row"; read -r kind _ <<<"$spec"
+        [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
+        [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http ]] || continue
+        p="peer-cpp|$id"; line="  - $label:"
+        for n in "${names[@]}"; do
+            [[ "$n" == peer-* ]] && continue
+            k="$n|$id"
+            if [[ "${VAL[$k]:-FAILED}" == FAILED || "${VAL[$p]:-FAILED}" == FAILED || -z "${USR[$k]:-}" || -z "${USR[$p]:-}" ]]; then line="$line $n n/a;"; continue; fi
+            line="$line $n $(awk -v a="${VAL[$k]}" -v b="${VAL[$p]}" -v au="${USR[$k]}" -v as="${SYS[$k]}" -v bu="${USR[$p]}" -v bs="${SYS[$p]}" \
+                'BEGIN { printf "%.2f× rate, %.2f× CPU", (b > 0 ? a / b : 0), (bu + bs > 0 ? (au + as) / (bu + bs) : 0) }');"
+        done
+        echo "${line%;}"
     done
 fi
 report_failures

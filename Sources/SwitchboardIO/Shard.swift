@@ -415,7 +415,7 @@ package class Shard: @unchecked Sendable {
         self.configuration = configuration
         socketIDBase = SocketID(node: configuration.nodeID, shard: index, slot: 0, generation: 0).rawValue
         let blocks = SendBlockPool(blockBytes: configuration.sendBlockBytes, maxFrameBytes: configuration.sendCoalesceMaxFrameBytes,
-                                   maxBlocks: configuration.maxSendBlocksPerShard, maxFreeBlocks: configuration.sendBlocksKeptFree,
+                                   maxBlocks: configuration.maxSendBlocksPerShard, keptFree: configuration.sendBlocksKeptFree,
                                    exhausted: metrics.sendBlocksExhausted, gauge: metrics.sendBlocks)
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)

@@ -81,14 +81,14 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         while !connections[slot].queue.isEmpty {
             let written: Int
             let total: Int
-            // One run (an echo's reply, a subscriber's coalesced frames): write(2), which
-            // spares the kernel importing an iovec array: ~30-70 ns of system time less per
-            // call than a one-iovec writev on loopback (wv.c microbenchmark, 352 bytes).
-            // (sb_write/sb_writev: the bare system calls, see the shim.) Taken straight from
-            // the queue, not through `iovecs` (~10 instructions per echo less).
+            // One run (an echo's reply, a subscriber's coalesced frames): sendto(2), which
+            // spares the kernel importing an iovec array (~30-70 ns of system time less per
+            // call than a one-iovec writev on loopback, wv.c microbenchmark, 352 bytes) and
+            // vfs_write's file layer (see sb_send in the shim). Taken straight from the queue,
+            // not through `iovecs` (~10 instructions per echo less).
             if let run = connections[slot].queue.soleRun {
                 total = run.count
-                written = sb_write(fd, run.baseAddress, run.count)
+                written = sb_send(fd, run.baseAddress, run.count)
             } else {
                 var n = 0
                 var sum = 0
@@ -98,7 +98,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
                     sum += b.count
                 }
                 total = sum
-                written = n == 1 ? sb_write(fd, iovecs[0].iov_base, iovecs[0].iov_len) : sb_writev(fd, iovecs, Int32(n))
+                written = n == 1 ? sb_send(fd, iovecs[0].iov_base, iovecs[0].iov_len) : sb_sendv(fd, iovecs, Int32(n))
             }
             if written < 0 {
                 let e = errno

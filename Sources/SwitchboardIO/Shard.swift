@@ -83,7 +83,7 @@ package final class IOMetrics: Sendable {
     package let connectionsOpen = Counter("switchboard_connections_open", help: "Connections currently open")
     package let bytesReceived = Counter("switchboard_bytes_received_total", help: "Bytes received")
     package let bytesSent = Counter("switchboard_bytes_sent_total", help: "Bytes sent")
-    package let sends = Counter("switchboard_sends_total", help: "Socket writes: write/writev calls that wrote on epoll, send/sendmsg submissions on io_uring (bytes or messages over it is how much each one carried)")
+    package let sends = Counter("switchboard_sends_total", help: "Socket writes: send/sendmsg calls that wrote on epoll, send/sendmsg submissions on io_uring (bytes or messages over it is how much each one carried)")
     package let sendQueueLimitHits = Counter("switchboard_send_queue_limit_hits_total", help: "Sends refused because a connection's queue was at maxSendQueueBytes")
     package let recvBuffersExhausted = Counter("switchboard_recv_buffers_exhausted_total", help: "Times the provided receive buffers ran out (io_uring ENOBUFS)")
     package let idleTimeouts = Counter("switchboard_idle_timeouts_total", help: "Idle timers that ran out")

@@ -79,10 +79,10 @@ int sb_epoll_create(void);
 int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms);
 
-// read(2), write(2), writev(2) without glibc's cancellation-point wrapper (see shim.c).
+// read(2), sendto(2), sendmsg(2) without glibc's cancellation-point wrapper (see shim.c).
 ssize_t sb_read(int fd, void *buf, size_t count);
-ssize_t sb_write(int fd, const void *buf, size_t count);
-ssize_t sb_writev(int fd, const struct iovec *iov, int iovcnt);
+ssize_t sb_send(int fd, const void *buf, size_t count);
+ssize_t sb_sendv(int fd, const struct iovec *iov, int iovcnt);
 
 static const int SB_EPOLL_CTL_ADD = 1;
 static const int SB_EPOLL_CTL_DEL = 2;

@@ -105,7 +105,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("send_coalesce_max_frame_bytes", "a frame of at most this many bytes queued behind others on a plain connection is copied into a pooled send block, so a run of small frames is sent as one iovec; 0 turns it off; at most send_block_bytes"),
         ("send_block_bytes", "size of one pooled send block (256...1048576)"),
         ("max_send_blocks_per_shard", "send blocks one shard may have (queued and free); beyond, small frames are queued by reference (metric switchboard_send_blocks_exhausted_total, gauge switchboard_send_blocks); 0 turns coalescing off"),
-        ("send_blocks_kept_free", "free send blocks a shard keeps for reuse; all are freed after a tick in which none was used"),
+        ("send_blocks_kept_free", "free send blocks a shard keeps through a busy tick; a returned block is kept free, each tick frees those unused through the whole interval down to this many, and all after a tick in which none was used"),
         ("idle_timeout_ms", "close a connection that received nothing for this long"),
         ("request_timeout_ms", "time to receive a whole HTTP request once its first byte arrived (408); also how long a WebSocket close handshake the server started may take"),
         ("linger_timeout_ms", "after a final response, how long input is drained before the socket is closed"),

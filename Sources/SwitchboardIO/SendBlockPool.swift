@@ -164,8 +164,9 @@ package final class SendBlockPool {
         if takenSinceTick == 0 {
             releaseFree(freeCount)
         } else {
-            let unused = min(fewestFreeSinceTick, freeCount)
-            releaseFree(max(0, min(unused, freeCount - keptFree)))
+            // Free blocks only shrink by `take`, which lowers the mark with them.
+            assert(fewestFreeSinceTick <= freeCount, "the interval's low mark above the free count")
+            releaseFree(max(0, min(fewestFreeSinceTick, freeCount - keptFree)))
         }
         takenSinceTick = 0
         fewestFreeSinceTick = freeCount

@@ -571,6 +571,7 @@ package class Shard: @unchecked Sendable {
     /// `ConnectionSide`'s setters are fileprivate: code outside this file changes rare state
     /// through `setTLSSession`, which comes here.
     @inline(__always) private func changeRareState(_ slot: Int, _ change: (inout ConnectionSide) -> Void) {
+        assertOnShardThread()
         change(&sides[slot])
         connections[slot].hasRareState = sides[slot].hasRareState
     }

@@ -506,6 +506,15 @@ public final class ClientWebSocket: Sendable {
                 codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
                 pending.removeAll(keepingCapacity: false)
             }
+            // The codec decodes a whole read at once: when the read ends in a protocol error,
+            // the codec has failed before the messages ahead of the error reach the
+            // application. Its replies to them are accepted from the first of those messages
+            // on, not only once the reader reaches the close frame: a consumer on another
+            // thread can answer before then (a clean-clone CI run lost the echo of Autobahn
+            // client case 4.1.5 that way), and an inline handler always did.
+            if events.contains(where: { if case .failed = $0 { true } else { false } }) {
+                outbox.withLock { $0.lingering = true }
+            }
             for (index, event) in events.enumerated() {
                 switch event {
                 case .text(let text):
@@ -513,9 +522,13 @@ public final class ClientWebSocket: Sendable {
                 case .binary(let bytes):
                     if let handler { await handler(.binary(bytes)) } else { await inbox.push(.binary(bytes)) }
                 case .write(let frame):
-                    // An inline handler already handled every message before the error.
-                    if handler == nil, index + 1 < events.count, case .failed = events[index + 1] {
-                        await lingerBeforeFailing()
+                    if index + 1 < events.count, case .failed = events[index + 1] {
+                        if handler == nil {
+                            await lingerBeforeFailing()
+                        } else {
+                            // An inline handler already handled every message before the error.
+                            outbox.withLock { $0.lingering = false }
+                        }
                     }
                     enqueueReply(frame)
                 case .pong:
@@ -525,6 +538,7 @@ public final class ClientWebSocket: Sendable {
                 case .closed(let code, let reason):
                     return CloseReason(code: code == WebSocketCloseCode.noStatusReceived ? nil : code, reason: reason, clean: true)
                 case .failed(_, let reason):
+                    outbox.withLock { $0.lingering = false }
                     return CloseReason(code: nil, reason: "protocol error: \(reason)", clean: false)
                 }
             }
@@ -560,7 +574,7 @@ public final class ClientWebSocket: Sendable {
     /// failure up; sends are accepted meanwhile although the codec already failed.
     private func lingerBeforeFailing() async {
         let limit = min(options.protocolErrorLinger, options.closeTimeout)
-        outbox.withLock { $0.lingering = true }
+        assert(outbox.withLock { $0.lingering }, "set when the read's events were found to end in a failure")
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.inbox.waitUntilIdle() }
             group.addTask { try? await Task.sleep(for: limit) }

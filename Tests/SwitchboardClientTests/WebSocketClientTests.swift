@@ -271,6 +271,72 @@ struct WebSocketClientTests {
         #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
     }
 
+    /// The protocol clients' inline handler (called by the reader itself) replies to messages
+    /// that arrived in the same read as a protocol error: the codec has already failed when
+    /// the handler runs, and the replies still go out before the 1002. Before the fix every
+    /// such reply was refused with `.disconnected`: the frames were just the close.
+    @Test func inlineHandlerRepliesBeforeAProtocolErrorGoOutFirst() async throws {
+        let frames = Recorder<RawFrame>()
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.send(RawPeer.frame(opcode: 1, payload: Array("one".utf8)) + RawPeer.frame(opcode: 1, payload: Array("two".utf8))
+                      + [0x87, 0x00])  // reserved opcode 7, as Autobahn 4.1.5
+            while let frame = try? peer.readFrame() {
+                frames.append(frame)
+                if frame.opcode == 8 { break }
+            }
+        }
+        let refused = Recorder<String>()
+        let connection = try await ClientWebSocket.open(
+            url: WebSocketURL.parse(server.url), options: BrokerClientOptions(closeTimeout: .seconds(5)),
+            adopt: { _ in true }
+        ) { connection, event in
+            guard case .text(let text) = event else { return }
+            do { try connection.sendText("echo \(text)") } catch { refused.append("\(text): \(error)") }
+        }
+        await connection.waitUntilFinished()
+        #expect(refused.all.isEmpty)
+        #expect(await eventually { frames.count == 3 })
+        let got = frames.all
+        #expect(got.map(\.opcode) == [1, 1, 8])
+        #expect(got.prefix(2).map(\.text) == ["echo one", "echo two"])
+        #expect(got.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+    }
+
+    /// A consumer of ``ClientWebSocket/messages`` that answers at once, on another thread than
+    /// the reader, can answer before the reader reaches the failure's close frame. Its replies
+    /// are accepted all the same. Repeated because the window is a race: with the flag set only
+    /// at the close frame, a clean-clone run lost the echo of Autobahn client case 4.1.5.
+    @Test func fastConsumerRepliesBeforeAProtocolErrorGoOutFirst() async throws {
+        for round in 0..<50 {
+            let frames = Recorder<RawFrame>()
+            let server = RawServer { peer in
+                try peer.handshake()
+                peer.send(RawPeer.frame(opcode: 1, payload: Array("Hello, world!".utf8)) + [0x87, 0x00]
+                          + RawPeer.frame(opcode: 9, payload: []))
+                while let frame = try? peer.readFrame() {
+                    frames.append(frame)
+                    if frame.opcode == 8 { break }
+                }
+            }
+            var options = ClientWebSocket.Options()
+            options.closeTimeout = .seconds(5)
+            options.protocolErrorLinger = .seconds(5)
+            let connection = try await ClientWebSocket.connect(to: server.url, options: options)
+            var refusals = 0
+            for await message in connection.messages {
+                guard case .text(let text) = message else { continue }
+                do { try connection.sendText(text) } catch { refusals += 1 }
+            }
+            await connection.waitUntilFinished()
+            #expect(refusals == 0, "round \(round)")
+            #expect(await eventually { frames.count == 2 }, "round \(round)")
+            #expect(frames.all.map(\.opcode) == [1, 8], "round \(round)")
+            #expect(frames.all.first?.text == "Hello, world!", "round \(round)")
+            if refusals != 0 { break }
+        }
+    }
+
     @Test(arguments: [
         ("masked server frame", RawPeer.frame(opcode: 1, payload: Array("x".utf8), masked: true), UInt16(1002)),
         ("reserved bit", [0xC1, 0x01, 0x78], UInt16(1002)),

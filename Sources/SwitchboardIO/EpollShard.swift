@@ -46,7 +46,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         eventData = .allocate(capacity: maxEvents)
         eventFlags = .allocate(capacity: maxEvents)
         iovecs = .allocate(capacity: configuration.maxIOVecsPerSend)
-        try super.init(index: index, configuration: configuration, acceptsQueued: true)
+        try super.init(index: index, configuration: configuration, acceptsQueued: true, corksReplies: true)
         let rc = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, doorbell.eventFD, SB_EPOLLIN | SB_EPOLLET, Self.doorbellToken)
         if rc < 0 { throw IOError.system("epoll_ctl(eventfd)", -rc) }
     }
@@ -75,7 +75,44 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         return sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, fd, events, token(slot)) == 0
     }
 
+    /// Writes a read's replies straight from the cork (`ReplyCork`): one `sendto` when the
+    /// handler returns, no send block, no queue, no flush. What the socket does not take goes to
+    /// the queue and waits for EPOLLOUT, as the rest of a partial `submitSend` does.
+    override func writeCork(_ slot: Int) {
+        assert(cork.count > 0 && cork.slot == ReplyCork.none, "a cork written with nothing in it, or inside the read")
+        assert(connections[slot].state == .open, "bytes in the cork of a connection that is not open (settleCork, beginClose)")
+        assert(connections[slot].queue.isEmpty && !connections[slot].writeBlocked, "bytes in the cork behind a queue")
+        let count = cork.count
+        while true {
+            let written = sb_send(connections[slot].fd, cork.buffer, count)
+            if written >= 0 {
+                metrics.bytesSent.increment(by: written)
+                metrics.sends.increment()
+                connections[slot].queue.countSentPastQueue(written)
+                if written == count {
+                    cork.count = 0
+                    return
+                }
+                // The rest waits for EPOLLOUT, like a partial submitSend's.
+                spillCork(slot, from: written)
+                connections[slot].writeBlocked = true
+                return
+            }
+            let e = errno
+            if e == EINTR { continue }
+            if e == EAGAIN || e == EWOULDBLOCK {
+                spillCork(slot, from: 0)
+                connections[slot].writeBlocked = true
+                return
+            }
+            cork.count = 0
+            beginClose(slot)
+            return
+        }
+    }
+
     override func submitSend(_ slot: Int) {
+        assert(slot != cork.slot || cork.count == 0, "a flush of a corked connection (settleCork first)")
         guard !connections[slot].writeBlocked else { return }
         let fd = connections[slot].fd
         while !connections[slot].queue.isEmpty {

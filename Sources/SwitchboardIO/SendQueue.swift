@@ -127,6 +127,13 @@ struct SendQueue {
     }
 
     var isEmpty: Bool { first == nil }
+
+    /// Counts `count` bytes of this connection written without passing through the queue (a
+    /// read's cork, `ReplyCork`), so `sentBytesTotal` still counts every byte written.
+    @inline(__always) mutating func countSentPastQueue(_ count: Int) {
+        assert(count >= 0 && first == nil, "bytes past a queue that holds others")
+        sentBytesTotal &+= UInt64(count)
+    }
     var chunkCount: Int { first == nil ? 0 : 1 + ringCount }
     /// What the queue costs: unsent payload plus the per-chunk overhead.
     var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }

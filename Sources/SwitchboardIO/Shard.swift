@@ -99,11 +99,13 @@ package final class IOMetrics: Sendable {
     package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
     package let sendBlocksExhausted = Counter("switchboard_send_blocks_exhausted_total", help: "Small frames queued by reference instead of copied into a send block because the shard had maxSendBlocksPerShard blocks")
     package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
+    package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (send_block_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
-         doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks]
+         doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks,
+         replyCorkSpills]
     }
 }
 
@@ -317,6 +319,10 @@ package class Shard: @unchecked Sendable {
     private let coalesceMaxFrameBytes: Int
     /// `memory.blocks`, one load closer for the send path.
     private let sendBlocks: SendBlockPool
+    /// A read's replies to its own connection, written when its handler returns (epoll; see
+    /// `ReplyCork`). No dynamic exclusivity check: shard thread only, never passed `inout`
+    /// across a call that could reach it again (its mutating methods call nothing of the shard).
+    @exclusivity(unchecked) var cork: ReplyCork
     /// Any thread: connections this shard has released (for the acceptor's load balance).
     let releasedTotal = ManagedAtomic<Int>(0)
     /// Any thread: sockets the acceptors handed to this shard (both listeners share it; relaxed:
@@ -410,7 +416,9 @@ package class Shard: @unchecked Sendable {
 
     /// - Parameter acceptsQueued: the acceptor hands sockets over through `acceptedSockets`
     ///   (epoll), not through the backend (io_uring).
-    init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool) throws(IOError) {
+    /// - Parameter corksReplies: a read's replies to its own connection are gathered and written
+    ///   by the backend's `writeCork` when the handler returns (epoll), not queued (`ReplyCork`).
+    init(index: Int, configuration: IOConfiguration, acceptsQueued: Bool, corksReplies: Bool) throws(IOError) {
         self.index = index
         self.configuration = configuration
         socketIDBase = SocketID(node: configuration.nodeID, shard: index, slot: 0, generation: 0).rawValue
@@ -421,6 +429,9 @@ package class Shard: @unchecked Sendable {
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
         coalesceMaxFrameBytes = blocks.maxFrameBytes
         sendBlocks = blocks
+        // A cork of one send block: whatever it holds moves into one block (`spillCork`).
+        // Without coalescing (`maxFrameBytes` 0) no reply takes the block path, so no cork.
+        cork = ReplyCork(capacityBytes: corksReplies && blocks.maxFrameBytes > 0 ? blocks.blockBytes : 0)
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         assert(MemoryLayout<Connection>.stride == Self.connectionSlotBytes, "a connection slot is not one cache line")
@@ -453,6 +464,7 @@ package class Shard: @unchecked Sendable {
         sides.deallocate()
         flushSlots.deallocate()
         flushScratch.deallocate()
+        cork.deallocate()
         idleTimers.deallocate(); requestTimers.deallocate(); lingerTimers.deallocate()
     }
 
@@ -617,6 +629,7 @@ package class Shard: @unchecked Sendable {
             session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, bytes.bytes) }
             return .queued
         }
+        settleCork(slot)
         if coalescedBehindOthers(slot, bytes.bytes) { return .queued }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
@@ -660,6 +673,7 @@ package class Shard: @unchecked Sendable {
             frame.release()  // corked as a copy
             return .queued
         }
+        settleCork(slot)
         // As `SendQueue.append` ignores an empty run, and as `send(_:_:)` copies a small frame
         // behind others.
         if payload.count == 0 || coalescedBehindOthers(slot, payload) {
@@ -693,6 +707,16 @@ package class Shard: @unchecked Sendable {
         var slot = 0
         let verdict = admitSend(id, payloadBytes: total, allowed: false, slot: &slot)
         guard verdict == .queued else { return verdict }
+        if slot == cork.slot {
+            // The reply of a read to its own connection (epoll): into the cork while nothing is
+            // queued before it, written when the handler returns (`ReplyCork`).
+            assert(tlsSessions?[slot] == nil, "a TLS connection's read is not corked")
+            if cork.hasRoom(for: total) && connections[slot].queue.isEmpty {
+                cork.append(header: header, headerBytes: headerBytes, payload: payload)
+                return .queued
+            }
+            settleCork(slot)
+        }
         guard let block = sendBlocks.take() else { return nil }
         // A taken block is empty and `blockBytes` >= `maxFrameBytes` >= `total` (checked by
         // `SendBlockPool.init`), so the frame fits, and 8 header bytes too: the header is one
@@ -743,6 +767,7 @@ package class Shard: @unchecked Sendable {
             session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, frame.payload) }
             return .queued
         }
+        settleCork(slot)
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
         // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
         if coalescedBehindOthers(slot, frame.payload) { return .queued }
@@ -763,8 +788,10 @@ package class Shard: @unchecked Sendable {
         // size is bounded by the protocol's own limits), so memory stays under the limit plus
         // one message, and a large message is never refused to a reader that keeps up.
         var queuedCost = connections[s].queue.costBytes
-        // A TLS connection's corked plaintext counts as queued (encrypted at the flush).
+        // A TLS connection's corked plaintext counts as queued (encrypted at the flush), and so
+        // does a read's cork (one run when it moves into the queue).
         if let session = tlsSessions?[s] { queuedCost += session._withUnsafeGuaranteedRef { $0.corkedCost } }
+        if s == cork.slot && cork.count > 0 { queuedCost += SendQueue.cost(payloadBytes: cork.count) }
         let cost = SendQueue.cost(payloadBytes: payloadBytes)
         if queuedCost > 0 && queuedCost + cost > configuration.maxSendQueueBytes {
             metrics.sendQueueLimitHits.increment()
@@ -783,6 +810,7 @@ package class Shard: @unchecked Sendable {
     package func queuedBytes(_ id: SocketID) -> Int {
         assertOnShardThread()
         guard let slot = liveSlot(id) else { return 0 }
+        settleCork(slot)
         // Ciphertext, as `sentBytes` counts: what a TLS connection corked is encrypted now.
         if let session = tlsSession(slot), session.hasCorked { tlsUncork(slot, session, scheduling: true) }
         return connections[slot].queue.queuedBytes
@@ -803,6 +831,8 @@ package class Shard: @unchecked Sendable {
     package func dropUnsentQueue(_ id: SocketID) {
         assertOnShardThread()
         guard let slot = liveSlot(id), connections[slot].state == .open else { return }
+        // The cork's bytes stay: they are the queue's first run (the queue is empty while the
+        // cork holds any), and the first run always stays (`SendQueue.dropUnstarted`).
         if let session = sides[slot].tls {
             // Only the plaintext not encrypted yet: a TLS stream with records taken out of it
             // does not decrypt (each record's nonce is its sequence number).
@@ -816,6 +846,9 @@ package class Shard: @unchecked Sendable {
     package func close(_ id: SocketID, mode: CloseMode) {
         assertOnShardThread()
         guard let slot = liveSlot(id) else { return }
+        // A close after the flush flushes the cork's bytes too (an immediate close drops them,
+        // in `beginClose`).
+        if mode != .immediately { settleCork(slot) }
         switch (mode, connections[slot].state) {
         case (_, .closing), (.afterFlush, .lingering), (.afterFlush, .draining),
              (.afterFlushNoLinger, .lingering), (.afterFlushNoLinger, .draining):
@@ -980,7 +1013,50 @@ package class Shard: @unchecked Sendable {
         guard !connections[slot].hasRareState else { return deliverRare(slot, bytes, to: handler) }
         if connections[slot].readPaused { return hold(slot, bytes) }
         armIdleTimer(slot)
+        guard cork.capacityBytes > 0 else { return handler.connectionReceived(socketID(slot), bytes) }
+        // The replies to these bytes gather in the cork and leave in one write (`ReplyCork`).
+        assert(cork.slot == ReplyCork.none && cork.count == 0, "a read delivered inside another's")
+        cork.slot = slot
         handler.connectionReceived(socketID(slot), bytes)
+        cork.slot = ReplyCork.none
+        if cork.count > 0 { writeCork(slot) }
+    }
+
+    /// The backend writes the cork's bytes to `slot` (`cork.count` > 0; the connection is open
+    /// and its queue empty, see `ReplyCork`), and empties it: what the socket does not take
+    /// goes to the queue (`spillCork`). Only backends that cork (`corksReplies`) implement it.
+    func writeCork(_ slot: Int) {
+        preconditionFailure("writeCork on a backend that does not cork replies")
+    }
+
+    /// Before anything else is queued on, measured on or closed of the corked connection: the
+    /// cork's bytes go into its queue first, so they keep their place (`ReplyCork`).
+    @inline(__always) func settleCork(_ slot: Int) {
+        if slot == cork.slot && cork.count > 0 { spillCork(slot, from: 0) }
+    }
+
+    /// Moves the cork's bytes from `offset` on into `slot`'s queue, scheduled for the flush,
+    /// and empties the cork. A send block takes them (the cork is one block large); without a
+    /// free block, a copy of their own.
+    @inline(never) func spillCork(_ slot: Int, from offset: Int) {
+        assert(offset < cork.count, "nothing left to spill")
+        assert(connections[slot].queue.isEmpty, "the cork's bytes would go behind others")
+        let rest = UnsafeRawBufferPointer(rebasing: cork.bytes[offset...])
+        cork.count = 0
+        metrics.replyCorkSpills.increment()
+        if let block = sendBlocks.take() {
+            block._withUnsafeGuaranteedRef { b in
+                b.withUnsafeMutablePointers { count, elements in
+                    assert(count.pointee == 0, "a taken send block that holds bytes")
+                    UnsafeMutableRawPointer(elements).copyMemory(from: rest.baseAddress!, byteCount: rest.count)
+                    count.pointee = rest.count
+                }
+            }
+            connections[slot].queue.append(retained: block)
+        } else {
+            connections[slot].queue.append(OutboundBytes(rest))
+        }
+        scheduleFlush(slot)
     }
 
     /// `deliver` for a connection with rare state (`Connection.hasRareState`), in the same order.
@@ -1026,6 +1102,7 @@ package class Shard: @unchecked Sendable {
         // go back to the pool and be refilled under it): the queue is emptied when the send
         // completes, in `finalize`. The shutdown in `cancelOperations` makes that prompt.
         if !connections[slot].sendInFlight { connections[slot].queue.removeAll() }
+        if slot == cork.slot { cork.count = 0 }  // unsent, as the queue
         if !sides[slot].held.isEmpty {
             memory.release(sides[slot].held.count)
             changeRareState(slot) { $0.held = [] }
@@ -1099,6 +1176,7 @@ package class Shard: @unchecked Sendable {
         if sides[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         assert(!connections[slot].sendInFlight, "finalized with a send in flight")
+        assert(slot != cork.slot || cork.count == 0, "finalized with bytes in the cork (beginClose drops them)")
         connections[slot].queue.removeAll()  // what `beginClose` left for a send in flight
         connections[slot] = Connection(budget: memory)
         sides[slot] = ConnectionSide()

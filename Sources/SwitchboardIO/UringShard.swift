@@ -91,7 +91,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         cqRes = .allocate(capacity: batch)
         cqFlags = .allocate(capacity: batch)
         contextBytes = MemoryLayout<msghdr>.stride + MemoryLayout<iovec>.stride * configuration.maxIOVecsPerSend
-        try super.init(index: index, configuration: configuration, acceptsQueued: false)
+        try super.init(index: index, configuration: configuration, acceptsQueued: false, corksReplies: false)
     }
 
     private var ringOpen = true

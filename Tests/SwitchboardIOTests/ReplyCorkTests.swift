@@ -1,0 +1,256 @@
+@testable import SwitchboardIO
+import SwitchboardTestSupport
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Runs a line-based script on each connection, so that a read's replies take every path of
+/// epoll's reply cork (`ReplyCork`) and of the queue beside it. One line, one action:
+///   `s<text>`  a small frame `<` + text through `send(_:header:headerBytes:copying:)` (the cork's path)
+///   `L<n>`     n pattern bytes through `send(_:_:)` (a reference in the queue: the cork moves first)
+///   `M`        records `sentBytes + queuedBytes` (the mark a pong waits for)
+///   `D`        `dropUnsentQueue`;  `Q` close after the flush;  `X` close at once
+/// Shard thread only, like every handler.
+final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
+    weak var shard: Shard?
+    private var pending: [SocketID: [UInt8]] = [:]
+    /// Marks (`M`) and refused sends, read by the test once the shard is quiet.
+    let marks = ResultBox<[UInt64]>()
+    let refusals = ResultBox<[String]>()
+    /// Connections in the order they opened.
+    let opened = ResultBox<[SocketID]>()
+
+    func shardStarted(_ shard: Shard) { self.shard = shard }
+    func connectionOpened(_ id: SocketID) { opened.set((opened.value ?? []) + [id]) }
+    func connectionTimedOut(_ id: SocketID, _ timer: ConnectionTimer) { shard?.close(id, mode: .immediately) }
+    func connectionClosed(_ id: SocketID) { pending[id] = nil }
+
+    func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
+        pending[id, default: []] += bytes
+        while let newline = pending[id]!.firstIndex(of: UInt8(ascii: "\n")) {
+            let line = Array(pending[id]![..<newline])
+            pending[id]!.removeFirst(newline + 1)
+            run(line, id)
+        }
+    }
+
+    static func pattern(_ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 1) } }
+
+    private func run(_ line: [UInt8], _ id: SocketID) {
+        guard let shard, let op = line.first else { return }
+        let argument = Array(line.dropFirst())
+        switch op {
+        case UInt8(ascii: "s"):
+            let result = argument.withUnsafeBytes { shard.send(id, header: UInt64(UInt8(ascii: "<")), headerBytes: 1, copying: $0) }
+            if result != .queued { refusals.set((refusals.value ?? []) + ["s\(argument.count): \(String(describing: result))"]) }
+        case UInt8(ascii: "L"):
+            let count = Int(String(decoding: argument, as: UTF8.self))!
+            let result = shard.send(id, OutboundBytes(Self.pattern(count)))
+            if result != .queued { refusals.set((refusals.value ?? []) + ["L\(count): \(result)"]) }
+        case UInt8(ascii: "M"):
+            marks.set((marks.value ?? []) + [shard.sentBytes(id) &+ UInt64(shard.queuedBytes(id))])
+        case UInt8(ascii: "D"):
+            shard.dropUnsentQueue(id)
+        case UInt8(ascii: "Q"):
+            shard.close(id, mode: .afterFlush)
+        case UInt8(ascii: "X"):
+            shard.close(id, mode: .immediately)
+        default:
+            refusals.set((refusals.value ?? []) + ["unknown op \(op)"])
+        }
+    }
+}
+
+/// Epoll writes a read's replies to its own connection from a cork when the handler returns
+/// (`ReplyCork`); io_uring queues them. What must hold on both: the peer gets exactly the bytes,
+/// in the order they were sent, whatever mix of paths they took; closes and drops treat the
+/// cork's bytes as queued ones; the marks a pong waits for count them; and a socket that takes
+/// only part of a cork gets the rest from the queue. On epoll, an echo is one write from the
+/// cork (no send block, no flush).
+@Suite("Reply cork: a read's replies, written when its handler returns", .serialized)
+struct ReplyCorkTests {
+    static let backends: [IOBackendKind] = [.epoll, .uring]
+
+    static func start(_ backend: IOBackendKind, handler: ScriptHandler, sendBlockBytes: Int = 1024) throws -> ShardGroup {
+        raiseFileLimit()
+        var c = IOConfiguration()
+        c.backend = backend
+        c.shardCount = 1
+        c.recvBufferCount = 64
+        c.recvBufferBytes = 65_536
+        c.tickMilliseconds = 10
+        c.sendBlockBytes = sendBlockBytes
+        let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }
+        try g.start()
+        return g
+    }
+
+    static func small(_ text: String) -> [UInt8] { Array("<\(text)".utf8) }
+
+    /// Reads exactly `count` bytes (fails the test on an early end).
+    static func read(_ c: TestClient, _ count: Int) throws -> [UInt8] {
+        try c.fill(atLeast: count)
+        defer { c.removeBuffered(count) }
+        return Array(c.buffered.prefix(count))
+    }
+
+    @Test("small, large and small in one read arrive in order; on epoll the first goes into the queue ahead of the large one", arguments: backends)
+    func mixedPathsKeepOrder(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let spills = g.shards[0].metrics.replyCorkSpills.value
+        let c = try TestClient(port: g.port)
+        try c.send("sA\nL2000\nsB\n")
+        let expected = Self.small("A") + ScriptHandler.pattern(2000) + Self.small("B")
+        #expect(try Self.read(c, expected.count) == expected)
+        #expect(h.refusals.value == nil)
+        // The large send moved the cork's "<A" into the queue first.
+        #expect(g.shards[0].metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
+    }
+
+    @Test("an echo's reply is one write from the cork on epoll, with no spill", arguments: backends)
+    func oneWrite(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port)
+        try c.send("swarm\n")
+        #expect(try Self.read(c, 5) == Self.small("warm"))
+        let m = g.shards[0].metrics
+        let (sends, spills) = (m.sends.value, m.replyCorkSpills.value)
+        for i in 0..<20 {
+            try c.send("s\(i)\n")
+            #expect(try Self.read(c, 1 + "\(i)".utf8.count) == Self.small("\(i)"))
+        }
+        #expect(m.sends.value - sends == 20, "one write per reply")
+        #expect(m.replyCorkSpills.value == spills)
+    }
+
+    @Test("replies over the cork's size (one send block) in one read arrive complete and in order", arguments: backends)
+    func overflow(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port)
+        // 200 replies of 21 bytes: 4,200 bytes, four times the 1 KiB cork.
+        var script = ""
+        var expected: [UInt8] = []
+        for i in 0..<200 {
+            let text = String(repeating: Character(UnicodeScalar(UInt8(65 + i % 26))), count: 17) + String(format: "%03d", i)
+            script += "s\(text)\n"
+            expected += Self.small(text)
+        }
+        try c.send(script)
+        #expect(try Self.read(c, expected.count) == expected)
+        #expect(h.refusals.value == nil)
+    }
+
+    @Test("close after the flush sends the cork's bytes first; an immediate close drops them", arguments: backends)
+    func closes(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let a = try TestClient(port: g.port)
+        try a.send("sfirst\nsbye\nQ\n")
+        #expect(try a.readToEnd() == Self.small("first") + Self.small("bye"))
+        let b = try TestClient(port: g.port)
+        try b.send("sgone\nX\n")
+        #expect(try b.readToEnd() == [])
+        // The cork did not leak into the next read of another connection.
+        let c = try TestClient(port: g.port)
+        try c.send("sstill\n")
+        #expect(try Self.read(c, 6) == Self.small("still"))
+    }
+
+    @Test("dropUnsentQueue treats the cork's bytes as the queue's first run: they stay, what came after them goes", arguments: backends)
+    func drop(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port, receiveTimeoutMilliseconds: 300)
+        // Alone: the first run always stays (`SendQueue.dropUnstarted`), and so do the cork's bytes.
+        try c.send("sfirst\nD\nsnext\n")
+        #expect(try Self.read(c, 11) == Self.small("first") + Self.small("next"))
+        // Behind the first run: the large frame and the small one after it are dropped.
+        try c.send("sA\nL2000\nsB\nD\nsC\n")
+        #expect(try Self.read(c, 4) == Self.small("A") + Self.small("C"))
+        #expect(throws: TestClient.Failure.self) { try c.fill() }  // nothing else arrives
+    }
+
+    @Test("sentBytes + queuedBytes counts the cork's bytes, and sentBytes reaches the mark once they left", arguments: backends)
+    func marks(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port)
+        try c.send("sabc\nM\nsde\nM\n")
+        #expect(try Self.read(c, 7) == Self.small("abc") + Self.small("de"))
+        #expect(h.marks.value == [4, 7])
+        try c.send("sx\n")
+        #expect(try Self.read(c, 2) == Self.small("x"))
+        let shard = g.shards[0]
+        let id = try #require(h.opened.value?.first)
+        let sent = onShard(shard) { s in s.sentBytes(id) }
+        #expect(sent == 9)
+    }
+
+    @Test("a socket that takes only part of a cork gets the rest from the queue, in order", arguments: backends)
+    func partialWrite(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h, sendBlockBytes: 65_536)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port, receiveTimeoutMilliseconds: 10_000)
+        // 64 KiB socket buffers on both sides and a 64 KiB cork (one send block): the server's
+        // writes run out of room after a few batches while the client does not read. (With
+        // 4 KiB buffers the loopback connection stopped carrying the client's bytes as well.)
+        var bufferBytes: Int32 = 65_536
+        setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &bufferBytes, socklen_t(MemoryLayout<Int32>.size))
+        let shard = g.shards[0]
+        #expect(waitUntil { h.opened.value?.count == 1 })
+        let id = try #require(h.opened.value?.first)
+        let set = onShard(shard) { s -> Bool in
+            guard let slot = s.liveSlot(id) else { return false }
+            var bytes: Int32 = 65_536
+            return setsockopt(s.connections[slot].fd, SOL_SOCKET, SO_SNDBUF, &bytes, socklen_t(MemoryLayout<Int32>.size)) == 0
+        }
+        #expect(set == true)
+        let spills = shard.metrics.replyCorkSpills.value
+        let receivedBefore = shard.metrics.bytesReceived.value
+        // Batches of 2,000 lines, each read on its own (the test waits until the server read it)
+        // and answered with 50,000 bytes from the cork: the socket fills, until a cork goes in
+        // part (or not at all) and the rest is queued (on epoll, about the fifth batch). On
+        // io_uring, 20 batches through the queue.
+        var expected: [UInt8] = []
+        var sentBytes = 0
+        var line = 0
+        for _ in 0..<(backend == .epoll ? 400 : 20) {
+            var script = ""
+            for _ in 0..<2_000 {
+                let text = String(format: "%07d-payload-of-reply", line)
+                script += "s\(text)\n"
+                expected += Self.small(text)
+                line += 1
+            }
+            try c.send(script)
+            sentBytes += script.utf8.count
+            guard waitUntil(timeoutMilliseconds: 10_000, { shard.metrics.bytesReceived.value - receivedBefore >= sentBytes }) else {
+                Issue.record("the server did not read batch \(line / 2_000)")
+                break
+            }
+            if shard.metrics.replyCorkSpills.value > spills { break }
+        }
+        if backend == .epoll {
+            #expect(shard.metrics.replyCorkSpills.value > spills, "the socket filled up while a cork was written")
+        }
+        var received: [UInt8] = []
+        while received.count < expected.count {
+            guard try c.fill() else { Issue.record("closed after \(received.count) bytes"); break }
+            received += c.buffered
+            c.clearBuffer()
+        }
+        #expect(received == expected)
+        #expect(h.refusals.value == nil)
+    }
+}

@@ -5,10 +5,12 @@
 /// end-of-turn flush and written from there, and the block went back to the pool: ~260 user
 /// instructions of a ~1,000-instruction echo (callgrind, issue 16 items 3 and 6). The C++ peer
 /// corks a callback's writes in one loop-wide buffer and writes them when the callback returns;
-/// this is the same, for the replies that fit in a send block. Everything else is as before:
-/// sends to other connections, frames over `maxFrameBytes`, TLS and outbound connections (whose
-/// reads do not take this path) and io_uring (whose send buffer must outlive the call) use the
-/// queue.
+/// this is the same, for the replies that fit in a send block: a WebSocket reply written in
+/// place (`Shard.send(_:header:headerBytes:copying:)`), or any encoded frame or response of at
+/// most `send_coalesce_max_frame_bytes` (`send(_:_:)`, `send(_:retained:)`: an HTTP response,
+/// a protocol's reply), copied. Everything else is as before: sends to other connections, a
+/// fan-out's frames, larger frames, TLS and outbound connections (whose reads do not take this
+/// path) and io_uring (whose send buffer must outlive the call) use the queue.
 ///
 /// Order: a connection's bytes go out in the order they were sent. The cork takes bytes only
 /// while its connection's queue is empty, so everything sent before them is already in the
@@ -59,6 +61,13 @@ struct ReplyCork {
         start.storeBytes(of: header.littleEndian, as: UInt64.self)
         if let source = payload.baseAddress { (start + headerBytes).copyMemory(from: source, byteCount: payload.count) }
         count = count &+ total
+    }
+
+    /// Appends bytes (an encoded frame or response). The caller checked `hasRoom(for: bytes.count)`.
+    @inline(__always) mutating func append(_ bytes: UnsafeRawBufferPointer) {
+        assert(hasRoom(for: bytes.count), "bytes that do not fit in the cork")
+        if let source = bytes.baseAddress { (buffer.unsafelyUnwrapped + count).copyMemory(from: source, byteCount: bytes.count) }
+        count = count &+ bytes.count
     }
 
     /// Room past `capacityBytes` for `append`'s 8-byte header store.

@@ -629,7 +629,7 @@ package class Shard: @unchecked Sendable {
             session._withUnsafeGuaranteedRef { tlsEnqueue(slot, $0, bytes.bytes) }
             return .queued
         }
-        settleCork(slot)
+        if slot == cork.slot && corked(slot, bytes.bytes) { return .queued }
         if coalescedBehindOthers(slot, bytes.bytes) { return .queued }
         connections[slot].queue.append(bytes)
         scheduleFlush(slot)
@@ -673,10 +673,9 @@ package class Shard: @unchecked Sendable {
             frame.release()  // corked as a copy
             return .queued
         }
-        settleCork(slot)
-        // As `SendQueue.append` ignores an empty run, and as `send(_:_:)` copies a small frame
-        // behind others.
-        if payload.count == 0 || coalescedBehindOthers(slot, payload) {
+        // As `SendQueue.append` ignores an empty run; as `send(_:_:)`, a small frame for the
+        // connection being read goes into the cork, and one behind others into a send block.
+        if payload.count == 0 || (slot == cork.slot && corked(slot, payload)) || coalescedBehindOthers(slot, payload) {
             frame.release()
             return .queued
         }
@@ -1027,6 +1026,21 @@ package class Shard: @unchecked Sendable {
     /// goes to the queue (`spillCork`). Only backends that cork (`corksReplies`) implement it.
     func writeCork(_ slot: Int) {
         preconditionFailure("writeCork on a backend that does not cork replies")
+    }
+
+    /// A copy of `bytes` for the connection being read (`slot == cork.slot`) went into the cork:
+    /// small (at most `coalesceMaxFrameBytes`, the size a send block takes a copy of), with room,
+    /// and nothing queued before it. Otherwise the cork's bytes move into the queue first, and
+    /// false: the caller queues `bytes`. Out of line: only a read's own replies come here.
+    @inline(never) private func corked(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        assert(slot == cork.slot, "a cork for another connection")
+        assert(tlsSessions?[slot] == nil, "a TLS connection's read is not corked")
+        if bytes.count <= coalesceMaxFrameBytes && cork.hasRoom(for: bytes.count) && connections[slot].queue.isEmpty {
+            cork.append(bytes)
+            return true
+        }
+        settleCork(slot)
+        return false
     }
 
     /// Before anything else is queued on, measured on or closed of the corked connection: the

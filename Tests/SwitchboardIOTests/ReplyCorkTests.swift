@@ -110,6 +110,24 @@ struct ReplyCorkTests {
         #expect(g.shards[0].metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
     }
 
+    @Test("small encoded frames (send(_:_:)) join the cork: a read's replies of both kinds are one write on epoll", arguments: backends)
+    func encodedFramesJoin(backend: IOBackendKind) throws {
+        let h = ScriptHandler()
+        let g = try Self.start(backend, handler: h)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let c = try TestClient(port: g.port)
+        try c.send("swarm\n")
+        #expect(try Self.read(c, 5) == Self.small("warm"))
+        let m = g.shards[0].metrics
+        let (sends, spills) = (m.sends.value, m.replyCorkSpills.value)
+        try c.send("sA\nL100\nsB\nL512\n")
+        let expected = Self.small("A") + ScriptHandler.pattern(100) + Self.small("B") + ScriptHandler.pattern(512)
+        #expect(try Self.read(c, expected.count) == expected)
+        #expect(m.sends.value - sends == 1, "one write for the read's four replies")
+        #expect(m.replyCorkSpills.value == spills)
+        #expect(h.refusals.value == nil)
+    }
+
     @Test("an echo's reply is one write from the cork on epoll, with no spill", arguments: backends)
     func oneWrite(backend: IOBackendKind) throws {
         let h = ScriptHandler()

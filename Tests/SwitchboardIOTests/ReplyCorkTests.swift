@@ -123,6 +123,8 @@ struct ReplyCorkTests {
         try c.send("sA\nL100\nsB\nL512\n")
         let expected = Self.small("A") + ScriptHandler.pattern(100) + Self.small("B") + ScriptHandler.pattern(512)
         #expect(try Self.read(c, expected.count) == expected)
+        // The client can read the bytes before the shard counts the write: wait for the count.
+        #expect(waitUntil { m.sends.value - sends >= 1 })
         #expect(m.sends.value - sends == 1, "one write for the read's four replies")
         #expect(m.replyCorkSpills.value == spills)
         #expect(h.refusals.value == nil)
@@ -142,6 +144,8 @@ struct ReplyCorkTests {
             try c.send("s\(i)\n")
             #expect(try Self.read(c, 1 + "\(i)".utf8.count) == Self.small("\(i)"))
         }
+        // The client can read the last reply before the shard counts its write: wait for it.
+        #expect(waitUntil { m.sends.value - sends >= 20 })
         #expect(m.sends.value - sends == 20, "one write per reply")
         #expect(m.replyCorkSpills.value == spills)
     }

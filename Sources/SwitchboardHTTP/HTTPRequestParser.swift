@@ -120,8 +120,9 @@ public struct HTTPRequestParser: Sendable {
     ///   bytes belong to the next request. After `.error`, the parser stays poisoned.
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, result: HTTPParseResult) {
         reportsHeads = false
-        let (consumed, event) = step(bytes)
-        switch event {
+        let (consumed, step) = step(bytes, bare: nil)
+        guard case .event(let event) = consume step else { preconditionFailure("a bare request without bare routes") }
+        switch consume event {
         case .needMore: return (consumed, .needMore)
         case .expectContinue: return (consumed, .expectContinue)
         case .request(let request): return (consumed, .request(request))
@@ -137,14 +138,25 @@ public struct HTTPRequestParser: Sendable {
     /// ``hasEventPending`` is true, even with no bytes left.
     public mutating func parseEvents(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
         reportsHeads = true
-        return step(bytes)
+        let (consumed, step) = step(bytes, bare: nil)
+        guard case .event(let event) = consume step else { preconditionFailure("a bare request without bare routes") }
+        return (consumed, event)
     }
 
-    private mutating func step(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
-        if case .poisoned(let error) = state { return (0, .error(error)) }
+    /// ``parseEvents(_:)``, except that a request that is bare for `routes` (see
+    /// ``HTTPBareRoutes``) is reported as `.bare`, without its Strings and header list, in
+    /// place of `.request`. Its head is validated as any other; the parser is then ready for
+    /// the next request.
+    package mutating func parseEvents(_ bytes: UnsafeRawBufferPointer, bare routes: HTTPBareRoutes) -> (consumed: Int, event: HTTPDriverEvent) {
+        reportsHeads = true
+        return step(bytes, bare: routes)
+    }
+
+    private mutating func step(_ bytes: UnsafeRawBufferPointer, bare routes: HTTPBareRoutes?) -> (consumed: Int, event: HTTPDriverEvent) {
+        if case .poisoned(let error) = state { return (0, .event(.error(error))) }
         if case .bodyEnd = state {
             finish()
-            return (0, .bodyEnd)
+            return (0, .event(.bodyEnd))
         }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return needMore(0) }
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
@@ -152,7 +164,7 @@ public struct HTTPRequestParser: Sendable {
         while offset < input.count {
             switch state {
             case .poisoned(let error):
-                return (offset, .error(error))
+                return (offset, .event(.error(error)))
 
             case .requestLine:
                 if buffer.capacity == 0 {
@@ -193,9 +205,17 @@ public struct HTTPRequestParser: Sendable {
                         if let error = field(line) { return fail(error, offset) }
                         continue
                     }
-                    if let error = headComplete() { return fail(error, offset) }
-                    if case .requestLine = state, let request = finish() { return (offset, .request(request)) }
-                    if reportsHeads, let head = pending { return (offset, .head(head)) }
+                    switch headComplete(bare: routes) {
+                    case .failure(let error):
+                        return fail(error, offset)
+                    case .bare(let bare):
+                        resetForNextRequest()
+                        return (offset, .bare(bare))
+                    case .built:
+                        break
+                    }
+                    if case .requestLine = state, let request = finish() { return (offset, .event(.request(request))) }
+                    if reportsHeads, let head = pending { return (offset, .event(.head(head))) }
                 }
 
             case .body(let remaining):
@@ -205,14 +225,14 @@ public struct HTTPRequestParser: Sendable {
                 receivedBodyBytes &+= n
                 if streaming {
                     state = n == remaining ? .bodyEnd : .body(remaining: remaining &- n)
-                    return (offset, .bodyPart(start..<offset))
+                    return (offset, .event(.bodyPart(start..<offset)))
                 }
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
                 guard n == remaining else {
                     state = .body(remaining: remaining &- n)
                     continue
                 }
-                if let request = finish() { return (offset, .request(request)) }
+                if let request = finish() { return (offset, .event(.request(request))) }
 
             case .chunkSize:
                 switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
@@ -228,7 +248,7 @@ public struct HTTPRequestParser: Sendable {
                 offset &+= n
                 receivedBodyBytes &+= n
                 state = n == remaining ? .chunkDataCR : .chunkData(remaining: remaining &- n)
-                if streaming { return (offset, .bodyPart(start..<offset)) }
+                if streaming { return (offset, .event(.bodyPart(start..<offset))) }
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
 
             case .chunkDataCR:
@@ -252,9 +272,9 @@ public struct HTTPRequestParser: Sendable {
                     }
                     if streaming {
                         finish()
-                        return (offset, .bodyEnd)
+                        return (offset, .event(.bodyEnd))
                     }
-                    if let request = finish() { return (offset, .request(request)) }
+                    if let request = finish() { return (offset, .event(.request(request))) }
                 }
 
             case .bodyEnd:
@@ -267,15 +287,15 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Results
 
-    private mutating func needMore(_ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
+    private mutating func needMore(_ consumed: Int) -> (consumed: Int, event: HTTPDriverEvent) {
         if continueDue, isReceivingBody {
             continueDue = false
-            return (consumed, .expectContinue)
+            return (consumed, .event(.expectContinue))
         }
-        return (consumed, .needMore)
+        return (consumed, .event(.needMore))
     }
 
-    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
+    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, event: HTTPDriverEvent) {
         state = .poisoned(error)
         // Nothing buffered can be used any more; give the memory back now.
         buffer = []
@@ -283,7 +303,7 @@ public struct HTTPRequestParser: Sendable {
         fields = []
         pending = nil
         streaming = false
-        return (consumed, .error(error))
+        return (consumed, .event(.error(error)))
     }
 
     /// Hands out the completed request and resets for the next one on the same connection.
@@ -297,6 +317,12 @@ public struct HTTPRequestParser: Sendable {
             return nil
         }
         swap(&request.body, &body)
+        resetForNextRequest()
+        return request
+    }
+
+    /// Resets for the next request on the same connection (the completed one handed out).
+    private mutating func resetForNextRequest() {
         state = .requestLine
         if buffer.capacity > Self.retainedBufferCapacity {
             buffer = []
@@ -313,7 +339,6 @@ public struct HTTPRequestParser: Sendable {
         continueDue = false
         receivedBodyBytes = 0
         streaming = false
-        return request
     }
 
     // MARK: - Lines
@@ -430,21 +455,33 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Head
 
-    /// Validates the framing of a complete head, builds the request and picks the body state.
-    private mutating func headComplete() -> HTTPParseError? {
-        if facts.version == .http1_1, facts.hostCount == 0 { return .badRequest("missing Host") }
+    /// What `headComplete` found.
+    private enum HeadOutcome {
+        case failure(HTTPParseError)
+        /// The request is built (`pending`).
+        case built
+        /// A bare request for the routes given (nothing is built; `pending` stays nil).
+        case bare(HTTPBareRequest)
+    }
+
+    /// Validates the framing of a complete head, builds the request (or, bare for `routes`,
+    /// only its ``HTTPBareRequest``) and picks the body state.
+    private mutating func headComplete(bare routes: HTTPBareRoutes?) -> HeadOutcome {
+        if facts.version == .http1_1, facts.hostCount == 0 { return .failure(.badRequest("missing Host")) }
         var chunked = false
         if facts.hasTransferEncoding {
-            if facts.version == .http1_0 { return .badRequest("Transfer-Encoding in HTTP/1.0") }
-            if facts.contentLength != nil { return .badRequest("Transfer-Encoding with Content-Length") }
-            if facts.transferCodingCount == 0 || facts.chunkedNotLast { return .badRequest("chunked is not the final coding") }
-            if !facts.lastCodingIsChunked || facts.hasOtherCoding { return .notImplemented("transfer coding") }
+            if facts.version == .http1_0 { return .failure(.badRequest("Transfer-Encoding in HTTP/1.0")) }
+            if facts.contentLength != nil { return .failure(.badRequest("Transfer-Encoding with Content-Length")) }
+            if facts.transferCodingCount == 0 || facts.chunkedNotLast { return .failure(.badRequest("chunked is not the final coding")) }
+            if !facts.lastCodingIsChunked || facts.hasOtherCoding { return .failure(.notImplemented("transfer coding")) }
             chunked = true
         }
         let length = facts.contentLength ?? 0
-        if length > limits.maxBodyBytes { return .bodyTooLarge }
+        if length > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
 
-        pending = buildRequest()
+        // Without a body the request is complete here: a bare one needs nothing built.
+        let bare = !chunked && length == 0 ? routes.flatMap(bareRequest) : nil
+        if bare == nil { pending = buildRequest() }
         headBytes = buffer.count
         buffer.removeAll(keepingCapacity: true)
         lineStart = 0
@@ -457,7 +494,26 @@ public struct HTTPRequestParser: Sendable {
             state = .requestLine
         }
         continueDue = facts.expectsContinue && facts.version == .http1_1 && state != .requestLine
-        return nil
+        if let bare { return .bare(bare) }
+        return .built
+    }
+
+    /// The complete head as a bare request for `routes` (see ``HTTPBareRoutes``), or nil.
+    /// The caller has checked that it has no body.
+    private func bareRequest(_ routes: HTTPBareRoutes) -> HTTPBareRequest? {
+        if facts.isUpgrade { return nil }
+        return buffer.withUnsafeBufferPointer { b -> HTTPBareRequest? in
+            let headOnly: Bool
+            if ASCII.equalsExactly(b, facts.method, "GET") {
+                headOnly = false
+            } else if ASCII.equalsExactly(b, facts.method, "HEAD") {
+                headOnly = true
+            } else {
+                return nil
+            }
+            guard let route = routes.route(b, path: facts.path) else { return nil }
+            return HTTPBareRequest(route: route, headOnly: headOnly, version: facts.version, keepAlive: facts.keepAlive)
+        }
     }
 
     /// The common methods as literals (no decoding per request); nil for the others.
@@ -481,11 +537,6 @@ public struct HTTPRequestParser: Sendable {
                 let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
                 headers.add(name: name, value: string(field.value))
             }
-            let keepAlive: Bool
-            switch facts.version {
-            case .http1_1: keepAlive = !facts.connectionClose
-            case .http1_0: keepAlive = facts.connectionKeepAlive && !facts.connectionClose
-            }
             let url = string(facts.target)
             return HTTPRequest(
                 method: Self.method(b, facts.method) ?? string(facts.method),
@@ -495,8 +546,8 @@ public struct HTTPRequestParser: Sendable {
                 query: facts.query.map(string) ?? "",
                 version: facts.version,
                 headers: headers,
-                keepAlive: keepAlive,
-                isUpgrade: facts.connectionUpgrade && facts.hasUpgrade
+                keepAlive: facts.keepAlive,
+                isUpgrade: facts.isUpgrade
             )
         }
     }

@@ -161,58 +161,76 @@ public struct HTTPRequestParser: Sendable {
         guard let base = bytes.baseAddress, bytes.count > 0 else { return needMore(0) }
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var offset = 0
+        // A head that begins in this call is read in place: its bytes so far are
+        // `input[window! ..< offset]` and `buffer` stays empty. They are copied into `buffer`
+        // (`keep`) only when the call ends before the head does; a head that arrived whole is
+        // never copied (issue 16, HTTP row). Line ranges and the facts' ranges are offsets in
+        // the head either way.
+        var window: Int? = nil
         while offset < input.count {
             switch state {
             case .poisoned(let error):
                 return (offset, .event(.error(error)))
 
             case .requestLine:
-                if buffer.capacity == 0 {
-                    // One allocation covers typical heads instead of several doublings.
-                    buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                if fields.capacity == 0 {
                     fields.reserveCapacity(max(0, min(limits.maxHeaderCount, Self.initialFieldCapacity)))
                 }
+                if window == nil && buffer.isEmpty { window = offset }
                 // A request line starts with its method (a token) or is one of the tolerated
                 // empty lines: any other first byte (a flood of NULs, TLS on a plain port) is
                 // refused at once with 400 instead of being buffered until the 414 limit.
-                if buffer.count == lineStart {
+                if headCount(window, offset) == lineStart {
                     let first = input[offset]
                     if !ASCII.isTChar(first) && first != ASCII.cr && first != ASCII.lf {
                         return fail(.badRequest("request line starts with a non-token byte"), offset)
                     }
                 }
-                switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
-                case .needMore: return needMore(offset)
+                switch takeLine(input, &offset, window: window, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore:
+                    keep(input, window, offset)
+                    return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
                     if line.isEmpty {
                         leadingEmptyLines &+= 1
                         if leadingEmptyLines > Self.maxLeadingEmptyLines { return fail(.badRequest("too many empty lines"), offset) }
-                        buffer.removeAll(keepingCapacity: true)
+                        if window != nil {
+                            window = offset
+                        } else {
+                            buffer.removeAll(keepingCapacity: true)
+                        }
                         lineStart = 0
                         continue
                     }
-                    if let error = requestLine(line) { return fail(error, offset) }
+                    if let error = withHead(input, window, offset, { $0.requestLine($1, line) }) { return fail(error, offset) }
                     state = .headers
                 }
 
             case .headers:
-                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes) {
-                case .needMore: return needMore(offset)
+                switch takeLine(input, &offset, window: window, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore:
+                    keep(input, window, offset)
+                    return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
                     if !line.isEmpty {
-                        if let error = field(line) { return fail(error, offset) }
+                        if let error = withHead(input, window, offset, { $0.field($1, line) }) { return fail(error, offset) }
                         continue
                     }
-                    switch headComplete(bare: routes) {
-                    case .failure(let error):
-                        return fail(error, offset)
-                    case .bare(let bare):
+                    let outcome = withHead(input, window, offset) { $0.headComplete($1, bare: routes) }
+                    if case .failure(let error) = outcome { return fail(error, offset) }
+                    // The head is taken: its bytes are needed no more.
+                    headBytes = headCount(window, offset)
+                    if window != nil {
+                        window = nil
+                    } else {
+                        buffer.removeAll(keepingCapacity: true)
+                    }
+                    lineStart = 0
+                    if case .bare(let bare) = outcome {
                         resetForNextRequest()
                         return (offset, .bare(bare))
-                    case .built:
-                        break
                     }
                     if case .requestLine = state, let request = finish() { return (offset, .event(.request(request))) }
                     if reportsHeads, let head = pending { return (offset, .event(.head(head))) }
@@ -235,7 +253,7 @@ public struct HTTPRequestParser: Sendable {
                 if let request = finish() { return (offset, .event(.request(request))) }
 
             case .chunkSize:
-                switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
+                switch takeLine(input, &offset, window: nil, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
@@ -262,7 +280,7 @@ public struct HTTPRequestParser: Sendable {
                 state = .chunkSize
 
             case .trailers:
-                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes &- headBytes) {
+                switch takeLine(input, &offset, window: nil, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes &- headBytes) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
@@ -282,7 +300,40 @@ public struct HTTPRequestParser: Sendable {
                 preconditionFailure("unreachable: .bodyEnd is reported before reading input")
             }
         }
+        // (A head line that ended with the input.)
+        keep(input, window, offset)
         return needMore(offset)
+    }
+
+    // MARK: - The head in place or buffered
+
+    /// Bytes of the head received so far (in place or buffered).
+    @inline(__always)
+    private func headCount(_ window: Int?, _ offset: Int) -> Int {
+        if let window { return offset &- window }
+        return buffer.count
+    }
+
+    /// Calls `body` with the head received so far: in place (`input[window..<offset]`) or
+    /// the buffer's bytes. Either way index 0 is the head's first byte.
+    @inline(__always)
+    private mutating func withHead<R>(_ input: UnsafeBufferPointer<UInt8>, _ window: Int?, _ offset: Int,
+                                      _ body: (inout Self, UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let window { return body(&self, UnsafeBufferPointer(rebasing: input[window..<offset])) }
+        let bytes = buffer // shares storage; lets `body` mutate self without overlapping access
+        return bytes.withUnsafeBufferPointer { body(&self, $0) }
+    }
+
+    /// The call ends inside a head read in place: its bytes so far go to `buffer`, where the
+    /// next call goes on with it (as if every line had been buffered).
+    private mutating func keep(_ input: UnsafeBufferPointer<UInt8>, _ window: Int?, _ offset: Int) {
+        guard let window else { return }
+        assert(buffer.isEmpty, "a head read in place while another was buffered")
+        if buffer.capacity == 0 {
+            // One allocation covers typical heads instead of several doublings.
+            buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+        }
+        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[window..<offset]))
     }
 
     // MARK: - Results
@@ -349,14 +400,15 @@ public struct HTTPRequestParser: Sendable {
         case failure(HTTPParseError)
     }
 
-    /// Moves input up to and including the next LF into `buffer`, enforcing limits before
-    /// buffering anything. Returns the completed line's range in `buffer` without its CRLF.
+    /// Moves input up to and including the next LF into `buffer` (or, for a head read in
+    /// place from `window`, past it), enforcing limits before buffering anything. Returns the
+    /// completed line's range in the head or `buffer` without its CRLF.
     ///
     /// - Parameters:
     ///   - maxContent: longest line content allowed (CRLF excluded); longer fails with `tooLong`.
-    ///   - maxBuffer: most bytes `buffer` may hold; more fails with `headersTooLarge`.
+    ///   - maxBuffer: most bytes `buffer` (or the head in place) may hold; more fails with `headersTooLarge`.
     private mutating func takeLine(
-        _ input: UnsafeBufferPointer<UInt8>, _ offset: inout Int,
+        _ input: UnsafeBufferPointer<UInt8>, _ offset: inout Int, window: Int?,
         maxContent: Int, tooLong: HTTPParseError, maxBuffer: Int?
     ) -> LineResult {
         let start = offset
@@ -368,7 +420,8 @@ public struct HTTPRequestParser: Sendable {
         if let lfPointer {
             end = base.distance(to: UnsafeRawPointer(lfPointer)) &+ 1
         }
-        let newCount = buffer.count &+ (end &- start)
+        let held = headCount(window, start)
+        let newCount = held &+ (end &- start)
         let lineLength = newCount &- lineStart
 
         // The byte before the LF (or the last byte, for a partial line) may be the CR of the CRLF.
@@ -378,8 +431,9 @@ public struct HTTPRequestParser: Sendable {
             var beforeLF: UInt8 = 0
             if end &- start >= 2 {
                 beforeLF = input[end &- 2]
-            } else if buffer.count > lineStart {
-                beforeLF = buffer[buffer.count &- 1]
+            } else if held > lineStart {
+                // In place, the head's last byte is the one before this input.
+                beforeLF = window != nil ? input[start &- 1] : buffer[buffer.count &- 1]
             }
             if beforeLF == ASCII.cr { content &-= 1 }
         } else if input[end &- 1] == ASCII.cr {
@@ -388,7 +442,7 @@ public struct HTTPRequestParser: Sendable {
         if content > maxContent { return .failure(tooLong) }
         if let maxBuffer, newCount > maxBuffer { return .failure(.headersTooLarge) }
 
-        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<end]))
+        if window == nil { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<end])) }
         offset = end
         guard complete else { return .needMore }
         guard content == lineLength &- 2 else { return .failure(.badRequest("bare LF")) }
@@ -397,10 +451,8 @@ public struct HTTPRequestParser: Sendable {
         return .line(line)
     }
 
-    private mutating func requestLine(_ line: Range<Int>) -> HTTPParseError? {
-        let bytes = buffer // shares storage; lets the closure mutate self without overlapping access
-        let parsed = bytes.withUnsafeBufferPointer { LineSyntax.requestLine($0, line) }
-        switch parsed {
+    private mutating func requestLine(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> HTTPParseError? {
+        switch LineSyntax.requestLine(b, line) {
         case .failure(let error):
             return error
         case .success(let requestLine):
@@ -413,18 +465,15 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    private mutating func field(_ line: Range<Int>) -> HTTPParseError? {
+    private mutating func field(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> HTTPParseError? {
         facts.fieldCount &+= 1
         if facts.fieldCount > limits.maxHeaderCount { return .headersTooLarge }
-        let bytes = buffer
-        return bytes.withUnsafeBufferPointer { b -> HTTPParseError? in
-            switch LineSyntax.field(b, line) {
-            case .failure(let error):
-                return error
-            case .success(let field):
-                fields.append(field)
-                return facts.note(b, name: field.name, value: field.value)
-            }
+        switch LineSyntax.field(b, line) {
+        case .failure(let error):
+            return error
+        case .success(let field):
+            fields.append(field)
+            return facts.note(b, name: field.name, value: field.value)
         }
     }
 
@@ -464,9 +513,10 @@ public struct HTTPRequestParser: Sendable {
         case bare(HTTPBareRequest)
     }
 
-    /// Validates the framing of a complete head, builds the request (or, bare for `routes`,
-    /// only its ``HTTPBareRequest``) and picks the body state.
-    private mutating func headComplete(bare routes: HTTPBareRoutes?) -> HeadOutcome {
+    /// Validates the framing of the complete head `b`, builds the request (or, bare for
+    /// `routes`, only its ``HTTPBareRequest``) and picks the body state. The caller then lets
+    /// go of the head's bytes.
+    private mutating func headComplete(_ b: UnsafeBufferPointer<UInt8>, bare routes: HTTPBareRoutes?) -> HeadOutcome {
         if facts.version == .http1_1, facts.hostCount == 0 { return .failure(.badRequest("missing Host")) }
         var chunked = false
         if facts.hasTransferEncoding {
@@ -480,11 +530,8 @@ public struct HTTPRequestParser: Sendable {
         if length > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
 
         // Without a body the request is complete here: a bare one needs nothing built.
-        let bare = !chunked && length == 0 ? routes.flatMap(bareRequest) : nil
-        if bare == nil { pending = buildRequest() }
-        headBytes = buffer.count
-        buffer.removeAll(keepingCapacity: true)
-        lineStart = 0
+        let bare = !chunked && length == 0 ? routes.flatMap { bareRequest(b, $0) } : nil
+        if bare == nil { pending = buildRequest(b) }
         if chunked {
             state = .chunkSize
         } else if length > 0 {
@@ -500,20 +547,18 @@ public struct HTTPRequestParser: Sendable {
 
     /// The complete head as a bare request for `routes` (see ``HTTPBareRoutes``), or nil.
     /// The caller has checked that it has no body.
-    private func bareRequest(_ routes: HTTPBareRoutes) -> HTTPBareRequest? {
+    private func bareRequest(_ b: UnsafeBufferPointer<UInt8>, _ routes: HTTPBareRoutes) -> HTTPBareRequest? {
         if facts.isUpgrade { return nil }
-        return buffer.withUnsafeBufferPointer { b -> HTTPBareRequest? in
-            let headOnly: Bool
-            if ASCII.equalsExactly(b, facts.method, "GET") {
-                headOnly = false
-            } else if ASCII.equalsExactly(b, facts.method, "HEAD") {
-                headOnly = true
-            } else {
-                return nil
-            }
-            guard let route = routes.route(b, path: facts.path) else { return nil }
-            return HTTPBareRequest(route: route, headOnly: headOnly, version: facts.version, keepAlive: facts.keepAlive)
+        let headOnly: Bool
+        if ASCII.equalsExactly(b, facts.method, "GET") {
+            headOnly = false
+        } else if ASCII.equalsExactly(b, facts.method, "HEAD") {
+            headOnly = true
+        } else {
+            return nil
         }
+        guard let route = routes.route(b, path: facts.path) else { return nil }
+        return HTTPBareRequest(route: route, headOnly: headOnly, version: facts.version, keepAlive: facts.keepAlive)
     }
 
     /// The common methods as literals (no decoding per request); nil for the others.
@@ -524,31 +569,29 @@ public struct HTTPRequestParser: Sendable {
         return nil
     }
 
-    private func buildRequest() -> HTTPRequest {
-        buffer.withUnsafeBufferPointer { b in
-            func string(_ r: Range<Int>) -> String {
-                String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
-            }
-            var headers = HTTPHeaders(minimumCapacity: fields.count)
-            for field in fields {
-                // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
-                // common names are literals too (`CommonFieldNames`); this shape, `Host` checked
-                // here, keeps `GET /health` at its count (a `??` here cost a retain per request).
-                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
-                headers.add(name: name, value: string(field.value))
-            }
-            let url = string(facts.target)
-            return HTTPRequest(
-                method: Self.method(b, facts.method) ?? string(facts.method),
-                url: url,
-                // Origin-form without a query (most requests): the path is the whole target.
-                path: facts.path.isEmpty ? "/" : facts.path == facts.target ? url : string(facts.path),
-                query: facts.query.map(string) ?? "",
-                version: facts.version,
-                headers: headers,
-                keepAlive: facts.keepAlive,
-                isUpgrade: facts.isUpgrade
-            )
+    private func buildRequest(_ b: UnsafeBufferPointer<UInt8>) -> HTTPRequest {
+        func string(_ r: Range<Int>) -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
         }
+        var headers = HTTPHeaders(minimumCapacity: fields.count)
+        for field in fields {
+            // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
+            // common names are literals too (`CommonFieldNames`); this shape, `Host` checked
+            // here, keeps `GET /health` at its count (a `??` here cost a retain per request).
+            let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
+            headers.add(name: name, value: string(field.value))
+        }
+        let url = string(facts.target)
+        return HTTPRequest(
+            method: Self.method(b, facts.method) ?? string(facts.method),
+            url: url,
+            // Origin-form without a query (most requests): the path is the whole target.
+            path: facts.path.isEmpty ? "/" : facts.path == facts.target ? url : string(facts.path),
+            query: facts.query.map(string) ?? "",
+            version: facts.version,
+            headers: headers,
+            keepAlive: facts.keepAlive,
+            isUpgrade: facts.isUpgrade
+        )
     }
 }

@@ -1,0 +1,50 @@
+import Testing
+@testable import SwitchboardHTTP
+
+/// A head that arrives whole is parsed in place (never copied into the parser's buffer); one
+/// cut by the end of a read is copied and continued from the buffer. Both must give the same
+/// requests and errors, wherever the cut is.
+@Suite struct HeadInPlaceTests {
+    static let streams: [String] = [
+        "GET /a?b=c HTTP/1.1\r\nHost: h\r\nX-Long: " + String(repeating: "v", count: 40) + "\r\n\r\n",
+        "\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\nHEAD /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /after HTTP/1.1\r\nHost: h\r\n\r\n",
+        "POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nT: 1\r\n\r\nGET /n HTTP/1.1\r\nHost: h\r\n\r\n",
+        "GET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n",
+        // Errors: bare LF inside the head, a bad field value byte, a bad request-line byte.
+        "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\r\nX: a\u{7F}b\r\n\r\n",
+        "GET /a\u{1}b HTTP/1.1\r\nHost: h\r\n\r\n",
+    ]
+
+    @Test(arguments: streams)
+    func everyCutGivesTheSameEvents(stream: String) {
+        let input = bytes(stream)
+        let whole = parseWhole(input)
+        #expect(!whole.isEmpty)
+        for cut in 0...input.count {
+            var parser = HTTPRequestParser()
+            var events: [Event] = []
+            var offsets: [Int] = []
+            feed(&parser, Array(input[..<cut]), events: &events, offsets: &offsets)
+            if case .error = events.last {} else {
+                feed(&parser, Array(input[cut...]), events: &events, offsets: &offsets, base: cut)
+            }
+            #expect(withoutContinue(events) == withoutContinue(whole), "cut at \(cut)")
+        }
+    }
+
+    /// The limits count the head in place as they count the buffered one.
+    @Test func limitsAtTheirEdgeWholeAndCut() {
+        let limits = HTTPLimits(maxRequestLineBytes: 25, maxHeaderBytes: 40)
+        let line = "GET /" + String(repeating: "a", count: 11) + " HTTP/1.1\r\n"  // 25 bytes and CRLF
+        let fits = line + "Host: h\r\n\r\n"
+        #expect(bytes(line).count == 27 && bytes(fits).count <= 40)
+        #expect(parseWhole(bytes(fits), limits: limits).first?.request?.path == "/" + String(repeating: "a", count: 11))
+        let long = errorOf(bytes("GET /" + String(repeating: "a", count: 12) + " HTTP/1.1\r\nHost: h\r\n\r\n"), limits: limits)
+        #expect(long.whole == .uriTooLong && long.split == .uriTooLong)
+        let tooLarge = line + "Host: h\r\nX: " + String(repeating: "y", count: 20) + "\r\n\r\n"
+        let errors = errorOf(bytes(tooLarge), limits: limits)
+        #expect(errors.whole == .headersTooLarge && errors.split == .headersTooLarge)
+    }
+}

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 // Requests a server answers from the request line alone (its built-in routes: health,
 // metrics), handed out by the parser without the Strings and the header list of an
 // `HTTPRequest` (issue 16, HTTP row: building them and destroying them was ~1,400 user
@@ -19,36 +25,44 @@
 /// bytes that differ. A configured path with a byte outside ASCII therefore ends the lookup
 /// there: a request it could answer, or one after it could, is built and routed the general way.
 package struct HTTPBareRoutes: Sendable {
-    /// The paths' bytes in order; nil for a path that is not ASCII (it stops the lookup).
-    private let paths: [[UInt8]?]
+    /// The paths' bytes one after another, in order, up to the first path that is not ASCII
+    /// (the lookup stops there). One array: an array of arrays cost a retain per lookup.
+    private let bytes: [UInt8]
+    /// Where each path ends in `bytes` (it starts where the one before it ends).
+    private let ends: [Int]
 
     /// Routes for `paths`, in precedence order. An empty path matches nothing (no request's
     /// path is empty: an empty one is `/`).
     package init(paths: [String]) {
-        self.paths = paths.map { path in
-            let bytes = Array(path.utf8)
-            return bytes.allSatisfy { $0 < 0x80 } ? bytes : nil
+        var bytes: [UInt8] = []
+        var ends: [Int] = []
+        for path in paths {
+            guard path.utf8.allSatisfy({ $0 < 0x80 }) else { break }
+            bytes += path.utf8
+            ends.append(bytes.count)
         }
+        self.bytes = bytes
+        self.ends = ends
     }
 
     /// The index of the first path equal to `b[path]` (`/` when the range is empty), or nil
-    /// when none is, or a non-ASCII path comes first.
+    /// when none is (or a non-ASCII path comes first).
     func route(_ b: UnsafeBufferPointer<UInt8>, path: Range<Int>) -> Int? {
-        for index in paths.indices {
-            guard let candidate = paths[index] else { return nil }
-            let equal = candidate.withUnsafeBufferPointer { c -> Bool in
-                if path.isEmpty { return c.count == 1 && c[0] == ASCII.slash }
-                guard c.count == path.count else { return false }
-                var i = 0
-                for index in path {
-                    if b[index] != c[i] { return false }
-                    i &+= 1
+        let count = path.isEmpty ? 1 : path.count
+        return bytes.withUnsafeBufferPointer { all -> Int? in
+            var start = 0
+            for index in ends.indices {
+                let end = ends[index]
+                if end &- start == count {
+                    let candidate = all.baseAddress! + start
+                    if path.isEmpty ? candidate.pointee == ASCII.slash : memcmp(candidate, b.baseAddress! + path.lowerBound, count) == 0 {
+                        return index
+                    }
                 }
-                return true
+                start = end
             }
-            if equal { return index }
+            return nil
         }
-        return nil
     }
 }
 

@@ -28,9 +28,12 @@ enum LineSyntax {
         guard i < end else { return .failure(.badRequest("missing request-target")) }
         i &+= 1
         let targetStart = i
+        // The first `?`, found on the way: an origin-form target splits there.
+        var question: Int? = nil
         while i < end, b[i] != ASCII.sp {
             let c = b[i]
             guard c > 0x20, c != 0x7F else { return .failure(.badRequest("invalid byte in request-target")) }
+            if c == ASCII.question && question == nil { question = i }
             i &+= 1
         }
         let target = targetStart..<i
@@ -44,7 +47,11 @@ enum LineSyntax {
 
         let first = b[target.lowerBound]
         if first == ASCII.slash {
-            // origin-form
+            // origin-form: `RequestTarget.split`'s answer (no authority; the path ends at the
+            // first `?`), without a second pass over the target.
+            let path = question.map { target.lowerBound..<$0 } ?? target
+            let query = question.map { ($0 &+ 1)..<target.upperBound }
+            return .success(RequestLine(method: method, target: target, path: path, query: query, version: version))
         } else if first == ASCII.star, target.count == 1 {
             // Methods are case-sensitive, so this is an exact comparison.
             guard ASCII.equalsExactly(b, method, "OPTIONS") else { return .failure(.badRequest("asterisk-form only for OPTIONS")) }
@@ -89,9 +96,7 @@ enum LineSyntax {
         let name = line.lowerBound..<i
         guard !name.isEmpty else { return .failure(.badRequest("empty field name")) }
         let raw = (i &+ 1)..<end
-        for index in raw where !ASCII.isFieldValueByte(b[index]) {
-            return .failure(.badRequest("invalid byte in field value"))
-        }
+        guard ASCII.allFieldValueBytes(b, raw) else { return .failure(.badRequest("invalid byte in field value")) }
         return .success(FieldRange(name: name, value: ASCII.trimOWS(b, raw)))
     }
 

@@ -48,3 +48,56 @@ import Testing
         #expect(errors.whole == .headersTooLarge && errors.split == .headersTooLarge)
     }
 }
+
+@Suite struct ByteScanTests {
+    /// The eight-bytes-at-a-time scan agrees with the byte test for every byte value at every
+    /// position of every length up to 20, and from every start offset.
+    @Test func allFieldValueBytesAgreesWithTheByteTest() {
+        for length in 0...20 {
+            for position in 0..<max(length, 1) {
+                for value in 0...255 {
+                    var line = [UInt8](repeating: UInt8(ascii: "v"), count: length + 3)
+                    if length > 0 { line[position + 3] = UInt8(value) }
+                    let range = 3..<(3 + length)
+                    let expected = range.allSatisfy { ASCII.isFieldValueByte(line[$0]) }
+                    let got = line.withUnsafeBufferPointer { ASCII.allFieldValueBytes($0, range) }
+                    if got != expected {
+                        Issue.record("length \(length), byte \(value) at \(position): \(got)")
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    /// Words the shortcut may flag without a bad byte in them are still accepted.
+    @Test func mayHoldControlNeverMissesAndFalseAlarmsAreHarmless() {
+        for value in 0...255 {
+            for position in 0..<8 {
+                var word: UInt64 = 0x6161_6161_6161_6161
+                word &= ~(UInt64(0xFF) << (8 * UInt64(position)))
+                word |= UInt64(value) << (8 * UInt64(position))
+                if value < 0x20 || value == 0x7F { #expect(ASCII.mayHoldControl(word)) }
+            }
+        }
+        // 0x80 and up are obs-text: accepted, whatever the shortcut says.
+        let high = [UInt8](repeating: 0xFF, count: 16) + [0x80, 0x9F, 0xA0, 0x20, 0x09, 0x7E, 0x21, 0xC3]
+        #expect(high.withUnsafeBufferPointer { ASCII.allFieldValueBytes($0, 0..<$0.count) })
+    }
+
+    /// An origin-form target is split on the way through the request line: the same ranges
+    /// as `RequestTarget.split`.
+    @Test(arguments: ["/", "/a", "/?", "/a?", "/a?b", "/a?b?c", "/??", "/a/b/c?x=1&y=2", "/%3F?q"])
+    func originFormSplitMatchesRequestTarget(target: String) throws {
+        let line = bytes("GET \(target) HTTP/1.1")
+        try line.withUnsafeBufferPointer { b in
+            guard case .success(let parsed) = LineSyntax.requestLine(b, 0..<b.count) else {
+                Issue.record("not parsed"); return
+            }
+            let (path, query) = RequestTarget.split(b, parsed.target)
+            #expect(parsed.path == path)
+            #expect(parsed.query == query)
+            _ = try #require(Optional(parsed))
+        }
+    }
+}

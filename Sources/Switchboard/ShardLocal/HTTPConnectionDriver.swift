@@ -81,6 +81,10 @@ final class HTTPConnectionDriver {
                 }
                 metrics.requests.increment()
                 respondBuiltin(bare, on: id, session)
+                // A complete request leaves no event pending (the parser waits for the next
+                // request line): the loop's `hasEventPending` (a copy of the whole parser,
+                // ~70 instructions) is not needed at the end of the read.
+                if offset == bytes.count { return bytes.count }
                 continue
             case .event(let event):
                 result = event

@@ -34,6 +34,19 @@ import Testing
         }
     }
 
+    /// Each request's headers are its own: the field-range list keeps entries from longer
+    /// heads before it (overwritten in turn), trailers counted as fields included.
+    @Test func eachRequestHasOnlyItsOwnFields() throws {
+        let stream = "GET /1 HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n"
+            + "GET /2 HTTP/1.1\r\nHost: h\r\n\r\n"
+            + "POST /3 HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\nT1: a\r\nT2: b\r\n\r\n"
+            + "GET /4 HTTP/1.1\r\nHost: h\r\nD: 4\r\n\r\n"
+        for events in [parseWhole(bytes(stream)), parseByteByByte(bytes(stream))] {
+            let names = events.map { $0.request.map { Array($0.headers).map(\.name) } ?? [] }
+            #expect(names == [["Host", "A", "B", "C"], ["Host"], ["Host", "Transfer-Encoding"], ["Host", "D"]])
+        }
+    }
+
     /// The limits count the head in place as they count the buffered one.
     @Test func limitsAtTheirEdgeWholeAndCut() {
         let limits = HTTPLimits(maxRequestLineBytes: 25, maxHeaderBytes: 40)

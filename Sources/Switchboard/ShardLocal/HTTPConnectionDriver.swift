@@ -9,6 +9,11 @@ import SwitchboardWebSocket
 /// Shard thread only.
 final class HTTPConnectionDriver {
     unowned(unsafe) let shard: Shard
+    /// The same shard for the calls made once per request (`onShard`): through
+    /// `_withUnsafeGuaranteedRef` a call takes no retain and release of the shard, which an
+    /// `unowned(unsafe)` reference costs around each call (the shard owns this driver, through
+    /// its dispatcher, and outlives it). As `WebSocketConnectionDriver.shardReference`.
+    private let shardReference: Unmanaged<Shard>
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let configuration: BrokerConfiguration
@@ -34,6 +39,7 @@ final class HTTPConnectionDriver {
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, configuration: BrokerConfiguration,
          routes: BuiltinRoutes, webSockets: WebSocketConnectionDriver) {
         self.shard = shard
+        shardReference = .passUnretained(shard)
         self.table = table
         self.metrics = metrics
         self.configuration = configuration
@@ -49,6 +55,10 @@ final class HTTPConnectionDriver {
                                                      allowedOrigins: ws.allowedOrigins)
         responses = ResponseCache(sendsDate: configuration.sendDateHeader, health: BuiltinRoutes.health)
         refreshDate()
+    }
+
+    @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
+        shardReference._withUnsafeGuaranteedRef(body)
     }
 
     func makeSession() -> HTTPSession { HTTPSession(limits: configuration.http) }
@@ -208,7 +218,7 @@ final class HTTPConnectionDriver {
     /// pending limit. Returns the request's keep-alive (false while draining), or nil when it
     /// was refused (answered 503, the connection closing).
     private func admit(keepAlive requested: Bool, streamed: Bool, on id: SocketID, _ session: HTTPSession) -> Bool? {
-        let keepAlive = requested && !shard.isDraining
+        let keepAlive = requested && !onShard { $0.isDraining }
         // After a request without keep-alive nothing more is read; its response closes.
         if !keepAlive && !streamed { session.lifecycle = .finished }
         guard session.pending.count < configuration.maxPendingResponsesPerConnection else {
@@ -263,7 +273,8 @@ final class HTTPConnectionDriver {
     /// Queues a serialized response (with status `status`, for the metrics).
     private func send(_ bytes: OutboundBytes, status: Int, on id: SocketID, _ session: HTTPSession) {
         metrics.countResponse(status: status)
-        if shard.send(id, bytes) == .overLimit {
+        // (`if case`: `==` on the other module's enum was a call through its Equatable witness.)
+        if case .overLimit = onShard({ $0.send(id, bytes) }) {
             // The client is not reading its responses: a pipelining client that never reads
             // would otherwise grow the queue without bound.
             metrics.responseTooLarge.increment()

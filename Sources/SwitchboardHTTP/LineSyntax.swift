@@ -14,6 +14,9 @@ enum LineSyntax {
     static let maxMethodBytes = 32
     /// Hex digits in a chunk size: 16 covers every size a 64-bit length can hold.
     static let maxChunkSizeDigits = 16
+    /// `HTTP/1.1` and `HTTP/1.0` as little-endian words (the first byte lowest).
+    static let http1_1Bytes: UInt64 = 0x312E_312F_5054_5448
+    static let http1_0Bytes: UInt64 = 0x302E_312F_5054_5448
 
     /// `method SP request-target SP HTTP-version`, single spaces only.
     static func requestLine(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> Result<RequestLine, HTTPParseError> {
@@ -68,6 +71,13 @@ enum LineSyntax {
     /// `HTTP/1.1` and `HTTP/1.0` are accepted; other `HTTP/d.d` are unsupported (505); anything else is malformed.
     static func version(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Result<HTTPVersion, HTTPParseError> {
         let s = r.lowerBound
+        if r.count == 8 {
+            // The two accepted versions, their eight bytes compared at once (the checks below
+            // give the same answers for them).
+            let word = UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + s).loadUnaligned(as: UInt64.self))
+            if word == http1_1Bytes { return .success(.http1_1) }
+            if word == http1_0Bytes { return .success(.http1_0) }
+        }
         guard r.count == 8,
               b[s] == 0x48, b[s &+ 1] == 0x54, b[s &+ 2] == 0x54, b[s &+ 3] == 0x50, b[s &+ 4] == ASCII.slash,
               b[s &+ 6] == 0x2E

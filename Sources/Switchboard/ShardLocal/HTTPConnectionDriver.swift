@@ -234,7 +234,7 @@ final class HTTPConnectionDriver {
                                on id: SocketID, _ session: HTTPSession) {
         if route == .health, keepAlive, !headOnly, version == .http1_1, session.pending.isEmpty {
             // The usual health check: the shard's shared bytes, what `answer` would write.
-            send(responses.keepAliveHealthBytes(), status: 200, on: id, session)
+            send(retained: responses.retainedKeepAliveHealthBytes(), status: 200, on: id, session)
         } else {
             answer(routes.response(route), keepAlive: keepAlive, headOnly: headOnly, version: version, on: id, session)
         }
@@ -273,8 +273,18 @@ final class HTTPConnectionDriver {
     /// Queues a serialized response (with status `status`, for the metrics).
     private func send(_ bytes: OutboundBytes, status: Int, on id: SocketID, _ session: HTTPSession) {
         metrics.countResponse(status: status)
+        sent(onShard { $0.send(id, bytes) }, on: id, session)
+    }
+
+    /// `send` for a +1 reference to the bytes, which the shard takes over whatever the result.
+    private func send(retained bytes: Unmanaged<OutboundBytes.Storage>, status: Int, on id: SocketID, _ session: HTTPSession) {
+        metrics.countResponse(status: status)
+        sent(onShard { $0.send(id, retained: bytes) }, on: id, session)
+    }
+
+    @inline(__always) private func sent(_ result: SendResult, on id: SocketID, _ session: HTTPSession) {
         // (`if case`: `==` on the other module's enum was a call through its Equatable witness.)
-        if case .overLimit = onShard({ $0.send(id, bytes) }) {
+        if case .overLimit = result {
             // The client is not reading its responses: a pipelining client that never reads
             // would otherwise grow the queue without bound.
             metrics.responseTooLarge.increment()

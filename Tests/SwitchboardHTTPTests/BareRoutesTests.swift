@@ -106,4 +106,17 @@ import Testing
         #expect(outcomes("GET /health HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n") == [.error(.badRequest("duplicate Host"))])
         #expect(outcomes("GET /health HTTP/1.1\r\nHost: h\r\n\r\nGET /health HTTP/1.1\nHost: h\r\n\r\n") == [bare(0), .error(.badRequest("bare LF"))])
     }
+
+    /// Every row of BAD_INPUTS.md is rejected with its status on the bare path too, whole and
+    /// byte by byte, with routes for its paths (`/`, the rows' usual target) in place.
+    @Test(arguments: badInputs)
+    func badInputsRejectedOnTheBarePath(_ input: BadInput) {
+        // (The rows are written as Strings: their bytes are their UTF-8.)
+        let got = outcomes(String(decoding: input.raw, as: UTF8.self), ["/", "/health", "/x"])
+        guard case .error(let error) = got.last else {
+            Issue.record("not rejected: \(got)")
+            return
+        }
+        #expect(error.status == input.expected.status)
+    }
 }

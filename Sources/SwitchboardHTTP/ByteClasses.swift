@@ -31,6 +31,46 @@ package enum ASCII {
         (b >= 0x20 && b != 0x7F) || b == htab
     }
 
+    /// Whether every byte of `bytes[range]` is a field-value byte (``isFieldValueByte(_:)``),
+    /// eight at a time: a word with no byte below 0x20 and none equal to 0x7F holds only
+    /// field-value bytes (0x80-0xFF are obs-text, allowed); a word with one (HTAB included,
+    /// which is allowed) is checked byte by byte, as is the tail. A value's bytes cost ~1.5
+    /// instructions each instead of ~11 (issue 16, HTTP row).
+    static func allFieldValueBytes(_ bytes: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
+        assert(range.lowerBound >= 0 && range.upperBound <= bytes.count, "a range outside the bytes")
+        var i = range.lowerBound
+        let end = range.upperBound
+        if end &- i >= 8 {
+            let base = UnsafeRawPointer(bytes.baseAddress!)
+            repeat {
+                let word = UInt64(littleEndian: base.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                if mayHoldControl(word) {
+                    for index in i..<(i &+ 8) where !isFieldValueByte(bytes[index]) { return false }
+                }
+                i &+= 8
+            } while end &- i >= 8
+        }
+        while i < end {
+            if !isFieldValueByte(bytes[i]) { return false }
+            i &+= 1
+        }
+        return true
+    }
+
+    /// Whether some byte of `word` is below 0x20 or is 0x7F; never false when one is (it
+    /// may be true when none is: the caller then checks each byte). A byte below 0x20 borrows
+    /// out of its own subtraction with its high bit clear, so its high bit is set in
+    /// `(word - 0x20…) & ~word`; bytes under the lowest such byte borrow nothing into it. 0x7F
+    /// is the zero byte of `word ^ 0x7F…`, found the same way with 0x01.
+    @inline(__always)
+    static func mayHoldControl(_ word: UInt64) -> Bool {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let below20 = (word &- 0x2020_2020_2020_2020) & ~word & high
+        let del = word ^ 0x7F7F_7F7F_7F7F_7F7F
+        let is7F = (del &- 0x0101_0101_0101_0101) & ~del & high
+        return below20 | is7F != 0
+    }
+
     @inline(__always)
     static func isOWS(_ b: UInt8) -> Bool { b == sp || b == htab }
 

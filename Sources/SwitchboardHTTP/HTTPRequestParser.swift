@@ -45,7 +45,7 @@ public struct HTTPRequestParser: Sendable {
     static let retainedBufferCapacity = 4096
     /// Typical browser and API-client heads fit in this.
     static let initialBufferCapacity = 1024
-    /// Field ranges reserved with the head buffer: a WebSocket upgrade has 5 to ~12 fields, and
+    /// Field ranges reserved at the first request: a WebSocket upgrade has 5 to ~12 fields, and
     /// growing from empty reallocated the list 4 times for 5 (kept across keep-alive requests).
     static let initialFieldCapacity = 8
     /// Reserve at most this much for a declared body up front: a declared length costs the peer nothing.
@@ -59,6 +59,10 @@ public struct HTTPRequestParser: Sendable {
     private var lineStart = 0
     private var leadingEmptyLines = 0
     private var facts = HeadFacts()
+    /// The current head's field ranges are `fields[..<facts.fieldCount]`. Entries past that
+    /// are left from earlier heads on the connection and overwritten in turn: emptying the
+    /// list per request cost a `replaceSubrange` (~70 instructions); the memory is the same
+    /// as the capacity it kept. At most `maxHeaderCount` entries.
     private var fields: [FieldRange] = []
     /// Size of the completed head; trailers are charged against what remains of maxHeaderBytes.
     private var headBytes = 0
@@ -120,8 +124,9 @@ public struct HTTPRequestParser: Sendable {
     ///   bytes belong to the next request. After `.error`, the parser stays poisoned.
     public mutating func parse(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, result: HTTPParseResult) {
         reportsHeads = false
-        let (consumed, event) = step(bytes)
-        switch event {
+        let (consumed, step) = step(bytes, bare: nil)
+        guard case .event(let event) = consume step else { preconditionFailure("a bare request without bare routes") }
+        switch consume event {
         case .needMore: return (consumed, .needMore)
         case .expectContinue: return (consumed, .expectContinue)
         case .request(let request): return (consumed, .request(request))
@@ -137,65 +142,102 @@ public struct HTTPRequestParser: Sendable {
     /// ``hasEventPending`` is true, even with no bytes left.
     public mutating func parseEvents(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
         reportsHeads = true
-        return step(bytes)
+        let (consumed, step) = step(bytes, bare: nil)
+        guard case .event(let event) = consume step else { preconditionFailure("a bare request without bare routes") }
+        return (consumed, event)
     }
 
-    private mutating func step(_ bytes: UnsafeRawBufferPointer) -> (consumed: Int, event: HTTPParseEvent) {
-        if case .poisoned(let error) = state { return (0, .error(error)) }
+    /// ``parseEvents(_:)``, except that a request that is bare for `routes` (see
+    /// ``HTTPBareRoutes``) is reported as `.bare`, without its Strings and header list, in
+    /// place of `.request`. Its head is validated as any other; the parser is then ready for
+    /// the next request.
+    package mutating func parseEvents(_ bytes: UnsafeRawBufferPointer, bare routes: HTTPBareRoutes) -> (consumed: Int, event: HTTPDriverEvent) {
+        reportsHeads = true
+        return step(bytes, bare: routes)
+    }
+
+    private mutating func step(_ bytes: UnsafeRawBufferPointer, bare routes: HTTPBareRoutes?) -> (consumed: Int, event: HTTPDriverEvent) {
+        if case .poisoned(let error) = state { return (0, .event(.error(error))) }
         if case .bodyEnd = state {
             finish()
-            return (0, .bodyEnd)
+            return (0, .event(.bodyEnd))
         }
         guard let base = bytes.baseAddress, bytes.count > 0 else { return needMore(0) }
         let input = UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: bytes.count)
         var offset = 0
+        // A head that begins in this call is read in place: its bytes so far are
+        // `input[window! ..< offset]` and `buffer` stays empty. They are copied into `buffer`
+        // (`keep`) only when the call ends before the head does; a head that arrived whole is
+        // never copied (issue 16, HTTP row). Line ranges and the facts' ranges are offsets in
+        // the head either way.
+        var window: Int? = nil
         while offset < input.count {
             switch state {
             case .poisoned(let error):
-                return (offset, .error(error))
+                return (offset, .event(.error(error)))
 
             case .requestLine:
-                if buffer.capacity == 0 {
-                    // One allocation covers typical heads instead of several doublings.
-                    buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+                if fields.capacity == 0 {
                     fields.reserveCapacity(max(0, min(limits.maxHeaderCount, Self.initialFieldCapacity)))
                 }
+                if window == nil && buffer.isEmpty { window = offset }
                 // A request line starts with its method (a token) or is one of the tolerated
                 // empty lines: any other first byte (a flood of NULs, TLS on a plain port) is
                 // refused at once with 400 instead of being buffered until the 414 limit.
-                if buffer.count == lineStart {
+                if headCount(window, offset) == lineStart {
                     let first = input[offset]
                     if !ASCII.isTChar(first) && first != ASCII.cr && first != ASCII.lf {
                         return fail(.badRequest("request line starts with a non-token byte"), offset)
                     }
                 }
-                switch takeLine(input, &offset, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
-                case .needMore: return needMore(offset)
+                switch takeLine(input, &offset, window: window, maxContent: limits.maxRequestLineBytes, tooLong: .uriTooLong, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore:
+                    keep(input, window, offset)
+                    return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
                     if line.isEmpty {
                         leadingEmptyLines &+= 1
                         if leadingEmptyLines > Self.maxLeadingEmptyLines { return fail(.badRequest("too many empty lines"), offset) }
-                        buffer.removeAll(keepingCapacity: true)
+                        if window != nil {
+                            window = offset
+                        } else {
+                            buffer.removeAll(keepingCapacity: true)
+                        }
                         lineStart = 0
                         continue
                     }
-                    if let error = requestLine(line) { return fail(error, offset) }
+                    if let error = withHead(input, window, offset, { $0.requestLine($1, line) }) { return fail(error, offset) }
                     state = .headers
                 }
 
             case .headers:
-                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes) {
-                case .needMore: return needMore(offset)
+                switch takeLine(input, &offset, window: window, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes) {
+                case .needMore:
+                    keep(input, window, offset)
+                    return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
                     if !line.isEmpty {
-                        if let error = field(line) { return fail(error, offset) }
+                        if let error = withHead(input, window, offset, { $0.field($1, line) }) { return fail(error, offset) }
                         continue
                     }
-                    if let error = headComplete() { return fail(error, offset) }
-                    if case .requestLine = state, let request = finish() { return (offset, .request(request)) }
-                    if reportsHeads, let head = pending { return (offset, .head(head)) }
+                    let outcome = withHead(input, window, offset) { $0.headComplete($1, bare: routes) }
+                    if case .failure(let error) = outcome { return fail(error, offset) }
+                    // The head is taken: its bytes are needed no more.
+                    headBytes = headCount(window, offset)
+                    if window != nil {
+                        window = nil
+                    } else {
+                        buffer.removeAll(keepingCapacity: true)
+                    }
+                    lineStart = 0
+                    if case .bare(let bare) = outcome {
+                        resetForNextRequest()
+                        return (offset, .bare(bare))
+                    }
+                    if case .requestLine = state, let request = finish() { return (offset, .event(.request(request))) }
+                    if reportsHeads, let head = pending { return (offset, .event(.head(head))) }
                 }
 
             case .body(let remaining):
@@ -205,17 +247,17 @@ public struct HTTPRequestParser: Sendable {
                 receivedBodyBytes &+= n
                 if streaming {
                     state = n == remaining ? .bodyEnd : .body(remaining: remaining &- n)
-                    return (offset, .bodyPart(start..<offset))
+                    return (offset, .event(.bodyPart(start..<offset)))
                 }
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
                 guard n == remaining else {
                     state = .body(remaining: remaining &- n)
                     continue
                 }
-                if let request = finish() { return (offset, .request(request)) }
+                if let request = finish() { return (offset, .event(.request(request))) }
 
             case .chunkSize:
-                switch takeLine(input, &offset, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
+                switch takeLine(input, &offset, window: nil, maxContent: limits.maxChunkLineBytes, tooLong: .badRequest("chunk line too long"), maxBuffer: nil) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
@@ -228,7 +270,7 @@ public struct HTTPRequestParser: Sendable {
                 offset &+= n
                 receivedBodyBytes &+= n
                 state = n == remaining ? .chunkDataCR : .chunkData(remaining: remaining &- n)
-                if streaming { return (offset, .bodyPart(start..<offset)) }
+                if streaming { return (offset, .event(.bodyPart(start..<offset))) }
                 body.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<offset]))
 
             case .chunkDataCR:
@@ -242,7 +284,7 @@ public struct HTTPRequestParser: Sendable {
                 state = .chunkSize
 
             case .trailers:
-                switch takeLine(input, &offset, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes &- headBytes) {
+                switch takeLine(input, &offset, window: nil, maxContent: .max, tooLong: .headersTooLarge, maxBuffer: limits.maxHeaderBytes &- headBytes) {
                 case .needMore: return needMore(offset)
                 case .failure(let error): return fail(error, offset)
                 case .line(let line):
@@ -252,9 +294,9 @@ public struct HTTPRequestParser: Sendable {
                     }
                     if streaming {
                         finish()
-                        return (offset, .bodyEnd)
+                        return (offset, .event(.bodyEnd))
                     }
-                    if let request = finish() { return (offset, .request(request)) }
+                    if let request = finish() { return (offset, .event(.request(request))) }
                 }
 
             case .bodyEnd:
@@ -262,20 +304,53 @@ public struct HTTPRequestParser: Sendable {
                 preconditionFailure("unreachable: .bodyEnd is reported before reading input")
             }
         }
+        // (A head line that ended with the input.)
+        keep(input, window, offset)
         return needMore(offset)
+    }
+
+    // MARK: - The head in place or buffered
+
+    /// Bytes of the head received so far (in place or buffered).
+    @inline(__always)
+    private func headCount(_ window: Int?, _ offset: Int) -> Int {
+        if let window { return offset &- window }
+        return buffer.count
+    }
+
+    /// Calls `body` with the head received so far: in place (`input[window..<offset]`) or
+    /// the buffer's bytes. Either way index 0 is the head's first byte.
+    @inline(__always)
+    private mutating func withHead<R>(_ input: UnsafeBufferPointer<UInt8>, _ window: Int?, _ offset: Int,
+                                      _ body: (inout Self, UnsafeBufferPointer<UInt8>) -> R) -> R {
+        if let window { return body(&self, UnsafeBufferPointer(rebasing: input[window..<offset])) }
+        let bytes = buffer // shares storage; lets `body` mutate self without overlapping access
+        return bytes.withUnsafeBufferPointer { body(&self, $0) }
+    }
+
+    /// The call ends inside a head read in place: its bytes so far go to `buffer`, where the
+    /// next call goes on with it (as if every line had been buffered).
+    private mutating func keep(_ input: UnsafeBufferPointer<UInt8>, _ window: Int?, _ offset: Int) {
+        guard let window else { return }
+        assert(buffer.isEmpty, "a head read in place while another was buffered")
+        if buffer.capacity == 0 {
+            // One allocation covers typical heads instead of several doublings.
+            buffer.reserveCapacity(min(limits.maxHeaderBytes, Self.initialBufferCapacity))
+        }
+        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[window..<offset]))
     }
 
     // MARK: - Results
 
-    private mutating func needMore(_ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
+    private mutating func needMore(_ consumed: Int) -> (consumed: Int, event: HTTPDriverEvent) {
         if continueDue, isReceivingBody {
             continueDue = false
-            return (consumed, .expectContinue)
+            return (consumed, .event(.expectContinue))
         }
-        return (consumed, .needMore)
+        return (consumed, .event(.needMore))
     }
 
-    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, event: HTTPParseEvent) {
+    private mutating func fail(_ error: HTTPParseError, _ consumed: Int) -> (consumed: Int, event: HTTPDriverEvent) {
         state = .poisoned(error)
         // Nothing buffered can be used any more; give the memory back now.
         buffer = []
@@ -283,7 +358,7 @@ public struct HTTPRequestParser: Sendable {
         fields = []
         pending = nil
         streaming = false
-        return (consumed, .error(error))
+        return (consumed, .event(.error(error)))
     }
 
     /// Hands out the completed request and resets for the next one on the same connection.
@@ -297,6 +372,12 @@ public struct HTTPRequestParser: Sendable {
             return nil
         }
         swap(&request.body, &body)
+        resetForNextRequest()
+        return request
+    }
+
+    /// Resets for the next request on the same connection (the completed one handed out).
+    private mutating func resetForNextRequest() {
         state = .requestLine
         if buffer.capacity > Self.retainedBufferCapacity {
             buffer = []
@@ -305,7 +386,6 @@ public struct HTTPRequestParser: Sendable {
             // still costs a uniqueness check and a replaceSubrange.)
             buffer.removeAll(keepingCapacity: true)
         }
-        fields.removeAll(keepingCapacity: true)
         lineStart = 0
         leadingEmptyLines = 0
         headBytes = 0
@@ -313,7 +393,6 @@ public struct HTTPRequestParser: Sendable {
         continueDue = false
         receivedBodyBytes = 0
         streaming = false
-        return request
     }
 
     // MARK: - Lines
@@ -324,14 +403,15 @@ public struct HTTPRequestParser: Sendable {
         case failure(HTTPParseError)
     }
 
-    /// Moves input up to and including the next LF into `buffer`, enforcing limits before
-    /// buffering anything. Returns the completed line's range in `buffer` without its CRLF.
+    /// Moves input up to and including the next LF into `buffer` (or, for a head read in
+    /// place from `window`, past it), enforcing limits before buffering anything. Returns the
+    /// completed line's range in the head or `buffer` without its CRLF.
     ///
     /// - Parameters:
     ///   - maxContent: longest line content allowed (CRLF excluded); longer fails with `tooLong`.
-    ///   - maxBuffer: most bytes `buffer` may hold; more fails with `headersTooLarge`.
+    ///   - maxBuffer: most bytes `buffer` (or the head in place) may hold; more fails with `headersTooLarge`.
     private mutating func takeLine(
-        _ input: UnsafeBufferPointer<UInt8>, _ offset: inout Int,
+        _ input: UnsafeBufferPointer<UInt8>, _ offset: inout Int, window: Int?,
         maxContent: Int, tooLong: HTTPParseError, maxBuffer: Int?
     ) -> LineResult {
         let start = offset
@@ -343,7 +423,8 @@ public struct HTTPRequestParser: Sendable {
         if let lfPointer {
             end = base.distance(to: UnsafeRawPointer(lfPointer)) &+ 1
         }
-        let newCount = buffer.count &+ (end &- start)
+        let held = headCount(window, start)
+        let newCount = held &+ (end &- start)
         let lineLength = newCount &- lineStart
 
         // The byte before the LF (or the last byte, for a partial line) may be the CR of the CRLF.
@@ -353,8 +434,9 @@ public struct HTTPRequestParser: Sendable {
             var beforeLF: UInt8 = 0
             if end &- start >= 2 {
                 beforeLF = input[end &- 2]
-            } else if buffer.count > lineStart {
-                beforeLF = buffer[buffer.count &- 1]
+            } else if held > lineStart {
+                // In place, the head's last byte is the one before this input.
+                beforeLF = window != nil ? input[start &- 1] : buffer[buffer.count &- 1]
             }
             if beforeLF == ASCII.cr { content &-= 1 }
         } else if input[end &- 1] == ASCII.cr {
@@ -363,7 +445,7 @@ public struct HTTPRequestParser: Sendable {
         if content > maxContent { return .failure(tooLong) }
         if let maxBuffer, newCount > maxBuffer { return .failure(.headersTooLarge) }
 
-        buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<end]))
+        if window == nil { buffer.append(contentsOf: UnsafeBufferPointer(rebasing: input[start..<end])) }
         offset = end
         guard complete else { return .needMore }
         guard content == lineLength &- 2 else { return .failure(.badRequest("bare LF")) }
@@ -372,10 +454,8 @@ public struct HTTPRequestParser: Sendable {
         return .line(line)
     }
 
-    private mutating func requestLine(_ line: Range<Int>) -> HTTPParseError? {
-        let bytes = buffer // shares storage; lets the closure mutate self without overlapping access
-        let parsed = bytes.withUnsafeBufferPointer { LineSyntax.requestLine($0, line) }
-        switch parsed {
+    private mutating func requestLine(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> HTTPParseError? {
+        switch LineSyntax.requestLine(b, line) {
         case .failure(let error):
             return error
         case .success(let requestLine):
@@ -388,18 +468,21 @@ public struct HTTPRequestParser: Sendable {
         }
     }
 
-    private mutating func field(_ line: Range<Int>) -> HTTPParseError? {
+    private mutating func field(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> HTTPParseError? {
         facts.fieldCount &+= 1
         if facts.fieldCount > limits.maxHeaderCount { return .headersTooLarge }
-        let bytes = buffer
-        return bytes.withUnsafeBufferPointer { b -> HTTPParseError? in
-            switch LineSyntax.field(b, line) {
-            case .failure(let error):
-                return error
-            case .success(let field):
+        switch LineSyntax.field(b, line) {
+        case .failure(let error):
+            return error
+        case .success(let field):
+            let index = facts.fieldCount &- 1
+            if index < fields.count {
+                fields[index] = field
+            } else {
+                assert(index == fields.count, "a field range skipped")
                 fields.append(field)
-                return facts.note(b, name: field.name, value: field.value)
             }
+            return facts.note(b, name: field.name, value: field.value)
         }
     }
 
@@ -430,24 +513,34 @@ public struct HTTPRequestParser: Sendable {
 
     // MARK: - Head
 
-    /// Validates the framing of a complete head, builds the request and picks the body state.
-    private mutating func headComplete() -> HTTPParseError? {
-        if facts.version == .http1_1, facts.hostCount == 0 { return .badRequest("missing Host") }
+    /// What `headComplete` found.
+    private enum HeadOutcome {
+        case failure(HTTPParseError)
+        /// The request is built (`pending`).
+        case built
+        /// A bare request for the routes given (nothing is built; `pending` stays nil).
+        case bare(HTTPBareRequest)
+    }
+
+    /// Validates the framing of the complete head `b`, builds the request (or, bare for
+    /// `routes`, only its ``HTTPBareRequest``) and picks the body state. The caller then lets
+    /// go of the head's bytes.
+    private mutating func headComplete(_ b: UnsafeBufferPointer<UInt8>, bare routes: HTTPBareRoutes?) -> HeadOutcome {
+        if facts.version == .http1_1, facts.hostCount == 0 { return .failure(.badRequest("missing Host")) }
         var chunked = false
         if facts.hasTransferEncoding {
-            if facts.version == .http1_0 { return .badRequest("Transfer-Encoding in HTTP/1.0") }
-            if facts.contentLength != nil { return .badRequest("Transfer-Encoding with Content-Length") }
-            if facts.transferCodingCount == 0 || facts.chunkedNotLast { return .badRequest("chunked is not the final coding") }
-            if !facts.lastCodingIsChunked || facts.hasOtherCoding { return .notImplemented("transfer coding") }
+            if facts.version == .http1_0 { return .failure(.badRequest("Transfer-Encoding in HTTP/1.0")) }
+            if facts.contentLength != nil { return .failure(.badRequest("Transfer-Encoding with Content-Length")) }
+            if facts.transferCodingCount == 0 || facts.chunkedNotLast { return .failure(.badRequest("chunked is not the final coding")) }
+            if !facts.lastCodingIsChunked || facts.hasOtherCoding { return .failure(.notImplemented("transfer coding")) }
             chunked = true
         }
         let length = facts.contentLength ?? 0
-        if length > limits.maxBodyBytes { return .bodyTooLarge }
+        if length > limits.maxBodyBytes { return .failure(.bodyTooLarge) }
 
-        pending = buildRequest()
-        headBytes = buffer.count
-        buffer.removeAll(keepingCapacity: true)
-        lineStart = 0
+        // Without a body the request is complete here: a bare one needs nothing built.
+        let bare = !chunked && length == 0 ? routes.flatMap { bareRequest(b, $0) } : nil
+        if bare == nil { pending = buildRequest(b) }
         if chunked {
             state = .chunkSize
         } else if length > 0 {
@@ -457,7 +550,26 @@ public struct HTTPRequestParser: Sendable {
             state = .requestLine
         }
         continueDue = facts.expectsContinue && facts.version == .http1_1 && state != .requestLine
-        return nil
+        if let bare { return .bare(bare) }
+        return .built
+    }
+
+    /// The complete head as a bare request for `routes` (see ``HTTPBareRoutes``), or nil.
+    /// The caller has checked that it has no body. (Inlined: a call copied the whole parser
+    /// for it, ~70 instructions.)
+    @inline(__always)
+    private func bareRequest(_ b: UnsafeBufferPointer<UInt8>, _ routes: HTTPBareRoutes) -> HTTPBareRequest? {
+        if facts.isUpgrade { return nil }
+        let headOnly: Bool
+        if ASCII.equalsExactly(b, facts.method, "GET") {
+            headOnly = false
+        } else if ASCII.equalsExactly(b, facts.method, "HEAD") {
+            headOnly = true
+        } else {
+            return nil
+        }
+        guard let route = routes.route(b, path: facts.path) else { return nil }
+        return HTTPBareRequest(route: route, headOnly: headOnly, version: facts.version, keepAlive: facts.keepAlive)
     }
 
     /// The common methods as literals (no decoding per request); nil for the others.
@@ -468,36 +580,30 @@ public struct HTTPRequestParser: Sendable {
         return nil
     }
 
-    private func buildRequest() -> HTTPRequest {
-        buffer.withUnsafeBufferPointer { b in
-            func string(_ r: Range<Int>) -> String {
-                String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
-            }
-            var headers = HTTPHeaders(minimumCapacity: fields.count)
-            for field in fields {
-                // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
-                // common names are literals too (`CommonFieldNames`); this shape, `Host` checked
-                // here, keeps `GET /health` at its count (a `??` here cost a retain per request).
-                let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
-                headers.add(name: name, value: string(field.value))
-            }
-            let keepAlive: Bool
-            switch facts.version {
-            case .http1_1: keepAlive = !facts.connectionClose
-            case .http1_0: keepAlive = facts.connectionKeepAlive && !facts.connectionClose
-            }
-            let url = string(facts.target)
-            return HTTPRequest(
-                method: Self.method(b, facts.method) ?? string(facts.method),
-                url: url,
-                // Origin-form without a query (most requests): the path is the whole target.
-                path: facts.path.isEmpty ? "/" : facts.path == facts.target ? url : string(facts.path),
-                query: facts.query.map(string) ?? "",
-                version: facts.version,
-                headers: headers,
-                keepAlive: keepAlive,
-                isUpgrade: facts.connectionUpgrade && facts.hasUpgrade
-            )
+    private func buildRequest(_ b: UnsafeBufferPointer<UInt8>) -> HTTPRequest {
+        func string(_ r: Range<Int>) -> String {
+            String(decoding: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self)
         }
+        var headers = HTTPHeaders(minimumCapacity: facts.fieldCount)
+        for index in 0..<facts.fieldCount {
+            let field = fields[index]
+            // `Host` is in every HTTP/1.1 request: a literal costs no decoding. The other
+            // common names are literals too (`CommonFieldNames`); this shape, `Host` checked
+            // here, keeps `GET /health` at its count (a `??` here cost a retain per request).
+            let name = ASCII.equalsExactly(b, field.name, "Host") ? "Host" : CommonFieldNames.name(b, field.name)
+            headers.add(name: name, value: string(field.value))
+        }
+        let url = string(facts.target)
+        return HTTPRequest(
+            method: Self.method(b, facts.method) ?? string(facts.method),
+            url: url,
+            // Origin-form without a query (most requests): the path is the whole target.
+            path: facts.path.isEmpty ? "/" : facts.path == facts.target ? url : string(facts.path),
+            query: facts.query.map(string) ?? "",
+            version: facts.version,
+            headers: headers,
+            keepAlive: facts.keepAlive,
+            isUpgrade: facts.isUpgrade
+        )
     }
 }

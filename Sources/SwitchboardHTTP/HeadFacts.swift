@@ -29,6 +29,18 @@ struct HeadFacts {
     var hasUpgrade = false
     var expectsContinue = false
 
+    /// As ``HTTPRequest/keepAlive``: HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+    /// `Connection: keep-alive` (and no `close`).
+    var keepAlive: Bool {
+        switch version {
+        case .http1_1: return !connectionClose
+        case .http1_0: return connectionKeepAlive && !connectionClose
+        }
+    }
+
+    /// As ``HTTPRequest/isUpgrade``: `Connection` holds `upgrade` and an `Upgrade` field is present.
+    var isUpgrade: Bool { connectionUpgrade && hasUpgrade }
+
     /// Records what a validated field means for framing and connection handling.
     /// Returns an error for framing fields that are malformed or contradictory.
     mutating func note(_ b: UnsafeBufferPointer<UInt8>, name: Range<Int>, value: Range<Int>) -> HTTPParseError? {

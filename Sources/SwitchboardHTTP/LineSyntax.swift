@@ -14,6 +14,9 @@ enum LineSyntax {
     static let maxMethodBytes = 32
     /// Hex digits in a chunk size: 16 covers every size a 64-bit length can hold.
     static let maxChunkSizeDigits = 16
+    /// `HTTP/1.1` and `HTTP/1.0` as little-endian words (the first byte lowest).
+    static let http1_1Bytes: UInt64 = 0x312E_312F_5054_5448
+    static let http1_0Bytes: UInt64 = 0x302E_312F_5054_5448
 
     /// `method SP request-target SP HTTP-version`, single spaces only.
     static func requestLine(_ b: UnsafeBufferPointer<UInt8>, _ line: Range<Int>) -> Result<RequestLine, HTTPParseError> {
@@ -28,9 +31,12 @@ enum LineSyntax {
         guard i < end else { return .failure(.badRequest("missing request-target")) }
         i &+= 1
         let targetStart = i
+        // The first `?`, found on the way: an origin-form target splits there.
+        var question: Int? = nil
         while i < end, b[i] != ASCII.sp {
             let c = b[i]
             guard c > 0x20, c != 0x7F else { return .failure(.badRequest("invalid byte in request-target")) }
+            if c == ASCII.question && question == nil { question = i }
             i &+= 1
         }
         let target = targetStart..<i
@@ -44,7 +50,11 @@ enum LineSyntax {
 
         let first = b[target.lowerBound]
         if first == ASCII.slash {
-            // origin-form
+            // origin-form: `RequestTarget.split`'s answer (no authority; the path ends at the
+            // first `?`), without a second pass over the target.
+            let path = question.map { target.lowerBound..<$0 } ?? target
+            let query = question.map { ($0 &+ 1)..<target.upperBound }
+            return .success(RequestLine(method: method, target: target, path: path, query: query, version: version))
         } else if first == ASCII.star, target.count == 1 {
             // Methods are case-sensitive, so this is an exact comparison.
             guard ASCII.equalsExactly(b, method, "OPTIONS") else { return .failure(.badRequest("asterisk-form only for OPTIONS")) }
@@ -61,6 +71,13 @@ enum LineSyntax {
     /// `HTTP/1.1` and `HTTP/1.0` are accepted; other `HTTP/d.d` are unsupported (505); anything else is malformed.
     static func version(_ b: UnsafeBufferPointer<UInt8>, _ r: Range<Int>) -> Result<HTTPVersion, HTTPParseError> {
         let s = r.lowerBound
+        if r.count == 8 {
+            // The two accepted versions, their eight bytes compared at once (the checks below
+            // give the same answers for them).
+            let word = UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + s).loadUnaligned(as: UInt64.self))
+            if word == http1_1Bytes { return .success(.http1_1) }
+            if word == http1_0Bytes { return .success(.http1_0) }
+        }
         guard r.count == 8,
               b[s] == 0x48, b[s &+ 1] == 0x54, b[s &+ 2] == 0x54, b[s &+ 3] == 0x50, b[s &+ 4] == ASCII.slash,
               b[s &+ 6] == 0x2E
@@ -89,9 +106,7 @@ enum LineSyntax {
         let name = line.lowerBound..<i
         guard !name.isEmpty else { return .failure(.badRequest("empty field name")) }
         let raw = (i &+ 1)..<end
-        for index in raw where !ASCII.isFieldValueByte(b[index]) {
-            return .failure(.badRequest("invalid byte in field value"))
-        }
+        guard ASCII.allFieldValueBytes(b, raw) else { return .failure(.badRequest("invalid byte in field value")) }
         return .success(FieldRange(name: name, value: ASCII.trimOWS(b, raw)))
     }
 

@@ -84,6 +84,10 @@
 
     @inlinable package init(storage: Storage) { self.storage = storage }
 
+    /// A +1 reference to the heap block, for `Shard.send(_:retained:)` (the queue takes it
+    /// over); this value keeps its own.
+    @inlinable package func retainedStorage() -> Unmanaged<Storage> { .passRetained(storage) }
+
     /// A block's bytes, read without copying the reference (valid while the caller holds one).
     @inlinable package static func bytes(of storage: Storage) -> UnsafeRawBufferPointer {
         let count = storage.withUnsafeMutablePointerToHeader { $0.pointee }

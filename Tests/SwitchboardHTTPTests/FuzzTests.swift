@@ -165,4 +165,91 @@ private struct SplitMix64 {
         }
         #expect(bodies > 400, "streamed bodies: \(bodies)")
     }
+
+    /// The broker's bare path (`parseEvents(_:bare:)`: a built-in route's request without its
+    /// Strings and header list) must report exactly the requests the general path would
+    /// route there, with the same facts, and everything else exactly as the general path does,
+    /// for any split of the stream.
+    @Test func bareRoutesAgreeWithBuilt() {
+        var rng = SplitMix64(state: 0xBA8E_0001)
+        let paths = ["/health", "/metrics", "/"]
+        let routes = HTTPBareRoutes(paths: paths)
+        let bareSeeds: [[UInt8]] = [
+            "GET /health HTTP/1.1\r\nHost: h\r\n\r\n",
+            "HEAD /metrics?x=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /health HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n",
+            "GET http://h HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+            "GET HTTPS://h/health?q HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\n",
+        ].map { Array($0.utf8) }
+        let corpus = Self.seeds + bareSeeds + badInputs.map(\.raw).filter { $0.count < 600 }
+        var bare = 0
+        var built = 0
+        for iteration in 0..<20_000 {
+            let base = rng.below(2) == 0 ? bareSeeds[rng.below(bareSeeds.count)] : corpus[rng.below(corpus.count)]
+            let input = rng.below(4) == 0 ? base : mutate(base, &rng)
+            // What the general path routes to a bare route, written from the public request.
+            let expected = run(input, chunks: [input.count + 1]).events.map { event -> BareEvent in
+                switch event {
+                case .request(let r):
+                    if r.method == "GET" || r.method == "HEAD", !r.isUpgrade, r.body.isEmpty,
+                       !r.headers.contains(name: "Transfer-Encoding"),
+                       let route = paths.firstIndex(where: { Array($0.utf8) == Array(r.path.utf8) }) {
+                        return .bare(HTTPBareRequest(route: route, headOnly: r.method == "HEAD", version: r.version, keepAlive: r.keepAlive))
+                    }
+                    return .request(r)
+                case .error(let e): return .error(e)
+                case .expectContinue: return .expectContinue
+                }
+            }.filter { $0 != .expectContinue }
+            let step = rng.below(3) == 0 ? input.count + 1 : 1 + rng.below(24)
+            let got = bareEvents(input, step: step, routes: routes)
+            if got != expected {
+                Issue.record("bare path differs at iteration \(iteration), step \(step): \(input)\n\(expected)\n\(got)")
+                return
+            }
+            for e in got {
+                if case .bare = e { bare += 1 } else if case .request = e { built += 1 }
+            }
+        }
+        #expect(bare > 2_000, "bare: \(bare)")
+        #expect(built > 2_000, "built: \(built)")
+    }
+
+    private enum BareEvent: Equatable {
+        case request(RequestSummary)
+        case bare(HTTPBareRequest)
+        case error(HTTPParseError)
+        case expectContinue
+    }
+
+    /// Feeds `input` `step` bytes per call to `parseEvents(_:bare:)`, bodies buffered (heads
+    /// and 100-continue skipped), as the broker's driver does.
+    private func bareEvents(_ input: [UInt8], step: Int, routes: HTTPBareRoutes) -> [BareEvent] {
+        var parser = HTTPRequestParser(limits: Self.limits)
+        var events: [BareEvent] = []
+        var start = 0
+        while start < input.count || parser.hasEventPending {
+            let end = min(input.count, start + step)
+            let piece = Array(input[start..<end])
+            var stop = false
+            piece.withUnsafeBytes { raw in
+                var offset = 0
+                repeat {
+                    let (consumed, event) = parser.parseEvents(UnsafeRawBufferPointer(rebasing: raw[offset...]), bare: routes)
+                    offset += consumed
+                    switch event {
+                    case .bare(let b):
+                        events.append(.bare(b))
+                        if parser.hasPartialRequest { Issue.record("a bare request left the parser mid-request") }
+                    case .event(.request(let r)): events.append(.request(RequestSummary(r)))
+                    case .event(.error(let e)): events.append(.error(e)); stop = true
+                    case .event(.needMore), .event(.expectContinue), .event(.head): break
+                    case .event(.bodyPart), .event(.bodyEnd): Issue.record("a body streamed without streamBody()"); stop = true
+                    }
+                } while !stop && (offset < raw.count || parser.hasEventPending)
+            }
+            if stop { break }
+            start = end
+        }
+        return events
+    }
 }

@@ -197,6 +197,29 @@ struct DeferredResponseTests {
         #expect(box.count == 4, "the request after the refusal is never read")
     }
 
+    /// Built-in routes' requests come out of the parser bare (no request built) unless they
+    /// have a body or upgrade headers: both kinds are queued behind owed answers, in order,
+    /// and count against the pending limit alike.
+    @Test("health behind deferred answers, bare and built: queued in order, the pending limit applies to both", arguments: backends)
+    func healthBehindDeferred(backend: IOBackendKind) throws {
+        let box = SlotBox()
+        let server = try server(backend, box) { $0.maxPendingResponsesPerConnection = 4 }
+        defer { server.stop() }
+        let health = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}"
+        let c = try server.client()
+        try c.send(get("/defer/0") + get("/defer/1") + get("/health") + get("/health", "Connection: upgrade\r\nUpgrade: h2c\r\n")
+                   + get("/health") + get("/n/never"))
+        #expect(waitUntil { box.count == 2 && server.metric("switchboard_http_pending_limit_hits_total") == 1 })
+        for i in 0..<2 { box[i]!.respond(deferredAnswer(i)) }
+        for i in 0..<2 { #expect(try c.readResponse().raw == Array(expectedDeferredBytes(i).utf8)) }
+        #expect(try c.readResponse().text == health)
+        #expect(try c.readResponse().text == health)
+        let refusal = try c.readResponse()
+        #expect(refusal.status == 503 && refusal.header("Connection") == "close")
+        #expect(c.isClosedByServer())
+        #expect(server.metric("switchboard_http_requests_total") == 5, "the request after the refusal is never read")
+    }
+
     @Test("shutdown: an answer owed when draining begins still goes out, then the connection closes", arguments: backends)
     func answeredWhileDraining(backend: IOBackendKind) throws {
         let box = SlotBox()

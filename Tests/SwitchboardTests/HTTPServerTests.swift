@@ -150,6 +150,64 @@ struct HTTPServerTests {
         #expect(server.metric("switchboard_http_responses_2xx_total") == 5)
     }
 
+    /// Built-in routes' requests come out of the parser bare (nothing built) unless they have
+    /// a body or upgrade headers (then the request is built and routed the general way): the
+    /// same bytes on every framing either way.
+    @Test("built-in routes: bare requests and built ones get the same bytes", arguments: backends)
+    func bareAndBuilt(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1)
+        defer { server.stop() }
+        // (bare request, the same with upgrade headers, the same with a body): the answer, read to its end when it closes.
+        let framings: [(request: (String) -> String, headOnly: Bool, closes: Bool)] = [
+            ({ "GET /health HTTP/1.1\r\nHost: t\r\n\($0)\r\n" }, false, false),
+            ({ "HEAD /health HTTP/1.1\r\nHost: t\r\n\($0)\r\n" }, true, false),
+            ({ "GET http://t/health?x=1 HTTP/1.1\r\nHost: t\r\n\($0)\r\n" }, false, false),
+            ({ "GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\($0)\r\n" }, false, false),
+            ({ "GET /health HTTP/1.0\r\n\($0)\r\n" }, false, true),
+            ({ "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\($0)\r\n" }, false, true),
+        ]
+        let variants = ["", "Connection: upgrade\r\nUpgrade: h2c\r\n", "Content-Length: 1\r\n"]
+        for framing in framings {
+            var answers: [String] = []
+            for extra in variants {
+                let c = try server.client()
+                var request = framing.request(extra)
+                if extra.hasPrefix("Content-Length") { request += "x" }
+                try c.send(request)
+                if framing.closes {
+                    answers.append(String(decoding: try c.readToEnd(), as: UTF8.self))
+                } else {
+                    answers.append(try c.readResponse(headOnly: framing.headOnly).text)
+                }
+            }
+            #expect(answers[0].hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"), "\(answers[0])")
+            #expect(answers[1] == answers[0] && answers[2] == answers[0], "\(framing.request(""))\n\(answers)")
+        }
+        #expect(server.metric("switchboard_http_requests_total") == framings.count * variants.count)
+        #expect(server.metric("switchboard_http_responses_2xx_total") == framings.count * variants.count)
+        // The metrics route goes the same way (its body changes between requests).
+        let m = try server.client()
+        try m.send(get("/metrics") + get("/metrics", "Connection: upgrade\r\nUpgrade: h2c\r\n"))
+        for _ in 0..<2 {
+            let r = try m.readResponse()
+            #expect(r.status == 200 && r.header("Content-Type") == "text/plain; version=0.0.4")
+        }
+    }
+
+    /// A String compares by canonical equivalence: `/\u{212A}` (KELVIN SIGN) is the path `/K`.
+    /// Such a request is not bare (bytes decide only for ASCII); routed the general way, it
+    /// still reaches the health route, as it did before requests came out bare.
+    @Test("a non-ASCII path canonically equal to the health path is still health", arguments: backends)
+    func canonicallyEqualPath(backend: IOBackendKind) throws {
+        let server = try ServerFixture(backend: backend, shards: 1) { $0.healthPath = "/K" }
+        defer { server.stop() }
+        let c = try server.client()
+        try c.send(get("/\u{212A}") + get("/K"))
+        let kelvin = try c.readResponse().text
+        #expect(kelvin.hasPrefix("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"))
+        #expect(try c.readResponse().text == kelvin)
+    }
+
     @Test("health with the Date header: the shared bytes carry the current date", arguments: backends)
     func healthDate(backend: IOBackendKind) throws {
         let server = try ServerFixture(backend: backend, shards: 1) { $0.sendDateHeader = true }

@@ -39,6 +39,23 @@ struct ResponseCacheTests {
         #expect(first.array == health(date: "Sun, 09 Sep 2001 01:46:40 GMT"))
     }
 
+    /// The driver's path: a +1 reference the send queue takes over. The same block as
+    /// `keepAliveHealthBytes()`, made on first use whichever is called first.
+    @Test("the retained health bytes are the shared block")
+    func retainedBytes() {
+        var cache = ResponseCache(sendsDate: true, health: BuiltinRoutes.health)
+        cache.refresh(unixSeconds: second)
+        let first = OutboundBytes(storage: cache.retainedKeepAliveHealthBytes().takeRetainedValue())
+        #expect(first.array == health(date: "Sun, 09 Sep 2001 01:46:40 GMT"))
+        #expect(cache.keepAliveHealthBytes().base == first.base)
+        let again = OutboundBytes(storage: cache.retainedKeepAliveHealthBytes().takeRetainedValue())
+        #expect(again.base == first.base)
+        cache.refresh(unixSeconds: second + 1)
+        let next = OutboundBytes(storage: cache.retainedKeepAliveHealthBytes().takeRetainedValue())
+        #expect(next.base != first.base && next.array == health(date: "Sun, 09 Sep 2001 01:46:41 GMT"))
+        #expect(first.array == health(date: "Sun, 09 Sep 2001 01:46:40 GMT"))
+    }
+
     @Test("without Date (send_date_header false) the bytes never change")
     func withoutDate() {
         var cache = ResponseCache(sendsDate: false, health: BuiltinRoutes.health)

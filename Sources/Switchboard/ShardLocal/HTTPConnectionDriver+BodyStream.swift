@@ -10,10 +10,15 @@ import SwitchboardIO
 /// `streamClosed` (the client left), each ending the stream with its ``RequestBodyError``.
 /// While a body streams, the request timer measures the time since the last part (it stops
 /// while paused: then the consumer is the slow one, and the deferred-response timeout bounds it).
+///
+/// The four entry points from `receive` are out of line (`@inline(never)`): inlined there, they
+/// cost every read their continuation types' metadata lookups and kept the built-in route's
+/// answer out of line (issue 16, HTTP row: ~80 instructions per `GET /health`).
 extension HTTPConnectionDriver {
     /// At a `.head`: asks the handler, and on `.streamed` runs it with the stream. False keeps
     /// the buffered path. When the handler answered at once, the stream has ended already
     /// (`answeredEarly`) and the connection closes after the answer: `session.stream` is nil.
+    @inline(never)
     func startStream(_ head: ParsedRequest, on id: SocketID, _ session: HTTPSession) -> Bool {
         // Upgrades and requests over the pending limit go the buffered way (refused as before).
         if head.isUpgrade && head.headers.containsToken("websocket", in: "Upgrade") && configuration.webSocket.routes(head.path) { return false }
@@ -50,6 +55,7 @@ extension HTTPConnectionDriver {
         return budget
     }
 
+    @inline(never)
     func bodyPart(_ bytes: UnsafeRawBufferPointer, on id: SocketID, _ session: HTTPSession) {
         guard let active = session.stream else {
             assertionFailure("a body part with no stream")
@@ -64,6 +70,7 @@ extension HTTPConnectionDriver {
         }
     }
 
+    @inline(never)
     func bodyEnd(on id: SocketID, _ session: HTTPSession) {
         guard let active = session.stream else {
             assertionFailure("a body end with no stream")
@@ -80,6 +87,7 @@ extension HTTPConnectionDriver {
 
     /// The streamed request fails with `response` (in its turn, in place of the handler's
     /// answer if that is still owed), the stream with `reason`; the connection closes after it.
+    @inline(never)
     func abortStream(_ active: ActiveBodyStream, _ reason: RequestBodyError, _ response: WireResponse,
                      on id: SocketID, _ session: HTTPSession) {
         session.stream = nil

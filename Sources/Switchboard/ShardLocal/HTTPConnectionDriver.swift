@@ -9,10 +9,17 @@ import SwitchboardWebSocket
 /// Shard thread only.
 final class HTTPConnectionDriver {
     unowned(unsafe) let shard: Shard
+    /// The same shard for the calls made once per request (`onShard`): through
+    /// `_withUnsafeGuaranteedRef` a call takes no retain and release of the shard, which an
+    /// `unowned(unsafe)` reference costs around each call (the shard owns this driver, through
+    /// its dispatcher, and outlives it). As `WebSocketConnectionDriver.shardReference`.
+    private let shardReference: Unmanaged<Shard>
     let table: ConnectionTable
     let metrics: ProtocolMetrics
     let configuration: BrokerConfiguration
     let routes: BuiltinRoutes
+    /// `routes.bare`, kept here: passed to the parser on every read.
+    private let bareRoutes: HTTPBareRoutes
     unowned(unsafe) let webSockets: WebSocketConnectionDriver
     /// The handler's context (to pass to `handleHttpRequest`); set with `worker`.
     unowned(unsafe) var context: ShardContext!
@@ -32,10 +39,12 @@ final class HTTPConnectionDriver {
     init(shard: Shard, table: ConnectionTable, metrics: ProtocolMetrics, configuration: BrokerConfiguration,
          routes: BuiltinRoutes, webSockets: WebSocketConnectionDriver) {
         self.shard = shard
+        shardReference = .passUnretained(shard)
         self.table = table
         self.metrics = metrics
         self.configuration = configuration
         self.routes = routes
+        bareRoutes = routes.bare
         self.webSockets = webSockets
         let ws = configuration.webSocket
         webSocketSettings = WebSocketCodecSettings(
@@ -46,6 +55,10 @@ final class HTTPConnectionDriver {
                                                      allowedOrigins: ws.allowedOrigins)
         responses = ResponseCache(sendsDate: configuration.sendDateHeader, health: BuiltinRoutes.health)
         refreshDate()
+    }
+
+    @inline(__always) private func onShard<R>(_ body: (Shard) -> R) -> R {
+        shardReference._withUnsafeGuaranteedRef(body)
     }
 
     func makeSession() -> HTTPSession { HTTPSession(limits: configuration.http) }
@@ -65,8 +78,27 @@ final class HTTPConnectionDriver {
         while offset < bytes.count || session.parser.hasEventPending {
             guard session.lifecycle != .finished else { return bytes.count }
             let start = offset
-            let (consumed, result) = session.parser.parseEvents(UnsafeRawBufferPointer(rebasing: bytes[offset...]))
+            let (consumed, step) = session.parser.parseEvents(UnsafeRawBufferPointer(rebasing: bytes[offset...]), bare: bareRoutes)
             offset += consumed
+            let result: HTTPParseEvent
+            switch consume step {
+            case .bare(let bare):
+                // A built-in route's request (GET/HEAD, no body, not an upgrade, the route's
+                // path): answered from the request line, as `.request` below would answer it.
+                if session.lifecycle == .receiving {
+                    session.lifecycle = .idle
+                    shard.cancelRequestTimer(id)
+                }
+                metrics.requests.increment()
+                respondBuiltin(bare, on: id, session)
+                // A complete request leaves no event pending (the parser waits for the next
+                // request line): the loop's `hasEventPending` (a copy of the whole parser,
+                // ~70 instructions) is not needed at the end of the read.
+                if offset == bytes.count { return bytes.count }
+                continue
+            case .event(let event):
+                result = event
+            }
             // Consumed: the request is moved out of the event, not copied (a retain per String).
             switch consume result {
             case .needMore:
@@ -135,24 +167,12 @@ final class HTTPConnectionDriver {
     /// its body is still to come, so reading goes on even without keep-alive.
     @discardableResult
     func respond(to request: ParsedRequest, prepared: WorkerRequest? = nil, on id: SocketID, _ session: HTTPSession) -> UInt64? {
-        let keepAlive = request.keepAlive && !shard.isDraining
-        // After a request without keep-alive nothing more is read; its response closes.
-        if !keepAlive && prepared == nil { session.lifecycle = .finished }
         let headOnly = request.method == "HEAD"
-        guard session.pending.count < configuration.maxPendingResponsesPerConnection else {
-            metrics.pendingLimitHits.increment()
-            fail(id, session, .plain(503, "Too many pending responses on this connection\n"))
-            return nil
-        }
+        guard let keepAlive = admit(keepAlive: request.keepAlive, streamed: prepared != nil, on: id, session) else { return nil }
         // A streamed request answered at once leaves its body unread: the connection closes.
         let keepAliveIfAtOnce = keepAlive && prepared == nil
         if let route = routes.route(for: request) {
-            if route == .health, keepAliveIfAtOnce, !headOnly, request.version == .http1_1, session.pending.isEmpty {
-                // The usual health check: the shard's shared bytes, what `answer` would write.
-                send(responses.keepAliveHealthBytes(), status: 200, on: id, session)
-            } else {
-                answer(routes.response(route), keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
-            }
+            answerBuiltin(route, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
             return nil
         }
         assert(handling == nil, "handleHttpRequest re-entered")
@@ -181,6 +201,43 @@ final class HTTPConnectionDriver {
             answer(response, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
         }
         return nil
+    }
+
+    /// `respond` for a bare request (a built-in route's, from the request line alone): the
+    /// same steps, with the route the parser found (as `routes.route(for:)` finds it).
+    private func respondBuiltin(_ request: HTTPBareRequest, on id: SocketID, _ session: HTTPSession) {
+        guard let keepAlive = admit(keepAlive: request.keepAlive, streamed: false, on: id, session) else { return }
+        guard let route = BuiltinRoutes.Route(rawValue: request.route) else {
+            preconditionFailure("a bare route that BuiltinRoutes does not have")
+        }
+        answerBuiltin(route, keepAlive: keepAlive, headOnly: request.headOnly, version: request.version, on: id, session)
+    }
+
+    /// What every request goes through before it is answered: the connection stops reading
+    /// after one without keep-alive (unless its body is still to come: `streamed`), and the
+    /// pending limit. Returns the request's keep-alive (false while draining), or nil when it
+    /// was refused (answered 503, the connection closing).
+    private func admit(keepAlive requested: Bool, streamed: Bool, on id: SocketID, _ session: HTTPSession) -> Bool? {
+        let keepAlive = requested && !onShard { $0.isDraining }
+        // After a request without keep-alive nothing more is read; its response closes.
+        if !keepAlive && !streamed { session.lifecycle = .finished }
+        guard session.pending.count < configuration.maxPendingResponsesPerConnection else {
+            metrics.pendingLimitHits.increment()
+            fail(id, session, .plain(503, "Too many pending responses on this connection\n"))
+            return nil
+        }
+        return keepAlive
+    }
+
+    /// Answers a built-in route. `keepAlive`: the request's, false when the connection closes after it.
+    private func answerBuiltin(_ route: BuiltinRoutes.Route, keepAlive: Bool, headOnly: Bool, version: HTTPVersion,
+                               on id: SocketID, _ session: HTTPSession) {
+        if route == .health, keepAlive, !headOnly, version == .http1_1, session.pending.isEmpty {
+            // The usual health check: the shard's shared bytes, what `answer` would write.
+            send(retained: responses.retainedKeepAliveHealthBytes(), status: 200, on: id, session)
+        } else {
+            answer(routes.response(route), keepAlive: keepAlive, headOnly: headOnly, version: version, on: id, session)
+        }
     }
 
     /// Whether the deferred response `sequence` is still waiting for its answer.
@@ -216,7 +273,18 @@ final class HTTPConnectionDriver {
     /// Queues a serialized response (with status `status`, for the metrics).
     private func send(_ bytes: OutboundBytes, status: Int, on id: SocketID, _ session: HTTPSession) {
         metrics.countResponse(status: status)
-        if shard.send(id, bytes) == .overLimit {
+        sent(onShard { $0.send(id, bytes) }, on: id, session)
+    }
+
+    /// `send` for a +1 reference to the bytes, which the shard takes over whatever the result.
+    private func send(retained bytes: Unmanaged<OutboundBytes.Storage>, status: Int, on id: SocketID, _ session: HTTPSession) {
+        metrics.countResponse(status: status)
+        sent(onShard { $0.send(id, retained: bytes) }, on: id, session)
+    }
+
+    @inline(__always) private func sent(_ result: SendResult, on id: SocketID, _ session: HTTPSession) {
+        // (`if case`: `==` on the other module's enum was a call through its Equatable witness.)
+        if case .overLimit = result {
             // The client is not reading its responses: a pipelining client that never reads
             // would otherwise grow the queue without bound.
             metrics.responseTooLarge.increment()

@@ -62,6 +62,43 @@ final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
     }
 }
 
+/// A one-shard server running a `ScriptHandler`, and a client connected to it. `stop()` in a
+/// `defer` (not a deinit: a value may be released after its last use, before the scope ends).
+final class CorkFixture {
+    let handler = ScriptHandler()
+    let group: ShardGroup
+    let client: TestClient
+    var shard: Shard { group.shards[0] }
+    var metrics: IOMetrics { group.shards[0].metrics }
+
+    init(_ backend: IOBackendKind, sendBlockBytes: Int = 1024, receiveTimeoutMilliseconds: Int = 5000) throws {
+        raiseFileLimit()
+        var c = IOConfiguration()
+        c.backend = backend
+        c.shardCount = 1
+        c.recvBufferCount = 64
+        c.recvBufferBytes = 65_536
+        c.tickMilliseconds = 10
+        c.sendBlockBytes = sendBlockBytes
+        let handler = self.handler
+        group = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }
+        try group.start()
+        client = try TestClient(port: group.port, receiveTimeoutMilliseconds: receiveTimeoutMilliseconds)
+    }
+
+    func stop() { group.shutdown(graceMilliseconds: 500) }
+
+    /// One reply there and back, so the connection is open and idle; then the shard's write
+    /// and spill counts, to measure from.
+    func warmUp() throws -> (sends: Int, spills: Int) {
+        try client.send("swarm\n")
+        #expect(try ReplyCorkTests.read(client, 5) == ReplyCorkTests.small("warm"))
+        // The client can read a reply before the shard counts its write.
+        #expect(waitUntil { self.metrics.sends.value >= 1 })
+        return (metrics.sends.value, metrics.replyCorkSpills.value)
+    }
+}
+
 /// Epoll writes a read's replies to its own connection from a cork when the handler returns
 /// (`ReplyCork`); io_uring queues them. What must hold on both: the peer gets exactly the bytes,
 /// in the order they were sent, whatever mix of paths they took; closes and drops treat the
@@ -71,20 +108,6 @@ final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
 @Suite("Reply cork: a read's replies, written when its handler returns", .serialized)
 struct ReplyCorkTests {
     static let backends: [IOBackendKind] = [.epoll, .uring]
-
-    static func start(_ backend: IOBackendKind, handler: ScriptHandler, sendBlockBytes: Int = 1024) throws -> ShardGroup {
-        raiseFileLimit()
-        var c = IOConfiguration()
-        c.backend = backend
-        c.shardCount = 1
-        c.recvBufferCount = 64
-        c.recvBufferBytes = 65_536
-        c.tickMilliseconds = 10
-        c.sendBlockBytes = sendBlockBytes
-        let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }
-        try g.start()
-        return g
-    }
 
     static func small(_ text: String) -> [UInt8] { Array("<\(text)".utf8) }
 
@@ -97,65 +120,51 @@ struct ReplyCorkTests {
 
     @Test("small, large and small in one read arrive in order; on epoll the first goes into the queue ahead of the large one", arguments: backends)
     func mixedPathsKeepOrder(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let spills = g.shards[0].metrics.replyCorkSpills.value
-        let c = try TestClient(port: g.port)
-        try c.send("sA\nL2000\nsB\n")
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        let spills = f.metrics.replyCorkSpills.value
+        try f.client.send("sA\nL2000\nsB\n")
         let expected = Self.small("A") + ScriptHandler.pattern(2000) + Self.small("B")
-        #expect(try Self.read(c, expected.count) == expected)
-        #expect(h.refusals.value == nil)
+        #expect(try Self.read(f.client, expected.count) == expected)
+        #expect(f.handler.refusals.value == nil)
         // The large send moved the cork's "<A" into the queue first.
-        #expect(g.shards[0].metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
+        #expect(f.metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
     }
 
     @Test("small encoded frames (send(_:_:)) join the cork: a read's replies of both kinds are one write on epoll", arguments: backends)
     func encodedFramesJoin(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port)
-        try c.send("swarm\n")
-        #expect(try Self.read(c, 5) == Self.small("warm"))
-        let m = g.shards[0].metrics
-        let (sends, spills) = (m.sends.value, m.replyCorkSpills.value)
-        try c.send("sA\nL100\nsB\nL512\n")
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        let (sends, spills) = try f.warmUp()
+        try f.client.send("sA\nL100\nsB\nL512\n")
         let expected = Self.small("A") + ScriptHandler.pattern(100) + Self.small("B") + ScriptHandler.pattern(512)
-        #expect(try Self.read(c, expected.count) == expected)
+        #expect(try Self.read(f.client, expected.count) == expected)
         // The client can read the bytes before the shard counts the write: wait for the count.
-        #expect(waitUntil { m.sends.value - sends >= 1 })
-        #expect(m.sends.value - sends == 1, "one write for the read's four replies")
-        #expect(m.replyCorkSpills.value == spills)
-        #expect(h.refusals.value == nil)
+        #expect(waitUntil { f.metrics.sends.value - sends >= 1 })
+        #expect(f.metrics.sends.value - sends == 1, "one write for the read's four replies")
+        #expect(f.metrics.replyCorkSpills.value == spills)
+        #expect(f.handler.refusals.value == nil)
     }
 
     @Test("an echo's reply is one write from the cork on epoll, with no spill", arguments: backends)
     func oneWrite(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port)
-        try c.send("swarm\n")
-        #expect(try Self.read(c, 5) == Self.small("warm"))
-        let m = g.shards[0].metrics
-        let (sends, spills) = (m.sends.value, m.replyCorkSpills.value)
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        let (sends, spills) = try f.warmUp()
         for i in 0..<20 {
-            try c.send("s\(i)\n")
-            #expect(try Self.read(c, 1 + "\(i)".utf8.count) == Self.small("\(i)"))
+            try f.client.send("s\(i)\n")
+            #expect(try Self.read(f.client, 1 + "\(i)".utf8.count) == Self.small("\(i)"))
         }
         // The client can read the last reply before the shard counts its write: wait for it.
-        #expect(waitUntil { m.sends.value - sends >= 20 })
-        #expect(m.sends.value - sends == 20, "one write per reply")
-        #expect(m.replyCorkSpills.value == spills)
+        #expect(waitUntil { f.metrics.sends.value - sends >= 20 })
+        #expect(f.metrics.sends.value - sends == 20, "one write per reply")
+        #expect(f.metrics.replyCorkSpills.value == spills)
     }
 
     @Test("replies over the cork's size (one send block) in one read arrive complete and in order", arguments: backends)
     func overflow(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port)
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
         // 200 replies of 21 bytes: 4,200 bytes, four times the 1 KiB cork.
         var script = ""
         var expected: [UInt8] = []
@@ -164,74 +173,65 @@ struct ReplyCorkTests {
             script += "s\(text)\n"
             expected += Self.small(text)
         }
-        try c.send(script)
-        #expect(try Self.read(c, expected.count) == expected)
-        #expect(h.refusals.value == nil)
+        try f.client.send(script)
+        #expect(try Self.read(f.client, expected.count) == expected)
+        #expect(f.handler.refusals.value == nil)
     }
 
     @Test("close after the flush sends the cork's bytes first; an immediate close drops them", arguments: backends)
     func closes(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let a = try TestClient(port: g.port)
-        try a.send("sfirst\nsbye\nQ\n")
-        #expect(try a.readToEnd() == Self.small("first") + Self.small("bye"))
-        let b = try TestClient(port: g.port)
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        try f.client.send("sfirst\nsbye\nQ\n")
+        #expect(try f.client.readToEnd() == Self.small("first") + Self.small("bye"))
+        let b = try TestClient(port: f.group.port)
         try b.send("sgone\nX\n")
         #expect(try b.readToEnd() == [])
         // The cork did not leak into the next read of another connection.
-        let c = try TestClient(port: g.port)
+        let c = try TestClient(port: f.group.port)
         try c.send("sstill\n")
         #expect(try Self.read(c, 6) == Self.small("still"))
     }
 
     @Test("dropUnsentQueue treats the cork's bytes as the queue's first run: they stay, what came after them goes", arguments: backends)
     func drop(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port, receiveTimeoutMilliseconds: 300)
+        let f = try CorkFixture(backend, receiveTimeoutMilliseconds: 300)
+        defer { f.stop() }
         // Alone: the first run always stays (`SendQueue.dropUnstarted`), and so do the cork's bytes.
-        try c.send("sfirst\nD\nsnext\n")
-        #expect(try Self.read(c, 11) == Self.small("first") + Self.small("next"))
+        try f.client.send("sfirst\nD\nsnext\n")
+        #expect(try Self.read(f.client, 11) == Self.small("first") + Self.small("next"))
         // Behind the first run: the large frame and the small one after it are dropped.
-        try c.send("sA\nL2000\nsB\nD\nsC\n")
-        #expect(try Self.read(c, 4) == Self.small("A") + Self.small("C"))
-        #expect(throws: TestClient.Failure.self) { try c.fill() }  // nothing else arrives
+        try f.client.send("sA\nL2000\nsB\nD\nsC\n")
+        #expect(try Self.read(f.client, 4) == Self.small("A") + Self.small("C"))
+        #expect(throws: TestClient.Failure.self) { try f.client.fill() }  // nothing else arrives
     }
 
     @Test("sentBytes + queuedBytes counts the cork's bytes, and sentBytes reaches the mark once they left", arguments: backends)
     func marks(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port)
-        try c.send("sabc\nM\nsde\nM\n")
-        #expect(try Self.read(c, 7) == Self.small("abc") + Self.small("de"))
-        #expect(h.marks.value == [4, 7])
-        try c.send("sx\n")
-        #expect(try Self.read(c, 2) == Self.small("x"))
-        let shard = g.shards[0]
-        let id = try #require(h.opened.value?.first)
-        let sent = onShard(shard) { s in s.sentBytes(id) }
-        #expect(sent == 9)
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        try f.client.send("sabc\nM\nsde\nM\n")
+        #expect(try Self.read(f.client, 7) == Self.small("abc") + Self.small("de"))
+        #expect(f.handler.marks.value == [4, 7])
+        try f.client.send("sx\n")
+        #expect(try Self.read(f.client, 2) == Self.small("x"))
+        let id = try #require(f.handler.opened.value?.first)
+        #expect(onShard(f.shard) { s in s.sentBytes(id) } == 9)
     }
 
     @Test("a socket that takes only part of a cork gets the rest from the queue, in order", arguments: backends)
     func partialWrite(backend: IOBackendKind) throws {
-        let h = ScriptHandler()
-        let g = try Self.start(backend, handler: h, sendBlockBytes: 65_536)
-        defer { g.shutdown(graceMilliseconds: 500) }
-        let c = try TestClient(port: g.port, receiveTimeoutMilliseconds: 10_000)
+        let f = try CorkFixture(backend, sendBlockBytes: 65_536, receiveTimeoutMilliseconds: 10_000)
+        defer { f.stop() }
+        let c = f.client
         // 64 KiB socket buffers on both sides and a 64 KiB cork (one send block): the server's
         // writes run out of room after a few batches while the client does not read. (With
         // 4 KiB buffers the loopback connection stopped carrying the client's bytes as well.)
         var bufferBytes: Int32 = 65_536
         setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &bufferBytes, socklen_t(MemoryLayout<Int32>.size))
-        let shard = g.shards[0]
-        #expect(waitUntil { h.opened.value?.count == 1 })
-        let id = try #require(h.opened.value?.first)
+        let shard = f.shard
+        #expect(waitUntil { f.handler.opened.value?.count == 1 })
+        let id = try #require(f.handler.opened.value?.first)
         let set = onShard(shard) { s -> Bool in
             guard let slot = s.liveSlot(id) else { return false }
             var bytes: Int32 = 65_536
@@ -273,6 +273,6 @@ struct ReplyCorkTests {
             c.clearBuffer()
         }
         #expect(received == expected)
-        #expect(h.refusals.value == nil)
+        #expect(f.handler.refusals.value == nil)
     }
 }

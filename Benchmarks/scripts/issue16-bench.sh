@@ -66,7 +66,7 @@ field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) { v = $(i + 1)
 # run_bench OUT args...: switchboard-bench with the server's CPU split on its own line.
 run_bench() { local out="$1"; shift; timeout 600 "$BENCH_BIN" "$@" --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" >"$out" 2>&1; }
 
-declare -A VAL USR SYS PEAK
+declare -A VAL USR SYS PEAK STEAL
 for entry in "${SERVERS[@]}"; do
     IFS='|' read -r name offset tmpl <<<"$entry"
     [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
@@ -84,6 +84,7 @@ for entry in "${SERVERS[@]}"; do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
             out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
+            steal0="$(steal_ticks "$SERVER_CPU")"
             # The wss* kinds are echo and fanout over the TLS listener.
             base="ws://127.0.0.1:$port"; [[ "$kind" == wss* ]] && base="wss://127.0.0.1:$((port + 50))"
             case "$kind" in
@@ -118,6 +119,8 @@ for entry in "${SERVERS[@]}"; do
                     v="$(field "$out" p99)"
                 fi ;;
             esac
+            steal="$(( $(steal_ticks "$SERVER_CPU") - steal0 ))"
+            STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal"
             stop_server
             if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; failed=1; break; fi
             if [[ "$kind" != http ]]; then
@@ -125,7 +128,7 @@ for entry in "${SERVERS[@]}"; do
                 s="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "system" && $(i - 2) == "user") print $(i + 1) }' "$out")"
             fi
             vals+=("$v"); users+=("${u:-n/a}"); systems+=("${s:-n/a}")
-            log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a})"
+            log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a}; steal on CPU $SERVER_CPU $steal ticks)"
         done
         if [[ "$failed" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
         if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* ]]; then
@@ -166,6 +169,15 @@ for row in "${ROWS[@]}"; do
         printf ' %s |' "$cell"
     done
     echo
+done
+# The latency rows' steal time, run by run: their tails follow it (see steal_ticks in lib.sh).
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label spec <<<"$row"; read -r kind _ <<<"$spec"
+    [[ "$kind" == latency || "$kind" == half ]] || continue
+    [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
+    line="- Steal time on CPU $SERVER_CPU per run, in ticks of 1/$(getconf CLK_TCK) s, $label:"
+    for n in "${names[@]}"; do line="$line $n ${STEAL["$n|$id"]:-n/a};"; done
+    echo "${line%;}"
 done
 # TLS against plaintext, server CPU per message (user + system), per Switchboard server.
 ratio() { # server tls-row plain-row

@@ -522,13 +522,11 @@ public final class ClientWebSocket: Sendable {
                 case .binary(let bytes):
                     if let handler { await handler(.binary(bytes)) } else { await inbox.push(.binary(bytes)) }
                 case .write(let frame):
-                    if index + 1 < events.count, case .failed = events[index + 1] {
-                        if handler == nil {
-                            await lingerBeforeFailing()
-                        } else {
-                            // An inline handler already handled every message before the error.
-                            outbox.withLock { $0.lingering = false }
-                        }
+                    // An inline handler already handled every message before the error. (The
+                    // flag set above is cleared at `.failed`, next: once the close frame is
+                    // queued, `closing` refuses every send anyway.)
+                    if handler == nil, index + 1 < events.count, case .failed = events[index + 1] {
+                        await lingerBeforeFailing()
                     }
                     enqueueReply(frame)
                 case .pong:

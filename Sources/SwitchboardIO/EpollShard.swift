@@ -79,6 +79,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// handler returns, no send block, no queue, no flush. What the socket does not take goes to
     /// the queue and waits for EPOLLOUT, as the rest of a partial `submitSend` does.
     override func writeCork(_ slot: Int) {
+        assertOnShardThread()
         assert(cork.count > 0 && cork.slot == ReplyCork.none, "a cork written with nothing in it, or inside the read")
         assert(connections[slot].state == .open, "bytes in the cork of a connection that is not open (settleCork, beginClose)")
         assert(connections[slot].queue.isEmpty && !connections[slot].writeBlocked, "bytes in the cork behind a queue")

@@ -134,6 +134,7 @@ struct SendQueue {
         assert(count >= 0 && first == nil, "bytes past a queue that holds others")
         sentBytesTotal &+= UInt64(count)
     }
+
     var chunkCount: Int { first == nil ? 0 : 1 + ringCount }
     /// What the queue costs: unsent payload plus the per-chunk overhead.
     var costBytes: Int { queuedBytes + chunkCount * Self.entryOverheadBytes }

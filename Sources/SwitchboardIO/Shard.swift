@@ -1053,6 +1053,7 @@ package class Shard: @unchecked Sendable {
     /// and empties the cork. A send block takes them (the cork is one block large); without a
     /// free block, a copy of their own.
     @inline(never) func spillCork(_ slot: Int, from offset: Int) {
+        assertOnShardThread()
         assert(offset < cork.count, "nothing left to spill")
         assert(connections[slot].queue.isEmpty, "the cork's bytes would go behind others")
         let rest = UnsafeRawBufferPointer(rebasing: cork.bytes[offset...])

@@ -85,11 +85,7 @@ final class HTTPConnectionDriver {
             case .bare(let bare):
                 // A built-in route's request (GET/HEAD, no body, not an upgrade, the route's
                 // path): answered from the request line, as `.request` below would answer it.
-                if session.lifecycle == .receiving {
-                    session.lifecycle = .idle
-                    shard.cancelRequestTimer(id)
-                }
-                metrics.requests.increment()
+                requestComplete(on: id, session)
                 respondBuiltin(bare, on: id, session)
                 // A complete request leaves no event pending (the parser waits for the next
                 // request line): the loop's `hasEventPending` (a copy of the whole parser,
@@ -121,11 +117,7 @@ final class HTTPConnectionDriver {
             case .bodyEnd:
                 bodyEnd(on: id, session)
             case .request(let request):
-                if session.lifecycle == .receiving {
-                    session.lifecycle = .idle
-                    shard.cancelRequestTimer(id)
-                }
-                metrics.requests.increment()
+                requestComplete(on: id, session)
                 if request.isUpgrade && request.headers.containsToken("websocket", in: "Upgrade") && configuration.webSocket.routes(request.path) {
                     if upgrade(request, on: id, session) { return offset }
                 } else {
@@ -201,6 +193,15 @@ final class HTTPConnectionDriver {
             answer(response, keepAlive: keepAliveIfAtOnce, headOnly: headOnly, version: request.version, on: id, session)
         }
         return nil
+    }
+
+    /// A whole request arrived: its request timer stops, and it is counted.
+    @inline(__always) private func requestComplete(on id: SocketID, _ session: HTTPSession) {
+        if session.lifecycle == .receiving {
+            session.lifecycle = .idle
+            shard.cancelRequestTimer(id)
+        }
+        metrics.requests.increment()
     }
 
     /// `respond` for a bare request (a built-in route's, from the request line alone): the

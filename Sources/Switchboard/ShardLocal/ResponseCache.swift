@@ -36,24 +36,20 @@ struct ResponseCache {
         healthBytes = nil
     }
 
-    /// The health response as a keep-alive answer to an HTTP/1.1 `GET`, with the current `date`.
-    mutating func keepAliveHealthBytes() -> OutboundBytes {
-        if let healthBytes { return healthBytes }
-        let bytes = makeHealthBytes()
-        healthBytes = bytes
-        return bytes
-    }
-
-    /// ``keepAliveHealthBytes()`` as a +1 reference for `Shard.send(_:retained:)`, which the
-    /// send queue takes over: no retain of a copy here and release after the send.
+    /// The health response as a keep-alive answer to an HTTP/1.1 `GET`, with the current
+    /// `date`, as a +1 reference for `Shard.send(_:retained:)`, which the send queue takes over
+    /// (no retain of a copy here and release after the send).
     mutating func retainedKeepAliveHealthBytes() -> Unmanaged<OutboundBytes.Storage> {
-        if healthBytes == nil { healthBytes = makeHealthBytes() }
+        if healthBytes == nil {
+            var buffer: [UInt8] = []
+            HTTPResponseWriter.write(health, keepAlive: true, headOnly: false, date: date, requestVersion: .http1_1, into: &buffer)
+            healthBytes = OutboundBytes(buffer)
+        }
         return healthBytes.unsafelyUnwrapped.retainedStorage()
     }
 
-    private func makeHealthBytes() -> OutboundBytes {
-        var buffer: [UInt8] = []
-        HTTPResponseWriter.write(health, keepAlive: true, headOnly: false, date: date, requestVersion: .http1_1, into: &buffer)
-        return OutboundBytes(buffer)
+    /// The same bytes as a value (the tests' view of the shared block).
+    mutating func keepAliveHealthBytes() -> OutboundBytes {
+        OutboundBytes(storage: retainedKeepAliveHealthBytes().takeRetainedValue())
     }
 }

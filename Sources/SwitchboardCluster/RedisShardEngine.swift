@@ -197,7 +197,14 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
         // a burst Redis does not take fast enough is refused here, not queued without end.
         // A redirected publish was already admitted once: it passes, like a control command.
-        guard write(command, control: redirects > 0) == .queued else {
+        switch write(command, control: redirects > 0) {
+        case .queued:
+            break
+        case .notOpen:
+            // `isConnected` above makes this unreachable; counted as what it is if it ever is.
+            metrics.publishesUnavailable.increment()
+            return .unavailable
+        case .overLimit:
             metrics.publishesOverLimit.increment()
             return .overLimit
         }

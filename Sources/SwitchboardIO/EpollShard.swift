@@ -194,7 +194,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         while reads < readBudget {
             let st = connections[slot].state
             if st == .closing || st == .free || connections[slot].readPaused { return false }
-            let n = sb_read(fd, scratch, scratchBytes)  // read(2) without glibc's cancellation wrapper
+            let n = sb_recv(fd, scratch, scratchBytes)  // recvfrom(2), without glibc's cancellation wrapper
             if n > 0 {
                 deliver(slot, UnsafeRawBufferPointer(start: scratch, count: n), to: handler)
                 reads += 1

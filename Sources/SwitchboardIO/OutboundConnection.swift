@@ -128,10 +128,15 @@ package final class OutboundConnection {
     }
 
     /// Connected and not being dropped (after `reconnect()` or a read timeout the slot may
-    /// take a moment to close; it no longer counts as connected meanwhile).
+    /// take a moment to close; it no longer counts as connected meanwhile). Nor once the shard
+    /// began closing the socket (the server's EOF or an error, read this turn), which it tells
+    /// this connection only when it finalizes the slot at the end of the turn: a send in
+    /// between would be refused as `.notOpen`, and the owner would count it as something else
+    /// than "not connected" (a cluster publish as over its limit, seen when Redis was killed
+    /// on a loaded machine).
     package var isConnected: Bool {
-        if case .connected = state { return closeReason == nil }
-        return false
+        guard case .connected(let id) = state, closeReason == nil else { return false }
+        return shard.isOpen(id)
     }
 
     /// Queues bytes (written at the end of the turn). `.notOpen` while not connected;

@@ -40,7 +40,11 @@ struct ClusterIntegrationTests {
         // A steady publisher on node A (one message per millisecond, paced, not waited on)
         // while Redis is killed and started again on the same port.
         let sent = 1_500
-        let sender = Thread { for i in 0..<sent { try? publisher.sendText("m-\(i)"); usleep(1_000) } }
+        let senderDone = DispatchSemaphore(value: 0)
+        let sender = Thread {
+            for i in 0..<sent { try? publisher.sendText("m-\(i)"); usleep(1_000) }
+            senderDone.signal()
+        }
         sender.start()
         usleep(300_000)
         redis.stop()
@@ -48,11 +52,24 @@ struct ClusterIntegrationTests {
         redis = try RedisServer(port: redisPort)
         let probe2 = try RedisProbe(port: redisPort)
         #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? probe2.subscriberCount(Self.redisChannel)) == 3 }, "resubscribed")
-        // Every publish is accounted for on A: sent to Redis, or refused at once.
-        #expect(waitUntil(timeoutMilliseconds: 20_000) {
-            ((try? nodes[0].metric("switchboard_cluster_publishes_total")) ?? 0)
-                + ((try? nodes[0].metric("switchboard_cluster_publishes_unavailable_total")) ?? 0) == sent
-        })
+        // The sender's pace stretches on a loaded machine (1,500 sleeps of at least 1 ms): the
+        // accounting is awaited once every message is written, not from a fixed start.
+        #expect(senderDone.wait(timeout: .now() + 120) == .success, "the steady publisher finished")
+        // Every publish is accounted for on A: sent to Redis, or refused at once. Every other
+        // outcome a publish can have is read too, so a failure says where the rest went.
+        func counters() -> [String: Int] {
+            let names = ["publishes", "publishes_unavailable", "publishes_over_limit", "publish_errors", "publishes_unconfirmed"]
+            return Dictionary(uniqueKeysWithValues: names.map { ($0, (try? nodes[0].metric("switchboard_cluster_\($0)_total")) ?? -1) })
+        }
+        let accounted = waitUntil(timeoutMilliseconds: 20_000) {
+            let c = counters()
+            return c["publishes"]! + c["publishes_unavailable"]! == sent
+        }
+        #expect(accounted, "every publish sent to Redis or refused at once, of \(sent): \(counters()) (switchboard_publishes_total \((try? nodes[0].metric("switchboard_publishes_total")) ?? -1))")
+        // 1,500 publishes are far below any limit (4,096 pending, a 4 MiB send queue): one that
+        // met a connection the shard was already closing (Redis's EOF read in the same turn)
+        // was counted as over the limit before `OutboundConnection.isConnected` saw the close.
+        #expect(counters()["publishes_over_limit"] == 0, "refused in the outage as unavailable, not over a limit")
         let refused = try nodes[0].metric("switchboard_cluster_publishes_unavailable_total")
         let toRedis = try nodes[0].metric("switchboard_cluster_publishes_total")
         #expect(refused > 0, "some publishes fell in the outage")

@@ -79,8 +79,8 @@ int sb_epoll_create(void);
 int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 int sb_epoll_wait(int epfd, uint64_t *data, uint32_t *events, int max, int timeout_ms);
 
-// read(2), sendto(2), sendmsg(2) without glibc's cancellation-point wrapper (see shim.c).
-ssize_t sb_read(int fd, void *buf, size_t count);
+// recvfrom(2), sendto(2), sendmsg(2) without glibc's cancellation-point wrapper (see shim.c).
+ssize_t sb_recv(int fd, void *buf, size_t count);
 ssize_t sb_send(int fd, const void *buf, size_t count);
 ssize_t sb_sendv(int fd, const struct iovec *iov, int iovcnt);
 

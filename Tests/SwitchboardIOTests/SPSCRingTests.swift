@@ -141,6 +141,7 @@ extension QueueStressTests {
         let count = Self.spscIntCount
         let ring = SPSCRing<Int>(capacity: 1024)
         let deadline = SpinDeadline(seconds: 9)
+        let production = Production(budgetSeconds: 5, minimum: 100_000)
         let producerGaveUp = Box(false)
         let result = Box((received: 0, firstMismatch: Int?.none, timedOut: false))
 
@@ -149,18 +150,21 @@ extension QueueStressTests {
             finished = runThreads([
                 {
                     var spins = 0
-                    for i in 0..<count {
-                        while !ring.tryPush(i) {
+                    var made = 0
+                    while made < count && production.mayProduce(made) {
+                        while !ring.tryPush(made) {
                             if !deadline.wait(&spins) { producerGaveUp.value = true; return }
                         }
+                        made += 1
                     }
+                    production.finish(made)
                 },
                 {
                     var expected = 0
                     var mismatch: Int? = nil
                     var spins = 0
                     var useDrain = true
-                    while expected < count {
+                    while true {
                         // Alternate both consumer paths so each sees a racing producer.
                         var got = 0
                         if useDrain {
@@ -174,9 +178,12 @@ extension QueueStressTests {
                             got = 1
                         }
                         useDrain.toggle()
-                        if got == 0, !deadline.wait(&spins) {
-                            result.value.timedOut = true
-                            break
+                        if got == 0 {
+                            if let produced = production.produced, expected >= produced { break }
+                            if !deadline.wait(&spins) {
+                                result.value.timedOut = true
+                                break
+                            }
                         }
                     }
                     result.value.received = expected
@@ -187,10 +194,12 @@ extension QueueStressTests {
         #expect(finished)
         #expect(!producerGaveUp.value)
         #expect(!result.value.timedOut)
-        #expect(result.value.received == count)
+        let produced = production.produced ?? -1
+        #expect(produced >= production.minimum && produced <= count, "the producer made \(produced) of \(count)")
+        #expect(result.value.received == produced)
         #expect(result.value.firstMismatch == nil, "first out-of-order value at index \(result.value.firstMismatch ?? -1)")
         #expect(ring.tryPop() == nil, "nothing duplicated or left over")
-        print("SPSCRing<Int> debug build: \(count) transfers in \(seconds) s = \(Int(Double(count) / seconds)) ops/s")
+        print("SPSCRing<Int> debug build: \(produced) of \(count) transfers in \(seconds) s = \(Int(Double(produced) / seconds)) ops/s")
     }
 
     @Test func spscTwoThreadsTinyRingStress() {
@@ -199,22 +208,28 @@ extension QueueStressTests {
         let count = 200_000
         let ring = SPSCRing<Int>(capacity: 2)
         let deadline = SpinDeadline(seconds: 9)
+        let production = Production(budgetSeconds: 5, minimum: 1_000)
         let result = Box((received: 0, inOrder: true))
         let finished = runThreads([
             {
                 var spins = 0
-                for i in 0..<count {
-                    while !ring.tryPush(i) { if !deadline.wait(&spins) { return } }
+                var made = 0
+                while made < count && production.mayProduce(made) {
+                    while !ring.tryPush(made) { if !deadline.wait(&spins) { return } }
+                    made += 1
                 }
+                production.finish(made)
             },
             {
                 var expected = 0
                 var spins = 0
                 var inOrder = true
-                while expected < count {
+                while true {
                     if let value = ring.tryPop() {
                         if value != expected { inOrder = false }
                         expected += 1
+                    } else if let produced = production.produced, expected >= produced {
+                        break
                     } else if !deadline.wait(&spins) {
                         break
                     }
@@ -223,7 +238,9 @@ extension QueueStressTests {
             },
         ])
         #expect(finished)
-        #expect(result.value.received == count)
+        let produced = production.produced ?? -1
+        #expect(produced >= production.minimum && produced <= count, "the producer made \(produced) of \(count)")
+        #expect(result.value.received == produced)
         #expect(result.value.inOrder)
         #expect(ring.tryPop() == nil)
     }

@@ -27,6 +27,42 @@ final class Box<T>: @unchecked Sendable {
     init(_ value: T) { self.value = value }
 }
 
+/// How many items a two-thread stress test's producer made, for its consumer to wait for.
+/// The producer stops at its count, or early when its time budget runs out: on a loaded
+/// machine two threads that hand over through a ring each wait whole scheduler slices for the
+/// other (beside two busy processes on the 2 cores, a capacity-2 ring moved ~500 items a
+/// second, and a fixed count of 200,000 turned a correct ring into a timed-out test). What was
+/// produced is checked exactly (all of it received, in order, nothing left over), and the
+/// test asks for at least `minimum` items, so a ring that stalls still fails.
+final class Production: Sendable {
+    private let total = Atomic<Int>(-1)
+    private let budgetEnd: ContinuousClock.Instant
+    /// The fewest items a run must move to count as a stress run at all.
+    let minimum: Int
+
+    init(budgetSeconds: Int, minimum: Int) {
+        budgetEnd = ContinuousClock.now.advanced(by: .seconds(budgetSeconds))
+        self.minimum = minimum
+    }
+
+    /// Producer: whether to make item `index` (the clock is read every 1,024 items).
+    func mayProduce(_ index: Int) -> Bool {
+        index & 1023 != 0 || ContinuousClock.now < budgetEnd
+    }
+
+    /// Producer: all `count` items it made are pushed. Releasing: they happen before a
+    /// consumer's acquiring load that sees the total.
+    func finish(_ count: Int) { total.store(count, ordering: .releasing) }
+
+    /// Consumer: the total once the producer finished, nil before. Check it only after a
+    /// pop found nothing, and stop only once that many were received: the last item may be
+    /// pushed between the failed pop and this load.
+    var produced: Int? {
+        let value = total.load(ordering: .acquiring)
+        return value < 0 ? nil : value
+    }
+}
+
 /// Wall-clock limit for spin loops, so a queue bug shows up as a failed test rather
 /// than a hung test run.
 struct SpinDeadline: Sendable {

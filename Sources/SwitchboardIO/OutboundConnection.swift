@@ -139,6 +139,13 @@ package final class OutboundConnection {
         return shard.isOpen(id)
     }
 
+    /// Connected and not dropped by this side, whether or not the shard is closing the socket
+    /// yet: a refused handshake still sets the backoff when the server hung up in the same read.
+    private var isLinked: Bool {
+        if case .connected = state { return closeReason == nil }
+        return false
+    }
+
     /// Queues bytes (written at the end of the turn). `.notOpen` while not connected;
     /// `.overLimit` at `maxSendQueueBytes` or the shard's budget, unless `overLimit` (as in
     /// `Shard.send`: for small control messages that must go).
@@ -168,7 +175,7 @@ package final class OutboundConnection {
     /// reconnects with the backoff continuing from before this connect, not from the start.
     package func handshakeRefused() {
         shard.assertOnShardThread()
-        guard isConnected else { return }
+        guard isLinked else { return }
         consecutiveFailures = failuresBeforeConnect
         drop(.dropped)
     }

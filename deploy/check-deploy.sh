@@ -32,7 +32,11 @@ fi
 "$venv/bin/python" deploy/check_deploy.py "$PWD"
 
 binary="$PWD/.build/debug/switchboard"
-tmp="$(mktemp -d)"
+# Under .build, not /tmp: one CI run here lost its /tmp directory between two steps (the
+# nodes' logs below could not be created) and it did not happen again alone; whatever removed
+# it, a directory inside the checkout is this script's own.
+mkdir -p .build
+tmp="$(mktemp -d "$PWD/.build/check-deploy.XXXXXX")"
 trap 'rm -rf "$tmp"' EXIT
 
 echo "check-deploy: systemd-analyze"
@@ -73,6 +77,8 @@ stop_compose_nodes() {
     for pid in "${node_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
     kill -TERM "$redis_pid" 2>/dev/null || true; wait "$redis_pid" 2>/dev/null || true
 }
+# A failure from here on (set -e) must not leave redis-server and the nodes running.
+trap 'stop_compose_nodes; rm -rf "$tmp"' EXIT
 for _ in $(seq 1 100); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 mapfile -t node_envs < <("$venv/bin/python" - "$redis_port" <<'PY'
 import re, sys, yaml
@@ -84,6 +90,7 @@ for name, svc in yaml.safe_load(open("deploy/compose/compose.yaml"))["services"]
     print(" ".join(k + "=" + re.sub(r"redis://[^/]+", url, str(v)) for k, v in env.items()))
 PY
 )
+[ -d "$tmp" ] || { echo "check-deploy: the temporary directory $tmp is gone"; exit 1; }
 for vars in "${node_envs[@]}"; do
     # shellcheck disable=SC2086  # one KEY=VALUE word per variable
     env $vars "$binary" --config Config/switchboard.conf --host 127.0.0.1 --port 0 2>"$tmp/node-${#node_pids[@]}.log" &
@@ -93,7 +100,7 @@ members_ok=0
 for _ in $(seq 1 100); do
     members_ok=0
     for i in "${!node_pids[@]}"; do
-        port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/node-$i.log")"
+        port="$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$tmp/node-$i.log" 2>/dev/null || true)"
         [ -n "$port" ] || continue
         n="$(curl -fsS "http://127.0.0.1:$port/metrics" 2>/dev/null | awk '$1 ~ /^switchboard_cluster_members/ { s += $NF } END { print s + 0 }')"
         [ "$n" = "${#node_pids[@]}" ] && members_ok=$((members_ok + 1))

@@ -84,7 +84,7 @@ for entry in "${SERVERS[@]}"; do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
             out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
-            steal0="$(steal_ticks "$SERVER_CPU")"
+            read -r steal0 _ <<<"$(steal_ticks)"  # the server's CPU (SERVER_CPU)
             # The wss* kinds are echo and fanout over the TLS listener.
             base="ws://127.0.0.1:$port"; [[ "$kind" == wss* ]] && base="wss://127.0.0.1:$((port + 50))"
             case "$kind" in
@@ -119,7 +119,7 @@ for entry in "${SERVERS[@]}"; do
                     v="$(field "$out" p99)"
                 fi ;;
             esac
-            steal="$(( $(steal_ticks "$SERVER_CPU") - steal0 ))"
+            read -r steal _ <<<"$(steal_ticks)"; steal=$((steal - steal0))
             STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal"
             stop_server
             if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; failed=1; break; fi

@@ -157,8 +157,10 @@ proc_cpu_ticks() {
     awk '{ print $12, $13 }' <<<"$rest"
 }
 
-# Steal ticks of the server's and wrk's CPUs (the hypervisor took the vCPU away): "SERVER WRK".
-steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu$WRK_CPU" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
+# Steal ticks of the server's and the load generator's CPUs (SERVER_CPU, and WRK_CPU or
+# BENCH_CPU; the hypervisor took the vCPU away): "SERVER LOADGEN" (/proc/stat's 8th value, in clock ticks). A tail-latency figure means little without the
+# steal of its run: on this VM p99 went from 0.8 ms with none to 16 ms with 4% of the run.
+steal_ticks() { awk -v a="cpu$SERVER_CPU" -v b="cpu${WRK_CPU:-${BENCH_CPU:-}}" '$1 == a { x = $9 } $1 == b { y = $9 } END { print x, y }' /proc/stat; }
 
 # ---------------------------------------------------------------- starting a server
 # start_pinned NAME CMD...: starts CMD pinned to SERVER_CPU, output in $WORK/NAME.log; sets SERVER_PID.
@@ -228,10 +230,6 @@ wrk_measure() {
 # --- bench16 (issue 16 rows, memory, protocol templates): server CPU per message -------------
 # cpu_ticks PID: "utime stime" of the process (all threads), in clock ticks (proc_cpu_ticks above).
 cpu_ticks() { proc_cpu_ticks "$1"; }
-# steal_ticks CPU: the hypervisor's steal time on that CPU so far (/proc/stat's 8th value, in
-# clock ticks; 0 where the kernel does not count it). A tail-latency figure means little without
-# the steal of its run: on this VM p99 went from 0.8 ms with none to 16 ms with 4% of the run.
-steal_ticks() { awk -v c="cpu$1" '$1 == c { print ($9 == "" ? 0 : $9); found = 1 } END { if (!found) print 0 }' /proc/stat; }
 # cpu_per_message "U0 S0" "U1 S1" MESSAGES: "user system" µs of server CPU per message between
 # two cpu_ticks samples (n/a when nothing was counted).
 cpu_per_message() {

@@ -197,14 +197,8 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         // Bounded by the connection's send queue (`max_send_queue_bytes`, the shard's budget):
         // a burst Redis does not take fast enough is refused here, not queued without end.
         // A redirected publish was already admitted once: it passes, like a control command.
-        switch write(command, control: redirects > 0) {
-        case .queued:
-            break
-        case .notOpen:
-            // `isConnected` above makes this unreachable; counted as what it is if it ever is.
-            metrics.publishesUnavailable.increment()
-            return .unavailable
-        case .overLimit:
+        // Only the limit refuses here: `isConnected` above asks the shard, so the socket is open.
+        guard write(command, control: redirects > 0) == .queued else {
             metrics.publishesOverLimit.increment()
             return .overLimit
         }

@@ -135,15 +135,16 @@ package final class OutboundConnection {
     /// than "not connected" (a cluster publish as over its limit, seen when Redis was killed
     /// on a loaded machine).
     package var isConnected: Bool {
-        guard case .connected(let id) = state, closeReason == nil else { return false }
+        guard let id = linkedID else { return false }
         return shard.isOpen(id)
     }
 
-    /// Connected and not dropped by this side, whether or not the shard is closing the socket
-    /// yet: a refused handshake still sets the backoff when the server hung up in the same read.
-    private var isLinked: Bool {
-        if case .connected = state { return closeReason == nil }
-        return false
+    /// The socket while connected and not dropped by this side, whether or not the shard is
+    /// closing it yet: a refused handshake still sets the backoff when the server hung up in
+    /// the same read.
+    private var linkedID: SocketID? {
+        if case .connected(let id) = state, closeReason == nil { return id }
+        return nil
     }
 
     /// Queues bytes (written at the end of the turn). `.notOpen` while not connected;
@@ -175,7 +176,7 @@ package final class OutboundConnection {
     /// reconnects with the backoff continuing from before this connect, not from the start.
     package func handshakeRefused() {
         shard.assertOnShardThread()
-        guard isLinked else { return }
+        guard linkedID != nil else { return }
         consecutiveFailures = failuresBeforeConnect
         drop(.dropped)
     }

@@ -1060,13 +1060,8 @@ package class Shard: @unchecked Sendable {
         cork.count = 0
         metrics.replyCorkSpills.increment()
         if let block = sendBlocks.take() {
-            block._withUnsafeGuaranteedRef { b in
-                b.withUnsafeMutablePointers { count, elements in
-                    assert(count.pointee == 0, "a taken send block that holds bytes")
-                    UnsafeMutableRawPointer(elements).copyMemory(from: rest.baseAddress!, byteCount: rest.count)
-                    count.pointee = rest.count
-                }
-            }
+            let copied = sendBlocks.append(rest, to: block)
+            assert(copied, "the cork's bytes did not fit an empty send block (the cork is one block large)")
             connections[slot].queue.append(retained: block)
         } else {
             connections[slot].queue.append(OutboundBytes(rest))

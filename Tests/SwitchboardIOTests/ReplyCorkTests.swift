@@ -73,12 +73,8 @@ final class CorkFixture {
 
     init(_ backend: IOBackendKind, sendBlockBytes: Int = 1024, receiveTimeoutMilliseconds: Int = 5000) throws {
         raiseFileLimit()
-        var c = IOConfiguration()
-        c.backend = backend
-        c.shardCount = 1
-        c.recvBufferCount = 64
+        var c = smallConfiguration(backend, shards: 1)
         c.recvBufferBytes = 65_536
-        c.tickMilliseconds = 10
         c.sendBlockBytes = sendBlockBytes
         let handler = self.handler
         group = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }

@@ -61,6 +61,13 @@ public struct IOConfiguration: Sendable {
     /// down to this many, and a tick in which none was taken frees all, so an idle shard holds
     /// none (`SendBlockPool.tick`).
     public var sendBlocksKeptFree: Int = 1024
+    /// Bytes of each epoll shard's reply cork (`ReplyCork`): the replies a read produces for its
+    /// own connection gather there while the handler runs and leave in one `sendto` when it
+    /// returns. A reply that does not fit is queued as before (counted by
+    /// `switchboard_reply_cork_spills_total`). 16 KiB, uWebSockets' cork buffer: an echo of
+    /// 1 KiB (a 1,028-byte frame, over a send block) took the queue and the end-of-turn flush
+    /// with the former one-block cork (issue 16). Allocated once per shard; 0 turns corking off.
+    public var replyCorkBytes: Int = 16 << 10
     /// A connection that receives nothing for this long is reported as idle.
     public var idleTimeoutMilliseconds: Int = 60_000
     /// Duration of the per-connection phase timer a protocol arms (HTTP: the time to receive a
@@ -106,6 +113,7 @@ public struct IOConfiguration: Sendable {
         if sendCoalesceMaxFrameBytes < 0 || sendCoalesceMaxFrameBytes > sendBlockBytes { return "sendCoalesceMaxFrameBytes must be 0...sendBlockBytes" }
         if maxSendBlocksPerShard < 0 || maxSendBlocksPerShard > (1 << 24) { return "maxSendBlocksPerShard must be 0...16777216" }
         if sendBlocksKeptFree < 0 || sendBlocksKeptFree > maxSendBlocksPerShard { return "sendBlocksKeptFree must be 0...maxSendBlocksPerShard" }
+        if replyCorkBytes < 0 || replyCorkBytes > (1 << 20) { return "replyCorkBytes must be 0...1048576" }
         if idleTimeoutMilliseconds < 1 || requestTimeoutMilliseconds < 1 || lingerTimeoutMilliseconds < 1 { return "timeouts must be positive" }
         // Timer deadlines are kept in 32 bits (TimerList): 2^30 ms is 12.4 days.
         let maxTimeout = TimerList.maxDurationMilliseconds

@@ -4,24 +4,27 @@
 /// Why: an echo's reply took a send block, went into the connection's queue, was listed for the
 /// end-of-turn flush and written from there, and the block went back to the pool: ~260 user
 /// instructions of a ~1,000-instruction echo (callgrind, issue 16 items 3 and 6). The C++ peer
-/// corks a callback's writes in one loop-wide buffer and writes them when the callback returns;
-/// this is the same, for the replies that fit in a send block: a WebSocket reply written in
-/// place (`Shard.send(_:header:headerBytes:copying:)`), or any encoded frame or response of at
-/// most `send_coalesce_max_frame_bytes` (`send(_:_:)`, `send(_:retained:)`: an HTTP response,
-/// a protocol's reply), copied. Everything else is as before: sends to other connections, a
-/// fan-out's frames, larger frames, TLS and outbound connections (whose reads do not take this
-/// path) and io_uring (whose send buffer must outlive the call) use the queue.
+/// corks a callback's writes in one loop-wide 16 KiB buffer and writes them when the callback
+/// returns; this is the same: a WebSocket reply written in place
+/// (`Shard.send(_:header:headerBytes:copying:)`), or any encoded frame or response
+/// (`send(_:_:)`, `send(_:retained:)`: an HTTP response, a protocol's reply), copied, while it
+/// fits. Everything else is as before: sends to other connections, a fan-out's frames, frames
+/// that do not fit, TLS and outbound connections (whose reads do not take this path) and
+/// io_uring (whose send buffer must outlive the call) use the queue.
 ///
 /// Order: a connection's bytes go out in the order they were sent. The cork takes bytes only
 /// while its connection's queue is empty, so everything sent before them is already in the
 /// kernel's hands; every other way to queue on, measure or close that connection first moves
 /// the cork's bytes into its queue (`Shard.settleCork`), and they keep their place.
 ///
-/// Limits: `capacityBytes` is the send block size (`send_block_bytes`): bytes that would not
-/// fit make the cork move into one block and the rest queue as before. The buffer is the
-/// shard's, allocated once. The cork's bytes count against the connection's send-queue limit
-/// as a queued run would (`Shard.admitSend`); they are not charged to the shard's memory budget
-/// (they are not held past the read).
+/// Limits: `capacityBytes` is `reply_cork_bytes` (16 KiB by default; 0: no cork): a reply that
+/// would not fit moves the cork's bytes into the queue (a send block when they fit one) and is
+/// queued itself, by reference. Until 12-02 the cork was one send block (1 KiB), so an echo of
+/// 1 KiB (a 1,028-byte frame) took the pooled frame, the queue and the end-of-turn flush
+/// (issue 16: 0.89x the peer's rate on epoll). The buffer is the shard's, allocated once. The
+/// cork's bytes count against the connection's send-queue limit as a queued run would
+/// (`Shard.admitSend`); they are not charged to the shard's memory budget (they are not held
+/// past the read, and there is one cork per shard).
 ///
 /// Thread rules: shard thread only, a field of the shard (`Shard.cork`).
 struct ReplyCork {

@@ -99,7 +99,7 @@ package final class IOMetrics: Sendable {
     package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
     package let sendBlocksExhausted = Counter("switchboard_send_blocks_exhausted_total", help: "Small frames queued by reference instead of copied into a send block because the shard had maxSendBlocksPerShard blocks")
     package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
-    package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (send_block_bytes), another kind of send to the same connection during the read, or a socket that took only part")
+    package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (reply_cork_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
@@ -429,9 +429,7 @@ package class Shard: @unchecked Sendable {
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
         coalesceMaxFrameBytes = blocks.maxFrameBytes
         sendBlocks = blocks
-        // A cork of one send block: whatever it holds moves into one block (`spillCork`).
-        // Without coalescing (`maxFrameBytes` 0) no reply takes the block path, so no cork.
-        cork = ReplyCork(capacityBytes: corksReplies && blocks.maxFrameBytes > 0 ? blocks.blockBytes : 0)
+        cork = ReplyCork(capacityBytes: corksReplies ? configuration.replyCorkBytes : 0)
         let capacity = configuration.maxConnectionsPerShard
         // malloc of this size maps fresh pages: only slots actually used become resident.
         assert(MemoryLayout<Connection>.stride == Self.connectionSlotBytes, "a connection slot is not one cache line")
@@ -694,15 +692,22 @@ package class Shard: @unchecked Sendable {
     /// where the free block taken here is the one given back last. Same limits, same results
     /// as `send(_:_:)`.
     ///
-    /// nil, having done nothing but checks: the frame is over `maxFrameBytes` (coalescing off
-    /// included) or the pool has no block (`maxSendBlocksPerShard`); the caller sends it
-    /// another way, which checks the limits again. A block holds its frame until it is
-    /// written like any queued frame would, bounded by `maxSendBlocksPerShard` (see there).
+    /// The reply of a read to its own connection (epoll) goes into the read's cork instead when
+    /// it fits there (`ReplyCork`, `reply_cork_bytes`), whatever `maxFrameBytes` is: an echo of
+    /// 1 KiB is written from the cork with no frame of its own either.
+    ///
+    /// nil, having done nothing but checks (and moved the cork's bytes into the queue, which
+    /// keeps their order): the frame is over `maxFrameBytes` (coalescing off included) and not
+    /// corked, or the pool has no block (`maxSendBlocksPerShard`); the caller sends it another
+    /// way, which checks the limits again. A block holds its frame until it is written like any
+    /// queued frame would, bounded by `maxSendBlocksPerShard` (see there).
     @discardableResult
     package final func send(_ id: SocketID, header: UInt64, headerBytes: Int, copying payload: UnsafeRawBufferPointer) -> SendResult? {
         assert(headerBytes > 0 && headerBytes <= MemoryLayout<UInt64>.size, "a header of 1 to 8 bytes")
         let total = headerBytes &+ payload.count
-        guard total <= coalesceMaxFrameBytes else { return nil }
+        // A frame over `maxFrameBytes` still goes on while a read is being handled (epoll): it
+        // may be that read's reply, for the cork.
+        guard total <= coalesceMaxFrameBytes || (cork.slot != ReplyCork.none && cork.hasRoom(for: total)) else { return nil }
         var slot = 0
         let verdict = admitSend(id, payloadBytes: total, allowed: false, slot: &slot)
         guard verdict == .queued else { return verdict }
@@ -716,7 +721,7 @@ package class Shard: @unchecked Sendable {
             }
             settleCork(slot)
         }
-        guard let block = sendBlocks.take() else { return nil }
+        guard total <= coalesceMaxFrameBytes, let block = sendBlocks.take() else { return nil }
         // A taken block is empty and `blockBytes` >= `maxFrameBytes` >= `total` (checked by
         // `SendBlockPool.init`), so the frame fits, and 8 header bytes too: the header is one
         // store, of which only `headerBytes` are counted.
@@ -1029,13 +1034,14 @@ package class Shard: @unchecked Sendable {
     }
 
     /// A copy of `bytes` for the connection being read (`slot == cork.slot`) went into the cork:
-    /// small (at most `coalesceMaxFrameBytes`, the size a send block takes a copy of), with room,
-    /// and nothing queued before it. Otherwise the cork's bytes move into the queue first, and
-    /// false: the caller queues `bytes`. Out of line: only a read's own replies come here.
+    /// with room (at most `reply_cork_bytes` in all, so at most a 16 KiB copy by default, as
+    /// uWebSockets' cork) and nothing queued before it. Otherwise the cork's bytes move into the
+    /// queue first, and false: the caller queues `bytes` (a larger frame by reference, no copy).
+    /// Out of line: only a read's own replies come here.
     @inline(never) private func corked(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
         assert(slot == cork.slot, "a cork for another connection")
         assert(tlsSessions?[slot] == nil, "a TLS connection's read is not corked")
-        if bytes.count <= coalesceMaxFrameBytes && cork.hasRoom(for: bytes.count) && connections[slot].queue.isEmpty {
+        if cork.hasRoom(for: bytes.count) && connections[slot].queue.isEmpty {
             cork.append(bytes)
             return true
         }
@@ -1050,8 +1056,8 @@ package class Shard: @unchecked Sendable {
     }
 
     /// Moves the cork's bytes from `offset` on into `slot`'s queue, scheduled for the flush,
-    /// and empties the cork. A send block takes them (the cork is one block large); without a
-    /// free block, a copy of their own.
+    /// and empties the cork. A send block takes them when they fit one; otherwise (more than a
+    /// block, or no free block) a copy of their own.
     @inline(never) func spillCork(_ slot: Int, from offset: Int) {
         assertOnShardThread()
         assert(offset < cork.count, "nothing left to spill")
@@ -1059,9 +1065,9 @@ package class Shard: @unchecked Sendable {
         let rest = UnsafeRawBufferPointer(rebasing: cork.bytes[offset...])
         cork.count = 0
         metrics.replyCorkSpills.increment()
-        if let block = sendBlocks.take() {
+        if rest.count <= sendBlocks.blockBytes, let block = sendBlocks.take() {
             let copied = sendBlocks.append(rest, to: block)
-            assert(copied, "the cork's bytes did not fit an empty send block (the cork is one block large)")
+            assert(copied, "bytes of at most a block did not fit an empty send block")
             connections[slot].queue.append(retained: block)
         } else {
             connections[slot].queue.append(OutboundBytes(rest))

@@ -8,8 +8,11 @@ import Glibc
 /// Runs a line-based script on each connection, so that a read's replies take every path of
 /// epoll's reply cork (`ReplyCork`) and of the queue beside it. One line, one action:
 ///   `s<text>`  a small frame `<` + text through `send(_:header:headerBytes:copying:)` (the cork's path)
+///   `S<n>`     `<` + n pattern bytes the same way; where the shard takes none (nil: too large for
+///              a send block and not corked) through `send(_:_:)`, as the WebSocket driver does
 ///   `L<n>`     n pattern bytes through `send(_:_:)` (a reference in the queue: the cork moves first)
 ///   `M`        records `sentBytes + queuedBytes` (the mark a pong waits for)
+///   `C`        records the bytes in the cork now (`corked`)
 ///   `D`        `dropUnsentQueue`;  `Q` close after the flush;  `X` close at once
 /// Shard thread only, like every handler.
 final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
@@ -18,6 +21,8 @@ final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
     /// Marks (`M`) and refused sends, read by the test once the shard is quiet.
     let marks = ResultBox<[UInt64]>()
     let refusals = ResultBox<[String]>()
+    /// `C`: the cork's byte count at that point of the read.
+    let corked = ResultBox<[Int]>()
     /// Connections in the order they opened.
     let opened = ResultBox<[SocketID]>()
 
@@ -44,12 +49,20 @@ final class ScriptHandler: ShardEventHandler, @unchecked Sendable {
         case UInt8(ascii: "s"):
             let result = argument.withUnsafeBytes { shard.send(id, header: UInt64(UInt8(ascii: "<")), headerBytes: 1, copying: $0) }
             if result != .queued { refusals.set((refusals.value ?? []) + ["s\(argument.count): \(String(describing: result))"]) }
+        case UInt8(ascii: "S"):
+            let count = Int(String(decoding: argument, as: UTF8.self))!
+            let payload = Self.pattern(count)
+            let result = payload.withUnsafeBytes { shard.send(id, header: UInt64(UInt8(ascii: "<")), headerBytes: 1, copying: $0) }
+                ?? shard.send(id, OutboundBytes([UInt8(ascii: "<")] + payload))
+            if result != .queued { refusals.set((refusals.value ?? []) + ["S\(count): \(result)"]) }
         case UInt8(ascii: "L"):
             let count = Int(String(decoding: argument, as: UTF8.self))!
             let result = shard.send(id, OutboundBytes(Self.pattern(count)))
             if result != .queued { refusals.set((refusals.value ?? []) + ["L\(count): \(result)"]) }
         case UInt8(ascii: "M"):
             marks.set((marks.value ?? []) + [shard.sentBytes(id) &+ UInt64(shard.queuedBytes(id))])
+        case UInt8(ascii: "C"):
+            corked.set((corked.value ?? []) + [shard.cork.count])
         case UInt8(ascii: "D"):
             shard.dropUnsentQueue(id)
         case UInt8(ascii: "Q"):
@@ -71,11 +84,12 @@ final class CorkFixture {
     var shard: Shard { group.shards[0] }
     var metrics: IOMetrics { group.shards[0].metrics }
 
-    init(_ backend: IOBackendKind, sendBlockBytes: Int = 1024, receiveTimeoutMilliseconds: Int = 5000) throws {
+    /// `replyCorkBytes` nil: the default (16 KiB).
+    init(_ backend: IOBackendKind, replyCorkBytes: Int? = nil, receiveTimeoutMilliseconds: Int = 5000) throws {
         raiseFileLimit()
         var c = smallConfiguration(backend, shards: 1)
         c.recvBufferBytes = 65_536
-        c.sendBlockBytes = sendBlockBytes
+        if let replyCorkBytes { c.replyCorkBytes = replyCorkBytes }
         let handler = self.handler
         group = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }
         try group.start()
@@ -119,25 +133,26 @@ struct ReplyCorkTests {
         let f = try CorkFixture(backend)
         defer { f.stop() }
         let spills = f.metrics.replyCorkSpills.value
-        try f.client.send("sA\nL2000\nsB\n")
-        let expected = Self.small("A") + ScriptHandler.pattern(2000) + Self.small("B")
+        // 20,000 bytes do not fit the 16 KiB cork: queued by reference, behind "<A".
+        try f.client.send("sA\nL20000\nsB\n")
+        let expected = Self.small("A") + ScriptHandler.pattern(20_000) + Self.small("B")
         #expect(try Self.read(f.client, expected.count) == expected)
         #expect(f.handler.refusals.value == nil)
         // The large send moved the cork's "<A" into the queue first.
         #expect(f.metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
     }
 
-    @Test("small encoded frames (send(_:_:)) join the cork: a read's replies of both kinds are one write on epoll", arguments: backends)
+    @Test("encoded frames (send(_:_:)) join the cork, small or over a send block: a read's replies of both kinds are one write on epoll", arguments: backends)
     func encodedFramesJoin(backend: IOBackendKind) throws {
         let f = try CorkFixture(backend)
         defer { f.stop() }
         let (sends, spills) = try f.warmUp()
-        try f.client.send("sA\nL100\nsB\nL512\n")
-        let expected = Self.small("A") + ScriptHandler.pattern(100) + Self.small("B") + ScriptHandler.pattern(512)
+        try f.client.send("sA\nL100\nsB\nL512\nL2000\n")
+        let expected = Self.small("A") + ScriptHandler.pattern(100) + Self.small("B") + ScriptHandler.pattern(512) + ScriptHandler.pattern(2000)
         #expect(try Self.read(f.client, expected.count) == expected)
         // The client can read the bytes before the shard counts the write: wait for the count.
         #expect(waitUntil { f.metrics.sends.value - sends >= 1 })
-        #expect(f.metrics.sends.value - sends == 1, "one write for the read's four replies")
+        #expect(f.metrics.sends.value - sends == 1, "one write for the read's five replies (io_uring: one vectored send of the queue)")
         #expect(f.metrics.replyCorkSpills.value == spills)
         #expect(f.handler.refusals.value == nil)
     }
@@ -157,9 +172,41 @@ struct ReplyCorkTests {
         #expect(f.metrics.replyCorkSpills.value == spills)
     }
 
-    @Test("replies over the cork's size (one send block) in one read arrive complete and in order", arguments: backends)
-    func overflow(backend: IOBackendKind) throws {
+    @Test("an echo of 1 KiB (a 1,028-byte frame, over a send block and the coalescing size) is one write from the cork on epoll, with no spill", arguments: backends)
+    func kibibyteEcho(backend: IOBackendKind) throws {
         let f = try CorkFixture(backend)
+        defer { f.stop() }
+        let (sends, spills) = try f.warmUp()
+        let expected = [UInt8(ascii: "<")] + ScriptHandler.pattern(1027)
+        for _ in 0..<20 {
+            try f.client.send("S1027\nC\n")
+            #expect(try Self.read(f.client, 1028) == expected)
+        }
+        // In the cork when the handler returned (io_uring: queued).
+        #expect(f.handler.corked.value == Array(repeating: backend == .epoll ? 1028 : 0, count: 20))
+        #expect(waitUntil { f.metrics.sends.value - sends >= 20 })
+        #expect(f.metrics.sends.value - sends == 20, "one write per reply")
+        #expect(f.metrics.replyCorkSpills.value == spills)
+        #expect(f.handler.refusals.value == nil)
+    }
+
+    @Test("replies over the default 16 KiB cork in one read: the first ones from the cork's bytes in the queue, the rest by reference, in order", arguments: backends)
+    func overflowDefault(backend: IOBackendKind) throws {
+        let f = try CorkFixture(backend)
+        defer { f.stop() }
+        let spills = f.metrics.replyCorkSpills.value
+        // Five frames of 5,001 bytes: three fit (15,003 bytes), the fourth does not.
+        try f.client.send("S5000\nS5000\nS5000\nS5000\nS5000\n")
+        let frame = [UInt8(ascii: "<")] + ScriptHandler.pattern(5000)
+        let expected = Array([[UInt8]](repeating: frame, count: 5).joined())
+        #expect(try Self.read(f.client, expected.count) == expected)
+        #expect(f.handler.refusals.value == nil)
+        #expect(f.metrics.replyCorkSpills.value - spills == (backend == .epoll ? 1 : 0))
+    }
+
+    @Test("replies over a 1 KiB cork in one read arrive complete and in order", arguments: backends)
+    func overflow(backend: IOBackendKind) throws {
+        let f = try CorkFixture(backend, replyCorkBytes: 1024)
         defer { f.stop() }
         // 200 replies of 21 bytes: 4,200 bytes, four times the 1 KiB cork.
         var script = ""
@@ -197,7 +244,7 @@ struct ReplyCorkTests {
         try f.client.send("sfirst\nD\nsnext\n")
         #expect(try Self.read(f.client, 11) == Self.small("first") + Self.small("next"))
         // Behind the first run: the large frame and the small one after it are dropped.
-        try f.client.send("sA\nL2000\nsB\nD\nsC\n")
+        try f.client.send("sA\nL20000\nsB\nD\nsC\n")
         #expect(try Self.read(f.client, 4) == Self.small("A") + Self.small("C"))
         #expect(throws: TestClient.Failure.self) { try f.client.fill() }  // nothing else arrives
     }
@@ -217,10 +264,10 @@ struct ReplyCorkTests {
 
     @Test("a socket that takes only part of a cork gets the rest from the queue, in order", arguments: backends)
     func partialWrite(backend: IOBackendKind) throws {
-        let f = try CorkFixture(backend, sendBlockBytes: 65_536, receiveTimeoutMilliseconds: 10_000)
+        let f = try CorkFixture(backend, replyCorkBytes: 65_536, receiveTimeoutMilliseconds: 10_000)
         defer { f.stop() }
         let c = f.client
-        // 64 KiB socket buffers on both sides and a 64 KiB cork (one send block): the server's
+        // 64 KiB socket buffers on both sides and a 64 KiB cork: the server's
         // writes run out of room after a few batches while the client does not read. (With
         // 4 KiB buffers the loopback connection stopped carrying the client's bytes as well.)
         var bufferBytes: Int32 = 65_536

@@ -209,6 +209,17 @@ struct SendBlockTests {
         c.maxSendBlocksPerShard = 0
         c.sendBlocksKeptFree = 0
         #expect(c.validate() == nil)
+        // The reply cork: 0 (off) ... 1 MiB.
+        c = IOConfiguration()
+        #expect(c.replyCorkBytes == 16_384)
+        c.replyCorkBytes = -1
+        #expect(c.validate() != nil)
+        c.replyCorkBytes = (1 << 20) + 1
+        #expect(c.validate() != nil)
+        c.replyCorkBytes = 0
+        #expect(c.validate() == nil)
+        c.replyCorkBytes = 1 << 20
+        #expect(c.validate() == nil)
     }
 }
 

@@ -164,10 +164,13 @@ struct OutboundFramePoolSocketTests {
     /// the driver hands the shard each pooled frame's +1 (`Shard.send(_:retained:)`), queued
     /// then written. Either way the block is the pool's alone again by the time its slot comes
     /// round: every frame after the first `blockCount` reuses one, none finds its block held.
+    /// Epoll's reply cork is off here: it would take these replies (next test).
     @Test("every pooled frame's reference comes back", arguments: backends)
     func referencesComeBack(backend: IOBackendKind) throws {
-        let server = try ServerFixture(backend: backend, shards: 1, configure: { $0.webSocket.perMessageDeflate = false },
-                                       worker: { TwiceWorker($0) })
+        let server = try ServerFixture(backend: backend, shards: 1, configure: {
+            $0.webSocket.perMessageDeflate = false
+            $0.io.replyCorkBytes = 0
+        }, worker: { TwiceWorker($0) })
         defer { server.stop() }
         let rounds = 100
         // 600 + 4 header bytes: over the default 512 of a send block, within the pool's 1,280.
@@ -177,15 +180,31 @@ struct OutboundFramePoolSocketTests {
         #expect(counts?.held == 0)
     }
 
+    /// On epoll a read's replies over a send block go into the reply cork (`ReplyCork`, 16 KiB
+    /// by default), written in place: no pooled frame either, and the same bytes.
+    @Test("on epoll replies over a send block go into the reply cork, not the pool")
+    func largerRepliesCorked() throws {
+        let server = try ServerFixture(backend: .epoll, shards: 1, configure: { $0.webSocket.perMessageDeflate = false },
+                                       worker: { TwiceWorker($0) })
+        defer { server.stop() }
+        try echoTwice(server, rounds: 100, payloadBytes: 600)
+        try echoTwice(server, rounds: 20, payloadBytes: 5000)
+        let counts = poolCounts(server)
+        #expect(counts?.reused == 0 && counts?.held == 0, "a reply took the pool")
+    }
+
     /// Small frames go straight into the shard's send blocks
     /// (`Shard.send(_:header:headerBytes:copying:)`, the second one copied behind the first):
     /// the pool is not used. With coalescing off (no send blocks) they take the pool, as
-    /// above; the replies are the same bytes either way.
+    /// above (epoll's reply cork off too); the replies are the same bytes either way.
     @Test("small frames go into send blocks, or to the pool without them", arguments: backends, [true, false])
     func smallFramesUseSendBlocks(backend: IOBackendKind, blocks: Bool) throws {
         let server = try ServerFixture(backend: backend, shards: 1, configure: {
             $0.webSocket.perMessageDeflate = false
-            if !blocks { $0.io.sendCoalesceMaxFrameBytes = 0 }
+            if !blocks {
+                $0.io.sendCoalesceMaxFrameBytes = 0
+                $0.io.replyCorkBytes = 0
+            }
         }, worker: { TwiceWorker($0) })
         defer { server.stop() }
         let rounds = 100

@@ -1,6 +1,6 @@
 @testable import Switchboard
 @testable import SwitchboardIO
-import SwitchboardWebSocket
+@testable import SwitchboardWebSocket
 import SwitchboardTestSupport
 import CLiburing
 import Testing
@@ -57,6 +57,32 @@ struct WebSocketIdleMemoryTests {
         print("WebSocketSession: \(perSession) heap bytes each")
         // 136-byte object + 8-byte malloc header = a 144-byte chunk.
         #expect(perSession <= 144, "session \(perSession) bytes")
+    }
+
+    /// `WebSocketSession`'s layout note ("Cache lines"): the fields a message whole in one read
+    /// touches lie in object bytes 0x30-0x7f (two 64-byte lines at any of malloc's 16-byte
+    /// alignments; at 1,000 connections each is a cache miss per message, issue 16 item 3),
+    /// and the one kept out of that run on purpose lies after it. Addresses of a final
+    /// class's stored properties, taken in place.
+    @Test("the session's hot fields lie in object bytes 0x30-0x7f, as its layout note says")
+    func hotFieldOffsets() {
+        let session = WebSocketSession(WebSocketConnection(settings: WebSocketCodecSettings()), token: nil, compresses: false)
+        let base = Int(bitPattern: Unmanaged.passUnretained(session).toOpaque())
+        func offset<T>(_ pointer: UnsafeMutablePointer<T>) -> Int { Int(bitPattern: pointer) - base }
+        let hot = 0x30..<0x80
+        let codec = withUnsafeMutablePointer(to: &session.connection) { offset($0) }
+        // The codec's fields every frame reads: its settings (in the assembly buffer), counters and state.
+        let codecHot = [\WebSocketConnection.messageBuffer.settings, \.messagesCompleted, \.frameKey, \.receiveState, \.closeState,
+                        \.headerFilled, \.messageOpcode, \.validator]
+            .map { codec + MemoryLayout<WebSocketConnection>.offset(of: $0)! }
+        let sessionHot = [withUnsafeMutablePointer(to: &session.lifecycle) { offset($0) },
+                          withUnsafeMutablePointer(to: &session.resumeQueued) { offset($0) },
+                          withUnsafeMutablePointer(to: &session.turnStartNanoseconds) { offset($0) },
+                          withUnsafeMutablePointer(to: &session.token) { offset($0) }]
+        print("WebSocketSession: codec at \(codec), its hot fields at \(codecHot), the session's at \(sessionHot)")
+        for o in codecHot + sessionHot { #expect(hot.contains(o), "a hot field at \(o), outside \(hot)") }
+        let last = withUnsafeMutablePointer(to: &session.turnFanOutStartNanoseconds) { offset($0) }
+        #expect(last >= hot.upperBound, "turnFanOutStartNanoseconds at \(last), inside the hot run")
     }
 
     @Test("heap per idle WebSocket under the bound", arguments: backends)

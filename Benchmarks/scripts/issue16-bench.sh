@@ -3,7 +3,7 @@
 # switchboard-echo, 1 shard) and the Hummingbird peer (1 thread) in the same run, with the
 # server's CPU per message split into user and system time (the figure that carries across
 # machines and peers). Every load run is switchboard-bench (counts verified: a failed run is
-# FAILED, never a figure) except HTTP /health (wrk). Medians of RUNS.
+# FAILED, never a figure) except HTTP /health (wrk). Medians of RUNS, interleaved: a row's run r on every server before its run r+1.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
 #   BASE_PORT=18900 ONLY="" (server names) ONLY_ROWS="" (row ids, e.g. "echo100x20 chan1000")
@@ -66,23 +66,28 @@ field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) { v = $(i + 1)
 # run_bench OUT args...: switchboard-bench with the server's CPU split on its own line.
 run_bench() { local out="$1"; shift; timeout 600 "$BENCH_BIN" "$@" --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" >"$out" 2>&1; }
 
-declare -A VAL USR SYS PEAK STEAL
-for entry in "${SERVERS[@]}"; do
-    IFS='|' read -r name offset tmpl <<<"$entry"
-    [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
-    port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"; cmd="${cmd//@TLSPORT@/$((port + 50))}"
-    for row in "${ROWS[@]}"; do
-        IFS='|' read -r id label spec <<<"$row"
-        read -r kind a b <<<"$spec"
-        [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
-        key="$name|$id"
-        vals=(); users=(); systems=(); failed=0
-        # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
-        if [[ "$kind" == channels && "$name" == peer-hummingbird ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
-        if [[ "$kind" == wss* && "$name" == peer-* ]]; then VAL[$key]="n/a (no TLS listener)"; continue; fi
-        for run in $(seq 1 "$RUNS"); do
+declare -A VAL USR SYS PEAK STEAL RUN_VALS RUN_USERS RUN_SYSTEMS FAILED_KEY
+# Row by row, and within a row run by run across the servers (run 1 of each, then run 2, ...):
+# the host's steal drifts over minutes, and in a server-major order (every row of one server,
+# then the next server) the servers of a row were measured in different weather: at 08:45 on
+# 12-02 the steal on the server's CPU went from 3 to 270 ticks per run within one server's
+# block. Interleaved, each row's servers share the minutes they are measured in.
+for row in "${ROWS[@]}"; do
+    IFS='|' read -r id label spec <<<"$row"
+    read -r kind a b <<<"$spec"
+    [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
+    for run in $(seq 1 "$RUNS"); do
+        for entry in "${SERVERS[@]}"; do
+            IFS='|' read -r name offset tmpl <<<"$entry"
+            [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
+            key="$name|$id"
+            [[ "${FAILED_KEY[$key]:-0}" == 1 ]] && continue
+            # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
+            if [[ "$kind" == channels && "$name" == peer-hummingbird ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
+            if [[ "$kind" == wss* && "$name" == peer-* ]]; then VAL[$key]="n/a (no TLS listener)"; continue; fi
+            port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"; cmd="${cmd//@TLSPORT@/$((port + 50))}"
             # shellcheck disable=SC2086
-            if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; failed=1; stop_server; break; fi
+            if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; FAILED_KEY[$key]=1; stop_server; continue; fi
             out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
             read -r steal0 _ <<<"$(steal_ticks)"  # the server's CPU (SERVER_CPU)
             # The wss* kinds are echo and fanout over the TLS listener.
@@ -122,28 +127,34 @@ for entry in "${SERVERS[@]}"; do
             read -r steal _ <<<"$(steal_ticks)"; steal=$((steal - steal0))
             STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal"
             stop_server
-            if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; failed=1; break; fi
+            if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; FAILED_KEY[$key]=1; continue; fi
             if [[ "$kind" != http ]]; then
                 u="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "user" && $(i + 1) ~ /^[0-9.]+$/ && $(i + 2) == "system") print $(i + 1) }' "$out")"
                 s="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "system" && $(i - 2) == "user") print $(i + 1) }' "$out")"
             fi
-            vals+=("$v"); users+=("${u:-n/a}"); systems+=("${s:-n/a}")
+            RUN_VALS[$key]+="$v"$'\n'; RUN_USERS[$key]+="${u:-n/a}"$'\n'; RUN_SYSTEMS[$key]+="${s:-n/a}"$'\n'
             log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a}; steal on CPU $SERVER_CPU $steal ticks)"
         done
-        if [[ "$failed" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
+    done
+    for entry in "${SERVERS[@]}"; do
+        name="${entry%%|*}"; key="$name|$id"
+        [[ -n "$ONLY" && " $ONLY " != *" $name "* ]] && continue
+        if [[ "${FAILED_KEY[$key]:-0}" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
+        [[ -n "${RUN_VALS[$key]:-}" ]] || continue  # n/a for this server (set above)
+        mapfile -t vals < <(printf '%s' "${RUN_VALS[$key]}")
         if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
         else
             VAL[$key]="${vals[$(( ${#vals[@]} / 2 ))]}"  # text figures: the middle run
         fi
-        USR[$key]="$(printf '%s\n' "${users[@]}" | { grep -v n/a || true; } | median)"; SYS[$key]="$(printf '%s\n' "${systems[@]}" | { grep -v n/a || true; } | median)"
+        USR[$key]="$(printf '%s' "${RUN_USERS[$key]}" | { grep -v n/a || true; } | median)"; SYS[$key]="$(printf '%s' "${RUN_SYSTEMS[$key]}" | { grep -v n/a || true; } | median)"
     done
 done
 
 echo "### Issue 16's table (switchboard-bench, wrk for /health)"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` ($CONFIG); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- Servers pinned to CPU $SERVER_CPU, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s), medians. Cells: figure, then server CPU per message in µs as user + system (from /proc/PID/stat over the measured window; /health over the whole wrk run)."
+echo "- Servers pinned to CPU $SERVER_CPU, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s) per row, interleaved across the servers (run 1 of each, then run 2, ...), medians. Cells: figure, then server CPU per message in µs as user + system (from /proc/PID/stat over the measured window; /health over the whole wrk run)."
 echo
 echo '```'
 for entry in "${SERVERS[@]}"; do IFS='|' read -r name offset tmpl <<<"$entry"; t="${tmpl//@PORT@/$((BASE_PORT + offset))}"; echo "taskset -c $SERVER_CPU ${t//@TLSPORT@/$((BASE_PORT + offset + 50))}"; done

@@ -161,33 +161,33 @@ struct ReplyCorkTests {
     func oneWrite(backend: IOBackendKind) throws {
         let f = try CorkFixture(backend)
         defer { f.stop() }
+        try Self.oneWritePerReply(f, rounds: 20, script: { "s\($0)\n" }, reply: { Self.small("\($0)") })
+    }
+
+    /// Sends `rounds` scripts one at a time, reads each one's reply, and checks that each was
+    /// one write and that nothing spilled.
+    static func oneWritePerReply(_ f: CorkFixture, rounds: Int, script: (Int) -> String, reply: (Int) -> [UInt8]) throws {
         let (sends, spills) = try f.warmUp()
-        for i in 0..<20 {
-            try f.client.send("s\(i)\n")
-            #expect(try Self.read(f.client, 1 + "\(i)".utf8.count) == Self.small("\(i)"))
+        for i in 0..<rounds {
+            try f.client.send(script(i))
+            let expected = reply(i)
+            #expect(try read(f.client, expected.count) == expected)
         }
         // The client can read the last reply before the shard counts its write: wait for it.
-        #expect(waitUntil { f.metrics.sends.value - sends >= 20 })
-        #expect(f.metrics.sends.value - sends == 20, "one write per reply")
+        #expect(waitUntil { f.metrics.sends.value - sends >= rounds })
+        #expect(f.metrics.sends.value - sends == rounds, "one write per reply")
         #expect(f.metrics.replyCorkSpills.value == spills)
+        #expect(f.handler.refusals.value == nil)
     }
 
     @Test("an echo of 1 KiB (a 1,028-byte frame, over a send block and the coalescing size) is one write from the cork on epoll, with no spill", arguments: backends)
     func kibibyteEcho(backend: IOBackendKind) throws {
         let f = try CorkFixture(backend)
         defer { f.stop() }
-        let (sends, spills) = try f.warmUp()
-        let expected = [UInt8(ascii: "<")] + ScriptHandler.pattern(1027)
-        for _ in 0..<20 {
-            try f.client.send("S1027\nC\n")
-            #expect(try Self.read(f.client, 1028) == expected)
-        }
+        let frame = [UInt8(ascii: "<")] + ScriptHandler.pattern(1027)
+        try Self.oneWritePerReply(f, rounds: 20, script: { _ in "S1027\nC\n" }, reply: { _ in frame })
         // In the cork when the handler returned (io_uring: queued).
         #expect(f.handler.corked.value == Array(repeating: backend == .epoll ? 1028 : 0, count: 20))
-        #expect(waitUntil { f.metrics.sends.value - sends >= 20 })
-        #expect(f.metrics.sends.value - sends == 20, "one write per reply")
-        #expect(f.metrics.replyCorkSpills.value == spills)
-        #expect(f.handler.refusals.value == nil)
     }
 
     @Test("replies over the default 16 KiB cork in one read: the first ones from the cork's bytes in the queue, the rest by reference, in order", arguments: backends)

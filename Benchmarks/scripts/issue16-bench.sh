@@ -66,7 +66,7 @@ field() { awk -v k="$2" '{ for (i = 1; i <= NF; i++) if ($i == k) { v = $(i + 1)
 # run_bench OUT args...: switchboard-bench with the server's CPU split on its own line.
 run_bench() { local out="$1"; shift; timeout 600 "$BENCH_BIN" "$@" --cpu "$BENCH_CPU" --quiet --server-pid "$SERVER_PID" >"$out" 2>&1; }
 
-declare -A VAL USR SYS PEAK STEAL RUN_VALS RUN_USERS RUN_SYSTEMS FAILED_KEY
+declare -A VAL USR SYS STEAL RUN_VALS RUN_USERS RUN_SYSTEMS FAILED_KEY
 # Row by row, and within a row run by run across the servers (run 1 of each, then run 2, ...):
 # the host's steal drifts over minutes, and in a server-major order (every row of one server,
 # then the next server) the servers of a row were measured in different weather: at 08:45 on

@@ -27,6 +27,8 @@
 #   TLS=1 (echo and fanout): the messages go over wss:// to the server's TLS listener (a
 #   throwaway certificate; TLS_RECORD_LAYER=openssl for OpenSSL's record layer instead of
 #   Switchboard's own): what TLS adds per message, with the plaintext run as the baseline.
+#   REPLY_CORK_BYTES: the server's `reply_cork_bytes` (epoll; 0 turns the reply cork off), to
+#   count the cork against the queued path on the same build.
 #   SHARDS=2: the server runs 2 shards (fan-out subscribers spread over both: the cross-shard
 #   hop's cost per delivery; issue 16 item 5).
 #   CALLGRIND_OPTS: more callgrind options, e.g. "--cache-sim=yes" (D1/LL misses per message,

@@ -405,3 +405,7 @@ void *sb_current_shard(void) { return sb_tls_shard; }
 
 #include <malloc.h>
 size_t sb_malloc_in_use(void) { return mallinfo2().uordblks; }
+/* glibc's trim and mmap thresholds (MallocTrim.swift); 1 when both were taken. */
+int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes) {
+    return mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1;
+}

@@ -80,6 +80,9 @@ package final class ShardGroup: @unchecked Sendable {
         precondition(shards.isEmpty && acceptor == nil, "ShardGroup.start() runs once")
         if let problem = configuration.validate() { throw .invalidConfiguration(problem) }
         _ = sb_ignore_sigpipe()
+        if !MallocTrim.apply(trimThresholdBytes: configuration.mallocTrimThresholdBytes) {
+            logger.notice("malloc_trim_threshold_bytes: the allocator did not take \(configuration.mallocTrimThresholdBytes) (not glibc's malloc?)")
+        }
         switch configuration.backend {
         case .epoll:
             backend = .epoll

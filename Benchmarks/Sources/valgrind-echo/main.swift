@@ -64,6 +64,12 @@ if let certificate = environment("TLS_CERT"), let key = environment("TLS_KEY") {
     }
     configuration.tls = tls
 }
+// REPLY_CORK_BYTES: the epoll reply cork's size (`reply_cork_bytes`; 0 turns it off), so the
+// cork's cost per echo can be counted against the queued path on the same build.
+if let cork = environment("REPLY_CORK_BYTES") {
+    guard let bytes = Int(cork) else { print("REPLY_CORK_BYTES: a byte count"); exit(2) }
+    configuration.io.replyCorkBytes = bytes
+}
 var logger = Logger(label: "valgrind-echo")
 logger.logLevel = .warning
 let broker = Broker(configuration: configuration, logger: logger) { EchoHandler($0) }

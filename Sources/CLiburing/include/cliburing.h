@@ -140,5 +140,7 @@ void *sb_current_shard(void);
 /// Bytes the C heap has handed out and not yet taken back (mallinfo2().uordblks); tests use it
 /// to show a fan-out shares one buffer.
 size_t sb_malloc_in_use(void);
+/* mallopt(M_TRIM_THRESHOLD, trim_bytes) and mallopt(M_MMAP_THRESHOLD, mmap_bytes): 1 if both were taken. */
+int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes);
 
 #endif // SWITCHBOARD_CLIBURING_H

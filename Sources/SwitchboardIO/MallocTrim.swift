@@ -8,8 +8,8 @@ import CLiburing
 /// (trim at 128 KiB of free memory at the top of an arena), 100 connections echoing 16,000-byte
 /// messages on io_uring freed enough at the top of the shard's arena that glibc gave it back
 /// (`madvise(MADV_DONTNEED)`) nearly every turn, and the next turn's frames faulted it back in
-/// page by page: 1.5 µs of page faults and 1 µs of page clearing per echo, 67k echoes/s against
-/// epoll's 118k (whose reply cork makes no frame). With the threshold at 64 MiB the same run did
+/// page by page, cleared: 1.5 µs of page faults per echo in the kernel's profile, 67k echoes/s
+/// against epoll's 118k (whose reply cork makes no frame). With the threshold at 64 MiB the same run did
 /// 109–113k. glibc raises its thresholds by itself only after freeing an `mmap`ed chunk (128 KiB
 /// or more), which frames of a few KiB never are.
 ///

@@ -521,6 +521,10 @@ public final class ClientWebSocket: Sendable {
                     if let handler { await handler(.text(text)) } else { await inbox.push(.text(text)) }
                 case .binary(let bytes):
                     if let handler { await handler(.binary(bytes)) } else { await inbox.push(.binary(bytes)) }
+                case .textBytes(let bytes):
+                    // Not asked for by the client's settings; handled as text all the same.
+                    let text = String(decoding: bytes, as: UTF8.self)
+                    if let handler { await handler(.text(text)) } else { await inbox.push(.text(text)) }
                 case .write(let frame):
                     // An inline handler already handled every message before the error. (The
                     // flag set above is cleared at `.failed`, next: once the close frame is

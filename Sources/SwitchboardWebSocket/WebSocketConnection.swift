@@ -642,9 +642,13 @@
         messagesCompleted &+= 1
         if opcode == .text {
             // Validated as it arrived (above and in `consume`).
-            let text = messageBuffer.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
-            messageBuffer.clear()
-            handle(.text(text))
+            if settings.assembledTextAsBytes {
+                handle(.textBytes(messageBuffer.take()))
+            } else {
+                let text = messageBuffer.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }
+                messageBuffer.clear()
+                handle(.text(text))
+            }
         } else {
             handle(.binary(messageBuffer.take()))
         }

@@ -6,6 +6,11 @@ package enum WebSocketEvent: Sendable {
     case text(String)
     /// A complete binary message.
     case binary([UInt8])
+    /// A complete text message the codec assembled (from fragments, across reads, or inflated),
+    /// validated as ``text(_:)``'s, as its UTF-8 bytes: reported instead of ``text(_:)`` when
+    /// the settings ask for it (``WebSocketCodecSettings/assembledTextAsBytes``), so that no
+    /// `String` is made (a copy and stdlib's second validation) for an owner that lends bytes.
+    case textBytes([UInt8])
     /// A complete text (validated as ``text(_:)``'s) or binary message, `count` bytes at the
     /// start of the scratch buffer the owner passed to ``WebSocketConnection/receive(_:maxMessages:scratch:_:)``:
     /// reported instead of ``text(_:)`` or ``binary(_:)`` for a message whole in the bytes given

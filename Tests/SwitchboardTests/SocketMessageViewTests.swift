@@ -1,4 +1,4 @@
-import Switchboard
+@testable import Switchboard
 import SwitchboardIO
 import SwitchboardTestSupport
 import SwitchboardWebSocket
@@ -17,6 +17,8 @@ struct SeenView: Equatable {
     var token: [UInt8]?
     /// Whether the handler's send (`.queued`) or publish (`.accepted`) of the view succeeded.
     var forwarded: Bool
+    /// Whether the view lent the shard's bytes rather than wrapping a value.
+    var lent: Bool = false
 }
 
 /// Records what the view handlers saw, across shard threads.
@@ -61,7 +63,7 @@ final class ViewWorker: WorkerHandler {
             forwarded = false
         }
         recorder.saw(SeenView(isText: message.isText, bytes: bytes, count: message.count, message: message.message,
-                              text: message.text, token: token, forwarded: forwarded))
+                              text: message.text, token: token, forwarded: forwarded, lent: message.isLent))
     }
 
     func handleSocketMessage(_ message: SocketMessage, socketId: SocketID, token: [UInt8]?) {
@@ -139,7 +141,8 @@ struct SocketMessageViewTests {
         try c.sendText(Self.multibyte)
         let multibyte = Array(Self.multibyte.utf8)
         #expect(try c.readBytes(2 + multibyte.count) == serverFrame(1, multibyte))
-        // Assembled from fragments (a value the view wraps), and an empty message (no bytes to lend).
+        // Assembled from fragments (its bytes lent from the array the codec assembled them in: no
+        // `String` is made), and an empty message (no bytes to lend: a value the view wraps).
         try c.sendFrame(opcode: 1, payload: Array("frag".utf8), fin: false)
         try c.sendFrame(opcode: 0, payload: Array("ment €".utf8))
         let fragment = Array("fragment €".utf8)
@@ -160,6 +163,7 @@ struct SocketMessageViewTests {
             (true, Array("one".utf8)), (false, [1, 2]), (true, Array("three".utf8)), (true, Array("after a ping".utf8)),
         ]
         #expect(seen.count == expected.count)
+        #expect(seen.map(\.lent) == [true, true, true, true, false, true, true, true, true])
         for (view, (isText, bytes)) in zip(seen, expected) {
             #expect(view.isText == isText && view.bytes == bytes && view.count == bytes.count && view.token == nil && view.forwarded)
             // The value the view makes, and its text, are the same message.

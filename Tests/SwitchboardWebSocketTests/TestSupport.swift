@@ -10,6 +10,7 @@ enum Event: Equatable, CustomStringConvertible {
         switch event {
         case .text(let s): self = .text(Array(s.utf8))
         case .binary(let b): self = .binary(b)
+        case .textBytes(let b): self = .text(b)
         case .inScratch(let opcode, let count):
             let bytes = Array(UnsafeRawBufferPointer(rebasing: scratch![..<count]))
             self = opcode == .text ? .text(bytes) : .binary(bytes)

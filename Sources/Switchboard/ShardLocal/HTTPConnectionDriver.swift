@@ -49,7 +49,8 @@ final class HTTPConnectionDriver {
         let ws = configuration.webSocket
         webSocketSettings = WebSocketCodecSettings(
             limits: WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments),
-            budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel, releasesIdleStreams: true)
+            budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel, releasesIdleStreams: true,
+            assembledTextAsBytes: true)
         handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
                                                      serverContextTakeover: ws.deflateContextTakeover,
                                                      allowedOrigins: ws.allowedOrigins)

@@ -356,7 +356,7 @@ final class WebSocketConnectionDriver {
         var more = false
         let used = session.connection.receive(bytes, maxMessages: 1, scratch: lendingBuffer) { event in
             switch event {
-            case .text, .binary, .inScratch: message = true
+            case .text, .binary, .textBytes, .inScratch: message = true
             default: break
             }
             if first == nil {
@@ -410,6 +410,10 @@ final class WebSocketConnectionDriver {
             // Assembled from fragments, decompressed, empty, or larger than `lendingBuffer`: lent
             // as a view of the value.
             handOver(SocketMessageView(.text(text)), id, session, worker, knownOpen: false)
+        case .textBytes(let bytes):
+            // Assembled text (the settings ask for bytes): lent from the array the codec handed
+            // over, with no `String` made for it.
+            bytes.withUnsafeBytes { handOver(SocketMessageView(isText: true, lending: $0), id, session, worker, knownOpen: false) }
         case .binary(let payload):
             handOver(SocketMessageView(.binary(payload)), id, session, worker, knownOpen: false)
         case .write(let frame) where WebSocketFrame.isPong(frame):

@@ -149,6 +149,9 @@ struct SocketMessageViewTests {
         #expect(try c.readBytes(2 + fragment.count) == serverFrame(1, fragment))
         try c.sendFrame(opcode: 2, payload: [])
         #expect(try c.readBytes(2) == [0x82, 0x00])
+        // An empty text message: assembled (no payload to be whole), lent with no bytes.
+        try c.sendFrame(opcode: 1, payload: [])
+        #expect(try c.readBytes(2) == [0x81, 0x00])
         // Three messages in one write: each is lent in turn, the buffer reused in between.
         try c.send(TestClient.frame(opcode: 1, payload: Array("one".utf8)) + TestClient.frame(opcode: 2, payload: [1, 2])
                    + TestClient.frame(opcode: 1, payload: Array("three".utf8)))
@@ -159,11 +162,11 @@ struct SocketMessageViewTests {
 
         let seen = recorder.seen
         let expected: [(Bool, [UInt8])] = [
-            (true, Array("hello".utf8)), (false, binary), (true, multibyte), (true, Array("fragment €".utf8)), (false, []),
+            (true, Array("hello".utf8)), (false, binary), (true, multibyte), (true, Array("fragment €".utf8)), (false, []), (true, []),
             (true, Array("one".utf8)), (false, [1, 2]), (true, Array("three".utf8)), (true, Array("after a ping".utf8)),
         ]
         #expect(seen.count == expected.count)
-        #expect(seen.map(\.lent) == [true, true, true, true, false, true, true, true, true])
+        #expect(seen.map(\.lent) == [true, true, true, true, false, true, true, true, true, true])
         for (view, (isText, bytes)) in zip(seen, expected) {
             #expect(view.isText == isText && view.bytes == bytes && view.count == bytes.count && view.token == nil && view.forwarded)
             // The value the view makes, and its text, are the same message.

@@ -18,8 +18,10 @@ public struct SocketMessageView: ~Copyable {
     public let isText: Bool
     /// The lent bytes; unused when `owned` holds the message.
     @usableFromInline let lent: UnsafeRawBufferPointer
-    /// The message when the broker already holds it as a value (one assembled from fragments,
-    /// or decompressed), so that ``message`` hands it over without a copy.
+    /// The message when the broker already holds it as a value (a binary message assembled
+    /// from fragments or decompressed, a message whole in one read but larger than the shard's
+    /// lending buffer), so that ``message`` hands it over without a copy. An assembled text
+    /// message is lent instead: making it a `String` would copy and validate it again.
     @usableFromInline let owned: SocketMessage?
 
     /// Lends `bytes` (the shard's; valid for the call being made). A text message's bytes must

@@ -65,7 +65,7 @@ public final class ShardContext {
     public func send(_ socketId: SocketID, _ message: borrowing SocketMessageView) -> LocalSendResult {
         assertOnShard()
         guard isLocal(socketId) else { return .notLocal }
-        // A view of a value (a message assembled from fragments, or made by a router) is sent
+        // A view of a value (a binary message assembled from fragments, or one made by a router) is sent
         // as that value; a lent one from its bytes. Read here, outside the closure: with the
         // value's branch inside it, the closure was a call of its own per message.
         guard message.isLent else { return send(socketId, message.message) }

@@ -62,12 +62,16 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 plainSeen.append(.pong(bytes))
             case .inScratch:
                 preconditionFailure("no scratch buffer was passed")
+            case .textBytes:
+                preconditionFailure("the plain codec's settings keep assembled text a String")
             }
         }
     }
 
     // The driver's path: the whole-message fast path, else one message into the scratch buffer.
-    var shard = WebSocketConnection(limits: limits, deflate: deflate)
+    // With the broker's setting: assembled text is handed over as its bytes (`.textBytes`).
+    let shardSettings = WebSocketCodecSettings(limits: limits, assembledTextAsBytes: true)
+    var shard = WebSocketConnection(settings: shardSettings, deflate: deflate)
     var shardSeen: [Seen] = []
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)
     defer { scratch.deallocate() }
@@ -95,6 +99,10 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 switch event {
                 case .text(let text): shardSeen.append(.message(text: true, bytes: Array(text.utf8)))
                 case .binary(let bytes): shardSeen.append(.message(text: false, bytes: bytes))
+                case .textBytes(let bytes):
+                    precondition(bytes.count <= limits.maxMessageBytes)
+                    precondition(String(validating: bytes, as: UTF8.self) != nil, "invalid text handed over as bytes")
+                    shardSeen.append(.message(text: true, bytes: bytes))
                 case .inScratch(let opcode, let count): shardSeen.append(lent(opcode, count))
                 case .closed(let code, let reason): shardSeen.append(.closed(code, reason))
                 case .failed(let code, let reason): shardSeen.append(.failed(code, reason))

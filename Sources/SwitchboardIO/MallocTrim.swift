@@ -9,9 +9,9 @@ import CLiburing
 /// messages on io_uring freed enough at the top of the shard's arena that glibc gave it back
 /// (`madvise(MADV_DONTNEED)`) nearly every turn, and the next turn's frames faulted it back in
 /// page by page, cleared: 1.5 µs of page faults per echo in the kernel's profile, 67k echoes/s
-/// against epoll's 118k (whose reply cork makes no frame). With the threshold at 64 MiB the same run did
-/// 109–113k. glibc raises its thresholds by itself only after freeing an `mmap`ed chunk (128 KiB
-/// or more), which frames of a few KiB never are.
+/// against epoll's 118k (whose reply cork makes no frame). With the threshold at 64 MiB the
+/// same run did 109–113k. glibc raises its thresholds by itself only after freeing an `mmap`ed
+/// chunk (128 KiB or more), which frames of a few KiB never are.
 ///
 /// The setting is process-wide (glibc has no per-arena threshold): the last group to start
 /// wins, and 0 leaves malloc as it is (for an application that tunes its allocator itself, or

@@ -83,8 +83,13 @@ struct MallocTrimTests {
         #expect(faults >= 400, "\(faults) faults: the group's 1 MiB threshold was not applied")
     }
 
-    @Test("0 changes nothing and reports success")
+    @Test("0 changes nothing and reports success: the threshold set before stays")
     func zeroLeavesMallocAlone() {
+        defer { MallocTrim.apply(trimThresholdBytes: IOConfiguration().mallocTrimThresholdBytes) }
+        #expect(MallocTrim.apply(trimThresholdBytes: 1 << 20))
         #expect(MallocTrim.apply(trimThresholdBytes: 0))
+        // Still 1 MiB: the freed frames go back to the kernel and fault in again.
+        let faults = refaultsAfterFree()
+        #expect(faults >= 400, "\(faults) faults: applying 0 changed the threshold")
     }
 }

@@ -50,6 +50,22 @@ package protocol WebSocketMemoryBudget: AnyObject {
         return true
     }
 
+    /// Appends `count` payload bytes from `source`, unmasked with `key` from `phase`, in one
+    /// pass (``UnmaskedPayload``), if the budget allows the growth; nil (nothing appended)
+    /// otherwise. Returns the next mask phase and the bits of the appended bytes ORed together
+    /// (high bit clear: all ASCII).
+    mutating func appendUnmasking(_ source: UnsafeRawPointer, count: Int, key: UInt32, phase: Int, ceiling: Int)
+        -> (nextPhase: Int, bits: UInt8)? {
+        guard reserve(bytes.count + count, ceiling: ceiling) else { return nil }
+        var result: (nextPhase: Int, bits: UInt8) = (phase, 0)
+        let before = bytes.count
+        withUnsafeMutablePointer(to: &result) { result in
+            bytes.append(contentsOf: UnmaskedPayload(source: source, count: count, key: key, phase: phase, result: result))
+        }
+        assert(bytes.count == before + count && result.nextPhase == (phase + count) & 3)
+        return result
+    }
+
     /// Runs `body` over the bytes, mutably (unmasking in place).
     mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
         bytes.withUnsafeMutableBytes(body)

@@ -75,4 +75,49 @@
         }
         return highBits & 0x8080_8080_8080_8080 == 0 && lastHighBits & 0x80 == 0
     }
+
+    /// ``apply(key:phase:source:destination:count:)`` that also gathers the bits of every byte
+    /// it writes: the result's high bit is clear when all of them were ASCII. For a message
+    /// assembled from pieces (`UnmaskedPayload`): the unmasked text's ASCII check comes with
+    /// the one pass that writes it, so the UTF-8 validator is left for text that is not ASCII.
+    /// `destination` may be `source` (in place) or apart from it, not partly over it.
+    @inlinable @inline(__always)
+    package static func applyGatheringBits(
+        key: UInt32, phase: Int, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
+    ) -> (nextPhase: Int, bits: UInt8) {
+        let shift = UInt32(phase & 3) &* 8
+        let rotated = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
+        let wide = UInt64(rotated) | UInt64(rotated) << 32
+        var gathered: UInt64 = 0
+        var index = 0
+        // Two words a step: independent loads and stores, one dependency chain for the bits.
+        while index &+ 16 <= count {
+            let w0 = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ wide
+            let w1 = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index &+ 8, as: UInt64.self)) ^ wide
+            destination.storeBytes(of: w0.littleEndian, toByteOffset: index, as: UInt64.self)
+            destination.storeBytes(of: w1.littleEndian, toByteOffset: index &+ 8, as: UInt64.self)
+            gathered |= w0 | w1
+            index &+= 16
+        }
+        if index &+ 8 <= count {
+            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index, as: UInt64.self)) ^ wide
+            destination.storeBytes(of: word.littleEndian, toByteOffset: index, as: UInt64.self)
+            gathered |= word
+            index &+= 8
+        }
+        var keyBytes = rotated
+        var last: UInt8 = 0
+        while index < count {
+            let byte = source.load(fromByteOffset: index, as: UInt8.self) ^ UInt8(truncatingIfNeeded: keyBytes)
+            destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
+            last |= byte
+            keyBytes = (keyBytes >> 8) | (keyBytes << 24)
+            index &+= 1
+        }
+        // Fold the eight lanes into one byte.
+        var folded = gathered | gathered >> 32
+        folded |= folded >> 16
+        folded |= folded >> 8
+        return ((phase &+ count) & 3, UInt8(truncatingIfNeeded: folded) | last)
+    }
 }

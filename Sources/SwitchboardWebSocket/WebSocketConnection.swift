@@ -555,16 +555,15 @@
             framePhase = UInt8(next)
         case .data:
             let start = messageBuffer.count
-            guard messageBuffer.append(UnsafeRawBufferPointer(start: pointer, count: count), ceiling: limits.maxMessageBytes) else {
+            // One pass: unmasked straight into the assembly buffer, the bits gathered on the way.
+            guard let (next, bits) = messageBuffer.appendUnmasking(pointer, count: count, key: key, phase: phase,
+                                                                   ceiling: limits.maxMessageBytes) else {
                 return fail(WebSocketCloseCode.tryAgainLater, Self.overBudgetReason, handle)
             }
-            let next = key == 0 ? (phase + count) & 3 : messageBuffer.withUnsafeMutableBytes {
-                let tail = $0.baseAddress! + start
-                return Masking.apply(key: key, phase: phase, source: tail, destination: tail, count: count)
-            }
             framePhase = UInt8(next)
-            // Validate as bytes arrive so invalid text fails before the rest of the frame comes in.
-            if messageOpcode == .text && !validateTail(from: start) {
+            // Validate as bytes arrive so invalid text fails before the rest of the frame comes in;
+            // ASCII at a character boundary is valid and leaves the validator where it was.
+            if messageOpcode == .text && !(bits & 0x80 == 0 && validator.isComplete) && !validateTail(from: start) {
                 return fail(WebSocketCloseCode.invalidPayload, "invalid UTF-8 in text message", handle)
             }
         case .compressed:

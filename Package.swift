@@ -162,7 +162,10 @@ let package = Package(
                                                          "Switchboard", "SwitchboardProtocols", "SwitchboardJWT", "CJWTTestSupport"]),
         // The generated docs' check (BAD_INPUTS.md and the like), free of the server: see DocMirror.swift.
         .target(name: "SwitchboardDocMirror", path: "Tests/SwitchboardDocMirror"),
-        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport", "SwitchboardDocMirror"]),
+        .testTarget(name: "SwitchboardIOTests", dependencies: ["SwitchboardIO", "SwitchboardTestSupport", "SwitchboardDocMirror",
+                                                        "switchboard-malloc-probe"]),
+        // malloc_trim_threshold_bytes measured in a fresh process (MallocTrimTests).
+        .executableTarget(name: "switchboard-malloc-probe", dependencies: ["SwitchboardIO"], path: "Tests/switchboard-malloc-probe"),
         .testTarget(name: "SwitchboardHTTPTests", dependencies: ["SwitchboardHTTP", "SwitchboardDocMirror"]),
         .testTarget(name: "SwitchboardRESPTests", dependencies: ["SwitchboardRESP", "SwitchboardTestSupport", "SwitchboardDocMirror"]),
         .testTarget(name: "SwitchboardClusterTests", dependencies: ["SwitchboardCluster", "Switchboard", "SwitchboardIO", "SwitchboardRESP", "SwitchboardTestSupport",

@@ -19,14 +19,14 @@ import CLiburing
 /// glibc's dynamic adjustment of the `mmap` threshold, so that is set too, to where the dynamic
 /// adjustment ends (half the trim threshold, at most 32 MiB): a large message's frame still
 /// comes from the arena rather than an `mmap` and `munmap` of its own per message.
-enum MallocTrim {
+package enum MallocTrim {
     /// glibc's ceiling for the dynamic `mmap` threshold on 64-bit (`DEFAULT_MMAP_THRESHOLD_MAX`).
-    static let maxMmapThresholdBytes = 32 << 20
+    package static let maxMmapThresholdBytes = 32 << 20
 
     /// Applies `trimThresholdBytes` (0: nothing is changed). Returns whether glibc took both
     /// settings (false when the allocator is not glibc's, whose `mallopt` answers 0).
     @discardableResult
-    static func apply(trimThresholdBytes: Int) -> Bool {
+    package static func apply(trimThresholdBytes: Int) -> Bool {
         assert(trimThresholdBytes >= 0 && trimThresholdBytes <= Int(Int32.max), "validated by IOConfiguration")
         guard trimThresholdBytes > 0 else { return true }
         assert(trimThresholdBytes >= 1 << 20, "validated by IOConfiguration: an mmap threshold of 0 would map every allocation")

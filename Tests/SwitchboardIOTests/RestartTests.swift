@@ -10,12 +10,17 @@ import Glibc
 /// `swift build --build-tests` first.
 func switchboardExecutable() -> String? {
     if let path = getenv("SWITCHBOARD_BINARY") { return String(cString: path) }
+    return switchboardExecutable(named: "switchboard")
+}
+
+/// The package's executable `name`, next to this test binary (built by `swift build --build-tests`).
+func switchboardExecutable(named name: String) -> String? {
     var buffer = [CChar](repeating: 0, count: 4096)
     let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
     guard n > 0 else { return nil }
     let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     guard let slash = exe.lastIndex(of: "/") else { return nil }
-    let candidate = String(exe[..<slash]) + "/switchboard"
+    let candidate = String(exe[..<slash]) + "/" + name
     return access(candidate, X_OK) == 0 ? candidate : nil
 }
 

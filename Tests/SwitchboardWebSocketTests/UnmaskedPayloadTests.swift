@@ -21,11 +21,19 @@ struct UnmaskedPayloadTests {
         return out
     }
 
-    @Test("every length 0...40 and phase: the reference's bytes, the next phase, the high bit where one is set")
+    /// Lengths around the 32-byte vector steps and the 8-byte word steps after them.
+    static let lengths = Array(0...72) + [95, 96, 97, 127, 128, 129, 1_000, 4_099]
+
+    /// Where a high bit goes: nowhere, or at a spread of places (every place when short).
+    static func highPlaces(_ count: Int) -> [Int?] {
+        count <= 72 ? [nil] + Array(0..<count) : [nil, 0, 31, 32, count / 2, count - 9, count - 1]
+    }
+
+    @Test("lengths around every step and each phase: the reference's bytes, the next phase, the high bit where one is set")
     func matchesReference() {
-        for count in 0...40 {
+        for count in Self.lengths {
             for phase in 0..<4 {
-                for high in [nil] + Array(0..<count) as [Int?] {
+                for high in Self.highPlaces(count) {
                     let plain = Self.bytes(count: count, highAt: high)
                     let masked = Self.reference(plain, phase: phase)  // XOR is its own inverse
                     var out = [UInt8](repeating: 0, count: count)
@@ -44,9 +52,39 @@ struct UnmaskedPayloadTests {
         }
     }
 
+    @Test("apply and applyReportingASCII (whole messages) against the reference at the same lengths")
+    func wholeMessageForms() {
+        for count in Self.lengths {
+            for high in Self.highPlaces(count) {
+                let plain = Self.bytes(count: count, highAt: high)
+                for phase in 0..<4 {
+                    let masked = Self.reference(plain, phase: phase)
+                    var out = [UInt8](repeating: 0, count: count)
+                    let next = masked.withUnsafeBytes { src in
+                        out.withUnsafeMutableBytes { dst in
+                            Masking.apply(key: Self.key, phase: phase, source: src.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!,
+                                          destination: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 1)!, count: count)
+                        }
+                    }
+                    #expect(out == plain && next == (phase + count) & 3, "apply: count \(count) phase \(phase)")
+                }
+                let masked = Self.reference(plain, phase: 0)
+                var out = [UInt8](repeating: 0, count: count)
+                let ascii = masked.withUnsafeBytes { src in
+                    out.withUnsafeMutableBytes { dst in
+                        Masking.applyReportingASCII(key: Self.key, source: src.baseAddress ?? UnsafeRawPointer(bitPattern: 1)!,
+                                                    destination: dst.baseAddress ?? UnsafeMutableRawPointer(bitPattern: 2)!, count: count)
+                    }
+                }
+                #expect(out == plain, "applyReportingASCII: count \(count)")
+                #expect(ascii == (high == nil), "applyReportingASCII: count \(count) high \(String(describing: high))")
+            }
+        }
+    }
+
     @Test("in place, as the control path unmasks: the same bytes")
     func inPlace() {
-        for count in [0, 7, 8, 15, 16, 17, 33] {
+        for count in [0, 7, 8, 15, 16, 17, 33, 64, 65, 100] {
             let plain = Self.bytes(count: count, highAt: count / 2)
             var buffer = Self.reference(plain, phase: 2)
             _ = buffer.withUnsafeMutableBytes {

@@ -49,6 +49,10 @@
         key: UInt32, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
     ) -> Bool {
         assert(destination + count <= source || source + count <= destination, "unmasking in place")
+        // Under a word: byte by byte, the bits gathered on the way.
+        guard count >= 8 else {
+            return applyGatheringBits(key: key, phase: 0, source: source, destination: destination, count: count).bits & 0x80 == 0
+        }
         let wide = UInt64(key) | UInt64(key) << 32
         let (bulk, vector) = applyBulk(wide: wide, source: source, destination: destination, count: count)
         var highBits = vector[0] | vector[1]
@@ -59,7 +63,7 @@
             highBits |= word
             index &+= 8
         }
-        if index < count && count >= 8 {
+        if index < count {
             // The last 8 bytes as one word, the key rotated to their phase.
             let start = count &- 8
             let shift = UInt32(start & 3) &* 8
@@ -67,18 +71,9 @@
             let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: start, as: UInt64.self))
                 ^ (UInt64(rotated) | UInt64(rotated) << 32)
             destination.storeBytes(of: word.littleEndian, toByteOffset: start, as: UInt64.self)
-            return (highBits | word) & 0x8080_8080_8080_8080 == 0
+            highBits |= word
         }
-        var keyBytes = key
-        var lastHighBits: UInt8 = 0
-        while index < count {
-            let byte = source.load(fromByteOffset: index, as: UInt8.self) ^ UInt8(truncatingIfNeeded: keyBytes)
-            destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
-            lastHighBits |= byte
-            keyBytes = (keyBytes >> 8) | (keyBytes << 24)
-            index &+= 1
-        }
-        return highBits & 0x8080_8080_8080_8080 == 0 && lastHighBits & 0x80 == 0
+        return highBits & 0x8080_8080_8080_8080 == 0
     }
 
     /// The bulk of a long payload, 32 bytes a step as two 16-byte vectors (SSE2, the x86-64

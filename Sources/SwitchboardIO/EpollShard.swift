@@ -6,7 +6,7 @@ import Glibc
 /// A shard on epoll (edge-triggered), for kernels or sandboxes where io_uring is unavailable.
 final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (see there)
     private var epollFD: Int32
-    /// One receive buffer for the whole shard: an idle connection holds none.
+    /// One receive buffer for the whole shard (`epollReadBytes`): an idle connection holds none.
     private let scratch: UnsafeMutableRawPointer
     private let scratchBytes: Int
     private var eventData: UnsafeMutablePointer<UInt64>
@@ -41,7 +41,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let fd = sb_epoll_create()
         if fd < 0 { throw IOError.system("epoll_create1", -fd) }
         epollFD = fd
-        scratchBytes = max(configuration.recvBufferBytes, 65_536)
+        scratchBytes = configuration.epollReadBytes
         scratch = .allocate(byteCount: scratchBytes, alignment: 64)
         eventData = .allocate(capacity: maxEvents)
         eventFlags = .allocate(capacity: maxEvents)

@@ -68,6 +68,13 @@ public struct IOConfiguration: Sendable {
     /// 1 KiB (a 1,028-byte frame, over a send block) took the queue and the end-of-turn flush
     /// with the former one-block cork (issue 16). Allocated once per shard; 0 turns corking off.
     public var replyCorkBytes: Int = 16 << 10
+    /// Bytes each epoll read asks for, into one buffer per shard (an idle connection holds
+    /// none; its pages are touched only as far as reads reach). 256 KiB: a client's 64 KiB
+    /// message (a 65,550-byte frame) arrives in one read and is handed over from it, where a
+    /// 64 KiB read left 14 bytes for a second `recvfrom` and the message to be assembled
+    /// (issue 16: 2.02 reads per echo of 64 KiB, now 1.08; the C++ peer reads up to 512 KiB).
+    /// A full read is followed by another, up to the connection's read budget.
+    public var epollReadBytes: Int = 256 << 10
     /// Free heap glibc's malloc keeps in an arena before it gives memory back to the kernel
     /// (`M_TRIM_THRESHOLD`; the `mmap` threshold is set to half of it, at most 32 MiB), applied
     /// process-wide when the shard group starts (`MallocTrim`). 64 MiB, the ceiling of glibc's
@@ -121,6 +128,7 @@ public struct IOConfiguration: Sendable {
         if maxSendBlocksPerShard < 0 || maxSendBlocksPerShard > (1 << 24) { return "maxSendBlocksPerShard must be 0...16777216" }
         if sendBlocksKeptFree < 0 || sendBlocksKeptFree > maxSendBlocksPerShard { return "sendBlocksKeptFree must be 0...maxSendBlocksPerShard" }
         if replyCorkBytes < 0 || replyCorkBytes > (1 << 20) { return "replyCorkBytes must be 0...1048576" }
+        if epollReadBytes < (16 << 10) || epollReadBytes > (4 << 20) { return "epollReadBytes must be 16384...4194304" }
         if mallocTrimThresholdBytes != 0 && !((1 << 20)...(1 << 30)).contains(mallocTrimThresholdBytes) {
             return "mallocTrimThresholdBytes must be 0 or 1048576...1073741824"
         }

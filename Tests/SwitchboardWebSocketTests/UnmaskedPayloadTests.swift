@@ -21,7 +21,7 @@ struct UnmaskedPayloadTests {
         return out
     }
 
-    /// Lengths around the 32-byte vector steps and the 8-byte word steps after them.
+    /// Lengths around the compiler's 32-byte vector steps and the 8-byte word steps after them.
     static let lengths = Array(0...72) + [95, 96, 97, 127, 128, 129, 1_000, 4_099]
 
     /// Where a high bit goes: nowhere, or at a spread of places (every place when short).

@@ -18,12 +18,13 @@
     /// idle socket then holds no zlib state in that direction, at the price of making the stream
     /// again per message. The broker sets it; the client role's default keeps the stream.
     package let releasesIdleStreams: Bool
-    /// Report a text message the codec assembled (from fragments, across reads, or inflated)
-    /// as ``WebSocketEvent/textBytes(_:)``, its validated bytes handed over, instead of as a
-    /// `String`: making the `String` copied the message and validated it a second time
-    /// (stdlib's own check), ~3 µs of a 64 KiB echo's ~17 µs of user time (issue 16). The broker
-    /// sets it: it lends the bytes to its handler. The client role's default keeps `String`s.
-    package let assembledTextAsBytes: Bool
+    /// Report a text message the codec hands over as a value (assembled from fragments, across
+    /// reads or inflated, or whole in the bytes given but over the owner's scratch buffer) as
+    /// ``WebSocketEvent/textBytes(_:)``, its validated bytes, instead of as a `String`: making
+    /// the `String` copied an assembled message and validated every one a second time (stdlib's
+    /// own check), ~3 µs of a 64 KiB echo's ~17 µs of user time (issue 16). The broker sets it:
+    /// it lends the bytes to its handler. The client role's default keeps `String`s.
+    package let textAsBytes: Bool
     /// Bound on compressed bytes per message: incompressible data expands by at most 5 bytes per
     /// 16 KiB stored block, so this never refuses a message whose output fits the message limit.
     let compressedLimit: Int
@@ -34,7 +35,7 @@
 
     /// - Precondition: `deflateMemoryLevel` in 1...9.
     package init(limits: WebSocketLimits = WebSocketLimits(), budget: (any WebSocketMemoryBudget)? = nil,
-                 deflateMemoryLevel: Int = 8, releasesIdleStreams: Bool = false, assembledTextAsBytes: Bool = false) {
+                 deflateMemoryLevel: Int = 8, releasesIdleStreams: Bool = false, textAsBytes: Bool = false) {
         precondition((1...9).contains(deflateMemoryLevel))
         var limits = limits
         limits.maxFragments = min(limits.maxFragments, Self.maxFragmentsCounted)
@@ -42,7 +43,7 @@
         self.budget = budget
         self.deflateMemoryLevel = deflateMemoryLevel
         self.releasesIdleStreams = releasesIdleStreams
-        self.assembledTextAsBytes = assembledTextAsBytes
+        self.textAsBytes = textAsBytes
         let slack = limits.maxMessageBytes / 3000 + 1024
         let (sum, overflow) = limits.maxMessageBytes.addingReportingOverflow(slack)
         compressedLimit = overflow ? Int.max : sum

@@ -6,9 +6,10 @@ package enum WebSocketEvent: Sendable {
     case text(String)
     /// A complete binary message.
     case binary([UInt8])
-    /// A complete text message the codec assembled (from fragments, across reads, or inflated),
-    /// validated as ``text(_:)``'s, as its UTF-8 bytes: reported instead of ``text(_:)`` when
-    /// the settings ask for it (``WebSocketCodecSettings/assembledTextAsBytes``), so that no
+    /// A complete text message the codec hands over as a value (assembled from fragments,
+    /// across reads or inflated, or whole but over the owner's scratch buffer), validated as
+    /// ``text(_:)``'s, as its UTF-8 bytes: reported instead of ``text(_:)`` when
+    /// the settings ask for it (``WebSocketCodecSettings/textAsBytes``), so that no
     /// `String` is made (a copy and stdlib's second validation) for an owner that lends bytes.
     case textBytes([UInt8])
     /// A complete text (validated as ``text(_:)``'s) or binary message, `count` bytes at the

@@ -1,7 +1,7 @@
 import Testing
 @testable import SwitchboardWebSocket
 
-/// `WebSocketCodecSettings.assembledTextAsBytes` (the broker's setting): a text message the
+/// `WebSocketCodecSettings.textAsBytes` (the broker's setting): a text message the
 /// codec assembled is handed over as its validated bytes (`.textBytes`) instead of a `String`;
 /// everything else, failures included, is as with the default, which keeps `String`s.
 @Suite("Codec: assembled text handed over as bytes when the settings ask")
@@ -10,7 +10,7 @@ struct AssembledTextBytesTests {
 
     /// Every raw event of `stream` fed in `chunk`-byte pieces (no scratch buffer).
     private func events(_ stream: [UInt8], bytes: Bool, chunk: Int) -> [WebSocketEvent] {
-        let settings = WebSocketCodecSettings(assembledTextAsBytes: bytes)
+        let settings = WebSocketCodecSettings(textAsBytes: bytes)
         var codec = WebSocketConnection(settings: settings)
         var seen: [WebSocketEvent] = []
         var offset = 0
@@ -48,6 +48,41 @@ struct AssembledTextBytesTests {
         ]
         for stream in rows {
             let seen = events(stream, bytes: true, chunk: 2)
+            #expect(!seen.contains { if case .textBytes = $0 { true } else { false } })
+            #expect(seen.contains { if case .failed(1007, _) = $0 { true } else { false } }, "\(seen.map { Event($0) })")
+        }
+    }
+
+    /// The events of `stream`, whole in one buffer, received one message at a time with a
+    /// `scratchBytes` scratch buffer (as the broker's driver receives).
+    private func wholeEvents(_ stream: [UInt8], bytes: Bool, scratchBytes: Int) -> [WebSocketEvent] {
+        var codec = WebSocketConnection(settings: WebSocketCodecSettings(textAsBytes: bytes))
+        let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: scratchBytes, alignment: 16)
+        defer { scratch.deallocate() }
+        var seen: [WebSocketEvent] = []
+        stream.withUnsafeBytes { all in
+            var offset = 0
+            while offset < all.count && codec.isOpen {
+                offset += codec.receive(UnsafeRawBufferPointer(rebasing: all[offset...]), maxMessages: 1, scratch: scratch) { seen.append($0) }
+            }
+        }
+        return seen
+    }
+
+    @Test("whole in the buffer but over the scratch buffer: .textBytes with the setting, .text without; invalid text fails with 1007 before any bytes are handed over")
+    func wholeOverScratch() {
+        let long = Array("longer than the sixteen-byte scratch, and € not ASCII".utf8)
+        let asBytes = wholeEvents(frame(1, long), bytes: true, scratchBytes: 16)
+        #expect(asBytes.count == 1)
+        if case .textBytes(let b) = asBytes.first { #expect(b == long) } else { Issue.record("not textBytes: \(asBytes)") }
+        let asString = wholeEvents(frame(1, long), bytes: false, scratchBytes: 16)
+        if case .text(let t) = asString.first { #expect(Array(t.utf8) == long) } else { Issue.record("not text: \(asString)") }
+        // Fits the scratch: lent from it either way.
+        let short = wholeEvents(frame(1, Array("short".utf8)), bytes: true, scratchBytes: 16)
+        if case .inScratch(.text, 5) = short.first {} else { Issue.record("not inScratch: \(short)") }
+        // Invalid, or ending inside a sequence, over the scratch: 1007, nothing handed over.
+        for bad in [long + [0xC0, 0x80] + long, long + [0xE2, 0x82]] {
+            let seen = wholeEvents(frame(1, bad), bytes: true, scratchBytes: 16)
             #expect(!seen.contains { if case .textBytes = $0 { true } else { false } })
             #expect(seen.contains { if case .failed(1007, _) = $0 { true } else { false } }, "\(seen.map { Event($0) })")
         }

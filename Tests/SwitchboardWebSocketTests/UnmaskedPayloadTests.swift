@@ -120,7 +120,7 @@ struct UnmaskedPayloadTests {
 
     /// The events of `stream` fed in `chunk`-byte pieces.
     private func events(_ stream: [UInt8], chunk: Int) -> [Event] {
-        var codec = WebSocketConnection(settings: WebSocketCodecSettings(assembledTextAsBytes: true))
+        var codec = WebSocketConnection(settings: WebSocketCodecSettings(textAsBytes: true))
         var seen: [Event] = []
         var offset = 0
         while offset < stream.count {

@@ -50,7 +50,7 @@ final class HTTPConnectionDriver {
         webSocketSettings = WebSocketCodecSettings(
             limits: WebSocketLimits(maxFrameBytes: ws.maxFrameBytes, maxMessageBytes: ws.maxMessageBytes, maxFragments: ws.maxFragments),
             budget: shard.memory, deflateMemoryLevel: ws.deflateMemoryLevel, releasesIdleStreams: true,
-            assembledTextAsBytes: true)
+            textAsBytes: true)
         handshakeOptions = WebSocketHandshakeOptions(enablePerMessageDeflate: ws.perMessageDeflate,
                                                      serverContextTakeover: ws.deflateContextTakeover,
                                                      allowedOrigins: ws.allowedOrigins)

@@ -407,12 +407,11 @@ final class WebSocketConnectionDriver {
             // A message whole in one read behind control frames, unmasked into `lendingBuffer`.
             lend(opcode, count: count, id, session, worker, knownOpen: false)
         case .text(let text):
-            // Whole in the read but larger than `lendingBuffer` (unmasked straight into its
-            // `String`): lent as a view of the value. (Assembled text comes as `.textBytes`.)
+            // Not from the broker's codecs, which ask for bytes (`textAsBytes`); a view of the value.
             handOver(SocketMessageView(.text(text)), id, session, worker, knownOpen: false)
         case .textBytes(let bytes):
-            // Assembled text (the settings ask for bytes): lent from the array the codec handed
-            // over, with no `String` made for it.
+            // Assembled text, or whole in the read but larger than `lendingBuffer` (the settings
+            // ask for bytes): lent from the array the codec handed over, with no `String` made.
             bytes.withUnsafeBytes { handOver(SocketMessageView(isText: true, lending: $0), id, session, worker, knownOpen: false) }
         case .binary(let payload):
             // Assembled, empty, or whole but larger than `lendingBuffer`: a view of the array.

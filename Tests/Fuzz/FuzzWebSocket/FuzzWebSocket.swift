@@ -70,7 +70,7 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
 
     // The driver's path: the whole-message fast path, else one message into the scratch buffer.
     // With the broker's setting: assembled text is handed over as its bytes (`.textBytes`).
-    let shardSettings = WebSocketCodecSettings(limits: limits, assembledTextAsBytes: true)
+    let shardSettings = WebSocketCodecSettings(limits: limits, textAsBytes: true)
     var shard = WebSocketConnection(settings: shardSettings, deflate: deflate)
     var shardSeen: [Seen] = []
     let scratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 1024, alignment: 16)

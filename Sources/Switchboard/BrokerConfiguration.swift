@@ -73,7 +73,11 @@ public struct BrokerConfiguration: ConfigurationSection {
         if webSocket.assemblyTimeoutMilliseconds < 1 || webSocket.assemblyTimeoutMilliseconds > 86_400_000 { return "ws_assembly_timeout_ms must be 1...86400000" }
         if webSocket.maxMessagesPerTurn < 1 || webSocket.maxMessagesPerTurn > 1 << 20 { return "ws_max_messages_per_turn must be 1...1048576" }
         if webSocket.maxTurnMicroseconds < 1 || webSocket.maxTurnMicroseconds > 1_000_000 { return "ws_max_turn_us must be 1...1000000" }
-        if webSocket.maxInputBacklogBytes < io.recvBufferBytes { return "ws_max_input_backlog_bytes must be >= recv_buffer_bytes" }
+        // One read's leftover goes to the backlog whole: a smaller limit would close a client
+        // for pipelining what one read brings.
+        if webSocket.maxInputBacklogBytes < max(io.recvBufferBytes, io.epollReadBytes) {
+            return "ws_max_input_backlog_bytes must be >= recv_buffer_bytes and epoll_read_bytes (one read)"
+        }
         if !(1...9).contains(webSocket.deflateMemoryLevel) { return "ws_deflate_mem_level must be 1...9" }
         if !(9...15).contains(webSocket.deflateServerWindowBits) { return "ws_deflate_server_window_bits must be 9...15" }
         if maxSubscriptionsPerSocket < 1 || maxChannelsPerShard < 1 { return "max_subscriptions_per_socket and max_channels_per_shard must be >= 1" }

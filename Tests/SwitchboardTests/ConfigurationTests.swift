@@ -91,4 +91,17 @@ struct ConfigurationTests {
         #expect(c.validate() != nil)
         #expect(BrokerConfiguration().validate() == nil)
     }
+
+    @Test("the input backlog holds at least one read: an epoll read (256 KiB) and an io_uring buffer")
+    func backlogHoldsOneRead() {
+        var c = BrokerConfiguration()
+        c.webSocket.maxInputBacklogBytes = c.io.epollReadBytes - 1
+        #expect(c.validate() == "ws_max_input_backlog_bytes must be >= recv_buffer_bytes and epoll_read_bytes (one read)")
+        c.io.epollReadBytes = 16 << 10
+        #expect(c.validate() == nil)
+        c.io.recvBufferBytes = 1 << 20
+        #expect(c.validate() != nil)
+        c.webSocket.maxInputBacklogBytes = 1 << 20
+        #expect(c.validate() == nil)
+    }
 }

@@ -7,18 +7,41 @@ import Glibc
 #endif
 
 /// Echoes bytes, remembers ids, and counts lifecycle events, for the I/O layer's own tests.
+///
+/// It keeps to the send queue's limit as a protocol layer must: a socket with more than
+/// `pauseAtQueuedBytes` unsent stops being read until a tick finds it drained below
+/// `resumeAtQueuedBytes` (without this, a client that sends faster than it reads had echoes
+/// refused as over the limit and dropped: epoll's 256 KiB reads filled the 4 MiB queue in the
+/// 8 MiB echo). A refused echo is logged (`EventLog.refusedSends`).
 final class EchoHandler: ShardEventHandler, @unchecked Sendable {
     let log: EventLog
     weak var shard: Shard?
+    /// Sockets whose reading this handler paused (shard thread only).
+    private var paused: [SocketID] = []
+    static let pauseAtQueuedBytes = 1 << 20
+    static let resumeAtQueuedBytes = 256 << 10
     init(log: EventLog) { self.log = log }
     func shardStarted(_ shard: Shard) { self.shard = shard }
     func connectionOpened(_ id: SocketID) { log.opened(id) }
     func connectionReceived(_ id: SocketID, _ bytes: UnsafeRawBufferPointer) {
+        guard let shard else { return }
         if bytes.count == 1 && bytes.first == UInt8(ascii: "Q") {
-            shard?.close(id, mode: .afterFlush)
+            shard.close(id, mode: .afterFlush)
             return
         }
-        _ = shard?.send(id, OutboundBytes(bytes))
+        if shard.send(id, OutboundBytes(bytes)) == .overLimit { log.refusedSend() }
+        if shard.queuedBytes(id) > Self.pauseAtQueuedBytes && !paused.contains(id) {
+            shard.pauseReading(id)
+            paused.append(id)
+        }
+    }
+    func tick(_ shard: Shard, nowMilliseconds: Int64) {
+        paused.removeAll { id in
+            guard shard.isOpen(id) else { return true }
+            guard shard.queuedBytes(id) < Self.resumeAtQueuedBytes else { return false }
+            shard.resumeReading(id)
+            return true
+        }
     }
     func connectionTimedOut(_ id: SocketID, _ timer: ConnectionTimer) { shard?.close(id, mode: .immediately) }
     func connectionClosed(_ id: SocketID) { log.closed(id) }
@@ -28,7 +51,11 @@ final class EventLog: @unchecked Sendable {
     private var lock = pthread_mutex_t()
     private var openedIDs: [SocketID] = []
     private var closedIDs: [SocketID] = []
+    private var refused = 0
     init() { pthread_mutex_init(&lock, nil) }
+    func refusedSend() { pthread_mutex_lock(&lock); refused += 1; pthread_mutex_unlock(&lock) }
+    /// Echoes the shard refused as over the send queue's limit.
+    var refusedSends: Int { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return refused }
     func opened(_ id: SocketID) { pthread_mutex_lock(&lock); openedIDs.append(id); pthread_mutex_unlock(&lock) }
     func closed(_ id: SocketID) { pthread_mutex_lock(&lock); closedIDs.append(id); pthread_mutex_unlock(&lock) }
     var opened: [SocketID] { pthread_mutex_lock(&lock); defer { pthread_mutex_unlock(&lock) }; return openedIDs }
@@ -88,6 +115,7 @@ struct ShardGroupTests {
         }
         sender.join()
         #expect(received == big)
+        #expect(log.refusedSends == 0)
     }
 
     @Test("a stale id never reaches the slot's next tenant", arguments: [IOBackendKind.uring, .epoll])

@@ -51,6 +51,11 @@ final class WebSocketConnectionDriver {
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
+    /// Events whose room the two arrays keep from one decode to the next. One read of control
+    /// frames makes one event each (a 256 KiB read of 8-byte pings, 32,768): kept, that room
+    /// stayed allocated, 16 bytes per byte of the largest such read (4 MiB per shard at 256 KiB,
+    /// found by `BoundsTests`' ping flood); above this it is given back after the read.
+    static let keptEventsCapacity = 64
     /// Counts loop turns: a session's frame allowance is per turn.
     private var turn: UInt64 = 1
     /// Sockets with a backlog to resume next turn.
@@ -380,7 +385,11 @@ final class WebSocketConnectionDriver {
             // their capacity from message to message.
             swap(&events, &eventsActing)
             for event in eventsActing { act(on: event, id, session, worker) }
-            eventsActing.removeAll(keepingCapacity: true)
+            if eventsActing.capacity > Self.keptEventsCapacity {
+                eventsActing = []
+            } else {
+                eventsActing.removeAll(keepingCapacity: true)
+            }
         }
         return used
     }

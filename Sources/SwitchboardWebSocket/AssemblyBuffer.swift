@@ -66,11 +66,6 @@ package protocol WebSocketMemoryBudget: AnyObject {
         return result
     }
 
-    /// Runs `body` over the bytes, mutably (unmasking in place).
-    mutating func withUnsafeMutableBytes<R>(_ body: (UnsafeMutableRawBufferPointer) -> R) -> R {
-        bytes.withUnsafeMutableBytes(body)
-    }
-
     func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) -> R) -> R { bytes.withUnsafeBytes(body) }
 
     /// Hands the message over (its memory is the receiver's from now on) and starts empty.

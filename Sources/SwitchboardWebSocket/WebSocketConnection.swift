@@ -180,27 +180,33 @@
         _ = receive(bytes, maxMessages: .max, handle)
     }
 
-    /// Like ``receive(_:_:)``, but stops once `maxMessages` data messages were delivered and
-    /// returns how many bytes it used: the owner keeps the rest and feeds it later, so one
-    /// peer's burst of requests cannot hold the thread (each message is work for the owner's
-    /// handler; control frames cost the codec alone and are bounded by the bytes given).
+    /// Like ``receive(_:_:)``, but stops once `maxMessages` data messages were delivered, or
+    /// `maxFrames` frames of any kind completed, and returns how many bytes it used: the owner
+    /// keeps the rest and feeds it later, so one peer's burst of requests cannot hold the thread
+    /// (each message is work for the owner's handler), and an owner that collects the events of
+    /// a call holds at most `maxFrames` + 2 of them (a read full of pings is one event each).
     /// After `.closed` or `.failed` it reports every byte used (the rest is ignored anyway).
     ///
     /// With a `scratch` buffer, a message whole in `bytes` (one frame, uncompressed, not empty)
     /// of at most `scratch.count` bytes is unmasked (and, if text, validated) into it and
     /// reported as `.inScratch`; the owner must leave the buffer alone until it acted on the
     /// event. Only with `maxMessages` 1: a second message would overwrite the first.
-    package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int,
+    package mutating func receive(_ bytes: UnsafeRawBufferPointer, maxMessages: Int, maxFrames: Int = .max,
                                  scratch: UnsafeMutableRawBufferPointer? = nil,
                                  _ handle: (consuming WebSocketEvent) -> Void) -> Int {
-        precondition(maxMessages > 0)
+        precondition(maxMessages > 0 && maxFrames > 0)
         precondition(scratch == nil || maxMessages == 1, "a scratch buffer holds one message")
         guard let base = bytes.baseAddress else { return 0 }
         let end = bytes.count
         let stopAt = messagesCompleted &+ maxMessages
+        // Frames are counted in 32 bits (wrapping): a bound of 2^32 or more is no bound.
+        let framesAtStart = framesCompletedCount
+        let frameBound = UInt32(clamping: maxFrames)
         var offset = 0
         while offset < end {
-            if messagesCompleted == stopAt && receiveState != .done { return offset }
+            if (messagesCompleted == stopAt || framesCompletedCount &- framesAtStart >= frameBound) && receiveState != .done {
+                return offset
+            }
             switch receiveState {
             case .done:
                 return end

@@ -51,11 +51,13 @@ final class WebSocketConnectionDriver {
     private var events: [WebSocketEvent] = []
     /// The events `decodeOne` acts on, swapped with `events` (see there): reused, never copied.
     private var eventsActing: [WebSocketEvent] = []
-    /// Events whose room the two arrays keep from one decode to the next. One read of control
-    /// frames makes one event each (a 256 KiB read of 8-byte pings, 32,768): kept, that room
-    /// stayed allocated, 16 bytes per byte of the largest such read (4 MiB per shard at 256 KiB,
-    /// found by `BoundsTests`' ping flood); above this it is given back after the read.
-    static let keptEventsCapacity = 64
+    /// Frames the codec completes per `decodeEvents` call (`receive`'s `maxFrames`), so the
+    /// events collected per call are at most this many plus two: a read of control frames makes
+    /// one event each (a 256 KiB read of 8-byte pings, 32,768), and the arrays, which keep their
+    /// room from call to call, kept room for the largest such read for good (16 bytes per byte
+    /// read: 4 MiB per shard at 256 KiB; `BoundsTests`' ping flood found it). The rest of the
+    /// read is decoded by the next call of the same loop (`decode`), not deferred.
+    static let maxFramesPerDecode = 64
     /// Counts loop turns: a session's frame allowance is per turn.
     private var turn: UInt64 = 1
     /// Sockets with a backlog to resume next turn.
@@ -359,7 +361,7 @@ final class WebSocketConnectionDriver {
         var first: WebSocketEvent? = nil
         var message = false
         var more = false
-        let used = session.connection.receive(bytes, maxMessages: 1, scratch: lendingBuffer) { event in
+        let used = session.connection.receive(bytes, maxMessages: 1, maxFrames: Self.maxFramesPerDecode, scratch: lendingBuffer) { event in
             switch event {
             case .text, .binary, .textBytes, .inScratch: message = true
             default: break
@@ -384,12 +386,9 @@ final class WebSocketConnectionDriver {
             // made the array non-unique, so the removal allocated a new buffer. Both arrays keep
             // their capacity from message to message.
             swap(&events, &eventsActing)
+            assert(eventsActing.count <= Self.maxFramesPerDecode + 2, "more events than the codec's frame bound allows")
             for event in eventsActing { act(on: event, id, session, worker) }
-            if eventsActing.capacity > Self.keptEventsCapacity {
-                eventsActing = []
-            } else {
-                eventsActing.removeAll(keepingCapacity: true)
-            }
+            eventsActing.removeAll(keepingCapacity: true)
         }
         return used
     }

@@ -14,8 +14,8 @@ enum Seen: Equatable {
 /// the input is a client byte stream fed in two pieces. Checks: the codec's UTF-8 validator
 /// agrees with Swift's on the raw input, no event follows .closed/.failed, delivered messages
 /// respect the limits, and the shard's path (`receiveWholeMessage` first, then `receive` one
-/// message at a time into a scratch buffer, as `WebSocketConnectionDriver` calls them) reports
-/// exactly what plain `receive` reports, event for event.
+/// message and a few frames at a time into a scratch buffer, as `WebSocketConnectionDriver`
+/// calls them) reports exactly what plain `receive` reports, event for event.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     guard size > 1 else { return 0 }
@@ -83,6 +83,10 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
         return .message(text: opcode == .text, bytes: bytes)
     }
+    // The driver bounds frames per call (64); here 1...4, from the input, so that calls stop
+    // between the frames of every stream the fuzzer makes.
+    let maxFrames = 1 + Int(data[1] >> 6)
+    var framesEvents = 0
     for piece in pieces {
         var rest = UnsafeRawBufferPointer(rebasing: piece)
         var rounds = 0
@@ -95,7 +99,8 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 rest = UnsafeRawBufferPointer(rebasing: rest[whole.used...])
                 continue
             }
-            let used = shard.receive(rest, maxMessages: 1, scratch: scratch) { event in
+            let used = shard.receive(rest, maxMessages: 1, maxFrames: maxFrames, scratch: scratch) { event in
+                framesEvents += 1
                 switch event {
                 case .text(let text): shardSeen.append(.message(text: true, bytes: Array(text.utf8)))
                 case .binary(let bytes): shardSeen.append(.message(text: false, bytes: bytes))
@@ -110,6 +115,8 @@ public func fuzzWebSocket(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                 case .pong(let bytes): shardSeen.append(.pong(bytes))
                 }
             }
+            precondition(framesEvents <= maxFrames + 2, "\(framesEvents) events from a call bounded to \(maxFrames) frames")
+            framesEvents = 0
             precondition(used >= 0 && used <= rest.count)
             if used == 0 { precondition(!shard.isOpen || rest.isEmpty, "receive used nothing of an open connection's input"); break }
             rest = UnsafeRawBufferPointer(rebasing: rest[used...])

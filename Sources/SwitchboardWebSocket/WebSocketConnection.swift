@@ -468,20 +468,7 @@
             handle(.inScratch(isText ? .text : .binary, count: count))
             return true
         }
-        if isText && settings.textAsBytes {
-            // The owner lends bytes: validated in the array handed over, no `String` made (the
-            // stdlib's second check of the bytes). A message over the owner's scratch, whole in
-            // one read: up to `epoll_read_bytes` on the broker's epoll shards.
-            var check = TextCheck.valid
-            let message = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
-                check = Self.unmaskText(pointer, into: out.baseAddress!, count: count, key: key)
-                initialized = check == .valid ? count : 0
-            }
-            if let failure = check.failure { return fail(failure.code, failure.reason, handle) }
-            framesCompletedCount &+= 1
-            messagesCompleted &+= 1
-            handle(.textBytes(message))
-        } else if isText {
+        if isText && !settings.textAsBytes {
             // Validated here, in the string's own storage, before the string exists: invalid
             // bytes make an empty string, never a repaired one. (String's initializer checks the
             // bytes again: no public initializer skips that; on ASCII it is a word at a time.)
@@ -495,15 +482,25 @@
             framesCompletedCount &+= 1
             messagesCompleted &+= 1
             handle(.text(text))
-        } else {
-            let message = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
-                Self.unmask(pointer, into: out.baseAddress!, count: count, key: key)
-                initialized = count
-            }
-            framesCompletedCount &+= 1
-            messagesCompleted &+= 1
-            handle(.binary(message))
+            return true
         }
+        // Binary, or text the owner lends as bytes (`textAsBytes`; no `String` made, the stdlib's
+        // second check of the bytes): unmasked into the array handed over, text validated there,
+        // as into the scratch buffer above. (A text message over the owner's scratch, whole in
+        // one read: up to `epoll_read_bytes` on the broker's epoll shards.)
+        var check = TextCheck.valid
+        let message = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+            if isText {
+                check = Self.unmaskText(pointer, into: out.baseAddress!, count: count, key: key)
+            } else {
+                Self.unmask(pointer, into: out.baseAddress!, count: count, key: key)
+            }
+            initialized = check == .valid ? count : 0
+        }
+        if let failure = check.failure { return fail(failure.code, failure.reason, handle) }
+        framesCompletedCount &+= 1
+        messagesCompleted &+= 1
+        handle(isText ? .textBytes(message) : .binary(message))
         return true
     }
 

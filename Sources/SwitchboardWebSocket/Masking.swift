@@ -14,24 +14,8 @@
     package static func apply(
         key: UInt32, phase: Int, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
     ) -> Int {
-        // Rotate so that the key's low byte lines up with the first byte we process.
-        let shift = UInt32(phase & 3) &* 8
-        let rotated = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
-        let wide = UInt64(rotated) | UInt64(rotated) << 32
-        var index = 0
-        while index &+ 8 <= count {
-            let word = UInt64(littleEndian: source.loadUnaligned(fromByteOffset: index, as: UInt64.self))
-            destination.storeBytes(of: (word ^ wide).littleEndian, toByteOffset: index, as: UInt64.self)
-            index &+= 8
-        }
-        var keyBytes = rotated
-        while index < count {
-            let byte = source.load(fromByteOffset: index, as: UInt8.self) ^ UInt8(truncatingIfNeeded: keyBytes)
-            destination.storeBytes(of: byte, toByteOffset: index, as: UInt8.self)
-            keyBytes = (keyBytes >> 8) | (keyBytes << 24)
-            index &+= 1
-        }
-        return (phase &+ count) & 3
+        // The same loops: the bits it gathers go unused here, and the optimizer drops them.
+        applyGatheringBits(key: key, phase: phase, source: source, destination: destination, count: count).nextPhase
     }
 
     /// ``apply(key:phase:source:destination:count:)`` from phase 0 that also tells whether every
@@ -80,13 +64,15 @@
     /// it writes: the result's high bit is clear when all of them were ASCII. For a message
     /// assembled from pieces (`UnmaskedPayload`): the unmasked text's ASCII check comes with
     /// the one pass that writes it, so the UTF-8 validator is left for text that is not ASCII.
-    /// `destination` may be `source` (in place) or apart from it, not partly over it. The word
+    /// `destination` may be `source` (in place) or apart from it, not partly over it. (`apply` is
+    /// this, the bits left unused.) The word
     /// loop is written plainly so that the compiler vectorizes it (two 16-byte vectors a step on
     /// x86-64's SSE2 baseline; a hand-unrolled two-word version stayed scalar, 3.7 µs per 64 KiB).
     @inlinable @inline(__always)
     package static func applyGatheringBits(
         key: UInt32, phase: Int, source: UnsafeRawPointer, destination: UnsafeMutableRawPointer, count: Int
     ) -> (nextPhase: Int, bits: UInt8) {
+        // Rotate so that the key's low byte lines up with the first byte we process.
         let shift = UInt32(phase & 3) &* 8
         let rotated = shift == 0 ? key : (key >> shift) | (key << (32 &- shift))
         let wide = UInt64(rotated) | UInt64(rotated) << 32

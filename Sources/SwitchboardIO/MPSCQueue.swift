@@ -1,4 +1,7 @@
 import Atomics
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Bounded lock-free multi-producer/single-consumer queue (Vyukov's bounded queue
 /// with a per-cell sequence number), for threads that are not shards.
@@ -20,6 +23,12 @@ import Atomics
 /// claim a position with a CAS on `enqueuePosition`; the single consumer needs no
 /// CAS because nobody else advances `dequeuePosition`.
 ///
+/// A cell stores its sequence minus its index (`_acquireSequence(at:)`, `_releaseSequence(_:at:)`), so
+/// every initial sequence (cell `i`: `i`) is stored as 0 and the array is fresh zero pages from
+/// `mmap`, resident only as cells are used. Storing the sequences themselves meant writing all
+/// of them at creation: a shard's 65,536-cell inbox touched 512 KiB of every shard's RSS at
+/// start, used or not (issue 16, base RSS).
+///
 /// ## Progress
 /// Pushes are lock-free, not wait-free: a producer's CAS retry loop only repeats
 /// when another producer succeeded, so the system always makes progress. A
@@ -39,13 +48,16 @@ import Atomics
     @usableFromInline internal let enqueuePosition: UnsafeAtomic<Int>
     @usableFromInline internal let dequeuePosition: UnsafeAtomic<Int>
 
-    /// Per-cell sequence numbers (see the type's documentation).
+    /// Per-cell sequence numbers, each stored minus its cell's index (see the type's
+    /// documentation); `sequenceBytes` of `mmap`ed pages.
     ///
     /// Kept in an array parallel to `slots` rather than interleaved with them:
     /// interleaving a generic `Element` with an atomic would need hand-computed
     /// offsets for a partially initialised struct, and this queue is for
     /// non-shard threads where the extra cache line per operation is acceptable.
     @usableFromInline internal let sequences: UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>
+    /// The length of the `sequences` mapping: `capacity` words rounded up to whole pages.
+    private let sequenceBytes: Int
     /// A slot is initialised exactly when its cell's sequence is `position + 1`.
     @usableFromInline internal let slots: UnsafeMutablePointer<Element>
     @usableFromInline internal let mask: Int
@@ -62,11 +74,21 @@ import Atomics
         self.capacity = rounded
         self.mask = rounded - 1
         self.slots = UnsafeMutablePointer<Element>.allocate(capacity: rounded)
-        self.sequences = UnsafeMutablePointer<UnsafeAtomic<Int>.Storage>.allocate(capacity: rounded)
-        for i in 0..<rounded {
-            // Cell i is free for whoever claims position i on the first lap.
-            (sequences + i).initialize(to: UnsafeAtomic<Int>.Storage(i))
+        // Cell i is free for whoever claims position i on the first lap: sequence i, stored
+        // as i - i = 0, which is what a fresh anonymous mapping holds, so no page is written
+        // (or made resident) here. mmap, not malloc or calloc: glibc's calloc may clear
+        // recycled memory with memset, touching every page, and malloc guarantees no zeros.
+        let pageBytes = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let wordBytes = MemoryLayout<UnsafeAtomic<Int>.Storage>.stride
+        assert(MemoryLayout<UnsafeAtomic<Int>.Storage>.size == MemoryLayout<Int>.size, "a stored sequence is one Int word")
+        sequenceBytes = (rounded * wordBytes + pageBytes - 1) / pageBytes * pageBytes
+        // MAP_FAILED is (void *)-1, a macro Swift does not import.
+        guard let mapping = mmap(nil, sequenceBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0),
+              mapping != UnsafeMutableRawPointer(bitPattern: -1) else {
+            fatalError("MPSCQueue: mmap of \(sequenceBytes) bytes for \(rounded) cells failed (errno \(errno))")
         }
+        // Zero bits are the stored value 0 for the Int inside `Storage`: the words are initialised.
+        self.sequences = mapping.bindMemory(to: UnsafeAtomic<Int>.Storage.self, capacity: rounded)
 
         let pad = _switchboardCacheLinePad
         let raw = UnsafeMutableRawPointer.allocate(byteCount: 2 * pad, alignment: pad)
@@ -87,7 +109,7 @@ import Atomics
         var visited = 0
         while visited < capacity {
             let cell = position & mask
-            let sequence = UnsafeAtomic<Int>(at: sequences + cell).load(ordering: .acquiring)
+            let sequence = _acquireSequence(at: cell)
             if sequence != position &+ 1 { break }
             (slots + cell).deinitialize(count: 1)
             position &+= 1
@@ -95,7 +117,8 @@ import Atomics
         }
         slots.deallocate()
         // Sequence and position storage hold plain Ints: nothing to deinitialise.
-        sequences.deallocate()
+        let unmapped = munmap(UnsafeMutableRawPointer(sequences), sequenceBytes)
+        assert(unmapped == 0, "munmap of the sequences failed")
         positions.deallocate()
     }
 
@@ -113,7 +136,7 @@ import Atomics
             cell = position & mask
             // Acquire pairs with the consumer's release when it emptied this cell,
             // so its move out of the slot happens-before our write into it.
-            let sequence = UnsafeAtomic<Int>(at: sequences + cell).load(ordering: .acquiring)
+            let sequence = _acquireSequence(at: cell)
             let difference = sequence &- position
             if difference == 0 {
                 // Cell is free for `position`; race other producers for it. Relaxed is
@@ -133,7 +156,7 @@ import Atomics
         }
         (slots + cell).initialize(to: element)
         // Release publishes the slot to the consumer's acquire of this sequence.
-        UnsafeAtomic<Int>(at: sequences + cell).store(position &+ 1, ordering: .releasing)
+        _releaseSequence(position &+ 1, at: cell)
         return true
     }
 
@@ -185,15 +208,30 @@ import Atomics
         let cell = position & mask
         // Acquire pairs with the producer's release of the sequence, making the
         // slot's contents visible.
-        let sequence = UnsafeAtomic<Int>(at: sequences + cell).load(ordering: .acquiring)
+        let sequence = _acquireSequence(at: cell)
         // With a single consumer the only possible values here are `position` (not
         // yet published, or not yet claimed) and `position + 1` (published).
         if sequence != position &+ 1 { return nil }
         let element = (slots + cell).move()
         // Release: our read of the slot happens-before the producer that claims
         // `position + capacity` writes into it.
-        UnsafeAtomic<Int>(at: sequences + cell).store(position &+ capacity, ordering: .releasing)
+        _releaseSequence(position &+ capacity, at: cell)
         return element
+    }
+
+    /// Cell `cell`'s sequence (stored minus `cell`, see the type's documentation), loaded with
+    /// acquire: every load of a sequence pairs with the release that stored it (each call site
+    /// says which).
+    @inlinable @inline(__always)
+    internal func _acquireSequence(at cell: Int) -> Int {
+        UnsafeAtomic<Int>(at: sequences + cell).load(ordering: .acquiring) &+ cell
+    }
+
+    /// Sets cell `cell`'s sequence to `sequence` (stored minus `cell`) with release: every
+    /// store of a sequence publishes or frees the slot (each call site says which).
+    @inlinable @inline(__always)
+    internal func _releaseSequence(_ sequence: Int, at cell: Int) {
+        UnsafeAtomic<Int>(at: sequences + cell).store(sequence &- cell, ordering: .releasing)
     }
 
     /// Number of elements currently queued, as seen by a racy snapshot.

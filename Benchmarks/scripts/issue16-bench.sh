@@ -48,7 +48,7 @@ ROWS=(
     "fan10000|fan-out 1 → 10,000, deliveries/s|fanout 10000"
     "chan1000|fan-out 1,000 channels × 10, deliveries/s|channels 1000 10000"
     "health|HTTP GET /health, 100 conns, requests/s|http 100"
-    "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS)|idle $IDLE_CONNS"
+    "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS, its anonymous part)|idle $IDLE_CONNS"
     "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
     "half|echo p99 at 50% of the server's own 100×20 B peak, µs|half 100"
     "echo100x32|echo 100×32 B, msg/s (the plaintext of the wss:// echo row)|echo 100 32"
@@ -112,7 +112,7 @@ for row in "${ROWS[@]}"; do
                 read -r u s <<<"$(cpu_per_message "$t0" "$t1" "${n:-0}")" ;;
             idle)
                 run_bench "$out" connect -c "$a" -d 5s --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/ws" || status=$?
-                v="$(awk '/server RSS:/ { for (i = 1; i <= NF; i++) if ($i == "per") print $(i - 2) }' "$out") B ($(awk '/server RSS:/ { printf "%.1f MB", $3 / 1024 }' "$out"))" ;;
+                v="$(awk '/server RSS:/ { for (i = 1; i <= NF; i++) if ($i == "per") print $(i - 2) }' "$out") B ($(awk '/server RSS:/ { printf "%.1f MB", $3 / 1024; for (i = 1; i <= NF; i++) if ($i == "anonymous") printf ", %.1f MB anonymous", $(i + 1) / 1024 }' "$out"))" ;;
             latency)
                 run_bench "$out" latency -c "$a" -r "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
                 v="$(field "$out" p50) / $(field "$out" p99)" ;;

@@ -43,7 +43,7 @@ for backend in uring epoll; do
         stop_server
         if [[ "$status" != 0 ]]; then note_failure "$key: $(run_failure_reason "$out" "$status")"; PER[$key]=FAILED; continue; fi
         PER[$key]="$(awk '/server RSS:/ { for (i = 1; i <= NF; i++) if ($i == "per") print $(i - 2) }' "$out")"
-        BASE[$key]="$(awk '/server RSS:/ { print $3 }' "$out")"
+        BASE[$key]="$(awk '/server RSS:/ { b = $3; for (i = 1; i <= NF; i++) if ($i == "anonymous") b = b " (" $(i + 1) " anonymous)"; print b }' "$out")"
         RATE[$key]="$(awk -F'[()]' '/opened in/ { split($2, a, " "); print a[1] }' "$out")"
         SECS[$key]="$(awk '/opened in/ { for (i = 1; i <= NF; i++) if ($i == "in") print $(i + 1) }' "$out")"
         log "$key: $(grep 'server RSS' "$out" | sed 's/^ *//'); $(grep 'opened in' "$out" | sed 's/^ *//')"
@@ -53,14 +53,14 @@ done
 echo "### Memory per idle WebSocket and connection rate (switchboard-bench connect)"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` ($CONFIG); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- switchboard-echo, 1 shard, pinned to CPU $SERVER_CPU; switchboard-bench on CPU $BENCH_CPU from sources $SOURCES; path $PATH_WS; hold $HOLD. RSS = VmRSS of the server before the first connect and at the end of the hold."
+echo "- switchboard-echo, 1 shard, pinned to CPU $SERVER_CPU; switchboard-bench on CPU $BENCH_CPU from sources $SOURCES; path $PATH_WS; hold $HOLD. RSS = VmRSS of the server before the first connect and at the end of the hold; the base RSS's anonymous part is RssAnon (the rest is pages of the binary and shared libraries)."
 echo
 echo '```'
 echo "taskset -c $SERVER_CPU $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1 --set max_connections_per_shard=$((want * 2)) --set idle_timeout_ms=600000${SET:+ $SET}"
 echo "$BENCH_BIN connect -c N -d $HOLD --cpu $BENCH_CPU --server-pid PID --source-addresses $SOURCES ws://127.0.0.1:PORT$PATH_WS"
 echo '```'
 echo
-echo "| backend | connections | RSS per connection | base RSS (KiB) | opened in (s) | connections/s |"
+echo "| backend | connections | RSS per connection | base RSS, its anonymous part (KiB) | opened in (s) | connections/s |"
 echo "|---|---:|---:|---:|---:|---:|"
 for backend in uring epoll; do
     for n in $CONNS; do

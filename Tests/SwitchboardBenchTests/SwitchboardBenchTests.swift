@@ -450,6 +450,12 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         #expect(result.established == 20)
         #expect(result.failedConnections == 0)
         #expect(result.serverRSSBeforeKiB != nil && result.serverRSSAfterKiB != nil)
+        // The base RSS's anonymous part (RssAnon) is part of it, and is in the report the
+        // scripts parse (memory-bench.sh, issue16-bench.sh: "anonymous N KiB before").
+        let anonymous = try #require(result.serverAnonymousRSSBeforeKiB)
+        let before = try #require(result.serverRSSBeforeKiB)
+        #expect(anonymous > 0 && anonymous <= before)
+        #expect(result.summary.contains("; anonymous \(anonymous) KiB before\n"), "\(result.summary)")
     }
 
     /// tls-bench.sh divides the server's user and system time by the round trips: both are

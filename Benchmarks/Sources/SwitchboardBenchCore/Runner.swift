@@ -67,6 +67,9 @@ public struct BenchResult: Sendable {
     public var serverCPUSeconds: Double? { serverCPU?.totalSeconds }
     public var serverRSSBeforeKiB: Int? = nil
     public var serverRSSAfterKiB: Int? = nil
+    /// The anonymous part of `serverRSSBeforeKiB` (RssAnon): the server's own memory, without
+    /// the pages of its binary and shared libraries that the kernel maps around every fault.
+    public var serverAnonymousRSSBeforeKiB: Int? = nil
 
     public var rssBytesPerConnection: Double? {
         guard let b = serverRSSBeforeKiB, let a = serverRSSAfterKiB, established > 0 else { return nil }
@@ -116,10 +119,14 @@ func resolveAddress(_ url: WebSocketURL, allowRemote: Bool) throws(BenchError) -
 }
 
 /// VmRSS of a process in KiB, from /proc/PID/status.
-public func readRSSKiB(pid: Int32) -> Int? {
+public func readRSSKiB(pid: Int32) -> Int? { readStatusKiB(pid: pid, field: "VmRSS") }
+
+/// A `kB` field of /proc/PID/status (`VmRSS`, `RssAnon`, `RssFile`), in KiB.
+public func readStatusKiB(pid: Int32, field: String) -> Int? {
     guard let text = readSmallFile("/proc/\(pid)/status") else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
-        return Int(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+    let prefix = field + ":"
+    for line in text.split(separator: "\n") where line.hasPrefix(prefix) {
+        return Int(line.dropFirst(prefix.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
     }
     return nil
 }
@@ -250,7 +257,10 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
 
     var result = BenchResult(options: options)
     result.connectionsRequested = total
-    if let pid = options.serverPID { result.serverRSSBeforeKiB = readRSSKiB(pid: pid) }
+    if let pid = options.serverPID {
+        result.serverRSSBeforeKiB = readRSSKiB(pid: pid)
+        result.serverAnonymousRSSBeforeKiB = readStatusKiB(pid: pid, field: "RssAnon")
+    }
 
     let runStart = sb_monotonic_ns()
     var handles: [OSThread] = []
@@ -505,6 +515,7 @@ extension BenchResult {
             if let b = serverRSSBeforeKiB, let a = serverRSSAfterKiB {
                 s += "  server RSS: \(b) KiB before, \(a) KiB after"
                 if let per = rssBytesPerConnection { s += ", \(fixed(per, 0)) B per connection" }
+                if let anonymous = serverAnonymousRSSBeforeKiB { s += "; anonymous \(anonymous) KiB before" }
                 s += "\n"
             }
         }
@@ -591,6 +602,7 @@ extension BenchResult {
             }
             if let b = serverRSSBeforeKiB { j.field("serverRssBeforeKiB", b) } else { j.null("serverRssBeforeKiB") }
             if let a = serverRSSAfterKiB { j.field("serverRssAfterKiB", a) } else { j.null("serverRssAfterKiB") }
+            if let b = serverAnonymousRSSBeforeKiB { j.field("serverAnonymousRssBeforeKiB", b) } else { j.null("serverAnonymousRssBeforeKiB") }
             if let p = rssBytesPerConnection { j.field("serverRssBytesPerConnection", p) } else { j.null("serverRssBytesPerConnection") }
         }
     }

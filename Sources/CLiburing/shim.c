@@ -405,6 +405,11 @@ void *sb_current_shard(void) { return sb_tls_shard; }
 
 #include <malloc.h>
 size_t sb_malloc_in_use(void) { return mallinfo2().uordblks; }
+void sb_malloc_statistics(size_t *in_use_bytes, size_t *free_bytes) {
+    struct mallinfo2 info = mallinfo2();
+    *in_use_bytes = info.uordblks + info.hblkhd;
+    *free_bytes = info.fordblks;
+}
 /* glibc's trim and mmap thresholds (MallocTrim.swift); 1 when both were taken. */
 int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes) {
     return mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1;

@@ -34,4 +34,20 @@ package enum MallocTrim {
         let mmapThresholdBytes = min(trimThresholdBytes / 2, maxMmapThresholdBytes)
         return sb_malloc_set_thresholds(Int32(trimThresholdBytes), Int32(mmapThresholdBytes)) == 1
     }
+
+    /// glibc's malloc over all its arenas, now (`mallinfo2`): the bytes in use (arena chunks
+    /// and `mmap`ed chunks), and the free bytes it holds in its arenas rather than giving them
+    /// back to the kernel: what the trim threshold lets it keep (up to the threshold at the
+    /// top of each arena), and what lies in holes no threshold trims.
+    ///
+    /// Any thread, but not on a hot path: `mallinfo2` locks each arena in turn and walks its
+    /// free lists, so a shard that mallocs meanwhile waits for its arena's walk (microseconds
+    /// for thousands of free chunks). Read when metrics are rendered or exported, not per turn.
+    /// Zero under an allocator that is not glibc's and does not keep these statistics.
+    package static func statistics() -> (inUseBytes: Int, freeBytes: Int) {
+        var inUse = 0
+        var free = 0
+        sb_malloc_statistics(&inUse, &free)
+        return (inUse, free)
+    }
 }

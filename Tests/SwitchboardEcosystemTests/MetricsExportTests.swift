@@ -103,6 +103,46 @@ struct MetricsExportTests {
         #expect(lines.filter { $0 == "# TYPE switchboard_http_requests_total counter" }.count == 1)
     }
 
+    /// `switchboard_malloc_in_use_bytes` and `switchboard_malloc_free_bytes`: process-wide
+    /// gauges (no shard label: malloc's arenas serve every thread) that follow the heap.
+    /// 64 chunks of 16 KiB are allocated and written (in use rises by their bytes), then every
+    /// other one is freed: each freed chunk lies between chunks still in use, so it stays in
+    /// malloc as a free chunk (free rises by their bytes, in use falls by them). The broker is
+    /// idle and the suite serialized, so other threads move the figures by little; the bounds
+    /// leave 1/8 of each step for that.
+    @Test func mallocGaugesFollowTheHeap() throws {
+        let broker = try startBroker(shards: 1)
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        func gauges() throws -> (inUse: Int, free: Int) {
+            let samples = broker.metricSamples()
+            let inUse = try #require(samples.first { $0.name == "switchboard_malloc_in_use_bytes" })
+            let free = try #require(samples.first { $0.name == "switchboard_malloc_free_bytes" })
+            #expect(inUse.kind == .gauge && free.kind == .gauge)
+            #expect(inUse.dimensions.isEmpty && free.dimensions.isEmpty)
+            return (inUse.value, free.value)
+        }
+        let chunkBytes = 16 << 10
+        let chunks = 64
+        let before = try gauges()
+        let pointers = (0..<chunks).map { _ in
+            let pointer = UnsafeMutableRawPointer.allocate(byteCount: chunkBytes, alignment: 16)
+            pointer.initializeMemory(as: UInt8.self, repeating: 0xA5, count: chunkBytes)
+            return pointer
+        }
+        let allocated = try gauges()
+        let allocatedBytes = chunks * chunkBytes
+        #expect(allocated.inUse - before.inUse >= allocatedBytes * 7 / 8, "in use \(before.inUse) -> \(allocated.inUse)")
+        for (index, pointer) in pointers.enumerated() where index % 2 == 0 { pointer.deallocate() }
+        let freed = try gauges()
+        let freedBytes = allocatedBytes / 2
+        #expect(allocated.inUse - freed.inUse >= freedBytes * 7 / 8, "in use \(allocated.inUse) -> \(freed.inUse)")
+        #expect(freed.free - allocated.free >= freedBytes * 7 / 8, "free \(allocated.free) -> \(freed.free)")
+        for (index, pointer) in pointers.enumerated() where index % 2 == 1 { pointer.deallocate() }
+        let text = broker.metricsText()
+        #expect(text.contains("# TYPE switchboard_malloc_free_bytes gauge\nswitchboard_malloc_free_bytes "))
+        #expect(text.contains("# TYPE switchboard_malloc_in_use_bytes gauge\nswitchboard_malloc_in_use_bytes "))
+    }
+
     @Test func protocolSamplesAreExportedAndPrinted() throws {
         var configuration = SwitchboardServerConfiguration()
         configuration.broker.host = "127.0.0.1"

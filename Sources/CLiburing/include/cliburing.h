@@ -140,6 +140,9 @@ void *sb_current_shard(void);
 /// Bytes the C heap has handed out and not yet taken back (mallinfo2().uordblks); tests use it
 /// to show a fan-out shares one buffer.
 size_t sb_malloc_in_use(void);
+/* glibc's mallinfo2 over all arenas: bytes in use (arena chunks and mmapped chunks) and bytes
+   free in the arenas (held, not given back to the kernel). */
+void sb_malloc_statistics(size_t *in_use_bytes, size_t *free_bytes);
 /* mallopt(M_TRIM_THRESHOLD, trim_bytes) and mallopt(M_MMAP_THRESHOLD, mmap_bytes): 1 if both were taken. */
 int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes);
 

@@ -107,12 +107,12 @@ struct ProducerItem: Sendable, Equatable {
             return vector.reduce(0) { $0 + Int($1 & 1) }
         }
         #expect(residentPages() == 0, "a new queue's sequences are not resident")
-        // 1,000 cells used: their sequences span 8,000 bytes, at most 2 pages (the mapping is
-        // page-aligned), and the queue still works on the lazily zeroed cells.
+        // 1,000 cells used: their sequences are 8,000 bytes from the mapping's page-aligned
+        // start, so exactly 2 pages, and the queue works on the lazily zeroed cells.
         for i in 0..<1_000 { #expect(queue.tryPush(i)) }
         #expect(queue.drain(max: 2_000) { _ in } == 1_000)
         #expect(residentPages() == 2)
-        // A second lap over the whole queue: every page in use, values in order.
+        // Two laps over the whole queue: every page in use, values in order.
         var popped = 0
         for lap in 0..<2 {
             let pushed = (0..<queue.capacity).filter { queue.tryPush(lap * queue.capacity + $0) }.count

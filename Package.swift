@@ -188,7 +188,7 @@ let package = Package(
         .testTarget(
             name: "SwitchboardEcosystemTests",
             dependencies: [
-                "Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", "SwitchboardTestSupport",
+                "Switchboard", "SwitchboardProtocols", "SwitchboardCommandLine", "SwitchboardTestSupport", "SwitchboardIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

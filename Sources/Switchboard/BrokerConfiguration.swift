@@ -20,6 +20,10 @@ public struct BrokerConfiguration: ConfigurationSection {
     public var healthPath: String = "/health"
     /// Path serving Prometheus text metrics; empty disables it.
     public var metricsPath: String = "/metrics"
+    /// How old the process-wide malloc gauges in the metrics may be: glibc's `mallinfo2` locks
+    /// every arena while it walks them, so `/metrics` (answered on a shard thread) and the
+    /// exporter run it at most once per this many milliseconds. 0 reads it every time.
+    public var mallocStatisticsIntervalMilliseconds: Int = 1_000
     /// On SIGTERM/SIGINT: how long in-flight requests get before connections are cut.
     public var shutdownGraceMilliseconds: Int = 5_000
     /// Add a `Date` header to responses.
@@ -68,6 +72,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         if shutdownGraceMilliseconds < 0 { return "shutdownGraceMilliseconds must be >= 0" }
         if !healthPath.isEmpty && !healthPath.hasPrefix("/") { return "healthPath must start with /" }
         if !metricsPath.isEmpty && !metricsPath.hasPrefix("/") { return "metricsPath must start with /" }
+        if !(0...3_600_000).contains(mallocStatisticsIntervalMilliseconds) { return "metrics_malloc_interval_ms must be 0...3600000" }
         if webSocket.maxFrameBytes < 125 || webSocket.maxMessageBytes < 125 { return "ws_max_frame_bytes and ws_max_message_bytes must be >= 125" }
         if webSocket.maxFragments < 1 { return "ws_max_fragments must be >= 1" }
         if webSocket.assemblyTimeoutMilliseconds < 1 || webSocket.assemblyTimeoutMilliseconds > 86_400_000 { return "ws_assembly_timeout_ms must be 1...86400000" }
@@ -126,6 +131,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("max_chunk_line_bytes", "longest chunk-size line of a chunked body (400)"),
         ("health_path", "path of the health endpoint, empty to disable"),
         ("metrics_path", "path of the Prometheus metrics endpoint, empty to disable"),
+        ("metrics_malloc_interval_ms", "how old the malloc gauges (glibc's mallinfo2, which locks every arena while it runs) may be when metrics are read; 0 reads them every time, else at most once per interval (0...3600000)"),
         ("shutdown_grace_ms", "on SIGTERM/SIGINT, time given to in-flight requests"),
         ("send_date_header", "true | false"),
         ("max_subscriptions_per_socket", "channels one socket may be subscribed to"),
@@ -194,6 +200,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_chunk_line_bytes": return String(http.maxChunkLineBytes)
         case "health_path": return "\"\(healthPath)\""
         case "metrics_path": return "\"\(metricsPath)\""
+        case "metrics_malloc_interval_ms": return String(mallocStatisticsIntervalMilliseconds)
         case "shutdown_grace_ms": return String(shutdownGraceMilliseconds)
         case "send_date_header": return String(sendDateHeader)
         case "max_subscriptions_per_socket": return String(maxSubscriptionsPerSocket)
@@ -286,6 +293,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_chunk_line_bytes": http.maxChunkLineBytes = try int()
         case "health_path": healthPath = value
         case "metrics_path": metricsPath = value
+        case "metrics_malloc_interval_ms": mallocStatisticsIntervalMilliseconds = try int()
         case "shutdown_grace_ms": shutdownGraceMilliseconds = try int()
         case "send_date_header": sendDateHeader = try bool()
         case "max_subscriptions_per_socket": maxSubscriptionsPerSocket = try int()

@@ -1,4 +1,5 @@
 import CLiburing
+import Synchronization
 
 /// How much freed heap glibc's malloc keeps before it hands memory back to the kernel
 /// (`IOConfiguration.mallocTrimThresholdBytes`), set once per process when a shard group starts.
@@ -49,5 +50,54 @@ package enum MallocTrim {
         var free = 0
         sb_malloc_statistics(&inUse, &free)
         return (inUse, free)
+    }
+}
+
+/// ``MallocTrim/statistics()`` at most once per interval, for metrics served on a shard thread.
+///
+/// Why: `GET /metrics` is answered on whichever shard took the connection, and `mallinfo2`
+/// locks every arena in turn and walks its free lists. A client asking for `/metrics` in a
+/// loop would otherwise make every other shard's `malloc` wait behind those walks; with the
+/// cache it costs one walk per interval however often it asks
+/// (`BrokerConfiguration.mallocStatisticsIntervalMilliseconds`, 1 s by default, as long as a
+/// Prometheus scrape interval is short).
+///
+/// Any thread. The mutex is held across the walk, so concurrent readers of a stale value wait
+/// for the one walk rather than each doing their own; it is never taken on a message's path.
+package final class MallocStatisticsCache: Sendable {
+    private struct Reading {
+        var takenAtNanoseconds: UInt64
+        var inUseBytes: Int
+        var freeBytes: Int
+    }
+
+    /// 0: every read walks the arenas.
+    package let intervalNanoseconds: UInt64
+    private let last = Mutex<Reading?>(nil)
+    /// Walks done (reads answered from the cache do not count); for tests and the metric's help.
+    private let walks = Atomic<Int>(0)
+
+    package init(intervalMilliseconds: Int) {
+        precondition(intervalMilliseconds >= 0, "validated by BrokerConfiguration")
+        intervalNanoseconds = UInt64(intervalMilliseconds) * 1_000_000
+    }
+
+    /// How many times `mallinfo2` ran for this cache.
+    package var walkCount: Int { walks.load(ordering: .relaxed) }
+
+    /// The statistics read at most `intervalNanoseconds` before `nowNanoseconds` (monotonic).
+    package func statistics(nowNanoseconds: UInt64) -> (inUseBytes: Int, freeBytes: Int) {
+        last.withLock { reading in
+            if let r = reading, nowNanoseconds &- r.takenAtNanoseconds < intervalNanoseconds, intervalNanoseconds > 0 {
+                // A clock that went backwards (it cannot: monotonic) would give a huge difference
+                // and so a fresh walk, never a value kept forever.
+                return (r.inUseBytes, r.freeBytes)
+            }
+            let fresh = MallocTrim.statistics()
+            // Relaxed: a count for tests, ordered with the reading by the mutex anyway.
+            walks.add(1, ordering: .relaxed)
+            reading = Reading(takenAtNanoseconds: nowNanoseconds, inUseBytes: fresh.inUseBytes, freeBytes: fresh.freeBytes)
+            return fresh
+        }
     }
 }

@@ -2,6 +2,7 @@ import Logging
 import ServiceLifecycle
 import Switchboard
 import SwitchboardCommandLine
+import SwitchboardIO
 import SwitchboardTestSupport
 import Synchronization
 import Testing
@@ -11,11 +12,12 @@ final class DefaultsWorker: WorkerHandler {}
 
 @Suite("swift-metrics export", .serialized)
 struct MetricsExportTests {
-    func startBroker(shards: Int) throws -> Broker {
+    func startBroker(shards: Int, mallocStatisticsIntervalMilliseconds: Int = 0) throws -> Broker {
         var c = BrokerConfiguration()
         c.host = "127.0.0.1"
         c.port = 0
         c.io.shardCount = shards
+        c.mallocStatisticsIntervalMilliseconds = mallocStatisticsIntervalMilliseconds
         let broker = Broker(configuration: c, logger: .discarding) { _ in DefaultsWorker() }
         try broker.start()
         return broker
@@ -141,6 +143,54 @@ struct MetricsExportTests {
         let text = broker.metricsText()
         #expect(text.contains("# TYPE switchboard_malloc_free_bytes gauge\nswitchboard_malloc_free_bytes "))
         #expect(text.contains("# TYPE switchboard_malloc_in_use_bytes gauge\nswitchboard_malloc_in_use_bytes "))
+    }
+
+    /// `/metrics` is answered on a shard thread for any client that asks: glibc's `mallinfo2`
+    /// (which locks every arena) runs once per `metrics_malloc_interval_ms`, however many
+    /// scrapes come in, and again once the interval has passed.
+    @Test func mallocGaugesAreWalkedOncePerInterval() throws {
+        // An hour: no walk in this test can be due to the interval passing by itself.
+        let broker = try startBroker(shards: 1, mallocStatisticsIntervalMilliseconds: 3_600_000)
+        defer { broker.shutdown(graceMilliseconds: 0) }
+        #expect(broker.mallocStatistics.walkCount == 0)
+        for _ in 0..<20 {
+            let client = try TestClient(port: broker.port)
+            try client.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+            let response = try client.readResponse()
+            #expect(response.status == 200)
+            #expect(String(decoding: response.body, as: UTF8.self).contains("\nswitchboard_malloc_in_use_bytes "))
+        }
+        _ = broker.metricSamples()
+        #expect(broker.mallocStatistics.walkCount == 1, "20 scrapes and one direct read walked the arenas \(broker.mallocStatistics.walkCount) times")
+
+        // The cache itself, with a clock the test moves: fresh within the interval, walked
+        // again at exactly the interval, and a clock behind the reading walks again too.
+        let cache = MallocStatisticsCache(intervalMilliseconds: 1_000)
+        let first = cache.statistics(nowNanoseconds: 5_000_000_000)
+        #expect(cache.walkCount == 1 && first.inUseBytes > 0)
+        _ = cache.statistics(nowNanoseconds: 5_999_999_999)
+        #expect(cache.walkCount == 1)
+        _ = cache.statistics(nowNanoseconds: 6_000_000_000)
+        #expect(cache.walkCount == 2)
+        _ = cache.statistics(nowNanoseconds: 1)
+        #expect(cache.walkCount == 3)
+        let uncached = MallocStatisticsCache(intervalMilliseconds: 0)
+        _ = uncached.statistics(nowNanoseconds: 7)
+        _ = uncached.statistics(nowNanoseconds: 7)
+        #expect(uncached.walkCount == 2)
+    }
+
+    @Test func mallocIntervalIsValidated() {
+        var c = BrokerConfiguration()
+        #expect(c.mallocStatisticsIntervalMilliseconds == 1_000)
+        for bad in [-1, 3_600_001] {
+            c.mallocStatisticsIntervalMilliseconds = bad
+            #expect(c.validate() == "metrics_malloc_interval_ms must be 0...3600000", "\(bad)")
+        }
+        for good in [0, 3_600_000] {
+            c.mallocStatisticsIntervalMilliseconds = good
+            #expect(c.validate() == nil, "\(good)")
+        }
     }
 
     @Test func protocolSamplesAreExportedAndPrinted() throws {

@@ -37,6 +37,8 @@ public final class Broker: Sendable {
     let dispatchers: DispatcherTable
     /// Set when shutdown begins: from then on every call is refused with `.stopped`.
     private let stopping = Atomic<Bool>(false)
+    /// The malloc gauges, walked at most once per `metrics_malloc_interval_ms` (Broker+Metrics).
+    package let mallocStatistics: MallocStatisticsCache
 
     /// - Parameters:
     ///   - handlerFactory: called once per shard, on that shard's thread, with that shard's
@@ -48,6 +50,7 @@ public final class Broker: Sendable {
                 handlerFactory: @escaping @Sendable (ShardContext) -> WorkerHandler) {
         self.configuration = configuration
         self.logger = logger
+        mallocStatistics = MallocStatisticsCache(intervalMilliseconds: max(0, configuration.mallocStatisticsIntervalMilliseconds))
         let shardCount = configuration.io.resolvedShardCount
         let metrics = (0..<shardCount).map { _ in ProtocolMetrics() }
         protocolMetrics = metrics

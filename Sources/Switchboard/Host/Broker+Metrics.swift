@@ -24,7 +24,8 @@ extension Broker {
         if let a = group.acceptorMetrics { add([a.accepted, a.acceptErrors, a.handoffFailures], shard: nil) }
         if let t = group.tlsContexts { add([t.reloads, t.reloadFailures], shard: nil) }
         // Process-wide: malloc's arenas are shared by every shard (and by the application).
-        let heap = MallocTrim.statistics()
+        // Cached: this may run on a shard thread for any client that asks for /metrics.
+        let heap = mallocStatistics.statistics(nowNanoseconds: monotonicNanoseconds())
         out.append(MetricSample(name: "switchboard_malloc_in_use_bytes", help: "Bytes the process's malloc has allocated (arenas and mmapped chunks), glibc's mallinfo2", value: heap.inUseBytes))
         out.append(MetricSample(name: "switchboard_malloc_free_bytes", help: "Free bytes malloc holds in its arenas instead of returning them to the kernel (bounded at each arena's top by malloc_trim_threshold_bytes), glibc's mallinfo2", value: heap.freeBytes))
         if let extra = additionalMetricSamples { out += extra() }

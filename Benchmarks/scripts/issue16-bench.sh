@@ -7,7 +7,10 @@
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
 #   BASE_PORT=18900 ONLY="" (server names) ONLY_ROWS="" (row ids, e.g. "echo100x20 chan1000")
-#   IDLE_CONNS=10000 LATENCY_RATE=20000
+#   IDLE_CONNS=10000 LATENCY_RATE=20000 LATENCY_FLAGS=--busy-poll
+#   (the latency rows' client polls without sleeping: a sleeping client's own wake-up per
+#   message, ~45 µs on this VM, was half of every p50 and most of the half-peak p99; "" to
+#   measure as before 2026-12-03)
 #   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 #   CPP_PEER_BIN=/path/to/peer-uws adds a column for a C++ peer built outside the repository
 #   (uWebSockets on epoll, the issue's "C++ peer"; its code and build are not in this
@@ -19,6 +22,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; ONLY_ROWS="${ONLY_ROWS:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
+LATENCY_FLAGS="${LATENCY_FLAGS---busy-poll}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench peer-hummingbird"
 # The wss:// rows: Switchboard's TLS listener (port + 50) with a throwaway certificate (the
 # load generator does not verify it).
@@ -89,7 +93,7 @@ for row in "${ROWS[@]}"; do
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; FAILED_KEY[$key]=1; stop_server; continue; fi
             out="$WORK/$name-$id-$run.txt"; status=0; v=""; u=""; s=""
-            read -r steal0 _ <<<"$(steal_ticks)"  # the server's CPU (SERVER_CPU)
+            read -r steal0 csteal0 <<<"$(steal_ticks)"  # the server's CPU (SERVER_CPU), the client's
             # The wss* kinds are echo and fanout over the TLS listener.
             base="ws://127.0.0.1:$port"; [[ "$kind" == wss* ]] && base="wss://127.0.0.1:$((port + 50))"
             case "$kind" in
@@ -114,18 +118,22 @@ for row in "${ROWS[@]}"; do
                 run_bench "$out" connect -c "$a" -d 5s --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/ws" || status=$?
                 v="$(awk '/server RSS:/ { for (i = 1; i <= NF; i++) if ($i == "per") print $(i - 2) }' "$out") B ($(awk '/server RSS:/ { printf "%.1f MB", $3 / 1024; for (i = 1; i <= NF; i++) if ($i == "anonymous") printf ", %.1f MB anonymous", $(i + 1) / 1024 }' "$out"))" ;;
             latency)
-                run_bench "$out" latency -c "$a" -r "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+                # shellcheck disable=SC2086
+                run_bench "$out" latency $LATENCY_FLAGS -c "$a" -r "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
                 v="$(field "$out" p50) / $(field "$out" p99)" ;;
             half)
                 peak="${VAL["$name|echo100x20"]:-0}"; rate="$(awk -v p="$peak" 'BEGIN { printf "%.0f", p / 2 }')"
                 if [[ "$rate" == 0 ]]; then echo "  failed: no 100×20 B peak to halve" >"$out"; status=1
                 else
-                    run_bench "$out" latency -c "$a" -r "$rate" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
+                    # shellcheck disable=SC2086
+                    run_bench "$out" latency $LATENCY_FLAGS -c "$a" -r "$rate" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
                     v="$(field "$out" p99)"
                 fi ;;
             esac
-            read -r steal _ <<<"$(steal_ticks)"; steal=$((steal - steal0))
-            STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal"
+            read -r steal csteal <<<"$(steal_ticks)"; steal=$((steal - steal0)); csteal=$((csteal - csteal0))
+            # The client's steal, and with --busy-poll its own long turns: a tail it shares.
+            stalls="$(awk '/client loop \(busy-poll\):/ { print $4 }' "$out" 2>/dev/null || true)"
+            STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal/$csteal${stalls:+ ($stalls stalls)}"
             stop_server
             if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; FAILED_KEY[$key]=1; continue; fi
             if [[ "$kind" != http ]]; then
@@ -133,7 +141,7 @@ for row in "${ROWS[@]}"; do
                 s="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "system" && $(i - 2) == "user") print $(i + 1) }' "$out")"
             fi
             RUN_VALS[$key]+="$v"$'\n'; RUN_USERS[$key]+="${u:-n/a}"$'\n'; RUN_SYSTEMS[$key]+="${s:-n/a}"$'\n'
-            log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a}; steal on CPU $SERVER_CPU $steal ticks)"
+            log "$key run $run: $v (server µs/msg user ${u:-n/a} system ${s:-n/a}; steal on CPU $SERVER_CPU / $BENCH_CPU $steal / $csteal ticks${stalls:+; client turns of 500 µs or more $stalls})"
         done
     done
     for entry in "${SERVERS[@]}"; do
@@ -164,7 +172,7 @@ echo "(wss:// rows: the same commands with wss://127.0.0.1:PORT+50, the servers'
 echo "$BENCH_BIN fanout --raw --channels 1000 --subscribers 10000 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION http://127.0.0.1:PORT/health"
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
-echo "$BENCH_BIN latency -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
+echo "$BENCH_BIN latency $LATENCY_FLAGS -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo '```'
 echo
 names=(); for entry in "${SERVERS[@]}"; do n="${entry%%|*}"; [[ -n "$ONLY" && " $ONLY " != *" $n "* ]] || names+=("$n"); done
@@ -186,7 +194,7 @@ for row in "${ROWS[@]}"; do
     IFS='|' read -r id label spec <<<"$row"; read -r kind _ <<<"$spec"
     [[ "$kind" == latency || "$kind" == half ]] || continue
     [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
-    line="- Steal time on CPU $SERVER_CPU per run, in ticks of 1/$(getconf CLK_TCK) s, $label:"
+    line="- Steal time on CPU $SERVER_CPU (server) / $BENCH_CPU (client) per run, in ticks of 1/$(getconf CLK_TCK) s (with --busy-poll: the client's loop turns of 500 µs or more), $label:"
     for n in "${names[@]}"; do line="$line $n ${STEAL["$n|$id"]:-n/a};"; done
     echo "${line%;}"
 done

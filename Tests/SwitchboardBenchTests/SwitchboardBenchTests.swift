@@ -442,6 +442,28 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         #expect(result.measuredSeconds > 0.15)
     }
 
+    /// --busy-poll: the schedule is kept without a timer (every message still on time and
+    /// answered), and the report says how long the client's own loop turns were: a turn of
+    /// 500 µs or more is time the client lost, a latency tail it shares with the server.
+    @Test func latencyBusyPollKeepsTheScheduleAndReportsClientStalls() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        #expect(try parseArguments(["latency", "ws://127.0.0.1:1/", "-r", "1"]).busyPoll == false)
+        let result = try runBenchmark(options(["latency", "--busy-poll", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "1000", "-n", "200"]),
+                                      progress: false)
+        #expect(result.received == 200)
+        #expect(result.latency?.count == 200)
+        // On schedule, not as fast as it can: 200 messages at 1000/s take about 0.2 s.
+        #expect(result.measuredSeconds > 0.15)
+        let longest = try #require(result.clientLongestTurnNanos)
+        #expect(longest > 0)
+        #expect(result.summary.contains("\n  client loop (busy-poll): \(result.clientStalls) turns of 500 µs or more, longest "), "\(result.summary)")
+        // Without the flag there is no such line (a sleeping loop's turns include its sleeps).
+        let sleeping = try runBenchmark(options(["latency", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "1000", "-n", "50"]), progress: false)
+        #expect(sleeping.clientLongestTurnNanos == nil)
+        #expect(!sleeping.summary.contains("client loop"))
+    }
+
     @Test func connectHoldsConnections() throws {
         let server = try TestWebSocketServer()
         defer { server.stop() }
@@ -548,7 +570,7 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         for option in ["-c, --connections", "-t, --threads", "--cpu", "-d, --duration", "-n, --messages", "--warmup",
                        "-s, --size", "--binary", "--connect-timeout", "--header", "--json", "--server-pid",
                        "--max-failed-connections", "-q, --quiet", "--allow-remote", "--url", "-w, --window", "-r, --rate",
-                       "--drain", "--subscribers", "--publishers", "--channels", "--subscribe-template",
+                       "--drain", "--busy-poll", "--subscribers", "--publishers", "--channels", "--subscribe-template",
                        "--publish-template", "--raw", "--settle", "echo", "fanout", "connect", "latency", "Exit status"] {
             #expect(help.contains(option), "--help does not mention \(option)")
         }

@@ -129,6 +129,12 @@ public struct BenchCommand: ParsableCommand {
         public var rate: String?
         @Option(help: ArgumentHelp("After sending stops, wait this long for what is still due (default 5s). An -n run that makes no progress for this long stops and fails.", valueName: "duration"))
         public var drain: String?
+        @Flag(help: """
+            While load runs, never sleep: poll epoll without blocking, arm no timer. A sleeping client's \
+            wake-up per message (a timer, an interrupt, on a VM an exit) is then not in the latency \
+            figures; each client thread uses its whole CPU.
+            """)
+        public var busyPoll = false
 
         public init() {}
     }
@@ -220,6 +226,7 @@ public struct BenchCommand: ParsableCommand {
             o.rate = r
         }
         if let d = try check.duration("--drain", load.drain) { o.drainNanos = d }
+        o.busyPoll = load.busyPoll
 
         let f = fanout
         if let n = try check.atLeast("--subscribers", f.subscribers, 1) { o.subscribers = n }

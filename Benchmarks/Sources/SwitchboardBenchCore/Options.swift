@@ -70,6 +70,9 @@ public struct BenchOptions: Sendable {
     public var publishHTTPHeaders: [String] = []
     public var publishTemplate: String? = nil
     public var drainNanos: Int64 = 5_000_000_000
+    /// While load runs, the worker loops never sleep: epoll is polled without blocking and no
+    /// timer is armed, so a figure does not carry the client's own wake-up per message.
+    public var busyPoll = false
     public var settleNanos: Int64 = 200_000_000
     public var connectTimeoutNanos: Int64 = 10_000_000_000
     /// wss://: OpenSSL's record layer in the client instead of Switchboard's own.

@@ -44,6 +44,10 @@ public struct BenchResult: Sendable {
     public var publisherReceived = 0
     public var skipped = 0
     public var overflow = 0
+    /// --busy-poll: client loop turns of 500 µs or more in the measured window, and the
+    /// longest turn (nil without --busy-poll).
+    public var clientStalls = 0
+    public var clientLongestTurnNanos: Int64? = nil
     /// fanout, per-subscriber check (`SequenceChecker`), summed over the subscribers that
     /// connected: sequence numbers skipped or never delivered,
     public var sequenceMissing: Int64 = 0
@@ -399,6 +403,10 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.setupReplies += w.setupRepliesReceived
         result.publisherReceived += w.publisherReceived
         result.skipped += w.skipped
+        if options.busyPoll {
+            result.clientStalls += w.stalls
+            result.clientLongestTurnNanos = max(result.clientLongestTurnNanos ?? 0, w.longestTurnNanos)
+        }
         result.overflow += w.overflow
         bytesIn += w.bytesInMeasured
         bytesOut += w.bytesOutMeasured
@@ -522,6 +530,9 @@ extension BenchResult {
         if let l = latency {
             s += "  latency µs: p50 \(micros(l.p50))  p90 \(micros(l.p90))  p99 \(micros(l.p99))  p99.9 \(micros(l.p999))  max \(micros(l.max))  (mean \(fixed(l.mean / 1000, 1)), n=\(l.count))\n"
         }
+        if let longest = clientLongestTurnNanos {
+            s += "  client loop (busy-poll): \(clientStalls) turns of 500 µs or more, longest \(micros(UInt64(longest))) µs\n"
+        }
         s += "  client CPU: \(fixed(clientCPUSeconds, 2)) s (\(fixed(clientCPUUtilization * 100, 0))% of one core)"
         if let c = serverCPU {
             // "(N%)" stays right after the total: the bench scripts parse it.
@@ -593,6 +604,9 @@ extension BenchResult {
             }
             j.key("clientCpu"); j.open()
             j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
+            if let longest = clientLongestTurnNanos {
+                j.field("busyPollStalls", clientStalls); j.field("busyPollLongestTurnMicroseconds", Double(longest) / 1000)
+            }
             j.close()
             if let c = serverCPU {
                 j.field("serverCpuSeconds", c.totalSeconds)

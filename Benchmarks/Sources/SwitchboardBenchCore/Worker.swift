@@ -210,6 +210,8 @@ final class Worker: @unchecked Sendable {
     private var intervalNanos: Double = 0
     private var publisherConns: [Conn] = []
     private var needsAckPolling = false
+    /// --busy-poll (read once: the loop tests it every turn).
+    private lazy var busyPolling = ctx.options.busyPoll
 
     // Results (read by the main thread after join).
     var histogram = makeHistogram()
@@ -235,6 +237,13 @@ final class Worker: @unchecked Sendable {
     private(set) var unexpected = 0
     private(set) var publisherReceived = 0
     private(set) var skipped = 0
+    /// --busy-poll, measured window: loop turns of at least `Worker.stallNanos` (the client
+    /// was descheduled, interrupted or stolen from: a latency tail it shares with the server),
+    /// and the longest turn.
+    private(set) var stalls = 0
+    private(set) var longestTurnNanos: Int64 = 0
+    private var previousTurnNanos: Int64 = 0
+    static let stallNanos: Int64 = 500_000
     private(set) var overflow = 0
     private(set) var lastOpened: Int64 = 0
     private(set) var errors: [String] = []
@@ -333,12 +342,26 @@ final class Worker: @unchecked Sendable {
                 else if !sendingStopped && nextDue != .max { wake = min(wake, nextDue) }
                 if needsAckPolling && !sendingStopped { timeout = 1 }
             }
-            if wake != .max { armTimer(wake) }
+            if busyPolling && started && !sendingStopped {
+                // --busy-poll: no sleep, so no timer either; the schedule is checked every turn.
+                timeout = 0
+            } else if wake != .max { armTimer(wake) }
             let n = sb_epoll_wait(epfd, eventData, eventFlags, Int32(maxEvents), timeout)
             if n > 0 {
                 for i in 0..<Int(n) { dispatch(eventData[i], eventFlags[i]) }
             }
             let now = sb_monotonic_ns()
+            if timeout == 0 {
+                // A busy-polling turn never sleeps: a long one is time the client lost.
+                let turn = now - previousTurnNanos
+                if previousTurnNanos >= measureStart && now <= measureEnd {
+                    if turn >= Self.stallNanos { stalls += 1 }
+                    longestTurnNanos = max(longestTurnNanos, turn)
+                }
+                previousTurnNanos = now
+            } else {
+                previousTurnNanos = 0
+            }
             if !ready {
                 openMore(now, interval: openInterval)
                 if now - lastTimeoutScan > 10_000_000 { scanTimeouts(now); lastTimeoutScan = now }

@@ -150,8 +150,11 @@ for row in "${ROWS[@]}"; do
         if [[ "${FAILED_KEY[$key]:-0}" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
         [[ -n "${RUN_VALS[$key]:-}" ]] || continue  # n/a for this server (set above)
         mapfile -t vals < <(printf '%s' "${RUN_VALS[$key]}")
-        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* ]]; then
+        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* || "$kind" == half ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
+        elif [[ "$kind" == latency ]]; then
+            # "p50 / p99": the run with the median p99 (with an even count, the upper one).
+            VAL[$key]="$(printf '%s\n' "${vals[@]}" | sort -t/ -k2 -g | awk '{ v[NR] = $0 } END { print v[int(NR / 2) + 1] }')"
         else
             VAL[$key]="${vals[$(( ${#vals[@]} / 2 ))]}"  # text figures: the middle run
         fi

@@ -458,10 +458,32 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         let longest = try #require(result.clientLongestTurnNanos)
         #expect(longest > 0)
         #expect(result.summary.contains("\n  client loop (busy-poll): \(result.clientStalls) turns of 500 µs or more, longest "), "\(result.summary)")
+        // The schedule's lateness is reported for every scheduled run.
+        #expect(result.maxSendLagNanos != nil)
+        #expect(result.summary.contains("\n  schedule: \(result.lateSends) of 200 sends left 100 µs or more late, the latest by "), "\(result.summary)")
         // Without the flag there is no such line (a sleeping loop's turns include its sleeps).
         let sleeping = try runBenchmark(options(["latency", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "1000", "-n", "50"]), progress: false)
         #expect(sleeping.clientLongestTurnNanos == nil)
         #expect(!sleeping.summary.contains("client loop"))
+    }
+
+    /// A rate the client cannot keep is reported as such: 2,000 messages due within 200 µs
+    /// cannot all leave on time (one `sendto` each), so most leave 100 µs or more late and the
+    /// summary says the latency includes the client's own queue. An unscheduled run (echo)
+    /// has no schedule line.
+    @Test func latencyReportsAClientThatFellBehindItsRate() throws {
+        let server = try TestWebSocketServer()
+        defer { server.stop() }
+        let result = try runBenchmark(options(["latency", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "10000000", "-n", "2000"]),
+                                      progress: false)
+        #expect(result.received == 2000)
+        #expect(result.lateSends >= 1000, "\(result.lateSends) late sends")
+        let lag = try #require(result.maxSendLagNanos)
+        #expect(lag >= 100_000)
+        #expect(result.summary.contains("(the client fell behind its rate: the latency includes its own queue)\n"), "\(result.summary)")
+        let echo = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-n", "50"]), progress: false)
+        #expect(echo.maxSendLagNanos == nil)
+        #expect(!echo.summary.contains("schedule:"))
     }
 
     @Test func connectHoldsConnections() throws {

@@ -32,7 +32,8 @@ public struct BenchCommand: ParsableCommand {
                        RSS (--server-pid) and RSS per connection.
               latency  open loop at a fixed --rate msgs/s over N connections (echo
                        server), latency from each message's INTENDED send time
-                       (coordinated-omission aware).
+                       (coordinated-omission aware). Reports the sends that left
+                       100 us or more late: many mean the client fell behind.
 
             PROTOCOL TEMPLATES (their own options: 'switchboard-bench broker --help')
               broker, broadcaster, rpc  load-test a deployment of a protocol,

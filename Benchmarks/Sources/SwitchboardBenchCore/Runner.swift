@@ -48,6 +48,11 @@ public struct BenchResult: Sendable {
     /// longest turn (nil without --busy-poll).
     public var clientStalls = 0
     public var clientLongestTurnNanos: Int64? = nil
+    /// Scheduled runs (latency; fanout with --rate): measured messages that left 100 µs or
+    /// more after their due time, and the largest delay (nil for an unscheduled run). Many
+    /// late sends mean the client could not keep the rate: the latency includes its own queue.
+    public var lateSends = 0
+    public var maxSendLagNanos: Int64? = nil
     /// fanout, per-subscriber check (`SequenceChecker`), summed over the subscribers that
     /// connected: sequence numbers skipped or never delivered,
     public var sequenceMissing: Int64 = 0
@@ -403,6 +408,10 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.setupReplies += w.setupRepliesReceived
         result.publisherReceived += w.publisherReceived
         result.skipped += w.skipped
+        if options.rate > 0 && (options.scenario == .latency || options.scenario == .fanout) {
+            result.lateSends += w.lateSends
+            result.maxSendLagNanos = max(result.maxSendLagNanos ?? 0, w.maxSendLagNanos)
+        }
         if options.busyPoll {
             result.clientStalls += w.stalls
             result.clientLongestTurnNanos = max(result.clientLongestTurnNanos ?? 0, w.longestTurnNanos)
@@ -530,6 +539,10 @@ extension BenchResult {
         if let l = latency {
             s += "  latency µs: p50 \(micros(l.p50))  p90 \(micros(l.p90))  p99 \(micros(l.p99))  p99.9 \(micros(l.p999))  max \(micros(l.max))  (mean \(fixed(l.mean / 1000, 1)), n=\(l.count))\n"
         }
+        if let lag = maxSendLagNanos {
+            s += "  schedule: \(lateSends) of \(sent) sends left 100 µs or more late, the latest by \(micros(UInt64(lag))) µs"
+            s += sent > 0 && lateSends * 100 >= sent ? " (the client fell behind its rate: the latency includes its own queue)\n" : "\n"
+        }
         if let longest = clientLongestTurnNanos {
             s += "  client loop (busy-poll): \(clientStalls) turns of 500 µs or more, longest \(micros(UInt64(longest))) µs\n"
         }
@@ -604,6 +617,9 @@ extension BenchResult {
             }
             j.key("clientCpu"); j.open()
             j.field("seconds", clientCPUSeconds); j.field("utilization", clientCPUUtilization)
+            if let lag = maxSendLagNanos {
+                j.field("lateSends", lateSends); j.field("maxSendLagMicroseconds", Double(lag) / 1000)
+            }
             if let longest = clientLongestTurnNanos {
                 j.field("busyPollStalls", clientStalls); j.field("busyPollLongestTurnMicroseconds", Double(longest) / 1000)
             }

@@ -244,6 +244,11 @@ final class Worker: @unchecked Sendable {
     private(set) var longestTurnNanos: Int64 = 0
     private var previousTurnNanos: Int64 = 0
     static let stallNanos: Int64 = 500_000
+    /// Scheduled runs (latency, fanout at a rate), measured window: messages that left
+    /// `Worker.lateSendNanos` or more after their due time, and the largest delay.
+    private(set) var lateSends = 0
+    private(set) var maxSendLagNanos: Int64 = 0
+    static let lateSendNanos: Int64 = 100_000
     private(set) var overflow = 0
     private(set) var lastOpened: Int64 = 0
     private(set) var errors: [String] = []
@@ -986,6 +991,13 @@ final class Worker: @unchecked Sendable {
             let stamp = nextDue
             scheduleK += 1
             nextDue = startNanos + Int64(Double(scheduleK) * intervalNanos)
+            if stamp >= measureStart {
+                // How late the client is: a message that leaves after its due time is charged
+                // that delay, and past a point the latency is the client's own queue.
+                let lagNanos = sb_monotonic_ns() - stamp
+                if lagNanos >= Self.lateSendNanos { lateSends += 1 }
+                if lagNanos > maxSendLagNanos { maxSendLagNanos = lagNanos }
+            }
             if c.state == .open {
                 let ok = c.role == .publisher ? publish(c, stamp: stamp) : sendPayload(c, stamp: stamp)
                 if ok {

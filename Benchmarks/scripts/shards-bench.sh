@@ -29,6 +29,9 @@
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPUS=0 BENCH_CPU=1 SKIP_BUILD=0 BASE_PORT=18700
 #   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
 #   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
+#   LATENCY_FLAGS=--busy-poll (the fixed-rate runs' client polls without sleeping: with a
+#   sleeping client the p99 at 10,000 subscribers was twice as high for every server, the C++
+#   peer too, RESULTS.md 2026-12-03; "" to measure as before)
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
@@ -36,6 +39,7 @@ SERVER_CPUS="${SERVER_CPUS:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; SKIP_BUILD="${SKIP
 BASE_PORT="${BASE_PORT:-18700}"; SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"
 RATE_1000="${RATE_1000:-500}"; RATE_10000="${RATE_10000:-50}"
 BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"; PEAK_ARGS="${PEAK_ARGS:-}"
+LATENCY_FLAGS="${LATENCY_FLAGS---busy-poll}"
 bench_start release "switchboard-echo switchboard-bench"
 
 rate_for() { local v="RATE_$1"; echo "${!v:-}"; }
@@ -81,7 +85,8 @@ for backend in $BACKENDS; do
                 sends+=("$per_send"); wakeups+=("$wakes")
                 read -r u s <<<"$(split "$out")"; users+=("${u:-nan}"); systems+=("${s:-nan}")
                 out="$WORK/$backend-$shards-$n-$run-latency.txt"; status=0
-                run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
+                # shellcheck disable=SC2086
+                run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
                     --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
                 stop_server
                 if [[ "$status" != 0 ]]; then note_failure "$key run $run (latency): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
@@ -110,7 +115,7 @@ echo
 echo '```'
 echo "taskset -c $SERVER_CPUS $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1|2 --set max_connections_per_shard=30000"
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP${PEAK_ARGS:+ $PEAK_ARGS} --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
-echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
+echo "$BENCH_BIN fanout${LATENCY_FLAGS:+ $LATENCY_FLAGS} --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'
 echo
 echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | deliveries per socket write | doorbell wake-ups per 1,000 deliveries | publishes/s for latency | p50 / p99 / p99.9 µs | server µs per delivery at that rate | 2 shards / 1 shard at that rate |"

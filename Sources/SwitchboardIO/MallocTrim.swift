@@ -74,7 +74,7 @@ package final class MallocStatisticsCache: Sendable {
     /// 0: every read walks the arenas.
     package let intervalNanoseconds: UInt64
     private let last = Mutex<Reading?>(nil)
-    /// Walks done (reads answered from the cache do not count); for tests and the metric's help.
+    /// Walks done (reads answered from the cache do not count), for tests.
     private let walks = Atomic<Int>(0)
 
     package init(intervalMilliseconds: Int) {

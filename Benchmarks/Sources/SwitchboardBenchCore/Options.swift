@@ -94,6 +94,10 @@ public struct BenchOptions: Sendable {
         self.window = scenario == .fanout ? 16 : 1
     }
 
+    /// Messages/s sent on a schedule (latency; fanout publishers with --rate), 0 for a run
+    /// without one (echo, connect, fanout at rate 0: window-bound).
+    public var scheduledRate: Double { scenario == .latency || scenario == .fanout ? rate : 0 }
+
     /// True when the published message is the bare payload (no template).
     public var rawFanout: Bool { publishTemplate == nil }
 

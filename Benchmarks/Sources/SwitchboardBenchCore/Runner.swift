@@ -258,7 +258,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
             cpu: options.cpus.isEmpty ? nil : options.cpus[w % options.cpus.count],
             specs: specs[w],
             quota: options.messages == nil ? nil : quotas[w],
-            rate: options.scenario == .latency || options.scenario == .fanout ? options.rate * fraction : 0,
+            rate: options.scheduledRate * fraction,
             openRate: options.scenario == .connect ? options.rate * Double(specs[w].count) / Double(total) : 0
         )
         workers.append(Worker(plan: plan, context: context))
@@ -408,7 +408,7 @@ public func runBenchmark(_ options: BenchOptions, progress: Bool = true) throws(
         result.setupReplies += w.setupRepliesReceived
         result.publisherReceived += w.publisherReceived
         result.skipped += w.skipped
-        if options.rate > 0 && (options.scenario == .latency || options.scenario == .fanout) {
+        if options.scheduledRate > 0 {
             result.lateSends += w.lateSends
             result.maxSendLagNanos = max(result.maxSendLagNanos ?? 0, w.maxSendLagNanos)
         }

@@ -210,8 +210,6 @@ final class Worker: @unchecked Sendable {
     private var intervalNanos: Double = 0
     private var publisherConns: [Conn] = []
     private var needsAckPolling = false
-    /// --busy-poll (read once: the loop tests it every turn).
-    private lazy var busyPolling = ctx.options.busyPoll
 
     // Results (read by the main thread after join).
     var histogram = makeHistogram()
@@ -347,16 +345,16 @@ final class Worker: @unchecked Sendable {
                 else if !sendingStopped && nextDue != .max { wake = min(wake, nextDue) }
                 if needsAckPolling && !sendingStopped { timeout = 1 }
             }
-            if busyPolling && started && !sendingStopped {
-                // --busy-poll: no sleep, so no timer either; the schedule is checked every turn.
-                timeout = 0
-            } else if wake != .max { armTimer(wake) }
+            // --busy-poll while load runs: no sleep, so no timer either; the schedule is
+            // checked every turn.
+            let polling = options.busyPoll && started && !sendingStopped
+            if polling { timeout = 0 } else if wake != .max { armTimer(wake) }
             let n = sb_epoll_wait(epfd, eventData, eventFlags, Int32(maxEvents), timeout)
             if n > 0 {
                 for i in 0..<Int(n) { dispatch(eventData[i], eventFlags[i]) }
             }
             let now = sb_monotonic_ns()
-            if timeout == 0 {
+            if polling {
                 // A busy-polling turn never sleeps: a long one is time the client lost.
                 let turn = now - previousTurnNanos
                 if previousTurnNanos >= measureStart && now <= measureEnd {

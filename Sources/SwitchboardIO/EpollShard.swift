@@ -240,7 +240,11 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
         guard count > 0 else { return }
         var readsSinceFlush = 0
-        for i in 0..<Int(count) {
+        let n = Int(count)
+        let table = handlerSlots
+        let prefetching = prefetchesThisTurn
+        for i in 0..<n {
+            if prefetching { prefetchAhead(eventData, index: i, count: n, table) }
             let data = eventData[i]
             if data == Self.doorbellToken {
                 metrics.doorbellWakeups.increment()

@@ -353,10 +353,15 @@ package class Shard: @unchecked Sendable {
     var outboundAttempts: UInt32 = 0
     /// The slots, 64-byte aligned: each is one cache line (see `Connection`).
     var connections: UnsafeMutablePointer<Connection>
+    /// The handler's per-slot state, asked for ahead of its events (`prefetchAhead`): set by
+    /// the handler in `shardStarted`, nil until then. Shard thread only.
+    package final var handlerSlots: HandlerSlotTable?
     /// Each slot's `ConnectionSide` (io_uring's send fields, the rare state), initialized and
     /// reset with the slot.
     var sides: UnsafeMutablePointer<ConnectionSide>
     private var highWater = 0
+    /// Slots `0..<slotsInUse` have been initialized (the event loops' prefetch stays below it).
+    final var slotsInUse: Int { highWater }
     private var freeSlots: [Int32] = []
     private(set) package var openConnections = 0
     var idleTimers: TimerList

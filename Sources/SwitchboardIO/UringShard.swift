@@ -239,10 +239,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
         doorbell.cancelSleep()
         refreshClock()
+        let table = handlerSlots
+        let prefetching = prefetchesThisTurn
         while true {
             let n = Int(sb_drain_cqes(ring, cqUserData, cqRes, cqFlags, UInt32(batch)))
             if n == 0 { break }
-            for i in 0..<n { dispatch(cqUserData[i], cqRes[i], cqFlags[i], handler) }
+            for i in 0..<n {
+                if prefetching { prefetchAhead(cqUserData, index: i, count: n, table) }
+                dispatch(cqUserData[i], cqRes[i], cqFlags[i], handler)
+            }
             if n < batch { break }
         }
         trimIdlePool()

@@ -1,6 +1,7 @@
 @testable import Switchboard
 import SwitchboardIO
 import SwitchboardHTTP
+import SwitchboardWebSocket
 import Testing
 
 /// `ConnectionTable` keeps no id per slot (issue 16 item 2): a 4-byte tenant word holds the
@@ -49,5 +50,36 @@ struct ConnectionTableTests {
         #expect(table.slots[1].subscriptions.isEmpty)
         #expect(table.currentIDs == [b])
         _ = table.release(b)
+    }
+
+    /// The event loops prefetch a slot's session through the table's first word per slot
+    /// (`ConnectionTable.prefetchTable`, issue 16 item 3). A wrong mask would only make the
+    /// prefetch useless, never fault, so this is what shows it: for both kinds of session, at
+    /// several slots, the masked word is the session's address.
+    @Test("the prefetch table finds each slot's session at its address")
+    func prefetchTableFindsSessions() {
+        let table = ConnectionTable(capacity: 8, shard: 0, node: 0)
+        let prefetch = table.prefetchTable
+        #expect(prefetch.base == UnsafeRawPointer(table.slots))
+        #expect(prefetch.strideBytes == MemoryLayout<ConnectionSlot>.stride)
+        #expect(prefetch.hotFirstByte == WebSocketSession.hotBytes.lowerBound)
+        #expect(prefetch.hotLastByte == WebSocketSession.hotBytes.upperBound - 1)
+        func address(_ slot: Int) -> UInt {
+            (prefetch.base + slot * prefetch.strideBytes).load(as: UInt.self) & prefetch.referenceMask
+        }
+        var ids: [SocketID] = []
+        for slot in 0..<8 {
+            let id = SocketID(node: 0, shard: 0, slot: slot, generation: UInt32(slot + 1))
+            ids.append(id)
+            let http = session()
+            table.open(id, http)
+            #expect(address(slot) == UInt(bitPattern: Unmanaged.passUnretained(http).toOpaque()), "HTTP session at slot \(slot)")
+            let ws = WebSocketSession(WebSocketConnection(settings: WebSocketCodecSettings()), token: nil, compresses: false)
+            table.setPhase(id, .webSocket(ws))
+            #expect(address(slot) == UInt(bitPattern: Unmanaged.passUnretained(ws).toOpaque()), "WebSocket session at slot \(slot)")
+        }
+        for id in ids { _ = table.release(id) }
+        // A released slot refers to nothing: the loops skip it.
+        #expect(address(3) == 0)
     }
 }

@@ -69,7 +69,8 @@ struct WebSocketIdleMemoryTests {
         let session = WebSocketSession(WebSocketConnection(settings: WebSocketCodecSettings()), token: nil, compresses: false)
         let base = Int(bitPattern: Unmanaged.passUnretained(session).toOpaque())
         func offset<T>(_ pointer: UnsafeMutablePointer<T>) -> Int { Int(bitPattern: pointer) - base }
-        let hot = 0x30..<0x80
+        let hot = WebSocketSession.hotBytes
+        #expect(hot == 0x30..<0x80, "the layout note names 0x30-0x7f")
         let codec = withUnsafeMutablePointer(to: &session.connection) { offset($0) }
         // The codec's fields every frame reads: its settings (in the assembly buffer), counters and state.
         let codecHot = [\WebSocketConnection.messageBuffer.settings, \.messagesCompleted, \.frameKey, \.receiveState, \.closeState,

@@ -15,6 +15,11 @@
 #include <liburing.h>
 #include "sb_refcount.h"  // counted retain/release for a fan-out (SharedFrame.swift)
 
+// Asks for the cache line at `address`, to be read and written soon (prefetchw): the event
+// loops' look-ahead (SwitchboardIO/SlotPrefetch.swift). A hint: it never faults, whatever the
+// address.
+static inline void sb_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
+
 // IOSQE_* are `1U << enum` and do not import; re-export them as plain constants.
 static const uint8_t SB_IOSQE_FIXED_FILE = IOSQE_FIXED_FILE;
 static const uint8_t SB_IOSQE_IO_LINK = IOSQE_IO_LINK;

@@ -74,6 +74,21 @@ final class ConnectionTable {
 
     @inline(__always) private static func tenant(_ id: SocketID) -> UInt32 { id.generation << 8 | occupiedBit }
 
+    /// The bits of a slot's first word (its `phase`) that are the session's address: Swift keeps
+    /// the enum's case in the reference's spare bits, on x86-64 the top four and the low three,
+    /// which a heap object's address never sets. `ConnectionTableTests` checks it for both kinds
+    /// of session.
+    static let sessionReferenceMask: UInt = 0x0FFF_FFFF_FFFF_FFF8
+
+    /// The slots as the shard's event loops prefetch them (`HandlerSlotTable`): the session
+    /// behind each slot, its bytes a WebSocket message touches (`WebSocketSession.hotBytes`).
+    var prefetchTable: HandlerSlotTable {
+        assert(MemoryLayout<ConnectionSlot>.offset(of: \.phase) == 0, "the phase is not a slot's first word")
+        return HandlerSlotTable(base: UnsafeRawPointer(slots), strideBytes: MemoryLayout<ConnectionSlot>.stride,
+                                referenceMask: Self.sessionReferenceMask,
+                                hotFirstByte: WebSocketSession.hotBytes.lowerBound, hotLastByte: WebSocketSession.hotBytes.upperBound - 1)
+    }
+
     func open(_ id: SocketID, _ session: HTTPSession) {
         let slot = id.slot
         precondition(slot < capacity, "slot \(slot) beyond the shard's connection capacity")

@@ -98,6 +98,7 @@ final class ShardDispatcher: ShardEventHandler {
     }
 
     func shardStarted(_ shard: Shard) {
+        shard.handlerSlots = table.prefetchTable
         channels.startCluster(on: shard)
     }
 

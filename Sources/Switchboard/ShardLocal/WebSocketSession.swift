@@ -36,6 +36,11 @@ enum WebSocketLifecycle: Equatable {
 /// 0x87, three lines for half the sessions: at 1,000 connections, where a socket's state is
 /// out of the L1 cache by its next message, ~0.5 of the ~2.5 simulated D1 misses per echo.)
 final class WebSocketSession {
+    /// The object bytes a message whole in one read touches (see "Cache lines" above): the
+    /// shard's event loops prefetch them one event ahead (`HandlerSlotTable`), and
+    /// `WebSocketIdleMemoryTests.hotFieldOffsets` checks the fields lie in them.
+    static let hotBytes = 0x30..<0x80
+
     /// The codec. Exempt from the dynamic exclusivity check (it cost a runtime call per
     /// message, issue 16 item 3): a session belongs to its shard's thread, and no access to the
     /// codec overlaps another. The one long access is `receive` in the driver's `decodeOne`,

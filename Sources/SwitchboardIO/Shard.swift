@@ -355,7 +355,9 @@ package class Shard: @unchecked Sendable {
     var connections: UnsafeMutablePointer<Connection>
     /// The handler's per-slot state, asked for ahead of its events (`prefetchAhead`): set by
     /// the handler in `shardStarted`, nil until then. Shard thread only.
-    package final var handlerSlots: HandlerSlotTable?
+    package final var handlerSlots: HandlerSlotTable? {
+        didSet { assertOnShardThread() }
+    }
     /// Each slot's `ConnectionSide` (io_uring's send fields, the rare state), initialized and
     /// reset with the slot.
     var sides: UnsafeMutablePointer<ConnectionSide>

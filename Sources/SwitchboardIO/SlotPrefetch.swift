@@ -7,15 +7,16 @@ import CLiburing
 /// message (the kernel's ~8 µs of send and receive per echo in between evicts it), and the
 /// first touch of each of its three places waits for memory: the shard's `Connection` slot,
 /// the handler's table entry, and the object that entry refers to (a WebSocket session). Perf
-/// at 1,000 × 20 B echo on epoll put ~40% of the server's user time on those three loads
-/// (`RESULTS.md`, 2026-12-03). The loops know the next events' slots (epoll's event array,
+/// at 1,000 × 20 B echo on epoll put ~40% of the server's user-mode samples on those three
+/// loads (`RESULTS.md`, 2026-12-03). The loops know the next events' slots (epoll's event array,
 /// io_uring's drained completions), so they ask for them early: the slot and the table entry
 /// two events ahead (their addresses follow from the slot number), the object one event ahead
 /// (its address is read from the entry asked for the event before, by then in cache).
 ///
 /// A prefetch never faults, so a slot of an event that turns out stale, or an entry that refers
-/// to nothing, costs a wasted line at worst; the slot number is still bounded by the slots in
-/// use so that nothing reads memory that was never initialized.
+/// to nothing, costs a wasted line at worst. The entry itself is read (for the object's
+/// address), so the slot number is bounded by the slots in use, and the handler's table must
+/// hold readable words there even for slots it never opened (`ConnectionTable` is zeroed).
 ///
 /// Thread rules: set once by the handler in `shardStarted` (`Shard.handlerSlots`), read by the
 /// shard's own loop only.

@@ -67,6 +67,8 @@ struct ConnectionTableTests {
         func address(_ slot: Int) -> UInt {
             (prefetch.base + slot * prefetch.strideBytes).load(as: UInt.self) & prefetch.referenceMask
         }
+        // Never opened (an outbound connection's slot is not): readable, and no session.
+        for slot in 0..<8 { #expect(address(slot) == 0, "slot \(slot) before any open") }
         var ids: [SocketID] = []
         for slot in 0..<8 {
             let id = SocketID(node: 0, shard: 0, slot: slot, generation: UInt32(slot + 1))

@@ -15,9 +15,9 @@
 #include <liburing.h>
 #include "sb_refcount.h"  // counted retain/release for a fan-out (SharedFrame.swift)
 
-// Asks for the cache line at `address`, to be read and written soon (prefetchw): the event
-// loops' look-ahead (SwitchboardIO/SlotPrefetch.swift). A hint: it never faults, whatever the
-// address.
+// Asks for the cache line at `address`, to be read and written soon: the event loops'
+// look-ahead (SwitchboardIO/SlotPrefetch.swift). `prefetchw` where the target has it, else (this
+// build, x86-64 baseline) `prefetcht0`. A hint: it never faults, whatever the address.
 static inline void sb_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
 
 // IOSQE_* are `1U << enum` and do not import; re-export them as plain constants.

@@ -1,4 +1,7 @@
 import SwitchboardIO
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// What a connection slot speaks right now.
 enum ConnectionPhase {
@@ -62,13 +65,20 @@ final class ConnectionTable {
         precondition(capacity >= 1 && capacity <= SocketID.maxSlots)
         self.capacity = capacity
         ownerBits = SocketID(node: node, shard: shard, slot: 0, generation: 0).rawValue >> 48
-        slots = .allocate(capacity: capacity)
+        // Zeroed (calloc: fresh zero pages for a large table, so no more resident than
+        // `allocate`): the event loops read a slot's first word ahead of its events
+        // (`prefetchTable`), also for slots the table has not initialized yet (an outbound
+        // connection's, which never opens here), and zero there means "no session".
+        guard let zeroed = calloc(capacity, MemoryLayout<ConnectionSlot>.stride) else {
+            fatalError("ConnectionTable: calloc of \(capacity) slots failed")
+        }
+        slots = zeroed.bindMemory(to: ConnectionSlot.self, capacity: capacity)
         tenants = .allocate(capacity: capacity)
     }
 
     deinit {
         slots.deinitialize(count: highWater)
-        slots.deallocate()
+        free(slots)
         tenants.deallocate()
     }
 

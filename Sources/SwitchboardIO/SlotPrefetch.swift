@@ -48,7 +48,7 @@ extension Shard {
     /// Open connections from which the event loops prefetch (`prefetchAhead`). Below it a
     /// shard's connection state stays in the L2 cache between messages and the look-ahead is
     /// ~33 instructions per event for nothing (`steady-instructions.sh epoll echo 100 20`: 754
-    /// → 787): measured on a 1 MiB-L2 core at 20 B echo, neutral at 300 connections, 0.28 →
+    /// → 787): measured on a 1 MiB-L2 core at 20 B echo, neutral at 300 connections, 0.29 →
     /// 0.32 µs of user time at 100 (more instructions, no miss to hide) and 0.56 → 0.41 at
     /// 1,000 (epoll; `RESULTS.md`, 2026-12-03).
     static let prefetchMinimumConnections = 512

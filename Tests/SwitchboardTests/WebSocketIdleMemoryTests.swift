@@ -101,10 +101,10 @@ struct WebSocketIdleMemoryTests {
         let response = UnsafeMutableRawPointer.allocate(byteCount: 1024, alignment: 8)
         defer { response.deallocate() }
 
-        for i in 0..<Self.warmUp { fds[i] = try openBlockingWebSocket(port: server.port, request, response) }
+        for i in 0..<Self.warmUp { fds[i] = try openWebSocket(port: server.port, request, response) }
         #expect(waitUntil(timeoutMilliseconds: 10_000) { server.metric("switchboard_ws_open") == Self.warmUp })
         let before = Int(sb_malloc_in_use())
-        for i in Self.warmUp..<total { fds[i] = try openBlockingWebSocket(port: server.port, request, response) }
+        for i in Self.warmUp..<total { fds[i] = try openWebSocket(port: server.port, request, response) }
         #expect(waitUntil(timeoutMilliseconds: 20_000) { server.metric("switchboard_ws_open") == total })
         let after = Int(sb_malloc_in_use())
         let perConnection = Double(after - before) / Double(Self.connections)
@@ -113,38 +113,38 @@ struct WebSocketIdleMemoryTests {
         // A figure near zero would mean the sockets were not sessions (the test measured nothing).
         #expect(perConnection >= 100, "\(backend): \(perConnection) bytes per idle WebSocket")
     }
-}
 
-/// A blocking upgrade on a new socket; returns its descriptor once the whole 101 arrived.
-/// Allocates nothing on the heap (the caller's `request` and `response` are reused).
-func openBlockingWebSocket(port: Int, _ request: [UInt8], _ response: UnsafeMutableRawPointer) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    #expect(fd >= 0)
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    /// A blocking upgrade on a new socket; returns its descriptor once the whole 101 arrived.
+    /// Allocates nothing on the heap (the caller's `request` and `response` are reused).
+    private func openWebSocket(port: Int, _ request: [UInt8], _ response: UnsafeMutableRawPointer) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0, "connect: errno \(errno)")
+        let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+        try #require(sent == request.count)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var filled = 0
+        // 101 with Upgrade, Connection and Sec-WebSocket-Accept: ends with the blank line.
+        while true {
+            let n = recv(fd, response + filled, 1024 - filled, 0)
+            // A socket with SO_RCVTIMEO is not restarted after a signal handler (signal(7)): a
+            // signal another thread of the test process takes makes this recv fail with EINTR.
+            if n < 0 && errno == EINTR { continue }
+            try #require(n > 0, "upgrade response: recv \(n), errno \(errno)")
+            filled += n
+            let bytes = UnsafeRawBufferPointer(start: response, count: filled)
+            if filled >= 4 && bytes[filled - 4] == 13 && bytes[filled - 3] == 10 && bytes[filled - 2] == 13 && bytes[filled - 1] == 10 { break }
+        }
+        let head = UnsafeRawBufferPointer(start: response, count: 12)
+        try #require(head.elementsEqual("HTTP/1.1 101".utf8), "not a 101")
+        return fd
     }
-    try #require(connected == 0, "connect: errno \(errno)")
-    let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
-    try #require(sent == request.count)
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var filled = 0
-    // 101 with Upgrade, Connection and Sec-WebSocket-Accept: ends with the blank line.
-    while true {
-        let n = recv(fd, response + filled, 1024 - filled, 0)
-        // A socket with SO_RCVTIMEO is not restarted after a signal handler (signal(7)): a
-        // signal another thread of the test process takes makes this recv fail with EINTR.
-        if n < 0 && errno == EINTR { continue }
-        try #require(n > 0, "upgrade response: recv \(n), errno \(errno)")
-        filled += n
-        let bytes = UnsafeRawBufferPointer(start: response, count: filled)
-        if filled >= 4 && bytes[filled - 4] == 13 && bytes[filled - 3] == 10 && bytes[filled - 2] == 13 && bytes[filled - 1] == 10 { break }
-    }
-    let head = UnsafeRawBufferPointer(start: response, count: 12)
-    try #require(head.elementsEqual("HTTP/1.1 101".utf8), "not a 101")
-    return fd
 }

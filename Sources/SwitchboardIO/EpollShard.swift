@@ -87,8 +87,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         while true {
             let written = sb_send(connections[slot].fd, cork.buffer, count)
             if written >= 0 {
-                metrics.bytesSent.increment(by: written)
-                metrics.sends.increment()
+                turnCounts.bytesSent &+= written
+                turnCounts.sends &+= 1
                 connections[slot].queue.countSentPastQueue(written)
                 if written == count {
                     cork.count = 0
@@ -145,8 +145,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
                 beginClose(slot)
                 return
             }
-            metrics.bytesSent.increment(by: written)
-            metrics.sends.increment()
+            turnCounts.bytesSent &+= written
+            turnCounts.sends &+= 1
             connections[slot].queue.consume(written)
             if written < total { connections[slot].writeBlocked = true; return }
         }

@@ -362,6 +362,9 @@ package class Shard: @unchecked Sendable {
     /// reset with the slot.
     var sides: UnsafeMutablePointer<ConnectionSide>
     private var highWater = 0
+    /// This turn's counts of reads and writes, published at its end (`publishTurnCounts`).
+    /// Declared here, beside the slot table's pointer and `highWater`, which every event reads.
+    final var turnCounts = TurnCounts()
     /// Slots `0..<slotsInUse` have been initialized (the event loops' prefetch stays below it).
     final var slotsInUse: Int { highWater }
     private var freeSlots: [Int32] = []
@@ -1016,7 +1019,7 @@ package class Shard: @unchecked Sendable {
     /// stored property here, the existential was retained and released around every read).
     @inline(__always) func deliver(_ slot: Int, _ bytes: UnsafeRawBufferPointer, to handler: ShardEventHandler) {
         assert(handler === self.handler, "a handler other than the shard's")
-        metrics.bytesReceived.increment(by: bytes.count)
+        turnCounts.bytesReceived &+= bytes.count
         guard connections[slot].state == .open else { return }  // draining/lingering: discard
         // An outbound connection, a TLS session or held bytes: one test for the three here, of
         // the slot's flag (the side table stays out of a plain connection's cache lines).
@@ -1311,9 +1314,19 @@ package class Shard: @unchecked Sendable {
             }
             if openConnections == 0 { transition(to: .stopped) }
         }
+        publishTurnCounts(handler)
         metrics.loopTurns.increment()
         memory.publishGauge()
         return max(0, nextTickMilliseconds - nowMilliseconds)
+    }
+
+    /// Publishes the turn's counts, the shard's (`turnCounts`) and the handler's
+    /// (`ShardEventHandler.turnEnded`): last in `endOfTurn`, after the turn's sends, timers and
+    /// closes, so a counter is exact whenever the loop may sleep. Also once after the loop.
+    private func publishTurnCounts(_ handler: ShardEventHandler) {
+        assertOnShardThread()
+        handler.turnEnded(self)
+        turnCounts.publish(to: metrics)
     }
 
     private func runTimers() {
@@ -1378,8 +1391,10 @@ package class Shard: @unchecked Sendable {
         }
         // Nothing posted from now on runs: refuse it rather than leave it in the inbox.
         closeInbox()
+        publishTurnCounts(handler)
         handler.shardStopped(self)
         tearDown()
+        turnCounts.publish(to: metrics)
     }
 
     func refreshClock() { advanceClock() }

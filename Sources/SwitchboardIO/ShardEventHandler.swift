@@ -27,6 +27,9 @@ package protocol ShardEventHandler: AnyObject {
     func hasPendingWork(_ shard: Shard) -> Bool
     /// Every `tickMilliseconds`.
     func tick(_ shard: Shard, nowMilliseconds: Int64)
+    /// Last in each loop turn (after its sends, timers and closes) and once after the loop:
+    /// the handler publishes counts it kept for the turn (see `TurnCounts`).
+    func turnEnded(_ shard: Shard)
     /// Last call on the shard thread before it exits.
     func shardStopped(_ shard: Shard)
 }
@@ -37,6 +40,7 @@ extension ShardEventHandler {
     package func loopTurn(_ shard: Shard) {}
     package func hasPendingWork(_ shard: Shard) -> Bool { false }
     package func tick(_ shard: Shard, nowMilliseconds: Int64) {}
+    package func turnEnded(_ shard: Shard) {}
     package func shardStopped(_ shard: Shard) {}
 }
 

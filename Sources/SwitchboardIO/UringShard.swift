@@ -193,7 +193,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             sides[slot].sendSubmittedBytes = total
         }
         connections[slot].sendInFlight = true
-        metrics.sends.increment()
+        turnCounts.sends &+= 1
     }
 
     override func watchConnect(fd: Int32, index: Int, attempt: UInt32) {
@@ -351,7 +351,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             beginClose(slot)
             return
         }
-        metrics.bytesSent.increment(by: Int(res))
+        turnCounts.bytesSent &+= Int(res)
         connections[slot].queue.consume(Int(res))
         if connections[slot].queue.isEmpty {
             sendQueueEmptied(slot)

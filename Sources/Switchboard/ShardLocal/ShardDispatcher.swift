@@ -113,6 +113,8 @@ final class ShardDispatcher: ShardEventHandler {
         channels.loopTurn()
     }
 
+    func turnEnded(_ shard: Shard) { webSockets.publishTurnCounts() }
+
     func hasPendingWork(_ shard: Shard) -> Bool { webSockets.hasPendingWork || channels.hasPendingWork }
 
     func tick(_ shard: Shard, nowMilliseconds: Int64) {

@@ -60,6 +60,11 @@ final class WebSocketConnectionDriver {
     static let maxFramesPerDecode = 64
     /// Counts loop turns: a session's frame allowance is per turn.
     private var turn: UInt64 = 1
+    /// This turn's messages handed to the worker and queued for sending, added to
+    /// `webSocketMessagesIn` / `webSocketMessagesOut` at the turn's end (`publishTurnCounts`;
+    /// the I/O layer's `TurnCounts` says why). Declared beside `turn`, which every message reads.
+    private var turnMessagesIn = 0
+    private var turnMessagesOut = 0
     /// Sockets with a backlog to resume next turn.
     ///
     /// The three lists below skip the dynamic exclusivity check: `loopTurn` and
@@ -170,6 +175,16 @@ final class WebSocketConnectionDriver {
         turn &+= 1
         if !pongWaiters.isEmpty { sendWaitingPongs() }
         if !resumeList.isEmpty { resumeBacklogs() }
+    }
+
+    /// Adds the turn's message counts to their counters: last in the shard's loop turn
+    /// (`ShardEventHandler.turnEnded`), so they are exact whenever the shard may sleep.
+    func publishTurnCounts() {
+        assert(turnMessagesIn >= 0 && turnMessagesOut >= 0, "a negative count")
+        if turnMessagesIn != 0 { metrics.webSocketMessagesIn.increment(by: turnMessagesIn) }
+        if turnMessagesOut != 0 { metrics.webSocketMessagesOut.increment(by: turnMessagesOut) }
+        turnMessagesIn = 0
+        turnMessagesOut = 0
     }
 
     /// Decodes the backlogs of the sockets in `resumeList` within this turn's allowance.
@@ -479,7 +494,7 @@ final class WebSocketConnectionDriver {
             metrics.webSocketMessagesDiscarded.increment()
             return
         }
-        metrics.webSocketMessagesIn.increment()
+        turnMessagesIn &+= 1
         // Without a token, a literal nil: the session's property passed as it is was retained
         // and released around the call, a null reference included (the handler could change
         // the token meanwhile, through `setToken`).
@@ -616,7 +631,7 @@ final class WebSocketConnectionDriver {
     @inline(__always) private func result(of sent: SendResult, _ id: SocketID) -> LocalSendResult {
         switch sent {
         case .queued:
-            metrics.webSocketMessagesOut.increment()
+            turnMessagesOut &+= 1
             return .queued
         case .notOpen:
             return .closed

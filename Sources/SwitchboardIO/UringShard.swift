@@ -232,12 +232,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     override func waitAndDispatch(timeoutMilliseconds: Int64, handler: ShardEventHandler) {
+        // As on epoll, only a turn that may sleep armed the doorbell (`mayBlock` disarms it
+        // when it returns false), so only it disarms it after the wait: a busy turn skips that
+        // sequentially consistent store.
         if mayBlock(handler) {
             _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+            doorbell.cancelSleep()
         } else {
             _ = sb_submit_and_get_events(ring)
         }
-        doorbell.cancelSleep()
         refreshClock()
         let table = handlerSlots
         let prefetching = prefetchesThisTurn

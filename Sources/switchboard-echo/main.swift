@@ -57,7 +57,9 @@ final class EchoHandler: WorkerHandler {
     /// The message lent (no `String` or array made for it): an echo or a publish sends its bytes
     /// as they are; only `/direct`'s commands are read as text.
     func handleSocketMessage(_ message: borrowing SocketMessageView, socketId: SocketID, token: [UInt8]?) {
-        if token == Self.direct, let text = message.text {
+        // `token` first: the common echo has none, and comparing with `Self.direct` (a static
+        // array) costs a lazy-global check (`swift_once`) per message.
+        if let token, token == Self.direct, let text = message.text {
             let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
             switch (parts.first, parts.count > 1 ? UInt64(parts[1]) : nil) {
             case ("whoami", _): context.send(socketId, .text("id:\(socketId.rawValue)"))

@@ -111,7 +111,11 @@ package final class SendBlockPool {
             freeCount -= 1
             takenSinceTick &+= 1
             if freeCount < fewestFreeSinceTick { fewestFreeSinceTick = freeCount }
-            return free[freeCount]
+            let block = free[freeCount]
+            // Emptied here, not in `recycle`: the caller writes into the block next, so this
+            // store goes to a line about to be written anyway.
+            block._withUnsafeGuaranteedRef { $0.withUnsafeMutablePointerToHeader { $0.pointee = 0 } }
+            return block
         }
         return make()
     }
@@ -146,12 +150,15 @@ package final class SendBlockPool {
     }
 
     /// Takes back a block a queue is done with (its +1 with it) and keeps it free: `tick`
-    /// decides what is freed.
+    /// decides what is freed. The block's memory is not touched (it keeps its count until
+    /// `take` empties it): on io_uring a queue gives a block back when its send completes, a
+    /// loop turn or more after the kernel read it, and by then it is out of the cache
+    /// (issue 16 item 3; the queue knows the chunk is a block without reading it either,
+    /// `SendQueue.Chunk.isBlock`).
     @inline(__always) func recycle(_ block: Unmanaged<OutboundBytes.Storage>) {
         assert(isBlock(block), "a frame recycled as a send block")
         assert(blockCount > freeCount, "a send block recycled twice")
         assert(freeCount < maxBlocks, "more free blocks than may exist")
-        block._withUnsafeGuaranteedRef { $0.withUnsafeMutablePointerToHeader { $0.pointee = 0 } }
         free[freeCount] = block
         freeCount += 1
     }

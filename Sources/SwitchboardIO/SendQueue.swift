@@ -30,7 +30,36 @@ struct SendQueue {
     struct Chunk {
         /// +1, taken by `append`, given back when the chunk leaves the queue.
         let bytes: Unmanaged<OutboundBytes.Storage>
-        var offset: Int
+        /// `offset`, and in `blockBit` whether `bytes` is a send block of the shard's pool (see
+        /// `isBlock`). One word: a chunk stays 16 bytes in the ring.
+        private var offsetAndKind: Int
+
+        /// Set in `offsetAndKind` for a send block. An offset is below a chunk's count, far
+        /// below 2^62.
+        private static let blockBit = 1 << 62
+
+        /// `isBlock`: read from the bytes' type once by `SendQueue.append(retained:)`, where they
+        /// were just written and are in cache.
+        @inline(__always) init(bytes: Unmanaged<OutboundBytes.Storage>, isBlock: Bool) {
+            self.bytes = bytes
+            offsetAndKind = isBlock ? Self.blockBit : 0
+        }
+
+        /// Bytes of the chunk already written.
+        @inline(__always) var offset: Int {
+            get { offsetAndKind & ~Self.blockBit }
+            set {
+                assert(newValue >= 0 && newValue < Self.blockBit, "a chunk offset out of range")
+                offsetAndKind = newValue | (offsetAndKind & Self.blockBit)
+            }
+        }
+
+        /// Whether `bytes` is a send block (given back to the pool when sent) rather than a
+        /// frame (released). Kept here so that the queue learns it without loading the bytes'
+        /// object header (issue 16 item 3): at a send's completion on io_uring that object is
+        /// out of the cache, and at 1,000 connections perf put ~15% of the server's user
+        /// samples on that one load (`RESULTS.md`, 2026-12-03).
+        @inline(__always) var isBlock: Bool { offsetAndKind & Self.blockBit != 0 }
 
         @inline(__always) var count: Int { bytes._withUnsafeGuaranteedRef { OutboundBytes.bytes(of: $0).count } }
         @inline(__always) var remaining: Int { count - offset }
@@ -74,10 +103,13 @@ struct SendQueue {
 
     /// Gives back a chunk's bytes the queue is done with: a send block to the pool, a frame's
     /// reference to the frame.
-    @inline(__always) private func dispose(_ bytes: Unmanaged<OutboundBytes.Storage>) {
-        budgetReference._withUnsafeGuaranteedRef { budget in
-            let pool = budget.blocks
-            if pool.isBlock(bytes) { pool.recycle(bytes) } else { bytes.release() }
+    /// The chunk's kind is its own (`Chunk.isBlock`): a block goes back without a touch of its
+    /// memory (`SendBlockPool.recycle`).
+    @inline(__always) private func dispose(_ chunk: Chunk) {
+        if chunk.isBlock {
+            budgetReference._withUnsafeGuaranteedRef { $0.blocks.recycle(chunk.bytes) }
+        } else {
+            chunk.bytes.release()
         }
     }
 
@@ -150,7 +182,7 @@ struct SendQueue {
     /// Appends bytes whose +1 the caller already took for this queue. The queue owns that
     /// reference from here on. Not empty (`append(_:)` filters empty runs).
     @inline(__always) mutating func append(retained bytes: Unmanaged<OutboundBytes.Storage>) {
-        let chunk = Chunk(bytes: bytes, offset: 0)
+        let chunk = Chunk(bytes: bytes, isBlock: budgetReference._withUnsafeGuaranteedRef { $0.blocks.isBlock(bytes) })
         let count = chunk.count
         assert(count > 0, "an empty run in a send queue")
         queuedBytes += count
@@ -192,7 +224,7 @@ struct SendQueue {
         // Nothing of `last` is started: not partly written, and the bytes queued before it
         // cover the whole in-flight range (the queue has only grown at its back since the submit).
         let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
-        if pool.isBlock(last.bytes) {
+        if last.isBlock {
             if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }
         } else if unstarted && ringCount == 0 && front.count <= pool.maxFrameBytes && front.count &+ n <= pool.blockBytes {
             // The lone frame and the new one, together in a new block: same chunk count,
@@ -200,7 +232,7 @@ struct SendQueue {
             guard let block = pool.take() else { return false }
             let copied = pool.append(front.pending, to: block) && pool.append(bytes, to: block)
             assert(copied, "two frames that fit did not")
-            first = Chunk(bytes: block, offset: 0)
+            first = Chunk(bytes: block, isBlock: true)
             front.bytes.release()  // a frame (not a block, checked above)
             return grew(by: n)
         }
@@ -283,6 +315,13 @@ struct SendQueue {
         for i in 0..<n { body(slots[(h.head + i) & (h.capacity - 1)].pending) }
     }
 
+    /// Visits every chunk from the front, in order (tests: each chunk's recorded kind).
+    func forEachChunk(_ body: (Chunk) -> Void) {
+        guard let f = first else { return }
+        body(f)
+        for i in 0..<ringCount { body(ringChunk(i)) }
+    }
+
     /// Drops `count` sent bytes from the front.
     ///
     /// The most common send, one chunk written whole (an echo's reply, a subscriber's run of
@@ -294,7 +333,7 @@ struct SendQueue {
             // runs wherever the ring empties), so there is nothing to do for it here.
             assert(ring.map { Self.header($0).pointee.head == 0 && Self.header($0).pointee.capacity <= Self.keptRingCapacity } ?? true,
                    "an empty ring not rewound or not released")
-            dispose(f.bytes)
+            dispose(f)
             first = nil
             queuedBytes = 0
             sentBytesTotal &+= UInt64(count)
@@ -311,8 +350,8 @@ struct SendQueue {
             // Everything was sent (the common case: a vectored send took the whole queue):
             // the chunks go in one pass.
             let chunks = chunkCount
-            dispose(f.bytes)
-            for i in 0..<ringCount { dispose(ringChunk(i).bytes) }
+            dispose(f)
+            for i in 0..<ringCount { dispose(ringChunk(i)) }
             first = nil
             ringCountStorage = 0
             releaseRingIfEmpty(force: false)
@@ -332,7 +371,7 @@ struct SendQueue {
                 break
             }
             left -= r
-            dispose(f.bytes)  // the queue's reference (a frame lives on in other queues), or its block
+            dispose(f)  // the queue's reference (a frame lives on in other queues), or its block
             popFirst()
             popped += 1
         }
@@ -355,7 +394,7 @@ struct SendQueue {
             kept += ringChunk(keepCount).remaining
             keepCount += 1
         }
-        for i in keepCount..<ringCount { dispose(ringChunk(i).bytes) }
+        for i in keepCount..<ringCount { dispose(ringChunk(i)) }
         ringCountStorage = UInt32(truncatingIfNeeded: keepCount)
         releaseRingIfEmpty(force: false)
         queuedBytes = kept
@@ -381,8 +420,8 @@ struct SendQueue {
     /// what a queue must go through before it is dropped (see "Ownership").
     mutating func removeAll() {
         release(costBytes)
-        if let f = first { dispose(f.bytes) }
-        for i in 0..<ringCount { dispose(ringChunk(i).bytes) }
+        if let f = first { dispose(f) }
+        for i in 0..<ringCount { dispose(ringChunk(i)) }
         first = nil
         ringCountStorage = 0
         releaseRingIfEmpty(force: true)

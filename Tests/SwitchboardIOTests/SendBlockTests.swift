@@ -117,6 +117,36 @@ struct SendBlockTests {
         #expect(lone == nil && p.budget.usedBytes == 0)
     }
 
+    @Test("a chunk knows its kind from its append: a block goes back untouched and comes out of take empty; a frame is released")
+    func chunkKinds() {
+        let p = Pool(maxBlocks: 2, keptFree: 2)
+        var q = SendQueue(budget: p.budget)
+        weak var frame: OutboundBytes.Storage?
+        do {
+            let a = OutboundBytes([1, 2, 3])
+            frame = a.storage
+            q.append(a)  // a frame by reference: a chunk that is not a block
+        }
+        let block = p.blocks.take()!
+        let wrote = [UInt8](repeating: 7, count: 40).withUnsafeBytes { p.blocks.append($0, to: block) }
+        #expect(wrote)
+        q.append(retained: block)  // a block appended the way `Shard.send(_:header:...)` does
+        q.forEachChunk { chunk in
+            #expect(chunk.isBlock == p.blocks.isBlock(chunk.bytes), "a chunk's kind disagrees with its bytes' type")
+        }
+        #expect(Self.pending(q) == [[1, 2, 3], [UInt8](repeating: 7, count: 40)])
+        q.consume(q.queuedBytes)
+        #expect(frame == nil, "the frame's reference went back")
+        #expect(p.blocks.freeCount == 1 && p.blocks.blockCount == 1, "the block went back to the pool")
+        // Recycled without a touch: it still holds its count until `take` empties it.
+        let again = p.blocks.take()!
+        #expect(again.toOpaque() == block.toOpaque(), "the block freed last is taken first")
+        #expect(OutboundBytes.bytes(of: again.takeUnretainedValue()).count == 0, "take hands out an empty block")
+        p.blocks.recycle(again)
+        q.removeAll()
+        #expect(p.budget.usedBytes == 0)
+    }
+
     @Test("an exhausted pool refuses and counts; returned blocks are kept; an idle tick frees them all")
     func poolBounds() {
         let p = Pool(maxBlocks: 2, keptFree: 1)

@@ -701,7 +701,7 @@ package class Shard: @unchecked Sendable {
             frame.release()
             return .queued
         }
-        connections[slot].queue.append(retained: frame)
+        connections[slot].queue.append(retained: frame, isBlock: false)
         scheduleFlush(slot)
         return .queued
     }
@@ -767,7 +767,7 @@ package class Shard: @unchecked Sendable {
             return .queued
         }
         if connections[slot].queue.isEmpty {
-            connections[slot].queue.append(retained: block)
+            connections[slot].queue.append(retained: block, isBlock: true)
             scheduleFlush(slot)
             return .queued
         }
@@ -776,7 +776,7 @@ package class Shard: @unchecked Sendable {
         if coalesce(slot, bytes) {
             sendBlocks.recycle(block)
         } else {
-            connections[slot].queue.append(retained: block)
+            connections[slot].queue.append(retained: block, isBlock: true)
             scheduleFlush(slot)
         }
         return .queued
@@ -799,7 +799,7 @@ package class Shard: @unchecked Sendable {
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
         // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
         if coalescedBehindOthers(slot, frame.payload) { return .queued }
-        connections[slot].queue.append(retained: frame.take())
+        connections[slot].queue.append(retained: frame.take(), isBlock: false)
         scheduleFlush(slot)
         return .queued
     }
@@ -1092,7 +1092,7 @@ package class Shard: @unchecked Sendable {
         if rest.count <= sendBlocks.blockBytes, let block = sendBlocks.take() {
             let copied = sendBlocks.append(rest, to: block)
             assert(copied, "bytes of at most a block did not fit an empty send block")
-            connections[slot].queue.append(retained: block)
+            connections[slot].queue.append(retained: block, isBlock: true)
         } else {
             connections[slot].queue.append(OutboundBytes(rest))
         }

@@ -117,7 +117,7 @@ struct SendBlockTests {
         #expect(lone == nil && p.budget.usedBytes == 0)
     }
 
-    @Test("a chunk knows its kind from its append: a block goes back untouched and comes out of take empty; a frame is released")
+    @Test("a chunk keeps the kind it was queued as: a block goes back untouched and comes out of take empty; a frame is released")
     func chunkKinds() {
         let p = Pool(maxBlocks: 2, keptFree: 2)
         var q = SendQueue(budget: p.budget)
@@ -130,7 +130,7 @@ struct SendBlockTests {
         let block = p.blocks.take()!
         let wrote = [UInt8](repeating: 7, count: 40).withUnsafeBytes { p.blocks.append($0, to: block) }
         #expect(wrote)
-        q.append(retained: block)  // a block appended the way `Shard.send(_:header:...)` does
+        q.append(retained: block, isBlock: true)  // a block appended the way `Shard.send(_:header:...)` does
         q.forEachChunk { chunk in
             #expect(chunk.isBlock == p.blocks.isBlock(chunk.bytes), "a chunk's kind disagrees with its bytes' type")
         }

@@ -17,8 +17,8 @@ struct SharedFrameTests {
             watched = frame.storage
             var shared = SharedFrame(frame, references: 5)  // 5 subscribers, 2 take it
             #expect(shared.unused == 5)
-            a.append(retained: shared.take())
-            b.append(retained: shared.take())
+            a.append(retained: shared.take(), isBlock: false)
+            b.append(retained: shared.take(), isBlock: false)
             #expect(shared.unused == 3)
         }
         #expect(watched != nil, "two queues hold it")
@@ -55,7 +55,7 @@ struct SharedFrameTests {
             let frame = OutboundBytes([UInt8](repeating: 7, count: 100))
             watched = frame.storage
             var shared = SharedFrame(frame, references: 3)
-            for _ in 0..<3 { q.append(retained: shared.take()) }
+            for _ in 0..<3 { q.append(retained: shared.take(), isBlock: false) }
             #expect(shared.unused == 0)
         }
         #expect(q.chunkCount == 3 && q.queuedBytes == 300)

@@ -80,17 +80,3 @@ struct AcceptQueueTests {
     }
 }
 
-/// A blocking connect to 127.0.0.1:`port`; returns once the kernel completed the handshake
-/// (the listener's backlog, whether or not the server accepted it yet).
-private func connectLoopback(port: Int) throws -> Int32 {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    try #require(fd >= 0)
-    var a = sockaddr_in()
-    a.sin_family = sa_family_t(AF_INET)
-    a.sin_addr.s_addr = inet_addr("127.0.0.1")
-    a.sin_port = UInt16(port).bigEndian
-    let rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    if rc != 0 { close(fd) }
-    try #require(rc == 0, "connect: errno \(errno)")
-    return fd
-}

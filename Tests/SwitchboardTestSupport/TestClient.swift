@@ -2,6 +2,28 @@
 import Glibc
 #endif
 
+/// A blocking TCP connect to 127.0.0.1:`port` (close-on-exec); returns the descriptor once the
+/// kernel completed the handshake (the listener's backlog, whether or not the server accepted
+/// it yet), or throws `TestClient.Failure.connect` with the errno. Allocates nothing on the
+/// heap when it succeeds (the idle-memory test opens its sockets with it while it counts).
+public func connectLoopback(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw TestClient.Failure.connect(errno) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    if rc != 0 {
+        let e = errno
+        Glibc.close(fd)
+        throw TestClient.Failure.connect(e)
+    }
+    return fd
+}
+
 /// A blocking TCP client on 127.0.0.1 for tests: real sockets, real bytes, with receive
 /// timeouts so a broken server fails a test instead of hanging it.
 public final class TestClient: @unchecked Sendable {
@@ -21,21 +43,7 @@ public final class TestClient: @unchecked Sendable {
     }
 
     public init(port: Int, receiveTimeoutMilliseconds: Int = 5000) throws {
-        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        precondition(s >= 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        if rc != 0 {
-            let e = errno
-            Glibc.close(s)
-            throw Failure.connect(e)
-        }
-        fd = s
+        fd = try connectLoopback(port: port)
         setReceiveTimeout(milliseconds: receiveTimeoutMilliseconds)
         var one: Int32 = 1
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))

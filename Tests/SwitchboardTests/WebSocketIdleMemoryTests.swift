@@ -117,16 +117,7 @@ struct WebSocketIdleMemoryTests {
     /// A blocking upgrade on a new socket; returns its descriptor once the whole 101 arrived.
     /// Allocates nothing on the heap (the caller's `request` and `response` are reused).
     private func openWebSocket(port: Int, _ request: [UInt8], _ response: UnsafeMutableRawPointer) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #expect(fd >= 0)
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        try #require(connected == 0, "connect: errno \(errno)")
+        let fd = try connectLoopback(port: port)
         let sent = request.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
         try #require(sent == request.count)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)

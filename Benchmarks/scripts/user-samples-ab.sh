@@ -56,15 +56,22 @@ one_run() { # BIN -> "rate user-µs-per-echo"
 }
 
 declare -A RATES USERS
+RATIOS=""
 for run in $(seq 1 "$RUNS"); do
     for side in A B; do
         bin="${side}_BIN"; bin="${!bin}"
         read -r rate user <<<"$(one_run "$bin")"
         echo "run $run $side $(basename "$bin"): $rate echoes/s, user $user µs per echo (perf samples)"
         RATES[$side]+="$rate "; USERS[$side]+="$user "
+        [[ $side == A ]] && a_user="$user"
     done
+    RATIOS+="$(awk -v a="$a_user" -v b="$user" 'BEGIN { printf "%.3f", b / a }') "
 done
 for side in A B; do
     bin="${side}_BIN"
     echo "median $side $(basename "${!bin}"): $(tr ' ' '\n' <<<"${RATES[$side]}" | grep . | median) echoes/s, user $(tr ' ' '\n' <<<"${USERS[$side]}" | grep . | median) µs per echo; runs: ${USERS[$side]}"
 done
+# The host's speed drifts between runs by more than most changes move the figure (the same
+# binary gave 0.17-0.37 µs within one A/B series): B's user time over A's within each pair,
+# taken back to back, cancels most of that drift.
+echo "median B/A user time per pair: $(tr ' ' '\n' <<<"$RATIOS" | grep . | median); pairs: $RATIOS"

@@ -89,6 +89,50 @@ int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_
     return io_uring_submit_and_wait_timeout(ring, &cqe, wait_nr, &ts, NULL);
 }
 
+// IORING_FEAT_MIN_TIMEOUT (Linux 6.12): `io_uring_getevents_arg`'s `pad` is `min_wait_usec`.
+// liburing 2.3's headers predate both names; the layout is the same.
+#define SB_FEAT_MIN_TIMEOUT (1U << 15)
+// liburing 2.3's INT_FLAG_REG_RING (src/int_flags.h): the ring fd is a registered index.
+#define SB_INT_FLAG_REG_RING 1
+
+void sb_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data) {
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
+int sb_batch_wait_supported(struct io_uring *ring) {
+    return (ring->features & SB_FEAT_MIN_TIMEOUT) != 0 && (ring->features & IORING_FEAT_EXT_ARG) != 0
+        && !(ring->flags & IORING_SETUP_SQPOLL);
+}
+
+int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us) {
+    // liburing's __io_uring_flush_sq (static in 2.3), without SQPOLL (checked by the caller
+    // through sb_batch_wait_supported): publish the new SQ tail, count what the kernel has
+    // not consumed.
+    struct io_uring_sq *sq = &ring->sq;
+    unsigned tail = sq->sqe_tail;
+    if (sq->sqe_head != tail) {
+        sq->sqe_head = tail;
+        IO_URING_WRITE_ONCE(*sq->ktail, tail);
+    }
+    unsigned submit = tail - *sq->khead;
+    struct __kernel_timespec ts;
+    struct io_uring_getevents_arg arg;
+    memset(&arg, 0, sizeof(arg));
+    arg.sigmask_sz = _NSIG / 8;
+    arg.pad = batch_wait_us;  // min_wait_usec
+    // Always a timeout: without one the kernel ends the wait when the batch wait passes,
+    // events or not (io_cqring_min_timer_wakeup), and "forever" would spin every window.
+    if (timeout_ns < 0) timeout_ns = 86400LL * 1000000000LL;
+    ts.tv_sec = timeout_ns / 1000000000LL;
+    ts.tv_nsec = timeout_ns % 1000000000LL;
+    arg.ts = (uint64_t)(uintptr_t)&ts;
+    unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
+    if (ring->int_flags & SB_INT_FLAG_REG_RING) flags |= IORING_ENTER_REGISTERED_RING;
+    int ret = (int)syscall(__NR_io_uring_enter, ring->enter_ring_fd, submit, wait_nr, flags, &arg, sizeof(arg));
+    return ret < 0 ? -errno : ret;
+}
+
 struct io_uring_sqe *sb_get_sqe(struct io_uring *ring) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
     if (sqe) return sqe;

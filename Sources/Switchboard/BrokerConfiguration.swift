@@ -116,6 +116,9 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("max_send_blocks_per_shard", "send blocks one shard may have (queued and free); beyond, small frames are queued by reference (metric switchboard_send_blocks_exhausted_total, gauge switchboard_send_blocks); 0 turns coalescing off"),
         ("send_blocks_kept_free", "free send blocks a shard keeps through a busy tick; a returned block is kept free, each tick frees those unused through the whole interval down to this many, and all after a tick in which none was used"),
         ("reply_cork_bytes", "epoll: bytes of each shard's reply cork, where a read's replies to its own connection gather and leave in one write when the handler returns (0...1048576, 0 turns it off); a reply that does not fit is queued (metric switchboard_reply_cork_spills_total)"),
+        ("batch_wait_us", "io_uring: a wait that may sleep, on a shard with at least batch_wait_min_connections open, waits up to this long for batch_wait_completions completions before any one ends it (Linux 6.12 min_wait; 0...10000, 0 turns it off; metric switchboard_batch_waits_total)"),
+        ("batch_wait_completions", "io_uring: completions that end a batch wait at once (1...ring_entries)"),
+        ("batch_wait_min_connections", "io_uring: open connections from which a shard batches its waits"),
         ("epoll_read_bytes", "epoll: bytes each read asks for, into one buffer per shard (16384...4194304); a full read is followed by another, up to the connection's read budget"),
         ("malloc_trim_threshold_bytes", "process-wide: free heap glibc's malloc keeps before it returns memory to the kernel (M_TRIM_THRESHOLD, and the mmap threshold at half of it, at most 32 MiB), set when the broker starts; 0 leaves malloc as it is, else 1048576...1073741824"),
         ("idle_timeout_ms", "close a connection that received nothing for this long"),
@@ -184,6 +187,9 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "send_block_bytes": return String(io.sendBlockBytes)
         case "max_send_blocks_per_shard": return String(io.maxSendBlocksPerShard)
         case "send_blocks_kept_free": return String(io.sendBlocksKeptFree)
+        case "batch_wait_us": return String(io.batchWaitMicroseconds)
+        case "batch_wait_completions": return String(io.batchWaitCompletions)
+        case "batch_wait_min_connections": return String(io.batchWaitMinimumConnections)
         case "reply_cork_bytes": return String(io.replyCorkBytes)
         case "epoll_read_bytes": return String(io.epollReadBytes)
         case "malloc_trim_threshold_bytes": return String(io.mallocTrimThresholdBytes)
@@ -277,6 +283,9 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "send_block_bytes": io.sendBlockBytes = try int()
         case "max_send_blocks_per_shard": io.maxSendBlocksPerShard = try int()
         case "send_blocks_kept_free": io.sendBlocksKeptFree = try int()
+        case "batch_wait_us": io.batchWaitMicroseconds = try int()
+        case "batch_wait_completions": io.batchWaitCompletions = try int()
+        case "batch_wait_min_connections": io.batchWaitMinimumConnections = try int()
         case "reply_cork_bytes": io.replyCorkBytes = try int()
         case "epoll_read_bytes": io.epollReadBytes = try int()
         case "malloc_trim_threshold_bytes": io.mallocTrimThresholdBytes = try int()

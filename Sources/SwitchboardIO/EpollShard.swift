@@ -147,7 +147,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             }
             turnCounts.bytesSent &+= written
             turnCounts.sends &+= 1
-            connections[slot].queue.consume(written)
+            connections[slot].queue.consume(written, budget: memory)
             if written < total { connections[slot].writeBlocked = true; return }
         }
         sendQueueEmptied(slot)

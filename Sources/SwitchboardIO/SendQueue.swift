@@ -82,31 +82,20 @@ struct SendQueue {
     /// block: conservative.
     static let entryOverheadBytes = 80
 
-    /// The shard's budget, charged with `costBytes` as it changes. Unmanaged: the shard owns
-    /// both the budget and every queue, and each charge (once per queued frame: per subscriber
-    /// in a fan-out) then costs no retain and release.
-    private let budgetReference: Unmanaged<ShardMemoryBudget>
-
-    init(budget: ShardMemoryBudget) { budgetReference = .passUnretained(budget) }
-
-    /// The send blocks this queue's chunks come from (tests; the send path passes them).
-    var pool: SendBlockPool { budgetReference.takeUnretainedValue().blocks }
-
-    @inline(__always) private func charge(_ bytes: Int) {
-        budgetReference._withUnsafeGuaranteedRef { $0.charge(bytes) }
-    }
-
-    @inline(__always) private func release(_ bytes: Int) {
-        budgetReference._withUnsafeGuaranteedRef { $0.release(bytes) }
-    }
+    /// The shard's budget is not stored here but passed to every call that changes the cost
+    /// (`budget:`): every queue of a shard has the same one, and the 8 bytes it took in each
+    /// connection's slot hold the connection's idle deadline instead (`Connection`, issue 16
+    /// item 3). The shard owns both the budget and every queue, so the reference passed is
+    /// alive for the call.
+    init() {}
 
     /// Gives back a chunk's bytes the queue is done with: a send block to the pool, a frame's
     /// reference to the frame.
     /// The chunk's kind is its own (`Chunk.isBlock`): a block goes back without a touch of its
     /// memory (`SendBlockPool.recycle`).
-    @inline(__always) private func dispose(_ chunk: Chunk) {
+    @inline(__always) private func dispose(_ chunk: Chunk, _ budget: ShardMemoryBudget) {
         if chunk.isBlock {
-            budgetReference._withUnsafeGuaranteedRef { $0.blocks.recycle(chunk.bytes) }
+            budget.blocks.recycle(chunk.bytes)
         } else {
             chunk.bytes.release()
         }
@@ -173,9 +162,9 @@ struct SendQueue {
     /// What appending a run of `payloadBytes` adds to `costBytes`.
     @inline(__always) static func cost(payloadBytes: Int) -> Int { payloadBytes + entryOverheadBytes }
 
-    mutating func append(_ bytes: OutboundBytes) {
+    mutating func append(_ bytes: OutboundBytes, budget: ShardMemoryBudget) {
         guard bytes.count > 0 else { return }
-        append(retained: .passRetained(bytes.storage), isBlock: false)
+        append(retained: .passRetained(bytes.storage), isBlock: false, budget: budget)
     }
 
     /// Appends bytes whose +1 the caller already took for this queue. The queue owns that
@@ -186,13 +175,13 @@ struct SendQueue {
     /// cold (it was last written a turn or more ago), and the caller has only stored into it;
     /// a load of its header here waited for the line (perf: ~15% of the server's user samples
     /// at 1,000 × 20 B echo on io_uring), which the stores alone leave to the store buffer.
-    @inline(__always) mutating func append(retained bytes: Unmanaged<OutboundBytes.Storage>, isBlock: Bool) {
-        assert(isBlock == budgetReference._withUnsafeGuaranteedRef { $0.blocks.isBlock(bytes) }, "a chunk's kind given wrong")
+    @inline(__always) mutating func append(retained bytes: Unmanaged<OutboundBytes.Storage>, isBlock: Bool, budget: ShardMemoryBudget) {
+        assert(isBlock == budget.blocks.isBlock(bytes), "a chunk's kind given wrong")
         let chunk = Chunk(bytes: bytes, isBlock: isBlock)
         let count = chunk.count
         assert(count > 0, "an empty run in a send queue")
         queuedBytes += count
-        charge(Self.cost(payloadBytes: count))
+        budget.charge(Self.cost(payloadBytes: count))
         if first == nil {
             assert(ringCount == 0, "chunks behind an empty front")
             first = chunk
@@ -219,19 +208,19 @@ struct SendQueue {
     /// every frame queued after.
     ///
     /// `pool`: the shard's (`budget.blocks`), passed by the caller, which holds it anyway: no
-    /// closure around the budget's reference on this path.
+    /// load through the budget on this path.
     @inline(__always)
-    mutating func appendCoalescing(_ bytes: UnsafeRawBufferPointer, inFlightBytes: Int, pool: SendBlockPool) -> Bool {
+    mutating func appendCoalescing(_ bytes: UnsafeRawBufferPointer, inFlightBytes: Int, pool: SendBlockPool, budget: ShardMemoryBudget) -> Bool {
         let n = bytes.count
         guard n > 0, let front = first else { return false }
-        assert(pool === self.pool, "another shard's send blocks")
+        assert(pool === budget.blocks, "another shard's send blocks")
         assert(n <= pool.maxFrameBytes, "a frame too large to copy into a send block")
         let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
         // Nothing of `last` is started: not partly written, and the bytes queued before it
         // cover the whole in-flight range (the queue has only grown at its back since the submit).
         let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
         if last.isBlock {
-            if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n) }
+            if unstarted && pool.append(bytes, to: last.bytes) { return grew(by: n, budget) }
         } else if unstarted && ringCount == 0 && front.count <= pool.maxFrameBytes && front.count &+ n <= pool.blockBytes {
             // The lone frame and the new one, together in a new block: same chunk count,
             // `n` more bytes.
@@ -240,19 +229,19 @@ struct SendQueue {
             assert(copied, "two frames that fit did not")
             first = Chunk(bytes: block, isBlock: true)
             front.bytes.release()  // a frame (not a block, checked above)
-            return grew(by: n)
+            return grew(by: n, budget)
         }
         guard let block = pool.take() else { return false }
         let copied = pool.append(bytes, to: block)
         assert(copied, "a frame of at most maxFrameBytes did not fit an empty block")
-        append(retained: block, isBlock: true)  // a new chunk: `n` plus its overhead
+        append(retained: block, isBlock: true, budget: budget)  // a new chunk: `n` plus its overhead
         return true
     }
 
     /// Counts `n` bytes appended to a chunk already queued (no new chunk, no overhead).
-    @inline(__always) private mutating func grew(by n: Int) -> Bool {
+    @inline(__always) private mutating func grew(by n: Int, _ budget: ShardMemoryBudget) -> Bool {
         queuedBytes += n
-        charge(n)
+        budget.charge(n)
         return true
     }
 
@@ -333,37 +322,37 @@ struct SendQueue {
     /// The most common send, one chunk written whole (an echo's reply, a subscriber's run of
     /// coalesced frames), is inline at the caller (issue 16 item 3: the call and its frame were
     /// ~15 of its ~50 instructions); the rest is `consumeSome`.
-    @inline(__always) mutating func consume(_ count: Int) {
+    @inline(__always) mutating func consume(_ count: Int, budget: ShardMemoryBudget) {
         if ringCountStorage == 0, count == queuedBytes, let f = first {
             // An empty ring is either none or a kept one already rewound (`releaseRingIfEmpty`
             // runs wherever the ring empties), so there is nothing to do for it here.
             assert(ring.map { Self.header($0).pointee.head == 0 && Self.header($0).pointee.capacity <= Self.keptRingCapacity } ?? true,
                    "an empty ring not rewound or not released")
-            dispose(f)
+            dispose(f, budget)
             first = nil
             queuedBytes = 0
             sentBytesTotal &+= UInt64(count)
-            release(count + Self.entryOverheadBytes)
+            budget.release(count + Self.entryOverheadBytes)
             return
         }
-        consumeSome(count)
+        consumeSome(count, budget)
     }
 
     /// `consume` for the other cases: several chunks, or a partial write.
-    private mutating func consumeSome(_ count: Int) {
+    private mutating func consumeSome(_ count: Int, _ budget: ShardMemoryBudget) {
         precondition(count <= queuedBytes)
         if count == queuedBytes, let f = first {
             // Everything was sent (the common case: a vectored send took the whole queue):
             // the chunks go in one pass.
             let chunks = chunkCount
-            dispose(f)
-            for i in 0..<ringCount { dispose(ringChunk(i)) }
+            dispose(f, budget)
+            for i in 0..<ringCount { dispose(ringChunk(i), budget) }
             first = nil
             ringCountStorage = 0
             releaseRingIfEmpty(force: false)
             queuedBytes = 0
             sentBytesTotal &+= UInt64(count)
-            release(count + chunks * Self.entryOverheadBytes)
+            budget.release(count + chunks * Self.entryOverheadBytes)
             return
         }
         var left = count
@@ -377,18 +366,18 @@ struct SendQueue {
                 break
             }
             left -= r
-            dispose(f)  // the queue's reference (a frame lives on in other queues), or its block
+            dispose(f, budget)  // the queue's reference (a frame lives on in other queues), or its block
             popFirst()
             popped += 1
         }
-        release(count + popped * Self.entryOverheadBytes)
+        budget.release(count + popped * Self.entryOverheadBytes)
     }
 
     /// Drops every chunk that is not (partly) written or handed to the kernel: the front
     /// `keepingBytes` unsent bytes stay (an in-flight send's range), and so does a chunk already
     /// partly sent, so the peer never sees a frame cut in the middle. For a close that must
     /// overtake what a peer that stopped reading left queued.
-    mutating func dropUnstarted(keepingBytes: Int) {
+    mutating func dropUnstarted(keepingBytes: Int, budget: ShardMemoryBudget) {
         guard let f = first else { return }
         precondition(keepingBytes <= queuedBytes)
         let before = costBytes
@@ -400,12 +389,12 @@ struct SendQueue {
             kept += ringChunk(keepCount).remaining
             keepCount += 1
         }
-        for i in keepCount..<ringCount { dispose(ringChunk(i)) }
+        for i in keepCount..<ringCount { dispose(ringChunk(i), budget) }
         ringCountStorage = UInt32(truncatingIfNeeded: keepCount)
         releaseRingIfEmpty(force: false)
         queuedBytes = kept
         assert(queuedBytes >= keepingBytes)
-        release(before - costBytes)
+        budget.release(before - costBytes)
     }
 
     /// Moves the next chunk of the ring to `first` (the caller released the old first).
@@ -424,10 +413,10 @@ struct SendQueue {
 
     /// Drops everything queued, gives back the queue's references and frees the ring. Also
     /// what a queue must go through before it is dropped (see "Ownership").
-    mutating func removeAll() {
-        release(costBytes)
-        if let f = first { dispose(f) }
-        for i in 0..<ringCount { dispose(ringChunk(i)) }
+    mutating func removeAll(budget: ShardMemoryBudget) {
+        budget.release(costBytes)
+        if let f = first { dispose(f, budget) }
+        for i in 0..<ringCount { dispose(ringChunk(i), budget) }
         first = nil
         ringCountStorage = 0
         releaseRingIfEmpty(force: true)

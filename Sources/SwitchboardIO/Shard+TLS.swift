@@ -225,7 +225,7 @@ extension Shard {
         // An HTTP method starts with an upper-case letter: answer in plaintext, as nginx does.
         if let first = bytes.first, first >= UInt8(ascii: "A") && first <= UInt8(ascii: "Z") {
             tlsMetrics.plaintextRejected.increment()
-            connections[slot].queue.append(Self.plaintextOnTLSPortResponse)
+            connections[slot].queue.append(Self.plaintextOnTLSPortResponse, budget: memory)
             scheduleFlush(slot)
             close(socketID(slot), mode: .afterFlush)
         } else {
@@ -260,7 +260,7 @@ extension Shard {
         let st = connections[slot].state
         guard st == .open || st == .draining else { return }
         if let out = session.takeCiphertext() {
-            connections[slot].queue.append(out)
+            connections[slot].queue.append(out, budget: memory)
             if scheduling { scheduleFlush(slot) }
         }
     }

@@ -99,13 +99,14 @@ package final class IOMetrics: Sendable {
     package let outboundReadTimeouts = Counter("switchboard_outbound_read_timeouts_total", help: "Outbound connections closed because nothing arrived within their read timeout while input was awaited")
     package let sendBlocksExhausted = Counter("switchboard_send_blocks_exhausted_total", help: "Small frames queued by reference instead of copied into a send block because the shard had maxSendBlocksPerShard blocks")
     package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
+    package let batchWaits = Counter("switchboard_batch_waits_total", help: "io_uring waits that asked the kernel for a batch of completions (batch_wait_us, at batch_wait_min_connections open or more)")
     package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (reply_cork_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
          doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks,
-         replyCorkSpills]
+         replyCorkSpills, batchWaits]
     }
 }
 
@@ -127,7 +128,9 @@ enum ConnectionState: UInt8 {
 ///
 /// Memory (issue 16 item 2): one exists for every slot ever used, so the struct is kept small
 /// (`WebSocketIdleMemoryTests.layouts` checks it): the send queue first (its last field is 4
-/// bytes, which the state and flags share), the flags as bits. Cache (issue 16 item 3): an
+/// bytes, which the state and flags share), the flags as bits. The queue does not hold the
+/// shard's memory budget (every queue's was the same): its 8 bytes hold the idle timer's
+/// deadline (`idleTimerArmed`) and 4 spare. Cache (issue 16 item 3): an
 /// echo touches every field here, so the slot is exactly one line; what only some connections
 /// or one backend use lives in `ConnectionSide`, a side table of the shard (at 80 bytes the
 /// slot spanned two lines, ~0.6 more D1 misses per echo at 1,000 connections). Whether the
@@ -135,14 +138,33 @@ enum ConnectionState: UInt8 {
 /// touch the side table.
 /// Swift lays stored properties out in declaration order, so the order below is the layout.
 struct Connection {
-    var queue: SendQueue
+    var queue = SendQueue()
     var state: ConnectionState = .free
     /// The booleans below, one bit each.
     private var flags: ConnectionFlags = [.lingerAfterFlush]
     var fd: Int32 = -1
     var generation: UInt32 = 0
+    /// The deadline the idle timer is armed for, while `idleTimerArmed` (see there).
+    private(set) var idleDeadline: UInt32 = 0
 
-    init(budget: ShardMemoryBudget) { queue = SendQueue(budget: budget) }
+    init() {}
+
+    /// Whether the shard's idle list holds this slot with deadline `idleDeadline`: a copy of
+    /// the list's own record (`TimerList.member` and `deadline`, two arrays by slot), kept here
+    /// because every read re-arms the timer and, at 1,000 connections, those two lines were out
+    /// of the cache at nearly every read (perf: ~10% of the server's user samples on io_uring,
+    /// RESULTS.md 2026-12-03). A re-arm for the same tick-rounded deadline then reads only this
+    /// line, which the read touches anyway. Set by `Shard.armIdleTimer`, cleared wherever the
+    /// slot leaves the idle list (`Shard.cancelIdleTimer`, the idle expiry); the shard asserts
+    /// the copy against the list on every use.
+    var idleTimerArmed: Bool { flags.contains(.idleTimerArmed) }
+
+    @inline(__always) mutating func noteIdleTimerArmed(deadline: UInt32) {
+        idleDeadline = deadline
+        flags.insert(.idleTimerArmed)
+    }
+
+    @inline(__always) mutating func noteIdleTimerGone() { flags.remove(.idleTimerArmed) }
 
     /// Whether the connection's side has any of the rare state (a TLS session, an outbound
     /// owner, held bytes): false for a plain accepted socket that never held input. Mirrors
@@ -272,6 +294,7 @@ struct ConnectionFlags: OptionSet {
     static let readPaused = ConnectionFlags(rawValue: 1 << 7)
     static let heldEnd = ConnectionFlags(rawValue: 1 << 8)
     static let hasRare = ConnectionFlags(rawValue: 1 << 9)
+    static let idleTimerArmed = ConnectionFlags(rawValue: 1 << 10)
 
     @inline(__always) mutating func set(_ flag: ConnectionFlags, _ on: Bool) {
         if on { insert(flag) } else { remove(flag) }
@@ -478,7 +501,7 @@ package class Shard: @unchecked Sendable {
     deinit {
         for i in 0..<highWater {
             // A queue's chunks are manual references (`SendQueue`): give them back first.
-            connections[i].queue.removeAll()
+            connections[i].queue.removeAll(budget: memory)
             (connections + i).deinitialize(count: 1)
         }
         sides.deinitialize(count: highWater)
@@ -653,7 +676,7 @@ package class Shard: @unchecked Sendable {
         }
         if slot == cork.slot && corked(slot, bytes.bytes) { return .queued }
         if coalescedBehindOthers(slot, bytes.bytes) { return .queued }
-        connections[slot].queue.append(bytes)
+        connections[slot].queue.append(bytes, budget: memory)
         scheduleFlush(slot)
         return .queued
     }
@@ -671,7 +694,7 @@ package class Shard: @unchecked Sendable {
         // Nothing queued is in the kernel's hands unless an io_uring send is in flight (epoll
         // writes synchronously and never sets the flag).
         let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
-        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks) else { return false }
+        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks, budget: memory) else { return false }
         scheduleFlush(slot)
         return true
     }
@@ -701,7 +724,7 @@ package class Shard: @unchecked Sendable {
             frame.release()
             return .queued
         }
-        connections[slot].queue.append(retained: frame, isBlock: false)
+        connections[slot].queue.append(retained: frame, isBlock: false, budget: memory)
         scheduleFlush(slot)
         return .queued
     }
@@ -767,7 +790,7 @@ package class Shard: @unchecked Sendable {
             return .queued
         }
         if connections[slot].queue.isEmpty {
-            connections[slot].queue.append(retained: block, isBlock: true)
+            connections[slot].queue.append(retained: block, isBlock: true, budget: memory)
             scheduleFlush(slot)
             return .queued
         }
@@ -776,7 +799,7 @@ package class Shard: @unchecked Sendable {
         if coalesce(slot, bytes) {
             sendBlocks.recycle(block)
         } else {
-            connections[slot].queue.append(retained: block, isBlock: true)
+            connections[slot].queue.append(retained: block, isBlock: true, budget: memory)
             scheduleFlush(slot)
         }
         return .queued
@@ -799,7 +822,7 @@ package class Shard: @unchecked Sendable {
         guard count > 0 else { return .queued }  // as `SendQueue.append` ignores an empty run
         // A copy leaves the reference unused: `SharedFrame` gives it back with the rest.
         if coalescedBehindOthers(slot, frame.payload) { return .queued }
-        connections[slot].queue.append(retained: frame.take(), isBlock: false)
+        connections[slot].queue.append(retained: frame.take(), isBlock: false, budget: memory)
         scheduleFlush(slot)
         return .queued
     }
@@ -868,7 +891,7 @@ package class Shard: @unchecked Sendable {
             return
         }
         let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
-        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes))
+        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes), budget: memory)
     }
 
     package func close(_ id: SocketID, mode: CloseMode) {
@@ -886,7 +909,7 @@ package class Shard: @unchecked Sendable {
             connections[slot].state = .draining
             connections[slot].lingerAfterFlush = mode == .afterFlush
             requestTimers.cancel(slot)
-            idleTimers.cancel(slot)
+            cancelIdleTimer(slot)
             // A peer that never reads must not hold the slot: flushing and lingering together
             // get at most the linger timeout.
             lingerTimers.arm(slot, now: nowMilliseconds)
@@ -958,7 +981,19 @@ package class Shard: @unchecked Sendable {
     /// connection that received earlier in the same tick.
     @inline(__always) func armIdleTimer(_ slot: Int) {
         assert(idleDeadline == idleTimers.deadline(armedAt: nowMilliseconds), "idleDeadline not updated with the clock")
+        assert(!connections[slot].idleTimerArmed || (idleTimers.contains(slot) && idleTimers.armedDeadline(slot) == connections[slot].idleDeadline),
+               "the slot's copy of its idle timer and the idle list disagree")
+        // Armed for this very deadline: the common case, one compare on the slot's own line
+        // (`Connection.idleTimerArmed`).
+        if connections[slot].idleTimerArmed && connections[slot].idleDeadline == idleDeadline { return }
         idleTimers.arm(slot, deadline: idleDeadline)
+        connections[slot].noteIdleTimerArmed(deadline: idleDeadline)
+    }
+
+    /// Takes the connection's idle timer out of the idle list, and the slot's copy with it.
+    @inline(__always) func cancelIdleTimer(_ slot: Int) {
+        idleTimers.cancel(slot)
+        connections[slot].noteIdleTimerGone()
     }
 
     /// The id of the connection in `slot`: `socketIDBase` and the slot's generation (issue 16
@@ -999,7 +1034,7 @@ package class Shard: @unchecked Sendable {
             slot = Int(s)
         } else {
             slot = highWater
-            (connections + slot).initialize(to: Connection(budget: memory))
+            (connections + slot).initialize(to: Connection())
             (sides + slot).initialize(to: ConnectionSide())
             highWater += 1
         }
@@ -1092,9 +1127,9 @@ package class Shard: @unchecked Sendable {
         if rest.count <= sendBlocks.blockBytes, let block = sendBlocks.take() {
             let copied = sendBlocks.append(rest, to: block)
             assert(copied, "bytes of at most a block did not fit an empty send block")
-            connections[slot].queue.append(retained: block, isBlock: true)
+            connections[slot].queue.append(retained: block, isBlock: true, budget: memory)
         } else {
-            connections[slot].queue.append(OutboundBytes(rest))
+            connections[slot].queue.append(OutboundBytes(rest), budget: memory)
         }
         scheduleFlush(slot)
     }
@@ -1123,7 +1158,7 @@ package class Shard: @unchecked Sendable {
 
     func beginLinger(_ slot: Int) {
         connections[slot].state = .lingering
-        idleTimers.cancel(slot)
+        cancelIdleTimer(slot)
         requestTimers.cancel(slot)
         _ = shutdown(connections[slot].fd, Int32(SHUT_WR))
         // The linger timer armed when draining began keeps running: it bounds both phases.
@@ -1135,13 +1170,13 @@ package class Shard: @unchecked Sendable {
         guard connections[slot].state != .closing && connections[slot].state != .free else { return }
         connections[slot].state = .closing
         sides[slot].tls?.clearCorked()
-        idleTimers.cancel(slot)
+        cancelIdleTimer(slot)
         requestTimers.cancel(slot)
         lingerTimers.cancel(slot)
         // An io_uring send in flight may still read the queue's front (a send block must not
         // go back to the pool and be refilled under it): the queue is emptied when the send
         // completes, in `finalize`. The shutdown in `cancelOperations` makes that prompt.
-        if !connections[slot].sendInFlight { connections[slot].queue.removeAll() }
+        if !connections[slot].sendInFlight { connections[slot].queue.removeAll(budget: memory) }
         if slot == cork.slot { cork.count = 0 }  // unsent, as the queue
         if !sides[slot].held.isEmpty {
             memory.release(sides[slot].held.count)
@@ -1217,8 +1252,8 @@ package class Shard: @unchecked Sendable {
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         assert(!connections[slot].sendInFlight, "finalized with a send in flight")
         assert(slot != cork.slot || cork.count == 0, "finalized with bytes in the cork (beginClose drops them)")
-        connections[slot].queue.removeAll()  // what `beginClose` left for a send in flight
-        connections[slot] = Connection(budget: memory)
+        connections[slot].queue.removeAll(budget: memory)  // what `beginClose` left for a send in flight
+        connections[slot] = Connection()
         sides[slot] = ConnectionSide()
         connections[slot].generation = generation
         freeSlots.append(Int32(slot))
@@ -1361,6 +1396,7 @@ package class Shard: @unchecked Sendable {
             handler.connectionTimedOut(socketID(slot), .request)
         }
         while let slot = idleTimers.popExpired(now: now) {
+            connections[slot].noteIdleTimerGone()
             metrics.idleTimeouts.increment()
             handler.connectionTimedOut(socketID(slot), .idle)
         }

@@ -61,6 +61,12 @@ struct TimerList {
 
     func contains(_ slot: Int) -> Bool { member[slot] == 1 }
 
+    /// The deadline `slot`'s timer is armed for (it is in the list): for assertions.
+    func armedDeadline(_ slot: Int) -> UInt32 {
+        assert(member[slot] == 1, "the deadline of a timer not armed")
+        return deadline[slot]
+    }
+
     /// The deadline (low 32 bits) of a timer armed at `now`: `now` plus the duration, rounded
     /// up to the granularity. `now` is the shard's monotonic clock (never negative, never going
     /// back), so deadlines armed later are never earlier: arrival order stays deadline order.

@@ -67,6 +67,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var freeContexts: [Int32] = []
     private let contextBytes: Int
 
+    /// The batch wait (`IOConfiguration.batchWaitMicroseconds`): 0 when it is off or the
+    /// kernel has no min_wait (`batchWaitAvailable`).
+    private let batchWaitMicroseconds: UInt32
+    private let batchWaitCompletions: UInt32
+    private let batchWaitMinimumConnections: Int
+    /// Whether this ring's kernel takes a batch wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
+    let batchWaitAvailable: Bool
+
     override var backendName: String { "io_uring" }
     var ringFD: Int32 { sb_ring_fd(ring) }
 
@@ -82,6 +90,10 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             throw IOError.system("io_uring_queue_init", -rc)
         }
         appliedFlags = applied
+        batchWaitAvailable = sb_batch_wait_supported(ring) != 0
+        batchWaitMicroseconds = batchWaitAvailable ? UInt32(configuration.batchWaitMicroseconds) : 0
+        batchWaitCompletions = UInt32(configuration.batchWaitCompletions)
+        batchWaitMinimumConnections = configuration.batchWaitMinimumConnections
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
         initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
@@ -236,7 +248,12 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         // when it returns false), so only it disarms it after the wait: a busy turn skips that
         // sequentially consistent store.
         if mayBlock(handler) {
-            _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+            if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
+                metrics.batchWaits.increment()
+                _ = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds)
+            } else {
+                _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+            }
             doorbell.cancelSleep()
         } else {
             _ = sb_submit_and_get_events(ring)
@@ -355,7 +372,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             return
         }
         turnCounts.bytesSent &+= Int(res)
-        connections[slot].queue.consume(Int(res))
+        connections[slot].queue.consume(Int(res), budget: memory)
         if connections[slot].queue.isEmpty {
             sendQueueEmptied(slot)
         } else {

@@ -1,7 +1,7 @@
 @testable import SwitchboardIO
 import Testing
 
-/// Queues keep an unowned reference to their budget: this one lives as long as the process.
+/// The budget of the queues these tests make (`BudgetedQueue`); it lives as long as the process.
 nonisolated(unsafe) let coreTypesBudget = ShardMemoryBudget(limitBytes: 1 << 40, gauge: Counter("g", help: ""), hits: Counter("h", help: ""))
 
 @Suite("SocketID, SendQueue, TimerList")
@@ -20,7 +20,7 @@ struct CoreTypesTests {
     }
 
     @Test func sendQueueConsumesAcrossChunks() {
-        var q = SendQueue(budget: coreTypesBudget)
+        var q = BudgetedQueue(budget: coreTypesBudget)
         #expect(q.isEmpty)
         q.append(OutboundBytes(Array("hello".utf8)))
         q.append(OutboundBytes([]))  // empty chunks are ignored
@@ -42,7 +42,7 @@ struct CoreTypesTests {
     }
 
     @Test func sendQueueStaysCompactUnderLongUse() {
-        var q = SendQueue(budget: coreTypesBudget)
+        var q = BudgetedQueue(budget: coreTypesBudget)
         var expected = 0
         for i in 0..<10_000 {
             q.append(OutboundBytes([UInt8](repeating: UInt8(i & 0xFF), count: 3)))
@@ -59,7 +59,7 @@ struct CoreTypesTests {
     /// The chunks behind the first live in a ring that wraps and doubles: order survives a
     /// growth while the ring's head is in its middle, a partial send, and a drop.
     @Test func sendQueueRingKeepsOrderAcrossWrapAndGrowth() {
-        var q = SendQueue(budget: coreTypesBudget)
+        var q = BudgetedQueue(budget: coreTypesBudget)
         var expected: [UInt8] = []
         var next: UInt8 = 0
         func push(_ n: Int) {
@@ -105,8 +105,8 @@ struct CoreTypesTests {
     @Test func sendQueueGivesBackEachReferenceOnce() {
         weak var shared: OutboundBytes.Storage?
         weak var dropped: OutboundBytes.Storage?
-        var a = SendQueue(budget: coreTypesBudget)
-        var b = SendQueue(budget: coreTypesBudget)
+        var a = BudgetedQueue(budget: coreTypesBudget)
+        var b = BudgetedQueue(budget: coreTypesBudget)
         do {
             let frame = OutboundBytes(Array("frame".utf8))  // 5 bytes, in both queues (a fan-out)
             shared = frame.storage

@@ -23,20 +23,20 @@ struct SendBlockTests {
         }
     }
 
-    static func pending(_ q: SendQueue) -> [[UInt8]] {
+    static func pending(_ q: BudgetedQueue) -> [[UInt8]] {
         var runs: [[UInt8]] = []
         q.forEachPending(max: 1000) { runs.append(Array($0)) }
         return runs
     }
 
-    static func copy(_ q: inout SendQueue, _ bytes: [UInt8], inFlightBytes: Int = 0) -> Bool {
+    static func copy(_ q: inout BudgetedQueue, _ bytes: [UInt8], inFlightBytes: Int = 0) -> Bool {
         bytes.withUnsafeBytes { q.appendCoalescing($0, inFlightBytes: inFlightBytes, pool: q.pool) }
     }
 
     @Test("small frames behind another share one block: exact bytes, exact cost, the frame's reference given back")
     func coalesces() {
         let p = Pool()
-        var q = SendQueue(budget: p.budget)
+        var q = BudgetedQueue(budget: p.budget)
         weak var front: OutboundBytes.Storage?
         do {
             let a = OutboundBytes([1, 2, 3])
@@ -77,7 +77,7 @@ struct SendBlockTests {
     @Test("a started block takes no more frames: bytes being sent are never touched, dropUnstarted drops only what came after")
     func startedBlocksStayClosed() {
         let p = Pool()
-        var q = SendQueue(budget: p.budget)
+        var q = BudgetedQueue(budget: p.budget)
         q.append(OutboundBytes([1, 2, 3]))
         let ok5 = Self.copy(&q, [4, 5])
         #expect(ok5)
@@ -120,7 +120,7 @@ struct SendBlockTests {
     @Test("a chunk keeps the kind it was queued as: a block goes back untouched and comes out of take empty; a frame is released")
     func chunkKinds() {
         let p = Pool(maxBlocks: 2, keptFree: 2)
-        var q = SendQueue(budget: p.budget)
+        var q = BudgetedQueue(budget: p.budget)
         weak var frame: OutboundBytes.Storage?
         do {
             let a = OutboundBytes([1, 2, 3])
@@ -150,7 +150,7 @@ struct SendBlockTests {
     @Test("an exhausted pool refuses and counts; returned blocks are kept; an idle tick frees them all")
     func poolBounds() {
         let p = Pool(maxBlocks: 2, keptFree: 1)
-        var queues = (0..<3).map { _ in SendQueue(budget: p.budget) }
+        var queues = (0..<3).map { _ in BudgetedQueue(budget: p.budget) }
         for i in queues.indices {
             queues[i].append(OutboundBytes([UInt8(i)]))
         }
@@ -178,7 +178,7 @@ struct SendBlockTests {
     @Test("a turn's blocks are reused the next turn; a tick frees those unused all interval, down to the kept floor")
     func poolSizedByLoad() {
         let p = Pool(maxBlocks: 64, keptFree: 4)
-        var queues = (0..<40).map { _ in SendQueue(budget: p.budget) }
+        var queues = (0..<40).map { _ in BudgetedQueue(budget: p.budget) }
         func turn(_ n: Int) {
             for i in 0..<n {
                 queues[i].append(OutboundBytes([UInt8(i)]))

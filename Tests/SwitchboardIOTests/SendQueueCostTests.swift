@@ -14,7 +14,7 @@ struct SendQueueCostTests {
     @Test("100,000 queued 2-byte frames cost no more than entryOverheadBytes + 2 each")
     func measuredOverhead() {
         let b = budget()
-        var queue = SendQueue(budget: b)
+        var queue = BudgetedQueue(budget: b)
         let count = 100_000
         let before = Int(sb_malloc_in_use())
         for _ in 0..<count { queue.append(OutboundBytes([0x8A, 0x00])) }
@@ -32,7 +32,7 @@ struct SendQueueCostTests {
     @Test("the budget follows consume, partial consume and dropUnstarted exactly")
     func budgetFollowsQueue() {
         let b = budget()
-        var queue = SendQueue(budget: b)
+        var queue = BudgetedQueue(budget: b)
         for i in 0..<10 { queue.append(OutboundBytes([UInt8](repeating: UInt8(i), count: 100))) }
         #expect(b.usedBytes == 10 * (100 + SendQueue.entryOverheadBytes))
         queue.consume(150)  // one whole chunk and half of the next

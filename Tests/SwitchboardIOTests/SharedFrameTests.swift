@@ -10,8 +10,8 @@ struct SharedFrameTests {
     @Test("references not handed to a queue are given back when the fan-out ends")
     func unusedReferencesGoBack() {
         weak var watched: OutboundBytes.Storage?
-        var a = SendQueue(budget: coreTypesBudget)
-        var b = SendQueue(budget: coreTypesBudget)
+        var a = BudgetedQueue(budget: coreTypesBudget)
+        var b = BudgetedQueue(budget: coreTypesBudget)
         do {
             let frame = OutboundBytes(Array("hello".utf8))
             watched = frame.storage
@@ -50,7 +50,7 @@ struct SharedFrameTests {
         // `Shard.send(_:_:)` with a shared frame through real sockets (limits, slow consumers,
         // order) is covered by the channel and fan-out suites; here only the bookkeeping.
         weak var watched: OutboundBytes.Storage?
-        var q = SendQueue(budget: coreTypesBudget)
+        var q = BudgetedQueue(budget: coreTypesBudget)
         do {
             let frame = OutboundBytes([UInt8](repeating: 7, count: 100))
             watched = frame.storage

@@ -61,6 +61,18 @@ unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res,
 /// (timeout_ns < 0 waits forever). Returns submitted count or -errno (-ETIME on timeout).
 int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns);
 
+/// A no-op request (tests: a completion that comes at once).
+void sb_prep_nop(struct io_uring_sqe *sqe, uint64_t user_data);
+
+/// Whether the kernel takes a batch wait (`sb_submit_and_wait_batch`): IORING_FEAT_MIN_TIMEOUT
+/// (Linux 6.12) and EXT_ARG, on a ring without SQPOLL.
+int sb_batch_wait_supported(struct io_uring *ring);
+
+/// Submits, then waits up to `batch_wait_us` for `wait_nr` completions; once that passes, any
+/// completion ends the wait, and with none it goes on until `timeout_ns` (< 0: a day). The
+/// kernel's min_wait_usec; the caller checked `sb_batch_wait_supported`. Returns the submitted count or -errno (-ETIME on timeout).
+int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us);
+
 /// Returns an SQE, submitting first if the SQ is full. NULL only if submission fails.
 struct io_uring_sqe *sb_get_sqe(struct io_uring *ring);
 

@@ -1,0 +1,137 @@
+import CLiburing
+import Glibc
+@testable import SwitchboardIO
+import SwitchboardTestSupport
+import Testing
+
+/// io_uring batch waits (`IOConfiguration.batchWaitMicroseconds`, issue 16 item 3): what the
+/// kernel does with the shim's wait, on a real ring, and that a shard that batches its waits
+/// still echoes every byte, batching only at its connection threshold.
+@Suite("io_uring batch waits", .serialized)
+struct BatchWaitTests {
+    /// Whether the running kernel is at least `major.minor` (min_wait came in 6.12).
+    static func kernelAtLeast(_ major: Int, _ minor: Int) -> Bool {
+        var u = utsname()
+        uname(&u)
+        let release = withUnsafeBytes(of: &u.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let parts = release.split(whereSeparator: { !$0.isNumber }).prefix(2).compactMap { Int($0) }
+        guard parts.count == 2 else { return false }
+        return (parts[0], parts[1]) >= (major, minor)
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1_000_000_000 + Int64(t.tv_nsec)
+    }
+
+    /// Completions waiting in `ring`, taken.
+    static func drain(_ ring: UnsafeMutablePointer<io_uring>) -> Int {
+        var data = [UInt64](repeating: 0, count: 8), res = [Int32](repeating: 0, count: 8), flags = [UInt32](repeating: 0, count: 8)
+        return Int(sb_drain_cqes(ring, &data, &res, &flags, 8))
+    }
+
+    @Test("the kernel's batch wait: the window ends a wait short of its completions, enough completions end it at once, none waits for the timeout")
+    func kernelSemantics() throws {
+        let ring = UnsafeMutablePointer<io_uring>.allocate(capacity: 1)
+        var applied: UInt32 = 0
+        try #require(sb_ring_init(ring, 8, 0, &applied) == 0)
+        defer { io_uring_queue_exit(ring); ring.deallocate() }
+        let supported = sb_batch_wait_supported(ring) != 0
+        // This machine kind runs 6.18; on an older kernel the shards wait as before (below).
+        #expect(supported == Self.kernelAtLeast(6, 12), "IORING_FEAT_MIN_TIMEOUT and the kernel version disagree")
+        guard supported else { return }
+
+        // One completion of the two asked for: the 100 ms window ends the wait, not the 5 s timeout.
+        sb_prep_nop(sb_get_sqe(ring), 1)
+        var start = Self.monotonicNanoseconds()
+        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 100_000) >= 0)
+        var elapsed = Self.monotonicNanoseconds() - start
+        #expect(elapsed >= 90_000_000 && elapsed < 2_000_000_000, "returned after \(elapsed) ns")
+        #expect(Self.drain(ring) == 1)
+
+        // Both completions asked for: no wait for the 2 s window.
+        sb_prep_nop(sb_get_sqe(ring), 2)
+        sb_prep_nop(sb_get_sqe(ring), 3)
+        start = Self.monotonicNanoseconds()
+        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 2_000_000) >= 0)
+        elapsed = Self.monotonicNanoseconds() - start
+        #expect(elapsed < 1_000_000_000, "returned after \(elapsed) ns")
+        #expect(Self.drain(ring) == 2)
+
+        // Nothing completes: past the 20 ms window the wait goes on to the 300 ms timeout.
+        start = Self.monotonicNanoseconds()
+        let rc = sb_submit_and_wait_batch(ring, 1, 300_000_000, 20_000)
+        elapsed = Self.monotonicNanoseconds() - start
+        #expect(rc == -ETIME)
+        #expect(elapsed >= 280_000_000, "returned after \(elapsed) ns")
+        #expect(Self.drain(ring) == 0)
+    }
+
+    /// A shard with an echo handler over `connections` sockets, batch waits from
+    /// `minimumConnections` open, each socket sending `rounds` messages one after another.
+    /// Returns the shard's batch waits.
+    static func echo(_ backend: IOBackendKind, connections: Int, minimumConnections: Int, rounds: Int) throws -> Int {
+        raiseFileLimit()
+        var c = smallConfiguration(backend, shards: 1)
+        c.batchWaitMicroseconds = 2_000
+        c.batchWaitCompletions = 64
+        c.batchWaitMinimumConnections = minimumConnections
+        let log = EventLog()
+        let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in EchoHandler(log: log) }
+        try g.start()
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let clients = try (0..<connections).map { _ in try TestClient(port: g.port) }
+        #expect(waitUntil { g.shards[0].metrics.connectionsOpen.value == connections })
+        for round in 0..<rounds {
+            // Every socket sends before any reply is read: the shard gets many at once.
+            for (i, client) in clients.enumerated() { try client.send("c\(i)r\(round);") }
+            for (i, client) in clients.enumerated() {
+                let expected = Array("c\(i)r\(round);".utf8)
+                try client.fill(atLeast: expected.count)
+                #expect(Array(client.buffered.prefix(expected.count)) == expected, "connection \(i), round \(round)")
+                client.removeBuffered(expected.count)
+            }
+        }
+        #expect(log.refusedSends == 0)
+        return g.shards[0].metrics.batchWaits.value
+    }
+
+    @Test("every byte echoed with batch waits on; a shard batches at its connection threshold and not below it")
+    func echoesAndThreshold() throws {
+        let available = try {
+            let probe = try UringShard(index: 0, configuration: smallConfiguration(.uring, shards: 1))
+            defer { probe.releaseResources() }
+            return probe.batchWaitAvailable
+        }()
+        #expect(available == Self.kernelAtLeast(6, 12))
+        let batched = try Self.echo(.uring, connections: 40, minimumConnections: 40, rounds: 30)
+        #expect(available ? batched > 0 : batched == 0, "\(batched) batch waits")
+        #expect(try Self.echo(.uring, connections: 40, minimumConnections: 41, rounds: 5) == 0)
+        // epoll has no batch wait: the option is io_uring's.
+        #expect(try Self.echo(.epoll, connections: 40, minimumConnections: 1, rounds: 5) == 0)
+    }
+
+    @Test("the batch wait's options are validated")
+    func validation() {
+        var c = IOConfiguration()
+        #expect(c.validate() == nil)
+        #expect(c.batchWaitMicroseconds == 50 && c.batchWaitCompletions == 32 && c.batchWaitMinimumConnections == 512)
+        for (micros, completions, minimum, problem) in [
+            (-1, 32, 512, "batchWaitMicroseconds must be 0...10000"),
+            (10_001, 32, 512, "batchWaitMicroseconds must be 0...10000"),
+            (50, 0, 512, "batchWaitCompletions must be 1...ringEntries"),
+            (50, c.ringEntries + 1, 512, "batchWaitCompletions must be 1...ringEntries"),
+            (50, 32, 0, "batchWaitMinimumConnections must be >= 1"),
+        ] {
+            c = IOConfiguration()
+            c.batchWaitMicroseconds = micros
+            c.batchWaitCompletions = completions
+            c.batchWaitMinimumConnections = minimum
+            #expect(c.validate() == problem)
+        }
+        c = IOConfiguration()
+        c.batchWaitMicroseconds = 0  // off
+        #expect(c.validate() == nil)
+    }
+}

@@ -67,9 +67,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var freeContexts: [Int32] = []
     private let contextBytes: Int
 
-    /// The batch wait (`IOConfiguration.batchWaitMicroseconds`): 0 when it is off or the
-    /// kernel has no min_wait (`batchWaitAvailable`).
-    private let batchWaitMicroseconds: UInt32
+    /// The batch wait (`IOConfiguration.batchWaitMicroseconds`): 0 when it is off, when the
+    /// kernel has no min_wait (`batchWaitAvailable`), or after the kernel refused one.
+    private var batchWaitMicroseconds: UInt32
     private let batchWaitCompletions: UInt32
     private let batchWaitMinimumConnections: Int
     /// Whether this ring's kernel takes a batch wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
@@ -250,7 +250,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if mayBlock(handler) {
             if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
                 metrics.batchWaits.increment()
-                _ = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds)
+                let rc = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds)
+                if rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY {
+                    // A kernel that advertised min_wait and still refused the call: nothing was
+                    // submitted, so this shard waits the plain way from now on (and now).
+                    batchWaitMicroseconds = 0
+                    _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+                }
             } else {
                 _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
             }

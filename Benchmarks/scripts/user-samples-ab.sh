@@ -15,6 +15,9 @@
 # Both count a timer interrupt that was held while the kernel returned to user space as user
 # time (the first user instruction after each syscall takes ~20-30% of the samples, at
 # `sb_send`/`sb_recv` here): read the figure against the other side's, not as an absolute.
+# Each run also gives the figure without the samples on the instruction right after a
+# `syscall` (post-syscall-samples.py): kernel exit time, charged more to a server that makes
+# more system calls per message (epoll: two per echo; io_uring: one per turn).
 #
 # Environment: A_BIN, B_BIN (required), CONNS=1000 SIZE=20 RUNS=5 BACKEND=epoll (uring|epoll,
 # for Switchboard), DURATION=5s (the measured window; perf samples 3 s of it from 1.5 s in),
@@ -52,17 +55,21 @@ one_run() { # BIN -> "rate user-µs-per-echo"
     rate="$(grep -oE '[0-9.]+ msg/s' "$out" | tail -1 | cut -d' ' -f1)"
     samples="$(perf script -i "$WORK/perf.data" -F ip 2>/dev/null | wc -l)"
     (( samples > 0 )) || die "$bin: perf took no user-mode sample"
-    awk -v s="$samples" -v r="$rate" -v f="$FREQUENCY" -v t="$SAMPLED_SECONDS" 'BEGIN { printf "%.0f %.3f\n", r, s / f / (r * t) * 1e6 }'
+    # The samples on the instruction right after a `syscall` are the kernel's exit time (see
+    # post-syscall-samples.py): the third figure leaves them out.
+    read -r _ post <<<"$(python3 "$MAIN_DIR/Benchmarks/scripts/post-syscall-samples.py" "$WORK/perf.data")"
+    awk -v s="$samples" -v p="$post" -v r="$rate" -v f="$FREQUENCY" -v t="$SAMPLED_SECONDS" \
+        'BEGIN { printf "%.0f %.3f %.3f\n", r, s / f / (r * t) * 1e6, (s - p) / f / (r * t) * 1e6 }'
 }
 
-declare -A RATES USERS
+declare -A RATES USERS USERS_X
 RATIOS=""
 for run in $(seq 1 "$RUNS"); do
     for side in A B; do
         bin="${side}_BIN"; bin="${!bin}"
-        read -r rate user <<<"$(one_run "$bin")"
-        echo "run $run $side $(basename "$bin"): $rate echoes/s, user $user µs per echo (perf samples)"
-        RATES[$side]+="$rate "; USERS[$side]+="$user "
+        read -r rate user user_x <<<"$(one_run "$bin")"
+        echo "run $run $side $(basename "$bin"): $rate echoes/s, user $user µs per echo (perf samples), $user_x without those after a syscall"
+        RATES[$side]+="$rate "; USERS[$side]+="$user "; USERS_X[$side]+="$user_x "
         [[ $side == A ]] && a_user="$user"
     done
     RATIOS+="$(awk -v a="$a_user" -v b="$user" 'BEGIN { printf "%.3f", b / a }') "
@@ -70,6 +77,7 @@ done
 for side in A B; do
     bin="${side}_BIN"
     echo "median $side $(basename "${!bin}"): $(tr ' ' '\n' <<<"${RATES[$side]}" | grep . | median) echoes/s, user $(tr ' ' '\n' <<<"${USERS[$side]}" | grep . | median) µs per echo; runs: ${USERS[$side]}"
+    echo "  without the samples after a syscall: $(tr ' ' '\n' <<<"${USERS_X[$side]}" | grep . | median) µs per echo; runs: ${USERS_X[$side]}"
 done
 # The host's speed drifts between runs by more than most changes move the figure (the same
 # binary gave 0.17-0.37 µs within one A/B series): B's user time over A's within each pair,

@@ -51,7 +51,7 @@ def main() -> int:
             maps.setdefault(pid, []).append((start, start + length, pgoff, path))
             continue
         fields = line.split()
-        if len(fields) < 3 or not fields[0].startswith(prefix):
+        if len(fields) < 3:
             continue
         # comm may hold spaces: pid and ip are the two fields before the "(dso)".
         try:

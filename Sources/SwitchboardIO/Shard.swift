@@ -145,11 +145,11 @@ struct Connection {
     var fd: Int32 = -1
     var generation: UInt32 = 0
     /// The deadline the idle timer is armed for, while `idleTimerArmed` (see there).
-    private(set) var idleDeadline: UInt32 = 0
+    private(set) var armedIdleDeadline: UInt32 = 0
 
     init() {}
 
-    /// Whether the shard's idle list holds this slot with deadline `idleDeadline`: a copy of
+    /// Whether the shard's idle list holds this slot with deadline `armedIdleDeadline`: a copy of
     /// the list's own record (`TimerList.member` and `deadline`, two arrays by slot), kept here
     /// because every read re-arms the timer and, at 1,000 connections, those two lines were out
     /// of the cache at nearly every read (perf: ~10% of the server's user samples on io_uring,
@@ -160,7 +160,7 @@ struct Connection {
     var idleTimerArmed: Bool { flags.contains(.idleTimerArmed) }
 
     @inline(__always) mutating func noteIdleTimerArmed(deadline: UInt32) {
-        idleDeadline = deadline
+        armedIdleDeadline = deadline
         flags.insert(.idleTimerArmed)
     }
 
@@ -981,11 +981,11 @@ package class Shard: @unchecked Sendable {
     /// connection that received earlier in the same tick.
     @inline(__always) func armIdleTimer(_ slot: Int) {
         assert(idleDeadline == idleTimers.deadline(armedAt: nowMilliseconds), "idleDeadline not updated with the clock")
-        assert(!connections[slot].idleTimerArmed || (idleTimers.contains(slot) && idleTimers.armedDeadline(slot) == connections[slot].idleDeadline),
+        assert(!connections[slot].idleTimerArmed || (idleTimers.contains(slot) && idleTimers.armedDeadline(slot) == connections[slot].armedIdleDeadline),
                "the slot's copy of its idle timer and the idle list disagree")
         // Armed for this very deadline: the common case, one compare on the slot's own line
         // (`Connection.idleTimerArmed`).
-        if connections[slot].idleTimerArmed && connections[slot].idleDeadline == idleDeadline { return }
+        if connections[slot].idleTimerArmed && connections[slot].armedIdleDeadline == idleDeadline { return }
         idleTimers.arm(slot, deadline: idleDeadline)
         connections[slot].noteIdleTimerArmed(deadline: idleDeadline)
     }

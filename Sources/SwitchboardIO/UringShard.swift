@@ -248,18 +248,16 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         // when it returns false), so only it disarms it after the wait: a busy turn skips that
         // sequentially consistent store.
         if mayBlock(handler) {
+            var waited = false
             if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
                 metrics.batchWaits.increment()
                 let rc = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds)
-                if rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY {
-                    // A kernel that advertised min_wait and still refused the call: nothing was
-                    // submitted, so this shard waits the plain way from now on (and now).
-                    batchWaitMicroseconds = 0
-                    _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
-                }
-            } else {
-                _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000)
+                waited = rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY
+                // A kernel that advertised min_wait and still refused the call: nothing was
+                // submitted, so this shard waits the plain way from now on (and now, below).
+                if !waited { batchWaitMicroseconds = 0 }
             }
+            if !waited { _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000) }
             doorbell.cancelSleep()
         } else {
             _ = sb_submit_and_get_events(ring)

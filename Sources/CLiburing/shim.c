@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "cliburing.h"
+#include "sb_user_tsc.h"  // empty hooks unless a measurement build (-DSB_USER_TSC)
 #include <errno.h>
 #include <string.h>
 #include <pthread.h>
@@ -79,7 +80,14 @@ unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res,
     return count;
 }
 
+static int sb_submit_and_wait_uncounted(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns);
 int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
+    sb_user_tsc_enter();
+    int ret = sb_submit_and_wait_uncounted(ring, wait_nr, timeout_ns);
+    sb_user_tsc_leave();
+    return ret;
+}
+static int sb_submit_and_wait_uncounted(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
     if (wait_nr == 0) return io_uring_submit(ring);
     struct io_uring_cqe *cqe = NULL;
     if (timeout_ns < 0) return io_uring_submit_and_wait(ring, wait_nr);
@@ -129,7 +137,9 @@ int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t ti
     arg.ts = (uint64_t)(uintptr_t)&ts;
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     if (ring->int_flags & SB_INT_FLAG_REG_RING) flags |= IORING_ENTER_REGISTERED_RING;
+    sb_user_tsc_enter();
     int ret = (int)syscall(__NR_io_uring_enter, ring->enter_ring_fd, submit, wait_nr, flags, &arg, sizeof(arg));
+    sb_user_tsc_leave();
     return ret < 0 ? -errno : ret;
 }
 
@@ -168,13 +178,17 @@ int sb_eventfd(void) {
 
 int sb_eventfd_signal(int fd) {
     uint64_t one = 1;
+    sb_user_tsc_enter();
     ssize_t r = write(fd, &one, sizeof(one));
+    sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
 }
 
 int sb_eventfd_drain(int fd) {
     uint64_t value;
+    sb_user_tsc_enter();
     ssize_t r = read(fd, &value, sizeof(value));
+    sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
 }
 
@@ -210,7 +224,9 @@ int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     struct epoll_event ev;
     ev.events = events;
     ev.data.u64 = data;
+    sb_user_tsc_enter();
     int r = epoll_ctl(epfd, op, fd, &ev);
+    sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
 }
 
@@ -227,10 +243,12 @@ static inline long sb_syscall6(long n, long a1, long a2, long a3, long a4, long 
     register long r10 __asm__("r10") = a4;
     register long r8 __asm__("r8") = a5;
     register long r9 __asm__("r9") = a6;
+    sb_user_tsc_enter();
     __asm__ volatile ("syscall"
                       : "=a"(ret)
                       : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
                       : "rcx", "r11", "memory");
+    sb_user_tsc_leave();
     return ret;
 #elif defined(__aarch64__)
     register long x8 __asm__("x8") = n;
@@ -435,7 +453,12 @@ void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uin
 
 int sb_ring_fd(struct io_uring *ring) { return ring->ring_fd; }
 
-int sb_submit_and_get_events(struct io_uring *ring) { return io_uring_submit_and_get_events(ring); }
+int sb_submit_and_get_events(struct io_uring *ring) {
+    sb_user_tsc_enter();
+    int ret = io_uring_submit_and_get_events(ring);
+    sb_user_tsc_leave();
+    return ret;
+}
 
 void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
     memset(msg, 0, sizeof(*msg));

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Issue 16 item 3 (user CPU per echoed message at most 0.3 µs, at 100 and 1,000 connections) by
+# the time-stamp counter: each server's event-loop thread counts the cycles between returning
+# from one system call and entering the next (Sources/CLiburing/sb_user_tsc.h), so kernel exit
+# time, which the tick and perf's samples both charge to user space on this machine, stays out.
+# Switchboard is a measurement build (-DSB_USER_TSC, built here under .build-usertsc); the C++
+# peer runs under the LD_PRELOAD library Benchmarks/usertsc/preload.c, which wraps its system
+# calls with the same hooks. Servers are interleaved per run (uring, epoll, peer, then run 2, ...).
+#
+#   CPP_PEER_BIN=/work/peer-uws/peer-uws RUNS=3 CONNS="100 1000" bash Benchmarks/scripts/user-tsc.sh
+#
+# Per cell it prints the rate, the user time per echo by the counter (with the counted system
+# calls per echo, the /proc user column of the same run for comparison) and the medians.
+# Environment: RUNS=3, CONNS="100 1000", SIZE=20, DURATION=5s (measured; the counter reads 3 s
+# of it from 0.5 s in), SERVERS="uring epoll peer" (peer needs CPP_PEER_BIN), SERVER_CPU=0
+# BENCH_CPU=1, SKIP_BUILD=1 to reuse .build-usertsc. Exits 1 when a run fails.
+set -euo pipefail
+BENCH_SCRIPT_NAME=user-tsc
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_start release "switchboard-bench" "taskset gcc python3 awk"
+RUNS="${RUNS:-3}"; CONNS="${CONNS:-100 1000}"; SIZE="${SIZE:-20}"; DURATION="${DURATION:-5s}"
+SERVERS="${SERVERS:-uring epoll peer}"; SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"
+WINDOW_START=1.5; WINDOW_SECONDS=3  # after the 1 s warm-up and half a second of the window
+grep -qw constant_tsc /proc/cpuinfo && grep -qw nonstop_tsc /proc/cpuinfo \
+    || die "the TSC is not constant and nonstop here: its cycles are not time"
+TSC_ECHO="$MAIN_DIR/.build-usertsc/release/switchboard-echo"
+if [[ "${SKIP_BUILD:-0}" != 1 || ! -x "$TSC_ECHO" ]]; then
+    log "building the measurement build of switchboard-echo (-DSB_USER_TSC) in .build-usertsc"
+    (cd "$MAIN_DIR" && swift build -c release --product switchboard-echo --scratch-path .build-usertsc -Xcc -DSB_USER_TSC >&2)
+fi
+PRELOAD="$WORK/usertsc-preload.so"
+gcc -O2 -Wall -shared -fPIC -DSB_USER_TSC -o "$PRELOAD" "$BENCH_DIR/usertsc/preload.c" -ldl
+if [[ " $SERVERS " == *" peer "* ]]; then
+    : "${CPP_PEER_BIN:?CPP_PEER_BIN: the C++ peer (or SERVERS without peer)}"
+    [[ -x "$CPP_PEER_BIN" ]] || die "CPP_PEER_BIN=$CPP_PEER_BIN is not an executable"
+fi
+
+one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
+    local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters" out window
+    rm -f "$counters"
+    if [[ "$server" == peer ]]; then
+        start_pinned server env SB_USER_TSC_FILE="$counters" LD_PRELOAD="$PRELOAD" "$CPP_PEER_BIN" --port "$port" --threads 1
+    else
+        start_pinned server env SB_USER_TSC_FILE="$counters" "$TSC_ECHO" --host 127.0.0.1 --port "$port" \
+            --io-backend "$server" --shards 1 --log-level warning --set max_connections_per_shard=30000
+    fi
+    await_server "$server" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$server did not start"
+    python3 "$BENCH_DIR/scripts/user-tsc-window.py" "$counters" "$WINDOW_START" "$WINDOW_SECONDS" >"$WORK/window" 2>&1 &
+    window=$!
+    out="$WORK/bench.out"
+    if ! "$BENCH_BIN" echo -c "$conns" -s "$SIZE" -d "$DURATION" --warmup 1s --cpu "$BENCH_CPU" \
+            --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/ws" >"$out" 2>&1; then
+        wait "$window" || true; stop_server; sed 's/^/    /' "$out" >&2; die "$server: the run failed"
+    fi
+    wait "$window" || { stop_server; cat "$WORK/window" >&2; die "$server: the counter window failed"; }
+    stop_server
+    read -r seconds syscalls user_seconds _ <"$WORK/window"
+    rate="$(grep -oE '[0-9.]+ msg/s' "$out" | tail -1 | cut -d' ' -f1)"
+    proc_user="$(grep -oE 'per message µs: user [0-9.]+' "$out" | tail -1 | awk '{ print $NF }')"
+    awk -v r="$rate" -v s="$seconds" -v n="$syscalls" -v u="$user_seconds" -v p="$proc_user" \
+        'BEGIN { printf "%.0f %.3f %.2f %s\n", r, u / (r * s) * 1e6, n / (r * s), p }'
+}
+
+declare -A RATE USER CALLS PROC
+for run in $(seq 1 "$RUNS"); do
+    for conns in $CONNS; do
+        for server in $SERVERS; do
+            read -r rate user calls proc <<<"$(one_run "$server" "$conns")"
+            echo "run $run $server ${conns}x$SIZE: $rate echoes/s, user $user µs per echo by TSC ($calls counted system calls per echo), /proc user $proc µs"
+            key="$server $conns"
+            RATE[$key]+="$rate "; USER[$key]+="$user "; CALLS[$key]+="$calls "; PROC[$key]+="$proc "
+        done
+    done
+done
+echo
+echo "| server | connections | echoes/s | user µs per echo, TSC (runs) | counted syscalls per echo | /proc user µs per echo |"
+echo "|---|---:|---:|---:|---:|---:|"
+for conns in $CONNS; do
+    for server in $SERVERS; do
+        key="$server $conns"
+        m() { tr ' ' '\n' <<<"$1" | grep . | median; }
+        echo "| $server | $conns | $(m "${RATE[$key]}") | $(m "${USER[$key]}") (${USER[$key]% }) | $(m "${CALLS[$key]}") | $(m "${PROC[$key]}") |"
+    done
+done

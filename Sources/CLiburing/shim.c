@@ -113,7 +113,8 @@ int sb_batch_wait_supported(struct io_uring *ring) {
         && !(ring->flags & IORING_SETUP_SQPOLL);
 }
 
-int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us) {
+int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us,
+                             int refuse_for_testing) {
     // liburing's __io_uring_flush_sq (static in 2.3), without SQPOLL (checked by the caller
     // through sb_batch_wait_supported): publish the new SQ tail, count what the kernel has
     // not consumed.
@@ -138,7 +139,9 @@ int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t ti
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     if (ring->int_flags & SB_INT_FLAG_REG_RING) flags |= IORING_ENTER_REGISTERED_RING;
     sb_user_tsc_enter();
-    int ret = (int)syscall(__NR_io_uring_enter, ring->enter_ring_fd, submit, wait_nr, flags, &arg, sizeof(arg));
+    // io_get_ext_arg checks argsz against its own struct: one byte short is -EINVAL.
+    size_t argument_bytes = refuse_for_testing ? sizeof(arg) - 1 : sizeof(arg);
+    int ret = (int)syscall(__NR_io_uring_enter, ring->enter_ring_fd, submit, wait_nr, flags, &arg, argument_bytes);
     sb_user_tsc_leave();
     return ret < 0 ? -errno : ret;
 }

@@ -84,6 +84,9 @@ public struct IOConfiguration: Sendable {
     /// (a reply is awaited before the next request), and every one could wait the whole
     /// window: with few connections that adds latency without saving much.
     public var batchWaitMinimumConnections: Int = 512
+    /// Tests only: every batch wait passes the kernel a malformed argument, which it refuses
+    /// (-EINVAL), so the shard's fallback to plain waits runs on a kernel that has min_wait.
+    var batchWaitRefusedForTesting = false
     /// Bytes each epoll read asks for, into one buffer per shard (an idle connection holds
     /// none; its pages are touched only as far as reads reach). 256 KiB: a client's 64 KiB
     /// message (a 65,550-byte frame) arrives in one read and is handed over from it, where a

@@ -100,13 +100,14 @@ package final class IOMetrics: Sendable {
     package let sendBlocksExhausted = Counter("switchboard_send_blocks_exhausted_total", help: "Small frames queued by reference instead of copied into a send block because the shard had maxSendBlocksPerShard blocks")
     package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
     package let batchWaits = Counter("switchboard_batch_waits_total", help: "io_uring waits that asked the kernel for a batch of completions (batch_wait_us, at batch_wait_min_connections open or more)")
+    package let batchWaitsRefused = Counter("switchboard_batch_waits_refused_total", help: "io_uring batch waits the kernel refused (an error other than a timeout or an interrupt); the shard then waits the plain way from then on")
     package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (reply_cork_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
          doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks,
-         replyCorkSpills, batchWaits]
+         replyCorkSpills, batchWaits, batchWaitsRefused]
     }
 }
 

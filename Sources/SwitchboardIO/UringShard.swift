@@ -74,6 +74,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private let batchWaitMinimumConnections: Int
     /// Whether this ring's kernel takes a batch wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
     let batchWaitAvailable: Bool
+    /// `IOConfiguration.batchWaitRefusedForTesting`.
+    private let batchWaitRefusedForTesting: Bool
 
     override var backendName: String { "io_uring" }
     var ringFD: Int32 { sb_ring_fd(ring) }
@@ -94,6 +96,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         batchWaitMicroseconds = batchWaitAvailable ? UInt32(configuration.batchWaitMicroseconds) : 0
         batchWaitCompletions = UInt32(configuration.batchWaitCompletions)
         batchWaitMinimumConnections = configuration.batchWaitMinimumConnections
+        batchWaitRefusedForTesting = configuration.batchWaitRefusedForTesting
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
         initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
@@ -251,11 +254,18 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             var waited = false
             if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
                 metrics.batchWaits.increment()
-                let rc = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds)
+                let rc = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds,
+                                                  batchWaitRefusedForTesting ? 1 : 0)
                 waited = rc >= 0 || rc == -ETIME || rc == -EINTR || rc == -EAGAIN || rc == -EBUSY
                 // A kernel that advertised min_wait and still refused the call: nothing was
-                // submitted, so this shard waits the plain way from now on (and now, below).
-                if !waited { batchWaitMicroseconds = 0 }
+                // submitted (io_uring_enter returns a wait's error only when it submitted
+                // nothing; with submissions it returns their count, and the next turn's call,
+                // with none, gets the error), so this shard waits the plain way from now on
+                // (and now, below).
+                if !waited {
+                    batchWaitMicroseconds = 0
+                    metrics.batchWaitsRefused.increment()
+                }
             }
             if !waited { _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000) }
             doorbell.cancelSleep()

@@ -39,7 +39,7 @@ struct BatchWaitTests {
         // One completion of the two asked for: the 100 ms window ends the wait, not the 5 s timeout.
         sb_prep_nop(sb_get_sqe(ring), 1)
         var start = ContinuousClock.now
-        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 100_000) >= 0)
+        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 100_000, 0) >= 0)
         var elapsed = ContinuousClock.now - start
         #expect(elapsed >= .milliseconds(90) && elapsed < .seconds(2), "returned after \(elapsed)")
         #expect(Self.drain(ring) == 1)
@@ -48,14 +48,14 @@ struct BatchWaitTests {
         sb_prep_nop(sb_get_sqe(ring), 2)
         sb_prep_nop(sb_get_sqe(ring), 3)
         start = ContinuousClock.now
-        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 2_000_000) >= 0)
+        #expect(sb_submit_and_wait_batch(ring, 2, 5_000_000_000, 2_000_000, 0) >= 0)
         elapsed = ContinuousClock.now - start
         #expect(elapsed < .seconds(1), "returned after \(elapsed)")
         #expect(Self.drain(ring) == 2)
 
         // Nothing completes: past the 20 ms window the wait goes on to the 300 ms timeout.
         start = ContinuousClock.now
-        let rc = sb_submit_and_wait_batch(ring, 1, 300_000_000, 20_000)
+        let rc = sb_submit_and_wait_batch(ring, 1, 300_000_000, 20_000, 0)
         elapsed = ContinuousClock.now - start
         #expect(rc == -ETIME)
         #expect(elapsed >= .milliseconds(280), "returned after \(elapsed)")
@@ -64,13 +64,16 @@ struct BatchWaitTests {
 
     /// A shard with an echo handler over `connections` sockets, batch waits from
     /// `minimumConnections` open, each socket sending `rounds` messages one after another.
-    /// Returns the shard's batch waits.
-    static func echo(_ backend: IOBackendKind, connections: Int, minimumConnections: Int, rounds: Int) throws -> Int {
+    /// Returns the shard's batch waits, and those the kernel refused (`refused`: each batch wait
+    /// is made malformed, `IOConfiguration.batchWaitRefusedForTesting`).
+    static func echo(_ backend: IOBackendKind, connections: Int, minimumConnections: Int, rounds: Int,
+                     refused: Bool = false) throws -> (waits: Int, refused: Int) {
         raiseFileLimit()
         var c = smallConfiguration(backend, shards: 1)
         c.batchWaitMicroseconds = 2_000
         c.batchWaitCompletions = 64
         c.batchWaitMinimumConnections = minimumConnections
+        c.batchWaitRefusedForTesting = refused
         let log = EventLog()
         let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in EchoHandler(log: log) }
         try g.start()
@@ -88,22 +91,45 @@ struct BatchWaitTests {
             }
         }
         #expect(log.refusedSends == 0)
-        return g.shards[0].metrics.batchWaits.value
+        return (g.shards[0].metrics.batchWaits.value, g.shards[0].metrics.batchWaitsRefused.value)
+    }
+
+    static var batchWaitAvailable: Bool {
+        get throws {
+            let probe = try UringShard(index: 0, configuration: smallConfiguration(.uring, shards: 1))
+            defer { probe.releaseResources() }
+            return probe.batchWaitAvailable
+        }
     }
 
     @Test("every byte echoed with batch waits on; a shard batches at its connection threshold and not below it")
     func echoesAndThreshold() throws {
-        let available = try {
-            let probe = try UringShard(index: 0, configuration: smallConfiguration(.uring, shards: 1))
-            defer { probe.releaseResources() }
-            return probe.batchWaitAvailable
-        }()
+        let available = try Self.batchWaitAvailable
         #expect(available == Self.kernelAtLeast(6, 12))
         let batched = try Self.echo(.uring, connections: 40, minimumConnections: 40, rounds: 30)
-        #expect(available ? batched > 0 : batched == 0, "\(batched) batch waits")
-        #expect(try Self.echo(.uring, connections: 40, minimumConnections: 41, rounds: 5) == 0)
+        #expect(available ? batched.waits > 0 : batched.waits == 0, "\(batched.waits) batch waits")
+        #expect(batched.refused == 0)
+        #expect(try Self.echo(.uring, connections: 40, minimumConnections: 41, rounds: 5).waits == 0)
         // epoll has no batch wait: the option is io_uring's.
-        #expect(try Self.echo(.epoll, connections: 40, minimumConnections: 1, rounds: 5) == 0)
+        #expect(try Self.echo(.epoll, connections: 40, minimumConnections: 1, rounds: 5).waits == 0)
+    }
+
+    @Test("a batch wait the kernel refuses: counted once, then plain waits, and every byte still echoed")
+    func refusedBatchWait() throws {
+        let available = try Self.batchWaitAvailable
+        try #require(available == Self.kernelAtLeast(6, 12))
+        // The kernel refuses each batch wait here (an argument one byte short: -EINVAL). A
+        // refusal comes back only from a call that submitted nothing (with submissions the call
+        // returns their count, and the shard goes on), so the first refusal may follow a few
+        // batch waits; after it the shard asks for none.
+        let result = try Self.echo(.uring, connections: 40, minimumConnections: 40, rounds: 30, refused: true)
+        if available {
+            #expect(result.refused == 1, "\(result.refused) refusals")
+            #expect(result.waits >= 1, "\(result.waits) batch waits")
+        } else {
+            // No min_wait: the shard never asks, so nothing is refused.
+            #expect(result == (0, 0))
+        }
     }
 
     @Test("the batch wait's options are validated")

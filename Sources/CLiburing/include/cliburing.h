@@ -71,8 +71,11 @@ int sb_batch_wait_supported(struct io_uring *ring);
 /// Submits, then waits up to `batch_wait_us` for `wait_nr` completions; once that passes, any
 /// completion ends the wait, and with none it goes on until `timeout_ns` (< 0: a day). The
 /// kernel's min_wait_usec; the caller checked `sb_batch_wait_supported`. Returns the submitted
-/// count or -errno (-ETIME on timeout).
-int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us);
+/// count or -errno (-ETIME on timeout). `refuse_for_testing` nonzero passes the kernel an
+/// argument one byte short, which it refuses with -EINVAL when nothing was submitted: the
+/// refused-call fallback's test (`IOConfiguration.batchWaitRefusedForTesting`); 0 otherwise.
+int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us,
+                             int refuse_for_testing);
 
 /// Returns an SQE, submitting first if the SQ is full. NULL only if submission fails.
 struct io_uring_sqe *sb_get_sqe(struct io_uring *ring);

@@ -22,6 +22,14 @@ FAILED=()
     # with the connection rate, and the protocol templates (bench16).
     bash "$HERE/issue16-bench.sh" || FAILED+=(issue16-bench.sh)
     echo
+    # Item 3 by the time-stamp counter (user time without the kernel's exit time, which /proc's
+    # column above includes), with the C++ peer when CPP_PEER_BIN names it.
+    echo "### Issue 16 item 3: user time per echo by the time-stamp counter (user-tsc.sh)"
+    echo
+    echo '```'
+    SERVERS="uring epoll${CPP_PEER_BIN:+ peer}" bash "$HERE/user-tsc.sh" || FAILED+=(user-tsc.sh)
+    echo '```'
+    echo
     bash "$HERE/memory-bench.sh" || FAILED+=(memory-bench.sh)
     echo
     # Items 4 and 5: fan-out with 1 and 2 shards (CPU per delivery ratio, latency at a fixed rate).

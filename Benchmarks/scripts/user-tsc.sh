@@ -14,6 +14,11 @@
 # Environment: RUNS=3, CONNS="100 1000", SIZE=20, DURATION=5s (measured; the counter reads 3 s
 # of it from 0.5 s in), SERVERS="uring epoll peer" (peer needs CPP_PEER_BIN), SERVER_CPU=0
 # BENCH_CPU=1, SKIP_BUILD=1 to reuse .build-usertsc. Exits 1 when a run fails.
+# A/B of two measurement builds: a server may be NAME=BACKEND:BINARY, e.g.
+#   cp .build-usertsc/release/switchboard-echo /tmp/a-echo   # before the change
+#   SERVERS="a=epoll:/tmp/a-echo epoll" CONNS=1000 RUNS=7 bash Benchmarks/scripts/user-tsc.sh
+# and the last line gives the second's user time over the first's, per run (the host drifts
+# between runs more than most changes move the figure).
 set -euo pipefail
 BENCH_SCRIPT_NAME=user-tsc
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -38,13 +43,18 @@ fi
 one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
     local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters" out window
     rm -f "$counters"
+    local name="$server" backend="$server" binary="$TSC_ECHO"
+    if [[ "$server" == *=*:* ]]; then
+        name="${server%%=*}"; backend="${server#*=}"; binary="${backend#*:}"; backend="${backend%%:*}"
+        [[ -x "$binary" ]] || die "$server: $binary is not an executable"
+    fi
     if [[ "$server" == peer ]]; then
         start_pinned server env SB_USER_TSC_FILE="$counters" LD_PRELOAD="$PRELOAD" "$CPP_PEER_BIN" --port "$port" --threads 1
     else
-        start_pinned server env SB_USER_TSC_FILE="$counters" "$TSC_ECHO" --host 127.0.0.1 --port "$port" \
-            --io-backend "$server" --shards 1 --log-level warning --set max_connections_per_shard=30000
+        start_pinned server env SB_USER_TSC_FILE="$counters" "$binary" --host 127.0.0.1 --port "$port" \
+            --io-backend "$backend" --shards 1 --log-level warning --set max_connections_per_shard=30000
     fi
-    await_server "$server" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$server did not start"
+    await_server "$name" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$server did not start"
     python3 "$BENCH_DIR/scripts/user-tsc-window.py" "$counters" "$WINDOW_START" "$WINDOW_SECONDS" >"$WORK/window" 2>&1 &
     window=$!
     out="$WORK/bench.out"
@@ -62,13 +72,17 @@ one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
 }
 
 declare -A RATE USER CALLS PROC
+RATIOS=""
+read -r -a SERVER_LIST <<<"$SERVERS"
 for run in $(seq 1 "$RUNS"); do
     for conns in $CONNS; do
-        for server in $SERVERS; do
+        for server in "${SERVER_LIST[@]}"; do
             read -r rate user calls proc <<<"$(one_run "$server" "$conns")"
-            echo "run $run $server ${conns}x$SIZE: $rate echoes/s, user $user µs per echo by TSC ($calls counted system calls per echo), /proc user $proc µs"
-            key="$server $conns"
+            echo "run $run ${server%%=*} ${conns}x$SIZE: $rate echoes/s, user $user µs per echo by TSC ($calls counted system calls per echo), /proc user $proc µs"
+            key="${server%%=*} $conns"
             RATE[$key]+="$rate "; USER[$key]+="$user "; CALLS[$key]+="$calls "; PROC[$key]+="$proc "
+            [[ "$server" == "${SERVER_LIST[0]}" ]] && first_user="$user"
+            [[ "$server" == "${SERVER_LIST[1]:-}" ]] && RATIOS+="$(awk -v a="$first_user" -v b="$user" 'BEGIN { printf "%.3f", b / a }') "
         done
     done
 done
@@ -76,9 +90,13 @@ echo
 echo "| server | connections | echoes/s | user µs per echo, TSC (runs) | counted syscalls per echo | /proc user µs per echo |"
 echo "|---|---:|---:|---:|---:|---:|"
 for conns in $CONNS; do
-    for server in $SERVERS; do
-        key="$server $conns"
+    for server in "${SERVER_LIST[@]}"; do
+        server="${server%%=*}"; key="$server $conns"
         m() { tr ' ' '\n' <<<"$1" | grep . | median; }
         echo "| $server | $conns | $(m "${RATE[$key]}") | $(m "${USER[$key]}") (${USER[$key]% }) | $(m "${CALLS[$key]}") | $(m "${PROC[$key]}") |"
     done
 done
+if (( ${#SERVER_LIST[@]} >= 2 )); then
+    echo
+    echo "${SERVER_LIST[1]%%=*} over ${SERVER_LIST[0]%%=*}, user time per echo by TSC, per run and cell: median $(tr ' ' '\n' <<<"$RATIOS" | grep . | median); $RATIOS"
+fi

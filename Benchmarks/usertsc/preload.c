@@ -27,28 +27,28 @@
     static type (*next)params; \
     if (!next) next = (type (*)params)dlsym(RTLD_NEXT, name);
 
-#define SB_WRAP(type, name, params, args) \
+#define SB_WRAP(kind, type, name, params, args) \
     type name params { \
         SB_NEXT(type, #name, params) \
-        sb_user_tsc_enter(); \
+        sb_user_tsc_enter(kind); \
         type r = next args; \
         sb_user_tsc_leave(); \
         return r; \
     }
 
-SB_WRAP(ssize_t, send, (int fd, const void *buf, size_t n, int flags), (fd, buf, n, flags))
-SB_WRAP(ssize_t, recv, (int fd, void *buf, size_t n, int flags), (fd, buf, n, flags))
-SB_WRAP(ssize_t, sendto, (int fd, const void *buf, size_t n, int flags, const struct sockaddr *a, socklen_t l), (fd, buf, n, flags, a, l))
-SB_WRAP(ssize_t, recvfrom, (int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *l), (fd, buf, n, flags, a, l))
-SB_WRAP(ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n))
-SB_WRAP(ssize_t, write, (int fd, const void *buf, size_t n), (fd, buf, n))
-SB_WRAP(ssize_t, writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
-SB_WRAP(int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout), (epfd, ev, max, timeout))
-SB_WRAP(int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev), (epfd, op, fd, ev))
-SB_WRAP(int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int flags), (fd, a, l, flags))
-SB_WRAP(int, close, (int fd), (fd))
-SB_WRAP(int, shutdown, (int fd, int how), (fd, how))
-SB_WRAP(int, setsockopt, (int fd, int level, int name, const void *v, socklen_t l), (fd, level, name, v, l))
+SB_WRAP(SB_USER_TSC_SEND, ssize_t, send, (int fd, const void *buf, size_t n, int flags), (fd, buf, n, flags))
+SB_WRAP(SB_USER_TSC_RECEIVE, ssize_t, recv, (int fd, void *buf, size_t n, int flags), (fd, buf, n, flags))
+SB_WRAP(SB_USER_TSC_SEND, ssize_t, sendto, (int fd, const void *buf, size_t n, int flags, const struct sockaddr *a, socklen_t l), (fd, buf, n, flags, a, l))
+SB_WRAP(SB_USER_TSC_RECEIVE, ssize_t, recvfrom, (int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *l), (fd, buf, n, flags, a, l))
+SB_WRAP(SB_USER_TSC_RECEIVE, ssize_t, read, (int fd, void *buf, size_t n), (fd, buf, n))
+SB_WRAP(SB_USER_TSC_SEND, ssize_t, write, (int fd, const void *buf, size_t n), (fd, buf, n))
+SB_WRAP(SB_USER_TSC_SEND, ssize_t, writev, (int fd, const struct iovec *iov, int n), (fd, iov, n))
+SB_WRAP(SB_USER_TSC_WAIT, int, epoll_wait, (int epfd, struct epoll_event *ev, int max, int timeout), (epfd, ev, max, timeout))
+SB_WRAP(SB_USER_TSC_OTHER, int, epoll_ctl, (int epfd, int op, int fd, struct epoll_event *ev), (epfd, op, fd, ev))
+SB_WRAP(SB_USER_TSC_OTHER, int, accept4, (int fd, struct sockaddr *a, socklen_t *l, int flags), (fd, a, l, flags))
+SB_WRAP(SB_USER_TSC_OTHER, int, close, (int fd), (fd))
+SB_WRAP(SB_USER_TSC_OTHER, int, shutdown, (int fd, int how), (fd, how))
+SB_WRAP(SB_USER_TSC_OTHER, int, setsockopt, (int fd, int level, int name, const void *v, socklen_t l), (fd, level, name, v, l))
 
 // fcntl is variadic: uWebSockets passes an int (F_GETFL/F_SETFL/F_SETFD).
 int fcntl(int fd, int cmd, ...) {
@@ -57,7 +57,7 @@ int fcntl(int fd, int cmd, ...) {
     va_start(ap, cmd);
     long arg = va_arg(ap, long);
     va_end(ap);
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_OTHER);
     int r = next(fd, cmd, arg);
     sb_user_tsc_leave();
     return r;

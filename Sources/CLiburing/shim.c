@@ -82,7 +82,7 @@ unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res,
 
 static int sb_submit_and_wait_uncounted(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns);
 int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_WAIT);
     int ret = sb_submit_and_wait_uncounted(ring, wait_nr, timeout_ns);
     sb_user_tsc_leave();
     return ret;
@@ -138,9 +138,9 @@ int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t ti
     arg.ts = (uint64_t)(uintptr_t)&ts;
     unsigned flags = IORING_ENTER_GETEVENTS | IORING_ENTER_EXT_ARG;
     if (ring->int_flags & SB_INT_FLAG_REG_RING) flags |= IORING_ENTER_REGISTERED_RING;
-    sb_user_tsc_enter();
     // io_get_ext_arg checks argsz against its own struct: one byte short is -EINVAL.
     size_t argument_bytes = refuse_for_testing ? sizeof(arg) - 1 : sizeof(arg);
+    sb_user_tsc_enter(SB_USER_TSC_WAIT);
     int ret = (int)syscall(__NR_io_uring_enter, ring->enter_ring_fd, submit, wait_nr, flags, &arg, argument_bytes);
     sb_user_tsc_leave();
     return ret < 0 ? -errno : ret;
@@ -181,7 +181,7 @@ int sb_eventfd(void) {
 
 int sb_eventfd_signal(int fd) {
     uint64_t one = 1;
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_OTHER);
     ssize_t r = write(fd, &one, sizeof(one));
     sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
@@ -189,7 +189,7 @@ int sb_eventfd_signal(int fd) {
 
 int sb_eventfd_drain(int fd) {
     uint64_t value;
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_OTHER);
     ssize_t r = read(fd, &value, sizeof(value));
     sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
@@ -227,7 +227,7 @@ int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     struct epoll_event ev;
     ev.events = events;
     ev.data.u64 = data;
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_OTHER);
     int r = epoll_ctl(epfd, op, fd, &ev);
     sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
@@ -242,11 +242,15 @@ int sb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
 // syscall(2) with the same convention.
 static inline long sb_syscall6(long n, long a1, long a2, long a3, long a4, long a5, long a6) {
 #if defined(__x86_64__)
+    // Before the register variables: the hook may call functions (clang binds them only at the
+    // asm statement, gcc does not promise to keep them across a call).
+    sb_user_tsc_enter(n == SYS_recvfrom ? SB_USER_TSC_RECEIVE
+                      : n == SYS_sendto || n == SYS_sendmsg ? SB_USER_TSC_SEND
+                      : n == SYS_epoll_pwait ? SB_USER_TSC_WAIT : SB_USER_TSC_OTHER);
     long ret;
     register long r10 __asm__("r10") = a4;
     register long r8 __asm__("r8") = a5;
     register long r9 __asm__("r9") = a6;
-    sb_user_tsc_enter();
     __asm__ volatile ("syscall"
                       : "=a"(ret)
                       : "a"(n), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
@@ -457,7 +461,7 @@ void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uin
 int sb_ring_fd(struct io_uring *ring) { return ring->ring_fd; }
 
 int sb_submit_and_get_events(struct io_uring *ring) {
-    sb_user_tsc_enter();
+    sb_user_tsc_enter(SB_USER_TSC_WAIT);
     int ret = io_uring_submit_and_get_events(ring);
     sb_user_tsc_leave();
     return ret;
@@ -484,3 +488,9 @@ void sb_malloc_statistics(size_t *in_use_bytes, size_t *free_bytes) {
 int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes) {
     return mallopt(M_TRIM_THRESHOLD, trim_bytes) == 1 && mallopt(M_MMAP_THRESHOLD, mmap_bytes) == 1;
 }
+
+#ifdef SB_USER_TSC
+// A measurement build's mark at the top of each loop turn (cliburing.h): the stretch up to here
+// is filed under the call before it and "turn", the next under "turn" and the call after it.
+void sb_user_tsc_turn(void) { sb_user_tsc_enter(SB_USER_TSC_TURN); sb_user_tsc_leave(); }
+#endif

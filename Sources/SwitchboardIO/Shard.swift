@@ -1441,6 +1441,7 @@ package class Shard: @unchecked Sendable {
         handler.shardStarted(self)
         advanceClock()  // the first turn's: later turns read it after their wait
         while lifecycleState != .stopped {
+            sb_user_tsc_turn()  // a measurement build's mark (user-tsc.sh); otherwise nothing
             processInbox()
             let budget = endOfTurn(handler)
             if lifecycleState == .stopped { break }

@@ -80,15 +80,26 @@ struct UserTSCCounterTests {
         let lines = python.output.split(separator: "\n").map { $0.split(separator: " ") }
         let rate = try #require(lines.first.flatMap { $0.count == 2 && $0[0] == "rate" ? UInt64($0[1]) : nil }, "no rate line: \(python.output)")
         #expect(rate > 200_000_000 && rate < 20_000_000_000, "TSC rate \(rate) per second")
-        let threads = lines.dropFirst().compactMap { fields -> (calls: UInt64, cycles: UInt64)? in
-            guard fields.count == 3, let calls = UInt64(fields[1]), let cycles = UInt64(fields[2]) else { return nil }
-            return (calls, cycles)
+        let threads = lines.dropFirst().compactMap { fields -> (calls: UInt64, cycles: UInt64, phases: [String: UInt64])? in
+            guard fields.count >= 3, let calls = UInt64(fields[1]), let cycles = UInt64(fields[2]) else { return nil }
+            // FROM>TO:CYCLES:STRETCHES: the stretches by phase.
+            var phases: [String: UInt64] = [:]
+            for phase in fields.dropFirst(3) {
+                let parts = phase.split(separator: ":")
+                if parts.count == 3, let stretches = UInt64(parts[2]) { phases[String(parts[0])] = stretches }
+            }
+            return (calls, cycles, phases)
         }
         // One thread; the constructor's own close(2) came before the mapping existed, so it is
         // not counted: exactly the workload's sends, receives and waits (epoll_create1 is not
         // wrapped).
         try #require(threads.count == 1, "threads: \(python.output)")
         #expect(threads[0].calls == UInt64(2 * Self.roundTrips + Self.sleeps))
+        // The phases: each stretch is filed under the call before it and the call after it.
+        #expect(threads[0].phases == [
+            "send>receive": UInt64(Self.roundTrips), "receive>send": UInt64(Self.roundTrips - 1),
+            "receive>wait": 1, "wait>wait": UInt64(Self.sleeps - 1),
+        ], "\(threads[0].phases)")
         // Every spin but the first lies between two counted calls: at least that many cycles. The
         // first call opens the count (there is no earlier return to measure from).
         let spun = UInt64((2 * Self.roundTrips - 1) * Self.spinCycles)

@@ -167,4 +167,13 @@ void sb_malloc_statistics(size_t *in_use_bytes, size_t *free_bytes);
 /* mallopt(M_TRIM_THRESHOLD, trim_bytes) and mallopt(M_MMAP_THRESHOLD, mmap_bytes): 1 if both were taken. */
 int sb_malloc_set_thresholds(int trim_bytes, int mmap_bytes);
 
+/// A measurement build (-DSB_USER_TSC, `Benchmarks/scripts/user-tsc.sh`) marks the top of each
+/// loop turn in its user-time counters (shim.c's `sb_user_tsc.h`), to split a turn's own work
+/// from its messages'. Elsewhere an empty inline function: no call.
+#ifdef SB_USER_TSC
+void sb_user_tsc_turn(void);
+#else
+static inline void sb_user_tsc_turn(void) {}
+#endif
+
 #endif // SWITCHBOARD_CLIBURING_H

@@ -3,6 +3,7 @@
 // with -DSB_USER_TSC (`Benchmarks/scripts/user-tsc.sh` builds it under `.build-usertsc`), and in
 // the C++ peer through the LD_PRELOAD library `Benchmarks/usertsc/preload.c`, which includes this
 // same file. A normal build has none of it: without SB_USER_TSC the two hooks are empty.
+// x86-64 only (`rdtsc`; the script checks for a constant, nonstop TSC).
 //
 // Why: this kernel accounts CPU time by tick, and a timer interrupt held while the kernel returns
 // from a system call is taken at the first user instruction, so perf's samples and /proc's user

@@ -10,10 +10,10 @@
 #   CPP_PEER_BIN=/work/peer-uws/peer-uws RUNS=3 CONNS="100 1000" bash Benchmarks/scripts/user-tsc.sh
 #
 # Per cell it prints the rate, the user time per echo by the counter (with the counted system
-# calls per echo, the /proc user column of the same run for comparison), the same split by phase
-# (the stretches from a call of one kind, receive/send/wait/other, to the next: on epoll,
-# receive>send is a message's handling, send>receive the step to the next ready connection)
-# and the medians.
+# calls per echo, the /proc user and system columns of the same run for comparison), the same
+# split by phase (the stretches from a call of one kind, receive/send/wait/other, to the next:
+# on epoll, receive>send is a message's handling, send>receive the step to the next ready
+# connection) and the medians.
 # Environment: RUNS=3, CONNS="100 1000", SIZE=20, DURATION=5s (measured; the counter reads 3 s
 # of it from 0.5 s in), SERVERS="uring epoll peer" (peer needs CPP_PEER_BIN), SERVER_CPU=0
 # BENCH_CPU=1, SKIP_BUILD=1 to reuse .build-usertsc. Exits 1 when a run fails.
@@ -69,7 +69,7 @@ one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
     stop_server
     read -r seconds syscalls user_seconds _ tsc_rate phases <"$WORK/window"
     rate="$(grep -oE '[0-9.]+ msg/s' "$out" | tail -1 | cut -d' ' -f1)"
-    proc_user="$(grep -oE 'per message µs: user [0-9.]+' "$out" | tail -1 | awk '{ print $NF }')"
+    proc_user="$(grep -oE 'per message µs: user [0-9.]+ system [0-9.]+' "$out" | tail -1 | awk '{ print $(NF - 2) "+" $NF }')"
     # Per phase (the stretches between a call of one kind and the next of another): µs of user
     # time per echo, and stretches per echo.
     awk -v r="$rate" -v s="$seconds" -v n="$syscalls" -v u="$user_seconds" -v p="$proc_user" -v hz="$tsc_rate" -v ph="$phases" \
@@ -79,30 +79,30 @@ one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
                  print (out == "" ? "-" : out) }'
 }
 
-declare -A RATE USER CALLS PROC
+declare -A RATE USER CALLS PROC SYSTEM
 RATIOS=""
 read -r -a SERVER_LIST <<<"$SERVERS"
 for run in $(seq 1 "$RUNS"); do
     for conns in $CONNS; do
         for server in "${SERVER_LIST[@]}"; do
             read -r rate user calls proc phases <<<"$(one_run "$server" "$conns")"
-            echo "run $run ${server%%=*} ${conns}x$SIZE: $rate echoes/s, user $user µs per echo by TSC ($calls counted system calls per echo), /proc user $proc µs"
+            echo "run $run ${server%%=*} ${conns}x$SIZE: $rate echoes/s, user $user µs per echo by TSC ($calls counted system calls per echo), /proc user+system ${proc/+/ + } µs"
             echo "    by phase (user µs per echo / stretches per echo): ${phases//,/, }"
             key="${server%%=*} $conns"
-            RATE[$key]+="$rate "; USER[$key]+="$user "; CALLS[$key]+="$calls "; PROC[$key]+="$proc "
+            RATE[$key]+="$rate "; USER[$key]+="$user "; CALLS[$key]+="$calls "; PROC[$key]+="${proc%+*} "; SYSTEM[$key]+="${proc#*+} "
             [[ "$server" == "${SERVER_LIST[0]}" ]] && first_user="$user"
             [[ "$server" == "${SERVER_LIST[1]:-}" ]] && RATIOS+="$(awk -v a="$first_user" -v b="$user" 'BEGIN { printf "%.3f", b / a }') "
         done
     done
 done
 echo
-echo "| server | connections | echoes/s | user µs per echo, TSC (runs) | counted syscalls per echo | /proc user µs per echo |"
-echo "|---|---:|---:|---:|---:|---:|"
+echo "| server | connections | echoes/s | user µs per echo, TSC (runs) | counted syscalls per echo | /proc user µs per echo | /proc system µs per echo |"
+echo "|---|---:|---:|---:|---:|---:|---:|"
 for conns in $CONNS; do
     for server in "${SERVER_LIST[@]}"; do
         server="${server%%=*}"; key="$server $conns"
         m() { tr ' ' '\n' <<<"$1" | grep . | median; }
-        echo "| $server | $conns | $(m "${RATE[$key]}") | $(m "${USER[$key]}") (${USER[$key]% }) | $(m "${CALLS[$key]}") | $(m "${PROC[$key]}") |"
+        echo "| $server | $conns | $(m "${RATE[$key]}") | $(m "${USER[$key]}") (${USER[$key]% }) | $(m "${CALLS[$key]}") | $(m "${PROC[$key]}") | $(m "${SYSTEM[$key]}") |"
     done
 done
 if (( ${#SERVER_LIST[@]} >= 2 )); then

@@ -43,7 +43,7 @@ if [[ " $SERVERS " == *" peer "* ]]; then
     [[ -x "$CPP_PEER_BIN" ]] || die "CPP_PEER_BIN=$CPP_PEER_BIN is not an executable"
 fi
 
-one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
+one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs+proc-system-µs phases"
     local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters" out window
     rm -f "$counters"
     local name="$server" backend="$server" binary="$TSC_ECHO"
@@ -81,6 +81,7 @@ one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs"
 
 declare -A RATE USER CALLS PROC SYSTEM
 RATIOS=""
+m() { tr ' ' '\n' <<<"$1" | grep . | median; }  # the median of a space-separated list
 read -r -a SERVER_LIST <<<"$SERVERS"
 for run in $(seq 1 "$RUNS"); do
     for conns in $CONNS; do
@@ -101,11 +102,10 @@ echo "|---|---:|---:|---:|---:|---:|---:|"
 for conns in $CONNS; do
     for server in "${SERVER_LIST[@]}"; do
         server="${server%%=*}"; key="$server $conns"
-        m() { tr ' ' '\n' <<<"$1" | grep . | median; }
         echo "| $server | $conns | $(m "${RATE[$key]}") | $(m "${USER[$key]}") (${USER[$key]% }) | $(m "${CALLS[$key]}") | $(m "${PROC[$key]}") | $(m "${SYSTEM[$key]}") |"
     done
 done
 if (( ${#SERVER_LIST[@]} >= 2 )); then
     echo
-    echo "${SERVER_LIST[1]%%=*} over ${SERVER_LIST[0]%%=*}, user time per echo by TSC, per run and cell: median $(tr ' ' '\n' <<<"$RATIOS" | grep . | median); $RATIOS"
+    echo "${SERVER_LIST[1]%%=*} over ${SERVER_LIST[0]%%=*}, user time per echo by TSC, per run and cell: median $(m "$RATIOS"); $RATIOS"
 fi

@@ -244,6 +244,85 @@ wait_for_ws() { BENCH_BIN="$3" poll_until 5 ws_echo_ok "ws://127.0.0.1:$1$2"; }
 # wait_for_port PORT: until something accepts TCP connections on 127.0.0.1:PORT (5 s).
 wait_for_port() { poll_until 5 port_open "$1"; }
 
+# ---------------------------------------------------------------- RESULTS.md's run-all.sh block
+# run-all.sh writes its report between these two lines of RESULTS.md and nothing else; the
+# dated sections recorded by hand stay as they are (SwitchboardBenchTests checks splice_report).
+RESULTS_BEGIN_MARK='<!-- run-all.sh: begin (the block up to the end marker is rewritten by Benchmarks/scripts/run-all.sh) -->'
+RESULTS_END_MARK='<!-- run-all.sh: end -->'
+# splice_report FILE REPORT: FILE with REPORT between the markers, in place of the block there
+# was; without markers, after FILE's title paragraph (the lines before its first "## "
+# heading); without FILE, a title and the block. On stdout. Fails (status 1, nothing useful
+# on stdout) when FILE has more than one marker of a kind, or a begin without an end.
+splice_report() {
+    if [[ ! -f "$1" ]]; then
+        printf '# Benchmark results\n\n%s\n' "$RESULTS_BEGIN_MARK"; cat "$2"; printf '%s\n' "$RESULTS_END_MARK"
+        return
+    fi
+    awk -v begin="$RESULTS_BEGIN_MARK" -v end="$RESULTS_END_MARK" -v report="$2" '
+        function block(  line) {
+            print begin
+            while ((getline line < report) > 0) print line
+            close(report)
+            print end
+            done = 1
+        }
+        NR == FNR { if ($0 == begin) marked++; if ($0 == end) ended++; next }   # first pass: the markers
+        FNR == 1 && (marked > 1 || marked != ended) {
+            print "splice_report: " marked + 0 " begin and " ended + 0 " end markers (one of each, or none)" > "/dev/stderr"
+            failed = 1; exit 1
+        }
+        marked && $0 == begin { block(); skipping = 1; next }
+        skipping { if ($0 == end) skipping = 0; next }
+        !marked && !done && /^## / { block(); print "" }
+        { print }
+        END { if (!done && !failed) block() }
+    ' "$1" "$1"
+}
+
+# ---------------------------------------------------------------- one echo server, sampled (user-tsc.sh, user-samples-ab.sh)
+# These measure a server's user time over a window of one echo run, by a sampler that runs
+# beside the load: the TSC counter file's reader, or perf. They use BENCH_BIN, WORK,
+# SERVER_CPU and BENCH_CPU from the caller.
+
+# sampled_echo_start NAME PORT BACKEND BINARY [VAR=VALUE...]: starts BINARY pinned to
+# SERVER_CPU on 127.0.0.1:PORT with the VAR=VALUE pairs in its environment: the C++ peer
+# (`--port N --threads 1`) when BACKEND is "peer", otherwise switchboard-echo on BACKEND (uring
+# or epoll) with one shard. Waits up to 20 s for an echo on /ws; dies when it does not start.
+sampled_echo_start() {
+    local name="$1" port="$2" backend="$3" binary="$4"; shift 4
+    [[ -x "$binary" ]] || die "$name: $binary is not an executable"
+    if [[ "$backend" == peer ]]; then
+        start_pinned server env "$@" "$binary" --port "$port" --threads 1
+    else
+        start_pinned server env "$@" "$binary" --host 127.0.0.1 --port "$port" --io-backend "$backend" \
+            --shards 1 --log-level warning --set max_connections_per_shard=30000
+    fi
+    await_server "$name" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$name did not start"
+}
+
+# sampled_echo_run NAME PORT CONNS SIZE DURATION SAMPLER...: one closed-loop echo run
+# (`switchboard-bench echo`, 1 s warm-up, then DURATION measured) against the server
+# sampled_echo_start started on PORT, while SAMPLER (a command or function; it times its own
+# window from the run's start) runs in the background with its output in $WORK/sampler.out.
+# Then waits for the sampler and stops the server. Sets SAMPLED_RATE (echoes/s) and
+# SAMPLED_OUT (switchboard-bench's output); dies, with no server left, when the run or the
+# sampler fails.
+sampled_echo_run() {
+    local name="$1" port="$2" conns="$3" size="$4" duration="$5" sampler
+    shift 5
+    "$@" >"$WORK/sampler.out" 2>&1 &
+    sampler=$!
+    SAMPLED_OUT="$WORK/bench.out"
+    if ! "$BENCH_BIN" echo -c "$conns" -s "$size" -d "$duration" --warmup 1s --cpu "$BENCH_CPU" \
+            --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/ws" >"$SAMPLED_OUT" 2>&1; then
+        wait "$sampler" || true; stop_server; sed 's/^/    /' "$SAMPLED_OUT" >&2; die "$name: the run failed"
+    fi
+    wait "$sampler" || { stop_server; sed 's/^/    /' "$WORK/sampler.out" >&2; die "$name: the sampler failed"; }
+    stop_server
+    SAMPLED_RATE="$(grep -oE '[0-9.]+ msg/s' "$SAMPLED_OUT" | tail -1 | cut -d' ' -f1)"
+    [[ -n "$SAMPLED_RATE" ]] || die "$name: no rate in switchboard-bench's output"
+}
+
 # ---------------------------------------------------------------- WebSocket echo (ws-bench.sh, tls-bench.sh)
 # These use BENCH_BIN, WORK, SERVER_CPU, BENCH_CPU, DURATION and WARMUP from the caller.
 

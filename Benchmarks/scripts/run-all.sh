@@ -1,21 +1,29 @@
 #!/usr/bin/env bash
-# Runs the standard benchmark matrix against Switchboard and the Hummingbird peer in one go and
-# writes Benchmarks/RESULTS.md (the previous file is kept as RESULTS.md.prev).
-#   bash Benchmarks/scripts/run-all.sh
+# Runs the standard benchmark matrix against Switchboard, the Hummingbird peer and (with
+# CPP_PEER_BIN) the C++ peer in one go, and writes its report into Benchmarks/RESULTS.md.
+#   CPP_PEER_BIN=/path/to/peer-uws bash Benchmarks/scripts/run-all.sh
 # Each script builds what it needs (release) unless SKIP_BUILD=1, pins servers to CPU 0 and the
-# load generators to CPU 1, and reports medians of RUNS (default 3) runs.
+# load generators to CPU 1, and reports medians of RUNS (default 3) runs; RUNS, DURATION and
+# WARMUP set here reach every script, and the report's first lines say which were set.
+# RESULTS.md holds one block written by this script, between the markers RESULTS_BEGIN_MARK and
+# RESULTS_END_MARK (lib.sh), and the dated sections recorded by hand after it, each with its
+# command: the script replaces its own block and keeps the rest of the file byte for byte (the
+# whole previous file is also kept as RESULTS.md.prev). A file without the markers gets the
+# block after its title paragraph.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 OUT="$HERE/../RESULTS.md"
 TMP="$(mktemp)"
+source "$HERE/lib.sh"  # splice_report, RESULTS_BEGIN_MARK
 FAILED=()
 {
-    echo "# Benchmark results"
+    echo "## The standard matrix: \`run-all.sh\`, $(date -u '+%Y-%m-%d %H:%M') UTC, \`$(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo unknown)\`"
     echo
-    echo "Written by \`bash Benchmarks/scripts/run-all.sh\` on $(date -u +%Y-%m-%d). Servers pinned to CPU 0,"
-    echo "load generators to CPU 1 (\`taskset\`), peer measured in the same run. On this machine kind"
-    echo "the two vCPUs share roughly one physical core's worth of time, so server and load generator"
-    echo "compete: read every rate with the CPU columns. Benchmarks never run as tests."
+    echo "Command: \`${RUNS:+RUNS=$RUNS }${DURATION:+DURATION=$DURATION }${WARMUP:+WARMUP=$WARMUP }${SKIP_BUILD:+SKIP_BUILD=$SKIP_BUILD }${CPP_PEER_BIN:+CPP_PEER_BIN=$CPP_PEER_BIN }bash Benchmarks/scripts/run-all.sh\`."
+    echo "Servers pinned to CPU 0, load generators to CPU 1 (\`taskset\`), every peer measured in"
+    echo "the same run. On this machine kind the two vCPUs share roughly one physical core's worth"
+    echo "of time, so server and load generator compete: read every rate with the CPU columns."
+    echo "Benchmarks never run as tests."
     echo
     # Issue 16: its table (every row the harness measures, peer in the same run, server CPU
     # per message user + system), memory per idle WebSocket at 10,000 and 100,000 connections
@@ -62,5 +70,11 @@ if [[ -s "$TMP.failed" ]]; then
 fi
 rm -f "$TMP.failed"
 [ -f "$OUT" ] && cp "$OUT" "$OUT.prev"
-mv "$TMP" "$OUT"
-echo "wrote $OUT" >&2
+if ! splice_report "$OUT" "$TMP" >"$TMP.spliced"; then
+    rm -f "$TMP.spliced"; mv "$TMP" "$OUT.failed"
+    echo "$OUT's run-all.sh markers are broken: $OUT left as it was, the report is in $OUT.failed" >&2
+    exit 1
+fi
+mv "$TMP.spliced" "$OUT"
+rm -f "$TMP"
+echo "wrote the run-all.sh block of $OUT" >&2

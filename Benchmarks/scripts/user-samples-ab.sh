@@ -33,26 +33,19 @@ BENCH_BIN="${BENCH_BIN:-$MAIN_DIR/.build/release/switchboard-bench}"
 FREQUENCY=10000; SAMPLED_SECONDS=3
 [[ -x "$A_BIN" && -x "$B_BIN" && -x "$BENCH_BIN" ]] || die "A_BIN, B_BIN and BENCH_BIN must be executables"
 
-one_run() { # BIN -> "rate user-µs-per-echo"
-    local bin="$1" port=$((18500 + RANDOM % 400)) out perf_pid rate samples
-    if [[ "$(basename "$bin")" == peer* ]]; then
-        start_pinned server "$bin" --port "$port" --threads 1
-    else
-        start_pinned server "$bin" --host 127.0.0.1 --port "$port" --io-backend "$BACKEND" --shards 1 \
-            --log-level warning --set max_connections_per_shard=30000
-    fi
-    await_server "$(basename "$bin")" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$bin did not start"
-    # The warm-up (1 s) and half a second of the window pass before perf starts.
-    (sleep 1.5; perf record -q --all-user -C "$SERVER_CPU" -F "$FREQUENCY" -o "$WORK/perf.data" -- sleep "$SAMPLED_SECONDS" >/dev/null 2>&1) &
-    perf_pid=$!
-    out="$WORK/bench.out"
-    if ! "$BENCH_BIN" echo -c "$CONNS" -s "$SIZE" -d "$DURATION" --warmup 1s --cpu "$BENCH_CPU" \
-            --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/ws" >"$out" 2>&1; then
-        wait "$perf_pid" || true; stop_server; sed 's/^/    /' "$out" >&2; die "$bin: the run failed"
-    fi
-    wait "$perf_pid" || die "perf record failed"
-    stop_server
-    rate="$(grep -oE '[0-9.]+ msg/s' "$out" | tail -1 | cut -d' ' -f1)"
+# The sampler: after the warm-up (1 s) and half a second of the window, perf samples the
+# server's CPU in user mode for SAMPLED_SECONDS.
+perf_window() {
+    sleep 1.5
+    perf record -q --all-user -C "$SERVER_CPU" -F "$FREQUENCY" -o "$WORK/perf.data" -- sleep "$SAMPLED_SECONDS" >/dev/null 2>&1
+}
+
+one_run() { # BIN -> "rate user-µs-per-echo user-µs-without-post-syscall-samples"
+    local bin="$1" port=$((18500 + RANDOM % 400)) backend="$BACKEND" rate samples post
+    [[ "$(basename "$bin")" == peer* ]] && backend=peer
+    sampled_echo_start "$(basename "$bin")" "$port" "$backend" "$bin"
+    sampled_echo_run "$(basename "$bin")" "$port" "$CONNS" "$SIZE" "$DURATION" perf_window
+    rate="$SAMPLED_RATE"
     samples="$(perf script -i "$WORK/perf.data" -F ip 2>/dev/null | wc -l)"
     (( samples > 0 )) || die "$bin: perf took no user-mode sample"
     # The samples on the instruction right after a `syscall` are the kernel's exit time (see

@@ -44,32 +44,22 @@ if [[ " $SERVERS " == *" peer "* ]]; then
 fi
 
 one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs+proc-system-µs phases"
-    local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters" out window
+    local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters"
     rm -f "$counters"
     local name="$server" backend="$server" binary="$TSC_ECHO"
     if [[ "$server" == *=*:* ]]; then
         name="${server%%=*}"; backend="${server#*=}"; binary="${backend#*:}"; backend="${backend%%:*}"
-        [[ -x "$binary" ]] || die "$server: $binary is not an executable"
     fi
     if [[ "$server" == peer ]]; then
-        start_pinned server env SB_USER_TSC_FILE="$counters" LD_PRELOAD="$PRELOAD" "$CPP_PEER_BIN" --port "$port" --threads 1
+        sampled_echo_start "$name" "$port" peer "$CPP_PEER_BIN" SB_USER_TSC_FILE="$counters" LD_PRELOAD="$PRELOAD"
     else
-        start_pinned server env SB_USER_TSC_FILE="$counters" "$binary" --host 127.0.0.1 --port "$port" \
-            --io-backend "$backend" --shards 1 --log-level warning --set max_connections_per_shard=30000
+        sampled_echo_start "$name" "$port" "$backend" "$binary" SB_USER_TSC_FILE="$counters"
     fi
-    await_server "$name" 20 /ws ws_echo_ok "ws://127.0.0.1:$port/ws" || die "$server did not start"
-    python3 "$BENCH_DIR/scripts/user-tsc-window.py" "$counters" "$WINDOW_START" "$WINDOW_SECONDS" >"$WORK/window" 2>&1 &
-    window=$!
-    out="$WORK/bench.out"
-    if ! "$BENCH_BIN" echo -c "$conns" -s "$SIZE" -d "$DURATION" --warmup 1s --cpu "$BENCH_CPU" \
-            --server-pid "$SERVER_PID" "ws://127.0.0.1:$port/ws" >"$out" 2>&1; then
-        wait "$window" || true; stop_server; sed 's/^/    /' "$out" >&2; die "$server: the run failed"
-    fi
-    wait "$window" || { stop_server; cat "$WORK/window" >&2; die "$server: the counter window failed"; }
-    stop_server
-    read -r seconds syscalls user_seconds _ tsc_rate phases <"$WORK/window"
-    rate="$(grep -oE '[0-9.]+ msg/s' "$out" | tail -1 | cut -d' ' -f1)"
-    proc_user="$(grep -oE 'per message µs: user [0-9.]+ system [0-9.]+' "$out" | tail -1 | awk '{ print $(NF - 2) "+" $NF }')"
+    sampled_echo_run "$name" "$port" "$conns" "$SIZE" "$DURATION" \
+        python3 "$BENCH_DIR/scripts/user-tsc-window.py" "$counters" "$WINDOW_START" "$WINDOW_SECONDS"
+    local seconds syscalls user_seconds tsc_rate phases rate="$SAMPLED_RATE" proc_user
+    read -r seconds syscalls user_seconds _ tsc_rate phases <"$WORK/sampler.out"
+    proc_user="$(grep -oE 'per message µs: user [0-9.]+ system [0-9.]+' "$SAMPLED_OUT" | tail -1 | awk '{ print $(NF - 2) "+" $NF }')"
     # Per phase (the stretches between a call of one kind and the next of another): µs of user
     # time per echo, and stretches per echo.
     awk -v r="$rate" -v s="$seconds" -v n="$syscalls" -v u="$user_seconds" -v p="$proc_user" -v hz="$tsc_rate" -v ph="$phases" \

@@ -80,21 +80,23 @@ unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res,
     return count;
 }
 
-static int sb_submit_and_wait_uncounted(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns);
 int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
+    struct io_uring_cqe *cqe = NULL;
+    struct __kernel_timespec ts;
+    int ret;
+    // One exit, so the measurement build's hooks (sb_user_tsc.h) enclose every path.
     sb_user_tsc_enter(SB_USER_TSC_WAIT);
-    int ret = sb_submit_and_wait_uncounted(ring, wait_nr, timeout_ns);
+    if (wait_nr == 0) {
+        ret = io_uring_submit(ring);
+    } else if (timeout_ns < 0) {
+        ret = io_uring_submit_and_wait(ring, wait_nr);
+    } else {
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        ret = io_uring_submit_and_wait_timeout(ring, &cqe, wait_nr, &ts, NULL);
+    }
     sb_user_tsc_leave();
     return ret;
-}
-static int sb_submit_and_wait_uncounted(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
-    if (wait_nr == 0) return io_uring_submit(ring);
-    struct io_uring_cqe *cqe = NULL;
-    if (timeout_ns < 0) return io_uring_submit_and_wait(ring, wait_nr);
-    struct __kernel_timespec ts;
-    ts.tv_sec = timeout_ns / 1000000000LL;
-    ts.tv_nsec = timeout_ns % 1000000000LL;
-    return io_uring_submit_and_wait_timeout(ring, &cqe, wait_nr, &ts, NULL);
 }
 
 // IORING_FEAT_MIN_TIMEOUT (Linux 6.12): `io_uring_getevents_arg`'s `pad` is `min_wait_usec`.

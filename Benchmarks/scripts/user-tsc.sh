@@ -46,15 +46,13 @@ fi
 one_run() { # SERVER CONNS -> "rate user-µs syscalls-per-echo proc-user-µs+proc-system-µs phases"
     local server="$1" conns="$2" port=$((18500 + RANDOM % 400)) counters="$WORK/counters"
     rm -f "$counters"
-    local name="$server" backend="$server" binary="$TSC_ECHO"
+    local name="$server" backend="$server" binary="$TSC_ECHO" environment=(SB_USER_TSC_FILE="$counters")
     if [[ "$server" == *=*:* ]]; then
         name="${server%%=*}"; backend="${server#*=}"; binary="${backend#*:}"; backend="${backend%%:*}"
+    elif [[ "$server" == peer ]]; then
+        binary="$CPP_PEER_BIN"; environment+=(LD_PRELOAD="$PRELOAD")
     fi
-    if [[ "$server" == peer ]]; then
-        sampled_echo_start "$name" "$port" peer "$CPP_PEER_BIN" SB_USER_TSC_FILE="$counters" LD_PRELOAD="$PRELOAD"
-    else
-        sampled_echo_start "$name" "$port" "$backend" "$binary" SB_USER_TSC_FILE="$counters"
-    fi
+    sampled_echo_start "$name" "$port" "$backend" "$binary" "${environment[@]}"
     sampled_echo_run "$name" "$port" "$conns" "$SIZE" "$DURATION" \
         python3 "$BENCH_DIR/scripts/user-tsc-window.py" "$counters" "$WINDOW_START" "$WINDOW_SECONDS"
     local seconds syscalls user_seconds tsc_rate phases rate="$SAMPLED_RATE" proc_user

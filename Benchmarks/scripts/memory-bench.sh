@@ -6,16 +6,23 @@
 # the hold. RSS per connection = (after - before) / established; the base RSS (before) is
 # reported too. A run where any connection failed is FAILED, never a figure.
 #
-#   CONNS="10000 100000" HOLD=5s PATH_WS=/ws SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
-#   BASE_PORT=18800 SOURCES=127.0.0.1-8 SET="" (extra --set key=value for the server, space-separated)
-#   ECHO_BIN, BENCH_BIN override the binaries. Markdown on stdout.
+#   CONNS="10000 100000" HOLD=5s HOLD_MANY=20s PATH_WS=/ws SERVER_CPU=0 BENCH_CPU=1 CONFIG=release
+#   SKIP_BUILD=0 BASE_PORT=18800 SOURCES=127.0.0.1-8 SET="" (extra --set key=value for the server,
+#   space-separated). ECHO_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 #
-# Needs a file limit above CONNS on both sides: the script raises `ulimit -n` (root with
-# CAP_SYS_RESOURCE can raise the hard limit too). A count the limit cannot hold is not run: its
-# cell reads "not measured (ulimit -n N)", and the log says so.
+# Descriptors: the script raises `ulimit -n` as far as it may (root with CAP_SYS_RESOURCE can
+# raise the hard limit too). A count that does not fit under it in one process:
+# - io_uring: the server holds its sockets as direct descriptors (uring_direct_descriptors, on
+#   by default), which cost no process descriptor, but the kernel caps each shard's table at
+#   the limit: the server gets ceil(N / (limit - 2048)) shards (max_connections_per_shard =
+#   limit - 2048, every slot in the table), and the load comes from ceil(N / (limit - 1024))
+#   switchboard-bench processes, each from its own source address. The script reads the
+#   server's RSS once every client is holding, and the rate is N over the slowest client's
+#   connect time (they start together).
+# - epoll needs a process descriptor per connection: the cell reads "not measured (ulimit -n N)".
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-CONNS="${CONNS:-10000 100000}"; HOLD="${HOLD:-5s}"; PATH_WS="${PATH_WS:-/ws}"
+CONNS="${CONNS:-10000 100000}"; HOLD="${HOLD:-5s}"; HOLD_MANY="${HOLD_MANY:-20s}"; PATH_WS="${PATH_WS:-/ws}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18800}"; SOURCES="${SOURCES:-127.0.0.1-8}"; SET="${SET:-}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench"
@@ -26,11 +33,60 @@ ulimit -n "$want" 2>/dev/null || log "cannot raise the file limit to $want (ulim
 declare -A PER BASE RATE SECS
 set_args=()
 for kv in $SET; do set_args+=(--set "$kv"); done
+
+# rss_kib PID FIELD: VmRSS or RssAnon of the process, in KiB.
+rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
+# many_connections KEY PORT N: io_uring with more connections than one process has descriptors
+# (see the header): shards and client processes sized by the limit. Fills PER, BASE, RATE, SECS.
+MANY_LAYOUT=""
+many_connections() {
+    local key="$1" port="$2" n="$3" limit per_shard shards per_client clients k count ports
+    limit=$(ulimit -n); per_shard=$((limit - 2048)); per_client=$((limit - 1024))
+    shards=$(( (n + per_shard - 1) / per_shard )); clients=$(( (n + per_client - 1) / per_client ))
+    ports=$(awk '{ print $2 - $1 + 1 }' /proc/sys/net/ipv4/ip_local_port_range)
+    if (( shards > 255 || clients > 250 || (n + clients - 1) / clients > ports )); then
+        PER[$key]="not measured (ulimit -n $limit)"; log "$key: skipped, $shards shards and $clients clients needed"; return
+    fi
+    start_pinned "$key" "$ECHO_BIN" --host 127.0.0.1 --port "$port" --io-backend uring --shards "$shards" \
+        --set max_connections_per_shard=$per_shard --set idle_timeout_ms=600000 --set uring_direct_descriptors=true "${set_args[@]}"
+    if ! poll_until 10 --pid "$SERVER_PID" ws_echo_ok "ws://127.0.0.1:$port$PATH_WS"; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$key.log"))"; PER[$key]=FAILED; stop_server; return; fi
+    sleep 0.5
+    local before anon_before after pids=() outs=() status failed=""
+    before=$(rss_kib "$SERVER_PID" VmRSS); anon_before=$(rss_kib "$SERVER_PID" RssAnon)
+    for ((k = 0; k < clients; k++)); do
+        count=$(( n / clients + (k < n % clients ? 1 : 0) ))
+        outs+=("$WORK/uring-$n-client$k.txt")
+        # Progress lines on: a "holding" line says the client has all its connections.
+        timeout 600 "$BENCH_BIN" connect -c "$count" -d "$HOLD_MANY" --cpu "$BENCH_CPU" \
+            --source-addresses "127.0.0.$((k + 1))" "ws://127.0.0.1:$port$PATH_WS" >"${outs[$k]}" 2>&1 &
+        pids+=($!)
+    done
+    all_holding() { local o; for o in "${outs[@]}"; do grep -q '] holding' "$o" || return 1; done; }
+    if poll_until 300 --pid "$SERVER_PID" all_holding; then after=$(rss_kib "$SERVER_PID" VmRSS); else failed="not every client got to holding its connections"; fi
+    for ((k = 0; k < clients; k++)); do
+        status=0; wait "${pids[$k]}" || status=$?
+        [[ "$status" == 0 ]] || failed="${failed:+$failed; }client $k: $(run_failure_reason "${outs[$k]}" "$status")"
+    done
+    stop_server
+    MANY_LAYOUT="$n: $shards shards, max_connections_per_shard=$per_shard; $clients switchboard-bench processes from 127.0.0.1-$clients, hold $HOLD_MANY"
+    if [[ -n "$failed" ]]; then note_failure "$key: $failed"; PER[$key]=FAILED; return; fi
+    local established secs
+    established=$(awk '/connections:/ && /established/ { s += $2 } END { print s + 0 }' "${outs[@]}")
+    if [[ "$established" != "$n" ]]; then note_failure "$key: $established of $n established"; PER[$key]=FAILED; return; fi
+    secs=$(awk '/opened in/ { for (i = 1; i <= NF; i++) if ($i == "in") print $(i + 1) }' "${outs[@]}" | sort -g | tail -1)
+    PER[$key]=$(( (after - before) * 1024 / n ))
+    BASE[$key]="$before ($anon_before anonymous)"
+    SECS[$key]="$secs"
+    RATE[$key]=$(awk -v n="$n" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
+    log "$key: server RSS $before KiB before, $after KiB holding, ${PER[$key]} B per connection; opened in $secs s ($MANY_LAYOUT)"
+}
 for backend in uring epoll; do
     for n in $CONNS; do
         port=$BASE_PORT; [[ "$backend" == epoll ]] && port=$((BASE_PORT + 1))
         key="$backend|$n"
         if (( $(ulimit -n) < n + 1024 )); then
+            if [[ "$backend" == uring ]]; then many_connections "$key" "$port" "$n"; continue; fi
             # Not a failed run: this machine cannot hold that many descriptors in one process.
             PER[$key]="not measured (ulimit -n $(ulimit -n))"; log "$key: skipped, ulimit -n $(ulimit -n) < $((n + 1024))"; continue
         fi
@@ -69,4 +125,8 @@ for backend in uring epoll; do
         echo "| $backend | $n | ${PER[$k]:-n/a}$([[ "${PER[$k]:-}" =~ ^[0-9] ]] && echo " B") | ${BASE[$k]:-n/a} | ${SECS[$k]:-n/a} | ${RATE[$k]:-n/a} |"
     done
 done
+if [[ -n "$MANY_LAYOUT" ]]; then
+    echo
+    echo "More connections than one process has descriptors (\`ulimit -n\` $(ulimit -n)): io_uring only, the server's sockets as direct descriptors (\`uring_direct_descriptors\`); $MANY_LAYOUT. RSS read once every client held all its connections; the rate is N over the slowest client's connect time."
+fi
 report_failures

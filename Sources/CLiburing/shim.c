@@ -462,6 +462,31 @@ void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uin
 
 int sb_ring_fd(struct io_uring *ring) { return ring->ring_fd; }
 
+// Direct descriptors (UringShard): a socket held in the ring's registered file table instead of
+// the process's descriptor table. A table of `count` empty slots; the kernel refuses more than
+// RLIMIT_NOFILE (-EMFILE) or a kernel without sparse tables (-EINVAL, before 5.19).
+int sb_register_files_sparse(struct io_uring *ring, unsigned count) {
+    return io_uring_register_files_sparse(ring, count);
+}
+
+// Puts `fd` into slot `index` of the table (the kernel takes its own reference: the caller
+// still closes `fd`), or empties the slot when `fd` is -1 (the file is released once the
+// operations that hold it complete). Synchronous, so the slot's state is known when it returns.
+// 0, or -errno.
+int sb_register_file_at(struct io_uring *ring, unsigned index, int fd) {
+    int r = io_uring_register_files_update(ring, index, &fd, 1);
+    if (r == 1) return 0;
+    return r < 0 ? r : -EIO;
+}
+
+// Marks a prepared SQE's fd as an index into the registered file table.
+void sb_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
+
+void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_data) {
+    io_uring_prep_shutdown(sqe, fd, how);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+
 int sb_submit_and_get_events(struct io_uring *ring) {
     sb_user_tsc_enter(SB_USER_TSC_WAIT);
     int ret = io_uring_submit_and_get_events(ring);

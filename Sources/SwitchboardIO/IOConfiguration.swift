@@ -84,6 +84,18 @@ public struct IOConfiguration: Sendable {
     /// (a reply is awaited before the next request), and every one could wait the whole
     /// window: with few connections that adds latency without saving much.
     public var batchWaitMinimumConnections: Int = 512
+    /// io_uring: each shard holds its sockets as direct descriptors, in a table of the ring
+    /// (`io_uring_register_files_sparse`) instead of the process's descriptor table. A connection
+    /// then costs no process descriptor, so a server holds more connections than `ulimit -n`
+    /// (each shard's table has up to `RLIMIT_NOFILE` slots: the kernel caps a table there), and
+    /// a send or receive skips the file lookup and its reference count. A socket is a process
+    /// descriptor only from accept to adoption. A slot beyond the table, or a kernel without
+    /// sparse tables (before 5.19), falls back to process descriptors
+    /// (`switchboard_direct_descriptor_fallbacks_total`). false: process descriptors only.
+    public var uringDirectDescriptors: Bool = true
+    /// Tests only: caps each shard's registered file table below `maxConnectionsPerShard`, as a
+    /// low `RLIMIT_NOFILE` would, so connection slots past it fall back to process descriptors.
+    package var uringDirectDescriptorSlotsForTesting: Int? = nil
     /// Tests only: every batch wait passes the kernel a malformed argument, which it refuses
     /// (-EINVAL), so the shard's fallback to plain waits runs on a kernel that has min_wait.
     var batchWaitRefusedForTesting = false

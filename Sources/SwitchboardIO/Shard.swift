@@ -101,13 +101,14 @@ package final class IOMetrics: Sendable {
     package let sendBlocks = Counter("switchboard_send_blocks", help: "Send blocks the shard holds (queued and free), at the last tick")
     package let batchWaits = Counter("switchboard_batch_waits_total", help: "io_uring waits that asked the kernel for a batch of completions (batch_wait_us, at batch_wait_min_connections open or more)")
     package let batchWaitsRefused = Counter("switchboard_batch_waits_refused_total", help: "io_uring batch waits the kernel refused (an error other than a timeout or an interrupt); the shard then waits the plain way from then on")
+    package let directDescriptorFallbacks = Counter("switchboard_direct_descriptor_fallbacks_total", help: "io_uring connections held as a process descriptor although uring_direct_descriptors is on: the shard's registered file table could not be set up, its slot lies beyond the table (RLIMIT_NOFILE caps the table), or the kernel refused the update")
     package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (reply_cork_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
          doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks,
-         replyCorkSpills, batchWaits, batchWaitsRefused]
+         replyCorkSpills, batchWaits, batchWaitsRefused, directDescriptorFallbacks]
     }
 }
 
@@ -191,6 +192,12 @@ struct Connection {
     /// The peer's end (EOF or an error) came while paused: the connection closes once the
     /// held bytes are delivered on resume.
     var heldEnd: Bool { get { flags.contains(.heldEnd) } set { flags.set(.heldEnd, newValue) } }
+    /// io_uring: `fd` is a slot of the ring's registered file table (a direct descriptor,
+    /// `UringShard.holdAsDirectDescriptor`), not a descriptor of the process.
+    var direct: Bool { get { flags.contains(.direct) } set { flags.set(.direct, newValue) } }
+    /// io_uring: a shutdown of a direct descriptor was submitted and has not completed (the slot
+    /// may not be emptied, and so not reused, before the kernel looked the socket up).
+    var shutdownInFlight: Bool { get { flags.contains(.shutdownInFlight) } set { flags.set(.shutdownInFlight, newValue) } }
 }
 
 /// What a `Connection` slot does not hold because only some connections or one backend use it
@@ -296,6 +303,8 @@ struct ConnectionFlags: OptionSet {
     static let heldEnd = ConnectionFlags(rawValue: 1 << 8)
     static let hasRare = ConnectionFlags(rawValue: 1 << 9)
     static let idleTimerArmed = ConnectionFlags(rawValue: 1 << 10)
+    static let direct = ConnectionFlags(rawValue: 1 << 11)
+    static let shutdownInFlight = ConnectionFlags(rawValue: 1 << 12)
 
     @inline(__always) mutating func set(_ flag: ConnectionFlags, _ on: Bool) {
         if on { insert(flag) } else { remove(flag) }
@@ -1161,7 +1170,7 @@ package class Shard: @unchecked Sendable {
         connections[slot].state = .lingering
         cancelIdleTimer(slot)
         requestTimers.cancel(slot)
-        _ = shutdown(connections[slot].fd, Int32(SHUT_WR))
+        shutdownWrite(slot)
         // The linger timer armed when draining began keeps running: it bounds both phases.
         if !lingerTimers.contains(slot) { lingerTimers.arm(slot, now: nowMilliseconds) }
     }
@@ -1239,7 +1248,8 @@ package class Shard: @unchecked Sendable {
 
     func queueFinalizeIfQuiescent(_ slot: Int) {
         let c = UnsafePointer(connections + slot)  // no copy of the connection (see `liveSlot`)
-        guard c.pointee.state == .closing, !c.pointee.recvArmed, !c.pointee.sendInFlight, !c.pointee.finalizeQueued else { return }
+        guard c.pointee.state == .closing, !c.pointee.recvArmed, !c.pointee.sendInFlight, !c.pointee.shutdownInFlight,
+              !c.pointee.finalizeQueued else { return }
         connections[slot].finalizeQueued = true
         finalizeList.append(Int32(slot))
     }
@@ -1248,7 +1258,7 @@ package class Shard: @unchecked Sendable {
     private func finalize(_ slot: Int) {
         let id = socketID(slot)
         let outbound = sides[slot].outbound
-        Glibc.close(connections[slot].fd)
+        releaseDescriptor(slot)
         if sides[slot].tls != nil { tlsDetach(slot) }
         let generation = (connections[slot].generation &+ 1) & SocketID.generationMask
         assert(!connections[slot].sendInFlight, "finalized with a send in flight")
@@ -1496,6 +1506,11 @@ package class Shard: @unchecked Sendable {
     /// Waits for an outbound connect on `fd` to finish (writable or failed), then calls
     /// `outboundConnectReady(index:attempt:)`.
     func watchConnect(fd: Int32, index: Int, attempt: UInt32) { fatalError("abstract") }
+    /// Sends the FIN of a lingering close while input is still read (a backend whose
+    /// descriptors are not the process's overrides it).
+    func shutdownWrite(_ slot: Int) { _ = shutdown(connections[slot].fd, Int32(SHUT_WR)) }
+    /// Closes the socket of a slot being finalized (no operation of it is in flight).
+    func releaseDescriptor(_ slot: Int) { Glibc.close(connections[slot].fd) }
     /// Stops waiting (`completed`: the wait already ended with its event).
     func unwatchConnect(fd: Int32, index: Int, attempt: UInt32, completed: Bool = false) { fatalError("abstract") }
     /// Prepares thread-confined resources; called on the shard thread before the loop.

@@ -16,6 +16,8 @@ enum UringOp: UInt64 {
     /// An outbound connect finished (one-shot POLLOUT); slot: the connection's index in
     /// `Shard.outbound`, generation: its attempt.
     case connectPoll = 8
+    /// The shutdown(SHUT_WR) of a lingering close on a direct descriptor completed.
+    case shutdown = 9
 }
 
 @inline(__always) func userData(_ op: UringOp, slot: Int, generation: UInt32) -> UInt64 {
@@ -76,6 +78,11 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     let batchWaitAvailable: Bool
     /// `IOConfiguration.batchWaitRefusedForTesting`.
     private let batchWaitRefusedForTesting: Bool
+
+    /// Slots of the ring's registered file table (`IOConfiguration.uringDirectDescriptors`):
+    /// connection slot i holds its socket in table slot i when i < this. 0: no table (off, or
+    /// the kernel refused it). Set once, on the shard thread, before the loop.
+    private(set) var directDescriptorSlots = 0
 
     override var backendName: String { "io_uring" }
     var ringFD: Int32 { sb_ring_fd(ring) }
@@ -140,7 +147,58 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
         bufRing = br
         provideBuffers(upTo: initialProvidedBuffers)
+        if configuration.uringDirectDescriptors { registerDirectDescriptorTable() }
         armDoorbell()
+    }
+
+    /// Registers an empty file table of one slot per connection slot, capped at the descriptor
+    /// limit (the kernel refuses a table larger than RLIMIT_NOFILE; the group raised the soft
+    /// limit to the hard one at start). Connection slots beyond it, or all of them when the
+    /// kernel refuses (no sparse tables before 5.19), use process descriptors.
+    private func registerDirectDescriptorTable() {
+        var limit = rlimit()
+        let descriptorLimit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < UInt(Int32.max)
+            ? Int(limit.rlim_cur) : Int(Int32.max)
+        let slots = min(configuration.maxConnectionsPerShard, descriptorLimit, configuration.uringDirectDescriptorSlotsForTesting ?? .max)
+        guard slots > 0, sb_register_files_sparse(ring, UInt32(slots)) == 0 else { return }
+        directDescriptorSlots = slots
+    }
+
+    /// Moves an adopted socket from the process's descriptor table into the ring's, at the
+    /// connection's own slot, and closes the process descriptor: from here on every operation
+    /// of the connection names table slot `slot` with IOSQE_FIXED_FILE. The table slot is empty:
+    /// the connection that had the slot before emptied it when it was finalized
+    /// (`releaseDescriptor`), synchronously, after its last operation completed.
+    private func holdAsDirectDescriptor(_ slot: Int) {
+        assert(!connections[slot].direct, "a slot adopted twice")
+        let fd = connections[slot].fd
+        guard slot < directDescriptorSlots, sb_register_file_at(ring, UInt32(slot), fd) == 0 else {
+            metrics.directDescriptorFallbacks.increment()
+            return
+        }
+        Glibc.close(fd)
+        connections[slot].fd = Int32(slot)
+        connections[slot].direct = true
+    }
+
+    override func releaseDescriptor(_ slot: Int) {
+        guard connections[slot].direct else { return super.releaseDescriptor(slot) }
+        // Nothing in the submission queue names the slot: every operation of the connection
+        // set a flag when it was prepared (receive, send, shutdown) and finalize waits for all
+        // of them to complete, so emptying the slot now cannot redirect a queued operation to
+        // the socket that takes the slot next.
+        let rc = sb_register_file_at(ring, UInt32(slot), -1)
+        assert(rc == 0, "emptying direct descriptor slot \(slot) failed: \(rc)")
+    }
+
+    override func shutdownWrite(_ slot: Int) {
+        guard connections[slot].direct else { return super.shutdownWrite(slot) }
+        // io_uring runs a shutdown in a worker thread, which looks the slot up when it runs:
+        // the slot stays filled until the completion (`shutdownInFlight` holds off finalize).
+        let s = sqe()
+        sb_prep_shutdown(s, connections[slot].fd, Int32(SHUT_WR), userData(.shutdown, slot: slot, generation: connections[slot].generation))
+        sb_sqe_fixed_file(s)
+        connections[slot].shutdownInFlight = true
     }
 
     /// Adds buffers providedBuffers..<count to the ring (shard thread; the ring's capacity
@@ -168,11 +226,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     private func armReceive(_ slot: Int) {
         let c = connections[slot]
-        sb_prep_recv_multishot(sqe(), c.fd, bufferGroup, userData(.recv, slot: slot, generation: c.generation))
+        let s = sqe()
+        sb_prep_recv_multishot(s, c.fd, bufferGroup, userData(.recv, slot: slot, generation: c.generation))
+        if c.direct { sb_sqe_fixed_file(s) }
         connections[slot].recvArmed = true
     }
 
     override func registerConnection(_ slot: Int) -> Bool {
+        if configuration.uringDirectDescriptors { holdAsDirectDescriptor(slot) }
         armReceive(slot)
         return true
     }
@@ -184,7 +245,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let ud = userData(.send, slot: slot, generation: c.pointee.generation)
         if c.pointee.queue.chunkCount == 1, let first = c.pointee.queue.first {
             let b = first.pending
-            sb_prep_send(sqe(), c.pointee.fd, b.baseAddress!, b.count, ud)
+            let s = sqe()
+            sb_prep_send(s, c.pointee.fd, b.baseAddress!, b.count, ud)
+            if c.pointee.direct { sb_sqe_fixed_file(s) }
             sides[slot].sendSubmittedBytes = b.count
         } else {
             let ctxIndex: Int32
@@ -203,7 +266,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
                 total += b.count
             }
             sb_msghdr_set(msg, iov, n)
-            sb_prep_sendmsg(sqe(), c.pointee.fd, msg, ud)
+            let s = sqe()
+            sb_prep_sendmsg(s, c.pointee.fd, msg, ud)
+            if c.pointee.direct { sb_sqe_fixed_file(s) }
             sides[slot].sendContext = ctxIndex
             sides[slot].sendSubmittedBytes = total
         }
@@ -229,7 +294,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             connections[slot].cancelSubmitted = true
         }
         // Makes an in-flight send finish now instead of waiting for a peer that does not read.
-        _ = shutdown(c.fd, Int32(SHUT_RDWR))
+        if !c.direct {
+            _ = shutdown(c.fd, Int32(SHUT_RDWR))
+        } else if c.sendInFlight {
+            // A direct descriptor has no shutdown(2); cancelling the send ends it as well (a
+            // send that already completed makes the cancel fail with -ENOENT, ignored). The
+            // socket is closed when finalize empties its slot.
+            sb_prep_cancel(sqe(), userData(.send, slot: slot, generation: c.generation), userData(.cancel, slot: slot, generation: c.generation))
+        }
     }
 
     override func pauseReceive(_ slot: Int) {
@@ -322,6 +394,11 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             armDoorbell()
         case .connectPoll:
             outboundConnectReady(index: slot, attempt: generation)
+        case .shutdown:
+            // finalize waits for this completion, so the slot still holds the same connection.
+            assert(connections[slot].generation == generation && connections[slot].shutdownInFlight, "a shutdown completion for a slot that moved on")
+            connections[slot].shutdownInFlight = false
+            if connections[slot].state == .closing { queueFinalizeIfQuiescent(slot) }
         case .cancel, .none, .acceptorHandoff:
             break
         }

@@ -89,6 +89,8 @@ final class CorkFixture {
         raiseFileLimit()
         var c = smallConfiguration(backend, shards: 1)
         c.recvBufferBytes = 65_536
+        // `partialWrite` sets SO_SNDBUF through `Connection.fd`: a process descriptor on io_uring too.
+        c.uringDirectDescriptors = false
         if let replyCorkBytes { c.replyCorkBytes = replyCorkBytes }
         let handler = self.handler
         group = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in handler }

@@ -27,7 +27,6 @@ start_server() { # name port cmd...
     start_pinned "$name" "$@"
     poll_until 10 ws_echo_ok "ws://127.0.0.1:$port/ws"
 }
-rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 SERVERS=(
     "switchboard-uring|0|$ECHO_BIN --port @PORT@ --io-backend uring --shards 1"

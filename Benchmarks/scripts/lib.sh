@@ -60,6 +60,9 @@ metric_total() {
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # SIGTERM, up to 5 s to exit, then SIGKILL.
+# rss_kib PID [FIELD]: VmRSS (or FIELD of /proc/PID/status, e.g. RssAnon) of the process, in KiB.
+rss_kib() { awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$1/status"; }
+
 stop_server() {
     [[ -n "$SERVER_PID" ]] || return 0
     kill -TERM "$SERVER_PID" 2>/dev/null || true

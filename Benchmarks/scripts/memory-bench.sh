@@ -34,9 +34,6 @@ declare -A PER BASE RATE SECS
 set_args=()
 for kv in $SET; do set_args+=(--set "$kv"); done
 
-# rss_kib PID FIELD: VmRSS or RssAnon of the process, in KiB.
-rss_kib() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"; }
-
 # many_connections KEY PORT N: io_uring with more connections than one process has descriptors
 # (see the header): shards and client processes sized by the limit. Fills PER, BASE, RATE, SECS.
 MANY_LAYOUT=""

@@ -156,6 +156,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// limit to the hard one at start). Connection slots beyond it, or all of them when the
     /// kernel refuses (no sparse tables before 5.19), use process descriptors.
     private func registerDirectDescriptorTable() {
+        assertOnShardThread()  // SINGLE_ISSUER: io_uring_register from another thread is refused
         var limit = rlimit()
         let descriptorLimit = getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 && limit.rlim_cur < UInt(Int32.max)
             ? Int(limit.rlim_cur) : Int(Int32.max)
@@ -170,6 +171,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// the connection that had the slot before emptied it when it was finalized
     /// (`releaseDescriptor`), synchronously, after its last operation completed.
     private func holdAsDirectDescriptor(_ slot: Int) {
+        assertOnShardThread()
         assert(!connections[slot].direct, "a slot adopted twice")
         let fd = connections[slot].fd
         guard slot < directDescriptorSlots, sb_register_file_at(ring, UInt32(slot), fd) == 0 else {
@@ -182,6 +184,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     override func releaseDescriptor(_ slot: Int) {
+        assertOnShardThread()
         guard connections[slot].direct else { return super.releaseDescriptor(slot) }
         // Nothing in the submission queue names the slot: every operation of the connection
         // set a flag when it was prepared (receive, send, shutdown) and finalize waits for all
@@ -192,6 +195,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     override func shutdownWrite(_ slot: Int) {
+        assertOnShardThread()
         guard connections[slot].direct else { return super.shutdownWrite(slot) }
         // io_uring runs a shutdown in a worker thread, which looks the slot up when it runs:
         // the slot stays filled until the completion (`shutdownInFlight` holds off finalize).

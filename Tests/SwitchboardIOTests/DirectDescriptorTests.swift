@@ -13,13 +13,7 @@ import Glibc
 struct DirectDescriptorTests {
     private func start(direct: Bool, slots: Int? = nil, idleTimeoutMilliseconds: Int = 60_000, log: EventLog) throws -> ShardGroup {
         raiseFileLimit()
-        var c = IOConfiguration()
-        c.backend = .uring
-        c.shardCount = 1
-        c.recvBufferCount = 64
-        c.recvBufferBytes = 4096
-        c.tickMilliseconds = 10
-        c.maxConnectionsPerShard = 1024
+        var c = smallConfiguration(.uring, shards: 1)  // maxConnectionsPerShard 1024: the table's size below
         c.idleTimeoutMilliseconds = idleTimeoutMilliseconds
         c.uringDirectDescriptors = direct
         c.uringDirectDescriptorSlotsForTesting = slots

@@ -12,6 +12,9 @@
 #   message, ~45 µs on this VM, was half of every p50 and most of the half-peak p99; "" to
 #   measure as before 2026-12-03)
 #   ECHO_BIN, PEER_BIN, BENCH_BIN override the binaries. Markdown on stdout.
+#   EXTRA_SERVERS="name:flags;name2:flags2" adds switchboard-echo servers (1 shard, TLS listener
+#   as above) with extra flags, for an A/B in the same interleaved run, e.g.
+#   EXTRA_SERVERS="uring-process-fds:--io-backend uring --set uring_direct_descriptors=false".
 #   CPP_PEER_BIN=/path/to/peer-uws adds a column for a C++ peer built outside the repository
 #   (uWebSockets on epoll, the issue's "C++ peer"; its code and build are not in this
 #   repository). It takes `--port N --threads 1` and serves /health, /ws (echo), /broadcast and
@@ -34,6 +37,14 @@ SERVERS=(
     "switchboard-epoll|1|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --io-backend epoll --shards 1 --log-level warning $TLS_SET"
     "peer-hummingbird|2|$PEER_BIN --port @PORT@ --threads 1"
 )
+EXTRA_OFFSET=4
+IFS=';' read -r -a EXTRAS <<<"${EXTRA_SERVERS:-}"
+for extra in "${EXTRAS[@]}"; do
+    [[ -n "$extra" ]] || continue
+    [[ "$extra" == *:* ]] || die "EXTRA_SERVERS entry '$extra' is not name:flags"
+    SERVERS+=("switchboard-${extra%%:*}|$EXTRA_OFFSET|$ECHO_BIN --host 127.0.0.1 --port @PORT@ --shards 1 --log-level warning $TLS_SET ${extra#*:}")
+    EXTRA_OFFSET=$((EXTRA_OFFSET + 1))
+done
 if [[ -n "${CPP_PEER_BIN:-}" ]]; then
     [[ -x "$CPP_PEER_BIN" ]] || die "CPP_PEER_BIN=$CPP_PEER_BIN is not an executable"
     SERVERS+=("peer-cpp|3|$CPP_PEER_BIN --port @PORT@ --threads 1")
@@ -52,6 +63,7 @@ ROWS=(
     "fan10000|fan-out 1 → 10,000, deliveries/s|fanout 10000"
     "chan1000|fan-out 1,000 channels × 10, deliveries/s|channels 1000 10000"
     "health|HTTP GET /health, 100 conns, requests/s|http 100"
+    "healthclose|HTTP GET /health with Connection: close (a new connection per request), 100 conns, requests/s|httpclose 100"
     "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS, its anonymous part)|idle $IDLE_CONNS"
     "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
     "half|echo p99 at 50% of the server's own 100×20 B peak, µs|half 100"
@@ -89,6 +101,9 @@ for row in "${ROWS[@]}"; do
             # The Hummingbird peer's /broadcast is one channel (no /broadcast/NAME).
             if [[ "$kind" == channels && "$name" == peer-hummingbird ]]; then VAL[$key]="n/a (one channel only)"; continue; fi
             if [[ "$kind" == wss* && "$name" == peer-* ]]; then VAL[$key]="n/a (no TLS listener)"; continue; fi
+            # uWebSockets answers a `Connection: close` request without that header and then
+            # closes, so wrk counts every request's close as a read error (checked 2026-12-04).
+            if [[ "$kind" == httpclose && "$name" == peer-cpp ]]; then VAL[$key]="n/a (closes without a Connection: close header: wrk counts a read error per request)"; continue; fi
             port=$((BASE_PORT + offset)); cmd="${tmpl//@PORT@/$port}"; cmd="${cmd//@TLSPORT@/$((port + 50))}"
             # shellcheck disable=SC2086
             if ! start "$name" "$port" $cmd; then note_failure "$key: the server did not start ($(tail -1 "$WORK/$name.log"))"; FAILED_KEY[$key]=1; stop_server; continue; fi
@@ -106,9 +121,10 @@ for row in "${ROWS[@]}"; do
             channels)
                 run_bench "$out" fanout --raw --channels "$a" --subscribers "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/broadcast" || status=$?
                 v="$(awk '/^  deliveries:/ { print $2 }' "$out")" ;;
-            http)
+            http|httpclose)
+                headers=(); [[ "$kind" == httpclose ]] && headers=(-H "Connection: close")
                 t0="$(cpu_ticks "$SERVER_PID")"
-                timeout 600 taskset -c "$BENCH_CPU" wrk -t1 -c "$a" -d "$DURATION" "http://127.0.0.1:$port/health" >"$out" 2>&1 || status=$?
+                timeout 600 taskset -c "$BENCH_CPU" wrk -t1 -c "$a" -d "$DURATION" "${headers[@]}" "http://127.0.0.1:$port/health" >"$out" 2>&1 || status=$?
                 t1="$(cpu_ticks "$SERVER_PID")"
                 n="$(awk '/requests in/ { print $1 }' "$out")"
                 if grep -q "Non-2xx\|Socket errors" "$out"; then status=1; echo "  failed: wrk reported errors: $(grep -h 'Non-2xx\|Socket errors' "$out")" >>"$out"; fi
@@ -136,7 +152,7 @@ for row in "${ROWS[@]}"; do
             STEAL[$key]="${STEAL[$key]:-}${STEAL[$key]:+ }$steal/$csteal${stalls:+ ($stalls stalls)}"
             stop_server
             if [[ "$status" != 0 ]]; then note_failure "$key run $run: $(run_failure_reason "$out" "$status")"; FAILED_KEY[$key]=1; continue; fi
-            if [[ "$kind" != http ]]; then
+            if [[ "$kind" != http && "$kind" != httpclose ]]; then
                 u="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "user" && $(i + 1) ~ /^[0-9.]+$/ && $(i + 2) == "system") print $(i + 1) }' "$out")"
                 s="$(awk '/server CPU split:/ { for (i = 1; i <= NF; i++) if ($i == "system" && $(i - 2) == "user") print $(i + 1) }' "$out")"
             fi
@@ -150,7 +166,7 @@ for row in "${ROWS[@]}"; do
         if [[ "${FAILED_KEY[$key]:-0}" == 1 ]]; then VAL[$key]="FAILED"; continue; fi
         [[ -n "${RUN_VALS[$key]:-}" ]] || continue  # n/a for this server (set above)
         mapfile -t vals < <(printf '%s' "${RUN_VALS[$key]}")
-        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == wss* || "$kind" == half ]]; then
+        if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == httpclose || "$kind" == wss* || "$kind" == half ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
         elif [[ "$kind" == latency ]]; then
             # "p50 / p99": the run with the median p99 (with an even count, the upper one).
@@ -173,7 +189,7 @@ echo "$BENCH_BIN echo -c C -s S -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU -
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "(wss:// rows: the same commands with wss://127.0.0.1:PORT+50, the servers' TLS listener)"
 echo "$BENCH_BIN fanout --raw --channels 1000 --subscribers 10000 -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
-echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION http://127.0.0.1:PORT/health"
+echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION [-H 'Connection: close'] http://127.0.0.1:PORT/health"
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo "$BENCH_BIN latency $LATENCY_FLAGS -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo '```'
@@ -221,7 +237,7 @@ if [[ -n "${CPP_PEER_BIN:-}" && ( -z "$ONLY" || " $ONLY " == *" peer-cpp "* ) ]]
     for row in "${ROWS[@]}"; do
         IFS='|' read -r id label spec <<<"$row"; read -r kind _ <<<"$spec"
         [[ -n "$ONLY_ROWS" && " $ONLY_ROWS " != *" $id "* ]] && continue
-        [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http ]] || continue
+        [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == httpclose ]] || continue
         p="peer-cpp|$id"; line="  - $label:"
         for n in "${names[@]}"; do
             [[ "$n" == peer-* ]] && continue

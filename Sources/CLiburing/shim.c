@@ -487,6 +487,20 @@ void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_d
     io_uring_sqe_set_data64(sqe, user_data);
 }
 
+// The kernel worker threads (io-wq) of the calling thread's rings: at most `bounded` for work
+// that completes in bounded time and `unbounded` for the rest (a shutdown is bounded work), 0
+// leaving a value as it is. On return the two values hold the limits before the call, so a
+// call with two zeros reads them (zeros while the thread has not submitted yet: the kernel
+// applies the limit when it creates the thread's work queue). 0, or -errno (-EINVAL before 5.15).
+int sb_register_worker_limits(struct io_uring *ring, unsigned *bounded, unsigned *unbounded) {
+    unsigned values[2] = { *bounded, *unbounded };
+    int r = io_uring_register_iowq_max_workers(ring, values);
+    if (r < 0) return r;
+    *bounded = values[0];
+    *unbounded = values[1];
+    return 0;
+}
+
 int sb_submit_and_get_events(struct io_uring *ring) {
     sb_user_tsc_enter(SB_USER_TSC_WAIT);
     int ret = io_uring_submit_and_get_events(ring);

@@ -117,6 +117,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("send_blocks_kept_free", "free send blocks a shard keeps through a busy tick; a returned block is kept free, each tick frees those unused through the whole interval down to this many, and all after a tick in which none was used"),
         ("reply_cork_bytes", "epoll: bytes of each shard's reply cork, where a read's replies to its own connection gather and leave in one write when the handler returns (0...1048576, 0 turns it off); a reply that does not fit is queued (metric switchboard_reply_cork_spills_total)"),
         ("uring_direct_descriptors", "true | false: io_uring shards hold sockets in the ring's registered file table, not the process's descriptor table, so connections are not bounded by ulimit -n (each shard's table holds up to RLIMIT_NOFILE); metric switchboard_direct_descriptor_fallbacks_total"),
+        ("uring_worker_threads", "io_uring: at most this many kernel worker threads per shard, for the operations the kernel hands to a thread (the shutdown of a lingering close on a direct descriptor); more wait in the kernel's queue (1...1024; metric switchboard_uring_worker_waits_total)"),
         ("batch_wait_us", "io_uring: a wait that may sleep, on a shard with at least batch_wait_min_connections open, waits up to this long for batch_wait_completions completions before any one ends it (Linux 6.12 min_wait; 0...10000, 0 turns it off; metric switchboard_batch_waits_total)"),
         ("batch_wait_completions", "io_uring: completions that end a batch wait at once (1...ring_entries)"),
         ("batch_wait_min_connections", "io_uring: open connections from which a shard batches its waits"),
@@ -189,6 +190,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_send_blocks_per_shard": return String(io.maxSendBlocksPerShard)
         case "send_blocks_kept_free": return String(io.sendBlocksKeptFree)
         case "uring_direct_descriptors": return String(io.uringDirectDescriptors)
+        case "uring_worker_threads": return String(io.uringWorkerThreads)
         case "batch_wait_us": return String(io.batchWaitMicroseconds)
         case "batch_wait_completions": return String(io.batchWaitCompletions)
         case "batch_wait_min_connections": return String(io.batchWaitMinimumConnections)
@@ -286,6 +288,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_send_blocks_per_shard": io.maxSendBlocksPerShard = try int()
         case "send_blocks_kept_free": io.sendBlocksKeptFree = try int()
         case "uring_direct_descriptors": io.uringDirectDescriptors = try bool()
+        case "uring_worker_threads": io.uringWorkerThreads = try int()
         case "batch_wait_us": io.batchWaitMicroseconds = try int()
         case "batch_wait_completions": io.batchWaitCompletions = try int()
         case "batch_wait_min_connections": io.batchWaitMinimumConnections = try int()

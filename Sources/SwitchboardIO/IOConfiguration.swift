@@ -93,6 +93,16 @@ public struct IOConfiguration: Sendable {
     /// sparse tables (before 5.19), falls back to process descriptors
     /// (`switchboard_direct_descriptor_fallbacks_total`). false: process descriptors only.
     public var uringDirectDescriptors: Bool = true
+    /// io_uring: at most this many kernel worker threads (io-wq) per shard, for the operations
+    /// the kernel cannot run inline and hands to a thread of its own. Today that is only the
+    /// `shutdown(SHUT_WR)` of a lingering close on a direct descriptor (an HTTP
+    /// `Connection: close`, a protocol error): one per close, a few microseconds each. Without a
+    /// limit the kernel may start up to four per submission-queue entry whenever its workers
+    /// block; with one, further shutdowns wait in the kernel's queue for a free worker
+    /// (`switchboard_uring_worker_waits_total`). 2: `wrk` with `Connection: close` at 100
+    /// connections started 4 without a limit (11k closes/s); the shutdown itself is ~90% of a
+    /// worker's time.
+    public var uringWorkerThreads: Int = 2
     /// Tests only: caps each shard's registered file table below `maxConnectionsPerShard`, as a
     /// low `RLIMIT_NOFILE` would, so connection slots past it fall back to process descriptors.
     package var uringDirectDescriptorSlotsForTesting: Int? = nil
@@ -162,6 +172,7 @@ public struct IOConfiguration: Sendable {
         if batchWaitMicroseconds < 0 || batchWaitMicroseconds > 10_000 { return "batchWaitMicroseconds must be 0...10000" }
         if batchWaitCompletions < 1 || batchWaitCompletions > ringEntries { return "batchWaitCompletions must be 1...ringEntries" }
         if batchWaitMinimumConnections < 1 { return "batchWaitMinimumConnections must be >= 1" }
+        if uringWorkerThreads < 1 || uringWorkerThreads > 1024 { return "uringWorkerThreads must be 1...1024" }
         if epollReadBytes < (16 << 10) || epollReadBytes > (4 << 20) { return "epollReadBytes must be 16384...4194304" }
         if mallocTrimThresholdBytes != 0 && !((1 << 20)...(1 << 30)).contains(mallocTrimThresholdBytes) {
             return "mallocTrimThresholdBytes must be 0 or 1048576...1073741824"

@@ -102,13 +102,15 @@ package final class IOMetrics: Sendable {
     package let batchWaits = Counter("switchboard_batch_waits_total", help: "io_uring waits that asked the kernel for a batch of completions (batch_wait_us, at batch_wait_min_connections open or more)")
     package let batchWaitsRefused = Counter("switchboard_batch_waits_refused_total", help: "io_uring batch waits the kernel refused (an error other than a timeout or an interrupt); the shard then waits the plain way from then on")
     package let directDescriptorFallbacks = Counter("switchboard_direct_descriptor_fallbacks_total", help: "io_uring connections held as a process descriptor although uring_direct_descriptors is on: the shard's registered file table could not be set up, its slot lies beyond the table (RLIMIT_NOFILE caps the table), or the kernel refused the update")
+    package let uringWorkerWaits = Counter("switchboard_uring_worker_waits_total", help: "io_uring operations run by a kernel worker thread (the shutdown of a lingering close on a direct descriptor) submitted while as many as uring_worker_threads were already in flight: they wait in the kernel's queue for a free worker")
+    package let uringWorkerLimitRefused = Counter("switchboard_uring_worker_limit_refused_total", help: "io_uring shards whose kernel refused the worker thread limit (uring_worker_threads; Linux 5.15 and later take it): their worker threads are bounded only by the kernel's defaults")
     package let replyCorkSpills = Counter("switchboard_reply_cork_spills_total", help: "Reads whose replies did not all leave in one write straight from the reply cork (epoll) and went into the send queue: over the cork's size (reply_cork_bytes), another kind of send to the same connection during the read, or a socket that took only part")
 
     package var all: [Counter] {
         [connectionsAccepted, connectionsClosed, connectionsRejected, connectionsOpen, bytesReceived, bytesSent, sends,
          sendQueueLimitHits, recvBuffersExhausted, idleTimeouts, requestTimeouts, lingerTimeouts, inboxFull, loopTurns,
          doorbellWakeups, bufferedBytes, memoryBudgetHits, outboundConnects, outboundFailures, outboundReadTimeouts, sendBlocksExhausted, sendBlocks,
-         replyCorkSpills, batchWaits, batchWaitsRefused, directDescriptorFallbacks]
+         replyCorkSpills, batchWaits, batchWaitsRefused, directDescriptorFallbacks, uringWorkerWaits, uringWorkerLimitRefused]
     }
 }
 

@@ -83,6 +83,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// connection slot i holds its socket in table slot i when i < this. 0: no table (off, or
     /// the kernel refused it). Set once, on the shard thread, before the loop.
     private(set) var directDescriptorSlots = 0
+    /// Shutdowns submitted whose completion has not come (`shutdownWrite`): each holds or
+    /// waits for one of the kernel's worker threads (`IOConfiguration.uringWorkerThreads`).
+    private var shutdownsInFlight = 0
 
     override var backendName: String { "io_uring" }
     var ringFD: Int32 { sb_ring_fd(ring) }
@@ -148,7 +151,29 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         bufRing = br
         provideBuffers(upTo: initialProvidedBuffers)
         if configuration.uringDirectDescriptors { registerDirectDescriptorTable() }
+        limitWorkerThreads()
         armDoorbell()
+    }
+
+    /// Caps the kernel's worker threads for this shard's ring (`uringWorkerThreads`, both
+    /// kinds of work). The limit belongs to the thread's io_uring context, which is why it is
+    /// set here, on the shard thread; the kernel applies it when the thread first submits. A
+    /// kernel before 5.15 refuses it (counted): its defaults then bound the workers.
+    private func limitWorkerThreads() {
+        assertOnShardThread()  // SINGLE_ISSUER, and the limit is the calling thread's
+        var bounded = UInt32(configuration.uringWorkerThreads)
+        var unbounded = bounded
+        if sb_register_worker_limits(ring, &bounded, &unbounded) != 0 { metrics.uringWorkerLimitRefused.increment() }
+    }
+
+    /// The kernel's worker thread limits for this thread, bounded and unbounded work, as it
+    /// reports them (tests: the limit is the kernel's state, not only a configured value).
+    func workerThreadLimits() -> (bounded: UInt32, unbounded: UInt32)? {
+        assertOnShardThread()
+        var bounded: UInt32 = 0
+        var unbounded: UInt32 = 0
+        guard sb_register_worker_limits(ring, &bounded, &unbounded) == 0 else { return nil }
+        return (bounded, unbounded)
     }
 
     /// Registers an empty file table of one slot per connection slot, capped at the descriptor
@@ -203,6 +228,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         sb_prep_shutdown(s, connections[slot].fd, Int32(SHUT_WR), userData(.shutdown, slot: slot, generation: connections[slot].generation))
         sb_sqe_fixed_file(s)
         connections[slot].shutdownInFlight = true
+        // A shutdown over the worker limit waits in the kernel's queue: correct, only later.
+        if shutdownsInFlight >= configuration.uringWorkerThreads { metrics.uringWorkerWaits.increment() }
+        shutdownsInFlight += 1
     }
 
     /// Adds buffers providedBuffers..<count to the ring (shard thread; the ring's capacity
@@ -402,6 +430,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // finalize waits for this completion, so the slot still holds the same connection.
             assert(connections[slot].generation == generation && connections[slot].shutdownInFlight, "a shutdown completion for a slot that moved on")
             connections[slot].shutdownInFlight = false
+            assert(shutdownsInFlight > 0, "a shutdown completed that was not counted in flight")
+            shutdownsInFlight -= 1
             if connections[slot].state == .closing { queueFinalizeIfQuiescent(slot) }
         case .cancel, .none, .acceptorHandoff:
             break

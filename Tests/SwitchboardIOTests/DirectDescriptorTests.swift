@@ -1,6 +1,8 @@
 @testable import SwitchboardIO
 import SwitchboardTestSupport
 import Testing
+import Dispatch
+import CLiburing
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -11,10 +13,12 @@ import Glibc
 /// this process's descriptors: its test clients hold one each, the server none.
 @Suite("io_uring direct descriptors: sockets in the ring's file table", .serialized)
 struct DirectDescriptorTests {
-    private func start(direct: Bool, slots: Int? = nil, idleTimeoutMilliseconds: Int = 60_000, log: EventLog) throws -> ShardGroup {
+    private func start(direct: Bool, slots: Int? = nil, idleTimeoutMilliseconds: Int = 60_000, workerThreads: Int = 2,
+                       log: EventLog) throws -> ShardGroup {
         raiseFileLimit()
         var c = smallConfiguration(.uring, shards: 1)  // maxConnectionsPerShard 1024: the table's size below
         c.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        c.uringWorkerThreads = workerThreads
         c.uringDirectDescriptors = direct
         c.uringDirectDescriptorSlotsForTesting = slots
         let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in EchoHandler(log: log) }
@@ -95,6 +99,56 @@ struct DirectDescriptorTests {
         }
     }
 
+    @Test("a burst of lingering closes runs on at most uring_worker_threads kernel workers; the rest wait, counted")
+    func workerThreadLimit() throws {
+        let log = EventLog()
+        let g = try start(direct: true, workerThreads: 1, log: log)
+        defer { g.shutdown(graceMilliseconds: 500) }
+        let shard = try #require(g.shards.first as? UringShard)
+        // The kernel's own state for the shard thread, not the configured value.
+        let limits = onShard(shard) { ($0 as! UringShard).workerThreadLimits() }.flatMap { $0 }
+        #expect(limits?.bounded == 1 && limits?.unbounded == 1, "the kernel reports \(String(describing: limits))")
+        let shardThread = try #require(onShard(shard) { _ in sb_gettid() })
+
+        let count = 64
+        var clients: [TestClient] = try (0..<count).map { _ in try TestClient(port: g.port) }
+        #expect(waitUntil { log.opened.count == count })
+        // Hold the shard thread while every client asks for a lingering close ("Q"), so that
+        // it handles them in one turn and submits their shutdowns together.
+        let held = DispatchSemaphore(value: 0)
+        let release = DispatchSemaphore(value: 0)
+        #expect(shard.execute { _ in held.signal(); release.wait() })
+        held.wait()
+        for client in clients { try client.send("Q") }
+        release.signal()
+
+        // The kernel names a worker thread after the thread whose ring it serves.
+        let workerName = "iou-wrk-\(shardThread)"
+        var mostWorkers = 0
+        for (i, client) in clients.enumerated() {
+            mostWorkers = max(mostWorkers, threadCount(named: workerName))
+            #expect(try client.readToEnd() == [], "client \(i) should see the server's end")
+        }
+        clients.removeAll()  // the clients' ends finish the lingering closes
+        #expect(waitUntil { log.closed.count == count })
+        // An idle worker lives 5 s, so the count after the burst is its peak as well.
+        mostWorkers = max(mostWorkers, threadCount(named: workerName))
+        #expect(mostWorkers == 1, "\(mostWorkers) worker threads named \(workerName)")
+        #expect(shard.metrics.uringWorkerWaits.value >= 1, "no shutdown waited for the one worker")
+        #expect(shard.metrics.uringWorkerLimitRefused.value == 0)
+    }
+
+    @Test("the worker thread limit is validated")
+    func workerThreadLimitValidation() {
+        var c = IOConfiguration()
+        #expect(c.uringWorkerThreads == 2 && c.validate() == nil)
+        for (threads, problem) in [(0, "uringWorkerThreads must be 1...1024"), (1025, "uringWorkerThreads must be 1...1024"),
+                                   (1, nil), (1024, nil)] as [(Int, String?)] {
+            c.uringWorkerThreads = threads
+            #expect(c.validate() == problem, "\(threads)")
+        }
+    }
+
     @Test("a close with a send in flight ends the send (cancelled) and frees the slot", arguments: [true, false])
     func closeWithSendInFlight(direct: Bool) throws {
         let log = EventLog()
@@ -132,6 +186,24 @@ struct DirectDescriptorTests {
         // connection: the client reads what was sent, then the end.
         #expect(client.isClosedByServer(), "the server's socket is still open")
     }
+}
+
+/// Threads of this process whose name (`comm`) is `name`.
+private func threadCount(named name: String) -> Int {
+    guard let dir = opendir("/proc/self/task") else { return 0 }
+    defer { closedir(dir) }
+    var count = 0
+    while let entry = readdir(dir) {
+        let tid = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        guard tid.first?.isNumber == true, let file = fopen("/proc/self/task/\(tid)/comm", "r") else { continue }
+        var line = [CChar](repeating: 0, count: 64)
+        if fgets(&line, Int32(line.count), file) != nil,
+           String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) == name {
+            count += 1
+        }
+        fclose(file)
+    }
+    return count
 }
 
 private func nowMilliseconds() -> Int64 {

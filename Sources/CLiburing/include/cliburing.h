@@ -152,6 +152,9 @@ void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_d
 int sb_register_files_sparse(struct io_uring *ring, unsigned count);
 int sb_register_file_at(struct io_uring *ring, unsigned index, int fd);
 void sb_sqe_fixed_file(struct io_uring_sqe *sqe);
+/// IORING_REGISTER_IOWQ_MAX_WORKERS: sets the calling thread's kernel worker limits (0: as is)
+/// and returns the previous ones in place (shim.c).
+int sb_register_worker_limits(struct io_uring *ring, unsigned *bounded, unsigned *unbounded);
 int sb_ring_fd(struct io_uring *ring);
 /// Submits without waiting, and (with DEFER_TASKRUN) runs pending task work so completions
 /// are posted.

@@ -124,6 +124,10 @@ public final class ClientWebSocket: Sendable {
 
     var fd: Int32 { transport.fd }
 
+    /// Tests only: the reader calls it after a read whose events end in a protocol error, before
+    /// it handles those events (a test suspends the reader there to hold a race window open).
+    let testHookAfterFailedRead = Mutex<(@Sendable () async -> Void)?>(nil)
+
     /// Connections alive in this process (created and not yet deinitialized) by server port: a
     /// connection is released only after its driver, reader and writer tasks ended, so a count
     /// that returns to zero shows that no connection task leaked.
@@ -503,17 +507,11 @@ public final class ClientWebSocket: Sendable {
         var pending = leftover
         while true {
             if !pending.isEmpty {
-                codec.withLock { codec in pending.withUnsafeBytes { codec.receive($0) { events.append($0) } } }
+                codec.withLock { codec in
+                    pending.withUnsafeBytes { codec.receive($0) { events.append($0) } }
+                    markLingeringIfFailed(codec, events)
+                }
                 pending.removeAll(keepingCapacity: false)
-            }
-            // The codec decodes a whole read at once: when the read ends in a protocol error,
-            // the codec has failed before the messages ahead of the error reach the
-            // application. Its replies to them are accepted from the first of those messages
-            // on, not only once the reader reaches the close frame: a consumer on another
-            // thread can answer before then (a clean-clone CI run lost the echo of Autobahn
-            // client case 4.1.5 that way), and an inline handler always did.
-            if events.contains(where: { if case .failed = $0 { true } else { false } }) {
-                outbox.withLock { $0.lingering = true }
             }
             for (index, event) in events.enumerated() {
                 switch event {
@@ -552,7 +550,9 @@ public final class ClientWebSocket: Sendable {
             case .bytes(let count):
                 codec.withLock { codec in
                     chunk.withUnsafeBytes { codec.receive(UnsafeRawBufferPointer(rebasing: $0[0..<count])) { events.append($0) } }
+                    markLingeringIfFailed(codec, events)
                 }
+                if events.last?.isFailure == true, let hook = testHookAfterFailedRead.withLock({ $0 }) { await hook() }
             case .wait(let interest):
                 if transport.hasBufferedInput { continue }
                 do {
@@ -566,6 +566,23 @@ public final class ClientWebSocket: Sendable {
                 return CloseReason(code: nil, reason: why, clean: false)
             }
         }
+    }
+
+    /// Called under the codec's lock right after it decoded a read into `events` (empty
+    /// before the read): when the read ends in a protocol error, sets `lingering` in the same
+    /// critical section in which the codec failed. ``enqueue(closing:_:)`` takes the codec's
+    /// lock first and refuses a send on a failed codec unless `lingering` is set, so no sender
+    /// can see the failed codec without the flag. Replies to the messages ahead of the error
+    /// are accepted from then on, not only once the reader reaches the close frame: a consumer
+    /// on another thread can answer before then (a clean-clone CI run lost the echo of
+    /// Autobahn client case 4.1.5 that way), and an inline handler always did. Setting the flag
+    /// after the lock was released left a window in which a consumer answering a message from
+    /// an *earlier* read was refused (a CI run lost the echo of case 3.4, whose frames arrive
+    /// one byte per read).
+    private func markLingeringIfFailed(_ codec: borrowing WebSocketConnection, _ events: [WebSocketEvent]) {
+        guard events.last?.isFailure == true else { return }
+        assert(!codec.isOpen, "a failed read leaves the codec closed")
+        outbox.withLock { $0.lingering = true }
     }
 
     /// Before the close frame of a protocol error (the codec's `.write` just before `.failed`):
@@ -604,6 +621,13 @@ public final class ClientWebSocket: Sendable {
                 }
             }
         }
+    }
+}
+
+extension WebSocketEvent {
+    /// The codec failed the connection (protocol error); nothing follows.
+    fileprivate var isFailure: Bool {
+        if case .failed = self { true } else { false }
     }
 }
 

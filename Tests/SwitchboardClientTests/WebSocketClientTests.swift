@@ -337,6 +337,54 @@ struct WebSocketClientTests {
         }
     }
 
+    /// The message in one read, the protocol error in a later one (Autobahn client case 3.4
+    /// sends its frames one byte at a time): a consumer that answers just as the codec fails is
+    /// accepted. The hook suspends the reader right after the failing read, before it handles
+    /// its events, until the consumer has tried to send. With `lingering` set after the codec's
+    /// lock was released (before the fix) that send was refused every time; a clean-clone CI
+    /// run lost the echo of case 3.4 in that window.
+    @Test func replyRacingAFailureInALaterReadIsAccepted() async throws {
+        let frames = Recorder<RawFrame>()
+        let delivered = DispatchSemaphore(value: 0)
+        let server = RawServer { peer in
+            try peer.handshake()
+            peer.send(RawPeer.frame(opcode: 1, payload: Array("Hello, world!".utf8)))
+            // The bad frame only once the consumer holds the message: a later read.
+            guard delivered.wait(timeout: .now() + 5) == .success else { return }
+            peer.send([0xC1, 0x01, 0x78])  // FIN, RSV1, text: RSV1 without an extension fails
+            while let frame = try? peer.readFrame() {
+                frames.append(frame)
+                if frame.opcode == 8 { break }
+            }
+        }
+        var options = ClientWebSocket.Options()
+        options.closeTimeout = .seconds(5)
+        options.protocolErrorLinger = .seconds(5)
+        let connection = try await ClientWebSocket.connect(to: server.url, options: options)
+        let failed = Recorder<Bool>(), tried = Recorder<Bool>()
+        connection.testHookAfterFailedRead.withLock {
+            $0 = {
+                failed.append(true)
+                await eventually { tried.count > 0 }
+            }
+        }
+        var refusals: [String] = []
+        for await message in connection.messages {
+            guard case .text(let text) = message else { continue }
+            delivered.signal()
+            #expect(await eventually { failed.count > 0 }, "the reader reached the failing read")
+            do { try connection.sendText(text) } catch { refusals.append("\(error)") }
+            tried.append(true)
+        }
+        await connection.waitUntilFinished()
+        #expect(refusals.isEmpty)
+        #expect(await eventually { frames.count == 2 })
+        #expect(frames.all.map(\.opcode) == [1, 8])
+        #expect(frames.all.first?.text == "Hello, world!")
+        #expect(frames.all.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
+    }
+
     @Test(arguments: [
         ("masked server frame", RawPeer.frame(opcode: 1, payload: Array("x".utf8), masked: true), UInt16(1002)),
         ("reserved bit", [0xC1, 0x01, 0x78], UInt16(1002)),

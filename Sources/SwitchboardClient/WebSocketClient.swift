@@ -527,7 +527,7 @@ public final class ClientWebSocket: Sendable {
                     // An inline handler already handled every message before the error. (The
                     // flag set above is cleared at `.failed`, next: once the close frame is
                     // queued, `closing` refuses every send anyway.)
-                    if handler == nil, index + 1 < events.count, case .failed = events[index + 1] {
+                    if handler == nil, index + 1 < events.count, events[index + 1].isFailure {
                         await lingerBeforeFailing()
                     }
                     enqueueReply(frame)

@@ -19,7 +19,7 @@ struct ProtocolErrorLingerTests {
             while true {
                 let frame = try peer.readFrame()
                 if frame.opcode == 8 {
-                    closeCodes.append(frame.payload.count >= 2 ? Int(frame.payload[0]) << 8 | Int(frame.payload[1]) : 0)
+                    closeCodes.append(Int(frame.closeCode ?? 0))
                     return
                 }
             }

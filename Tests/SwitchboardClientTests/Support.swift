@@ -135,6 +135,8 @@ struct RawFrame {
     var mask: [UInt8]
     var payload: [UInt8]
     var text: String { String(decoding: payload, as: UTF8.self) }
+    /// A close frame's status code (nil when its payload carries none).
+    var closeCode: UInt16? { payload.count >= 2 ? UInt16(payload[0]) << 8 | UInt16(payload[1]) : nil }
 }
 
 /// One accepted connection on `RawServer`: blocking reads with a 5 s timeout.
@@ -197,6 +199,15 @@ final class RawPeer: @unchecked Sendable {
             return i
         }
         return nil
+    }
+
+    /// Reads frames into `frames` until a close frame (recorded too) or the end of the
+    /// connection: what the client sent, for a test to assert on.
+    func recordFrames(into frames: Recorder<RawFrame>) {
+        while let frame = try? readFrame() {
+            frames.append(frame)
+            if frame.opcode == 8 { break }
+        }
     }
 
     func readFrame() throws -> RawFrame {

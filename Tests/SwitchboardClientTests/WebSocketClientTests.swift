@@ -245,10 +245,7 @@ struct WebSocketClientTests {
             // Two messages, then a frame with RSV2 set: one write, so one read on the client.
             peer.send(RawPeer.frame(opcode: 1, payload: Array("one".utf8)) + RawPeer.frame(opcode: 1, payload: Array("two".utf8))
                       + [0xA1, 0x01, 0x78])
-            while let frame = try? peer.readFrame() {
-                frames.append(frame)
-                if frame.opcode == 8 { break }
-            }
+            peer.recordFrames(into: frames)
         }
         var options = ClientWebSocket.Options()
         options.closeTimeout = .seconds(5)
@@ -267,7 +264,7 @@ struct WebSocketClientTests {
         let got = frames.all
         #expect(got.map(\.opcode) == [1, 1, 8])
         #expect(got.prefix(2).map(\.text) == ["echo one", "echo two"])
-        #expect(got.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(got.last?.closeCode == 1002)
         #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
     }
 
@@ -281,10 +278,7 @@ struct WebSocketClientTests {
             try peer.handshake()
             peer.send(RawPeer.frame(opcode: 1, payload: Array("one".utf8)) + RawPeer.frame(opcode: 1, payload: Array("two".utf8))
                       + [0x87, 0x00])  // reserved opcode 7, as Autobahn 4.1.5
-            while let frame = try? peer.readFrame() {
-                frames.append(frame)
-                if frame.opcode == 8 { break }
-            }
+            peer.recordFrames(into: frames)
         }
         let refused = Recorder<String>()
         let connection = try await ClientWebSocket.open(
@@ -300,7 +294,7 @@ struct WebSocketClientTests {
         let got = frames.all
         #expect(got.map(\.opcode) == [1, 1, 8])
         #expect(got.prefix(2).map(\.text) == ["echo one", "echo two"])
-        #expect(got.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(got.last?.closeCode == 1002)
     }
 
     /// A consumer of ``ClientWebSocket/messages`` that answers at once, on another thread than
@@ -314,10 +308,7 @@ struct WebSocketClientTests {
                 try peer.handshake()
                 peer.send(RawPeer.frame(opcode: 1, payload: Array("Hello, world!".utf8)) + [0x87, 0x00]
                           + RawPeer.frame(opcode: 9, payload: []))
-                while let frame = try? peer.readFrame() {
-                    frames.append(frame)
-                    if frame.opcode == 8 { break }
-                }
+                peer.recordFrames(into: frames)
             }
             var options = ClientWebSocket.Options()
             options.closeTimeout = .seconds(5)
@@ -352,10 +343,7 @@ struct WebSocketClientTests {
             // The bad frame only once the consumer holds the message: a later read.
             guard delivered.wait(timeout: .now() + 5) == .success else { return }
             peer.send([0xC1, 0x01, 0x78])  // FIN, RSV1, text: RSV1 without an extension fails
-            while let frame = try? peer.readFrame() {
-                frames.append(frame)
-                if frame.opcode == 8 { break }
-            }
+            peer.recordFrames(into: frames)
         }
         var options = ClientWebSocket.Options()
         options.closeTimeout = .seconds(5)
@@ -381,7 +369,7 @@ struct WebSocketClientTests {
         #expect(await eventually { frames.count == 2 })
         #expect(frames.all.map(\.opcode) == [1, 8])
         #expect(frames.all.first?.text == "Hello, world!")
-        #expect(frames.all.last.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) } == 1002)
+        #expect(frames.all.last?.closeCode == 1002)
         #expect(connection.closeReason?.reason.hasPrefix("protocol error") == true)
     }
 
@@ -414,7 +402,7 @@ struct WebSocketClientTests {
         #expect(reasons.all.count == 1)
         #expect(reasons.all.first?.hasPrefix("false protocol error") == true, "\(name): \(reasons.all)")
         #expect(await eventually { closes.count == 1 })
-        let code = closes.all.first.map { UInt16($0.payload[0]) << 8 | UInt16($0.payload[1]) }
+        let code = closes.all.first?.closeCode
         #expect(code == expectedCode, "\(name)")
     }
 }

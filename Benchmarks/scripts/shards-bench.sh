@@ -13,11 +13,15 @@
 # At full speed the publisher is closed-loop (switchboard-bench's window: 16 messages its ack
 # subscriber has not received), and what a delivery costs follows how many frames each socket
 # write carries (column "deliveries per socket write", from the server's counters). With 2
-# shards the fan-out is a two-stage pipeline; when the ack subscriber sits on the second stage,
-# two batches share the window and each write carries 8 frames instead of 16, which doubles
-# the system time per delivery whatever the hop costs (seen at 1 → 10,000, and not in every
-# run: it follows where the connections land). So the table also gives the CPU per delivery at
-# the fixed latency rate, where both shard counts get the same publishes per turn.
+# shards, where the publisher's connection lands decides the pipeline (PLACEMENTS below): on
+# the channel's owner, the owner reads, orders and delivers in one turn and a batch the window
+# split merges again in the owner's socket; on the other shard, a publish goes through three
+# stages (forwarded by the publisher's shard, ordered and half-delivered by the owner, the other
+# half delivered back on the publisher's shard), and two batches that share the window stay
+# apart, each in its own stage: each write then carries 8 frames instead of 16, which doubles the
+# system time per delivery whatever the hop costs (seen at 1 → 10,000). The table gives each
+# placement its own row, and the CPU per delivery at the fixed latency rate, where both shard
+# counts get the same publishes per turn.
 #
 # Placement: every server thread (acceptor and all shards) pinned to SERVER_CPUS (default "0":
 # the same CPU budget as the single shard, so the ratio compares work, not parallelism; the two
@@ -28,6 +32,7 @@
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPUS=0 BENCH_CPU=1 SKIP_BUILD=0 BASE_PORT=18700
 #   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
+#   PLACEMENTS="owner other" (2 shards: the publisher on the channel's owner, on the other shard)
 #   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
 #   LATENCY_FLAGS=--busy-poll (the fixed-rate runs' client polls without sleeping: with a
 #   sleeping client the p99 at 10,000 subscribers was twice as high for every server, the C++
@@ -57,54 +62,138 @@ split() { # out -> "user system" µs per delivery
 }
 percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i == k) print $(i + 1) }' "$1"; }
 
-declare -A RATE USR SYS LAT PERSEND WAKES FIXED
+# Where the publisher sits, with 2 shards: on the shard that owns the channel ("owner": it reads,
+# orders and delivers in one turn, and the other shard delivers from its ring), or on the other
+# shard ("other": that shard forwards each publish to the owner through a ring, the owner orders
+# and delivers its half, and the publisher's shard delivers the other half from its ring: three
+# stages, two of them in the publisher's shard). The acceptor gives a connection to the shard
+# with the fewest, ties in turn, so which shard the bench's connections start on follows the
+# parity of the connections accepted before them. Each run is classified after the fact from
+# the server's per-shard counters (the shard whose WebSocket messages went up is the
+# publisher's, the one whose switchboard_publishes_total went up the owner), and filed under
+# what it was; the first run teaches the script which parity gives which placement, and later
+# runs open one probe connection first when they need the other parity.
+PLACEMENTS="${PLACEMENTS:-owner other}"
+declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
+# Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
+declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED
+# shard_values PORT NAME SHARDS: the counter's value per shard, "v0 v1 ..." (0 where absent).
+shard_values() {
+    curl -sf --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk -v m="$2" -v n="$3" '{ k = $1; sub(/[{].*/, "", k) } k == m && match($1, /shard="[0-9]+"/) {
+                 v[substr($1, RSTART + 7, RLENGTH - 8) + 0] = $NF }
+             END { for (i = 0; i < n; i++) printf "%s%.0f", (i ? " " : ""), v[i] + 0; print "" }' || true
+}
+# argmax_delta "BEFORE" "AFTER": the index whose value rose most ("-" when none rose).
+argmax_delta() {
+    awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); best = "-"; d = 0
+        for (i = 1; i <= n; i++) if (y[i] - x[i] > d) { d = y[i] - x[i]; best = i - 1 }; print best }'
+}
+snapshot() { # port shards -> "messages|publishes"
+    echo "$(shard_values "$1" switchboard_ws_messages_received_total "$2")|$(shard_values "$1" switchboard_publishes_total "$2")"
+}
+# classify PORT SHARDS SNAPSHOT_BEFORE: owner | other | unknown, for the run since the snapshot.
+classify() {
+    local after pub own
+    after="$(snapshot "$1" "$2")"
+    pub="$(argmax_delta "${3%%|*}" "${after%%|*}")"; own="$(argmax_delta "${3##*|}" "${after##*|}")"
+    if [[ "$pub" == - || "$own" == - ]]; then echo unknown; elif [[ "$pub" == "$own" ]]; then echo owner; else echo other; fi
+}
+# steer PORT WANT PARITY_KEY: opens one probe connection when the parity of the connections
+# accepted so far is known to give the other placement; prints the parity the run starts with.
+steer() {
+    local accepted parity
+    accepted="$(metric_total "$1" switchboard_connections_accepted_total)"
+    [[ "$accepted" == - ]] && { echo -; return; }
+    parity=$((accepted % 2))
+    local gives="${PARITY_GIVES[$3|$parity]:-}"
+    if [[ -n "$gives" && "$gives" != "$2" ]]; then
+        curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$1/health" || true
+        parity=$((1 - parity))
+    fi
+    echo "$parity"
+}
+add() { local -n arr="$1"; arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"; }
+
 port="$BASE_PORT"
 for backend in $BACKENDS; do
     for shards in $SHARDS; do
         for n in $SUBSCRIBERS; do
-            key="$backend|$shards|$n"
-            rates=(); users=(); systems=(); lats=(); sends=(); wakeups=(); fixed_cpu=(); failed=0
+            if [[ "$shards" == 1 ]]; then wanted="-"; else wanted="$PLACEMENTS"; fi
             for run in $(seq 1 "$RUNS"); do
-                port=$((port + 1))
-                if ! start "$port" "$backend" "$shards"; then note_failure "$key: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; failed=1; stop_server; break; fi
-                out="$WORK/$backend-$shards-$n-$run-peak.txt"; status=0
-                d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
-                w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
-                # shellcheck disable=SC2086
-                run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
-                    --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
-                if [[ "$status" != 0 ]]; then stop_server; note_failure "$key run $run (peak): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
-                rates+=("$(awk '/^  deliveries:/ { print $2 }' "$out")")
-                # Frames per socket write and doorbell wake-ups per 1,000 deliveries, from the
-                # server's counters over the run (warm-up included): what system time follows.
-                read -r per_send wakes <<<"$(awk -v d0="$d0" -v d1="$(metric_total "$port" switchboard_fanout_deliveries_total)" \
-                    -v s0="$s0" -v s1="$(metric_total "$port" switchboard_sends_total)" \
-                    -v w0="$w0" -v w1="$(metric_total "$port" switchboard_doorbell_wakeups_total)" \
-                    'BEGIN { if (d0 == "-" || s0 == "-" || s1 <= s0) { print "n/a n/a"; exit }
-                             printf "%.1f %.2f\n", (d1 - d0) / (s1 - s0), (w0 == "-" ? 0 : (w1 - w0) * 1000 / (d1 - d0)) }')"
-                sends+=("$per_send"); wakeups+=("$wakes")
-                read -r u s <<<"$(split "$out")"; users+=("${u:-nan}"); systems+=("${s:-nan}")
-                out="$WORK/$backend-$shards-$n-$run-latency.txt"; status=0
-                # shellcheck disable=SC2086
-                run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
-                    --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
-                stop_server
-                if [[ "$status" != 0 ]]; then note_failure "$key run $run (latency): $(run_failure_reason "$out" "$status")"; failed=1; break; fi
-                lats+=("$(percentile "$out" p50) / $(percentile "$out" p99) / $(percentile "$out" p99.9)")
-                # CPU per delivery at the fixed rate too: there both shard counts get the same
-                # publishes per turn, whatever the load generator's window does at full speed.
-                read -r fu fs <<<"$(split "$out")"; fixed_cpu+=("$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')")
-                log "$key run $run: ${rates[-1]} deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}); at $(rate_for "$n")/s p50/p99/p99.9 ${lats[-1]} µs"
+                for want in $wanted; do
+                    port=$((port + 1))
+                    base="$backend|$shards|$n"
+                    if ! start "$port" "$backend" "$shards"; then note_failure "$base: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; A_FAILED[$base|$want]=1; stop_server; continue; fi
+                    out="$WORK/$backend-$shards-$n-$run-$want-peak.txt"; status=0
+                    before="$(snapshot "$port" "$shards")"
+                    d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
+                    w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
+                    # Last before the run: the parity it reads is the one the bench starts with.
+                    parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
+                    # shellcheck disable=SC2086
+                    run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
+                        --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
+                    if [[ "$status" != 0 ]]; then stop_server; note_failure "$base|$want run $run (peak): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
+                    placed=-
+                    if [[ "$want" != - ]]; then
+                        placed="$(classify "$port" "$shards" "$before")"
+                        [[ "$placed" == unknown ]] && { stop_server; note_failure "$base run $run (peak): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
+                        [[ "$parity" != - ]] && PARITY_GIVES[$backend|$n|$parity]="$placed"
+                        [[ "$placed" != "$want" ]] && log "$base run $run: wanted the publisher on the $want shard, it landed on the $placed one (filed there)"
+                    fi
+                    key="$base|$placed"
+                    add A_RATE "$key" "$(awk '/^  deliveries:/ { print $2 }' "$out")"
+                    # Frames per socket write and doorbell wake-ups per 1,000 deliveries, from the
+                    # server's counters over the run (warm-up included): what system time follows.
+                    read -r per_send wakes <<<"$(awk -v d0="$d0" -v d1="$(metric_total "$port" switchboard_fanout_deliveries_total)" \
+                        -v s0="$s0" -v s1="$(metric_total "$port" switchboard_sends_total)" \
+                        -v w0="$w0" -v w1="$(metric_total "$port" switchboard_doorbell_wakeups_total)" \
+                        'BEGIN { if (d0 == "-" || s0 == "-" || s1 <= s0) { print "n/a n/a"; exit }
+                                 printf "%.1f %.2f\n", (d1 - d0) / (s1 - s0), (w0 == "-" ? 0 : (w1 - w0) * 1000 / (d1 - d0)) }')"
+                    [[ "$per_send" != n/a ]] && add A_SEND "$key" "$per_send"
+                    [[ "$wakes" != n/a ]] && add A_WAKE "$key" "$wakes"
+                    read -r u s <<<"$(split "$out")"; add A_USR "$key" "${u:-nan}"; add A_SYS "$key" "${s:-nan}"
+                    peak_log="${A_RATE[$key]##* } deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}, ${per_send} per write)"
+                    out="$WORK/$backend-$shards-$n-$run-$want-latency.txt"; status=0
+                    before="$(snapshot "$port" "$shards")"
+                    parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
+                    # shellcheck disable=SC2086
+                    run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
+                        --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
+                    lplaced=-; [[ "$status" == 0 && "$want" != - ]] && lplaced="$(classify "$port" "$shards" "$before")"
+                    stop_server
+                    if [[ "$status" != 0 ]]; then note_failure "$base|$want run $run (latency): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
+                    [[ "$lplaced" == unknown ]] && { note_failure "$base run $run (latency): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
+                    [[ "$parity" != - && "$lplaced" != - ]] && PARITY_GIVES[$backend|$n|$parity]="$lplaced"
+                    lkey="$base|$lplaced"
+                    add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)"
+                    # CPU per delivery at the fixed rate too: there both shard counts get the same
+                    # publishes per turn, whatever the load generator's window does at full speed.
+                    read -r fu fs <<<"$(split "$out")"; add A_FIXED "$lkey" "$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')"
+                    log "$key run $run: $peak_log; at $(rate_for "$n")/s (publisher: ${lplaced}) p50/p99/p99.9 ${A_LAT[$lkey]##* } µs"
+                done
             done
-            if [[ "$failed" == 1 ]]; then RATE[$key]="FAILED"; continue; fi
-            RATE[$key]="$(printf '%s\n' "${rates[@]}" | median)"
-            USR[$key]="$(printf '%s\n' "${users[@]}" | median)"; SYS[$key]="$(printf '%s\n' "${systems[@]}" | median)"
-            FIXED[$key]="$(printf '%s\n' "${fixed_cpu[@]}" | median)"
-            PERSEND[$key]="$(printf '%s\n' "${sends[@]}" | { grep -v n/a || true; } | median)"; WAKES[$key]="$(printf '%s\n' "${wakeups[@]}" | { grep -v n/a || true; } | median)"
-            # Latency triples: the run whose p99 is the median one.
-            LAT[$key]="$(printf '%s\n' "${lats[@]}" | sort -t/ -k2 -g | sed -n "$(( (${#lats[@]} + 1) / 2 ))p")"
         done
     done
+done
+
+# Medians per key (a key that only failed, or that no run reached, stays out of RATE).
+samples() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; }; }
+for key in "${!A_RATE[@]}" "${!A_LAT[@]}" "${!A_FAILED[@]}"; do
+    if [[ -n "${A_FAILED[$key]:-}" ]]; then RATE[$key]="FAILED"; continue; fi
+    if [[ -n "${A_RATE[$key]:-}" ]]; then
+        RATE[$key]="$(samples "${A_RATE[$key]}" | median)"
+        USR[$key]="$(samples "${A_USR[$key]}" | median)"; SYS[$key]="$(samples "${A_SYS[$key]}" | median)"
+    fi
+    FIXED[$key]="$( [[ -n "${A_FIXED[$key]:-}" ]] && samples "${A_FIXED[$key]}" | median || true)"
+    PERSEND[$key]="$( [[ -n "${A_SEND[$key]:-}" ]] && samples "${A_SEND[$key]}" | median || true)"
+    WAKES[$key]="$( [[ -n "${A_WAKE[$key]:-}" ]] && samples "${A_WAKE[$key]}" | median || true)"
+    # Latency triples: the run whose p99 is the median one.
+    if [[ -n "${A_LAT[$key]:-}" ]]; then
+        mapfile -t lats < <(samples "${A_LAT[$key]}" | sort -t/ -k2 -g)
+        LAT[$key]="$(sed 's|/| / |g' <<<"${lats[$(( (${#lats[@]} - 1) / 2 ))]}")"
+    fi
 done
 
 echo "### Fan-out with 1 and 2 shards: throughput, CPU per delivery, publish-to-delivery latency (shards-bench.sh)"
@@ -120,24 +209,32 @@ echo '```'
 echo
 echo "| backend | subscribers | shards | deliveries/s | server µs per delivery (user + system) | 2 shards / 1 shard, CPU per delivery | deliveries per socket write | doorbell wake-ups per 1,000 deliveries | publishes/s for latency | p50 / p99 / p99.9 µs | server µs per delivery at that rate | 2 shards / 1 shard at that rate |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+# A row per backend, subscriber count, shard count and (2 shards) placement; a placement no run
+# reached says so instead of a figure.
 for backend in $BACKENDS; do
     for n in $SUBSCRIBERS; do
         for shards in $SHARDS; do
-            key="$backend|$shards|$n"
-            if [[ "${RATE[$key]:-}" == FAILED || -z "${RATE[$key]:-}" ]]; then
-                echo "| $backend | $n | $shards | FAILED | | | | | $(rate_for "$n") | | | |"; continue
-            fi
-            cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
-            ratio=""
-            one="$backend|1|$n"
-            if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]}" != FAILED ]]; then
-                ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
-            fi
-            fixed_ratio=""
-            if [[ "$shards" != 1 && -n "${FIXED[$one]:-}" && "${RATE[$one]}" != FAILED ]]; then
-                fixed_ratio="$(awk -v a="${FIXED[$key]}" -v b="${FIXED[$one]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
-            fi
-            echo "| $backend | $n | $shards | $(rate_cell "${RATE[$key]}") | $cpu | $ratio | ${PERSEND[$key]} | ${WAKES[$key]} | $(rate_for "$n") | ${LAT[$key]} | ${FIXED[$key]} | $fixed_ratio |"
+            if [[ "$shards" == 1 ]]; then wanted="-"; else wanted="$PLACEMENTS"; fi
+            for placed in $wanted; do
+                key="$backend|$shards|$n|$placed"
+                label="$shards"; [[ "$placed" != - ]] && label="$shards, publisher on the $placed shard"
+                if [[ "${RATE[$key]:-}" == FAILED ]]; then
+                    echo "| $backend | $n | $label | FAILED | | | | | $(rate_for "$n") | | | |"; continue
+                fi
+                one="$backend|1|$n|-"
+                ratio=""; cpu="no full-speed run landed so"
+                if [[ -n "${RATE[$key]:-}" ]]; then
+                    cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
+                    if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
+                        ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
+                    fi
+                fi
+                fixed_ratio=""
+                if [[ "$shards" != 1 && -n "${FIXED[$key]:-}" && -n "${FIXED[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
+                    fixed_ratio="$(awk -v a="${FIXED[$key]}" -v b="${FIXED[$one]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+                fi
+                echo "| $backend | $n | $label | $( [[ -n "${RATE[$key]:-}" ]] && rate_cell "${RATE[$key]}" || echo "n/a") | $cpu | $ratio | ${PERSEND[$key]:-} | ${WAKES[$key]:-} | $(rate_for "$n") | ${LAT[$key]:-no fixed-rate run landed so} | ${FIXED[$key]:-} | $fixed_ratio |"
+            done
         done
     done
 done

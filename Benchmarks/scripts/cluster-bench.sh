@@ -108,10 +108,12 @@ done
 log "cluster: $SUBSCRIBERS subscribers on each of 3 nodes, publishing on node 1"
 read -r r_user r_sys < <(proc_cpu_ticks "$REDIS_PID")
 calls_before="$(script_calls)"
-sent_before=(); dropped_before=()
-for i in 1 2; do
+sent_before=(); dropped_before=(); writes_before=(); ticks_before=()
+for i in 0 1 2; do
     sent_before[$i]="$(metric "${ports[$i]}" switchboard_fanout_deliveries_total)"
     dropped_before[$i]="$(metric "${ports[$i]}" switchboard_ws_messages_dropped_total)"
+    writes_before[$i]="$(metric "${ports[$i]}" switchboard_sends_total)"
+    read -r u s < <(proc_cpu_ticks "${node_pids[$i]}"); ticks_before[$i]=$((u + s))
 done
 start_ns="$(date +%s%N)"
 fanout "${ports[0]}" "${node_pids[0]}" cluster-a "$SUBSCRIBERS"
@@ -119,11 +121,17 @@ elapsed="$(awk -v a="$start_ns" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e
 read -r r_user2 r_sys2 < <(proc_cpu_ticks "$REDIS_PID")
 calls="$(( $(script_calls) - calls_before ))"
 read -r c_rate c_p50 c_p99 c_published < <(field "$WORK/cluster-a.txt")
-remote_rate=(); remote_dropped=()
-for i in 1 2; do
+remote_rate=(); remote_dropped=(); per_write=(); cpu_per=()
+for i in 0 1 2; do
     sent="$(( $(metric "${ports[$i]}" switchboard_fanout_deliveries_total) - sent_before[$i] ))"
     remote_dropped[$i]="$(( $(metric "${ports[$i]}" switchboard_ws_messages_dropped_total) - dropped_before[$i] ))"
     remote_rate[$i]="$(awk -v s="$sent" -v e="$elapsed" 'BEGIN { printf "%.0f", s / e }')"
+    # What each node's deliveries cost over the same span: frames per socket write (the
+    # batch each subscriber got per turn) and the node's CPU (user + system) per delivery.
+    writes="$(( $(metric "${ports[$i]}" switchboard_sends_total) - writes_before[$i] ))"
+    read -r u s < <(proc_cpu_ticks "${node_pids[$i]}")
+    per_write[$i]="$(awk -v d="$sent" -v w="$writes" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "n/a" }')"
+    cpu_per[$i]="$(awk -v t=$((u + s - ticks_before[$i])) -v hz="$CLK_TCK" -v d="$sent" 'BEGIN { if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a" }')"
 done
 redis_us="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v n="$calls" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')"
 redis_cpu="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v e="$elapsed" 'BEGIN { printf "%.0f", t / hz / e * 100 }')"
@@ -140,4 +148,6 @@ echo
 echo "Latency is publish-to-delivery on node A's subscribers (the publish goes through Redis and back)."
 echo "B and C: switchboard_fanout_deliveries_total over the fanout run's $(printf '%.1f' "$elapsed") s (warm-up and connect included);"
 echo "messages dropped for slow consumers there: B ${remote_dropped[1]}, C ${remote_dropped[2]}. A published $c_published messages in the measured window."
+echo "Over the same span, per node (A, B, C): frames per socket write ${per_write[0]}, ${per_write[1]}, ${per_write[2]};"
+echo "node CPU (user + system) per delivery ${cpu_per[0]}, ${cpu_per[1]}, ${cpu_per[2]} µs."
 report_failures

@@ -71,8 +71,9 @@ percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i 
 # parity of the connections accepted before them. Each run is classified after the fact from
 # the server's per-shard counters (the shard whose WebSocket messages went up is the
 # publisher's, the one whose switchboard_publishes_total went up the owner), and filed under
-# what it was; the first run teaches the script which parity gives which placement, and later
-# runs open one probe connection first when they need the other parity.
+# what it was; the first run teaches the script which parity gives which placement (and so
+# which the other parity gives), and later runs open one probe connection first when they
+# need the other parity.
 PLACEMENTS="${PLACEMENTS:-owner other}"
 declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
@@ -106,7 +107,11 @@ steer() {
     accepted="$(metric_total "$1" switchboard_connections_accepted_total)"
     [[ "$accepted" == - ]] && { echo -; return; }
     parity=$((accepted % 2))
-    local gives="${PARITY_GIVES[$3|$parity]:-}"
+    # What this parity gave before, or else the opposite of what the other parity gave.
+    local gives="${PARITY_GIVES[$3|$parity]:-}" other="${PARITY_GIVES[$3|$((1 - parity))]:-}"
+    if [[ -z "$gives" && -n "$other" ]]; then
+        if [[ "$other" == owner ]]; then gives=other; else gives=owner; fi
+    fi
     if [[ -n "$gives" && "$gives" != "$2" ]]; then
         curl -sf --max-time 2 -o /dev/null "http://127.0.0.1:$1/health" || true
         parity=$((1 - parity))
@@ -165,7 +170,10 @@ for backend in $BACKENDS; do
                     stop_server
                     if [[ "$status" != 0 ]]; then note_failure "$base|$want run $run (latency): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
                     [[ "$lplaced" == unknown ]] && { note_failure "$base run $run (latency): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
-                    [[ "$parity" != - && "$lplaced" != - ]] && PARITY_GIVES[$backend|$n|$parity]="$lplaced"
+                    if [[ "$parity" != - && "$lplaced" != - ]]; then
+                        PARITY_GIVES[$backend|$n|$parity]="$lplaced"
+                        [[ "$lplaced" != "$want" ]] && log "$base run $run (latency): wanted the publisher on the $want shard, it landed on the $lplaced one (filed there)"
+                    fi
                     lkey="$base|$lplaced"
                     add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)"
                     # CPU per delivery at the fixed rate too: there both shard counts get the same

@@ -78,20 +78,22 @@ PLACEMENTS="${PLACEMENTS:-owner other}"
 declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
 declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED
-# shard_values PORT NAME SHARDS: the counter's value per shard, "v0 v1 ..." (0 where absent).
+# shard_values METRICS NAME SHARDS: the counter's value per shard in the METRICS text, "v0 v1 ..."
+# (0 where absent).
 shard_values() {
-    curl -sf --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
-        awk -v m="$2" -v n="$3" '{ k = $1; sub(/[{].*/, "", k) } k == m && match($1, /shard="[0-9]+"/) {
-                 v[substr($1, RSTART + 7, RLENGTH - 8) + 0] = $NF }
-             END { for (i = 0; i < n; i++) printf "%s%.0f", (i ? " " : ""), v[i] + 0; print "" }' || true
+    awk -v m="$2" -v n="$3" '{ k = $1; sub(/[{].*/, "", k) } k == m && match($1, /shard="[0-9]+"/) {
+             v[substr($1, RSTART + 7, RLENGTH - 8) + 0] = $NF }
+         END { for (i = 0; i < n; i++) printf "%s%.0f", (i ? " " : ""), v[i] + 0; print "" }' <<<"$1"
 }
 # argmax_delta "BEFORE" "AFTER": the index whose value rose most ("-" when none rose).
 argmax_delta() {
     awk -v a="$1" -v b="$2" 'BEGIN { n = split(a, x, " "); split(b, y, " "); best = "-"; d = 0
         for (i = 1; i <= n; i++) if (y[i] - x[i] > d) { d = y[i] - x[i]; best = i - 1 }; print best }'
 }
-snapshot() { # port shards -> "messages|publishes"
-    echo "$(shard_values "$1" switchboard_ws_messages_received_total "$2")|$(shard_values "$1" switchboard_publishes_total "$2")"
+snapshot() { # port shards -> "messages|publishes", both from one read of /metrics
+    local metrics
+    metrics="$(curl -sf --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null || true)"
+    echo "$(shard_values "$metrics" switchboard_ws_messages_received_total "$2")|$(shard_values "$metrics" switchboard_publishes_total "$2")"
 }
 # classify PORT SHARDS SNAPSHOT_BEFORE: owner | other | unknown, for the run since the snapshot.
 classify() {
@@ -118,15 +120,22 @@ steer() {
     fi
     echo "$parity"
 }
+# learn PARITY_KEY PARITY PLACED WANT WHAT: remembers what the parity gave, and logs a run that
+# landed off the placement it was steered to (WHAT names the run).
+learn() {
+    [[ "$2" == - || "$3" == - ]] && return 0
+    PARITY_GIVES[$1|$2]="$3"
+    if [[ "$3" != "$4" ]]; then log "$5: wanted the publisher on the $4 shard, it landed on the $3 one (filed there)"; fi
+}
+placements_for() { if [[ "$1" == 1 ]]; then echo -; else echo "$PLACEMENTS"; fi; }
 add() { local -n arr="$1"; arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"; }
 
 port="$BASE_PORT"
 for backend in $BACKENDS; do
     for shards in $SHARDS; do
         for n in $SUBSCRIBERS; do
-            if [[ "$shards" == 1 ]]; then wanted="-"; else wanted="$PLACEMENTS"; fi
             for run in $(seq 1 "$RUNS"); do
-                for want in $wanted; do
+                for want in $(placements_for "$shards"); do
                     port=$((port + 1))
                     base="$backend|$shards|$n"
                     if ! start "$port" "$backend" "$shards"; then note_failure "$base: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; A_FAILED[$base|$want]=1; stop_server; continue; fi
@@ -144,8 +153,7 @@ for backend in $BACKENDS; do
                     if [[ "$want" != - ]]; then
                         placed="$(classify "$port" "$shards" "$before")"
                         [[ "$placed" == unknown ]] && { stop_server; note_failure "$base run $run (peak): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
-                        [[ "$parity" != - ]] && PARITY_GIVES[$backend|$n|$parity]="$placed"
-                        [[ "$placed" != "$want" ]] && log "$base run $run: wanted the publisher on the $want shard, it landed on the $placed one (filed there)"
+                        learn "$backend|$n" "$parity" "$placed" "$want" "$base run $run"
                     fi
                     key="$base|$placed"
                     add A_RATE "$key" "$(awk '/^  deliveries:/ { print $2 }' "$out")"
@@ -170,10 +178,7 @@ for backend in $BACKENDS; do
                     stop_server
                     if [[ "$status" != 0 ]]; then note_failure "$base|$want run $run (latency): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
                     [[ "$lplaced" == unknown ]] && { note_failure "$base run $run (latency): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
-                    if [[ "$parity" != - && "$lplaced" != - ]]; then
-                        PARITY_GIVES[$backend|$n|$parity]="$lplaced"
-                        [[ "$lplaced" != "$want" ]] && log "$base run $run (latency): wanted the publisher on the $want shard, it landed on the $lplaced one (filed there)"
-                    fi
+                    learn "$backend|$n" "$parity" "$lplaced" "$want" "$base run $run (latency)"
                     lkey="$base|$lplaced"
                     add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)"
                     # CPU per delivery at the fixed rate too: there both shard counts get the same
@@ -222,8 +227,7 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 for backend in $BACKENDS; do
     for n in $SUBSCRIBERS; do
         for shards in $SHARDS; do
-            if [[ "$shards" == 1 ]]; then wanted="-"; else wanted="$PLACEMENTS"; fi
-            for placed in $wanted; do
+            for placed in $(placements_for "$shards"); do
                 key="$backend|$shards|$n|$placed"
                 label="$shards"; [[ "$placed" != - ]] && label="$shards, publisher on the $placed shard"
                 if [[ "${RATE[$key]:-}" == FAILED ]]; then

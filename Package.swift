@@ -203,7 +203,7 @@ let package = Package(
         ),
         // The SDK's WebSocket client against Autobahn's fuzzing server (deploy/autobahn-client.sh).
         .executableTarget(name: "sdk-autobahn-client", dependencies: ["SwitchboardClient"], path: "Tests/interop/autobahn_client"),
-        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardTestSupport"]),
+        .testTarget(name: "SwitchboardRPCTests", dependencies: ["SwitchboardProtocols", "Switchboard", "SwitchboardClient", "SwitchboardRESP", "SwitchboardTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -30,7 +30,7 @@ struct RPCClientWireOrderTests {
         for i in 0..<20 {
             // Not started yet: every send queues; start() waits until all 20 are queued.
             tasks.append(Task { _ = try? await c.send("seq", [.number(Double(i))], startIfNeeded: false) })
-            #expect(waitUntil { c.queuedRequestCount == i + 1 })
+            #expect(await eventually { c.queuedRequestCount == i + 1 })
         }
         #expect(c.queuedRequestCount == 20)
         c.start()

@@ -12,9 +12,10 @@ struct ClusterRPCTests {
     final class Node {
         let broker: Broker
         let rpc: RPCServer
-        init(_ id: Int, redisPort: Int, backend: IOBackendKind) throws {
+        init(_ id: Int, redisPort: Int, backend: IOBackendKind, options change: (inout RPCServerOptions) -> Void = { _ in }) throws {
             var o = RPCServerOptions()
             o.requestTimeoutMilliseconds = 20_000
+            change(&o)
             rpc = RPCServer(options: o, nodeId: { request in
                 request.query.hasPrefix("id=") ? String(request.query.dropFirst(3)) : nil
             }) { node in
@@ -24,6 +25,7 @@ struct ClusterRPCTests {
                 node.client.on("relay") { ctx, args in
                     try await ctx.node.remoteClient.send(to: args[0].stringValue!, args[1].stringValue!, Array(args.dropFirst(2)))
                 }
+                node.client.on("echo-local") { _, args in .array(args) }
                 node.server.on("echo") { ctx, args in ["from": .string(ctx.sender ?? ""), "to": .string(ctx.node.id), "args": .array(args)] }
                 node.remoteClient.on("tagged") { ctx, _ in .array((ctx.result.arrayValue ?? []) + [.string("tag:\(ctx.node.id)")]) }
             }
@@ -110,5 +112,44 @@ struct ClusterRPCTests {
         await a.close()
         await b.close()
         await c.close()
+    }
+
+    @Test("an id registered while Redis is down reaches the directory once Redis is up, and is called from another node; a restarted Redis gets it back from the refresh",
+          arguments: [IOBackendKind.uring, .epoll])
+    func directoryAcrossOutages(_ backend: IOBackendKind) async throws {
+        // A port with no Redis on it yet: the nodes start, their shards keep reconnecting.
+        let port = try { let r = try RedisServer(); defer { r.stop() }; return r.port }()
+        let nodes = try (1...2).map { id in
+            try Node(id, redisPort: port, backend: backend) {
+                $0.clusterDirectoryRetryMilliseconds = 50
+                $0.clusterDirectoryRefreshMilliseconds = 1000
+            }
+        }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        // init does not wait for Redis: the node works within its process meanwhile.
+        let a = try await nodes[0].client("alpha")
+        #expect(try await a.send("echo-local", ["x"]) == ["x"])
+        #expect(nodes[0].rpc.metrics.directoryWriteFailures.value >= 1)
+
+        var redis = try RedisServer(port: port)
+        let b = try await nodes[1].client("beta")
+        // Within the shards' reconnect backoff plus one retry interval.
+        try await waitUntil(seconds: 10) {
+            redisCount(port, "switchboard:{rpc}:id:alpha") == 1 && redisCount(port, "switchboard:{rpc}:id:beta") == 1
+        }
+        #expect(try await b.send("call", ["alpha", "echo", 1]) == ["from": "beta", "to": "alpha", "args": [1]])
+        #expect(try await a.send("call", ["beta", "echo", 2]) == ["from": "alpha", "to": "beta", "args": [2]])
+
+        // Redis restarts empty: the refresh (every second here) writes both ids again.
+        redis.stop()
+        redis = try RedisServer(port: port)
+        defer { redis.stop() }
+        #expect(redisCount(port, "switchboard:{rpc}:id:alpha") == 0)
+        try await waitUntil(seconds: 10) {
+            redisCount(port, "switchboard:{rpc}:id:alpha") == 1 && redisCount(port, "switchboard:{rpc}:id:beta") == 1
+        }
+        #expect(try await b.send("call", ["alpha", "echo", 3]) == ["from": "beta", "to": "alpha", "args": [3]])
+        await a.close()
+        await b.close()
     }
 }

@@ -2,6 +2,7 @@ import Dispatch
 import Foundation
 @testable import SwitchboardProtocols
 import Switchboard
+import SwitchboardRESP
 import Synchronization
 import Testing
 
@@ -83,6 +84,31 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
 
     func closeSocket(_ socket: SocketID, code: UInt16, reason: String) {
         clients.withLock { $0[socket] }?.serverClosed(code: code, reason: reason)
+    }
+
+    // A stand-in for the shard's Redis connection (the directory code of RPCCluster.swift):
+    // off until `joinCluster`; `redisAnswers` says whether a command is answered (`:1`) or
+    // fails as an unreachable Redis does (nil, at once). Every command is recorded.
+    private let cluster = Mutex<(node: Int?, answers: Bool, commands: [RedisCommand])>((nil, true, []))
+
+    struct RedisCommand: Equatable {
+        let arguments: [String]
+        let answered: Bool
+    }
+
+    func joinCluster(node: Int) { cluster.withLock { $0.node = node } }
+    func redisAnswers(_ answers: Bool) { cluster.withLock { $0.answers = answers } }
+    /// The commands sent so far (arguments in UTF-8), each with whether it was answered.
+    var redisCommands: [RedisCommand] { cluster.withLock { $0.commands } }
+
+    var clusterNode: Int? { cluster.withLock { $0.node } }
+
+    func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) {
+        let answers = cluster.withLock { state in
+            state.commands.append(RedisCommand(arguments: arguments.map { String(decoding: $0, as: UTF8.self) }, answered: state.answers))
+            return state.answers
+        }
+        completion(answers ? .integer(1) : nil)
     }
 }
 

@@ -11,7 +11,10 @@ import SwitchboardRESP
 //
 // 1. the caller's shard asks Redis which processes have the id (`P:{rpc}:id:ID`, a set of
 //    cluster node numbers, kept by each process's owner shard: added with the id's first
-//    local node, removed with its last);
+//    local node, removed with its last; a write Redis did not answer is written again every
+//    `clusterDirectoryRetryMilliseconds`, and every owned id is written again every
+//    `clusterDirectoryRefreshMilliseconds`, after a restarted Redis lost them or the other
+//    processes removed them while they had declared this one dead);
 // 2. it sends the call to each of them through their node inboxes (the caller's shard, its
 //    own Redis connection);
 // 3. the receiving process's shard 0 hands it to the id's owner shard, which serves it
@@ -144,6 +147,22 @@ struct RPCClusterKeys {
         redis.call('SREM', KEYS[1], ARGV[1])
         redis.call('SREM', KEYS[2], ARGV[2])
         return 1
+        """
+    /// Many ids in one call (a retry or a refresh). KEYS: node set. ARGV: id key prefix, node,
+    /// the number of ids to add, the ids to add, then the ids to remove. The id keys are built
+    /// from the prefix, as in `nodeDied`: they share the `{rpc}` tag, so one slot.
+    static let sync = """
+        local added = tonumber(ARGV[3])
+        for i = 4, #ARGV do
+          if i < 4 + added then
+            redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
+            redis.call('SADD', KEYS[1], ARGV[i])
+          else
+            redis.call('SREM', ARGV[1] .. ARGV[i], ARGV[2])
+            redis.call('SREM', KEYS[1], ARGV[i])
+          end
+        end
+        return #ARGV - 3
         """
     /// KEYS: node set. ARGV: id key prefix, node.
     static let nodeDied = """

@@ -34,6 +34,9 @@ public final class RPCMetrics: Sendable {
     public let duplicateIds = RPCCounter("switchboard_rpc_duplicate_node_ids_total", "Connections whose node id was already live (handled per policy)")
     public let applicationMessages = RPCCounter("switchboard_rpc_application_messages_total", "x- messages received")
     public let lostAnswers = RPCCounter("switchboard_rpc_lost_answers_total", "Answers that could not be delivered (shard inbox full or stopped)")
+    public let directoryWriteFailures = RPCCounter("switchboard_rpc_directory_write_failures_total",
+                                                   "Ids whose cluster directory write Redis did not answer (retried after clusterDirectoryRetryMilliseconds)")
+    public let directoryRefreshes = RPCCounter("switchboard_rpc_directory_refreshes_total", "Rounds, per shard, that wrote every owned id to the cluster directory again (clusterDirectoryRefreshMilliseconds, or after this process was declared dead)")
     /// Malformed messages, one counter per reason (`data.reason` on the wire).
     public let malformed: [RPCMalformedReason: RPCCounter] = Dictionary(uniqueKeysWithValues: RPCMalformedReason.allCases.map {
         ($0, RPCCounter("switchboard_rpc_malformed_total", "Malformed messages answered with a protocol error, by reason"))
@@ -43,7 +46,8 @@ public final class RPCMetrics: Sendable {
 
     public var all: [RPCCounter] {
         [nodes, requestsFromClients, requestsToClients, nodeRequests, timeouts, unhandled, disconnectedFailures,
-         overloaded, strayAnswers, pingTimeouts, duplicateIds, applicationMessages, lostAnswers]
+         overloaded, strayAnswers, pingTimeouts, duplicateIds, applicationMessages, lostAnswers, directoryWriteFailures,
+         directoryRefreshes]
     }
 
     /// Every counter, read now, process-wide (no shard dimension); the malformed counters carry

@@ -40,6 +40,16 @@ public struct RPCServerOptions: Sendable {
     public var maxNodeIdBytes = 256
     /// Granularity of timeouts, `init` delays and ping checks, in ms.
     public var tickMilliseconds = 5
+    /// With `cluster_engine = redis`: how long after a failed write of the cluster directory
+    /// (Redis unreachable, or the connection lost before its answer) the id's entry is written
+    /// again, in ms. Until then the id is not reachable from other processes.
+    public var clusterDirectoryRetryMilliseconds = 250
+    /// With `cluster_engine = redis`: how often each shard writes every id it owns to the
+    /// cluster directory again, in ms (0: never). Repairs what a restarted Redis lost, or what
+    /// the other processes removed while they had declared this one dead.
+    public var clusterDirectoryRefreshMilliseconds = 30_000
+    /// Ids in one directory write of a retry or a refresh (one script call each).
+    public var clusterDirectoryBatchIds = 256
 
     public init() {}
 
@@ -54,6 +64,15 @@ public struct RPCServerOptions: Sendable {
         if maxInflightPerNode < 1 { return "rpc maxInflightPerNode must be positive, got \(maxInflightPerNode)" }
         if maxNodeIdBytes < 1 { return "rpc maxNodeIdBytes must be positive, got \(maxNodeIdBytes)" }
         if tickMilliseconds < 1 || tickMilliseconds > 1000 { return "rpc tickMilliseconds must be in 1...1000, got \(tickMilliseconds)" }
+        if clusterDirectoryRetryMilliseconds < 1 || clusterDirectoryRetryMilliseconds > 60_000 {
+            return "rpc clusterDirectoryRetryMilliseconds must be in 1...60000, got \(clusterDirectoryRetryMilliseconds)"
+        }
+        if clusterDirectoryRefreshMilliseconds != 0 && clusterDirectoryRefreshMilliseconds < 1000 {
+            return "rpc clusterDirectoryRefreshMilliseconds must be 0 (off) or at least 1000, got \(clusterDirectoryRefreshMilliseconds)"
+        }
+        if clusterDirectoryBatchIds < 1 || clusterDirectoryBatchIds > 4096 {
+            return "rpc clusterDirectoryBatchIds must be in 1...4096, got \(clusterDirectoryBatchIds)"
+        }
         return nil
     }
 }

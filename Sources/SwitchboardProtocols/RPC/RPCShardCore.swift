@@ -85,12 +85,27 @@ final class RPCShardCore {
     /// (a node declared dead leaves; none left fails the request with `.disconnected`).
     private var remoteCalls: [UInt64: Set<Int>] = [:]
     private var pingCounter = 0
+    /// The cluster directory's side of this shard's ids (RPCCluster.swift). Ids whose last
+    /// Redis write failed, written again at `nextDirectoryRetry` as `directory` then says.
+    /// Bounded by the ids this shard owns (an id leaves once written, whatever `directory` says).
+    private var directoryUnsynced: Set<String> = []
+    /// The generation of each id's newest write still waiting for Redis: the answer of an older
+    /// one is stale (the newer write, later on the same connection, decides).
+    private var directoryWrites: [String: UInt64] = [:]
+    private var directoryGeneration: UInt64 = 0
+    private var nextDirectoryRetry: ContinuousClock.Instant
+    /// When every owned id is written again (nil: never, the periodic refresh is off).
+    private var nextDirectoryRefresh: ContinuousClock.Instant?
 
     init(io: any RPCShardIO, executor: any RPCShardExecutor, shared: RPCShared) {
         self.io = io
         self.executor = executor
         self.shared = shared
-        nextPingSweep = ContinuousClock.now
+        let now = ContinuousClock.now
+        nextPingSweep = now
+        nextDirectoryRetry = now
+        let refresh = shared.options.clusterDirectoryRefreshMilliseconds
+        nextDirectoryRefresh = refresh > 0 ? now.advanced(by: .milliseconds(refresh)) : nil
     }
 
     var shardIndex: Int { io.shardIndex }
@@ -101,6 +116,8 @@ final class RPCShardCore {
     var deadlineCount: Int { deadlines.count }
     /// Directory entries this shard owns for `id` (tests).
     func directoryCount(_ id: String) -> Int { directory[id]?.count ?? 0 }
+    /// Ids whose cluster directory write failed and waits for its retry (tests).
+    var directoryUnsyncedCount: Int { directoryUnsynced.count }
     func node(_ socket: SocketID) -> RPCNode? { nodes[socket]?.node }
 
     private func newKey() -> UInt64 {
@@ -189,17 +206,24 @@ final class RPCShardCore {
             }
         }
         if accepted { list.append(DirectoryEntry(socket: socket)) }
-        if accepted && list.count == 1 { announceInCluster(id) }
         directory[id] = list.isEmpty ? nil : list
-        let ok = accepted
-        executor.execute(onShard: replyShard) { $0.registered(socket, accepted: ok) }
+        let ok = accepted, executor = executor
+        let answer = { _ = executor.execute(onShard: replyShard) { $0.registered(socket, accepted: ok) } }
+        // The id's first node here: `init` waits for Redis's answer, so a node that got it is
+        // reachable from every process while Redis is up. When Redis does not answer, `init`
+        // goes out anyway (the node works within this process) and the write is retried.
+        if accepted && list.count == 1 && io.clusterNode != nil {
+            writeDirectory(adding: [id], removing: [], then: answer)
+        } else {
+            answer()
+        }
     }
 
     private func unregister(_ id: String, socket: SocketID) {
         guard var list = directory[id] else { return }
         list.removeAll { $0.socket == socket }
-        if list.isEmpty { withdrawFromCluster(id) }
         directory[id] = list.isEmpty ? nil : list
+        if list.isEmpty && io.clusterNode != nil { writeDirectory(adding: [], removing: [id], then: nil) }
     }
 
     private func registered(_ socket: SocketID, accepted: Bool) {
@@ -239,6 +263,7 @@ final class RPCShardCore {
             nextPingSweep = now.advanced(by: .milliseconds(options.pingIntervalMilliseconds))
             pingAll(now)
         }
+        if io.clusterNode != nil { syncDirectory(now) }
     }
 
     private func pingAll(_ now: ContinuousClock.Instant) {
@@ -542,18 +567,77 @@ extension RPCCorrelationID {
 // MARK: - Across cluster nodes (RPCCluster.swift describes the design)
 
 extension RPCShardCore {
-    /// On the id's owner shard: the id has its first node here; Redis learns this node has it.
-    private func announceInCluster(_ id: String) {
-        guard let me = io.clusterNode else { return }
-        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-        io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.announce, keys: [keys.id(id), keys.node(me)], [Array(String(me).utf8), Array(id.utf8)])) { _ in }
+    /// On the ids' owner shard: Redis learns that this process has `adding` (their first node
+    /// here came) and no longer has `removing` (their last left). One id: the announce or
+    /// withdraw script, its keys declared; more (a retry, a refresh): the batch script. An id
+    /// whose write Redis does not answer (unreachable, connection lost first) is written again
+    /// after `clusterDirectoryRetryMilliseconds`, as `directory` says then. `then` runs once,
+    /// after the answer (or at once when refused at once).
+    private func writeDirectory(adding: [String], removing: [String], then: (() -> Void)?) {
+        guard let me = io.clusterNode else { then?(); return }
+        assert(!adding.isEmpty || !removing.isEmpty, "a write names at least one id")
+        assert(adding.allSatisfy { directory[$0] != nil } && removing.allSatisfy { directory[$0] == nil },
+               "a write says what the directory holds now")
+        directoryGeneration &+= 1
+        let generation = directoryGeneration
+        for id in adding { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
+        for id in removing { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
+        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), node = Array(String(me).utf8)
+        let command: [[UInt8]]
+        if adding.count + removing.count == 1 {
+            let id = adding.first ?? removing[0]
+            command = RPCClusterKeys.eval(adding.isEmpty ? RPCClusterKeys.withdraw : RPCClusterKeys.announce,
+                                          keys: [keys.id(id), keys.node(me)], [node, Array(id.utf8)])
+        } else {
+            command = RPCClusterKeys.eval(RPCClusterKeys.sync, keys: [keys.node(me)],
+                                          [keys.idPrefix, node, Array(String(adding.count).utf8)] + (adding + removing).map { Array($0.utf8) })
+        }
+        io.clusterCommand(command) { [weak self] reply in
+            defer { then?() }
+            guard let self else { return }
+            let answered: Bool = if case .integer? = reply { true } else { false }
+            if !answered && self.directoryUnsynced.isEmpty {
+                // The first failure of a run: its retry comes one interval from now.
+                self.nextDirectoryRetry = self.clock.now.advanced(by: .milliseconds(self.options.clusterDirectoryRetryMilliseconds))
+            }
+            for id in adding + removing where self.directoryWrites[id] == generation {
+                self.directoryWrites[id] = nil
+                if !answered {
+                    self.metrics.directoryWriteFailures.increment()
+                    self.directoryUnsynced.insert(id)
+                }
+            }
+        }
     }
 
-    /// On the id's owner shard: its last node here left.
-    private func withdrawFromCluster(_ id: String) {
-        guard let me = io.clusterNode else { return }
-        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-        io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.withdraw, keys: [keys.id(id), keys.node(me)], [Array(String(me).utf8), Array(id.utf8)])) { _ in }
+    /// From `tick`, with a cluster: retries the failed writes, and writes every owned id again
+    /// when the refresh is due. In batches of `clusterDirectoryBatchIds`.
+    private func syncDirectory(_ now: ContinuousClock.Instant) {
+        let batch = options.clusterDirectoryBatchIds
+        if let due = nextDirectoryRefresh, due <= now {
+            let refresh = options.clusterDirectoryRefreshMilliseconds
+            nextDirectoryRefresh = refresh > 0 ? now.advanced(by: .milliseconds(refresh)) : nil
+            metrics.directoryRefreshes.increment()
+            // The withdrawals waiting for a retry go too: the refresh replaces the retry.
+            let present = Array(directory.keys), absent = directoryUnsynced.filter { directory[$0] == nil }
+            var i = 0
+            while i < present.count {
+                writeDirectory(adding: Array(present[i..<min(i + batch, present.count)]), removing: [], then: nil)
+                i += batch
+            }
+            i = 0
+            let gone = Array(absent)
+            while i < gone.count {
+                writeDirectory(adding: [], removing: Array(gone[i..<min(i + batch, gone.count)]), then: nil)
+                i += batch
+            }
+        }
+        guard !directoryUnsynced.isEmpty, nextDirectoryRetry <= now else { return }
+        nextDirectoryRetry = now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
+        // One batch per retry: a long outage's backlog drains at one batch per interval once
+        // Redis is back, never as a burst that fills the connection's pending bound.
+        let ids = Array(directoryUnsynced.prefix(batch))
+        writeDirectory(adding: ids.filter { directory[$0] != nil }, removing: ids.filter { directory[$0] == nil }, then: nil)
     }
 
     /// On the caller's shard: no node of this process has the target id; ask Redis which
@@ -606,7 +690,8 @@ extension RPCShardCore {
     }
 
     /// Node `node` of the cluster died: requests that wait only on it fail (`.disconnected`);
-    /// shard 0 removes its ids from Redis.
+    /// shard 0 removes its ids from Redis. This process's own number: the others declared it
+    /// dead while it lived, and every shard writes its ids again.
     func peerNodeDied(_ node: Int) {
         for (key, nodes) in remoteCalls where nodes.contains(node) {
             var left = nodes
@@ -618,7 +703,16 @@ extension RPCShardCore {
                 remoteCalls[key] = left
             }
         }
-        if shardIndex == 0, io.clusterNode != nil {
+        guard let me = io.clusterNode else { return }
+        if node == me {
+            // The others declared this process dead while it lived: they removed its ids from
+            // the directory. Write them all again, one retry interval from now (after their
+            // clean-up, which they run as they learn of the death); the periodic refresh
+            // repairs a clean-up that ran later still.
+            nextDirectoryRefresh = ContinuousClock.now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
+            return
+        }
+        if shardIndex == 0 {
             let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
             io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.node(node)], [keys.idPrefix, Array(String(node).utf8)])) { _ in }
         }

@@ -1,0 +1,158 @@
+import Foundation
+@testable import SwitchboardProtocols
+import Switchboard
+import Testing
+
+/// The RPC core's writes of the cluster directory (RPCCluster.swift) on in-memory shards,
+/// with a stand-in for the shard's Redis connection that answers or fails each command as
+/// the test says. The same flows over a real redis-server: `ClusterRPCTests`.
+@Suite("RPC: cluster directory writes, retries and refreshes (in-memory shards, a stand-in Redis)")
+struct RPCDirectorySyncTests {
+    static let node = 7
+
+    /// One shard in cluster node 7; retries every 20 ms; no periodic refresh unless asked.
+    static func shards(batchIds: Int = 256) -> FakeShards {
+        let shards = FakeShards(shards: 1, options: RPCCoreTests.options {
+            $0.clusterDirectoryRetryMilliseconds = 20
+            $0.clusterDirectoryRefreshMilliseconds = 0
+            $0.clusterDirectoryBatchIds = batchIds
+        })
+        shards.ios[0].joinCluster(node: node)
+        return shards
+    }
+
+    /// A directory write of node 7 as the ids it adds and removes; nil for anything else.
+    static func write(_ c: FakeIO.RedisCommand) -> (added: [String], removed: [String])? {
+        let a = c.arguments
+        let nodeKey = "switchboard:{rpc}:node:\(node)"
+        if a.count == 7, a[0] == "EVAL", a[2] == "2", a[3] == "switchboard:{rpc}:id:\(a[6])", a[4] == nodeKey, a[5] == "\(node)" {
+            if a[1] == RPCClusterKeys.announce { return ([a[6]], []) }
+            if a[1] == RPCClusterKeys.withdraw { return ([], [a[6]]) }
+        }
+        guard a.count >= 8, a[0] == "EVAL", a[1] == RPCClusterKeys.sync, a[2] == "1", a[3] == nodeKey,
+              a[4] == "switchboard:{rpc}:id:", a[5] == "\(node)", let added = Int(a[6]), added <= a.count - 7 else { return nil }
+        return (Array(a[7...].prefix(added)), Array(a[7...].dropFirst(added)))
+    }
+
+    /// The ids Redis holds for node 7 after the answered writes, applied in order (the
+    /// failed ones never reached it). Fails on a command that is not a directory write.
+    static func redisIds(_ io: FakeIO) throws -> Set<String> {
+        var ids: Set<String> = []
+        for c in io.redisCommands {
+            let w = try #require(write(c), "a directory write: \(c.arguments.prefix(1))")
+            if c.answered {
+                ids.formUnion(w.added)
+                ids.subtract(w.removed)
+            }
+        }
+        return ids
+    }
+
+    static func unsynced(_ shards: FakeShards) -> Int { shards.sync(0) { $0.directoryUnsyncedCount } }
+
+    @Test("a write Redis does not answer is written again after the retry interval, as the directory says then; init does not wait for it")
+    func retry() async throws {
+        let shards = Self.shards()
+        let io = shards.ios[0], metrics = shards.shared.metrics
+        let alpha = try await shards.connect(shard: 0, id: "alpha")
+        #expect(io.redisCommands.map { Self.write($0)?.added } == [["alpha"]])
+        #expect(try Self.redisIds(io) == ["alpha"])
+        #expect(Self.unsynced(shards) == 0)
+
+        // Redis goes away: beta still gets init (it works within this process); its announce
+        // and alpha's withdrawal wait for a retry, which fails again while Redis is away.
+        io.redisAnswers(false)
+        _ = try await shards.connect(shard: 0, id: "beta")
+        alpha.disconnect()
+        try await waitUntil { metrics.directoryWriteFailures.value >= 4 }  // the first two, then a retry of both
+        #expect(Self.unsynced(shards) == 2)
+        #expect(try Self.redisIds(io) == ["alpha"])
+
+        // Redis is back: the next retry lands, and nothing is left to write.
+        io.redisAnswers(true)
+        try await waitUntil { Self.unsynced(shards) == 0 }
+        #expect(try Self.redisIds(io) == ["beta"])
+        #expect(shards.sync(0) { $0.directoryCount("beta") } == 1 && shards.sync(0) { $0.directoryCount("alpha") } == 0)
+        let last = try #require(io.redisCommands.last.flatMap(Self.write))
+        #expect(Set(last.added) == ["beta"] && Set(last.removed) == ["alpha"], "one batch for both")
+    }
+
+    @Test("an id that leaves before its failed announce is retried is withdrawn, not announced")
+    func leftBeforeRetry() async throws {
+        let shards = Self.shards()
+        let io = shards.ios[0]
+        _ = try await shards.connect(shard: 0, id: "other")
+        io.redisAnswers(false)
+        let gamma = try await shards.connect(shard: 0, id: "gamma")
+        gamma.disconnect()
+        shards.sync(0) { _ in }  // the unregister posted to the owner shard ran
+        io.redisAnswers(true)
+        try await waitUntil { Self.unsynced(shards) == 0 }
+        #expect(try Self.redisIds(io) == ["other"])
+        for c in io.redisCommands.dropFirst(3) {
+            #expect(Self.write(c)?.added == [], "only withdrawals are retried")
+        }
+    }
+
+    @Test("a retry writes at most clusterDirectoryBatchIds ids per interval")
+    func retryBatches() async throws {
+        let shards = Self.shards(batchIds: 2)
+        let io = shards.ios[0]
+        io.redisAnswers(false)
+        for i in 0..<5 { _ = try await shards.connect(shard: 0, id: "id\(i)") }
+        io.redisAnswers(true)
+        try await waitUntil { Self.unsynced(shards) == 0 }
+        #expect(try Self.redisIds(io) == Set((0..<5).map { "id\($0)" }))
+        for c in io.redisCommands {
+            let w = try #require(Self.write(c))
+            #expect(w.added.count + w.removed.count <= 2)
+        }
+    }
+
+    @Test("declared dead by the others while alive: every owned id is written again, and this process runs no clean-up on itself")
+    func ownDeath() async throws {
+        let shards = Self.shards()
+        let io = shards.ios[0], metrics = shards.shared.metrics
+        for id in ["a", "b", "c"] { _ = try await shards.connect(shard: 0, id: id) }
+        #expect(io.redisCommands.count == 3)
+        shards.sync(0) { $0.peerNodeDied(Self.node) }
+        try await waitUntil { io.redisCommands.count == 4 }
+        let refresh = try #require(Self.write(io.redisCommands[3]))
+        #expect(Set(refresh.added) == ["a", "b", "c"] && refresh.removed.isEmpty)
+        #expect(metrics.directoryRefreshes.value == 1)
+        // Another process's death: shard 0 removes that one's ids.
+        shards.sync(0) { $0.peerNodeDied(3) }
+        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "1", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3"])
+    }
+
+    @Test("the periodic refresh writes every owned id")
+    func periodicRefresh() async throws {
+        let shards = FakeShards(shards: 1, options: RPCCoreTests.options {
+            $0.clusterDirectoryRefreshMilliseconds = 1000
+        })
+        shards.ios[0].joinCluster(node: Self.node)
+        let io = shards.ios[0]
+        for id in ["x", "y"] { _ = try await shards.connect(shard: 0, id: id) }
+        // The first refresh is due one second after the shard started, perhaps between the two
+        // connections on a loaded machine: wait for one that writes both.
+        try await waitUntil(seconds: 10) {
+            io.redisCommands.dropFirst(2).contains { c in Self.write(c).map { Set($0.added) == ["x", "y"] && $0.removed.isEmpty } == true }
+        }
+        #expect(shards.shared.metrics.directoryRefreshes.value >= 1)
+    }
+
+    @Test("options: the directory's bounds are validated")
+    func validation() {
+        var o = RPCServerOptions()
+        #expect(o.validate() == nil)
+        o.clusterDirectoryRetryMilliseconds = 0
+        #expect(o.validate() == "rpc clusterDirectoryRetryMilliseconds must be in 1...60000, got 0")
+        o = RPCServerOptions()
+        o.clusterDirectoryRefreshMilliseconds = 999
+        #expect(o.validate() == "rpc clusterDirectoryRefreshMilliseconds must be 0 (off) or at least 1000, got 999")
+        o.clusterDirectoryRefreshMilliseconds = 0
+        #expect(o.validate() == nil)
+        o.clusterDirectoryBatchIds = 4097
+        #expect(o.validate() == "rpc clusterDirectoryBatchIds must be in 1...4096, got 4097")
+    }
+}

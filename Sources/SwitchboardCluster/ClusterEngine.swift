@@ -98,6 +98,10 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// it, every message after it is newer).
     /// Protocol channels (`ClusterChannel.space`) are listed too; their protocol decides.
     func clusterResubscribed(_ channels: [ClusterChannel])
+    /// The shard's connection to Redis (in Redis Cluster mode: to one master) was established,
+    /// first or again. What the shard's protocols keep in Redis may be gone meanwhile (Redis
+    /// restarted empty, or lost writes during the cut): they write it again.
+    func clusterConnected()
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which

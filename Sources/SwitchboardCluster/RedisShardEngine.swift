@@ -536,6 +536,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         // After the SUBSCRIBEs in the pipeline: a history read the delegate sends now answers
         // after them, in order with the channels' messages.
         if !interest.isEmpty { delegate?.clusterResubscribed(Array(interest)) }
+        delegate?.clusterConnected()
         onConnected?()
     }
 

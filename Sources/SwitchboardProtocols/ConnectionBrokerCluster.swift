@@ -254,6 +254,20 @@ enum ConnectionBrokerRoleScripts {
         redis.call('SREM', KEYS[2], ARGV[1] .. ARGV[2])
         return 1
         """
+    /// KEYS: role set, sequence, node set. ARGV: role, then ids registered on the calling
+    /// shard. Each id the role lacks is added again after every member it has (a new sequence
+    /// number; the role's limit does not apply: they were admitted once). The number added.
+    static let restore = """
+        local added = 0
+        for i = 2, #ARGV do
+            if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
+                redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[i])
+                added = added + 1
+            end
+            redis.call('SADD', KEYS[3], ARGV[i] .. ARGV[1])
+        end
+        return added
+        """
     /// KEYS: node set. ARGV: the role keys' prefix. Removes every member the node registered
     /// (ids are 36 bytes, the role follows); the number removed.
     static let nodeDied = """
@@ -445,6 +459,37 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         }
     }
 
+    /// Writes every connection registered on this shard back to its role where Redis lacks it:
+    /// after the shard's Redis connection came up (a restarted Redis is empty) and after the
+    /// other nodes declared this one dead while it lived (their clean-up removed its members).
+    /// One script per role and `restoreBatchIds` ids. A batch Redis does not answer is left
+    /// to the next reconnect (counted in `cb_cross_node_lost_total`).
+    func restoreMembersInCluster() {
+        guard let roleKeys, let clusterNode else { return }
+        var byRole: [String: [UUID4]] = [:]
+        for (id, record) in registry.connections { byRole[record.role, default: []].append(id) }
+        for (role, ids) in byRole {
+            var start = 0
+            while start < ids.count {
+                let batch = ids[start..<min(start + Self.restoreBatchIds, ids.count)]
+                start += Self.restoreBatchIds
+                let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.restore,
+                                                            keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.node(clusterNode)],
+                                                            [Array(role.utf8)] + batch.map { Array($0.description.utf8) })
+                context.clusterCommand(command) { [unowned self] reply in
+                    if case .integer(let added)? = reply {
+                        metrics.roleMembersRestored.wrappingAdd(Int(added), ordering: .relaxed)
+                    } else {
+                        metrics.crossNodeLost.increment()
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ids in one restore script: bounds the script's run in Redis (and the command's size).
+    static let restoreBatchIds = 256
+
     /// A register or list Redis could not answer: "Server busy", as a refused post.
     private func clusterRequestFailed(_ socket: SocketID, _ ticket: UInt64, _ type: String) {
         guard let waiting = takeWaiting(socket, ticket) else { return }
@@ -510,8 +555,17 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// last heartbeat at most): this shard's part of `ConnectionBroker.nodeDied`.
     public func handleClusterNodeDied(_ node: Int) { peerNodeDied(node) }
 
+    /// The shard's Redis connection is up (at start, or again): its members go back to Redis.
+    public func handleClusterConnected() { restoreMembersInCluster() }
+
     func peerNodeDied(_ node: Int) {
-        guard let clusterNode, node != clusterNode else { return }
+        guard let clusterNode else { return }
+        guard node != clusterNode else {
+            // The others declared this node dead while it lived: they removed its role members.
+            // (A node whose clean-up runs after this restore removes them again, until this
+            // shard's next reconnect: the known gap, README "Failures".)
+            return restoreMembersInCluster()
+        }
         var lost: [(channel: UUID4, closer: UUID4, party: UUID4)] = []
         for (id, record) in registry.connections {
             for (channel, end) in record.channels where end.peerSocket.node == node && end.peer != id {

@@ -199,6 +199,9 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let crossNodeLost = Atomic<Int>(0)
     /// Channel ends closed because their peer's node was declared dead.
     public let channelsClosedByNodeDeath = Atomic<Int>(0)
+    /// Registered connections written back to their role after Redis lost them (a restarted
+    /// Redis, or this node declared dead while it lived).
+    public let roleMembersRestored = Atomic<Int>(0)
 
     public init() {}
 
@@ -245,6 +248,7 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_cluster_unavailable_total", "Requests failed because Redis was unreachable (cluster)", v(clusterUnavailable)),
             ("cb_cross_node_lost_total", "Answers and clean-ups to or from another node that were lost (cluster)", v(crossNodeLost)),
             ("cb_channels_closed_by_node_death_total", "Channel ends closed because the peer's node died (cluster)", v(channelsClosedByNodeDeath)),
+            ("cb_role_members_restored_total", "Registered connections written back to their role after Redis lost them (cluster: a restarted Redis, or this node declared dead while it lived)", v(roleMembersRestored)),
         ]
     }
 }

@@ -110,6 +110,11 @@ extension RoutingWorkerHandler: ClusterMessageReceiver, ClusterChannelReceiver {
         for route in routes { route.handler.handleClusterNodeDied(node) }
     }
 
+    /// Every route hears that this shard's Redis connection is up (each writes its state again).
+    public func handleClusterConnected() {
+        for route in routes { route.handler.handleClusterConnected() }
+    }
+
     /// Every route hears of a gap in a channel (each decides whether its sockets care).
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {
         for route in routes { route.handler.handleChannelGap(channel, recovered: recovered, subscribers: subscribers) }

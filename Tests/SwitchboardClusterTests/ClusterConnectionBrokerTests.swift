@@ -1,6 +1,7 @@
 import Foundation  // JSONSerialization: the test reads the broker's JSON independently of SwitchboardJSON
 @testable import Switchboard  // deliverNodeDeath: the membership code's event
 import SwitchboardProtocols
+import SwitchboardRESP
 import SwitchboardTestSupport
 import Testing
 
@@ -185,6 +186,46 @@ struct ClusterConnectionBrokerTests {
         let toGhost = try a.request("open", "\"targetId\":\"\(String(ghost))\"")
         try a.expectFailure("channel_open_failed", replyTo: toGhost, "Target connection not found", profile: profile)
         for n in nodes { #expect(n.metric("cb_cross_node_lost_total") == 0) }
+    }
+
+    @Test("Redis restarted empty: every node writes its registered connections back to their roles; a node declared dead while it lives writes its own back",
+          arguments: [IOBackendKind.uring, .epoll])
+    func rolesOutliveRedis(backend: IOBackendKind) throws {
+        var redis = try RedisServer()
+        let port = redis.port
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: .strict, backend: backend)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let a = try client(on: nodes[0], registering: "r")
+        let b = try client(on: nodes[1], registering: "r")
+        let c = try client(on: nodes[1], registering: "s")
+        #expect(nodes.map { $0.metric("cb_role_members_restored_total") } == [0, 0, 0], "nothing was missing at start")
+
+        redis.stop()
+        redis = try RedisServer(port: port)
+        let probe = try RedisProbe(port: port)
+        func members(_ role: String) -> RESPValue? { try? probe.call(["ZCARD", "switchboard:{cb}:role:\(role)"]) }
+        // Each shard writes its members back once its connection is up again (counted when
+        // Redis answered); then every shard of every node is connected.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.map { $0.metric("cb_role_members_restored_total") } == [1, 2, 0] })
+        #expect(members("r") == .integer(2) && members("s") == .integer(1))
+        func connectedShards(_ node: Node) -> Int {
+            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
+        }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        let lister = try client(on: nodes[2], registering: "lister")
+        #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
+        #expect(try lister.list("s") == [c.connectionId])
+        _ = try a.open(to: b)  // and they are reachable
+
+        // Node 2 declares node 1 dead while it lives: its clean-up removes a. Node 1 hears of its
+        // own death (as the membership code delivers it) and writes a back.
+        #expect(nodes[1].cb.nodeDied(1))
+        #expect(waitUntil { members("r") == .integer(1) })
+        nodes[0].broker.deliverNodeDeath(1)
+        #expect(waitUntil { nodes[0].metric("cb_role_members_restored_total") == 2 })
+        #expect(members("r") == .integer(2))
+        #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
     }
 
     @Test("a node declared dead: peers get channel_closed_notification, waiting requests fail, its roles go")

@@ -51,6 +51,19 @@ struct ClusterRPCTests {
         return text.hasPrefix(":") ? Int(text.dropFirst().prefix { $0.isNumber }) : nil
     }
 
+    /// Processes subscribed to node `node`'s inbox (PUBSUB NUMSUB, inline command, raw reply):
+    /// 1 once that node is up on Redis.
+    func inboxSubscribers(_ port: Int, node: Int) -> Int? {
+        guard let c = try? TestClient(port: port), (try? c.send("PUBSUB NUMSUB switchboard:node:\(node)\r\n")) != nil else { return nil }
+        var text = ""
+        for _ in 0..<10 where !text.hasSuffix("\r\n") || !text.contains(":") {
+            guard (try? c.fill()) == true else { return nil }
+            text = String(decoding: c.buffered, as: UTF8.self)
+        }
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        return Int(text[text.index(after: colon)...].prefix { $0.isNumber })
+    }
+
     @Test("client, server and remote-client requests between nodes on different brokers; a dead node fails its callers",
           arguments: [IOBackendKind.uring, .epoll])
     func threeForms(_ backend: IOBackendKind) async throws {
@@ -114,7 +127,7 @@ struct ClusterRPCTests {
         await c.close()
     }
 
-    @Test("an id registered while Redis is down reaches the directory once Redis is up, and is called from another node; a restarted Redis gets it back from the refresh",
+    @Test("an id registered while Redis is down reaches the directory once Redis is up, and is called from another node; a restarted Redis gets it back on reconnect",
           arguments: [IOBackendKind.uring, .epoll])
     func directoryAcrossOutages(_ backend: IOBackendKind) async throws {
         // A port with no Redis on it yet: the nodes start, their shards keep reconnecting.
@@ -122,7 +135,7 @@ struct ClusterRPCTests {
         let nodes = try (1...2).map { id in
             try Node(id, redisPort: port, backend: backend) {
                 $0.clusterDirectoryRetryMilliseconds = 50
-                $0.clusterDirectoryRefreshMilliseconds = 1000
+                $0.clusterDirectoryRefreshMilliseconds = 0  // the reconnect alone restores (RPCDirectorySyncTests: the refresh)
             }
         }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
@@ -133,20 +146,38 @@ struct ClusterRPCTests {
 
         var redis = try RedisServer(port: port)
         let b = try await nodes[1].client("beta")
-        // Within the shards' reconnect backoff plus one retry interval.
+        // Within the shards' reconnect backoff plus one retry interval; and every shard of both
+        // nodes is connected (a call goes through its caller's shard's connection, to the
+        // target node's inbox).
+        func connected(_ node: Node) -> Bool {
+            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) } == 2
+        }
         try await waitUntil(seconds: 10) {
             redisCount(port, "switchboard:{rpc}:id:alpha") == 1 && redisCount(port, "switchboard:{rpc}:id:beta") == 1
+                && nodes.allSatisfy(connected) && inboxSubscribers(port, node: 1) == 1 && inboxSubscribers(port, node: 2) == 1
         }
         #expect(try await b.send("call", ["alpha", "echo", 1]) == ["from": "beta", "to": "alpha", "args": [1]])
         #expect(try await a.send("call", ["beta", "echo", 2]) == ["from": "alpha", "to": "beta", "args": [2]])
+        // The directory names a node that is not up (nobody holds its inbox): the call fails
+        // at once with disconnected, not at its 20 s timeout.
+        let ghost = try TestClient(port: port)
+        try ghost.send("SADD switchboard:{rpc}:id:ghost 9\r\n")
+        #expect(try ghost.fill())
+        let started = ContinuousClock.now
+        do {
+            _ = try await a.send("call", ["ghost", "echo"])
+            Issue.record("no error")
+        } catch { #expect(error == Self.nodeDisconnected) }
+        #expect(ContinuousClock.now - started < .seconds(5), "long before the 20 s timeout")
 
-        // Redis restarts empty: the refresh (every second here) writes both ids again.
+        // Redis restarts empty: each shard writes its ids again once its connection is back.
         redis.stop()
         redis = try RedisServer(port: port)
         defer { redis.stop() }
         #expect(redisCount(port, "switchboard:{rpc}:id:alpha") == 0)
         try await waitUntil(seconds: 10) {
             redisCount(port, "switchboard:{rpc}:id:alpha") == 1 && redisCount(port, "switchboard:{rpc}:id:beta") == 1
+                && nodes.allSatisfy(connected) && inboxSubscribers(port, node: 1) == 1
         }
         #expect(try await b.send("call", ["alpha", "echo", 3]) == ["from": "beta", "to": "alpha", "args": [3]])
         await a.close()

@@ -43,6 +43,12 @@ public protocol WorkerHandler: AnyObject {
     /// `node` is this node's own id when the others declared it dead while it lived: they
     /// dropped its sockets. Default: nothing.
     func handleClusterNodeDied(_ node: Int)
+    /// With `cluster_engine = redis`: this shard's connection to Redis was established, at
+    /// start or after a loss (in Redis Cluster mode: its link to one master). What the handler
+    /// keeps in Redis through `ShardContext.clusterCommand` may be gone (Redis restarted empty)
+    /// or stale (writes lost in the cut): write it again. Called on the shard, possibly several
+    /// times in a row. Default: nothing.
+    func handleClusterConnected()
     /// With `cluster_engine = redis`: this shard's subscribers of `channel` (`subscribers`)
     /// did not receive some of its messages, because the shard's Redis connection was lost and
     /// re-established (Redis restarted, a network cut, a slow shard dropped by Redis) or
@@ -72,6 +78,7 @@ extension WorkerHandler {
     }
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}
     public func handleClusterNodeDied(_ node: Int) {}
+    public func handleClusterConnected() {}
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {}
 }
 

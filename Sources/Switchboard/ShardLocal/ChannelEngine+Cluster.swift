@@ -67,6 +67,11 @@ extension ChannelEngine: ClusterEngineDelegate {
         webSockets.worker.handleClusterNodeDied(node)
     }
 
+    /// The shard's Redis connection is up (again): the protocols write their state again.
+    func clusterConnected() {
+        webSockets.worker.handleClusterConnected()
+    }
+
     /// A message from Redis: delivered, unless its channel is being recovered (held until the
     /// read answers) or it shows a gap after the last delivered one (then the gap is read back
     /// first). A new epoch in live traffic means the stream the subscribers followed is gone:

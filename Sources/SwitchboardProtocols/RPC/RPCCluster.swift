@@ -12,9 +12,10 @@ import SwitchboardRESP
 // 1. the caller's shard asks Redis which processes have the id (`P:{rpc}:id:ID`, a set of
 //    cluster node numbers, kept by each process's owner shard: added with the id's first
 //    local node, removed with its last; a write Redis did not answer is written again every
-//    `clusterDirectoryRetryMilliseconds`, and every owned id is written again every
-//    `clusterDirectoryRefreshMilliseconds`, after a restarted Redis lost them or the other
-//    processes removed them while they had declared this one dead);
+//    `clusterDirectoryRetryMilliseconds`, and every owned id is written again when the
+//    shard's Redis connection comes up again (a restarted Redis lost them), after the other
+//    processes declared this one dead while it lived (their clean-up removed them), and every
+//    `clusterDirectoryRefreshMilliseconds`);
 // 2. it sends the call to each of them through their node inboxes (the caller's shard, its
 //    own Redis connection);
 // 3. the receiving process's shard 0 hands it to the id's owner shard, which serves it

@@ -94,6 +94,9 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
 
     /// The membership code's event, on every shard: this shard's part of `RPCServer.nodeDied`.
     func handleClusterNodeDied(_ node: Int) { core.peerNodeDied(node) }
+
+    /// The shard's Redis connection is up (again): its directory entries are written again.
+    func handleClusterConnected() { core.clusterConnected() }
 }
 
 extension RPCServer {
@@ -136,6 +139,9 @@ final class ShardContextRPCIO: RPCShardIO {
     var clusterKeyPrefix: String { context.broker.configuration.cluster.keyPrefix }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { context.clusterCommand(arguments, completion) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { context.sendToClusterNode(node, tag: rpcClusterTag, message) }
+    func sendToClusterNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool {
+        context.sendToClusterNode(node, tag: rpcClusterTag, message, receivers: receivers)
+    }
 }
 
 /// Posts to a shard's RPC core through the broker. Weak: nodes and tasks may outlive the broker;

@@ -610,6 +610,14 @@ extension RPCShardCore {
         }
     }
 
+    /// This shard's Redis connection is up (at start, or again after a cut): every owned id is
+    /// written again at the next tick. A restarted Redis lost them; the writes that failed in the
+    /// cut are among them (the refresh takes the withdrawals waiting too).
+    func clusterConnected() {
+        guard io.clusterNode != nil else { return }
+        nextDirectoryRefresh = clock.now
+    }
+
     /// From `tick`, with a cluster: retries the failed writes, and writes every owned id again
     /// when the refresh is due. In batches of `clusterDirectoryBatchIds`.
     private func syncDirectory(_ now: ContinuousClock.Instant) {
@@ -664,12 +672,31 @@ extension RPCShardCore {
             var remote = call
             remote.callerNode = me
             let bytes = RPCClusterWire.call(remote)
-            let reached = Set(nodes.filter { self.io.sendToClusterNode($0, bytes) })
+            let key = call.callerKey
+            let reached = Set(nodes.filter { node in
+                self.io.sendToClusterNode(node, bytes) { [weak self] receivers in
+                    // Nobody holds that node's inbox: it is not up (the directory still names it
+                    // until it is declared dead), so no answer will come from it.
+                    if receivers == 0 { self?.remoteNodeUnreachable(node, key: key) }
+                }
+            })
             guard !reached.isEmpty else {
                 self.metrics.disconnectedFailures.increment()
-                return self.complete(call.callerKey, .failure(nodes.isEmpty ? .disconnected : .overloaded))
+                return self.complete(key, .failure(nodes.isEmpty ? .disconnected : .overloaded))
             }
-            self.remoteCalls[call.callerKey] = reached
+            self.remoteCalls[key] = reached
+        }
+    }
+
+    /// A call sent to node `node` reached no process: the request stops waiting on it, and
+    /// fails with `.disconnected` when no other node may answer (not at its timeout).
+    private func remoteNodeUnreachable(_ node: Int, key: UInt64) {
+        guard var nodes = remoteCalls[key], nodes.remove(node) != nil else { return }
+        if nodes.isEmpty {
+            metrics.disconnectedFailures.increment()
+            complete(key, .failure(.disconnected))
+        } else {
+            remoteCalls[key] = nodes
         }
     }
 

@@ -19,6 +19,11 @@ protocol RPCShardIO: AnyObject {
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void)
     /// A message to another node's RPC core; false when refused at once.
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool
+    /// The same, learning whether a node took it: `receivers` runs later on this shard with
+    /// the number of processes subscribed to that node's inbox (0: node `node` is not up, the
+    /// message is lost), or nil when the Redis connection was lost first (unknown). Never
+    /// called when the send is refused at once (false).
+    func sendToClusterNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool
 }
 
 extension RPCShardIO {
@@ -26,6 +31,7 @@ extension RPCShardIO {
     var clusterKeyPrefix: String { "switchboard" }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { completion(nil) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { false }
+    func sendToClusterNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool { false }
 }
 
 enum RPCSendOutcome: Equatable {

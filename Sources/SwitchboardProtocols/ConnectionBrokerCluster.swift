@@ -268,6 +268,15 @@ enum ConnectionBrokerRoleScripts {
         end
         return added
         """
+    /// KEYS: node set. ARGV: the role keys' prefix, then pairs of id and role. Removes each id
+    /// from its role (removals sent again after Redis was away). The number of pairs.
+    static let removeMany = """
+        for i = 2, #ARGV, 2 do
+            redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
+            redis.call('SREM', KEYS[1], ARGV[i] .. ARGV[i + 1])
+        end
+        return (#ARGV - 1) / 2
+        """
     /// KEYS: node set. ARGV: the role keys' prefix. Removes every member the node registered
     /// (ids are 36 bytes, the role follows); the number removed.
     static let nodeDied = """
@@ -448,14 +457,44 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     }
 
     /// Removes `id` from `role` in Redis, then runs `then` (also when Redis is unreachable:
-    /// the entry then stays until the node is declared dead; counted).
+    /// the removal is then kept and sent again when this shard's Redis connection is back;
+    /// beyond `maxPendingRoleRemovals` the entry stays until the node is declared dead, counted).
     func removeMemberInCluster(_ id: UUID4, from role: String, then: @escaping () -> Void) {
         guard let roleKeys, let clusterNode else { preconditionFailure("cluster only") }
         let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.remove, keys: [roleKeys.role(role), roleKeys.node(clusterNode)],
                                                     [Array(id.description.utf8), Array(role.utf8)])
         context.clusterCommand(command) { [unowned self] reply in
-            if case .integer? = reply {} else { metrics.crossNodeLost.increment() }
+            if case .integer? = reply {} else { keepRemoval(id, role) }
             then()
+        }
+    }
+
+    /// A removal Redis did not answer waits for the next connection (bounded).
+    private func keepRemoval(_ id: UUID4, _ role: String) {
+        guard unremovedMembers.count < options.maxPendingRoleRemovals else { return metrics.crossNodeLost.increment() }
+        unremovedMembers[id] = role
+    }
+
+    /// Sends the kept removals again, `restoreBatchIds` per script; those Redis does not answer
+    /// are kept for the next connection.
+    func retryRemovalsInCluster() {
+        guard let roleKeys, let clusterNode, !unremovedMembers.isEmpty else { return }
+        let pending = Array(unremovedMembers)
+        unremovedMembers.removeAll(keepingCapacity: true)
+        var start = 0
+        while start < pending.count {
+            let batch = pending[start..<min(start + Self.restoreBatchIds, pending.count)]
+            start += Self.restoreBatchIds
+            var arguments = [roleKeys.rolePrefix]
+            for (id, role) in batch { arguments += [Array(id.description.utf8), Array(role.utf8)] }
+            let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.removeMany, keys: [roleKeys.node(clusterNode)], arguments)
+            context.clusterCommand(command) { [unowned self] reply in
+                guard case .integer? = reply else {
+                    for (id, role) in batch { keepRemoval(id, role) }
+                    return
+                }
+                metrics.roleRemovalsRetried.wrappingAdd(batch.count, ordering: .relaxed)
+            }
         }
     }
 
@@ -555,8 +594,12 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// last heartbeat at most): this shard's part of `ConnectionBroker.nodeDied`.
     public func handleClusterNodeDied(_ node: Int) { peerNodeDied(node) }
 
-    /// The shard's Redis connection is up (at start, or again): its members go back to Redis.
-    public func handleClusterConnected() { restoreMembersInCluster() }
+    /// The shard's Redis connection is up (at start, or again): the removals Redis did not answer
+    /// are sent again, and the members go back to Redis where it lacks them.
+    public func handleClusterConnected() {
+        retryRemovalsInCluster()
+        restoreMembersInCluster()
+    }
 
     func peerNodeDied(_ node: Int) {
         guard let clusterNode else { return }

@@ -147,6 +147,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// Sockets waiting for another node's answer: that node, and the failure to answer with
     /// if it is declared dead first (`peerNodeDied`).
     var remoteWaits: [SocketID: (node: Int, fail: () -> Void)] = [:]
+    /// Role removals Redis did not answer (cluster): id → role, sent again when this shard's
+    /// Redis connection is back. At most `maxPendingRoleRemovals`.
+    var unremovedMembers: [UUID4: String] = [:]
 
     /// Work for a handler on another shard; runs there with that handler.
     typealias CrossShardWork = @Sendable (ConnectionBrokerHandler) -> Void

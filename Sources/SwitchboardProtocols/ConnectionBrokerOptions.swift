@@ -53,6 +53,10 @@ public struct ConnectionBrokerOptions: Sendable {
     /// run one at a time per connection so their answers keep the request order). One request
     /// is always accepted; beyond the limit the socket is closed with 1013 (counted).
     public var maxQueuedRequestBytes: Int = 4 << 20
+    /// Cluster: role removals Redis did not answer (a disconnect while Redis was away), kept
+    /// per shard and sent again when its Redis connection is back. Beyond it a removal is left
+    /// to the node-death clean-up (counted in `cb_cross_node_lost_total`).
+    public var maxPendingRoleRemovals: Int = 100_000
 
     public init() {}
 }
@@ -68,6 +72,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         ("cb_max_json_depth", "connection-broker: deepest JSON nesting accepted"),
         ("cb_allow_self_channels", "connection-broker: true | false, allow opening a channel to oneself"),
         ("cb_max_queued_request_bytes", "connection-broker: bytes of requests one connection may have waiting behind a cross-shard request (each counts its size + 64); beyond, close 1013"),
+        ("cb_max_pending_role_removals", "connection-broker, cluster: role removals Redis did not answer, kept per shard and sent again when its Redis connection is back; beyond, left to the node-death clean-up (cb_cross_node_lost_total)"),
     ]
 
     public func value(forKey key: String) -> String? {
@@ -81,6 +86,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         case "cb_max_json_depth": return String(maxJSONDepth)
         case "cb_allow_self_channels": return String(allowSelfChannels)
         case "cb_max_queued_request_bytes": return String(maxQueuedRequestBytes)
+        case "cb_max_pending_role_removals": return String(maxPendingRoleRemovals)
         default: return nil
         }
     }
@@ -104,6 +110,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         case "cb_max_channels_per_connection": maxChannelsPerConnection = try int()
         case "cb_max_json_depth": maxJSONDepth = try int()
         case "cb_max_queued_request_bytes": maxQueuedRequestBytes = try int()
+        case "cb_max_pending_role_removals": maxPendingRoleRemovals = try int()
         case "cb_allow_self_channels":
             switch value {
             case "true", "yes", "1": allowSelfChannels = true
@@ -124,6 +131,7 @@ extension ConnectionBrokerOptions: ConfigurationSection {
         if maxChannelsPerConnection < 1 { return "cb_max_channels_per_connection must be >= 1" }
         if maxJSONDepth < 1 { return "cb_max_json_depth must be >= 1" }
         if maxQueuedRequestBytes < 1 { return "cb_max_queued_request_bytes must be >= 1" }
+        if maxPendingRoleRemovals < 0 { return "cb_max_pending_role_removals must be >= 0" }
         if maxMessageBytes < 1 { return "connection-broker maxMessageBytes must be >= 1" }
         return nil
     }
@@ -202,6 +210,8 @@ public final class ConnectionBrokerMetrics: Sendable {
     /// Registered connections written back to their role after Redis lost them (a restarted
     /// Redis, or this node declared dead while it lived).
     public let roleMembersRestored = Atomic<Int>(0)
+    /// Role removals sent again (and answered) after Redis was away when they were first made.
+    public let roleRemovalsRetried = Atomic<Int>(0)
 
     public init() {}
 
@@ -249,6 +259,7 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_cross_node_lost_total", "Answers and clean-ups to or from another node that were lost (cluster)", v(crossNodeLost)),
             ("cb_channels_closed_by_node_death_total", "Channel ends closed because the peer's node died (cluster)", v(channelsClosedByNodeDeath)),
             ("cb_role_members_restored_total", "Registered connections written back to their role after Redis lost them (cluster: a restarted Redis, or this node declared dead while it lived)", v(roleMembersRestored)),
+            ("cb_role_removals_retried_total", "Role removals of disconnected connections written once Redis was back (cluster: Redis did not answer the first one)", v(roleRemovalsRetried)),
         ]
     }
 }

@@ -84,21 +84,24 @@ struct ClusterConnectionBrokerTests {
     final class Node {
         let broker: Broker
         let cb: ConnectionBroker
-        init(_ id: Int, redisPort: Int, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind) throws {
+        init(_ id: Int, redisPort: Int, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind,
+             configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
             var options = ConnectionBrokerOptions()
             options.profile = profile
             options.maxConnectionsPerRole = 5
             cb = ConnectionBroker(options: options)
-            broker = Broker(configuration: .clusterTestNode(id, redisPort: redisPort, backend: backend), logger: .discarding,
-                            handlerFactory: cb.handlerFactory())
+            var configuration = BrokerConfiguration.clusterTestNode(id, redisPort: redisPort, backend: backend)
+            configure(&configuration)
+            broker = Broker(configuration: configuration, logger: .discarding, handlerFactory: cb.handlerFactory())
             try broker.start()
         }
         var port: Int { broker.port }
         func metric(_ name: String) -> Int { cb.metrics.all.first { $0.name == name }?.value ?? -1 }
     }
 
-    func nodes(_ redis: RedisServer, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind = .epoll) throws -> [Node] {
-        let nodes = try (1...3).map { try Node($0, redisPort: redis.port, profile: profile, backend: backend) }
+    func nodes(_ redis: RedisServer, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind = .epoll,
+               configure: (inout BrokerConfiguration) -> Void = { _ in }) throws -> [Node] {
+        let nodes = try (1...3).map { try Node($0, redisPort: redis.port, profile: profile, backend: backend, configure: configure) }
         let probe = try RedisProbe(port: redis.port)
         for id in 1...3 { #expect(waitUntil { (try? probe.subscriberCount("switchboard:node:\(id)")) == 1 }, "node \(id)'s inbox") }
         return nodes
@@ -226,6 +229,41 @@ struct ClusterConnectionBrokerTests {
         #expect(waitUntil { nodes[0].metric("cb_role_members_restored_total") == 2 })
         #expect(members("r") == .integer(2))
         #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
+    }
+
+    @Test("a disconnect while Redis is away: the role removal is sent again once the shard is reconnected",
+          arguments: [IOBackendKind.uring, .epoll])
+    func removalAfterCut(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        // A reconnect 0.5-1 s after a cut: the disconnect below happens inside that window.
+        let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.initialBackoffMilliseconds = 1000 }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let a = try client(on: nodes[0], registering: "r")
+        let b = try client(on: nodes[0], registering: "r")
+        let lister = try client(on: nodes[1], registering: "lister")
+        #expect(try lister.list("r") == [a.connectionId, b.connectionId])
+
+        // Redis drops every node's connections (its data stays).
+        func connectedShards(_ node: Node) -> Int {
+            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
+        }
+        let probe = try RedisProbe(port: redis.port)
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        #expect(waitUntil { connectedShards(nodes[0]) == 0 })
+        try b.socket.sendFrame(opcode: 8, payload: [0x03, 0xE8])
+        #expect(waitUntil { nodes[0].metric("cb_registered_connections") == 1 })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(2), "the removal did not reach Redis")
+        #expect(nodes[0].metric("cb_role_removals_retried_total") == 0)
+
+        // Reconnected: the removal goes out, and nothing is restored that left.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[0].metric("cb_role_removals_retried_total") == 1 })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(1))
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        #expect(try lister.list("r") == [a.connectionId])
+        #expect(nodes[0].metric("cb_role_members_restored_total") == 0, "a was never gone")
+        #expect(nodes[0].metric("cb_cross_node_lost_total") == 0)
     }
 
     @Test("a node declared dead: peers get channel_closed_notification, waiting requests fail, its roles go")

@@ -130,6 +130,11 @@ struct ConfigurationLayeringTests {
         #expect(throws: ConfigurationError(origin: nil, message: "invalid configuration: cb_max_role_bytes must be >= 1")) {
             try SwitchboardServerConfiguration(layers: layers)
         }
+        var removals = LayeredConfiguration(sections: sections)
+        try removals.addFile("cb_max_pending_role_removals = -1\n")
+        #expect(throws: ConfigurationError(origin: nil, message: "invalid configuration: cb_max_pending_role_removals must be >= 0")) {
+            try SwitchboardServerConfiguration(layers: removals)
+        }
         var paths = LayeredConfiguration(sections: sections)
         paths.addEnvironment(["SWITCHBOARD_CONNECTION_BROKER_PATHS": "cb"])
         #expect(throws: ConfigurationError(origin: nil, message: "invalid configuration: connection_broker_paths: 'cb' is neither * nor a path starting with /")) {

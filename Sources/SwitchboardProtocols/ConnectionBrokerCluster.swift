@@ -481,10 +481,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         guard let roleKeys, let clusterNode, !unremovedMembers.isEmpty else { return }
         let pending = Array(unremovedMembers)
         unremovedMembers.removeAll(keepingCapacity: true)
-        var start = 0
-        while start < pending.count {
-            let batch = pending[start..<min(start + Self.restoreBatchIds, pending.count)]
-            start += Self.restoreBatchIds
+        for batch in pending.batches(of: Self.restoreBatchIds) {
             var arguments = [roleKeys.rolePrefix]
             for (id, role) in batch { arguments += [Array(id.description.utf8), Array(role.utf8)] }
             let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.removeMany, keys: [roleKeys.node(clusterNode)], arguments)
@@ -508,10 +505,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         var byRole: [String: [UUID4]] = [:]
         for (id, record) in registry.connections { byRole[record.role, default: []].append(id) }
         for (role, ids) in byRole {
-            var start = 0
-            while start < ids.count {
-                let batch = ids[start..<min(start + Self.restoreBatchIds, ids.count)]
-                start += Self.restoreBatchIds
+            for batch in ids.batches(of: Self.restoreBatchIds) {
                 let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.restore,
                                                             keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.node(clusterNode)],
                                                             [Array(role.utf8)] + batch.map { Array($0.description.utf8) })

@@ -141,6 +141,14 @@ struct RPCDirectorySyncTests {
         #expect(shards.shared.metrics.directoryRefreshes.value >= 1)
     }
 
+    @Test("batches: consecutive, in order, at most the size each, none for nothing")
+    func batches() {
+        #expect([1, 2, 3, 4, 5].batches(of: 2).map(Array.init) == [[1, 2], [3, 4], [5]])
+        #expect([1, 2, 3, 4].batches(of: 2).map(Array.init) == [[1, 2], [3, 4]])
+        #expect([1, 2].batches(of: 256).map(Array.init) == [[1, 2]])
+        #expect([Int]().batches(of: 3).isEmpty)
+    }
+
     @Test("options: the directory's bounds are validated")
     func validation() {
         var o = RPCServerOptions()

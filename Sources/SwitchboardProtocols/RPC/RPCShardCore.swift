@@ -627,18 +627,9 @@ extension RPCShardCore {
             nextDirectoryRefresh = refresh > 0 ? now.advanced(by: .milliseconds(refresh)) : nil
             metrics.directoryRefreshes.increment()
             // The withdrawals waiting for a retry go too: the refresh replaces the retry.
-            let present = Array(directory.keys), absent = directoryUnsynced.filter { directory[$0] == nil }
-            var i = 0
-            while i < present.count {
-                writeDirectory(adding: Array(present[i..<min(i + batch, present.count)]), removing: [], then: nil)
-                i += batch
-            }
-            i = 0
-            let gone = Array(absent)
-            while i < gone.count {
-                writeDirectory(adding: [], removing: Array(gone[i..<min(i + batch, gone.count)]), then: nil)
-                i += batch
-            }
+            let gone = directoryUnsynced.filter { directory[$0] == nil }
+            for ids in Array(directory.keys).batches(of: batch) { writeDirectory(adding: Array(ids), removing: [], then: nil) }
+            for ids in Array(gone).batches(of: batch) { writeDirectory(adding: [], removing: Array(ids), then: nil) }
         }
         guard !directoryUnsynced.isEmpty, nextDirectoryRetry <= now else { return }
         nextDirectoryRetry = now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
@@ -736,7 +727,7 @@ extension RPCShardCore {
             // the directory. Write them all again, one retry interval from now (after their
             // clean-up, which they run as they learn of the death); the periodic refresh
             // repairs a clean-up that ran later still.
-            nextDirectoryRefresh = ContinuousClock.now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
+            nextDirectoryRefresh = clock.now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
             return
         }
         if shardIndex == 0 {

@@ -90,7 +90,9 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// each shard), within `cluster_node_ttl_ms + cluster_heartbeat_ms` of the death. `node`
     /// is this node's own id when the others declared it dead while it lived (paused, or cut off
     /// from Redis, longer than its TTL): they have dropped its sockets.
-    func clusterNodeDied(_ node: Int)
+    /// `incarnation` is the incarnation that died (`ClusterIncarnation`): state in Redis tagged
+    /// with it goes; state a later incarnation of the node wrote stays.
+    func clusterNodeDied(_ node: Int, incarnation: UInt64)
     /// The connection carrying `channels`' subscriptions was (re)established and they were
     /// subscribed again: messages published meanwhile were not received. The delegate may
     /// `readHistory` of each: the read goes on the same connection after the subscriptions, so
@@ -155,7 +157,7 @@ package protocol ClusterShardEngine: AnyObject {
     /// heartbeat every `cluster_heartbeat_ms`, valid for `cluster_node_ttl_ms`. Each
     /// heartbeat's answer lists the live members; `onNodeDied` runs on this shard for each node
     /// that died since (see `ClusterEngineDelegate.clusterNodeDied`).
-    func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void)
+    func announceMembership(_ node: Int, onNodeDied: @escaping (Int, UInt64) -> Void)
     /// Graceful stop (the shard drains; the announcing shard does it): the node leaves the
     /// membership at once and the others hear its death (`onNodeDied`) as soon as Redis relays
     /// the announcement, not after `cluster_node_ttl_ms`. The connection closes once that is

@@ -36,26 +36,39 @@ package struct ClusterMembershipView: Sendable {
     }
 
     /// Takes one answer (`live`: node -> incarnation, this node included or not) and returns
-    /// the nodes that died since the previous one, ascending; each death is reported once.
-    package mutating func update(live: [Int: UInt64], nowMilliseconds now: Int64) -> [Int] {
+    /// the nodes that died since the previous one, each with the incarnation that died,
+    /// ascending by node; each death is reported once.
+    package mutating func update(live: [Int: UInt64], nowMilliseconds now: Int64) -> [ClusterNodeDeath] {
         // An answer that raced a reconnect belongs to no connection: ignore it.
         guard let since = connectedSinceMilliseconds else { return [] }
         let absenceIsDeath = now - since >= graceMilliseconds
-        var died: [Int] = []
+        var died: [ClusterNodeDeath] = []
         for (node, incarnation) in known {
             if let current = live[node] {
                 if current != incarnation {
-                    died.append(node)        // restarted: the old one is gone
+                    died.append(ClusterNodeDeath(node: node, incarnation: incarnation))        // restarted: the old one is gone
                     known[node] = current
                 }
             } else if absenceIsDeath {
-                died.append(node)
+                died.append(ClusterNodeDeath(node: node, incarnation: incarnation))
                 known[node] = nil
             }
         }
         for (node, incarnation) in live where node != ownNode && known[node] == nil {
             known[node] = incarnation
         }
-        return died.sorted()
+        return died.sorted { $0.node < $1.node }
+    }
+}
+
+/// A node's death as the membership sees it: which node, and which of its incarnations died
+/// (a later one may be alive: the node restarted).
+package struct ClusterNodeDeath: Equatable, Sendable {
+    package let node: Int
+    package let incarnation: UInt64
+
+    package init(node: Int, incarnation: UInt64) {
+        self.node = node
+        self.incarnation = incarnation
     }
 }

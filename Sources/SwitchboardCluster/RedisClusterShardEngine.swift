@@ -56,15 +56,19 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
     private let nodesSlot: Int
     private var nodesLink: String?
     private var inbox: (node: Int, handler: (UnsafeRawBufferPointer) -> Void)?
-    private var membership: (node: Int, onNodeDied: (Int) -> Void)?
+    private var membership: (node: Int, onNodeDied: (Int, UInt64) -> Void)?
     private let names: ClusterChannelNames
     /// `cluster_max_pending_publishes` is per shard: every link counts into this one.
     private let shardPending = PendingPublishCount()
+    /// The process's incarnation: every link announces it, so a new `{nodes}` link is no
+    /// restart to the others.
+    private let incarnation: ClusterIncarnation
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, credentials: RedisCredentials? = nil,
-                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger) {
+                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger, incarnation: ClusterIncarnation = ClusterIncarnation()) {
         assert(configuration.redisMode == .cluster)
         self.configuration = configuration
+        self.incarnation = incarnation
         self.credentials = credentials
         seed = options
         self.shardIndex = shardIndex
@@ -96,7 +100,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         options.host = host
         options.port = port
         let link = RedisShardEngine(configuration: configuration, options: options, database: 0, credentials: credentials, shardIndex: shardIndex,
-                                    metrics: metrics, logger: logger, shardPending: shardPending)
+                                    metrics: metrics, logger: logger, shardPending: shardPending, incarnation: incarnation)
         link.delegate = delegate
         link.onConnected = { [unowned self] in
             if owners.isEmpty || name == key(seed.host, seed.port) { refreshSlotMap(via: name) }
@@ -341,7 +345,7 @@ package final class RedisClusterShardEngine: ClusterShardEngine {
         if let nodesLink { links[nodesLink]?.receiveNodeInbox(node, handler: handler) }
     }
 
-    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
+    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int, UInt64) -> Void) {
         assertOnShard()
         membership = (node, onNodeDied)
         if let nodesLink { links[nodesLink]?.announceMembership(node, onNodeDied: onNodeDied) }

@@ -99,12 +99,12 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     package var onSlotLost: (() -> Void)?
     /// The node this shard announces (shard 0 of each node), and when it last did.
     private var membership: Int?
-    /// This process's incarnation of the node: random, so a node restarted within its TTL is
-    /// a new member to the others; renewed when the others declared this one dead.
-    private var incarnation = UInt64.random(in: 1 ... .max)
+    /// This process's incarnation of the node (shared by its shards and, in Redis Cluster
+    /// mode, by every link of this shard): renewed here when the others declared this one dead.
+    private let incarnation: ClusterIncarnation
     /// The other nodes as the heartbeats show them (the announcing shard only).
     private var view: ClusterMembershipView?
-    private var onNodeDied: ((Int) -> Void)?
+    private var onNodeDied: ((Int, UInt64) -> Void)?
     /// Far enough in the past for "due now", not so far that the difference overflows.
     private var lastHeartbeatMilliseconds: Int64 = .min / 2
     private let membersKey: [UInt8]
@@ -112,8 +112,10 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     private let declaredDeadKey: [UInt8]
 
     package init(configuration: ClusterConfiguration, options: OutboundOptions, database: Int, credentials: RedisCredentials? = nil,
-                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount()) {
+                 shardIndex: Int, metrics: ClusterMetrics, logger: Logger, shardPending: PendingPublishCount = PendingPublishCount(),
+                 incarnation: ClusterIncarnation = ClusterIncarnation()) {
         self.configuration = configuration
+        self.incarnation = incarnation
         self.credentials = credentials
         self.shardPending = shardPending
         self.options = options
@@ -331,7 +333,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         if isConnected { subscription(true, [channel, all]) }
     }
 
-    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int) -> Void) {
+    package func announceMembership(_ node: Int, onNodeDied: @escaping (Int, UInt64) -> Void) {
         membership = node
         self.onNodeDied = onNodeDied
         // Absence is death only once every live node had time to reconnect and renew after
@@ -349,6 +351,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         // No heartbeat after this one's departure: it would make the node a member again.
         membership = nil
         let all = inboxPrefix + Array("all".utf8)
+        let incarnation = incarnation.current
         pending.append(.leave)
         write([Array("EVAL".utf8), Array(RedisChannelScript.leave(publishCommand: sharded ? "SPUBLISH" : "PUBLISH").utf8),
                Array("3".utf8), membersKey, incarnationsKey, declaredDeadKey, Array(String(node).utf8),
@@ -429,7 +432,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         lastHeartbeatMilliseconds = connection.shard.nowMilliseconds
         pending.append(.heartbeat)
         write([Array("EVAL".utf8), Array(RedisChannelScript.heartbeat.utf8), Array("3".utf8), membersKey, incarnationsKey,
-               declaredDeadKey, Array(String(node).utf8), Array(String(incarnation).utf8),
+               declaredDeadKey, Array(String(node).utf8), Array(String(incarnation.current).utf8),
                Array(String(configuration.nodeTTLMilliseconds).utf8)])
     }
 
@@ -454,17 +457,17 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             // The others dropped this node's sockets: tell this node's shards, and come back
             // as a new incarnation, so that a node that missed the absence sees a restart.
             metrics.declaredDead.increment()
-            incarnation = UInt64.random(in: 1 ... .max)
+            let dead = incarnation.renew()
             logger.error("cluster: the other nodes declared node \(node) (this one) dead: it was paused or cut off from Redis longer than cluster_node_ttl_ms (\(configuration.nodeTTLMilliseconds) ms); rejoining as a new incarnation")
-            onNodeDied?(node)
+            onNodeDied?(node, dead)
         }
         guard var view else { return }
         let died = view.update(live: live, nowMilliseconds: connection.shard.nowMilliseconds)
         self.view = view
         for dead in died {
             metrics.nodeDeaths.increment()
-            logger.warning("cluster: node \(dead) died (membership expired or restarted); its sockets are gone")
-            onNodeDied?(dead)
+            logger.warning("cluster: node \(dead.node) died (membership expired or restarted); its sockets are gone")
+            onNodeDied?(dead.node, dead.incarnation)
         }
     }
 
@@ -475,7 +478,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         self.view = view
         metrics.nodeDeaths.increment()
         logger.notice("cluster: node \(node) left (graceful stop); its sockets are gone")
-        onNodeDied?(node)
+        onNodeDied?(node, leftIncarnation)
     }
 
     // MARK: - Connection

@@ -25,8 +25,12 @@ import SwitchboardRESP
 // Keys (one hash tag, `{cb}`, so every script's keys are in one Redis Cluster slot):
 // - `P:{cb}:role:ROLE`: sorted set, member = connection id, score = `P:{cb}:seq` at register
 //   (INCR: registration order is the order Redis ran the registers, which follows real time).
-// - `P:{cb}:node:N`: set of `id + role` for node N's registrations, so the cluster removes a
-//   dead node's members (`ConnectionBroker.nodeDied`) without scanning roles.
+// - `P:{cb}:owned:N`: hash of node N's registrations, field `id + role`, value the incarnation
+//   of node N that wrote it (`ShardContext.clusterIncarnation`), so the cluster removes a dead
+//   node's members (`ConnectionBroker.nodeDied`) without scanning roles, and only those the
+//   dead incarnation wrote: a clean-up that runs late (a node learns of the death after the
+//   node restarted and registered again, or after it heard of its own death and wrote its
+//   members back) leaves the new incarnation's members alone.
 //
 // Bounds: a role holds at most `max_connections_per_role` members (checked in the script);
 // the sets hold one entry per registered connection of the cluster; `list_by_role` reads
@@ -54,7 +58,11 @@ import SwitchboardRESP
 //   single-node outbox is not used across nodes (an outage would make it unbounded).
 // - A node declared dead (`ConnectionBroker.nodeDied`): every end whose peer lived there is
 //   closed with `channel_closed_notification`, requests waiting for its answer fail
-//   ("Delivery failed"), and its role members are removed in Redis.
+//   ("Delivery failed"), and the role members its dead incarnation wrote are removed in Redis.
+//   The node itself, told the others declared it dead while it lived, removes what its old
+//   incarnation wrote and writes every member it holds back under the new one; each script is
+//   atomic and each entry carries its writer, so the order in which these reach Redis does
+//   not matter.
 
 /// A connection-broker message between nodes: the cross-shard posts of
 /// `ConnectionBrokerHandler` that cross a node, as data. Encoded as one operation byte, then
@@ -236,56 +244,66 @@ enum ConnectionBrokerRemote {
 
 /// The Lua scripts of the cluster-wide roles (see the top of this file for the keys).
 enum ConnectionBrokerRoleScripts {
-    /// KEYS: role set, sequence, node set. ARGV: id, max members, role. 1 admitted, 0 full.
+    /// KEYS: role set, sequence, node's owned hash. ARGV: id, max members, role, the writer's
+    /// incarnation. 1 admitted, 0 full.
     static let register = """
         if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
         local seq = redis.call('INCR', KEYS[2])
         redis.call('ZADD', KEYS[1], seq, ARGV[1])
-        redis.call('SADD', KEYS[3], ARGV[1] .. ARGV[3])
+        redis.call('HSET', KEYS[3], ARGV[1] .. ARGV[3], ARGV[4])
         return 1
         """
     /// KEYS: role set. ARGV: limit (>= 1). {size, {oldest ids...}}.
     static let list = """
         return {redis.call('ZCARD', KEYS[1]), redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)}
         """
-    /// KEYS: role set, node set. ARGV: id, role.
+    /// KEYS: role set, node's owned hash. ARGV: id, role.
     static let remove = """
         redis.call('ZREM', KEYS[1], ARGV[1])
-        redis.call('SREM', KEYS[2], ARGV[1] .. ARGV[2])
+        redis.call('HDEL', KEYS[2], ARGV[1] .. ARGV[2])
         return 1
         """
-    /// KEYS: role set, sequence, node set. ARGV: role, then ids registered on the calling
-    /// shard. Each id the role lacks is added again after every member it has (a new sequence
-    /// number; the role's limit does not apply: they were admitted once). The number added.
+    /// KEYS: role set, sequence, node's owned hash. ARGV: role, the writer's incarnation, then
+    /// ids registered on the calling shard. Each id the role lacks is added again after every
+    /// member it has (a new sequence number; the role's limit does not apply: they were
+    /// admitted once); every id is tagged with the incarnation (a clean-up of an older one
+    /// leaves it). The number added.
     static let restore = """
         local added = 0
-        for i = 2, #ARGV do
+        for i = 3, #ARGV do
             if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
                 redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[i])
                 added = added + 1
             end
-            redis.call('SADD', KEYS[3], ARGV[i] .. ARGV[1])
+            redis.call('HSET', KEYS[3], ARGV[i] .. ARGV[1], ARGV[2])
         end
         return added
         """
-    /// KEYS: node set. ARGV: the role keys' prefix, then pairs of id and role. Removes each id
-    /// from its role (removals sent again after Redis was away). The number of pairs.
+    /// KEYS: node's owned hash. ARGV: the role keys' prefix, then pairs of id and role. Removes
+    /// each id from its role (removals sent again after Redis was away). The number of pairs.
     static let removeMany = """
         for i = 2, #ARGV, 2 do
             redis.call('ZREM', ARGV[1] .. ARGV[i + 1], ARGV[i])
-            redis.call('SREM', KEYS[1], ARGV[i] .. ARGV[i + 1])
+            redis.call('HDEL', KEYS[1], ARGV[i] .. ARGV[i + 1])
         end
         return (#ARGV - 1) / 2
         """
-    /// KEYS: node set. ARGV: the role keys' prefix. Removes every member the node registered
-    /// (ids are 36 bytes, the role follows); the number removed.
+    /// KEYS: node's owned hash. ARGV: the role keys' prefix, the incarnation that died (empty:
+    /// every incarnation, for a death declared by hand), an incarnation to keep (empty: none;
+    /// at a connect, the node's own: the members of its earlier processes go). Removes every
+    /// member that incarnation registered (ids are 36 bytes, the role follows); the number
+    /// removed.
     static let nodeDied = """
-        local entries = redis.call('SMEMBERS', KEYS[1])
-        for _, e in ipairs(entries) do
-            redis.call('ZREM', ARGV[1] .. string.sub(e, 37), string.sub(e, 1, 36))
+        local entries = redis.call('HGETALL', KEYS[1])
+        local removed = 0
+        for i = 1, #entries, 2 do
+            if (ARGV[2] == '' or entries[i + 1] == ARGV[2]) and entries[i + 1] ~= ARGV[3] then
+                redis.call('ZREM', ARGV[1] .. string.sub(entries[i], 37), string.sub(entries[i], 1, 36))
+                redis.call('HDEL', KEYS[1], entries[i])
+                removed = removed + 1
+            end
         end
-        redis.call('DEL', KEYS[1])
-        return #entries
+        return removed
         """
 }
 
@@ -303,7 +321,8 @@ struct ConnectionBrokerRoleKeys {
     }
 
     func role(_ role: String) -> [UInt8] { keys.key("role", role) }
-    func node(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
+    /// `P:{cb}:owned:N`: node N's registrations, each with its writer's incarnation.
+    func owned(_ node: Int) -> [UInt8] { keys.key("owned", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
         ClusterKeys.eval(script, keys: keys, arguments)
@@ -318,9 +337,10 @@ extension ConnectionBroker {
     /// to be gone): on every shard of this node, each channel end whose peer lived there is
     /// closed with `channel_closed_notification`, and each request waiting for that node's
     /// answer fails ("Delivery failed"; a `reference` probe: "Target connection not found" /
-    /// "Channel not found"); shard 0 also removes the node's role members in Redis (every
-    /// node may do it: the second finds nothing). Any thread. False when a shard refused the
-    /// post (inbox full) or the broker is not running: call it again.
+    /// "Channel not found"); shard 0 also removes the node's role members in Redis, whichever
+    /// incarnation of the node wrote them (every node may do it: the second finds nothing; the
+    /// membership code's deaths remove only the dead incarnation's). Any thread. False when a
+    /// shard refused the post (inbox full) or the broker is not running: call it again.
     @discardableResult
     public func nodeDied(_ node: Int) -> Bool {
         let (broker, n) = diagnostics.withLock { ($0.broker, $0.shardCount) }
@@ -328,7 +348,7 @@ extension ConnectionBroker {
         let handlers = handlers
         var all = true
         for shard in 0..<n {
-            let posted = broker.execute(onShard: shard) { context in handlers[context]?.peerNodeDied(node) }
+            let posted = broker.execute(onShard: shard) { context in handlers[context]?.peerNodeDied(node, incarnation: nil) }
             all = all && posted.isQueued
         }
         return all
@@ -429,11 +449,22 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         guard let roleKeys, let clusterNode else { preconditionFailure("cluster only") }
         let ticket = newTicket()
         wait(socket, .register(ticket: ticket, replyTo: replyTo))
+        let incarnation = context.clusterIncarnation
         let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.register,
-                                                    keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.node(clusterNode)],
-                                                    [Array(id.description.utf8), Array(String(maxPerRole).utf8), Array(role.utf8)])
+                                                    keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.owned(clusterNode)],
+                                                    [Array(id.description.utf8), Array(String(maxPerRole).utf8), Array(role.utf8),
+                                                     Array(String(incarnation).utf8)])
         context.clusterCommand(command) { [unowned self] reply in
-            if case .integer(let admitted)? = reply { return registerAnswered(socket, ticket, id, role, admitted == 1) }
+            if case .integer(let admitted)? = reply {
+                registerAnswered(socket, ticket, id, role, admitted == 1)
+                // Written under an incarnation that died while the script was in flight: the
+                // own-death restore did not know this member yet, and a clean-up of the old
+                // incarnation would remove it. Tagged anew here.
+                if admitted == 1, incarnation != context.clusterIncarnation, registry.connections[id] != nil {
+                    restoreMembersInCluster(role, [id])
+                }
+                return
+            }
             clusterRequestFailed(socket, ticket, "register_failed")
         }
     }
@@ -461,7 +492,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// beyond `maxPendingRoleRemovals` the entry stays until the node is declared dead, counted).
     func removeMemberInCluster(_ id: UUID4, from role: String, then: @escaping () -> Void) {
         guard let roleKeys, let clusterNode else { preconditionFailure("cluster only") }
-        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.remove, keys: [roleKeys.role(role), roleKeys.node(clusterNode)],
+        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.remove, keys: [roleKeys.role(role), roleKeys.owned(clusterNode)],
                                                     [Array(id.description.utf8), Array(role.utf8)])
         context.clusterCommand(command) { [unowned self] reply in
             if case .integer? = reply {} else { keepRemoval(id, role) }
@@ -484,7 +515,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         for batch in pending.batches(of: Self.restoreBatchIds) {
             var arguments = [roleKeys.rolePrefix]
             for (id, role) in batch { arguments += [Array(id.description.utf8), Array(role.utf8)] }
-            let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.removeMany, keys: [roleKeys.node(clusterNode)], arguments)
+            let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.removeMany, keys: [roleKeys.owned(clusterNode)], arguments)
             context.clusterCommand(command) { [unowned self] reply in
                 guard case .integer? = reply else {
                     for (id, role) in batch { keepRemoval(id, role) }
@@ -495,26 +526,32 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         }
     }
 
-    /// Writes every connection registered on this shard back to its role where Redis lacks it:
-    /// after the shard's Redis connection came up (a restarted Redis is empty) and after the
-    /// other nodes declared this one dead while it lived (their clean-up removed its members).
-    /// One script per role and `restoreBatchIds` ids. A batch Redis does not answer is left
-    /// to the next reconnect (counted in `cb_cross_node_lost_total`).
+    /// Writes every connection registered on this shard back to its role where Redis lacks it,
+    /// each tagged with this node's incarnation now: after the shard's Redis connection came up
+    /// (a restarted Redis is empty) and after the other nodes declared this one dead while it
+    /// lived (their clean-up removed its members, or will: it removes only the old
+    /// incarnation's). One script per role and `restoreBatchIds` ids. A batch Redis does not
+    /// answer is left to the next reconnect (counted in `cb_cross_node_lost_total`).
     func restoreMembersInCluster() {
-        guard let roleKeys, let clusterNode else { return }
+        guard roleKeys != nil, clusterNode != nil else { return }
         var byRole: [String: [UUID4]] = [:]
         for (id, record) in registry.connections { byRole[record.role, default: []].append(id) }
-        for (role, ids) in byRole {
-            for batch in ids.batches(of: Self.restoreBatchIds) {
-                let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.restore,
-                                                            keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.node(clusterNode)],
-                                                            [Array(role.utf8)] + batch.map { Array($0.description.utf8) })
-                context.clusterCommand(command) { [unowned self] reply in
-                    if case .integer(let added)? = reply {
-                        metrics.roleMembersRestored.wrappingAdd(Int(added), ordering: .relaxed)
-                    } else {
-                        metrics.crossNodeLost.increment()
-                    }
+        for (role, ids) in byRole { restoreMembersInCluster(role, ids) }
+    }
+
+    /// `restoreMembersInCluster` for the ids `ids` of role `role`.
+    private func restoreMembersInCluster(_ role: String, _ ids: [UUID4]) {
+        guard let roleKeys, let clusterNode else { return }
+        let incarnation = Array(String(context.clusterIncarnation).utf8)
+        for batch in ids.batches(of: Self.restoreBatchIds) {
+            let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.restore,
+                                                        keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.owned(clusterNode)],
+                                                        [Array(role.utf8), incarnation] + batch.map { Array($0.description.utf8) })
+            context.clusterCommand(command) { [unowned self] reply in
+                if case .integer(let added)? = reply {
+                    metrics.roleMembersRestored.wrappingAdd(Int(added), ordering: .relaxed)
+                } else {
+                    metrics.crossNodeLost.increment()
                 }
             }
         }
@@ -585,22 +622,46 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     // MARK: - A node died
 
     /// The membership code's event (on every shard, cluster_node_ttl_ms after the node's
-    /// last heartbeat at most): this shard's part of `ConnectionBroker.nodeDied`.
-    public func handleClusterNodeDied(_ node: Int) { peerNodeDied(node) }
+    /// last heartbeat at most): this shard's part of `ConnectionBroker.nodeDied`, for the role
+    /// members incarnation `incarnation` wrote.
+    public func handleClusterNodeDied(_ node: Int, incarnation: UInt64) { peerNodeDied(node, incarnation: incarnation) }
 
     /// The shard's Redis connection is up (at start, or again): the removals Redis did not answer
     /// are sent again, and the members go back to Redis where it lacks them.
     public func handleClusterConnected() {
+        if shardIndex == 0 { removePreviousIncarnationsInCluster() }
         retryRemovalsInCluster()
         restoreMembersInCluster()
     }
 
-    func peerNodeDied(_ node: Int) {
+    /// At each of shard 0's Redis connections: the members this node's earlier incarnations
+    /// wrote leave their roles. Another node removes an earlier process's when it sees the
+    /// restart, but none may have been up to see it (the whole cluster restarted, or one node
+    /// alone); their connections are gone either way. Those of this process's own earlier
+    /// incarnation (declared dead while it lived) are written back under the current one by
+    /// the restore that follows. One HGETALL of the node's own registrations per connect.
+    private func removePreviousIncarnationsInCluster() {
+        guard let roleKeys, let clusterNode else { return }
+        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [roleKeys.owned(clusterNode)],
+                                                    [roleKeys.rolePrefix, [], Array(String(context.clusterIncarnation).utf8)])
+        context.clusterCommand(command) { [unowned self] reply in
+            guard case .integer(let removed)? = reply else { return }
+            metrics.staleRoleMembersRemoved.wrappingAdd(Int(removed), ordering: .relaxed)
+        }
+    }
+
+    /// Incarnation `incarnation` of node `node` died (nil: a death declared by hand, every
+    /// incarnation's members go).
+    func peerNodeDied(_ node: Int, incarnation: UInt64?) {
         guard let clusterNode else { return }
         guard node != clusterNode else {
-            // The others declared this node dead while it lived: they removed its role members.
-            // (A node whose clean-up runs after this restore removes them again, until this
-            // shard's next reconnect: the known gap, README "Failures".)
+            // The others declared this node dead while it lived: they removed its role members,
+            // or will (each as it learns of the death). Shard 0 removes what the dead
+            // incarnation wrote (the members of connections that closed while Redis was away
+            // among them), and every shard writes its members back under the new incarnation,
+            // which no clean-up of the old one touches: in whichever order these run, the
+            // members end up present once.
+            if shardIndex == 0, let incarnation { removeNodeMembersInCluster(node, incarnation: incarnation) }
             return restoreMembersInCluster()
         }
         var lost: [(channel: UUID4, closer: UUID4, party: UUID4)] = []
@@ -615,9 +676,16 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         }
         let waits = remoteWaits.filter { $0.value.node == node }
         for (_, wait) in waits { wait.fail() }
-        if shardIndex == 0, let roleKeys {
-            let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [roleKeys.node(node)], [roleKeys.rolePrefix])
-            context.clusterCommand(command) { _ in }
-        }
+        if shardIndex == 0 { removeNodeMembersInCluster(node, incarnation: incarnation) }
+    }
+
+    /// The role members incarnation `incarnation` of node `node` wrote (nil: every
+    /// incarnation's) leave Redis. Unanswered: another node's clean-up does it, or the dead
+    /// node's own (it hears of its death).
+    private func removeNodeMembersInCluster(_ node: Int, incarnation: UInt64?) {
+        guard let roleKeys else { return }
+        let dead = incarnation.map { Array(String($0).utf8) } ?? []
+        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [roleKeys.owned(node)], [roleKeys.rolePrefix, dead, []])
+        context.clusterCommand(command) { _ in }
     }
 }

@@ -212,6 +212,8 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let roleMembersRestored = Atomic<Int>(0)
     /// Role removals sent again (and answered) after Redis was away when they were first made.
     public let roleRemovalsRetried = Atomic<Int>(0)
+    /// Role members this node's earlier processes wrote, removed when shard 0 reaches Redis (cluster).
+    public let staleRoleMembersRemoved = Atomic<Int>(0)
 
     public init() {}
 
@@ -260,6 +262,7 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_channels_closed_by_node_death_total", "Channel ends closed because the peer's node died (cluster)", v(channelsClosedByNodeDeath)),
             ("cb_role_members_restored_total", "Registered connections written back to their role after Redis lost them (cluster: a restarted Redis, or this node declared dead while it lived)", v(roleMembersRestored)),
             ("cb_role_removals_retried_total", "Role removals of disconnected connections written once Redis was back (cluster: Redis did not answer the first one)", v(roleRemovalsRetried)),
+            ("cb_stale_role_members_removed_total", "Role members this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis (cluster)", v(staleRoleMembersRemoved)),
         ]
     }
 }

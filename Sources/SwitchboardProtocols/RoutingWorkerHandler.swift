@@ -106,8 +106,8 @@ extension RoutingWorkerHandler: ClusterMessageReceiver, ClusterChannelReceiver {
     }
 
     /// Every route hears of a node's death (each protocol cleans up what it owned there).
-    public func handleClusterNodeDied(_ node: Int) {
-        for route in routes { route.handler.handleClusterNodeDied(node) }
+    public func handleClusterNodeDied(_ node: Int, incarnation: UInt64) {
+        for route in routes { route.handler.handleClusterNodeDied(node, incarnation: incarnation) }
     }
 
     /// Every route hears that this shard's Redis connection is up (each writes its state again).

@@ -222,13 +222,102 @@ struct ClusterConnectionBrokerTests {
         _ = try a.open(to: b)  // and they are reachable
 
         // Node 2 declares node 1 dead while it lives: its clean-up removes a. Node 1 hears of its
-        // own death (as the membership code delivers it) and writes a back.
+        // own death (as the membership code delivers it: a new incarnation, then the old one's
+        // death) and writes a back.
         #expect(nodes[1].cb.nodeDied(1))
         #expect(waitUntil { members("r") == .integer(1) })
-        nodes[0].broker.deliverNodeDeath(1)
+        let old = nodes[0].broker.clusterIncarnation.renew()
+        nodes[0].broker.deliverNodeDeath(1, incarnation: old)
         #expect(waitUntil { nodes[0].metric("cb_role_members_restored_total") == 2 })
         #expect(members("r") == .integer(2))
         #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
+    }
+
+    @Test("a clean-up of a node's old incarnation that runs after the node heard of its own death leaves the members it wrote back; the new incarnation's death removes them",
+          arguments: [IOBackendKind.uring, .epoll])
+    func lateCleanUp(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: .strict, backend: backend)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        // Node 1's members on both its shards (the acceptor spreads connections over them).
+        let members = try (0..<4).map { _ in try client(on: nodes[0], registering: "r") }
+        let c = try client(on: nodes[1], registering: "r")
+        let lister = try client(on: nodes[2], registering: "lister")
+        let probe = try RedisProbe(port: redis.port)
+        let old = nodes[0].broker.clusterIncarnation.current
+        func owned() throws -> [String: String] {
+            guard case .array(let pairs) = try probe.call(["HGETALL", "switchboard:{cb}:owned:1"]) else { return [:] }
+            var map: [String: String] = [:]
+            for i in stride(from: 0, to: pairs.count - 1, by: 2) {
+                if case .bulkString(let f) = pairs[i], case .bulkString(let v) = pairs[i + 1] {
+                    map[String(decoding: f, as: UTF8.self)] = String(decoding: v, as: UTF8.self)
+                }
+            }
+            return map
+        }
+        func tagged(_ incarnation: UInt64) -> [String: String] {
+            Dictionary(uniqueKeysWithValues: members.map { ($0.connectionId + "r", String(incarnation)) })
+        }
+        #expect(try owned() == tagged(old), "each member tagged with its writer's incarnation")
+        // A member of the old incarnation whose connection is gone (as one whose removal Redis
+        // never got): the clean-ups below remove it, which shows that they ran.
+        func plantStale(_ id: String) throws {
+            _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", id])
+            _ = try probe.call(["HSET", "switchboard:{cb}:owned:1", id + "r", String(old)])
+        }
+        let stale = "01000000-0000-4000-8000-000000000001", stale2 = "01000000-0000-4000-8000-000000000002"
+        try plantStale(stale)
+
+        // The others declared node 1 dead while it lived: its engine renews the incarnation and
+        // tells its shards. Shard 0 removes what the old one wrote; every shard writes its
+        // members back under the new one.
+        #expect(nodes[0].broker.clusterIncarnation.renew() == old)
+        let new = nodes[0].broker.clusterIncarnation.current
+        nodes[0].broker.deliverNodeDeath(1, incarnation: old)
+        #expect(waitUntil { (try? owned()) == tagged(new) }, "the stale member gone, the live ones tagged anew")
+        #expect(Set(try lister.list("r")) == Set(members.map(\.connectionId) + [c.connectionId]))
+
+        // Nodes 2 and 3 learn of the old incarnation's death late, after all that.
+        try plantStale(stale2)
+        nodes[1].broker.deliverNodeDeath(1, incarnation: old)
+        nodes[2].broker.deliverNodeDeath(1, incarnation: old)
+        #expect(waitUntil { (try? owned()) == tagged(new) }, "only the old incarnation's stale member went")
+        #expect(Set(try lister.list("r")) == Set(members.map(\.connectionId) + [c.connectionId]), "node 1's live members stay")
+
+        // The new incarnation dies: its members go.
+        nodes[1].broker.deliverNodeDeath(1, incarnation: new)
+        #expect(waitUntil { (try? owned()) == [:] })
+        #expect(try lister.list("r") == [c.connectionId])
+    }
+
+    @Test("each node's shard 0, whenever it reaches Redis, removes the role members its node's earlier processes left (nobody was up to see them die)",
+          arguments: [IOBackendKind.uring, .epoll])
+    func earlierProcesses(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        // What earlier processes of nodes 1 and 2 left: members tagged with their incarnations.
+        let probe = try RedisProbe(port: redis.port)
+        let stale = ["01000000-0000-4000-8000-000000000001", "01000000-0000-4000-8000-000000000002", "02000000-0000-4000-8000-000000000003"]
+        for (i, id) in stale.enumerated() {
+            _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", String(i), id])
+            _ = try probe.call(["HSET", "switchboard:{cb}:owned:\(id.hasPrefix("01") ? 1 : 2)", id + "r", String(1000 + i)])
+        }
+        let nodes = try nodes(redis, profile: .strict, backend: backend)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        #expect(waitUntil { nodes.map { $0.metric("cb_stale_role_members_removed_total") } == [2, 1, 0] })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(0))
+        #expect(try probe.call(["EXISTS", "switchboard:{cb}:owned:1", "switchboard:{cb}:owned:2"]) == .integer(0))
+        // At every reconnect too: another stale member goes, the new process's own stays.
+        let a = try client(on: nodes[0], registering: "r")
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", stale[0]])
+        _ = try probe.call(["HSET", "switchboard:{cb}:owned:1", stale[0] + "r", "1000"])
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])  // shard 0's connection holds the inbox subscription
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[0].metric("cb_stale_role_members_removed_total") == 3 })
+        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(a.connectionId.utf8))]))
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? a.list("r")) == [a.connectionId] })
+        #expect(nodes.map { $0.metric("cb_role_members_restored_total") } == [0, 0, 0], "a was never gone")
     }
 
     @Test("a disconnect while Redis is away: the role removal is sent again once the shard is reconnected",
@@ -295,7 +384,7 @@ struct ClusterConnectionBrokerTests {
         // Node 2 declared dead (here while still running: what its peers do is under test).
         // Node 3 hears it as the membership code delivers it (every shard's handler).
         #expect(nodes[0].cb.nodeDied(2))
-        nodes[2].broker.deliverNodeDeath(2)
+        nodes[2].broker.deliverNodeDeath(2, incarnation: nodes[1].broker.clusterIncarnation.current)
         try a.expect("channel_closed_notification", ["channelId": ab])
         try c.expect("channel_closed_notification", ["channelId": cb])
         #expect(nodes[0].metric("cb_channels_closed_by_node_death_total") == 1)

@@ -31,6 +31,57 @@ struct ClusterGracefulLeaveTests {
         return items.map { if case .bulkString(let b) = $0 { String(decoding: b, as: UTF8.self) } else { "?" } }.sorted()
     }
 
+    @Test("connection broker: node 2 killed and restarted within its TTL; the new process removes the old one's members at start; node 1, hearing of the restart late, removes only the old incarnation's")
+    func connectionBrokerRestartWithinTTL() throws {
+        let cluster = try ProcessCluster("switchboard", count: 2, settings: Self.settings)
+        defer {
+            kill(cluster.nodes[0].process.processIdentifier, SIGCONT)
+            cluster.stop()
+        }
+        #expect(cluster.ready())
+        let probe = try RedisProbe(port: cluster.redis.port)
+        let a = try ClusterProcessProtocolTests.CBClient(cluster.nodes[0])
+        let before = try ClusterProcessProtocolTests.CBClient(cluster.nodes[1])
+        try a.register("r")
+        try before.register("r")
+        func role() throws -> [String] {
+            guard case .array(let items) = try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) else { return ["<not an array>"] }
+            return items.map { if case .bulkString(let b) = $0 { String(decoding: b, as: UTF8.self) } else { "?" } }
+        }
+        #expect(try role() == [a.connectionId, before.connectionId])
+        guard case .bulkString(let incarnation) = try probe.call(["HGET", "switchboard:incarnations", "2"]) else {
+            Issue.record("node 2's incarnation")
+            return
+        }
+        let old = String(decoding: incarnation, as: UTF8.self)
+        #expect(try probe.call(["HGET", "switchboard:{cb}:owned:2", before.connectionId + "r"]) == .bulkString(Array(old.utf8)), "tagged with its writer")
+
+        // Node 1 is paused (SIGSTOP), so it hears of the restart only once it resumes, after
+        // the new process registered: the order a late heartbeat gives on a loaded machine.
+        kill(cluster.nodes[0].process.processIdentifier, SIGSTOP)
+        kill(cluster.nodes[1].process.processIdentifier, SIGKILL)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { !cluster.nodes[1].process.isRunning })
+        try cluster.restart(2)
+        let after = try ClusterProcessProtocolTests.CBClient(cluster.nodes[1])
+        try after.register("r")
+        // The new process removed what the old one left (nobody else has seen the restart yet).
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? cluster.nodes[1].metric("switchboard_cb_stale_role_members_removed_total")) == 1 })
+        #expect(try role() == [a.connectionId, after.connectionId])
+        // One more member of the old incarnation (as one whose removal Redis never got): node
+        // 1's clean-up removes it, which shows that the clean-up ran.
+        let stale = "02000000-0000-4000-8000-000000000001"
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", stale])
+        _ = try probe.call(["HSET", "switchboard:{cb}:owned:2", stale + "r", old])
+        kill(cluster.nodes[0].process.processIdentifier, SIGCONT)
+
+        // Node 1 sees node 2's new incarnation: the old one died. Its clean-up removes the old
+        // incarnation's member only; the new process's stays.
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? cluster.nodes[0].metric("switchboard_cluster_node_deaths_total")) == 1 })
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? role()) == [a.connectionId, after.connectionId] }, "\((try? role()) ?? [])")
+        #expect(try a.list("r") == #""ids":["\#(a.connectionId)","\#(after.connectionId)"]}"#)
+        #expect(try after.list("r") == #""ids":["\#(a.connectionId)","\#(after.connectionId)"]}"#)
+    }
+
     @Test("connection broker: SIGTERM on node 2 closes its peers' channels, drops its role members and its membership, long before the TTL; it can rejoin")
     func connectionBrokerPeers() throws {
         let cluster = try ProcessCluster("switchboard", settings: Self.settings)

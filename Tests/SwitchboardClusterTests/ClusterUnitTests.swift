@@ -53,10 +53,10 @@ struct ClusterUnitTests {
         #expect(view.update(live: [1: 10], nowMilliseconds: 999).isEmpty)
         #expect(view.known == [2: 20, 3: 30])
         // Node 2 restarted (a new incarnation): dead at once, even within the grace.
-        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 999) == [2])
+        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 999) == [ClusterNodeDeath(node: 2, incarnation: 20)], "the old one died")
         #expect(view.known == [2: 21, 3: 30])
         // Past the grace, node 3's absence is its death, reported once.
-        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 1_000) == [3])
+        #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 1_000) == [ClusterNodeDeath(node: 3, incarnation: 30)])
         #expect(view.update(live: [1: 10, 2: 21], nowMilliseconds: 1_100).isEmpty)
         // It comes back (a new process): a member again, no death.
         #expect(view.update(live: [2: 21, 3: 31], nowMilliseconds: 1_200).isEmpty)
@@ -66,6 +66,6 @@ struct ClusterUnitTests {
         #expect(view.update(live: [:], nowMilliseconds: 5_000).isEmpty)
         view.connected(atMilliseconds: 5_000)
         #expect(view.update(live: [:], nowMilliseconds: 5_999).isEmpty)
-        #expect(view.update(live: [:], nowMilliseconds: 6_000) == [2, 3], "ascending")
+        #expect(view.update(live: [:], nowMilliseconds: 6_000) == [ClusterNodeDeath(node: 2, incarnation: 21), ClusterNodeDeath(node: 3, incarnation: 31)], "ascending")
     }
 }

@@ -183,4 +183,80 @@ struct ClusterRPCTests {
         await a.close()
         await b.close()
     }
+
+    /// One Redis command, inline (its words have no spaces): a bulk string's value, or else
+    /// the reply's first line (`:1`, `+OK`, `$-1`).
+    func redisLine(_ port: Int, _ command: String) -> String? {
+        guard let c = try? TestClient(port: port), (try? c.send(command + "\r\n")) != nil else { return nil }
+        let crlf: [UInt8] = [13, 10]
+        func line(from start: Int) -> Range<Int>? {
+            let bytes = c.buffered
+            guard start < bytes.count, let end = (start..<(bytes.count - 1)).first(where: { Array(bytes[$0...$0 + 1]) == crlf }) else { return nil }
+            return start..<end
+        }
+        for _ in 0..<10 where line(from: 0) == nil {
+            guard (try? c.fill()) == true else { return nil }
+        }
+        guard let first = line(from: 0) else { return nil }
+        let head = String(decoding: c.buffered[first], as: UTF8.self)
+        guard head.hasPrefix("$"), let length = Int(head.dropFirst()), length >= 0 else { return head }
+        for _ in 0..<10 where line(from: first.upperBound + 2) == nil {
+            guard (try? c.fill()) == true else { return nil }
+        }
+        guard let value = line(from: first.upperBound + 2), value.count == length else { return nil }
+        return String(decoding: c.buffered[value], as: UTF8.self)
+    }
+
+    @Test("a process removes the ids its node's earlier processes left; a clean-up of a node's old incarnation that runs after the node heard of its own death leaves the ids it wrote back; the new incarnation's death removes them",
+          arguments: [IOBackendKind.uring, .epoll])
+    func lateCleanUp(_ backend: IOBackendKind) async throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        // An id an earlier process of node 1 left (nobody was up to see it die): the new
+        // process removes it when its shard 0 reaches Redis.
+        #expect(redisLine(redis.port, "SADD switchboard:{rpc}:id:earlier 1") == ":1")
+        #expect(redisLine(redis.port, "HSET switchboard:{rpc}:owned:1 earlier 777") == ":1")
+        let nodes = try (1...2).map { try Node($0, redisPort: redis.port, backend: backend) }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        try await waitUntil { redisCount(redis.port, "switchboard:{rpc}:id:earlier") == 0 }
+        #expect(nodes.map { $0.rpc.metrics.staleDirectoryIds.value } == [1, 0])
+        let a = try await nodes[0].client("alpha")
+        let b = try await nodes[1].client("beta")
+        try await waitUntil { redisCount(redis.port, "switchboard:{rpc}:id:alpha") == 1 && redisCount(redis.port, "switchboard:{rpc}:id:beta") == 1 }
+        let old = nodes[0].broker.clusterIncarnation.current
+        #expect(redisLine(redis.port, "HGET switchboard:{rpc}:owned:1 alpha") == String(old), "tagged with its writer's incarnation")
+        // An id of the old incarnation that is gone (as one whose withdrawal Redis never got):
+        // the clean-ups below remove it, which shows that they ran.
+        func plantStale(_ id: String) {
+            #expect(redisLine(redis.port, "SADD switchboard:{rpc}:id:\(id) 1") == ":1")
+            #expect(redisLine(redis.port, "HSET switchboard:{rpc}:owned:1 \(id) \(old)") == ":1")
+        }
+        plantStale("stale")
+
+        // The others declared node 1 dead while it lived: its engine renews the incarnation and
+        // tells its shards. Shard 0 removes what the old one wrote; alpha's owner shard writes
+        // it back under the new one.
+        #expect(nodes[0].broker.clusterIncarnation.renew() == old)
+        let new = nodes[0].broker.clusterIncarnation.current
+        nodes[0].broker.deliverNodeDeath(1, incarnation: old)
+        try await waitUntil {
+            redisCount(redis.port, "switchboard:{rpc}:id:stale") == 0 && redisLine(redis.port, "HGET switchboard:{rpc}:owned:1 alpha") == String(new)
+        }
+        #expect(redisCount(redis.port, "switchboard:{rpc}:id:alpha") == 1)
+
+        // Node 2 learns of the old incarnation's death late, after all that.
+        plantStale("stale2")
+        nodes[1].broker.deliverNodeDeath(1, incarnation: old)
+        try await waitUntil { redisCount(redis.port, "switchboard:{rpc}:id:stale2") == 0 }
+        #expect(redisCount(redis.port, "switchboard:{rpc}:id:alpha") == 1, "alpha stays in the directory")
+        #expect(redisLine(redis.port, "HGET switchboard:{rpc}:owned:1 alpha") == String(new))
+        #expect(try await b.send("call", ["alpha", "echo", 1]) == ["from": "beta", "to": "alpha", "args": [1]])
+
+        // The new incarnation dies: alpha leaves the directory.
+        nodes[1].broker.deliverNodeDeath(1, incarnation: new)
+        try await waitUntil { redisCount(redis.port, "switchboard:{rpc}:id:alpha") == 0 }
+        #expect(redisLine(redis.port, "HLEN switchboard:{rpc}:owned:1") == ":0")
+        await a.close()
+        await b.close()
+    }
 }

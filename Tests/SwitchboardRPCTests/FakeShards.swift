@@ -89,7 +89,9 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
     // A stand-in for the shard's Redis connection (the directory code of RPCCluster.swift):
     // off until `joinCluster`; `redisAnswers` says whether a command is answered (`:1`) or
     // fails as an unreachable Redis does (nil, at once). Every command is recorded.
-    private let cluster = Mutex<(node: Int?, answers: Bool, commands: [RedisCommand])>((nil, true, []))
+    // The node's incarnation starts at 100 (`renewIncarnation` moves it on, as the engine does
+    // when the others declared the node dead).
+    private let cluster = Mutex<(node: Int?, answers: Bool, commands: [RedisCommand], incarnation: UInt64)>((nil, true, [], 100))
 
     struct RedisCommand: Equatable {
         let arguments: [String]
@@ -102,6 +104,9 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
     var redisCommands: [RedisCommand] { cluster.withLock { $0.commands } }
 
     var clusterNode: Int? { cluster.withLock { $0.node } }
+    var clusterIncarnation: UInt64 { cluster.withLock { $0.incarnation } }
+    /// A new incarnation (the next number); returns the one it replaces.
+    func renewIncarnation() -> UInt64 { cluster.withLock { state in defer { state.incarnation += 1 }; return state.incarnation } }
 
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) {
         let answers = cluster.withLock { state in

@@ -21,32 +21,51 @@ struct RPCDirectorySyncTests {
         return shards
     }
 
-    /// A directory write of node 7 as the ids it adds and removes; nil for anything else.
-    static func write(_ c: FakeIO.RedisCommand) -> (added: [String], removed: [String])? {
+    /// A directory write of node 7 as the ids it adds (tagged with `incarnation`) and removes;
+    /// nil for anything else.
+    static func write(_ c: FakeIO.RedisCommand) -> (added: [String], removed: [String], incarnation: String?)? {
         let a = c.arguments
-        let nodeKey = "switchboard:{rpc}:node:\(node)"
-        if a.count == 7, a[0] == "EVAL", a[2] == "2", a[3] == "switchboard:{rpc}:id:\(a[6])", a[4] == nodeKey, a[5] == "\(node)" {
-            if a[1] == RPCClusterKeys.announce { return ([a[6]], []) }
-            if a[1] == RPCClusterKeys.withdraw { return ([], [a[6]]) }
+        let ownedKey = "switchboard:{rpc}:owned:\(node)"
+        if a.count == 8, a[0] == "EVAL", a[1] == RPCClusterKeys.announce, a[2] == "2", a[3] == "switchboard:{rpc}:id:\(a[6])",
+           a[4] == ownedKey, a[5] == "\(node)" {
+            return ([a[6]], [], a[7])
         }
-        guard a.count >= 8, a[0] == "EVAL", a[1] == RPCClusterKeys.sync, a[2] == "1", a[3] == nodeKey,
-              a[4] == "switchboard:{rpc}:id:", a[5] == "\(node)", let added = Int(a[6]), added <= a.count - 7 else { return nil }
-        return (Array(a[7...].prefix(added)), Array(a[7...].dropFirst(added)))
+        if a.count == 7, a[0] == "EVAL", a[1] == RPCClusterKeys.withdraw, a[2] == "2", a[3] == "switchboard:{rpc}:id:\(a[6])",
+           a[4] == ownedKey, a[5] == "\(node)" {
+            return ([], [a[6]], nil)
+        }
+        guard a.count >= 9, a[0] == "EVAL", a[1] == RPCClusterKeys.sync, a[2] == "1", a[3] == ownedKey,
+              a[4] == "switchboard:{rpc}:id:", a[5] == "\(node)", let added = Int(a[7]), added <= a.count - 8 else { return nil }
+        return (Array(a[8...].prefix(added)), Array(a[8...].dropFirst(added)), a[6])
     }
 
-    /// The ids Redis holds for node 7 after the answered writes, applied in order (the
-    /// failed ones never reached it). Fails on a command that is not a directory write.
-    static func redisIds(_ io: FakeIO) throws -> Set<String> {
-        var ids: Set<String> = []
-        for c in io.redisCommands {
-            let w = try #require(write(c), "a directory write: \(c.arguments.prefix(1))")
-            if c.answered {
-                ids.formUnion(w.added)
-                ids.subtract(w.removed)
-            }
-        }
-        return ids
+    /// A clean-up of node `node`'s entries: the incarnation it removes ("" for all) and the
+    /// one it keeps ("" for none); nil for anything else.
+    static func cleanUp(_ c: FakeIO.RedisCommand, node: Int) -> (dead: String, keep: String)? {
+        let a = c.arguments
+        guard a.count == 8, a[0] == "EVAL", a[1] == RPCClusterKeys.nodeDied, a[2] == "1", a[3] == "switchboard:{rpc}:owned:\(node)",
+              a[4] == "switchboard:{rpc}:id:", a[5] == "\(node)" else { return nil }
+        return (a[6], a[7])
     }
+
+    /// What Redis holds for node 7 after the answered commands, applied in order (the failed
+    /// ones never reached it): id -> the incarnation that wrote it. The clean-up script's rule
+    /// is applied to node 7's clean-ups (and `lateCleanUps` after all, as other processes may
+    /// run them). Fails on a command that is neither.
+    static func redisEntries(_ io: FakeIO, lateCleanUps: [String] = []) throws -> [String: String] {
+        var entries: [String: String] = [:]
+        func clean(_ dead: String, keep: String = "") { entries = entries.filter { (dead != "" && $0.value != dead) || $0.value == keep } }
+        for c in io.redisCommands where c.answered {
+            if let (dead, keep) = cleanUp(c, node: node) { clean(dead, keep: keep); continue }
+            let w = try #require(write(c), "a directory write: \(c.arguments.prefix(2))")
+            for id in w.added { entries[id] = try #require(w.incarnation) }
+            for id in w.removed { entries[id] = nil }
+        }
+        for dead in lateCleanUps { clean(dead) }
+        return entries
+    }
+
+    static func redisIds(_ io: FakeIO) throws -> Set<String> { Set(try redisEntries(io).keys) }
 
     static func unsynced(_ shards: FakeShards) -> Int { shards.sync(0) { $0.directoryUnsyncedCount } }
 
@@ -109,20 +128,55 @@ struct RPCDirectorySyncTests {
         }
     }
 
-    @Test("declared dead by the others while alive: every owned id is written again, and this process runs no clean-up on itself")
+    @Test("declared dead by the others while alive: the old incarnation's entries are removed, every owned id is written again under the new one, and a late clean-up of the old one leaves them")
     func ownDeath() async throws {
         let shards = Self.shards()
         let io = shards.ios[0], metrics = shards.shared.metrics
         for id in ["a", "b", "c"] { _ = try await shards.connect(shard: 0, id: id) }
         #expect(io.redisCommands.count == 3)
-        shards.sync(0) { $0.peerNodeDied(Self.node) }
-        try await waitUntil { io.redisCommands.count == 4 }
-        let refresh = try #require(Self.write(io.redisCommands[3]))
-        #expect(Set(refresh.added) == ["a", "b", "c"] && refresh.removed.isEmpty)
+        #expect(try Self.redisEntries(io) == ["a": "100", "b": "100", "c": "100"], "tagged with the writer")
+        // The engine renews the incarnation, then delivers the death of the old one.
+        let old = io.renewIncarnation()
+        shards.sync(0) { $0.peerNodeDied(Self.node, incarnation: old) }
+        #expect(io.redisCommands.count == 4 && Self.cleanUp(io.redisCommands[3], node: Self.node).map { [$0.dead, $0.keep] } == ["100", ""],
+                "the old incarnation's clean-up, at once")
+        try await waitUntil { io.redisCommands.count == 5 }
+        let refresh = try #require(Self.write(io.redisCommands[4]))
+        #expect(Set(refresh.added) == ["a", "b", "c"] && refresh.removed.isEmpty && refresh.incarnation == "101")
         #expect(metrics.directoryRefreshes.value == 1)
-        // Another process's death: shard 0 removes that one's ids.
-        shards.sync(0) { $0.peerNodeDied(3) }
-        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "1", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3"])
+        #expect(try Self.redisEntries(io) == ["a": "101", "b": "101", "c": "101"])
+        // Another process cleaning up after the old incarnation, late: nothing of the new goes;
+        // a clean-up of the new one, or of every incarnation, takes them all.
+        #expect(try Self.redisEntries(io, lateCleanUps: ["100"]) == ["a": "101", "b": "101", "c": "101"])
+        #expect(try Self.redisEntries(io, lateCleanUps: ["101"]) == [:])
+        #expect(try Self.redisEntries(io, lateCleanUps: [""]) == [:])
+        // Another process's death: shard 0 removes the ids its dead incarnation wrote; by hand,
+        // those of every incarnation.
+        shards.sync(0) { $0.peerNodeDied(3, incarnation: 42) }
+        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "1", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:id:", "3", "42", ""])
+        shards.sync(0) { $0.peerNodeDied(3, incarnation: nil) }
+        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "1", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:id:", "3", "", ""])
+        // This node declared dead by hand: no clean-up of its own, the ids are written again.
+        let count = io.redisCommands.count
+        shards.sync(0) { $0.peerNodeDied(Self.node, incarnation: nil) }
+        try await waitUntil { io.redisCommands.count == count + 1 }
+        #expect(Self.write(io.redisCommands[count])?.incarnation == "101")
+    }
+
+    @Test("at each Redis connection shard 0 removes the ids this node's other incarnations wrote, keeping the current one's; other shards do not")
+    func earlierProcesses() async throws {
+        let shards = FakeShards(shards: 2, options: RPCCoreTests.options { $0.clusterDirectoryRefreshMilliseconds = 0 })
+        for io in shards.ios { io.joinCluster(node: Self.node) }
+        let io = shards.ios[0], metrics = shards.shared.metrics
+        func cleanUps(_ io: FakeIO) -> [[String]] { io.redisCommands.compactMap { Self.cleanUp($0, node: Self.node).map { [$0.dead, $0.keep] } } }
+        shards.sync(0) { $0.clusterConnected() }
+        shards.sync(1) { $0.clusterConnected() }
+        #expect(cleanUps(io) == [["", "100"]], "every incarnation's but this one's")
+        #expect(shards.ios[1].redisCommands.isEmpty, "shard 1 has no ids and runs no clean-up")
+        #expect(metrics.staleDirectoryIds.value == 1, "the stand-in answers 1 removed")
+        _ = io.renewIncarnation()
+        shards.sync(0) { $0.clusterConnected() }
+        #expect(cleanUps(io) == [["", "100"], ["", "101"]], "the incarnation now is kept")
     }
 
     @Test("the periodic refresh writes every owned id")

@@ -43,6 +43,15 @@ public protocol WorkerHandler: AnyObject {
     /// `node` is this node's own id when the others declared it dead while it lived: they
     /// dropped its sockets. Default: nothing.
     func handleClusterNodeDied(_ node: Int)
+    /// The same event with the incarnation that died: a random number each process start
+    /// picks for its node, picked again when the others declared the node dead while it lived.
+    /// A handler that keeps per-node state in Redis tags it with the writer's incarnation and
+    /// removes only what `incarnation` wrote, so a clean-up that runs after the node came back
+    /// (restarted, or heard of its own death) leaves what the new incarnation wrote.
+    ///
+    /// Default: calls the method above, so a handler written against that one is unchanged. A
+    /// handler that passes events on (a router) implements this one and forwards it.
+    func handleClusterNodeDied(_ node: Int, incarnation: UInt64)
     /// With `cluster_engine = redis`: this shard's connection to Redis was established, at
     /// start or after a loss (in Redis Cluster mode: its link to one master). What the handler
     /// keeps in Redis through `ShardContext.clusterCommand` may be gone (Redis restarted empty)
@@ -78,6 +87,7 @@ extension WorkerHandler {
     }
     public func handleSocketClose(socketId: SocketID, token: [UInt8]?) {}
     public func handleClusterNodeDied(_ node: Int) {}
+    public func handleClusterNodeDied(_ node: Int, incarnation: UInt64) { handleClusterNodeDied(node) }
     public func handleClusterConnected() {}
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {}
 }

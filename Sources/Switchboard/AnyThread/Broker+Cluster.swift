@@ -27,7 +27,7 @@ extension Broker {
 
     /// On the shard's thread, as its dispatcher is made: gives it its own Redis engine.
     static func attachCluster(_ configuration: BrokerConfiguration, _ endpoint: ClusterEndpoint, _ metrics: ClusterMetrics,
-                              _ dispatcher: ShardDispatcher, logger: Logger) {
+                              _ incarnation: ClusterIncarnation, _ dispatcher: ShardDispatcher, logger: Logger) {
         guard configuration.cluster.engine == .redis else { return }
         guard let (options, database, credentials) = endpoint.value else {
             return assertionFailure("the cluster endpoint is resolved before the shards start")
@@ -37,30 +37,30 @@ extension Broker {
         case .standalone:
             engine = RedisShardEngine(configuration: configuration.cluster, options: options, database: database, credentials: credentials,
                                       shardIndex: dispatcher.context.shardIndex, metrics: metrics,
-                                      logger: logger.forShard(dispatcher.context.shardIndex))
+                                      logger: logger.forShard(dispatcher.context.shardIndex), incarnation: incarnation)
         case .cluster:
             engine = RedisClusterShardEngine(configuration: configuration.cluster, options: options, credentials: credentials,
                                              shardIndex: dispatcher.context.shardIndex, metrics: metrics,
-                                             logger: logger.forShard(dispatcher.context.shardIndex))
+                                             logger: logger.forShard(dispatcher.context.shardIndex), incarnation: incarnation)
         }
         dispatcher.channels.attachCluster(engine, recoveryMaxMessages: configuration.cluster.recoveryMaxMessages)
         if dispatcher.context.shardIndex == 0 {
             receiveInbox(engine, nodeID: configuration.cluster.nodeID, broker: dispatcher.context.broker, worker: dispatcher.worker)
             let broker = dispatcher.context.broker
-            engine.announceMembership(configuration.cluster.nodeID) { [unowned broker] node in
-                broker.deliverNodeDeath(node)
+            engine.announceMembership(configuration.cluster.nodeID) { [unowned broker] node, incarnation in
+                broker.deliverNodeDeath(node, incarnation: incarnation)
             }
         }
     }
 
-    /// Hands a node's death (seen by shard 0's engine) to every shard: its channel engine,
-    /// then its handler's `handleClusterNodeDied`. A shard whose inbox is full gets it on a
-    /// later try (a task through shard 0's inbox, so never inside this call); only if shard 0's
-    /// inbox is full too is it lost, with an error line.
-    func deliverNodeDeath(_ node: Int, toShards shards: [Int]? = nil) {
+    /// Hands the death of incarnation `incarnation` of node `node` (seen by shard 0's engine)
+    /// to every shard: its channel engine, then its handler's `handleClusterNodeDied`. A shard
+    /// whose inbox is full gets it on a later try (a task through shard 0's inbox, so never
+    /// inside this call); only if shard 0's inbox is full too is it lost, with an error line.
+    package func deliverNodeDeath(_ node: Int, incarnation: UInt64, toShards shards: [Int]? = nil) {
         var refused: [Int] = []
         for index in shards ?? Array(0..<shardCount) {
-            switch onShard(index, { $0.channels.clusterNodeDied(node) }) {
+            switch onShard(index, { $0.channels.clusterNodeDied(node, incarnation: incarnation) }) {
             case .queued: break
             case .refused(.stopped): return
             case .refused: refused.append(index)
@@ -69,7 +69,7 @@ extension Broker {
         guard !refused.isEmpty else { return }
         logger.warning("cluster: node \(node)'s death waits for room in the inbox of shards \(refused)")
         let retry = refused
-        if execute(onShard: 0, { $0.broker.deliverNodeDeath(node, toShards: retry) }) != .queued {
+        if execute(onShard: 0, { $0.broker.deliverNodeDeath(node, incarnation: incarnation, toShards: retry) }) != .queued {
             logger.error("cluster: node \(node)'s death was not delivered to shards \(refused) (inboxes full)")
         }
     }

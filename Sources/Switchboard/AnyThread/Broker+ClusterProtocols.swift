@@ -40,6 +40,12 @@ extension ShardContext {
         broker.configuration.cluster.engine == .redis ? broker.configuration.cluster.nodeID : nil
     }
 
+    /// This process's incarnation of its node (`ClusterIncarnation`), the tag of what a
+    /// protocol writes to Redis for it: the clean-up after a death removes only what the dead
+    /// incarnation wrote. It changes when the others declared this node dead while it lived;
+    /// the shards hear that as `handleClusterNodeDied` with this node's id and the old value.
+    package var clusterIncarnation: UInt64 { broker.clusterIncarnation.current }
+
     /// Sends a protocol message to node `node`'s inbox through this shard's Redis connection.
     /// False when refused at once (no Redis connection, or this shard's pending publishes at
     /// `cluster_max_pending_publishes`). True means "written to Redis": a message to a node

@@ -31,6 +31,9 @@ public final class Broker: Sendable {
     let clusterMetrics: [ClusterMetrics]
     /// The Redis endpoint, resolved by `start()` before the shards run.
     let clusterEndpoint = ClusterEndpoint()
+    /// This process's incarnation of its cluster node (`cluster_engine = redis`), shared by the
+    /// shards' engines; the protocols tag what they write to Redis with it.
+    package let clusterIncarnation = ClusterIncarnation()
     /// The host's logger; shards and handlers log through it with a `shard` metadata key.
     public let logger: Logger
     private let fabric: ChannelFabric
@@ -57,6 +60,7 @@ public final class Broker: Sendable {
         let clusterMetrics = (0..<shardCount).map { _ in ClusterMetrics() }
         self.clusterMetrics = clusterMetrics
         let clusterEndpoint = clusterEndpoint
+        let clusterIncarnation = clusterIncarnation
         let box = BrokerBox()
         let fabric = ChannelFabric(shardCount: shardCount, ringCapacity: configuration.crossShardRingCapacity)
         self.fabric = fabric
@@ -73,7 +77,7 @@ public final class Broker: Sendable {
                                              metrics: metrics[shard.index], fabric: fabric, routes: routes,
                                              handlerFactory: handlerFactory)
             dispatchers.set(shard.index, dispatcher)
-            Broker.attachCluster(configuration, clusterEndpoint, clusterMetrics[shard.index], dispatcher, logger: logger)
+            Broker.attachCluster(configuration, clusterEndpoint, clusterMetrics[shard.index], clusterIncarnation, dispatcher, logger: logger)
             return dispatcher
         }
         group.prepare = { shards in fabric.shards = shards }

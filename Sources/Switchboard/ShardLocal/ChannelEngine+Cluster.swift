@@ -63,8 +63,8 @@ extension ChannelEngine: ClusterEngineDelegate {
 
     /// A node died (issue 13's membership): this shard's sockets never belonged to it, so the
     /// channel engine keeps nothing of it; the application's handler hears it.
-    func clusterNodeDied(_ node: Int) {
-        webSockets.worker.handleClusterNodeDied(node)
+    func clusterNodeDied(_ node: Int, incarnation: UInt64) {
+        webSockets.worker.handleClusterNodeDied(node, incarnation: incarnation)
     }
 
     /// The shard's Redis connection is up (again): the protocols write their state again.

@@ -26,7 +26,10 @@ import SwitchboardRESP
 // Every request keeps its timeout (`requestTimeoutMilliseconds` or the caller's), so an answer
 // lost between processes never leaves a caller waiting past it. When a process is declared
 // dead (`RPCServer.nodeDied`), requests waiting only on it fail at once with `.disconnected`,
-// and its ids leave the Redis directory (`P:{rpc}:node:N` lists them).
+// and the ids its dead incarnation wrote leave the Redis directory (`P:{rpc}:owned:N` maps
+// each id node N announced to the incarnation that wrote it, `ShardContext.clusterIncarnation`).
+// So a clean-up that runs late (after the node restarted and announced its ids again, or heard
+// of its own death and wrote them back under its new incarnation) leaves the new entries.
 //
 // Not cluster-wide: the duplicate-id policy (`duplicateNodes`) applies per process; ids
 // registered on two processes are both reachable. Not ordered: requests are independent, as on
@@ -132,44 +135,56 @@ struct RPCClusterKeys {
     /// `P:{rpc}:id:` (the node-died script adds each id).
     var idPrefix: [UInt8] { keys.prefix("id") }
     func id(_ id: String) -> [UInt8] { keys.key("id", id) }
-    func node(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
+    /// `P:{rpc}:owned:N`: hash of the ids node N announced -> the incarnation that wrote each.
+    func owned(_ node: Int) -> [UInt8] { keys.key("owned", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
         ClusterKeys.eval(script, keys: keys, arguments)
     }
 
-    /// KEYS: id set, node set. ARGV: node, id.
+    /// KEYS: id set, node's owned hash. ARGV: node, id, the writer's incarnation.
     static let announce = """
         redis.call('SADD', KEYS[1], ARGV[1])
-        redis.call('SADD', KEYS[2], ARGV[2])
+        redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
         return 1
         """
+    /// KEYS: id set, node's owned hash. ARGV: node, id.
     static let withdraw = """
         redis.call('SREM', KEYS[1], ARGV[1])
-        redis.call('SREM', KEYS[2], ARGV[2])
+        redis.call('HDEL', KEYS[2], ARGV[2])
         return 1
         """
-    /// Many ids in one call (a retry or a refresh). KEYS: node set. ARGV: id key prefix, node,
-    /// the number of ids to add, the ids to add, then the ids to remove. The id keys are built
-    /// from the prefix, as in `nodeDied`: they share the `{rpc}` tag, so one slot.
+    /// Many ids in one call (a retry or a refresh). KEYS: node's owned hash. ARGV: id key
+    /// prefix, node, the writer's incarnation, the number of ids to add, the ids to add, then
+    /// the ids to remove. The id keys are built from the prefix, as in `nodeDied`: they share
+    /// the `{rpc}` tag, so one slot.
     static let sync = """
-        local added = tonumber(ARGV[3])
-        for i = 4, #ARGV do
-          if i < 4 + added then
+        local added = tonumber(ARGV[4])
+        for i = 5, #ARGV do
+          if i < 5 + added then
             redis.call('SADD', ARGV[1] .. ARGV[i], ARGV[2])
-            redis.call('SADD', KEYS[1], ARGV[i])
+            redis.call('HSET', KEYS[1], ARGV[i], ARGV[3])
           else
             redis.call('SREM', ARGV[1] .. ARGV[i], ARGV[2])
-            redis.call('SREM', KEYS[1], ARGV[i])
+            redis.call('HDEL', KEYS[1], ARGV[i])
           end
         end
-        return #ARGV - 3
+        return #ARGV - 4
         """
-    /// KEYS: node set. ARGV: id key prefix, node.
+    /// KEYS: node's owned hash. ARGV: id key prefix, node, the incarnation that died (empty:
+    /// every incarnation, for a death declared by hand), an incarnation to keep (empty: none;
+    /// at a connect, the process's own: the ids of the node's earlier processes go). The ids it
+    /// wrote leave the directory; the number removed.
     static let nodeDied = """
-        local ids = redis.call('SMEMBERS', KEYS[1])
-        for _, id in ipairs(ids) do redis.call('SREM', ARGV[1] .. id, ARGV[2]) end
-        redis.call('DEL', KEYS[1])
-        return #ids
+        local entries = redis.call('HGETALL', KEYS[1])
+        local removed = 0
+        for i = 1, #entries, 2 do
+          if (ARGV[3] == '' or entries[i + 1] == ARGV[3]) and entries[i + 1] ~= ARGV[4] then
+            redis.call('SREM', ARGV[1] .. entries[i], ARGV[2])
+            redis.call('HDEL', KEYS[1], entries[i])
+            removed = removed + 1
+          end
+        end
+        return removed
         """
 }

@@ -37,6 +37,8 @@ public final class RPCMetrics: Sendable {
     public let directoryWriteFailures = RPCCounter("switchboard_rpc_directory_write_failures_total",
                                                    "Ids whose cluster directory write Redis did not answer (retried after clusterDirectoryRetryMilliseconds)")
     public let directoryRefreshes = RPCCounter("switchboard_rpc_directory_refreshes_total", "Rounds, per shard, that wrote every owned id to the cluster directory again (clusterDirectoryRefreshMilliseconds, or after this process was declared dead)")
+    public let staleDirectoryIds = RPCCounter("switchboard_rpc_directory_stale_ids_removed_total",
+                                              "Directory ids this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis")
     /// Malformed messages, one counter per reason (`data.reason` on the wire).
     public let malformed: [RPCMalformedReason: RPCCounter] = Dictionary(uniqueKeysWithValues: RPCMalformedReason.allCases.map {
         ($0, RPCCounter("switchboard_rpc_malformed_total", "Malformed messages answered with a protocol error, by reason"))
@@ -47,7 +49,7 @@ public final class RPCMetrics: Sendable {
     public var all: [RPCCounter] {
         [nodes, requestsFromClients, requestsToClients, nodeRequests, timeouts, unhandled, disconnectedFailures,
          overloaded, strayAnswers, pingTimeouts, duplicateIds, applicationMessages, lostAnswers, directoryWriteFailures,
-         directoryRefreshes]
+         directoryRefreshes, staleDirectoryIds]
     }
 
     /// Every counter, read now, process-wide (no shard dimension); the malformed counters carry

@@ -92,8 +92,9 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
         return true
     }
 
-    /// The membership code's event, on every shard: this shard's part of `RPCServer.nodeDied`.
-    func handleClusterNodeDied(_ node: Int) { core.peerNodeDied(node) }
+    /// The membership code's event, on every shard: this shard's part of `RPCServer.nodeDied`,
+    /// for the directory entries incarnation `incarnation` wrote.
+    func handleClusterNodeDied(_ node: Int, incarnation: UInt64) { core.peerNodeDied(node, incarnation: incarnation) }
 
     /// The shard's Redis connection is up (again): its directory entries are written again.
     func handleClusterConnected() { core.clusterConnected() }
@@ -102,14 +103,16 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
 extension RPCServer {
     /// Cleans up after node `node` of the cluster died (its heartbeat expired): requests of
     /// this node's nodes that wait only on it fail with `.disconnected` (before their
-    /// timeout), and its node ids leave the cluster directory in Redis. Any thread. False
-    /// when a shard refused the post (inbox full) or the broker is not running: call again.
+    /// timeout), and its node ids leave the cluster directory in Redis, whichever incarnation
+    /// of it wrote them (the membership code's deaths remove only the dead incarnation's).
+    /// Any thread. False when a shard refused the post (inbox full) or the broker is not
+    /// running: call again.
     @discardableResult
     public func nodeDied(_ node: Int) -> Bool {
         guard let executor = clusterExecutor.withLock({ $0 }) else { return false }
         var all = true
         for shard in 0..<executor.shardCount {
-            all = executor.execute(onShard: shard) { $0.peerNodeDied(node) } == .queued && all
+            all = executor.execute(onShard: shard) { $0.peerNodeDied(node, incarnation: nil) } == .queued && all
         }
         return all
     }
@@ -136,6 +139,7 @@ final class ShardContextRPCIO: RPCShardIO {
     }
 
     var clusterNode: Int? { context.clusterNodeID }
+    var clusterIncarnation: UInt64 { context.clusterIncarnation }
     var clusterKeyPrefix: String { context.broker.configuration.cluster.keyPrefix }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { context.clusterCommand(arguments, completion) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { context.sendToClusterNode(node, tag: rpcClusterTag, message) }

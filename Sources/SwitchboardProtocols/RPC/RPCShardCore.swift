@@ -583,14 +583,15 @@ extension RPCShardCore {
         for id in adding { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
         for id in removing { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
         let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), node = Array(String(me).utf8)
+        let incarnation = Array(String(io.clusterIncarnation).utf8)
         let command: [[UInt8]]
         if adding.count + removing.count == 1 {
             let id = adding.first ?? removing[0]
             command = RPCClusterKeys.eval(adding.isEmpty ? RPCClusterKeys.withdraw : RPCClusterKeys.announce,
-                                          keys: [keys.id(id), keys.node(me)], [node, Array(id.utf8)])
+                                          keys: [keys.id(id), keys.owned(me)], [node, Array(id.utf8)] + (adding.isEmpty ? [] : [incarnation]))
         } else {
-            command = RPCClusterKeys.eval(RPCClusterKeys.sync, keys: [keys.node(me)],
-                                          [keys.idPrefix, node, Array(String(adding.count).utf8)] + (adding + removing).map { Array($0.utf8) })
+            command = RPCClusterKeys.eval(RPCClusterKeys.sync, keys: [keys.owned(me)],
+                                          [keys.idPrefix, node, incarnation, Array(String(adding.count).utf8)] + (adding + removing).map { Array($0.utf8) })
         }
         io.clusterCommand(command) { [weak self] reply in
             defer { then?() }
@@ -614,8 +615,21 @@ extension RPCShardCore {
     /// written again at the next tick. A restarted Redis lost them; the writes that failed in the
     /// cut are among them (the refresh takes the withdrawals waiting too).
     func clusterConnected() {
-        guard io.clusterNode != nil else { return }
+        guard let me = io.clusterNode else { return }
         nextDirectoryRefresh = clock.now
+        if shardIndex == 0 {
+            // The ids this node's earlier incarnations wrote leave the directory: another
+            // process removes an earlier process's when it sees the restart, but none may have
+            // been up to see it (the whole cluster restarted, or one process alone). This
+            // process's own, from before it was declared dead, go back with the refresh.
+            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+            let command = RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.owned(me)],
+                                              [keys.idPrefix, Array(String(me).utf8), [], Array(String(io.clusterIncarnation).utf8)])
+            io.clusterCommand(command) { [weak self] reply in
+                guard let self, case .integer(let removed)? = reply else { return }
+                self.metrics.staleDirectoryIds.increment(by: Int(removed))
+            }
+        }
     }
 
     /// From `tick`, with a cluster: retries the failed writes, and writes every owned id again
@@ -707,10 +721,12 @@ extension RPCShardCore {
         }
     }
 
-    /// Node `node` of the cluster died: requests that wait only on it fail (`.disconnected`);
-    /// shard 0 removes its ids from Redis. This process's own number: the others declared it
-    /// dead while it lived, and every shard writes its ids again.
-    func peerNodeDied(_ node: Int) {
+    /// Incarnation `incarnation` of node `node` died (nil: a death declared by hand, every
+    /// incarnation): requests that wait only on it fail (`.disconnected`); shard 0 removes the
+    /// ids it wrote from Redis. This process's own number: the others declared it dead while
+    /// it lived; shard 0 removes what the old incarnation wrote and every shard writes its ids
+    /// again under the new one.
+    func peerNodeDied(_ node: Int, incarnation: UInt64?) {
         for (key, nodes) in remoteCalls where nodes.contains(node) {
             var left = nodes
             left.remove(node)
@@ -724,15 +740,18 @@ extension RPCShardCore {
         guard let me = io.clusterNode else { return }
         if node == me {
             // The others declared this process dead while it lived: they removed its ids from
-            // the directory. Write them all again, one retry interval from now (after their
-            // clean-up, which they run as they learn of the death); the periodic refresh
-            // repairs a clean-up that ran later still.
-            nextDirectoryRefresh = clock.now.advanced(by: .milliseconds(options.clusterDirectoryRetryMilliseconds))
-            return
+            // the directory, or will as each learns of the death. Their clean-up removes only
+            // what the dead incarnation wrote, so the ids go back at the next tick under the new
+            // one, whatever the order: a write of the old incarnation still in flight goes on
+            // this connection before the refresh's.
+            nextDirectoryRefresh = clock.now
+            // Declared by hand: nothing of this process's is to be removed.
+            guard incarnation != nil else { return }
         }
         if shardIndex == 0 {
             let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-            io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.node(node)], [keys.idPrefix, Array(String(node).utf8)])) { _ in }
+            let dead = incarnation.map { Array(String($0).utf8) } ?? []
+            io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.owned(node)], [keys.idPrefix, Array(String(node).utf8), dead, []])) { _ in }
         }
     }
 }

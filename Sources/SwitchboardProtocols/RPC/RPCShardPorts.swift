@@ -14,6 +14,8 @@ protocol RPCShardIO: AnyObject {
     // Cluster (RPCCluster.swift); the defaults below are a single node's.
     /// This node's number with `cluster_engine = redis`, else nil.
     var clusterNode: Int? { get }
+    /// This process's incarnation of its node: the tag of the directory entries it writes.
+    var clusterIncarnation: UInt64 { get }
     var clusterKeyPrefix: String { get }
     /// One Redis command; `completion` exactly once on this shard (nil: Redis unreachable).
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void)
@@ -28,6 +30,7 @@ protocol RPCShardIO: AnyObject {
 
 extension RPCShardIO {
     var clusterNode: Int? { nil }
+    var clusterIncarnation: UInt64 { 0 }
     var clusterKeyPrefix: String { "switchboard" }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { completion(nil) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { false }

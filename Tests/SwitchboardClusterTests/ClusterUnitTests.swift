@@ -42,6 +42,17 @@ struct ClusterUnitTests {
         }
     }
 
+    @Test("incarnation: renew returns the one it replaces, and the new one differs from it")
+    func incarnation() {
+        let incarnation = ClusterIncarnation(7)
+        #expect(incarnation.current == 7)
+        let old = incarnation.renew()
+        #expect(old == 7 && incarnation.current != 7 && incarnation.current != 0)
+        let second = incarnation.current
+        #expect(incarnation.renew() == second && incarnation.current != second)
+        #expect(ClusterIncarnation().current != 0)
+    }
+
     @Test("membership view: a death is a changed incarnation at once, an absence only after the grace, each reported once")
     func membershipView() {
         var view = ClusterMembershipView(ownNode: 1, graceMilliseconds: 1_000)

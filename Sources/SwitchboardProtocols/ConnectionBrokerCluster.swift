@@ -245,13 +245,14 @@ enum ConnectionBrokerRemote {
 /// The Lua scripts of the cluster-wide roles (see the top of this file for the keys).
 enum ConnectionBrokerRoleScripts {
     /// KEYS: role set, sequence, node's owned hash. ARGV: id, max members, role, the writer's
-    /// incarnation. 1 admitted, 0 full.
+    /// incarnation. The member's sequence number (its place in the role, >= 1) when admitted,
+    /// 0 when the role is full.
     static let register = """
         if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
         local seq = redis.call('INCR', KEYS[2])
         redis.call('ZADD', KEYS[1], seq, ARGV[1])
         redis.call('HSET', KEYS[3], ARGV[1] .. ARGV[3], ARGV[4])
-        return 1
+        return seq
         """
     /// KEYS: role set. ARGV: limit (>= 1). {size, {oldest ids...}}.
     static let list = """
@@ -264,15 +265,23 @@ enum ConnectionBrokerRoleScripts {
         return 1
         """
     /// KEYS: role set, sequence, node's owned hash. ARGV: role, the writer's incarnation, then
-    /// ids registered on the calling shard. Each id the role lacks is added again after every
-    /// member it has (a new sequence number; the role's limit does not apply: they were
-    /// admitted once); every id is tagged with the incarnation (a clean-up of an older one
-    /// leaves it). The number added.
+    /// pairs of an id registered on the calling shard and the sequence number its register got
+    /// (0: unknown). Each id the role lacks is added again at that sequence number, its place
+    /// in the role (with none, after every member), and the counter is moved past it, so later
+    /// registers come after (a Redis restarted empty starts it again at 0); the role's limit does
+    /// not apply: they were admitted once. Every id is tagged with the incarnation (a clean-up
+    /// of an older one leaves it). The number added.
     static let restore = """
         local added = 0
-        for i = 3, #ARGV do
+        for i = 3, #ARGV, 2 do
             if not redis.call('ZSCORE', KEYS[1], ARGV[i]) then
-                redis.call('ZADD', KEYS[1], redis.call('INCR', KEYS[2]), ARGV[i])
+                local seq = tonumber(ARGV[i + 1])
+                if seq > 0 then
+                    if tonumber(redis.call('GET', KEYS[2]) or '0') < seq then redis.call('SET', KEYS[2], seq) end
+                else
+                    seq = redis.call('INCR', KEYS[2])
+                end
+                redis.call('ZADD', KEYS[1], seq, ARGV[i])
                 added = added + 1
             end
             redis.call('HSET', KEYS[3], ARGV[i] .. ARGV[1], ARGV[2])
@@ -455,12 +464,12 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
                                                     [Array(id.description.utf8), Array(String(maxPerRole).utf8), Array(role.utf8),
                                                      Array(String(incarnation).utf8)])
         context.clusterCommand(command) { [unowned self] reply in
-            if case .integer(let admitted)? = reply {
-                registerAnswered(socket, ticket, id, role, admitted == 1)
+            if case .integer(let sequence)? = reply, sequence >= 0 {
+                registerAnswered(socket, ticket, id, role, sequence > 0, clusterSequence: sequence)
                 // Written under an incarnation that died while the script was in flight: the
                 // own-death restore did not know this member yet, and a clean-up of the old
                 // incarnation would remove it. Tagged anew here.
-                if admitted == 1, incarnation != context.clusterIncarnation, registry.connections[id] != nil {
+                if sequence > 0, incarnation != context.clusterIncarnation, registry.connections[id] != nil {
                     restoreMembersInCluster(role, [id])
                 }
                 return
@@ -539,14 +548,21 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         for (role, ids) in byRole { restoreMembersInCluster(role, ids) }
     }
 
-    /// `restoreMembersInCluster` for the ids `ids` of role `role`.
+    /// `restoreMembersInCluster` for the ids `ids` of role `role`, each at the sequence number
+    /// its register got (its place in the role).
     private func restoreMembersInCluster(_ role: String, _ ids: [UUID4]) {
         guard let roleKeys, let clusterNode else { return }
         let incarnation = Array(String(context.clusterIncarnation).utf8)
         for batch in ids.batches(of: Self.restoreBatchIds) {
+            var arguments = [Array(role.utf8), incarnation]
+            arguments.reserveCapacity(2 + 2 * batch.count)
+            for id in batch {
+                arguments.append(Array(id.description.utf8))
+                arguments.append(Array(String(registry.connections[id]?.clusterSequence ?? 0).utf8))
+            }
             let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.restore,
                                                         keys: [roleKeys.role(role), roleKeys.sequence, roleKeys.owned(clusterNode)],
-                                                        [Array(role.utf8), incarnation] + batch.map { Array($0.description.utf8) })
+                                                        arguments)
             context.clusterCommand(command) { [unowned self] reply in
                 if case .integer(let added)? = reply {
                     metrics.roleMembersRestored.wrappingAdd(Int(added), ordering: .relaxed)

@@ -643,22 +643,23 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         wait(socket, .register(ticket: ticket, replyTo: r.replyTo))
     }
 
-    func registerAnswered(_ socket: SocketID, _ ticket: UInt64, _ id: UUID4, _ role: String, _ admitted: Bool) {
+    func registerAnswered(_ socket: SocketID, _ ticket: UInt64, _ id: UUID4, _ role: String, _ admitted: Bool, clusterSequence: Int64 = 0) {
         guard case .register(_, let replyTo)? = takeWaiting(socket, ticket) else {
             // The socket went away while its register was in flight: take the id back out.
             if admitted { removeMember(id, from: role) }
             return
         }
-        completeRegister(socket, id, role, admitted, replyTo: replyTo)
+        completeRegister(socket, id, role, admitted, replyTo: replyTo, clusterSequence: clusterSequence)
         resume(socket)
     }
 
-    private func completeRegister(_ socket: SocketID, _ id: UUID4, _ role: String, _ admitted: Bool, replyTo: [UInt8]?) {
+    private func completeRegister(_ socket: SocketID, _ id: UUID4, _ role: String, _ admitted: Bool, replyTo: [UInt8]?,
+                                  clusterSequence: Int64 = 0) {
         guard admitted else {
             metrics.roleFull.increment()
             return sendFailure(socket, "register_failed", replyTo: replyTo, error: "Too many connections for role")
         }
-        registry.addConnection(id, socket: socket, role: role)
+        registry.addConnection(id, socket: socket, role: role, clusterSequence: clusterSequence)
         sessions[socket, default: Session()].registration = .registered(id)
         metrics.registrations.increment()
         metrics.registeredConnections.increment()

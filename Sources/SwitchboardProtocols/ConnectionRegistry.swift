@@ -114,6 +114,10 @@ struct ConnectionRegistry {
     struct Connection {
         let socket: SocketID
         let role: String
+        /// Cluster: the role's sequence number Redis gave the registration (its place in the
+        /// role), so a member written back after Redis lost it returns to the same place. 0 on
+        /// one node.
+        var clusterSequence: Int64 = 0
         var channels: [UUID4: ChannelEnd] = [:]
         /// Opens this connection sent that have not been answered (0 or 1: requests run one at
         /// a time); counted against `maxChannelsPerConnection`.
@@ -156,9 +160,10 @@ struct ConnectionRegistry {
 
     // MARK: - Connections (this shard is their home)
 
-    mutating func addConnection(_ id: UUID4, socket: SocketID, role: String) {
+    mutating func addConnection(_ id: UUID4, socket: SocketID, role: String, clusterSequence: Int64 = 0) {
         precondition(connections[id] == nil, "connection \(id) registered twice")
-        connections[id] = Connection(socket: socket, role: role)
+        assert(clusterSequence >= 0, "a sequence number is positive, or 0 for none")
+        connections[id] = Connection(socket: socket, role: role, clusterSequence: clusterSequence)
     }
 
     mutating func removeConnection(_ id: UUID4) -> Connection? {

@@ -217,20 +217,23 @@ struct ClusterConnectionBrokerTests {
         }
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
         let lister = try client(on: nodes[2], registering: "lister")
-        #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
+        #expect(try lister.list("r") == [a.connectionId, b.connectionId], "each back at its own sequence number: registration order")
         #expect(try lister.list("s") == [c.connectionId])
+        // The counter moved past them: a new member comes after.
+        let d = try client(on: nodes[2], registering: "r")
+        #expect(try lister.list("r") == [a.connectionId, b.connectionId, d.connectionId])
         _ = try a.open(to: b)  // and they are reachable
 
         // Node 2 declares node 1 dead while it lives: its clean-up removes a. Node 1 hears of its
         // own death (as the membership code delivers it: a new incarnation, then the old one's
         // death) and writes a back.
         #expect(nodes[1].cb.nodeDied(1))
-        #expect(waitUntil { members("r") == .integer(1) })
+        #expect(waitUntil { members("r") == .integer(2) })
         let old = nodes[0].broker.clusterIncarnation.renew()
         nodes[0].broker.deliverNodeDeath(1, incarnation: old)
         #expect(waitUntil { nodes[0].metric("cb_role_members_restored_total") == 2 })
-        #expect(members("r") == .integer(2))
-        #expect(Set(try lister.list("r")) == [a.connectionId, b.connectionId])
+        #expect(members("r") == .integer(3))
+        #expect(try lister.list("r") == [a.connectionId, b.connectionId, d.connectionId], "a back in its place")
     }
 
     @Test("a clean-up of a node's old incarnation that runs after the node heard of its own death leaves the members it wrote back; the new incarnation's death removes them",
@@ -276,14 +279,14 @@ struct ClusterConnectionBrokerTests {
         let new = nodes[0].broker.clusterIncarnation.current
         nodes[0].broker.deliverNodeDeath(1, incarnation: old)
         #expect(waitUntil { (try? owned()) == tagged(new) }, "the stale member gone, the live ones tagged anew")
-        #expect(Set(try lister.list("r")) == Set(members.map(\.connectionId) + [c.connectionId]))
+        #expect(try lister.list("r") == members.map(\.connectionId) + [c.connectionId], "back in their places: registration order")
 
         // Nodes 2 and 3 learn of the old incarnation's death late, after all that.
         try plantStale(stale2)
         nodes[1].broker.deliverNodeDeath(1, incarnation: old)
         nodes[2].broker.deliverNodeDeath(1, incarnation: old)
         #expect(waitUntil { (try? owned()) == tagged(new) }, "only the old incarnation's stale member went")
-        #expect(Set(try lister.list("r")) == Set(members.map(\.connectionId) + [c.connectionId]), "node 1's live members stay")
+        #expect(try lister.list("r") == members.map(\.connectionId) + [c.connectionId], "node 1's live members stay")
 
         // The new incarnation dies: its members go.
         nodes[1].broker.deliverNodeDeath(1, incarnation: new)

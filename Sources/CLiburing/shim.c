@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <sys/syscall.h>
+#include <poll.h>
 
 int sb_ring_init(struct io_uring *ring, unsigned entries, uint32_t flags, uint32_t *applied_flags) {
     // Newest first; drop flags one group at a time while the kernel says EINVAL.
@@ -506,6 +507,16 @@ int sb_submit_and_get_events(struct io_uring *ring) {
     int ret = io_uring_submit_and_get_events(ring);
     sb_user_tsc_leave();
     return ret;
+}
+
+int sb_submit_then_poll(struct io_uring *ring, int timeout_ms) {
+    int ret = io_uring_submit(ring);
+    if (ret < 0) return ret;
+    struct pollfd p = { .fd = ring->ring_fd, .events = POLLIN, .revents = 0 };
+    // Readable once a completion is posted (or already is); the caller reaps with
+    // sb_submit_and_get_events.
+    ret = poll(&p, 1, timeout_ms);
+    return ret < 0 ? -errno : ret;
 }
 
 void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {

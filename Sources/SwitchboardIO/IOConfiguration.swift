@@ -106,6 +106,14 @@ public struct IOConfiguration: Sendable {
     /// Tests only: caps each shard's registered file table below `maxConnectionsPerShard`, as a
     /// low `RLIMIT_NOFILE` would, so connection slots past it fall back to process descriptors.
     package var uringDirectDescriptorSlotsForTesting: Int? = nil
+    /// Instruction counts under valgrind only (Benchmarks' valgrind-echo): an io_uring shard
+    /// sleeps in poll(2) on its ring's descriptor, then reaps without waiting. valgrind 3.19
+    /// runs `io_uring_enter` as a syscall that never blocks, holding its one lock for the
+    /// whole wait, so no other thread of the process runs until the wait times out and the
+    /// waiting thread's time slice ends: start-up (the acceptor's first turn) took minutes or
+    /// never came. poll(2) releases that lock. It sleeps at most 1 ms (a deferred completion
+    /// never wakes it), so an idle shard turns every millisecond. Never in production.
+    package var waitThroughPoll = false
     /// Tests only: every batch wait passes the kernel a malformed argument, which it refuses
     /// (-EINVAL), so the shard's fallback to plain waits runs on a kernel that has min_wait.
     var batchWaitRefusedForTesting = false

@@ -74,6 +74,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private var batchWaitMicroseconds: UInt32
     private let batchWaitCompletions: UInt32
     private let batchWaitMinimumConnections: Int
+    /// valgrind only: sleep in poll(2) (`IOConfiguration.waitThroughPoll`).
+    private let waitThroughPoll: Bool
     /// Whether this ring's kernel takes a batch wait (IORING_FEAT_MIN_TIMEOUT, Linux 6.12).
     let batchWaitAvailable: Bool
     /// `IOConfiguration.batchWaitRefusedForTesting`.
@@ -106,6 +108,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         batchWaitMicroseconds = batchWaitAvailable ? UInt32(configuration.batchWaitMicroseconds) : 0
         batchWaitCompletions = UInt32(configuration.batchWaitCompletions)
         batchWaitMinimumConnections = configuration.batchWaitMinimumConnections
+        waitThroughPoll = configuration.waitThroughPoll
         batchWaitRefusedForTesting = configuration.batchWaitRefusedForTesting
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
@@ -356,7 +359,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         // sequentially consistent store.
         if mayBlock(handler) {
             var waited = false
-            if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
+            if waitThroughPoll {
+                // At most 1 ms: the ring defers its completions' work to the waiting task
+                // (IORING_SETUP_DEFER_TASKRUN), and a completion posts only inside
+                // io_uring_enter, so nothing wakes poll(2) for one (BatchWaitTests measures it).
+                _ = sb_submit_then_poll(ring, Int32(clamping: min(timeoutMilliseconds, 1)))
+                _ = sb_submit_and_get_events(ring)
+                waited = true
+            } else if batchWaitMicroseconds > 0 && openConnections >= batchWaitMinimumConnections {
                 metrics.batchWaits.increment()
                 let rc = sb_submit_and_wait_batch(ring, batchWaitCompletions, timeoutMilliseconds * 1_000_000, batchWaitMicroseconds,
                                                   batchWaitRefusedForTesting ? 1 : 0)

@@ -67,9 +67,12 @@ struct BatchWaitTests {
     /// Returns the shard's batch waits, and those the kernel refused (`refused`: each batch wait
     /// is made malformed, `IOConfiguration.batchWaitRefusedForTesting`).
     static func echo(_ backend: IOBackendKind, connections: Int, minimumConnections: Int, rounds: Int,
-                     refused: Bool = false) throws -> (waits: Int, refused: Int) {
+                     refused: Bool = false, waitThroughPoll: Bool = false) throws -> (waits: Int, refused: Int) {
         raiseFileLimit()
         var c = smallConfiguration(backend, shards: 1)
+        c.waitThroughPoll = waitThroughPoll
+        // Polling: the longest sleep, so a wake that never came would cost up to a second a round.
+        if waitThroughPoll { c.tickMilliseconds = 1000 }
         c.batchWaitMicroseconds = 2_000
         c.batchWaitCompletions = 64
         c.batchWaitMinimumConnections = minimumConnections
@@ -130,6 +133,19 @@ struct BatchWaitTests {
             // No min_wait: the shard never asks, so nothing is refused.
             #expect(result == (0, 0))
         }
+    }
+
+    @Test("waiting in poll(2) (valgrind-echo's wait): the shard still wakes for new connections and for every round's bytes, and echoes them all")
+    func waitThroughPoll() throws {
+        // Each round finds the shard asleep in poll. A completion does not wake poll on this ring
+        // (its work is deferred to io_uring_enter), so the shard sleeps at most 1 ms; sleeping
+        // for the wait's budget, the 1 s tick, left each round's bytes unread until then: ~0.5 s
+        // a round, 41 s for the 40 in the first version.
+        let start = ContinuousClock.now
+        let result = try Self.echo(.uring, connections: 8, minimumConnections: 1, rounds: 40, waitThroughPoll: true)
+        let elapsed = ContinuousClock.now - start
+        #expect(elapsed < .seconds(8), "\(elapsed): the shard slept through its completions")
+        #expect(result.waits == 0, "the poll wait replaces the batch wait")
     }
 
     @Test("the batch wait's options are validated")

@@ -159,6 +159,11 @@ int sb_ring_fd(struct io_uring *ring);
 /// Submits without waiting, and (with DEFER_TASKRUN) runs pending task work so completions
 /// are posted.
 int sb_submit_and_get_events(struct io_uring *ring);
+/// Submits, then sleeps in poll(2) on the ring's descriptor until it is readable or
+/// `timeout_ms` passes (-1: no limit). With IORING_SETUP_DEFER_TASKRUN a completion does not
+/// make it readable until io_uring_enter runs the deferred work: keep the timeout short. For
+/// valgrind only (`IOConfiguration.waitThroughPoll`).
+int sb_submit_then_poll(struct io_uring *ring, int timeout_ms);
 /// Fills an msghdr for a vectored send.
 void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen);
 

@@ -82,6 +82,55 @@ struct ClusterGracefulLeaveTests {
         #expect(try after.list("r") == #""ids":["\#(a.connectionId)","\#(after.connectionId)"]}"#)
     }
 
+    @Test("RPC: node 2 killed and restarted within its TTL; node 1, hearing of the restart late, removes only the old incarnation's directory ids: beta, announced again by the new process, stays in the directory and callable")
+    func rpcRestartWithinTTL() throws {
+        let cluster = try ProcessCluster("switchboard-cluster-testnode", count: 2, settings: Self.settings)
+        defer {
+            kill(cluster.nodes[0].process.processIdentifier, SIGCONT)
+            cluster.stop()
+        }
+        #expect(cluster.ready())
+        let probe = try RedisProbe(port: cluster.redis.port)
+        let alpha = try RawRPCClient(port: cluster.nodes[0].port, id: "alpha")
+        let oldBeta = try RawRPCClient(port: cluster.nodes[1].port, id: "beta")
+        /// Whether the directory names exactly node `node` for `id`.
+        func inDirectory(_ id: String, on node: Int) -> Bool {
+            (try? probe.call(["SCARD", "switchboard:{rpc}:id:\(id)"])) == .integer(1)
+                && (try? probe.call(["SISMEMBER", "switchboard:{rpc}:id:\(id)", String(node)])) == .integer(1)
+        }
+        func tag(_ id: String) -> RESPValue? { try? probe.call(["HGET", "switchboard:{rpc}:owned:2", id]) }
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { inDirectory("alpha", on: 1) && inDirectory("beta", on: 2) })
+        guard case .bulkString(let incarnation) = try probe.call(["HGET", "switchboard:incarnations", "2"]) else {
+            Issue.record("node 2's incarnation")
+            return
+        }
+        let old = String(decoding: incarnation, as: UTF8.self)
+        #expect(tag("beta") == .bulkString(Array(old.utf8)), "tagged with its writer")
+
+        // Node 1 paused, so it hears of node 2's restart only after the new process announced
+        // beta again.
+        kill(cluster.nodes[0].process.processIdentifier, SIGSTOP)
+        kill(cluster.nodes[1].process.processIdentifier, SIGKILL)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { !cluster.nodes[1].process.isRunning })
+        try cluster.restart(2)
+        let beta = try RawRPCClient(port: cluster.nodes[1].port, id: "beta")
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { tag("beta").map { $0 != .bulkString(Array(old.utf8)) && $0 != .null } ?? false },
+                "the new process announced beta under its own incarnation")
+        // An id of the old incarnation (as one whose withdrawal Redis never got): node 1's
+        // clean-up removes it, which shows that the clean-up ran.
+        _ = try probe.call(["SADD", "switchboard:{rpc}:id:stale", "2"])
+        _ = try probe.call(["HSET", "switchboard:{rpc}:owned:2", "stale", old])
+        kill(cluster.nodes[0].process.processIdentifier, SIGCONT)
+
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? cluster.nodes[0].metric("switchboard_cluster_node_deaths_total")) == 1 })
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { (try? probe.call(["EXISTS", "switchboard:{rpc}:id:stale"])) == .integer(0) },
+                "node 1's clean-up ran")
+        #expect(inDirectory("beta", on: 2), "beta stays in the directory")
+        let call = try alpha.request("call", #"["beta","echo",1]"#)
+        #expect(try alpha.read().text == #"{"type":"response","correlationId":"\#(call)","result":{"from":"alpha","to":"beta","args":[1]}}"#)
+        _ = (beta, oldBeta)
+    }
+
     @Test("connection broker: SIGTERM on node 2 closes its peers' channels, drops its role members and its membership, long before the TTL; it can rejoin")
     func connectionBrokerPeers() throws {
         let cluster = try ProcessCluster("switchboard", settings: Self.settings)

@@ -336,6 +336,13 @@ struct ConnectionBrokerRoleKeys {
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
         ClusterKeys.eval(script, keys: keys, arguments)
     }
+
+    /// The clean-up script (`ConnectionBrokerRoleScripts.nodeDied`) for node `node`'s members
+    /// written by incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
+    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
+        Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node)],
+                  [rolePrefix, dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
+    }
 }
 
 /// The protocol tag of connection-broker messages in a node inbox.
@@ -658,8 +665,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// the restore that follows. One HGETALL of the node's own registrations per connect.
     private func removePreviousIncarnationsInCluster() {
         guard let roleKeys, let clusterNode else { return }
-        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [roleKeys.owned(clusterNode)],
-                                                    [roleKeys.rolePrefix, [], Array(String(context.clusterIncarnation).utf8)])
+        let command = roleKeys.nodeDied(clusterNode, dead: nil, keep: context.clusterIncarnation)
         context.clusterCommand(command) { [unowned self] reply in
             guard case .integer(let removed)? = reply else { return }
             metrics.staleRoleMembersRemoved.wrappingAdd(Int(removed), ordering: .relaxed)
@@ -700,8 +706,6 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// node's own (it hears of its death).
     private func removeNodeMembersInCluster(_ node: Int, incarnation: UInt64?) {
         guard let roleKeys else { return }
-        let dead = incarnation.map { Array(String($0).utf8) } ?? []
-        let command = ConnectionBrokerRoleKeys.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [roleKeys.owned(node)], [roleKeys.rolePrefix, dead, []])
-        context.clusterCommand(command) { _ in }
+        context.clusterCommand(roleKeys.nodeDied(node, dead: incarnation, keep: nil)) { _ in }
     }
 }

@@ -142,6 +142,13 @@ struct RPCClusterKeys {
         ClusterKeys.eval(script, keys: keys, arguments)
     }
 
+    /// The clean-up script (`nodeDied`) for the ids node `node` announced under incarnation
+    /// `dead` (nil: every one), except those `keep` wrote (nil: none).
+    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
+        Self.eval(Self.nodeDied, keys: [owned(node)],
+                  [idPrefix, Array(String(node).utf8), dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
+    }
+
     /// KEYS: id set, node's owned hash. ARGV: node, id, the writer's incarnation.
     static let announce = """
         redis.call('SADD', KEYS[1], ARGV[1])

@@ -622,9 +622,7 @@ extension RPCShardCore {
             // process removes an earlier process's when it sees the restart, but none may have
             // been up to see it (the whole cluster restarted, or one process alone). This
             // process's own, from before it was declared dead, go back with the refresh.
-            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-            let command = RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.owned(me)],
-                                              [keys.idPrefix, Array(String(me).utf8), [], Array(String(io.clusterIncarnation).utf8)])
+            let command = RPCClusterKeys(prefix: io.clusterKeyPrefix).nodeDied(me, dead: nil, keep: io.clusterIncarnation)
             io.clusterCommand(command) { [weak self] reply in
                 guard let self, case .integer(let removed)? = reply else { return }
                 self.metrics.staleDirectoryIds.increment(by: Int(removed))
@@ -749,9 +747,7 @@ extension RPCShardCore {
             guard incarnation != nil else { return }
         }
         if shardIndex == 0 {
-            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-            let dead = incarnation.map { Array(String($0).utf8) } ?? []
-            io.clusterCommand(RPCClusterKeys.eval(RPCClusterKeys.nodeDied, keys: [keys.owned(node)], [keys.idPrefix, Array(String(node).utf8), dead, []])) { _ in }
+            io.clusterCommand(RPCClusterKeys(prefix: io.clusterKeyPrefix).nodeDied(node, dead: incarnation, keep: nil)) { _ in }
         }
     }
 }

@@ -31,6 +31,23 @@ struct ClusterGracefulLeaveTests {
         return items.map { if case .bulkString(let b) = $0 { String(decoding: b, as: UTF8.self) } else { "?" } }.sorted()
     }
 
+    /// Node `node`'s incarnation as the membership holds it in Redis.
+    func incarnation(of node: Int, _ probe: RedisProbe) throws -> String {
+        guard case .bulkString(let bytes) = try probe.call(["HGET", "switchboard:incarnations", String(node)]) else {
+            throw RedisServer.Failure(description: "no incarnation for node \(node)")
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The restart-within-TTL tests' fault: node 1 paused (SIGSTOP, so it hears of the restart
+    /// only once the test resumes it), node 2 killed (SIGKILL) and started again.
+    func restartNode2WhileNode1Paused(_ cluster: ProcessCluster) throws {
+        kill(cluster.nodes[0].process.processIdentifier, SIGSTOP)
+        kill(cluster.nodes[1].process.processIdentifier, SIGKILL)
+        #expect(waitUntil(timeoutMilliseconds: 30_000) { !cluster.nodes[1].process.isRunning })
+        try cluster.restart(2)
+    }
+
     @Test("connection broker: node 2 killed and restarted within its TTL; the new process removes the old one's members at start; node 1, hearing of the restart late, removes only the old incarnation's")
     func connectionBrokerRestartWithinTTL() throws {
         let cluster = try ProcessCluster("switchboard", count: 2, settings: Self.settings)
@@ -49,19 +66,12 @@ struct ClusterGracefulLeaveTests {
             return items.map { if case .bulkString(let b) = $0 { String(decoding: b, as: UTF8.self) } else { "?" } }
         }
         #expect(try role() == [a.connectionId, before.connectionId])
-        guard case .bulkString(let incarnation) = try probe.call(["HGET", "switchboard:incarnations", "2"]) else {
-            Issue.record("node 2's incarnation")
-            return
-        }
-        let old = String(decoding: incarnation, as: UTF8.self)
+        let old = try incarnation(of: 2, probe)
         #expect(try probe.call(["HGET", "switchboard:{cb}:owned:2", before.connectionId + "r"]) == .bulkString(Array(old.utf8)), "tagged with its writer")
 
-        // Node 1 is paused (SIGSTOP), so it hears of the restart only once it resumes, after
-        // the new process registered: the order a late heartbeat gives on a loaded machine.
-        kill(cluster.nodes[0].process.processIdentifier, SIGSTOP)
-        kill(cluster.nodes[1].process.processIdentifier, SIGKILL)
-        #expect(waitUntil(timeoutMilliseconds: 30_000) { !cluster.nodes[1].process.isRunning })
-        try cluster.restart(2)
+        // Node 1 is paused, so it hears of the restart only once it resumes, after the new
+        // process registered: the order a late heartbeat gives on a loaded machine.
+        try restartNode2WhileNode1Paused(cluster)
         let after = try ClusterProcessProtocolTests.CBClient(cluster.nodes[1])
         try after.register("r")
         // The new process removed what the old one left (nobody else has seen the restart yet).
@@ -100,19 +110,12 @@ struct ClusterGracefulLeaveTests {
         }
         func tag(_ id: String) -> RESPValue? { try? probe.call(["HGET", "switchboard:{rpc}:owned:2", id]) }
         #expect(waitUntil(timeoutMilliseconds: 30_000) { inDirectory("alpha", on: 1) && inDirectory("beta", on: 2) })
-        guard case .bulkString(let incarnation) = try probe.call(["HGET", "switchboard:incarnations", "2"]) else {
-            Issue.record("node 2's incarnation")
-            return
-        }
-        let old = String(decoding: incarnation, as: UTF8.self)
+        let old = try incarnation(of: 2, probe)
         #expect(tag("beta") == .bulkString(Array(old.utf8)), "tagged with its writer")
 
         // Node 1 paused, so it hears of node 2's restart only after the new process announced
         // beta again.
-        kill(cluster.nodes[0].process.processIdentifier, SIGSTOP)
-        kill(cluster.nodes[1].process.processIdentifier, SIGKILL)
-        #expect(waitUntil(timeoutMilliseconds: 30_000) { !cluster.nodes[1].process.isRunning })
-        try cluster.restart(2)
+        try restartNode2WhileNode1Paused(cluster)
         let beta = try RawRPCClient(port: cluster.nodes[1].port, id: "beta")
         #expect(waitUntil(timeoutMilliseconds: 30_000) { tag("beta").map { $0 != .bulkString(Array(old.utf8)) && $0 != .null } ?? false },
                 "the new process announced beta under its own incarnation")

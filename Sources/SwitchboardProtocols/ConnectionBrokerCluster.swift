@@ -31,6 +31,9 @@ import SwitchboardRESP
 //   dead incarnation wrote: a clean-up that runs late (a node learns of the death after the
 //   node restarted and registered again, or after it heard of its own death and wrote its
 //   members back) leaves the new incarnation's members alone.
+// - `P:{cb}:node:N`: what a build before the incarnation tags kept instead (a set of `id +
+//   role`). Never written; the clean-up script removes its members and deletes it
+//   (`ConnectionBrokerRoleScripts.nodeDied`), so a rolling upgrade leaves nothing behind.
 //
 // Bounds: a role holds at most `max_connections_per_role` members (checked in the script);
 // the sets hold one entry per registered connection of the cluster; `list_by_role` reads
@@ -297,11 +300,17 @@ enum ConnectionBrokerRoleScripts {
         end
         return (#ARGV - 1) / 2
         """
-    /// KEYS: node's owned hash. ARGV: the role keys' prefix, the incarnation that died (empty:
-    /// every incarnation, for a death declared by hand), an incarnation to keep (empty: none;
-    /// at a connect, the node's own: the members of its earlier processes go). Removes every
-    /// member that incarnation registered (ids are 36 bytes, the role follows); the number
-    /// removed.
+    /// KEYS: node's owned hash, node's set of an older build. ARGV: the role keys' prefix, the
+    /// incarnation that died (empty: every incarnation, for a death declared by hand), an
+    /// incarnation to keep (empty: none; at a connect, the node's own: the members of its
+    /// earlier processes go). Removes every member that incarnation registered (ids are 36
+    /// bytes, the role follows); the number removed.
+    ///
+    /// The second key is what a build before the incarnation tags kept instead of the hash
+    /// (`P:{cb}:node:N`, a set of `id + role` with no writer recorded). An entry there that the
+    /// hash does not hold is removed by every clean-up, as that build's own clean-up did, and
+    /// the set is deleted: after a rolling upgrade, the members an old process of the node left
+    /// go at the node's next death or at its first connect on the new build.
     static let nodeDied = """
         local entries = redis.call('HGETALL', KEYS[1])
         local removed = 0
@@ -312,6 +321,12 @@ enum ConnectionBrokerRoleScripts {
                 removed = removed + 1
             end
         end
+        for _, e in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+            if redis.call('HEXISTS', KEYS[1], e) == 0 then
+                removed = removed + redis.call('ZREM', ARGV[1] .. string.sub(e, 37), string.sub(e, 1, 36))
+            end
+        end
+        redis.call('DEL', KEYS[2])
         return removed
         """
 }
@@ -332,6 +347,9 @@ struct ConnectionBrokerRoleKeys {
     func role(_ role: String) -> [UInt8] { keys.key("role", role) }
     /// `P:{cb}:owned:N`: node N's registrations, each with its writer's incarnation.
     func owned(_ node: Int) -> [UInt8] { keys.key("owned", String(node)) }
+    /// `P:{cb}:node:N`: node N's registrations as a build before the incarnation tags kept them
+    /// (a set of `id + role`); only read and deleted, by the clean-up script.
+    func olderBuildNode(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
         ClusterKeys.eval(script, keys: keys, arguments)
@@ -340,7 +358,7 @@ struct ConnectionBrokerRoleKeys {
     /// The clean-up script (`ConnectionBrokerRoleScripts.nodeDied`) for node `node`'s members
     /// written by incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
-        Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node)],
+        Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node), olderBuildNode(node)],
                   [rolePrefix, dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
     }
 }

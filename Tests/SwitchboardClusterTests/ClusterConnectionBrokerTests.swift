@@ -323,6 +323,40 @@ struct ClusterConnectionBrokerTests {
         #expect(nodes.map { $0.metric("cb_role_members_restored_total") } == [0, 0, 0], "a was never gone")
     }
 
+    @Test("what a build before the incarnation tags left (`P:{cb}:node:N` sets) goes at the node's first connect and at a clean-up of the node; a member the node's hash still holds stays",
+          arguments: [IOBackendKind.uring, .epoll])
+    func olderBuild(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        // An old build of nodes 1 and 2 registered these (a set per node, no writer recorded)
+        // and stopped; the new build starts on the same Redis.
+        let probe = try RedisProbe(port: redis.port)
+        let old = ["01000000-0000-4000-8000-00000000000a", "01000000-0000-4000-8000-00000000000b", "02000000-0000-4000-8000-00000000000c"]
+        for (i, id) in old.enumerated() {
+            _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", String(i), id])
+            #expect(try probe.call(["SADD", "switchboard:{cb}:node:\(id.hasPrefix("01") ? 1 : 2)", id + "r"]) == .integer(1))
+        }
+        let nodes = try nodes(redis, profile: .strict, backend: backend)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        #expect(waitUntil { nodes.map { $0.metric("cb_stale_role_members_removed_total") } == [2, 1, 0] })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(0))
+        #expect(try probe.call(["EXISTS", "switchboard:{cb}:node:1", "switchboard:{cb}:node:2"]) == .integer(0))
+
+        // A set of node 3 that also names one of its live members (as a rolled-back build
+        // could leave): a late clean-up of an old incarnation of node 3, run by node 1, removes
+        // the one the hash does not hold and keeps the live one.
+        let live = try client(on: nodes[2], registering: "r")
+        let lister = try client(on: nodes[0], registering: "lister")
+        let gone = "03000000-0000-4000-8000-00000000000d"
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", gone])
+        _ = try probe.call(["SADD", "switchboard:{cb}:node:3", gone + "r", live.connectionId + "r"])
+        #expect(try lister.list("r") == [gone, live.connectionId])
+        nodes[0].broker.deliverNodeDeath(3, incarnation: 12345)
+        #expect(waitUntil { (try? probe.call(["EXISTS", "switchboard:{cb}:node:3"])) == .integer(0) })
+        #expect(try lister.list("r") == [live.connectionId])
+        #expect(try probe.call(["HEXISTS", "switchboard:{cb}:owned:3", live.connectionId + "r"]) == .integer(1))
+    }
+
     @Test("a disconnect while Redis is away: the role removal is sent again once the shard is reconnected",
           arguments: [IOBackendKind.uring, .epoll])
     func removalAfterCut(backend: IOBackendKind) throws {

@@ -137,6 +137,9 @@ struct RPCClusterKeys {
     func id(_ id: String) -> [UInt8] { keys.key("id", id) }
     /// `P:{rpc}:owned:N`: hash of the ids node N announced -> the incarnation that wrote each.
     func owned(_ node: Int) -> [UInt8] { keys.key("owned", String(node)) }
+    /// `P:{rpc}:node:N`: the ids node N announced, as a build before the incarnation tags kept
+    /// them (a set); only read and deleted, by the clean-up script.
+    func olderBuildNode(_ node: Int) -> [UInt8] { keys.key("node", String(node)) }
 
     static func eval(_ script: String, keys: [[UInt8]], _ arguments: [[UInt8]]) -> [[UInt8]] {
         ClusterKeys.eval(script, keys: keys, arguments)
@@ -145,7 +148,7 @@ struct RPCClusterKeys {
     /// The clean-up script (`nodeDied`) for the ids node `node` announced under incarnation
     /// `dead` (nil: every one), except those `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
-        Self.eval(Self.nodeDied, keys: [owned(node)],
+        Self.eval(Self.nodeDied, keys: [owned(node), olderBuildNode(node)],
                   [idPrefix, Array(String(node).utf8), dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
     }
 
@@ -178,10 +181,15 @@ struct RPCClusterKeys {
         end
         return #ARGV - 4
         """
-    /// KEYS: node's owned hash. ARGV: id key prefix, node, the incarnation that died (empty:
-    /// every incarnation, for a death declared by hand), an incarnation to keep (empty: none;
-    /// at a connect, the process's own: the ids of the node's earlier processes go). The ids it
-    /// wrote leave the directory; the number removed.
+    /// KEYS: node's owned hash, node's set of an older build. ARGV: id key prefix, node, the
+    /// incarnation that died (empty: every incarnation, for a death declared by hand), an
+    /// incarnation to keep (empty: none; at a connect, the process's own: the ids of the node's
+    /// earlier processes go). The ids it wrote leave the directory; the number removed.
+    ///
+    /// The second key is what a build before the incarnation tags kept instead of the hash
+    /// (`P:{rpc}:node:N`, a set of ids with no writer recorded). An id there that the hash does
+    /// not hold (after this clean-up: no incarnation that is kept announced it) leaves the
+    /// directory at every clean-up, as that build's own clean-up did, and the set is deleted.
     static let nodeDied = """
         local entries = redis.call('HGETALL', KEYS[1])
         local removed = 0
@@ -192,6 +200,12 @@ struct RPCClusterKeys {
             removed = removed + 1
           end
         end
+        for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+          if redis.call('HEXISTS', KEYS[1], id) == 0 then
+            removed = removed + redis.call('SREM', ARGV[1] .. id, ARGV[2])
+          end
+        end
+        redis.call('DEL', KEYS[2])
         return removed
         """
 }

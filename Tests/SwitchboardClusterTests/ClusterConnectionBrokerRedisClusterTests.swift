@@ -168,3 +168,80 @@ struct ClusterConnectionBrokerRedisClusterTests {
         for n in nodes { #expect(n.cb.metrics.all.first { $0.name == "cb_cluster_unavailable_total" }?.value == 0) }
     }
 }
+
+extension ClusterConnectionBrokerRedisClusterTests {
+    @Test("the {nodes} slot resharded under the nodes: membership and inboxes follow it to the new master, no node is reported dead, every incarnation stays, a channel across nodes goes on",
+          arguments: [IOBackendKind.uring, .epoll])
+    func nodesSlotMoves(backend: IOBackendKind) throws {
+        let servers = try ClusterRedisClusterTests.startCluster()
+        defer { for s in servers { s.stop() } }
+        let probes = try servers.map { try RedisProbe(port: $0.port) }
+        let nodes = try (1...3).map { try node($0, seedPort: servers[0].port, backend: backend) }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        #expect(waitUntil(timeoutMilliseconds: 15_000) {
+            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 3 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
+        })
+        let workers = try (0..<3).map { n -> CBNodeClient in
+            let c = try CBNodeClient(port: nodes[n].broker.port)
+            try c.register("worker")
+            return c
+        }
+        let (a, b) = (workers[0], workers[1])
+        let ab = try a.open(to: b)
+
+        // Where membership and the inboxes live, and a master to move them to.
+        let members = "switchboard:{nodes}:members", incarnations = "switchboard:{nodes}:incarnations"
+        let ranges = try #require(ClusterSlotRange.parse(try probes[0].call(["CLUSTER", "SLOTS"])))
+        let slot = ClusterSlots.slot(of: Array(members.utf8))
+        let source = try #require(servers.firstIndex { server in ranges.contains { $0.port == server.port && $0.slots.contains(slot) } })
+        let target = (source + 1) % 3
+        let ids = try probes.map { ClusterRedisClusterTests.text(try $0.call(["CLUSTER", "MYID"])) }
+        func hash(_ m: Int, _ key: String) -> [String: String] {
+            guard case .array(let pairs)? = try? probes[m].call(["HGETALL", key]) else { return [:] }
+            var map: [String: String] = [:]
+            for i in stride(from: 0, to: pairs.count - 1, by: 2) { map[ClusterRedisClusterTests.text(pairs[i])] = ClusterRedisClusterTests.text(pairs[i + 1]) }
+            return map
+        }
+        let before = hash(source, incarnations)
+        #expect(before == Dictionary(uniqueKeysWithValues: nodes.enumerated().map { (String($0.offset + 1), String($0.element.broker.clusterIncarnation.current)) }),
+                "one incarnation per process, whichever link announced it")
+        func expiries(_ m: Int) -> [Int] {
+            (1...3).map { n in
+                guard case .bulkString(let b)? = try? probes[m].call(["ZSCORE", members, String(n)]) else { return 0 }
+                return Int(Double(String(decoding: b, as: UTF8.self)) ?? 0)
+            }
+        }
+
+        // The hand-over, keys and all (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE on every
+        // master, the source last). The source then drops the inboxes' shard subscriptions and
+        // answers the next heartbeat MOVED: each node reads the map again and moves there.
+        let movedAt = expiries(source).max() ?? 0
+        #expect(ClusterRedisClusterTests.text(try probes[target].call(["CLUSTER", "SETSLOT", String(slot), "IMPORTING", ids[source]])) == "OK")
+        #expect(ClusterRedisClusterTests.text(try probes[source].call(["CLUSTER", "SETSLOT", String(slot), "MIGRATING", ids[target]])) == "OK")
+        guard case .array(let keys) = try probes[source].call(["CLUSTER", "GETKEYSINSLOT", String(slot), "1000"]) else { throw TestClient.Failure.closed }
+        #expect(keys.map { ClusterRedisClusterTests.text($0) }.contains(members), "membership is in the slot: \(keys)")
+        #expect(ClusterRedisClusterTests.text(try probes[source].call(["MIGRATE", "127.0.0.1", String(servers[target].port), "", "0", "5000", "KEYS"]
+                                                                       + keys.map { ClusterRedisClusterTests.text($0) })) == "OK")
+        for m in [target, 3 - source - target, source] {
+            #expect(ClusterRedisClusterTests.text(try probes[m].call(["CLUSTER", "SETSLOT", String(slot), "NODE", ids[target]])) == "OK")
+        }
+        // Every node heartbeats on the target (each expiry moved at least two heartbeats past
+        // the hand-over), and heard of nobody's death meanwhile.
+        #expect(waitUntil(timeoutMilliseconds: 15_000) { expiries(target).allSatisfy { $0 > movedAt + 200 } }, "\(expiries(target)) after \(movedAt)")
+        #expect(nodes.map { metric($0.broker, "switchboard_cluster_node_deaths_total") } == [0, 0, 0], "nobody died")
+        #expect(hash(target, incarnations) == before, "every incarnation stays")
+        #expect(nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") == 3 })
+        for n in 1...3 {
+            #expect(waitUntil { (try? probes[target].shardSubscriberCount("switchboard:{nodes}:node:\(n)")) == 1 }, "node \(n)'s inbox on the new master")
+        }
+        // The channel across nodes goes on, both ways, through the inboxes on the new master.
+        let sentA = try a.request("message", "\"channelId\":\"\(ab)\",\"payload\":\"after-a\"")
+        #expect(try b.expect("channel_message", ["channelId": ab])["payload"] as? String == "after-a")
+        try a.expect("channel_message_sent", replyTo: sentA, ["channelId": ab])
+        let sentB = try b.request("message", "\"channelId\":\"\(ab)\",\"payload\":\"after-b\"")
+        #expect(try a.expect("channel_message", ["channelId": ab])["payload"] as? String == "after-b")
+        try b.expect("channel_message_sent", replyTo: sentB, ["channelId": ab])
+        #expect(try workers[2].list("worker") == workers.map(\.connectionId), "every member listed")
+        for n in nodes { #expect(n.cb.metrics.all.first { $0.name == "cb_cross_node_lost_total" }?.value == 0) }
+    }
+}

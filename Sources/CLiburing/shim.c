@@ -61,26 +61,6 @@ void sb_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsig
     munmap(br, (size_t)nentries * sizeof(struct io_uring_buf));
 }
 
-void sb_buf_ring_recycle(struct io_uring_buf_ring *br, void *addr, unsigned len, unsigned short bid, unsigned mask) {
-    io_uring_buf_ring_add(br, addr, len, bid, mask, 0);
-    io_uring_buf_ring_advance(br, 1);
-}
-
-unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, unsigned max) {
-    struct io_uring_cqe *cqe;
-    unsigned head;
-    unsigned count = 0;
-    io_uring_for_each_cqe(ring, head, cqe) {
-        if (count == max) break;
-        user_data[count] = cqe->user_data;
-        res[count] = cqe->res;
-        flags[count] = cqe->flags;
-        count++;
-    }
-    if (count) io_uring_cq_advance(ring, count);
-    return count;
-}
-
 int sb_submit_and_wait(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns) {
     struct io_uring_cqe *cqe = NULL;
     struct __kernel_timespec ts;
@@ -149,9 +129,7 @@ int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t ti
     return ret < 0 ? -errno : ret;
 }
 
-struct io_uring_sqe *sb_get_sqe(struct io_uring *ring) {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-    if (sqe) return sqe;
+struct io_uring_sqe *sb_get_sqe_after_submit(struct io_uring *ring) {
     if (io_uring_submit(ring) < 0) return NULL;
     return io_uring_get_sqe(ring);
 }
@@ -413,23 +391,6 @@ long sb_raise_nofile_limit(void) {
     return (long)rl.rlim_cur;
 }
 
-void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data) {
-    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
-    sqe->flags |= IOSQE_BUFFER_SELECT;
-    sqe->buf_group = bgid;
-    io_uring_sqe_set_data64(sqe, user_data);
-}
-
-void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data) {
-    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, user_data);
-}
-
-void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data) {
-    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
-    io_uring_sqe_set_data64(sqe, user_data);
-}
-
 void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_t user_data) {
     io_uring_prep_cancel64(sqe, target_user_data, 0);
     io_uring_sqe_set_data64(sqe, user_data);
@@ -481,7 +442,6 @@ int sb_register_file_at(struct io_uring *ring, unsigned index, int fd) {
 }
 
 // Marks a prepared SQE's fd as an index into the registered file table.
-void sb_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
 
 void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_data) {
     io_uring_prep_shutdown(sqe, fd, how);
@@ -517,12 +477,6 @@ int sb_submit_then_poll(struct io_uring *ring, int timeout_ms) {
     // sb_submit_and_get_events.
     ret = poll(&p, 1, timeout_ms);
     return ret < 0 ? -errno : ret;
-}
-
-void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
-    memset(msg, 0, sizeof(*msg));
-    msg->msg_iov = iov;
-    msg->msg_iovlen = iovlen;
 }
 
 static __thread void *sb_tls_shard = NULL;

@@ -36,6 +36,10 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private let bufferBytes: Int
     /// The ring's capacity: at most this many buffers are ever provided (`recvBufferCount`).
     private let bufferCount: Int
+    /// `bufferBytes` and `bufferCount - 1` as the buffer ring takes them, converted once (their
+    /// range is checked by the configuration): each receive gives its buffer back with them.
+    private let recycleBytes: UInt32
+    private let recycleMask: UInt32
     /// Buffers provided to the kernel so far, ids 0..<providedBuffers: starts at
     /// `initialProvidedBuffers` and doubles whenever a receive finds none (ENOBUFS), up to
     /// `bufferCount`. The pool is sized by load, not by the configured maximum: a buffer's pages
@@ -112,6 +116,8 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         batchWaitRefusedForTesting = configuration.batchWaitRefusedForTesting
         bufferBytes = configuration.recvBufferBytes
         bufferCount = configuration.recvBufferCount
+        recycleBytes = UInt32(configuration.recvBufferBytes)
+        recycleMask = UInt32(configuration.recvBufferCount - 1)
         initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
         buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
         doorbellValue = .allocate(capacity: 1)
@@ -452,13 +458,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
                                  _ handler: ShardEventHandler) {
         if flags & SB_CQE_F_BUFFER != 0 {
             let bid = Int(flags >> SB_CQE_BUFFER_SHIFT)
-            let start = buffers + bid * bufferBytes
+            // The kernel hands out only ids this shard provided: below `providedBuffers`.
+            assert(bid < providedBuffers, "buffer id \(bid) was never provided")
+            let start = buffers + bid &* bufferBytes
             receivesSinceTrim &+= 1
             lastReceiveMilliseconds = nowMilliseconds
             if res > 0 && connections[slot].generation == generation {
                 deliver(slot, UnsafeRawBufferPointer(start: start, count: Int(res)), to: handler)
             }
-            sb_buf_ring_recycle(bufRing, start, UInt32(bufferBytes), UInt16(bid), UInt32(bufferCount - 1))
+            sb_buf_ring_recycle(bufRing, start, recycleBytes, UInt16(truncatingIfNeeded: bid), recycleMask)
         }
         guard connections[slot].generation == generation else { return }
         if flags & SB_CQE_F_MORE != 0 { return }

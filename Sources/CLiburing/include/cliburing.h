@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <netinet/in.h>
+#include <string.h>  // memset in sb_msghdr_set
 #include <liburing.h>
 #include "sb_refcount.h"  // counted retain/release for a fan-out (SharedFrame.swift)
 
@@ -50,12 +51,43 @@ int sb_ring_enable(struct io_uring *ring);
 struct io_uring_buf_ring *sb_setup_buf_ring(struct io_uring *ring, unsigned nentries, int bgid, int *err);
 void sb_free_buf_ring(struct io_uring *ring, struct io_uring_buf_ring *br, unsigned nentries, int bgid);
 
-/// Adds one buffer and publishes it immediately (add + advance by one).
-void sb_buf_ring_recycle(struct io_uring_buf_ring *br, void *addr, unsigned len, unsigned short bid, unsigned mask);
+// The hot path's helpers are `static inline` here, not in shim.c: Swift's clang importer
+// emits them into the calling module, where they inline into the shard's code (a call into
+// shim.c cannot: no LTO across the two). Each echo on io_uring takes an SQE, prepares a send
+// and recycles a receive buffer; as calls they cost ~60 user instructions per echo
+// (callgrind, `instructions-per-message.sh uring echo`), inline about a third of that.
 
-/// Drains up to `max` completions into caller-owned arrays and advances the CQ.
-/// io_uring_for_each_cqe is a macro Swift cannot call.
-unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, unsigned max);
+/// Adds one buffer and publishes it immediately (add + advance by one).
+static inline void sb_buf_ring_recycle(struct io_uring_buf_ring *br, void *addr, unsigned len, unsigned short bid, unsigned mask) {
+    io_uring_buf_ring_add(br, addr, len, bid, (int)mask, 0);
+    io_uring_buf_ring_advance(br, 1);
+}
+
+/// Drains up to `max` completions into caller-owned arrays and advances the CQ; the number
+/// drained. (io_uring_for_each_cqe is a macro Swift cannot call; it also loads the tail and the
+/// ring's flags again for every completion, where this loads them once per batch.) Inline: the
+/// loops call it once or twice per turn, and a batch copies a few words per completion.
+static inline unsigned sb_drain_cqes(struct io_uring *ring, uint64_t *user_data, int32_t *res, uint32_t *flags, unsigned max) {
+    // The head is ours alone (single issuer: only this thread consumes), a plain load.
+    unsigned head = *ring->cq.khead;
+    // Acquire: pairs with the kernel's release store of the tail after it wrote the entries,
+    // so every entry up to the tail read here is whole when it is copied below.
+    unsigned ready = io_uring_smp_load_acquire(ring->cq.ktail) - head;
+    unsigned count = ready < max ? ready : max;
+    unsigned mask = ring->cq.ring_mask;
+    unsigned shift = (ring->flags & IORING_SETUP_CQE32) ? 1 : 0;
+    const struct io_uring_cqe *cqes = ring->cq.cqes;
+    for (unsigned i = 0; i < count; i++) {
+        const struct io_uring_cqe *cqe = &cqes[((head + i) & mask) << shift];
+        user_data[i] = cqe->user_data;
+        res[i] = cqe->res;
+        flags[i] = cqe->flags;
+    }
+    // Release: the copies above are done before the kernel may reuse these entries
+    // (io_uring_cq_advance's store, without its second load of the head).
+    if (count) io_uring_smp_store_release(ring->cq.khead, head + count);
+    return count;
+}
 
 /// Submits and waits for at least `wait_nr` completions, or until `timeout_ns` passes
 /// (timeout_ns < 0 waits forever). Returns submitted count or -errno (-ETIME on timeout).
@@ -77,8 +109,15 @@ int sb_batch_wait_supported(struct io_uring *ring);
 int sb_submit_and_wait_batch(struct io_uring *ring, unsigned wait_nr, int64_t timeout_ns, uint32_t batch_wait_us,
                              int refuse_for_testing);
 
+/// `sb_get_sqe`'s slow path (shim.c): submits the full SQ, then takes an SQE.
+struct io_uring_sqe *sb_get_sqe_after_submit(struct io_uring *ring);
+
 /// Returns an SQE, submitting first if the SQ is full. NULL only if submission fails.
-struct io_uring_sqe *sb_get_sqe(struct io_uring *ring);
+static inline struct io_uring_sqe *sb_get_sqe(struct io_uring *ring) {
+    struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
+    if (__builtin_expect(sqe != NULL, 1)) return sqe;
+    return sb_get_sqe_after_submit(ring);
+}
 
 // Thread helpers (GNU extensions are not visible from Swift's Glibc).
 int sb_set_thread_name(const char *name);
@@ -135,10 +174,22 @@ int64_t sb_monotonic_ns(void);
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 long sb_raise_nofile_limit(void);
 
-// SQE preparation with user_data in one call (sqe unions import awkwardly into Swift).
-void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data);
-void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data);
-void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data);
+// SQE preparation with user_data in one call (sqe unions import awkwardly into Swift). The
+// three of the data path inline (see `sb_buf_ring_recycle`).
+static inline void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint16_t bgid, uint64_t user_data) {
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = bgid;
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+static inline void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data) {
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
+static inline void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data) {
+    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, user_data);
+}
 void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_t user_data);
 void sb_prep_read(struct io_uring_sqe *sqe, int fd, void *buf, unsigned len, uint64_t user_data);
 void sb_prep_multishot_accept(struct io_uring_sqe *sqe, int fd, uint64_t user_data);
@@ -151,7 +202,7 @@ void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_d
 // whose fd is a slot of it.
 int sb_register_files_sparse(struct io_uring *ring, unsigned count);
 int sb_register_file_at(struct io_uring *ring, unsigned index, int fd);
-void sb_sqe_fixed_file(struct io_uring_sqe *sqe);
+static inline void sb_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }
 /// IORING_REGISTER_IOWQ_MAX_WORKERS: sets the calling thread's kernel worker limits (0: as is)
 /// and returns the previous ones in place (shim.c).
 int sb_register_worker_limits(struct io_uring *ring, unsigned *bounded, unsigned *unbounded);
@@ -165,7 +216,11 @@ int sb_submit_and_get_events(struct io_uring *ring);
 /// valgrind only (`IOConfiguration.waitThroughPoll`).
 int sb_submit_then_poll(struct io_uring *ring, int timeout_ms);
 /// Fills an msghdr for a vectored send.
-void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen);
+static inline void sb_msghdr_set(struct msghdr *msg, struct iovec *iov, size_t iovlen) {
+    memset(msg, 0, sizeof(*msg));
+    msg->msg_iov = iov;
+    msg->msg_iovlen = iovlen;
+}
 
 /// Thread-local pointer naming the shard that runs on this thread (NULL elsewhere): lets the
 /// broker API take the direct path when called on the owning shard.

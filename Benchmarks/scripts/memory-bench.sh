@@ -8,7 +8,8 @@
 #
 #   CONNS="10000 100000" HOLD=5s HOLD_MANY=20s PATH_WS=/ws SERVER_CPU=0 BENCH_CPU=1 CONFIG=release
 #   SKIP_BUILD=0 BASE_PORT=18800 SOURCES=127.0.0.1-8 SET="" (extra --set key=value for the server,
-#   space-separated). ECHO_BIN, BENCH_BIN override the binaries. Markdown on stdout.
+#   space-separated) IDLE_READ_S=3 (the many-connection rows: seconds between the last client
+#   holding and the RSS reading). ECHO_BIN, BENCH_BIN override the binaries. Markdown on stdout.
 #
 # Descriptors: the script raises `ulimit -n` as far as it may (root with CAP_SYS_RESOURCE can
 # raise the hard limit too). A count that does not fit under it in one process:
@@ -24,7 +25,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 CONNS="${CONNS:-10000 100000}"; HOLD="${HOLD:-5s}"; HOLD_MANY="${HOLD_MANY:-20s}"; PATH_WS="${PATH_WS:-/ws}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
-BASE_PORT="${BASE_PORT:-18800}"; SOURCES="${SOURCES:-127.0.0.1-8}"; SET="${SET:-}"
+BASE_PORT="${BASE_PORT:-18800}"; SOURCES="${SOURCES:-127.0.0.1-8}"; SET="${SET:-}"; IDLE_READ_S="${IDLE_READ_S:-3}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench"
 want=$(( $(echo "$CONNS" | tr ' ' '\n' | sort -n | tail -1) + 1024 ))
 ulimit -Hn "$want" 2>/dev/null || true
@@ -63,13 +64,24 @@ many_connections() {
         pids+=($!)
     done
     all_holding() { local o; for o in "${outs[@]}"; do grep -q '] holding' "$o" || return 1; done; }
-    if poll_until 300 --pid "$SERVER_PID" all_holding; then after=$(rss_kib "$SERVER_PID" VmRSS); else failed="not every client got to holding its connections"; fi
+    # Idle, as in the one-process rows (read at the end of their hold): a shard gives its
+    # receive pool's pages back once no receive used it for 1 s (UringShard.idleTrimMilliseconds,
+    # checked every tick), so the reading is taken IDLE_READ_S after the last client held (well
+    # inside HOLD_MANY); the reading at that moment, the handshakes' pools still resident, is
+    # logged and printed beside it.
+    local at_hold=""
+    if poll_until 300 --pid "$SERVER_PID" all_holding; then
+        at_hold=$(rss_kib "$SERVER_PID" VmRSS)
+        sleep "$IDLE_READ_S"
+        after=$(rss_kib "$SERVER_PID" VmRSS)
+    else failed="not every client got to holding its connections"; fi
     for ((k = 0; k < clients; k++)); do
         status=0; wait "${pids[$k]}" || status=$?
         [[ "$status" == 0 ]] || failed="${failed:+$failed; }client $k: $(run_failure_reason "${outs[$k]}" "$status")"
     done
     stop_server
     MANY_LAYOUT="$n: $shards shards, max_connections_per_shard=$per_shard; $clients switchboard-bench processes, eight source addresses each (127.0.0.1-$((clients * 8))), hold $HOLD_MANY"
+    [[ -n "$at_hold" ]] && MANY_LAYOUT="$MANY_LAYOUT; at the moment the last client held, before the pools' trim: $(( (at_hold - before) * 1024 / n )) B per connection"
     if [[ -n "$failed" ]]; then note_failure "$key: $failed"; PER[$key]=FAILED; return; fi
     local established secs
     established=$(awk '/connections:/ && /established/ { s += $2 } END { print s + 0 }' "${outs[@]}")
@@ -127,6 +139,6 @@ for backend in uring epoll; do
 done
 if [[ -n "$MANY_LAYOUT" ]]; then
     echo
-    echo "More connections than one process has descriptors (\`ulimit -n\` $(ulimit -n)): io_uring only, the server's sockets as direct descriptors (\`uring_direct_descriptors\`); $MANY_LAYOUT. RSS read once every client held all its connections; the rate is N over the slowest client's connect time."
+    echo "More connections than one process has descriptors (\`ulimit -n\` $(ulimit -n)): io_uring only, the server's sockets as direct descriptors (\`uring_direct_descriptors\`); $MANY_LAYOUT. RSS read ${IDLE_READ_S} s after every client held all its connections (idle: the receive pools trim after 1 s without a receive); the rate is N over the slowest client's connect time."
 fi
 report_failures

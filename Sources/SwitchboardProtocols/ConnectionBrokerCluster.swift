@@ -303,16 +303,21 @@ enum ConnectionBrokerRoleScripts {
     /// KEYS: node's owned hash, node's set of an older build. ARGV: the role keys' prefix, the
     /// incarnation that died (empty: every incarnation, for a death declared by hand), an
     /// incarnation to keep (empty: none; at a connect, the node's own: the members of its
-    /// earlier processes go). Removes every member that incarnation registered (ids are 36
-    /// bytes, the role follows); the number removed.
+    /// earlier processes go), the `HSCAN` cursor of this step ("0" for the first), the step's
+    /// `COUNT` (`ClusterKeys.cleanUpBatchEntries`). Removes every member that incarnation
+    /// registered among the entries this step reads (ids are 36 bytes, the role follows).
+    /// `{next cursor, removed}`: the caller runs steps until the cursor is "0"
+    /// (`ClusterKeys.cleanUpInSteps`), so Redis serves others between them.
     ///
     /// The second key is what a build before the incarnation tags kept instead of the hash
-    /// (`P:{cb}:node:N`, a set of `id + role` with no writer recorded). An entry there that the
-    /// hash does not hold is removed by every clean-up, as that build's own clean-up did, and
-    /// the set is deleted: after a rolling upgrade, the members an old process of the node left
-    /// go at the node's next death or at its first connect on the new build.
+    /// (`P:{cb}:node:N`, a set of `id + role` with no writer recorded); the first step takes it
+    /// whole. An entry there that the hash does not hold is removed, as that build's own
+    /// clean-up did, and the set is deleted: after a rolling upgrade, the members an old
+    /// process of the node left go at the node's next death or at its first connect on the new
+    /// build.
     static let nodeDied = """
-        local entries = redis.call('HGETALL', KEYS[1])
+        local scan = redis.call('HSCAN', KEYS[1], ARGV[4], 'COUNT', ARGV[5])
+        local entries = scan[2]
         local removed = 0
         for i = 1, #entries, 2 do
             if (ARGV[2] == '' or entries[i + 1] == ARGV[2]) and entries[i + 1] ~= ARGV[3] then
@@ -321,13 +326,15 @@ enum ConnectionBrokerRoleScripts {
                 removed = removed + 1
             end
         end
-        for _, e in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-            if redis.call('HEXISTS', KEYS[1], e) == 0 then
-                removed = removed + redis.call('ZREM', ARGV[1] .. string.sub(e, 37), string.sub(e, 1, 36))
+        if ARGV[4] == '0' then
+            for _, e in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+                if redis.call('HEXISTS', KEYS[1], e) == 0 then
+                    removed = removed + redis.call('ZREM', ARGV[1] .. string.sub(e, 37), string.sub(e, 1, 36))
+                end
             end
+            redis.call('DEL', KEYS[2])
         end
-        redis.call('DEL', KEYS[2])
-        return removed
+        return {scan[1], removed}
         """
 }
 
@@ -355,11 +362,13 @@ struct ConnectionBrokerRoleKeys {
         ClusterKeys.eval(script, keys: keys, arguments)
     }
 
-    /// The clean-up script (`ConnectionBrokerRoleScripts.nodeDied`) for node `node`'s members
-    /// written by incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
-    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
+    /// One step (from `cursor`) of the clean-up script (`ConnectionBrokerRoleScripts.nodeDied`)
+    /// for node `node`'s members written by incarnation `dead` (nil: every one), except those
+    /// `keep` wrote (nil: none).
+    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [rolePrefix, dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
+                  [rolePrefix, dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [],
+                   cursor, Array(String(ClusterKeys.cleanUpBatchEntries).utf8)])
     }
 }
 
@@ -680,14 +689,21 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// restart, but none may have been up to see it (the whole cluster restarted, or one node
     /// alone); their connections are gone either way. Those of this process's own earlier
     /// incarnation (declared dead while it lived) are written back under the current one by
-    /// the restore that follows. One HGETALL of the node's own registrations per connect.
+    /// the restore that follows. One scan of the node's own registrations per connect, in
+    /// steps (`ClusterKeys.cleanUpInSteps`).
     private func removePreviousIncarnationsInCluster() {
         guard let roleKeys, let clusterNode else { return }
-        let command = roleKeys.nodeDied(clusterNode, dead: nil, keep: context.clusterIncarnation)
-        context.clusterCommand(command) { [unowned self] reply in
-            guard case .integer(let removed)? = reply else { return }
-            metrics.staleRoleMembersRemoved.wrappingAdd(Int(removed), ordering: .relaxed)
+        let keep = context.clusterIncarnation
+        cleanUpInCluster({ roleKeys.nodeDied(clusterNode, dead: nil, keep: keep, cursor: $0) }) { [unowned self] removed in
+            metrics.staleRoleMembersRemoved.wrappingAdd(removed, ordering: .relaxed)
         }
+    }
+
+    /// Runs a clean-up script step by step on this shard's Redis connection.
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], done: @escaping (Int) -> Void) {
+        ClusterKeys.cleanUpInSteps(command, send: { [unowned self] arguments, completion in
+            context.clusterCommand(arguments, completion)
+        }, done: done)
     }
 
     /// Incarnation `incarnation` of node `node` died (nil: a death declared by hand, every
@@ -724,6 +740,6 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// node's own (it hears of its death).
     private func removeNodeMembersInCluster(_ node: Int, incarnation: UInt64?) {
         guard let roleKeys else { return }
-        context.clusterCommand(roleKeys.nodeDied(node, dead: incarnation, keep: nil)) { _ in }
+        cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }) { _ in }
     }
 }

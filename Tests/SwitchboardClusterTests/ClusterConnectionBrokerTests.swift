@@ -357,6 +357,34 @@ struct ClusterConnectionBrokerTests {
         #expect(try probe.call(["HEXISTS", "switchboard:{cb}:owned:3", live.connectionId + "r"]) == .integer(1))
     }
 
+    @Test("a clean-up runs in HSCAN steps: 2,500 members an earlier process of node 1 left take three steps or more, all removed, counted once in all",
+          arguments: [IOBackendKind.uring, .epoll])
+    func cleanUpSteps(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let probe = try RedisProbe(port: redis.port)
+        let stale = 2_500
+        // One pipeline per key (the hash becomes a real hash table past 128 entries: HSCAN
+        // then reads about COUNT entries per call).
+        let ids = (0..<stale).map { String(format: "01000000-0000-4000-8000-%012d", $0) }
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r"] + ids.enumerated().flatMap { [String($0.offset), $0.element] })
+        _ = try probe.call(["HSET", "switchboard:{cb}:owned:1"] + ids.flatMap { [$0 + "r", "1000"] })
+        #expect(try probe.call(["HLEN", "switchboard:{cb}:owned:1"]) == .integer(Int64(stale)))
+        func scans() throws -> Int {
+            guard case .bulkString(let info) = try probe.call(["INFO", "commandstats"]) else { return -1 }
+            let line = String(decoding: info, as: UTF8.self).split(whereSeparator: \.isNewline).first { $0.hasPrefix("cmdstat_hscan:") }
+            return line.flatMap { Int($0.split(separator: "=")[1].prefix { $0.isNumber }) } ?? 0
+        }
+        let nodes = try nodes(redis, profile: .strict, backend: backend)
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.map { $0.metric("cb_stale_role_members_removed_total") } == [stale, 0, 0] })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(0))
+        #expect(try probe.call(["EXISTS", "switchboard:{cb}:owned:1"]) == .integer(0))
+        // Node 1's connect stepped through its hash; nodes 2 and 3 scanned their empty ones once.
+        let calls = try scans()
+        #expect(calls >= 3 + 2, "HSCAN calls: \(calls)")
+    }
+
     @Test("a disconnect while Redis is away: the role removal is sent again once the shard is reconnected",
           arguments: [IOBackendKind.uring, .epoll])
     func removalAfterCut(backend: IOBackendKind) throws {

@@ -87,8 +87,9 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
     }
 
     // A stand-in for the shard's Redis connection (the directory code of RPCCluster.swift):
-    // off until `joinCluster`; `redisAnswers` says whether a command is answered (`:1`) or
-    // fails as an unreachable Redis does (nil, at once). Every command is recorded.
+    // off until `joinCluster`; `redisAnswers` says whether a command is answered (`:1`; a
+    // clean-up step: its scan done, one entry removed) or fails as an unreachable Redis does
+    // (nil, at once). Every command is recorded.
     // The node's incarnation starts at 100 (`renewIncarnation` moves it on, as the engine does
     // when the others declared the node dead).
     private let cluster = Mutex<(node: Int?, answers: Bool, commands: [RedisCommand], incarnation: UInt64)>((nil, true, [], 100))
@@ -113,7 +114,9 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
             state.commands.append(RedisCommand(arguments: arguments.map { String(decoding: $0, as: UTF8.self) }, answered: state.answers))
             return state.answers
         }
-        completion(answers ? .integer(1) : nil)
+        guard answers else { return completion(nil) }
+        let cleanUp = arguments.count > 1 && arguments[1] == Array(RPCClusterKeys.nodeDied.utf8)
+        completion(cleanUp ? .array([.bulkString(Array("0".utf8)), .integer(1)]) : .integer(1))
     }
 }
 

@@ -43,8 +43,9 @@ struct RPCDirectorySyncTests {
     /// one it keeps ("" for none); nil for anything else.
     static func cleanUp(_ c: FakeIO.RedisCommand, node: Int) -> (dead: String, keep: String)? {
         let a = c.arguments
-        guard a.count == 9, a[0] == "EVAL", a[1] == RPCClusterKeys.nodeDied, a[2] == "2", a[3] == "switchboard:{rpc}:owned:\(node)",
-              a[4] == "switchboard:{rpc}:node:\(node)", a[5] == "switchboard:{rpc}:id:", a[6] == "\(node)" else { return nil }
+        guard a.count == 11, a[0] == "EVAL", a[1] == RPCClusterKeys.nodeDied, a[2] == "2", a[3] == "switchboard:{rpc}:owned:\(node)",
+              a[4] == "switchboard:{rpc}:node:\(node)", a[5] == "switchboard:{rpc}:id:", a[6] == "\(node)",
+              a[9] == "0", a[10] == String(ClusterKeys.cleanUpBatchEntries) else { return nil }
         return (a[7], a[8])
     }
 
@@ -153,9 +154,9 @@ struct RPCDirectorySyncTests {
         // Another process's death: shard 0 removes the ids its dead incarnation wrote; by hand,
         // those of every incarnation.
         shards.sync(0) { $0.peerNodeDied(3, incarnation: 42) }
-        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "2", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3", "42", ""])
+        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "2", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3", "42", "", "0", "1000"])
         shards.sync(0) { $0.peerNodeDied(3, incarnation: nil) }
-        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "2", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3", "", ""])
+        #expect(io.redisCommands.last?.arguments == ["EVAL", RPCClusterKeys.nodeDied, "2", "switchboard:{rpc}:owned:3", "switchboard:{rpc}:node:3", "switchboard:{rpc}:id:", "3", "", "", "0", "1000"])
         // This node declared dead by hand: no clean-up of its own, the ids are written again.
         let count = io.redisCommands.count
         shards.sync(0) { $0.peerNodeDied(Self.node, incarnation: nil) }

@@ -145,11 +145,12 @@ struct RPCClusterKeys {
         ClusterKeys.eval(script, keys: keys, arguments)
     }
 
-    /// The clean-up script (`nodeDied`) for the ids node `node` announced under incarnation
-    /// `dead` (nil: every one), except those `keep` wrote (nil: none).
-    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?) -> [[UInt8]] {
+    /// One step (from `cursor`) of the clean-up script (`nodeDied`) for the ids node `node`
+    /// announced under incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
+    func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(Self.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [idPrefix, Array(String(node).utf8), dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? []])
+                  [idPrefix, Array(String(node).utf8), dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [],
+                   cursor, Array(String(ClusterKeys.cleanUpBatchEntries).utf8)])
     }
 
     /// KEYS: id set, node's owned hash. ARGV: node, id, the writer's incarnation.
@@ -184,14 +185,18 @@ struct RPCClusterKeys {
     /// KEYS: node's owned hash, node's set of an older build. ARGV: id key prefix, node, the
     /// incarnation that died (empty: every incarnation, for a death declared by hand), an
     /// incarnation to keep (empty: none; at a connect, the process's own: the ids of the node's
-    /// earlier processes go). The ids it wrote leave the directory; the number removed.
+    /// earlier processes go), the `HSCAN` cursor of this step ("0" for the first), the step's
+    /// `COUNT` (`ClusterKeys.cleanUpBatchEntries`). The ids it wrote among the entries this step
+    /// reads leave the directory. `{next cursor, removed}`: the caller runs steps until the
+    /// cursor is "0" (`ClusterKeys.cleanUpInSteps`), so Redis serves others between them.
     ///
     /// The second key is what a build before the incarnation tags kept instead of the hash
-    /// (`P:{rpc}:node:N`, a set of ids with no writer recorded). An id there that the hash does
-    /// not hold (after this clean-up: no incarnation that is kept announced it) leaves the
-    /// directory at every clean-up, as that build's own clean-up did, and the set is deleted.
+    /// (`P:{rpc}:node:N`, a set of ids with no writer recorded); the first step takes it whole.
+    /// An id there that the hash does not hold leaves the directory, as that build's own
+    /// clean-up did, and the set is deleted.
     static let nodeDied = """
-        local entries = redis.call('HGETALL', KEYS[1])
+        local scan = redis.call('HSCAN', KEYS[1], ARGV[5], 'COUNT', ARGV[6])
+        local entries = scan[2]
         local removed = 0
         for i = 1, #entries, 2 do
           if (ARGV[3] == '' or entries[i + 1] == ARGV[3]) and entries[i + 1] ~= ARGV[4] then
@@ -200,12 +205,14 @@ struct RPCClusterKeys {
             removed = removed + 1
           end
         end
-        for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-          if redis.call('HEXISTS', KEYS[1], id) == 0 then
-            removed = removed + redis.call('SREM', ARGV[1] .. id, ARGV[2])
+        if ARGV[5] == '0' then
+          for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+            if redis.call('HEXISTS', KEYS[1], id) == 0 then
+              removed = removed + redis.call('SREM', ARGV[1] .. id, ARGV[2])
+            end
           end
+          redis.call('DEL', KEYS[2])
         end
-        redis.call('DEL', KEYS[2])
-        return removed
+        return {scan[1], removed}
         """
 }

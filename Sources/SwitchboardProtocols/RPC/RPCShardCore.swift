@@ -622,10 +622,9 @@ extension RPCShardCore {
             // process removes an earlier process's when it sees the restart, but none may have
             // been up to see it (the whole cluster restarted, or one process alone). This
             // process's own, from before it was declared dead, go back with the refresh.
-            let command = RPCClusterKeys(prefix: io.clusterKeyPrefix).nodeDied(me, dead: nil, keep: io.clusterIncarnation)
-            io.clusterCommand(command) { [weak self] reply in
-                guard let self, case .integer(let removed)? = reply else { return }
-                self.metrics.staleDirectoryIds.increment(by: Int(removed))
+            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), keep = io.clusterIncarnation
+            cleanUpInCluster({ keys.nodeDied(me, dead: nil, keep: keep, cursor: $0) }) { [weak self] removed in
+                self?.metrics.staleDirectoryIds.increment(by: removed)
             }
         }
     }
@@ -747,7 +746,17 @@ extension RPCShardCore {
             guard incarnation != nil else { return }
         }
         if shardIndex == 0 {
-            io.clusterCommand(RPCClusterKeys(prefix: io.clusterKeyPrefix).nodeDied(node, dead: incarnation, keep: nil)) { _ in }
+            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+            cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }) { _ in }
         }
+    }
+
+    /// Runs a clean-up script step by step (`ClusterKeys.cleanUpInSteps`) on this shard's
+    /// Redis connection; a step answered after the core is gone ends it.
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], done: @escaping (Int) -> Void) {
+        ClusterKeys.cleanUpInSteps(command, send: { [weak self] arguments, completion in
+            guard let self else { return completion(nil) }
+            self.io.clusterCommand(arguments, completion)
+        }, done: done)
     }
 }

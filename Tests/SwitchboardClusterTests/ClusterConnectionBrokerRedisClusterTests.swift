@@ -38,25 +38,32 @@ struct ClusterConnectionBrokerRedisClusterTests {
         broker.metricSamples().filter { $0.name == name }.reduce(0) { $0 + Int($1.value) }
     }
 
+    /// Waits until every node sees them all as members and each of its two shards holds a
+    /// connection to each of the three masters: every inbox is in place (a node heartbeats on
+    /// the `{nodes}` master after subscribing its inbox there on the same connection).
+    func waitUntilUp(_ nodes: [(broker: Broker, cb: ConnectionBroker)]) -> Bool {
+        waitUntil(timeoutMilliseconds: 15_000) {
+            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= nodes.count && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
+        }
+    }
+
+    /// One client per node, each registered as "worker", in node order.
+    func workers(on nodes: [(broker: Broker, cb: ConnectionBroker)]) throws -> [CBNodeClient] {
+        try nodes.map { node in
+            let c = try CBNodeClient(port: node.broker.port)
+            try c.register("worker")
+            return c
+        }
+    }
+
     @Test("register and list_by_role cluster-wide, open and messages both ways between nodes, close")
     func openAndMessage() throws {
         let servers = try ClusterRedisClusterTests.startCluster()
         defer { for s in servers { s.stop() } }
         let nodes = try zip(1...3, [IOBackendKind.uring, .epoll, .uring]).map { try node($0, seedPort: servers[0].port, backend: $1) }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
-        // Every node heartbeats on the `{nodes}` master, after subscribing its inbox there on
-        // the same connection: three members seen means every inbox is in place.
-        // Each of the two shards of a node holds a connection to each master.
-        #expect(waitUntil(timeoutMilliseconds: 15_000) {
-            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 3 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
-        })
-
-        var workers: [CBNodeClient] = []
-        for n in 0..<3 {
-            let c = try CBNodeClient(port: nodes[n].broker.port)
-            try c.register("worker")
-            workers.append(c)
-        }
+        #expect(waitUntilUp(nodes))
+        let workers = try workers(on: nodes)
         #expect(workers.map { String($0.connectionId.prefix(2)) } == ["01", "02", "03"])
         let lister = try CBNodeClient(port: nodes[2].broker.port)
         try lister.register("lister")
@@ -108,14 +115,8 @@ struct ClusterConnectionBrokerRedisClusterTests {
         let probes = try servers.map { try RedisProbe(port: $0.port) }
         let nodes = try zip(1...2, [IOBackendKind.uring, .epoll]).map { try node($0, seedPort: servers[0].port, backend: $1) }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
-        #expect(waitUntil(timeoutMilliseconds: 15_000) {
-            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 2 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
-        })
-        var workers = try (0..<2).map { n -> CBNodeClient in
-            let c = try CBNodeClient(port: nodes[n].broker.port)
-            try c.register("worker")
-            return c
-        }
+        #expect(waitUntilUp(nodes))
+        var workers = try workers(on: nodes)
         // Where the roles live, and a master to move them to.
         let ranges = try #require(ClusterSlotRange.parse(try probes[0].call(["CLUSTER", "SLOTS"])))
         let slot = ClusterSlots.slot(of: Array("x:{cb}:y".utf8))
@@ -178,14 +179,8 @@ extension ClusterConnectionBrokerRedisClusterTests {
         let probes = try servers.map { try RedisProbe(port: $0.port) }
         let nodes = try (1...3).map { try node($0, seedPort: servers[0].port, backend: backend) }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
-        #expect(waitUntil(timeoutMilliseconds: 15_000) {
-            nodes.allSatisfy { metric($0.broker, "switchboard_cluster_members") >= 3 && metric($0.broker, "switchboard_cluster_redis_connected") == 6 }
-        })
-        let workers = try (0..<3).map { n -> CBNodeClient in
-            let c = try CBNodeClient(port: nodes[n].broker.port)
-            try c.register("worker")
-            return c
-        }
+        #expect(waitUntilUp(nodes))
+        let workers = try workers(on: nodes)
         let (a, b) = (workers[0], workers[1])
         let ab = try a.open(to: b)
 

@@ -441,8 +441,6 @@ int sb_register_file_at(struct io_uring *ring, unsigned index, int fd) {
     return r < 0 ? r : -EIO;
 }
 
-// Marks a prepared SQE's fd as an index into the registered file table.
-
 void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_data) {
     io_uring_prep_shutdown(sqe, fd, how);
     io_uring_sqe_set_data64(sqe, user_data);

@@ -367,8 +367,7 @@ struct ConnectionBrokerRoleKeys {
     /// `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [rolePrefix, dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [],
-                   cursor, Array(String(ClusterKeys.cleanUpBatchEntries).utf8)])
+                  [rolePrefix] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor))
     }
 }
 

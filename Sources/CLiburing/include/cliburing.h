@@ -198,8 +198,8 @@ void sb_prep_msg_ring(struct io_uring_sqe *sqe, int ring_fd, uint32_t len, uint6
 void sb_prep_poll_add(struct io_uring_sqe *sqe, int fd, unsigned mask, uint64_t user_data);
 void sb_prep_timeout(struct io_uring_sqe *sqe, struct __kernel_timespec *ts, uint64_t user_data);
 void sb_prep_shutdown(struct io_uring_sqe *sqe, int fd, int how, uint64_t user_data);
-// Direct descriptors (shim.c): a sparse registered file table, one slot set or emptied, an SQE
-// whose fd is a slot of it.
+// Direct descriptors: a sparse registered file table and one slot set or emptied (shim.c); an
+// SQE whose fd is a slot of it (inline: every send and receive of such a socket marks one).
 int sb_register_files_sparse(struct io_uring *ring, unsigned count);
 int sb_register_file_at(struct io_uring *ring, unsigned index, int fd);
 static inline void sb_sqe_fixed_file(struct io_uring_sqe *sqe) { sqe->flags |= IOSQE_FIXED_FILE; }

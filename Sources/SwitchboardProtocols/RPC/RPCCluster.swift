@@ -149,8 +149,7 @@ struct RPCClusterKeys {
     /// announced under incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(Self.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [idPrefix, Array(String(node).utf8), dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [],
-                   cursor, Array(String(ClusterKeys.cleanUpBatchEntries).utf8)])
+                  [idPrefix, Array(String(node).utf8)] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor))
     }
 
     /// KEYS: id set, node's owned hash. ARGV: node, id, the writer's incarnation.

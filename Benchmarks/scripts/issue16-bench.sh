@@ -232,6 +232,29 @@ if [[ -z "$ONLY_ROWS" || " $ONLY_ROWS " == *" wssecho100x32 "* || " $ONLY_ROWS "
         echo "- $n, TLS against plaintext, server CPU per message: echo $(ratio "$n" wssecho100x32 echo100x32), fan-out 1 → 100 $(ratio "$n" wssfan100 fan100) (target: within 1.3×)"
     done
 fi
+# One server against another run by run (keys "name|row"): with RUNS > 1, " (paired by run:
+# median R× rate, C× CPU; rate per run r1 r2 ...)" from the per-run figures, or nothing with one run or a
+# missing figure. Run i of every server ran back to back (the loop above interleaves them).
+paired() {
+    local k="$1" p="$2"
+    (( RUNS > 1 )) || return 0
+    paste <(printf '%s' "${RUN_VALS[$k]:-}") <(printf '%s' "${RUN_USERS[$k]:-}") <(printf '%s' "${RUN_SYSTEMS[$k]:-}") \
+          <(printf '%s' "${RUN_VALS[$p]:-}") <(printf '%s' "${RUN_USERS[$p]:-}") <(printf '%s' "${RUN_SYSTEMS[$p]:-}") | awk -F'\t' '
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        $1 ~ /^[0-9.]+$/ && $4 ~ /^[0-9.]+$/ && $4 > 0 {
+            n++; r[n] = $1 / $4; list = list sprintf("%s%.2f", n > 1 ? " " : "", r[n])
+            if ($2 ~ /^[0-9.]+$/ && $5 ~ /^[0-9.]+$/ && $5 + $6 > 0) { m++; c[m] = ($2 + $3) / ($5 + $6) }
+        }
+        END {
+            if (n < 2) exit
+            printf " (paired by run: median %.2f× rate", median(r, n)
+            if (m >= 2) printf ", %.2f× CPU", median(c, m)
+            printf "; rate per run %s)", list
+        }'
+}
 # Against the C++ peer, row by row: rate and server CPU per message (user + system) as ratios.
 if [[ -n "${CPP_PEER_BIN:-}" && ( -z "$ONLY" || " $ONLY " == *" peer-cpp "* ) ]]; then
     echo "- Against the C++ peer (peer-cpp) in the same run, Switchboard's rate / the peer's, and its server CPU per message / the peer's (lower is better):"
@@ -245,9 +268,10 @@ if [[ -n "${CPP_PEER_BIN:-}" && ( -z "$ONLY" || " $ONLY " == *" peer-cpp "* ) ]]
             k="$n|$id"
             if [[ "${VAL[$k]:-FAILED}" == FAILED || "${VAL[$p]:-FAILED}" == FAILED || -z "${USR[$k]:-}" || -z "${USR[$p]:-}" ]]; then line="$line $n n/a;"; continue; fi
             line="$line $n $(awk -v a="${VAL[$k]}" -v b="${VAL[$p]}" -v au="${USR[$k]}" -v as="${SYS[$k]}" -v bu="${USR[$p]}" -v bs="${SYS[$p]}" \
-                'BEGIN { printf "%.2f× rate, %.2f× CPU", (b > 0 ? a / b : 0), (bu + bs > 0 ? (au + as) / (bu + bs) : 0) }');"
+                'BEGIN { printf "%.2f× rate, %.2f× CPU", (b > 0 ? a / b : 0), (bu + bs > 0 ? (au + as) / (bu + bs) : 0) }')$(paired "$k" "$p");"
         done
         echo "${line%;}"
     done
+    echo "  - Paired: run i of a server against run i of the peer, which ran right after it (the runs interleave), so both saw the same host state; the median of those per-run ratios, and each run's rate ratio. This host swings between states (~134k and ~174k echoes/s, RESULTS 2026-12-05 00:19), and a median of the figures across states compares how each server's runs split between them, not the servers."
 fi
 report_failures

@@ -57,7 +57,10 @@ metric_total() {
     echo "${v:--}"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# median: the median of the numbers on stdin, one per line ("nan" for none). With an even count,
+# the mean of the middle two, printed in full (awk's default "%.6g" had printed 3,097,340.5
+# deliveries/s as "3.09734e+06").
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 # SIGTERM, up to 5 s to exit, then SIGKILL.
 # rss_kib PID [FIELD]: VmRSS (or FIELD of /proc/PID/status, e.g. RssAnon) of the process, in KiB.

@@ -55,20 +55,26 @@ struct ClusterKeys: Sendable {
         return (cursor, Int(removed))
     }
 
-    /// Runs a clean-up script one `HSCAN` step at a time: `command(cursor)` from cursor "0"
-    /// until Redis's cursor comes back "0", then `done` with the entries removed in all. A step
-    /// without an answer ends it early, `done` with what was removed so far: the rest stays
-    /// until the next clean-up of the node (its next connect, or its next death reported).
-    /// `send` is the caller's Redis command (its shard's connection), so every step runs on the
-    /// same shard, one after the other.
+    /// Runs a clean-up script one `HSCAN` step at a time: `command(cursor)` from `cursor` (a
+    /// fresh clean-up: "0") until Redis's cursor comes back "0", then `done` with the entries
+    /// removed in all and nil. A step Redis did not answer (no reply: the connection is down, or
+    /// its command queue full; or an error reply: a Redis loading, failing over, busy) ends it
+    /// early: `done` with what was removed so far and that step's cursor, to go on from later
+    /// (`UnfinishedCleanUps`). A malformed answer ends it too, with nil: sending the step again
+    /// would only get the same answer. `send` is the caller's Redis command (its shard's
+    /// connection), so every step runs on the same shard, one after the other.
     static func cleanUpInSteps(_ command: @escaping ([UInt8]) -> [[UInt8]],
                                send: @escaping ([[UInt8]], @escaping (RESPValue?) -> Void) -> Void,
                                from cursor: [UInt8] = [UInt8(ascii: "0")], removed: Int = 0,
-                               done: @escaping (_ removed: Int) -> Void) {
+                               done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         send(command(cursor)) { reply in
-            guard let step = cleanUpStep(reply) else { return done(removed) }
+            switch reply {
+            case nil, .simpleError?, .bulkError?: return done(removed, cursor)
+            default: break
+            }
+            guard let step = cleanUpStep(reply) else { return done(removed, nil) }
             let total = removed &+ step.removed
-            if step.cursor == [UInt8(ascii: "0")] { return done(total) }
+            if step.cursor == [UInt8(ascii: "0")] { return done(total, nil) }
             cleanUpInSteps(command, send: send, from: step.cursor, removed: total, done: done)
         }
     }

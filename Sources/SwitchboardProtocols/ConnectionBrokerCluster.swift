@@ -678,7 +678,10 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// The shard's Redis connection is up (at start, or again): the removals Redis did not answer
     /// are sent again, and the members go back to Redis where it lacks them.
     public func handleClusterConnected() {
-        if shardIndex == 0 { removePreviousIncarnationsInCluster() }
+        if shardIndex == 0 {
+            removePreviousIncarnationsInCluster()
+            resumeCleanUpsInCluster()
+        }
         retryRemovalsInCluster()
         restoreMembersInCluster()
     }
@@ -693,16 +696,28 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     private func removePreviousIncarnationsInCluster() {
         guard let roleKeys, let clusterNode else { return }
         let keep = context.clusterIncarnation
-        cleanUpInCluster({ roleKeys.nodeDied(clusterNode, dead: nil, keep: keep, cursor: $0) }) { [unowned self] removed in
+        // Not kept when unanswered: it runs again, whole, at the next connection.
+        cleanUpInCluster({ roleKeys.nodeDied(clusterNode, dead: nil, keep: keep, cursor: $0) }) { [unowned self] removed, _ in
             metrics.staleRoleMembersRemoved.wrappingAdd(removed, ordering: .relaxed)
         }
     }
 
-    /// Runs a clean-up script step by step on this shard's Redis connection.
-    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], done: @escaping (Int) -> Void) {
+    /// Runs a clean-up script step by step on this shard's Redis connection, from `cursor`.
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = [UInt8(ascii: "0")],
+                                  done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         ClusterKeys.cleanUpInSteps(command, send: { [unowned self] arguments, completion in
             context.clusterCommand(arguments, completion)
-        }, done: done)
+        }, from: cursor, done: done)
+    }
+
+    /// At shard 0's Redis connection: the clean-ups of dead incarnations that Redis stopped
+    /// answering go on from the step each reached (`UnfinishedCleanUps`).
+    private func resumeCleanUpsInCluster() {
+        assert(shardIndex == 0, "shard 0 runs the clean-ups")
+        for cleanUp in unfinishedCleanUps.takeAll() {
+            metrics.cleanUpsResumed.increment()
+            removeIncarnationMembersInCluster(cleanUp.node, incarnation: cleanUp.incarnation, from: cleanUp.cursor)
+        }
     }
 
     /// Incarnation `incarnation` of node `node` died (nil: a death declared by hand, every
@@ -735,10 +750,23 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     }
 
     /// The role members incarnation `incarnation` of node `node` wrote (nil: every
-    /// incarnation's) leave Redis. Unanswered: another node's clean-up does it, or the dead
-    /// node's own (it hears of its death).
+    /// incarnation's, a death declared by hand) leave Redis.
     private func removeNodeMembersInCluster(_ node: Int, incarnation: UInt64?) {
+        guard let incarnation else {
+            // By hand: not kept when unanswered (`UnfinishedCleanUps` says why).
+            guard let roleKeys else { return }
+            return cleanUpInCluster({ roleKeys.nodeDied(node, dead: nil, keep: nil, cursor: $0) }) { _, _ in }
+        }
+        removeIncarnationMembersInCluster(node, incarnation: incarnation)
+    }
+
+    /// One dead incarnation's clean-up, from `cursor`. A step Redis does not answer is kept,
+    /// with its cursor, for shard 0's next Redis connection (`resumeCleanUpsInCluster`).
+    private func removeIncarnationMembersInCluster(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = [UInt8(ascii: "0")]) {
         guard let roleKeys else { return }
-        cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }) { _ in }
+        cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [unowned self] _, unanswered in
+            guard let unanswered else { return }
+            unfinishedCleanUps.keep(.init(node: node, incarnation: incarnation, cursor: unanswered))
+        }
     }
 }

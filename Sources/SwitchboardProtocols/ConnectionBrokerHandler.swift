@@ -150,6 +150,9 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// Role removals Redis did not answer (cluster): id → role, sent again when this shard's
     /// Redis connection is back. At most `maxPendingRoleRemovals`.
     var unremovedMembers: [UUID4: String] = [:]
+    /// Shard 0's clean-ups of dead incarnations that Redis stopped answering part of the way
+    /// (cluster), resumed when its Redis connection is back. At most one per node id.
+    var unfinishedCleanUps = UnfinishedCleanUps()
 
     /// Work for a handler on another shard; runs there with that handler.
     typealias CrossShardWork = @Sendable (ConnectionBrokerHandler) -> Void

@@ -214,6 +214,9 @@ public final class ConnectionBrokerMetrics: Sendable {
     public let roleRemovalsRetried = Atomic<Int>(0)
     /// Role members this node's earlier processes wrote, removed when shard 0 reaches Redis (cluster).
     public let staleRoleMembersRemoved = Atomic<Int>(0)
+    /// Clean-ups of a dead incarnation's members that Redis stopped answering part of the way,
+    /// sent again from where they stopped when shard 0's Redis connection was back.
+    public let cleanUpsResumed = Atomic<Int>(0)
 
     public init() {}
 
@@ -263,6 +266,7 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_role_members_restored_total", "Registered connections written back to their role after Redis lost them (cluster: a restarted Redis, or this node declared dead while it lived)", v(roleMembersRestored)),
             ("cb_role_removals_retried_total", "Role removals of disconnected connections written once Redis was back (cluster: Redis did not answer the first one)", v(roleRemovalsRetried)),
             ("cb_stale_role_members_removed_total", "Role members this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis (cluster)", v(staleRoleMembersRemoved)),
+            ("cb_cleanups_resumed_total", "Clean-ups of a dead incarnation's members that Redis stopped answering, resumed from their last step when shard 0 reached Redis again (cluster)", v(cleanUpsResumed)),
         ]
     }
 }

@@ -420,6 +420,36 @@ struct ClusterConnectionBrokerTests {
         #expect(nodes[0].metric("cb_cross_node_lost_total") == 0)
     }
 
+    @Test("a death reported while Redis is away: shard 0 keeps the clean-up and runs it once reconnected (node 9 never comes back to clean up after itself); only the dead incarnation's members go",
+          arguments: [IOBackendKind.uring, .epoll])
+    func cleanUpAfterCut(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        // A reconnect 0.5-1 s after a cut: the death below is reported inside that window.
+        let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.initialBackoffMilliseconds = 1000 }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let probe = try RedisProbe(port: redis.port)
+        // Node 9 (no such process here): one member of incarnation 7, one of incarnation 8.
+        let dead = "09000000-0000-4000-8000-000000000001", live = "09000000-0000-4000-8000-000000000002"
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", dead, "1", live])
+        _ = try probe.call(["HSET", "switchboard:{cb}:owned:9", dead + "r", "7", live + "r", "8"])
+        func connectedShards(_ node: Node) -> Int {
+            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
+        }
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        #expect(waitUntil { connectedShards(nodes[1]) == 0 })
+        nodes[1].broker.deliverNodeDeath(9, incarnation: 7)
+
+        // Its first step found no connection; it goes out again when shard 0 is back.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[1].metric("cb_cleanups_resumed_total") == 1 })
+        #expect(waitUntil { (try? probe.call(["HKEYS", "switchboard:{cb}:owned:9"])) == .array([.bulkString(Array((live + "r").utf8))]) })
+        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(live.utf8))]))
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        #expect(nodes.map { $0.metric("cb_cleanups_resumed_total") } == [0, 1, 0], "kept once, on the node that heard of the death")
+        #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
+    }
+
     @Test("a node declared dead: peers get channel_closed_notification, waiting requests fail, its roles go")
     func nodeDied() throws {
         let redis = try RedisServer()

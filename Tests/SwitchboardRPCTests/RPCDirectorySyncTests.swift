@@ -180,6 +180,30 @@ struct RPCDirectorySyncTests {
         #expect(cleanUps(io) == [["", "100"], ["", "101"]], "the incarnation now is kept")
     }
 
+    @Test("a dead incarnation's clean-up Redis does not answer goes out again at shard 0's next Redis connection, once; one declared by hand does not")
+    func unansweredCleanUp() async throws {
+        let shards = FakeShards(shards: 1, options: RPCCoreTests.options { $0.clusterDirectoryRefreshMilliseconds = 0 })
+        shards.ios[0].joinCluster(node: Self.node)
+        let io = shards.ios[0], metrics = shards.shared.metrics
+        /// Node `node`'s clean-ups sent so far: the dead incarnation ("" for every one) and whether it was answered.
+        func cleanUps(of node: Int) -> [String] {
+            io.redisCommands.compactMap { c in Self.cleanUp(c, node: node).map { "\($0.dead) \(c.answered ? "answered" : "unanswered")" } }
+        }
+        io.redisAnswers(false)
+        shards.sync(0) { $0.peerNodeDied(3, incarnation: 42) }
+        shards.sync(0) { $0.peerNodeDied(4, incarnation: nil) }
+        #expect(cleanUps(of: 3) == ["42 unanswered"])
+        #expect(cleanUps(of: 4) == [" unanswered"])
+        io.redisAnswers(true)
+        shards.sync(0) { $0.clusterConnected() }
+        #expect(cleanUps(of: 3) == ["42 unanswered", "42 answered"], "resumed from the step that went unanswered (cursor 0)")
+        #expect(cleanUps(of: 4) == [" unanswered"], "by hand: not kept")
+        #expect(metrics.directoryCleanUpsResumed.value == 1)
+        shards.sync(0) { $0.clusterConnected() }
+        #expect(cleanUps(of: 3).count == 2, "finished: not sent again")
+        #expect(metrics.directoryCleanUpsResumed.value == 1)
+    }
+
     @Test("the periodic refresh writes every owned id")
     func periodicRefresh() async throws {
         let shards = FakeShards(shards: 1, options: RPCCoreTests.options {

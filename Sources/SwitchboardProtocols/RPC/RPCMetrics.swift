@@ -39,6 +39,8 @@ public final class RPCMetrics: Sendable {
     public let directoryRefreshes = RPCCounter("switchboard_rpc_directory_refreshes_total", "Rounds, per shard, that wrote every owned id to the cluster directory again (clusterDirectoryRefreshMilliseconds, or after this process was declared dead)")
     public let staleDirectoryIds = RPCCounter("switchboard_rpc_directory_stale_ids_removed_total",
                                               "Directory ids this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis")
+    public let directoryCleanUpsResumed = RPCCounter("switchboard_rpc_directory_cleanups_resumed_total",
+                                                     "Directory clean-ups of a dead incarnation that Redis stopped answering, resumed from their last step when shard 0 reached Redis again")
     /// Malformed messages, one counter per reason (`data.reason` on the wire).
     public let malformed: [RPCMalformedReason: RPCCounter] = Dictionary(uniqueKeysWithValues: RPCMalformedReason.allCases.map {
         ($0, RPCCounter("switchboard_rpc_malformed_total", "Malformed messages answered with a protocol error, by reason"))
@@ -49,7 +51,7 @@ public final class RPCMetrics: Sendable {
     public var all: [RPCCounter] {
         [nodes, requestsFromClients, requestsToClients, nodeRequests, timeouts, unhandled, disconnectedFailures,
          overloaded, strayAnswers, pingTimeouts, duplicateIds, applicationMessages, lostAnswers, directoryWriteFailures,
-         directoryRefreshes, staleDirectoryIds]
+         directoryRefreshes, staleDirectoryIds, directoryCleanUpsResumed]
     }
 
     /// Every counter, read now, process-wide (no shard dimension); the malformed counters carry

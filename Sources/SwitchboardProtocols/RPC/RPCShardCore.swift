@@ -94,6 +94,9 @@ final class RPCShardCore {
     private var directoryWrites: [String: UInt64] = [:]
     private var directoryGeneration: UInt64 = 0
     private var nextDirectoryRetry: ContinuousClock.Instant
+    /// Shard 0's directory clean-ups of dead incarnations that Redis stopped answering part of
+    /// the way, resumed at its next Redis connection. At most one per node id.
+    private var unfinishedCleanUps = UnfinishedCleanUps()
     /// When every owned id is written again (nil: never, the periodic refresh is off).
     private var nextDirectoryRefresh: ContinuousClock.Instant?
 
@@ -622,9 +625,16 @@ extension RPCShardCore {
             // process removes an earlier process's when it sees the restart, but none may have
             // been up to see it (the whole cluster restarted, or one process alone). This
             // process's own, from before it was declared dead, go back with the refresh.
+            // Not kept when unanswered: it runs again, whole, at the next connection.
             let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), keep = io.clusterIncarnation
-            cleanUpInCluster({ keys.nodeDied(me, dead: nil, keep: keep, cursor: $0) }) { [weak self] removed in
+            cleanUpInCluster({ keys.nodeDied(me, dead: nil, keep: keep, cursor: $0) }) { [weak self] removed, _ in
                 self?.metrics.staleDirectoryIds.increment(by: removed)
+            }
+            // The clean-ups of dead incarnations that Redis stopped answering go on from the
+            // step each reached (`UnfinishedCleanUps`).
+            for cleanUp in unfinishedCleanUps.takeAll() {
+                metrics.directoryCleanUpsResumed.increment()
+                removeIncarnationIds(cleanUp.node, incarnation: cleanUp.incarnation, from: cleanUp.cursor)
             }
         }
     }
@@ -745,18 +755,34 @@ extension RPCShardCore {
             // Declared by hand: nothing of this process's is to be removed.
             guard incarnation != nil else { return }
         }
-        if shardIndex == 0 {
+        guard shardIndex == 0 else { return }
+        guard let incarnation else {
+            // By hand: not kept when unanswered (`UnfinishedCleanUps` says why).
             let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
-            cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }) { _ in }
+            return cleanUpInCluster({ keys.nodeDied(node, dead: nil, keep: nil, cursor: $0) }) { _, _ in }
+        }
+        removeIncarnationIds(node, incarnation: incarnation)
+    }
+
+    /// Shard 0: the directory ids incarnation `incarnation` of node `node` wrote leave Redis,
+    /// from `cursor`. A step Redis does not answer is kept, with its cursor, for the next
+    /// connection (`clusterConnected`).
+    private func removeIncarnationIds(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = [UInt8(ascii: "0")]) {
+        assert(shardIndex == 0, "shard 0 runs the clean-ups")
+        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [weak self] _, unanswered in
+            guard let self, let unanswered else { return }
+            self.unfinishedCleanUps.keep(.init(node: node, incarnation: incarnation, cursor: unanswered))
         }
     }
 
     /// Runs a clean-up script step by step (`ClusterKeys.cleanUpInSteps`) on this shard's
-    /// Redis connection; a step answered after the core is gone ends it.
-    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], done: @escaping (Int) -> Void) {
+    /// Redis connection, from `cursor`; a step answered after the core is gone ends it.
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = [UInt8(ascii: "0")],
+                                  done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         ClusterKeys.cleanUpInSteps(command, send: { [weak self] arguments, completion in
             guard let self else { return completion(nil) }
             self.io.clusterCommand(arguments, completion)
-        }, done: done)
+        }, from: cursor, done: done)
     }
 }

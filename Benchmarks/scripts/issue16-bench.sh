@@ -272,6 +272,6 @@ if [[ -n "${CPP_PEER_BIN:-}" && ( -z "$ONLY" || " $ONLY " == *" peer-cpp "* ) ]]
         done
         echo "${line%;}"
     done
-    echo "  - Paired: run i of a server against run i of the peer, which ran right after it (the runs interleave), so both saw the same host state; the median of those per-run ratios, and each run's rate ratio. This host swings between states (~134k and ~174k echoes/s, RESULTS 2026-12-05 00:19), and a median of the figures across states compares how each server's runs split between them, not the servers."
+    echo "  - Paired: run i of a server against run i of the peer (run i of every server runs back to back, in the table's order), so both saw nearly the same host state; the median of those per-run ratios, and each run's rate ratio. This host swings between states (~134k and ~174k echoes/s, RESULTS 2026-12-05 00:19), and a median of the figures across states compares how each server's runs split between them, not the servers."
 fi
 report_failures

@@ -97,6 +97,10 @@ struct ClusterConnectionBrokerTests {
         }
         var port: Int { broker.port }
         func metric(_ name: String) -> Int { cb.metrics.all.first { $0.name == name }?.value ?? -1 }
+        /// Its shards connected to Redis now.
+        var connectedShards: Int {
+            broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
+        }
     }
 
     func nodes(_ redis: RedisServer, profile: ConnectionBrokerOptions.Profile, backend: IOBackendKind = .epoll,
@@ -212,10 +216,7 @@ struct ClusterConnectionBrokerTests {
         // Redis answered); then every shard of every node is connected.
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.map { $0.metric("cb_role_members_restored_total") } == [1, 2, 0] })
         #expect(members("r") == .integer(2) && members("s") == .integer(1))
-        func connectedShards(_ node: Node) -> Int {
-            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
-        }
-        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { $0.connectedShards == 2 } })
         let lister = try client(on: nodes[2], registering: "lister")
         #expect(try lister.list("r") == [a.connectionId, b.connectionId], "each back at its own sequence number: registration order")
         #expect(try lister.list("s") == [c.connectionId])
@@ -399,13 +400,10 @@ struct ClusterConnectionBrokerTests {
         #expect(try lister.list("r") == [a.connectionId, b.connectionId])
 
         // Redis drops every node's connections (its data stays).
-        func connectedShards(_ node: Node) -> Int {
-            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
-        }
         let probe = try RedisProbe(port: redis.port)
         _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
         _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
-        #expect(waitUntil { connectedShards(nodes[0]) == 0 })
+        #expect(waitUntil { nodes[0].connectedShards == 0 })
         try b.socket.sendFrame(opcode: 8, payload: [0x03, 0xE8])
         #expect(waitUntil { nodes[0].metric("cb_registered_connections") == 1 })
         #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(2), "the removal did not reach Redis")
@@ -414,7 +412,7 @@ struct ClusterConnectionBrokerTests {
         // Reconnected: the removal goes out, and nothing is restored that left.
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[0].metric("cb_role_removals_retried_total") == 1 })
         #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(1))
-        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { $0.connectedShards == 2 } })
         #expect(try lister.list("r") == [a.connectionId])
         #expect(nodes[0].metric("cb_role_members_restored_total") == 0, "a was never gone")
         #expect(nodes[0].metric("cb_cross_node_lost_total") == 0)
@@ -433,19 +431,16 @@ struct ClusterConnectionBrokerTests {
         let dead = "09000000-0000-4000-8000-000000000001", live = "09000000-0000-4000-8000-000000000002"
         _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", dead, "1", live])
         _ = try probe.call(["HSET", "switchboard:{cb}:owned:9", dead + "r", "7", live + "r", "8"])
-        func connectedShards(_ node: Node) -> Int {
-            node.broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
-        }
         _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
         _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
-        #expect(waitUntil { connectedShards(nodes[1]) == 0 })
+        #expect(waitUntil { nodes[1].connectedShards == 0 })
         nodes[1].broker.deliverNodeDeath(9, incarnation: 7)
 
         // Its first step found no connection; it goes out again when shard 0 is back.
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[1].metric("cb_cleanups_resumed_total") == 1 })
         #expect(waitUntil { (try? probe.call(["HKEYS", "switchboard:{cb}:owned:9"])) == .array([.bulkString(Array((live + "r").utf8))]) })
         #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(live.utf8))]))
-        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { connectedShards($0) == 2 } })
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { $0.connectedShards == 2 } })
         #expect(nodes.map { $0.metric("cb_cleanups_resumed_total") } == [0, 1, 0], "kept once, on the node that heard of the death")
         #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
     }

@@ -6,7 +6,7 @@
 /// process cleans up its own earlier incarnations when it reaches Redis. But a Redis outage
 /// reaches every node at once (a death reported during it finds every clean-up unanswered),
 /// and a node that never comes back never cleans up after itself: without this, its entries
-/// stayed in Redis for good, and requests went on being routed to its members.
+/// stayed in Redis for good (its members listed in their roles, its RPC ids in the directory).
 ///
 /// Thread rules: owned by one protocol core on one shard (shard 0, the one that runs
 /// clean-ups), used only on that shard's thread; no locks.
@@ -16,9 +16,8 @@
 /// the kept one: the newer incarnation it names was live after the kept one died, and a node's
 /// shard 0 removes every other incarnation's entries each time it reaches Redis (its own
 /// clean-up, which is never kept: it runs again at every connection). Only deaths of one
-/// incarnation are kept: a death declared by hand (every incarnation)
-/// is the operator's to repeat, and sent later it would remove what a restarted process of the
-/// node wrote since.
+/// incarnation are kept: a death declared by hand (every incarnation) is the operator's to
+/// repeat, and sent later it would remove what a restarted process of the node wrote since.
 struct UnfinishedCleanUps {
     /// One dead incarnation's clean-up: the `HSCAN` cursor of the step Redis did not answer.
     struct CleanUp: Equatable {

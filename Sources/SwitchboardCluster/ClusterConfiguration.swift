@@ -22,7 +22,9 @@ public struct ClusterConfiguration: Sendable, Equatable {
     /// A file whose content (one trailing newline dropped) is the Redis password, read once at
     /// start-up: keeps the secret out of the configuration file and the process's arguments.
     public var redisPasswordFile: String = ""
-    /// This node's number, 0...255 (socket ids carry it); unique in the cluster.
+    /// The node numbers a cluster may use: socket ids carry the number in one byte.
+    public static let nodeIDs = 0...255
+    /// This node's number, in `nodeIDs` (socket ids carry it); unique in the cluster.
     public var nodeID: Int = 0
     /// Prefix of every Redis key and pub/sub channel the cluster uses.
     public var keyPrefix: String = "switchboard"
@@ -136,7 +138,7 @@ public struct ClusterConfiguration: Sendable, Equatable {
         if redisMode == .cluster, let (_, _, database) = Self.parseRedisURL(split.url), database != 0 {
             return "cluster_redis_url: a Redis Cluster has database 0 only (cluster_redis_mode = cluster)"
         }
-        if !(0...255).contains(nodeID) { return "cluster_node_id must be 0...255" }
+        if !Self.nodeIDs.contains(nodeID) { return "cluster_node_id must be 0...255" }
         if keyPrefix.isEmpty || keyPrefix.utf8.count > 64 || keyPrefix.contains(where: { $0 == "{" || $0 == "}" || $0 == " " }) {
             return "cluster_key_prefix must be 1...64 bytes without spaces or braces"
         }

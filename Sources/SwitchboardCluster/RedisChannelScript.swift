@@ -155,7 +155,7 @@ enum RedisChannelScript {
         guard bytes.first == leaveOperation else { return nil }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes.dropFirst()), as: UTF8.self)
         let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 2, let node = Int(parts[0]), (0...255).contains(node), let incarnation = UInt64(parts[1]) else { return nil }
+        guard parts.count == 2, let node = Int(parts[0]), ClusterConfiguration.nodeIDs.contains(node), let incarnation = UInt64(parts[1]) else { return nil }
         return (node, incarnation)
     }
 

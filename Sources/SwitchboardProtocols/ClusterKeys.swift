@@ -46,11 +46,18 @@ struct ClusterKeys: Sendable {
         [dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [], cursor, Array(String(cleanUpBatchEntries).utf8)]
     }
 
+    /// The `HSCAN` cursor a clean-up starts from, and the one Redis answers once it is done.
+    static let firstCursor: [UInt8] = [UInt8(ascii: "0")]
+
+    /// Whether `bytes` is an `HSCAN` cursor: one or more decimal digits.
+    static func isCursor(_ bytes: [UInt8]) -> Bool {
+        !bytes.isEmpty && bytes.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
+    }
+
     /// A clean-up step's answer: the `HSCAN` cursor to go on from ("0": done) and what it
     /// removed; nil for no answer (Redis away) or a malformed one.
     static func cleanUpStep(_ reply: RESPValue?) -> (cursor: [UInt8], removed: Int)? {
-        guard case .array(let parts)? = reply, parts.count == 2, case .bulkString(let cursor) = parts[0], !cursor.isEmpty,
-              cursor.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+        guard case .array(let parts)? = reply, parts.count == 2, case .bulkString(let cursor) = parts[0], isCursor(cursor),
               case .integer(let removed) = parts[1], removed >= 0 else { return nil }
         return (cursor, Int(removed))
     }
@@ -65,7 +72,7 @@ struct ClusterKeys: Sendable {
     /// connection), so every step runs on the same shard, one after the other.
     static func cleanUpInSteps(_ command: @escaping ([UInt8]) -> [[UInt8]],
                                send: @escaping ([[UInt8]], @escaping (RESPValue?) -> Void) -> Void,
-                               from cursor: [UInt8] = [UInt8(ascii: "0")], removed: Int = 0,
+                               from cursor: [UInt8] = firstCursor, removed: Int = 0,
                                done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         send(command(cursor)) { reply in
             switch reply {
@@ -74,7 +81,7 @@ struct ClusterKeys: Sendable {
             }
             guard let step = cleanUpStep(reply) else { return done(removed, nil) }
             let total = removed &+ step.removed
-            if step.cursor == [UInt8(ascii: "0")] { return done(total, nil) }
+            if step.cursor == firstCursor { return done(total, nil) }
             cleanUpInSteps(command, send: send, from: step.cursor, removed: total, done: done)
         }
     }

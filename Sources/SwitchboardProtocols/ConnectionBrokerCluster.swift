@@ -703,7 +703,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     }
 
     /// Runs a clean-up script step by step on this shard's Redis connection, from `cursor`.
-    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = [UInt8(ascii: "0")],
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = ClusterKeys.firstCursor,
                                   done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         ClusterKeys.cleanUpInSteps(command, send: { [unowned self] arguments, completion in
             context.clusterCommand(arguments, completion)
@@ -762,7 +762,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
 
     /// One dead incarnation's clean-up, from `cursor`. A step Redis does not answer is kept,
     /// with its cursor, for shard 0's next Redis connection (`resumeCleanUpsInCluster`).
-    private func removeIncarnationMembersInCluster(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = [UInt8(ascii: "0")]) {
+    private func removeIncarnationMembersInCluster(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = ClusterKeys.firstCursor) {
         guard let roleKeys else { return }
         cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [unowned self] _, unanswered in
             guard let unanswered else { return }

@@ -1,3 +1,5 @@
+import SwitchboardCluster
+
 /// The clean-ups of dead incarnations (`ClusterKeys.cleanUpInSteps`) that Redis stopped
 /// answering part of the way, kept by shard 0 until its next Redis connection, which sends each
 /// again from the step it reached.
@@ -27,7 +29,7 @@ struct UnfinishedCleanUps {
     }
 
     /// The node ids `ClusterConfiguration` accepts, and so the most clean-ups kept.
-    static let nodeIds = 0...255
+    static let nodeIds = ClusterConfiguration.nodeIDs
 
     /// By node id.
     private var kept: [Int: CleanUp] = [:]
@@ -39,8 +41,7 @@ struct UnfinishedCleanUps {
     /// Redis holds, and Redis is not trusted to keep the bound).
     mutating func keep(_ cleanUp: CleanUp) {
         guard Self.nodeIds.contains(cleanUp.node) else { return }
-        assert(!cleanUp.cursor.isEmpty && cleanUp.cursor.allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") },
-               "an HSCAN cursor: decimal digits")
+        assert(ClusterKeys.isCursor(cleanUp.cursor), "an HSCAN cursor: decimal digits")
         kept[cleanUp.node] = cleanUp
         assert(kept.count <= Self.nodeIds.count)
     }

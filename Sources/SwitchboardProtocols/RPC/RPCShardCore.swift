@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardCluster
 import SwitchboardRESP
 
 /// A request between nodes, as it travels from the sender's shard to the directory owner of
@@ -680,7 +681,7 @@ extension RPCShardCore {
             }
             let nodes = items.compactMap { v -> Int? in
                 if case .bulkString(let b) = v { Int(String(decoding: b, as: UTF8.self)) } else { nil }
-            }.filter { $0 != me && (0...255).contains($0) }
+            }.filter { $0 != me && ClusterConfiguration.nodeIDs.contains($0) }
             var remote = call
             remote.callerNode = me
             let bytes = RPCClusterWire.call(remote)
@@ -767,7 +768,7 @@ extension RPCShardCore {
     /// Shard 0: the directory ids incarnation `incarnation` of node `node` wrote leave Redis,
     /// from `cursor`. A step Redis does not answer is kept, with its cursor, for the next
     /// connection (`clusterConnected`).
-    private func removeIncarnationIds(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = [UInt8(ascii: "0")]) {
+    private func removeIncarnationIds(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = ClusterKeys.firstCursor) {
         assert(shardIndex == 0, "shard 0 runs the clean-ups")
         let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
         cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [weak self] _, unanswered in
@@ -778,7 +779,7 @@ extension RPCShardCore {
 
     /// Runs a clean-up script step by step (`ClusterKeys.cleanUpInSteps`) on this shard's
     /// Redis connection, from `cursor`; a step answered after the core is gone ends it.
-    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = [UInt8(ascii: "0")],
+    private func cleanUpInCluster(_ command: @escaping ([UInt8]) -> [[UInt8]], from cursor: [UInt8] = ClusterKeys.firstCursor,
                                   done: @escaping (_ removed: Int, _ unanswered: [UInt8]?) -> Void) {
         ClusterKeys.cleanUpInSteps(command, send: { [weak self] arguments, completion in
             guard let self else { return completion(nil) }

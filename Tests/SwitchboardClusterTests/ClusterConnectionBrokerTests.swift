@@ -111,6 +111,14 @@ struct ClusterConnectionBrokerTests {
         return nodes
     }
 
+    /// Redis drops every node's connections (its data stays; `probe`'s own survives): the
+    /// subscribers' (shard 0's holds the node's inbox subscription) and the others'. Each
+    /// shard reconnects after its backoff.
+    func cutRedisConnections(_ probe: RedisProbe) throws {
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
+        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+    }
+
     /// A client of `node`, registered with `role`.
     func client(on node: Node, registering role: String) throws -> CBNodeClient {
         let c = try CBNodeClient(port: node.port)
@@ -316,8 +324,7 @@ struct ClusterConnectionBrokerTests {
         let a = try client(on: nodes[0], registering: "r")
         _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", stale[0]])
         _ = try probe.call(["HSET", "switchboard:{cb}:owned:1", stale[0] + "r", "1000"])
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])  // shard 0's connection holds the inbox subscription
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        try cutRedisConnections(probe)
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[0].metric("cb_stale_role_members_removed_total") == 3 })
         #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(a.connectionId.utf8))]))
         #expect(waitUntil(timeoutMilliseconds: 10_000) { (try? a.list("r")) == [a.connectionId] })
@@ -401,8 +408,7 @@ struct ClusterConnectionBrokerTests {
 
         // Redis drops every node's connections (its data stays).
         let probe = try RedisProbe(port: redis.port)
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        try cutRedisConnections(probe)
         #expect(waitUntil { nodes[0].connectedShards == 0 })
         try b.socket.sendFrame(opcode: 8, payload: [0x03, 0xE8])
         #expect(waitUntil { nodes[0].metric("cb_registered_connections") == 1 })
@@ -431,8 +437,7 @@ struct ClusterConnectionBrokerTests {
         let dead = "09000000-0000-4000-8000-000000000001", live = "09000000-0000-4000-8000-000000000002"
         _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", dead, "1", live])
         _ = try probe.call(["HSET", "switchboard:{cb}:owned:9", dead + "r", "7", live + "r", "8"])
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "pubsub"])
-        _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
+        try cutRedisConnections(probe)
         #expect(waitUntil { nodes[1].connectedShards == 0 })
         nodes[1].broker.deliverNodeDeath(9, incarnation: 7)
 

@@ -713,6 +713,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// At shard 0's Redis connection: the clean-ups of dead incarnations that Redis stopped
     /// answering go on from the step each reached (`UnfinishedCleanUps`).
     private func resumeCleanUpsInCluster() {
+        context.assertOnShard()
         assert(shardIndex == 0, "shard 0 runs the clean-ups")
         for cleanUp in unfinishedCleanUps.takeAll() {
             metrics.cleanUpsResumed.increment()
@@ -766,6 +767,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         guard let roleKeys else { return }
         cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [unowned self] _, unanswered in
             guard let unanswered else { return }
+            context.assertOnShard()  // the table is this shard's; Redis answers on it
             unfinishedCleanUps.keep(.init(node: node, incarnation: incarnation, cursor: unanswered))
         }
     }

@@ -104,6 +104,11 @@ package protocol ClusterEngineDelegate: AnyObject {
     /// first or again. What the shard's protocols keep in Redis may be gone meanwhile (Redis
     /// restarted empty, or lost writes during the cut): they write it again.
     func clusterConnected()
+    /// The shard refused a publish, addressed message or command at once because its Redis
+    /// backlog was full (`cluster_max_pending_publishes`, or the connection's send queue), and
+    /// the backlog has since drained to half the bound, without a reconnect. What a protocol
+    /// kept for lack of room may go now: a full queue alone never brings `clusterConnected`.
+    func clusterBacklogDrained()
 }
 
 /// One shard's part of a multi-node engine: the shard publishes through it, tells it which

@@ -6,6 +6,7 @@ package final class ClusterMetrics: Sendable {
     package let publishes = Counter("switchboard_cluster_publishes_total", help: "Channel messages this shard sent to Redis to order and fan out")
     package let publishesUnavailable = Counter("switchboard_cluster_publishes_unavailable_total", help: "Publishes refused at once because the shard was not connected to Redis")
     package let publishesOverLimit = Counter("switchboard_cluster_publishes_over_limit_total", help: "Publishes refused because cluster_max_pending_publishes awaited Redis's answer")
+    package let backlogsDrained = Counter("switchboard_cluster_backlogs_drained_total", help: "Times the shard's Redis backlog fell to half of cluster_max_pending_publishes after something was refused for it: the protocols send again what they kept (handleClusterBacklogDrained)")
     package let publishErrors = Counter("switchboard_cluster_publish_errors_total", help: "Publishes Redis answered with an error")
     package let publishesUnconfirmed = Counter("switchboard_cluster_publishes_unconfirmed_total", help: "Publishes in flight when the Redis connection was lost (delivered or not: unknown)")
     package let deliveries = Counter("switchboard_cluster_deliveries_total", help: "Channel messages received from Redis for local subscribers")
@@ -34,7 +35,7 @@ package final class ClusterMetrics: Sendable {
     package init() {}
 
     package var all: [Counter] {
-        [authFailures, publishes, publishesUnavailable, publishesOverLimit, publishErrors, publishesUnconfirmed, deliveries,
+        [authFailures, publishes, publishesUnavailable, publishesOverLimit, backlogsDrained, publishErrors, publishesUnconfirmed, deliveries,
          connected, connects, disconnects, protocolErrors, addressedSent, addressedUndelivered, addressedReceived, subscribedChannels,
          members, nodeDeaths, declaredDead, redirects, redirectsExhausted, slotMapRefreshes,
          gapsRecovered, gapsUnrecovered, recoveriesOverLimit, messagesRecovered, remoteCalls, remoteCallTimeouts, remoteCallsNodeDown]

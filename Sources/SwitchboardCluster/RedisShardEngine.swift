@@ -166,7 +166,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
             return .unavailable
         }
         guard shardPending.count < configuration.maxPendingPublishes else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return .overLimit
         }
         var message = [UInt8]()
@@ -201,7 +201,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         // A redirected publish was already admitted once: it passes, like a control command.
         // Only the limit refuses here: `isConnected` above asks the shard, so the socket is open.
         guard write(command, control: redirects > 0) == .queued else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return .overLimit
         }
         pending.append(.publish(arguments: arguments, viaSHA: scriptSHA != nil, redirects: redirects, answer: answer))
@@ -290,7 +290,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         guard shardPending.count < configuration.maxPendingPublishes,
               write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxPrefix + Array(String(node).utf8), message],
                     control: false) == .queued else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return .overLimit
         }
         pending.append(.command { [metrics] reply in
@@ -316,7 +316,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
         guard shardPending.count < configuration.maxPendingPublishes,
               write([Array((sharded ? "SPUBLISH" : "PUBLISH").utf8), inboxChannel, message], control: false) == .queued else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return .overLimit
         }
         pending.append(.addressed)
@@ -380,12 +380,12 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         assert(redirects >= 0 && (redirects > 0 || !asking), "ASK only ever answers a sent command")
         guard let connection, handshaken, connection.isConnected else { return completion(nil) }
         guard redirects > 0 || shardPending.count < configuration.maxPendingPublishes else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return completion(nil)
         }
         if asking { sendAsking() }
         guard write(arguments, control: redirects > 0) == .queued else {
-            metrics.publishesOverLimit.increment()
+            refusedOverLimit()
             return completion(nil)
         }
         pending.append(.command(completion))
@@ -592,7 +592,30 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
         }
     }
 
+    /// A publish, addressed message or command refused at once for `cluster_max_pending_publishes`
+    /// or the send queue: counted, and remembered so the shard hears when the backlog drained.
+    private func refusedOverLimit() {
+        metrics.publishesOverLimit.increment()
+        shardPending.refusedSinceDrained = true
+    }
+
+    /// After a read: when something was refused since the last drain and the shard's backlog
+    /// is down to `PendingPublishCount.drainedCount`, the delegate hears it once, so what a
+    /// protocol kept for lack of room (a clean-up step, a role removal) goes out now rather
+    /// than at the next reconnect, which a full queue alone never causes. Live: a refusal
+    /// means commands were waiting (their replies come, or the connection drops and
+    /// `clusterConnected` follows).
+    private func noteDrainedBacklog() {
+        guard shardPending.refusedSinceDrained,
+              shardPending.count <= PendingPublishCount.drainedCount(maxPendingPublishes: configuration.maxPendingPublishes) else { return }
+        shardPending.refusedSinceDrained = false
+        metrics.backlogsDrained.increment()
+        delegate?.clusterBacklogDrained()
+    }
+
     package func outboundReceived(_ connection: OutboundConnection, _ bytes: UnsafeRawBufferPointer) {
+        // Also on the early returns: a read that ends mid-reply still answered the replies before it.
+        defer { if isConnected { noteDrainedBacklog() } }
         var rest = bytes
         while !rest.isEmpty {
             let (consumed, result) = parser.parse(rest)
@@ -734,5 +757,15 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
 /// standalone mode, one per master in cluster mode). Shard thread only.
 package final class PendingPublishCount {
     package var count = 0
+    /// Whether a publish, addressed message or command was refused for the bound (or a full
+    /// send queue) since the shard last heard `ClusterEngineDelegate.clusterBacklogDrained`.
+    package var refusedSinceDrained = false
     package init() {}
+
+    /// The count at or under which a shard that refused something hears that the backlog
+    /// drained: half the bound, so a shard at the bound does not hear it once per reply.
+    package static func drainedCount(maxPendingPublishes: Int) -> Int {
+        assert(maxPendingPublishes >= 1, "validated: 1...1048576")
+        return maxPendingPublishes / 2
+    }
 }

@@ -572,12 +572,31 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// each tagged with this node's incarnation now: after the shard's Redis connection came up
     /// (a restarted Redis is empty) and after the other nodes declared this one dead while it
     /// lived (their clean-up removed its members, or will: it removes only the old
-    /// incarnation's). One script per role and `restoreBatchIds` ids. A batch Redis does not
-    /// answer is left to the next reconnect (counted in `cb_cross_node_lost_total`).
+    /// incarnation's). One script per role and `restoreBatchIds` ids. The ids of a batch Redis
+    /// does not answer are kept (`unrestoredMembers`) for the backlog's drain; this full
+    /// write-back covers those kept before it.
     func restoreMembersInCluster() {
         guard roleKeys != nil, clusterNode != nil else { return }
+        unrestoredMembers.removeAll()
+        restoreMembersInCluster(registry.connections.keys)
+    }
+
+    /// The write-backs Redis did not answer, again (after the backlog drained). Those it does
+    /// not answer this time are kept again.
+    private func retryRestoresInCluster() {
+        guard !unrestoredMembers.isEmpty else { return }
+        let ids = unrestoredMembers
+        unrestoredMembers.removeAll()
+        restoreMembersInCluster(ids)
+    }
+
+    /// `restoreMembersInCluster` for the registered ids among `ids`, grouped by role.
+    private func restoreMembersInCluster(_ ids: some Sequence<UUID4>) {
         var byRole: [String: [UUID4]] = [:]
-        for (id, record) in registry.connections { byRole[record.role, default: []].append(id) }
+        for id in ids {
+            guard let record = registry.connections[id] else { continue }  // closed since
+            byRole[record.role, default: []].append(id)
+        }
         for (role, ids) in byRole { restoreMembersInCluster(role, ids) }
     }
 
@@ -600,7 +619,10 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
                 if case .integer(let added)? = reply {
                     metrics.roleMembersRestored.wrappingAdd(Int(added), ordering: .relaxed)
                 } else {
-                    metrics.crossNodeLost.increment()
+                    // Kept for the drain of a full backlog, or the next connection (which
+                    // writes every member back and clears these).
+                    metrics.roleRestoresKept.wrappingAdd(batch.count, ordering: .relaxed)
+                    unrestoredMembers.formUnion(batch)
                 }
             }
         }
@@ -686,6 +708,17 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         restoreMembersInCluster()
     }
 
+    /// The shard's Redis backlog drained after it refused a command for lack of room, which
+    /// no reconnect follows: the removals, write-backs and (shard 0) clean-ups it cut go out
+    /// now. A connection's first scripts can fill the backlog by themselves (shard 0's own
+    /// clean-up, then one write-back per role and 256 ids), so this is not only for loaded
+    /// shards.
+    public func handleClusterBacklogDrained() {
+        if shardIndex == 0 { resumeCleanUpsInCluster() }
+        retryRemovalsInCluster()
+        retryRestoresInCluster()
+    }
+
     /// At each of shard 0's Redis connections: the members this node's earlier incarnations
     /// wrote leave their roles. Another node removes an earlier process's when it sees the
     /// restart, but none may have been up to see it (the whole cluster restarted, or one node
@@ -710,8 +743,9 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         }, from: cursor, done: done)
     }
 
-    /// At shard 0's Redis connection: the clean-ups of dead incarnations that Redis stopped
-    /// answering go on from the step each reached (`UnfinishedCleanUps`).
+    /// At shard 0's Redis connection, or when its backlog drained: the clean-ups of dead
+    /// incarnations that Redis stopped answering (or refused for a full backlog) go on from
+    /// the step each reached (`UnfinishedCleanUps`).
     private func resumeCleanUpsInCluster() {
         context.assertOnShard()
         assert(shardIndex == 0, "shard 0 runs the clean-ups")
@@ -762,7 +796,8 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     }
 
     /// One dead incarnation's clean-up, from `cursor`. A step Redis does not answer is kept,
-    /// with its cursor, for shard 0's next Redis connection (`resumeCleanUpsInCluster`).
+    /// with its cursor, for shard 0's next Redis connection or backlog drain
+    /// (`resumeCleanUpsInCluster`).
     private func removeIncarnationMembersInCluster(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = ClusterKeys.firstCursor) {
         guard let roleKeys else { return }
         cleanUpInCluster({ roleKeys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [unowned self] _, unanswered in

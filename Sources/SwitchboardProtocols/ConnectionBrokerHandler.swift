@@ -151,8 +151,14 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     /// Redis connection is back. At most `maxPendingRoleRemovals`.
     var unremovedMembers: [UUID4: String] = [:]
     /// Shard 0's clean-ups of dead incarnations that Redis stopped answering part of the way
-    /// (cluster), resumed when its Redis connection is back. At most one per node id.
+    /// (cluster), resumed when its Redis connection is back or its backlog drained. At most
+    /// one per node id.
     var unfinishedCleanUps = UnfinishedCleanUps()
+    /// Registered connections whose write-back to their role (`restoreMembersInCluster`) Redis
+    /// did not answer (cluster): written back when the shard's backlog drained, or by the next
+    /// connection's full write-back. Ids of this shard's registry, so at most its size (an id
+    /// that closed meanwhile is skipped and dropped at the retry).
+    var unrestoredMembers: Set<UUID4> = []
 
     /// Work for a handler on another shard; runs there with that handler.
     typealias CrossShardWork = @Sendable (ConnectionBrokerHandler) -> Void

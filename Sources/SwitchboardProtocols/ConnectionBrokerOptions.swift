@@ -210,12 +210,16 @@ public final class ConnectionBrokerMetrics: Sendable {
     /// Registered connections written back to their role after Redis lost them (a restarted
     /// Redis, or this node declared dead while it lived).
     public let roleMembersRestored = Atomic<Int>(0)
+    /// Write-backs to a role (`cb_role_members_restored_total`) Redis did not answer, by id:
+    /// kept and sent again when the shard's backlog drains or its connection is back.
+    public let roleRestoresKept = Atomic<Int>(0)
     /// Role removals sent again (and answered) after Redis was away when they were first made.
     public let roleRemovalsRetried = Atomic<Int>(0)
     /// Role members this node's earlier processes wrote, removed when shard 0 reaches Redis (cluster).
     public let staleRoleMembersRemoved = Atomic<Int>(0)
-    /// Clean-ups of a dead incarnation's members that Redis stopped answering part of the way,
-    /// sent again from where they stopped when shard 0's Redis connection was back.
+    /// Clean-ups of a dead incarnation's members that Redis stopped answering part of the way
+    /// (or refused for a full backlog), sent again from where they stopped when shard 0's
+    /// Redis connection was back or its backlog drained.
     public let cleanUpsResumed = Atomic<Int>(0)
 
     public init() {}
@@ -264,9 +268,10 @@ public final class ConnectionBrokerMetrics: Sendable {
             ("cb_cross_node_lost_total", "Answers and clean-ups to or from another node that were lost (cluster)", v(crossNodeLost)),
             ("cb_channels_closed_by_node_death_total", "Channel ends closed because the peer's node died (cluster)", v(channelsClosedByNodeDeath)),
             ("cb_role_members_restored_total", "Registered connections written back to their role after Redis lost them (cluster: a restarted Redis, or this node declared dead while it lived)", v(roleMembersRestored)),
+            ("cb_role_restores_kept_total", "Registered connections whose write-back to their role Redis did not answer (a full backlog, or a cut), kept and sent again when the shard's backlog drains or its connection is back (cluster)", v(roleRestoresKept)),
             ("cb_role_removals_retried_total", "Role removals of disconnected connections written once Redis was back (cluster: Redis did not answer the first one)", v(roleRemovalsRetried)),
             ("cb_stale_role_members_removed_total", "Role members this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis (cluster)", v(staleRoleMembersRemoved)),
-            ("cb_cleanups_resumed_total", "Clean-ups of a dead incarnation's members that Redis stopped answering, resumed from their last step when shard 0 reached Redis again (cluster)", v(cleanUpsResumed)),
+            ("cb_cleanups_resumed_total", "Clean-ups of a dead incarnation's members that Redis stopped answering (or refused for a full backlog), resumed from their last step when shard 0 reached Redis again or its backlog drained (cluster)", v(cleanUpsResumed)),
         ]
     }
 }

@@ -115,6 +115,11 @@ extension RoutingWorkerHandler: ClusterMessageReceiver, ClusterChannelReceiver {
         for route in routes { route.handler.handleClusterConnected() }
     }
 
+    /// Every route hears that this shard's Redis backlog drained (each sends what it kept).
+    public func handleClusterBacklogDrained() {
+        for route in routes { route.handler.handleClusterBacklogDrained() }
+    }
+
     /// Every route hears of a gap in a channel (each decides whether its sockets care).
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {
         for route in routes { route.handler.handleChannelGap(channel, recovered: recovered, subscribers: subscribers) }

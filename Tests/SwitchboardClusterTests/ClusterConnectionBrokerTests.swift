@@ -98,8 +98,10 @@ struct ClusterConnectionBrokerTests {
         var port: Int { broker.port }
         func metric(_ name: String) -> Int { cb.metrics.all.first { $0.name == name }?.value ?? -1 }
         /// Its shards connected to Redis now.
-        var connectedShards: Int {
-            broker.metricSamples().filter { $0.name == "switchboard_cluster_redis_connected" }.reduce(0) { $0 + Int($1.value) }
+        var connectedShards: Int { clusterMetric("switchboard_cluster_redis_connected") }
+        /// A cluster counter, summed over the shards.
+        func clusterMetric(_ name: String) -> Int {
+            broker.metricSamples().filter { $0.name == name }.reduce(0) { $0 + Int($1.value) }
         }
     }
 
@@ -447,6 +449,69 @@ struct ClusterConnectionBrokerTests {
         #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(live.utf8))]))
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes.allSatisfy { $0.connectedShards == 2 } })
         #expect(nodes.map { $0.metric("cb_cleanups_resumed_total") } == [0, 1, 0], "kept once, on the node that heard of the death")
+        #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
+    }
+
+    @Test("a clean-up step refused at once for a full backlog (cluster_max_pending_publishes = 1) goes out when the backlog drains, with no reconnect",
+          arguments: [IOBackendKind.uring, .epoll])
+    func backlogDrained(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.maxPendingPublishes = 1 }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let probe = try RedisProbe(port: redis.port)
+        // Nodes 8 and 9 (no such processes here): one member of incarnation 7 each, and one of 8.
+        func member(_ node: Int, _ n: Int) -> String { "0\(node)000000-0000-4000-8000-00000000000\(n)" }
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", member(8, 1), "1", member(8, 2), "2", member(9, 1), "3", member(9, 2)])
+        for node in [8, 9] { _ = try probe.call(["HSET", "switchboard:{cb}:owned:\(node)", member(node, 1) + "r", "7", member(node, 2) + "r", "8"]) }
+        let connects = nodes[1].clusterMetric("switchboard_cluster_redis_connects_total")
+        #expect(nodes[1].clusterMetric("switchboard_cluster_publishes_over_limit_total") == 0)
+
+        // Redis holds every command for 800 ms (under the 5 s read timeout and node TTL): node
+        // 2's shard 0 sends node 9's first clean-up step, which fills its backlog of one, so
+        // node 8's step is refused at once and kept. The two deaths reach shard 0 in order.
+        _ = try probe.call(["CLIENT", "PAUSE", "800", "ALL"])
+        nodes[1].broker.deliverNodeDeath(9, incarnation: 7)
+        nodes[1].broker.deliverNodeDeath(8, incarnation: 7)
+        #expect(waitUntil { nodes[1].clusterMetric("switchboard_cluster_publishes_over_limit_total") == 1 })
+
+        // The pause ends: node 9's step is answered, the backlog is empty, node 8's goes out.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[1].metric("cb_cleanups_resumed_total") == 1 })
+        for node in [8, 9] {
+            #expect(waitUntil { (try? probe.call(["HKEYS", "switchboard:{cb}:owned:\(node)"])) == .array([.bulkString(Array((member(node, 2) + "r").utf8))]) })
+        }
+        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([member(8, 2), member(9, 2)].map { .bulkString(Array($0.utf8)) }))
+        #expect(nodes[1].clusterMetric("switchboard_cluster_backlogs_drained_total") == 1)
+        #expect(nodes[1].clusterMetric("switchboard_cluster_redis_connects_total") == connects, "no reconnect: the drain resumed it")
+        #expect(nodes.map { $0.metric("cb_cleanups_resumed_total") } == [0, 1, 0])
+        #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
+    }
+
+    @Test("a write-back to a role refused for a full backlog at reconnect (shard 0's own clean-up fills a backlog of one) goes out when the backlog drains",
+          arguments: [IOBackendKind.uring, .epoll])
+    func restoreAfterFullBacklog(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.maxPendingPublishes = 1 }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let probe = try RedisProbe(port: redis.port)
+        // Two connections on node 2: one per shard (the acceptor evens them out).
+        let a = try client(on: nodes[1], registering: "r")
+        let b = try client(on: nodes[1], registering: "r")
+        #expect(try a.list("r") == [a.connectionId, b.connectionId])
+
+        // Redis restarted empty, as far as the nodes can tell: its data gone, every connection cut.
+        _ = try probe.call(["FLUSHALL"])
+        try cutRedisConnections(probe)
+        // At shard 0's connection its own clean-up goes first and fills the backlog: its
+        // write-back is refused at once and kept, then sent when that clean-up is answered.
+        #expect(waitUntil(timeoutMilliseconds: 10_000) {
+            (try? probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"])) == .array([a, b].map { .bulkString(Array($0.connectionId.utf8)) })
+        }, "both written back, in registration order")
+        #expect(nodes[1].metric("cb_role_restores_kept_total") == 1, "shard 0's write-back of one id was kept")
+        #expect(nodes[1].metric("cb_role_members_restored_total") == 2)
+        #expect(nodes[1].clusterMetric("switchboard_cluster_backlogs_drained_total") >= 1)
+        #expect(try a.list("r") == [a.connectionId, b.connectionId])
         #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
     }
 

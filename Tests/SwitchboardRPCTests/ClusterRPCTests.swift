@@ -12,7 +12,8 @@ struct ClusterRPCTests {
     final class Node {
         let broker: Broker
         let rpc: RPCServer
-        init(_ id: Int, redisPort: Int, backend: IOBackendKind, options change: (inout RPCServerOptions) -> Void = { _ in }) throws {
+        init(_ id: Int, redisPort: Int, backend: IOBackendKind, options change: (inout RPCServerOptions) -> Void = { _ in },
+             configure: (inout BrokerConfiguration) -> Void = { _ in }) throws {
             var o = RPCServerOptions()
             o.requestTimeoutMilliseconds = 20_000
             change(&o)
@@ -29,9 +30,15 @@ struct ClusterRPCTests {
                 node.server.on("echo") { ctx, args in ["from": .string(ctx.sender ?? ""), "to": .string(ctx.node.id), "args": .array(args)] }
                 node.remoteClient.on("tagged") { ctx, _ in .array((ctx.result.arrayValue ?? []) + [.string("tag:\(ctx.node.id)")]) }
             }
-            broker = Broker(configuration: .clusterTestNode(id, redisPort: redisPort, backend: backend), logger: .discarding,
-                            handlerFactory: rpc.handlerFactory())
+            var configuration = BrokerConfiguration.clusterTestNode(id, redisPort: redisPort, backend: backend)
+            configure(&configuration)
+            broker = Broker(configuration: configuration, logger: .discarding, handlerFactory: rpc.handlerFactory())
             try broker.start()
+        }
+
+        /// A cluster counter, summed over the shards.
+        func clusterMetric(_ name: String) -> Int {
+            broker.metricSamples().filter { $0.name == name }.reduce(0) { $0 + Int($1.value) }
         }
 
         func client(_ id: String) async throws -> RPCClient {
@@ -205,6 +212,36 @@ struct ClusterRPCTests {
         }
         guard let value = line(from: first.upperBound + 2), value.count == length else { return nil }
         return String(decoding: c.buffered[value], as: UTF8.self)
+    }
+
+    @Test("a directory clean-up step refused at once for a full backlog (cluster_max_pending_publishes = 1) goes out when the backlog drains, with no reconnect",
+          arguments: [IOBackendKind.uring, .epoll])
+    func backlogDrained(_ backend: IOBackendKind) async throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try (1...2).map { try Node($0, redisPort: redis.port, backend: backend, configure: { $0.cluster.maxPendingPublishes = 1 }) }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        for node in 1...2 { try await waitUntil { inboxSubscribers(redis.port, node: node) == 1 } }
+        // Nodes 8 and 9 (no such processes here): one directory id each, written by incarnation 7.
+        for node in [8, 9] {
+            #expect(redisLine(redis.port, "SADD switchboard:{rpc}:id:n\(node) \(node)") == ":1")
+            #expect(redisLine(redis.port, "HSET switchboard:{rpc}:owned:\(node) n\(node) 7") == ":1")
+        }
+        let connects = nodes[0].clusterMetric("switchboard_cluster_redis_connects_total")
+
+        // Redis holds every command for 800 ms: node 1's shard 0 sends node 9's first clean-up
+        // step, which fills its backlog of one; node 8's is refused at once and kept.
+        #expect(redisLine(redis.port, "CLIENT PAUSE 800 ALL") == "+OK")
+        nodes[0].broker.deliverNodeDeath(9, incarnation: 7)
+        nodes[0].broker.deliverNodeDeath(8, incarnation: 7)
+        try await waitUntil { nodes[0].clusterMetric("switchboard_cluster_publishes_over_limit_total") == 1 }
+
+        // The pause ends: node 9's step is answered, the backlog drains, node 8's goes out.
+        try await waitUntil { redisCount(redis.port, "switchboard:{rpc}:id:n9") == 0 && redisCount(redis.port, "switchboard:{rpc}:id:n8") == 0 }
+        #expect(redisLine(redis.port, "EXISTS switchboard:{rpc}:owned:8 switchboard:{rpc}:owned:9") == ":0")
+        #expect(nodes.map { $0.rpc.metrics.directoryCleanUpsResumed.value } == [1, 0])
+        #expect(nodes[0].clusterMetric("switchboard_cluster_backlogs_drained_total") == 1)
+        #expect(nodes[0].clusterMetric("switchboard_cluster_redis_connects_total") == connects, "no reconnect: the drain resumed it")
     }
 
     @Test("a process removes the ids its node's earlier processes left; a clean-up of a node's old incarnation that runs after the node heard of its own death leaves the ids it wrote back; the new incarnation's death removes them",

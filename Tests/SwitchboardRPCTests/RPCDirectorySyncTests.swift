@@ -204,6 +204,30 @@ struct RPCDirectorySyncTests {
         #expect(metrics.directoryCleanUpsResumed.value == 1)
     }
 
+    @Test("a clean-up cut by a full backlog goes on when shard 0's backlog drains, once; another shard's drain sends nothing")
+    func backlogDrained() async throws {
+        let shards = FakeShards(shards: 2, options: RPCCoreTests.options { $0.clusterDirectoryRefreshMilliseconds = 0 })
+        for io in shards.ios { io.joinCluster(node: Self.node) }
+        let io = shards.ios[0], metrics = shards.shared.metrics
+        func cleanUps(of node: Int) -> [String] {
+            io.redisCommands.compactMap { c in Self.cleanUp(c, node: node).map { "\($0.dead) \(c.answered ? "answered" : "unanswered")" } }
+        }
+        io.redisAnswers(false)
+        shards.sync(0) { $0.peerNodeDied(3, incarnation: 42) }
+        #expect(cleanUps(of: 3) == ["42 unanswered"])
+        io.redisAnswers(true)
+        shards.sync(1) { $0.clusterBacklogDrained() }
+        #expect(cleanUps(of: 3) == ["42 unanswered"], "shard 1 runs no clean-up")
+        #expect(shards.ios[1].redisCommands.isEmpty)
+        shards.sync(0) { $0.clusterBacklogDrained() }
+        #expect(cleanUps(of: 3) == ["42 unanswered", "42 answered"], "resumed from the step that went unanswered")
+        #expect(metrics.directoryCleanUpsResumed.value == 1)
+        shards.sync(0) { $0.clusterBacklogDrained() }
+        shards.sync(0) { $0.clusterConnected() }
+        #expect(cleanUps(of: 3).count == 2, "finished: not sent again")
+        #expect(metrics.directoryCleanUpsResumed.value == 1)
+    }
+
     @Test("the periodic refresh writes every owned id")
     func periodicRefresh() async throws {
         let shards = FakeShards(shards: 1, options: RPCCoreTests.options {

@@ -58,6 +58,14 @@ public protocol WorkerHandler: AnyObject {
     /// or stale (writes lost in the cut): write it again. Called on the shard, possibly several
     /// times in a row. Default: nothing.
     func handleClusterConnected()
+    /// With `cluster_engine = redis`: this shard's Redis backlog drained after the shard
+    /// refused a command for lack of room. `ShardContext.clusterCommand` answers nil at once
+    /// both when Redis is unreachable and when `cluster_max_pending_publishes` commands (or
+    /// the connection's send queue) already wait for Redis; only the first ends in a reconnect
+    /// and `handleClusterConnected`. This is the second's end: the backlog fell to half the
+    /// bound. Send again what was kept for lack of room. Called on the shard, once per refusal
+    /// streak (counted in `switchboard_cluster_backlogs_drained_total`). Default: nothing.
+    func handleClusterBacklogDrained()
     /// With `cluster_engine = redis`: this shard's subscribers of `channel` (`subscribers`)
     /// did not receive some of its messages, because the shard's Redis connection was lost and
     /// re-established (Redis restarted, a network cut, a slow shard dropped by Redis) or
@@ -89,6 +97,7 @@ extension WorkerHandler {
     public func handleClusterNodeDied(_ node: Int) {}
     public func handleClusterNodeDied(_ node: Int, incarnation: UInt64) { handleClusterNodeDied(node) }
     public func handleClusterConnected() {}
+    public func handleClusterBacklogDrained() {}
     public func handleChannelGap(_ channel: ChannelName, recovered: Bool, subscribers: [SocketID]) {}
 }
 

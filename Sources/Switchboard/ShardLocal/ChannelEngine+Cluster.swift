@@ -72,6 +72,12 @@ extension ChannelEngine: ClusterEngineDelegate {
         webSockets.worker.handleClusterConnected()
     }
 
+    /// The shard's Redis backlog drained after it refused something for lack of room: the
+    /// protocols send again what they kept.
+    func clusterBacklogDrained() {
+        webSockets.worker.handleClusterBacklogDrained()
+    }
+
     /// A message from Redis: delivered, unless its channel is being recovered (held until the
     /// read answers) or it shows a gap after the last delivered one (then the gap is read back
     /// first). A new epoch in live traffic means the stream the subscribers followed is gone:

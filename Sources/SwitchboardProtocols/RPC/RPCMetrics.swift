@@ -40,7 +40,7 @@ public final class RPCMetrics: Sendable {
     public let staleDirectoryIds = RPCCounter("switchboard_rpc_directory_stale_ids_removed_total",
                                               "Directory ids this node's earlier processes (or incarnations) wrote, removed when shard 0 reached Redis")
     public let directoryCleanUpsResumed = RPCCounter("switchboard_rpc_directory_cleanups_resumed_total",
-                                                     "Directory clean-ups of a dead incarnation that Redis stopped answering, resumed from their last step when shard 0 reached Redis again")
+                                                     "Directory clean-ups of a dead incarnation that Redis stopped answering (or refused for a full backlog), resumed from their last step when shard 0 reached Redis again or its backlog drained")
     /// Malformed messages, one counter per reason (`data.reason` on the wire).
     public let malformed: [RPCMalformedReason: RPCCounter] = Dictionary(uniqueKeysWithValues: RPCMalformedReason.allCases.map {
         ($0, RPCCounter("switchboard_rpc_malformed_total", "Malformed messages answered with a protocol error, by reason"))

@@ -98,6 +98,9 @@ extension RPCWorkerHandler: ClusterMessageReceiver {
 
     /// The shard's Redis connection is up (again): its directory entries are written again.
     func handleClusterConnected() { core.clusterConnected() }
+
+    /// The shard's Redis backlog drained after a refusal: clean-ups it cut go on.
+    func handleClusterBacklogDrained() { core.clusterBacklogDrained() }
 }
 
 extension RPCServer {

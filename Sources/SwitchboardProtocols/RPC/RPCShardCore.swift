@@ -631,12 +631,25 @@ extension RPCShardCore {
             cleanUpInCluster({ keys.nodeDied(me, dead: nil, keep: keep, cursor: $0) }) { [weak self] removed, _ in
                 self?.metrics.staleDirectoryIds.increment(by: removed)
             }
-            // The clean-ups of dead incarnations that Redis stopped answering go on from the
-            // step each reached (`UnfinishedCleanUps`).
-            for cleanUp in unfinishedCleanUps.takeAll() {
-                metrics.directoryCleanUpsResumed.increment()
-                removeIncarnationIds(cleanUp.node, incarnation: cleanUp.incarnation, from: cleanUp.cursor)
-            }
+            resumeCleanUps()
+        }
+    }
+
+    /// This shard's Redis backlog drained after it refused a command for lack of room (no
+    /// reconnect follows a full queue): the clean-ups it cut go on now. The directory writes
+    /// it refused are retried by `tick` already.
+    func clusterBacklogDrained() {
+        guard io.clusterNode != nil, shardIndex == 0 else { return }
+        resumeCleanUps()
+    }
+
+    /// Shard 0: the clean-ups of dead incarnations that Redis stopped answering (or refused for
+    /// a full backlog) go on from the step each reached (`UnfinishedCleanUps`).
+    private func resumeCleanUps() {
+        assert(shardIndex == 0, "shard 0 runs the clean-ups")
+        for cleanUp in unfinishedCleanUps.takeAll() {
+            metrics.directoryCleanUpsResumed.increment()
+            removeIncarnationIds(cleanUp.node, incarnation: cleanUp.incarnation, from: cleanUp.cursor)
         }
     }
 
@@ -767,7 +780,7 @@ extension RPCShardCore {
 
     /// Shard 0: the directory ids incarnation `incarnation` of node `node` wrote leave Redis,
     /// from `cursor`. A step Redis does not answer is kept, with its cursor, for the next
-    /// connection (`clusterConnected`).
+    /// connection (`clusterConnected`) or the drain of a full backlog (`clusterBacklogDrained`).
     private func removeIncarnationIds(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = ClusterKeys.firstCursor) {
         assert(shardIndex == 0, "shard 0 runs the clean-ups")
         let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)

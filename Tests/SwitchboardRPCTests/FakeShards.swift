@@ -20,7 +20,7 @@ final class FakeShards: RPCShardExecutor, @unchecked Sendable {
 
     init(shards: Int = 2, options: RPCServerOptions = RPCServerOptions(), onNode: @escaping @Sendable (RPCNode) -> Void = { _ in }) {
         queues = (0..<shards).map { DispatchQueue(label: "fake-shard-\($0)") }
-        ios = (0..<shards).map { FakeIO(index: $0, count: shards) }
+        ios = queues.indices.map { [queues] in FakeIO(index: $0, count: shards, queue: queues[$0]) }
         shared = RPCShared(options: options, metrics: RPCMetrics(), onNode: onNode)
         cores = (0..<shards).map { RPCShardCore(io: ios[$0], executor: self, shared: shared) }
         // The shards' tick (init delays, timeouts, pings), as RPCTicker does in production;
@@ -69,9 +69,17 @@ final class FakeIO: RPCShardIO, @unchecked Sendable {
     let shardCount: Int
     private let clients = Mutex<[SocketID: FakeClient]>([:])
 
-    init(index: Int, count: Int) {
+    /// The queue that stands in for the shard's thread.
+    private let queue: DispatchQueue
+
+    init(index: Int, count: Int, queue: DispatchQueue) {
         shardIndex = index
         shardCount = count
+        self.queue = queue
+    }
+
+    func assertOnShard(file: StaticString, line: UInt) {
+        dispatchPrecondition(condition: .onQueue(queue))
     }
 
     func attach(_ socket: SocketID, _ client: FakeClient) { clients.withLock { $0[socket] = client } }

@@ -126,6 +126,7 @@ final class ShardContextRPCIO: RPCShardIO {
     private let context: ShardContext
     init(_ context: ShardContext) { self.context = context }
 
+    func assertOnShard(file: StaticString, line: UInt) { context.assertOnShard(file: file, line: line) }
     var shardIndex: Int { context.shardIndex }
     var shardCount: Int { context.shardCount }
 

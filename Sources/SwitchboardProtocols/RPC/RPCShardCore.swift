@@ -131,12 +131,20 @@ final class RPCShardCore {
 
     private func ownerShard(_ id: String) -> Int { RPCShared.ownerShard(of: id, shardCount: io.shardCount) }
 
+    /// Every entry point runs on the core's shard (`RPCShardIO.assertOnShard`): the core's
+    /// tables are confined to it, with no lock.
+    @inline(__always)
+    private func assertOnShard(file: StaticString = #fileID, line: UInt = #line) {
+        io.assertOnShard(file: file, line: line)
+    }
+
     // MARK: - Node lifecycle
 
     /// A socket was accepted on the RPC route: it becomes a node. `init` follows once the
     /// directory took the id and `initDelayMilliseconds` passed. nil when the directory's shard
     /// could not be reached (its inbox is full or the broker is stopping): refuse the upgrade.
     func createNode(_ socket: SocketID, id: String) -> RPCNode? {
+        assertOnShard()
         assert(nodes[socket] == nil, "socket already a node")
         let me = shardIndex, policy = options.duplicateNodes
         guard executor.execute(onShard: ownerShard(id), { $0.register(id, socket: socket, policy: policy, replyShard: me) }) == .queued else {
@@ -154,11 +162,13 @@ final class RPCShardCore {
 
     /// The node's socket closed (or is closing): forget it and fail what waits on it.
     func socketClosed(_ socket: SocketID) {
+        assertOnShard()
         detach(socket)
     }
 
     /// Closes a node from the server side, optionally with `{"type":"close"}` first.
     func closeNode(_ socket: SocketID, sendCloseMessage: Bool, code: UInt16, reason: String) {
+        assertOnShard()
         guard nodes[socket] != nil else { return }
         if sendCloseMessage { _ = io.sendText(socket, RPCMessageEncoder.text(.close)) }
         io.closeSocket(socket, code: code, reason: reason)
@@ -244,6 +254,7 @@ final class RPCShardCore {
 
     /// Sends due `init`s, expires requests, pings clients. Posted every `tickMilliseconds`.
     func tick() {
+        assertOnShard()
         let now = clock.now
         for socket in starting {
             guard var state = nodes[socket], case .starting(let due, true) = state.phase, due <= now else { continue }
@@ -294,11 +305,13 @@ final class RPCShardCore {
 
     /// A complete WebSocket message from a node's client.
     func receive(_ socket: SocketID, text: String) {
+        assertOnShard()
         guard nodes[socket] != nil else { return }
         handle(socket, shared.decoder.decode(text: text))
     }
 
     func receive(_ socket: SocketID, binary: [UInt8]) {
+        assertOnShard()
         guard nodes[socket] != nil else { return }
         handle(socket, binary.withUnsafeBufferPointer { shared.decoder.decode(binary: $0) })
     }
@@ -387,6 +400,7 @@ final class RPCShardCore {
     }
 
     func sendRaw(_ socket: SocketID, _ text: String) {
+        assertOnShard()
         guard nodes[socket] != nil else { return }
         _ = io.sendText(socket, text)
     }
@@ -434,6 +448,7 @@ final class RPCShardCore {
 
     func startClientRequest(_ socket: SocketID, node: RPCNode, name: String, args: [RPCValue], timeoutMilliseconds: Int,
                             completion: @escaping @Sendable (Result<RPCValue, RPCError>) -> Void) {
+        assertOnShard()
         guard let key = addPending(socket, node: node, timeoutMilliseconds: timeoutMilliseconds, completion) else { return }
         metrics.requestsToClients.increment()
         let text = RPCMessageEncoder.text(.request(RPCRequest(name: name, args: args, correlationId: RPCCorrelationID(requestKey: key))))
@@ -454,6 +469,7 @@ final class RPCShardCore {
 
     func startNodeRequest(_ kind: RPCNodeCall.Kind, from node: RPCNode, to target: String, name: String, args: [RPCValue],
                           timeoutMilliseconds: Int, completion: @escaping @Sendable (Result<RPCValue, RPCError>) -> Void) {
+        assertOnShard()
         guard let key = addPending(node.socketId, node: node, timeoutMilliseconds: timeoutMilliseconds, completion) else { return }
         metrics.nodeRequests.increment()
         let call = RPCNodeCall(kind: kind, name: name, args: args, sender: node.id, target: target, callerShard: shardIndex, callerKey: key)
@@ -619,6 +635,7 @@ extension RPCShardCore {
     /// written again at the next tick. A restarted Redis lost them; the writes that failed in the
     /// cut are among them (the refresh takes the withdrawals waiting too).
     func clusterConnected() {
+        assertOnShard()
         guard let me = io.clusterNode else { return }
         nextDirectoryRefresh = clock.now
         if shardIndex == 0 {
@@ -639,6 +656,7 @@ extension RPCShardCore {
     /// reconnect follows a full queue): the clean-ups it cut go on now. The directory writes
     /// it refused are retried by `tick` already.
     func clusterBacklogDrained() {
+        assertOnShard()
         guard io.clusterNode != nil, shardIndex == 0 else { return }
         resumeCleanUps()
     }
@@ -728,6 +746,7 @@ extension RPCShardCore {
 
     /// On shard 0: a call or an answer from another node.
     func receiveFromCluster(_ bytes: UnsafeRawBufferPointer) {
+        assertOnShard()
         switch RPCClusterWire.decode(bytes, decoder: shared.decoder) {
         case .call(let call)?:
             if executor.execute(onShard: ownerShard(call.target), { $0.route(call) }) != .queued {
@@ -748,6 +767,7 @@ extension RPCShardCore {
     /// it lived; shard 0 removes what the old incarnation wrote and every shard writes its ids
     /// again under the new one.
     func peerNodeDied(_ node: Int, incarnation: UInt64?) {
+        assertOnShard()
         for (key, nodes) in remoteCalls where nodes.contains(node) {
             var left = nodes
             left.remove(node)
@@ -786,6 +806,7 @@ extension RPCShardCore {
         let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
         cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [weak self] _, unanswered in
             guard let self, let unanswered else { return }
+            self.assertOnShard()  // the table is this shard's; Redis answers on it
             self.unfinishedCleanUps.keep(.init(node: node, incarnation: incarnation, cursor: unanswered))
         }
     }

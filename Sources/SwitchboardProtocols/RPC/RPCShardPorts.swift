@@ -5,6 +5,9 @@ import SwitchboardRESP
 /// production (RPCServer.swift); unit tests provide an in-memory one. Called only on the
 /// shard's thread.
 protocol RPCShardIO: AnyObject {
+    /// Traps in debug builds when called off the shard's thread (the core's entry points
+    /// check it: the core is confined to its shard, with no lock).
+    func assertOnShard(file: StaticString, line: UInt)
     var shardIndex: Int { get }
     var shardCount: Int { get }
     /// Queues a text frame to a socket of this shard.

@@ -1,4 +1,5 @@
 import SwitchboardRESP
+import SwitchboardCluster
 
 /// The Redis keys of one protocol's cluster-wide state under `cluster_key_prefix`, and the
 /// command that runs a script on them: every key is `PREFIX:{TAG}:KIND:NAME` (or
@@ -31,19 +32,13 @@ struct ClusterKeys: Sendable {
         [Array("EVAL".utf8), Array(script.utf8), Array(String(keys.count).utf8)] + keys + arguments
     }
 
-    /// Entries of a node's own hash one step of a clean-up script reads (the `COUNT` of its
-    /// `HSCAN`; Redis may return somewhat more). Redis serves nobody else while a script runs:
-    /// with 100,000 registrations of one node, one script over all of them took 68-116 ms
-    /// removing nothing and 302 ms removing all; in steps of 1,000 the longest step took 3.5 and
-    /// 4.0 ms (README, "What a clean-up costs Redis"), and other commands run between steps.
-    static let cleanUpBatchEntries = 1_000
-
     /// The arguments both protocols' clean-up scripts end with (`nodeDied` of
     /// `ConnectionBrokerRoleScripts` and of `RPCClusterKeys`): the incarnation that died (nil:
     /// every one) and the one kept (nil: none), each empty for nil; the step's `HSCAN` cursor;
-    /// its `COUNT`, `cleanUpBatchEntries`.
-    static func cleanUpArguments(dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
-        [dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [], cursor, Array(String(cleanUpBatchEntries).utf8)]
+    /// its `COUNT`, `batchEntries` (`cluster_cleanup_batch_entries`).
+    static func cleanUpArguments(dead: UInt64?, keep: UInt64?, cursor: [UInt8], batchEntries: Int) -> [[UInt8]] {
+        assert(ClusterConfiguration.cleanUpBatchEntriesRange.contains(batchEntries), "validated: cluster_cleanup_batch_entries")
+        return [dead.map { Array(String($0).utf8) } ?? [], keep.map { Array(String($0).utf8) } ?? [], cursor, Array(String(batchEntries).utf8)]
     }
 
     /// The `HSCAN` cursor a clean-up starts from, and the one Redis answers once it is done.

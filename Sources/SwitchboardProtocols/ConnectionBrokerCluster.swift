@@ -304,7 +304,7 @@ enum ConnectionBrokerRoleScripts {
     /// incarnation that died (empty: every incarnation, for a death declared by hand), an
     /// incarnation to keep (empty: none; at a connect, the node's own: the members of its
     /// earlier processes go), the `HSCAN` cursor of this step ("0" for the first), the step's
-    /// `COUNT` (`ClusterKeys.cleanUpBatchEntries`). Removes every member that incarnation
+    /// `COUNT` (`cluster_cleanup_batch_entries`). Removes every member that incarnation
     /// registered among the entries this step reads (ids are 36 bytes, the role follows).
     /// `{next cursor, removed}`: the caller runs steps until the cursor is "0"
     /// (`ClusterKeys.cleanUpInSteps`), so Redis serves others between them.
@@ -345,8 +345,12 @@ struct ConnectionBrokerRoleKeys {
     let rolePrefix: [UInt8]
     let sequence: [UInt8]
 
-    init(keyPrefix: String) {
+    /// A clean-up step's `HSCAN COUNT` (`cluster_cleanup_batch_entries`).
+    private let cleanUpBatchEntries: Int
+
+    init(keyPrefix: String, cleanUpBatchEntries: Int) {
         keys = ClusterKeys(keyPrefix: keyPrefix, tag: "cb")
+        self.cleanUpBatchEntries = cleanUpBatchEntries
         rolePrefix = keys.prefix("role")
         sequence = keys.key("seq")
     }
@@ -367,7 +371,7 @@ struct ConnectionBrokerRoleKeys {
     /// `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(ConnectionBrokerRoleScripts.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [rolePrefix] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor))
+                  [rolePrefix] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor, batchEntries: cleanUpBatchEntries))
     }
 }
 

@@ -172,7 +172,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
         shardCount = context.shardCount
         reference = shared.options.profile == .reference
         clusterNode = context.clusterNodeID
-        roleKeys = clusterNode == nil ? nil : ConnectionBrokerRoleKeys(keyPrefix: context.broker.configuration.cluster.keyPrefix)
+        let cluster = context.broker.configuration.cluster
+        roleKeys = clusterNode == nil ? nil : ConnectionBrokerRoleKeys(keyPrefix: cluster.keyPrefix, cleanUpBatchEntries: cluster.cleanUpBatchEntries)
         shared.handlers[context] = self
         shared.attach(context)
     }

@@ -1,4 +1,6 @@
 @testable import SwitchboardProtocols
+import Switchboard
+import SwitchboardCluster
 import SwitchboardRESP
 import Testing
 
@@ -72,9 +74,24 @@ struct ClusterCleanUpStepsTests {
 
     @Test("the step size is what the scripts are given")
     func stepSize() {
-        let cb = ConnectionBrokerRoleKeys(keyPrefix: "p").nodeDied(3, dead: 5, keep: nil, cursor: Array("42".utf8))
+        let cb = ConnectionBrokerRoleKeys(keyPrefix: "p", cleanUpBatchEntries: 250).nodeDied(3, dead: 5, keep: nil, cursor: Array("42".utf8))
         #expect(cb.map { String(decoding: $0, as: UTF8.self) } == ["EVAL", ConnectionBrokerRoleScripts.nodeDied, "2", "p:{cb}:owned:3", "p:{cb}:node:3",
-                                                                     "p:{cb}:role:", "5", "", "42", "1000"])
-        #expect(ClusterKeys.cleanUpBatchEntries == 1_000)
+                                                                     "p:{cb}:role:", "5", "", "42", "250"])
+        let rpc = RPCClusterKeys(prefix: "p", cleanUpBatchEntries: 7).nodeDied(3, dead: nil, keep: 9, cursor: Array("0".utf8))
+        #expect(rpc.map { String(decoding: $0, as: UTF8.self) } == ["EVAL", RPCClusterKeys.nodeDied, "2", "p:{rpc}:owned:3", "p:{rpc}:node:3",
+                                                                      "p:{rpc}:id:", "3", "", "9", "0", "7"])
+        // cluster_cleanup_batch_entries: default, range, and the configuration key.
+        var c = ClusterConfiguration()
+        #expect(c.cleanUpBatchEntries == 1_000 && c.validate() == nil)
+        for bad in [0, 100_001] {
+            c.cleanUpBatchEntries = bad
+            #expect(c.validate() == "cluster_cleanup_batch_entries must be 1...100000")
+        }
+        c.cleanUpBatchEntries = 1
+        #expect(c.validate() == nil)
+        var b = BrokerConfiguration()
+        #expect(throws: Never.self) { try b.set("cluster_cleanup_batch_entries", "40") }
+        #expect(b.cluster.cleanUpBatchEntries == 40)
+        #expect(b.value(forKey: "cluster_cleanup_batch_entries") == "40")
     }
 }

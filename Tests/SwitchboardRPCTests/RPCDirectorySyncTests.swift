@@ -1,6 +1,7 @@
 import Foundation
 @testable import SwitchboardProtocols
 import Switchboard
+import SwitchboardCluster
 import Testing
 
 /// The RPC core's writes of the cluster directory (RPCCluster.swift) on in-memory shards,
@@ -45,7 +46,7 @@ struct RPCDirectorySyncTests {
         let a = c.arguments
         guard a.count == 11, a[0] == "EVAL", a[1] == RPCClusterKeys.nodeDied, a[2] == "2", a[3] == "switchboard:{rpc}:owned:\(node)",
               a[4] == "switchboard:{rpc}:node:\(node)", a[5] == "switchboard:{rpc}:id:", a[6] == "\(node)",
-              a[9] == "0", a[10] == String(ClusterKeys.cleanUpBatchEntries) else { return nil }
+              a[9] == "0", a[10] == String(ClusterConfiguration().cleanUpBatchEntries) else { return nil }
         return (a[7], a[8])
     }
 

@@ -22,6 +22,7 @@ extension BrokerConfiguration {
         ("cluster_node_ttl_ms", "a node whose membership was not renewed for this long is no longer a member (Broker.clusterMembers) and is declared dead: every other node hears it (WorkerHandler.handleClusterNodeDied) within cluster_node_ttl_ms + cluster_heartbeat_ms (metric switchboard_cluster_node_deaths_total); at least 2 x cluster_heartbeat_ms"),
         ("cluster_recovery_max_messages", "most messages of one channel a shard reads back from Redis's history to give its subscribers what they missed (after a reconnect, or a gap in offsets); more missed, or 0, is reported as not recovered (WorkerHandler.handleChannelGap; metric switchboard_cluster_recoveries_over_limit_total)"),
         ("cluster_remote_call_timeout_ms", "how long subscribe, unsubscribe and subscriptions(of:) on a socket of another node wait for that node's answer (then BrokerError.timedOut; metric switchboard_cluster_remote_call_timeouts_total)"),
+        ("cluster_cleanup_batch_entries", "entries of a dead node's registrations one step of the connection broker's or RPC's clean-up script reads from Redis (HSCAN COUNT): Redis serves nobody else while a step runs (about 4 ms per 1,000), other commands run between steps (1...100000)"),
     ]
 
     func clusterValue(forKey key: String) -> String? {
@@ -46,6 +47,7 @@ extension BrokerConfiguration {
         case "cluster_node_ttl_ms": return String(cluster.nodeTTLMilliseconds)
         case "cluster_recovery_max_messages": return String(cluster.recoveryMaxMessages)
         case "cluster_remote_call_timeout_ms": return String(cluster.remoteCallTimeoutMilliseconds)
+        case "cluster_cleanup_batch_entries": return String(cluster.cleanUpBatchEntries)
         default: return nil
         }
     }
@@ -79,6 +81,7 @@ extension BrokerConfiguration {
         case "cluster_node_ttl_ms": cluster.nodeTTLMilliseconds = try int()
         case "cluster_recovery_max_messages": cluster.recoveryMaxMessages = try int()
         case "cluster_remote_call_timeout_ms": cluster.remoteCallTimeoutMilliseconds = try int()
+        case "cluster_cleanup_batch_entries": cluster.cleanUpBatchEntries = try int()
         default: throw ConfigurationError(line: 0, message: "unknown option '\(key)'")
         }
     }

@@ -129,8 +129,13 @@ enum RPCClusterWire {
 /// The RPC directory's Redis keys (one hash tag, `{rpc}`, one Redis Cluster slot) and scripts.
 struct RPCClusterKeys {
     private let keys: ClusterKeys
+    /// A clean-up step's `HSCAN COUNT` (`cluster_cleanup_batch_entries`).
+    private let cleanUpBatchEntries: Int
 
-    init(prefix: String) { keys = ClusterKeys(keyPrefix: prefix, tag: "rpc") }
+    init(prefix: String, cleanUpBatchEntries: Int) {
+        keys = ClusterKeys(keyPrefix: prefix, tag: "rpc")
+        self.cleanUpBatchEntries = cleanUpBatchEntries
+    }
 
     /// `P:{rpc}:id:` (the node-died script adds each id).
     var idPrefix: [UInt8] { keys.prefix("id") }
@@ -149,7 +154,7 @@ struct RPCClusterKeys {
     /// announced under incarnation `dead` (nil: every one), except those `keep` wrote (nil: none).
     func nodeDied(_ node: Int, dead: UInt64?, keep: UInt64?, cursor: [UInt8]) -> [[UInt8]] {
         Self.eval(Self.nodeDied, keys: [owned(node), olderBuildNode(node)],
-                  [idPrefix, Array(String(node).utf8)] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor))
+                  [idPrefix, Array(String(node).utf8)] + ClusterKeys.cleanUpArguments(dead: dead, keep: keep, cursor: cursor, batchEntries: cleanUpBatchEntries))
     }
 
     /// KEYS: id set, node's owned hash. ARGV: node, id, the writer's incarnation.
@@ -185,7 +190,7 @@ struct RPCClusterKeys {
     /// incarnation that died (empty: every incarnation, for a death declared by hand), an
     /// incarnation to keep (empty: none; at a connect, the process's own: the ids of the node's
     /// earlier processes go), the `HSCAN` cursor of this step ("0" for the first), the step's
-    /// `COUNT` (`ClusterKeys.cleanUpBatchEntries`). The ids it wrote among the entries this step
+    /// `COUNT` (`cluster_cleanup_batch_entries`). The ids it wrote among the entries this step
     /// reads leave the directory. `{next cursor, removed}`: the caller runs steps until the
     /// cursor is "0" (`ClusterKeys.cleanUpInSteps`), so Redis serves others between them.
     ///

@@ -145,6 +145,7 @@ final class ShardContextRPCIO: RPCShardIO {
     var clusterNode: Int? { context.clusterNodeID }
     var clusterIncarnation: UInt64 { context.clusterIncarnation }
     var clusterKeyPrefix: String { context.broker.configuration.cluster.keyPrefix }
+    var clusterCleanUpBatchEntries: Int { context.broker.configuration.cluster.cleanUpBatchEntries }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { context.clusterCommand(arguments, completion) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { context.sendToClusterNode(node, tag: rpcClusterTag, message) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool {

@@ -131,6 +131,11 @@ final class RPCShardCore {
 
     private func ownerShard(_ id: String) -> Int { RPCShared.ownerShard(of: id, shardCount: io.shardCount) }
 
+    /// The directory's keys and scripts, as the shard's cluster settings name them.
+    private var clusterKeys: RPCClusterKeys {
+        RPCClusterKeys(prefix: io.clusterKeyPrefix, cleanUpBatchEntries: io.clusterCleanUpBatchEntries)
+    }
+
     /// Every entry point runs on the core's shard (`RPCShardIO.assertOnShard`): the core's
     /// tables are confined to it, with no lock.
     @inline(__always)
@@ -602,7 +607,7 @@ extension RPCShardCore {
         let generation = directoryGeneration
         for id in adding { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
         for id in removing { directoryWrites[id] = generation; directoryUnsynced.remove(id) }
-        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), node = Array(String(me).utf8)
+        let keys = clusterKeys, node = Array(String(me).utf8)
         let incarnation = Array(String(io.clusterIncarnation).utf8)
         let command: [[UInt8]]
         if adding.count + removing.count == 1 {
@@ -644,7 +649,7 @@ extension RPCShardCore {
             // been up to see it (the whole cluster restarted, or one process alone). This
             // process's own, from before it was declared dead, go back with the refresh.
             // Not kept when unanswered: it runs again, whole, at the next connection.
-            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix), keep = io.clusterIncarnation
+            let keys = clusterKeys, keep = io.clusterIncarnation
             cleanUpInCluster({ keys.nodeDied(me, dead: nil, keep: keep, cursor: $0) }) { [weak self] removed, _ in
                 self?.metrics.staleDirectoryIds.increment(by: removed)
             }
@@ -697,7 +702,7 @@ extension RPCShardCore {
     /// timeout still bounds it).
     fileprivate func routeToNodes(_ call: RPCNodeCall) {
         guard pending[call.callerKey] != nil, let me = io.clusterNode else { return }
-        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        let keys = clusterKeys
         io.clusterCommand([Array("SMEMBERS".utf8), keys.id(call.target)]) { [weak self] reply in
             guard let self, self.pending[call.callerKey] != nil else { return }
             // SMEMBERS answers a RESP3 set (an array from a RESP2 server).
@@ -792,7 +797,7 @@ extension RPCShardCore {
         guard shardIndex == 0 else { return }
         guard let incarnation else {
             // By hand: not kept when unanswered (`UnfinishedCleanUps` says why).
-            let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+            let keys = clusterKeys
             return cleanUpInCluster({ keys.nodeDied(node, dead: nil, keep: nil, cursor: $0) }) { _, _ in }
         }
         removeIncarnationIds(node, incarnation: incarnation)
@@ -803,7 +808,7 @@ extension RPCShardCore {
     /// connection (`clusterConnected`) or the drain of a full backlog (`clusterBacklogDrained`).
     private func removeIncarnationIds(_ node: Int, incarnation: UInt64, from cursor: [UInt8] = ClusterKeys.firstCursor) {
         assert(shardIndex == 0, "shard 0 runs the clean-ups")
-        let keys = RPCClusterKeys(prefix: io.clusterKeyPrefix)
+        let keys = clusterKeys
         cleanUpInCluster({ keys.nodeDied(node, dead: incarnation, keep: nil, cursor: $0) }, from: cursor) { [weak self] _, unanswered in
             guard let self, let unanswered else { return }
             self.assertOnShard()  // the table is this shard's; Redis answers on it

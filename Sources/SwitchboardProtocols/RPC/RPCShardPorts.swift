@@ -1,4 +1,5 @@
 import Switchboard
+import SwitchboardCluster
 import SwitchboardRESP
 
 /// What the RPC core needs from the shard it runs on. `ShardContext` provides it in
@@ -20,6 +21,8 @@ protocol RPCShardIO: AnyObject {
     /// This process's incarnation of its node: the tag of the directory entries it writes.
     var clusterIncarnation: UInt64 { get }
     var clusterKeyPrefix: String { get }
+    /// `cluster_cleanup_batch_entries`: a clean-up step's `HSCAN COUNT`.
+    var clusterCleanUpBatchEntries: Int { get }
     /// One Redis command; `completion` exactly once on this shard (nil: Redis unreachable).
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void)
     /// A message to another node's RPC core; false when refused at once.
@@ -35,6 +38,7 @@ extension RPCShardIO {
     var clusterNode: Int? { nil }
     var clusterIncarnation: UInt64 { 0 }
     var clusterKeyPrefix: String { "switchboard" }
+    var clusterCleanUpBatchEntries: Int { ClusterConfiguration().cleanUpBatchEntries }
     func clusterCommand(_ arguments: [[UInt8]], _ completion: @escaping (RESPValue?) -> Void) { completion(nil) }
     func sendToClusterNode(_ node: Int, _ message: [UInt8]) -> Bool { false }
     func sendToClusterNode(_ node: Int, _ message: [UInt8], receivers: @escaping (Int?) -> Void) -> Bool { false }

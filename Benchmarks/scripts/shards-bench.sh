@@ -34,6 +34,7 @@
 #   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
 #   PLACEMENTS="owner other" (2 shards: the publisher on the channel's owner, on the other shard)
 #   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
+#   SERVER_ARGS="" (more switchboard-echo flags, e.g. "--set cross_shard_hold_deliveries=false")
 #   LATENCY_FLAGS=--busy-poll (the fixed-rate runs' client polls without sleeping: with a
 #   sleeping client the p99 at 10,000 subscribers was twice as high for every server, the C++
 #   peer too, RESULTS.md 2026-12-03; "" to measure as before)
@@ -43,7 +44,7 @@ RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPUS="${SERVER_CPUS:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18700}"; SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"
 RATE_1000="${RATE_1000:-500}"; RATE_10000="${RATE_10000:-50}"
-BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"; PEAK_ARGS="${PEAK_ARGS:-}"
+BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"; PEAK_ARGS="${PEAK_ARGS:-}"; SERVER_ARGS="${SERVER_ARGS:-}"
 LATENCY_FLAGS="${LATENCY_FLAGS---busy-poll}"
 bench_start release "switchboard-echo switchboard-bench"
 
@@ -52,7 +53,7 @@ for n in $SUBSCRIBERS; do [[ -n "$(rate_for "$n")" ]] || die "no publish rate fo
 
 start() { # port backend shards
     taskset -c "$SERVER_CPUS" "$ECHO_BIN" --host 127.0.0.1 --port "$1" --io-backend "$2" --shards "$3" \
-        --set max_connections_per_shard=30000 --log-level warning >"$WORK/server-$2-$3.log" 2>&1 &
+        --set max_connections_per_shard=30000 --log-level warning $SERVER_ARGS >"$WORK/server-$2-$3.log" 2>&1 &
     SERVER_PID=$!
     wait_for_ws "$1" /ws "$BENCH_BIN"
 }
@@ -215,7 +216,7 @@ echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(u
 echo "- Server threads pinned to CPU(s) $SERVER_CPUS, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s), medians (latency: the run with the median p99). CPU per delivery: the whole server process (all shards) over the deliveries received."
 echo
 echo '```'
-echo "taskset -c $SERVER_CPUS $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1|2 --set max_connections_per_shard=30000"
+echo "taskset -c $SERVER_CPUS $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1|2 --set max_connections_per_shard=30000${SERVER_ARGS:+ $SERVER_ARGS}"
 echo "$BENCH_BIN fanout --raw --subscribers N --publishers 1 -s 20 -d $DURATION --warmup $WARMUP${PEAK_ARGS:+ $PEAK_ARGS} --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo "$BENCH_BIN fanout${LATENCY_FLAGS:+ $LATENCY_FLAGS} --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'

@@ -42,6 +42,12 @@ public struct BrokerConfiguration: ConfigurationSection {
     /// waits in its ring, on the owner or through its inbox it is refused
     /// (`switchboard_publish_backlog_limit_hits_total`). Raised to `shards - 1` if lower.
     public var maxPendingDeliveries: Int = 262_144
+    /// Whether a shard holds an owner's deliveries for one turn while publishes it forwarded
+    /// to that owner are not taken yet, so they leave together (see
+    /// `ChannelEngine.holdsDeliveries`): a closed-loop publisher on a shard that does not own
+    /// its channel then writes its whole window per socket write, not half. `false` takes
+    /// deliveries as they come.
+    public var crossShardHoldDeliveries: Bool = true
     /// How long a channel's owner remembers its epoch and offset after its last publish; the
     /// next publish after that starts a new epoch (see `ChannelPosition`). 0 forgets at the
     /// next tick.
@@ -143,6 +149,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         ("max_channels_per_shard", "channels with local subscribers (and owned channel offsets) one shard may hold"),
         ("cross_shard_ring_capacity", "entries of each cross-shard ring; a full ring refuses publishes (metric switchboard_publishes_refused_total)"),
         ("max_pending_deliveries", "deliveries an owner shard may hold while rings are full; publishes beyond it wait or are refused (metric switchboard_publish_backlog_limit_hits_total)"),
+        ("cross_shard_hold_deliveries", "true | false: a shard holds an owner's deliveries for one turn while publishes it forwarded to that owner wait, so both leave in the same socket writes (metric switchboard_cross_shard_deliveries_held_total)"),
         ("channel_offset_retention_ms", "how long a channel's owner remembers its epoch and offset after its last publish (metric switchboard_channel_offsets_expired_total)"),
         ("websocket_paths", "comma-separated paths where WebSocket upgrades are accepted; * for every path"),
         ("ws_max_frame_bytes", "largest WebSocket frame payload (close 1009)"),
@@ -217,6 +224,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_channels_per_shard": return String(maxChannelsPerShard)
         case "cross_shard_ring_capacity": return String(crossShardRingCapacity)
         case "max_pending_deliveries": return String(maxPendingDeliveries)
+        case "cross_shard_hold_deliveries": return String(crossShardHoldDeliveries)
         case "channel_offset_retention_ms": return String(channelOffsetRetentionMilliseconds)
         case "deferred_response_timeout_ms": return String(deferredResponseTimeoutMilliseconds)
         case "max_pending_responses_per_connection": return String(maxPendingResponsesPerConnection)
@@ -315,6 +323,7 @@ public struct BrokerConfiguration: ConfigurationSection {
         case "max_channels_per_shard": maxChannelsPerShard = try int()
         case "cross_shard_ring_capacity": crossShardRingCapacity = try int()
         case "max_pending_deliveries": maxPendingDeliveries = try int()
+        case "cross_shard_hold_deliveries": crossShardHoldDeliveries = try bool()
         case "channel_offset_retention_ms": channelOffsetRetentionMilliseconds = try int()
         case "deferred_response_timeout_ms": deferredResponseTimeoutMilliseconds = try int()
         case "max_pending_responses_per_connection": maxPendingResponsesPerConnection = try int()

@@ -145,6 +145,20 @@ internal let _switchboardCacheLinePad = 128
         return true
     }
 
+    /// Whether the consumer has taken every element pushed so far (its `head` reached our
+    /// `tail`).
+    ///
+    /// **Producer thread only.** Acquire pairs with the consumer's release of `head` in its
+    /// drain: a producer that sees the elements taken also sees what the consumer did before
+    /// it let them go (the channel fabric: the deliveries an owner pushed for the publishes
+    /// it took, into a ring this thread consumes).
+    @inlinable
+    package var isTakenByConsumer: Bool {
+        // Relaxed: only this thread ever stores `tail`.
+        let t = tail.load(ordering: .relaxed)
+        return head.load(ordering: .acquiring) == t
+    }
+
     /// Removes and returns the oldest element, or `nil` if the ring is empty.
     ///
     /// **Consumer thread only.** Must not be called from inside a ``drain(max:_:)``

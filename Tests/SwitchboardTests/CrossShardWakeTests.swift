@@ -2,6 +2,7 @@ import Switchboard
 import SwitchboardIO
 import SwitchboardTestSupport
 import CLiburing  // SHUT_RDWR: Glibc's module leaves the <sys/socket.h> enum out of some builds
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -169,5 +170,154 @@ struct CrossShardWakeTests {
             #expect(waitUntil { fixture.metric("switchboard_sends_total") - before >= round })
             #expect(fixture.metric("switchboard_sends_total") - before == round)
         }
+    }
+}
+
+/// Issue 16 item 5: a shard holds an owner's deliveries for one turn while publishes it
+/// forwarded to that owner are not taken yet (`cross_shard_hold_deliveries`), so the two leave
+/// in the same socket writes. Set up by hand: shard 1 publishes A to a channel shard 0 owns,
+/// waits until shard 0 ordered A (A's deliveries are in shard 1's ring), stalls shard 0, and
+/// publishes B, all within one turn of shard 1, which then finds A's deliveries with B not
+/// taken.
+@Suite("Cross-shard hold: deliveries wait one turn for the publishes behind them", .serialized)
+struct CrossShardHoldTests {
+    static func fixture(_ backend: IOBackendKind, hold: Bool = true, ringCapacity: Int? = nil) throws -> ServerFixture {
+        try ServerFixture(backend: backend, shards: 2, configure: { c in
+            c.webSocket.perMessageDeflate = false
+            c.io.tickMilliseconds = 1000
+            c.crossShardHoldDeliveries = hold
+            if let ringCapacity { c.crossShardRingCapacity = ringCapacity }
+        }, worker: { WakeWorker($0) })
+    }
+
+    /// On shard 1, in one turn: publishes a0...a4 to `channel` (owned by shard 0), waits until
+    /// shard 0 ordered them, stalls shard 0 with `stall`, publishes b0...b4. True when all of it
+    /// happened.
+    static func publishAroundStall(_ fixture: ServerFixture, _ channel: ChannelName, _ stall: ShardStall) -> Bool {
+        let done = Atomic<Int>(0)  // 1: done, -1: a step failed
+        let broker = fixture.broker
+        /// Messages ordered so far (every shard's count).
+        @Sendable func ordered() -> Int {
+            broker.metricSamples().filter { $0.name == "switchboard_publishes_total" }.reduce(0) { $0 + Int($1.value) }
+        }
+        let before = ordered()
+        let posted = broker.execute(onShard: 1) { context in
+            for i in 0..<5 { _ = context.publish(channel, .text("a\(i)")) }
+            // Shard 1 rings the owner at the end of this turn, after this closure: a post to the
+            // owner's inbox rings it now, and its turn takes A from the ring.
+            guard broker.execute(onShard: 0, { _ in }) == .queued else { return done.store(-1, ordering: .releasing) }
+            let deadline = monotonicMilliseconds() + 10_000
+            // The owner counts a publish as it orders it, and pushes its delivery in the same call.
+            while ordered() < before + 5 && monotonicMilliseconds() < deadline { usleep(100) }
+            guard ordered() == before + 5, stall.hold(broker, shard: 0) else {
+                return done.store(-1, ordering: .releasing)
+            }
+            for i in 0..<5 { _ = context.publish(channel, .text("b\(i)")) }
+            done.store(1, ordering: .releasing)
+        }
+        return posted == .queued && waitUntil { done.load(ordering: .acquiring) != 0 } && done.load(ordering: .acquiring) == 1
+    }
+
+    /// True when no frame arrives within `milliseconds`.
+    static func nothingArrives(_ client: TestClient, milliseconds: Int) -> Bool {
+        client.setReceiveTimeout(milliseconds: milliseconds)
+        defer { client.setReceiveTimeout(milliseconds: 5000) }
+        guard let frame = try? client.readFrame() else { return true }
+        Issue.record("unexpected frame: \(frame.text)")
+        return false
+    }
+
+    static func held(_ fixture: ServerFixture) -> Int {
+        CrossShardWakeTests.shardMetric(fixture, "switchboard_cross_shard_deliveries_held_total", shard: 1)
+    }
+
+    @Test("A's deliveries wait for B: nothing while the owner is stalled, then a0...b4 in order, in one socket write",
+          arguments: backends)
+    func merged(backend: IOBackendKind) throws {
+        let fixture = try Self.fixture(backend)
+        defer { fixture.stop() }
+        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
+        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
+        try subscriber.command("join \(channel.description)", expect: "joined true")
+        #expect(waitUntil { CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1) >= 3 })
+        let sendsBefore = CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1)
+        #expect(Self.held(fixture) == 0)
+        let stall = ShardStall()
+        defer { stall.release() }
+        // Shard 1's tick (every 1,000 ms of the monotonic clock, which the test reads too) is
+        // another turn, which ends a hold: start just after one, and be done before the next.
+        while !(20..<60).contains(monotonicMilliseconds() % 1000) { usleep(1000) }
+        let start = monotonicMilliseconds()
+        try #require(Self.publishAroundStall(fixture, channel, stall))
+
+        #expect(waitUntil { Self.held(fixture) == 1 }, "shard 1 held A's deliveries")
+        // A window with nothing expected in it: A is held, B waits in the stalled owner's ring.
+        #expect(Self.nothingArrives(subscriber, milliseconds: 150))
+        #expect(monotonicMilliseconds() - start < 900, "shard 1's next tick may have come in the window: the test ran slow")
+        let released = monotonicMilliseconds()
+        stall.release()
+        for text in (0..<5).map({ "a\($0)" }) + (0..<5).map({ "b\($0)" }) { #expect(try subscriber.readFrame().text == text) }
+        // The owner rings shard 1 for B's deliveries: a lost wake would wait for the 1 s tick.
+        let elapsedMilliseconds = monotonicMilliseconds() - released
+        #expect(elapsedMilliseconds < 500, "a0...b4 took \(elapsedMilliseconds) ms after the release: a tick, not a wake")
+        #expect(waitUntil { CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1) > sendsBefore })
+        #expect(CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1) - sendsBefore == 1,
+                "the ten frames left shard 1 in one write")
+        #expect(Self.held(fixture) == 1, "one hold: B's deliveries found nothing more to wait for")
+    }
+
+    @Test("a hold lasts one turn: woken by other work, shard 1 delivers A while B still waits",
+          arguments: backends)
+    func oneTurn(backend: IOBackendKind) throws {
+        let fixture = try Self.fixture(backend)
+        defer { fixture.stop() }
+        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
+        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
+        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let stall = ShardStall()
+        defer { stall.release() }
+        try #require(Self.publishAroundStall(fixture, channel, stall))
+        #expect(waitUntil { Self.held(fixture) == 1 })
+        // Another turn of shard 1 (the owner still stalled): A goes now.
+        #expect(fixture.broker.execute(onShard: 1) { _ in } == .queued)
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
+        #expect(Self.held(fixture) == 1)
+        stall.release()
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
+    }
+
+    @Test("a delivery ring at least half full is never held (8 entries, a0...a4 in it)", arguments: backends)
+    func halfFullRing(backend: IOBackendKind) throws {
+        let fixture = try Self.fixture(backend, ringCapacity: 8)
+        defer { fixture.stop() }
+        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
+        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
+        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let stall = ShardStall()
+        defer { stall.release() }
+        try #require(Self.publishAroundStall(fixture, channel, stall))
+        // A ring held at its fullest could leave an owner's deliveries waiting for room behind
+        // a shard that waits for the owner: from half full on, they go (here while the owner
+        // is stalled).
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
+        #expect(Self.held(fixture) == 0)
+        stall.release()
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
+    }
+
+    @Test("cross_shard_hold_deliveries = false: A's deliveries go at once", arguments: backends)
+    func off(backend: IOBackendKind) throws {
+        let fixture = try Self.fixture(backend, hold: false)
+        defer { fixture.stop() }
+        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
+        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
+        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let stall = ShardStall()
+        defer { stall.release() }
+        try #require(Self.publishAroundStall(fixture, channel, stall))
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
+        stall.release()
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
+        #expect(Self.held(fixture) == 0)
     }
 }

@@ -67,10 +67,11 @@ final class ChannelFabric: @unchecked Sendable {
         }
     }
 
-    /// Whether any ring into `shard` holds work (doorbell re-check).
-    func hasInbound(_ shard: Int, includingPublishes: Bool) -> Bool {
+    /// Whether any ring into `shard` holds work (doorbell re-check). Deliveries from the owners
+    /// for which `held` is true are not work (`ChannelEngine.holdsDeliveries`).
+    func hasInbound(_ shard: Int, includingPublishes: Bool, unless held: (Int) -> Bool) -> Bool {
         for from in 0..<shardCount where from != shard {
-            if !deliverRing(from: from, to: shard).isEmptyApproximately { return true }
+            if !deliverRing(from: from, to: shard).isEmptyApproximately && !held(from) { return true }
             if includingPublishes && !publishRing(from: from, to: shard).isEmptyApproximately { return true }
         }
         return false

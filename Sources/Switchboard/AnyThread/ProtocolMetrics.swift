@@ -33,6 +33,7 @@ final class ProtocolMetrics: Sendable {
     let publishes = Counter("switchboard_publishes_total", help: "Messages ordered by this shard as a channel owner")
     let publishesRefused = Counter("switchboard_publishes_refused_total", help: "Publishes refused: the ring to the channel's owner was full, or the owner's delivery backlog was at its bound")
     let fanoutDeliveries = Counter("switchboard_fanout_deliveries_total", help: "Channel messages queued to subscribers")
+    let crossShardDeliveriesHeld = Counter("switchboard_cross_shard_deliveries_held_total", help: "Turns in which a shard left an owner's deliveries in their ring for one turn, to take them with those of the publishes it forwarded to that owner (cross_shard_hold_deliveries)")
     let crossShardBackpressure = Counter("switchboard_cross_shard_backpressure_total", help: "Deliveries that waited because a ring to another shard was full")
     let crossShardPending = Counter("switchboard_cross_shard_pending", help: "Deliveries waiting for room in a ring to another shard")
     let subscriptionLimitHits = Counter("switchboard_subscription_limit_hits_total", help: "Subscribes refused at max_subscriptions_per_socket")
@@ -60,7 +61,7 @@ final class ProtocolMetrics: Sendable {
          deferredTimeouts, deferredAbandoned, pendingLimitHits, upgrades, upgradesRefused, webSocketsOpen,
          webSocketMessagesIn, webSocketMessagesOut, webSocketMessagesDropped, webSocketSlowConsumersClosed,
          webSocketProtocolErrors, webSocketTooBig, webSocketPingTimeouts, channels, subscriptions, publishes,
-         publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardPending, subscriptionLimitHits,
+         publishesRefused, fanoutDeliveries, crossShardBackpressure, crossShardDeliveriesHeld, crossShardPending, subscriptionLimitHits,
          channelLimitHits, channelOffsetsEvicted, channelOffsetsExpired, channelOffsets, publishBacklogLimitHits,
          crossShardPendingPeak, webSocketAssemblyTimeouts, webSocketOverBudget, webSocketBacklogCloses,
          webSocketBatchesDeferred, webSocketMessagesDiscarded, webSocketPongsCoalesced,

@@ -25,6 +25,9 @@ final class ChannelEngine {
     private var pendingDeliveryPeak = 0
     /// The backlog bound, `max_pending_deliveries` (at least one fan-out's worth).
     let maxPendingDeliveries: Int
+    /// `cross_shard_hold_deliveries`: whether a shard holds an owner's deliveries for a turn
+    /// to merge them with its own forwarded publishes' (`holdsDeliveries`).
+    let holdDeliveries: Bool
     /// Deliveries one ordered message adds at most: one per other shard.
     private let fanOutWidth: Int
     /// Shards that were given a message through a ring since the last `loopTurn`, and have not
@@ -37,6 +40,9 @@ final class ChannelEngine {
     private var wakeDue: [Bool]
     /// How many entries of `wakeDue` are set (the common test is one compare).
     private var wakesDue = 0
+    /// Per owner: whether the last `exchangeWithShards` held its deliveries back
+    /// (`holdsDeliveries`); a hold lasts one turn at most.
+    private var heldLastTurn: [Bool]
     /// The multi-node engine, nil on a single node (ChannelEngine+Cluster.swift).
     var cluster: ClusterShardEngine?
     /// Channels whose missed messages are being read back from Redis (ChannelRecovery.swift).
@@ -56,8 +62,10 @@ final class ChannelEngine {
         maxChannelsPerShard = configuration.maxChannelsPerShard
         pendingDeliveries = Array(repeating: Deque(), count: fabric.shardCount)
         wakeDue = Array(repeating: false, count: fabric.shardCount)
+        heldLastTurn = Array(repeating: false, count: fabric.shardCount)
         fanOutWidth = fabric.shardCount - 1
         maxPendingDeliveries = max(configuration.maxPendingDeliveries, fanOutWidth)
+        holdDeliveries = configuration.crossShardHoldDeliveries
         owned = OwnedChannels(epochBase: UInt64.random(in: .min ... .max),
                               retentionMilliseconds: configuration.channelOffsetRetentionMilliseconds,
                               capacity: maxChannelsPerShard)
@@ -298,10 +306,49 @@ final class ChannelEngine {
         assert(!wakeDue.contains(true), "a due wake left after ringing")
     }
 
+    /// Whether this turn leaves the deliveries from owner `owner` in their ring, to take them
+    /// with those of the publishes this shard forwarded to `owner` and `owner` has not taken
+    /// yet: their deliveries come right behind, and the owner rings this shard for them.
+    ///
+    /// Why (issue 16 item 5): a closed-loop publisher on a shard that does not own its channel
+    /// has its window in two stages, its newer publishes at the owner and its older ones'
+    /// deliveries back here. Taken as they come, the two halves never meet again: each
+    /// subscriber's socket write carried half the window (8 frames, not 16, at 1 → 10,000 over
+    /// two shards on one CPU), and the kernel's per-write cost rose with it (1.5-2.1x the
+    /// CPU per delivery of one shard). Held for one turn, the halves merge, and stay merged.
+    ///
+    /// Bounds, so a hold never stops progress:
+    /// - one turn: a shard that held from `owner` last turn drains this turn, so continuous
+    ///   forwarding delays deliveries by a turn at most;
+    /// - half the ring: a ring at least half full is always drained, so an owner whose
+    ///   deliveries wait for room (its gate closed, and so not taking the publishes a hold
+    ///   waits for) is never waiting on a holding shard: the wait cycle the two ring sets
+    ///   exist to prevent cannot form;
+    /// - `cross_shard_hold_deliveries = false` turns it off.
+    @inline(__always) private func holdsDeliveries(from owner: Int) -> Bool {
+        holdDeliveries && !heldLastTurn[owner] && mayHoldDeliveries(from: owner)
+    }
+
+    /// The hold's condition but the one-turn rule: the ring under half full, and publishes
+    /// this shard forwarded to `owner` not all taken yet.
+    @inline(__always) private func mayHoldDeliveries(from owner: Int) -> Bool {
+        let deliveries = fabric.deliverRing(from: owner, to: index)
+        guard deliveries.approximateCount < deliveries.capacity / 2 else { return false }
+        return !fabric.publishRing(from: index, to: owner).isTakenByConsumer
+    }
+
     @inline(never) private func exchangeWithShards() {
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
-            let drained = fabric.deliverRing(from: from, to: index).drain(max: 4096) { message in
+            let ring = fabric.deliverRing(from: from, to: index)
+            if ring.isEmptyApproximately { heldLastTurn[from] = false; continue }
+            if holdsDeliveries(from: from) {
+                heldLastTurn[from] = true
+                metrics.crossShardDeliveriesHeld.increment()
+                continue
+            }
+            heldLastTurn[from] = false
+            let drained = ring.drain(max: 4096) { message in
                 guard case .deliver(let channel, let frame, let position) = message else {
                     return assertionFailure("a publish on a delivery ring")
                 }
@@ -339,7 +386,11 @@ final class ChannelEngine {
         // A wake still owed (a message pushed after this turn's `loopTurn`): go round once more.
         if wakesDue > 0 { return true }
         let admitsPublishes = (maxPendingDeliveries - pendingDeliveryCount) / fanOutWidth > 0
-        if fabric.hasInbound(index, includingPublishes: admitsPublishes) { return true }
+        // Deliveries held this turn are no work: the owner rings this shard once it took the
+        // publishes the hold waits for (after `prepareToSleep`, the re-check sees that take).
+        if fabric.hasInbound(index, includingPublishes: admitsPublishes, unless: { [unowned(unsafe) self] in
+            heldLastTurn[$0] && mayHoldDeliveries(from: $0)
+        }) { return true }
         guard pendingDeliveryCount > 0 else { return false }
         var hasRoom = false
         for target in 0..<fabric.shardCount where !pendingDeliveries[target].isEmpty {

@@ -17,11 +17,14 @@
 # the channel's owner, the owner reads, orders and delivers in one turn and a batch the window
 # split merges again in the owner's socket; on the other shard, a publish goes through three
 # stages (forwarded by the publisher's shard, ordered and half-delivered by the owner, the other
-# half delivered back on the publisher's shard), and two batches that share the window stay
-# apart, each in its own stage: each write then carries 8 frames instead of 16, which doubles the
-# system time per delivery whatever the hop costs (seen at 1 → 10,000). The table gives each
-# placement its own row, and the CPU per delivery at the fixed latency rate, where both shard
-# counts get the same publishes per turn.
+# half delivered back on the publisher's shard), and two batches that share the window stayed
+# apart, each in its own stage: each write carried 8-11 frames instead of 16, which nearly
+# doubled the system time per delivery whatever the hop costs (seen at 1 → 10,000). Since
+# 2026-12-05 the publisher's shard holds the owner's deliveries for a turn while its forwarded
+# publishes wait at the owner (cross_shard_hold_deliveries), and the halves merge; SERVER_ARGS=
+# "--set cross_shard_hold_deliveries=false" shows the split. The table gives each placement its
+# own row, and the CPU per delivery at the fixed latency rate, where both shard counts get the
+# same publishes per turn.
 #
 # Placement: every server thread (acceptor and all shards) pinned to SERVER_CPUS (default "0":
 # the same CPU budget as the single shard, so the ratio compares work, not parallelism; the two

@@ -12,7 +12,9 @@ enum ChannelMessage {
 /// The cross-shard rings: one single-producer/single-consumer ring per ordered pair of shards
 /// for publishes (to owners) and one for deliveries (from owners). Two sets, because an owner
 /// under backpressure stops taking publishes but must never stop taking deliveries: a shard
-/// that always drains deliveries cannot be part of a wait cycle.
+/// that always drains deliveries cannot be part of a wait cycle. (A shard may leave a ring's
+/// deliveries for one turn while it is under half full, `ChannelEngine.holdsDeliveries`: an
+/// owner waiting for room waits on a full ring, which is never held.)
 final class ChannelFabric: @unchecked Sendable {
     let shardCount: Int
     private let publishRings: [SPSCRing<ChannelMessage>]

@@ -121,6 +121,16 @@ struct ClusterConnectionBrokerTests {
         _ = try probe.call(["CLIENT", "KILL", "TYPE", "normal"])
     }
 
+    /// Node `node` (no such process here) in role `r`: a member its incarnation 7 wrote (`dead`)
+    /// and one its incarnation 8 wrote (`live`), at role scores `score` and `score + 1`.
+    func seedIncarnations(_ probe: RedisProbe, node: Int, score: Int = 0) throws -> (dead: String, live: String) {
+        let dead = String(format: "%02d000000-0000-4000-8000-000000000001", node)
+        let live = String(format: "%02d000000-0000-4000-8000-000000000002", node)
+        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", String(score), dead, String(score + 1), live])
+        _ = try probe.call(["HSET", "switchboard:{cb}:owned:\(node)", dead + "r", "7", live + "r", "8"])
+        return (dead, live)
+    }
+
     /// A client of `node`, registered with `role`.
     func client(on node: Node, registering role: String) throws -> CBNodeClient {
         let c = try CBNodeClient(port: node.port)
@@ -442,10 +452,7 @@ struct ClusterConnectionBrokerTests {
         let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.initialBackoffMilliseconds = 1000 }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
         let probe = try RedisProbe(port: redis.port)
-        // Node 9 (no such process here): one member of incarnation 7, one of incarnation 8.
-        let dead = "09000000-0000-4000-8000-000000000001", live = "09000000-0000-4000-8000-000000000002"
-        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", dead, "1", live])
-        _ = try probe.call(["HSET", "switchboard:{cb}:owned:9", dead + "r", "7", live + "r", "8"])
+        let (_, live) = try seedIncarnations(probe, node: 9)
         try cutRedisConnections(probe)
         #expect(waitUntil { nodes[1].connectedShards == 0 })
         nodes[1].broker.deliverNodeDeath(9, incarnation: 7)
@@ -467,10 +474,7 @@ struct ClusterConnectionBrokerTests {
         let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.maxPendingPublishes = 1 }
         defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
         let probe = try RedisProbe(port: redis.port)
-        // Nodes 8 and 9 (no such processes here): one member of incarnation 7 each, and one of 8.
-        func member(_ node: Int, _ n: Int) -> String { "0\(node)000000-0000-4000-8000-00000000000\(n)" }
-        _ = try probe.call(["ZADD", "switchboard:{cb}:role:r", "0", member(8, 1), "1", member(8, 2), "2", member(9, 1), "3", member(9, 2)])
-        for node in [8, 9] { _ = try probe.call(["HSET", "switchboard:{cb}:owned:\(node)", member(node, 1) + "r", "7", member(node, 2) + "r", "8"]) }
+        let live = [8: try seedIncarnations(probe, node: 8).live, 9: try seedIncarnations(probe, node: 9, score: 2).live]
         let connects = nodes[1].clusterMetric("switchboard_cluster_redis_connects_total")
         #expect(nodes[1].clusterMetric("switchboard_cluster_publishes_over_limit_total") == 0)
 
@@ -485,9 +489,9 @@ struct ClusterConnectionBrokerTests {
         // The pause ends: node 9's step is answered, the backlog is empty, node 8's goes out.
         #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[1].metric("cb_cleanups_resumed_total") == 1 })
         for node in [8, 9] {
-            #expect(waitUntil { (try? probe.call(["HKEYS", "switchboard:{cb}:owned:\(node)"])) == .array([.bulkString(Array((member(node, 2) + "r").utf8))]) })
+            #expect(waitUntil { (try? probe.call(["HKEYS", "switchboard:{cb}:owned:\(node)"])) == .array([.bulkString(Array((live[node]! + "r").utf8))]) })
         }
-        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([member(8, 2), member(9, 2)].map { .bulkString(Array($0.utf8)) }))
+        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([live[8]!, live[9]!].map { .bulkString(Array($0.utf8)) }))
         #expect(nodes[1].clusterMetric("switchboard_cluster_backlogs_drained_total") == 1)
         #expect(nodes[1].clusterMetric("switchboard_cluster_redis_connects_total") == connects, "no reconnect: the drain resumed it")
         #expect(nodes.map { $0.metric("cb_cleanups_resumed_total") } == [0, 1, 0])

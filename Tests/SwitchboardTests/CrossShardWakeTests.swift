@@ -227,6 +227,14 @@ struct CrossShardHoldTests {
         return false
     }
 
+    /// A client on shard 1, subscribed to a channel shard 0 owns.
+    static func subscriberOnShard1(_ fixture: ServerFixture) throws -> (TestClient, ChannelName) {
+        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
+        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
+        try subscriber.command("join \(channel.description)", expect: "joined true")
+        return (subscriber, channel)
+    }
+
     static func held(_ fixture: ServerFixture) -> Int {
         CrossShardWakeTests.shardMetric(fixture, "switchboard_cross_shard_deliveries_held_total", shard: 1)
     }
@@ -236,9 +244,7 @@ struct CrossShardHoldTests {
     func merged(backend: IOBackendKind) throws {
         let fixture = try Self.fixture(backend)
         defer { fixture.stop() }
-        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
-        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
-        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
         #expect(waitUntil { CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1) >= 3 })
         let sendsBefore = CrossShardWakeTests.shardMetric(fixture, "switchboard_sends_total", shard: 1)
         #expect(Self.held(fixture) == 0)
@@ -271,9 +277,7 @@ struct CrossShardHoldTests {
     func oneTurn(backend: IOBackendKind) throws {
         let fixture = try Self.fixture(backend)
         defer { fixture.stop() }
-        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
-        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
-        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
         let stall = ShardStall()
         defer { stall.release() }
         try #require(Self.publishAroundStall(fixture, channel, stall))
@@ -290,9 +294,7 @@ struct CrossShardHoldTests {
     func halfFullRing(backend: IOBackendKind) throws {
         let fixture = try Self.fixture(backend, ringCapacity: 8)
         defer { fixture.stop() }
-        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
-        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
-        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
         let stall = ShardStall()
         defer { stall.release() }
         try #require(Self.publishAroundStall(fixture, channel, stall))
@@ -309,9 +311,7 @@ struct CrossShardHoldTests {
     func off(backend: IOBackendKind) throws {
         let fixture = try Self.fixture(backend, hold: false)
         defer { fixture.stop() }
-        let (_, subscriber) = try CrossShardWakeTests.clientsOnBothShards(fixture)
-        let channel = channelOwned(by: 0, of: 2, prefix: "hold")
-        try subscriber.command("join \(channel.description)", expect: "joined true")
+        let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
         let stall = ShardStall()
         defer { stall.release() }
         try #require(Self.publishAroundStall(fixture, channel, stall))

@@ -606,6 +606,7 @@ package final class RedisShardEngine: ClusterShardEngine, OutboundConnectionDele
     /// means commands were waiting (their replies come, or the connection drops and
     /// `clusterConnected` follows).
     private func noteDrainedBacklog() {
+        assertOnShard()
         guard shardPending.refusedSinceDrained,
               shardPending.count <= PendingPublishCount.drainedCount(maxPendingPublishes: configuration.maxPendingPublishes) else { return }
         shardPending.refusedSinceDrained = false

@@ -718,6 +718,7 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
     /// clean-up, then one write-back per role and 256 ids), so this is not only for loaded
     /// shards.
     public func handleClusterBacklogDrained() {
+        context.assertOnShard()
         if shardIndex == 0 { resumeCleanUpsInCluster() }
         retryRemovalsInCluster()
         retryRestoresInCluster()

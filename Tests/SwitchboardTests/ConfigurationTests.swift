@@ -80,6 +80,12 @@ struct ConfigurationTests {
         #expect(throws: ConfigurationError(line: 1, message: "tls_record_layer: 'boringssl' is not switchboard or openssl")) {
             try c.apply(configurationText: "tls_record_layer = boringssl")
         }
+        #expect(throws: ConfigurationError(line: 1, message: "cross_shard_hold_deliveries: 'maybe' is not true or false")) {
+            try c.apply(configurationText: "cross_shard_hold_deliveries = maybe")
+        }
+        #expect(throws: ConfigurationError(line: 1, message: "cluster_cleanup_batch_entries: 'many' is not an integer")) {
+            try c.apply(configurationText: "cluster_cleanup_batch_entries = many")
+        }
     }
 
     @Test func validationCatchesBadLimits() {

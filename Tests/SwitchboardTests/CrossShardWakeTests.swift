@@ -218,6 +218,11 @@ struct CrossShardHoldTests {
         return posted == .queued && waitUntil { done.load(ordering: .acquiring) != 0 } && done.load(ordering: .acquiring) == 1
     }
 
+    /// Reads `letter`0 ... `letter`4 (one publish batch), in order.
+    static func expectBatch(_ subscriber: TestClient, _ letter: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        for i in 0..<5 { #expect(try subscriber.readFrame().text == "\(letter)\(i)", sourceLocation: sourceLocation) }
+    }
+
     /// True when no frame arrives within `milliseconds`.
     static func nothingArrives(_ client: TestClient, milliseconds: Int) -> Bool {
         client.setReceiveTimeout(milliseconds: milliseconds)
@@ -284,40 +289,30 @@ struct CrossShardHoldTests {
         #expect(waitUntil { Self.held(fixture) == 1 })
         // Another turn of shard 1 (the owner still stalled): A goes now.
         #expect(fixture.broker.execute(onShard: 1) { _ in } == .queued)
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
+        try Self.expectBatch(subscriber, "a")
         #expect(Self.held(fixture) == 1)
         stall.release()
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
+        try Self.expectBatch(subscriber, "b")
     }
 
-    @Test("a delivery ring at least half full is never held (8 entries, a0...a4 in it)", arguments: backends)
-    func halfFullRing(backend: IOBackendKind) throws {
-        let fixture = try Self.fixture(backend, ringCapacity: 8)
+    @Test("A's deliveries go at once when no hold applies: a delivery ring at least half full (8 entries, a0...a4 in it), or cross_shard_hold_deliveries = false",
+          arguments: backends, [NoHold.halfFullRing, .off])
+    func notHeld(backend: IOBackendKind, _ why: NoHold) throws {
+        let fixture = try why == .off ? Self.fixture(backend, hold: false) : Self.fixture(backend, ringCapacity: 8)
         defer { fixture.stop() }
         let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
         let stall = ShardStall()
         defer { stall.release() }
         try #require(Self.publishAroundStall(fixture, channel, stall))
-        // A ring held at its fullest could leave an owner's deliveries waiting for room behind
-        // a shard that waits for the owner: from half full on, they go (here while the owner
-        // is stalled).
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
+        // Both go while the owner is stalled. Half full: a ring held at its fullest could leave
+        // an owner's deliveries waiting for room behind a shard that waits for the owner.
+        try Self.expectBatch(subscriber, "a")
         #expect(Self.held(fixture) == 0)
         stall.release()
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
+        try Self.expectBatch(subscriber, "b")
+        #expect(Self.held(fixture) == 0)
     }
 
-    @Test("cross_shard_hold_deliveries = false: A's deliveries go at once", arguments: backends)
-    func off(backend: IOBackendKind) throws {
-        let fixture = try Self.fixture(backend, hold: false)
-        defer { fixture.stop() }
-        let (subscriber, channel) = try Self.subscriberOnShard1(fixture)
-        let stall = ShardStall()
-        defer { stall.release() }
-        try #require(Self.publishAroundStall(fixture, channel, stall))
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "a\(i)") }
-        stall.release()
-        for i in 0..<5 { #expect(try subscriber.readFrame().text == "b\(i)") }
-        #expect(Self.held(fixture) == 0)
-    }
+    /// Why `notHeld` expects no hold.
+    enum NoHold: Sendable { case halfFullRing, off }
 }

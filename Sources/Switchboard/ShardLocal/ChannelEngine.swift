@@ -338,6 +338,7 @@ final class ChannelEngine {
     }
 
     @inline(never) private func exchangeWithShards() {
+        shard.assertOnShardThread()  // the rings' consumer side and `heldLastTurn` are this shard's
         flushPendingDeliveries()
         for from in 0..<fabric.shardCount where from != index {
             let ring = fabric.deliverRing(from: from, to: index)

@@ -100,9 +100,13 @@ final class RPCShardCore {
     private var unfinishedCleanUps = UnfinishedCleanUps()
     /// When every owned id is written again (nil: never, the periodic refresh is off).
     private var nextDirectoryRefresh: ContinuousClock.Instant?
+    /// The directory's keys and scripts, as the shard's cluster settings name them (fixed for
+    /// the process: built once, not per directory write).
+    private let clusterKeys: RPCClusterKeys
 
     init(io: any RPCShardIO, executor: any RPCShardExecutor, shared: RPCShared) {
         self.io = io
+        clusterKeys = RPCClusterKeys(prefix: io.clusterKeyPrefix, cleanUpBatchEntries: io.clusterCleanUpBatchEntries)
         self.executor = executor
         self.shared = shared
         let now = ContinuousClock.now
@@ -131,10 +135,6 @@ final class RPCShardCore {
 
     private func ownerShard(_ id: String) -> Int { RPCShared.ownerShard(of: id, shardCount: io.shardCount) }
 
-    /// The directory's keys and scripts, as the shard's cluster settings name them.
-    private var clusterKeys: RPCClusterKeys {
-        RPCClusterKeys(prefix: io.clusterKeyPrefix, cleanUpBatchEntries: io.clusterCleanUpBatchEntries)
-    }
 
     /// Every entry point runs on the core's shard (`RPCShardIO.assertOnShard`): the core's
     /// tables are confined to it, with no lock.

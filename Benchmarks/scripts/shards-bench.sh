@@ -31,7 +31,10 @@
 # shards then take turns on one CPU), the load generator to BENCH_CPU. SERVER_CPUS=0,1 shows
 # parallel shards instead (then the load generator shares a CPU with one of them).
 # Every run is switchboard-bench: deliveries counted and per-subscriber order verified; a
-# failed run is FAILED, never a figure. Medians of RUNS. Markdown on stdout.
+# failed run is FAILED, never a figure. Medians of RUNS, run in interleaved rounds (round r runs
+# every configuration before round r + 1: this host drifts between states by ±15% within
+# minutes, and rounds taken one configuration after another compared states, not shard counts),
+# with each two-shard run also paired with the one-shard run of its own round. Markdown on stdout.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPUS=0 BENCH_CPU=1 SKIP_BUILD=0 BASE_PORT=18700
 #   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
@@ -81,7 +84,9 @@ percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i 
 PLACEMENTS="${PLACEMENTS:-owner other}"
 declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
-declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED
+declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED A_PAIR
+# The one-shard CPU per delivery of each round (backend|subscribers|run), for the paired ratios.
+declare -A ONE_CPU
 # shard_values METRICS NAME SHARDS: the counter's value per shard in the METRICS text, "v0 v1 ..."
 # (0 where absent).
 shard_values() {
@@ -135,10 +140,13 @@ placements_for() { if [[ "$1" == 1 ]]; then echo -; else echo "$PLACEMENTS"; fi;
 add() { local -n arr="$1"; arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"; }
 
 port="$BASE_PORT"
-for backend in $BACKENDS; do
-    for shards in $SHARDS; do
-        for n in $SUBSCRIBERS; do
-            for run in $(seq 1 "$RUNS"); do
+# Interleaved: round r runs every backend, shard count, subscriber count and placement before
+# round r + 1, so a drift of the host between rounds moves both sides of a ratio alike, and each
+# two-shard run is also compared with the one-shard run of its own round (the paired column).
+for run in $(seq 1 "$RUNS"); do
+    for backend in $BACKENDS; do
+        for shards in $SHARDS; do
+            for n in $SUBSCRIBERS; do
                 for want in $(placements_for "$shards"); do
                     port=$((port + 1))
                     base="$backend|$shards|$n"
@@ -171,6 +179,13 @@ for backend in $BACKENDS; do
                     [[ "$per_send" != n/a ]] && add A_SEND "$key" "$per_send"
                     [[ "$wakes" != n/a ]] && add A_WAKE "$key" "$wakes"
                     read -r u s <<<"$(split "$out")"; add A_USR "$key" "${u:-nan}"; add A_SYS "$key" "${s:-nan}"
+                    # Paired by round: this two-shard run's CPU per delivery over the one-shard
+                    # run of the same round (run just before it, in nearly the same host state).
+                    cpu_now="$(awk -v u="${u:-nan}" -v s="${s:-nan}" 'BEGIN { printf "%.4f", u + s }')"
+                    if [[ "$shards" == 1 ]]; then ONE_CPU[$backend|$n|$run]="$cpu_now"
+                    elif [[ -n "${ONE_CPU[$backend|$n|$run]:-}" ]]; then
+                        add A_PAIR "$key" "$(awk -v a="$cpu_now" -v b="${ONE_CPU[$backend|$n|$run]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
+                    fi
                     peak_log="${A_RATE[$key]##* } deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}, ${per_send} per write)"
                     out="$WORK/$backend-$shards-$n-$run-$want-latency.txt"; status=0
                     before="$(snapshot "$port" "$shards")"
@@ -216,7 +231,7 @@ done
 echo "### Fan-out with 1 and 2 shards: throughput, CPU per delivery, publish-to-delivery latency (shards-bench.sh)"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); \`nproc\` = $(nproc); kernel \`$(uname -r)\`; Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD)\` (release); load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "- Server threads pinned to CPU(s) $SERVER_CPUS, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s), medians (latency: the run with the median p99). CPU per delivery: the whole server process (all shards) over the deliveries received."
+echo "- Server threads pinned to CPU(s) $SERVER_CPUS, load generator to CPU $BENCH_CPU; ${WARMUP} warm-up + ${DURATION}; $RUNS run(s) in interleaved rounds (round r runs every row before round r + 1), medians (latency: the run with the median p99). CPU per delivery: the whole server process (all shards) over the deliveries received. Paired by round: each two-shard run over the one-shard run of its own round."
 echo
 echo '```'
 echo "taskset -c $SERVER_CPUS $ECHO_BIN --host 127.0.0.1 --port PORT --io-backend uring|epoll --shards 1|2 --set max_connections_per_shard=30000${SERVER_ARGS:+ $SERVER_ARGS}"
@@ -243,6 +258,9 @@ for backend in $BACKENDS; do
                     cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
                     if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
                         ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
+                        if [[ -n "${A_PAIR[$key]:-}" ]]; then
+                            ratio="$ratio (paired by round: median $(samples "${A_PAIR[$key]}" | median); per run ${A_PAIR[$key]})"
+                        fi
                     fi
                 fi
                 fixed_ratio=""

@@ -7,7 +7,7 @@
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPU=0 BENCH_CPU=1 CONFIG=release SKIP_BUILD=0
 #   BASE_PORT=18900 ONLY="" (server names) ONLY_ROWS="" (row ids, e.g. "echo100x20 chan1000")
-#   IDLE_CONNS=10000 LATENCY_RATE=20000 LATENCY_FLAGS=--busy-poll
+#   IDLE_CONNS=10000 LATENCY_RATE=20000 LATENCY_FLAGS=--busy-poll FANLAT_RATE_1000=50 FANLAT_RATE_10000=5
 #   (the latency rows' client polls without sleeping: a sleeping client's own wake-up per
 #   message, ~45 µs on this VM, was half of every p50 and most of the half-peak p99; "" to
 #   measure as before 2026-12-03)
@@ -26,6 +26,10 @@ RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPU="${SERVER_CPU:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; CONFIG="${CONFIG:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18900}"; ONLY="${ONLY:-}"; ONLY_ROWS="${ONLY_ROWS:-}"; IDLE_CONNS="${IDLE_CONNS:-10000}"; LATENCY_RATE="${LATENCY_RATE:-20000}"
 LATENCY_FLAGS="${LATENCY_FLAGS---busy-poll}"
+# The fan-out latency rows' publish rates: low enough that the busy-polling client keeps its
+# schedule (at 500 publishes/s to 1,000 subscribers it fell behind on 86% of its sends, and the
+# latency measured its own queue; at 50/s and 5/s it kept every send within 100 µs, 2026-12-05).
+FANLAT_RATE_1000="${FANLAT_RATE_1000:-50}"; FANLAT_RATE_10000="${FANLAT_RATE_10000:-5}"
 bench_start "$CONFIG" "switchboard-echo switchboard-bench peer-hummingbird"
 # The wss:// rows: Switchboard's TLS listener (port + 50) with a throwaway certificate (the
 # load generator does not verify it).
@@ -52,7 +56,10 @@ fi
 # row id|label|kind|args — kind: echo C S, fanout N, channels CH N (N subscribers over CH channels,
 # one publisher per channel), http C, idle N, latency C RATE, half C (p99 at half the echo peak),
 # wssecho C S and wssfanout N (echo and fanout over wss://; the targets' "TLS within 1.3× of
-# plaintext" compares them with echo100x32 and fan100)
+# plaintext" compares them with echo100x32 and fan100), fanlat N RATE (item 4's publish-to-delivery
+# latency: one publisher at RATE publishes/s to N subscribers, the client busy-polling; a run
+# whose client fell behind its schedule says so in its cell, since its latency then includes
+# the client's own queue)
 ROWS=(
     "echo100x20|echo 100×20 B, msg/s|echo 100 20"
     "echo100x1k|echo 100×1 KiB, msg/s|echo 100 1024"
@@ -67,6 +74,8 @@ ROWS=(
     "idle|RSS per idle WebSocket, $IDLE_CONNS held (base RSS, its anonymous part)|idle $IDLE_CONNS"
     "lat|echo latency at $LATENCY_RATE msg/s, 100 conns, p50 / p99 µs|latency 100 $LATENCY_RATE"
     "half|echo p99 at 50% of the server's own 100×20 B peak, µs|half 100"
+    "fanlat1000|fan-out 1 → 1,000, publish-to-delivery latency at $FANLAT_RATE_1000 publishes/s, p50 / p99 / p99.9 µs|fanlat 1000 $FANLAT_RATE_1000"
+    "fanlat10000|fan-out 1 → 10,000, publish-to-delivery latency at $FANLAT_RATE_10000 publishes/s, p50 / p99 / p99.9 µs|fanlat 10000 $FANLAT_RATE_10000"
     "echo100x32|echo 100×32 B, msg/s (the plaintext of the wss:// echo row)|echo 100 32"
     "wssecho100x32|echo 100×32 B over wss:// (TLS 1.3), msg/s|wssecho 100 32"
     "wssfan100|fan-out 1 → 100 over wss:// (TLS 1.3), deliveries/s|wssfanout 100"
@@ -138,6 +147,11 @@ for row in "${ROWS[@]}"; do
                 # shellcheck disable=SC2086
                 run_bench "$out" latency $LATENCY_FLAGS -c "$a" -r "$b" -s 20 -d "$DURATION" --warmup "$WARMUP" "ws://127.0.0.1:$port/ws" || status=$?
                 v="$(field "$out" p50) / $(field "$out" p99)" ;;
+            fanlat)
+                # shellcheck disable=SC2086
+                run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$a" --publishers 1 -s 20 -r "$b" -d "$DURATION" --warmup "$WARMUP" \
+                    --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
+                v="$(field "$out" p50) / $(field "$out" p99) / $(field "$out" p99.9)$(client_late "$out")" ;;
             half)
                 peak="${VAL["$name|echo100x20"]:-0}"; rate="$(awk -v p="$peak" 'BEGIN { printf "%.0f", p / 2 }')"
                 if [[ "$rate" == 0 ]]; then echo "  failed: no 100×20 B peak to halve" >"$out"; status=1
@@ -169,7 +183,7 @@ for row in "${ROWS[@]}"; do
         mapfile -t vals < <(printf '%s' "${RUN_VALS[$key]}")
         if [[ "$kind" == echo || "$kind" == fanout || "$kind" == channels || "$kind" == http || "$kind" == httpclose || "$kind" == wss* || "$kind" == half ]]; then
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | median)"
-        elif [[ "$kind" == latency ]]; then
+        elif [[ "$kind" == latency || "$kind" == fanlat ]]; then
             # "p50 / p99": the run with the median p99 (with an even count, the upper one).
             VAL[$key]="$(printf '%s\n' "${vals[@]}" | sort -t/ -k2 -g | awk '{ v[NR] = $0 } END { print v[int(NR / 2) + 1] }')"
         else
@@ -193,6 +207,7 @@ echo "$BENCH_BIN fanout --raw --channels 1000 --subscribers 10000 -s 20 -d $DURA
 echo "taskset -c $BENCH_CPU wrk -t1 -c 100 -d $DURATION [-H 'Connection: close'] http://127.0.0.1:PORT/health"
 echo "$BENCH_BIN connect -c $IDLE_CONNS -d 5s --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
 echo "$BENCH_BIN latency $LATENCY_FLAGS -c 100 -r RATE -s 20 -d $DURATION --warmup $WARMUP --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/ws"
+echo "$BENCH_BIN fanout $LATENCY_FLAGS --raw --subscribers N --publishers 1 -s 20 -r RATE -d $DURATION --warmup $WARMUP --source-addresses 127.0.0.1-4 --cpu $BENCH_CPU --server-pid PID ws://127.0.0.1:PORT/broadcast"
 echo '```'
 echo
 names=(); for entry in "${SERVERS[@]}"; do n="${entry%%|*}"; [[ -n "$ONLY" && " $ONLY " != *" $n "* ]] || names+=("$n"); done

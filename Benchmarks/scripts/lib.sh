@@ -110,6 +110,12 @@ run_failure_reason() {
     [[ "$2" == 124 ]] && reason="timed out${reason:+; $reason}"
     echo "${reason:-exit status $2 (see $1)}"
 }
+# client_late OUTPUT_FILE: " (client late on X of Y sends)" when an open-loop run's client left
+# sends 100 µs or more behind its schedule (switchboard-bench's "schedule:" line), else nothing.
+# Such a run's latency includes the client's own queue, not only the server's.
+client_late() {
+    awk '/^  schedule: [0-9]+ of [0-9]+ sends left/ { if ($2 > 0) printf " (client late on %s of %s sends)", $2, $4 }' "$1"
+}
 # Call last: prints the failures (Markdown) and exits 1 when there were any; keeps $WORK for them.
 report_failures() {
     if [[ ${#PEER_FAILURES[@]} -gt 0 ]]; then

@@ -37,7 +37,10 @@
 # with each two-shard run also paired with the one-shard run of its own round. Markdown on stdout.
 #
 #   RUNS=3 DURATION=10s WARMUP=2s SERVER_CPUS=0 BENCH_CPU=1 SKIP_BUILD=0 BASE_PORT=18700
-#   SUBSCRIBERS="1000 10000" RATE_1000=500 RATE_10000=50 BACKENDS="uring epoll" SHARDS="1 2"
+#   SUBSCRIBERS="1000 10000" RATE_1000=50 RATE_10000=5 BACKENDS="uring epoll" SHARDS="1 2"
+#   (the fixed rates: low enough that the busy-polling client keeps its schedule; until
+#   2026-12-05 they were 500 and 50, where the client fell behind on most sends and the latency
+#   measured its own queue. A run whose client fell behind says so in its latency cell)
 #   PLACEMENTS="owner other" (2 shards: the publisher on the channel's owner, on the other shard)
 #   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
 #   SERVER_ARGS="" (more switchboard-echo flags, e.g. "--set cross_shard_hold_deliveries=false")
@@ -49,7 +52,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"
 SERVER_CPUS="${SERVER_CPUS:-0}"; BENCH_CPU="${BENCH_CPU:-1}"; SKIP_BUILD="${SKIP_BUILD:-0}"
 BASE_PORT="${BASE_PORT:-18700}"; SUBSCRIBERS="${SUBSCRIBERS:-1000 10000}"
-RATE_1000="${RATE_1000:-500}"; RATE_10000="${RATE_10000:-50}"
+RATE_1000="${RATE_1000:-50}"; RATE_10000="${RATE_10000:-5}"
 BACKENDS="${BACKENDS:-uring epoll}"; SHARDS="${SHARDS:-1 2}"; PEAK_ARGS="${PEAK_ARGS:-}"; SERVER_ARGS="${SERVER_ARGS:-}"
 LATENCY_FLAGS="${LATENCY_FLAGS---busy-poll}"
 bench_start release "switchboard-echo switchboard-bench"
@@ -199,7 +202,7 @@ for run in $(seq 1 "$RUNS"); do
                     [[ "$lplaced" == unknown ]] && { note_failure "$base run $run (latency): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
                     learn "$backend|$n" "$parity" "$lplaced" "$want" "$base run $run (latency)"
                     lkey="$base|$lplaced"
-                    add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)"
+                    add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)$(client_late "$out" | tr ' ' '_')"
                     # CPU per delivery at the fixed rate too: there both shard counts get the same
                     # publishes per turn, whatever the load generator's window does at full speed.
                     read -r fu fs <<<"$(split "$out")"; add A_FIXED "$lkey" "$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')"
@@ -224,7 +227,7 @@ for key in "${!A_RATE[@]}" "${!A_LAT[@]}" "${!A_FAILED[@]}"; do
     # Latency triples: the run whose p99 is the median one.
     if [[ -n "${A_LAT[$key]:-}" ]]; then
         mapfile -t lats < <(samples "${A_LAT[$key]}" | sort -t/ -k2 -g)
-        LAT[$key]="$(sed 's|/| / |g' <<<"${lats[$(( (${#lats[@]} - 1) / 2 ))]}")"
+        LAT[$key]="$(sed 's|/| / |g; s|_| |g' <<<"${lats[$(( (${#lats[@]} - 1) / 2 ))]}")"
     fi
 done
 

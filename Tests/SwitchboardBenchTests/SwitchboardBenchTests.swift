@@ -432,6 +432,15 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         #expect(server.snapshot.requests.count == 3)
     }
 
+    /// `client_late` (`Benchmarks/scripts/lib.sh`) on a run's summary: what the benchmark tables
+    /// append to a latency cell whose client fell behind its schedule ("" when it kept it).
+    func clientLate(_ summary: String) throws -> String {
+        let lib = RepositoryTools.packageRoot.path + "/Benchmarks/scripts/lib.sh"
+        let result = try runTool("/bin/bash", ["-c", "source \"$1\" && client_late /dev/stdin", "client-late", lib], input: summary)
+        #expect(result.status == 0, "\(result.output)")
+        return result.output
+    }
+
     @Test func latencyOpenLoopSendsOnSchedule() throws {
         let server = try TestWebSocketServer()
         defer { server.stop() }
@@ -461,6 +470,7 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         // The schedule's lateness is reported for every scheduled run.
         #expect(result.maxSendLagNanos != nil)
         #expect(result.summary.contains("\n  schedule: \(result.lateSends) of 200 sends left 100 µs or more late, the latest by "), "\(result.summary)")
+        #expect(try clientLate(result.summary) == (result.lateSends == 0 ? "" : " (client late on \(result.lateSends) of 200 sends)"))
         // Without the flag there is no such line (a sleeping loop's turns include its sleeps).
         let sleeping = try runBenchmark(options(["latency", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-r", "1000", "-n", "50"]), progress: false)
         #expect(sleeping.clientLongestTurnNanos == nil)
@@ -481,6 +491,8 @@ func eventually(_ what: Comment, sourceLocation: SourceLocation = #_sourceLocati
         let lag = try #require(result.maxSendLagNanos)
         #expect(lag >= 100_000)
         #expect(result.summary.contains("(the client fell behind its rate: the latency includes its own queue)\n"), "\(result.summary)")
+        // The benchmark scripts' latency cells say so too.
+        #expect(try clientLate(result.summary) == " (client late on \(result.lateSends) of 2000 sends)")
         let echo = try runBenchmark(options(["echo", "ws://127.0.0.1:\(server.port)/", "-c", "2", "-n", "50"]), progress: false)
         #expect(echo.maxSendLagNanos == nil)
         #expect(!echo.summary.contains("schedule:"))

@@ -625,8 +625,12 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
                 } else {
                     // Kept for the drain of a full backlog, or the next connection (which
                     // writes every member back and clears these).
-                    metrics.roleRestoresKept.wrappingAdd(batch.count, ordering: .relaxed)
-                    unrestoredMembers.formUnion(batch)
+                    // Only ids still registered: one that closed while its script waited has
+                    // nothing to write back, and keeping it would let the set outgrow the registry.
+                    let kept = batch.filter { registry.connections[$0] != nil }
+                    metrics.roleRestoresKept.wrappingAdd(kept.count, ordering: .relaxed)
+                    unrestoredMembers.formUnion(kept)
+                    assert(unrestoredMembers.count <= registry.connections.count, "kept write-backs outgrew the registry")
                 }
             }
         }

@@ -156,8 +156,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
     var unfinishedCleanUps = UnfinishedCleanUps()
     /// Registered connections whose write-back to their role (`restoreMembersInCluster`) Redis
     /// did not answer (cluster): written back when the shard's backlog drained, or by the next
-    /// connection's full write-back. Ids of this shard's registry, so at most its size (an id
-    /// that closed meanwhile is skipped and dropped at the retry).
+    /// connection's full write-back. Always ids of this shard's registry (a connection that
+    /// closes leaves the set at its disconnect), so at most its size.
     var unrestoredMembers: Set<UUID4> = []
 
     /// Work for a handler on another shard; runs there with that handler.
@@ -1020,6 +1020,8 @@ public final class ConnectionBrokerHandler: WorkerHandler {
             removeMember(me, from: record.role)
             return notify()
         }
+        // Gone: nothing to write back for it (keeps unrestoredMembers within the registry).
+        unrestoredMembers.remove(me)
         // In a cluster the peers hear of it once Redis removed the member: whoever saw the
         // notification then lists the role without it, on any node.
         removeMemberInCluster(me, from: record.role, then: notify)

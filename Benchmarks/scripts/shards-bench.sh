@@ -183,7 +183,7 @@ for run in $(seq 1 "$RUNS"); do
                     [[ "$wakes" != n/a ]] && add A_WAKE "$key" "$wakes"
                     read -r u s <<<"$(split "$out")"; add A_USR "$key" "${u:-nan}"; add A_SYS "$key" "${s:-nan}"
                     # Paired by round: this two-shard run's CPU per delivery over the one-shard
-                    # run of the same round (run just before it, in nearly the same host state).
+                    # run of the same round (minutes apart at most, in nearly the same host state).
                     cpu_now="$(awk -v u="${u:-nan}" -v s="${s:-nan}" 'BEGIN { printf "%.4f", u + s }')"
                     if [[ "$shards" == 1 ]]; then ONE_CPU[$backend|$n|$run]="$cpu_now"
                     elif [[ -n "${ONE_CPU[$backend|$n|$run]:-}" ]]; then

@@ -594,11 +594,16 @@ extension ConnectionBrokerHandler: ClusterMessageReceiver {
         restoreMembersInCluster(ids)
     }
 
-    /// `restoreMembersInCluster` for the registered ids among `ids`, grouped by role.
+    /// `restoreMembersInCluster` for `ids`, every one registered, grouped by role.
     private func restoreMembersInCluster(_ ids: some Sequence<UUID4>) {
         var byRole: [String: [UUID4]] = [:]
         for id in ids {
-            guard let record = registry.connections[id] else { continue }  // closed since
+            // Both callers pass registered ids: the registry's own, or the kept ones (a
+            // disconnect removes its id from those).
+            guard let record = registry.connections[id] else {
+                assertionFailure("write-back of \(id), which is not registered")
+                continue
+            }
             byRole[record.role, default: []].append(id)
         }
         for (role, ids) in byRole { restoreMembersInCluster(role, ids) }

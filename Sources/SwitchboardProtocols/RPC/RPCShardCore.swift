@@ -135,7 +135,6 @@ final class RPCShardCore {
 
     private func ownerShard(_ id: String) -> Int { RPCShared.ownerShard(of: id, shardCount: io.shardCount) }
 
-
     /// Every entry point runs on the core's shard (`RPCShardIO.assertOnShard`): the core's
     /// tables are confined to it, with no lock.
     @inline(__always)

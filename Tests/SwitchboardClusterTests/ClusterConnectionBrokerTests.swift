@@ -527,6 +527,58 @@ struct ClusterConnectionBrokerTests {
         #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
     }
 
+    @Test("a connection that closes while its refused write-back is kept: the drain writes back only the one still open, and the closed one's removal goes out with it",
+          arguments: [IOBackendKind.uring, .epoll])
+    func closeWhileRestoreKept(backend: IOBackendKind) throws {
+        let redis = try RedisServer()
+        defer { redis.stop() }
+        let nodes = try nodes(redis, profile: .strict, backend: backend) { $0.cluster.maxPendingPublishes = 1 }
+        defer { for n in nodes { n.broker.shutdown(graceMilliseconds: 200) } }
+        let probe = try RedisProbe(port: redis.port)
+        func openOnShard(_ shard: Int) -> Int {
+            nodes[1].broker.metricSamples().first {
+                $0.name == "switchboard_connections_open" && $0.dimensions == [.init("shard", String(shard))]
+            }?.value ?? -1
+        }
+        // Two connections on node 2, one per shard (the acceptor evens them out); which one
+        // shard 0 holds, read from its gauge between the two.
+        // (The gauge counts the shard's Redis connections as well.)
+        let before = [openOnShard(0), openOnShard(1)]
+        let first = try client(on: nodes[1], registering: "r")
+        let firstOnShard0 = openOnShard(0) == before[0] + 1
+        let second = try client(on: nodes[1], registering: "r")
+        #expect([openOnShard(0), openOnShard(1)] == before.map { $0 + 1 })
+        let (onShard0, onShard1) = firstOnShard0 ? (first, second) : (second, first)
+        #expect(try first.list("r") == [first.connectionId, second.connectionId])
+
+        // Redis restarted empty, as far as the nodes can tell, and holds every script (and
+        // publish) until UNPAUSE below: its reads, HELLO and CLIENT KILL still run. Under the
+        // 5 s read timeout, so no reconnect ends the hold.
+        _ = try probe.call(["FLUSHALL"])
+        _ = try probe.call(["CLIENT", "PAUSE", "4000", "WRITE"])
+        try cutRedisConnections(probe)
+        // Shard 0's own clean-up fills its backlog of one: its write-back is refused and kept.
+        #expect(waitUntil(timeoutMilliseconds: 3_000) { nodes[1].metric("cb_role_restores_kept_total") == 1 })
+
+        // Shard 0's connection closes while its write-back is kept: its removal is refused too
+        // (kept), and nothing is left to write back for it.
+        try onShard0.socket.sendFrame(opcode: 8, payload: [0x03, 0xE8])
+        #expect(waitUntil(timeoutMilliseconds: 3_000) { nodes[1].metric("cb_registered_connections") == 1 })
+        #expect(try probe.call(["ZCARD", "switchboard:{cb}:role:r"]) == .integer(0), "still held")
+        _ = try probe.call(["CLIENT", "UNPAUSE"])
+
+        // The clean-up is answered, the backlog drains: the removal goes out, and only the
+        // connection still open is written back (by shard 1's own write-back, not the drain).
+        #expect(waitUntil(timeoutMilliseconds: 10_000) { nodes[1].metric("cb_role_removals_retried_total") == 1 })
+        #expect(waitUntil { nodes[1].metric("cb_role_members_restored_total") == 1 })
+        #expect(try probe.call(["ZRANGE", "switchboard:{cb}:role:r", "0", "-1"]) == .array([.bulkString(Array(onShard1.connectionId.utf8))]))
+        #expect(try probe.call(["HKEYS", "switchboard:{cb}:owned:2"]) == .array([.bulkString(Array((onShard1.connectionId + "r").utf8))]))
+        #expect(nodes[1].metric("cb_role_restores_kept_total") == 1)
+        #expect(nodes[1].clusterMetric("switchboard_cluster_backlogs_drained_total") >= 1)
+        #expect(try onShard1.list("r") == [onShard1.connectionId])
+        #expect(nodes.map { $0.metric("cb_cross_node_lost_total") } == [0, 0, 0])
+    }
+
     @Test("a node declared dead: peers get channel_closed_notification, waiting requests fail, its roles go")
     func nodeDied() throws {
         let redis = try RedisServer()

@@ -10,18 +10,24 @@
 #     own included, goes through Redis's script and comes back: the latency is the cluster's);
 #   - `connect` on B and on C: SUBSCRIBERS idle sockets each on the same channel, which read
 #     and discard. B's and C's deliveries/s come from their own switchboard_fanout_deliveries_total
-#     over the fanout run; their drops (switchboard_ws_messages_dropped_total) are reported.
+#     over the fanout run, divided by its publishing time (warm-up + measured window: until
+#     2026-12-05 by the whole run, A's connects and closes included, which read B and C 2-8%
+#     low); their drops (switchboard_ws_messages_dropped_total) are reported.
 # Redis CPU per publish: redis-server's utime + stime (/proc/PID/stat) over the fanout run,
 # divided by the scripts Redis ran (INFO commandstats: evalsha + eval calls).
 #
-#   SUBSCRIBERS=1000 DURATION=10s WARMUP=2s SIZE=64 SHARDS=1 BUILD=release SKIP_BUILD=0
+# RUNS rounds, interleaved: round r runs the single node, then the cluster, before round r + 1
+# (every server stays up); the table gives medians, then every round.
+#
+#   RUNS=3 SUBSCRIBERS=1000 DURATION=10s WARMUP=2s SIZE=64 SHARDS=1 BUILD=release SKIP_BUILD=0
 #   BASE_PORT=18700 bash Benchmarks/scripts/cluster-bench.sh
 # Needs redis-server and redis-cli (Debian: redis-server, redis-tools).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-SUBSCRIBERS="${SUBSCRIBERS:-1000}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"; SIZE="${SIZE:-64}"
+RUNS="${RUNS:-3}"; SUBSCRIBERS="${SUBSCRIBERS:-1000}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"; SIZE="${SIZE:-64}"
 SHARDS="${SHARDS:-1}"; BUILD="${BUILD:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"
 [[ "$SUBSCRIBERS" =~ ^[1-9][0-9]*$ ]] || { log "SUBSCRIBERS must be a positive integer, got '$SUBSCRIBERS'"; exit 2; }
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { log "RUNS must be a positive integer, got '$RUNS'"; exit 2; }
 [[ "$BUILD" == release || "$BUILD" == debug ]] || { log "BUILD must be release or debug, got '$BUILD'"; exit 2; }
 for tool in redis-server redis-cli; do
     command -v "$tool" >/dev/null || { log "$tool is required (apt-get install redis-server redis-tools)"; exit 1; }
@@ -70,15 +76,10 @@ field() { # file: deliveries/s, p50, p99 (µs), published
          /^  published / { p = $2; sub(/,/, "", p) } END { print (r ? r : "n/a"), (a ? a : "n/a"), (b ? b : "n/a"), (p ? p : "n/a") }' "$1"
 }
 
-# ---- one node, in memory, 3 x SUBSCRIBERS subscribers
-log "single node: $((3 * SUBSCRIBERS)) subscribers"
+# ---- every server up for the whole run: one node in memory, redis-server, three nodes over it
+log "single node (memory) on :$BASE_PORT; three nodes over Redis on :$((BASE_PORT + 1))-$((BASE_PORT + 3))"
 start_node single "$BASE_PORT"
 single_pid="$LAST_PID"
-fanout "$BASE_PORT" "$single_pid" single $((3 * SUBSCRIBERS))
-read -r s_rate s_p50 s_p99 _ < <(field "$WORK/single.txt")
-stop_all
-
-# ---- three nodes over Redis
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --daemonize no --logfile "" >"$WORK/redis.log" 2>&1 &
 PIDS+=("$!")
 REDIS_PID=$!
@@ -91,7 +92,8 @@ for i in 0 1 2; do
         --set "cluster_redis_url=redis://127.0.0.1:$REDIS_PORT" --set "cluster_node_id=$((i + 1))"
     node_pids+=("$LAST_PID")
 done
-hold="$(awk -v w="$(seconds "$WARMUP")" -v d="$(seconds "$DURATION")" 'BEGIN { printf "%ds", w + d + 60 }')"
+# B's and C's subscribers stay connected through every round (killed by stop_all at the end).
+hold="$(awk -v w="$(seconds "$WARMUP")" -v d="$(seconds "$DURATION")" -v r="$RUNS" 'BEGIN { printf "%ds", r * (2 * (w + d) + 60) + 60 }')"
 for i in 1 2; do
     "$BENCH_BIN" connect -c "$SUBSCRIBERS" -d "$hold" --quiet "ws://127.0.0.1:${ports[$i]}/broadcast/bench" \
         >"$WORK/connect-$i.txt" 2>&1 &
@@ -105,49 +107,88 @@ for i in 1 2; do
     done
     [[ "$(metric "${ports[$i]}" switchboard_connections_open)" -ge "$SUBSCRIBERS" ]] || { log "node $((i + 1)): subscribers did not connect"; exit 1; }
 done
-log "cluster: $SUBSCRIBERS subscribers on each of 3 nodes, publishing on node 1"
-read -r r_user r_sys < <(proc_cpu_ticks "$REDIS_PID")
-calls_before="$(script_calls)"
-sent_before=(); dropped_before=(); writes_before=(); ticks_before=()
-for i in 0 1 2; do
-    sent_before[$i]="$(metric "${ports[$i]}" switchboard_fanout_deliveries_total)"
-    dropped_before[$i]="$(metric "${ports[$i]}" switchboard_ws_messages_dropped_total)"
-    writes_before[$i]="$(metric "${ports[$i]}" switchboard_sends_total)"
-    read -r u s < <(proc_cpu_ticks "${node_pids[$i]}"); ticks_before[$i]=$((u + s))
+
+PUBLISHING_S="$(awk -v w="$(seconds "$WARMUP")" -v d="$(seconds "$DURATION")" 'BEGIN { print w + d }')"
+# Per run r (1-based): S_* the single node's figures, C_* the cluster's.
+S_RATE=(); S_P50=(); S_P99=()
+C_RATE=(); A_COUNTED=(); C_P50=(); C_P99=(); C_PUBLISHED=(); C_TOTAL=(); B_RATE=(); C3_RATE=(); REDIS_US=(); REDIS_CPU=(); SCRIPTS=()
+DROPPED_B=(); DROPPED_C=(); PER_WRITE=(); CPU_PER=(); ELAPSED=()
+
+# cluster_round RUN: one fanout on A, with B's and C's deliveries, Redis's CPU and each node's
+# CPU per delivery over the same span.
+cluster_round() {
+    local run="$1" i sent writes u s r_user r_sys r_user2 r_sys2 calls_before calls start_ns elapsed c_rate c_p50 c_p99 c_published
+    local sent_before=() dropped_before=() writes_before=() ticks_before=() remote_rate=() remote_dropped=() per_write=() cpu_per=()
+    read -r r_user r_sys < <(proc_cpu_ticks "$REDIS_PID")
+    calls_before="$(script_calls)"
+    for i in 0 1 2; do
+        sent_before[$i]="$(metric "${ports[$i]}" switchboard_fanout_deliveries_total)"
+        dropped_before[$i]="$(metric "${ports[$i]}" switchboard_ws_messages_dropped_total)"
+        writes_before[$i]="$(metric "${ports[$i]}" switchboard_sends_total)"
+        read -r u s < <(proc_cpu_ticks "${node_pids[$i]}"); ticks_before[$i]=$((u + s))
+    done
+    start_ns="$(date +%s%N)"
+    fanout "${ports[0]}" "${node_pids[0]}" "cluster-a-run$run" "$SUBSCRIBERS"
+    elapsed="$(awk -v a="$start_ns" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')"
+    read -r r_user2 r_sys2 < <(proc_cpu_ticks "$REDIS_PID")
+    calls="$(( $(script_calls) - calls_before ))"
+    read -r c_rate c_p50 c_p99 c_published < <(field "$WORK/cluster-a-run$run.txt")
+    for i in 0 1 2; do
+        sent="$(( $(metric "${ports[$i]}" switchboard_fanout_deliveries_total) - sent_before[$i] ))"
+        remote_dropped[$i]="$(( $(metric "${ports[$i]}" switchboard_ws_messages_dropped_total) - dropped_before[$i] ))"
+        # Over the publishing time, warm-up and measured window: nothing is published before
+        # (A's subscribers connecting) or after (closing), which the whole span would count.
+        remote_rate[$i]="$(awk -v s="$sent" -v e="$PUBLISHING_S" 'BEGIN { printf "%.0f", s / e }')"
+        # What each node's deliveries cost over the same span: frames per socket write (the
+        # batch each subscriber got per turn) and the node's CPU (user + system) per delivery.
+        writes="$(( $(metric "${ports[$i]}" switchboard_sends_total) - writes_before[$i] ))"
+        read -r u s < <(proc_cpu_ticks "${node_pids[$i]}")
+        per_write[$i]="$(awk -v d="$sent" -v w="$writes" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "n/a" }')"
+        cpu_per[$i]="$(awk -v t=$((u + s - ticks_before[$i])) -v hz="$CLK_TCK" -v d="$sent" 'BEGIN { if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a" }')"
+    done
+    C_RATE[$run]="$c_rate"; C_P50[$run]="$c_p50"; C_P99[$run]="$c_p99"; C_PUBLISHED[$run]="$c_published"
+    A_COUNTED[$run]="${remote_rate[0]}"; B_RATE[$run]="${remote_rate[1]}"; C3_RATE[$run]="${remote_rate[2]}"; ELAPSED[$run]="$elapsed"
+    C_TOTAL[$run]="$(awk -v a="$c_rate" -v b="${remote_rate[1]}" -v c="${remote_rate[2]}" 'BEGIN { if (a ~ /^[0-9.]+$/) printf "%.0f", a + b + c; else print "n/a" }')"
+    SCRIPTS[$run]="$calls"
+    REDIS_US[$run]="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v n="$calls" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')"
+    REDIS_CPU[$run]="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v e="$elapsed" 'BEGIN { printf "%.0f", t / hz / e * 100 }')"
+    DROPPED_B[$run]="${remote_dropped[1]}"; DROPPED_C[$run]="${remote_dropped[2]}"
+    PER_WRITE[$run]="${per_write[0]}, ${per_write[1]}, ${per_write[2]}"; CPU_PER[$run]="${cpu_per[0]}, ${cpu_per[1]}, ${cpu_per[2]}"
+    log "  cluster run $run: A $c_rate, B ${remote_rate[1]}, C ${remote_rate[2]} deliveries/s; p50/p99 $c_p50/$c_p99 µs; node CPU per delivery ${CPU_PER[$run]} µs; Redis ${REDIS_US[$run]} µs per script"
+}
+
+# Interleaved rounds: round r runs the single node, then the cluster, before round r + 1, so
+# the two compare within one host state (this host drifts by ±15% within minutes).
+for run in $(seq 1 "$RUNS"); do
+    log "round $run/$RUNS: single node, $((3 * SUBSCRIBERS)) subscribers"
+    fanout "$BASE_PORT" "$single_pid" "single-run$run" $((3 * SUBSCRIBERS))
+    read -r S_RATE[run] S_P50[run] S_P99[run] _ < <(field "$WORK/single-run$run.txt")
+    log "  single run $run: ${S_RATE[$run]} deliveries/s, p50/p99 ${S_P50[$run]}/${S_P99[$run]} µs"
+    log "round $run/$RUNS: cluster, $SUBSCRIBERS subscribers on each of 3 nodes, publishing on node 1"
+    cluster_round "$run"
 done
-start_ns="$(date +%s%N)"
-fanout "${ports[0]}" "${node_pids[0]}" cluster-a "$SUBSCRIBERS"
-elapsed="$(awk -v a="$start_ns" -v b="$(date +%s%N)" 'BEGIN { print (b - a) / 1e9 }')"
-read -r r_user2 r_sys2 < <(proc_cpu_ticks "$REDIS_PID")
-calls="$(( $(script_calls) - calls_before ))"
-read -r c_rate c_p50 c_p99 c_published < <(field "$WORK/cluster-a.txt")
-remote_rate=(); remote_dropped=(); per_write=(); cpu_per=()
-for i in 0 1 2; do
-    sent="$(( $(metric "${ports[$i]}" switchboard_fanout_deliveries_total) - sent_before[$i] ))"
-    remote_dropped[$i]="$(( $(metric "${ports[$i]}" switchboard_ws_messages_dropped_total) - dropped_before[$i] ))"
-    remote_rate[$i]="$(awk -v s="$sent" -v e="$elapsed" 'BEGIN { printf "%.0f", s / e }')"
-    # What each node's deliveries cost over the same span: frames per socket write (the
-    # batch each subscriber got per turn) and the node's CPU (user + system) per delivery.
-    writes="$(( $(metric "${ports[$i]}" switchboard_sends_total) - writes_before[$i] ))"
-    read -r u s < <(proc_cpu_ticks "${node_pids[$i]}")
-    per_write[$i]="$(awk -v d="$sent" -v w="$writes" 'BEGIN { if (w > 0) printf "%.1f", d / w; else print "n/a" }')"
-    cpu_per[$i]="$(awk -v t=$((u + s - ticks_before[$i])) -v hz="$CLK_TCK" -v d="$sent" 'BEGIN { if (d > 0) printf "%.2f", t / hz * 1e6 / d; else print "n/a" }')"
-done
-redis_us="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v n="$calls" 'BEGIN { if (n > 0) printf "%.1f", t / hz * 1e6 / n; else print "n/a" }')"
-redis_cpu="$(awk -v t=$((r_user2 + r_sys2 - r_user - r_sys)) -v hz="$CLK_TCK" -v e="$elapsed" 'BEGIN { printf "%.0f", t / hz / e * 100 }')"
 stop_all
 
-echo "### Cluster fan-out: publish on node A, $SUBSCRIBERS subscribers on each of A, B, C ($BUILD build, $SHARDS shard(s) per node, $SIZE B, $DURATION + $WARMUP warm-up)"
+# med NAME: the median of array NAME's numeric entries ("n/a" without any); list NAME: the runs.
+med() { local -n a="$1"; printf '%s\n' "${a[@]}" | { grep -E '^[0-9.]+$' || true; } | median | awk '{ print ($1 == "nan" ? "n/a" : $1) }'; }
+list() { local -n a="$1"; local IFS=' '; echo "${a[*]}"; }
+runs_note="medians of $RUNS interleaved round(s)"
+echo "### Cluster fan-out: publish on node A, $SUBSCRIBERS subscribers on each of A, B, C ($BUILD build, $SHARDS shard(s) per node, $SIZE B, $DURATION + $WARMUP warm-up, $runs_note)"
 echo
-total="$(awk -v a="$c_rate" -v b="${remote_rate[1]}" -v c="${remote_rate[2]}" 'BEGIN { if (a ~ /^[0-9.]+$/) printf "%.0f", a + b + c; else print "n/a" }')"
 echo "| setup | deliveries/s, all | on A (or the node) | on B | on C | p50 µs | p99 µs | Redis CPU per publish | Redis CPU |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
-echo "| one node, memory, $((3 * SUBSCRIBERS)) subscribers | $s_rate | $s_rate | | | $s_p50 | $s_p99 | | |"
-echo "| 3 nodes over Redis | $total | $c_rate | ${remote_rate[1]} | ${remote_rate[2]} | $c_p50 | $c_p99 | $redis_us µs ($calls scripts) | $redis_cpu% |"
+echo "| one node, memory, $((3 * SUBSCRIBERS)) subscribers | $(med S_RATE) | $(med S_RATE) | | | $(med S_P50) | $(med S_P99) | | |"
+echo "| 3 nodes over Redis | $(med C_TOTAL) | $(med C_RATE) | $(med B_RATE) | $(med C3_RATE) | $(med C_P50) | $(med C_P99) | $(med REDIS_US) µs ($(med SCRIPTS) scripts) | $(med REDIS_CPU)% |"
+echo
+echo "Each round ran the single node, then the cluster (every server up throughout; B's and C's subscribers held). Per round:"
+echo
+echo "| round | one node | cluster: A / B / C | A by its counter | all | node CPU per delivery A, B, C µs | frames per write A, B, C | dropped on B / C | published on A |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for run in $(seq 1 "$RUNS"); do
+    echo "| $run | ${S_RATE[$run]} | ${C_RATE[$run]} / ${B_RATE[$run]} / ${C3_RATE[$run]} | ${A_COUNTED[$run]} | ${C_TOTAL[$run]} | ${CPU_PER[$run]} | ${PER_WRITE[$run]} | ${DROPPED_B[$run]} / ${DROPPED_C[$run]} | ${C_PUBLISHED[$run]} |"
+done
 echo
 echo "Latency is publish-to-delivery on node A's subscribers (the publish goes through Redis and back)."
-echo "B and C: switchboard_fanout_deliveries_total over the fanout run's $(printf '%.1f' "$elapsed") s (warm-up and connect included);"
-echo "messages dropped for slow consumers there: B ${remote_dropped[1]}, C ${remote_dropped[2]}. A published $c_published messages in the measured window."
-echo "Over the same span, per node (A, B, C): frames per socket write ${per_write[0]}, ${per_write[1]}, ${per_write[2]};"
-echo "node CPU (user + system) per delivery ${cpu_per[0]}, ${cpu_per[1]}, ${cpu_per[2]} µs."
+echo "B and C: switchboard_fanout_deliveries_total over each fanout run, divided by its publishing time ($PUBLISHING_S s: warm-up and measured window; the runs took $(list ELAPSED) s with A's connects and closes). A's own counter, read the same way, is the column \"A by its counter\" (against A's client-verified figure over the measured window). Node CPU per delivery is over the whole run."
+echo "Cluster against one node, paired by round (all three nodes' deliveries / the single node's): $(paste -d' ' <(printf "%s\n" "${C_TOTAL[@]}") <(printf "%s\n" "${S_RATE[@]}") | awk '$1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ && $2 > 0 { printf "%s%.2f", (n++ ? " " : ""), $1 / $2 } END { if (!n) printf "n/a" }')."
 report_failures

@@ -43,26 +43,48 @@ make_test_certificate "$WORK" "tls-bench CA"
 # Cells: RESULT[KEY] is the median figure or FAILED, KEY = row|column.
 declare -A RESULT
 
-# measure_echo ROW URL CONNS: RUNS echo runs (run_echo), medians into RESULT[ROW|CONNS|...].
-measure_echo() {
-    local row="$1" url="$2" conns="$3" run out status rates=() scpus=() users=() systems=() p99s=()
-    for run in $(seq 1 "$RUNS"); do
-        out="$WORK/$row-c$conns-run$run.txt"
-        status=0
-        run_echo "$out" "$url" "$conns" "$SIZE" || status=$?
-        if [[ $status != 0 ]]; then
-            note_failure "$row c=$conns run $run: $(run_failure_reason "$out" "$status")"
-            RESULT[$row|$conns|rate]=FAILED
-            return
-        fi
-        log "  $row c=$conns run $run: $ECHO_RATE msg/s, server CPU $ECHO_SCPU% ($ECHO_SUSER_US µs user + $ECHO_SSYS_US µs system per message), p99 $ECHO_P99 µs, bench CPU $ECHO_BCPU%"
-        rates+=("$ECHO_RATE"); scpus+=("${ECHO_SCPU:-nan}"); users+=("$ECHO_SUSER_US"); systems+=("$ECHO_SSYS_US"); p99s+=("${ECHO_P99:-nan}")
+# Per-run figures, KEY = row|conns|field: space-separated, run by run.
+declare -A RUNS_OF
+# echo_run ROW URL CONNS RUN: one echo run (run_echo), its figures appended to RUNS_OF; a failed
+# run marks the cell FAILED and the row's later runs are skipped.
+echo_run() {
+    local row="$1" url="$2" conns="$3" run="$4" out status=0
+    [[ "${RESULT[$row|$conns|rate]:-}" == FAILED ]] && return 0
+    out="$WORK/$row-c$conns-run$run.txt"
+    run_echo "$out" "$url" "$conns" "$SIZE" || status=$?
+    if [[ $status != 0 ]]; then
+        note_failure "$row c=$conns run $run: $(run_failure_reason "$out" "$status")"
+        RESULT[$row|$conns|rate]=FAILED
+        return 0
+    fi
+    log "  $row c=$conns run $run: $ECHO_RATE msg/s, server CPU $ECHO_SCPU% ($ECHO_SUSER_US µs user + $ECHO_SSYS_US µs system per message), p99 $ECHO_P99 µs, bench CPU $ECHO_BCPU%"
+    RUNS_OF[$row|$conns|rate]+="$ECHO_RATE "; RUNS_OF[$row|$conns|scpu]+="${ECHO_SCPU:-nan} "
+    RUNS_OF[$row|$conns|user]+="$ECHO_SUSER_US "; RUNS_OF[$row|$conns|system]+="$ECHO_SSYS_US "; RUNS_OF[$row|$conns|p99]+="${ECHO_P99:-nan} "
+}
+
+# echo_medians ROW CONNS: the runs' medians into RESULT[ROW|CONNS|...] (unless the cell FAILED).
+echo_medians() {
+    local row="$1" conns="$2" field
+    [[ "${RESULT[$row|$conns|rate]:-}" == FAILED || -z "${RUNS_OF[$row|$conns|rate]:-}" ]] && return 0
+    for field in rate scpu user system p99; do
+        RESULT[$row|$conns|$field]="$(tr ' ' '\n' <<<"${RUNS_OF[$row|$conns|$field]}" | { grep -v '^$' || true; } | median)"
     done
-    RESULT[$row|$conns|rate]="$(printf '%s\n' "${rates[@]}" | median)"
-    RESULT[$row|$conns|scpu]="$(printf '%s\n' "${scpus[@]}" | median)"
-    RESULT[$row|$conns|user]="$(printf '%s\n' "${users[@]}" | median)"
-    RESULT[$row|$conns|system]="$(printf '%s\n' "${systems[@]}" | median)"
-    RESULT[$row|$conns|p99]="$(printf '%s\n' "${p99s[@]}" | median)"
+}
+
+# tls_over_plain CONNS: server CPU per message (user + system) over TLS / over plaintext, run by
+# run (each TLS run came right after the plaintext run of its round): "median (per run r1 r2 ...)".
+tls_over_plain() {
+    local c="$1"
+    paste <(tr ' ' '\n' <<<"${RUNS_OF[sb-tls|$c|user]:-}") <(tr ' ' '\n' <<<"${RUNS_OF[sb-tls|$c|system]:-}") \
+          <(tr ' ' '\n' <<<"${RUNS_OF[sb-plain|$c|user]:-}") <(tr ' ' '\n' <<<"${RUNS_OF[sb-plain|$c|system]:-}") | awk -F'\t' '
+        function median(a, n,   i, j, t) {
+            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+        }
+        $1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ && $3 ~ /^[0-9.]+$/ && $4 ~ /^[0-9.]+$/ && $3 + $4 > 0 {
+            n++; r[n] = ($1 + $2) / ($3 + $4); list = list sprintf("%s%.2f", n > 1 ? " " : "", r[n])
+        }
+        END { if (n == 0) printf "n/a"; else printf "%.2f× (per run %s)", median(r, n), list }'
 }
 
 # measure_handshakes ROW URL: RUNS runs of HANDSHAKES connections opened as fast as the client
@@ -104,9 +126,14 @@ PEER_CMD=("$PEER_BIN" --host 127.0.0.1 --port "$((BASE_PORT + 2))" --threads 1
 if [[ -z "$ONLY" || " $ONLY " == *" switchboard "* ]]; then
     log "switchboard-echo ($IO_BACKEND, $SHARDS shard(s)): plain :$BASE_PORT, TLS :$((BASE_PORT + 1))"
     if start_ws_server switchboard "wss://127.0.0.1:$((BASE_PORT + 1))/ws" "${SB_CMD[@]}"; then
+        # Interleaved: each round runs plaintext, then TLS, on the same process, so the ratio
+        # of a round compares one host state (this host drifts by ±15% within minutes).
         for c in $CONNS; do
-            measure_echo sb-plain "ws://127.0.0.1:$BASE_PORT/ws" "$c"
-            measure_echo sb-tls "wss://127.0.0.1:$((BASE_PORT + 1))/ws" "$c"
+            for run in $(seq 1 "$RUNS"); do
+                echo_run sb-plain "ws://127.0.0.1:$BASE_PORT/ws" "$c" "$run"
+                echo_run sb-tls "wss://127.0.0.1:$((BASE_PORT + 1))/ws" "$c" "$run"
+            done
+            echo_medians sb-plain "$c"; echo_medians sb-tls "$c"
         done
         measure_handshakes sb-tls "wss://127.0.0.1:$((BASE_PORT + 1))/ws"
         stop_server
@@ -117,7 +144,10 @@ fi
 if [[ -z "$ONLY" || " $ONLY " == *" peer-hummingbird "* ]]; then
     log "peer-hummingbird (1 event-loop thread): TLS :$((BASE_PORT + 2))"
     if [[ -x "$PEER_BIN" ]] && start_ws_server peer-hummingbird "wss://127.0.0.1:$((BASE_PORT + 2))/ws" "${PEER_CMD[@]}"; then
-        for c in $CONNS; do measure_echo hb-tls "wss://127.0.0.1:$((BASE_PORT + 2))/ws" "$c"; done
+        for c in $CONNS; do
+            for run in $(seq 1 "$RUNS"); do echo_run hb-tls "wss://127.0.0.1:$((BASE_PORT + 2))/ws" "$c" "$run"; done
+            echo_medians hb-tls "$c"
+        done
         measure_handshakes hb-tls "wss://127.0.0.1:$((BASE_PORT + 2))/ws"
         stop_server
     else
@@ -133,7 +163,7 @@ echo "### TLS (wss://) echo and handshakes (tls-bench.sh)"
 echo
 echo "- Date: $(date -u +%Y-%m-%dT%H:%M:%SZ); load average (1/5/15 min) before the first run: $LOAD_START"
 echo "- Host: \`nproc\` = $(nproc), kernel \`$(uname -r)\`, OpenSSL $(openssl version | awk '{ print $2 }'); Switchboard \`$(cd "$MAIN_DIR" && git rev-parse --short HEAD 2>/dev/null || echo '?')\`, $CONFIG builds"
-echo "- Servers pinned to CPU $SERVER_CPU (Switchboard: $IO_BACKEND, $SHARDS shard; Hummingbird: 1 event-loop thread), switchboard-bench to CPU $BENCH_CPU. Echo: $SIZE B messages, one in flight per connection, $WARMUP warm-up then $DURATION measured; handshakes: $HANDSHAKES connections opened as fast as the client goes (TCP + full TLS handshake, no resumption + WebSocket upgrade), then closed. Medians of $RUNS run(s)."
+echo "- Servers pinned to CPU $SERVER_CPU (Switchboard: $IO_BACKEND, $SHARDS shard; Hummingbird: 1 event-loop thread), switchboard-bench to CPU $BENCH_CPU. Echo: $SIZE B messages, one in flight per connection, $WARMUP warm-up then $DURATION measured; handshakes: $HANDSHAKES connections opened as fast as the client goes (TCP + full TLS handshake, no resumption + WebSocket upgrade), then closed. Medians of $RUNS run(s); Switchboard's plaintext and TLS echo runs interleaved (a round runs each once)."
 echo "- Server CPU per message = the server's user and system time over the measured window / round trips; per handshake = its time over the whole connect run (teardown included) / connections."
 echo "- Commands: \`taskset -c $SERVER_CPU ${SB_CMD[*]}\`, \`taskset -c $SERVER_CPU ${PEER_CMD[*]}\`, \`$(echo_cmd "URL" CONNS "$SIZE") --server-pid PID\`, \`$BENCH_BIN connect URL --connections $HANDSHAKES --duration 200ms --cpu $BENCH_CPU\`"
 echo
@@ -144,6 +174,11 @@ for c in $CONNS; do
         [[ -n "${RESULT[$row|$c|rate]:-}" ]] || continue
         echo "| ${NAMES[$row]} | $c | $(fmt_rate "$row|$c|rate") | $(cell "$row|$c|scpu") | $(cell "$row|$c|user") | $(cell "$row|$c|system") | $(cell "$row|$c|p99") |"
     done
+done
+echo
+for c in $CONNS; do
+    [[ -n "${RESULT[sb-tls|$c|rate]:-}" && -n "${RESULT[sb-plain|$c|rate]:-}" ]] || continue
+    echo "- Switchboard at $c connections, server CPU per message over TLS against plaintext, paired by round: $(tls_over_plain "$c") (target: within 1.3×)"
 done
 echo
 echo "| server | full handshakes/s | server µs user / handshake | server µs system / handshake | client µs CPU / handshake |"

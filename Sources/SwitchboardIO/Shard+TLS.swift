@@ -21,6 +21,11 @@ final class TLSShardState {
     /// session two or three times. Allocated like `Shard.connections`: only the pages used
     /// become resident.
     let sessions: UnsafeMutablePointer<Unmanaged<TLSSession>?>
+    /// Each slot's `sb_tls_conn` (nil: a plain connection or a free slot), for the event
+    /// loops' look-ahead (`Shard.prefetchAhead`): its address follows from the slot number, so
+    /// asking for a connection's TLS state takes one load, where the session table would take
+    /// two (the entry, then the session object's field). Set and cleared with `sessions`.
+    let records: UnsafeMutablePointer<OpaquePointer?>
     /// The handshake deadlines (their own list: every entry has the handshake timeout).
     @exclusivity(unchecked) var handshakeTimers: TimerList
 
@@ -34,12 +39,15 @@ final class TLSShardState {
                      withUnsafeBytes(of: Unmanaged<TLSSession>?.none) { $0.allSatisfy { $0 == 0 } },
                      "nil is not a zero word")
         sessions = calloc(max(maxConnections, 1), 8)!.bindMemory(to: Unmanaged<TLSSession>?.self, capacity: maxConnections)
+        precondition(MemoryLayout<OpaquePointer?>.stride == 8, "a nil pointer is not a zero word")
+        records = calloc(max(maxConnections, 1), 8)!.bindMemory(to: OpaquePointer?.self, capacity: maxConnections)
         handshakeTimers = TimerList(capacity: maxConnections, durationMilliseconds: store.configuration.handshakeTimeoutMilliseconds)
     }
 
     deinit {
         scratch.deallocate()
         free(sessions)  // unretained entries: nothing to release
+        free(records)
         handshakeTimers.deallocate()
     }
 }
@@ -80,6 +88,7 @@ extension Shard {
         assert(state.sessions[slot] == nil, "a session left on a free slot")
         setTLSSession(slot, session)
         state.sessions[slot] = Unmanaged.passUnretained(session)
+        state.records[slot] = session.connection
         session.listedInShardTable = true
         session.holdsHandshakePlace = true
         state.handshakesInFlight += 1
@@ -98,6 +107,7 @@ extension Shard {
         let keyUpdates = sb_tls_key_updates(session.connection)
         if keyUpdates > 0 { tlsMetrics.keyUpdates.increment(by: Int(keyUpdates)) }
         state.sessions[slot] = nil
+        state.records[slot] = nil
         session.listedInShardTable = false
         setTLSSession(slot, nil)
     }

@@ -332,6 +332,7 @@ package class Shard: @unchecked Sendable {
     @exclusivity(unchecked) var tlsState: TLSShardState? {
         didSet {
             tlsSessions = tlsState?.sessions
+            tlsRecords = tlsState?.records
             tlsScratch = tlsState.map { UnsafeMutableRawBufferPointer(start: $0.scratch, count: $0.scratchBytes) }
         }
     }
@@ -341,6 +342,9 @@ package class Shard: @unchecked Sendable {
     /// `tlsState.sessions` (nil without a TLS listener): the per-message paths' unretained
     /// session lookup, a field of the shard so that reaching it retains nothing either.
     @exclusivity(unchecked) private(set) var tlsSessions: UnsafeMutablePointer<Unmanaged<TLSSession>?>?
+    /// `tlsState.records` (nil without a TLS listener): each slot's TLS connection for the event
+    /// loops' look-ahead (`prefetchAhead`).
+    @exclusivity(unchecked) private(set) var tlsRecords: UnsafeMutablePointer<OpaquePointer?>?
     /// Bytes held for peers, against `maxBufferedBytesPerShard`, and the send blocks
     /// (`memory.blocks`). Shard thread only.
     package let memory: ShardMemoryBudget

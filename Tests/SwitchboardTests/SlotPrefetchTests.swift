@@ -53,6 +53,24 @@ struct SlotPrefetchTests {
         #expect(recorder.closes.count == Self.connections - survivors.count, "only the sockets the test closed were closed")
     }
 
+    @Test("TLS connections too: every echo exact above the threshold, with connections dropped amid the burst and their slots reused (the look-ahead asks for each one's record-layer state)",
+          arguments: backends)
+    func tlsEchoesAboveThreshold(backend: IOBackendKind) throws {
+        let files = try TLSFiles()
+        // Every handshake at once: more than the default 256 in flight.
+        let server = try tlsServer(backend, files, shards: 1) { $0.maxHandshakesInFlightPerShard = 2 * Self.connections }
+        defer { server.stop() }
+        // Python's websockets over ssl (TLS 1.3, AES-GCM: the own record layer), all at once.
+        let clients = try HeldConnection(port: server.broker.tlsPort, ca: files.ca, mode: "many", [String(Self.connections)])
+        #expect(server.metric("switchboard_connections_open") == Self.connections)
+        #expect(server.metric("switchboard_tls_own_record_sessions_total") == Self.connections)
+        // The rounds (tls_client.py, "many"): every echo checked there, "ok" only if all came back.
+        #expect(try clients.request() == "ok\n")
+        #expect(clients.process.terminationStatus == 0)
+        #expect(server.metric("switchboard_tls_own_record_sessions_total") == Self.connections + (Self.connections + 2) / 3,
+                "the dropped third reconnected")
+    }
+
     /// A client upgraded to WebSocket on `/ws` (10 s receive timeout: 600 sockets share a turn).
     private func upgraded(_ server: ServerFixture) throws -> TestClient {
         let c = try server.client(timeoutMilliseconds: 10_000)

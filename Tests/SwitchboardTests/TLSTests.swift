@@ -299,9 +299,9 @@ final class HeldConnection {
     let input = Pipe()
     let output = Pipe()
 
-    init(port: Int, ca: String, mode: String = "hold") throws {
+    init(port: Int, ca: String, mode: String = "hold", _ arguments: [String] = []) throws {
         process.executableURL = URL(fileURLWithPath: try RepositoryTools.python())
-        process.arguments = [RepositoryTools.interopScript("tls_client.py"), mode, String(port), ca]
+        process.arguments = [RepositoryTools.interopScript("tls_client.py"), mode, String(port), ca] + arguments
         process.standardInput = input
         process.standardOutput = output
         try process.run()

@@ -15,6 +15,12 @@ Usage: tls_client.py MODE PORT CA_FILE [ARG]
   burst N BIG  over wss://, asks the server for N text messages "m0".."m<N-1>" sent in one
                handler call, with one of BIG bytes ("x" * BIG) after the first N/2; checks every
                message in order, then closes; prints "ok" or raises
+  many N       N wss:// connections at once (over the event loops' look-ahead threshold on one
+               shard): round 1 sends on every one before reading any echo; in round 2 every
+               third sends and drops its connection at once (no close handshake) while the rest
+               read theirs; the dropped ones reconnect, and round 3 sends on all again. Checks
+               every echo exactly. Prints "ready" once all are connected, waits for a line on
+               stdin, then runs the rounds and prints "ok" or raises
 Exit status 0 on success. Certificate verification is ON (CA_FILE, host name localhost).
 """
 import asyncio
@@ -115,6 +121,41 @@ async def burst(port, ca, n, big):
     print("ok")
 
 
+async def many(port, ca, n):
+    import websockets
+    ctx = context(ca)
+    uri = f"wss://localhost:{port}/echo"
+
+    async def connect():
+        return await websockets.connect(uri, ssl=ctx, compression=None, max_size=None, open_timeout=60)
+
+    async def echo(ws, text):
+        got = await asyncio.wait_for(ws.recv(), 30)
+        assert got == text, f"{got!r} instead of {text!r}"
+
+    sockets = list(await asyncio.gather(*(connect() for _ in range(n))))
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test checks every connection is open on the server
+    for i, ws in enumerate(sockets):
+        await ws.send(f"round 1, socket {i}")
+    await asyncio.gather(*(echo(ws, f"round 1, socket {i}") for i, ws in enumerate(sockets)))
+    survivors = []
+    for i, ws in enumerate(sockets):
+        await ws.send(f"round 2, socket {i}")
+        if i % 3 == 0:
+            ws.transport.abort()  # gone at once: its echo has nowhere to go
+        else:
+            survivors.append(i)
+    await asyncio.gather(*(echo(sockets[i], f"round 2, socket {i}") for i in survivors))
+    for i in range(0, n, 3):
+        sockets[i] = await connect()
+    for i, ws in enumerate(sockets):
+        await ws.send(f"round 3, socket {i}")
+    await asyncio.gather(*(echo(ws, f"round 3, socket {i}") for i, ws in enumerate(sockets)))
+    await asyncio.gather(*(ws.close() for ws in sockets))
+    print("ok")
+
+
 def main():
     mode, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if mode == "https":
@@ -129,6 +170,8 @@ def main():
         hold(port, ca)
     elif mode == "wss":
         asyncio.run(wss(port, ca))
+    elif mode == "many":
+        asyncio.run(many(port, ca, int(sys.argv[4])))
     elif mode == "burst":
         asyncio.run(burst(port, ca, int(sys.argv[4]), int(sys.argv[5])))
     else:

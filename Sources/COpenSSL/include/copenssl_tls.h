@@ -38,6 +38,11 @@ int sb_tls_handshake(sb_tls_conn *c);
 /// Decrypts into `out`: >0 bytes, 0 needs more input, -1 the peer sent close_notify,
 /// -2 failed (see sb_tls_error).
 int sb_tls_read(sb_tls_conn *c, void *out, size_t cap);
+/// The look-ahead of the shard's event loop (SwitchboardIO/SlotPrefetch.swift): asks for the
+/// cache lines a record in each direction reads first (the connection's record-layer state, both
+/// directions' keys, its buffers' bookkeeping), without reading any of them. A hint: nothing is
+/// read or written, so it is safe on any live connection, in any state.
+void sb_tls_prefetch(const sb_tls_conn *c);
 /// 1 when a further sb_tls_read may return data or an event (ciphertext left in the read BIO,
 /// or a record buffered in the SSL), 0 when it would only answer "needs more input".
 int sb_tls_has_input(sb_tls_conn *c);

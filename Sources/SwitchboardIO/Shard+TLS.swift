@@ -39,7 +39,7 @@ final class TLSShardState {
                      withUnsafeBytes(of: Unmanaged<TLSSession>?.none) { $0.allSatisfy { $0 == 0 } },
                      "nil is not a zero word")
         sessions = calloc(max(maxConnections, 1), 8)!.bindMemory(to: Unmanaged<TLSSession>?.self, capacity: maxConnections)
-        precondition(MemoryLayout<OpaquePointer?>.stride == 8, "a nil pointer is not a zero word")
+        precondition(MemoryLayout<OpaquePointer?>.stride == 8, "an entry is not one word (calloc zeroes: nil)")
         records = calloc(max(maxConnections, 1), 8)!.bindMemory(to: OpaquePointer?.self, capacity: maxConnections)
         handshakeTimers = TimerList(capacity: maxConnections, durationMilliseconds: store.configuration.handshakeTimeoutMilliseconds)
     }

@@ -62,6 +62,10 @@ metric_total() {
 # deliveries/s as "3.09734e+06").
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "nan"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.10g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
+# samples LIST: the words of a space-separated list, one per line (none for an empty list), for
+# `median` (the scripts that run in rounds keep each figure's runs as such a list).
+samples() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; }; }
+
 # SIGTERM, up to 5 s to exit, then SIGKILL.
 # rss_kib PID [FIELD]: VmRSS (or FIELD of /proc/PID/status, e.g. RssAnon) of the process, in KiB.
 rss_kib() { awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$1/status"; }

@@ -214,7 +214,6 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 # Medians per key (a key that only failed, or that no run reached, stays out of RATE).
-samples() { tr ' ' '\n' <<<"$1" | { grep -v '^$' || true; }; }
 for key in "${!A_RATE[@]}" "${!A_LAT[@]}" "${!A_FAILED[@]}"; do
     if [[ -n "${A_FAILED[$key]:-}" ]]; then RATE[$key]="FAILED"; continue; fi
     if [[ -n "${A_RATE[$key]:-}" ]]; then

@@ -67,24 +67,19 @@ echo_medians() {
     local row="$1" conns="$2" field
     [[ "${RESULT[$row|$conns|rate]:-}" == FAILED || -z "${RUNS_OF[$row|$conns|rate]:-}" ]] && return 0
     for field in rate scpu user system p99; do
-        RESULT[$row|$conns|$field]="$(tr ' ' '\n' <<<"${RUNS_OF[$row|$conns|$field]}" | { grep -v '^$' || true; } | median)"
+        RESULT[$row|$conns|$field]="$(samples "${RUNS_OF[$row|$conns|$field]}" | median)"
     done
 }
 
 # tls_over_plain CONNS: server CPU per message (user + system) over TLS / over plaintext, run by
 # run (each TLS run came right after the plaintext run of its round): "median (per run r1 r2 ...)".
 tls_over_plain() {
-    local c="$1"
-    paste <(tr ' ' '\n' <<<"${RUNS_OF[sb-tls|$c|user]:-}") <(tr ' ' '\n' <<<"${RUNS_OF[sb-tls|$c|system]:-}") \
-          <(tr ' ' '\n' <<<"${RUNS_OF[sb-plain|$c|user]:-}") <(tr ' ' '\n' <<<"${RUNS_OF[sb-plain|$c|system]:-}") | awk -F'\t' '
-        function median(a, n,   i, j, t) {
-            for (i = 2; i <= n; i++) for (j = i; j > 1 && a[j - 1] > a[j]; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-            return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-        }
-        $1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ && $3 ~ /^[0-9.]+$/ && $4 ~ /^[0-9.]+$/ && $3 + $4 > 0 {
-            n++; r[n] = ($1 + $2) / ($3 + $4); list = list sprintf("%s%.2f", n > 1 ? " " : "", r[n])
-        }
-        END { if (n == 0) printf "n/a"; else printf "%.2f× (per run %s)", median(r, n), list }'
+    local c="$1" ratios
+    ratios="$(paste <(samples "${RUNS_OF[sb-tls|$c|user]:-}") <(samples "${RUNS_OF[sb-tls|$c|system]:-}") \
+                    <(samples "${RUNS_OF[sb-plain|$c|user]:-}") <(samples "${RUNS_OF[sb-plain|$c|system]:-}") | awk -F'\t' '
+        $1 ~ /^[0-9.]+$/ && $2 ~ /^[0-9.]+$/ && $3 ~ /^[0-9.]+$/ && $4 ~ /^[0-9.]+$/ && $3 + $4 > 0 { printf "%.6f ", ($1 + $2) / ($3 + $4) }')"
+    if [[ -z "$ratios" ]]; then printf 'n/a'; return; fi
+    printf '%.2f× (per run %s)' "$(samples "$ratios" | median)" "$(samples "$ratios" | xargs printf '%.2f\n' | paste -sd ' ')"
 }
 
 # measure_handshakes ROW URL: RUNS runs of HANDSHAKES connections opened as fast as the client

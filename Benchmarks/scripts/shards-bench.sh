@@ -42,6 +42,7 @@
 #   2026-12-05 they were 500 and 50, where the client fell behind on most sends and the latency
 #   measured its own queue. A run whose client fell behind says so in its latency cell)
 #   PLACEMENTS="owner other" (2 shards: the publisher on the channel's owner, on the other shard)
+#   PLACE_TRIES=3 (runs of a cell in a round until the publisher lands where wanted)
 #   PEAK_ARGS="" (more switchboard-bench flags for the full-speed runs, e.g. "--window 256")
 #   SERVER_ARGS="" (more switchboard-echo flags, e.g. "--set cross_shard_hold_deliveries=false")
 #   LATENCY_FLAGS=--busy-poll (the fixed-rate runs' client polls without sleeping: with a
@@ -83,11 +84,16 @@ percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i 
 # publisher's, the one whose switchboard_publishes_total went up the owner), and filed under
 # what it was; the first run teaches the script which parity gives which placement (and so
 # which the other parity gives), and later runs open one probe connection first when they
-# need the other parity.
-PLACEMENTS="${PLACEMENTS:-owner other}"
+# need the other parity. A run that lands off the wanted placement is not filed but run again,
+# steered by what it taught, up to PLACE_TRIES times in all (the last try is filed where it
+# landed): each placement then gets a sample in every round, where round 1's guesses left
+# item 5's cells with two samples of three.
+PLACEMENTS="${PLACEMENTS:-owner other}"; PLACE_TRIES="${PLACE_TRIES:-3}"
 declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
 declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED A_PAIR
+# Runs made again because they landed off the wanted placement, per key (backend|shards|n|want).
+declare -A A_RETRIED
 # The one-shard CPU per delivery of each round (backend|subscribers|run), for the paired ratios.
 declare -A ONE_CPU
 # shard_values METRICS NAME SHARDS: the counter's value per shard in the METRICS text, "v0 v1 ..."
@@ -137,7 +143,7 @@ steer() {
 learn() {
     [[ "$2" == - || "$3" == - ]] && return 0
     PARITY_GIVES[$1|$2]="$3"
-    if [[ "$3" != "$4" ]]; then log "$5: wanted the publisher on the $4 shard, it landed on the $3 one (filed there)"; fi
+    if [[ "$3" != "$4" ]]; then log "$5: wanted the publisher on the $4 shard, it landed on the $3 one"; fi
 }
 placements_for() { if [[ "$1" == 1 ]]; then echo -; else echo "$PLACEMENTS"; fi; }
 add() { local -n arr="$1"; arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"; }
@@ -154,22 +160,35 @@ for run in $(seq 1 "$RUNS"); do
                     port=$((port + 1))
                     base="$backend|$shards|$n"
                     if ! start "$port" "$backend" "$shards"; then note_failure "$base: the server did not start ($(tail -1 "$WORK/server-$backend-$shards.log"))"; A_FAILED[$base|$want]=1; stop_server; continue; fi
-                    out="$WORK/$backend-$shards-$n-$run-$want-peak.txt"; status=0
-                    before="$(snapshot "$port" "$shards")"
-                    d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
-                    w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
-                    # Last before the run: the parity it reads is the one the bench starts with.
-                    parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
-                    # shellcheck disable=SC2086
-                    run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
-                        --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
-                    if [[ "$status" != 0 ]]; then stop_server; note_failure "$base|$want run $run (peak): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
-                    placed=-
-                    if [[ "$want" != - ]]; then
-                        placed="$(classify "$port" "$shards" "$before")"
-                        [[ "$placed" == unknown ]] && { stop_server; note_failure "$base run $run (peak): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
-                        learn "$backend|$n" "$parity" "$placed" "$want" "$base run $run"
-                    fi
+                    # A run that lands off the wanted placement (round 1, before the parity is
+                    # learned, or a probe that raced a close) is run again, now steered, up to
+                    # PLACE_TRIES times in all; only the last try is filed (under where it landed),
+                    # so each placement gets one sample per round.
+                    tries=0
+                    while :; do
+                        tries=$((tries + 1))
+                        out="$WORK/$backend-$shards-$n-$run-$want-peak-$tries.txt"; status=0
+                        before="$(snapshot "$port" "$shards")"
+                        d0="$(metric_total "$port" switchboard_fanout_deliveries_total)"; s0="$(metric_total "$port" switchboard_sends_total)"
+                        w0="$(metric_total "$port" switchboard_doorbell_wakeups_total)"
+                        # Last before the run: the parity it reads is the one the bench starts with.
+                        parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
+                        # shellcheck disable=SC2086
+                        run_bench "$out" fanout --raw --subscribers "$n" --publishers 1 -s 20 -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
+                            --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
+                        if [[ "$status" != 0 ]]; then stop_server; note_failure "$base|$want run $run (peak): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue 2; fi
+                        placed=-
+                        if [[ "$want" != - ]]; then
+                            placed="$(classify "$port" "$shards" "$before")"
+                            [[ "$placed" == unknown ]] && { stop_server; note_failure "$base run $run (peak): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue 2; }
+                            learn "$backend|$n" "$parity" "$placed" "$want" "$base run $run"
+                            if [[ "$placed" != "$want" && "$tries" -lt "$PLACE_TRIES" ]]; then
+                                log "$base run $run: not filed, run again"; A_RETRIED[$base|$want]=$(( ${A_RETRIED[$base|$want]:-0} + 1 )); continue
+                            fi
+                        fi
+                        break
+                    done
+                    [[ "$placed" != "$want" ]] && log "$base run $run: filed under the $placed shard after $tries tries"
                     key="$base|$placed"
                     add A_RATE "$key" "$(awk '/^  deliveries:/ { print $2 }' "$out")"
                     # Frames per socket write and doorbell wake-ups per 1,000 deliveries, from the
@@ -190,17 +209,28 @@ for run in $(seq 1 "$RUNS"); do
                         add A_PAIR "$key" "$(awk -v a="$cpu_now" -v b="${ONE_CPU[$backend|$n|$run]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
                     fi
                     peak_log="${A_RATE[$key]##* } deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}, ${per_send} per write)"
-                    out="$WORK/$backend-$shards-$n-$run-$want-latency.txt"; status=0
-                    before="$(snapshot "$port" "$shards")"
-                    parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
-                    # shellcheck disable=SC2086
-                    run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
-                        --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
-                    lplaced=-; [[ "$status" == 0 && "$want" != - ]] && lplaced="$(classify "$port" "$shards" "$before")"
+                    tries=0
+                    while :; do
+                        tries=$((tries + 1))
+                        out="$WORK/$backend-$shards-$n-$run-$want-latency-$tries.txt"; status=0
+                        before="$(snapshot "$port" "$shards")"
+                        parity=-; [[ "$want" != - ]] && parity="$(steer "$port" "$want" "$backend|$n")"
+                        # shellcheck disable=SC2086
+                        run_bench "$out" fanout $LATENCY_FLAGS --raw --subscribers "$n" --publishers 1 -s 20 -r "$(rate_for "$n")" -d "$DURATION" --warmup "$WARMUP" \
+                            --source-addresses 127.0.0.1-4 "ws://127.0.0.1:$port/broadcast" || status=$?
+                        lplaced=-; [[ "$status" == 0 && "$want" != - ]] && lplaced="$(classify "$port" "$shards" "$before")"
+                        if [[ "$status" == 0 && "$want" != - && "$lplaced" != unknown ]]; then
+                            learn "$backend|$n" "$parity" "$lplaced" "$want" "$base run $run (latency)"
+                            if [[ "$lplaced" != "$want" && "$tries" -lt "$PLACE_TRIES" ]]; then
+                                log "$base run $run (latency): not filed, run again"; A_RETRIED[$base|$want]=$(( ${A_RETRIED[$base|$want]:-0} + 1 )); continue
+                            fi
+                        fi
+                        break
+                    done
+                    [[ "$status" == 0 && "$lplaced" != "$want" && "$lplaced" != unknown ]] && log "$base run $run (latency): filed under the $lplaced shard after $tries tries"
                     stop_server
                     if [[ "$status" != 0 ]]; then note_failure "$base|$want run $run (latency): $(run_failure_reason "$out" "$status")"; A_FAILED[$base|$want]=1; continue; fi
                     [[ "$lplaced" == unknown ]] && { note_failure "$base run $run (latency): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue; }
-                    learn "$backend|$n" "$parity" "$lplaced" "$want" "$base run $run (latency)"
                     lkey="$base|$lplaced"
                     add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)$(client_late "$out" | tr ' ' '_')"
                     # CPU per delivery at the fixed rate too: there both shard counts get the same
@@ -274,4 +304,9 @@ for backend in $BACKENDS; do
         done
     done
 done
+# Runs made again because the publisher landed off the wanted placement (not filed).
+if (( ${#A_RETRIED[@]} > 0 )); then
+    echo
+    echo "- Runs made again because the publisher landed off the wanted shard (not filed): $(for k in "${!A_RETRIED[@]}"; do printf '%s %s; ' "$k" "${A_RETRIED[$k]}"; done | sed 's/; $//')."
+fi
 report_failures

@@ -41,8 +41,11 @@ public struct IOConfiguration: Sendable {
     /// this many bytes queued behind others on a plain connection is copied into a send block
     /// of the shard's pool instead of being referenced, so a run of small frames leaves in one
     /// iovec (the kernel's cost per iovec is well above a copy of a few hundred bytes). 0 turns
-    /// coalescing off. At most `sendBlockBytes`. TLS connections queue ciphertext and are
-    /// unaffected; a frame alone in its queue (an echo's reply) stays a reference.
+    /// coalescing off. At most `sendBlockBytes`. A frame alone in its queue (an echo's reply)
+    /// stays a reference. TLS connections queue ciphertext: with coalescing on, a flush's
+    /// ciphertext of at most `sendBlockBytes` is copied out of the record layer straight into
+    /// a send block (it is copied anyway; the block costs no malloc), larger ciphertext into a
+    /// buffer of its own.
     public var sendCoalesceMaxFrameBytes: Int = 512
     /// Size of one send block. A subscriber of a fan-out gets a block per loop turn in which it
     /// is sent small frames (returned when they are written), so this times the subscribers

@@ -136,14 +136,25 @@ package final class SendBlockPool {
     /// Appends `bytes` after what `block` holds if they fit (false: nothing written). Only
     /// after its count: bytes already written, which a send in flight may be reading, stay.
     @inline(__always) func append(_ bytes: UnsafeRawBufferPointer, to block: Unmanaged<OutboundBytes.Storage>) -> Bool {
+        append(count: bytes.count, to: block) { to in
+            if let from = bytes.baseAddress { to.copyMemory(from: from, byteCount: bytes.count) }
+        }
+    }
+
+    /// Lets `fill` write `count` bytes at the end of what `block` holds if they fit (false:
+    /// `fill` is not called). For bytes that are copied out of another buffer anyway (a TLS
+    /// record layer's ciphertext): they go straight into the block. `fill` writes exactly
+    /// `count` bytes at the address it is given, and nothing else.
+    @inline(__always) func append(count: Int, to block: Unmanaged<OutboundBytes.Storage>, _ fill: (UnsafeMutableRawPointer) -> Void) -> Bool {
         assert(isBlock(block), "appended to a shared frame")
+        assert(count >= 0, "a negative run")
         let blockBytes = self.blockBytes
         return block._withUnsafeGuaranteedRef { b in
-            b.withUnsafeMutablePointers { count, elements in
-                let used = count.pointee
-                guard bytes.count <= blockBytes &- used else { return false }
-                if let from = bytes.baseAddress { UnsafeMutableRawPointer(elements + used).copyMemory(from: from, byteCount: bytes.count) }
-                count.pointee = used &+ bytes.count
+            b.withUnsafeMutablePointers { used, elements in
+                let before = used.pointee
+                guard count <= blockBytes &- before else { return false }
+                fill(UnsafeMutableRawPointer(elements + before))
+                used.pointee = before &+ count
                 return true
             }
         }

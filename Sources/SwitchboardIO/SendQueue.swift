@@ -238,6 +238,34 @@ struct SendQueue {
         return true
     }
 
+    /// Queues a run of `count` bytes that `fill` writes straight into a send block: the queue's
+    /// last block if nothing of it is started and the run fits (as `appendCoalescing`), else a
+    /// new block of the pool, queued behind whatever is queued, an empty queue included. For
+    /// bytes that are copied out of another buffer anyway (a TLS connection's ciphertext, out of
+    /// its record layer's): a block costs no malloc and no free, where a buffer of their own
+    /// cost both per flush, and a run of flushes leaves in one iovec. false, having queued
+    /// nothing and not called `fill`, when the pool has no block to give: the caller queues the
+    /// bytes another way. The caller checked the limits and that `count` is at most the pool's
+    /// `blockBytes`.
+    ///
+    /// `inFlightBytes`: as for `appendCoalescing`.
+    @inline(__always)
+    mutating func appendInBlock(count n: Int, inFlightBytes: Int, pool: SendBlockPool, budget: ShardMemoryBudget,
+                                _ fill: (UnsafeMutableRawPointer) -> Void) -> Bool {
+        assert(n > 0 && n <= pool.blockBytes, "a run that does not fit a send block")
+        assert(pool === budget.blocks, "another shard's send blocks")
+        if let front = first {
+            let last = ringCount == 0 ? front : ringChunk(ringCount - 1)
+            let unstarted = last.offset == 0 && queuedBytes &- last.remaining >= inFlightBytes
+            if last.isBlock && unstarted && pool.append(count: n, to: last.bytes, fill) { return grew(by: n, budget) }
+        }
+        guard let block = pool.take() else { return false }
+        let written = pool.append(count: n, to: block, fill)
+        assert(written, "a run of at most blockBytes did not fit an empty block")
+        append(retained: block, isBlock: true, budget: budget)  // a new chunk: `n` plus its overhead
+        return true
+    }
+
     /// Counts `n` bytes appended to a chunk already queued (no new chunk, no overhead).
     @inline(__always) private mutating func grew(by n: Int, _ budget: ShardMemoryBudget) -> Bool {
         queuedBytes += n

@@ -356,8 +356,10 @@ package class Shard: @unchecked Sendable {
     /// Frames up to this size queued behind others are copied into send blocks
     /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
     private let coalesceMaxFrameBytes: Int
+    /// Whether TLS ciphertext goes into send blocks (`queueCiphertext`): when coalescing is on.
+    let coalescesCiphertext: Bool
     /// `memory.blocks`, one load closer for the send path.
-    private let sendBlocks: SendBlockPool
+    let sendBlocks: SendBlockPool
     /// A read's replies to its own connection, written when its handler returns (epoll; see
     /// `ReplyCork`). No dynamic exclusivity check: shard thread only, never passed `inout`
     /// across a call that could reach it again (its mutating methods call nothing of the shard).
@@ -491,6 +493,7 @@ package class Shard: @unchecked Sendable {
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
         coalesceMaxFrameBytes = blocks.maxFrameBytes
+        coalescesCiphertext = blocks.maxFrameBytes > 0
         sendBlocks = blocks
         cork = ReplyCork(capacityBytes: corksReplies ? configuration.replyCorkBytes : 0)
         let capacity = configuration.maxConnectionsPerShard

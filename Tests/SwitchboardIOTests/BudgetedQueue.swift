@@ -27,6 +27,10 @@ struct BudgetedQueue {
         queue.appendCoalescing(bytes, inFlightBytes: inFlightBytes, pool: pool, budget: budget)
     }
 
+    mutating func appendInBlock(count: Int, inFlightBytes: Int, pool: SendBlockPool, _ fill: (UnsafeMutableRawPointer) -> Void) -> Bool {
+        queue.appendInBlock(count: count, inFlightBytes: inFlightBytes, pool: pool, budget: budget, fill)
+    }
+
     mutating func consume(_ count: Int) { queue.consume(count, budget: budget) }
 
     mutating func dropUnstarted(keepingBytes: Int) { queue.dropUnstarted(keepingBytes: keepingBytes, budget: budget) }

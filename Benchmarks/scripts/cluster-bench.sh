@@ -20,12 +20,16 @@
 # (every server stays up); the table gives medians, then every round.
 #
 #   RUNS=3 SUBSCRIBERS=1000 DURATION=10s WARMUP=2s SIZE=64 SHARDS=1 BUILD=release SKIP_BUILD=0
-#   BASE_PORT=18700 bash Benchmarks/scripts/cluster-bench.sh
+#   BASE_PORT=18700 PEAK_ARGS="" bash Benchmarks/scripts/cluster-bench.sh
+# PEAK_ARGS: more switchboard-bench fanout flags for both setups' runs, e.g. "--window 64": the
+# publisher keeps 16 messages in flight by default, and over the cluster each one's round
+# trip through Redis bounds the publish rate, so the default measures the window as much as
+# the nodes.
 # Needs redis-server and redis-cli (Debian: redis-server, redis-tools).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS="${RUNS:-3}"; SUBSCRIBERS="${SUBSCRIBERS:-1000}"; DURATION="${DURATION:-10s}"; WARMUP="${WARMUP:-2s}"; SIZE="${SIZE:-64}"
-SHARDS="${SHARDS:-1}"; BUILD="${BUILD:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"
+SHARDS="${SHARDS:-1}"; BUILD="${BUILD:-release}"; SKIP_BUILD="${SKIP_BUILD:-0}"; BASE_PORT="${BASE_PORT:-18700}"; PEAK_ARGS="${PEAK_ARGS:-}"
 [[ "$SUBSCRIBERS" =~ ^[1-9][0-9]*$ ]] || { log "SUBSCRIBERS must be a positive integer, got '$SUBSCRIBERS'"; exit 2; }
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || { log "RUNS must be a positive integer, got '$RUNS'"; exit 2; }
 [[ "$BUILD" == release || "$BUILD" == debug ]] || { log "BUILD must be release or debug, got '$BUILD'"; exit 2; }
@@ -66,7 +70,8 @@ start_node() { # name port extra-args...
 # fanout PORT PID LABEL: one fanout run, its summary in $WORK/LABEL.txt; 0 when it passed.
 fanout() {
     local port="$1" pid="$2" label="$3" subs="$4" status=0
-    timeout 300 "$BENCH_BIN" fanout --raw --subscribers "$subs" -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" \
+    # shellcheck disable=SC2086
+    timeout 300 "$BENCH_BIN" fanout --raw --subscribers "$subs" -s "$SIZE" -d "$DURATION" --warmup "$WARMUP" $PEAK_ARGS \
         --quiet --server-pid "$pid" "ws://127.0.0.1:$port/broadcast/bench" >"$WORK/$label.txt" 2>&1 || status=$?
     if [[ "$status" != 0 ]]; then note_failure "$label: $(run_failure_reason "$WORK/$label.txt" "$status")"; fi
     return 0
@@ -173,7 +178,7 @@ stop_all
 med() { local -n a="$1"; printf '%s\n' "${a[@]}" | { grep -E '^[0-9.]+$' || true; } | median | awk '{ print ($1 == "nan" ? "n/a" : $1) }'; }
 list() { local -n a="$1"; local IFS=' '; echo "${a[*]}"; }
 runs_note="medians of $RUNS interleaved round(s)"
-echo "### Cluster fan-out: publish on node A, $SUBSCRIBERS subscribers on each of A, B, C ($BUILD build, $SHARDS shard(s) per node, $SIZE B, $DURATION + $WARMUP warm-up, $runs_note)"
+echo "### Cluster fan-out: publish on node A, $SUBSCRIBERS subscribers on each of A, B, C ($BUILD build, $SHARDS shard(s) per node, $SIZE B, $DURATION + $WARMUP warm-up, $runs_note${PEAK_ARGS:+, fanout $PEAK_ARGS})"
 echo
 echo "| setup | deliveries/s, all | on A (or the node) | on B | on C | p50 µs | p99 µs | Redis CPU per publish | Redis CPU |"
 echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"

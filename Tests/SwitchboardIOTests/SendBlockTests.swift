@@ -258,8 +258,10 @@ struct SendBlockTests {
 struct SendBlockSocketTests {
     /// `processDescriptors`: io_uring sockets stay process descriptors (not direct ones), for a
     /// test that sets a socket option through `Connection.fd`.
+    /// `coalescing: false` turns small-frame coalescing off (`sendCoalesceMaxFrameBytes` 0);
+    /// `tls` adds a TLS listener.
     static func start(_ backend: IOBackendKind, log: EventLog, maxBlocks: Int = 16_384, keptFree: Int = 1024,
-                      processDescriptors: Bool = false) throws -> ShardGroup {
+                      processDescriptors: Bool = false, coalescing: Bool = true, tls: TLSConfiguration? = nil) throws -> ShardGroup {
         raiseFileLimit()
         var c = IOConfiguration()
         c.backend = backend
@@ -270,6 +272,8 @@ struct SendBlockSocketTests {
         c.maxSendBlocksPerShard = maxBlocks
         c.sendBlocksKeptFree = keptFree
         c.uringDirectDescriptors = !processDescriptors
+        if !coalescing { c.sendCoalesceMaxFrameBytes = 0 }
+        c.tls = tls
         let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in EchoHandler(log: log) }
         try g.start()
         return g
@@ -287,6 +291,15 @@ struct SendBlockSocketTests {
     /// Blocks in existence and free on the shard, and its budget in use.
     static func poolState(_ shard: Shard) -> (blocks: Int, free: Int, usedBytes: Int)? {
         onShard(shard) { s in (s.memory.blocks.blockCount, s.memory.blocks.freeCount, s.memory.usedBytes) }
+    }
+
+    /// Sets the server socket's SO_SNDBUF to 4 KiB (a started connection of a group started with
+    /// `processDescriptors`): setsockopt's result.
+    static func shrinkSendBuffer(_ shard: Shard, _ id: SocketID) -> Int32? {
+        onShard(shard) { s in
+            var size: Int32 = 4096
+            return setsockopt(s.connections[id.slot].fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     static func readAll(_ c: TestClient, _ count: Int) throws -> [UInt8] {
@@ -347,11 +360,7 @@ struct SendBlockSocketTests {
         let c = try TestClient(port: g.port, receiveTimeoutMilliseconds: 10_000)
         #expect(waitUntil { log.opened.count == 1 })
         let id = log.opened[0]
-        let set = onShard(shard) { s in
-            var size: Int32 = 4096
-            return setsockopt(s.connections[id.slot].fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        #expect(set == 0, "SO_SNDBUF on the server's socket")
+        #expect(Self.shrinkSendBuffer(shard, id) == 0, "SO_SNDBUF on the server's socket")
         var expected: [UInt8] = []
         var stuck = 0
         for turn in 0..<60 {

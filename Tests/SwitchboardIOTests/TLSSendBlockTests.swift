@@ -14,28 +14,18 @@ import Glibc
 /// block, an exhausted pool and coalescing turned off take their own buffer as before.
 @Suite("TLS ciphertext in send blocks")
 struct TLSSendBlockQueueTests {
-    static func pool(maxBlocks: Int = 8) -> (SendBlockPool, ShardMemoryBudget, Counter) {
-        let exhausted = Counter("e", help: "")
-        let blocks = SendBlockPool(blockBytes: 1024, maxFrameBytes: 512, maxBlocks: maxBlocks, keptFree: min(4, maxBlocks),
-                                   exhausted: exhausted, gauge: Counter("g", help: ""))
-        return (blocks, ShardMemoryBudget(limitBytes: 1 << 40, gauge: Counter("b", help: ""), hits: Counter("h", help: ""), blocks: blocks), exhausted)
-    }
-
     static func run(_ q: inout BudgetedQueue, _ bytes: [UInt8], inFlightBytes: Int = 0) -> Bool {
         q.appendInBlock(count: bytes.count, inFlightBytes: inFlightBytes, pool: q.pool) { to in
             bytes.withUnsafeBytes { to.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
     }
 
-    static func pending(_ q: BudgetedQueue) -> [[UInt8]] {
-        var runs: [[UInt8]] = []
-        q.forEachPending(max: 1000) { runs.append(Array($0)) }
-        return runs
-    }
+    static func pending(_ q: BudgetedQueue) -> [[UInt8]] { SendBlockTests.pending(q) }
 
     @Test("an empty queue takes a block; unstarted blocks grow; started, in-flight or full ones are closed; exact cost")
     func appendInBlock() {
-        let (blocks, budget, _) = Self.pool()
+        let p = SendBlockTests.Pool()
+        let (blocks, budget) = (p.blocks, p.budget)
         var q = BudgetedQueue(budget: budget)
         #expect(Self.run(&q, [1, 2, 3]), "an empty queue: a block, not a refusal")
         #expect(Self.pending(q) == [[1, 2, 3]])
@@ -81,7 +71,8 @@ struct TLSSendBlockQueueTests {
 
     @Test("an exhausted pool refuses without calling the writer, queues nothing and counts it")
     func exhausted() {
-        let (blocks, budget, exhausted) = Self.pool(maxBlocks: 1)
+        let p = SendBlockTests.Pool(maxBlocks: 1, keptFree: 1)
+        let (blocks, budget, exhausted) = (p.blocks, p.budget, p.exhausted)
         var q = BudgetedQueue(budget: budget)
         let filler = [UInt8](repeating: 1, count: 1000)
         #expect(Self.run(&q, filler))
@@ -171,23 +162,6 @@ final class SocketTLSClient {
 /// The same through a real TLS listener on both backends, driven from the shard thread.
 @Suite("TLS ciphertext in send blocks on sockets", .serialized)
 struct TLSSendBlockSocketTests {
-    static func start(_ backend: IOBackendKind, _ files: TLSFiles, log: EventLog, coalescing: Bool) throws -> ShardGroup {
-        raiseFileLimit()
-        var c = IOConfiguration()
-        c.backend = backend
-        c.shardCount = 1
-        c.recvBufferCount = 64
-        c.recvBufferBytes = 4096
-        c.tickMilliseconds = 10
-        if !coalescing { c.sendCoalesceMaxFrameBytes = 0 }
-        // A process descriptor on io_uring too: the test sets SO_SNDBUF through `Connection.fd`.
-        c.uringDirectDescriptors = false
-        c.tls = TLSConfiguration(port: 0, certificate: .init(chainPath: files.chain, privateKeyPath: files.key))
-        let g = ShardGroup(configuration: c, host: "127.0.0.1", port: 0) { _ in EchoHandler(log: log) }
-        try g.start()
-        return g
-    }
-
     /// The plaintext of turn `turn`: small mostly (its ciphertext fits a block), every ninth
     /// larger than a block (its own buffer), each byte from its turn and place.
     static func message(_ turn: Int) -> [UInt8] {
@@ -200,7 +174,9 @@ struct TLSSendBlockSocketTests {
     func backlog(backend: IOBackendKind, coalescing: Bool) throws {
         let files = try TLSFiles()
         let log = EventLog()
-        let g = try Self.start(backend, files, log: log, coalescing: coalescing)
+        // Process descriptors on io_uring too: the test sets SO_SNDBUF through `Connection.fd`.
+        let g = try SendBlockSocketTests.start(backend, log: log, processDescriptors: true, coalescing: coalescing,
+                                               tls: TLSConfiguration(port: 0, certificate: .init(chainPath: files.chain, privateKeyPath: files.key)))
         defer { g.shutdown(graceMilliseconds: 500) }
         let shard = g.shards[0]
         let client = try SocketTLSClient(port: g.tlsPort)
@@ -209,11 +185,7 @@ struct TLSSendBlockSocketTests {
         // An echo through the record layer: the server's session is established from here on.
         try client.write(Array("ping".utf8))
         #expect(try client.read(4) == Array("ping".utf8))
-        let set = onShard(shard) { s in
-            var size: Int32 = 4096
-            return setsockopt(s.connections[id.slot].fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-        }
-        #expect(set == 0, "SO_SNDBUF on the server's socket")
+        #expect(SendBlockSocketTests.shrinkSendBuffer(shard, id) == 0, "SO_SNDBUF on the server's socket")
         // One message per shard turn, none read yet: each turn's flush seals a record and
         // queues its ciphertext behind what the full socket left.
         var expected: [UInt8] = []
@@ -241,8 +213,8 @@ struct TLSSendBlockSocketTests {
         #expect(received == expected)
         #expect(shard.metrics.sendBlocksExhausted.value == 0)
         #expect(waitUntil { onShard(shard) { $0.queuedBytes(id) } == 0 })
-        let after = onShard(shard) { s in (s.memory.blocks.blockCount, s.memory.blocks.freeCount, s.memory.usedBytes) }
-        #expect(after?.0 == after?.1 && after?.2 == 0, "\(String(describing: after))")
+        let after = SendBlockSocketTests.poolState(shard)
+        #expect(after?.blocks == after?.free && after?.usedBytes == 0, "\(String(describing: after))")
         // Still a working session: an echo after the backlog.
         try client.write(Array("pong".utf8))
         #expect(try client.read(4) == Array("pong".utf8))

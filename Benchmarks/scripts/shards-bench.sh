@@ -91,11 +91,13 @@ percentile() { awk -v k="$2" '/latency µs:/ { for (i = 1; i <= NF; i++) if ($i 
 PLACEMENTS="${PLACEMENTS:-owner other}"; PLACE_TRIES="${PLACE_TRIES:-3}"
 declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
-declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED A_PAIR
+declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED A_PAIR A_FIXED_PAIR
 # Runs made again because they landed off the wanted placement, per key (backend|shards|n|want).
 declare -A A_RETRIED
 # The one-shard CPU per delivery of each round (backend|subscribers|run), for the paired ratios.
 declare -A ONE_CPU
+# The same at the fixed latency rate (backend|subscribers|run).
+declare -A ONE_FIXED
 # shard_values METRICS NAME SHARDS: the counter's value per shard in the METRICS text, "v0 v1 ..."
 # (0 where absent).
 shard_values() {
@@ -235,7 +237,14 @@ for run in $(seq 1 "$RUNS"); do
                     add A_LAT "$lkey" "$(percentile "$out" p50)/$(percentile "$out" p99)/$(percentile "$out" p99.9)$(client_late "$out" | tr ' ' '_')"
                     # CPU per delivery at the fixed rate too: there both shard counts get the same
                     # publishes per turn, whatever the load generator's window does at full speed.
-                    read -r fu fs <<<"$(split "$out")"; add A_FIXED "$lkey" "$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')"
+                    read -r fu fs <<<"$(split "$out")"
+                    fixed_now="$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')"
+                    add A_FIXED "$lkey" "$fixed_now"
+                    # Paired by round at the fixed rate too.
+                    if [[ "$shards" == 1 ]]; then ONE_FIXED[$backend|$n|$run]="$fixed_now"
+                    elif [[ -n "${ONE_FIXED[$backend|$n|$run]:-}" ]]; then
+                        add A_FIXED_PAIR "$lkey" "$(awk -v a="$fixed_now" -v b="${ONE_FIXED[$backend|$n|$run]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
+                    fi
                     log "$key run $run: $peak_log; at $(rate_for "$n")/s (publisher: ${lplaced}) p50/p99/p99.9 ${A_LAT[$lkey]##* } µs"
                 done
             done
@@ -298,6 +307,9 @@ for backend in $BACKENDS; do
                 fixed_ratio=""
                 if [[ "$shards" != 1 && -n "${FIXED[$key]:-}" && -n "${FIXED[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
                     fixed_ratio="$(awk -v a="${FIXED[$key]}" -v b="${FIXED[$one]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
+                    if [[ -n "${A_FIXED_PAIR[$key]:-}" ]]; then
+                        fixed_ratio="$fixed_ratio (paired by round: median $(samples "${A_FIXED_PAIR[$key]}" | median); per run ${A_FIXED_PAIR[$key]})"
+                    fi
                 fi
                 echo "| $backend | $n | $label | $( [[ -n "${RATE[$key]:-}" ]] && rate_cell "${RATE[$key]}" || echo "n/a") | $cpu | $ratio | ${PERSEND[$key]:-} | ${WAKES[$key]:-} | $(rate_for "$n") | ${LAT[$key]:-no fixed-rate run landed so} | ${FIXED[$key]:-} | $fixed_ratio |"
             done

@@ -269,9 +269,10 @@ extension Shard {
     ///
     /// Ciphertext that fits a send block is copied out of the record layer straight into one
     /// (`SendQueue.appendInBlock`): it is copied anyway, and a block costs no malloc and no
-    /// free, where a buffer of its own cost both per flush (~0.03 µs of an echo's 0.77 µs of
-    /// user time at 1,000 wss connections, RESULTS.md 2026-12-05). Larger ciphertext, or none
-    /// left in the pool, or coalescing off (`sendCoalesceMaxFrameBytes` 0): its own buffer.
+    /// free, where a buffer of its own cost both per flush (one malloc per echo before; user
+    /// time per echo 0.570 -> 0.523 µs at 1,000 wss connections on io_uring, RESULTS.md
+    /// 2026-12-05 13:24). Larger ciphertext, no block left in the pool, or coalescing off
+    /// (`sendCoalesceMaxFrameBytes` or `maxSendBlocksPerShard` 0): a buffer of its own.
     func queueCiphertext(_ slot: Int, _ session: TLSSession, scheduling: Bool = true) {
         let st = connections[slot].state
         guard st == .open || st == .draining else { return }

@@ -280,9 +280,7 @@ extension Shard {
         let pending = sb_tls_pending_out(conn)
         guard pending > 0 else { return }
         if coalescesCiphertext && pending <= sendBlocks.blockBytes {
-            // Nothing queued is in the kernel's hands unless an io_uring send is in flight.
-            let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
-            let queued = connections[slot].queue.appendInBlock(count: pending, inFlightBytes: inFlight, pool: sendBlocks, budget: memory) { to in
+            let queued = connections[slot].queue.appendInBlock(count: pending, inFlightBytes: inFlightBytes(slot), pool: sendBlocks, budget: memory) { to in
                 let taken = sb_tls_take_out(conn, to, pending)
                 precondition(taken == Int32(pending), "the record layer handed over less than it holds")
             }

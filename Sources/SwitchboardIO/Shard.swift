@@ -357,7 +357,7 @@ package class Shard: @unchecked Sendable {
     /// (`memory.blocks.maxFrameBytes`; 0: never). Here for the send path's first test.
     private let coalesceMaxFrameBytes: Int
     /// Whether TLS ciphertext goes into send blocks (`queueCiphertext`): when coalescing is on.
-    let coalescesCiphertext: Bool
+    var coalescesCiphertext: Bool { coalesceMaxFrameBytes > 0 }
     /// `memory.blocks`, one load closer for the send path.
     let sendBlocks: SendBlockPool
     /// A read's replies to its own connection, written when its handler returns (epoll; see
@@ -493,7 +493,6 @@ package class Shard: @unchecked Sendable {
         memory = ShardMemoryBudget(limitBytes: configuration.maxBufferedBytesPerShard,
                                    gauge: metrics.bufferedBytes, hits: metrics.memoryBudgetHits, blocks: blocks)
         coalesceMaxFrameBytes = blocks.maxFrameBytes
-        coalescesCiphertext = blocks.maxFrameBytes > 0
         sendBlocks = blocks
         cork = ReplyCork(capacityBytes: corksReplies ? configuration.replyCorkBytes : 0)
         let capacity = configuration.maxConnectionsPerShard
@@ -710,12 +709,16 @@ package class Shard: @unchecked Sendable {
     /// Copies a small frame into the connection's send blocks (`SendQueue.appendCoalescing`);
     /// false when it was not (empty queue, pool exhausted): the caller queues a reference.
     @inline(never) private func coalesce(_ slot: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
-        // Nothing queued is in the kernel's hands unless an io_uring send is in flight (epoll
-        // writes synchronously and never sets the flag).
-        let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
-        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlight, pool: sendBlocks, budget: memory) else { return false }
+        guard connections[slot].queue.appendCoalescing(bytes, inFlightBytes: inFlightBytes(slot), pool: sendBlocks, budget: memory) else { return false }
         scheduleFlush(slot)
         return true
+    }
+
+    /// The front bytes of `slot`'s queue handed to the kernel by a send not yet completed:
+    /// nothing unless an io_uring send is in flight (epoll writes synchronously and never sets
+    /// the flag). What `SendQueue`'s appends and `dropUnstarted` must leave alone.
+    @inline(__always) func inFlightBytes(_ slot: Int) -> Int {
+        connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
     }
 
     /// `send(_:_:)` for a frame whose +1 the caller took for this send (a WebSocket driver's
@@ -909,8 +912,7 @@ package class Shard: @unchecked Sendable {
             session.clearCorked()
             return
         }
-        let inFlight = connections[slot].sendInFlight ? sides[slot].sendSubmittedBytes : 0
-        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlight, connections[slot].queue.queuedBytes), budget: memory)
+        connections[slot].queue.dropUnstarted(keepingBytes: min(inFlightBytes(slot), connections[slot].queue.queuedBytes), budget: memory)
     }
 
     package func close(_ id: SocketID, mode: CloseMode) {

@@ -149,6 +149,24 @@ learn() {
 }
 placements_for() { if [[ "$1" == 1 ]]; then echo -; else echo "$PLACEMENTS"; fi; }
 add() { local -n arr="$1"; arr[$2]="${arr[$2]:-}${arr[$2]:+ }$3"; }
+# again KEY PLACED WANT TRIES WHAT: true, having logged and counted it, when a run that landed
+# off the wanted placement is to be run again (fewer than PLACE_TRIES tries so far).
+again() {
+    [[ "$2" != "$3" && "$4" -lt "$PLACE_TRIES" ]] || return 1
+    log "$5: not filed, run again"
+    A_RETRIED[$1|$3]=$(( ${A_RETRIED[$1|$3]:-0} + 1 ))
+}
+# pair ONE PAIRS ROUND KEY VALUE: a one-shard run (the loop's $shards) keeps VALUE as its round's base in ONE
+# (ROUND = backend|subscribers|run); a two-shard run adds VALUE / that base to PAIRS[KEY].
+pair() {
+    local -n base="$1"
+    if [[ "$shards" == 1 ]]; then base[$3]="$5"
+    elif [[ -n "${base[$3]:-}" ]]; then
+        add "$2" "$4" "$(awk -v a="$5" -v b="${base[$3]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
+    fi
+}
+# paired_note SAMPLES: " (paired by round: median M; per run ...)" for a list of paired ratios.
+paired_note() { [[ -n "$1" ]] && echo " (paired by round: median $(samples "$1" | median); per run $1)" || true; }
 
 port="$BASE_PORT"
 # Interleaved: round r runs every backend, shard count, subscriber count and placement before
@@ -184,9 +202,7 @@ for run in $(seq 1 "$RUNS"); do
                             placed="$(classify "$port" "$shards" "$before")"
                             [[ "$placed" == unknown ]] && { stop_server; note_failure "$base run $run (peak): the publisher's shard or the owner not found in the counters"; A_FAILED[$base|$want]=1; continue 2; }
                             learn "$backend|$n" "$parity" "$placed" "$want" "$base run $run"
-                            if [[ "$placed" != "$want" && "$tries" -lt "$PLACE_TRIES" ]]; then
-                                log "$base run $run: not filed, run again"; A_RETRIED[$base|$want]=$(( ${A_RETRIED[$base|$want]:-0} + 1 )); continue
-                            fi
+                            again "$base" "$placed" "$want" "$tries" "$base run $run" && continue
                         fi
                         break
                     done
@@ -205,11 +221,7 @@ for run in $(seq 1 "$RUNS"); do
                     read -r u s <<<"$(split "$out")"; add A_USR "$key" "${u:-nan}"; add A_SYS "$key" "${s:-nan}"
                     # Paired by round: this two-shard run's CPU per delivery over the one-shard
                     # run of the same round (minutes apart at most, in nearly the same host state).
-                    cpu_now="$(awk -v u="${u:-nan}" -v s="${s:-nan}" 'BEGIN { printf "%.4f", u + s }')"
-                    if [[ "$shards" == 1 ]]; then ONE_CPU[$backend|$n|$run]="$cpu_now"
-                    elif [[ -n "${ONE_CPU[$backend|$n|$run]:-}" ]]; then
-                        add A_PAIR "$key" "$(awk -v a="$cpu_now" -v b="${ONE_CPU[$backend|$n|$run]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
-                    fi
+                    pair ONE_CPU A_PAIR "$backend|$n|$run" "$key" "$(awk -v u="${u:-nan}" -v s="${s:-nan}" 'BEGIN { printf "%.4f", u + s }')"
                     peak_log="${A_RATE[$key]##* } deliveries/s (server µs/delivery user ${u:-?} system ${s:-?}, ${per_send} per write)"
                     tries=0
                     while :; do
@@ -223,9 +235,7 @@ for run in $(seq 1 "$RUNS"); do
                         lplaced=-; [[ "$status" == 0 && "$want" != - ]] && lplaced="$(classify "$port" "$shards" "$before")"
                         if [[ "$status" == 0 && "$want" != - && "$lplaced" != unknown ]]; then
                             learn "$backend|$n" "$parity" "$lplaced" "$want" "$base run $run (latency)"
-                            if [[ "$lplaced" != "$want" && "$tries" -lt "$PLACE_TRIES" ]]; then
-                                log "$base run $run (latency): not filed, run again"; A_RETRIED[$base|$want]=$(( ${A_RETRIED[$base|$want]:-0} + 1 )); continue
-                            fi
+                            again "$base" "$lplaced" "$want" "$tries" "$base run $run (latency)" && continue
                         fi
                         break
                     done
@@ -240,11 +250,7 @@ for run in $(seq 1 "$RUNS"); do
                     read -r fu fs <<<"$(split "$out")"
                     fixed_now="$(awk -v u="${fu:-nan}" -v s="${fs:-nan}" 'BEGIN { printf "%.3f", u + s }')"
                     add A_FIXED "$lkey" "$fixed_now"
-                    # Paired by round at the fixed rate too.
-                    if [[ "$shards" == 1 ]]; then ONE_FIXED[$backend|$n|$run]="$fixed_now"
-                    elif [[ -n "${ONE_FIXED[$backend|$n|$run]:-}" ]]; then
-                        add A_FIXED_PAIR "$lkey" "$(awk -v a="$fixed_now" -v b="${ONE_FIXED[$backend|$n|$run]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "nan" }')"
-                    fi
+                    pair ONE_FIXED A_FIXED_PAIR "$backend|$n|$run" "$lkey" "$fixed_now"  # paired by round at the fixed rate too
                     log "$key run $run: $peak_log; at $(rate_for "$n")/s (publisher: ${lplaced}) p50/p99/p99.9 ${A_LAT[$lkey]##* } µs"
                 done
             done
@@ -299,17 +305,13 @@ for backend in $BACKENDS; do
                     cpu="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" 'BEGIN { printf "%.3f + %.3f = %.3f", u, s, u + s }')"
                     if [[ "$shards" != 1 && -n "${USR[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
                         ratio="$(awk -v u="${USR[$key]}" -v s="${SYS[$key]}" -v u1="${USR[$one]}" -v s1="${SYS[$one]}" 'BEGIN { if (u1 + s1 > 0) printf "%.2f", (u + s) / (u1 + s1) }')"
-                        if [[ -n "${A_PAIR[$key]:-}" ]]; then
-                            ratio="$ratio (paired by round: median $(samples "${A_PAIR[$key]}" | median); per run ${A_PAIR[$key]})"
-                        fi
+                        ratio="$ratio$(paired_note "${A_PAIR[$key]:-}")"
                     fi
                 fi
                 fixed_ratio=""
                 if [[ "$shards" != 1 && -n "${FIXED[$key]:-}" && -n "${FIXED[$one]:-}" && "${RATE[$one]:-}" != FAILED ]]; then
                     fixed_ratio="$(awk -v a="${FIXED[$key]}" -v b="${FIXED[$one]}" 'BEGIN { if (b > 0) printf "%.2f", a / b }')"
-                    if [[ -n "${A_FIXED_PAIR[$key]:-}" ]]; then
-                        fixed_ratio="$fixed_ratio (paired by round: median $(samples "${A_FIXED_PAIR[$key]}" | median); per run ${A_FIXED_PAIR[$key]})"
-                    fi
+                    fixed_ratio="$fixed_ratio$(paired_note "${A_FIXED_PAIR[$key]:-}")"
                 fi
                 echo "| $backend | $n | $label | $( [[ -n "${RATE[$key]:-}" ]] && rate_cell "${RATE[$key]}" || echo "n/a") | $cpu | $ratio | ${PERSEND[$key]:-} | ${WAKES[$key]:-} | $(rate_for "$n") | ${LAT[$key]:-no fixed-rate run landed so} | ${FIXED[$key]:-} | $fixed_ratio |"
             done

@@ -274,6 +274,7 @@ extension Shard {
     /// 2026-12-05 13:24). Larger ciphertext, no block left in the pool, or coalescing off
     /// (`sendCoalesceMaxFrameBytes` or `maxSendBlocksPerShard` 0): a buffer of its own.
     func queueCiphertext(_ slot: Int, _ session: TLSSession, scheduling: Bool = true) {
+        assertOnShardThread()
         let st = connections[slot].state
         guard st == .open || st == .draining else { return }
         let conn = session.connection

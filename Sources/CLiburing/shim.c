@@ -9,6 +9,7 @@
 #include <time.h>
 #include <sys/mman.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <netinet/tcp.h>
@@ -174,6 +175,35 @@ int sb_eventfd_drain(int fd) {
     ssize_t r = read(fd, &value, sizeof(value));
     sb_user_tsc_leave();
     return r < 0 ? -errno : 0;
+}
+
+// A periodic CLOCK_MONOTONIC timer: it first expires at `first_ns` (absolute, the clock of
+// sb_monotonic_ns), then every `interval_ns`. Non-blocking, close-on-exec. Returns the fd or
+// -errno. An epoll shard waits on it for its tick instead of passing epoll_wait a timeout (see
+// EpollShard.tickFD).
+int sb_timerfd_periodic(int64_t first_ns, int64_t interval_ns) {
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0) return -errno;
+    struct itimerspec its;
+    its.it_value.tv_sec = (time_t)(first_ns / 1000000000LL);
+    its.it_value.tv_nsec = (long)(first_ns % 1000000000LL);
+    its.it_interval.tv_sec = (time_t)(interval_ns / 1000000000LL);
+    its.it_interval.tv_nsec = (long)(interval_ns % 1000000000LL);
+    if (timerfd_settime(fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+// Reads (and so resets) a timerfd's expiration count: 0 when nothing expired since the last
+// read (EAGAIN), else the count, or -errno.
+int64_t sb_timerfd_drain(int fd) {
+    uint64_t expirations;
+    ssize_t r = read(fd, &expirations, sizeof(expirations));
+    if (r < 0) return errno == EAGAIN ? 0 : -errno;
+    return (int64_t)expirations;
 }
 
 int sb_block_signals(void) {

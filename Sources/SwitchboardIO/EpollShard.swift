@@ -22,6 +22,9 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
     @exclusivity(unchecked) private var readAgainScratch: [Int32] = []
     private var iovecs: UnsafeMutablePointer<iovec>
     private static let doorbellToken: UInt64 = .max
+    /// `tickTimer`'s registration (level-triggered). Checked right after `doorbellToken` and
+    /// before `connectTokenBit`, which it has set.
+    private static let tickToken: UInt64 = .max - 1
     /// Set in the token of an outbound connect being watched (connection tokens never have it:
     /// their generation has 24 bits): the rest is attempt << 32 | index.
     private static let connectTokenBit: UInt64 = 1 << 63
@@ -49,6 +52,8 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         try super.init(index: index, configuration: configuration, acceptsQueued: true, corksReplies: true)
         let rc = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, doorbell.eventFD, SB_EPOLLIN | SB_EPOLLET, Self.doorbellToken)
         if rc < 0 { throw IOError.system("epoll_ctl(eventfd)", -rc) }
+        let trc = sb_epoll_ctl(epollFD, SB_EPOLL_CTL_ADD, tickTimer.fd, SB_EPOLLIN, Self.tickToken)
+        if trc < 0 { throw IOError.system("epoll_ctl(timerfd)", -trc) }
     }
 
     override func releaseResources() {
@@ -216,7 +221,10 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         // the wait: a busy turn (input left over, work queued) skips that sequentially consistent
         // store, which every turn paid before.
         let maySleep = readAgain.isEmpty && mayBlock(handler)
-        let timeout = maySleep ? Int32(clamping: timeoutMilliseconds) : 0
+        // A sleep has no timeout (see `TickTimer`): `tickTimer` expires when the tick that
+        // `timeoutMilliseconds` counts down to is due. A budget of 0 (a tick due) never sleeps.
+        assert(timeoutMilliseconds <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
+        let timeout: Int32 = maySleep && timeoutMilliseconds > 0 ? -1 : 0
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         if maySleep { doorbell.cancelSleep() }
         refreshClock()
@@ -249,6 +257,13 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
             if data == Self.doorbellToken {
                 metrics.doorbellWakeups.increment()
                 doorbell.drain()
+                continue
+            }
+            if data == Self.tickToken {
+                // Level-triggered: read, or every wait returns at once until the next tick.
+                // The tick itself runs in `endOfTurn`: the clock read after this wait is at or
+                // past the expiry.
+                tickTimer.drain()
                 continue
             }
             if data & Self.connectTokenBit != 0 {

@@ -478,6 +478,9 @@ package class Shard: @unchecked Sendable {
     private static let admissionClosed = 1
     private var drainDeadline: Int64 = .max
     let doorbell: Doorbell
+    /// The tick as an event (see `TickTimer`): a sleeping turn waits on it instead of with a
+    /// timeout. Each backend waits on it its own way (epoll: registered; io_uring: a read).
+    let tickTimer: TickTimer
 
     /// - Parameter acceptsQueued: the acceptor hands sockets over through `acceptedSockets`
     ///   (epoll), not through the backend (io_uring).
@@ -513,6 +516,7 @@ package class Shard: @unchecked Sendable {
         inbox = MPSCQueue(capacity: configuration.inboxCapacity)
         acceptedSockets = acceptsQueued ? MPSCQueue(capacity: max(configuration.listenBacklog, 64)) : nil
         doorbell = try Doorbell()
+        tickTimer = try TickTimer(tickMilliseconds: configuration.tickMilliseconds)
         idleDeadline = idleTimers.deadline(armedAt: nowMilliseconds)
     }
 
@@ -1510,7 +1514,10 @@ package class Shard: @unchecked Sendable {
     func pauseReceive(_ slot: Int) { fatalError("abstract") }
     /// Starts reading it again (`resumeReading`, after the held bytes were delivered).
     func resumeReceive(_ slot: Int) { fatalError("abstract") }
-    /// Submits pending work, waits for events up to the timeout (or a doorbell), dispatches them.
+    /// Submits pending work, waits for events (or a doorbell), dispatches them.
+    /// `timeoutMilliseconds`: the time to the next tick, at most `tickMilliseconds`. A backend
+    /// may sleep without it while `tickTimer` is armed: the timer ends the sleep when the tick
+    /// is due.
     /// `handler` is `self.handler`, loaded once by `runLoop`: delivered to with no retain per
     /// turn or per read (see `deliver`).
     func waitAndDispatch(timeoutMilliseconds: Int64, handler: ShardEventHandler) { fatalError("abstract") }
@@ -1529,5 +1536,8 @@ package class Shard: @unchecked Sendable {
     func tearDown() {}
     /// Releases kernel resources (ring, epoll fd, eventfd) after the thread exited, so a
     /// stopped broker holds no descriptor even while its metrics are still readable.
-    func releaseResources() { doorbell.closeDescriptor() }
+    func releaseResources() {
+        doorbell.closeDescriptor()
+        tickTimer.close()
+    }
 }

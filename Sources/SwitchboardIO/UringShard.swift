@@ -18,6 +18,8 @@ enum UringOp: UInt64 {
     case connectPoll = 8
     /// The shutdown(SHUT_WR) of a lingering close on a direct descriptor completed.
     case shutdown = 9
+    /// The read of `Shard.tickTimer` completed: a tick is due.
+    case tick = 10
 }
 
 @inline(__always) func userData(_ op: UringOp, slot: Int, generation: UInt32) -> UInt64 {
@@ -63,6 +65,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private(set) var poolTrims = 0
     private let bufferGroup: UInt16 = 0
     private let doorbellValue: UnsafeMutablePointer<UInt64>
+    /// Where the read of `tickTimer` puts its expiry count (not looked at: the turn's clock
+    /// says whether the tick is due).
+    private let tickValue: UnsafeMutablePointer<UInt64>
+    /// A read of `tickTimer` is in flight, so a sleep may go without a timeout. Cleared for
+    /// good if the read ever fails other than transiently: the shard then sleeps with the
+    /// tick's timeout, as before `TickTimer`.
+    private var tickReadArmed = false
     // Completion batch arrays.
     private let batch = 512
     private let cqUserData: UnsafeMutablePointer<UInt64>
@@ -121,6 +130,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
         buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
         doorbellValue = .allocate(capacity: 1)
+        tickValue = .allocate(capacity: 1)
         cqUserData = .allocate(capacity: batch)
         cqRes = .allocate(capacity: batch)
         cqFlags = .allocate(capacity: batch)
@@ -144,6 +154,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         ring.deallocate()
         buffers.deallocate()
         doorbellValue.deallocate()
+        tickValue.deallocate()
         cqUserData.deallocate(); cqRes.deallocate(); cqFlags.deallocate()
         for c in contexts { c.deallocate() }
     }
@@ -162,6 +173,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         if configuration.uringDirectDescriptors { registerDirectDescriptorTable() }
         limitWorkerThreads()
         armDoorbell()
+        armTick()
     }
 
     /// Caps the kernel's worker threads for this shard's ring (`uringWorkerThreads`, both
@@ -263,6 +275,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     private func armDoorbell() {
         sb_prep_read(sqe(), doorbell.eventFD, doorbellValue, 8, userData(.doorbell, slot: 0, generation: 0))
+    }
+
+    /// Reads `tickTimer` (8 bytes, the expiry count): the completion comes when the tick is
+    /// due, and ends a sleep that has no timeout. One read per tick, re-armed by its completion.
+    private func armTick() {
+        sb_prep_read(sqe(), tickTimer.fd, tickValue, 8, userData(.tick, slot: 0, generation: 0))
+        tickReadArmed = true
     }
 
     private func armReceive(_ slot: Int) {
@@ -387,7 +406,15 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
                     metrics.batchWaitsRefused.increment()
                 }
             }
-            if !waited { _ = sb_submit_and_wait(ring, 1, timeoutMilliseconds * 1_000_000) }
+            // Without a timeout while the tick's read is in flight (see `TickTimer`): its
+            // completion ends the sleep when the tick that `timeoutMilliseconds` counts down
+            // to is due. The batch wait above keeps its timeout: its minimum wait is a timer
+            // of the kernel's anyway.
+            if !waited {
+                assert(timeoutMilliseconds <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
+                let sleepsOnTick = tickReadArmed && timeoutMilliseconds > 0
+                _ = sb_submit_and_wait(ring, 1, sleepsOnTick ? -1 : timeoutMilliseconds * 1_000_000)
+            }
             doorbell.cancelSleep()
         } else {
             _ = sb_submit_and_get_events(ring)
@@ -440,6 +467,12 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         case .doorbell:
             metrics.doorbellWakeups.increment()
             armDoorbell()
+        case .tick:
+            // The tick runs in `endOfTurn`: the clock read after this wait is at or past the
+            // expiry. A read that failed for good (it should not: the descriptor is the
+            // shard's own until `releaseResources`) leaves the sleeps their timeout.
+            tickReadArmed = false
+            if res >= 0 || res == -EAGAIN || res == -EINTR { armTick() }
         case .connectPoll:
             outboundConnectReady(index: slot, attempt: generation)
         case .shutdown:

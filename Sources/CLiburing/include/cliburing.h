@@ -127,6 +127,8 @@ int sb_accept4(int fd);
 int sb_eventfd(void);
 int sb_eventfd_signal(int fd);
 int sb_eventfd_drain(int fd);
+int sb_timerfd_periodic(int64_t first_ns, int64_t interval_ns);
+int64_t sb_timerfd_drain(int fd);
 
 // Signals: block SIGTERM/SIGINT/SIGPIPE in the calling thread (inherited by threads it
 // creates), and wait for SIGTERM/SIGINT synchronously.

@@ -479,7 +479,7 @@ package class Shard: @unchecked Sendable {
     private var drainDeadline: Int64 = .max
     let doorbell: Doorbell
     /// The tick as an event (see `TickTimer`): a sleeping turn waits on it instead of with a
-    /// timeout. Each backend waits on it its own way (epoll: registered; io_uring: a read).
+    /// timeout. Each backend waits on it its own way (epoll: registered; io_uring: a poll).
     let tickTimer: TickTimer
 
     /// - Parameter acceptsQueued: the acceptor hands sockets over through `acceptedSockets`

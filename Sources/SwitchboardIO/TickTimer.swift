@@ -11,11 +11,11 @@ import Glibc
 /// an hrtimer for the wait and cancels it when an event ends the wait first, which is nearly
 /// always under load (and on epoll it also computes the timeout's slack on every call, asleep
 /// or not). With the tick as an event both backends sleep without a timeout: epoll registers
-/// `fd`, io_uring keeps a read of it in flight, as for the doorbell. Echo at 20,000 messages/s
-/// over 100 connections, where the shard sleeps between most messages: ~0.55 µs (~3%) less
-/// server CPU per message on either backend; at full speed, where the shard seldom sleeps, no
-/// difference the runs resolve (RESULTS "2026-12-05 (16:20–16:55 UTC)"). The C++ peer's loop
-/// (uWebSockets on epoll) waits on a timerfd the same way.
+/// `fd`, io_uring keeps a one-shot poll of it in flight (`UringShard.armTick`). Echo at 20,000
+/// messages/s over 100 connections, where the shard sleeps between most messages: ~0.55 µs
+/// (~3%) less server CPU per message on either backend; at full speed, where the shard seldom
+/// sleeps, no difference the runs resolve (RESULTS "2026-12-05 (16:20–16:55 UTC)"). The C++
+/// peer's loop (uWebSockets on epoll) waits on a timerfd the same way.
 ///
 /// Expiring exactly on the grid, the timer ends a sleep when a tick is due and not before, so
 /// the clock read after that wait (`refreshClock`) is at or past `nextTickMilliseconds` and the

@@ -18,7 +18,7 @@ enum UringOp: UInt64 {
     case connectPoll = 8
     /// The shutdown(SHUT_WR) of a lingering close on a direct descriptor completed.
     case shutdown = 9
-    /// The read of `Shard.tickTimer` completed: a tick is due.
+    /// The one-shot POLLIN of `Shard.tickTimer` completed: a tick is due.
     case tick = 10
 }
 
@@ -65,13 +65,10 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     private(set) var poolTrims = 0
     private let bufferGroup: UInt16 = 0
     private let doorbellValue: UnsafeMutablePointer<UInt64>
-    /// Where the read of `tickTimer` puts its expiry count (not looked at: the turn's clock
-    /// says whether the tick is due).
-    private let tickValue: UnsafeMutablePointer<UInt64>
-    /// A read of `tickTimer` is in flight, so a sleep may go without a timeout. Cleared for
-    /// good if the read ever fails other than transiently: the shard then sleeps with the
-    /// tick's timeout, as before `TickTimer`.
-    private var tickReadArmed = false
+    /// A poll of `tickTimer` is in flight, so a sleep may go without a timeout. Cleared for
+    /// good if the poll ever fails: the shard then sleeps with the tick's timeout, as before
+    /// `TickTimer`.
+    private var tickPollArmed = false
     // Completion batch arrays.
     private let batch = 512
     private let cqUserData: UnsafeMutablePointer<UInt64>
@@ -130,7 +127,6 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         initialProvidedBuffers = min(configuration.recvBufferInitialCount, configuration.recvBufferCount)
         buffers = .allocate(byteCount: bufferBytes * bufferCount, alignment: 4096)
         doorbellValue = .allocate(capacity: 1)
-        tickValue = .allocate(capacity: 1)
         cqUserData = .allocate(capacity: batch)
         cqRes = .allocate(capacity: batch)
         cqFlags = .allocate(capacity: batch)
@@ -154,7 +150,6 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         ring.deallocate()
         buffers.deallocate()
         doorbellValue.deallocate()
-        tickValue.deallocate()
         cqUserData.deallocate(); cqRes.deallocate(); cqFlags.deallocate()
         for c in contexts { c.deallocate() }
     }
@@ -277,11 +272,16 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         sb_prep_read(sqe(), doorbell.eventFD, doorbellValue, 8, userData(.doorbell, slot: 0, generation: 0))
     }
 
-    /// Reads `tickTimer` (8 bytes, the expiry count): the completion comes when the tick is
-    /// due, and ends a sleep that has no timeout. One read per tick, re-armed by its completion.
+    /// Polls `tickTimer` for POLLIN (one-shot): the completion comes when the tick is due, and
+    /// ends a sleep that has no timeout; it is drained and polled again then. A poll, not an
+    /// io_uring read as for the doorbell: a timerfd that does not mark itself FMODE_NOWAIT
+    /// (before its read_iter conversion in the 6.x series; 6.18 here has it) is not readable
+    /// through io_uring without a kernel worker thread, where a non-blocking timerfd's read
+    /// completes at once with -EAGAIN: every turn. A poll works on every kernel with io_uring;
+    /// the drain is one read(2) per tick.
     private func armTick() {
-        sb_prep_read(sqe(), tickTimer.fd, tickValue, 8, userData(.tick, slot: 0, generation: 0))
-        tickReadArmed = true
+        sb_prep_poll_add(sqe(), tickTimer.fd, UInt32(POLLIN), userData(.tick, slot: 0, generation: 0))
+        tickPollArmed = true
     }
 
     private func armReceive(_ slot: Int) {
@@ -406,13 +406,13 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
                     metrics.batchWaitsRefused.increment()
                 }
             }
-            // Without a timeout while the tick's read is in flight (see `TickTimer`): its
+            // Without a timeout while the tick's poll is in flight (see `TickTimer`): its
             // completion ends the sleep when the tick that `timeoutMilliseconds` counts down
             // to is due. The batch wait above keeps its timeout: its minimum wait is a timer
             // of the kernel's anyway.
             if !waited {
                 assert(timeoutMilliseconds <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
-                let sleepsOnTick = tickReadArmed && timeoutMilliseconds > 0
+                let sleepsOnTick = tickPollArmed && timeoutMilliseconds > 0
                 _ = sb_submit_and_wait(ring, 1, sleepsOnTick ? -1 : timeoutMilliseconds * 1_000_000)
             }
             doorbell.cancelSleep()
@@ -469,10 +469,14 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             armDoorbell()
         case .tick:
             // The tick runs in `endOfTurn`: the clock read after this wait is at or past the
-            // expiry. A read that failed for good (it should not: the descriptor is the
-            // shard's own until `releaseResources`) leaves the sleeps their timeout.
-            tickReadArmed = false
-            if res >= 0 || res == -EAGAIN || res == -EINTR { armTick() }
+            // expiry. A poll that failed (it should not: the descriptor is the shard's own
+            // until `releaseResources`; -ECANCELED when the ring is torn down) leaves the
+            // sleeps their timeout.
+            tickPollArmed = false
+            if res > 0 {
+                tickTimer.drain()
+                armTick()
+            }
         case .connectPoll:
             outboundConnectReady(index: slot, attempt: generation)
         case .shutdown:

@@ -179,8 +179,8 @@ int sb_eventfd_drain(int fd) {
 
 // A periodic CLOCK_MONOTONIC timer: it first expires at `first_ns` (absolute, the clock of
 // sb_monotonic_ns), then every `interval_ns`. Non-blocking, close-on-exec. Returns the fd or
-// -errno. An epoll shard waits on it for its tick instead of passing epoll_wait a timeout (see
-// EpollShard.tickFD).
+// -errno. A shard waits on it for its tick instead of sleeping with a timeout (see
+// TickTimer.swift).
 int sb_timerfd_periodic(int64_t first_ns, int64_t interval_ns) {
     int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (fd < 0) return -errno;

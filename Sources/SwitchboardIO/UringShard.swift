@@ -274,11 +274,10 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
 
     /// Polls `tickTimer` for POLLIN (one-shot): the completion comes when the tick is due, and
     /// ends a sleep that has no timeout; it is drained and polled again then. A poll, not an
-    /// io_uring read as for the doorbell: a timerfd that does not mark itself FMODE_NOWAIT
-    /// (before its read_iter conversion in the 6.x series; 6.18 here has it) is not readable
-    /// through io_uring without a kernel worker thread, where a non-blocking timerfd's read
-    /// completes at once with -EAGAIN: every turn. A poll works on every kernel with io_uring;
-    /// the drain is one read(2) per tick.
+    /// io_uring read as for the doorbell: where a timerfd does not mark itself FMODE_NOWAIT
+    /// (older kernels; a read worked on 6.18), io_uring reads it in a kernel worker thread,
+    /// and a non-blocking timerfd's read may complete at once with -EAGAIN: every turn. A poll
+    /// works on every kernel with io_uring; the drain is one read(2) per tick.
     private func armTick() {
         sb_prep_poll_add(sqe(), tickTimer.fd, UInt32(POLLIN), userData(.tick, slot: 0, generation: 0))
         tickPollArmed = true

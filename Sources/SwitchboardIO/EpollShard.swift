@@ -223,7 +223,6 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
         let maySleep = readAgain.isEmpty && mayBlock(handler)
         // A sleep has no timeout (see `TickTimer`): `tickTimer` expires when the tick that
         // `timeoutMilliseconds` counts down to is due. A budget of 0 (a tick due) never sleeps.
-        assert(timeoutMilliseconds <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
         let timeout: Int32 = maySleep && timeoutMilliseconds > 0 ? -1 : 0
         let count = sb_epoll_wait(epollFD, eventData, eventFlags, Int32(maxEvents), timeout)
         if maySleep { doorbell.cancelSleep() }
@@ -263,6 +262,7 @@ final class EpollShard: Shard, @unchecked Sendable {  // confined like Shard (se
                 // Level-triggered: read, or every wait returns at once until the next tick.
                 // The tick itself runs in `endOfTurn`: the clock read after this wait is at or
                 // past the expiry.
+                assertOnShardThread()
                 tickTimer.drain()
                 continue
             }

@@ -1469,6 +1469,9 @@ package class Shard: @unchecked Sendable {
             sb_user_tsc_turn()  // a measurement build's mark (user-tsc.sh); otherwise nothing
             processInbox()
             let budget = endOfTurn(handler)
+            // The backends sleep without a timeout and rely on `tickTimer` to end the sleep:
+            // that holds only while no turn asks to wake later than the next tick.
+            assert(budget <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
             if lifecycleState == .stopped { break }
             waitAndDispatch(timeoutMilliseconds: budget, handler: handler)
         }
@@ -1534,7 +1537,7 @@ package class Shard: @unchecked Sendable {
     /// Prepares thread-confined resources; called on the shard thread before the loop.
     func setUpOnThread() throws(IOError) {}
     func tearDown() {}
-    /// Releases kernel resources (ring, epoll fd, eventfd) after the thread exited, so a
+    /// Releases kernel resources (ring, epoll fd, eventfd, tick timerfd) after the thread exited, so a
     /// stopped broker holds no descriptor even while its metrics are still readable.
     func releaseResources() {
         doorbell.closeDescriptor()

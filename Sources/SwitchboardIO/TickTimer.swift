@@ -49,7 +49,7 @@ final class TickTimer {
         return sb_timerfd_drain(fd)
     }
 
-    /// Closes the descriptor (an io_uring read still in flight holds its own reference until
+    /// Closes the descriptor (an io_uring poll still in flight holds its own reference until
     /// the ring is torn down). Idempotent.
     func close() {
         if fd >= 0 { _ = Glibc.close(fd); fd = -1 }

@@ -410,7 +410,6 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // to is due. The batch wait above keeps its timeout: its minimum wait is a timer
             // of the kernel's anyway.
             if !waited {
-                assert(timeoutMilliseconds <= Int64(configuration.tickMilliseconds), "a turn's budget past the next tick, which tickTimer would not end a sleep for")
                 let sleepsOnTick = tickPollArmed && timeoutMilliseconds > 0
                 _ = sb_submit_and_wait(ring, 1, sleepsOnTick ? -1 : timeoutMilliseconds * 1_000_000)
             }
@@ -471,6 +470,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // expiry. A poll that failed (it should not: the descriptor is the shard's own
             // until `releaseResources`; -ECANCELED when the ring is torn down) leaves the
             // sleeps their timeout.
+            assertOnShardThread()
             tickPollArmed = false
             if res > 0 {
                 tickTimer.drain()

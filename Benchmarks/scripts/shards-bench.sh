@@ -93,7 +93,9 @@ declare -A RATE USR SYS LAT PERSEND WAKES FIXED PARITY_GIVES
 # Accumulated per key (key = backend|shards|subscribers|placement): space-separated samples.
 declare -A A_RATE A_USR A_SYS A_LAT A_SEND A_WAKE A_FIXED A_FAILED A_PAIR A_FIXED_PAIR
 # Runs made again because they landed off the wanted placement, per key (backend|shards|n|want).
-declare -A A_RETRIED
+# Assigned empty, not only declared: under `set -u`, ${#A_RETRIED[@]} of a declared-only array
+# is an unbound variable, and a run with no retries died there, before report_failures.
+declare -A A_RETRIED=()
 # The one-shard CPU per delivery of each round (backend|subscribers|run), for the paired ratios.
 declare -A ONE_CPU
 # The same at the fixed latency rate (backend|subscribers|run).

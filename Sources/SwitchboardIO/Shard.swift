@@ -1322,7 +1322,7 @@ package class Shard: @unchecked Sendable {
     /// accepted sockets are closed. The inbox's consumer only: the shard thread as its loop
     /// ends, or the thread that started the group for a shard whose thread never ran.
     func closeInbox() {
-        admission.loadThenBitwiseOr(with: Self.admissionClosed, ordering: .acquiringAndReleasing)
+        _ = admission.loadThenBitwiseOr(with: Self.admissionClosed, ordering: .acquiringAndReleasing)
         // Posters that passed the gate before it closed are finishing a push of a few
         // instructions; wait for them so their task is in the inbox for the drain below.
         while admission.load(ordering: .acquiring) != Self.admissionClosed { sched_yield() }

@@ -11,7 +11,8 @@ import SwitchboardCommandLine
 /// - Any path except those under `/broadcast`: every message goes back to its sender.
 /// - `/broadcast` and `/broadcast/NAME`: the socket joins the channel named by the path on
 ///   upgrade, and every message it sends goes to every member of that channel (itself
-///   included), like the hummingbird peer's `/broadcast`.
+///   included), like the hummingbird peer's `/broadcast`. An upgrade whose subscription a
+///   limit refuses (`max_channels_per_shard`, `max_subscriptions_per_socket`) gets 503.
 /// - `GET /position/broadcast/NAME`: the epoch and offset (`EPOCH:OFFSET`, or `none`) of the
 ///   last message of channel `/broadcast/NAME` delivered on the shard that answers (run with
 ///   `--shards 1` to ask the node): the cluster tests compare nodes with it.
@@ -36,8 +37,12 @@ final class EchoHandler: WorkerHandler {
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         if request.path == "/broadcast" || request.path.hasPrefix("/broadcast/") {
             let channel = Array(request.path.utf8)
-            context.subscribe(socketId, ChannelName(channel))
-            return .accept(token: channel)
+            // A socket whose subscription was refused (a limit: `max_channels_per_shard`,
+            // `max_subscriptions_per_socket`) would never see a broadcast: refuse it instead.
+            switch context.subscribe(socketId, ChannelName(channel)) {
+            case .subscribed, .alreadySubscribed: return .accept(token: channel)
+            case let refused: return .reject(.text("subscription refused: \(refused)\n", status: .serviceUnavailable))
+            }
         }
         if request.path == "/direct" {
             directSockets.insert(socketId)

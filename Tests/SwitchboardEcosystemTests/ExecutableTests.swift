@@ -118,6 +118,48 @@ struct ExecutableTests {
         #expect(server.errorText.contains("switchboard: stopped"))
     }
 
+    /// switchboard-echo subscribes a `/broadcast/NAME` socket on upgrade; a subscription a limit
+    /// refuses is a 503, not an open socket that would never see a broadcast.
+    @Test func echoRefusesABroadcastUpgradeWhoseSubscriptionIsRefused() throws {
+        let server = try ServerProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", "1", "--set", "max_channels_per_shard=1",
+        ])
+        defer { if server.process.isRunning { server.process.terminate() } }
+        let log = try server.readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
+        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
+        let port = try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+
+        let first = try TestClient(port: port)
+        #expect(try first.upgrade(path: "/broadcast/a").status == 101)
+        let same = try TestClient(port: port)
+        #expect(try same.upgrade(path: "/broadcast/a").status == 101, "the channel exists: no new one needed")
+        do {  // closed before the stop below
+            let second = try TestClient(port: port)
+            // The whole response, body too (`upgrade` reads the head only).
+            try second.send("GET /broadcast/b HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            let refused = try second.readResponse()
+            #expect(refused.status == 503)
+            #expect(refused.bodyText == "subscription refused: tooManyChannels\n", "\(refused)")
+        }
+        // The two members of /broadcast/a still get its broadcasts.
+        try first.sendFrame(opcode: 1, payload: Array("hi".utf8))
+        for member in [first, same] {
+            let frame = try member.readFrame()
+            #expect(frame.opcode == 1)
+            #expect(frame.payload == Array("hi".utf8))
+        }
+        // A graceful stop: each member answers its close (1001) so the exit does not wait out
+        // the close timeout.
+        server.process.terminate()
+        for member in [first, same] {
+            let close = try member.readFrame()
+            #expect(close.closeCode == 1001)
+            try member.sendFrame(opcode: 8, payload: [0x03, 0xE9])
+        }
+        #expect(try server.waitForExit() == 0)
+    }
+
     @Test func configurationErrorsExitTwoNamingTheLine() throws {
         let path = try temporaryFile("port = 3004\ncb_max_json_depth = deep\n")
         defer { unlink(path) }

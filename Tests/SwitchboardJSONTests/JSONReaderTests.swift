@@ -93,7 +93,7 @@ struct JSONReaderTests {
         }
         for bad in ["[1,]", "[,1]", "[1 2]", "[", "]", "[1]x"] {
             var b = bad
-            b.withUTF8 { buf in
+            _ = b.withUTF8 { buf in
                 #expect(throws: JSONError.invalid) { try JSONReader.parseArray(buf, in: 0..<buf.count, maxDepth: 4) }
             }
         }

@@ -49,7 +49,7 @@ func residentBytes() -> Int {
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 256)
     guard fgets(&line, Int32(line.count), f) != nil else { return -1 }
-    let fields = String(cString: line).split(separator: " ")
+    let fields = String(decoding: line.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: " ")
     guard fields.count >= 2, let pages = Int(fields[1]) else { return -1 }
     return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
 }

@@ -81,7 +81,7 @@ struct ScratchMessageTests {
         }
         // In the middle of a fragmented message, or after our close: declined too.
         var assembling = WebSocketConnection()
-        _ = text("frag", fin: false).withUnsafeBytes { assembling.receive($0) { _ in } }
+        text("frag", fin: false).withUnsafeBytes { assembling.receive($0) { _ in } }
         #expect(text("x").withUnsafeBytes { assembling.receiveWholeMessage($0, scratch: scratch) } == nil)
         var closing = WebSocketConnection()
         _ = closing.initiateClose(code: 1000, reason: "")

@@ -23,8 +23,10 @@ final class EchoHandler: WorkerHandler {
     func handleUpgrade(_ request: WorkerRequest, socketId: SocketID) -> UpgradeDecision {
         guard request.path == "/broadcast" else { return .accept() }
         let channel = Array(request.path.utf8)
-        context.subscribe(socketId, ChannelName(channel))
-        return .accept(token: channel)
+        switch context.subscribe(socketId, ChannelName(channel)) {
+        case .subscribed, .alreadySubscribed: return .accept(token: channel)
+        case let refused: return .reject(.text("subscription refused: \(refused)\n", status: .serviceUnavailable))
+        }
     }
 
     // The message lent, as switchboard-echo takes it: its bytes go back (or to the channel)

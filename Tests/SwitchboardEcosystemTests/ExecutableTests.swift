@@ -160,6 +160,32 @@ struct ExecutableTests {
         #expect(try server.waitForExit() == 0)
     }
 
+    /// README "Graceful shutdown": a connection in a lingering close keeps lingering through a
+    /// stop, and the exit follows the client's close (here, with both limits a minute long).
+    @Test func aStopWaitsForALingeringCloseToEnd() throws {
+        let server = try ServerProcess("switchboard-echo", [
+            "--host", "127.0.0.1", "--port", "0", "--shards", "1",
+            "--set", "linger_timeout_ms=60000", "--set", "shutdown_grace_ms=60000",
+        ])
+        defer { if server.process.isRunning { server.process.terminate() } }
+        let log = try server.readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
+        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
+        let port = try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+
+        let client = try TestClient(port: port)
+        try client.send("GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        let response = try client.readResponse()
+        #expect(response.status == 200)
+        #expect(response.header("connection") == "close")
+        server.process.terminate()
+        // Lingering: the server's side is shut (EOF here), the socket open until this client
+        // closes. A bounded look for an exit that must not come.
+        #expect(try client.readToEnd().isEmpty)
+        #expect(!waitUntil(timeoutMilliseconds: 300) { !server.process.isRunning }, "exited while a close lingered")
+        client.shutdownWrite()  // the client's FIN ends the linger
+        #expect(try server.waitForExit() == 0)
+    }
+
     @Test func configurationErrorsExitTwoNamingTheLine() throws {
         let path = try temporaryFile("port = 3004\ncb_max_json_depth = deep\n")
         defer { unlink(path) }

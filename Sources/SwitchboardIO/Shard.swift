@@ -200,6 +200,10 @@ struct Connection {
     /// io_uring: a shutdown of a direct descriptor was submitted and has not completed (the slot
     /// may not be emptied, and so not reused, before the kernel looked the socket up).
     var shutdownInFlight: Bool { get { flags.contains(.shutdownInFlight) } set { flags.set(.shutdownInFlight, newValue) } }
+    /// io_uring: the last send found the socket full (-EAGAIN) and a one-shot POLLOUT poll
+    /// under the send's user data waits for room (`UringShard.completeSend`); `sendInFlight`
+    /// stays set meanwhile, so the slot is neither finalized nor sent on.
+    var sendAwaitsRoom: Bool { get { flags.contains(.sendAwaitsRoom) } set { flags.set(.sendAwaitsRoom, newValue) } }
 }
 
 /// What a `Connection` slot does not hold because only some connections or one backend use it
@@ -307,6 +311,7 @@ struct ConnectionFlags: OptionSet {
     static let idleTimerArmed = ConnectionFlags(rawValue: 1 << 10)
     static let direct = ConnectionFlags(rawValue: 1 << 11)
     static let shutdownInFlight = ConnectionFlags(rawValue: 1 << 12)
+    static let sendAwaitsRoom = ConnectionFlags(rawValue: 1 << 13)
 
     @inline(__always) mutating func set(_ flag: ConnectionFlags, _ on: Bool) {
         if on { insert(flag) } else { remove(flag) }

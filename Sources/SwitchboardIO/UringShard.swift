@@ -6,6 +6,8 @@ import Glibc
 /// Kinds of operation, in the top byte of a completion's user_data.
 enum UringOp: UInt64 {
     case recv = 1
+    /// A send's completion, or that of the POLLOUT poll that waits for room after a send's
+    /// -EAGAIN (`Connection.sendAwaitsRoom` says which: never both in flight).
     case send = 2
     case cancel = 3
     /// A socket handed over by the acceptor with MSG_RING: res is the fd.
@@ -27,8 +29,9 @@ enum UringOp: UInt64 {
 }
 
 /// A shard on io_uring: multishot receive into a provided-buffer ring (an idle connection holds
-/// no buffer), one send or vectored sendmsg in flight per connection, completions routed by
-/// user_data.
+/// no buffer), one send or vectored sendmsg per connection (MSG_DONTWAIT: it completes in the
+/// call that submits it; a full socket waits for room on a POLLOUT poll), completions routed
+/// by user_data.
 final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (see there)
     let ring: UnsafeMutablePointer<io_uring>
     let appliedFlags: UInt32
@@ -69,6 +72,12 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     /// good if the poll ever fails: the shard then sleeps with the tick's timeout, as before
     /// `TickTimer`.
     private var tickPollArmed = false
+    /// Sends prepared in the SQ since it was last submitted. Each completes inside the
+    /// io_uring_enter that submits it (MSG_DONTWAIT: see `sb_prep_send`), so a sleep that submits
+    /// them waits for that many completions and one more: otherwise the sends' own
+    /// completions would end it at once, and a second io_uring_enter would sleep (1.87 enters
+    /// per echo at 20,000 msg/s, 0.99 with this count; RESULTS.md 2026-12-05 19:33).
+    private var sendsSinceSubmit: UInt32 = 0
     // Completion batch arrays.
     private let batch = 512
     private let cqUserData: UnsafeMutablePointer<UInt64>
@@ -263,7 +272,9 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     private func sqe() -> UnsafeMutablePointer<io_uring_sqe> {
-        // sb_get_sqe submits when the SQ is full; it fails only if the ring is broken.
+        // sb_get_sqe submits when the SQ is full (the sends counted so far go with it); it
+        // fails only if the ring is broken.
+        if io_uring_sq_space_left(ring) == 0 { sendsSinceSubmit = 0 }
         guard let s = sb_get_sqe(ring) else { fatalError("io_uring: no SQE available after submit") }
         return s
     }
@@ -333,6 +344,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
         }
         connections[slot].sendInFlight = true
         turnCounts.sends &+= 1
+        sendsSinceSubmit &+= 1
     }
 
     override func watchConnect(fd: Int32, index: Int, attempt: UInt32) {
@@ -411,12 +423,18 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
             // of the kernel's anyway.
             if !waited {
                 let sleepsOnTick = tickPollArmed && timeoutMilliseconds > 0
-                _ = sb_submit_and_wait(ring, 1, sleepsOnTick ? -1 : timeoutMilliseconds * 1_000_000)
+                // The sends this call submits post their completions before it waits (see
+                // `sendsSinceSubmit`): wait for one beyond them. Not with completions already
+                // posted (a submit forced by a full SQ), which must end the wait at once, and
+                // not with a timeout (the fallback, rare): a plain wait for one there.
+                let waitCompletions: UInt32 = sleepsOnTick && io_uring_cq_ready(ring) == 0 ? 1 + sendsSinceSubmit : 1
+                _ = sb_submit_and_wait(ring, waitCompletions, sleepsOnTick ? -1 : timeoutMilliseconds * 1_000_000)
             }
             doorbell.cancelSleep()
         } else {
             _ = sb_submit_and_get_events(ring)
         }
+        sendsSinceSubmit = 0  // every branch above submitted the SQ
         refreshClock()
         let table = handlerSlots
         let prefetching = prefetchesThisTurn
@@ -535,13 +553,39 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     private func completeSend(_ slot: Int, _ res: Int32) {
-        connections[slot].sendInFlight = false
         let ctx = sides[slot].sendContext
         if ctx >= 0 {
             freeContexts.append(ctx)
             sides[slot].sendContext = -1
         }
         let state = connections[slot].state
+        if connections[slot].sendAwaitsRoom {
+            // The POLLOUT poll after an -EAGAIN: room (res, the poll's events), an error, or
+            // -ECANCELED from `cancelOperations`. The queue is as the blocked send left it.
+            assert(connections[slot].sendInFlight, "a poll for room stands in for a send in flight")
+            connections[slot].sendAwaitsRoom = false
+            connections[slot].sendInFlight = false
+            if state == .closing {
+                queueFinalizeIfQuiescent(slot)
+            } else if res > 0 {
+                scheduleFlush(slot)  // POLLERR or POLLHUP included: that send reports it
+            } else {
+                beginClose(slot)
+            }
+            return
+        }
+        if res == -EAGAIN && state != .closing {
+            // MSG_DONTWAIT (see `sb_prep_send`): the socket is full. Wait for room here, as the
+            // epoll backend waits for EPOLLOUT, under the send's user data, so the cancel in
+            // `cancelOperations` ends the wait as it ends a send. Nothing was taken from the
+            // queue; `sendInFlight` stays set until the poll completes.
+            connections[slot].sendAwaitsRoom = true
+            let s = sqe()
+            sb_prep_poll_add(s, connections[slot].fd, UInt32(POLLOUT), userData(.send, slot: slot, generation: connections[slot].generation))
+            if connections[slot].direct { sb_sqe_fixed_file(s) }
+            return
+        }
+        connections[slot].sendInFlight = false
         if state == .closing {
             queueFinalizeIfQuiescent(slot)
             return

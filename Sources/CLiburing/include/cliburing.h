@@ -184,12 +184,15 @@ static inline void sb_prep_recv_multishot(struct io_uring_sqe *sqe, int fd, uint
     sqe->buf_group = bgid;
     io_uring_sqe_set_data64(sqe, user_data);
 }
+// MSG_DONTWAIT: io_uring then never parks a send that would block on a poll of its own
+// (io_sendmsg_prep sets REQ_F_NOWAIT); it completes inside the io_uring_enter that submits
+// it, with -EAGAIN when the socket is full. UringShard counts on that (see its waits).
 static inline void sb_prep_send(struct io_uring_sqe *sqe, int fd, const void *buf, size_t len, uint64_t user_data) {
-    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     io_uring_sqe_set_data64(sqe, user_data);
 }
 static inline void sb_prep_sendmsg(struct io_uring_sqe *sqe, int fd, const struct msghdr *msg, uint64_t user_data) {
-    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL);
+    io_uring_prep_sendmsg(sqe, fd, msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     io_uring_sqe_set_data64(sqe, user_data);
 }
 void sb_prep_cancel(struct io_uring_sqe *sqe, uint64_t target_user_data, uint64_t user_data);

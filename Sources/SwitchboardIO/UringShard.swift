@@ -553,6 +553,7 @@ final class UringShard: Shard, @unchecked Sendable {  // confined like Shard (se
     }
 
     private func completeSend(_ slot: Int, _ res: Int32) {
+        assertOnShardThread()
         let ctx = sides[slot].sendContext
         if ctx >= 0 {
             freeContexts.append(ctx)

@@ -51,6 +51,13 @@ final class ServerProcess {
         return errorText
     }
 
+    /// The port of the "listening on 127.0.0.1:PORT" line the servers log once bound.
+    func listeningPort() throws -> Int {
+        let log = try readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
+        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
+        return try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+    }
+
     /// Waits for the exit (bounded) and returns the status.
     func waitForExit() throws -> Int32 {
         let deadline = ContinuousClock.now + .seconds(30)
@@ -99,9 +106,7 @@ struct ExecutableTests {
     @Test func sigtermShutsDownGracefully() throws {
         let server = try ServerProcess("switchboard", ["--host", "127.0.0.1", "--port", "0", "--shards", "1"],
                                        environment: ["SWITCHBOARD_HEALTH_PATH": "/alive"])
-        let log = try server.readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
-        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
-        let port = try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+        let port = try server.listeningPort()
 
         let http = try TestClient(port: port)
         try http.send("GET /alive HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -125,9 +130,7 @@ struct ExecutableTests {
             "--host", "127.0.0.1", "--port", "0", "--shards", "1", "--set", "max_channels_per_shard=1",
         ])
         defer { if server.process.isRunning { server.process.terminate() } }
-        let log = try server.readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
-        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
-        let port = try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+        let port = try server.listeningPort()
 
         let first = try TestClient(port: port)
         #expect(try first.upgrade(path: "/broadcast/a").status == 101)
@@ -136,8 +139,7 @@ struct ExecutableTests {
         do {  // closed before the stop below
             let second = try TestClient(port: port)
             // The whole response, body too (`upgrade` reads the head only).
-            try second.send("GET /broadcast/b HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
-                            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            try second.sendUpgradeRequest(path: "/broadcast/b")
             let refused = try second.readResponse()
             #expect(refused.status == 503)
             #expect(refused.bodyText == "subscription refused: tooManyChannels\n", "\(refused)")
@@ -168,9 +170,7 @@ struct ExecutableTests {
             "--set", "linger_timeout_ms=60000", "--set", "shutdown_grace_ms=60000",
         ])
         defer { if server.process.isRunning { server.process.terminate() } }
-        let log = try server.readError { $0.contains("listening on 127.0.0.1:") && $0.hasSuffix("\n") }
-        let after = try #require(log.range(of: "listening on 127.0.0.1:"))
-        let port = try #require(Int(log[after.upperBound...].prefix { $0.isNumber }))
+        let port = try server.listeningPort()
 
         let client = try TestClient(port: port)
         try client.send("GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")

@@ -17,11 +17,17 @@ public struct TestFrame: Equatable, CustomStringConvertible {
 }
 
 extension TestClient {
-    /// Sends an upgrade request and reads the 101 (or refusal). The key is the RFC's sample.
+    /// Sends an upgrade request and reads the 101 (or refusal), its head only. The key is the
+    /// RFC's sample.
     public func upgrade(path: String = "/", headers: String = "") throws -> TestResponse {
+        try sendUpgradeRequest(path: path, headers: headers)
+        return try readResponse(headOnly: true)
+    }
+
+    /// Sends `upgrade`'s request and reads nothing (a refusal's body: `readResponse()`).
+    public func sendUpgradeRequest(path: String = "/", headers: String = "") throws {
         try send("GET \(path) HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\(headers)\r\n")
-        return try readResponse(headOnly: true)
     }
 
     /// Builds a client frame (masked unless told otherwise).
